@@ -1,0 +1,167 @@
+"""`diversity-cli generate`: sample prompts x seeds from a model pair into a resumable run directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
+from .prompts import PromptRow, prompt_id, read_prompts
+from .rundir import RunDir
+from .sampling.methods import METHODS, USES_BASE_KNOBS
+
+
+@dataclass(frozen=True)
+class Job:
+    prompt: str
+    seed: int
+    path: str  # relative to the run directory
+
+
+def run_tag(cfg: DictConfig) -> str:
+    """Folder name of a sampling setting: the method and the knobs that change its images."""
+    tag = cfg.method
+    if cfg.method in USES_BASE_KNOBS:
+        tag += f"_k{cfg.k}"
+        if float(cfg.base_guidance) != 0.0:
+            tag += f"_g{float(cfg.base_guidance):g}"
+        if cfg.base_steps is not None:
+            tag += f"_bs{cfg.base_steps}"
+    return tag
+
+
+def settings_hash(cfg: DictConfig) -> str:
+    """Fingerprint of everything that determines an image for a given prompt and seed."""
+    keys = {"model": OmegaConf.to_container(cfg.model, resolve=True), "method": cfg.method}
+    if cfg.method in USES_BASE_KNOBS:
+        keys.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=cfg.base_steps)
+    return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject bad knobs before any model is loaded."""
+    if cfg.method not in METHODS:
+        raise UserError(f"unknown method '{cfg.method}'; choose one of: {', '.join(METHODS)}")
+    for key in ("n", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UserError(f"{key}={cfg[key]} must be a positive integer")
+    if not isinstance(cfg.k, int):
+        raise UserError(f"k={cfg.k} must be an integer number of distilled steps")
+    timesteps = cfg.model.distilled.get("timesteps")
+    steps = len(timesteps) if timesteps else int(cfg.model.distilled.steps)
+    if cfg.method in USES_BASE_KNOBS and not 0 <= cfg.k <= steps:
+        raise UserError(
+            f"k={cfg.k} is out of range for {cfg.model.name}: its distilled schedule has {steps} steps (0..{steps})"
+        )
+    if cfg.base_steps is not None and (not isinstance(cfg.base_steps, int) or cfg.base_steps < 1):
+        raise UserError(f"base_steps={cfg.base_steps} gives the base model no step; use an integer >= 1 or null")
+
+
+def plan_jobs(cfg: DictConfig, rows: list[PromptRow]) -> list[Job]:
+    """Every (prompt, seed) image of the command, in order, without duplicates."""
+    folder = f"{cfg.model.name}/{run_tag(cfg)}"
+    jobs: dict[str, Job] = {}
+    for row in rows:
+        first = row.seed if row.seed is not None else int(cfg.seed)
+        for j in range(int(cfg.n)):
+            seed = first + j
+            path = f"{folder}/{prompt_id(row.prompt)}/{seed:06d}.png"
+            jobs.setdefault(path, Job(row.prompt, seed, path))
+    return list(jobs.values())
+
+
+def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> list[Job]:
+    """Jobs still to do. A finished image made by other settings is an error unless `overwrite`."""
+    done = {row["path"]: row for row in run.read_samples()}
+    wanted = {job.path for job in jobs}
+    clashes = {p for p in wanted if p in done and done[p]["settings"] != settings}
+    if overwrite:
+        run.drop_samples({p for p in wanted if p in done})
+        return jobs
+    if clashes:
+        example = sorted(clashes)[0]
+        raise UserError(
+            f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {example}); "
+            "use another out= or add overwrite=true"
+        )
+    return [job for job in jobs if not (job.path in done and (run.root / job.path).exists())]
+
+
+def generate(cfg: DictConfig) -> Path:
+    validate(cfg)
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    run = RunDir(cfg.out)
+    jobs = plan_jobs(cfg, rows)
+    settings = settings_hash(cfg)
+    todo = pending(run, jobs, settings, bool(cfg.overwrite))
+    if not todo:
+        _console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
+        return run.root
+
+    import torch
+
+    from .models.loading import load_pair, resolve_device, resolve_dtype
+    from .sampling.plan import make_plan
+    from .sampling.sampler import sample_latents
+
+    device = resolve_device(cfg.device)
+    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    name = f"{cfg.model.name}_{run_tag(cfg)}"
+    knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
+    probe = make_plan(pair, cfg.method, **knobs)
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.save_config(name, cfg)
+    run.save_versions(name, {"device": str(device)})
+    run.save_timesteps(name, probe.visits(), [type(s.scheduler).__name__ for s in probe.segments for _ in s.timesteps])
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_console(), transient=False) as progress:
+        task = progress.add_task(f"{name} ({len(jobs) - len(todo)} done)", total=len(todo))
+        for start in range(0, len(todo), int(cfg.batch_size)):
+            batch = todo[start : start + int(cfg.batch_size)]
+            began = time.perf_counter()
+            plan = make_plan(pair, cfg.method, **knobs)  # schedulers carry step state: fresh per batch
+            conditioning = pair.encode([job.prompt for job in batch])
+            latents = sample_latents(plan, conditioning, [job.seed for job in batch], pair.latent_shape, device)
+            images = pair.decode(latents)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = (time.perf_counter() - began) / len(batch)
+            rows_out = []
+            for job, image in zip(batch, images, strict=True):
+                target = run.root / job.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                image.save(target)
+                rows_out.append(
+                    {
+                        "method": cfg.method,
+                        "model": cfg.model.name,
+                        "prompt": job.prompt,
+                        "seed": job.seed,
+                        "k": cfg.k if cfg.method in USES_BASE_KNOBS else "",
+                        "steps": plan.steps,
+                        "nfe": plan.nfe,
+                        "seconds": f"{seconds:.4f}",
+                        "path": job.path,
+                        "base_guidance": cfg.base_guidance,
+                        "base_steps": "" if cfg.base_steps is None else cfg.base_steps,
+                        "tag": run_tag(cfg),
+                        "settings": settings,
+                    }
+                )
+            run.append_samples(rows_out)
+            progress.advance(task, len(batch))
+    return run.root
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)

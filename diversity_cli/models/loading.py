@@ -1,0 +1,179 @@
+"""Load a model pair from its `conf/model/<name>.yaml` entry: real checkpoints or a tiny offline pair.
+
+Real checkpoints come from the Hugging Face cache (`HF_HOME`) or a local directory (`path:`); nothing here
+decides to download on its own beyond what `from_pretrained` does. When a checkpoint is missing the user gets
+one line naming it and how to point at a local copy.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import UserError
+from .pair import ModelPair, ModelSpec
+
+NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# The SD-family training noise schedule, used by the tiny pairs (real pairs read their scheduler configs).
+TRAIN_SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "steps_offset": 1,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} but no CUDA device is visible; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name not in DTYPES:
+        raise UserError(f"unknown dtype '{name}'; choose one of: {', '.join(DTYPES)}")
+    # Half precision is a GPU setting; on CPU it is slow and some kernels lack it.
+    return torch.float32 if device.type == "cpu" else DTYPES[name]
+
+
+def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype) -> ModelPair:
+    """Load both models once; the distilled model reuses the base's VAE and text encoders."""
+    _quiet_libraries()
+    family = model.family
+    if family not in NETWORK_SLOT:
+        raise UserError(f"model '{model.name}' has unknown family '{family}'; use sd, sdxl or pixart")
+    if model.get("tiny"):
+        pipe, networks = _tiny(model)
+    else:
+        pipe, networks = _real(model, dtype)
+    pipe.to(device)
+    specs = {}
+    for role in ("base", "distilled"):
+        conf = model[role]
+        network = networks[role].to(device)
+        if network.dtype != dtype:
+            network = network.to(dtype)
+        network.eval()
+        scheduler = _scheduler(conf.scheduler, model.get("tiny", False))
+        timesteps = list(conf.timesteps) if conf.get("timesteps") else None
+        specs[role] = ModelSpec(role, conf.label, network, scheduler, int(conf.steps), float(conf.guidance), timesteps)
+    height, width = _size(model.resolution)
+    return ModelPair(model.name, family, pipe, specs["base"], specs["distilled"], height, width, device, dtype)
+
+
+def _quiet_libraries() -> None:
+    # Both libraries log config notes at warning level on every load; the terminal is for progress and errors.
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def _size(resolution: Any) -> tuple[int, int]:
+    if isinstance(resolution, int):
+        return resolution, resolution
+    height, width = resolution
+    return int(height), int(width)
+
+
+def _tiny(model: DictConfig):
+    from . import tiny
+
+    components = tiny.build_shared_components(model.family, seed=int(model.base.seed))
+    networks = {role: tiny.build_network(model.family, seed=int(model[role].seed)) for role in ("base", "distilled")}
+    slot = NETWORK_SLOT[model.family]
+    scheduler = _scheduler(model.base.scheduler, tiny=True)
+    pipe = tiny.pipeline_class(model.family)(**components, **{slot: networks["base"]}, scheduler=scheduler)
+    return pipe, networks
+
+
+def _real(model: DictConfig, dtype: torch.dtype):
+    from diffusers import DiffusionPipeline
+
+    shared = model.components
+    base_network = _network(model, "base", dtype)
+    slot = NETWORK_SLOT[model.family]
+    kwargs: dict[str, Any] = {slot: base_network, "torch_dtype": dtype}
+    if model.family == "sd":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if shared.get("variant"):
+        kwargs["variant"] = shared.variant
+    source = shared.get("path") or shared.repo
+    pipe = _guarded(lambda: DiffusionPipeline.from_pretrained(source, **kwargs), source, "model.components.path")
+    networks = {"base": base_network, "distilled": _network(model, "distilled", dtype)}
+    return pipe, networks
+
+
+def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A denoising network: a diffusers folder (repo + subfolder, or `path`), or a bare weights file
+    (repo + file, e.g. DMD2 or Lightning UNets) loaded into the architecture of `config_repo`."""
+    from diffusers import PixArtTransformer2DModel, UNet2DConditionModel
+
+    cls = PixArtTransformer2DModel if model.family == "pixart" else UNet2DConditionModel
+    conf = model[role].network
+    hint = f"model.{role}.network.path"
+    if conf.get("path"):
+        return _guarded(lambda: cls.from_pretrained(conf.path, torch_dtype=dtype), conf.path, hint)
+    if not conf.get("file"):
+        kwargs = {"subfolder": conf.get("subfolder"), "torch_dtype": dtype}
+        if conf.get("variant"):
+            kwargs["variant"] = conf.variant
+        return _guarded(lambda: cls.from_pretrained(conf.repo, **kwargs), conf.repo, hint)
+
+    from huggingface_hub import hf_hub_download
+
+    config = _guarded(
+        lambda: cls.load_config(conf.config_repo, subfolder=conf.get("config_subfolder")), conf.config_repo, hint
+    )
+    weights = _guarded(lambda: hf_hub_download(conf.repo, conf.file), conf.repo, hint, file=conf.file)
+    network = cls.from_config(config).to(dtype)
+    if weights.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(weights)
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    network.load_state_dict(state)
+    return network
+
+
+def _scheduler(conf: DictConfig, tiny: bool = False):
+    import diffusers
+
+    cls = getattr(diffusers, conf["class"], None)
+    if cls is None or not hasattr(cls, "set_timesteps"):
+        raise UserError(f"unknown scheduler class '{conf['class']}'; use a diffusers scheduler class name")
+    overrides = conf.get("overrides")
+    overrides = OmegaConf.to_container(overrides, resolve=True) if overrides is not None else {}
+    if tiny or not conf.get("repo"):
+        return cls.from_config({**TRAIN_SCHEDULE, **overrides})
+    base_config = _guarded(
+        lambda: cls.load_config(conf.repo, subfolder=conf.get("subfolder", "scheduler")),
+        conf.repo,
+        "the scheduler's repo",
+    )
+    return cls.from_config(base_config, **overrides)
+
+
+def _guarded(load, repo: str, hint: str, file: str | None = None):
+    """Run a hub/local load; turn 'not found / offline' failures into one actionable line."""
+    try:
+        return load()
+    except (OSError, ValueError) as err:  # hub and offline errors are OSError or ValueError subclasses
+        hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        what = f"{repo}/{file}" if file else repo
+        fetch = f"hf download {repo}" + (f" {file}" if file else "")
+        raise UserError(
+            f"checkpoint '{what}' is not available ({type(err).__name__}); on a machine with network run "
+            f"`{fetch}` with HF_HOME={hf_home}, or set {hint}=/path/to/local/copy"
+        ) from None

@@ -1,0 +1,1 @@
+"""Sampling: a denoiser over diffusers networks, and one sampler for the paper's five methods."""

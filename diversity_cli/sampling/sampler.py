@@ -1,0 +1,106 @@
+"""Run a sampling plan: per-sample seeded noise, the segments in order, exact hand-overs between schedulers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from diffusers import SchedulerMixin
+
+from ..models.pair import Conditioning
+from .denoiser import convert_prediction
+from .plan import Plan, Segment
+
+# on_step(role, step_index, timestep, x0_prediction or None)
+StepCallback = Callable[[str, int, int, "torch.Tensor | None"], None]
+
+
+def sample_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per sample: the image for a seed is the same whatever the batch it lands in."""
+    return [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
+
+
+@torch.no_grad()
+def sample_latents(
+    plan: Plan,
+    conditioning: Conditioning,
+    seeds: Sequence[int],
+    shape: tuple[int, int, int],
+    device: torch.device | str = "cpu",
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Clean latents for one batch (one seed per sample), following `plan`."""
+    generators = sample_generators(seeds)
+    noise = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
+    first = plan.segments[0]
+    _begin(first)
+    if plan.skip_first:
+        # No signal, only noise at the first visited level: x_vp = sqrt(1 - ᾱ_t) ε.
+        alpha_bar = first.scheduler.alphas_cumprod[first.timesteps[0]]
+        x = from_vp(first.scheduler, (1 - alpha_bar).sqrt().to(noise) * noise, first)
+    else:
+        x = noise * first.scheduler.init_noise_sigma
+    previous: Segment | None = None
+    for segment in plan.segments:
+        if previous is not None and segment.scheduler is not previous.scheduler:
+            x = handover(x, previous, segment)
+        x = run_segment(segment, x, conditioning, generators, on_step)
+        previous = segment
+    return x
+
+
+def run_segment(
+    segment: Segment,
+    x: torch.Tensor,
+    conditioning: Conditioning,
+    generators: list[torch.Generator],
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    sched = segment.scheduler
+    target = sched.config.prediction_type
+    for index in range(segment.start, segment.stop):
+        t = sched.timesteps[index]
+        model_input = sched.scale_model_input(x, t)
+        out = segment.denoiser(model_input, t, conditioning)
+        if segment.denoiser.spec.prediction_type != target:
+            alpha_bar = sched.alphas_cumprod[int(round(float(t)))]
+            out = convert_prediction(out, model_input, alpha_bar, segment.denoiser.spec.prediction_type, target)
+        result = sched.step(out, t, x, generator=generators, return_dict=True)
+        x = result.prev_sample
+        if on_step is not None:
+            on_step(segment.role, index, int(round(float(t))), predicted_x0(result))
+    return x
+
+
+def handover(x: torch.Tensor, before: Segment, after: Segment) -> torch.Tensor:
+    """Move a latent from one scheduler's convention to another's at the shared noise level.
+
+    Sigma-space schedulers (Euler family) keep x = x0 + σε and scale it by 1/sqrt(σ²+1) before the network;
+    alpha-space ones (DDIM, DDPM, LCM, DPM-Solver) keep x = √ᾱ·x0 + √(1-ᾱ)·ε unscaled. Each scheduler's own
+    `scale_model_input` is the map to the common variance-preserving form, so it is used both ways.
+    """
+    t = before.end_timestep
+    vp = before.scheduler.scale_model_input(x, t)
+    _begin(after)
+    return from_vp(after.scheduler, vp, after)
+
+
+def from_vp(sched: SchedulerMixin, vp: torch.Tensor, segment: Segment) -> torch.Tensor:
+    t = sched.timesteps[segment.start]
+    scale = sched.scale_model_input(torch.ones(1, dtype=torch.float32, device=vp.device), t)
+    return vp / scale.to(vp)
+
+
+def predicted_x0(step_output) -> torch.Tensor | None:
+    """The scheduler's x̂0 for this step: LCM calls it `denoised`, most others `pred_original_sample`."""
+    for name in ("denoised", "pred_original_sample"):
+        value = getattr(step_output, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _begin(segment: Segment) -> None:
+    # Stateful schedulers (Euler, LCM, DPM-Solver) must know where in their schedule the segment starts.
+    if hasattr(segment.scheduler, "set_begin_index"):
+        segment.scheduler.set_begin_index(segment.start)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never reach a hub: a missing checkpoint must fail fast and clearly, not try the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs():
+    """Tiny pairs loaded once per session (each loads in well under a second, but tests use them often)."""
+    import torch
+
+    from diversity_cli.config import compose
+    from diversity_cli.models.loading import load_pair
+
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            cfg = compose("generate", [f"model={name}"])
+            cache[name] = load_pair(cfg.model, torch.device("cpu"), torch.float32)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from diversity_cli.cli import run
+
+    def invoke(*args: str):
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
