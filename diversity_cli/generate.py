@@ -89,7 +89,10 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
             f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {example}); "
             "use another out= or add overwrite=true"
         )
-    return [job for job in jobs if not (job.path in done and (run.root / job.path).exists())]
+    lost = {p for p in wanted if p in done and not (run.root / p).exists()}
+    if lost:  # rows whose image is gone: made again, so their old rows go
+        run.drop_samples(lost)
+    return [job for job in jobs if job.path not in done or job.path in lost]
 
 
 def generate(cfg: DictConfig) -> Path:

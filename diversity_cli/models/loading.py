@@ -8,6 +8,7 @@ one line naming it and how to point at a local copy.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -109,7 +110,11 @@ def _real(model: DictConfig, dtype: torch.dtype):
     if shared.get("variant"):
         kwargs["variant"] = shared.variant
     source = shared.get("path") or shared.repo
-    pipe = _guarded(lambda: DiffusionPipeline.from_pretrained(source, **kwargs), source, "model.components.path")
+    pipe = _guarded(
+        lambda local: DiffusionPipeline.from_pretrained(source, local_files_only=local, **kwargs),
+        source,
+        "model.components.path",
+    )
     networks = {"base": base_network, "distilled": _network(model, "distilled", dtype)}
     return pipe, networks
 
@@ -123,19 +128,25 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
     conf = model[role].network
     hint = f"model.{role}.network.path"
     if conf.get("path"):
-        return _guarded(lambda: cls.from_pretrained(conf.path, torch_dtype=dtype), conf.path, hint)
+        return _guarded(
+            lambda local: cls.from_pretrained(conf.path, torch_dtype=dtype, local_files_only=local), conf.path, hint
+        )
     if not conf.get("file"):
         kwargs = {"subfolder": conf.get("subfolder"), "torch_dtype": dtype}
         if conf.get("variant"):
             kwargs["variant"] = conf.variant
-        return _guarded(lambda: cls.from_pretrained(conf.repo, **kwargs), conf.repo, hint)
+        return _guarded(lambda local: cls.from_pretrained(conf.repo, local_files_only=local, **kwargs), conf.repo, hint)
 
     from huggingface_hub import hf_hub_download
 
     config = _guarded(
-        lambda: cls.load_config(conf.config_repo, subfolder=conf.get("config_subfolder")), conf.config_repo, hint
+        lambda local: cls.load_config(conf.config_repo, subfolder=conf.get("config_subfolder"), local_files_only=local),
+        conf.config_repo,
+        hint,
     )
-    weights = _guarded(lambda: hf_hub_download(conf.repo, conf.file), conf.repo, hint, file=conf.file)
+    weights = _guarded(
+        lambda local: hf_hub_download(conf.repo, conf.file, local_files_only=local), conf.repo, hint, file=conf.file
+    )
     network = cls.from_config(config).to(dtype)
     if weights.endswith(".safetensors"):
         from safetensors.torch import load_file
@@ -158,7 +169,7 @@ def _scheduler(conf: DictConfig, tiny: bool = False):
     if tiny or not conf.get("repo"):
         return cls.from_config({**TRAIN_SCHEDULE, **overrides})
     base_config = _guarded(
-        lambda: cls.load_config(conf.repo, subfolder=conf.get("subfolder", "scheduler")),
+        lambda local: cls.load_config(conf.repo, subfolder=conf.get("subfolder", "scheduler"), local_files_only=local),
         conf.repo,
         "the scheduler's repo",
     )
@@ -166,14 +177,27 @@ def _scheduler(conf: DictConfig, tiny: bool = False):
 
 
 def _guarded(load, repo: str, hint: str, file: str | None = None):
-    """Run a hub/local load; turn 'not found / offline' failures into one actionable line."""
-    try:
-        return load()
-    except (OSError, ValueError) as err:  # hub and offline errors are OSError or ValueError subclasses
-        hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        what = f"{repo}/{file}" if file else repo
-        fetch = f"hf download {repo}" + (f" {file}" if file else "")
-        raise UserError(
-            f"checkpoint '{what}' is not available ({type(err).__name__}); on a machine with network run "
-            f"`{fetch}` with HF_HOME={hf_home}, or set {hint}=/path/to/local/copy"
-        ) from None
+    """Load from the local cache first; reach for the hub only when it may be reached (not HF_HUB_OFFLINE).
+    A checkpoint found in neither place becomes one actionable line."""
+    import huggingface_hub
+
+    huggingface_hub.utils.logging.set_verbosity_error()  # its retry notes would bury the line that matters
+    attempts = [True] if _offline() else [True, False]
+    for local_only in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return load(local_only)
+        except (OSError, ValueError) as err:  # hub and offline errors are OSError or ValueError subclasses
+            reason = type(err).__name__
+    hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    what = f"{repo}/{file}" if file else repo
+    fetch = f"hf download {repo}" + (f" {file}" if file else "")
+    raise UserError(
+        f"checkpoint '{what}' is not in the local cache and could not be fetched ({reason}); on a machine with "
+        f"network run `{fetch}` with HF_HOME={hf_home}, or set {hint}=/path/to/local/copy"
+    ) from None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,158 @@
+"""`diversity-cli generate` end to end on tiny pairs: outputs, seeding, resume, overwrite, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.config import available, compose
+
+PROMPT = "prompt=a red circle"
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "samples.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", available("model"))
+def test_every_model_config_composes(model):
+    cfg = compose("generate", [f"model={model}"])
+    assert cfg.model.name == model
+    assert cfg.model.family in ("sd", "sdxl", "pixart")
+    for role in ("base", "distilled"):
+        spec = cfg.model[role]
+        assert spec.scheduler["class"].endswith("Scheduler")
+        assert spec.steps >= 1 and spec.guidance >= 0
+        if not cfg.model.get("tiny"):
+            assert spec.network.get("repo") or spec.network.get("path")
+
+
+@pytest.mark.parametrize("model", ["tiny_sd", "tiny_sdxl", "tiny_pixart"])
+def test_tiny_pairs_run_every_method(cli, tmp_path, model):
+    methods = ["base", "distilled", "hybrid", "skip_first", "replace_final"]
+    for method in methods:
+        code, _, err = cli("generate", f"model={model}", f"method={method}", PROMPT, "n=2", f"out={tmp_path}")
+        assert code == 0, err
+    rows = _rows(tmp_path)
+    assert sorted({r["method"] for r in rows}) == sorted(methods)
+    assert len(rows) == 2 * len(methods)
+    for row in rows:
+        assert (tmp_path / row["path"]).is_file()
+        assert float(row["seconds"]) > 0 and int(row["nfe"]) >= int(row["steps"]) >= 1
+    nfe = {r["method"]: int(r["nfe"]) for r in rows}
+    assert nfe["hybrid"] == nfe["distilled"]  # base at guidance 0: one evaluation, like the student's
+    assert nfe["skip_first"] == nfe["distilled"] - 1
+    assert (tmp_path / "configs" / f"{model}_hybrid_k1.yaml").is_file()
+    assert "diffusers" in (tmp_path / "versions.json").read_text()
+    with (tmp_path / "timesteps.csv").open() as f:
+        visits = [r for r in csv.DictReader(f) if r["run"] == f"{model}_hybrid_k1"]
+    assert [r["model"] for r in visits][:2] == ["base", "distilled"]
+
+
+def test_images_do_not_depend_on_batch_size(cli, tmp_path):
+    for batch in (1, 4):
+        code, _, err = cli(
+            "generate", "model=tiny_sdxl", PROMPT, "n=4", f"batch_size={batch}", f"out={tmp_path / str(batch)}"
+        )
+        assert code == 0, err
+    one, four = _rows(tmp_path / "1"), _rows(tmp_path / "4")
+    assert [r["path"] for r in one] == [r["path"] for r in four]
+    for row in one:
+        assert (tmp_path / "1" / row["path"]).read_bytes() == (tmp_path / "4" / row["path"]).read_bytes()
+    images = {(tmp_path / "1" / r["path"]).read_bytes() for r in one}
+    assert len(images) == 4  # and different seeds do give different images
+
+
+def test_resume_skips_what_exists_and_never_duplicates_rows(cli, tmp_path):
+    args = ("generate", "model=tiny_sd", PROMPT, f"out={tmp_path}")
+    assert cli(*args, "n=2")[0] == 0
+    first = (tmp_path / _rows(tmp_path)[0]["path"]).stat().st_mtime_ns
+    assert cli(*args, "n=4")[0] == 0
+    rows = _rows(tmp_path)
+    assert [int(r["seed"]) for r in rows] == [0, 1, 2, 3]
+    assert (tmp_path / rows[0]["path"]).stat().st_mtime_ns == first  # not regenerated
+    code, _, err = cli(*args, "n=4")
+    assert code == 0 and "nothing to do" in err
+    assert len(_rows(tmp_path)) == 4
+    # An image lost from disk is made again; its row is not duplicated.
+    (tmp_path / rows[1]["path"]).unlink()
+    assert cli(*args, "n=4")[0] == 0
+    assert len(_rows(tmp_path)) == 4 and (tmp_path / rows[1]["path"]).is_file()
+
+
+def test_different_settings_do_not_overwrite_without_permission(cli, tmp_path):
+    args = ("generate", "model=tiny_sd", PROMPT, "n=2", f"out={tmp_path}")
+    assert cli(*args)[0] == 0
+    before = {r["path"]: (tmp_path / r["path"]).read_bytes() for r in _rows(tmp_path)}
+    code, _, err = cli(*args, "model.distilled.guidance=3.0")
+    assert code == 2 and "overwrite=true" in err
+    assert {r["path"]: (tmp_path / r["path"]).read_bytes() for r in _rows(tmp_path)} == before
+    code, _, err = cli(*args, "model.distilled.guidance=3.0", "overwrite=true")
+    assert code == 0, err
+    rows = _rows(tmp_path)
+    assert len(rows) == 2 and {r["settings"] for r in rows} != set()
+    assert any((tmp_path / p).read_bytes() != data for p, data in before.items())
+
+
+def test_prompt_csv_with_per_row_seeds(cli, tmp_path):
+    table = tmp_path / "prompts.csv"
+    table.write_text("case_number,prompt,evaluation_seed\n0,a red circle,100\n1,two blue squares,200\n")
+    code, _, err = cli("generate", "model=tiny_sd", f"prompts={table}", "n=2", f"out={tmp_path / 'run'}")
+    assert code == 0, err
+    rows = _rows(tmp_path / "run")
+    assert [(r["prompt"], int(r["seed"])) for r in rows] == [
+        ("a red circle", 100),
+        ("a red circle", 101),
+        ("two blue squares", 200),
+        ("two blue squares", 201),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model=nope", PROMPT], "unknown model 'nope'"),
+        (["method=fast", PROMPT], "unknown method 'fast'"),
+        (["k=7", PROMPT], "k=7 is out of range"),
+        (["n=0", PROMPT], "n=0 must be a positive integer"),
+        ([], "no prompt given"),
+        (["prompts=/does/not/exist.txt"], "not found"),
+        (["not_a_key=1", PROMPT], "bad override"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
+    code, _, err = cli("generate", *args, f"out={tmp_path}")
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_empty_prompt_file(cli, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    code, _, err = cli("generate", f"prompts={empty}", f"out={tmp_path}")
+    assert code == 2 and "has no prompts" in err
+
+
+def test_missing_checkpoint_names_it_and_how_to_fix(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = cli("generate", "model=sdxl_dmd2", PROMPT, "device=cpu", f"out={tmp_path}")
+    assert code == 2
+    assert "stabilityai/stable-diffusion-xl-base-1.0" in err and "HF_HOME" in err and ".path=" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_console_script_answers_fast_and_cleanly(tmp_path):
+    exe = Path(sys.executable).parent / "diversity-cli"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "diversity_cli"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    help_run = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert help_run.returncode == 0 and "generate" in help_run.stdout
+    bad = subprocess.run([*command, "generate", "k=99", PROMPT], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: k=99") and "Traceback" not in bad.stderr
