@@ -95,7 +95,7 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
     return [job for job in jobs if job.path not in done or job.path in lost]
 
 
-def generate(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig) -> Path:
     validate(cfg)
     rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
     run = RunDir(cfg.out)
