@@ -11,8 +11,9 @@ from ..models.pair import Conditioning
 from .denoiser import convert_prediction
 from .plan import Plan, Segment
 
-# on_step(role, step_index, timestep, x0_prediction or None)
-StepCallback = Callable[[str, int, int, "torch.Tensor | None"], None]
+# on_step(role, step_index, timestep, x_t, x0): x_t the variance-preserving model input of the step, x0 the
+# model's prediction of the clean latent at that step (the "diffusion target").
+StepCallback = Callable[[str, int, int, torch.Tensor, torch.Tensor], None]
 
 
 def sample_generators(seeds: Sequence[int]) -> list[torch.Generator]:
@@ -62,13 +63,16 @@ def run_segment(
         t = sched.timesteps[index]
         model_input = sched.scale_model_input(x, t)
         out = segment.denoiser(model_input, t, conditioning)
+        alpha_bar = sched.alphas_cumprod[int(round(float(t)))]
         if segment.denoiser.spec.prediction_type != target:
-            alpha_bar = sched.alphas_cumprod[int(round(float(t)))]
             out = convert_prediction(out, model_input, alpha_bar, segment.denoiser.spec.prediction_type, target)
         result = sched.step(out, t, x, generator=generators, return_dict=True)
         x = result.prev_sample
         if on_step is not None:
-            on_step(segment.role, index, int(round(float(t))), predicted_x0(result))
+            x0 = predicted_x0(result)
+            if x0 is None:  # DPM-Solver keeps its x̂0 to itself; it is the same function of the prediction
+                x0 = convert_prediction(out, model_input, alpha_bar, target, "sample")
+            on_step(segment.role, index, int(round(float(t))), model_input, x0)
     return x
 
 
