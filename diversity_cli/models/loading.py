@@ -110,7 +110,7 @@ def _real(model: DictConfig, dtype: torch.dtype):
     if shared.get("variant"):
         kwargs["variant"] = shared.variant
     source = shared.get("path") or shared.repo
-    pipe = _guarded(
+    pipe = guarded_load(
         lambda local: DiffusionPipeline.from_pretrained(source, local_files_only=local, **kwargs),
         source,
         "model.components.path",
@@ -128,23 +128,25 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
     conf = model[role].network
     hint = f"model.{role}.network.path"
     if conf.get("path"):
-        return _guarded(
+        return guarded_load(
             lambda local: cls.from_pretrained(conf.path, torch_dtype=dtype, local_files_only=local), conf.path, hint
         )
     if not conf.get("file"):
         kwargs = {"subfolder": conf.get("subfolder"), "torch_dtype": dtype}
         if conf.get("variant"):
             kwargs["variant"] = conf.variant
-        return _guarded(lambda local: cls.from_pretrained(conf.repo, local_files_only=local, **kwargs), conf.repo, hint)
+        return guarded_load(
+            lambda local: cls.from_pretrained(conf.repo, local_files_only=local, **kwargs), conf.repo, hint
+        )
 
     from huggingface_hub import hf_hub_download
 
-    config = _guarded(
+    config = guarded_load(
         lambda local: cls.load_config(conf.config_repo, subfolder=conf.get("config_subfolder"), local_files_only=local),
         conf.config_repo,
         hint,
     )
-    weights = _guarded(
+    weights = guarded_load(
         lambda local: hf_hub_download(conf.repo, conf.file, local_files_only=local), conf.repo, hint, file=conf.file
     )
     network = cls.from_config(config).to(dtype)
@@ -168,7 +170,7 @@ def _scheduler(conf: DictConfig, tiny: bool = False):
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides is not None else {}
     if tiny or not conf.get("repo"):
         return cls.from_config({**TRAIN_SCHEDULE, **overrides})
-    base_config = _guarded(
+    base_config = guarded_load(
         lambda local: cls.load_config(conf.repo, subfolder=conf.get("subfolder", "scheduler"), local_files_only=local),
         conf.repo,
         "the scheduler's repo",
@@ -176,7 +178,7 @@ def _scheduler(conf: DictConfig, tiny: bool = False):
     return cls.from_config(base_config, **overrides)
 
 
-def _guarded(load, repo: str, hint: str, file: str | None = None):
+def guarded_load(load, repo: str, hint: str, file: str | None = None):
     """Load from the local cache first; reach for the hub only when it may be reached (not HF_HUB_OFFLINE).
     A checkpoint found in neither place becomes one actionable line."""
     import huggingface_hub

@@ -1,0 +1,183 @@
+"""`diversity-cli fid`: distribution quality of a run directory, per (method tag, model): FID and Inception Score
+against a reference set, CLIP score against the prompts, and the mean seconds per image (paper Tables 2 and 4).
+
+Writes `<out>/fid.csv` (`method,model,n,fid,is,is_std,clip,seconds_per_image`, then `reference,features`) and
+prints it. With a feature network other than Inception the FID/IS columns carry its tag (`fid_toyfeat`, ...):
+such a number is never called FID. A re-run replaces only the rows of the groups it evaluated (same method,
+model, reference and features). How images are resized and quantized: `metrics.quality`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from .errors import UserError
+from .metrics.quality import (
+    DEFAULT_CLIP,
+    QualityScores,
+    default_cache_dir,
+    load_clip,
+    load_extractor,
+    reference_statistics,
+)
+from .reference import ReferenceSet, load_image, open_reference
+from .rundir import RunDir
+
+COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
+KEY = ("method", "model", "reference", "features")
+META = ["reference", "features"]
+
+
+def run(cfg: DictConfig) -> Path:
+    rundir = RunDir(cfg.out)
+    groups = sample_groups(rundir, cfg.tags)
+    features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
+    clip_spec = cfg.clip_model if cfg.clip_model != "auto" else (None if cfg.reference == "toy" else DEFAULT_CLIP)
+    references = reference_sets(cfg, groups)  # bad input fails before any network is loaded
+
+    from .models.loading import resolve_device
+
+    device = resolve_device(cfg.device)
+    extractor = load_extractor(features, device, inception_weights=cfg.inception_weights, resolution=cfg.resolution)
+    clip = load_clip(clip_spec, device)
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    batch_size = int(cfg.batch_size)
+    console = _console()
+    results, statistics = [], {}
+    # Threads decode and resize images (PIL works outside the GIL): at 30k images that, not the network, is the cost.
+    with _progress(console) as progress, ThreadPoolExecutor(max(1, int(cfg.workers))) as pool:
+        for (tag, model), rows in groups.items():
+            reference = references[(tag, model)]
+            key = repr(sorted(reference.identity.items()))
+            if key not in statistics:  # COCO / folder: once for all groups (and from the cache after the first run)
+                task = progress.add_task(f"reference: {reference.description}", total=reference.count)
+                statistics[key], cached = reference_statistics(
+                    extractor, reference.batches(batch_size, pool.map), reference.identity, cache_dir,
+                    lambda n, task=task: progress.advance(task, n), pool.map,
+                )  # fmt: skip
+                state = "cached" if cached else f"computed, cached in {cache_dir}"
+                progress.update(
+                    task, completed=reference.count, description=f"reference: {reference.description} ({state})"
+                )
+            scores = QualityScores(extractor, statistics[key], clip, int(cfg.is_splits), pool.map)
+            task = progress.add_task(f"{model} {tag}", total=len(rows))
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                images = list(pool.map(load_image, [rundir.root / row["path"] for row in batch]))
+                scores.update(images, [row["prompt"] for row in batch])
+                progress.advance(task, len(batch))
+            measured = scores.compute(int(cfg.seed))
+            results.append(result_row(tag, model, rows, measured, extractor.tag, cfg.reference, features))
+    path = write_results(rundir.root / "fid.csv", results)
+    show(console, results, extractor.tag, path, min(len(r) for r in groups.values()) < extractor.num_features)
+    return path
+
+
+def sample_groups(rundir: RunDir, tags: Any) -> dict[tuple[str, str], list[dict[str, str]]]:
+    """samples.csv rows by (method tag, model), in file order; every listed image must exist."""
+    rows = rundir.read_samples()
+    if not rows:
+        raise UserError(f"{rundir.samples_csv} has no samples; run `diversity-cli generate out={rundir.root}` first")
+    wanted = None if tags is None else {str(t) for t in (tags if isinstance(tags, (list, ListConfig)) else [tags])}
+    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        if wanted is None or row["tag"] in wanted:
+            groups[(row["tag"], row["model"])].append(row)
+    if not groups:
+        present = sorted({row["tag"] for row in rows})
+        raise UserError(f"no samples with tags {sorted(wanted or [])} in {rundir.root}; it has: {', '.join(present)}")
+    missing = [row["path"] for group in groups.values() for row in group if not (rundir.root / row["path"]).is_file()]
+    if missing:
+        raise UserError(
+            f"{len(missing)} image(s) listed in samples.csv are missing (e.g. {missing[0]}); "
+            f"rerun the same `generate` command to make them again"
+        )
+    return dict(groups)
+
+
+def reference_sets(cfg: DictConfig, groups: dict[tuple[str, str], list]) -> dict[tuple[str, str], ReferenceSet]:
+    """Each group's reference: one COCO/folder set shared by all (listed once); toy scenes of the group's prompts."""
+    if cfg.reference == "toy":
+        return {key: open_reference("toy", cfg, [row["prompt"] for row in rows]) for key, rows in groups.items()}
+    shared = open_reference(str(cfg.reference), cfg)
+    return dict.fromkeys(groups, shared)
+
+
+def result_row(
+    tag: str,
+    model: str,
+    rows: list[dict[str, str]],
+    scores: dict[str, float | None],
+    metric_tag: str,
+    reference: str,
+    features: str,
+) -> dict[str, Any]:
+    seconds = [float(row["seconds"]) for row in rows if row.get("seconds")]
+    suffix = f"_{metric_tag}" if metric_tag else ""
+    row: dict[str, Any] = {"method": tag, "model": model, "n": len(rows), "clip": _fmt(scores["clip"])}
+    for name in ("fid", "is", "is_std"):
+        row[name + suffix] = _fmt(scores[name])
+    row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
+    row["reference"] = reference if reference in ("coco", "toy") else str(Path(reference).expanduser().resolve())
+    row["features"] = features
+    return row
+
+
+def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
+    """Merge into fid.csv: rows with the same (method, model, reference, features) are replaced, others kept."""
+    kept: list[dict[str, Any]] = []
+    if path.exists():
+        with path.open(newline="") as f:
+            new_keys = {tuple(str(r[k]) for k in KEY) for r in results}
+            kept = [r for r in csv.DictReader(f) if tuple(r.get(k, "") for k in KEY) not in new_keys]
+    rows = kept + results
+    extra = [c for r in rows for c in r if c not in COLUMNS and c not in META]
+    columns = COLUMNS + list(dict.fromkeys(extra)) + META
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def show(console, results: list[dict[str, Any]], metric_tag: str, path: Path, small: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    suffix = f"_{metric_tag}" if metric_tag else ""
+    names = ["method", "model", "n", "fid" + suffix, "is" + suffix, "is_std" + suffix, "clip", "seconds_per_image"]
+    table = Table(title=f"{path}  (reference: {results[0]['reference']}, features: {results[0]['features']})")
+    for name in names:
+        table.add_column(name, justify="left" if name in ("method", "model") else "right")
+    for row in results:
+        table.add_row(*(str(row.get(name, "")) for name in names))
+    out = Console()
+    (out if out.is_terminal else Console(width=160)).print(table)  # a pipe or log gets whole column names
+    if small:
+        console.print(
+            "[yellow]note[/]: fewer images than feature dimensions: FID is biased upward at small n; "
+            "compare only numbers with the same n"
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=console, transient=False)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)

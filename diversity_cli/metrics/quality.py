@@ -1,0 +1,484 @@
+"""Distribution quality of generated images: FID and Inception Score against a reference set, and CLIP score
+against the prompts, all computed by torchmetrics (`FrechetInceptionDistance`, `InceptionScore`, `CLIPScore`).
+
+Image convention (one, for generated and reference images alike, and the reason for it):
+    every image is decoded to 8-bit RGB, center-cropped to a square on its short side, and resized once to the
+    feature network's input side (`resolution`; 299 for Inception) with PIL's bicubic filter, giving uint8
+    pixels again. The network then sees exactly those pixels: at 299 px the Inception network's own resize
+    (torch-fidelity / torchmetrics) is the identity, so this is the only resize. Why: FID moves by points with
+    the resize filter (Parmar et al., "On Aliased Resizing and Surprising Subtleties in GAN Evaluation",
+    clean-fid), and aliasing resizes (bilinear without antialiasing) are the worst; PIL bicubic is antialiased
+    and is clean-fid's choice. Doing it ourselves, identically on both sides, keeps a systematic difference
+    between the two sets out of the number. The crop keeps COCO's non-square photos from being squashed
+    while the generated images (square) are not. The result stays uint8 because generated images are stored
+    as 8-bit PNGs anyway and torch-fidelity's Inception accepts only uint8 input.
+    CLIP score is the exception by design: each full generated image goes through the CLIP processor's own
+    preprocessing, as in the published CLIP score (100 x cosine of the projected image and text embeddings).
+
+Features are computed once per image by a feature extractor (Inception-v3 2048-d pool features and its 1008
+logits for IS; or the toy feature network; or a custom module) and handed to the torchmetrics metrics through
+an identity feature module, so the statistics and scores are torchmetrics' own. The reference side of FID is
+torchmetrics' running sums (feature sum, outer-product sum, count), cached on disk per (reference set, count,
+resolution, extractor): a sweep over methods reads the reference images once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's port of the TF FID Inception
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+INCEPTION_RESOLUTION = 299
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"  # torchmetrics' default CLIPScore model
+REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
+Progress = Callable[[int], None]
+Mapper = Callable[..., Iterable[Any]]  # `map`, or a thread pool's: PIL decodes and resizes outside the GIL
+
+
+# --- images -----------------------------------------------------------------------------------------------------
+
+
+def prepare(image: Any, resolution: int) -> np.ndarray:
+    """One image (PIL or uint8 HxWx3 array) under the module's convention: RGB, center square, PIL bicubic to
+    `resolution`, uint8 (resolution, resolution, 3)."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    image = image.convert("RGB")
+    width, height = image.size
+    side = min(width, height)
+    if width != height:
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if side != resolution:
+        image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def pixels(images: Iterable[Any], resolution: int, mapper: Mapper = map) -> torch.Tensor:
+    """A batch under the convention, as a uint8 (N, 3, resolution, resolution) tensor."""
+    prepared = list(mapper(partial(prepare, resolution=resolution), images))
+    return torch.from_numpy(np.stack(prepared)).permute(0, 3, 1, 2)
+
+
+# --- feature extractors -------------------------------------------------------------------------------------------
+
+
+class Extractor(nn.Module):
+    """Maps uint8 (N, 3, R, R) images to (features (N, D), logits (N, C) or None).
+
+    `name` identifies the network and its weights (part of the statistics cache key); `tag` names the metric in
+    the output: "" for Inception (columns fid, is, is_std), otherwise e.g. "toyfeat" (fid_toyfeat, ...), so a
+    number made with another network is never called FID."""
+
+    name: str
+    tag: str
+    resolution: int
+    num_features: int
+    device: torch.device = torch.device("cpu")  # set by load_extractor
+
+
+class InceptionExtractor(Extractor):
+    """The FID Inception-v3 (torch-fidelity's TF port, as in torchmetrics' `feature=2048`): pool3 features for
+    FID and the unbiased logits torchmetrics' InceptionScore uses, from one forward pass."""
+
+    tag = ""
+    num_features = 2048
+
+    def __init__(self, weights: Path):
+        super().__init__()
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        self.net = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(weights)
+        )
+        self.resolution = INCEPTION_RESOLUTION
+        self.name = f"inception-v3-compat:{_file_hash(weights)}"  # other weights, other cached statistics
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features, logits = self.net(images)
+        return features, logits
+
+
+class ModuleExtractor(Extractor):
+    """Any network taking float [0, 1] (N, 3, R, R) images: `embed` gives the features, `logits` (optional) the
+    class logits for an Inception-Score-style number."""
+
+    def __init__(
+        self,
+        embed: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        name: str,
+        tag: str,
+        resolution: int,
+        num_features: int,
+        logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        modules: Iterable[nn.Module] = (),
+    ):
+        super().__init__()
+        self.nets = nn.ModuleList(modules)  # so .to(device) moves them
+        self.embed, self.logits = embed, logits
+        self.name = f"{name}:{weights_hash(self.nets)}"
+        self.tag, self.resolution, self.num_features = tag, int(resolution), int(num_features)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = images.float() / 255.0
+        return self.embed(x), (self.logits(x) if self.logits is not None else None)
+
+
+class TinyRandomNet(nn.Module):
+    """A small seeded convolutional network for tests and debugging: its numbers mean nothing."""
+
+    num_features = 16
+    resolution = 32
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):  # the same weights every time, the global RNG untouched
+            torch.manual_seed(seed)
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 8, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
+            self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def weights_hash(modules: Iterable[nn.Module]) -> str:
+    """Fingerprint of a network's weights: retraining it changes the cache key."""
+    digest = hashlib.sha1()
+    for module in modules:
+        for key, tensor in sorted(module.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def load_extractor(
+    spec: str, device: torch.device, *, inception_weights: str | None = None, resolution: int | None = None
+) -> Extractor:
+    """`inception` | `toy` | `tiny_random` (tests/debug) | `package.module:factory` (factory(device) -> module)."""
+    if spec == "inception":
+        if resolution not in (None, INCEPTION_RESOLUTION):
+            raise UserError(f"resolution={resolution}: the FID Inception network takes {INCEPTION_RESOLUTION} px")
+        extractor: Extractor = InceptionExtractor(inception_weights_file(inception_weights))
+    elif spec == "toy":
+        extractor = _toy_extractor(device)
+    elif spec == "tiny_random":
+        net = TinyRandomNet()
+        extractor = ModuleExtractor(
+            net, name="tiny_random", tag="tinyrandom", resolution=net.resolution, num_features=net.num_features,
+            logits=net.logits, modules=[net],
+        )  # fmt: skip
+    elif ":" in spec:
+        extractor = _custom_extractor(spec, device)
+    else:
+        raise UserError(f"features={spec}: use inception, toy, tiny_random or package.module:factory")
+    if resolution is not None:
+        extractor.resolution = int(resolution)
+    extractor.device = device
+    return extractor.to(device).eval()
+
+
+def inception_weights_file(path: str | None) -> Path:
+    """The Inception weights: `inception_weights=PATH`, else torch hub's cache (downloaded there when online)."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        raise UserError("features=inception needs torch-fidelity; run `pip install torch-fidelity`") from None
+    if path:
+        given = Path(path).expanduser()
+        if not given.is_file():
+            raise UserError(f"inception_weights={given} not found; download {INCEPTION_URL} there")
+        return given
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if cached.is_file():
+        return cached
+    if not _offline():
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(INCEPTION_URL, str(cached), progress=False)
+            return cached
+        except Exception:  # any network or disk failure becomes the one line below
+            cached.unlink(missing_ok=True)
+    raise UserError(
+        f"Inception weights {INCEPTION_FILE} are not in {cached.parent} and cannot be downloaded here; fetch "
+        f"{INCEPTION_URL} into that folder or set inception_weights=/path/to/file"
+    )
+
+
+def _toy_extractor(device: torch.device) -> Extractor:
+    """The toy classifier's features (`load_classifier(device).embed`, float [0, 1] NCHW). IS-style scores come
+    from its class logits only if it has a `logits(images) -> (N, C)` method; otherwise they stay empty."""
+    try:
+        from ..toy import features
+        from ..toy.data import IMAGE_SIZE
+    except ImportError:
+        raise UserError("features=toy needs the toy feature network (diversity_cli.toy.features), missing") from None
+    classifier = features.load_classifier(device)
+    candidates = (classifier, getattr(classifier, "net", None), getattr(classifier, "model", None))
+    modules = [m for m in candidates if isinstance(m, nn.Module)][:1]  # its weights key the cache
+    resolution = int(getattr(classifier, "resolution", None) or getattr(classifier, "image_size", None) or IMAGE_SIZE)
+    probe_images = torch.zeros(2, 3, resolution, resolution, device=device)
+    with torch.no_grad():
+        num_features = classifier.embed(probe_images).shape[-1]
+        logits = getattr(classifier, "logits", None)
+        if callable(logits):
+            probe = logits(probe_images)
+            logits = logits if isinstance(probe, torch.Tensor) and probe.dim() == 2 else None
+    return ModuleExtractor(
+        classifier.embed, name="toy", tag="toyfeat", resolution=resolution, num_features=num_features,
+        logits=logits if callable(logits) else None, modules=modules,
+    )  # fmt: skip
+
+
+def _custom_extractor(spec: str, device: torch.device) -> Extractor:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"features={spec}: cannot import it ({err})") from None
+    net = factory(device)
+    if not isinstance(net, nn.Module) or not isinstance(getattr(net, "num_features", None), int):
+        raise UserError(f"features={spec} must return an nn.Module with an integer `num_features`")
+    tag = re.sub(r"[^a-z0-9]+", "", str(getattr(net, "tag", "custom")).lower()) or "custom"
+    return ModuleExtractor(
+        net, name=spec, tag=tag, resolution=int(getattr(net, "resolution", INCEPTION_RESOLUTION)),
+        num_features=net.num_features, logits=getattr(net, "logits", None), modules=[net],
+    )  # fmt: skip
+
+
+# --- FID and IS through torchmetrics ------------------------------------------------------------------------------
+
+
+class GivenFeatures(nn.Module):
+    """The identity, as torchmetrics' `feature` module: features arrive already computed (once per image)."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def feature_fid(num_features: int):
+    """torchmetrics' FID over precomputed features; the real side survives `reset()` (it comes from a cache)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    return FrechetInceptionDistance(feature=GivenFeatures(num_features), reset_real_features=False)
+
+
+def reference_statistics(
+    extractor: Extractor,
+    batches: Iterable[list[Any]],
+    identity: dict[str, Any],
+    cache_dir: Path | None,
+    progress: Progress | None = None,
+    mapper: Mapper = map,
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """torchmetrics' real-side FID sums for a reference set, from the cache when it has them.
+    Returns (statistics, whether they came from the cache). `batches` is only consumed on a miss."""
+    key = {**identity, "resolution": extractor.resolution, "extractor": extractor.name}
+    path = cache_path(cache_dir, key) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return {name: value for name, value in torch.load(path, weights_only=True).items()}, True
+    fid = feature_fid(extractor.num_features)
+    for batch in batches:
+        features, _ = extractor(pixels(batch, extractor.resolution, mapper).to(extractor.device))
+        fid.update(features.cpu(), real=True)
+        if progress is not None:
+            progress(len(batch))
+    stats = {name: getattr(fid, name).clone() for name in REAL_STATES}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(stats, partial)
+        partial.replace(path)  # atomic: a sweep running in parallel never reads half a file
+        path.with_suffix(".json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+    return stats, False
+
+
+def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir / f"{key.get('kind', 'reference')}-{digest}.pt"
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("DIVERSITY_CLI_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "diversity_cli") / "fid"
+
+
+class QualityScores:
+    """FID and IS (torchmetrics) of one group of generated images against fixed reference statistics, and CLIP
+    score against their prompts; `update` with images and prompts, `compute`, `reset` for the next group."""
+
+    def __init__(
+        self,
+        extractor: Extractor,
+        reference: dict[str, torch.Tensor],
+        clip=None,
+        is_splits: int = 10,
+        mapper: Mapper = map,
+    ):
+        from torchmetrics.image.inception import InceptionScore
+
+        self.extractor, self.clip, self.mapper = extractor, clip, mapper
+        if clip is not None:
+            clip.reset()  # one CLIPScore (one loaded model) serves every group
+        self.fid = feature_fid(extractor.num_features)
+        for name in REAL_STATES:
+            setattr(self.fid, name, reference[name].clone())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "InceptionScore will save all extracted features": only logits here
+            self.inception_score = InceptionScore(feature=nn.Identity(), splits=is_splits)
+        self.count = 0
+
+    def update(self, images: list[Any], prompts: list[str]) -> None:
+        device = self.extractor.device
+        features, logits = self.extractor(pixels(images, self.extractor.resolution, self.mapper).to(device))
+        self.fid.update(features.cpu(), real=False)
+        if logits is not None:
+            self.inception_score.update(logits.cpu().double())
+        if self.clip is not None:
+            self.clip.update([_chw(image).to(device) for image in images], list(prompts))
+        self.count += len(images)
+
+    def compute(self, seed: int = 0) -> dict[str, float | None]:
+        """fid, is, is_std and clip (None where not defined: fewer than 2 images, no logits, no CLIP model)."""
+        scores: dict[str, float | None] = {"fid": None, "is": None, "is_std": None, "clip": None}
+        if self.count >= 2:
+            scores["fid"] = float(self.fid.compute())
+        if self.inception_score.features:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)  # IS shuffles before splitting: seeded, the number is reproducible
+                mean, std = self.inception_score.compute()
+            scores["is"], scores["is_std"] = float(mean), float(std)
+        if self.clip is not None and self.count:
+            scores["clip"] = float(self.clip.compute())
+        return scores
+
+    def reset(self) -> None:
+        self.fid.reset()  # keeps the reference side
+        self.inception_score.reset()
+        if self.clip is not None:
+            self.clip.reset()
+        self.count = 0
+
+
+def _chw(image: Any) -> torch.Tensor:
+    return torch.from_numpy(np.array(image.convert("RGB") if hasattr(image, "convert") else image)).permute(2, 0, 1)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+# --- CLIP score ---------------------------------------------------------------------------------------------------
+
+
+class ProjectedCLIP(nn.Module):
+    """A transformers CLIPModel whose `get_image_features` / `get_text_features` return the projected embedding
+    tensor, as torchmetrics' CLIPScore expects: transformers 5 returns an output object there instead (its
+    `pooler_output` is the projected embedding), on which CLIPScore fails ("... has no attribute 'norm'")."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.config = model.config  # CLIPScore reads the text length limit from here
+
+    def get_image_features(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return _embedding(self.model.get_image_features(*args, **kwargs))
+
+    def get_text_features(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return _embedding(self.model.get_text_features(*args, **kwargs))
+
+
+def _embedding(output: Any) -> torch.Tensor:
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def clip_score_metric(model: nn.Module, processor: Any):
+    """torchmetrics' CLIPScore on a transformers CLIP model and processor (100 x cosine, mean over images)."""
+    from torchmetrics.multimodal.clip_score import CLIPScore
+
+    return CLIPScore(model_name_or_path=lambda: (ProjectedCLIP(model).eval(), processor))
+
+
+def load_clip(spec: str | None, device: torch.device):
+    """CLIPScore for `clip_model`: a hub id or local folder (from the Hugging Face cache, never downloaded when
+    HF_HUB_OFFLINE=1), `tiny_random` (tests/debug), or None for no CLIP score."""
+    if spec is None:
+        return None
+    if spec == "tiny_random":
+        model, processor = tiny_clip()
+    else:
+        from transformers import CLIPModel, CLIPProcessor
+
+        from ..models.loading import guarded_load
+
+        model = guarded_load(lambda local: CLIPModel.from_pretrained(spec, local_files_only=local), spec, "clip_model")
+        processor = guarded_load(
+            lambda local: CLIPProcessor.from_pretrained(spec, local_files_only=local), spec, "clip_model"
+        )
+    return clip_score_metric(model.eval(), processor).to(device)
+
+
+def tiny_clip(seed: int = 0):
+    """A tiny random-weight CLIP (model, processor) built offline: a character-level tokenizer and 32-px images.
+    For tests and debugging: it exercises the real CLIPScore path; its scores mean nothing."""
+    import string
+
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in string.ascii_lowercase + string.digits + string.punctuation:
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault(char + "</w>", len(vocab))  # a word's last character
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=0, eos_token_id=1, **layers),
+        vision_config=dict(image_size=32, patch_size=8, **layers),
+        projection_dim=16,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPModel(config)
+    return model.eval(), CLIPProcessor(image_processor=images, tokenizer=tokenizer)
