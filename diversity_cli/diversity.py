@@ -1,0 +1,372 @@
+"""`diversity-cli diversity`: sample diversity of a run directory (per model, method tag and prompt) or a folder.
+
+For each metric every image is embedded once (and cached per file); each group's mean pairwise distance, its
+bootstrap interval, the Vendi score and, with a reference set, precision / recall / density / coverage all come
+from those embeddings. Results go to `diversity.csv`; a rerun replaces only the rows it recomputes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .errors import UserError
+from .metrics.coverage import PRDC, prdc
+from .metrics.diversity import PairwiseDiversity, VendiScore
+from .metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
+from .rundir import RunDir
+
+COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]
+CSV_NAME = "diversity.csv"
+
+
+@dataclass
+class Group:
+    method: str  # the method tag (hybrid_k1, distilled, ...) or an image folder's name
+    model: str
+    prompt: str
+    paths: list[Path]
+    reference: list[Path] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return " / ".join(part for part in (self.model, self.method, self.prompt[:40]) if part)
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def parse_metrics(value: object) -> list[str]:
+    """`metric=dreamsim`, `metric=[pixel,lpips]` or `metric="pixel,lpips"` -> names, in order, once each."""
+    items = list(value) if isinstance(value, (list, tuple, ListConfig)) else str(value).split(",")
+    names = list(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    known = [*EMBEDDERS, "vendi", "toy_coverage"]
+    for name in names:
+        base = name.removeprefix("vendi_")
+        if name not in known and not (name.startswith("vendi_") and base in EMBEDDERS):
+            raise UserError(f"unknown metric '{name}'; choose from: {', '.join(known)} (or vendi_<embedder>)")
+    if not names:
+        raise UserError(f"no metric given; choose from: {', '.join(known)}")
+    return names
+
+
+def vendi_base(name: str, cfg: DictConfig) -> str:
+    base = name.removeprefix("vendi_") if name.startswith("vendi_") else str(cfg.vendi_base)
+    if base not in EMBEDDERS:
+        raise UserError(f"vendi_base '{base}' is not an embedder; choose one of: {', '.join(EMBEDDERS)}")
+    return base
+
+
+def validate(cfg: DictConfig) -> None:
+    if cfg.out is None and cfg.images is None:
+        raise UserError("give out=<run directory of generate> or images=<folder of images>")
+    for key in ("batch_size", "min_n", "coverage_k"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UserError(f"{key}={cfg[key]} must be a positive integer")
+    if not isinstance(cfg.bootstrap, int) or cfg.bootstrap < 0:
+        raise UserError(f"bootstrap={cfg.bootstrap} must be a number of resamples >= 0")
+    if not 0 < float(cfg.ci) < 1:
+        raise UserError(f"ci={cfg.ci} must be a probability between 0 and 1, e.g. 0.95")
+
+
+def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
+    """(where diversity.csv goes, the groups, notes on what was left out)."""
+    notes: list[str] = []
+    if cfg.images is not None:
+        folder = Path(cfg.images)
+        if not folder.is_dir():
+            raise UserError(f"images={folder} is not a folder")
+        paths = image_files(folder)
+        if not paths:
+            raise UserError(f"no images (.png/.jpg/.webp) under {folder}")
+        group = Group(folder.resolve().name, "", str(cfg.prompt or ""), paths)
+        if cfg.reference is not None:
+            group.reference = _reference_folder(Path(cfg.reference))
+        return Path(cfg.out) if cfg.out is not None else folder, [group], notes
+
+    run = RunDir(cfg.out)
+    rows = run.read_samples()
+    if not rows:
+        raise UserError(f"{run.samples_csv} not found or empty; out= must be a run directory made by generate")
+    by_key: dict[tuple[str, str, str], list[Path]] = {}
+    missing = 0
+    for row in rows:
+        path = run.root / row["path"]
+        if not path.is_file():
+            missing += 1
+            continue
+        key = (row["model"], row.get("tag") or row["method"], row["prompt"])
+        by_key.setdefault(key, []).append(path)
+    if missing:
+        notes.append(f"{missing} image(s) listed in samples.csv are missing on disk and left out")
+    groups = [Group(tag, model, prompt, paths) for (model, tag, prompt), paths in sorted(by_key.items())]
+    if cfg.reference is not None:
+        _attach_references(cfg, run, groups, by_key, notes)
+    return run.root, groups, notes
+
+
+def _reference_folder(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"reference={folder} is not a folder of images")
+    paths = image_files(folder)
+    if not paths:
+        raise UserError(f"no images under reference={folder}")
+    return paths
+
+
+def _attach_references(cfg: DictConfig, run: RunDir, groups: list[Group], by_key: dict, notes: list[str]) -> None:
+    """A method tag of the run directory: each group's reference is that tag's images of its model and prompt."""
+    reference = str(cfg.reference)
+    tags = sorted({tag for _, tag, _ in by_key})
+    if reference not in tags:
+        if not Path(reference).is_dir():
+            raise UserError(
+                f"reference={reference} is neither a method tag of {run.root} ({', '.join(tags)}) nor a folder"
+            )
+        paths = _reference_folder(Path(reference))
+        for group in groups:
+            group.reference = paths
+        return
+    for group in groups:
+        if group.method != reference:  # a set against itself says nothing
+            group.reference = by_key.get((group.model, reference, group.prompt), [])
+            if not group.reference:
+                notes.append(f"no '{reference}' images for {group.label}: no coverage for it")
+
+
+# ---------------------------------------------------------------------------------------------- embedding
+
+
+class EmbeddingCache:
+    """Embeddings of one metric per image file, valid while the file's mtime and size are unchanged."""
+
+    def __init__(self, folder: Path | None, metric: str, key: str):
+        self.path = folder / f"embeddings-{metric}.pt" if folder is not None else None
+        self.key = key
+        self.items: dict[str, tuple[str, torch.Tensor]] = {}
+        self.dirty = False
+        if self.path is not None and self.path.is_file():
+            try:
+                saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            except Exception:  # a damaged cache is only lost time: start afresh
+                saved = {}
+            if saved.get("key") == key:
+                self.items = saved["items"]
+
+    @staticmethod
+    def _stamp(path: Path) -> str:
+        stat = path.stat()
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+    def get(self, path: Path) -> torch.Tensor | None:
+        item = self.items.get(str(path.resolve()))
+        return item[1] if item is not None and item[0] == self._stamp(path) else None
+
+    def put(self, path: Path, embedding: torch.Tensor) -> None:
+        self.items[str(path.resolve())] = (self._stamp(path), embedding.clone())
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"key": self.key, "items": self.items}, self.path)
+
+
+def embed_paths(embedder: Embedder, paths: list[Path], batch_size: int, cache: EmbeddingCache, progress=None):
+    """Embeddings (N,D) of image files, each embedded once; images of different sizes go in separate batches."""
+    found = {path: cache.get(path) for path in paths}
+    todo = [path for path, emb in found.items() if emb is None]
+    task = progress.add_task(f"{embedder.name}", total=len(todo)) if progress is not None and todo else None
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        images = [load_image(path) for path in chunk]
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(tuple(image.shape), []).append(i)
+        for indices in by_size.values():
+            embeddings = embedder(torch.stack([images[i] for i in indices]))
+            for i, embedding in zip(indices, embeddings, strict=True):
+                found[chunk[i]] = embedding
+                cache.put(chunk[i], embedding)
+        if task is not None:
+            progress.advance(task, len(chunk))
+    cache.save()
+    dims = {found[path].shape for path in paths}
+    if len(dims) > 1:
+        raise UserError(
+            f"{embedder.name} gives different embedding sizes for images of different sizes; "
+            f"resize them to one size (lpips: embedders.lpips.resize=N)"
+        )
+    return torch.stack([found[path] for path in paths])
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def _row(group: Group, metric: str, value: float, low: float | None = None, high: float | None = None) -> dict:
+    return {
+        "method": group.method,
+        "model": group.model,
+        "prompt": group.prompt,
+        "n": len(group.paths),
+        "metric": metric,
+        "value": value,
+        "ci_low": low,
+        "ci_high": high,
+    }
+
+
+def embedder_rows(cfg, name: str, embedder: Embedder, groups: list[Group], metrics: list[str], root: Path, notes):
+    """Rows of every metric computed from this embedder's embeddings: pairwise diversity, coverage, Vendi."""
+    cache_key = getattr(embedder, "cache_key", name)
+    cacheable = bool(cfg.cache) and getattr(embedder, "cacheable", True)
+    cache = EmbeddingCache(root / ".cache" if cacheable else None, name, cache_key)
+    paths = list(dict.fromkeys(p for g in groups for p in (*g.paths, *g.reference)))
+    with _progress() as progress:
+        table = dict(zip(paths, embed_paths(embedder, paths, int(cfg.batch_size), cache, progress), strict=True))
+    vendi = any(m.startswith("vendi") and vendi_base(m, cfg) == name for m in metrics)
+    rows = []
+    for group in groups:
+        embeddings = torch.stack([table[p] for p in group.paths])
+        if name in metrics:
+            metric = PairwiseDiversity(embedder.distance, int(cfg.bootstrap), float(cfg.ci), int(cfg.seed))
+            metric.update(embeddings)
+            estimate = metric.compute()
+            rows.append(_row(group, name, estimate.value, estimate.ci_low, estimate.ci_high))
+            rows += coverage_rows(cfg, name, embedder, group, embeddings, table, notes)
+        if vendi:
+            score = VendiScore()
+            score.update(embeddings)
+            rows.append(_row(group, f"vendi_{name}", score.compute().value))
+    return rows
+
+
+def coverage_rows(cfg, name: str, embedder: Embedder, group: Group, embeddings, table, notes) -> list[dict]:
+    if not group.reference:
+        return []
+    k = int(cfg.coverage_k)
+    if len(group.paths) <= k or len(group.reference) <= k:
+        notes.append(f"{group.label}: coverage needs more than coverage_k={k} images in both sets")
+        return []
+    reference = torch.stack([table[p] for p in group.reference])
+    values = prdc(reference, embeddings, k, embedder.distance)
+    return [_row(group, f"{name}_{key}", values[key]) for key in PRDC]
+
+
+def toy_coverage_rows(groups: list[Group], device: torch.device, path: str | None, notes: list[str]) -> list[dict]:
+    """Share of each prompt's allowed toy modes that some image of the group shows (the toy classifier's call)."""
+    module = toy_module()
+    classifier = module.load_classifier(device, path)
+    rows = []
+    for group in groups:
+        if not group.prompt:
+            notes.append(f"{group.label}: toy_coverage needs the prompt (images=: add prompt=...)")
+            continue
+        value = module.mode_coverage(load_images(group.paths), group.prompt, classifier)
+        rows.append(_row(group, "toy_coverage", float(value)))
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> list[dict]:
+    """Merge into diversity.csv: rows with the same method/model/prompt/metric are replaced, others kept."""
+    new_keys = {(r["method"], r["model"], r["prompt"], r["metric"]) for r in rows}
+    kept = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f) if (r["method"], r["model"], r["prompt"], r["metric"]) not in new_keys]
+    merged = kept + [{key: _fmt(row[key]) for key in COLUMNS} for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(merged)
+    return merged
+
+
+def _fmt(value: object) -> object:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+# -------------------------------------------------------------------------------------------------- command
+
+
+def run(cfg: DictConfig) -> Path:
+    validate(cfg)
+    metrics = parse_metrics(cfg.metric)
+    root, groups, notes = collect_groups(cfg)
+    min_n = max(2, int(cfg.min_n))
+    small = [g for g in groups if len(g.paths) < min_n]
+    notes += [f"skipped {g.label}: {len(g.paths)} image(s) < min_n={min_n}" for g in small]
+    groups = [g for g in groups if len(g.paths) >= min_n]
+    if not groups:
+        _report(notes)
+        raise UserError(f"no group has at least min_n={min_n} images; nothing to measure")
+
+    device = _device(str(cfg.device))
+    wanted = [m for m in metrics if m in EMBEDDERS]
+    wanted += [vendi_base(m, cfg) for m in metrics if m.startswith("vendi")]
+    rows: list[dict] = []
+    for name in dict.fromkeys(wanted):
+        options = OmegaConf.to_container(cfg.embedders.get(name) or {}, resolve=True)
+        options.setdefault("batch_size", int(cfg.batch_size))
+        embedder = get_embedder(name, device, **options)
+        rows += embedder_rows(cfg, name, embedder, groups, metrics, root, notes)
+    if "toy_coverage" in metrics:
+        rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
+
+    rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
+    target = root / CSV_NAME
+    write_rows(target, rows)
+    _print_table(rows, target)
+    _report(notes)
+    return target
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} but no CUDA device is visible; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]embedding {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=Console(stderr=True), transient=True)
+
+
+def _print_table(rows: Iterable[dict], target: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"diversity ({target})")
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column in ("n", "value", "ci_low", "ci_high") else "left")
+    for row in rows:
+        cells = [row[c] for c in COLUMNS]
+        table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in cells))
+    Console(width=160).print(table)
+
+
+def _report(notes: list[str]) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}")

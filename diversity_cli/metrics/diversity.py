@@ -1,0 +1,109 @@
+"""Sample diversity from one distance matrix: mean pairwise distance with a bootstrap interval, and the Vendi score.
+
+Metric objects follow torchmetrics' shape (`update` with embeddings, `compute` for the result); the functions
+below them work on a distance matrix or on embeddings directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .embedders import pairwise_distances
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+def mean_pairwise(dist: torch.Tensor) -> float:
+    """Mean over unordered pairs i<j of a symmetric (N,N) distance matrix with zero diagonal."""
+    n = dist.shape[0]
+    if n < 2:
+        raise ValueError("mean pairwise distance needs at least 2 images")
+    return float(torch.triu(dist, diagonal=1).sum() / (n * (n - 1) / 2))
+
+
+def bootstrap_mean_pairwise(
+    dist: torch.Tensor, samples: int = 1000, ci: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of the mean pairwise distance, resampling images with replacement.
+
+    A resample draws each image c_i times; its mean pairwise distance runs over pairs of draws of *different*
+    images, sum_ij c_i c_j d_ij / ((sum c)^2 - sum c_i^2): a duplicate image is not a pair at distance 0.
+    All resamples at once: counts (B,N), one matrix product.
+    """
+    n = dist.shape[0]
+    generator = torch.Generator().manual_seed(int(seed))
+    draws = torch.randint(0, n, (samples, n), generator=generator)
+    counts = torch.zeros(samples, n, dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(samples, n, dtype=torch.float64)
+    )
+    d = dist.double()
+    total = ((counts @ d) * counts).sum(1)
+    pairs = counts.sum(1) ** 2 - (counts**2).sum(1)
+    valid = pairs > 0  # a resample of one image drawn n times has no pair
+    means = total[valid] / pairs[valid]
+    if means.numel() == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - ci) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1.0 - tail], dtype=torch.float64))
+    return float(low), float(high)
+
+
+def vendi_score(embeddings: torch.Tensor) -> float:
+    """Vendi score (Friedman & Dieng 2023) with the cosine-similarity kernel: exp of the Shannon entropy of the
+    eigenvalues of K/n. Ranges from 1 (all alike) to n (mutually orthogonal)."""
+    n = embeddings.shape[0]
+    x = torch.nn.functional.normalize(embeddings.detach().double().flatten(1).cpu(), dim=1)
+    eigenvalues = torch.linalg.eigvalsh(x @ x.T / n).clamp_min(0.0)
+    p = eigenvalues[eigenvalues > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+class PairwiseDiversity:
+    """Mean pairwise distance of a set of images' embeddings, with a bootstrap interval over images."""
+
+    def __init__(self, distance: str, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0):
+        self.distance = distance
+        self.bootstrap = int(bootstrap)
+        self.ci = float(ci)
+        self.seed = int(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self._parts: list[torch.Tensor] = []
+
+    def update(self, embeddings: torch.Tensor) -> None:
+        self._parts.append(embeddings.detach().flatten(1).cpu())
+
+    def compute(self) -> Estimate:
+        embeddings = torch.cat(self._parts)
+        dist = pairwise_distances(embeddings, None, self.distance)
+        value = mean_pairwise(dist)
+        if self.bootstrap <= 0:
+            return Estimate(value, None, None, len(embeddings))
+        low, high = bootstrap_mean_pairwise(dist, self.bootstrap, self.ci, self.seed)
+        return Estimate(value, low, high, len(embeddings))
+
+
+class VendiScore:
+    """Vendi score of a set of images' embeddings (no interval: a bootstrap resample's duplicates lower it)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._parts: list[torch.Tensor] = []
+
+    def update(self, embeddings: torch.Tensor) -> None:
+        self._parts.append(embeddings.detach().flatten(1).cpu())
+
+    def compute(self) -> Estimate:
+        embeddings = torch.cat(self._parts)
+        return Estimate(vendi_score(embeddings), None, None, len(embeddings))

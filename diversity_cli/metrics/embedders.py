@@ -1,0 +1,486 @@
+"""Image embedders: each maps images to vectors whose pairwise distances are the metric.
+
+Every image is embedded once; the distances between N images are then one matrix product
+(`pairwise_distances`), never one network call per pair. That is exact, not an approximation, for every
+embedder here:
+
+- `dreamsim`: DreamSim's distance is 1 - cosine of its embeddings -> kind "cosine".
+- `clip`, `dino`: cosine distance of image features -> "cosine".
+- `pixel`: RMSE between images downsampled to `size` x `size` (embedding scaled by 1/sqrt(D)) -> "euclidean".
+- `lpips`: LPIPS is, per layer, the spatial mean of sum_c w_c (f0_c - f1_c)^2 over channel-normalised features
+  with non-negative weights w. So it is the squared euclidean distance between the features scaled by
+  sqrt(w / (H W)) -> "sqeuclidean", equal to torchmetrics' pair-by-pair LPIPS (tests check it) without
+  its N(N-1) network calls. Its embeddings are large (every feature map), so they are not cached.
+- `toy_features`: the toy classifier's features (`diversity_cli.toy.features`), when that module exists.
+
+Nothing here downloads: a missing checkpoint is one `UserError` line naming the file and where to put it.
+Embedders return float32 embeddings on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+DISTANCES = ("cosine", "euclidean", "sqeuclidean")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+    distance: str  # a kind of `pairwise_distances`
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:  # (N,3,H,W) in [0,1] -> (N,D)
+        ...
+
+
+class BatchedEmbedder:
+    """An embedder made of a function on one batch: batches, runs without autograd, returns float32 on CPU."""
+
+    def __init__(
+        self,
+        name: str,
+        distance: str,
+        embed_batch: Callable[[torch.Tensor], torch.Tensor],
+        device: str | torch.device = "cpu",
+        batch_size: int = 16,
+        cacheable: bool = True,
+    ):
+        if distance not in DISTANCES:
+            raise ValueError(f"distance {distance!r} is not one of {DISTANCES}")
+        self.name = name
+        self.distance = distance
+        self.embed_batch = embed_batch
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.cacheable = cacheable  # embeddings small enough to keep on disk between runs
+        self.cache_key = name  # get_embedder adds the options that change the embeddings
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = images[start : start + self.batch_size].to(self.device, torch.float32)
+                parts.append(self.embed_batch(batch).float().flatten(1).cpu())
+        return torch.cat(parts) if parts else torch.empty(0, 0)
+
+
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor | None = None, kind: str = "euclidean") -> torch.Tensor:
+    """(N,M) distances between the rows of `a` and `b` (b=None: `a` against itself, zero diagonal), one matmul.
+
+    Computed in float64: the euclidean form |x|^2 + |y|^2 - 2 x.y loses digits for nearby points in float32.
+    """
+    if kind not in DISTANCES:
+        raise ValueError(f"distance kind {kind!r} is not one of {DISTANCES}")
+    x = a.detach().flatten(1).double().cpu()
+    y = x if b is None else b.detach().flatten(1).double().cpu()
+    if kind == "cosine":
+        x = F.normalize(x, dim=1)
+        y = x if b is None else F.normalize(y, dim=1)
+        dist = (1.0 - x @ y.T).clamp(0.0, 2.0)
+    else:
+        gram = x @ y.T
+        # Norms from the Gram matrix itself (a vs a): identical rows then cancel to exactly zero.
+        x_sq = gram.diagonal() if b is None else (x * x).sum(1)
+        y_sq = gram.diagonal() if b is None else (y * y).sum(1)
+        scale = x_sq[:, None] + y_sq[None, :]
+        dist = (scale - 2.0 * gram).clamp_min(0.0)
+        _refine_near_zero(dist, scale, x, y)
+        if kind == "euclidean":
+            dist = dist.sqrt()
+    if b is None:
+        dist = (dist + dist.T) / 2
+        dist.fill_diagonal_(0.0)
+    return dist
+
+
+def _refine_near_zero(sq: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Recompute tiny squared distances directly: the Gram form leaves rounding noise of about 1e-16 x |x|^2 there,
+    which a square root would blow up to 1e-8 x |x| (identical images must give exactly 0)."""
+    i, j = (sq <= 1e-9 * scale).nonzero(as_tuple=True)
+    chunk = max(1, 2**24 // max(1, x.shape[1]))  # about 128 MB of float64 differences at a time
+    for start in range(0, len(i), chunk):
+        a, b = i[start : start + chunk], j[start : start + chunk]
+        sq[a, b] = ((x[a] - y[b]) ** 2).sum(1)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursively), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """One image file -> float (3,H,W) in [0,1]."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from None
+    return torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
+
+
+def load_images(paths: list[Path], size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """Image files -> float (N,3,H,W) in [0,1]. They must share one size unless `size` resizes them (bicubic)."""
+    images = [load_image(Path(p)) for p in paths]
+    if size is not None:
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        images = [resize(img[None], hw)[0] for img in images]
+    sizes = sorted({tuple(img.shape[1:]) for img in images})
+    if len(sizes) > 1:
+        raise UserError(f"images have different sizes {sizes[:3]}; pass a size to resize them to one")
+    return torch.stack(images) if images else torch.empty(0, 3, 0, 0)
+
+
+def resize(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased (like PIL's resize), clamped back into [0,1]."""
+    if tuple(images.shape[-2:]) == tuple(hw):
+        return images
+    return F.interpolate(images, size=hw, mode="bicubic", antialias=True, align_corners=False).clamp(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------- pixel
+
+
+def pixel(device: torch.device, size: int = 64, batch_size: int = 64) -> BatchedEmbedder:
+    """Downsampled pixels; the euclidean distance of the embeddings is the RMSE of the downsampled images."""
+
+    def embed(batch: torch.Tensor) -> torch.Tensor:
+        small = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        flat = small.flatten(1)
+        return flat / flat.shape[1] ** 0.5
+
+    return BatchedEmbedder("pixel", "euclidean", embed, device, batch_size)
+
+
+# ------------------------------------------------------------------------------------------------- dreamsim
+
+# dreamsim 0.2.1 (model.download_weights): files each type needs in its cache dir. Types using DINO also load
+# the DINO code and weights through torch.hub with the cache dir as hub dir, which needs network if absent.
+DREAMSIM_FILES = {
+    "ensemble": [
+        "dino_vitb16_pretrain.pth",
+        "open_clip_vitb16_pretrain.pth.tar",
+        "clip_vitb16_pretrain.pth.tar",
+        "ensemble_lora",
+    ],
+    "dino_vitb16": ["dino_vitb16_pretrain.pth", "dino_vitb16_single_lora"],
+    "dinov2_vitb14": ["dinov2_vitb14_pretrain.pth", "dinov2_vitb14_single_lora"],
+    "open_clip_vitb32": ["open_clip_vitb32_pretrain.pth.tar", "open_clip_vitb32_single_lora"],
+    "clip_vitb32": ["clip_vitb32_pretrain.pth.tar", "clip_vitb32_single_lora"],
+    "synclr_vitb16": ["synclr_vit_b_16.pth", "synclr_vitb16_single_lora"],
+}
+DREAMSIM_HUB = {
+    "dino": ["facebookresearch_dino_main", "checkpoints/dino_vitbase16_pretrain.pth"],
+    "dinov2": ["facebookresearch_dinov2_main", "checkpoints/dinov2_vitb14_pretrain.pth"],
+}
+DREAMSIM_SIZE = 224
+
+
+def dreamsim_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """`cache_dir`, else $HF_HOME/dreamsim, else ~/.cache/dreamsim."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    home = os.environ.get("HF_HOME")
+    return (Path(home) if home else Path.home() / ".cache") / "dreamsim"
+
+
+def dreamsim_missing(cache_dir: Path, dreamsim_type: str) -> list[str]:
+    """Files DreamSim of this type would download into `cache_dir`: they must be there before it is loaded."""
+    needed = list(DREAMSIM_FILES[dreamsim_type])
+    if dreamsim_type in ("ensemble", "dino_vitb16"):
+        needed += DREAMSIM_HUB["dino"]
+    elif dreamsim_type == "dinov2_vitb14":
+        needed += DREAMSIM_HUB["dinov2"]
+    return [name for name in needed if not (cache_dir / name).exists()]
+
+
+def dreamsim(
+    device: torch.device,
+    type: str = "ensemble",
+    cache_dir: str | None = None,
+    normalize_embeds: bool = True,
+    batch_size: int = 16,
+) -> BatchedEmbedder:
+    """DreamSim (Fu et al. 2023): images squashed to 224x224 bicubic in [0,1]; normalisation is inside the model."""
+    if type not in DREAMSIM_FILES:
+        raise UserError(f"unknown dreamsim type '{type}'; choose one of: {', '.join(DREAMSIM_FILES)}")
+    folder = dreamsim_cache_dir(cache_dir)
+    missing = dreamsim_missing(folder, type)
+    if missing:
+        raise UserError(
+            f"dreamsim '{type}' weights missing in {folder}: {', '.join(missing)}; run `from dreamsim import "
+            f"dreamsim; dreamsim(cache_dir='{folder}', dreamsim_type='{type}')` once with network (or copy that "
+            "folder here), or set embedders.dreamsim.cache_dir=/path"
+        )
+    from dreamsim import dreamsim as load_dreamsim
+
+    hub_dir = torch.hub._hub_dir  # dreamsim sets torch.hub's directory globally; put it back afterwards
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # its "Using cached ..." must not mix with our table
+            model, _ = load_dreamsim(
+                pretrained=True,
+                device=str(device),
+                cache_dir=str(folder),
+                normalize_embeds=normalize_embeds,
+                dreamsim_type=type,
+            )
+    finally:
+        torch.hub._hub_dir = hub_dir
+
+    def embed(batch: torch.Tensor) -> torch.Tensor:
+        return model.embed(resize(batch, (DREAMSIM_SIZE, DREAMSIM_SIZE)))
+
+    return BatchedEmbedder("dreamsim", "cosine", embed, device, batch_size)
+
+
+# ---------------------------------------------------------------------------------------------------- lpips
+
+LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
+
+
+class LpipsEmbedder(BatchedEmbedder):
+    """LPIPS as an embedding: channel-normalised features of every layer scaled by sqrt(w / (H W)).
+
+    The squared euclidean distance between two embeddings is torchmetrics' LPIPS of the pair (`normalize=True`).
+    `network` is a torchmetrics `_LPIPS` module (its backbone and its linear layers).
+    """
+
+    def __init__(self, network: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 8):
+        from torchmetrics.functional.image.lpips import _normalize_tensor, _resize_tensor
+
+        self.network = network.to(device).eval()
+        weights = [lin.model[-1].weight.detach().flatten() for lin in network.lins]
+        if any(bool((w < 0).any()) for w in weights):
+            raise ValueError("LPIPS linear weights must be non-negative to be an embedding distance")
+        keep = [w > 0 for w in weights]  # channels with zero weight do not count: leave them out
+
+        def embed(batch: torch.Tensor) -> torch.Tensor:
+            x = self.network.scaling_layer(2 * batch - 1)
+            if self.network.resize is not None:
+                x = _resize_tensor(x, size=self.network.resize)
+            parts = []
+            for feature, w, k in zip(self.network.net(x), weights, keep, strict=True):
+                feature = _normalize_tensor(feature)[:, k]
+                scale = (w[k] / (feature.shape[2] * feature.shape[3])).sqrt()
+                parts.append((feature * scale[None, :, None, None]).flatten(1))
+            return torch.cat(parts, dim=1)
+
+        super().__init__("lpips", "sqeuclidean", embed, device, batch_size, cacheable=False)
+
+
+def lpips_backbone_file(net: str) -> tuple[Path, str]:
+    """Where torchvision looks for the LPIPS backbone's ImageNet weights, and their URL."""
+    import torchvision
+
+    url = getattr(torchvision.models, LPIPS_BACKBONES[net]).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name, url
+
+
+def lpips(device: torch.device, net: str = "alex", resize: int | None = None, batch_size: int = 8) -> LpipsEmbedder:
+    """LPIPS with torchmetrics' networks: its linear layers ship with torchmetrics, the backbone is torchvision's."""
+    if net not in LPIPS_BACKBONES:
+        raise UserError(f"unknown lpips net '{net}'; choose one of: {', '.join(LPIPS_BACKBONES)}")
+    path, url = lpips_backbone_file(net)
+    if not path.is_file():
+        raise UserError(
+            f"lpips '{net}' needs torchvision's backbone weights {path} (not found; no download here): "
+            f"fetch {url} into that folder, or set TORCH_HOME to a folder holding hub/checkpoints/{path.name}"
+        )
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    return LpipsEmbedder(_LPIPS(pretrained=True, net=net, resize=resize), device, batch_size)
+
+
+# ----------------------------------------------------------------------------------------------- clip / dino
+
+
+def _hf_cached_folder(repo: str, filename: str, what: str) -> Path:
+    """The snapshot folder of a hub repo whose `filename` is in the local Hugging Face cache; never downloads."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo, filename)
+    except ValueError:  # not a valid repo id either
+        found = None
+    if not isinstance(found, str):
+        raise UserError(
+            f"{what}: '{repo}' is not a local folder and {filename} is not in the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE}; run `hf download {repo}` with network, or give a local folder"
+        )
+    return Path(found).parent
+
+
+def _weights_in(folder: Path) -> list[Path]:
+    return [p for ext in ("*.safetensors", "*.bin", "*.pth", "*.pt") for p in folder.glob(ext)]
+
+
+def _clip_checkpoint(model: str, pretrained: str | None) -> str:
+    """A local checkpoint file for an open_clip model name: a path, or a pretrained tag found in the HF cache."""
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    if model not in open_clip.list_models():
+        raise UserError(f"unknown open_clip model '{model}'; use a name from open_clip.list_models() or local-dir:")
+    if not pretrained:
+        raise UserError(
+            "clip needs weights: set embedders.clip.pretrained=<checkpoint file> or an open_clip tag already in the "
+            "Hugging Face cache (e.g. laion2b_s34b_b79k), or embedders.clip.model=local-dir:/folder"
+        )
+    if Path(pretrained).expanduser().is_file():
+        return str(Path(pretrained).expanduser())
+    cfg = get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        raise UserError(f"clip pretrained '{pretrained}' is neither a file nor an open_clip tag of {model}")
+    if not cfg.get("hf_hub"):
+        raise UserError(
+            f"clip {model}/{pretrained} has no Hugging Face copy; download {cfg.get('url')} and pass the file"
+        )
+    repo, filename = cfg["hf_hub"].rstrip("/"), None
+    if not cfg["hf_hub"].endswith("/"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    for name in names:
+        try:
+            return str(_hf_cached_folder(repo, name, "clip") / name)
+        except UserError:
+            continue
+    raise UserError(
+        f"clip {model}/{pretrained}: {repo}/{names[-1]} is not in the Hugging Face cache; run `hf download {repo}` "
+        "with network, or set embedders.clip.pretrained=<checkpoint file>"
+    )
+
+
+def _clip_source(model: str, pretrained: str | None) -> tuple[str, str | None]:
+    """(model name for open_clip.create_model, pretrained file or None) using local files only."""
+    if model.startswith("hf-hub:"):
+        model = "local-dir:" + str(_hf_cached_folder(model[len("hf-hub:") :], "open_clip_config.json", "clip"))
+    if model.startswith("local-dir:"):
+        folder = Path(model[len("local-dir:") :]).expanduser()
+        if not (folder / "open_clip_config.json").is_file() or not _weights_in(folder):
+            raise UserError(f"clip: {folder} needs open_clip_config.json and a checkpoint (.safetensors/.bin/.pth)")
+        return f"local-dir:{folder}", None
+    return model, _clip_checkpoint(model, pretrained)
+
+
+def clip(device: torch.device, model: str = "ViT-B-32", pretrained: str | None = None, batch_size: int = 32):
+    """open_clip image features, cosine distance; preprocessing (resize, crop, normalise) from the model's config."""
+    import open_clip
+
+    name, checkpoint = _clip_source(model, pretrained)
+    try:
+        network = open_clip.create_model(name, pretrained=checkpoint, device=device)
+    except (RuntimeError, FileNotFoundError, KeyError) as err:
+        raise UserError(f"clip: cannot load {model} ({checkpoint or name}): {str(err).splitlines()[0]}") from None
+    network.eval()
+    prep = open_clip.get_model_preprocess_cfg(network)
+    size = prep["size"] if isinstance(prep["size"], (tuple, list)) else (prep["size"], prep["size"])
+    mean = torch.tensor(prep["mean"], device=device)[None, :, None, None]
+    std = torch.tensor(prep["std"], device=device)[None, :, None, None]
+
+    def embed(batch: torch.Tensor) -> torch.Tensor:
+        if prep.get("resize_mode") == "squash":
+            x = resize(batch, tuple(size))
+        else:  # open_clip's default: shortest side to size, then centre crop
+            import torchvision.transforms.functional as TF
+
+            h, w = batch.shape[-2:]
+            scale = max(size[0] / h, size[1] / w)
+            x = resize(batch, (max(size[0], round(h * scale)), max(size[1], round(w * scale))))
+            x = TF.center_crop(x, list(size))
+        return network.encode_image((x - mean) / std)
+
+    return BatchedEmbedder("clip", "cosine", embed, device, batch_size)
+
+
+def dino(device: torch.device, path: str = "facebook/dinov2-base", batch_size: int = 32) -> BatchedEmbedder:
+    """A transformers vision backbone (DINOv2 by default) from a local folder or the HF cache; CLS features, cosine."""
+    from transformers import AutoImageProcessor, AutoModel
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        folder = _hf_cached_folder(path, "config.json", "dino")
+    try:
+        processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        network = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+    except (OSError, ValueError) as err:
+        raise UserError(f"dino: cannot load {path} from {folder}: {str(err).splitlines()[0]}") from None
+
+    def embed(batch: torch.Tensor) -> torch.Tensor:
+        pixels = processor(images=batch.cpu(), do_rescale=False, return_tensors="pt")["pixel_values"]
+        out = network(pixel_values=pixels.to(device))
+        pooled = getattr(out, "pooler_output", None)
+        return pooled if pooled is not None else out.last_hidden_state[:, 0]
+
+    return BatchedEmbedder("dino", "cosine", embed, device, batch_size)
+
+
+# ---------------------------------------------------------------------------------------------------- toy
+
+
+def toy_module():
+    """`diversity_cli.toy.features`, imported only when a toy metric is asked for."""
+    import importlib
+
+    try:
+        return importlib.import_module("diversity_cli.toy.features")
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("diversity_cli.toy"):
+            raise UserError(
+                "toy metrics need diversity_cli.toy.features (the toy model), which this checkout does not have yet"
+            ) from None
+        raise
+
+
+def toy_features(
+    device: torch.device, distance: str = "cosine", path: str | None = None, batch_size: int = 64
+) -> BatchedEmbedder:
+    """Penultimate features of the toy classifier (`diversity_cli.toy.features`): the shipped one, or one saved
+    by train-toy at `path`."""
+    if distance not in DISTANCES:
+        raise UserError(f"toy_features distance '{distance}' is not one of: {', '.join(DISTANCES)}")
+    classifier = toy_module().load_classifier(device, path)
+    return BatchedEmbedder("toy_features", distance, classifier.embed, device, batch_size)
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+EMBEDDERS: dict[str, Callable[..., Embedder]] = {
+    "dreamsim": dreamsim,
+    "lpips": lpips,
+    "clip": clip,
+    "dino": dino,
+    "pixel": pixel,
+    "toy_features": toy_features,
+}
+
+
+def get_embedder(name: str, device: str | torch.device = "cpu", **options: Any) -> Embedder:
+    """The embedder `name` with its options (those of conf/diversity.yaml `embedders.<name>`) on `device`."""
+    if name not in EMBEDDERS:
+        raise UserError(f"unknown embedder '{name}'; choose one of: {', '.join(EMBEDDERS)}")
+    factory = EMBEDDERS[name]
+    accepted = set(inspect.signature(factory).parameters) - {"device"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise UserError(f"{name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(accepted))}")
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    embedder = factory(torch.device(device), **options)
+    fixed = {k: v for k, v in options.items() if k != "batch_size"}  # what changes the embeddings
+    embedder.cache_key = f"{name}:{json.dumps(fixed, sort_keys=True, default=str)}"
+    return embedder
