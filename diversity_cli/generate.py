@@ -23,16 +23,20 @@ class Job:
     path: str  # relative to the run directory
 
 
-def run_tag(cfg: DictConfig) -> str:
+def run_tag(method: str, k: int = 1, base_guidance: float = 0.0, base_steps: int | None = None) -> str:
     """Folder name of a sampling setting: the method and the knobs that change its images."""
-    tag = cfg.method
-    if cfg.method in USES_BASE_KNOBS:
-        tag += f"_k{cfg.k}"
-        if float(cfg.base_guidance) != 0.0:
-            tag += f"_g{float(cfg.base_guidance):g}"
-        if cfg.base_steps is not None:
-            tag += f"_bs{cfg.base_steps}"
+    tag = method
+    if method in USES_BASE_KNOBS:
+        tag += f"_k{k}"
+        if float(base_guidance) != 0.0:
+            tag += f"_g{float(base_guidance):g}"
+        if base_steps is not None:
+            tag += f"_bs{base_steps}"
     return tag
+
+
+def cfg_tag(cfg: DictConfig) -> str:
+    return run_tag(cfg.method, cfg.k, cfg.base_guidance, cfg.base_steps)
 
 
 def settings_hash(cfg: DictConfig) -> str:
@@ -50,8 +54,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("n", "batch_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise UserError(f"{key}={cfg[key]} must be a positive integer")
+    if cfg.k == "auto":
+        return
     if not isinstance(cfg.k, int):
-        raise UserError(f"k={cfg.k} must be an integer number of distilled steps")
+        raise UserError(f"k={cfg.k} must be an integer number of distilled steps, or auto")
     timesteps = cfg.model.distilled.get("timesteps")
     steps = len(timesteps) if timesteps else int(cfg.model.distilled.steps)
     if cfg.method in USES_BASE_KNOBS and not 0 <= cfg.k <= steps:
@@ -64,7 +70,7 @@ def validate(cfg: DictConfig) -> None:
 
 def plan_jobs(cfg: DictConfig, rows: list[PromptRow]) -> list[Job]:
     """Every (prompt, seed) image of the command, in order, without duplicates."""
-    folder = f"{cfg.model.name}/{run_tag(cfg)}"
+    folder = f"{cfg.model.name}/{cfg_tag(cfg)}"
     jobs: dict[str, Job] = {}
     for row in rows:
         first = row.seed if row.seed is not None else int(cfg.seed)
@@ -98,6 +104,16 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
 def run(cfg: DictConfig) -> Path:
     validate(cfg)
     rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    pair = None
+    if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
+        from .autok import resolve_k
+
+        pair = _load(cfg)
+        cfg.k, record = resolve_k(pair, cfg)
+        _console().print(
+            f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
+            f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g})"
+        )
     run = RunDir(cfg.out)
     jobs = plan_jobs(cfg, rows)
     settings = settings_hash(cfg)
@@ -108,13 +124,12 @@ def run(cfg: DictConfig) -> Path:
 
     import torch
 
-    from .models.loading import load_pair, resolve_device, resolve_dtype
     from .sampling.plan import make_plan
     from .sampling.sampler import sample_latents
 
-    device = resolve_device(cfg.device)
-    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
-    name = f"{cfg.model.name}_{run_tag(cfg)}"
+    pair = pair or _load(cfg)
+    device = pair.device
+    name = f"{cfg.model.name}_{cfg_tag(cfg)}"
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
     probe = make_plan(pair, cfg.method, **knobs)
     run.root.mkdir(parents=True, exist_ok=True)
@@ -155,13 +170,20 @@ def run(cfg: DictConfig) -> Path:
                         "path": job.path,
                         "base_guidance": cfg.base_guidance,
                         "base_steps": "" if cfg.base_steps is None else cfg.base_steps,
-                        "tag": run_tag(cfg),
+                        "tag": cfg_tag(cfg),
                         "settings": settings,
                     }
                 )
             run.append_samples(rows_out)
             progress.advance(task, len(batch))
     return run.root
+
+
+def _load(cfg: DictConfig):
+    from .models.loading import load_pair, resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.device)
+    return load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
 
 
 def _console():

@@ -1,0 +1,241 @@
+"""`diversity-cli x0viz`: what each method has decided at every step (paper Fig. 3, 4, 5).
+
+For each method, the decoded x̂0 prediction ("diffusion target") at every step, beside the decoded noisy latent
+x_t, as grids (rows = seeds, columns = steps); and the commitment curve: the distance between each step's x̂0
+and the final image against the fraction of steps done. A method has *committed* at the first step where that
+distance falls to `threshold` times its first-step value; `generate k=auto` builds on the base model's point.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from .errors import UserError
+from .generate import run_tag
+from .prompts import prompt_id, read_prompts
+from .sampling.methods import METHODS
+
+CURVE_COLUMNS = ["method", "prompt", "seed", "step", "timestep", "fraction", "distance"]
+
+
+@dataclass
+class Trace:
+    """Per step of one batch: who ran, at which timestep, the VP latent x_t and the x̂0 prediction."""
+
+    roles: list[str] = field(default_factory=list)
+    timesteps: list[int] = field(default_factory=list)
+    noisy: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] = field(default_factory=list)
+
+    def record(self, role: str, index: int, timestep: int, x_t: torch.Tensor, x0: torch.Tensor) -> None:
+        self.roles.append(role)
+        self.timesteps.append(timestep)
+        self.noisy.append(x_t.detach().cpu())
+        self.targets.append(x0.detach().cpu())
+
+
+def trace_method(pair, method: str, prompt: str, seeds: list[int], **knobs) -> tuple[Trace, torch.Tensor]:
+    """Sample `seeds` for one prompt, recording every step; returns the trace and the final latents."""
+    from .sampling.plan import make_plan
+    from .sampling.sampler import sample_latents
+
+    trace = Trace()
+    plan = make_plan(pair, method, **knobs)
+    final = sample_latents(
+        plan, pair.encode([prompt] * len(seeds)), seeds, pair.latent_shape, pair.device, trace.record
+    )
+    return trace, final.cpu()
+
+
+def to_pixels(pair, latents: torch.Tensor) -> torch.Tensor:
+    """Decode latents to float images in [0, 1], (N, 3, H, W)."""
+    import numpy as np
+
+    images = pair.decode(latents.to(pair.device))
+    return torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])).permute(0, 3, 1, 2)
+
+
+def commitment(step_images: list[torch.Tensor], final: torch.Tensor, embedder) -> torch.Tensor:
+    """(steps, seeds) distance between each step's x̂0 image and the final image of the same seed."""
+    from .metrics.embedders import pairwise_distances
+
+    final_emb = embedder(final)
+    rows = []
+    for images in step_images:
+        emb = embedder(images)
+        rows.append(
+            torch.stack(
+                [
+                    pairwise_distances(emb[i : i + 1], final_emb[i : i + 1], embedder.distance)[0, 0]
+                    for i in range(len(emb))
+                ]
+            )
+        )
+    return torch.stack(rows)
+
+
+def committed_fraction(fractions: list[float], distances: list[float], threshold: float) -> float:
+    """First fraction of steps at which the mean distance is at most `threshold` x its first value."""
+    limit = threshold * distances[0]
+    for fraction, distance in zip(fractions, distances, strict=True):
+        if distance <= limit:
+            return fraction
+    return fractions[-1]
+
+
+def run(cfg: DictConfig) -> Path:
+    methods = list(cfg.methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    out = Path(cfg.out)
+    curve_csv = out / "commitment.csv"
+    if curve_csv.exists() and not cfg.overwrite:
+        raise UserError(f"{out} already holds an x0viz run (commitment.csv); use another out= or overwrite=true")
+
+    from .metrics.embedders import get_embedder
+    from .models.loading import load_pair, resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.device)
+    embedder = get_embedder(cfg.metric, device)
+    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    seeds = [int(cfg.seed) + j for j in range(int(cfg.n))]
+    knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for row in rows:
+        for method in methods:
+            trace, final = trace_method(pair, method, row.prompt, seeds, **knobs)
+            targets = [to_pixels(pair, x0) for x0 in trace.targets]
+            final_images = to_pixels(pair, final)
+            tag = run_tag(method, cfg.k, cfg.base_guidance, cfg.base_steps)
+            stem = f"{cfg.model.name}_{tag}_{prompt_id(row.prompt)}"
+            save_grid(targets, trace, out / f"x0_{stem}.png", int(cfg.columns), int(cfg.cell), "x0")
+            # The VP latent the network sees, decoded as it is: the standard view, mostly noise early (Fig. 4a).
+            save_grid(
+                [to_pixels(pair, x) for x in trace.noisy],
+                trace,
+                out / f"xt_{stem}.png",
+                int(cfg.columns),
+                int(cfg.cell),
+                "x_t",
+            )
+            distances = commitment(targets, final_images, embedder)
+            steps = len(trace.timesteps)
+            for step, timestep in enumerate(trace.timesteps):
+                for j, seed in enumerate(seeds):
+                    records.append(
+                        {
+                            "method": tag,
+                            "prompt": row.prompt,
+                            "seed": seed,
+                            "step": step,
+                            "timestep": timestep,
+                            "fraction": (step + 1) / steps,
+                            "distance": float(distances[step, j]),
+                        }
+                    )
+    _write_csv(curve_csv, records)
+    summary = summarize(records, float(cfg.threshold))
+    _write_csv(out / "commitment_summary.csv", summary)
+    plot_curves(records, out / "commitment.png", float(cfg.threshold))
+    _print_summary(summary, out)
+    return out
+
+
+def summarize(records: list[dict], threshold: float) -> list[dict]:
+    """Per method: the mean curve over prompts and seeds, and where it commits."""
+    import pandas as pd
+
+    frame = pd.DataFrame(records)
+    summary = []
+    for method, group in frame.groupby("method", sort=False):
+        curve = (
+            group.groupby("step")
+            .agg(fraction=("fraction", "first"), timestep=("timestep", "first"), distance=("distance", "mean"))
+            .reset_index()
+        )
+        fraction = committed_fraction(curve.fraction.tolist(), curve.distance.tolist(), threshold)
+        at = curve[curve.fraction == fraction].iloc[0]
+        summary.append(
+            {
+                "method": method,
+                "steps": len(curve),
+                "threshold": threshold,
+                "committed_fraction": round(fraction, 4),
+                "committed_step": int(at.step),
+                "committed_timestep": int(at.timestep),
+            }
+        )
+    return summary
+
+
+def save_grid(images: list[torch.Tensor], trace: Trace, path: Path, columns: int, cell: int, label: str) -> None:
+    """Rows = seeds, columns = (a spread of) steps, each column headed by its timestep and model."""
+    from PIL import Image, ImageDraw
+
+    picks = _spread(len(images), columns)
+    rows = images[0].shape[0]
+    header = 14
+    sheet = Image.new("RGB", (cell * len(picks), header + cell * rows), "white")
+    draw = ImageDraw.Draw(sheet)
+    for col, step in enumerate(picks):
+        role = "B" if trace.roles[step] == "base" else "D"
+        draw.text((col * cell + 2, 1), f"{label} t={trace.timesteps[step]} {role}", fill="black")
+        for r in range(rows):
+            array = (images[step][r].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype("uint8")
+            tile = Image.fromarray(array).resize((cell, cell), Image.Resampling.BICUBIC)
+            sheet.paste(tile, (col * cell, header + r * cell))
+    sheet.save(path)
+
+
+def plot_curves(records: list[dict], path: Path, threshold: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(records)
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for method, group in frame.groupby("method", sort=False):
+        curve = group.groupby("fraction").distance.mean()
+        ax.plot(curve.index * 100, curve.values / curve.values[0], marker="o", ms=3, label=method)
+    ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("% of steps done")
+    ax.set_ylabel("distance(x̂0, final) / first step")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _spread(total: int, columns: int) -> list[int]:
+    if total <= columns:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (columns - 1)) for i in range(columns)})
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _print_summary(summary: list[dict], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"commitment ({out})")
+    for column in ("method", "steps", "committed_fraction", "committed_timestep"):
+        table.add_column(column)
+    for row in summary:
+        table.add_row(*(str(row[c]) for c in ("method", "steps", "committed_fraction", "committed_timestep")))
+    Console(stderr=True).print(table)

@@ -1,0 +1,69 @@
+"""x0viz (grids, commitment curve) and k=auto on tiny pairs."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from diversity_cli.autok import k_from_commitment
+from diversity_cli.x0viz import committed_fraction
+
+
+def test_committed_fraction_is_the_first_step_under_the_threshold():
+    fractions = [0.25, 0.5, 0.75, 1.0]
+    assert committed_fraction(fractions, [1.0, 0.6, 0.2, 0.0], 0.25) == 0.75
+    assert committed_fraction(fractions, [1.0, 0.1, 0.2, 0.0], 0.25) == 0.5
+    assert committed_fraction(fractions, [2.0, 1.9, 1.8, 1.7], 0.25) == 1.0
+
+
+@pytest.mark.parametrize(("committed", "k"), [(900, 1), (749, 1), (700, 2), (300, 3), (100, 3), (999, 1)])
+def test_k_from_commitment_covers_the_steps_before_the_base_commits(committed, k):
+    assert k_from_commitment([999, 749, 499, 249], committed) == k
+
+
+def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
+    code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", "metric=pixel", f"out={tmp_path}")
+    assert code == 0, err
+    for method in ("base", "distilled", "hybrid_k1"):
+        assert len(list(tmp_path.glob(f"x0_tiny_sd_{method}_*.png"))) == 1
+        assert len(list(tmp_path.glob(f"xt_tiny_sd_{method}_*.png"))) == 1
+    with (tmp_path / "commitment.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["method", "prompt", "seed", "step", "timestep", "fraction", "distance"]
+    steps = {"base": 8, "distilled": 4, "hybrid_k1": 4}
+    for method, count in steps.items():
+        mine = [r for r in rows if r["method"] == method]
+        assert len(mine) == count * 2
+        last = [r for r in mine if float(r["fraction"]) == 1.0]
+        # The last step's x̂0 is the sample itself (LCM returns it; DDIM with set_alpha_to_one lands on it).
+        assert all(float(r["distance"]) < 1e-6 for r in last)
+        assert max(float(r["distance"]) for r in mine) > 0
+    assert (tmp_path / "commitment.png").stat().st_size > 0
+    code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", f"out={tmp_path}")
+    assert code == 2 and "overwrite=true" in err
+
+
+def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIVERSITY_CLI_CACHE", str(tmp_path / "cache"))
+    args = (
+        "generate",
+        "model=tiny_sd",
+        "method=hybrid",
+        "k=auto",
+        "prompt=a red circle",
+        "n=1",
+        "auto_k.prompts=[a circle]",
+        "auto_k.n=2",
+    )
+    code, _, err = cli(*args, f"out={tmp_path / 'run'}")
+    assert code == 0, err
+    assert "k=auto -> k=" in err
+    cached = list((tmp_path / "cache" / "commitment").glob("tiny_sd-*.json"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    with (tmp_path / "run" / "samples.csv").open() as f:
+        k = int(next(csv.DictReader(f))["k"])
+    assert 1 <= k <= 3
+    code, _, err = cli(*args, f"out={tmp_path / 'run2'}")
+    assert code == 0 and cached[0].stat().st_mtime_ns == stamp
