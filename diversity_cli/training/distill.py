@@ -1,0 +1,385 @@
+"""`diversity-cli distill`: few-step distillation of a pair's base model with DMD or DP-DMD.
+
+    diversity-cli distill model=tiny_sd distill=dmd prompts=prompts.txt out=results/distill_dmd
+    diversity-cli distill model=tiny_sd distill=dp_dmd anchor_k=2 lambda_div=0.05 prompts=prompts.txt out=...
+    accelerate launch -m diversity_cli distill model=sdxl_dmd2 mixed_precision=bf16 ...   # GPU nodes
+
+The teacher is the pair's base network (frozen); student and fake score start as float32 copies of it. One
+iteration is `fake_updates_per_generator_update` fake-score updates followed by one generator update (see
+`objective`). Runs resume from the newest checkpoint in `out` and extend to a larger `iterations`; a run with
+other settings is never replaced without `overwrite=true`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import UserError
+from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
+from ..models.pair import ModelPair
+from ..prompts import read_prompts
+from .objective import Distiller, DistillSettings
+from .state import RunState
+
+METHODS = ("dmd", "dp_dmd")
+DP_DMD_KEYS = ("anchor_k", "lambda_div", "stop_gradient", "teacher_ode")
+
+
+class TrainProgress:
+    """The custom part of a checkpoint: the iteration reached and the training time so far."""
+
+    def __init__(self):
+        self.iteration = 0
+        self.seconds = 0.0
+
+    def state_dict(self) -> dict:
+        return {"iteration": self.iteration, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration = int(state["iteration"])
+        self.seconds = float(state["seconds"])
+
+
+def iteration_generator(seed: int, iteration: int, process: int) -> torch.Generator:
+    """Every random draw of one iteration on one process comes from this generator. Seeding it from
+    (seed, iteration, process) makes an iteration's randomness independent of what ran before it, so a resumed
+    run draws exactly what an uninterrupted one would, with no generator state to checkpoint per process."""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed), int(iteration), int(process)]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator("cpu").manual_seed(int(state))
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject bad settings before any model is loaded."""
+    method = cfg.get("method")
+    if method not in METHODS:
+        raise UserError(f"unknown distill method '{method}'; choose distill=dmd or distill=dp_dmd")
+    if method == "dp_dmd" and any(cfg.get(key) is None for key in DP_DMD_KEYS):
+        raise UserError("method=dp_dmd needs its settings group: use distill=dp_dmd (it sets method, anchor_k, ...)")
+    for key in (
+        "iterations",
+        "batch_size",
+        "fake_updates_per_generator_update",
+        "checkpoint_every",
+        "keep_checkpoints",
+    ):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
+            raise UserError(f"{key}={cfg[key]} must be a positive integer")
+    timesteps = list(cfg.student_timesteps)
+    if not timesteps or not all(isinstance(t, int) and t >= 0 for t in timesteps):
+        raise UserError(f"student_timesteps={timesteps} must be a non-empty list of integer timesteps")
+    if any(a <= b for a, b in zip(timesteps, timesteps[1:], strict=False)):
+        raise UserError(f"student_timesteps={timesteps} must be strictly decreasing (noisiest first)")
+    low, high = (float(v) for v in cfg.t_range)
+    if not 0.0 <= low < high <= 1.0:
+        raise UserError(f"t_range={list(cfg.t_range)} must be [low, high] with 0 <= low < high <= 1")
+    for key in ("generator", "fake"):
+        if float(cfg.lr[key]) <= 0:
+            raise UserError(f"lr.{key}={cfg.lr[key]} must be positive")
+    if cfg.mixed_precision not in (None, "no", "fp16", "bf16"):
+        raise UserError(f"mixed_precision={cfg.mixed_precision} must be no, fp16, bf16 or null (accelerate's choice)")
+    if method == "dp_dmd":
+        if len(timesteps) < 2:
+            raise UserError("distill=dp_dmd needs at least 2 student_timesteps: the first step and the ones DMD trains")
+        steps = ode_steps(cfg)
+        k = cfg.anchor_k
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= steps:
+            raise UserError(
+                f"anchor_k={k} is out of range: the teacher's ODE has {steps} steps (teacher_ode.steps), so 1..{steps}"
+            )
+        if float(cfg.lambda_div) < 0:
+            raise UserError(f"lambda_div={cfg.lambda_div} must be >= 0")
+
+
+def ode_steps(cfg: DictConfig) -> int:
+    steps = cfg.teacher_ode.steps if cfg.teacher_ode.steps is not None else cfg.model.base.steps
+    if not isinstance(steps, int) or steps < 1:
+        raise UserError(f"teacher_ode.steps={steps} must be a positive integer (null: the base model's steps)")
+    return steps
+
+
+def training_prompts(cfg: DictConfig) -> list[str]:
+    if cfg.prompts is not None and OmegaConf.is_list(cfg.prompts):
+        prompts = [str(p) for p in cfg.prompts if str(p).strip()]
+        if not prompts:
+            raise UserError("prompts=[] is empty; give training prompts (a list, or a .txt / .csv file)")
+        return prompts
+    return [row.prompt for row in read_prompts(cfg.prompt, cfg.prompts)]
+
+
+def settings(cfg: DictConfig, pair: ModelPair) -> DistillSettings:
+    teacher_guidance = float(cfg.teacher_guidance if cfg.teacher_guidance is not None else pair.base.guidance)
+    common = dict(
+        method=cfg.method,
+        student_timesteps=list(cfg.student_timesteps),
+        teacher_guidance=teacher_guidance,
+        t_range=tuple(float(v) for v in cfg.t_range),
+    )
+    if cfg.method == "dmd":
+        return DistillSettings(**common)
+    ode = cfg.teacher_ode
+    return DistillSettings(
+        **common,
+        anchor_k=int(cfg.anchor_k),
+        lambda_div=float(cfg.lambda_div),
+        stop_gradient=bool(cfg.stop_gradient),
+        ode_steps=ode_steps(cfg),
+        ode_guidance=float(ode.guidance if ode.guidance is not None else teacher_guidance),
+        ode_overrides=OmegaConf.to_container(ode.overrides, resolve=True) if ode.get("overrides") else {},
+    )
+
+
+def check_schedules(cfg: DictConfig, pair: ModelPair, distiller: Distiller) -> None:
+    """Checks that need the loaded scheduler configs."""
+    train_t = distiller.num_train_timesteps
+    if max(cfg.student_timesteps) >= train_t:
+        raise UserError(f"student_timesteps={list(cfg.student_timesteps)} must be below {train_t} for {pair.name}")
+    if cfg.method == "dp_dmd":
+        ode = distiller.ode
+        ode.set_timesteps(distiller.settings.ode_steps)
+        first = int(ode.timesteps[0])
+        if first != cfg.student_timesteps[0]:
+            raise UserError(
+                f"the teacher's ODE starts at timestep {first} but the student at {cfg.student_timesteps[0]}; "
+                "both must start from the same noise level (teacher_ode.overrides.timestep_spacing=trailing)"
+            )
+
+
+@dataclass
+class Training:
+    """Everything one training session works with."""
+
+    accelerator: Any
+    pair: ModelPair
+    distiller: Distiller
+    opt_g: torch.optim.Optimizer
+    opt_f: torch.optim.Optimizer
+    progress: TrainProgress
+    prompts: list[str]
+
+
+def run(cfg: DictConfig) -> Path:
+    session_began = time.perf_counter()
+    validate(cfg)
+    prompts = training_prompts(cfg)
+    from accelerate import Accelerator
+
+    if cfg.device != "auto":
+        resolve_device(cfg.device)  # a clear line when CUDA is asked for and absent
+    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+    main = accelerator.is_main_process
+    state = RunState(cfg.out)
+    start = state.plan(cfg)
+    console = _console()
+    if start is None:
+        if main:
+            console.print(f"[green]nothing to do[/]: {state.root} holds a finished run of {cfg.iterations} iterations")
+        return state.root
+    if cfg.overwrite and main:
+        state.clear()
+    accelerator.wait_for_everyone()
+
+    training = build(cfg, accelerator, prompts)
+    if start > 0:
+        accelerator.load_state(str(state.checkpoint_dir(start)))
+    if main:
+        state.truncate_log(start)
+        state.write_record(cfg, finished=False)
+        (state.root / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )
+    total = int(cfg.iterations)
+    with Progress(*columns, console=console, disable=not main) as progress:
+        task = progress.add_task(f"distill {cfg.method} {training.pair.name}", total=total, completed=start, losses="")
+        for iteration in range(start + 1, total + 1):
+            row = train_iteration(cfg, training, iteration)
+            if main:
+                state.append_log([row])
+            progress.update(task, advance=1, losses=_shown(row))
+            if iteration % int(cfg.checkpoint_every) == 0 or iteration == total:
+                save_checkpoint(accelerator, state, iteration, int(cfg.keep_checkpoints))
+
+    if main:
+        save_student(accelerator.unwrap_model(training.distiller.student), state.student, cfg)
+        seconds = training.progress.seconds
+        state.write_record(cfg, finished=True, iterations=total, seconds=round(seconds, 1))
+        write_readme(state, cfg, training.pair, seconds, time.perf_counter() - session_began)
+        console.print(f"[green]student saved[/] to {state.student} ({total} iterations)")
+    accelerator.wait_for_everyone()
+    return state.root
+
+
+def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
+    """Load the pair; the student and fake score start as float32 copies of its base network (the teacher)."""
+    device = accelerator.device
+    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    pair.distilled.network = None  # only the base is distilled; free the pair's own student
+    teacher = pair.base.network.requires_grad_(False).eval()
+    student, fake = Distiller.copy_of(teacher), Distiller.copy_of(teacher)
+    if cfg.gradient_checkpointing:
+        student.enable_gradient_checkpointing()
+        fake.enable_gradient_checkpointing()
+    betas = tuple(float(b) for b in cfg.adam.betas)
+    opt_g = torch.optim.AdamW(student.parameters(), float(cfg.lr.generator), betas, weight_decay=cfg.adam.weight_decay)
+    opt_f = torch.optim.AdamW(fake.parameters(), float(cfg.lr.fake), betas, weight_decay=cfg.adam.weight_decay)
+    student, fake, opt_g, opt_f = accelerator.prepare(student, fake, opt_g, opt_f)
+    progress = TrainProgress()
+    accelerator.register_for_checkpointing(progress)
+    distiller = Distiller(teacher, student, fake, dict(pair.base.scheduler.config), settings(cfg, pair))
+    check_schedules(cfg, pair, distiller)
+    return Training(accelerator, pair, distiller, opt_g, opt_f, progress, prompts)
+
+
+def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict[str, Any]:
+    """`fake_updates_per_generator_update` fake-score updates, then one generator update; the log row."""
+    began = time.perf_counter()
+    accelerator, distiller = training.accelerator, training.distiller
+    rng = iteration_generator(cfg.seed, iteration, accelerator.process_index)
+    shape = (int(cfg.batch_size), *training.pair.latent_shape)
+
+    def batch():
+        picks = torch.randint(len(training.prompts), (shape[0],), generator=rng).tolist()
+        conditioning = training.pair.encode([training.prompts[i] for i in picks])
+        return distiller.draw_noise(shape, accelerator.device, rng), conditioning
+
+    def update(optimizer, network, loss):
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if cfg.max_grad_norm and float(cfg.max_grad_norm) > 0:
+            accelerator.clip_grad_norm_(network.parameters(), float(cfg.max_grad_norm))
+        optimizer.step()
+
+    fake_losses = []
+    for _ in range(int(cfg.fake_updates_per_generator_update)):
+        noise, conditioning = batch()
+        loss = distiller.fake_loss(distiller.student_sample(noise, conditioning, rng), conditioning, rng)
+        update(training.opt_f, distiller.fake, loss)
+        fake_losses.append(loss.item())
+    noise, conditioning = batch()
+    g = distiller.generator_losses(noise, conditioning, rng)
+    update(training.opt_g, distiller.student, g.total)
+
+    seconds = time.perf_counter() - began
+    training.progress.iteration = iteration
+    training.progress.seconds += seconds
+    return {
+        "iteration": iteration,
+        "generator_loss": f"{g.total.item():.6g}",
+        "dmd_loss": f"{g.dmd.item():.6g}",
+        "first_step_loss": "" if g.first_step is None else f"{g.first_step.item():.6g}",
+        "fake_loss": f"{sum(fake_losses) / len(fake_losses):.6g}",
+        "seconds": f"{seconds:.3f}",
+    }
+
+
+def _shown(row: dict[str, Any]) -> str:
+    shown = f"G {row['generator_loss']}  dmd {row['dmd_loss']}  fake {row['fake_loss']}"
+    return shown + (f"  first {row['first_step_loss']}" if row["first_step_loss"] else "")
+
+
+def save_checkpoint(accelerator, state: RunState, iteration: int, keep: int) -> None:
+    path = state.checkpoint_dir(iteration)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        state.mark_complete(path, keep)
+
+
+def save_student(network: torch.nn.Module, path: Path, cfg: DictConfig) -> None:
+    """The student in diffusers format (config.json + safetensors), in `save_dtype` (null: the model's dtype).
+    Training is over: the network is moved and cast in place rather than copied (an SDXL copy would not fit)."""
+    name = cfg.save_dtype or cfg.model.dtype
+    if name not in DTYPES:
+        raise UserError(f"save_dtype={name} must be one of: {', '.join(DTYPES)}")
+    dtype = DTYPES[name]
+    network.to("cpu", dtype)
+    network.save_pretrained(str(path), safe_serialization=True)
+
+
+def command_line(cfg: DictConfig) -> str:
+    """An equivalent command: the group choices plus every setting that differs from the composed defaults."""
+    if Path(sys.argv[0]).name == "diversity-cli":
+        return "diversity-cli " + " ".join(sys.argv[1:])
+    from ..config import compose
+
+    group = f"distill={cfg.method}"
+    defaults = compose("distill", [f"model={cfg.model.name}", group])
+    mine = OmegaConf.to_container(cfg, resolve=True)
+    base = OmegaConf.to_container(defaults, resolve=True)
+    changed = [f"{k}={_override_value(v)}" for k, v in _diff(mine, base)]
+    return " ".join(["diversity-cli distill", f"model={cfg.model.name}", group, *changed])
+
+
+def _diff(mine, base, prefix: str = ""):
+    for key, value in mine.items():
+        other = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict) and isinstance(other, dict):
+            yield from _diff(value, other, f"{prefix}{key}.")
+        elif value != other:
+            yield f"{prefix}{key}", value
+
+
+def _override_value(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    text = str(value)
+    return f"'{text}'" if any(c in text for c in " ,=[]{}") else text
+
+
+def write_readme(state: RunState, cfg: DictConfig, pair: ModelPair, seconds: float, session: float) -> None:
+    net = state.student.resolve()
+    card = f"""# {cfg.method} student of {pair.name}
+
+Few-step student distilled from the base network of `{pair.name}` by `diversity-cli distill`
+({"DMD2-style DMD, no GAN term" if cfg.method == "dmd" else "DP-DMD: first step to the teacher ODE anchor"}).
+
+- command: `{command_line(cfg)}`
+- iterations: {cfg.iterations}, batch size {cfg.batch_size}, seed {cfg.seed}, device {pair.device}
+- training time {seconds:.0f} s over all sessions ({seconds / max(int(cfg.iterations), 1):.2f} s/iteration);
+  wall time of the last session {session:.0f} s (loading, training, saving)
+- student schedule: LCMScheduler at timesteps {list(cfg.student_timesteps)}
+- files: `student/` (diffusers {type(pair.base.network).__name__}, safetensors), `log.csv`, `config.yaml`
+
+Use it as the distilled model of a pair (`conf/model/<name>.yaml`):
+
+```yaml
+distilled:
+  network: {{path: {net}}}
+  scheduler: {{class: LCMScheduler}}
+  steps: {len(cfg.student_timesteps)}
+  timesteps: {list(cfg.student_timesteps)}
+  guidance: 0.0
+```
+
+## Config
+
+```yaml
+{OmegaConf.to_yaml(cfg, resolve=True)}```
+"""
+    (state.root / "README.md").write_text(card)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)

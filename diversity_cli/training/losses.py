@@ -1,0 +1,48 @@
+"""The distillation losses as plain functions of tensors (no networks), so their gradients can be checked.
+
+Notation: x = the student's clean-sample estimate x0_student (B, C, H, W); x̂0_real and x̂0_fake are the teacher's
+(at CFG) and the fake-score network's x0 predictions for x noised to a random level t.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def dmd_gradient(x0_student: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> torch.Tensor:
+    """DMD2's generator gradient, per sample b:
+
+        g_b = (x̂0_fake,b − x̂0_real,b) / mean_{c,h,w} |x_b − x̂0_real,b|
+
+    i.e. the difference of the fake and real scores in x0 form, normalised by the sample's mean distance to the
+    teacher's estimate (DMD2, `sd_guidance.compute_distribution_matching_loss`). Non-finite entries become 0,
+    as there. No gradient flows through it."""
+    with torch.no_grad():
+        dims = tuple(range(1, x0_student.ndim))
+        normaliser = (x0_student - x0_real).abs().mean(dim=dims, keepdim=True)
+        return torch.nan_to_num((x0_fake - x0_real) / normaliser)
+
+
+def dmd_loss(x0_student: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """The surrogate whose autograd gradient is the DMD gradient:
+
+        L = ½ · mean (x − sg(x − g))²   ⇒   ∂L/∂x = g / N,   N = x.numel()
+
+    `sg` is stop-gradient. The mean reduction (not a sum) is DMD2's, which keeps `lambda_div` of DP-DMD on its
+    published scale; Adam-type optimisers do not see the constant 1/N."""
+    target = (x0_student - gradient).detach()
+    return 0.5 * F.mse_loss(x0_student.float(), target.float(), reduction="mean")
+
+
+def fake_score_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The fake-score network's denoising loss: mean (ε̂_fake(x_t, t) − ε)² on detached student samples noised
+    with ε to t ~ U{0, …, T−1} (DMD2's `compute_loss_fake`)."""
+    return F.mse_loss(eps_pred.float(), eps.float(), reduction="mean")
+
+
+def first_step_loss(x0_first: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """DP-DMD's diversity term for diffusion backbones: mean (x0_first − sg(x̂0_anchor))², where x0_first is the
+    student's first-step clean estimate from pure noise z and x̂0_anchor the teacher's x0 prediction after
+    `anchor_k` steps of its deterministic ODE from the same z (see `generator.teacher_anchor`)."""
+    return F.mse_loss(x0_first.float(), target.detach().float(), reduction="mean")

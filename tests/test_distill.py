@@ -1,0 +1,342 @@
+"""`diversity-cli distill` (DMD, DP-DMD) on tiny_sd: training moves the right networks, resume is exact, the
+DMD gradient and DP-DMD's stop-gradient hold under autograd, bad input is one line."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diversity_cli.models import tiny
+from diversity_cli.models.pair import Conditioning, ModelSpec, slice_kwargs
+from diversity_cli.sampling.denoiser import Denoiser
+from diversity_cli.training import distill
+from diversity_cli.training.generator import teacher_anchor, teacher_ode_scheduler
+from diversity_cli.training.losses import dmd_gradient, dmd_loss
+from diversity_cli.training.objective import Distiller, DistillSettings
+
+PROMPTS = ["a red circle", "two blue squares", "a green triangle on a dark background"]
+SMALL = ("batch_size=1", "fake_updates_per_generator_update=2")
+TIMESTEPS = [999, 749, 499, 249]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Two threads on two cores shared with other jobs run these tiny networks ~10x slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(PROMPTS) + "\n")
+    return path
+
+
+@pytest.fixture
+def loaded_pairs(monkeypatch):
+    """The pairs `distill` loads, kept so a test can inspect the teacher after training."""
+    pairs = []
+
+    def load(*args, **kwargs):
+        pairs.append(distill_load(*args, **kwargs))
+        return pairs[-1]
+
+    distill_load = distill.load_pair
+    monkeypatch.setattr(distill, "load_pair", load)
+    return pairs
+
+
+def _log(out: Path) -> list[dict[str, str]]:
+    with (out / "log.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _checkpoint(out: Path, name: str) -> dict[str, torch.Tensor]:
+    (latest,) = sorted((out / "checkpoints").glob("iter_*"))[-1:]
+    return load_file(latest / name)
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _one_line(err: str) -> bool:
+    return len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+@pytest.mark.parametrize("method", ["dmd", "dp_dmd"])
+def test_training_moves_student_and_fake_but_not_teacher(cli, tmp_path, prompts_file, loaded_pairs, method):
+    out = tmp_path / method
+    extra = ["anchor_k=1", "teacher_ode.steps=2"] if method == "dp_dmd" else []
+    code, _, err = cli(
+        "distill", f"distill={method}", *extra, f"prompts={prompts_file}", f"out={out}", "iterations=2", *SMALL
+    )
+    assert code == 0, err
+    rows = _log(out)
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    for row in rows:
+        losses = ["generator_loss", "dmd_loss", "fake_loss"] + (["first_step_loss"] if method == "dp_dmd" else [])
+        assert all(math.isfinite(float(row[key])) for key in losses)
+        assert float(row["seconds"]) > 0
+        if method == "dmd":
+            assert row["first_step_loss"] == ""
+        else:  # total = dmd + lambda_div * first (0.05 by default)
+            expected = float(row["dmd_loss"]) + 0.05 * float(row["first_step_loss"])
+            assert float(row["generator_loss"]) == pytest.approx(expected, rel=1e-4)
+
+    initial = tiny.build_network("sd", seed=0).state_dict()  # tiny_sd's base: the teacher before training
+    teacher = loaded_pairs[-1].base.network.state_dict()
+    assert _same({k: v.cpu() for k, v in teacher.items()}, initial)
+    from diffusers import UNet2DConditionModel
+
+    student = UNet2DConditionModel.from_pretrained(out / "student").state_dict()
+    assert student.keys() == initial.keys()
+    assert not _same(student, initial)
+    assert _same(student, _checkpoint(out, "model.safetensors"))  # accelerate's first prepared model: the student
+    fake = _checkpoint(out, "model_1.safetensors")
+    assert fake.keys() == initial.keys() and not _same(fake, initial) and not _same(fake, student)
+    readme = (out / "README.md").read_text()
+    assert f"distill={method}" in readme and "LCMScheduler" in readme
+
+
+def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts_file):
+    # On CPU, where kernels are deterministic for a fixed thread count (GPU kernels are not: two identical GPU runs
+    # already differ in the 6th digit), a checkpoint restores weights and Adam moments exactly and each iteration
+    # seeds its own generator: resuming changes nothing.
+    args = ("distill", "distill=dp_dmd", "anchor_k=1", "teacher_ode.steps=2", f"prompts={prompts_file}", "device=cpu")
+    args += ("batch_size=1", "fake_updates_per_generator_update=1")
+    resumed, straight = tmp_path / "resumed", tmp_path / "straight"
+    assert cli(*args, f"out={resumed}", "iterations=2")[0] == 0
+    assert cli(*args, f"out={resumed}", "iterations=4")[0] == 0
+    assert cli(*args, f"out={straight}", "iterations=4", "checkpoint_every=3", "keep_checkpoints=2")[0] == 0
+    a, b = _log(resumed), _log(straight)
+    assert [int(r["iteration"]) for r in a] == [1, 2, 3, 4]
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(a) == drop(b)
+    assert _same(
+        load_file(resumed / "student/diffusion_pytorch_model.safetensors"),
+        load_file(straight / "student/diffusion_pytorch_model.safetensors"),
+    )
+    assert _same(_checkpoint(resumed, "model_1.safetensors"), _checkpoint(straight, "model_1.safetensors"))
+    assert [p.name for p in sorted((straight / "checkpoints").iterdir())] == ["iter_000003", "iter_000004"]
+
+    code, _, err = cli(*args, f"out={resumed}", "iterations=4")
+    assert code == 0 and "nothing to do" in err and len(_log(resumed)) == 4
+    code, _, err = cli(*args, f"out={resumed}", "iterations=3")
+    assert code == 2 and _one_line(err) and "already holds 4 iterations" in err
+    code, _, err = cli(*args, f"out={resumed}", "iterations=4", "lr.generator=1e-3")
+    assert code == 2 and _one_line(err) and "different settings" in err and "lr.generator" in err
+    code, _, err = cli(*args, f"out={resumed}", "iterations=1", "lr.generator=1e-3", "overwrite=true")
+    assert code == 0, err
+    assert len(_log(resumed)) == 1 and [p.name for p in (resumed / "checkpoints").iterdir()] == ["iter_000001"]
+
+
+def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
+    (tmp_path / "log.csv").write_text("mine\n")
+    code, _, err = cli("distill", f"prompts={prompts_file}", f"out={tmp_path}", "iterations=1", *SMALL)
+    assert code == 2 and _one_line(err) and "overwrite=true" in err
+    assert (tmp_path / "log.csv").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["distill=gan"], "unknown distill 'gan'"),
+        (["method=gan"], "unknown distill method 'gan'"),
+        (["method=dp_dmd"], "use distill=dp_dmd"),
+        (["distill=dp_dmd", "anchor_k=0"], "anchor_k=0 is out of range"),
+        (["distill=dp_dmd", "anchor_k=9"], "anchor_k=9 is out of range"),  # tiny_sd's base runs 8 steps
+        (["distill=dp_dmd", "student_timesteps=[999]"], "at least 2 student_timesteps"),
+        (["student_timesteps=[499,749]"], "strictly decreasing"),
+        (["t_range=[0.5,0.2]"], "t_range"),
+        (["iterations=0"], "iterations=0"),
+        (["model=sdxl_dmd2"], "stable-diffusion-xl-base-1.0"),  # a real pair: its weights are not here
+    ],
+)
+def test_bad_input_is_one_line(cli, tmp_path, prompts_file, overrides, message):
+    code, _, err = cli("distill", *overrides, f"prompts={prompts_file}", f"out={tmp_path / 'run'}")
+    assert code == 2 and _one_line(err), err
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+# -- the losses under autograd ------------------------------------------------------------------------------------
+
+
+def _distiller(pair, method: str = "dmd", stop_gradient: bool = True, fake_seed: int = 0) -> Distiller:
+    teacher = pair.base.network
+    settings = DistillSettings(
+        method=method,
+        student_timesteps=TIMESTEPS,
+        teacher_guidance=pair.base.guidance,
+        anchor_k=1,
+        lambda_div=0.05,
+        stop_gradient=stop_gradient,
+        ode_steps=2,
+        ode_guidance=pair.base.guidance,
+        ode_overrides={"timestep_spacing": "trailing", "set_alpha_to_one": True, "clip_sample": False},
+    )
+    fake = Distiller.copy_of(tiny.build_network("sd", seed=fake_seed))
+    return Distiller(teacher, Distiller.copy_of(teacher), fake, dict(pair.base.scheduler.config), settings)
+
+
+def test_dmd_surrogate_has_exactly_the_dmd_gradient():
+    gen = torch.Generator().manual_seed(0)
+    x, real, fake = (torch.randn(3, 4, 8, 8, generator=gen) for _ in range(3))
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(dmd_loss(x, dmd_gradient(x, real, fake)), x)
+    for b in range(3):  # per sample: (fake - real) / mean |x - real|, and the mean reduction's 1/N
+        expected = (fake[b] - real[b]) / (x[b].detach() - real[b]).abs().mean()
+        torch.testing.assert_close(grad[b] * x.numel(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dmd_term_gradient_matches_teacher_and_fake_scores_computed_independently(tiny_pairs):
+    pair = tiny_pairs("tiny_sd")
+    distiller = _distiller(pair, fake_seed=1)  # a fake score unlike the teacher, so the gradient is not small
+    cond = pair.encode(PROMPTS[:2])
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.randn(2, *pair.latent_shape, generator=gen).requires_grad_(True)
+    eps = torch.randn(2, *pair.latent_shape, generator=gen)
+    t = torch.tensor([100, 700])
+    (grad,) = torch.autograd.grad(distiller.dmd_term(x0, cond, t=t, eps=eps), x0)
+
+    # The same quantities through the sampler's Denoiser (CFG as at inference), one sample at a time.
+    sched = pair.base.scheduler
+    teacher = Denoiser(pair.base)
+    fake_spec = ModelSpec("fake", "fake", distiller.fake, sched, 1, 0.0)
+    fake = Denoiser(fake_spec)
+    for b in range(2):
+        a = sched.alphas_cumprod[t[b]]
+        x_t = a.sqrt() * x0[b : b + 1].detach() + (1 - a).sqrt() * eps[b : b + 1]
+        kw = Conditioning(slice_kwargs(cond.cond, b, 1), slice_kwargs(cond.uncond, b, 1))
+        with torch.no_grad():
+            real_x0 = (x_t - (1 - a).sqrt() * teacher(x_t, t[b], kw)) / a.sqrt()
+            fake_x0 = (x_t - (1 - a).sqrt() * fake(x_t, t[b], kw)) / a.sqrt()
+        expected = (fake_x0 - real_x0) / (x0[b : b + 1].detach() - real_x0).abs().mean()
+        torch.testing.assert_close(grad[b : b + 1] * x0.numel(), expected, rtol=1e-4, atol=1e-5)
+    assert grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("step_index", [1, 2, 3])
+def test_dp_dmd_stops_the_dmd_gradient_at_the_first_step(tiny_pairs, step_index):
+    pair = tiny_pairs("tiny_sd")
+    distiller = _distiller(pair, "dp_dmd")
+    cond = pair.encode(PROMPTS[:2])
+    noise = torch.randn(2, *pair.latent_shape, generator=torch.Generator().manual_seed(2))
+    out = distiller.generator_losses(noise, cond, torch.Generator().manual_seed(3), step_index=step_index)
+    assert out.step_index == step_index
+    (dmd_to_first,) = torch.autograd.grad(out.dmd, out.first_x0, retain_graph=True, allow_unused=True)
+    assert dmd_to_first is None  # no path at all from the DMD term back to the first step's output
+    (first_to_first,) = torch.autograd.grad(out.first_step, out.first_x0, retain_graph=True)
+    assert first_to_first.abs().sum() > 0
+    params = [p for p in distiller.student.parameters() if p.requires_grad]
+    dmd_to_student = torch.autograd.grad(out.dmd, params, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in dmd_to_student)  # the DMD term does train the student
+
+
+def test_without_stop_gradient_the_dmd_term_reaches_the_first_step(tiny_pairs):
+    # The ablation, and the check that the test above could fail.
+    pair = tiny_pairs("tiny_sd")
+    distiller = _distiller(pair, "dp_dmd", stop_gradient=False)
+    cond = pair.encode(PROMPTS[:2])
+    noise = torch.randn(2, *pair.latent_shape, generator=torch.Generator().manual_seed(2))
+    out = distiller.generator_losses(noise, cond, torch.Generator().manual_seed(3), step_index=2)
+    (dmd_to_first,) = torch.autograd.grad(out.dmd, out.first_x0, allow_unused=True)
+    assert dmd_to_first is not None and dmd_to_first.abs().sum() > 0
+
+
+def test_dmd_trains_every_step_and_dp_dmd_all_but_the_first(tiny_pairs):
+    pair = tiny_pairs("tiny_sd")
+    assert list(_distiller(pair, "dmd").dmd_steps()) == [0, 1, 2, 3]
+    assert list(_distiller(pair, "dp_dmd").dmd_steps()) == [1, 2, 3]
+    with pytest.raises(ValueError):
+        _distiller(pair, "dp_dmd").generator_losses(torch.zeros(1, *pair.latent_shape), None, None, step_index=0)
+
+
+def test_teacher_anchor_at_the_last_step_is_the_teachers_own_ode_sample(tiny_pairs):
+    """anchor_k = steps gives the teacher's deterministic sample: the toolkit's `base` method for the same noise."""
+    from diversity_cli.sampling.plan import make_plan
+    from diversity_cli.sampling.sampler import sample_generators, sample_latents
+
+    pair = tiny_pairs("tiny_sd")
+    cond = pair.encode(PROMPTS[:2])
+    seeds = [5, 6]
+    sampled = sample_latents(make_plan(pair, "base"), cond, seeds, pair.latent_shape)
+    noise = torch.stack([torch.randn(pair.latent_shape, generator=g) for g in sample_generators(seeds)])
+    ode = teacher_ode_scheduler(dict(pair.base.scheduler.config), {})  # tiny_sd's base is DDIM trailing already
+    steps = pair.base.steps
+    anchored = teacher_anchor(pair.base.network, ode, steps, steps, noise, cond, pair.base.guidance)
+    torch.testing.assert_close(anchored, sampled, rtol=1e-4, atol=1e-4)
+    early = teacher_anchor(pair.base.network, ode, steps, 1, noise, cond, pair.base.guidance)
+    assert not torch.allclose(early, sampled, atol=1e-3)
+
+
+def test_distills_a_local_diffusers_folder_pair_and_the_student_samples(cli, tmp_path, prompts_file, monkeypatch):
+    """A pair loaded from local folders (the real-checkpoint code path, as the toy pair will be); the student it
+    writes is then the distilled network of a pair that `generate` samples."""
+    from diffusers import DDIMScheduler
+
+    from diversity_cli.models.loading import TRAIN_SCHEDULE
+
+    components = tiny.build_shared_components("sd", seed=0)
+    scheduler = DDIMScheduler.from_config(TRAIN_SCHEDULE)
+    pipe = tiny.pipeline_class("sd")(**components, unet=tiny.build_network("sd", seed=0), scheduler=scheduler)
+    pipe.save_pretrained(tmp_path / "base")
+    conf = tmp_path / "conf"
+    shutil.copytree(Path(distill.__file__).resolve().parents[2] / "conf", conf)
+    base = tmp_path / "base"
+    (conf / "model" / "local.yaml").write_text(
+        f"""name: local
+family: sd
+resolution: 32
+dtype: float32
+components: {{path: {base}}}
+base:
+  label: local base
+  network: {{path: {base / "unet"}}}
+  scheduler: {{class: DDIMScheduler, overrides: {{timestep_spacing: trailing, set_alpha_to_one: true}}}}
+  steps: 4
+  guidance: 3.0
+distilled:
+  label: local student
+  network: {{path: {base / "unet"}}}   # a placeholder: generate points it at the student below
+  scheduler: {{class: LCMScheduler}}
+  steps: 4
+  timesteps: {TIMESTEPS}
+  guidance: 0.0
+"""
+    )
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(conf))
+    code, _, err = cli(
+        "distill", "model=local", f"prompts={prompts_file}", f"out={tmp_path / 'run'}", "iterations=1", *SMALL
+    )
+    assert code == 0, err
+    student = f"model.distilled.network.path={tmp_path / 'run' / 'student'}"
+    code, _, err = cli(
+        "generate", "model=local", student, "method=hybrid", "prompt=a red circle", "n=1", f"out={tmp_path}/gen"
+    )
+    assert code == 0, err
+    assert list((tmp_path / "gen").rglob("*.png"))
+
+
+def test_teacher_ode_is_ddim_trailing_even_from_another_schedulers_config():
+    # A DPM-Solver config (PixArt's base) marks timestep_spacing as a default it took; the ODE must still be
+    # DDIM with the trailing spacing asked for, starting at the student's first timestep.
+    from diffusers import DPMSolverMultistepScheduler
+
+    from diversity_cli.models.loading import TRAIN_SCHEDULE
+
+    config = DPMSolverMultistepScheduler.from_config(TRAIN_SCHEDULE).config
+    assert "timestep_spacing" in config["_use_default_values"]
+    ode = teacher_ode_scheduler(dict(config), {"timestep_spacing": "trailing", "set_alpha_to_one": True})
+    ode.set_timesteps(8)
+    assert type(ode).__name__ == "DDIMScheduler" and int(ode.timesteps[0]) == 999
