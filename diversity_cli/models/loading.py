@@ -46,16 +46,17 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "cpu" else DTYPES[name]
 
 
-def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype) -> ModelPair:
-    """Load both models once; the distilled model reuses the base's VAE and text encoders."""
+def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, distilled: bool = True) -> ModelPair:
+    """Load both models once; the distilled model reuses the base's VAE and text encoders.
+    `distilled=False` (training a new student) skips the distilled checkpoint: the base network stands in."""
     _quiet_libraries()
     family = model.family
     if family not in NETWORK_SLOT:
         raise UserError(f"model '{model.name}' has unknown family '{family}'; use sd, sdxl or pixart")
     if model.get("tiny"):
-        pipe, networks = _tiny(model)
+        pipe, networks = _tiny(model, distilled)
     else:
-        pipe, networks = _real(model, dtype)
+        pipe, networks = _real(model, dtype, distilled)
     pipe.to(device)
     specs = {}
     for role in ("base", "distilled"):
@@ -87,18 +88,20 @@ def _size(resolution: Any) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _tiny(model: DictConfig):
+def _tiny(model: DictConfig, distilled: bool = True):
     from . import tiny
 
     components = tiny.build_shared_components(model.family, seed=int(model.base.seed))
-    networks = {role: tiny.build_network(model.family, seed=int(model[role].seed)) for role in ("base", "distilled")}
+    roles = ("base", "distilled") if distilled else ("base",)
+    networks = {role: tiny.build_network(model.family, seed=int(model[role].seed)) for role in roles}
+    networks.setdefault("distilled", networks["base"])
     slot = NETWORK_SLOT[model.family]
     scheduler = _scheduler(model.base.scheduler, tiny=True)
     pipe = tiny.pipeline_class(model.family)(**components, **{slot: networks["base"]}, scheduler=scheduler)
     return pipe, networks
 
 
-def _real(model: DictConfig, dtype: torch.dtype):
+def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
     from diffusers import DiffusionPipeline
 
     shared = model.components
@@ -115,7 +118,7 @@ def _real(model: DictConfig, dtype: torch.dtype):
         source,
         "model.components.path",
     )
-    networks = {"base": base_network, "distilled": _network(model, "distilled", dtype)}
+    networks = {"base": base_network, "distilled": _network(model, "distilled", dtype) if distilled else base_network}
     return pipe, networks
 
 

@@ -228,8 +228,8 @@ def run(cfg: DictConfig) -> Path:
 def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
     """Load the pair; the student and fake score start as float32 copies of its base network (the teacher)."""
     device = accelerator.device
-    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
-    pair.distilled.network = None  # only the base is distilled; free the pair's own student
+    # The teacher is the base; the pair's own distilled checkpoint is not needed (nor loaded) to train a new one.
+    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device), distilled=False)
     teacher = pair.base.network.requires_grad_(False).eval()
     student, fake = Distiller.copy_of(teacher), Distiller.copy_of(teacher)
     if cfg.gradient_checkpointing:
