@@ -10,6 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import UserError
 
 CONF_ENV = "DIVERSITY_CLI_CONF"
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+# `${asset:toy/base}` in a config: a folder shipped inside the package, wherever it is installed.
+OmegaConf.register_new_resolver("asset", lambda relative: str(ASSETS / relative), replace=True)
 
 
 def conf_dir() -> Path:
