@@ -68,8 +68,11 @@ def _register(name: str, module: str, config: str, help_text: str) -> None:
     def command(overrides: list[str] | None = OVERRIDES) -> None:
         from .config import compose
 
-        cfg = compose(config, overrides)
-        importlib.import_module(module).run(cfg)
+        target = importlib.import_module(module)
+        if hasattr(target, "main"):  # it parses its own overrides first (ablate: sweeps, which compose rejects)
+            target.main(list(overrides or []))
+            return
+        target.run(compose(config, overrides))
 
     app.command(name=name, help=help_text, context_settings=EXTRA)(command)
 

@@ -1,0 +1,547 @@
+"""`diversity-cli ablate`: sweep the sampler's knobs, generate and measure every point, collect and plot.
+
+A point is one setting of (method, k, base_guidance, base_steps), named by its method tag (`hybrid_k2_g5`).
+Every point is its own run directory, `<out>/points/<model>/<tag>/`, so points can run at once (one SLURM job
+each) without two processes ever writing the same file: `generate` resumes there, and the measurement of exactly
+this run's images (its prompts x n seeds) goes to `<tag>/point.csv`, reused while the images and the measurement
+settings are unchanged. A merge step puts every point's rows into `<out>/ablate.csv` (one row per point, prompt
+and metric; rerunning replaces rows, never duplicates them) and draws `<out>/plots/`.
+
+The module stays light at import: the CLI imports it before anything is loaded, and bad input answers at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import available, conf_dir
+from .errors import UserError
+from .generate import run_tag
+from .prompts import read_prompts
+from .rundir import SAMPLE_COLUMNS, RunDir
+from .sampling.methods import USES_BASE_KNOBS
+from .sweep import KNOBS, expand, grid, split_overrides
+
+COLUMNS = [
+    "model",
+    "method",
+    "k",
+    "base_guidance",
+    "base_steps",
+    "prompt",
+    "n",
+    "metric",
+    "value",
+    "seconds_per_image",
+    "nfe",
+    "ci_low",
+    "ci_high",
+    "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
+]
+KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric")
+CSV_NAME = "ablate.csv"
+ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
+POINTS, PLOTS, MULTIRUN, MEASURE = "points", "plots", "multirun", "measure"
+BASELINES = ("base", "distilled")
+HYDRA_LAUNCHERS = ("submitit_local", "submitit_slurm")  # the plugin's own; conf/hydra/launcher/ adds more
+QUALITY_SKIP = ("method", "model", "n", "seconds_per_image", "reference", "features")
+MAX_PROMPT_LINES = 8  # more prompts than this: plots show their mean only
+
+
+@dataclass(frozen=True)
+class Point:
+    """One setting of the sampler. Knobs a method does not use are None, so equal settings are equal points."""
+
+    method: str
+    k: int | None = None
+    base_guidance: float | None = None
+    base_steps: int | None = None
+
+    @classmethod
+    def of(cls, method: str, k=None, base_guidance=None, base_steps=None, **_) -> Point:
+        if method not in USES_BASE_KNOBS:
+            return cls(method)
+        return cls(method, int(k), float(base_guidance), None if base_steps is None else int(base_steps))
+
+    @property
+    def tag(self) -> str:
+        return run_tag(self.method, self.k or 0, self.base_guidance or 0.0, self.base_steps)
+
+    def knobs(self) -> dict:
+        return {"method": self.method, "k": self.k, "base_guidance": self.base_guidance, "base_steps": self.base_steps}
+
+    def fields(self) -> dict[str, str]:
+        """The point's columns of ablate.csv (empty where the method does not use a knob)."""
+        return {
+            "method": self.method,
+            "k": "" if self.k is None else str(self.k),
+            "base_guidance": "" if self.base_guidance is None else f"{self.base_guidance:g}",
+            "base_steps": "" if self.base_steps is None else str(self.base_steps),
+        }
+
+
+@dataclass
+class Sweep:
+    model: str
+    points: list[Point]  # the swept points, in grid order
+    baselines: list[Point]  # base / distilled when not among the points already
+    swept: list[str]  # knobs that take more than one value among the points
+
+    @property
+    def all(self) -> list[Point]:
+        return self.points + self.baselines
+
+
+# -------------------------------------------------------------------------------------------------- command
+
+
+def main(overrides: list[str]) -> Path:
+    """The CLI's entry: sweep arguments are parsed before Hydra composes, since its compose API rejects them."""
+    from .config import compose
+
+    args = split_overrides(overrides)
+    cfg = compose("ablate", args.compose)
+    cfg.launcher_overrides = [*cfg.launcher_overrides, *args.hydra]
+    return run(cfg)
+
+
+def run(cfg: DictConfig) -> Path:
+    """Run a composed ablate config (knobs may hold lists or range strings such as "1..4")."""
+    sweep = plan_sweep(cfg)
+    out = Path(cfg.out)
+    console = _console()
+    if not cfg.merge and cfg.launcher == "local":
+        if cfg.launcher_overrides:
+            console.print("[yellow]note[/]: hydra.* overrides only apply to launcher=slurm / submitit_local")
+        for number, point in enumerate(sweep.all, start=1):
+            console.rule(f"point {number}/{len(sweep.all)}: {sweep.model} {point.tag}")
+            write_rows(out / CSV_NAME, attempt(cfg, point))
+    failed = None
+    if not cfg.merge and cfg.launcher != "local":
+        failed = launch(cfg, sweep)
+    results, missing = collect(out, sweep)
+    target = out / CSV_NAME
+    if results:
+        write_rows(target, [row for _, rows in results for row in rows])
+        for path in plot(results, sweep, out / PLOTS) if cfg.plots else []:
+            console.print(f"plot: {path}")
+        show(results, target)
+    if failed:
+        raise UserError(failed)
+    if missing:
+        raise UserError(_missing_message(out, sweep, missing, bool(cfg.merge)))
+    return target
+
+
+def _missing_message(out: Path, sweep: Sweep, missing: list[Point], merge: bool) -> str:
+    """One line: which points have no results, and the first reason recorded for them."""
+    errors = [(p, out / POINTS / sweep.model / p.tag / ERROR_NAME) for p in missing]
+    errors = [(p, path.read_text().strip()) for p, path in errors if path.is_file()]
+    tags = ", ".join(p.tag for p in missing[:4]) + (" ..." if len(missing) > 4 else "")
+    line = f"{len(missing)} of {len(sweep.all)} points have no results ({tags})"
+    if errors:
+        line += f"; {errors[0][0].tag}: {errors[0][1]}"
+    return line + ("; run the sweep without merge=true" if merge else "") + " (finished points are reused)"
+
+
+def plan_sweep(cfg: DictConfig) -> Sweep:
+    """The points of the sweep, every one validated before any model loads."""
+    from .diversity import parse_metrics
+
+    launchers = ("local", *HYDRA_LAUNCHERS, *available("hydra/launcher"))
+    if cfg.launcher not in launchers:
+        raise UserError(f"unknown launcher '{cfg.launcher}'; choose one of: {', '.join(dict.fromkeys(launchers))}")
+    if not cfg.merge and _uses_slurm(str(cfg.launcher)) and shutil.which("sbatch") is None:
+        raise UserError(
+            f"launcher={cfg.launcher} submits SLURM jobs, but sbatch is not on this machine; run on the cluster's "
+            "login node, or use launcher=local (or launcher=submitit_local: the same jobs as local processes)"
+        )
+    parse_metrics(cfg.metric)
+    if not isinstance(cfg.n, int) or cfg.n < 2:
+        raise UserError(f"n={cfg.n}: diversity compares images, so each point needs n >= 2 samples per prompt")
+    read_prompts(cfg.prompt, cfg.prompts, cfg.limit)  # a missing prompt file fails here, not at the first point
+    axes = {knob: expand(knob, cfg[knob]) for knob in KNOBS}
+    points = list(dict.fromkeys(Point.of(**combo) for combo in grid(axes)))
+    baselines = [Point(m) for m in BASELINES if cfg.baselines and Point(m) not in points]
+    swept = [knob for knob in KNOBS if len({getattr(p, knob) for p in points} - {None}) > 1]
+    from . import generate
+
+    for point in points + baselines:
+        generate.validate(point_config(cfg, point))
+    return Sweep(str(cfg.model.name), points, baselines, swept)
+
+
+@functools.cache
+def _generate_keys() -> list[str]:
+    spec = OmegaConf.load(conf_dir() / "generate.yaml")
+    return ["model", *(key for key in spec if key != "defaults")]
+
+
+def _uses_slurm(launcher: str) -> bool:
+    path = conf_dir() / "hydra" / "launcher" / f"{launcher}.yaml"
+    return launcher == "submitit_slurm" or (path.is_file() and "submitit_slurm" in path.read_text())
+
+
+def point_dir(cfg: DictConfig, point: Point) -> Path:
+    return Path(cfg.out) / POINTS / str(cfg.model.name) / point.tag
+
+
+def point_config(cfg: DictConfig, point: Point) -> DictConfig:
+    """The `generate` config of one point: the ablate config's generate keys, the point's knobs, its run dir."""
+    gen = OmegaConf.masked_copy(cfg, _generate_keys())
+    knobs = point.knobs()
+    knobs.update(k=point.k or 0, base_guidance=point.base_guidance or 0.0)  # unused by the method, but typed
+    for key, value in knobs.items():
+        gen[key] = value
+    gen.out = str(point_dir(cfg, point))
+    return gen
+
+
+# ------------------------------------------------------------------------------------------------ one point
+
+
+def attempt(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
+    """`run_point`, but a point that cannot run (a knob its pair cannot do) is recorded and the sweep goes on."""
+    error = point_dir(cfg, point) / ERROR_NAME
+    try:
+        rows = run_point(cfg, point)
+    except UserError as err:
+        error.parent.mkdir(parents=True, exist_ok=True)
+        error.write_text(f"{err}\n")
+        _console().print(f"[red]error[/] at {point.tag}: {err}")
+        return []
+    error.unlink(missing_ok=True)
+    return rows
+
+
+def run_point(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
+    """Generate (resuming) and measure one point; its rows also go to `<point>/point.csv`."""
+    from . import generate
+
+    gen = point_config(cfg, point)
+    generate.run(gen)
+    return measure(cfg, point, gen)
+
+
+def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, str]]:
+    """Diversity (and FID/CLIP with fid=true) of exactly this run's images, reused when nothing changed.
+
+    The measuring commands work on a run directory; `<point>/measure/` is one whose samples.csv lists just this
+    run's images (paths lead back into the point's folder), so older images of other n or prompts stay out.
+    """
+    from . import generate
+    from .diversity import parse_metrics
+
+    root = Path(gen.out)
+    view = root / MEASURE
+    jobs = generate.plan_jobs(gen, read_prompts(gen.prompt, gen.prompts, gen.limit))
+    made = {row["path"]: row for row in RunDir(root).read_samples()}
+    lost = [job.path for job in jobs if job.path not in made]
+    if lost:
+        raise UserError(f"{root}: {len(lost)} image(s) of this point were not generated (e.g. {lost[0]})")
+    rows = [{**made[job.path], "path": os.path.relpath(root / job.path, view)} for job in jobs]
+    metrics = parse_metrics(cfg.metric)
+    signature = _signature(cfg, metrics, rows)
+    cached = _cached(root, signature)
+    if cached is not None:
+        _console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
+        return cached
+
+    _write_view(view, rows)
+    found = _diversity(cfg, view, metrics)
+    order = {prompt: number for number, prompt in enumerate(dict.fromkeys(job.prompt for job in jobs))}
+    found.sort(key=lambda row: order.get(row["prompt"], len(order)))  # the prompts' own order; stable per metric
+    if cfg.fid:
+        found += _quality(cfg, view)
+    seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
+    shared = {
+        "model": str(cfg.model.name),
+        **point.fields(),
+        "seconds_per_image": f"{sum(seconds) / len(seconds):.4g}" if seconds else "",
+        "nfe": rows[0]["nfe"],
+        "run": f"{POINTS}/{cfg.model.name}/{point.tag}",
+    }
+    results = [{**shared, **row} for row in found]
+    results = [{column: row.get(column, "") for column in COLUMNS} for row in results]
+    _write_csv(root / "point.csv", results)
+    (root / "point.json").write_text(json.dumps({"signature": signature, **point.knobs()}, indent=2) + "\n")
+    return results
+
+
+def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str, str]]:
+    from . import diversity
+
+    settings = _copy(cfg.measure.diversity)
+    settings.update(out=str(view), images=None, metric=metrics, device=cfg.device)
+    (view / diversity.CSV_NAME).unlink(missing_ok=True)  # its rows are then exactly this measurement's
+    path = diversity.run(settings)
+    keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high")
+    return [{key: row[key] for key in keep} for row in _read_csv(path)]
+
+
+def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
+    """FID / IS / CLIP of the point's images, one row each; the prompt column stays empty (over all prompts)."""
+    from . import fid
+
+    settings = _copy(cfg.measure.fid)
+    settings.update(out=str(view), device=cfg.device, tags=None)
+    (view / "fid.csv").unlink(missing_ok=True)
+    rows = []
+    for row in _read_csv(fid.run(settings)):
+        for metric, value in row.items():
+            if metric not in QUALITY_SKIP and not metric.startswith("is_std") and value not in ("", None):
+                name = "clip_score" if metric == "clip" else metric  # `clip` names the diversity embedder
+                rows.append({"prompt": "", "n": row["n"], "metric": name, "value": value})
+    return rows
+
+
+def _signature(cfg: DictConfig, metrics: list[str], rows: list[dict[str, str]]) -> str:
+    """What a point's measurement depends on: its images (settings, seeds, timing) and the metric settings."""
+    ignore = ("out", "images", "metric", "device", "batch_size", "workers", "tags")
+    record = {
+        "samples": [{k: r[k] for k in ("path", "prompt", "seed", "settings", "seconds")} for r in rows],
+        "metric": metrics,
+        "diversity": {k: v for k, v in _container(cfg.measure.diversity).items() if k not in ignore},
+        "fid": {k: v for k, v in _container(cfg.measure.fid).items() if k not in ignore} if cfg.fid else None,
+    }
+    return hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached(root: Path, signature: str) -> list[dict[str, str]] | None:
+    marker, table = root / "point.json", root / "point.csv"
+    if not (marker.is_file() and table.is_file()):
+        return None
+    try:
+        if json.loads(marker.read_text()).get("signature") != signature:
+            return None
+    except json.JSONDecodeError:
+        return None
+    return _read_csv(table)
+
+
+def _write_view(view: Path, rows: list[dict[str, str]]) -> None:
+    run = RunDir(view)
+    wanted = [{column: str(row.get(column, "")) for column in SAMPLE_COLUMNS} for row in rows]
+    if run.read_samples() == wanted:
+        return
+    run.samples_csv.unlink(missing_ok=True)
+    run.append_samples(wanted)
+
+
+# ---------------------------------------------------------------------------------------- multirun (SLURM)
+
+
+def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
+    """One Hydra multirun job per point (`python -m diversity_cli.ablate_job`); waits for them all.
+
+    The jobs read this sweep's composed config from `<out>/multirun/<time>/sweep.yaml`, so each one runs exactly
+    what this command would run locally. Returns a message when some job failed.
+    """
+    out = Path(cfg.out).resolve()
+    folder = out / MULTIRUN / time.strftime("%Y-%m-%d_%H-%M-%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    job = OmegaConf.to_container(cfg, resolve=True)
+    job.update(out=str(out), launcher="local", merge=False, point=None)
+    if job.get("prompts") and Path(job["prompts"]).exists():
+        job["prompts"] = str(Path(job["prompts"]).resolve())  # a job may start elsewhere
+    job["points"] = {point.tag: point.knobs() for point in sweep.all}
+    OmegaConf.save(OmegaConf.create(job), folder / "sweep.yaml")
+    argv = [
+        sys.executable,
+        "-m",
+        "diversity_cli.ablate_job",
+        "--multirun",
+        "--config-path",
+        str(folder),
+        "--config-name",
+        "sweep",
+        f"hydra.searchpath=[file://{conf_dir().resolve()}]",
+        f"hydra/launcher={cfg.launcher}",
+        f"hydra.sweep.dir={folder}",
+        f"point={','.join(point.tag for point in sweep.all)}",
+        *cfg.launcher_overrides,
+    ]
+    _console().print(f"multirun: {len(sweep.all)} jobs through {cfg.launcher}; logs in {folder}")
+    done = subprocess.run(argv, check=False)
+    if done.returncode != 0:
+        return (
+            f"the multirun stopped at a failed job (exit {done.returncode}) and other jobs may still be running; "
+            f"logs under {folder}; when they are done, add merge=true or rerun the command (finished points are reused)"
+        )
+    return None
+
+
+# -------------------------------------------------------------------------------------------- merge, plots
+
+
+def collect(out: Path, sweep: Sweep) -> tuple[list[tuple[Point, list[dict[str, str]]]], list[Point]]:
+    """Each point's finished rows (point.csv with its point.json written after it), and the points without."""
+    results, missing = [], []
+    for point in sweep.all:
+        folder = out / POINTS / sweep.model / point.tag
+        if (folder / "point.json").is_file() and (folder / "point.csv").is_file():
+            results.append((point, _read_csv(folder / "point.csv")))
+        else:
+            missing.append(point)
+    return results, missing
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    """Merge rows into ablate.csv: a row with the key of an existing one replaces it in place; untouched if same."""
+    existing = _read_csv(path) if path.is_file() else []
+    merged = [{column: row.get(column, "") for column in COLUMNS} for row in existing]
+    index = {tuple(row[k] for k in KEY): i for i, row in enumerate(merged)}
+    for row in rows:
+        row = {column: str(row.get(column, "")) for column in COLUMNS}
+        key = tuple(row[k] for k in KEY)
+        if key in index:
+            merged[index[key]] = row
+        else:
+            index[key] = len(merged)
+            merged.append(row)
+    if merged != existing or not path.is_file():
+        _write_csv(path, merged)
+    return path
+
+
+def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder: Path) -> list[Path]:
+    """One PNG per metric and swept knob: value against the knob, one line per prompt and their mean (or, for a
+    grid, one mean line per value of the other knobs); points without that knob (baselines) as horizontal lines.
+    When only the method varies, one bar chart of every point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = list(dict.fromkeys(row["metric"] for _, rows in results for row in rows))
+    knobs = [knob for knob in sweep.swept if knob != "method"]
+    paths = []
+    for metric in metrics:
+        values = [(point, _values(rows, metric)) for point, rows in results]
+        values = [(point, by_prompt) for point, by_prompt in values if by_prompt]
+        for knob in knobs or [None]:
+            fig, ax = plt.subplots(figsize=(6.4, 4.2))
+            if knob is None:
+                _bars(ax, values)
+                name = f"{sweep.model}_{metric}_by_method.png"
+            else:
+                _lines(ax, values, knob, [other for other in sweep.swept if other != knob])
+                name = f"{sweep.model}_{metric}_vs_{knob}.png"
+            ax.set_ylabel(metric)
+            ax.set_title(f"{sweep.model}: {metric}" + (f" vs {knob}" if knob else ""))
+            fig.tight_layout()
+            fig.savefig(folder / name, dpi=120)
+            plt.close(fig)
+            paths.append(folder / name)
+    return paths
+
+
+def _lines(ax, values: list[tuple[Point, dict[str, float]]], knob: str, others: list[str]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    series: dict[str, list[tuple[float, dict[str, float]]]] = {}
+    flat = []
+    for point, by_prompt in values:
+        x = getattr(point, knob)
+        if x is None:  # a baseline, or a method without this knob: a level to compare against
+            flat.append((point.tag, _mean(by_prompt)))
+            continue
+        label = ", ".join(f"{o}={point.fields()[o]}" for o in others if point.fields()[o] != "")
+        series.setdefault(label, []).append((x, by_prompt))
+    prompts = {prompt for line in series.values() for _, by_prompt in line for prompt in by_prompt}
+    per_prompt = len(series) == 1 and 1 < len(prompts) <= MAX_PROMPT_LINES
+    for label, line in series.items():
+        line.sort(key=lambda item: item[0])
+        if per_prompt:
+            for prompt in sorted(prompts):
+                xs = [x for x, by_prompt in line if prompt in by_prompt]
+                ax.plot(xs, [by_prompt[prompt] for _, by_prompt in line if prompt in by_prompt], marker="o",
+                        markersize=3, linewidth=1, alpha=0.6, label=prompt[:40])  # fmt: skip
+        mean_label = label or ("mean over prompts" if len(prompts) > 1 else "value")
+        ax.plot([x for x, _ in line], [_mean(by_prompt) for _, by_prompt in line], marker="o", linewidth=2.4,
+                color="black" if per_prompt else None, label=mean_label)  # fmt: skip
+    for number, (tag, level) in enumerate(flat):
+        ax.axhline(level, linestyle=("--", ":", "-.")[number % 3], color=f"C{(number + 6) % 10}", label=tag)
+    if knob in ("k", "base_steps"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(knob)
+    ax.legend(fontsize=7)
+
+
+def _bars(ax, values: list[tuple[Point, dict[str, float]]]) -> None:
+    tags = [point.tag for point, _ in values]
+    ax.bar(range(len(tags)), [_mean(by_prompt) for _, by_prompt in values], color="C0")
+    ax.set_xticks(range(len(tags)), tags, rotation=30, ha="right")
+
+
+def _values(rows: list[dict[str, str]], metric: str) -> dict[str, float]:
+    return {row["prompt"]: float(row["value"]) for row in rows if row["metric"] == metric and row["value"] != ""}
+
+
+def _mean(by_prompt: dict[str, float]) -> float:
+    return sum(by_prompt.values()) / len(by_prompt)
+
+
+def show(results: list[tuple[Point, list[dict[str, str]]]], target: Path) -> None:
+    """Per point and metric: the mean over prompts, with cost (seconds per image, network evaluations)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ablate ({target})")
+    for column in ("point", "metric", "mean", "prompts", "n", "s/image", "nfe"):
+        table.add_column(column, justify="left" if column in ("point", "metric") else "right")
+    for point, rows in results:
+        for metric in dict.fromkeys(row["metric"] for row in rows):
+            by_prompt = _values(rows, metric)
+            first = next(row for row in rows if row["metric"] == metric)
+            mean = f"{_mean(by_prompt):.4f}" if by_prompt else ""
+            cells = (point.tag, metric, mean, str(len(by_prompt)), first["n"], first["seconds_per_image"], first["nfe"])
+            table.add_row(*cells)
+    Console(width=160).print(table)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")  # readers never see half a file
+    with partial.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
+
+
+def _container(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def _copy(node) -> DictConfig:
+    copy = OmegaConf.create(_container(node))
+    OmegaConf.set_struct(copy, False)
+    return copy
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)

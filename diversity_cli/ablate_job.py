@@ -1,0 +1,35 @@
+"""One point of an `ablate` sweep as a Hydra job: what `ablate launcher=slurm` runs, one SLURM job per point.
+
+`ablate` writes the sweep's composed config to `<out>/multirun/<time>/sweep.yaml` (with `points`: tag -> knobs)
+and starts the multirun, roughly:
+
+    python -m diversity_cli.ablate_job --multirun --config-path <out>/multirun/<time> --config-name sweep \
+        hydra.searchpath=[file://<repo>/conf] hydra/launcher=slurm point=hybrid_k1,hybrid_k2,base,distilled
+
+A job generates its point (resuming) and measures it into `<out>/points/<model>/<tag>/point.csv`; rerunning a job
+redoes nothing that is finished. The same command line reruns chosen points by hand; `diversity-cli ablate ...
+merge=true` then collects them into ablate.csv.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from .errors import UserError
+
+
+@hydra.main(config_path=None, config_name=None, version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from .ablate import Point, attempt
+
+    if cfg.get("point") is None or cfg.point not in cfg.get("points", {}):
+        known = ", ".join(cfg.get("points") or {})
+        raise UserError(f"point={cfg.get('point')} is not a point of this sweep ({known})")
+    # A point its pair cannot do is written to <point>/error.txt and the job ends normally: the multirun then waits
+    # for every job, and the merge reports it (a job that raised would end the wait while others still run).
+    attempt(cfg, Point.of(**cfg.points[cfg.point]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Sweep syntax of `ablate`: which sampler knobs take which values.
+
+Users write sweeps the way Hydra's command line does: `k=1..4` (integers, both ends included), `k=1,2,3`,
+`base_guidance=range(0,10,2.5)` (Hydra's `range`: end excluded), `method=choice(hybrid,replace_final)`.
+Hydra's compose API rejects sweeps (`k=1,2` is an "ambiguous value"), so `split_overrides` takes them out of the
+override list first and hands them to compose as plain lists (`k=[1,2]`); `expand` turns a composed value (a
+list, a scalar, or a range string such as "1..4" that compose lets through) back into the values of one knob.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .errors import UserError
+from .sampling.methods import METHODS
+
+KNOBS = ("method", "k", "base_guidance", "base_steps")
+LIST_KEYS = ("metric",)  # a comma in these is a list of values, not a sweep
+INT_RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
+FUNCTION = re.compile(r"^\s*(range|choice)\s*\((.*)\)\s*$", re.DOTALL)
+NULLS = ("null", "none", "~", "")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    compose: list[str]  # for `compose("ablate", ...)`; swept knobs as Hydra lists
+    hydra: list[str]  # `hydra.*` / `hydra/...` overrides: they only mean something to the multirun
+
+
+def split_overrides(overrides: Iterable[str]) -> Overrides:
+    """Rewrite sweep arguments into overrides compose accepts; `hydra.` ones go aside for the multirun."""
+    composed, hydra = [], []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        bare = key.lstrip("+~")
+        if bare.startswith(("hydra.", "hydra/")) or bare == "hydra":
+            hydra.append(item)
+        elif sep and bare in KNOBS:
+            values = expand(bare, value)
+            composed.append(f"{bare}={_hydra_value(values[0]) if len(values) == 1 else _hydra_list(values)}")
+        elif sep and bare in LIST_KEYS and _top_level_commas(value):
+            composed.append(f"{key}=[{value}]")
+        elif sep and _is_sweep(value):
+            raise UserError(
+                f"cannot sweep '{bare}' ({item}): ablate sweeps {', '.join(KNOBS)}; give {bare} one value "
+                f"(a value with commas needs quotes: {bare}='\"a, b\"')"
+            )
+        else:
+            composed.append(item)
+    return Overrides(composed, hydra)
+
+
+def expand(knob: str, raw: object) -> list:
+    """The values of one knob, in the order written, each once: `1..4`, `1,2`, `range(..)`, `choice(..)`, a list."""
+    if knob not in KNOBS:
+        raise UserError(f"unknown knob '{knob}'; ablate sweeps {', '.join(KNOBS)}")
+    if isinstance(raw, Sequence) and not isinstance(raw, str):  # a list, or OmegaConf's ListConfig
+        items = [_cast(knob, item) for item in raw]
+    elif isinstance(raw, str):
+        items = _parse(knob, raw.strip())
+    else:
+        items = [_cast(knob, raw)]
+    values = list(dict.fromkeys(items))
+    if not values:
+        raise UserError(f"{knob}={raw} gives no value to sweep")
+    return values
+
+
+def grid(axes: dict[str, list]) -> list[dict]:
+    """Every combination of the knobs' values (a grid), the first knob of KNOBS varying slowest."""
+    names = [knob for knob in KNOBS if knob in axes]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+def _parse(knob: str, text: str) -> list:
+    match = INT_RANGE.match(text)
+    if match:
+        first, last = int(match[1]), int(match[2])
+        if first > last:
+            raise UserError(
+                f"{knob}={text} is an empty range: a..b counts up and includes both ends (e.g. {knob}=1..4)"
+            )
+        return [_cast(knob, value) for value in range(first, last + 1)]
+    match = FUNCTION.match(text)
+    if match:
+        args = _split(match[2])
+        if match[1] == "choice":
+            return [_cast(knob, arg) for arg in args]
+        return [_cast(knob, value) for value in _range(knob, text, args)]
+    if _top_level_commas(text):
+        return [_cast(knob, part) for part in _split(text)]
+    return [_cast(knob, text)]
+
+
+def _range(knob: str, text: str, args: list[str]) -> list[float | int]:
+    """Hydra's `range(start, stop[, step])`: like Python's, end excluded, floats allowed."""
+    try:
+        numbers = [float(arg) for arg in args]
+    except ValueError:
+        raise UserError(f"{knob}={text}: range() takes numbers, e.g. range(1,5) or range(0,10,2.5)") from None
+    if not 1 <= len(numbers) <= 3:
+        raise UserError(f"{knob}={text}: range() takes 1 to 3 numbers: range(stop), range(start, stop[, step])")
+    start, stop, step = (0.0, numbers[0], 1.0) if len(numbers) == 1 else (*numbers[:2], 1.0)
+    if len(numbers) == 3:
+        step = numbers[2]
+    if step == 0:
+        raise UserError(f"{knob}={text}: range() step must not be 0")
+    count = max(0, math.ceil((stop - start) / step - 1e-9))
+    if count == 0:
+        raise UserError(f"{knob}={text} is an empty range (range's end is excluded: range(1,5) is 1,2,3,4)")
+    integral = all(float(n).is_integer() for n in (start, step))
+    return [int(start + i * step) if integral else round(start + i * step, 10) for i in range(count)]
+
+
+def _cast(knob: str, value: object):
+    text = str(value).strip().strip("'\"")
+    if knob == "method":
+        if text not in METHODS:
+            raise UserError(f"unknown method '{text}'; choose from: {', '.join(METHODS)}")
+        return text
+    if knob == "base_steps" and (value is None or text.lower() in NULLS):
+        return None  # the base runs on the distilled model's scheduler
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if knob == "base_guidance":
+        if not math.isfinite(number):
+            raise UserError(f"base_guidance={text} must be a number (a CFG scale, e.g. 0, 5 or 7.5)")
+        return number
+    if not number.is_integer():
+        hint = "; ablate sweeps explicit k (k=auto is for generate)" if text == "auto" else ""
+        raise UserError(f"{knob}={text} must be an integer{hint}")
+    if knob == "base_steps" and number < 1:
+        raise UserError(f"base_steps={text} gives the base model no step; use an integer >= 1 or null")
+    return int(number)
+
+
+def _split(text: str) -> list[str]:
+    """Split at commas outside quotes and brackets."""
+    parts, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current).strip())
+    return parts
+
+
+def _top_level_commas(text: str) -> bool:
+    return not text.strip().startswith(("'", '"', "[", "{")) and len(_split(text)) > 1
+
+
+def _is_sweep(value: str) -> bool:
+    return bool(INT_RANGE.match(value) or FUNCTION.match(value) or _top_level_commas(value))
+
+
+def _hydra_value(value: object) -> str:
+    if value is None:
+        return "null"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _hydra_list(values: list) -> str:
+    return "[" + ",".join(_hydra_value(v) for v in values) + "]"

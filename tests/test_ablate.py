@@ -1,0 +1,291 @@
+"""`ablate`: sweep syntax; a sweep end to end on tiny_sd (rows, values, plots, an idempotent re-run); merging the
+per-point files; bad input; and the SLURM path through hydra-submitit-launcher's `submitit_local` launcher (one
+Python process per point, as SLURM would run them)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from diversity_cli.ablate import COLUMNS, Point, Sweep, plan_sweep, plot, write_rows
+from diversity_cli.cli import run as cli_run
+from diversity_cli.config import compose
+from diversity_cli.errors import UserError
+from diversity_cli.metrics.embedders import get_embedder, load_images
+from diversity_cli.sweep import expand, grid, split_overrides
+
+PROMPTS = ["a red circle", "a blue square"]
+# the base alone at 1 step: the baselines cost little (hybrid's base runs on the distilled schedule regardless)
+SWEEP = ["model=tiny_sd", "model.base.steps=1", "n=2", "metric=pixel"]
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _no_model(monkeypatch) -> None:
+    def refuse(*_, **__):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("diversity_cli.models.loading.load_pair", refuse)
+
+
+def _sweep(*overrides: str) -> Sweep:
+    return plan_sweep(compose("ablate", split_overrides(["prompt=a red circle", *overrides]).compose))
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+def test_ranges_lists_and_hydra_functions():
+    assert expand("k", "1..4") == [1, 2, 3, 4]
+    assert expand("k", "2..2") == [2]
+    assert expand("base_guidance", "0,2,5,7.5") == [0.0, 2.0, 5.0, 7.5]
+    assert expand("k", "range(1,4)") == [1, 2, 3]  # Hydra's range: end excluded
+    assert expand("base_guidance", "range(0,10,2.5)") == [0.0, 2.5, 5.0, 7.5]
+    assert expand("method", "choice(hybrid,replace_final)") == ["hybrid", "replace_final"]
+    assert expand("base_steps", "null,1,2,5,10") == [None, 1, 2, 5, 10]
+    assert expand("k", [2, 1, 2]) == [2, 1]  # the order written, each value once
+    assert expand("base_guidance", 5) == [5.0]
+
+
+def test_sweeps_become_lists_for_compose_and_the_rest_passes_through():
+    args = split_overrides(
+        ["model=tiny_sdxl", "k=1..3", "base_guidance=0,5", "prompt=a dog", "n=2", "metric=pixel,lpips"]
+        + ["method=replace_final", "hydra.launcher.partition=gpu", "hydra/launcher=slurm", "measure.fid.reference=toy"]
+    )
+    assert args.compose == [
+        "model=tiny_sdxl",
+        "k=[1,2,3]",
+        "base_guidance=[0.0,5.0]",
+        "prompt=a dog",
+        "n=2",
+        "metric=[pixel,lpips]",
+        "method=replace_final",
+        "measure.fid.reference=toy",
+    ]
+    assert args.hydra == ["hydra.launcher.partition=gpu", "hydra/launcher=slurm"]
+    cfg = compose("ablate", args.compose)
+    assert (cfg.model.name, list(cfg.k), list(cfg.base_guidance), cfg.method) == (
+        "tiny_sdxl",
+        [1, 2, 3],
+        [0.0, 5.0],
+        "replace_final",
+    )
+    assert (cfg.n, list(cfg.metric), cfg.measure.fid.reference) == (2, ["pixel", "lpips"], "toy")
+
+
+def test_grids_dedupe_and_baselines():
+    assert grid({"base_guidance": [0.0, 5.0], "k": [1, 2]}) == [
+        {"k": 1, "base_guidance": 0.0},
+        {"k": 1, "base_guidance": 5.0},
+        {"k": 2, "base_guidance": 0.0},
+        {"k": 2, "base_guidance": 5.0},
+    ]
+    sweep = _sweep("k=1..4", "base_guidance=0,5")
+    assert [p.tag for p in sweep.points[:3]] == ["hybrid_k1", "hybrid_k1_g5", "hybrid_k2"]
+    assert len(sweep.points) == 8 and sweep.swept == ["k", "base_guidance"]
+    assert [p.tag for p in sweep.baselines] == ["base", "distilled"]
+    # skip_first has no k: three values of k are one point, and nothing is swept
+    sweep = _sweep("method=skip_first", "k=1..3")
+    assert [p.tag for p in sweep.all] == ["skip_first", "base", "distilled"] and sweep.swept == []
+    sweep = _sweep("method=hybrid,replace_final", "k=1..2", "base_steps=2", "baselines=false")
+    assert [p.tag for p in sweep.all] == [
+        "hybrid_k1_bs2",
+        "hybrid_k2_bs2",
+        "replace_final_k1_bs2",
+        "replace_final_k2_bs2",
+    ]
+    assert sweep.swept == ["method", "k"]
+    # a baseline the sweep already holds is not added twice
+    assert [p.tag for p in _sweep("method=distilled,hybrid").all] == ["distilled", "hybrid_k1", "base"]
+
+
+# ------------------------------------------------------------------------------------------ a whole sweep
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablate")
+    prompts = root / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    assert cli_run(_args(root / "out", prompts, "k=1..2")) == 0
+    return root / "out", prompts
+
+
+def _args(out: Path, prompts: Path, *extra: str) -> list[str]:
+    return ["ablate", *SWEEP, f"prompts={prompts}", f"out={out}", *extra]
+
+
+def test_sweep_rows_hold_each_point_prompt_and_metric(swept):
+    out, _ = swept
+    with (out / "ablate.csv").open(newline="") as f:
+        assert next(csv.reader(f)) == COLUMNS
+    rows = _read(out / "ablate.csv")
+    points = [("hybrid", "1", "0"), ("hybrid", "2", "0"), ("base", "", ""), ("distilled", "", "")]
+    assert sorted((r["method"], r["k"], r["base_guidance"], r["prompt"]) for r in rows) == sorted(
+        (*p[:3], prompt) for p in points for prompt in PROMPTS
+    )
+    for row in rows:
+        assert (row["model"], row["n"], row["metric"], row["base_steps"]) == ("tiny_sd", "2", "pixel", "")
+        samples = [s for s in _read(out / row["run"] / "samples.csv") if s["prompt"] == row["prompt"]]
+        assert len(samples) == 2 and {s["nfe"] for s in samples} == {row["nfe"]}
+        # n=2: the mean pairwise pixel distance is the one distance between the two images
+        images = load_images([out / row["run"] / s["path"] for s in samples])
+        embedding = get_embedder("pixel", "cpu")(images)
+        assert float(row["value"]) == pytest.approx(float(torch.dist(embedding[0], embedding[1])), rel=1e-4)
+        seconds = [float(s["seconds"]) for s in _read(out / row["run"] / "samples.csv")]  # the point's images
+        assert float(row["seconds_per_image"]) == pytest.approx(sum(seconds) / len(seconds), rel=1e-3)
+
+
+def test_sweep_draws_one_plot_per_swept_knob(swept):
+    out, _ = swept
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["tiny_sd_pixel_vs_k.png"]
+    with Image.open(out / "plots" / "tiny_sd_pixel_vs_k.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_rerun_adds_no_rows_and_regenerates_nothing(swept, monkeypatch):
+    out, prompts = swept
+    files = [*out.glob("points/**/*.png"), *out.glob("points/*/*/point.csv"), out / "ablate.csv"]
+    before = {path: path.stat().st_mtime_ns for path in files}
+    assert len([path for path in files if path.suffix == ".png"]) == 4 * len(PROMPTS) * 2  # points x prompts x n
+    rows = _read(out / "ablate.csv")
+    _no_model(monkeypatch)
+    assert cli_run(_args(out, prompts, "k=1..2")) == 0
+    assert {path: path.stat().st_mtime_ns for path in before} == before
+    assert _read(out / "ablate.csv") == rows
+
+
+def test_rows_are_replaced_in_place_and_new_ones_appended(tmp_path):
+    def row(k: int, prompt: str, value: str) -> dict[str, str]:
+        return {"model": "m", "method": "hybrid", "k": str(k), "prompt": prompt, "metric": "pixel", "value": value}
+
+    path = tmp_path / "ablate.csv"
+    write_rows(path, [row(1, "a", "0.1"), row(2, "a", "0.2")])
+    write_rows(path, [row(3, "a", "0.3"), row(1, "a", "0.15")])
+    assert [(r["k"], r["value"]) for r in _read(path)] == [("1", "0.15"), ("2", "0.2"), ("3", "0.3")]
+    stamp = path.stat().st_mtime_ns
+    write_rows(path, [row(2, "a", "0.2")])  # nothing new: the file is not touched
+    assert path.stat().st_mtime_ns == stamp and len(_read(path)) == 3
+
+
+def test_merge_collects_the_point_files(swept, tmp_path, monkeypatch):
+    out = tmp_path / "copy"
+    shutil.copytree(swept[0], out)
+    expected = _read(out / "ablate.csv")
+    (out / "ablate.csv").unlink()
+    shutil.rmtree(out / "plots")
+    _no_model(monkeypatch)
+    monkeypatch.setattr("diversity_cli.diversity.run", lambda cfg: pytest.fail("merge measured again"))
+    args = _args(out, swept[1], "k=1..2", "merge=true")
+    assert cli_run(args) == 0
+    assert _read(out / "ablate.csv") == expected
+    assert (out / "plots" / "tiny_sd_pixel_vs_k.png").is_file()
+    # a point without results (its job died): the others are merged, and the command fails naming the missing one
+    (out / "points/tiny_sd/hybrid_k2/point.json").unlink()
+    (out / "ablate.csv").unlink()
+    assert cli_run(args) == 2
+    runs = {row["run"] for row in _read(out / "ablate.csv")}
+    assert runs == {f"points/tiny_sd/{tag}" for tag in ("hybrid_k1", "base", "distilled")}
+
+
+def test_plots_of_a_grid_and_of_methods(tmp_path):
+    points = [Point.of("hybrid", k, g) for k in (1, 2, 3) for g in (0.0, 5.0)]
+    baselines = [Point("base"), Point("distilled")]
+    results = [
+        (
+            p,
+            [
+                {"prompt": q, "metric": "pixel", "value": str(0.1 * (p.k or 4) + 0.01 * i)}
+                for i, q in enumerate(PROMPTS)
+            ],
+        )
+        for p in points + baselines
+    ]
+    paths = plot(results, Sweep("tiny_sd", points, baselines, ["k", "base_guidance"]), tmp_path)
+    assert [p.name for p in paths] == ["tiny_sd_pixel_vs_k.png", "tiny_sd_pixel_vs_base_guidance.png"]
+    methods = [Point("skip_first"), *baselines]
+    paths = plot([(p, results[0][1]) for p in methods], Sweep("tiny_sd", methods[:1], baselines, []), tmp_path)
+    assert [p.name for p in paths] == ["tiny_sd_pixel_by_method.png"]
+    with Image.open(paths[0]) as image:
+        assert image.format == "PNG"
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["k=4..1"], "k=4..1 is an empty range"),
+        (["kk=1..3"], "cannot sweep 'kk'"),
+        (["n=2,4"], "cannot sweep 'n'"),
+        (["base_guidance=0,5", "k=0..9"], "k=5 is out of range for tiny_sd"),
+        (["method=replace_final", "k=1,2,7"], "k=7 is out of range"),
+        (["method=hybrid,bogus"], "unknown method 'bogus'"),
+        (["k=auto"], "ablate sweeps explicit k"),
+        (["base_guidance=a,b"], "base_guidance=a must be a number"),
+        (["base_steps=0..2"], "base_steps=0 gives the base model no step"),
+        (["launcher=nowhere"], "unknown launcher 'nowhere'"),
+        (["launcher=slurm"], "sbatch is not on this machine"),
+        (["n=1"], "n >= 2"),
+        (["metric=pixle"], "unknown metric 'pixle'"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):
+    _no_model(monkeypatch)
+    monkeypatch.setattr("diversity_cli.ablate.shutil.which", lambda name: None)  # as on a machine without SLURM
+    code, _, err = cli("ablate", "model=tiny_sd", "prompt=a red circle", f"out={tmp_path}", *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "points").exists()
+
+
+def test_a_point_the_pair_cannot_do_is_reported_and_the_others_run(cli, tmp_path):
+    # tiny_sd's base (DDIM) can land on the hand-over timestep 749 in 2 of its own steps, not in 4
+    args = [*SWEEP, "base_steps=2,4", "prompt=a red circle", f"out={tmp_path}", "baselines=false"]
+    code, _, err = cli("ablate", *args)
+    assert code == 2
+    assert "1 of 2 points have no results (hybrid_k1_bs4); hybrid_k1_bs4: DDIMScheduler has no schedule" in err
+    assert [r["base_steps"] for r in _read(tmp_path / "ablate.csv")] == ["2"]
+    assert (tmp_path / "points/tiny_sd/hybrid_k1_bs4/error.txt").is_file()
+
+
+def test_a_job_refuses_a_point_outside_its_sweep():
+    from omegaconf import OmegaConf
+
+    from diversity_cli import ablate_job
+
+    cfg = OmegaConf.create({"points": {"hybrid_k1": Point("hybrid", 1, 0.0).knobs()}, "point": "hybrid_k9"})
+    with pytest.raises(UserError, match="point=hybrid_k9 is not a point of this sweep"):
+        ablate_job.main.__wrapped__(cfg)
+
+
+# -------------------------------------------------------------------------------------- SLURM path, locally
+
+
+def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    args = ["ablate", *SWEEP, "k=1..2", f"prompt={PROMPTS[0]}", f"out={out}", "baselines=false"]
+    assert cli_run([*args, "launcher=submitit_local"]) == 0
+    rows = _read(out / "ablate.csv")
+    assert sorted((r["method"], r["k"]) for r in rows) == [("hybrid", "1"), ("hybrid", "2")]
+    (sweep_dir,) = (out / "multirun").iterdir()
+    assert (sweep_dir / "sweep.yaml").is_file()
+    logs = list(sweep_dir.glob(".submitit/*/*_log.err"))
+    assert len(logs) == 2  # one submitit job per point
+    assert (out / "plots" / "tiny_sd_pixel_vs_k.png").is_file()
+    # the jobs left exactly what a local run reuses: no model, no measurement, the same table
+    content = (out / "ablate.csv").read_bytes()
+    _no_model(monkeypatch)
+    monkeypatch.setattr("diversity_cli.diversity.run", lambda cfg: pytest.fail("measured again"))
+    assert cli_run(args) == 0
+    assert (out / "ablate.csv").read_bytes() == content
