@@ -79,6 +79,8 @@ def _quiet_libraries() -> None:
 
     diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()  # one rich bar per command is enough
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _size(resolution: Any) -> tuple[int, int]:
