@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see diversity_cli/__init__.py
+
 import pytest
 
 # Tests never reach a hub: a missing checkpoint must fail fast and clearly, not try the network.

@@ -1,0 +1,299 @@
+"""`diversity-cli train-lora`: a small LoRA, or a slider, on the base model of a pair for a concept of the toy world
+(meant for `model=toy`; any SD / SDXL pair works), so that `transfer-lora` has an adapter to carry over.
+
+- `mode=lora` ("make shapes red"): scenes that all show the concept value (every other factor drawn as usual),
+  captioned WITHOUT naming the concept's factor, so the LoRA, not the prompt, has to carry it. The base model's
+  own diffusion loss (its prediction type, its training noise schedule) with LoRA layers (peft) on the attention
+  projections; everything else frozen. A tenth of the captions are dropped to the empty prompt, as the base was
+  trained, so the LoRA acts under classifier-free guidance too.
+- `mode=slider` (e.g. concept=large negative=small): pairs of scenes identical but for the factor (the same draw
+  of every free detail); the LoRA at weight +1 denoises the positive scene and at -1 the negative one, from the
+  same noise and timestep: the image-slider objective of Concept Sliders, so the adapter's scale moves along the
+  factor.
+
+Writes `<out>/pytorch_lora_weights.safetensors` (diffusers format, `save_lora_weights`: what `transfer-lora
+adapter=<out>` loads) and `<out>/adapter.json` (concept, mode, model, steps, final loss). Training checkpoints
+and a loss log go to `<out>/checkpoints`, `<out>/logs`; a killed run resumes, a finished one is not redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import UserError
+from .data import FACTORS, caption, render, sample_labels, sample_named
+
+WEIGHTS = "pytorch_lora_weights.safetensors"
+METADATA = "adapter.json"
+SETTINGS = "train_lora.json"
+STAGE = "lora"
+TRAINING_KEYS = (
+    "concept", "mode", "negative", "images", "data_seed", "steps", "batch_size", "lr", "rank", "target_modules",
+    "uncond_prob", "seed",
+)  # fmt: skip
+
+
+def run(cfg: DictConfig) -> Path:
+    factor, value, negative = validate(cfg)
+    out = Path(cfg.out)
+    settings = training_settings(cfg)
+    if not prepare(out, settings, bool(cfg.overwrite)):
+        _console().print(f"[green]nothing to do[/]: {out / WEIGHTS} was trained with these settings")
+        return out / WEIGHTS
+
+    from ..models.loading import load_pair, resolve_device
+
+    device = resolve_device(cfg.device)
+    pair = load_pair(cfg.model, device, torch.float32)  # trained in float32 whatever the pair's inference dtype
+    if not hasattr(type(pair.pipe), "save_lora_weights"):
+        raise UserError(f"model={cfg.model.name}: diffusers cannot save LoRA weights for its pipeline; use SD / SDXL")
+    positive, negative_images, captions = training_scenes(cfg, factor, value, negative)
+    latents = encode_images(pair, positive)
+    negative_latents = encode_images(pair, negative_images) if negative_images is not None else None
+    conditioning, caption_index = caption_conditioning(pair, captions)
+    network = add_lora(pair.base.network, int(cfg.rank), list(cfg.target_modules))
+    final_loss, seconds = train(cfg, out, pair, network, latents, negative_latents, conditioning, caption_index)
+    path = save(out, pair, network)
+    meta = {
+        "name": out.name, "concept": value, "factor": factor, "negative": negative, "mode": cfg.mode,
+        "model": cfg.model.name, "trained_on": "base", "steps": int(cfg.steps), "rank": int(cfg.rank),
+        "final_loss": final_loss, "seconds": round(seconds, 1), "settings": settings,
+    }  # fmt: skip
+    (out / METADATA).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    _console().print(f"[green]saved[/] {path}  (final loss {final_loss:.4g}, {seconds:.0f} s)")
+    return path
+
+
+def validate(cfg: DictConfig) -> tuple[str, str, str | None]:
+    """(factor, value, negative value or None) of the concept; bad knobs fail before any model loads."""
+    if cfg.mode not in ("lora", "slider"):
+        raise UserError(f"mode={cfg.mode}: use lora (images showing the concept) or slider (concept vs negative)")
+    factor, value = concept_value(str(cfg.concept))
+    negative = None
+    if cfg.mode == "slider":
+        if not cfg.negative:
+            raise UserError(f"mode=slider needs negative=...: another {factor} value ({', '.join(FACTORS[factor])})")
+        other_factor, negative = concept_value(str(cfg.negative))
+        if other_factor != factor or negative == value:
+            raise UserError(f"negative={cfg.negative} must be another value of {factor}: {', '.join(FACTORS[factor])}")
+    for key in ("steps", "batch_size", "images", "rank"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UserError(f"{key}={cfg[key]} must be a positive integer")
+    if cfg.model.family == "pixart":
+        raise UserError(f"model={cfg.model.name}: train-lora needs an SD or SDXL pair (UNet with LoRA loaders)")
+    return factor, value, negative
+
+
+def concept_value(concept: str) -> tuple[str, str]:
+    """A toy factor value ("red"), or factor=value ("color=red")."""
+    if "=" in concept:
+        factor, _, value = concept.partition("=")
+        if factor in FACTORS and value in FACTORS[factor]:
+            return factor, value
+    for factor, values in FACTORS.items():
+        if concept in values:
+            return factor, concept
+    known = "; ".join(f"{factor}: {', '.join(values)}" for factor, values in FACTORS.items())
+    raise UserError(f"concept={concept} is not a value of a toy factor ({known})")
+
+
+def training_settings(cfg: DictConfig) -> str:
+    keys = {
+        key: OmegaConf.to_container(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key] for key in TRAINING_KEYS
+    }
+    keys["model"] = OmegaConf.to_container(cfg.model, resolve=True)
+    return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def prepare(out: Path, settings: str, overwrite: bool) -> bool:
+    """False when `out` already holds this training, finished. Another training there needs overwrite=true."""
+    record = out / SETTINGS
+    if record.is_file():
+        previous = json.loads(record.read_text(encoding="utf-8")).get("settings")
+        if previous == settings and (out / METADATA).is_file() and (out / WEIGHTS).is_file() and not overwrite:
+            return False
+        if previous != settings and not overwrite:
+            raise UserError(f"{out} holds a train-lora run with other settings; use another out= or overwrite=true")
+        if overwrite:
+            for name in (WEIGHTS, METADATA, SETTINGS):
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            shutil.rmtree(out / "logs", ignore_errors=True)
+    elif (out / WEIGHTS).exists() and not overwrite:
+        raise UserError(
+            f"{out / WEIGHTS} exists and was not made by train-lora here; use another out= or overwrite=true"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"settings": settings}) + "\n", encoding="utf-8")
+    return True
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+
+def training_scenes(
+    cfg: DictConfig, factor: str, value: str, negative: str | None
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Scenes with the factor fixed to `value` (and, for a slider, the same scenes with `negative`), captioned
+    without naming that factor. uint8 (n, H, W, 3) arrays."""
+    n = int(cfg.images)
+    rng = np.random.default_rng(int(cfg.data_seed))
+    labels = sample_labels(rng, n, {factor: FACTORS[factor].index(value)})
+    named = sample_named(rng, n)
+    named[factor][:] = False  # the prompt never names the concept: the adapter must carry it
+    captions = [caption(labels, named, i) for i in range(n)]
+    details = int(rng.integers(2**31))  # both renderings draw their free details from one seed
+    positive = render(labels, np.random.default_rng(details))
+    if negative is None:
+        return positive, None, captions
+    flipped = {**labels, factor: np.full(n, FACTORS[factor].index(negative))}
+    return positive, render(flipped, np.random.default_rng(details)), captions
+
+
+@torch.no_grad()
+def encode_images(pair, images: np.ndarray, chunk: int = 256) -> torch.Tensor:
+    """VAE latents (posterior means, scaled) of uint8 images, resized to the pair's resolution if needed."""
+    vae = pair.pipe.vae
+    parts = []
+    for start in range(0, len(images), chunk):
+        x = torch.from_numpy(images[start : start + chunk]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        if x.shape[-2:] != (pair.height, pair.width):
+            x = F.interpolate(x, size=(pair.height, pair.width), mode="bilinear", antialias=True)
+        posterior = vae.encode(x.to(pair.device, vae.dtype)).latent_dist
+        parts.append(posterior.mean.float() * vae.config.scaling_factor)
+    return torch.cat(parts)
+
+
+def caption_conditioning(pair, captions: list[str]):
+    """The conditioning of each distinct caption (encoded once) and each scene's row in it."""
+    unique = sorted(set(captions))
+    row = {text: i for i, text in enumerate(unique)}
+    return pair.encode(unique), torch.tensor([row[text] for text in captions])
+
+
+def pick(cond: dict[str, Any], uncond: dict[str, Any], rows: torch.Tensor, drop: torch.Tensor) -> dict[str, Any]:
+    """Rows of a (nested) conditioning dict; where `drop`, the empty prompt's instead."""
+    picked: dict[str, Any] = {}
+    for key, value in cond.items():
+        if isinstance(value, dict):
+            picked[key] = pick(value, uncond[key], rows, drop)
+        elif value is None:
+            picked[key] = None
+        else:
+            mask = drop.view(-1, *([1] * (value.dim() - 1))).to(value.device)
+            picked[key] = torch.where(mask, uncond[key][rows], value[rows])
+    return picked
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+
+def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str]) -> torch.nn.Module:
+    """LoRA layers (peft, adapter "default", alpha = rank so the scale is the adapter weight) on the frozen network."""
+    from peft import LoraConfig
+
+    network.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=target_modules)
+    try:
+        network.add_adapter(config)
+    except ValueError as err:
+        raise UserError(f"target_modules={target_modules}: {str(err).splitlines()[0]}") from None
+    return network
+
+
+def train(cfg, out: Path, pair, network, latents, negative_latents, conditioning, caption_index) -> tuple[float, float]:
+    """Runs the training stage (resumable); returns the mean loss of its last 50 steps and its seconds."""
+    from diffusers import DDPMScheduler
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .loop import Stage, StageRunner
+
+    device = pair.device
+    # The training noise in variance-preserving form (x_t = sqrt(a) x0 + sqrt(1-a) eps), whatever scheduler the base
+    # samples with: DDPM's add_noise / get_velocity on the base's own beta schedule.
+    schedule = DDPMScheduler.from_config(pair.base.scheduler.config)
+    prediction = pair.base.prediction_type
+    train_steps = int(schedule.config.num_train_timesteps)
+    params = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=float(cfg.lr), weight_decay=0.0)
+    rng = np.random.default_rng(int(cfg.seed))
+    generator = torch.Generator("cpu").manual_seed(int(cfg.seed))
+    stage = Stage(STAGE, int(cfg.steps), {"network": network}, optimizer, rng, generator,
+                  checkpoint_every=int(cfg.checkpoint_every))  # fmt: skip
+    batch = int(cfg.batch_size)
+    recent: list[float] = []
+
+    def loss_at(weight: float, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        if negative_latents is not None:
+            network.set_adapters(["default"], weights=[weight])
+        noisy = schedule.add_noise(z, noise, t)
+        if prediction == "v_prediction":
+            target = schedule.get_velocity(z, noise, t)
+        else:
+            target = z if prediction == "sample" else noise
+        predicted = network(noisy, t, **cond).sample
+        return F.mse_loss(predicted.float(), target.float())
+
+    def step(_: int) -> dict[str, float]:
+        rows = torch.from_numpy(rng.integers(0, len(latents), batch))
+        drop = torch.from_numpy(rng.random(batch) < float(cfg.uncond_prob))
+        t = torch.from_numpy(rng.integers(0, train_steps, batch)).to(device)
+        z = latents[rows.to(device)]
+        noise = torch.randn(z.shape, generator=generator).to(device)
+        cond = pick(conditioning.cond, conditioning.uncond, caption_index[rows], drop)
+        loss = loss_at(1.0, z, noise, t, cond)
+        if negative_latents is not None:  # the slider: -1 toward the negative scene, same noise and timestep
+            loss = 0.5 * (loss + loss_at(-1.0, negative_latents[rows.to(device)], noise, t, cond))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        recent.append(value)
+        del recent[:-50]
+        return {"loss": value}
+
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )  # fmt: skip
+    with Progress(*columns, console=_console()) as progress:
+        runner = StageRunner(out, progress, int(cfg.checkpoint_every))
+        seconds = runner.run(stage, step)
+    if negative_latents is not None:
+        network.set_adapters(["default"], weights=[1.0])
+    final = float(np.mean(recent)) if recent else _last_logged_loss(runner.log_path(STAGE))
+    return final, seconds
+
+
+def _last_logged_loss(path: Path) -> float:
+    # A run resumed at its last step trains no step in this process: the log has its loss.
+    import csv
+
+    if not path.is_file():
+        return float("nan")
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["loss"]) if rows else float("nan")
+
+
+def save(out: Path, pair, network: torch.nn.Module) -> Path:
+    from peft.utils import get_peft_model_state_dict
+
+    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(network).items()}
+    type(pair.pipe).save_lora_weights(str(out), unet_lora_layers=state, weight_name=WEIGHTS)
+    return out / WEIGHTS
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -1,0 +1,324 @@
+"""The three training stages of the toy model: the VAE, the feature network, and the text encoder with the UNet."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel, compute_snr
+from omegaconf import DictConfig
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from ..models.loading import TRAIN_SCHEDULE
+from .architecture import build_text_encoder, build_unet, build_vae, latent_side
+from .data import FACTORS, ToyDataset, caption, sample_named
+from .features import ToyClassifier, save_classifier
+from .loop import Stage, StageRunner
+
+# Seeds of the stages' random streams: offsets from the run's seed, so stages do not share draws.
+STAGE_SEED = {"vae": 1, "features": 2, "unet": 3}
+
+
+def _streams(seed: int, stage: str) -> tuple[np.random.Generator, torch.Generator]:
+    stage_seed = seed * 1000 + STAGE_SEED[stage]
+    return np.random.default_rng(stage_seed), torch.Generator("cpu").manual_seed(stage_seed)
+
+
+def _images(images: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) rows -> float (B, 3, H, W) in [0, 1]."""
+    return images[torch.from_numpy(idx).to(images.device)].permute(0, 3, 1, 2).float() / 255
+
+
+def _randn(shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def _warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, steps: int, floor: float = 0.1):
+    """Linear warm-up, then a cosine decay to `floor` times the peak learning rate."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------- VAE
+
+
+def train_vae(runner: StageRunner, cfg: DictConfig, images: torch.Tensor, seed: int, out: Path) -> AutoencoderKL:
+    """AutoencoderKL on the scenes: per-pixel MSE plus a small KL; then its scaling factor from the latent std."""
+    folder = out / "vae"
+    if runner.done("vae"):
+        return AutoencoderKL.from_pretrained(folder).to(images.device).eval()
+    rng, generator = _streams(seed, "vae")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = build_vae(cfg.channels, cfg.norm_groups, int(cfg.latent_channels)).to(images.device)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    stage = Stage(
+        "vae",
+        int(cfg.steps),
+        {"vae": vae},
+        optimizer,
+        rng,
+        generator,
+        _warmup_cosine(optimizer, min(100, int(cfg.steps) // 10 + 1), int(cfg.steps)),
+        checkpoint_every=runner.checkpoint_every,
+        log_every=runner.log_every,
+    )
+
+    def step(_: int) -> dict[str, float]:
+        x = _images(images, rng.integers(0, len(images), int(cfg.batch_size))) * 2 - 1
+        posterior = vae.encode(x).latent_dist
+        z = posterior.sample(generator=generator)
+        recon = vae.decode(z).sample
+        rec = F.mse_loss(recon, x)
+        kl = posterior.kl().mean() / z[0].numel()
+        loss = rec + float(cfg.kl_weight) * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"mse": rec.item(), "kl": kl.item()}
+
+    seconds = runner.run(stage, step)
+    mean, std = latent_stats(vae, images, generator)
+    # SD's convention: latents / scaling_factor is what the decoder takes, and scaled latents have unit variance.
+    vae.register_to_config(scaling_factor=1.0 / std)
+    vae.save_pretrained(folder, safe_serialization=True)
+    runner.mark_done("vae", {"seconds": seconds, "latent_mean": mean, "latent_std": std, "scaling_factor": 1 / std})
+    return vae.eval()
+
+
+@torch.no_grad()
+def latent_stats(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator, n: int = 2048):
+    """Mean and standard deviation of sampled latents of the first n scenes."""
+    n = min(n, len(images))
+    z = torch.cat(
+        [
+            vae.encode(_images(images, np.arange(i, min(i + 256, n))) * 2 - 1).latent_dist.sample(generator=generator)
+            for i in range(0, n, 256)
+        ]
+    )
+    return z.mean().item(), z.std().item()
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKL, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """VAE round trip (posterior mean) of uint8 scenes -> float (N, 3, H, W) in [0, 1]."""
+    parts = []
+    for i in range(0, len(images), batch):
+        x = _images(images, np.arange(i, min(i + batch, len(images)))) * 2 - 1
+        parts.append(((vae.decode(vae.encode(x).latent_dist.mode()).sample + 1) / 2).clamp(0, 1))
+    return torch.cat(parts)
+
+
+# ---------------------------------------------------------------- feature network
+
+
+def train_features(
+    runner: StageRunner,
+    cfg: DictConfig,
+    data: ToyDataset,
+    images: torch.Tensor,
+    heldout: ToyDataset,
+    vae: AutoencoderKL,
+    seed: int,
+    out: Path,
+) -> tuple[ToyClassifier, dict]:
+    """A multi-head factor classifier, trained on the scenes blurred and noised now and then so that it also
+    reads decoded, slightly soft samples. Accuracy is measured on held-out scenes and on their VAE round trip."""
+    from .features import load_classifier
+
+    folder = out / "features"
+    info = runner.done("features")
+    if info:
+        return load_classifier(images.device, folder), info
+    rng, generator = _streams(seed, "features")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ToyClassifier(tuple(cfg.channels), int(cfg.embed_dim)).to(images.device)
+    labels = {f: torch.from_numpy(v).to(images.device) for f, v in data.labels.items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    steps = int(cfg.steps)
+    stage = Stage(
+        "features",
+        steps,
+        {"features": model},
+        optimizer,
+        rng,
+        generator,
+        _warmup_cosine(optimizer, min(50, steps // 10 + 1), steps, floor=0.02),
+        checkpoint_every=runner.checkpoint_every,
+        log_every=runner.log_every,
+    )
+
+    def step(_: int) -> dict[str, float]:
+        idx = rng.integers(0, len(images), int(cfg.batch_size))
+        x = augment(_images(images, idx), generator)
+        _, logits = model(x)
+        target = {f: labels[f][torch.from_numpy(idx).to(images.device)] for f in FACTORS}
+        losses = {f: F.cross_entropy(logits[f], target[f]) for f in FACTORS}
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        accuracy = torch.stack([(logits[f].argmax(1) == target[f]).float().mean() for f in FACTORS]).mean()
+        return {"loss": loss.item(), "accuracy": accuracy.item()}
+
+    seconds = runner.run(stage, step)
+    model.eval()
+    held_images = torch.from_numpy(heldout.images).to(images.device)
+    accuracy = {
+        "heldout": factor_accuracy(model, _images(held_images, np.arange(len(heldout))), heldout.labels),
+        "heldout_vae": factor_accuracy(model, reconstruct(vae, held_images), heldout.labels),
+    }
+    info = {"seconds": seconds, "accuracy": accuracy, "heldout_scenes": len(heldout)}
+    save_classifier(model, folder, {"accuracy": accuracy})
+    runner.mark_done("features", info)
+    return model, info
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Blur half the batch a little and add a little noise to all of it."""
+    blur = torch.tensor([1.0, 2.0, 1.0])
+    kernel = (blur[:, None] * blur[None, :] / 16).to(x)[None, None].repeat(3, 1, 1, 1)
+    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    pick = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)[:, None, None, None]
+    x = torch.where(pick, blurred, x)
+    sigma = torch.rand(x.shape[0], 1, 1, 1, generator=generator) * 0.04
+    return (x + sigma.to(x.device) * _randn(x.shape, generator, x.device)).clamp(0, 1)
+
+
+@torch.no_grad()
+def factor_accuracy(model: ToyClassifier, images: torch.Tensor, labels: dict[str, np.ndarray]) -> dict[str, float]:
+    predicted = {f: [] for f in FACTORS}
+    for chunk in images.split(512):
+        for f, p in model.predict(chunk).items():
+            predicted[f].append(p.cpu())
+    return {f: (torch.cat(predicted[f]).numpy() == labels[f]).mean().item() for f in FACTORS}
+
+
+# ---------------------------------------------------------------- text encoder + UNet
+
+
+def noise_schedule() -> DDPMScheduler:
+    """SD's training schedule: scaled-linear betas 0.00085..0.012 over 1000 steps."""
+    return DDPMScheduler.from_config(TRAIN_SCHEDULE)
+
+
+def train_unet(
+    runner: StageRunner,
+    cfg: DictConfig,
+    text_cfg: DictConfig,
+    data: ToyDataset,
+    images: torch.Tensor,
+    vae: AutoencoderKL,
+    tokenizer: CLIPTokenizer,
+    seed: int,
+    out: Path,
+) -> tuple[UNet2DConditionModel, CLIPTextModel, dict]:
+    """Text encoder and UNet from scratch, jointly: epsilon prediction, caption dropout for CFG, an EMA of both.
+    Each step gives every scene a fresh caption naming a fresh random subset of its factors."""
+    device = images.device
+    info = runner.done("unet")
+    if info:
+        unet = UNet2DConditionModel.from_pretrained(out / "checkpoints" / "unet_final" / "unet")
+        encoder = CLIPTextModel.from_pretrained(out / "checkpoints" / "unet_final" / "text_encoder")
+        return unet.to(device).eval(), encoder.to(device).eval(), info
+    rng, generator = _streams(seed, "unet")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = build_text_encoder(tokenizer, int(text_cfg.hidden), int(text_cfg.layers), int(text_cfg.heads))
+        unet = build_unet(
+            cfg.channels,
+            cfg.norm_groups,
+            int(text_cfg.hidden),
+            int(cfg.heads),
+            latent_side(vae.config.block_out_channels),
+            int(vae.config.latent_channels),
+            bool(cfg.text_embedding),
+        )
+    encoder.to(device)
+    unet.to(device)
+    mean, std = encode_dataset(vae, images, runner.checkpoint_path("latents"))
+    scaling = float(vae.config.scaling_factor)
+    schedule = noise_schedule()
+    alphas = schedule.alphas_cumprod.to(device)
+    params = [*unet.parameters(), *encoder.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    ema = EMAModel(params, decay=float(cfg.ema_decay), use_ema_warmup=True, power=2 / 3)
+    steps = int(cfg.steps)
+    stage = Stage(
+        "unet",
+        steps,
+        {"unet": unet, "text_encoder": encoder},
+        optimizer,
+        rng,
+        generator,
+        _warmup_cosine(optimizer, int(cfg.warmup), steps),
+        extra={"ema": ema},
+        checkpoint_every=runner.checkpoint_every,
+        log_every=runner.log_every,
+    )
+    batch = int(cfg.batch_size)
+
+    def step(_: int) -> dict[str, float]:
+        idx = rng.integers(0, len(data), batch)
+        named = sample_named(rng, batch)
+        labels = {f: v[idx] for f, v in data.labels.items()}
+        drop = rng.random(batch) < float(cfg.cond_dropout)
+        captions = ["" if drop[i] else caption(labels, named, i) for i in range(batch)]
+        ids = tokenizer(
+            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(device)
+        rows = torch.from_numpy(idx).to(device)
+        z = (mean[rows] + std[rows] * _randn(mean[rows].shape, generator, device)) * scaling
+        noise = _randn(z.shape, generator, device)
+        t = torch.randint(0, schedule.config.num_train_timesteps, (batch,), generator=generator).to(device)
+        a = alphas[t].sqrt()[:, None, None, None]
+        s = (1 - alphas[t]).sqrt()[:, None, None, None]
+        prediction = unet(a * z + s * noise, t, encoder(ids)[0]).sample
+        per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
+        if cfg.snr_gamma is not None:
+            snr = compute_snr(schedule, t.cpu()).to(device)
+            per_sample = per_sample * torch.clamp(snr, max=float(cfg.snr_gamma)) / snr
+        loss = per_sample.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        ema.step(params)
+        return {"loss": loss.item(), "mse": (prediction - noise).pow(2).mean().item()}
+
+    seconds = runner.run(stage, step)
+    ema.copy_to(params)  # the exported model is the EMA
+    final = out / "checkpoints" / "unet_final"
+    unet.save_pretrained(final / "unet", safe_serialization=True)
+    encoder.save_pretrained(final / "text_encoder", safe_serialization=True)
+    info = {"seconds": seconds}
+    runner.mark_done("unet", info)
+    return unet.eval(), encoder.eval(), info
+
+
+@torch.no_grad()
+def encode_dataset(vae: AutoencoderKL, images: torch.Tensor, cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every scene (unscaled), cached so a resumed run skips the encoding."""
+    if cache.is_file():
+        saved = torch.load(cache, map_location="cpu")
+        if saved["mean"].shape[0] == len(images):
+            return saved["mean"].to(images.device), saved["std"].to(images.device)
+    means, stds = [], []
+    for i in range(0, len(images), 256):
+        posterior = vae.encode(_images(images, np.arange(i, min(i + 256, len(images)))) * 2 - 1).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+    mean, std = torch.cat(means), torch.cat(stds)
+    torch.save({"mean": mean.cpu(), "std": std.cpu()}, cache)
+    return mean, std

@@ -1,0 +1,334 @@
+"""`diversity-cli train-toy`: train the toy base model (VAE, text encoder, UNet) and the toy feature network from
+scratch, export them, and judge the base against the toy world's ground truth.
+
+`out/` holds `base/` (a StableDiffusionPipeline folder), `features/` (the classifier), `logs/<stage>.csv`,
+`checkpoints/` (a killed run resumes from them), `evaluation.csv`, `samples/` (a grid per prompt) and
+`MODEL_CARD.md`. Copying `base/`, `features/` and `MODEL_CARD.md` into `diversity_cli/assets/toy/` ships them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import UserError
+from ..models.loading import TRAIN_SCHEDULE, resolve_device
+from .architecture import parameter_count
+from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_dataset
+from .evaluate import evaluate_base
+from .loop import StageRunner
+from .stages import train_features, train_unet, train_vae
+from .tokenizer import build_tokenizer
+
+RUN_CONFIG = "train_toy.yaml"
+# Keys that decide the trained weights; a rerun with the same values resumes, other values need overwrite=true.
+TRAINING_KEYS = ("seed", "data", "vae", "features", "text_encoder", "unet")
+
+
+def run(cfg: DictConfig) -> Path:
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    if not prepare(out, cfg):
+        _console().print(f"[green]nothing to do[/]: {out} holds a finished train-toy run with these settings")
+        return out
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(int(cfg.threads))
+    try:
+        return _train(cfg, out, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
+    _quiet()
+    seed = int(cfg.seed)
+    began = time.perf_counter()
+    times: dict[str, float] = {}
+    columns = (
+        TextColumn("[bold]{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )
+    with Progress(*columns, console=_console()) as progress:
+        runner = StageRunner(out, progress, int(cfg.checkpoint_every), int(cfg.log_every))
+        start = time.perf_counter()
+        data = generate_dataset(int(cfg.data.n_train), seed)
+        heldout = generate_dataset(int(cfg.data.n_heldout), seed + 1)
+        images = torch.from_numpy(data.images).to(device)
+        times["data"] = time.perf_counter() - start
+        vae = train_vae(runner, cfg.vae, images, seed, out)
+        times["vae"] = runner.done("vae")["seconds"]
+        classifier, features_info = train_features(runner, cfg.features, data, images, heldout, vae, seed, out)
+        times["features"] = features_info["seconds"]
+        tokenizer = build_tokenizer(out / "checkpoints" / "tokenizer")
+        unet, encoder, unet_info = train_unet(
+            runner, cfg.unet, cfg.text_encoder, data, images, vae, tokenizer, seed, out
+        )
+        times["unet"] = unet_info["seconds"]
+        start = time.perf_counter()
+        export_base(out / "base", vae, encoder, tokenizer, unet)
+        task = progress.add_task("evaluate", total=None, losses=f"{len(cfg.evaluate.prompts)} prompts")
+        rows = evaluate_base(
+            out / "base",
+            classifier,
+            list(cfg.evaluate.prompts),
+            int(cfg.evaluate.n),
+            int(cfg.evaluate.steps),
+            float(cfg.evaluate.guidance),
+            seed,
+            device,
+            grids=out / "samples",
+        )
+        progress.update(task, total=1, completed=1)
+        times["export_and_evaluation"] = time.perf_counter() - start
+    write_rows(out / "evaluation.csv", rows)
+    networks = {"vae": vae, "text_encoder": encoder, "unet": unet, "features": classifier}
+    card = model_card(cfg, device, times, features_info, rows, networks, runner.done("vae"))
+    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    _summary(rows, features_info, times, time.perf_counter() - began)
+    return out
+
+
+def _quiet() -> None:
+    # The libraries' own tqdm bars (saving shards, loading components) would interleave with the stage bars.
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def validate(cfg: DictConfig) -> None:
+    for key in ("vae", "features", "unet"):
+        for field in ("steps", "batch_size"):
+            value = cfg[key][field]
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"{key}.{field}={value} must be a positive integer")
+    for key in ("n_train", "n_heldout"):
+        if not isinstance(cfg.data[key], int) or cfg.data[key] < 2:
+            raise UserError(f"data.{key}={cfg.data[key]} must be an integer of at least 2")
+    if not isinstance(cfg.threads, int) or cfg.threads < 1:
+        raise UserError(f"threads={cfg.threads} must be a positive integer")
+    for key in ("checkpoint_every", "log_every"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UserError(f"{key}={cfg[key]} must be a positive integer")
+    if len(cfg.vae.channels) < 2:
+        raise UserError("vae.channels needs at least two levels (the latent is smaller than the image)")
+    if not cfg.evaluate.prompts or int(cfg.evaluate.n) < 2:
+        raise UserError("evaluate.prompts must list at least one prompt and evaluate.n be at least 2")
+
+
+def training_settings(cfg: DictConfig) -> dict:
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) if key != "seed" else cfg.seed for key in TRAINING_KEYS}
+
+
+def prepare(out: Path, cfg: DictConfig) -> bool:
+    """Make `out` ready: a new run, a resumed run, or (overwrite=true) a fresh start. False: already finished."""
+    settings = training_settings(cfg)
+    saved = out / RUN_CONFIG
+    if out.exists() and any(out.iterdir()):
+        if cfg.overwrite:
+            if not saved.is_file():
+                raise UserError(f"{out} is not a train-toy run directory; refusing to delete it, choose another out=")
+            shutil.rmtree(out)
+        elif not saved.is_file():
+            raise UserError(f"{out} already exists and is not a train-toy run; choose another out= or empty it")
+        elif OmegaConf.to_container(OmegaConf.load(saved), resolve=True) != settings:
+            raise UserError(
+                f"{out} holds a train-toy run with other settings; rerun with its settings to resume, "
+                "or add overwrite=true to start again"
+            )
+        elif (out / "MODEL_CARD.md").is_file():
+            return False
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(settings), saved)
+    return True
+
+
+def export_base(folder: Path, vae, text_encoder, tokenizer, unet) -> Path:
+    """The toy base as a StableDiffusionPipeline folder (safetensors, no safety checker)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    # DDIM with trailing spacing starts at t=999, as the toolkit's toy pair runs it; set_alpha_to_one ends clean.
+    scheduler = DDIMScheduler.from_config({**TRAIN_SCHEDULE, "timestep_spacing": "trailing", "set_alpha_to_one": True})
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
+
+
+def command_line(cfg: DictConfig) -> str:
+    """The `diversity-cli train-toy` call that reproduces `cfg`: its differences from the default config."""
+    from ..config import compose
+
+    default = _flatten(OmegaConf.to_container(compose("train_toy"), resolve=True))
+    current = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    overrides = [f"{key}={_format(value)}" for key, value in current.items() if default.get(key) != value]
+    return " ".join(["diversity-cli train-toy", *overrides])
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _format(value) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_format(v) for v in value) + "]"
+    if isinstance(value, str) and " " in value:
+        return f"'{value}'"
+    return str(value)
+
+
+def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> str:
+    counts = {name: parameter_count(module) for name, module in networks.items()}
+    accuracy = features_info["accuracy"]
+    lines = [
+        "# Toy base model and toy feature network",
+        "",
+        "Trained from scratch by this toolkit on its procedural toy world (`diversity_cli/toy/data.py`): 32x32 RGB",
+        "scenes of shapes with six independent factors and captions that name a random subset of them.",
+        "",
+        "## How it was trained",
+        "",
+        f"- command: `{command_line(cfg)}`",
+        f"- seed: {cfg.seed}",
+        f"- machine: {platform.machine()} {platform.processor() or ''} ({device}"
+        + (f", {cfg.threads} torch threads" if device.type == "cpu" else "")
+        + f"), torch {torch.__version__}",
+        f"- finished: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        "- wall time per stage (seconds): "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in times.items())
+        + f"; total {sum(times.values()) / 60:.1f} min",
+        "",
+        "## Data",
+        "",
+        f"- {cfg.data.n_train} training scenes (seed {cfg.seed}), {cfg.data.n_heldout} held-out scenes "
+        f"(seed {int(cfg.seed) + 1}); the UNet sees a fresh random caption of each scene at every step.",
+        "- factors: " + "; ".join(f"{f}: {', '.join(v)}" for f, v in FACTORS.items()),
+        f"- vocabulary ({len(VOCABULARY)} words): {' '.join(VOCABULARY)}",
+        f"- mode coverage counts {' x '.join(MODE_FACTORS)}.",
+        "",
+        "## Architecture",
+        "",
+        "| part | class | parameters | configuration |",
+        "| --- | --- | --- | --- |",
+        f"| vae | AutoencoderKL | {counts['vae']:,} | channels {list(cfg.vae.channels)}, "
+        f"{IMAGE_SIZE}x{IMAGE_SIZE}x3 -> 4x{IMAGE_SIZE // 2 ** (len(cfg.vae.channels) - 1)}^2, "
+        f"scaling_factor {vae_info['scaling_factor']:.4f} (latent std {vae_info['latent_std']:.3f}, "
+        f"mean {vae_info['latent_mean']:.3f}) |",
+        f"| text_encoder | CLIPTextModel | {counts['text_encoder']:,} | hidden {cfg.text_encoder.hidden}, "
+        f"{cfg.text_encoder.layers} layers, {cfg.text_encoder.heads} heads; CLIPTokenizer, one token per toy word |",
+        f"| unet | UNet2DConditionModel | {counts['unet']:,} | channels {list(cfg.unet.channels)}, cross-attention "
+        "below the top level; epsilon prediction, SD scaled-linear schedule (0.00085..0.012, 1000 steps) |",
+        f"| features | ToyClassifier (CNN) | {counts['features']:,} | channels {list(cfg.features.channels)}, "
+        f"embedding {cfg.features.embed_dim}, one head per factor |",
+        "",
+        "Training: VAE (MSE + KL weight "
+        f"{cfg.vae.kl_weight}, {cfg.vae.steps} steps of {cfg.vae.batch_size}); feature network ({cfg.features.steps} "
+        f"steps of {cfg.features.batch_size}, blur/noise augmentation); text encoder + UNet jointly "
+        f"({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} warm-up + cosine, caption "
+        f"dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, EMA {cfg.unet.ema_decay}; the "
+        "exported weights are the EMA).",
+        "",
+        "## Feature network accuracy (held-out scenes)",
+        "",
+        "| factor | clean scenes | after the VAE round trip |",
+        "| --- | --- | --- |",
+        *[f"| {f} | {accuracy['heldout'][f]:.4f} | {accuracy['heldout_vae'][f]:.4f} |" for f in FACTORS],
+        "",
+        f"## Base model, measured (n={cfg.evaluate.n} per prompt, seeds {cfg.seed}.."
+        f"{int(cfg.seed) + cfg.evaluate.n - 1}, DDIM trailing {cfg.evaluate.steps} steps, CFG {cfg.evaluate.guidance})",
+        "",
+        "Adherence: fraction of samples whose predicted factors match every factor the prompt names. Mode coverage: "
+        "fraction of the prompt's allowed (shape, color, position) combinations seen. Feature diversity: mean "
+        "pairwise cosine distance of feature-network embeddings. `truth`: the same for n ground-truth scenes.",
+        "",
+        "| prompt | modes | adherence | mode coverage | feature diversity | truth adherence | truth coverage "
+        "| truth diversity | s/image |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *[
+            f"| {r['prompt']} | {r['modes']} | {r['adherence']:.3f} | {r['mode_coverage']:.3f} | "
+            f"{r['feature_diversity']:.3f} | {r['truth_adherence']:.3f} | {r['truth_mode_coverage']:.3f} | "
+            f"{r['truth_feature_diversity']:.3f} | {r['seconds_per_image']:.4f} |"
+            for r in rows
+        ],
+        "",
+        *NOTES,
+    ]
+    return "\n".join(lines)
+
+
+NOTES = [
+    "## Notes",
+    "",
+    '- In the toy language the article "a" fixes nothing: "a circle" may show one or two circles; "one"/"two" or '
+    "a plural noun fix the count. `diversity_cli.toy.data.parse_prompt` reads a caption the way the numbers above do.",
+    "- `diversity_cli.toy.features` (`load_classifier`, `mode_coverage`, `prompt_adherence`) computes these measures "
+    "for any images; `render_prompt_samples` draws a prompt's ground-truth scenes.",
+    "- Rerunning the command repeats the training (same seed, same data and captions); a killed run resumes from "
+    "its last checkpoint. Wall times vary with the load of the machine.",
+    "",
+]
+
+
+def _summary(rows: list[dict], features_info: dict, times: dict, total: float) -> None:
+    console = _console()
+    table = Table(title="toy base model (evaluation.csv)")
+    for column in ("prompt", "adherence", "mode coverage", "truth coverage", "diversity", "truth diversity"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["prompt"],
+            f"{r['adherence']:.3f}",
+            f"{r['mode_coverage']:.3f}",
+            f"{r['truth_mode_coverage']:.3f}",
+            f"{r['feature_diversity']:.3f}",
+            f"{r['truth_feature_diversity']:.3f}",
+        )
+    console.print(table)
+    accuracy = features_info["accuracy"]["heldout_vae"]
+    console.print("feature network accuracy (held-out, VAE round trip): " + json.dumps(accuracy))
+    console.print(
+        "seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + f" (this run {total:.0f})"
+    )
+
+
+def _console() -> Console:
+    return Console(stderr=False)

@@ -1,0 +1,221 @@
+"""`diversity-cli train-toy` on tiny sizes (every stage, resume, no-overwrite), and the shipped toy base model."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diversity_cli.toy import loop
+from diversity_cli.toy.data import VOCABULARY
+from diversity_cli.toy.features import ASSETS
+from diversity_cli.toy.tokenizer import MAX_LENGTH, build_tokenizer
+
+TINY = [
+    "data.n_train=64",
+    "data.n_heldout=16",
+    "vae.channels=[8,8]",
+    "vae.norm_groups=4",
+    "vae.steps=3",
+    "vae.batch_size=4",
+    "features.channels=[4,4,4]",
+    "features.embed_dim=8",
+    "features.steps=3",
+    "features.batch_size=4",
+    "text_encoder.hidden=16",
+    "text_encoder.layers=1",
+    "text_encoder.heads=2",
+    "unet.channels=[8,16]",
+    "unet.norm_groups=4",
+    "unet.heads=2",
+    "unet.steps=4",
+    "unet.batch_size=4",
+    "unet.warmup=1",
+    "checkpoint_every=2",
+    "log_every=1",
+    "evaluate.n=2",
+    "evaluate.steps=2",
+    "evaluate.prompts=[a circle]",
+    "device=cpu",
+    "threads=1",  # tiny networks gain nothing from a second thread
+]
+
+
+def _log(out: Path, stage: str) -> list[dict[str, str]]:
+    with (out / "logs" / f"{stage}.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _unet_weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "base" / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted tiny run."""
+    from diversity_cli.cli import run
+
+    out = tmp_path_factory.mktemp("toy") / "run"
+    assert run(["train-toy", f"out={out}", *TINY]) == 0
+    return out
+
+
+def test_tiny_run_trains_every_stage_and_exports_a_pipeline(finished):
+    from diffusers import StableDiffusionPipeline
+
+    for stage, steps in (("vae", 3), ("features", 3), ("unet", 4)):
+        rows = _log(finished, stage)
+        assert [int(r["step"]) for r in rows] == list(range(1, steps + 1))
+        losses = [float(v) for r in rows for k, v in r.items() if k not in ("step", "lr", "seconds")]
+        assert all(np.isfinite(losses))
+    pipe = StableDiffusionPipeline.from_pretrained(finished / "base")
+    assert pipe.safety_checker is None and pipe.tokenizer.model_max_length == MAX_LENGTH
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear" and pipe.scheduler.config.beta_end == 0.012
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size == 16
+    assert (finished / "features" / "model.safetensors").is_file()
+    with (finished / "evaluation.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["prompt"] for r in rows] == ["a circle"] and 0 <= float(rows[0]["mode_coverage"]) <= 1
+    card = (finished / "MODEL_CARD.md").read_text()
+    assert "diversity-cli train-toy out=" in card and "unet.steps=4" in card
+
+
+def test_weights_move_in_every_stage(finished):
+    from diversity_cli.config import compose
+    from diversity_cli.toy.architecture import build_vae
+    from diversity_cli.toy.features import ToyClassifier
+
+    cfg = compose("train_toy", TINY)
+    torch.manual_seed(cfg.seed)  # each stage builds its networks under the run's seed
+    vae = build_vae(cfg.vae.channels, cfg.vae.norm_groups, cfg.vae.latent_channels)
+    torch.manual_seed(cfg.seed)
+    classifier = ToyClassifier(tuple(cfg.features.channels), cfg.features.embed_dim)
+    for name, initial in (("vae", vae), ("features", classifier)):
+        trained = torch.load(finished / "checkpoints" / f"{name}.pt", weights_only=False)["modules"][name]
+        start = initial.state_dict()
+        assert trained.keys() == start.keys()
+        assert all(trained[k].shape == start[k].shape for k in start)
+        for key in (k for k in start if k.endswith("weight")):
+            change = (trained[key] - start[key]).abs().max().item()
+            assert 0 < change < 0.05, (name, key, change)  # a few optimizer steps away from the seeded start
+    # The UNet: its step-4 weights differ from those of the step-2 checkpoint it passed through (see resume test),
+    # and its exported (EMA) weights differ from the raw ones.
+    raw = torch.load(finished / "checkpoints" / "unet.pt", weights_only=False)["modules"]["unet"]
+    exported = _unet_weights(finished)
+    assert any(not torch.allclose(raw[k], exported[k]) for k in exported)
+
+
+def test_killed_run_resumes_to_the_same_weights(finished, tmp_path, monkeypatch):
+    from diversity_cli.cli import run
+
+    real_run = loop.StageRunner.run
+
+    class Killed(Exception):
+        pass
+
+    def killed_at_step_3(self, stage, step_fn):
+        def step(i):
+            if stage.name == "unet" and i == 2:
+                raise Killed
+            return step_fn(i)
+
+        return real_run(self, stage, step)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(loop.StageRunner, "run", killed_at_step_3)
+    with pytest.raises(Killed):
+        run(["train-toy", f"out={out}", *TINY])
+    assert not (out / "base").exists()
+    halfway = torch.load(out / "checkpoints" / "unet.pt", weights_only=False)
+    assert halfway["step"] == 2
+    monkeypatch.setattr(loop.StageRunner, "run", real_run)
+    assert run(["train-toy", f"out={out}", *TINY]) == 0
+    assert [int(r["step"]) for r in _log(out, "unet")] == [1, 2, 3, 4]
+    resumed, uninterrupted = _unet_weights(out), _unet_weights(finished)
+    for key, value in uninterrupted.items():
+        assert torch.allclose(resumed[key], value, atol=1e-6), key
+    final = torch.load(out / "checkpoints" / "unet.pt", weights_only=False)["modules"]["unet"]
+    assert any(not torch.equal(final[k], halfway["modules"]["unet"][k]) for k in final)
+
+
+def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    code, stdout, _ = cli("train-toy", f"out={out}", *TINY)
+    assert code == 0 and "nothing to do" in stdout
+    code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5")
+    assert code == 2 and "other settings" in err and "overwrite=true" in err
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    code, _, err = cli("train-toy", f"out={stranger}", *TINY)
+    assert code == 2 and "not a train-toy run" in err
+    assert (stranger / "notes.txt").read_text() == "mine"
+    code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5", "overwrite=true")
+    assert code == 0, err
+    assert [int(r["step"]) for r in _log(out, "unet")] == [1, 2, 3, 4, 5]
+
+
+def test_bad_settings_are_one_line(cli, tmp_path):
+    code, _, err = cli("train-toy", f"out={tmp_path / 'x'}", "unet.steps=0")
+    assert code == 2 and "unet.steps=0" in err and "Traceback" not in err
+
+
+def test_tokenizer_gives_each_word_one_token(tmp_path):
+    tokenizer = build_tokenizer(tmp_path)
+    assert tokenizer.model_max_length == MAX_LENGTH
+    for word in VOCABULARY:
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    ids = tokenizer("two small red circles on the left on a dark background").input_ids
+    assert len(ids) == 13 <= MAX_LENGTH  # the longest toy caption, with its start and end tokens
+
+
+# ---------------------------------------------------------------- the shipped toy base
+
+
+def test_shipped_assets_fit_the_size_budget():
+    base = ASSETS / "base"
+    unet = base / "unet" / "diffusion_pytorch_model.safetensors"
+    sizes = {path: path.stat().st_size for path in ASSETS.rglob("*") if path.is_file()}
+    total_with_two_students = sum(sizes.values()) + 2 * sizes[unet]
+    assert total_with_two_students < 20e6
+    assert (ASSETS / "MODEL_CARD.md").is_file()
+
+
+def test_shipped_base_generates_through_the_cli(cli, tmp_path, monkeypatch):
+    """The toolkit's loader takes the shipped folder as a local model pair; its samples follow the prompt."""
+    from diversity_cli.config import conf_dir
+    from diversity_cli.rundir import RunDir
+    from diversity_cli.toy.features import load_classifier, prompt_adherence
+
+    conf = tmp_path / "conf"
+    shutil.copytree(conf_dir(), conf)
+    base = (ASSETS / "base").resolve()
+    spec = (
+        f"{{label: toy base, network: {{path: {base / 'unet'}}}, "
+        "scheduler: {class: DDIMScheduler, overrides: {timestep_spacing: trailing, set_alpha_to_one: true}}, "
+        "steps: 25, guidance: 4.0}"
+    )
+    (conf / "model" / "toy_check.yaml").write_text(
+        f"name: toy_check\nfamily: sd\nresolution: 32\ndtype: float32\ncomponents: {{path: {base}}}\n"
+        f"base: {spec}\ndistilled: {spec}\n"
+    )
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(conf))
+    out = tmp_path / "samples"
+    code, _, err = cli("generate", "model=toy_check", "method=base", "prompt=a red shape", "n=6", f"out={out}")
+    assert code == 0, err
+    rows = RunDir(out).read_samples()
+    assert len(rows) == 6
+    from PIL import Image
+
+    images = torch.stack(
+        [torch.from_numpy(np.array(Image.open(out / r["path"]))).permute(2, 0, 1).float() / 255 for r in rows]
+    )
+    assert images.shape == (6, 3, 32, 32)
+    assert prompt_adherence(images, "a red shape", load_classifier()) >= 5 / 6
+    assert images.std(dim=0).mean() > 0.05  # six seeds, six different images
