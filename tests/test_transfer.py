@@ -1,0 +1,293 @@
+"""transfer-lora and train-lora on the tiny pairs: adapters built in the tests (random LoRA, a Concept Slider file in
+the sliders repository's key format, Custom Diffusion processors), applied to both networks of a pair and removed
+without a trace; the command end to end with a tiny offline CLIP."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diversity_cli.adapters import applied, lora_layers, read_adapter
+from diversity_cli.errors import UserError
+from diversity_cli.sampling.plan import make_plan
+from diversity_cli.sampling.sampler import sample_latents
+from diversity_cli.transfer import COLUMNS
+
+PROMPT = "a cat"  # the tiny CLIP scores its images above 0 against this text, so change_pct is defined
+
+
+def latents(pair, role: str, seed: int = 0) -> torch.Tensor:
+    plan = make_plan(pair, role)
+    return sample_latents(plan, pair.encode([PROMPT]), [seed], pair.latent_shape, pair.device)
+
+
+def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_same_state(before: dict[str, torch.Tensor], module: torch.nn.Module) -> None:
+    after = module.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def attention_projections(network: torch.nn.Module) -> int:
+    return sum(1 for name, _ in network.named_modules() if name.endswith(("to_q", "to_k", "to_v", "to_out.0")))
+
+
+def save_random_lora(pair, folder: Path, seed: int = 0) -> Path:
+    """A random diffusers-format LoRA on the attention projections, trained on nothing: peft on a copy of the base
+    network, saved by the pipeline's own save_lora_weights."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    network = copy.deepcopy(pair.base.network)
+    network.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in network.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    type(pair.pipe).save_lora_weights(str(folder), unet_lora_layers=get_peft_model_state_dict(network))
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+@pytest.fixture(scope="module")
+def lora_file(tiny_pairs, tmp_path_factory):
+    return save_random_lora(tiny_pairs("tiny_sd"), tmp_path_factory.mktemp("lora") / "random")
+
+
+def test_one_lora_file_changes_both_models_scale_zero_is_exact_and_unloading_restores(tiny_pairs, lora_file):
+    pair = tiny_pairs("tiny_sd")
+    adapter = read_adapter(str(lora_file.parent))
+    assert (adapter.kind, adapter.name) == ("lora", "random")
+    assert adapter.network_layers == attention_projections(pair.base.network) > 0
+    text_before = state(pair.pipe.text_encoder)
+    for role in ("base", "distilled"):
+        network = pair.spec(role).network
+        before, plain = state(network), latents(pair, role)
+        with applied(pair, role, adapter, 1.0):
+            assert lora_layers(network) == adapter.network_layers
+            adapted = latents(pair, role)
+        with applied(pair, role, adapter, 0.0):
+            zero = latents(pair, role)
+        assert (adapted - plain).abs().max() > 1e-2  # the same file acts on either network of the pair
+        assert torch.equal(zero, plain)
+        assert_same_state(before, network)
+        assert lora_layers(network) == 0 and torch.equal(latents(pair, role), plain)
+        assert pair.pipe.unet is pair.base.network
+    assert_same_state(text_before, pair.pipe.text_encoder)
+
+
+def test_a_concept_slider_file_in_the_sliders_repository_format_loads_with_its_alpha_and_scale(tiny_pairs, tmp_path):
+    # rohitgandikota/sliders LoRANetwork: a LoRA on every Linear of every Attention module, keys
+    # lora_unet_<module path with _>.lora_down.weight / .lora_up.weight / .alpha, saved with torch.save as .pt
+    pair = tiny_pairs("tiny_sdxl")
+    rank, alpha, scale = 4, 1.0, -2.5
+    generator = torch.Generator().manual_seed(3)
+    weights, layers = {}, {}
+    for name, module in pair.base.network.named_modules():
+        if type(module).__name__ != "Attention":
+            continue
+        for child, linear in module.named_modules():
+            if isinstance(linear, torch.nn.Linear):
+                key = f"lora_unet_{name}.{child}".replace(".", "_")
+                weights[f"{key}.lora_down.weight"] = torch.randn(rank, linear.in_features, generator=generator)
+                weights[f"{key}.lora_up.weight"] = torch.randn(linear.out_features, rank, generator=generator) * 0.1
+                weights[f"{key}.alpha"] = torch.tensor(alpha)
+                layers[f"{name}.{child}"] = key
+    torch.save(weights, tmp_path / "age_slider.pt")
+    adapter = read_adapter(str(tmp_path / "age_slider.pt"))
+    assert (adapter.kind, adapter.name, adapter.network_layers) == ("kohya", "age_slider", len(layers))
+    name, key = next(iter(layers.items()))
+    x = torch.randn(3, weights[f"{key}.lora_down.weight"].shape[1], generator=generator)
+    for role in ("base", "distilled"):
+        network = pair.spec(role).network
+        before, plain = state(network), latents(pair, role)
+        with applied(pair, role, adapter, scale):
+            assert lora_layers(network) == len(layers)
+            layer = network.get_submodule(name)
+            delta = layer(x) - layer.base_layer(x)
+            adapted = latents(pair, role)
+        expected = (
+            scale * (alpha / rank) * x @ weights[f"{key}.lora_down.weight"].T @ weights[f"{key}.lora_up.weight"].T
+        )
+        torch.testing.assert_close(delta, expected, rtol=1e-4, atol=1e-5)
+        assert (adapted - plain).abs().max() > 1e-2
+        assert_same_state(before, network)
+
+
+def test_custom_diffusion_weights_load_into_both_networks(tiny_pairs, tmp_path):
+    from diffusers.models.attention_processor import CustomDiffusionAttnProcessor
+
+    pair = tiny_pairs("tiny_sd")
+    trained = copy.deepcopy(pair.base.network)
+    generator = torch.Generator().manual_seed(5)
+    processors = {}
+    for name in trained.attn_processors:
+        attention = trained.get_submodule(name.removesuffix(".processor"))
+        if not attention.is_cross_attention:  # as diffusers' train_custom_diffusion.py: untrained processors
+            processors[name] = CustomDiffusionAttnProcessor(train_kv=False, train_q_out=False)
+            continue
+        custom = CustomDiffusionAttnProcessor(True, False, attention.to_k.out_features, attention.to_k.in_features)
+        with torch.no_grad():
+            for mine, own in (
+                (custom.to_k_custom_diffusion, attention.to_k),
+                (custom.to_v_custom_diffusion, attention.to_v),
+            ):
+                mine.weight.copy_(own.weight + torch.randn(own.weight.shape, generator=generator))
+        processors[name] = custom
+    trained.set_attn_processor(dict(processors))
+    trained.save_attn_procs(str(tmp_path / "cd"))
+    adapter = read_adapter(str(tmp_path / "cd"))
+    assert adapter.kind == "custom_diffusion"
+
+    sample = torch.randn(1, *pair.latent_shape, generator=generator)
+    text = pair.encode([PROMPT]).cond
+
+    def output(network):
+        return network(sample, torch.tensor([500]), **text).sample
+
+    with torch.no_grad():
+        for role in ("base", "distilled"):
+            network = pair.spec(role).network
+            before, plain = state(network), output(network)
+            reference = copy.deepcopy(network)  # diffusers' own processors with the same weights, set by hand
+            own = reference.attn_processors
+            custom = {n: copy.deepcopy(p) for n, p in processors.items() if isinstance(p, CustomDiffusionAttnProcessor)}
+            reference.set_attn_processor({n: custom[n] if custom[n].train_kv else own[n] for n in processors})
+            with applied(pair, role, adapter, 1.0):
+                adapted = output(network)
+            with applied(pair, role, adapter, 0.0):  # scale 0: the network's own K/V projections
+                zero = output(network)
+            torch.testing.assert_close(adapted, output(reference), rtol=1e-4, atol=1e-5)
+            assert (adapted - plain).abs().max() > 1e-2
+            torch.testing.assert_close(zero, plain, rtol=1e-4, atol=1e-5)
+            assert_same_state(before, network)
+            assert torch.equal(output(network), plain)
+
+
+def test_unknown_or_misfitting_adapters_fail_with_one_line(cli, tiny_pairs, tmp_path, lora_file):
+    from safetensors.torch import save_file
+
+    save_file({"encoder.layer.weight": torch.zeros(2, 2)}, str(tmp_path / "mystery.safetensors"))
+    code, _, err = cli("transfer-lora", "model=tiny_sd", f"adapter={tmp_path / 'mystery.safetensors'}", "prompt=a")
+    assert code == 2 and "unknown adapter format" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("transfer-lora", "model=tiny_sd", f"adapter={tmp_path / 'absent'}", "prompt=a")
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+
+    sdxl = tiny_pairs("tiny_sdxl")  # an SD LoRA on an SDXL network: other modules, other widths
+    before = state(sdxl.distilled.network)
+    with pytest.raises(UserError, match="does not fit|fit tiny_sdxl"):
+        with applied(sdxl, "distilled", read_adapter(str(lora_file)), 1.0):
+            pass
+    assert_same_state(before, sdxl.distilled.network)
+    assert lora_layers(sdxl.distilled.network) == 0 and sdxl.pipe.unet is sdxl.base.network
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _clip_score(paths: list[Path], text: str) -> float:
+    """CLIPScore by hand: max(0, mean over images of 100 x cosine of the tiny CLIP's projected embeddings)."""
+    from diversity_cli.metrics.quality import tiny_clip
+
+    model, processor = tiny_clip()
+    images = [np.array(Image.open(p).convert("RGB")) for p in paths]
+    with torch.no_grad():
+        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+        tokens = processor(text=[text] * len(images), return_tensors="pt", padding=True)
+        image = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+        words = model.text_projection(model.text_model(**tokens).pooler_output)
+    return max(0.0, float(100 * torch.nn.functional.cosine_similarity(image, words, dim=-1).mean()))
+
+
+def test_transfer_lora_end_to_end_on_tiny_sd(cli, tiny_pairs, tmp_path, lora_file):
+    out = tmp_path / "run"
+    args = ("transfer-lora", "model=tiny_sd", f"adapter={lora_file}", f"concept={PROMPT}", f"prompt={PROMPT}",
+            "n=2", "clip_model=tiny_random", "grid_seeds=2", "grid_cell=32", f"out={out}")  # fmt: skip
+    code, _, err = cli(*args)
+    assert code == 0, err
+    rows = _rows(out / "transfer.csv")
+    with (out / "transfer.csv").open() as f:
+        assert f.readline().strip().split(",")[: len(COLUMNS)] == COLUMNS
+    assert [(r["adapter"], r["source"], r["target"], r["n"]) for r in rows] == [
+        ("random", "base", "base", "2"), ("random", "base", "distilled", "2")
+    ]  # fmt: skip
+    samples = _rows(out / "samples.csv")
+    for row in rows:
+        without = [out / s["path"] for s in samples if s["tag"] == row["target"]]
+        with_ = [out / s["path"] for s in samples if s["tag"] == f"{row['target']}+random_s1"]
+        assert len(without) == len(with_) == 2
+        assert float(row["clip_without"]) == pytest.approx(_clip_score(without, PROMPT), rel=1e-4, abs=1e-4)
+        assert float(row["clip_with"]) == pytest.approx(_clip_score(with_, PROMPT), rel=1e-4, abs=1e-4)
+        clip_without, clip_with = float(row["clip_without"]), float(row["clip_with"])
+        assert clip_without > 0
+        assert float(row["change_pct"]) == pytest.approx(100 * (clip_with - clip_without) / clip_without, rel=1e-4)
+    grid = Image.open(out / "transfer_random_s1.png")
+    assert grid.size == (130 + 2 * 2 * 32, 16 + 2 * 32)  # rows: base -> base, base -> distilled; 2 seeds x 2
+
+    code, _, err = cli(*args)  # nothing new to make; no duplicated rows
+    assert code == 0, err
+    assert _rows(out / "samples.csv") == samples and len(_rows(out / "transfer.csv")) == 2
+    code, _, err = cli("generate", "model=tiny_sd", "method=distilled", f"prompt={PROMPT}", "n=2", f"out={out}")
+    assert code == 0 and "nothing to do" in err  # the without-adapter images are generate's own
+
+    other = save_random_lora(tiny_pairs("tiny_sd"), tmp_path / "elsewhere" / "random", seed=9)  # same name
+    code, _, err = cli(*args[:2], f"adapter={other}", *args[3:])
+    assert code == 2 and "overwrite=true" in err  # its images would land in the same folders: never mixed up
+
+
+@pytest.mark.parametrize("mode", ["lora", "slider"])
+def test_train_lora_saves_a_trained_adapter_that_transfer_lora_loads(cli, tiny_pairs, tmp_path, mode):
+    out = tmp_path / mode
+    extra = ("concept=large", "negative=small") if mode == "slider" else ("concept=red",)
+    args = ("train-lora", "model=tiny_sd", f"mode={mode}", *extra, "steps=3", "images=16", "batch_size=4",
+            f"out={out}")  # fmt: skip
+    code, _, err = cli(*args)
+    assert code == 0, err
+    meta = json.loads((out / "adapter.json").read_text())
+    assert np.isfinite(meta["final_loss"]) and meta["steps"] == 3 and meta["mode"] == mode
+    adapter = read_adapter(str(out))
+    assert adapter.kind == "lora" and adapter.network_layers == attention_projections(
+        tiny_pairs("tiny_sd").base.network
+    )
+    from safetensors.torch import load_file
+
+    ups = [v for k, v in load_file(str(out / "pytorch_lora_weights.safetensors")).items() if "lora_B" in k]
+    assert ups and all(torch.isfinite(v).all() for v in ups) and any(v.abs().max() > 0 for v in ups)  # B starts at 0
+    pair = tiny_pairs("tiny_sd")
+    plain = latents(pair, "distilled")
+    with applied(pair, "distilled", adapter, 1.0):
+        assert not torch.equal(latents(pair, "distilled"), plain)
+    stamp = (out / "pytorch_lora_weights.safetensors").stat().st_mtime_ns
+    code, _, err = cli(*args)
+    assert code == 0 and "nothing to do" in err
+    assert (out / "pytorch_lora_weights.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_training_captions_never_name_the_concept_and_slider_pairs_differ_only_in_it():
+    from omegaconf import OmegaConf
+
+    from diversity_cli.toy.data import parse_prompt
+    from diversity_cli.toy.lora import training_scenes
+
+    cfg = OmegaConf.create({"images": 40, "data_seed": 1})
+    positive, negative, captions = training_scenes(cfg, "color", "red", None)
+    assert negative is None and len(captions) == 40 and positive.shape[0] == 40
+    assert all("color" not in parse_prompt(c) for c in captions)
+    big, small, captions = training_scenes(cfg, "size", "large", "small")
+    assert all("size" not in parse_prompt(c) for c in captions)
+    # same scenes but for the size: the large shape covers more pixels that differ from the background
+    corner = big[:, :1, :1].astype(int)
+    area = lambda images: (np.abs(images.astype(int) - corner).sum(-1) > 60).sum(axis=(1, 2))  # noqa: E731
+    assert (area(big) > area(small)).mean() > 0.9
