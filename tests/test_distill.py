@@ -78,7 +78,14 @@ def test_training_moves_student_and_fake_but_not_teacher(cli, tmp_path, prompts_
     out = tmp_path / method
     extra = ["anchor_k=1", "teacher_ode.steps=2"] if method == "dp_dmd" else []
     code, _, err = cli(
-        "distill", f"distill={method}", *extra, f"prompts={prompts_file}", f"out={out}", "iterations=2", *SMALL
+        "distill",
+        "model=tiny_sd",
+        f"distill={method}",
+        *extra,
+        f"prompts={prompts_file}",
+        f"out={out}",
+        "iterations=2",
+        *SMALL,
     )
     assert code == 0, err
     rows = _log(out)
@@ -112,7 +119,15 @@ def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts
     # On CPU, where kernels are deterministic for a fixed thread count (GPU kernels are not: two identical GPU runs
     # already differ in the 6th digit), a checkpoint restores weights and Adam moments exactly and each iteration
     # seeds its own generator: resuming changes nothing.
-    args = ("distill", "distill=dp_dmd", "anchor_k=1", "teacher_ode.steps=2", f"prompts={prompts_file}", "device=cpu")
+    args = (
+        "distill",
+        "model=tiny_sd",
+        "distill=dp_dmd",
+        "anchor_k=1",
+        "teacher_ode.steps=2",
+        f"prompts={prompts_file}",
+        "device=cpu",
+    )
     args += ("batch_size=1", "fake_updates_per_generator_update=1")
     resumed, straight = tmp_path / "resumed", tmp_path / "straight"
     assert cli(*args, f"out={resumed}", "iterations=2")[0] == 0
@@ -142,7 +157,7 @@ def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts
 
 def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
     (tmp_path / "log.csv").write_text("mine\n")
-    code, _, err = cli("distill", f"prompts={prompts_file}", f"out={tmp_path}", "iterations=1", *SMALL)
+    code, _, err = cli("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={tmp_path}", "iterations=1", *SMALL)
     assert code == 2 and _one_line(err) and "overwrite=true" in err
     assert (tmp_path / "log.csv").read_text() == "mine\n"
 
