@@ -178,7 +178,7 @@ def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
     ],
 )
 def test_bad_input_is_one_line(cli, tmp_path, prompts_file, overrides, message):
-    code, _, err = cli("distill", *overrides, f"prompts={prompts_file}", f"out={tmp_path / 'run'}")
+    code, _, err = cli("distill", "model=tiny_sd", *overrides, f"prompts={prompts_file}", f"out={tmp_path / 'run'}")
     assert code == 2 and _one_line(err), err
     assert message in err
     assert not (tmp_path / "run").exists()
