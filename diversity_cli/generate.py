@@ -104,7 +104,8 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
 
 def run(cfg: DictConfig) -> Path:
     validate(cfg)
-    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    prompt = cfg.prompt if cfg.prompt is not None or cfg.prompts is not None else cfg.model.get("default_prompt")
+    rows = read_prompts(prompt, cfg.prompts, cfg.limit)
     pair = None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         from .autok import resolve_k
