@@ -31,3 +31,177 @@ demo:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# ==================================================================================================================
+# Reproducing the paper: one target per table and figure (README: "Reproducing the paper's tables").
+# Each runs the whole pipeline (generate -> measure -> report) with the paper's settings on the paper's pairs
+# (GPU nodes; weights in the Hugging Face cache). MODEL=toy, or the same target with -toy (reproduce-table3-toy),
+# runs that pipeline on the toy pair with the toy metrics on a CPU; `make reproduce-toy` does every table and figure.
+# Run directories: $(RESULTS)/<table>/ (each with report.html); tables, paper beside measured: $(RESULTS)/tables/.
+# Every step resumes: rerunning a target only makes what is missing. `make -n <target>` prints the commands.
+# ==================================================================================================================
+CLI := $(BIN)/diversity-cli
+MODEL ?= paper
+DEVICE ?= auto
+
+ifeq ($(MODEL),toy)
+RESULTS ?= results/toy
+# Tables 2, 3, 4, E.1 and the figures run on PAIR; D.1 (other architectures) on D1_PAIRS: the toy has no other
+# architecture, so its DMD and DP-DMD students stand there.
+PAIR ?= toy
+D1_PAIRS ?= toy toy_dpdmd
+T1_PAIRS ?= toy
+DIV_METRIC ?= toy_features
+T3_PROMPTS ?= data/toy_prompts.txt
+# The one prompt of D.1, E.1, Table 1 and Fig. 7 (the paper's "image of a car").
+CAR ?= a shape
+# Samples per prompt of Tables 3, D.1, E.1.
+N ?= 32
+# Tables 2/4: toy captions with one seed each, in the role of the COCO captions; the reference: toy scenes.
+CAPTIONS ?= data/toy_captions.csv
+LIMIT ?= 256
+FID_REF ?= reference=toy toy.mode=dataset toy.count=2000
+# replace_final as on the real pair: the student's first step, then the base with its own CFG (4) for 15 of its
+# own DDIM steps from t=749 (60% of its 25; DDIM reaches 749 exactly with 15 or 30).
+E1_FINAL ?= k=3 base_steps=15 base_guidance=4
+N1 ?= 32
+# train-lora steps of the toy adapters (its default is 300)
+LORA_STEPS ?= 300
+X0_N ?= 4
+N7 ?= 16
+GUIDANCE_SWEEP ?= 0,1,2,3,5
+BASE_STEPS_SWEEP ?= 1,2,5,10
+else
+RESULTS ?= results/paper
+PAIR ?= sdxl_dmd2
+D1_PAIRS ?= pixart_alpha_delta sd21_turbo
+T1_PAIRS ?= sdxl_dmd2 sdxl_lcm sdxl_turbo sdxl_lightning
+DIV_METRIC ?= dreamsim
+T3_PROMPTS ?= data/table3_prompts.txt
+CAR ?= image of a car
+# D.1 and E.1: 100 samples of "image of a car" (paper); Table 3 does not state its n: the same.
+N ?= 100
+CAPTIONS ?= data/coco_30k.csv
+# Tables 2/4: the first LIMIT captions (empty: all 30,000) against the COCO val2014 images in COCO_IMAGES.
+LIMIT ?=
+COCO_IMAGES ?=
+FID_REF ?= reference=coco coco.images=$(if $(strip $(COCO_IMAGES)),$(strip $(COCO_IMAGES)),null)
+# replace_final: SDXL-DMD2's first step, then the base with its own CFG for 30 DDIM steps from t=749 (the paper's
+# 6.61 s vs 9.22 s for 50 base steps suggests ~35; DDIM reaches 749 exactly with 15 or 30).
+E1_FINAL ?= k=3 base_steps=30 base_guidance=5
+# Table 1: the adapters of data/table1_adapters.csv, weights under ADAPTERS/<name> (not shipped).
+ADAPTERS ?= adapters/table1
+N1 ?= 50
+X0_N ?= 8
+N7 ?= 32
+GUIDANCE_SWEEP ?= 0,2,5,7.5
+BASE_STEPS_SWEEP ?= 1,2,5,10
+endif
+
+TABLES := $(RESULTS)/tables
+T1 := $(RESULTS)/table1
+COCO := $(RESULTS)/coco
+T3 := $(RESULTS)/table3
+CARS := $(RESULTS)/car
+FIGURES := $(RESULTS)/figures
+GENERATE := $(CLI) generate device=$(DEVICE)
+REPORT := $(CLI) report tables_dir=$(TABLES)
+LIMIT_ARG := limit=$(if $(strip $(LIMIT)),$(strip $(LIMIT)),null)
+
+.PHONY: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-tableD1 reproduce-tableE1 \
+	reproduce-figures reproduce-all reproduce-toy
+
+# Table 1: % change of CLIP score with an adapter trained on the base, applied to the base and to each student.
+# Toy: a LoRA (red) and a slider (small -> large) trained here; the toy classifier counts the concept instead.
+reproduce-table1:
+ifeq ($(MODEL),toy)
+	$(CLI) train-lora model=$(PAIR) concept=red steps=$(LORA_STEPS) out=$(T1)/adapters/red device=$(DEVICE)
+	$(CLI) train-lora model=$(PAIR) mode=slider concept=large negative=small steps=$(LORA_STEPS) \
+	  out=$(T1)/adapters/large device=$(DEVICE)
+	for adapter in red large; do \
+	  $(CLI) transfer-lora model=$(PAIR) adapter=$(T1)/adapters/$$adapter prompt="$(CAR)" n=$(N1) \
+	    device=$(DEVICE) out=$(T1) || exit 1; \
+	done
+else
+	grep -v '^#' data/table1_adapters.csv | tail -n +2 | while IFS=, read -r name concept prompt scale; do \
+	  for pair in $(T1_PAIRS); do \
+	    $(CLI) transfer-lora model=$$pair adapter=$(ADAPTERS)/$$name adapter_name=$$name concept="$$concept" \
+	      prompt="$$prompt" scale=$$scale n=$(N1) device=$(DEVICE) out=$(T1) || exit 1; \
+	  done; \
+	done
+endif
+	$(REPORT) out=$(T1) tables=[1]
+
+# Table 2: FID / IS / CLIP / seconds of base, distilled and hybrid (k=1) on the captions, one seed each.
+reproduce-table2:
+	for method in base distilled hybrid; do \
+	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
+	done
+	$(CLI) fid out=$(COCO) $(FID_REF) tags=[base,distilled,hybrid_k1] device=$(DEVICE)
+	$(REPORT) out=$(COCO) tables=[2]
+
+# Table 3: DreamSim diversity of N samples per prompt, base / distilled / hybrid (k=1).
+reproduce-table3:
+	mkdir -p $(T3)
+	grep -v '^#' $(T3_PROMPTS) | grep . > $(T3)/prompts.txt
+	for method in base distilled hybrid; do \
+	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompts=$(T3)/prompts.txt out=$(T3) || exit 1; \
+	done
+	$(CLI) diversity out=$(T3) metric=$(DIV_METRIC) device=$(DEVICE)
+	$(REPORT) out=$(T3) tables=[3]
+
+# Table 4: hybrid vs. skipping the first timestep, on Table 2's captions (shares its run directory and hybrid).
+reproduce-table4:
+	for method in hybrid skip_first; do \
+	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
+	done
+	$(CLI) fid out=$(COCO) $(FID_REF) tags=[hybrid_k1,skip_first] device=$(DEVICE)
+	$(REPORT) out=$(COCO) tables=[4]
+
+# Table D.1: diversity and seconds of base / distilled / hybrid on the other pairs, N samples of one prompt.
+reproduce-tableD1:
+	for pair in $(D1_PAIRS); do \
+	  for method in base distilled hybrid; do \
+	    $(GENERATE) model=$$pair method=$$method k=1 n=$(N) prompt="$(CAR)" out=$(CARS) || exit 1; \
+	  done; \
+	done
+	$(CLI) diversity out=$(CARS) metric=$(DIV_METRIC) device=$(DEVICE)
+	$(REPORT) out=$(CARS) tables=[D1]
+
+# Table E.1: the base at the first step (hybrid) vs. at the final steps (replace_final), N samples of one prompt.
+reproduce-tableE1:
+	for method in base distilled hybrid; do \
+	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompt="$(CAR)" out=$(CARS) || exit 1; \
+	done
+	$(GENERATE) model=$(PAIR) method=replace_final $(E1_FINAL) n=$(N) prompt="$(CAR)" out=$(CARS)
+	$(CLI) diversity out=$(CARS) metric=$(DIV_METRIC) device=$(DEVICE)
+	$(REPORT) out=$(CARS) tables=[E1]
+
+# Figure 5 (x̂0 commitment curve, Table 3's prompts) and Figure 7 (a: base guidance, b: k, c: the base's own steps).
+reproduce-figures:
+	mkdir -p $(FIGURES)
+	grep -v '^#' $(T3_PROMPTS) | grep . > $(FIGURES)/prompts.txt
+	$(CLI) x0viz model=$(PAIR) prompts=$(FIGURES)/prompts.txt n=$(X0_N) metric=$(DIV_METRIC) \
+	  methods=[base,distilled,hybrid] overwrite=true device=$(DEVICE) out=$(FIGURES)/x0viz
+	$(CLI) ablate model=$(PAIR) base_guidance=$(GUIDANCE_SWEEP) prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) \
+	  device=$(DEVICE) out=$(FIGURES)/ablate
+	$(CLI) ablate model=$(PAIR) k=1..4 prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) device=$(DEVICE) \
+	  out=$(FIGURES)/ablate
+	$(CLI) ablate model=$(PAIR) base_steps=$(BASE_STEPS_SWEEP) prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) \
+	  device=$(DEVICE) out=$(FIGURES)/ablate
+	$(REPORT) runs=[$(FIGURES)/x0viz,$(FIGURES)/ablate] tables=none
+
+# Every table and figure, one after another (the targets share run directories: never in parallel).
+reproduce-all:
+	$(MAKE) -j1 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-tableD1 \
+	  reproduce-tableE1 reproduce-figures
+	@echo "tables (paper beside measured): $(TABLES)/tables.md; HTML: $(RESULTS)/*/report.html"
+
+# Everything on the toy pair on this CPU, timed.
+reproduce-toy:
+	@start=$$(date +%s); \
+	$(MAKE) -j1 reproduce-all MODEL=toy || exit 1; \
+	echo "make reproduce-toy: $$(( $$(date +%s) - start )) s wall time"
+
+reproduce-%-toy:
+	$(MAKE) -j1 reproduce-$* MODEL=toy

@@ -1,0 +1,354 @@
+"""`diversity-cli report`: the paper's tables with the published number beside each measured one, and an HTML
+report per run directory.
+
+    diversity-cli report out=results/toy                       # one run directory
+    diversity-cli report runs=[results/paper/table3,results/paper/car] tables=[3,D1,E1]
+
+Tables go to `tables_dir` as `table_<id>.md` and `table_<id>.csv` (and all of them in `tables.md`); Figures 5 and
+7 as PNG (+ CSV of the plotted points) when the runs hold `commitment.csv` / `ablate.csv`. With `html=true` each
+run directory gets a self-contained `report.html` (images embedded): its tables, plots, measurements, and a grid
+of sample thumbnails per prompt and method.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from .errors import UserError
+from .tables import (
+    RUN_CSVS,
+    RunData,
+    Table,
+    build_tables,
+    figure5,
+    figure7,
+    format_number,
+    load_run,
+    metric_notes,
+    provenance,
+    read_paper,
+    table_keys,
+    to_markdown,
+    wide,
+    write_csv,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(cfg: DictConfig) -> Path:
+    roots = run_dirs(cfg)
+    runs = [load_run(root) for root in roots]
+    empty = [str(run.root) for run in runs if not run.found]
+    if len(empty) == len(runs):
+        raise UserError(
+            f"no results in {', '.join(empty)}: none of {', '.join(RUN_CSVS)} found; "
+            f"run generate / diversity / fid / transfer-lora / x0viz / ablate with out=<that directory> first"
+        )
+    cfg.mapping["3"].prompts = str(data_path(cfg.mapping["3"].prompts))
+    paper_path = data_path(cfg.paper)
+    paper = read_paper(paper_path)
+    keys = table_keys(cfg.tables)
+    tables_dir = Path(cfg.tables_dir)
+    tables = build_tables([r for r in runs if r.found], paper, cfg, keys)
+    written = write_tables(tables, tables_dir, _display(paper_path))
+    metrics = list(cfg.diversity_metrics)
+    figures = write_figures(runs, tables_dir, metrics) if cfg.figures else []
+    pages = []
+    if cfg.html:
+        # A run's page is the report of that run: every table it has data for (the make targets report one
+        # table at a time into shared run directories), none with tables=none.
+        page_keys = table_keys("all") if keys else []
+        for one in runs:
+            if one.found:
+                own = build_tables([one], paper, cfg, page_keys)
+                pages.append(write_html(one, own, cfg, _display(paper_path)))
+    _print_summary(keys, tables, written, figures, pages)
+    return tables_dir
+
+
+def run_dirs(cfg: DictConfig) -> list[Path]:
+    if cfg.out is not None and cfg.runs is not None:
+        raise UserError("give either out=<run directory> or runs=[dir1,dir2], not both")
+    if cfg.runs is not None:
+        items = list(cfg.runs) if isinstance(cfg.runs, (list, ListConfig)) else str(cfg.runs).split(",")
+        roots = [Path(str(item).strip()) for item in items if str(item).strip()]
+    elif cfg.out is not None:
+        roots = [Path(str(cfg.out))]
+    else:
+        raise UserError("give out=<run directory> (or runs=[dir1,dir2]) to report on")
+    if not roots:
+        raise UserError("runs= is empty; give runs=[dir1,dir2]")
+    for root in roots:
+        if not root.is_dir():
+            raise UserError(f"{root} is not a directory; out= / runs= name run directories of generate & co.")
+    return list(dict.fromkeys(roots))
+
+
+def data_path(value: Any) -> Path:
+    """A shipped data file: as given when it exists from here, else relative to the repository."""
+    path = Path(str(value)).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    return REPO / path
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, table in tables.items():
+        markdown = folder / f"table_{key}.md"
+        markdown.write_text(to_markdown(table, paper_source), encoding="utf-8")
+        written += [markdown, write_csv(table, folder / f"table_{key}.csv")]
+    if tables:
+        # tables.md holds every table file of the folder, also those an earlier report (another target) wrote.
+        parts = sorted(folder.glob("table_*.md"), key=lambda p: _order(p.stem.removeprefix("table_")))
+        combined = "# The paper's tables: published beside measured\n\n" + "\n".join(
+            p.read_text(encoding="utf-8") for p in parts
+        )
+        (folder / "tables.md").write_text(combined, encoding="utf-8")
+    return written
+
+
+def _order(key: str) -> tuple[int, str]:
+    order = ["1", "2", "3", "4", "D1", "E1"]
+    return (order.index(key), key) if key in order else (len(order), key)
+
+
+def write_figures(runs: list[RunData], folder: Path, metrics: list[str]) -> list[Path]:
+    made = [figure5(runs, folder / "figure_5.png"), figure7(runs, folder / "figure_7.png", metrics)]
+    return [path for path in made if path is not None]
+
+
+# ----------------------------------------------------------------------------------------------- the HTML
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}h3{font-size:15px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td.label,th.label{text-align:left}
+td.paper{background:#f7f7ff}td.measured{background:#f4fff4;font-weight:600}
+.meta{color:#555;font-size:13px}.note{color:#555;font-size:12px;margin:2px 0}
+figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}figcaption{font-size:12px;color:#555}
+.thumbs img{margin:1px;image-rendering:pixelated}
+"""
+
+
+def write_html(run: RunData, tables: dict[str, Table], cfg: DictConfig, paper_source: str) -> Path:
+    grid = cfg.grid
+    parts = [_header(run)]
+    parts.append("<h2>Paper tables</h2>")
+    if not tables:
+        parts.append("<p class='meta'>This run directory has no measurement that a paper table uses.</p>")
+    for table in tables.values():
+        parts.append(_table_html(table, paper_source))
+    parts.append("<h2>Figures</h2>")
+    parts.append(_figures_html(run, cfg, int(grid.figures)))
+    parts.append("<h2>Measurements</h2>")
+    parts.append(_measurements_html(run, int(grid.rows)))
+    parts.append("<h2>Samples</h2>")
+    parts.append(_samples_html(run, int(grid.prompts), int(grid.per_group), int(grid.thumb)))
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>diversity-cli report: {html.escape(run.root.name)}</title><style>{STYLE}</style></head>"
+        f"<body>\n{''.join(parts)}\n</body></html>\n"
+    )
+    path = run.root / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _header(run: RunData) -> str:
+    models = sorted({row["model"] for row in run.samples})
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    versions = {}
+    for record in run.versions.values():
+        if isinstance(record, dict):
+            versions.update({k: v for k, v in record.items() if k in ("diversity_cli", "torch", "diffusers", "device")})
+    items = [
+        f"run directory: <code>{html.escape(str(run.root))}</code>",
+        f"report written {now}",
+        f"pairs: {html.escape(', '.join(models) or '-')}; {len(run.samples)} image(s) in samples.csv",
+        "results: " + ", ".join(f"{html.escape(n)} ({html.escape(run.date(n))})" for n in run.found),
+    ]
+    if run.commit:
+        items.append(f"git commit: {html.escape(run.commit)}")
+    if versions:
+        items.append("versions: " + html.escape(", ".join(f"{k} {v}" for k, v in sorted(versions.items()))))
+    return (
+        f"<h1>diversity-cli report: {html.escape(run.root.name)}</h1><ul class='meta'>"
+        + "".join(f"<li>{item}</li>" for item in items)
+        + "</ul>"
+    )
+
+
+def _table_html(table: Table, paper_source: str) -> str:
+    header, body = wide(table)
+    labels = len(header) - sum(1 for h in header if ": paper " in h or ": measured " in h) - 2
+    out = [f"<h3>{html.escape(table.title)}</h3>"]
+    out.append(f"<p class='note'>Paper: {html.escape(paper_source)} (Table {html.escape(table.id)}).</p>")
+    out += [f"<p class='note'>Measured: {html.escape(line)}.</p>" for line in provenance(table)]
+    out.append("<table><tr>")
+    for i, name in enumerate(header):
+        css = " class='label'" if i < labels or i >= len(header) - 2 else ""
+        out.append(f"<th{css}>{html.escape(name)}</th>")
+    out.append("</tr>")
+    for row in body:
+        out.append("<tr>")
+        for i, (name, cell) in enumerate(zip(header, row, strict=True)):
+            css = "label" if i < labels or i >= len(header) - 2 else "paper" if ": paper " in name else "measured"
+            out.append(f"<td class='{css}'>{html.escape(cell)}</td>")
+        out.append("</tr>")
+    out.append("</table>")
+    notes = metric_notes(table) + table.notes + ["an empty measured cell: not measured by this run"]
+    out += [f"<p class='note'>{html.escape(note)}</p>" for note in notes]
+    return "".join(out)
+
+
+def _png_data(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _figures_html(run: RunData, cfg: DictConfig, limit: int) -> str:
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for made, caption in (
+            (figure5([run], Path(tmp) / "figure_5.png"), "Figure 5: distance of each step's x̂0 to the final image"),
+            (
+                figure7([run], Path(tmp) / "figure_7.png", list(cfg.diversity_metrics)),
+                "Figure 7: ablations of the hybrid's knobs (ablate.csv)",
+            ),
+        ):
+            if made is not None:
+                out.append(_figure(_png_data(made), caption, width=None))
+    # Every PNG the commands left in the run directory: x̂0 / x_t grids, commitment curve, transfer grids, ablate plots.
+    pictures = sorted(run.root.glob("*.png")) + sorted((run.root / "plots").glob("*.png"))
+    for path in pictures[:limit]:
+        out.append(_figure(_png_data(path), str(path.relative_to(run.root)), width=None))
+    if len(pictures) > limit:
+        out.append(f"<p class='note'>{len(pictures) - limit} more PNG(s) in the run directory not shown.</p>")
+    return "".join(out) or "<p class='meta'>No figures: no commitment.csv, ablate.csv or PNG in this run.</p>"
+
+
+def _figure(src: str, caption: str, width: int | None) -> str:
+    size = f" width='{width}'" if width else " style='max-width:100%'"
+    text = html.escape(caption)
+    return f"<figure><img src='{src}'{size} alt='{text}'><figcaption>{text}</figcaption></figure>"
+
+
+def _measurements_html(run: RunData, limit: int) -> str:
+    out = []
+    sources = (
+        ("diversity.csv", run.diversity),
+        ("fid.csv", run.fid),
+        ("transfer.csv", run.transfer),
+        ("commitment_summary.csv", run.commitment_summary),
+        ("ablate.csv", run.ablate),
+    )
+    for name, rows in sources:
+        if not rows:
+            continue
+        columns = list(rows[0])
+        out.append(f"<h3>{html.escape(name)}</h3><table><tr>")
+        out += [f"<th>{html.escape(c)}</th>" for c in columns]
+        out.append("</tr>")
+        for row in rows[:limit]:
+            cells = [_tidy(row.get(c) or "") for c in columns]
+            out.append("<tr>" + "".join(f"<td class='label'>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        out.append("</table>")
+        if len(rows) > limit:
+            out.append(f"<p class='note'>first {limit} of {len(rows)} rows; all in {html.escape(name)}</p>")
+    return "".join(out) or "<p class='meta'>No measurement CSVs in this run.</p>"
+
+
+def _tidy(value: str) -> str:
+    # Long floats are rounded for reading; short values (seeds, k, names) are shown as the CSV has them.
+    return format_number(value) if len(value) > 8 else value
+
+
+def _samples_html(run: RunData, prompts: int, per_group: int, thumb: int) -> str:
+    """Per prompt, one row of thumbnails per (pair, method tag), seeds in order."""
+    groups: dict[str, dict[tuple[str, str], list[dict[str, str]]]] = {}
+    for row in run.samples:
+        groups.setdefault(row["prompt"], {}).setdefault((row["model"], row.get("tag") or row["method"]), []).append(row)
+    if not groups:
+        return "<p class='meta'>No samples.csv in this run.</p>"
+    out = []
+    shown = list(groups)[:prompts]
+    for prompt in shown:
+        out.append(f"<h3>{html.escape(prompt)}</h3><table>")
+        for (model, tag), rows in groups[prompt].items():
+            rows = sorted(rows, key=lambda r: int(r["seed"]) if r["seed"].lstrip("-").isdigit() else 0)[:per_group]
+            images = "".join(_thumbnail(run.root / r["path"], thumb, f"seed {r['seed']}") for r in rows)
+            out.append(
+                f"<tr><td class='label'>{html.escape(model)}<br><b>{html.escape(tag)}</b></td>"
+                f"<td class='label thumbs'>{images}</td></tr>"
+            )
+        out.append("</table>")
+    if len(groups) > len(shown):
+        out.append(f"<p class='note'>{len(groups) - len(shown)} more prompt(s) not shown (grid.prompts={prompts}).</p>")
+    return "".join(out)
+
+
+def _thumbnail(path: Path, size: int, title: str) -> str:
+    from PIL import Image
+
+    if not path.is_file():
+        return f"<span class='note'>[missing {html.escape(path.name)}]</span>"
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        small = max(image.size) <= size
+        if small:  # toy-sized images: scale up with crisp pixels
+            factor = max(1, size // max(image.size))
+            image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+        else:
+            image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        if small:
+            image.save(buffer, format="PNG")
+            kind = "png"
+        else:
+            image.save(buffer, format="JPEG", quality=85)
+            kind = "jpeg"
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<img src='data:image/{kind};base64,{data}' title='{html.escape(title)}' alt='{html.escape(title)}'>"
+
+
+def _print_summary(keys, tables, written, figures, pages) -> None:
+    from rich.console import Console
+
+    console = Console()
+    for key in keys:
+        table = tables.get(key)
+        if table is None:
+            console.print(f"table {key}: no measurement in these runs (not written)")
+        else:
+            console.print(f"table {key}: {len(table.measured)} measured cell(s) -> {table_path(written, key)}")
+    for path in figures:
+        console.print(f"figure: {path}")
+    for path in pages:
+        console.print(f"html: {path}")
+
+
+def table_path(written: list[Path], key: str) -> str:
+    return next((str(p) for p in written if p.name == f"table_{key}.md"), "")

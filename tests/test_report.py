@@ -1,0 +1,376 @@
+"""`report` and the paper tables: built from small CSVs written here, the paper column equal to
+data/paper_tables.csv, the measured column equal to the run's CSVs, unmeasured cells empty, toy metric names kept,
+and the HTML report end to end."""
+
+from __future__ import annotations
+
+import csv
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.config import compose
+from diversity_cli.rundir import SAMPLE_COLUMNS
+from diversity_cli.tables import build_tables, load_run, read_paper, read_prompt_labels, to_markdown, wide
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER = REPO / "data" / "paper_tables.csv"
+SUNSET, PUPPY = "image of a sunset beach", "image of a cute puppy"  # lines 1 and 2 of data/table3_prompts.txt
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_samples(root: Path, groups: dict[tuple[str, str, str], list[float]], size: int = 16) -> None:
+    """Images (a colour per seed) and samples.csv rows; groups: (model, tag, prompt) -> seconds of each image."""
+    from PIL import Image
+
+    rows = []
+    for (model, tag, prompt), seconds in groups.items():
+        for seed, second in enumerate(seconds):
+            path = f"{model}/{tag}/{abs(hash(prompt)) % 10**6}/{seed:06d}.png"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (size, size), (40 * seed % 256, 90, 200)).save(root / path)
+            method = tag.split("_k")[0]
+            steps, nfe = ("50", "100") if tag == "base" else ("4", "5" if "hybrid" in tag else "4")
+            rows.append(
+                {
+                    "method": method, "model": model, "prompt": prompt, "seed": seed, "k": 1, "steps": steps,
+                    "nfe": nfe, "seconds": second, "path": path, "base_guidance": 0.0, "base_steps": "", "tag": tag,
+                    "settings": "x",
+                }
+            )  # fmt: skip
+    with (root / "samples.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def diversity_row(model: str, tag: str, prompt: str, metric: str, value: str, n: int = 4) -> dict:
+    return {"method": tag, "model": model, "prompt": prompt, "n": n, "metric": metric, "value": value}
+
+
+@pytest.fixture
+def paper_run(tmp_path: Path) -> Path:
+    """A run on the paper's pairs: two of Table 3's prompts, the car prompt on SDXL-DMD2 and SD 2.1 / SD-Turbo,
+    fid.csv for Tables 2 and 4, transfer.csv for Table 1."""
+    root = tmp_path / "paper"
+    root.mkdir()
+    car = "image of a car"
+    write_samples(
+        root,
+        {
+            ("sdxl_dmd2", "base", SUNSET): [9.0, 9.5],
+            ("sdxl_dmd2", "hybrid_k1", SUNSET): [0.5, 0.75],
+            ("sd21_turbo", "base", car): [3.0, 3.5],
+            ("sd21_turbo", "distilled", car): [0.5, 0.25],
+            ("sdxl_dmd2", "replace_final_k3_bs30", car): [6.5, 6.25],
+        },
+    )
+    write_csv(
+        root / "diversity.csv",
+        [
+            diversity_row("sdxl_dmd2", "base", SUNSET, "dreamsim", "0.4012"),
+            diversity_row("sdxl_dmd2", "distilled", SUNSET, "dreamsim", "0.2511"),
+            diversity_row("sdxl_dmd2", "hybrid_k1", SUNSET, "dreamsim", "0.3803"),
+            diversity_row("sdxl_dmd2", "base", PUPPY, "dreamsim", "0.25"),
+            diversity_row("sdxl_dmd2", "distilled", PUPPY, "dreamsim", "0.2"),
+            diversity_row("sdxl_dmd2", "hybrid_k1", PUPPY, "dreamsim", "0.27"),
+            diversity_row("sdxl_dmd2", "base", "image of a person", "dreamsim", "0.9"),  # base only: not averaged
+            diversity_row("sdxl_dmd2", "base", car, "dreamsim", "0.36"),
+            diversity_row("sdxl_dmd2", "replace_final_k3_bs30", car, "dreamsim", "0.255"),
+            diversity_row("sdxl_dmd2", "hybrid_k2", SUNSET, "dreamsim", "0.5"),  # an ablate point: no Table 3 cell
+            diversity_row("sd21_turbo", "base", car, "dreamsim", "0.301"),
+            diversity_row("sd21_turbo", "distilled", car, "dreamsim", "0.17"),
+            diversity_row("sd21_turbo", "distilled", car, "vendi_dreamsim", "3.1"),  # not a pairwise distance
+        ],
+    )
+    write_csv(
+        root / "fid.csv",
+        [
+            {"method": "base", "model": "sdxl_dmd2", "n": 30000, "fid": "12.9", "is": "24.1", "is_std": "0.3",
+             "clip": "31.7", "seconds_per_image": "9.3", "reference": "coco", "features": "inception"},
+            {"method": "skip_first", "model": "sdxl_dmd2", "n": 30000, "fid": "10.5", "is": "24.0", "is_std": "0.2",
+             "clip": "31.5", "seconds_per_image": "0.5", "reference": "coco", "features": "inception"},
+        ],
+    )  # fmt: skip
+    write_csv(
+        root / "transfer.csv",
+        [
+            {"adapter": "age", "concept": "an old person", "source": "base", "target": "distilled", "n": 8,
+             "clip_without": "20.0", "clip_with": "23.5", "change_pct": "17.5", "model": "sdxl_dmd2", "scale": "2"},
+            {"adapter": "age", "concept": "an old person", "source": "base", "target": "base", "n": 8,
+             "clip_without": "20.0", "clip_with": "24.0", "change_pct": "20.0", "model": "sdxl_dmd2", "scale": "2"},
+            {"adapter": "age@distilled", "concept": "an old person", "source": "distilled", "target": "base", "n": 8,
+             "clip_without": "20.0", "clip_with": "22.0", "change_pct": "10.0", "model": "sdxl_dmd2", "scale": "2"},
+        ],
+    )  # fmt: skip
+    return root
+
+
+@pytest.fixture
+def toy_run(tmp_path: Path) -> Path:
+    """A run on the toy pair with its own metrics: toy_features diversity, fid_toyfeat, classifier transfer."""
+    root = tmp_path / "toy"
+    root.mkdir()
+    write_samples(root, {("toy", tag, "a shape"): [0.1, 0.2, 0.3] for tag in ("base", "distilled", "hybrid_k1")})
+    write_csv(
+        root / "diversity.csv",
+        [diversity_row("toy", tag, "a shape", "toy_features", v, 3) for tag, v in
+         (("base", "0.61"), ("distilled", "0.22"), ("hybrid_k1", "0.58"))]
+        + [diversity_row("toy", "base", "a red circle", "toy_features", "0.3", 3)],
+    )  # fmt: skip
+    write_csv(
+        root / "fid.csv",
+        [{"method": tag, "model": "toy", "n": 3, "fid_toyfeat": f, "is_toyfeat": "2.5", "is_std_toyfeat": "0.1",
+          "clip": "", "seconds_per_image": "0.2", "reference": "toy", "features": "toy"}
+         for tag, f in (("base", "3.5"), ("distilled", "9.25"), ("hybrid_k1", "4.0"), ("skip_first", "6.0"))],
+    )  # fmt: skip
+    write_csv(
+        root / "transfer.csv",
+        [{"adapter": "red", "concept": "red", "source": "base", "target": t, "n": 8, "clip_without": "",
+          "clip_with": "", "change_pct": "", "classifier_without": "0.125", "classifier_with": w,
+          "classifier_target": "color=red", "model": "toy", "scale": "1"}
+         for t, w in (("base", "0.875"), ("distilled", "0.75"))],
+    )  # fmt: skip
+    write_csv(
+        root / "commitment.csv",
+        [{"method": m, "prompt": "a shape", "seed": s, "step": i, "timestep": 999 - 250 * i,
+          "fraction": (i + 1) / 4, "distance": d * (3 - i) + s}
+         for m, d in (("base", 0.3), ("distilled", 0.1)) for s in (0, 1) for i in range(4)],
+    )  # fmt: skip
+    write_csv(
+        root / "ablate.csv",
+        [{"model": "toy", "method": "hybrid", "k": k, "base_guidance": 0.0, "base_steps": "", "prompt": p, "n": 3,
+          "metric": "toy_features", "value": v + (0.1 if p == "b" else 0.0), "seconds_per_image": 0.1 * k, "nfe": 4 + k}
+         for k, v in ((1, 0.5), (2, 0.6), (3, 0.7)) for p in ("a", "b")]
+        + [{"model": "toy", "method": m, "k": "", "base_guidance": "", "base_steps": "", "prompt": "a", "n": 3,
+            "metric": "toy_features", "value": v, "seconds_per_image": 0.1, "nfe": 4}
+           for m, v in (("base", 0.8), ("distilled", 0.3))],
+    )  # fmt: skip
+    return root
+
+
+def tables_of(*roots: Path, keys=("1", "2", "3", "4", "D1", "E1")):
+    cfg = compose("report", [])
+    cfg.mapping["3"].prompts = str(REPO / "data" / "table3_prompts.txt")
+    return build_tables([load_run(r) for r in roots], read_paper(PAPER), cfg, keys)
+
+
+def cell(table, **where):
+    found = [line for line in table.lines if all(getattr(line, k) == v for k, v in where.items())]
+    assert len(found) == 1, (where, found)
+    return found[0]
+
+
+def test_paper_column_is_the_shipped_csv(paper_run: Path, toy_run: Path):
+    shipped = (REPO / "data" / "paper_tables.csv").read_text()
+    assert shipped == Path("/work/shared/paper/tables.csv").read_text() if Path("/work/shared/paper").exists() else True
+    with PAPER.open(newline="") as f:
+        published = {(r["table"], r["method"], r["condition"], r["metric"]): r["value"] for r in csv.DictReader(f)}
+    tables = tables_of(paper_run, toy_run)
+    assert set(tables) == {"1", "2", "3", "4", "D1", "E1"}
+    for table in tables.values():
+        in_table = {k: v for k, v in published.items() if k[0] == table.id}
+        shown = {(table.id, line.method, line.condition, line.metric): line.paper for line in table.lines if line.paper}
+        assert shown == in_table  # every published cell, with its exact value, and nothing else
+
+
+def test_measured_column_is_the_run_csv(paper_run: Path):
+    tables = tables_of(paper_run)
+    t3 = tables["3"]
+    base = cell(t3, method="Base", condition="Sunset beach")
+    assert (base.paper, base.measured, base.measured_metric, base.n) == ("0.396", "0.4012", "dreamsim", "4")
+    assert cell(t3, method="Distilled", condition="Sunset beach").measured == "0.2511"
+    assert float(cell(t3, method="Base", condition="Average").measured) == pytest.approx((0.4012 + 0.25) / 2)
+    assert float(cell(t3, method="Hybrid", condition="Average").measured) == pytest.approx((0.3803 + 0.27) / 2)
+    assert cell(t3, method="Base", condition="Person").measured == "0.9"
+    assert not [line for line in t3.lines if "hybrid_k2" in line.measured_as]  # ablate points stay out of Table 3
+    fid = cell(tables["2"], method="Base (SDXL-Base 50 steps)", metric="fid")
+    assert (fid.paper, fid.measured, fid.measured_metric, fid.n) == ("12.74", "12.9", "fid", "30000")
+    assert "50 steps, 100 NFE" in fid.measured_as
+    skip = cell(tables["4"], method="Skip First Timestep (3 steps)", metric="is")
+    assert (skip.paper, skip.measured) == ("24.69", "24.0")
+    assert not [line for line in tables["2"].lines if "skip_first" in line.measured_as]
+    t1 = tables["1"]
+    assert cell(t1, condition="Age", metric="clip_change_pct:base->dmd").measured == "17.5"
+    assert cell(t1, condition="Age", metric="clip_change_pct:base->base").measured == "20.0"
+    reverse = cell(t1, condition="Age", metric="clip_change_pct:dmd->base")  # Fig. A.1's direction: no paper cell
+    assert (reverse.paper, reverse.measured, reverse.measured_metric) == ("", "10.0", "clip_change_pct")
+    assert "age@distilled (scale 2)" in reverse.measured_as
+    d1 = tables["D1"]
+    turbo = cell(d1, method="SD-Turbo (UNet)", metric="seconds_per_image")
+    assert (turbo.paper, float(turbo.measured), turbo.n) == ("0.7", 0.375, "2")  # mean of samples.csv seconds
+    assert cell(d1, method="SD-Turbo (UNet)", metric="dreamsim_diversity").measured == "0.17"
+    assert not [line for line in d1.lines if line.measured_metric.startswith("vendi")]
+    final = cell(tables["E1"], method="Replace Final Timesteps", metric="dreamsim_diversity")
+    assert (final.paper, final.measured) == ("0.251", "0.255")
+    assert not [line for line in tables["E1"].lines if line.model == "sd21_turbo"]  # D.1's pair, not E.1's
+    with (tmp := paper_run / "t3.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerows(zip(*wide(t3), strict=False))  # the wide layout holds the same strings
+    header, rows = wide(t3)
+    row = next(r for r in rows if r[0] == "Sunset beach")
+    assert row[header.index("Base: paper dreamsim_diversity")] == "0.396"
+    assert row[header.index("Base: measured dreamsim")] == "0.401"
+    tmp.unlink()
+
+
+def test_unmeasured_cells_stay_empty(paper_run: Path):
+    tables = tables_of(paper_run)
+    t3 = tables["3"]
+    for condition in ("Futuristic city", "Van Gogh art"):
+        for method in ("Base", "Distilled", "Hybrid"):
+            line = cell(t3, method=method, condition=condition)
+            assert line.paper and line.measured == "" and line.measured_metric == ""
+    header, rows = wide(t3)
+    person = next(r for r in rows if r[0] == "Person")  # measured for the base only
+    assert person[header.index("Base: measured dreamsim")] == "0.900"
+    assert person[header.index("Distilled: paper dreamsim_diversity")] == "0.347"
+    assert person[header.index("Distilled: measured dreamsim")] == ""
+    assert cell(tables["2"], method="Hybrid (4 steps)", metric="fid").measured == ""
+    assert cell(tables["D1"], method="PixArt-Alpha (DiT)", metric="dreamsim_diversity").measured == ""
+    assert "|  |" in to_markdown(t3)
+
+
+def test_toy_metrics_keep_their_names(toy_run: Path):
+    tables = tables_of(toy_run)
+    header, rows = wide(tables["3"])
+    assert "Base: paper dreamsim_diversity" in header and "Base: measured toy_features" in header
+    assert not [h for h in header if "measured dreamsim" in h]
+    shape = next(r for r in rows if r[0] == "a shape")  # a toy prompt: a row of its own, no paper number
+    assert shape[header.index("Base: paper dreamsim_diversity")] == ""
+    assert shape[header.index("Distilled: measured toy_features")] == "0.220"
+    header2, rows2 = wide(tables["2"])
+    assert (
+        "fid: paper fid" in header2 and "fid: measured fid_toyfeat" in header2 and "is: measured is_toyfeat" in header2
+    )
+    assert not [h for h in header2 if h.endswith("measured fid") or h.endswith("measured is")]
+    base = cell(tables["2"], method="Base (SDXL-Base 50 steps)", metric="fid")  # the toy stands in, and says so
+    assert (base.measured, base.measured_metric, base.model) == ("3.5", "fid_toyfeat", "toy")
+    assert cell(tables["4"], method="Skip First Timestep (3 steps)", metric="fid").measured == "6.0"
+    e1 = cell(tables["E1"], method="Replace First Timestep", metric="dreamsim_diversity")
+    assert (e1.paper, e1.measured, e1.measured_metric) == ("0.350", "0.58", "toy_features")
+    assert "a shape" in e1.measured_as
+    d1_toy = cell(
+        tables["D1"], method="toy / base", condition="a shape", metric="dreamsim_diversity"
+    )  # not a paper row in D.1
+    assert (d1_toy.paper, d1_toy.measured) == ("", "0.61")
+    t1 = tables["1"]
+    with_ = cell(t1, condition="red (color=red)", metric="clip_change_pct:base->dmd", measured_metric="classifier_with")
+    assert (with_.paper, with_.measured) == ("", "0.75")
+    markdown = to_markdown(tables["3"])
+    assert "toy classifier's features (not DreamSim)" in markdown
+
+
+def test_prompt_labels_follow_the_file():
+    labels = read_prompt_labels(
+        REPO / "data" / "table3_prompts.txt",
+        ["Sunset beach", "Cute puppy", "Futuristic city", "Person", "Van Gogh art"],
+    )
+    assert labels[SUNSET] == "Sunset beach" and len(labels) == 5
+
+
+class Parsed(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: dict[str, int] = {}
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+
+def test_report_end_to_end(cli, toy_run: Path, tmp_path: Path):
+    tables_dir = tmp_path / "tables"
+    code, out, err = cli("report", f"out={toy_run}", f"tables_dir={tables_dir}")
+    assert code == 0, err
+    for key in ("1", "2", "3", "4", "D1", "E1"):
+        assert (tables_dir / f"table_{key}.md").is_file() and (tables_dir / f"table_{key}.csv").is_file()
+    assert (tables_dir / "figure_5.png").is_file() and (tables_dir / "figure_7.png").is_file()
+    with (tables_dir / "figure_7.csv").open() as f:
+        points = {(r["knob"], float(r["point"] or "nan")): float(r["value"]) for r in csv.DictReader(f)}
+    assert points[("k", 2.0)] == pytest.approx(0.65)  # the mean of prompts a (0.6) and b (0.7)
+    with (tables_dir / "figure_7.csv").open() as f:
+        levels = {r["fixed"]: float(r["value"]) for r in csv.DictReader(f) if r["knob"] == "baseline"}
+    assert levels == {"base": 0.8, "distilled": 0.3}
+    page = (toy_run / "report.html").read_text()
+    parsed = Parsed()
+    parsed.feed(page)
+    parsed.close()
+    assert parsed.tags["table"] >= 6
+    assert all(src.startswith("data:image/") for src in parsed.images)  # nothing outside the file
+    assert len(parsed.images) == 9 + 2  # 3 methods x 3 seeds of thumbnails, figures 5 and 7
+    assert "measured toy_features" in page and "a shape" in page
+    with (tables_dir / "table_3.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["measured"] for r in rows if r["condition"] == "a shape"} == {"0.61", "0.22", "0.58"}
+
+
+def test_several_runs_merge(cli, paper_run: Path, toy_run: Path, tmp_path: Path):
+    code, _, err = cli("report", f"runs=[{paper_run},{toy_run}]", f"tables_dir={tmp_path / 't'}", "tables=[3,D1]")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "t").glob("table_*.md")) == ["table_3.md", "table_D1.md"]
+    text = (tmp_path / "t" / "table_3.md").read_text()
+    assert "Sunset beach" in text and str(paper_run) in text
+    assert (paper_run / "report.html").is_file() and (toy_run / "report.html").is_file()
+    page = (paper_run / "report.html").read_text()  # a run's page holds all its tables, not only tables=[...]
+    assert "Table E.1" in page and "Table 2:" in page
+
+
+@pytest.mark.parametrize("make", ["empty", "missing", "none"])
+def test_bad_input_one_line(cli, tmp_path: Path, make: str):
+    args = {"empty": [f"out={tmp_path}"], "missing": [f"out={tmp_path / 'nope'}"], "none": []}[make]
+    code, out, err = cli("report", *args)
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_figures_only(cli, toy_run: Path, tmp_path: Path):
+    code, out, err = cli("report", f"out={toy_run}", "tables=none", f"tables_dir={tmp_path / 't'}", "html=false")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
+        "figure_5.csv",
+        "figure_5.png",
+        "figure_7.csv",
+        "figure_7.png",
+    ]
+
+
+def test_unknown_table(cli, toy_run: Path):
+    code, _, err = cli("report", f"out={toy_run}", "tables=[9]", "html=false")
+    assert code == 2 and "unknown table '9'" in err
+
+
+def test_report_on_a_generated_run(cli, tmp_path: Path):
+    """generate -> diversity -> report on the tiny pair: the real CSVs feed the tables and the HTML grid."""
+    out = tmp_path / "run"
+    for method in ("base", "hybrid"):
+        code, _, err = cli("generate", "model=tiny_sd", f"method={method}", "n=2", f"prompt={SUNSET}", f"out={out}")
+        assert code == 0, err
+    code, _, err = cli("diversity", f"out={out}", "metric=pixel", "bootstrap=0")
+    assert code == 0, err
+    code, _, err = cli("report", f"out={out}", f"tables_dir={tmp_path / 'tables'}")
+    assert code == 0, err
+    with (out / "diversity.csv").open() as f:
+        measured = {r["method"]: r["value"] for r in csv.DictReader(f)}
+    with (tmp_path / "tables" / "table_3.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["condition"] == "Sunset beach"]
+    assert {r["method"]: r["measured"] for r in rows if r["measured"]} == {
+        "Base": measured["base"],
+        "Hybrid": measured["hybrid_k1"],
+    }
+    assert {r["measured_metric"] for r in rows if r["measured"]} == {"pixel"}
+    parsed = Parsed()
+    parsed.feed((out / "report.html").read_text())
+    assert len([src for src in parsed.images if src.startswith("data:image/png;base64,")]) == 4  # 2 methods x 2
+    assert not (tmp_path / "tables" / "table_2.md").exists()  # no fid.csv: no Table 2
