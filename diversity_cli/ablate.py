@@ -27,6 +27,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import available, conf_dir
+from .console import stderr_console
 from .errors import UserError
 from .generate import run_tag
 from .prompts import read_prompts
@@ -121,7 +122,7 @@ def run(cfg: DictConfig) -> Path:
     """Run a composed ablate config (knobs may hold lists or range strings such as "1..4")."""
     sweep = plan_sweep(cfg)
     out = Path(cfg.out)
-    console = _console()
+    console = stderr_console()
     if not cfg.merge and cfg.launcher == "local":
         if cfg.launcher_overrides:
             console.print("[yellow]note[/]: hydra.* overrides only apply to launcher=slurm / submitit_local")
@@ -220,7 +221,7 @@ def attempt(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
     except UserError as err:
         error.parent.mkdir(parents=True, exist_ok=True)
         error.write_text(f"{err}\n")
-        _console().print(f"[red]error[/] at {point.tag}: {err}")
+        stderr_console().print(f"[red]error[/] at {point.tag}: {err}")
         return []
     error.unlink(missing_ok=True)
     return rows
@@ -256,7 +257,7 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     signature = _signature(cfg, metrics, rows)
     cached = _cached(root, signature)
     if cached is not None:
-        _console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
+        stderr_console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
         return cached
 
     _write_view(view, rows)
@@ -373,7 +374,7 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
         f"point={','.join(point.tag for point in sweep.all)}",
         *cfg.launcher_overrides,
     ]
-    _console().print(f"multirun: {len(sweep.all)} jobs through {cfg.launcher}; logs in {folder}")
+    stderr_console().print(f"multirun: {len(sweep.all)} jobs through {cfg.launcher}; logs in {folder}")
     done = subprocess.run(argv, check=False)
     if done.returncode != 0:
         return (
@@ -539,9 +540,3 @@ def _copy(node) -> DictConfig:
     copy = OmegaConf.create(_container(node))
     OmegaConf.set_struct(copy, False)
     return copy
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from .console import progress_bar, stderr_console
 from .errors import UserError
 from .metrics.quality import (
     DEFAULT_CLIP,
@@ -48,10 +49,10 @@ def run(cfg: DictConfig) -> Path:
     clip = load_clip(clip_spec, device)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     batch_size = int(cfg.batch_size)
-    console = _console()
+    console = stderr_console()
     results, statistics = [], {}
     # Threads decode and resize images (PIL works outside the GIL): at 30k images that, not the network, is the cost.
-    with _progress(console) as progress, ThreadPoolExecutor(max(1, int(cfg.workers))) as pool:
+    with progress_bar(console) as progress, ThreadPoolExecutor(max(1, int(cfg.workers))) as pool:
         for (tag, model), rows in groups.items():
             reference = references[(tag, model)]
             key = repr(sorted(reference.identity.items()))
@@ -168,16 +169,3 @@ def show(console, results: list[dict[str, Any]], metric_tag: str, path: Path, sm
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
-
-
-def _progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, console=console, transient=False)
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)

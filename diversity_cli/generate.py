@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from .console import progress_bar, stderr_console
 from .errors import UserError
 from .prompts import PromptRow, prompt_id, read_prompts
 from .rundir import RunDir
@@ -112,7 +113,7 @@ def run(cfg: DictConfig) -> Path:
 
         pair = _load(cfg)
         cfg.k, record = resolve_k(pair, cfg)
-        _console().print(
+        stderr_console().print(
             f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
             f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g})"
         )
@@ -121,13 +122,10 @@ def run(cfg: DictConfig) -> Path:
     settings = settings_hash(cfg)
     todo = pending(run, jobs, settings, bool(cfg.overwrite))
     if not todo:
-        _console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
+        stderr_console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
         return run.root
 
-    import torch
-
     from .sampling.plan import make_plan
-    from .sampling.sampler import sample_latents
 
     pair = pair or _load(cfg)
     device = pair.device
@@ -139,21 +137,12 @@ def run(cfg: DictConfig) -> Path:
     run.save_versions(name, {"device": str(device)})
     run.save_timesteps(name, probe.visits(), [type(s.scheduler).__name__ for s in probe.segments for _ in s.timesteps])
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=_console(), transient=False) as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{name} ({len(jobs) - len(todo)} done)", total=len(todo))
         for start in range(0, len(todo), int(cfg.batch_size)):
             batch = todo[start : start + int(cfg.batch_size)]
-            began = time.perf_counter()
             plan = make_plan(pair, cfg.method, **knobs)  # schedulers carry step state: fresh per batch
-            conditioning = pair.encode([job.prompt for job in batch])
-            latents = sample_latents(plan, conditioning, [job.seed for job in batch], pair.latent_shape, device)
-            images = pair.decode(latents)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = (time.perf_counter() - began) / len(batch)
+            images, seconds = sample_batch(pair, plan, [job.prompt for job in batch], [job.seed for job in batch])
             rows_out = []
             for job, image in zip(batch, images, strict=True):
                 target = run.root / job.path
@@ -181,14 +170,24 @@ def run(cfg: DictConfig) -> Path:
     return run.root
 
 
+def sample_batch(pair, plan, prompts: list[str], seeds: list[int]) -> tuple[list, float]:
+    """PIL images for one batch (one seed per prompt) and the seconds per image: text encoding, both models
+    and decoding included."""
+    import torch
+
+    from .sampling.sampler import sample_latents
+
+    began = time.perf_counter()
+    conditioning = pair.encode(prompts)
+    latents = sample_latents(plan, conditioning, seeds, pair.latent_shape, pair.device)
+    images = pair.decode(latents)
+    if pair.device.type == "cuda":
+        torch.cuda.synchronize()
+    return images, (time.perf_counter() - began) / len(prompts)
+
+
 def _load(cfg: DictConfig):
     from .models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
     return load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)

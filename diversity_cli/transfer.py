@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .adapters import Adapter, applied, read_adapter
+from .console import progress_bar, stderr_console
 from .errors import UserError
-from .generate import Job, pending, settings_hash
+from .generate import Job, pending, sample_batch, settings_hash
 from .prompts import PromptRow, prompt_id, read_prompts
 from .rundir import RunDir
 
@@ -84,7 +84,7 @@ def run(cfg: DictConfig) -> Path:
     groups = plan_groups(cfg, rows, transfers)
     todo = {group.tag: pending(rundir, group.jobs, group.settings, bool(cfg.overwrite)) for group in groups}
     scorers = Scorers.load(cfg.device, clip_spec, target)  # a missing CLIP fails now, not after the sampling
-    console = _console()
+    console = stderr_console()
     if any(todo.values()):
         generate(cfg, rundir, groups, todo, console)
     else:
@@ -222,7 +222,7 @@ def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[st
     name = f"{cfg.model.name}_transfer"
     rundir.save_config(name, cfg)
     rundir.save_versions(name, {"device": str(device)})
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         for group in groups:
             jobs = todo[group.tag]
             if not jobs:
@@ -238,18 +238,12 @@ def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[st
 def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size: int, advance) -> None:
     """The jobs' images with the group's model alone (its own scheduler, steps and guidance), as `generate`."""
     from .sampling.plan import make_plan
-    from .sampling.sampler import sample_latents
 
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start : start + batch_size]
-        began = time.perf_counter()
         plan = make_plan(pair, group.role)  # schedulers carry step state: fresh per batch
-        conditioning = pair.encode([job.prompt for job in batch])  # after the adapter: it may touch text encoders
-        latents = sample_latents(plan, conditioning, [job.seed for job in batch], pair.latent_shape, pair.device)
-        images = pair.decode(latents)
-        if pair.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - began) / len(batch)
+        # Encoded after the adapter is on: it may touch the text encoders.
+        images, seconds = sample_batch(pair, plan, [job.prompt for job in batch], [job.seed for job in batch])
         records = []
         for job, image in zip(batch, images, strict=True):
             target = rundir.root / job.path
@@ -449,16 +443,3 @@ def _safe(name: str) -> str:
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
-
-
-def _progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, console=console, transient=False)
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
