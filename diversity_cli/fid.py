@@ -28,7 +28,7 @@ from .metrics.quality import (
     reference_statistics,
 )
 from .reference import ReferenceSet, load_image, open_reference
-from .rundir import RunDir
+from .rundir import RunDir, merge_rows
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
@@ -132,12 +132,7 @@ def result_row(
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into fid.csv: rows with the same (method, model, reference, features) are replaced, others kept."""
-    kept: list[dict[str, Any]] = []
-    if path.exists():
-        with path.open(newline="") as f:
-            new_keys = {tuple(str(r[k]) for k in KEY) for r in results}
-            kept = [r for r in csv.DictReader(f) if tuple(r.get(k, "") for k in KEY) not in new_keys]
-    rows = kept + results
+    rows = merge_rows(path, results, KEY)
     extra = [c for r in rows for c in r if c not in COLUMNS and c not in META]
     columns = COLUMNS + list(dict.fromkeys(extra)) + META
     with path.open("w", newline="") as f:

@@ -104,6 +104,17 @@ class RunDir:
             writer.writerows(rows)
 
 
+def merge_rows(path: Path, rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rows of a results CSV whose `key` is not among `rows`, then `rows`: a re-run replaces only what it
+    recomputed and keeps the rest."""
+    if not path.exists():
+        return list(rows)
+    new_keys = {tuple(str(r[k]) for k in key) for r in rows}
+    with path.open(newline="") as f:
+        kept = [r for r in csv.DictReader(f) if tuple(r.get(k, "") for k in key) not in new_keys]
+    return kept + list(rows)
+
+
 def versions() -> dict[str, str]:
     import diffusers
     import torch

@@ -33,7 +33,7 @@ from .console import progress_bar, stderr_console
 from .errors import UserError
 from .generate import Job, pending, sample_batch, settings_hash
 from .prompts import PromptRow, prompt_id, read_prompts
-from .rundir import RunDir
+from .rundir import RunDir, merge_rows
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
@@ -364,12 +364,7 @@ def classifier_fraction(classifier, images: list, target: tuple[str, int], devic
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into transfer.csv: rows with the same (adapter, concept, source, target, model, scale) are replaced."""
-    kept: list[dict[str, Any]] = []
-    if path.exists():
-        with path.open(newline="") as f:
-            new_keys = {tuple(str(r[k]) for k in KEY) for r in results}
-            kept = [r for r in csv.DictReader(f) if tuple(r.get(k, "") for k in KEY) not in new_keys]
-    rows = kept + results
+    rows = merge_rows(path, results, KEY)
     extra = [c for c in CLASSIFIER_COLUMNS if any(r.get(c) for r in rows)]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS + extra + META, restval="", extrasaction="ignore")

@@ -66,34 +66,8 @@ def vendi_score(embeddings: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-class PairwiseDiversity:
-    """Mean pairwise distance of a set of images' embeddings, with a bootstrap interval over images."""
-
-    def __init__(self, distance: str, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0):
-        self.distance = distance
-        self.bootstrap = int(bootstrap)
-        self.ci = float(ci)
-        self.seed = int(seed)
-        self.reset()
-
-    def reset(self) -> None:
-        self._parts: list[torch.Tensor] = []
-
-    def update(self, embeddings: torch.Tensor) -> None:
-        self._parts.append(embeddings.detach().flatten(1).cpu())
-
-    def compute(self) -> Estimate:
-        embeddings = torch.cat(self._parts)
-        dist = pairwise_distances(embeddings, None, self.distance)
-        value = mean_pairwise(dist)
-        if self.bootstrap <= 0:
-            return Estimate(value, None, None, len(embeddings))
-        low, high = bootstrap_mean_pairwise(dist, self.bootstrap, self.ci, self.seed)
-        return Estimate(value, low, high, len(embeddings))
-
-
-class VendiScore:
-    """Vendi score of a set of images' embeddings (no interval: a bootstrap resample's duplicates lower it)."""
+class _EmbeddingMetric:
+    """torchmetrics-style accumulation: `update` with each batch's embeddings, `compute` once over all."""
 
     def __init__(self) -> None:
         self.reset()
@@ -104,6 +78,33 @@ class VendiScore:
     def update(self, embeddings: torch.Tensor) -> None:
         self._parts.append(embeddings.detach().flatten(1).cpu())
 
+    def embeddings(self) -> torch.Tensor:
+        return torch.cat(self._parts)
+
+
+class PairwiseDiversity(_EmbeddingMetric):
+    """Mean pairwise distance of a set of images' embeddings, with a bootstrap interval over images."""
+
+    def __init__(self, distance: str, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0):
+        super().__init__()
+        self.distance = distance
+        self.bootstrap = int(bootstrap)
+        self.ci = float(ci)
+        self.seed = int(seed)
+
     def compute(self) -> Estimate:
-        embeddings = torch.cat(self._parts)
+        embeddings = self.embeddings()
+        dist = pairwise_distances(embeddings, None, self.distance)
+        value = mean_pairwise(dist)
+        if self.bootstrap <= 0:
+            return Estimate(value, None, None, len(embeddings))
+        low, high = bootstrap_mean_pairwise(dist, self.bootstrap, self.ci, self.seed)
+        return Estimate(value, low, high, len(embeddings))
+
+
+class VendiScore(_EmbeddingMetric):
+    """Vendi score of a set of images' embeddings (no interval: a bootstrap resample's duplicates lower it)."""
+
+    def compute(self) -> Estimate:
+        embeddings = self.embeddings()
         return Estimate(vendi_score(embeddings), None, None, len(embeddings))
