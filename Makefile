@@ -59,14 +59,14 @@ CAR ?= a shape
 N ?= 32
 # Tables 2/4: toy captions with one seed each, in the role of the COCO captions; the reference: toy scenes.
 CAPTIONS ?= data/toy_captions.csv
-LIMIT ?= 256
-FID_REF ?= reference=toy toy.mode=dataset toy.count=2000
+LIMIT ?= 128
+FID_REF ?= reference=toy toy.mode=dataset toy.count=1000
 # replace_final as on the real pair: the student's first step, then the base with its own CFG (4) for 15 of its
 # own DDIM steps from t=749 (60% of its 25; DDIM reaches 749 exactly with 15 or 30).
 E1_FINAL ?= k=3 base_steps=15 base_guidance=4
-N1 ?= 32
-# train-lora steps of the toy adapters (its default is 300)
-LORA_STEPS ?= 300
+N1 ?= 24
+# train-lora steps of the toy adapters (its default is 300; fewer keep `make reproduce-toy` under 10 minutes)
+LORA_STEPS ?= 150
 X0_N ?= 4
 N7 ?= 16
 GUIDANCE_SWEEP ?= 0,1,2,3,5
