@@ -40,7 +40,8 @@ def _read_file(path: Path) -> list[PromptRow]:
         rows = _read_csv(path)
     else:
         lines = path.read_text(encoding="utf-8").splitlines()
-        rows = [PromptRow(line.strip()) for line in lines if line.strip()]
+        # Blank lines and `#` comment lines are not prompts (data/*.txt files say what they are in comments).
+        rows = [PromptRow(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not rows:
         raise UserError(f"prompt file {path} has no prompts; put one prompt per line (or a CSV `prompt` column)")
     return rows

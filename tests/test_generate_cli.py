@@ -133,6 +133,14 @@ def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_text_prompt_files_skip_comments_and_blank_lines(tmp_path):
+    from diversity_cli.prompts import read_prompts
+
+    path = tmp_path / "prompts.txt"
+    path.write_text("# what these prompts are for\na shape\n\n  # indented comment\na red circle\n")
+    assert [row.prompt for row in read_prompts(None, str(path))] == ["a shape", "a red circle"]
+
+
 def test_empty_prompt_file(cli, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
