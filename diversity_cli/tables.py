@@ -755,12 +755,7 @@ def figure5(runs: list[RunData], path: Path) -> Path | None:
     ax.set_ylabel(f"distance(x̂0 at step, final image)\n[{x0viz_metric(runs)}]")
     ax.set_title("Figure 5: when each method commits", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    curves.to_csv(path.with_suffix(".csv"), index=False)
-    return path
+    return _save_figure(fig, path, curves)
 
 
 def x0viz_metric(runs: list[RunData]) -> str:
@@ -862,9 +857,16 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
         twin.set_ylabel("s / image (dotted)", color="grey")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
+    return _save_figure(fig, path, frame)
+
+
+def _save_figure(fig, path: Path, points) -> Path:
+    """The figure as PNG and the points it plots as CSV beside it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
-    frame.to_csv(path.with_suffix(".csv"), index=False)
+    points.to_csv(path.with_suffix(".csv"), index=False)
     return path
