@@ -18,6 +18,7 @@ from diversity_cli.errors import UserError
 from diversity_cli.metrics.coverage import prdc
 from diversity_cli.metrics.diversity import PairwiseDiversity, bootstrap_mean_pairwise, mean_pairwise, vendi_score
 from diversity_cli.metrics.embedders import (
+    DISTANCES,
     BatchedEmbedder,
     LpipsEmbedder,
     get_embedder,
@@ -186,6 +187,34 @@ def test_lpips_embedding_equals_torchmetrics_lpips_pair_by_pair():
         for i, j in itertools.combinations(range(3), 2):
             direct = network(images[[i]], images[[j]], normalize=True).item()
             assert dist[i, j].item() == pytest.approx(direct, rel=1e-4)
+
+
+def test_lpips_streamed_distances_equal_the_full_embedding(tmp_path):
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    torch.manual_seed(0)
+    network = _LPIPS(pretrained=True, net="alex", pnet_rand=True, resize=48)
+    images, others = _images(5, size=64), _images(3, size=64, seed=1)
+    full = LpipsEmbedder(network, batch_size=2)
+    expected = pairwise_distances(full(images), None, full.distance)
+    per_image = sum(layer.shape[1] for layer in full.layer_features(images[:1])) * 4
+    streamed = LpipsEmbedder(network, batch_size=2, feature_bytes=4 * per_image)  # two blocks of 2 images at once
+    assert streamed.block_size(images) == 2  # blocks 2, 2, 1: diagonal, off-diagonal and ragged blocks
+    assert torch.allclose(streamed.distances(images), expected, rtol=1e-9, atol=1e-12)
+    paths, other_paths = _save_pngs(tmp_path / "a", images), _save_pngs(tmp_path / "b", others)
+    cross = pairwise_distances(full(load_images(paths)), full(load_images(other_paths)), full.distance)
+    assert torch.allclose(streamed.distances(paths, other_paths), cross, rtol=1e-9, atol=1e-12)  # files, a block each
+
+
+def test_pairwise_distances_in_column_blocks_equal_one_block(monkeypatch):
+    from diversity_cli.metrics import embedders
+
+    a, b = torch.randn(6, 40), torch.randn(4, 40)
+    whole = {kind: (pairwise_distances(a, b, kind), pairwise_distances(a, None, kind)) for kind in DISTANCES}
+    monkeypatch.setattr(embedders, "CHUNK_BYTES", 8 * 10 * 3)  # blocks of 3 columns: 14 blocks
+    for kind, (cross, square) in whole.items():
+        assert torch.allclose(pairwise_distances(a, b, kind), cross, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(pairwise_distances(a, None, kind), square, rtol=1e-12, atol=1e-12)
 
 
 def test_load_images_reads_pngs_in_unit_range(tmp_path):

@@ -10,13 +10,21 @@ for the manifold around it. With real = the reference set and fake = the generat
 
 More diverse but off-distribution samples raise recall and lower precision / density; a collapsed set keeps
 precision and loses coverage. Balls are strict (`<`), as in `prdc`.
+
+Ties decide these rates: a generated image identical to a reference image lies exactly on the balls its twin
+bounds, and discrete data (the toy world's scenes) repeats images. So every comparison uses one number per pair
+of distinct points, computed from the pair's own difference vector in float64 (no |x|^2 + |y|^2 - 2 x.y
+cancellation), and shared by all comparisons: a radius and a cross distance that are equal are compared as equal,
+never broken apart by rounding.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .embedders import pairwise_distances
+from .embedders import CHUNK_BYTES, DISTANCES
 
 PRDC = ("precision", "recall", "density", "coverage")
 
@@ -29,11 +37,42 @@ def kth_neighbour_radii(dist: torch.Tensor, k: int) -> torch.Tensor:
     return dist.kthvalue(k + 1, dim=1).values
 
 
+def ordering_distances(points: torch.Tensor, kind: str = "euclidean") -> torch.Tensor:
+    """(N,N) float64 matrix ordered exactly like the `kind` distance: squared euclidean distances, or for
+    "cosine" squared distances of the unit vectors (= 2 (1 - cosine)). Each entry is the sum of the squared
+    differences of one pair, computed once (upper triangle, mirrored), so equal pairs give equal entries."""
+    if kind not in DISTANCES:
+        raise ValueError(f"distance kind {kind!r} is not one of {DISTANCES}")
+    x = points.detach().flatten(1).cpu()
+    n, dim = x.shape
+    block = max(1, math.isqrt(CHUNK_BYTES // (8 * max(1, dim))))
+    out = torch.zeros(n, n, dtype=torch.float64)
+    for r in range(0, n, block):
+        rows = _prepared(x[r : r + block], kind)
+        for c in range(r, n, block):
+            cols = rows if c == r else _prepared(x[c : c + block], kind)
+            out[r : r + block, c : c + block] = ((rows[:, None, :] - cols[None, :, :]) ** 2).sum(-1)
+    upper = torch.triu(out, diagonal=1)
+    return upper + upper.T  # zero diagonal, exactly symmetric
+
+
+def _prepared(block: torch.Tensor, kind: str) -> torch.Tensor:
+    x = block.double()
+    if kind == "cosine":
+        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return x
+
+
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5, distance: str = "euclidean") -> dict[str, float]:
     """Precision, recall, density and coverage of `fake` embeddings against `real` ones (rows are points)."""
-    real_radii = kth_neighbour_radii(pairwise_distances(real, None, distance), k)
-    fake_radii = kth_neighbour_radii(pairwise_distances(fake, None, distance), k)
-    cross = pairwise_distances(real, fake, distance)  # (real, fake)
+    n_real = real.shape[0]
+    both = torch.cat([real.detach().flatten(1).cpu(), fake.detach().flatten(1).cpu()])
+    # Distinct points once: duplicates (within or across the sets) then share every distance bit for bit.
+    unique, index = torch.unique(both, dim=0, return_inverse=True)
+    dist = ordering_distances(unique, distance)[index][:, index]
+    real_radii = kth_neighbour_radii(dist[:n_real, :n_real], k)
+    fake_radii = kth_neighbour_radii(dist[n_real:, n_real:], k)
+    cross = dist[:n_real, n_real:]  # (real, fake)
     inside_real = cross < real_radii[:, None]  # fake j inside real i's ball
     return {
         "precision": float(inside_real.any(dim=0).double().mean()),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .embedders import pairwise_distances
+from .embedders import gram64, pairwise_distances
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,9 @@ def vendi_score(embeddings: torch.Tensor) -> float:
     """Vendi score (Friedman & Dieng 2023) with the cosine-similarity kernel: exp of the Shannon entropy of the
     eigenvalues of K/n. Ranges from 1 (all alike) to n (mutually orthogonal)."""
     n = embeddings.shape[0]
-    x = torch.nn.functional.normalize(embeddings.detach().double().flatten(1).cpu(), dim=1)
-    eigenvalues = torch.linalg.eigvalsh(x @ x.T / n).clamp_min(0.0)
+    gram = gram64(embeddings.detach().flatten(1).cpu())  # float64 a block of columns at a time, not a whole copy
+    norms = gram.diagonal().sqrt().clamp_min(1e-12)
+    eigenvalues = torch.linalg.eigvalsh(gram / (norms[:, None] * norms[None, :]) / n).clamp_min(0.0)
     p = eigenvalues[eigenvalues > 0]
     return float(torch.exp(-(p * p.log()).sum()))
 
@@ -93,13 +94,17 @@ class PairwiseDiversity(_EmbeddingMetric):
         self.seed = int(seed)
 
     def compute(self) -> Estimate:
-        embeddings = self.embeddings()
-        dist = pairwise_distances(embeddings, None, self.distance)
-        value = mean_pairwise(dist)
-        if self.bootstrap <= 0:
-            return Estimate(value, None, None, len(embeddings))
-        low, high = bootstrap_mean_pairwise(dist, self.bootstrap, self.ci, self.seed)
-        return Estimate(value, low, high, len(embeddings))
+        dist = pairwise_distances(self.embeddings(), None, self.distance)
+        return pairwise_estimate(dist, self.bootstrap, self.ci, self.seed)
+
+
+def pairwise_estimate(dist: torch.Tensor, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Estimate:
+    """Mean pairwise distance and its bootstrap interval from a distance matrix (LPIPS streams one directly)."""
+    value = mean_pairwise(dist)
+    if bootstrap <= 0:
+        return Estimate(value, None, None, dist.shape[0])
+    low, high = bootstrap_mean_pairwise(dist, int(bootstrap), float(ci), int(seed))
+    return Estimate(value, low, high, dist.shape[0])
 
 
 class VendiScore(_EmbeddingMetric):

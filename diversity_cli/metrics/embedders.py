@@ -78,23 +78,24 @@ class BatchedEmbedder:
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor | None = None, kind: str = "euclidean") -> torch.Tensor:
-    """(N,M) distances between the rows of `a` and `b` (b=None: `a` against itself, zero diagonal), one matmul.
+    """(N,M) float64 distances between the rows of `a` and `b` (b=None: `a` against itself, zero diagonal).
 
-    Computed in float64: the euclidean form |x|^2 + |y|^2 - 2 x.y loses digits for nearby points in float32.
+    Accumulated in float64 (the euclidean form |x|^2 + |y|^2 - 2 x.y loses digits for nearby points in float32),
+    a block of columns at a time: the inputs are never copied whole into float64, which for LPIPS's large
+    embeddings would double the memory.
     """
     if kind not in DISTANCES:
         raise ValueError(f"distance kind {kind!r} is not one of {DISTANCES}")
-    x = a.detach().flatten(1).double().cpu()
-    y = x if b is None else b.detach().flatten(1).double().cpu()
+    x = a.detach().flatten(1).cpu()
+    y = x if b is None else b.detach().flatten(1).cpu()
+    gram = gram64(x, None if b is None else y)
+    # Norms from the Gram matrix itself (a vs a): identical rows then cancel to exactly zero.
+    x_sq = gram.diagonal().clone() if b is None else squared_norms64(x)
+    y_sq = x_sq if b is None else squared_norms64(y)
     if kind == "cosine":
-        x = F.normalize(x, dim=1)
-        y = x if b is None else F.normalize(y, dim=1)
-        dist = (1.0 - x @ y.T).clamp(0.0, 2.0)
+        norms = x_sq.sqrt().clamp_min(1e-12)[:, None] * y_sq.sqrt().clamp_min(1e-12)[None, :]
+        dist = (1.0 - gram / norms).clamp(0.0, 2.0)
     else:
-        gram = x @ y.T
-        # Norms from the Gram matrix itself (a vs a): identical rows then cancel to exactly zero.
-        x_sq = gram.diagonal() if b is None else (x * x).sum(1)
-        y_sq = gram.diagonal() if b is None else (y * y).sum(1)
         scale = x_sq[:, None] + y_sq[None, :]
         dist = (scale - 2.0 * gram).clamp_min(0.0)
         _refine_near_zero(dist, scale, x, y)
@@ -106,14 +107,44 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor | None = None, kind: str
     return dist
 
 
+CHUNK_BYTES = 64 * 2**20  # float64 working set of one block of columns (or rows) at a time
+
+
+def _column_blocks(rows: int, columns: int) -> range:
+    """Starts of blocks of columns whose float64 copy for `rows` rows fits CHUNK_BYTES."""
+    return range(0, columns, max(1, CHUNK_BYTES // (8 * max(1, rows))))
+
+
+def gram64(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ y.T in float64 (y=None: x @ x.T), summed over blocks of columns converted one at a time."""
+    rows = x.shape[0] if y is None else x.shape[0] + y.shape[0]
+    gram = torch.zeros(x.shape[0], x.shape[0] if y is None else y.shape[0], dtype=torch.float64)
+    step = _column_blocks(rows, x.shape[1]).step
+    for start in range(0, x.shape[1], step):
+        xs = x[:, start : start + step].double()
+        ys = xs if y is None else y[:, start : start + step].double()
+        gram.addmm_(xs, ys.T)
+    return gram
+
+
+def squared_norms64(x: torch.Tensor) -> torch.Tensor:
+    """Row norms squared, in float64, a block of columns at a time."""
+    total = torch.zeros(x.shape[0], dtype=torch.float64)
+    step = _column_blocks(x.shape[0], x.shape[1]).step
+    for start in range(0, x.shape[1], step):
+        block = x[:, start : start + step].double()
+        total += (block * block).sum(1)
+    return total
+
+
 def _refine_near_zero(sq: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
     """Recompute tiny squared distances directly: the Gram form leaves rounding noise of about 1e-16 x |x|^2 there,
     which a square root would blow up to 1e-8 x |x| (identical images must give exactly 0)."""
     i, j = (sq <= 1e-9 * scale).nonzero(as_tuple=True)
-    chunk = max(1, 2**24 // max(1, x.shape[1]))  # about 128 MB of float64 differences at a time
+    chunk = max(1, CHUNK_BYTES // (8 * max(1, x.shape[1])))
     for start in range(0, len(i), chunk):
         a, b = i[start : start + chunk], j[start : start + chunk]
-        sq[a, b] = ((x[a] - y[b]) ** 2).sum(1)
+        sq[a, b] = ((x[a].double() - y[b].double()) ** 2).sum(1)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -253,14 +284,27 @@ def dreamsim(
 LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
 
 
+LPIPS_RESIZE = 256  # default side LPIPS sees: at 1024 px VGG's features alone are 488 MiB per image
+LPIPS_FEATURE_BYTES = 1 << 30  # features held at once by `LpipsEmbedder.distances` (two blocks of images)
+
+
 class LpipsEmbedder(BatchedEmbedder):
     """LPIPS as an embedding: channel-normalised features of every layer scaled by sqrt(w / (H W)).
 
     The squared euclidean distance between two embeddings is torchmetrics' LPIPS of the pair (`normalize=True`).
     `network` is a torchmetrics `_LPIPS` module (its backbone and its linear layers).
+
+    Calling it returns every layer's features of every image at once (large); `distances` gives the same
+    distance matrix streamed per layer and per block of image pairs, holding two blocks' features at a time.
     """
 
-    def __init__(self, network: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 8):
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        batch_size: int = 8,
+        feature_bytes: int = LPIPS_FEATURE_BYTES,
+    ):
         from torchmetrics.functional.image.lpips import _normalize_tensor, _resize_tensor
 
         self.network = network.to(device).eval()
@@ -268,8 +312,10 @@ class LpipsEmbedder(BatchedEmbedder):
         if any(bool((w < 0).any()) for w in weights):
             raise ValueError("LPIPS linear weights must be non-negative to be an embedding distance")
         keep = [w > 0 for w in weights]  # channels with zero weight do not count: leave them out
+        self.feature_bytes = int(feature_bytes)
 
-        def embed(batch: torch.Tensor) -> torch.Tensor:
+        def layers(batch: torch.Tensor) -> list[torch.Tensor]:
+            """Each layer's scaled features of a batch, (B, D_layer) float32."""
             x = self.network.scaling_layer(2 * batch - 1)
             if self.network.resize is not None:
                 x = _resize_tensor(x, size=self.network.resize)
@@ -278,9 +324,78 @@ class LpipsEmbedder(BatchedEmbedder):
                 feature = _normalize_tensor(feature)[:, k]
                 scale = (w[k] / (feature.shape[2] * feature.shape[3])).sqrt()
                 parts.append((feature * scale[None, :, None, None]).flatten(1))
-            return torch.cat(parts, dim=1)
+            return parts
 
-        super().__init__("lpips", "sqeuclidean", embed, device, batch_size, cacheable=False)
+        self._layers = layers
+        super().__init__(
+            "lpips", "sqeuclidean", lambda batch: torch.cat(layers(batch), dim=1), device, batch_size, cacheable=False
+        )
+
+    def layer_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's scaled features of `images` (N,3,H,W) in [0,1], float32 on the CPU, in batches."""
+        per_layer: list[list[torch.Tensor]] = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = images[start : start + self.batch_size].to(self.device, torch.float32)
+                for i, part in enumerate(self._layers(batch)):
+                    if i == len(per_layer):
+                        per_layer.append([])
+                    per_layer[i].append(part.float().cpu())
+        return [torch.cat(parts) for parts in per_layer]
+
+    def block_size(self, probe: torch.Tensor) -> int:
+        """Images per block so that two blocks' features fit `feature_bytes` (from one image's feature size)."""
+        per_image = sum(part.shape[1] for part in self.layer_features(probe[:1])) * 4
+        return max(1, self.feature_bytes // (2 * per_image))
+
+    def distances(self, images: ImageSource, other: ImageSource | None = None) -> torch.Tensor:
+        """LPIPS of every pair, (N,M) float64 (other=None: `images` against themselves, zero diagonal).
+
+        Per block of rows and block of columns, each layer's squared distances are added into the float64
+        matrix; features of only two blocks exist at a time. Exactly the distances of `pairwise_distances` on
+        the full embeddings (the sum over layers is the concatenation), without holding them.
+        """
+        rows = _source(images)
+        cols = rows if other is None else _source(other)
+        if len(rows) == 0 or len(cols) == 0:
+            return torch.zeros(len(rows), len(cols), dtype=torch.float64)
+        block = self.block_size(rows.load(0, 1))
+        dist = torch.zeros(len(rows), len(cols), dtype=torch.float64)
+        for r in range(0, len(rows), block):
+            row_features = self.layer_features(rows.load(r, r + block))
+            first = r if other is None else 0  # the square matrix: upper blocks only, mirrored below
+            for c in range(first, len(cols), block):
+                same = other is None and c == r
+                col_features = row_features if same else self.layer_features(cols.load(c, c + block))
+                out = dist[r : r + block, c : c + block]
+                for a, b in zip(row_features, col_features, strict=True):
+                    out += pairwise_distances(a, None if same else b, "sqeuclidean")
+                if other is None and not same:
+                    dist[c : c + block, r : r + block] = out.T
+                del col_features
+        return dist
+
+
+class _Images:
+    """Images to stream: a tensor, or image files read a block at a time (one size per block)."""
+
+    def __init__(self, source: torch.Tensor | list[Path]):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def load(self, start: int, stop: int) -> torch.Tensor:
+        if isinstance(self.source, torch.Tensor):
+            return self.source[start:stop]
+        return load_images(self.source[start:stop])
+
+
+ImageSource = torch.Tensor | list[Path]
+
+
+def _source(images: ImageSource) -> _Images:
+    return _Images(images if isinstance(images, torch.Tensor) else [Path(p) for p in images])
 
 
 def lpips_backbone_file(net: str) -> tuple[Path, str]:
@@ -291,8 +406,11 @@ def lpips_backbone_file(net: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name, url
 
 
-def lpips(device: torch.device, net: str = "alex", resize: int | None = None, batch_size: int = 8) -> LpipsEmbedder:
-    """LPIPS with torchmetrics' networks: its linear layers ship with torchmetrics, the backbone is torchvision's."""
+def lpips(
+    device: torch.device, net: str = "alex", resize: int | None = LPIPS_RESIZE, batch_size: int = 8
+) -> LpipsEmbedder:
+    """LPIPS with torchmetrics' networks: its linear layers ship with torchmetrics, the backbone is torchvision's.
+    `resize`: the side images are resized to first (torchmetrics' area / bilinear resize); None keeps their size."""
     if net not in LPIPS_BACKBONES:
         raise UserError(f"unknown lpips net '{net}'; choose one of: {', '.join(LPIPS_BACKBONES)}")
     path, url = lpips_backbone_file(net)

@@ -1,25 +1,34 @@
-"""Distribution quality of generated images: FID and Inception Score against a reference set, and CLIP score
-against the prompts, all computed by torchmetrics (`FrechetInceptionDistance`, `InceptionScore`, `CLIPScore`).
+"""Distribution quality of generated images: FID against a reference set and CLIP score against the prompts,
+computed by torchmetrics (`FrechetInceptionDistance`, `CLIPScore`), and Inception Score (torch-fidelity's way).
 
-Image convention (one, for generated and reference images alike, and the reason for it):
-    every image is decoded to 8-bit RGB, center-cropped to a square on its short side, and resized once to the
-    feature network's input side (`resolution`; 299 for Inception) with PIL's bicubic filter, giving uint8
-    pixels again. The network then sees exactly those pixels: at 299 px the Inception network's own resize
-    (torch-fidelity / torchmetrics) is the identity, so this is the only resize. Why: FID moves by points with
-    the resize filter (Parmar et al., "On Aliased Resizing and Surprising Subtleties in GAN Evaluation",
-    clean-fid), and aliasing resizes (bilinear without antialiasing) are the worst; PIL bicubic is antialiased
-    and is clean-fid's choice. Doing it ourselves, identically on both sides, keeps a systematic difference
-    between the two sets out of the number. The crop keeps COCO's non-square photos from being squashed
-    while the generated images (square) are not. The result stays uint8 because generated images are stored
+Image convention (one, for generated and reference images alike, and the reason for it; `PREPARATIONS` states
+it field by field and `preparation()` gives the record that cache keys and provenance carry):
+    every image is decoded to 8-bit RGB, center-cropped to a square on its short side, and resized once, on the
+    CPU before the network (in `prepare`), to the feature network's input side (`resolution`; 299 for
+    Inception). `resize=pil_bicubic` (default): PIL's bicubic filter on the 8-bit RGB image, giving uint8
+    pixels again. `resize=clean`: clean-fid's "clean" resize, PIL's bicubic filter on each channel as float32
+    (mode "F"), clipped to [0, 255], not quantised; torch-fidelity's Inception accepts only uint8, so for it
+    those values are rounded to the nearest integer (clean-fid feeds them unrounded to its own copy of the
+    network: at most 0.5/255 per pixel apart), while float-input networks get them unrounded. The network then
+    sees exactly those pixels: at 299 px the Inception network's own resize (torch-fidelity / torchmetrics) is
+    the identity, so this is the only resize. Why: FID moves by points with the resize filter (Parmar et al.,
+    "On Aliased Resizing and Surprising Subtleties in GAN Evaluation", clean-fid), and aliasing resizes
+    (bilinear without antialiasing) are the worst; PIL bicubic is antialiased and is clean-fid's filter.
+    Doing it ourselves, identically on both sides, keeps a systematic difference between the two sets out of
+    the number. The crop keeps COCO's non-square photos from being squashed
+    while the generated images (square) are not. pil_bicubic stays uint8 because generated images are stored
     as 8-bit PNGs anyway and torch-fidelity's Inception accepts only uint8 input.
+    Inception Score follows torch-fidelity (`inception_score`): shuffled by numpy's RandomState(seed)
+    permutation, split at floor(i N / splits), mean and population standard deviation (ddof=0) of the splits'
+    scores. Below IS_RELIABLE_N images it is unreliable (`inception_score_caveat` says so).
     CLIP score is the exception by design: each full generated image goes through the CLIP processor's own
     preprocessing, as in the published CLIP score (100 x cosine of the projected image and text embeddings).
 
 Features are computed once per image by a feature extractor (Inception-v3 2048-d pool features and its 1008
-logits for IS; or the toy feature network; or a custom module) and handed to the torchmetrics metrics through
-an identity feature module, so the statistics and scores are torchmetrics' own. The reference side of FID is
+logits for IS; or the toy feature network; or a custom module) and handed to torchmetrics' FID through an
+identity feature module, so the statistics are torchmetrics' own. The reference side of FID is
 torchmetrics' running sums (feature sum, outer-product sum, count), cached on disk per (reference set, count,
-resolution, extractor): a sweep over methods reads the reference images once.
+resolution, extractor, preparation): a sweep over methods reads the reference images once.
 """
 
 from __future__ import annotations
@@ -29,7 +38,6 @@ import importlib
 import json
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -53,11 +61,40 @@ Mapper = Callable[..., Iterable[Any]]  # `map`, or a thread pool's: PIL decodes 
 # --- images -----------------------------------------------------------------------------------------------------
 
 
-def prepare(image: Any, resolution: int) -> np.ndarray:
-    """One image (PIL or uint8 HxWx3 array) under the module's convention: RGB, center square, PIL bicubic to
-    `resolution`, uint8 (resolution, resolution, 3)."""
+RESIZES = ("pil_bicubic", "clean")
+PREPARATIONS: dict[str, dict[str, Any]] = {
+    "pil_bicubic": {
+        "decode": "8-bit RGB (PIL convert('RGB'))",
+        "crop": "centre square on the short side",
+        "resize": "PIL Image.resize BICUBIC on the 8-bit RGB image, on the CPU before the network",
+        "dtype": "uint8",
+        "range": [0, 255],
+    },
+    "clean": {
+        "decode": "8-bit RGB (PIL convert('RGB'))",
+        "crop": "centre square on the short side",
+        "resize": "clean-fid 'clean': PIL Image.resize BICUBIC per channel in float32 mode 'F', clipped to [0, 255], "
+        "on the CPU before the network",
+        "dtype": "float32 (rounded to uint8 for torch-fidelity's Inception, which takes uint8 only)",
+        "range": [0, 255],
+    },
+}
+
+
+def preparation(resize: str, resolution: int) -> dict[str, Any]:
+    """The image-preparation convention as a record: what a cached statistic and a run's provenance name."""
+    if resize not in PREPARATIONS:
+        raise UserError(f"resize={resize}: choose one of {', '.join(RESIZES)}")
+    return {"id": f"{resize}@{int(resolution)}", "size": [int(resolution), int(resolution)], **PREPARATIONS[resize]}
+
+
+def prepare(image: Any, resolution: int, resize: str = "pil_bicubic") -> np.ndarray:
+    """One image (PIL or uint8 HxWx3 array) under the module's convention: RGB, center square, resized to
+    `resolution` by `resize` (see PREPARATIONS): uint8 for pil_bicubic, float32 in [0, 255] for clean."""
     from PIL import Image
 
+    if resize not in PREPARATIONS:
+        raise UserError(f"resize={resize}: choose one of {', '.join(RESIZES)}")
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, dtype=np.uint8))
     image = image.convert("RGB")
@@ -66,14 +103,32 @@ def prepare(image: Any, resolution: int) -> np.ndarray:
     if width != height:
         left, top = (width - side) // 2, (height - side) // 2
         image = image.crop((left, top, left + side, top + side))
+    if resize == "clean":
+        return clean_resize(np.asarray(image, dtype=np.uint8), resolution)
     if side != resolution:
         image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.uint8)
 
 
-def pixels(images: Iterable[Any], resolution: int, mapper: Mapper = map) -> torch.Tensor:
-    """A batch under the convention, as a uint8 (N, 3, resolution, resolution) tensor."""
-    prepared = list(mapper(partial(prepare, resolution=resolution), images))
+def clean_resize(array: np.ndarray, resolution: int) -> np.ndarray:
+    """clean-fid's "clean" resize of a uint8 (H, W, 3) image: each channel as a float32 PIL image, bicubic, clipped
+    to [0, 255]; float32 (resolution, resolution, 3), not quantised (also when the size does not change)."""
+    from PIL import Image
+
+    channels = [
+        np.asarray(
+            Image.fromarray(array[:, :, c].astype(np.float32)).resize(
+                (resolution, resolution), Image.Resampling.BICUBIC
+            )
+        )
+        for c in range(3)
+    ]
+    return np.stack(channels, axis=2).clip(0, 255).astype(np.float32)
+
+
+def pixels(images: Iterable[Any], resolution: int, mapper: Mapper = map, resize: str = "pil_bicubic") -> torch.Tensor:
+    """A batch under the convention, as a (N, 3, resolution, resolution) tensor: uint8, or float32 for clean."""
+    prepared = list(mapper(partial(prepare, resolution=resolution, resize=resize), images))
     return torch.from_numpy(np.stack(prepared)).permute(0, 3, 1, 2)
 
 
@@ -91,6 +146,7 @@ class Extractor(nn.Module):
     tag: str
     resolution: int
     num_features: int
+    resize: str = "pil_bicubic"  # set by load_extractor: the preparation convention its images get
     device: torch.device = torch.device("cpu")  # set by load_extractor
 
 
@@ -113,6 +169,8 @@ class InceptionExtractor(Extractor):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if images.dtype != torch.uint8:  # resize=clean: float [0, 255]; this network takes uint8 only
+            images = images.round().clamp(0, 255).to(torch.uint8)
         features, logits = self.net(images)
         return features, logits
 
@@ -140,7 +198,7 @@ class ModuleExtractor(Extractor):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = images.float() / 255.0
+        x = images.float() / 255.0  # uint8, or float [0, 255] from resize=clean
         return self.embed(x), (self.logits(x) if self.logits is not None else None)
 
 
@@ -190,9 +248,17 @@ def weights_hash(modules: Iterable[nn.Module]) -> str:
 
 
 def load_extractor(
-    spec: str, device: torch.device, *, inception_weights: str | None = None, resolution: int | None = None
+    spec: str,
+    device: torch.device,
+    *,
+    inception_weights: str | None = None,
+    resolution: int | None = None,
+    resize: str = "pil_bicubic",
 ) -> Extractor:
-    """`inception` | `toy` | `tiny_random` (tests/debug) | `package.module:factory` (factory(device) -> module)."""
+    """`inception` | `toy` | `tiny_random` (tests/debug) | `package.module:factory` (factory(device) -> module).
+    `resize`: the image-preparation convention (`PREPARATIONS`) its images get."""
+    if resize not in PREPARATIONS:
+        raise UserError(f"resize={resize}: choose one of {', '.join(RESIZES)}")
     if spec == "inception":
         if resolution not in (None, INCEPTION_RESOLUTION):
             raise UserError(f"resolution={resolution}: the FID Inception network takes {INCEPTION_RESOLUTION} px")
@@ -211,6 +277,7 @@ def load_extractor(
         raise UserError(f"features={spec}: use inception, toy, tiny_random or package.module:factory")
     if resolution is not None:
         extractor.resolution = int(resolution)
+    extractor.resize = resize
     extractor.device = device
     return extractor.to(device).eval()
 
@@ -314,13 +381,18 @@ def reference_statistics(
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """torchmetrics' real-side FID sums for a reference set, from the cache when it has them.
     Returns (statistics, whether they came from the cache). `batches` is only consumed on a miss."""
-    key = {**identity, "resolution": extractor.resolution, "extractor": extractor.name}
+    key = {
+        **identity,
+        "resolution": extractor.resolution,
+        "extractor": extractor.name,
+        "preparation": preparation(extractor.resize, extractor.resolution)["id"],
+    }
     path = cache_path(cache_dir, key) if cache_dir is not None else None
     if path is not None and path.is_file():
         return {name: value for name, value in torch.load(path, weights_only=True).items()}, True
     fid = feature_fid(extractor.num_features)
     for batch in batches:
-        features, _ = extractor(pixels(batch, extractor.resolution, mapper).to(extractor.device))
+        features, _ = extractor(pixels(batch, extractor.resolution, mapper, extractor.resize).to(extractor.device))
         fid.update(features.cpu(), real=True)
         if progress is not None:
             progress(len(batch))
@@ -344,6 +416,36 @@ def default_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "diversity_cli") / "fid"
 
 
+IS_RELIABLE_N = 5000  # Inception Score over fewer images is biased and noisy (Barratt & Sharma 2018; 50k usual)
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
+    """Inception Score of class logits (N, C) the way torch-fidelity computes it: rows shuffled by
+    numpy.random.RandomState(seed).permutation(N) (seed None: not shuffled), split at floor(i N / splits), per
+    split exp(mean KL(p(y|x) || mean p(y))) in float64; returns (mean, population std, ddof=0) over splits."""
+    n = logits.shape[0]
+    if not 1 <= splits <= n:
+        raise ValueError(f"Inception Score with {splits} splits needs at least {splits} images (got {n})")
+    x = logits.detach().cpu().double()
+    if seed is not None:
+        x = x[torch.from_numpy(np.random.RandomState(seed).permutation(n))]
+    log_p = x.log_softmax(dim=1)
+    scores = []
+    for i in range(splits):
+        part = log_p[i * n // splits : (i + 1) * n // splits]
+        log_marginal = part.exp().mean(dim=0).log()
+        kl = (part.exp() * (part - log_marginal)).sum(dim=1)
+        scores.append(float(kl.mean().exp()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def inception_score_caveat(n: int) -> str | None:
+    """A sentence for the report when IS rests on too few images to be cited; None when n is enough."""
+    if n >= IS_RELIABLE_N:
+        return None
+    return f"IS over {n} images is unreliable (fewer than {IS_RELIABLE_N}; it is biased low and noisy at small n)"
+
+
 class QualityScores:
     """FID and IS (torchmetrics) of one group of generated images against fixed reference statistics, and CLIP
     score against their prompts; `update` with images and prompts, `compute`, `reset` for the next group."""
@@ -356,25 +458,23 @@ class QualityScores:
         is_splits: int = 10,
         mapper: Mapper = map,
     ):
-        from torchmetrics.image.inception import InceptionScore
-
         self.extractor, self.clip, self.mapper = extractor, clip, mapper
         if clip is not None:
             clip.reset()  # one CLIPScore (one loaded model) serves every group
         self.fid = feature_fid(extractor.num_features)
         for name in REAL_STATES:
             setattr(self.fid, name, reference[name].clone())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "InceptionScore will save all extracted features": only logits here
-            self.inception_score = InceptionScore(feature=nn.Identity(), splits=is_splits)
+        self.is_splits = int(is_splits)
+        self.logits: list[torch.Tensor] = []
         self.count = 0
 
     def update(self, images: list[Any], prompts: list[str]) -> None:
         device = self.extractor.device
-        features, logits = self.extractor(pixels(images, self.extractor.resolution, self.mapper).to(device))
+        prepared = pixels(images, self.extractor.resolution, self.mapper, self.extractor.resize)
+        features, logits = self.extractor(prepared.to(device))
         self.fid.update(features.cpu(), real=False)
         if logits is not None:
-            self.inception_score.update(logits.cpu().double())
+            self.logits.append(logits.detach().cpu().double())
         if self.clip is not None:
             self.clip.update([_chw(image).to(device) for image in images], list(prompts))
         self.count += len(images)
@@ -384,18 +484,18 @@ class QualityScores:
         scores: dict[str, float | None] = {"fid": None, "is": None, "is_std": None, "clip": None}
         if self.count >= 2:
             scores["fid"] = float(self.fid.compute())
-        if self.inception_score.features:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # IS shuffles before splitting: seeded, the number is reproducible
-                mean, std = self.inception_score.compute()
-            scores["is"], scores["is_std"] = float(mean), float(std)
+        if self.logits:
+            logits = torch.cat(self.logits)
+            # Seeded shuffle: the number repeats. Fewer images than splits: one image per split (and the report
+            # says IS is unreliable there anyway, `inception_score_caveat`).
+            scores["is"], scores["is_std"] = inception_score(logits, min(self.is_splits, len(logits)), seed)
         if self.clip is not None and self.count:
             scores["clip"] = float(self.clip.compute())
         return scores
 
     def reset(self) -> None:
         self.fid.reset()  # keeps the reference side
-        self.inception_score.reset()
+        self.logits = []
         if self.clip is not None:
             self.clip.reset()
         self.count = 0
