@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format demo clean
+.PHONY: install test lint format demo clean check-wheel
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml; pip takes them from this machine's disk.
 install:
@@ -15,9 +15,15 @@ install:
 test:
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]): layers and no cycles.
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The wheel installed (not editable) in a fresh virtualenv runs the toy pipeline from an empty directory.
+check-wheel:
+	PYTHON=$(PYTHON) bash scripts/check_wheel.sh
 
 format:
 	$(BIN)/ruff format .

@@ -16,7 +16,7 @@ def tiny_pairs():
     """Tiny pairs loaded once per session (each loads in well under a second, but tests use them often)."""
     import torch
 
-    from diversity_cli.config import compose
+    from diversity_cli.core.config import compose
     from diversity_cli.models.loading import load_pair
 
     cache = {}

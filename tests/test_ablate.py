@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from diversity_cli.ablate import COLUMNS, Point, Sweep, plan_sweep, plot, write_rows
 from diversity_cli.cli import run as cli_run
-from diversity_cli.config import compose
-from diversity_cli.errors import UserError
+from diversity_cli.core.config import compose
+from diversity_cli.core.errors import UserError
+from diversity_cli.experiments.ablate import COLUMNS, Point, Sweep, plan_sweep, plot, write_rows
+from diversity_cli.experiments.sweep import expand, grid, split_overrides
 from diversity_cli.metrics.embedders import get_embedder, load_images
-from diversity_cli.sweep import expand, grid, split_overrides
 
 PROMPTS = ["a red circle", "a blue square"]
 # the base alone at 1 step: the baselines cost little (hybrid's base runs on the distilled schedule regardless)
@@ -183,7 +183,9 @@ def test_merge_collects_the_point_files(swept, tmp_path, monkeypatch):
     (out / "ablate.csv").unlink()
     shutil.rmtree(out / "plots")
     _no_model(monkeypatch)
-    monkeypatch.setattr("diversity_cli.diversity.run", lambda cfg: pytest.fail("merge measured again"))
+    monkeypatch.setattr(
+        "diversity_cli.experiments.diversity.measure_diversity", lambda cfg: pytest.fail("merge measured again")
+    )
     args = _args(out, swept[1], "k=1..2", "merge=true")
     assert cli_run(args) == 0
     assert _read(out / "ablate.csv") == expected
@@ -241,7 +243,9 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
 )
 def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):
     _no_model(monkeypatch)
-    monkeypatch.setattr("diversity_cli.ablate.shutil.which", lambda name: None)  # as on a machine without SLURM
+    monkeypatch.setattr(
+        "diversity_cli.experiments.ablate.shutil.which", lambda name: None
+    )  # as on a machine without SLURM
     code, _, err = cli("ablate", "model=tiny_sd", "prompt=a red circle", f"out={tmp_path}", *args)
     assert code == 2
     assert message in err
@@ -262,7 +266,7 @@ def test_a_point_the_pair_cannot_do_is_reported_and_the_others_run(cli, tmp_path
 def test_a_job_refuses_a_point_outside_its_sweep():
     from omegaconf import OmegaConf
 
-    from diversity_cli import ablate_job
+    from diversity_cli.experiments import ablate_job
 
     cfg = OmegaConf.create({"points": {"hybrid_k1": Point("hybrid", 1, 0.0).knobs()}, "point": "hybrid_k9"})
     with pytest.raises(UserError, match="point=hybrid_k9 is not a point of this sweep"):
@@ -286,6 +290,8 @@ def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, mon
     # the jobs left exactly what a local run reuses: no model, no measurement, the same table
     content = (out / "ablate.csv").read_bytes()
     _no_model(monkeypatch)
-    monkeypatch.setattr("diversity_cli.diversity.run", lambda cfg: pytest.fail("measured again"))
+    monkeypatch.setattr(
+        "diversity_cli.experiments.diversity.measure_diversity", lambda cfg: pytest.fail("measured again")
+    )
     assert cli_run(args) == 0
     assert (out / "ablate.csv").read_bytes() == content

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from diversity_cli.errors import UserError
+from diversity_cli.core.errors import UserError
 from diversity_cli.metrics.coverage import prdc
 from diversity_cli.metrics.diversity import PairwiseDiversity, bootstrap_mean_pairwise, mean_pairwise, vendi_score
 from diversity_cli.metrics.embedders import (

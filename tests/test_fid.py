@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from diversity_cli import reference as reference_module
-from diversity_cli.config import compose
-from diversity_cli.errors import UserError
+from diversity_cli.core.config import compose
+from diversity_cli.core.errors import UserError
+from diversity_cli.core.rundir import RunDir
 from diversity_cli.metrics import quality
-from diversity_cli.reference import folder_reference, open_reference
-from diversity_cli.rundir import RunDir
+from diversity_cli.metrics import reference as reference_module
+from diversity_cli.metrics.reference import folder_reference, open_reference
 
 
 def _closed_form_frechet(a: np.ndarray, b: np.ndarray) -> float:
@@ -184,8 +184,8 @@ def test_coco_reference_follows_the_captions_and_names_a_missing_image(tmp_path)
 
 
 def test_the_shipped_coco_captions_are_the_papers_prompt_set():
-    from diversity_cli.prompts import read_prompts
-    from diversity_cli.reference import COCO_CAPTIONS
+    from diversity_cli.core.prompts import read_prompts
+    from diversity_cli.metrics.reference import COCO_CAPTIONS
 
     rows = read_prompts(None, str(COCO_CAPTIONS))
     assert len(rows) == 30000 and all(row.seed is not None for row in rows)

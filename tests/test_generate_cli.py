@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from diversity_cli.config import available, compose
+from diversity_cli.core.config import available, compose
 
 PROMPT = "prompt=a red circle"
 
@@ -134,7 +134,7 @@ def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
 
 
 def test_text_prompt_files_skip_comments_and_blank_lines(tmp_path):
-    from diversity_cli.prompts import read_prompts
+    from diversity_cli.core.prompts import read_prompts
 
     path = tmp_path / "prompts.txt"
     path.write_text("# what these prompts are for\na shape\n\n  # indented comment\na red circle\n")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from diversity_cli.config import compose
-from diversity_cli.rundir import SAMPLE_COLUMNS
-from diversity_cli.tables import build_tables, load_run, read_paper, read_prompt_labels, to_markdown, wide
+from diversity_cli.core.config import compose
+from diversity_cli.core.rundir import SAMPLE_COLUMNS
+from diversity_cli.reporting.tables import build_tables, load_run, read_paper, read_prompt_labels, to_markdown, wide
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "data" / "paper_tables.csv"

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from diversity_cli.errors import UserError
+from diversity_cli.core.errors import UserError
 from diversity_cli.sampling.plan import make_plan
 from diversity_cli.sampling.sampler import sample_latents
 

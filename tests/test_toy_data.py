@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from diversity_cli.errors import UserError
+from diversity_cli.core.errors import UserError
 from diversity_cli.toy.data import (
     BACKGROUND_GRAY,
     COLORS_RGB,

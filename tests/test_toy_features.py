@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diversity_cli.errors import UserError
+from diversity_cli.core.errors import UserError
 from diversity_cli.toy.data import FACTORS, MODE_FACTORS, allowed_modes, generate_dataset, render_prompt_samples
 from diversity_cli.toy.features import load_classifier, mode_coverage, predicted_modes, prompt_adherence
 

@@ -86,7 +86,7 @@ def test_tiny_run_trains_every_stage_and_exports_a_pipeline(finished):
 
 
 def test_weights_move_in_every_stage(finished):
-    from diversity_cli.config import compose
+    from diversity_cli.core.config import compose
     from diversity_cli.toy.architecture import build_vae
     from diversity_cli.toy.features import ToyClassifier
 
@@ -189,8 +189,8 @@ def test_shipped_assets_fit_the_size_budget():
 
 def test_shipped_base_generates_through_the_cli(cli, tmp_path, monkeypatch):
     """The toolkit's loader takes the shipped folder as a local model pair; its samples follow the prompt."""
-    from diversity_cli.config import conf_dir
-    from diversity_cli.rundir import RunDir
+    from diversity_cli.core.config import conf_dir
+    from diversity_cli.core.rundir import RunDir
     from diversity_cli.toy.features import load_classifier, prompt_adherence
 
     conf = tmp_path / "conf"

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from diversity_cli.adapters import applied, lora_layers, read_adapter
-from diversity_cli.errors import UserError
+from diversity_cli.core.errors import UserError
+from diversity_cli.experiments.transfer import COLUMNS
+from diversity_cli.models.adapters import applied, lora_layers, read_adapter
 from diversity_cli.sampling.plan import make_plan
 from diversity_cli.sampling.sampler import sample_latents
-from diversity_cli.transfer import COLUMNS
 
 PROMPT = "a cat"  # the tiny CLIP scores its images above 0 against this text, so change_pct is defined
 

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from diversity_cli.autok import k_from_commitment
-from diversity_cli.x0viz import committed_fraction
+from diversity_cli.sampling.autok import k_from_commitment
+from diversity_cli.sampling.commitment import committed_fraction
 
 
 def test_committed_fraction_is_the_first_step_under_the_threshold():

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..core.cache import cache_dir
+from ..core.errors import UserError
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's port of the TF FID Inception
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -412,8 +413,7 @@ def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("DIVERSITY_CLI_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "diversity_cli") / "fid"
+    return cache_dir("fid")
 
 
 IS_RELIABLE_N = 5000  # Inception Score over fewer images is biased and noisy (Barratt & Sharma 2018; 50k usual)

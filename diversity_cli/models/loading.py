@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .pair import ModelPair, ModelSpec
 
 NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}

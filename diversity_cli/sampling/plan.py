@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from diffusers import SchedulerMixin
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..models.pair import ModelPair, ModelSpec
 from .denoiser import Denoiser
 from .methods import METHODS

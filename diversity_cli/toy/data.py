@@ -30,7 +30,7 @@ from itertools import product
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 IMAGE_SIZE = 32
 

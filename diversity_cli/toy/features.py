@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from ..core.errors import UserError
+from ..core.resources import asset
 from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, allowed_modes, parse_prompt
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "toy"
+ASSETS = asset("toy")
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 

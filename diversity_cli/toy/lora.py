@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .data import FACTORS, caption, render, sample_labels, sample_named
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -42,7 +42,7 @@ TRAINING_KEYS = (
 )  # fmt: skip
 
 
-def run(cfg: DictConfig) -> Path:
+def train_lora(cfg: DictConfig) -> Path:
     factor, value, negative = validate(cfg)
     out = Path(cfg.out)
     settings = training_settings(cfg)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..models.loading import TRAIN_SCHEDULE, resolve_device
 from .architecture import parameter_count
 from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_dataset
@@ -36,7 +36,7 @@ RUN_CONFIG = "train_toy.yaml"
 TRAINING_KEYS = ("seed", "data", "vae", "features", "text_encoder", "unet")
 
 
-def run(cfg: DictConfig) -> Path:
+def train_toy(cfg: DictConfig) -> Path:
     validate(cfg)
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
@@ -190,7 +190,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def command_line(cfg: DictConfig) -> str:
     """The `diversity-cli train-toy` call that reproduces `cfg`: its differences from the default config."""
-    from ..config import compose
+    from ..core.config import compose
 
     default = _flatten(OmegaConf.to_container(compose("train_toy"), resolve=True))
     current = _flatten(OmegaConf.to_container(cfg, resolve=True))

@@ -1,6 +1,6 @@
 """Few-step distillation of a pair's base model: DMD (DMD2 without its GAN term) and DP-DMD (seed 004).
 
-`distill.run(cfg)` is the `diversity-cli distill` command; `objective.Distiller` holds the three networks and
+`distill.distill(cfg)` is what `diversity-cli distill` runs; `objective.Distiller` holds the three networks and
 computes the losses; `losses` has them as plain functions; `generator` runs the student's few-step sampler and
 the teacher's deterministic ODE; `predict` calls a diffusers network at per-sample timesteps; `state` keeps the
 run directory (checkpoints, log, resume and overwrite rules).

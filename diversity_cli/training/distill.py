@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import UserError
+from ..core.errors import UserError
+from ..core.prompts import read_prompts
 from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
-from ..prompts import read_prompts
 from .objective import Distiller, DistillSettings
 from .state import RunState
 
@@ -166,7 +166,7 @@ class Training:
     prompts: list[str]
 
 
-def run(cfg: DictConfig) -> Path:
+def distill(cfg: DictConfig) -> Path:
     session_began = time.perf_counter()
     validate(cfg)
     prompts = training_prompts(cfg)
@@ -316,7 +316,7 @@ def command_line(cfg: DictConfig) -> str:
     """An equivalent command: the group choices plus every setting that differs from the composed defaults."""
     if Path(sys.argv[0]).name == "diversity-cli":
         return "diversity-cli " + " ".join(sys.argv[1:])
-    from ..config import compose
+    from ..core.config import compose
 
     group = f"distill={cfg.method}"
     defaults = compose("distill", [f"model={cfg.model.name}", group])

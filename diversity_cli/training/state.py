@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 OWNED = ("run.json", "log.csv", "config.yaml", "README.md", "checkpoints", "student")
 LOG_COLUMNS = ["iteration", "generator_loss", "dmd_loss", "first_step_loss", "fake_loss", "seconds"]

@@ -9,86 +9,23 @@ distance falls to `threshold` times its first-step value; `generate k=auto` buil
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from .errors import UserError
-from .generate import run_tag
-from .prompts import prompt_id, read_prompts
-from .sampling.methods import METHODS
+from ..core.errors import UserError
+from ..core.prompts import prompt_id, read_prompts
+from ..sampling.commitment import commitment, summarize
+from ..sampling.methods import METHODS
+from ..sampling.tags import run_tag
+from ..sampling.trace import Trace, to_pixels, trace_method
 
 CURVE_COLUMNS = ["method", "prompt", "seed", "step", "timestep", "fraction", "distance"]
 
 
-@dataclass
-class Trace:
-    """Per step of one batch: who ran, at which timestep, the VP latent x_t and the x̂0 prediction."""
-
-    roles: list[str] = field(default_factory=list)
-    timesteps: list[int] = field(default_factory=list)
-    noisy: list[torch.Tensor] = field(default_factory=list)
-    targets: list[torch.Tensor] = field(default_factory=list)
-
-    def record(self, role: str, index: int, timestep: int, x_t: torch.Tensor, x0: torch.Tensor) -> None:
-        self.roles.append(role)
-        self.timesteps.append(timestep)
-        self.noisy.append(x_t.detach().cpu())
-        self.targets.append(x0.detach().cpu())
-
-
-def trace_method(pair, method: str, prompt: str, seeds: list[int], **knobs) -> tuple[Trace, torch.Tensor]:
-    """Sample `seeds` for one prompt, recording every step; returns the trace and the final latents."""
-    from .sampling.plan import make_plan
-    from .sampling.sampler import sample_latents
-
-    trace = Trace()
-    plan = make_plan(pair, method, **knobs)
-    final = sample_latents(
-        plan, pair.encode([prompt] * len(seeds)), seeds, pair.latent_shape, pair.device, trace.record
-    )
-    return trace, final.cpu()
-
-
-def to_pixels(pair, latents: torch.Tensor) -> torch.Tensor:
-    """Decode latents to float images in [0, 1], (N, 3, H, W)."""
-    import numpy as np
-
-    images = pair.decode(latents.to(pair.device))
-    return torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])).permute(0, 3, 1, 2)
-
-
-def commitment(step_images: list[torch.Tensor], final: torch.Tensor, embedder) -> torch.Tensor:
-    """(steps, seeds) distance between each step's x̂0 image and the final image of the same seed."""
-    from .metrics.embedders import pairwise_distances
-
-    final_emb = embedder(final)
-    rows = []
-    for images in step_images:
-        emb = embedder(images)
-        rows.append(
-            torch.stack(
-                [
-                    pairwise_distances(emb[i : i + 1], final_emb[i : i + 1], embedder.distance)[0, 0]
-                    for i in range(len(emb))
-                ]
-            )
-        )
-    return torch.stack(rows)
-
-
-def committed_fraction(fractions: list[float], distances: list[float], threshold: float) -> float:
-    """First fraction of steps at which the mean distance is at most `threshold` x its first value."""
-    limit = threshold * distances[0]
-    for fraction, distance in zip(fractions, distances, strict=True):
-        if distance <= limit:
-            return fraction
-    return fractions[-1]
-
-
-def run(cfg: DictConfig) -> Path:
+def visualize(cfg: DictConfig) -> Path:
     methods = list(cfg.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -99,8 +36,8 @@ def run(cfg: DictConfig) -> Path:
     if curve_csv.exists() and not cfg.overwrite:
         raise UserError(f"{out} already holds an x0viz run (commitment.csv); use another out= or overwrite=true")
 
-    from .metrics.embedders import get_embedder
-    from .models.loading import load_pair, resolve_device, resolve_dtype
+    from ..metrics.embedders import get_embedder, pairwise_distances
+    from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
     embedder = get_embedder(cfg.metric, device)
@@ -126,7 +63,7 @@ def run(cfg: DictConfig) -> Path:
                 int(cfg.cell),
                 "x_t",
             )
-            distances = commitment(targets, final_images, embedder)
+            distances = commitment(targets, final_images, embedder, partial(pairwise_distances, kind=embedder.distance))
             steps = len(trace.timesteps)
             for step, timestep in enumerate(trace.timesteps):
                 for j, seed in enumerate(seeds):
@@ -147,33 +84,6 @@ def run(cfg: DictConfig) -> Path:
     plot_curves(records, out / "commitment.png", float(cfg.threshold))
     _print_summary(summary, out)
     return out
-
-
-def summarize(records: list[dict], threshold: float) -> list[dict]:
-    """Per method: the mean curve over prompts and seeds, and where it commits."""
-    import pandas as pd
-
-    frame = pd.DataFrame(records)
-    summary = []
-    for method, group in frame.groupby("method", sort=False):
-        curve = (
-            group.groupby("step")
-            .agg(fraction=("fraction", "first"), timestep=("timestep", "first"), distance=("distance", "mean"))
-            .reset_index()
-        )
-        fraction = committed_fraction(curve.fraction.tolist(), curve.distance.tolist(), threshold)
-        at = curve[curve.fraction == fraction].iloc[0]
-        summary.append(
-            {
-                "method": method,
-                "steps": len(curve),
-                "threshold": threshold,
-                "committed_fraction": round(fraction, 4),
-                "committed_step": int(at.step),
-                "committed_timestep": int(at.timestep),
-            }
-        )
-    return summary
 
 
 def save_grid(images: list[torch.Tensor], trace: Trace, path: Path, columns: int, cell: int, label: str) -> None:

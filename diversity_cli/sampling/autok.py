@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
+from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
-
-CACHE_ENV = "DIVERSITY_CLI_CACHE"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "diversity_cli"))
+from ..core.cache import cache_dir
+from ..core.errors import UserError
+from .commitment import Pairwise, commitment, summarize
+from .trace import to_pixels, trace_method
 
 
 def k_from_commitment(distilled_timesteps: list[int], committed_timestep: int) -> int:
@@ -29,9 +25,10 @@ def k_from_commitment(distilled_timesteps: list[int], committed_timestep: int) -
     return min(max(above, 1), len(distilled_timesteps) - 1)
 
 
-def resolve_k(pair, cfg: DictConfig) -> tuple[int, dict]:
-    """The k for `cfg.model`'s pair, with the cached (or freshly measured) base commitment it came from."""
-    from .sampling.plan import natural_scheduler
+def resolve_k(pair, cfg: DictConfig, measure: Callable[[], dict]) -> tuple[int, dict]:
+    """The k for `cfg.model`'s pair, with the cached base commitment it came from; `measure()` makes that record
+    (see `measure_base_commitment`) when it is not cached."""
+    from .plan import natural_scheduler
 
     settings = cfg.auto_k
     key = json.dumps(
@@ -41,11 +38,11 @@ def resolve_k(pair, cfg: DictConfig) -> tuple[int, dict]:
         },
         sort_keys=True,
     )
-    path = cache_dir() / "commitment" / f"{cfg.model.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
+    path = cache_dir("commitment") / f"{cfg.model.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
     if path.exists():
         record = json.loads(path.read_text())
     else:
-        record = measure_base_commitment(pair, settings)
+        record = measure()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")
     record["cache"] = str(path)
@@ -55,17 +52,16 @@ def resolve_k(pair, cfg: DictConfig) -> tuple[int, dict]:
     return k_from_commitment(timesteps, record["committed_timestep"]), record
 
 
-def measure_base_commitment(pair, settings: DictConfig) -> dict:
-    """Trace the base model alone over a few prompts and seeds; where does its x̂0 stop changing?"""
-    from .metrics.embedders import get_embedder
-    from .x0viz import commitment, summarize, to_pixels, trace_method
-
-    embedder = get_embedder(settings.metric, pair.device)
+def measure_base_commitment(pair, settings: DictConfig, embedder, pairwise: Pairwise) -> dict:
+    """Trace the base model alone over a few prompts and seeds; where does its x̂0 stop changing? `embedder`
+    (images -> embeddings) and `pairwise` (its distance) measure how far each step is from the final image."""
     seeds = list(range(int(settings.n)))
     records = []
     for prompt in settings.prompts:
         trace, final = trace_method(pair, "base", prompt, seeds)
-        distances = commitment([to_pixels(pair, x0) for x0 in trace.targets], to_pixels(pair, final), embedder)
+        distances = commitment(
+            [to_pixels(pair, x0) for x0 in trace.targets], to_pixels(pair, final), embedder, pairwise
+        )
         for step, timestep in enumerate(trace.timesteps):
             for j, seed in enumerate(seeds):
                 records.append(

@@ -3,7 +3,7 @@
 `ablate` writes the sweep's composed config to `<out>/multirun/<time>/sweep.yaml` (with `points`: tag -> knobs)
 and starts the multirun, roughly:
 
-    python -m diversity_cli.ablate_job --multirun --config-path <out>/multirun/<time> --config-name sweep \
+    python -m diversity_cli.experiments.ablate_job --multirun --config-path <out>/multirun/<time> --config-name sweep \
         hydra.searchpath=[file://<repo>/conf] hydra/launcher=slurm point=hybrid_k1,hybrid_k2,base,distilled
 
 A job generates its point (resuming) and measures it into `<out>/points/<model>/<tag>/point.csv`; rerunning a job
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from .errors import UserError
+from ..core.errors import UserError
 
 
 @hydra.main(config_path=None, config_name=None, version_base="1.3")

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import UserError
-from .metrics.coverage import PRDC, prdc
-from .metrics.diversity import PairwiseDiversity, VendiScore
-from .metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
-from .rundir import RunDir
+from ..core.errors import UserError
+from ..core.rundir import RunDir
+from ..metrics.coverage import PRDC, prdc
+from ..metrics.diversity import PairwiseDiversity, VendiScore
+from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 
 COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]
 CSV_NAME = "diversity.csv"
@@ -298,7 +298,7 @@ def _fmt(value: object) -> object:
 # -------------------------------------------------------------------------------------------------- command
 
 
-def run(cfg: DictConfig) -> Path:
+def measure_diversity(cfg: DictConfig) -> Path:
     validate(cfg)
     metrics = parse_metrics(cfg.metric)
     root, groups, notes = collect_groups(cfg)

@@ -18,11 +18,11 @@ import io
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from .errors import UserError
+from ..core.errors import UserError
+from ..core.resources import data_path, display
 from .tables import (
     RUN_CSVS,
     RunData,
@@ -41,10 +41,8 @@ from .tables import (
     write_csv,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 
-
-def run(cfg: DictConfig) -> Path:
+def write_report(cfg: DictConfig) -> Path:
     roots = run_dirs(cfg)
     runs = [load_run(root) for root in roots]
     empty = [str(run.root) for run in runs if not run.found]
@@ -59,7 +57,7 @@ def run(cfg: DictConfig) -> Path:
     keys = table_keys(cfg.tables)
     tables_dir = Path(cfg.tables_dir)
     tables = build_tables([r for r in runs if r.found], paper, cfg, keys)
-    written = write_tables(tables, tables_dir, _display(paper_path))
+    written = write_tables(tables, tables_dir, display(paper_path))
     metrics = list(cfg.diversity_metrics)
     figures = write_figures(runs, tables_dir, metrics) if cfg.figures else []
     pages = []
@@ -70,7 +68,7 @@ def run(cfg: DictConfig) -> Path:
         for one in runs:
             if one.found:
                 own = build_tables([one], paper, cfg, page_keys)
-                pages.append(write_html(one, own, cfg, _display(paper_path)))
+                pages.append(write_html(one, own, cfg, display(paper_path)))
     _print_summary(keys, tables, written, figures, pages)
     return tables_dir
 
@@ -91,21 +89,6 @@ def run_dirs(cfg: DictConfig) -> list[Path]:
         if not root.is_dir():
             raise UserError(f"{root} is not a directory; out= / runs= name run directories of generate & co.")
     return list(dict.fromkeys(roots))
-
-
-def data_path(value: Any) -> Path:
-    """A shipped data file: as given when it exists from here, else relative to the repository."""
-    path = Path(str(value)).expanduser()
-    if path.exists() or path.is_absolute():
-        return path
-    return REPO / path
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 # ------------------------------------------------------------------------------------------------ outputs

@@ -19,10 +19,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .errors import UserError
+from ..core.errors import UserError
+from ..core.resources import data_file, data_path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-COCO_CAPTIONS = REPO_ROOT / "data" / "coco_30k.csv"  # the default prompt set of the paper's Tables 2 and 4
+COCO_CAPTIONS = data_file("coco_30k.csv")  # the default prompt set of the paper's Tables 2 and 4
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # How COCO image files are usually named: val2014 / train2014 releases, the 2017 releases, bare ids.
 COCO_PATTERNS = (
@@ -104,7 +104,7 @@ def coco_reference(conf: DictConfig, limit: int | None = None) -> ReferenceSet:
     folder = Path(str(conf.images)).expanduser()
     if not folder.is_dir():
         raise UserError(f"coco.images={folder} is not a folder; point it at the COCO val2014 images")
-    captions = resolve_data_path(str(conf.captions))
+    captions = data_path(str(conf.captions))
     names = _names_from_annotations(captions, folder, str(conf.get("pattern") or "auto"))
     if limit is not None:
         names = names[:limit]
@@ -141,15 +141,6 @@ def toy_reference(prompts: list[str], per_prompt: int, count: int, seed: int) ->
         toy_per_prompt=per_prompt,
         toy_seed=seed,
     )
-
-
-def resolve_data_path(path: str) -> Path:
-    """A data file given relative to the working directory, else to the repository (`data/coco_30k.csv`)."""
-    given = Path(path).expanduser()
-    if given.is_file() or given.is_absolute():
-        return given
-    shipped = REPO_ROOT / given
-    return shipped if shipped.is_file() else given
 
 
 def _file_set(kind: str, description: str, folder: Path, files: list[Path]) -> ReferenceSet:
@@ -199,7 +190,7 @@ def _pick_pattern(folder: Path, first_id: int) -> str:
 
 def _toy_data():
     try:
-        from .toy import data
+        from ..toy import data
     except ImportError:
         raise UserError(
             "reference=toy needs the toy data generator (diversity_cli.toy.data), which is missing"

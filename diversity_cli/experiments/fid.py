@@ -17,9 +17,10 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from .console import progress_bar, stderr_console
-from .errors import UserError
-from .metrics.quality import (
+from ..core.console import progress_bar, stderr_console
+from ..core.errors import UserError
+from ..core.rundir import RunDir, merge_rows
+from ..metrics.quality import (
     DEFAULT_CLIP,
     QualityScores,
     default_cache_dir,
@@ -27,22 +28,21 @@ from .metrics.quality import (
     load_extractor,
     reference_statistics,
 )
-from .reference import ReferenceSet, load_image, open_reference
-from .rundir import RunDir, merge_rows
+from ..metrics.reference import ReferenceSet, load_image, open_reference
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
 META = ["reference", "features"]
 
 
-def run(cfg: DictConfig) -> Path:
+def measure_quality(cfg: DictConfig) -> Path:
     rundir = RunDir(cfg.out)
     groups = sample_groups(rundir, cfg.tags)
     features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
     clip_spec = cfg.clip_model if cfg.clip_model != "auto" else (None if cfg.reference == "toy" else DEFAULT_CLIP)
     references = reference_sets(cfg, groups)  # bad input fails before any network is loaded
 
-    from .models.loading import resolve_device
+    from ..models.loading import resolve_device
 
     device = resolve_device(cfg.device)
     extractor = load_extractor(features, device, inception_weights=cfg.inception_weights, resolution=cfg.resolution)

@@ -8,26 +8,44 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
+from .resources import asset, conf_root
 
 CONF_ENV = "DIVERSITY_CLI_CONF"
-ASSETS = Path(__file__).resolve().parent / "assets"
 
 # `${asset:toy/base}` in a config: a folder shipped inside the package, wherever it is installed.
-OmegaConf.register_new_resolver("asset", lambda relative: str(ASSETS / relative), replace=True)
+OmegaConf.register_new_resolver("asset", lambda relative: str(asset(relative)), replace=True)
 
 
 def conf_dir() -> Path:
-    """The config tree: `$DIVERSITY_CLI_CONF`, else the repository's top-level `conf/`."""
-    override = os.environ.get(CONF_ENV)
-    path = Path(override) if override else Path(__file__).resolve().parent.parent / "conf"
-    if not path.is_dir():
-        raise UserError(f"config directory {path} not found; set {CONF_ENV} to the repository's conf/ folder")
-    return path
+    """The config tree shipped with the toolkit (the repository's `conf/`, packaged inside the wheel)."""
+    return conf_root()
+
+
+def user_conf_dirs() -> list[Path]:
+    """Folders of the user's own configs (`$DIVERSITY_CLI_CONF`, several separated by `:`), searched before the
+    shipped tree: a user's `model/my_pair.yaml` there makes `model=my_pair` work without editing the package."""
+    dirs = [Path(item).expanduser() for item in os.environ.get(CONF_ENV, "").split(os.pathsep) if item.strip()]
+    for path in dirs:
+        if not path.is_dir():
+            raise UserError(f"{CONF_ENV} names {path}, which is not a directory; give folders of YAML configs")
+    return dirs
+
+
+def search_dirs() -> list[Path]:
+    """Every config folder, in the order Hydra searches them: the user's, then the shipped one."""
+    return [*user_conf_dirs(), conf_dir()]
 
 
 def available(group: str) -> list[str]:
-    """Entries of a config group, e.g. the model pairs under conf/model/."""
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    """Entries of a config group, e.g. the model pairs under conf/model/, from every folder of the search path."""
+    return sorted({p.stem for folder in search_dirs() for p in (folder / group).glob("*.yaml")})
+
+
+def _searchpath_override() -> list[str]:
+    users = user_conf_dirs()
+    if not users:
+        return []
+    return ["hydra.searchpath=[" + ",".join(f"file://{path.resolve()}" for path in users) + "]"]
 
 
 def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
@@ -41,7 +59,7 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     _check_group_choices(overrides)
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name=command, overrides=overrides)
+            cfg = hydra_compose(config_name=command, overrides=[*_searchpath_override(), *overrides])
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"bad override for '{command}': {first}") from None
@@ -54,7 +72,7 @@ def _check_group_choices(overrides: list[str]) -> None:
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.lstrip("+~")
-        if sep and (conf_dir() / key).is_dir() and "," not in value:
+        if sep and any((folder / key).is_dir() for folder in search_dirs()) and "," not in value:
             names = available(key)
             if value not in names:
                 raise UserError(f"unknown {key} '{value}'; choose one of: {', '.join(names)}")

@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
-from .errors import UserError
-from .models.loading import NETWORK_SLOT, guarded_load
+from ..core.errors import UserError
+from .loading import NETWORK_SLOT, guarded_load
 
 ADAPTER_NAME = "transfer"  # the adapter name inside diffusers / peft while it is applied
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import UserError
-from .sampling.methods import METHODS
+from ..core.errors import UserError
+from ..sampling.methods import METHODS
 
 KNOBS = ("method", "k", "base_guidance", "base_steps")
 LIST_KEYS = ("metric",)  # a comma in these is a list of values, not a sweep

@@ -1,4 +1,4 @@
-"""`diversity-cli generate`: sample prompts x seeds from a model pair into a resumable run directory."""
+"""Generation into a run directory: prompts x seeds of one sampling setting, resumable, one row per image."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .console import progress_bar, stderr_console
-from .errors import UserError
-from .prompts import PromptRow, prompt_id, read_prompts
-from .rundir import RunDir
-from .sampling.methods import METHODS, USES_BASE_KNOBS
+from ..core.console import progress_bar, stderr_console
+from ..core.errors import UserError
+from ..core.prompts import PromptRow, prompt_id, read_prompts
+from ..core.record import record_invocation
+from ..core.rundir import RunDir
+from ..sampling.methods import METHODS, USES_BASE_KNOBS
+from ..sampling.tags import run_tag
 
 
 @dataclass(frozen=True)
@@ -22,18 +25,6 @@ class Job:
     prompt: str
     seed: int
     path: str  # relative to the run directory
-
-
-def run_tag(method: str, k: int = 1, base_guidance: float = 0.0, base_steps: int | None = None) -> str:
-    """Folder name of a sampling setting: the method and the knobs that change its images."""
-    tag = method
-    if method in USES_BASE_KNOBS:
-        tag += f"_k{k}"
-        if float(base_guidance) != 0.0:
-            tag += f"_g{float(base_guidance):g}"
-        if base_steps is not None:
-            tag += f"_bs{base_steps}"
-    return tag
 
 
 def cfg_tag(cfg: DictConfig) -> str:
@@ -103,16 +94,16 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
     return [job for job in jobs if job.path not in done or job.path in lost]
 
 
-def run(cfg: DictConfig) -> Path:
+def generate(cfg: DictConfig) -> Path:
     validate(cfg)
     prompt = cfg.prompt if cfg.prompt is not None or cfg.prompts is not None else cfg.model.get("default_prompt")
     rows = read_prompts(prompt, cfg.prompts, cfg.limit)
     pair = None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
-        from .autok import resolve_k
+        from ..sampling.autok import resolve_k
 
         pair = _load(cfg)
-        cfg.k, record = resolve_k(pair, cfg)
+        cfg.k, record = resolve_k(pair, cfg, lambda: _measure_commitment(pair, cfg))
         stderr_console().print(
             f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
             f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g})"
@@ -125,7 +116,7 @@ def run(cfg: DictConfig) -> Path:
         stderr_console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
         return run.root
 
-    from .sampling.plan import make_plan
+    from ..sampling.plan import make_plan
 
     pair = pair or _load(cfg)
     device = pair.device
@@ -135,6 +126,7 @@ def run(cfg: DictConfig) -> Path:
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
+    record_invocation(run.root, config=cfg, device=str(device), dtype=str(pair.dtype))
     run.save_timesteps(name, probe.visits(), [type(s.scheduler).__name__ for s in probe.segments for _ in s.timesteps])
 
     with progress_bar() as progress:
@@ -175,7 +167,7 @@ def sample_batch(pair, plan, prompts: list[str], seeds: list[int]) -> tuple[list
     and decoding included."""
     import torch
 
-    from .sampling.sampler import sample_latents
+    from ..sampling.sampler import sample_latents
 
     began = time.perf_counter()
     conditioning = pair.encode(prompts)
@@ -186,8 +178,16 @@ def sample_batch(pair, plan, prompts: list[str], seeds: list[int]) -> tuple[list
     return images, (time.perf_counter() - began) / len(prompts)
 
 
+def _measure_commitment(pair, cfg: DictConfig) -> dict:
+    from ..metrics.embedders import get_embedder, pairwise_distances
+    from ..sampling.autok import measure_base_commitment
+
+    embedder = get_embedder(cfg.auto_k.metric, pair.device)
+    return measure_base_commitment(pair, cfg.auto_k, embedder, partial(pairwise_distances, kind=embedder.distance))
+
+
 def _load(cfg: DictConfig):
-    from .models.loading import load_pair, resolve_device, resolve_dtype
+    from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
     return load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))

@@ -26,14 +26,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import available, conf_dir
-from .console import stderr_console
-from .errors import UserError
-from .generate import run_tag
-from .prompts import read_prompts
-from .rundir import SAMPLE_COLUMNS, RunDir
-from .sampling.methods import USES_BASE_KNOBS
-from .sweep import KNOBS, expand, grid, split_overrides
+from ..core.config import available, conf_dir, search_dirs
+from ..core.console import stderr_console
+from ..core.errors import UserError
+from ..core.prompts import read_prompts
+from ..core.rundir import SAMPLE_COLUMNS, RunDir
+from ..sampling.methods import USES_BASE_KNOBS
+from ..sampling.tags import run_tag
+from .sweep import KNOBS, expand, grid
 
 COLUMNS = [
     "model",
@@ -108,17 +108,7 @@ class Sweep:
 # -------------------------------------------------------------------------------------------------- command
 
 
-def main(overrides: list[str]) -> Path:
-    """The CLI's entry: sweep arguments are parsed before Hydra composes, since its compose API rejects them."""
-    from .config import compose
-
-    args = split_overrides(overrides)
-    cfg = compose("ablate", args.compose)
-    cfg.launcher_overrides = [*cfg.launcher_overrides, *args.hydra]
-    return run(cfg)
-
-
-def run(cfg: DictConfig) -> Path:
+def ablate(cfg: DictConfig) -> Path:
     """Run a composed ablate config (knobs may hold lists or range strings such as "1..4")."""
     sweep = plan_sweep(cfg)
     out = Path(cfg.out)
@@ -177,7 +167,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     points = list(dict.fromkeys(Point.of(**combo) for combo in grid(axes)))
     baselines = [Point(m) for m in BASELINES if cfg.baselines and Point(m) not in points]
     swept = [knob for knob in KNOBS if len({getattr(p, knob) for p in points} - {None}) > 1]
-    from . import generate
+    from . import generation as generate
 
     for point in points + baselines:
         generate.validate(point_config(cfg, point))
@@ -191,8 +181,8 @@ def _generate_keys() -> list[str]:
 
 
 def _uses_slurm(launcher: str) -> bool:
-    path = conf_dir() / "hydra" / "launcher" / f"{launcher}.yaml"
-    return launcher == "submitit_slurm" or (path.is_file() and "submitit_slurm" in path.read_text())
+    paths = [folder / "hydra" / "launcher" / f"{launcher}.yaml" for folder in search_dirs()]
+    return launcher == "submitit_slurm" or any(p.is_file() and "submitit_slurm" in p.read_text() for p in paths)
 
 
 def point_dir(cfg: DictConfig, point: Point) -> Path:
@@ -229,10 +219,10 @@ def attempt(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
 
 def run_point(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
     """Generate (resuming) and measure one point; its rows also go to `<point>/point.csv`."""
-    from . import generate
+    from . import generation as generate
 
     gen = point_config(cfg, point)
-    generate.run(gen)
+    generate.generate(gen)
     return measure(cfg, point, gen)
 
 
@@ -242,7 +232,7 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     The measuring commands work on a run directory; `<point>/measure/` is one whose samples.csv lists just this
     run's images (paths lead back into the point's folder), so older images of other n or prompts stay out.
     """
-    from . import generate
+    from . import generation as generate
     from .diversity import parse_metrics
 
     root = Path(gen.out)
@@ -287,7 +277,7 @@ def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str
     settings = _copy(cfg.measure.diversity)
     settings.update(out=str(view), images=None, metric=metrics, device=cfg.device)
     (view / diversity.CSV_NAME).unlink(missing_ok=True)  # its rows are then exactly this measurement's
-    path = diversity.run(settings)
+    path = diversity.measure_diversity(settings)
     keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high")
     return [{key: row[key] for key in keep} for row in _read_csv(path)]
 
@@ -300,7 +290,7 @@ def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
     settings.update(out=str(view), device=cfg.device, tags=None)
     (view / "fid.csv").unlink(missing_ok=True)
     rows = []
-    for row in _read_csv(fid.run(settings)):
+    for row in _read_csv(fid.measure_quality(settings)):
         for metric, value in row.items():
             if metric not in QUALITY_SKIP and not metric.startswith("is_std") and value not in ("", None):
                 name = "clip_score" if metric == "clip" else metric  # `clip` names the diversity embedder
@@ -345,7 +335,7 @@ def _write_view(view: Path, rows: list[dict[str, str]]) -> None:
 
 
 def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
-    """One Hydra multirun job per point (`python -m diversity_cli.ablate_job`); waits for them all.
+    """One Hydra multirun job per point (`python -m diversity_cli.experiments.ablate_job`); waits for them all.
 
     The jobs read this sweep's composed config from `<out>/multirun/<time>/sweep.yaml`, so each one runs exactly
     what this command would run locally. Returns a message when some job failed.
@@ -362,13 +352,13 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
     argv = [
         sys.executable,
         "-m",
-        "diversity_cli.ablate_job",
+        "diversity_cli.experiments.ablate_job",
         "--multirun",
         "--config-path",
         str(folder),
         "--config-name",
         "sweep",
-        f"hydra.searchpath=[file://{conf_dir().resolve()}]",
+        "hydra.searchpath=[" + ",".join(f"file://{path.resolve()}" for path in search_dirs()) + "]",
         f"hydra/launcher={cfg.launcher}",
         f"hydra.sweep.dir={folder}",
         f"point={','.join(point.tag for point in sweep.all)}",

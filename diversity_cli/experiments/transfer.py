@@ -28,12 +28,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .adapters import Adapter, applied, read_adapter
-from .console import progress_bar, stderr_console
-from .errors import UserError
-from .generate import Job, pending, sample_batch, settings_hash
-from .prompts import PromptRow, prompt_id, read_prompts
-from .rundir import RunDir, merge_rows
+from ..core.console import progress_bar, stderr_console
+from ..core.errors import UserError
+from ..core.prompts import PromptRow, prompt_id, read_prompts
+from ..core.record import record_invocation
+from ..core.rundir import RunDir, merge_rows
+from ..models.adapters import Adapter, applied, read_adapter
+from .generation import Job, pending, sample_batch, settings_hash
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
@@ -71,7 +72,7 @@ def other(role: str) -> str:
     return "distilled" if role == "base" else "base"
 
 
-def run(cfg: DictConfig) -> Path:
+def transfer(cfg: DictConfig) -> Path:
     validate(cfg)
     rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
     transfers = plan_transfers(cfg)  # adapter files are read and recognised before any model loads
@@ -142,7 +143,7 @@ def is_toy(cfg: DictConfig) -> bool:
 
 
 def clip_model(cfg: DictConfig) -> str | None:
-    from .metrics.quality import DEFAULT_CLIP
+    from ..metrics.quality import DEFAULT_CLIP
 
     if cfg.clip_model == "auto":
         return None if is_toy(cfg) else DEFAULT_CLIP
@@ -155,7 +156,7 @@ def classifier_target(cfg: DictConfig, concept: str | None) -> tuple[str, int] |
     enabled = is_toy(cfg) if cfg.classifier == "auto" else bool(cfg.classifier)
     if not enabled:
         return None
-    from .toy.data import FACTORS, parse_prompt
+    from ..toy.data import FACTORS, parse_prompt
 
     if cfg.classifier_target:
         factor, _, value = str(cfg.classifier_target).partition("=")
@@ -214,7 +215,7 @@ def _adapter_settings(cfg: DictConfig, role: str, adapter: Adapter, scale: float
 
 
 def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[str, list[Job]], console) -> None:
-    from .models.loading import load_pair, resolve_device, resolve_dtype
+    from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
     pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
@@ -222,6 +223,7 @@ def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[st
     name = f"{cfg.model.name}_transfer"
     rundir.save_config(name, cfg)
     rundir.save_versions(name, {"device": str(device)})
+    record_invocation(rundir.root, config=cfg, device=str(device), dtype=str(pair.dtype))
     with progress_bar(console) as progress:
         for group in groups:
             jobs = todo[group.tag]
@@ -237,7 +239,7 @@ def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[st
 
 def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size: int, advance) -> None:
     """The jobs' images with the group's model alone (its own scheduler, steps and guidance), as `generate`."""
-    from .sampling.plan import make_plan
+    from ..sampling.plan import make_plan
 
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start : start + batch_size]
@@ -275,13 +277,13 @@ class Scorers:
 
     @classmethod
     def load(cls, device: str, clip_spec: str | None, target: tuple[str, int] | None) -> Scorers:
-        from .metrics.quality import load_clip
-        from .models.loading import resolve_device
+        from ..metrics.quality import load_clip
+        from ..models.loading import resolve_device
 
         resolved = resolve_device(device)
         classifier = None
         if target is not None:
-            from .toy.features import load_classifier
+            from ..toy.features import load_classifier
 
             classifier = load_classifier(resolved)
         return cls(resolved, load_clip(clip_spec, resolved), clip_spec, classifier, target)
@@ -321,7 +323,7 @@ def measure(
             "change_pct": _fmt(change_pct(without["clip"], with_["clip"])),
         }
         if scorers.target is not None:
-            from .toy.data import FACTORS
+            from ..toy.data import FACTORS
 
             factor, value = scorers.target
             row["classifier_without"] = _fmt(without["classifier"])

@@ -1,0 +1,24 @@
+"""`diversity-cli ablate`: sweep the sampler's knobs (ranges, lists, grids), generate and measure every point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ..core.config import compose
+from ..experiments.ablate import ablate
+from ..experiments.sweep import split_overrides
+
+
+def main(overrides: list[str]) -> Path:
+    """Sweep arguments (`k=1..4`, `base_guidance=0,2,5`) are parsed before Hydra composes: its compose API rejects
+    them."""
+    args = split_overrides(overrides)
+    cfg = compose("ablate", args.compose)
+    cfg.launcher_overrides = [*cfg.launcher_overrides, *args.hydra]
+    return run(cfg)
+
+
+def run(cfg: DictConfig) -> Path:
+    return ablate(cfg)

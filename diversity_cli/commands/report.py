@@ -1,0 +1,13 @@
+"""`diversity-cli report`: the paper's tables, measured beside published, and an HTML report per run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ..reporting.report import write_report
+
+
+def run(cfg: DictConfig) -> Path:
+    return write_report(cfg)

@@ -1,0 +1,142 @@
+"""What made a run: one invocation record per command invocation, `runs/<time>-<command>.json` in the run
+directory it wrote to.
+
+The CLI opens the invocation (`begin`: command name and exact command line); the library adds what it knows when
+it knows it (`record_invocation(root, ...)`: the resolved config, device, weights, schedulers, results). One run
+directory holds many invocations (methods, pairs, shards, sweep points), so each invocation has its own file,
+rewritten atomically as sections are added; nothing else ever writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text
+
+RECORDS = "runs"
+SCHEMA = 1
+# Every package whose version can change a number this toolkit writes.
+PACKAGES = (
+    "diversity-cli",
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "peft",
+    "dreamsim",
+    "torchmetrics",
+    "torch-fidelity",
+    "open-clip-torch",
+    "pillow",
+    "numpy",
+    "hydra-core",
+)
+
+
+@dataclass
+class Invocation:
+    command: str
+    argv: list[str]
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    files: dict[Path, Path] = field(default_factory=dict)  # run directory -> its record of this invocation
+    sections: dict[Path, dict[str, Any]] = field(default_factory=dict)
+
+
+_current: Invocation | None = None
+
+
+def begin(command: str, argv: list[str]) -> Invocation:
+    """Open the invocation the CLI is running (`argv`: the overrides as typed)."""
+    global _current
+    _current = Invocation(command, list(argv))
+    return _current
+
+
+def current() -> Invocation:
+    """The open invocation; library code called outside the CLI (tests, notebooks) gets an anonymous one."""
+    return _current or begin("library", [])
+
+
+def record_invocation(root: str | Path, **sections: Any) -> Path:
+    """Add `sections` (JSON-able values: `config=`, `device=`, `models=`, ...) to this invocation's record in the
+    run directory `root`, writing it atomically; returns its path."""
+    invocation = current()
+    root = Path(root)
+    key = root.resolve()
+    if key not in invocation.files:
+        stamp = invocation.started.strftime("%Y%m%dT%H%M%S.%fZ")
+        invocation.files[key] = root / RECORDS / f"{stamp}-{invocation.command}-{os.getpid()}.json"
+        invocation.sections[key] = _header(invocation)
+    body = invocation.sections[key]
+    body.update({name: _plain(value) for name, value in sections.items()})
+    path = invocation.files[key]
+    _write_json(path, body)
+    return path
+
+
+def _header(invocation: Invocation) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "command": invocation.command,
+        "command_line": ["diversity-cli", invocation.command, *invocation.argv],
+        "overrides": invocation.argv,
+        "started": invocation.started.isoformat(),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "executable": sys.executable,
+    }
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def git_commit() -> str:
+    """The checkout's commit (with `-dirty` when it has changes), or `not a checkout` for an installed wheel."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return "not a checkout"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _write_json(path: Path, body: dict[str, Any]) -> None:
+    write_text(path, json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")

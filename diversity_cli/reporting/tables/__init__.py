@@ -1,0 +1,110 @@
+"""The paper's Tables 1, 2, 3, 4, D.1 and E.1 (and Figures 5 and 7) built from a run directory's CSVs, with the
+published number beside each measured one.
+
+One module per table (or pair of tables built alike): `table1`, `quality` (2 and 4), `table3`, `architectures`
+(D.1 and E.1); `figures` draws Figures 5 and 7, `render` writes a built table as markdown or CSV, and `common` holds
+what they share (`Line`, `Table`, `RunData`, reading the paper's and a run's CSVs, `assemble`). `BUILDERS` below is
+the registry: each table id's builder, which `build_tables` calls and joins with the paper's cells.
+
+Which measured group goes to which paper row is set in `conf/report.yaml` (`mapping`): per table, the pair the
+paper used and the method tag of each row. A run on another pair (the toy) stands in for the paper's pair, row by
+row, with "measured as" saying what it is; every other pair gets rows of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+from ...core.errors import UserError
+from . import architectures, quality, table1, table3
+from .common import (
+    CSV_COLUMNS,
+    RUN_CSVS,
+    TABLE_IDS,
+    TITLES,
+    Builder,
+    Line,
+    RunData,
+    Table,
+    assemble,
+    load_run,
+    read_csv,
+    read_paper,
+)
+from .figures import ablate_curves, figure5, figure7
+from .render import format_number, metric_notes, provenance, to_markdown, wide, write_csv
+from .table3 import read_prompt_labels
+
+__all__ = [
+    "BUILDERS",
+    "CSV_COLUMNS",
+    "RUN_CSVS",
+    "TABLE_IDS",
+    "TITLES",
+    "Builder",
+    "Line",
+    "RunData",
+    "Table",
+    "ablate_curves",
+    "assemble",
+    "build_tables",
+    "figure5",
+    "figure7",
+    "format_number",
+    "load_run",
+    "metric_notes",
+    "provenance",
+    "read_csv",
+    "read_paper",
+    "read_prompt_labels",
+    "table_keys",
+    "to_markdown",
+    "wide",
+    "write_csv",
+]
+
+# Table key (as in `tables=[1,3,D1]` and conf/report.yaml's `mapping`) -> its builder. Tables built alike share one
+# builder, told which paper table (the id as the paper prints it) the cells belong to.
+BUILDERS: dict[str, Builder] = {
+    "1": table1.build,
+    "2": partial(quality.build, "2"),
+    "3": table3.build,
+    "4": partial(quality.build, "4"),
+    "D1": partial(architectures.build, "D.1"),
+    "E1": partial(architectures.build, "E.1"),
+}
+
+
+def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterable[str]) -> dict[str, Table]:
+    """Each requested table that at least one run has a measurement for."""
+    tables = {}
+    for key in keys:
+        measured = BUILDERS[key](runs, paper, cfg.mapping[key])
+        if measured:
+            tables[key] = assemble(TABLE_IDS[key], paper, measured)
+    return tables
+
+
+def table_keys(value: Any) -> list[str]:
+    """`tables=[1,3,D1]` / "all" / "none" -> keys; D.1 and d1 are accepted."""
+    if value is None:
+        return list(TABLE_IDS)
+    if isinstance(value, str):
+        items = value.replace(",", " ").split()
+    elif isinstance(value, Iterable):
+        items = [str(v) for v in value]
+    else:
+        items = [str(value)]
+    if items in (["all"], []):
+        return list(TABLE_IDS)
+    if items == ["none"]:  # figures and the HTML only
+        return []
+    keys = []
+    for item in items:
+        key = item.upper().replace(".", "").replace("TABLE", "").strip()
+        if key not in TABLE_IDS:
+            raise UserError(f"unknown table '{item}'; choose from: {', '.join(TABLE_IDS.values())} (or all)")
+        keys.append(key)
+    return list(dict.fromkeys(keys))

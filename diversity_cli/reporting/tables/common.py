@@ -1,0 +1,263 @@
+"""What every paper table is made of: the `Line` (one cell) and the `Table`, the inputs (the paper's numbers in
+`data/paper_tables.csv`, a run directory's CSVs), the helpers the per-table modules share to turn a run's rows into
+measured cells, and `assemble`, which joins the measured cells with the paper's.
+
+A `Line` keeps the paper's coordinates (`method`, `condition`, `metric`, exactly as in `data/paper_tables.csv`), the
+published value, and what a run measured there (`measured_metric` is the real name of what was measured:
+`toy_features`, never "DreamSim"; `fid_toyfeat`, never "FID"). A paper cell nobody measured keeps an empty measured
+value; a measurement with no paper cell gets a line of its own with an empty paper value. Nothing is ever filled in.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ...core.errors import UserError
+
+# Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
+TABLE_IDS = {"1": "1", "2": "2", "3": "3", "4": "4", "D1": "D.1", "E1": "E.1"}
+TITLES = {
+    "1": "Table 1: control transfer, % change of CLIP score with the adapter (base -> target model)",
+    "2": "Table 2: distribution quality and speed of base, distilled and hybrid (COCO captions)",
+    "3": "Table 3: sample diversity per prompt (mean pairwise distance, higher is more diverse)",
+    "4": "Table 4: hybrid vs. skipping the first timestep (COCO captions)",
+    "D.1": "Table D.1: other architectures (PixArt-alpha/delta, SD 2.1/SD-Turbo): diversity and time",
+    "E.1": "Table E.1: replacing the final timesteps instead of the first (diversity and time)",
+}
+RUN_CSVS = (
+    "samples.csv",
+    "diversity.csv",
+    "fid.csv",
+    "transfer.csv",
+    "ablate.csv",
+    "commitment.csv",
+    "commitment_summary.csv",
+)
+
+
+@dataclass
+class Line:
+    """One cell of a paper table: the paper's coordinates and value, and what was measured there."""
+
+    table: str
+    method: str
+    condition: str
+    metric: str  # the paper's metric (slot) name, e.g. "fid", "clip_change_pct:base->dmd"
+    paper: str = ""  # the published value exactly as data/paper_tables.csv writes it
+    measured_metric: str = ""
+    measured: str = ""  # the measured value as the run's CSV writes it (or a mean of such numbers)
+    n: str = ""
+    model: str = ""
+    measured_as: str = ""  # the run's group behind the number: model / method tag / prompt
+    run: str = ""
+    date: str = ""
+
+
+CSV_COLUMNS = [f.name for f in Line.__dataclass_fields__.values()]
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    lines: list[Line]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def measured(self) -> list[Line]:
+        return [line for line in self.lines if line.measured != ""]
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [dict(row) for row in csv.DictReader(f)]
+
+
+def read_paper(path: Path) -> list[Line]:
+    """The published numbers, one Line per row of `table,method,condition,metric,value`."""
+    rows = read_csv(path)
+    if not rows:
+        raise UserError(f"paper table file {path} not found or empty; it ships as data/paper_tables.csv")
+    missing = {"table", "method", "condition", "metric", "value"} - set(rows[0])
+    if missing:
+        raise UserError(
+            f"{path} lacks column(s) {', '.join(sorted(missing))}; expected table,method,condition,metric,value"
+        )
+    return [Line(r["table"], r["method"], r["condition"], r["metric"], paper=r["value"]) for r in rows]
+
+
+@dataclass
+class RunData:
+    """Everything a run directory holds that the tables use."""
+
+    root: Path
+    samples: list[dict[str, str]]
+    diversity: list[dict[str, str]]
+    fid: list[dict[str, str]]
+    transfer: list[dict[str, str]]
+    ablate: list[dict[str, str]]
+    commitment: list[dict[str, str]]
+    commitment_summary: list[dict[str, str]]
+    versions: dict[str, Any]
+    dates: dict[str, str]  # CSV name -> its modification time (UTC)
+
+    @property
+    def found(self) -> list[str]:
+        return sorted(self.dates)
+
+    @property
+    def commit(self) -> str:
+        commits = {v.get("git_commit", "") for v in self.versions.values() if isinstance(v, dict)}
+        commits.discard("")
+        return ", ".join(sorted(c[:10] for c in commits))
+
+    def date(self, name: str) -> str:
+        return self.dates.get(name, "")
+
+
+def load_run(root: str | Path) -> RunData:
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a directory; give out=<run directory> (or runs=[dir1,dir2])")
+    data = {name: read_csv(root / name) for name in RUN_CSVS}
+    dates = {name: _mtime(root / name) for name in RUN_CSVS if (root / name).is_file()}
+    versions = {}
+    if (root / "versions.json").is_file():
+        try:
+            versions = json.loads((root / "versions.json").read_text())
+        except json.JSONDecodeError:
+            versions = {}
+    return RunData(
+        root=root,
+        samples=data["samples.csv"],
+        diversity=data["diversity.csv"],
+        fid=data["fid.csv"],
+        transfer=data["transfer.csv"],
+        ablate=data["ablate.csv"],
+        commitment=data["commitment.csv"],
+        commitment_summary=data["commitment_summary.csv"],
+        versions=versions,
+        dates=dates,
+    )
+
+
+def _mtime(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --------------------------------------------------------------------------------------- measured records
+
+
+def as_number(value: Any) -> float | None:
+    """A CSV cell as a finite number; None for an empty cell, text, nan or inf."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def mean_of(values: list[str]) -> str:
+    """The mean of the numbers among `values`, written as repr writes it (the tables' text form); "" if none."""
+    numbers = [x for x in (as_number(v) for v in values) if x is not None]
+    return repr(sum(numbers) / len(numbers)) if numbers else ""
+
+
+def match_tag(tag: str, rows: dict[str, str]) -> str | None:
+    """The paper row of a method tag: an exact key first, then a glob key (`replace_final_k*`)."""
+    if tag in rows:
+        return rows[tag]
+    for pattern, label in rows.items():
+        if fnmatch.fnmatchcase(tag, pattern):
+            return label
+    return None
+
+
+def choose_model(groups: Iterable[tuple[str, str]], paper_model: str | None) -> str | None:
+    """The pair whose (pair, method tag) groups fill the paper's rows: the paper's own pair if measured, else the
+    one with the most of the table's methods (ties: by name)."""
+    tags: dict[str, set[str]] = {}
+    for model, tag in groups:
+        tags.setdefault(model, set()).add(tag)
+    if not tags:
+        return None
+    if paper_model in tags:
+        return paper_model
+    return min(tags, key=lambda model: (-len(tags[model]), model))
+
+
+def ablate_as_diversity(run: RunData) -> list[dict[str, str]]:
+    """ablate.csv rows in diversity.csv's shape (method = the tag generate gives those knobs)."""
+    from ...sampling.tags import run_tag
+
+    rows = []
+    for row in run.ablate:
+        k = int(float(row["k"])) if as_number(row.get("k")) is not None else 1
+        guidance = as_number(row.get("base_guidance")) or 0.0
+        steps = int(float(row["base_steps"])) if as_number(row.get("base_steps")) is not None else None
+        tag = run_tag(row["method"], k, guidance, steps)
+        rows.append({**row, "method": tag, "_source": "ablate.csv"})
+    return rows
+
+
+def diversity_rows(run: RunData) -> list[dict[str, str]]:
+    """diversity.csv rows, then ablate.csv's for groups diversity.csv does not have."""
+    rows = [{**row, "_source": "diversity.csv"} for row in run.diversity]
+    have = {(r["model"], r["method"], r["prompt"], r["metric"]) for r in rows}
+    for row in ablate_as_diversity(run):
+        if (row["model"], row["method"], row["prompt"], row["metric"]) not in have:
+            rows.append(row)
+    return rows
+
+
+def origin(run: RunData, source: str) -> dict[str, str]:
+    """The run and the date of the CSV a measured cell comes from."""
+    return {"run": str(run.root), "date": run.date(source)}
+
+
+# ----------------------------------------------------------------------------------------------- assembly
+
+
+def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
+    """Join the paper's cells with the measured ones: every paper cell once per measured metric found for it (or
+    once, empty, if none), then measured cells the paper has no number for. The first run wins a duplicate."""
+    notes: list[str] = []
+    slots: dict[tuple[str, str, str], list[Line]] = {}
+    kept: dict[tuple[str, str, str, str], Line] = {}
+    for line in measured:
+        key = (line.method, line.condition, line.metric, line.measured_metric)
+        if key in kept:
+            if kept[key].measured != line.measured:
+                notes.append(
+                    f"{line.method} / {line.condition} / {line.measured_metric}: also measured {line.measured} in "
+                    f"{line.run} ({line.measured_as}); the table shows {kept[key].measured} from {kept[key].run}"
+                )
+            continue
+        kept[key] = line
+        slots.setdefault(key[:3], []).append(line)
+    lines: list[Line] = []
+    published = [line for line in paper if line.table == table_id]
+    for cell in published:
+        found = slots.pop((cell.method, cell.condition, cell.metric), [])
+        lines += [replace(line, paper=cell.paper) for line in found] or [replace(cell)]
+    for found in slots.values():
+        lines += found
+    return Table(table_id, TITLES[table_id], lines, notes)
+
+
+# How a table's measured cells come from the runs: (runs in order, the paper's cells, the table's entry of
+# conf/report.yaml's `mapping`) -> cells. The registry in `__init__` maps each table id to one.
+Builder = Callable[[list[RunData], list[Line], Any], list[Line]]

@@ -1,0 +1,151 @@
+"""Figures 5 (when each method commits: x̂0 against the final image, step by step) and 7 (diversity against base
+guidance, k and the base's own steps), as PNG with the plotted points as CSV beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .common import RunData
+
+
+def figure5(runs: list[RunData], path: Path) -> Path | None:
+    """Figure 5: distance between each step's x̂0 and the final image against % of steps, per method."""
+    frames = [(run, row) for run in runs for row in run.commitment]
+    if not frames:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame([{**row, "run": str(run.root)} for run, row in frames])
+    frame["fraction"] = frame["fraction"].astype(float)
+    frame["distance"] = frame["distance"].astype(float)
+    curves = frame.groupby(["run", "method", "fraction"], sort=False).distance.mean().reset_index()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    multi = curves.run.nunique() > 1
+    for (run, method), curve in curves.groupby(["run", "method"], sort=False):
+        label = f"{Path(run).name}: {method}" if multi else method
+        ax.plot(curve.fraction * 100, curve.distance, marker="o", ms=3, label=label)
+    ax.set_xlabel("% of steps done")
+    ax.set_ylabel(f"distance(x̂0 at step, final image)\n[{x0viz_metric(runs)}]")
+    ax.set_title("Figure 5: when each method commits", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save_figure(fig, path, curves)
+
+
+def x0viz_metric(runs: list[RunData]) -> str:
+    """The embedder x0viz measured with, from the run's saved config when there is one."""
+    from omegaconf import OmegaConf
+
+    names = []
+    for run in runs:
+        config = run.root / "configs" / "x0viz.yaml"
+        if config.is_file():
+            names.append(str(OmegaConf.load(config).get("metric", "")))
+    names = [n for n in dict.fromkeys(names) if n]
+    return ", ".join(names) if names else "x0viz metric"
+
+
+ABLATE_KNOBS = (
+    ("base_guidance", "(a) base guidance"),
+    ("k", "(b) k: base steps at the start"),
+    ("base_steps", "(c) base's own steps"),
+)
+
+
+def ablate_curves(runs: list[RunData], metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Figure 7's data: for each knob, the mean over prompts of every hybrid point where only that knob varies;
+    and the base / distilled baselines (knob "baseline"), the levels the paper's figure compares against."""
+    import pandas as pd
+
+    rows = [{**row, "run": str(run.root)} for run in runs for row in run.ablate]
+    if metrics is not None:
+        wanted = set(metrics)
+        rows = [row for row in rows if row.get("metric") in wanted]
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows)
+    for column in ("k", "base_guidance", "base_steps", "value", "seconds_per_image", "nfe", "n"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else float("nan")
+    out = []
+    for (run, model, metric, method), group in frame[frame.method.isin(["base", "distilled"])].groupby(
+        ["run", "model", "metric", "method"], sort=False
+    ):
+        out.append(_point("baseline", float("nan"), run, model, metric, method, group))
+    hybrid = frame[frame.method == "hybrid"]
+    for knob, _ in ABLATE_KNOBS:
+        others = [c for c, _ in ABLATE_KNOBS if c != knob]
+        for key, group in hybrid.groupby(["run", "model", "metric", *others], dropna=False, sort=False):
+            if group[knob].nunique(dropna=True) < 2:
+                continue
+            fixed = ", ".join(f"{c}={v:g}" for c, v in zip(others, key[3:], strict=True) if not pd.isna(v))
+            for point, part in group.groupby(knob, sort=True):
+                out.append(_point(knob, point, *key[:3], fixed, part))
+    return out
+
+
+def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: str, part: Any) -> dict[str, Any]:
+    return {
+        "knob": knob,
+        "point": point,
+        "run": run,
+        "model": model,
+        "metric": metric,
+        "fixed": fixed,
+        "value": part.value.mean(),
+        "seconds_per_image": part.seconds_per_image.mean(),
+        "nfe": part.nfe.mean(),
+        "prompts": int(part.prompt.nunique()),
+        "n": part.n.iloc[0],
+    }
+
+
+def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = None) -> Path | None:
+    """Figure 7: diversity (and seconds per image, dotted) against base guidance, k and the base's own step count;
+    base and distilled alone as horizontal lines."""
+    curves = ablate_curves(runs, metrics)
+    if not any(c["knob"] != "baseline" for c in curves):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(curves)
+    knobs = [(knob, title) for knob, title in ABLATE_KNOBS if (frame.knob == knob).any()]
+    fig, axes = plt.subplots(1, len(knobs), figsize=(4.4 * len(knobs), 3.5), dpi=120, squeeze=False)
+    for ax, (knob, title) in zip(axes[0], knobs, strict=True):
+        part = frame[frame.knob == knob]
+        twin = ax.twinx()
+        for (model, metric, fixed), line in part.groupby(["model", "metric", "fixed"], sort=False):
+            label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "")
+            ax.plot(line.point, line.value, marker="o", ms=3, label=label)
+            if line.seconds_per_image.notna().any():
+                twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
+        levels = frame[(frame.knob == "baseline") & frame.model.isin(part.model) & frame.metric.isin(part.metric)]
+        for _, level in levels.iterrows():
+            style = "--" if level.fixed == "base" else "-."
+            ax.axhline(level.value, ls=style, lw=1, color="black", label=f"{level.model} {level.fixed} alone")
+        ax.set_xlabel(knob)
+        ax.set_ylabel("diversity (metric in legend)")
+        twin.set_ylabel("s / image (dotted)", color="grey")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    return _save_figure(fig, path, frame)
+
+
+def _save_figure(fig, path: Path, points) -> Path:
+    """The figure as PNG and the points it plots as CSV beside it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    points.to_csv(path.with_suffix(".csv"), index=False)
+    return path

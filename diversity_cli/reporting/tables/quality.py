@@ -1,0 +1,71 @@
+"""Tables 2 and 4: FID, IS, CLIP score and seconds per image of each method, from fid.csv. Table 2 compares base,
+distilled and hybrid; Table 4 the hybrid against skipping the first timestep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .common import Line, RunData, as_number, choose_model, match_tag, origin
+
+
+def _steps(run: RunData) -> dict[tuple[str, str], str]:
+    """(model, tag) -> "4 steps, 5 NFE" from samples.csv, for "measured as"."""
+    found: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for row in run.samples:
+        found.setdefault((row["model"], row.get("tag") or row["method"]), set()).add((row["steps"], row["nfe"]))
+    return {
+        key: "; ".join(f"{steps} steps, {nfe} NFE" for steps, nfe in sorted(values)) for key, values in found.items()
+    }
+
+
+def quality_slot(column: str) -> str | None:
+    """fid.csv column -> the paper metric it measures: fid / fid_<features> -> fid, is / is_<features> -> is."""
+    if column in ("clip", "seconds_per_image", "fid", "is"):
+        return column
+    if column.startswith("fid_"):
+        return "fid"
+    if column.startswith("is_") and not column.startswith("is_std"):
+        return "is"
+    return None
+
+
+def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
+    """fid.csv -> Table 2 / 4 cells: one row per method tag of the paper's pair (or its stand-in)."""
+    rows = dict(cfg.rows)
+    mapped = [r for r in run.fid if match_tag(r["method"], rows)]
+    model = choose_model(((r["model"], r["method"]) for r in mapped), cfg.get("model"))
+    steps = _steps(run)
+    records = []
+    for row in mapped:  # other method tags belong to other tables (Table 4's skip_first is not a Table 2 row)
+        label = match_tag(row["method"], rows) if row["model"] == model else None
+        method = label or f"{row['model']} / {row['method']}"
+        reference = row.get("reference", "")
+        for column, value in row.items():
+            slot = quality_slot(column)
+            if slot is None or as_number(value) is None:
+                continue
+            name = column
+            if slot == "fid" and reference not in ("", "coco", "toy"):
+                name = f"{column}[ref={Path(reference).name}]"
+            step = steps.get((row["model"], row["method"]), "")
+            records.append(
+                Line(
+                    table,
+                    method,
+                    "all",
+                    slot,
+                    measured_metric=name,
+                    measured=value,
+                    n=row.get("n", ""),
+                    model=row["model"],
+                    measured_as=f"{row['model']} / {row['method']}" + (f" ({step})" if step else ""),
+                    **origin(run, "fid.csv"),
+                )
+            )
+    return records
+
+
+def build(table: str, runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
+    """Table 2's or 4's (`table`: "2" / "4") measured cells, run by run; the paper's cells are not needed."""
+    return [line for run in runs for line in quality_records(table, run, cfg)]

@@ -1,0 +1,57 @@
+"""Table 1: control transfer, the % change of CLIP score an adapter trained on one model brings to another, from
+transfer.csv."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import Line, RunData, as_number, origin
+
+
+def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
+    """transfer.csv -> Table 1 cells: rows by adapter concept, columns by `source->target` of each pair."""
+    targets = dict(cfg.targets)
+    conditions = {line.condition.lower(): line for line in paper if line.table == "1"}
+    adapters = {str(k).lower(): str(v) for k, v in dict(cfg.adapters).items()}
+    records = []
+    for row in run.transfer:
+        model = row.get("model", "")
+        # direction=both names the adapters <name>@base and <name>@distilled
+        name = row["adapter"].split("@")[0]
+        label = adapters.get(name.lower()) or row["concept"]
+        known = conditions.get(label.lower())
+        method, condition = (known.method, known.condition) if known else (name, row["concept"])
+        if row.get("classifier_target"):
+            condition = f"{condition} ({row['classifier_target']})" if not known else condition
+
+        def role(name: str, model: str = model) -> str:
+            return "base" if name == "base" else str(targets.get(model, f"{model}:{name}"))
+
+        slot = f"clip_change_pct:{role(row['source'])}->{role(row['target'])}"
+        scale = row.get("scale", "")
+        at = f" (scale {scale})" if scale else ""
+        clip = f"[{row['clip_model']}]" if row.get("clip_model") else ""
+        values = [(f"clip_change_pct{clip}", row.get("change_pct", ""))]
+        values += [(c, row.get(c, "")) for c in ("classifier_without", "classifier_with")]
+        for metric, value in values:
+            if value != "" and as_number(value) is not None:
+                records.append(
+                    Line(
+                        "1",
+                        method,
+                        condition,
+                        slot,
+                        measured_metric=metric,
+                        measured=value,
+                        n=row.get("n", ""),
+                        model=model,
+                        measured_as=f"{model} / {row['adapter']}{at}: {row['source']} -> {row['target']}",
+                        **origin(run, "transfer.csv"),
+                    )
+                )
+    return records
+
+
+def build(runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
+    """Table 1's measured cells, run by run."""
+    return [line for run in runs for line in table1_records(run, paper, cfg)]
