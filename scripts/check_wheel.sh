@@ -42,6 +42,5 @@ if [ -n "$changed" ]; then echo "check-wheel: site-packages changed:"; echo "$ch
 strays=$(listing "$work/home" | grep -v -E '^\.$|^\./\.cache(/|$)|^\./\.config$|^\./\.config/matplotlib(/|$)' || true)
 if [ -n "$strays" ]; then echo "check-wheel: written outside the run and the cache:"; echo "$strays" | head -20; fail=1; fi
 [ "$fail" = 0 ] || exit 1
-echo "check-wheel: the installed wheel ran generate, diversity and report from an empty directory;"
-echo "check-wheel: it wrote $(find "$RUN" -type f | wc -l) files under the run directory and nothing elsewhere"
-echo "check-wheel: but the user cache ($(find "$work/home" -type f | wc -l) files under \$HOME/.cache and .config)"
+echo "check-wheel: the installed wheel ran generate, diversity and report from an empty directory: $(find "$RUN" -type f | wc -l)"
+echo "check-wheel: files in the run directory, $(find "$work/home" -type f | wc -l) in the user cache, nothing anywhere else"
