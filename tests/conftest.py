@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see diversity_cli/__init__.py
 
@@ -9,6 +10,8 @@ import pytest
 # Tests never reach a hub: a missing checkpoint must fail fast and clearly, not try the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Nor the user's cache: a test run gets its own (embeddings, FID statistics, commitment records, weight hashes).
+os.environ.setdefault("DIVERSITY_CLI_CACHE", tempfile.mkdtemp(prefix="diversity-cli-test-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from diversity_cli.core.cache import cache_dir
 from diversity_cli.core.errors import UserError
 from diversity_cli.metrics.coverage import prdc
 from diversity_cli.metrics.diversity import PairwiseDiversity, bootstrap_mean_pairwise, mean_pairwise, vendi_score
@@ -327,7 +328,8 @@ def test_command_on_a_run_directory(cli, run_dir, tmp_path):
         if row["metric"] in ("pixel", "dino"):
             assert float(row["ci_low"]) <= float(row["value"]) <= float(row["ci_high"])
     assert "hybrid_k1" in out and "pixel_coverage" in out  # the printed table
-    assert (run_dir / ".cache" / "embeddings-pixel.pt").is_file()
+    assert list(cache_dir("embeddings").glob("*.pt"))  # the user cache, not the run directory
+    assert not (run_dir / ".cache").exists()
 
     # The stored value is the pair-by-pair RMSE of the group's images, downsampled.
     with (run_dir / "samples.csv").open(newline="") as f:

@@ -17,3 +17,58 @@ def cache_root() -> Path:
 def cache_dir(kind: str) -> Path:
     """The folder of one kind of cached result, e.g. `cache_dir("fid")`."""
     return cache_root() / kind
+
+
+# What the toolkit writes, per kind: `cache clear` deletes only files whose names match (never a user's file in a
+# cache root they pointed elsewhere, e.g. DIVERSITY_CLI_CACHE=~), and `cache info` counts them.
+KINDS = {
+    "embeddings": ("per-image embeddings of `diversity`, one file per embedder fingerprint", r"[0-9a-f]{16}\.pt"),
+    "fid": ("FID reference statistics of `fid`", r"[a-z]+-[0-9a-f]{20}(\.pt|\.json|\.\d+\.tmp)"),
+    "commitment": ("base-model commitment records of k=auto", r"[\w.-]+-[0-9a-f]{12,20}\.json"),
+    "fingerprints": ("memoised hashes of weight files (path, mtime, size)", r"files\.json"),
+}
+# Temporary files of atomic writes (`core.atomic`) left by a killed run.
+TEMPORARY = r"\..+\.tmp(\.\w+)?"
+
+
+def cached_files(kind: str) -> list[Path]:
+    """The files the toolkit wrote in one kind's folder."""
+    import re
+
+    folder = cache_dir(kind)
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(f"(?:{KINDS[kind][1]})|(?:{TEMPORARY})")
+    return sorted(p for p in folder.iterdir() if p.is_file() and pattern.fullmatch(p.name))
+
+
+def cache_info() -> list[dict]:
+    """Per kind: its folder, what it holds, how many files and bytes."""
+    out = []
+    for kind, (what, _) in KINDS.items():
+        files = cached_files(kind)
+        out.append(
+            {
+                "kind": kind,
+                "folder": str(cache_dir(kind)),
+                "holds": what,
+                "files": len(files),
+                "bytes": sum(p.stat().st_size for p in files),
+            }
+        )
+    return out
+
+
+def clear_cache(kinds: list[str] | None = None) -> dict[str, int]:
+    """Delete the toolkit's files of these kinds (all when None); a folder left empty goes too. Returns the count
+    deleted per kind. Nothing else in the cache root is touched."""
+    removed = {}
+    for kind in kinds or list(KINDS):
+        files = cached_files(kind)
+        for path in files:
+            path.unlink(missing_ok=True)
+        removed[kind] = len(files)
+        folder = cache_dir(kind)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed

@@ -1,13 +1,15 @@
 """`diversity-cli diversity`: sample diversity of a run directory (per model, method tag and prompt) or a folder.
 
-For each metric every image is embedded once (and cached per file); each group's mean pairwise distance, its
-bootstrap interval, the Vendi score and, with a reference set, precision / recall / density / coverage all come
-from those embeddings. Results go to `diversity.csv`; a rerun replaces only the rows it recomputes.
+For each metric every image is embedded once (and cached in the user cache by the image's bytes and the
+embedder's fingerprint: options, weights, libraries); each group's mean pairwise distance, its bootstrap interval,
+the Vendi score and, with a reference set, precision / recall / density / coverage all come from those embeddings.
+Results go to `diversity.csv`; a rerun replaces only the rows it recomputes.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,7 +18,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..core.atomic import atomic_path
+from ..core.cache import cache_dir
 from ..core.errors import UserError
+from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint
 from ..core.rundir import RunDir
 from ..metrics.coverage import PRDC, prdc
 from ..metrics.diversity import PairwiseDiversity, VendiScore
@@ -143,39 +148,75 @@ def _attach_references(cfg: DictConfig, run: RunDir, groups: list[Group], by_key
 # ---------------------------------------------------------------------------------------------- embedding
 
 
+# Everything besides the embedder's own options and weights that changes an embedding: how an image file becomes
+# the tensor the embedder gets (`load_image`), and the libraries the embedders run on.
+IMAGE_PREPARATION = "PIL convert('RGB') -> uint8 HxWx3 -> float32 CHW / 255 in [0,1], stored size; embedder resizes"
+EMBEDDING_PACKAGES = (
+    "diversity-cli",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pillow",
+    "dreamsim",
+    "open-clip-torch",
+    "transformers",
+    "torchmetrics",
+    "peft",
+)
+
+
+def embedding_key(embedder: Embedder, name: str) -> dict:
+    """What an embedding depends on besides the image: the embedder and its options, the bytes of its weights
+    (files or in-memory networks it lists in `weights`), the image preparation and the library versions."""
+    return {
+        "embedder": getattr(embedder, "cache_key", name),
+        "weights": weights_fingerprint(getattr(embedder, "weights", ())),
+        "preparation": IMAGE_PREPARATION,
+        "packages": packages(*EMBEDDING_PACKAGES),
+    }
+
+
 class EmbeddingCache:
-    """Embeddings of one metric per image file, valid while the file's mtime and size are unchanged."""
+    """Embeddings of one embedder fingerprint (`embedding_key`), one file in the user cache
+    (`embeddings/<fingerprint>.pt`), each keyed by the image file's bytes (sha256): other weights, options,
+    libraries or image bytes are a miss, a moved or re-touched identical file is a hit."""
 
-    def __init__(self, folder: Path | None, metric: str, key: str):
-        self.path = folder / f"embeddings-{metric}.pt" if folder is not None else None
+    def __init__(self, folder: Path | None, key: dict):
         self.key = key
-        self.items: dict[str, tuple[str, torch.Tensor]] = {}
-        self.dirty = False
-        if self.path is not None and self.path.is_file():
-            try:
-                saved = torch.load(self.path, map_location="cpu", weights_only=True)
-            except Exception:  # a damaged cache is only lost time: start afresh
-                saved = {}
-            if saved.get("key") == key:
-                self.items = saved["items"]
+        self.fingerprint = digest(key)
+        self.path = folder / f"{self.fingerprint}.pt" if folder is not None else None
+        self.items: dict[str, torch.Tensor] = self._load()
+        self.new: dict[str, torch.Tensor] = {}
 
-    @staticmethod
-    def _stamp(path: Path) -> str:
-        stat = path.stat()
-        return f"{stat.st_mtime_ns}:{stat.st_size}"
+    def _load(self) -> dict[str, torch.Tensor]:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged cache is only lost time: start afresh
+            return {}
+        # The file name is a digest of the key; the key stored inside guards against a collision.
+        return dict(saved["items"]) if isinstance(saved, dict) and saved.get("key") == digest_text(self.key) else {}
 
     def get(self, path: Path) -> torch.Tensor | None:
-        item = self.items.get(str(path.resolve()))
-        return item[1] if item is not None and item[0] == self._stamp(path) else None
+        return self.items.get(file_hash(path))
 
     def put(self, path: Path, embedding: torch.Tensor) -> None:
-        self.items[str(path.resolve())] = (self._stamp(path), embedding.clone())
-        self.dirty = True
+        self.new[file_hash(path)] = embedding.clone()
+        self.items[file_hash(path)] = self.new[file_hash(path)]
 
     def save(self) -> None:
-        if self.path is not None and self.dirty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"key": self.key, "items": self.items}, self.path)
+        """Add this run's embeddings to the file (re-read first: another command may have added its own)."""
+        if self.path is None or not self.new:
+            return
+        items = {**self._load(), **self.new}
+        with atomic_path(self.path) as temporary:
+            torch.save({"key": digest_text(self.key), "items": items}, temporary)
+        self.new = {}
+
+
+def digest_text(key: dict) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def embed_paths(embedder: Embedder, paths: list[Path], batch_size: int, cache: EmbeddingCache, progress=None):
@@ -224,9 +265,8 @@ def _row(group: Group, metric: str, value: float, low: float | None = None, high
 
 def embedder_rows(cfg, name: str, embedder: Embedder, groups: list[Group], metrics: list[str], root: Path, notes):
     """Rows of every metric computed from this embedder's embeddings: pairwise diversity, coverage, Vendi."""
-    cache_key = getattr(embedder, "cache_key", name)
     cacheable = bool(cfg.cache) and getattr(embedder, "cacheable", True)
-    cache = EmbeddingCache(root / ".cache" if cacheable else None, name, cache_key)
+    cache = EmbeddingCache(cache_dir("embeddings") if cacheable else None, embedding_key(embedder, name))
     paths = list(dict.fromkeys(p for g in groups for p in (*g.paths, *g.reference)))
     with _progress() as progress:
         table = dict(zip(paths, embed_paths(embedder, paths, int(cfg.batch_size), cache, progress), strict=True))

@@ -67,6 +67,9 @@ class BatchedEmbedder:
         self.batch_size = int(batch_size)
         self.cacheable = cacheable  # embeddings small enough to keep on disk between runs
         self.cache_key = name  # get_embedder adds the options that change the embeddings
+        # Where its weights come from: files / folders (hashed by their bytes) or in-memory networks (their state).
+        # Cache keys and provenance fingerprint them; each factory lists what it loaded.
+        self.weights: list[Any] = []
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         parts = []
@@ -230,14 +233,19 @@ def dreamsim_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return (Path(home) if home else Path.home() / ".cache") / "dreamsim"
 
 
-def dreamsim_missing(cache_dir: Path, dreamsim_type: str) -> list[str]:
-    """Files DreamSim of this type would download into `cache_dir`: they must be there before it is loaded."""
+def dreamsim_files(dreamsim_type: str) -> list[str]:
+    """Files (and folders) under its cache dir that DreamSim of this type loads."""
     needed = list(DREAMSIM_FILES[dreamsim_type])
     if dreamsim_type in ("ensemble", "dino_vitb16"):
         needed += DREAMSIM_HUB["dino"]
     elif dreamsim_type == "dinov2_vitb14":
         needed += DREAMSIM_HUB["dinov2"]
-    return [name for name in needed if not (cache_dir / name).exists()]
+    return needed
+
+
+def dreamsim_missing(cache_dir: Path, dreamsim_type: str) -> list[str]:
+    """Files DreamSim of this type would download into `cache_dir`: they must be there before it is loaded."""
+    return [name for name in dreamsim_files(dreamsim_type) if not (cache_dir / name).exists()]
 
 
 def dreamsim(
@@ -276,7 +284,9 @@ def dreamsim(
     def embed(batch: torch.Tensor) -> torch.Tensor:
         return model.embed(resize(batch, (DREAMSIM_SIZE, DREAMSIM_SIZE)))
 
-    return BatchedEmbedder("dreamsim", "cosine", embed, device, batch_size)
+    embedder = BatchedEmbedder("dreamsim", "cosine", embed, device, batch_size)
+    embedder.weights = [folder / name for name in dreamsim_files(type)]
+    return embedder
 
 
 # ---------------------------------------------------------------------------------------------------- lpips
@@ -421,7 +431,9 @@ def lpips(
         )
     from torchmetrics.functional.image.lpips import _LPIPS
 
-    return LpipsEmbedder(_LPIPS(pretrained=True, net=net, resize=resize), device, batch_size)
+    embedder = LpipsEmbedder(_LPIPS(pretrained=True, net=net, resize=resize), device, batch_size)
+    embedder.weights = [path, embedder.network.lins]  # the backbone file and torchmetrics' linear layers
+    return embedder
 
 
 # ----------------------------------------------------------------------------------------------- clip / dino
@@ -522,7 +534,9 @@ def clip(device: torch.device, model: str = "ViT-B-32", pretrained: str | None =
             x = TF.center_crop(x, list(size))
         return network.encode_image((x - mean) / std)
 
-    return BatchedEmbedder("clip", "cosine", embed, device, batch_size)
+    embedder = BatchedEmbedder("clip", "cosine", embed, device, batch_size)
+    embedder.weights = [checkpoint or name.removeprefix("local-dir:")]
+    return embedder
 
 
 def dino(device: torch.device, path: str = "facebook/dinov2-base", batch_size: int = 32) -> BatchedEmbedder:
@@ -544,7 +558,9 @@ def dino(device: torch.device, path: str = "facebook/dinov2-base", batch_size: i
         pooled = getattr(out, "pooler_output", None)
         return pooled if pooled is not None else out.last_hidden_state[:, 0]
 
-    return BatchedEmbedder("dino", "cosine", embed, device, batch_size)
+    embedder = BatchedEmbedder("dino", "cosine", embed, device, batch_size)
+    embedder.weights = [folder]
+    return embedder
 
 
 # ---------------------------------------------------------------------------------------------------- toy
@@ -572,7 +588,9 @@ def toy_features(
     if distance not in DISTANCES:
         raise UserError(f"toy_features distance '{distance}' is not one of: {', '.join(DISTANCES)}")
     classifier = toy_module().load_classifier(device, path)
-    return BatchedEmbedder("toy_features", distance, classifier.embed, device, batch_size)
+    embedder = BatchedEmbedder("toy_features", distance, classifier.embed, device, batch_size)
+    embedder.weights = [classifier]  # its state: whichever file it came from
+    return embedder
 
 
 # ------------------------------------------------------------------------------------------------ registry

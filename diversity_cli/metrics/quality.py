@@ -49,6 +49,7 @@ from torch import nn
 
 from ..core.cache import cache_dir
 from ..core.errors import UserError
+from ..core.fingerprint import file_hash, packages
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's port of the TF FID Inception
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -166,7 +167,7 @@ class InceptionExtractor(Extractor):
             "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(weights)
         )
         self.resolution = INCEPTION_RESOLUTION
-        self.name = f"inception-v3-compat:{_file_hash(weights)}"  # other weights, other cached statistics
+        self.name = f"inception-v3-compat:{file_hash(weights)}"  # other weights, other cached statistics
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -228,14 +229,6 @@ class TinyRandomNet(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha1()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 def weights_hash(modules: Iterable[nn.Module]) -> str:
@@ -385,8 +378,9 @@ def reference_statistics(
     key = {
         **identity,
         "resolution": extractor.resolution,
-        "extractor": extractor.name,
-        "preparation": preparation(extractor.resize, extractor.resolution)["id"],
+        "extractor": extractor.name,  # the network and a hash of its weights
+        "preparation": preparation(extractor.resize, extractor.resolution),  # every field, not only its id
+        "packages": packages(*STATISTICS_PACKAGES),
     }
     path = cache_path(cache_dir, key) if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -405,6 +399,11 @@ def reference_statistics(
         partial.replace(path)  # atomic: a sweep running in parallel never reads half a file
         path.with_suffix(".json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
     return stats, False
+
+
+# Libraries whose version can change the statistics: the decoder and resizer (Pillow, numpy), the network's
+# runtime and port (torch, torch-fidelity), the running sums (torchmetrics).
+STATISTICS_PACKAGES = ("torch", "torchvision", "torch-fidelity", "torchmetrics", "pillow", "numpy")
 
 
 def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:

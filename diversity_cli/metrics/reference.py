@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..core.errors import UserError
+from ..core.fingerprint import file_hash, files_hash
 from ..core.resources import data_file, data_path
 
 COCO_CAPTIONS = data_file("coco_30k.csv")  # the default prompt set of the paper's Tables 2 and 4
@@ -132,10 +133,11 @@ def toy_reference(prompts: list[str], per_prompt: int, count: int, seed: int) ->
     if count < 2:
         raise UserError(f"the toy reference would hold {count} image(s); FID needs at least 2 (raise toy.per_prompt)")
     prompt_hash = hashlib.sha1("\n".join(prompts).encode()).hexdigest()
+    identity = {"kind": "toy", "count": count, "seed": seed, "prompts": prompt_hash, "per_prompt": per_prompt}
     return ReferenceSet(
         kind="toy",
         description=f"{description}, seed {seed}",
-        identity={"kind": "toy", "count": count, "seed": seed, "prompts": prompt_hash, "per_prompt": per_prompt},
+        identity={**identity, "renderer": toy_renderer()},
         count=count,
         toy_prompts=prompts,
         toy_per_prompt=per_prompt,
@@ -143,13 +145,17 @@ def toy_reference(prompts: list[str], per_prompt: int, count: int, seed: int) ->
     )
 
 
+def toy_renderer() -> dict[str, Any]:
+    """What the toy scenes' pixels depend on: the renderer's version and its source file's bytes."""
+    data = _toy_data()
+    return {"version": getattr(data, "RENDERER_VERSION", None), "source": file_hash(data.__file__)}
+
+
 def _file_set(kind: str, description: str, folder: Path, files: list[Path]) -> ReferenceSet:
-    # The listing's names, sizes and mtimes: a changed folder is a different reference, stats are recomputed.
-    listing = hashlib.sha1()
-    for path in files:
-        stat = path.stat()
-        listing.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    identity = {"kind": kind, "folder": str(folder.resolve()), "count": len(files), "listing": listing.hexdigest()}
+    # The images' names and bytes (hashes memoised by path, mtime and size): a changed image, even one rewritten
+    # with its old mtime, is a different reference and its statistics are recomputed.
+    images = files_hash(files, root=folder, persist=True)
+    identity = {"kind": kind, "folder": str(folder.resolve()), "count": len(files), "images": images}
     return ReferenceSet(kind=kind, description=description, identity=identity, count=len(files), files=files)
 
 

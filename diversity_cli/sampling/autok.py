@@ -7,14 +7,15 @@ never all), so the base decides the composition and the distilled model only ref
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.atomic import write_text
 from ..core.cache import cache_dir
 from ..core.errors import UserError
+from ..core.fingerprint import digest, packages
 from .commitment import Pairwise, commitment, summarize
 from .trace import to_pixels, trace_method
 
@@ -30,26 +31,46 @@ def resolve_k(pair, cfg: DictConfig, measure: Callable[[], dict]) -> tuple[int, 
     (see `measure_base_commitment`) when it is not cached."""
     from .plan import natural_scheduler
 
-    settings = cfg.auto_k
-    key = json.dumps(
-        {
-            "model": OmegaConf.to_container(cfg.model, resolve=True),
-            "auto_k": OmegaConf.to_container(settings, resolve=True),
-        },
-        sort_keys=True,
-    )
-    path = cache_dir("commitment") / f"{cfg.model.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
-    if path.exists():
-        record = json.loads(path.read_text())
-    else:
+    key = commitment_key(pair, cfg)
+    path = cache_dir("commitment") / f"{cfg.model.name}-{digest(key)}.json"
+    record = _read(path, key)
+    if record is None:
         record = measure()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        write_text(path, json.dumps({**record, "key": key}, indent=2, sort_keys=True, default=str) + "\n")
+    record = {name: value for name, value in record.items() if name != "key"}
     record["cache"] = str(path)
     timesteps = [int(round(float(t))) for t in natural_scheduler(pair.distilled).timesteps]
     if len(timesteps) < 2:
         raise UserError(f"k=auto needs a distilled schedule of at least 2 steps; {cfg.model.name} has {len(timesteps)}")
     return k_from_commitment(timesteps, record["committed_timestep"]), record
+
+
+# Libraries whose version can move the base model's x̂0 trace or the distance measured on it.
+COMMITMENT_PACKAGES = ("diversity-cli", "torch", "diffusers", "transformers", "numpy", "pillow")
+
+
+def commitment_key(pair, cfg: DictConfig) -> dict:
+    """What the base's commitment depends on: the model config, the `auto_k` settings, the bytes of the base's
+    weights and of the shared components (retraining a model in place is a miss), and library versions."""
+    from ..models.provenance import pair_weights_hash
+
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "auto_k": OmegaConf.to_container(cfg.auto_k, resolve=True),
+        "weights": pair_weights_hash(cfg.model, pair),
+        "dtype": str(getattr(pair, "dtype", "")),
+        "packages": packages(*COMMITMENT_PACKAGES),
+    }
+
+
+def _read(path, key: dict) -> dict | None:
+    """The cached record if it was made under this very key (the name is a digest of it; the copy inside guards
+    against a collision or a file from an older version); None otherwise."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if json.loads(json.dumps(key, default=str)) == record.get("key") else None
 
 
 def measure_base_commitment(pair, settings: DictConfig, embedder, pairwise: Pairwise) -> dict:

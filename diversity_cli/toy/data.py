@@ -33,6 +33,9 @@ import numpy as np
 from ..core.errors import UserError
 
 IMAGE_SIZE = 32
+# Raise when a change to `render` changes the pixels of a scene: cached toy reference statistics (`fid
+# reference=toy`) are keyed by it (and by this file's bytes, which catches a forgotten bump).
+RENDERER_VERSION = 1
 
 FACTORS: dict[str, list[str]] = {
     "shape": ["circle", "square", "triangle", "cross"],

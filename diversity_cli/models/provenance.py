@@ -1,0 +1,126 @@
+"""Which weights a model pair was made of, for run records and cache keys: per network (base, distilled, the
+shared components: VAE and text encoders), where it came from (hub id and the revision found in the local
+Hugging Face cache, or a local path) and a hash of its weights (the files' bytes, memoised by path + mtime +
+size in `core.fingerprint`; the state of in-memory networks for the tiny pairs).
+
+It reads the same config keys `loading` loads from (`path`, or `repo` + `subfolder` + `variant`, or `repo` +
+`file` into the architecture of `config_repo`), and only the local cache: it never downloads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..core.fingerprint import digest, files_hash, folder_hash, module_hash, weight_files
+
+DENOISER_FOLDERS = ("unet", "transformer")  # replaced by the pair's own networks: not part of "components"
+
+
+def pair_provenance(model: DictConfig, pair: Any = None) -> dict[str, dict[str, Any]]:
+    """{"base": ..., "distilled": ..., "components": ...}: source, revision, weights hash of each."""
+    if model.get("tiny"):
+        return _tiny(model, pair)
+    out = {role: _network(model[role].network) for role in ("base", "distilled")}
+    out["components"] = _components(model.components, model.get("family"))
+    return out
+
+
+def pair_weights_hash(model: DictConfig, pair: Any = None, roles: tuple[str, ...] = ("base", "components")) -> str:
+    """One digest of the weights of these networks of the pair (a cache key part)."""
+    record = pair_provenance(model, pair)
+    return digest({role: record[role].get("weights_hash") for role in roles})
+
+
+def _tiny(model: DictConfig, pair: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for role in ("base", "distilled"):
+        spec = getattr(pair, role, None)
+        out[role] = {
+            "source": f"tiny random network (seed {model[role].get('seed')})",
+            "weights_hash": module_hash(spec.network) if spec is not None else None,
+        }
+    pipe = getattr(pair, "pipe", None)
+    parts = [getattr(pipe, name) for name in ("vae", "text_encoder", "text_encoder_2") if getattr(pipe, name, None)]
+    out["components"] = {
+        "source": "tiny random components",
+        "weights_hash": module_hash(*parts) if parts else None,
+    }
+    return out
+
+
+def _network(conf: DictConfig) -> dict[str, Any]:
+    if conf.get("path"):
+        return _local(conf.path)
+    if conf.get("file"):
+        found = _cached(conf.repo, conf.file)
+        record = {"hub_id": str(conf.repo), "file": str(conf.file), **_revision(found)}
+        record["weights_hash"] = folder_hash(found) if found else None
+        architecture = _cached(conf.config_repo, _join(conf.get("config_subfolder"), "config.json"))
+        record["architecture"] = {"hub_id": str(conf.config_repo), **_revision(architecture)}
+        return record
+    subfolder = conf.get("subfolder")
+    config = _cached(conf.repo, _join(subfolder, "config.json"))
+    record = {"hub_id": str(conf.repo), "subfolder": subfolder, "variant": conf.get("variant"), **_revision(config)}
+    files = _variant_files(weight_files(config.parent), conf.get("variant")) if config else []
+    record["weights_hash"] = files_hash(files, root=config.parent) if files else None
+    return record
+
+
+def _components(conf: DictConfig, family: str | None) -> dict[str, Any]:
+    if conf.get("path"):
+        return _local(conf.path)
+    index = _cached(conf.repo, "model_index.json")
+    record = {"hub_id": str(conf.repo), "variant": conf.get("variant"), **_revision(index)}
+    if index is None:
+        record["weights_hash"] = None
+        return record
+    root = index.parent
+    files = [p for p in weight_files(root) if p.parent != root and p.relative_to(root).parts[0] not in DENOISER_FOLDERS]
+    files = _variant_files(files, conf.get("variant"))
+    record["weights_hash"] = files_hash(files, root=root) if files else None
+    return record
+
+
+def _local(path: Any) -> dict[str, Any]:
+    folder = Path(str(path)).expanduser()
+    if not folder.exists():
+        return {"path": str(folder), "weights_hash": None}
+    return {"path": str(folder.resolve()), "weights_hash": folder_hash(folder)}
+
+
+def _join(subfolder: Any, name: str) -> str:
+    return f"{subfolder}/{name}" if subfolder else name
+
+
+def _cached(repo: Any, filename: str) -> Path | None:
+    """The file in the local Hugging Face cache (never downloaded), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(str(repo), filename)
+    except ValueError:
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def _revision(found: Path | None) -> dict[str, Any]:
+    """The commit of the snapshot a cached file belongs to (…/snapshots/<commit>/…)."""
+    if found is None:
+        return {"revision": None, "note": "not in the local Hugging Face cache"}
+    parts = found.parts
+    if "snapshots" in parts:
+        return {"revision": parts[parts.index("snapshots") + 1]}
+    return {"revision": None}
+
+
+def _variant_files(files: list[Path], variant: Any) -> list[Path]:
+    """The weight files diffusers loads for a variant: `name.<variant>.ext` (none: names without a variant),
+    safetensors over .bin where a folder has both."""
+    chosen = [p for p in files if f".{variant}." in p.name] if variant else []
+    if not chosen:  # no variant asked, or none stored: diffusers falls back to the plain files
+        chosen = [p for p in files if p.name.count(".") == 1]
+    folders_with_safetensors = {p.parent for p in chosen if p.suffix == ".safetensors"}
+    return [p for p in chosen if p.suffix == ".safetensors" or p.parent not in folders_with_safetensors]
