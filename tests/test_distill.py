@@ -76,7 +76,9 @@ def _one_line(err: str) -> bool:
 @pytest.mark.parametrize("method", ["dmd", "dp_dmd"])
 def test_training_moves_student_and_fake_but_not_teacher(cli, tmp_path, prompts_file, loaded_pairs, method):
     out = tmp_path / method
-    extra = ["anchor_k=1", "teacher_ode.steps=2"] if method == "dp_dmd" else []
+    # DP-DMD on a batch of 2: the constant-predictor floor of its first step needs more than one sample.
+    extra = ["anchor_k=1", "teacher_ode.steps=2", "batch_size=2"] if method == "dp_dmd" else ["batch_size=1"]
+    small = [item for item in SMALL if not item.startswith("batch_size=")]
     code, _, err = cli(
         "distill",
         "model=tiny_sd",
@@ -85,7 +87,7 @@ def test_training_moves_student_and_fake_but_not_teacher(cli, tmp_path, prompts_
         f"prompts={prompts_file}",
         f"out={out}",
         "iterations=2",
-        *SMALL,
+        *small,
     )
     assert code == 0, err
     rows = _log(out)
@@ -95,10 +97,11 @@ def test_training_moves_student_and_fake_but_not_teacher(cli, tmp_path, prompts_
         assert all(math.isfinite(float(row[key])) for key in losses)
         assert float(row["seconds"]) > 0
         if method == "dmd":
-            assert row["first_step_loss"] == ""
+            assert row["first_step_loss"] == row["first_step_floor"] == ""
         else:  # total = dmd + lambda_div * first (0.05 by default)
             expected = float(row["dmd_loss"]) + 0.05 * float(row["first_step_loss"])
             assert float(row["generator_loss"]) == pytest.approx(expected, rel=1e-4)
+            assert float(row["first_step_floor"]) > 0
 
     initial = tiny.build_network("sd", seed=0).state_dict()  # tiny_sd's base: the teacher before training
     teacher = loaded_pairs[-1].base.network.state_dict()
@@ -113,6 +116,8 @@ def test_training_moves_student_and_fake_but_not_teacher(cli, tmp_path, prompts_
     assert fake.keys() == initial.keys() and not _same(fake, initial) and not _same(fake, student)
     readme = (out / "README.md").read_text()
     assert f"distill={method}" in readme and "LCMScheduler" in readme
+    if method == "dp_dmd":  # 2 trailing DDIM steps run 999, 499: the first step's anchor is taken at 499
+        assert "x̂0 at t=499 (anchor_k=1 of 2 DDIM steps" in readme
 
 
 def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts_file):
@@ -169,7 +174,8 @@ def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
         (["method=gan"], "unknown distill method 'gan'"),
         (["method=dp_dmd"], "use distill=dp_dmd"),
         (["distill=dp_dmd", "anchor_k=0"], "anchor_k=0 is out of range"),
-        (["distill=dp_dmd", "anchor_k=9"], "anchor_k=9 is out of range"),  # tiny_sd's base runs 8 steps
+        (["distill=dp_dmd", "anchor_k=9"], "anchor_k=9 is out of range"),  # the teacher ODE's default: 8 steps
+        (["distill=dp_dmd", "teacher_ode.steps=null"], "teacher_ode.steps=null leaves anchor_k without"),
         (["distill=dp_dmd", "student_timesteps=[999]"], "at least 2 student_timesteps"),
         (["student_timesteps=[499,749]"], "strictly decreasing"),
         (["t_range=[0.5,0.2]"], "t_range"),
@@ -256,6 +262,24 @@ def test_dp_dmd_stops_the_dmd_gradient_at_the_first_step(tiny_pairs, step_index)
     params = [p for p in distiller.student.parameters() if p.requires_grad]
     dmd_to_student = torch.autograd.grad(out.dmd, params, allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in dmd_to_student)  # the DMD term does train the student
+
+
+def test_first_step_floor_is_the_loss_of_the_best_constant_first_step(tiny_pairs):
+    pair = tiny_pairs("tiny_sd")
+    distiller = _distiller(pair, "dp_dmd")
+    cond = pair.encode(PROMPTS[:3])
+    noise = torch.randn(3, *pair.latent_shape, generator=torch.Generator().manual_seed(4))
+    out = distiller.generator_losses(noise, cond, torch.Generator().manual_seed(5), step_index=1)
+    s = distiller.settings
+    target = teacher_anchor(pair.base.network, distiller.ode, s.ode_steps, s.anchor_k, noise, cond, s.ode_guidance)
+    # The batch mean is the best constant in-sample; the floor corrects its optimism by n / (n - 1).
+    in_sample = (target - target.mean(dim=0, keepdim=True)).pow(2).mean().item()
+    assert out.first_step_floor.item() == pytest.approx(in_sample * 3 / 2, rel=1e-5)
+    for other in (target.mean(dim=0, keepdim=True) + 0.05, target[:1], torch.zeros_like(target[:1])):
+        assert (target - other).pow(2).mean().item() > in_sample
+    assert out.first_step_floor.grad_fn is None  # a reference number, never trained
+    one = distiller.generator_losses(noise[:1], pair.encode(PROMPTS[:1]), torch.Generator().manual_seed(5), 1)
+    assert one.first_step_floor is None  # one sample cannot say how much the anchors vary
 
 
 def test_without_stop_gradient_the_dmd_term_reaches_the_first_step(tiny_pairs):

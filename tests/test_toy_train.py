@@ -23,6 +23,7 @@ TINY = [
     "vae.norm_groups=4",
     "vae.steps=3",
     "vae.batch_size=4",
+    "features.retrain=true",  # the tiny run trains its own feature network (the default copies the shipped one)
     "features.channels=[4,4,4]",
     "features.embed_dim=8",
     "features.steps=3",
@@ -159,6 +160,33 @@ def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli):
     code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5", "overwrite=true")
     assert code == 0, err
     assert [int(r["step"]) for r in _log(out, "unet")] == [1, 2, 3, 4, 5]
+
+
+def test_default_run_keeps_the_judge_and_can_reuse_a_vae_and_shift_the_schedule(tmp_path):
+    """features.retrain=false (the default) copies the shipped judge byte for byte; vae.reuse skips the VAE stage;
+    unet.schedule_shift travels to the exported scheduler, so the base samples on the schedule it learned."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    from diversity_cli.cli import run
+    from diversity_cli.toy.features import judge_sha256
+    from diversity_cli.toy.schedule import noise_schedule
+
+    shipped_vae = ASSETS / "base" / "vae"
+    out = tmp_path / "run"
+    tiny = [arg for arg in TINY if not arg.startswith(("features.", "vae."))]
+    assert run(["train-toy", f"out={out}", *tiny, f"vae.reuse={shipped_vae}", "unet.schedule_shift=0.5"]) == 0
+    assert judge_sha256(out / "features") == judge_sha256()
+    assert not (out / "logs" / "features.csv").exists() and not (out / "logs" / "vae.csv").exists()
+    vae_file = "diffusion_pytorch_model.safetensors"
+    exported, shipped = load_file(str(out / "base" / "vae" / vae_file)), load_file(str(shipped_vae / vae_file))
+    assert exported.keys() == shipped.keys() and all(torch.equal(exported[k], shipped[k]) for k in shipped)
+    pipe = StableDiffusionPipeline.from_pretrained(out / "base")
+    trained = noise_schedule(0.5).alphas_cumprod
+    assert torch.equal(pipe.scheduler.alphas_cumprod, trained)
+    plain = DDPMScheduler.from_config(pipe.scheduler.config, trained_betas=None).alphas_cumprod
+    assert not torch.allclose(trained, plain)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "the shipped judge, unchanged" in card and "VAE reused from" in card and "shifted by 0.5" in card
 
 
 def test_bad_settings_are_one_line(cli, tmp_path):

@@ -23,8 +23,10 @@ def pair_config(base: Path, steps: int, guidance: float) -> DictConfig:
     spec = {
         "label": "toy base",
         "network": {"path": str(Path(base).resolve() / "unet")},
+        # The exported scheduler config: it carries the training schedule (shifted betas included).
         "scheduler": {
             "class": "DDIMScheduler",
+            "repo": str(Path(base).resolve()),
             "overrides": {"timestep_spacing": "trailing", "set_alpha_to_one": True},
         },
         "steps": int(steps),

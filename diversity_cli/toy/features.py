@@ -7,6 +7,7 @@ against the ground truth of the toy language (`data.allowed_modes`, `data.parse_
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from ..core.resources import asset
 from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, allowed_modes, parse_prompt
 
 ASSETS = asset("toy")
+# The measuring instrument of adherence, toy_features and fid_toyfeat: fixed, so those numbers cannot move with
+# the model being judged. `train-toy` copies it unchanged unless asked to train a new one (features.retrain=true).
+JUDGE = ASSETS / "features"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
@@ -124,12 +128,27 @@ def mode_coverage(images: torch.Tensor, prompt: str, classifier: ToyClassifier) 
     return len(seen) / len(allowed)
 
 
+def judge_sha256(folder: str | Path = JUDGE) -> str:
+    """SHA-256 of a feature network's weights file (the shipped judge's by default)."""
+    return hashlib.sha256((Path(folder) / WEIGHTS).read_bytes()).hexdigest()
+
+
 @torch.no_grad()
+def adherent_mask(images: torch.Tensor, prompt: str, classifier: ToyClassifier, batch: int = 512) -> torch.Tensor:
+    """(N,) bool on the CPU: does each image's predicted value of every factor the prompt names match it?
+    A prompt that names nothing ("a shape") is followed by every image."""
+    named = parse_prompt(prompt)
+    device = next(classifier.parameters()).device
+    parts = []
+    for chunk in images.split(batch):
+        predicted = classifier.predict(chunk.to(device))
+        agree = torch.ones(chunk.shape[0], dtype=torch.bool, device=device)
+        for factor, value in named.items():
+            agree &= predicted[factor] == value
+        parts.append(agree.cpu())
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
+
+
 def prompt_adherence(images: torch.Tensor, prompt: str, classifier: ToyClassifier) -> float:
     """Fraction of images whose predicted factors agree with every factor the prompt names."""
-    named = parse_prompt(prompt)
-    predicted = classifier.predict(images.to(next(classifier.parameters()).device))
-    agree = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-    for factor, value in named.items():
-        agree &= predicted[factor].to(agree.device) == value
-    return agree.float().mean().item()
+    return adherent_mask(images, prompt, classifier).float().mean().item()

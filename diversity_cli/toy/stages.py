@@ -8,16 +8,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.training_utils import EMAModel, compute_snr
 from omegaconf import DictConfig
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..models.loading import TRAIN_SCHEDULE
+from ..core.errors import UserError
 from .architecture import build_text_encoder, build_unet, build_vae, latent_side
 from .data import FACTORS, ToyDataset, caption, sample_named
 from .features import ToyClassifier, save_classifier
 from .loop import Stage, StageRunner
+from .schedule import noise_schedule
 
 # Seeds of the stages' random streams: offsets from the run's seed, so stages do not share draws.
 STAGE_SEED = {"vae": 1, "features": 2, "unet": 3}
@@ -58,6 +59,8 @@ def train_vae(runner: StageRunner, cfg: DictConfig, images: torch.Tensor, seed: 
     if runner.done("vae"):
         return AutoencoderKL.from_pretrained(folder).to(images.device).eval()
     rng, generator = _streams(seed, "vae")
+    if cfg.get("reuse"):
+        return reuse_vae(runner, Path(cfg.reuse), images, generator, folder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         vae = build_vae(cfg.channels, cfg.norm_groups, int(cfg.latent_channels)).to(images.device)
@@ -94,6 +97,21 @@ def train_vae(runner: StageRunner, cfg: DictConfig, images: torch.Tensor, seed: 
     vae.save_pretrained(folder, safe_serialization=True)
     runner.mark_done("vae", {"seconds": seconds, "latent_mean": mean, "latent_std": std, "scaling_factor": 1 / std})
     return vae.eval()
+
+
+def reuse_vae(
+    runner: StageRunner, source: Path, images: torch.Tensor, generator: torch.Generator, folder: Path
+) -> AutoencoderKL:
+    """A trained VAE (its scaling factor kept) in place of training one: a new UNet on the shipped latents."""
+    if not (source / "config.json").is_file():
+        raise UserError(f"vae.reuse={source} is not an AutoencoderKL folder (no config.json there)")
+    vae = AutoencoderKL.from_pretrained(source).to(images.device).eval()
+    mean, std = latent_stats(vae, images, generator)
+    vae.save_pretrained(folder, safe_serialization=True)
+    scaling = float(vae.config.scaling_factor)
+    info = {"seconds": 0.0, "latent_mean": mean, "latent_std": std, "scaling_factor": scaling, "reused": str(source)}
+    runner.mark_done("vae", info)
+    return vae
 
 
 @torch.no_grad()
@@ -208,11 +226,6 @@ def factor_accuracy(model: ToyClassifier, images: torch.Tensor, labels: dict[str
 # ---------------------------------------------------------------- text encoder + UNet
 
 
-def noise_schedule() -> DDPMScheduler:
-    """SD's training schedule: scaled-linear betas 0.00085..0.012 over 1000 steps."""
-    return DDPMScheduler.from_config(TRAIN_SCHEDULE)
-
-
 def train_unet(
     runner: StageRunner,
     cfg: DictConfig,
@@ -245,11 +258,13 @@ def train_unet(
             int(vae.config.latent_channels),
             bool(cfg.text_embedding),
         )
+    if cfg.get("init_from"):
+        start_from(Path(cfg.init_from), unet, encoder)
     encoder.to(device)
     unet.to(device)
     mean, std = encode_dataset(vae, images, runner.checkpoint_path("latents"))
     scaling = float(vae.config.scaling_factor)
-    schedule = noise_schedule()
+    schedule = noise_schedule(float(cfg.schedule_shift))
     alphas = schedule.alphas_cumprod.to(device)
     params = [*unet.parameters(), *encoder.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -305,6 +320,18 @@ def train_unet(
     info = {"seconds": seconds}
     runner.mark_done("unet", info)
     return unet.eval(), encoder.eval(), info
+
+
+def start_from(base: Path, unet: UNet2DConditionModel, encoder: CLIPTextModel) -> None:
+    """Load a trained base's UNet and text encoder (same sizes) as the starting point: continued training, e.g.
+    adapting the shipped base to a shifted schedule, instead of starting from noise."""
+    for name, module in (("unet", unet), ("text_encoder", encoder)):
+        try:
+            trained = type(module).from_pretrained(base / name)
+            module.load_state_dict(trained.state_dict())
+        except (OSError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise UserError(f"unet.init_from={base}: cannot start the {name} from it ({first})") from None
 
 
 @torch.no_grad()

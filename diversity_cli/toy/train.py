@@ -23,11 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..core.errors import UserError
-from ..models.loading import TRAIN_SCHEDULE, resolve_device
-from .architecture import parameter_count
+from ..models.loading import resolve_device
+from .architecture import latent_side, parameter_count
 from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_dataset
 from .evaluate import evaluate_base
+from .features import JUDGE, ToyClassifier, judge_sha256, load_classifier
 from .loop import StageRunner
+from .schedule import schedule_config
 from .stages import train_features, train_unet, train_vae
 from .tokenizer import build_tokenizer
 
@@ -74,7 +76,10 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
         times["data"] = time.perf_counter() - start
         vae = train_vae(runner, cfg.vae, images, seed, out)
         times["vae"] = runner.done("vae")["seconds"]
-        classifier, features_info = train_features(runner, cfg.features, data, images, heldout, vae, seed, out)
+        if cfg.features.retrain:
+            classifier, features_info = train_features(runner, cfg.features, data, images, heldout, vae, seed, out)
+        else:
+            classifier, features_info = frozen_judge(out / "features", device)
         times["features"] = features_info["seconds"]
         tokenizer = build_tokenizer(out / "checkpoints" / "tokenizer")
         unet, encoder, unet_info = train_unet(
@@ -82,7 +87,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
         )
         times["unet"] = unet_info["seconds"]
         start = time.perf_counter()
-        export_base(out / "base", vae, encoder, tokenizer, unet)
+        export_base(out / "base", vae, encoder, tokenizer, unet, float(cfg.unet.schedule_shift))
         task = progress.add_task("evaluate", total=None, losses=f"{len(cfg.evaluate.prompts)} prompts")
         rows = evaluate_base(
             out / "base",
@@ -161,12 +166,24 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
     return True
 
 
-def export_base(folder: Path, vae, text_encoder, tokenizer, unet) -> Path:
-    """The toy base as a StableDiffusionPipeline folder (safetensors, no safety checker)."""
+def frozen_judge(folder: Path, device: torch.device) -> tuple[ToyClassifier, dict]:
+    """The shipped feature network, copied unchanged into the run: it measures the model being trained, so it
+    must not change with it (features.retrain=true trains a new one instead)."""
+    shutil.copytree(JUDGE, folder, dirs_exist_ok=True)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    info = {"seconds": 0.0, "accuracy": config["accuracy"], "frozen": True, "sha256": judge_sha256(folder)}
+    return load_classifier(device, folder), info
+
+
+def export_base(folder: Path, vae, text_encoder, tokenizer, unet, schedule_shift: float = 1.0) -> Path:
+    """The toy base as a StableDiffusionPipeline folder (safetensors, no safety checker). The scheduler config
+    carries the training schedule (shifted betas when schedule_shift != 1), so every sampler reads it."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     # DDIM with trailing spacing starts at t=999, as the toolkit's toy pair runs it; set_alpha_to_one ends clean.
-    scheduler = DDIMScheduler.from_config({**TRAIN_SCHEDULE, "timestep_spacing": "trailing", "set_alpha_to_one": True})
+    scheduler = DDIMScheduler.from_config(
+        {**schedule_config(schedule_shift), "timestep_spacing": "trailing", "set_alpha_to_one": True}
+    )
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -218,6 +235,7 @@ def _format(value) -> str:
 
 def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> str:
     counts = {name: parameter_count(module) for name, module in networks.items()}
+    vae, judge = networks["vae"], networks["features"]
     accuracy = features_info["accuracy"]
     lines = [
         "# Toy base model and toy feature network",
@@ -249,26 +267,40 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
         "",
         "| part | class | parameters | configuration |",
         "| --- | --- | --- | --- |",
-        f"| vae | AutoencoderKL | {counts['vae']:,} | channels {list(cfg.vae.channels)}, "
-        f"{IMAGE_SIZE}x{IMAGE_SIZE}x3 -> 4x{IMAGE_SIZE // 2 ** (len(cfg.vae.channels) - 1)}^2, "
+        f"| vae | AutoencoderKL | {counts['vae']:,} | channels {list(vae.config.block_out_channels)}, "
+        f"{IMAGE_SIZE}x{IMAGE_SIZE}x3 -> {vae.config.latent_channels}x{latent_side(vae.config.block_out_channels)}^2, "
         f"scaling_factor {vae_info['scaling_factor']:.4f} (latent std {vae_info['latent_std']:.3f}, "
         f"mean {vae_info['latent_mean']:.3f}) |",
         f"| text_encoder | CLIPTextModel | {counts['text_encoder']:,} | hidden {cfg.text_encoder.hidden}, "
         f"{cfg.text_encoder.layers} layers, {cfg.text_encoder.heads} heads; CLIPTokenizer, one token per toy word |",
         f"| unet | UNet2DConditionModel | {counts['unet']:,} | channels {list(cfg.unet.channels)}, cross-attention "
-        "below the top level; epsilon prediction, SD scaled-linear schedule (0.00085..0.012, 1000 steps) |",
-        f"| features | ToyClassifier (CNN) | {counts['features']:,} | channels {list(cfg.features.channels)}, "
-        f"embedding {cfg.features.embed_dim}, one head per factor |",
+        f"below the top level; epsilon prediction, {schedule_text(float(cfg.unet.schedule_shift))} |",
+        f"| features | ToyClassifier (CNN) | {counts['features']:,} | channels {list(judge.channels)}, "
+        f"embedding {judge.embed_dim}, one head per factor |",
         "",
-        "Training: VAE (MSE + KL weight "
-        f"{cfg.vae.kl_weight}, {cfg.vae.steps} steps of {cfg.vae.batch_size}); feature network ({cfg.features.steps} "
-        f"steps of {cfg.features.batch_size}, blur/noise augmentation); text encoder + UNet jointly "
-        f"({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} warm-up + cosine, caption "
-        f"dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, EMA {cfg.unet.ema_decay}; the "
-        "exported weights are the EMA).",
+        "Training: "
+        + (
+            f"VAE reused from `{vae_info['reused']}`"
+            if vae_info.get("reused")
+            else f"VAE (MSE + KL weight {cfg.vae.kl_weight}, {cfg.vae.steps} steps of {cfg.vae.batch_size})"
+        )
+        + "; "
+        + (
+            f"feature network: the shipped judge, unchanged (sha256 {features_info['sha256'][:16]}...)"
+            if features_info.get("frozen")
+            else f"feature network ({cfg.features.steps} steps of {cfg.features.batch_size}, blur/noise augmentation)"
+        )
+        + f"; text encoder + UNet jointly ({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} "
+        f"warm-up + cosine, caption dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, EMA "
+        f"{cfg.unet.ema_decay}; the exported weights are the EMA).",
         "",
         "## Feature network accuracy (held-out scenes)",
         "",
+        *(
+            ["Measured when the judge was trained (the round trip through that run's VAE).", ""]
+            if features_info.get("frozen")
+            else []
+        ),
         "| factor | clean scenes | after the VAE round trip |",
         "| --- | --- | --- |",
         *[f"| {f} | {accuracy['heldout'][f]:.4f} | {accuracy['heldout_vae'][f]:.4f} |" for f in FACTORS],
@@ -293,6 +325,11 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
         *NOTES,
     ]
     return "\n".join(lines)
+
+
+def schedule_text(shift: float) -> str:
+    plain = "SD scaled-linear schedule (0.00085..0.012, 1000 steps)"
+    return plain if shift == 1 else f"{plain} shifted by {shift:g} (SNR / {shift:g}^2; trained_betas)"
 
 
 NOTES = [

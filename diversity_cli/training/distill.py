@@ -25,6 +25,7 @@ from ..core.errors import UserError
 from ..core.prompts import read_prompts
 from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
+from .generator import anchor_timestep
 from .objective import Distiller, DistillSettings
 from .state import RunState
 
@@ -100,9 +101,16 @@ def validate(cfg: DictConfig) -> None:
 
 
 def ode_steps(cfg: DictConfig) -> int:
-    steps = cfg.teacher_ode.steps if cfg.teacher_ode.steps is not None else cfg.model.base.steps
-    if not isinstance(steps, int) or steps < 1:
-        raise UserError(f"teacher_ode.steps={steps} must be a positive integer (null: the base model's steps)")
+    # anchor_k counts steps of this ODE, so its step count must be stated: borrowed from the base model (25 on the
+    # toy), anchor_k=2 would mean t=919 where the same setting means t=749 on an 8-step ODE.
+    steps = cfg.teacher_ode.steps
+    if steps is None:
+        raise UserError(
+            "teacher_ode.steps=null leaves anchor_k without a fixed timestep; set teacher_ode.steps "
+            "(8: anchor_k=2 is t=749, the student's second timestep)"
+        )
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise UserError(f"teacher_ode.steps={steps} must be a positive integer")
     return steps
 
 
@@ -219,7 +227,7 @@ def distill(cfg: DictConfig) -> Path:
         save_student(accelerator.unwrap_model(training.distiller.student), state.student, cfg)
         seconds = training.progress.seconds
         state.write_record(cfg, finished=True, iterations=total, seconds=round(seconds, 1))
-        write_readme(state, cfg, training.pair, seconds, time.perf_counter() - session_began)
+        write_readme(state, cfg, training, seconds, time.perf_counter() - session_began)
         console.print(f"[green]student saved[/] to {state.student} ({total} iterations)")
     accelerator.wait_for_everyone()
     return state.root
@@ -283,6 +291,9 @@ def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict
         "generator_loss": f"{g.total.item():.6g}",
         "dmd_loss": f"{g.dmd.item():.6g}",
         "first_step_loss": "" if g.first_step is None else f"{g.first_step.item():.6g}",
+        # The MSE of the best constant first step (the batch's mean anchor): a first_step_loss at this floor
+        # means the student's first step ignores its noise, and the diversity term does nothing.
+        "first_step_floor": "" if g.first_step_floor is None else f"{g.first_step_floor.item():.6g}",
         "fake_loss": f"{sum(fake_losses) / len(fake_losses):.6g}",
         "seconds": f"{seconds:.3f}",
     }
@@ -290,7 +301,9 @@ def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict
 
 def _shown(row: dict[str, Any]) -> str:
     shown = f"G {row['generator_loss']}  dmd {row['dmd_loss']}  fake {row['fake_loss']}"
-    return shown + (f"  first {row['first_step_loss']}" if row["first_step_loss"] else "")
+    if row["first_step_loss"]:
+        shown += f"  first {row['first_step_loss']} (floor {row['first_step_floor']})"
+    return shown
 
 
 def save_checkpoint(accelerator, state: RunState, iteration: int, keep: int) -> None:
@@ -346,8 +359,17 @@ def _override_value(value) -> str:
     return f"'{text}'" if any(c in text for c in " ,=[]{}") else text
 
 
-def write_readme(state: RunState, cfg: DictConfig, pair: ModelPair, seconds: float, session: float) -> None:
+def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: float, session: float) -> None:
     net = state.student.resolve()
+    pair, s = training.pair, training.distiller.settings
+    anchor = ""
+    if cfg.method == "dp_dmd":
+        t = anchor_timestep(training.distiller.ode, s.ode_steps, s.anchor_k)
+        anchor = (
+            f"\n- first-step anchor: the teacher's x̂0 at t={t} (anchor_k={s.anchor_k} of {s.ode_steps} DDIM steps, "
+            f"CFG {s.ode_guidance:g}), weight lambda_div={s.lambda_div:g}; log.csv's first_step_floor is the MSE "
+            "of the best constant first step"
+        )
     card = f"""# {cfg.method} student of {pair.name}
 
 Few-step student distilled from the base network of `{pair.name}` by `diversity-cli distill`
@@ -357,7 +379,7 @@ Few-step student distilled from the base network of `{pair.name}` by `diversity-
 - iterations: {cfg.iterations}, batch size {cfg.batch_size}, seed {cfg.seed}, device {pair.device}
 - training time {seconds:.0f} s over all sessions ({seconds / max(int(cfg.iterations), 1):.2f} s/iteration);
   wall time of the last session {session:.0f} s (loading, training, saving)
-- student schedule: LCMScheduler at timesteps {list(cfg.student_timesteps)}
+- student schedule: LCMScheduler at timesteps {list(cfg.student_timesteps)}{anchor}
 - files: `student/` (diffusers {type(pair.base.network).__name__}, safetensors), `log.csv`, `config.yaml`
 
 Use it as the distilled model of a pair (`conf/model/<name>.yaml`):

@@ -100,3 +100,10 @@ def teacher_anchor(
             return result.pred_original_sample
         x = result.prev_sample
     return x
+
+
+def anchor_timestep(template: SchedulerMixin, steps: int, anchor_k: int) -> int:
+    """The timestep t_k whose x0 prediction `teacher_anchor` takes (0: the ODE's sample itself)."""
+    sched = copy.deepcopy(template)
+    sched.set_timesteps(steps)
+    return int(sched.timesteps[anchor_k]) if anchor_k < steps else 0

@@ -46,3 +46,13 @@ def first_step_loss(x0_first: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     student's first-step clean estimate from pure noise z and x̂0_anchor the teacher's x0 prediction after
     `anchor_k` steps of its deterministic ODE from the same z (see `generator.teacher_anchor`)."""
     return F.mse_loss(x0_first.float(), target.detach().float(), reduction="mean")
+
+
+@torch.no_grad()
+def constant_predictor_floor(target: torch.Tensor) -> torch.Tensor | None:
+    """The `first_step_loss` of the best first step that ignores its noise: predicting the anchors' mean. Estimated
+    without bias from the batch (the per-element variance over the batch, n - 1 denominator); None for a batch of
+    one. A first_step_loss at this floor says the student's first step is a constant and carries no diversity."""
+    if target.shape[0] < 2:
+        return None
+    return target.float().var(dim=0, unbiased=True).mean()

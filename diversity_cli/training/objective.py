@@ -51,6 +51,7 @@ class GeneratorLosses:
     total: torch.Tensor
     dmd: torch.Tensor
     first_step: torch.Tensor | None  # DP-DMD only
+    first_step_floor: torch.Tensor | None  # DP-DMD, batch >= 2: first_step's value for the best constant prediction
     first_x0: torch.Tensor | None  # DP-DMD: the student's first-step output (graph attached), for gradient checks
     x0_student: torch.Tensor  # the output the DMD term trained (graph attached)
     step_index: int
@@ -116,7 +117,7 @@ class Distiller:
         index = self.draw_step(generator) if step_index is None else int(step_index)
         if index not in self.dmd_steps():
             raise ValueError(f"step_index {index} is not trained by the DMD term of {s.method}")
-        first_x0 = first = None
+        first_x0 = first = floor = None
         x = noise
         if s.method == "dp_dmd":
             first_x0, x = self.sampler.step(self.student, noise, 0, conditioning, generator)
@@ -124,6 +125,7 @@ class Distiller:
                 self.teacher, self.ode, s.ode_steps, s.anchor_k, noise, conditioning, s.ode_guidance
             )
             first = losses.first_step_loss(first_x0, target)
+            floor = losses.constant_predictor_floor(target)
             if s.stop_gradient:
                 x = x.detach()  # the DMD term must not reach the first step's output
             with torch.set_grad_enabled(not s.stop_gradient and torch.is_grad_enabled()):
@@ -134,7 +136,7 @@ class Distiller:
         x0_student, _ = self.sampler.step(self.student, x, index, conditioning, generator)
         dmd = self.dmd_term(x0_student, conditioning, generator)
         total = dmd if first is None else dmd + s.lambda_div * first
-        return GeneratorLosses(total, dmd, first, first_x0, x0_student, index)
+        return GeneratorLosses(total, dmd, first, floor, first_x0, x0_student, index)
 
     def dmd_term(
         self,

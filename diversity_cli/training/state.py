@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.errors import UserError
 
 OWNED = ("run.json", "log.csv", "config.yaml", "README.md", "checkpoints", "student")
-LOG_COLUMNS = ["iteration", "generator_loss", "dmd_loss", "first_step_loss", "fake_loss", "seconds"]
+LOG_COLUMNS = ["iteration", "generator_loss", "dmd_loss", "first_step_loss", "first_step_floor", "fake_loss", "seconds"]
 # Keys that do not change what a given iteration computes: a run may be resumed or extended with other values.
 RUN_ONLY_KEYS = ("out", "iterations", "checkpoint_every", "keep_checkpoints", "resume", "overwrite", "device")
 

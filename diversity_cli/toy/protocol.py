@@ -1,0 +1,200 @@
+"""The toy pair's fixed measurement protocol, one function per number, judged by the frozen feature network.
+
+- fid_toyfeat: Fréchet distance between toy-feature statistics of >= 1000 generated images (toy captions, one
+  seed each) and >= 1000 reference scenes; the ground-truth floor is the same distance for one ground-truth scene
+  per caption, so "how far from the floor" is the model's share.
+- per prompt, n = 64 samples: adherence (all named factors right), toy_features diversity (mean pairwise cosine
+  distance), and that diversity over the adherent samples only, beside the ground truth's.
+
+    python -m diversity_cli.toy.protocol model=toy methods=base,distilled out=results/toy_protocol.csv
+
+Images are quantised to 8 bits as saved PNGs are, so the numbers are those of the files `generate` writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.atomic import atomic_path
+from .adherence import adherent_diversity
+from .data import FACTORS, caption, parse_prompt, render, render_prompt_samples, sample_labels, sample_named
+from .evaluate import mean_pairwise_cosine_distance
+from .features import ToyClassifier, adherent_mask, load_classifier
+
+# The model card's prompts (its evaluation table and its per-factor table) and data/toy_prompts.txt.
+PROMPTS = [
+    "a shape",
+    "a circle",
+    "a square",
+    "a triangle",
+    "a cross",
+    "a red square",
+    "a red circle",
+    "a green shape",
+    "a red shape",
+    "two triangles",
+    "two shapes",
+    "a small shape",
+    "a large cross on a dark background",
+    "a large square on the left",
+    "two shapes on a dark background",
+    "a shape on a light background",
+    "a blue shape on the left",
+    "a shape on the right",
+]
+FID_COUNT = 1000
+PER_PROMPT = 64
+CAPTION_SEED = 7_000  # the FID captions and their sampling seeds
+REFERENCE_SEED = 7_001  # the reference scenes
+TRUTH_SEED = 7_002  # the ground truth drawn for each caption / prompt
+
+
+def fid_captions(n: int = FID_COUNT, seed: int = CAPTION_SEED) -> list[str]:
+    """n toy captions drawn as the training data draws them (a random subset of each scene's factors named)."""
+    rng = np.random.default_rng(seed)
+    labels, named = sample_labels(rng, n), sample_named(rng, n)
+    return [caption(labels, named, i) for i in range(n)]
+
+
+def reference_scenes(n: int = FID_COUNT, seed: int = REFERENCE_SEED) -> torch.Tensor:
+    """n scenes of the toy world with uniform factors, float (n, 3, H, W) in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return _to_float(render(sample_labels(rng, n), rng))
+
+
+def ground_truth(captions: list[str], seed: int = TRUTH_SEED) -> torch.Tensor:
+    """One ground-truth scene per caption (its named factors fixed, the rest drawn)."""
+    return torch.cat([_to_float(render_prompt_samples(c, 1, seed + i)) for i, c in enumerate(captions)])
+
+
+def _to_float(uint8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(uint8).permute(0, 3, 1, 2).float() / 255
+
+
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    return (images.clamp(0, 1) * 255).round() / 255
+
+
+@torch.no_grad()
+def embed(images: torch.Tensor, classifier: ToyClassifier, batch: int = 500) -> torch.Tensor:
+    device = next(classifier.parameters()).device
+    return torch.cat([classifier.embed(chunk.to(device)).double().cpu() for chunk in images.split(batch)])
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets (rows are samples), in float64.
+    Tr (S_a S_b)^1/2 = Tr (S_a^1/2 S_b S_a^1/2)^1/2, a symmetric matrix's root: stable when the covariances are
+    singular (the judge's ReLU features leave some dimensions always zero)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * middle)
+
+
+def prompt_row(images: torch.Tensor, truth: torch.Tensor, prompt: str, classifier: ToyClassifier) -> dict:
+    """Adherence, diversity and adherent-only diversity of one prompt's samples, beside its ground truth's."""
+    mask = adherent_mask(images, prompt, classifier)
+    features = embed(images, classifier)
+    truth_features = embed(truth, classifier)
+    return {
+        "prompt": prompt,
+        "n": images.shape[0],
+        "adherence": mask.float().mean().item(),
+        "diversity": mean_pairwise_cosine_distance(features),
+        "adherent_diversity": adherent_diversity(features, mask),
+        "truth_adherence": adherent_mask(truth, prompt, classifier).float().mean().item(),
+        "truth_diversity": mean_pairwise_cosine_distance(truth_features),
+        **{f"{factor}_adherence": v for factor, v in factor_adherence(images, prompt, classifier).items()},
+    }
+
+
+@torch.no_grad()
+def factor_adherence(images: torch.Tensor, prompt: str, classifier: ToyClassifier) -> dict[str, float]:
+    """Per named factor: the fraction of images whose predicted value matches the prompt's."""
+    device = next(classifier.parameters()).device
+    predicted = classifier.predict(images.to(device))
+    return {f: (predicted[f] == v).float().mean().item() for f, v in parse_prompt(prompt).items()}
+
+
+@torch.no_grad()
+def sample(pair, method: str, prompts: list[str], seeds: list[int], batch: int = 125) -> torch.Tensor:
+    """Decoded samples of `method` ("base" or "distilled"), one per (prompt, seed), quantised to 8 bits."""
+    from ..sampling.plan import make_plan
+    from ..sampling.sampler import sample_latents
+
+    plan = make_plan(pair, method, micro_batch=None)
+    vae = pair.pipe.vae
+    parts = []
+    for start in range(0, len(prompts), batch):
+        chunk, chunk_seeds = prompts[start : start + batch], seeds[start : start + batch]
+        latents = sample_latents(plan, pair.encode(chunk), chunk_seeds, pair.latent_shape, pair.device)
+        decoded = vae.decode(latents / vae.config.scaling_factor).sample
+        parts.append(quantise((decoded.float().cpu() + 1) / 2))
+    return torch.cat(parts)
+
+
+def measure(pair, methods: list[str], classifier: ToyClassifier, log=print) -> tuple[list[dict], list[dict]]:
+    """(FID rows, per-prompt rows) for each method of `pair`, and the ground truth measured the same way."""
+    captions = fid_captions()
+    reference = embed(reference_scenes(), classifier)
+    floor = frechet_distance(embed(ground_truth(captions), classifier), reference)
+    fid_rows = [{"method": "truth", "fid_toyfeat": floor}]
+    log(f"fid_toyfeat truth (floor): {fid_rows[0]['fid_toyfeat']:.2f}")
+    prompt_rows = []
+    for method in methods:
+        began = time.perf_counter()
+        images = sample(pair, method, captions, [CAPTION_SEED + i for i in range(len(captions))])
+        fid = frechet_distance(embed(images, classifier), reference)
+        fid_rows.append({"method": method, "fid_toyfeat": fid, "seconds": time.perf_counter() - began})
+        log(f"fid_toyfeat {method}: {fid:.2f} ({fid / fid_rows[0]['fid_toyfeat']:.2f}x the floor)")
+        for index, prompt in enumerate(PROMPTS):
+            images = sample(pair, method, [prompt] * PER_PROMPT, list(range(PER_PROMPT)))
+            truth = _to_float(render_prompt_samples(prompt, PER_PROMPT, TRUTH_SEED + 100 * index))
+            row = {"method": method, **prompt_row(images, truth, prompt, classifier)}
+            prompt_rows.append(row)
+            log(
+                f"  {method:9s} {prompt:36s} adherence {row['adherence']:.3f}  diversity {row['diversity']:.3f} "
+                f"(adherent {row['adherent_diversity']:.3f}, truth {row['truth_diversity']:.3f})"
+            )
+    return fid_rows, prompt_rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`model=<conf/model entry>` (plus any `model.*=` overrides), `methods=base,distilled`, `out=<csv>`."""
+    from ..core.config import compose
+    from ..models.loading import load_pair
+
+    args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]))
+    methods = args.pop("methods", "base,distilled").split(",")
+    out = Path(args.pop("out", "results/toy_protocol.csv"))
+    overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
+    cfg = compose("generate", overrides)
+    torch.manual_seed(0)
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled="distilled" in methods)
+    classifier = load_classifier("cpu")
+    fid_rows, prompt_rows = measure(pair, methods, classifier)
+    write_csv(out, prompt_rows)
+    write_csv(out.with_name(out.stem + "_fid.csv"), fid_rows)
+    print(f"wrote {out} and {out.with_name(out.stem + '_fid.csv')} (factors judged: {', '.join(FACTORS)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Toy adherence for the `diversity` command (per image file), adherent-only diversity, the frozen judge, and the
+fixed measurement protocol's Fréchet distance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diversity_cli.toy.adherence import adherent_diversity, file_adherence, select_adherent, toy_adherence
+from diversity_cli.toy.data import render_prompt_samples
+from diversity_cli.toy.evaluate import mean_pairwise_cosine_distance
+from diversity_cli.toy.features import JUDGE, judge_sha256, load_classifier
+from diversity_cli.toy.protocol import frechet_distance, prompt_row
+
+# The shipped feature network measures adherence, toy_features and fid_toyfeat. Replacing it changes every toy
+# number in the README and the model card: do it only on purpose, and update this hash with them.
+JUDGE_SHA256 = "3c9153a031e0e4c3522e61949fd853980d6c4365907c0af7ebf26df458f4dd9c"
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_classifier()
+
+
+def _files(folder, prompt: str, n: int, seed: int, start: int = 0) -> list:
+    paths = []
+    for i, image in enumerate(render_prompt_samples(prompt, n, seed)):
+        path = folder / f"{start + i:03d}.png"
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
+def test_the_judge_is_the_frozen_shipped_network():
+    assert judge_sha256() == JUDGE_SHA256
+    assert judge_sha256(JUDGE) == JUDGE_SHA256
+
+
+def test_adherence_and_selection_per_file(classifier, tmp_path):
+    circles = _files(tmp_path, "a red circle", 8, seed=11)
+    squares = _files(tmp_path, "a blue square", 4, seed=12, start=8)
+    mixed = [squares[0], *circles[:4], squares[1], *circles[4:], *squares[2:]]
+    assert file_adherence(mixed, "a red circle", classifier) == [p in circles for p in mixed]
+    assert toy_adherence(mixed, "a red circle", classifier) == pytest.approx(8 / 12)
+    assert select_adherent(mixed, "a red circle", classifier) == circles  # in their order
+    assert select_adherent(mixed, "a square", classifier) == squares
+    assert toy_adherence(mixed, "a shape", classifier) == 1.0  # a prompt that names nothing
+    assert math.isnan(toy_adherence([], "a circle", classifier)) and select_adherent([], "a circle", classifier) == []
+
+
+def test_adherent_diversity_scores_only_the_kept_samples():
+    features = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    keep = torch.tensor([True, False, True, True, False, True])
+    assert adherent_diversity(features, keep) == pytest.approx(mean_pairwise_cosine_distance(features[keep]))
+    assert adherent_diversity(features, torch.ones(6, dtype=torch.bool)) == mean_pairwise_cosine_distance(features)
+    assert math.isnan(adherent_diversity(features, torch.eye(6, dtype=torch.bool)[0]))
+
+
+def test_protocol_row_of_ground_truth_and_of_off_prompt_images(classifier):
+    truth = _tensor(render_prompt_samples("a red circle", 32, seed=3))
+    row = prompt_row(truth, truth, "a red circle", classifier)
+    assert row["adherence"] == row["truth_adherence"] == 1.0
+    assert row["adherent_diversity"] == pytest.approx(row["diversity"]) == pytest.approx(row["truth_diversity"])
+    assert row["shape_adherence"] == row["color_adherence"] == 1.0
+    mixed = torch.cat([truth[:16], _tensor(render_prompt_samples("a blue square", 16, seed=4))])
+    row = prompt_row(mixed, truth, "a red circle", classifier)
+    assert row["adherence"] == 0.5 and row["color_adherence"] == 0.5
+    assert row["diversity"] > row["adherent_diversity"]  # the off-prompt half inflates diversity
+
+
+def test_frechet_distance_matches_the_matrix_square_root_formula():
+    from scipy import linalg
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(400, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(400, 6, generator=g, dtype=torch.float64) * 1.5 + 0.3
+    cov_a, cov_b = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
+    root = np.real(linalg.sqrtm(cov_a @ cov_b))
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum().item() + np.trace(cov_a + cov_b - 2 * root)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
