@@ -6,6 +6,8 @@ known exactly: the probability-flow ODE (Euler, many steps) maps x - √ᾱ m by
 the posterior mean x̂0 = m + (√ᾱ s² / v)(x - √ᾱ m) and re-noises it. The sampler, whichever scheduler family
 (Euler: sigma space; LCM: alpha space) runs which part of the trajectory, must match that prediction. A
 hand-over that skipped or botched the change of convention scales the latent by ~1/√ᾱ and is far off.
+These are distribution-level checks: a hand-over that swapped in fresh noise of the right spread would pass them;
+test_handover_exact.py checks every sample against the trajectory it continues.
 """
 
 from __future__ import annotations

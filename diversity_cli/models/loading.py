@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +30,61 @@ TRAIN_SCHEDULE = {
     "clip_sample": False,
     "steps_offset": 1,
 }
+
+
+@dataclass(frozen=True)
+class HubCall:
+    """One hub read the loader makes: what it loads, for which role, from where.
+
+    kind: "pipeline" (DiffusionPipeline.from_pretrained: model_index.json and the shared components),
+    "network" (UNet/Transformer from_pretrained: config.json + weights), "network_config" (load_config of the
+    architecture a bare weights file is loaded into), "weights" (hf_hub_download of one file),
+    "scheduler_config" (a scheduler's load_config).
+    """
+
+    kind: str
+    role: str  # "components", "base" or "distilled"
+    repo: str
+    subfolder: str | None = None
+    variant: str | None = None
+    file: str | None = None
+
+
+def hub_calls(model: DictConfig, distilled: bool = True) -> list[HubCall]:
+    """Every hub read `load_pair` makes for this model config, in order; local `path:` entries and tiny pairs
+    read nothing from the hub. The loader executes exactly these calls, so checking them checks the loader."""
+    if model.get("tiny"):
+        return []
+    calls: list[HubCall] = []
+    roles = ("base", "distilled") if distilled else ("base",)
+    for role in roles:
+        calls += _network_calls(model, role)
+    shared = model.components
+    if not shared.get("path"):
+        calls.append(HubCall("pipeline", "components", shared.repo, variant=shared.get("variant")))
+    for role in roles:
+        call = _scheduler_call(model[role].scheduler, role)
+        if call is not None:
+            calls.append(call)
+    return calls
+
+
+def _network_calls(model: DictConfig, role: str) -> list[HubCall]:
+    conf = model[role].network
+    if conf.get("path"):
+        return []
+    if not conf.get("file"):
+        return [HubCall("network", role, conf.repo, conf.get("subfolder"), conf.get("variant"))]
+    return [
+        HubCall("network_config", role, conf.config_repo, conf.get("config_subfolder")),
+        HubCall("weights", role, conf.repo, file=conf.file),
+    ]
+
+
+def _scheduler_call(conf: DictConfig, role: str) -> HubCall | None:
+    if not conf.get("repo"):
+        return None
+    return HubCall("scheduler_config", role, conf.repo, subfolder=conf.get("subfolder", "scheduler"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,6 +109,7 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
     family = model.family
     if family not in NETWORK_SLOT:
         raise UserError(f"model '{model.name}' has unknown family '{family}'; use sd, sdxl or pixart")
+    check_preset(model)
     if model.get("tiny"):
         pipe, networks = _tiny(model, distilled)
     else:
@@ -65,11 +122,48 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         if network.dtype != dtype:
             network = network.to(dtype)
         network.eval()
-        scheduler = _scheduler(conf.scheduler, model.get("tiny", False))
+        scheduler = _scheduler(conf.scheduler, role, model.get("tiny", False))
         timesteps = list(conf.timesteps) if conf.get("timesteps") else None
         specs[role] = ModelSpec(role, conf.label, network, scheduler, int(conf.steps), float(conf.guidance), timesteps)
+    check_shared_schedule(model.name, specs["base"].scheduler, specs["distilled"].scheduler)
     height, width = _size(model.resolution)
-    return ModelPair(model.name, family, pipe, specs["base"], specs["distilled"], height, width, device, dtype)
+    base_size = _size(model.base.resolution) if model.base.get("resolution") else None
+    return ModelPair(
+        model.name,
+        family,
+        pipe,
+        specs["base"],
+        specs["distilled"],
+        height,
+        width,
+        device,
+        dtype,
+        base_size=base_size,
+        preset=model.get("preset"),
+        skip_first_noise=model.get("skip_first_noise", "unit"),
+    )
+
+
+def check_preset(model: DictConfig) -> None:
+    """`preset=card` on a pair without preset files would silently change nothing; say so instead."""
+    requested = model.get("requested_preset")
+    if requested and model.get("preset") != requested:
+        raise UserError(
+            f"model '{model.name}' has no preset '{requested}' (only the real pairs have presets, under "
+            f"conf/pair_preset/<pair>/); leave preset at its default or set the model's keys directly"
+        )
+
+
+def check_shared_schedule(name: str, base, distilled) -> None:
+    """A hand-over moves a latent between the two schedulers at one noise level, which only means the same
+    thing when both were trained on the same ᾱ_t; a pair whose schedules differ is refused at load."""
+    a, b = base.alphas_cumprod, distilled.alphas_cumprod
+    if a.shape != b.shape or not torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-7):
+        gap = (a.double() - b.double()).abs().max().item() if a.shape == b.shape else float("nan")
+        raise UserError(
+            f"model '{name}': the base and distilled schedulers have different noise schedules (alphas_cumprod, "
+            f"largest gap {gap:.3g}); hand-overs need one schedule: give both schedulers the same betas"
+        )
 
 
 def _quiet_libraries() -> None:
@@ -98,7 +192,7 @@ def _tiny(model: DictConfig, distilled: bool = True):
     networks = {role: tiny.build_network(model.family, seed=int(model[role].seed)) for role in roles}
     networks.setdefault("distilled", networks["base"])
     slot = NETWORK_SLOT[model.family]
-    scheduler = _scheduler(model.base.scheduler, tiny=True)
+    scheduler = _scheduler(model.base.scheduler, "base", tiny=True)
     pipe = tiny.pipeline_class(model.family)(**components, **{slot: networks["base"]}, scheduler=scheduler)
     return pipe, networks
 
@@ -112,9 +206,13 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
     kwargs: dict[str, Any] = {slot: base_network, "torch_dtype": dtype}
     if model.family == "sd":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    if shared.get("variant"):
-        kwargs["variant"] = shared.variant
-    source = shared.get("path") or shared.repo
+    if shared.get("path"):
+        source = shared.path
+    else:
+        (call,) = [c for c in hub_calls(model, distilled) if c.kind == "pipeline"]
+        source = call.repo
+        if call.variant:
+            kwargs["variant"] = call.variant
     pipe = guarded_load(
         lambda local: DiffusionPipeline.from_pretrained(source, local_files_only=local, **kwargs),
         source,
@@ -126,7 +224,8 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
 
 def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Module:
     """A denoising network: a diffusers folder (repo + subfolder, or `path`), or a bare weights file
-    (repo + file, e.g. DMD2 or Lightning UNets) loaded into the architecture of `config_repo`."""
+    (repo + file, e.g. DMD2 or Lightning UNets) loaded into the architecture of `config_repo`.
+    Hub reads follow `_network_calls`, the plan `hub_calls` reports."""
     from diffusers import PixArtTransformer2DModel, UNet2DConditionModel
 
     cls = PixArtTransformer2DModel if model.family == "pixart" else UNet2DConditionModel
@@ -136,23 +235,24 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
         return guarded_load(
             lambda local: cls.from_pretrained(conf.path, torch_dtype=dtype, local_files_only=local), conf.path, hint
         )
-    if not conf.get("file"):
-        kwargs = {"subfolder": conf.get("subfolder"), "torch_dtype": dtype}
-        if conf.get("variant"):
-            kwargs["variant"] = conf.variant
+    calls = {call.kind: call for call in _network_calls(model, role)}
+    if "network" in calls:
+        call = calls["network"]
+        kwargs = {"subfolder": call.subfolder, "torch_dtype": dtype}
+        if call.variant:
+            kwargs["variant"] = call.variant
         return guarded_load(
-            lambda local: cls.from_pretrained(conf.repo, local_files_only=local, **kwargs), conf.repo, hint
+            lambda local: cls.from_pretrained(call.repo, local_files_only=local, **kwargs), call.repo, hint
         )
 
     from huggingface_hub import hf_hub_download
 
+    arch, file = calls["network_config"], calls["weights"]
     config = guarded_load(
-        lambda local: cls.load_config(conf.config_repo, subfolder=conf.get("config_subfolder"), local_files_only=local),
-        conf.config_repo,
-        hint,
+        lambda local: cls.load_config(arch.repo, subfolder=arch.subfolder, local_files_only=local), arch.repo, hint
     )
     weights = guarded_load(
-        lambda local: hf_hub_download(conf.repo, conf.file, local_files_only=local), conf.repo, hint, file=conf.file
+        lambda local: hf_hub_download(file.repo, file.file, local_files_only=local), file.repo, hint, file=file.file
     )
     network = cls.from_config(config).to(dtype)
     if weights.endswith(".safetensors"):
@@ -160,12 +260,20 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
 
         state = load_file(weights)
     else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        import pickle
+
+        try:  # weights_only: a pickle that would run code is refused, not run
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            raise UserError(f"{weights} cannot be loaded safely as weights ({reason})") from None
     network.load_state_dict(state)
     return network
 
 
-def _scheduler(conf: DictConfig, tiny: bool = False):
+def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
+    """A scheduler of `class`, from the repo config `_scheduler_call` names (real pairs) or the SD training
+    schedule (tiny pairs), with `overrides` on top."""
     import diffusers
 
     cls = getattr(diffusers, conf["class"], None)
@@ -173,11 +281,12 @@ def _scheduler(conf: DictConfig, tiny: bool = False):
         raise UserError(f"unknown scheduler class '{conf['class']}'; use a diffusers scheduler class name")
     overrides = conf.get("overrides")
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides is not None else {}
-    if tiny or not conf.get("repo"):
+    call = None if tiny else _scheduler_call(conf, role)
+    if call is None:
         return cls.from_config({**TRAIN_SCHEDULE, **overrides})
     base_config = guarded_load(
-        lambda local: cls.load_config(conf.repo, subfolder=conf.get("subfolder", "scheduler"), local_files_only=local),
-        conf.repo,
+        lambda local: cls.load_config(call.repo, subfolder=call.subfolder, local_files_only=local),
+        call.repo,
         "the scheduler's repo",
     )
     return cls.from_config(base_config, **overrides)

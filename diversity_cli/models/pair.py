@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +69,20 @@ class ModelPair:
     width: int
     device: torch.device
     dtype: torch.dtype
+    base_size: tuple[int, int] | None = None  # (height, width) of base-only runs when not the pair's own size
+    preset: str | None = None  # the preset the settings came from (conf/pair_preset/), None: the model's own
+    skip_first_noise: str = "unit"  # skip_first's start noise: "unit" (the paper's) or "scaled" (see sampler)
 
     def spec(self, role: str) -> ModelSpec:
         return self.base if role == "base" else self.distilled
+
+    def for_method(self, method: str) -> ModelPair:
+        """The pair at the resolution `method` runs at: base-only runs at the base's native size (SDXL-Base at
+        1024 beside the 512 px SDXL-Turbo); every run the student takes part in stays at the pair's size."""
+        if method != "base" or self.base_size is None or self.base_size == (self.height, self.width):
+            return self
+        height, width = self.base_size
+        return dataclasses.replace(self, height=height, width=width)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

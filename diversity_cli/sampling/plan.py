@@ -45,11 +45,19 @@ class Segment:
         return (self.stop - self.start) * self.denoiser.evals_per_call
 
 
+SKIP_NOISE = ("unit", "scaled")
+
+
 @dataclass
 class Plan:
     method: str
     segments: list[Segment]
-    skip_first: bool = False  # start from zero-signal noise at the first segment's noise level
+    skip_first: bool = False  # the student starts at its second timestep from pure noise
+    # skip_first's start noise. "unit": the noise a pipeline starts any run from, ε · init_noise_sigma in the
+    # scheduler's own convention (unit variance under LCM/DDIM), which is what the paper's skip step does
+    # (utils/utils.py at f83b1fc: pipe(from_timestep=1) with no start_latents). "scaled": zero signal at the
+    # visited level in variance-preserving form, √(1-ᾱ_t)·ε (3% below unit variance at t=749).
+    skip_noise: str = "unit"
 
     @property
     def nfe(self) -> int:
@@ -71,12 +79,17 @@ def make_plan(
     base_guidance: float = 0.0,
     base_steps: int | None = None,
     micro_batch: int | None = 1,
+    skip_noise: str | None = None,
 ) -> Plan:
     """Segments for `method`. `k` counts distilled-schedule steps given to the base (hybrid: the first k;
     replace_final: the last k). `base_steps=None` runs the base on the distilled schedule; `base_steps=N`
-    gives it N steps of its own scheduler over the same span. `micro_batch`: see `Denoiser`."""
+    gives it N steps of its own scheduler over the same span. `micro_batch`: see `Denoiser`. `skip_noise`:
+    skip_first's start noise (see `Plan`; None: the pair's `skip_first_noise`)."""
     if method not in METHODS:
         raise UserError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
+    skip_noise = skip_noise or getattr(pair, "skip_first_noise", "unit")
+    if skip_noise not in SKIP_NOISE:
+        raise UserError(f"unknown skip_first noise '{skip_noise}'; choose one of: {', '.join(SKIP_NOISE)}")
     base = Denoiser(pair.base, micro_batch=micro_batch)
     distilled = Denoiser(pair.distilled, micro_batch=micro_batch)
     if method == "base":
@@ -88,7 +101,7 @@ def make_plan(
     if method == "skip_first":
         if n < 2:
             raise UserError(f"skip_first needs a distilled schedule of at least 2 steps; {pair.name} has {n}")
-        return Plan(method, [Segment("distilled", distilled, schedule, 1, n)], skip_first=True)
+        return Plan(method, [Segment("distilled", distilled, schedule, 1, n)], skip_first=True, skip_noise=skip_noise)
 
     if not 0 <= k <= n:
         raise UserError(f"k={k} is out of range for {pair.name}: its distilled schedule has {n} steps (0..{n})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -14,6 +15,30 @@ from .plan import Plan, Segment
 # on_step(role, step_index, timestep, x_t, x0): x_t the variance-preserving model input of the step, x0 the
 # model's prediction of the clean latent at that step (the "diffusion target").
 StepCallback = Callable[[str, int, int, torch.Tensor, torch.Tensor], None]
+
+
+class NetworkTimer:
+    """Seconds spent inside denoising-network calls (both models, every step), for `network_seconds`: the
+    part of an image's time that the method changes, without text encoding and VAE decoding. On CUDA the
+    device is synchronised around each call so queued kernels are counted where they run."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.cuda = torch.device(device).type == "cuda"
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, call: Callable[[], torch.Tensor]) -> torch.Tensor:
+        self._sync()
+        began = time.perf_counter()
+        out = call()
+        self._sync()
+        self.seconds += time.perf_counter() - began
+        self.calls += 1
+        return out
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
 
 
 def sample_generators(seeds: Sequence[int]) -> list[torch.Generator]:
@@ -29,25 +54,24 @@ def sample_latents(
     shape: tuple[int, int, int],
     device: torch.device | str = "cpu",
     on_step: StepCallback | None = None,
+    timer: NetworkTimer | None = None,
 ) -> torch.Tensor:
-    """Clean latents for one batch (one seed per sample), following `plan`."""
+    """Clean latents for one batch (one seed per sample), following `plan`. `timer` (optional) accumulates
+    the seconds spent in network calls."""
     generators = sample_generators(seeds)
     noise = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
     first = plan.segments[0]
     _begin(first)
-    if plan.skip_first:
+    if plan.skip_first and plan.skip_noise == "scaled":
         # No signal, only noise at the first visited level: x_vp = sqrt(1 - ᾱ_t) ε.
         alpha_bar = first.scheduler.alphas_cumprod[first.timesteps[0]]
         x = from_vp(first.scheduler, (1 - alpha_bar).sqrt().to(noise) * noise, first)
-    else:
+    else:  # a pipeline's start, also skip_first's "unit" noise (the paper's skip step)
         x = noise * first.scheduler.init_noise_sigma
-    previous: Segment | None = None
-    for segment in plan.segments:
-        if previous is not None and segment.scheduler is not previous.scheduler:
-            x = handover(x, previous, segment)
-        x = run_segment(segment, x, conditioning, generators, on_step)
-        previous = segment
-    return x
+    for previous, segment in zip(plan.segments, plan.segments[1:], strict=False):
+        x = run_segment(previous, x, conditioning, generators, on_step, timer)
+        x = handover(x, previous, segment)
+    return run_segment(plan.segments[-1], x, conditioning, generators, on_step, timer)
 
 
 def run_segment(
@@ -56,13 +80,17 @@ def run_segment(
     conditioning: Conditioning,
     generators: list[torch.Generator],
     on_step: StepCallback | None = None,
+    timer: NetworkTimer | None = None,
 ) -> torch.Tensor:
     sched = segment.scheduler
     target = sched.config.prediction_type
     for index in range(segment.start, segment.stop):
         t = sched.timesteps[index]
         model_input = sched.scale_model_input(x, t)
-        out = segment.denoiser(model_input, t, conditioning)
+        if timer is None:
+            out = segment.denoiser(model_input, t, conditioning)
+        else:
+            out = timer(lambda model_input=model_input, t=t: segment.denoiser(model_input, t, conditioning))
         alpha_bar = sched.alphas_cumprod[int(round(float(t)))]
         if segment.denoiser.spec.prediction_type != target:
             out = convert_prediction(out, model_input, alpha_bar, segment.denoiser.spec.prediction_type, target)
@@ -77,12 +105,15 @@ def run_segment(
 
 
 def handover(x: torch.Tensor, before: Segment, after: Segment) -> torch.Tensor:
-    """Move a latent from one scheduler's convention to another's at the shared noise level.
+    """Move a latent from one segment to the next at their shared noise level: unchanged when both step one
+    scheduler (the base on the student's schedule), else from one scheduler's convention to the other's.
 
     Sigma-space schedulers (Euler family) keep x = x0 + σε and scale it by 1/sqrt(σ²+1) before the network;
     alpha-space ones (DDIM, DDPM, LCM, DPM-Solver) keep x = √ᾱ·x0 + √(1-ᾱ)·ε unscaled. Each scheduler's own
     `scale_model_input` is the map to the common variance-preserving form, so it is used both ways.
     """
+    if after.scheduler is before.scheduler:
+        return x
     t = before.end_timestep
     vp = before.scheduler.scale_model_input(x, t)
     _begin(after)
