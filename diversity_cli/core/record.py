@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_text
+from .marker import RunMarker
 
 RECORDS = "runs"
 SCHEMA = 1
@@ -79,7 +80,12 @@ def record_invocation(root: str | Path, **sections: Any) -> Path:
     body = invocation.sections[key]
     body.update({name: _plain(value) for name, value in sections.items()})
     path = invocation.files[key]
+    marker = RunMarker(root)
+    marker.claim()
     _write_json(path, body)
+    rel = f"{RECORDS}/{path.name}"
+    if rel not in marker.files():
+        marker.record(rel)  # run.json lists every file the toolkit wrote in the directory
     return path
 
 

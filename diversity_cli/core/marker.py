@@ -1,0 +1,265 @@
+"""The marker of a run directory, `run.json` at its root, and the rules for writing inside one.
+
+`run.json` says the folder is a diversity-cli run directory and lists the files the toolkit wrote there:
+
+    {"schema": 1, "toolkit": "diversity-cli", "version": "0.1.0", "created": "...", "files": ["samples.csv", ...]}
+
+Commands that delete or replace act only inside a marked directory and only on the files it lists (`owns`);
+anything else there (a README, a planted file, a symlink) is never replaced, deleted or written through.
+Generated images are not listed one by one: an image is the toolkit's when a row of one of the directory's samples
+files names it (`RunDir.owns`), so 30,000 images do not make every update of run.json rewrite a megabyte.
+
+Updates of run.json happen under a short lock of their own (`.run.json.lock`) and are atomic; deleting or
+overwriting takes the directory-wide lock (`.run.lock`, `directory_lock`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .atomic import write_text
+from .errors import UserError
+
+MARKER = "run.json"
+SCHEMA = 1
+TOOLKIT = "diversity-cli"
+DIRECTORY_LOCK = ".run.lock"
+
+
+def toolkit_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class RunMarker:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.path = self.root / MARKER
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def read(self) -> dict[str, Any] | None:
+        """The marker, or None in an unmarked folder; a run.json that is not ours is an error."""
+        if not self.path.exists() and not self.path.is_symlink():
+            return None
+        if self.path.is_symlink() or not self.path.is_file():
+            raise UserError(f"{self.path} is not a regular file; diversity-cli does not use this folder as a run")
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(
+                f"{self.path} is not a diversity-cli run marker ({type(err).__name__}); choose another out="
+            ) from None
+        if not isinstance(data, dict) or data.get("toolkit") != TOOLKIT or not isinstance(data.get("files"), list):
+            raise UserError(f"{self.path} was not written by diversity-cli; choose another out=")
+        if int(data.get("schema", 0)) > SCHEMA:
+            raise UserError(
+                f"{self.path} has schema {data['schema']}, newer than this diversity-cli ({SCHEMA}); "
+                "upgrade diversity-cli"
+            )
+        return data
+
+    def files(self) -> set[str]:
+        data = self.read()
+        return set(data["files"]) if data else set()
+
+    def is_marked(self) -> bool:
+        return self.read() is not None
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def claim(self, adopt: Iterable[str] = ()) -> bool:
+        """Make the folder a run directory (creating it); True when this call created the marker. `adopt`:
+        files already there that the caller knows the toolkit wrote (a run directory made before markers)."""
+        check_folder(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._update_lock():
+            if self.read() is not None:
+                return False
+            stamp = datetime.now(timezone.utc).isoformat()
+            body = {
+                "schema": SCHEMA,
+                "toolkit": TOOLKIT,
+                "version": toolkit_version(),
+                "created": stamp,
+                "files": sorted(set(adopt)),
+            }
+            write_text(self.path, json.dumps(body, indent=2, sort_keys=True) + "\n")
+            return True
+
+    def record(self, *paths: str | Path, **sections: Any) -> None:
+        """Add files (relative to the root) the toolkit wrote, and any other top-level `sections`."""
+        self.update(add=[relative(p) for p in paths], **sections)
+
+    def forget(self, *paths: str | Path) -> None:
+        self.update(remove=[relative(p) for p in paths])
+
+    def update(self, add: Iterable[str] = (), remove: Iterable[str] = (), **sections: Any) -> None:
+        with self._update_lock():
+            data = self.read()
+            if data is None:
+                raise UserError(f"{self.root} is not a run directory (no {MARKER})")
+            files = (set(data["files"]) | set(add)) - set(remove)
+            data.update(sections)
+            data.update(files=sorted(files), version=toolkit_version())
+            write_text(self.path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+    @contextmanager
+    def _update_lock(self) -> Iterator[None]:
+        from filelock import FileLock
+
+        with FileLock(str(self.root / ".run.json.lock")):
+            yield
+
+
+def relative(path: str | Path) -> str:
+    """A path inside a run directory as stored in run.json (POSIX, relative, no `..`)."""
+    rel = PurePosixPath(Path(path).as_posix())
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise UserError(f"{path} is not a path inside the run directory")
+    return str(rel)
+
+
+def check_folder(root: Path) -> None:
+    """`out` must be a folder (or not exist yet): one line otherwise, before anything is written."""
+    if str(root) in ("", "."):
+        return
+    if root.exists() and not root.is_dir():
+        raise UserError(f"out={root} is a file, not a folder; choose another out=")
+
+
+def contained(root: Path, rel: str | Path) -> Path:
+    """`root/rel`, refusing any symbolic link on the way: a link there could send a write (or a deletion) outside
+    the run directory, or onto a file the toolkit did not write."""
+    parts = PurePosixPath(relative(rel)).parts
+    current = Path(root)
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise UserError(
+                f"{current} is a symbolic link; diversity-cli never writes or deletes through links "
+                "in a run directory (move it away, or choose another out=)"
+            )
+    return current
+
+
+def refuse_foreign(root: Path, rel: str, owned: bool) -> None:
+    """An existing file at `rel` that the toolkit did not write is never replaced."""
+    target = contained(root, rel)
+    if (target.exists() or target.is_symlink()) and not owned:
+        raise UserError(
+            f"{target} exists and was not written by diversity-cli (not in {root / MARKER}); "
+            "move it away, or choose another out="
+        )
+
+
+@contextmanager
+def directory_lock(root: str | Path, wait: float | None = None) -> Iterator[None]:
+    """The directory-wide lock, taken only to delete or overwrite."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(Path(root) / DIRECTORY_LOCK), timeout=-1 if wait is None else wait)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(
+            f"{root} is being overwritten by another process (lock {DIRECTORY_LOCK}); try again later"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def require_marked(root: Path, what: str) -> dict[str, Any]:
+    """The marker of `root`, where `what` (a deletion or replacement) needs one: one line otherwise."""
+    data = RunMarker(root).read()
+    if data is None:
+        raise UserError(
+            f"{what}: {root} has no {MARKER}, so diversity-cli did not make it; "
+            "it deletes only inside its own run directories (choose another out=)"
+        )
+    return data
+
+
+def listed_under(root: Path, name: str) -> list[str]:
+    """The files run.json lists at `name` or under the folder `name`."""
+    prefix = name.rstrip("/") + "/"
+    return sorted(f for f in RunMarker(root).files() if f == name or f.startswith(prefix))
+
+
+def remove_listed(root: Path, name: str) -> None:
+    """Delete the files run.json lists at or under `name`, then the folders left empty there; nothing else (a file
+    of yours inside stays, and so does its folder)."""
+    files = listed_under(root, name)
+    for rel in files:
+        contained(root, rel).unlink(missing_ok=True)
+    RunMarker(root).forget(*files)
+    base = root / name
+    if base.is_dir() and not base.is_symlink():
+        for path in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [base]:
+            if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+                path.rmdir()
+
+
+def record_tree(root: Path, *names: str) -> None:
+    """List in run.json every regular file at or under each of `names` (what a library just wrote there)."""
+    found = []
+    for name in names:
+        base = contained(root, name)
+        candidates = [base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []
+        found += [str(p.relative_to(root)) for p in candidates if p.is_file() and not p.is_symlink()]
+    if found:
+        RunMarker(root).record(*found)
+
+
+def _files_at(root: Path, names: Iterable[str]) -> list[str]:
+    found = []
+    for name in names:
+        base = root / name
+        candidates = [base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []
+        found += [str(p.relative_to(root)) for p in candidates if p.is_file() and not p.is_symlink()]
+    return found
+
+
+def adopt_legacy(root: Path, sign: str, names: Iterable[str]) -> None:
+    """A folder a command wrote before run.json existed (its `sign` file there, no run.json) becomes a run
+    directory listing the files it holds at `names` (the command's own outputs; nothing else is adopted)."""
+    if (root / sign).is_file() and not (root / MARKER).exists():
+        RunMarker(root).claim(adopt=_files_at(root, names))
+
+
+def remove_outputs(root: Path, names: Iterable[str]) -> None:
+    """overwrite=true: in a marked folder only (one line otherwise), under the directory lock, removing only the
+    files run.json lists at `names`."""
+    check_folder(root)
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    require_marked(root, "overwrite=true")
+    with directory_lock(root):
+        for name in names:
+            remove_listed(root, name)
+
+
+def claim_outputs(root: Path, names: Iterable[str]) -> None:
+    """Mark the folder and check that none of `names` is a file the toolkit did not write there."""
+    marker = RunMarker(root)
+    marker.claim()
+    files = marker.files()
+    for name in names:
+        refuse_foreign(root, name, name in files)
+
+
+def write_owned(root: Path, name: str, text: str) -> Path:
+    """A file of the run directory written atomically and listed in run.json (never over a file of someone else)."""
+    marker = RunMarker(root)
+    marker.claim()
+    refuse_foreign(root, name, name in marker.files())
+    path = root / name
+    write_text(path, text)
+    marker.record(name)
+    return path

@@ -1,0 +1,66 @@
+"""Stopping cleanly: Ctrl-C (SIGINT) and SIGTERM (what SLURM sends at a time limit and on `scancel`) end a command
+with one line and exit 130 / 143, keeping every finished image, row and checkpoint (all of them are written
+atomically, so the interrupted write leaves nothing half-done). SIGUSR2 is not touched here: it belongs to the
+launcher, which checkpoints and requeues on it.
+
+Both signals raise KeyboardInterrupt in the main thread, so `finally` blocks and context managers (locks, temporary
+files) unwind as for Ctrl-C; `Stop` remembers which signal it was.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+MESSAGE = "interrupted: rerun the same command to resume"
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass
+class Stop:
+    signum: int | None = None
+    previous: dict[int, Any] = field(default_factory=dict)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.signum is None
+        self.signum = signum
+        if first:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous.clear()
+
+    def exit_code(self) -> int:
+        """The one line and the shell's code for the signal (128 + its number; Ctrl-C without a handler: 130)."""
+        import sys
+
+        print(MESSAGE, file=sys.stderr)
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def install() -> Stop:
+    """Handle SIGINT and SIGTERM until `restore()` (only possible in the main thread: elsewhere nothing changes)."""
+    stop = Stop()
+    if threading.current_thread() is threading.main_thread():
+        for signum in HANDLED:
+            stop.previous[signum] = signal.signal(signum, stop._handle)
+    return stop
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for a failed read or write: the file, the reason, and what to do."""
+    where = err.filename if err.filename is not None else "a file"
+    reason = err.strerror or str(err)
+    hints = {
+        28: "the disk is full: free space and rerun the same command to resume (finished work is kept)",
+        30: "the file system is read-only: choose another out=",
+        13: "permission denied: choose another out= or fix its permissions",
+        20: "a path on the way is a file, not a folder: choose another out=",
+        21: "it is a folder, not a file",
+    }
+    hint = hints.get(err.errno or 0, "")
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
