@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.atomic import atomic_path, write_text
 from ..core.cache import cache_dir
 from ..core.errors import UserError
 from ..core.fingerprint import file_hash, packages
@@ -329,6 +330,8 @@ def _toy_extractor(device: torch.device) -> Extractor:
 
 
 def _custom_extractor(spec: str, device: torch.device) -> Extractor:
+    # By design this imports the named module and calls its factory: the user's own code runs, as with any import
+    # (README "What happens when..."). It is the one loader here that runs code; name only modules you trust.
     module_name, _, attr = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -384,7 +387,10 @@ def reference_statistics(
     }
     path = cache_path(cache_dir, key) if cache_dir is not None else None
     if path is not None and path.is_file():
-        return {name: value for name, value in torch.load(path, weights_only=True).items()}, True
+        try:  # weights_only: a planted pickle raises here instead of running
+            return {name: value for name, value in torch.load(path, weights_only=True).items()}, True
+        except Exception:  # a damaged or foreign cache file is only lost time: computed again and replaced
+            pass
     fid = feature_fid(extractor.num_features)
     for batch in batches:
         features, _ = extractor(pixels(batch, extractor.resolution, mapper, extractor.resize).to(extractor.device))
@@ -393,11 +399,9 @@ def reference_statistics(
             progress(len(batch))
     stats = {name: getattr(fid, name).clone() for name in REAL_STATES}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(stats, partial)
-        partial.replace(path)  # atomic: a sweep running in parallel never reads half a file
-        path.with_suffix(".json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+        with atomic_path(path) as partial:  # a sweep running in parallel never reads half a file
+            torch.save(stats, partial)
+        write_text(path.with_suffix(".json"), json.dumps(key, indent=2, sort_keys=True) + "\n")
     return stats, False
 
 

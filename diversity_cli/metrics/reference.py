@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from ..core.errors import UserError
 from ..core.fingerprint import file_hash, files_hash
+from ..core.images import open_rgb
 from ..core.resources import data_file, data_path
 
 COCO_CAPTIONS = data_file("coco_30k.csv")  # the default prompt set of the paper's Tables 2 and 4
@@ -59,10 +60,7 @@ class ReferenceSet:
 
 def load_image(path: Path):
     """One image as RGB; the single place reference files are read (tests count the calls)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    return open_rgb(path)  # a truncated or corrupt file: one line naming it
 
 
 def open_reference(spec: str, cfg: DictConfig, prompts: list[str] | None = None) -> ReferenceSet:

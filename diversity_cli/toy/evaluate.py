@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.atomic import atomic_path
 from .data import allowed_modes, render_prompt_samples
 from .features import ToyClassifier, mode_coverage, prompt_adherence
 
@@ -122,4 +123,6 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 8, scale: int = 2
         r, c = divmod(i, columns)
         canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(path)
+    grid = Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+    with atomic_path(path) as temporary:
+        grid.save(temporary, format="PNG")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import Progress
+
+from ..core.atomic import atomic_path, write_text
+from ..core.errors import UserError
+from ..core.marker import RunMarker
 
 StepFn = Callable[[int], dict[str, float]]
 
@@ -54,6 +58,13 @@ class StageRunner:
 
     def mark_done(self, name: str, info: dict) -> None:
         _atomic_write_text(self._done_path(name), json.dumps(info, indent=2) + "\n")
+        self._wrote(self._done_path(name))
+
+    def _wrote(self, path: Path) -> None:
+        """List the file in run.json when `root` is a run directory, so overwrite=true may remove it later."""
+        marker = RunMarker(self.root)
+        if marker.read() is not None:
+            marker.record(path.relative_to(self.root))
 
     def _done_path(self, name: str) -> Path:
         return self.root / "checkpoints" / f"{name}.done.json"
@@ -99,7 +110,15 @@ class StageRunner:
         path = self.checkpoint_path(stage.name)
         if not path.is_file():
             return 0, 0.0
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is tensors, numbers and strings; a planted pickle must not run code here
+        marker = RunMarker(self.root)
+        if marker.read() is not None and str(path.relative_to(self.root)) not in marker.files():
+            raise UserError(f"{path} was not written by this run (not in {self.root / 'run.json'}); move it away")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"{path} cannot be loaded safely ({reason[:160]}); move it away to start again") from None
         for key, module in stage.modules.items():
             module.load_state_dict(state["modules"][key])
         stage.optimizer.load_state_dict(state["optimizer"])
@@ -122,10 +141,9 @@ class StageRunner:
             "rng": stage.rng.bit_generator.state,
             "generator": stage.generator.get_state(),
         }
-        path = self.checkpoint_path(stage.name)
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+        with atomic_path(self.checkpoint_path(stage.name)) as tmp:  # a kill mid-write leaves the previous one
+            torch.save(state, tmp)
+        self._wrote(self.checkpoint_path(stage.name))
 
     def _kept_log_rows(self, name: str, step: int) -> list[dict[str, str]]:
         path = self.log_path(name)
@@ -139,14 +157,17 @@ class StageRunner:
         if not rows:
             path.unlink(missing_ok=True)
             return
-        with path.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+        self._wrote(path)
 
     def _append_log(self, name: str, row: dict[str, Any]) -> None:
         path = self.log_path(name)
         new = not path.is_file()
+        if new:
+            self._wrote(path)
         with path.open("a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
             if new:
@@ -155,6 +176,4 @@ class StageRunner:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,16 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.atomic import atomic_path
 from ..core.errors import UserError
+from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
+from ..core.record import record_invocation
 from .data import FACTORS, caption, render, sample_labels, sample_named
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
 METADATA = "adapter.json"
 SETTINGS = "train_lora.json"
+OUTPUTS = (WEIGHTS, METADATA, SETTINGS, "checkpoints", "logs")  # all train-lora writes in out/
 STAGE = "lora"
 TRAINING_KEYS = (
     "concept", "mode", "negative", "images", "data_seed", "steps", "batch_size", "lr", "rank", "target_modules",
@@ -49,6 +52,7 @@ def train_lora(cfg: DictConfig) -> Path:
     if not prepare(out, settings, bool(cfg.overwrite)):
         _console().print(f"[green]nothing to do[/]: {out / WEIGHTS} was trained with these settings")
         return out / WEIGHTS
+    record_invocation(out, config=cfg)
 
     from ..models.loading import load_pair, resolve_device
 
@@ -68,7 +72,8 @@ def train_lora(cfg: DictConfig) -> Path:
         "model": cfg.model.name, "trained_on": "base", "steps": int(cfg.steps), "rank": int(cfg.rank),
         "final_loss": final_loss, "seconds": round(seconds, 1), "settings": settings,
     }  # fmt: skip
-    (out / METADATA).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_owned(out, METADATA, json.dumps(meta, indent=2) + "\n")
+    record_tree(out, WEIGHTS)
     _console().print(f"[green]saved[/] {path}  (final loss {final_loss:.4g}, {seconds:.0f} s)")
     return path
 
@@ -115,7 +120,9 @@ def training_settings(cfg: DictConfig) -> str:
 
 
 def prepare(out: Path, settings: str, overwrite: bool) -> bool:
-    """False when `out` already holds this training, finished. Another training there needs overwrite=true."""
+    """False when `out` already holds this training, finished. Another training there needs overwrite=true, which
+    removes only the files an earlier train-lora listed in out/run.json (core/marker.py), nothing else."""
+    adopt_legacy(out, SETTINGS, OUTPUTS)
     record = out / SETTINGS
     if record.is_file():
         previous = json.loads(record.read_text(encoding="utf-8")).get("settings")
@@ -123,17 +130,14 @@ def prepare(out: Path, settings: str, overwrite: bool) -> bool:
             return False
         if previous != settings and not overwrite:
             raise UserError(f"{out} holds a train-lora run with other settings; use another out= or overwrite=true")
-        if overwrite:
-            for name in (WEIGHTS, METADATA, SETTINGS):
-                (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
-            shutil.rmtree(out / "logs", ignore_errors=True)
     elif (out / WEIGHTS).exists() and not overwrite:
         raise UserError(
             f"{out / WEIGHTS} exists and was not made by train-lora here; use another out= or overwrite=true"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"settings": settings}) + "\n", encoding="utf-8")
+    if overwrite:
+        remove_outputs(out, OUTPUTS)
+    claim_outputs(out, (WEIGHTS, METADATA, SETTINGS))
+    write_owned(out, SETTINGS, json.dumps({"settings": settings}) + "\n")
     return True
 
 
@@ -289,7 +293,8 @@ def save(out: Path, pair, network: torch.nn.Module) -> Path:
     from peft.utils import get_peft_model_state_dict
 
     state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(network).items()}
-    type(pair.pipe).save_lora_weights(str(out), unet_lora_layers=state, weight_name=WEIGHTS)
+    with atomic_path(out / WEIGHTS) as temporary:  # a kill mid-save leaves no half-written adapter
+        type(pair.pipe).save_lora_weights(str(temporary.parent), unet_lora_layers=state, weight_name=temporary.name)
     return out / WEIGHTS
 
 

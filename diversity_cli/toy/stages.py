@@ -13,6 +13,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from omegaconf import DictConfig
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from ..core.atomic import atomic_path
 from ..core.errors import UserError
 from .architecture import build_text_encoder, build_unet, build_vae, latent_side
 from .data import FACTORS, ToyDataset, caption, sample_named
@@ -337,15 +338,18 @@ def start_from(base: Path, unet: UNet2DConditionModel, encoder: CLIPTextModel) -
 @torch.no_grad()
 def encode_dataset(vae: AutoencoderKL, images: torch.Tensor, cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every scene (unscaled), cached so a resumed run skips the encoding."""
-    if cache.is_file():
-        saved = torch.load(cache, map_location="cpu")
-        if saved["mean"].shape[0] == len(images):
-            return saved["mean"].to(images.device), saved["std"].to(images.device)
+    try:
+        saved = torch.load(cache, map_location="cpu", weights_only=True) if cache.is_file() else None
+    except Exception:  # never unpickles code from a run folder; a damaged or foreign file is encoded again
+        saved = None
+    if isinstance(saved, dict) and saved.get("mean") is not None and saved["mean"].shape[0] == len(images):
+        return saved["mean"].to(images.device), saved["std"].to(images.device)
     means, stds = [], []
     for i in range(0, len(images), 256):
         posterior = vae.encode(_images(images, np.arange(i, min(i + 256, len(images)))) * 2 - 1).latent_dist
         means.append(posterior.mean)
         stds.append(posterior.std)
     mean, std = torch.cat(means), torch.cat(stds)
-    torch.save({"mean": mean.cpu(), "std": std.cpu()}, cache)
+    with atomic_path(cache) as temporary:
+        torch.save({"mean": mean.cpu(), "std": std.cpu()}, temporary)
     return mean, std

@@ -12,6 +12,7 @@ import string
 from collections import Counter
 from pathlib import Path
 
+from ..core.atomic import write_text
 from .data import VOCABULARY
 
 MAX_LENGTH = 20  # the longest toy caption is 13 tokens with its start and end tokens
@@ -52,9 +53,9 @@ def write_tokenizer_files(folder: str | Path) -> Path:
     merges = learn_merges(VOCABULARY)
     tokens = chars + [c + END_OF_WORD for c in chars] + ["".join(pair) for pair in merges] + SPECIAL
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    (folder / "vocab.json").write_text(json.dumps(vocab, indent=0), encoding="utf-8")
+    write_text(folder / "vocab.json", json.dumps(vocab, indent=0))
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(folder / "merges.txt", "\n".join(lines) + "\n")
     return folder
 
 

@@ -22,7 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..core.atomic import atomic_path
 from ..core.errors import UserError
+from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
+from ..core.record import record_invocation
 from ..models.loading import resolve_device
 from .architecture import latent_side, parameter_count
 from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_dataset
@@ -34,6 +37,8 @@ from .stages import train_features, train_unet, train_vae
 from .tokenizer import build_tokenizer
 
 RUN_CONFIG = "train_toy.yaml"
+# Everything train-toy writes in out/ (overwrite=true removes only the files run.json lists under these).
+OUTPUTS = ("checkpoints", "logs", "vae", "features", "base", "samples", "evaluation.csv", "MODEL_CARD.md", RUN_CONFIG)
 # Keys that decide the trained weights; a rerun with the same values resumes, other values need overwrite=true.
 TRAINING_KEYS = ("seed", "data", "vae", "features", "text_encoder", "unet")
 
@@ -45,6 +50,7 @@ def train_toy(cfg: DictConfig) -> Path:
     if not prepare(out, cfg):
         _console().print(f"[green]nothing to do[/]: {out} holds a finished train-toy run with these settings")
         return out
+    record_invocation(out, config=cfg, device=str(device))
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(int(cfg.threads))
@@ -105,7 +111,8 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
     write_rows(out / "evaluation.csv", rows)
     networks = {"vae": vae, "text_encoder": encoder, "unet": unet, "features": classifier}
     card = model_card(cfg, device, times, features_info, rows, networks, runner.done("vae"))
-    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    record_tree(out, *OUTPUTS)  # run.json lists what this run wrote: overwrite=true removes only those
+    write_owned(out, "MODEL_CARD.md", card)
     _summary(rows, features_info, times, time.perf_counter() - began)
     return out
 
@@ -147,11 +154,12 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
     """Make `out` ready: a new run, a resumed run, or (overwrite=true) a fresh start. False: already finished."""
     settings = training_settings(cfg)
     saved = out / RUN_CONFIG
+    adopt_legacy(out, RUN_CONFIG, OUTPUTS)
     if out.exists() and any(out.iterdir()):
         if cfg.overwrite:
             if not saved.is_file():
                 raise UserError(f"{out} is not a train-toy run directory; refusing to delete it, choose another out=")
-            shutil.rmtree(out)
+            remove_outputs(out, OUTPUTS)  # only files run.json lists: anything of yours there stays
         elif not saved.is_file():
             raise UserError(f"{out} already exists and is not a train-toy run; choose another out= or empty it")
         elif OmegaConf.to_container(OmegaConf.load(saved), resolve=True) != settings:
@@ -162,7 +170,8 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
         elif (out / "MODEL_CARD.md").is_file():
             return False
     out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create(settings), saved)
+    claim_outputs(out, (RUN_CONFIG, "MODEL_CARD.md", "evaluation.csv"))
+    write_owned(out, RUN_CONFIG, OmegaConf.to_yaml(OmegaConf.create(settings)))
     return True
 
 
@@ -199,7 +208,7 @@ def export_base(folder: Path, vae, text_encoder, tokenizer, unet, schedule_shift
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)

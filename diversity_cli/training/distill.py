@@ -12,6 +12,7 @@ other settings is never replaced without `overwrite=true`.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
 from ..core.prompts import read_prompts
+from ..core.record import record_invocation
 from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
 from .generator import anchor_timestep
@@ -183,8 +185,15 @@ def distill(cfg: DictConfig) -> Path:
     if cfg.device != "auto":
         resolve_device(cfg.device)  # a clear line when CUDA is asked for and absent
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
-    main = accelerator.is_main_process
     state = RunState(cfg.out)
+    state.plan(cfg)  # a folder it must not touch is refused before anything (even a lock file) is written there
+    # One distill process per run directory (its main rank; the other ranks follow it): a second one refuses.
+    with state.writing() if accelerator.is_main_process else contextlib.nullcontext():
+        return _run(cfg, accelerator, state, prompts, session_began)
+
+
+def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], session_began: float) -> Path:
+    main = accelerator.is_main_process
     start = state.plan(cfg)
     console = _console()
     if start is None:
@@ -197,11 +206,15 @@ def distill(cfg: DictConfig) -> Path:
 
     training = build(cfg, accelerator, prompts)
     if start > 0:
-        accelerator.load_state(str(state.checkpoint_dir(start)))
+        # progress.json, not accelerate's custom-object pickle; every other file it loads is weights-only
+        progress = state.read_progress(state.checkpoint_dir(start), start)
+        state.load_checkpoint(accelerator, start)
+        training.progress.load_state_dict(progress)
     if main:
         state.truncate_log(start)
         state.write_record(cfg, finished=False)
-        (state.root / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        state.write_file("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        record_invocation(state.root, config=cfg, device=str(accelerator.device))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -221,10 +234,12 @@ def distill(cfg: DictConfig) -> Path:
                 state.append_log([row])
             progress.update(task, advance=1, losses=_shown(row))
             if iteration % int(cfg.checkpoint_every) == 0 or iteration == total:
-                save_checkpoint(accelerator, state, iteration, int(cfg.keep_checkpoints))
+                save_checkpoint(accelerator, state, iteration, int(cfg.keep_checkpoints), training.progress)
 
     if main:
+        state.check_foreign(state.student)
         save_student(accelerator.unwrap_model(training.distiller.student), state.student, cfg)
+        state.wrote(state.student)
         seconds = training.progress.seconds
         state.write_record(cfg, finished=True, iterations=total, seconds=round(seconds, 1))
         write_readme(state, cfg, training, seconds, time.perf_counter() - session_began)
@@ -247,8 +262,7 @@ def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
     opt_g = torch.optim.AdamW(student.parameters(), float(cfg.lr.generator), betas, weight_decay=cfg.adam.weight_decay)
     opt_f = torch.optim.AdamW(fake.parameters(), float(cfg.lr.fake), betas, weight_decay=cfg.adam.weight_decay)
     student, fake, opt_g, opt_f = accelerator.prepare(student, fake, opt_g, opt_f)
-    progress = TrainProgress()
-    accelerator.register_for_checkpointing(progress)
+    progress = TrainProgress()  # saved as progress.json beside accelerate's state (`save_checkpoint`), never pickled
     distiller = Distiller(teacher, student, fake, dict(pair.base.scheduler.config), settings(cfg, pair))
     check_schedules(cfg, pair, distiller)
     return Training(accelerator, pair, distiller, opt_g, opt_f, progress, prompts)
@@ -306,12 +320,18 @@ def _shown(row: dict[str, Any]) -> str:
     return shown
 
 
-def save_checkpoint(accelerator, state: RunState, iteration: int, keep: int) -> None:
+def save_checkpoint(accelerator, state: RunState, iteration: int, keep: int, progress: TrainProgress) -> None:
+    """accelerate's state and progress.json into a hidden folder, sealed and renamed to `iter_NNNNNN` only when
+    whole: a kill mid-save leaves the previous checkpoint as the newest (the next run removes the partial one)."""
     path = state.checkpoint_dir(iteration)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(path))
+    partial = state.partial_dir(iteration)
     if accelerator.is_main_process:
-        state.mark_complete(path, keep)
+        state.check_foreign(path)  # an iter_ folder this run did not write is never replaced
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        state.write_progress(partial, progress.iteration, progress.seconds)
+        state.seal(partial, path, keep)
 
 
 def save_student(network: torch.nn.Module, path: Path, cfg: DictConfig) -> None:
@@ -398,7 +418,7 @@ distilled:
 ```yaml
 {OmegaConf.to_yaml(cfg, resolve=True)}```
 """
-    (state.root / "README.md").write_text(card)
+    state.write_file("README.md", card)
 
 
 def _console():

@@ -1,22 +1,38 @@
 """A distillation run directory: its settings, checkpoints, log and outputs, and the resume / overwrite rules.
 
-Layout of `out/`: `run.json` (settings fingerprint and config, finished flag), `checkpoints/iter_NNNNNN/`
-(accelerate state: student, fake score, optimisers, RNG, iteration), `log.csv`, `student/` (the final student
-network, diffusers format), `config.yaml`, `README.md`. Only these names are ever written or removed.
+Layout of `out/`: `run.json` (the run directory's marker, core/marker.py: the files written there, and under
+`distill` the settings fingerprint and config, finished flag), `checkpoints/iter_NNNNNN/` (accelerate state:
+student, fake score, optimisers, RNG as safetensors / weights-only tensors; `progress.json`: iteration and seconds),
+`log.csv`, `student/` (the final student network, diffusers format), `config.yaml`, `README.md`. Only files listed
+in run.json are ever replaced or removed; anything else there (a README of yours, a planted file) is left alone.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.atomic import write_text
 from ..core.errors import UserError
+from ..core.marker import (
+    MARKER,
+    RunMarker,
+    check_folder,
+    contained,
+    directory_lock,
+    record_tree,
+    refuse_foreign,
+    remove_listed,
+)
+from ..core.samples import append_rows, parse, rewrite, writer_lock
 
 OWNED = ("run.json", "log.csv", "config.yaml", "README.md", "checkpoints", "student")
 LOG_COLUMNS = ["iteration", "generator_loss", "dmd_loss", "first_step_loss", "first_step_floor", "fake_loss", "seconds"]
@@ -50,10 +66,92 @@ class RunState:
         self.log_csv = self.root / "log.csv"
         self.checkpoints = self.root / "checkpoints"
         self.student = self.root / "student"
+        self.marker = RunMarker(self.root)
 
     # -- what is there ----------------------------------------------------------------------------------------
     def read(self) -> dict[str, Any] | None:
-        return json.loads(self.run_json.read_text()) if self.run_json.exists() else None
+        """This directory's distill record (the `distill` section of run.json), None when there is none."""
+        self._upgrade()
+        marker = self.marker.read()
+        return marker.get("distill") if marker else None
+
+    def _upgrade(self) -> None:
+        """A run.json of a distill run from before run-directory markers becomes a marker listing its files."""
+        if not self.run_json.is_file() or self.run_json.is_symlink():
+            return
+        try:
+            old = json.loads(self.run_json.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return  # the marker's reader names the file
+        if not isinstance(old, dict) or "fingerprint" not in old or "toolkit" in old:
+            return
+        files = [
+            str(p.relative_to(self.root))
+            for name in OWNED
+            if name != MARKER
+            for p in ([self.root / name] if (self.root / name).is_file() else (self.root / name).rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        ]
+        self.run_json.unlink()  # replaced at once by the marker holding the same record
+        self.marker.claim(adopt=files)
+        self.marker.update(distill=old)
+
+    def check_foreign(self, folder: Path) -> None:
+        """Nothing the run did not write is replaced: refuse when `folder` holds a file run.json does not list."""
+        mine = self.marker.files()
+        base = contained(self.root, folder.relative_to(self.root))
+        for path in sorted(base.rglob("*")) if base.is_dir() else []:
+            if path.is_file() or path.is_symlink():
+                rel = str(path.relative_to(self.root))
+                refuse_foreign(self.root, rel, rel in mine)
+
+    def remove_owned(self, folder: str) -> None:
+        """Delete the files run.json lists under `folder`, then the folders left empty; never anything else."""
+        remove_listed(self.root, folder)
+
+    def write_file(self, name: str, text: str) -> None:
+        self.marker.claim()
+        refuse_foreign(self.root, name, name in self.marker.files())
+        write_text(self.root / name, text)
+        self.marker.record(name)
+
+    def wrote(self, folder: Path) -> None:
+        """List in run.json every file the toolkit just wrote under `folder` (accelerate's state, the student)."""
+        record_tree(self.root, str(folder.relative_to(self.root)))
+
+    def write_progress(self, path: Path, iteration: int, seconds: float) -> None:
+        """Training progress of a checkpoint as JSON (accelerate would pickle it, and unpickle it on resume)."""
+        write_text(path / "progress.json", json.dumps({"iteration": iteration, "seconds": seconds}) + "\n")
+
+    def load_checkpoint(self, accelerator, iteration: int) -> None:
+        """accelerate's state of a checkpoint this run wrote; it reads safetensors and weights-only tensors, so a
+        planted pickle is refused (one line), never run."""
+        import pickle
+
+        path = self.checkpoint_dir(iteration)
+        self.check_foreign(path)
+        try:
+            accelerator.load_state(str(path))
+        except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(
+                f"{path} cannot be loaded safely ({reason[:160]}); start again with overwrite=true"
+            ) from None
+
+    def read_progress(self, path: Path, iteration: int) -> dict[str, Any]:
+        pickled = sorted(p.name for p in path.glob("custom_checkpoint_*.pkl"))
+        if pickled:
+            raise UserError(
+                f"{path} holds {pickled[0]}, a pickle diversity-cli never loads (it could run code); resume from "
+                "a checkpoint without it, or start again with overwrite=true"
+            )
+        progress = path / "progress.json"
+        if not progress.is_file():
+            return {"iteration": iteration, "seconds": 0.0}
+        try:
+            return json.loads(progress.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UserError(f"{progress} is damaged; start again with overwrite=true") from None
 
     def latest_checkpoint(self) -> tuple[int, Path] | None:
         found = sorted(self.checkpoints.glob("iter_*")) if self.checkpoints.is_dir() else []
@@ -67,9 +165,14 @@ class RunState:
     def plan(self, cfg: DictConfig) -> int | None:
         """The iteration to resume from (0: a fresh run), or None when the run is already complete.
         Raises UserError where going on would replace or mix a different run."""
-        if cfg.overwrite:
-            return 0  # the caller clears (one process of a multi-process run)
         record = self.read()
+        if cfg.overwrite:
+            if self.root.is_dir() and any(self.root.iterdir()) and self.marker.read() is None:
+                raise UserError(
+                    f"overwrite=true: {self.root} has no {MARKER}, so diversity-cli did not make it; it deletes only "
+                    "in its own run directories (choose another out=)"
+                )
+            return 0  # the caller clears (one process of a multi-process run)
         if record is None:
             present = self.owned_present()
             if present:
@@ -103,46 +206,60 @@ class RunState:
         return done
 
     def clear(self) -> None:
-        for name in OWNED:
-            path = self.root / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        """overwrite=true: remove what earlier distill runs wrote here (files run.json lists), nothing else."""
+        with directory_lock(self.root):
+            for name in OWNED:
+                if name != MARKER:
+                    self.remove_owned(name)
+            self.marker.update(distill=None)
 
     # -- writing ------------------------------------------------------------------------------------------------
     def write_record(self, cfg: DictConfig, finished: bool, **extra: Any) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.marker.claim()
         record = {"fingerprint": fingerprint(cfg), "finished": finished, "config": fingerprint_config(cfg), **extra}
-        self.run_json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        self.marker.update(distill=record)
 
     def checkpoint_dir(self, iteration: int) -> Path:
         return self.checkpoints / f"iter_{iteration:06d}"
 
-    def mark_complete(self, path: Path, keep: int) -> None:
-        """Seal a written checkpoint and drop all but the newest `keep` sealed ones."""
-        (path / "done").write_text("")
+    def partial_dir(self, iteration: int) -> Path:
+        return self.checkpoints / f".partial-iter_{iteration:06d}"
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The run directory's one distill process: a second one refuses at once (one line). Holding it, a
+        half-saved checkpoint folder left by a killed run is ours to remove."""
+        check_folder(self.root)
+        with writer_lock(self.log_csv, 0):
+            for partial in self.checkpoints.glob(".partial-iter_*") if self.checkpoints.is_dir() else []:
+                if partial.is_dir() and not partial.is_symlink():
+                    shutil.rmtree(partial)
+            yield
+
+    def seal(self, partial: Path, path: Path, keep: int) -> None:
+        """Mark a whole checkpoint, move it into place, list its files and drop all but the newest `keep`."""
+        write_text(partial / "done", "")
+        if path.exists():  # an unsealed iter_ folder of an older version: only when run.json lists all of it
+            self.check_foreign(path)
+            self.remove_owned(str(path.relative_to(self.root)))
+        os.replace(partial, path)
+        self.wrote(path)
         sealed = [p for p in sorted(self.checkpoints.glob("iter_*")) if (p / "done").exists()]
         for old in sealed[: max(len(sealed) - keep, 0)]:
-            shutil.rmtree(old)
+            self.remove_owned(str(old.relative_to(self.root)))
 
     def read_log(self) -> list[dict[str, str]]:
         if not self.log_csv.exists():
             return []
-        with self.log_csv.open(newline="") as f:
-            return list(csv.DictReader(f))
+        return parse(self.log_csv, key="iteration").rows  # without a row torn by a kill
 
     def truncate_log(self, iteration: int) -> None:
         """Keep the rows up to `iteration`: rows written after the last checkpoint are computed again."""
         rows = [row for row in self.read_log() if int(row["iteration"]) <= iteration]
-        self.log_csv.unlink(missing_ok=True)
-        self.append_log(rows)
+        self.marker.claim()
+        refuse_foreign(self.root, "log.csv", "log.csv" in self.marker.files())
+        rewrite(self.log_csv, LOG_COLUMNS, rows)  # atomic: a kill leaves the old log or the new one
+        self.marker.record("log.csv")
 
     def append_log(self, rows: list[dict[str, Any]]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        new = not self.log_csv.exists()
-        with self.log_csv.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        append_rows(self.log_csv, LOG_COLUMNS, rows)  # whole rows; a torn last one is dropped by read_log
