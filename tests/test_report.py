@@ -185,11 +185,12 @@ def test_paper_column_is_the_shipped_csv(paper_run: Path, toy_run: Path):
 def test_measured_column_is_the_run_csv(paper_run: Path):
     tables = tables_of(paper_run)
     t3 = tables["3"]
-    base = cell(t3, method="Base", condition="Sunset beach")
+    base = cell(t3, method="Base", condition="Sunset beach", metric="dreamsim_diversity")
     assert (base.paper, base.measured, base.measured_metric, base.n) == ("0.396", "0.4012", "dreamsim", "4")
     assert cell(t3, method="Distilled", condition="Sunset beach").measured == "0.2511"
-    assert float(cell(t3, method="Base", condition="Average").measured) == pytest.approx((0.4012 + 0.25) / 2)
-    assert float(cell(t3, method="Hybrid", condition="Average").measured) == pytest.approx((0.3803 + 0.27) / 2)
+    two = "Average of 2 prompts: Sunset beach, Cute puppy"  # not the paper's 5-prompt Average
+    assert float(cell(t3, method="Base", condition=two).measured) == pytest.approx((0.4012 + 0.25) / 2)
+    assert float(cell(t3, method="Hybrid", condition=two).measured) == pytest.approx((0.3803 + 0.27) / 2)
     assert cell(t3, method="Base", condition="Person").measured == "0.9"
     assert not [line for line in t3.lines if "hybrid_k2" in line.measured_as]  # ablate points stay out of Table 3
     fid = cell(tables["2"], method="Base (SDXL-Base 50 steps)", metric="fid")
@@ -218,7 +219,7 @@ def test_measured_column_is_the_run_csv(paper_run: Path):
     header, rows = wide(t3)
     row = next(r for r in rows if r[0] == "Sunset beach")
     assert row[header.index("Base: paper dreamsim_diversity")] == "0.396"
-    assert row[header.index("Base: measured dreamsim")] == "0.401"
+    assert row[header.index("Base: measured dreamsim_diversity")] == "0.401"
     tmp.unlink()
 
 
@@ -231,9 +232,9 @@ def test_unmeasured_cells_stay_empty(paper_run: Path):
             assert line.paper and line.measured == "" and line.measured_metric == ""
     header, rows = wide(t3)
     person = next(r for r in rows if r[0] == "Person")  # measured for the base only
-    assert person[header.index("Base: measured dreamsim")] == "0.900"
+    assert person[header.index("Base: measured dreamsim_diversity")] == "0.900"
     assert person[header.index("Distilled: paper dreamsim_diversity")] == "0.347"
-    assert person[header.index("Distilled: measured dreamsim")] == ""
+    assert person[header.index("Distilled: measured dreamsim_diversity")] == ""
     assert cell(tables["2"], method="Hybrid (4 steps)", metric="fid").measured == ""
     assert cell(tables["D1"], method="PixArt-Alpha (DiT)", metric="dreamsim_diversity").measured == ""
     assert "|  |" in to_markdown(t3)
@@ -242,15 +243,13 @@ def test_unmeasured_cells_stay_empty(paper_run: Path):
 def test_toy_metrics_keep_their_names(toy_run: Path):
     tables = tables_of(toy_run)
     header, rows = wide(tables["3"])
-    assert "Base: paper dreamsim_diversity" in header and "Base: measured toy_features" in header
+    assert "Base: paper dreamsim_diversity" in header and "Base: measured toy_features_diversity" in header
     assert not [h for h in header if "measured dreamsim" in h]
     shape = next(r for r in rows if r[0] == "a shape")  # a toy prompt: a row of its own, no paper number
     assert shape[header.index("Base: paper dreamsim_diversity")] == ""
-    assert shape[header.index("Distilled: measured toy_features")] == "0.220"
+    assert shape[header.index("Distilled: measured toy_features_diversity")] == "0.220"
     header2, rows2 = wide(tables["2"])
-    assert (
-        "fid: paper fid" in header2 and "fid: measured fid_toyfeat" in header2 and "is: measured is_toyfeat" in header2
-    )
+    assert "paper fid" in header2 and "measured fid_toyfeat" in header2 and "measured is_toyfeat" in header2
     assert not [h for h in header2 if h.endswith("measured fid") or h.endswith("measured is")]
     base = cell(tables["2"], method="Base (SDXL-Base 50 steps)", metric="fid")  # the toy stands in, and says so
     assert (base.measured, base.measured_metric, base.model) == ("3.5", "fid_toyfeat", "toy")
@@ -338,12 +337,14 @@ def test_bad_input_one_line(cli, tmp_path: Path, make: str):
 def test_figures_only(cli, toy_run: Path, tmp_path: Path):
     code, out, err = cli("report", f"out={toy_run}", "tables=none", f"tables_dir={tmp_path / 't'}", "html=false")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
+    records = {"runs", "run.json", ".run.json.lock"}  # the invocation record of this report and the run's marker
+    assert sorted(p.name for p in (tmp_path / "t").iterdir() if p.name not in records) == [
         "figure_5.csv",
         "figure_5.png",
         "figure_7.csv",
         "figure_7.png",
     ]
+    assert list((tmp_path / "t" / "runs").glob("*-report-*.json"))
 
 
 def test_unknown_table(cli, toy_run: Path):
@@ -372,5 +373,96 @@ def test_report_on_a_generated_run(cli, tmp_path: Path):
     assert {r["measured_metric"] for r in rows if r["measured"]} == {"pixel"}
     parsed = Parsed()
     parsed.feed((out / "report.html").read_text())
-    assert len([src for src in parsed.images if src.startswith("data:image/png;base64,")]) == 4  # 2 methods x 2
+    pngs = [src for src in parsed.images if src.startswith("data:image/png;base64,")]
+    assert len(pngs) == 4 + len(list(out.glob("*.png")))  # 2 methods x 2 thumbnails, and the run's own PNGs
     assert not (tmp_path / "tables" / "table_2.md").exists()  # no fid.csv: no Table 2
+
+
+# --------------------------------------------------------------------------------- labels that say what was measured
+
+
+def test_headers_name_the_metric_actually_used(paper_run: Path):
+    rows = [
+        diversity_row("sd21_turbo", tag, "image of a car", "pixel", value) for tag, value in (("base", "0.2"),)
+    ]  # pixel diversity where the paper measured DreamSim
+    write_csv(paper_run / "diversity.csv", rows)
+    header, _ = wide(tables_of(paper_run, keys=("D1",))["D1"])
+    assert "paper dreamsim_diversity" in header and "measured pixel_diversity" in header
+    assert not [h for h in header if "dreamsim_diversity: measured" in h or h.endswith("measured pixel")]
+
+
+def _five_prompt_run(root: Path) -> Path:
+    root.mkdir()
+    prompts = [ln for ln in (REPO / "data" / "table3_prompts.txt").read_text().splitlines() if ln and ln[0] != "#"]
+    write_csv(
+        root / "diversity.csv",
+        [
+            {**diversity_row("sdxl_dmd2", tag, prompt, "dreamsim", str(0.3 + 0.01 * i)), "ci_low": "", "ci_high": ""}
+            for i, prompt in enumerate(prompts)
+            for tag in ("base", "distilled", "hybrid_k1")
+        ],
+    )
+    return root
+
+
+def test_an_average_stands_beside_the_papers_only_over_the_same_prompts(paper_run: Path, toy_run: Path, tmp_path):
+    toy = tables_of(toy_run, keys=("3",))["3"]
+    assert not [line for line in toy.measured if line.condition == "Average"]  # one toy prompt is no 5-prompt mean
+    # Its own row instead, naming the prompts every method has (diversity.csv's and ablate.csv's).
+    own = cell(toy, method="Base", condition="Average of 2 prompts: a, a shape", measured_metric="toy_features")
+    assert (own.paper, float(own.measured)) == ("", pytest.approx((0.61 + 0.8) / 2))
+    assert cell(toy, method="Base", condition="Average").paper == "0.337"  # the paper's row, left unmeasured
+    paper = tables_of(paper_run, keys=("3",))["3"]
+    assert not [line for line in paper.measured if line.condition == "Average"]  # 2 of the paper's 5 prompts
+    full = tables_of(_five_prompt_run(tmp_path / "five"), keys=("3",))["3"]
+    average = cell(full, method="Base", condition="Average")
+    assert (average.paper, float(average.measured)) == ("0.337", pytest.approx(0.32))
+    assert "Average" in to_markdown(full) and "Average of" not in to_markdown(full)
+
+
+def test_every_diversity_number_shows_n_and_its_interval(paper_run: Path):
+    rows = [
+        {**diversity_row("sdxl_dmd2", "base", SUNSET, "dreamsim", "0.4"), "ci_low": "0.38", "ci_high": "0.43"},
+        {**diversity_row("sdxl_dmd2", "base", PUPPY, "dreamsim", "0.2"), "ci_low": "0.17", "ci_high": "0.22"},
+    ]
+    write_csv(paper_run / "diversity.csv", rows)
+    t3 = tables_of(paper_run, keys=("3",))["3"]
+    header, body = wide(t3)
+    sunset = next(r for r in body if r[0] == "Sunset beach")
+    assert sunset[header.index("Base: measured dreamsim_diversity")] == "0.400 [0.380, 0.430]"
+    assert sunset[header.index("n")] == "4"
+    average = cell(t3, method="Base", condition="Average of 2 prompts: Sunset beach, Cute puppy")
+    # A mean of two independent estimates: half-widths add in quadrature, over 2.
+    assert float(average.ci_low) == pytest.approx(0.3 - (0.02**2 + 0.03**2) ** 0.5 / 2)
+    assert float(average.ci_high) == pytest.approx(0.3 + (0.03**2 + 0.02**2) ** 0.5 / 2)
+    assert "bootstrap confidence interval" in to_markdown(t3)
+
+
+def test_quality_stands_beside_diversity(paper_run: Path, toy_run: Path):
+    # paper_run: SDXL-DMD2's base was sampled on one prompt, so fid.csv's CLIP score is that prompt's.
+    t3 = tables_of(paper_run, keys=("3",))["3"]
+    header, body = wide(t3)
+    sunset = next(r for r in body if r[0] == "Sunset beach")
+    at = header.index("Base: measured clip_score")
+    assert header[at - 1] == "Base: measured dreamsim_diversity" and sunset[at] == "31.70"
+    assert "Base: paper clip_score" not in header  # the paper has no such number
+    rows = list(csv.DictReader((toy_run / "diversity.csv").open()))
+    write_csv(
+        toy_run / "diversity.csv",
+        rows + [diversity_row("toy", tag, "a shape", "toy_adherence", v, 3) for tag, v in (("base", "0.9"),)],
+    )
+    tables = tables_of(toy_run, keys=("3", "E1"))
+    header, body = wide(tables["3"])
+    assert body[[r[0] for r in body].index("a shape")][header.index("Base: measured toy_adherence")] == "0.900"
+    e1 = cell(tables["E1"], method="SDXL-Base", metric="quality")
+    assert (e1.measured_metric, e1.measured) == ("toy_adherence", "0.9")
+    assert "measured toy_adherence" in wide(tables["E1"])[0]
+
+
+def test_html_renders_markdown(cli, toy_run: Path, tmp_path: Path):
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'tables'}")
+    assert code == 0, err
+    page = (toy_run / "report.html").read_text()
+    notes = [line for line in page.split("<p class='note'>")[1:]]
+    assert not [note for note in notes if "`" in note.split("</p>")[0]]  # no raw backticks
+    assert "<code>toy_features</code>" in page

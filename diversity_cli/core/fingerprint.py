@@ -121,6 +121,18 @@ def weights_fingerprint(sources: Iterable[Any]) -> list[str]:
     return out
 
 
+def weights_record(sources: Iterable[Any]) -> list[dict[str, str]]:
+    """For a run record: each weights source (file, folder or network) and its hash."""
+    out = []
+    for source, value in zip(sources := list(sources), weights_fingerprint(sources), strict=True):
+        if isinstance(source, (str, Path)):
+            where = str(Path(source).expanduser().resolve())
+        else:
+            where = f"in-memory {type(source).__name__}"
+        out.append({"source": where, "weights_hash": value})
+    return out
+
+
 def packages(*names: str) -> dict[str, str]:
     """Installed versions of these distributions (package metadata; nothing is imported)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -30,6 +30,7 @@ from ..core.config import available, conf_dir, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.prompts import read_prompts
+from ..core.record import record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
@@ -113,6 +114,7 @@ def ablate(cfg: DictConfig) -> Path:
     sweep = plan_sweep(cfg)
     out = Path(cfg.out)
     console = stderr_console()
+    record_invocation(out, config=cfg, device=str(cfg.device), points=[point.tag for point in sweep.all])
     if not cfg.merge and cfg.launcher == "local":
         if cfg.launcher_overrides:
             console.print("[yellow]note[/]: hydra.* overrides only apply to launcher=slurm / submitit_local")

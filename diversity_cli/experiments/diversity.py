@@ -21,7 +21,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ..core.atomic import atomic_path
 from ..core.cache import cache_dir
 from ..core.errors import UserError
-from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint
+from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
+from ..core.record import record_invocation
 from ..core.rundir import RunDir
 from ..metrics.coverage import PRDC, prdc
 from ..metrics.diversity import PairwiseDiversity, VendiScore
@@ -173,6 +174,17 @@ def embedding_key(embedder: Embedder, name: str) -> dict:
         "weights": weights_fingerprint(getattr(embedder, "weights", ())),
         "preparation": IMAGE_PREPARATION,
         "packages": packages(*EMBEDDING_PACKAGES),
+    }
+
+
+def embedder_record(embedder: Embedder, name: str) -> dict:
+    """What the run record says of an embedder: its options, each weights source with its hash, the cache key."""
+    key = embedding_key(embedder, name)
+    return {
+        "options": key["embedder"],
+        "weights": weights_record(getattr(embedder, "weights", ())),
+        "preparation": key["preparation"],
+        "cache_fingerprint": digest(key),
     }
 
 
@@ -354,16 +366,19 @@ def measure_diversity(cfg: DictConfig) -> Path:
     wanted = [m for m in metrics if m in EMBEDDERS]
     wanted += [vendi_base(m, cfg) for m in metrics if m.startswith("vendi")]
     rows: list[dict] = []
+    used: dict[str, dict] = {}  # the embedders' provenance, for the run record
     for name in dict.fromkeys(wanted):
         options = OmegaConf.to_container(cfg.embedders.get(name) or {}, resolve=True)
         options.setdefault("batch_size", int(cfg.batch_size))
         embedder = get_embedder(name, device, **options)
         rows += embedder_rows(cfg, name, embedder, groups, metrics, root, notes)
+        used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
 
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
     target = root / CSV_NAME
+    record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)
     write_rows(target, rows)
     _print_table(rows, target)
     _report(notes)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig
 
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
+from ..core.record import record_invocation
 from ..core.rundir import RunDir, merge_rows
 from ..metrics.quality import (
     DEFAULT_CLIP,
@@ -26,6 +27,7 @@ from ..metrics.quality import (
     default_cache_dir,
     load_clip,
     load_extractor,
+    preparation,
     reference_statistics,
 )
 from ..metrics.reference import ReferenceSet, load_image, open_reference
@@ -75,6 +77,16 @@ def measure_quality(cfg: DictConfig) -> Path:
                 progress.advance(task, len(batch))
             measured = scores.compute(int(cfg.seed))
             results.append(result_row(tag, model, rows, measured, extractor.tag, cfg.reference, features))
+    record_invocation(
+        rundir.root,
+        config=cfg,
+        device=str(device),
+        dtype="float32",
+        features={"network": extractor.name, "tag": extractor.tag},  # the name carries its weights' hash
+        preparation=preparation(extractor.resize, extractor.resolution),
+        clip_model=clip_spec,
+        references={reference.description: reference.identity for reference in references.values()},
+    )
     path = write_results(rundir.root / "fid.csv", results)
     show(console, results, extractor.tag, path, min(len(r) for r in groups.values()) < extractor.num_features)
     return path

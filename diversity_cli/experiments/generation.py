@@ -16,6 +16,7 @@ from ..core.errors import UserError
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import RunDir
+from ..models.provenance import pair_provenance
 from ..sampling.methods import METHODS, USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 
@@ -126,7 +127,8 @@ def generate(cfg: DictConfig) -> Path:
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
-    record_invocation(run.root, config=cfg, device=str(device), dtype=str(pair.dtype))
+    models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
+    record_invocation(run.root, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
     run.save_timesteps(name, probe.visits(), [type(s.scheduler).__name__ for s in probe.segments for _ in s.timesteps])
 
     with progress_bar() as progress:

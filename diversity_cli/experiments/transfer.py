@@ -34,6 +34,7 @@ from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import RunDir, merge_rows
 from ..models.adapters import Adapter, applied, read_adapter
+from ..models.provenance import pair_provenance
 from .generation import Job, pending, sample_batch, settings_hash
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
@@ -223,7 +224,8 @@ def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[st
     name = f"{cfg.model.name}_transfer"
     rundir.save_config(name, cfg)
     rundir.save_versions(name, {"device": str(device)})
-    record_invocation(rundir.root, config=cfg, device=str(device), dtype=str(pair.dtype))
+    models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
+    record_invocation(rundir.root, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
     with progress_bar(console) as progress:
         for group in groups:
             jobs = todo[group.tag]

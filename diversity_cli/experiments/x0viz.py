@@ -16,7 +16,10 @@ import torch
 from omegaconf import DictConfig
 
 from ..core.errors import UserError
+from ..core.fingerprint import weights_record
 from ..core.prompts import prompt_id, read_prompts
+from ..core.record import record_invocation
+from ..models.provenance import pair_provenance
 from ..sampling.commitment import commitment, summarize
 from ..sampling.methods import METHODS
 from ..sampling.tags import run_tag
@@ -45,6 +48,9 @@ def visualize(cfg: DictConfig) -> Path:
     seeds = [int(cfg.seed) + j for j in range(int(cfg.n))]
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
     out.mkdir(parents=True, exist_ok=True)
+    metric = {"name": embedder.name, "weights": weights_record(getattr(embedder, "weights", ()))}
+    models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
+    record_invocation(out, config=cfg, device=str(device), dtype=str(pair.dtype), models=models, metric=metric)
     records = []
     for row in rows:
         for method in methods:

@@ -22,12 +22,14 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from ..core.errors import UserError
+from ..core.record import record_invocation
 from ..core.resources import data_path, display
 from .tables import (
     RUN_CSVS,
     RunData,
     Table,
     build_tables,
+    column_kind,
     figure5,
     figure7,
     format_number,
@@ -35,6 +37,7 @@ from .tables import (
     metric_notes,
     provenance,
     read_paper,
+    reading_notes,
     table_keys,
     to_markdown,
     wide,
@@ -58,6 +61,7 @@ def write_report(cfg: DictConfig) -> Path:
     tables_dir = Path(cfg.tables_dir)
     tables = build_tables([r for r in runs if r.found], paper, cfg, keys)
     written = write_tables(tables, tables_dir, display(paper_path))
+    record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
     metrics = list(cfg.diversity_metrics)
     figures = write_figures(runs, tables_dir, metrics) if cfg.figures else []
     pages = []
@@ -68,6 +72,7 @@ def write_report(cfg: DictConfig) -> Path:
         for one in runs:
             if one.found:
                 own = build_tables([one], paper, cfg, page_keys)
+                record_invocation(one.root, config=cfg, tables_dir=str(tables_dir))
                 pages.append(write_html(one, own, cfg, display(paper_path)))
     _print_summary(keys, tables, written, figures, pages)
     return tables_dir
@@ -131,6 +136,8 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:top}
 th{background:#f3f3f3}td.label,th.label{text-align:left}
 td.paper{background:#f7f7ff}td.measured{background:#f4fff4;font-weight:600}
+pre{font-size:11px;background:#f7f7f7;padding:4px;max-height:300px;overflow:auto}
+details{margin:8px 0}details.record{margin-left:16px}summary{cursor:pointer}
 .meta{color:#555;font-size:13px}.note{color:#555;font-size:12px;margin:2px 0}
 figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}figcaption{font-size:12px;color:#555}
 .thumbs img{margin:1px;image-rendering:pixelated}
@@ -139,7 +146,7 @@ figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}figcaption{
 
 def write_html(run: RunData, tables: dict[str, Table], cfg: DictConfig, paper_source: str) -> Path:
     grid = cfg.grid
-    parts = [_header(run)]
+    parts = [_header(run), _provenance_html(run)]
     parts.append("<h2>Paper tables</h2>")
     if not tables:
         parts.append("<p class='meta'>This run directory has no measurement that a paper table uses.</p>")
@@ -187,24 +194,102 @@ def _header(run: RunData) -> str:
 
 def _table_html(table: Table, paper_source: str) -> str:
     header, body = wide(table)
-    labels = len(header) - sum(1 for h in header if ": paper " in h or ": measured " in h) - 2
+    kinds = [column_kind(name) for name in header]
     out = [f"<h3>{html.escape(table.title)}</h3>"]
     out.append(f"<p class='note'>Paper: {html.escape(paper_source)} (Table {html.escape(table.id)}).</p>")
     out += [f"<p class='note'>Measured: {html.escape(line)}.</p>" for line in provenance(table)]
     out.append("<table><tr>")
-    for i, name in enumerate(header):
-        css = " class='label'" if i < labels or i >= len(header) - 2 else ""
+    for name, kind in zip(header, kinds, strict=True):
+        css = " class='label'" if kind is None else ""
         out.append(f"<th{css}>{html.escape(name)}</th>")
     out.append("</tr>")
     for row in body:
         out.append("<tr>")
-        for i, (name, cell) in enumerate(zip(header, row, strict=True)):
-            css = "label" if i < labels or i >= len(header) - 2 else "paper" if ": paper " in name else "measured"
-            out.append(f"<td class='{css}'>{html.escape(cell)}</td>")
+        for kind, cell in zip(kinds, row, strict=True):
+            out.append(f"<td class='{kind or 'label'}'>{html.escape(cell)}</td>")
         out.append("</tr>")
     out.append("</table>")
-    notes = metric_notes(table) + table.notes + ["an empty measured cell: not measured by this run"]
-    out += [f"<p class='note'>{html.escape(note)}</p>" for note in notes]
+    notes = metric_notes(table) + table.notes + reading_notes(table)
+    out += [f"<p class='note'>{markdown_inline(note)}</p>" for note in notes]
+    out.append(
+        "<p class='note'>Provenance: <a href='#provenance'>the invocation records</a> of the commands that made these "
+        "numbers (command line, config, versions, device, dtype, weights).</p>"
+    )
+    return "".join(out)
+
+
+def markdown_inline(text: str) -> str:
+    """The inline markdown the notes use (`code`, **bold**, [text](link)) as HTML, everything else escaped."""
+    import re
+
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r"<a href='\2'>\1</a>", escaped)
+
+
+def _provenance_html(run: RunData) -> str:
+    """Every invocation record of the run (`runs/*.json`), collapsed: what made each of its results."""
+    if not run.records:
+        return (
+            "<details id='provenance'><summary>Provenance: no invocation records (runs/*.json) in this run "
+            "directory; it was made before they were written</summary></details>"
+        )
+    parts = [
+        f"<details id='provenance'><summary>Provenance: {len(run.records)} invocation record(s) in "
+        f"<code>{html.escape(str(run.root / 'runs'))}</code></summary>"
+    ]
+    for record in run.records:
+        parts.append(_record_html(record))
+    parts.append("</details>")
+    return "".join(parts)
+
+
+def _record_html(record: dict) -> str:
+    import json
+
+    command_line = " ".join(str(part) for part in record.get("command_line", []))
+    summary = f"{record.get('command', '?')} at {record.get('started', '?')} ({record.get('_file', '')})"
+    facts = [
+        ("command line", command_line),
+        ("git commit", record.get("git_commit")),
+        ("host", record.get("host")),
+        ("python", record.get("python")),
+        ("device", record.get("device")),
+        ("dtype", record.get("dtype")),
+    ]
+    out = [f"<details class='record'><summary>{html.escape(summary)}</summary><table>"]
+    out += [
+        f"<tr><th class='label'>{html.escape(name)}</th><td class='label'>{html.escape(str(value))}</td></tr>"
+        for name, value in facts
+        if value not in (None, "")
+    ]
+    packages = record.get("packages") or {}
+    if packages:
+        text = ", ".join(f"{name} {version}" for name, version in sorted(packages.items()))
+        out.append(f"<tr><th class='label'>packages</th><td class='label'>{html.escape(text)}</td></tr>")
+    out.append("</table>")
+    models = record.get("models") or {}
+    if models:
+        out.append("<table><tr><th class='label'>model</th><th class='label'>hub id / path</th>")
+        out.append("<th class='label'>revision</th><th class='label'>weights hash</th></tr>")
+        for role, item in models.items():
+            item = item if isinstance(item, dict) else {"source": item}
+            source = item.get("hub_id") or item.get("path") or item.get("source") or ""
+            if item.get("subfolder"):
+                source += f" / {item['subfolder']}"
+            if item.get("file"):
+                source += f" / {item['file']}"
+            cells = [role, source, item.get("revision") or "", item.get("weights_hash") or ""]
+            out.append("<tr>" + "".join(f"<td class='label'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        out.append("</table>")
+    skip = {"command", "command_line", "started", "host", "python", "packages", "git_commit", "executable"}
+    skip |= {"device", "dtype", "models", "_file", "schema", "overrides"}
+    for name, value in record.items():
+        if name not in skip:
+            text = json.dumps(value, indent=1, sort_keys=True, default=str)
+            out.append(f"<p class='note'><b>{html.escape(name)}</b></p><pre>{html.escape(text)}</pre>")
+    out.append("</details>")
     return "".join(out)
 
 

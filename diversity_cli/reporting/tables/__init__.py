@@ -34,7 +34,18 @@ from .common import (
     read_paper,
 )
 from .figures import ablate_curves, figure5, figure7
-from .render import format_number, metric_notes, provenance, to_markdown, wide, write_csv
+from .render import (
+    column_kind,
+    format_number,
+    measured_cell,
+    metric_notes,
+    provenance,
+    provenance_footnote,
+    reading_notes,
+    to_markdown,
+    wide,
+    write_csv,
+)
 from .table3 import read_prompt_labels
 
 __all__ = [
@@ -50,15 +61,19 @@ __all__ = [
     "ablate_curves",
     "assemble",
     "build_tables",
+    "column_kind",
     "figure5",
     "figure7",
     "format_number",
     "load_run",
+    "measured_cell",
     "metric_notes",
     "provenance",
+    "provenance_footnote",
     "read_csv",
     "read_paper",
     "read_prompt_labels",
+    "reading_notes",
     "table_keys",
     "to_markdown",
     "wide",

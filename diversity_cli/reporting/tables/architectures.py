@@ -1,11 +1,23 @@
 """Tables D.1 (other architectures) and E.1 (replacing the final timesteps instead of the first): diversity of
-one prompt and seconds per image for each (pair, method tag), from diversity.csv / ablate.csv and samples.csv."""
+one prompt (with n and its interval), the group's quality beside it (CLIP score / toy adherence), and seconds per
+image for each (pair, method tag), from diversity.csv / ablate.csv, fid.csv and samples.csv."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .common import Line, RunData, as_number, choose_model, diversity_rows, match_tag, mean_of, origin
+from .common import (
+    Line,
+    RunData,
+    as_number,
+    choose_model,
+    diversity_rows,
+    match_tag,
+    mean_of,
+    origin,
+    quality_lines,
+    quality_of,
+)
 
 
 def seconds_per_group(run: RunData) -> dict[tuple[str, str, str], tuple[str, int]]:
@@ -58,28 +70,31 @@ def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
         return (method, str(cfg.prompt)) if method else (f"{model} / {tag}", prompt)
 
     seconds = seconds_per_group(run)
+    quality = quality_of(run)
     records = []
     seen = set()
     for row in div:
         method, condition = label(row["model"], row["method"], row["prompt"])
         base = dict(model=row["model"], measured_as=f"{row['model']} / {row['method']} / {row['prompt']}")
-        records.append(
-            Line(
-                table,
-                method,
-                condition,
-                "dreamsim_diversity",
-                measured_metric=row["metric"],
-                measured=row["value"],
-                n=row.get("n", ""),
-                **base,
-                **origin(run, row["_source"]),
-            )
+        line = Line(
+            table,
+            method,
+            condition,
+            "dreamsim_diversity",
+            measured_metric=row["metric"],
+            measured=row["value"],
+            n=row.get("n", ""),
+            ci_low=row.get("ci_low") or "",
+            ci_high=row.get("ci_high") or "",
+            **base,
+            **origin(run, row["_source"]),
         )
+        records.append(line)
         key = (row["model"], row["method"], row["prompt"])
         if key in seen:
             continue
         seen.add(key)
+        records += quality_lines(run, quality, key, line)  # beside diversity: is the variety on the prompt?
         if key in seconds and seconds[key][0]:
             value, count = seconds[key]
             source = "samples.csv"

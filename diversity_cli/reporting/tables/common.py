@@ -55,6 +55,8 @@ class Line:
     measured_metric: str = ""
     measured: str = ""  # the measured value as the run's CSV writes it (or a mean of such numbers)
     n: str = ""
+    ci_low: str = ""  # the measured value's confidence interval (diversity.csv's bootstrap), when it has one
+    ci_high: str = ""
     model: str = ""
     measured_as: str = ""  # the run's group behind the number: model / method tag / prompt
     run: str = ""
@@ -113,6 +115,7 @@ class RunData:
     commitment_summary: list[dict[str, str]]
     versions: dict[str, Any]
     dates: dict[str, str]  # CSV name -> its modification time (UTC)
+    records: list[dict[str, Any]] = field(default_factory=list)  # runs/*.json: what made each result, oldest first
 
     @property
     def found(self) -> list[str]:
@@ -121,6 +124,7 @@ class RunData:
     @property
     def commit(self) -> str:
         commits = {v.get("git_commit", "") for v in self.versions.values() if isinstance(v, dict)}
+        commits |= {str(record.get("git_commit") or "") for record in self.records}
         commits.discard("")
         return ", ".join(sorted(c[:10] for c in commits))
 
@@ -151,7 +155,22 @@ def load_run(root: str | Path) -> RunData:
         commitment_summary=data["commitment_summary.csv"],
         versions=versions,
         dates=dates,
+        records=read_records(root),
     )
+
+
+def read_records(root: Path) -> list[dict[str, Any]]:
+    """The invocation records of a run directory (`runs/*.json`, see `core.record`), oldest first; each gets
+    `_file`, its path relative to the run. A damaged record is left out."""
+    records = []
+    for path in sorted((root / "runs").glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            records.append({**record, "_file": f"runs/{path.name}"})
+    return sorted(records, key=lambda record: str(record.get("started", "")))
 
 
 def _mtime(path: Path) -> str:
@@ -221,6 +240,51 @@ def diversity_rows(run: RunData) -> list[dict[str, str]]:
         if (row["model"], row["method"], row["prompt"], row["metric"]) not in have:
             rows.append(row)
     return rows
+
+
+# Per-prompt quality beside diversity (Tables 3, D.1, E.1): off-prompt variety must not pass for diversity.
+# diversity.csv rows of these metrics (clip_score: CLIP score against the prompt; toy_adherence: the share of toy
+# samples the toy judge finds on-prompt), or fid.csv's `clip` of a (pair, method) run on one prompt only.
+QUALITY_METRICS = ("clip_score", "toy_adherence")
+
+
+def quality_of(run: RunData) -> dict[tuple[str, str, str], list[dict[str, str]]]:
+    """(model, method tag, prompt) -> its quality rows ({metric, value, n, _source}), from diversity.csv, then
+    fid.csv's CLIP score where that group's images all share one prompt."""
+    found: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+    for row in run.diversity:
+        if row.get("metric") in QUALITY_METRICS:
+            key = (row["model"], row["method"], row["prompt"].lower())
+            found.setdefault(key, []).append({**row, "_source": "diversity.csv"})
+    prompts: dict[tuple[str, str], set[str]] = {}
+    for row in run.samples:
+        prompts.setdefault((row["model"], row.get("tag") or row["method"]), set()).add(row["prompt"].lower())
+    for row in run.fid:
+        group = prompts.get((row.get("model", ""), row.get("method", "")), set())
+        if len(group) == 1 and as_number(row.get("clip")) is not None:
+            key = (row["model"], row["method"], next(iter(group)))
+            if not any(item["metric"] == "clip_score" for item in found.get(key, [])):
+                item = {"metric": "clip_score", "value": row["clip"], "n": row.get("n", ""), "_source": "fid.csv"}
+                found.setdefault(key, []).append(item)
+    return found
+
+
+def quality_lines(run: RunData, quality: dict, key: tuple[str, str, str], like: Line) -> list[Line]:
+    """The quality cells of one (model, tag, prompt) group, in the row of its diversity cell `like`."""
+    model, tag, prompt = key
+    return [
+        replace(
+            like,
+            metric="quality",
+            measured_metric=item["metric"],
+            measured=item["value"],
+            n=str(item.get("n", "")),
+            ci_low="",
+            ci_high="",
+            **origin(run, item["_source"]),
+        )
+        for item in quality.get((model, tag, prompt.lower()), [])
+    ]
 
 
 def origin(run: RunData, source: str) -> dict[str, str]:

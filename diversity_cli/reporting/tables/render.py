@@ -35,7 +35,11 @@ METRIC_NOTES = {
     "clip_change_pct": "100 x (CLIP score with - without adapter) / without, toward the concept text",
     "classifier_without": "fraction of images the toy classifier sees with the concept's factor value, no adapter",
     "classifier_with": "the same fraction with the adapter",
+    "clip_score": "CLIP score of the images against their prompt (quality beside diversity)",
+    "toy_adherence": "share of the images the toy judge finds on-prompt (quality beside diversity)",
 }
+# Measured metrics that are a quality, not a diversity: named as they are, never "<name>_diversity".
+QUALITY = ("clip_score", "toy_adherence")
 
 
 def _group_label(table: Table, line: Line) -> str:
@@ -48,25 +52,63 @@ def _paper_metric(line: Line) -> str:
     return line.metric.split(":", 1)[0]
 
 
+def measured_name(name: str, paper_metric: str) -> str:
+    """What a measured column is, by the metric actually used: `pixel_diversity` where the paper's column is a
+    diversity (never "dreamsim" for pixels), a quality or any other metric under its own name."""
+    if paper_metric.endswith("_diversity") and name not in QUALITY and not name.endswith("_diversity"):
+        return f"{name}_diversity"
+    return name
+
+
+def column_header(group: str, kind: str, metric: str, paper_metric: str) -> str:
+    """`<group>: paper|measured <metric>`; a group that is itself the paper's metric (Tables 2, 4, D.1, E.1: one
+    column group per metric) is not repeated: `paper dreamsim_diversity`, `measured pixel_diversity`."""
+    return f"{kind} {metric}" if group in (paper_metric, "quality") else f"{group}: {kind} {metric}"
+
+
+def column_kind(header: str) -> str | None:
+    """Whether a column of `wide`'s header holds paper or measured values ("paper" / "measured"), else None."""
+    if header in ("n", "measured as"):
+        return None
+    tail = header.split(": ", 1)[-1]
+    kind = tail.split(" ", 1)[0]
+    return kind if kind in ("paper", "measured") and " " in tail else None
+
+
+def measured_cell(line: Line) -> str:
+    """The measured number, with its confidence interval when it has one: `0.271 [0.250, 0.292]`."""
+    text = format_number(line.measured)
+    if as_number(line.ci_low) is not None and as_number(line.ci_high) is not None:
+        text += f" [{format_number(line.ci_low)}, {format_number(line.ci_high)}]"
+    return text
+
+
 def wide(table: Table) -> tuple[list[str], list[list[str]]]:
     """The table as the paper lays it out, each paper column beside the measured column(s) of the same cell:
-    header, then rows. Measured headers carry the measured metric's own name."""
+    header, then rows. Measured headers carry the metric actually measured; a group the paper has no number for
+    (a quality column) has no paper column."""
     row_fields, _ = LAYOUT[table.id]
     groups: dict[str, dict[str, None]] = {}  # group -> measured metric names, in order of appearance
     paper_metric: dict[str, str] = {}
+    published: set[str] = set()
     for line in table.lines:
         group = _group_label(table, line)
         groups.setdefault(group, {})
-        paper_metric.setdefault(group, _paper_metric(line))
+        if line.metric != "quality":
+            paper_metric.setdefault(group, _paper_metric(line))
+        if line.paper != "":
+            published.add(group)
         if line.measured_metric:
             groups[group][line.measured_metric] = None
     header = [*row_fields]
     columns: list[tuple[str, str | None]] = []
     for group, measured in groups.items():
-        header.append(f"{group}: paper {paper_metric[group]}")
-        columns.append((group, None))
+        metric = paper_metric.get(group, group)
+        if group in published:
+            header.append(column_header(group, "paper", metric, metric))
+            columns.append((group, None))
         for name in measured:
-            header.append(f"{group}: measured {name}")
+            header.append(column_header(group, "measured", measured_name(name, metric), metric))
             columns.append((group, name))
     header += ["n", "measured as"]
     rows: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -77,8 +119,9 @@ def wide(table: Table) -> tuple[list[str], list[list[str]]]:
         if line.paper != "":
             row["cells"][(group, None)] = line.paper
         if line.measured != "":
-            row["cells"][(group, line.measured_metric)] = format_number(line.measured)
-            row["n"][line.n] = None
+            row["cells"][(group, line.measured_metric)] = measured_cell(line)
+            if line.metric != "quality":  # n: the images behind the row's diversity (a quality's may differ)
+                row["n"][line.n] = None
             row["as"][_short_as(table, line)] = None
     body = []
     for key, row in rows.items():
@@ -89,7 +132,7 @@ def wide(table: Table) -> tuple[list[str], list[list[str]]]:
 
 def _short_as(table: Table, line: Line) -> str:
     # Table 3's rows are prompts and its columns methods: the pair alone says what stands behind a row.
-    return line.model if table.id == "3" and line.condition != "Average" else line.measured_as
+    return line.model if table.id == "3" and not line.condition.startswith("Average") else line.measured_as
 
 
 def format_number(value: str) -> str:
@@ -141,12 +184,38 @@ def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> st
     for row in body:
         out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     out.append("")
-    notes = metric_notes(table) + table.notes
-    if any(line.condition == "Average" for line in table.measured):
-        notes.append("measured Average: the mean over the prompts measured for every method (count in 'measured as')")
-    notes.append("an empty measured cell: not measured by these runs")
+    notes = metric_notes(table) + table.notes + reading_notes(table)
     out += [f"- {note}" for note in notes]
+    out += ["", provenance_footnote(table)]
     return "\n".join(out) + "\n"
+
+
+def reading_notes(table: Table) -> list[str]:
+    """How to read the cells: intervals, n, averages, quality columns, empty cells."""
+    notes = []
+    if any(line.ci_low for line in table.measured):
+        notes.append(
+            "[low, high] after a measured diversity: its bootstrap confidence interval over the images (95% unless "
+            "the run's `diversity` record says another `ci`); n: images per cell"
+        )
+    if any(line.condition.startswith("Average") for line in table.measured):
+        notes.append(
+            "measured Average: the mean over the prompts measured for every method; it stands beside the paper's "
+            "Average only over the paper's own prompts, else its row names the prompts it covers; its interval "
+            "pools the prompts' intervals (normal approximation)"
+        )
+    if any(line.metric == "quality" for line in table.measured):
+        notes.append("quality (CLIP score, toy adherence) beside diversity: variety off the prompt is no diversity")
+    notes.append("an empty measured cell: not measured by these runs")
+    return notes
+
+
+def provenance_footnote(table: Table) -> str:
+    """Where the records of what made these numbers are: each run's `runs/` folder (command line, resolved config,
+    package versions, git commit, device, dtype, every model's hub id, revision and weights hash)."""
+    runs = dict.fromkeys(line.run for line in table.measured if line.run)
+    links = ", ".join(f"[{run}/runs/]({run}/runs/)" for run in runs)
+    return f"Provenance: {links or 'no run'} (one invocation record per command: what made these numbers)."
 
 
 def write_csv(table: Table, path: Path) -> Path:

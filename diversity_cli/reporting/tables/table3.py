@@ -1,14 +1,27 @@
-"""Table 3: sample diversity per prompt and method (mean pairwise distance), from diversity.csv and ablate.csv,
-with an Average row. The paper's rows are prompts, named by the prompt file's line order."""
+"""Table 3: sample diversity per prompt and method (mean pairwise distance, with n and its interval), from
+diversity.csv and ablate.csv, a quality cell beside each (CLIP score / toy adherence), and average rows. The
+paper's rows are prompts, named by the prompt file's line order."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...core.errors import UserError
-from .common import Line, RunData, choose_model, diversity_rows, match_tag, mean_of, origin
+from .common import (
+    Line,
+    RunData,
+    as_number,
+    choose_model,
+    diversity_rows,
+    match_tag,
+    mean_of,
+    origin,
+    quality_lines,
+    quality_of,
+)
 
 
 def read_prompt_labels(path: Path, conditions: list[str]) -> dict[str, str]:
@@ -26,59 +39,97 @@ def read_prompt_labels(path: Path, conditions: list[str]) -> dict[str, str]:
 
 
 def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]:
-    """diversity.csv -> Table 3 cells of every pair and prompt; `finish_table3` picks the pair and prompts."""
+    """diversity.csv -> Table 3 cells of every pair and prompt, each with its quality cells (CLIP score / toy
+    adherence of the same group) beside it; `finish_table3` picks the pair and prompts."""
     rows = dict(cfg.rows)
     metrics = {str(m) for m in cfg.metrics}
-    records = []
+    quality = quality_of(run)
+    records, groups = [], set()
     for row in diversity_rows(run):
         method = match_tag(row["method"], rows)
         if row["metric"] not in metrics or method is None:
             continue  # other settings (ablate's points: Figure 7) are no Table 3 cells
-        records.append(
-            Line(
-                "3",
-                method,
-                labels.get(row["prompt"].lower(), row["prompt"]),
-                "dreamsim_diversity",
-                measured_metric=row["metric"],
-                measured=row["value"],
-                n=row.get("n", ""),
-                model=row["model"],
-                measured_as=f"{row['model']} / {row['method']} / {row['prompt']}",
-                **origin(run, row["_source"]),
-            )
+        line = Line(
+            "3",
+            method,
+            labels.get(row["prompt"].lower(), row["prompt"]),
+            "dreamsim_diversity",
+            measured_metric=row["metric"],
+            measured=row["value"],
+            n=row.get("n", ""),
+            ci_low=row.get("ci_low") or "",
+            ci_high=row.get("ci_high") or "",
+            model=row["model"],
+            measured_as=f"{row['model']} / {row['method']} / {row['prompt']}",
+            **origin(run, row["_source"]),
         )
+        records.append(line)
+        key = (row["model"], row["method"], row["prompt"])
+        if key not in groups:
+            groups.add(key)
+            records += quality_lines(run, quality, key, line)
     return records
 
 
 def finish_table3(records: list[Line], cfg: Any, labels: dict[str, str]) -> list[Line]:
     """One pair (the paper's, else a stand-in); the paper's prompts once any is measured (the car of E.1 is no
-    Table 3 prompt), else all of the stand-in's; and the Average row."""
+    Table 3 prompt), else all of the stand-in's; and the average rows."""
     model = choose_model(((line.model, line.method) for line in records), cfg.get("model"))
     records = [line for line in records if line.model == model]
-    named = set(labels.values())
+    named = list(dict.fromkeys(labels.values()))
     if any(line.condition in named for line in records):
         records = [line for line in records if line.condition in named]
-    # Average: per metric, the mean over the prompts measured for every method (the paper averages one prompt set;
-    # a prompt only some methods have would tilt the comparison).
-    averages = []
+    return records + averages(records, named, model)
+
+
+def averages(records: list[Line], paper_prompts: list[str], model: str | None) -> list[Line]:
+    """Per metric, the mean over the prompts measured for every method (a prompt only some methods have would
+    tilt the comparison). It is the paper's "Average" row only over the paper's own prompt set; over any other
+    set it is a row of its own, named with the prompts it covers."""
+    out = []
     for metric in dict.fromkeys(line.measured_metric for line in records):
         lines = [line for line in records if line.measured_metric == metric]
         methods = dict.fromkeys(line.method for line in lines)
         common = set.intersection(*({line.condition for line in lines if line.method == m} for m in methods))
+        order = [p for p in paper_prompts if p in common] + sorted(common - set(paper_prompts))
+        label = "Average" if set(common) == set(paper_prompts) else average_label(order)
         for method in methods:
             chosen = [line for line in lines if line.method == method and line.condition in common]
             if chosen:
-                averages.append(
+                low, high = pooled_interval(chosen)
+                out.append(
                     replace(
                         chosen[0],
-                        condition="Average",
+                        condition=label,
                         measured=mean_of([line.measured for line in chosen]),
                         n="/".join(sorted({line.n for line in chosen})),
+                        ci_low=low,
+                        ci_high=high,
                         measured_as=f"{model} / mean of {len(chosen)} prompt(s)",
                     )
                 )
-    return records + averages
+    return out
+
+
+def average_label(prompts: list[str]) -> str:
+    return f"Average of {len(prompts)} prompt{'s' if len(prompts) != 1 else ''}: {', '.join(prompts)}"
+
+
+def pooled_interval(lines: list[Line]) -> tuple[str, str]:
+    """The interval of a mean of k independent per-prompt estimates (normal approximation): the mean minus
+    sqrt(sum of squared lower half-widths) / k, plus sqrt(sum of squared upper ones) / k. Empty unless every
+    estimate has an interval."""
+    values, below, above = [], [], []
+    for line in lines:
+        value, low, high = as_number(line.measured), as_number(line.ci_low), as_number(line.ci_high)
+        if value is None or low is None or high is None:
+            return "", ""
+        values.append(value)
+        below.append(value - low)
+        above.append(high - value)
+    k = len(values)
+    mean = sum(values) / k
+    return repr(mean - math.sqrt(sum(b * b for b in below)) / k), repr(mean + math.sqrt(sum(a * a for a in above)) / k)
 
 
 def table3_labels(paper: list[Line], cfg: Any) -> dict[str, str]:

@@ -1,0 +1,150 @@
+"""Provenance in every run directory: each command's invocation record (`runs/*.json`) holds its command line,
+config, versions, device, dtype and, for every model, where its weights came from and their hash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from diversity_cli.core.config import compose
+from diversity_cli.core.fingerprint import files_hash, folder_hash
+from diversity_cli.models.provenance import pair_provenance
+
+ASSETS = Path(__file__).resolve().parents[1] / "diversity_cli" / "assets" / "toy"
+PROMPT = "a red circle"
+
+
+def records(root: Path, command: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "runs").glob(f"*-{command}-*.json"))]
+
+
+def test_every_command_records_what_made_its_numbers(cli, tmp_path):
+    run = tmp_path / "run"
+    code, _, err = cli("generate", "model=tiny_sd", "method=hybrid", f"prompt={PROMPT}", "n=2", f"out={run}")
+    assert code == 0, err
+    (generate,) = records(run, "generate")
+    assert generate["device"] == "cpu" and generate["dtype"] == "torch.float32"
+    for role in ("base", "distilled", "components"):
+        assert len(generate["models"][role]["weights_hash"]) == 16, role
+    assert generate["models"]["base"]["weights_hash"] != generate["models"]["distilled"]["weights_hash"]
+    for package in ("dreamsim", "torchmetrics", "torch-fidelity", "open-clip-torch", "pillow", "numpy"):
+        assert package in generate["packages"]
+
+    code, _, err = cli("diversity", f"out={run}", "metric=pixel", "bootstrap=0", "device=cpu")
+    assert code == 0, err
+    (diversity,) = records(run, "diversity")
+    assert diversity["command_line"][:2] == ["diversity-cli", "diversity"] and diversity["device"] == "cpu"
+    assert diversity["config"]["metric"] in ("pixel", ["pixel"])
+    assert (
+        diversity["embedders"]["pixel"]["options"].startswith("pixel:")
+        and "cache_fingerprint" in diversity["embedders"]["pixel"]
+    )
+
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    for i, pixels in enumerate(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)):
+        Image.fromarray(pixels).save(reference / f"{i}.png")
+    code, _, err = cli(
+        "fid", f"out={run}", f"reference={reference}", "features=tiny_random", "clip_model=tiny_random",
+        f"cache_dir={tmp_path / 'cache'}",
+    )  # fmt: skip
+    assert code == 0, err
+    (fid,) = records(run, "fid")
+    assert fid["preparation"]["id"].startswith("pil_bicubic@") and fid["features"]["network"].startswith("tiny_random")
+    assert fid["device"] == "cpu" and list(fid["references"].values())[0]["images"]  # the reference's bytes
+
+    x0 = tmp_path / "x0"
+    code, _, err = cli("x0viz", "model=tiny_sd", f"prompt={PROMPT}", "n=2", "metric=pixel", f"out={x0}")
+    assert code == 0, err
+    (x0viz,) = records(x0, "x0viz")
+    assert x0viz["models"] == generate["models"] and x0viz["metric"]["name"] == "pixel"
+
+    code, _, err = cli("report", f"out={run}", f"tables_dir={tmp_path / 'tables'}")
+    assert code == 0, err
+    assert records(run, "report") and records(tmp_path / "tables", "report")
+    page = (run / "report.html").read_text()
+    assert "<details id='provenance'>" in page
+    for line in (generate, diversity, fid):  # each command's record, its command line and weights, in the page
+        assert " ".join(line["command_line"]) in page.replace("&#x27;", "'")
+    assert generate["models"]["base"]["weights_hash"] in page
+    assert "href='#provenance'" in page  # the tables' footnote links it
+    assert "Provenance: [" in (tmp_path / "tables" / "table_3.md").read_text()
+
+
+def test_ablate_records_its_sweep(cli, tmp_path):
+    out = tmp_path / "sweep"
+    code, _, err = cli(
+        "ablate", "model=tiny_sd", f"prompt={PROMPT}", "k=1", "n=2", "metric=pixel", "plots=false", f"out={out}"
+    )
+    assert code == 0, err
+    (ablate,) = records(out, "ablate")
+    assert "hybrid_k1" in ablate["points"] and ablate["config"]["model"]["name"] == "tiny_sd"
+
+
+def test_a_local_pair_records_its_paths_and_file_hashes():
+    record = pair_provenance(compose("generate", ["model=toy"]).model)
+    assert record["base"]["path"] == str((ASSETS / "base" / "unet").resolve())
+    assert record["base"]["weights_hash"] == folder_hash(ASSETS / "base" / "unet")
+    assert record["distilled"]["weights_hash"] == folder_hash(ASSETS / "dmd_student")
+    assert record["components"]["weights_hash"] == folder_hash(ASSETS / "base")
+
+
+def _snapshot(cache: Path, repo: str, revision: str, files: dict[str, bytes]) -> Path:
+    """A Hugging Face cache entry as `hf download` leaves it (refs/main -> snapshots/<revision>/...)."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(revision)
+    snapshot = root / "snapshots" / revision
+    for name, data in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_bytes(data)
+    return snapshot
+
+
+def test_hub_models_record_hub_id_revision_and_the_loaded_files_hash(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    pipe = _snapshot(
+        cache, "org/pipe", "a" * 40,
+        {"model_index.json": b"{}", "unet/config.json": b"{}", "unet/diffusion_pytorch_model.fp16.safetensors": b"u16",
+         "unet/diffusion_pytorch_model.safetensors": b"u32", "vae/config.json": b"{}",
+         "vae/diffusion_pytorch_model.fp16.safetensors": b"v16", "sd_xl_base_1.0.safetensors": b"single file"},
+    )  # fmt: skip
+    student = _snapshot(cache, "org/student", "b" * 40, {"student.safetensors": b"dmd"})
+    model = OmegaConf.create(
+        {
+            "family": "sdxl",
+            "components": {"repo": "org/pipe", "variant": "fp16"},
+            "base": {"network": {"repo": "org/pipe", "subfolder": "unet", "variant": "fp16"}},
+            "distilled": {
+                "network": {"repo": "org/student", "file": "student.safetensors", "config_repo": "org/pipe",
+                            "config_subfolder": "unet"},
+            },
+        }
+    )  # fmt: skip
+    record = pair_provenance(model)
+    base = record["base"]
+    assert (base["hub_id"], base["subfolder"], base["revision"]) == ("org/pipe", "unet", "a" * 40)
+    loaded = [pipe / "unet" / "diffusion_pytorch_model.fp16.safetensors"]  # the fp16 variant only
+    assert base["weights_hash"] == files_hash(loaded, root=pipe / "unet")
+    distilled = record["distilled"]
+    assert (distilled["hub_id"], distilled["revision"]) == ("org/student", "b" * 40)
+    assert distilled["weights_hash"] == folder_hash(student / "student.safetensors")
+    assert distilled["architecture"] == {"hub_id": "org/pipe", "revision": "a" * 40}
+    components = record["components"]  # the VAE, not the UNet it replaces nor the single-file checkpoint
+    assert components["weights_hash"] == files_hash([pipe / "vae" / "diffusion_pytorch_model.fp16.safetensors"], pipe)
+    (student / "student.safetensors").write_bytes(b"retrained")  # new weights, same name: a new hash
+    assert pair_provenance(model)["distilled"]["weights_hash"] != distilled["weights_hash"]
+
+
+@pytest.mark.parametrize("command", ["diversity", "fid"])
+def test_bad_input_writes_no_record(cli, tmp_path, command):
+    code, _, err = cli(command, f"out={tmp_path / 'nothing'}")
+    assert code == 2 and not (tmp_path / "nothing").exists()
