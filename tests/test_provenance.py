@@ -148,3 +148,21 @@ def test_hub_models_record_hub_id_revision_and_the_loaded_files_hash(tmp_path, m
 def test_bad_input_writes_no_record(cli, tmp_path, command):
     code, _, err = cli(command, f"out={tmp_path / 'nothing'}")
     assert code == 2 and not (tmp_path / "nothing").exists()
+
+
+def test_distill_records_its_teacher(cli, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    out = tmp_path / "student"
+    args = (
+        "model=tiny_sd",
+        f"prompts={prompts}",
+        "iterations=1",
+        "batch_size=1",
+        "fake_updates_per_generator_update=2",
+    )
+    code, _, err = cli("distill", *args, f"out={out}")
+    assert code == 0, err
+    (distill,) = records(out, "distill")
+    assert set(distill["models"]) == {"base", "components"}  # the pair's own student is not loaded to train one
+    assert distill["dtype"] == "torch.float32" and distill["mixed_precision"] == "no" and distill["device"] == "cpu"

@@ -19,12 +19,16 @@ from ..core.fingerprint import digest, files_hash, folder_hash, module_hash, wei
 DENOISER_FOLDERS = ("unet", "transformer")  # replaced by the pair's own networks: not part of "components"
 
 
-def pair_provenance(model: DictConfig, pair: Any = None) -> dict[str, dict[str, Any]]:
-    """{"base": ..., "distilled": ..., "components": ...}: source, revision, weights hash of each."""
+def pair_provenance(
+    model: DictConfig, pair: Any = None, roles: tuple[str, ...] = ("base", "distilled", "components")
+) -> dict[str, dict[str, Any]]:
+    """{"base": ..., "distilled": ..., "components": ...}: source, revision, weights hash of each of `roles`
+    (distill loads no distilled network: it leaves that role out)."""
     if model.get("tiny"):
-        return _tiny(model, pair)
-    out = {role: _network(model[role].network) for role in ("base", "distilled")}
-    out["components"] = _components(model.components, model.get("family"))
+        return {role: value for role, value in _tiny(model, pair).items() if role in roles}
+    out = {role: _network(model[role].network) for role in ("base", "distilled") if role in roles}
+    if "components" in roles:
+        out["components"] = _components(model.components, model.get("family"))
     return out
 
 

@@ -55,9 +55,11 @@ def train_lora(cfg: DictConfig) -> Path:
     record_invocation(out, config=cfg)
 
     from ..models.loading import load_pair, resolve_device
+    from ..models.provenance import pair_provenance
 
     device = resolve_device(cfg.device)
     pair = load_pair(cfg.model, device, torch.float32)  # trained in float32 whatever the pair's inference dtype
+    record_invocation(out, device=str(device), dtype=str(pair.dtype), models=pair_provenance(cfg.model, pair))
     if not hasattr(type(pair.pipe), "save_lora_weights"):
         raise UserError(f"model={cfg.model.name}: diffusers cannot save LoRA weights for its pipeline; use SD / SDXL")
     positive, negative_images, captions = training_scenes(cfg, factor, value, negative)

@@ -50,7 +50,7 @@ def train_toy(cfg: DictConfig) -> Path:
     if not prepare(out, cfg):
         _console().print(f"[green]nothing to do[/]: {out} holds a finished train-toy run with these settings")
         return out
-    record_invocation(out, config=cfg, device=str(device))
+    record_invocation(out, config=cfg, device=str(device), dtype="torch.float32")  # the toy trains in float32
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(int(cfg.threads))

@@ -27,6 +27,7 @@ from ..core.prompts import read_prompts
 from ..core.record import record_invocation
 from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
+from ..models.provenance import pair_provenance
 from .generator import anchor_timestep
 from .objective import Distiller, DistillSettings
 from .state import RunState
@@ -214,7 +215,9 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         state.truncate_log(start)
         state.write_record(cfg, finished=False)
         state.write_file("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        record_invocation(state.root, config=cfg, device=str(accelerator.device))
+        teacher = pair_provenance(cfg.model, training.pair, roles=("base", "components"))  # no distilled loaded
+        precision = {"dtype": str(training.pair.dtype), "mixed_precision": str(accelerator.mixed_precision)}
+        record_invocation(state.root, config=cfg, device=str(accelerator.device), models=teacher, **precision)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
