@@ -70,9 +70,14 @@ def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5, distance: str = "eu
     # Distinct points once: duplicates (within or across the sets) then share every distance bit for bit.
     unique, index = torch.unique(both, dim=0, return_inverse=True)
     dist = ordering_distances(unique, distance)[index][:, index]
-    real_radii = kth_neighbour_radii(dist[:n_real, :n_real], k)
-    fake_radii = kth_neighbour_radii(dist[n_real:, n_real:], k)
-    cross = dist[:n_real, n_real:]  # (real, fake)
+    return prdc_from_distances(dist[:n_real, :n_real], dist[n_real:, n_real:], dist[:n_real, n_real:], k)
+
+
+def prdc_from_distances(real: torch.Tensor, fake: torch.Tensor, cross: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """PRDC from distance matrices: real-real (R,R), fake-fake (F,F), real-fake (R,F), zero diagonals. Any
+    monotone transform of the distance gives the same result (LPIPS hands over its streamed matrices)."""
+    real_radii = kth_neighbour_radii(real, k)
+    fake_radii = kth_neighbour_radii(fake, k)
     inside_real = cross < real_radii[:, None]  # fake j inside real i's ball
     return {
         "precision": float(inside_real.any(dim=0).double().mean()),

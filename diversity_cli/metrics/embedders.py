@@ -341,42 +341,46 @@ class LpipsEmbedder(BatchedEmbedder):
             "lpips", "sqeuclidean", lambda batch: torch.cat(layers(batch), dim=1), device, batch_size, cacheable=False
         )
 
-    def layer_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Each layer's scaled features of `images` (N,3,H,W) in [0,1], float32 on the CPU, in batches."""
+    def layer_features(self, images: ImageSource, start: int = 0, stop: int | None = None) -> list[torch.Tensor]:
+        """Each layer's scaled features of images[start:stop] (a tensor (N,3,H,W) in [0,1], or image files read
+        `batch_size` at a time), float32 on the CPU."""
+        source = _source(images)
+        stop = len(source) if stop is None else min(stop, len(source))
         per_layer: list[list[torch.Tensor]] = []
         with torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                batch = images[start : start + self.batch_size].to(self.device, torch.float32)
+            for first in range(start, stop, self.batch_size):
+                batch = source.load(first, min(first + self.batch_size, stop)).to(self.device, torch.float32)
                 for i, part in enumerate(self._layers(batch)):
                     if i == len(per_layer):
                         per_layer.append([])
                     per_layer[i].append(part.float().cpu())
         return [torch.cat(parts) for parts in per_layer]
 
-    def block_size(self, probe: torch.Tensor) -> int:
-        """Images per block so that two blocks' features fit `feature_bytes` (from one image's feature size)."""
-        per_image = sum(part.shape[1] for part in self.layer_features(probe[:1])) * 4
+    def block_size(self, images: ImageSource) -> int:
+        """Images per block so that two blocks' features fit `feature_bytes` (from the first image's features)."""
+        per_image = sum(part.shape[1] for part in self.layer_features(images, 0, 1)) * 4
         return max(1, self.feature_bytes // (2 * per_image))
 
     def distances(self, images: ImageSource, other: ImageSource | None = None) -> torch.Tensor:
         """LPIPS of every pair, (N,M) float64 (other=None: `images` against themselves, zero diagonal).
 
         Per block of rows and block of columns, each layer's squared distances are added into the float64
-        matrix; features of only two blocks exist at a time. Exactly the distances of `pairwise_distances` on
-        the full embeddings (the sum over layers is the concatenation), without holding them.
+        matrix; features of only two blocks exist at a time, and images are read `batch_size` at a time. Exactly
+        the distances of `pairwise_distances` on the full embeddings (the sum over layers is the concatenation),
+        without holding them.
         """
         rows = _source(images)
         cols = rows if other is None else _source(other)
         if len(rows) == 0 or len(cols) == 0:
             return torch.zeros(len(rows), len(cols), dtype=torch.float64)
-        block = self.block_size(rows.load(0, 1))
+        block = self.block_size(rows)
         dist = torch.zeros(len(rows), len(cols), dtype=torch.float64)
         for r in range(0, len(rows), block):
-            row_features = self.layer_features(rows.load(r, r + block))
+            row_features = self.layer_features(rows, r, r + block)
             first = r if other is None else 0  # the square matrix: upper blocks only, mirrored below
             for c in range(first, len(cols), block):
                 same = other is None and c == r
-                col_features = row_features if same else self.layer_features(cols.load(c, c + block))
+                col_features = row_features if same else self.layer_features(cols, c, c + block)
                 out = dist[r : r + block, c : c + block]
                 for a, b in zip(row_features, col_features, strict=True):
                     out += pairwise_distances(a, None if same else b, "sqeuclidean")
@@ -404,7 +408,9 @@ class _Images:
 ImageSource = torch.Tensor | list[Path]
 
 
-def _source(images: ImageSource) -> _Images:
+def _source(images: ImageSource | _Images) -> _Images:
+    if isinstance(images, _Images):
+        return images
     return _Images(images if isinstance(images, torch.Tensor) else [Path(p) for p in images])
 
 
