@@ -260,6 +260,6 @@ def write_owned(root: Path, name: str, text: str) -> Path:
     marker.claim()
     refuse_foreign(root, name, name in marker.files())
     path = root / name
+    marker.record(name)  # listed first: a kill before the write leaves a listed file missing, never a stray one
     write_text(path, text)
-    marker.record(name)
     return path

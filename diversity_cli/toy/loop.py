@@ -57,11 +57,12 @@ class StageRunner:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def mark_done(self, name: str, info: dict) -> None:
-        _atomic_write_text(self._done_path(name), json.dumps(info, indent=2) + "\n")
         self._wrote(self._done_path(name))
+        _atomic_write_text(self._done_path(name), json.dumps(info, indent=2) + "\n")
 
     def _wrote(self, path: Path) -> None:
-        """List the file in run.json when `root` is a run directory, so overwrite=true may remove it later."""
+        """List the file in run.json when `root` is a run directory, so overwrite=true may remove it later; called
+        before the file is written, so a kill in between never leaves a file of this run unlisted."""
         marker = RunMarker(self.root)
         if marker.read() is not None:
             marker.record(path.relative_to(self.root))
@@ -141,9 +142,9 @@ class StageRunner:
             "rng": stage.rng.bit_generator.state,
             "generator": stage.generator.get_state(),
         }
+        self._wrote(self.checkpoint_path(stage.name))
         with atomic_path(self.checkpoint_path(stage.name)) as tmp:  # a kill mid-write leaves the previous one
             torch.save(state, tmp)
-        self._wrote(self.checkpoint_path(stage.name))
 
     def _kept_log_rows(self, name: str, step: int) -> list[dict[str, str]]:
         path = self.log_path(name)
@@ -157,11 +158,11 @@ class StageRunner:
         if not rows:
             path.unlink(missing_ok=True)
             return
+        self._wrote(path)
         with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        self._wrote(path)
 
     def _append_log(self, name: str, row: dict[str, Any]) -> None:
         path = self.log_path(name)

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
-from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
+from ..core.marker import RunMarker, adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
 from ..core.record import record_invocation
 from .data import FACTORS, caption, render, sample_labels, sample_named
 
@@ -295,6 +295,7 @@ def save(out: Path, pair, network: torch.nn.Module) -> Path:
     from peft.utils import get_peft_model_state_dict
 
     state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(network).items()}
+    RunMarker(out).record(WEIGHTS)  # listed before it is written: a kill in between leaves no unlisted file
     with atomic_path(out / WEIGHTS) as temporary:  # a kill mid-save leaves no half-written adapter
         type(pair.pipe).save_lora_weights(str(temporary.parent), unet_lora_layers=state, weight_name=temporary.name)
     return out / WEIGHTS

@@ -170,7 +170,7 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
         elif (out / "MODEL_CARD.md").is_file():
             return False
     out.mkdir(parents=True, exist_ok=True)
-    claim_outputs(out, (RUN_CONFIG, "MODEL_CARD.md", "evaluation.csv"))
+    claim_outputs(out, (RUN_CONFIG, "MODEL_CARD.md"))
     write_owned(out, RUN_CONFIG, OmegaConf.to_yaml(OmegaConf.create(settings)))
     return True
 

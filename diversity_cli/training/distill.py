@@ -240,9 +240,9 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
                 save_checkpoint(accelerator, state, iteration, int(cfg.keep_checkpoints), training.progress)
 
     if main:
-        state.check_foreign(state.student)
-        save_student(accelerator.unwrap_model(training.distiller.student), state.student, cfg)
-        state.wrote(state.student)
+        partial = state.root / ".partial-student"  # written whole, then moved into place (`RunState.place`)
+        save_student(accelerator.unwrap_model(training.distiller.student), partial, cfg)
+        state.place(partial, state.student)
         seconds = training.progress.seconds
         state.write_record(cfg, finished=True, iterations=total, seconds=round(seconds, 1))
         write_readme(state, cfg, training, seconds, time.perf_counter() - session_began)

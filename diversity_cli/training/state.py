@@ -28,7 +28,6 @@ from ..core.marker import (
     check_folder,
     contained,
     directory_lock,
-    record_tree,
     refuse_foreign,
     remove_listed,
 )
@@ -112,12 +111,8 @@ class RunState:
     def write_file(self, name: str, text: str) -> None:
         self.marker.claim()
         refuse_foreign(self.root, name, name in self.marker.files())
+        self.marker.record(name)  # listed before it is written: a kill in between leaves no unlisted file
         write_text(self.root / name, text)
-        self.marker.record(name)
-
-    def wrote(self, folder: Path) -> None:
-        """List in run.json every file the toolkit just wrote under `folder` (accelerate's state, the student)."""
-        record_tree(self.root, str(folder.relative_to(self.root)))
 
     def write_progress(self, path: Path, iteration: int, seconds: float) -> None:
         """Training progress of a checkpoint as JSON (accelerate would pickle it, and unpickle it on resume)."""
@@ -231,19 +226,27 @@ class RunState:
         half-saved checkpoint folder left by a killed run is ours to remove."""
         check_folder(self.root)
         with writer_lock(self.log_csv, 0):
-            for partial in self.checkpoints.glob(".partial-iter_*") if self.checkpoints.is_dir() else []:
+            partials = [*self.root.glob(".partial-student"), *self.checkpoints.glob(".partial-iter_*")]
+            for partial in partials if self.root.is_dir() else []:
                 if partial.is_dir() and not partial.is_symlink():
                     shutil.rmtree(partial)
             yield
 
+    def place(self, partial: Path, path: Path) -> None:
+        """Move a folder written whole under a hidden name into place, its files listed in run.json first (a kill
+        in between leaves listed files missing, never unlisted ones); an older folder there goes, if it is ours."""
+        final = str(path.relative_to(self.root))
+        names = [f"{final}/{p.relative_to(partial)}" for p in sorted(partial.rglob("*")) if p.is_file()]
+        if path.exists():
+            self.check_foreign(path)
+            self.remove_owned(final)
+        self.marker.record(*names)
+        os.replace(partial, path)
+
     def seal(self, partial: Path, path: Path, keep: int) -> None:
         """Mark a whole checkpoint, move it into place, list its files and drop all but the newest `keep`."""
         write_text(partial / "done", "")
-        if path.exists():  # an unsealed iter_ folder of an older version: only when run.json lists all of it
-            self.check_foreign(path)
-            self.remove_owned(str(path.relative_to(self.root)))
-        os.replace(partial, path)
-        self.wrote(path)
+        self.place(partial, path)
         sealed = [p for p in sorted(self.checkpoints.glob("iter_*")) if (p / "done").exists()]
         for old in sealed[: max(len(sealed) - keep, 0)]:
             self.remove_owned(str(old.relative_to(self.root)))
@@ -258,8 +261,8 @@ class RunState:
         rows = [row for row in self.read_log() if int(row["iteration"]) <= iteration]
         self.marker.claim()
         refuse_foreign(self.root, "log.csv", "log.csv" in self.marker.files())
-        rewrite(self.log_csv, LOG_COLUMNS, rows)  # atomic: a kill leaves the old log or the new one
         self.marker.record("log.csv")
+        rewrite(self.log_csv, LOG_COLUMNS, rows)  # atomic: a kill leaves the old log or the new one
 
     def append_log(self, rows: list[dict[str, Any]]) -> None:
         append_rows(self.log_csv, LOG_COLUMNS, rows)  # whole rows; a torn last one is dropped by read_log
