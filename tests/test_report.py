@@ -466,3 +466,29 @@ def test_html_renders_markdown(cli, toy_run: Path, tmp_path: Path):
     notes = [line for line in page.split("<p class='note'>")[1:]]
     assert not [note for note in notes if "`" in note.split("</p>")[0]]  # no raw backticks
     assert "<code>toy_features</code>" in page
+
+
+def test_toy_diversity_comes_with_toy_adherence_and_the_table_shows_it(cli, tmp_path: Path):
+    """Off-prompt variety cannot pass for diversity: scenes of the wrong colour score adherence 0 beside their
+    diversity, scenes of the prompt score 1 (the toy renderer's ground truth, judged by the frozen classifier)."""
+    from PIL import Image
+
+    from diversity_cli.toy.data import render_prompt_samples
+
+    for name, drawn in (("on", "a red circle"), ("off", "a blue square")):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i, image in enumerate(render_prompt_samples(drawn, 4, seed=5)):
+            Image.fromarray(image).save(folder / f"{i}.png")
+        code, _, err = cli(
+            "diversity", f"images={folder}", "prompt=a red circle", "metric=toy_features", "bootstrap=0",
+            f"out={tmp_path / ('out_' + name)}",
+        )  # fmt: skip
+        assert code == 0, err
+    adherence = {}
+    for name in ("on", "off"):
+        with (tmp_path / f"out_{name}" / "diversity.csv").open() as f:
+            rows = {r["metric"]: r for r in csv.DictReader(f)}
+        assert set(rows) == {"toy_features", "toy_adherence"} and rows["toy_adherence"]["n"] == "4"
+        adherence[name] = float(rows["toy_adherence"]["value"])
+    assert adherence == {"on": 1.0, "off": 0.0}

@@ -52,7 +52,7 @@ def parse_metrics(value: object) -> list[str]:
     """`metric=dreamsim`, `metric=[pixel,lpips]` or `metric="pixel,lpips"` -> names, in order, once each."""
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else str(value).split(",")
     names = list(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
-    known = [*EMBEDDERS, "vendi", "toy_coverage"]
+    known = [*EMBEDDERS, "vendi", "toy_coverage", "toy_adherence"]
     for name in names:
         base = name.removeprefix("vendi_")
         if name not in known and not (name.startswith("vendi_") and base in EMBEDDERS):
@@ -325,6 +325,21 @@ def toy_coverage_rows(groups: list[Group], device: torch.device, path: str | Non
     return rows
 
 
+def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[str]) -> list[dict]:
+    """Share of each group's images that follow its prompt, by the toy pair's frozen judge (`toy.adherence`): the
+    quality beside toy diversity, so variety off the prompt cannot pass for diversity."""
+    from ..toy.adherence import toy_adherence
+
+    classifier = toy_module().load_classifier(device)  # the shipped judge, whichever features the metric used
+    rows = []
+    for group in groups:
+        if not group.prompt:
+            notes.append(f"{group.label}: toy_adherence needs the prompt (images=: add prompt=...)")
+            continue
+        rows.append(_row(group, "toy_adherence", float(toy_adherence(group.paths, group.prompt, classifier))))
+    return rows
+
+
 def write_rows(path: Path, rows: list[dict]) -> list[dict]:
     """Merge into diversity.csv: rows with the same method/model/prompt/metric are replaced, others kept."""
     new_keys = {(r["method"], r["model"], r["prompt"], r["metric"]) for r in rows}
@@ -375,6 +390,8 @@ def measure_diversity(cfg: DictConfig) -> Path:
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
+    if "toy_adherence" in metrics or "toy_features" in metrics:  # toy diversity never comes without it
+        rows += toy_adherence_rows(groups, device, notes)
 
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
     target = root / CSV_NAME
