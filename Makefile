@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format demo clean check-wheel
+.PHONY: install test test-readme lint format demo clean check-wheel
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml; pip takes them from this machine's disk.
 install:
@@ -14,6 +14,11 @@ install:
 
 test:
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# Every command of README's bash blocks on the toy pair, from an empty directory, and the files and columns README
+# promises (tests/test_readme.py lists what it does not run: GPU pairs, reproduce-*, SLURM, long trainings).
+test-readme:
+	DIVERSITY_CLI_README=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/test_readme.py -q $(PYTEST_ARGS)
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]): layers and no cycles.
 lint:

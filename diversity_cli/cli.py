@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
+from functools import partial
 
 import typer
 
@@ -61,17 +63,81 @@ def _root(version: bool = VERSION) -> None:
 
 def _register(command: Command) -> None:
     def invoke(overrides: list[str] | None = OVERRIDES) -> None:
-        from .core.config import compose
         from .core.record import begin
 
-        begin(command.name, list(overrides or []))
+        arguments = list(overrides or [])
         target = importlib.import_module(f"{__package__}.commands.{command.module}")
-        if hasattr(target, "main"):  # it parses its own overrides first (ablate: sweeps, which compose rejects)
-            target.main(list(overrides or []))
+        if _answered(command, target, arguments):
             return
-        target.run(compose(command.config, overrides))
+        begin(command.name, arguments)
+        compose_config = getattr(target, "compose_config", None)  # ablate: sweeps are parsed before Hydra composes
+        if compose_config is None and hasattr(target, "main"):  # no config at all (models, cache)
+            target.main(arguments)
+            return
+        from .commands import checks, summary
 
-    app.command(name=command.name, help=command.help, context_settings=EXTRA)(invoke)
+        cfg = _explained(command, arguments, lambda: (compose_config or partial(_compose, command))(arguments))
+        checks.prepare(command.name, cfg)  # the pair's defaults, then every missing network at once
+        rows_before = summary.before(command.name, cfg)
+        started = time.perf_counter()
+        result = target.run(cfg)
+        summary.show(summary.summarize(command.name, cfg, result, time.perf_counter() - started, rows_before))
+
+    # --help is ours (keys, types, defaults from the command's config), so click must not take it
+    settings = {**EXTRA, "help_option_names": []}
+    app.command(name=command.name, help=command.help, context_settings=settings)(invoke)
+
+
+def _answered(command: Command, target, arguments: list[str]) -> bool:
+    """Hydra's habits before any work: --help, --cfg job, --info answered here; -m and hydra.run.dir refused."""
+    from .commands import usage
+
+    flag, rest = usage.hydra_flag(arguments)
+    if flag in usage.MULTIRUN_FLAGS:
+        raise usage.multirun_pointer(command.name)
+    if flag in usage.HELP_FLAGS:
+        pairs = []
+        if command.config and "model" in usage.group_choices(command.config):
+            from .commands.models import pair_lines
+
+            pairs = pair_lines()
+        print(usage.command_help(command.name, command.help, command.config, pairs) if command.config else command.help)
+        return True
+    if not command.config:
+        return False
+    usage.refuse_hydra_keys(command.name, rest)
+    if any(item.startswith("+") for item in rest):  # Hydra would add any key silently; only sections take one
+        usage.check_keys(command.config, [item for item in rest if "=" in item], only_added=True)
+    if flag in usage.INFO_FLAGS:
+        print(usage.info(command.config))
+        return True
+    if flag == "--cfg":
+        from omegaconf import OmegaConf
+
+        compose_config = getattr(target, "compose_config", None) or partial(_compose, command)
+        cfg = _explained(command, rest, lambda: compose_config(rest))
+        print(OmegaConf.to_yaml(cfg, resolve=False), end="")
+        return True
+    return False
+
+
+def _compose(command: Command, arguments: list[str]):
+    from .core.config import compose
+
+    return compose(command.config, arguments)
+
+
+def _explained(command: Command, arguments: list[str], action):
+    """Run `action`; when Hydra refuses the overrides, say which key is unknown and what was meant."""
+    from .commands import usage
+
+    try:
+        return action()
+    except UserError as err:
+        if "bad override" not in str(err):
+            raise
+        usage.check_keys(command.config, [a for a in arguments if "=" in a and ".." not in a.partition("=")[2]])
+        raise
 
 
 for _command in COMMANDS:
@@ -81,21 +147,40 @@ for _command in COMMANDS:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user errors become one line on stderr and exit code 2."""
     import click
+    from typer import _click as typer_click
+    from typer import exceptions as typer_exceptions
 
+    from .core import signals
+
+    usage_errors = (click.ClickException, typer_click.exceptions.ClickException)
+    stop = signals.install()  # Ctrl-C and SIGTERM: one line, finished work kept, exit 130 / 143
     try:
-        app(args=argv, standalone_mode=False)
+        # Typer turns a KeyboardInterrupt into a returned 130: see `stop`
+        app(args=argv, prog_name="diversity-cli", standalone_mode=False)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except click.exceptions.Exit as done:
+    except (click.exceptions.Exit, typer_exceptions.Exit) as done:
         return done.exit_code
-    except click.ClickException as err:
-        print(f"error: {err.format_message()}", file=sys.stderr)
+    except typer_click.exceptions.NoArgsIsHelpError as err:  # no arguments: the help (rich prints it itself), exit 2
+        if err.format_message().strip():
+            print(err.format_message(), file=sys.stderr)
         return 2
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        return 130
-    return 0
+    except usage_errors as err:  # whichever click raised it (Typer bundles its own): one line, exit 2
+        hint = "" if "--help" in err.format_message() else " (diversity-cli --help lists the commands)"
+        print(f"error: {err.format_message()}{hint}", file=sys.stderr)
+        return 2
+    except (click.exceptions.Abort, typer_exceptions.Abort, KeyboardInterrupt):
+        return stop.exit_code()
+    except OSError as err:  # read-only or full disk, `out` a file, an unreadable input: one line naming the file
+        print(f"error: {signals.os_error_line(err)}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as err:
+        print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8", file=sys.stderr)
+        return 2
+    finally:
+        stop.restore()
+    return stop.exit_code() if stop.signum is not None else 0
 
 
 def main() -> None:

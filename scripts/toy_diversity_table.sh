@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3's measurement on the toy pair: toy-feature diversity and mode coverage of the base (25 DDIM steps),
+# The toy pair's diversity table of README ("The built-in toy pair"): toy-feature diversity and mode coverage of the base (25 DDIM steps),
 # the DMD student, the DP-DMD student (4 steps each) and hybrid k=1 on the DMD student, n samples of each of the
 # prompts in data/toy_prompts.txt with the same seeds, plus seconds per image. Usage: scripts/toy_diversity_table.sh [OUT] [N]
 set -euo pipefail

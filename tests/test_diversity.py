@@ -355,16 +355,20 @@ def test_command_on_a_run_directory(cli, run_dir, tmp_path):
 def test_command_on_an_image_folder(cli, tmp_path):
     _save_pngs(tmp_path / "imgs", _images(5, size=24))
     Image.new("RGB", (24, 24)).save(tmp_path / "imgs" / "black.png")
-    code, _, err = cli("diversity", f"images={tmp_path / 'imgs'}", "metric=pixel", "bootstrap=100", "cache=false")
+    out = tmp_path / "scores"
+    code, _, err = cli(
+        "diversity", f"images={tmp_path / 'imgs'}", f"out={out}", "metric=pixel", "bootstrap=100", "cache=false"
+    )
     assert code == 0, err
-    rows = _read(tmp_path / "imgs" / "diversity.csv")
+    rows = _read(out / "diversity.csv")
     assert [(r["method"], r["n"], r["metric"]) for r in rows] == [("imgs", "6", "pixel")]
-    assert not (tmp_path / "imgs" / ".cache").exists()
+    assert not (out / ".cache").exists()
+    assert {p.suffix for p in (tmp_path / "imgs").iterdir()} == {".png"}  # the scored folder is never written
 
 
 def test_groups_below_min_n_are_skipped(cli, tmp_path):
     _save_pngs(tmp_path / "one", _images(1))
-    code, _, err = cli("diversity", f"images={tmp_path / 'one'}", "metric=pixel")
+    code, _, err = cli("diversity", f"images={tmp_path / 'one'}", f"out={tmp_path / 'scores'}", "metric=pixel")
     assert code == 2
     assert "skipped" in err and err.strip().splitlines()[-1].startswith("error: no group has at least min_n=2")
 
@@ -384,7 +388,13 @@ def folder(tmp_path):
 
 def test_dreamsim_without_weights_names_the_missing_files(cli, folder, tmp_path):
     empty = tmp_path / "dreamsim"
-    code, _, err = cli("diversity", f"images={folder}", "metric=dreamsim", f"embedders.dreamsim.cache_dir={empty}")
+    code, _, err = cli(
+        "diversity",
+        f"images={folder}",
+        f"out={folder.parent / 'scores'}",
+        "metric=dreamsim",
+        f"embedders.dreamsim.cache_dir={empty}",
+    )
     assert code == 2
     line = _one_line_error(err)
     assert str(empty) in line and "ensemble_lora" in line and "dino_vitb16_pretrain.pth" in line
@@ -393,7 +403,7 @@ def test_dreamsim_without_weights_names_the_missing_files(cli, folder, tmp_path)
 
 def test_lpips_without_backbone_weights_is_one_line(cli, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    code, _, err = cli("diversity", f"images={folder}", "metric=lpips")
+    code, _, err = cli("diversity", f"images={folder}", f"out={folder.parent / 'scores'}", "metric=lpips")
     assert code == 2
     assert "alexnet-owt" in _one_line_error(err)
 
@@ -411,13 +421,13 @@ def test_clip_and_dino_offline_errors(cli, folder, tmp_path, monkeypatch, overri
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty cache
-    code, _, err = cli("diversity", f"images={folder}", *overrides)
+    code, _, err = cli("diversity", f"images={folder}", f"out={folder.parent / 'scores'}", *overrides)
     assert code == 2
     assert expected in _one_line_error(err)
 
 
 def test_unknown_metric_and_bad_options(cli, folder):
-    code, _, err = cli("diversity", f"images={folder}", "metric=[pixel,nope]")
+    code, _, err = cli("diversity", f"images={folder}", f"out={folder.parent / 'scores'}", "metric=[pixel,nope]")
     assert code == 2 and "unknown metric 'nope'" in _one_line_error(err)
     code, _, err = cli("diversity", "metric=pixel")
     assert code == 2 and "out=" in _one_line_error(err)
@@ -433,7 +443,13 @@ TOY = importlib.util.find_spec("diversity_cli.toy") is not None and (
 @pytest.mark.skipif(TOY, reason="diversity_cli.toy.features exists: the missing-module error cannot happen")
 def test_toy_metrics_without_the_toy_module_are_one_line(cli, folder):
     for metric in ("toy_features", "toy_coverage"):
-        code, _, err = cli("diversity", f"images={folder}", f"metric={metric}", "prompt=a red circle")
+        code, _, err = cli(
+            "diversity",
+            f"images={folder}",
+            f"out={folder.parent / 'scores'}",
+            f"metric={metric}",
+            "prompt=a red circle",
+        )
         assert code == 2 and "diversity_cli.toy.features" in _one_line_error(err)
 
 
@@ -448,13 +464,14 @@ def test_toy_metrics_with_a_saved_classifier(cli, tmp_path):
     code, _, err = cli(
         "diversity",
         f"images={tmp_path / 'imgs'}",
+        f"out={tmp_path / 'scores'}",
         "metric=[toy_features,toy_coverage]",
         f"embedders.toy_features.path={weights}",
         "prompt=a red circle",
         "bootstrap=0",
     )
     assert code == 0, err
-    rows = {r["metric"]: float(r["value"]) for r in _read(tmp_path / "imgs" / "diversity.csv")}
+    rows = {r["metric"]: float(r["value"]) for r in _read(tmp_path / "scores" / "diversity.csv")}
     with torch.no_grad():
         embeddings = classifier.embed(images)
     pairs = [_distance(embeddings[i], embeddings[j], "cosine") for i, j in itertools.combinations(range(4), 2)]
@@ -462,6 +479,10 @@ def test_toy_metrics_with_a_saved_classifier(cli, tmp_path):
     assert rows["toy_coverage"] == pytest.approx(features.mode_coverage(images, "a red circle", classifier), abs=1e-6)
 
     code, _, err = cli(
-        "diversity", f"images={tmp_path / 'imgs'}", "metric=toy_features", f"embedders.toy_features.path={tmp_path}"
+        "diversity",
+        f"images={tmp_path / 'imgs'}",
+        f"out={tmp_path / 'scores'}",
+        "metric=toy_features",
+        f"embedders.toy_features.path={tmp_path}",
     )
     assert code == 2 and "toy feature network not found" in _one_line_error(err)

@@ -11,13 +11,17 @@ from ..experiments.ablate import ablate
 from ..experiments.sweep import split_overrides
 
 
-def main(overrides: list[str]) -> Path:
+def compose_config(overrides: list[str]) -> DictConfig:
     """Sweep arguments (`k=1..4`, `base_guidance=0,2,5`) are parsed before Hydra composes: its compose API rejects
     them."""
     args = split_overrides(overrides)
     cfg = compose("ablate", args.compose)
     cfg.launcher_overrides = [*cfg.launcher_overrides, *args.hydra]
-    return run(cfg)
+    return cfg
+
+
+def main(overrides: list[str]) -> Path:
+    return run(compose_config(overrides))
 
 
 def run(cfg: DictConfig) -> Path:

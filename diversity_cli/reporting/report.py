@@ -21,9 +21,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
+from ..core.atomic import write_text
 from ..core.errors import UserError
+from ..core.images import open_rgb
+from ..core.marker import write_owned
 from ..core.record import record_invocation
 from ..core.resources import data_path, display
+from ..core.rundir import RunDir
 from .tables import (
     RUN_CSVS,
     RunData,
@@ -58,7 +62,8 @@ def write_report(cfg: DictConfig) -> Path:
     paper_path = data_path(cfg.paper)
     paper = read_paper(paper_path)
     keys = table_keys(cfg.tables)
-    tables_dir = Path(cfg.tables_dir)
+    # inside the run by default: one shared results/tables only when asked for (tables_dir=results/tables)
+    tables_dir = Path(cfg.tables_dir) if cfg.tables_dir is not None else roots[0] / "tables"
     tables = build_tables([r for r in runs if r.found], paper, cfg, keys)
     written = write_tables(tables, tables_dir, display(paper_path))
     record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
@@ -104,7 +109,7 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> l
     written = []
     for key, table in tables.items():
         markdown = folder / f"table_{key}.md"
-        markdown.write_text(to_markdown(table, paper_source), encoding="utf-8")
+        write_text(markdown, to_markdown(table, paper_source))
         written += [markdown, write_csv(table, folder / f"table_{key}.csv")]
     if tables:
         # tables.md holds every table file of the folder, also those an earlier report (another target) wrote.
@@ -112,7 +117,7 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> l
         combined = "# The paper's tables: published beside measured\n\n" + "\n".join(
             p.read_text(encoding="utf-8") for p in parts
         )
-        (folder / "tables.md").write_text(combined, encoding="utf-8")
+        write_text(folder / "tables.md", combined)
     return written
 
 
@@ -157,15 +162,14 @@ def write_html(run: RunData, tables: dict[str, Table], cfg: DictConfig, paper_so
     parts.append("<h2>Measurements</h2>")
     parts.append(_measurements_html(run, int(grid.rows)))
     parts.append("<h2>Samples</h2>")
-    parts.append(_samples_html(run, int(grid.prompts), int(grid.per_group), int(grid.thumb)))
+    samples = run.samples or point_samples(run.root)  # an ablate run: the images are in its points' runs
+    parts.append(_samples_html(run.root, samples, int(grid.prompts), int(grid.per_group), int(grid.thumb)))
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>diversity-cli report: {html.escape(run.root.name)}</title><style>{STYLE}</style></head>"
         f"<body>\n{''.join(parts)}\n</body></html>\n"
     )
-    path = run.root / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_owned(run.root, "report.html", page)  # atomic; never over a report.html of someone else
 
 
 def _header(run: RunData) -> str:
@@ -354,10 +358,21 @@ def _tidy(value: str) -> str:
     return format_number(value) if len(value) > 8 else value
 
 
-def _samples_html(run: RunData, prompts: int, per_group: int, thumb: int) -> str:
+def point_samples(root: Path) -> list[dict[str, str]]:
+    """The samples of every point of an ablate run (`points/<model>/<tag>/samples.csv`), paths made relative to
+    the ablate run so its report shows each point's images."""
+    rows = []
+    for csv_path in sorted(root.glob("points/*/*/samples.csv")):
+        point = RunDir(csv_path.parent)
+        for row in point.read_samples():
+            rows.append({**row, "path": str((point.root / row["path"]).relative_to(root))})
+    return rows
+
+
+def _samples_html(root: Path, samples: list[dict[str, str]], prompts: int, per_group: int, thumb: int) -> str:
     """Per prompt, one row of thumbnails per (pair, method tag), seeds in order."""
     groups: dict[str, dict[tuple[str, str], list[dict[str, str]]]] = {}
-    for row in run.samples:
+    for row in samples:
         groups.setdefault(row["prompt"], {}).setdefault((row["model"], row.get("tag") or row["method"]), []).append(row)
     if not groups:
         return "<p class='meta'>No samples.csv in this run.</p>"
@@ -367,7 +382,7 @@ def _samples_html(run: RunData, prompts: int, per_group: int, thumb: int) -> str
         out.append(f"<h3>{html.escape(prompt)}</h3><table>")
         for (model, tag), rows in groups[prompt].items():
             rows = sorted(rows, key=lambda r: int(r["seed"]) if r["seed"].lstrip("-").isdigit() else 0)[:per_group]
-            images = "".join(_thumbnail(run.root / r["path"], thumb, f"seed {r['seed']}") for r in rows)
+            images = "".join(_thumbnail(root / r["path"], thumb, f"seed {r['seed']}") for r in rows)
             out.append(
                 f"<tr><td class='label'>{html.escape(model)}<br><b>{html.escape(tag)}</b></td>"
                 f"<td class='label thumbs'>{images}</td></tr>"
@@ -383,21 +398,20 @@ def _thumbnail(path: Path, size: int, title: str) -> str:
 
     if not path.is_file():
         return f"<span class='note'>[missing {html.escape(path.name)}]</span>"
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        small = max(image.size) <= size
-        if small:  # toy-sized images: scale up with crisp pixels
-            factor = max(1, size // max(image.size))
-            image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
-        else:
-            image.thumbnail((size, size), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        if small:
-            image.save(buffer, format="PNG")
-            kind = "png"
-        else:
-            image.save(buffer, format="JPEG", quality=85)
-            kind = "jpeg"
+    image = open_rgb(path)  # a damaged file: one line naming it
+    small = max(image.size) <= size
+    if small:  # toy-sized images: scale up with crisp pixels
+        factor = max(1, size // max(image.size))
+        image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+    else:
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    if small:
+        image.save(buffer, format="PNG")
+        kind = "png"
+    else:
+        image.save(buffer, format="JPEG", quality=85)
+        kind = "jpeg"
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"<img src='data:image/{kind};base64,{data}' title='{html.escape(title)}' alt='{html.escape(title)}'>"
 

@@ -1,0 +1,151 @@
+"""The end of every run: one table on stdout saying what was written where, how many images, how long it took,
+and the headline number with its interval; `generate` also leaves a contact sheet of its run."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..core.console import stdout_console
+from ..core.rundir import RunDir
+
+HEADLINE_ROWS = 12  # groups shown in the summary at most (the CSV has them all)
+
+
+@dataclass
+class Summary:
+    command: str
+    seconds: float
+    written: list[tuple[str, str]] = field(default_factory=list)  # (what, where)
+    images: int | None = None
+    headline: list[tuple[str, str]] = field(default_factory=list)  # (group, "metric value [low, high]")
+
+
+def before(command: str, cfg: DictConfig | None) -> int:
+    """What a summary compares against: the rows of samples.csv before `generate` ran."""
+    if command != "generate" or cfg is None:
+        return 0
+    return len(RunDir(cfg.out).read_samples())
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _num(text: str | None) -> str:
+    """A CSV cell as a short number (or as written, when it is not one: the summary never fails a finished run)."""
+    if text in (None, ""):
+        return "-"
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return str(text)
+
+
+def _interval(row: dict[str, str], level: float) -> str:
+    text = _num(row.get("value"))
+    if row.get("ci_low") not in (None, "") and row.get("ci_high") not in (None, ""):
+        text += f" [{_num(row['ci_low'])}, {_num(row['ci_high'])}] {level:.0%} CI"
+    return text
+
+
+def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -> None:
+    from ..core.prompts import read_prompts
+    from ..reporting.contact_sheet import contact_sheet
+
+    rows = RunDir(root).read_samples()
+    summary.images = max(0, len(rows) - rows_before)
+    summary.written += [("samples.csv", str(root / "samples.csv")), ("images", f"{root / cfg.model.name}/<tag>/")]
+    prompts = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    if prompts:
+        first = prompts[0]
+        start = first.seed if first.seed is not None else int(cfg.seed)
+        sheet = contact_sheet(root, str(cfg.model.name), first.prompt, list(range(start, start + min(int(cfg.n), 8))))
+        if sheet is not None:
+            summary.written.append(("contact sheet (a row per method, same seeds)", str(sheet)))
+    mine = [row for row in rows if row.get("model") == cfg.model.name]
+    for tag in dict.fromkeys(row.get("tag", row["method"]) for row in mine):
+        seconds = [float(row["seconds"]) for row in mine if row.get("tag", row["method"]) == tag and row.get("seconds")]
+        if seconds:
+            summary.headline.append((tag, f"{sum(seconds) / len(seconds):.3f} s/image over {len(seconds)} images"))
+
+
+def _diversity(summary: Summary, path: Path, level: float) -> None:
+    rows = _csv(path)
+    summary.written.append(("diversity.csv", str(path)))
+    first = rows[0]["metric"] if rows else None
+    shown = [row for row in rows if row["metric"] == first]
+    summary.images = sum(int(row["n"]) for row in shown if str(row.get("n", "")).isdigit())
+    for row in shown:
+        group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
+        summary.headline.append((group, f"{row['metric']} {_interval(row, level)}"))
+
+
+def _fid(summary: Summary, path: Path) -> None:
+    rows = _csv(path)
+    summary.written.append(("fid.csv", str(path)))
+    summary.images = sum(int(row["n"]) for row in rows if str(row.get("n", "")).isdigit())
+    for row in rows:
+        name = next((key for key in row if key.startswith("fid") and row[key]), None)
+        score = f"{name} {_num(row[name])}" if name else "fid -"
+        summary.headline.append((f"{row['model']} / {row['method']}".strip(" /"), f"{score} (n={row['n']})"))
+
+
+def _ablate(summary: Summary, cfg: DictConfig) -> None:
+    out = Path(cfg.out)
+    rows = _csv(out / "ablate.csv")
+    summary.written += [("ablate.csv", str(out / "ablate.csv")), ("plots", str(out / "plots"))]
+    first = rows[0]["metric"] if rows else None
+    for row in [row for row in rows if row["metric"] == first]:
+        knobs = ",".join(f"{k}={row[k]}" for k in ("k", "base_guidance", "base_steps") if row.get(k) not in ("", None))
+        point = f"{row['method']} {knobs}".strip()
+        level = float(cfg.measure.diversity.get("ci", 0.95))
+        summary.headline.append((f"{point} / {row['prompt'][:30]}", f"{row['metric']} {_interval(row, level)}"))
+
+
+def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:
+    summary = Summary(command, seconds)
+    path = Path(result) if isinstance(result, (str, Path)) else None
+    if command == "generate" and path is not None:
+        _generate(summary, cfg, path, rows_before)
+    elif command == "diversity" and path is not None:
+        _diversity(summary, path, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95)
+    elif command == "fid" and path is not None:
+        _fid(summary, path)
+    elif command == "ablate" and cfg is not None:
+        _ablate(summary, cfg)
+    elif command == "report" and path is not None and cfg is not None:
+        summary.written.append(("tables (markdown + CSV)", str(path)))
+        runs = [cfg.out] if cfg.get("out") is not None else list(cfg.get("runs") or [])
+        for run in runs:
+            if (Path(str(run)) / "report.html").is_file():
+                summary.written.append(("HTML report", str(Path(str(run)) / "report.html")))
+    elif path is not None:
+        summary.written.append(("output", str(path)))
+    return summary
+
+
+def show(summary: Summary) -> None:
+    from rich.table import Table
+
+    rate = ""
+    if summary.images and summary.seconds > 0:
+        rate = f", {summary.images / summary.seconds:.2f} images/s"
+    images = f"{summary.images} images, " if summary.images is not None else ""
+    table = Table(title=f"{summary.command}: {images}{summary.seconds:.1f} s{rate}", title_justify="left")
+    table.add_column("what")
+    table.add_column("where / value", overflow="fold")
+    for what, where in summary.written:
+        table.add_row(what, where)
+    for group, value in summary.headline[:HEADLINE_ROWS]:
+        table.add_row(group, value)
+    if len(summary.headline) > HEADLINE_ROWS:
+        table.add_row("...", f"{len(summary.headline) - HEADLINE_ROWS} more rows in the CSV")
+    stdout_console().print(table)

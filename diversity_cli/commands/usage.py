@@ -1,0 +1,272 @@
+"""What the CLI tells a user before any work: help built from the command's config, Hydra's habits (`--cfg job`,
+`--info`, `-m`, `hydra.run.dir`, `+key`) and unknown keys with a "did you mean".
+
+Help lists every key of the composed config with its type, default and the one-line comment the YAML gives it,
+so the help can never drift from what the command reads. Groups (`model`, `preset`, `distill`) list their choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ..core.config import available, compose, search_dirs
+from ..core.errors import UserError
+
+GROUPS = ("model", "preset", "distill")  # config groups a user picks by name (listed as choices, not keys)
+HELP_FLAGS = ("--help", "-h")
+CFG_FLAGS = ("--cfg", "-c")
+INFO_FLAGS = ("--info",)
+MULTIRUN_FLAGS = ("-m", "--multirun")
+_KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_\"'][\w.\"'@-]*)\s*:(?P<rest>.*)$")
+
+
+# --------------------------------------------------------------------------------------------- flags
+
+
+def hydra_flag(overrides: list[str]) -> tuple[str | None, list[str]]:
+    """The Hydra-style flag among the arguments (help, cfg, info, multirun) and the arguments without it."""
+    rest = list(overrides)
+    for flag in (*HELP_FLAGS, *INFO_FLAGS, *MULTIRUN_FLAGS):
+        if flag in rest:
+            rest.remove(flag)
+            return flag, rest
+    for flag in CFG_FLAGS:
+        if flag in rest:
+            at = rest.index(flag)
+            which = rest[at + 1] if at + 1 < len(rest) else ""
+            if which not in ("job", "all", "hydra"):
+                raise UserError(f"{flag} takes job, all or hydra (e.g. {flag} job); got '{which or 'nothing'}'")
+            del rest[at : at + 2]
+            return "--cfg", rest
+    stray = [item for item in rest if item.startswith("-")]
+    if stray:
+        raise UserError(f"unknown option {stray[0]}; options: --help, --cfg job, --info (everything else is key=value)")
+    return None, rest
+
+
+def refuse_hydra_keys(command: str, overrides: list[str]) -> None:
+    """`hydra.run.dir` and friends: these commands write to `out=`, never to a Hydra output folder."""
+    for item in overrides:
+        key = item.lstrip("+~").partition("=")[0]
+        if not key.startswith("hydra."):
+            continue
+        if command == "ablate" and key.startswith(("hydra.launcher.", "hydra.sweep.", "hydra.sweeper.")):
+            continue  # ablate's SLURM multirun takes these (launcher_overrides)
+        raise UserError(
+            f"{key} is not used: every command writes into its run directory, out=<folder> (e.g. out=results/x)"
+        )
+
+
+def multirun_pointer(command: str) -> UserError:
+    return UserError(
+        f"-m/--multirun is not how {command} sweeps; use `diversity-cli ablate k=1..4 base_guidance=0,5 ...` "
+        "(sweeps method, k, base_guidance, base_steps; launcher=slurm for one job per point)"
+    )
+
+
+# ----------------------------------------------------------------------------------------- key checks
+
+
+def leaf_keys(cfg: DictConfig, prefix: str = "") -> dict[str, Any]:
+    """Every key of the config as a dotted path -> its default (unresolved)."""
+    keys: dict[str, Any] = {}
+    for key in cfg.keys():
+        path = f"{prefix}{key}"
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and len(node) > 0:
+            keys.update(leaf_keys(node, path + "."))
+        else:
+            value = OmegaConf.to_container(node, resolve=False) if isinstance(node, (DictConfig, ListConfig)) else None
+            keys[path] = value if value is not None else node._value()
+    return keys
+
+
+def _parent_exists(cfg: DictConfig, key: str) -> bool:
+    parent = key.rpartition(".")[0]
+    return bool(parent) and isinstance(OmegaConf.select(cfg, parent, default=None), DictConfig)
+
+
+def check_keys(config: str, overrides: list[str], only_added: bool = False) -> None:
+    """Unknown keys fail with the nearest known ones; `+key` only adds a key inside a section that exists.
+    `only_added`: check the `+key` items only (the others go to Hydra, which checks them itself)."""
+    choices = [item for item in overrides if item.partition("=")[0].lstrip("+~") in GROUPS]
+    cfg = compose(config, choices)
+    known = leaf_keys(cfg)
+    sections = {path.rsplit(".", i)[0] for path in known for i in range(1, path.count(".") + 1)}
+    for item in overrides:
+        raw, sep, _ = item.partition("=")
+        key = raw.lstrip("+~")
+        if (
+            not sep
+            or key in GROUPS
+            or key.startswith("hydra.")
+            or "@" in key
+            or (not raw.startswith("+") and only_added)
+        ):
+            continue
+        if raw.startswith("+"):
+            if key in known or key in sections:
+                raise UserError(f"{key} already exists: write {key}=... without the +")
+            if not _parent_exists(cfg, key):
+                raise UserError(f"+{key} adds a key no part of '{config}' reads{_suggest(key, known)}")
+            continue
+        if key not in known and key not in sections:
+            raise UserError(f"unknown key '{key}' for '{config}'{_suggest(key, known)} (--help lists every key)")
+
+
+def _suggest(key: str, known: dict[str, Any]) -> str:
+    names = list(known)
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    if not close:  # a wrong section but a right leaf (e.g. metric vs measure.diversity.metric)
+        leaf = key.rpartition(".")[2]
+        close = [name for name in names if name.rpartition(".")[2] == leaf][:3]
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+# --------------------------------------------------------------------------------------------------- help
+
+
+def yaml_comments(path: Path) -> dict[str, str]:
+    """dotted key -> the first line of the comment beside it in a YAML file (continuation lines ignored)."""
+    comments: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    for line in path.read_text().splitlines():
+        match = _KEY_LINE.match(line)
+        if not match or line.lstrip().startswith(("#", "-")):
+            continue
+        indent = len(match["indent"])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        key = match["key"].strip("\"'")
+        stack.append((indent, key))
+        rest = match["rest"]
+        if "#" in rest and not rest.strip().startswith(('"', "'")):
+            comments[".".join(name for _, name in stack)] = rest.split("#", 1)[1].strip()
+    return comments
+
+
+def config_comments(config: str) -> dict[str, str]:
+    """Comments of the command's YAML and of the files its `defaults` list pulls in (`diversity@measure.diversity`)."""
+    root = search_dirs()[-1]
+    comments: dict[str, str] = {}
+    path = root / f"{config}.yaml"
+    if not path.is_file():
+        return comments
+    raw = OmegaConf.load(path)
+    for entry in raw.get("defaults") or []:
+        if isinstance(entry, str) and entry != "_self_" and (root / f"{entry.split('@')[0]}.yaml").is_file():
+            name, _, package = entry.partition("@")
+            prefix = f"{package}." if package else ""
+            comments.update({prefix + k: v for k, v in config_comments(name).items()})
+    comments.update(yaml_comments(path))
+    return comments
+
+
+def _type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    if value is None:
+        return "any"
+    return "str"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = str(value) if not isinstance(value, (list, dict)) else OmegaConf.to_yaml(value, sort_keys=False).strip()
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _comment_for(key: str, comments: dict[str, str]) -> str:
+    parts = key.split(".")
+    for cut in range(len(parts), 0, -1):  # a leaf without a comment takes its section's
+        found = comments.get(".".join(parts[:cut]))
+        if found:
+            return found if cut == len(parts) else f"({'.'.join(parts[:cut])}: {found})"
+    return ""
+
+
+def schema_rules(config: str) -> dict[str, tuple[str, str]]:
+    """dotted key -> (type in words, one-line help) from the command's typed schema, when it has one."""
+    try:
+        from ..core.schema import rules
+        from ..core.schemas import SCHEMAS
+    except ImportError:
+        return {}
+    schema = SCHEMAS.get(config)
+    return {key: (rule.describe(), rule.help) for key, rule in rules(schema)} if schema else {}
+
+
+def key_rows(config: str) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) for every key of the command except the groups' own contents: type and help
+    from the typed schema, else from the value and the comment beside the key in the YAML."""
+    cfg = compose(config, [])
+    comments = config_comments(config)
+    typed = schema_rules(config)
+    rows = []
+    for key, value in leaf_keys(cfg).items():
+        if key.split(".")[0] in GROUPS and key != "preset":
+            continue
+        kind, meaning = typed.get(key, (_type(value), _comment_for(key, comments)))
+        rows.append((key, kind, _show(value), meaning or _comment_for(key, comments)))
+    return rows
+
+
+def group_choices(config: str) -> dict[str, list[str]]:
+    """The config groups this command takes and their entries (model pairs, presets, distillation methods)."""
+    defaults = OmegaConf.load(search_dirs()[-1] / f"{config}.yaml").get("defaults") or []
+    groups = []
+    for entry in defaults:
+        if hasattr(entry, "keys"):
+            groups += [str(key) for key in entry.keys() if str(key) in GROUPS]
+    return {group: available(group) for group in groups}
+
+
+def command_help(name: str, description: str, config: str, pair_lines: list[str]) -> str:
+    """The whole `diversity-cli COMMAND --help` text."""
+    rows = key_rows(config)
+    width = max(len(row[0]) for row in rows) if rows else 10
+    kinds = min(24, max((len(row[1]) for row in rows), default=5))
+    lines = [f"Usage: diversity-cli {name} [key=value ...] [--cfg job] [--info]", "", description, ""]
+    choices = group_choices(config)
+    for group, names in choices.items():
+        if group == "model":
+            lines.append("model=<pair> (default toy), one of:")
+            lines += [f"  {line}" for line in pair_lines]
+        else:
+            lines.append(f"{group}=<name>, one of: {', '.join(names)}")
+        lines.append("")
+    lines.append("Keys (key  type  default  meaning):")
+    for key, kind, default, meaning in rows:
+        lines.append(f"  {key:<{width}}  {kind:<{kinds}}  {default:<16}  {meaning}".rstrip())
+    lines += [
+        "",
+        "--cfg job: print the composed config and exit; --info: the config search path.",
+        "Lists: key=[a,b]; nested keys: section.key=value; +section.key=value adds a key inside a section.",
+    ]
+    return "\n".join(lines)
+
+
+def info(config: str) -> str:
+    """`--info`: where configs come from and what each group offers."""
+    lines = ["Config search path (first wins):"]
+    lines += [f"  {folder}" for folder in search_dirs()]
+    lines.append(f"Primary config: {config}.yaml")
+    for group, names in group_choices(config).items():
+        lines.append(f"Group {group}: {', '.join(names)}")
+    lines.append("Add folders with DIVERSITY_CLI_CONF=/my/conf[:/other] (e.g. /my/conf/model/my_pair.yaml).")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""Before any work: the metric networks and reference data a command will use, checked on the local disk only.
+
+Each function returns `Missing` items (what, and the command or setting that fixes it) rather than raising, so a
+command lists everything missing at once (`models.preflight.fail_if_missing`). The embedders' own loaders keep
+their checks too; these only run them early, without loading a network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..models.preflight import Missing, hf_cached, hf_home
+
+
+def metric_embedders(metrics: list[str], vendi_base: str) -> list[str]:
+    """The embedders behind diversity metric names: vendi_<x> uses x, vendi the vendi_base, toy_coverage the toy
+    classifier."""
+    names = []
+    for metric in metrics:
+        if metric.startswith("vendi_"):
+            names.append(metric.removeprefix("vendi_"))
+        elif metric == "vendi":
+            names.append(vendi_base)
+        elif metric == "toy_coverage":
+            names.append("toy_features")
+        else:
+            names.append(metric)
+    return list(dict.fromkeys(names))
+
+
+def _torch_hub_dir() -> Path:
+    """torch.hub.get_dir() without importing torch: $TORCH_HOME/hub, else ~/.cache/torch/hub."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(home).expanduser() / "hub"
+
+
+def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
+    """Weights the diversity embedder `name` with these options (conf/diversity.yaml `embedders.<name>`) needs."""
+    if name == "dreamsim":
+        from .embedders import dreamsim_cache_dir, dreamsim_missing
+
+        folder = dreamsim_cache_dir(options.get("cache_dir"))
+        kind = str(options.get("type", "ensemble"))
+        files = dreamsim_missing(folder, kind) if kind else []
+        if files:
+            return [
+                Missing(
+                    f"dreamsim '{kind}' weights in {folder} ({', '.join(files)})",
+                    f"run `python -c \"from dreamsim import dreamsim; dreamsim(cache_dir='{folder}', "
+                    f"dreamsim_type='{kind}')\"` with network, or embedders.dreamsim.cache_dir=/path",
+                )
+            ]
+    elif name == "lpips":
+        from .embedders import lpips_backbone_file
+
+        path, url = lpips_backbone_file(str(options.get("net", "alex")))
+        if not path.is_file():
+            return [
+                Missing(f"lpips backbone {path}", f"fetch {url} there, or TORCH_HOME=<folder with hub/checkpoints>")
+            ]
+    elif name == "dino":
+        spec = str(options.get("path", "facebook/dinov2-base"))
+        if not Path(spec).expanduser().is_dir() and hf_cached(spec, "config.json") is None:
+            return [
+                Missing(f"dino {spec}", f"`hf download {spec}` (HF_HOME={hf_home()}) or embedders.dino.path=/folder")
+            ]
+    elif name == "clip":
+        model, pretrained = str(options.get("model", "")), options.get("pretrained")
+        if model.startswith("local-dir:"):
+            if not Path(model[len("local-dir:") :]).expanduser().is_dir():
+                return [
+                    Missing(
+                        f"clip folder {model}", "needs open_clip_config.json and a checkpoint: a folder that exists"
+                    )
+                ]
+        elif not model.startswith("hf-hub:") and not pretrained:
+            return [
+                Missing(
+                    f"clip needs weights for {model}",
+                    "embedders.clip.pretrained=<file or open_clip tag in the HF cache> or "
+                    "embedders.clip.model=local-dir:/folder",
+                )
+            ]
+    elif name == "toy_features":
+        path = options.get("path")
+        if path and not Path(str(path)).expanduser().is_dir():
+            return [Missing(f"toy classifier {path}", "embedders.toy_features.path=<a train-toy features/ folder>")]
+    return []
+
+
+def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
+    """Every embedder the metrics use (vendi_<x> uses x, toy_coverage the toy classifier)."""
+    missing: list[Missing] = []
+    for name in metric_embedders(metrics, str(cfg.get("vendi_base", "dreamsim"))):
+        options = dict((cfg.get("embedders") or {}).get(name) or {})
+        missing += [item for item in embedder_missing(name, options) if item not in missing]
+    return missing
+
+
+def fid_missing(cfg: Any) -> list[Missing]:
+    """The feature network, the CLIP model and the reference images `fid` will read."""
+    missing: list[Missing] = []
+    reference = str(cfg.reference)
+    features = cfg.features if cfg.features != "auto" else ("toy" if reference == "toy" else "inception")
+    if features == "inception":
+        from .quality import INCEPTION_FILE, INCEPTION_URL
+
+        given = cfg.get("inception_weights")
+        path = Path(str(given)).expanduser() if given else _torch_hub_dir() / "checkpoints" / INCEPTION_FILE
+        if not path.is_file():
+            missing.append(
+                Missing(f"Inception weights {path}", f"fetch {INCEPTION_URL} there, or inception_weights=PATH")
+            )
+    plain = cfg.get("images") is not None  # a plain folder has no prompts: no CLIP score unless asked
+    auto_clip = None if reference == "toy" or plain else "openai/clip-vit-large-patch14"
+    clip = cfg.clip_model if cfg.clip_model != "auto" else auto_clip
+    if clip and clip != "tiny_random" and not Path(str(clip)).expanduser().is_dir():
+        if hf_cached(str(clip), "config.json") is None:
+            missing.append(
+                Missing(f"CLIP model {clip}", f"`hf download {clip}` (HF_HOME={hf_home()}), or clip_model=null")
+            )
+    if reference == "coco":
+        images = (cfg.get("coco") or {}).get("images")
+        if not images or not Path(str(images)).expanduser().is_dir():
+            missing.append(
+                Missing("COCO reference images", "coco.images=/path/to/val2014 (the folder of val2014 JPEGs)")
+            )
+    elif reference not in ("toy",) and not Path(reference).expanduser().is_dir():
+        missing.append(
+            Missing(f"reference folder {reference}", "reference=coco | toy | a folder of images that exists")
+        )
+    return missing

@@ -1,0 +1,137 @@
+"""Before any work: is every network a command will load present on this machine?
+
+Each check reads only the local disk (the Hugging Face cache and local folders), never the network, so a command
+can list everything that is missing at once, with the command or setting that fixes each, before it loads
+anything or generates a single image. Metrics add their own checks (`metrics/preflight.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ..core.errors import UserError
+from .hub import hub_calls
+
+HF_FILES = {  # what a hub read of each kind needs in the cache before it can succeed offline
+    "pipeline": "model_index.json",
+    "network": "config.json",
+    "network_config": "config.json",
+    "scheduler_config": "scheduler_config.json",
+}
+WEIGHT_PREFIXES = ("diffusion_pytorch_model", "model")
+
+
+@dataclass(frozen=True)
+class Missing:
+    """One thing a command needs that is not on this machine, and how to get it there."""
+
+    what: str
+    fix: str
+    downloadable: bool = False  # the loader fetches it itself when the hub may be reached (HF_HUB_OFFLINE=0)
+
+    def line(self) -> str:
+        return f"{self.what}: {self.fix}"
+
+
+def hf_home() -> str:
+    return os.environ.get("HF_HOME", "~/.cache/huggingface")
+
+
+def hf_cached(repo: str, filename: str) -> Path | None:
+    """The cached file of a hub repo, or None; reads the local cache only."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename)
+    return Path(found) if isinstance(found, str) else None
+
+
+KIND_WORDS = {
+    "pipeline": "VAE + text encoders",
+    "network": "network",
+    "network_config": "network architecture",
+    "weights": "network weights",
+    "scheduler_config": "scheduler config",
+}
+
+
+def _hub_missing(call) -> tuple[str, str] | None:
+    """(repo/file, words for what it is) of a hub read whose file is not in the local cache, else None."""
+    where = f"{call.subfolder}/" if call.subfolder else ""
+    filename = call.file if call.kind == "weights" else where + HF_FILES[call.kind]
+    found = hf_cached(call.repo, filename)
+    if found is not None and call.kind == "network":
+        # the config alone is not the network: some weights file must sit beside it
+        weights = [p for p in found.parent.iterdir() if p.name.startswith(WEIGHT_PREFIXES)]
+        if not any(p.suffix in (".safetensors", ".bin") for p in weights):
+            found = None
+    return None if found is not None else (f"{call.repo}/{filename}", KIND_WORDS[call.kind])
+
+
+def _hub_items(model: DictConfig, distilled: bool) -> list[Missing]:
+    """The missing hub files, one item per file even when both models read it, with every role that needs it."""
+    found: dict[str, tuple[list[str], str, object]] = {}
+    for call in hub_calls(model, distilled):
+        missing = _hub_missing(call)
+        if missing is not None:
+            roles, _, _ = found.setdefault(missing[0], ([], missing[1], call))
+            roles.append(call.role)
+    items = []
+    for target, (roles, words, call) in found.items():
+        command = f"hf download {call.repo}" + (f" {call.file}" if call.kind == "weights" else "")
+        keys = [f"model.{role}.network.path" if role != "components" else "model.components.path" for role in roles]
+        fix = f"`{command}` (HF_HOME={hf_home()}) or {' and '.join(f'{key}=/local/copy' for key in keys)}"
+        items.append(Missing(f"{'+'.join(roles)} {words} {target}", fix, True))
+    return items
+
+
+def _local_path(model: DictConfig, role: str) -> str | None:
+    section = model.get(role) or {}
+    return section.get("path") if role == "components" else (section.get("network") or {}).get("path")
+
+
+def pair_missing(model: DictConfig, distilled: bool = True) -> list[Missing]:
+    """What of this pair is not on disk: local `path:` folders, then every hub read its loader makes."""
+    if model.get("tiny"):
+        return []
+    missing: list[Missing] = []
+    roles = ["components", "base", *(["distilled"] if distilled else [])]
+    for role in roles:
+        path = _local_path(model, role)
+        if path and not Path(str(path)).expanduser().exists():
+            key = "model.components.path" if role == "components" else f"model.{role}.network.path"
+            missing.append(Missing(f"{role} folder {path}", f"not found; set {key}=/folder/that/exists"))
+    if all(_local_path(model, role) for role in roles):
+        return missing  # every part local: nothing to read from the hub
+    return missing + _hub_items(model, distilled)
+
+
+def pair_present(model: DictConfig) -> bool:
+    return not pair_missing(model)
+
+
+def downloads_allowed() -> bool:
+    """Only an explicit HF_HUB_OFFLINE=0 says the hub may be reached: otherwise a missing checkpoint would cost a
+    timeout on a node without network before failing."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("0", "false", "no", "off")
+
+
+def fail_if_missing(missing: list[Missing], command: str) -> list[Missing]:
+    """One line naming every missing item and its fix (exit 2), before any work. With HF_HUB_OFFLINE=0 what the
+    loaders download themselves is returned (to be listed) instead of failing."""
+    if downloads_allowed():
+        blocking = [item for item in missing if not item.downloadable]
+        if not blocking:
+            return missing
+    if missing:
+        items = "; ".join(f"({i}) {m.line()}" for i, m in enumerate(missing, 1))
+        online = (
+            " (or HF_HUB_OFFLINE=0 to let the loaders download what the hub has)"
+            if any(m.downloadable for m in missing) and not downloads_allowed()
+            else ""
+        )
+        raise UserError(f"{command} cannot start, {len(missing)} missing: {items}{online}")
+    return []

@@ -1,0 +1,265 @@
+"""The CLI a researcher expects: usage errors in one line, help from the config, Hydra's habits, defaults that
+fit the pair, a preflight that lists every missing network at once, and an end-of-run summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+import yaml
+from PIL import Image
+
+from diversity_cli.core.config import available, compose
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["generat"], "Did you mean 'generate'"),
+        (["--bogus"], "No such option: --bogus"),
+        (["generate", "--bogus"], "unknown option --bogus"),
+        (["generate", "nn=3"], "did you mean n?"),
+        (["diversity", "metirc=pixel"], "did you mean metric?"),
+        (["generate", "-m", "k=1,2"], "diversity-cli ablate"),
+        (["generate", "hydra.run.dir=somewhere"], "out=<folder>"),
+        (["generate", "+foo=1"], "+foo adds a key"),
+        (["generate", "+n=3"], "without the +"),
+        (["generate", "--cfg", "everything"], "--cfg takes job"),
+        (["models", "extra"], "takes no arguments"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(cli, tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*args)
+    assert code == 2
+    assert needle in _one_line(err)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_either_click_is_caught(cli, monkeypatch):
+    """Typer bundles its own click; a usage error of the other one is one line and exit 2 as well."""
+    import click
+
+    from diversity_cli import cli as cli_module
+
+    def broken(**_):
+        raise click.UsageError("from the other click")
+
+    monkeypatch.setattr(cli_module, "app", broken)
+    code, _, err = cli()
+    assert code == 2 and "from the other click" in _one_line(err)
+
+
+def test_no_arguments_shows_help_and_exits_2(cli):
+    code, out, err = cli()
+    assert code == 2
+    shown = out + err
+    assert "Usage: diversity-cli" in shown and "generate" in shown and "models" in shown and "Traceback" not in shown
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.startswith("diversity-cli ") and "torch" in out
+
+
+# -------------------------------------------------------------------------------------------------- help
+
+
+def test_help_lists_every_key_with_type_default_and_meaning(cli):
+    from diversity_cli.commands.usage import leaf_keys
+
+    code, out, _ = cli("generate", "--help")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    keys = [key for key in leaf_keys(compose("generate", [])) if not key.startswith("model.")]
+    for key in keys:
+        assert key in lines, key
+    assert "int" in lines["n"] and " 8 " in lines["n"] and "samples per prompt" in lines["n"]
+    for pair in available("model"):
+        assert pair in lines  # each pair on a line of its own ...
+    assert "present" in lines["toy"] and "built offline" in lines["tiny_sd"]  # ... saying whether weights are here
+    assert "missing" in lines["sdxl_dmd2"] or "present" in lines["sdxl_dmd2"]
+    assert "preset=<name>, one of: card, paper" in out
+
+
+def test_models_command_prints_the_pair_table(cli):
+    code, out, _ = cli("models")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert "toy DMD student" in rows["toy"] and "32" in rows["toy"] and "present" in rows["toy"]
+    assert "SDXL-Base" in rows["sdxl_dmd2"]
+
+
+def test_cfg_job_prints_the_composed_config_and_does_nothing_else(cli, tmp_path):
+    code, out, _ = cli("generate", "n=3", f"out={tmp_path / 'run'}", "--cfg", "job")
+    assert code == 0
+    printed = yaml.safe_load(out)
+    assert printed["n"] == 3 and printed["model"]["name"] == "toy"
+    assert not (tmp_path / "run").exists()
+    code, out, _ = cli("ablate", "k=1..3", "--cfg", "job")
+    assert code == 0 and yaml.safe_load(out)["k"] == [1, 2, 3]
+
+
+def test_info_shows_the_search_path(cli, tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(tmp_path))
+    code, out, _ = cli("generate", "--info")
+    assert code == 0
+    assert str(tmp_path) in out and "conf" in out and "Group model:" in out
+
+
+def test_plus_key_adds_inside_a_section(cli):
+    code, out, _ = cli("generate", "model=sdxl_dmd2", "+model.base.network.path=/x", "--cfg", "job")  # a local copy
+    assert code == 0 and yaml.safe_load(out)["model"]["base"]["network"]["path"] == "/x"
+
+
+# ---------------------------------------------------------------------------------------------- defaults
+
+
+def _fake_run(root, model: str) -> None:
+    root.mkdir(parents=True)
+    with (root / "samples.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["method", "model", "prompt", "seed", "path", "tag"])
+        writer.writeheader()
+        writer.writerow(
+            {"method": "base", "model": model, "prompt": "a shape", "seed": 0, "path": "x.png", "tag": "base"}
+        )
+
+
+def test_defaults_come_from_the_pair(tmp_path):
+    from diversity_cli.experiments.defaults import apply_defaults
+
+    _fake_run(tmp_path / "toy", "toy")
+    _fake_run(tmp_path / "sdxl", "sdxl_dmd2")
+    assert apply_defaults(compose("diversity", [f"out={tmp_path / 'toy'}"])).metric == "toy_features"
+    assert apply_defaults(compose("diversity", [f"out={tmp_path / 'sdxl'}"])).metric == "dreamsim"
+    assert apply_defaults(compose("diversity", ["images=/x", "out=/y"])).metric == "pixel"
+    assert apply_defaults(compose("fid", [f"out={tmp_path / 'toy'}"])).reference == "toy"
+    assert apply_defaults(compose("fid", [f"out={tmp_path / 'sdxl'}"])).reference == "coco"
+    ablate = apply_defaults(compose("ablate", []))
+    assert (ablate.prompt, ablate.metric) == ("a shape", "toy_features")
+    x0viz = apply_defaults(compose("x0viz", ["model=sdxl_dmd2"]))
+    assert (x0viz.prompt, x0viz.metric) == ("image of a car", "dreamsim")
+    given = apply_defaults(compose("x0viz", ["metric=pixel", "prompt=a dog"]))
+    assert (given.prompt, given.metric) == ("a dog", "pixel")
+
+
+# --------------------------------------------------------------------------------------------- preflight
+
+
+def test_preflight_lists_every_missing_network_at_once(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    started = time.perf_counter()
+    code, _, err = cli("generate", "model=sdxl_dmd2", f"out={tmp_path / 'run'}")
+    assert time.perf_counter() - started < 2
+    line = _one_line(err)
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert "stabilityai/stable-diffusion-xl-base-1.0/unet/config.json" in line
+    assert "tianweiy/DMD2/dmd2_sdxl_4step_unet_fp16.bin" in line and "hf download tianweiy/DMD2" in line
+    # a metric's weights are listed before any image is generated, together with the pair's
+    code, _, err = cli("ablate", "model=sdxl_dmd2", "k=1..2", f"out={tmp_path / 'sweep'}")
+    line = _one_line(err)
+    assert code == 2 and "dreamsim" in line and "tianweiy/DMD2" in line and not (tmp_path / "sweep").exists()
+
+
+def test_preflight_names_missing_local_folders(cli, tmp_path, monkeypatch):
+    conf = tmp_path / "conf" / "model"
+    conf.mkdir(parents=True)
+    pair = compose("generate", ["model=toy"]).model
+    text = yaml.safe_dump({"name": "mine", **{k: v for k, v in _plain(pair).items() if k != "name"}})
+    text = text.replace("${asset:toy/base/unet}", str(tmp_path / "no_unet")).replace(
+        "${asset:toy/dmd_student}", str(tmp_path / "no_student")
+    )
+    (conf / "mine.yaml").write_text(text)
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(tmp_path / "conf"))
+    code, _, err = cli("generate", "model=mine", f"out={tmp_path / 'run'}")
+    line = _one_line(err)
+    assert code == 2 and "no_unet" in line and "no_student" in line and "model.base.network.path" in line
+
+
+def _plain(cfg):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+# ------------------------------------------------------------------------------------- end of run, outputs
+
+
+def test_generate_summary_and_contact_sheet(cli, tmp_path):
+    out = tmp_path / "run"
+    for method in ("base", "distilled"):
+        code, stdout, err = cli("generate", "model=tiny_sd", f"method={method}", "prompt=a dog", "n=2", f"out={out}")
+        assert code == 0, err
+    assert "generate: 2 images" in stdout and "images/s" in stdout and "samples.csv" in stdout
+    (sheet,) = out.glob("contact_sheet_tiny_sd_*.png")
+    assert str(sheet) in stdout.replace("\n", "")
+    from diversity_cli.reporting.contact_sheet import HEADER, LABEL_WIDTH
+
+    with Image.open(sheet) as image:
+        assert image.size == (LABEL_WIDTH + 2 * 96, HEADER + 2 * 96)  # a row per method, a column per seed
+        rows = {r["tag"] + r["seed"]: r["path"] for r in csv.DictReader((out / "samples.csv").open())}
+        tile = image.crop((LABEL_WIDTH + 96, HEADER + 96, LABEL_WIDTH + 192, HEADER + 192))
+        with Image.open(out / rows["distilled1"]) as source:  # second row = second method, second column = seed 1
+            expected = source.convert("RGB").resize((96, 96), Image.Resampling.NEAREST)
+        assert tile.tobytes() == expected.tobytes()
+
+
+def test_plain_folders_are_scored_and_only_out_is_written(cli, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for seed in range(3):
+        Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    before = sorted(p.name for p in folder.rglob("*"))
+    code, _, err = cli("diversity", f"images={folder}", "bootstrap=10")
+    assert code == 2 and "needs out=" in _one_line(err)
+    code, stdout, err = cli("diversity", f"images={folder}", f"out={tmp_path / 'scores'}", "bootstrap=10")
+    assert code == 0, err
+    assert (tmp_path / "scores" / "diversity.csv").is_file() and "pixel" in stdout and "CI" in stdout
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    for seed in range(3):
+        Image.new("RGB", (16, 16), (10, seed * 90, 30)).save(reference / f"{seed}.png")
+    code, stdout, err = cli(
+        "fid", f"images={folder}", f"reference={reference}", "features=tiny_random", f"out={tmp_path / 'fid'}"
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "fid" / "fid.csv").open()))
+    assert rows[0]["method"] == "mine" and rows[0]["n"] == "3" and rows[0]["fid_tinyrandom"]
+    assert sorted(p.name for p in folder.rglob("*")) == before  # the scored folder is never written
+
+
+def test_progress_off_a_terminal_is_plain_wide_lines():
+    from rich.console import Console
+
+    from diversity_cli.core.console import LoggedProgress, progress_bar
+
+    sink = io.StringIO()
+    console = Console(file=sink, width=240)
+    with progress_bar(console) as progress:
+        assert isinstance(progress, LoggedProgress) and progress.plain
+        task = progress.add_task("a long description " * 6, total=4)
+        for _ in range(4):
+            progress.advance(task)
+    lines = sink.getvalue().splitlines()
+    assert lines and all(line.startswith("a long description") for line in lines)
+    assert len(lines[-1]) > 120  # no 80-column cut
+    assert "4/4 (100%)" in lines[-1] and "elapsed" in lines[-1] and "remaining 0:00:00" in lines[-1]
+    assert "it/s" in lines[-1] or "s/it" in lines[-1]
