@@ -237,7 +237,7 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         (["base_steps=0..2"], "base_steps=0 gives the base model no step"),
         (["launcher=nowhere"], "unknown launcher 'nowhere'"),
         (["launcher=slurm"], "sbatch is not on this machine"),
-        (["n=1"], "n >= 2"),
+        (["n=1"], "n=1 is out of range: n is an integer >= 2"),
         (["metric=pixle"], "unknown metric 'pixle'"),
     ],
 )

@@ -171,7 +171,7 @@ def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
     ("overrides", "message"),
     [
         (["distill=gan"], "unknown distill 'gan'"),
-        (["method=gan"], "unknown distill method 'gan'"),
+        (["method=gan"], "unknown method 'gan'; choose one of: dmd, dp_dmd"),
         (["method=dp_dmd"], "use distill=dp_dmd"),
         (["distill=dp_dmd", "anchor_k=0"], "anchor_k=0 is out of range"),
         (["distill=dp_dmd", "anchor_k=9"], "anchor_k=9 is out of range"),  # the teacher ODE's default: 8 steps

@@ -120,7 +120,7 @@ def test_prompt_csv_with_per_row_seeds(cli, tmp_path):
         (["model=nope", PROMPT], "unknown model 'nope'"),
         (["method=fast", PROMPT], "unknown method 'fast'"),
         (["k=7", PROMPT], "k=7 is out of range"),
-        (["n=0", PROMPT], "n=0 must be a positive integer"),
+        (["n=0", PROMPT], "n=0 is out of range: n is an integer >= 1"),
         (["model=tiny_sd"], "no prompt given"),
         (["prompts=/does/not/exist.txt"], "not found"),
         (["not_a_key=1", PROMPT], "bad override"),

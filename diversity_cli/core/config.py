@@ -9,6 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
 from .resources import asset, conf_root
+from .schema import check, escape, literal_keys, rules
+from .schemas import SCHEMAS
 
 CONF_ENV = "DIVERSITY_CLI_CONF"
 
@@ -49,13 +51,18 @@ def _searchpath_override() -> list[str]:
 
 
 def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose `conf/<command>.yaml` with Hydra-style overrides (`model=sdxl_dmd2 k=2 n=16`)."""
+    """Compose `conf/<command>.yaml` with Hydra-style overrides (`model=sdxl_dmd2 k=2 n=16`), then check every key
+    against the command's schema (core/schemas/): a bad value is one UserError before anything runs.
+
+    Free-text keys (`prompt=`, `concept=`) are taken verbatim, never parsed by Hydra: commas, brackets, quotes and
+    `${...}` are part of the text (`prompt=null` alone means no prompt)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = list(overrides or [])
+    schema = SCHEMAS.get(command)
+    overrides, texts = _split_literal(list(overrides or []), schema)
     _check_group_choices(overrides)
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -64,7 +71,43 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"bad override for '{command}': {first}") from None
     OmegaConf.set_readonly(cfg, False)
+    for key, value in texts.items():
+        OmegaConf.update(cfg, key, None if value == "null" else escape(value), merge=False)
+    if schema is not None:
+        check(schema, cfg)
     return cfg
+
+
+def _split_literal(overrides: list[str], schema: type | None) -> tuple[list[str], dict[str, str]]:
+    """(the overrides Hydra parses, {free-text key: its text as typed}); `a,b` of a list key becomes `[a,b]`."""
+    literal = literal_keys(schema) if schema else set()
+    lists = {key for key, rule in rules(schema) if rule.kind == "list" and rule.split} if schema else set()
+    parsed, texts = [], {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        bare = key.lstrip("+")
+        if sep and not key.startswith("~") and bare in literal:
+            texts[bare] = value
+        elif sep and bare in lists and "," in value and not value.lstrip().startswith(("[", "'", '"')):
+            parsed.append(f"{key}=[{value}]")  # methods=base,hybrid is a list, not a Hydra sweep
+        else:
+            parsed.append(item)
+    return parsed, texts
+
+
+def describe(command: str) -> list[tuple[str, str, object, str]]:
+    """(key, type, default, help) of every key of a command's config (`conf/<command>.yaml`), sections expanded
+    to dotted keys (`grid.thumb`): what `--help` lists. Defaults come from the composed YAML."""
+    cfg = compose(command)
+    rows = []
+    for key, rule in rules(SCHEMAS[command]):
+        if rule.kind == "section":
+            continue
+        default = OmegaConf.select(cfg, key, default=None)
+        if OmegaConf.is_config(default):
+            default = OmegaConf.to_container(default, resolve=False)
+        rows.append((key, rule.describe(), default, rule.help))
+    return rows
 
 
 def _check_group_choices(overrides: list[str]) -> None:

@@ -19,7 +19,16 @@ class PromptRow:
     seed: int | None = None  # per-row seed from a CSV; None: use the command's seed
 
 
-def read_prompts(prompt: str | None, prompts: str | None, limit: int | None = None) -> list[PromptRow]:
+def read_prompts(
+    prompt: str | None,
+    prompts: str | None,
+    limit: int | None = None,
+    *,
+    n: int | None = None,
+    max_images: int | None = None,
+) -> list[PromptRow]:
+    """The prompt rows of a command. With `n` (samples per prompt) and `max_images`, more than `max_images`
+    images in all is refused here, before any work, naming the key that lifts the cap."""
     if prompt is not None and prompts is not None:
         raise UserError('give either prompt="..." or prompts=FILE, not both')
     if prompt is not None:
@@ -30,32 +39,58 @@ def read_prompts(prompt: str | None, prompts: str | None, limit: int | None = No
         rows = _read_file(Path(prompts))
     else:
         raise UserError('no prompt given; add prompt="a photo of ..." or prompts=FILE (.txt or .csv)')
-    return rows[:limit] if limit is not None else rows
+    rows = rows[:limit] if limit is not None else rows
+    if n is not None and max_images is not None and len(rows) * n > max_images:
+        raise UserError(
+            f"{len(rows)} prompt(s) x n={n} is {len(rows) * n} images, above the cap max_images={max_images}; "
+            f"use fewer prompts (limit=) or a smaller n, or raise the cap with max_images=N if you mean it"
+        )
+    return rows
 
 
 def _read_file(path: Path) -> list[PromptRow]:
+    if path.is_dir():
+        raise UserError(f"prompt file {path} is a folder; give a .txt file (one prompt per line) or a .csv")
     if not path.is_file():
         raise UserError(f"prompt file {path} not found")
-    if path.suffix.lower() == ".csv":
-        rows = _read_csv(path)
-    else:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        # Blank lines and `#` comment lines are not prompts (data/*.txt files say what they are in comments).
-        rows = [PromptRow(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        if path.suffix.lower() == ".csv":
+            rows = _read_csv(path)
+        else:
+            # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first prompt.
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            # Blank lines and `#` comment lines are not prompts (data/*.txt files say what they are in comments).
+            rows = [PromptRow(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"prompt file {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as err:
+        raise UserError(f"cannot read prompt file {path}: {err.strerror or err}") from None
+    except csv.Error as err:
+        raise UserError(f"{path} is not a readable CSV: {err}") from None
     if not rows:
         raise UserError(f"prompt file {path} has no prompts; put one prompt per line (or a CSV `prompt` column)")
     return rows
 
 
 def _read_csv(path: Path) -> list[PromptRow]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         if "prompt" not in fields:
             raise UserError(f"{path} has no 'prompt' column (columns: {', '.join(fields) or 'none'})")
         seed_column = next((c for c in SEED_COLUMNS if c in fields), None)
         rows = []
-        for line, record in enumerate(reader, start=2):
+        for record in reader:
+            line = reader.line_num
+            if None in record or None in record.values():
+                found = len(fields) + len(record.get(None) or []) - sum(v is None for v in record.values())
+                raise UserError(
+                    f"{path}:{line}: this row has {found} field(s), the header has {len(fields)}; quote a prompt "
+                    'that holds commas ("a circle, red")'
+                )
             text = (record["prompt"] or "").strip()
             if not text:
                 continue
@@ -65,6 +100,8 @@ def _read_csv(path: Path) -> list[PromptRow]:
                     seed = int(record[seed_column])
                 except ValueError:
                     raise UserError(f"{path}:{line}: seed '{record[seed_column]}' is not an integer") from None
+                if seed < 0:
+                    raise UserError(f"{path}:{line}: seed {seed} is negative; seeds are integers >= 0")
             rows.append(PromptRow(text, seed))
     return rows
 

@@ -34,7 +34,7 @@ from ..core.record import record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
-from .sweep import KNOBS, expand, grid
+from .sweep import KNOBS, check_grid, expand, grid
 
 COLUMNS = [
     "model",
@@ -164,8 +164,11 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     parse_metrics(cfg.metric)
     if not isinstance(cfg.n, int) or cfg.n < 2:
         raise UserError(f"n={cfg.n}: diversity compares images, so each point needs n >= 2 samples per prompt")
-    read_prompts(cfg.prompt, cfg.prompts, cfg.limit)  # a missing prompt file fails here, not at the first point
-    axes = {knob: expand(knob, cfg[knob]) for knob in KNOBS}
+    # a missing prompt file, or more images than max_images per point, fails here, not at the first point
+    read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
+    cap = int(cfg.max_points)
+    axes = {knob: expand(knob, cfg[knob], cap) for knob in KNOBS}
+    check_grid(axes, cap)  # before the grid is built: 10^4 x 10^4 values would hang here
     points = list(dict.fromkeys(Point.of(**combo) for combo in grid(axes)))
     baselines = [Point(m) for m in BASELINES if cfg.baselines and Point(m) not in points]
     swept = [knob for knob in KNOBS if len({getattr(p, knob) for p in points} - {None}) > 1]

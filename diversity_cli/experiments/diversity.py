@@ -24,6 +24,8 @@ from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
 from ..core.record import record_invocation
 from ..core.rundir import RunDir
+from ..core.schema import check
+from ..core.schemas.diversity import DiversityConfig
 from ..metrics.coverage import PRDC, prdc
 from ..metrics.diversity import PairwiseDiversity, VendiScore
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
@@ -70,15 +72,11 @@ def vendi_base(name: str, cfg: DictConfig) -> str:
 
 
 def validate(cfg: DictConfig) -> None:
+    """Every key against the diversity schema (compose has checked a CLI config; library callers such as ablate's
+    measurements get the same checks), then what needs two keys."""
+    check(DiversityConfig, cfg)
     if cfg.out is None and cfg.images is None:
         raise UserError("give out=<run directory of generate> or images=<folder of images>")
-    for key in ("batch_size", "min_n", "coverage_k"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise UserError(f"{key}={cfg[key]} must be a positive integer")
-    if not isinstance(cfg.bootstrap, int) or cfg.bootstrap < 0:
-        raise UserError(f"bootstrap={cfg.bootstrap} must be a number of resamples >= 0")
-    if not 0 < float(cfg.ci) < 1:
-        raise UserError(f"ci={cfg.ci} must be a probability between 0 and 1, e.g. 0.95")
 
 
 def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:

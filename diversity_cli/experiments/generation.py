@@ -16,8 +16,10 @@ from ..core.errors import UserError
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import RunDir
+from ..core.schema import check
+from ..core.schemas.generate import GenerateConfig
 from ..models.provenance import pair_provenance
-from ..sampling.methods import METHODS, USES_BASE_KNOBS
+from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 
 
@@ -42,24 +44,10 @@ def settings_hash(cfg: DictConfig) -> str:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Reject bad knobs before any model is loaded."""
-    if cfg.method not in METHODS:
-        raise UserError(f"unknown method '{cfg.method}'; choose one of: {', '.join(METHODS)}")
-    for key in ("n", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise UserError(f"{key}={cfg[key]} must be a positive integer")
-    if cfg.k == "auto":
-        return
-    if not isinstance(cfg.k, int):
-        raise UserError(f"k={cfg.k} must be an integer number of distilled steps, or auto")
-    timesteps = cfg.model.distilled.get("timesteps")
-    steps = len(timesteps) if timesteps else int(cfg.model.distilled.steps)
-    if cfg.method in USES_BASE_KNOBS and not 0 <= cfg.k <= steps:
-        raise UserError(
-            f"k={cfg.k} is out of range for {cfg.model.name}: its distilled schedule has {steps} steps (0..{steps})"
-        )
-    if cfg.base_steps is not None and (not isinstance(cfg.base_steps, int) or cfg.base_steps < 1):
-        raise UserError(f"base_steps={cfg.base_steps} gives the base model no step; use an integer >= 1 or null")
+    """Reject bad knobs before any model is loaded: every key against the generate schema (types, ranges, k within
+    the pair's distilled schedule). compose() has checked a CLI config already; library callers (ablate's points)
+    get the same checks here."""
+    check(GenerateConfig, cfg)
 
 
 def plan_jobs(cfg: DictConfig, rows: list[PromptRow]) -> list[Job]:
@@ -98,7 +86,7 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
 def generate(cfg: DictConfig) -> Path:
     validate(cfg)
     prompt = cfg.prompt if cfg.prompt is not None or cfg.prompts is not None else cfg.model.get("default_prompt")
-    rows = read_prompts(prompt, cfg.prompts, cfg.limit)
+    rows = read_prompts(prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
     pair = None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         from ..sampling.autok import resolve_k

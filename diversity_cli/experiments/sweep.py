@@ -15,7 +15,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from omegaconf import OmegaConf
+
+from ..core.config import conf_dir
 from ..core.errors import UserError
+from ..core.schema import literal_keys
+from ..core.schemas import SCHEMAS
 from ..sampling.methods import METHODS
 
 KNOBS = ("method", "k", "base_guidance", "base_steps")
@@ -32,15 +37,21 @@ class Overrides:
 
 
 def split_overrides(overrides: Iterable[str]) -> Overrides:
-    """Rewrite sweep arguments into overrides compose accepts; `hydra.` ones go aside for the multirun."""
+    """Rewrite sweep arguments into overrides compose accepts; `hydra.` ones go aside for the multirun. Free text
+    (`prompt=a circle, red`) passes untouched: compose takes it verbatim."""
+    overrides = list(overrides)
+    cap = max_points(overrides)
+    literal = literal_keys(SCHEMAS["ablate"])
     composed, hydra = [], []
     for item in overrides:
         key, sep, value = item.partition("=")
         bare = key.lstrip("+~")
-        if bare.startswith(("hydra.", "hydra/")) or bare == "hydra":
+        if sep and bare in literal:
+            composed.append(item)
+        elif bare.startswith(("hydra.", "hydra/")) or bare == "hydra":
             hydra.append(item)
         elif sep and bare in KNOBS:
-            values = expand(bare, value)
+            values = expand(bare, value, cap)
             composed.append(f"{bare}={_hydra_value(values[0]) if len(values) == 1 else _hydra_list(values)}")
         elif sep and bare in LIST_KEYS and _top_level_commas(value):
             composed.append(f"{key}=[{value}]")
@@ -54,20 +65,56 @@ def split_overrides(overrides: Iterable[str]) -> Overrides:
     return Overrides(composed, hydra)
 
 
-def expand(knob: str, raw: object) -> list:
-    """The values of one knob, in the order written, each once: `1..4`, `1,2`, `range(..)`, `choice(..)`, a list."""
+def expand(knob: str, raw: object, cap: int | None = None) -> list:
+    """The values of one knob, in the order written, each once: `1..4`, `1,2`, `range(..)`, `choice(..)`, a list.
+    More than `cap` values (max_points) is refused before any is made."""
     if knob not in KNOBS:
         raise UserError(f"unknown knob '{knob}'; ablate sweeps {', '.join(KNOBS)}")
     if isinstance(raw, Sequence) and not isinstance(raw, str):  # a list, or OmegaConf's ListConfig
+        _check_count(knob, raw, len(raw), cap)
         items = [_cast(knob, item) for item in raw]
     elif isinstance(raw, str):
-        items = _parse(knob, raw.strip())
+        items = _parse(knob, raw.strip(), cap)
     else:
         items = [_cast(knob, raw)]
     values = list(dict.fromkeys(items))
     if not values:
         raise UserError(f"{knob}={raw} gives no value to sweep")
     return values
+
+
+def max_points(overrides: Sequence[str]) -> int:
+    """The sweep's cap: `max_points=N` on the command line, else conf/ablate.yaml's."""
+    for item in reversed(overrides):
+        key, sep, value = item.partition("=")
+        if sep and key.lstrip("+") == "max_points":
+            try:
+                number = int(value)
+            except ValueError:
+                raise UserError(f"max_points={value}: max_points is an integer >= 1") from None
+            if number < 1:
+                raise UserError(f"max_points={value}: max_points is an integer >= 1")
+            return number
+    return int(OmegaConf.load(conf_dir() / "ablate.yaml").max_points)
+
+
+def check_grid(axes: dict[str, list], cap: int) -> None:
+    """A grid of more than `cap` points is refused before any point runs."""
+    size = math.prod(len(values) for values in axes.values())
+    if size > cap:
+        shape = " x ".join(f"{len(v)} {knob}" for knob, v in axes.items() if len(v) > 1)
+        raise UserError(
+            f"the sweep has {size} points ({shape}), above the cap max_points={cap}; sweep fewer values, "
+            "or raise the cap with max_points=N if you mean it"
+        )
+
+
+def _check_count(knob: str, text: object, count: int, cap: int | None) -> None:
+    if cap is not None and count > cap:
+        raise UserError(
+            f"{knob}={text} has {count} values, above the cap max_points={cap}; sweep fewer values, or raise the "
+            "cap with max_points=N if you mean it"
+        )
 
 
 def grid(axes: dict[str, list]) -> list[dict]:
@@ -79,7 +126,7 @@ def grid(axes: dict[str, list]) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ parsing
 
 
-def _parse(knob: str, text: str) -> list:
+def _parse(knob: str, text: str, cap: int | None = None) -> list:
     match = INT_RANGE.match(text)
     if match:
         first, last = int(match[1]), int(match[2])
@@ -87,19 +134,23 @@ def _parse(knob: str, text: str) -> list:
             raise UserError(
                 f"{knob}={text} is an empty range: a..b counts up and includes both ends (e.g. {knob}=1..4)"
             )
+        _check_count(knob, text, last - first + 1, cap)
         return [_cast(knob, value) for value in range(first, last + 1)]
     match = FUNCTION.match(text)
     if match:
         args = _split(match[2])
         if match[1] == "choice":
+            _check_count(knob, text, len(args), cap)
             return [_cast(knob, arg) for arg in args]
-        return [_cast(knob, value) for value in _range(knob, text, args)]
+        return [_cast(knob, value) for value in _range(knob, text, args, cap)]
     if _top_level_commas(text):
-        return [_cast(knob, part) for part in _split(text)]
+        parts = _split(text)
+        _check_count(knob, text, len(parts), cap)
+        return [_cast(knob, part) for part in parts]
     return [_cast(knob, text)]
 
 
-def _range(knob: str, text: str, args: list[str]) -> list[float | int]:
+def _range(knob: str, text: str, args: list[str], cap: int | None = None) -> list[float | int]:
     """Hydra's `range(start, stop[, step])`: like Python's, end excluded, floats allowed."""
     try:
         numbers = [float(arg) for arg in args]
@@ -112,7 +163,10 @@ def _range(knob: str, text: str, args: list[str]) -> list[float | int]:
         step = numbers[2]
     if step == 0:
         raise UserError(f"{knob}={text}: range() step must not be 0")
-    count = max(0, math.ceil((stop - start) / step - 1e-9))
+    count = max(0, math.ceil((stop - start) / step - 1e-9)) if math.isfinite((stop - start) / step) else -1
+    if count < 0:
+        raise UserError(f"{knob}={text}: range() takes finite numbers")
+    _check_count(knob, text, count, cap)
     if count == 0:
         raise UserError(f"{knob}={text} is an empty range (range's end is excluded: range(1,5) is 1,2,3,4)")
     integral = all(float(n).is_integer() for n in (start, step))

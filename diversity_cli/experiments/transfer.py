@@ -33,6 +33,8 @@ from ..core.errors import UserError
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import RunDir, merge_rows
+from ..core.schema import check
+from ..core.schemas.transfer_lora import TransferLoraConfig
 from ..models.adapters import Adapter, applied, read_adapter
 from ..models.provenance import pair_provenance
 from .generation import Job, pending, sample_batch, settings_hash
@@ -75,7 +77,7 @@ def other(role: str) -> str:
 
 def transfer(cfg: DictConfig) -> Path:
     validate(cfg)
-    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
     transfers = plan_transfers(cfg)  # adapter files are read and recognised before any model loads
     concept = concept_text(cfg, transfers)
     clip_spec = clip_model(cfg)
@@ -100,19 +102,12 @@ def transfer(cfg: DictConfig) -> Path:
 
 
 def validate(cfg: DictConfig) -> None:
-    if cfg.direction not in DIRECTIONS:
-        raise UserError(f"direction={cfg.direction}: use one of {', '.join(DIRECTIONS)}")
+    """Every key against the transfer-lora schema (types and ranges), then what needs two keys or the pair."""
+    check(TransferLoraConfig, cfg)
     if not cfg.adapter:
         raise UserError("adapter=... is needed: a LoRA / slider / Custom Diffusion weights file, folder or hub id")
     if cfg.direction == "both" and not cfg.reverse_adapter:
         raise UserError("direction=both needs reverse_adapter=...: the adapter trained on the distilled model")
-    for key in ("n", "batch_size", "grid_cell"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise UserError(f"{key}={cfg[key]} must be a positive integer")
-    if not isinstance(cfg.grid_seeds, int) or cfg.grid_seeds < 0:
-        raise UserError(f"grid_seeds={cfg.grid_seeds} must be an integer >= 0")
-    if isinstance(cfg.scale, bool) or not isinstance(cfg.scale, (int, float)):
-        raise UserError(f"scale={cfg.scale} must be a number (the adapter's weight; a slider's strength)")
     if cfg.model.family == "pixart":
         raise UserError(f"model={cfg.model.name}: diffusers has no adapter loaders for PixArt; use an SD or SDXL pair")
 

@@ -19,6 +19,8 @@ from ..core.errors import UserError
 from ..core.fingerprint import weights_record
 from ..core.prompts import prompt_id, read_prompts
 from ..core.record import record_invocation
+from ..core.schema import check
+from ..core.schemas.x0viz import X0vizConfig
 from ..models.provenance import pair_provenance
 from ..sampling.commitment import commitment, summarize
 from ..sampling.methods import METHODS
@@ -29,11 +31,12 @@ CURVE_COLUMNS = ["method", "prompt", "seed", "step", "timestep", "fraction", "di
 
 
 def visualize(cfg: DictConfig) -> Path:
+    check(X0vizConfig, cfg)  # compose has checked a CLI config; library callers get the same checks
     methods = list(cfg.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
-    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
     out = Path(cfg.out)
     curve_csv = out / "commitment.csv"
     if curve_csv.exists() and not cfg.overwrite:

@@ -1,0 +1,75 @@
+"""`conf/distill.yaml` and its method group `conf/distill/`: DMD or DP-DMD distillation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..schema import (
+    anything,
+    choice,
+    device,
+    flag,
+    integer,
+    item_float,
+    item_int,
+    items,
+    number,
+    out_dir,
+    section,
+    text,
+)
+from .common import SEED_MAX
+
+
+@dataclass
+class Lr:
+    generator: float = number("AdamW learning rate of the student", 0, low_open=True)
+    fake: float = number("AdamW learning rate of the fake score", 0, low_open=True)
+
+
+@dataclass
+class Adam:
+    betas: list = items("AdamW betas [b1, b2]", item_float(0, 1), min_items=2)
+    weight_decay: float = number("AdamW weight decay", 0)
+
+
+@dataclass
+class TeacherOde:
+    steps: int = integer("teacher DDIM steps anchor_k counts (null: the base's own)", 1, null=True)
+    guidance: float = number("CFG of the teacher's ODE (null: teacher_guidance)", 0, null=True)
+    overrides: Any = anything("scheduler config overrides of the teacher's DDIM")
+
+
+@dataclass
+class DistillConfig:
+    model: Any = anything("the pair whose base model is the teacher (conf/model/<name>.yaml)")
+    method: str = choice("distill=dmd or distill=dp_dmd (the group sets it)", ("dmd", "dp_dmd"))
+    out: str = out_dir("run directory: checkpoints/, log.csv, student/, README.md")
+    prompt: str = text("one training prompt, taken literally")
+    prompts: Any = anything("... or a .txt / .csv file of them, or a YAML list")
+    seed: int = integer("training seed", 0, SEED_MAX)
+    iterations: int = integer("generator updates", 1)
+    batch_size: int = integer("prompts per update", 1)
+    lr: Lr = section(Lr, "learning rates")
+    adam: Adam = section(Adam, "AdamW settings")
+    max_grad_norm: float = number("gradient clip (0: off)", 0)
+    fake_updates_per_generator_update: int = integer("fake-score updates per student update", 1)
+    student_timesteps: list = items("the student's schedule, noisiest first", item_int(0, 999), min_items=1)
+    teacher_guidance: float = number("CFG of the teacher's score (null: the base's own)", 0, null=True)
+    t_range: list = items("DMD noise levels [low, high] as fractions of T", item_float(0, 1), min_items=2)
+    checkpoint_every: int = integer("updates between checkpoints", 1)
+    keep_checkpoints: int = integer("newest sealed checkpoints kept", 1)
+    resume: bool = flag("continue from the newest checkpoint in out")
+    overwrite: bool = flag("replace a distill run in out made with other settings")
+    device: str = device()
+    mixed_precision: str = choice(
+        "accelerate's mixed precision (null: accelerate launch's)", ("no", "fp16", "bf16"), True
+    )
+    gradient_checkpointing: bool = flag("trade compute for memory")
+    save_dtype: str = choice("dtype of student/ (null: the model's)", ("float32", "float16", "bfloat16"), True)
+    # distill=dp_dmd only
+    anchor_k: int = integer("dp_dmd: teacher ODE steps before its x0 is the first step's target", 1)
+    lambda_div: float = number("dp_dmd: weight of the first-step loss", 0)
+    stop_gradient: bool = flag("dp_dmd: DMD gradients stop at the first step")
+    teacher_ode: TeacherOde = section(TeacherOde, "dp_dmd: the teacher's deterministic sampler")

@@ -1,0 +1,89 @@
+"""`conf/generate.yaml`: sample a model pair with one of the paper's methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from omegaconf import DictConfig
+
+from ..errors import UserError
+from ..schema import (
+    ITEM_TEXT,
+    anything,
+    choice,
+    device,
+    flag,
+    integer,
+    items,
+    name,
+    number,
+    out_dir,
+    path,
+    section,
+    text,
+)
+from .common import METHODS, SEED_MAX, USES_BASE_KNOBS
+
+
+@dataclass
+class AutoK:
+    prompts: list = items("prompts the base model's commitment is measured on", ITEM_TEXT, min_items=1)
+    n: int = integer("seeds per prompt of that measurement", low=1)
+    metric: str = name("embedder of the x̂0-to-final distance (any metric of `diversity`)")
+    threshold: float = number("committed once the distance is at most this fraction of its first value", 0, 1, True)
+
+
+def schedule_steps(model: Any) -> int | None:
+    """Steps of the distilled schedule of a composed model config (None when it does not say)."""
+    try:
+        timesteps = model.distilled.get("timesteps")
+        return len(timesteps) if timesteps else int(model.distilled.steps)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
+
+
+def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
+    """`k` counts distilled steps: it cannot exceed the pair's distilled schedule."""
+    k = cfg.get("k")
+    methods = cfg.get("methods") if "methods" in cfg else [cfg.get("method")]
+    uses_k = any(isinstance(m, str) and m in USES_BASE_KNOBS for m in methods or [])
+    if not isinstance(k, int) or isinstance(k, bool) or not uses_k:
+        return
+    steps = schedule_steps(cfg.get("model"))
+    if steps is not None and k > steps:
+        raise UserError(
+            f"k={k} is out of range for {cfg.model.name}: its distilled schedule has {steps} steps (0..{steps})"
+        )
+
+
+@dataclass
+class GenerateConfig:
+    checks: ClassVar[tuple] = (k_within_schedule,)
+
+    model: Any = anything("the model pair (conf/model/<name>.yaml): model=toy, model=sdxl_dmd2, ...")
+    method: str = choice("sampling method", METHODS)
+    k: int = integer(
+        "hybrid: distilled steps the base runs first; replace_final: the last k (auto: measured)", 0, also=("auto",)
+    )
+    base_guidance: float = number("guidance of the base model inside hybrid / replace_final", 0)
+    base_steps: int = integer("null: the base runs on the distilled schedule; N: N steps of its own", 1, null=True)
+    n: int = integer("samples per prompt", 1, cap="max_images")
+    seed: int = integer("first seed; sample j of a prompt uses seed + j", 0, SEED_MAX)
+    prompt: str = text("one prompt, taken literally (commas, brackets, quotes, ${...}); null: the pair's default")
+    prompts: str = path("a text file (one prompt per line) or a CSV with a prompt column (and a seed column)", True)
+    limit: int = integer("first N prompts of the file only (null: all)", 1, null=True)
+    batch_size: int = integer("images per batch (results do not depend on it)", 1)
+    out: str = out_dir("the run directory: images, samples.csv, records")
+    overwrite: bool = flag("replace images in out made with other settings")
+    lock_wait: float = number(
+        "another process writing the same samples file: wait this long, s (0: refuse)", 0, null=True
+    )
+    shard: str = name("I/N: only shard I of N (0-based) of the prompt rows | auto: from the SLURM array | null", True)
+    shards: int = integer("with launcher= or devices=: split the command into this many shards", 1)
+    launcher: str = name("local | slurm | submitit_local: where the shards run")
+    devices: Any = anything("cpu:N | all | [cuda:0,cuda:1]: one local worker per device over the shards | null")
+    launcher_params: Any = anything("per-run cluster settings over the launcher file")
+    device: str = device()
+    max_images: int = integer("cap on images per command (prompts x n); raise it to make more", 1)
+    auto_k: AutoK = section(AutoK, "k=auto: where the base model commits, measured once per pair and cached")

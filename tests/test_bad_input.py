@@ -1,0 +1,359 @@
+"""Bad input never gets a traceback, a hang or silent acceptance: one line on stderr, exit 2, nothing written.
+
+Two suites. Generated from the schemas (core/schemas/): every key of every command with a wrong type and an
+out-of-range value, checked by the same code compose runs, and a sample of them (each kind of key of each command)
+through the CLI. Then every bad-input case found on main before the typed configs, through the CLI. All of it is
+refused while the config is composed or the prompts are read, before any model loads.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from diversity_cli.commands import COMMANDS
+from diversity_cli.core.config import compose
+from diversity_cli.core.errors import UserError
+from diversity_cli.core.schema import Rule, check, escape, literal_keys, rules
+from diversity_cli.core.schemas import SCHEMAS
+
+CLI_NAME = {command.config: command.name for command in COMMANDS}
+FILE = "<an existing file>"
+# Settings that keep a command cheap should a bad value ever be accepted (the test then fails, quickly).
+BASE = {
+    "generate": ["model=tiny_sd", "method=distilled", "n=1"],
+    "x0viz": ["model=tiny_sd", "n=1"],
+    "transfer_lora": ["model=tiny_sd", "n=1"],
+    "train_lora": ["model=tiny_sd", "steps=1", "images=2", "batch_size=2"],
+    "distill": ["model=tiny_sd", "iterations=1", "distill=dp_dmd"],  # dp_dmd: every key of both methods
+    "ablate": ["model=tiny_sd", "n=2", "prompt=a red circle", "baselines=false"],
+}
+
+
+def bad_values(rule: Rule) -> list[tuple[str, str]]:
+    """(what is wrong, the value as typed) for a key of this rule: a wrong type, and a value out of its range."""
+    kind = rule.kind
+    if kind == "flag":
+        return [("type", "maybe"), ("range", "2")]
+    if kind == "int":
+        edge = str(int(rule.low) - 1) if rule.low is not None else str(int(rule.high) + 1)
+        cases = [("type", "true"), ("range", edge)]
+        return cases + ([("cap", "1000000000000")] if rule.cap else [])
+    if kind == "float":
+        if rule.low is not None:
+            edge = rule.low if rule.low_open else rule.low - 1
+        else:
+            edge = rule.high if rule.high_open else rule.high + 1
+        return [("type", "abc"), ("range", f"{edge:g}")]
+    if kind == "choice":
+        return [("type", "[a]"), ("range", "bogus")]
+    if kind == "text":
+        return [("range", "")]
+    if kind in ("name", "path"):
+        return [("type", "{a: 1}"), ("range", "")]
+    if kind == "out":
+        return [("type", "{a: 1}"), ("range", FILE), ("empty", "")]
+    if kind == "device":
+        return [("type", "[cpu]"), ("range", "gpu")]
+    if kind == "list":
+        cases = [("type", "{a: 1}")]
+        item = (
+            [f"[{value or repr('')}]" for label, value in bad_values(rule.item) if label == "range"]
+            if rule.item
+            else []
+        )
+        if item:
+            cases.append(("range", item[0]))
+        elif rule.min_items:
+            cases.append(("range", "[]"))
+        return cases
+    if kind == "sweep":
+        return bad_values(rule.item)
+    return []  # any, section: open values, checked where they are used
+
+
+CASES = [
+    (command, key, label, value)
+    for command, schema in SCHEMAS.items()
+    for key, rule in rules(schema)
+    for label, value in bad_values(rule)
+]
+
+
+def _id(case) -> str:
+    command, key, label, _ = case
+    return f"{command}-{key}-{label}"
+
+
+@pytest.fixture(scope="module")
+def composed():
+    cache = {}
+
+    def get(command: str):
+        if command not in cache:
+            cache[command] = compose(command, BASE.get(command, []))
+        return cache[command]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def a_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("planted") / "notes.txt"
+    path.write_text("a file the user made\n")
+    return path
+
+
+PARSER = OverridesParser.create()
+LITERAL = {command: literal_keys(schema) for command, schema in SCHEMAS.items()}
+
+
+def _typed(command: str, key: str, value: str):
+    """The value as compose sees it: free text verbatim, anything else parsed the way Hydra parses overrides."""
+    if key in LITERAL[command]:
+        return escape(value)
+    return PARSER.parse_override(f"{key}={value}").value()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+def test_every_key_refuses_a_wrong_type_and_an_out_of_range_value(composed, a_file, case):
+    command, key, _, value = case
+    value = str(a_file) if value == FILE else value
+    cfg = composed(command)
+    before = OmegaConf.select(cfg, key)
+    before = OmegaConf.to_container(before) if OmegaConf.is_config(before) else before
+    OmegaConf.update(cfg, key, _typed(command, key, value), merge=False)
+    try:
+        with pytest.raises(UserError) as refused:
+            check(SCHEMAS[command], cfg)
+    finally:
+        OmegaConf.update(cfg, key, before, merge=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert key.split(".")[-1] in message, message  # it names the key
+    shown = value.strip("[]'")
+    if shown and not value.startswith("{"):
+        assert shown in message, message  # and the value
+
+
+def _cli_sample() -> list[tuple[str, str, str, str]]:
+    """Through the CLI (each call composes, so a few): every kind of key once, spread over the commands, and one
+    integer key of every command."""
+    sample, kinds = [], set()
+    for command, schema in SCHEMAS.items():
+        kind_of = dict(rules(schema))
+        own = [case for case in CASES if case[0] == command and case[2] != "type"]
+        for case in own:
+            if kind_of[case[1]].kind not in kinds:
+                kinds.add(kind_of[case[1]].kind)
+                sample.append(case)
+        first_int = next((case for case in own if kind_of[case[1]].kind == "int" and case[2] == "range"), None)
+        if first_int and first_int not in sample:
+            sample.append(first_int)
+    return sample
+
+
+def _refused(cli, tmp_path: Path, *args: str) -> str:
+    """Run the CLI in an empty working directory; it must answer one line, exit 2, and write nothing."""
+    before = sorted(tmp_path.rglob("*"))
+    started = time.monotonic()
+    code, out, err = cli(*args)
+    assert code == 2, (args, out, err)
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "Traceback" not in err + out
+    assert sorted(tmp_path.rglob("*")) == before, f"{args} wrote files"
+    assert time.monotonic() - started < 30, f"{args} took {time.monotonic() - started:.0f} s"
+    return err.strip()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _imported():
+    """The command modules imported once (torch with them), so the time limit below measures the answer alone."""
+    import importlib
+
+    for command in COMMANDS:
+        importlib.import_module(f"diversity_cli.commands.{command.module}")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # a relative default out= (results/...) would land here
+
+    def refuse(*_, **__):
+        raise AssertionError("a model was loaded before the bad input was refused")
+
+    monkeypatch.setattr("diversity_cli.models.loading.load_pair", refuse)
+    return tmp_path
+
+
+SAMPLE = _cli_sample()
+
+
+def test_the_cli_sample_covers_every_kind_of_key():
+    covered = {dict(rules(SCHEMAS[case[0]]))[case[1]].kind for case in SAMPLE}
+    every = {rule.kind for schema in SCHEMAS.values() for _, rule in rules(schema)} - {"any", "section"}
+    assert covered == every
+
+
+@pytest.mark.parametrize("case", SAMPLE, ids=[_id(c) for c in SAMPLE])
+def test_the_cli_refuses_each_kind_of_bad_value(cli, workdir, case):
+    command, key, _, value = case
+    if value == FILE:
+        (workdir / "notes.txt").write_text("mine\n")
+        value = str(workdir / "notes.txt")
+    base = [arg for arg in BASE.get(command, []) if arg.partition("=")[0] != key]
+    err = _refused(cli, workdir, CLI_NAME[command], *base, f"{key}={value}")
+    assert key.split(".")[-1] in err
+
+
+# --------------------------------------------------------------------------- the cases found on main, one by one
+
+OUT = "out=run"  # relative to the empty working directory: it must not exist afterwards
+
+FOUND = [
+    # booleans: any string used to mean true
+    ("generate", "overwrite=maybe"),
+    ("distill", "model=tiny_sd", "resume=maybe"),
+    ("ablate", "model=tiny_sd", "prompt=a", "merge=perhaps"),
+    ("diversity", "out=run", "cache=sometimes"),
+    ("report", "out=run", "html=2"),
+    ("report", "out=run", "figures=y"),
+    ("ablate", "model=tiny_sd", "prompt=a", "fid=nope"),
+    ("ablate", "model=tiny_sd", "prompt=a", "baselines=1"),
+    ("ablate", "model=tiny_sd", "prompt=a", "plots=[]"),
+    # tracebacks for wrong types or ranges
+    ("generate", "seed=-1"),
+    ("generate", "seed=1.5"),
+    ("generate", "seed=abc"),
+    ("generate", "base_guidance=-1"),
+    ("generate", "base_guidance=abc"),
+    ("generate", "limit=-1"),
+    ("generate", "limit=0"),
+    ("generate", "limit=abc"),
+    ("generate", "device=gpu"),
+    ("generate", "device=cuda:x"),
+    ("generate", "device=[cpu]"),
+    ("train-lora", "lr=-1"),
+    ("train-lora", "lr=abc"),
+    ("distill", "lr.generator=0"),
+    ("x0viz", "threshold=0"),
+    ("x0viz", "threshold=abc"),
+    ("diversity", "out=run", "ci=1.5"),
+    ("diversity", "out=run", "ci=0"),
+    ("diversity", "out=run", "ci=abc"),
+    ("x0viz", "n=0"),
+    ("x0viz", "n=abc"),
+    ("x0viz", "columns=1"),
+    ("x0viz", "columns=abc"),
+    ("fid", "batch_size=0"),
+    ("fid", "batch_size=abc"),
+    ("report", "out=run", "grid.thumb=0"),
+    ("report", "out=run", "grid.thumb=abc"),
+    # wrong type that used to be taken
+    ("generate", "n=true"),
+    ("x0viz", "methods=bogus"),
+    # out= empty (it wrote into the working directory)
+    ("generate", "out="),
+    ("x0viz", "out="),
+    ("train-toy", "out="),
+    # sizes that hung before any work
+    ("generate", "n=1000000000"),
+    ("x0viz", "n=1000000000"),
+    ("transfer-lora", "n=1000000000"),
+    ("ablate", "model=tiny_sd", "prompt=a", "k=1..100000000"),
+    ("ablate", "model=tiny_sd", "prompt=a", "base_guidance=range(0,100000000)"),
+    ("ablate", "model=tiny_sd", "prompt=a", "k=1..40", "base_guidance=range(0,40)", "max_points=1000"),
+    # the key that lifts a cap is itself checked
+    ("generate", "max_images=0"),
+    ("ablate", "model=tiny_sd", "prompt=a", "max_points=-3"),
+]
+
+
+@pytest.mark.parametrize("args", FOUND, ids=[" ".join(a) for a in FOUND])
+def test_found_on_main(cli, workdir, args):
+    command, *rest = args
+    extra = [] if any(a.startswith("out=") for a in rest) else [OUT]
+    base = {"generate": ["model=tiny_sd", "n=1"], "x0viz": ["model=tiny_sd"]}.get(command, [])
+    base = [b for b in base if b.partition("=")[0] not in {a.partition("=")[0] for a in rest}]
+    err = _refused(cli, workdir, command, *base, *rest, *extra)
+    key = rest[-1].partition("=")[0] if "max_points=1000" not in rest else "max_points"
+    assert key.split(".")[-1] in err, err
+    assert not (workdir / "run").exists()
+
+
+def test_caps_name_the_key_that_lifts_them(cli, workdir):
+    err = _refused(cli, workdir, "generate", "n=1000000000", OUT)
+    assert "above the cap max_images=100000" in err and "max_images=N" in err
+    err = _refused(cli, workdir, "ablate", "model=tiny_sd", "prompt=a", "k=1..100000000", OUT)
+    assert "100000000 values, above the cap max_points=1000" in err
+    err = _refused(cli, workdir, "ablate", "model=tiny_sd", "prompt=a", "k=1..40", "base_guidance=range(0,40)", OUT)
+    assert "1600 points (40 k x 40 base_guidance), above the cap max_points=1000" in err
+    prompts = workdir / "prompts.txt"
+    prompts.write_text("".join(f"prompt {i}\n" for i in range(20)))
+    err = _refused(cli, workdir, "generate", f"prompts={prompts}", "n=10", "max_images=100", OUT)
+    assert "20 prompt(s) x n=10 is 200 images, above the cap max_images=100" in err
+
+
+@pytest.mark.parametrize("command", ["generate", "x0viz", "fid", "diversity", "train-toy", "train-lora", "distill"])
+def test_out_an_existing_file(cli, workdir, command):
+    mine = workdir / "results.txt"
+    mine.write_text("mine\n")
+    err = _refused(cli, workdir, command, f"out={mine}")
+    assert f"out={mine} is an existing file" in err
+    assert mine.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("latin1.txt", b"caf\xe9\n", "is not UTF-8 text"),
+        ("latin1.csv", b"prompt\ncaf\xe9\n", "is not UTF-8 text"),
+        ("ragged.csv", b"prompt,seed\na red circle,1\na circle, red,2\n", "this row has 3 field(s), the header has 2"),
+        ("short.csv", b"prompt,seed\na red circle\n", "this row has 1 field(s), the header has 2"),
+        ("empty.txt", b"# only a comment\n", "has no prompts"),
+        ("folder", None, "is a folder"),
+        ("absent.txt", False, "not found"),
+    ],
+)
+def test_bad_prompt_files(cli, workdir, name, content, message):
+    path = workdir / "inputs" / name
+    path.parent.mkdir(exist_ok=True)
+    if content is None:
+        path.mkdir()
+    elif content is not False:
+        path.write_bytes(content)
+    for command in ("generate", "x0viz"):
+        err = _refused(cli, workdir, command, "model=tiny_sd", f"prompts={path}", "n=1", OUT)
+        assert message in err and str(path) in err, err
+
+
+def test_unreadable_prompt_file(cli, workdir):
+    import os
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = workdir / "secret.txt"
+    path.write_text("a red circle\n")
+    path.chmod(0)
+    try:
+        err = _refused(cli, workdir, "generate", "model=tiny_sd", f"prompts={path}", "n=1", OUT)
+    finally:
+        path.chmod(0o600)
+    assert f"cannot read prompt file {path}" in err
+
+
+def test_overwrite_no_keeps_the_images(cli, tmp_path, monkeypatch):
+    """`overwrite=no` used to mean true and replaced images made with other settings."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("generate", "model=tiny_sd", "method=distilled", "prompt=a red circle", "n=1", OUT)
+    assert code == 0, err
+    png = next((tmp_path / "run").rglob("*.png"))
+    made = png.read_bytes()
+    code, _, err = cli("generate", "model=tiny_sd", "method=distilled", "prompt=a red circle", "n=1", "seed=0",
+                       "overwrite=no", "batch_size=1", OUT, "model.distilled.guidance=1.5")  # fmt: skip
+    assert code == 2 and "overwrite" in err, err
+    assert png.read_bytes() == made
