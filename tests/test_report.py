@@ -8,6 +8,7 @@ import csv
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from diversity_cli.core.config import compose
@@ -492,3 +493,30 @@ def test_toy_diversity_comes_with_toy_adherence_and_the_table_shows_it(cli, tmp_
         assert set(rows) == {"toy_features", "toy_adherence"} and rows["toy_adherence"]["n"] == "4"
         adherence[name] = float(rows["toy_adherence"]["value"])
     assert adherence == {"on": 1.0, "off": 0.0}
+
+
+def test_real_pairs_get_a_per_prompt_clip_score_beside_diversity(cli, tmp_path: Path, monkeypatch):
+    import torch
+    from PIL import Image
+
+    from diversity_cli.experiments import diversity
+    from diversity_cli.metrics.quality import load_clip
+
+    monkeypatch.setattr(diversity, "CLIP_SCORE_MODEL", "tiny_random")  # offline stand-in for the real CLIP
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    for i, array in enumerate(arrays):
+        Image.fromarray(array).save(folder / f"{i}.png")
+    args = ("metric=[pixel,clip_score]", "bootstrap=0", f"out={tmp_path / 'out'}", "device=cpu")
+    code, _, err = cli("diversity", f"images={folder}", f"prompt={SUNSET}", *args)
+    assert code == 0, err
+    with (tmp_path / "out" / "diversity.csv").open() as f:
+        rows = {r["metric"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"pixel", "clip_score"} and rows["clip_score"]["n"] == "3"
+    expected = load_clip("tiny_random", torch.device("cpu"))
+    expected.update([torch.from_numpy(a).permute(2, 0, 1) for a in arrays], [SUNSET] * 3)
+    assert float(rows["clip_score"]["value"]) == pytest.approx(float(expected.compute()), rel=1e-4)
+    (record,) = (tmp_path / "out" / "runs").glob("*-diversity-*.json")
+    assert '"clip_score"' in record.read_text()

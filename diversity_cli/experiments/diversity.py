@@ -29,6 +29,7 @@ from ..core.schemas.diversity import DiversityConfig
 from ..metrics.coverage import PRDC, prdc
 from ..metrics.diversity import PairwiseDiversity, VendiScore
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
+from ..metrics.quality import DEFAULT_CLIP
 
 COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]
 CSV_NAME = "diversity.csv"
@@ -54,7 +55,7 @@ def parse_metrics(value: object) -> list[str]:
     """`metric=dreamsim`, `metric=[pixel,lpips]` or `metric="pixel,lpips"` -> names, in order, once each."""
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else str(value).split(",")
     names = list(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
-    known = [*EMBEDDERS, "vendi", "toy_coverage", "toy_adherence"]
+    known = [*EMBEDDERS, "vendi", "toy_coverage", "toy_adherence", "clip_score"]
     for name in names:
         base = name.removeprefix("vendi_")
         if name not in known and not (name.startswith("vendi_") and base in EMBEDDERS):
@@ -338,6 +339,29 @@ def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[st
     return rows
 
 
+CLIP_SCORE_MODEL = DEFAULT_CLIP  # the published CLIP score's model, as `fid` uses it (from the local HF cache)
+
+
+def clip_score_rows(groups: list[Group], device: torch.device, batch_size: int, notes: list[str]) -> list[dict]:
+    """CLIP score of each group's images against its prompt (torchmetrics' CLIPScore, as `fid` computes it): the
+    quality beside a real pair's diversity, per prompt."""
+    from ..metrics.quality import load_clip
+
+    metric = load_clip(CLIP_SCORE_MODEL, device)
+    rows = []
+    for group in groups:
+        if not group.prompt:
+            notes.append(f"{group.label}: clip_score needs the prompt (images=: add prompt=...)")
+            continue
+        metric.reset()
+        for start in range(0, len(group.paths), batch_size):
+            chunk = group.paths[start : start + batch_size]
+            images = [(load_image(path) * 255).round().to(torch.uint8).to(device) for path in chunk]
+            metric.update(images, [group.prompt] * len(chunk))
+        rows.append(_row(group, "clip_score", float(metric.compute())))
+    return rows
+
+
 def write_rows(path: Path, rows: list[dict]) -> list[dict]:
     """Merge into diversity.csv: rows with the same method/model/prompt/metric are replaced, others kept."""
     new_keys = {(r["method"], r["model"], r["prompt"], r["metric"]) for r in rows}
@@ -390,6 +414,9 @@ def measure_diversity(cfg: DictConfig) -> Path:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
     if "toy_adherence" in metrics or "toy_features" in metrics:  # toy diversity never comes without it
         rows += toy_adherence_rows(groups, device, notes)
+    if "clip_score" in metrics:
+        rows += clip_score_rows(groups, device, int(cfg.batch_size), notes)
+        used["clip_score"] = {"model": CLIP_SCORE_MODEL}
 
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
     target = root / CSV_NAME
