@@ -146,8 +146,9 @@ def test_sweep_rows_hold_each_point_prompt_and_metric(swept):
 
 def test_sweep_draws_one_plot_per_swept_knob(swept):
     out, _ = swept
-    assert sorted(p.name for p in (out / "plots").iterdir()) == ["tiny_sd_pixel_vs_k.png"]
-    with Image.open(out / "plots" / "tiny_sd_pixel_vs_k.png") as image:
+    (drawn,) = (out / "plots").iterdir()
+    assert drawn.name.startswith("tiny_sd_pixel_vs_k_")  # + the sweep's id: another sweep in out keeps its own
+    with Image.open(drawn) as image:
         assert image.format == "PNG" and min(image.size) > 100
 
 
@@ -189,7 +190,7 @@ def test_merge_collects_the_point_files(swept, tmp_path, monkeypatch):
     args = _args(out, swept[1], "k=1..2", "merge=true")
     assert cli_run(args) == 0
     assert _read(out / "ablate.csv") == expected
-    assert (out / "plots" / "tiny_sd_pixel_vs_k.png").is_file()
+    assert len(list((out / "plots").glob("tiny_sd_pixel_vs_k_*.png"))) == 1
     # a point without results (its job died): the others are merged, and the command fails naming the missing one
     (out / "points/tiny_sd/hybrid_k2/point.json").unlink()
     (out / "ablate.csv").unlink()
@@ -212,10 +213,14 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         for p in points + baselines
     ]
     paths = plot(results, Sweep("tiny_sd", points, baselines, ["k", "base_guidance"]), tmp_path)
-    assert [p.name for p in paths] == ["tiny_sd_pixel_vs_k.png", "tiny_sd_pixel_vs_base_guidance.png"]
+    assert [p.name.rsplit("_", 1)[0] for p in paths] == ["tiny_sd_pixel_vs_k", "tiny_sd_pixel_vs_base_guidance"]
+    # another sweep of k into the same folder (other points) draws its own file, never over this one
+    other = [Point.of("replace_final", k, 0.0) for k in (1, 2)]
+    again = plot([(p, results[0][1]) for p in other], Sweep("tiny_sd", other, [], ["k"]), tmp_path)
+    assert again[0].name.startswith("tiny_sd_pixel_vs_k_") and again[0] != paths[0] and paths[0].is_file()
     methods = [Point("skip_first"), *baselines]
     paths = plot([(p, results[0][1]) for p in methods], Sweep("tiny_sd", methods[:1], baselines, []), tmp_path)
-    assert [p.name for p in paths] == ["tiny_sd_pixel_by_method.png"]
+    assert [p.name.rsplit("_", 1)[0] for p in paths] == ["tiny_sd_pixel_by_method"]
     with Image.open(paths[0]) as image:
         assert image.format == "PNG"
 
@@ -286,7 +291,7 @@ def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, mon
     assert (sweep_dir / "sweep.yaml").is_file()
     logs = list(sweep_dir.glob(".submitit/*/*_log.err"))
     assert len(logs) == 2  # one submitit job per point
-    assert (out / "plots" / "tiny_sd_pixel_vs_k.png").is_file()
+    assert len(list((out / "plots").glob("tiny_sd_pixel_vs_k_*.png"))) == 1
     # the jobs left exactly what a local run reuses: no model, no measurement, the same table
     content = (out / "ablate.csv").read_bytes()
     _no_model(monkeypatch)

@@ -26,14 +26,18 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.atomic import atomic_path, write_text
 from ..core.config import available, conf_dir, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
+from ..core.schema import escape, literal_keys
+from ..core.schemas.ablate import AblateConfig
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
+from .defaults import apply_defaults
 from .sweep import KNOBS, check_grid, expand, grid
 
 COLUMNS = [
@@ -161,6 +165,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
             f"launcher={cfg.launcher} submits SLURM jobs, but sbatch is not on this machine; run on the cluster's "
             "login node, or use launcher=local (or launcher=submitit_local: the same jobs as local processes)"
         )
+    apply_defaults(cfg)  # metric=auto and no prompt: what the pair names
     parse_metrics(cfg.metric)
     if not isinstance(cfg.n, int) or cfg.n < 2:
         raise UserError(f"n={cfg.n}: diversity compares images, so each point needs n >= 2 samples per prompt")
@@ -214,8 +219,7 @@ def attempt(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
     try:
         rows = run_point(cfg, point)
     except UserError as err:
-        error.parent.mkdir(parents=True, exist_ok=True)
-        error.write_text(f"{err}\n")
+        write_text(error, f"{err}\n")
         stderr_console().print(f"[red]error[/] at {point.tag}: {err}")
         return []
     error.unlink(missing_ok=True)
@@ -272,7 +276,7 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     results = [{**shared, **row} for row in found]
     results = [{column: row.get(column, "") for column in COLUMNS} for row in results]
     _write_csv(root / "point.csv", results)
-    (root / "point.json").write_text(json.dumps({"signature": signature, **point.knobs()}, indent=2) + "\n")
+    write_text(root / "point.json", json.dumps({"signature": signature, **point.knobs()}, indent=2) + "\n")
     return results
 
 
@@ -353,7 +357,12 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
     if job.get("prompts") and Path(job["prompts"]).exists():
         job["prompts"] = str(Path(job["prompts"]).resolve())  # a job may start elsewhere
     job["points"] = {point.tag: point.knobs() for point in sweep.all}
-    OmegaConf.save(OmegaConf.create(job), folder / "sweep.yaml")
+    for key in literal_keys(AblateConfig):  # free text stays text: a prompt's `${...}` is not resolved by the job
+        *parents, leaf = key.split(".")
+        holder = functools.reduce(lambda node, name: node.get(name) or {}, parents, job)
+        if isinstance(holder.get(leaf), str):
+            holder[leaf] = escape(holder[leaf])
+    write_text(folder / "sweep.yaml", OmegaConf.to_yaml(OmegaConf.create(job)))
     argv = [
         sys.executable,
         "-m",
@@ -412,10 +421,21 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
+    """`<model>_<metric>_vs_<knob>_<sweep>.png`: the sweep's id (a hash of its points) keeps two sweeps that share
+    `out` (k=1..4, then method=replace_final k=1..3) from drawing over each other's plots."""
+    import hashlib
+
+    points = ",".join(sorted(point.tag for point in sweep.points))
+    sweep_id = hashlib.sha1(points.encode()).hexdigest()[:6]
+    what = f"vs_{knob}" if knob else "by_method"
+    return f"{sweep.model}_{metric}_{what}_{sweep_id}.png"
+
+
 def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder: Path) -> list[Path]:
-    """One PNG per metric and swept knob: value against the knob, one line per prompt and their mean (or, for a
-    grid, one mean line per value of the other knobs); points without that knob (baselines) as horizontal lines.
-    When only the method varies, one bar chart of every point."""
+    """One PNG per metric and swept knob: value against the knob with its bootstrap interval, one line per prompt
+    and their mean (or, for a grid, one mean line per value of the other knobs); points without that knob
+    (baselines) as horizontal lines. When only the method varies, one bar chart of every point."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -426,69 +446,102 @@ def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder
     knobs = [knob for knob in sweep.swept if knob != "method"]
     paths = []
     for metric in metrics:
-        values = [(point, _values(rows, metric)) for point, rows in results]
+        values = [(point, _measured(rows, metric)) for point, rows in results]
         values = [(point, by_prompt) for point, by_prompt in values if by_prompt]
         for knob in knobs or [None]:
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
             if knob is None:
-                _bars(ax, values)
-                name = f"{sweep.model}_{metric}_by_method.png"
+                _bars(ax, values, metric)
             else:
-                _lines(ax, values, knob, [other for other in sweep.swept if other != knob])
-                name = f"{sweep.model}_{metric}_vs_{knob}.png"
+                _lines(ax, values, knob, [other for other in sweep.swept if other != knob], metric)
+            name = plot_name(sweep, metric, knob)
             ax.set_ylabel(metric)
-            ax.set_title(f"{sweep.model}: {metric}" + (f" vs {knob}" if knob else ""))
+            ax.set_title(f"{sweep.model}: {metric}" + (f" vs {knob}" if knob else "") + " (bars: CI of each value)")
             fig.tight_layout()
-            fig.savefig(folder / name, dpi=120)
+            with atomic_path(folder / name) as temporary:
+                fig.savefig(temporary, dpi=120, format="png")
             plt.close(fig)
             paths.append(folder / name)
     return paths
 
 
-def _lines(ax, values: list[tuple[Point, dict[str, float]]], knob: str, others: list[str]) -> None:
+Measured = dict[str, tuple[float, float | None, float | None]]  # prompt -> (value, ci_low, ci_high)
+
+
+def _measured(rows: list[dict[str, str]], metric: str) -> Measured:
+    def number(text: str | None) -> float | None:
+        return float(text) if text not in (None, "") else None
+
+    return {
+        row["prompt"]: (float(row["value"]), number(row.get("ci_low")), number(row.get("ci_high")))
+        for row in rows
+        if row["metric"] == metric and row["value"] != ""
+    }
+
+
+def _errors(items: list[tuple[float, float | None, float | None]]):
+    """Error-bar extents (below, above) of values with intervals; None when any value has none."""
+    if not items or any(low is None or high is None for _, low, high in items):
+        return None
+    return [[max(0.0, v - low) for v, low, _ in items], [max(0.0, high - v) for v, _, high in items]]
+
+
+def _lines(ax, values: list[tuple[Point, Measured]], knob: str, others: list[str], metric: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    series: dict[str, list[tuple[float, dict[str, float]]]] = {}
+    series: dict[str, list[tuple[float, Measured]]] = {}
     flat = []
     for point, by_prompt in values:
         x = getattr(point, knob)
         if x is None:  # a baseline, or a method without this knob: a level to compare against
-            flat.append((point.tag, _mean(by_prompt)))
+            flat.append((point.tag, by_prompt))
             continue
         label = ", ".join(f"{o}={point.fields()[o]}" for o in others if point.fields()[o] != "")
-        series.setdefault(label, []).append((x, by_prompt))
+        series.setdefault(f"{metric}, {point.method}" + (f", {label}" if label else ""), []).append((x, by_prompt))
     prompts = {prompt for line in series.values() for _, by_prompt in line for prompt in by_prompt}
     per_prompt = len(series) == 1 and 1 < len(prompts) <= MAX_PROMPT_LINES
     for label, line in series.items():
         line.sort(key=lambda item: item[0])
         if per_prompt:
             for prompt in sorted(prompts):
-                xs = [x for x, by_prompt in line if prompt in by_prompt]
-                ax.plot(xs, [by_prompt[prompt] for _, by_prompt in line if prompt in by_prompt], marker="o",
-                        markersize=3, linewidth=1, alpha=0.6, label=prompt[:40])  # fmt: skip
-        mean_label = label or ("mean over prompts" if len(prompts) > 1 else "value")
-        ax.plot([x for x, _ in line], [_mean(by_prompt) for _, by_prompt in line], marker="o", linewidth=2.4,
-                color="black" if per_prompt else None, label=mean_label)  # fmt: skip
-    for number, (tag, level) in enumerate(flat):
-        ax.axhline(level, linestyle=("--", ":", "-.")[number % 3], color=f"C{(number + 6) % 10}", label=tag)
+                got = [(x, by_prompt[prompt]) for x, by_prompt in line if prompt in by_prompt]
+                ax.errorbar([x for x, _ in got], [v[0] for _, v in got], yerr=_errors([v for _, v in got]),
+                            marker="o", markersize=3, linewidth=1, alpha=0.6, capsize=2, label=prompt[:40])  # fmt: skip
+        if len(prompts) == 1:  # one measurement per x: its own bootstrap interval
+            items = [next(iter(by_prompt.values())) for _, by_prompt in line]
+            ax.errorbar([x for x, _ in line], [v for v, _, _ in items], yerr=_errors(items), marker="o",
+                        linewidth=2.4, capsize=3, label=label)  # fmt: skip
+        else:  # a mean over prompts has no single interval: the per-prompt lines carry theirs
+            mean_label = f"{label} (mean of {len(prompts)} prompts)"
+            ax.plot([x for x, _ in line], [_mean(by_prompt) for _, by_prompt in line], marker="o", linewidth=2.4,
+                    color="black" if per_prompt else None, label=mean_label)  # fmt: skip
+    for number, (tag, by_prompt) in enumerate(flat):
+        ax.axhline(_mean(by_prompt), linestyle=("--", ":", "-.")[number % 3], color=f"C{(number + 6) % 10}",
+                   label=f"{metric}, {tag}")  # fmt: skip
     if knob in ("k", "base_steps"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(knob)
     ax.legend(fontsize=7)
 
 
-def _bars(ax, values: list[tuple[Point, dict[str, float]]]) -> None:
+def _bars(ax, values: list[tuple[Point, Measured]], metric: str) -> None:
     tags = [point.tag for point, _ in values]
-    ax.bar(range(len(tags)), [_mean(by_prompt) for _, by_prompt in values], color="C0")
+    means = [_mean(by_prompt) for _, by_prompt in values]
+    single = all(len(by_prompt) == 1 for _, by_prompt in values)
+    errors = _errors([next(iter(by_prompt.values())) for _, by_prompt in values]) if single else None
+    ax.bar(range(len(tags)), means, yerr=errors, capsize=3, color="C0", label=metric)
     ax.set_xticks(range(len(tags)), tags, rotation=30, ha="right")
+    ax.legend(fontsize=7)
 
 
 def _values(rows: list[dict[str, str]], metric: str) -> dict[str, float]:
     return {row["prompt"]: float(row["value"]) for row in rows if row["metric"] == metric and row["value"] != ""}
 
 
-def _mean(by_prompt: dict[str, float]) -> float:
-    return sum(by_prompt.values()) / len(by_prompt)
+def _mean(by_prompt: dict) -> float:
+    """Mean over prompts of plain values or of (value, ci_low, ci_high) triples."""
+    values = [v[0] if isinstance(v, tuple) else v for v in by_prompt.values()]
+    return sum(values) / len(values)
 
 
 def show(results: list[tuple[Point, list[dict[str, str]]]], target: Path) -> None:
@@ -519,12 +572,10 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")  # readers never see half a file
-    with partial.open("w", newline="") as f:
+    with atomic_path(path) as partial, partial.open("w", newline="") as f:  # readers never see half a file
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    partial.replace(path)
 
 
 def _container(node) -> dict:

@@ -30,6 +30,7 @@ from ..metrics.coverage import PRDC, prdc
 from ..metrics.diversity import PairwiseDiversity, VendiScore
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from ..metrics.quality import DEFAULT_CLIP
+from .defaults import apply_defaults
 
 COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]
 CSV_NAME = "diversity.csv"
@@ -85,6 +86,8 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
     notes: list[str] = []
     if cfg.images is not None:
         folder = Path(cfg.images)
+        if cfg.out is None:  # a user's folder is read, never written
+            raise UserError(f"images={folder} needs out=<folder for diversity.csv>; nothing is written into {folder}")
         if not folder.is_dir():
             raise UserError(f"images={folder} is not a folder")
         paths = image_files(folder)
@@ -93,7 +96,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
         group = Group(folder.resolve().name, "", str(cfg.prompt or ""), paths)
         if cfg.reference is not None:
             group.reference = _reference_folder(Path(cfg.reference))
-        return Path(cfg.out) if cfg.out is not None else folder, [group], notes
+        return Path(cfg.out), [group], notes
 
     run = RunDir(cfg.out)
     rows = run.read_samples()
@@ -234,7 +237,7 @@ def embed_paths(embedder: Embedder, paths: list[Path], batch_size: int, cache: E
     """Embeddings (N,D) of image files, each embedded once; images of different sizes go in separate batches."""
     found = {path: cache.get(path) for path in paths}
     todo = [path for path, emb in found.items() if emb is None]
-    task = progress.add_task(f"{embedder.name}", total=len(todo)) if progress is not None and todo else None
+    task = progress.add_task(f"embedding {embedder.name}", total=len(todo)) if progress is not None and todo else None
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         images = [load_image(path) for path in chunk]
@@ -371,7 +374,7 @@ def write_rows(path: Path, rows: list[dict]) -> list[dict]:
             kept = [r for r in csv.DictReader(f) if (r["method"], r["model"], r["prompt"], r["metric"]) not in new_keys]
     merged = kept + [{key: _fmt(row[key]) for key in COLUMNS} for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(merged)
@@ -389,6 +392,7 @@ def _fmt(value: object) -> object:
 
 def measure_diversity(cfg: DictConfig) -> Path:
     validate(cfg)
+    apply_defaults(cfg)  # metric=auto: the run's pair names its metric (pixel for a plain folder)
     metrics = parse_metrics(cfg.metric)
     root, groups, notes = collect_groups(cfg)
     min_n = max(2, int(cfg.min_n))
@@ -436,16 +440,9 @@ def _device(name: str) -> torch.device:
 
 
 def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from ..core.console import progress_bar
 
-    columns = (
-        TextColumn("[bold]embedding {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    return Progress(*columns, console=Console(stderr=True), transient=True)
+    return progress_bar(transient=True)  # elapsed, remaining, it/s; plain wide lines off a terminal
 
 
 def _print_table(rows: Iterable[dict], target: Path) -> None:

@@ -31,6 +31,7 @@ from ..metrics.quality import (
     reference_statistics,
 )
 from ..metrics.reference import ReferenceSet, load_image, open_reference
+from .defaults import apply_defaults
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
@@ -38,10 +39,14 @@ META = ["reference", "features"]
 
 
 def measure_quality(cfg: DictConfig) -> Path:
+    apply_defaults(cfg)  # reference=auto: the run's pair names its reference set
     rundir = RunDir(cfg.out)
-    groups = sample_groups(rundir, cfg.tags)
+    groups = folder_groups(cfg) if cfg.get("images") is not None else sample_groups(rundir, cfg.tags)
     features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
-    clip_spec = cfg.clip_model if cfg.clip_model != "auto" else (None if cfg.reference == "toy" else DEFAULT_CLIP)
+    plain = cfg.get("images") is not None  # a plain folder has no prompts: no CLIP score unless asked
+    clip_spec = (
+        cfg.clip_model if cfg.clip_model != "auto" else (None if cfg.reference == "toy" or plain else DEFAULT_CLIP)
+    )
     references = reference_sets(cfg, groups)  # bad input fails before any network is loaded
 
     from ..models.loading import resolve_device
@@ -87,9 +92,27 @@ def measure_quality(cfg: DictConfig) -> Path:
         clip_model=clip_spec,
         references={reference.description: reference.identity for reference in references.values()},
     )
+    rundir.root.mkdir(parents=True, exist_ok=True)
     path = write_results(rundir.root / "fid.csv", results)
     show(console, results, extractor.tag, path, min(len(r) for r in groups.values()) < extractor.num_features)
     return path
+
+
+def folder_groups(cfg: DictConfig) -> dict[tuple[str, str], list[dict[str, str]]]:
+    """`images=FOLDER`: a plain folder of images as one group (named after the folder, no prompts, no timing);
+    the folder is only read: fid.csv goes to `out=`."""
+    from ..metrics.embedders import image_files
+
+    folder = Path(str(cfg.images)).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"images={folder} is not a folder of images")
+    paths = image_files(folder)
+    if len(paths) < 2:
+        raise UserError(f"images={folder} holds {len(paths)} image(s); FID needs at least 2")
+    if folder.resolve() == Path(str(cfg.out)).expanduser().resolve():
+        raise UserError(f"out= must differ from images={folder}: nothing is written into the scored folder")
+    rows = [{"path": str(path.resolve()), "prompt": "", "seconds": ""} for path in paths]
+    return {(folder.resolve().name, ""): rows}
 
 
 def sample_groups(rundir: RunDir, tags: Any) -> dict[tuple[str, str], list[dict[str, str]]]:

@@ -37,7 +37,10 @@ def cfg_tag(cfg: DictConfig) -> str:
 def settings_hash(cfg: DictConfig) -> str:
     """Fingerprint of everything that determines an image for a given prompt and seed."""
     # Unresolved: `${asset:...}` paths stay symbolic, so a moved checkout still recognises its own images.
-    keys = {"model": OmegaConf.to_container(cfg.model, resolve=False), "method": cfg.method}
+    model = OmegaConf.to_container(cfg.model, resolve=False)
+    # what a pair is measured with by default changes no image
+    model = {key: value for key, value in model.items() if key not in ("default_metric", "default_reference")}
+    keys = {"model": model, "method": cfg.method}
     if cfg.method in USES_BASE_KNOBS:
         keys.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=cfg.base_steps)
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]

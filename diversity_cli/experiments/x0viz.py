@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from ..core.atomic import atomic_path
 from ..core.errors import UserError
 from ..core.fingerprint import weights_record
+from ..core.marker import RunMarker, claim_outputs, require_marked
 from ..core.prompts import prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.schema import check
@@ -26,12 +28,14 @@ from ..sampling.commitment import commitment, summarize
 from ..sampling.methods import METHODS
 from ..sampling.tags import run_tag
 from ..sampling.trace import Trace, to_pixels, trace_method
+from .defaults import apply_defaults
 
 CURVE_COLUMNS = ["method", "prompt", "seed", "step", "timestep", "fraction", "distance"]
 
 
 def visualize(cfg: DictConfig) -> Path:
     check(X0vizConfig, cfg)  # compose has checked a CLI config; library callers get the same checks
+    apply_defaults(cfg)  # metric=auto and no prompt: what the pair names
     methods = list(cfg.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -41,6 +45,19 @@ def visualize(cfg: DictConfig) -> Path:
     curve_csv = out / "commitment.csv"
     if curve_csv.exists() and not cfg.overwrite:
         raise UserError(f"{out} already holds an x0viz run (commitment.csv); use another out= or overwrite=true")
+    # Every file this run writes: out must be a run directory (or new) and none of them a file of someone else;
+    # listed in run.json before anything runs, so overwrite=true replaces only what x0viz wrote.
+    stems = [
+        f"{cfg.model.name}_{run_tag(m, cfg.k, cfg.base_guidance, cfg.base_steps)}_{prompt_id(r.prompt)}"
+        for r in rows
+        for m in methods
+    ]
+    outputs = ["commitment.csv", "commitment_summary.csv", "commitment.png"]
+    outputs += [f"{kind}_{stem}.png" for stem in stems for kind in ("x0", "xt")]
+    if cfg.overwrite and out.is_dir() and any(out.iterdir()):
+        require_marked(out, "overwrite=true")  # replaces files only in a folder diversity-cli marked
+    claim_outputs(out, outputs)
+    RunMarker(out).record(*outputs)
 
     from ..metrics.embedders import get_embedder, pairwise_distances
     from ..models.loading import load_pair, resolve_device, resolve_dtype
@@ -111,7 +128,8 @@ def save_grid(images: list[torch.Tensor], trace: Trace, path: Path, columns: int
             array = (images[step][r].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype("uint8")
             tile = Image.fromarray(array).resize((cell, cell), Image.Resampling.BICUBIC)
             sheet.paste(tile, (col * cell, header + r * cell))
-    sheet.save(path)
+    with atomic_path(path) as temporary:
+        sheet.save(temporary, format="PNG")
 
 
 def plot_curves(records: list[dict], path: Path, threshold: float) -> None:
@@ -131,7 +149,8 @@ def plot_curves(records: list[dict], path: Path, threshold: float) -> None:
     ax.set_ylabel("distance(x̂0, final) / first step")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -142,7 +161,7 @@ def _spread(total: int, columns: int) -> list[int]:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
