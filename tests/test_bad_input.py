@@ -331,19 +331,24 @@ def test_bad_prompt_files(cli, workdir, name, content, message):
         assert message in err and str(path) in err, err
 
 
-def test_unreadable_prompt_file(cli, workdir):
-    import os
-
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        pytest.skip("root reads any file")
+def test_unreadable_prompt_file(cli, workdir, monkeypatch):
+    """chmod 000 (and, since root reads any file, a read that fails as it would)."""
     path = workdir / "secret.txt"
     path.write_text("a red circle\n")
     path.chmod(0)
+    real = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
     try:
         err = _refused(cli, workdir, "generate", "model=tiny_sd", f"prompts={path}", "n=1", OUT)
     finally:
         path.chmod(0o600)
-    assert f"cannot read prompt file {path}" in err
+    assert f"cannot read prompt file {path}: Permission denied" in err
 
 
 def test_overwrite_no_keeps_the_images(cli, tmp_path, monkeypatch):

@@ -234,10 +234,19 @@ def test_non_utf8_prompt_file_is_one_line(suffix):
         read_prompts(None, path)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_prompt_file_is_one_line():
+def test_unreadable_prompt_file_is_one_line(monkeypatch):
+    from pathlib import Path
+
     path = _write("a red circle\n")
     os.chmod(path, 0)
+    real = Path.read_text
+
+    def read_text(self, *args, **kwargs):  # root reads a chmod 000 file: fail the read as it would for a user
+        if str(self) == path:
+            raise PermissionError(13, "Permission denied", path)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
     with pytest.raises(UserError, match=r"cannot read prompt file .*: Permission denied"):
         read_prompts(None, path)
 
@@ -245,3 +254,17 @@ def test_unreadable_prompt_file_is_one_line():
 def test_prompt_folder_is_refused(tmp_path):
     with pytest.raises(UserError, match="is a folder"):
         read_prompts(None, str(tmp_path))
+
+
+def test_ablate_jobs_get_the_prompt_as_typed(tmp_path, monkeypatch):
+    """launcher=submitit_local/slurm: the jobs read sweep.yaml; a `${...}` in the prompt must stay text there."""
+    from diversity_cli.experiments import ablate
+    from diversity_cli.experiments.sweep import split_overrides
+
+    text = "a circle, ${oc.env:HOME} [red]"
+    args = [f"prompt={text}", f"measure.diversity.prompt={text}", "model=tiny_sd", "n=2", "k=1..2"]
+    cfg = compose("ablate", [*split_overrides(args).compose, "launcher=submitit_local", f"out={tmp_path}"])
+    monkeypatch.setattr(ablate.subprocess, "run", lambda argv, check: type("Done", (), {"returncode": 0}))
+    assert ablate.launch(cfg, ablate.plan_sweep(cfg)) is None
+    job = OmegaConf.load(next(tmp_path.rglob("sweep.yaml")))
+    assert (job.prompt, job.measure.diversity.prompt) == (text, text)
