@@ -21,10 +21,17 @@ class ModelSpec:
     steps: int
     guidance: float
     timesteps: list[int] | None = None
+    # Flow-matching models: the keyword arguments their pipeline passes to `set_timesteps` (sigmas, mu), fixed by
+    # the pair's resolution at load (see models/flow.py). None: a DDPM-family model, `set_timesteps(steps)`.
+    schedule_args: dict[str, Any] | None = None
+    # Adapter-distilled pairs (one network, a LoRA toggled per role): the adapter this role runs with; None with a
+    # shared network means adapters off (see models/adapter_pair.py).
+    adapter: str | None = None
 
     @property
     def prediction_type(self) -> str:
-        return self.scheduler.config.prediction_type
+        # Flow-matching schedulers have no prediction_type: their networks predict the velocity ε - x0.
+        return self.scheduler.config.get("prediction_type", "flow")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from diffusers import SchedulerMixin
 from ..core.errors import UserError
 from ..models.pair import ModelPair, ModelSpec
 from .denoiser import Denoiser
+from .flow import FlowPlan, make_flow_plan, natural_flow_scheduler
 from .methods import METHODS
 
 
@@ -80,7 +81,7 @@ def make_plan(
     base_steps: int | None = None,
     micro_batch: int | None = 1,
     skip_noise: str | None = None,
-) -> Plan:
+) -> Plan | FlowPlan:
     """Segments for `method`. `k` counts distilled-schedule steps given to the base (hybrid: the first k;
     replace_final: the last k). `base_steps=None` runs the base on the distilled schedule; `base_steps=N`
     gives it N steps of its own scheduler over the same span. `micro_batch`: see `Denoiser`. `skip_noise`:
@@ -90,6 +91,8 @@ def make_plan(
     skip_noise = skip_noise or getattr(pair, "skip_first_noise", "unit")
     if skip_noise not in SKIP_NOISE:
         raise UserError(f"unknown skip_first noise '{skip_noise}'; choose one of: {', '.join(SKIP_NOISE)}")
+    if getattr(pair, "flow", False):  # flow-matching pairs sample in σ-space (sampling/flow.py)
+        return make_flow_plan(pair, method, k, base_guidance, base_steps, micro_batch, skip_noise)
     base = Denoiser(pair.base, micro_batch=micro_batch)
     distilled = Denoiser(pair.distilled, micro_batch=micro_batch)
     if method == "base":
@@ -129,6 +132,8 @@ def make_plan(
 
 def natural_scheduler(spec: ModelSpec) -> SchedulerMixin:
     """A fresh copy of the model's scheduler set to its own schedule (explicit timesteps when configured)."""
+    if spec.schedule_args is not None:  # a flow-matching model: set as its pipeline sets it
+        return natural_flow_scheduler(spec)
     sched = copy.deepcopy(spec.scheduler)
     if spec.timesteps:
         if not accepts_timesteps(sched):

@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 import torch
 from diffusers import SchedulerMixin
 
+from ..models.adapter_pair import activate
 from ..models.pair import Conditioning
 from .denoiser import convert_prediction
+from .flow import FlowPlan, sample_flow
 from .plan import Plan, Segment
 
 # on_step(role, step_index, timestep, x_t, x0): x_t the variance-preserving model input of the step, x0 the
@@ -48,10 +50,10 @@ def sample_generators(seeds: Sequence[int]) -> list[torch.Generator]:
 
 @torch.no_grad()
 def sample_latents(
-    plan: Plan,
+    plan: Plan | FlowPlan,
     conditioning: Conditioning,
     seeds: Sequence[int],
-    shape: tuple[int, int, int],
+    shape: tuple[int, ...],
     device: torch.device | str = "cpu",
     on_step: StepCallback | None = None,
     timer: NetworkTimer | None = None,
@@ -59,6 +61,8 @@ def sample_latents(
     """Clean latents for one batch (one seed per sample), following `plan`. `timer` (optional) accumulates
     the seconds spent in network calls."""
     generators = sample_generators(seeds)
+    if isinstance(plan, FlowPlan):  # flow-matching pairs: Euler in σ-space, no conversion at hand-overs
+        return sample_flow(plan, conditioning, generators, shape, device, on_step, timer)
     noise = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
     first = plan.segments[0]
     _begin(first)
@@ -84,6 +88,7 @@ def run_segment(
 ) -> torch.Tensor:
     sched = segment.scheduler
     target = sched.config.prediction_type
+    activate(segment.denoiser.spec)  # adapter-distilled pairs: one toggle per segment, not per step
     for index in range(segment.start, segment.stop):
         t = sched.timesteps[index]
         model_input = sched.scale_model_input(x, t)

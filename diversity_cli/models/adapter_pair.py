@@ -1,0 +1,44 @@
+"""Adapter-distilled pairs: the distilled model is the base network plus a LoRA (Qwen-Image-Lightning, SDXL
+DMD2-/LCM-LoRA, Hyper-SD), held once in memory and toggled per role.
+
+The adapter is switched with peft's enable/disable (not fuse/unfuse, which rewrites the base weights and drifts
+after repeated round trips) once when a role's segment begins, i.e. twice per hybrid batch, never per step.
+With the adapter disabled the network computes exactly the base model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.errors import UserError
+from .pair import ModelSpec
+
+ADAPTER = "distilled"  # the adapter name the loader gives a pair's step-distillation LoRA
+
+
+def has_adapters(network: torch.nn.Module) -> bool:
+    return bool(getattr(network, "peft_config", None))
+
+
+def activate(spec: ModelSpec) -> None:
+    """Make `spec.network` compute `spec`'s model: its adapter on, or every adapter off (the base). A network
+    without adapters is left alone."""
+    network = spec.network
+    if not has_adapters(network):
+        if spec.adapter:
+            raise UserError(f"{spec.label}: adapter '{spec.adapter}' is configured but the network has no adapters")
+        return
+    if spec.adapter:
+        network.enable_adapters()
+        network.set_adapter(spec.adapter)
+    else:
+        network.disable_adapters()
+
+
+def load_lora(pipe, repo_or_path: str, weight_name: str | None, local_only: bool) -> None:
+    """Load a LoRA file through the pipeline's own LoRA loader (which converts the community key formats, e.g.
+    Lightning's) into its network under the name `ADAPTER`."""
+    kwargs = {"adapter_name": ADAPTER, "local_files_only": local_only}
+    if weight_name:
+        kwargs["weight_name"] = weight_name
+    pipe.load_lora_weights(repo_or_path, **kwargs)

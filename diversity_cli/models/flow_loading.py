@@ -1,0 +1,160 @@
+"""Load a flow-matching pair (FLUX, SD3, Qwen-Image): tiny offline ones, or real checkpoints from the hub cache.
+
+A distilled model given as a LoRA (`distilled.network.lora: true`) is the base network plus that adapter: one
+network in memory, toggled per role (models/adapter_pair.py). The scheduler factory and the guarded hub read are
+the general loader's, and so is the plan of hub reads (passed in, so this module does not import it back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from ..core.errors import UserError
+from .adapter_pair import ADAPTER, load_lora
+from .flow import MAX_SEQUENCE_LENGTH, FlowPair
+from .flow_tiny import FLOW_FAMILIES
+from .pair import ModelSpec
+
+TRANSFORMER_CLASS = {
+    "flux": "FluxTransformer2DModel",
+    "sd3": "SD3Transformer2DModel",
+    "qwen": "QwenImageTransformer2DModel",
+}
+
+
+def is_lora(model: DictConfig, role: str) -> bool:
+    return bool(model[role].get("network", {}).get("lora") or model[role].get("lora"))
+
+
+def load_flow_pair(
+    model: DictConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    distilled: bool,
+    make_scheduler: Callable,
+    guarded_load: Callable,
+    hub_calls: Callable,
+) -> FlowPair:
+    """Both models once, sharing VAE and text encoders; a LoRA-distilled model shares the base network too."""
+    family = model.family
+    if family not in FLOW_FAMILIES:
+        raise UserError(f"model '{model.name}' has unknown family '{family}'; use {', '.join(FLOW_FAMILIES)}")
+    for role in ("base", "distilled"):
+        if model[role].get("timesteps"):
+            raise UserError(f"model '{model.name}': flow models take steps, not explicit timesteps ({role})")
+        if model[role].get("resolution"):
+            raise UserError(f"model '{model.name}': a separate {role} resolution is not supported for flow pairs")
+    schedulers = {
+        role: make_scheduler(model[role].scheduler, role, bool(model.get("tiny"))) for role in ("base", "distilled")
+    }
+    for role, sched in schedulers.items():
+        if not hasattr(sched, "scale_noise"):
+            raise UserError(
+                f"model '{model.name}': the {role} scheduler {type(sched).__name__} is not a flow-matching "
+                "scheduler; use FlowMatchEulerDiscreteScheduler"
+            )
+    if model.get("tiny"):
+        pipe, networks = _tiny(model, schedulers["base"], distilled)
+    else:
+        pipe, networks = _real(model, dtype, distilled, guarded_load, hub_calls(model, distilled))
+    pipe.to(device)
+    specs = {}
+    for role in ("base", "distilled"):
+        conf = model[role]
+        network = networks[role].to(device)
+        if network.dtype != dtype:
+            network = network.to(dtype)
+        network.eval()
+        adapter = ADAPTER if role == "distilled" and distilled and is_lora(model, "distilled") else None
+        specs[role] = ModelSpec(
+            role, conf.label, network, schedulers[role], int(conf.steps), float(conf.guidance), adapter=adapter
+        )
+    height, width = _size(model.resolution)
+    pair = FlowPair(
+        model.name,
+        family,
+        pipe,
+        specs["base"],
+        specs["distilled"],
+        height,
+        width,
+        device,
+        dtype,
+        preset=model.get("preset"),
+        skip_first_noise=model.get("skip_first_noise", "scaled"),
+        max_sequence_length=int(model.get("max_sequence_length") or MAX_SEQUENCE_LENGTH[family]),
+    )
+    for spec in (pair.base, pair.distilled):  # the pipeline's sigmas and mu at this resolution
+        spec.schedule_args = pair.schedule_args(spec)
+    return pair
+
+
+def _size(resolution: Any) -> tuple[int, int]:
+    if isinstance(resolution, int):
+        return resolution, resolution
+    height, width = resolution
+    return int(height), int(width)
+
+
+def _tiny(model: DictConfig, scheduler, distilled: bool):
+    from . import flow_tiny
+
+    family = model.family
+    components = flow_tiny.build_shared_components(family, seed=int(model.base.seed))
+
+    def network(role: str) -> torch.nn.Module:
+        return flow_tiny.build_network(family, int(model[role].seed), bool(model[role].get("guidance_embeds", False)))
+
+    base = network("base")
+    networks = {"base": base}
+    if not distilled:
+        networks["distilled"] = base
+    elif is_lora(model, "distilled"):
+        lora = model.distilled.lora
+        flow_tiny.random_lora(base, ADAPTER, seed=int(lora.seed), rank=int(lora.get("rank", 4)))
+        networks["distilled"] = base  # one network: the LoRA is toggled per role
+    else:
+        networks["distilled"] = network("distilled")
+    pipe = flow_tiny.pipeline_class(family)(**components, transformer=base, scheduler=scheduler)
+    return pipe, networks
+
+
+def _real(model: DictConfig, dtype: torch.dtype, distilled: bool, guarded_load: Callable, calls: list):
+    """Real checkpoints, reading exactly `calls` (the loader's `hub_calls` plan)."""
+    import diffusers
+    from diffusers import DiffusionPipeline
+
+    cls = getattr(diffusers, TRANSFORMER_CLASS[model.family])
+
+    def network(role: str) -> torch.nn.Module:
+        (call,) = [c for c in calls if c.role == role and c.kind == "network"]
+        kwargs = {"subfolder": call.subfolder, "torch_dtype": dtype}
+        if call.variant:
+            kwargs["variant"] = call.variant
+        return guarded_load(
+            lambda local: cls.from_pretrained(call.repo, local_files_only=local, **kwargs),
+            call.repo,
+            f"model.{role}.network.path",
+        )
+
+    base = network("base")
+    (components,) = [c for c in calls if c.kind == "pipeline"]
+    kwargs: dict[str, Any] = {"transformer": base, "torch_dtype": dtype}
+    if components.variant:
+        kwargs["variant"] = components.variant
+    pipe = guarded_load(
+        lambda local: DiffusionPipeline.from_pretrained(components.repo, local_files_only=local, **kwargs),
+        components.repo,
+        "model.components.path",
+    )
+    networks = {"base": base, "distilled": base}
+    if distilled and is_lora(model, "distilled"):
+        (call,) = [c for c in calls if c.role == "distilled" and c.kind == "weights"]
+        guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, "a local copy", call.file)
+    elif distilled:
+        networks["distilled"] = network("distilled")
+    return pipe, networks
