@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.errors import UserError
 from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
+from .hub import HubCall, _network_calls, _scheduler_call, hub_calls  # noqa: F401 (hub_calls: the plan)
 from .pair import ModelPair, ModelSpec
 
 NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}
@@ -32,63 +32,6 @@ TRAIN_SCHEDULE = {
     "clip_sample": False,
     "steps_offset": 1,
 }
-
-
-@dataclass(frozen=True)
-class HubCall:
-    """One hub read the loader makes: what it loads, for which role, from where.
-
-    kind: "pipeline" (DiffusionPipeline.from_pretrained: model_index.json and the shared components),
-    "network" (UNet/Transformer from_pretrained: config.json + weights), "network_config" (load_config of the
-    architecture a bare weights file is loaded into), "weights" (hf_hub_download of one file),
-    "scheduler_config" (a scheduler's load_config).
-    """
-
-    kind: str
-    role: str  # "components", "base" or "distilled"
-    repo: str
-    subfolder: str | None = None
-    variant: str | None = None
-    file: str | None = None
-
-
-def hub_calls(model: DictConfig, distilled: bool = True) -> list[HubCall]:
-    """Every hub read `load_pair` makes for this model config, in order; local `path:` entries and tiny pairs
-    read nothing from the hub. The loader executes exactly these calls, so checking them checks the loader."""
-    if model.get("tiny"):
-        return []
-    calls: list[HubCall] = []
-    roles = ("base", "distilled") if distilled else ("base",)
-    for role in roles:
-        calls += _network_calls(model, role)
-    shared = model.components
-    if not shared.get("path"):
-        calls.append(HubCall("pipeline", "components", shared.repo, variant=shared.get("variant")))
-    for role in roles:
-        call = _scheduler_call(model[role].scheduler, role)
-        if call is not None:
-            calls.append(call)
-    return calls
-
-
-def _network_calls(model: DictConfig, role: str) -> list[HubCall]:
-    conf = model[role].network
-    if conf.get("path"):
-        return []
-    if conf.get("lora"):  # a LoRA file loaded into the base network (adapter-distilled pairs): one file read
-        return [HubCall("weights", role, conf.repo, file=conf.file)]
-    if not conf.get("file"):
-        return [HubCall("network", role, conf.repo, conf.get("subfolder"), conf.get("variant"))]
-    return [
-        HubCall("network_config", role, conf.config_repo, conf.get("config_subfolder")),
-        HubCall("weights", role, conf.repo, file=conf.file),
-    ]
-
-
-def _scheduler_call(conf: DictConfig, role: str) -> HubCall | None:
-    if not conf.get("repo"):
-        return None
-    return HubCall("scheduler_config", role, conf.repo, subfolder=conf.get("subfolder", "scheduler"))
 
 
 def resolve_device(name: str) -> torch.device:
