@@ -384,3 +384,36 @@ def test_x0viz_and_ablate_run_on_flow_pairs(cli, tmp_path):
         "ablate", "model=tiny_sd3", "k=1,2", "n=2", "metric=pixel", f"prompt={PROMPT}", f"out={tmp_path / 'ab'}"
     )
     assert code == 0, err
+
+
+def test_mutant_a_grid_spaced_in_shifted_time_fails_the_landing_test(pairs, monkeypatch):
+    # Forgetting shift⁻¹: the base's points are spaced from 1 to σ_k itself and then shifted, so its grid is not
+    # the one the rule defines (and, without the forced end point, it would land on shift(σ_k), not σ_k).
+    monkeypatch.setattr(Shift, "inverse", lambda self, sigma: sigma)
+    with pytest.raises(AssertionError):
+        test_base_steps_land_exactly_on_the_students_sigma(pairs, "tiny_flux", 3)
+
+
+# -- real flow pairs: what the loader would read ----------------------------------------------------------------------
+
+
+def test_the_lightning_pair_reads_one_transformer_and_a_lora_file_that_exists():
+    from test_manifest import missing
+
+    from diversity_cli.core.config import compose
+    from diversity_cli.models.hub import hub_calls
+
+    calls = hub_calls(compose("generate", ["model=qwen_image_lightning"]).model)
+    assert [c.kind for c in calls if c.kind in ("network", "network_config")] == ["network"]  # the base's only
+    (lora,) = [c for c in calls if c.role == "distilled"]
+    assert (lora.kind, lora.repo) == ("weights", "lightx2v/Qwen-Image-Lightning")
+    assert missing(lora) == []
+
+
+@pytest.mark.parametrize("name", ["qwen_image_lightning", "flux1_dev_schnell", "sd35_large_turbo"])
+def test_real_flow_pairs_compose_with_their_card_settings(name):
+    from diversity_cli.core.config import compose
+
+    model = compose("generate", [f"model={name}"]).model
+    assert model.preset == "card" and model.family in ("qwen", "flux", "sd3")
+    assert model.distilled.steps < model.base.steps and model.distilled.guidance <= 1.0
