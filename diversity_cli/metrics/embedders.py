@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import UserError
+from ..core.images import image_tensor
 
 DISTANCES = ("cosine", "euclidean", "sqeuclidean")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -156,16 +157,8 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def load_image(path: Path) -> torch.Tensor:
-    """One image file -> float (3,H,W) in [0,1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from None
-    return torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
+    """One image file -> float (3,H,W) in [0,1]; a damaged file is one line naming it."""
+    return image_tensor(path)
 
 
 def load_images(paths: list[Path], size: int | tuple[int, int] | None = None) -> torch.Tensor:

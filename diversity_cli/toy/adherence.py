@@ -14,14 +14,13 @@ from pathlib import Path
 
 import torch
 
+from ..core.images import image_tensor
 from .evaluate import mean_pairwise_cosine_distance
 from .features import ToyClassifier, adherent_mask
 
 
 def _load(paths: list[Path]) -> torch.Tensor:
-    from ..metrics.embedders import load_images
-
-    return load_images([Path(p) for p in paths])
+    return torch.stack([image_tensor(path) for path in paths])
 
 
 def file_adherence(paths: list[Path], prompt: str, classifier: ToyClassifier) -> list[bool]:

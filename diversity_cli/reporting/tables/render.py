@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from ...core.atomic import atomic_path
 from .common import CSV_COLUMNS, Line, Table, as_number
 
 # (fields naming a row, field naming a column group) of each table's wide layout.
@@ -169,7 +170,16 @@ def metric_notes(table: Table) -> list[str]:
         plain = name.split("[", 1)[0].split("@", 1)[0]
         if plain in METRIC_NOTES:
             notes.append(f"`{name}`: {METRIC_NOTES[plain]}")
-    return notes
+    return notes + is_caveats(table)
+
+
+def is_caveats(table: Table) -> list[str]:
+    """IS below a few thousand images is not a number to cite: say so beside the table."""
+    from ...metrics.quality import inception_score_caveat
+
+    counts = sorted({int(line.n) for line in table.measured if line.metric == "is" and line.n.isdigit()})
+    caveats = [inception_score_caveat(n) for n in counts[:1]]  # the smallest n speaks for the table
+    return [f"`is`: {caveat}" for caveat in caveats if caveat]
 
 
 def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> str:
@@ -220,7 +230,7 @@ def provenance_footnote(table: Table) -> str:
 
 def write_csv(table: Table, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(vars(line) for line in table.lines)
