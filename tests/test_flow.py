@@ -417,3 +417,20 @@ def test_real_flow_pairs_compose_with_their_card_settings(name):
     model = compose("generate", [f"model={name}"]).model
     assert model.preset == "card" and model.family in ("qwen", "flux", "sd3")
     assert model.distilled.steps < model.base.steps and model.distilled.guidance <= 1.0
+
+
+# -- the same adapter mechanism on a DDPM-family pair (SDXL + DMD2-/LCM-LoRA, Hyper-SD) --------------------------------
+
+
+def test_an_sdxl_lora_pair_holds_one_unet_and_its_base_is_the_plain_base_bit_for_bit(tiny_pairs):
+    lora, plain = tiny_pairs("tiny_sdxl_lora"), tiny_pairs("tiny_sdxl")
+    assert lora.base.network is lora.distilled.network and lora.distilled.adapter
+    encode = lora.encode([PROMPT])
+
+    def run(pair, method, **knobs):
+        return sample_latents(make_plan(pair, method, **knobs), encode, [SEED], pair.latent_shape)
+
+    assert torch.equal(run(lora, "base"), run(plain, "base"))  # adapter off: tiny_sdxl's base exactly
+    hybrid = run(lora, "hybrid", k=2)
+    assert not torch.equal(hybrid, run(lora, "hybrid", k=4))  # the adapter is on for the student's steps
+    assert torch.equal(hybrid, run(lora, "hybrid", k=2))  # and toggled back each batch: runs repeat exactly

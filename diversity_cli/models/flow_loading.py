@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..core.errors import UserError
-from .adapter_pair import ADAPTER, load_lora
+from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow import MAX_SEQUENCE_LENGTH, FlowPair
 from .flow_tiny import FLOW_FAMILIES
 from .pair import ModelSpec
@@ -24,10 +24,6 @@ TRANSFORMER_CLASS = {
     "sd3": "SD3Transformer2DModel",
     "qwen": "QwenImageTransformer2DModel",
 }
-
-
-def is_lora(model: DictConfig, role: str) -> bool:
-    return bool(model[role].get("network", {}).get("lora") or model[role].get("lora"))
 
 
 def load_flow_pair(

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
+from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
 from .hub import HubCall, _network_calls, _scheduler_call, hub_calls  # noqa: F401 (hub_calls: the plan)
@@ -74,7 +75,11 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         network.eval()
         scheduler = _scheduler(conf.scheduler, role, model.get("tiny", False))
         timesteps = list(conf.timesteps) if conf.get("timesteps") else None
-        specs[role] = ModelSpec(role, conf.label, network, scheduler, int(conf.steps), float(conf.guidance), timesteps)
+        # A LoRA-distilled student (SDXL + DMD2-/LCM-LoRA, Hyper-SD) is the base network with its adapter on.
+        adapter = ADAPTER if role == "distilled" and distilled and is_lora(model, "distilled") else None
+        specs[role] = ModelSpec(
+            role, conf.label, network, scheduler, int(conf.steps), float(conf.guidance), timesteps, adapter=adapter
+        )
     check_shared_schedule(model.name, specs["base"].scheduler, specs["distilled"].scheduler)
     height, width = _size(model.resolution)
     base_size = _size(model.base.resolution) if model.base.get("resolution") else None
@@ -138,9 +143,15 @@ def _tiny(model: DictConfig, distilled: bool = True):
     from . import tiny
 
     components = tiny.build_shared_components(model.family, seed=int(model.base.seed))
-    roles = ("base", "distilled") if distilled else ("base",)
+    lora = distilled and is_lora(model, "distilled")
+    roles = ("base", "distilled") if distilled and not lora else ("base",)
     networks = {role: tiny.build_network(model.family, seed=int(model[role].seed)) for role in roles}
     networks.setdefault("distilled", networks["base"])
+    if lora:  # one network: a random LoRA standing in for a step-distillation LoRA, toggled per role
+        from .flow_tiny import random_lora
+
+        conf = model.distilled.lora
+        random_lora(networks["base"], ADAPTER, seed=int(conf.seed), rank=int(conf.get("rank", 4)))
     slot = NETWORK_SLOT[model.family]
     scheduler = _scheduler(model.base.scheduler, "base", tiny=True)
     pipe = tiny.pipeline_class(model.family)(**components, **{slot: networks["base"]}, scheduler=scheduler)
@@ -168,6 +179,11 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
         source,
         "model.components.path",
     )
+    if distilled and is_lora(model, "distilled"):  # the student is the base network plus a LoRA file
+        (call,) = [c for c in hub_calls(model, distilled) if c.role == "distilled" and c.kind == "weights"]
+        hint = "model.distilled.network.repo=/path/to/a/local/copy"
+        guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, file=call.file)
+        return pipe, {"base": base_network, "distilled": base_network}
     networks = {"base": base_network, "distilled": _network(model, "distilled", dtype) if distilled else base_network}
     return pipe, networks
 
