@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ...core.atomic import atomic_path, write_text
 from .common import RunData
 
 
@@ -145,7 +146,8 @@ def _save_figure(fig, path: Path, points) -> Path:
 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    points.to_csv(path.with_suffix(".csv"), index=False)
+    write_text(path.with_suffix(".csv"), points.to_csv(index=False))
     return path
