@@ -6,13 +6,23 @@ the settings that produced it, and different settings never replace it without `
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import os
 import platform
 import subprocess
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .atomic import write_bytes
+from .errors import UserError
+from .marker import RunMarker, contained, directory_lock, refuse_foreign, relative
+from .samples import append_rows, parse, rewrite, writer_lock
 
 SAMPLE_COLUMNS = [
     "method",
@@ -28,65 +38,274 @@ SAMPLE_COLUMNS = [
     "base_steps",
     "tag",
     "settings",
+    "case",  # index of the prompt row in the command's prompt list: the order of a table, sharded or not
+    "network_seconds",  # denoising-network calls only; `seconds` also holds text encoding and VAE decoding
 ]
+# Files a run directory made before run.json held: adopted when the marker is first written there.
+LEGACY_FILES = (
+    "samples.csv",
+    "versions.json",
+    "timesteps.csv",
+    "fid.csv",
+    "diversity.csv",
+    "transfer.csv",
+    "report.html",
+)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+SHARDS = "shards"  # shard I of N writes shards/samples-<I>-of-<N>.csv (`shard_writer`)
+
+
+def shard_writer(index: int, count: int) -> str:
+    """The samples file of shard `index` of `count` (0-based), relative to the run directory."""
+    return f"{SHARDS}/samples-{index}-of-{count}.csv"
 
 
 class RunDir:
-    def __init__(self, root: str | Path):
+    """`writer`: the one samples file this process appends to: `samples.csv` for an unsharded invocation,
+    `shards/samples-<I>-of-<N>.csv` for shard I of N. Readers see the union of every samples file."""
+
+    def __init__(self, root: str | Path, writer: str = "samples.csv", lock_wait: float | None = None):
         self.root = Path(root)
+        self.writer = relative(writer)
+        self.lock_wait = lock_wait  # for the writer's lock: seconds (None: as long as it takes, 0: refuse at once)
+        self.marker = RunMarker(self.root)
+        self._holding = 0  # depth of `writing()` in this process
+
+    # -- ownership and locking (run.json, see core/marker.py) ----------------------------------------------------
+    def claim(self) -> None:
+        """Mark the folder as a run directory (a folder from before run.json adopts what it holds of ours)."""
+        if self.marker.read() is None:
+            self.marker.claim(adopt=self._legacy_files())
+        if self.samples_csv.exists() or self.samples_csv.is_symlink():
+            refuse_foreign(self.root, self.writer, self.writer in self.marker.files())
+
+    def _legacy_files(self) -> list[str]:
+        """A run directory written before run.json (a samples.csv of ours there): the files the toolkit writes."""
+        legacy = self.root / "samples.csv"
+        if not legacy.is_file() or legacy.is_symlink() or "settings" not in parse(legacy).header:
+            return []
+        names = [p for p in LEGACY_FILES if (self.root / p).is_file() and not (self.root / p).is_symlink()]
+        for folder, pattern in (("configs", "*.yaml"), ("runs", "*.json"), (SHARDS, "samples-*-of-*.csv")):
+            names += [f"{folder}/{p.name}" for p in (self.root / folder).glob(pattern) if not p.is_symlink()]
+        return names
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold this writer's lock (waiting or refusing per `lock_wait`), repairing its samples file first: a
+        torn last row or duplicate rows left by a killed process are dropped, atomically."""
+        if self._holding:
+            self._holding += 1
+            try:
+                yield
+            finally:
+                self._holding -= 1
+            return
+        self.claim()
+        with writer_lock(self.samples_csv, self.lock_wait):
+            self._holding = 1
+            try:
+                self._repair()
+                yield
+            finally:
+                self._holding = 0
+
+    def _repair(self) -> None:
+        if not self.samples_csv.is_file():
+            return
+        found = parse(self.samples_csv)
+        if found.damaged or (found.header and found.header != self._columns(found.header)):
+            rewrite(self.samples_csv, self._columns(found.header), found.rows)
+
+    @staticmethod
+    def _columns(header: list[str]) -> list[str]:
+        return header + [c for c in SAMPLE_COLUMNS if c not in header] if header else list(SAMPLE_COLUMNS)
+
+    def owns(self, rel: str) -> bool:
+        """Whether the toolkit wrote `rel` here: listed in run.json, or (images) named by a row of a samples file."""
+        rel = relative(rel)
+        return rel in self.marker.files() or any(row["path"] == rel for row in self.read_samples())
+
+    def check_targets(self, paths: Iterable[str]) -> None:
+        """Before any work: every path to be written is inside the run directory, reached without a symlink, and
+        is either free or an image the toolkit wrote (one line naming the first that is not)."""
+        named = {row["path"] for row in self.read_samples()}
+        files = self.marker.files()
+        for rel in paths:
+            refuse_foreign(self.root, rel, rel in named or rel in files)
+
+    def image_ok(self, rel: str) -> bool:
+        """A whole image at `rel` (a PNG with its end chunk): resume makes a truncated or unreadable one again."""
+        path = self.root / rel
+        if path.is_symlink() or not path.is_file():
+            return False
+        return complete_png(path)
+
+    def write_images(self, images: list[tuple[str, Any]], rows: list[dict[str, Any]]) -> None:
+        """Images (PIL) and their samples rows: each image written whole beside its target, then the rows
+        appended, then the images moved into place; a kill leaves at worst a row whose image is missing, which
+        the next run makes again (never an image no row names, which it could not tell from a foreign file)."""
+        with self.writing():
+            staged = []
+            try:
+                for rel, image in images:
+                    target = contained(self.root, rel)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed writer of it
+                        stale.unlink(missing_ok=True)
+                    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+                    os.close(handle)
+                    os.chmod(name, 0o644)  # mkstemp makes it private; an image is as readable as any other
+                    staged.append((Path(name), target))
+                    image.save(name, format="PNG")
+                    with open(name, "rb+") as f:
+                        os.fsync(f.fileno())
+                self.append_samples(rows)
+                for temporary, target in staged:
+                    os.replace(temporary, target)
+            finally:
+                for temporary, _ in staged:
+                    temporary.unlink(missing_ok=True)
+
+    def replace_samples(self, rows: list[dict[str, Any]]) -> None:
+        """This writer's samples file replaced by `rows`, atomically (never unlink-then-rewrite: a kill between
+        the two lost the whole file)."""
+        with self.writing():
+            self.marker.record(self.writer)
+            rewrite(self.samples_csv, list(SAMPLE_COLUMNS), rows)
+
+    def write_file(self, rel: str, data: str | bytes) -> Path:
+        """A file the toolkit owns in the run directory, written atomically and listed in run.json; an existing
+        file there that the toolkit did not write, or a symlink on the way, is refused."""
+        rel = relative(rel)
+        self.claim()
+        refuse_foreign(self.root, rel, rel in self.marker.files())
+        path = self.root / rel
+        self.marker.record(rel)  # listed first: a kill before the write leaves a listed file missing, not a stray
+        write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+        return path
 
     @property
     def samples_csv(self) -> Path:
-        return self.root / "samples.csv"
+        return self.root / self.writer
+
+    def samples_files(self) -> list[Path]:
+        """samples.csv, then the shard files by (shard count, shard index): the order rows are read in."""
+
+        def order(path: Path) -> tuple[int, int]:
+            index, _, count = path.stem.removeprefix("samples-").partition("-of-")
+            return (int(count), int(index)) if index.isdigit() and count.isdigit() else (1 << 30, 0)
+
+        shards = sorted((self.root / SHARDS).glob("samples-*-of-*.csv"), key=order)
+        return [path for path in [self.root / "samples.csv", *shards] if path.is_file()]
 
     def read_samples(self) -> list[dict[str, str]]:
-        if not self.samples_csv.exists():
-            return []
-        with self.samples_csv.open(newline="") as f:
-            return list(csv.DictReader(f))
+        """Every samples file's rows, each image once, in canonical order (`canonical_order`). A torn last row
+        (a process killed mid-write) and duplicate rows in one file are dropped here, in memory, with a warning;
+        only the file's writer, holding its lock, repairs the file."""
+        rows, seen, notes = [], set(), []
+        for path in self.samples_files():
+            found = parse(path)
+            if found.torn:
+                notes.append(f"{path}: dropped a torn last row (a process killed while writing it)")
+            if found.duplicates:
+                notes.append(f"{path}: {found.duplicates} duplicate row(s) counted once")
+            for row in found.rows:
+                if row["path"] not in seen:  # a merge interrupted after writing samples.csv: rows twice
+                    seen.add(row["path"])
+                    rows.append(row)
+        if notes and not self._holding:
+            from .console import stderr_console
+
+            for note in notes:
+                stderr_console().print(f"[yellow]warning[/]: {note}; the next generate there repairs it")
+        return canonical_order(rows)
+
+    def merge_shards(self) -> Path:
+        """Fold the shard files into samples.csv (canonical order, written atomically), then remove them: the
+        same table, byte for byte, as one unsharded process writes."""
+        from .atomic import atomic_path
+
+        rows = self.read_samples()
+        shards = [path for path in self.samples_files() if path.parent.name == SHARDS]
+        if not shards:
+            return self.root / "samples.csv"
+        # samples.csv's writer and the directory-wide lock: the shard files are deleted (only those run.json lists)
+        merged = RunDir(self.root, lock_wait=self.lock_wait)
+        with merged.writing(), directory_lock(self.root):
+            with atomic_path(self.root / "samples.csv") as temporary, temporary.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+            self.marker.record("samples.csv")
+            listed = self.marker.files()
+            done = [str(path.relative_to(self.root)) for path in shards if str(path.relative_to(self.root)) in listed]
+            for rel in done:
+                contained(self.root, rel).unlink()
+            self.marker.forget(*done)
+        return self.root / "samples.csv"
 
     def append_samples(self, rows: Iterable[dict[str, Any]]) -> None:
         rows = list(rows)
         if not rows:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        new = not self.samples_csv.exists()
-        with self.samples_csv.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, extrasaction="ignore")
+        with self.writing():  # repaired on taking the lock, so its header holds every column
+            new = not self.samples_csv.exists()
+            columns = SAMPLE_COLUMNS if new else self._columns(parse(self.samples_csv).header)
             if new:
-                writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
+                self.marker.record(self.writer)  # listed before it exists (see write_file)
+            append_rows(self.samples_csv, columns, rows)
 
     def drop_samples(self, paths: set[str]) -> None:
-        """Remove rows (and their images) for `paths`: used only under overwrite=true."""
-        kept = [row for row in self.read_samples() if row["path"] not in paths]
-        for path in paths:
-            (self.root / path).unlink(missing_ok=True)
-        self.samples_csv.unlink(missing_ok=True)
-        self.append_samples(kept)
+        """Remove rows (and their images) for `paths`: used only under overwrite=true, and for rows whose image
+        is gone. Only samples files holding one of `paths` are rewritten (a shard never touches another's), each
+        atomically under its writer's lock and the directory-wide lock; images go first, so a kill in between
+        leaves rows whose image is missing (made again), never an image no row names."""
+        with self.writing(), directory_lock(self.root):
+            for path in paths:
+                contained(self.root, path).unlink(missing_ok=True)
+            for file in self.samples_files():
+                found = parse(file)
+                kept = [row for row in found.rows if row["path"] not in paths]
+                if len(kept) == len(found.rows):
+                    continue
+                holder = contextlib.nullcontext() if file == self.samples_csv else writer_lock(file, self.lock_wait)
+                with holder:
+                    rewrite(file, self._columns(found.header), kept)
 
     def save_config(self, name: str, config: Any) -> None:
         from omegaconf import OmegaConf
 
-        folder = self.root / "configs"
-        folder.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(config, folder / f"{name}.yaml", resolve=True)
+        self.write_file(f"configs/{name}.yaml", OmegaConf.to_yaml(config, resolve=True))
 
     def save_versions(self, name: str, extra: dict[str, Any] | None = None) -> None:
         path = self.root / "versions.json"
-        record = json.loads(path.read_text()) if path.exists() else {}
-        record[name] = {**versions(), **(extra or {})}
-        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        with self._shared_file():
+            record = json.loads(path.read_text()) if path.is_file() and self.owns("versions.json") else {}
+            record[name] = {**versions(), **(extra or {})}
+            self.write_file("versions.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    @contextmanager
+    def _shared_file(self) -> Iterator[None]:
+        """Files every invocation of the directory updates (versions.json, timesteps.csv): one at a time."""
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / ".shared.lock")):
+            yield
 
     def save_timesteps(self, name: str, visits: list[tuple[str, int, float]], schedulers: list[str]) -> None:
         """The exact (model, timestep, guidance) of every network call, one row each, per run name."""
         path = self.root / "timesteps.csv"
         columns = ["run", "call", "model", "timestep", "guidance", "scheduler"]
-        rows = []
-        if path.exists():
-            with path.open(newline="") as f:
-                rows = [row for row in csv.DictReader(f) if row["run"] != name]
+        with self._shared_file():
+            rows = []
+            if path.is_file() and self.owns("timesteps.csv"):
+                with path.open(newline="") as f:
+                    rows = [row for row in csv.DictReader(f) if row["run"] != name]
+            self._write_timesteps(path, columns, rows, name, visits, schedulers)
+
+    def _write_timesteps(self, path, columns, rows, name, visits, schedulers) -> None:
         for call, ((role, timestep, guidance), scheduler) in enumerate(zip(visits, schedulers, strict=True)):
             rows.append(
                 {
@@ -98,10 +317,40 @@ class RunDir:
                     "scheduler": scheduler,
                 }
             )
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        self.write_file(path.name, buffer.getvalue())
+
+
+def complete_png(path: Path) -> bool:
+    """A PNG file that ends with its IEND chunk (a write cut short does not)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            f.seek(max(path.stat().st_size - 12, 0))
+            tail = f.read(12)
+    except OSError:
+        return False
+    return head == PNG_SIGNATURE and tail == PNG_END
+
+
+def canonical_order(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Groups (model, method tag) in the order they first appear; inside a group, rows by (case, seed) when every
+    row has its case index (older files without it keep their file order). Sharded and unsharded runs of the same
+    commands therefore read as the same table."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row.get("model", ""), row.get("tag", "")), []).append(row)
+    ordered = []
+    for group in groups.values():
+        if all(
+            str(row.get("case") or "").isdigit() and str(row.get("seed", "")).lstrip("-").isdigit() for row in group
+        ):
+            group = sorted(group, key=lambda row: (int(row["case"]), int(row["seed"])))
+        ordered.extend(group)
+    return ordered
 
 
 def merge_rows(path: Path, rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -110,9 +359,21 @@ def merge_rows(path: Path, rows: list[dict[str, Any]], key: tuple[str, ...]) -> 
     if not path.exists():
         return list(rows)
     new_keys = {tuple(str(r[k]) for k in key) for r in rows}
-    with path.open(newline="") as f:
-        kept = [r for r in csv.DictReader(f) if tuple(r.get(k, "") for k in key) not in new_keys]
+    kept = [r for r in read_table(path) if tuple(r.get(k, "") for k in key) not in new_keys]
     return kept + list(rows)
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    """The rows of a results CSV the toolkit wrote, without a last row torn by a kill; a file that is not UTF-8
+    CSV is one line naming it."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [dict(row) for row in csv.DictReader(f)]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); move it away and rerun") from None
+    if rows and (None in rows[-1] or None in rows[-1].values()):
+        rows.pop()
+    return rows
 
 
 def versions() -> dict[str, str]:

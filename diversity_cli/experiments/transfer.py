@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.atomic import atomic_path
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
+from ..core.images import open_rgb
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import RunDir, merge_rows
@@ -244,10 +246,7 @@ def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size
         # Encoded after the adapter is on: it may touch the text encoders.
         images, seconds = sample_batch(pair, plan, [job.prompt for job in batch], [job.seed for job in batch])
         records = []
-        for job, image in zip(batch, images, strict=True):
-            target = rundir.root / job.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            image.save(target)
+        for job in batch:
             records.append(
                 {
                     "method": group.role, "model": pair.name, "prompt": job.prompt, "seed": job.seed, "k": "",
@@ -255,7 +254,7 @@ def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size
                     "base_guidance": "", "base_steps": "", "tag": group.tag, "settings": group.settings,
                 }
             )  # fmt: skip
-        rundir.append_samples(records)
+        rundir.write_images([(job.path, image) for job, image in zip(batch, images, strict=True)], records)
         advance(len(batch))
 
 
@@ -365,7 +364,7 @@ def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into transfer.csv: rows with the same (adapter, concept, source, target, model, scale) are replaced."""
     rows = merge_rows(path, results, KEY)
     extra = [c for c in CLASSIFIER_COLUMNS if any(r.get(c) for r in rows)]
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS + extra + META, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -402,7 +401,8 @@ def save_grid(
                 tile = image.resize((cell, cell), Image.Resampling.BICUBIC)
                 sheet.paste(tile, (label_width + (2 * col + half) * cell, header + r * cell))
     path = rundir.root / f"transfer_{transfer.name}_s{scale:g}.png"
-    sheet.save(path)
+    with atomic_path(path) as temporary:
+        sheet.save(temporary, format="PNG")
     return path
 
 
@@ -423,12 +423,10 @@ def show(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def _load_image(path: Path):
-    from PIL import Image
 
     if not path.is_file():
         raise UserError(f"image {path} is missing; rerun the same transfer-lora command to make it again")
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    return open_rgb(path)
 
 
 def _safe(name: str) -> str:

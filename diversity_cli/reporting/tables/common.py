@@ -10,7 +10,6 @@ value; a measurement with no paper cell gets a line of its own with an empty pap
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import json
 import math
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import UserError
+from ...core.rundir import RunDir, read_table
 
 # Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
 TABLE_IDS = {"1": "1", "2": "2", "3": "3", "4": "4", "D1": "D.1", "E1": "E.1"}
@@ -84,8 +84,7 @@ class Table:
 def read_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return [dict(row) for row in csv.DictReader(f)]
+    return read_table(path)
 
 
 def read_paper(path: Path) -> list[Line]:
@@ -137,6 +136,7 @@ def load_run(root: str | Path) -> RunData:
     if not root.is_dir():
         raise UserError(f"{root} is not a directory; give out=<run directory> (or runs=[dir1,dir2])")
     data = {name: read_csv(root / name) for name in RUN_CSVS}
+    data["samples.csv"] = RunDir(root).read_samples()  # every samples file (shards too), torn rows dropped
     dates = {name: _mtime(root / name) for name in RUN_CSVS if (root / name).is_file()}
     versions = {}
     if (root / "versions.json").is_file():
