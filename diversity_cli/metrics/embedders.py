@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..core.errors import UserError
 from ..core.images import image_tensor
+from .preflight import DREAMSIM_FILES, DREAMSIM_HUB, dreamsim_cache_dir, dreamsim_files, dreamsim_missing  # noqa: F401
 
 DISTANCES = ("cosine", "euclidean", "sqeuclidean")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -196,49 +197,8 @@ def pixel(device: torch.device, size: int = 64, batch_size: int = 64) -> Batched
 
 # ------------------------------------------------------------------------------------------------- dreamsim
 
-# dreamsim 0.2.1 (model.download_weights): files each type needs in its cache dir. Types using DINO also load
-# the DINO code and weights through torch.hub with the cache dir as hub dir, which needs network if absent.
-DREAMSIM_FILES = {
-    "ensemble": [
-        "dino_vitb16_pretrain.pth",
-        "open_clip_vitb16_pretrain.pth.tar",
-        "clip_vitb16_pretrain.pth.tar",
-        "ensemble_lora",
-    ],
-    "dino_vitb16": ["dino_vitb16_pretrain.pth", "dino_vitb16_single_lora"],
-    "dinov2_vitb14": ["dinov2_vitb14_pretrain.pth", "dinov2_vitb14_single_lora"],
-    "open_clip_vitb32": ["open_clip_vitb32_pretrain.pth.tar", "open_clip_vitb32_single_lora"],
-    "clip_vitb32": ["clip_vitb32_pretrain.pth.tar", "clip_vitb32_single_lora"],
-    "synclr_vitb16": ["synclr_vit_b_16.pth", "synclr_vitb16_single_lora"],
-}
-DREAMSIM_HUB = {
-    "dino": ["facebookresearch_dino_main", "checkpoints/dino_vitbase16_pretrain.pth"],
-    "dinov2": ["facebookresearch_dinov2_main", "checkpoints/dinov2_vitb14_pretrain.pth"],
-}
+# What DreamSim reads from its cache dir: preflight.py (torch-free, so a command can check it before any work).
 DREAMSIM_SIZE = 224
-
-
-def dreamsim_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """`cache_dir`, else $HF_HOME/dreamsim, else ~/.cache/dreamsim."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    home = os.environ.get("HF_HOME")
-    return (Path(home) if home else Path.home() / ".cache") / "dreamsim"
-
-
-def dreamsim_files(dreamsim_type: str) -> list[str]:
-    """Files (and folders) under its cache dir that DreamSim of this type loads."""
-    needed = list(DREAMSIM_FILES[dreamsim_type])
-    if dreamsim_type in ("ensemble", "dino_vitb16"):
-        needed += DREAMSIM_HUB["dino"]
-    elif dreamsim_type == "dinov2_vitb14":
-        needed += DREAMSIM_HUB["dinov2"]
-    return needed
-
-
-def dreamsim_missing(cache_dir: Path, dreamsim_type: str) -> list[str]:
-    """Files DreamSim of this type would download into `cache_dir`: they must be there before it is loaded."""
-    return [name for name in dreamsim_files(dreamsim_type) if not (cache_dir / name).exists()]
 
 
 def dreamsim(

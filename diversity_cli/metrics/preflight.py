@@ -13,6 +13,61 @@ from typing import Any
 
 from ..models.preflight import Missing, hf_cached, hf_home
 
+# dreamsim 0.2.1 (model.download_weights): files each type needs in its cache dir. Types using DINO also load
+# the DINO code and weights through torch.hub with the cache dir as hub dir, which needs network if absent.
+DREAMSIM_FILES = {
+    "ensemble": [
+        "dino_vitb16_pretrain.pth",
+        "open_clip_vitb16_pretrain.pth.tar",
+        "clip_vitb16_pretrain.pth.tar",
+        "ensemble_lora",
+    ],
+    "dino_vitb16": ["dino_vitb16_pretrain.pth", "dino_vitb16_single_lora"],
+    "dinov2_vitb14": ["dinov2_vitb14_pretrain.pth", "dinov2_vitb14_single_lora"],
+    "open_clip_vitb32": ["open_clip_vitb32_pretrain.pth.tar", "open_clip_vitb32_single_lora"],
+    "clip_vitb32": ["clip_vitb32_pretrain.pth.tar", "clip_vitb32_single_lora"],
+    "synclr_vitb16": ["synclr_vit_b_16.pth", "synclr_vitb16_single_lora"],
+}
+DREAMSIM_HUB = {
+    "dino": ["facebookresearch_dino_main", "checkpoints/dino_vitbase16_pretrain.pth"],
+    "dinov2": ["facebookresearch_dinov2_main", "checkpoints/dinov2_vitb14_pretrain.pth"],
+}
+
+
+def dreamsim_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """`cache_dir`, else $HF_HOME/dreamsim, else ~/.cache/dreamsim."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    home = os.environ.get("HF_HOME")
+    return (Path(home) if home else Path.home() / ".cache") / "dreamsim"
+
+
+def dreamsim_files(dreamsim_type: str) -> list[str]:
+    """Files (and folders) under its cache dir that DreamSim of this type loads."""
+    needed = list(DREAMSIM_FILES[dreamsim_type])
+    if dreamsim_type in ("ensemble", "dino_vitb16"):
+        needed += DREAMSIM_HUB["dino"]
+    elif dreamsim_type == "dinov2_vitb14":
+        needed += DREAMSIM_HUB["dinov2"]
+    return needed
+
+
+def dreamsim_missing(cache_dir: Path, dreamsim_type: str) -> list[str]:
+    """Files DreamSim of this type would download into `cache_dir`: they must be there before it is loaded."""
+    return [name for name in dreamsim_files(dreamsim_type) if not (cache_dir / name).exists()]
+
+
+# torchvision's ImageNet weights of the LPIPS backbones (tests/test_cli.py checks them against torchvision), and
+# torch-fidelity's port of the TF FID Inception: file names in torch hub's checkpoints/, known without torch.
+TORCHVISION_MODELS = "https://download.pytorch.org/models/"
+LPIPS_BACKBONE_FILES = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+    "squeeze": "squeezenet1_1-b8a52dc0.pth",
+}
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+
 
 def metric_embedders(metrics: list[str], vendi_base: str) -> list[str]:
     """The embedders behind diversity metric names: vendi_<x> uses x, vendi the vendi_base, toy_coverage the toy
@@ -39,8 +94,6 @@ def _torch_hub_dir() -> Path:
 def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
     """Weights the diversity embedder `name` with these options (conf/diversity.yaml `embedders.<name>`) needs."""
     if name == "dreamsim":
-        from .embedders import dreamsim_cache_dir, dreamsim_missing
-
         folder = dreamsim_cache_dir(options.get("cache_dir"))
         kind = str(options.get("type", "ensemble"))
         files = dreamsim_missing(folder, kind) if kind else []
@@ -53,9 +106,11 @@ def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
                 )
             ]
     elif name == "lpips":
-        from .embedders import lpips_backbone_file
-
-        path, url = lpips_backbone_file(str(options.get("net", "alex")))
+        net = str(options.get("net", "alex"))
+        if net not in LPIPS_BACKBONE_FILES:
+            return []  # the embedder names the allowed nets
+        path = _torch_hub_dir() / "checkpoints" / LPIPS_BACKBONE_FILES[net]
+        url = TORCHVISION_MODELS + LPIPS_BACKBONE_FILES[net]
         if not path.is_file():
             return [
                 Missing(f"lpips backbone {path}", f"fetch {url} there, or TORCH_HOME=<folder with hub/checkpoints>")
@@ -105,8 +160,6 @@ def fid_missing(cfg: Any) -> list[Missing]:
     reference = str(cfg.reference)
     features = cfg.features if cfg.features != "auto" else ("toy" if reference == "toy" else "inception")
     if features == "inception":
-        from .quality import INCEPTION_FILE, INCEPTION_URL
-
         given = cfg.get("inception_weights")
         path = Path(str(given)).expanduser() if given else _torch_hub_dir() / "checkpoints" / INCEPTION_FILE
         if not path.is_file():

@@ -51,9 +51,8 @@ from ..core.atomic import atomic_path, write_text
 from ..core.cache import cache_dir
 from ..core.errors import UserError
 from ..core.fingerprint import file_hash, packages
+from .preflight import INCEPTION_FILE, INCEPTION_URL  # torch-fidelity's port of the TF FID Inception
 
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's port of the TF FID Inception
-INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 INCEPTION_RESOLUTION = 299
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"  # torchmetrics' default CLIPScore model
 REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
