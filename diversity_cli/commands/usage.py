@@ -186,8 +186,12 @@ def _type(value: Any) -> str:
 def _show(value: Any) -> str:
     if value is None:
         return "null"
-    text = str(value) if not isinstance(value, (list, dict)) else OmegaConf.to_yaml(value, sort_keys=False).strip()
-    text = " ".join(text.split())
+    if isinstance(value, list):
+        text = "[" + ", ".join(_show(item) for item in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{key}: {_show(item)}" for key, item in value.items()) + "}"
+    else:
+        text = " ".join(str(value).split())
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -239,7 +243,7 @@ def group_choices(config: str) -> dict[str, list[str]]:
 def command_help(name: str, description: str, config: str, pair_lines: list[str]) -> str:
     """The whole `diversity-cli COMMAND --help` text."""
     rows = key_rows(config)
-    width = max(len(row[0]) for row in rows) if rows else 10
+    width = min(36, max((len(row[0]) for row in rows), default=10))  # a longer key overflows its column
     kinds = min(24, max((len(row[1]) for row in rows), default=5))
     lines = [f"Usage: diversity-cli {name} [key=value ...] [--cfg job] [--info]", "", description, ""]
     choices = group_choices(config)
