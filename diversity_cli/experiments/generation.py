@@ -73,6 +73,7 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
     clashes = {p for p in wanted if p in done and done[p]["settings"] != settings}
     if overwrite:
         run.drop_samples({p for p in wanted if p in done})
+        run.check_targets(wanted)
         return jobs
     if clashes:
         example = sorted(clashes)[0]
@@ -80,10 +81,12 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
             f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {example}); "
             "use another out= or add overwrite=true"
         )
-    lost = {p for p in wanted if p in done and not (run.root / p).exists()}
-    if lost:  # rows whose image is gone: made again, so their old rows go
+    lost = {p for p in wanted if p in done and not run.image_ok(p)}
+    if lost:  # rows whose image is gone, truncated or unreadable: made again, so their old rows go
         run.drop_samples(lost)
-    return [job for job in jobs if job.path not in done or job.path in lost]
+    todo = [job for job in jobs if job.path not in done or job.path in lost]
+    run.check_targets(job.path for job in todo)  # a file there that no row names is not ours: never replaced
+    return todo
 
 
 def generate(cfg: DictConfig) -> Path:
@@ -100,8 +103,14 @@ def generate(cfg: DictConfig) -> Path:
             f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
             f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g})"
         )
-    run = RunDir(cfg.out)
+    run = RunDir(cfg.out, lock_wait=cfg.get("lock_wait"))
     jobs = plan_jobs(cfg, rows)
+    with run.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
+        return _fill(cfg, run, jobs, pair)
+
+
+def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
+    """Make the images of `jobs` still missing from the run directory, holding its writer's lock."""
     settings = settings_hash(cfg)
     todo = pending(run, jobs, settings, bool(cfg.overwrite))
     if not todo:
@@ -129,10 +138,7 @@ def generate(cfg: DictConfig) -> Path:
             plan = make_plan(pair, cfg.method, **knobs)  # schedulers carry step state: fresh per batch
             images, seconds = sample_batch(pair, plan, [job.prompt for job in batch], [job.seed for job in batch])
             rows_out = []
-            for job, image in zip(batch, images, strict=True):
-                target = run.root / job.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                image.save(target)
+            for job in batch:
                 rows_out.append(
                     {
                         "method": cfg.method,
@@ -150,7 +156,7 @@ def generate(cfg: DictConfig) -> Path:
                         "settings": settings,
                     }
                 )
-            run.append_samples(rows_out)
+            run.write_images([(job.path, image) for job, image in zip(batch, images, strict=True)], rows_out)
             progress.advance(task, len(batch))
     return run.root
 

@@ -1,0 +1,399 @@
+"""Run directories that never lose or corrupt data: the run.json marker, torn and duplicate rows, atomic rewrites,
+symlinks and foreign files, one writer per samples file, safe loading, signals and OS errors as one line.
+
+The slow kill -9 suite is tests/test_faults.py (`make test-faults`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.core.errors import UserError
+from diversity_cli.core.rundir import RunDir
+
+PROMPT = "prompt=a red circle"
+
+
+def _one_line(err: str) -> bool:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    return len(lines) == 1 and "Traceback" not in err
+
+
+def _error_line(err: str) -> str:
+    """The one error line of a command that may have shown progress first (no traceback, one error)."""
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def _generate(cli, out: Path, *extra: str):
+    return cli("generate", "model=tiny_sd", PROMPT, "n=2", f"out={out}", *extra)
+
+
+def _images(out: Path) -> dict[str, bytes]:
+    return {row["path"]: (out / row["path"]).read_bytes() for row in RunDir(out).read_samples()}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """One generate run (tiny_sd, 2 images), copied by the tests that change it."""
+    from diversity_cli.cli import run
+
+    out = tmp_path_factory.mktemp("made") / "run"
+    assert run(["generate", "model=tiny_sd", PROMPT, "n=2", f"out={out}"]) == 0
+    return out
+
+
+def _copy(made: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(made, tmp_path / "run", symlinks=True))
+
+
+class Evil:
+    """A pickle that, when loaded with weights_only=False, creates `marker` (code running)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant_pickle(path: Path, marker: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        pickle.dump({"state": Evil(marker)}, f)
+
+
+# --- the marker ----------------------------------------------------------------------------------------------------
+
+
+def test_run_json_marks_the_directory_and_lists_what_generate_wrote(made):
+    marker = json.loads((made / "run.json").read_text())
+    assert marker["schema"] == 1 and marker["toolkit"] == "diversity-cli" and marker["version"]
+    assert {"samples.csv", "versions.json", "timesteps.csv"} <= set(marker["files"])
+    assert any(name.startswith("runs/") and name.endswith(".json") for name in marker["files"])
+    run = RunDir(made)
+    rows = run.read_samples()
+    assert len(rows) == 2 and all(run.owns(row["path"]) for row in rows)  # images: through the samples file
+    assert not run.owns("README.md")
+
+
+# --- torn and duplicate rows ---------------------------------------------------------------------------------------
+
+
+def test_a_torn_last_row_is_dropped_by_readers_and_repaired_by_the_next_writer(cli, made, tmp_path):
+    out = _copy(made, tmp_path)
+    before = _images(out)
+    text = (out / "samples.csv").read_text()
+    lost = RunDir(out).read_samples()[-1]["path"]
+    # A kill while appending the last row: half of it on disk, its image not yet moved into place.
+    (out / "samples.csv").write_text(text[: len(text) - 25])
+    (out / lost).unlink()
+    rows = RunDir(out).read_samples()
+    assert [row["path"] for row in rows] == [p for p in before if p != lost]
+    code, _, err = _generate(cli, out)
+    assert code == 0, err
+    repaired = (out / "samples.csv").read_text()
+    assert repaired.endswith("\n") and len(repaired.splitlines()) == 3  # header + 2 rows, none torn or twice
+    assert _images(out) == before  # the lost image made again, byte for byte
+
+
+def test_duplicate_rows_are_counted_once_with_a_warning_and_the_writer_repairs_them(made, tmp_path, capsys):
+    out = _copy(made, tmp_path)
+    lines = (out / "samples.csv").read_text().splitlines(keepends=True)
+    (out / "samples.csv").write_text("".join(lines + lines[1:]))  # two processes appended the same rows
+    assert len(RunDir(out).read_samples()) == 2
+    assert "duplicate" in capsys.readouterr().err
+    with RunDir(out).writing():
+        pass
+    assert (out / "samples.csv").read_text() == "".join(lines)
+
+
+def test_dropping_samples_never_leaves_the_file_missing(made, tmp_path, monkeypatch):
+    """A kill while rows are dropped (overwrite=true, lost images): the old file or the new, never none."""
+    import diversity_cli.core.atomic as atomic
+
+    out = _copy(made, tmp_path)
+    before = (out / "samples.csv").read_bytes()
+    first = RunDir(out).read_samples()[0]["path"]
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        RunDir(out).drop_samples({first})
+    assert (out / "samples.csv").read_bytes() == before
+
+
+def test_a_truncated_png_is_made_again_on_resume(cli, made, tmp_path):
+    out = _copy(made, tmp_path)
+    before = _images(out)
+    path = next(iter(before))
+    (out / path).write_bytes(before[path][: len(before[path]) // 2])
+    code, _, err = _generate(cli, out)
+    assert code == 0, err
+    assert _images(out) == before
+
+
+# --- symlinks and foreign files ------------------------------------------------------------------------------------
+
+
+def test_a_symlink_at_an_image_path_is_never_written_through(cli, made, tmp_path):
+    out = _copy(made, tmp_path)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"mine")
+    path = RunDir(out).read_samples()[0]["path"]
+    (out / path).unlink()
+    (out / path).symlink_to(outside)
+    code, _, err = _generate(cli, out, "overwrite=true")
+    assert code == 2 and _one_line(err) and "symbolic link" in err, err
+    assert outside.read_bytes() == b"mine"
+
+
+def test_a_symlinked_folder_inside_the_run_never_sends_writes_outside(cli, tmp_path):
+    out, outside = tmp_path / "run", tmp_path / "elsewhere"
+    outside.mkdir()
+    out.mkdir()
+    (out / "tiny_sd").symlink_to(outside, target_is_directory=True)
+    code, _, err = _generate(cli, out)
+    assert code == 2 and _one_line(err) and "symbolic link" in err, err
+    assert list(outside.iterdir()) == []
+
+
+def test_a_foreign_file_at_an_image_path_is_never_replaced(cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = _generate(cli, tmp_path / "probe")
+    assert code == 0, err
+    path = RunDir(tmp_path / "probe").read_samples()[0]["path"]
+    (out / path).parent.mkdir(parents=True)
+    (out / path).write_bytes(b"a file of mine")
+    for extra in ((), ("overwrite=true",)):
+        code, _, err = _generate(cli, out, *extra)
+        assert code == 2 and _one_line(err) and "not written by diversity-cli" in err, err
+        assert (out / path).read_bytes() == b"a file of mine"
+
+
+def test_overwrite_refuses_a_folder_the_toolkit_did_not_mark(cli, tmp_path):
+    folder = tmp_path / "papers"
+    folder.mkdir()
+    (folder / "README.md").write_text("my notes")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    for command in (
+        ("distill", "model=tiny_sd", f"prompts={prompts}", "iterations=1", "overwrite=true"),
+        ("train-lora", "concept=red", "steps=1", "overwrite=true"),
+    ):
+        code, _, err = cli(*command, f"out={folder}")
+        assert code == 2 and _one_line(err) and "run.json" in err, (command, err)
+    assert [p.name for p in folder.iterdir()] == ["README.md"] and (folder / "README.md").read_text() == "my notes"
+
+
+def test_distill_overwrite_removes_only_what_it_wrote_and_resumes_from_json_progress(cli, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    out = tmp_path / "distill"
+    args = ("distill", "model=tiny_sd", f"prompts={prompts}", "batch_size=1", "checkpoint_every=1", f"out={out}")
+    code, _, err = cli(*args, "iterations=1")
+    assert code == 0, err
+    checkpoint = out / "checkpoints" / "iter_000001"
+    assert json.loads((checkpoint / "progress.json").read_text())["iteration"] == 1
+    assert not list(checkpoint.glob("custom_checkpoint_*"))  # progress is JSON, not accelerate's pickle
+    mine = [out / "notes.md", out / "checkpoints" / "keep.txt", out / "student" / "extra.txt"]
+    for path in mine:
+        path.write_text("mine")
+    code, _, err = cli(*args, "iterations=2")  # resumes from progress.json, never a pickle
+    assert code == 2 and "student" in err  # student/ holds a file the run did not write: not replaced
+    (out / "student" / "extra.txt").unlink()
+    mine.pop()
+    code, _, err = cli(*args, "iterations=2")
+    assert code == 0, err
+    code, _, err = cli(*args, "iterations=1", "lr.generator=1e-3", "overwrite=true")
+    assert code == 0, err
+    assert all(path.read_text() == "mine" for path in mine)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["iter_000001", "keep.txt"]
+
+
+# --- one writer per samples file -----------------------------------------------------------------------------------
+
+
+def test_a_second_writer_refuses_with_one_line_or_waits(cli, made, tmp_path):
+    from filelock import FileLock
+
+    out = _copy(made, tmp_path)
+    with FileLock(str(out / ".samples.csv.lock")):  # another process is writing samples.csv
+        code, _, err = _generate(cli, out, "n=3", "lock_wait=0")
+        assert code == 2 and _one_line(err) and "another process" in err, err
+        code, _, err = _generate(cli, out, "n=3", "lock_wait=0.2")  # waits (saying so), then gives up
+        assert code == 2 and "Traceback" not in err and "waiting for another process" in err, err
+        assert err.strip().splitlines()[-1].startswith("error:") and "still being written" in err, err
+    assert len(RunDir(out).read_samples()) == 2
+
+
+def test_shard_writers_read_as_one_table(made, tmp_path):
+    out = _copy(made, tmp_path)
+    rows = RunDir(out).read_samples()
+    shard = RunDir(out, writer="shards/samples-1-of-2.csv")
+    shard.append_samples([{**rows[0], "path": "tiny_sd/x/000009.png", "seed": "9"}])
+    assert len(RunDir(out).read_samples()) == 3
+    assert "shards/samples-1-of-2.csv" in json.loads((out / "run.json").read_text())["files"]
+
+
+# --- safe loading --------------------------------------------------------------------------------------------------
+
+
+def test_a_planted_pickle_in_a_toy_checkpoint_never_runs(tmp_path):
+    import numpy as np
+    import torch
+    from rich.progress import Progress
+
+    from diversity_cli.core.marker import RunMarker
+    from diversity_cli.toy.loop import Stage, StageRunner
+
+    marker = tmp_path / "ran"
+    root = tmp_path / "lora"
+    _plant_pickle(root / "checkpoints" / "lora.pt", marker)
+    module = torch.nn.Linear(2, 2)
+    stage = Stage("lora", 2, {"m": module}, torch.optim.SGD(module.parameters(), 0.1), np.random.default_rng(0),
+                  torch.Generator().manual_seed(0))  # fmt: skip
+    with Progress() as progress:
+        runner = StageRunner(root, progress)
+        with pytest.raises(UserError, match="cannot be loaded safely"):  # unmarked folder: weights_only refuses
+            runner.run(stage, lambda step: {})
+        RunMarker(root).claim()
+        with pytest.raises(UserError, match="not written by this run"):  # marked: not in run.json
+            runner.run(stage, lambda step: {})
+        RunMarker(root).record("checkpoints/lora.pt")
+        with pytest.raises(UserError, match="cannot be loaded safely"):  # listed, still never unpickled
+            runner.run(stage, lambda step: {})
+    assert not marker.exists()
+
+
+def test_a_planted_pickle_in_a_distill_checkpoint_never_runs(cli, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    out = tmp_path / "distill"
+    args = ("distill", "model=tiny_sd", f"prompts={prompts}", "batch_size=1", "checkpoint_every=1", f"out={out}")
+    assert cli(*args, "iterations=1")[0] == 0
+    marker = tmp_path / "ran"
+    checkpoint = out / "checkpoints" / "iter_000001"
+    _plant_pickle(checkpoint / "custom_checkpoint_0.pkl", marker)  # accelerate would unpickle this one fully
+    code, _, err = cli(*args, "iterations=2")
+    assert code == 2 and _one_line(err) and "custom_checkpoint_0.pkl" in err, err
+    (checkpoint / "custom_checkpoint_0.pkl").unlink()
+    _plant_pickle(checkpoint / "optimizer.bin", marker)  # replaces a file the run wrote: read weights-only
+    code, _, err = cli(*args, "iterations=2")
+    assert code == 2 and _one_line(err) and "cannot be loaded safely" in err, err
+    assert not marker.exists()
+
+
+def test_a_planted_pickle_in_the_fid_statistics_cache_never_runs(tmp_path):
+    import torch
+
+    from diversity_cli.metrics import quality
+
+    class Net(torch.nn.Module):
+        num_features, resolution, resize, name, device = 4, 8, "pil_bicubic", "net", torch.device("cpu")
+
+        def forward(self, x):
+            return x.float().mean(dim=(2, 3)).repeat(1, 2)[:, :4], None
+
+    marker = tmp_path / "ran"
+    key_probe = {}
+    original = quality.cache_path
+
+    def spy(cache_dir, key):
+        path = original(cache_dir, key)
+        key_probe["path"] = path
+        return path
+
+    import numpy as np
+    from PIL import Image
+
+    images = [Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)) for i in range(4)]
+    quality.cache_path = spy
+    try:
+        stats, cached = quality.reference_statistics(Net(), [images], {"set": "x"}, tmp_path / "cache")
+        _plant_pickle(key_probe["path"], marker)
+        stats, cached = quality.reference_statistics(Net(), [images], {"set": "x"}, tmp_path / "cache")
+    finally:
+        quality.cache_path = original
+    assert not cached and not marker.exists()  # refused, computed again, the cache replaced
+    assert torch.load(key_probe["path"], weights_only=True).keys() == stats.keys()
+
+
+# --- signals and OS errors -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_stop_with_one_line_and_130_or_143(cli, tmp_path, monkeypatch, signum, code):
+    import time
+
+    import diversity_cli.commands.generate as command
+
+    def interrupted(cfg):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)
+        raise AssertionError("the signal did not stop the command")
+
+    monkeypatch.setattr(command, "run", interrupted)
+    got, _, err = _generate(cli, tmp_path / "run")
+    assert got == code and err.strip() == "interrupted: rerun the same command to resume", err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or signum != signal.SIGTERM  # handlers restored
+
+
+@pytest.mark.parametrize(
+    ("errno", "words"), [(28, "disk is full"), (30, "read-only"), (13, "permission denied")]
+)  # fmt: skip
+def test_disk_full_read_only_and_denied_are_one_line_naming_the_file(cli, made, tmp_path, monkeypatch, errno, words):
+    import diversity_cli.core.atomic as atomic
+
+    out = _copy(made, tmp_path)
+
+    def failing(source, target):
+        raise OSError(errno, os.strerror(errno), str(target))
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    code, _, err = _generate(cli, out, "n=3")
+    assert code == 2 and _one_line(err) and words in err and str(out) in err, err
+    assert len(RunDir(out).read_samples()) == 2  # finished work kept
+
+
+def test_out_a_file_is_one_line(cli, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("mine")
+    code, _, err = _generate(cli, target)
+    assert code == 2 and _one_line(err) and "file" in err, err
+    assert target.read_text() == "mine"
+
+
+def test_a_corrupt_samples_file_is_one_line_naming_it(cli, made, tmp_path):
+    out = _copy(made, tmp_path)
+    (out / "samples.csv").write_bytes(b"method,path\n\xff\xfe\x00garbage\n")
+    for command in (("diversity", "metric=pixel"), ("report", "tables=none"), ("generate", "model=tiny_sd", PROMPT)):
+        code, _, err = cli(*command, f"out={out}")
+        assert code == 2 and _one_line(err) and "samples.csv" in err, (command, err)
+
+
+def test_a_corrupt_png_is_one_line_naming_it_in_fid_and_report(cli, made, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    out = _copy(made, tmp_path)
+    path = out / RunDir(out).read_samples()[0]["path"]
+    path.write_bytes(path.read_bytes()[:60])
+    (tmp_path / "ref").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(tmp_path / "ref" / f"{i}.png")
+    fid = ("fid", f"reference={tmp_path / 'ref'}", "features=tiny_random", "clip_model=null",
+           f"cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    for command in (fid, ("report", "tables=none")):
+        code, _, err = cli(*command, f"out={out}")
+        assert code == 2 and path.name in _error_line(err), (command, err)
