@@ -1,0 +1,187 @@
+"""Fault injection (`make test-faults`, several minutes): `kill -9` at random points of `generate`, `distill` and
+`fid`, then rerun until done: the outputs equal an uninterrupted run's byte for byte, with no row lost or
+duplicated; and two `generate` processes at once on one run directory.
+
+Each command runs as a real process (`python -m diversity_cli`). A kill lands at a random moment (seeded) between
+the first file written and the uninterrupted run's duration, so it hits image writes, row appends, checkpoint saves
+and log rewrites alike. Skipped unless DIVERSITY_CLI_FAULTS=1 (the make target sets it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("DIVERSITY_CLI_FAULTS") != "1":
+    pytest.skip("fault injection runs with `make test-faults`", allow_module_level=True)
+
+SEEDS = (0, 1, 2)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "diversity_cli", *args]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(_command(*args), env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def _killed(args: tuple[str, ...], started: Path, delay: float) -> bool:
+    """Start the command, wait for `started` to appear (its first output), sleep `delay`, kill -9.
+    False when it finished before the kill."""
+    process = subprocess.Popen(_command(*args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay)
+    if process.poll() is not None:
+        return False
+    process.kill()  # SIGKILL: no handler, no cleanup
+    process.wait()
+    return True
+
+
+def _timed(*args: str) -> float:
+    began = time.monotonic()
+    _run(*args)
+    return time.monotonic() - began
+
+
+def _rows(path: Path, timings: bool = False) -> list[tuple]:
+    """The rows of a CSV (without its timing columns: wall-clock seconds differ between any two runs)."""
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n"), f"{path} ends in a torn row"
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    return [tuple((k, v) for k, v in row.items() if timings or not k.endswith("seconds")) for row in rows]
+
+
+def _files(root: Path, pattern: str) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob(pattern)) if p.is_file()}
+
+
+def _kill_and_resume(args: tuple[str, ...], out: Path, started: str, span: float, seed: int) -> int:
+    """Two kill -9 at random moments, then a run to the end; returns how many kills hit a running process."""
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(2):
+        hits += _killed((*args, f"out={out}"), out / started, rng.uniform(0.0, span))
+    _run(*args, f"out={out}")
+    return hits
+
+
+# --- generate ------------------------------------------------------------------------------------------------------
+
+GENERATE = ("generate", "model=tiny_sd", "prompt=a red circle", "n=12", "batch_size=2")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[Path, float]:
+    out = tmp_path_factory.mktemp("generate") / "straight"
+    seconds = _timed(*GENERATE, f"out={out}")
+    return out, seconds
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_generate_killed_at_random_points_resumes_to_the_same_images_and_rows(generated, tmp_path, seed):
+    straight, seconds = generated
+    out = tmp_path / "killed"
+    assert _kill_and_resume(GENERATE, out, "run.json", seconds * 0.8, seed) >= 1  # a kill landed mid-run
+    raw = _rows(out / "samples.csv")
+    assert len(raw) == len({dict(row)["path"] for row in raw}) == 12  # nothing lost, nothing twice
+    assert sorted(raw) == sorted(_rows(straight / "samples.csv"))
+    assert _files(out, "*.png") == _files(straight, "*.png")
+
+
+def test_two_generate_processes_on_one_run_directory_write_each_image_once(generated, tmp_path):
+    straight, _ = generated
+    out = tmp_path / "shared"
+    processes = [
+        subprocess.Popen(_command(*GENERATE, f"out={out}"), env=ENV, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-2000:]
+    raw = _rows(out / "samples.csv")
+    assert len(raw) == 12 and sorted(raw) == sorted(_rows(straight / "samples.csv"))
+    assert _files(out, "*.png") == _files(straight, "*.png")
+
+
+# --- distill -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("prompts") / "prompts.txt"
+    path.write_text("a red circle\na blue square\n")
+    return path
+
+
+def _distill(prompts: Path) -> tuple[str, ...]:
+    return ("distill", "model=tiny_sd", f"prompts={prompts}", "iterations=5", "checkpoint_every=1", "batch_size=1")
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory, prompts) -> tuple[Path, float]:
+    out = tmp_path_factory.mktemp("distill") / "straight"
+    seconds = _timed(*_distill(prompts), f"out={out}")
+    return out, seconds
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_distill_killed_at_random_points_resumes_to_the_same_student(distilled, prompts, tmp_path, seed):
+    straight, seconds = distilled
+    out = tmp_path / "killed"
+    assert _kill_and_resume(_distill(prompts), out, "run.json", seconds * 0.8, seed) >= 1
+    student = "student/diffusion_pytorch_model.safetensors"
+    assert (out / student).read_bytes() == (straight / student).read_bytes()
+    log = _rows(out / "log.csv")
+    assert [dict(row)["iteration"] for row in log] == ["1", "2", "3", "4", "5"]  # no row twice, none lost
+    assert log == _rows(straight / "log.csv")
+    assert not list((out / "checkpoints").glob(".partial-*"))  # a half-saved checkpoint is cleaned up
+
+
+# --- fid -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, generated) -> tuple[Path, tuple[str, ...], float]:
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("fid")
+    reference = root / "reference"
+    reference.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(reference / f"{i}.png")
+    args = ("fid", f"reference={reference}", "features=tiny_random", "clip_model=null", f"cache_dir={root / 'cache'}")
+    straight = root / "straight"
+    shutil.copytree(generated[0], straight)
+    seconds = _timed(*args, f"out={straight}")
+    return straight, args, seconds
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fid_killed_at_random_points_gives_the_same_table(measured, generated, tmp_path, seed):
+    straight, args, seconds = measured
+    out = tmp_path / "killed"
+    shutil.copytree(generated[0], out)
+    (out / "fid.csv").unlink(missing_ok=True)
+    rng = random.Random(seed)
+    hits = sum(_killed((*args, f"out={out}"), out / "samples.csv", rng.uniform(0.0, seconds * 0.8)) for _ in range(2))
+    assert hits >= 1
+    _run(*args, f"out={out}")
+    assert _rows(out / "fid.csv", timings=True) == _rows(straight / "fid.csv", timings=True)
+    assert _rows(out / "samples.csv") == _rows(generated[0] / "samples.csv")  # the input untouched
