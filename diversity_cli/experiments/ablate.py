@@ -336,8 +336,7 @@ def _write_view(view: Path, rows: list[dict[str, str]]) -> None:
     wanted = [{column: str(row.get(column, "")) for column in SAMPLE_COLUMNS} for row in rows]
     if run.read_samples() == wanted:
         return
-    run.samples_csv.unlink(missing_ok=True)
-    run.append_samples(wanted)
+    run.replace_samples(wanted)  # atomic: never unlink-then-rewrite (a kill in between lost the whole file)
 
 
 # ---------------------------------------------------------------------------------------- multirun (SLURM)

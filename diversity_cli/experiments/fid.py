@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from ..core.atomic import atomic_path
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.record import record_invocation
@@ -170,7 +171,7 @@ def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     rows = merge_rows(path, results, KEY)
     extra = [c for r in rows for c in r if c not in COLUMNS and c not in META]
     columns = COLUMNS + list(dict.fromkeys(extra)) + META
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
