@@ -19,7 +19,7 @@ from diversity_cli.sampling.flow import FlowPlan, Shift, natural_flow_scheduler
 from diversity_cli.sampling.plan import make_plan
 from diversity_cli.sampling.sampler import sample_latents
 
-FLOW_PAIRS = ["tiny_flux", "tiny_sd3", "tiny_qwen"]
+FLOW_PAIRS = ["tiny_flux", "tiny_sd3", "tiny_qwen", "tiny_flux2"]
 PROMPT = "a red circle"
 SEED = 3
 
@@ -53,14 +53,22 @@ def _pipeline(pair, network, scheduler, guidance: float, **call):
         kwargs["guidance_scale"] = guidance
     if "latents" not in call:
         call["generator"] = [torch.Generator().manual_seed(SEED)]
-    return pipe, pipe(PROMPT, **kwargs, **call).images
+    return pipe, pipe(prompt=PROMPT, **kwargs, **call).images
 
 
 def _unpacked(pair, latents: torch.Tensor) -> torch.Tensor:
-    """The pipeline's output_type='latent' tensor in the sampler's layout (FLUX and Qwen return packed tokens)."""
+    """Packed tokens (FLUX, Qwen and FLUX.2 latents inside their pipelines) in the sampler's layout."""
     if pair.family == "sd3":
         return latents
     return pair._unpack(latents, torch.empty(1, *pair.latent_shape))
+
+
+def _equal(pair, ours: torch.Tensor, output: torch.Tensor) -> bool:
+    """Our latents against a pipeline's output_type='latent' result, bit for bit. FLUX.2 returns them
+    denormalised and unpatchified, so ours are mapped the same way (the pipeline's own arithmetic)."""
+    if pair.family == "flux2":
+        return torch.equal(pair.pipeline_latents(ours), output)
+    return torch.equal(ours, _unpacked(pair, output))
 
 
 def _packed(pair, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +92,7 @@ def distilled_matches_pipeline(pair) -> bool:
     spec = pair.distilled
     _adapters(spec.network, True)
     _, expected = _pipeline(pair, spec.network, spec.scheduler, spec.guidance, num_inference_steps=spec.steps)
-    return torch.equal(_ours(pair, "hybrid", k=0), _unpacked(pair, expected))
+    return _equal(pair, _ours(pair, "hybrid", k=0), expected)
 
 
 def base_matches_pipeline(pair, network=None) -> bool:
@@ -92,7 +100,7 @@ def base_matches_pipeline(pair, network=None) -> bool:
     network = network if network is not None else spec.network
     _adapters(network, False)
     _, expected = _pipeline(pair, network, spec.scheduler, spec.guidance, num_inference_steps=spec.steps)
-    return torch.equal(_ours(pair, "base"), _unpacked(pair, expected))
+    return _equal(pair, _ours(pair, "base"), expected)
 
 
 # -- against the pipelines -------------------------------------------------------------------------------------
@@ -103,7 +111,7 @@ def test_k0_equals_the_distilled_pipeline(pairs, name):
     assert distilled_matches_pipeline(pairs[name])
 
 
-@pytest.mark.parametrize("name", ["tiny_flux", "tiny_sd3"])
+@pytest.mark.parametrize("name", ["tiny_flux", "tiny_sd3", "tiny_flux2"])
 def test_all_base_equals_the_base_pipeline(pairs, name):
     assert base_matches_pipeline(pairs[name])
 
@@ -122,20 +130,28 @@ def test_hybrid_equals_two_unmodified_pipeline_calls(pairs, name):
     # 1) the base network on the student's scheduler and schedule, interrupted after k steps, latents out
     _adapters(pair.base.network, False)
 
+    captured = {}
+
     def stop_after_k(pipe, i, t, kwargs):
         if i == k - 1:
+            captured["latents"] = kwargs["latents"]  # FLUX.2's latent output is post-processed; its loop's is not
             pipe._interrupt = True
         return kwargs
 
     _, handed = _pipeline(
         pair, pair.base.network, student.scheduler, guidance, num_inference_steps=n, callback_on_step_end=stop_after_k
     )
+    if pair.family == "flux2":
+        handed = _unpacked(pair, captured["latents"])  # its pipeline takes 4-D patchified latents
     # 2) the student from those latents over its tail sigmas (unshifted: its scheduler shifts them as always)
     _adapters(student.network, True)
     tail = _unshifted(pair, student)[k:].tolist()
-    _, expected = _pipeline(pair, student.network, student.scheduler, student.guidance, latents=handed, sigmas=tail)
+    # (num_inference_steps=n: FLUX.2's mu depends on the step count it is given, not on len(sigmas))
+    _, expected = _pipeline(
+        pair, student.network, student.scheduler, student.guidance, latents=handed, sigmas=tail, num_inference_steps=n
+    )
     ours = _ours(pair, "hybrid", k=k, base_guidance=guidance)
-    assert torch.equal(ours, _unpacked(pair, expected))
+    assert _equal(pair, ours, expected)
 
 
 # -- the grids -----------------------------------------------------------------------------------------------------
@@ -410,12 +426,12 @@ def test_the_lightning_pair_reads_one_transformer_and_a_lora_file_that_exists():
     assert missing(lora) == []
 
 
-@pytest.mark.parametrize("name", ["qwen_image_lightning", "flux1_dev_schnell", "sd35_large_turbo"])
+@pytest.mark.parametrize("name", ["qwen_image_lightning", "flux1_dev_schnell", "sd35_large_turbo", "flux2_klein_4b"])
 def test_real_flow_pairs_compose_with_their_card_settings(name):
     from diversity_cli.core.config import compose
 
     model = compose("generate", [f"model={name}"]).model
-    assert model.preset == "card" and model.family in ("qwen", "flux", "sd3")
+    assert model.preset == "card" and model.family in ("qwen", "flux", "sd3", "flux2")
     assert model.distilled.steps < model.base.steps and model.distilled.guidance <= 1.0
 
 

@@ -24,7 +24,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
 def test_every_model_config_composes(model):
     cfg = compose("generate", [f"model={model}"])
     assert cfg.model.name == model
-    assert cfg.model.family in ("sd", "sdxl", "pixart", "flux", "sd3", "qwen")
+    assert cfg.model.family in ("sd", "sdxl", "pixart", "flux", "sd3", "qwen", "flux2")
     for role in ("base", "distilled"):
         spec = cfg.model[role]
         assert spec.scheduler["class"].endswith("Scheduler")

@@ -22,10 +22,10 @@ from .pair import Conditioning, ModelPair, ModelSpec, concat_kwargs
 __all__ = ["FLOW_FAMILIES", "FlowPair", "calculate_shift"]
 
 # The pipelines' max_sequence_length defaults (FluxPipeline 512, StableDiffusion3Pipeline 256, QwenImagePipeline 1024).
-MAX_SEQUENCE_LENGTH = {"flux": 512, "sd3": 256, "qwen": 1024}
+MAX_SEQUENCE_LENGTH = {"flux": 512, "sd3": 256, "qwen": 1024, "flux2": 512}
 # The negative prompt of a CFG run: SD3's pipeline default "", Qwen-Image's model card " " (its pipeline runs no
 # CFG without one).
-NEGATIVE_PROMPT = {"flux": "", "sd3": "", "qwen": " "}
+NEGATIVE_PROMPT = {"flux": "", "sd3": "", "qwen": " ", "flux2": ""}
 # calculate_shift's max_shift default differs by pipeline (FLUX and Qwen 1.15, SD3 1.16).
 _MAX_SHIFT_DEFAULT = {"flux": 1.15, "sd3": 1.16, "qwen": 1.15}
 
@@ -63,6 +63,8 @@ class FlowPair(ModelPair):
         channels = self.base.network.config.in_channels
         if self.family == "sd3":
             return channels, h, w
+        if self.family == "flux2":  # latents patchified 2x2 into channels, then one token per position
+            return channels, h // 2, w // 2
         if self.family == "flux":
             return channels // 4, h, w
         return channels // 4, 1, h, w  # Qwen: (C, frames=1, h, w), the VAE's video layout
@@ -76,11 +78,17 @@ class FlowPair(ModelPair):
 
     def schedule_args(self, spec: ModelSpec) -> dict[str, Any]:
         """What the family's pipeline passes to `set_timesteps` for `spec.steps` steps at this resolution:
-        FLUX and Qwen pass sigmas linspace(1, 1/N, N) and always a mu; SD3 passes neither unless the scheduler
-        shifts dynamically (then mu). These sigmas are unshifted: the scheduler shifts them itself."""
+        FLUX and Qwen pass sigmas linspace(1, 1/N, N) and always a mu; FLUX.2-klein's mu also depends on N; SD3
+        passes neither unless the scheduler shifts dynamically (then mu). These sigmas are unshifted: the scheduler
+        shifts them itself."""
         config = spec.scheduler.config
         args: dict[str, Any] = {}
-        if self.family in ("flux", "qwen"):
+        if self.family == "flux2":
+            from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
+
+            args["sigmas"] = np.linspace(1.0, 1 / spec.steps, spec.steps).tolist()
+            args["mu"] = compute_empirical_mu(image_seq_len=self.token_count, num_steps=spec.steps)
+        elif self.family in ("flux", "qwen"):
             if not config.get("use_flow_sigmas", False):
                 args["sigmas"] = np.linspace(1.0, 1 / spec.steps, spec.steps).tolist()
             args["mu"] = calculate_shift(self.token_count, config, self.family)
@@ -90,12 +98,16 @@ class FlowPair(ModelPair):
 
     def _pack(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
+        if self.family == "flux2":  # already patchified: one token per position
+            return x.reshape(b, c, -1).permute(0, 2, 1)
         h, w = x.shape[-2:]
         x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
         return x.reshape(b, (h // 2) * (w // 2), c * 4)
 
     def _unpack(self, tokens: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         b, c = like.shape[:2]
+        if self.family == "flux2":
+            return tokens.permute(0, 2, 1).reshape(like.shape)
         h, w = like.shape[-2:]
         x = tokens.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(like.shape)
@@ -125,6 +137,9 @@ class FlowPair(ModelPair):
                 [prompt], None, None, device=device, do_classifier_free_guidance=False, max_sequence_length=length
             )
             return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+        if self.family == "flux2":
+            embeds, _ids = pipe.encode_prompt(prompt=[prompt], device=device, max_sequence_length=length)
+            return {"encoder_hidden_states": embeds}
         embeds, _mask = pipe.encode_prompt([prompt], device=device, max_sequence_length=length)
         return {"encoder_hidden_states": embeds}
 
@@ -147,6 +162,11 @@ class FlowPair(ModelPair):
         timestep = t.expand(x.shape[0]).to(tokens.dtype) / 1000
         if self.family == "flux":
             out = self._flux(network, tokens, timestep, cond, guidance, x)
+        elif self.family == "flux2":
+            out = self._flux2(network, tokens, timestep, cond, x)
+            if guidance > 1.0:  # FLUX.2-klein base: true CFG against the empty prompt
+                negative = self._flux2(network, tokens, timestep, uncond, x)
+                out = negative + guidance * (out - negative)
         else:
             out = self._qwen_call(network, tokens, timestep, cond, x)
             if guidance > 1.0:
@@ -159,7 +179,14 @@ class FlowPair(ModelPair):
     def embeds_guidance(self, network: torch.nn.Module) -> bool:
         return bool(getattr(network.config, "guidance_embeds", False))
 
+    def pipeline_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """FLUX.2's sampler latents (patchified, batch-normalised) as its VAE takes them (and as its pipeline
+        returns them for output_type='latent'): denormalised with the VAE's running statistics, unpatchified."""
+        return _flux2_pipeline_latents(self.pipe, latents)
+
     def evals_per_step(self, network: torch.nn.Module, guidance: float) -> int:
+        if self.family == "flux2":
+            return 2 if guidance > 1.0 else 1
         if self.family == "flux" or self.embeds_guidance(network):
             return 1
         return 2 if guidance > 1.0 else 1
@@ -184,6 +211,20 @@ class FlowPair(ModelPair):
             joint_attention_kwargs={},
             return_dict=False,
         )[0]
+
+    def _flux2(self, network, tokens, timestep, cond, x) -> torch.Tensor:
+        embeds = cond["encoder_hidden_states"].to(network.dtype)
+        out = network(
+            hidden_states=tokens,
+            timestep=timestep,
+            guidance=None,
+            encoder_hidden_states=embeds,
+            txt_ids=self.pipe._prepare_text_ids(embeds).to(x.device),
+            img_ids=self.pipe._prepare_latent_ids(x).to(x.device),
+            joint_attention_kwargs=None,
+            return_dict=False,
+        )[0]
+        return out[:, : tokens.size(1)]
 
     def _qwen_call(self, network, tokens, timestep, cond, x) -> torch.Tensor:
         embeds, mask = cond["encoder_hidden_states"], cond["encoder_hidden_states_mask"]
@@ -228,7 +269,9 @@ class FlowPair(ModelPair):
         """Unpacked latents to PIL images, as the family's pipeline decodes them."""
         vae = self.pipe.vae
         latents = latents.to(vae.device, vae.dtype)
-        if self.family == "qwen":
+        if self.family == "flux2":
+            latents = self.pipeline_latents(latents)
+        elif self.family == "qwen":
             shape = (1, vae.config.z_dim, 1, 1, 1)
             mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
             std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
@@ -239,6 +282,15 @@ class FlowPair(ModelPair):
         chunks = [vae.decode(chunk, return_dict=False)[0] for chunk in latents.split(size)]
         images = torch.cat([c[:, :, 0] if self.family == "qwen" else c for c in chunks])
         return self.pipe.image_processor.postprocess(images, output_type="pil")
+
+
+def _flux2_pipeline_latents(pipe, latents: torch.Tensor) -> torch.Tensor:
+    bn = pipe.vae.bn
+    mean = bn.running_mean.view(1, -1, 1, 1).to(latents.device, latents.dtype)
+    std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + pipe.vae.config.batch_norm_eps).to(
+        latents.device, latents.dtype
+    )
+    return pipe._unpatchify_latents(latents * std + mean)
 
 
 def _pad_tokens(part: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:

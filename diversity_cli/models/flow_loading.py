@@ -23,6 +23,7 @@ TRANSFORMER_CLASS = {
     "flux": "FluxTransformer2DModel",
     "sd3": "SD3Transformer2DModel",
     "qwen": "QwenImageTransformer2DModel",
+    "flux2": "Flux2Transformer2DModel",
 }
 
 

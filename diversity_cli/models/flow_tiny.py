@@ -17,11 +17,18 @@ import torch
 
 from .tiny import TEXT_HIDDEN, _byte_unicode_chars, _clip_config, _clip_tokenizer, _t5_tokenizer
 
-FLOW_FAMILIES = ("flux", "sd3", "qwen")
+FLOW_FAMILIES = ("flux", "sd3", "qwen", "flux2")
 LATENT_CHANNELS = 4
 T5_HIDDEN = 64  # SD3 pads the two CLIP widths (32 + 32) to the T5 width, so it must be at least their sum
 QWEN_HIDDEN = 16
 QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+QWEN3_HIDDEN = 8
+QWEN3_LAYERS = 28  # FLUX.2-klein reads hidden states 9, 18 and 27 of its Qwen3 encoder
+# A minimal chat template (the real tokenizer ships Qwen3's): FLUX.2-klein applies one to every prompt.
+QWEN3_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def _check(family: str) -> None:
@@ -38,6 +45,7 @@ def pipeline_class(family: str):
         "flux": diffusers.FluxPipeline,
         "sd3": diffusers.StableDiffusion3Pipeline,
         "qwen": diffusers.QwenImagePipeline,
+        "flux2": diffusers.Flux2KleinPipeline,
     }[family]
 
 
@@ -108,6 +116,24 @@ def _qwen_text_encoder(tokenizer):
     return Qwen2_5_VLForConditionalGeneration(config)
 
 
+def _qwen3_text_encoder(tokenizer):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=QWEN3_HIDDEN,
+        intermediate_size=2 * QWEN3_HIDDEN,
+        num_hidden_layers=QWEN3_LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=4,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return Qwen3ForCausalLM(config)
+
+
 def build_shared_components(family: str, seed: int = 0) -> dict[str, Any]:
     """Everything but the transformer and the scheduler, as keyword arguments for the family's pipeline.
     Eval mode, float32, on CPU; the global RNG state is left as it was."""
@@ -117,7 +143,25 @@ def build_shared_components(family: str, seed: int = 0) -> dict[str, Any]:
     _check(family)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if family == "qwen":
+        if family == "flux2":
+            from diffusers import AutoencoderKLFlux2
+
+            tokenizer = qwen_tokenizer()
+            tokenizer.chat_template = QWEN3_CHAT_TEMPLATE
+            vae = AutoencoderKLFlux2(
+                block_out_channels=(16, 32),
+                down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+                layers_per_block=1,
+                latent_channels=LATENT_CHANNELS,
+                norm_num_groups=8,
+                sample_size=32,
+            )
+            with torch.no_grad():  # non-trivial latent statistics, so the denormalisation is exercised
+                vae.bn.running_mean.uniform_(-0.2, 0.2)
+                vae.bn.running_var.uniform_(0.5, 2.0)
+            components = {"vae": vae, "text_encoder": _qwen3_text_encoder(tokenizer), "tokenizer": tokenizer}
+        elif family == "qwen":
             tokenizer = qwen_tokenizer()
             components: dict[str, Any] = {
                 "vae": AutoencoderKLQwenImage(
@@ -181,7 +225,12 @@ def build_shared_components(family: str, seed: int = 0) -> dict[str, Any]:
 def build_network(family: str, seed: int = 0, guidance_embeds: bool = False) -> torch.nn.Module:
     """The family's transformer sized for `build_shared_components(family)`; `guidance_embeds` (FLUX only): a
     FLUX.1-dev-like network that takes the guidance scale as an input. Eval mode, float32, on CPU."""
-    from diffusers import FluxTransformer2DModel, QwenImageTransformer2DModel, SD3Transformer2DModel
+    from diffusers import (
+        Flux2Transformer2DModel,
+        FluxTransformer2DModel,
+        QwenImageTransformer2DModel,
+        SD3Transformer2DModel,
+    )
 
     _check(family)
     with torch.random.fork_rng(devices=[]):
@@ -212,6 +261,19 @@ def build_network(family: str, seed: int = 0, guidance_embeds: bool = False) -> 
                 caption_projection_dim=32,
                 pooled_projection_dim=2 * TEXT_HIDDEN,
                 pos_embed_max_size=32,
+            )
+        elif family == "flux2":
+            network = Flux2Transformer2DModel(
+                patch_size=1,
+                in_channels=4 * LATENT_CHANNELS,  # latents patchified 2x2 by the VAE's layout
+                num_layers=1,
+                num_single_layers=1,
+                attention_head_dim=16,
+                num_attention_heads=2,
+                joint_attention_dim=3 * QWEN3_HIDDEN,  # three stacked encoder layers
+                timestep_guidance_channels=32,
+                axes_dims_rope=(4, 4, 4, 4),
+                guidance_embeds=False,
             )
         else:
             network = QwenImageTransformer2DModel(
