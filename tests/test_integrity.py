@@ -329,6 +329,37 @@ def test_a_planted_pickle_in_the_fid_statistics_cache_never_runs(tmp_path):
     assert torch.load(key_probe["path"], weights_only=True).keys() == stats.keys()
 
 
+def test_a_planted_pickle_in_the_embedding_cache_never_runs(tmp_path):
+    from diversity_cli.core.fingerprint import digest
+    from diversity_cli.experiments.diversity import EmbeddingCache
+
+    marker, key = tmp_path / "ran", {"embedder": "pixel"}
+    _plant_pickle(tmp_path / "cache" / f"{digest(key)}.pt", marker)
+    assert EmbeddingCache(tmp_path / "cache", key).items == {}  # refused: computed again
+    assert not marker.exists()
+
+
+def test_a_planted_pickle_in_the_toy_latent_cache_never_runs(tmp_path):
+    import torch
+
+    from diversity_cli.toy.stages import encode_dataset
+
+    class Posterior:
+        def __init__(self, x):
+            self.mean, self.std = x.mean(dim=1, keepdim=True), x.std(dim=1, keepdim=True)
+
+    class Vae:
+        def encode(self, x):
+            return type("Encoded", (), {"latent_dist": Posterior(x)})()
+
+    marker, cache = tmp_path / "ran", tmp_path / "latents.pt"
+    _plant_pickle(cache, marker)
+    images = torch.zeros(3, 8, 8, 3, dtype=torch.uint8)
+    mean, _ = encode_dataset(Vae(), images, cache)
+    assert mean.shape[0] == 3 and not marker.exists()
+    assert torch.load(cache, weights_only=True)["mean"].shape[0] == 3  # replaced by what it computed
+
+
 # --- signals and OS errors -----------------------------------------------------------------------------------------
 
 
