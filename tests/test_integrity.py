@@ -85,6 +85,20 @@ def test_run_json_marks_the_directory_and_lists_what_generate_wrote(made):
     assert not run.owns("README.md")
 
 
+def test_a_run_directory_from_before_run_json_is_adopted_by_whichever_command_marks_it(cli, made, tmp_path):
+    from diversity_cli.core.marker import RunMarker
+
+    out = _copy(made, tmp_path)
+    (out / "run.json").unlink()  # as an older diversity-cli left it
+    (out / "notes.md").write_text("mine")
+    RunMarker(out).claim()  # what a reader (fid, diversity, report) does first: its invocation record
+    files = set(json.loads((out / "run.json").read_text())["files"])
+    assert {"samples.csv", "versions.json", "timesteps.csv"} <= files and "notes.md" not in files
+    code, _, err = _generate(cli, out, "n=3")  # appends to the adopted samples.csv
+    assert code == 0, err
+    assert len(RunDir(out).read_samples()) == 3 and (out / "notes.md").read_text() == "mine"
+
+
 # --- torn and duplicate rows ---------------------------------------------------------------------------------------
 
 

@@ -29,6 +29,16 @@ MARKER = "run.json"
 SCHEMA = 1
 TOOLKIT = "diversity-cli"
 DIRECTORY_LOCK = ".run.lock"
+# Files a run directory made before run.json held: adopted when the marker is first written there.
+LEGACY_FILES = (
+    "samples.csv",
+    "versions.json",
+    "timesteps.csv",
+    "fid.csv",
+    "diversity.csv",
+    "transfer.csv",
+    "report.html",
+)
 
 
 def toolkit_version() -> str:
@@ -74,7 +84,8 @@ class RunMarker:
     # -- writing ----------------------------------------------------------------------------------------------
     def claim(self, adopt: Iterable[str] = ()) -> bool:
         """Make the folder a run directory (creating it); True when this call created the marker. `adopt`:
-        files already there that the caller knows the toolkit wrote (a run directory made before markers)."""
+        files already there that the caller knows the toolkit wrote; a run directory made before markers adopts
+        its samples.csv and the files named after it (`legacy_files`), whichever command marks it first."""
         check_folder(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         with self._update_lock():
@@ -86,7 +97,7 @@ class RunMarker:
                 "toolkit": TOOLKIT,
                 "version": toolkit_version(),
                 "created": stamp,
-                "files": sorted(set(adopt)),
+                "files": sorted(set(adopt) | set(legacy_files(self.root))),
             }
             write_text(self.path, json.dumps(body, indent=2, sort_keys=True) + "\n")
             return True
@@ -114,6 +125,25 @@ class RunMarker:
 
         with FileLock(str(self.root / ".run.json.lock")):
             yield
+
+
+def legacy_files(root: Path) -> list[str]:
+    """A run directory written before run.json (a samples.csv of ours there, with its `settings` column): the
+    files the toolkit writes there."""
+    from .samples import parse
+
+    legacy = root / "samples.csv"
+    if not legacy.is_file() or legacy.is_symlink():
+        return []
+    try:
+        if "settings" not in parse(legacy).header:
+            return []
+    except UserError:
+        return []
+    names = [p for p in LEGACY_FILES if (root / p).is_file() and not (root / p).is_symlink()]
+    for folder, pattern in (("configs", "*.yaml"), ("runs", "*.json"), ("shards", "samples-*-of-*.csv")):
+        names += [f"{folder}/{p.name}" for p in (root / folder).glob(pattern) if not p.is_symlink()]
+    return names
 
 
 def relative(path: str | Path) -> str:

@@ -41,16 +41,6 @@ SAMPLE_COLUMNS = [
     "case",  # index of the prompt row in the command's prompt list: the order of a table, sharded or not
     "network_seconds",  # denoising-network calls only; `seconds` also holds text encoding and VAE decoding
 ]
-# Files a run directory made before run.json held: adopted when the marker is first written there.
-LEGACY_FILES = (
-    "samples.csv",
-    "versions.json",
-    "timesteps.csv",
-    "fid.csv",
-    "diversity.csv",
-    "transfer.csv",
-    "report.html",
-)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 SHARDS = "shards"  # shard I of N writes shards/samples-<I>-of-<N>.csv (`shard_writer`)
@@ -76,19 +66,9 @@ class RunDir:
     def claim(self) -> None:
         """Mark the folder as a run directory (a folder from before run.json adopts what it holds of ours)."""
         if self.marker.read() is None:
-            self.marker.claim(adopt=self._legacy_files())
+            self.marker.claim()  # a folder from before run.json: adopts what it holds of ours (`legacy_files`)
         if self.samples_csv.exists() or self.samples_csv.is_symlink():
             refuse_foreign(self.root, self.writer, self.writer in self.marker.files())
-
-    def _legacy_files(self) -> list[str]:
-        """A run directory written before run.json (a samples.csv of ours there): the files the toolkit writes."""
-        legacy = self.root / "samples.csv"
-        if not legacy.is_file() or legacy.is_symlink() or "settings" not in parse(legacy).header:
-            return []
-        names = [p for p in LEGACY_FILES if (self.root / p).is_file() and not (self.root / p).is_symlink()]
-        for folder, pattern in (("configs", "*.yaml"), ("runs", "*.json"), (SHARDS, "samples-*-of-*.csv")):
-            names += [f"{folder}/{p.name}" for p in (self.root / folder).glob(pattern) if not p.is_symlink()]
-        return names
 
     @contextmanager
     def writing(self) -> Iterator[None]:
