@@ -123,7 +123,7 @@ def test_prompt_csv_with_per_row_seeds(cli, tmp_path):
         (["n=0", PROMPT], "n=0 is out of range: n is an integer >= 1"),
         (["model=tiny_sd"], "no prompt given"),
         (["prompts=/does/not/exist.txt"], "not found"),
-        (["not_a_key=1", PROMPT], "bad override"),
+        (["not_a_key=1", PROMPT], "unknown key 'not_a_key'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
