@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test test-readme test-faults lint format demo clean check-wheel
+.PHONY: install test test-readme test-faults test-slurm lint format demo clean check-wheel
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml; pip takes them from this machine's disk.
 install:
@@ -24,6 +24,15 @@ test-readme:
 # generate, distill and fid, then rerun: outputs byte-identical to an uninterrupted run; two generate on one out.
 test-faults:
 	DIVERSITY_CLI_FAULTS=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_faults.py $(PYTEST_ARGS)
+
+# A one-node SLURM cluster on localhost (scripts/slurm_cluster.sh: Debian's slurm-wlm, slurmdbd + mariadb, munge;
+# needs root), the toy Table 2 pipeline as 4 array shards through it (tests/test_slurm.py, one shard cancelled and
+# rerun), then only the daemons the script started are stopped. DIVERSITY_CLI_REQUIRE_SLURM: no silent local fallback.
+test-slurm:
+	bash scripts/slurm_cluster.sh start
+	status=0; SLURM_CONF=$${SLURM_CLUSTER_DIR:-/tmp/diversity-slurm}/slurm.conf DIVERSITY_CLI_REQUIRE_SLURM=1 \
+	  HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS) || status=$$?; \
+	bash scripts/slurm_cluster.sh stop; exit $$status
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]): layers and no cycles.
 lint:
@@ -59,6 +68,13 @@ clean:
 CLI := $(BIN)/diversity-cli
 MODEL ?= paper
 DEVICE ?= auto
+# LAUNCHER=slurm SHARDS=64: generate, fid and diversity run as SHARDS array tasks each (conf/hydra/launcher/slurm.yaml;
+# slurm_cpu for a CPU cluster, submitit_local for local processes), wait, and merge exactly; ablate runs one job per
+# point. README "Running on a cluster".
+LAUNCHER ?= local
+SHARDS ?= 1
+SHARDED := $(if $(filter-out local,$(LAUNCHER)),launcher=$(LAUNCHER) shards=$(SHARDS),)
+POINTS := $(if $(filter-out local,$(LAUNCHER)),launcher=$(LAUNCHER),)
 
 ifeq ($(MODEL),toy)
 RESULTS ?= results/toy
@@ -120,7 +136,9 @@ COCO := $(RESULTS)/coco
 T3 := $(RESULTS)/table3
 CARS := $(RESULTS)/car
 FIGURES := $(RESULTS)/figures
-GENERATE := $(CLI) generate device=$(DEVICE)
+GENERATE := $(CLI) generate device=$(DEVICE) $(SHARDED)
+FID := $(CLI) fid $(SHARDED)
+DIVERSITY := $(CLI) diversity $(SHARDED)
 REPORT := $(CLI) report tables_dir=$(TABLES)
 LIMIT_ARG := limit=$(if $(strip $(LIMIT)),$(strip $(LIMIT)),null)
 
@@ -153,7 +171,7 @@ reproduce-table2:
 	for method in base distilled hybrid; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
 	done
-	$(CLI) fid out=$(COCO) $(FID_REF) tags=[base,distilled,hybrid_k1] device=$(DEVICE)
+	$(FID) out=$(COCO) $(FID_REF) tags=[base,distilled,hybrid_k1] device=$(DEVICE)
 	$(REPORT) out=$(COCO) tables=[2]
 
 # Table 3: DreamSim diversity of N samples per prompt, base / distilled / hybrid (k=1).
@@ -163,7 +181,7 @@ reproduce-table3:
 	for method in base distilled hybrid; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompts=$(T3)/prompts.txt out=$(T3) || exit 1; \
 	done
-	$(CLI) diversity out=$(T3) metric=$(DIV_METRIC) device=$(DEVICE)
+	$(DIVERSITY) out=$(T3) metric=$(DIV_METRIC) device=$(DEVICE)
 	$(REPORT) out=$(T3) tables=[3]
 
 # Table 4: hybrid vs. skipping the first timestep, on Table 2's captions (shares its run directory and hybrid).
@@ -171,7 +189,7 @@ reproduce-table4:
 	for method in hybrid skip_first; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
 	done
-	$(CLI) fid out=$(COCO) $(FID_REF) tags=[hybrid_k1,skip_first] device=$(DEVICE)
+	$(FID) out=$(COCO) $(FID_REF) tags=[hybrid_k1,skip_first] device=$(DEVICE)
 	$(REPORT) out=$(COCO) tables=[4]
 
 # Table D.1: diversity and seconds of base / distilled / hybrid on the other pairs, N samples of one prompt.
@@ -181,7 +199,7 @@ reproduce-tableD1:
 	    $(GENERATE) model=$$pair method=$$method k=1 n=$(N) prompt="$(CAR)" out=$(CARS) || exit 1; \
 	  done; \
 	done
-	$(CLI) diversity out=$(CARS) metric=$(DIV_METRIC) device=$(DEVICE)
+	$(DIVERSITY) out=$(CARS) metric=$(DIV_METRIC) device=$(DEVICE)
 	$(REPORT) out=$(CARS) tables=[D1]
 
 # Table E.1: the base at the first step (hybrid) vs. at the final steps (replace_final), N samples of one prompt.
@@ -190,7 +208,7 @@ reproduce-tableE1:
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompt="$(CAR)" out=$(CARS) || exit 1; \
 	done
 	$(GENERATE) model=$(PAIR) method=replace_final $(E1_FINAL) n=$(N) prompt="$(CAR)" out=$(CARS)
-	$(CLI) diversity out=$(CARS) metric=$(DIV_METRIC) device=$(DEVICE)
+	$(DIVERSITY) out=$(CARS) metric=$(DIV_METRIC) device=$(DEVICE)
 	$(REPORT) out=$(CARS) tables=[E1]
 
 # Figure 5 (x̂0 commitment curve, Table 3's prompts) and Figure 7 (a: base guidance, b: k, c: the base's own steps).
@@ -199,11 +217,11 @@ reproduce-figures:
 	grep -v '^#' $(T3_PROMPTS) | grep . > $(FIGURES)/prompts.txt
 	$(CLI) x0viz model=$(PAIR) prompts=$(FIGURES)/prompts.txt n=$(X0_N) metric=$(DIV_METRIC) \
 	  methods=[base,distilled,hybrid] overwrite=true device=$(DEVICE) out=$(FIGURES)/x0viz
-	$(CLI) ablate model=$(PAIR) base_guidance=$(GUIDANCE_SWEEP) prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) \
+	$(CLI) ablate $(POINTS) model=$(PAIR) base_guidance=$(GUIDANCE_SWEEP) prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) \
 	  device=$(DEVICE) out=$(FIGURES)/ablate
-	$(CLI) ablate model=$(PAIR) k=1..4 prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) device=$(DEVICE) \
+	$(CLI) ablate $(POINTS) model=$(PAIR) k=1..4 prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) device=$(DEVICE) \
 	  out=$(FIGURES)/ablate
-	$(CLI) ablate model=$(PAIR) base_steps=$(BASE_STEPS_SWEEP) prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) \
+	$(CLI) ablate $(POINTS) model=$(PAIR) base_steps=$(BASE_STEPS_SWEEP) prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) \
 	  device=$(DEVICE) out=$(FIGURES)/ablate
 	$(REPORT) runs=[$(FIGURES)/x0viz,$(FIGURES)/ablate] tables=none
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..experiments.diversity import measure_diversity
+from ..experiments.diversity import diversity_remaining, measure_diversity, merge_diversity
+from ..experiments.launch import dispatch
 
 
-def run(cfg: DictConfig) -> Path:
-    return measure_diversity(cfg)
+def run(cfg: DictConfig) -> Path | None:
+    return dispatch(cfg, measure_diversity, diversity_remaining, merge_diversity)  # shards by prompt, or here

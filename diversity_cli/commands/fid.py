@@ -6,8 +6,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..experiments.fid import measure_quality
+from ..experiments.fid import measure_quality, merge_quality, quality_remaining
+from ..experiments.launch import dispatch
 
 
-def run(cfg: DictConfig) -> Path:
-    return measure_quality(cfg)
+def run(cfg: DictConfig) -> Path | None:
+    return dispatch(cfg, measure_quality, quality_remaining, merge_quality)  # shards (launcher=, devices=) or here

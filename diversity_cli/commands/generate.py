@@ -6,8 +6,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..experiments.generation import generate
+from ..experiments.generation import generate, merge_samples, remaining
+from ..experiments.launch import dispatch
 
 
 def run(cfg: DictConfig) -> Path:
-    return generate(cfg)
+    return dispatch(cfg, generate, remaining, merge_samples)  # shards through launcher= / devices=, or in-process

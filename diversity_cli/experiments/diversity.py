@@ -9,6 +9,7 @@ Results go to `diversity.csv`; a rerun replaces only the rows it recomputes.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ from ..metrics.diversity import PairwiseDiversity, VendiScore
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
+from .shards import Shard, parse_shard
 
 COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]
 CSV_NAME = "diversity.csv"
@@ -390,7 +392,9 @@ def _fmt(value: object) -> object:
 # -------------------------------------------------------------------------------------------------- command
 
 
-def measure_diversity(cfg: DictConfig) -> Path:
+def measure_diversity(cfg: DictConfig) -> Path | None:
+    """diversity.csv of the run's groups; with shard=I/N only block I of the (model, method, prompt) groups, whose
+    rows go to shards/diversity-<I>-of-<N>.json for `merge_diversity` (None returned)."""
     validate(cfg)
     apply_defaults(cfg)  # metric=auto: the run's pair names its metric (pixel for a plain folder)
     metrics = parse_metrics(cfg.metric)
@@ -402,6 +406,12 @@ def measure_diversity(cfg: DictConfig) -> Path:
     if not groups:
         _report(notes)
         raise UserError(f"no group has at least min_n={min_n} images; nothing to measure")
+    shard = parse_shard(cfg.get("shard"))
+    if shard is not None:  # whole groups: every image of a prompt in one shard (pairwise distances need them all)
+        fingerprint = groups_fingerprint(cfg, groups)
+        groups = [groups[i] for i in shard.block(len(groups))]
+        if not groups:
+            return save_shard_rows(root, shard, fingerprint, [])
 
     device = _device(str(cfg.device))
     wanted = [m for m in metrics if m in EMBEDDERS]
@@ -423,11 +433,73 @@ def measure_diversity(cfg: DictConfig) -> Path:
         used["clip_score"] = {"model": CLIP_SCORE_MODEL}
 
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
+    if shard is not None:
+        return save_shard_rows(root, shard, fingerprint, rows)
     target = root / CSV_NAME
     record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)
     write_rows(target, rows)
     _print_table(rows, target)
     _report(notes)
+    return target
+
+
+# ------------------------------------------------------------------------------------------- shards and merge
+
+
+def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
+    """What a shard's rows depend on: the settings that change a number, and every group's images."""
+    settings = {
+        key: value
+        for key, value in OmegaConf.to_container(cfg, resolve=True).items()
+        if key not in ("shard", "shards", "launcher", "devices", "launcher_params", "device", "out")
+    }
+    images = [[g.model, g.method, g.prompt, [str(p) for p in g.paths]] for g in groups]
+    return hashlib.sha1(digest_text({"settings": settings, "images": images}).encode()).hexdigest()[:16]
+
+
+def shard_rows_path(root: Path, shard: Shard) -> Path:
+    return root / "shards" / f"diversity-{shard.name}.json"
+
+
+def save_shard_rows(root: Path, shard: Shard, fingerprint: str, rows: list[dict]) -> None:
+    from ..core.atomic import write_text
+
+    body = {"fingerprint": fingerprint, "rows": [{key: _fmt(row[key]) for key in COLUMNS} for row in rows]}
+    write_text(shard_rows_path(root, shard), json.dumps(body, indent=1) + "\n")
+
+
+def _shard_fingerprint(cfg: DictConfig) -> tuple[Path, str]:
+    validate(cfg)
+    apply_defaults(cfg)
+    root, groups, _ = collect_groups(cfg)
+    min_n = max(2, int(cfg.min_n))
+    return root, groups_fingerprint(cfg, [g for g in groups if len(g.paths) >= min_n])
+
+
+def diversity_remaining(cfg: DictConfig, shard: Shard) -> int:
+    """0 when shard `shard` already saved its rows for these settings and images, else 1."""
+    root, fingerprint = _shard_fingerprint(cfg)
+    path = shard_rows_path(root, shard)
+    return int(not path.is_file() or json.loads(path.read_text()).get("fingerprint") != fingerprint)
+
+
+def merge_diversity(cfg: DictConfig, count: int) -> Path:
+    """diversity.csv from the N shards' rows, in the unsharded order; the shard files go."""
+    root, fingerprint = _shard_fingerprint(cfg)
+    paths = [shard_rows_path(root, Shard(i, count)) for i in range(count)]
+    rows = []
+    for path in paths:
+        body = json.loads(path.read_text()) if path.is_file() else {}
+        if body.get("fingerprint") != fingerprint:
+            raise UserError(f"{path} is missing or from other settings; rerun the same diversity command")
+        rows += body["rows"]
+    rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable, as in one process
+    target = root / CSV_NAME
+    record_invocation(root, config=cfg, merged_shards=count)
+    write_rows(target, rows)
+    for path in paths:
+        path.unlink()
+    _print_table(rows, target)
     return target
 
 

@@ -10,36 +10,42 @@ model, reference and features). How images are resized and quantized: `metrics.q
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig
 
 from ..core.atomic import atomic_path
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.record import record_invocation
-from ..core.rundir import RunDir, merge_rows
+from ..core.rundir import SHARDS, RunDir, merge_rows
 from ..metrics.quality import (
     DEFAULT_CLIP,
     QualityScores,
     default_cache_dir,
     load_clip,
     load_extractor,
+    merge_states,
     preparation,
     reference_statistics,
+    scores_from_state,
 )
 from ..metrics.reference import ReferenceSet, load_image, open_reference
 from .defaults import apply_defaults
+from .shards import Shard, parse_shard
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
 META = ["reference", "features"]
 
 
-def measure_quality(cfg: DictConfig) -> Path:
+def measure_quality(cfg: DictConfig) -> Path | None:
     apply_defaults(cfg)  # reference=auto: the run's pair names its reference set
     rundir = RunDir(cfg.out)
     groups = folder_groups(cfg) if cfg.get("images") is not None else sample_groups(rundir, cfg.tags)
@@ -49,6 +55,8 @@ def measure_quality(cfg: DictConfig) -> Path:
         cfg.clip_model if cfg.clip_model != "auto" else (None if cfg.reference == "toy" or plain else DEFAULT_CLIP)
     )
     references = reference_sets(cfg, groups)  # bad input fails before any network is loaded
+    shard = parse_shard(cfg.get("shard"))
+    fingerprint = shard_fingerprint(cfg, groups) if shard else ""
 
     from ..models.loading import resolve_device
 
@@ -58,7 +66,7 @@ def measure_quality(cfg: DictConfig) -> Path:
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     batch_size = int(cfg.batch_size)
     console = stderr_console()
-    results, statistics = [], {}
+    results, statistics, states = [], {}, {}
     # Threads decode and resize images (PIL works outside the GIL): at 30k images that, not the network, is the cost.
     with progress_bar(console) as progress, ThreadPoolExecutor(max(1, int(cfg.workers))) as pool:
         for (tag, model), rows in groups.items():
@@ -75,14 +83,23 @@ def measure_quality(cfg: DictConfig) -> Path:
                     task, completed=reference.count, description=f"reference: {reference.description} ({state})"
                 )
             scores = QualityScores(extractor, statistics[key], clip, int(cfg.is_splits), pool.map)
-            task = progress.add_task(f"{model} {tag}", total=len(rows))
-            for start in range(0, len(rows), batch_size):
+            starts = range(0, len(rows), batch_size)
+            starts = starts if shard is None else [starts[i] for i in shard.block(len(starts))]  # whole batches
+            task = progress.add_task(f"{model} {tag}", total=sum(len(rows[i : i + batch_size]) for i in starts))
+            for start in starts:
                 batch = rows[start : start + batch_size]
                 images = list(pool.map(load_image, [rundir.root / row["path"] for row in batch]))
                 scores.update(images, [row["prompt"] for row in batch])
                 progress.advance(task, len(batch))
+            if shard is not None:
+                states[f"{tag}\t{model}"] = {"state": scores.state(), "reference": statistics[key]}
+                continue
             measured = scores.compute(int(cfg.seed))
             results.append(result_row(tag, model, rows, measured, extractor.tag, cfg.reference, features))
+    rundir.root.mkdir(parents=True, exist_ok=True)
+    if shard is not None:  # statistics only: the merge writes fid.csv
+        save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, extractor.tag)
+        return None
     record_invocation(
         rundir.root,
         config=cfg,
@@ -93,9 +110,80 @@ def measure_quality(cfg: DictConfig) -> Path:
         clip_model=clip_spec,
         references={reference.description: reference.identity for reference in references.values()},
     )
-    rundir.root.mkdir(parents=True, exist_ok=True)
     path = write_results(rundir.root / "fid.csv", results)
     show(console, results, extractor.tag, path, min(len(r) for r in groups.values()) < extractor.num_features)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- shards and merge
+
+
+def shard_state_path(root: Path, shard: Shard) -> Path:
+    return root / SHARDS / f"fid-{shard.name}.pt"
+
+
+def shard_fingerprint(cfg: DictConfig, groups: dict[tuple[str, str], list[dict[str, str]]]) -> str:
+    """What a shard's statistics depend on: the settings that change a number, and every group's images."""
+    from omegaconf import OmegaConf
+
+    settings = {
+        key: value
+        for key, value in OmegaConf.to_container(cfg, resolve=True).items()
+        if key not in ("shard", "shards", "launcher", "devices", "launcher_params", "device", "workers", "out")
+    }
+    images = {f"{tag}\t{model}": [row["path"] for row in rows] for (tag, model), rows in groups.items()}
+    text = json.dumps({"settings": settings, "images": images}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def save_shard_state(root: Path, shard: Shard, fingerprint: str, states: dict, num_features: int, tag: str) -> None:
+    """shards/fid-<I>-of-<N>.pt: each group's sufficient statistics for this shard's batches (`QualityScores`)."""
+    path = shard_state_path(root, shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"fingerprint": fingerprint, "groups": states, "num_features": num_features, "tag": tag}
+    with atomic_path(path) as temporary:
+        torch.save(body, temporary)
+    stderr_console().print(f"shard {shard}: statistics of {len(states)} group(s) in {path}")
+
+
+def quality_remaining(cfg: DictConfig, shard: Shard) -> int:
+    """0 when shard `shard` already saved statistics for these settings and images, else 1."""
+    apply_defaults(cfg)
+    path = shard_state_path(Path(cfg.out), shard)
+    if not path.is_file():
+        return 1
+    groups = sample_groups(RunDir(cfg.out), cfg.tags)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return 0 if saved.get("fingerprint") == shard_fingerprint(cfg, groups) else 1
+
+
+def merge_quality(cfg: DictConfig, count: int) -> Path:
+    """fid.csv from the N shards' statistics: sums added, logits concatenated in shard order; the shard files go."""
+    apply_defaults(cfg)
+    rundir = RunDir(cfg.out)
+    groups = sample_groups(rundir, cfg.tags)
+    fingerprint = shard_fingerprint(cfg, groups)
+    paths = [shard_state_path(rundir.root, Shard(i, count)) for i in range(count)]
+    saved = []
+    for path in paths:
+        body = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
+        if body.get("fingerprint") != fingerprint:
+            raise UserError(f"{path} is missing or from other settings; rerun the same fid command to remake it")
+        saved.append(body)
+    features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
+    results = []
+    for (tag, model), rows in groups.items():
+        parts = [body["groups"][f"{tag}\t{model}"] for body in saved]
+        merged = merge_states([part["state"] for part in parts])
+        measured = scores_from_state(
+            merged, parts[0]["reference"], saved[0]["num_features"], int(cfg.is_splits), int(cfg.seed)
+        )
+        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], cfg.reference, features))
+    record_invocation(rundir.root, config=cfg, merged_shards=count)
+    path = write_results(rundir.root / "fid.csv", results)
+    for shard_path in paths:
+        shard_path.unlink()
+    show(stderr_console(), results, saved[0]["tag"], path, False)
     return path
 
 

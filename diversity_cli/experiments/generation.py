@@ -15,12 +15,13 @@ from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
-from ..core.rundir import RunDir
+from ..core.rundir import RunDir, shard_writer
 from ..core.schema import check
 from ..core.schemas.generate import GenerateConfig
 from ..models.provenance import pair_provenance
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
+from .shards import Shard, parse_shard
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Job:
     prompt: str
     seed: int
     path: str  # relative to the run directory
+    case: int = 0  # index of its prompt row: the unit a shard owns (all seeds of a prompt in one shard)
 
 
 def cfg_tag(cfg: DictConfig) -> str:
@@ -53,17 +55,44 @@ def validate(cfg: DictConfig) -> None:
     check(GenerateConfig, cfg)
 
 
-def plan_jobs(cfg: DictConfig, rows: list[PromptRow]) -> list[Job]:
-    """Every (prompt, seed) image of the command, in order, without duplicates."""
+def plan_jobs(cfg: DictConfig, rows: list[PromptRow], shard: Shard | None = None) -> list[Job]:
+    """Every (prompt, seed) image of the command, in order, without duplicates; with a shard, only the images of
+    its block of prompt rows (`Shard.block`)."""
     folder = f"{cfg.model.name}/{cfg_tag(cfg)}"
     jobs: dict[str, Job] = {}
-    for row in rows:
+    for case, row in enumerate(rows):
         first = row.seed if row.seed is not None else int(cfg.seed)
         for j in range(int(cfg.n)):
             seed = first + j
             path = f"{folder}/{prompt_id(row.prompt)}/{seed:06d}.png"
-            jobs.setdefault(path, Job(row.prompt, seed, path))
-    return list(jobs.values())
+            jobs.setdefault(path, Job(row.prompt, seed, path, case))
+    if shard is None:
+        return list(jobs.values())
+    block = shard.block(len(rows))
+    return [job for job in jobs.values() if job.case in block]
+
+
+def remaining(cfg: DictConfig, shard: Shard) -> int | None:
+    """How many images shard `shard` still has to make (None: unknown before a model loads, as with k=auto).
+    Read-only: a launcher asks this to submit only the shards with work left."""
+    validate(cfg)
+    if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
+        return None
+    jobs = plan_jobs(cfg, _prompt_rows(cfg), shard)
+    done = {row["path"] for row in RunDir(cfg.out).read_samples()}
+    return sum(1 for job in jobs if job.path not in done or not (Path(cfg.out) / job.path).exists())
+
+
+def merge_samples(cfg: DictConfig, shards: int) -> Path:
+    """After every shard has finished: the shard files folded into samples.csv (the unsharded table)."""
+    path = RunDir(cfg.out).merge_shards()
+    stderr_console().print(f"merged {shards} shard(s) into {path}")
+    return Path(cfg.out)
+
+
+def _prompt_rows(cfg: DictConfig) -> list[PromptRow]:
+    prompt = cfg.prompt if cfg.prompt is not None or cfg.prompts is not None else cfg.model.get("default_prompt")
+    return read_prompts(prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
 
 
 def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> list[Job]:
@@ -91,8 +120,8 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
 
 def generate(cfg: DictConfig) -> Path:
     validate(cfg)
-    prompt = cfg.prompt if cfg.prompt is not None or cfg.prompts is not None else cfg.model.get("default_prompt")
-    rows = read_prompts(prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
+    shard = parse_shard(cfg.get("shard"))
+    rows = _prompt_rows(cfg)
     pair = None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         from ..sampling.autok import resolve_k
@@ -103,8 +132,9 @@ def generate(cfg: DictConfig) -> Path:
             f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
             f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g})"
         )
-    run = RunDir(cfg.out, lock_wait=cfg.get("lock_wait"))
-    jobs = plan_jobs(cfg, rows)
+    writer = shard_writer(shard.index, shard.count) if shard else "samples.csv"
+    run = RunDir(cfg.out, writer, lock_wait=cfg.get("lock_wait"))
+    jobs = plan_jobs(cfg, rows, shard)
     with run.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
         return _fill(cfg, run, jobs, pair)
 
@@ -154,6 +184,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
                         "base_steps": "" if cfg.base_steps is None else cfg.base_steps,
                         "tag": cfg_tag(cfg),
                         "settings": settings,
+                        "case": job.case,
                     }
                 )
             run.write_images([(job.path, image) for job, image in zip(batch, images, strict=True)], rows_out)

@@ -36,8 +36,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -56,6 +58,7 @@ from .preflight import INCEPTION_FILE, INCEPTION_URL  # torch-fidelity's port of
 INCEPTION_RESOLUTION = 299
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"  # torchmetrics' default CLIPScore model
 REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
+FAKE_STATES = ("fake_features_sum", "fake_features_cov_sum", "fake_features_num_samples")
 Progress = Callable[[int], None]
 Mapper = Callable[..., Iterable[Any]]  # `map`, or a thread pool's: PIL decodes and resizes outside the GIL
 
@@ -450,7 +453,14 @@ def inception_score_caveat(n: int) -> str | None:
 
 class QualityScores:
     """FID and IS (torchmetrics) of one group of generated images against fixed reference statistics, and CLIP
-    score against their prompts; `update` with images and prompts, `compute`, `reset` for the next group."""
+    score against their prompts; `update` with images and prompts, `compute`, `reset` for the next group.
+
+    Mergeable: `state()` is the group's sufficient statistics (FID: feature count, sum and sum of outer products,
+    float64, torchmetrics' own states; IS: every image's logits in order; CLIP: the float64 sum of per-image
+    scores and their count). `merge_states` adds the sums and concatenates the logits of consecutive blocks, and
+    `compute` always goes through `scores_from_state`, so shards measured apart and merged give the one-process
+    numbers (to float64 rounding of the sums' order, ~1e-12), provided each image is embedded in the same batch
+    (metric shards split at batch boundaries; a network's output can depend on its batch in the last bit)."""
 
     def __init__(
         self,
@@ -461,14 +471,12 @@ class QualityScores:
         mapper: Mapper = map,
     ):
         self.extractor, self.clip, self.mapper = extractor, clip, mapper
-        if clip is not None:
-            clip.reset()  # one CLIPScore (one loaded model) serves every group
+        self.reference = reference
         self.fid = feature_fid(extractor.num_features)
         for name in REAL_STATES:
             setattr(self.fid, name, reference[name].clone())
         self.is_splits = int(is_splits)
-        self.logits: list[torch.Tensor] = []
-        self.count = 0
+        self.reset()
 
     def update(self, images: list[Any], prompts: list[str]) -> None:
         device = self.extractor.device
@@ -478,29 +486,73 @@ class QualityScores:
         if logits is not None:
             self.logits.append(logits.detach().cpu().double())
         if self.clip is not None:
-            self.clip.update([_chw(image).to(device) for image in images], list(prompts))
+            # CLIPScore's own update, minus its float32 running sum: per-image scores summed in float64 add up the
+            # same whether the images were measured in one process or in shards.
+            from torchmetrics.functional.multimodal.clip_score import _clip_score_update
+
+            scores, count = _clip_score_update(
+                [_chw(image).to(device) for image in images], list(prompts), self.clip.model, self.clip.processor
+            )
+            self.clip_sum += float(scores.detach().double().sum())
+            self.clip_n += int(count)
         self.count += len(images)
+
+    def state(self) -> dict[str, Any]:
+        """The group's sufficient statistics (see the class): what a shard ships to the merge."""
+        return {
+            **{name: getattr(self.fid, name).clone() for name in FAKE_STATES},
+            "logits": torch.cat(self.logits) if self.logits else None,
+            "clip_sum": self.clip_sum if self.clip is not None else None,
+            "clip_n": self.clip_n,
+            "count": self.count,
+        }
 
     def compute(self, seed: int = 0) -> dict[str, float | None]:
         """fid, is, is_std and clip (None where not defined: fewer than 2 images, no logits, no CLIP model)."""
-        scores: dict[str, float | None] = {"fid": None, "is": None, "is_std": None, "clip": None}
-        if self.count >= 2:
-            scores["fid"] = float(self.fid.compute())
-        if self.logits:
-            logits = torch.cat(self.logits)
-            # Seeded shuffle: the number repeats. Fewer images than splits: one image per split (and the report
-            # says IS is unreliable there anyway, `inception_score_caveat`).
-            scores["is"], scores["is_std"] = inception_score(logits, min(self.is_splits, len(logits)), seed)
-        if self.clip is not None and self.count:
-            scores["clip"] = float(self.clip.compute())
-        return scores
+        return scores_from_state(self.state(), self.reference, self.extractor.num_features, self.is_splits, seed)
 
     def reset(self) -> None:
         self.fid.reset()  # keeps the reference side
-        self.logits = []
-        if self.clip is not None:
-            self.clip.reset()
-        self.count = 0
+        self.logits: list[torch.Tensor] = []
+        self.clip_sum, self.clip_n, self.count = 0.0, 0, 0
+
+
+def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One group's state from the states of consecutive blocks of its images, in order: sums add, logits
+    concatenate (IS shuffles them by a seeded permutation, so their order is part of the number)."""
+    if not states:
+        raise ValueError("no states to merge")
+    merged = {name: sum(state[name] for state in states) for name in (*FAKE_STATES, "clip_n", "count")}
+    logits = [state["logits"] for state in states if state["logits"] is not None]
+    merged["logits"] = torch.cat(logits) if logits else None
+    clip = [state["clip_sum"] for state in states if state["clip_sum"] is not None]
+    merged["clip_sum"] = math.fsum(clip) if clip else None
+    return merged
+
+
+def scores_from_state(
+    state: dict[str, Any], reference: dict[str, torch.Tensor], num_features: int, is_splits: int = 10, seed: int = 0
+) -> dict[str, float | None]:
+    """fid, is, is_std, clip from a (possibly merged) state and the reference's real-side sums."""
+    scores: dict[str, float | None] = {"fid": None, "is": None, "is_std": None, "clip": None}
+    if state["count"] >= 2:
+        fid = feature_fid(num_features)
+        for name in REAL_STATES:
+            setattr(fid, name, reference[name].clone())
+        for name in FAKE_STATES:
+            setattr(fid, name, state[name].clone())
+        fid.orig_dtype = torch.float64  # torchmetrics computes in float64; no rounding to float32 at the end
+        with warnings.catch_warnings():  # its states were set, not updated: torchmetrics would warn
+            warnings.simplefilter("ignore", UserWarning)
+            scores["fid"] = float(fid.compute())
+    logits = state["logits"]
+    if logits is not None and len(logits):
+        # Seeded shuffle: the number repeats. Fewer images than splits: one image per split (and the report
+        # says IS is unreliable there anyway, `inception_score_caveat`).
+        scores["is"], scores["is_std"] = inception_score(logits, min(int(is_splits), len(logits)), seed)
+    if state["clip_sum"] is not None and state["clip_n"]:
+        scores["clip"] = max(state["clip_sum"] / state["clip_n"], 0.0)  # CLIPScore's compute: max(mean, 0)
+    return scores
 
 
 def _chw(image: Any) -> torch.Tensor:

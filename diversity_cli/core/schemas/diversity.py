@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from ..schema import ITEM_NAME, choice, device, flag, integer, items, name, number, out_dir, path, section, text
+from ..schema import (
+    ITEM_NAME,
+    anything,
+    choice,
+    device,
+    flag,
+    integer,
+    items,
+    name,
+    number,
+    out_dir,
+    path,
+    section,
+    text,
+)
 from .common import SEED_MAX
 
 DREAMSIM_TYPES = ("ensemble", "dino_vitb16", "dinov2_vitb14", "open_clip_vitb32", "clip_vitb32", "synclr_vitb16")
@@ -72,6 +87,11 @@ class DiversityConfig:
     bootstrap: int = integer("resamples for the confidence interval (0: none)", 0, 1_000_000)
     ci: float = number("confidence level of the interval", 0, 1, low_open=True, high_open=True)
     seed: int = integer("bootstrap seed", 0, SEED_MAX)
+    shard: str = name("I/N: block I of N of the groups (whole prompts) | auto: the SLURM array | null", True)
+    shards: int = integer("with launcher= or devices=: split the command into this many shards, then merge", 1)
+    launcher: str = name("local | slurm | submitit_local: where the shards run")
+    devices: Any = anything("cpu:N | all | [cuda:0,cuda:1]: one local worker per device over the shards | null")
+    launcher_params: Any = anything("per-run cluster settings over the launcher file")
     min_n: int = integer("groups with fewer images are skipped", 2)
     cache: bool = flag("keep embeddings per image in <out>/.cache")
     embedders: Embedders = section(Embedders, "settings of each embedder")

@@ -1,0 +1,320 @@
+"""Running one command as N shards, then merging them: a SLURM array job through submitit (`launcher=slurm`), the
+same jobs as local processes (`launcher=submitit_local`), or one local worker per device (`devices=cpu:2`, `all`).
+
+Cluster settings come from `conf/hydra/launcher/<launcher>.yaml`, the hydra-submitit-launcher schema that `ablate`
+uses too (partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min, max_num_timeout, array_parallelism,
+signal_delay_s, setup, additional_parameters ...), overridden per run by `launcher_params.*`.
+Every shard job is resumable (`ShardJob` is a submitit Checkpointable): SLURM sends SIGUSR2 `signal_delay_s`
+before the time limit or on preemption, submitit checkpoints the job and requeues it (at most `max_num_timeout`
+times), and the requeued job resumes where the run directory says it stopped. The launching command shows one
+status line while it waits, names each failed shard with its log, and merges once every shard has finished;
+rerunning the same command submits only the shards with work left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..core.config import available, search_dirs
+from ..core.console import stderr_console
+from ..core.errors import UserError
+from ..core.record import begin, current
+from ..core.rundir import SHARDS
+from .shards import Shard, parse_shard, parse_shard_count
+
+Runner = Callable[[DictConfig], Any]
+Remaining = Callable[[DictConfig, Shard], "int | None"]
+Merge = Callable[[DictConfig, int], Any]
+LOCAL_KINDS = ("submitit_local",)  # a launcher file whose defaults name submitit_local runs local processes
+FINISHED = ("COMPLETED", "FINISHED")
+
+
+def wants_launch(cfg: DictConfig) -> bool:
+    """True when this invocation runs shards (launcher= or devices=) instead of doing the work itself."""
+    if parse_shard(cfg.get("shard")) is not None:
+        return False
+    return str(cfg.get("launcher", "local")) != "local" or cfg.get("devices") is not None
+
+
+def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge) -> Any:
+    """`run(cfg)` itself, or its shards through the launcher / devices followed by `merge(cfg, shards)`."""
+    if not wants_launch(cfg):
+        return run(cfg)
+    count = parse_shard_count(cfg.get("shards", 1))
+    devices = parse_devices(cfg.get("devices"))
+    if devices and str(cfg.get("launcher", "local")) != "local":
+        raise UserError("give devices= (workers on this machine) or launcher= (jobs), not both")
+    if devices and count == 1:
+        count = len(devices)  # one shard per device unless told otherwise
+    shards = [Shard(i, count) for i in range(count)]
+    todo = [shard for shard in shards if remaining(cfg, shard) != 0]  # bad input fails here, before any job
+    console = stderr_console()
+    if todo:
+        console.print(f"{len(todo)} of {count} shard(s) have work left; {count - len(todo)} finished before")
+        if devices:
+            failed = run_on_devices(cfg, run, todo, devices)
+        else:
+            failed = run_array(cfg, run, todo)
+        if failed:
+            raise UserError(
+                f"{len(failed)} of {len(todo)} shard(s) failed (lines above); rerun the same command to run only "
+                "the unfinished shards"
+            )
+    return merge(cfg, count)
+
+
+# ------------------------------------------------------------------------------------------------- the job
+
+
+@dataclass
+class ShardJob:
+    """One shard of a command: what a SLURM array task (or a local worker) runs. Resumable, so a requeue after
+    SIGUSR2 (timeout, preemption) simply runs it again; the interrupted batch is redone."""
+
+    run: Runner
+    cfg: DictConfig
+    shard: Shard
+    device: str | None = None
+    command: str = "library"
+    argv: tuple[str, ...] = ()
+
+    def __call__(self) -> str:
+        begin(f"{self.command}", [*self.argv, f"shard={self.shard}"])
+        cfg = self.cfg.copy()
+        OmegaConf.set_struct(cfg, False)
+        cfg.shard, cfg.launcher, cfg.devices = str(self.shard), "local", None
+        if self.device is not None:
+            cfg.device = self.device
+        self.run(cfg)
+        return str(self.shard)
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """submitit calls this on SIGUSR2; the returned submission is requeued and resumes from the run directory."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _jobs(cfg: DictConfig, run: Runner, shards: list[Shard], devices: list[str | None]) -> list[ShardJob]:
+    invocation = current()
+    return [
+        ShardJob(run, cfg, shard, devices[i % len(devices)], invocation.command, tuple(invocation.argv))
+        for i, shard in enumerate(shards)
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- launchers
+
+
+def launchers() -> list[str]:
+    return ["local", *dict.fromkeys(["slurm", "submitit_local", *available("hydra/launcher")])]
+
+
+def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    """("slurm" | "local", settings): the launcher file over the plugin's defaults, then `launcher_params`."""
+    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+
+    name = str(cfg.launcher)
+    if name not in launchers():
+        raise UserError(f"unknown launcher '{name}'; choose one of: {', '.join(launchers())}")
+    files = [folder / "hydra" / "launcher" / f"{name}.yaml" for folder in search_dirs()]
+    found = next((path for path in files if path.is_file()), None)
+    given = OmegaConf.load(found) if found is not None else OmegaConf.create({})
+    defaults = [str(item) for item in given.pop("defaults", [])] if "defaults" in given else []
+    kind = "local" if name in LOCAL_KINDS or any(d in LOCAL_KINDS for d in defaults) else "slurm"
+    schema = OmegaConf.structured(LocalQueueConf if kind == "local" else SlurmQueueConf)  # types checked
+    try:
+        merged = OmegaConf.merge(schema, given, cfg.get("launcher_params") or {})
+    except Exception as err:  # an unknown or mistyped key, in one line
+        raise UserError(f"launcher {name}: {str(err).splitlines()[0]}") from None
+    settings = OmegaConf.to_container(merged, resolve=False)
+    for key in ("submitit_folder", "_target_"):
+        settings.pop(key, None)  # the run directory decides where logs go
+    settings["name"] = str(given.get("name", "diversity-cli"))  # the plugin's default interpolates hydra.job
+    return kind, settings
+
+
+def make_executor(cfg: DictConfig, folder: Path, name: str):
+    """A submitit executor for the launcher, parameters mapped the way hydra-submitit-launcher maps them."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    kind, settings = launcher_settings(cfg)
+    if kind == "slurm":
+        import shutil
+
+        if shutil.which("sbatch") is None:
+            raise UserError(
+                f"launcher={cfg.launcher} submits SLURM jobs, but sbatch is not on this machine; run on the cluster's "
+                "login node, or use launcher=submitit_local (the same jobs as local processes)"
+            )
+    executor = submitit.AutoExecutor(
+        folder=folder, cluster=kind, **{f"{kind}_max_num_timeout": settings.pop("max_num_timeout", 0)}
+    )
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    settings["name"] = f"diversity-{name}"  # e.g. diversity-generate-64shards in squeue
+    executor.update_parameters(**{key if key in base else f"{kind}_{key}": value for key, value in settings.items()})
+    return executor
+
+
+def run_array(cfg: DictConfig, run: Runner, shards: list[Shard]) -> list[Shard]:
+    """Submit the shards as one array job, wait with a status line, name each failed shard; returns the failed."""
+    out = Path(cfg.out)
+    folder = (out / SHARDS / "logs").resolve()
+    executor = make_executor(cfg, folder / "%j", f"{current().command}-{shards[0].count}shards")
+    jobs = executor.submit_array(_jobs(cfg, run, shards, [None]))
+    write_jobs(out, shards, jobs)
+    console = stderr_console()
+    console.print(f"submitted {len(jobs)} shard(s) through {cfg.launcher} (job {jobs[0].job_id}); logs: {folder}")
+    return wait(jobs, shards, console)
+
+
+def write_jobs(out: Path, shards: list[Shard], jobs: list) -> None:
+    """shards/jobs.json: shard -> job id and log files, for scancel / sacct and for reading a failure."""
+    from ..core.atomic import write_text
+
+    path = out / SHARDS / "jobs.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    for shard, job in zip(shards, jobs, strict=True):
+        record[str(shard)] = {
+            "job_id": str(job.job_id),
+            "stdout": str(job.paths.stdout),
+            "stderr": str(job.paths.stderr),
+        }
+    write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def wait(jobs: list, shards: list[Shard], console, poll_s: float = 2.0) -> list[Shard]:
+    """Poll until every job has ended; one status line whenever the counts change."""
+    ended: dict[int, bool] = {}  # job index -> succeeded
+    unknown_since: dict[str, float] = {}  # job id -> when sacct first did not know it
+    last = ""
+    watcher = getattr(jobs[0], "watcher", None)  # SLURM: one sacct call per poll for every job
+    while len(ended) < len(jobs):
+        if watcher is not None and hasattr(watcher, "update"):
+            try:
+                watcher.update()
+            except Exception:  # sacct can hiccup; the next poll asks again
+                pass
+        states = {}
+        for i, job in enumerate(jobs):
+            if i not in ended and (job.done() or _vanished(job, unknown_since)):
+                ended[i] = job.paths.result_pickle.exists() and job.exception() is None
+                if not ended[i]:
+                    console.print(
+                        f"[red]shard {shards[i]} failed[/] (job {job.job_id}, {_state(job)}): log {job.paths.stderr}"
+                    )
+            states[i] = "done" if ended.get(i) else "failed" if i in ended else _state(job)
+        running = sum(1 for s in states.values() if s == "RUNNING")
+        done = sum(1 for s in states.values() if s == "done")
+        failed = sum(1 for s in states.values() if s == "failed")
+        line = f"shards: {done} done, {running} running, {len(jobs) - done - running - failed} waiting, {failed} failed"
+        if line != last:
+            console.print(line)
+            last = line
+        if len(ended) < len(jobs):
+            time.sleep(poll_s)
+    return [shards[i] for i, ok in sorted(ended.items()) if not ok]
+
+
+def _vanished(job, unknown_since: dict[str, float], grace_s: float = 30.0) -> bool:
+    """An array task cancelled while still pending leaves no record in sacct, so submitit never calls it done:
+    unknown to sacct for `grace_s` and absent from squeue counts as ended (without a result: failed)."""
+    if _state(job) not in ("UNKNOWN", "READY") or job.paths.result_pickle.exists():
+        unknown_since.pop(str(job.job_id), None)
+        return False
+    first = unknown_since.setdefault(str(job.job_id), time.monotonic())
+    if time.monotonic() - first < grace_s or not isinstance(job, _slurm_job_class()):
+        return False
+    import subprocess
+
+    try:
+        queued = subprocess.run(["squeue", "-h", "-j", str(job.job_id)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return queued.returncode != 0 or not queued.stdout.strip()
+
+
+def _slurm_job_class() -> type:
+    from submitit.slurm.slurm import SlurmJob
+
+    return SlurmJob
+
+
+def _state(job) -> str:
+    try:
+        return str(job.state).split()[0]
+    except Exception:  # sacct can hiccup; the next poll asks again
+        return "UNKNOWN"
+
+
+# ----------------------------------------------------------------------------------------------- devices
+
+
+def parse_devices(value: object) -> list[str]:
+    """`cpu:2` -> [cpu, cpu]; `all` -> every visible GPU (one cpu worker without one); a list -> as given."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "all":
+            import torch
+
+            count = torch.cuda.device_count()
+            return [f"cuda:{i}" for i in range(count)] if count else ["cpu"]
+        kind, _, number = text.partition(":")
+        if kind == "cpu" and number.isdigit() and int(number) >= 1:
+            return ["cpu"] * int(number)
+        items = [text]
+    else:
+        items = [str(item) for item in value]  # type: ignore[union-attr]
+    for item in items:
+        kind, _, index = item.partition(":")
+        if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+            raise UserError(
+                f"devices={value}: give cpu:N (N cpu workers), all (every GPU) or a list like [cuda:0,cuda:1]"
+            )
+    return items
+
+
+def run_on_devices(cfg: DictConfig, run: Runner, shards: list[Shard], devices: list[str]) -> list[Shard]:
+    """One worker process per device; the shards go to the devices round-robin. Returns the failed shards."""
+    console = stderr_console()
+    console.print(f"{len(shards)} shard(s) on {len(devices)} worker(s): {', '.join(devices)}")
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    context = get_context("spawn")  # a clean interpreter per worker: no forked torch state
+    pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init, initargs=(threads,)) for _ in devices]
+    try:
+        futures = [pools[i % len(devices)].submit(job) for i, job in enumerate(_jobs(cfg, run, shards, devices))]
+        failed = []
+        for shard, future in zip(shards, futures, strict=True):
+            try:
+                future.result()
+            except UserError:
+                raise
+            except Exception as err:
+                console.print(f"[red]shard {shard} failed[/]: {type(err).__name__}: {err}")
+                failed.append(shard)
+        return failed
+    finally:
+        for pool in pools:
+            pool.shutdown(cancel_futures=True)
+
+
+def _worker_init(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    sys.stdout.flush()

@@ -1,0 +1,65 @@
+"""Shards: one command's cases split over N jobs by case index, and the pieces put back together.
+
+A case is the unit a shard owns whole: a prompt row with all its seeds (a COCO caption for Tables 2 and 4, a prompt
+for Tables 3, D.1, E.1), or, for a metric, a block of a group's rows. Shard I of N takes the contiguous block
+[I*U//N, (I+1)*U//N) of the U cases, so what a case produces never depends on N (an image depends on its prompt
+and seed only), and the blocks read back in order make exactly the unsharded table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from ..core.errors import UserError
+
+SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 0-based
+    count: int
+
+    def block(self, total: int) -> range:
+        """The case indices of this shard among `total` cases."""
+        return range(self.index * total // self.count, (self.index + 1) * total // self.count)
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(value: object) -> Shard | None:
+    """`shard=I/N` (0 <= I < N), `shard=auto` (inside a SLURM array: SLURM_ARRAY_TASK_ID of
+    SLURM_ARRAY_TASK_COUNT; outside one: no shard), or null (no shard)."""
+    if value is None or str(value).strip().lower() in ("", "null", "none"):
+        return None
+    text = str(value).strip()
+    if text == "auto":
+        task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
+        if task is None or count is None:
+            return None
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return _checked(int(task) - first, int(count), f"shard=auto (SLURM_ARRAY_TASK_ID={task} of {count})")
+    match = SHARD.match(text)
+    if not match:
+        raise UserError(f"shard={text}: give I/N (shard I of N, 0 <= I < N, e.g. shard=0/4), auto or null")
+    return _checked(int(match[1]), int(match[2]), f"shard={text}")
+
+
+def _checked(index: int, count: int, what: str) -> Shard:
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"{what}: the shard index must be 0..N-1 with N >= 1")
+    return Shard(index, count)
+
+
+def parse_shard_count(value: object) -> int:
+    """`shards=N`: how many shards a launcher splits the command into."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"shards={value} must be a positive integer (the number of array jobs)")
+    return value

@@ -1,0 +1,205 @@
+"""Sharded runs equal the unsharded run: generation (images byte for byte, one merged table), metric statistics
+merged exactly (FID / IS / CLIP to 1e-10), several local devices, and the launcher's settings and bad input."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from diversity_cli.core.config import compose
+from diversity_cli.core.errors import UserError
+from diversity_cli.core.rundir import RunDir
+from diversity_cli.experiments.shards import Shard, parse_shard
+
+TIMING = ("seconds", "network_seconds")  # wall-clock measurements: the only columns two runs may differ in
+
+
+def table(root) -> list[dict[str, str]]:
+    with (root / "samples.csv").open(newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
+
+
+def same_images(a, b, rows) -> None:
+    for row in rows:
+        assert (a / row["path"]).read_bytes() == (b / row["path"]).read_bytes(), row["path"]
+
+
+def test_shard_blocks_cover_every_case_once_and_parse():
+    for total in (0, 1, 5, 30):
+        for count in (1, 2, 4, 7):
+            blocks = [list(Shard(i, count).block(total)) for i in range(count)]
+            assert sum(blocks, []) == list(range(total))  # contiguous, in order, each case once
+    assert parse_shard("2/4") == Shard(2, 4) and parse_shard(None) is None and parse_shard("null") is None
+
+
+def test_shard_auto_reads_the_slurm_array(monkeypatch):
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert parse_shard("auto") is None  # outside an array: the whole command
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "2")  # --array=2-5: task ids need not start at 0
+    assert parse_shard("auto") == Shard(3, 4)
+
+
+@pytest.mark.parametrize("value", ["4/4", "-1/3", "1/0", "a/b", "3"])
+def test_bad_shard_is_one_line(value):
+    with pytest.raises(UserError, match="shard="):
+        parse_shard(value)
+
+
+def _generate(out, *extra):
+    from diversity_cli.experiments.generation import generate
+
+    cfg = compose("generate", ["method=hybrid", "prompts=data/toy_captions.csv", f"out={out}", *extra])
+    generate(cfg)
+    return cfg
+
+
+def test_sharded_generation_equals_one_process(tmp_path):
+    """Three shards of Table 2's toy captions (one seed each), in an odd order, merged: the unsharded run's images
+    byte for byte and its table row for row; the merge writes the same bytes whatever order shards finished in."""
+    one, sharded = tmp_path / "one", tmp_path / "sharded"
+    common = ["n=1", "limit=7", "batch_size=3"]
+    _generate(one, *common)
+    for index in (2, 0, 1):
+        _generate(sharded, *common, f"shard={index}/3")
+    files = sorted(p.name for p in (sharded / "shards").glob("samples-*.csv"))
+    assert files == ["samples-0-of-3.csv", "samples-1-of-3.csv", "samples-2-of-3.csv"]
+    assert not (sharded / "samples.csv").exists()
+    before_merge = RunDir(sharded).read_samples()  # readers see the union before any merge
+    assert [r["path"] for r in before_merge] == [r["path"] for r in table(one)]
+    RunDir(sharded).merge_shards()
+    assert not list((sharded / "shards").glob("samples-*.csv"))
+    rows = table(one)
+    assert table(sharded) == rows and [int(r["case"]) for r in rows] == list(range(7))
+    same_images(one, sharded, rows)
+
+
+def test_a_prompts_seeds_stay_in_one_shard(tmp_path):
+    """Tables 3, D.1, E.1: n seeds per prompt; shard 1 of 2 owns whole prompts (cases), never half of one."""
+    out = tmp_path / "run"
+    cfg = _generate(out, "n=3", "limit=3", "shard=1/2")
+    rows = RunDir(out, "shards/samples-1-of-2.csv").read_samples()
+    assert {r["case"] for r in rows} == {"1", "2"} and len(rows) == 6
+    assert cfg.n == 3
+
+
+def test_metric_statistics_merge_exactly():
+    """FID / IS / CLIP of 11 images measured whole vs. as three shards of whole batches, merged: equal to 1e-10.
+    The IS logits keep their order (its seeded shuffle depends on it), so swapping two shards must change IS."""
+    from diversity_cli.metrics.quality import (
+        QualityScores,
+        load_clip,
+        load_extractor,
+        merge_states,
+        reference_statistics,
+        scores_from_state,
+    )
+
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (40, 40, 3), generator=generator, dtype=torch.uint8).numpy() for _ in range(11)]
+    prompts = [f"a shape number {i}" for i in range(11)]
+    extractor = load_extractor("tiny_random", torch.device("cpu"))
+    clip = load_clip("tiny_random", torch.device("cpu"))
+    reference, _ = reference_statistics(extractor, [images[:6], images[6:]], {"kind": "test"}, None)
+    batch = 3
+    batches = [(images[i : i + batch], prompts[i : i + batch]) for i in range(0, 11, batch)]
+
+    whole = QualityScores(extractor, reference, clip, is_splits=4)
+    for chunk in batches:
+        whole.update(*chunk)
+    expected = whole.compute(seed=0)
+    assert all(value is not None for value in expected.values())
+
+    states = []
+    for block in ([0], [1, 2], [3]):  # three shards of whole batches
+        part = QualityScores(extractor, reference, clip, is_splits=4)
+        for i in block:
+            part.update(*batches[i])
+        states.append(part.state())
+    merged = scores_from_state(merge_states(states), reference, extractor.num_features, 4, 0)
+    for name, value in expected.items():
+        assert merged[name] == pytest.approx(value, abs=1e-10, rel=0), name
+    swapped = scores_from_state(merge_states([states[1], states[0], states[2]]), reference, 16, 4, 0)
+    assert swapped["is"] != pytest.approx(expected["is"], abs=1e-10)
+
+
+def test_fid_shards_and_merge_write_the_one_process_table(tmp_path):
+    from diversity_cli.experiments.fid import measure_quality, merge_quality, quality_remaining
+
+    out = tmp_path / "run"
+    _generate(out, "n=1", "limit=5")
+    settings = [f"out={out}", "reference=toy", "features=tiny_random", "clip_model=tiny_random", "batch_size=2"]
+    measure_quality(compose("fid", settings))
+    expected = (out / "fid.csv").read_bytes()
+    (out / "fid.csv").unlink()
+    cfg = compose("fid", settings)
+    assert quality_remaining(cfg, Shard(1, 2)) == 1
+    for index in (1, 0):
+        assert measure_quality(compose("fid", [*settings, f"shard={index}/2"])) is None
+    assert quality_remaining(compose("fid", settings), Shard(1, 2)) == 0  # a rerun submits nothing for it
+    merge_quality(compose("fid", settings), 2)
+    assert (out / "fid.csv").read_bytes() == expected
+    assert not list((out / "shards").glob("fid-*.pt"))
+
+
+def test_two_cpu_workers_equal_one(tmp_path):
+    """devices=cpu:2: one worker process per device over the shards, merged: byte-identical to one process."""
+    from diversity_cli.experiments.generation import generate, merge_samples, remaining
+    from diversity_cli.experiments.launch import dispatch
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["method=distilled", "prompts=data/toy_captions.csv", "n=1", "limit=4"]
+    _generate(one, *common[1:], "method=distilled")
+    dispatch(compose("generate", [*common, f"out={two}", "devices=cpu:2"]), generate, remaining, merge_samples)
+    rows = table(one)
+    assert table(two) == rows
+    same_images(one, two, rows)
+
+
+def test_launcher_settings_follow_the_hydra_launcher_files():
+    from diversity_cli.experiments.launch import launcher_settings, parse_devices
+
+    kind, settings = launcher_settings(compose("generate", ["launcher=slurm", "+launcher_params.partition=a100"]))
+    assert kind == "slurm" and settings["partition"] == "a100" and settings["signal_delay_s"] == 90
+    assert settings["max_num_timeout"] >= 1  # submitit requeues a timed-out shard only then
+    kind, _ = launcher_settings(compose("generate", ["launcher=submitit_local"]))
+    assert kind == "local"
+    assert parse_devices("cpu:2") == ["cpu", "cpu"] and parse_devices(["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1"]
+    for bad in ("gpu:2", "cpu:x"):
+        with pytest.raises(UserError, match="devices="):
+            parse_devices(bad)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["launcher=nowhere", "shards=2"], "unknown launcher 'nowhere'"),
+        (["launcher=submitit_local", "shards=0"], "shards=0"),
+        (["launcher=submitit_local", "devices=cpu:2"], "not both"),
+        (["launcher=submitit_local", "+launcher_params.no_such_key=1"], "launcher submitit_local"),
+    ],
+)
+def test_bad_launch_input_fails_in_one_line_before_any_job(cli, tmp_path, args, message):
+    code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", *args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "shards").exists()
+
+
+def test_diversity_shards_by_prompt_merge_into_the_one_process_table(tmp_path):
+    from diversity_cli.experiments.diversity import diversity_remaining, measure_diversity, merge_diversity
+
+    out = tmp_path / "run"
+    _generate(out, "n=3", "limit=3", "method=distilled")
+    settings = [f"out={out}", "metric=[pixel,vendi_pixel]", "bootstrap=20"]
+    measure_diversity(compose("diversity", settings))
+    expected = (out / "diversity.csv").read_bytes()
+    (out / "diversity.csv").unlink()
+    for index in (1, 0):  # 3 prompts over 2 shards: 1 and 2 whole prompts
+        assert measure_diversity(compose("diversity", [*settings, f"shard={index}/2"])) is None
+    assert diversity_remaining(compose("diversity", settings), Shard(0, 2)) == 0
+    assert diversity_remaining(compose("diversity", [*settings, "bootstrap=21"]), Shard(0, 2)) == 1  # other settings
+    merge_diversity(compose("diversity", settings), 2)
+    assert (out / "diversity.csv").read_bytes() == expected
