@@ -255,8 +255,8 @@ def _gaussian_spec(role: str, shift: float, steps: int) -> ModelSpec:
     return spec
 
 
-def _gaussian_error(steps: int = 400, k: int = 200) -> float:
-    """Largest gap between a hybrid run (base shift 3 with its own 400 Euler steps down to the student's σ_k = 0.5,
+def _gaussian_error(steps: int = 200, k: int = 100) -> float:
+    """Largest gap between a hybrid run (base shift 3 with its own 200 Euler steps down to the student's σ_k = 0.5,
     student shift 1) and the exact flow map ε -> MEAN + STD·ε (Euler's own error is O(1/steps))."""
     pair = _GaussianPair()
     pair.name, pair.base, pair.distilled = (
@@ -273,7 +273,7 @@ def _gaussian_error(steps: int = 400, k: int = 200) -> float:
 
 
 def test_a_hybrid_on_a_closed_form_gaussian_flow_lands_on_the_exact_map():
-    assert _gaussian_error() < 1e-2
+    assert _gaussian_error() < 2e-2  # 1.1e-2 measured: Euler's own error at 200 steps
 
 
 # -- mutants these tests must catch -----------------------------------------------------------------------------------
@@ -371,7 +371,7 @@ def test_the_adapter_is_toggled_once_per_role_per_batch(pairs, monkeypatch):
 # -- the commands ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", FLOW_PAIRS)
+@pytest.mark.parametrize("model", ["tiny_flux", "tiny_qwen"])
 def test_generate_runs_a_flow_pair_from_the_command_line(cli, tmp_path, model):
     code, _, err = cli(
         "generate",
@@ -397,9 +397,15 @@ def test_x0viz_and_ablate_run_on_flow_pairs(cli, tmp_path):
     assert code == 0, err
     assert list((tmp_path / "x0").glob("x0_tiny_qwen_*.png")) and (tmp_path / "x0" / "commitment_summary.csv").is_file()
     code, _, err = cli(
-        "ablate", "model=tiny_sd3", "k=1,2", "n=2", "metric=pixel", f"prompt={PROMPT}", f"out={tmp_path / 'ab'}"
+        "ablate", "model=tiny_sd3", "k=1", "n=2", "metric=pixel", f"prompt={PROMPT}", f"out={tmp_path / 'ab'}"
     )
     assert code == 0, err
+    import csv
+
+    with (tmp_path / "ab" / "ablate.csv").open(newline="") as f:
+        rows = {(r["method"], r["k"]): r for r in csv.DictReader(f)}
+    assert {("hybrid", "1"), ("base", ""), ("distilled", "")} <= set(rows)
+    assert rows[("base", "")]["nfe"] == "16"  # 8 base steps with CFG: two evaluations each
 
 
 def test_mutant_a_grid_spaced_in_shifted_time_fails_the_landing_test(pairs, monkeypatch):
