@@ -27,8 +27,8 @@ from ..core.record import record_invocation
 from ..core.rundir import RunDir
 from ..core.schema import check
 from ..core.schemas.diversity import DiversityConfig
-from ..metrics.coverage import PRDC, prdc
-from ..metrics.diversity import PairwiseDiversity, VendiScore
+from ..metrics.coverage import PRDC, prdc, prdc_from_distances
+from ..metrics.diversity import PairwiseDiversity, VendiScore, pairwise_estimate
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
@@ -303,6 +303,30 @@ def embedder_rows(cfg, name: str, embedder: Embedder, groups: list[Group], metri
     return rows
 
 
+def streamed_rows(cfg, name: str, embedder, groups: list[Group], metrics: list[str], notes) -> list[dict]:
+    """Rows of an embedder that hands over distances instead of embeddings (LPIPS: every layer's features of a
+    1024 px image are hundreds of MiB, so only blocks of them ever exist). No Vendi: it needs embeddings."""
+    if any(m.startswith("vendi") and vendi_base(m, cfg) == name for m in metrics):
+        notes.append(f"vendi_{name}: {name} hands over distances, not embeddings; Vendi needs embeddings")
+    rows = []
+    for group in groups:
+        if name not in metrics:
+            continue
+        dist = embedder.distances(group.paths)
+        estimate = pairwise_estimate(dist, int(cfg.bootstrap), float(cfg.ci), int(cfg.seed))
+        rows.append(_row(group, name, estimate.value, estimate.ci_low, estimate.ci_high))
+        k = int(cfg.coverage_k)
+        if not group.reference:
+            continue
+        if len(group.paths) <= k or len(group.reference) <= k:
+            notes.append(f"{group.label}: coverage needs more than coverage_k={k} images in both sets")
+            continue
+        real, cross = embedder.distances(group.reference), embedder.distances(group.reference, group.paths)
+        values = prdc_from_distances(real, dist, cross, k)
+        rows += [_row(group, f"{name}_{key}", values[key]) for key in PRDC]
+    return rows
+
+
 def coverage_rows(cfg, name: str, embedder: Embedder, group: Group, embeddings, table, notes) -> list[dict]:
     if not group.reference:
         return []
@@ -422,7 +446,10 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         options = OmegaConf.to_container(cfg.embedders.get(name) or {}, resolve=True)
         options.setdefault("batch_size", int(cfg.batch_size))
         embedder = get_embedder(name, device, **options)
-        rows += embedder_rows(cfg, name, embedder, groups, metrics, root, notes)
+        if hasattr(embedder, "distances"):  # LPIPS: distances streamed per layer and block, no embeddings kept
+            rows += streamed_rows(cfg, name, embedder, groups, metrics, notes)
+        else:
+            rows += embedder_rows(cfg, name, embedder, groups, metrics, root, notes)
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)

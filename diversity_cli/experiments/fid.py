@@ -61,7 +61,9 @@ def measure_quality(cfg: DictConfig) -> Path | None:
     from ..models.loading import resolve_device
 
     device = resolve_device(cfg.device)
-    extractor = load_extractor(features, device, inception_weights=cfg.inception_weights, resolution=cfg.resolution)
+    extractor = load_extractor(
+        features, device, inception_weights=cfg.inception_weights, resolution=cfg.resolution, resize=cfg.resize
+    )
     clip = load_clip(clip_spec, device)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     batch_size = int(cfg.batch_size)

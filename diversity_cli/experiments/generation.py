@@ -148,8 +148,10 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
         return run.root
 
     from ..sampling.plan import make_plan
+    from ..sampling.record import sampling_settings
+    from ..sampling.sampler import NetworkTimer
 
-    pair = pair or _load(cfg)
+    pair = (pair or _load(cfg)).for_method(cfg.method)  # base-only rows run at the base's own resolution
     device = pair.device
     name = f"{cfg.model.name}_{cfg_tag(cfg)}"
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
@@ -158,7 +160,14 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
-    record_invocation(run.root, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
+    record_invocation(
+        run.root,
+        config=cfg,
+        device=str(device),
+        dtype=str(pair.dtype),
+        models=models,
+        sampling=sampling_settings(pair, probe),
+    )
     run.save_timesteps(name, probe.visits(), [type(s.scheduler).__name__ for s in probe.segments for _ in s.timesteps])
 
     with progress_bar() as progress:
@@ -166,7 +175,10 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
         for start in range(0, len(todo), int(cfg.batch_size)):
             batch = todo[start : start + int(cfg.batch_size)]
             plan = make_plan(pair, cfg.method, **knobs)  # schedulers carry step state: fresh per batch
-            images, seconds = sample_batch(pair, plan, [job.prompt for job in batch], [job.seed for job in batch])
+            timer = NetworkTimer(device)
+            images, seconds = sample_batch(
+                pair, plan, [job.prompt for job in batch], [job.seed for job in batch], timer
+            )
             rows_out = []
             for job in batch:
                 rows_out.append(
@@ -185,6 +197,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
                         "tag": cfg_tag(cfg),
                         "settings": settings,
                         "case": job.case,
+                        "network_seconds": f"{timer.seconds / len(batch):.4f}",
                     }
                 )
             run.write_images([(job.path, image) for job, image in zip(batch, images, strict=True)], rows_out)
@@ -192,16 +205,16 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
     return run.root
 
 
-def sample_batch(pair, plan, prompts: list[str], seeds: list[int]) -> tuple[list, float]:
+def sample_batch(pair, plan, prompts: list[str], seeds: list[int], timer=None) -> tuple[list, float]:
     """PIL images for one batch (one seed per prompt) and the seconds per image: text encoding, both models
-    and decoding included."""
+    and decoding included. A `NetworkTimer` given as `timer` also sums the denoising-network calls alone."""
     import torch
 
     from ..sampling.sampler import sample_latents
 
     began = time.perf_counter()
     conditioning = pair.encode(prompts)
-    latents = sample_latents(plan, conditioning, seeds, pair.latent_shape, pair.device)
+    latents = sample_latents(plan, conditioning, seeds, pair.latent_shape, pair.device, timer=timer)
     images = pair.decode(latents)
     if pair.device.type == "cuda":
         torch.cuda.synchronize()
