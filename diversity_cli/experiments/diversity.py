@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -368,6 +368,28 @@ def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[st
     return rows
 
 
+def adherent_groups(groups: list[Group], device: torch.device, min_n: int, notes: list[str]) -> list[Group]:
+    """Each group cut to the images the toy pair's frozen judge finds on-prompt (`adherent_only=true`), so a
+    diversity number cannot count variety off the prompt; groups left with fewer than `min_n` are skipped."""
+    from ..toy.adherence import select_adherent
+
+    judge = toy_module().load_classifier(device)
+    kept = []
+    for group in groups:
+        if not group.prompt:
+            notes.append(f"{group.label}: adherent_only needs the prompt (images=: add prompt=...); skipped")
+            continue
+        paths = select_adherent(group.paths, group.prompt, judge)
+        notes.append(f"{group.label}: adherent_only kept {len(paths)} of {len(group.paths)} images")
+        if len(paths) < min_n:
+            notes.append(f"skipped {group.label}: {len(paths)} on-prompt image(s) < min_n={min_n}")
+            continue
+        kept.append(replace(group, paths=paths))
+    if not kept:
+        raise UserError(f"adherent_only: no group has at least min_n={min_n} on-prompt images; nothing to measure")
+    return kept
+
+
 CLIP_SCORE_MODEL = DEFAULT_CLIP  # the published CLIP score's model, as `fid` uses it (from the local HF cache)
 
 
@@ -438,6 +460,10 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
             return save_shard_rows(root, shard, fingerprint, [])
 
     device = _device(str(cfg.device))
+    adherence: list[dict] = []
+    if cfg.adherent_only:  # adherence over every image first, then diversity over the on-prompt ones only
+        adherence = toy_adherence_rows(groups, device, notes)
+        groups = adherent_groups(groups, device, min_n, notes)
     wanted = [m for m in metrics if m in EMBEDDERS]
     wanted += [vendi_base(m, cfg) for m in metrics if m.startswith("vendi")]
     rows: list[dict] = []
@@ -453,7 +479,9 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
-    if "toy_adherence" in metrics or "toy_features" in metrics:  # toy diversity never comes without it
+    if cfg.adherent_only:  # every number measured on the kept images says so; adherence is over all of them
+        rows = [{**row, "metric": f"{row['metric']}@adherent"} for row in rows] + adherence
+    elif "toy_adherence" in metrics or "toy_features" in metrics:  # toy diversity never comes without it
         rows += toy_adherence_rows(groups, device, notes)
     if "clip_score" in metrics:
         rows += clip_score_rows(groups, device, int(cfg.batch_size), notes)

@@ -36,7 +36,11 @@ class Adam:
 
 @dataclass
 class TeacherOde:
-    steps: int = integer("teacher DDIM steps anchor_k counts (null: the base's own)", 1, null=True)
+    steps: int = integer(
+        "teacher DDIM steps anchor_k counts (null: the base's own; dp_dmd needs a number: 8 puts anchor_k=2 at t=749)",
+        1,
+        null=True,
+    )
     guidance: float = number("CFG of the teacher's ODE (null: teacher_guidance)", 0, null=True)
     overrides: Any = anything("scheduler config overrides of the teacher's DDIM")
 

@@ -93,5 +93,6 @@ class DiversityConfig:
     devices: Any = anything("cpu:N | all | [cuda:0,cuda:1]: one local worker per device over the shards | null")
     launcher_params: Any = anything("per-run cluster settings over the launcher file")
     min_n: int = integer("groups with fewer images are skipped", 2)
+    adherent_only: bool = flag("toy: diversity over the on-prompt images only (metric@adherent)")
     cache: bool = flag("keep embeddings per image in <out>/.cache")
     embedders: Embedders = section(Embedders, "settings of each embedder")
