@@ -151,7 +151,7 @@ def test_two_cpu_workers_equal_one(tmp_path):
     from diversity_cli.experiments.launch import dispatch
 
     one, two = tmp_path / "one", tmp_path / "two"
-    common = ["method=distilled", "prompts=data/toy_captions.csv", "n=1", "limit=4"]
+    common = ["method=distilled", "prompts=data/toy_captions.csv", "n=1", "limit=2"]
     _generate(one, *common[1:], "method=distilled")
     dispatch(compose("generate", [*common, f"out={two}", "devices=cpu:2"]), generate, remaining, merge_samples)
     rows = table(one)

@@ -52,8 +52,13 @@ def cancel(out: Path, shard: str) -> str:
         assert time.monotonic() < deadline, "the launcher wrote no shards/jobs.json"
         time.sleep(0.2)
     job_id = json.loads(jobs.read_text())[shard]["job_id"]
-    if LAUNCHER == "submitit_local":
-        os.kill(int(job_id), signal.SIGKILL)  # a local job's id is its process id
+    if LAUNCHER == "submitit_local":  # the job id is submitit's controller process; the shard runs in its child
+        children = Path(f"/proc/{job_id}/task/{job_id}/children")
+        while not children.is_file() or not children.read_text().split():
+            assert time.monotonic() < deadline, f"local job {job_id} started no task"
+            time.sleep(0.05)
+        for pid in [*children.read_text().split(), job_id]:
+            os.kill(int(pid), signal.SIGKILL)
         return job_id
     while subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip() != (
         "RUNNING"
@@ -82,6 +87,7 @@ def test_table2_as_four_array_shards_one_cancelled_and_rerun(tmp_path):
     first = cli("generate", *launch)
     job_id = cancel(sharded, "0/4")
     _, err = first.communicate(timeout=600)
+    first_err = err
     assert first.returncode == 2, err
     assert "shard 0/4 failed" in err and "shards/logs" in err, err  # one line naming the shard and its log
     assert "1 of 4 shard(s) failed" in err and not (sharded / "samples.csv").exists()
@@ -89,7 +95,7 @@ def test_table2_as_four_array_shards_one_cancelled_and_rerun(tmp_path):
     rerun = cli("generate", *launch)
     _, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err
-    assert "1 of 4 shard(s) have work left" in err, err  # only the cancelled shard ran again
+    assert "1 of 4 shard(s) have work left" in err, (first_err, err)  # only the cancelled shard ran again
     assert json.loads((sharded / "shards" / "jobs.json").read_text())["0/4"]["job_id"] != job_id
 
     rows = table(one)
