@@ -151,10 +151,11 @@ def save_shard_state(root: Path, shard: Shard, fingerprint: str, states: dict, n
 def quality_remaining(cfg: DictConfig, shard: Shard) -> int:
     """0 when shard `shard` already saved statistics for these settings and images, else 1."""
     apply_defaults(cfg)
+    groups = sample_groups(RunDir(cfg.out), cfg.tags)
+    reference_sets(cfg, groups)  # a bad reference fails here, on the login node, not in every shard
     path = shard_state_path(Path(cfg.out), shard)
     if not path.is_file():
         return 1
-    groups = sample_groups(RunDir(cfg.out), cfg.tags)
     saved = torch.load(path, map_location="cpu", weights_only=True)
     return 0 if saved.get("fingerprint") == shard_fingerprint(cfg, groups) else 1
 
