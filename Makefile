@@ -20,7 +20,7 @@ test:
 test-readme:
 	DIVERSITY_CLI_README=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/test_readme.py -q $(PYTEST_ARGS)
 
-# Fault injection (tests/test_faults.py; 1551 s on a shared 2-core machine at load 12): kill -9 at random points of
+# Fault injection (tests/test_faults.py; 390 s on a shared 2-core machine): kill -9 at random points of
 # generate, distill and fid, then rerun: outputs byte-identical to an uninterrupted run; two generate on one out.
 test-faults:
 	DIVERSITY_CLI_FAULTS=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_faults.py $(PYTEST_ARGS)

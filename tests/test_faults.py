@@ -2,9 +2,10 @@
 `fid`, then rerun until done: the outputs equal an uninterrupted run's byte for byte, with no row lost or
 duplicated; and two `generate` processes at once on one run directory.
 
-Each command runs as a real process (`python -m diversity_cli`). A kill lands at a random moment (seeded) between
-the first file written and the uninterrupted run's duration, so it hits image writes, row appends, checkpoint saves
-and log rewrites alike. Skipped unless DIVERSITY_CLI_FAULTS=1 (the make target sets it)."""
+Each command runs as a real process (`python -m diversity_cli`). A kill lands at a random moment (seeded) of the
+work still to do, timed from the uninterrupted run's first to last row (images for generate, iterations for
+distill), so it hits image writes, row appends, checkpoint saves and log rewrites alike; fid, which writes once at
+the end, is killed anywhere in its run. Skipped unless DIVERSITY_CLI_FAULTS=1 (the make target sets it)."""
 
 from __future__ import annotations
 
@@ -37,13 +38,22 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def _killed(args: tuple[str, ...], started: Path, delay: float) -> bool:
-    """Start the command, wait for `started` to appear (its first output), sleep `delay`, kill -9.
-    False when it finished before the kill."""
+def _lines(path: Path) -> int:
+    """Complete lines written so far (the header included), 0 before the file exists."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _killed(args: tuple[str, ...], progress: Path | None, delay: float) -> bool:
+    """Start the command; once it has added a line to `progress` (its work is under way: images, iterations),
+    sleep `delay` and kill -9. False when it had finished (or had nothing to do) before the kill."""
     process = subprocess.Popen(_command(*args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    if progress is not None:
+        before, deadline = _lines(progress), time.monotonic() + 300
+        while _lines(progress) <= before and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
     time.sleep(delay)
     if process.poll() is not None:
         return False
@@ -52,10 +62,19 @@ def _killed(args: tuple[str, ...], started: Path, delay: float) -> bool:
     return True
 
 
-def _timed(*args: str) -> float:
+def _work_span(args: tuple[str, ...], progress: Path, rows: int) -> float:
+    """An uninterrupted run; the seconds from its first row in `progress` to its last (`rows` rows): the window
+    the kills are drawn from, so that they land while images, rows and checkpoints are being written."""
+    process = subprocess.Popen(_command(*args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while _lines(progress) < 2 and process.poll() is None:
+        time.sleep(0.01)
     began = time.monotonic()
-    _run(*args)
-    return time.monotonic() - began
+    while _lines(progress) < rows + 1 and process.poll() is None:
+        time.sleep(0.01)
+    span = time.monotonic() - began
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-2000:]
+    return span
 
 
 def _rows(path: Path, timings: bool = False) -> list[tuple]:
@@ -70,35 +89,36 @@ def _files(root: Path, pattern: str) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob(pattern)) if p.is_file()}
 
 
-def _kill_and_resume(args: tuple[str, ...], out: Path, started: str, span: float, seed: int) -> int:
-    """Two kill -9 at random moments, then a run to the end; returns how many kills hit a running process."""
+def _kill_and_resume(args: tuple[str, ...], out: Path, progress: str, rows: int, span: float, seed: int) -> int:
+    """Two kill -9 at random moments of the work still to do (a fraction of `span` by the rows already in
+    `progress`), then a run to the end; returns how many kills hit a running process."""
     rng = random.Random(seed)
     hits = 0
     for _ in range(2):
-        hits += _killed((*args, f"out={out}"), out / started, rng.uniform(0.0, span))
+        left = max(rows + 1 - _lines(out / progress), 1) / rows
+        hits += _killed((*args, f"out={out}"), out / progress, rng.uniform(0.0, span * left))
     _run(*args, f"out={out}")
     return hits
 
 
 # --- generate ------------------------------------------------------------------------------------------------------
 
-GENERATE = ("generate", "model=tiny_sd", "prompt=a red circle", "n=12", "batch_size=2")
+GENERATE = ("generate", "model=tiny_sd", "prompt=a red circle", "n=24", "batch_size=1")  # 24 writes of a row
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> tuple[Path, float]:
     out = tmp_path_factory.mktemp("generate") / "straight"
-    seconds = _timed(*GENERATE, f"out={out}")
-    return out, seconds
+    return out, _work_span((*GENERATE, f"out={out}"), out / "samples.csv", 24)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_generate_killed_at_random_points_resumes_to_the_same_images_and_rows(generated, tmp_path, seed):
     straight, seconds = generated
     out = tmp_path / "killed"
-    assert _kill_and_resume(GENERATE, out, "run.json", seconds * 0.8, seed) >= 1  # a kill landed mid-run
+    assert _kill_and_resume(GENERATE, out, "samples.csv", 24, seconds, seed) >= 1  # a kill landed mid-run
     raw = _rows(out / "samples.csv")
-    assert len(raw) == len({dict(row)["path"] for row in raw}) == 12  # nothing lost, nothing twice
+    assert len(raw) == len({dict(row)["path"] for row in raw}) == 24  # nothing lost, nothing twice
     assert sorted(raw) == sorted(_rows(straight / "samples.csv"))
     assert _files(out, "*.png") == _files(straight, "*.png")
 
@@ -114,7 +134,7 @@ def test_two_generate_processes_on_one_run_directory_write_each_image_once(gener
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-2000:]
     raw = _rows(out / "samples.csv")
-    assert len(raw) == 12 and sorted(raw) == sorted(_rows(straight / "samples.csv"))
+    assert len(raw) == 24 and sorted(raw) == sorted(_rows(straight / "samples.csv"))
     assert _files(out, "*.png") == _files(straight, "*.png")
 
 
@@ -135,15 +155,14 @@ def _distill(prompts: Path) -> tuple[str, ...]:
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory, prompts) -> tuple[Path, float]:
     out = tmp_path_factory.mktemp("distill") / "straight"
-    seconds = _timed(*_distill(prompts), f"out={out}")
-    return out, seconds
+    return out, _work_span((*_distill(prompts), f"out={out}"), out / "log.csv", 5)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_distill_killed_at_random_points_resumes_to_the_same_student(distilled, prompts, tmp_path, seed):
     straight, seconds = distilled
     out = tmp_path / "killed"
-    assert _kill_and_resume(_distill(prompts), out, "run.json", seconds * 0.8, seed) >= 1
+    assert _kill_and_resume(_distill(prompts), out, "log.csv", 5, seconds, seed) >= 1
     student = "student/diffusion_pytorch_model.safetensors"
     assert (out / student).read_bytes() == (straight / student).read_bytes()
     log = _rows(out / "log.csv")
@@ -169,8 +188,9 @@ def measured(tmp_path_factory, generated) -> tuple[Path, tuple[str, ...], float]
     args = ("fid", f"reference={reference}", "features=tiny_random", "clip_model=null", f"cache_dir={root / 'cache'}")
     straight = root / "straight"
     shutil.copytree(generated[0], straight)
-    seconds = _timed(*args, f"out={straight}")
-    return straight, args, seconds
+    began = time.monotonic()
+    _run(*args, f"out={straight}")
+    return straight, args, time.monotonic() - began
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -180,7 +200,8 @@ def test_fid_killed_at_random_points_gives_the_same_table(measured, generated, t
     shutil.copytree(generated[0], out)
     (out / "fid.csv").unlink(missing_ok=True)
     rng = random.Random(seed)
-    hits = sum(_killed((*args, f"out={out}"), out / "samples.csv", rng.uniform(0.0, seconds * 0.8)) for _ in range(2))
+    # fid writes once, at the end: kills over its whole run (loading, reading, scoring, writing fid.csv)
+    hits = sum(_killed((*args, f"out={out}"), None, rng.uniform(0.0, seconds * 0.9)) for _ in range(2))
     assert hits >= 1
     _run(*args, f"out={out}")
     assert _rows(out / "fid.csv", timings=True) == _rows(straight / "fid.csv", timings=True)
