@@ -203,3 +203,42 @@ def test_diversity_shards_by_prompt_merge_into_the_one_process_table(tmp_path):
     assert diversity_remaining(compose("diversity", [*settings, "bootstrap=21"]), Shard(0, 2)) == 1  # other settings
     merge_diversity(compose("diversity", settings), 2)
     assert (out / "diversity.csv").read_bytes() == expected
+
+
+def test_sigusr2_waits_for_the_batch_then_hands_over_to_submitit(tmp_path):
+    """In a shard job, SIGUSR2 (time limit near) is held where it arrives and handed to submitit's handler (here a
+    stand-in that stops the run, as its requeue does) at the end of the batch, once its images and rows are written."""
+    import os
+    import signal
+
+    from diversity_cli.experiments.generation import generate
+    from diversity_cli.experiments.launch import ShardJob
+    from diversity_cli.experiments.shards import on_batch_done
+
+    calls = []
+
+    class Requeued(Exception):
+        pass
+
+    def submitit_handler(signum, frame):
+        calls.append(len(RunDir(tmp_path / "run", "shards/samples-0-of-1.csv").read_samples()))
+        raise Requeued
+
+    batches, right_after = [], []
+
+    def send_after_first_batch():
+        batches.append(1)
+        if len(batches) == 1:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            right_after.append(len(calls))  # an unheld handler would already have run here
+
+    previous = signal.signal(signal.SIGUSR2, submitit_handler)
+    cfg = compose("generate", ["method=distilled", "n=4", "batch_size=1", f"out={tmp_path / 'run'}"])
+    try:
+        with on_batch_done(send_after_first_batch), pytest.raises(Requeued):
+            ShardJob(generate, cfg, Shard(0, 1), batched=True)()
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert right_after == [0]  # held, not run where it arrived
+    assert calls == [1] and len(batches) == 1  # handed over at the batch end, its row written, no further batch
+    assert signal.getsignal(signal.SIGUSR2) is previous

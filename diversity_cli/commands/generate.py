@@ -11,4 +11,4 @@ from ..experiments.launch import dispatch
 
 
 def run(cfg: DictConfig) -> Path:
-    return dispatch(cfg, generate, remaining, merge_samples)  # shards through launcher= / devices=, or in-process
+    return dispatch(cfg, generate, remaining, merge_samples, batched=True)  # shards (launcher=, devices=) or here

@@ -21,7 +21,7 @@ from ..core.schemas.generate import GenerateConfig
 from ..models.provenance import pair_provenance
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
-from .shards import Shard, parse_shard
+from .shards import Shard, batch_done, parse_shard
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
                 )
             run.write_images([(job.path, image) for job, image in zip(batch, images, strict=True)], rows_out)
             progress.advance(task, len(batch))
+            batch_done()  # a shard job told to stop (SIGUSR2) checkpoints and requeues here, between batches
     return run.root
 
 

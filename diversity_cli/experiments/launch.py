@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -31,7 +34,7 @@ from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.record import begin, current
 from ..core.rundir import SHARDS
-from .shards import Shard, parse_shard, parse_shard_count
+from .shards import Shard, on_batch_done, parse_shard, parse_shard_count
 
 Runner = Callable[[DictConfig], Any]
 Remaining = Callable[[DictConfig, Shard], "int | None"]
@@ -47,8 +50,9 @@ def wants_launch(cfg: DictConfig) -> bool:
     return str(cfg.get("launcher", "local")) != "local" or cfg.get("devices") is not None
 
 
-def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge) -> Any:
-    """`run(cfg)` itself, or its shards through the launcher / devices followed by `merge(cfg, shards)`."""
+def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, batched: bool = False) -> Any:
+    """`run(cfg)` itself, or its shards through the launcher / devices followed by `merge(cfg, shards)`.
+    `batched`: `run` calls `shards.batch_done()` after every batch, so SIGUSR2 can wait for the batch to end."""
     if not wants_launch(cfg):
         return run(cfg)
     count = parse_shard_count(cfg.get("shards", 1))
@@ -65,7 +69,7 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge) -
         if devices:
             failed = run_on_devices(cfg, run, todo, devices)
         else:
-            failed = run_array(cfg, run, todo)
+            failed = run_array(cfg, run, todo, batched)
         if failed:
             raise UserError(
                 f"{len(failed)} of {len(todo)} shard(s) failed (lines above); rerun the same command to run only "
@@ -88,6 +92,7 @@ class ShardJob:
     device: str | None = None
     command: str = "library"
     argv: tuple[str, ...] = ()
+    batched: bool = False  # run calls shards.batch_done(): SIGUSR2 is held until the current batch is written
 
     def __call__(self) -> str:
         begin(f"{self.command}", [*self.argv, f"shard={self.shard}"])
@@ -96,7 +101,8 @@ class ShardJob:
         cfg.shard, cfg.launcher, cfg.devices = str(self.shard), "local", None
         if self.device is not None:
             cfg.device = self.device
-        self.run(cfg)
+        with _usr2_between_batches(self.batched):
+            self.run(cfg)
         return str(self.shard)
 
     def checkpoint(self, *args: Any, **kwargs: Any):
@@ -106,10 +112,38 @@ class ShardJob:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def _jobs(cfg: DictConfig, run: Runner, shards: list[Shard], devices: list[str | None]) -> list[ShardJob]:
+@contextmanager
+def _usr2_between_batches(batched: bool) -> Iterator[None]:
+    """submitit's SIGUSR2 handler checkpoints, requeues and exits at once, in the middle of a batch. For a batched
+    command the signal is held instead and handed to that handler when the current batch has been written
+    (`shards.batch_done`); a run that ends first simply finishes."""
+    previous = signal.getsignal(signal.SIGUSR2)
+    if not batched or not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append((signum, frame))
+
+    def release() -> None:
+        if received:
+            previous(*received[0])  # submitit: checkpoint, requeue, exit
+
+    signal.signal(signal.SIGUSR2, hold)
+    try:
+        with on_batch_done(release):
+            yield
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def _jobs(
+    cfg: DictConfig, run: Runner, shards: list[Shard], devices: list[str | None], batched: bool = False
+) -> list[ShardJob]:
     invocation = current()
     return [
-        ShardJob(run, cfg, shard, devices[i % len(devices)], invocation.command, tuple(invocation.argv))
+        ShardJob(run, cfg, shard, devices[i % len(devices)], invocation.command, tuple(invocation.argv), batched)
         for i, shard in enumerate(shards)
     ]
 
@@ -168,12 +202,12 @@ def make_executor(cfg: DictConfig, folder: Path, name: str):
     return executor
 
 
-def run_array(cfg: DictConfig, run: Runner, shards: list[Shard]) -> list[Shard]:
+def run_array(cfg: DictConfig, run: Runner, shards: list[Shard], batched: bool = False) -> list[Shard]:
     """Submit the shards as one array job, wait with a status line, name each failed shard; returns the failed."""
     out = Path(cfg.out)
     folder = (out / SHARDS / "logs").resolve()
     executor = make_executor(cfg, folder / "%j", f"{current().command}-{shards[0].count}shards")
-    jobs = executor.submit_array(_jobs(cfg, run, shards, [None]))
+    jobs = executor.submit_array(_jobs(cfg, run, shards, [None], batched))
     write_jobs(out, shards, jobs)
     console = stderr_console()
     console.print(f"submitted {len(jobs)} shard(s) through {cfg.launcher} (job {jobs[0].job_id}); logs: {folder}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..core.errors import UserError
@@ -63,3 +65,23 @@ def parse_shard_count(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UserError(f"shards={value} must be a positive integer (the number of array jobs)")
     return value
+
+
+_after_batch: list[Callable[[], None]] = []  # set by a shard job (`launch.ShardJob`) for the time it runs
+
+
+def batch_done() -> None:
+    """A command calls this after each finished batch (its images and rows written): the point where a shard job
+    that received SIGUSR2 (time limit near, preemption) checkpoints and requeues without losing work."""
+    for hook in list(_after_batch):
+        hook()
+
+
+@contextmanager
+def on_batch_done(hook: Callable[[], None]) -> Iterator[None]:
+    """Call `hook` at every `batch_done()` while inside the block."""
+    _after_batch.append(hook)
+    try:
+        yield
+    finally:
+        _after_batch.remove(hook)
