@@ -291,3 +291,11 @@ def test_training_captions_never_name_the_concept_and_slider_pairs_differ_only_i
     corner = big[:, :1, :1].astype(int)
     area = lambda images: (np.abs(images.astype(int) - corner).sum(-1) > 60).sum(axis=(1, 2))  # noqa: E731
     assert (area(big) > area(small)).mean() > 0.9
+
+
+def test_a_lora_distilled_pair_is_refused_before_loading(cli, tmp_path, lora_file):
+    # Its student is an adapter on the base network: a transferred adapter would be switched off with it.
+    out = tmp_path / "run"
+    code, _, err = cli("transfer-lora", "model=tiny_sdxl_lora", f"adapter={lora_file.parent}", f"out={out}")
+    assert code == 2 and "LoRA on the base network" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -23,15 +23,16 @@ def is_lora(model: DictConfig, role: str) -> bool:
     return bool(model[role].get("network", {}).get("lora") or model[role].get("lora"))
 
 
-def has_adapters(network: torch.nn.Module) -> bool:
-    return bool(getattr(network, "peft_config", None))
+def has_distillation_adapter(network: torch.nn.Module) -> bool:
+    return ADAPTER in (getattr(network, "peft_config", None) or {})
 
 
 def activate(spec: ModelSpec) -> None:
-    """Make `spec.network` compute `spec`'s model: its adapter on, or every adapter off (the base). A network
-    without adapters is left alone."""
+    """Make `spec.network` compute `spec`'s model: on an adapter-distilled pair's shared network, its adapter on
+    (the student) or off (the base). Any other network is left alone: an adapter a user applied to it (a LoRA or
+    slider transferred by `transfer-lora`) must stay on for both roles."""
     network = spec.network
-    if not has_adapters(network):
+    if not has_distillation_adapter(network):
         if spec.adapter:
             raise UserError(f"{spec.label}: adapter '{spec.adapter}' is configured but the network has no adapters")
         return
