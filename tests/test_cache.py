@@ -218,6 +218,8 @@ def test_commitment_cache_misses_when_the_model_is_retrained_in_place(tiny_pairs
         patch.setattr(autok, "packages", lambda *names: {name: "0.0" for name in names})
         autok.resolve_k(pair, cfg, measure)
     assert len(calls) == 3  # another diffusers / torch
+    autok.resolve_k(pair, cfg, measure, ["another judge"])
+    assert len(calls) == 4  # the distances measured by a network with other weights
 
 
 # ------------------------------------------------------------------------------------------- cache command

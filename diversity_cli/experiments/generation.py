@@ -124,10 +124,14 @@ def generate(cfg: DictConfig) -> Path:
     rows = _prompt_rows(cfg)
     pair = None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
+        from ..core.fingerprint import weights_fingerprint
         from ..sampling.autok import resolve_k
 
         pair = _load(cfg)
-        cfg.k, record = resolve_k(pair, cfg, lambda: _measure_commitment(pair, cfg))
+        embedder = _commitment_judge(pair, cfg)  # loaded before the cache: its weights are part of the key
+        cfg.k, record = resolve_k(
+            pair, cfg, lambda: _measure_commitment(pair, cfg, embedder), weights_fingerprint(embedder.weights)
+        )
         stderr_console().print(
             f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
             f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g})"
@@ -222,11 +226,16 @@ def sample_batch(pair, plan, prompts: list[str], seeds: list[int], timer=None) -
     return images, (time.perf_counter() - began) / len(prompts)
 
 
-def _measure_commitment(pair, cfg: DictConfig) -> dict:
-    from ..metrics.embedders import get_embedder, pairwise_distances
+def _commitment_judge(pair, cfg: DictConfig):
+    from ..metrics.embedders import get_embedder
+
+    return get_embedder(cfg.auto_k.metric, pair.device)
+
+
+def _measure_commitment(pair, cfg: DictConfig, embedder) -> dict:
+    from ..metrics.embedders import pairwise_distances
     from ..sampling.autok import measure_base_commitment
 
-    embedder = get_embedder(cfg.auto_k.metric, pair.device)
     return measure_base_commitment(pair, cfg.auto_k, embedder, partial(pairwise_distances, kind=embedder.distance))
 
 

@@ -26,12 +26,15 @@ def k_from_commitment(distilled_timesteps: list[int], committed_timestep: int) -
     return min(max(above, 1), len(distilled_timesteps) - 1)
 
 
-def resolve_k(pair, cfg: DictConfig, measure: Callable[[], dict]) -> tuple[int, dict]:
+def resolve_k(
+    pair, cfg: DictConfig, measure: Callable[[], dict], judge_weights: list[str] | None = None
+) -> tuple[int, dict]:
     """The k for `cfg.model`'s pair, with the cached base commitment it came from; `measure()` makes that record
-    (see `measure_base_commitment`) when it is not cached."""
+    (see `measure_base_commitment`) when it is not cached. `judge_weights`: hashes of the weights of the network
+    that measures the distances (another judge, another curve)."""
     from .plan import natural_scheduler
 
-    key = commitment_key(pair, cfg)
+    key = commitment_key(pair, cfg, judge_weights or [])
     path = cache_dir("commitment") / f"{cfg.model.name}-{digest(key)}.json"
     record = _read(path, key)
     if record is None:
@@ -49,9 +52,10 @@ def resolve_k(pair, cfg: DictConfig, measure: Callable[[], dict]) -> tuple[int, 
 COMMITMENT_PACKAGES = ("diversity-cli", "torch", "diffusers", "transformers", "numpy", "pillow")
 
 
-def commitment_key(pair, cfg: DictConfig) -> dict:
+def commitment_key(pair, cfg: DictConfig, judge_weights: list[str]) -> dict:
     """What the base's commitment depends on: the model config, the `auto_k` settings, the bytes of the base's
-    weights and of the shared components (retraining a model in place is a miss), and library versions."""
+    weights and of the shared components (retraining a model in place is a miss), the weights of the network that
+    measures the distance, and library versions."""
     from ..models.provenance import pair_weights_hash
 
     return {
@@ -59,6 +63,7 @@ def commitment_key(pair, cfg: DictConfig) -> dict:
         "auto_k": OmegaConf.to_container(cfg.auto_k, resolve=True),
         "weights": pair_weights_hash(cfg.model, pair),
         "dtype": str(getattr(pair, "dtype", "")),
+        "judge": judge_weights,
         "packages": packages(*COMMITMENT_PACKAGES),
     }
 
