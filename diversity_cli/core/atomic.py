@@ -6,11 +6,17 @@ Everything is written to a temporary file in the same folder, flushed to disk, t
 
 from __future__ import annotations
 
+import glob
 import os
+import platform
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# This machine in temporaries' names (dots would split the name's fields).
+HOST = re.sub(r"[^A-Za-z0-9_-]", "_", platform.node()) or "host"
 
 
 @contextmanager
@@ -19,7 +25,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     `path`, on error it is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    _remove_stale(path)
+    owner = f".{path.name}.{HOST}.{os.getpid()}."  # whose temporary: a killed writer's is removed by the next one
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=owner, suffix=".tmp" + path.suffix)
     os.close(handle)
     os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the file gets the mode any new file would
     temporary = Path(name)
@@ -30,6 +38,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _remove_stale(path: Path) -> None:
+    """Temporaries of `path` left by a writer on this host that no longer runs (killed with -9: no cleanup ran).
+    A live writer's are kept (two processes may write the same file), and so are other hosts' on a shared file
+    system, whose processes cannot be seen from here."""
+    mine = f".{path.name}.{HOST}."
+    for stale in path.parent.glob(glob.escape(mine) + "*.tmp*"):
+        pid = stale.name[len(mine) :].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
