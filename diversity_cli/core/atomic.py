@@ -44,11 +44,33 @@ def _remove_stale(path: Path) -> None:
     """Temporaries of `path` left by a writer on this host that no longer runs (killed with -9: no cleanup ran).
     A live writer's are kept (two processes may write the same file), and so are other hosts' on a shared file
     system, whose processes cannot be seen from here."""
-    mine = f".{path.name}.{HOST}."
-    for stale in path.parent.glob(glob.escape(mine) + "*.tmp*"):
-        pid = stale.name[len(mine) :].split(".", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+    for stale in path.parent.glob(glob.escape(f".{path.name}.{HOST}.") + "*.tmp*"):
+        if _dead_writer(stale.name):
             stale.unlink(missing_ok=True)
+
+
+# `.<target>.<host>.<pid>.<mkstemp's random part>.tmp<target's suffix>`, as `atomic_path` names its temporaries
+_TEMPORARY = re.compile(r"\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[^./]*)?")
+
+
+def _dead_writer(name: str) -> bool:
+    """Whether `name` is a temporary of a writer on this host that no longer runs."""
+    found = _TEMPORARY.fullmatch(name)
+    return bool(found) and found["host"] == HOST and not _running(int(found["pid"]))
+
+
+def remove_dead_temporaries(root: str | Path) -> list[Path]:
+    """Every temporary under `root` (at any depth, never through a symbolic link) whose writer on this host no
+    longer runs: what a `kill -9` left of writes to files this one may never write again (another n, another
+    method), so the next write of the same file would not remove it. Live writers' and other hosts' stay."""
+    removed = []
+    for folder, _, names in os.walk(root):  # os.walk does not descend into linked folders
+        for name in names:
+            path = Path(folder) / name
+            if _dead_writer(name) and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _running(pid: int) -> bool:

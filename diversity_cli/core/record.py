@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text
+from .atomic import remove_dead_temporaries, write_text
 from .marker import RunMarker
 
 RECORDS = "runs"
@@ -73,7 +73,8 @@ def record_invocation(root: str | Path, **sections: Any) -> Path:
     invocation = current()
     root = Path(root)
     key = root.resolve()
-    if key not in invocation.files:
+    first = key not in invocation.files
+    if first:
         stamp = invocation.started.strftime("%Y%m%dT%H%M%S.%fZ")
         invocation.files[key] = root / RECORDS / f"{stamp}-{invocation.command}-{os.getpid()}.json"
         invocation.sections[key] = _header(invocation)
@@ -82,6 +83,8 @@ def record_invocation(root: str | Path, **sections: Any) -> Path:
     path = invocation.files[key]
     marker = RunMarker(root)
     marker.claim()
+    if first:  # every command records here: what writers killed with -9 left in the directory goes now
+        remove_dead_temporaries(root)
     _write_json(path, body)
     rel = f"{RECORDS}/{path.name}"
     if rel not in marker.files():

@@ -10,16 +10,14 @@ import contextlib
 import csv
 import io
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_bytes
+from .atomic import atomic_path, remove_dead_temporaries, write_bytes
 from .errors import UserError
 from .marker import RunMarker, contained, directory_lock, refuse_foreign, relative
 from .samples import append_rows, parse, rewrite, writer_lock
@@ -61,12 +59,17 @@ class RunDir:
         self.lock_wait = lock_wait  # for the writer's lock: seconds (None: as long as it takes, 0: refuse at once)
         self.marker = RunMarker(self.root)
         self._holding = 0  # depth of `writing()` in this process
+        self._swept = False  # dead writers' temporaries removed (once per opening of the directory)
 
     # -- ownership and locking (run.json, see core/marker.py) ----------------------------------------------------
     def claim(self) -> None:
-        """Mark the folder as a run directory (a folder from before run.json adopts what it holds of ours)."""
+        """Mark the folder as a run directory (a folder from before run.json adopts what it holds of ours); on the
+        first claim, remove the temporaries writers killed with -9 left anywhere in it (`remove_dead_temporaries`)."""
         if self.marker.read() is None:
             self.marker.claim()  # a folder from before run.json: adopts what it holds of ours (`legacy_files`)
+        if not self._swept:
+            remove_dead_temporaries(self.root)
+            self._swept = True
         if self.samples_csv.exists() or self.samples_csv.is_symlink():
             refuse_foreign(self.root, self.writer, self.writer in self.marker.files())
 
@@ -125,27 +128,11 @@ class RunDir:
         """Images (PIL) and their samples rows: each image written whole beside its target, then the rows
         appended, then the images moved into place; a kill leaves at worst a row whose image is missing, which
         the next run makes again (never an image no row names, which it could not tell from a foreign file)."""
-        with self.writing():
-            staged = []
-            try:
-                for rel, image in images:
-                    target = contained(self.root, rel)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed writer of it
-                        stale.unlink(missing_ok=True)
-                    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-                    os.close(handle)
-                    os.chmod(name, 0o644)  # mkstemp makes it private; an image is as readable as any other
-                    staged.append((Path(name), target))
-                    image.save(name, format="PNG")
-                    with open(name, "rb+") as f:
-                        os.fsync(f.fileno())
-                self.append_samples(rows)
-                for temporary, target in staged:
-                    os.replace(temporary, target)
-            finally:
-                for temporary, _ in staged:
-                    temporary.unlink(missing_ok=True)
+        with self.writing(), contextlib.ExitStack() as staged:
+            for rel, image in images:
+                # atomic_path's temporaries name their host and pid: a killed writer's are found and removed
+                image.save(staged.enter_context(atomic_path(contained(self.root, rel))), format="PNG")
+            self.append_samples(rows)  # then leaving `staged` moves the images into place (on an error: removes them)
 
     def replace_samples(self, rows: list[dict[str, Any]]) -> None:
         """This writer's samples file replaced by `rows`, atomically (never unlink-then-rewrite: a kill between
@@ -204,8 +191,6 @@ class RunDir:
     def merge_shards(self) -> Path:
         """Fold the shard files into samples.csv (canonical order, written atomically), then remove them: the
         same table, byte for byte, as one unsharded process writes."""
-        from .atomic import atomic_path
-
         rows = self.read_samples()
         shards = [path for path in self.samples_files() if path.parent.name == SHARDS]
         if not shards:
