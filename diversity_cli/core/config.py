@@ -11,6 +11,7 @@ from .errors import UserError
 from .resources import asset, conf_root
 from .schema import check, escape, literal_keys, rules
 from .schemas import SCHEMAS
+from .schemas.generate import pair_auto_k
 
 CONF_ENV = "DIVERSITY_CLI_CONF"
 
@@ -62,6 +63,7 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     schema = SCHEMAS.get(command)
+    given = _given_keys(list(overrides or []))
     overrides, texts = _split_literal(list(overrides or []), schema)
     _check_group_choices(overrides)
     try:
@@ -73,9 +75,15 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     OmegaConf.set_readonly(cfg, False)
     for key, value in texts.items():
         OmegaConf.update(cfg, key, None if value == "null" else escape(value), merge=False)
+    pair_auto_k(cfg, given)  # the pair's own k=auto settings, under what the user typed
     if schema is not None:
         check(schema, cfg)
     return cfg
+
+
+def _given_keys(overrides: list[str]) -> set[str]:
+    """The dotted keys the user set on the command line (`+`, `++` and `~` stripped)."""
+    return {item.partition("=")[0].lstrip("+~") for item in overrides}
 
 
 def _split_literal(overrides: list[str], schema: type | None) -> tuple[list[str], dict[str, str]]:

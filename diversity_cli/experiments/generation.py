@@ -32,6 +32,10 @@ class Job:
     case: int = 0  # index of its prompt row: the unit a shard owns (all seeds of a prompt in one shard)
 
 
+# Keys of a pair's config that say how it is measured, not how it samples.
+MEASUREMENT_KEYS = ("default_metric", "default_reference", "auto_k")
+
+
 def cfg_tag(cfg: DictConfig) -> str:
     return run_tag(cfg.method, cfg.k, cfg.base_guidance, cfg.base_steps)
 
@@ -40,8 +44,8 @@ def settings_hash(cfg: DictConfig) -> str:
     """Fingerprint of everything that determines an image for a given prompt and seed."""
     # Unresolved: `${asset:...}` paths stay symbolic, so a moved checkout still recognises its own images.
     model = OmegaConf.to_container(cfg.model, resolve=False)
-    # what a pair is measured with by default changes no image
-    model = {key: value for key, value in model.items() if key not in ("default_metric", "default_reference")}
+    # what a pair is measured with by default changes no image, nor do its k=auto settings (the k they give does)
+    model = {key: value for key, value in model.items() if key not in MEASUREMENT_KEYS}
     keys = {"model": model, "method": cfg.method}
     if cfg.method in USES_BASE_KNOBS:
         keys.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=cfg.base_steps)
@@ -122,7 +126,7 @@ def generate(cfg: DictConfig) -> Path:
     validate(cfg)
     shard = parse_shard(cfg.get("shard"))
     rows = _prompt_rows(cfg)
-    pair = None
+    pair, auto_k = None, None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         from ..core.fingerprint import weights_fingerprint
         from ..sampling.autok import resolve_k
@@ -134,16 +138,18 @@ def generate(cfg: DictConfig) -> Path:
         )
         stderr_console().print(
             f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
-            f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g})"
+            f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g}, "
+            f"{len(cfg.auto_k.prompts)} prompt(s) x {cfg.auto_k.n} seeds)"
         )
+        auto_k = {"settings": OmegaConf.to_container(cfg.auto_k, resolve=True), "k": cfg.k, "commitment": record}
     writer = shard_writer(shard.index, shard.count) if shard else "samples.csv"
     run = RunDir(cfg.out, writer, lock_wait=cfg.get("lock_wait"))
     jobs = plan_jobs(cfg, rows, shard)
     with run.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
-        return _fill(cfg, run, jobs, pair)
+        return _fill(cfg, run, jobs, pair, auto_k)
 
 
-def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
+def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | None = None) -> Path:
     """Make the images of `jobs` still missing from the run directory, holding its writer's lock."""
     settings = settings_hash(cfg)
     todo = pending(run, jobs, settings, bool(cfg.overwrite))
@@ -171,6 +177,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair) -> Path:
         dtype=str(pair.dtype),
         models=models,
         sampling=sampling_settings(pair, probe),
+        **({"auto_k": auto_k} if auto_k else {}),  # the settings k=auto measured with, and what it found
     )
     run.save_timesteps(name, probe.visits(), [type(s.scheduler).__name__ for s in probe.segments for _ in s.timesteps])
 

@@ -53,13 +53,16 @@ COMMITMENT_PACKAGES = ("diversity-cli", "torch", "diffusers", "transformers", "n
 
 
 def commitment_key(pair, cfg: DictConfig, judge_weights: list[str]) -> dict:
-    """What the base's commitment depends on: the model config, the `auto_k` settings, the bytes of the base's
-    weights and of the shared components (retraining a model in place is a miss), the weights of the network that
-    measures the distance, and library versions."""
+    """What the base's commitment depends on: the model config, the effective `auto_k` settings (the pair's own
+    block under what the command line set: `cfg.auto_k` as composed), the bytes of the base's weights and of the
+    shared components (retraining a model in place is a miss), the weights of the network that measures the
+    distance, and library versions."""
     from ..models.provenance import pair_weights_hash
 
+    model = OmegaConf.to_container(cfg.model, resolve=True)
     return {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        # the pair's own auto_k block counts only as far as it is in effect, which the next entry holds
+        "model": {key: value for key, value in model.items() if key != "auto_k"},
         "auto_k": OmegaConf.to_container(cfg.auto_k, resolve=True),
         "weights": pair_weights_hash(cfg.model, pair),
         "dtype": str(getattr(pair, "dtype", "")),

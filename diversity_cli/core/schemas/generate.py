@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
 from ..schema import (
     ITEM_TEXT,
     anything,
+    check,
     choice,
     device,
     flag,
@@ -21,6 +22,7 @@ from ..schema import (
     out_dir,
     path,
     section,
+    show,
     text,
 )
 from .common import METHODS, SEED_MAX, USES_BASE_KNOBS
@@ -32,6 +34,33 @@ class AutoK:
     n: int = integer("seeds per prompt of that measurement", low=1)
     metric: str = name("embedder of the x̂0-to-final distance (any metric of `diversity`)")
     threshold: float = number("committed once the distance is at most this fraction of its first value", 0, 1, True)
+
+
+AUTO_K = "auto_k"
+
+
+def pair_auto_k(cfg: DictConfig, given: set[str]) -> None:
+    """A pair's own `auto_k:` block (`conf/model/<pair>.yaml`, any of prompts, n, metric, threshold) stands in for
+    the command's defaults, which are SDXL prompts measured in pixels: a pair knows what its base can draw and
+    how to judge it. A key the user gave on the command line (`given`: the dotted keys typed) still wins."""
+    model = cfg.get("model")
+    own = model.get(AUTO_K) if isinstance(model, DictConfig) else None
+    if own is None or not isinstance(cfg.get(AUTO_K), DictConfig):
+        return
+    where = f"model.{AUTO_K}"
+    if not isinstance(own, DictConfig):
+        raise UserError(f"{where}={show(own)}: {where} is a group of settings ({where}.prompts=[...], .n, ...)")
+    allowed = [item.name for item in fields(AutoK)]
+    unknown = [str(key) for key in own if key not in allowed]
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]} is not a k=auto setting; a pair's {AUTO_K} sets {', '.join(allowed)}")
+    check(AutoK, own, prefix=f"{where}.")
+    if AUTO_K in given:  # auto_k={...} typed whole
+        return
+    for key in own:
+        if f"{AUTO_K}.{key}" not in given:
+            value = own[key]
+            cfg[AUTO_K][key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def schedule_steps(model: Any) -> int | None:
@@ -86,4 +115,6 @@ class GenerateConfig:
     launcher_params: Any = anything("per-run cluster settings over the launcher file")
     device: str = device()
     max_images: int = integer("cap on images per command (prompts x n); raise it to make more", 1)
-    auto_k: AutoK = section(AutoK, "k=auto: where the base model commits, measured once per pair and cached")
+    auto_k: AutoK = section(
+        AutoK, "k=auto: where the base model commits, measured once per pair and cached (a pair's auto_k block first)"
+    )
