@@ -6,6 +6,7 @@ below them work on a distance matrix or on embeddings directly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,17 @@ def bootstrap_mean_pairwise(
     tail = (1.0 - ci) / 2
     low, high = torch.quantile(means, torch.tensor([tail, 1.0 - tail], dtype=torch.float64))
     return float(low), float(high)
+
+
+def pooled_interval(values: list[float], lows: list[float], highs: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high) of the mean of k independent estimates, each with its own interval (normal
+    approximation): the mean minus sqrt(sum of squared lower half-widths) / k, plus sqrt(sum of squared upper
+    ones) / k."""
+    k = len(values)
+    mean = sum(values) / k
+    below = math.sqrt(sum((v - lo) ** 2 for v, lo in zip(values, lows, strict=True))) / k
+    above = math.sqrt(sum((hi - v) ** 2 for v, hi in zip(values, highs, strict=True))) / k
+    return mean, mean - below, mean + above
 
 
 def vendi_score(embeddings: torch.Tensor) -> float:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import csv
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..core.atomic import atomic_path
+from ..core.errors import UserError
 from .adherence import adherent_diversity
 from .data import FACTORS, caption, parse_prompt, render, render_prompt_samples, sample_labels, sample_named
 from .evaluate import mean_pairwise_cosine_distance
@@ -99,16 +101,24 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * middle)
 
 
-def prompt_row(images: torch.Tensor, truth: torch.Tensor, prompt: str, classifier: ToyClassifier) -> dict:
-    """Adherence, diversity and adherent-only diversity of one prompt's samples, beside its ground truth's."""
+Interval = Callable[[torch.Tensor], tuple[float, float]]
+
+
+def prompt_row(
+    images: torch.Tensor, truth: torch.Tensor, prompt: str, classifier: ToyClassifier, interval: Interval | None = None
+) -> dict:
+    """Adherence, diversity and adherent-only diversity of one prompt's samples, beside its ground truth's.
+    `interval(features)`: a confidence interval of the diversity (the caller's bootstrap), added when given."""
     mask = adherent_mask(images, prompt, classifier)
     features = embed(images, classifier)
     truth_features = embed(truth, classifier)
+    low, high = interval(features) if interval else (None, None)
     return {
         "prompt": prompt,
         "n": images.shape[0],
         "adherence": mask.float().mean().item(),
         "diversity": mean_pairwise_cosine_distance(features),
+        **({"diversity_ci_low": low, "diversity_ci_high": high} if interval else {}),
         "adherent_diversity": adherent_diversity(features, mask),
         "truth_adherence": adherent_mask(truth, prompt, classifier).float().mean().item(),
         "truth_diversity": mean_pairwise_cosine_distance(truth_features),
@@ -124,13 +134,24 @@ def factor_adherence(images: torch.Tensor, prompt: str, classifier: ToyClassifie
     return {f: (predicted[f] == v).float().mean().item() for f, v in parse_prompt(prompt).items()}
 
 
+def plan_of(pair, method: str):
+    """ "base", "distilled" or "hybrid_k<K>" (the base runs the first K distilled steps at guidance 0, as
+    `generate method=hybrid k=K` does) -> the sampling plan."""
+    from ..sampling.plan import make_plan
+
+    if method.startswith("hybrid_k") and method[len("hybrid_k") :].isdigit():
+        return make_plan(pair, "hybrid", k=int(method[len("hybrid_k") :]), micro_batch=None)
+    if method not in ("base", "distilled"):
+        raise UserError(f"protocol method '{method}': choose base, distilled or hybrid_k<K> (e.g. hybrid_k1)")
+    return make_plan(pair, method, micro_batch=None)
+
+
 @torch.no_grad()
 def sample(pair, method: str, prompts: list[str], seeds: list[int], batch: int = 125) -> torch.Tensor:
-    """Decoded samples of `method` ("base" or "distilled"), one per (prompt, seed), quantised to 8 bits."""
-    from ..sampling.plan import make_plan
+    """Decoded samples of `method` (see `plan_of`), one per (prompt, seed), quantised to 8 bits."""
     from ..sampling.sampler import sample_latents
 
-    plan = make_plan(pair, method, micro_batch=None)
+    plan = plan_of(pair, method)
     vae = pair.pipe.vae
     parts = []
     for start in range(0, len(prompts), batch):
@@ -141,7 +162,9 @@ def sample(pair, method: str, prompts: list[str], seeds: list[int], batch: int =
     return torch.cat(parts)
 
 
-def measure(pair, methods: list[str], classifier: ToyClassifier, log=print) -> tuple[list[dict], list[dict]]:
+def measure(
+    pair, methods: list[str], classifier: ToyClassifier, log=print, interval: Interval | None = None
+) -> tuple[list[dict], list[dict]]:
     """(FID rows, per-prompt rows) for each method of `pair`, and the ground truth measured the same way."""
     captions = fid_captions()
     reference = embed(reference_scenes(), classifier)
@@ -158,7 +181,7 @@ def measure(pair, methods: list[str], classifier: ToyClassifier, log=print) -> t
         for index, prompt in enumerate(PROMPTS):
             images = sample(pair, method, [prompt] * PER_PROMPT, list(range(PER_PROMPT)))
             truth = _to_float(render_prompt_samples(prompt, PER_PROMPT, TRUTH_SEED + 100 * index))
-            row = {"method": method, **prompt_row(images, truth, prompt, classifier)}
+            row = {"method": method, **prompt_row(images, truth, prompt, classifier, interval)}
             prompt_rows.append(row)
             log(
                 f"  {method:9s} {prompt:36s} adherence {row['adherence']:.3f}  diversity {row['diversity']:.3f} "
@@ -187,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
     cfg = compose("generate", overrides)
     torch.manual_seed(0)
-    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled="distilled" in methods)
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=methods != ["base"])
     classifier = load_classifier("cpu")
     fid_rows, prompt_rows = measure(pair, methods, classifier)
     write_csv(out, prompt_rows)

@@ -4,12 +4,12 @@ paper's rows are prompts, named by the prompt file's line order."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...core.errors import UserError
+from ...metrics.diversity import pooled_interval
 from .common import (
     Line,
     RunData,
@@ -96,7 +96,7 @@ def averages(records: list[Line], paper_prompts: list[str], model: str | None) -
         for method in methods:
             chosen = [line for line in lines if line.method == method and line.condition in common]
             if chosen:
-                low, high = pooled_interval(chosen)
+                low, high = pooled_line_interval(chosen)
                 out.append(
                     replace(
                         chosen[0],
@@ -115,21 +115,19 @@ def average_label(prompts: list[str]) -> str:
     return f"Average of {len(prompts)} prompt{'s' if len(prompts) != 1 else ''}: {', '.join(prompts)}"
 
 
-def pooled_interval(lines: list[Line]) -> tuple[str, str]:
-    """The interval of a mean of k independent per-prompt estimates (normal approximation): the mean minus
-    sqrt(sum of squared lower half-widths) / k, plus sqrt(sum of squared upper ones) / k. Empty unless every
+def pooled_line_interval(lines: list[Line]) -> tuple[str, str]:
+    """The interval of the mean of the lines' per-prompt estimates (`pooled_interval`); empty unless every
     estimate has an interval."""
-    values, below, above = [], [], []
+    values, lows, highs = [], [], []
     for line in lines:
         value, low, high = as_number(line.measured), as_number(line.ci_low), as_number(line.ci_high)
         if value is None or low is None or high is None:
             return "", ""
         values.append(value)
-        below.append(value - low)
-        above.append(high - value)
-    k = len(values)
-    mean = sum(values) / k
-    return repr(mean - math.sqrt(sum(b * b for b in below)) / k), repr(mean + math.sqrt(sum(a * a for a in above)) / k)
+        lows.append(low)
+        highs.append(high)
+    _, low, high = pooled_interval(values, lows, highs)
+    return repr(low), repr(high)
 
 
 def table3_labels(paper: list[Line], cfg: Any) -> dict[str, str]:

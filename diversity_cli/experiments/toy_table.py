@@ -1,0 +1,149 @@
+"""README's toy table: every method of the toy pair under the fixed measurement protocol (toy/protocol.py).
+
+Rows: the base, the DMD student, hybrid k=1, hybrid k=auto (k as `generate k=auto` resolves it) and the DP-DMD
+student. Columns: toy_features diversity, the mean over the protocol's prompts with a 95% interval (each prompt's
+bootstrap interval, pooled as Table 3 pools them), adherence (mean and the worst prompt), diversity over the
+adherent samples only, fid_toyfeat beside its ground-truth floor, and seconds per image on this machine.
+
+    python -m diversity_cli.experiments.toy_table out=results/toy/toy_table
+
+Writes `protocol.csv` (one row per method and prompt), `fid.csv`, `summary.csv` and `toy_table.md` under `out`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from ..core.atomic import write_text
+from ..core.errors import UserError
+from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
+from ..toy.protocol import FID_COUNT, measure, write_csv
+
+# (row label, pair, protocol method); "hybrid_kauto" is resolved to hybrid_k<K> by the pair's own k=auto.
+ROWS = [
+    ("base (DDIM 25, CFG 4)", "toy", "base"),
+    ("DMD student (4 steps)", "toy", "distilled"),
+    ("hybrid k=1 on the DMD student", "toy", "hybrid_k1"),
+    ("hybrid k=auto on the DMD student", "toy", "hybrid_kauto"),
+    ("DP-DMD student (4 steps)", "toy_dpdmd", "distilled"),
+]
+BOOTSTRAP = 1000
+
+
+def cosine_interval(features: torch.Tensor) -> tuple[float, float]:
+    """95% bootstrap interval of the mean pairwise cosine distance (the protocol's diversity)."""
+    normed = torch.nn.functional.normalize(features.double(), dim=1)
+    return bootstrap_mean_pairwise(1 - normed @ normed.T, BOOTSTRAP, 0.95, 0)
+
+
+def resolve_auto(model: str) -> tuple[int, int]:
+    """(k, committed timestep) for `model`, exactly as `generate model=<model> method=hybrid k=auto` gets it."""
+    from ..core.config import compose
+    from ..experiments.generation import automatic_k, load_generation_pair
+
+    cfg = compose("generate", [f"model={model}", "method=hybrid", "k=auto", "device=cpu"])
+    pair = load_generation_pair(cfg)
+    k, record = automatic_k(pair, cfg)
+    return k, int(record["committed_timestep"])
+
+
+def summarise(label: str, method: str, prompt_rows: list[dict], fid: dict, floor: float) -> dict:
+    """One table row from a method's per-prompt rows and its FID row."""
+    k = len(prompt_rows)
+    mean, low, high = pooled_interval(
+        [r["diversity"] for r in prompt_rows],
+        [r["diversity_ci_low"] for r in prompt_rows],
+        [r["diversity_ci_high"] for r in prompt_rows],
+    )
+    adherence = [r["adherence"] for r in prompt_rows]
+    worst = min(prompt_rows, key=lambda r: r["adherence"])
+    return {
+        "method": label,
+        "protocol_method": method,
+        "prompts": k,
+        "n_per_prompt": prompt_rows[0]["n"],
+        "diversity": mean,
+        "diversity_ci_low": low,
+        "diversity_ci_high": high,
+        "adherent_diversity": sum(r["adherent_diversity"] for r in prompt_rows) / k,
+        "truth_diversity": sum(r["truth_diversity"] for r in prompt_rows) / k,
+        "adherence": sum(adherence) / k,
+        "adherence_min": worst["adherence"],
+        "adherence_min_prompt": worst["prompt"],
+        "fid_toyfeat": fid["fid_toyfeat"],
+        "fid_x_floor": fid["fid_toyfeat"] / floor,
+        "fid_n": fid["n"],
+        "s_per_image": fid["seconds"] / fid["n"],
+    }
+
+
+def markdown(rows: list[dict], floor: float, command: str) -> str:
+    lines = [
+        f"Measured by `{command}` (toy_features judge frozen; {rows[0]['prompts']} prompts x "
+        f"n={rows[0]['n_per_prompt']} seeds 0..{rows[0]['n_per_prompt'] - 1}; fid_toyfeat over {rows[0]['fid_n']} "
+        f"captions, one seed each, against 1000 reference scenes; ground-truth floor {floor:.1f}).",
+        "",
+        "| method | toy_features diversity [95% CI] | adherent-only diversity | adherence mean (worst prompt) "
+        "| fid_toyfeat (x floor) | s/image |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['diversity']:.3f} [{r['diversity_ci_low']:.3f}, {r['diversity_ci_high']:.3f}] "
+            f"| {r['adherent_diversity']:.3f} | {r['adherence']:.3f} ({r['adherence_min']:.2f}: "
+            f"{r['adherence_min_prompt']}) | {r['fid_toyfeat']:.1f} ({r['fid_x_floor']:.2f}x) "
+            f"| {r['s_per_image']:.4f} |"
+        )
+    truth = rows[0]["truth_diversity"]
+    lines += ["", f"Ground truth's toy_features diversity over the same prompts: {truth:.3f} (adherence 1.000)."]
+    return "\n".join(lines) + "\n"
+
+
+def build(out: Path, rows: list[tuple[str, str, str]] = ROWS, log=print) -> Path:
+    from ..core.config import compose
+    from ..models.loading import load_pair
+    from ..toy.features import load_classifier
+
+    classifier = load_classifier("cpu")
+    auto = {model: resolve_auto(model) for _, model, method in rows if method == "hybrid_kauto"}
+    summary, every_prompt, every_fid, floor = [], [], [], float("nan")
+    for label, model, method in rows:
+        if method == "hybrid_kauto":
+            k, committed = auto[model]
+            method = f"hybrid_k{k}"
+            label = f"{label} (= {k}: base commits at t={committed})"
+        cfg = compose("generate", [f"model={model}"])
+        torch.manual_seed(0)
+        pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=method != "base")
+        fid_rows, prompt_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
+        floor = fid_rows[0]["fid_toyfeat"]
+        fid = {**fid_rows[1], "n": FID_COUNT}
+        every_fid += [{"model": model, **row} for row in fid_rows]
+        every_prompt += [{"model": model, **row} for row in prompt_rows]
+        summary.append(summarise(label, method, prompt_rows, fid, floor))
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "protocol.csv", every_prompt)
+    write_csv(out / "fid.csv", every_fid)
+    write_csv(out / "summary.csv", summary)
+    command = f"python -m diversity_cli.experiments.toy_table out={out}"
+    write_text(out / "toy_table.md", markdown(summary, floor, command))
+    return out / "toy_table.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]) if "=" in item)
+    unknown = set(args) - {"out"}
+    if unknown:
+        raise UserError(f"unknown setting(s) {', '.join(sorted(unknown))}; toy_table takes out=<folder>")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    path = build(Path(args.get("out", "results/toy/toy_table")))
+    print(path.read_text(encoding="utf-8"))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

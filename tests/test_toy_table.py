@@ -1,0 +1,85 @@
+"""README's toy table: the pooled interval over prompts, the protocol's hybrid methods, and the table's rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diversity_cli.core.config import compose
+from diversity_cli.core.errors import UserError
+from diversity_cli.experiments.toy_table import cosine_interval, markdown, summarise
+from diversity_cli.metrics.diversity import pooled_interval
+from diversity_cli.toy.data import render_prompt_samples
+from diversity_cli.toy.features import load_classifier
+from diversity_cli.toy.protocol import embed, plan_of, prompt_row
+
+
+def test_pooled_interval_adds_half_widths_in_quadrature():
+    mean, low, high = pooled_interval([1.0, 3.0], [0.0, 2.0], [2.0, 5.0])
+    assert mean == 2.0
+    assert low == pytest.approx(2.0 - math.sqrt(1 + 1) / 2)
+    assert high == pytest.approx(2.0 + math.sqrt(1 + 4) / 2)
+
+
+@pytest.fixture(scope="module")
+def toy_pair():
+    from diversity_cli.models.loading import load_pair
+
+    cfg = compose("generate", ["model=toy"])
+    return load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=True)
+
+
+def test_protocol_hybrid_method_gives_the_base_the_first_k_steps(toy_pair):
+    for k in (1, 2):
+        plan = plan_of(toy_pair, f"hybrid_k{k}")
+        base = [s for s in plan.segments if s.role == "base"]
+        assert sum(len(s.timesteps) for s in base) == k
+        assert base[0].timesteps[0] == 999
+    assert [s.role for s in plan_of(toy_pair, "distilled").segments] == ["distilled"]
+    with pytest.raises(UserError, match="hybrid_k<K>"):
+        plan_of(toy_pair, "hybrid_kx")
+
+
+def test_prompt_row_interval_brackets_the_diversity():
+    classifier = load_classifier()
+    images = torch.from_numpy(render_prompt_samples("a shape", 32, 3)).permute(0, 3, 1, 2).float() / 255
+    row = prompt_row(images, images, "a shape", classifier, interval=cosine_interval)
+    assert row["diversity_ci_low"] < row["diversity"] < row["diversity_ci_high"]
+    # the interval is of the protocol's own diversity (mean pairwise cosine distance of the judge's features)
+    features = embed(images, classifier)
+    low, high = cosine_interval(features)
+    assert (low, high) == (row["diversity_ci_low"], row["diversity_ci_high"])
+    assert "diversity_ci_low" not in prompt_row(images, images, "a shape", classifier)
+
+
+def _rows(values, adherence):
+    return [
+        {
+            "prompt": f"p{i}",
+            "n": 64,
+            "diversity": v,
+            "diversity_ci_low": v - 0.01,
+            "diversity_ci_high": v + 0.02,
+            "adherent_diversity": v / 2,
+            "truth_diversity": 0.3,
+            "adherence": a,
+        }
+        for i, (v, a) in enumerate(zip(values, adherence, strict=True))
+    ]
+
+
+def test_summary_row_and_markdown():
+    rows = _rows([0.2, 0.4], [1.0, 0.5])
+    fid = {"fid_toyfeat": 40.0, "seconds": 10.0, "n": 1000}
+    row = summarise("base", "base", rows, fid, floor=20.0)
+    assert row["diversity"] == pytest.approx(0.3)
+    assert row["diversity_ci_low"] == pytest.approx(0.3 - math.sqrt(2) * 0.01 / 2)
+    assert row["adherence"] == 0.75 and row["adherence_min"] == 0.5 and row["adherence_min_prompt"] == "p1"
+    assert row["fid_x_floor"] == 2.0 and row["s_per_image"] == 0.01
+    text = markdown([row], 20.0, "cmd")
+    assert "| base | 0.300 [" in text and "40.0 (2.00x)" in text and "0.50: p1" in text
+    assert "2 prompts x n=64" in text and "`cmd`" in text
+    assert np.isfinite(row["diversity_ci_high"])
