@@ -293,9 +293,18 @@ def test_training_captions_never_name_the_concept_and_slider_pairs_differ_only_i
     assert (area(big) > area(small)).mean() > 0.9
 
 
-def test_a_lora_distilled_pair_is_refused_before_loading(cli, tmp_path, lora_file):
-    # Its student is an adapter on the base network: a transferred adapter would be switched off with it.
-    out = tmp_path / "run"
-    code, _, err = cli("transfer-lora", "model=tiny_sdxl_lora", f"adapter={lora_file.parent}", f"out={out}")
-    assert code == 2 and "LoRA on the base network" in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()
+def test_on_a_lora_distilled_pair_the_adapter_stacks_on_the_distillation_lora(tiny_pairs, tmp_path):
+    # tiny_sdxl_lora's student is a LoRA on tiny_sdxl's base UNet: the transferred adapter stays on for both roles
+    # (the base with it is tiny_sdxl's base with it, bit for bit), the distillation LoRA for the student only.
+    lora_pair, plain_pair = tiny_pairs("tiny_sdxl_lora"), tiny_pairs("tiny_sdxl")
+    adapter = read_adapter(str(save_random_lora(plain_pair, tmp_path / "sdxl").parent))
+    network = lora_pair.base.network
+    before, distilled_plain = state(network), latents(lora_pair, "distilled")
+    with applied(lora_pair, "base", adapter, 1.0):
+        base_with, distilled_with = latents(lora_pair, "base"), latents(lora_pair, "distilled")
+    with applied(plain_pair, "base", adapter, 1.0):
+        assert torch.equal(base_with, latents(plain_pair, "base"))
+    assert not torch.equal(distilled_with, distilled_plain) and not torch.equal(distilled_with, base_with)
+    assert list(network.peft_config) == ["distilled"]  # leaving removed the transferred adapter only
+    assert_same_state(before, network)
+    assert torch.equal(latents(lora_pair, "distilled"), distilled_plain)

@@ -37,7 +37,6 @@ from ..core.record import record_invocation
 from ..core.rundir import RunDir, merge_rows
 from ..core.schema import check
 from ..core.schemas.transfer_lora import TransferLoraConfig
-from ..models.adapter_pair import is_lora
 from ..models.adapters import Adapter, applied, read_adapter
 from ..models.provenance import pair_provenance
 from .generation import Job, pending, sample_batch, settings_hash
@@ -113,11 +112,6 @@ def validate(cfg: DictConfig) -> None:
         raise UserError("direction=both needs reverse_adapter=...: the adapter trained on the distilled model")
     if cfg.model.family == "pixart":
         raise UserError(f"model={cfg.model.name}: diffusers has no adapter loaders for PixArt; use an SD or SDXL pair")
-    if is_lora(cfg.model, "distilled"):  # the student is itself an adapter on the base network
-        raise UserError(
-            f"model={cfg.model.name}: its distilled model is a LoRA on the base network, and transfer-lora cannot yet "
-            "stack a second adapter on it; use a pair with a separate distilled network"
-        )
 
 
 def plan_transfers(cfg: DictConfig) -> list[Transfer]:

@@ -28,17 +28,20 @@ def has_distillation_adapter(network: torch.nn.Module) -> bool:
 
 
 def activate(spec: ModelSpec) -> None:
-    """Make `spec.network` compute `spec`'s model: on an adapter-distilled pair's shared network, its adapter on
-    (the student) or off (the base). Any other network is left alone: an adapter a user applied to it (a LoRA or
-    slider transferred by `transfer-lora`) must stay on for both roles."""
+    """Make `spec.network` compute `spec`'s model: on an adapter-distilled pair's shared network, its distillation
+    adapter on (the student) or off (the base). Every other adapter on that network (a LoRA or slider applied by
+    `transfer-lora`) stays on for both roles, stacked with the distillation adapter at the weight it was given.
+    A network without a distillation adapter is left alone, the adapters a user applied to it included."""
     network = spec.network
     if not has_distillation_adapter(network):
         if spec.adapter:
             raise UserError(f"{spec.label}: adapter '{spec.adapter}' is configured but the network has no adapters")
         return
-    if spec.adapter:
+    applied = [name for name in network.peft_config if name != ADAPTER]
+    active = ([spec.adapter] if spec.adapter else []) + applied
+    if active:
         network.enable_adapters()
-        network.set_adapter(spec.adapter)
+        network.set_adapter(active)  # activates only; each adapter keeps the weight set_adapters gave it
     else:
         network.disable_adapters()
 

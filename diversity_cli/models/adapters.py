@@ -16,6 +16,10 @@ networks of a pair share one architecture, so one file fits both. `scale` is the
 `set_adapters` (a slider's strength; negative values push the other way; 0 adds exactly nothing). On leaving,
 `unload_lora_weights` takes the layers out again, and the network is the one it was before, bit for bit.
 
+On an adapter-distilled pair (one network, the student being its distillation LoRA) the adapter is stacked: it is
+loaded beside the distillation adapter under its own name, the sampler keeps it on for both roles while it switches
+the distillation adapter per role (`adapter_pair.activate`), and on leaving only it is deleted.
+
 Custom Diffusion replaces the key/value (and optionally query/output) projections of cross-attention layers;
 `scale` interpolates between the target network's own projections (0) and the trained ones (1), and removing
 it puts the network's own attention processors back.
@@ -36,6 +40,7 @@ from typing import Any
 import torch
 
 from ..core.errors import UserError
+from .adapter_pair import has_distillation_adapter
 from .loading import NETWORK_SLOT, guarded_load
 
 ADAPTER_NAME = "transfer"  # the adapter name inside diffusers / peft while it is applied
@@ -192,7 +197,8 @@ def _lora(pair, role: str, network: torch.nn.Module, adapter: Adapter, scale: fl
     if not hasattr(pipe, "load_lora_weights"):
         raise UserError(f"{pair.name}: diffusers has no LoRA loader for {type(pipe).__name__}; use an SD or SDXL pair")
     where = f"{pair.name}'s {role} network"
-    slot = NETWORK_SLOT[pair.family]
+    slot = NETWORK_SLOT.get(pair.family, "transformer")  # every flow-matching pipeline keeps it in `transformer`
+    stacked = has_distillation_adapter(network)
     original = getattr(pipe, slot)
     setattr(pipe, slot, network)  # the pipeline's loader targets whatever network sits in its slot
     try:
@@ -210,7 +216,10 @@ def _lora(pair, role: str, network: torch.nn.Module, adapter: Adapter, scale: fl
         pipe.set_adapters([ADAPTER_NAME], adapter_weights=[scale])
         yield
     finally:
-        pipe.unload_lora_weights()
+        if not stacked:
+            pipe.unload_lora_weights()
+        elif ADAPTER_NAME in (getattr(network, "peft_config", None) or {}):
+            pipe.delete_adapters([ADAPTER_NAME])  # unload_lora_weights would take the distillation adapter too
         setattr(pipe, slot, original)
 
 
