@@ -128,14 +128,8 @@ def generate(cfg: DictConfig) -> Path:
     rows = _prompt_rows(cfg)
     pair, auto_k = None, None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
-        from ..core.fingerprint import weights_fingerprint
-        from ..sampling.autok import resolve_k
-
-        pair = _load(cfg)
-        embedder = _commitment_judge(pair, cfg)  # loaded before the cache: its weights are part of the key
-        cfg.k, record = resolve_k(
-            pair, cfg, lambda: _measure_commitment(pair, cfg, embedder), weights_fingerprint(embedder.weights)
-        )
+        pair = load_generation_pair(cfg)
+        cfg.k, record = automatic_k(pair, cfg)
         stderr_console().print(
             f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
             f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g}, "
@@ -161,7 +155,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     from ..sampling.record import sampling_settings
     from ..sampling.sampler import NetworkTimer
 
-    pair = (pair or _load(cfg)).for_method(cfg.method)  # base-only rows run at the base's own resolution
+    pair = (pair or load_generation_pair(cfg)).for_method(cfg.method)  # base-only rows run at the base's own resolution
     device = pair.device
     name = f"{cfg.model.name}_{cfg_tag(cfg)}"
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
@@ -233,6 +227,15 @@ def sample_batch(pair, plan, prompts: list[str], seeds: list[int], timer=None) -
     return images, (time.perf_counter() - began) / len(prompts)
 
 
+def automatic_k(pair, cfg: DictConfig) -> tuple[int, dict]:
+    """k=auto for `pair`: (k, the base-commitment record it came from), measured once and cached."""
+    from ..core.fingerprint import weights_fingerprint
+    from ..sampling.autok import resolve_k
+
+    embedder = _commitment_judge(pair, cfg)  # loaded before the cache: its weights are part of the key
+    return resolve_k(pair, cfg, lambda: _measure_commitment(pair, cfg, embedder), weights_fingerprint(embedder.weights))
+
+
 def _commitment_judge(pair, cfg: DictConfig):
     from ..metrics.embedders import get_embedder
 
@@ -246,7 +249,7 @@ def _measure_commitment(pair, cfg: DictConfig, embedder) -> dict:
     return measure_base_commitment(pair, cfg.auto_k, embedder, partial(pairwise_distances, kind=embedder.distance))
 
 
-def _load(cfg: DictConfig):
+def load_generation_pair(cfg: DictConfig):
     from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
