@@ -1,0 +1,149 @@
+"""DP-DMD ablation on the toy: which diversity weight and anchor make the student's first step carry diversity.
+
+Each ablation point is a finished `diversity-cli distill` run directory (config.yaml, log.csv, student/). For each,
+this reads its settings (method, lambda_div, anchor_k and the teacher timestep it lands on) and the end of its
+training log (first-step MSE against the constant-predictor floor: a first step at the floor ignores its noise),
+then measures its student under the toy protocol (toy/protocol.py) as the distilled model of `model`:
+
+    python -m diversity_cli.experiments.dp_dmd_ablation model=toy out=results/toy_ablation \
+        runs=results/toy_weights/dmd,results/toy_weights/dp_dmd,...
+
+Writes `ablation.csv` and `ablation.md` under `out`.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from ..core.atomic import write_text
+from ..core.errors import UserError
+from ..toy.protocol import measure, write_csv
+from ..training.generator import teacher_ode_scheduler
+
+TAIL = 100  # log rows averaged for "where training ended": the losses are noisy per iteration
+
+
+def anchor_timestep(settings) -> int | None:
+    """The teacher timestep DP-DMD's anchor lands on: index anchor_k of the teacher ODE's grid (the grid does not
+    depend on the betas, so the training schedule's defaults give it), 0 when anchor_k runs the whole ODE."""
+    if settings.get("method") != "dp_dmd":
+        return None
+    steps, k = int(settings.teacher_ode.steps), int(settings.anchor_k)
+    scheduler = teacher_ode_scheduler({}, OmegaConf.to_container(settings.teacher_ode.overrides, resolve=True))
+    scheduler.set_timesteps(steps)
+    return 0 if k >= steps else int(scheduler.timesteps[k])
+
+
+def training_tail(log: Path, tail: int = TAIL) -> dict:
+    """Mean first-step loss, its floor and the DMD loss over the last `tail` logged iterations."""
+    with log.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))[-tail:]
+    if not rows:
+        raise UserError(f"{log} has no logged iterations")
+
+    def mean(column: str) -> float | None:
+        values = [float(r[column]) for r in rows if r.get(column)]
+        return sum(values) / len(values) if values else None
+
+    return {
+        "iterations": int(rows[-1]["iteration"]),
+        "dmd_loss": mean("dmd_loss"),
+        "first_step_loss": mean("first_step_loss"),
+        "first_step_floor": mean("first_step_floor"),
+    }
+
+
+def point(run: Path) -> dict:
+    """Settings and training tail of one distill run directory."""
+    config, log = run / "config.yaml", run / "log.csv"
+    if not (config.is_file() and log.is_file() and (run / "student").is_dir()):
+        raise UserError(f"{run} is not a finished distill run (config.yaml, log.csv and student/ are needed)")
+    settings = OmegaConf.load(config)
+    dp = settings.get("method") == "dp_dmd"
+    return {
+        "run": str(run),
+        "method": settings.get("method"),
+        "lambda_div": float(settings.lambda_div) if dp else None,
+        "anchor_k": int(settings.anchor_k) if dp else None,
+        "anchor_timestep": anchor_timestep(settings),
+        **training_tail(log),
+    }
+
+
+def measure_point(model: str, run: Path, classifier, log=print) -> dict:
+    """The protocol's numbers of `run`'s student as the distilled model of `model` (its base unchanged)."""
+    from ..core.config import compose
+    from ..models.loading import load_pair
+
+    cfg = compose("generate", [f"model={model}", f"model.distilled.network.path={run / 'student'}"])
+    torch.manual_seed(0)
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=True)
+    fid_rows, prompt_rows = measure(pair, ["distilled"], classifier, log)
+    k = len(prompt_rows)
+    return {
+        "fid_toyfeat": fid_rows[1]["fid_toyfeat"],
+        "fid_floor": fid_rows[0]["fid_toyfeat"],
+        "adherence": sum(r["adherence"] for r in prompt_rows) / k,
+        "adherence_min": min(r["adherence"] for r in prompt_rows),
+        "diversity": sum(r["diversity"] for r in prompt_rows) / k,
+        "adherent_diversity": sum(r["adherent_diversity"] for r in prompt_rows) / k,
+        "truth_diversity": sum(r["truth_diversity"] for r in prompt_rows) / k,
+    }
+
+
+def _cell(value, spec: str = ".3f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    lines = [
+        f"Measured by `{command}`; first-step columns: mean of the last {TAIL} logged iterations of log.csv "
+        "(a first-step MSE at its floor means the first step predicts a constant).",
+        "",
+        "| run | method | lambda_div | anchor_k (teacher t) | iterations | first-step MSE / floor | fid_toyfeat "
+        "| adherence mean (worst) | diversity | adherent-only diversity |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        anchor = f"{r['anchor_k']} (t={r['anchor_timestep']})" if r["anchor_k"] is not None else ""
+        first = (
+            f"{r['first_step_loss']:.4f} / {r['first_step_floor']:.4f}"
+            if r["first_step_loss"] is not None and r["first_step_floor"] is not None
+            else ""
+        )
+        lines.append(
+            f"| {Path(r['run']).name} | {r['method']} | {_cell(r['lambda_div'], 'g')} | {anchor} | {r['iterations']} "
+            f"| {first} | {r['fid_toyfeat']:.1f} | {r['adherence']:.3f} ({r['adherence_min']:.2f}) "
+            f"| {r['diversity']:.3f} | {r['adherent_diversity']:.3f} |"
+        )
+    lines += ["", f"Ground truth's diversity over the same prompts: {rows[0]['truth_diversity']:.3f}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..toy.features import load_classifier
+
+    args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]) if "=" in item)
+    unknown = set(args) - {"model", "out", "runs"}
+    if unknown or "runs" not in args:
+        raise UserError("dp_dmd_ablation takes runs=<dir>,<dir>,... and optional model=<pair> out=<folder>")
+    model, out = args.get("model", "toy"), Path(args.get("out", "results/toy_ablation"))
+    runs = [Path(r) for r in args["runs"].split(",") if r]
+    points = [point(run) for run in runs]  # every run checked before any is measured
+    classifier = load_classifier("cpu")
+    rows = [{**p, **measure_point(model, Path(p["run"]), classifier)} for p in points]
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "ablation.csv", rows)
+    command = f"python -m diversity_cli.experiments.dp_dmd_ablation model={model} out={out} runs={args['runs']}"
+    write_text(out / "ablation.md", markdown(rows, command))
+    print((out / "ablation.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

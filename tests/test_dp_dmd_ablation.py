@@ -1,0 +1,79 @@
+"""The DP-DMD ablation's reading of distill runs: settings, the anchor's teacher timestep, the training log's tail."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from diversity_cli.core.config import compose
+from diversity_cli.core.errors import UserError
+from diversity_cli.experiments.dp_dmd_ablation import anchor_timestep, markdown, point
+
+
+def _run(tmp_path, name: str, overrides: list[str], first: list[float] | None):
+    run = tmp_path / name
+    (run / "student").mkdir(parents=True)
+    cfg = compose("distill", overrides)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    header = "iteration,generator_loss,dmd_loss,first_step_loss,first_step_floor,fake_loss,seconds\n"
+    rows = []
+    for i in range(1, 201):
+        f, floor = (f"{first[i % 2]}", "0.7") if first else ("", "")
+        rows.append(f"{i},1.0,{0.5 if i <= 100 else 0.25},{f},{floor},0.1,1.0\n")
+    (run / "log.csv").write_text(header + "".join(rows))
+    return run
+
+
+@pytest.mark.parametrize(("k", "steps", "t"), [(1, 8, 874), (2, 8, 749), (3, 8, 624), (8, 8, 0), (2, 4, 499)])
+def test_anchor_timestep_is_the_teacher_grid_at_anchor_k(tmp_path, k, steps, t):
+    cfg = compose("distill", ["distill=dp_dmd", f"anchor_k={k}", f"teacher_ode.steps={steps}"])
+    assert anchor_timestep(cfg) == t
+    assert anchor_timestep(compose("distill", ["distill=dmd"])) is None
+
+
+def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
+    run = _run(tmp_path, "dp", ["distill=dp_dmd", "lambda_div=0.5", "anchor_k=1"], first=[0.4, 0.6])
+    p = point(run)
+    assert (p["method"], p["lambda_div"], p["anchor_k"], p["anchor_timestep"]) == ("dp_dmd", 0.5, 1, 874)
+    assert p["iterations"] == 200
+    assert p["dmd_loss"] == pytest.approx(0.25)  # the last 100 rows only, not the first 100 at 0.5
+    assert p["first_step_loss"] == pytest.approx(0.5) and p["first_step_floor"] == pytest.approx(0.7)
+    dmd = point(_run(tmp_path, "dmd", ["distill=dmd"], first=None))
+    assert dmd["lambda_div"] is None and dmd["first_step_loss"] is None
+    rows = [
+        {
+            **p,
+            "fid_toyfeat": 50.0,
+            "adherence": 0.9,
+            "adherence_min": 0.5,
+            "diversity": 0.2,
+            "adherent_diversity": 0.18,
+            "truth_diversity": 0.3,
+        }
+    ]
+    rows.append(
+        {
+            **dmd,
+            **{
+                k: rows[0][k]
+                for k in (
+                    "fid_toyfeat",
+                    "adherence",
+                    "adherence_min",
+                    "diversity",
+                    "adherent_diversity",
+                    "truth_diversity",
+                )
+            },
+        }
+    )
+    text = markdown(rows, "cmd")
+    assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 0.5000 / 0.7000 | 50.0 |" in text
+    assert "| dmd | dmd |  |  | 200 |  | 50.0 |" in text
+
+
+def test_point_refuses_an_unfinished_run(tmp_path):
+    run = _run(tmp_path, "dp", ["distill=dp_dmd"], first=[0.4, 0.6])
+    (run / "student").rmdir()
+    with pytest.raises(UserError, match="not a finished distill run"):
+        point(run)
