@@ -212,14 +212,15 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         )
         for p in points + baselines
     ]
-    paths = plot(results, Sweep("tiny_sd", points, baselines, ["k", "base_guidance"]), tmp_path)
+    folder = tmp_path / "plots"  # a folder of the run directory tmp_path
+    paths = plot(results, Sweep("tiny_sd", points, baselines, ["k", "base_guidance"]), folder)
     assert [p.name.rsplit("_", 1)[0] for p in paths] == ["tiny_sd_pixel_vs_k", "tiny_sd_pixel_vs_base_guidance"]
     # another sweep of k into the same folder (other points) draws its own file, never over this one
     other = [Point.of("replace_final", k, 0.0) for k in (1, 2)]
-    again = plot([(p, results[0][1]) for p in other], Sweep("tiny_sd", other, [], ["k"]), tmp_path)
+    again = plot([(p, results[0][1]) for p in other], Sweep("tiny_sd", other, [], ["k"]), folder)
     assert again[0].name.startswith("tiny_sd_pixel_vs_k_") and again[0] != paths[0] and paths[0].is_file()
     methods = [Point("skip_first"), *baselines]
-    paths = plot([(p, results[0][1]) for p in methods], Sweep("tiny_sd", methods[:1], baselines, []), tmp_path)
+    paths = plot([(p, results[0][1]) for p in methods], Sweep("tiny_sd", methods[:1], baselines, []), folder)
     assert [p.name.rsplit("_", 1)[0] for p in paths] == ["tiny_sd_pixel_by_method"]
     with Image.open(paths[0]) as image:
         assert image.format == "PNG"

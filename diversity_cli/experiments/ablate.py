@@ -7,6 +7,9 @@ this run's images (its prompts x n seeds) goes to `<tag>/point.csv`, reused whil
 settings are unchanged. A merge step puts every point's rows into `<out>/ablate.csv` (one row per point, prompt
 and metric; rerunning replaces rows, never duplicates them) and draws `<out>/plots/`.
 
+`out` and every point's folder are run directories (core/marker.py): ablate writes, replaces and deletes only files
+their run.json lists, and checks every file a sweep would write before its first point (`check_outputs`).
+
 The module stays light at import: the CLI imports it before anything is loaded, and bad input answers at once.
 """
 
@@ -15,21 +18,33 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.atomic import atomic_path, write_text
+from ..core.atomic import atomic_path
 from ..core.config import available, conf_dir, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError
+from ..core.marker import (
+    RunMarker,
+    check_folder,
+    contained,
+    legacy_files,
+    refuse_foreign,
+    require_marked,
+    write_owned,
+)
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
@@ -60,6 +75,9 @@ KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric"
 CSV_NAME = "ablate.csv"
 ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
 POINTS, PLOTS, MULTIRUN, MEASURE = "points", "plots", "multirun", "measure"
+POINT_FILES = ("point.csv", "point.json", ERROR_NAME)  # what ablate itself writes in a point's run directory
+OUT_FILES = (CSV_NAME, PLOTS, MULTIRUN)  # ... and at out= (besides run.json and runs/)
+MEASURED = ("diversity.csv", "fid.csv")  # what the measuring commands write in a point's measure/ view
 BASELINES = ("base", "distilled")
 HYDRA_LAUNCHERS = ("submitit_local", "submitit_slurm")  # the plugin's own; conf/hydra/launcher/ adds more
 QUALITY_SKIP = ("method", "model", "n", "seconds_per_image", "reference", "features")
@@ -117,6 +135,8 @@ def ablate(cfg: DictConfig) -> Path:
     """Run a composed ablate config (knobs may hold lists or range strings such as "1..4")."""
     sweep = plan_sweep(cfg)
     out = Path(cfg.out)
+    check_outputs(cfg, sweep)  # a file of someone else's anywhere it would write: one line, nothing written
+    _adopt(out, OUT_FILES, _legacy_out(out))
     console = stderr_console()
     record_invocation(out, config=cfg, device=str(cfg.device), points=[point.tag for point in sweep.all])
     if not cfg.merge and cfg.launcher == "local":
@@ -210,19 +230,165 @@ def point_config(cfg: DictConfig, point: Point) -> DictConfig:
     return gen
 
 
+# ------------------------------------------------------------------------------------------------ ownership
+
+
+def check_outputs(cfg: DictConfig, sweep: Sweep) -> None:
+    """Before the first point: every file the sweep would write, replace or delete under `out` (ablate.csv, plots,
+    each point's images, samples file, configs, point.csv, point.json, error.txt and measure/ tables) is free or
+    one the toolkit wrote there, reached without a symbolic link; with overwrite=true every non-empty folder among
+    them is a run directory diversity-cli marked. Otherwise one line naming the first such file, exit 2, nothing
+    written."""
+    from . import generation as generate
+
+    out = Path(cfg.out)
+    check_folder(out)
+    overwrite = bool(cfg.get("overwrite"))
+    owned = _owned(out, OUT_FILES, _legacy_out(out), overwrite)
+    refuse_foreign(out, CSV_NAME, CSV_NAME in owned)
+    plots = contained(out, PLOTS)
+    if plots.is_dir():
+        for path in sorted(plots.glob(f"{sweep.model}_*.png")):  # what this sweep may draw over
+            rel = f"{PLOTS}/{path.name}"
+            refuse_foreign(out, rel, rel in owned)
+    if cfg.merge:
+        return  # a merge writes nothing into the points
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    for point in sweep.all:
+        gen = point_config(cfg, point)
+        root = contained(out, Path(gen.out).relative_to(out))
+        if not root.exists():
+            continue
+        check_folder(root)
+        owned = _owned(root, POINT_FILES, _legacy_point(root), overwrite)
+        name = f"{cfg.model.name}_{generate.cfg_tag(gen)}"
+        for rel in (*POINT_FILES, "samples.csv", "versions.json", "timesteps.csv", f"configs/{name}.yaml"):
+            refuse_foreign(root, rel, rel in owned)
+        RunDir(root).check_targets(job.path for job in generate.plan_jobs(gen, rows))
+        view = contained(root, MEASURE)
+        if view.exists():
+            check_folder(view)
+            owned = _owned(view, (), bool(legacy_files(view)), overwrite)
+            for rel in ("samples.csv", *MEASURED):
+                refuse_foreign(view, rel, rel in owned or _measured_here(view, rel))
+
+
+def _owned(root: Path, names: tuple[str, ...], legacy: bool, overwrite: bool) -> set[str]:
+    """The files the toolkit wrote in `root`: run.json's list, or in a folder ablate wrote before run.json existed
+    (`legacy`), what its first write there adopts (`_adopt`). overwrite=true needs a folder diversity-cli made."""
+    marker = RunMarker(root)
+    if marker.read() is not None:
+        return marker.files()
+    if legacy:
+        return set(legacy_files(root)) | set(_found(root, names))
+    if overwrite and root.is_dir() and any(root.iterdir()):
+        require_marked(root, "overwrite=true")
+    return set()
+
+
+def _adopt(root: Path, names: tuple[str, ...], legacy: bool) -> None:
+    """A folder ablate wrote before run.json existed becomes a run directory listing what ablate wrote there."""
+    if legacy and not (root / "run.json").exists():
+        RunMarker(root).claim(adopt=_found(root, names))
+
+
+def _legacy_out(out: Path) -> bool:
+    return (out / CSV_NAME).is_file() and not (out / CSV_NAME).is_symlink()
+
+
+def _legacy_point(root: Path) -> bool:
+    """A point generate wrote before run.json existed: its samples file of ours is there (`legacy_files`)."""
+    return bool(legacy_files(root))
+
+
+def _found(root: Path, names: tuple[str, ...]) -> list[str]:
+    """The regular files at or under each of `names` in `root` (never through a link) that look as ablate writes
+    them (a table with its columns, a point.json with its signature)."""
+    found = []
+    for name in names:
+        base = root / name
+        if base.is_symlink():
+            continue
+        candidates = [base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []
+        found += [str(p.relative_to(root)) for p in candidates if p.is_file() and not p.is_symlink() and _ours(p)]
+    return found
+
+
+def _ours(path: Path) -> bool:
+    try:
+        if path.name in ("point.csv", CSV_NAME):
+            with path.open(encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n") == ",".join(COLUMNS)
+        if path.name == "point.json":
+            return "signature" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _measured_here(view: Path, rel: str) -> bool:
+    """A table the measuring command wrote into a measure/ view before ablate listed it in run.json: its header is
+    the one that command writes (as `legacy_files` tells a samples file of ours)."""
+    path = view / rel
+    if rel not in MEASURED or path.is_symlink() or not path.is_file():
+        return False
+    from . import diversity
+
+    try:
+        with path.open(encoding="utf-8") as f:
+            header = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if rel == diversity.CSV_NAME:
+        return header == ",".join(diversity.COLUMNS)
+    return header.startswith("method,model,n,") and header.endswith("reference,features")
+
+
+def _remove_owned(root: Path, rel: str) -> None:
+    """Delete `rel` only when the toolkit wrote it (listed in run.json); a file of someone else's is refused."""
+    marker = RunMarker(root)
+    path = contained(root, rel)
+    if not path.exists() and not path.is_symlink():
+        return
+    refuse_foreign(root, rel, rel in marker.files() or _measured_here(root, rel))
+    path.unlink()
+    if marker.read() is not None:
+        marker.forget(rel)
+
+
+def _listed(root: Path, rel: str) -> None:
+    """List `rel` in root's run.json before a library writes it there (a kill in between leaves a listed file
+    missing, never a stray one)."""
+    marker = RunMarker(root)
+    marker.claim()
+    marker.record(rel)
+
+
+@contextmanager
+def _owned_path(root: Path, rel: str) -> Iterator[Path]:
+    """A temporary to write `root/rel` through (any writer: matplotlib), listed in run.json first; a file there
+    the toolkit did not write, or a link on the way, is refused."""
+    marker = RunMarker(root)
+    marker.claim()
+    refuse_foreign(root, rel, rel in marker.files())
+    marker.record(rel)  # listed first: a kill before the write leaves a listed file missing, never a stray one
+    with atomic_path(contained(root, rel)) as temporary:
+        yield temporary
+
+
 # ------------------------------------------------------------------------------------------------ one point
 
 
 def attempt(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
     """`run_point`, but a point that cannot run (a knob its pair cannot do) is recorded and the sweep goes on."""
-    error = point_dir(cfg, point) / ERROR_NAME
+    root = point_dir(cfg, point)
     try:
         rows = run_point(cfg, point)
     except UserError as err:
-        write_text(error, f"{err}\n")
+        write_owned(root, ERROR_NAME, f"{err}\n")
         stderr_console().print(f"[red]error[/] at {point.tag}: {err}")
         return []
-    error.unlink(missing_ok=True)
+    _remove_owned(root, ERROR_NAME)
     return rows
 
 
@@ -231,6 +397,8 @@ def run_point(cfg: DictConfig, point: Point) -> list[dict[str, str]]:
     from . import generation as generate
 
     gen = point_config(cfg, point)
+    root = Path(gen.out)
+    _adopt(root, POINT_FILES, _legacy_point(root))  # before generate marks it: its point.csv stays ours
     generate.generate(gen)
     return measure(cfg, point, gen)
 
@@ -275,8 +443,8 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     }
     results = [{**shared, **row} for row in found]
     results = [{column: row.get(column, "") for column in COLUMNS} for row in results]
-    _write_csv(root / "point.csv", results)
-    write_text(root / "point.json", json.dumps({"signature": signature, **point.knobs()}, indent=2) + "\n")
+    _write_csv(root, "point.csv", results)
+    write_owned(root, "point.json", json.dumps({"signature": signature, **point.knobs()}, indent=2) + "\n")
     return results
 
 
@@ -285,7 +453,8 @@ def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str
 
     settings = _copy(cfg.measure.diversity)
     settings.update(out=str(view), images=None, metric=metrics, device=cfg.device)
-    (view / diversity.CSV_NAME).unlink(missing_ok=True)  # its rows are then exactly this measurement's
+    _remove_owned(view, diversity.CSV_NAME)  # its rows are then exactly this measurement's
+    _listed(view, diversity.CSV_NAME)
     path = diversity.measure_diversity(settings)
     keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high")
     return [{key: row[key] for key in keep} for row in _read_csv(path)]
@@ -297,7 +466,8 @@ def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
 
     settings = _copy(cfg.measure.fid)
     settings.update(out=str(view), device=cfg.device, tags=None)
-    (view / "fid.csv").unlink(missing_ok=True)
+    _remove_owned(view, "fid.csv")
+    _listed(view, "fid.csv")
     rows = []
     for row in _read_csv(fid.measure_quality(settings)):
         for metric, value in row.items():
@@ -361,7 +531,7 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
         holder = functools.reduce(lambda node, name: node.get(name) or {}, parents, job)
         if isinstance(holder.get(leaf), str):
             holder[leaf] = escape(holder[leaf])
-    write_text(folder / "sweep.yaml", OmegaConf.to_yaml(OmegaConf.create(job)))
+    write_owned(out, str((folder / "sweep.yaml").relative_to(out)), OmegaConf.to_yaml(OmegaConf.create(job)))
     argv = [
         sys.executable,
         "-m",
@@ -416,7 +586,7 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
             index[key] = len(merged)
             merged.append(row)
     if merged != existing or not path.is_file():
-        _write_csv(path, merged)
+        _write_csv(path.parent, path.name, merged)
     return path
 
 
@@ -434,7 +604,8 @@ def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
 def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder: Path) -> list[Path]:
     """One PNG per metric and swept knob: value against the knob with its bootstrap interval, one line per prompt
     and their mean (or, for a grid, one mean line per value of the other knobs); points without that knob
-    (baselines) as horizontal lines. When only the method varies, one bar chart of every point."""
+    (baselines) as horizontal lines. When only the method varies, one bar chart of every point. `folder` is a
+    folder of the run directory `folder.parent` (`<out>/plots`): each plot is listed in its run.json."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -457,7 +628,7 @@ def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder
             ax.set_ylabel(metric)
             ax.set_title(f"{sweep.model}: {metric}" + (f" vs {knob}" if knob else "") + " (bars: CI of each value)")
             fig.tight_layout()
-            with atomic_path(folder / name) as temporary:
+            with _owned_path(folder.parent, f"{folder.name}/{name}") as temporary:
                 fig.savefig(temporary, dpi=120, format="png")
             plt.close(fig)
             paths.append(folder / name)
@@ -569,12 +740,13 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as partial, partial.open("w", newline="") as f:  # readers never see half a file
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+def _write_csv(root: Path, rel: str, rows: list[dict[str, str]]) -> None:
+    """`root/rel`, written atomically (readers never see half a file) and listed in root's run.json."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_owned(root, rel, buffer.getvalue())
 
 
 def _container(node) -> dict:
