@@ -18,21 +18,29 @@ def sheet_path(root: Path, model: str, prompt: str) -> Path:
     return root / f"contact_sheet_{model}_{prompt_id(prompt)}.png"
 
 
-def sheet_rows(root: str | Path, model: str, prompt: str, seeds: list[int] | None = None, columns: int = 8):
-    """(tags in first-written order, seeds shown, {(tag, seed): image path}) of one pair and prompt."""
+def sheet_rows(
+    root: str | Path,
+    model: str,
+    prompt: str,
+    seeds: list[int] | None = None,
+    columns: int = 8,
+    tags: list[str] | None = None,
+):
+    """(tags in first-written order, or `tags` as given, seeds shown, {(tag, seed): image path}) of one pair and
+    prompt."""
     run = RunDir(root)
     paths: dict[tuple[str, int], Path] = {}
-    tags: dict[str, None] = {}
+    found: dict[str, None] = {}
     for row in run.read_samples():
         if row.get("model") != model or row.get("prompt") != prompt:
             continue
         tag = row.get("tag") or row["method"]
         path = run.root / row["path"]
         if path.is_file():
-            tags.setdefault(tag)
+            found.setdefault(tag)
             paths[(tag, int(row["seed"]))] = path
     shown = list(seeds) if seeds is not None else sorted({seed for _, seed in paths})
-    return list(tags), shown[:columns], paths
+    return list(found) if tags is None else list(tags), shown[:columns], paths
 
 
 def contact_sheet(
@@ -43,12 +51,15 @@ def contact_sheet(
     columns: int = 8,
     cell: int = 96,
     target: Path | None = None,
+    tags: list[str] | None = None,
 ) -> Path | None:
-    """Write the sheet (atomically) and return its path; None when the run holds no image of this pair and prompt."""
+    """Write the sheet (atomically) and return its path; None when the run holds no image of this pair and prompt
+    (or of one of `tags`: the rows wanted, in this order)."""
     from PIL import Image, ImageDraw
 
-    tags, shown, paths = sheet_rows(root, model, prompt, seeds, columns)
-    if not tags or not shown:
+    tags, shown, paths = sheet_rows(root, model, prompt, seeds, columns, tags)
+    present = {tag for tag, _ in paths}
+    if not tags or not shown or not present.issuperset(tags):
         return None
     sheet = Image.new("RGB", (LABEL_WIDTH + cell * len(shown), HEADER + cell * len(tags)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -67,3 +78,26 @@ def contact_sheet(
     with atomic_path(target) as temporary:
         sheet.save(temporary, format="PNG")
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m diversity_cli.reporting.contact_sheet RUN_DIR MODEL PROMPT [TAG ...]`: the sheet of a run
+    directory, rows in the order of the tags given (`make demo`: base distilled hybrid_k1); prints its path."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 3:
+        print("usage: python -m diversity_cli.reporting.contact_sheet RUN_DIR MODEL PROMPT [TAG ...]", file=sys.stderr)
+        return 2
+    root, model, prompt, tags = args[0], args[1], args[2], args[3:] or None
+    sheet = contact_sheet(root, model, prompt, tags=tags)
+    if sheet is None:
+        rows = " / ".join(tags) if tags else "any method"
+        print(f"{root} holds no image of {model} for '{prompt}' ({rows}); run generate first", file=sys.stderr)
+        return 2
+    print(f"contact sheet ({' / '.join(tags or sheet_rows(root, model, prompt)[0])}, same seeds): {sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
