@@ -11,4 +11,5 @@ from ..experiments.launch import dispatch
 
 
 def run(cfg: DictConfig) -> Path | None:
-    return dispatch(cfg, measure_diversity, diversity_remaining, merge_diversity)  # shards by prompt, or here
+    # shards by prompt, or here; SIGUSR2 waits for the batch in hand, then the new embeddings are kept
+    return dispatch(cfg, measure_diversity, diversity_remaining, merge_diversity, batched=True)

@@ -11,4 +11,5 @@ from ..experiments.launch import dispatch
 
 
 def run(cfg: DictConfig) -> Path | None:
-    return dispatch(cfg, measure_quality, quality_remaining, merge_quality)  # shards (launcher=, devices=) or here
+    # shards (launcher=, devices=) or here; SIGUSR2 waits for the batch in hand, then the statistics so far are kept
+    return dispatch(cfg, measure_quality, quality_remaining, merge_quality, batched=True)

@@ -22,7 +22,10 @@ def cache_dir(kind: str) -> Path:
 # What the toolkit writes, per kind: `cache clear` deletes only files whose names match (never a user's file in a
 # cache root they pointed elsewhere, e.g. DIVERSITY_CLI_CACHE=~), and `cache info` counts them.
 KINDS = {
-    "embeddings": ("per-image embeddings of `diversity`, one file per embedder fingerprint", r"[0-9a-f]{16}\.pt"),
+    "embeddings": (
+        "per-image embeddings of `diversity`, one file per embedder fingerprint (and per shard of a sharded run)",
+        r"[0-9a-f]{16}(\.\d+-of-\d+)?\.pt",
+    ),
     "fid": ("FID reference statistics of `fid`", r"[a-z]+-[0-9a-f]{20}(\.pt|\.json|\.\d+\.tmp)"),
     "commitment": ("base-model commitment records of k=auto", r"[\w.-]+-[0-9a-f]{12,20}\.json"),
     "fingerprints": ("memoised hashes of weight files (path, mtime, size)", r"files\.json"),

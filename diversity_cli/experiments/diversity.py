@@ -1,8 +1,9 @@
 """`diversity-cli diversity`: sample diversity of a run directory (per model, method tag and prompt) or a folder.
 
 For each metric every image is embedded once (and cached in the user cache by the image's bytes and the
-embedder's fingerprint: options, weights, libraries); each group's mean pairwise distance, its bootstrap interval,
-the Vendi score and, with a reference set, precision / recall / density / coverage all come from those embeddings.
+embedder's fingerprint: options, weights, libraries; each shard of a sharded run writes its own cache file); each
+group's mean pairwise distance, its bootstrap interval, the Vendi score and, with a reference set, precision /
+recall / density / coverage all come from those embeddings.
 Results go to `diversity.csv`; a rerun replaces only the rows it recomputes.
 """
 
@@ -32,7 +33,8 @@ from ..metrics.diversity import PairwiseDiversity, VendiScore, pairwise_estimate
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
-from .shards import Shard, parse_shard
+from .device import resolve_device
+from .shards import Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]
 CSV_NAME = "diversity.csv"
@@ -193,22 +195,36 @@ def embedder_record(embedder: Embedder, name: str) -> dict:
 
 
 class EmbeddingCache:
-    """Embeddings of one embedder fingerprint (`embedding_key`), one file in the user cache
-    (`embeddings/<fingerprint>.pt`), each keyed by the image file's bytes (sha256): other weights, options,
-    libraries or image bytes are a miss, a moved or re-touched identical file is a hit."""
+    """Embeddings of one embedder fingerprint (`embedding_key`) in the user cache, each keyed by the image file's
+    bytes (sha256): other weights, options, libraries or image bytes are a miss, a moved or re-touched identical
+    file is a hit. A process writes one file, `embeddings/<fingerprint>.pt`, or as shard I of N of a sharded run
+    its own `embeddings/<fingerprint>.<I>-of-<N>.pt`, so shards running at once never rewrite one file (nor lose
+    each other's additions); every reader reads them all."""
 
-    def __init__(self, folder: Path | None, key: dict):
+    def __init__(self, folder: Path | None, key: dict, writer: str | None = None):
         self.key = key
         self.fingerprint = digest(key)
-        self.path = folder / f"{self.fingerprint}.pt" if folder is not None else None
-        self.items: dict[str, torch.Tensor] = self._load()
+        self.folder = folder
+        name = f"{self.fingerprint}.pt" if writer is None else f"{self.fingerprint}.{writer}.pt"
+        self.path = folder / name if folder is not None else None
+        self.items: dict[str, torch.Tensor] = {}
+        for path in self.files():
+            self.items.update(self._read(path))
         self.new: dict[str, torch.Tensor] = {}
 
-    def _load(self) -> dict[str, torch.Tensor]:
-        if self.path is None or not self.path.is_file():
+    def files(self) -> list[Path]:
+        """Every file of this fingerprint: the unsharded one, then the shards' (their embeddings are the same)."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        main = self.folder / f"{self.fingerprint}.pt"
+        shards = sorted(self.folder.glob(f"{self.fingerprint}.*-of-*.pt"))
+        return [path for path in [main, *shards] if path.is_file()]
+
+    def _read(self, path: Path) -> dict[str, torch.Tensor]:
+        if not path.is_file():
             return {}
         try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a damaged cache is only lost time: start afresh
             return {}
         # The file name is a digest of the key; the key stored inside guards against a collision.
@@ -222,10 +238,10 @@ class EmbeddingCache:
         self.items[file_hash(path)] = self.new[file_hash(path)]
 
     def save(self) -> None:
-        """Add this run's embeddings to the file (re-read first: another command may have added its own)."""
+        """Add this run's new embeddings to its own file (re-read first: another run may have added its own)."""
         if self.path is None or not self.new:
             return
-        items = {**self._load(), **self.new}
+        items = {**self._read(self.path), **self.new}
         with atomic_path(self.path) as temporary:
             torch.save({"key": digest_text(self.key), "items": items}, temporary)
         self.new = {}
@@ -253,6 +269,7 @@ def embed_paths(embedder: Embedder, paths: list[Path], batch_size: int, cache: E
                 cache.put(chunk[i], embedding)
         if task is not None:
             progress.advance(task, len(chunk))
+        batch_done()  # a shard job told to stop (SIGUSR2) saves the new embeddings (`saving` below) and requeues
     cache.save()
     dims = {found[path].shape for path in paths}
     if len(dims) > 1:
@@ -279,12 +296,16 @@ def _row(group: Group, metric: str, value: float, low: float | None = None, high
     }
 
 
-def embedder_rows(cfg, name: str, embedder: Embedder, groups: list[Group], metrics: list[str], root: Path, notes):
-    """Rows of every metric computed from this embedder's embeddings: pairwise diversity, coverage, Vendi."""
+def embedder_rows(
+    cfg, name: str, embedder: Embedder, groups: list[Group], metrics: list[str], notes, shard: Shard | None = None
+):
+    """Rows of every metric computed from this embedder's embeddings: pairwise diversity, coverage, Vendi. A
+    shard keeps its embeddings in its own cache file (`EmbeddingCache`)."""
     cacheable = bool(cfg.cache) and getattr(embedder, "cacheable", True)
-    cache = EmbeddingCache(cache_dir("embeddings") if cacheable else None, embedding_key(embedder, name))
+    folder = cache_dir("embeddings") if cacheable else None
+    cache = EmbeddingCache(folder, embedding_key(embedder, name), shard.name if shard is not None else None)
     paths = list(dict.fromkeys(p for g in groups for p in (*g.paths, *g.reference)))
-    with _progress() as progress:
+    with _progress() as progress, saving(cache.save):
         table = dict(zip(paths, embed_paths(embedder, paths, int(cfg.batch_size), cache, progress), strict=True))
     vendi = any(m.startswith("vendi") and vendi_base(m, cfg) == name for m in metrics)
     rows = []
@@ -459,7 +480,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         if not groups:
             return save_shard_rows(root, shard, fingerprint, [])
 
-    device = _device(str(cfg.device))
+    device = resolve_device(str(cfg.device))
     adherence: list[dict] = []
     if cfg.adherent_only:  # adherence over every image first, then diversity over the on-prompt ones only
         adherence = toy_adherence_rows(groups, device, notes)
@@ -475,7 +496,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         if hasattr(embedder, "distances"):  # LPIPS: distances streamed per layer and block, no embeddings kept
             rows += streamed_rows(cfg, name, embedder, groups, metrics, notes)
         else:
-            rows += embedder_rows(cfg, name, embedder, groups, metrics, root, notes)
+            rows += embedder_rows(cfg, name, embedder, groups, metrics, notes, shard)
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
@@ -556,14 +577,6 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
         path.unlink()
     _print_table(rows, target)
     return target
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name} but no CUDA device is visible; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def _progress():

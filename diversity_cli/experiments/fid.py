@@ -9,6 +9,7 @@ model, reference and features). How images are resized and quantized: `metrics.q
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -38,7 +39,8 @@ from ..metrics.quality import (
 )
 from ..metrics.reference import ReferenceSet, load_image, open_reference
 from .defaults import apply_defaults
-from .shards import Shard, parse_shard
+from .device import resolve_device
+from .shards import Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
@@ -58,9 +60,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
     shard = parse_shard(cfg.get("shard"))
     fingerprint = shard_fingerprint(cfg, groups) if shard else ""
 
-    from ..models.loading import resolve_device
-
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device)  # not models.loading's: a metric shard needs no diffusers
     extractor = load_extractor(
         features, device, inception_weights=cfg.inception_weights, resolution=cfg.resolution, resize=cfg.resize
     )
@@ -69,9 +69,24 @@ def measure_quality(cfg: DictConfig) -> Path | None:
     batch_size = int(cfg.batch_size)
     console = stderr_console()
     results, statistics, states = [], {}, {}
+    # A shard keeps its statistics so far when stopped for a requeue (SIGUSR2) and goes on from them when rerun.
+    earlier = load_partial(rundir.root, shard, fingerprint) if shard is not None else {}
+    current: dict[str, Any] = {}  # the group being measured: its scores and how many of its batches are in them
+    keeper = (
+        saving(lambda: save_partial(rundir.root, shard, fingerprint, states, current))
+        if shard is not None
+        else contextlib.nullcontext()
+    )
     # Threads decode and resize images (PIL works outside the GIL): at 30k images that, not the network, is the cost.
-    with progress_bar(console) as progress, ThreadPoolExecutor(max(1, int(cfg.workers))) as pool:
+    with progress_bar(console) as progress, ThreadPoolExecutor(max(1, int(cfg.workers))) as pool, keeper:
         for (tag, model), rows in groups.items():
+            group = f"{tag}\t{model}"
+            starts = range(0, len(rows), batch_size)
+            starts = starts if shard is None else [starts[i] for i in shard.block(len(starts))]  # whole batches
+            before = earlier.get(group)
+            if before is not None and before.get("whole"):  # measured before a requeue
+                states[group] = {"state": before["state"], "reference": before["reference"]}
+                continue
             reference = references[(tag, model)]
             key = repr(sorted(reference.identity.items()))
             if key not in statistics:  # COCO / folder: once for all groups (and from the cache after the first run)
@@ -85,22 +100,30 @@ def measure_quality(cfg: DictConfig) -> Path | None:
                     task, completed=reference.count, description=f"reference: {reference.description} ({state})"
                 )
             scores = QualityScores(extractor, statistics[key], clip, int(cfg.is_splits), pool.map)
-            starts = range(0, len(rows), batch_size)
-            starts = starts if shard is None else [starts[i] for i in shard.block(len(starts))]  # whole batches
+            done = 0
+            if before is not None:
+                scores.restore(before["state"])
+                done = before["batches"]
+            current.update(group=group, scores=scores, reference=statistics[key], batches=done)
             task = progress.add_task(f"{model} {tag}", total=sum(len(rows[i : i + batch_size]) for i in starts))
-            for start in starts:
+            progress.advance(task, sum(len(rows[i : i + batch_size]) for i in starts[:done]))
+            for start in starts[done:]:
                 batch = rows[start : start + batch_size]
                 images = list(pool.map(load_image, [rundir.root / row["path"] for row in batch]))
                 scores.update(images, [row["prompt"] for row in batch])
                 progress.advance(task, len(batch))
+                current["batches"] += 1
+                batch_done()  # a shard job told to stop (SIGUSR2) stores the statistics so far and requeues here
+            current.clear()
             if shard is not None:
-                states[f"{tag}\t{model}"] = {"state": scores.state(), "reference": statistics[key]}
+                states[group] = {"state": scores.state(), "reference": statistics[key]}
                 continue
             measured = scores.compute(int(cfg.seed))
             results.append(result_row(tag, model, rows, measured, extractor.tag, cfg.reference, features))
     rundir.root.mkdir(parents=True, exist_ok=True)
     if shard is not None:  # statistics only: the merge writes fid.csv
         save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, extractor.tag)
+        partial_path(rundir.root, shard).unlink(missing_ok=True)
         return None
     record_invocation(
         rundir.root,
@@ -122,6 +145,43 @@ def measure_quality(cfg: DictConfig) -> Path | None:
 
 def shard_state_path(root: Path, shard: Shard) -> Path:
     return root / SHARDS / f"fid-{shard.name}.pt"
+
+
+def partial_path(root: Path, shard: Shard) -> Path:
+    return root / SHARDS / f"fid-{shard.name}.partial.pt"
+
+
+def save_partial(root: Path, shard: Shard, fingerprint: str, finished: dict, current: dict) -> None:
+    """shards/fid-<I>-of-<N>.partial.pt: the statistics of every group this shard has finished and of the batches
+    done of the group in hand, for a requeued shard to go on from (`load_partial`)."""
+    groups = {group: {**entry, "whole": True} for group, entry in finished.items()}
+    if current:
+        state, reference = current["scores"].state(), current["reference"]
+        groups[current["group"]] = {"state": state, "reference": reference, "batches": current["batches"]}
+    path = partial_path(root, shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        torch.save({"fingerprint": fingerprint, "groups": groups}, temporary)
+    batches = current.get("batches", 0)
+    stderr_console().print(
+        f"shard {shard}: statistics of {len(finished)} whole group(s) and {batches} batch(es) of the next in {path}"
+    )
+
+
+def load_partial(root: Path, shard: Shard, fingerprint: str) -> dict[str, dict]:
+    """What a stopped run of this shard stored (`save_partial`), for these settings and images; else nothing."""
+    path = partial_path(root, shard)
+    if not path.is_file():
+        return {}
+    try:
+        body = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # damaged: only lost time, measured again
+        return {}
+    if not isinstance(body, dict) or body.get("fingerprint") != fingerprint:
+        return {}
+    groups = dict(body["groups"])
+    stderr_console().print(f"shard {shard}: going on from {path} ({len(groups)} group(s) measured before, in part)")
+    return groups
 
 
 def shard_fingerprint(cfg: DictConfig, groups: dict[tuple[str, str], list[dict[str, str]]]) -> str:

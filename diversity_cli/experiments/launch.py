@@ -5,10 +5,12 @@ Cluster settings come from `conf/hydra/launcher/<launcher>.yaml`, the hydra-subm
 uses too (partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min, max_num_timeout, array_parallelism,
 signal_delay_s, setup, additional_parameters ...), overridden per run by `launcher_params.*`.
 Every shard job is resumable (`ShardJob` is a submitit Checkpointable): SLURM sends SIGUSR2 `signal_delay_s`
-before the time limit or on preemption, submitit checkpoints the job and requeues it (at most `max_num_timeout`
-times), and the requeued job resumes where the run directory says it stopped. The launching command shows one
-status line while it waits, names each failed shard with its log, and merges once every shard has finished;
-rerunning the same command submits only the shards with work left.
+before the time limit or on preemption; a batched command (generate, fid, diversity) finishes the batch in
+hand and stores what it holds in memory, then submitit checkpoints the job and requeues it (at most
+`max_num_timeout` times), and the requeued job resumes where the run directory (and, for diversity, the embedding
+cache) says it stopped. The launching command shows one status line while it waits, names each failed shard with
+its log, and merges once every shard has finished; rerunning the same command submits only the shards with work
+left.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.record import begin, current
 from ..core.rundir import SHARDS
-from .shards import Shard, on_batch_done, parse_shard, parse_shard_count
+from .shards import Shard, on_batch_done, parse_shard, parse_shard_count, save_progress
 
 Runner = Callable[[DictConfig], Any]
 Remaining = Callable[[DictConfig, Shard], "int | None"]
@@ -84,7 +86,8 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
 @dataclass
 class ShardJob:
     """One shard of a command: what a SLURM array task (or a local worker) runs. Resumable, so a requeue after
-    SIGUSR2 (timeout, preemption) simply runs it again; the interrupted batch is redone."""
+    SIGUSR2 (timeout, preemption) simply runs it again; with `batched`, the batch in hand was finished and stored
+    before the requeue, so nothing stored is computed twice."""
 
     run: Runner
     cfg: DictConfig
@@ -116,7 +119,8 @@ class ShardJob:
 def _usr2_between_batches(batched: bool) -> Iterator[None]:
     """submitit's SIGUSR2 handler checkpoints, requeues and exits at once, in the middle of a batch. For a batched
     command the signal is held instead and handed to that handler when the current batch has been written
-    (`shards.batch_done`); a run that ends first simply finishes."""
+    (`shards.batch_done`), after the command has stored what it holds in memory (`shards.saving`: fid's
+    statistics so far, diversity's new embeddings); a run that ends first simply finishes."""
     previous = signal.getsignal(signal.SIGUSR2)
     if not batched or not callable(previous) or threading.current_thread() is not threading.main_thread():
         yield
@@ -128,6 +132,7 @@ def _usr2_between_batches(batched: bool) -> Iterator[None]:
 
     def release() -> None:
         if received:
+            save_progress()  # what the command holds in memory (a metric's statistics so far) goes to disk first
             previous(*received[0])  # submitit: checkpoint, requeue, exit
 
     signal.signal(signal.SIGUSR2, hold)

@@ -68,6 +68,7 @@ def parse_shard_count(value: object) -> int:
 
 
 _after_batch: list[Callable[[], None]] = []  # set by a shard job (`launch.ShardJob`) for the time it runs
+_savers: list[Callable[[], None]] = []  # set by a command for the time it keeps finished work in memory
 
 
 def batch_done() -> None:
@@ -85,3 +86,21 @@ def on_batch_done(hook: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         _after_batch.remove(hook)
+
+
+@contextmanager
+def saving(save: Callable[[], None]) -> Iterator[None]:
+    """While inside the block, `save()` stores what the command has finished but still holds in memory (a metric
+    shard's statistics of the batches so far, its new embeddings), so that a rerun does not compute it again. A
+    shard job calls it (`save_progress`) at the end of a batch, just before it stops for a requeue."""
+    _savers.append(save)
+    try:
+        yield
+    finally:
+        _savers.remove(save)
+
+
+def save_progress() -> None:
+    """Store every finished piece of work the running command holds in memory (see `saving`)."""
+    for save in list(_savers):
+        save()

@@ -507,6 +507,16 @@ class QualityScores:
             "count": self.count,
         }
 
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from `state()` of this group's earlier batches (a shard resumed after a requeue): the float64 sums
+        continue from the saved values and the logits keep their order, so the result is the uninterrupted one
+        bit for bit."""
+        for name in FAKE_STATES:
+            setattr(self.fid, name, state[name].clone())
+        self.logits = [state["logits"].clone()] if state["logits"] is not None else []
+        self.clip_sum = state["clip_sum"] if state["clip_sum"] is not None else 0.0
+        self.clip_n, self.count = int(state["clip_n"]), int(state["count"])
+
     def compute(self, seed: int = 0) -> dict[str, float | None]:
         """fid, is, is_std and clip (None where not defined: fewer than 2 images, no logits, no CLIP model)."""
         return scores_from_state(self.state(), self.reference, self.extractor.num_features, self.is_splits, seed)
