@@ -7,8 +7,10 @@ Heavy imports (torch, diffusers) happen inside those modules' functions, so `--h
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
 import time
+import warnings
 from functools import partial
 
 import typer
@@ -153,6 +155,9 @@ def run(argv: list[str] | None = None) -> int:
     from .core import signals
 
     usage_errors = (click.ClickException, typer_click.exceptions.ClickException)
+    # torch's weights-only unpickler warns about a pickle's protocol just before it refuses the file: the refusal
+    # is the one line the user gets
+    warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
     stop = signals.install()  # Ctrl-C and SIGTERM: one line, finished work kept, exit 130 / 143
     try:
         # Typer turns a KeyboardInterrupt into a returned 130: see `stop`
@@ -177,6 +182,13 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     except UnicodeDecodeError as err:
         print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError:  # a loader without its own line (models.loading.refusing_pickles names the file)
+        print(
+            "error: a weights file holds a pickle that is not plain tensors (it could run code), so diversity-cli "
+            "does not load it; use the original weights (safetensors, or a file of tensors only)",
+            file=sys.stderr,
+        )
         return 2
     finally:
         stop.restore()

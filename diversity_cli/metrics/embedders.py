@@ -221,9 +221,12 @@ def dreamsim(
         )
     from dreamsim import dreamsim as load_dreamsim
 
+    from ..models.loading import refusing_pickles
+
     hub_dir = torch.hub._hub_dir  # dreamsim sets torch.hub's directory globally; put it back afterwards
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # its "Using cached ..." must not mix with our table
+        # its "Using cached ..." must not mix with our table
+        with contextlib.redirect_stdout(sys.stderr), refusing_pickles(f"dreamsim weights in {folder}"):
             model, _ = load_dreamsim(
                 pretrained=True,
                 device=str(device),
@@ -390,7 +393,11 @@ def lpips(
         )
     from torchmetrics.functional.image.lpips import _LPIPS
 
-    embedder = LpipsEmbedder(_LPIPS(pretrained=True, net=net, resize=resize), device, batch_size)
+    from ..models.loading import refusing_pickles
+
+    with refusing_pickles(f"lpips backbone {path}"):  # torchvision reads it weights-only (diversity_cli/__init__.py)
+        network = _LPIPS(pretrained=True, net=net, resize=resize)
+    embedder = LpipsEmbedder(network, device, batch_size)
     embedder.weights = [path, embedder.network.lins]  # the backbone file and torchmetrics' linear layers
     return embedder
 
@@ -470,9 +477,12 @@ def clip(device: torch.device, model: str = "ViT-B-32", pretrained: str | None =
     """open_clip image features, cosine distance; preprocessing (resize, crop, normalise) from the model's config."""
     import open_clip
 
+    from ..models.loading import refusing_pickles
+
     name, checkpoint = _clip_source(model, pretrained)
     try:
-        network = open_clip.create_model(name, pretrained=checkpoint, device=device)
+        with refusing_pickles(f"clip {checkpoint or name}"):
+            network = open_clip.create_model(name, pretrained=checkpoint, device=device)
     except (RuntimeError, FileNotFoundError, KeyError) as err:
         raise UserError(f"clip: cannot load {model} ({checkpoint or name}): {str(err).splitlines()[0]}") from None
     network.eval()
@@ -505,9 +515,12 @@ def dino(device: torch.device, path: str = "facebook/dinov2-base", batch_size: i
     folder = Path(path).expanduser()
     if not folder.is_dir():
         folder = _hf_cached_folder(path, "config.json", "dino")
+    from ..models.loading import refusing_pickles
+
     try:
-        processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-        network = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+        with refusing_pickles(f"dino {folder}"):
+            processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+            network = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
     except (OSError, ValueError) as err:
         raise UserError(f"dino: cannot load {path} from {folder}: {str(err).splitlines()[0]}") from None
 

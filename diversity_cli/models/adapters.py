@@ -41,7 +41,7 @@ import torch
 
 from ..core.errors import UserError
 from .adapter_pair import has_distillation_adapter
-from .loading import NETWORK_SLOT, guarded_load
+from .loading import NETWORK_SLOT, guarded_load, pickle_refusal, refused_pickle
 
 ADAPTER_NAME = "transfer"  # the adapter name inside diffusers / peft while it is applied
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -135,6 +135,8 @@ def load_state(path: Path) -> dict[str, Any]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or foreign file: one line, whatever the reader raised
+        if refused_pickle(err):  # a pickle that would run code: said so (torch's own message suggests loading it)
+            raise pickle_refusal(f"adapter {path}", err) from None
         raise UserError(f"adapter {path} cannot be read ({type(err).__name__}: {_first_line(err)})") from None
     if not isinstance(state, dict):
         raise UserError(f"adapter {path} holds a {type(state).__name__}, not a dict of weights")

@@ -3,12 +3,20 @@
 Real checkpoints come from the Hugging Face cache (`HF_HOME`) or a local directory (`path:`); nothing here
 decides to download on its own beyond what `from_pretrained` does. When a checkpoint is missing the user gets
 one line naming it and how to point at a local copy.
+
+Weights are read as safetensors or weights-only (`torch.load(weights_only=True)`, forced for the whole process in
+diversity_cli/__init__.py, and the default of diffusers and transformers): a weights file that holds a pickle which
+would run code is refused, and `refusing_pickles` turns that refusal into one line naming the file.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -260,18 +268,29 @@ def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
 
 def guarded_load(load, repo: str, hint: str, file: str | None = None):
     """Load from the local cache first; reach for the hub only when it may be reached (not HF_HUB_OFFLINE).
-    A checkpoint found in neither place becomes one actionable line."""
+    A checkpoint found in neither place becomes one actionable line; so does a local folder or file that cannot
+    be loaded (naming what failed), and a weights file holding a pickle that would run code (`refusing_pickles`)."""
+    import diffusers
     import huggingface_hub
 
     huggingface_hub.utils.logging.set_verbosity_error()  # its retry notes would bury the line that matters
+    verbosity = diffusers.utils.logging.get_verbosity()
+    # diffusers logs an error of its own before falling back from safetensors to .bin: one line is ours to print
+    diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
     attempts = [True] if _offline() else [True, False]
-    for local_only in attempts:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return load(local_only)
-        except (OSError, ValueError) as err:  # hub and offline errors are OSError or ValueError subclasses
-            reason = type(err).__name__
+    local = os.path.exists(os.path.expanduser(str(repo)))
+    try:
+        for local_only in attempts:
+            try:
+                with warnings.catch_warnings(), refusing_pickles(f"{hint}={repo}" if local else repo):
+                    warnings.simplefilter("ignore")
+                    return load(local_only)
+            except (OSError, ValueError, pickle.UnpicklingError) as err:  # hub and offline errors: OSError, ValueError
+                reason = type(err).__name__
+                if local:  # not a cache miss: what is wrong with the user's own copy
+                    raise UserError(f"{hint}={repo} cannot be loaded: {_first_line(err)}") from None
+    finally:
+        diffusers.utils.logging.set_verbosity(verbosity)
     hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
     what = f"{repo}/{file}" if file else repo
     fetch = f"hf download {repo}" + (f" {file}" if file else "")
@@ -279,6 +298,59 @@ def guarded_load(load, repo: str, hint: str, file: str | None = None):
         f"checkpoint '{what}' is not in the local cache and could not be fetched ({reason}); on a machine with "
         f"network run `{fetch}` with HF_HOME={hf_home}, or set {hint}=/path/to/local/copy"
     ) from None
+
+
+def refused_pickle(err: BaseException) -> bool:
+    """Whether `err`, or an error it was raised from (diffusers re-raises as OSError), is torch refusing to
+    unpickle more than tensors from a weights file."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, pickle.UnpicklingError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@contextmanager
+def refusing_pickles(what: str) -> Iterator[None]:
+    """Around any load of weights (`what`: the file, folder or hub id): a weights file refused because it holds a
+    pickle that is not plain tensors (it could run code) becomes one line naming it; other errors pass through."""
+    try:
+        yield
+    except Exception as err:
+        if not refused_pickle(err):
+            raise
+        raise pickle_refusal(what, err) from None
+
+
+def pickle_refusal(what: str, err: BaseException) -> UserError:
+    """The one line for a weights file of `what` that torch refused to unpickle (`refused_pickle`)."""
+    named = _weights_file(err)
+    return UserError(
+        f"{what}: {'the weights file ' + named if named else 'a weights file'} holds a pickle that is not plain "
+        "tensors (it could run code), so diversity-cli does not load it; use the original weights (safetensors, "
+        "or a file of tensors only)"
+    )
+
+
+def _weights_file(err: BaseException) -> str | None:
+    """The weights file an error (or one it was raised from) names, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        found = re.search(r"'([^']+\.(?:bin|pt|pth|ckpt|pkl|tar))'", str(current))
+        if found:
+            return found[1]
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _offline() -> bool:
