@@ -60,7 +60,8 @@ def _sweep_plot() -> Path:
 
 
 # Files of someone else's where the sweep k=1..2 writes or deletes: in the finished point, in the point still to
-# make (ablate's files and generate's), in a point's measure/ view, and at out= itself.
+# make (ablate's files and generate's), in a point's measure/ view, and at out= itself; each with overwrite=true,
+# and some without.
 PLANTED = [
     POINT / "error.txt",  # deleted when the point succeeds
     POINT / "point.csv",
@@ -71,10 +72,12 @@ PLANTED = [
     Path("ablate.csv"),
     None,  # the sweep's plot
 ]
+CASES = [(path, True) for path in PLANTED] + [(path, False) for path in PLANTED[1:3] + PLANTED[-2:]]
 
 
-@pytest.mark.parametrize("overwrite", [False, True], ids=["", "overwrite"])
-@pytest.mark.parametrize("planted", PLANTED, ids=lambda p: str(p or "plot"))
+@pytest.mark.parametrize(
+    ("planted", "overwrite"), CASES, ids=[f"{p or 'plot'}{'-overwrite' if o else ''}" for p, o in CASES]
+)
 def test_a_foreign_file_where_the_sweep_writes_stops_it_before_anything_is_written(
     cli, swept, tmp_path, monkeypatch, planted, overwrite
 ):

@@ -144,11 +144,12 @@ def _open_clip(folder: Path):
     return folder / "open_clip_pytorch_model.bin", lambda: embedders.clip(torch.device("cpu"), f"local-dir:{folder}")
 
 
-def _lpips(folder: Path, monkeypatch=None):
+def _lpips(folder: Path):
     from diversity_cli.metrics import embedders
 
     torch.hub.set_dir(str(folder / "hub"))  # where torchvision keeps the backbone (TORCH_HOME/hub)
-    return embedders.lpips_backbone_file("alex")[0], lambda: embedders.lpips(torch.device("cpu"), "alex")
+    # squeeze: the smallest backbone, read like the others (torch.hub's cache, weights_only=False there)
+    return embedders.lpips_backbone_file("squeeze")[0], lambda: embedders.lpips(torch.device("cpu"), "squeeze")
 
 
 @pytest.mark.parametrize("network", [_dino, _clip_model, _open_clip, _lpips], ids=lambda f: f.__name__[1:])
