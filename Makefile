@@ -248,3 +248,56 @@ reproduce-toy:
 
 reproduce-%-toy:
 	$(MAKE) -j1 reproduce-$* MODEL=toy
+
+# ==================================================================================================================
+# The toy pair's weights, retrained from scratch into TOY_OUT (diversity_cli/toy/release.py: the folder's layout),
+# measured under the fixed protocol, with the model card composed from those outputs by code (diversity_cli/toy/
+# card.py). The VAE and the judge (features/) are fixed instruments, reused, not retrained: every toy number
+# (adherence, toy_features, fid_toyfeat) is measured through them, so they must not move with the models judged.
+# Deterministic given SEED; every step resumes: rerunning after an interruption makes only what is missing
+# (train-toy and distill continue from their checkpoints, the measurements run when their CSV is absent).
+# `make toy-weights-install` then ships the result into diversity_cli/assets/toy/ (≤ 40 MB, safetensors only).
+# ==================================================================================================================
+TOY_OUT ?= results/toy_weights
+SEED ?= 0
+DMD_ITERS ?= 800
+LAMBDA ?= 0.5
+TOY_THREADS ?= 2
+# The CPU: the budget (≤ 2 h on 2 cores) and the determinism are stated for it.
+TOY_DEVICE ?= cpu
+TOY_PAIR := toy_retrained
+TOY_EVAL = $(TOY_OUT)/eval
+# The chain's pairs (conf/model/$(TOY_PAIR)*.yaml under TOY_OUT: the shipped toy pairs' settings, TOY_OUT's weights).
+TOY_ENV = OMP_NUM_THREADS=$(TOY_THREADS) DIVERSITY_CLI_CONF=$(abspath $(TOY_OUT))/conf
+TOY_DISTILL = prompts=data/toy_captions.csv iterations=$(DMD_ITERS) batch_size=16 lr.generator=1e-4 lr.fake=1e-4 \
+  seed=$(SEED) device=$(TOY_DEVICE)
+
+.PHONY: toy-weights toy-weights-steps toy-weights-install
+
+toy-weights:
+	@start=$$(date +%s); \
+	$(MAKE) -j1 toy-weights-steps || exit 1; \
+	echo "make toy-weights: $$(( $$(date +%s) - start )) s wall time; card: $(TOY_OUT)/MODEL_CARD.md"
+
+toy-weights-steps:
+	$(CLI) train-toy out=$(TOY_OUT)/base seed=$(SEED) threads=$(TOY_THREADS) device=$(TOY_DEVICE) \
+	  vae.reuse=diversity_cli/assets/toy/base/vae \
+	  unet.schedule_shift=0.6 unet.text_embedding=true unet.steps=6000 unet.lr=8e-4
+	$(BIN)/python -m diversity_cli.toy.release pairs $(TOY_OUT)
+	$(TOY_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dmd $(TOY_DISTILL) out=$(TOY_OUT)/dmd
+	$(TOY_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dp_dmd teacher_ode.steps=8 anchor_k=2 lambda_div=$(LAMBDA) \
+	  $(TOY_DISTILL) out=$(TOY_OUT)/dp_dmd
+	test -f $(TOY_EVAL)/protocol_fid.csv || $(TOY_ENV) $(BIN)/python -m diversity_cli.toy.protocol model=$(TOY_PAIR) \
+	  methods=base,distilled out=$(TOY_EVAL)/protocol.csv
+	test -f $(TOY_EVAL)/protocol_dpdmd_fid.csv || $(TOY_ENV) $(BIN)/python -m diversity_cli.toy.protocol \
+	  model=$(TOY_PAIR)_dpdmd methods=distilled out=$(TOY_EVAL)/protocol_dpdmd.csv
+	test -f $(TOY_EVAL)/x0viz/commitment_summary.csv || $(TOY_ENV) $(CLI) x0viz model=$(TOY_PAIR) \
+	  prompts=data/toy_prompts.txt n=16 metric=toy_features threshold=0.25 methods=[base,distilled] \
+	  device=$(TOY_DEVICE) overwrite=true out=$(TOY_EVAL)/x0viz
+	test -f $(TOY_EVAL)/x0viz_dpdmd/commitment_summary.csv || $(TOY_ENV) $(CLI) x0viz model=$(TOY_PAIR)_dpdmd \
+	  prompts=data/toy_prompts.txt n=16 metric=toy_features threshold=0.25 methods=[distilled] device=$(TOY_DEVICE) \
+	  overwrite=true out=$(TOY_EVAL)/x0viz_dpdmd
+	$(BIN)/python -m diversity_cli.toy.card $(TOY_OUT)
+
+toy-weights-install:
+	$(BIN)/python -m diversity_cli.toy.release install $(TOY_OUT)

@@ -1,0 +1,472 @@
+"""The toy pair's model card, composed by code from what `make toy-weights` wrote (layout: toy/release.py), never by
+hand: train-toy's own card of the base run, the distill runs' commands, times and logs, the fixed measurement
+protocol's tables (toy/protocol.py), x0viz's commitment, and the v2 targets checked against those figures.
+
+    python -m diversity_cli.toy.card results/toy_weights      # writes results/toy_weights/MODEL_CARD.md
+
+A figure the outputs do not hold is an error (one line, exit 2), never a blank: the card says only what was measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ..core.atomic import write_text
+from ..core.errors import UserError
+from .release import (
+    BASE_RUN,
+    CARD,
+    CONF,
+    DMD_RUN,
+    DP_DMD_RUN,
+    EVAL,
+    PAIR,
+    PROTOCOL,
+    PROTOCOL_DPDMD,
+    X0VIZ,
+    X0VIZ_DPDMD,
+)
+
+# The v2 toy pair's targets: the base follows every prompt and is near the ground truth; the students keep its
+# quality; DP-DMD keeps its diversity without the base at inference.
+BASE_ADHERENCE = 0.9  # on every prompt
+BASE_FLOOR_FACTOR = 1.15  # fid_toyfeat within this factor of the ground-truth floor
+TRUTH_DIVERSITY_BAND = 0.10  # adherent-only diversity within ±10% of the ground truth's, on every prompt
+STUDENT_FID_FACTOR = 1.3  # a student's fid_toyfeat at most this factor of the base's
+ADHERENCE_SLACK = 0.05  # a student's adherence at least the base's minus this, on every prompt
+DP_DMD_DIVERSITY = 0.9  # DP-DMD's diversity at least this factor of the base's, on every prompt
+
+METHODS = {"base": "base", "dmd": "DMD student", "dp_dmd": "DP-DMD student"}
+STUDENTS = {"dmd": ("dmd_student/", DMD_RUN), "dp_dmd": ("dp_dmd_student/", DP_DMD_RUN)}
+LOG_TAIL = 0.1  # the training log's figures: means over its last tenth of iterations
+
+
+@dataclass
+class Figures:
+    floor: float
+    fid: dict[str, float]  # method -> fid_toyfeat
+    prompts: list[str]
+    rows: dict[str, dict[str, dict[str, float]]]  # method -> prompt -> protocol row
+    commitment: dict[str, dict[str, float]]  # method -> x0viz summary row
+    commitment_settings: dict  # x0viz's config as its run recorded it (prompts, n, metric, threshold)
+    pair: dict  # the chain's pair (base + DMD), as conf/model/ of the results folder holds it
+
+    @property
+    def student_timesteps(self) -> list[int]:
+        return [int(t) for t in self.pair["distilled"]["timesteps"]]
+
+    def label(self, method: str) -> str:
+        if method == "base":
+            return f"base (DDIM {self.pair['base']['steps']}, CFG {float(self.pair['base']['guidance']):g})"
+        return f"{METHODS[method]} ({len(self.student_timesteps)} steps)"
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    figure: str
+    met: bool
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise UserError(f"the card needs {path}, which is missing; rerun `make toy-weights` (it makes what is missing)")
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"the card needs {path}, which is missing; rerun `make toy-weights`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def distill_record(run: Path) -> dict:
+    """The distill section of a run's run.json (settings, iterations, seconds, finished)."""
+    record = _json(run / "run.json").get("distill")
+    if not record or not record.get("finished"):
+        raise UserError(f"the distill run {run} is not finished; rerun `make toy-weights`")
+    return record
+
+
+def _record(run: Path, command: str) -> dict:
+    """The first invocation record of `command` in a run directory (runs/<time>-<command>-<pid>.json)."""
+    for path in sorted((run / "runs").glob(f"*-{command}-*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("command_line"):
+            return record
+    raise UserError(f"{run}/runs/ holds no record of {command}; rerun `make toy-weights`")
+
+
+def command_of(run: Path, command: str) -> str:
+    """The command line of the first invocation of `command` recorded in a run directory."""
+    return shlex.join(_record(run, command)["command_line"])
+
+
+def load_figures(out: Path) -> Figures:
+    """The protocol's and x0viz's figures of the base, the DMD and the DP-DMD student."""
+    evaluation = out / EVAL
+    sources = [(PROTOCOL, {"base": "base", "distilled": "dmd"}), (PROTOCOL_DPDMD, {"distilled": "dp_dmd"})]
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    fid: dict[str, float] = {}
+    floor = math.nan
+    prompts: list[str] = []
+    for name, methods in sources:
+        path = evaluation / name
+        for row in read_csv(path):
+            if row["method"] in methods:
+                prompt = row["prompt"]
+                prompts += [prompt] if prompt not in prompts else []
+                numbers = {key: _number(value) for key, value in row.items() if key not in ("method", "prompt")}
+                rows.setdefault(methods[row["method"]], {})[prompt] = numbers
+        for row in read_csv(path.with_name(path.stem + "_fid.csv")):
+            if row["method"] == "truth" and name == PROTOCOL:
+                floor = _number(row["fid_toyfeat"])
+            elif row["method"] in methods:
+                fid[methods[row["method"]]] = _number(row["fid_toyfeat"])
+    commitment: dict[str, dict[str, float]] = {}
+    for folder, methods in ((X0VIZ, {"base": "base", "distilled": "dmd"}), (X0VIZ_DPDMD, {"distilled": "dp_dmd"})):
+        for row in read_csv(evaluation / folder / "commitment_summary.csv"):
+            if row["method"] in methods:
+                commitment[methods[row["method"]]] = {
+                    key: _number(value) for key, value in row.items() if key != "method"
+                }
+    missing = [m for m in METHODS if m not in rows or m not in fid or m not in commitment]
+    if missing or math.isnan(floor):
+        raise UserError(f"the measurements under {evaluation} lack {', '.join(missing) or 'the ground-truth floor'}")
+    pair = out / CONF / "model" / f"{PAIR}.yaml"
+    if not pair.is_file():
+        raise UserError(f"the card needs {pair}, which is missing; rerun `make toy-weights`")
+    settings = _record(out / EVAL / X0VIZ, "x0viz").get("config", {})
+    pair_config = OmegaConf.to_container(OmegaConf.load(pair), resolve=False)
+    return Figures(floor, fid, prompts, rows, commitment, settings, pair_config)
+
+
+# --------------------------------------------------------------------------------------------------- targets
+
+
+def _worst(values: dict[str, float], key) -> tuple[str, float]:
+    """(prompt, value) of the prompt that does worst by `key` (a missing figure, NaN, is the worst of all)."""
+    prompt = min(values, key=lambda p: -math.inf if math.isnan(values[p]) else key(values[p]))
+    return prompt, values[prompt]
+
+
+def commits_within_first_step(committed_timestep: float, student_timesteps: list[int]) -> bool:
+    """The base has committed by the student's second timestep: k=auto would give it exactly the first step."""
+    from ..sampling.autok import k_from_commitment
+
+    return k_from_commitment(student_timesteps, int(committed_timestep)) == 1
+
+
+def targets(fig: Figures) -> list[Target]:
+    base = fig.rows["base"]
+    found = []
+    adherence = {p: base[p]["adherence"] for p in fig.prompts}
+    prompt, worst = _worst(adherence, lambda v: v)
+    below = sum(1 for v in adherence.values() if not v >= BASE_ADHERENCE)
+    found.append(
+        Target(
+            f"base adherence ≥ {BASE_ADHERENCE} on every prompt",
+            f"lowest {worst:.3f} ({prompt}); {below} of {len(adherence)} prompts below",
+            below == 0,
+        )
+    )
+    ratio = fig.fid["base"] / fig.floor
+    found.append(
+        Target(
+            f"base fid_toyfeat ≤ {BASE_FLOOR_FACTOR}× the ground-truth floor",
+            f"{fig.fid['base']:.2f} = {ratio:.2f}× the floor {fig.floor:.2f}",
+            ratio <= BASE_FLOOR_FACTOR,
+        )
+    )
+    off = {p: base[p]["adherent_diversity"] / base[p]["truth_diversity"] - 1 for p in fig.prompts}
+    prompt, worst = _worst(off, lambda v: -abs(v))
+    outside = sum(1 for v in off.values() if not abs(v) <= TRUTH_DIVERSITY_BAND)
+    found.append(
+        Target(
+            f"base adherent-only diversity within ±{TRUTH_DIVERSITY_BAND:.0%} of the ground truth's on every prompt",
+            f"furthest {worst:+.1%} ({prompt}); {outside} of {len(off)} prompts outside",
+            outside == 0,
+        )
+    )
+    committed = fig.commitment["base"]["committed_timestep"]
+    found.append(
+        Target(
+            f"base commits within the first distilled step (by t={fig.student_timesteps[1]}, so k=1 is the hand-over)",
+            f"t={committed:.0f}",
+            commits_within_first_step(committed, fig.student_timesteps),
+        )
+    )
+    for student, label in (("dmd", "DMD"), ("dp_dmd", "DP-DMD")):
+        ratio = fig.fid[student] / fig.fid["base"]
+        found.append(
+            Target(
+                f"{label} fid_toyfeat ≤ {STUDENT_FID_FACTOR}× the base's",
+                f"{fig.fid[student]:.2f} = {ratio:.2f}× the base's {fig.fid['base']:.2f}",
+                ratio <= STUDENT_FID_FACTOR,
+            )
+        )
+        margin = {p: fig.rows[student][p]["adherence"] - base[p]["adherence"] for p in fig.prompts}
+        prompt, worst = _worst(margin, lambda v: v)
+        below = sum(1 for v in margin.values() if not v >= -ADHERENCE_SLACK - 1e-9)
+        found.append(
+            Target(
+                f"{label} adherence ≥ the base's − {ADHERENCE_SLACK} on every prompt",
+                f"worst {worst:+.3f} ({prompt}); {below} of {len(margin)} prompts below",
+                below == 0,
+            )
+        )
+    kept = {p: fig.rows["dp_dmd"][p]["diversity"] / base[p]["diversity"] for p in fig.prompts}
+    prompt, worst = _worst(kept, lambda v: v)
+    below = sum(1 for v in kept.values() if not v >= DP_DMD_DIVERSITY)
+    found.append(
+        Target(
+            f"DP-DMD diversity ≥ {DP_DMD_DIVERSITY}× the base's on every prompt (no base at inference)",
+            f"lowest {worst:.2f}× ({prompt}); {below} of {len(kept)} prompts below",
+            below == 0,
+        )
+    )
+    return found
+
+
+# ----------------------------------------------------------------------------------------------------- card
+
+
+def _demoted(markdown: str) -> list[str]:
+    """train-toy's card one heading level down, to sit inside this one."""
+    return [("#" + line if line.startswith("#") else line) for line in markdown.rstrip().splitlines()]
+
+
+def _log_tail(path: Path) -> str:
+    rows = read_csv(path)
+    if not rows:
+        return "no rows logged"
+    tail = rows[-max(1, math.ceil(len(rows) * LOG_TAIL)) :]
+    shown = []
+    for column in ("generator_loss", "dmd_loss", "first_step_loss", "first_step_floor", "fake_loss"):
+        values = [_number(row.get(column)) for row in tail]
+        values = [v for v in values if not math.isnan(v)]
+        if values:
+            shown.append(f"{column} {sum(values) / len(values):.4g}")
+    return f"iterations {tail[0]['iteration']}..{tail[-1]['iteration']}: " + ", ".join(shown)
+
+
+def _student_row(out: Path, student: str) -> tuple[list[str], list[str]]:
+    folder, run_name = STUDENTS[student]
+    run = out / run_name
+    record = distill_record(run)
+    settings = record["config"]
+    seconds, iterations = float(record["seconds"]), int(record["iterations"])
+    if student == "dmd":
+        what = "DMD (DMD2 without GAN)"
+    else:
+        anchor = re.search(r"x̂0 at t=(\d+)", (run / "README.md").read_text(encoding="utf-8"))
+        at = f" (t={anchor[1]})" if anchor else ""
+        what = (
+            f"DP-DMD (first step: L2 to the teacher's {settings['teacher_ode']['steps']}-step DDIM x̂0 at "
+            f"anchor_k={settings['anchor_k']}{at}, λ_div={settings['lambda_div']:g}; DMD on the rest)"
+        )
+    row = (
+        f"| `{folder}` | {what} | `{command_of(run, 'distill')}` | {seconds:.0f} s ({seconds / iterations:.2f} "
+        f"s/iteration, {iterations} iterations) |"
+    )
+    log = f"- `{folder}train_log.csv` (the run's log.csv), {_log_tail(run / 'log.csv')}"
+    return [row], [log]
+
+
+def _fid_rows(fig: Figures) -> list[str]:
+    lines = [f"| ground truth (floor) | {fig.floor:.2f} | 1.00 | |"]
+    for method in METHODS:
+        summary = fig.commitment[method]
+        committed = (
+            f"t={summary['committed_timestep']:.0f} (after step {summary['committed_step'] + 1:.0f} of "
+            f"{summary['steps']:.0f})"
+        )
+        lines.append(
+            f"| {fig.label(method)} | {fig.fid[method]:.2f} | {fig.fid[method] / fig.floor:.2f} | {committed} |"
+        )
+    return lines
+
+
+def _prompt_rows(fig: Figures) -> list[str]:
+    def three(prompt: str, key: str) -> str:
+        return " / ".join(f"{fig.rows[m][prompt][key]:.3f}" for m in METHODS)
+
+    return [
+        f"| {p} | {three(p, 'adherence')} | {three(p, 'diversity')} | {three(p, 'adherent_diversity')} | "
+        f"{fig.rows['base'][p]['truth_diversity']:.3f} |"
+        for p in fig.prompts
+    ]
+
+
+def _factor_rows(fig: Figures) -> list[str]:
+    """Per prompt, each factor it names: the fraction of samples showing the named value, base / DMD / DP-DMD."""
+    lines = []
+    for prompt in fig.prompts:
+        factors = [key for key in fig.rows["base"][prompt] if key.endswith("_adherence") and key != "truth_adherence"]
+        cells = [
+            f"{key.removesuffix('_adherence')} " + " / ".join(f"{fig.rows[m][prompt][key]:.2f}" for m in METHODS)
+            for key in factors
+        ]
+        lines.append(f"| {prompt} | {', '.join(cells) or '(names no factor)'} |")
+    return lines
+
+
+def _train_seconds(base_run: Path) -> float:
+    done = [json.loads(path.read_text(encoding="utf-8")) for path in (base_run / "checkpoints").glob("*.done.json")]
+    return sum(float(info.get("seconds", 0.0)) for info in done)
+
+
+def build_card(out: Path) -> tuple[str, list[Target]]:
+    """The card's text and the targets it checks."""
+    fig = load_figures(out)
+    base_run = out / BASE_RUN
+    base_card = base_run / CARD
+    if not base_card.is_file():
+        raise UserError(
+            f"the card needs {base_card} (train-toy's own card), which is missing; rerun `make toy-weights`"
+        )
+    seed = OmegaConf.load(base_run / "train_toy.yaml").seed
+    dmd, dp_dmd = distill_record(out / DMD_RUN), distill_record(out / DP_DMD_RUN)
+    conf = f"DIVERSITY_CLI_CONF={out / CONF}"
+    rows, logs = [], []
+    for student in STUDENTS:
+        row, log = _student_row(out, student)
+        rows += row
+        logs += log
+    found = targets(fig)
+    met = sum(1 for target in found if target.met)
+    x0viz = fig.commitment_settings
+    n = int(fig.rows["base"][fig.prompts[0]]["n"])
+    prompts = x0viz.get("prompts") or x0viz.get("prompt")
+    commitment = f"{prompts}, n={x0viz.get('n')} seeds each, {x0viz.get('metric')}, threshold {x0viz.get('threshold')}"
+    seconds = {
+        "train-toy (its stages)": _train_seconds(base_run),
+        "distill DMD": float(dmd["seconds"]),
+        "distill DP-DMD": float(dp_dmd["seconds"]),
+    }
+    lines = [
+        "# Toy pair: base model, DMD and DP-DMD students",
+        "",
+        f"Composed by `python -m diversity_cli.toy.card {out}` (the last step of `make toy-weights`) from that run's",
+        "own outputs: train-toy's card, the distill runs' records and logs, the fixed measurement protocol's CSVs and",
+        "x0viz's commitment summaries. Not edited by hand: rerun the step to remake it.",
+        "",
+        "```",
+        f"make toy-weights TOY_OUT={out} SEED={seed} DMD_ITERS={dmd['iterations']} "
+        f"LAMBDA={dp_dmd['config']['lambda_div']:g}",
+        "make toy-weights-install      # copies the weights and this card into diversity_cli/assets/toy/",
+        "```",
+        "",
+        "The VAE and the judge (`features/`) are fixed instruments, reused from the shipped pair, never retrained:",
+        "every number below is measured through them. Training time: "
+        + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+        + f"; {sum(seconds.values()) / 3600:.2f} h in all.",
+        "",
+        f"## Targets of the v2 toy pair, against the figures below ({met} of {len(found)} met)",
+        "",
+        "| target | measured | |",
+        "| --- | --- | --- |",
+        *[f"| {t.what} | {t.figure} | {'met' if t.met else 'not met'} |" for t in found],
+        "",
+        *_demoted(base_card.read_text(encoding="utf-8")),
+        "",
+        f"## Students ({len(fig.student_timesteps)} steps, LCM schedule "
+        f"{'/'.join(map(str, fig.student_timesteps))}), distilled from the base above by `diversity-cli distill`",
+        "",
+        f"The pairs `{PAIR}` (base + DMD) and `{PAIR}_dpdmd` (base + DP-DMD) are the shipped toy pairs' settings with",
+        f"this run's weights (`{out / CONF}/model/`, written by `python -m diversity_cli.toy.release pairs`); the",
+        f"commands ran with `{conf}`.",
+        "",
+        "| folder | method | command | training time |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+        *logs,
+        "",
+        "## Measured under the fixed protocol",
+        "",
+        "The judge is the frozen feature network (`features/`). Commands:",
+        "",
+        "```",
+        f"{conf} python -m diversity_cli.toy.protocol model={PAIR} methods=base,distilled out={out / EVAL / PROTOCOL}",
+        f"{conf} python -m diversity_cli.toy.protocol model={PAIR}_dpdmd methods=distilled "
+        f"out={out / EVAL / PROTOCOL_DPDMD}",
+        f"{conf} {command_of(out / EVAL / X0VIZ, 'x0viz')}",
+        f"{conf} {command_of(out / EVAL / X0VIZ_DPDMD, 'x0viz')}",
+        "```",
+        "",
+        "fid_toyfeat: Fréchet distance of the judge's features, 1000 generated images (1000 toy captions drawn as the",
+        "training data draws them, one seed each) against 1000 reference scenes; the floor is one ground-truth scene",
+        f"per caption against the same reference. Commitment: x0viz over {commitment}; the toy pairs' `auto_k`",
+        "settings are the same, so `k=auto` finds the base's point.",
+        "",
+        f"| method | fid_toyfeat | × floor | x̂0 commitment (x0viz, {x0viz.get('metric')}, threshold "
+        f"{x0viz.get('threshold')}) |",
+        "| --- | --- | --- | --- |",
+        *_fid_rows(fig),
+        "",
+        f"Per prompt, n={n} (seeds 0..{n - 1}); adherence: all named factors right by the judge; diversity: mean",
+        "pairwise cosine distance of the judge's features; adherent-only: the same over the samples that follow the",
+        "prompt.",
+        "",
+        "| prompt | adherence base / DMD / DP-DMD | diversity base / DMD / DP-DMD | adherent-only diversity base / DMD "
+        "/ DP-DMD | truth diversity |",
+        "| --- | --- | --- | --- | --- |",
+        *_prompt_rows(fig),
+        "",
+        f"Per named factor: the fraction of the {n} samples whose predicted value of that factor is the prompt's",
+        "(base / DMD / DP-DMD).",
+        "",
+        "| prompt | per named factor |",
+        "| --- | --- |",
+        *_factor_rows(fig),
+        "",
+    ]
+    return "\n".join(lines), found
+
+
+def write_card(out: Path) -> tuple[Path, list[Target]]:
+    text, found = build_card(out)
+    path = out / CARD
+    write_text(path, text)
+    return path, found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m diversity_cli.toy.card TOY_OUT", file=sys.stderr)
+        return 2
+    try:
+        path, found = write_card(Path(args[0]))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for target in found:
+        print(f"{'met    ' if target.met else 'NOT MET'}  {target.what}: {target.figure}")
+    print(f"wrote {path} ({sum(1 for target in found if target.met)} of {len(found)} targets met)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

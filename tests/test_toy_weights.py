@@ -1,0 +1,293 @@
+"""`make toy-weights`: the chain's commands, the pairs it distils and measures with, the model card composed from its
+outputs (here small fixture files, no training), and the install into the package's assets."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.core.config import compose
+from diversity_cli.core.errors import UserError
+from diversity_cli.toy import card, release
+from diversity_cli.toy.protocol import write_csv
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = ["a circle", "a red square", "two triangles"]
+# (adherence, diversity, adherent-only diversity) per prompt; truth diversity beside
+BASE = [(0.95, 0.32, 0.30), (0.92, 0.22, 0.20), (0.91, 0.12, 0.10)]
+TRUTH = [0.31, 0.21, 0.105]
+DMD = [(0.95, 0.20, 0.20), (0.86, 0.15, 0.14), (0.91, 0.08, 0.08)]
+DP_DMD = [(0.90, 0.30, 0.29), (0.90, 0.21, 0.20), (0.90, 0.10, 0.09)]
+FLOOR, FID = 20.0, {"base": 22.0, "distilled": 30.0, "dp_dmd": 28.0}
+
+
+def _rows(method: str, figures: list[tuple[float, float, float]]) -> list[dict]:
+    return [
+        {
+            "method": method,
+            "prompt": prompt,
+            "n": 64,
+            "adherence": a,
+            "diversity": d,
+            "adherent_diversity": ad,
+            "truth_adherence": 1.0,
+            "truth_diversity": truth,
+            "shape_adherence": a,
+        }
+        for prompt, (a, d, ad), truth in zip(PROMPTS, figures, TRUTH, strict=True)
+    ]
+
+
+def _write(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+
+def _record(run: Path, command: str, line: list[str], **sections) -> None:
+    body = {"command_line": ["diversity-cli", command, *line], **sections}
+    _write(run / "runs" / f"20261203T000000.000000Z-{command}-1.json", json.dumps(body))
+
+
+def _distill_run(run: Path, iterations: int, seconds: float, config: dict, line: list[str]) -> None:
+    record = {"finished": True, "iterations": iterations, "seconds": seconds, "config": config}
+    _write(run / "run.json", json.dumps({"schema": 1, "toolkit": "diversity-cli", "files": [], "distill": record}))
+    _record(run, "distill", line)
+    log = ["iteration,generator_loss,dmd_loss,first_step_loss,first_step_floor,fake_loss,seconds"]
+    log += [f"{i},{1 / i:.4f},{1 / i:.4f},{0.5 if 'anchor_k' in config else ''},0.6,0.3,1.5" for i in range(1, 21)]
+    _write(run / "log.csv", "\n".join(log) + "\n")
+    _write(run / "README.md", "- first-step anchor: the teacher's x̂0 at t=749 (anchor_k=2 of 8 DDIM steps)\n")
+    _write(run / "student" / "config.json", "{}")
+    _write(run / "student" / "diffusion_pytorch_model.safetensors", b"s" * 1000)
+
+
+@pytest.fixture
+def chain(tmp_path) -> Path:
+    """A results folder as `make toy-weights` leaves it, its figures chosen so that some targets hold, some not."""
+    out = tmp_path / "toy_weights"
+    base = out / release.BASE_RUN
+    _write(base / "MODEL_CARD.md", "# Toy base model and toy feature network\n\n## How it was trained\n\n- seed: 3\n")
+    _write(base / "train_toy.yaml", "seed: 3\nunet:\n  steps: 6000\n")
+    _write(base / "checkpoints" / "unet.done.json", json.dumps({"seconds": 1800.0}))
+    _write(base / "logs" / "unet.csv", "step,loss\n1,0.5\n")
+    pipeline = base / "base"
+    _write(pipeline / "model_index.json", "{}")
+    _write(pipeline / "unet" / "config.json", "{}")
+    _write(pipeline / "unet" / "diffusion_pytorch_model.safetensors", b"u" * 2000)
+    _write(pipeline / "unet" / "diffusion_pytorch_model.bin", b"pickle")  # never shipped
+    _write(pipeline / "scheduler" / "scheduler_config.json", "{}")
+    _write(pipeline / "tokenizer" / "tokenizer.json", "{}")
+    release.write_pairs(out)
+    _distill_run(
+        out / release.DMD_RUN, 800, 1200.0, {"student_timesteps": [999, 749, 499, 249]}, ["distill=dmd", "seed=3"]
+    )
+    dp_config = {"lambda_div": 0.5, "anchor_k": 2, "teacher_ode": {"steps": 8}}
+    _distill_run(out / release.DP_DMD_RUN, 800, 1300.0, dp_config, ["distill=dp_dmd", "lambda_div=0.5"])
+    evaluation = out / release.EVAL
+    write_csv(evaluation / release.PROTOCOL, _rows("base", BASE) + _rows("distilled", DMD))
+    fid = [{"method": "truth", "fid_toyfeat": FLOOR}]
+    write_csv(
+        evaluation / "protocol_fid.csv", fid + [{"method": m, "fid_toyfeat": FID[m]} for m in ("base", "distilled")]
+    )
+    write_csv(evaluation / release.PROTOCOL_DPDMD, _rows("distilled", DP_DMD))
+    write_csv(evaluation / "protocol_dpdmd_fid.csv", fid + [{"method": "distilled", "fid_toyfeat": FID["dp_dmd"]}])
+    summary = "method,steps,threshold,committed_fraction,committed_step,committed_timestep\n"
+    _write(
+        evaluation / release.X0VIZ / "commitment_summary.csv",
+        summary + "base,25,0.25,0.24,5,799\ndistilled,4,0.25,0.5,1,749\n",
+    )
+    _write(evaluation / release.X0VIZ_DPDMD / "commitment_summary.csv", summary + "distilled,4,0.25,0.75,2,499\n")
+    settings = {"prompts": "data/toy_prompts.txt", "n": 16, "metric": "toy_features", "threshold": 0.25}
+    for folder in (release.X0VIZ, release.X0VIZ_DPDMD):
+        _record(evaluation / folder, "x0viz", ["model=toy_retrained", "n=16"], config=settings)
+    return out
+
+
+def _table(text: str, header: str) -> list[list[str]]:
+    """The rows of the markdown table under the line starting with `header`, as cells."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_card_checks_every_target_against_the_figures(chain):
+    path, found = card.write_card(chain)
+    text = path.read_text()
+    verdicts = {row[0]: row[2] for row in _table(text, "| target |")}
+    assert len(verdicts) == len(found) == 9
+    expected = [
+        ("base adherence", "met"),  # lowest 0.91
+        ("base fid_toyfeat", "met"),  # 22 = 1.10x the floor 20
+        ("base adherent-only diversity", "met"),  # -3.2%, -4.8%, -4.8%
+        ("base commits within the first distilled step", "met"),  # t=799 >= 749
+        ("DMD fid_toyfeat", "not met"),  # 30 = 1.36x the base's
+        ("DMD adherence", "not met"),  # 0.86 vs 0.92 on "a red square"
+        ("DP-DMD fid_toyfeat", "met"),  # 28 = 1.27x
+        ("DP-DMD adherence", "met"),  # -0.05 at worst: exactly the slack
+        ("DP-DMD diversity", "not met"),  # 0.10 / 0.12 on "two triangles"
+    ]
+    figures = {row[0]: row[1] for row in _table(text, "| target |")}
+    for what, verdict in expected:
+        key = next(key for key in verdicts if key.startswith(what))
+        assert verdicts[key] == verdict, (key, figures[key])
+    measured = {what: figures[next(key for key in figures if key.startswith(what))] for what, _ in expected}
+    assert measured["base adherence"] == "lowest 0.910 (two triangles); 0 of 3 prompts below"
+    assert measured["DMD adherence"] == "worst -0.060 (a red square); 1 of 3 prompts below"
+    assert measured["DP-DMD diversity"] == "lowest 0.83× (two triangles); 1 of 3 prompts below"
+    assert measured["base commits within the first distilled step"] == "t=799"
+    assert "(6 of 9 met)" in text
+    # the old toy base committed at t=719, after the students' first step (999 -> 749): k=1 was not the hand-over
+    summary = chain / release.EVAL / release.X0VIZ / "commitment_summary.csv"
+    summary.write_text(summary.read_text().replace("0.24,5,799", "0.32,7,719"))
+    late = {target.what: target for target in card.targets(card.load_figures(chain))}
+    late = next(target for what, target in late.items() if what.startswith("base commits"))
+    assert (late.figure, late.met) == ("t=719", False)
+
+
+def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
+    text, _ = card.build_card(chain)
+    fid = {row[0]: row[1:] for row in _table(text, "| method | fid_toyfeat |")}
+    assert fid["ground truth (floor)"][:2] == ["20.00", "1.00"]
+    assert fid["base (DDIM 25, CFG 4)"] == ["22.00", "1.10", "t=799 (after step 6 of 25)"]
+    assert fid["DMD student (4 steps)"] == ["30.00", "1.50", "t=749 (after step 2 of 4)"]
+    assert fid["DP-DMD student (4 steps)"] == ["28.00", "1.40", "t=499 (after step 3 of 4)"]
+    prompts = {row[0]: row[1:] for row in _table(text, "| prompt | adherence base")}
+    assert list(prompts) == PROMPTS
+    assert prompts["a red square"] == [
+        "0.920 / 0.860 / 0.900",
+        "0.220 / 0.150 / 0.210",
+        "0.200 / 0.140 / 0.200",
+        "0.210",
+    ]
+    factors = {row[0]: row[1] for row in _table(text, "| prompt | per named factor")}
+    assert factors["two triangles"] == "shape 0.91 / 0.91 / 0.90"
+    students = _table(text, "| folder | method |")
+    assert [row[0] for row in students] == ["`dmd_student/`", "`dp_dmd_student/`"]
+    assert students[0][2] == "`diversity-cli distill distill=dmd seed=3`"
+    assert students[0][3] == "1200 s (1.50 s/iteration, 800 iterations)"
+    assert "anchor_k=2 (t=749), λ_div=0.5" in students[1][1]
+    # train-toy's own card, one heading level down; the command that remakes everything, from the runs' values
+    assert "\n## Toy base model and toy feature network\n" in text and "\n### How it was trained\n" in text
+    assert f"make toy-weights TOY_OUT={chain} SEED=3 DMD_ITERS=800 LAMBDA=0.5" in text
+    assert "train-toy (its stages) 1800 s, distill DMD 1200 s, distill DP-DMD 1300 s" in text
+    assert "x0viz over data/toy_prompts.txt, n=16 seeds each, toy_features, threshold 0.25" in text
+
+
+def test_a_missing_measurement_is_one_line_and_no_card(chain, capsys):
+    (chain / release.EVAL / "protocol_dpdmd_fid.csv").unlink()
+    assert card.main([str(chain)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "protocol_dpdmd_fid.csv, which is missing" in err
+    assert not (chain / release.CARD).exists()
+
+
+def test_the_chains_pairs_are_the_shipped_settings_with_its_own_weights(chain, monkeypatch):
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(chain / release.CONF))
+    pipeline = (chain / "base" / "base").resolve()
+    for name, student in ((release.PAIR, "dmd"), (f"{release.PAIR}_dpdmd", "dp_dmd")):
+        model = compose("generate", [f"model={name}"]).model
+        shipped = compose("generate", [f"model={release.SHIPPED_PAIRS[name]}"]).model
+        assert model.name == name
+        assert model.components.path == str(pipeline) and model.base.network.path == str(pipeline / "unet")
+        assert model.distilled.network.path == str((chain / student / "student").resolve())
+        # a base trained with a shifted schedule carries it in its scheduler config: both roles read it
+        assert model.base.scheduler.repo == model.distilled.scheduler.repo == str(pipeline)
+        for key in ("steps", "guidance"):
+            assert model.base[key] == shipped.base[key] and model.distilled[key] == shipped.distilled[key]
+        assert list(model.distilled.timesteps) == list(shipped.distilled.timesteps)
+        assert model.auto_k == shipped.auto_k
+
+
+def test_install_ships_weights_configs_logs_and_the_card_only(chain, tmp_path):
+    card.write_card(chain)
+    target = tmp_path / "assets"
+    _write(target / "features" / "model.safetensors", b"judge")
+    _write(target / "base" / "stale.safetensors", b"old")
+    copies = release.install(chain, target)
+    assert (target / "features" / "model.safetensors").read_bytes() == b"judge"  # the judge is never replaced
+    assert not (target / "base" / "stale.safetensors").exists()
+    assert (target / "base" / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size == 2000
+    assert not (target / "base" / "unet" / "diffusion_pytorch_model.bin").exists()
+    assert (target / "dmd_student" / "train_log.csv").read_text() == (chain / "dmd" / "log.csv").read_text()
+    assert (target / "dp_dmd_student" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (target / "MODEL_CARD.md").read_text() == (chain / "MODEL_CARD.md").read_text()
+    assert all(not copy.target.endswith((".bin", ".pt")) for copy in copies)
+    assert not list(target.glob(".incoming-*")) and not list(target.glob(".outgoing-*"))
+
+
+def test_install_refuses_over_the_size_limit_or_an_unfinished_run_and_writes_nothing(chain, tmp_path, monkeypatch):
+    card.write_card(chain)
+    target = tmp_path / "assets"
+    _write(target / "base" / "old.safetensors", b"old")
+    total = sum(copy.size for copy in release.plan_install(chain))
+    monkeypatch.setattr(release, "SIZE_LIMIT", total - 1)
+    with pytest.raises(UserError, match="over the 0 MB limit"):
+        release.install(chain, target)
+    monkeypatch.setattr(release, "SIZE_LIMIT", total)
+    marker = chain / "dp_dmd" / "run.json"
+    body = json.loads(marker.read_text())
+    body["distill"]["finished"] = False
+    marker.write_text(json.dumps(body))
+    with pytest.raises(UserError, match="dp_dmd is unfinished"):
+        release.install(chain, target)
+    assert sorted(p.name for p in target.rglob("*")) == ["base", "old.safetensors"]
+
+
+def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
+    out = tmp_path / "w"
+    variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "LAMBDA=0.25"]
+    done = subprocess.run(
+        ["make", "-n", "-f", str(REPO / "Makefile"), "toy-weights", "toy-weights-install", *variables],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.replace("\\\n", " ").splitlines() if "diversity" in line]
+
+    def args(needle: str) -> dict[str, str]:
+        line = next(line for line in lines if needle in line)
+        words = shlex.split(line.split("||")[-1])
+        return dict(word.split("=", 1) for word in words if "=" in word)
+
+    train = args("train-toy")
+    assert train["out"] == f"{out}/base" and train["seed"] == "5" and train["threads"] == "2"
+    assert train["vae.reuse"] == "diversity_cli/assets/toy/base/vae"  # a fixed instrument, not retrained
+    assert {k: train[k] for k in ("unet.schedule_shift", "unet.text_embedding", "unet.steps", "unet.lr")} == {
+        "unet.schedule_shift": "0.6",
+        "unet.text_embedding": "true",
+        "unet.steps": "6000",
+        "unet.lr": "8e-4",
+    }
+    assert any(f"-m diversity_cli.toy.release pairs {out}" in line for line in lines)
+    dmd, dp_dmd = args("distill=dmd"), args("distill=dp_dmd")
+    for run, folder in ((dmd, release.DMD_RUN), (dp_dmd, release.DP_DMD_RUN)):
+        assert run["model"] == release.PAIR and run["out"] == f"{out}/{folder}"
+        assert run["iterations"] == "7" and run["seed"] == "5" and run["prompts"] == "data/toy_captions.csv"
+        assert (run["batch_size"], run["lr.generator"], run["lr.fake"]) == ("16", "1e-4", "1e-4")
+        assert run["DIVERSITY_CLI_CONF"] == f"{out}/{release.CONF}"
+    assert (dp_dmd["lambda_div"], dp_dmd["anchor_k"], dp_dmd["teacher_ode.steps"]) == ("0.25", "2", "8")
+    protocol = [args(f"out={out}/{release.EVAL}/{name}") for name in (release.PROTOCOL, release.PROTOCOL_DPDMD)]
+    assert [(p["model"], p["methods"]) for p in protocol] == [
+        (release.PAIR, "base,distilled"),
+        (f"{release.PAIR}_dpdmd", "distilled"),
+    ]
+    for folder in (release.X0VIZ, release.X0VIZ_DPDMD):
+        x0viz = args(f"out={out}/{release.EVAL}/{folder}")
+        assert (x0viz["prompts"], x0viz["n"], x0viz["metric"], x0viz["threshold"]) == (
+            "data/toy_prompts.txt",
+            "16",
+            "toy_features",
+            "0.25",
+        )
+        assert next(line for line in lines if f"{folder}/commitment_summary.csv" in line).startswith("test -f")
+    assert any(line.endswith(f"-m diversity_cli.toy.card {out}") for line in lines)
+    assert lines[-1].endswith(f"-m diversity_cli.toy.release install {out}")
