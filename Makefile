@@ -155,22 +155,19 @@ LIMIT_ARG := limit=$(if $(strip $(LIMIT)),$(strip $(LIMIT)),null)
 	reproduce-figures reproduce-all reproduce-toy
 
 # Table 1: % change of CLIP score with an adapter trained on the base, applied to the base and to each student.
+# One transfer-lora per pair over the whole adapter table (LAUNCHER/SHARDS: its (adapter, prompt) units as shards).
 # Toy: a LoRA (red) and a slider (small -> large) trained here; the toy classifier counts the concept instead.
 reproduce-table1:
 ifeq ($(MODEL),toy)
 	$(CLI) train-lora model=$(PAIR) concept=red steps=$(LORA_STEPS) out=$(T1)/adapters/red device=$(DEVICE)
 	$(CLI) train-lora model=$(PAIR) mode=slider concept=large negative=small steps=$(LORA_STEPS) \
 	  out=$(T1)/adapters/large device=$(DEVICE)
-	for adapter in red large; do \
-	  $(CLI) transfer-lora model=$(PAIR) adapter=$(T1)/adapters/$$adapter prompt="$(CAR)" n=$(N1) \
-	    device=$(DEVICE) out=$(T1) || exit 1; \
-	done
+	$(CLI) transfer-lora model=$(PAIR) adapters=data/toy_table1_adapters.csv adapter_dir=$(T1)/adapters \
+	  prompt="$(CAR)" n=$(N1) device=$(DEVICE) out=$(T1) $(SHARDED)
 else
-	grep -v '^#' data/table1_adapters.csv | tail -n +2 | while IFS=, read -r name concept prompt scale; do \
-	  for pair in $(T1_PAIRS); do \
-	    $(CLI) transfer-lora model=$$pair adapter=$(ADAPTERS)/$$name adapter_name=$$name concept="$$concept" \
-	      prompt="$$prompt" scale=$$scale n=$(N1) device=$(DEVICE) out=$(T1) || exit 1; \
-	  done; \
+	for pair in $(T1_PAIRS); do \
+	  $(CLI) transfer-lora model=$$pair adapters=data/table1_adapters.csv adapter_dir=$(ADAPTERS) n=$(N1) \
+	    device=$(DEVICE) out=$(T1) $(SHARDED) || exit 1; \
 	done
 endif
 	$(REPORT) out=$(T1) tables=[1]

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..experiments.transfer import transfer
+from ..experiments.launch import dispatch
+from ..experiments.transfer import merge_transfer, transfer, transfer_remaining
 
 
-def run(cfg: DictConfig) -> Path:
-    return transfer(cfg)
+def run(cfg: DictConfig) -> Path | None:
+    # shards of the (adapter, prompt) units (launcher=, devices=) or here; SIGUSR2 waits for the batch in hand
+    return dispatch(cfg, transfer, transfer_remaining, merge_transfer, batched=True)

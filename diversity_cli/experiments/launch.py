@@ -5,8 +5,8 @@ Cluster settings come from `conf/hydra/launcher/<launcher>.yaml`, the hydra-subm
 uses too (partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min, max_num_timeout, array_parallelism,
 signal_delay_s, setup, additional_parameters ...), overridden per run by `launcher_params.*`.
 Every shard job is resumable (`ShardJob` is a submitit Checkpointable): SLURM sends SIGUSR2 `signal_delay_s`
-before the time limit or on preemption; a batched command (generate, fid, diversity) finishes the batch in
-hand and stores what it holds in memory, then submitit checkpoints the job and requeues it (at most
+before the time limit or on preemption; a batched command (generate, fid, diversity, transfer-lora) finishes the
+batch in hand and stores what it holds in memory, then submitit checkpoints the job and requeues it (at most
 `max_num_timeout` times), and the requeued job resumes where the run directory (and, for diversity, the embedding
 cache) says it stopped. The launching command shows one status line while it waits, names each failed shard with
 its log, and merges once every shard has finished; rerunning the same command submits only the shards with work

@@ -9,10 +9,20 @@ adapter's concept text measures how much of the control carried over:
 On the toy pair (no CLIP there) the toy factor classifier measures it instead: the fraction of images whose
 predicted factor has the concept's value (e.g. colour = red), without and with the adapter.
 
+One run measures one adapter (`adapter=`; two with direction=both) on its prompts, or a table of adapters
+(`adapters=FILE`, a row each: name, concept, prompt, scale, as data/table1_adapters.csv), each on its own prompt.
+The unit of work is an (adapter, prompt): that prompt's images with the adapter on both targets, and the scores of
+those and of the prompt's images without it. Every image is scored on its own (per-image CLIP scores, classifier
+hits), in batches that never cross a unit, and the means are taken over the scores; so `shard=I/N`, which makes
+and scores block I of N of the units (prompt-major; the images of a prompt without any adapter go with its first
+unit) into shards/samples-<I>-of-<N>.csv and shards/transfer-<I>-of-<N>.json, merges (`merge_transfer`) into the
+samples.csv and transfer.csv of one process: the same images byte for byte, the same rows but for timing.
+
 Writes the images into the run directory `out` (`<model>/<role>/...` without the adapter, exactly as
 `generate method=base|distilled` makes them, so existing ones are reused; `<model>/<role>+<adapter>_s<scale>/...`
 with it; rows in samples.csv), `<out>/transfer.csv` and `<out>/transfer_<adapter>_s<scale>.png` (rows: source ->
-target, columns: without / with for the first prompt's first seeds). Reruns resume and never duplicate rows.
+target, columns: without / with for the adapter's first prompt's first seeds). Reruns resume and never duplicate
+rows.
 """
 
 from __future__ import annotations
@@ -20,7 +30,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +39,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.atomic import atomic_path
+from ..core.atomic import atomic_path, write_text
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
+from ..core.fingerprint import digest
 from ..core.images import open_rgb
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
-from ..core.rundir import RunDir, merge_rows
+from ..core.resources import data_path
+from ..core.rundir import SHARDS, RunDir, merge_rows, shard_writer
 from ..core.schema import check
 from ..core.schemas.transfer_lora import TransferLoraConfig
 from ..models.adapters import Adapter, applied, read_adapter
 from ..models.provenance import pair_provenance
 from .generation import Job, pending, sample_batch, settings_hash
+from .shards import Shard, batch_done, parse_shard
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
@@ -47,71 +61,162 @@ META = ["model", "scale", "kind", "clip_model"]
 KEY = ("adapter", "concept", "source", "target", "model", "scale")
 DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",), "both": ("base", "distilled")}
 ROLES = ("base", "distilled")
+TABLE_COLUMNS = ("name", "concept", "prompt", "scale", "file")  # adapters=FILE: name is required, the rest optional
+# Keys that change where or how a run is executed, not what it makes or measures (a shard's fingerprint skips them).
+LAUNCH_KEYS = ("shard", "shards", "launcher", "devices", "launcher_params", "device", "out", "lock_wait")
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """One adapter and the model it was trained on; its targets are the source itself and the other model."""
+    """One adapter and the model it was trained on; its targets are the source itself and the other model. It is
+    measured on the prompt rows `cases` toward `concept` (and, on the toy pair, the classifier's `target`)."""
 
     adapter: Adapter
     source: str
     name: str  # the adapter's name in tables and folder names
+    concept: str | None = None
+    scale: float = 1.0
+    cases: tuple[int, ...] = ()
+    target: tuple[str, int] | None = None  # the toy classifier's (factor, value index); None: no classifier
 
     @property
     def targets(self) -> tuple[str, str]:
         return self.source, other(self.source)
 
+    def tag(self, role: str) -> str:
+        return f"{role}+{self.name}_s{self.scale:g}"
+
 
 @dataclass
 class Group:
-    """The images of one target model without the adapter (transfer None) or with one transfer's adapter."""
+    """The images of one target model without an adapter (transfer None) or with one transfer's adapter."""
 
     role: str
     tag: str
     settings: str
     jobs: list[Job]
-    transfer: Transfer | None = None
+    transfer: int | None = None  # index into Plan.transfers
+
+
+@dataclass
+class Plan:
+    """What a run makes and measures, settled before any model loads."""
+
+    rows: list[PromptRow]  # every prompt row once: a job's case is its index here
+    transfers: list[Transfer]
+    groups: list[Group]
+    clip_spec: str | None
+
+    @property
+    def units(self) -> list[tuple[int, int]]:
+        """(case, transfer index) of every (prompt, adapter), prompt-major: the pieces a shard owns whole."""
+        return [(c, t) for c in range(len(self.rows)) for t, tr in enumerate(self.transfers) if c in tr.cases]
+
+    def plain(self) -> dict[str, Group]:
+        return {group.role: group for group in self.groups if group.transfer is None}
+
+    def owned(self, units: list[tuple[int, int]]) -> dict[str, list[Job]]:
+        """Per group tag, the images `units` make: a transfer's own for its units' prompts, and a prompt's images
+        without any adapter with that prompt's first unit (so no two shards make one image)."""
+        first: dict[int, tuple[int, int]] = {}
+        for unit in self.units:
+            first.setdefault(unit[0], unit)
+        chosen = set(units)
+        owned = {}
+        for group in self.groups:
+            if group.transfer is None:
+                cases = {case for case, unit in first.items() if unit in chosen}
+            else:
+                cases = {case for case, index in chosen if index == group.transfer}
+            owned[group.tag] = [job for job in group.jobs if job.case in cases]
+        return owned
+
+    def block(self, shard: Shard | None) -> list[tuple[int, int]]:
+        units = self.units
+        return units if shard is None else [units[i] for i in shard.block(len(units))]
 
 
 def other(role: str) -> str:
     return "distilled" if role == "base" else "base"
 
 
-def transfer(cfg: DictConfig) -> Path:
-    validate(cfg)
-    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
-    transfers = plan_transfers(cfg)  # adapter files are read and recognised before any model loads
-    concept = concept_text(cfg, transfers)
-    clip_spec = clip_model(cfg)
-    target = classifier_target(cfg, concept)
-    if clip_spec is not None and not concept:
-        raise UserError('concept="..." is needed: the CLIP score is measured toward the adapter\'s concept text')
-    rundir = RunDir(cfg.out)
-    groups = plan_groups(cfg, rows, transfers)
-    todo = {group.tag: pending(rundir, group.jobs, group.settings, bool(cfg.overwrite)) for group in groups}
-    scorers = Scorers.load(cfg.device, clip_spec, target)  # a missing CLIP fails now, not after the sampling
+def transfer(cfg: DictConfig) -> Path | None:
+    """Make and measure the run's units (with shard=I/N only block I of them, whose scores go to
+    shards/transfer-<I>-of-<N>.json for `merge_transfer`; None returned)."""
+    plan = make_plan(cfg)  # adapter files are read and recognised before any model loads
+    shard = parse_shard(cfg.get("shard"))
+    units = plan.block(shard)
+    writer = shard_writer(shard.index, shard.count) if shard is not None else "samples.csv"
+    rundir = RunDir(cfg.out, writer, lock_wait=cfg.get("lock_wait"))
     console = stderr_console()
-    if any(todo.values()):
-        generate(cfg, rundir, groups, todo, console)
-    else:
-        console.print(f"[green]all images present[/] in {rundir.root}; measuring")
-    results = measure(cfg, rundir, groups, concept, scorers)
-    path = write_results(rundir.root / "transfer.csv", results)
-    for transfer in transfers:
-        save_grid(rundir, groups, transfer, rows, int(cfg.grid_seeds), int(cfg.grid_cell), float(cfg.scale))
-    show(results, path)
-    return path
+    if shard is not None and not units:  # more shards than units: this one has nothing to do
+        return save_shard_scores(rundir.root, shard, plan_fingerprint(cfg, plan), {})
+    groups = {group.tag: group for group in plan.groups}
+    mine = plan.owned(units)
+    with rundir.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
+        todo = {tag: pending(rundir, jobs, groups[tag].settings, bool(cfg.overwrite)) for tag, jobs in mine.items()}
+        needs_classifier = any(t.target is not None for t in plan.transfers)
+        scorers = Scorers.load(cfg.device, plan.clip_spec, needs_classifier)  # a missing CLIP fails before sampling
+        if any(todo.values()):
+            generate(cfg, rundir, plan, todo, console)
+        else:
+            console.print(f"[green]all images present[/] in {rundir.root}; measuring")
+    scores = score_units(plan, units, rundir, scorers, int(cfg.batch_size))
+    if shard is not None:
+        return save_shard_scores(rundir.root, shard, plan_fingerprint(cfg, plan), scores)
+    return finish(cfg, rundir, plan, aggregate(cfg, plan, scores))
 
 
 def validate(cfg: DictConfig) -> None:
     """Every key against the transfer-lora schema (types and ranges), then what needs two keys or the pair."""
     check(TransferLoraConfig, cfg)
-    if not cfg.adapter:
-        raise UserError("adapter=... is needed: a LoRA / slider / Custom Diffusion weights file, folder or hub id")
+    if cfg.adapters:
+        if cfg.adapter:
+            raise UserError("give adapter= (one adapter) or adapters= (a table of them), not both")
+        if cfg.direction == "both" or cfg.reverse_adapter:
+            raise UserError(
+                "adapters= runs one direction: direction=base_to_distilled or distilled_to_base (one table per "
+                "direction)"
+            )
+        if cfg.adapter_name or cfg.adapter_file:
+            raise UserError("adapter_name= and adapter_file= go with adapter=; in adapters= each row's name and file")
+    elif not cfg.adapter:
+        raise UserError(
+            "adapter=... is needed: a LoRA / slider / Custom Diffusion weights file, folder or hub id "
+            "(or adapters=FILE: a table of them)"
+        )
     if cfg.direction == "both" and not cfg.reverse_adapter:
         raise UserError("direction=both needs reverse_adapter=...: the adapter trained on the distilled model")
     if cfg.model.family == "pixart":
         raise UserError(f"model={cfg.model.name}: diffusers has no adapter loaders for PixArt; use an SD or SDXL pair")
+
+
+def make_plan(cfg: DictConfig) -> Plan:
+    """The transfers, the prompt rows (each once) and every group's images; bad input fails here, in one line."""
+    validate(cfg)
+    clip_spec = clip_model(cfg)
+    specs = table_transfers(cfg) if cfg.adapters else single_transfers(cfg)
+    rows: dict[PromptRow, int] = {}
+    transfers = []
+    for spec, prompt_rows in specs:
+        cases = [rows.setdefault(row, len(rows)) for row in prompt_rows]
+        transfers.append(replace(spec, cases=tuple(dict.fromkeys(cases))))
+        if clip_spec is not None and not spec.concept:
+            raise UserError(
+                f'adapter {spec.name}: concept="..." is needed: the CLIP score is measured toward the adapter\'s '
+                "concept text"
+            )
+    rows_list = list(rows)
+    return Plan(rows_list, transfers, plan_groups(cfg, rows_list, transfers), clip_spec)
+
+
+def single_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
+    """adapter= (and reverse_adapter=): every prompt row of prompt= / prompts= for each, toward one concept."""
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
+    transfers = plan_transfers(cfg)
+    concept = concept_text(cfg, transfers)
+    target = classifier_target(cfg, concept)
+    return [(replace(t, concept=concept, scale=float(cfg.scale), target=target), rows) for t in transfers]
 
 
 def plan_transfers(cfg: DictConfig) -> list[Transfer]:
@@ -124,8 +229,84 @@ def plan_transfers(cfg: DictConfig) -> list[Transfer]:
         adapter = read_adapter(str(spec), file)
         transfers.append(Transfer(adapter, source, _safe(name or adapter.name)))
     if len(transfers) == 2 and transfers[0].name == transfers[1].name:  # their images would share folders
-        transfers = [Transfer(t.adapter, t.source, f"{t.name}@{t.source}") for t in transfers]
+        transfers = [replace(t, name=f"{t.name}@{t.source}") for t in transfers]
     return transfers
+
+
+def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
+    """adapters=FILE: one transfer per row, its weights at <adapter_dir>/<name> (default: the table's folder), its
+    own concept (else concept=, else train-lora's record), prompt (else prompt= / prompts=) and scale (else
+    scale=)."""
+    path = data_path(str(cfg.adapters))
+    entries = read_adapter_table(path)
+    folder = Path(str(cfg.adapter_dir)).expanduser() if cfg.adapter_dir else path.parent
+    source = DIRECTIONS[cfg.direction][0]
+    shared: list[PromptRow] | None = None
+    specs = []
+    for line, entry in entries:
+        adapter = read_adapter(str(folder / entry["name"]), entry.get("file") or None)
+        recorded = adapter.meta.get("concept")
+        concept = entry.get("concept") or cfg.concept or (str(recorded) if recorded else None)
+        if entry.get("prompt"):
+            rows = read_prompts(entry["prompt"], None, n=int(cfg.n), max_images=cfg.get("max_images"))
+        else:  # the command's prompts, read once
+            shared = shared or read_prompts(
+                cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images")
+            )
+            rows = shared
+        scale = _table_scale(entry.get("scale"), cfg, path, line)
+        transfer = Transfer(adapter, source, _safe(entry["name"]), concept and str(concept), scale)
+        specs.append((replace(transfer, target=classifier_target(cfg, transfer.concept)), rows))
+    return specs
+
+
+def read_adapter_table(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of an adapters table: CSV with a header, `#` comment lines and blank lines skipped."""
+    if not path.is_file():
+        raise UserError(f"adapters={path}: no such file; give a CSV with columns {','.join(TABLE_COLUMNS)}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"adapters={path} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"cannot read adapters={path}: {err.strerror or err}") from None
+    lines = [
+        (i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")
+    ]
+    reader = csv.DictReader([line for _, line in lines])
+    columns = reader.fieldnames or []
+    unknown = [c for c in columns if c not in TABLE_COLUMNS]
+    if "name" not in columns or unknown:
+        raise UserError(
+            f"adapters={path}: columns {','.join(columns) or '(none)'}; a header with name and any of "
+            f"{','.join(TABLE_COLUMNS[1:])} is needed"
+        )
+    entries, names = [], set()
+    for (number, _), row in zip(lines[1:], reader, strict=True):
+        if None in row or None in row.values():
+            raise UserError(f"adapters={path} line {number}: {len(columns)} columns expected")
+        row = {key: value.strip() for key, value in row.items()}
+        if not row["name"]:
+            raise UserError(f"adapters={path} line {number}: the name is empty")
+        if _safe(row["name"]) in names:
+            raise UserError(f"adapters={path} line {number}: the name {row['name']} is there twice")
+        names.add(_safe(row["name"]))
+        entries.append((number, row))
+    if not entries:
+        raise UserError(f"adapters={path} has no adapters; add a row per adapter under the header")
+    return entries
+
+
+def _table_scale(value: str | None, cfg: DictConfig, path: Path, line: int) -> float:
+    if not value:
+        return float(cfg.scale)
+    try:
+        scale = float(value)
+    except ValueError:
+        raise UserError(f"adapters={path} line {line}: scale '{value}' is not a number") from None
+    if not math.isfinite(scale) or not -100 <= scale <= 100:
+        raise UserError(f"adapters={path} line {line}: scale {value} is outside -100..100")
+    return scale
 
 
 def concept_text(cfg: DictConfig, transfers: list[Transfer]) -> str | None:
@@ -173,26 +354,30 @@ def classifier_target(cfg: DictConfig, concept: str | None) -> tuple[str, int] |
 
 
 def plan_groups(cfg: DictConfig, rows: list[PromptRow], transfers: list[Transfer]) -> list[Group]:
-    """Without-adapter groups for every target, then each transfer's with-adapter groups."""
+    """Without-adapter groups for every target (every prompt row), then each transfer's with-adapter groups (its
+    prompt rows)."""
     model = str(cfg.model.name)
-    scale = float(cfg.scale)
     roles = [role for role in ROLES if any(role in t.targets for t in transfers)]
-    groups = [Group(role, role, _plain_settings(cfg, role), _jobs(cfg, rows, f"{model}/{role}")) for role in roles]
-    for transfer in transfers:
+    every = range(len(rows))
+    groups = [
+        Group(role, role, _plain_settings(cfg, role), _jobs(cfg, rows, every, f"{model}/{role}")) for role in roles
+    ]
+    for index, transfer in enumerate(transfers):
         for role in transfer.targets:
-            tag = f"{role}+{transfer.name}_s{scale:g}"
-            settings = _adapter_settings(cfg, role, transfer.adapter, scale)
-            groups.append(Group(role, tag, settings, _jobs(cfg, rows, f"{model}/{tag}"), transfer))
+            tag = transfer.tag(role)
+            settings = _adapter_settings(cfg, role, transfer.adapter, transfer.scale)
+            groups.append(Group(role, tag, settings, _jobs(cfg, rows, transfer.cases, f"{model}/{tag}"), index))
     return groups
 
 
-def _jobs(cfg: DictConfig, rows: list[PromptRow], folder: str) -> list[Job]:
+def _jobs(cfg: DictConfig, rows: list[PromptRow], cases, folder: str) -> list[Job]:
     jobs: dict[str, Job] = {}
-    for row in rows:
+    for case in cases:
+        row = rows[case]
         first = row.seed if row.seed is not None else int(cfg.seed)
         for j in range(int(cfg.n)):
             path = f"{folder}/{prompt_id(row.prompt)}/{first + j:06d}.png"
-            jobs.setdefault(path, Job(row.prompt, first + j, path))
+            jobs.setdefault(path, Job(row.prompt, first + j, path, case))
     return list(jobs.values())
 
 
@@ -212,7 +397,7 @@ def _adapter_settings(cfg: DictConfig, role: str, adapter: Adapter, scale: float
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[str, list[Job]], console) -> None:
+def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[Job]], console) -> None:
     from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
@@ -223,17 +408,20 @@ def generate(cfg: DictConfig, rundir: RunDir, groups: list[Group], todo: dict[st
     rundir.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
     record_invocation(rundir.root, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
+    batch_size = int(cfg.batch_size)
     with progress_bar(console) as progress:
-        for group in groups:
+        for group in plan.groups:
             jobs = todo[group.tag]
             if not jobs:
                 continue
             task = progress.add_task(f"{cfg.model.name} {group.tag}", total=len(jobs))
+            advance = lambda n, t=task: progress.advance(t, n)  # noqa: E731
             if group.transfer is None:
-                sample_group(pair, rundir, group, jobs, int(cfg.batch_size), lambda n, t=task: progress.advance(t, n))
+                sample_group(pair, rundir, group, jobs, batch_size, advance)
                 continue
-            with applied(pair, group.role, group.transfer.adapter, float(cfg.scale)):
-                sample_group(pair, rundir, group, jobs, int(cfg.batch_size), lambda n, t=task: progress.advance(t, n))
+            transfer = plan.transfers[group.transfer]
+            with applied(pair, group.role, transfer.adapter, transfer.scale):
+                sample_group(pair, rundir, group, jobs, batch_size, advance)
 
 
 def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size: int, advance) -> None:
@@ -252,10 +440,12 @@ def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size
                     "method": group.role, "model": pair.name, "prompt": job.prompt, "seed": job.seed, "k": "",
                     "steps": plan.steps, "nfe": plan.nfe, "seconds": f"{seconds:.4f}", "path": job.path,
                     "base_guidance": "", "base_steps": "", "tag": group.tag, "settings": group.settings,
+                    "case": job.case,
                 }
             )  # fmt: skip
         rundir.write_images([(job.path, image) for job, image in zip(batch, images, strict=True)], records)
         advance(len(batch))
+        batch_done()  # a shard job told to stop (SIGUSR2) requeues here, between batches: no image is lost
 
 
 # --- measuring ----------------------------------------------------------------------------------------------------
@@ -263,74 +453,113 @@ def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size
 
 @dataclass
 class Scorers:
-    """What measures the images: torchmetrics' CLIPScore toward the concept, the toy factor classifier, or both."""
+    """What measures the images: torchmetrics' CLIPScore toward a concept, the toy factor classifier, or both."""
 
     device: torch.device
     clip: Any = None
-    clip_spec: str | None = None
     classifier: Any = None
-    target: tuple[str, int] | None = None
 
     @classmethod
-    def load(cls, device: str, clip_spec: str | None, target: tuple[str, int] | None) -> Scorers:
+    def load(cls, device: str, clip_spec: str | None, classifier: bool) -> Scorers:
         from ..metrics.quality import load_clip
         from ..models.loading import resolve_device
 
         resolved = resolve_device(device)
-        classifier = None
-        if target is not None:
+        judge = None
+        if classifier:
             from ..toy.features import load_classifier
 
-            classifier = load_classifier(resolved)
-        return cls(resolved, load_clip(clip_spec, resolved), clip_spec, classifier, target)
+            judge = load_classifier(resolved)
+        return cls(resolved, load_clip(clip_spec, resolved), judge)
 
-    def score(self, images: list, concept: str | None, batch_size: int) -> dict[str, float | None]:
-        clip = clip_mean(self.clip, images, concept or "", batch_size) if self.clip is not None else None
-        fraction = None
-        if self.classifier is not None and self.target is not None:
-            fraction = classifier_fraction(self.classifier, images, self.target, self.device)
-        return {"clip": clip, "classifier": fraction}
+    def score(self, images: list, transfer: Transfer) -> list[dict[str, float | int | None]]:
+        """Per image: its CLIP score toward the transfer's concept, and 1/0 for the classifier seeing its target."""
+        clips: list[float | None] = [None] * len(images)
+        hits: list[int | None] = [None] * len(images)
+        if self.clip is not None:
+            clips = list(clip_scores(self.clip, images, transfer.concept or ""))
+        if self.classifier is not None and transfer.target is not None:
+            hits = list(classifier_hits(self.classifier, images, transfer.target, self.device))
+        return [{"clip": clip, "classifier": hit} for clip, hit in zip(clips, hits, strict=True)]
 
 
-def measure(
-    cfg: DictConfig, rundir: RunDir, groups: list[Group], concept: str | None, scorers: Scorers
-) -> list[dict[str, Any]]:
-    """One row per (transfer, target): the scores of the target's images without and with the adapter."""
-    scores = {
-        group.tag: scorers.score(
-            [_load_image(rundir.root / job.path) for job in group.jobs], concept, int(cfg.batch_size)
-        )
-        for group in groups
-    }
-    plain = {group.role: group for group in groups if group.transfer is None}
+def score_units(
+    plan: Plan, units: list[tuple[int, int]], rundir: RunDir, scorers: Scorers, batch_size: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per transfer name, per image path: the scores of the images the units made (`Plan.owned`): a unit's images
+    with its adapter toward its concept, and a prompt's images without an adapter, in its first unit, toward the
+    concept of every adapter measured on that prompt; so a shard reads only images it made. Batches never cross
+    a (group, prompt, adapter), so no score depends on how the units were sharded (a network's output can depend
+    on its batch in the last bit)."""
+    plain = plan.plain()
+    first: dict[int, tuple[int, int]] = {}
+    for unit in plan.units:
+        first.setdefault(unit[0], unit)
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def measure(group: Group, case: int, transfer: Transfer) -> None:
+        jobs = [job for job in group.jobs if job.case == case]
+        table = scores.setdefault(transfer.name, {})
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            images = [_load_image(rundir.root / job.path) for job in chunk]
+            for job, value in zip(chunk, scorers.score(images, transfer), strict=True):
+                table[job.path] = value
+
+    for case, index in units:
+        if first[case] == (case, index):
+            for other_transfer in (t for t in plan.transfers if case in t.cases):
+                for role in other_transfer.targets:
+                    measure(plain[role], case, other_transfer)
+        for group in (g for g in plan.groups if g.transfer == index):
+            measure(group, case, plan.transfers[index])
+    return scores
+
+
+def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (transfer, target): the mean scores of the target's images without and with the adapter."""
+    plain = plan.plain()
     results = []
-    for group in groups:
+    for group in plan.groups:
         if group.transfer is None:
             continue
-        without, with_ = scores[plain[group.role].tag], scores[group.tag]
+        transfer = plan.transfers[group.transfer]
+        table = scores[transfer.name]
+        cases = set(transfer.cases)
+        without = _means([table[job.path] for job in plain[group.role].jobs if job.case in cases])
+        with_ = _means([table[job.path] for job in group.jobs])
         row: dict[str, Any] = {
-            "adapter": group.transfer.name,
-            "concept": concept or "",
-            "source": group.transfer.source,
+            "adapter": transfer.name,
+            "concept": transfer.concept or "",
+            "source": transfer.source,
             "target": group.role,
             "n": len(group.jobs),
             "clip_without": _fmt(without["clip"]),
             "clip_with": _fmt(with_["clip"]),
             "change_pct": _fmt(change_pct(without["clip"], with_["clip"])),
         }
-        if scorers.target is not None:
+        if transfer.target is not None:
             from ..toy.data import FACTORS
 
-            factor, value = scorers.target
+            factor, value = transfer.target
             row["classifier_without"] = _fmt(without["classifier"])
             row["classifier_with"] = _fmt(with_["classifier"])
             row["classifier_target"] = f"{factor}={FACTORS[factor][value]}"
         row.update(
-            model=cfg.model.name, scale=f"{float(cfg.scale):g}", kind=group.transfer.adapter.kind,
-            clip_model=scorers.clip_spec or "",
+            model=cfg.model.name, scale=f"{transfer.scale:g}", kind=transfer.adapter.kind,
+            clip_model=plan.clip_spec or "",
         )  # fmt: skip
         results.append(row)
     return results
+
+
+def _means(values: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean CLIP score (CLIPScore's compute: max(mean, 0); the sum exact, `math.fsum`) and classifier fraction."""
+    clips = [value["clip"] for value in values]
+    hits = [value["classifier"] for value in values]
+    clip = max(math.fsum(clips) / len(clips), 0.0) if clips and None not in clips else None
+    fraction = sum(hits) / len(hits) if hits and None not in hits else None
+    return {"clip": clip, "classifier": fraction}
 
 
 def change_pct(without: float | None, with_: float | None) -> float | None:
@@ -340,24 +569,25 @@ def change_pct(without: float | None, with_: float | None) -> float | None:
     return 100.0 * (with_ - without) / without
 
 
-def clip_mean(clip, images: list, concept: str, batch_size: int) -> float:
-    """Mean CLIP score of the images against the concept text (torchmetrics CLIPScore, 100 x cosine)."""
-    clip.reset()
+def clip_scores(clip, images: list, concept: str) -> list[float]:
+    """Each image's CLIP score toward the concept text: torchmetrics CLIPScore's own per-image update (100 x cosine
+    of the projected embeddings), before it sums them in float32."""
+    from torchmetrics.functional.multimodal.clip_score import _clip_score_update
+
     device = clip.device
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        tensors = [torch.from_numpy(np.array(image)).permute(2, 0, 1).to(device) for image in chunk]
-        clip.update(tensors, [concept] * len(chunk))
-    return float(clip.compute())
+    tensors = [torch.from_numpy(np.array(image)).permute(2, 0, 1).to(device) for image in images]
+    with torch.no_grad():
+        scores, _ = _clip_score_update(tensors, [concept] * len(images), clip.model, clip.processor)
+    return [float(score) for score in scores.detach().cpu()]
 
 
 @torch.no_grad()
-def classifier_fraction(classifier, images: list, target: tuple[str, int], device: torch.device) -> float:
-    """Fraction of the images the toy classifier sees with the target factor value."""
+def classifier_hits(classifier, images: list, target: tuple[str, int], device: torch.device) -> list[int]:
+    """1 for each image the toy classifier sees with the target factor value, else 0."""
     factor, value = target
     batch = torch.from_numpy(np.stack([np.asarray(image) for image in images])).permute(0, 3, 1, 2)
     predicted = classifier.predict(batch.to(device).float() / 255.0)[factor]
-    return float((predicted == value).float().mean())
+    return [int(p == value) for p in predicted.tolist()]
 
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
@@ -371,22 +601,94 @@ def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     return path
 
 
+def finish(cfg: DictConfig, rundir: RunDir, plan: Plan, results: list[dict[str, Any]]) -> Path:
+    """transfer.csv, a grid per transfer, and the table on the terminal."""
+    path = write_results(rundir.root / "transfer.csv", results)
+    for transfer in plan.transfers:
+        save_grid(rundir, plan, transfer, int(cfg.grid_seeds), int(cfg.grid_cell))
+    show(results, path)
+    return path
+
+
+# --- shards and merge ---------------------------------------------------------------------------------------------
+
+
+def plan_fingerprint(cfg: DictConfig, plan: Plan) -> str:
+    """What a shard's scores depend on: the settings that change an image or a number, and every group's images."""
+    settings = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in LAUNCH_KEYS}
+    groups = [[group.tag, group.settings, [job.path for job in group.jobs]] for group in plan.groups]
+    return digest({"settings": settings, "groups": groups})
+
+
+def scores_path(root: Path, shard: Shard) -> Path:
+    return root / SHARDS / f"transfer-{shard.name}.json"
+
+
+def save_shard_scores(root: Path, shard: Shard, fingerprint: str, scores: dict) -> None:
+    """shards/transfer-<I>-of-<N>.json: the per-image scores of this shard's units, for `merge_transfer`."""
+    write_text(scores_path(root, shard), json.dumps({"fingerprint": fingerprint, "scores": scores}, indent=1) + "\n")
+    stderr_console().print(
+        f"shard {shard}: scores of {sum(map(len, scores.values()))} image(s) in {scores_path(root, shard)}"
+    )
+
+
+def _saved_scores(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, OSError):  # torn or unreadable: made again
+        return {}
+
+
+def transfer_remaining(cfg: DictConfig, shard: Shard) -> int:
+    """Images shard `shard` still has to make, plus 1 while its scores are missing or from other settings.
+    Read-only: a launcher asks this to submit only the shards with work left."""
+    plan = make_plan(cfg)
+    root = Path(cfg.out)
+    done = {row["path"] for row in RunDir(root).read_samples()}
+    jobs = [job for jobs in plan.owned(plan.block(shard)).values() for job in jobs]
+    missing = sum(1 for job in jobs if job.path not in done or not (root / job.path).exists())
+    stale = _saved_scores(scores_path(root, shard)).get("fingerprint") != plan_fingerprint(cfg, plan)
+    return missing + int(stale)
+
+
+def merge_transfer(cfg: DictConfig, count: int) -> Path:
+    """After every shard has finished: samples.csv from the shards' samples files, transfer.csv and the grids from
+    their scores (the means over every image, as one process takes them); the score files go."""
+    plan = make_plan(cfg)
+    rundir = RunDir(cfg.out, lock_wait=cfg.get("lock_wait"))
+    fingerprint = plan_fingerprint(cfg, plan)
+    paths = [scores_path(rundir.root, Shard(i, count)) for i in range(count)]
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in paths:
+        body = _saved_scores(path)
+        if body.get("fingerprint") != fingerprint:
+            raise UserError(f"{path} is missing or from other settings; rerun the same transfer-lora command")
+        for name, table in body["scores"].items():
+            scores.setdefault(name, {}).update(table)
+    rundir.merge_shards()
+    results = aggregate(cfg, plan, scores)
+    record_invocation(rundir.root, config=cfg, merged_shards=count)
+    target = finish(cfg, rundir, plan, results)
+    for path in paths:
+        path.unlink()
+    stderr_console().print(f"merged {count} shard(s) into {rundir.root / 'samples.csv'} and {target}")
+    return target
+
+
 # --- output -------------------------------------------------------------------------------------------------------
 
 
-def save_grid(
-    rundir: RunDir, groups: list[Group], transfer: Transfer, rows: list[PromptRow], seeds: int, cell: int, scale: float
-) -> Path | None:
-    """Rows: source -> target; columns: without / with the adapter for the first prompt's first `seeds` seeds."""
+def save_grid(rundir: RunDir, plan: Plan, transfer: Transfer, seeds: int, cell: int) -> Path | None:
+    """Rows: source -> target; columns: without / with the adapter for its first prompt's first `seeds` seeds."""
     if seeds == 0:
         return None
     from PIL import Image, ImageDraw
 
-    plain = {g.role: g for g in groups if g.transfer is None}
-    adapted = {g.role: g for g in groups if g.transfer == transfer}
-    prompt = rows[0].prompt
-    picks = [j for j in plain[transfer.source].jobs if j.prompt == prompt][:seeds]
-    paths = {g.tag: {(j.prompt, j.seed): j.path for j in g.jobs} for g in groups}
+    index = plan.transfers.index(transfer)
+    plain = plan.plain()
+    adapted = {g.role: g for g in plan.groups if g.transfer == index}
+    picks = [j for j in plain[transfer.source].jobs if j.case == transfer.cases[0]][:seeds]
+    paths = {g.tag: {(j.prompt, j.seed): j.path for j in g.jobs} for g in plan.groups}
     label_width, header = 130, 16
     sheet = Image.new("RGB", (label_width + 2 * cell * len(picks), header + cell * 2), "white")
     draw = ImageDraw.Draw(sheet)
@@ -400,7 +702,7 @@ def save_grid(
                 image = _load_image(rundir.root / paths[group.tag][(job.prompt, job.seed)])
                 tile = image.resize((cell, cell), Image.Resampling.BICUBIC)
                 sheet.paste(tile, (label_width + (2 * col + half) * cell, header + r * cell))
-    path = rundir.root / f"transfer_{transfer.name}_s{scale:g}.png"
+    path = rundir.root / f"transfer_{transfer.name}_s{transfer.scale:g}.png"
     with atomic_path(path) as temporary:
         sheet.save(temporary, format="PNG")
     return path

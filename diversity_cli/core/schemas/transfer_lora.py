@@ -15,6 +15,8 @@ DIRECTIONS = ("base_to_distilled", "distilled_to_base", "both")  # experiments/t
 class TransferLoraConfig:
     model: Any = anything("the model pair (conf/model/<name>.yaml)")
     adapter: str = path("weights file, folder or hub repo id of the adapter (LoRA, slider, Custom Diffusion)", True)
+    adapters: str = path("a CSV table of adapters (name,concept,prompt,scale[,file] a row), instead of adapter=", True)
+    adapter_dir: str = path("adapters=: the folder holding <name> of each row (default: the table's folder)", True)
     adapter_file: str = path("the file inside a folder or hub repo", True)
     adapter_name: str = name("name in transfer.csv and folders (default: adapter.json's name or the file name)", True)
     direction: str = choice("which model the adapter was trained on", DIRECTIONS)
@@ -35,5 +37,15 @@ class TransferLoraConfig:
     batch_size: int = integer("images per batch", 1)
     out: str = out_dir("run directory: images, samples.csv, transfer.csv, grids")
     overwrite: bool = flag("replace images in out made with other settings")
+    lock_wait: float = number(
+        "another process writing the same samples file: wait this long, s (0: refuse)", 0, null=True
+    )
+    shard: str = name(
+        "I/N: only shard I of N (0-based) of the (adapter, prompt) units | auto: the SLURM array | null", True
+    )
+    shards: int = integer("with launcher= or devices=: split the command into this many shards, then merge", 1)
+    launcher: str = name("local | slurm | submitit_local: where the shards run")
+    devices: Any = anything("cpu:N | all | [cuda:0,cuda:1]: one local worker per device over the shards | null")
+    launcher_params: Any = anything("per-run cluster settings over the launcher file")
     device: str = device()
     max_images: int = integer("cap on images per adapter and model (prompts x n); raise it to make more", 1)
