@@ -153,11 +153,13 @@ def run(argv: list[str] | None = None) -> int:
     from typer import exceptions as typer_exceptions
 
     from .core import signals
+    from .core.weights_only import force_weights_only
 
     usage_errors = (click.ClickException, typer_click.exceptions.ClickException)
     # torch's weights-only unpickler warns about a pickle's protocol just before it refuses the file: the refusal
     # is the one line the user gets
     warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+    force_weights_only()  # a CLI process loads tensors only, from every library (core/weights_only.py)
     stop = signals.install()  # Ctrl-C and SIGTERM: one line, finished work kept, exit 130 / 143
     try:
         # Typer turns a KeyboardInterrupt into a returned 130: see `stop`

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,14 +193,23 @@ def test_a_planted_pickle_as_the_fid_inception_weights_never_runs(cli, tmp_path)
 # --- every load in the process -------------------------------------------------------------------------------------
 
 
-def test_every_torch_load_in_the_process_is_weights_only_whatever_the_caller_asks(tmp_path):
-    import diversity_cli  # noqa: F401 (importing the package sets the switch)
+def test_every_torch_load_under_the_switch_is_weights_only_whatever_the_caller_asks(tmp_path, monkeypatch):
+    from diversity_cli.core.weights_only import FORCE, weights_only_loads
 
+    monkeypatch.delenv(FORCE, raising=False)
     marker = tmp_path / "ran"
     _plant_pickle(tmp_path / "any.pt", marker)
-    with pytest.raises(Exception, match="Weights only load failed"):
+    with weights_only_loads(), pytest.raises(Exception, match="Weights only load failed"):
         torch.load(tmp_path / "any.pt", weights_only=False)  # as torch-fidelity and torch.hub call it
     assert not marker.exists()
+    assert FORCE not in os.environ  # restored: importing or calling the library leaves torch's rules alone
+
+
+def test_importing_the_package_leaves_torch_load_alone():
+    code = "import os, diversity_cli; print(os.environ.get('TORCH_FORCE_WEIGHTS_ONLY_LOAD'))"
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_WEIGHTS_ONLY_LOAD"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "None"
 
 
 def test_the_toolkits_own_torch_loads_all_ask_for_weights_only():

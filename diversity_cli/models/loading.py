@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
+from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
@@ -316,9 +317,11 @@ def refused_pickle(err: BaseException) -> bool:
 @contextmanager
 def refusing_pickles(what: str) -> Iterator[None]:
     """Around any load of weights (`what`: the file, folder or hub id): a weights file refused because it holds a
-    pickle that is not plain tensors (it could run code) becomes one line naming it; other errors pass through."""
+    pickle that is not plain tensors (it could run code) becomes one line naming it; other errors pass through.
+    Loads inside are weights-only even where a library asks otherwise (`weights_only_loads`)."""
     try:
-        yield
+        with weights_only_loads():
+            yield
     except Exception as err:
         if not refused_pickle(err):
             raise
