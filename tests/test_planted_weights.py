@@ -187,6 +187,7 @@ def test_a_planted_pickle_as_the_fid_inception_weights_never_runs(cli, tmp_path)
     code, _, err = cli("fid", f"out={tmp_path / 'run'}", f"reference={tmp_path / 'ref'}", "features=inception",
                        f"inception_weights={tmp_path / 'inception.pth'}", "clip_model=null")  # fmt: skip
     assert code == 2 and _one_line(err) and REFUSED in err, err
+    assert "inception.pth" in err  # the line names the file
     assert not marker.exists()
 
 

@@ -259,7 +259,11 @@ def load_extractor(
     if spec == "inception":
         if resolution not in (None, INCEPTION_RESOLUTION):
             raise UserError(f"resolution={resolution}: the FID Inception network takes {INCEPTION_RESOLUTION} px")
-        extractor: Extractor = InceptionExtractor(inception_weights_file(inception_weights))
+        from ..models.loading import refusing_pickles
+
+        weights = inception_weights_file(inception_weights)
+        with refusing_pickles(f"inception_weights {weights}"):
+            extractor: Extractor = InceptionExtractor(weights)
     elif spec == "toy":
         extractor = _toy_extractor(device)
     elif spec == "tiny_random":
