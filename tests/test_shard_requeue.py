@@ -145,7 +145,7 @@ def test_quality_scores_go_on_from_a_stored_state_bit_for_bit():
 
     generator = torch.Generator().manual_seed(1)
     images = [torch.randint(0, 256, (40, 40, 3), generator=generator, dtype=torch.uint8).numpy() for _ in range(7)]
-    prompts = [f"a shape number {i}" for i in range(7)]
+    prompts = ["a dog"] * 7  # the tiny CLIP scores these images above 0 for it: the mean is not clamped to 0
     extractor, clip = load_extractor("tiny_random", torch.device("cpu")), load_clip("tiny_random", torch.device("cpu"))
     reference, _ = reference_statistics(extractor, [images[:4], images[4:]], {"kind": "test"}, None)
     batches = [(images[i : i + 2], prompts[i : i + 2]) for i in range(0, 7, 2)]
@@ -161,7 +161,7 @@ def test_quality_scores_go_on_from_a_stored_state_bit_for_bit():
     for batch in batches[2:]:
         resumed.update(*batch)
     expected = whole.compute(seed=0)
-    assert all(value is not None for value in expected.values())
+    assert all(value is not None for value in expected.values()) and expected["clip"] > 0
     assert resumed.compute(seed=0) == expected
 
 
