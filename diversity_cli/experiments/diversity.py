@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.atomic import atomic_path
 from ..core.cache import cache_dir
+from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
 from ..core.record import record_invocation
@@ -33,7 +34,6 @@ from ..metrics.diversity import PairwiseDiversity, VendiScore, pairwise_estimate
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
-from .device import resolve_device
 from .shards import Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]

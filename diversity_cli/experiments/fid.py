@@ -23,6 +23,7 @@ from omegaconf import DictConfig, ListConfig
 
 from ..core.atomic import atomic_path
 from ..core.console import progress_bar, stderr_console
+from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.record import record_invocation
 from ..core.rundir import SHARDS, RunDir, merge_rows
@@ -39,7 +40,6 @@ from ..metrics.quality import (
 )
 from ..metrics.reference import ReferenceSet, load_image, open_reference
 from .defaults import apply_defaults
-from .device import resolve_device
 from .shards import Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]

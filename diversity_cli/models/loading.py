@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
 from ..core.errors import UserError
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
@@ -42,14 +43,6 @@ TRAIN_SCHEDULE = {
     "clip_sample": False,
     "steps_offset": 1,
 }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name} but no CUDA device is visible; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -1,11 +1,11 @@
-"""Where a measuring command runs, without importing the model loaders: a metric shard (fid, diversity) that
-loads no model pair should not pay for importing diffusers."""
+"""Where a command runs. Here, not in the model loaders, so a metric shard (fid, diversity) that loads no model
+pair does not pay for importing diffusers."""
 
 from __future__ import annotations
 
 import torch
 
-from ..core.errors import UserError
+from .errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:
