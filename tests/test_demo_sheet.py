@@ -19,7 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _dry_run(*variables: str) -> str:
     done = subprocess.run(
-        ["make", "-n", "-f", str(REPO / "Makefile"), "demo", *variables], capture_output=True, text=True, cwd=REPO
+        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), "demo", *variables],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

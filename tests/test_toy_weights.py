@@ -245,7 +245,16 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     out = tmp_path / "w"
     variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "LAMBDA=0.25"]
     done = subprocess.run(
-        ["make", "-n", "-f", str(REPO / "Makefile"), "toy-weights", "toy-weights-install", *variables],
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            "-f",
+            str(REPO / "Makefile"),
+            "toy-weights",
+            "toy-weights-install",
+            *variables,
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
