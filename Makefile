@@ -257,7 +257,7 @@ reproduce-%-toy:
 # ==================================================================================================================
 TOY_OUT ?= results/toy_weights
 SEED ?= 0
-DMD_ITERS ?= 800
+DMD_ITERS ?= 600
 LAMBDA ?= 0.5
 TOY_THREADS ?= 2
 # The CPU: the budget (≤ 2 h on 2 cores) and the determinism are stated for it.
@@ -303,7 +303,7 @@ toy-weights-install:
 # anchor at teacher step 2 of 8, t=749) and the anchor before the base commits (step 1, t=874, at lambda 0.5), each
 # ABL_ITERS iterations from the same seed, beside the main DMD and DP-DMD students; every student measured under the
 # toy protocol (diversity_cli/experiments/dp_dmd_ablation.py: first-step MSE against its constant-predictor floor).
-ABL_ITERS ?= 300
+ABL_ITERS ?= 100
 comma := ,
 empty :=
 space := $(empty) $(empty)

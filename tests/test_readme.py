@@ -41,7 +41,11 @@ EXCLUDED = [  # (pattern of the command, why it is not run here)
     (r"train-toy", "~25 min on 2 cores: tests/test_toy_train.py"),
     (r"diversity-cli distill", "hundreds of training iterations: tests/test_distill.py"),
     (r"out=results/toy/table3", "reads the run of make reproduce-table3 MODEL=toy (excluded)"),
-    (r"toy_diversity_table\.sh", "1,280 images (minutes): generate and diversity run in the commands above"),
+    (
+        r"^make toy-(weights|ablation)",
+        "toy training (about 2 h on 2 cores): tests/test_toy_weights.py, test_dp_dmd_ablation.py",
+    ),
+    (r"^make toy-table", "the toy protocol's 10,000+ images (minutes): tests/test_toy_table.py"),
 ]
 # README promises `<name>.csv` (`col,col,...`): those columns must be in every such file the commands wrote.
 PROMISE = re.compile(r"`(?:<out>/)?(\w+\.csv)`\s*[(:]\s*\(?`([a-z0-9_,]+)(?:,…)?`")

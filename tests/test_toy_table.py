@@ -83,3 +83,11 @@ def test_summary_row_and_markdown():
     assert "| base | 0.300 [" in text and "40.0 (2.00x)" in text and "0.50: p1" in text
     assert "2 prompts x n=64" in text and "`cmd`" in text
     assert np.isfinite(row["diversity_ci_high"])
+
+
+def test_table_rows_measure_the_pairs_named():
+    from diversity_cli.experiments.toy_table import table_rows
+
+    rows = table_rows("toy_retrained", "toy_retrained_dpdmd")
+    assert [m for _, _, m in rows] == ["base", "distilled", "hybrid_k1", "hybrid_kauto", "distilled"]
+    assert {p for _, p, _ in rows[:4]} == {"toy_retrained"} and rows[4][1] == "toy_retrained_dpdmd"

@@ -22,14 +22,19 @@ from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
 from ..toy.protocol import FID_COUNT, measure, write_csv
 
-# (row label, pair, protocol method); "hybrid_kauto" is resolved to hybrid_k<K> by the pair's own k=auto.
-ROWS = [
-    ("base (DDIM 25, CFG 4)", "toy", "base"),
-    ("DMD student (4 steps)", "toy", "distilled"),
-    ("hybrid k=1 on the DMD student", "toy", "hybrid_k1"),
-    ("hybrid k=auto on the DMD student", "toy", "hybrid_kauto"),
-    ("DP-DMD student (4 steps)", "toy_dpdmd", "distilled"),
-]
+
+def table_rows(model: str = "toy", dpdmd: str = "toy_dpdmd") -> list[tuple[str, str, str]]:
+    """(row label, pair, protocol method); "hybrid_kauto" is resolved to hybrid_k<K> by the pair's own k=auto.
+    `model`: the base + DMD pair, `dpdmd`: the same base + DP-DMD pair (a retrained pair before it ships)."""
+    return [
+        ("base (DDIM 25, CFG 4)", model, "base"),
+        ("DMD student (4 steps)", model, "distilled"),
+        ("hybrid k=1 on the DMD student", model, "hybrid_k1"),
+        ("hybrid k=auto on the DMD student", model, "hybrid_kauto"),
+        ("DP-DMD student (4 steps)", dpdmd, "distilled"),
+    ]
+
+
 BOOTSTRAP = 1000
 
 
@@ -102,7 +107,7 @@ def markdown(rows: list[dict], floor: float, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(out: Path, rows: list[tuple[str, str, str]] = ROWS, log=print) -> Path:
+def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
     from ..core.config import compose
     from ..models.loading import load_pair
     from ..toy.features import load_classifier
@@ -128,18 +133,20 @@ def build(out: Path, rows: list[tuple[str, str, str]] = ROWS, log=print) -> Path
     write_csv(out / "protocol.csv", every_prompt)
     write_csv(out / "fid.csv", every_fid)
     write_csv(out / "summary.csv", summary)
-    command = f"python -m diversity_cli.experiments.toy_table out={out}"
+    command = f"python -m diversity_cli.experiments.toy_table out={out} model={rows[0][1]} dpdmd={rows[-1][1]}"
     write_text(out / "toy_table.md", markdown(summary, floor, command))
     return out / "toy_table.md"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]) if "=" in item)
-    unknown = set(args) - {"out"}
+    unknown = set(args) - {"out", "model", "dpdmd"}
     if unknown:
-        raise UserError(f"unknown setting(s) {', '.join(sorted(unknown))}; toy_table takes out=<folder>")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    path = build(Path(args.get("out", "results/toy/toy_table")))
+        raise UserError(
+            f"unknown setting(s) {', '.join(sorted(unknown))}; toy_table takes out=<folder> model=<pair> dpdmd=<pair>"
+        )
+    rows = table_rows(args.get("model", "toy"), args.get("dpdmd", "toy_dpdmd"))
+    path = build(Path(args.get("out", "results/toy/toy_table")), rows)
     print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}")
     return 0
