@@ -48,6 +48,7 @@ def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
             "adherence_min": 0.5,
             "diversity": 0.2,
             "adherent_diversity": 0.18,
+            "adherent_prompts": 5,
             "truth_diversity": 0.3,
         }
     ]
@@ -62,6 +63,7 @@ def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
                     "adherence_min",
                     "diversity",
                     "adherent_diversity",
+                    "adherent_prompts",
                     "truth_diversity",
                 )
             },
@@ -70,6 +72,7 @@ def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
     text = markdown(rows, "cmd")
     assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 0.5000 / 0.7000 | 50.0 |" in text
     assert "| dmd | dmd |  |  | 200 |  | 50.0 |" in text
+    assert "| 0.200 | 0.180 (5) |" in text  # adherent-only diversity says over how many prompts
 
 
 def test_point_refuses_an_unfinished_run(tmp_path):

@@ -91,3 +91,11 @@ def test_table_rows_measure_the_pairs_named():
     rows = table_rows("toy_retrained", "toy_retrained_dpdmd")
     assert [m for _, _, m in rows] == ["base", "distilled", "hybrid_k1", "hybrid_kauto", "distilled"]
     assert {p for _, p, _ in rows[:4]} == {"toy_retrained"} and rows[4][1] == "toy_retrained_dpdmd"
+
+
+def test_a_prompt_without_adherent_samples_is_left_out_of_adherent_diversity_and_said():
+    rows = _rows([0.2, 0.4, 0.3], [1.0, 0.5, 0.0])
+    rows[2]["adherent_diversity"] = float("nan")  # no two adherent samples: undefined, not 0
+    row = summarise("DMD", "distilled", rows, {"fid_toyfeat": 1.0, "seconds": 1.0, "n": 10}, floor=1.0)
+    assert row["adherent_diversity"] == pytest.approx((0.1 + 0.2) / 2) and row["adherent_prompts"] == 2
+    assert "0.150 (2 of 3 prompts)" in markdown([row], 1.0, "cmd")

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
-from ..toy.protocol import measure, write_csv
+from ..toy.protocol import finite_mean, measure, write_csv
 from ..training.generator import teacher_ode_scheduler
 
 TAIL = 100  # log rows averaged for "where training ended": the losses are noisy per iteration
@@ -91,7 +91,8 @@ def measure_point(model: str, run: Path, classifier, log=print) -> dict:
         "adherence": sum(r["adherence"] for r in prompt_rows) / k,
         "adherence_min": min(r["adherence"] for r in prompt_rows),
         "diversity": sum(r["diversity"] for r in prompt_rows) / k,
-        "adherent_diversity": sum(r["adherent_diversity"] for r in prompt_rows) / k,
+        "adherent_diversity": finite_mean(prompt_rows, "adherent_diversity")[0],
+        "adherent_prompts": finite_mean(prompt_rows, "adherent_diversity")[1],
         "truth_diversity": sum(r["truth_diversity"] for r in prompt_rows) / k,
     }
 
@@ -106,7 +107,7 @@ def markdown(rows: list[dict], command: str) -> str:
         "(a first-step MSE at its floor means the first step predicts a constant).",
         "",
         "| run | method | lambda_div | anchor_k (teacher t) | iterations | first-step MSE / floor | fid_toyfeat "
-        "| adherence mean (worst) | diversity | adherent-only diversity |",
+        "| adherence mean (worst) | diversity | adherent-only diversity (prompts with 2+ adherent samples) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -119,7 +120,7 @@ def markdown(rows: list[dict], command: str) -> str:
         lines.append(
             f"| {Path(r['run']).name} | {r['method']} | {_cell(r['lambda_div'], 'g')} | {anchor} | {r['iterations']} "
             f"| {first} | {r['fid_toyfeat']:.1f} | {r['adherence']:.3f} ({r['adherence_min']:.2f}) "
-            f"| {r['diversity']:.3f} | {r['adherent_diversity']:.3f} |"
+            f"| {r['diversity']:.3f} | {r['adherent_diversity']:.3f} ({r['adherent_prompts']}) |"
         )
     lines += ["", f"Ground truth's diversity over the same prompts: {rows[0]['truth_diversity']:.3f}."]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ import torch
 from ..core.atomic import write_text
 from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
-from ..toy.protocol import FID_COUNT, measure, write_csv
+from ..toy.protocol import FID_COUNT, finite_mean, measure, write_csv
 
 
 def table_rows(model: str = "toy", dpdmd: str = "toy_dpdmd") -> list[tuple[str, str, str]]:
@@ -64,6 +64,7 @@ def summarise(label: str, method: str, prompt_rows: list[dict], fid: dict, floor
         [r["diversity_ci_high"] for r in prompt_rows],
     )
     adherence = [r["adherence"] for r in prompt_rows]
+    adherent, adherent_prompts = finite_mean(prompt_rows, "adherent_diversity")
     worst = min(prompt_rows, key=lambda r: r["adherence"])
     return {
         "method": label,
@@ -73,7 +74,8 @@ def summarise(label: str, method: str, prompt_rows: list[dict], fid: dict, floor
         "diversity": mean,
         "diversity_ci_low": low,
         "diversity_ci_high": high,
-        "adherent_diversity": sum(r["adherent_diversity"] for r in prompt_rows) / k,
+        "adherent_diversity": adherent,
+        "adherent_prompts": adherent_prompts,
         "truth_diversity": sum(r["truth_diversity"] for r in prompt_rows) / k,
         "adherence": sum(adherence) / k,
         "adherence_min": worst["adherence"],
@@ -83,6 +85,13 @@ def summarise(label: str, method: str, prompt_rows: list[dict], fid: dict, floor
         "fid_n": fid["n"],
         "s_per_image": fid["seconds"] / fid["n"],
     }
+
+
+def _over(row: dict) -> str:
+    """Adherent-only diversity is a mean over the prompts with two or more adherent samples: say so when not all."""
+    return (
+        "" if row["adherent_prompts"] == row["prompts"] else f" ({row['adherent_prompts']} of {row['prompts']} prompts)"
+    )
 
 
 def markdown(rows: list[dict], floor: float, command: str) -> str:
@@ -98,7 +107,7 @@ def markdown(rows: list[dict], floor: float, command: str) -> str:
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['diversity']:.3f} [{r['diversity_ci_low']:.3f}, {r['diversity_ci_high']:.3f}] "
-            f"| {r['adherent_diversity']:.3f} | {r['adherence']:.3f} ({r['adherence_min']:.2f}: "
+            f"| {r['adherent_diversity']:.3f}{_over(r)} | {r['adherence']:.3f} ({r['adherence_min']:.2f}: "
             f"{r['adherence_min_prompt']}) | {r['fid_toyfeat']:.1f} ({r['fid_x_floor']:.2f}x) "
             f"| {r['s_per_image']:.4f} |"
         )

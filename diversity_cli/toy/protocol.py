@@ -190,6 +190,13 @@ def measure(
     return fid_rows, prompt_rows
 
 
+def finite_mean(rows: list[dict], key: str) -> tuple[float, int]:
+    """(mean of `key` over the rows where it is a number, how many): adherent-only diversity is undefined (nan)
+    for a prompt with fewer than two adherent samples, and such a prompt is left out, not counted as 0."""
+    values = [r[key] for r in rows if r[key] == r[key]]
+    return (sum(values) / len(values) if values else float("nan")), len(values)
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path.parent.mkdir(parents=True, exist_ok=True)
