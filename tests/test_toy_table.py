@@ -99,3 +99,18 @@ def test_a_prompt_without_adherent_samples_is_left_out_of_adherent_diversity_and
     row = summarise("DMD", "distilled", rows, {"fid_toyfeat": 1.0, "seconds": 1.0, "n": 10}, floor=1.0)
     assert row["adherent_diversity"] == pytest.approx((0.1 + 0.2) / 2) and row["adherent_prompts"] == 2
     assert "0.150 (2 of 3 prompts)" in markdown([row], 1.0, "cmd")
+
+
+def test_provenance_names_the_weights_judge_and_versions(tmp_path):
+    import json
+
+    from diversity_cli.experiments.toy_table import write_provenance
+    from diversity_cli.models.provenance import pair_provenance
+    from diversity_cli.toy.features import judge_sha256
+
+    weights = {"toy": pair_provenance(compose("generate", ["model=toy"]).model)}
+    write_provenance(tmp_path, "cmd", weights)
+    record = json.loads((tmp_path / "provenance.json").read_text())
+    assert record["command"] == "cmd" and record["judge_sha256"] == judge_sha256()
+    assert record["pairs"]["toy"]["distilled"]["weights_hash"]  # the student's bytes, not only its path
+    assert "torch" in record["packages"]

@@ -8,7 +8,7 @@ then measures its student under the toy protocol (toy/protocol.py) as the distil
     python -m diversity_cli.experiments.dp_dmd_ablation model=toy out=results/toy_ablation \
         runs=results/toy_weights/dmd,results/toy_weights/dp_dmd,...
 
-Writes `ablation.csv` and `ablation.md` under `out`.
+Writes `ablation.csv`, `ablation.md` and `provenance.json` under `out`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from omegaconf import OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
+from ..models.provenance import pair_provenance
 from ..toy.protocol import finite_mean, measure, write_csv
 from ..training.generator import teacher_ode_scheduler
+from .toy_table import write_provenance
 
 TAIL = 100  # log rows averaged for "where training ended": the losses are noisy per iteration
 
@@ -75,14 +77,16 @@ def point(run: Path) -> dict:
     }
 
 
-def measure_point(model: str, run: Path, classifier, log=print) -> dict:
-    """The protocol's numbers of `run`'s student as the distilled model of `model` (its base unchanged)."""
+def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -> dict:
+    """The protocol's numbers of `run`'s student as the distilled model of `model` (its base unchanged); the pair's
+    weights (source and hash per role) go into `weights`."""
     from ..core.config import compose
     from ..models.loading import load_pair
 
     cfg = compose("generate", [f"model={model}", f"model.distilled.network.path={run / 'student'}"])
     torch.manual_seed(0)
     pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=True)
+    weights[str(run)] = pair_provenance(cfg.model, pair)
     fid_rows, prompt_rows = measure(pair, ["distilled"], classifier, log)
     k = len(prompt_rows)
     return {
@@ -137,11 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = [Path(r) for r in args["runs"].split(",") if r]
     points = [point(run) for run in runs]  # every run checked before any is measured
     classifier = load_classifier("cpu")
-    rows = [{**p, **measure_point(model, Path(p["run"]), classifier)} for p in points]
+    weights: dict[str, dict] = {}
+    rows = [{**p, **measure_point(model, Path(p["run"]), classifier, weights)} for p in points]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "ablation.csv", rows)
     command = f"python -m diversity_cli.experiments.dp_dmd_ablation model={model} out={out} runs={args['runs']}"
     write_text(out / "ablation.md", markdown(rows, command))
+    write_provenance(out, command, weights)
     print((out / "ablation.md").read_text(encoding="utf-8"))
     return 0
 

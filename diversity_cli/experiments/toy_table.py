@@ -7,11 +7,13 @@ adherent samples only, fid_toyfeat beside its ground-truth floor, and seconds pe
 
     python -m diversity_cli.experiments.toy_table out=results/toy/toy_table
 
-Writes `protocol.csv` (one row per method and prompt), `fid.csv`, `summary.csv` and `toy_table.md` under `out`.
+Writes `protocol.csv` (one row per method and prompt), `fid.csv`, `summary.csv`, `toy_table.md` and
+`provenance.json` (the pairs' weights, the judge, the versions) under `out`.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 from ..core.atomic import write_text
 from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
+from ..models.provenance import pair_provenance
 from ..toy.protocol import FID_COUNT, finite_mean, measure, write_csv
 
 
@@ -47,7 +50,7 @@ def cosine_interval(features: torch.Tensor) -> tuple[float, float]:
 def resolve_auto(model: str) -> tuple[int, int]:
     """(k, committed timestep) for `model`, exactly as `generate model=<model> method=hybrid k=auto` gets it."""
     from ..core.config import compose
-    from ..experiments.generation import automatic_k, load_generation_pair
+    from .generation import automatic_k, load_generation_pair
 
     cfg = compose("generate", [f"model={model}", "method=hybrid", "k=auto", "device=cpu"])
     pair = load_generation_pair(cfg)
@@ -124,6 +127,7 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
     classifier = load_classifier("cpu")
     auto = {model: resolve_auto(model) for _, model, method in rows if method == "hybrid_kauto"}
     summary, every_prompt, every_fid, floor = [], [], [], float("nan")
+    weights: dict[str, dict] = {}
     for label, model, method in rows:
         if method == "hybrid_kauto":
             k, committed = auto[model]
@@ -132,6 +136,7 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
         cfg = compose("generate", [f"model={model}"])
         torch.manual_seed(0)
         pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=method != "base")
+        weights.setdefault(model, pair_provenance(cfg.model, pair))
         fid_rows, prompt_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
         floor = fid_rows[0]["fid_toyfeat"]
         fid = {**fid_rows[1], "n": FID_COUNT}
@@ -144,7 +149,24 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
     write_csv(out / "summary.csv", summary)
     command = f"python -m diversity_cli.experiments.toy_table out={out} model={rows[0][1]} dpdmd={rows[-1][1]}"
     write_text(out / "toy_table.md", markdown(summary, floor, command))
+    write_provenance(out, command, weights)
     return out / "toy_table.md"
+
+
+def write_provenance(out: Path, command: str, weights: dict[str, dict]) -> None:
+    """What made the numbers: the command, the pairs' weights (source and hash per role), the judge's hash and the
+    versions, beside the tables (provenance.json)."""
+    from ..core.record import git_commit, package_versions
+    from ..toy.features import judge_sha256
+
+    record = {
+        "command": command,
+        "pairs": weights,
+        "judge_sha256": judge_sha256(),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+    }
+    write_text(out / "provenance.json", json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
