@@ -38,8 +38,6 @@ EXCLUDED = [  # (pattern of the command, why it is not run here)
     (r"local-dir:/models", "needs CLIP weights in a local folder"),
     (r"/my/", "placeholder folders"),
     (r"=\.\.\.|\"\.\.\.\"", "a placeholder prompt or file"),
-    (r"train-toy", "~25 min on 2 cores: tests/test_toy_train.py"),
-    (r"diversity-cli distill", "hundreds of training iterations: tests/test_distill.py"),
     (r"out=results/toy/table3", "reads the run of make reproduce-table3 MODEL=toy (excluded)"),
     (
         r"^make toy-(weights|ablation)",
