@@ -282,10 +282,17 @@ toy-weights:
 	$(MAKE) -j1 toy-weights-steps || exit 1; \
 	echo "make toy-weights: $$(( $$(date +%s) - start )) s wall time; card: $(TOY_OUT)/MODEL_CARD.md"
 
+# The base in two train-toy runs: ε-prediction on SD's schedule shifted for the 8x8 latent (base_eps/), then that
+# model continued on a schedule rescaled to zero terminal SNR, predicting v (base/): t=999 is pure noise, so the
+# caption, not a leak of the training image, decides layout and background (diversity_cli/toy/schedule.py).
 toy-weights-steps:
-	$(CLI) train-toy out=$(TOY_OUT)/base seed=$(SEED) threads=$(TOY_THREADS) device=$(TOY_DEVICE) \
+	$(CLI) train-toy out=$(TOY_OUT)/base_eps seed=$(SEED) threads=$(TOY_THREADS) device=$(TOY_DEVICE) \
 	  vae.reuse=diversity_cli/assets/toy/base/vae \
 	  unet.schedule_shift=0.6 unet.text_embedding=true unet.steps=6000 unet.lr=8e-4
+	$(CLI) train-toy out=$(TOY_OUT)/base seed=$(SEED) threads=$(TOY_THREADS) device=$(TOY_DEVICE) \
+	  vae.reuse=diversity_cli/assets/toy/base/vae unet.init_from=$(TOY_OUT)/base_eps/base \
+	  unet.schedule_shift=0.5 unet.prediction_type=v_prediction unet.zero_terminal_snr=true \
+	  unet.text_embedding=true unet.steps=4000 unet.lr=5e-4
 	$(BIN)/python -m diversity_cli.toy.release pairs $(TOY_OUT)
 	$(TOY_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dmd $(TOY_DISTILL) out=$(TOY_OUT)/dmd
 	$(TOY_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dp_dmd teacher_ode.steps=8 anchor_k=2 lambda_div=$(LAMBDA) \

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers import DDPMScheduler
 from safetensors.torch import load_file
 
 from diversity_cli.models import tiny
@@ -379,3 +380,45 @@ def test_teacher_ode_is_ddim_trailing_even_from_another_schedulers_config():
     ode = teacher_ode_scheduler(dict(config), {"timestep_spacing": "trailing", "set_alpha_to_one": True})
     ode.set_timesteps(8)
     assert type(ode).__name__ == "DDIMScheduler" and int(ode.timesteps[0]) == 999
+
+
+def _zero_snr_v_config(pair) -> dict:
+    """The tiny pair's schedule rescaled to zero terminal SNR, for a v-prediction teacher (the toy base's setting)."""
+    from diffusers.schedulers.scheduling_ddpm import rescale_zero_terminal_snr
+
+    config = dict(pair.base.scheduler.config)
+    betas = rescale_zero_terminal_snr(DDPMScheduler.from_config(config).betas.double())
+    return {**config, "prediction_type": "v_prediction", "trained_betas": betas.tolist()}
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_fake_score_learns_in_its_teachers_parameterisation(tiny_pairs, prediction_type, monkeypatch):
+    """The fake score's loss is the MSE to the target of the teacher's own parameterisation. For a v-prediction
+    teacher at zero terminal SNR the ε form is blind at t=999 (ε̂ = x_t exactly, whatever the network says);
+    the v form still trains the fake score there."""
+    pair = tiny_pairs("tiny_sd")
+    distiller = _distiller(pair, fake_seed=1)
+    if prediction_type == "v_prediction":
+        distiller = Distiller(
+            distiller.teacher, distiller.student, distiller.fake, _zero_snr_v_config(pair), distiller.settings
+        )
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(2, *pair.latent_shape, generator=gen)
+    cond = pair.encode(PROMPTS[:2])
+    t = torch.tensor([999, 300])
+    eps = torch.randn(2, *pair.latent_shape, generator=gen)
+    monkeypatch.setattr(distiller, "draw_timesteps", lambda *_: t)
+    monkeypatch.setattr(distiller, "draw_noise", lambda *_: eps)
+    loss = distiller.fake_loss(x0, cond, gen)
+
+    a = distiller.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    noisy = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    with torch.no_grad():
+        out = distiller.fake(noisy, t, **cond.cond, return_dict=False)[0]
+    target = eps if prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+    torch.testing.assert_close(loss.detach(), (out - target).pow(2).mean(), rtol=1e-5, atol=1e-6)
+    if prediction_type == "v_prediction":
+        assert float(a[0]) == 0.0  # t=999 is pure noise, and its target is -x0
+        torch.testing.assert_close(target[0], -x0[0])
+    (grad,) = torch.autograd.grad(loss, next(distiller.fake.parameters()))
+    assert grad.abs().max() > 0

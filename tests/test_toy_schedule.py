@@ -17,7 +17,7 @@ def _snr(alphas: torch.Tensor) -> torch.Tensor:
 
 def test_shift_one_is_sds_schedule():
     sd = DDPMScheduler.from_config(TRAIN_SCHEDULE)
-    assert schedule_config(1.0) == TRAIN_SCHEDULE
+    assert schedule_config(1.0) == {**TRAIN_SCHEDULE, "prediction_type": "epsilon"}
     torch.testing.assert_close(torch.tensor(shifted_betas(1.0), dtype=torch.float32), sd.betas, rtol=2e-4, atol=1e-7)
 
 
@@ -34,3 +34,52 @@ def test_shift_divides_the_snr_by_its_square_for_every_sampler(shift):
 def test_a_non_positive_shift_is_refused():
     with pytest.raises(UserError, match="schedule_shift=0"):
         shifted_betas(0)
+
+
+@pytest.mark.parametrize("shift", [1.0, 0.5])
+def test_zero_terminal_snr_ends_in_pure_noise_for_every_sampler(shift):
+    """ᾱ_999 = 0 exactly, the first step keeps SD's (shifted) ᾱ_0, and the betas are stored rescaled once: no
+    scheduler rescales them again."""
+    config = schedule_config(shift, zero_terminal_snr=True, prediction_type="v_prediction")
+    assert config["prediction_type"] == "v_prediction" and not config.get("rescale_betas_zero_snr")
+    leaky = schedule_config(shift)
+    leaky_alphas = DDPMScheduler.from_config(leaky).alphas_cumprod
+    for cls in (DDPMScheduler, DDIMScheduler, LCMScheduler):
+        scheduler = cls.from_config(config)
+        assert scheduler.config.prediction_type == "v_prediction"
+        alphas = scheduler.alphas_cumprod
+        assert float(alphas[-1]) == 0.0 and float(leaky_alphas[-1]) > 0.004
+        torch.testing.assert_close(alphas[0], leaky_alphas[0])
+        assert bool((alphas[1:] < alphas[:-1]).all())  # still a noise schedule: SNR falls with t
+
+
+def test_zero_terminal_snr_with_epsilon_prediction_is_refused():
+    with pytest.raises(UserError, match="zero_terminal_snr=true needs unet.prediction_type=v_prediction"):
+        schedule_config(0.5, zero_terminal_snr=True)
+
+
+def test_min_snr_weight_clips_high_snr_and_keeps_the_pure_noise_step():
+    from diversity_cli.toy.stages import min_snr_weight
+
+    snr = torch.tensor([0.0, 0.5, 4.0, 100.0])
+    v = min_snr_weight(snr, 5.0, "v_prediction")
+    torch.testing.assert_close(v, torch.tensor([1.0, 1.0, 1.0, 5.0 / 101.0]))
+    eps = min_snr_weight(snr[1:], 5.0, "epsilon")
+    torch.testing.assert_close(eps, torch.tensor([1.0, 1.0, 0.05]))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_denoising_target_is_what_the_sampler_reads_back(prediction_type):
+    """The training target, converted back by the sampler's `convert_prediction`, gives the x0 and ε the input
+    was made of; at ᾱ = 0 the v target is -x0 (finite, where an ε-derived one would divide by zero)."""
+    from diversity_cli.sampling.denoiser import convert_prediction, denoising_target
+
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)
+    alpha_bar = torch.tensor([0.9, 0.05]).reshape(-1, 1, 1, 1)
+    x = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+    target = denoising_target(x0, eps, alpha_bar, prediction_type)
+    for kind, expected in (("sample", x0), ("epsilon", eps)):
+        torch.testing.assert_close(convert_prediction(target, x, alpha_bar, prediction_type, kind), expected)
+    if prediction_type == "v_prediction":
+        torch.testing.assert_close(denoising_target(x0, eps, torch.zeros(2, 1, 1, 1), prediction_type), -x0)

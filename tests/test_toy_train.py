@@ -189,6 +189,37 @@ def test_default_run_keeps_the_judge_and_can_reuse_a_vae_and_shift_the_schedule(
     assert "the shipped judge, unchanged" in card and "VAE reused from" in card and "shifted by 0.5" in card
 
 
+def test_continued_training_to_zero_terminal_snr_and_v_prediction(finished, tmp_path):
+    """The v3 base's recipe in small: continue a trained base on a shifted schedule rescaled to zero terminal SNR,
+    predicting v. The exported scheduler carries both, every sampler reads them, and the toolkit's own sampler
+    starts from pure noise at t=999 (ᾱ = 0) and returns finite images."""
+    from diffusers import StableDiffusionPipeline
+
+    from diversity_cli.cli import run
+    from diversity_cli.models.loading import load_pair
+    from diversity_cli.toy.evaluate import pair_config, sample_base
+
+    out = tmp_path / "v"
+    settings = ["unet.prediction_type=v_prediction", "unet.zero_terminal_snr=true", "unet.schedule_shift=0.5"]
+    assert run(["train-toy", f"out={out}", *TINY, f"unet.init_from={finished / 'base'}", *settings]) == 0
+    pipe = StableDiffusionPipeline.from_pretrained(out / "base")
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert float(pipe.scheduler.alphas_cumprod[-1]) == 0.0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "v-prediction" in card and "zero terminal SNR" in card and "continued from" in card
+    pair = load_pair(pair_config(out / "base", 2, 4.0), torch.device("cpu"), torch.float32)
+    images = sample_base(pair, "a circle", 2, 0)
+    assert torch.isfinite(images).all()
+    rows = list(csv.DictReader((out / "evaluation.csv").open(newline="")))
+    assert rows and all(0 <= float(r["adherence"]) <= 1 for r in rows)
+
+
+def test_zero_terminal_snr_without_v_prediction_is_refused_before_anything_is_written(cli, tmp_path):
+    code, _, err = cli("train-toy", f"out={tmp_path / 'x'}", *TINY, "unet.zero_terminal_snr=true")
+    assert code == 2 and "needs unet.prediction_type=v_prediction" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
 def test_bad_settings_are_one_line(cli, tmp_path):
     code, _, err = cli("train-toy", f"out={tmp_path / 'x'}", "unet.steps=0")
     assert code == 2 and "unet.steps=0" in err and "Traceback" not in err

@@ -177,8 +177,23 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
     # train-toy's own card, one heading level down; the command that remakes everything, from the runs' values
     assert "\n## Toy base model and toy feature network\n" in text and "\n### How it was trained\n" in text
     assert f"make toy-weights TOY_OUT={chain} SEED=3 DMD_ITERS=800 LAMBDA=0.5" in text
-    assert "train-toy (its stages) 1800 s, distill DMD 1200 s, distill DP-DMD 1300 s" in text
+    assert "train-toy base (its stages) 1800 s, distill DMD 1200 s, distill DP-DMD 1300 s" in text
+    assert "continues earlier train-toy runs" not in text
     assert "x0viz over data/toy_prompts.txt, n=16 seeds each, toy_features, threshold 0.25" in text
+
+
+def test_a_base_continued_from_an_earlier_run_carries_its_time_and_command(chain):
+    """A base trained in two train-toy runs (unet.init_from the first run's export): the card counts both runs'
+    time and names the first run's command, read from that run's own card."""
+    first = chain / "base_eps"
+    _write(first / "train_toy.yaml", "seed: 3\nunet:\n  steps: 6000\n")
+    _write(first / "checkpoints" / "unet.done.json", json.dumps({"seconds": 2400.0}))
+    _write(first / "MODEL_CARD.md", "## Trained\n\n- command: `diversity-cli train-toy out=x unet.lr=8e-4`\n")
+    _write(chain / "base" / "train_toy.yaml", f"seed: 3\nunet:\n  init_from: {first / 'base'}\n")
+    assert card.main([str(chain)]) == 0
+    text = (chain / release.CARD).read_text()
+    assert "train-toy base_eps (its stages) 2400 s, train-toy base (its stages) 1800 s, distill DMD 1200 s" in text
+    assert f"- `{first}`: `diversity-cli train-toy out=x unet.lr=8e-4`" in text
 
 
 def test_a_missing_measurement_is_one_line_and_no_card(chain, capsys):
@@ -267,15 +282,22 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         words = shlex.split(line.split("||")[-1])
         return dict(word.split("=", 1) for word in words if "=" in word)
 
-    train = args("train-toy")
-    assert train["out"] == f"{out}/base" and train["seed"] == "5" and train["threads"] == "2"
-    assert train["vae.reuse"] == "diversity_cli/assets/toy/base/vae"  # a fixed instrument, not retrained
-    assert {k: train[k] for k in ("unet.schedule_shift", "unet.text_embedding", "unet.steps", "unet.lr")} == {
+    first, train = args(f"out={out}/base_eps "), args(f"out={out}/base ")
+    for run in (first, train):
+        assert run["seed"] == "5" and run["threads"] == "2"
+        assert run["vae.reuse"] == "diversity_cli/assets/toy/base/vae"  # a fixed instrument, not retrained
+    assert {k: first[k] for k in ("unet.schedule_shift", "unet.text_embedding", "unet.steps", "unet.lr")} == {
         "unet.schedule_shift": "0.6",
         "unet.text_embedding": "true",
         "unet.steps": "6000",
         "unet.lr": "8e-4",
     }
+    assert "unet.init_from" not in first and train["unet.init_from"] == f"{out}/base_eps/base"
+    assert (train["unet.prediction_type"], train["unet.zero_terminal_snr"], train["unet.schedule_shift"]) == (
+        "v_prediction",
+        "true",
+        "0.5",
+    )
     assert any(f"-m diversity_cli.toy.release pairs {out}" in line for line in lines)
     dmd, dp_dmd = args("distill=dmd"), args("distill=dp_dmd")
     for run, folder in ((dmd, release.DMD_RUN), (dp_dmd, release.DP_DMD_RUN)):

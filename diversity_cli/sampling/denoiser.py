@@ -93,3 +93,15 @@ def convert_prediction(
     else:
         eps, x0 = (x - a * out) / s, out
     return {"epsilon": eps, "v_prediction": a * eps - s * x0, "sample": x0}[target]
+
+
+def denoising_target(
+    x0: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """What a network of `prediction_type` should output for x_t = √ᾱ·x0 + √(1-ᾱ)·ε. Written from x0 and ε, not
+    converted from an ε-prediction, so it stays finite at ᾱ = 0 (zero terminal SNR), where v = -x0."""
+    a, s = alpha_bar_t.sqrt(), (1 - alpha_bar_t).sqrt()
+    targets = {"epsilon": lambda: eps, "v_prediction": lambda: a * eps - s * x0, "sample": lambda: x0}
+    if prediction_type not in targets:
+        raise ValueError(f"unsupported prediction_type {prediction_type!r}")
+    return targets[prediction_type]()

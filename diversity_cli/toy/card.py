@@ -336,6 +336,36 @@ def _train_seconds(base_run: Path) -> float:
     return sum(float(info.get("seconds", 0.0)) for info in done)
 
 
+def base_chain(base_run: Path) -> list[Path]:
+    """The train-toy runs the base was made by, first to last: a run whose `unet.init_from` is another train-toy
+    run's exported base continued that run's training, so its time and command belong to the base too."""
+    chain = [base_run]
+    while len(chain) < 10:
+        start = OmegaConf.load(chain[0] / "train_toy.yaml").unet.get("init_from")
+        earlier = Path(start).parent if start else None
+        if earlier is None or not (earlier / "train_toy.yaml").is_file() or earlier in chain:
+            break
+        chain.insert(0, earlier)
+    return chain
+
+
+def _earlier_stages(chain: list[Path]) -> list[str]:
+    """One line per earlier train-toy run of the chain, with the command its own card records."""
+    lines = []
+    for run in chain[:-1]:
+        card = run / CARD
+        command = next(
+            (line.removeprefix("- command: ") for line in _text(card).splitlines() if line.startswith("- command:")),
+            "(its card is missing)",
+        )
+        lines.append(f"- `{run}`: {command}")
+    return lines
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
 def build_card(out: Path) -> tuple[str, list[Target]]:
     """The card's text and the targets it checks."""
     fig = load_figures(out)
@@ -359,8 +389,9 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
     n = int(fig.rows["base"][fig.prompts[0]]["n"])
     prompts = x0viz.get("prompts") or x0viz.get("prompt")
     commitment = f"{prompts}, n={x0viz.get('n')} seeds each, {x0viz.get('metric')}, threshold {x0viz.get('threshold')}"
+    chain = base_chain(base_run)
     seconds = {
-        "train-toy (its stages)": _train_seconds(base_run),
+        **{f"train-toy {run.name} (its stages)": _train_seconds(run) for run in chain},
         "distill DMD": float(dmd["seconds"]),
         "distill DP-DMD": float(dp_dmd["seconds"]),
     }
@@ -388,6 +419,16 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "| --- | --- | --- |",
         *[f"| {t.what} | {t.figure} | {'met' if t.met else 'not met'} |" for t in found],
         "",
+        *(
+            [
+                "The base continues earlier train-toy runs (`unet.init_from`), oldest first; its own card follows.",
+                "",
+                *_earlier_stages(chain),
+                "",
+            ]
+            if len(chain) > 1
+            else []
+        ),
         *_demoted(base_card.read_text(encoding="utf-8")),
         "",
         f"## Students ({len(fig.student_timesteps)} steps, LCM schedule "

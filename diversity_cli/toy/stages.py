@@ -15,6 +15,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
+from ..sampling.denoiser import denoising_target
 from .architecture import build_text_encoder, build_unet, build_vae, latent_side
 from .data import FACTORS, ToyDataset, caption, sample_named
 from .features import ToyClassifier, save_classifier
@@ -238,8 +239,8 @@ def train_unet(
     seed: int,
     out: Path,
 ) -> tuple[UNet2DConditionModel, CLIPTextModel, dict]:
-    """Text encoder and UNet from scratch, jointly: epsilon prediction, caption dropout for CFG, an EMA of both.
-    Each step gives every scene a fresh caption naming a fresh random subset of its factors."""
+    """Text encoder and UNet from scratch (or from `init_from`), jointly: ε- or v-prediction, caption dropout for
+    CFG, an EMA of both. Each step gives every scene a fresh caption naming a fresh random subset of its factors."""
     device = images.device
     info = runner.done("unet")
     if info:
@@ -265,7 +266,8 @@ def train_unet(
     unet.to(device)
     mean, std = encode_dataset(vae, images, runner.checkpoint_path("latents"))
     scaling = float(vae.config.scaling_factor)
-    schedule = noise_schedule(float(cfg.schedule_shift))
+    prediction_type = str(cfg.get("prediction_type", "epsilon"))
+    schedule = noise_schedule(float(cfg.schedule_shift), bool(cfg.get("zero_terminal_snr", False)), prediction_type)
     alphas = schedule.alphas_cumprod.to(device)
     params = [*unet.parameters(), *encoder.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -301,17 +303,19 @@ def train_unet(
         a = alphas[t].sqrt()[:, None, None, None]
         s = (1 - alphas[t]).sqrt()[:, None, None, None]
         prediction = unet(a * z + s * noise, t, encoder(ids)[0]).sample
-        per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
+        target = denoising_target(z, noise, alphas[t][:, None, None, None], prediction_type)
+        per_sample = (prediction - target).pow(2).mean(dim=(1, 2, 3))
         if cfg.snr_gamma is not None:
-            snr = compute_snr(schedule, t.cpu()).to(device)
-            per_sample = per_sample * torch.clamp(snr, max=float(cfg.snr_gamma)) / snr
+            per_sample = per_sample * min_snr_weight(
+                compute_snr(schedule, t.cpu()).to(device), cfg.snr_gamma, prediction_type
+            )
         loss = per_sample.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         ema.step(params)
-        return {"loss": loss.item(), "mse": (prediction - noise).pow(2).mean().item()}
+        return {"loss": loss.item(), "mse": (prediction - target).pow(2).mean().item()}
 
     seconds = runner.run(stage, step)
     ema.copy_to(params)  # the exported model is the EMA
@@ -321,6 +325,18 @@ def train_unet(
     info = {"seconds": seconds}
     runner.mark_done("unet", info)
     return unet.eval(), encoder.eval(), info
+
+
+def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-γ (Hang et al. 2023): the x0 loss weighted by min(SNR, γ), written for the predicted target.
+
+    ε-MSE is the x0 loss times SNR, so its weight is min(SNR, γ) / SNR. v-MSE is the x0 loss times SNR + 1; its
+    weight is min(SNR + 1, γ) / (SNR + 1), which clips the high-SNR end as the ε form does but keeps weight 1 at
+    SNR = 0. The paper's min(SNR, γ) / (SNR + 1) would give the zero-terminal-SNR step no weight at all, and that
+    step is where the caption alone must decide the layout and the background."""
+    if prediction_type == "epsilon":
+        return torch.clamp(snr, max=float(gamma)) / snr
+    return torch.clamp(snr + 1, max=float(gamma)) / (snr + 1)
 
 
 def start_from(base: Path, unet: UNet2DConditionModel, encoder: CLIPTextModel) -> None:

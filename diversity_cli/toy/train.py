@@ -93,7 +93,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
         )
         times["unet"] = unet_info["seconds"]
         start = time.perf_counter()
-        export_base(out / "base", vae, encoder, tokenizer, unet, float(cfg.unet.schedule_shift))
+        export_base(out / "base", vae, encoder, tokenizer, unet, training_schedule(cfg.unet))
         task = progress.add_task("evaluate", total=None, losses=f"{len(cfg.evaluate.prompts)} prompts")
         rows = evaluate_base(
             out / "base",
@@ -144,6 +144,7 @@ def validate(cfg: DictConfig) -> None:
         raise UserError("vae.channels needs at least two levels (the latent is smaller than the image)")
     if not cfg.evaluate.prompts or int(cfg.evaluate.n) < 2:
         raise UserError("evaluate.prompts must list at least one prompt and evaluate.n be at least 2")
+    schedule_config(float(cfg.unet.schedule_shift), bool(cfg.unet.zero_terminal_snr), str(cfg.unet.prediction_type))
 
 
 def training_settings(cfg: DictConfig) -> dict:
@@ -184,14 +185,22 @@ def frozen_judge(folder: Path, device: torch.device) -> tuple[ToyClassifier, dic
     return load_classifier(device, folder), info
 
 
-def export_base(folder: Path, vae, text_encoder, tokenizer, unet, schedule_shift: float = 1.0) -> Path:
+def training_schedule(unet_cfg: DictConfig) -> dict:
+    """The scheduler config the UNet was trained on: its betas (shifted, rescaled) and its prediction type."""
+    return schedule_config(
+        float(unet_cfg.schedule_shift), bool(unet_cfg.zero_terminal_snr), str(unet_cfg.prediction_type)
+    )
+
+
+def export_base(folder: Path, vae, text_encoder, tokenizer, unet, schedule: dict | None = None) -> Path:
     """The toy base as a StableDiffusionPipeline folder (safetensors, no safety checker). The scheduler config
-    carries the training schedule (shifted betas when schedule_shift != 1), so every sampler reads it."""
+    carries the training schedule (`schedule`, SD's when None): its betas and prediction type, which every
+    sampler reads."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     # DDIM with trailing spacing starts at t=999, as the toolkit's toy pair runs it; set_alpha_to_one ends clean.
     scheduler = DDIMScheduler.from_config(
-        {**schedule_config(schedule_shift), "timestep_spacing": "trailing", "set_alpha_to_one": True}
+        {**(schedule or schedule_config(1.0)), "timestep_spacing": "trailing", "set_alpha_to_one": True}
     )
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -283,7 +292,7 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
         f"| text_encoder | CLIPTextModel | {counts['text_encoder']:,} | hidden {cfg.text_encoder.hidden}, "
         f"{cfg.text_encoder.layers} layers, {cfg.text_encoder.heads} heads; CLIPTokenizer, one token per toy word |",
         f"| unet | UNet2DConditionModel | {counts['unet']:,} | channels {list(cfg.unet.channels)}, cross-attention "
-        f"below the top level; epsilon prediction, {schedule_text(float(cfg.unet.schedule_shift))} |",
+        f"below the top level; {schedule_text(cfg.unet)} |",
         f"| features | ToyClassifier (CNN) | {counts['features']:,} | channels {list(judge.channels)}, "
         f"embedding {judge.embed_dim}, one head per factor |",
         "",
@@ -299,7 +308,9 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
             if features_info.get("frozen")
             else f"feature network ({cfg.features.steps} steps of {cfg.features.batch_size}, blur/noise augmentation)"
         )
-        + f"; text encoder + UNet jointly ({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} "
+        + "; text encoder + UNet jointly"
+        + (f", continued from `{cfg.unet.init_from}`" if cfg.unet.get("init_from") else "")
+        + f" ({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} "
         f"warm-up + cosine, caption dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, EMA "
         f"{cfg.unet.ema_decay}; the exported weights are the EMA).",
         "",
@@ -336,9 +347,15 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
     return "\n".join(lines)
 
 
-def schedule_text(shift: float) -> str:
-    plain = "SD scaled-linear schedule (0.00085..0.012, 1000 steps)"
-    return plain if shift == 1 else f"{plain} shifted by {shift:g} (SNR / {shift:g}^2; trained_betas)"
+def schedule_text(unet_cfg: DictConfig) -> str:
+    shift = float(unet_cfg.schedule_shift)
+    kind = "v-prediction" if unet_cfg.prediction_type == "v_prediction" else "epsilon prediction"
+    text = f"{kind}, SD scaled-linear schedule (0.00085..0.012, 1000 steps)"
+    if shift != 1:
+        text += f" shifted by {shift:g} (SNR / {shift:g}^2)"
+    if unet_cfg.zero_terminal_snr:
+        text += ", rescaled to zero terminal SNR (ᾱ_999 = 0)"
+    return text + ("" if shift == 1 and not unet_cfg.zero_terminal_snr else "; trained_betas")
 
 
 NOTES = [

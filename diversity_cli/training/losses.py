@@ -35,10 +35,10 @@ def dmd_loss(x0_student: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     return 0.5 * F.mse_loss(x0_student.float(), target.float(), reduction="mean")
 
 
-def fake_score_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """The fake-score network's denoising loss: mean (ε̂_fake(x_t, t) − ε)² on detached student samples noised
-    with ε to t ~ U{0, …, T−1} (DMD2's `compute_loss_fake`)."""
-    return F.mse_loss(eps_pred.float(), eps.float(), reduction="mean")
+def fake_score_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The fake-score network's denoising loss: mean (output − target)² on detached student samples noised to
+    t ~ U{0, …, T−1}, the target in the network's own parameterisation (ε for DMD2's `compute_loss_fake`)."""
+    return F.mse_loss(prediction.float(), target.float(), reduction="mean")
 
 
 def first_step_loss(x0_first: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,9 @@ Per generator update (`Distiller.generator_losses`):
   total = L_DMD + lambda_div · L_first.
 
 Per fake-score update (`Distiller.fake_loss`): a fresh student sample from the same step distribution, without
-gradients, noised to t ~ U{0, …, T−1}; plain ε-prediction loss (`losses.fake_score_loss`).
+gradients, noised to t ~ U{0, …, T−1}; the plain denoising loss of the teacher's own parameterisation
+(`losses.fake_score_loss`): ε-MSE for ε-prediction teachers (DMD2's), v-MSE for v-prediction ones, whose
+ε-prediction carries no signal at zero terminal SNR (at ᾱ = 0 the input is the noise itself).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import torch
 from diffusers import DDPMScheduler
 
 from ..models.pair import Conditioning
+from ..sampling.denoiser import denoising_target
 from . import losses
 from .generator import StudentSampler, plain_config, teacher_anchor, teacher_ode_scheduler
-from .predict import guided_output, network_output, to_eps, to_x0
+from .predict import alpha_bar, guided_output, network_output, to_x0
 
 
 @dataclass
@@ -183,4 +186,5 @@ class Distiller:
         eps = self.draw_noise(tuple(x0.shape), x0.device, generator)
         noisy = self.noise_schedule.add_noise(x0, eps, t)
         out = network_output(self.fake, noisy, t, conditioning.cond)
-        return losses.fake_score_loss(to_eps(out, noisy, t, self.alphas_cumprod, self.prediction_type), eps)
+        target = denoising_target(x0, eps, alpha_bar(self.alphas_cumprod, t, x0), self.prediction_type)
+        return losses.fake_score_loss(out, target)

@@ -47,10 +47,3 @@ def to_x0(
 ) -> torch.Tensor:
     """x̂0 from a prediction of `prediction_type` (epsilon, v_prediction or sample) for VP input `x`."""
     return convert_prediction(out, x, alpha_bar(alphas_cumprod, t, x), prediction_type, "sample")
-
-
-def to_eps(
-    out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor, prediction_type: str
-) -> torch.Tensor:
-    """ε̂ from a prediction of `prediction_type` for VP input `x`."""
-    return convert_prediction(out, x, alpha_bar(alphas_cumprod, t, x), prediction_type, "epsilon")

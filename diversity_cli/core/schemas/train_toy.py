@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..schema import ITEM_TEXT, device, flag, integer, item_int, items, number, out_dir, path, section
+from ..schema import ITEM_TEXT, choice, device, flag, integer, item_int, items, number, out_dir, path, section
 from .common import SEED_MAX
 
 CHANNELS = item_int(1, 4096)
@@ -52,12 +52,16 @@ class Unet:
     heads: int = integer("attention heads", 1)
     text_embedding: bool = flag("the pooled caption also joins the timestep embedding")
     schedule_shift: float = number("SD3-style shift of the noise schedule", 0, low_open=True)
+    prediction_type: str = choice("what the UNet predicts", ("epsilon", "v_prediction"))
+    zero_terminal_snr: bool = flag("rescale the schedule so that t=999 is pure noise (needs v_prediction)")
     steps: int = integer("optimizer steps", 1)
     batch_size: int = integer("scenes per step", 1)
     lr: float = number("learning rate", 0, low_open=True)
     warmup: int = integer("warm-up steps", 0)
     cond_dropout: float = number("fraction of captions replaced by the empty prompt", 0, 1)
-    snr_gamma: float = number("min-SNR loss weighting (null: plain epsilon MSE)", 0, low_open=True, null=True)
+    snr_gamma: float = number(
+        "min-SNR loss weighting (null: plain MSE of the predicted target)", 0, low_open=True, null=True
+    )
     ema_decay: float = number("EMA decay of the weights", 0, 1)
     init_from: str = path("a trained base folder (unet/, text_encoder/ of the same sizes) to continue from", True)
 
