@@ -263,7 +263,7 @@ reproduce-%-toy:
 # ==================================================================================================================
 TOY_OUT ?= results/toy_weights
 SEED ?= 0
-DMD_ITERS ?= 600
+DMD_ITERS ?= 1500
 LAMBDA ?= 0.5
 TOY_THREADS ?= 2
 # The CPU: the budget (≤ 2 h on 2 cores) and the determinism are stated for it.

@@ -257,7 +257,8 @@ def test_shipped_base_generates_through_the_cli(cli, tmp_path, monkeypatch):
     base = (ASSETS / "base").resolve()
     spec = (
         f"{{label: toy base, network: {{path: {base / 'unet'}}}, "
-        "scheduler: {class: DDIMScheduler, overrides: {timestep_spacing: trailing, set_alpha_to_one: true}}, "
+        f"scheduler: {{repo: {base}, class: DDIMScheduler, overrides: {{timestep_spacing: trailing, "
+        "set_alpha_to_one: true}}, "
         "steps: 25, guidance: 4.0}"
     )
     (conf / "model" / "toy_check.yaml").write_text(

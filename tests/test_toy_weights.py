@@ -196,6 +196,16 @@ def test_a_base_continued_from_an_earlier_run_carries_its_time_and_command(chain
     assert f"- `{first}`: `diversity-cli train-toy out=x unet.lr=8e-4`" in text
 
 
+def test_an_extended_distill_run_shows_every_command_that_trained_it(chain):
+    body = {"command_line": ["diversity-cli", "distill", "distill=dmd", "iterations=1500"]}
+    _write(chain / release.DMD_RUN / "runs" / "20261203T010000.000000Z-distill-2.json", json.dumps(body))
+    assert card.main([str(chain)]) == 0
+    students = _table((chain / release.CARD).read_text(), "| folder | method |")
+    assert students[0][2] == (
+        "`diversity-cli distill distill=dmd seed=3`, then `diversity-cli distill distill=dmd iterations=1500`"
+    )
+
+
 def test_a_missing_measurement_is_one_line_and_no_card(chain, capsys):
     (chain / release.EVAL / "protocol_dpdmd_fid.csv").unlink()
     assert card.main([str(chain)]) == 2

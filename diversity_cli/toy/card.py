@@ -108,18 +108,27 @@ def distill_record(run: Path) -> dict:
     return record
 
 
-def _record(run: Path, command: str) -> dict:
-    """The first invocation record of `command` in a run directory (runs/<time>-<command>-<pid>.json)."""
+def _records(run: Path, command: str) -> list[dict]:
+    """Every invocation record of `command` in a run directory (runs/<time>-<command>-<pid>.json), oldest first."""
+    found = []
     for path in sorted((run / "runs").glob(f"*-{command}-*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         if record.get("command_line"):
-            return record
-    raise UserError(f"{run}/runs/ holds no record of {command}; rerun `make toy-weights`")
+            found.append(record)
+    if not found:
+        raise UserError(f"{run}/runs/ holds no record of {command}; rerun `make toy-weights`")
+    return found
 
 
 def command_of(run: Path, command: str) -> str:
     """The command line of the first invocation of `command` recorded in a run directory."""
-    return shlex.join(_record(run, command)["command_line"])
+    return shlex.join(_records(run, command)[0]["command_line"])
+
+
+def commands_of(run: Path, command: str) -> str:
+    """Every invocation's command line, as markdown code, oldest first: a distill run resumed or extended to more
+    iterations (a larger `iterations=`) shows each command that trained it."""
+    return ", then ".join(f"`{shlex.join(record['command_line'])}`" for record in _records(run, command))
 
 
 def load_figures(out: Path) -> Figures:
@@ -156,7 +165,7 @@ def load_figures(out: Path) -> Figures:
     pair = out / CONF / "model" / f"{PAIR}.yaml"
     if not pair.is_file():
         raise UserError(f"the card needs {pair}, which is missing; rerun `make toy-weights`")
-    settings = _record(out / EVAL / X0VIZ, "x0viz").get("config", {})
+    settings = _records(out / EVAL / X0VIZ, "x0viz")[0].get("config", {})
     pair_config = OmegaConf.to_container(OmegaConf.load(pair), resolve=False)
     return Figures(floor, fid, prompts, rows, commitment, settings, pair_config)
 
@@ -286,7 +295,7 @@ def _student_row(out: Path, student: str) -> tuple[list[str], list[str]]:
             f"anchor_k={settings['anchor_k']}{at}, λ_div={settings['lambda_div']:g}; DMD on the rest)"
         )
     row = (
-        f"| `{folder}` | {what} | `{command_of(run, 'distill')}` | {seconds:.0f} s ({seconds / iterations:.2f} "
+        f"| `{folder}` | {what} | {commands_of(run, 'distill')} | {seconds:.0f} s ({seconds / iterations:.2f} "
         f"s/iteration, {iterations} iterations) |"
     )
     log = f"- `{folder}train_log.csv` (the run's log.csv), {_log_tail(run / 'log.csv')}"

@@ -41,8 +41,7 @@ def shifted_betas(shift: float, config: dict | None = None) -> list[float]:
 
 def schedule_config(shift: float, zero_terminal_snr: bool = False, prediction_type: str = "epsilon") -> dict:
     """The training schedule's config: SD's for shift 1, else SD's with `trained_betas` shifted; with
-    `zero_terminal_snr` those betas are rescaled so that ᾱ_999 = 0. The betas are stored already rescaled (and
-    `rescale_betas_zero_snr` left false) so no scheduler rescales them a second time."""
+    `zero_terminal_snr` those betas are rescaled so that ᾱ_999 = 0 (stored rescaled, `rescale_betas_zero_snr` set)."""
     if zero_terminal_snr and prediction_type == "epsilon":
         raise UserError(
             "unet.zero_terminal_snr=true needs unet.prediction_type=v_prediction: ε cannot be predicted at t=999, "
@@ -54,6 +53,9 @@ def schedule_config(shift: float, zero_terminal_snr: bool = False, prediction_ty
     betas = torch.tensor(shifted_betas(shift), dtype=torch.float64)
     if zero_terminal_snr:
         betas = rescale_zero_terminal_snr(betas)
+        # Rescaling is idempotent, so the flag changes no beta; it makes the σ-space schedulers (Euler, DPM-Solver)
+        # replace their infinite σ at t=999 by a finite one, as they do for any zero-terminal-SNR schedule.
+        config["rescale_betas_zero_snr"] = True
     return {**config, "trained_betas": betas.tolist()}
 
 
