@@ -200,8 +200,15 @@ def test_fid_killed_at_random_points_gives_the_same_table(measured, generated, t
     shutil.copytree(generated[0], out)
     (out / "fid.csv").unlink(missing_ok=True)
     rng = random.Random(seed)
-    # fid writes once, at the end: kills over its whole run (loading, reading, scoring, writing fid.csv)
-    hits = sum(_killed((*args, f"out={out}"), None, rng.uniform(0.0, seconds * 0.9)) for _ in range(2))
+    # fid writes once, at the end: kills over its whole run (loading, reading, scoring, writing fid.csv). A kill
+    # drawn after a run ends (a warm rerun is faster than the timed one) misses, and that run leaves a finished
+    # fid.csv that makes every later run a no-op: it is removed and the kill drawn again (up to 4 draws, 2 kills).
+    hits = 0
+    for _ in range(4):
+        hits += _killed((*args, f"out={out}"), None, rng.uniform(0.0, seconds * 0.9))
+        (out / "fid.csv").unlink(missing_ok=True)
+        if hits == 2:
+            break
     assert hits >= 1
     _run(*args, f"out={out}")
     assert _rows(out / "fid.csv", timings=True) == _rows(straight / "fid.csv", timings=True)
