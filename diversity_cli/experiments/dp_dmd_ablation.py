@@ -89,14 +89,15 @@ def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -
     weights[str(run)] = pair_provenance(cfg.model, pair)
     fid_rows, prompt_rows = measure(pair, ["distilled"], classifier, log)
     k = len(prompt_rows)
+    adherent, adherent_prompts = finite_mean(prompt_rows, "adherent_diversity")
     return {
         "fid_toyfeat": fid_rows[1]["fid_toyfeat"],
         "fid_floor": fid_rows[0]["fid_toyfeat"],
         "adherence": sum(r["adherence"] for r in prompt_rows) / k,
         "adherence_min": min(r["adherence"] for r in prompt_rows),
         "diversity": sum(r["diversity"] for r in prompt_rows) / k,
-        "adherent_diversity": finite_mean(prompt_rows, "adherent_diversity")[0],
-        "adherent_prompts": finite_mean(prompt_rows, "adherent_diversity")[1],
+        "adherent_diversity": adherent,
+        "adherent_prompts": adherent_prompts,
         "truth_diversity": sum(r["truth_diversity"] for r in prompt_rows) / k,
     }
 

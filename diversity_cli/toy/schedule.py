@@ -59,6 +59,16 @@ def schedule_config(shift: float, zero_terminal_snr: bool = False, prediction_ty
     return {**config, "trained_betas": betas.tolist()}
 
 
+def training_schedule(unet_cfg) -> dict:
+    """The scheduler config a train-toy `unet` section trains on: its betas (shifted, rescaled) and prediction
+    type. Read in one place, so the training loop, the exported scheduler and the up-front check agree."""
+    return schedule_config(
+        float(unet_cfg.schedule_shift),
+        bool(unet_cfg.get("zero_terminal_snr", False)),
+        str(unet_cfg.get("prediction_type", "epsilon")),
+    )
+
+
 def noise_schedule(
     shift: float = 1.0, zero_terminal_snr: bool = False, prediction_type: str = "epsilon"
 ) -> DDPMScheduler:

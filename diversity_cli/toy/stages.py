@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel, compute_snr
 from omegaconf import DictConfig
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -20,7 +20,7 @@ from .architecture import build_text_encoder, build_unet, build_vae, latent_side
 from .data import FACTORS, ToyDataset, caption, sample_named
 from .features import ToyClassifier, save_classifier
 from .loop import Stage, StageRunner
-from .schedule import noise_schedule
+from .schedule import training_schedule
 
 # Seeds of the stages' random streams: offsets from the run's seed, so stages do not share draws.
 STAGE_SEED = {"vae": 1, "features": 2, "unet": 3}
@@ -266,8 +266,8 @@ def train_unet(
     unet.to(device)
     mean, std = encode_dataset(vae, images, runner.checkpoint_path("latents"))
     scaling = float(vae.config.scaling_factor)
-    prediction_type = str(cfg.get("prediction_type", "epsilon"))
-    schedule = noise_schedule(float(cfg.schedule_shift), bool(cfg.get("zero_terminal_snr", False)), prediction_type)
+    schedule = DDPMScheduler.from_config(training_schedule(cfg))
+    prediction_type = schedule.config.prediction_type
     alphas = schedule.alphas_cumprod.to(device)
     params = [*unet.parameters(), *encoder.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)

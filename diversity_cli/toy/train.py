@@ -32,7 +32,7 @@ from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_datase
 from .evaluate import evaluate_base
 from .features import JUDGE, ToyClassifier, judge_sha256, load_classifier
 from .loop import StageRunner
-from .schedule import schedule_config
+from .schedule import schedule_config, training_schedule
 from .stages import train_features, train_unet, train_vae
 from .tokenizer import build_tokenizer
 
@@ -144,7 +144,7 @@ def validate(cfg: DictConfig) -> None:
         raise UserError("vae.channels needs at least two levels (the latent is smaller than the image)")
     if not cfg.evaluate.prompts or int(cfg.evaluate.n) < 2:
         raise UserError("evaluate.prompts must list at least one prompt and evaluate.n be at least 2")
-    schedule_config(float(cfg.unet.schedule_shift), bool(cfg.unet.zero_terminal_snr), str(cfg.unet.prediction_type))
+    training_schedule(cfg.unet)  # a schedule it cannot train on (zero terminal SNR with ε) is refused here
 
 
 def training_settings(cfg: DictConfig) -> dict:
@@ -183,13 +183,6 @@ def frozen_judge(folder: Path, device: torch.device) -> tuple[ToyClassifier, dic
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     info = {"seconds": 0.0, "accuracy": config["accuracy"], "frozen": True, "sha256": judge_sha256(folder)}
     return load_classifier(device, folder), info
-
-
-def training_schedule(unet_cfg: DictConfig) -> dict:
-    """The scheduler config the UNet was trained on: its betas (shifted, rescaled) and its prediction type."""
-    return schedule_config(
-        float(unet_cfg.schedule_shift), bool(unet_cfg.zero_terminal_snr), str(unet_cfg.prediction_type)
-    )
 
 
 def export_base(folder: Path, vae, text_encoder, tokenizer, unet, schedule: dict | None = None) -> Path:
