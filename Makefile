@@ -297,9 +297,9 @@ toy-weights-steps:
 	$(TOY_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dmd $(TOY_DISTILL) out=$(TOY_OUT)/dmd
 	$(TOY_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dp_dmd teacher_ode.steps=8 anchor_k=2 lambda_div=$(LAMBDA) \
 	  $(TOY_DISTILL) out=$(TOY_OUT)/dp_dmd
-	test -f $(TOY_EVAL)/protocol_fid.csv || $(TOY_ENV) $(BIN)/python -m diversity_cli.toy.protocol model=$(TOY_PAIR) \
+	test -f $(TOY_EVAL)/protocol_free.csv || $(TOY_ENV) $(BIN)/python -m diversity_cli.toy.protocol model=$(TOY_PAIR) \
 	  methods=base,distilled out=$(TOY_EVAL)/protocol.csv
-	test -f $(TOY_EVAL)/protocol_dpdmd_fid.csv || $(TOY_ENV) $(BIN)/python -m diversity_cli.toy.protocol \
+	test -f $(TOY_EVAL)/protocol_dpdmd_free.csv || $(TOY_ENV) $(BIN)/python -m diversity_cli.toy.protocol \
 	  model=$(TOY_PAIR)_dpdmd methods=distilled out=$(TOY_EVAL)/protocol_dpdmd.csv
 	test -f $(TOY_EVAL)/x0viz/commitment_summary.csv || $(TOY_ENV) $(CLI) x0viz model=$(TOY_PAIR) \
 	  prompts=data/toy_prompts.txt n=16 metric=toy_features threshold=0.25 methods=[base,distilled] \

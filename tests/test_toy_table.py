@@ -10,11 +10,11 @@ import torch
 
 from diversity_cli.core.config import compose
 from diversity_cli.core.errors import UserError
-from diversity_cli.experiments.toy_table import cosine_interval, markdown, summarise
+from diversity_cli.experiments.toy_table import cosine_interval, furthest_free_factor, markdown, summarise
 from diversity_cli.metrics.diversity import pooled_interval
-from diversity_cli.toy.data import render_prompt_samples
+from diversity_cli.toy.data import FACTORS, render, render_prompt_samples, sample_labels
 from diversity_cli.toy.features import load_classifier
-from diversity_cli.toy.protocol import embed, plan_of, prompt_row
+from diversity_cli.toy.protocol import embed, free_factor_rows, plan_of, prompt_row, total_variation
 
 
 def test_pooled_interval_adds_half_widths_in_quadrature():
@@ -71,9 +71,37 @@ def _rows(values, adherence):
     ]
 
 
+def _scenes(n: int, seed: int, **fixed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(render(sample_labels(rng, n, fixed), rng)).permute(0, 3, 1, 2).float() / 255
+
+
+def test_free_factor_shares_count_only_the_captions_that_leave_the_factor_free():
+    classifier = load_classifier()
+    # 24 dark scenes whose captions leave the background free, 8 light ones whose captions name it
+    images = torch.cat([_scenes(24, 0, background=0), _scenes(8, 1, background=2)])
+    captions = ["a shape"] * 24 + ["a shape on a light background"] * 8
+    rows = free_factor_rows("m", images, captions, classifier)
+    background = {r["value"]: r for r in rows if r["factor"] == "background"}
+    assert background["dark"]["share"] == 1.0 and background["dark"]["n"] == 24
+    assert {r["n"] for r in rows if r["factor"] != "background"} == {32}
+    for factor in FACTORS:
+        assert sum(r["share"] for r in rows if r["factor"] == factor) == pytest.approx(1.0)
+    # against a ground truth drawing every background equally often: total variation 2/3, dark over-drawn
+    balanced = torch.cat([_scenes(8, 2, background=b) for b in range(3)])
+    truth = free_factor_rows("truth", balanced, ["a"] * 24, classifier)
+    assert total_variation(rows + truth, "m", "background") == pytest.approx(2 / 3)
+    furthest = furthest_free_factor(rows + truth, "m")
+    assert (furthest["free_factor"], furthest["free_value"], furthest["free_share"]) == ("background", "dark", 1.0)
+    assert furthest["free_truth_share"] == pytest.approx(1 / 3)
+
+
+FREE = {"free_factor": "background", "free_tv": 0.5, "free_value": "gray", "free_share": 0.8, "free_truth_share": 0.33}
+
+
 def test_summary_row_and_markdown():
     rows = _rows([0.2, 0.4], [1.0, 0.5])
-    fid = {"fid_toyfeat": 40.0, "seconds": 10.0, "n": 1000}
+    fid = {"fid_toyfeat": 40.0, "seconds": 10.0, "n": 1000, **FREE}
     row = summarise("base", "base", rows, fid, floor=20.0)
     assert row["diversity"] == pytest.approx(0.3)
     assert row["diversity_ci_low"] == pytest.approx(0.3 - math.sqrt(2) * 0.01 / 2)
@@ -82,6 +110,7 @@ def test_summary_row_and_markdown():
     text = markdown([row], 20.0, "cmd")
     assert "| base | 0.300 [" in text and "40.0 (2.00x)" in text and "0.50: p1" in text
     assert "2 prompts x n=64" in text and "`cmd`" in text
+    assert "| background: 0.50 (gray 0.80 vs 0.33) |" in text
     assert np.isfinite(row["diversity_ci_high"])
 
 
@@ -96,7 +125,7 @@ def test_table_rows_measure_the_pairs_named():
 def test_a_prompt_without_adherent_samples_is_left_out_of_adherent_diversity_and_said():
     rows = _rows([0.2, 0.4, 0.3], [1.0, 0.5, 0.0])
     rows[2]["adherent_diversity"] = float("nan")  # no two adherent samples: undefined, not 0
-    row = summarise("DMD", "distilled", rows, {"fid_toyfeat": 1.0, "seconds": 1.0, "n": 10}, floor=1.0)
+    row = summarise("DMD", "distilled", rows, {"fid_toyfeat": 1.0, "seconds": 1.0, "n": 10, **FREE}, floor=1.0)
     assert row["adherent_diversity"] == pytest.approx((0.1 + 0.2) / 2) and row["adherent_prompts"] == 2
     assert "0.150 (2 of 3 prompts)" in markdown([row], 1.0, "cmd")
 

@@ -13,6 +13,7 @@ import pytest
 from diversity_cli.core.config import compose
 from diversity_cli.core.errors import UserError
 from diversity_cli.toy import card, release
+from diversity_cli.toy.data import FACTORS, parse_prompt
 from diversity_cli.toy.protocol import write_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,10 +37,22 @@ def _rows(method: str, figures: list[tuple[float, float, float]]) -> list[dict]:
             "adherent_diversity": ad,
             "truth_adherence": 1.0,
             "truth_diversity": truth,
-            "shape_adherence": a,
+            **{f"{factor}_adherence": a for factor in parse_prompt(prompt)},
         }
         for prompt, (a, d, ad), truth in zip(PROMPTS, figures, TRUTH, strict=True)
     ]
+
+
+def _free(method: str, gray: float) -> list[dict]:
+    """Free-factor shares: uniform for every factor but the background, where `gray` goes to gray."""
+    rows = []
+    for factor, values in FACTORS.items():
+        for value in values:
+            share = 1 / len(values)
+            if factor == "background":
+                share = gray if value == "gray" else (1 - gray) / 2
+            rows.append({"method": method, "factor": factor, "value": value, "n": 600, "share": share})
+    return rows
 
 
 def _write(path: Path, text: str | bytes) -> None:
@@ -94,6 +107,9 @@ def chain(tmp_path) -> Path:
     )
     write_csv(evaluation / release.PROTOCOL_DPDMD, _rows("distilled", DP_DMD))
     write_csv(evaluation / "protocol_dpdmd_fid.csv", fid + [{"method": "distilled", "fid_toyfeat": FID["dp_dmd"]}])
+    truth = _free("truth", 1 / 3)
+    write_csv(evaluation / "protocol_free.csv", truth + _free("base", 1 / 3) + _free("distilled", 0.8))
+    write_csv(evaluation / "protocol_dpdmd_free.csv", _free("truth", 0.5) + _free("distilled", 0.6))
     summary = "method,steps,threshold,committed_fraction,committed_step,committed_timestep\n"
     _write(
         evaluation / release.X0VIZ / "commitment_summary.csv",
@@ -168,7 +184,13 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
         "0.210",
     ]
     factors = {row[0]: row[1] for row in _table(text, "| prompt | per named factor")}
-    assert factors["two triangles"] == "shape 0.91 / 0.91 / 0.90"
+    assert factors["two triangles"] == "shape 0.91 / 0.91 / 0.90, count 0.91 / 0.91 / 0.90"
+    assert factors["a circle"] == "shape 0.95 / 0.95 / 0.90"  # only what the prompt names, no blank columns
+    free = {row[0]: row[1:] for row in _table(text, "| factor | captions leaving it free")}
+    assert list(free) == list(FACTORS)
+    # the ground truth is the first protocol's (the DP-DMD protocol's own truth rows are the same measurement)
+    assert free["background"] == ["600", "0.00 / 0.47 / 0.27", "gray: 0.33 / 0.33 / 0.80 / 0.60"]
+    assert free["shape"][1] == "0.00 / 0.00 / 0.00"
     students = _table(text, "| folder | method |")
     assert [row[0] for row in students] == ["`dmd_student/`", "`dp_dmd_student/`"]
     assert students[0][2] == "`diversity-cli distill distill=dmd seed=3`"

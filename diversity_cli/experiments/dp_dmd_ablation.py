@@ -87,7 +87,7 @@ def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -
     torch.manual_seed(0)
     pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=True)
     weights[str(run)] = pair_provenance(cfg.model, pair)
-    fid_rows, prompt_rows = measure(pair, ["distilled"], classifier, log)
+    fid_rows, prompt_rows, _free = measure(pair, ["distilled"], classifier, log)
     k = len(prompt_rows)
     adherent, adherent_prompts = finite_mean(prompt_rows, "adherent_diversity")
     return {

@@ -3,12 +3,13 @@
 Rows: the base, the DMD student, hybrid k=1, hybrid k=auto (k as `generate k=auto` resolves it) and the DP-DMD
 student. Columns: toy_features diversity, the mean over the protocol's prompts with a 95% interval (each prompt's
 bootstrap interval, pooled as Table 3 pools them), adherence (mean and the worst prompt), diversity over the
-adherent samples only, fid_toyfeat beside its ground-truth floor, and seconds per image on this machine.
+adherent samples only, fid_toyfeat beside its ground-truth floor, the factor its fid images draw furthest from the
+ground truth where their captions leave it free (total variation of the value shares), and seconds per image.
 
     python -m diversity_cli.experiments.toy_table out=results/toy/toy_table
 
-Writes `protocol.csv` (one row per method and prompt), `fid.csv`, `summary.csv`, `toy_table.md` and
-`provenance.json` (the pairs' weights, the judge, the versions) under `out`.
+Writes `protocol.csv` (one row per method and prompt), `fid.csv`, `free.csv` (free-factor shares), `summary.csv`,
+`toy_table.md` and `provenance.json` (the pairs' weights, the judge, the versions) under `out`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..core.atomic import write_text
 from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
 from ..models.provenance import pair_provenance
-from ..toy.protocol import FID_COUNT, finite_mean, measure, write_csv
+from ..toy.data import FACTORS
+from ..toy.protocol import FID_COUNT, finite_mean, measure, total_variation, write_csv
 
 
 def table_rows(model: str = "toy", dpdmd: str = "toy_dpdmd") -> list[tuple[str, str, str]]:
@@ -58,6 +60,21 @@ def resolve_auto(model: str) -> tuple[int, int]:
     return k, int(record["committed_timestep"])
 
 
+def furthest_free_factor(free_rows: list[dict], method: str) -> dict:
+    """The factor `method` draws furthest from the ground truth where captions leave it free, with that distance
+    and the value it over-draws most (its share beside the ground truth's)."""
+    factor = max(FACTORS, key=lambda f: total_variation(free_rows, method, f))
+    share = {(r["method"], r["value"]): r["share"] for r in free_rows if r["factor"] == factor}
+    value = max(FACTORS[factor], key=lambda v: share[(method, v)] - share[("truth", v)])
+    return {
+        "free_factor": factor,
+        "free_tv": total_variation(free_rows, method, factor),
+        "free_value": value,
+        "free_share": share[(method, value)],
+        "free_truth_share": share[("truth", value)],
+    }
+
+
 def summarise(label: str, method: str, prompt_rows: list[dict], fid: dict, floor: float) -> dict:
     """One table row from a method's per-prompt rows and its FID row."""
     k = len(prompt_rows)
@@ -86,6 +103,7 @@ def summarise(label: str, method: str, prompt_rows: list[dict], fid: dict, floor
         "fid_toyfeat": fid["fid_toyfeat"],
         "fid_x_floor": fid["fid_toyfeat"] / floor,
         "fid_n": fid["n"],
+        **{key: fid[key] for key in ("free_factor", "free_tv", "free_value", "free_share", "free_truth_share")},
         "s_per_image": fid["seconds"] / fid["n"],
     }
 
@@ -104,18 +122,26 @@ def markdown(rows: list[dict], floor: float, command: str) -> str:
         f"captions, one seed each, against 1000 reference scenes; ground-truth floor {floor:.1f}).",
         "",
         "| method | toy_features diversity [95% CI] | adherent-only diversity | adherence mean (worst prompt) "
-        "| fid_toyfeat (x floor) | s/image |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| fid_toyfeat (x floor) | furthest free factor: TV (value share vs truth) | s/image |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['diversity']:.3f} [{r['diversity_ci_low']:.3f}, {r['diversity_ci_high']:.3f}] "
             f"| {r['adherent_diversity']:.3f}{_over(r)} | {r['adherence']:.3f} ({r['adherence_min']:.2f}: "
             f"{r['adherence_min_prompt']}) | {r['fid_toyfeat']:.1f} ({r['fid_x_floor']:.2f}x) "
-            f"| {r['s_per_image']:.4f} |"
+            f"| {r['free_factor']}: {r['free_tv']:.2f} ({r['free_value']} {r['free_share']:.2f} vs "
+            f"{r['free_truth_share']:.2f}) | {r['s_per_image']:.4f} |"
         )
     truth = rows[0]["truth_diversity"]
-    lines += ["", f"Ground truth's toy_features diversity over the same prompts: {truth:.3f} (adherence 1.000)."]
+    lines += [
+        "",
+        f"Ground truth's toy_features diversity over the same prompts: {truth:.3f} (adherence 1.000).",
+        "",
+        "Free factor: over the fid_toyfeat images whose caption leaves a factor unnamed, the share of each of its",
+        "values the judge sees; the factor whose shares are furthest from the ground truth's (total variation",
+        "distance, 0 to 1) and its most over-drawn value. `free.csv` holds every factor's shares.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -126,7 +152,7 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
 
     classifier = load_classifier("cpu")
     auto = {model: resolve_auto(model) for _, model, method in rows if method == "hybrid_kauto"}
-    summary, every_prompt, every_fid, floor = [], [], [], float("nan")
+    summary, every_prompt, every_fid, every_free, floor = [], [], [], [], float("nan")
     weights: dict[str, dict] = {}
     for label, model, method in rows:
         if method == "hybrid_kauto":
@@ -137,15 +163,17 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
         torch.manual_seed(0)
         pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=method != "base")
         weights.setdefault(model, pair_provenance(cfg.model, pair))
-        fid_rows, prompt_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
+        fid_rows, prompt_rows, free_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
         floor = fid_rows[0]["fid_toyfeat"]
-        fid = {**fid_rows[1], "n": FID_COUNT}
+        fid = {**fid_rows[1], "n": FID_COUNT, **furthest_free_factor(free_rows, method)}
         every_fid += [{"model": model, **row} for row in fid_rows]
         every_prompt += [{"model": model, **row} for row in prompt_rows]
+        every_free += [{"model": model, **row} for row in free_rows]
         summary.append(summarise(label, method, prompt_rows, fid, floor))
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "protocol.csv", every_prompt)
     write_csv(out / "fid.csv", every_fid)
+    write_csv(out / "free.csv", every_free)
     write_csv(out / "summary.csv", summary)
     command = f"python -m diversity_cli.experiments.toy_table out={out} model={rows[0][1]} dpdmd={rows[-1][1]}"
     write_text(out / "toy_table.md", markdown(summary, floor, command))

@@ -22,6 +22,8 @@ from omegaconf import OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
+from .data import FACTORS, parse_prompt
+from .protocol import free_path, total_variation
 from .release import (
     BASE_RUN,
     CARD,
@@ -59,6 +61,7 @@ class Figures:
     commitment: dict[str, dict[str, float]]  # method -> x0viz summary row
     commitment_settings: dict  # x0viz's config as its run recorded it (prompts, n, metric, threshold)
     pair: dict  # the chain's pair (base + DMD), as conf/model/ of the results folder holds it
+    free: list[dict]  # free-factor shares (protocol.free_factor_rows), methods named as in METHODS, and "truth"
 
     @property
     def student_timesteps(self) -> list[int]:
@@ -137,6 +140,7 @@ def load_figures(out: Path) -> Figures:
     sources = [(PROTOCOL, {"base": "base", "distilled": "dmd"}), (PROTOCOL_DPDMD, {"distilled": "dp_dmd"})]
     rows: dict[str, dict[str, dict[str, float]]] = {}
     fid: dict[str, float] = {}
+    free: list[dict] = []
     floor = math.nan
     prompts: list[str] = []
     for name, methods in sources:
@@ -152,6 +156,10 @@ def load_figures(out: Path) -> Figures:
                 floor = _number(row["fid_toyfeat"])
             elif row["method"] in methods:
                 fid[methods[row["method"]]] = _number(row["fid_toyfeat"])
+        for row in read_csv(free_path(path)):
+            method = "truth" if row["method"] == "truth" else methods.get(row["method"])
+            if method and (method != "truth" or name == PROTOCOL):
+                free.append({**row, "method": method, "share": _number(row["share"])})
     commitment: dict[str, dict[str, float]] = {}
     for folder, methods in ((X0VIZ, {"base": "base", "distilled": "dmd"}), (X0VIZ_DPDMD, {"distilled": "dp_dmd"})):
         for row in read_csv(evaluation / folder / "commitment_summary.csv"):
@@ -167,7 +175,7 @@ def load_figures(out: Path) -> Figures:
         raise UserError(f"the card needs {pair}, which is missing; rerun `make toy-weights`")
     settings = _records(out / EVAL / X0VIZ, "x0viz")[0].get("config", {})
     pair_config = OmegaConf.to_container(OmegaConf.load(pair), resolve=False)
-    return Figures(floor, fid, prompts, rows, commitment, settings, pair_config)
+    return Figures(floor, fid, prompts, rows, commitment, settings, pair_config, free)
 
 
 # --------------------------------------------------------------------------------------------------- targets
@@ -331,12 +339,28 @@ def _factor_rows(fig: Figures) -> list[str]:
     """Per prompt, each factor it names: the fraction of samples showing the named value, base / DMD / DP-DMD."""
     lines = []
     for prompt in fig.prompts:
-        factors = [key for key in fig.rows["base"][prompt] if key.endswith("_adherence") and key != "truth_adherence"]
+        named = parse_prompt(prompt)
         cells = [
-            f"{key.removesuffix('_adherence')} " + " / ".join(f"{fig.rows[m][prompt][key]:.2f}" for m in METHODS)
-            for key in factors
+            f"{factor} " + " / ".join(f"{fig.rows[m][prompt][f'{factor}_adherence']:.2f}" for m in METHODS)
+            for factor in FACTORS
+            if factor in named
         ]
         lines.append(f"| {prompt} | {', '.join(cells) or '(names no factor)'} |")
+    return lines
+
+
+def _free_rows(fig: Figures) -> list[str]:
+    """Per factor: how many fid captions leave it free, each method's total variation distance to the ground
+    truth's value shares there, and the value the students over-draw most (shares truth / base / DMD / DP-DMD)."""
+    lines = []
+    for factor in FACTORS:
+        share = {(r["method"], r["value"]): r["share"] for r in fig.free if r["factor"] == factor}
+        n = next(int(r["n"]) for r in fig.free if r["factor"] == factor)
+        excess = {v: max(share[(m, v)] - share[("truth", v)] for m in METHODS) for v in FACTORS[factor]}
+        value = max(excess, key=excess.get)
+        distances = " / ".join(f"{total_variation(fig.free, m, factor):.2f}" for m in METHODS)
+        shares = " / ".join(f"{share[(m, value)]:.2f}" for m in ("truth", *METHODS))
+        lines.append(f"| {factor} | {n} | {distances} | {value}: {shares} |")
     return lines
 
 
@@ -490,6 +514,15 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "| prompt | per named factor |",
         "| --- | --- |",
         *_factor_rows(fig),
+        "",
+        "Free factors: over the fid_toyfeat images whose caption leaves a factor unnamed, the share of each of its",
+        "values the judge sees, against the ground truth's (one scene per caption). A model can follow every named",
+        "factor and still collapse the free ones onto one value: diversity lost, which fid_toyfeat counts.",
+        "",
+        "| factor | captions leaving it free | total variation to the ground truth base / DMD / DP-DMD | most "
+        "over-drawn value: share truth / base / DMD / DP-DMD |",
+        "| --- | --- | --- | --- |",
+        *_free_rows(fig),
         "",
     ]
     return "\n".join(lines), found

@@ -5,6 +5,9 @@
   per caption, so "how far from the floor" is the model's share.
 - per prompt, n = 64 samples: adherence (all named factors right), toy_features diversity (mean pairwise cosine
   distance), and that diversity over the adherent samples only, beside the ground truth's.
+- free factors, over the fid_toyfeat images: for each factor, among the images whose caption leaves it free, the
+  share the judge sees of each value, beside the ground truth's. A model can follow every factor its captions name
+  and still draw one background for most of the rest: that collapse is diversity lost, and fid_toyfeat counts it.
 
     python -m diversity_cli.toy.protocol model=toy methods=base,distilled out=results/toy_protocol.csv
 
@@ -134,6 +137,33 @@ def factor_adherence(images: torch.Tensor, prompt: str, classifier: ToyClassifie
     return {f: (predicted[f] == v).float().mean().item() for f, v in parse_prompt(prompt).items()}
 
 
+@torch.no_grad()
+def free_factor_rows(method: str, images: torch.Tensor, captions: list[str], classifier: ToyClassifier) -> list[dict]:
+    """One row per (factor, value): the share of `images` predicted as that value, over the images whose caption
+    does not name the factor (n of them)."""
+    device = next(classifier.parameters()).device
+    chunks = [classifier.predict(chunk.to(device)) for chunk in images.split(500)]
+    named = [parse_prompt(c) for c in captions]
+    rows = []
+    for factor, values in FACTORS.items():
+        free = torch.tensor([factor not in fixed for fixed in named])
+        predicted = torch.cat([chunk[factor].cpu() for chunk in chunks])[free]
+        counts = torch.bincount(predicted, minlength=len(values)).double()
+        shares = counts / max(len(predicted), 1)
+        rows += [
+            {"method": method, "factor": factor, "value": value, "n": len(predicted), "share": shares[i].item()}
+            for i, value in enumerate(values)
+        ]
+    return rows
+
+
+def total_variation(rows: list[dict], method: str, factor: str, against: str = "truth") -> float:
+    """Half the L1 distance between two methods' shares of one factor's values (0: the same, 1: disjoint)."""
+    share = {(r["method"], r["value"]): float(r["share"]) for r in rows if r["factor"] == factor}
+    values = FACTORS[factor]
+    return 0.5 * sum(abs(share[(method, v)] - share[(against, v)]) for v in values)
+
+
 def plan_of(pair, method: str):
     """ "base", "distilled" or "hybrid_k<K>" (the base runs the first K distilled steps at guidance 0, as
     `generate method=hybrid k=K` does) -> the sampling plan."""
@@ -165,11 +195,14 @@ def sample(pair, method: str, prompts: list[str], seeds: list[int], batch: int =
 def measure(
     pair, methods: list[str], classifier: ToyClassifier, log=print, interval: Interval | None = None
 ) -> tuple[list[dict], list[dict]]:
-    """(FID rows, per-prompt rows) for each method of `pair`, and the ground truth measured the same way."""
+    """(FID rows, per-prompt rows, free-factor rows) for each method of `pair`, and the ground truth measured the
+    same way."""
     captions = fid_captions()
     reference = embed(reference_scenes(), classifier)
-    floor = frechet_distance(embed(ground_truth(captions), classifier), reference)
+    truth = ground_truth(captions)
+    floor = frechet_distance(embed(truth, classifier), reference)
     fid_rows = [{"method": "truth", "fid_toyfeat": floor}]
+    free_rows = free_factor_rows("truth", truth, captions, classifier)
     log(f"fid_toyfeat truth (floor): {fid_rows[0]['fid_toyfeat']:.2f}")
     prompt_rows = []
     for method in methods:
@@ -178,6 +211,9 @@ def measure(
         fid = frechet_distance(embed(images, classifier), reference)
         fid_rows.append({"method": method, "fid_toyfeat": fid, "seconds": time.perf_counter() - began})
         log(f"fid_toyfeat {method}: {fid:.2f} ({fid / fid_rows[0]['fid_toyfeat']:.2f}x the floor)")
+        free_rows += free_factor_rows(method, images, captions, classifier)
+        distances = ", ".join(f"{f} {total_variation(free_rows, method, f):.2f}" for f in FACTORS)
+        log(f"  free factors of {method}, total variation to the ground truth's: {distances}")
         for index, prompt in enumerate(PROMPTS):
             images = sample(pair, method, [prompt] * PER_PROMPT, list(range(PER_PROMPT)))
             truth = _to_float(render_prompt_samples(prompt, PER_PROMPT, TRUTH_SEED + 100 * index))
@@ -187,7 +223,7 @@ def measure(
                 f"  {method:9s} {prompt:36s} adherence {row['adherence']:.3f}  diversity {row['diversity']:.3f} "
                 f"(adherent {row['adherent_diversity']:.3f}, truth {row['truth_diversity']:.3f})"
             )
-    return fid_rows, prompt_rows
+    return fid_rows, prompt_rows, free_rows
 
 
 def finite_mean(rows: list[dict], key: str) -> tuple[float, int]:
@@ -195,6 +231,11 @@ def finite_mean(rows: list[dict], key: str) -> tuple[float, int]:
     for a prompt with fewer than two adherent samples, and such a prompt is left out, not counted as 0."""
     values = [r[key] for r in rows if r[key] == r[key]]
     return (sum(values) / len(values) if values else float("nan")), len(values)
+
+
+def free_path(out: Path) -> Path:
+    """Where the free-factor shares of a protocol CSV go (protocol.csv -> protocol_free.csv)."""
+    return out.with_name(out.stem + "_free.csv")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -219,10 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=methods != ["base"])
     classifier = load_classifier("cpu")
-    fid_rows, prompt_rows = measure(pair, methods, classifier)
+    fid_rows, prompt_rows, free_rows = measure(pair, methods, classifier)
     write_csv(out, prompt_rows)
     write_csv(out.with_name(out.stem + "_fid.csv"), fid_rows)
-    print(f"wrote {out} and {out.with_name(out.stem + '_fid.csv')} (factors judged: {', '.join(FACTORS)})")
+    # Written last: `make toy-weights` reruns the protocol until this file exists.
+    write_csv(free_path(out), free_rows)
+    print(f"wrote {out}, its _fid.csv and {free_path(out).name} (factors judged: {', '.join(FACTORS)})")
     return 0
 
 
