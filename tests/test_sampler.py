@@ -103,6 +103,21 @@ def test_seeding_is_per_sample(tiny_pairs):
     assert torch.equal(together[1:], alone)  # micro-batching makes it exact, not just close
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("method", ["distilled", "hybrid"])
+def test_a_plan_reused_for_another_batch_starts_its_schedule_again(tiny_pairs, name, method):
+    """LCM and DPM-Solver keep their step position inside the scheduler: a plan sampled twice must not start its
+    second batch where the first ended (the toy protocol's fid images reuse one plan for 8 batches)."""
+    pair = tiny_pairs(name)
+    knobs = {"k": 1} if method == "hybrid" else {}
+    plan = make_plan(pair, method, **knobs)
+    conditioning = pair.encode(["a red circle"] * len(SEEDS))
+    first = sample_latents(plan, conditioning, SEEDS, pair.latent_shape)
+    second = sample_latents(plan, conditioning, SEEDS, pair.latent_shape)
+    assert torch.equal(first, second)
+    assert torch.equal(first, _latents(pair, method, **knobs))
+
+
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 from diffusers import SchedulerMixin
@@ -63,6 +65,7 @@ def sample_latents(
     generators = sample_generators(seeds)
     if isinstance(plan, FlowPlan):  # flow-matching pairs: Euler in σ-space, no conversion at hand-overs
         return sample_flow(plan, conditioning, generators, shape, device, on_step, timer)
+    plan = _with_fresh_schedulers(plan)
     noise = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
     first = plan.segments[0]
     _begin(first)
@@ -76,6 +79,17 @@ def sample_latents(
         x = run_segment(previous, x, conditioning, generators, on_step, timer)
         x = handover(x, previous, segment)
     return run_segment(plan.segments[-1], x, conditioning, generators, on_step, timer)
+
+
+def _with_fresh_schedulers(plan: Plan) -> Plan:
+    """The plan with its own copies of the plan's schedulers (one copy per scheduler, so segments that share one
+    still share it). LCM, Euler and DPM-Solver keep their position in the schedule, and DPM-Solver its past
+    outputs, inside the scheduler: stepping the plan's own would start a second batch where the first ended."""
+    copies: dict[int, SchedulerMixin] = {}
+    for segment in plan.segments:
+        if id(segment.scheduler) not in copies:
+            copies[id(segment.scheduler)] = copy.deepcopy(segment.scheduler)
+    return replace(plan, segments=[replace(s, scheduler=copies[id(s.scheduler)]) for s in plan.segments])
 
 
 def run_segment(
