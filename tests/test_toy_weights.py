@@ -228,6 +228,14 @@ def test_an_extended_distill_run_shows_every_command_that_trained_it(chain):
     )
 
 
+def test_a_free_factor_file_without_a_student_is_one_line_and_no_card(chain, capsys):
+    write_csv(chain / release.EVAL / "protocol_dpdmd_free.csv", _free("truth", 0.5))
+    assert card.main([str(chain)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lack dp_dmd" in err
+    assert not (chain / release.CARD).exists()
+
+
 def test_a_missing_measurement_is_one_line_and_no_card(chain, capsys):
     (chain / release.EVAL / "protocol_dpdmd_fid.csv").unlink()
     assert card.main([str(chain)]) == 2

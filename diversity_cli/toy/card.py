@@ -167,7 +167,9 @@ def load_figures(out: Path) -> Figures:
                 commitment[methods[row["method"]]] = {
                     key: _number(value) for key, value in row.items() if key != "method"
                 }
-    missing = [m for m in METHODS if m not in rows or m not in fid or m not in commitment]
+    shared = {r["method"] for r in free}
+    missing = [m for m in METHODS if m not in rows or m not in fid or m not in commitment or m not in shared]
+    missing += [] if "truth" in shared else ["the ground truth's free-factor shares"]
     if missing or math.isnan(floor):
         raise UserError(f"the measurements under {evaluation} lack {', '.join(missing) or 'the ground-truth floor'}")
     pair = out / CONF / "model" / f"{PAIR}.yaml"
