@@ -159,7 +159,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     device = pair.device
     name = f"{cfg.model.name}_{cfg_tag(cfg)}"
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
-    probe = make_plan(pair, cfg.method, **knobs)
+    plan = make_plan(pair, cfg.method, **knobs)  # sample_latents steps its own copies of the schedulers
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
@@ -170,16 +170,15 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
         device=str(device),
         dtype=str(pair.dtype),
         models=models,
-        sampling=sampling_settings(pair, probe),
+        sampling=sampling_settings(pair, plan),
         **({"auto_k": auto_k} if auto_k else {}),  # the settings k=auto measured with, and what it found
     )
-    run.save_timesteps(name, probe.visits(), [type(s.scheduler).__name__ for s in probe.segments for _ in s.timesteps])
+    run.save_timesteps(name, plan.visits(), [type(s.scheduler).__name__ for s in plan.segments for _ in s.timesteps])
 
     with progress_bar() as progress:
         task = progress.add_task(f"{name} ({len(jobs) - len(todo)} done)", total=len(todo))
         for start in range(0, len(todo), int(cfg.batch_size)):
             batch = todo[start : start + int(cfg.batch_size)]
-            plan = make_plan(pair, cfg.method, **knobs)  # schedulers carry step state: fresh per batch
             timer = NetworkTimer(device)
             images, seconds = sample_batch(
                 pair, plan, [job.prompt for job in batch], [job.seed for job in batch], timer

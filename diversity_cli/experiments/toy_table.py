@@ -25,7 +25,7 @@ from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
 from ..models.provenance import pair_provenance
 from ..toy.data import FACTORS
-from ..toy.protocol import FID_COUNT, finite_mean, measure, total_variation, write_csv
+from ..toy.protocol import FID_COUNT, factor_shares, finite_mean, measure, total_variation, write_csv
 
 
 def table_rows(model: str = "toy", dpdmd: str = "toy_dpdmd") -> list[tuple[str, str, str]]:
@@ -64,7 +64,7 @@ def furthest_free_factor(free_rows: list[dict], method: str) -> dict:
     """The factor `method` draws furthest from the ground truth where captions leave it free, with that distance
     and the value it over-draws most (its share beside the ground truth's)."""
     factor = max(FACTORS, key=lambda f: total_variation(free_rows, method, f))
-    share = {(r["method"], r["value"]): r["share"] for r in free_rows if r["factor"] == factor}
+    share = factor_shares(free_rows, factor)
     value = max(FACTORS[factor], key=lambda v: share[(method, v)] - share[("truth", v)])
     return {
         "free_factor": factor,

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from ..core.atomic import write_text
 from ..core.errors import UserError
 from .data import FACTORS, parse_prompt
-from .protocol import free_path, total_variation
+from .protocol import factor_shares, free_path, total_variation
 from .release import (
     BASE_RUN,
     CARD,
@@ -356,7 +356,7 @@ def _free_rows(fig: Figures) -> list[str]:
     truth's value shares there, and the value the students over-draw most (shares truth / base / DMD / DP-DMD)."""
     lines = []
     for factor in FACTORS:
-        share = {(r["method"], r["value"]): r["share"] for r in fig.free if r["factor"] == factor}
+        share = factor_shares(fig.free, factor)
         n = next(int(r["n"]) for r in fig.free if r["factor"] == factor)
         excess = {v: max(share[(m, v)] - share[("truth", v)] for m in METHODS) for v in FACTORS[factor]}
         value = max(excess, key=excess.get)

@@ -157,11 +157,15 @@ def free_factor_rows(method: str, images: torch.Tensor, captions: list[str], cla
     return rows
 
 
+def factor_shares(rows: list[dict], factor: str) -> dict[tuple[str, str], float]:
+    """(method, value) -> share, from free-factor rows, for one factor."""
+    return {(r["method"], r["value"]): float(r["share"]) for r in rows if r["factor"] == factor}
+
+
 def total_variation(rows: list[dict], method: str, factor: str, against: str = "truth") -> float:
     """Half the L1 distance between two methods' shares of one factor's values (0: the same, 1: disjoint)."""
-    share = {(r["method"], r["value"]): float(r["share"]) for r in rows if r["factor"] == factor}
-    values = FACTORS[factor]
-    return 0.5 * sum(abs(share[(method, v)] - share[(against, v)]) for v in values)
+    share = factor_shares(rows, factor)
+    return 0.5 * sum(abs(share[(method, v)] - share[(against, v)]) for v in FACTORS[factor])
 
 
 def plan_of(pair, method: str):
@@ -194,7 +198,7 @@ def sample(pair, method: str, prompts: list[str], seeds: list[int], batch: int =
 
 def measure(
     pair, methods: list[str], classifier: ToyClassifier, log=print, interval: Interval | None = None
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[dict], list[dict], list[dict]]:
     """(FID rows, per-prompt rows, free-factor rows) for each method of `pair`, and the ground truth measured the
     same way."""
     captions = fid_captions()
