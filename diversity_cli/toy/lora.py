@@ -66,7 +66,7 @@ def train_lora(cfg: DictConfig) -> Path:
     latents = encode_images(pair, positive)
     negative_latents = encode_images(pair, negative_images) if negative_images is not None else None
     conditioning, caption_index = caption_conditioning(pair, captions)
-    network = add_lora(pair.base.network, int(cfg.rank), list(cfg.target_modules))
+    network = add_lora(pair.base.network, int(cfg.rank), list(cfg.target_modules), int(cfg.seed))
     final_loss, seconds = train(cfg, out, pair, network, latents, negative_latents, conditioning, caption_index)
     path = save(out, pair, network)
     meta = {
@@ -203,14 +203,18 @@ def pick(cond: dict[str, Any], uncond: dict[str, Any], rows: torch.Tensor, drop:
 # --- training -----------------------------------------------------------------------------------------------------
 
 
-def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str]) -> torch.nn.Module:
-    """LoRA layers (peft, adapter "default", alpha = rank so the scale is the adapter weight) on the frozen network."""
+def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str], seed: int) -> torch.nn.Module:
+    """LoRA layers (peft, adapter "default", alpha = rank so the scale is the adapter weight) on the frozen network.
+    peft draws the gaussian init from torch's global generator: seeded here (and restored after), or the same
+    command would train a different adapter each time."""
     from peft import LoraConfig
 
     network.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=target_modules)
     try:
-        network.add_adapter(config)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            network.add_adapter(config)
     except ValueError as err:
         raise UserError(f"target_modules={target_modules}: {str(err).splitlines()[0]}") from None
     return network
