@@ -14,7 +14,7 @@ from diffusers import DDPMScheduler
 from safetensors.torch import load_file
 
 from diversity_cli.models import tiny
-from diversity_cli.models.pair import Conditioning, ModelSpec, slice_kwargs
+from diversity_cli.models.pair import Conditioning, ModelSpec, take_kwargs
 from diversity_cli.sampling.denoiser import Denoiser
 from diversity_cli.training import distill
 from diversity_cli.training.generator import teacher_anchor, teacher_ode_scheduler
@@ -239,7 +239,7 @@ def test_dmd_term_gradient_matches_teacher_and_fake_scores_computed_independentl
     for b in range(2):
         a = sched.alphas_cumprod[t[b]]
         x_t = a.sqrt() * x0[b : b + 1].detach() + (1 - a).sqrt() * eps[b : b + 1]
-        kw = Conditioning(slice_kwargs(cond.cond, b, 1), slice_kwargs(cond.uncond, b, 1))
+        kw = Conditioning(take_kwargs(cond.cond, [b]), take_kwargs(cond.uncond, [b]))
         with torch.no_grad():
             real_x0 = (x_t - (1 - a).sqrt() * teacher(x_t, t[b], kw)) / a.sqrt()
             fake_x0 = (x_t - (1 - a).sqrt() * fake(x_t, t[b], kw)) / a.sqrt()

@@ -55,10 +55,17 @@ def test_tiny_pairs_run_every_method(cli, tmp_path, model):
     assert [r["model"] for r in visits][:2] == ["base", "distilled"]
 
 
-def test_images_do_not_depend_on_batch_size(cli, tmp_path):
+@pytest.mark.parametrize("micro_batch", [1, 3])
+def test_images_do_not_depend_on_batch_size(cli, tmp_path, micro_batch):
     for batch in (1, 4):
         code, _, err = cli(
-            "generate", "model=tiny_sdxl", PROMPT, "n=4", f"batch_size={batch}", f"out={tmp_path / str(batch)}"
+            "generate",
+            "model=tiny_sdxl",
+            f"+model.micro_batch={micro_batch}",
+            PROMPT,
+            "n=4",
+            f"batch_size={batch}",
+            f"out={tmp_path / str(batch)}",
         )
         assert code == 0, err
     one, four = _rows(tmp_path / "1"), _rows(tmp_path / "4")

@@ -46,6 +46,8 @@ def settings_hash(cfg: DictConfig) -> str:
     model = OmegaConf.to_container(cfg.model, resolve=False)
     # what a pair is measured with by default changes no image, nor do its k=auto settings (the k they give does)
     model = {key: value for key, value in model.items() if key not in MEASUREMENT_KEYS}
+    if model.get("micro_batch") == 1:  # one sample per call: how every image was made before pairs could say
+        del model["micro_batch"]
     keys = {"model": model, "method": cfg.method}
     if cfg.method in USES_BASE_KNOBS:
         keys.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=cfg.base_steps)

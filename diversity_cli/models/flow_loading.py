@@ -83,6 +83,7 @@ def load_flow_pair(
         dtype,
         preset=model.get("preset"),
         skip_first_noise=model.get("skip_first_noise", "scaled"),
+        micro_batch=int(model.get("micro_batch", 1)),
         max_sequence_length=int(model.get("max_sequence_length") or MAX_SEQUENCE_LENGTH[family]),
     )
     for spec in (pair.base, pair.distilled):  # the pipeline's sigmas and mu at this resolution

@@ -98,6 +98,7 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         base_size=base_size,
         preset=model.get("preset"),
         skip_first_noise=model.get("skip_first_noise", "unit"),
+        micro_batch=int(model.get("micro_batch", 1)),
     )
 
 

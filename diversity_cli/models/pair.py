@@ -40,6 +40,12 @@ class Conditioning:
 
     cond: dict[str, Any]
     uncond: dict[str, Any]
+    # Each sample's seed, set by the sampler: it fixes the sample's row in a fixed-shape network call
+    # (sampling/chunks.py). None: the batch rows in order.
+    seeds: tuple[int, ...] | None = None
+
+    def keys(self, batch: int) -> tuple[int, ...]:
+        return self.seeds if self.seeds is not None else tuple(range(batch))
 
 
 def concat_kwargs(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -53,14 +59,10 @@ def concat_kwargs(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def slice_kwargs(kwargs: dict[str, Any], start: int, size: int) -> dict[str, Any]:
-    """Rows start..start+size of every tensor in a (nested) keyword dict."""
+def take_kwargs(kwargs: dict[str, Any], indices: list[int]) -> dict[str, Any]:
+    """Rows `indices` (in that order, repeats allowed) of every tensor in a (nested) keyword dict."""
     return {
-        key: slice_kwargs(value, start, size)
-        if isinstance(value, dict)
-        else None
-        if value is None
-        else value[start : start + size]
+        key: take_kwargs(value, indices) if isinstance(value, dict) else None if value is None else value[indices]
         for key, value in kwargs.items()
     }
 
@@ -79,6 +81,10 @@ class ModelPair:
     base_size: tuple[int, int] | None = None  # (height, width) of base-only runs when not the pair's own size
     preset: str | None = None  # the preset the settings came from (conf/pair_preset/), None: the model's own
     skip_first_noise: str = "unit"  # skip_first's start noise: "unit" (the paper's) or "scaled" (see sampler)
+    # Samples per network call in `generate`, x0viz and transfer-lora, each at a row fixed by its seed
+    # (sampling/chunks.py). Any value gives the same image at any batch size or shard; changing it moves the last
+    # bits, so it is part of the settings an image is recorded with (conf/model/<name>.yaml).
+    micro_batch: int = 1
 
     def spec(self, role: str) -> ModelSpec:
         return self.base if role == "base" else self.distilled

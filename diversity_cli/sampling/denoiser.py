@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from ..models.pair import Conditioning, ModelSpec, concat_kwargs, slice_kwargs
+from ..models.pair import Conditioning, ModelSpec, concat_kwargs, take_kwargs
+from .chunks import WHOLE_BATCH, call_in_chunks
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -18,14 +19,13 @@ class Denoiser:
     embedding (LCM's `time_cond_proj_dim`) take `guidance - 1` as an embedding and one evaluation instead.
     """
 
-    def __init__(self, spec: ModelSpec, guidance: float | None = None, micro_batch: int | None = None):
+    def __init__(self, spec: ModelSpec, guidance: float | None = None, micro_batch: int = WHOLE_BATCH):
         self.spec = spec
         self.network = spec.network
         self.guidance = spec.guidance if guidance is None else float(guidance)
         self.embeds_guidance = getattr(self.network.config, "time_cond_proj_dim", None) is not None
         self.cfg = self.guidance > 1.0 and not self.embeds_guidance
-        # Kernels round differently for different batch shapes; evaluating samples in fixed-size chunks makes
-        # an image independent of the batch it was generated in (None: the whole batch at once).
+        # Samples per network call, each at a fixed row (sampling/chunks.py): an image independent of its batch.
         self.micro_batch = micro_batch
 
     @property
@@ -35,14 +35,13 @@ class Denoiser:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
         """The network's prediction (in its own `prediction_type`) for scaled model input `x` at timestep `t`."""
-        size = self.micro_batch or x.shape[0]
-        outs = [
-            self._predict(
-                x[i : i + size], t, slice_kwargs(conditioning.cond, i, size), slice_kwargs(conditioning.uncond, i, size)
-            )
-            for i in range(0, x.shape[0], size)
-        ]
-        return torch.cat(outs)
+        return call_in_chunks(
+            lambda rows: self._predict(
+                x[rows], t, take_kwargs(conditioning.cond, rows), take_kwargs(conditioning.uncond, rows)
+            ),
+            conditioning.keys(x.shape[0]),
+            self.micro_batch,
+        )
 
     def _predict(self, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any], uncond: dict[str, Any]):
         kwargs = cond

@@ -26,18 +26,19 @@ from diffusers import SchedulerMixin
 
 from ..core.errors import UserError
 from ..models.adapter_pair import activate
-from ..models.pair import Conditioning, ModelSpec, slice_kwargs
+from ..models.pair import Conditioning, ModelSpec, take_kwargs
+from .chunks import WHOLE_BATCH, call_in_chunks
 
 
 class FlowDenoiser:
     """One model of a flow pair at one guidance scale: the velocity v and the denoised x̂0 = x - σ·v."""
 
-    def __init__(self, pair, spec: ModelSpec, guidance: float | None = None, micro_batch: int | None = None):
+    def __init__(self, pair, spec: ModelSpec, guidance: float | None = None, micro_batch: int = WHOLE_BATCH):
         self.pair = pair
         self.spec = spec
         self.network = spec.network
         self.guidance = spec.guidance if guidance is None else float(guidance)
-        # Fixed-size chunks keep an image independent of its batch (None: the whole batch at once).
+        # Samples per network call, each at a fixed row (sampling/chunks.py): an image independent of its batch.
         self.micro_batch = micro_batch
 
     @property
@@ -45,19 +46,17 @@ class FlowDenoiser:
         return self.pair.evals_per_step(self.network, self.guidance)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-        size = self.micro_batch or x.shape[0]
-        return torch.cat(
-            [
-                self.pair.velocity(
-                    self.network,
-                    x[i : i + size],
-                    t,
-                    slice_kwargs(conditioning.cond, i, size),
-                    slice_kwargs(conditioning.uncond, i, size),
-                    self.guidance,
-                )
-                for i in range(0, x.shape[0], size)
-            ]
+        return call_in_chunks(
+            lambda rows: self.pair.velocity(
+                self.network,
+                x[rows],
+                t,
+                take_kwargs(conditioning.cond, rows),
+                take_kwargs(conditioning.uncond, rows),
+                self.guidance,
+            ),
+            conditioning.keys(x.shape[0]),
+            self.micro_batch,
         )
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor, conditioning: Conditioning):
@@ -200,7 +199,7 @@ def make_flow_plan(
     k: int = 1,
     base_guidance: float = 0.0,
     base_steps: int | None = None,
-    micro_batch: int | None = 1,
+    micro_batch: int = 1,
     skip_noise: str = "scaled",
 ) -> FlowPlan:
     """Segments for `method` on a flow pair (see `sampling.plan.make_plan` for the knobs)."""

@@ -79,16 +79,18 @@ def make_plan(
     k: int = 1,
     base_guidance: float = 0.0,
     base_steps: int | None = None,
-    micro_batch: int | None = 1,
+    micro_batch: int | None = None,
     skip_noise: str | None = None,
 ) -> Plan | FlowPlan:
     """Segments for `method`. `k` counts distilled-schedule steps given to the base (hybrid: the first k;
     replace_final: the last k). `base_steps=None` runs the base on the distilled schedule; `base_steps=N`
-    gives it N steps of its own scheduler over the same span. `micro_batch`: see `Denoiser`. `skip_noise`:
+    gives it N steps of its own scheduler over the same span. `micro_batch`: samples per network call (see
+    `sampling.chunks`; None: the pair's own, WHOLE_BATCH: the batch in one call). `skip_noise`:
     skip_first's start noise (see `Plan`; None: the pair's `skip_first_noise`)."""
     if method not in METHODS:
         raise UserError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
     skip_noise = skip_noise or getattr(pair, "skip_first_noise", "unit")
+    micro_batch = getattr(pair, "micro_batch", 1) if micro_batch is None else micro_batch
     if skip_noise not in SKIP_NOISE:
         raise UserError(f"unknown skip_first noise '{skip_noise}'; choose one of: {', '.join(SKIP_NOISE)}")
     if getattr(pair, "flow", False):  # flow-matching pairs sample in σ-space (sampling/flow.py)

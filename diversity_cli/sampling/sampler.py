@@ -63,6 +63,7 @@ def sample_latents(
     """Clean latents for one batch (one seed per sample), following `plan`. `timer` (optional) accumulates
     the seconds spent in network calls."""
     generators = sample_generators(seeds)
+    conditioning = replace(conditioning, seeds=tuple(int(seed) for seed in seeds))  # each sample's row in a call
     if isinstance(plan, FlowPlan):  # flow-matching pairs: Euler in σ-space, no conversion at hand-overs
         return sample_flow(plan, conditioning, generators, shape, device, on_step, timer)
     plan = _with_fresh_schedulers(plan)

@@ -57,10 +57,11 @@ def mean_pairwise_cosine_distance(features: torch.Tensor) -> float:
 @torch.no_grad()
 def sample_base(pair, prompt: str, n: int, seed: int) -> torch.Tensor:
     """n samples of one prompt (seeds seed..seed+n-1, as `generate` uses them), float (n, 3, H, W) in [0, 1]."""
+    from ..sampling.chunks import WHOLE_BATCH
     from ..sampling.plan import make_plan
     from ..sampling.sampler import sample_latents
 
-    plan = make_plan(pair, "base", micro_batch=None)
+    plan = make_plan(pair, "base", micro_batch=WHOLE_BATCH)
     conditioning = pair.encode([prompt] * n)
     latents = sample_latents(plan, conditioning, [seed + j for j in range(n)], pair.latent_shape, pair.device)
     vae = pair.pipe.vae

@@ -171,13 +171,14 @@ def total_variation(rows: list[dict], method: str, factor: str, against: str = "
 def plan_of(pair, method: str):
     """ "base", "distilled" or "hybrid_k<K>" (the base runs the first K distilled steps at guidance 0, as
     `generate method=hybrid k=K` does) -> the sampling plan."""
+    from ..sampling.chunks import WHOLE_BATCH
     from ..sampling.plan import make_plan
 
     if method.startswith("hybrid_k") and method[len("hybrid_k") :].isdigit():
-        return make_plan(pair, "hybrid", k=int(method[len("hybrid_k") :]), micro_batch=None)
+        return make_plan(pair, "hybrid", k=int(method[len("hybrid_k") :]), micro_batch=WHOLE_BATCH)
     if method not in ("base", "distilled"):
         raise UserError(f"protocol method '{method}': choose base, distilled or hybrid_k<K> (e.g. hybrid_k1)")
-    return make_plan(pair, method, micro_batch=None)
+    return make_plan(pair, method, micro_batch=WHOLE_BATCH)
 
 
 @torch.no_grad()

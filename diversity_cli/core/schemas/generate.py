@@ -86,9 +86,17 @@ def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
         )
 
 
+def micro_batch_valid(cfg: DictConfig, root: DictConfig) -> None:
+    """A pair's `micro_batch` (samples per network call, conf/model/<name>.yaml) is a whole number >= 1."""
+    model = cfg.get("model")
+    value = model.get("micro_batch", 1) if isinstance(model, DictConfig) else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"model.micro_batch={value}: samples per network call must be a whole number >= 1")
+
+
 @dataclass
 class GenerateConfig:
-    checks: ClassVar[tuple] = (k_within_schedule,)
+    checks: ClassVar[tuple] = (k_within_schedule, micro_batch_valid)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml): model=toy, model=sdxl_dmd2, ...")
     method: str = choice("sampling method", METHODS)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..schema import anything, choice, device, flag, integer, name, number, out_dir, path, text
 from .common import SEED_MAX
+from .generate import micro_batch_valid
 
 DIRECTIONS = ("base_to_distilled", "distilled_to_base", "both")  # experiments/transfer.py
 
 
 @dataclass
 class TransferLoraConfig:
+    checks: ClassVar[tuple] = (micro_batch_valid,)
+
     model: Any = anything("the model pair (conf/model/<name>.yaml)")
     adapter: str = path("weights file, folder or hub repo id of the adapter (LoRA, slider, Custom Diffusion)", True)
     adapters: str = path("a CSV table of adapters (name,concept,prompt,scale[,file] a row), instead of adapter=", True)
