@@ -269,6 +269,7 @@ FOUND = [
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..40", "base_guidance=range(0,40)", "max_points=1000"),
     # a pair's samples per network call
     ("generate", "model=toy", "model.micro_batch=0"),
+    ("generate", "model=tiny_qwen", "+model.micro_batch=2"),
     ("x0viz", "+model.micro_batch=abc"),
     ("transfer-lora", "model=tiny_sd", "+model.micro_batch=-2"),
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "+model.micro_batch=1.5"),

@@ -6,7 +6,10 @@ import dataclasses
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from diversity_cli.core.pair_settings import image_settings
+from diversity_cli.experiments.generation import settings_hash
 from diversity_cli.sampling.chunks import WHOLE_BATCH, call_in_chunks, slot_layout
 from diversity_cli.sampling.plan import make_plan
 from diversity_cli.sampling.sampler import sample_latents
@@ -48,3 +51,15 @@ def test_a_sample_has_the_same_bits_whatever_batch_it_is_sampled_in(tiny_pairs, 
     assert torch.equal(alone, crowded)
     # The pair's own micro_batch is the default: a pair that says 4 gives the same bits.
     assert torch.equal(_latents(dataclasses.replace(pair, micro_batch=4), [5], None)[0], alone)
+
+
+def test_micro_batch_keys_images_but_not_trainings():
+    """Images are keyed by micro_batch (1 counts as no key: older run directories resume); trainings are not."""
+    from diversity_cli.training.state import fingerprint
+
+    def cfg(**extra):
+        return OmegaConf.create({"model": {"name": "toy", "family": "sd", **extra}, "method": "distilled", "lr": 1e-4})
+
+    assert settings_hash(cfg(micro_batch=1)) == settings_hash(cfg()) != settings_hash(cfg(micro_batch=8))
+    assert image_settings({"micro_batch": 8}) == {"micro_batch": 8}
+    assert fingerprint(cfg(micro_batch=8)) == fingerprint(cfg())

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
+from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import RunDir, shard_writer
@@ -45,9 +46,7 @@ def settings_hash(cfg: DictConfig) -> str:
     # Unresolved: `${asset:...}` paths stay symbolic, so a moved checkout still recognises its own images.
     model = OmegaConf.to_container(cfg.model, resolve=False)
     # what a pair is measured with by default changes no image, nor do its k=auto settings (the k they give does)
-    model = {key: value for key, value in model.items() if key not in MEASUREMENT_KEYS}
-    if model.get("micro_batch") == 1:  # one sample per call: how every image was made before pairs could say
-        del model["micro_batch"]
+    model = image_settings({key: value for key, value in model.items() if key not in MEASUREMENT_KEYS})
     keys = {"model": model, "method": cfg.method}
     if cfg.method in USES_BASE_KNOBS:
         keys.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=cfg.base_steps)

@@ -44,6 +44,7 @@ from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.fingerprint import digest
 from ..core.images import open_rgb
+from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.resources import data_path
@@ -388,7 +389,7 @@ def _plain_settings(cfg: DictConfig, role: str) -> str:
 
 def _adapter_settings(cfg: DictConfig, role: str, adapter: Adapter, scale: float) -> str:
     keys = {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": image_settings(OmegaConf.to_container(cfg.model, resolve=True)),
         "method": role,
         "adapter": adapter.digest,
         "kind": adapter.kind,

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..core.errors import UserError
+from ..core.pair_settings import micro_batch_of
 from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow import MAX_SEQUENCE_LENGTH, FlowPair
 from .flow_tiny import FLOW_FAMILIES
@@ -83,7 +84,7 @@ def load_flow_pair(
         dtype,
         preset=model.get("preset"),
         skip_first_noise=model.get("skip_first_noise", "scaled"),
-        micro_batch=int(model.get("micro_batch", 1)),
+        micro_batch=micro_batch_of(model),
         max_sequence_length=int(model.get("max_sequence_length") or MAX_SEQUENCE_LENGTH[family]),
     )
     for spec in (pair.base, pair.distilled):  # the pipeline's sigmas and mu at this resolution

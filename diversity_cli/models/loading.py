@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
 from ..core.errors import UserError
+from ..core.pair_settings import micro_batch_of
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow_loading import load_flow_pair
@@ -98,7 +99,7 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         base_size=base_size,
         preset=model.get("preset"),
         skip_first_noise=model.get("skip_first_noise", "unit"),
-        micro_batch=int(model.get("micro_batch", 1)),
+        micro_batch=micro_batch_of(model),
     )
 
 

@@ -37,7 +37,7 @@ def call_in_chunks(predict: Callable[[list[int]], torch.Tensor], keys: Sequence[
     batch order: in chunks of `micro_batch` rows laid out by `slot_layout`, or in one call with WHOLE_BATCH."""
     if micro_batch == WHOLE_BATCH:
         return predict(list(range(len(keys))))
-    out: list[torch.Tensor | None] = [None] * len(keys)
+    out: list[torch.Tensor] = [torch.empty(0)] * len(keys)  # every index is filled: each sits in one chunk
     for chunk in slot_layout(keys, micro_batch):
         filler = next(index for index in chunk if index is not None)
         result = predict([filler if index is None else index for index in chunk])

@@ -25,7 +25,8 @@ class Denoiser:
         self.guidance = spec.guidance if guidance is None else float(guidance)
         self.embeds_guidance = getattr(self.network.config, "time_cond_proj_dim", None) is not None
         self.cfg = self.guidance > 1.0 and not self.embeds_guidance
-        # Samples per network call, each at a fixed row (sampling/chunks.py): an image independent of its batch.
+        # Samples per network call, each at the row its seed names (sampling/chunks.py), which keeps an image
+        # independent of its batch; WHOLE_BATCH (the default) does not, and serves internal measurements only.
         self.micro_batch = micro_batch
 
     @property

@@ -38,7 +38,8 @@ class FlowDenoiser:
         self.spec = spec
         self.network = spec.network
         self.guidance = spec.guidance if guidance is None else float(guidance)
-        # Samples per network call, each at a fixed row (sampling/chunks.py): an image independent of its batch.
+        # Samples per network call, each at the row its seed names (sampling/chunks.py), which keeps an image
+        # independent of its batch; WHOLE_BATCH (the default) does not, and serves internal measurements only.
         self.micro_batch = micro_batch
 
     @property

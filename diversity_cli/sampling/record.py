@@ -25,6 +25,7 @@ def sampling_settings(pair: ModelPair, plan: Plan) -> dict[str, Any]:
         "dtype": str(pair.dtype).removeprefix("torch."),
         "skip_first_noise": plan.skip_noise if plan.skip_first else None,
         "nfe": plan.nfe,
+        "micro_batch": pair.micro_batch,  # samples per network call: it moves an image's last bits
         "models": {spec.role: _model(spec) for spec in (pair.base, pair.distilled)},
         "segments": [
             {

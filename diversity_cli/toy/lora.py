@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
 from ..core.marker import RunMarker, adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
+from ..core.pair_settings import training_settings as model_training_settings
 from ..core.record import record_invocation
 from .data import FACTORS, caption, render, sample_labels, sample_named
 
@@ -117,7 +118,7 @@ def training_settings(cfg: DictConfig) -> str:
     keys = {
         key: OmegaConf.to_container(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key] for key in TRAINING_KEYS
     }
-    keys["model"] = OmegaConf.to_container(cfg.model, resolve=True)
+    keys["model"] = model_training_settings(OmegaConf.to_container(cfg.model, resolve=True))
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -31,6 +31,7 @@ from ..core.marker import (
     refuse_foreign,
     remove_listed,
 )
+from ..core.pair_settings import training_settings
 from ..core.samples import append_rows, parse, rewrite, writer_lock
 
 OWNED = ("run.json", "log.csv", "config.yaml", "README.md", "checkpoints", "student")
@@ -41,6 +42,8 @@ RUN_ONLY_KEYS = ("out", "iterations", "checkpoint_every", "keep_checkpoints", "r
 
 def fingerprint_config(cfg: DictConfig) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(config.get("model"), dict):
+        config["model"] = training_settings(config["model"])
     return {key: value for key, value in config.items() if key not in RUN_ONLY_KEYS}
 
 

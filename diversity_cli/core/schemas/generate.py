@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
+from ..pair_settings import micro_batch_of
 from ..schema import (
     ITEM_TEXT,
     anything,
@@ -87,11 +88,8 @@ def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
 
 
 def micro_batch_valid(cfg: DictConfig, root: DictConfig) -> None:
-    """A pair's `micro_batch` (samples per network call, conf/model/<name>.yaml) is a whole number >= 1."""
-    model = cfg.get("model")
-    value = model.get("micro_batch", 1) if isinstance(model, DictConfig) else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"model.micro_batch={value}: samples per network call must be a whole number >= 1")
+    """A pair's `micro_batch` (samples per network call, conf/model/<name>.yaml): see core/pair_settings.py."""
+    micro_batch_of(cfg.get("model") or {})
 
 
 @dataclass
