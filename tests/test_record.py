@@ -29,11 +29,14 @@ def test_generate_records_its_command_line_config_and_versions(cli, tmp_path):
 
 def test_generate_records_sampler_settings_and_network_time(cli, tmp_path):
     out = tmp_path / "run"
-    code, _, err = cli("generate", "model=tiny_sd", "method=hybrid", "prompt=a red circle", "n=2", f"out={out}")
+    code, _, err = cli(
+        "generate", "model=tiny_sd", "+model.micro_batch=2", "method=hybrid", "prompt=a red circle", "n=2", f"out={out}"
+    )
     assert code == 0, err
     (path,) = list((out / "runs").glob("*-generate-*.json"))
     sampling = json.loads(path.read_text())["sampling"]
     assert sampling and "base" in json.dumps(sampling) and "distilled" in json.dumps(sampling)
+    assert sampling["micro_batch"] == 2  # samples per network call: it moves an image's last bits
     with (out / "samples.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
