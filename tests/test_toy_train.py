@@ -214,6 +214,35 @@ def test_continued_training_to_zero_terminal_snr_and_v_prediction(finished, tmp_
     assert rows and all(0 <= float(r["adherence"]) <= 1 for r in rows)
 
 
+def test_continued_training_with_coordinate_planes(finished, tmp_path):
+    """unet.coordinates=true continues a plain base as a CoordUNet: it starts from the plain weights (zero weight
+    on the planes), exports a pipeline folder diffusers loads on its own, and the toolkit's loader picks the class
+    from the folder, so generate and distill sample with the planes."""
+    from diffusers import StableDiffusionPipeline
+
+    from diversity_cli.cli import run
+    from diversity_cli.core.config import compose
+    from diversity_cli.models.coord_unet import CoordUNet2DConditionModel
+    from diversity_cli.models.loading import load_pair
+    from diversity_cli.toy.evaluate import pair_config
+    from diversity_cli.toy.train import training_settings
+
+    out = tmp_path / "xy"
+    assert run(["train-toy", f"out={out}", *TINY, f"unet.init_from={finished / 'base'}", "unet.coordinates=true"]) == 0
+    pipe = StableDiffusionPipeline.from_pretrained(out / "base")
+    assert isinstance(pipe.unet, CoordUNet2DConditionModel)
+    planes = pipe.unet.conv_in.weight[:, -2:]
+    assert planes.abs().max() > 0  # trained from zero: the steps moved them
+    plain = _unet_weights(finished)["conv_in.weight"]
+    assert pipe.unet.conv_in.weight.shape[1] == plain.shape[1] + 2
+    pair = load_pair(pair_config(out / "base", 2, 4.0), torch.device("cpu"), torch.float32)
+    assert isinstance(pair.base.network, CoordUNet2DConditionModel)
+    # the option joins a run's settings only when set, so runs made before it existed still resume
+    defaults = training_settings(compose("train_toy", TINY))["unet"]
+    assert not {"coordinates", "late_timestep_multiplier", "late_timestep_portion"} & set(defaults)
+    assert training_settings(compose("train_toy", [*TINY, "unet.coordinates=true"]))["unet"]["coordinates"] is True
+
+
 def test_zero_terminal_snr_without_v_prediction_is_refused_before_anything_is_written(cli, tmp_path):
     code, _, err = cli("train-toy", f"out={tmp_path / 'x'}", *TINY, "unet.zero_terminal_snr=true")
     assert code == 2 and "needs unet.prediction_type=v_prediction" in err and "Traceback" not in err
@@ -279,3 +308,15 @@ def test_shipped_base_generates_through_the_cli(cli, tmp_path, monkeypatch):
     assert images.shape == (6, 3, 32, 32)
     assert prompt_adherence(images, "a red shape", load_classifier()) >= 5 / 6
     assert images.std(dim=0).mean() > 0.05  # six seeds, six different images
+
+
+def test_late_timestep_bias_draws_the_noisiest_timesteps_more_often():
+    from diversity_cli.toy.stages import sample_timesteps
+
+    uniform = sample_timesteps(4096, 1000, 0.2, 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(uniform, torch.randint(0, 1000, (4096,), generator=torch.Generator().manual_seed(3)))
+    biased = sample_timesteps(20000, 1000, 0.2, 6.0, torch.Generator().manual_seed(3))
+    # 200 timesteps at weight 6 against 800 at weight 1: 1200 / 2000 of the draws
+    assert abs((biased >= 800).float().mean().item() - 0.6) < 0.02
+    assert biased.min() >= 0 and biased.max() <= 999
+    assert abs((uniform >= 800).float().mean().item() - 0.2) < 0.03

@@ -198,10 +198,14 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
     Hub reads follow `_network_calls`, the plan `hub_calls` reports."""
     from diffusers import PixArtTransformer2DModel, UNet2DConditionModel
 
+    from .coord_unet import unet_class
+
     cls = PixArtTransformer2DModel if model.family == "pixart" else UNet2DConditionModel
     conf = model[role].network
     hint = f"model.{role}.network.path"
     if conf.get("path"):
+        if cls is UNet2DConditionModel:  # a local folder names its class: the toy's UNets carry coordinate planes
+            cls = unet_class(conf.path)
         return guarded_load(
             lambda local: cls.from_pretrained(conf.path, torch_dtype=dtype, local_files_only=local), conf.path, hint
         )

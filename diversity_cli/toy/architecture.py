@@ -13,6 +13,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from ..models.coord_unet import CoordUNet2DConditionModel
 from .data import IMAGE_SIZE
 
 
@@ -62,14 +63,18 @@ def build_unet(
     sample_size: int,
     latent_channels: int = 4,
     text_embedding: bool = True,
+    coordinates: bool = False,
 ) -> UNet2DConditionModel:
     """Plain ResNet blocks at the latent's full size, cross-attention at every lower level (and the middle).
 
     `text_embedding`: an attention-pooled caption embedding is added to the timestep embedding (diffusers'
-    `addition_embed_type="text"`), so every ResNet block, the full-size ones too, sees the caption."""
+    `addition_embed_type="text"`), so every ResNet block, the full-size ones too, sees the caption.
+    `coordinates`: x and y planes join the input (CoordUNet2DConditionModel), so position words have a place to
+    bind to."""
     down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(channels) - 1)
     up = ("CrossAttnUpBlock2D",) * (len(channels) - 1) + ("UpBlock2D",)
-    return UNet2DConditionModel(
+    cls = CoordUNet2DConditionModel if coordinates else UNet2DConditionModel
+    return cls(
         sample_size=sample_size,  # the pipelines' default image side is this times the VAE's scale factor
         in_channels=latent_channels,
         out_channels=latent_channels,

@@ -15,6 +15,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
+from ..models.coord_unet import CoordUNet2DConditionModel, add_coordinates, unet_class
 from ..sampling.denoiser import denoising_target
 from .architecture import build_text_encoder, build_unet, build_vae, latent_side
 from .data import FACTORS, ToyDataset, caption, sample_named
@@ -244,7 +245,8 @@ def train_unet(
     device = images.device
     info = runner.done("unet")
     if info:
-        unet = UNet2DConditionModel.from_pretrained(out / "checkpoints" / "unet_final" / "unet")
+        folder = out / "checkpoints" / "unet_final" / "unet"
+        unet = unet_class(folder).from_pretrained(folder)
         encoder = CLIPTextModel.from_pretrained(out / "checkpoints" / "unet_final" / "text_encoder")
         return unet.to(device).eval(), encoder.to(device).eval(), info
     rng, generator = _streams(seed, "unet")
@@ -259,6 +261,7 @@ def train_unet(
             latent_side(vae.config.block_out_channels),
             int(vae.config.latent_channels),
             bool(cfg.text_embedding),
+            bool(cfg.coordinates),
         )
     if cfg.get("init_from"):
         start_from(Path(cfg.init_from), unet, encoder)
@@ -299,7 +302,13 @@ def train_unet(
         rows = torch.from_numpy(idx).to(device)
         z = (mean[rows] + std[rows] * _randn(mean[rows].shape, generator, device)) * scaling
         noise = _randn(z.shape, generator, device)
-        t = torch.randint(0, schedule.config.num_train_timesteps, (batch,), generator=generator).to(device)
+        t = sample_timesteps(
+            batch,
+            schedule.config.num_train_timesteps,
+            float(cfg.late_timestep_portion),
+            float(cfg.late_timestep_multiplier),
+            generator,
+        ).to(device)
         a = alphas[t].sqrt()[:, None, None, None]
         s = (1 - alphas[t]).sqrt()[:, None, None, None]
         prediction = unet(a * z + s * noise, t, encoder(ids)[0]).sample
@@ -327,6 +336,16 @@ def train_unet(
     return unet.eval(), encoder.eval(), info
 
 
+def sample_timesteps(batch: int, steps: int, portion: float, multiplier: float, generator: torch.Generator):
+    """Training timesteps: uniform, except that the last `portion` of the schedule (the noisiest) is drawn
+    `multiplier` times as often as the rest. multiplier 1 keeps the plain uniform draw, and so its exact numbers."""
+    if multiplier == 1.0:
+        return torch.randint(0, steps, (batch,), generator=generator)
+    weights = torch.ones(steps)
+    weights[steps - max(1, round(steps * portion)) :] = multiplier
+    return torch.multinomial(weights, batch, replacement=True, generator=generator)
+
+
 def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
     """Min-SNR-γ (Hang et al. 2023): the x0 loss weighted by min(SNR, γ), written for the predicted target.
 
@@ -341,10 +360,14 @@ def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> tor
 
 def start_from(base: Path, unet: UNet2DConditionModel, encoder: CLIPTextModel) -> None:
     """Load a trained base's UNet and text encoder (same sizes) as the starting point: continued training, e.g.
-    adapting the shipped base to a shifted schedule, instead of starting from noise."""
+    adapting the shipped base to a shifted schedule, instead of starting from noise. A plain UNet can start a
+    coordinate one (its coordinate weights start at zero)."""
     for name, module in (("unet", unet), ("text_encoder", encoder)):
         try:
-            trained = type(module).from_pretrained(base / name)
+            cls = unet_class(base / name) if name == "unet" else type(module)
+            trained = cls.from_pretrained(base / name)
+            if isinstance(module, CoordUNet2DConditionModel) and not isinstance(trained, CoordUNet2DConditionModel):
+                trained = add_coordinates(trained)  # the same function to start with; training learns position
             module.load_state_dict(trained.state_dict())
         except (OSError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0]

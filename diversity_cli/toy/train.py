@@ -148,7 +148,17 @@ def validate(cfg: DictConfig) -> None:
 
 
 def training_settings(cfg: DictConfig) -> dict:
-    return {key: OmegaConf.to_container(cfg[key], resolve=True) if key != "seed" else cfg.seed for key in TRAINING_KEYS}
+    settings = {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if key != "seed" else cfg.seed for key in TRAINING_KEYS
+    }
+    # Options at their defaults stay out, so runs made before the options existed still resume.
+    unet = settings["unet"]
+    if not unet.get("coordinates"):
+        unet.pop("coordinates", None)
+    if unet.get("late_timestep_multiplier", 1.0) == 1.0:
+        unet.pop("late_timestep_multiplier", None)
+        unet.pop("late_timestep_portion", None)
+    return settings
 
 
 def prepare(out: Path, cfg: DictConfig) -> bool:
@@ -284,8 +294,10 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
         f"mean {vae_info['latent_mean']:.3f}) |",
         f"| text_encoder | CLIPTextModel | {counts['text_encoder']:,} | hidden {cfg.text_encoder.hidden}, "
         f"{cfg.text_encoder.layers} layers, {cfg.text_encoder.heads} heads; CLIPTokenizer, one token per toy word |",
-        f"| unet | UNet2DConditionModel | {counts['unet']:,} | channels {list(cfg.unet.channels)}, cross-attention "
-        f"below the top level; {schedule_text(cfg.unet)} |",
+        f"| unet | {'CoordUNet2DConditionModel' if cfg.unet.coordinates else 'UNet2DConditionModel'} | "
+        f"{counts['unet']:,} | channels {list(cfg.unet.channels)}, cross-attention below the top level"
+        + ("; x and y coordinate planes join the input (CoordConv)" if cfg.unet.coordinates else "")
+        + f"; {schedule_text(cfg.unet)} |",
         f"| features | ToyClassifier (CNN) | {counts['features']:,} | channels {list(judge.channels)}, "
         f"embedding {judge.embed_dim}, one head per factor |",
         "",
@@ -304,8 +316,14 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
         + "; text encoder + UNet jointly"
         + (f", continued from `{cfg.unet.init_from}`" if cfg.unet.get("init_from") else "")
         + f" ({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} "
-        f"warm-up + cosine, caption dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, EMA "
-        f"{cfg.unet.ema_decay}; the exported weights are the EMA).",
+        f"warm-up + cosine, caption dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, "
+        + (
+            f"the noisiest {cfg.unet.late_timestep_portion:.0%} of timesteps drawn "
+            f"{cfg.unet.late_timestep_multiplier:g}x as often as the rest, "
+            if cfg.unet.late_timestep_multiplier != 1.0
+            else ""
+        )
+        + f"EMA {cfg.unet.ema_decay}; the exported weights are the EMA).",
         "",
         "## Feature network accuracy (held-out scenes)",
         "",
