@@ -18,10 +18,10 @@ def test_adherent_only_scores_the_on_prompt_images(cli, tmp_path):
     from diversity_cli.toy.features import load_classifier
 
     out = tmp_path / "run"
-    code, _, err = cli("generate", "method=base", "prompt=a large square on the left", "n=8", f"out={out}")
+    code, _, err = cli("generate", "method=distilled", "prompt=a red circle", "n=8", f"out={out}")
     assert code == 0, err
     paths = [out / row["path"] for row in _rows(out / "samples.csv")]
-    kept = select_adherent(paths, "a large square on the left", load_classifier(torch.device("cpu")))
+    kept = select_adherent(paths, "a red circle", load_classifier(torch.device("cpu")))
     assert 2 <= len(kept) < len(paths)  # the seeds give a mix: the test would not tell anything otherwise
 
     code, _, err = cli("diversity", f"out={out}", "metric=toy_features", "adherent_only=true", "bootstrap=0")

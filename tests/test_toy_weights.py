@@ -218,6 +218,45 @@ def test_a_base_continued_from_an_earlier_run_carries_its_time_and_command(chain
     assert f"- `{first}`: `diversity-cli train-toy out=x unet.lr=8e-4`" in text
 
 
+def test_a_base_continued_from_an_earlier_release_carries_its_recipe_and_time(chain, tmp_path):
+    """A base whose first run started from an installed release's base (not a train-toy run here): the release
+    card's earlier runs, command and training seconds carry over; weights with no card are named as untraced."""
+    shipped = tmp_path / "shipped"
+    _write(
+        shipped / release.CARD,
+        "Training time: train-toy base_v2 (its stages) 3935 s, train-toy base (its stages) 1752 s, distill DMD "
+        "2066 s; 2.1 h in all.\n\n- `/old/base_v2`: `diversity-cli train-toy out=/old/base_v2`\n\n"
+        "## Toy base model\n\n- command: `diversity-cli train-toy out=/old/base_v3`\n",
+    )
+    _write(chain / "base" / "train_toy.yaml", f"seed: 3\nunet:\n  init_from: {shipped / 'base'}\n")
+    assert card.main([str(chain)]) == 0
+    text = (chain / release.CARD).read_text()
+    assert (
+        "Training time: earlier release train-toy base_v2 (its stages) 3935 s, earlier release train-toy base "
+        "(its stages) 1752 s, train-toy base (its stages) 1800 s, distill DMD 1200 s" in text
+    )
+    assert "- `/old/base_v2`: `diversity-cli train-toy out=/old/base_v2`" in text
+    started = f"- `{shipped / 'base'}` (an earlier release's base; its card's command): "
+    assert started + "`diversity-cli train-toy out=/old/base_v3`" in text
+    (shipped / release.CARD).unlink()
+    assert card.main([str(chain)]) == 0
+    assert "weights with no card beside them" in (chain / release.CARD).read_text()
+
+
+def test_a_coordinate_base_tells_how_to_load_it_once(chain):
+    from diversity_cli.toy.train import COORDINATE_NOTE
+
+    assert card.main([str(chain)]) == 0
+    assert COORDINATE_NOTE[0] not in (chain / release.CARD).read_text()  # a plain UNet needs no note
+    _write(chain / "base" / "base" / "unet" / "config.json", json.dumps({"_class_name": "CoordUNet2DConditionModel"}))
+    assert card.main([str(chain)]) == 0
+    assert (chain / release.CARD).read_text().count(COORDINATE_NOTE[0]) == 1
+    base_card = chain / "base" / release.CARD  # a base whose own card already says it: not twice
+    _write(base_card, base_card.read_text() + "\n" + COORDINATE_NOTE[0] + "\n")
+    assert card.main([str(chain)]) == 0
+    assert (chain / release.CARD).read_text().count(COORDINATE_NOTE[0]) == 1
+
+
 def test_an_extended_distill_run_shows_every_command_that_trained_it(chain):
     body = {"command_line": ["diversity-cli", "distill", "distill=dmd", "iterations=1500"]}
     _write(chain / release.DMD_RUN / "runs" / "20261203T010000.000000Z-distill-2.json", json.dumps(body))
@@ -322,8 +361,8 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         words = shlex.split(line.split("||")[-1])
         return dict(word.split("=", 1) for word in words if "=" in word)
 
-    first, train = args(f"out={out}/base_eps "), args(f"out={out}/base ")
-    for run in (first, train):
+    first, train, coord = args(f"out={out}/base_eps "), args(f"out={out}/base_v "), args(f"out={out}/base ")
+    for run in (first, train, coord):
         assert run["seed"] == "5" and run["threads"] == "2"
         assert run["vae.reuse"] == "diversity_cli/assets/toy/base/vae"  # a fixed instrument, not retrained
     assert {k: first[k] for k in ("unet.schedule_shift", "unet.text_embedding", "unet.steps", "unet.lr")} == {
@@ -333,11 +372,15 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         "unet.lr": "8e-4",
     }
     assert "unet.init_from" not in first and train["unet.init_from"] == f"{out}/base_eps/base"
-    assert (train["unet.prediction_type"], train["unet.zero_terminal_snr"], train["unet.schedule_shift"]) == (
-        "v_prediction",
-        "true",
-        "0.5",
-    )
+    for run in (train, coord):
+        assert (run["unet.prediction_type"], run["unet.zero_terminal_snr"], run["unet.schedule_shift"]) == (
+            "v_prediction",
+            "true",
+            "0.5",
+        )
+    assert "unet.coordinates" not in train and coord["unet.coordinates"] == "true"
+    assert coord["unet.late_timestep_multiplier"] == "6"
+    assert coord["unet.init_from"] == f"{out}/base_v/base"
     assert any(f"-m diversity_cli.toy.release pairs {out}" in line for line in lines)
     dmd, dp_dmd = args("distill=dmd"), args("distill=dp_dmd")
     for run, folder in ((dmd, release.DMD_RUN), (dp_dmd, release.DP_DMD_RUN)):
@@ -345,6 +388,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         assert run["iterations"] == "7" and run["seed"] == "5" and run["prompts"] == "data/toy_captions.csv"
         assert (run["batch_size"], run["lr.generator"], run["lr.fake"]) == ("16", "1e-4", "1e-4")
         assert run["DIVERSITY_CLI_CONF"] == f"{out}/{release.CONF}"
+        assert run["OMP_NUM_THREADS"] == "1"  # the two students run side by side, one thread each
     assert (dp_dmd["lambda_div"], dp_dmd["anchor_k"], dp_dmd["teacher_ode.steps"]) == ("0.25", "2", "8")
     protocol = [args(f"out={out}/{release.EVAL}/{name}") for name in (release.PROTOCOL, release.PROTOCOL_DPDMD)]
     assert [(p["model"], p["methods"]) for p in protocol] == [
@@ -362,3 +406,28 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         assert next(line for line in lines if f"{folder}/commitment_summary.csv" in line).startswith("test -f")
     assert any(line.endswith(f"-m diversity_cli.toy.card {out}") for line in lines)
     assert lines[-1].endswith(f"-m diversity_cli.toy.release install {out}")
+
+
+def test_make_toy_ablation_trains_each_point_as_named_then_measures_all(tmp_path):
+    out = tmp_path / "w"
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), "toy-ablation", f"TOY_OUT={out}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.replace("\\\n", " ").splitlines() if "diversity" in line]
+    points = {}
+    for line in (line for line in lines if "distill=dp_dmd" in line):
+        words = dict(word.split("=", 1) for word in shlex.split(line) if "=" in word)
+        assert words["OMP_NUM_THREADS"] == "1" and words["iterations"] == "100"  # two at a time, one thread each
+        points[Path(words["out"]).name] = (words["lambda_div"], words["anchor_k"])
+    assert points == {
+        "lambda0.05_k2": ("0.05", "2"),
+        "lambda0.5_k2": ("0.5", "2"),
+        "lambda1_k2": ("1", "2"),
+        "lambda0.5_k1": ("0.5", "1"),
+    }
+    runs = shlex.split(lines[-1])[-1].removeprefix("runs=").split(",")
+    assert runs == [f"{out}/dmd", f"{out}/dp_dmd", *(f"{out}/ablation/{name}" for name in points)]

@@ -371,6 +371,15 @@ def _train_seconds(base_run: Path) -> float:
     return sum(float(info.get("seconds", 0.0)) for info in done)
 
 
+def _loading_note(base_run: Path, base_text: str) -> list[str]:
+    """How to load a coordinate UNet in plain diffusers, for a base whose own card predates the note."""
+    from ..models.coord_unet import CoordUNet2DConditionModel, unet_class
+    from .train import COORDINATE_NOTE
+
+    coordinates = unet_class(base_run / "base" / "unet") is CoordUNet2DConditionModel
+    return COORDINATE_NOTE if coordinates and COORDINATE_NOTE[0] not in base_text else []
+
+
 def base_chain(base_run: Path) -> list[Path]:
     """The train-toy runs the base was made by, first to last: a run whose `unet.init_from` is another train-toy
     run's exported base continued that run's training, so its time and command belong to the base too."""
@@ -382,6 +391,32 @@ def base_chain(base_run: Path) -> list[Path]:
             break
         chain.insert(0, earlier)
     return chain
+
+
+def earlier_release(chain: list[Path]) -> tuple[list[str], dict[str, float]]:
+    """What the chain's first run started from when that is not a train-toy run here: an installed release's base
+    (a copy of `assets/toy/`, its card beside `base/`). Its card's base-training lines and seconds carry over, so
+    the total time and the recipe stay whole; weights with no card are named as untraced."""
+    start = OmegaConf.load(chain[0] / "train_toy.yaml").unet.get("init_from")
+    if not start:
+        return [], {}
+    release_card = _text(Path(start).parent / CARD)
+    if not release_card:
+        return [f"- `{start}`: weights with no card beside them; how they were trained is not recorded here."], {}
+    head = release_card.split("## Toy base model", 1)[0]
+    body = release_card.split("## Toy base model", 1)[-1]
+    stages = [line for line in head.splitlines() if line.startswith("- `")]
+    command = next(
+        (line.removeprefix("- command: ") for line in body.splitlines() if line.startswith("- command:")), ""
+    )
+    times = re.search(r"Training time: (.*?); [0-9.]+ h in all", head, re.S)
+    seconds = {
+        f"earlier release {name}": float(value)
+        for name, value in re.findall(
+            r"(train-toy [^,]*?) ([0-9.]+) s", times.group(1).replace("\n", " ") if times else ""
+        )
+    }
+    return [*stages, f"- `{start}` (an earlier release's base; its card's command): {command}"], seconds
 
 
 def _earlier_stages(chain: list[Path]) -> list[str]:
@@ -425,7 +460,9 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
     prompts = x0viz.get("prompts") or x0viz.get("prompt")
     commitment = f"{prompts}, n={x0viz.get('n')} seeds each, {x0viz.get('metric')}, threshold {x0viz.get('threshold')}"
     chain = base_chain(base_run)
+    released, released_seconds = earlier_release(chain)
     seconds = {
+        **released_seconds,
         **{f"train-toy {run.name} (its stages)": _train_seconds(run) for run in chain},
         "distill DMD": float(dmd["seconds"]),
         "distill DP-DMD": float(dp_dmd["seconds"]),
@@ -458,13 +495,15 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
             [
                 "The base continues earlier train-toy runs (`unet.init_from`), oldest first; its own card follows.",
                 "",
+                *released,
                 *_earlier_stages(chain),
                 "",
             ]
-            if len(chain) > 1
+            if len(chain) > 1 or released
             else []
         ),
         *_demoted(base_card.read_text(encoding="utf-8")),
+        *_loading_note(base_run, base_card.read_text(encoding="utf-8")),
         "",
         f"## Students ({len(fig.student_timesteps)} steps, LCM schedule "
         f"{'/'.join(map(str, fig.student_timesteps))}), distilled from the base above by `diversity-cli distill`",

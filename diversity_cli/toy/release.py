@@ -2,7 +2,7 @@
 
 Layout of the results folder (`TOY_OUT`, default results/toy_weights):
 
-    base_eps/    the first train-toy run (ε-prediction); base/ continues it (`unet.init_from`)
+    base_eps/    the first train-toy run (ε-prediction); base_v/ continues it (`unet.init_from`), base/ continues that
     base/        a train-toy run: base/base/ (the pipeline folder), MODEL_CARD.md, evaluation.csv, logs/, runs/
     conf/model/  toy_retrained.yaml, toy_retrained_dpdmd.yaml: the shipped toy pairs' settings, this folder's weights
     dmd/         a distill run (distill=dmd): student/, log.csv, run.json, README.md, runs/

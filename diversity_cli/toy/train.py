@@ -354,6 +354,7 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
         ],
         "",
         *NOTES,
+        *(COORDINATE_NOTE if cfg.unet.coordinates else []),
     ]
     return "\n".join(lines)
 
@@ -368,6 +369,14 @@ def schedule_text(unet_cfg: DictConfig) -> str:
         text += ", rescaled to zero terminal SNR (ᾱ_999 = 0)"
     return text + ("" if shift == 1 and not unet_cfg.zero_terminal_snr else "; trained_betas")
 
+
+# diffusers imports no module a folder names (model_index.json names this UNet's), so a plain-diffusers user must.
+COORDINATE_NOTE = [
+    "- The UNet is `diversity_cli.models.coord_unet.CoordUNet2DConditionModel` (diffusers' UNet2DConditionModel with x "
+    "and y planes joining its input). The toolkit loads it by itself; to load `base/` in plain diffusers, "
+    "`import diversity_cli.models.coord_unet` before `StableDiffusionPipeline.from_pretrained`.",
+    "",
+]
 
 NOTES = [
     "## Notes",
