@@ -380,12 +380,17 @@ def _loading_note(base_run: Path, base_text: str) -> list[str]:
     return COORDINATE_NOTE if coordinates and COORDINATE_NOTE[0] not in base_text else []
 
 
+def _started_from(run: Path) -> str | None:
+    """The `unet.init_from` a train-toy run continued, if any."""
+    return OmegaConf.load(run / "train_toy.yaml").unet.get("init_from")
+
+
 def base_chain(base_run: Path) -> list[Path]:
     """The train-toy runs the base was made by, first to last: a run whose `unet.init_from` is another train-toy
     run's exported base continued that run's training, so its time and command belong to the base too."""
     chain = [base_run]
     while len(chain) < 10:
-        start = OmegaConf.load(chain[0] / "train_toy.yaml").unet.get("init_from")
+        start = _started_from(chain[0])
         earlier = Path(start).parent if start else None
         if earlier is None or not (earlier / "train_toy.yaml").is_file() or earlier in chain:
             break
@@ -397,14 +402,14 @@ def earlier_release(chain: list[Path]) -> tuple[list[str], dict[str, float]]:
     """What the chain's first run started from when that is not a train-toy run here: an installed release's base
     (a copy of `assets/toy/`, its card beside `base/`). Its card's base-training lines and seconds carry over, so
     the total time and the recipe stay whole; weights with no card are named as untraced."""
-    start = OmegaConf.load(chain[0] / "train_toy.yaml").unet.get("init_from")
+    start = _started_from(chain[0])
     if not start:
         return [], {}
     release_card = _text(Path(start).parent / CARD)
     if not release_card:
         return [f"- `{start}`: weights with no card beside them; how they were trained is not recorded here."], {}
-    head = release_card.split("## Toy base model", 1)[0]
-    body = release_card.split("## Toy base model", 1)[-1]
+    parts = release_card.split("## Toy base model", 1)
+    head, body = parts[0], parts[-1]
     stages = [line for line in head.splitlines() if line.startswith("- `")]
     command = next(
         (line.removeprefix("- command: ") for line in body.splitlines() if line.startswith("- command:")), ""
@@ -461,6 +466,7 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
     commitment = f"{prompts}, n={x0viz.get('n')} seeds each, {x0viz.get('metric')}, threshold {x0viz.get('threshold')}"
     chain = base_chain(base_run)
     released, released_seconds = earlier_release(chain)
+    base_text = base_card.read_text(encoding="utf-8")
     seconds = {
         **released_seconds,
         **{f"train-toy {run.name} (its stages)": _train_seconds(run) for run in chain},
@@ -502,8 +508,8 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
             if len(chain) > 1 or released
             else []
         ),
-        *_demoted(base_card.read_text(encoding="utf-8")),
-        *_loading_note(base_run, base_card.read_text(encoding="utf-8")),
+        *_demoted(base_text),
+        *_loading_note(base_run, base_text),
         "",
         f"## Students ({len(fig.student_timesteps)} steps, LCM schedule "
         f"{'/'.join(map(str, fig.student_timesteps))}), distilled from the base above by `diversity-cli distill`",
