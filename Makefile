@@ -272,8 +272,11 @@ TOY_PAIR := toy_retrained
 TOY_EVAL = $(TOY_OUT)/eval
 # The chain's pairs (conf/model/$(TOY_PAIR)*.yaml under TOY_OUT: the shipped toy pairs' settings, TOY_OUT's weights).
 TOY_ENV = OMP_NUM_THREADS=$(TOY_THREADS) DIVERSITY_CLI_CONF=$(abspath $(TOY_OUT))/conf
+# monitor.every: each student's fid_toyfeat and adherence measured while it trains (quality.csv, quality.png),
+# shipped beside its weights; the monitor changes no weight.
 TOY_DISTILL = prompts=data/toy_captions.csv iterations=$(DMD_ITERS) batch_size=16 lr.generator=1e-4 lr.fake=1e-4 \
-  seed=$(SEED) device=$(TOY_DEVICE)
+  seed=$(SEED) device=$(TOY_DEVICE) monitor.every=$(MONITOR_EVERY)
+MONITOR_EVERY ?= 100
 
 .PHONY: toy-weights toy-weights-steps toy-weights-dmd toy-weights-dpdmd toy-weights-install
 

@@ -14,6 +14,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DIVERSITY_CLI_CACHE", tempfile.mkdtemp(prefix="diversity-cli-test-cache-"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's training tests: two threads on two cores shared with other jobs run these
+    tiny networks ~10x slower than one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_pairs():
     """Tiny pairs loaded once per session (each loads in well under a second, but tests use them often)."""

@@ -26,13 +26,7 @@ SMALL = ("batch_size=1", "fake_updates_per_generator_update=2")
 TIMESTEPS = [999, 749, 499, 249]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two threads on two cores shared with other jobs run these tiny networks ~10x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -181,6 +175,9 @@ def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
         (["student_timesteps=[499,749]"], "strictly decreasing"),
         (["t_range=[0.5,0.2]"], "t_range"),
         (["iterations=0"], "iterations=0"),
+        (["monitor.every=5"], "monitor.every=5 needs a toy pair"),  # its judge is the toy feature network
+        (["monitor.every=-1"], "monitor.every is an integer >= 0"),
+        (["monitor.every=1", "monitor.captions=1"], "monitor.captions is an integer >= 2"),
         (["model=sdxl_dmd2"], "stable-diffusion-xl-base-1.0"),  # a real pair: its weights are not here
     ],
 )

@@ -389,6 +389,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         assert (run["batch_size"], run["lr.generator"], run["lr.fake"]) == ("16", "1e-4", "1e-4")
         assert run["DIVERSITY_CLI_CONF"] == f"{out}/{release.CONF}"
         assert run["OMP_NUM_THREADS"] == "1"  # the two students run side by side, one thread each
+        assert run["monitor.every"] == "100"  # their quality measured while they train, shipped beside them
     assert (dp_dmd["lambda_div"], dp_dmd["anchor_k"], dp_dmd["teacher_ode.steps"]) == ("0.25", "2", "8")
     protocol = [args(f"out={out}/{release.EVAL}/{name}") for name in (release.PROTOCOL, release.PROTOCOL_DPDMD)]
     assert [(p["model"], p["methods"]) for p in protocol] == [
@@ -431,3 +432,24 @@ def test_make_toy_ablation_trains_each_point_as_named_then_measures_all(tmp_path
     }
     runs = shlex.split(lines[-1])[-1].removeprefix("runs=").split(",")
     assert runs == [f"{out}/dmd", f"{out}/dp_dmd", *(f"{out}/ablation/{name}" for name in points)]
+
+
+def test_a_students_quality_during_training_is_in_the_card_and_shipped_beside_it(chain, tmp_path):
+    columns = "iteration,fid_toyfeat,fid_floor,adherence_mean,adherence_worst,worst_prompt,base_fid_toyfeat,"
+    columns += "base_adherence_mean,base_adherence_worst,n_fid,n_per_prompt,seconds"
+    rows = ["0,385.0,37.0,0.76,0.38,a circle,58.3,0.98,0.88,250,16,5", "100,124.4,37.0,0.92,0.75,a circle,58.3,0.98"]
+    rows[1] += ",0.88,250,16,5"
+    rows.append("200,150.2,37.0,0.95,0.81,two triangles,58.3,0.98,0.88,250,16,5")
+    _write(chain / release.DMD_RUN / "quality.csv", "\n".join([columns, *rows]) + "\n")
+    _write(chain / release.DMD_RUN / "quality.png", b"\x89PNG")
+    text, _ = card.build_card(chain)
+    line = next(line for line in text.splitlines() if "dmd_student/train_quality.csv" in line)
+    assert "3 points" in line and "over 250 captions, where the floor is 37.0 and the base 58.3" in line
+    assert "lowest 124.4 at iteration 100, 150.2 at the last (200); adherence 0.920 and 0.950 there" in line
+    assert "dp_dmd_student/train_quality" not in text  # a student trained without the monitor has no such line
+    card.write_card(chain)
+    target = tmp_path / "assets"
+    release.install(chain, target)
+    assert (target / "dmd_student" / "train_quality.csv").read_bytes() == (chain / "dmd" / "quality.csv").read_bytes()
+    assert (target / "dmd_student" / "train_quality.png").read_bytes() == b"\x89PNG"
+    assert not (target / "dp_dmd_student" / "train_quality.csv").exists()

@@ -53,6 +53,7 @@ from ..core.schema import check
 from ..core.schemas.transfer_lora import TransferLoraConfig
 from ..models.adapters import Adapter, applied, read_adapter
 from ..models.provenance import pair_provenance
+from ..toy import is_toy_pair
 from .generation import Job, pending, sample_batch, settings_hash
 from .shards import Shard, batch_done, parse_shard
 
@@ -318,22 +319,18 @@ def concept_text(cfg: DictConfig, transfers: list[Transfer]) -> str | None:
     return str(next(iter(recorded))) if len(recorded) == 1 else None
 
 
-def is_toy(cfg: DictConfig) -> bool:
-    return str(cfg.model.name).startswith("toy")
-
-
 def clip_model(cfg: DictConfig) -> str | None:
     from ..metrics.quality import DEFAULT_CLIP
 
     if cfg.clip_model == "auto":
-        return None if is_toy(cfg) else DEFAULT_CLIP
+        return None if is_toy_pair(cfg.model) else DEFAULT_CLIP
     return None if cfg.clip_model in (None, "none", False) else str(cfg.clip_model)
 
 
 def classifier_target(cfg: DictConfig, concept: str | None) -> tuple[str, int] | None:
     """(factor, value index) the toy classifier counts: `classifier_target=factor=value`, else the one toy factor
     value the concept names ("red", "make shapes red"); None when the classifier is off."""
-    enabled = is_toy(cfg) if cfg.classifier == "auto" else bool(cfg.classifier)
+    enabled = is_toy_pair(cfg.model) if cfg.classifier == "auto" else bool(cfg.classifier)
     if not enabled:
         return None
     from ..toy.data import FACTORS, parse_prompt

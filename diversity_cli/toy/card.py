@@ -309,7 +309,25 @@ def _student_row(out: Path, student: str) -> tuple[list[str], list[str]]:
         f"s/iteration, {iterations} iterations) |"
     )
     log = f"- `{folder}train_log.csv` (the run's log.csv), {_log_tail(run / 'log.csv')}"
-    return [row], [log]
+    return [row], [log, *_quality_line(run / "quality.csv", folder)]
+
+
+def _quality_line(path: Path, folder: str) -> list[str]:
+    """The student's quality during training (distill's monitor), its lowest fid_toyfeat beside its last."""
+    rows = read_csv(path) if path.is_file() else []
+    if not rows:
+        return []
+    fid = {int(r["iteration"]): _number(r["fid_toyfeat"]) for r in rows}
+    adherence = {int(r["iteration"]): _number(r["adherence_mean"]) for r in rows}
+    best, last = min(fid, key=fid.get), max(fid)
+    first = rows[0]
+    floor, base = _number(first["fid_floor"]), _number(first["base_fid_toyfeat"])
+    return [
+        f"- `{folder}train_quality.csv` / `.png`, measured while it trained ({len(rows)} points; fid_toyfeat over "
+        f"{first['n_fid']} captions, where the floor is {floor:.1f} and the base {base:.1f}; adherence at "
+        f"n={first['n_per_prompt']} per prompt): fid_toyfeat lowest {fid[best]:.1f} at iteration {best}, "
+        f"{fid[last]:.1f} at the last ({last}); adherence {adherence[best]:.3f} and {adherence[last]:.3f} there"
+    ]
 
 
 def _fid_rows(fig: Figures) -> list[str]:

@@ -125,6 +125,10 @@ def plan_install(out: Path) -> list[Copy]:
         "dp_dmd_student": out / DP_DMD_RUN / "log.csv",
     }
     copies += [Copy(path, f"{name}/train_log.csv") for name, path in logs.items() if path.is_file()]
+    # Each student's quality measured while it trained (distill monitor.every), where the chain measured it.
+    for name, run in (("dmd_student", DMD_RUN), ("dp_dmd_student", DP_DMD_RUN)):
+        quality = [out / run / "quality.csv", out / run / "quality.png"]
+        copies += [Copy(path, f"{name}/train_{path.name}") for path in quality if path.is_file()]
     copies.append(Copy(out / CARD, CARD))
     total = sum(copy.size for copy in copies)
     if total > SIZE_LIMIT:

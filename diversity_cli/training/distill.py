@@ -29,6 +29,7 @@ from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
 from ..models.provenance import pair_provenance
 from .generator import anchor_timestep
+from .monitor import QualityMonitor, monitor_settings, plot_quality
 from .objective import Distiller, DistillSettings
 from .state import RunState
 
@@ -101,6 +102,7 @@ def validate(cfg: DictConfig) -> None:
             )
         if float(cfg.lambda_div) < 0:
             raise UserError(f"lambda_div={cfg.lambda_div} must be >= 0")
+    monitor_settings(cfg)
 
 
 def ode_steps(cfg: DictConfig) -> int:
@@ -213,6 +215,7 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         training.progress.load_state_dict(progress)
     if main:
         state.truncate_log(start)
+        state.truncate_log(start, "quality.csv")
         state.write_record(cfg, finished=False)
         state.write_file("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         teacher = pair_provenance(cfg.model, training.pair, roles=("base", "components"))  # no distilled loaded
@@ -229,6 +232,9 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         TextColumn("{task.fields[losses]}"),
     )
     total = int(cfg.iterations)
+    watch = Watch(cfg, training, state, console) if main and monitor_settings(cfg).every else None
+    if watch and start == 0:
+        watch.measure(0)  # where the student starts: the teacher's network on the student's few steps
     with Progress(*columns, console=console, disable=not main) as progress:
         task = progress.add_task(f"distill {cfg.method} {training.pair.name}", total=total, completed=start, losses="")
         for iteration in range(start + 1, total + 1):
@@ -236,6 +242,8 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
             if main:
                 state.append_log([row])
             progress.update(task, advance=1, losses=_shown(row))
+            if watch and (iteration % watch.every == 0 or iteration == total):
+                watch.measure(iteration)
             if iteration % int(cfg.checkpoint_every) == 0 or iteration == total:
                 save_checkpoint(accelerator, state, iteration, int(cfg.keep_checkpoints), training.progress)
 
@@ -269,6 +277,27 @@ def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
     distiller = Distiller(teacher, student, fake, dict(pair.base.scheduler.config), settings(cfg, pair))
     check_schedules(cfg, pair, distiller)
     return Training(accelerator, pair, distiller, opt_g, opt_f, progress, prompts)
+
+
+class Watch:
+    """The student's quality during training: a quality.csv row and a redrawn quality.png per measurement."""
+
+    def __init__(self, cfg: DictConfig, training: Training, state: RunState, console):
+        settings = monitor_settings(cfg)
+        self.every, self.training, self.state, self.console = settings.every, training, state, console
+        self.title = f"distill {cfg.method} {training.pair.name}: {state.root}"
+        self.monitor = QualityMonitor(settings, training.pair, training.distiller.sampler, training.accelerator.device)
+
+    def measure(self, iteration: int) -> None:
+        student = self.training.accelerator.unwrap_model(self.training.distiller.student)
+        row = self.monitor.measure(student, iteration)
+        self.state.append_log([row], "quality.csv")
+        plot_quality(self.state.read_log("quality.csv"), self.state.own("quality.png"), self.title)
+        self.console.print(
+            f"iteration {iteration}: fid_toyfeat {row['fid_toyfeat']} (base {row['base_fid_toyfeat']}, floor "
+            f"{row['fid_floor']}), adherence {row['adherence_mean']} (worst {row['adherence_worst']} "
+            f"{row['worst_prompt']}; base {row['base_adherence_mean']}) [{row['seconds']} s]"
+        )
 
 
 def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict[str, Any]:
@@ -393,6 +422,8 @@ def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: 
             f"CFG {s.ode_guidance:g}), weight lambda_div={s.lambda_div:g}; log.csv's first_step_floor is the MSE "
             "of the best constant first step"
         )
+    measured = (state.root / "quality.csv").exists()
+    quality = "; `quality.csv`, `quality.png`: its fid_toyfeat and adherence during training" if measured else ""
     card = f"""# {cfg.method} student of {pair.name}
 
 Few-step student distilled from the base network of `{pair.name}` by `diversity-cli distill`
@@ -403,7 +434,7 @@ Few-step student distilled from the base network of `{pair.name}` by `diversity-
 - training time {seconds:.0f} s over all sessions ({seconds / max(int(cfg.iterations), 1):.2f} s/iteration);
   wall time of the last session {session:.0f} s (loading, training, saving)
 - student schedule: LCMScheduler at timesteps {list(cfg.student_timesteps)}{anchor}
-- files: `student/` (diffusers {type(pair.base.network).__name__}, safetensors), `log.csv`, `config.yaml`
+- files: `student/` (diffusers {type(pair.base.network).__name__}, safetensors), `log.csv`, `config.yaml`{quality}
 
 Use it as the distilled model of a pair (`conf/model/<name>.yaml`):
 

@@ -34,10 +34,36 @@ from ..core.marker import (
 from ..core.pair_settings import training_settings
 from ..core.samples import append_rows, parse, rewrite, writer_lock
 
-OWNED = ("run.json", "log.csv", "config.yaml", "README.md", "checkpoints", "student")
+OWNED = ("run.json", "log.csv", "quality.csv", "quality.png", "config.yaml", "README.md", "checkpoints", "student")
 LOG_COLUMNS = ["iteration", "generator_loss", "dmd_loss", "first_step_loss", "first_step_floor", "fake_loss", "seconds"]
+# quality.csv: the student's quality measured during training (training/monitor.py), one row per measurement.
+QUALITY_COLUMNS = [
+    "iteration",
+    "fid_toyfeat",
+    "fid_floor",
+    "adherence_mean",
+    "adherence_worst",
+    "worst_prompt",
+    "base_fid_toyfeat",
+    "base_adherence_mean",
+    "base_adherence_worst",
+    "n_fid",
+    "n_per_prompt",
+    "seconds",
+]
+LOGS = {"log.csv": LOG_COLUMNS, "quality.csv": QUALITY_COLUMNS}
 # Keys that do not change what a given iteration computes: a run may be resumed or extended with other values.
-RUN_ONLY_KEYS = ("out", "iterations", "checkpoint_every", "keep_checkpoints", "resume", "overwrite", "device")
+# `monitor` only measures the student (its draws are its own): turning it on mid-run changes no weight.
+RUN_ONLY_KEYS = (
+    "out",
+    "iterations",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "resume",
+    "overwrite",
+    "device",
+    "monitor",
+)
 
 
 def fingerprint_config(cfg: DictConfig) -> dict[str, Any]:
@@ -111,11 +137,16 @@ class RunState:
         """Delete the files run.json lists under `folder`, then the folders left empty; never anything else."""
         remove_listed(self.root, folder)
 
-    def write_file(self, name: str, text: str) -> None:
+    def own(self, name: str) -> Path:
+        """The path of a file this run writes: refused when someone else's file is there, listed in run.json
+        before it is written (a kill in between leaves no unlisted file)."""
         self.marker.claim()
         refuse_foreign(self.root, name, name in self.marker.files())
-        self.marker.record(name)  # listed before it is written: a kill in between leaves no unlisted file
-        write_text(self.root / name, text)
+        self.marker.record(name)
+        return self.root / name
+
+    def write_file(self, name: str, text: str) -> None:
+        write_text(self.own(name), text)
 
     def write_progress(self, path: Path, iteration: int, seconds: float) -> None:
         """Training progress of a checkpoint as JSON (accelerate would pickle it, and unpickle it on resume)."""
@@ -254,18 +285,23 @@ class RunState:
         for old in sealed[: max(len(sealed) - keep, 0)]:
             self.remove_owned(str(old.relative_to(self.root)))
 
-    def read_log(self) -> list[dict[str, str]]:
-        if not self.log_csv.exists():
+    def read_log(self, name: str = "log.csv") -> list[dict[str, str]]:
+        """The rows of a per-iteration log (log.csv, or quality.csv), without a row torn by a kill."""
+        path = self.root / name
+        if not path.exists():
             return []
-        return parse(self.log_csv, key="iteration").rows  # without a row torn by a kill
+        return parse(path, key="iteration").rows
 
-    def truncate_log(self, iteration: int) -> None:
+    def truncate_log(self, iteration: int, name: str = "log.csv") -> None:
         """Keep the rows up to `iteration`: rows written after the last checkpoint are computed again."""
-        rows = [row for row in self.read_log() if int(row["iteration"]) <= iteration]
-        self.marker.claim()
-        refuse_foreign(self.root, "log.csv", "log.csv" in self.marker.files())
-        self.marker.record("log.csv")
-        rewrite(self.log_csv, LOG_COLUMNS, rows)  # atomic: a kill leaves the old log or the new one
+        rows = [row for row in self.read_log(name) if int(row["iteration"]) <= iteration]
+        if name != "log.csv" and not rows and not (self.root / name).exists():
+            return  # a run that never measured quality gets no empty quality.csv
+        rewrite(self.own(name), LOGS[name], rows)  # atomic: a kill leaves the old log or the new one
 
-    def append_log(self, rows: list[dict[str, Any]]) -> None:
-        append_rows(self.log_csv, LOG_COLUMNS, rows)  # whole rows; a torn last one is dropped by read_log
+    def append_log(self, rows: list[dict[str, Any]], name: str = "log.csv") -> None:
+        path = self.root / name
+        if not path.exists():  # listed before it is written: a kill in between leaves no unlisted file
+            self.marker.claim()
+            self.marker.record(name)
+        append_rows(path, LOGS[name], rows)  # whole rows; a torn last one is dropped by read_log

@@ -46,6 +46,13 @@ class TeacherOde:
 
 
 @dataclass
+class Monitor:
+    every: int = integer("toy pairs: measure the student's fid_toyfeat and adherence every N iterations (0: off)", 0)
+    captions: int = integer("toy captions of the monitor's fid_toyfeat (the floor and the base alike)", 2)
+    per_prompt: int = integer("samples of each protocol prompt for the monitor's adherence", 2)
+
+
+@dataclass
 class DistillConfig:
     model: Any = anything("the pair whose base model is the teacher (conf/model/<name>.yaml)")
     method: str = choice("distill=dmd or distill=dp_dmd (the group sets it)", ("dmd", "dp_dmd"))
@@ -72,6 +79,7 @@ class DistillConfig:
     )
     gradient_checkpointing: bool = flag("trade compute for memory")
     save_dtype: str = choice("dtype of student/ (null: the model's)", ("float32", "float16", "bfloat16"), True)
+    monitor: Monitor = section(Monitor, "the student's quality during training (quality.csv, quality.png)")
     # distill=dp_dmd only
     anchor_k: int = integer("dp_dmd: teacher ODE steps before its x0 is the first step's target", 1)
     lambda_div: float = number("dp_dmd: weight of the first-step loss", 0)

@@ -1,0 +1,86 @@
+"""`distill monitor.every=N` on the toy pair: quality.csv and quality.png written during training, the weights
+exactly those of an unmonitored run, rows neither lost nor repeated across a resume, and the figures those of the
+network being trained."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diversity_cli.core.config import compose
+from diversity_cli.models.loading import load_pair
+from diversity_cli.training.generator import StudentSampler
+from diversity_cli.training.monitor import MonitorSettings, QualityMonitor
+
+TOY_PROMPTS = ["a red circle", "two triangles", "a shape on the right"]
+SMALL_MONITOR = ("monitor.captions=4", "monitor.per_prompt=2")
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _without_seconds(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def _student(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "student/diffusion_pytorch_model.safetensors")
+
+
+def test_monitoring_changes_no_weight_and_resumes_without_losing_or_repeating_a_row(cli, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(TOY_PROMPTS) + "\n")
+    args = ("distill", "model=toy", f"prompts={prompts}", "device=cpu", "batch_size=1")
+    args += ("fake_updates_per_generator_update=1", "checkpoint_every=2")
+    plain, resumed, straight = tmp_path / "plain", tmp_path / "resumed", tmp_path / "straight"
+    watched = ("monitor.every=2", *SMALL_MONITOR)
+
+    assert cli(*args, f"out={plain}", "iterations=4")[0] == 0
+    assert cli(*args, *watched, f"out={resumed}", "iterations=2")[0] == 0
+    # A row measured after the last checkpoint by a run killed before it saved: computed again, not kept twice.
+    rows = _rows(resumed / "quality.csv")
+    with (resumed / "quality.csv").open("a") as f:
+        f.write(",".join(["3", *list(rows[-1].values())[1:]]) + "\n")
+    code, _, err = cli(*args, *watched, f"out={resumed}", "iterations=4")
+    assert code == 0, err
+    assert "iteration 4: fid_toyfeat" in err
+    code, _, err = cli(*args, *watched, f"out={straight}", "iterations=4")
+    assert code == 0, err
+
+    assert not (plain / "quality.csv").exists()
+    assert torch.equal(
+        torch.cat([v.flatten() for v in _student(plain).values()]),
+        torch.cat([v.flatten() for v in _student(resumed).values()]),
+    )
+    a, b = _rows(resumed / "quality.csv"), _rows(straight / "quality.csv")
+    assert [r["iteration"] for r in a] == ["0", "2", "4"]
+    assert _without_seconds(a) == _without_seconds(b)
+    assert a[0]["fid_toyfeat"] != a[2]["fid_toyfeat"]  # the student moved, and the monitor saw it
+    assert {r["n_fid"] for r in a} == {"4"} and {r["n_per_prompt"] for r in a} == {"2"}
+    assert (resumed / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    listed = set(json.loads((resumed / "run.json").read_text())["files"])
+    assert {"quality.csv", "quality.png"} <= listed  # the run's own files: overwrite=true may replace them
+
+
+def test_the_figures_are_those_of_the_network_passed_in(tmp_path):
+    """The toy's shipped DMD student scores far better than the teacher's network run on the student's 4 steps
+    (the iteration-0 student): a monitor that measured anything but the network it is given would not see it."""
+    cfg = compose("distill", ["model=toy"])
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32)
+    sampler = StudentSampler(dict(pair.base.scheduler.config), list(cfg.student_timesteps))
+    monitor = QualityMonitor(MonitorSettings(every=1, captions=100, per_prompt=4), pair, sampler, torch.device("cpu"))
+    start, trained = monitor.measure(pair.base.network, 0), monitor.measure(pair.distilled.network, 1000)
+    assert float(trained["fid_toyfeat"]) < 0.7 * float(start["fid_toyfeat"])
+    assert float(trained["adherence_mean"]) > float(start["adherence_mean"])
+    assert start["fid_floor"] == trained["fid_floor"] and start["base_fid_toyfeat"] == trained["base_fid_toyfeat"]
+    assert float(start["fid_floor"]) < float(start["base_fid_toyfeat"])  # the teacher sits above its floor
