@@ -134,6 +134,7 @@ def plot_quality(rows: list[dict[str, str]], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     its = [int(r["iteration"]) for r in rows]
     first = rows[0]
@@ -142,7 +143,9 @@ def plot_quality(rows: list[dict[str, str]], path: Path, title: str) -> None:
     left.axhline(float(first["base_fid_toyfeat"]), color="C1", ls="--", label="base (its own steps, guidance)")
     left.axhline(float(first["fid_floor"]), color="gray", ls=":", label="ground-truth floor")
     left.set(xlabel="iteration", ylabel=f"fid_toyfeat ({first['n_fid']} captions)", title="quality (lower is better)")
-    left.set_ylim(bottom=0)
+    left.set_yscale("log")  # the start (the teacher on the student's few steps) sits far above the rest
+    left.yaxis.set_major_formatter(ScalarFormatter())
+    left.yaxis.set_minor_formatter(ScalarFormatter())
     right.plot(its, [float(r["adherence_mean"]) for r in rows], "o-", label="student, mean")
     right.plot(its, [float(r["adherence_worst"]) for r in rows], "s--", label="student, worst prompt")
     right.axhline(float(first["base_adherence_mean"]), color="C2", ls="--", label="base, mean")
