@@ -71,6 +71,18 @@ def test_monitoring_changes_no_weight_and_resumes_without_losing_or_repeating_a_
     listed = set(json.loads((resumed / "run.json").read_text())["files"])
     assert {"quality.csv", "quality.png"} <= listed  # the run's own files: overwrite=true may replace them
 
+    # Other counts would read as a jump in one curve: refused, before any model loads, and nothing written.
+    before = (straight / "quality.csv").read_bytes()
+    code, _, err = cli(
+        *args, "monitor.every=2", "monitor.captions=5", "monitor.per_prompt=2", f"out={straight}", "iterations=6"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "monitor.captions=5 differs from the 4 of the quality.csv rows" in err
+    assert (straight / "quality.csv").read_bytes() == before
+    # Turned on mid-run, the monitor measures where the session starts, then every N and at the end.
+    assert cli(*args, *watched, f"out={plain}", "iterations=5")[0] == 0
+    assert [r["iteration"] for r in _rows(plain / "quality.csv")] == ["4", "5"]
+
 
 def test_the_figures_are_those_of_the_network_passed_in(tmp_path):
     """The toy's shipped DMD student scores far better than the teacher's network run on the student's 4 steps

@@ -198,6 +198,8 @@ def distill(cfg: DictConfig) -> Path:
 def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], session_began: float) -> Path:
     main = accelerator.is_main_process
     start = state.plan(cfg)
+    if start and not cfg.overwrite:
+        check_monitor_continues(cfg, state.read_log("quality.csv"), start, state.root)
     console = _console()
     if start is None:
         if main:
@@ -233,8 +235,8 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
     )
     total = int(cfg.iterations)
     watch = Watch(cfg, training, state, console) if main and monitor_settings(cfg).every else None
-    if watch and start == 0:
-        watch.measure(0)  # where the student starts: the teacher's network on the student's few steps
+    if watch and not any(int(row["iteration"]) == start for row in state.read_log("quality.csv")):
+        watch.measure(start)  # where this session starts (at 0: the teacher's network on the student's few steps)
     with Progress(*columns, console=console, disable=not main) as progress:
         task = progress.add_task(f"distill {cfg.method} {training.pair.name}", total=total, completed=start, losses="")
         for iteration in range(start + 1, total + 1):
@@ -279,6 +281,21 @@ def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
     return Training(accelerator, pair, distiller, opt_g, opt_f, progress, prompts)
 
 
+def check_monitor_continues(cfg: DictConfig, rows: list[dict[str, str]], start: int, root: Path) -> None:
+    """A resumed run's quality rows are one curve: other caption or sample counts would read as a jump in quality."""
+    settings = monitor_settings(cfg)
+    kept = [row for row in rows if int(row["iteration"]) <= start]
+    if not settings.every or not kept:
+        return
+    for key, value in (("captions", settings.captions), ("per_prompt", settings.per_prompt)):
+        before = kept[-1]["n_fid" if key == "captions" else "n_per_prompt"]
+        if str(value) != before:
+            raise UserError(
+                f"monitor.{key}={value} differs from the {before} of the quality.csv rows in {root}: "
+                f"keep monitor.{key}={before} to extend that curve, or start over with overwrite=true"
+            )
+
+
 class Watch:
     """The student's quality during training: a quality.csv row and a redrawn quality.png per measurement."""
 
@@ -287,6 +304,12 @@ class Watch:
         self.every, self.training, self.state, self.console = settings.every, training, state, console
         self.title = f"distill {cfg.method} {training.pair.name}: {state.root}"
         self.monitor = QualityMonitor(settings, training.pair, training.distiller.sampler, training.accelerator.device)
+        floor, base = self.monitor.floor, self.monitor.base["fid_toyfeat"]
+        if floor >= base:
+            console.print(
+                f"[yellow]warning[/]: at monitor.captions={settings.captions} the ground-truth floor ({floor:.1f}) "
+                f"reads at or above the base ({base:.1f}): too few captions for fid_toyfeat to order models (250 do)"
+            )
 
     def measure(self, iteration: int) -> None:
         student = self.training.accelerator.unwrap_model(self.training.distiller.student)

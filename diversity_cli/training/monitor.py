@@ -139,17 +139,18 @@ def plot_quality(rows: list[dict[str, str]], path: Path, title: str) -> None:
     its = [int(r["iteration"]) for r in rows]
     first = rows[0]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.plot(its, [float(r["fid_toyfeat"]) for r in rows], "o-", label="student")
+    left.plot(its, [float(r["fid_toyfeat"]) for r in rows], "o-", color="C0", label="student")
     left.axhline(float(first["base_fid_toyfeat"]), color="C1", ls="--", label="base (its own steps, guidance)")
     left.axhline(float(first["fid_floor"]), color="gray", ls=":", label="ground-truth floor")
     left.set(xlabel="iteration", ylabel=f"fid_toyfeat ({first['n_fid']} captions)", title="quality (lower is better)")
     left.set_yscale("log")  # the start (the teacher on the student's few steps) sits far above the rest
     left.yaxis.set_major_formatter(ScalarFormatter())
     left.yaxis.set_minor_formatter(ScalarFormatter())
-    right.plot(its, [float(r["adherence_mean"]) for r in rows], "o-", label="student, mean")
-    right.plot(its, [float(r["adherence_worst"]) for r in rows], "s--", label="student, worst prompt")
-    right.axhline(float(first["base_adherence_mean"]), color="C2", ls="--", label="base, mean")
-    right.axhline(float(first["base_adherence_worst"]), color="C3", ls=":", label="base, worst prompt")
+    # Student in blue, base in orange, as on the left; mean solid or dashed, worst prompt with squares or dots.
+    right.plot(its, [float(r["adherence_mean"]) for r in rows], "o-", color="C0", label="student, mean")
+    right.plot(its, [float(r["adherence_worst"]) for r in rows], "s:", color="C0", label="student, worst prompt")
+    right.axhline(float(first["base_adherence_mean"]), color="C1", ls="--", lw=2.5, alpha=0.6, label="base, mean")
+    right.axhline(float(first["base_adherence_worst"]), color="C1", ls=":", label="base, worst prompt")
     right.set(xlabel="iteration", ylabel=f"adherence (n={first['n_per_prompt']} per prompt)", title="adherence")
     right.set_ylim(0, 1.02)
     for ax in (left, right):

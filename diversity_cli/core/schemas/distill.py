@@ -47,7 +47,11 @@ class TeacherOde:
 
 @dataclass
 class Monitor:
-    every: int = integer("toy pairs: measure the student's fid_toyfeat and adherence every N iterations (0: off)", 0)
+    every: int = integer(
+        "toy pairs: the student's fid_toyfeat and adherence every N iterations, where a session starts and at the end"
+        " (0: off)",
+        0,
+    )
     captions: int = integer("toy captions of the monitor's fid_toyfeat (the floor and the base alike)", 2)
     per_prompt: int = integer("samples of each protocol prompt for the monitor's adherence", 2)
 
@@ -56,7 +60,7 @@ class Monitor:
 class DistillConfig:
     model: Any = anything("the pair whose base model is the teacher (conf/model/<name>.yaml)")
     method: str = choice("distill=dmd or distill=dp_dmd (the group sets it)", ("dmd", "dp_dmd"))
-    out: str = out_dir("run directory: checkpoints/, log.csv, student/, README.md")
+    out: str = out_dir("run directory: checkpoints/, log.csv, student/, README.md; quality.csv, .png when monitored")
     prompt: str = text("one training prompt, taken literally")
     prompts: Any = anything("... or a .txt / .csv file of them, or a YAML list")
     seed: int = integer("training seed", 0, SEED_MAX)
