@@ -419,3 +419,13 @@ def test_fake_score_learns_in_its_teachers_parameterisation(tiny_pairs, predicti
         torch.testing.assert_close(target[0], -x0[0])
     (grad,) = torch.autograd.grad(loss, next(distiller.fake.parameters()))
     assert grad.abs().max() > 0
+
+
+def test_the_run_readme_command_pastes_back_into_a_shell(monkeypatch):
+    import shlex
+
+    from diversity_cli.core.config import compose
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/diversity-cli", "distill", "model=tiny_sd", "prompt=a red circle"])
+    line = distill.command_line(compose("distill", ["model=tiny_sd"]))
+    assert shlex.split(line) == ["diversity-cli", "distill", "model=tiny_sd", "prompt=a red circle"]

@@ -13,6 +13,7 @@ other settings is never replaced without `overwrite=true`.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -403,7 +404,7 @@ def save_student(network: torch.nn.Module, path: Path, cfg: DictConfig) -> None:
 def command_line(cfg: DictConfig) -> str:
     """An equivalent command: the group choices plus every setting that differs from the composed defaults."""
     if Path(sys.argv[0]).name == "diversity-cli":
-        return "diversity-cli " + " ".join(sys.argv[1:])
+        return "diversity-cli " + shlex.join(sys.argv[1:])  # quoted: a prompt with spaces pastes back whole
     from ..core.config import compose
 
     group = f"distill={cfg.method}"
