@@ -1,15 +1,15 @@
 """The student's quality measured while it trains, on toy pairs (the judge is the frozen toy feature network).
 
-`distill monitor.every=N` measures the student every N iterations (and before the first): fid_toyfeat over
-`monitor.captions` toy captions against the protocol's 1000 reference scenes, and adherence over
+`distill monitor.every=N` measures the student where a session starts, every N iterations and at the last:
+fid_toyfeat over `monitor.captions` toy captions against the protocol's 1000 reference scenes, and adherence over
 `monitor.per_prompt` samples of each protocol prompt. Each row of `quality.csv` also carries the ground-truth floor
-of the same captions and the teacher's own figures (its steps and guidance), so a curve reads against both, and
-`quality.png` is redrawn after each row: whether quality has levelled off can be watched, not guessed.
+of the same captions and the base's own figures (the teacher at its own steps and guidance), so a curve reads
+against both, and `quality.png` is redrawn after each row: whether quality has levelled off can be watched.
 
 The student samples as it is trained and shipped (its LCM steps, `training/generator.py`); noise comes from fixed
 seeds and a generator of the monitor's own, so a measurement neither changes nor depends on the training draws.
 Fewer captions than the protocol's 1000 make fid_toyfeat larger for every model alike: compare a curve with its
-own floor and teacher row, and take the shipped figure from the full protocol (`python -m diversity_cli.toy.protocol`).
+own floor and base line, and take the shipped figure from the full protocol (`python -m diversity_cli.toy.protocol`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ from ..toy.features import ToyClassifier, adherent_mask, load_classifier
 from ..toy.protocol import PROMPTS, embed, fid_captions, frechet_distance, ground_truth, quantise, reference_scenes
 from ..toy.protocol import sample as sample_method
 
-NOISE_SEED = 9_000  # the monitor's own noise: caption i draws from NOISE_SEED + i, prompt sample j from ... + j
+# The monitor's own noise: caption i starts from seed NOISE_SEED + i, sample j of prompt p (0-based) from
+# NOISE_SEED + 100_000 (p + 1) + j; each chunk's LCM re-noising from its first seed + 1_000_000. The streams can
+# meet (a chunk's re-noising and one prompt's starting noise), which biases neither estimate; they are kept as
+# they are so that the shipped students' curves can be measured again exactly.
+NOISE_SEED = 9_000
 CHUNK = 125
 
 
