@@ -30,7 +30,7 @@ from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
 from ..models.provenance import pair_provenance
 from .generator import anchor_timestep
-from .monitor import QualityMonitor, monitor_settings, plot_quality
+from .monitor import MonitorSettings, QualityMonitor, monitor_settings, plot_quality
 from .objective import Distiller, DistillSettings
 from .state import RunState
 
@@ -235,7 +235,8 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         TextColumn("{task.fields[losses]}"),
     )
     total = int(cfg.iterations)
-    watch = Watch(cfg, training, state, console) if main and monitor_settings(cfg).every else None
+    settings = monitor_settings(cfg)
+    watch = Watch(cfg, settings, training, state, console) if main and settings.every else None
     if watch and not any(int(row["iteration"]) == start for row in state.read_log("quality.csv")):
         watch.measure(start)  # where this session starts (at 0: the teacher's network on the student's few steps)
     with Progress(*columns, console=console, disable=not main) as progress:
@@ -288,8 +289,11 @@ def check_monitor_continues(cfg: DictConfig, rows: list[dict[str, str]], start: 
     kept = [row for row in rows if int(row["iteration"]) <= start]
     if not settings.every or not kept:
         return
-    for key, value in (("captions", settings.captions), ("per_prompt", settings.per_prompt)):
-        before = kept[-1]["n_fid" if key == "captions" else "n_per_prompt"]
+    for key, value, column in (
+        ("captions", settings.captions, "n_fid"),
+        ("per_prompt", settings.per_prompt, "n_per_prompt"),
+    ):
+        before = kept[-1][column]
         if str(value) != before:
             raise UserError(
                 f"monitor.{key}={value} differs from the {before} of the quality.csv rows in {root}: "
@@ -300,8 +304,7 @@ def check_monitor_continues(cfg: DictConfig, rows: list[dict[str, str]], start: 
 class Watch:
     """The student's quality during training: a quality.csv row and a redrawn quality.png per measurement."""
 
-    def __init__(self, cfg: DictConfig, training: Training, state: RunState, console):
-        settings = monitor_settings(cfg)
+    def __init__(self, cfg: DictConfig, settings: MonitorSettings, training: Training, state: RunState, console):
         self.every, self.training, self.state, self.console = settings.every, training, state, console
         self.title = f"distill {cfg.method} {training.pair.name}: {state.root}"
         self.monitor = QualityMonitor(settings, training.pair, training.distiller.sampler, training.accelerator.device)

@@ -295,13 +295,12 @@ class RunState:
     def truncate_log(self, iteration: int, name: str = "log.csv") -> None:
         """Keep the rows up to `iteration`: rows written after the last checkpoint are computed again."""
         rows = [row for row in self.read_log(name) if int(row["iteration"]) <= iteration]
-        if name != "log.csv" and not rows and not (self.root / name).exists():
+        if name != "log.csv" and not (self.root / name).exists():
             return  # a run that never measured quality gets no empty quality.csv
         rewrite(self.own(name), LOGS[name], rows)  # atomic: a kill leaves the old log or the new one
 
     def append_log(self, rows: list[dict[str, Any]], name: str = "log.csv") -> None:
         path = self.root / name
-        if not path.exists():  # listed before it is written: a kill in between leaves no unlisted file
-            self.marker.claim()
-            self.marker.record(name)
+        if not path.exists():
+            self.own(name)  # claimed and listed before its first row is written
         append_rows(path, LOGS[name], rows)  # whole rows; a torn last one is dropped by read_log
