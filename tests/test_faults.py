@@ -1,5 +1,5 @@
-"""Fault injection (`make test-faults`, several minutes): `kill -9` at random points of `generate`, `distill` and
-`fid`, then rerun until done: the outputs equal an uninterrupted run's byte for byte, with no row lost or
+"""Fault injection (`make test-faults`, several minutes): `kill -9` at random points of `generate`, `distill`
+(also the toy pair with its quality monitor) and `fid`, then rerun until done: the outputs equal an uninterrupted run's byte for byte, with no row lost or
 duplicated; and two `generate` processes at once on one run directory.
 
 Each command runs as a real process (`python -m diversity_cli`). A kill lands at a random moment (seeded) of the
@@ -169,6 +169,36 @@ def test_distill_killed_at_random_points_resumes_to_the_same_student(distilled, 
     assert [dict(row)["iteration"] for row in log] == ["1", "2", "3", "4", "5"]  # no row twice, none lost
     assert log == _rows(straight / "log.csv")
     assert not list((out / "checkpoints").glob(".partial-*"))  # a half-saved checkpoint is cleaned up
+
+
+def _monitored(prompts: Path) -> tuple[str, ...]:
+    """The toy pair with its quality monitor at every iteration: kills land in measurements and in quality.csv's and
+    quality.png's writes as well as in training steps and checkpoints."""
+    return (
+        "distill", "model=toy", f"prompts={prompts}", "device=cpu", "iterations=4", "checkpoint_every=1",
+        "batch_size=1", "fake_updates_per_generator_update=1", "monitor.every=1", "monitor.captions=4",
+        "monitor.per_prompt=2",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory, prompts) -> tuple[Path, float]:
+    out = tmp_path_factory.mktemp("monitored") / "straight"
+    return out, _work_span((*_monitored(prompts), f"out={out}"), out / "log.csv", 4)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_monitored_toy_distill_killed_at_random_points_keeps_each_quality_row_once(monitored, prompts, tmp_path, seed):
+    straight, seconds = monitored
+    out = tmp_path / "killed"
+    assert _kill_and_resume(_monitored(prompts), out, "log.csv", 4, seconds, seed) >= 1
+    student = "student/diffusion_pytorch_model.safetensors"
+    assert (out / student).read_bytes() == (straight / student).read_bytes()
+    quality = _rows(out / "quality.csv")
+    assert [dict(row)["iteration"] for row in quality] == ["0", "1", "2", "3", "4"]  # no row twice, none lost
+    assert quality == _rows(straight / "quality.csv")
+    assert (out / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*.tmp*")) and not list(out.glob("*.tmp"))  # no torn atomic write left behind
 
 
 # --- fid -----------------------------------------------------------------------------------------------------------
