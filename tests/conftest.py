@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see diversity_cli/__init__.py
@@ -10,8 +12,11 @@ import pytest
 # Tests never reach a hub: a missing checkpoint must fail fast and clearly, not try the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Nor the user's cache: a test run gets its own (embeddings, FID statistics, commitment records, weight hashes).
-os.environ.setdefault("DIVERSITY_CLI_CACHE", tempfile.mkdtemp(prefix="diversity-cli-test-cache-"))
+# Nor the user's cache: a test run gets its own (embeddings, FID statistics, commitment records, weight hashes),
+# removed when the run ends.
+if "DIVERSITY_CLI_CACHE" not in os.environ:
+    os.environ["DIVERSITY_CLI_CACHE"] = tempfile.mkdtemp(prefix="diversity-cli-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DIVERSITY_CLI_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
