@@ -32,7 +32,7 @@ def test_anchor_timestep_is_the_teacher_grid_at_anchor_k(tmp_path, k, steps, t):
 
 
 def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
-    run = _run(tmp_path, "dp", ["distill=dp_dmd", "lambda_div=0.5", "anchor_k=1"], first=[0.4, 0.6])
+    run = _run(tmp_path, "dp", ["distill=dp_dmd", "lambda_div=0.5", "anchor_k=1", "lr.generator=2e-5"], [0.4, 0.6])
     p = point(run)
     assert (p["method"], p["lambda_div"], p["anchor_k"], p["anchor_timestep"]) == ("dp_dmd", 0.5, 1, 874)
     assert p["iterations"] == 200
@@ -70,8 +70,8 @@ def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
         }
     )
     text = markdown(rows, "cmd")
-    assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 0.5000 / 0.7000 | 50.0 |" in text
-    assert "| dmd | dmd |  |  | 200 |  | 50.0 |" in text
+    assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 2e-05 / 1e-05 | 0.5000 / 0.7000 | 50.0 |" in text
+    assert "| dmd | dmd |  |  | 200 | 1e-05 / 1e-05 |  | 50.0 |" in text
     assert "| 0.200 | 0.180 (5) |" in text  # adherent-only diversity says over how many prompts
 
 

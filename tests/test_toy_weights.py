@@ -95,10 +95,14 @@ def chain(tmp_path) -> Path:
     _write(pipeline / "tokenizer" / "tokenizer.json", "{}")
     release.write_pairs(out)
     _distill_run(
-        out / release.DMD_RUN, 800, 1200.0, {"student_timesteps": [999, 749, 499, 249]}, ["distill=dmd", "seed=3"]
+        out / release.DMD_RUN,
+        800,
+        1200.0,
+        {"student_timesteps": [999, 749, 499, 249], "lr": {"generator": 2e-5}},
+        ["distill=dmd", "seed=3"],
     )
-    dp_config = {"lambda_div": 0.5, "anchor_k": 2, "teacher_ode": {"steps": 8}}
-    _distill_run(out / release.DP_DMD_RUN, 800, 1300.0, dp_config, ["distill=dp_dmd", "lambda_div=0.5"])
+    dp_config = {"lambda_div": 0.5, "anchor_k": 2, "teacher_ode": {"steps": 8}, "lr": {"generator": 1.5e-4}}
+    _distill_run(out / release.DP_DMD_RUN, 900, 1300.0, dp_config, ["distill=dp_dmd", "lambda_div=0.5"])
     evaluation = out / release.EVAL
     write_csv(evaluation / release.PROTOCOL, _rows("base", BASE) + _rows("distilled", DMD))
     fid = [{"method": "truth", "fid_toyfeat": FLOOR}]
@@ -198,7 +202,8 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
     assert "anchor_k=2 (t=749), λ_div=0.5" in students[1][1]
     # train-toy's own card, one heading level down; the command that remakes everything, from the runs' values
     assert "\n## Toy base model and toy feature network\n" in text and "\n### How it was trained\n" in text
-    assert f"make toy-weights TOY_OUT={chain} SEED=3 DMD_ITERS=800 LAMBDA=0.5" in text
+    variables = "SEED=3 DMD_ITERS=800 DPDMD_ITERS=900 LAMBDA=0.5 DMD_LR=2e-5 DPDMD_LR=1.5e-4"
+    assert f"make toy-weights TOY_OUT={chain} {variables}" in text
     assert "train-toy base (its stages) 1800 s, distill DMD 1200 s, distill DP-DMD 1300 s" in text
     assert "continues earlier train-toy runs" not in text
     assert "x0viz over data/toy_prompts.txt, n=16 seeds each, toy_features, threshold 0.25" in text
@@ -337,7 +342,7 @@ def test_install_refuses_over_the_size_limit_or_an_unfinished_run_and_writes_not
 
 def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     out = tmp_path / "w"
-    variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "LAMBDA=0.25"]
+    variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "DPDMD_ITERS=9", "LAMBDA=0.25", "DPDMD_LR=3e-5"]
     done = subprocess.run(
         [
             "make",
@@ -385,12 +390,14 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     dmd, dp_dmd = args("distill=dmd"), args("distill=dp_dmd")
     for run, folder in ((dmd, release.DMD_RUN), (dp_dmd, release.DP_DMD_RUN)):
         assert run["model"] == release.PAIR and run["out"] == f"{out}/{folder}"
-        assert run["iterations"] == "7" and run["seed"] == "5" and run["prompts"] == "data/toy_captions.csv"
-        assert (run["batch_size"], run["lr.generator"], run["lr.fake"]) == ("16", "1e-4", "1e-4")
+        assert run["seed"] == "5" and run["prompts"] == "data/toy_captions.csv"
+        assert (run["batch_size"], run["lr.fake"]) == ("16", "1e-4")
         assert run["DIVERSITY_CLI_CONF"] == f"{out}/{release.CONF}"
         assert run["OMP_NUM_THREADS"] == "1"  # the two students run side by side, one thread each
         assert run["monitor.every"] == "100"  # their quality measured while they train, shipped beside them
     assert (dp_dmd["lambda_div"], dp_dmd["anchor_k"], dp_dmd["teacher_ode.steps"]) == ("0.25", "2", "8")
+    assert (dmd["iterations"], dp_dmd["iterations"]) == ("7", "9")
+    assert (dmd["lr.generator"], dp_dmd["lr.generator"]) == ("1e-4", "3e-5")  # DMD's default, DP-DMD's as given
     protocol = [args(f"out={out}/{release.EVAL}/{name}") for name in (release.PROTOCOL, release.PROTOCOL_DPDMD)]
     assert [(p["model"], p["methods"]) for p in protocol] == [
         (release.PAIR, "base,distilled"),

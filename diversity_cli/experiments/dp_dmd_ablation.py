@@ -73,6 +73,8 @@ def point(run: Path) -> dict:
         "lambda_div": float(settings.lambda_div) if dp else None,
         "anchor_k": int(settings.anchor_k) if dp else None,
         "anchor_timestep": anchor_timestep(settings),
+        "lr_generator": float(settings.lr.generator),
+        "lr_fake": float(settings.lr.fake),
         **training_tail(log),
     }
 
@@ -111,9 +113,10 @@ def markdown(rows: list[dict], command: str) -> str:
         f"Measured by `{command}`; first-step columns: mean of the last {TAIL} logged iterations of log.csv "
         "(a first-step MSE at its floor means the first step predicts a constant).",
         "",
-        "| run | method | lambda_div | anchor_k (teacher t) | iterations | first-step MSE / floor | fid_toyfeat "
-        "| adherence mean (worst) | diversity | adherent-only diversity (prompts with 2+ adherent samples) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | method | lambda_div | anchor_k (teacher t) | iterations | lr generator / fake "
+        "| first-step MSE / floor | fid_toyfeat | adherence mean (worst) | diversity "
+        "| adherent-only diversity (prompts with 2+ adherent samples) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         anchor = f"{r['anchor_k']} (t={r['anchor_timestep']})" if r["anchor_k"] is not None else ""
@@ -124,8 +127,9 @@ def markdown(rows: list[dict], command: str) -> str:
         )
         lines.append(
             f"| {Path(r['run']).name} | {r['method']} | {_cell(r['lambda_div'], 'g')} | {anchor} | {r['iterations']} "
-            f"| {first} | {r['fid_toyfeat']:.1f} | {r['adherence']:.3f} ({r['adherence_min']:.2f}) "
-            f"| {r['diversity']:.3f} | {r['adherent_diversity']:.3f} ({r['adherent_prompts']}) |"
+            f"| {r['lr_generator']:g} / {r['lr_fake']:g} | {first} | {r['fid_toyfeat']:.1f} "
+            f"| {r['adherence']:.3f} ({r['adherence_min']:.2f}) | {r['diversity']:.3f} "
+            f"| {r['adherent_diversity']:.3f} ({r['adherent_prompts']}) |"
         )
     lines += ["", f"Ground truth's diversity over the same prompts: {rows[0]['truth_diversity']:.3f}."]
     return "\n".join(lines) + "\n"

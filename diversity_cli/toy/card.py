@@ -312,6 +312,12 @@ def _student_row(out: Path, student: str) -> tuple[list[str], list[str]]:
     return [row], [log, *_quality_line(run / "quality.csv", folder)]
 
 
+def _lr(record: dict) -> str:
+    """A distill run's generator learning rate as the Makefile writes it: 2e-5, not 2e-05."""
+    mantissa, exponent = f"{float(record['config']['lr']['generator']):.6e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def _quality_line(path: Path, folder: str) -> list[str]:
     """The student's quality during training (distill's monitor), its lowest fid_toyfeat beside its last."""
     rows = read_csv(path) if path.is_file() else []
@@ -500,7 +506,8 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "",
         "```",
         f"make toy-weights TOY_OUT={out} SEED={seed} DMD_ITERS={dmd['iterations']} "
-        f"LAMBDA={dp_dmd['config']['lambda_div']:g}",
+        f"DPDMD_ITERS={dp_dmd['iterations']} LAMBDA={dp_dmd['config']['lambda_div']:g} "
+        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}",
         "make toy-weights-install      # copies the weights and this card into diversity_cli/assets/toy/",
         "```",
         "",
