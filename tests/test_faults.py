@@ -1,6 +1,6 @@
 """Fault injection (`make test-faults`, several minutes): `kill -9` at random points of `generate`, `distill`
-(also the toy pair with its quality monitor) and `fid`, then rerun until done: the outputs equal an uninterrupted run's byte for byte, with no row lost or
-duplicated; and two `generate` processes at once on one run directory.
+(also the toy pair with its quality monitor) and `fid`, then rerun until done: the outputs equal an uninterrupted
+run's byte for byte, with no row lost or duplicated; and two `generate` processes at once on one run directory.
 
 Each command runs as a real process (`python -m diversity_cli`). A kill lands at a random moment (seeded) of the
 work still to do, timed from the uninterrupted run's first to last row (images for generate, iterations for
