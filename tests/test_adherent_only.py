@@ -18,7 +18,7 @@ def test_adherent_only_scores_the_on_prompt_images(cli, tmp_path):
     from diversity_cli.toy.features import load_classifier
 
     out = tmp_path / "run"
-    code, _, err = cli("generate", "method=distilled", "prompt=a red circle", "n=8", f"out={out}")
+    code, _, err = cli("generate", "method=base", "prompt=a red circle", "n=8", f"out={out}")
     assert code == 0, err
     paths = [out / row["path"] for row in _rows(out / "samples.csv")]
     kept = select_adherent(paths, "a red circle", load_classifier(torch.device("cpu")))

@@ -397,7 +397,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         assert run["monitor.every"] == "100"  # their quality measured while they train, shipped beside them
     assert (dp_dmd["lambda_div"], dp_dmd["anchor_k"], dp_dmd["teacher_ode.steps"]) == ("0.25", "2", "8")
     assert (dmd["iterations"], dp_dmd["iterations"]) == ("7", "9")
-    assert (dmd["lr.generator"], dp_dmd["lr.generator"]) == ("1e-4", "3e-5")  # DMD's default, DP-DMD's as given
+    assert (dmd["lr.generator"], dp_dmd["lr.generator"]) == ("2e-5", "3e-5")  # DMD's default, DP-DMD's as given
     protocol = [args(f"out={out}/{release.EVAL}/{name}") for name in (release.PROTOCOL, release.PROTOCOL_DPDMD)]
     assert [(p["model"], p["methods"]) for p in protocol] == [
         (release.PAIR, "base,distilled"),
