@@ -148,23 +148,35 @@ def prompts(tmp_path_factory) -> Path:
     return path
 
 
+STUDENT = "student/diffusion_pytorch_model.safetensors"
+
+
+def _straight(tmp_path_factory, name: str, args: tuple[str, ...], iterations: int) -> tuple[Path, float]:
+    """An uninterrupted distill run and the seconds over which it logged its iterations."""
+    out = tmp_path_factory.mktemp(name) / "straight"
+    return out, _work_span((*args, f"out={out}"), out / "log.csv", iterations)
+
+
+def _killed_student(args: tuple[str, ...], straight: Path, seconds: float, iterations: int, seed: int, out: Path):
+    """Kill -9 a distill run at random points, resume it to the end: its student is the uninterrupted run's."""
+    assert _kill_and_resume(args, out, "log.csv", iterations, seconds, seed) >= 1  # a kill landed mid-run
+    assert (out / STUDENT).read_bytes() == (straight / STUDENT).read_bytes()
+
+
 def _distill(prompts: Path) -> tuple[str, ...]:
     return ("distill", "model=tiny_sd", f"prompts={prompts}", "iterations=5", "checkpoint_every=1", "batch_size=1")
 
 
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory, prompts) -> tuple[Path, float]:
-    out = tmp_path_factory.mktemp("distill") / "straight"
-    return out, _work_span((*_distill(prompts), f"out={out}"), out / "log.csv", 5)
+    return _straight(tmp_path_factory, "distill", _distill(prompts), 5)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_distill_killed_at_random_points_resumes_to_the_same_student(distilled, prompts, tmp_path, seed):
     straight, seconds = distilled
     out = tmp_path / "killed"
-    assert _kill_and_resume(_distill(prompts), out, "log.csv", 5, seconds, seed) >= 1
-    student = "student/diffusion_pytorch_model.safetensors"
-    assert (out / student).read_bytes() == (straight / student).read_bytes()
+    _killed_student(_distill(prompts), straight, seconds, 5, seed, out)
     log = _rows(out / "log.csv")
     assert [dict(row)["iteration"] for row in log] == ["1", "2", "3", "4", "5"]  # no row twice, none lost
     assert log == _rows(straight / "log.csv")
@@ -183,17 +195,14 @@ def _monitored(prompts: Path) -> tuple[str, ...]:
 
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory, prompts) -> tuple[Path, float]:
-    out = tmp_path_factory.mktemp("monitored") / "straight"
-    return out, _work_span((*_monitored(prompts), f"out={out}"), out / "log.csv", 4)
+    return _straight(tmp_path_factory, "monitored", _monitored(prompts), 4)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_monitored_toy_distill_killed_at_random_points_keeps_each_quality_row_once(monitored, prompts, tmp_path, seed):
     straight, seconds = monitored
     out = tmp_path / "killed"
-    assert _kill_and_resume(_monitored(prompts), out, "log.csv", 4, seconds, seed) >= 1
-    student = "student/diffusion_pytorch_model.safetensors"
-    assert (out / student).read_bytes() == (straight / student).read_bytes()
+    _killed_student(_monitored(prompts), straight, seconds, 4, seed, out)
     quality = _rows(out / "quality.csv")
     assert [dict(row)["iteration"] for row in quality] == ["0", "1", "2", "3", "4"]  # no row twice, none lost
     assert quality == _rows(straight / "quality.csv")
