@@ -178,6 +178,9 @@ def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
         (["monitor.every=5"], "monitor.every=5 needs a toy pair"),  # its judge is the toy feature network
         (["monitor.every=-1"], "monitor.every is an integer >= 0"),
         (["monitor.every=1", "monitor.captions=1"], "monitor.captions is an integer >= 2"),
+        (["gan.weight=5e-3"], "needs real images, which only toy pairs draw"),
+        (["model=toy", "gan.weight=1", "gan.discriminator_weight=0"], "gan.discriminator_weight=0 must be > 0"),
+        (["gan.weight=-1"], "gan.weight is a number >= 0"),
         (["model=sdxl_dmd2"], "stable-diffusion-xl-base-1.0"),  # a real pair: its weights are not here
     ],
 )

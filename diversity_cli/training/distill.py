@@ -29,9 +29,12 @@ from ..core.record import record_invocation
 from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
 from ..models.provenance import pair_provenance
+from ..toy import is_toy_pair
+from .discriminator import build_head
 from .generator import anchor_timestep
 from .monitor import MonitorSettings, QualityMonitor, monitor_settings, plot_quality
 from .objective import Distiller, DistillSettings
+from .real_scenes import RealScenes
 from .state import RunState
 
 METHODS = ("dmd", "dp_dmd")
@@ -103,7 +106,25 @@ def validate(cfg: DictConfig) -> None:
             )
         if float(cfg.lambda_div) < 0:
             raise UserError(f"lambda_div={cfg.lambda_div} must be >= 0")
+    gan_weights(cfg)
     monitor_settings(cfg)
+
+
+def gan_weights(cfg: DictConfig) -> tuple[float, float]:
+    """(generator, discriminator) weights of the GAN term; (0, 0) when it is off. Refused on a pair without a
+    source of real images: only toy pairs have one (the toy world's renderer)."""
+    group = cfg.get("gan") or {}
+    weight, discriminator = float(group.get("weight", 0) or 0), float(group.get("discriminator_weight", 0) or 0)
+    if weight <= 0:
+        return 0.0, 0.0
+    if not is_toy_pair(cfg.model):
+        raise UserError(
+            f"gan.weight={group.get('weight')} needs real images, which only toy pairs draw (their scene renderer); "
+            f"model={cfg.model.name} has none: leave gan.weight=0"
+        )
+    if discriminator <= 0:
+        raise UserError(f"gan.discriminator_weight={group.get('discriminator_weight')} must be > 0 with gan.weight > 0")
+    return weight, discriminator
 
 
 def ode_steps(cfg: DictConfig) -> int:
@@ -137,6 +158,7 @@ def settings(cfg: DictConfig, pair: ModelPair) -> DistillSettings:
         teacher_guidance=teacher_guidance,
         t_range=tuple(float(v) for v in cfg.t_range),
     )
+    common["gan_weight"], common["gan_discriminator_weight"] = gan_weights(cfg)
     if cfg.method == "dmd":
         return DistillSettings(**common)
     ode = cfg.teacher_ode
@@ -178,6 +200,7 @@ class Training:
     opt_f: torch.optim.Optimizer
     progress: TrainProgress
     prompts: list[str]
+    real: RealScenes | None = None  # the GAN term's real images (toy pairs)
 
 
 def distill(cfg: DictConfig) -> Path:
@@ -275,12 +298,24 @@ def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
         fake.enable_gradient_checkpointing()
     betas = tuple(float(b) for b in cfg.adam.betas)
     opt_g = torch.optim.AdamW(student.parameters(), float(cfg.lr.generator), betas, weight_decay=cfg.adam.weight_decay)
-    opt_f = torch.optim.AdamW(fake.parameters(), float(cfg.lr.fake), betas, weight_decay=cfg.adam.weight_decay)
-    student, fake, opt_g, opt_f = accelerator.prepare(student, fake, opt_g, opt_f)
+    distill_settings = settings(cfg, pair)
+    head = real = None
+    trained_with_fake = list(fake.parameters())
+    if distill_settings.gan_weight > 0:
+        # The discriminator is the fake score's backbone plus this head, trained together by opt_f (as in DMD2).
+        probe = torch.zeros(1, *pair.latent_shape, device=device)
+        head = build_head(fake, probe, pair.encode([prompts[0]]).cond, int(cfg.seed))
+        trained_with_fake += list(head.parameters())
+        real = RealScenes(pair)
+    opt_f = torch.optim.AdamW(trained_with_fake, float(cfg.lr.fake), betas, weight_decay=cfg.adam.weight_decay)
+    if head is None:
+        student, fake, opt_g, opt_f = accelerator.prepare(student, fake, opt_g, opt_f)
+    else:  # prepared (so checkpointed) only when on: runs without it keep their checkpoints' layout
+        student, fake, opt_g, opt_f, head = accelerator.prepare(student, fake, opt_g, opt_f, head)
     progress = TrainProgress()  # saved as progress.json beside accelerate's state (`save_checkpoint`), never pickled
-    distiller = Distiller(teacher, student, fake, dict(pair.base.scheduler.config), settings(cfg, pair))
+    distiller = Distiller(teacher, student, fake, dict(pair.base.scheduler.config), distill_settings, head)
     check_schedules(cfg, pair, distiller)
-    return Training(accelerator, pair, distiller, opt_g, opt_f, progress, prompts)
+    return Training(accelerator, pair, distiller, opt_g, opt_f, progress, prompts, real)
 
 
 def check_monitor_continues(cfg: DictConfig, rows: list[dict[str, str]], start: int, root: Path) -> None:
@@ -346,12 +381,20 @@ def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict
             accelerator.clip_grad_norm_(network.parameters(), float(cfg.max_grad_norm))
         optimizer.step()
 
-    fake_losses = []
+    fake_losses, discriminator_losses = [], []
     for _ in range(int(cfg.fake_updates_per_generator_update)):
         noise, conditioning = batch()
-        loss = distiller.fake_loss(distiller.student_sample(noise, conditioning, rng), conditioning, rng)
-        update(training.opt_f, distiller.fake, loss)
+        samples = distiller.student_sample(noise, conditioning, rng)
+        loss = distiller.fake_loss(samples, conditioning, rng)
         fake_losses.append(loss.item())
+        if training.real is not None:
+            real, captions = training.real.draw(shape[0], rng)
+            discriminator = distiller.discriminator_loss(
+                samples, conditioning.cond, real, training.pair.encode(captions).cond, rng
+            )
+            discriminator_losses.append(discriminator.item())
+            loss = loss + distiller.settings.gan_discriminator_weight * discriminator
+        update(training.opt_f, distiller.fake, loss)
     noise, conditioning = batch()
     g = distiller.generator_losses(noise, conditioning, rng)
     update(training.opt_g, distiller.student, g.total)
@@ -367,15 +410,24 @@ def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict
         # The MSE of the best constant first step (the batch's mean anchor): a first_step_loss at this floor
         # means the student's first step ignores its noise, and the diversity term does nothing.
         "first_step_floor": "" if g.first_step_floor is None else f"{g.first_step_floor.item():.6g}",
-        "fake_loss": f"{sum(fake_losses) / len(fake_losses):.6g}",
+        "fake_loss": _mean(fake_losses),
+        # Unweighted GAN losses (log 4 = 1.386 for the discriminator's when it cannot tell real from student)
+        "gan_loss": "" if g.gan is None else f"{g.gan.item():.6g}",
+        "discriminator_loss": _mean(discriminator_losses),
         "seconds": f"{seconds:.3f}",
     }
+
+
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.6g}" if values else ""
 
 
 def _shown(row: dict[str, Any]) -> str:
     shown = f"G {row['generator_loss']}  dmd {row['dmd_loss']}  fake {row['fake_loss']}"
     if row["first_step_loss"]:
         shown += f"  first {row['first_step_loss']} (floor {row['first_step_floor']})"
+    if row["gan_loss"]:
+        shown += f"  gan {row['gan_loss']}  disc {row['discriminator_loss']}"
     return shown
 
 
@@ -449,12 +501,20 @@ def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: 
             f"CFG {s.ode_guidance:g}), weight lambda_div={s.lambda_div:g}; log.csv's first_step_floor is the MSE "
             "of the best constant first step"
         )
+    method = "DMD2-style DMD" if cfg.method == "dmd" else "DP-DMD: first step to the teacher ODE anchor"
+    if s.gan_weight > 0:
+        method += (
+            f", with DMD2's GAN term (generator weight {s.gan_weight:g}, discriminator weight "
+            f"{s.gan_discriminator_weight:g}; real images: toy scenes from the renderer)"
+        )
+    elif cfg.method == "dmd":
+        method += ", no GAN term"
     measured = (state.root / "quality.csv").exists()
     quality = "; `quality.csv`, `quality.png`: its fid_toyfeat and adherence during training" if measured else ""
     card = f"""# {cfg.method} student of {pair.name}
 
 Few-step student distilled from the base network of `{pair.name}` by `diversity-cli distill`
-({"DMD2-style DMD, no GAN term" if cfg.method == "dmd" else "DP-DMD: first step to the teacher ODE anchor"}).
+({method}).
 
 - command: `{command_line(cfg)}`
 - iterations: {cfg.iterations}, batch size {cfg.batch_size}, seed {cfg.seed}, device {pair.device}

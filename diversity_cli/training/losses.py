@@ -56,3 +56,15 @@ def constant_predictor_floor(target: torch.Tensor) -> torch.Tensor | None:
     if target.shape[0] < 2:
         return None
     return target.float().var(dim=0, unbiased=True).mean()
+
+
+def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """DMD2's GAN term for the generator, non-saturating: mean softplus(−D(x_fake)). It falls as the discriminator
+    takes the student's samples for real scenes."""
+    return F.softplus(-fake_logits.float()).mean()
+
+
+def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's logistic loss: mean softplus(−D(x_real)) + mean softplus(D(x_fake)); log 4 ≈ 1.386 when
+    it cannot tell them apart (logits 0)."""
+    return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()

@@ -13,10 +13,16 @@ Per generator update (`Distiller.generator_losses`):
   (`stop_gradient=False` is the paper's ablation: steps 1..i−1 then run with gradients from x0_first on).
   total = L_DMD + lambda_div · L_first.
 
+GAN term (DMD2's, `gan_weight` > 0): the same x0_student, noised to t ~ U{0, …, T−1}, goes through the fake
+score's bottleneck and a classifier head (`discriminator`); the generator adds gan_weight ·
+`losses.gan_generator_loss`. With it off (gan_weight = 0) nothing of it is built or drawn.
+
 Per fake-score update (`Distiller.fake_loss`): a fresh student sample from the same step distribution, without
 gradients, noised to t ~ U{0, …, T−1}; the plain denoising loss of the teacher's own parameterisation
 (`losses.fake_score_loss`): ε-MSE for ε-prediction teachers (DMD2's), v-MSE for v-prediction ones, whose
-ε-prediction carries no signal at zero terminal SNR (at ᾱ = 0 the input is the noise itself).
+ε-prediction carries no signal at zero terminal SNR (at ᾱ = 0 the input is the noise itself). With the GAN term
+the fake score and its head also learn to tell real scenes from the student's samples, both noised the same way:
+`gan_discriminator_weight` · `losses.gan_discriminator_loss` (`Distiller.discriminator_loss`).
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDPMScheduler
 
-from ..models.pair import Conditioning
+from ..models.pair import Conditioning, concat_kwargs
 from ..sampling.denoiser import denoising_target
 from . import losses
+from .discriminator import bottleneck
 from .generator import StudentSampler, plain_config, teacher_anchor, teacher_ode_scheduler
 from .predict import alpha_bar, guided_output, network_output, to_x0
 
@@ -47,6 +54,9 @@ class DistillSettings:
     ode_steps: int = 0
     ode_guidance: float = 0.0
     ode_overrides: dict | None = None
+    # DMD2's GAN term (0: off)
+    gan_weight: float = 0.0
+    gan_discriminator_weight: float = 0.0
 
 
 @dataclass
@@ -58,6 +68,7 @@ class GeneratorLosses:
     first_x0: torch.Tensor | None  # DP-DMD: the student's first-step output (graph attached), for gradient checks
     x0_student: torch.Tensor  # the output the DMD term trained (graph attached)
     step_index: int
+    gan: torch.Tensor | None = None  # the GAN term, when on
 
 
 class Distiller:
@@ -70,8 +81,10 @@ class Distiller:
         fake: torch.nn.Module,
         scheduler_config: dict,
         settings: DistillSettings,
+        head: torch.nn.Module | None = None,
     ):
         self.teacher, self.student, self.fake = teacher, student, fake
+        self.head = head  # the discriminator's classifier head on the fake score's bottleneck (GAN term only)
         self.settings = settings
         scheduler_config = plain_config(scheduler_config)
         self.prediction_type = scheduler_config["prediction_type"]
@@ -139,7 +152,11 @@ class Distiller:
         x0_student, _ = self.sampler.step(self.student, x, index, conditioning, generator)
         dmd = self.dmd_term(x0_student, conditioning, generator)
         total = dmd if first is None else dmd + s.lambda_div * first
-        return GeneratorLosses(total, dmd, first, floor, first_x0, x0_student, index)
+        gan = None
+        if s.gan_weight > 0:
+            gan = losses.gan_generator_loss(self.logits(x0_student, conditioning.cond, generator))
+            total = total + s.gan_weight * gan
+        return GeneratorLosses(total, dmd, first, floor, first_x0, x0_student, index, gan)
 
     def dmd_term(
         self,
@@ -169,6 +186,28 @@ class Distiller:
         x0_real = to_x0(real, noisy, t, self.alphas_cumprod, self.prediction_type)
         x0_fake = to_x0(fake, noisy, t, self.alphas_cumprod, self.prediction_type)
         return x0_real, x0_fake
+
+    # -- discriminator ----------------------------------------------------------------------------------------
+    def logits(self, x0: torch.Tensor, kwargs: dict, generator: torch.Generator) -> torch.Tensor:
+        """The discriminator's logits for clean samples `x0` (graph kept), each noised to its own t ~ U{0, …, T−1}."""
+        t = self.draw_timesteps(x0.shape[0], 0.0, 1.0, generator).to(x0.device)
+        eps = self.draw_noise(tuple(x0.shape), x0.device, generator)
+        noisy = self.noise_schedule.add_noise(x0, eps, t)
+        return self.head(bottleneck(self.fake, noisy, t, kwargs))
+
+    def discriminator_loss(
+        self,
+        fake_x0: torch.Tensor,
+        fake_kwargs: dict,
+        real_x0: torch.Tensor,
+        real_kwargs: dict,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """The discriminator's loss (unweighted) on detached student samples and real latents, one pass for both."""
+        x0 = torch.cat([real_x0.to(fake_x0.dtype), fake_x0.detach()])
+        logits = self.logits(x0, concat_kwargs([real_kwargs, fake_kwargs]), generator)
+        real, fake = logits.split([real_x0.shape[0], fake_x0.shape[0]])
+        return losses.gan_discriminator_loss(real, fake)
 
     # -- fake score -------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -35,7 +35,17 @@ from ..core.pair_settings import training_settings
 from ..core.samples import append_rows, parse, rewrite, writer_lock
 
 OWNED = ("run.json", "log.csv", "quality.csv", "quality.png", "config.yaml", "README.md", "checkpoints", "student")
-LOG_COLUMNS = ["iteration", "generator_loss", "dmd_loss", "first_step_loss", "first_step_floor", "fake_loss", "seconds"]
+LOG_COLUMNS = [
+    "iteration",
+    "generator_loss",
+    "dmd_loss",
+    "first_step_loss",
+    "first_step_floor",
+    "fake_loss",
+    "seconds",
+    "gan_loss",  # last: a run from before them gets them (empty) when its log is rewritten on resume
+    "discriminator_loss",
+]
 # quality.csv: the student's quality measured during training (training/monitor.py), one row per measurement.
 QUALITY_COLUMNS = [
     "iteration",
@@ -70,6 +80,8 @@ def fingerprint_config(cfg: DictConfig) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     if isinstance(config.get("model"), dict):
         config["model"] = training_settings(config["model"])
+    if not (config.get("gan") or {}).get("weight"):
+        config.pop("gan", None)  # off computes what runs from before the GAN term did: their fingerprints hold
     return {key: value for key, value in config.items() if key not in RUN_ONLY_KEYS}
 
 

@@ -46,6 +46,12 @@ class TeacherOde:
 
 
 @dataclass
+class Gan:
+    weight: float = number("the generator's GAN loss weight (0: off; toy pairs only)", 0)
+    discriminator_weight: float = number("the discriminator's loss weight in each fake-score update", 0)
+
+
+@dataclass
 class Monitor:
     every: int = integer(
         "toy pairs: the student's fid_toyfeat and adherence every N iterations, where a session starts and at the end"
@@ -83,6 +89,7 @@ class DistillConfig:
     )
     gradient_checkpointing: bool = flag("trade compute for memory")
     save_dtype: str = choice("dtype of student/ (null: the model's)", ("float32", "float16", "bfloat16"), True)
+    gan: Gan = section(Gan, "DMD2's GAN term: a classifier head on the fake score tells real scenes from samples")
     monitor: Monitor = section(Monitor, "the student's quality during training (quality.csv, quality.png)")
     # distill=dp_dmd only
     anchor_k: int = integer("dp_dmd: teacher ODE steps before its x0 is the first step's target", 1)
