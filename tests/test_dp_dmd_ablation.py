@@ -38,8 +38,13 @@ def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
     assert p["iterations"] == 200
     assert p["dmd_loss"] == pytest.approx(0.25)  # the last 100 rows only, not the first 100 at 0.5
     assert p["first_step_loss"] == pytest.approx(0.5) and p["first_step_floor"] == pytest.approx(0.7)
-    dmd = point(_run(tmp_path, "dmd", ["distill=dmd"], first=None))
-    assert dmd["lambda_div"] is None and dmd["first_step_loss"] is None
+    dmd = point(_run(tmp_path, "dmd", ["distill=dmd", "gan.weight=5e-3"], first=None))
+    assert dmd["lambda_div"] is None and dmd["first_step_loss"] is None and dmd["gan_weight"] == 0.005
+    older = _run(tmp_path, "older", ["distill=dmd"], first=None)
+    config = OmegaConf.load(older / "config.yaml")
+    del config["gan"]  # a run from before the GAN term
+    (older / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    assert point(older)["gan_weight"] == 0.0
     rows = [
         {
             **p,
@@ -70,8 +75,8 @@ def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
         }
     )
     text = markdown(rows, "cmd")
-    assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 2e-05 / 1e-05 | 0.5000 / 0.7000 | 50.0 |" in text
-    assert "| dmd | dmd |  |  | 200 | 1e-05 / 1e-05 |  | 50.0 |" in text
+    assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 2e-05 / 1e-05 | 0 | 0.5000 / 0.7000 | 50.0 |" in text
+    assert "| dmd | dmd |  |  | 200 | 1e-05 / 1e-05 | 0.005 |  | 50.0 |" in text
     assert "| 0.200 | 0.180 (5) |" in text  # adherent-only diversity says over how many prompts
 
 

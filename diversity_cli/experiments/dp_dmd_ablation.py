@@ -75,6 +75,7 @@ def point(run: Path) -> dict:
         "anchor_timestep": anchor_timestep(settings),
         "lr_generator": float(settings.lr.generator),
         "lr_fake": float(settings.lr.fake),
+        "gan_weight": float((settings.get("gan") or {}).get("weight") or 0),  # absent: a run from before the GAN term
         **training_tail(log),
     }
 
@@ -113,10 +114,10 @@ def markdown(rows: list[dict], command: str) -> str:
         f"Measured by `{command}`; first-step columns: mean of the last {TAIL} logged iterations of log.csv "
         "(a first-step MSE at its floor means the first step predicts a constant).",
         "",
-        "| run | method | lambda_div | anchor_k (teacher t) | iterations | lr generator / fake "
+        "| run | method | lambda_div | anchor_k (teacher t) | iterations | lr generator / fake | GAN weight "
         "| first-step MSE / floor | fid_toyfeat | adherence mean (worst) | diversity "
         "| adherent-only diversity (prompts with 2+ adherent samples) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         anchor = f"{r['anchor_k']} (t={r['anchor_timestep']})" if r["anchor_k"] is not None else ""
@@ -127,7 +128,7 @@ def markdown(rows: list[dict], command: str) -> str:
         )
         lines.append(
             f"| {Path(r['run']).name} | {r['method']} | {_cell(r['lambda_div'], 'g')} | {anchor} | {r['iterations']} "
-            f"| {r['lr_generator']:g} / {r['lr_fake']:g} | {first} | {r['fid_toyfeat']:.1f} "
+            f"| {r['lr_generator']:g} / {r['lr_fake']:g} | {r['gan_weight']:g} | {first} | {r['fid_toyfeat']:.1f} "
             f"| {r['adherence']:.3f} ({r['adherence_min']:.2f}) | {r['diversity']:.3f} "
             f"| {r['adherent_diversity']:.3f} ({r['adherent_prompts']}) |"
         )
