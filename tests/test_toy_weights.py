@@ -203,10 +203,19 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
     # train-toy's own card, one heading level down; the command that remakes everything, from the runs' values
     assert "\n## Toy base model and toy feature network\n" in text and "\n### How it was trained\n" in text
     variables = "SEED=3 DMD_ITERS=800 DPDMD_ITERS=900 LAMBDA=0.5 DMD_LR=2e-5 DPDMD_LR=1.5e-4"
-    assert f"make toy-weights TOY_OUT={chain} {variables}" in text
+    assert f"make toy-weights TOY_OUT={chain} {variables}\n" in text  # no DMD_GAN: the student has no GAN term
     assert "train-toy base (its stages) 1800 s, distill DMD 1200 s, distill DP-DMD 1300 s" in text
     assert "continues earlier train-toy runs" not in text
     assert "x0viz over data/toy_prompts.txt, n=16 seeds each, toy_features, threshold 0.25" in text
+
+
+def test_a_dmd_student_with_the_gan_term_names_its_weight_in_the_remake_command(chain):
+    marker = chain / release.DMD_RUN / "run.json"
+    body = json.loads(marker.read_text())
+    body["distill"]["config"]["gan"] = {"weight": 0.05, "discriminator_weight": 0.01}
+    marker.write_text(json.dumps(body))
+    assert card.main([str(chain)]) == 0
+    assert "DMD_LR=2e-5 DPDMD_LR=1.5e-4 DMD_GAN=5e-2\n" in (chain / release.CARD).read_text()
 
 
 def test_a_base_continued_from_an_earlier_run_carries_its_time_and_command(chain):
@@ -343,6 +352,7 @@ def test_install_refuses_over_the_size_limit_or_an_unfinished_run_and_writes_not
 def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     out = tmp_path / "w"
     variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "DPDMD_ITERS=9", "LAMBDA=0.25", "DPDMD_LR=3e-5"]
+    variables += ["DMD_GAN=5e-2"]
     done = subprocess.run(
         [
             "make",
@@ -398,6 +408,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     assert (dp_dmd["lambda_div"], dp_dmd["anchor_k"], dp_dmd["teacher_ode.steps"]) == ("0.25", "2", "8")
     assert (dmd["iterations"], dp_dmd["iterations"]) == ("7", "9")
     assert (dmd["lr.generator"], dp_dmd["lr.generator"]) == ("2e-5", "3e-5")  # DMD's default, DP-DMD's as given
+    assert dmd["gan.weight"] == "5e-2" and "gan.weight" not in dp_dmd
     protocol = [args(f"out={out}/{release.EVAL}/{name}") for name in (release.PROTOCOL, release.PROTOCOL_DPDMD)]
     assert [(p["model"], p["methods"]) for p in protocol] == [
         (release.PAIR, "base,distilled"),

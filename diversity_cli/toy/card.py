@@ -312,10 +312,20 @@ def _student_row(out: Path, student: str) -> tuple[list[str], list[str]]:
     return [row], [log, *_quality_line(run / "quality.csv", folder)]
 
 
-def _lr(record: dict) -> str:
-    """A distill run's generator learning rate as the Makefile writes it: 2e-5, not 2e-05."""
-    mantissa, exponent = f"{float(record['config']['lr']['generator']):.6e}".split("e")
+def _make_number(value: float) -> str:
+    """A number as the Makefile writes it: 2e-5, not 2e-05."""
+    mantissa, exponent = f"{float(value):.6e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _lr(record: dict) -> str:
+    return _make_number(record["config"]["lr"]["generator"])
+
+
+def _gan(record: dict) -> str:
+    """` DMD_GAN=W` for a student trained with the GAN term, nothing for one without (the Makefile's default)."""
+    weight = float((record["config"].get("gan") or {}).get("weight") or 0)
+    return f" DMD_GAN={_make_number(weight)}" if weight > 0 else ""
 
 
 def _quality_line(path: Path, folder: str) -> list[str]:
@@ -507,7 +517,7 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "```",
         f"make toy-weights TOY_OUT={out} SEED={seed} DMD_ITERS={dmd['iterations']} "
         f"DPDMD_ITERS={dp_dmd['iterations']} LAMBDA={dp_dmd['config']['lambda_div']:g} "
-        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}",
+        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}",
         "make toy-weights-install      # copies the weights and this card into diversity_cli/assets/toy/",
         "```",
         "",
