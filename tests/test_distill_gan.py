@@ -14,9 +14,12 @@ from safetensors.torch import load_file
 
 from diversity_cli.core.config import compose
 from diversity_cli.models import tiny
+from diversity_cli.models.pair import concat_kwargs, take_kwargs
+from diversity_cli.toy.data import generate_dataset, parse_prompt
 from diversity_cli.training.discriminator import build_head
 from diversity_cli.training.losses import gan_discriminator_loss, gan_generator_loss
 from diversity_cli.training.objective import Distiller, DistillSettings
+from diversity_cli.training.real_scenes import contradicting
 from diversity_cli.training.state import fingerprint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -34,6 +37,24 @@ def test_gan_losses_at_chance_and_the_direction_they_push():
     real, fake = torch.zeros(4, requires_grad=True), torch.zeros(4, requires_grad=True)
     d_real, d_fake = torch.autograd.grad(gan_discriminator_loss(real, fake), (real, fake))
     assert (d_real < 0).all() and (d_fake > 0).all()  # real logits pushed up, the student's down
+    # Matching-aware: a real scene under a wrong caption is a negative, sharing the negatives' half with the fakes.
+    assert gan_discriminator_loss(zero, zero, zero).item() == pytest.approx(math.log(4))
+    wrong = torch.zeros(2, requires_grad=True)
+    d_fake, d_wrong = torch.autograd.grad(gan_discriminator_loss(zero, fake, wrong), (fake, wrong))
+    assert (d_wrong > 0).all() and d_fake.sum() == pytest.approx(d_wrong.sum())
+
+
+def test_a_wrong_caption_contradicts_its_scene_and_a_caption_that_fits_every_scene_is_never_one():
+    data = generate_dataset(64, seed=3)
+    wrong = contradicting(data)
+    assert sum(j is not None for j in wrong) > 48
+    for i, j in enumerate(wrong):
+        if j is not None:
+            named = parse_prompt(data.captions[j])
+            assert any(int(data.labels[f][i]) != v for f, v in named.items()), (data.captions[j], i)
+            assert named  # "a shape" names nothing and fits every scene
+    data.captions[:] = ["a shape"] * len(data)
+    assert contradicting(data) == [None] * len(data)
 
 
 def _distiller(pair, weight: float) -> Distiller:
@@ -70,9 +91,23 @@ def test_the_gan_term_joins_the_generator_loss_and_each_loss_trains_its_own_netw
 
     real = torch.randn(2, *pair.latent_shape, generator=torch.Generator().manual_seed(2))
     samples = distiller.student_sample(noise, cond, torch.Generator().manual_seed(3))
-    loss = distiller.discriminator_loss(samples, cond.cond, real, cond.cond, torch.Generator().manual_seed(4))
+
+    def disc(wrong=None):
+        return distiller.discriminator_loss(
+            samples, cond.cond, real, cond.cond, torch.Generator().manual_seed(4), wrong
+        )
+
+    loss = disc()
     assert _moved(_grads(loss, distiller.head)) and _moved(_grads(loss, distiller.fake))
     assert not _moved(_grads(loss, distiller.student))  # the student's samples come in detached
+    torch.testing.assert_close(disc([None, None]), loss)  # no scene has a wrong caption: the plain loss
+    # Each real scene under the other's caption joins the negatives, in the same pass as the rest.
+    swapped = concat_kwargs([cond.cond, cond.cond, take_kwargs(cond.cond, [1, 0])])
+    with torch.no_grad():
+        logits = distiller.logits(torch.cat([real, samples, real]), swapped, torch.Generator().manual_seed(4))
+    expected = gan_discriminator_loss(logits[:2], logits[2:4], logits[4:])
+    torch.testing.assert_close(disc([1, 0]).detach(), expected)
+    assert not torch.allclose(expected, gan_discriminator_loss(logits[:2], logits[2:4]))
 
     off = _distiller(pair, weight=0.0)
     assert off.generator_losses(noise, cond, torch.Generator().manual_seed(1), step_index=1).gan is None
@@ -91,7 +126,7 @@ def test_a_toy_run_logs_the_gan_term_checkpoints_its_head_and_resumes_exactly(cl
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\ntwo triangles\n")
     args = ("distill", "model=toy", f"prompts={prompts}", "device=cpu", "batch_size=2")
-    args += ("fake_updates_per_generator_update=1", "gan.weight=0.5")
+    args += ("fake_updates_per_generator_update=1", "gan.mismatched=true", "gan.weight=0.5")
     resumed, straight, plain = tmp_path / "resumed", tmp_path / "straight", tmp_path / "plain"
     assert cli(*args, f"out={resumed}", "iterations=2")[0] == 0
     code, _, err = cli(*args, f"out={resumed}", "iterations=3")
@@ -114,7 +149,10 @@ def test_a_toy_run_logs_the_gan_term_checkpoints_its_head_and_resumes_exactly(cl
     head = "checkpoints/iter_000003/model_2.safetensors"  # accelerate's third prepared model: the head
     assert torch.equal(_tensors(resumed / head), _tensors(straight / head))
     assert not (plain / head).exists()
-    assert "with DMD2's GAN term (generator weight 0.5" in (resumed / "README.md").read_text()
+    assert (
+        "with DMD2's GAN term (generator weight 0.5, discriminator weight 0.01, matching-aware"
+        in (resumed / "README.md").read_text()
+    )
     assert "no GAN term" in (plain / "README.md").read_text()
     assert not torch.equal(_tensors(resumed / student), _tensors(plain / student))  # the term changed training
 

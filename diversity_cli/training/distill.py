@@ -159,6 +159,7 @@ def settings(cfg: DictConfig, pair: ModelPair) -> DistillSettings:
         t_range=tuple(float(v) for v in cfg.t_range),
     )
     common["gan_weight"], common["gan_discriminator_weight"] = gan_weights(cfg)
+    common["gan_mismatched"] = bool(common["gan_weight"] > 0 and (cfg.get("gan") or {}).get("mismatched", False))
     if cfg.method == "dmd":
         return DistillSettings(**common)
     ode = cfg.teacher_ode
@@ -388,9 +389,11 @@ def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict
         loss = distiller.fake_loss(samples, conditioning, rng)
         fake_losses.append(loss.item())
         if training.real is not None:
-            real, captions = training.real.draw(shape[0], rng)
+            real = training.real.draw(shape[0], rng)
+            wrong = real.wrong if distiller.settings.gan_mismatched else None
+            real_kwargs = training.pair.encode(real.captions).cond
             discriminator = distiller.discriminator_loss(
-                samples, conditioning.cond, real, training.pair.encode(captions).cond, rng
+                samples, conditioning.cond, real.latents, real_kwargs, rng, wrong
             )
             discriminator_losses.append(discriminator.item())
             loss = loss + distiller.settings.gan_discriminator_weight * discriminator
@@ -505,7 +508,8 @@ def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: 
     if s.gan_weight > 0:
         method += (
             f", with DMD2's GAN term (generator weight {s.gan_weight:g}, discriminator weight "
-            f"{s.gan_discriminator_weight:g}; real images: toy scenes from the renderer)"
+            f"{s.gan_discriminator_weight:g}{', matching-aware' if s.gan_mismatched else ''}; real images: toy "
+            "scenes from the renderer)"
         )
     elif cfg.method == "dmd":
         method += ", no GAN term"

@@ -64,7 +64,13 @@ def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits.float()).mean()
 
 
-def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def gan_discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, wrong_logits: torch.Tensor | None = None
+) -> torch.Tensor:
     """The discriminator's logistic loss: mean softplus(−D(x_real)) + mean softplus(D(x_fake)); log 4 ≈ 1.386 when
-    it cannot tell them apart (logits 0)."""
-    return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
+    it cannot tell them apart (logits 0). With `wrong_logits` (real scenes under captions that contradict them) the
+    matching-aware form of GAN-INT-CLS (Reed et al. 2016): the two kinds of negative share the second term equally."""
+    negative = F.softplus(fake_logits.float()).mean()
+    if wrong_logits is not None and wrong_logits.numel():
+        negative = 0.5 * (negative + F.softplus(wrong_logits.float()).mean())
+    return F.softplus(-real_logits.float()).mean() + negative

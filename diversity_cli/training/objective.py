@@ -22,7 +22,8 @@ gradients, noised to t ~ U{0, …, T−1}; the plain denoising loss of the teach
 (`losses.fake_score_loss`): ε-MSE for ε-prediction teachers (DMD2's), v-MSE for v-prediction ones, whose
 ε-prediction carries no signal at zero terminal SNR (at ᾱ = 0 the input is the noise itself). With the GAN term
 the fake score and its head also learn to tell real scenes from the student's samples, both noised the same way:
-`gan_discriminator_weight` · `losses.gan_discriminator_loss` (`Distiller.discriminator_loss`).
+`gan_discriminator_weight` · `losses.gan_discriminator_loss` (`Distiller.discriminator_loss`); with
+`gan_mismatched`, real scenes under captions that contradict them are negatives too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDPMScheduler
 
-from ..models.pair import Conditioning, concat_kwargs
+from ..models.pair import Conditioning, concat_kwargs, take_kwargs
 from ..sampling.denoiser import denoising_target
 from . import losses
 from .discriminator import bottleneck
@@ -57,6 +58,7 @@ class DistillSettings:
     # DMD2's GAN term (0: off)
     gan_weight: float = 0.0
     gan_discriminator_weight: float = 0.0
+    gan_mismatched: bool = False
 
 
 @dataclass
@@ -202,12 +204,18 @@ class Distiller:
         real_x0: torch.Tensor,
         real_kwargs: dict,
         generator: torch.Generator,
+        wrong: list[int | None] | None = None,
     ) -> torch.Tensor:
-        """The discriminator's loss (unweighted) on detached student samples and real latents, one pass for both."""
-        x0 = torch.cat([real_x0.to(fake_x0.dtype), fake_x0.detach()])
-        logits = self.logits(x0, concat_kwargs([real_kwargs, fake_kwargs]), generator)
-        real, fake = logits.split([real_x0.shape[0], fake_x0.shape[0]])
-        return losses.gan_discriminator_loss(real, fake)
+        """The discriminator's loss (unweighted) on detached student samples and real latents, one pass for all.
+        `wrong[i]`, when given, is the row of `real_kwargs` whose caption contradicts real scene i: those pairs are
+        negatives too (the matching-aware discriminator)."""
+        pairs = [(i, j) for i, j in enumerate(wrong or []) if j is not None]
+        wrong_x0 = real_x0[[i for i, _ in pairs]]
+        wrong_kwargs = take_kwargs(real_kwargs, [j for _, j in pairs])
+        x0 = torch.cat([real_x0.to(fake_x0.dtype), fake_x0.detach(), wrong_x0.to(fake_x0.dtype)])
+        logits = self.logits(x0, concat_kwargs([real_kwargs, fake_kwargs, wrong_kwargs]), generator)
+        real, fake, mismatched = logits.split([real_x0.shape[0], fake_x0.shape[0], len(pairs)])
+        return losses.gan_discriminator_loss(real, fake, mismatched if wrong is not None else None)
 
     # -- fake score -------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -3,23 +3,45 @@
 The base model was trained on this distribution (uniform factors, captions naming each with its probability), so
 the discriminator compares the student with the data, as DMD2's compares it with real photographs. Each draw
 takes its seed from the iteration's generator: a resumed run draws the same scenes as an uninterrupted one.
+For the matching-aware discriminator (`gan.mismatched`) each scene also gets a caption that contradicts it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..models.pair import ModelPair
-from ..toy.data import generate_dataset
+from ..toy.data import ToyDataset, generate_dataset, parse_prompt
 from ..toy.lora import encode_images
+
+
+@dataclass
+class RealBatch:
+    latents: torch.Tensor  # the pair's scaled VAE latents (posterior means)
+    captions: list[str]
+    wrong: list[int | None]  # per scene: another scene of the batch whose caption contradicts it, None if none does
 
 
 class RealScenes:
     def __init__(self, pair: ModelPair):
         self.pair = pair
 
-    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-        """n scenes as the pair's scaled VAE latents (posterior means) and their captions."""
+    def draw(self, n: int, generator: torch.Generator) -> RealBatch:
+        """n scenes with their captions."""
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         data = generate_dataset(n, seed)
-        return encode_images(self.pair, data.images), data.captions
+        return RealBatch(encode_images(self.pair, data.images), data.captions, contradicting(data))
+
+
+def contradicting(data: ToyDataset) -> list[int | None]:
+    """For each scene, the next scene (cyclically) whose caption names a factor value this scene does not have. A
+    caption that merely names less ("a shape") fits every scene, so it is never a wrong caption."""
+    named = [parse_prompt(text) for text in data.captions]
+    n = len(data)
+
+    def contradicts(caption: int, scene: int) -> bool:
+        return any(int(data.labels[factor][scene]) != value for factor, value in named[caption].items())
+
+    return [next((j % n for j in range(i + 1, i + n) if contradicts(j % n, i)), None) for i in range(n)]

@@ -49,6 +49,9 @@ class TeacherOde:
 class Gan:
     weight: float = number("the generator's GAN loss weight (0: off; toy pairs only)", 0)
     discriminator_weight: float = number("the discriminator's loss weight in each fake-score update", 0)
+    mismatched: bool = flag(
+        "real scenes under contradicting captions are negatives too (a matching-aware discriminator)"
+    )
 
 
 @dataclass
