@@ -286,8 +286,8 @@ MONITOR_EVERY ?= 100
 DMD_LR ?= 2e-5
 DPDMD_LR ?= 1e-4
 # DMD2's GAN term on the DMD student (distill gan.weight; 0: off). At 5e-2 it met DMD's fid_toyfeat target (1.19x the
-# base) but missed the adherence one on 4 prompts, and the student no longer lost diversity (README: "DMD2's GAN
-# term"); the shipped student has it off.
+# base) but missed the adherence one on 4 prompts, and the student's mean diversity matched the base's (0.215 against
+# 0.206; README: "DMD2's GAN term"); the shipped student has it off.
 DMD_GAN ?= 0
 
 .PHONY: toy-weights toy-weights-steps toy-weights-dmd toy-weights-dpdmd toy-weights-install

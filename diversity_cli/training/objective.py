@@ -1,7 +1,7 @@
 """The DMD and DP-DMD objectives over the three networks: frozen teacher, trainable student and fake score.
 
 Per generator update (`Distiller.generator_losses`):
-- DMD (DMD2 without its GAN term). Draw z ~ N(0, I) and a step i ~ U{0, …, n−1} of the student's n-step schedule;
+- DMD (DMD2's, its GAN term below). Draw z ~ N(0, I) and a step i ~ U{0, …, n−1} of the student's n-step schedule;
   run the student without gradients from z to x_{t_i} (backward simulation) and step i with gradients, giving
   x = x0_student. Noise it, x_t = √ᾱ_t·x + √(1−ᾱ_t)·ε with t ~ U{⌊0.02T⌋, …, ⌊0.98T⌋}; the teacher at CFG gives
   x̂0_real, the fake-score network (conditional, no CFG) gives x̂0_fake; loss = `losses.dmd_loss` with
