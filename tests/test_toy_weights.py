@@ -197,7 +197,7 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
     assert free["shape"][1] == "0.00 / 0.00 / 0.00"
     students = _table(text, "| folder | method |")
     assert [row[0] for row in students] == ["`dmd_student/`", "`dp_dmd_student/`"]
-    assert students[0][2] == "`diversity-cli distill distill=dmd seed=3`"
+    assert students[0][1] == "DMD (DMD2 without GAN)" and students[0][2] == "`diversity-cli distill distill=dmd seed=3`"
     assert students[0][3] == "1200 s (1.50 s/iteration, 800 iterations)"
     assert "anchor_k=2 (t=749), λ_div=0.5" in students[1][1]
     # train-toy's own card, one heading level down; the command that remakes everything, from the runs' values
@@ -209,13 +209,15 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
     assert "x0viz over data/toy_prompts.txt, n=16 seeds each, toy_features, threshold 0.25" in text
 
 
-def test_a_dmd_student_with_the_gan_term_names_its_weight_in_the_remake_command(chain):
+def test_a_dmd_student_with_the_gan_term_names_its_weight_in_the_card(chain):
     marker = chain / release.DMD_RUN / "run.json"
     body = json.loads(marker.read_text())
     body["distill"]["config"]["gan"] = {"weight": 0.05, "discriminator_weight": 0.01}
     marker.write_text(json.dumps(body))
     assert card.main([str(chain)]) == 0
-    assert "DMD_LR=2e-5 DPDMD_LR=1.5e-4 DMD_GAN=5e-2\n" in (chain / release.CARD).read_text()
+    text = (chain / release.CARD).read_text()
+    assert "DMD_LR=2e-5 DPDMD_LR=1.5e-4 DMD_GAN=5e-2\n" in text
+    assert "| `dmd_student/` | DMD (DMD2 with its GAN term, weight 0.05) |" in text
 
 
 def test_a_base_continued_from_an_earlier_run_carries_its_time_and_command(chain):

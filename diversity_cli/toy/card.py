@@ -295,8 +295,9 @@ def _student_row(out: Path, student: str) -> tuple[list[str], list[str]]:
     record = distill_record(run)
     settings = record["config"]
     seconds, iterations = float(record["seconds"]), int(record["iterations"])
+    gan = float((settings.get("gan") or {}).get("weight") or 0)
     if student == "dmd":
-        what = "DMD (DMD2 without GAN)"
+        what = f"DMD (DMD2 with its GAN term, weight {gan:g})" if gan > 0 else "DMD (DMD2 without GAN)"
     else:
         anchor = re.search(r"x̂0 at t=(\d+)", (run / "README.md").read_text(encoding="utf-8"))
         at = f" (t={anchor[1]})" if anchor else ""
