@@ -106,17 +106,17 @@ def validate(cfg: DictConfig) -> None:
             )
         if float(cfg.lambda_div) < 0:
             raise UserError(f"lambda_div={cfg.lambda_div} must be >= 0")
-    gan_weights(cfg)
+    gan_settings(cfg)
     monitor_settings(cfg)
 
 
-def gan_weights(cfg: DictConfig) -> tuple[float, float]:
-    """(generator, discriminator) weights of the GAN term; (0, 0) when it is off. Refused on a pair without a
-    source of real images: only toy pairs have one (the toy world's renderer)."""
+def gan_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The GAN term's fields of `DistillSettings`: all off when its weight is 0. Refused on a pair without a source
+    of real images: only toy pairs have one (the toy world's renderer)."""
     group = cfg.get("gan") or {}
     weight, discriminator = float(group.get("weight", 0) or 0), float(group.get("discriminator_weight", 0) or 0)
     if weight <= 0:
-        return 0.0, 0.0
+        return {"gan_weight": 0.0, "gan_discriminator_weight": 0.0, "gan_mismatched": False}
     if not is_toy_pair(cfg.model):
         raise UserError(
             f"gan.weight={group.get('weight')} needs real images, which only toy pairs draw (their scene renderer); "
@@ -124,7 +124,8 @@ def gan_weights(cfg: DictConfig) -> tuple[float, float]:
         )
     if discriminator <= 0:
         raise UserError(f"gan.discriminator_weight={group.get('discriminator_weight')} must be > 0 with gan.weight > 0")
-    return weight, discriminator
+    mismatched = bool(group.get("mismatched", False))
+    return {"gan_weight": weight, "gan_discriminator_weight": discriminator, "gan_mismatched": mismatched}
 
 
 def ode_steps(cfg: DictConfig) -> int:
@@ -158,8 +159,7 @@ def settings(cfg: DictConfig, pair: ModelPair) -> DistillSettings:
         teacher_guidance=teacher_guidance,
         t_range=tuple(float(v) for v in cfg.t_range),
     )
-    common["gan_weight"], common["gan_discriminator_weight"] = gan_weights(cfg)
-    common["gan_mismatched"] = bool(common["gan_weight"] > 0 and (cfg.get("gan") or {}).get("mismatched", False))
+    common.update(gan_settings(cfg))
     if cfg.method == "dmd":
         return DistillSettings(**common)
     ode = cfg.teacher_ode
@@ -307,7 +307,7 @@ def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
         probe = torch.zeros(1, *pair.latent_shape, device=device)
         head = build_head(fake, probe, pair.encode([prompts[0]]).cond, int(cfg.seed))
         trained_with_fake += list(head.parameters())
-        real = RealScenes(pair)
+        real = RealScenes(pair, with_wrong_captions=distill_settings.gan_mismatched)
     opt_f = torch.optim.AdamW(trained_with_fake, float(cfg.lr.fake), betas, weight_decay=cfg.adam.weight_decay)
     if head is None:
         student, fake, opt_g, opt_f = accelerator.prepare(student, fake, opt_g, opt_f)
@@ -390,10 +390,9 @@ def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict
         fake_losses.append(loss.item())
         if training.real is not None:
             real = training.real.draw(shape[0], rng)
-            wrong = real.wrong if distiller.settings.gan_mismatched else None
             real_kwargs = training.pair.encode(real.captions).cond
             discriminator = distiller.discriminator_loss(
-                samples, conditioning.cond, real.latents, real_kwargs, rng, wrong
+                samples, conditioning.cond, real.latents, real_kwargs, rng, real.wrong
             )
             discriminator_losses.append(discriminator.item())
             loss = loss + distiller.settings.gan_discriminator_weight * discriminator

@@ -21,18 +21,21 @@ from ..toy.lora import encode_images
 class RealBatch:
     latents: torch.Tensor  # the pair's scaled VAE latents (posterior means)
     captions: list[str]
-    wrong: list[int | None]  # per scene: another scene of the batch whose caption contradicts it, None if none does
+    # Per scene: another scene of the batch whose caption contradicts it, None if none does; None as a whole when
+    # not asked for (the plain discriminator).
+    wrong: list[int | None] | None
 
 
 class RealScenes:
-    def __init__(self, pair: ModelPair):
-        self.pair = pair
+    def __init__(self, pair: ModelPair, with_wrong_captions: bool = False):
+        self.pair, self.with_wrong_captions = pair, with_wrong_captions
 
     def draw(self, n: int, generator: torch.Generator) -> RealBatch:
-        """n scenes with their captions."""
+        """n scenes with their captions (and each one's contradicting caption, when asked for)."""
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         data = generate_dataset(n, seed)
-        return RealBatch(encode_images(self.pair, data.images), data.captions, contradicting(data))
+        wrong = contradicting(data) if self.with_wrong_captions else None
+        return RealBatch(encode_images(self.pair, data.images), data.captions, wrong)
 
 
 def contradicting(data: ToyDataset) -> list[int | None]:
