@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
+from ..core.schemas.distill import gan_weight
 from ..models.provenance import pair_provenance
 from ..toy.protocol import finite_mean, measure, write_csv
 from ..training.generator import teacher_ode_scheduler
@@ -75,7 +76,7 @@ def point(run: Path) -> dict:
         "anchor_timestep": anchor_timestep(settings),
         "lr_generator": float(settings.lr.generator),
         "lr_fake": float(settings.lr.fake),
-        "gan_weight": float((settings.get("gan") or {}).get("weight") or 0),  # absent: a run from before the GAN term
+        "gan_weight": gan_weight(settings),
         **training_tail(log),
     }
 

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
+from ..core.schemas.distill import gan_weight
 from .data import FACTORS, parse_prompt
 from .protocol import factor_shares, free_path, total_variation
 from .release import (
@@ -295,7 +296,7 @@ def _student_row(out: Path, student: str) -> tuple[list[str], list[str]]:
     record = distill_record(run)
     settings = record["config"]
     seconds, iterations = float(record["seconds"]), int(record["iterations"])
-    gan = float((settings.get("gan") or {}).get("weight") or 0)
+    gan = gan_weight(settings)
     if student == "dmd":
         what = f"DMD (DMD2 with its GAN term, weight {gan:g})" if gan > 0 else "DMD (DMD2 without GAN)"
     else:
@@ -325,7 +326,7 @@ def _lr(record: dict) -> str:
 
 def _gan(record: dict) -> str:
     """` DMD_GAN=W` for a student trained with the GAN term, nothing for one without (the Makefile's default)."""
-    weight = float((record["config"].get("gan") or {}).get("weight") or 0)
+    weight = gan_weight(record["config"])
     return f" DMD_GAN={_make_number(weight)}" if weight > 0 else ""
 
 

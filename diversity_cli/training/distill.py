@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.errors import UserError
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
+from ..core.schemas.distill import gan_weight
 from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
 from ..models.provenance import pair_provenance
@@ -114,7 +115,7 @@ def gan_settings(cfg: DictConfig) -> dict[str, Any]:
     """The GAN term's fields of `DistillSettings`: all off when its weight is 0. Refused on a pair without a source
     of real images: only toy pairs have one (the toy world's renderer)."""
     group = cfg.get("gan") or {}
-    weight, discriminator = float(group.get("weight", 0) or 0), float(group.get("discriminator_weight", 0) or 0)
+    weight, discriminator = gan_weight(cfg), float(group.get("discriminator_weight", 0) or 0)
     if weight <= 0:
         return {"gan_weight": 0.0, "gan_discriminator_weight": 0.0, "gan_mismatched": False}
     if not is_toy_pair(cfg.model):

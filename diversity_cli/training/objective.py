@@ -215,7 +215,7 @@ class Distiller:
         x0 = torch.cat([real_x0.to(fake_x0.dtype), fake_x0.detach(), wrong_x0.to(fake_x0.dtype)])
         logits = self.logits(x0, concat_kwargs([real_kwargs, fake_kwargs, wrong_kwargs]), generator)
         real, fake, mismatched = logits.split([real_x0.shape[0], fake_x0.shape[0], len(pairs)])
-        return losses.gan_discriminator_loss(real, fake, mismatched if wrong is not None else None)
+        return losses.gan_discriminator_loss(real, fake, mismatched)  # none mismatched: the plain loss
 
     # -- fake score -------------------------------------------------------------------------------------------
     @torch.no_grad()

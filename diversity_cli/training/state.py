@@ -33,6 +33,7 @@ from ..core.marker import (
 )
 from ..core.pair_settings import training_settings
 from ..core.samples import append_rows, parse, rewrite, writer_lock
+from ..core.schemas.distill import gan_weight
 
 OWNED = ("run.json", "log.csv", "quality.csv", "quality.png", "config.yaml", "README.md", "checkpoints", "student")
 LOG_COLUMNS = [
@@ -80,7 +81,7 @@ def fingerprint_config(cfg: DictConfig) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     if isinstance(config.get("model"), dict):
         config["model"] = training_settings(config["model"])
-    if not (config.get("gan") or {}).get("weight"):
+    if not gan_weight(config):
         config.pop("gan", None)  # off computes what runs from before the GAN term did: their fingerprints hold
     return {key: value for key, value in config.items() if key not in RUN_ONLY_KEYS}
 

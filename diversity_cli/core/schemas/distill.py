@@ -54,6 +54,12 @@ class Gan:
     )
 
 
+def gan_weight(config: Any) -> float:
+    """The GAN term's generator weight in a distill config (composed, or as a run recorded it): 0 when it is off or
+    absent, as in runs from before the term."""
+    return float((config.get("gan") or {}).get("weight") or 0)
+
+
 @dataclass
 class Monitor:
     every: int = integer(
