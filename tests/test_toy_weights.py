@@ -24,6 +24,7 @@ TRUTH = [0.31, 0.21, 0.105]
 DMD = [(0.95, 0.20, 0.20), (0.86, 0.15, 0.14), (0.91, 0.08, 0.08)]
 DP_DMD = [(0.90, 0.30, 0.29), (0.90, 0.21, 0.20), (0.90, 0.10, 0.09)]
 FLOOR, FID = 20.0, {"base": 22.0, "distilled": 30.0, "dp_dmd": 28.0}
+THROUGH_VAE = 21.0  # the ground truth after a round trip through the base's VAE
 
 
 def _rows(method: str, figures: list[tuple[float, float, float]]) -> list[dict]:
@@ -106,9 +107,9 @@ def chain(tmp_path) -> Path:
     evaluation = out / release.EVAL
     write_csv(evaluation / release.PROTOCOL, _rows("base", BASE) + _rows("distilled", DMD))
     fid = [{"method": "truth", "fid_toyfeat": FLOOR}]
-    write_csv(
-        evaluation / "protocol_fid.csv", fid + [{"method": m, "fid_toyfeat": FID[m]} for m in ("base", "distilled")]
-    )
+    vae = [{"method": "truth_vae", "fid_toyfeat": THROUGH_VAE}]
+    models = [{"method": m, "fid_toyfeat": FID[m]} for m in ("base", "distilled")]
+    write_csv(evaluation / "protocol_fid.csv", fid + vae + models)
     write_csv(evaluation / release.PROTOCOL_DPDMD, _rows("distilled", DP_DMD))
     write_csv(evaluation / "protocol_dpdmd_fid.csv", fid + [{"method": "distilled", "fid_toyfeat": FID["dp_dmd"]}])
     truth = _free("truth", 1 / 3)
@@ -163,6 +164,8 @@ def test_the_card_checks_every_target_against_the_figures(chain):
     assert measured["DMD adherence"] == "worst -0.060 (a red square); 1 of 3 prompts below"
     assert measured["DP-DMD diversity"] == "lowest 0.83× (two triangles); 1 of 3 prompts below"
     assert measured["base commits within the first distilled step"] == "t=799"
+    through_vae = "the ground truth through the VAE alone: 1.05× the floor"
+    assert measured["base fid_toyfeat"] == f"22.00 = 1.10× the floor 20.00; {through_vae}"
     assert "(6 of 9 met)" in text
     # the old toy base committed at t=719, after the students' first step (999 -> 749): k=1 was not the hand-over
     summary = chain / release.EVAL / release.X0VIZ / "commitment_summary.csv"
@@ -176,6 +179,7 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
     text, _ = card.build_card(chain)
     fid = {row[0]: row[1:] for row in _table(text, "| method | fid_toyfeat |")}
     assert fid["ground truth (floor)"][:2] == ["20.00", "1.00"]
+    assert fid["ground truth through the VAE"][:2] == ["21.00", "1.05"]
     assert fid["base (DDIM 25, CFG 4)"] == ["22.00", "1.10", "t=799 (after step 6 of 25)"]
     assert fid["DMD student (4 steps)"] == ["30.00", "1.50", "t=749 (after step 2 of 4)"]
     assert fid["DP-DMD student (4 steps)"] == ["28.00", "1.40", "t=499 (after step 3 of 4)"]
@@ -207,6 +211,16 @@ def test_the_card_holds_the_protocol_tables_the_commitment_and_the_runs(chain):
     assert "train-toy base (its stages) 1800 s, distill DMD 1200 s, distill DP-DMD 1300 s" in text
     assert "continues earlier train-toy runs" not in text
     assert "x0viz over data/toy_prompts.txt, n=16 seeds each, toy_features, threshold 0.25" in text
+
+
+def test_measurements_made_before_the_vae_round_trip_still_make_a_card(chain):
+    fid = chain / release.EVAL / "protocol_fid.csv"
+    fid.write_text("".join(line for line in fid.read_text().splitlines(True) if not line.startswith("truth_vae,")))
+    text, _ = card.build_card(chain)
+    rows = {row[0]: row[1:] for row in _table(text, "| method | fid_toyfeat |")}
+    assert "ground truth through the VAE" not in rows and rows["ground truth (floor)"][:2] == ["20.00", "1.00"]
+    figures = {row[0]: row[1] for row in _table(text, "| target |")}
+    assert figures[next(k for k in figures if k.startswith("base fid_toyfeat"))] == "22.00 = 1.10× the floor 20.00"
 
 
 def test_a_dmd_student_with_the_gan_term_names_its_weight_in_the_card(chain):
