@@ -85,3 +85,24 @@ def test_point_refuses_an_unfinished_run(tmp_path):
     (run / "student").rmdir()
     with pytest.raises(UserError, match="not a finished distill run"):
         point(run)
+
+
+def test_a_measured_point_takes_its_student_s_fid_not_the_protocol_s_reference_rows(tmp_path, monkeypatch):
+    from diversity_cli.core.resources import asset
+    from diversity_cli.experiments import dp_dmd_ablation
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "student").symlink_to(asset("toy/dmd_student"))
+    # the protocol's FID rows as `measure` returns them: the floor and the VAE's round trip before the student's
+    fid_rows = [
+        {"method": "truth", "fid_toyfeat": 20.0},
+        {"method": "truth_vae", "fid_toyfeat": 25.0},
+        {"method": "distilled", "fid_toyfeat": 40.0, "seconds": 1.0},
+    ]
+    prompts = [{"adherence": 1.0, "diversity": 0.2, "adherent_diversity": 0.2, "truth_diversity": 0.3}]
+    monkeypatch.setattr(dp_dmd_ablation, "measure", lambda pair, methods, *_: (fid_rows, prompts, []))
+    weights: dict = {}
+    row = dp_dmd_ablation.measure_point("toy", run, None, weights, log=lambda *_: None)
+    assert (row["fid_toyfeat"], row["fid_floor"]) == (40.0, 20.0)
+    assert weights[str(run)]["distilled"]["weights_hash"]  # the student measured is named by its bytes

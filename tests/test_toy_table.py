@@ -143,3 +143,28 @@ def test_provenance_names_the_weights_judge_and_versions(tmp_path):
     assert record["command"] == "cmd" and record["judge_sha256"] == judge_sha256()
     assert record["pairs"]["toy"]["distilled"]["weights_hash"]  # the student's bytes, not only its path
     assert "torch" in record["packages"]
+
+
+def test_the_table_reads_each_method_s_fid_by_name_among_the_protocol_s_rows(tmp_path, monkeypatch):
+    import csv
+
+    from diversity_cli.experiments import toy_table
+
+    # the protocol's FID rows as `measure` returns them: the floor and the VAE's round trip before the method's
+    fid_rows = [
+        {"method": "truth", "fid_toyfeat": 20.0},
+        {"method": "truth_vae", "fid_toyfeat": 25.0},
+        {"method": "base", "fid_toyfeat": 40.0, "seconds": 10.0},
+    ]
+    free = [
+        {"method": m, "factor": f, "value": v, "n": 10, "share": 1 / len(values)}
+        for m in ("truth", "base")
+        for f, values in FACTORS.items()
+        for v in values
+    ]
+    monkeypatch.setattr(toy_table, "measure", lambda *_, **__: (fid_rows, _rows([0.2, 0.4], [1.0, 0.5]), free))
+    toy_table.build(tmp_path, [("base", "toy", "base")], log=lambda *_: None)
+    with (tmp_path / "summary.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (float(row["fid_toyfeat"]), float(row["fid_x_floor"])) == (40.0, 2.0)
+    assert "40.0 (2.00x)" in (tmp_path / "toy_table.md").read_text()

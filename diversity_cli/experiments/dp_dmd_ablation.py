@@ -24,7 +24,7 @@ from ..core.atomic import write_text
 from ..core.errors import UserError
 from ..core.schemas.distill import gan_weight
 from ..models.provenance import pair_provenance
-from ..toy.protocol import finite_mean, measure, write_csv
+from ..toy.protocol import fid_row, finite_mean, measure, write_csv
 from ..training.generator import teacher_ode_scheduler
 from .toy_table import write_provenance
 
@@ -95,8 +95,8 @@ def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -
     k = len(prompt_rows)
     adherent, adherent_prompts = finite_mean(prompt_rows, "adherent_diversity")
     return {
-        "fid_toyfeat": fid_rows[1]["fid_toyfeat"],
-        "fid_floor": fid_rows[0]["fid_toyfeat"],
+        "fid_toyfeat": fid_row(fid_rows, "distilled")["fid_toyfeat"],
+        "fid_floor": fid_row(fid_rows, "truth")["fid_toyfeat"],
         "adherence": sum(r["adherence"] for r in prompt_rows) / k,
         "adherence_min": min(r["adherence"] for r in prompt_rows),
         "diversity": sum(r["diversity"] for r in prompt_rows) / k,

@@ -25,7 +25,15 @@ from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
 from ..models.provenance import pair_provenance
 from ..toy.data import FACTORS
-from ..toy.protocol import FID_COUNT, factor_shares, finite_mean, measure, total_variation, write_csv
+from ..toy.protocol import (
+    FID_COUNT,
+    factor_shares,
+    fid_row,
+    finite_mean,
+    measure,
+    total_variation,
+    write_csv,
+)
 
 
 def table_rows(model: str = "toy", dpdmd: str = "toy_dpdmd") -> list[tuple[str, str, str]]:
@@ -164,8 +172,8 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
         pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=method != "base")
         weights.setdefault(model, pair_provenance(cfg.model, pair))
         fid_rows, prompt_rows, free_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
-        floor = fid_rows[0]["fid_toyfeat"]
-        fid = {**fid_rows[1], "n": FID_COUNT, **furthest_free_factor(free_rows, method)}
+        floor = fid_row(fid_rows, "truth")["fid_toyfeat"]
+        fid = {**fid_row(fid_rows, method), "n": FID_COUNT, **furthest_free_factor(free_rows, method)}
         every_fid += [{"model": model, **row} for row in fid_rows]
         every_prompt += [{"model": model, **row} for row in prompt_rows]
         every_free += [{"model": model, **row} for row in free_rows]

@@ -245,6 +245,11 @@ def measure(
     return fid_rows, prompt_rows, free_rows
 
 
+def fid_row(fid_rows: list[dict], method: str) -> dict:
+    """The row of `method` among `measure`'s FID rows ("truth": the floor; "truth_vae": through the VAE)."""
+    return next(row for row in fid_rows if row["method"] == method)
+
+
 def finite_mean(rows: list[dict], key: str) -> tuple[float, int]:
     """(mean of `key` over the rows where it is a number, how many): adherent-only diversity is undefined (nan)
     for a prompt with fewer than two adherent samples, and such a prompt is left out, not counted as 0."""
