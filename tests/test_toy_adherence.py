@@ -105,3 +105,20 @@ def test_the_vae_round_trip_returns_the_scenes_it_was_given_in_8_bits(classifier
     assert (back - truth).pow(2).mean() < 4e-3
     row = prompt_row(back, truth, "a red circle", classifier)
     assert row["adherence"] >= 0.9  # the judge still sees red circles (the VAE loses an outline now and then)
+
+
+def test_the_protocol_without_methods_measures_only_its_references(tmp_path, capsys):
+    import csv
+
+    from diversity_cli.toy.protocol import main
+
+    assert main(["model=toy", "methods=", f"out={tmp_path}/references.csv"]) == 0
+    assert not (tmp_path / "references.csv").exists()  # no method, no per-prompt rows
+    with (tmp_path / "references_fid.csv").open() as handle:
+        fid = {row["method"]: float(row["fid_toyfeat"]) for row in csv.DictReader(handle)}
+    assert list(fid) == ["truth", "truth_vae"]
+    # the same scenes through the shipped VAE: farther from the reference than themselves, not unrecognisable
+    assert fid["truth"] < fid["truth_vae"] < 2 * fid["truth"]
+    with (tmp_path / "references_free.csv").open() as handle:
+        assert {row["method"] for row in csv.DictReader(handle)} == {"truth"}
+    assert "references_fid.csv" in capsys.readouterr().out

@@ -272,24 +272,29 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`model=<conf/model entry>` (plus any `model.*=` overrides), `methods=base,distilled`, `out=<csv>`."""
+    """`model=<conf/model entry>` (plus any `model.*=` overrides), `methods=base,distilled`, `out=<csv>`.
+    `methods=` (none) measures only the references: the floor and the ground truth through the pair's VAE, so a
+    new VAE (`model.components.path=<a base folder>`) can be judged before a model is trained on it."""
     from ..core.config import compose
     from ..models.loading import load_pair
 
     args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]))
-    methods = args.pop("methods", "base,distilled").split(",")
+    methods = [m for m in args.pop("methods", "base,distilled").split(",") if m]
     out = Path(args.pop("out", "results/toy_protocol.csv"))
     overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
     cfg = compose("generate", overrides)
     torch.manual_seed(0)
-    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=methods != ["base"])
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=any(m != "base" for m in methods))
     classifier = load_classifier("cpu")
     fid_rows, prompt_rows, free_rows = measure(pair, methods, classifier)
-    write_csv(out, prompt_rows)
-    write_csv(out.with_name(out.stem + "_fid.csv"), fid_rows)
+    fid_path = out.with_name(out.stem + "_fid.csv")
+    if prompt_rows:
+        write_csv(out, prompt_rows)
+    write_csv(fid_path, fid_rows)
     # Written last: `make toy-weights` reruns the protocol until this file exists.
     write_csv(free_path(out), free_rows)
-    print(f"wrote {out}, its _fid.csv and {free_path(out).name} (factors judged: {', '.join(FACTORS)})")
+    written = [out] if prompt_rows else []
+    print(f"wrote {', '.join(map(str, [*written, fid_path, free_path(out)]))} (factors judged: {', '.join(FACTORS)})")
     return 0
 
 
