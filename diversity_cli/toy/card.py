@@ -589,8 +589,9 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "training data draws them, one seed each) against 1000 reference scenes; the floor is one ground-truth scene",
         "per caption against the same reference. Through the VAE: those ground-truth scenes encoded by the base's VAE",
         "(posterior mean) and decoded, what a model that drew exactly the VAE's latents of the ground truth would",
-        f"score. Commitment: x0viz over {commitment}; the toy pairs' `auto_k` settings are the same, so `k=auto` finds",
-        "the base's point.",
+        "score.",
+        f"Commitment: x0viz over {commitment}; the toy pairs' `auto_k` settings are the same, so `k=auto` finds the",
+        "base's point.",
         "",
         f"| method | fid_toyfeat | × floor | x̂0 commitment (x0viz, {x0viz.get('metric')}, threshold "
         f"{x0viz.get('threshold')}) |",
