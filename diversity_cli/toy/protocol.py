@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from .adherence import adherent_diversity
 from .data import FACTORS, caption, parse_prompt, render, render_prompt_samples, sample_labels, sample_named
 from .evaluate import mean_pairwise_cosine_distance
 from .features import ToyClassifier, adherent_mask, load_classifier
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
 
 # The model card's prompts (its evaluation table and its per-factor table) and data/toy_prompts.txt.
 PROMPTS = [
@@ -90,7 +94,7 @@ def quantise(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def vae_round_trip(vae, images: torch.Tensor, batch: int = 250) -> torch.Tensor:
+def vae_round_trip(vae: AutoencoderKL, images: torch.Tensor, batch: int = 250) -> torch.Tensor:
     """Images in [0, 1] encoded by `vae` to their posterior mean and decoded back, quantised to 8 bits."""
     parts = []
     for chunk in images.split(batch):
