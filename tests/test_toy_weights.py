@@ -84,7 +84,7 @@ def chain(tmp_path) -> Path:
     out = tmp_path / "toy_weights"
     base = out / release.BASE_RUN
     _write(base / "MODEL_CARD.md", "# Toy base model and toy feature network\n\n## How it was trained\n\n- seed: 3\n")
-    _write(base / "train_toy.yaml", "seed: 3\nunet:\n  steps: 6000\n")
+    _write(base / "train_toy.yaml", f"seed: 3\nvae:\n  reuse: {card.SHIPPED_VAE}\nunet:\n  steps: 6000\n")
     _write(base / "checkpoints" / "unet.done.json", json.dumps({"seconds": 1800.0}))
     _write(base / "logs" / "unet.csv", "step,loss\n1,0.5\n")
     pipeline = base / "base"
@@ -221,6 +221,18 @@ def test_measurements_made_before_the_vae_round_trip_still_make_a_card(chain):
     assert "ground truth through the VAE" not in rows and rows["ground truth (floor)"][:2] == ["20.00", "1.00"]
     figures = {row[0]: row[1] for row in _table(text, "| target |")}
     assert figures[next(k for k in figures if k.startswith("base fid_toyfeat"))] == "22.00 = 1.10× the floor 20.00"
+
+
+def test_a_base_on_a_vae_of_its_own_names_it_in_the_command_and_says_how_it_was_made(chain, tmp_path):
+    text, _ = card.build_card(chain)
+    assert "DPDMD_LR=1.5e-4\n" in text and "the VAE reused from the shipped pair" in text
+    vae_run = tmp_path / "vae_run"
+    _write(vae_run / "train_toy.yaml", "seed: 0\nvae:\n  steps: 8000\n")
+    base = chain / release.BASE_RUN / "train_toy.yaml"
+    base.write_text(base.read_text().replace(card.SHIPPED_VAE, str(vae_run / "base" / "vae")))
+    text, _ = card.build_card(chain)
+    assert f"DPDMD_LR=1.5e-4 TOY_VAE={vae_run / 'base' / 'vae'}\n" in text
+    assert f"the VAE reused from `{vae_run / 'base' / 'vae'}` (train-toy, 8000 VAE steps)" in text
 
 
 def test_a_dmd_student_with_the_gan_term_names_its_weight_in_the_card(chain):
@@ -368,7 +380,7 @@ def test_install_refuses_over_the_size_limit_or_an_unfinished_run_and_writes_not
 def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     out = tmp_path / "w"
     variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "DPDMD_ITERS=9", "LAMBDA=0.25", "DPDMD_LR=3e-5"]
-    variables += ["DMD_GAN=5e-2"]
+    variables += ["DMD_GAN=5e-2", f"TOY_VAE={out}/vae/base/vae"]
     done = subprocess.run(
         [
             "make",
@@ -395,7 +407,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     first, train, coord = args(f"out={out}/base_eps "), args(f"out={out}/base_v "), args(f"out={out}/base ")
     for run in (first, train, coord):
         assert run["seed"] == "5" and run["threads"] == "2"
-        assert run["vae.reuse"] == "diversity_cli/assets/toy/base/vae"  # a fixed instrument, not retrained
+        assert run["vae.reuse"] == f"{out}/vae/base/vae"  # a fixed instrument, not retrained by the chain
     assert {k: first[k] for k in ("unet.schedule_shift", "unet.text_embedding", "unet.steps", "unet.lr")} == {
         "unet.schedule_shift": "0.6",
         "unet.text_embedding": "true",
@@ -441,6 +453,22 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         assert next(line for line in lines if f"{folder}/commitment_summary.csv" in line).startswith("test -f")
     assert any(line.endswith(f"-m diversity_cli.toy.card {out}") for line in lines)
     assert lines[-1].endswith(f"-m diversity_cli.toy.release install {out}")
+
+
+def test_make_toy_vae_trains_the_vae_the_chain_can_then_reuse(tmp_path):
+    out = tmp_path / "w"
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), "toy-vae", f"TOY_OUT={out}", "SEED=5"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    words = shlex.split(done.stdout.replace("\\\n", " "))
+    assert "train-toy" in words
+    run = dict(word.split("=", 1) for word in words if "=" in word)
+    assert (run["out"], run["seed"], run["vae.steps"]) == (f"{out}/vae", "5", "8000")
+    assert run["unet.steps"] == "1"  # the UNet stage only completes the export of base/vae
 
 
 def test_make_toy_ablation_trains_each_point_as_named_then_measures_all(tmp_path):

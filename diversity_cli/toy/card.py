@@ -48,6 +48,7 @@ STUDENT_FID_FACTOR = 1.3  # a student's fid_toyfeat at most this factor of the b
 ADHERENCE_SLACK = 0.05  # a student's adherence at least the base's minus this, on every prompt
 DP_DMD_DIVERSITY = 0.9  # DP-DMD's diversity at least this factor of the base's, on every prompt
 
+SHIPPED_VAE = "diversity_cli/assets/toy/base/vae"  # the Makefile's TOY_VAE default, as train-toy records it
 METHODS = {"base": "base", "dmd": "DMD student", "dp_dmd": "DP-DMD student"}
 STUDENTS = {"dmd": ("dmd_student/", DMD_RUN), "dp_dmd": ("dp_dmd_student/", DP_DMD_RUN)}
 LOG_TAIL = 0.1  # the training log's figures: means over its last tenth of iterations
@@ -334,6 +335,20 @@ def _lr(record: dict) -> str:
     return _make_number(record["config"]["lr"]["generator"])
 
 
+def _vae(base_run: Path) -> tuple[str, str]:
+    """` TOY_VAE=<folder>` for a base trained on a VAE other than the shipped one (the Makefile's default), and
+    where that VAE came from: the train-toy run that made it, with its steps, where one did."""
+    reuse = OmegaConf.load(base_run / "train_toy.yaml").get("vae", {}).get("reuse")
+    if not reuse:
+        return "", "trained by the base's own train-toy run"
+    if reuse == SHIPPED_VAE:
+        return "", "reused from the shipped pair"
+    made = Path(reuse).parent.parent / "train_toy.yaml"
+    steps = OmegaConf.load(made).vae.steps if made.is_file() else None
+    origin = f"reused from `{reuse}`" + (f" (train-toy, {steps} VAE steps)" if steps else "")
+    return f" TOY_VAE={reuse}", origin
+
+
 def _gan(record: dict) -> str:
     """` DMD_GAN=W` for a student trained with the GAN term, nothing for one without (the Makefile's default)."""
     weight = gan_weight(record["config"])
@@ -501,6 +516,7 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
     seed = OmegaConf.load(base_run / "train_toy.yaml").seed
     dmd, dp_dmd = distill_record(out / DMD_RUN), distill_record(out / DP_DMD_RUN)
     conf = f"DIVERSITY_CLI_CONF={out / CONF}"
+    vae_variable, vae_origin = _vae(base_run)
     rows, logs = [], []
     for student in STUDENTS:
         row, log = _student_row(out, student)
@@ -531,12 +547,12 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "```",
         f"make toy-weights TOY_OUT={out} SEED={seed} DMD_ITERS={dmd['iterations']} "
         f"DPDMD_ITERS={dp_dmd['iterations']} LAMBDA={dp_dmd['config']['lambda_div']:g} "
-        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}",
+        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}{vae_variable}",
         "make toy-weights-install      # copies the weights and this card into diversity_cli/assets/toy/",
         "```",
         "",
-        "The VAE and the judge (`features/`) are fixed instruments, reused from the shipped pair, never retrained:",
-        "every number below is measured through them. Training time: "
+        f"The judge (`features/`) is reused from the shipped pair and the VAE {vae_origin}; neither is retrained",
+        "here: they are fixed instruments, and every number below is measured through them. Training time: "
         + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
         + f"; {sum(seconds.values()) / 3600:.2f} h in all.",
         "",
