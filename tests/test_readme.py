@@ -40,8 +40,8 @@ EXCLUDED = [  # (pattern of the command, why it is not run here)
     (r"=\.\.\.|\"\.\.\.\"", "a placeholder prompt or file"),
     (r"out=results/toy/table3", "reads the run of make reproduce-table3 MODEL=toy (excluded)"),
     (
-        r"^make toy-(weights|ablation)",
-        "toy training (about 2 h on 2 cores): tests/test_toy_weights.py, test_dp_dmd_ablation.py",
+        r"^make toy-(weights|ablation|vae)",
+        "toy training (hours on 2 cores): tests/test_toy_weights.py, test_dp_dmd_ablation.py",
     ),
     (r"^make toy-table", "the toy protocol's 10,000+ images (minutes): tests/test_toy_table.py"),
 ]
