@@ -167,4 +167,5 @@ def test_the_table_reads_each_method_s_fid_by_name_among_the_protocol_s_rows(tmp
     with (tmp_path / "summary.csv").open() as handle:
         (row,) = list(csv.DictReader(handle))
     assert (float(row["fid_toyfeat"]), float(row["fid_x_floor"])) == (40.0, 2.0)
-    assert "40.0 (2.00x)" in (tmp_path / "toy_table.md").read_text()
+    text = (tmp_path / "toy_table.md").read_text()
+    assert "40.0 (2.00x)" in text and "ground-truth floor 20.0; through the VAE 25.0 (1.25x))" in text

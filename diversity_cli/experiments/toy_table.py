@@ -15,6 +15,7 @@ Writes `protocol.csv` (one row per method and prompt), `fid.csv`, `free.csv` (fr
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -123,11 +124,14 @@ def _over(row: dict) -> str:
     )
 
 
-def markdown(rows: list[dict], floor: float, command: str) -> str:
+def markdown(rows: list[dict], floor: float, command: str, through_vae: float = math.nan) -> str:
+    """The table; `through_vae`, where measured, is the ground truth's fid_toyfeat after the pairs' VAE round trip:
+    the part of every model's distance from the floor that the VAE alone accounts for."""
+    vae = "" if math.isnan(through_vae) else f"; through the VAE {through_vae:.1f} ({through_vae / floor:.2f}x)"
     lines = [
         f"Measured by `{command}` (toy_features judge frozen; {rows[0]['prompts']} prompts x "
         f"n={rows[0]['n_per_prompt']} seeds 0..{rows[0]['n_per_prompt'] - 1}; fid_toyfeat over {rows[0]['fid_n']} "
-        f"captions, one seed each, against 1000 reference scenes; ground-truth floor {floor:.1f}).",
+        f"captions, one seed each, against 1000 reference scenes; ground-truth floor {floor:.1f}{vae}).",
         "",
         "| method | toy_features diversity [95% CI] | adherent-only diversity | adherence mean (worst prompt) "
         "| fid_toyfeat (x floor) | furthest free factor: TV (value share vs truth) | s/image |",
@@ -160,7 +164,8 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
 
     classifier = load_classifier("cpu")
     auto = {model: resolve_auto(model) for _, model, method in rows if method == "hybrid_kauto"}
-    summary, every_prompt, every_fid, every_free, floor = [], [], [], [], float("nan")
+    summary, every_prompt, every_fid, every_free = [], [], [], []
+    floor = through_vae = math.nan
     weights: dict[str, dict] = {}
     for label, model, method in rows:
         if method == "hybrid_kauto":
@@ -173,6 +178,7 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
         weights.setdefault(model, pair_provenance(cfg.model, pair))
         fid_rows, prompt_rows, free_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
         floor = fid_row(fid_rows, "truth")["fid_toyfeat"]
+        through_vae = fid_row(fid_rows, "truth_vae")["fid_toyfeat"]
         fid = {**fid_row(fid_rows, method), "n": FID_COUNT, **furthest_free_factor(free_rows, method)}
         every_fid += [{"model": model, **row} for row in fid_rows]
         every_prompt += [{"model": model, **row} for row in prompt_rows]
@@ -184,7 +190,7 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
     write_csv(out / "free.csv", every_free)
     write_csv(out / "summary.csv", summary)
     command = f"python -m diversity_cli.experiments.toy_table out={out} model={rows[0][1]} dpdmd={rows[-1][1]}"
-    write_text(out / "toy_table.md", markdown(summary, floor, command))
+    write_text(out / "toy_table.md", markdown(summary, floor, command, through_vae))
     write_provenance(out, command, weights)
     return out / "toy_table.md"
 
