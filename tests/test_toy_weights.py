@@ -406,7 +406,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
 
     first, train, coord = args(f"out={out}/base_eps "), args(f"out={out}/base_v "), args(f"out={out}/base ")
     for run in (first, train, coord):
-        assert run["seed"] == "5" and run["threads"] == "1"
+        assert run["seed"] == "5" and run["threads"] == "2"
         assert run["vae.reuse"] == f"{out}/vae/base/vae"  # a fixed instrument, not retrained by the chain
     assert {k: first[k] for k in ("unet.schedule_shift", "unet.text_embedding", "unet.steps", "unet.lr")} == {
         "unet.schedule_shift": "0.6",
