@@ -235,6 +235,14 @@ def test_a_base_on_a_vae_of_its_own_names_it_in_the_command_and_says_how_it_was_
     assert f"the VAE reused from `{vae_run / 'base' / 'vae'}` (train-toy, 8000 VAE steps)" in text
 
 
+def test_a_base_that_trained_its_own_vae_is_not_said_to_reuse_one(chain):
+    base = chain / release.BASE_RUN / "train_toy.yaml"
+    base.write_text(base.read_text().replace(f"reuse: {card.SHIPPED_VAE}", "reuse: null"))
+    text, _ = card.build_card(chain)
+    assert "the VAE was trained by the base's own train-toy run" in text
+    assert "the VAE reused" not in text and "neither is retrained" not in text and "TOY_VAE=" not in text
+
+
 def test_a_dmd_student_with_the_gan_term_names_its_weight_in_the_card(chain):
     marker = chain / release.DMD_RUN / "run.json"
     body = json.loads(marker.read_text())

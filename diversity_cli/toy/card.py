@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
@@ -335,18 +335,27 @@ def _lr(record: dict) -> str:
     return _make_number(record["config"]["lr"]["generator"])
 
 
-def _vae(base_run: Path) -> tuple[str, str]:
-    """` TOY_VAE=<folder>` for a base trained on a VAE other than the shipped one (the Makefile's default), and
-    where that VAE came from: the train-toy run that made it, with its steps, where one did."""
-    reuse = OmegaConf.load(base_run / "train_toy.yaml").get("vae", {}).get("reuse")
+def _vae(base_config: DictConfig) -> tuple[str, str]:
+    """` TOY_VAE=<folder>` for a base trained on a VAE other than the shipped one (the Makefile's default), and the
+    card's sentence on its instruments: where the VAE came from (the train-toy run that made it, with its steps,
+    where one did) beside the fixed judge."""
+    reuse = base_config.get("vae", {}).get("reuse")
+    judge = "The judge (`features/`) is reused from the shipped pair"
     if not reuse:
-        return "", "trained by the base's own train-toy run"
-    if reuse == SHIPPED_VAE:
-        return "", "reused from the shipped pair"
-    made = Path(reuse).parent.parent / "train_toy.yaml"
-    steps = OmegaConf.load(made).vae.steps if made.is_file() else None
-    origin = f"reused from `{reuse}`" + (f" (train-toy, {steps} VAE steps)" if steps else "")
-    return f" TOY_VAE={reuse}", origin
+        return "", (
+            f"{judge}, a fixed instrument, and the VAE was trained by the base's own train-toy run (which the "
+            "command above does not repeat: it reuses `TOY_VAE`); every number below is measured through them."
+        )
+    origin = "reused from the shipped pair"
+    if reuse != SHIPPED_VAE:
+        made = Path(reuse).parent.parent / "train_toy.yaml"
+        steps = OmegaConf.load(made).vae.steps if made.is_file() else None
+        origin = f"reused from `{reuse}`" + (f" (train-toy, {steps} VAE steps)" if steps else "")
+    variable = f" TOY_VAE={reuse}" if reuse != SHIPPED_VAE else ""
+    return variable, (
+        f"{judge} and the VAE {origin}; neither is retrained here: they are fixed instruments, and every number "
+        "below is measured through them."
+    )
 
 
 def _gan(record: dict) -> str:
@@ -513,10 +522,10 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         raise UserError(
             f"the card needs {base_card} (train-toy's own card), which is missing; rerun `make toy-weights`"
         )
-    seed = OmegaConf.load(base_run / "train_toy.yaml").seed
+    base_config = OmegaConf.load(base_run / "train_toy.yaml")
     dmd, dp_dmd = distill_record(out / DMD_RUN), distill_record(out / DP_DMD_RUN)
     conf = f"DIVERSITY_CLI_CONF={out / CONF}"
-    vae_variable, vae_origin = _vae(base_run)
+    vae_variable, instruments = _vae(base_config)
     rows, logs = [], []
     for student in STUDENTS:
         row, log = _student_row(out, student)
@@ -545,14 +554,13 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "x0viz's commitment summaries. Not edited by hand: rerun the step to remake it.",
         "",
         "```",
-        f"make toy-weights TOY_OUT={out} SEED={seed} DMD_ITERS={dmd['iterations']} "
+        f"make toy-weights TOY_OUT={out} SEED={base_config.seed} DMD_ITERS={dmd['iterations']} "
         f"DPDMD_ITERS={dp_dmd['iterations']} LAMBDA={dp_dmd['config']['lambda_div']:g} "
         f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}{vae_variable}",
         "make toy-weights-install      # copies the weights and this card into diversity_cli/assets/toy/",
         "```",
         "",
-        f"The judge (`features/`) is reused from the shipped pair and the VAE {vae_origin}; neither is retrained",
-        "here: they are fixed instruments, and every number below is measured through them. Training time: "
+        f"{instruments} Training time: "
         + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
         + f"; {sum(seconds.values()) / 3600:.2f} h in all.",
         "",
