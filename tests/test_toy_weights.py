@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -350,6 +351,47 @@ def test_the_chains_pairs_are_the_shipped_settings_with_its_own_weights(chain, m
         assert model.auto_k == shipped.auto_k
 
 
+def _rewrite_pairs(chain: Path, guidance: float) -> None:
+    shutil.rmtree(chain / release.CONF)
+    release.write_pairs(chain, base_guidance=guidance)
+
+
+def test_a_chain_at_another_cfg_samples_its_base_there_and_its_card_says_so(chain, monkeypatch):
+    text, _ = card.build_card(chain)
+    assert "TOY_GUIDANCE" not in text  # the shipped pair's CFG: the Makefile's default
+    _rewrite_pairs(chain, 3.0)
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(chain / release.CONF))
+    for name in release.SHIPPED_PAIRS:
+        assert compose("generate", [f"model={name}"]).model.base.guidance == 3.0
+    text, _ = card.build_card(chain)
+    assert "DPDMD_LR=1.5e-4 TOY_GUIDANCE=3\n" in text and "| base (DDIM 25, CFG 3) |" in text
+
+
+def test_a_folder_s_pairs_are_not_rewritten_with_other_settings(chain):
+    pair = chain / release.CONF / "model" / f"{release.PAIR}.yaml"
+    before = pair.read_text()
+    release.write_pairs(chain)  # a resumed chain writes the same pairs again
+    with pytest.raises(UserError, match="base guidance 4.0.*new TOY_OUT"):
+        release.write_pairs(chain, base_guidance=3.0)
+    assert pair.read_text() == before
+
+
+@pytest.mark.parametrize("arg", ["base_guidance=0", "base_guidance=x", "guidance=3", "base_guidance=3 extra"])
+def test_a_bad_guidance_for_the_pairs_is_one_line_and_exit_2(chain, capsys, arg):
+    shutil.rmtree(chain / release.CONF)
+    assert release.main(["pairs", str(chain), *arg.split()]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (chain / release.CONF).exists()
+
+
+def test_install_refuses_a_chain_sampled_at_another_cfg_than_the_shipped_pair(chain, tmp_path):
+    _rewrite_pairs(chain, 3.0)
+    card.write_card(chain)
+    target = tmp_path / "assets"
+    with pytest.raises(UserError, match="CFG 3, conf/model/toy.yaml at 4; set base.guidance: 3"):
+        release.install(chain, target)
+    assert not target.exists()
+
+
 def test_install_ships_weights_configs_logs_and_the_card_only(chain, tmp_path):
     card.write_card(chain)
     target = tmp_path / "assets"
@@ -388,7 +430,7 @@ def test_install_refuses_over_the_size_limit_or_an_unfinished_run_and_writes_not
 def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     out = tmp_path / "w"
     variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "DPDMD_ITERS=9", "LAMBDA=0.25", "DPDMD_LR=3e-5"]
-    variables += ["DMD_GAN=5e-2", f"TOY_VAE={out}/vae/base/vae"]
+    variables += ["DMD_GAN=5e-2", f"TOY_VAE={out}/vae/base/vae", "TOY_GUIDANCE=3"]
     done = subprocess.run(
         [
             "make",
@@ -432,7 +474,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     assert "unet.coordinates" not in train and coord["unet.coordinates"] == "true"
     assert coord["unet.late_timestep_multiplier"] == "6"
     assert coord["unet.init_from"] == f"{out}/base_v/base"
-    assert any(f"-m diversity_cli.toy.release pairs {out}" in line for line in lines)
+    assert any(line.endswith(f"-m diversity_cli.toy.release pairs {out} base_guidance=3") for line in lines)
     dmd, dp_dmd = args("distill=dmd"), args("distill=dp_dmd")
     for run, folder in ((dmd, release.DMD_RUN), (dp_dmd, release.DP_DMD_RUN)):
         assert run["model"] == release.PAIR and run["out"] == f"{out}/{folder}"
@@ -461,6 +503,18 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
         assert next(line for line in lines if f"{folder}/commitment_summary.csv" in line).startswith("test -f")
     assert any(line.endswith(f"-m diversity_cli.toy.card {out}") for line in lines)
     assert lines[-1].endswith(f"-m diversity_cli.toy.release install {out}")
+
+
+def test_make_toy_weights_samples_the_base_at_the_shipped_cfg_unless_told(tmp_path):
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), "toy-weights", f"TOY_OUT={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    pairs = [line.rstrip() for line in done.stdout.splitlines() if "toy.release pairs" in line]
+    assert pairs and pairs[0].endswith(f"toy.release pairs {tmp_path}")
 
 
 def test_make_toy_vae_trains_the_vae_the_chain_can_then_reuse(tmp_path):

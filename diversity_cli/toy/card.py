@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
+from ..core.resources import conf_root
 from ..core.schemas.distill import gan_weight
 from .data import FACTORS, parse_prompt
 from .protocol import factor_shares, free_path, total_variation
@@ -35,8 +36,10 @@ from .release import (
     PAIR,
     PROTOCOL,
     PROTOCOL_DPDMD,
+    SHIPPED_PAIRS,
     X0VIZ,
     X0VIZ_DPDMD,
+    base_guidance,
 )
 
 # The v2 toy pair's targets: the base follows every prompt and is near the ground truth; the students keep its
@@ -358,6 +361,13 @@ def _vae(base_config: DictConfig) -> tuple[str, str]:
     )
 
 
+def _guidance(fig: Figures) -> str:
+    """` TOY_GUIDANCE=G` for a chain whose base sampled at another CFG than the shipped pair's (the default)."""
+    guidance = float(fig.pair["base"]["guidance"])
+    shipped = base_guidance(conf_root() / "model" / f"{SHIPPED_PAIRS[PAIR]}.yaml")
+    return f" TOY_GUIDANCE={guidance:g}" if guidance != shipped else ""
+
+
 def _gan(record: dict) -> str:
     """` DMD_GAN=W` for a student trained with the GAN term, nothing for one without (the Makefile's default)."""
     weight = gan_weight(record["config"])
@@ -556,7 +566,7 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "```",
         f"make toy-weights TOY_OUT={out} SEED={base_config.seed} DMD_ITERS={dmd['iterations']} "
         f"DPDMD_ITERS={dp_dmd['iterations']} LAMBDA={dp_dmd['config']['lambda_div']:g} "
-        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}{vae_variable}",
+        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}{vae_variable}{_guidance(fig)}",
         "make toy-weights-install      # copies the weights and this card into diversity_cli/assets/toy/",
         "```",
         "",
