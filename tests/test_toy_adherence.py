@@ -3,6 +3,7 @@ fixed measurement protocol's Fréchet distance."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -112,8 +113,13 @@ def test_the_protocol_without_methods_measures_only_its_references(tmp_path, cap
 
     from diversity_cli.toy.protocol import main
 
-    assert main(["model=toy", "methods=", f"out={tmp_path}/references.csv"]) == 0
+    argv = ["model=toy", "methods=", f"out={tmp_path}/references.csv", "model.base.guidance=3"]
+    assert main(argv) == 0
     assert not (tmp_path / "references.csv").exists()  # no method, no per-prompt rows
+    record = json.loads((tmp_path / "references_run.json").read_text())  # what made these numbers
+    assert record["command_line"] == ["python", "-m", "diversity_cli.toy.protocol", *argv]
+    assert record["model"]["base"]["guidance"] == 3 and record["model"]["name"] == "toy"
+    assert record["packages"]["torch"] and record["git_commit"]
     with (tmp_path / "references_fid.csv").open() as handle:
         fid = {row["method"]: float(row["fid_toyfeat"]) for row in csv.DictReader(handle)}
     assert list(fid) == ["truth", "truth_vae"]

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from diversity_cli.core.config import compose
 from diversity_cli.core.errors import UserError
@@ -122,7 +123,9 @@ def chain(tmp_path) -> Path:
         summary + "base,25,0.25,0.24,5,799\ndistilled,4,0.25,0.5,1,749\n",
     )
     _write(evaluation / release.X0VIZ_DPDMD / "commitment_summary.csv", summary + "distilled,4,0.25,0.75,2,499\n")
+    pair = OmegaConf.to_container(OmegaConf.load(out / release.CONF / "model" / f"{release.PAIR}.yaml"))
     settings = {"prompts": "data/toy_prompts.txt", "n": 16, "metric": "toy_features", "threshold": 0.25}
+    settings["model"] = pair  # x0viz records the pair it sampled, resolved
     for folder in (release.X0VIZ, release.X0VIZ_DPDMD):
         _record(evaluation / folder, "x0viz", ["model=toy_retrained", "n=16"], config=settings)
     return out
@@ -352,8 +355,13 @@ def test_the_chains_pairs_are_the_shipped_settings_with_its_own_weights(chain, m
 
 
 def _rewrite_pairs(chain: Path, guidance: float) -> None:
+    """The chain as made with TOY_GUIDANCE=`guidance`: its pairs, and x0viz's record of the base it sampled."""
     shutil.rmtree(chain / release.CONF)
     release.write_pairs(chain, base_guidance=guidance)
+    for record in (chain / release.EVAL).glob("*/runs/*.json"):
+        body = json.loads(record.read_text())
+        body["config"]["model"]["base"]["guidance"] = guidance
+        record.write_text(json.dumps(body))
 
 
 def test_a_chain_at_another_cfg_samples_its_base_there_and_its_card_says_so(chain, monkeypatch):
@@ -390,6 +398,42 @@ def test_install_refuses_a_chain_sampled_at_another_cfg_than_the_shipped_pair(ch
     with pytest.raises(UserError, match="CFG 3, conf/model/toy.yaml at 4; set base.guidance: 3"):
         release.install(chain, target)
     assert not target.exists()
+
+
+def _protocol_record(chain: Path, **base) -> Path:
+    """The record the protocol leaves beside protocol.csv: the pair as it resolved it, `base` settings changed."""
+    pair = OmegaConf.to_container(OmegaConf.load(chain / release.CONF / "model" / f"{release.PAIR}.yaml"))
+    pair["base"].update(base)
+    path = chain / release.EVAL / "protocol_run.json"
+    path.write_text(json.dumps({"command_line": ["python", "-m", "diversity_cli.toy.protocol"], "model": pair}))
+    return path
+
+
+def test_the_targets_of_measurements_alone_against_the_pair_their_protocol_recorded(chain, capsys):
+    evaluation = chain / release.EVAL
+    assert card.main(["targets", str(evaluation)]) == 2  # no record: which pair was measured is unknown
+    assert capsys.readouterr().err.count("\n") == 1
+    _protocol_record(chain)
+    before = sorted(evaluation.rglob("*"))
+    assert card.main(["targets", str(evaluation)]) == 0
+    out = capsys.readouterr().out
+    found = card.targets(card.load_figures(chain))
+    assert out.count("\nmet ") + out.count("\nNOT MET") == len(found) == 9
+    assert f"{sum(t.met for t in found)} of 9 targets met" in out and "base (DDIM 25, CFG 4)" in out
+    assert sorted(evaluation.rglob("*")) == before  # writes nothing
+
+
+@pytest.mark.parametrize("stale", ["protocol", "x0viz"])
+def test_measurements_made_at_another_cfg_than_the_pair_make_no_card(chain, stale):
+    if stale == "protocol":
+        _protocol_record(chain, guidance=3.0)
+    else:
+        record = next((chain / release.EVAL / release.X0VIZ / "runs").glob("*.json"))
+        body = json.loads(record.read_text())
+        body["config"]["model"]["base"]["guidance"] = 3.0
+        record.write_text(json.dumps(body))
+    with pytest.raises(UserError, match="sampled the base at .*'guidance': 3.0.*'guidance': 4.0"):
+        card.build_card(chain)
 
 
 def test_install_ships_weights_configs_logs_and_the_card_only(chain, tmp_path):

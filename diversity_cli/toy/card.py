@@ -25,7 +25,7 @@ from ..core.errors import UserError
 from ..core.resources import conf_root
 from ..core.schemas.distill import gan_weight
 from .data import FACTORS, parse_prompt
-from .protocol import factor_shares, free_path, total_variation
+from .protocol import factor_shares, free_path, record_path, total_variation
 from .release import (
     BASE_RUN,
     CARD,
@@ -143,8 +143,41 @@ def commands_of(run: Path, command: str) -> str:
 
 
 def load_figures(out: Path) -> Figures:
-    """The protocol's and x0viz's figures of the base, the DMD and the DP-DMD student."""
-    evaluation = out / EVAL
+    """The protocol's and x0viz's figures of the base, the DMD and the DP-DMD student of a `make toy-weights`
+    folder, its pair as its conf/model/ holds it."""
+    pair = out / CONF / "model" / f"{PAIR}.yaml"
+    if not pair.is_file():
+        raise UserError(f"the card needs {pair}, which is missing; rerun `make toy-weights`")
+    return measured_figures(out / EVAL, OmegaConf.to_container(OmegaConf.load(pair), resolve=False))
+
+
+def recorded_pair(evaluation: Path) -> dict:
+    """The pair the protocol measured the base and the DMD student with, as its record holds it."""
+    record = evaluation / record_path(Path(PROTOCOL)).name
+    if not record.is_file():
+        raise UserError(f"{record} is missing: rerun the protocol (it records the pair it measured)")
+    return json.loads(record.read_text(encoding="utf-8"))["model"]
+
+
+def _sampled_alike(evaluation: Path, pair: dict, x0viz: dict) -> None:
+    """Every measurement sampled the base as `pair` does (steps, CFG): figures made at another setting, or before
+    the folder's pair was what it is, would be stale."""
+    made = {"x0viz": x0viz.get("model", {}).get("base", {})}
+    record = evaluation / record_path(Path(PROTOCOL)).name
+    if record.is_file():
+        made["the protocol"] = json.loads(record.read_text(encoding="utf-8"))["model"]["base"]
+    want = {key: float(pair["base"][key]) for key in ("steps", "guidance")}
+    for what, base in made.items():
+        got = {key: float(base[key]) for key in want if key in base}
+        if got and got != want:
+            raise UserError(
+                f"{what} under {evaluation} sampled the base at {got}, the pair at {want}; remeasure with the pair"
+            )
+
+
+def measured_figures(evaluation: Path, pair: dict) -> Figures:
+    """The figures of the measurements under `evaluation` (the protocol's CSVs, x0viz's run directories, laid out
+    as `make toy-weights` leaves eval/), the base sampled as `pair` does."""
     sources = [(PROTOCOL, {"base": "base", "distilled": "dmd"}), (PROTOCOL_DPDMD, {"distilled": "dp_dmd"})]
     rows: dict[str, dict[str, dict[str, float]]] = {}
     fid: dict[str, float] = {}
@@ -182,12 +215,9 @@ def load_figures(out: Path) -> Figures:
     missing += [] if "truth" in shared else ["the ground truth's free-factor shares"]
     if missing or math.isnan(floor):
         raise UserError(f"the measurements under {evaluation} lack {', '.join(missing) or 'the ground-truth floor'}")
-    pair = out / CONF / "model" / f"{PAIR}.yaml"
-    if not pair.is_file():
-        raise UserError(f"the card needs {pair}, which is missing; rerun `make toy-weights`")
-    settings = _records(out / EVAL / X0VIZ, "x0viz")[0].get("config", {})
-    pair_config = OmegaConf.to_container(OmegaConf.load(pair), resolve=False)
-    return Figures(floor, fid, prompts, rows, commitment, settings, pair_config, free, through_vae)
+    settings = _records(evaluation / X0VIZ, "x0viz")[0].get("config", {})
+    _sampled_alike(evaluation, pair, settings)
+    return Figures(floor, fid, prompts, rows, commitment, settings, pair, free, through_vae)
 
 
 # --------------------------------------------------------------------------------------------------- targets
@@ -668,18 +698,32 @@ def write_card(out: Path) -> tuple[Path, list[Target]]:
     return path, found
 
 
+def _print_targets(found: list[Target]) -> None:
+    for target in found:
+        print(f"{'met    ' if target.met else 'NOT MET'}  {target.what}: {target.figure}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`TOY_OUT`: compose its card. `targets EVAL`: the targets only, for measurements laid out as a chain's eval/
+    (the shipped pair at another CFG, say), against the pair its protocol recorded; writes nothing."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m diversity_cli.toy.card TOY_OUT", file=sys.stderr)
+    if len(args) not in (1, 2) or (len(args) == 2 and args[0] != "targets"):
+        print("usage: python -m diversity_cli.toy.card TOY_OUT | targets EVAL_FOLDER", file=sys.stderr)
         return 2
     try:
+        if len(args) == 2:
+            evaluation = Path(args[1])
+            fig = measured_figures(evaluation, recorded_pair(evaluation))
+            found = targets(fig)
+            print(f"{fig.label('base')}, {fig.label('dmd')}, {fig.label('dp_dmd')}: measured under {evaluation}")
+            _print_targets(found)
+            print(f"{sum(1 for target in found if target.met)} of {len(found)} targets met")
+            return 0
         path, found = write_card(Path(args[0]))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for target in found:
-        print(f"{'met    ' if target.met else 'NOT MET'}  {target.what}: {target.figure}")
+    _print_targets(found)
     print(f"wrote {path} ({sum(1 for target in found if target.met)} of {len(found)} targets met)")
     return 0
 

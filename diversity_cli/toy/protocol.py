@@ -20,6 +20,7 @@ Images are quantised to 8 bits as saved PNGs are, so the numbers are those of th
 from __future__ import annotations
 
 import csv
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..core.atomic import atomic_path
+from ..core.atomic import atomic_path, write_text
 from ..core.errors import UserError
 from .adherence import adherent_diversity
 from .data import FACTORS, caption, parse_prompt, render, render_prompt_samples, sample_labels, sample_named
@@ -261,6 +262,27 @@ def finite_mean(rows: list[dict], key: str) -> tuple[float, int]:
     return (sum(values) / len(values) if values else float("nan")), len(values)
 
 
+def record_path(out: Path) -> Path:
+    """What made a protocol CSV (protocol.csv -> protocol_run.json): its command line, the pair as resolved,
+    versions and commit."""
+    return out.with_name(out.stem + "_run.json")
+
+
+def write_record(out: Path, argv: list[str], model) -> None:
+    from omegaconf import OmegaConf
+
+    from ..core.record import git_commit, package_versions
+
+    body = {
+        "command_line": ["python", "-m", "diversity_cli.toy.protocol", *argv],
+        "model": OmegaConf.to_container(model, resolve=True),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(record_path(out), json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+
 def free_path(out: Path) -> Path:
     """Where the free-factor shares of a protocol CSV go (protocol.csv -> protocol_free.csv)."""
     return out.with_name(out.stem + "_free.csv")
@@ -282,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..core.config import compose
     from ..models.loading import load_pair
 
-    args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]))
+    argv = list(argv if argv is not None else sys.argv[1:])
+    args = dict(item.split("=", 1) for item in argv)
     methods = [m for m in args.pop("methods", "base,distilled").split(",") if m]
     out = Path(args.pop("out", "results/toy_protocol.csv"))
     overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
@@ -292,13 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     classifier = load_classifier("cpu")
     fid_rows, prompt_rows, free_rows = measure(pair, methods, classifier)
     fid_path = out.with_name(out.stem + "_fid.csv")
+    write_record(out, argv, cfg.model)
     if prompt_rows:
         write_csv(out, prompt_rows)
     write_csv(fid_path, fid_rows)
     # Written last: `make toy-weights` reruns the protocol until this file exists.
     write_csv(free_path(out), free_rows)
     written = [out] if prompt_rows else []
-    print(f"wrote {', '.join(map(str, [*written, fid_path, free_path(out)]))} (factors judged: {', '.join(FACTORS)})")
+    files = [*written, fid_path, free_path(out), record_path(out)]
+    print(f"wrote {', '.join(map(str, files))} (factors judged: {', '.join(FACTORS)})")
     return 0
 
 
