@@ -310,9 +310,10 @@ TOY_VAE ?= diversity_cli/assets/toy/base/vae
 # Torch threads of the base's runs. Which is faster moves with the machine: on 2 idle cores train-toy's first run took
 # 0.28 s a step with 2 threads and 0.23 s with 1 one day, 0.30 s with 2 and 0.40 s with 1 another.
 TOY_BASE_THREADS ?= 2
-# The CFG the chain's base samples at: in the teacher's score while the students distil, in the protocol and in x0viz.
-# Empty: the shipped pair's (conf/model/toy.yaml). On the shipped weights CFG 3 gave fid_toyfeat 2.01x the floor and
-# every prompt's adherence at or above 0.906, CFG 4 2.33x and 0.891 (README: "The base's guidance").
+# The CFG the chain's base samples at: in the teacher's score while the students distil, in the protocol and in
+# x0viz. Empty: the shipped pair's (conf/model/toy.yaml). On the shipped weights CFG 3 gave fid_toyfeat 2.01x the
+# floor and every prompt's adherence at or above 0.906; CFG 4 2.33x, its worst prompt at 0.891 (README: "The base's
+# guidance").
 TOY_GUIDANCE ?=
 TOY_V = unet.schedule_shift=0.5 unet.prediction_type=v_prediction unet.zero_terminal_snr=true unet.text_embedding=true
 toy-weights-steps:
