@@ -471,27 +471,24 @@ def test_install_refuses_over_the_size_limit_or_an_unfinished_run_and_writes_not
     assert sorted(p.name for p in target.rglob("*")) == ["base", "old.safetensors"]
 
 
-def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
-    out = tmp_path / "w"
-    variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "DPDMD_ITERS=9", "LAMBDA=0.25", "DPDMD_LR=3e-5"]
-    variables += ["DMD_GAN=5e-2", f"TOY_VAE={out}/vae/base/vae", "TOY_GUIDANCE=3"]
+def _make_dry_run(*args: str) -> str:
+    """What `make -n` would run for these targets and variables (the commands, not run)."""
     done = subprocess.run(
-        [
-            "make",
-            "-n",
-            "--no-print-directory",
-            "-f",
-            str(REPO / "Makefile"),
-            "toy-weights",
-            "toy-weights-install",
-            *variables,
-        ],
+        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), *args],
         capture_output=True,
         text=True,
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stdout.replace("\\\n", " ").splitlines() if "diversity" in line]
+    return done.stdout
+
+
+def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
+    out = tmp_path / "w"
+    variables = [f"TOY_OUT={out}", "SEED=5", "DMD_ITERS=7", "DPDMD_ITERS=9", "LAMBDA=0.25", "DPDMD_LR=3e-5"]
+    variables += ["DMD_GAN=5e-2", f"TOY_VAE={out}/vae/base/vae", "TOY_GUIDANCE=3"]
+    dry_run = _make_dry_run("toy-weights", "toy-weights-install", *variables)
+    lines = [line for line in dry_run.replace("\\\n", " ").splitlines() if "diversity" in line]
 
     def args(needle: str) -> dict[str, str]:
         line = next(line for line in lines if needle in line)
@@ -550,27 +547,14 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
 
 
 def test_make_toy_weights_samples_the_base_at_the_shipped_cfg_unless_told(tmp_path):
-    done = subprocess.run(
-        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), "toy-weights", f"TOY_OUT={tmp_path}"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    pairs = [line.rstrip() for line in done.stdout.splitlines() if "toy.release pairs" in line]
+    dry_run = _make_dry_run("toy-weights", f"TOY_OUT={tmp_path}")
+    pairs = [line.rstrip() for line in dry_run.splitlines() if "toy.release pairs" in line]
     assert pairs and pairs[0].endswith(f"toy.release pairs {tmp_path}")
 
 
 def test_make_toy_vae_trains_the_vae_the_chain_can_then_reuse(tmp_path):
     out = tmp_path / "w"
-    done = subprocess.run(
-        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), "toy-vae", f"TOY_OUT={out}", "SEED=5"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    words = shlex.split(done.stdout.replace("\\\n", " "))
+    words = shlex.split(_make_dry_run("toy-vae", f"TOY_OUT={out}", "SEED=5").replace("\\\n", " "))
     assert "train-toy" in words
     run = dict(word.split("=", 1) for word in words if "=" in word)
     assert (run["out"], run["seed"], run["vae.steps"]) == (f"{out}/vae", "5", "8000")
@@ -579,14 +563,11 @@ def test_make_toy_vae_trains_the_vae_the_chain_can_then_reuse(tmp_path):
 
 def test_make_toy_ablation_trains_each_point_as_named_then_measures_all(tmp_path):
     out = tmp_path / "w"
-    done = subprocess.run(
-        ["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"), "toy-ablation", f"TOY_OUT={out}"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stdout.replace("\\\n", " ").splitlines() if "diversity" in line]
+    lines = [
+        line
+        for line in _make_dry_run("toy-ablation", f"TOY_OUT={out}").replace("\\\n", " ").splitlines()
+        if "diversity" in line
+    ]
     points = {}
     for line in (line for line in lines if "distill=dp_dmd" in line):
         words = dict(word.split("=", 1) for word in shlex.split(line) if "=" in word)
