@@ -108,6 +108,21 @@ def test_the_vae_round_trip_returns_the_scenes_it_was_given_in_8_bits(classifier
     assert row["adherence"] >= 0.9  # the judge still sees red circles (the VAE loses an outline now and then)
 
 
+def test_an_interrupted_protocol_leaves_no_record_vouching_for_older_csvs(tmp_path, monkeypatch):
+    from diversity_cli.toy import protocol
+
+    stale = tmp_path / "references_run.json"
+    stale.write_text('{"model": {"base": {"guidance": 9}}}')
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(protocol, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        protocol.main(["model=toy", "methods=", f"out={tmp_path}/references.csv"])
+    assert not stale.exists()
+
+
 def test_the_protocol_without_methods_measures_only_its_references(tmp_path, capsys):
     import csv
 

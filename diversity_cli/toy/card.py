@@ -39,7 +39,7 @@ from .release import (
     SHIPPED_PAIRS,
     X0VIZ,
     X0VIZ_DPDMD,
-    base_guidance,
+    sampled_guidance,
 )
 
 # The v2 toy pair's targets: the base follows every prompt and is near the ground truth; the students keep its
@@ -151,27 +151,59 @@ def load_figures(out: Path) -> Figures:
     return measured_figures(out / EVAL, OmegaConf.to_container(OmegaConf.load(pair), resolve=False))
 
 
+SAMPLED = ("steps", "guidance")  # how the base was sampled: measurements made otherwise describe another base
+
+
+def _setting(base: dict[str, float]) -> str:
+    return f"{base['steps']:g} steps, CFG {base['guidance']:g}"
+
+
+def _recorded_base(what: str, record: dict | None) -> dict[str, float]:
+    """The base's steps and CFG a measurement's record holds, or a UserError naming the record."""
+    try:
+        return {key: float(record["model"]["base"][key]) for key in SAMPLED}
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{what} holds no model.base steps and guidance; rerun that measurement") from None
+
+
+def _protocol_record(evaluation: Path, name: str) -> tuple[Path, dict | None]:
+    """(where, the record) of the protocol CSV `name` under `evaluation`; None where it wrote none (a protocol run
+    before it recorded what made its CSVs)."""
+    path = evaluation / record_path(Path(name)).name
+    if not path.is_file():
+        return path, None
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{path} is not a protocol record; rerun the protocol") from None
+
+
 def recorded_pair(evaluation: Path) -> dict:
     """The pair the protocol measured the base and the DMD student with, as its record holds it."""
-    record = evaluation / record_path(Path(PROTOCOL)).name
-    if not record.is_file():
-        raise UserError(f"{record} is missing: rerun the protocol (it records the pair it measured)")
-    return json.loads(record.read_text(encoding="utf-8"))["model"]
+    path, record = _protocol_record(evaluation, PROTOCOL)
+    if record is None:
+        raise UserError(f"{path} is missing: rerun the protocol (it records the pair it measured)")
+    _recorded_base(str(path), record)
+    return record["model"]
 
 
-def _sampled_alike(evaluation: Path, pair: dict, x0viz: dict) -> None:
-    """Every measurement sampled the base as `pair` does (steps, CFG): figures made at another setting, or before
-    the folder's pair was what it is, would be stale."""
-    made = {"x0viz": x0viz.get("model", {}).get("base", {})}
-    record = evaluation / record_path(Path(PROTOCOL)).name
-    if record.is_file():
-        made["the protocol"] = json.loads(record.read_text(encoding="utf-8"))["model"]["base"]
-    want = {key: float(pair["base"][key]) for key in ("steps", "guidance")}
-    for what, base in made.items():
-        got = {key: float(base[key]) for key in want if key in base}
-        if got and got != want:
+def _sampled_alike(evaluation: Path, pair: dict) -> None:
+    """Every measurement sampled the base as `pair` does: figures made at other steps or another CFG, or before the
+    folder's pair was what it is, would describe another base. x0viz always records its pair; protocol CSVs made
+    before the protocol wrote its record carry none and are taken as they are."""
+    made = {}
+    for name in (PROTOCOL, PROTOCOL_DPDMD):
+        path, record = _protocol_record(evaluation, name)
+        if record is not None:
+            made[str(path)] = _recorded_base(str(path), record)
+    for folder in (X0VIZ, X0VIZ_DPDMD):
+        config = _records(evaluation / folder, "x0viz")[-1].get("config", {})
+        made[f"x0viz under {evaluation / folder}"] = _recorded_base(f"x0viz's record in {evaluation / folder}", config)
+    want = _recorded_base("the pair", {"model": pair})
+    for what, got in made.items():
+        if got != want:
             raise UserError(
-                f"{what} under {evaluation} sampled the base at {got}, the pair at {want}; remeasure with the pair"
+                f"{what} sampled the base at {_setting(got)}, the pair at {_setting(want)}; remeasure with the pair"
             )
 
 
@@ -215,8 +247,8 @@ def measured_figures(evaluation: Path, pair: dict) -> Figures:
     missing += [] if "truth" in shared else ["the ground truth's free-factor shares"]
     if missing or math.isnan(floor):
         raise UserError(f"the measurements under {evaluation} lack {', '.join(missing) or 'the ground-truth floor'}")
-    settings = _records(evaluation / X0VIZ, "x0viz")[0].get("config", {})
-    _sampled_alike(evaluation, pair, settings)
+    _sampled_alike(evaluation, pair)
+    settings = _records(evaluation / X0VIZ, "x0viz")[-1].get("config", {})  # the run that wrote the summary
     return Figures(floor, fid, prompts, rows, commitment, settings, pair, free, through_vae)
 
 
@@ -391,10 +423,10 @@ def _vae(base_config: DictConfig) -> tuple[str, str]:
     )
 
 
-def _guidance(fig: Figures) -> str:
+def _guidance_variable(fig: Figures) -> str:
     """` TOY_GUIDANCE=G` for a chain whose base sampled at another CFG than the shipped pair's (the default)."""
     guidance = float(fig.pair["base"]["guidance"])
-    shipped = base_guidance(conf_root() / "model" / f"{SHIPPED_PAIRS[PAIR]}.yaml")
+    shipped = sampled_guidance(conf_root() / "model" / f"{SHIPPED_PAIRS[PAIR]}.yaml")
     return f" TOY_GUIDANCE={guidance:g}" if guidance != shipped else ""
 
 
@@ -596,7 +628,7 @@ def build_card(out: Path) -> tuple[str, list[Target]]:
         "```",
         f"make toy-weights TOY_OUT={out} SEED={base_config.seed} DMD_ITERS={dmd['iterations']} "
         f"DPDMD_ITERS={dp_dmd['iterations']} LAMBDA={dp_dmd['config']['lambda_div']:g} "
-        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}{vae_variable}{_guidance(fig)}",
+        f"DMD_LR={_lr(dmd)} DPDMD_LR={_lr(dp_dmd)}{_gan(dmd)}{vae_variable}{_guidance_variable(fig)}",
         "make toy-weights-install      # copies the weights and this card into diversity_cli/assets/toy/",
         "```",
         "",
@@ -703,21 +735,27 @@ def _print_targets(found: list[Target]) -> None:
         print(f"{'met    ' if target.met else 'NOT MET'}  {target.what}: {target.figure}")
 
 
+def print_targets(evaluation: Path) -> list[Target]:
+    """The nine targets of the measurements under `evaluation` alone (no training records, no card written),
+    against the pair the protocol recorded."""
+    fig = measured_figures(evaluation, recorded_pair(evaluation))
+    found = targets(fig)
+    print(f"{fig.label('base')}, {fig.label('dmd')}, {fig.label('dp_dmd')}: measured under {evaluation}")
+    _print_targets(found)
+    print(f"{sum(1 for target in found if target.met)} of {len(found)} targets met")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """`TOY_OUT`: compose its card. `targets EVAL`: the targets only, for measurements laid out as a chain's eval/
-    (the shipped pair at another CFG, say), against the pair its protocol recorded; writes nothing."""
+    (the shipped pair at another CFG, say)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (1, 2) or (len(args) == 2 and args[0] != "targets"):
         print("usage: python -m diversity_cli.toy.card TOY_OUT | targets EVAL_FOLDER", file=sys.stderr)
         return 2
     try:
         if len(args) == 2:
-            evaluation = Path(args[1])
-            fig = measured_figures(evaluation, recorded_pair(evaluation))
-            found = targets(fig)
-            print(f"{fig.label('base')}, {fig.label('dmd')}, {fig.label('dp_dmd')}: measured under {evaluation}")
-            _print_targets(found)
-            print(f"{sum(1 for target in found if target.met)} of {len(found)} targets met")
+            print_targets(Path(args[1]))
             return 0
         path, found = write_card(Path(args[0]))
     except UserError as err:

@@ -269,6 +269,8 @@ def record_path(out: Path) -> Path:
 
 
 def write_record(out: Path, argv: list[str], model) -> None:
+    """The record beside a protocol CSV. The pair is stored resolved: the absolute folders of its weights and every
+    setting as sampled, so a reader (the model card) can tell which base the figures describe."""
     from omegaconf import OmegaConf
 
     from ..core.record import git_commit, package_versions
@@ -313,12 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=any(m != "base" for m in methods))
     classifier = load_classifier("cpu")
+    # A record left by an earlier run must not vouch for CSVs this run may leave half rewritten if interrupted.
+    record_path(out).unlink(missing_ok=True)
     fid_rows, prompt_rows, free_rows = measure(pair, methods, classifier)
     fid_path = out.with_name(out.stem + "_fid.csv")
-    write_record(out, argv, cfg.model)
     if prompt_rows:
         write_csv(out, prompt_rows)
     write_csv(fid_path, fid_rows)
+    write_record(out, argv, cfg.model)
     # Written last: `make toy-weights` reruns the protocol until this file exists.
     write_csv(free_path(out), free_rows)
     written = [out] if prompt_rows else []
