@@ -391,6 +391,14 @@ def test_a_folder_s_pairs_are_not_rewritten_with_other_settings(chain):
     assert "steps: 2" in dp_pair.read_text()
 
 
+def test_a_copied_folder_s_pairs_read_the_copy_s_weights(chain, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(chain, copy)
+    release.write_pairs(copy)  # only where the weights are read from differs: not a change of settings
+    model = OmegaConf.load(copy / release.CONF / "model" / f"{release.PAIR}.yaml")
+    assert model.distilled.network.path == str((copy / "dmd" / "student").resolve())
+
+
 def test_pairs_at_a_cfg_say_how_to_make_them_again(chain):
     _rewrite_pairs(chain, 3.0)
     header = (chain / release.CONF / "model" / f"{release.PAIR}.yaml").read_text().splitlines()[0]

@@ -87,7 +87,7 @@ def write_pairs(out: Path, base_guidance: float | None = None) -> list[Path]:
             if changed:
                 raise UserError(
                     f"{path} was written with other settings ({', '.join(changed)}) and this folder's runs were "
-                    "made with them: use a new TOY_OUT for other settings (TOY_GUIDANCE, a moved folder, an edited "
+                    "made with them: use a new TOY_OUT for other settings (TOY_GUIDANCE, an edited "
                     f"conf/model/{shipped}.yaml)"
                 )
         planned[path] = (source, model)
@@ -99,10 +99,13 @@ def write_pairs(out: Path, base_guidance: float | None = None) -> list[Path]:
     return list(planned)
 
 
+LOCATIONS = ("path", "repo")  # where weights are read from: a copied or moved folder reads its own, same weights
+
+
 def _differences(old, new, where: str = "") -> list[str]:
-    """The dotted keys at which two configs differ, each with both values."""
+    """The dotted keys at which two configs differ, each with both values, the weights' locations left out."""
     if isinstance(old, dict) and isinstance(new, dict):
-        keys = list(dict.fromkeys([*old, *new]))
+        keys = [key for key in dict.fromkeys([*old, *new]) if key not in LOCATIONS]
         return [d for key in keys for d in _differences(old.get(key), new.get(key), f"{where}{key}.")]
     return [] if old == new else [f"{where.rstrip('.')}: {old} then, {new} now"]
 
