@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,15 +39,27 @@ from ..toy.protocol import (
 )
 
 
-def table_rows(model: str = "toy", dpdmd: str = "toy_dpdmd") -> list[tuple[str, str, str]]:
+def pair_settings(name: str):
+    """The model config of the pair `name` (conf/model/<name>.yaml), as every command composes it."""
+    from ..core.config import compose
+
+    return compose("generate", [f"model={name}"]).model
+
+
+def table_rows(
+    model: str = "toy", dpdmd: str = "toy_dpdmd", settings: Callable[[str], Any] = pair_settings
+) -> list[tuple[str, str, str]]:
     """(row label, pair, protocol method); "hybrid_kauto" is resolved to hybrid_k<K> by the pair's own k=auto.
-    `model`: the base + DMD pair, `dpdmd`: the same base + DP-DMD pair (a retrained pair before it ships)."""
+    `model`: the base + DMD pair, `dpdmd`: the same base + DP-DMD pair (a retrained pair before it ships). The labels
+    carry each pair's own sampler settings, read from its config (a chain at another CFG says so)."""
+    pair, dp_pair = settings(model), settings(dpdmd)
+    scheduler = str(pair.base.scheduler["class"]).removesuffix("Scheduler")
     return [
-        ("base (DDIM 25, CFG 4)", model, "base"),
-        ("DMD student (4 steps)", model, "distilled"),
+        (f"base ({scheduler} {pair.base.steps}, CFG {float(pair.base.guidance):g})", model, "base"),
+        (f"DMD student ({pair.distilled.steps} steps)", model, "distilled"),
         ("hybrid k=1 on the DMD student", model, "hybrid_k1"),
         ("hybrid k=auto on the DMD student", model, "hybrid_kauto"),
-        ("DP-DMD student (4 steps)", dpdmd, "distilled"),
+        (f"DP-DMD student ({dp_pair.distilled.steps} steps)", dpdmd, "distilled"),
     ]
 
 
