@@ -37,6 +37,7 @@ from ..toy.protocol import (
     total_variation,
     write_csv,
 )
+from ..toy.release import base_label
 
 
 def pair_settings(name: str):
@@ -53,9 +54,8 @@ def table_rows(
     `model`: the base + DMD pair, `dpdmd`: the same base + DP-DMD pair (a retrained pair before it ships). The labels
     carry each pair's own sampler settings, read from its config (a chain at another CFG says so)."""
     pair, dp_pair = settings(model), settings(dpdmd)
-    scheduler = str(pair.base.scheduler["class"]).removesuffix("Scheduler")
     return [
-        (f"base ({scheduler} {pair.base.steps}, CFG {float(pair.base.guidance):g})", model, "base"),
+        (base_label(pair), model, "base"),
         (f"DMD student ({pair.distilled.steps} steps)", model, "distilled"),
         ("hybrid k=1 on the DMD student", model, "hybrid_k1"),
         ("hybrid k=auto on the DMD student", model, "hybrid_kauto"),

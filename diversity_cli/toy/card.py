@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
-from ..core.resources import conf_root
 from ..core.schemas.distill import gan_weight
 from .data import FACTORS, parse_prompt
 from .protocol import factor_shares, free_path, record_path, total_variation
@@ -36,10 +35,11 @@ from .release import (
     PAIR,
     PROTOCOL,
     PROTOCOL_DPDMD,
-    SHIPPED_PAIRS,
     X0VIZ,
     X0VIZ_DPDMD,
-    sampled_guidance,
+    base_label,
+    pair_file,
+    shipped_guidance,
 )
 
 # The v2 toy pair's targets: the base follows every prompt and is near the ground truth; the students keep its
@@ -77,7 +77,7 @@ class Figures:
 
     def label(self, method: str) -> str:
         if method == "base":
-            return f"base (DDIM {self.pair['base']['steps']}, CFG {float(self.pair['base']['guidance']):g})"
+            return base_label(self.pair)
         return f"{METHODS[method]} ({len(self.student_timesteps)} steps)"
 
 
@@ -145,7 +145,7 @@ def commands_of(run: Path, command: str) -> str:
 def load_figures(out: Path) -> Figures:
     """The protocol's and x0viz's figures of the base, the DMD and the DP-DMD student of a `make toy-weights`
     folder, its pair as its conf/model/ holds it."""
-    pair = out / CONF / "model" / f"{PAIR}.yaml"
+    pair = pair_file(out, PAIR)
     if not pair.is_file():
         raise UserError(f"the card needs {pair}, which is missing; rerun `make toy-weights`")
     return measured_figures(out / EVAL, OmegaConf.to_container(OmegaConf.load(pair), resolve=False))
@@ -426,8 +426,7 @@ def _vae(base_config: DictConfig) -> tuple[str, str]:
 def _guidance_variable(fig: Figures) -> str:
     """` TOY_GUIDANCE=G` for a chain whose base sampled at another CFG than the shipped pair's (the default)."""
     guidance = float(fig.pair["base"]["guidance"])
-    shipped = sampled_guidance(conf_root() / "model" / f"{SHIPPED_PAIRS[PAIR]}.yaml")
-    return f" TOY_GUIDANCE={guidance:g}" if guidance != shipped else ""
+    return f" TOY_GUIDANCE={guidance:g}" if guidance != shipped_guidance() else ""
 
 
 def _gan(record: dict) -> str:

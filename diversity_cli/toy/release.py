@@ -81,7 +81,7 @@ def write_pairs(out: Path, base_guidance: float | None = None) -> list[Path]:
             scheduler = model[role]["scheduler"]
             if not scheduler.get("repo") and not scheduler.get("path"):
                 scheduler["repo"] = str(folders(out)["base"].resolve())
-        path = out / CONF / "model" / f"{name}.yaml"
+        path = pair_file(out, name)
         if path.is_file():
             changed = _differences(OmegaConf.to_container(OmegaConf.load(path), resolve=False), model)
             if changed:
@@ -110,9 +110,26 @@ def _differences(old, new, where: str = "") -> list[str]:
     return [] if old == new else [f"{where.rstrip('.')}: {old} then, {new} now"]
 
 
+def pair_file(out: Path, name: str) -> Path:
+    """Where a results folder keeps the chain's pair `name` (PAIR or its DP-DMD twin)."""
+    return out / CONF / "model" / f"{name}.yaml"
+
+
 def sampled_guidance(pair_file: Path) -> float:
     """The CFG a pair's base samples at (conf/model/<pair>.yaml)."""
     return float(OmegaConf.load(pair_file).base.guidance)
+
+
+def shipped_guidance(name: str = PAIR) -> float:
+    """The CFG at which the shipped pair that the chain's pair `name` stands for samples its base."""
+    return sampled_guidance(conf_root() / "model" / f"{SHIPPED_PAIRS[name]}.yaml")
+
+
+def base_label(pair) -> str:
+    """How tables name a pair's base (a dict or config of conf/model/): its sampler as the pair runs it."""
+    base = pair["base"]
+    scheduler = str(base["scheduler"]["class"]).removesuffix("Scheduler")
+    return f"base ({scheduler} {base['steps']}, CFG {float(base['guidance']):g})"
 
 
 def _substitute(value, out: Path):
@@ -138,7 +155,7 @@ class Copy:
 def plan_install(out: Path) -> list[Copy]:
     """Every file `install` copies, or UserError naming what is missing or unfinished."""
     sources = folders(out)
-    pairs = [out / CONF / "model" / f"{name}.yaml" for name in SHIPPED_PAIRS]
+    pairs = [pair_file(out, name) for name in SHIPPED_PAIRS]
     missing = [str(path) for path in [*sources.values(), *pairs, out / CARD] if not path.exists()]
     if missing:
         raise UserError(f"toy-weights-install: {', '.join(missing)} missing; run `make toy-weights` first")
@@ -148,10 +165,7 @@ def plan_install(out: Path) -> list[Copy]:
         if not record or not record.get("finished"):
             raise UserError(f"toy-weights-install: the distill run {out / run} is unfinished; rerun `make toy-weights`")
     for name, shipped in SHIPPED_PAIRS.items():
-        made, ships = (
-            sampled_guidance(out / CONF / "model" / f"{name}.yaml"),
-            sampled_guidance(conf_root() / "model" / f"{shipped}.yaml"),
-        )
+        made, ships = sampled_guidance(pair_file(out, name)), shipped_guidance(name)
         if made != ships:
             raise UserError(
                 f"toy-weights-install: {out} sampled its base at CFG {made:g}, conf/model/{shipped}.yaml at {ships:g}; "
