@@ -669,3 +669,10 @@ def test_a_students_quality_during_training_is_in_the_card_and_shipped_beside_it
     assert (target / "dmd_student" / "train_quality.csv").read_bytes() == (chain / "dmd" / "quality.csv").read_bytes()
     assert (target / "dmd_student" / "train_quality.png").read_bytes() == b"\x89PNG"
     assert not (target / "dp_dmd_student" / "train_quality.csv").exists()
+
+
+def test_the_card_names_the_base_s_sampler_as_its_pair_runs_it(chain):
+    pair = release.pair_file(chain, release.PAIR)
+    pair.write_text(pair.read_text().replace("class: DDIMScheduler", "class: EulerDiscreteScheduler"))
+    text, _ = card.build_card(chain)
+    assert f"| base (EulerDiscrete 25, CFG {SHIPPED_CFG:g}) |" in text and "| base (DDIM" not in text
