@@ -279,17 +279,17 @@ TOY_DISTILL = prompts=data/toy_captions.csv batch_size=16 lr.fake=1e-4 \
   seed=$(SEED) device=$(TOY_DEVICE) monitor.every=$(MONITOR_EVERY)
 MONITOR_EVERY ?= 100
 # The students' generator learning rates (the fake score's is 1e-4). DMD's generator at 2e-5, a fifth of its fake
-# score's: at 1e-4 its 1000 iterations ended at fid_toyfeat 149.7 and adherence 0.959 under the protocol, at 2e-5
-# at 138.4 and 0.990, its quality curve levelled off. From there, fewer DMD_ITERS (300 and 500 measured) or
-# DMD_LR=1e-5 gave students closer to the base in fid_toyfeat and diversity, which follow their prompts less
-# (README: "DMD's trade-off along training").
+# score's: on the previous shipped base (CFG 4) its 1000 iterations ended at fid_toyfeat 149.7 and adherence 0.959
+# under the protocol at 1e-4, at 138.4 and 0.990 at 2e-5, its quality curve levelled off. From there, fewer DMD_ITERS
+# (300 and 500 measured) or DMD_LR=1e-5 gave students closer to the base in fid_toyfeat and diversity, which follow
+# their prompts less (README: "DMD's trade-off along training").
 DMD_LR ?= 2e-5
-# DP-DMD's generator at 2e-5 too: at 1e-4 its 1000 iterations ended at fid_toyfeat 52.6, 4 prompts more than 0.05
-# under the base's adherence; at 2e-5 at 40.8 and 3 prompts (README: "DP-DMD's learning rate and weight").
+# DP-DMD's generator at 2e-5 too: on that base at 1e-4 its 1000 iterations ended at fid_toyfeat 52.6, 4 prompts more
+# than 0.05 under the base's adherence; at 2e-5 at 40.8 and 3 prompts (README: "DP-DMD's learning rate and weight").
 DPDMD_LR ?= 2e-5
 # DMD2's GAN term on the DMD student (distill gan.weight; 0: off). At 5e-2 it met DMD's fid_toyfeat target (1.19x the
 # base) but missed the adherence one on 4 prompts, and the student's mean diversity matched the base's (0.215 against
-# 0.206; README: "DMD2's GAN term"); the shipped student has it off.
+# 0.206, on the previous shipped base; README: "DMD2's GAN term"); the shipped student has it off.
 DMD_GAN ?= 0
 
 .PHONY: toy-weights toy-weights-steps toy-weights-dmd toy-weights-dpdmd toy-weights-install toy-vae
@@ -311,9 +311,9 @@ TOY_VAE ?= diversity_cli/assets/toy/base/vae
 # 0.28 s a step with 2 threads and 0.23 s with 1 one day, 0.30 s with 2 and 0.40 s with 1 another.
 TOY_BASE_THREADS ?= 2
 # The CFG the chain's base samples at: in the teacher's score while the students distil, in the protocol and in
-# x0viz. Empty: the shipped pair's (conf/model/toy.yaml). On the shipped weights CFG 3 gave fid_toyfeat 2.01x the
-# floor and every prompt's adherence at or above 0.906; CFG 4 2.33x, its worst prompt at 0.891 (README: "The base's
-# guidance").
+# x0viz. Empty: the shipped pair's (conf/model/toy.yaml, CFG 3). On the previous shipped weights CFG 3 gave
+# fid_toyfeat 2.01x the floor and every prompt's adherence at or above 0.906; CFG 4 2.33x, its worst prompt at 0.891
+# (README: "The base's guidance"); the shipped weights were made at CFG 3.
 TOY_GUIDANCE ?=
 TOY_V = unet.schedule_shift=0.5 unet.prediction_type=v_prediction unet.zero_terminal_snr=true unet.text_embedding=true
 toy-weights-steps:

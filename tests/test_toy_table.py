@@ -120,16 +120,16 @@ def test_table_rows_measure_the_pairs_named():
     from diversity_cli.core.config import compose
     from diversity_cli.experiments.toy_table import table_rows
 
-    def at_cfg_3(name: str):  # a chain made with TOY_GUIDANCE=3: its pairs are the shipped ones at CFG 3
+    def at_cfg_2(name: str):  # a chain made with TOY_GUIDANCE=2: its pairs are the shipped ones at CFG 2
         model = compose("generate", [f"model={'toy' if name == 'toy_retrained' else 'toy_dpdmd'}"]).model
-        return OmegaConf.merge(model, {"base": {"guidance": 3.0}})
+        return OmegaConf.merge(model, {"base": {"guidance": 2.0}})
 
-    rows = table_rows("toy_retrained", "toy_retrained_dpdmd", settings=at_cfg_3)
+    rows = table_rows("toy_retrained", "toy_retrained_dpdmd", settings=at_cfg_2)
     assert [m for _, _, m in rows] == ["base", "distilled", "hybrid_k1", "hybrid_kauto", "distilled"]
     assert {p for _, p, _ in rows[:4]} == {"toy_retrained"} and rows[4][1] == "toy_retrained_dpdmd"
     # each label names what was sampled, read from the pair
-    assert [label for label, _, _ in rows][:2] == ["base (DDIM 25, CFG 3)", "DMD student (4 steps)"]
-    assert table_rows()[0][0] == "base (DDIM 25, CFG 4)" and table_rows()[4][0] == "DP-DMD student (4 steps)"
+    assert [label for label, _, _ in rows][:2] == ["base (DDIM 25, CFG 2)", "DMD student (4 steps)"]
+    assert table_rows()[0][0] == "base (DDIM 25, CFG 3)" and table_rows()[4][0] == "DP-DMD student (4 steps)"
 
 
 def test_a_prompt_without_adherent_samples_is_left_out_of_adherent_diversity_and_said():
