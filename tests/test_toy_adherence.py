@@ -143,3 +143,33 @@ def test_the_protocol_without_methods_measures_only_its_references(tmp_path, cap
     with (tmp_path / "references_free.csv").open() as handle:
         assert {row["method"] for row in csv.DictReader(handle)} == {"truth"}
     assert "references_fid.csv" in capsys.readouterr().out
+
+
+def test_the_protocol_samples_a_setting_named_as_generate_names_it():
+    from diversity_cli.core.config import compose
+    from diversity_cli.models.loading import load_pair
+    from diversity_cli.toy.protocol import plan_of
+
+    pair = load_pair(compose("generate", ["model=toy"]).model, torch.device("cpu"), torch.float32)
+    visits = plan_of(pair, "hybrid_k1_g3_bs5").visits()
+    # the base's own five steps over the student's first (999 -> 749) at CFG 3, then the student's last three
+    assert visits == [
+        *(("base", t, 3.0) for t in (999, 949, 899, 849, 799)),
+        *(("distilled", t, 0.0) for t in (749, 499, 249)),
+    ]
+    assert (
+        plan_of(pair, "hybrid_k1").visits()[0] == ("base", 999, 0.0) and len(plan_of(pair, "hybrid_k1").visits()) == 4
+    )
+
+
+@pytest.mark.parametrize(
+    "method, says", [("hybrid_1", "protocol method 'hybrid_1'"), ("hybrid_k1_bs6", "no schedule with base_steps=6")]
+)
+def test_a_method_the_protocol_cannot_sample_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, method, says):
+    from diversity_cli.toy import protocol
+
+    monkeypatch.setattr(protocol, "measure", lambda *a, **k: pytest.fail("measured a method it cannot sample"))
+    assert protocol.main(["model=toy", f"methods=base,{method}", f"out={tmp_path}/p.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err
+    assert list(tmp_path.iterdir()) == []

@@ -186,17 +186,28 @@ def total_variation(rows: list[dict], method: str, factor: str, against: str = "
     return 0.5 * sum(abs(share[(method, v)] - share[(against, v)]) for v in FACTORS[factor])
 
 
+def method_settings(method: str) -> tuple[str, int, float, int | None]:
+    """(method, k, base_guidance, base_steps) of a protocol method, named as `generate` names its images:
+    "base", "distilled", "hybrid_k1", "hybrid_k1_g3_bs5" (the base runs the first distilled step in 5 steps of its
+    own at CFG 3), ..."""
+    from ..sampling.tags import parse_tag
+
+    parsed = parse_tag(method)
+    if parsed is None:
+        raise UserError(
+            f"protocol method '{method}': choose base, distilled, skip_first or a tag as generate writes it, "
+            "hybrid_k<K>[_g<G>][_bs<N>] or replace_final_k<K>[_g<G>][_bs<N>] (e.g. hybrid_k1, hybrid_k1_g3_bs5)"
+        )
+    return parsed
+
+
 def plan_of(pair, method: str):
-    """ "base", "distilled" or "hybrid_k<K>" (the base runs the first K distilled steps at guidance 0, as
-    `generate method=hybrid k=K` does) -> the sampling plan."""
+    """The sampling plan of a protocol method (see `method_settings`)."""
     from ..sampling.chunks import WHOLE_BATCH
     from ..sampling.plan import make_plan
 
-    if method.startswith("hybrid_k") and method[len("hybrid_k") :].isdigit():
-        return make_plan(pair, "hybrid", k=int(method[len("hybrid_k") :]), micro_batch=WHOLE_BATCH)
-    if method not in ("base", "distilled"):
-        raise UserError(f"protocol method '{method}': choose base, distilled or hybrid_k<K> (e.g. hybrid_k1)")
-    return make_plan(pair, method, micro_batch=WHOLE_BATCH)
+    name, k, guidance, steps = method_settings(method)
+    return make_plan(pair, name, k=k, base_guidance=guidance, base_steps=steps, micro_batch=WHOLE_BATCH)
 
 
 @torch.no_grad()
@@ -311,9 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.pop("methods", "base,distilled").split(",") if m]
     out = Path(args.pop("out", "results/toy_protocol.csv"))
     overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
-    cfg = compose("generate", overrides)
-    torch.manual_seed(0)
-    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=any(m != "base" for m in methods))
+    try:
+        for method in methods:  # a misspelt method is refused before anything loads
+            method_settings(method)
+        cfg = compose("generate", overrides)
+        torch.manual_seed(0)
+        pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=any(m != "base" for m in methods))
+        for method in methods:  # and one the pair's schedulers cannot run (base_steps missing the hand-over)
+            plan_of(pair, method)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     classifier = load_classifier("cpu")
     # A record left by an earlier run must not vouch for CSVs this run may leave half rewritten if interrupted.
     record_path(out).unlink(missing_ok=True)
