@@ -125,11 +125,13 @@ def test_table_rows_measure_the_pairs_named():
         return OmegaConf.merge(model, {"base": {"guidance": 2.0}})
 
     rows = table_rows("toy_retrained", "toy_retrained_dpdmd", settings=at_cfg_2)
-    assert [m for _, _, m in rows] == ["base", "distilled", "hybrid_k1", "hybrid_kauto", "distilled"]
-    assert {p for _, p, _ in rows[:4]} == {"toy_retrained"} and rows[4][1] == "toy_retrained_dpdmd"
+    methods = ["base", "distilled", "hybrid_k1", "hybrid_kauto", "hybrid_k1_bs5", "hybrid_k1_g2_bs5", "distilled"]
+    assert [m for _, _, m in rows] == methods  # the base's own steps at CFG 0 and at the pair's CFG
+    assert {p for _, p, _ in rows[:-1]} == {"toy_retrained"} and rows[-1][1] == "toy_retrained_dpdmd"
+    assert rows[5][0] == "hybrid k=1 on the DMD student, the base's own 5 steps at CFG 2"
     # each label names what was sampled, read from the pair
     assert [label for label, _, _ in rows][:2] == ["base (DDIM 25, CFG 2)", "DMD student (4 steps)"]
-    assert table_rows()[0][0] == "base (DDIM 25, CFG 3)" and table_rows()[4][0] == "DP-DMD student (4 steps)"
+    assert table_rows()[0][0] == "base (DDIM 25, CFG 3)" and table_rows()[-1][0] == "DP-DMD student (4 steps)"
 
 
 def test_a_prompt_without_adherent_samples_is_left_out_of_adherent_diversity_and_said():
