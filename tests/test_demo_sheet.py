@@ -28,23 +28,35 @@ def _dry_run(*variables: str) -> str:
     return done.stdout
 
 
+def _commands(text: str) -> list[str]:
+    """The recipe's shell commands, continuation lines joined."""
+    return [line for line in text.replace("\\\n", " ").splitlines() if line.strip()]
+
+
 def test_make_demo_samples_three_methods_at_k1_with_the_same_seeds_then_draws_their_sheet(tmp_path):
     text = _dry_run(f"DEMO_OUT={tmp_path / 'demo'}")
     loop = re.search(r"for method in ([\w ]+); do", text)
     assert loop is not None
     methods = loop[1].split()
     assert methods == ["base", "distilled", "hybrid"]
-    generate = next(line for line in text.replace("\\\n", " ").splitlines() if "generate" in line)
+    generate = next(line for line in _commands(text) if "generate" in line)
     args = dict(word.split("=", 1) for word in shlex.split(generate.split("generate", 1)[1]) if "=" in word)
     assert args["k"] == "1" and args["seed"] == "0" and args["overwrite"] == "true"  # the paper's k, same seeds
     assert args["out"] == str(tmp_path / "demo") and args["model"] == "toy" and args["prompt"] == "a shape"
-    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    assert args["base_steps"] == "5"  # the toy's base hands over after its own steps, not its x̂0 at pure noise
+    last = _commands(text)[-1]
     assert "-m diversity_cli.reporting.contact_sheet" in last
     words = shlex.split(last.split("contact_sheet", 1)[1])
     assert words[:3] == [str(tmp_path / "demo"), "toy", "a shape"]
-    # the rows it asks for are the tags generate gives those methods at that k
-    assert words[3:] == [run_tag(method, 1, 0.0, None) for method in methods]
-    assert "DEMO_PROMPT" not in last and "a red" in _dry_run("DEMO_PROMPT=a red circle").splitlines()[-1]
+    # the rows it asks for are the tags generate gives those methods at that k and base_steps
+    assert words[3:] == [run_tag(method, 1, 0.0, 5) for method in methods]
+    assert "DEMO_PROMPT" not in last and "a red" in _commands(_dry_run("DEMO_PROMPT=a red circle"))[-1]
+
+
+def test_make_demo_without_base_steps_runs_generate_s_default_hybrid():
+    commands = _commands(_dry_run("DEMO_BASE_STEPS="))
+    assert not any("base_steps" in line for line in commands)
+    assert commands[-1].split()[-1] == run_tag("hybrid", 1, 0.0, None)
 
 
 def test_the_sheet_has_the_rows_asked_for_in_that_order_and_prints_its_path(cli, tmp_path, capsys):
