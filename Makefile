@@ -55,12 +55,13 @@ format:
 # thread (three processes: imports and loading dominate; 73 s wall on 2 cores shared with a training job).
 # DEMO_BASE_STEPS: the hybrid's base runs the student's first step (999 -> 749) in that many steps of its own. On the
 # toy one base step there hands over its x̂0 at t=999, pure noise on its schedule (the prompt's mean image), and the
-# hybrid loses the base's layout and sometimes the shape; 5 steps keep both (README: the toy table). Empty: generate's
-# default, one base step on the student's schedule, as the paper runs SDXL.
+# hybrid loses the base's layout and sometimes the shape; 5 steps keep both (README: the toy table). Other pairs, or
+# empty: generate's default, one base step on the student's schedule, as the paper runs SDXL. The base runs at CFG 0
+# there, generate's default (the paper's "low or zero guidance"); README's table has CFG 3 beside it.
 DEMO_OUT ?= results/demo
 DEMO_PAIR ?= toy
 DEMO_PROMPT ?= a shape
-DEMO_BASE_STEPS ?= 5
+DEMO_BASE_STEPS ?= $(if $(filter toy%,$(DEMO_PAIR)),5)
 demo:
 	for method in base distilled hybrid; do \
 	  $(BIN)/diversity-cli generate model=$(DEMO_PAIR) method=$$method k=1 prompt="$(DEMO_PROMPT)" n=8 seed=0 \
@@ -108,9 +109,9 @@ N ?= 32
 CAPTIONS ?= data/toy_captions.csv
 LIMIT ?= 128
 FID_REF ?= reference=toy toy.mode=dataset toy.count=1000
-# replace_final as on the real pair: the student's first step, then the base with its own CFG (4) for 15 of its
-# own DDIM steps from t=749 (60% of its 25; DDIM reaches 749 exactly with 15 or 30).
-E1_FINAL ?= k=3 base_steps=15 base_guidance=4
+# replace_final as on the real pair: the student's first step, then the base with its own CFG (3, conf/model/toy.yaml)
+# for 15 of its own DDIM steps from t=749 (60% of its 25; DDIM reaches 749 exactly with 15 or 30).
+E1_FINAL ?= k=3 base_steps=15 base_guidance=3
 N1 ?= 24
 # train-lora steps of the toy adapters (its default is 300; fewer keep `make reproduce-toy` under 10 minutes)
 LORA_STEPS ?= 150
@@ -285,7 +286,7 @@ TOY_DISTILL = prompts=data/toy_captions.csv batch_size=16 lr.fake=1e-4 \
   seed=$(SEED) device=$(TOY_DEVICE) monitor.every=$(MONITOR_EVERY)
 MONITOR_EVERY ?= 100
 # The students' generator learning rates (the fake score's is 1e-4). DMD's generator at 2e-5, a fifth of its fake
-# score's: on the previous shipped base (CFG 4) its 1000 iterations ended at fid_toyfeat 149.7 and adherence 0.959
+# score's: on the CFG-4 release's base (README) its 1000 iterations ended at fid_toyfeat 149.7 and adherence 0.959
 # under the protocol at 1e-4, at 138.4 and 0.990 at 2e-5, its quality curve levelled off. From there, fewer DMD_ITERS
 # (300 and 500 measured) or DMD_LR=1e-5 gave students closer to the base in fid_toyfeat and diversity, which follow
 # their prompts less (README: "DMD's trade-off along training").
@@ -295,7 +296,7 @@ DMD_LR ?= 2e-5
 DPDMD_LR ?= 2e-5
 # DMD2's GAN term on the DMD student (distill gan.weight; 0: off). At 5e-2 it met DMD's fid_toyfeat target (1.19x the
 # base) but missed the adherence one on 4 prompts, and the student's mean diversity matched the base's (0.215 against
-# 0.206, on the previous shipped base; README: "DMD2's GAN term"); the shipped student has it off.
+# 0.206, on the CFG-4 release's base; README: "DMD2's GAN term"); the shipped student has it off.
 DMD_GAN ?= 0
 
 .PHONY: toy-weights toy-weights-steps toy-weights-dmd toy-weights-dpdmd toy-weights-install toy-vae
@@ -317,7 +318,7 @@ TOY_VAE ?= diversity_cli/assets/toy/base/vae
 # 0.28 s a step with 2 threads and 0.23 s with 1 one day, 0.30 s with 2 and 0.40 s with 1 another.
 TOY_BASE_THREADS ?= 2
 # The CFG the chain's base samples at: in the teacher's score while the students distil, in the protocol and in
-# x0viz. Empty: the shipped pair's (conf/model/toy.yaml, CFG 3). On the previous shipped weights CFG 3 gave
+# x0viz. Empty: the shipped pair's (conf/model/toy.yaml, CFG 3). On the CFG-4 release's weights CFG 3 gave
 # fid_toyfeat 2.01x the floor and every prompt's adherence at or above 0.906; CFG 4 2.33x, its worst prompt at 0.891
 # (README: "The base's guidance"); the shipped weights were made at CFG 3.
 TOY_GUIDANCE ?=

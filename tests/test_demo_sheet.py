@@ -9,6 +9,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from diversity_cli.reporting.contact_sheet import HEADER, LABEL_WIDTH, main, sheet_path
@@ -53,8 +54,9 @@ def test_make_demo_samples_three_methods_at_k1_with_the_same_seeds_then_draws_th
     assert "DEMO_PROMPT" not in last and "a red" in _commands(_dry_run("DEMO_PROMPT=a red circle"))[-1]
 
 
-def test_make_demo_without_base_steps_runs_generate_s_default_hybrid():
-    commands = _commands(_dry_run("DEMO_BASE_STEPS="))
+@pytest.mark.parametrize("variable", ["DEMO_BASE_STEPS=", "DEMO_PAIR=tiny_sd"])  # told, or a pair other than the toy
+def test_make_demo_without_base_steps_runs_generate_s_default_hybrid(variable):
+    commands = _commands(_dry_run(variable))
     assert not any("base_steps" in line for line in commands)
     assert commands[-1].split()[-1] == run_tag("hybrid", 1, 0.0, None)
 

@@ -13,6 +13,8 @@ SETTINGS = [
     ("hybrid", 1, 3.0, 5),
     ("hybrid", 3, 0.0, 10),
     ("replace_final", 3, 4.0, 15),
+    ("hybrid", 1, 1e-05, None),  # :g writes these with an exponent
+    ("hybrid", 1, 1.5e06, 5),
 ]
 
 

@@ -169,6 +169,8 @@ def test_a_method_the_protocol_cannot_sample_is_one_line_and_exit_2(tmp_path, ca
     from diversity_cli.toy import protocol
 
     monkeypatch.setattr(protocol, "measure", lambda *a, **k: pytest.fail("measured a method it cannot sample"))
+    if method == "hybrid_1":  # a misspelt method is refused before any network loads
+        monkeypatch.setattr("diversity_cli.models.loading.load_pair", lambda *a, **k: pytest.fail("loaded the pair"))
     assert protocol.main(["model=toy", f"methods=base,{method}", f"out={tmp_path}/p.csv"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err

@@ -133,6 +133,11 @@ def test_table_rows_measure_the_pairs_named():
     assert [label for label, _, _ in rows][:2] == ["base (DDIM 25, CFG 2)", "DMD student (4 steps)"]
     assert table_rows()[0][0] == "base (DDIM 25, CFG 3)" and table_rows()[-1][0] == "DP-DMD student (4 steps)"
 
+    def at_cfg_0(name: str):  # a base sampled without guidance: one base_steps row, not the same one twice
+        return OmegaConf.merge(at_cfg_2(name), {"base": {"guidance": 0.0}})
+
+    assert [m for _, _, m in table_rows("toy", "toy_dpdmd", settings=at_cfg_0)].count("hybrid_k1_bs5") == 1
+
 
 def test_a_prompt_without_adherent_samples_is_left_out_of_adherent_diversity_and_said():
     rows = _rows([0.2, 0.4, 0.3], [1.0, 0.5, 0.0])

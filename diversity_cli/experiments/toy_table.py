@@ -62,16 +62,21 @@ def table_rows(
     `model`: the base + DMD pair, `dpdmd`: the same base + DP-DMD pair (a retrained pair before it ships). The labels
     carry each pair's own sampler settings, read from its config (a chain at another CFG says so)."""
     pair, dp_pair = settings(model), settings(dpdmd)
+    scales = dict.fromkeys((0.0, float(pair.base.guidance)))  # one row when the pair samples its base at 0
+    own_steps = [
+        (
+            f"hybrid k=1 on the DMD student, the base's own {OWN_STEPS} steps at CFG {g:g}",
+            model,
+            run_tag("hybrid", 1, g, OWN_STEPS),
+        )
+        for g in scales
+    ]
     return [
         (base_label(pair), model, "base"),
         (f"DMD student ({pair.distilled.steps} steps)", model, "distilled"),
         ("hybrid k=1 on the DMD student", model, "hybrid_k1"),
         ("hybrid k=auto on the DMD student", model, "hybrid_kauto"),
-        *(
-            (f"hybrid k=1 on the DMD student, the base's own {OWN_STEPS} steps at CFG {g:g}", model, tag)
-            for g in dict.fromkeys((0.0, float(pair.base.guidance)))
-            for tag in [run_tag("hybrid", 1, g, OWN_STEPS)]
-        ),
+        *own_steps,
         (f"DP-DMD student ({dp_pair.distilled.steps} steps)", dpdmd, "distilled"),
     ]
 

@@ -6,7 +6,7 @@ import re
 
 from .methods import METHODS, USES_BASE_KNOBS
 
-_KNOBS = re.compile(r"_k(?P<k>\d+)(?:_g(?P<g>\d+(?:\.\d+)?))?(?:_bs(?P<bs>\d+))?")
+_KNOBS = re.compile(r"_k(?P<k>\d+)(?:_g(?P<g>\d+(?:\.\d+)?(?:e[+-]\d+)?))?(?:_bs(?P<bs>\d+))?")  # g as :g writes it
 
 
 def run_tag(method: str, k: int = 1, base_guidance: float = 0.0, base_steps: int | None = None) -> str:

@@ -32,6 +32,7 @@ import torch
 
 from ..core.atomic import atomic_path, write_text
 from ..core.errors import UserError
+from ..sampling.tags import parse_tag
 from .adherence import adherent_diversity
 from .data import FACTORS, caption, parse_prompt, render, render_prompt_samples, sample_labels, sample_named
 from .evaluate import mean_pairwise_cosine_distance
@@ -190,8 +191,6 @@ def method_settings(method: str) -> tuple[str, int, float, int | None]:
     """(method, k, base_guidance, base_steps) of a protocol method, named as `generate` names its images:
     "base", "distilled", "hybrid_k1", "hybrid_k1_g3_bs5" (the base runs the first distilled step in 5 steps of its
     own at CFG 3), ..."""
-    from ..sampling.tags import parse_tag
-
     parsed = parse_tag(method)
     if parsed is None:
         raise UserError(
@@ -332,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             plan_of(pair, method)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     classifier = load_classifier("cpu")
     # A record left by an earlier run must not vouch for CSVs this run may leave half rewritten if interrupted.
     record_path(out).unlink(missing_ok=True)
