@@ -175,3 +175,14 @@ def test_a_method_the_protocol_cannot_sample_is_one_line_and_exit_2(tmp_path, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_protocol_csvs_keep_small_settings_readable(tmp_path):
+    import csv
+
+    from diversity_cli.toy.protocol import write_csv
+
+    write_csv(tmp_path / "a.csv", [{"lr_generator": 2e-5, "fid_toyfeat": 51.32654, "zero": 0.0, "n": 64}])
+    with (tmp_path / "a.csv").open() as handle:
+        row = next(csv.DictReader(handle))
+    assert row == {"lr_generator": "2e-05", "fid_toyfeat": "51.3265", "zero": "0.0000", "n": "64"}

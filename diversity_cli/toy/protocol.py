@@ -300,13 +300,22 @@ def free_path(out: Path) -> Path:
     return out.with_name(out.stem + "_free.csv")
 
 
+def _cell(value):
+    """Floats to 4 decimals, except those 4 decimals would round to 0 (a learning rate of 2e-5): 4 significant
+    digits then, so no setting reads as 0."""
+    if not isinstance(value, float):
+        return value
+    text = f"{value:.4f}"
+    return f"{value:.4g}" if float(text) == 0 and value != 0 else text
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
