@@ -190,7 +190,6 @@ def markdown(rows: list[dict], floor: float, command: str, through_vae: float = 
 
 
 def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
-    from ..core.config import compose
     from ..models.loading import load_pair
     from ..toy.features import load_classifier
 
@@ -204,10 +203,10 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
             k, committed = auto[model]
             method = f"hybrid_k{k}"
             label = f"{label} (= {k}: base commits at t={committed})"
-        cfg = compose("generate", [f"model={model}"])
+        settings = pair_settings(model)
         torch.manual_seed(0)
-        pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=method != "base")
-        weights.setdefault(model, pair_provenance(cfg.model, pair))
+        pair = load_pair(settings, torch.device("cpu"), torch.float32, distilled=method != "base")
+        weights.setdefault(model, pair_provenance(settings, pair))
         fid_rows, prompt_rows, free_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
         floor = fid_row(fid_rows, "truth")["fid_toyfeat"]
         through_vae = fid_row(fid_rows, "truth_vae")["fid_toyfeat"]
