@@ -163,15 +163,20 @@ def test_the_protocol_samples_a_setting_named_as_generate_names_it():
 
 
 @pytest.mark.parametrize(
-    "method, says", [("hybrid_1", "protocol method 'hybrid_1'"), ("hybrid_k1_bs6", "no schedule with base_steps=6")]
+    "method, says",
+    [
+        ("hybrid_1", "protocol method 'hybrid_1'"),
+        ("hybrid_k1_bs6", "no schedule with base_steps=6"),
+        ("hybrid_k1 extra", "argument 'extra' is not key=value"),
+    ],
 )
 def test_a_method_the_protocol_cannot_sample_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, method, says):
     from diversity_cli.toy import protocol
 
     monkeypatch.setattr(protocol, "measure", lambda *a, **k: pytest.fail("measured a method it cannot sample"))
-    if method == "hybrid_1":  # a misspelt method is refused before any network loads
+    if method != "hybrid_k1_bs6":  # a misspelt method or argument is refused before any network loads
         monkeypatch.setattr("diversity_cli.models.loading.load_pair", lambda *a, **k: pytest.fail("loaded the pair"))
-    assert protocol.main(["model=toy", f"methods=base,{method}", f"out={tmp_path}/p.csv"]) == 2
+    assert protocol.main(["model=toy", *f"methods=base,{method}".split(), f"out={tmp_path}/p.csv"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err
     assert list(tmp_path.iterdir()) == []

@@ -318,6 +318,16 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
 
 
+def _key_values(argv: list[str]) -> dict[str, str]:
+    """`key=value` arguments as a dict; anything else is a UserError naming it."""
+    for item in argv:
+        if "=" not in item or item.startswith("="):
+            raise UserError(
+                f"protocol argument '{item}' is not key=value (model=, methods=, out=, or a model.* override)"
+            )
+    return dict(item.split("=", 1) for item in argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`model=<conf/model entry>` (plus any `model.*=` overrides), `methods=base,distilled`, `out=<csv>`.
     `methods=` (none) measures only the references: the floor and the ground truth through the pair's VAE, so a
@@ -326,11 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     from ..models.loading import load_pair
 
     argv = list(argv if argv is not None else sys.argv[1:])
-    args = dict(item.split("=", 1) for item in argv)
-    methods = [m for m in args.pop("methods", "base,distilled").split(",") if m]
-    out = Path(args.pop("out", "results/toy_protocol.csv"))
-    overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
     try:
+        args = _key_values(argv)
+        methods = [m for m in args.pop("methods", "base,distilled").split(",") if m]
+        out = Path(args.pop("out", "results/toy_protocol.csv"))
+        overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
         for method in methods:  # a misspelt method is refused before anything loads
             method_settings(method)
         cfg = compose("generate", overrides)
