@@ -317,20 +317,22 @@ TOY_VAE ?= diversity_cli/assets/toy/base/vae
 # Torch threads of the base's runs. Which is faster moves with the machine: on 2 idle cores train-toy's first run took
 # 0.28 s a step with 2 threads and 0.23 s with 1 one day, 0.30 s with 2 and 0.40 s with 1 another.
 TOY_BASE_THREADS ?= 2
-# The CFG the chain's base samples at: in the teacher's score while the students distil, in the protocol and in
-# x0viz. Empty: the shipped pair's (conf/model/toy.yaml, CFG 3). On the CFG-4 release's weights CFG 3 gave
-# fid_toyfeat 2.01x the floor and every prompt's adherence at or above 0.906; CFG 4 2.33x, its worst prompt at 0.891
-# (README: "The base's guidance"); the shipped weights were made at CFG 3.
+# The CFG the chain's base samples at: in train-toy's own evaluation, in the teacher's score while the students
+# distil, in the protocol and in x0viz. Empty: the shipped pair's (conf/model/toy.yaml, CFG 3; train_toy.yaml's
+# evaluation default is the same). On the CFG-4 release's weights CFG 3 gave fid_toyfeat 2.01x the floor and every
+# prompt's adherence at or above 0.906; CFG 4 2.33x, its worst prompt at 0.891 (README: "The base's guidance"); the
+# shipped weights were made at CFG 3 (their train-toy evaluations at train-toy's default then, CFG 4).
 TOY_GUIDANCE ?=
+TOY_TRAIN_EVAL = $(if $(TOY_GUIDANCE),evaluate.guidance=$(TOY_GUIDANCE))
 TOY_V = unet.schedule_shift=0.5 unet.prediction_type=v_prediction unet.zero_terminal_snr=true unet.text_embedding=true
 toy-weights-steps:
-	$(CLI) train-toy out=$(TOY_OUT)/base_eps seed=$(SEED) threads=$(TOY_BASE_THREADS) device=$(TOY_DEVICE) \
+	$(CLI) train-toy out=$(TOY_OUT)/base_eps seed=$(SEED) threads=$(TOY_BASE_THREADS) device=$(TOY_DEVICE) $(TOY_TRAIN_EVAL) \
 	  vae.reuse=$(TOY_VAE) \
 	  unet.schedule_shift=0.6 unet.text_embedding=true unet.steps=6000 unet.lr=8e-4
-	$(CLI) train-toy out=$(TOY_OUT)/base_v seed=$(SEED) threads=$(TOY_BASE_THREADS) device=$(TOY_DEVICE) \
+	$(CLI) train-toy out=$(TOY_OUT)/base_v seed=$(SEED) threads=$(TOY_BASE_THREADS) device=$(TOY_DEVICE) $(TOY_TRAIN_EVAL) \
 	  vae.reuse=$(TOY_VAE) unet.init_from=$(TOY_OUT)/base_eps/base $(TOY_V) \
 	  unet.steps=4000 unet.lr=5e-4
-	$(CLI) train-toy out=$(TOY_OUT)/base seed=$(SEED) threads=$(TOY_BASE_THREADS) device=$(TOY_DEVICE) \
+	$(CLI) train-toy out=$(TOY_OUT)/base seed=$(SEED) threads=$(TOY_BASE_THREADS) device=$(TOY_DEVICE) $(TOY_TRAIN_EVAL) \
 	  vae.reuse=$(TOY_VAE) unet.init_from=$(TOY_OUT)/base_v/base $(TOY_V) \
 	  unet.coordinates=true unet.late_timestep_multiplier=6 unet.steps=2500 unet.lr=1e-3
 	$(BIN)/python -m diversity_cli.toy.release pairs $(TOY_OUT) $(if $(TOY_GUIDANCE),base_guidance=$(TOY_GUIDANCE))

@@ -565,6 +565,7 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
     first, train, coord = args(f"out={out}/base_eps "), args(f"out={out}/base_v "), args(f"out={out}/base ")
     for run in (first, train, coord):
         assert run["seed"] == "5" and run["threads"] == "2"
+        assert run["evaluate.guidance"] == "3"  # train-toy's own evaluation at the chain's CFG
         assert run["vae.reuse"] == f"{out}/vae/base/vae"  # a fixed instrument, not retrained by the chain
     assert {k: first[k] for k in ("unet.schedule_shift", "unet.text_embedding", "unet.steps", "unet.lr")} == {
         "unet.schedule_shift": "0.6",
@@ -614,9 +615,15 @@ def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
 
 
 def test_make_toy_weights_samples_the_base_at_the_shipped_cfg_unless_told(tmp_path):
+    from diversity_cli.core.config import compose
+
     dry_run = _make_dry_run("toy-weights", f"TOY_OUT={tmp_path}")
     pairs = [line.rstrip() for line in dry_run.splitlines() if "toy.release pairs" in line]
     assert pairs and pairs[0].endswith(f"toy.release pairs {tmp_path}")
+    # train-toy's own evaluation is then at its default, which is the shipped pair's CFG too.
+    train_toy = [line for line in dry_run.splitlines() if "train-toy" in line]
+    assert len(train_toy) == 3 and not any("evaluate.guidance" in line for line in train_toy)
+    assert compose("train_toy").evaluate.guidance == SHIPPED_CFG
 
 
 def test_make_toy_vae_trains_the_vae_the_chain_can_then_reuse(tmp_path):
