@@ -273,6 +273,13 @@ FOUND = [
     ("x0viz", "+model.micro_batch=abc"),
     ("transfer-lora", "model=tiny_sd", "+model.micro_batch=-2"),
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "+model.micro_batch=1.5"),
+    # a pair's steps and guidance (a ValueError once the pair had loaded, after the run directory was made)
+    ("generate", "model=toy", "model.base.guidance=abc"),
+    ("x0viz", "model=toy", "model.base.steps=0"),
+    ("distill", "model=toy", "prompt=a", "model.base.guidance=-1"),
+    ("transfer-lora", "model=tiny_sd", "model.distilled.steps=1.5"),
+    ("train-lora", "model=toy", "model.base.guidance=true"),
+    ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "model.base.guidance=abc"),
     # the key that lifts a cap is itself checked
     ("generate", "max_images=0"),
     ("ablate", "model=tiny_sd", "prompt=a", "max_points=-3"),

@@ -163,20 +163,25 @@ def test_the_protocol_samples_a_setting_named_as_generate_names_it():
 
 
 @pytest.mark.parametrize(
-    "method, says",
+    "args, says",
     [
-        ("hybrid_1", "protocol method 'hybrid_1'"),
-        ("hybrid_k1_bs6", "no schedule with base_steps=6"),
-        ("hybrid_k1 extra", "argument 'extra' is not key=value"),
+        (["methods=base,hybrid_1"], "protocol method 'hybrid_1'"),
+        (["methods=base,hybrid_k1_bs6"], "no schedule with base_steps=6"),
+        (["extra"], "argument 'extra' is not one of"),
+        (["=x"], "argument '=x' is not one of"),
+        (["n=16"], "argument 'n=16' is not one of"),  # composes for generate, but the protocol's n is fixed
+        (["out=p"], "out=p: the protocol writes a CSV"),
+        (["model.base.guidance=abc"], "model.base.guidance=abc: the CFG scale must be a number"),
     ],
 )
-def test_a_method_the_protocol_cannot_sample_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, method, says):
+def test_a_method_or_argument_the_protocol_cannot_use_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, says):
     from diversity_cli.toy import protocol
 
     monkeypatch.setattr(protocol, "measure", lambda *a, **k: pytest.fail("measured a method it cannot sample"))
-    if method != "hybrid_k1_bs6":  # a misspelt method or argument is refused before any network loads
+    if "bs6" not in args[0]:  # everything but a schedule the pair cannot run is refused before any network loads
         monkeypatch.setattr("diversity_cli.models.loading.load_pair", lambda *a, **k: pytest.fail("loaded the pair"))
-    assert protocol.main(["model=toy", *f"methods=base,{method}".split(), f"out={tmp_path}/p.csv"]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert protocol.main(["model=toy", f"out={tmp_path}/p.csv", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err
     assert list(tmp_path.iterdir()) == []

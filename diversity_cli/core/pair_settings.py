@@ -21,6 +21,22 @@ def micro_batch_of(model: Any) -> int:
     return value
 
 
+def check_sampling_numbers(model: Any) -> None:
+    """Each role's `steps` (a whole number >= 1) and `guidance` (a number >= 0), where the pair sets them: checked
+    when the config is composed, so a mistyped override is one line before any network loads."""
+    for role in ("base", "distilled"):
+        conf = model.get(role) if hasattr(model, "get") else None
+        if not hasattr(conf, "get"):
+            continue
+        steps, guidance = conf.get("steps"), conf.get("guidance")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise UserError(f"model.{role}.steps={steps}: sampling steps must be a whole number >= 1")
+        if guidance is not None and (
+            isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance >= 0
+        ):
+            raise UserError(f"model.{role}.guidance={guidance}: the CFG scale must be a number >= 0")
+
+
 def image_settings(model: dict[str, Any]) -> dict[str, Any]:
     """The pair's settings as images are keyed by them: micro_batch 1 (one sample per call, how every image was
     made before a pair could say) is the same as no key, so older run directories still resume."""

@@ -319,13 +319,16 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _key_values(argv: list[str]) -> dict[str, str]:
-    """`key=value` arguments as a dict; anything else is a UserError naming it."""
+    """`model=`, `methods=`, `out=` and `model.*=` arguments as a dict; anything else is a UserError naming it
+    (generate's other keys, n= or seed=, would compose but the protocol's counts and seeds are fixed)."""
     for item in argv:
-        if "=" not in item or item.startswith("="):
-            raise UserError(
-                f"protocol argument '{item}' is not key=value (model=, methods=, out=, or a model.* override)"
-            )
-    return dict(item.split("=", 1) for item in argv)
+        key = item.partition("=")[0]
+        if "=" not in item or not (key in ("model", "methods", "out") or key.startswith("model.")):
+            raise UserError(f"protocol argument '{item}' is not one of model=, methods=, out= or a model.* override")
+    args = dict(item.split("=", 1) for item in argv)
+    if not args.get("out", "x.csv").endswith(".csv"):
+        raise UserError(f"out={args['out']}: the protocol writes a CSV; name one, out=<folder>/<name>.csv")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..schema import (
     anything,
@@ -20,6 +20,7 @@ from ..schema import (
     text,
 )
 from .common import SEED_MAX
+from .generate import pair_valid
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Monitor:
 
 @dataclass
 class DistillConfig:
+    checks: ClassVar[tuple] = (pair_valid,)
+
     model: Any = anything("the pair whose base model is the teacher (conf/model/<name>.yaml)")
     method: str = choice("distill=dmd or distill=dp_dmd (the group sets it)", ("dmd", "dp_dmd"))
     out: str = out_dir("run directory: checkpoints/, log.csv, student/, README.md; quality.csv, .png when monitored")

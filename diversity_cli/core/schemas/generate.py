@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
-from ..pair_settings import micro_batch_of
+from ..pair_settings import check_sampling_numbers, micro_batch_of
 from ..schema import (
     ITEM_TEXT,
     anything,
@@ -87,14 +87,16 @@ def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
         )
 
 
-def micro_batch_valid(cfg: DictConfig, root: DictConfig) -> None:
-    """A pair's `micro_batch` (samples per network call, conf/model/<name>.yaml): see core/pair_settings.py."""
+def pair_valid(cfg: DictConfig, root: DictConfig) -> None:
+    """A pair's `micro_batch` (samples per network call) and each role's steps and guidance
+    (conf/model/<name>.yaml, or overrides of them): see core/pair_settings.py."""
     micro_batch_of(cfg.get("model") or {})
+    check_sampling_numbers(cfg.get("model") or {})
 
 
 @dataclass
 class GenerateConfig:
-    checks: ClassVar[tuple] = (k_within_schedule, micro_batch_valid)
+    checks: ClassVar[tuple] = (k_within_schedule, pair_valid)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml): model=toy, model=sdxl_dmd2, ...")
     method: str = choice("sampling method", METHODS)

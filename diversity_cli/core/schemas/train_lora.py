@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..schema import ITEM_NAME, anything, choice, device, flag, integer, items, name, number, out_dir
 from .common import SEED_MAX
+from .generate import pair_valid
 
 
 @dataclass
 class TrainLoraConfig:
+    checks: ClassVar[tuple] = (pair_valid,)
+
     model: Any = anything("the model pair whose base is trained (conf/model/<name>.yaml)")
     concept: str = name("a toy factor value, or factor=value: every training scene shows it")
     mode: str = choice("lora: scenes showing the concept | slider: concept vs negative", ("lora", "slider"))

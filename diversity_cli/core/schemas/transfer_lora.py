@@ -7,14 +7,14 @@ from typing import Any, ClassVar
 
 from ..schema import anything, choice, device, flag, integer, name, number, out_dir, path, text
 from .common import SEED_MAX
-from .generate import micro_batch_valid
+from .generate import pair_valid
 
 DIRECTIONS = ("base_to_distilled", "distilled_to_base", "both")  # experiments/transfer.py
 
 
 @dataclass
 class TransferLoraConfig:
-    checks: ClassVar[tuple] = (micro_batch_valid,)
+    checks: ClassVar[tuple] = (pair_valid,)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml)")
     adapter: str = path("weights file, folder or hub repo id of the adapter (LoRA, slider, Custom Diffusion)", True)

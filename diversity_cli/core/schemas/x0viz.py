@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 
 from ..schema import anything, device, flag, integer, item_choice, items, name, number, out_dir, path, text
 from .common import METHODS, SEED_MAX
-from .generate import k_within_schedule, micro_batch_valid
+from .generate import k_within_schedule, pair_valid
 
 
 @dataclass
 class X0vizConfig:
-    checks: ClassVar[tuple] = (k_within_schedule, micro_batch_valid)
+    checks: ClassVar[tuple] = (k_within_schedule, pair_valid)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml)")
     prompt: str = text("one prompt, taken literally (commas, brackets, quotes, ${...})")
