@@ -624,6 +624,9 @@ def test_make_toy_weights_samples_the_base_at_the_shipped_cfg_unless_told(tmp_pa
     train_toy = [line for line in dry_run.splitlines() if "train-toy" in line]
     assert len(train_toy) == 3 and not any("evaluate.guidance" in line for line in train_toy)
     assert compose("train_toy").evaluate.guidance == SHIPPED_CFG
+    told = _make_dry_run("toy-weights", f"TOY_OUT={tmp_path}", f"TOY_GUIDANCE={OTHER_CFG:g}").splitlines()
+    assert sum(f"evaluate.guidance={OTHER_CFG:g}" in line for line in told if "train-toy" in line) == 3
+    assert any(line.rstrip().endswith(f"base_guidance={OTHER_CFG:g}") for line in told)
 
 
 def test_make_toy_vae_trains_the_vae_the_chain_can_then_reuse(tmp_path):
