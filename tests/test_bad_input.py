@@ -187,6 +187,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
         raise AssertionError("a model was loaded before the bad input was refused")
 
     monkeypatch.setattr("diversity_cli.models.loading.load_pair", refuse)
+    monkeypatch.setattr("diversity_cli.training.distill.load_pair", refuse)  # imported by name there
     return tmp_path
 
 
@@ -280,6 +281,9 @@ FOUND = [
     ("transfer-lora", "model=tiny_sd", "model.distilled.steps=1.5"),
     ("train-lora", "model=toy", "model.base.guidance=true"),
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "model.base.guidance=abc"),
+    ("generate", "model=toy", "model.base.guidance=inf"),  # an all-black image before
+    ("generate", "model=toy", "model.base.steps=null"),
+    ("x0viz", "model=toy", "~model.distilled.guidance"),
     # the key that lifts a cap is itself checked
     ("generate", "max_images=0"),
     ("ablate", "model=tiny_sd", "prompt=a", "max_points=-3"),

@@ -171,8 +171,10 @@ def test_the_protocol_samples_a_setting_named_as_generate_names_it():
         (["=x"], "argument '=x' is not one of"),
         (["n=16"], "argument 'n=16' is not one of"),  # composes for generate, but the protocol's n is fixed
         (["out=p"], "out=p: the protocol writes a CSV"),
-        (["model.base.guidance=abc"], "model.base.guidance=abc: the CFG scale must be a number"),
+        (["model.base.guidance=abc"], "model.base.guidance='abc': the CFG scale must be a finite number"),
         (["++model.base.steps=0"], "model.base.steps=0: sampling steps must be a whole number"),
+        (["++out=elsewhere.csv"], "argument '++out=elsewhere.csv' is not one of"),  # generate's out, not the CSV's
+        (["+methods=hybrid_1"], "argument '+methods=hybrid_1' is not one of"),
     ],
 )
 def test_a_method_or_argument_the_protocol_cannot_use_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, says):

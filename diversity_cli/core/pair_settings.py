@@ -1,11 +1,14 @@
-"""A pair's `micro_batch` (conf/model/<name>.yaml): checked once, and kept out of the fingerprints it does not
-change. It moves the last bits of every image, so images are keyed by it; training never samples through it."""
+"""A pair's settings checked when a config is composed (conf/model/<name>.yaml): `micro_batch`, kept out of the
+fingerprints it does not change (it moves the last bits of every image, so images are keyed by it; training never
+samples through it), and each role's steps and guidance."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .errors import UserError
+from .schema import show
 
 MICRO_BATCH = "micro_batch"
 
@@ -22,19 +25,24 @@ def micro_batch_of(model: Any) -> int:
 
 
 def check_sampling_numbers(model: Any) -> None:
-    """Each role's `steps` (a whole number >= 1) and `guidance` (a number >= 0), where the pair sets them: checked
-    when the config is composed, so a mistyped override is one line before any network loads."""
+    """Each role's `steps` (a whole number >= 1) and `guidance` (a finite number >= 0): checked when the config is
+    composed, so a mistyped, removed or null override is one line before any network loads."""
+    if not hasattr(model, "get"):
+        return
     for role in ("base", "distilled"):
-        conf = model.get(role) if hasattr(model, "get") else None
+        conf = model.get(role)
         if not hasattr(conf, "get"):
-            continue
+            raise UserError(f"model.{role}={_shown(conf)}: a pair's {role} is a group (network, scheduler, steps, ...)")
         steps, guidance = conf.get("steps"), conf.get("guidance")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise UserError(f"model.{role}.steps={steps}: sampling steps must be a whole number >= 1")
-        if guidance is not None and (
-            isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance >= 0
-        ):
-            raise UserError(f"model.{role}.guidance={guidance}: the CFG scale must be a number >= 0")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise UserError(f"model.{role}.steps={_shown(steps)}: sampling steps must be a whole number >= 1")
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 <= guidance < math.inf:
+            raise UserError(f"model.{role}.guidance={_shown(guidance)}: the CFG scale must be a finite number >= 0")
+
+
+def _shown(value: Any) -> str:
+    # Quoted, a number typed as text ('4') does not read as the number it is not.
+    return repr(value) if isinstance(value, str) else show(value)
 
 
 def image_settings(model: dict[str, Any]) -> dict[str, Any]:

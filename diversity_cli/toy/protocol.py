@@ -322,8 +322,9 @@ def _key_values(argv: list[str]) -> dict[str, str]:
     """`model=`, `methods=`, `out=` and `model.*=` arguments as a dict; anything else is a UserError naming it
     (generate's other keys, n= or seed=, would compose but the protocol's counts and seeds are fixed)."""
     for item in argv:
-        key = item.partition("=")[0].lstrip("+")  # Hydra's +model.x= / ++model.x= add or force a key
-        if "=" not in item or not (key in ("model", "methods", "out") or key.startswith("model.")):
+        key = item.partition("=")[0]
+        # Hydra's +model.x= / ++model.x= add or force a key of the pair; the protocol's own keys take no prefix.
+        if "=" not in item or not (key in ("model", "methods", "out") or key.lstrip("+").startswith("model.")):
             raise UserError(f"protocol argument '{item}' is not one of model=, methods=, out= or a model.* override")
     args = dict(item.split("=", 1) for item in argv)
     if not args.get("out", "x.csv").endswith(".csv"):
