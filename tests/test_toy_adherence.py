@@ -171,8 +171,8 @@ def test_the_protocol_samples_a_setting_named_as_generate_names_it():
         (["=x"], "argument '=x' is not one of"),
         (["n=16"], "argument 'n=16' is not one of"),  # composes for generate, but the protocol's n is fixed
         (["out=p"], "out=p: the protocol writes a CSV"),
-        (["model.base.guidance=abc"], "model.base.guidance='abc': the CFG scale must be a finite number"),
-        (["++model.base.steps=0"], "model.base.steps=0: sampling steps must be a whole number"),
+        (["model.base.guidance=abc"], "model.base.guidance=abc: model.base.guidance is a number >= 0"),
+        (["++model.base.steps=0"], "model.base.steps=0 is out of range: model.base.steps is an integer >= 1"),
         (["++out=elsewhere.csv"], "argument '++out=elsewhere.csv' is not one of"),  # generate's out, not the CSV's
         (["+methods=hybrid_1"], "argument '+methods=hybrid_1' is not one of"),
     ],

@@ -4,11 +4,13 @@ samples through it), and each role's steps and guidance."""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, fields
 from typing import Any
 
+from omegaconf import DictConfig
+
 from .errors import UserError
-from .schema import show
+from .schema import check, integer, number, show
 
 MICRO_BATCH = "micro_batch"
 
@@ -24,25 +26,26 @@ def micro_batch_of(model: Any) -> int:
     return value
 
 
+@dataclass
+class _Role:
+    steps: int = integer("sampling steps of the role", 1)
+    guidance: float = number("the role's CFG scale", 0)
+
+
 def check_sampling_numbers(model: Any) -> None:
-    """Each role's `steps` (a whole number >= 1) and `guidance` (a finite number >= 0): checked when the config is
-    composed, so a mistyped, removed or null override is one line before any network loads."""
+    """Each role's `steps` (a whole number >= 1) and `guidance` (a finite number >= 0), by the config schema's own
+    rules: checked when the config is composed, so a mistyped, removed or null override is one line before any
+    network loads."""
     if not hasattr(model, "get"):
         return
     for role in ("base", "distilled"):
-        conf = model.get(role)
-        if not hasattr(conf, "get"):
-            raise UserError(f"model.{role}={_shown(conf)}: a pair's {role} is a group (network, scheduler, steps, ...)")
-        steps, guidance = conf.get("steps"), conf.get("guidance")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise UserError(f"model.{role}.steps={_shown(steps)}: sampling steps must be a whole number >= 1")
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 <= guidance < math.inf:
-            raise UserError(f"model.{role}.guidance={_shown(guidance)}: the CFG scale must be a finite number >= 0")
-
-
-def _shown(value: Any) -> str:
-    # Quoted, a number typed as text ('4') does not read as the number it is not.
-    return repr(value) if isinstance(value, str) else show(value)
+        conf, where = model.get(role), f"model.{role}"
+        if not isinstance(conf, DictConfig):
+            raise UserError(f"{where}={show(conf)}: a pair's {role} is a group (network, scheduler, steps, ...)")
+        check(_Role, conf, prefix=f"{where}.")
+        for item in fields(_Role):  # check() passes over a key the config leaves out; every pair's role sets both
+            if item.name not in conf:
+                raise UserError(f"{where}.{item.name} is missing: a pair's {role} needs steps and guidance")
 
 
 def image_settings(model: dict[str, Any]) -> dict[str, Any]:
