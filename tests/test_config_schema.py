@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from diversity_cli.core.config import compose, describe
 from diversity_cli.core.errors import UserError
 from diversity_cli.core.prompts import read_prompts
-from diversity_cli.core.schema import rules
+from diversity_cli.core.schema import rules, show
 from diversity_cli.core.schemas import SCHEMAS
 from diversity_cli.core.schemas import common as schema_common
 from diversity_cli.core.schemas import diversity as diversity_schema
@@ -103,6 +103,25 @@ def test_ints_are_ints():
             compose("generate", [f"n={value}"])
 
 
+@pytest.mark.parametrize("typed", ["n='4'", "n='true'", "n='null'", "n='inf'", "n=four"])
+def test_text_that_would_read_as_another_type_is_shown_quoted(typed):
+    """n='4' is the text 4: shown unquoted, the refusal would read "n=4: n is an integer", which 4 is."""
+    with pytest.raises(UserError, match=re.escape(f"{typed}: n is an integer >= 1")):
+        compose("generate", [typed])
+
+
+@pytest.mark.parametrize("text", ["4", "-1", "2.5", "1e3", "true", "null", "inf", "[1,2]", "a,b", "four", "a b"])
+def test_a_shown_text_types_back_as_the_same_text(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    assert OverridesParser.create().parse_override(f"key={show(text)}").value() == text
+
+
+def test_an_unknown_choice_is_quoted_once():
+    with pytest.raises(UserError, match=re.escape("method='4': unknown method '4'; choose one of: base,")):
+        compose("generate", ["method='4'"])
+
+
 def test_lists_stay_lists():
     assert list(compose("x0viz", ["methods=base"]).methods) == ["base"]
     assert list(compose("x0viz", ["methods=base,hybrid"]).methods) == ["base", "hybrid"]
@@ -171,6 +190,14 @@ def test_k_within_the_schedule():
     compose("generate", ["k=5", "method=distilled"])  # k does not matter to the distilled model alone
     with pytest.raises(UserError, match="k=9 is out of range"):
         compose("x0viz", ["k=9"])
+
+
+def test_explicit_timesteps_with_their_steps_compose_and_bound_k():
+    two = ["model.distilled.timesteps=[999,499]", "model.distilled.steps=2"]
+    assert list(compose("generate", [*two, "k=2"]).model.distilled.timesteps) == [999, 499]
+    with pytest.raises(UserError, match="k=3 is out of range for toy: its distilled schedule has 2 steps"):
+        compose("generate", [*two, "k=3"])
+    assert compose("generate", ["model.distilled.timesteps=null"]).model.distilled.timesteps is None
 
 
 def test_caps_name_the_key_that_lifts_them():

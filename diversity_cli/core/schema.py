@@ -285,7 +285,9 @@ def _choice(rule: Rule, key: str, value: Any, root) -> Any:
         return value
     allowed = ", ".join(map(str, rule.options)) + (", null" if rule.null else "")
     leaf = "value" if key.endswith("]") else key.split(".")[-1]
-    raise UserError(f"{key}={show(value)}: unknown {leaf} '{show(value)}'; choose one of: {allowed}")
+    shown = show(value)
+    quoted = shown if shown.startswith("'") else f"'{shown}'"
+    raise UserError(f"{key}={shown}: unknown {leaf} {quoted}; choose one of: {allowed}")
 
 
 def _text(rule: Rule, key: str, value: Any, root) -> Any:
@@ -389,9 +391,21 @@ def show(value: Any) -> str:
         value = OmegaConf.to_container(value, resolve=False)
     text = value if isinstance(value, str) else _typed(value)
     text = text.replace("\n", "\\n").replace("\r", "\\r")
-    if isinstance(value, str) and (not text or text != text.strip()):
+    if isinstance(value, str) and (not text or text != text.strip() or not _reads_as_text(text)):
         text = repr(text)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _reads_as_text(text: str) -> bool:
+    """Whether `key=text` on the command line gives this text back: '4', 'true' or 'null' typed in quotes would read
+    as a number, a flag or nothing unquoted, so a message shows them quoted (n='4' is text, not the integer 4)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(f"key={text}").value() == text
+    except (HydraException, ValueError):
+        return True  # not an override Hydra reads at all: shown as typed
 
 
 def _typed(value: Any) -> str:
