@@ -284,6 +284,14 @@ FOUND = [
     ("generate", "model=toy", "model.base.guidance=inf"),  # an all-black image before
     ("generate", "model=toy", "model.base.steps=null"),
     ("x0viz", "model=toy", "~model.distilled.guidance"),
+    # explicit timesteps (a TypeError or a scheduler's ValueError after loading; [] and 500.5 sampled silently)
+    ("generate", "model=toy", "model.distilled.timesteps=[999,abc]"),
+    ("generate", "model=toy", "model.distilled.timesteps=[249,499,749,999]"),
+    ("x0viz", "model=toy", "model.distilled.timesteps=[1200,800,400,1]"),
+    ("generate", "model=toy", "model.distilled.timesteps=[]"),
+    ("distill", "model=toy", "prompt=a", "model.distilled.timesteps=[999,749,499,249.5]"),
+    ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "model.distilled.timesteps=[999,999,499,249]"),
+    ("generate", "model=toy", "model.distilled.timesteps=[999,499]"),  # 2 timesteps labelled as 4 steps
     # the key that lifts a cap is itself checked
     ("generate", "max_images=0"),
     ("ablate", "model=tiny_sd", "prompt=a", "max_points=-3"),

@@ -1,18 +1,21 @@
 """A pair's settings checked when a config is composed (conf/model/<name>.yaml): `micro_batch`, kept out of the
 fingerprints it does not change (it moves the last bits of every image, so images are keyed by it; training never
-samples through it), and each role's steps and guidance."""
+samples through it), and each role's steps, guidance and explicit timesteps."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from itertools import pairwise
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from .errors import UserError
 from .schema import check, integer, number, show
 
 MICRO_BATCH = "micro_batch"
+# A DDPM-family training schedule's length, unless a pair's scheduler overrides say otherwise.
+TRAIN_TIMESTEPS = 1000
 
 
 def micro_batch_of(model: Any) -> int:
@@ -46,6 +49,29 @@ def check_sampling_numbers(model: Any) -> None:
         for item in fields(_Role):  # check() passes over a key the config leaves out; every pair's role sets both
             if item.name not in conf:
                 raise UserError(f"{where}.{item.name} is missing: a pair's {role} needs steps and guidance")
+        _check_timesteps(conf, where)
+
+
+def _check_timesteps(conf: DictConfig, where: str) -> None:
+    """A role's explicit `timesteps`: null, or whole numbers strictly descending within the training schedule, as
+    many as its `steps` (labels and records read `steps`; a schedule of another length would be mislabelled)."""
+    timesteps = conf.get("timesteps")
+    if timesteps is None:
+        return
+    overrides = (conf.get("scheduler") or {}).get("overrides") or {}
+    count = overrides.get("num_train_timesteps", TRAIN_TIMESTEPS)
+    values = list(timesteps) if isinstance(timesteps, ListConfig) else None
+    whole = values and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < count for t in values)
+    if not whole or any(a <= b for a, b in pairwise(values)):
+        raise UserError(
+            f"{where}.timesteps={show(timesteps)}: {where}.timesteps is null or whole numbers in 0..{count - 1}, "
+            f"strictly descending ([999,749,499,249])"
+        )
+    if len(values) != conf.steps:
+        raise UserError(
+            f"{where}.timesteps has {len(values)} timesteps but {where}.steps={conf.steps}; "
+            f"give {where}.steps={len(values)} too, or {where}.timesteps=null"
+        )
 
 
 def image_settings(model: dict[str, Any]) -> dict[str, Any]:

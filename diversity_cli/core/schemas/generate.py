@@ -96,7 +96,7 @@ def pair_valid(cfg: DictConfig, root: DictConfig) -> None:
 
 @dataclass
 class GenerateConfig:
-    checks: ClassVar[tuple] = (k_within_schedule, pair_valid)
+    checks: ClassVar[tuple] = (pair_valid, k_within_schedule)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml): model=toy, model=sdxl_dmd2, ...")
     method: str = choice("sampling method", METHODS)

@@ -12,7 +12,7 @@ from .generate import k_within_schedule, pair_valid
 
 @dataclass
 class X0vizConfig:
-    checks: ClassVar[tuple] = (k_within_schedule, pair_valid)
+    checks: ClassVar[tuple] = (pair_valid, k_within_schedule)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml)")
     prompt: str = text("one prompt, taken literally (commas, brackets, quotes, ${...})")
