@@ -247,6 +247,22 @@ def test_plain_folders_are_scored_and_only_out_is_written(cli, tmp_path):
     assert sorted(p.name for p in folder.rglob("*")) == before  # the scored folder is never written
 
 
+def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path):
+    """diversity.csv keeps earlier runs' rows (first in the file): the summary's headline is this run's metric."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for seed in range(3):
+        Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    scores = [f"images={folder}", f"out={tmp_path / 'scores'}", "bootstrap=10"]
+    for metric in ("toy_features", "pixel"):
+        code, stdout, err = cli("diversity", *scores, f"metric={metric}")
+        assert code == 0, err
+        headline = [line for line in stdout.splitlines() if " CI" in line and "│ mine" in line]
+        assert headline and all(f" {metric} " in line and "n=3" in line for line in headline), stdout
+    rows = list(csv.DictReader((tmp_path / "scores" / "diversity.csv").open()))
+    assert [r["metric"] for r in rows] == ["toy_features", "pixel"]
+
+
 def test_progress_off_a_terminal_is_plain_wide_lines():
     from rich.console import Console
 

@@ -77,15 +77,32 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
             summary.headline.append((tag, f"{sum(seconds) / len(seconds):.3f} s/image over {len(seconds)} images"))
 
 
-def _diversity(summary: Summary, path: Path, level: float) -> None:
+def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str | None:
+    """The first metric this run asked for, as its rows name it: diversity.csv keeps the rows of earlier runs (other
+    metrics, or the same one with and without adherent_only), so its first row need not be this run's."""
+    from ..experiments.diversity import parse_metrics, vendi_base
+
+    present = {row["metric"] for row in rows}
+    if cfg is not None and cfg.get("metric") not in (None, "auto"):
+        for name in parse_metrics(cfg.metric):
+            label = f"vendi_{vendi_base(name, cfg)}" if name.startswith("vendi") else name
+            if cfg.get("adherent_only") and name != "toy_adherence":
+                label += "@adherent"
+            if label in present:
+                return label
+    return rows[0]["metric"] if rows else None
+
+
+def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | None = None) -> None:
     rows = _csv(path)
     summary.written.append(("diversity.csv", str(path)))
-    first = rows[0]["metric"] if rows else None
+    first = _measured_metric(rows, cfg)
     shown = [row for row in rows if row["metric"] == first]
     summary.images = sum(int(row["n"]) for row in shown if str(row.get("n", "")).isdigit())
     for row in shown:
         group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
-        summary.headline.append((group, f"{row['metric']} {_interval(row, level)}"))
+        n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
+        summary.headline.append((group, f"{row['metric']} {_interval(row, level)}{n}"))
 
 
 def _fid(summary: Summary, path: Path) -> None:
@@ -116,7 +133,7 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
     if command == "generate" and path is not None:
         _generate(summary, cfg, path, rows_before)
     elif command == "diversity" and path is not None:
-        _diversity(summary, path, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95)
+        _diversity(summary, path, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95, cfg)
     elif command == "fid" and path is not None:
         _fid(summary, path)
     elif command == "ablate" and cfg is not None:
