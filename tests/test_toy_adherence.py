@@ -175,6 +175,7 @@ def test_the_protocol_samples_a_setting_named_as_generate_names_it():
         (["++model.base.steps=0"], "model.base.steps=0 is out of range: model.base.steps is an integer >= 1"),
         (["++out=elsewhere.csv"], "argument '++out=elsewhere.csv' is not one of"),  # generate's out, not the CSV's
         (["+methods=hybrid_1"], "argument '+methods=hybrid_1' is not one of"),
+        (["model=tiny_sd"], "model=tiny_sd: the protocol judges toy scenes"),  # ran, and judged SD images as toys
     ],
 )
 def test_a_method_or_argument_the_protocol_cannot_use_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, says):
@@ -187,6 +188,15 @@ def test_a_method_or_argument_the_protocol_cannot_use_is_one_line_and_exit_2(tmp
     assert protocol.main(["model=toy", f"out={tmp_path}/p.csv", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_protocol_answers_help_with_its_usage(tmp_path, capsys, monkeypatch):
+    from diversity_cli.toy import protocol
+
+    monkeypatch.chdir(tmp_path)
+    assert protocol.main(["--help"]) == 0
+    assert "python -m diversity_cli.toy.protocol model=toy methods=" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
 
 

@@ -33,6 +33,7 @@ import torch
 from ..core.atomic import atomic_path, write_text
 from ..core.errors import UserError
 from ..sampling.tags import parse_tag
+from . import is_toy_pair
 from .adherence import adherent_diversity
 from .data import FACTORS, caption, parse_prompt, render, render_prompt_samples, sample_labels, sample_named
 from .evaluate import mean_pairwise_cosine_distance
@@ -327,7 +328,7 @@ def _key_values(argv: list[str]) -> dict[str, str]:
         if "=" not in item or not (key in ("model", "methods", "out") or key.lstrip("+").startswith("model.")):
             raise UserError(f"protocol argument '{item}' is not one of model=, methods=, out= or a model.* override")
     args = dict(item.split("=", 1) for item in argv)
-    if not args.get("out", "x.csv").endswith(".csv"):
+    if not args.get("out", "x.csv").lower().endswith(".csv"):
         raise UserError(f"out={args['out']}: the protocol writes a CSV; name one, out=<folder>/<name>.csv")
     return args
 
@@ -340,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..models.loading import load_pair
 
     argv = list(argv if argv is not None else sys.argv[1:])
+    if any(item in ("-h", "--help") for item in argv):
+        print(__doc__.strip())
+        return 0
     try:
         args = _key_values(argv)
         methods = [m for m in args.pop("methods", "base,distilled").split(",") if m]
@@ -348,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:  # a misspelt method is refused before anything loads
             method_settings(method)
         cfg = compose("generate", overrides)
+        if not is_toy_pair(cfg.model):
+            raise UserError(f"model={cfg.model.name}: the protocol judges toy scenes; give a toy pair (toy, toy_dpdmd)")
         torch.manual_seed(0)
         pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=any(m != "base" for m in methods))
         for method in methods:  # and one the pair's schedulers cannot run (base_steps missing the hand-over)
