@@ -244,6 +244,10 @@ reproduce-all:
 	  reproduce-tableE1 reproduce-figures
 	@echo "tables (paper beside measured): $(TABLES)/tables.md; HTML: $(RESULTS)/*/report.html"
 
+# A line that calls $(MAKE) runs under make -n too: its timing would read as a finished run's, so it prints
+# only when this is not a dry run (the first word of MAKEFLAGS holds the one-letter flags).
+REAL_RUN = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),:,echo)
+
 # Everything on the toy pair on this CPU, timed per table (so the slow step is visible) and in all.
 TOY_TARGETS := table1 table2 table3 table4 tableD1 tableE1 figures
 reproduce-toy:
@@ -254,7 +258,7 @@ reproduce-toy:
 	  times="$$times $$target=$$(( $$(date +%s) - began ))s"; \
 	done; \
 	echo "tables (paper beside measured): results/toy/tables/tables.md; HTML: results/toy/*/report.html"; \
-	echo "make reproduce-toy: $$(( $$(date +%s) - start )) s wall time ($$times )"
+	$(REAL_RUN) "make reproduce-toy: $$(( $$(date +%s) - start )) s wall time ($$times )"
 
 reproduce-%-toy:
 	$(MAKE) -j1 reproduce-$* MODEL=toy
@@ -304,7 +308,7 @@ DMD_GAN ?= 0
 toy-weights:
 	@start=$$(date +%s); \
 	$(MAKE) -j1 toy-weights-steps || exit 1; \
-	echo "make toy-weights: $$(( $$(date +%s) - start )) s wall time; card: $(TOY_OUT)/MODEL_CARD.md"
+	$(REAL_RUN) "make toy-weights: $$(( $$(date +%s) - start )) s wall time; card: $(TOY_OUT)/MODEL_CARD.md"
 
 # The base in three train-toy runs: ε-prediction on SD's schedule shifted for the 8x8 latent (base_eps/); that
 # model continued on a schedule rescaled to zero terminal SNR, predicting v (base_v/): t=999 is pure noise, so the

@@ -4,6 +4,7 @@ outputs (here small fixture files, no training), and the install into the packag
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -548,6 +549,14 @@ def _make_dry_run(*args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_a_dry_run_reports_no_wall_time(tmp_path):
+    """The timing lines share a shell line with $(MAKE), which make -n runs: they must not claim a finished run."""
+    for target in ("toy-weights", "reproduce-toy"):
+        printed = _make_dry_run(target, f"TOY_OUT={tmp_path}")
+        assert "wall time" in printed  # the recipe, shown
+        assert not re.search(rf"^make {target}: \d+ s wall time", printed, re.MULTILINE), target  # not run
 
 
 def test_make_toy_weights_runs_the_recipe_with_its_variables(tmp_path):
