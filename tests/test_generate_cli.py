@@ -55,6 +55,21 @@ def test_tiny_pairs_run_every_method(cli, tmp_path, model):
     assert [r["model"] for r in visits][:2] == ["base", "distilled"]
 
 
+def test_samples_leave_the_base_knobs_blank_where_no_base_runs_inside(cli, tmp_path):
+    """base, distilled and skip_first take no k, base_guidance or base_steps: their rows must not say they did."""
+    knobs = ["k=1", "base_guidance=2", "base_steps=5"]
+    for method in ("base", "distilled", "skip_first", "hybrid"):
+        code, _, err = cli("generate", "model=tiny_sd", f"method={method}", PROMPT, "n=1", *knobs, f"out={tmp_path}")
+        assert code == 0, err
+    cells = {r["method"]: (r["k"], r["base_guidance"], r["base_steps"]) for r in _rows(tmp_path)}
+    assert cells == {
+        "base": ("", "", ""),
+        "distilled": ("", "", ""),
+        "skip_first": ("", "", ""),
+        "hybrid": ("1", "2", "5"),
+    }
+
+
 @pytest.mark.parametrize("micro_batch", [1, 3])
 def test_images_do_not_depend_on_batch_size(cli, tmp_path, micro_batch):
     for batch in (1, 4):

@@ -176,6 +176,10 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     )
     run.save_timesteps(name, plan.visits(), [type(s.scheduler).__name__ for s in plan.segments for _ in s.timesteps])
 
+    knob_cells = dict.fromkeys(("k", "base_guidance", "base_steps"), "")  # blank where the method has no base inside
+    if cfg.method in USES_BASE_KNOBS:
+        steps = "" if cfg.base_steps is None else cfg.base_steps
+        knob_cells.update(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=steps)
     with progress_bar() as progress:
         task = progress.add_task(f"{name} ({len(jobs) - len(todo)} done)", total=len(todo))
         for start in range(0, len(todo), int(cfg.batch_size)):
@@ -192,13 +196,11 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
                         "model": cfg.model.name,
                         "prompt": job.prompt,
                         "seed": job.seed,
-                        "k": cfg.k if cfg.method in USES_BASE_KNOBS else "",
                         "steps": plan.steps,
                         "nfe": plan.nfe,
                         "seconds": f"{seconds:.4f}",
                         "path": job.path,
-                        "base_guidance": cfg.base_guidance,
-                        "base_steps": "" if cfg.base_steps is None else cfg.base_steps,
+                        **knob_cells,
                         "tag": cfg_tag(cfg),
                         "settings": settings,
                         "case": job.case,
