@@ -23,9 +23,16 @@ def test_k_from_commitment_covers_the_steps_before_the_base_commits(committed, k
 
 
 def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
-    code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", "metric=pixel", f"out={tmp_path}")
+    code, stdout, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", "metric=pixel", f"out={tmp_path}")
     assert code == 0, err
-    for method in ("base", "distilled", "hybrid_k1"):
+    with (tmp_path / "commitment_summary.csv").open() as f:
+        summary = {r["method"]: r for r in csv.DictReader(f)}
+    for method in ("base", "distilled", "hybrid_k1"):  # the headline: each method's commitment, as the CSV has it
+        row = summary[method]
+        said = (
+            f"commits at t={row['committed_timestep']}, after step {int(row['committed_step']) + 1} of {row['steps']}"
+        )
+        assert any(line.count("│") >= 2 and method in line and said in line for line in stdout.splitlines()), stdout
         assert len(list(tmp_path.glob(f"x0_tiny_sd_{method}_*.png"))) == 1
         assert len(list(tmp_path.glob(f"xt_tiny_sd_{method}_*.png"))) == 1
     with (tmp_path / "commitment.csv").open() as f:

@@ -115,6 +115,21 @@ def _fid(summary: Summary, path: Path) -> None:
         summary.headline.append((f"{row['model']} / {row['method']}".strip(" /"), f"{score} (n={row['n']})"))
 
 
+def _x0viz(summary: Summary, out: Path) -> None:
+    summary.written += [
+        ("x0 grids, commitment.png", str(out)),
+        ("commitment_summary.csv", str(out / "commitment_summary.csv")),
+    ]
+    for row in _csv(out / "commitment_summary.csv"):
+        try:  # committed_step is 0-based; committed_fraction counts the steps up to and including it
+            after = f"after step {int(row['committed_step']) + 1} of {row['steps']}"
+            share = f"{float(row['committed_fraction']):.0%} of its steps"
+        except (KeyError, ValueError):
+            summary.headline.append((row.get("method", "?"), "commitment: see commitment_summary.csv"))
+            continue
+        summary.headline.append((row["method"], f"commits at t={row['committed_timestep']}, {after} ({share})"))
+
+
 def _ablate(summary: Summary, cfg: DictConfig) -> None:
     out = Path(cfg.out)
     rows = _csv(out / "ablate.csv")
@@ -136,6 +151,8 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
         _diversity(summary, path, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95, cfg)
     elif command == "fid" and path is not None:
         _fid(summary, path)
+    elif command == "x0viz" and path is not None:
+        _x0viz(summary, path)
     elif command == "ablate" and cfg is not None:
         _ablate(summary, cfg)
     elif command == "report" and path is not None and cfg is not None:
