@@ -36,6 +36,7 @@ from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.record import begin, current
 from ..core.rundir import SHARDS
+from ..core.schema import show
 from .shards import Shard, on_batch_done, parse_shard, parse_shard_count, save_progress
 
 Runner = Callable[[DictConfig], Any]
@@ -318,13 +319,17 @@ def parse_devices(value: object) -> list[str]:
         items = [text]
     else:
         items = [str(item) for item in value]  # type: ignore[union-attr]
-    for item in items:
-        kind, _, index = item.partition(":")
-        if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
-            raise UserError(
-                f"devices={value}: give cpu:N (N cpu workers), all (every GPU) or a list like [cuda:0,cuda:1]"
-            )
+    # An empty list would fall through to the job launcher; a cpu worker has no index (cpu:N counts workers).
+    if not items or not all(_one_device(item) for item in items):
+        raise UserError(
+            f"devices={show(value)}: give cpu:N (N >= 1 cpu workers), all (every GPU) or a list like [cuda:0,cuda:1]"
+        )
     return items
+
+
+def _one_device(item: str) -> bool:
+    kind, _, index = item.partition(":")
+    return kind in ("cuda", "mps") and (not index or index.isdigit()) or item == "cpu"
 
 
 def run_on_devices(cfg: DictConfig, run: Runner, shards: list[Shard], devices: list[str]) -> list[Shard]:
