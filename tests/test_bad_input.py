@@ -292,6 +292,19 @@ FOUND = [
     ("distill", "model=toy", "prompt=a", "model.distilled.timesteps=[999,749,499,249.5]"),
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "model.distilled.timesteps=[999,999,499,249]"),
     ("generate", "model=toy", "model.distilled.timesteps=[999,499]"),  # 2 timesteps labelled as 4 steps
+    # what every load of a pair reads (a traceback once loading had begun, most after the run directory was made)
+    ("generate", "model=toy", "model.resolution=-32"),
+    ("x0viz", "model=toy", "model.resolution=[32]"),
+    ("generate", "model=toy", "model.resolution=33"),  # sampled 32 px images
+    ("generate", "model=toy", "model.resolution=100000"),  # killed for memory
+    ("generate", "model=toy", "~model.resolution"),
+    ("generate", "model=toy", "~model.distilled.scheduler"),
+    ("distill", "model=toy", "prompt=a", "model.base.network.path=null"),
+    ("transfer-lora", "model=tiny_sd", "model.resolution=abc"),
+    ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "model.resolution=0"),
+    ("generate", "model=toy", "~model.components"),
+    ("generate", "model=toy", "model.base.label=${nosuch}"),
+    ("train-lora", "model=toy", "model.dtype=${oc.env:DIVERSITY_CLI_NO_SUCH_VARIABLE}"),
     # the key that lifts a cap is itself checked
     ("generate", "max_images=0"),
     ("ablate", "model=tiny_sd", "prompt=a", "max_points=-3"),

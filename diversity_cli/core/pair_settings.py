@@ -1,6 +1,6 @@
 """A pair's settings checked when a config is composed (conf/model/<name>.yaml): `micro_batch`, kept out of the
 fingerprints it does not change (it moves the last bits of every image, so images are keyed by it; training never
-samples through it), and each role's steps, guidance and explicit timesteps."""
+samples through it), each role's steps, guidance and explicit timesteps, and the keys every load of a pair reads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 from itertools import pairwise
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .errors import UserError
 from .schema import check, integer, number, show
@@ -33,6 +34,62 @@ def micro_batch_of(model: Any) -> int:
 class _Role:
     steps: int = integer("sampling steps of the role", 1)
     guidance: float = number("the role's CFG scale", 0)
+
+
+MAX_SIDE = 4096
+# Families sampled through a diffusers DDPM-family scheduler named by the pair (flow families take theirs from
+# the components' pipeline).
+SCHEDULED_FAMILIES = ("sd", "sdxl", "pixart")
+
+
+def check_pair_shape(model: Any) -> None:
+    """What every load of a pair reads: its interpolations resolve, its resolution is a size, each role names its
+    weights (unless the pair is tiny) and, for a DDPM-family pair, its scheduler. A removed (~) or nulled key, or a
+    `${...}` that resolves to nothing, is one line here instead of a traceback once loading has begun."""
+    if not isinstance(model, DictConfig):
+        return
+    try:
+        OmegaConf.to_container(model, resolve=True)
+    except OmegaConfBaseException as err:
+        where = getattr(err, "full_key", None) or "model"
+        raise UserError(f"{where}: {str(err).splitlines()[0]}") from None
+    if "resolution" not in model:
+        raise UserError("model.resolution is missing: a pair samples at a size (model.resolution=<pixels>)")
+    _check_size(model.resolution, "model.resolution")
+    if not model.get("tiny"):
+        _check_weights(model.get("components"), "model.components")
+    for role in ("base", "distilled"):
+        conf = model[role]
+        if conf.get("resolution") is not None:
+            _check_size(conf.resolution, f"model.{role}.resolution")
+        if not model.get("tiny"):
+            _check_weights(conf.get("network"), f"model.{role}.network")
+        scheduler = conf.get("scheduler")
+        if model.get("family") in SCHEDULED_FAMILIES and not (
+            isinstance(scheduler, DictConfig) and scheduler.get("class")
+        ):
+            raise UserError(
+                f"model.{role}.scheduler names no class: give model.{role}.scheduler.class=<a diffusers scheduler>"
+            )
+
+
+def _check_size(value: Any, where: str) -> None:
+    sides = list(value) if isinstance(value, ListConfig) else [value, value]
+    if len(sides) == 2 and all(_side(side) for side in sides):
+        return
+    raise UserError(
+        f"{where}={show(value)}: {where} is a whole number of pixels, a multiple of 8 from 8 to {MAX_SIDE}, "
+        "or [height,width] of two"
+    )
+
+
+def _side(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 8 <= value <= MAX_SIDE and value % 8 == 0
+
+
+def _check_weights(conf: Any, where: str) -> None:
+    if not (isinstance(conf, DictConfig) and (conf.get("repo") or conf.get("path"))):
+        raise UserError(f"{where} names no weights: give {where}.path=<a local folder> or {where}.repo=<a hub id>")
 
 
 def check_sampling_numbers(model: Any) -> None:

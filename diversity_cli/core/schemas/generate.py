@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
-from ..pair_settings import check_sampling_numbers, micro_batch_of
+from ..pair_settings import check_pair_shape, check_sampling_numbers, micro_batch_of
 from ..schema import (
     ITEM_TEXT,
     anything,
@@ -88,10 +88,11 @@ def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
 
 
 def pair_valid(cfg: DictConfig, root: DictConfig) -> None:
-    """A pair's `micro_batch` (samples per network call) and each role's steps and guidance
-    (conf/model/<name>.yaml, or overrides of them): see core/pair_settings.py."""
+    """A pair's `micro_batch` (samples per network call), each role's steps and guidance, and the keys every load
+    reads (conf/model/<name>.yaml, or overrides of them): see core/pair_settings.py."""
     micro_batch_of(cfg.get("model") or {})
     check_sampling_numbers(cfg.get("model") or {})
+    check_pair_shape(cfg.get("model"))
 
 
 @dataclass
