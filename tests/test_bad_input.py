@@ -305,6 +305,9 @@ FOUND = [
     ("generate", "model=toy", "~model.components"),
     ("generate", "model=toy", "model.base.label=${nosuch}"),
     ("train-lora", "model=toy", "model.dtype=${oc.env:DIVERSITY_CLI_NO_SUCH_VARIABLE}"),
+    # distill's open keys (a TypeError from pathlib, a ValueError from OmegaConf)
+    ("distill", "model=toy", "prompts=5"),
+    ("distill", "model=toy", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides=5"),
     # the key that lifts a cap is itself checked
     ("generate", "max_images=0"),
     ("ablate", "model=tiny_sd", "prompt=a", "max_points=-3"),
@@ -321,6 +324,25 @@ def test_found_on_main(cli, workdir, args):
     key = rest[-1].partition("=")[0] if "max_points=1000" not in rest else "max_points"
     assert key.split(".")[-1] in err, err
     assert not (workdir / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("generate", "model=tiny_sd", "prompt=a", "n=1", "model.base.scheduler.overrides.timestep_spacing=bogus"),
+        ("generate", "model=tiny_sd", "prompt=a", "n=1", "+model.base.scheduler.overrides.beta_schedule=bogus"),
+        ("distill", "model=tiny_sd", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides.timestep_spacing=bogus"),
+    ],
+)
+def test_a_scheduler_setting_diffusers_refuses_is_one_line_once_loaded(cli, tmp_path, args):
+    """Only the loaded scheduler knows what it accepts: refused when it is made or set, in one line (a traceback
+    before), after the run directory is made."""
+    command, *rest = args
+    code, out, err = cli(command, *rest, f"out={tmp_path / 'run'}")
+    assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "Traceback" not in err + out and (
+        "model.base.scheduler" in err or "model.distilled.scheduler" in err or "teacher_ode.overrides" in err
+    ), err
 
 
 def test_caps_name_the_key_that_lifts_them(cli, workdir):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .resources import asset, conf_root
 from .schema import check, escape, literal_keys, rules
 from .schemas import SCHEMAS
@@ -70,7 +70,7 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name=command, overrides=[*_searchpath_override(), *overrides])
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise UserError(f"bad override for '{command}': {first}") from None
     OmegaConf.set_readonly(cfg, False)
     for key, value in texts.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 
 def open_rgb(path: str | Path) -> Any:
@@ -17,7 +17,7 @@ def open_rgb(path: str | Path) -> Any:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise UserError(
             f"{path} is not a readable image ({reason}); delete it and rerun the command that made it "
             "(generate makes a missing image again)"

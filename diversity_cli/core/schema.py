@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 TRUE = ("true", "yes", "on")
 FALSE = ("false", "no", "off")
@@ -381,7 +381,7 @@ def _value(cfg: DictConfig, name: str, key: str) -> Any:
     try:
         return cfg[name]
     except OmegaConfBaseException as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise UserError(f"{key}: {first}") from None
 
 

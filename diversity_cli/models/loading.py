@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.pair_settings import micro_batch_of
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
@@ -257,13 +257,18 @@ def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides is not None else {}
     call = None if tiny else _scheduler_call(conf, role)
     if call is None:
-        return cls.from_config({**TRAIN_SCHEDULE, **overrides})
-    base_config = guarded_load(
-        lambda local: cls.load_config(call.repo, subfolder=call.subfolder, local_files_only=local),
-        call.repo,
-        "the scheduler's repo",
-    )
-    return cls.from_config(base_config, **overrides)
+        config, extra = {**TRAIN_SCHEDULE, **overrides}, {}
+    else:
+        config = guarded_load(
+            lambda local: cls.load_config(call.repo, subfolder=call.subfolder, local_files_only=local),
+            call.repo,
+            "the scheduler's repo",
+        )
+        extra = overrides
+    try:
+        return cls.from_config(config, **extra)
+    except (ValueError, TypeError, NotImplementedError) as err:  # an override the class cannot be made with
+        raise UserError(f"model.{role}.scheduler ({conf['class']}) cannot be made: {first_line(err)}") from None
 
 
 def guarded_load(load, repo: str, hint: str, file: str | None = None):

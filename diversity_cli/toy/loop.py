@@ -21,7 +21,7 @@ import torch
 from rich.progress import Progress
 
 from ..core.atomic import atomic_path, write_text
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.marker import RunMarker
 
 StepFn = Callable[[int], dict[str, float]]
@@ -118,7 +118,7 @@ class StageRunner:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             raise UserError(f"{path} cannot be loaded safely ({reason[:160]}); move it away to start again") from None
         for key, module in stage.modules.items():
             module.load_state_dict(state["modules"][key])

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
 from ..core.schemas.distill import gan_weight
@@ -182,7 +182,12 @@ def check_schedules(cfg: DictConfig, pair: ModelPair, distiller: Distiller) -> N
         raise UserError(f"student_timesteps={list(cfg.student_timesteps)} must be below {train_t} for {pair.name}")
     if cfg.method == "dp_dmd":
         ode = distiller.ode
-        ode.set_timesteps(distiller.settings.ode_steps)
+        try:  # an override diffusers cannot schedule with (timestep_spacing=bogus)
+            ode.set_timesteps(distiller.settings.ode_steps)
+        except (ValueError, TypeError) as err:
+            raise UserError(
+                f"teacher_ode.overrides: the teacher's DDIM cannot set its schedule: {first_line(err)}"
+            ) from None
         first = int(ode.timesteps[0])
         if first != cfg.student_timesteps[0]:
             raise UserError(

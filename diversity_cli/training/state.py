@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.marker import (
     MARKER,
     RunMarker,
@@ -175,7 +175,7 @@ class RunState:
         try:
             accelerator.load_state(str(path))
         except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             raise UserError(
                 f"{path} cannot be loaded safely ({reason[:160]}); start again with overwrite=true"
             ) from None

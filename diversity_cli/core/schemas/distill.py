@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from omegaconf import DictConfig, ListConfig
+
+from ..errors import UserError
 from ..schema import (
     anything,
     choice,
@@ -17,6 +20,7 @@ from ..schema import (
     number,
     out_dir,
     section,
+    show,
     text,
 )
 from .common import SEED_MAX
@@ -72,9 +76,24 @@ class Monitor:
     per_prompt: int = integer("samples of each protocol prompt for the monitor's adherence", 2)
 
 
+def free_groups_typed(cfg: DictConfig, root: DictConfig) -> None:
+    """The keys the schema leaves open: `prompts` is a file or a list of prompts, the teacher ODE's `overrides` a
+    group of scheduler settings (a number in either failed deep in loading)."""
+    prompts = cfg.get("prompts")
+    if prompts is not None and not isinstance(prompts, (str, ListConfig)):
+        raise UserError(f"prompts={show(prompts)}: prompts is a .txt / .csv file or a list ([a red circle,a dog])")
+    ode = cfg.get("teacher_ode")
+    overrides = ode.get("overrides") if isinstance(ode, DictConfig) else None
+    if overrides is not None and not isinstance(overrides, DictConfig):
+        raise UserError(
+            f"teacher_ode.overrides={show(overrides)}: teacher_ode.overrides is a group of scheduler settings "
+            "(teacher_ode.overrides.timestep_spacing=trailing)"
+        )
+
+
 @dataclass
 class DistillConfig:
-    checks: ClassVar[tuple] = (pair_valid,)
+    checks: ClassVar[tuple] = (pair_valid, free_groups_typed)
 
     model: Any = anything("the pair whose base model is the teacher (conf/model/<name>.yaml)")
     method: str = choice("distill=dmd or distill=dp_dmd (the group sets it)", ("dmd", "dp_dmd"))
