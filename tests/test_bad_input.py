@@ -305,6 +305,11 @@ FOUND = [
     ("generate", "model=toy", "~model.components"),
     ("generate", "model=toy", "model.base.label=${nosuch}"),
     ("train-lora", "model=toy", "model.dtype=${oc.env:DIVERSITY_CLI_NO_SUCH_VARIABLE}"),
+    ("generate", "model=toy", "model.dtype=float99"),  # refused only once loading began
+    ("x0viz", "model=toy", "~model.dtype"),
+    ("generate", "model=toy", "model.name=../../x"),  # refused by the run directory, naming no key
+    ("generate", "model=toy", "model.name="),
+    ("distill", "model=toy", "prompt=a", "adam.betas=[0.9,0.99,0.5]"),  # three betas were taken
     # distill's open keys (a TypeError from pathlib, a ValueError from OmegaConf)
     ("distill", "model=toy", "prompts=5"),
     ("distill", "model=toy", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides=5"),

@@ -102,6 +102,15 @@ def _torchmetrics_fid(net: torch.nn.Module, real: list, fake: list, resolution: 
     return float(metric.compute())
 
 
+@pytest.mark.parametrize("spec", ["math:pi", "test_fid:SMALL_CONSTANT"])
+def test_a_custom_feature_spec_that_names_no_factory_is_one_line(spec):
+    with pytest.raises(UserError, match=f"features={spec}: .* is not a factory"):  # TypeError: not callable, before
+        quality.load_extractor(spec, torch.device("cpu"))
+
+
+SMALL_CONSTANT = 3
+
+
 def test_a_custom_feature_network_plugs_in_and_matches_torchmetrics_feature_module(tmp_path):
     rng = np.random.default_rng(2)
     real = _images(rng, 10, (40, 30), (0, 0, 0))

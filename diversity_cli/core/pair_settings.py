@@ -4,6 +4,7 @@ samples through it), each role's steps, guidance and explicit timesteps, and the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from itertools import pairwise
 from typing import Any
@@ -37,6 +38,8 @@ class _Role:
 
 
 MAX_SIDE = 4096
+DTYPE_NAMES = ("float32", "float16", "bfloat16")  # the torch dtypes a pair may load in (models/loading.py)
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a pair's name names folders of a run directory
 # Families sampled through a diffusers DDPM-family scheduler named by the pair (flow families take theirs from
 # the components' pipeline).
 SCHEDULED_FAMILIES = ("sd", "sdxl", "pixart")
@@ -53,6 +56,14 @@ def check_pair_shape(model: Any) -> None:
     except OmegaConfBaseException as err:
         where = getattr(err, "full_key", None) or "model"
         raise UserError(f"{where}: {str(err).splitlines()[0]}") from None
+    name = model.get("name")
+    if not (isinstance(name, str) and NAME.fullmatch(name)):
+        raise UserError(
+            f"model.name={show(name)}: model.name names the run directory's folders: letters, digits, _ - . "
+            "(not starting with . or -)"
+        )
+    if model.get("dtype") not in DTYPE_NAMES:
+        raise UserError(f"model.dtype={show(model.get('dtype'))}: model.dtype is one of {', '.join(DTYPE_NAMES)}")
     if "resolution" not in model:
         raise UserError("model.resolution is missing: a pair samples at a size (model.resolution=<pixels>)")
     _check_size(model.resolution, "model.resolution")

@@ -47,6 +47,7 @@ class Rule:
     item: Rule | None = None  # list items
     split: bool = False  # list: a string "a,b" is the list [a, b]
     min_items: int = 0
+    max_items: int | None = None
     cap: str | None = None
     literal: bool = False  # text: taken verbatim from the command line (commas, brackets, quotes, ${...})
     schema: type | None = None  # section: its dataclass
@@ -147,9 +148,12 @@ def items(
     min_items: int = 0,
     null: bool = False,
     also=(),
+    max_items: int | None = None,
 ) -> Any:
     """A list; a single value becomes a one-item list (with `split`, a string "a,b" becomes [a, b])."""
-    return _rule("list", help, item=item, split=split, min_items=min_items, null=null, also=tuple(also))
+    return _rule(
+        "list", help, item=item, split=split, min_items=min_items, max_items=max_items, null=null, also=tuple(also)
+    )
 
 
 def sweep(help: str, item: Rule) -> Any:
@@ -339,6 +343,8 @@ def _list(rule: Rule, key: str, value: Any, root) -> Any:
         values = [value]
     if len(values) < rule.min_items:
         raise UserError(f"{key}={show(value)}: {key} needs at least {rule.min_items} item(s) ({key}=[a,b])")
+    if rule.max_items is not None and len(values) > rule.max_items:
+        raise UserError(f"{key}={show(value)}: {key} takes at most {rule.max_items} item(s)")
     if rule.item is not None:
         values = [convert(rule.item, f"{key}[{i}]", v, root) for i, v in enumerate(values)]
     if isinstance(value, ListConfig) and values == list(value):

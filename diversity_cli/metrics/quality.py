@@ -343,6 +343,8 @@ def _custom_extractor(spec: str, device: torch.device) -> Extractor:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise UserError(f"features={spec}: cannot import it ({err})") from None
+    if not callable(factory):
+        raise UserError(f"features={spec}: {attr} is not a factory (a function of the device returning an nn.Module)")
     net = factory(device)
     if not isinstance(net, nn.Module) or not isinstance(getattr(net, "num_features", None), int):
         raise UserError(f"features={spec} must return an nn.Module with an integer `num_features`")

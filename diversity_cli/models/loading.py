@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
 from ..core.errors import UserError, first_line
-from ..core.pair_settings import micro_batch_of
+from ..core.pair_settings import DTYPE_NAMES, micro_batch_of
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow_loading import load_flow_pair
@@ -33,7 +33,7 @@ from .hub import HubCall, _network_calls, _scheduler_call, hub_calls  # noqa: F4
 from .pair import ModelPair, ModelSpec
 
 NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 # The SD-family training noise schedule, used by the tiny pairs (real pairs read their scheduler configs).
 TRAIN_SCHEDULE = {

@@ -35,7 +35,7 @@ class Lr:
 
 @dataclass
 class Adam:
-    betas: list = items("AdamW betas [b1, b2]", item_float(0, 1), min_items=2)
+    betas: list = items("AdamW betas [b1, b2]", item_float(0, 1), min_items=2, max_items=2)
     weight_decay: float = number("AdamW weight decay", 0)
 
 
@@ -109,7 +109,7 @@ class DistillConfig:
     fake_updates_per_generator_update: int = integer("fake-score updates per student update", 1)
     student_timesteps: list = items("the student's schedule, noisiest first", item_int(0, 999), min_items=1)
     teacher_guidance: float = number("CFG of the teacher's score (null: the base's own)", 0, null=True)
-    t_range: list = items("DMD noise levels [low, high] as fractions of T", item_float(0, 1), min_items=2)
+    t_range: list = items("DMD noise levels [low, high] as fractions of T", item_float(0, 1), min_items=2, max_items=2)
     checkpoint_every: int = integer("updates between checkpoints", 1)
     keep_checkpoints: int = integer("newest sealed checkpoints kept", 1)
     resume: bool = flag("continue from the newest checkpoint in out")
