@@ -310,6 +310,14 @@ FOUND = [
     ("generate", "model=toy", "model.name=../../x"),  # refused by the run directory, naming no key
     ("generate", "model=toy", "model.name="),
     ("distill", "model=toy", "prompt=a", "adam.betas=[0.9,0.99,0.5]"),  # three betas were taken
+    # report's paper-row mapping (a TypeError or KeyError in a table's build)
+    ("report", "out=run", "mapping=5"),
+    ("report", "out=run", "mapping.2.rows=5"),
+    ("report", "out=run", "tables=[3]", "mapping.3.metrics=5"),
+    ("report", "out=run", "tables=[E1]", "mapping.E1.standin=nosuch"),
+    ("report", "out=run", "tables=[1]", "mapping.1.targets=null"),
+    ("report", "out=run", "tables=[2]", "~mapping.2"),
+    ("report", "out=run", "mapping.D1.models.sd21_turbo=5"),
     # distill's open keys (a TypeError from pathlib, a ValueError from OmegaConf)
     ("distill", "model=toy", "prompts=5"),
     ("distill", "model=toy", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides=5"),

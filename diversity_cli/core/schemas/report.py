@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from ..schema import ITEM_NAME, Rule, anything, flag, integer, items, out_dir, path, section
+from omegaconf import DictConfig, ListConfig
+
+from ..errors import UserError
+from ..schema import ITEM_NAME, Rule, anything, flag, integer, items, out_dir, path, section, show
 
 
 @dataclass
@@ -17,8 +20,73 @@ class Grid:
     rows: int = integer("rows of each measurement CSV shown", 0, 1_000_000)
 
 
+# Each table's mapping: its keys and what each holds ("labels": a group of name -> paper row; "pairs": a group of
+# pair -> labels; "?": or null).
+MAPPING = {
+    "1": {"targets": "labels", "adapters": "labels"},
+    "2": {"model": "name", "rows": "labels"},
+    "3": {"model": "name", "prompts": "file", "metrics": "names", "rows": "labels"},
+    "4": {"model": "name", "rows": "labels"},
+    "D1": {"prompt": "text", "metrics": "names", "standin": "name?", "models": "pairs"},
+    "E1": {"prompt": "text", "metrics": "names", "standin": "name?", "standin_prompt": "text?", "models": "pairs"},
+}
+MAPPING_WORDS = {
+    "labels": "a group of name: paper row label",
+    "name": "a name",
+    "file": "a file",
+    "text": "text",
+    "names": "a list of names",
+}
+
+
+def mapping_typed(cfg: DictConfig, root: DictConfig) -> None:
+    """The paper-row mapping has a fixed shape per table: a number, a removed table or a list where a group belongs
+    failed deep in a table's build (a TypeError or KeyError) instead of here."""
+    mapping = cfg.get("mapping")
+    if not isinstance(mapping, DictConfig):
+        raise UserError(f"mapping={show(mapping)}: mapping is a group of tables ({', '.join(MAPPING)})")
+    for table, fields in MAPPING.items():
+        group = mapping.get(table)
+        if not isinstance(group, DictConfig):
+            said = "is missing" if group is None else f"={show(group)}"
+            raise UserError(f"mapping.{table} {said}: mapping.{table} is a group of {', '.join(fields)}")
+        for key, kind in fields.items():
+            where = f"mapping.{table}.{key}"
+            if kind == "pairs":
+                _check_mapping_value("pairs", group.get(key), where)
+                for pair, labels in group[key].items():
+                    _check_mapping_value("labels", labels, f"{where}.{pair}")
+            else:
+                _check_mapping_value(kind, group.get(key), where)
+        standin = group.get("standin")
+        if standin is not None and standin not in group.models:
+            raise UserError(
+                f"mapping.{table}.standin={show(standin)}: name one of mapping.{table}.models "
+                f"({', '.join(map(str, group.models))}) or null"
+            )
+
+
+def _check_mapping_value(kind: str, value: Any, where: str) -> None:
+    optional, kind = kind.endswith("?"), kind.rstrip("?")
+    if value is None and optional:
+        return
+    if kind in ("labels", "pairs"):
+        fits = isinstance(value, DictConfig) and (
+            kind == "pairs" or all(isinstance(v, (str, int, float)) for v in value.values())
+        )
+    elif kind == "names":
+        fits = isinstance(value, ListConfig) and all(isinstance(v, str) and v for v in value)
+    else:
+        fits = isinstance(value, str) and bool(value.strip())
+    if not fits:
+        words = "a group of pair: {method: paper row label}" if kind == "pairs" else MAPPING_WORDS[kind]
+        raise UserError(f"{where}={show(value)}: {where} is {words}" + (" or null" if optional else ""))
+
+
 @dataclass
 class ReportConfig:
+    checks: ClassVar[tuple] = (mapping_typed,)
+
     out: str = out_dir("a run directory (its CSVs); report.html is written there", True)
     runs: list = items("... or several run directories: runs=[dir1,dir2]", Rule("path", ""), min_items=1, null=True)
     tables: list = items("all, none, or some of [1,2,3,4,D1,E1]", None, split=True, min_items=1, also=("all", "none"))
