@@ -283,6 +283,18 @@ def test_prompt_folder_is_refused(tmp_path):
         read_prompts(None, str(tmp_path))
 
 
+def test_a_shipped_prompt_file_is_found_from_any_directory(tmp_path, monkeypatch):
+    """README's prompts=data/toy_prompts.txt: the shipped copy outside the repository, the user's own file first."""
+    monkeypatch.chdir(tmp_path)
+    shipped = [row.prompt for row in read_prompts(None, "data/toy_prompts.txt")]
+    assert len(shipped) == 5 and "a shape" in shipped
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "toy_prompts.txt").write_text("mine\n")
+    assert [row.prompt for row in read_prompts(None, "data/toy_prompts.txt")] == ["mine"]
+    with pytest.raises(UserError, match="not found"):
+        read_prompts(None, "data/no_such_prompts.txt")
+
+
 def test_ablate_jobs_get_the_prompt_as_typed(tmp_path, monkeypatch):
     """launcher=submitit_local/slurm: the jobs read sweep.yaml; a `${...}` in the prompt must stay text there."""
     from diversity_cli.experiments import ablate

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .resources import data_path
 
 SEED_COLUMNS = ("seed", "evaluation_seed")  # the paper's coco_30k.csv uses evaluation_seed
 
@@ -36,7 +37,7 @@ def read_prompts(
             raise UserError('prompt is empty; give prompt="a photo of ..."')
         rows = [PromptRow(str(prompt))]
     elif prompts is not None:
-        rows = _read_file(Path(prompts))
+        rows = _read_file(data_path(prompts))  # data/... falls back to the shipped copy, from any directory
     else:
         raise UserError('no prompt given; add prompt="a photo of ..." or prompts=FILE (.txt or .csv)')
     rows = rows[:limit] if limit is not None else rows
