@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .schema import check, integer, number, show
 
 MICRO_BATCH = "micro_batch"
@@ -54,8 +54,7 @@ def check_pair_shape(model: Any) -> None:
     try:
         OmegaConf.to_container(model, resolve=True)
     except OmegaConfBaseException as err:
-        where = getattr(err, "full_key", None) or "model"
-        raise UserError(f"{where}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"{getattr(err, 'full_key', None) or 'model'}: {first_line(err)}") from None
     name = model.get("name")
     if not (isinstance(name, str) and NAME.fullmatch(name)):
         raise UserError(
@@ -70,18 +69,20 @@ def check_pair_shape(model: Any) -> None:
     if not model.get("tiny"):
         _check_weights(model.get("components"), "model.components")
     for role in ("base", "distilled"):
-        conf = model[role]
-        if conf.get("resolution") is not None:
-            _check_size(conf.resolution, f"model.{role}.resolution")
-        if not model.get("tiny"):
-            _check_weights(conf.get("network"), f"model.{role}.network")
-        scheduler = conf.get("scheduler")
-        if model.get("family") in SCHEDULED_FAMILIES and not (
-            isinstance(scheduler, DictConfig) and scheduler.get("class")
-        ):
-            raise UserError(
-                f"model.{role}.scheduler names no class: give model.{role}.scheduler.class=<a diffusers scheduler>"
-            )
+        _check_role(model, role)
+
+
+def _check_role(model: DictConfig, role: str) -> None:
+    conf = model[role]
+    if conf.get("resolution") is not None:
+        _check_size(conf.resolution, f"model.{role}.resolution")
+    if not model.get("tiny"):
+        _check_weights(conf.get("network"), f"model.{role}.network")
+    scheduler = conf.get("scheduler")
+    if model.get("family") in SCHEDULED_FAMILIES and not (isinstance(scheduler, DictConfig) and scheduler.get("class")):
+        raise UserError(
+            f"model.{role}.scheduler names no class: give model.{role}.scheduler.class=<a diffusers scheduler>"
+        )
 
 
 def _check_size(value: Any, where: str) -> None:
