@@ -270,6 +270,7 @@ FOUND = [
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..40", "base_guidance=range(0,40)", "max_points=1000"),
     # a pair's samples per network call
     ("generate", "model=toy", "model.micro_batch=0"),
+    ("generate", "model=toy", "model.micro_batch=100000000"),  # allocated 200 GB after a minute
     ("generate", "model=tiny_qwen", "+model.micro_batch=2"),
     ("x0viz", "+model.micro_batch=abc"),
     ("transfer-lora", "model=tiny_sd", "+model.micro_batch=-2"),

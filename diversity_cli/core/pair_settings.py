@@ -16,6 +16,7 @@ from .errors import UserError, first_line
 from .schema import check, integer, number, show
 
 MICRO_BATCH = "micro_batch"
+MAX_MICRO_BATCH = 1024
 # A DDPM-family training schedule's length, unless a pair's scheduler overrides say otherwise.
 TRAIN_TIMESTEPS = 1000
 
@@ -23,8 +24,11 @@ TRAIN_TIMESTEPS = 1000
 def micro_batch_of(model: Any) -> int:
     """The pair's samples per network call: a whole number >= 1 (1 when the config does not say)."""
     value = model.get(MICRO_BATCH, 1) if hasattr(model, "get") else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"model.micro_batch={value}: samples per network call must be a whole number >= 1")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MICRO_BATCH:
+        # every call has exactly this many rows (fillers included), so a huge value allocates a huge call
+        raise UserError(
+            f"model.micro_batch={value}: samples per network call must be a whole number from 1 to {MAX_MICRO_BATCH}"
+        )
     if value > 1 and model.get("family") == "qwen":
         # Qwen-Image pads a call's prompts to the longest among them: a sample would depend on its neighbours.
         raise UserError(f"model.micro_batch={value}: Qwen-Image pairs run one sample per call; use 1")
