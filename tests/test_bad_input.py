@@ -310,6 +310,7 @@ FOUND = [
     ("x0viz", "model=toy", "~model.dtype"),
     ("generate", "model=toy", "model.name=../../x"),  # refused by the run directory, naming no key
     ("generate", "model=toy", "model.name="),
+    ("generate", "model=toy", "model.base.label=[a,b]"),  # taken, and shown as the base's name in tables
     ("distill", "model=toy", "prompt=a", "adam.betas=[0.9,0.99,0.5]"),  # three betas were taken
     # report's paper-row mapping (a TypeError or KeyError in a table's build)
     ("report", "out=run", "mapping=5"),

@@ -78,6 +78,9 @@ def check_pair_shape(model: Any) -> None:
 
 def _check_role(model: DictConfig, role: str) -> None:
     conf = model[role]
+    label = conf.get("label")
+    if label is not None and not (isinstance(label, str) and label.strip()):  # it names the role in every table
+        raise UserError(f"model.{role}.label={show(label)}: model.{role}.label is one piece of text naming the model")
     if conf.get("resolution") is not None:
         _check_size(conf.resolution, f"model.{role}.resolution")
     if not model.get("tiny"):
