@@ -2,16 +2,18 @@
 al. 2024), every other step conditional only. Runs the toy protocol or any CLI command under that rule:
 
     LO=0 HI=880 python scripts/guidance_interval.py protocol model=toy methods=base model.base.guidance=4 out=g.csv
-    LO=0 HI=880 python scripts/guidance_interval.py cli x0viz model=toy methods=[base] model.base.guidance=4 ...
+    LO=0 HI=880 python scripts/guidance_interval.py x0viz model=toy methods=[base] model.base.guidance=4 ...
 
-It wraps the DDPM-family denoiser's prediction, so records and cache keys do not know about the interval: write
-into a fresh `out` and keep these results apart from the toolkit's own.
+It wraps the DDPM-family denoiser's prediction in this process, so records and cache keys do not know about the
+interval: only the protocol and x0viz run (no devices=, whose workers would sample without it), every cache goes to
+a fresh temporary folder, and outputs belong in a fresh `out`, apart from the toolkit's own.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import diversity_cli.sampling.denoiser as denoiser
 
@@ -30,17 +32,21 @@ def _predict_in_interval(self, x, t, cond, uncond):
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("protocol", "cli"):
-        print("usage: LO=<t> HI=<t> python scripts/guidance_interval.py protocol|cli <arguments>", file=sys.stderr)
+    if not argv or argv[0] not in ("protocol", "x0viz") or any(a.lstrip("+").startswith("devices=") for a in argv):
+        print("usage: LO=<t> HI=<t> python scripts/guidance_interval.py protocol|x0viz <arguments> (no devices=)",
+              file=sys.stderr)  # fmt: skip
         return 2
     denoiser.Denoiser._predict = _predict_in_interval
-    if argv[0] == "protocol":
-        from diversity_cli.toy import protocol
+    # a k=auto commitment or an embedding cached under the plain-CFG key would be reused by later plain runs
+    with tempfile.TemporaryDirectory(prefix="guidance_interval_cache_") as cache:
+        os.environ["DIVERSITY_CLI_CACHE"] = cache
+        if argv[0] == "protocol":
+            from diversity_cli.toy import protocol
 
-        return protocol.main(argv[1:])
-    from diversity_cli.cli import run
+            return protocol.main(argv[1:])
+        from diversity_cli.cli import run
 
-    return run(argv[1:])
+        return run(argv)
 
 
 if __name__ == "__main__":

@@ -312,14 +312,6 @@ FOUND = [
     ("generate", "model=toy", "model.name="),
     ("generate", "model=toy", "model.base.label=[a,b]"),  # taken, and shown as the base's name in tables
     ("distill", "model=toy", "prompt=a", "adam.betas=[0.9,0.99,0.5]"),  # three betas were taken
-    # report's paper-row mapping (a TypeError or KeyError in a table's build)
-    ("report", "out=run", "mapping=5"),
-    ("report", "out=run", "mapping.2.rows=5"),
-    ("report", "out=run", "tables=[3]", "mapping.3.metrics=5"),
-    ("report", "out=run", "tables=[E1]", "mapping.E1.standin=nosuch"),
-    ("report", "out=run", "tables=[1]", "mapping.1.targets=null"),
-    ("report", "out=run", "tables=[2]", "~mapping.2"),
-    ("report", "out=run", "mapping.D1.models.sd21_turbo=5"),
     # distill's open keys (a TypeError from pathlib, a ValueError from OmegaConf)
     ("distill", "model=toy", "prompts=5"),
     ("distill", "model=toy", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides=5"),
@@ -358,6 +350,44 @@ def test_a_scheduler_setting_diffusers_refuses_is_one_line_once_loaded(cli, tmp_
     assert "Traceback" not in err + out and (
         "model.base.scheduler" in err or "model.distilled.scheduler" in err or "teacher_ode.overrides" in err
     ), err
+
+
+@pytest.fixture(scope="module")
+def measured_run(tmp_path_factory) -> Path:
+    """A run directory with images in it, so that report gets past "no results" to its tables."""
+    from diversity_cli.cli import run
+
+    out = tmp_path_factory.mktemp("measured") / "run"
+    assert run(["generate", "model=tiny_sd", "prompt=a", "n=2", f"out={out}"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["mapping=5"], "mapping=5"),
+        (["mapping.2.rows=5"], "mapping.2.rows=5"),
+        (["tables=[3]", "mapping.3.metrics=5"], "mapping.3.metrics=5"),
+        (["tables=[E1]", "mapping.E1.standin=nosuch"], "mapping.E1.standin=nosuch"),
+        (["tables=[1]", "mapping.1.targets=null"], "mapping.1.targets=null"),
+        (["tables=[2]", "~mapping.2"], "mapping.2 is missing"),
+        (["mapping.D1.models.sd21_turbo=5"], "mapping.D1.models.sd21_turbo=5"),
+        (["mapping.2.rows.base=[a,b]"], "mapping.2.rows.base=[a,b]"),
+    ],
+)
+def test_a_paper_row_mapping_of_the_wrong_shape_is_one_line(cli, measured_run, args, named):
+    """On a run with results, where a table's build raised a TypeError or KeyError before."""
+    before = sorted(measured_run.rglob("*"))
+    code, out, err = cli("report", f"out={measured_run}", "html=false", *args)
+    assert code == 2 and err.startswith(f"error: {named}") and err.strip().count("\n") == 0, err
+    assert sorted(measured_run.rglob("*")) == before
+
+
+def test_a_mapping_the_tables_accept_composes(measured_run):
+    """null model: the pair measured most; a null label leaves the method out; tables=none: no mapping is read."""
+    compose("report", [f"out={measured_run}", "mapping.2.model=null", "mapping.E1.standin=null"])
+    compose("report", [f"out={measured_run}", "mapping.2.rows.base=null"])
+    compose("report", [f"out={measured_run}", "tables=none", "~mapping.2"])
 
 
 def test_caps_name_the_key_that_lifts_them(cli, workdir):

@@ -79,6 +79,10 @@ def test_schema_names_match_the_library():
     assert transfer_schema.DIRECTIONS == tuple(DIRECTIONS)
     save_dtype = dict(rules(SCHEMAS["distill"]))["save_dtype"]
     assert set(save_dtype.options) == set(DTYPES)
+    from diversity_cli.core.pair_settings import SCHEDULED_FAMILIES
+    from diversity_cli.models.loading import NETWORK_SLOT
+
+    assert set(SCHEDULED_FAMILIES) == set(NETWORK_SLOT)  # the families whose roles name a scheduler class
 
 
 @pytest.mark.parametrize(
@@ -200,6 +204,15 @@ def test_explicit_timesteps_with_their_steps_compose_and_bound_k():
     assert compose("generate", ["model.distilled.timesteps=null"]).model.distilled.timesteps is None
 
 
+def test_training_from_the_base_does_not_need_the_student_weights():
+    """distill and train-lora read only the base: a pair whose student does not exist yet composes for them."""
+    no_student = ["model=toy", "model.distilled.network=null"]
+    compose("distill", [*no_student, "prompt=a"])
+    compose("train_lora", no_student)
+    with pytest.raises(UserError, match="model.distilled.network names no weights"):
+        compose("generate", no_student)
+
+
 def test_caps_name_the_key_that_lifts_them():
     with pytest.raises(UserError, match=r"n=1000000000 is above the cap max_images=100000.*max_images=N"):
         compose("generate", ["n=1000000000"])
@@ -291,7 +304,7 @@ def test_a_shipped_prompt_file_is_found_from_any_directory(tmp_path, monkeypatch
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "toy_prompts.txt").write_text("mine\n")
     assert [row.prompt for row in read_prompts(None, "data/toy_prompts.txt")] == ["mine"]
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match=r"prompt file data/no_such_prompts.txt not found \(nor among the shipped"):
         read_prompts(None, "data/no_such_prompts.txt")
 
 

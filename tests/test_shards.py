@@ -170,7 +170,7 @@ def test_launcher_settings_follow_the_hydra_launcher_files():
     assert parse_devices("cpu:2") == ["cpu", "cpu"] and parse_devices(["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1"]
     assert parse_devices(["cpu", "cpu"]) == ["cpu", "cpu"] and parse_devices("mps") == ["mps"]
     # [] fell through to the SLURM launcher; cpu:0 and a cpu index failed later, naming device=
-    for bad in ("gpu:2", "cpu:x", [], "cpu:0", ["cpu:0"], ["cuda:x"]):
+    for bad in ("gpu:2", "cpu:x", [], "cpu:0", ["cpu:0"], ["cuda:x"], "cuda:"):
         with pytest.raises(UserError, match="devices="):
             parse_devices(bad)
 

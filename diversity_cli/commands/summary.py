@@ -80,16 +80,13 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
 def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str | None:
     """The first metric this run asked for, as its rows name it: diversity.csv keeps the rows of earlier runs (other
     metrics, or the same one with and without adherent_only), so its first row need not be this run's."""
-    from ..experiments.diversity import parse_metrics, vendi_base
+    from ..experiments.diversity import parse_metrics, row_metric
 
     present = {row["metric"] for row in rows}
     if cfg is not None and cfg.get("metric") not in (None, "auto"):
         for name in parse_metrics(cfg.metric):
-            label = f"vendi_{vendi_base(name, cfg)}" if name.startswith("vendi") else name
-            if cfg.get("adherent_only") and name != "toy_adherence":
-                label += "@adherent"
-            if label in present:
-                return label
+            if row_metric(name, cfg) in present:
+                return row_metric(name, cfg)
     return rows[0]["metric"] if rows else None
 
 

@@ -49,10 +49,11 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a pair's name names folders
 SCHEDULED_FAMILIES = ("sd", "sdxl", "pixart")
 
 
-def check_pair_shape(model: Any) -> None:
+def check_pair_shape(model: Any, student_read: bool = True) -> None:
     """What every load of a pair reads: its interpolations resolve, its resolution is a size, each role names its
-    weights (unless the pair is tiny) and, for a DDPM-family pair, its scheduler. A removed (~) or nulled key, or a
-    `${...}` that resolves to nothing, is one line here instead of a traceback once loading has begun."""
+    weights (unless the pair is tiny; the student's only where it is read: training a first student does not) and,
+    for a DDPM-family pair, its scheduler. A removed (~) or nulled key, or a `${...}` that resolves to nothing, is
+    one line here instead of a traceback once loading has begun."""
     if not isinstance(model, DictConfig):
         return
     try:
@@ -62,28 +63,30 @@ def check_pair_shape(model: Any) -> None:
     name = model.get("name")
     if not (isinstance(name, str) and NAME.fullmatch(name)):
         raise UserError(
-            f"model.name={show(name)}: model.name names the run directory's folders: letters, digits, _ - . "
-            "(not starting with . or -)"
+            f"model.name={show(name)}: model.name is text naming the run directory's folders: letters, digits, _ - . "
+            "(not starting with . or -; a number in quotes, model.name='2024')"
         )
-    if model.get("dtype") not in DTYPE_NAMES:
-        raise UserError(f"model.dtype={show(model.get('dtype'))}: model.dtype is one of {', '.join(DTYPE_NAMES)}")
+    if "dtype" not in model:
+        raise UserError(f"model.dtype is missing: a pair loads in one of {', '.join(DTYPE_NAMES)}")
+    if model.dtype not in DTYPE_NAMES:
+        raise UserError(f"model.dtype={show(model.dtype)}: model.dtype is one of {', '.join(DTYPE_NAMES)}")
     if "resolution" not in model:
         raise UserError("model.resolution is missing: a pair samples at a size (model.resolution=<pixels>)")
     _check_size(model.resolution, "model.resolution")
     if not model.get("tiny"):
         _check_weights(model.get("components"), "model.components")
     for role in ("base", "distilled"):
-        _check_role(model, role)
+        _check_role(model, role, weights=role == "base" or student_read)
 
 
-def _check_role(model: DictConfig, role: str) -> None:
+def _check_role(model: DictConfig, role: str, weights: bool) -> None:
     conf = model[role]
     label = conf.get("label")
     if label is not None and not (isinstance(label, str) and label.strip()):  # it names the role in every table
         raise UserError(f"model.{role}.label={show(label)}: model.{role}.label is one piece of text naming the model")
     if conf.get("resolution") is not None:
         _check_size(conf.resolution, f"model.{role}.resolution")
-    if not model.get("tiny"):
+    if weights and not model.get("tiny"):
         _check_weights(conf.get("network"), f"model.{role}.network")
     scheduler = conf.get("scheduler")
     if model.get("family") in SCHEDULED_FAMILIES and not (isinstance(scheduler, DictConfig) and scheduler.get("class")):
@@ -97,8 +100,8 @@ def _check_size(value: Any, where: str) -> None:
     if len(sides) == 2 and all(_side(side) for side in sides):
         return
     raise UserError(
-        f"{where}={show(value)}: {where} is a whole number of pixels, a multiple of 8 from 8 to {MAX_SIDE}, "
-        "or [height,width] of two"
+        f"{where}={show(value)}: {where} is a whole number of pixels (a multiple of 8, from 8 to {MAX_SIDE}) "
+        "or [height,width] of two such"
     )
 
 

@@ -37,7 +37,7 @@ def read_prompts(
             raise UserError('prompt is empty; give prompt="a photo of ..."')
         rows = [PromptRow(str(prompt))]
     elif prompts is not None:
-        rows = _read_file(data_path(prompts))  # data/... falls back to the shipped copy, from any directory
+        rows = _read_file(data_path(prompts), typed=str(prompts))  # data/...: else the shipped copy
     else:
         raise UserError('no prompt given; add prompt="a photo of ..." or prompts=FILE (.txt or .csv)')
     rows = rows[:limit] if limit is not None else rows
@@ -49,11 +49,12 @@ def read_prompts(
     return rows
 
 
-def _read_file(path: Path) -> list[PromptRow]:
+def _read_file(path: Path, typed: str) -> list[PromptRow]:
     if path.is_dir():
         raise UserError(f"prompt file {path} is a folder; give a .txt file (one prompt per line) or a .csv")
     if not path.is_file():
-        raise UserError(f"prompt file {path} not found")
+        shipped = " (nor among the shipped data/)" if path != Path(typed) else ""
+        raise UserError(f"prompt file {typed} not found{shipped}")
     try:
         if path.suffix.lower() == ".csv":
             rows = _read_csv(path)

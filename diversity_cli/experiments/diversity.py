@@ -70,6 +70,16 @@ def parse_metrics(value: object) -> list[str]:
     return names
 
 
+ADHERENT = "@adherent"  # the suffix of a metric measured over the on-prompt images only (adherent_only=true)
+
+
+def row_metric(name: str, cfg: DictConfig) -> str:
+    """The metric column of the rows a requested metric `name` gives under `cfg` (`vendi` -> vendi_<embedder>;
+    with adherent_only, every diversity number -> <metric>@adherent; toy_adherence stays over all images)."""
+    label = f"vendi_{vendi_base(name, cfg)}" if name.startswith("vendi") else name
+    return label + ADHERENT if cfg.get("adherent_only") and name != "toy_adherence" else label
+
+
 def vendi_base(name: str, cfg: DictConfig) -> str:
     base = name.removeprefix("vendi_") if name.startswith("vendi_") else str(cfg.vendi_base)
     if base not in EMBEDDERS:
@@ -501,7 +511,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
     if cfg.adherent_only:  # every number measured on the kept images says so; adherence is over all of them
-        rows = [{**row, "metric": f"{row['metric']}@adherent"} for row in rows] + adherence
+        rows = [{**row, "metric": row["metric"] + ADHERENT} for row in rows] + adherence
     elif "toy_adherence" in metrics or "toy_features" in metrics:  # toy diversity never comes without it
         rows += toy_adherence_rows(groups, device, notes)
     if "clip_score" in metrics:

@@ -328,8 +328,8 @@ def parse_devices(value: object) -> list[str]:
 
 
 def _one_device(item: str) -> bool:
-    kind, _, index = item.partition(":")
-    return kind in ("cuda", "mps") and (not index or index.isdigit()) or item == "cpu"
+    kind, colon, index = item.partition(":")
+    return item == "cpu" or kind in ("cuda", "mps") and (not colon or index.isdigit())
 
 
 def run_on_devices(cfg: DictConfig, run: Runner, shards: list[Shard], devices: list[str]) -> list[Shard]:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
 from ..core.errors import UserError, first_line
-from ..core.pair_settings import DTYPE_NAMES, micro_batch_of
+from ..core.pair_settings import DTYPE_NAMES, TRAIN_TIMESTEPS, micro_batch_of
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow_loading import load_flow_pair
@@ -37,7 +37,7 @@ DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 # The SD-family training noise schedule, used by the tiny pairs (real pairs read their scheduler configs).
 TRAIN_SCHEDULE = {
-    "num_train_timesteps": 1000,
+    "num_train_timesteps": TRAIN_TIMESTEPS,
     "beta_start": 0.00085,
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",

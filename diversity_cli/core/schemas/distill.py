@@ -24,7 +24,7 @@ from ..schema import (
     text,
 )
 from .common import SEED_MAX
-from .generate import pair_valid
+from .generate import base_pair_valid
 
 
 @dataclass
@@ -93,7 +93,7 @@ def free_groups_typed(cfg: DictConfig, root: DictConfig) -> None:
 
 @dataclass
 class DistillConfig:
-    checks: ClassVar[tuple] = (pair_valid, free_groups_typed)
+    checks: ClassVar[tuple] = (base_pair_valid, free_groups_typed)
 
     model: Any = anything("the pair whose base model is the teacher (conf/model/<name>.yaml)")
     method: str = choice("distill=dmd or distill=dp_dmd (the group sets it)", ("dmd", "dp_dmd"))

@@ -87,12 +87,18 @@ def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
         )
 
 
-def pair_valid(cfg: DictConfig, root: DictConfig) -> None:
+def pair_valid(cfg: DictConfig, root: DictConfig, student_read: bool = True) -> None:
     """A pair's `micro_batch` (samples per network call), each role's steps and guidance, and the keys every load
     reads (conf/model/<name>.yaml, or overrides of them): see core/pair_settings.py."""
     micro_batch_of(cfg.get("model") or {})
     check_sampling_numbers(cfg.get("model") or {})
-    check_pair_shape(cfg.get("model"))
+    check_pair_shape(cfg.get("model"), student_read)
+
+
+def base_pair_valid(cfg: DictConfig, root: DictConfig) -> None:
+    """`pair_valid` for commands that train from the base alone (distill, train-lora): the student's weights, which
+    they never read, need not exist yet."""
+    pair_valid(cfg, root, student_read=False)
 
 
 @dataclass

@@ -24,9 +24,9 @@ class Grid:
 # pair -> labels; "?": or null).
 MAPPING = {
     "1": {"targets": "labels", "adapters": "labels"},
-    "2": {"model": "name", "rows": "labels"},
-    "3": {"model": "name", "prompts": "file", "metrics": "names", "rows": "labels"},
-    "4": {"model": "name", "rows": "labels"},
+    "2": {"model": "name?", "rows": "labels"},  # model null: the pair measured most
+    "3": {"model": "name?", "prompts": "file", "metrics": "names", "rows": "labels"},
+    "4": {"model": "name?", "rows": "labels"},
     "D1": {"prompt": "text", "metrics": "names", "standin": "name?", "models": "pairs"},
     "E1": {"prompt": "text", "metrics": "names", "standin": "name?", "standin_prompt": "text?", "models": "pairs"},
 }
@@ -42,6 +42,9 @@ MAPPING_WORDS = {
 def mapping_typed(cfg: DictConfig, root: DictConfig) -> None:
     """The paper-row mapping has a fixed shape per table: a number, a removed table or a list where a group belongs
     failed deep in a table's build (a TypeError or KeyError) instead of here."""
+    tables = cfg.get("tables")
+    if tables == "none" or (isinstance(tables, ListConfig) and list(tables) == ["none"]):
+        return  # no table is built (the HTML page builds them all when any is asked for)
     mapping = cfg.get("mapping")
     if not isinstance(mapping, DictConfig):
         raise UserError(f"mapping={show(mapping)}: mapping is a group of tables ({', '.join(MAPPING)})")
@@ -52,12 +55,10 @@ def mapping_typed(cfg: DictConfig, root: DictConfig) -> None:
             raise UserError(f"mapping.{table} {said}: mapping.{table} is a group of {', '.join(fields)}")
         for key, kind in fields.items():
             where = f"mapping.{table}.{key}"
+            _check_mapping_value(kind, group.get(key), where)
             if kind == "pairs":
-                _check_mapping_value("pairs", group.get(key), where)
                 for pair, labels in group[key].items():
                     _check_mapping_value("labels", labels, f"{where}.{pair}")
-            else:
-                _check_mapping_value(kind, group.get(key), where)
         standin = group.get("standin")
         if standin is not None and standin not in group.models:
             raise UserError(
@@ -71,9 +72,10 @@ def _check_mapping_value(kind: str, value: Any, where: str) -> None:
     if value is None and optional:
         return
     if kind in ("labels", "pairs"):
-        fits = isinstance(value, DictConfig) and (
-            kind == "pairs" or all(isinstance(v, (str, int, float)) for v in value.values())
-        )
+        fits = isinstance(value, DictConfig)
+        for name, label in value.items() if fits and kind == "labels" else ():
+            if not isinstance(label, (str, int, float, type(None))):  # null: the method is left out of the table
+                raise UserError(f"{where}.{name}={show(label)}: {where}.{name} is the label of a paper row or null")
     elif kind == "names":
         fits = isinstance(value, ListConfig) and all(isinstance(v, str) and v for v in value)
     else:

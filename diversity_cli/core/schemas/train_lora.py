@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 
 from ..schema import ITEM_NAME, anything, choice, device, flag, integer, items, name, number, out_dir
 from .common import SEED_MAX
-from .generate import pair_valid
+from .generate import base_pair_valid
 
 
 @dataclass
 class TrainLoraConfig:
-    checks: ClassVar[tuple] = (pair_valid,)
+    checks: ClassVar[tuple] = (base_pair_valid,)
 
     model: Any = anything("the model pair whose base is trained (conf/model/<name>.yaml)")
     concept: str = name("a toy factor value, or factor=value: every training scene shows it")
