@@ -20,18 +20,19 @@ class Grid:
     rows: int = integer("rows of each measurement CSV shown", 0, 1_000_000)
 
 
-# Each table's mapping: its keys and what each holds ("labels": a group of name -> paper row; "pairs": a group of
-# pair -> labels; "?": or null).
+# Each table's mapping: its keys and what each holds ("labels": a group of name -> text; "rows": the same, a null
+# label leaving that method out of the paper's rows; "pairs": a group of pair -> rows; "?": or null).
 MAPPING = {
     "1": {"targets": "labels", "adapters": "labels"},
-    "2": {"model": "name?", "rows": "labels"},  # model null: the pair measured most
-    "3": {"model": "name?", "prompts": "file", "metrics": "names", "rows": "labels"},
-    "4": {"model": "name?", "rows": "labels"},
+    "2": {"model": "name?", "rows": "rows"},  # model null: the pair measured most
+    "3": {"model": "name?", "prompts": "file", "metrics": "names", "rows": "rows"},
+    "4": {"model": "name?", "rows": "rows"},
     "D1": {"prompt": "text", "metrics": "names", "standin": "name?", "models": "pairs"},
     "E1": {"prompt": "text", "metrics": "names", "standin": "name?", "standin_prompt": "text?", "models": "pairs"},
 }
 MAPPING_WORDS = {
-    "labels": "a group of name: paper row label",
+    "labels": "a group of name: label",
+    "rows": "a group of method: paper row label",
     "name": "a name",
     "file": "a file",
     "text": "text",
@@ -57,8 +58,8 @@ def mapping_typed(cfg: DictConfig, root: DictConfig) -> None:
             where = f"mapping.{table}.{key}"
             _check_mapping_value(kind, group.get(key), where)
             if kind == "pairs":
-                for pair, labels in group[key].items():
-                    _check_mapping_value("labels", labels, f"{where}.{pair}")
+                for pair, rows in group[key].items():
+                    _check_mapping_value("rows", rows, f"{where}.{pair}")
         standin = group.get("standin")
         if standin is not None and standin not in group.models:
             raise UserError(
@@ -71,11 +72,13 @@ def _check_mapping_value(kind: str, value: Any, where: str) -> None:
     optional, kind = kind.endswith("?"), kind.rstrip("?")
     if value is None and optional:
         return
-    if kind in ("labels", "pairs"):
+    if kind in ("labels", "rows", "pairs"):
         fits = isinstance(value, DictConfig)
-        for name, label in value.items() if fits and kind == "labels" else ():
-            if not isinstance(label, (str, int, float, type(None))):  # null: the method is left out of the table
-                raise UserError(f"{where}.{name}={show(label)}: {where}.{name} is the label of a paper row or null")
+        allowed = (str, int, float, type(None)) if kind == "rows" else (str, int, float)
+        for name, label in value.items() if fits and kind != "pairs" else ():
+            if not isinstance(label, allowed) or (isinstance(label, str) and not label.strip()):
+                words = "the label of a paper row or null (left out)" if kind == "rows" else "a label"
+                raise UserError(f"{where}.{name}={show(label)}: {where}.{name} is {words}")
     elif kind == "names":
         fits = isinstance(value, ListConfig) and all(isinstance(v, str) and v for v in value)
     else:
