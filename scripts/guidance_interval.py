@@ -1,5 +1,5 @@
 """Diagnostic, not a toolkit option: classifier-free guidance applied only at timesteps in [LO, HI] (Kynkäänniemi et
-al. 2024), every other step conditional only. Runs the toy protocol or any CLI command under that rule:
+al. 2024), every other step conditional only. Runs the toy protocol or x0viz under that rule:
 
     LO=0 HI=880 python scripts/guidance_interval.py protocol model=toy methods=base model.base.guidance=4 out=g.csv
     LO=0 HI=880 python scripts/guidance_interval.py x0viz model=toy methods=[base] model.base.guidance=4 ...
