@@ -293,6 +293,7 @@ FOUND = [
     ("distill", "model=toy", "prompt=a", "model.distilled.timesteps=[999,749,499,249.5]"),
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "model.distilled.timesteps=[999,999,499,249]"),
     ("generate", "model=toy", "model.distilled.timesteps=[999,499]"),  # 2 timesteps labelled as 4 steps
+    ("generate", "model=toy", "model.distilled.scheduler=5"),  # the timesteps check read it as a group
     # what every load of a pair reads (a traceback once loading had begun, most after the run directory was made)
     ("generate", "model=toy", "model.resolution=-32"),
     ("x0viz", "model=toy", "model.resolution=[32]"),

@@ -137,8 +137,10 @@ def _check_timesteps(conf: DictConfig, where: str) -> None:
     timesteps = conf.get("timesteps")
     if timesteps is None:
         return
-    overrides = (conf.get("scheduler") or {}).get("overrides") or {}
-    count = overrides.get("num_train_timesteps", TRAIN_TIMESTEPS)
+    scheduler = conf.get("scheduler")  # its shape is checked with the rest of the pair (check_pair_shape)
+    overrides = scheduler.get("overrides") if isinstance(scheduler, DictConfig) else None
+    count = overrides.get("num_train_timesteps") if isinstance(overrides, DictConfig) else None
+    count = count if isinstance(count, int) and not isinstance(count, bool) else TRAIN_TIMESTEPS
     values = list(timesteps) if isinstance(timesteps, ListConfig) else None
     whole = values and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < count for t in values)
     if not whole or any(a <= b for a, b in pairwise(values)):
