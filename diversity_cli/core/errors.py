@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class UserError(Exception):
     """Bad input or a missing resource the user can fix. The message is one line: what is wrong, what to do."""
@@ -13,3 +16,16 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (a library's often runs on), or its type's name when it has none."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+# What a library raises when a setting the user gave it cannot be used (a diffusers scheduler's config, its schedule).
+REFUSALS = (ValueError, TypeError, NotImplementedError)
+
+
+@contextmanager
+def refused_as(what: str, errors: tuple[type[BaseException], ...] = REFUSALS) -> Iterator[None]:
+    """Around a library call on user settings: its refusal becomes one line, `<what>: <the library's first line>`."""
+    try:
+        yield
+    except errors as err:
+        raise UserError(f"{what}: {first_line(err)}") from None

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
-from ..core.errors import UserError, first_line
+from ..core.errors import UserError, refused_as
 from ..core.pair_settings import DTYPE_NAMES, TRAIN_TIMESTEPS, micro_batch_of
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
@@ -265,10 +265,8 @@ def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
             "the scheduler's repo",
         )
         extra = overrides
-    try:
+    with refused_as(f"model.{role}.scheduler ({conf['class']}) cannot be made"):  # an override it cannot take
         return cls.from_config(config, **extra)
-    except (ValueError, TypeError, NotImplementedError) as err:  # an override the class cannot be made with
-        raise UserError(f"model.{role}.scheduler ({conf['class']}) cannot be made: {first_line(err)}") from None
 
 
 def guarded_load(load, repo: str, hint: str, file: str | None = None):

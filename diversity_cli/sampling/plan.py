@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from diffusers import SchedulerMixin
 
-from ..core.errors import UserError, first_line
+from ..core.errors import UserError, refused_as
 from ..models.pair import ModelPair, ModelSpec
 from .denoiser import Denoiser
 from .flow import FlowPlan, make_flow_plan, natural_flow_scheduler
@@ -143,14 +143,14 @@ def natural_scheduler(spec: ModelSpec) -> SchedulerMixin:
                 f"{type(sched).__name__} cannot take explicit timesteps; remove 'timesteps' from the "
                 f"{spec.role} model config or pick a scheduler that accepts them (LCM, Euler, DDPM, DPM-Solver)"
             )
-    try:  # a scheduler override diffusers cannot schedule with (timestep_spacing=bogus, num_train_timesteps=-5)
+    # a scheduler override diffusers cannot schedule with (timestep_spacing=bogus, num_train_timesteps=-5)
+    with refused_as(
+        f"model.{spec.role}.scheduler ({type(sched).__name__}) cannot set its schedule", (ValueError, TypeError)
+    ):
         if spec.timesteps:
             sched.set_timesteps(timesteps=list(spec.timesteps))
         else:
             sched.set_timesteps(spec.steps)
-    except (ValueError, TypeError) as err:
-        name = type(sched).__name__
-        raise UserError(f"model.{spec.role}.scheduler ({name}) cannot set its schedule: {first_line(err)}") from None
     return sched
 
 

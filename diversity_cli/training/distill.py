@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.errors import UserError, first_line
+from ..core.errors import UserError, refused_as
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
 from ..core.schemas.distill import gan_weight
@@ -182,12 +182,9 @@ def check_schedules(cfg: DictConfig, pair: ModelPair, distiller: Distiller) -> N
         raise UserError(f"student_timesteps={list(cfg.student_timesteps)} must be below {train_t} for {pair.name}")
     if cfg.method == "dp_dmd":
         ode = distiller.ode
-        try:  # an override diffusers cannot schedule with (timestep_spacing=bogus)
+        # an override diffusers cannot schedule with (timestep_spacing=bogus)
+        with refused_as("teacher_ode.overrides: the teacher's DDIM cannot set its schedule", (ValueError, TypeError)):
             ode.set_timesteps(distiller.settings.ode_steps)
-        except (ValueError, TypeError) as err:
-            raise UserError(
-                f"teacher_ode.overrides: the teacher's DDIM cannot set its schedule: {first_line(err)}"
-            ) from None
         first = int(ode.timesteps[0])
         if first != cfg.student_timesteps[0]:
             raise UserError(

@@ -14,7 +14,7 @@ import copy
 import torch
 from diffusers import DDIMScheduler, LCMScheduler, SchedulerMixin
 
-from ..core.errors import UserError, first_line
+from ..core.errors import refused_as
 from ..models.pair import Conditioning
 from .predict import guided_output, network_output
 
@@ -72,10 +72,8 @@ class StudentSampler:
 def teacher_ode_scheduler(scheduler_config: dict, overrides: dict) -> DDIMScheduler:
     """DDIM on the teacher's training schedule (its alphas and prediction type) with `overrides`; with eta = 0 it
     is the deterministic probability-flow ODE sampler DP-DMD rolls the teacher out with."""
-    try:
+    with refused_as("teacher_ode.overrides: the teacher's DDIM cannot be made"):
         return DDIMScheduler.from_config({**plain_config(scheduler_config), **overrides})
-    except (ValueError, TypeError, NotImplementedError) as err:  # an override the scheduler cannot be made with
-        raise UserError(f"teacher_ode.overrides: the teacher's DDIM cannot be made: {first_line(err)}") from None
 
 
 @torch.no_grad()
