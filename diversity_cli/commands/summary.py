@@ -84,9 +84,8 @@ def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str 
 
     present = {row["metric"] for row in rows}
     if cfg is not None and cfg.get("metric") not in (None, "auto"):
-        for name in parse_metrics(cfg.metric):
-            if row_metric(name, cfg) in present:
-                return row_metric(name, cfg)
+        measured = [row_metric(name, cfg) for name in parse_metrics(cfg.metric)]
+        return next((metric for metric in measured if metric in present), rows[0]["metric"] if rows else None)
     return rows[0]["metric"] if rows else None
 
 

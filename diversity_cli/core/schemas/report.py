@@ -33,6 +33,7 @@ MAPPING = {
 MAPPING_WORDS = {
     "labels": "a group of name: label",
     "rows": "a group of method: paper row label",
+    "pairs": "a group of pair: {method: paper row label}",
     "name": "a name",
     "file": "a file",
     "text": "text",
@@ -57,9 +58,6 @@ def mapping_typed(cfg: DictConfig, root: DictConfig) -> None:
         for key, kind in fields.items():
             where = f"mapping.{table}.{key}"
             _check_mapping_value(kind, group.get(key), where)
-            if kind == "pairs":
-                for pair, rows in group[key].items():
-                    _check_mapping_value("rows", rows, f"{where}.{pair}")
         standin = group.get("standin")
         if standin is not None and standin not in group.models:
             raise UserError(
@@ -75,8 +73,10 @@ def _check_mapping_value(kind: str, value: Any, where: str) -> None:
     if kind in ("labels", "rows", "pairs"):
         fits = isinstance(value, DictConfig)
         allowed = (str, int, float, type(None)) if kind == "rows" else (str, int, float)
-        for name, label in value.items() if fits and kind != "pairs" else ():
-            if not isinstance(label, allowed) or (isinstance(label, str) and not label.strip()):
+        for name, label in value.items() if fits else ():
+            if kind == "pairs":  # each pair's rows
+                _check_mapping_value("rows", label, f"{where}.{name}")
+            elif not isinstance(label, allowed) or (isinstance(label, str) and not label.strip()):
                 words = "the label of a paper row or null (left out)" if kind == "rows" else "a label"
                 raise UserError(f"{where}.{name}={show(label)}: {where}.{name} is {words}")
     elif kind == "names":
@@ -84,8 +84,7 @@ def _check_mapping_value(kind: str, value: Any, where: str) -> None:
     else:
         fits = isinstance(value, str) and bool(value.strip())
     if not fits:
-        words = "a group of pair: {method: paper row label}" if kind == "pairs" else MAPPING_WORDS[kind]
-        raise UserError(f"{where}={show(value)}: {where} is {words}" + (" or null" if optional else ""))
+        raise UserError(f"{where}={show(value)}: {where} is {MAPPING_WORDS[kind]}" + (" or null" if optional else ""))
 
 
 @dataclass
