@@ -319,6 +319,19 @@ FOUND = [
     # the key that lifts a cap is itself checked
     ("generate", "max_images=0"),
     ("ablate", "model=tiny_sd", "prompt=a", "max_points=-3"),
+    # refused only once the pair loaded, after the run directory was made
+    ("generate", "model=toy", "model.family=bogus"),
+    ("x0viz", "model=toy", "+model.skip_first_noise=bogus"),
+    ("generate", "model=toy", "model.base.scheduler.class=5"),  # a TypeError from getattr
+    ("generate", "model=toy", "preset=card"),
+    ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "preset=card"),
+    # taken and read by nothing
+    ("generate", "model=toy", "+model.skip_frist_noise=scaled"),
+    ("generate", "model=toy", "+model.base.gudiance_scale=2"),
+    ("distill", "model=toy", "prompt=a", "+model.base.network.revison=main"),
+    ("generate", "model=toy", "+model.components.subfolder=x"),
+    ("report", "out=run", "diversity_metrics=[nosuch]"),
+    ("generate", "model=toy", "launcher=submitit_local", "launcher_params=5"),  # a message naming no key
 ]
 
 
@@ -340,6 +353,9 @@ def test_found_on_main(cli, workdir, args):
         ("generate", "model=tiny_sd", "prompt=a", "n=1", "model.base.scheduler.overrides.timestep_spacing=bogus"),
         ("generate", "model=tiny_sd", "prompt=a", "n=1", "+model.base.scheduler.overrides.beta_schedule=bogus"),
         ("distill", "model=tiny_sd", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides.timestep_spacing=bogus"),
+        # a setting the class does not take, which diffusers drops with a warning
+        ("generate", "model=tiny_sd", "prompt=a", "n=1", "+model.base.scheduler.overrides.timestep_spacnig=trailing"),
+        ("distill", "model=tiny_sd", "distill=dp_dmd", "prompt=a", "+teacher_ode.overrides.set_alpha_to_won=true"),
     ],
 )
 def test_a_scheduler_setting_diffusers_refuses_is_one_line_once_loaded(cli, tmp_path, args):
@@ -351,6 +367,56 @@ def test_a_scheduler_setting_diffusers_refuses_is_one_line_once_loaded(cli, tmp_
     assert "Traceback" not in err + out and (
         "model.base.scheduler" in err or "model.distilled.scheduler" in err or "teacher_ode.overrides" in err
     ), err
+    if "bogus" not in rest[-1]:  # a dropped setting is named in full
+        assert rest[-1].partition("=")[0].lstrip("+") in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("generate", "model=toy", "device=cuda"),
+        ("generate", "model=toy", "device=cuda:1"),
+        ("x0viz", "model=toy", "device=mps"),
+        ("generate", "model=toy", "devices=[cuda:0]"),  # three lines and a run directory made before
+        ("generate", "model=toy", "devices=[cpu,cuda:0]"),
+        ("fid", "out=run", "device=cuda:0"),
+    ],
+)
+def test_a_gpu_this_machine_lacks_is_refused_before_anything_is_written(cli, workdir, monkeypatch, args):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    command, *rest = args
+    err = _refused(cli, workdir, command, *rest, "prompt=a", "n=1", OUT) if command != "fid" else None
+    err = err or _refused(cli, workdir, command, *rest)
+    assert rest[-1].partition("=")[2].strip("[]").split(",")[-1] in err, err
+
+
+def test_a_gpu_index_past_the_last_is_refused(monkeypatch):
+    import torch
+
+    from diversity_cli.core.device import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda:1")
+    check_device("cuda")
+    with pytest.raises(UserError, match=r"device=cuda:2 but this machine shows 2 CUDA device\(s\): cuda:0 to cuda:1"):
+        check_device("cuda:2")
+
+
+def test_a_slurm_launch_does_not_check_this_machine_for_its_gpus(monkeypatch):
+    """The login node that submits has no GPU; the nodes the jobs land on do."""
+    import torch
+
+    from diversity_cli.commands.checks import gpus_present
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    gpus_present(OmegaConf.create({"launcher": "slurm", "device": "cuda"}))
+    with pytest.raises(UserError, match="device=cuda but no CUDA"):
+        gpus_present(OmegaConf.create({"launcher": "local", "device": "cuda"}))
 
 
 @pytest.fixture(scope="module")

@@ -203,3 +203,26 @@ def test_readme_table_names_every_real_pair():
     section = readme.split("## Real pairs and presets", 1)[1].split("\n## ", 1)[0]
     for name in REAL_PAIRS:
         assert f"`{name}`" in section
+
+
+def _shipped_pairs() -> list[tuple[str, str]]:
+    names = sorted(path.stem for path in (conf_dir() / "model").glob("*.yaml"))
+    return [(name, preset) for name in names for preset in (PRESETS if name in REAL_PAIRS else ["paper"])]
+
+
+@pytest.mark.parametrize(("name", "preset"), _shipped_pairs())
+def test_every_shipped_scheduler_override_is_a_setting_its_class_takes(name, preset):
+    """A setting the class does not take is refused when the scheduler is made (diffusers would drop it); the real
+    pairs cannot be loaded here, so their overrides are checked against the classes' own signatures."""
+    import inspect
+
+    import diffusers
+
+    model = _model(name, f"preset={preset}")  # composing checks every key against the pair keys
+    for role in ("base", "distilled"):
+        scheduler = model[role].get("scheduler") or {}
+        if not scheduler.get("class"):
+            continue
+        cls = getattr(diffusers, scheduler["class"])
+        takes = set(inspect.signature(cls.__init__).parameters)
+        assert set(scheduler.get("overrides") or {}) <= takes, (name, role, scheduler["class"])

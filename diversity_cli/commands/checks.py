@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig
 
 from ..core.console import stderr_console
 from ..experiments.defaults import apply_defaults
+from ..experiments.launch import parse_devices
 from ..metrics.preflight import diversity_missing, fid_missing
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
@@ -39,8 +40,25 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     return list(dict.fromkeys(missing))
 
 
+def gpus_present(cfg: DictConfig) -> None:
+    """The GPUs `device=` and `devices=` name are on this machine (a SLURM launch's are on its nodes, not here).
+    torch is imported only when a GPU is named: a run that is already complete does not pay for it."""
+    if str(cfg.get("launcher", "local")) != "local":
+        return
+    asked = [(cfg.device, None, "device=cpu or device=auto")] if isinstance(cfg.get("device"), str) else []
+    for name in parse_devices(cfg.get("devices")):
+        asked.append((name, f"devices= names {name}", "devices=cpu:N (N cpu workers) or devices=all"))
+    gpus = [item for item in asked if item[0].startswith(("cuda", "mps"))]
+    if gpus:
+        from ..core.device import check_device
+
+        for name, words, instead in dict.fromkeys(gpus):
+            check_device(name, words, instead)
+
+
 def prepare(command: str, cfg: DictConfig) -> DictConfig:
-    """Defaults from the pair, then the preflight: exit 2 naming every missing item, before anything loads."""
+    """Defaults from the pair, then the preflight: exit 2 naming every missing item or GPU, before anything loads."""
+    gpus_present(cfg)
     started = time.perf_counter()
     apply_defaults(cfg)
     downloads = fail_if_missing(needed(command, cfg), command)

@@ -4,6 +4,7 @@ samples through it), each role's steps, guidance and explicit timesteps, and the
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, fields
 from itertools import pairwise
@@ -47,6 +48,49 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a pair's name names folders
 # Families sampled through a diffusers DDPM-family scheduler named by the pair (flow families take theirs from
 # the components' pipeline).
 SCHEDULED_FAMILIES = ("sd", "sdxl", "pixart")
+FLOW_FAMILIES = ("flux", "sd3", "qwen", "flux2")  # flow-matching pairs (models/flow_loading.py)
+FAMILIES = SCHEDULED_FAMILIES + FLOW_FAMILIES
+# skip_first's start noise (sampling/plan.py says what each is); flow pairs default to "scaled", the others to "unit"
+SKIP_NOISE = ("unit", "scaled")
+# Every key a pair config may hold (conf/model/*.yaml with its preset), and those of its roles and their groups.
+# A key outside them is read by nothing: a misspelt `+model.skip_frist_noise=scaled` or a typo in one's own pair
+# file would change nothing and say nothing. A scheduler's `overrides` go to diffusers, which checks them.
+PAIR_KEYS = (
+    "name",
+    "family",
+    "components",
+    "base",
+    "distilled",
+    "resolution",
+    "dtype",
+    "micro_batch",
+    "tiny",
+    "skip_first_noise",
+    "max_sequence_length",
+    "default_prompt",
+    "default_metric",
+    "default_reference",
+    "auto_k",
+    "preset",
+    "requested_preset",
+)
+ROLE_KEYS = (
+    "label",
+    "network",
+    "scheduler",
+    "steps",
+    "guidance",
+    "timesteps",
+    "resolution",
+    "seed",
+    "lora",
+    "guidance_embeds",
+)
+GROUP_KEYS = {
+    "components": ("path", "repo", "variant"),
+    "network": ("path", "repo", "subfolder", "variant", "file", "config_repo", "config_subfolder", "lora"),
+    "scheduler": ("class", "repo", "subfolder", "overrides"),
+}
 
 
 def check_pair_shape(model: Any, student_read: bool = True) -> None:
@@ -66,6 +110,15 @@ def check_pair_shape(model: Any, student_read: bool = True) -> None:
             f"model.name={show(name)}: model.name is text naming the run directory's folders: letters, digits, _ - . "
             "(not starting with . or -; a number in quotes, model.name='2024')"
         )
+    _check_keys(model, PAIR_KEYS, "model")
+    if model.get("family") not in FAMILIES:
+        raise UserError(f"model.family={show(model.get('family'))}: model.family is one of {', '.join(FAMILIES)}")
+    if "skip_first_noise" in model and model.skip_first_noise not in SKIP_NOISE:
+        raise UserError(
+            f"model.skip_first_noise={show(model.skip_first_noise)}: model.skip_first_noise is one of "
+            f"{', '.join(SKIP_NOISE)}"
+        )
+    check_preset(model)
     if "dtype" not in model:
         raise UserError(f"model.dtype is missing: a pair loads in one of {', '.join(DTYPE_NAMES)}")
     if model.dtype not in DTYPE_NAMES:
@@ -73,14 +126,38 @@ def check_pair_shape(model: Any, student_read: bool = True) -> None:
     if "resolution" not in model:
         raise UserError("model.resolution is missing: a pair samples at a size (model.resolution=<pixels>)")
     _check_size(model.resolution, "model.resolution")
+    if isinstance(model.get("components"), DictConfig):
+        _check_keys(model.components, GROUP_KEYS["components"], "model.components")
     if not model.get("tiny"):
         _check_weights(model.get("components"), "model.components")
     for role in ("base", "distilled"):
         _check_role(model, role, weights=role == "base" or student_read)
 
 
+def check_preset(model: DictConfig) -> None:
+    """`preset=card` on a pair without preset files would silently change nothing; say so instead."""
+    requested = model.get("requested_preset")
+    if requested and model.get("preset") != requested:
+        raise UserError(
+            f"model '{model.name}' has no preset '{requested}' (only the real pairs have presets, under "
+            f"conf/pair_preset/<pair>/); leave preset at its default or set the model's keys directly"
+        )
+
+
+def _check_keys(conf: DictConfig, allowed: tuple[str, ...], where: str) -> None:
+    for key in conf:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean {where}.{close[0]}?" if close else ""
+            raise UserError(f"{where}.{key}: no part of a pair reads it ({where} holds {', '.join(allowed)}){hint}")
+
+
 def _check_role(model: DictConfig, role: str, weights: bool) -> None:
     conf = model[role]
+    _check_keys(conf, ROLE_KEYS, f"model.{role}")
+    for group in ("network", "scheduler"):
+        if isinstance(conf.get(group), DictConfig):
+            _check_keys(conf[group], GROUP_KEYS[group], f"model.{role}.{group}")
     label = conf.get("label")
     if label is not None and not (isinstance(label, str) and label.strip()):  # it names the role in every table
         raise UserError(f"model.{role}.label={show(label)}: model.{role}.label is one piece of text naming the model")
@@ -92,6 +169,13 @@ def _check_role(model: DictConfig, role: str, weights: bool) -> None:
     if model.get("family") in SCHEDULED_FAMILIES and not (isinstance(scheduler, DictConfig) and scheduler.get("class")):
         raise UserError(
             f"model.{role}.scheduler names no class: give model.{role}.scheduler.class=<a diffusers scheduler>"
+        )
+    named = scheduler.get("class") if isinstance(scheduler, DictConfig) else None
+    if named is not None and not (isinstance(named, str) and named.isidentifier()):
+        # whether diffusers has it is known only once diffusers is imported, when the pair loads
+        raise UserError(
+            f"model.{role}.scheduler.class={show(named)}: model.{role}.scheduler.class is the name of a diffusers "
+            "scheduler class (EulerDiscreteScheduler, LCMScheduler, ...)"
         )
 
 

@@ -15,6 +15,7 @@ left.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import signal
@@ -64,6 +65,8 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
         raise UserError("give devices= (workers on this machine) or launcher= (jobs), not both")
     if devices and count == 1:
         count = len(devices)  # one shard per device unless told otherwise
+    if not devices:
+        launcher_settings(cfg)  # the launcher's file and launcher_params, before any shard is looked at
     shards = [Shard(i, count) for i in range(count)]
     todo = [shard for shard in shards if remaining(cfg, shard) != 0]  # bad input fails here, before any job
     console = stderr_console()
@@ -173,10 +176,23 @@ def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     given = OmegaConf.load(found) if found is not None else OmegaConf.create({})
     defaults = [str(item) for item in given.pop("defaults", [])] if "defaults" in given else []
     kind = "local" if name in LOCAL_KINDS or any(d in LOCAL_KINDS for d in defaults) else "slurm"
-    schema = OmegaConf.structured(LocalQueueConf if kind == "local" else SlurmQueueConf)  # types checked
+    queue = LocalQueueConf if kind == "local" else SlurmQueueConf
+    schema = OmegaConf.structured(queue)  # types checked
+    params = cfg.get("launcher_params")
+    params = OmegaConf.create({}) if params is None else params
+    if not isinstance(params, DictConfig):
+        raise UserError(
+            f"launcher_params={show(params)}: launcher_params is a group of the launcher's settings "
+            "(launcher_params.timeout_min=60, launcher_params.gpus_per_node=1)"
+        )
+    unknown = [key for key in [*given, *params] if key not in schema]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(schema), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UserError(f"launcher {name}: no setting '{unknown[0]}' in {queue.__name__}{hint}")
     try:
-        merged = OmegaConf.merge(schema, given, cfg.get("launcher_params") or {})
-    except Exception as err:  # an unknown or mistyped key, in one line
+        merged = OmegaConf.merge(schema, given, params)
+    except Exception as err:  # a mistyped value, in one line
         raise UserError(f"launcher {name}: {str(err).splitlines()[0]}") from None
     settings = OmegaConf.to_container(merged, resolve=False)
     for key in ("submitit_folder", "_target_"):

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from ..core.pair_settings import FLOW_FAMILIES
 from .tiny import TEXT_HIDDEN, _byte_unicode_chars, _clip_config, _clip_tokenizer, _t5_tokenizer
 
-FLOW_FAMILIES = ("flux", "sd3", "qwen", "flux2")
 LATENT_CHANNELS = 4
 T5_HIDDEN = 64  # SD3 pads the two CLIP widths (32 + 32) to the T5 width, so it must be at least their sum
 QWEN_HIDDEN = 16

@@ -23,14 +23,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
-from ..core.errors import UserError, refused_as
-from ..core.pair_settings import DTYPE_NAMES, TRAIN_TIMESTEPS, micro_batch_of
+from ..core.errors import UserError
+from ..core.pair_settings import DTYPE_NAMES, TRAIN_TIMESTEPS, check_preset, micro_batch_of
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
 from .hub import HubCall, _network_calls, _scheduler_call, hub_calls  # noqa: F401 (hub_calls: the plan)
 from .pair import ModelPair, ModelSpec
+from .schedulers import scheduler_with
 
 NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -101,16 +102,6 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         skip_first_noise=model.get("skip_first_noise", "unit"),
         micro_batch=micro_batch_of(model),
     )
-
-
-def check_preset(model: DictConfig) -> None:
-    """`preset=card` on a pair without preset files would silently change nothing; say so instead."""
-    requested = model.get("requested_preset")
-    if requested and model.get("preset") != requested:
-        raise UserError(
-            f"model '{model.name}' has no preset '{requested}' (only the real pairs have presets, under "
-            f"conf/pair_preset/<pair>/); leave preset at its default or set the model's keys directly"
-        )
 
 
 def check_shared_schedule(name: str, base, distilled) -> None:
@@ -257,16 +248,14 @@ def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides is not None else {}
     call = None if tiny else _scheduler_call(conf, role)
     if call is None:
-        config, extra = {**TRAIN_SCHEDULE, **overrides}, {}
+        config = TRAIN_SCHEDULE
     else:
         config = guarded_load(
             lambda local: cls.load_config(call.repo, subfolder=call.subfolder, local_files_only=local),
             call.repo,
             "the scheduler's repo",
         )
-        extra = overrides
-    with refused_as(f"model.{role}.scheduler ({conf['class']}) cannot be made"):  # an override it cannot take
-        return cls.from_config(config, **extra)
+    return scheduler_with(cls, config, overrides, f"model.{role}.scheduler.overrides")
 
 
 def guarded_load(load, repo: str, hint: str, file: str | None = None):

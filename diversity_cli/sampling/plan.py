@@ -17,6 +17,7 @@ import numpy as np
 from diffusers import SchedulerMixin
 
 from ..core.errors import UserError, refused_as
+from ..core.pair_settings import SKIP_NOISE
 from ..models.pair import ModelPair, ModelSpec
 from .denoiser import Denoiser
 from .flow import FlowPlan, make_flow_plan, natural_flow_scheduler
@@ -44,9 +45,6 @@ class Segment:
     @property
     def nfe(self) -> int:
         return (self.stop - self.start) * self.denoiser.evals_per_call
-
-
-SKIP_NOISE = ("unit", "scaled")
 
 
 @dataclass

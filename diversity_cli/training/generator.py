@@ -14,15 +14,9 @@ import copy
 import torch
 from diffusers import DDIMScheduler, LCMScheduler, SchedulerMixin
 
-from ..core.errors import refused_as
 from ..models.pair import Conditioning
+from ..models.schedulers import plain_config, scheduler_with
 from .predict import guided_output, network_output
-
-
-def plain_config(config: dict) -> dict:
-    """A scheduler config without its private keys: `_use_default_values` would make another class's
-    `from_config` drop the values it names (e.g. a DPM-Solver config's timestep_spacing) and our overrides too."""
-    return {key: value for key, value in dict(config).items() if not key.startswith("_")}
 
 
 class StudentSampler:
@@ -72,8 +66,7 @@ class StudentSampler:
 def teacher_ode_scheduler(scheduler_config: dict, overrides: dict) -> DDIMScheduler:
     """DDIM on the teacher's training schedule (its alphas and prediction type) with `overrides`; with eta = 0 it
     is the deterministic probability-flow ODE sampler DP-DMD rolls the teacher out with."""
-    with refused_as("teacher_ode.overrides: the teacher's DDIM cannot be made"):
-        return DDIMScheduler.from_config({**plain_config(scheduler_config), **overrides})
+    return scheduler_with(DDIMScheduler, plain_config(scheduler_config), overrides, "teacher_ode.overrides")
 
 
 @torch.no_grad()

@@ -35,10 +35,11 @@ import torch
 from diffusers import DDPMScheduler
 
 from ..models.pair import Conditioning, concat_kwargs, take_kwargs
+from ..models.schedulers import plain_config
 from ..sampling.denoiser import denoising_target
 from . import losses
 from .discriminator import bottleneck
-from .generator import StudentSampler, plain_config, teacher_anchor, teacher_ode_scheduler
+from .generator import StudentSampler, teacher_anchor, teacher_ode_scheduler
 from .predict import alpha_bar, guided_output, network_output, to_x0
 
 

@@ -6,3 +6,14 @@ from __future__ import annotations
 METHODS = ("base", "distilled", "hybrid", "skip_first", "replace_final")
 USES_BASE_KNOBS = ("hybrid", "replace_final")
 SEED_MAX = 2**32 - 1  # numpy's and torch's generators both take it; seed + j must stay an unsigned 32-bit integer
+# metrics/embedders.py: EMBEDDERS (the distances diversity averages); experiments/diversity.py also measures these
+EMBEDDER_NAMES = ("dreamsim", "lpips", "clip", "dino", "pixel", "toy_features")
+OTHER_DIVERSITY_METRICS = ("vendi", "toy_coverage", "toy_adherence", "clip_score")
+ADHERENT = "@adherent"  # a metric measured over the on-prompt images only (diversity adherent_only=true)
+
+
+def diversity_metric_known(name: str) -> bool:
+    """A metric name diversity.csv can hold: an embedder, vendi_<embedder>, one of the others, each with or without
+    the @adherent suffix."""
+    name = name.removesuffix(ADHERENT)
+    return name in EMBEDDER_NAMES + OTHER_DIVERSITY_METRICS or name.removeprefix("vendi_") in EMBEDDER_NAMES

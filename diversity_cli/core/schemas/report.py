@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig
 
 from ..errors import UserError
 from ..schema import ITEM_NAME, Rule, anything, flag, integer, items, out_dir, path, section, show
+from .common import ADHERENT, EMBEDDER_NAMES, OTHER_DIVERSITY_METRICS, diversity_metric_known
 
 
 @dataclass
@@ -87,9 +88,19 @@ def _check_mapping_value(kind: str, value: Any, where: str) -> None:
         raise UserError(f"{where}={show(value)}: {where} is {MAPPING_WORDS[kind]}" + (" or null" if optional else ""))
 
 
+def metrics_known(cfg: DictConfig, root: DictConfig) -> None:
+    """Each of `diversity_metrics` names a metric diversity.csv can hold: a misspelt one would give no row."""
+    for name in cfg.get("diversity_metrics") or []:
+        if not diversity_metric_known(str(name)):
+            raise UserError(
+                f"diversity_metrics: '{name}' is not a diversity metric; choose from "
+                f"{', '.join(EMBEDDER_NAMES + OTHER_DIVERSITY_METRICS)}, vendi_<embedder>, or any of them{ADHERENT}"
+            )
+
+
 @dataclass
 class ReportConfig:
-    checks: ClassVar[tuple] = (mapping_typed,)
+    checks: ClassVar[tuple] = (mapping_typed, metrics_known)
 
     out: str = out_dir("a run directory (its CSVs); report.html is written there", True)
     runs: list = items("... or several run directories: runs=[dir1,dir2]", Rule("path", ""), min_items=1, null=True)
