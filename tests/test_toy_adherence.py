@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,27 @@ def test_protocol_csvs_keep_small_settings_readable(tmp_path):
     with (tmp_path / "a.csv").open() as handle:
         row = next(csv.DictReader(handle))
     assert row == {"lr_generator": "2e-05", "fid_toyfeat": "51.3265", "zero": "0.0000", "n": "64"}
+
+
+def _adherence_noise():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "adherence_noise.py"
+    spec = importlib.util.spec_from_file_location("adherence_noise", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_adherence_noise_counts_prompts_more_than_the_margin_below():
+    script = _adherence_noise()
+    adherence = {"a": [1.0, 59 / 64], "b": [1.0, 61 / 64], "c": [0.9, 1.0]}  # -0.078, -0.047, +0.1
+    assert script.misses(adherence, 0, 1) == 1
+    assert script.misses(adherence, 1, 0) == 1  # "c" from draw 1 to draw 0
+    assert script.misses({"a": [1.0, 0.95]}, 0, 1) == 0  # exactly the margin is within it
+
+
+@pytest.mark.parametrize("argv", [["method=hybrid"], ["draws=1"], ["seed=3"]])
+def test_adherence_noise_refuses_what_it_cannot_measure(argv, capsys):
+    assert _adherence_noise().main(argv) == 2
+    assert "usage" in capsys.readouterr().err
