@@ -332,6 +332,11 @@ FOUND = [
     ("generate", "model=toy", "+model.components.subfolder=x"),
     ("report", "out=run", "diversity_metrics=[nosuch]"),
     ("generate", "model=toy", "launcher=submitit_local", "launcher_params=5"),  # a message naming no key
+    ("report", "out=run", "diversity_metrics=[vendi]"),  # written as vendi_<embedder>: no row has it
+    ("report", "out=run", "tables=[3]", "mapping.3.metrics=[nosuch]"),
+    ("generate", "model=tiny_sd", "model.base.scheduler.overrides=5"),  # a traceback
+    ("generate", "model=tiny_sdxl_lora", "model.distilled.lora=5"),  # a traceback
+    ("generate", "model=tiny_sdxl_lora", "+model.distilled.lora.rnak=8"),  # ran at rank 4
 ]
 
 
@@ -380,6 +385,7 @@ def test_a_scheduler_setting_diffusers_refuses_is_one_line_once_loaded(cli, tmp_
         ("generate", "model=toy", "devices=[cuda:0]"),  # three lines and a run directory made before
         ("generate", "model=toy", "devices=[cpu,cuda:0]"),
         ("fid", "out=run", "device=cuda:0"),
+        ("generate", "model=toy", "launcher=submitit_local", "device=cuda"),  # local processes: checked here
     ],
 )
 def test_a_gpu_this_machine_lacks_is_refused_before_anything_is_written(cli, workdir, monkeypatch, args):
@@ -392,6 +398,21 @@ def test_a_gpu_this_machine_lacks_is_refused_before_anything_is_written(cli, wor
     err = _refused(cli, workdir, command, *rest, "prompt=a", "n=1", OUT) if command != "fid" else None
     err = err or _refused(cli, workdir, command, *rest)
     assert rest[-1].partition("=")[2].strip("[]").split(",")[-1] in err, err
+
+
+def test_a_complete_run_reruns_without_its_gpus(cli, tmp_path, monkeypatch):
+    """Run on GPU nodes, then the same command on a login node to merge or summarise: nothing is left to make, so
+    the GPUs it names are not looked for."""
+    import torch
+
+    out = f"out={tmp_path / 'run'}"
+    for devices in ("devices=cpu:2", "devices=[cuda:0,cuda:1]"):
+        code, _, err = cli("generate", "model=toy", "prompt=a", "n=2", out, devices)
+        assert code == 0, err
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    code, _, err = cli("generate", "model=toy", "prompt=a", "n=2", out, "device=cuda")
+    assert code == 0 and "nothing to do" in err, err
 
 
 def test_a_gpu_index_past_the_last_is_refused(monkeypatch):

@@ -4,12 +4,14 @@ prompt), then every network and reference it will read checked on the local disk
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
 from ..core.console import stderr_console
+from ..core.marker import MARKER
 from ..experiments.defaults import apply_defaults
-from ..experiments.launch import parse_devices
+from ..experiments.launch import check_worker_devices, launcher_settings, parse_devices
 from ..metrics.preflight import diversity_missing, fid_missing
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
@@ -41,19 +43,19 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
 
 
 def gpus_present(cfg: DictConfig) -> None:
-    """The GPUs `device=` and `devices=` name are on this machine (a SLURM launch's are on its nodes, not here).
-    torch is imported only when a GPU is named: a run that is already complete does not pay for it."""
-    if str(cfg.get("launcher", "local")) != "local":
+    """The GPUs `device=` and `devices=` name are on this machine, checked before a new run directory is written.
+    Not for an existing one, which may be complete (rerun anywhere to merge or summarise: the launch checks
+    `devices=` once it knows shards have work left, the loaders `device=`), nor for a SLURM launch, whose GPUs are
+    on its nodes. torch is imported only when a GPU is named."""
+    if cfg.get("out") is not None and (Path(str(cfg.out)) / MARKER).exists():
         return
-    asked = [(cfg.device, None, "device=cpu or device=auto")] if isinstance(cfg.get("device"), str) else []
-    for name in parse_devices(cfg.get("devices")):
-        asked.append((name, f"devices= names {name}", "devices=cpu:N (N cpu workers) or devices=all"))
-    gpus = [item for item in asked if item[0].startswith(("cuda", "mps"))]
-    if gpus:
+    if str(cfg.get("launcher", "local")) != "local" and launcher_settings(cfg)[0] != "local":
+        return
+    if isinstance(cfg.get("device"), str) and cfg.device.startswith(("cuda", "mps")):
         from ..core.device import check_device
 
-        for name, words, instead in dict.fromkeys(gpus):
-            check_device(name, words, instead)
+        check_device(cfg.device)
+    check_worker_devices(parse_devices(cfg.get("devices")))
 
 
 def prepare(command: str, cfg: DictConfig) -> DictConfig:

@@ -90,14 +90,16 @@ GROUP_KEYS = {
     "components": ("path", "repo", "variant"),
     "network": ("path", "repo", "subfolder", "variant", "file", "config_repo", "config_subfolder", "lora"),
     "scheduler": ("class", "repo", "subfolder", "overrides"),
+    "lora": ("rank", "seed"),  # a tiny pair's student adapter, made offline
 }
 
 
 def check_pair_shape(model: Any, student_read: bool = True) -> None:
-    """What every load of a pair reads: its interpolations resolve, its resolution is a size, each role names its
+    """What every load of a pair reads: its interpolations resolve, it holds only keys a loader reads, its family,
+    skip_first noise, preset and dtype are ones the loaders know, its resolution is a size, each role names its
     weights (unless the pair is tiny; the student's only where it is read: training a first student does not) and,
-    for a DDPM-family pair, its scheduler. A removed (~) or nulled key, or a `${...}` that resolves to nothing, is
-    one line here instead of a traceback once loading has begun."""
+    for a DDPM-family pair, its scheduler by class name. A removed (~) or nulled key, or a `${...}` that resolves to
+    nothing, is one line here instead of a traceback once loading has begun."""
     if not isinstance(model, DictConfig):
         return
     try:
@@ -155,9 +157,18 @@ def _check_keys(conf: DictConfig, allowed: tuple[str, ...], where: str) -> None:
 def _check_role(model: DictConfig, role: str, weights: bool) -> None:
     conf = model[role]
     _check_keys(conf, ROLE_KEYS, f"model.{role}")
-    for group in ("network", "scheduler"):
+    for group in ("network", "scheduler", "lora"):
         if isinstance(conf.get(group), DictConfig):
             _check_keys(conf[group], GROUP_KEYS[group], f"model.{role}.{group}")
+    lora = conf.get("lora")
+    if not (lora is None or isinstance(lora, (bool, DictConfig))):
+        raise UserError(f"model.{role}.lora={show(lora)}: model.{role}.lora is true, false or a group (rank, seed)")
+    overrides = conf.scheduler.get("overrides") if isinstance(conf.get("scheduler"), DictConfig) else None
+    if not (overrides is None or isinstance(overrides, DictConfig)):
+        raise UserError(
+            f"model.{role}.scheduler.overrides={show(overrides)}: model.{role}.scheduler.overrides is a group of "
+            "the scheduler's settings (model.base.scheduler.overrides.timestep_spacing=trailing)"
+        )
     label = conf.get("label")
     if label is not None and not (isinstance(label, str) and label.strip()):  # it names the role in every table
         raise UserError(f"model.{role}.label={show(label)}: model.{role}.label is one piece of text naming the model")

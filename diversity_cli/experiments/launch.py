@@ -73,6 +73,7 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
     if todo:
         console.print(f"{len(todo)} of {count} shard(s) have work left; {count - len(todo)} finished before")
         if devices:
+            check_worker_devices(devices)
             failed = run_on_devices(cfg, run, todo, devices)
         else:
             failed = run_array(cfg, run, todo, batched)
@@ -341,6 +342,16 @@ def parse_devices(value: object) -> list[str]:
             f"devices={show(value)}: give cpu:N (N >= 1 cpu workers), all (every GPU) or a list like [cuda:0,cuda:1]"
         )
     return items
+
+
+def check_worker_devices(devices: list[str]) -> None:
+    """Each GPU among `devices` is on this machine: one line before any worker starts (torch imported only then)."""
+    gpus = [name for name in dict.fromkeys(devices) if name.startswith(("cuda", "mps"))]
+    if gpus:
+        from ..core.device import check_device
+
+        for name in gpus:
+            check_device(name, f"devices= names {name}", "devices=cpu:N (N cpu workers) or devices=all")
 
 
 def _one_device(item: str) -> bool:

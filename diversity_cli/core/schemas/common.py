@@ -12,8 +12,10 @@ OTHER_DIVERSITY_METRICS = ("vendi", "toy_coverage", "toy_adherence", "clip_score
 ADHERENT = "@adherent"  # a metric measured over the on-prompt images only (diversity adherent_only=true)
 
 
-def diversity_metric_known(name: str) -> bool:
-    """A metric name diversity.csv can hold: an embedder, vendi_<embedder>, one of the others, each with or without
-    the @adherent suffix."""
+def diversity_row_metric(name: str) -> bool:
+    """A metric diversity.csv's rows can name: an embedder, vendi_<embedder> (`vendi` is written so), toy_coverage or
+    clip_score, each also with the @adherent suffix, and toy_adherence (always over every image)."""
+    if name == "toy_adherence":
+        return True
     name = name.removesuffix(ADHERENT)
-    return name in EMBEDDER_NAMES + OTHER_DIVERSITY_METRICS or name.removeprefix("vendi_") in EMBEDDER_NAMES
+    return name in (*EMBEDDER_NAMES, "toy_coverage", "clip_score") or name.removeprefix("vendi_") in EMBEDDER_NAMES

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, ListConfig
 
 from ..errors import UserError
 from ..schema import ITEM_NAME, Rule, anything, flag, integer, items, out_dir, path, section, show
-from .common import ADHERENT, EMBEDDER_NAMES, OTHER_DIVERSITY_METRICS, diversity_metric_known
+from .common import ADHERENT, EMBEDDER_NAMES, diversity_row_metric
 
 
 @dataclass
@@ -80,8 +80,10 @@ def _check_mapping_value(kind: str, value: Any, where: str) -> None:
             elif not isinstance(label, allowed) or (isinstance(label, str) and not label.strip()):
                 words = "the label of a paper row or null (left out)" if kind == "rows" else "a label"
                 raise UserError(f"{where}.{name}={show(label)}: {where}.{name} is {words}")
-    elif kind == "names":
+    elif kind == "names":  # the metrics of a table's diversity columns
         fits = isinstance(value, ListConfig) and all(isinstance(v, str) and v for v in value)
+        for name in value if fits else ():
+            _check_row_metric(name, where)
     else:
         fits = isinstance(value, str) and bool(value.strip())
     if not fits:
@@ -89,18 +91,22 @@ def _check_mapping_value(kind: str, value: Any, where: str) -> None:
 
 
 def metrics_known(cfg: DictConfig, root: DictConfig) -> None:
-    """Each of `diversity_metrics` names a metric diversity.csv can hold: a misspelt one would give no row."""
+    """Each of `diversity_metrics` is a metric diversity.csv's rows can name: a misspelt one would give no row."""
     for name in cfg.get("diversity_metrics") or []:
-        if not diversity_metric_known(str(name)):
-            raise UserError(
-                f"diversity_metrics: '{name}' is not a diversity metric; choose from "
-                f"{', '.join(EMBEDDER_NAMES + OTHER_DIVERSITY_METRICS)}, vendi_<embedder>, or any of them{ADHERENT}"
-            )
+        _check_row_metric(str(name), "diversity_metrics")
+
+
+def _check_row_metric(name: str, where: str) -> None:
+    if not diversity_row_metric(name):
+        raise UserError(
+            f"{where}: '{name}' names no diversity.csv row; choose from {', '.join(EMBEDDER_NAMES)}, toy_coverage, "
+            f"clip_score, vendi_<embedder> (each also <name>{ADHERENT}) or toy_adherence"
+        )
 
 
 @dataclass
 class ReportConfig:
-    checks: ClassVar[tuple] = (mapping_typed, metrics_known)
+    checks: ClassVar[tuple] = (metrics_known, mapping_typed)  # mapping.*.metrics interpolate diversity_metrics
 
     out: str = out_dir("a run directory (its CSVs); report.html is written there", True)
     runs: list = items("... or several run directories: runs=[dir1,dir2]", Rule("path", ""), min_items=1, null=True)
