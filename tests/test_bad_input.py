@@ -337,7 +337,23 @@ FOUND = [
     ("generate", "model=tiny_sd", "model.base.scheduler.overrides=5"),  # a traceback
     ("generate", "model=tiny_sdxl_lora", "model.distilled.lora=5"),  # a traceback
     ("generate", "model=tiny_sdxl_lora", "+model.distilled.lora.rnak=8"),  # ran at rank 4
+    # a key added to a section with a fixed set of settings
+    ("generate", "model=toy", "+auto_k.nn=3"),
+    ("ablate", "model=tiny_sd", "prompt=a", "+measure.diversity.foo=1"),
+    # a key of an open section set without +: said "unknown key ... did you mean launcher_params?"
+    ("generate", "launcher=slurm", "launcher_params.timeout_min=5"),
 ]
+
+
+def test_a_group_inside_an_open_section_can_be_added():
+    """launcher_params holds nothing by default: a SLURM setting that is itself a group is added whole."""
+    from diversity_cli.commands.usage import check_keys
+
+    check_keys("generate", ["+launcher_params.additional_parameters.mail_user=x"], only_added=True)
+    with pytest.raises(UserError, match="adds a key no part"):  # a pair's network is not open
+        check_keys("generate", ["+model.base.network.foo.bar=1"], only_added=True)
+    with pytest.raises(UserError, match=r"add it with \+launcher_params.timeout_min=5"):
+        check_keys("generate", ["launcher_params.timeout_min=5"])
 
 
 @pytest.mark.parametrize("args", FOUND, ids=[" ".join(a) for a in FOUND])

@@ -87,8 +87,22 @@ def leaf_keys(cfg: DictConfig, prefix: str = "") -> dict[str, Any]:
 
 
 def _parent_exists(cfg: DictConfig, key: str) -> bool:
+    """`key`'s section exists, or the nearest section above it that exists is an open one (empty by default, as
+    `launcher_params`): `+launcher_params.additional_parameters.mail_user=x` adds a group inside it."""
     parent = key.rpartition(".")[0]
-    return bool(parent) and isinstance(OmegaConf.select(cfg, parent, default=None), DictConfig)
+    while parent:
+        found = OmegaConf.select(cfg, parent, default=None)
+        if found is not None:
+            return isinstance(found, DictConfig) and (parent == key.rpartition(".")[0] or len(found) == 0)
+        parent = parent.rpartition(".")[0]
+    return False
+
+
+def _open_section(cfg: DictConfig, key: str) -> bool:
+    """`key` would go inside a section that holds no keys by default (launcher_params, a scheduler's overrides)."""
+    parent = key.rpartition(".")[0]
+    found = OmegaConf.select(cfg, parent, default=None) if parent else None
+    return isinstance(found, DictConfig) and len(found) == 0
 
 
 def check_keys(config: str, overrides: list[str], only_added: bool = False) -> None:
@@ -116,6 +130,8 @@ def check_keys(config: str, overrides: list[str], only_added: bool = False) -> N
                 raise UserError(f"+{key} adds a key no part of '{config}' reads{_suggest(key, known)}")
             continue
         if key not in known and key not in sections:
+            if _open_section(cfg, key):  # Hydra sets only keys that exist; + adds one
+                raise UserError(f"{key} is not set by default: add it with +{item}")
             raise UserError(f"unknown key '{key}' for '{config}'{_suggest(key, known)} (--help lists every key)")
 
 

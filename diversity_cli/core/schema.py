@@ -12,6 +12,7 @@ none); declared keys absent from a config (e.g. a `distill=dp_dmd`-only key) are
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -220,6 +221,7 @@ def check(schema: type, cfg: DictConfig, root: DictConfig | None = None, prefix:
                 continue
             if not isinstance(value, DictConfig):
                 raise UserError(f"{key}={show(value)}: {key} is a group of settings, not one value ({key}.<name>=...)")
+            _known_keys(rule.schema, value, key)
             check(rule.schema, value, root, key + ".")
             continue
         converted = convert(rule, key, value, root)
@@ -227,6 +229,16 @@ def check(schema: type, cfg: DictConfig, root: DictConfig | None = None, prefix:
             cfg[item.name] = converted
     for extra in getattr(schema, "checks", ()):
         extra(cfg, root)
+
+
+def _known_keys(schema: type, cfg: DictConfig, prefix: str) -> None:
+    """A section holds only its schema's keys: `+auto_k.nn=3` was added, read by nothing, and said nothing."""
+    names = [item.name for item in fields(schema)]
+    for key in cfg:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
+            raise UserError(f"{prefix}.{key}: {prefix} has no such setting ({', '.join(names)}){hint}")
 
 
 def convert(rule: Rule, key: str, value: Any, root: DictConfig | None = None) -> Any:
