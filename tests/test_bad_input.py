@@ -337,6 +337,10 @@ FOUND = [
     ("generate", "model=tiny_sd", "model.base.scheduler.overrides=5"),  # a traceback
     ("generate", "model=tiny_sdxl_lora", "model.distilled.lora=5"),  # a traceback
     ("generate", "model=tiny_sdxl_lora", "+model.distilled.lora.rnak=8"),  # ran at rank 4
+    # keys only some pairs read
+    ("generate", "model=toy", "+model.max_sequence_length=77"),
+    ("generate", "model=tiny_sd", "+model.base.guidance_embeds=true"),
+    ("generate", "model=toy", "+model.base.network.lora=true"),
     # a key added to a section with a fixed set of settings
     ("generate", "model=toy", "+auto_k.nn=3"),
     ("ablate", "model=tiny_sd", "prompt=a", "+measure.diversity.foo=1"),

@@ -121,6 +121,7 @@ def check_pair_shape(model: Any, student_read: bool = True) -> None:
             f"{', '.join(SKIP_NOISE)}"
         )
     check_preset(model)
+    _check_family_keys(model)
     if "dtype" not in model:
         raise UserError(f"model.dtype is missing: a pair loads in one of {', '.join(DTYPE_NAMES)}")
     if model.dtype not in DTYPE_NAMES:
@@ -134,6 +135,27 @@ def check_pair_shape(model: Any, student_read: bool = True) -> None:
         _check_weights(model.get("components"), "model.components")
     for role in ("base", "distilled"):
         _check_role(model, role, weights=role == "base" or student_read)
+
+
+def _check_family_keys(model: DictConfig) -> None:
+    """Keys only some pairs read, refused where nothing would read them."""
+    if "max_sequence_length" in model and model.family not in FLOW_FAMILIES:
+        raise UserError(
+            f"model.max_sequence_length: only flow-matching pairs ({', '.join(FLOW_FAMILIES)}) read it; a "
+            f"{model.family} pair's text encoders have their own length"
+        )
+    for role in ("base", "distilled"):
+        conf = model.get(role)
+        if not isinstance(conf, DictConfig):
+            continue  # check_sampling_numbers says what a role is
+        if "guidance_embeds" in conf and not (model.get("tiny") and model.family == "flux"):
+            raise UserError(
+                f"model.{role}.guidance_embeds: only a tiny FLUX pair reads it (to build its network); a real "
+                "network's config says whether it embeds guidance"
+            )
+    base_network = model.base.get("network") if isinstance(model.get("base"), DictConfig) else None
+    if isinstance(base_network, DictConfig) and "lora" in base_network:
+        raise UserError("model.base.network.lora: only the distilled model can be a LoRA on the base network")
 
 
 def check_preset(model: DictConfig) -> None:
