@@ -377,22 +377,43 @@ def test_found_on_main(cli, workdir, args):
     [
         ("generate", "model=tiny_sd", "prompt=a", "n=1", "model.base.scheduler.overrides.timestep_spacing=bogus"),
         ("generate", "model=tiny_sd", "prompt=a", "n=1", "+model.base.scheduler.overrides.beta_schedule=bogus"),
-        ("distill", "model=tiny_sd", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides.timestep_spacing=bogus"),
+        ("x0viz", "model=toy", "prompt=a", "model.base.scheduler.class=NoSuchScheduler"),
+        ("generate", "model=tiny_sd", "prompt=a", "model.distilled.scheduler.class=UNet2DConditionModel"),
+        ("ablate", "model=tiny_sd", "prompt=a", "k=1..2", "model.distilled.scheduler.class=PNDMScheduler"),
         # a setting the class does not take, which diffusers drops with a warning
         ("generate", "model=tiny_sd", "prompt=a", "n=1", "+model.base.scheduler.overrides.timestep_spacnig=trailing"),
-        ("distill", "model=tiny_sd", "distill=dp_dmd", "prompt=a", "+teacher_ode.overrides.set_alpha_to_won=true"),
+        ("train-lora", "model=toy", "+model.base.scheduler.overrides.set_alpha_to_won=true"),
     ],
 )
-def test_a_scheduler_setting_diffusers_refuses_is_one_line_once_loaded(cli, tmp_path, args):
-    """Only the loaded scheduler knows what it accepts: refused when it is made or set, in one line (a traceback
-    before), after the run directory is made."""
+def test_a_scheduler_diffusers_refuses_is_one_line_before_anything_is_written(cli, workdir, args):
+    """Only diffusers knows its classes and what each accepts: a new run's schedulers are made in the preflight
+    (a traceback once, then one line after run.json was written)."""
     command, *rest = args
-    code, out, err = cli(command, *rest, f"out={tmp_path / 'run'}")
+    err = _refused(cli, workdir, command, *rest, OUT)
+    assert "scheduler" in err or "Scheduler" in err, err
+    if "bogus" not in rest[-1] and "class" not in rest[-1]:  # a dropped setting is named in full
+        assert rest[-1].partition("=")[0].lstrip("+") in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("distill", "model=tiny_sd", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides.timestep_spacing=bogus"),
+        ("distill", "model=tiny_sd", "distill=dp_dmd", "prompt=a", "+teacher_ode.overrides.set_alpha_to_won=true"),
+        ("generate", "model=tiny_sd", "prompt=a", "n=1", "model.base.scheduler.overrides.timestep_spacing=bogus"),
+    ],
+)
+def test_a_scheduler_diffusers_refuses_is_one_line_once_loaded(cli, tmp_path, args):
+    """The DP-DMD teacher's ODE is made with the training; a run directory that exists may be complete, so its
+    pair's schedulers are made only when it loads: one line then too (a traceback before)."""
+    command, *rest = args
+    out = tmp_path / "run"
+    if command == "generate":  # an existing run directory with work left
+        assert cli("generate", "model=tiny_sd", "prompt=b", "n=1", f"out={out}")[0] == 0
+    code, out_text, err = cli(command, *rest, f"out={out}")
     assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0, err
-    assert "Traceback" not in err + out and (
-        "model.base.scheduler" in err or "model.distilled.scheduler" in err or "teacher_ode.overrides" in err
-    ), err
-    if "bogus" not in rest[-1]:  # a dropped setting is named in full
+    assert "Traceback" not in err + out_text and ("model.base.scheduler" in err or "teacher_ode.overrides" in err), err
+    if "bogus" not in rest[-1]:
         assert rest[-1].partition("=")[0].lstrip("+") in err, err
 
 

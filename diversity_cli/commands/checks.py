@@ -42,12 +42,17 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     return list(dict.fromkeys(missing))
 
 
+def _run_exists(cfg: DictConfig) -> bool:
+    """`out` is a run directory already (it may be complete: nothing to load)."""
+    return cfg.get("out") is not None and (Path(str(cfg.out)) / MARKER).exists()
+
+
 def gpus_present(cfg: DictConfig) -> None:
     """The GPUs `device=` and `devices=` name are on this machine, checked before a new run directory is written.
     Not for an existing one, which may be complete (rerun anywhere to merge or summarise: the launch checks
     `devices=` once it knows shards have work left, the loaders `device=`), nor for a SLURM launch, whose GPUs are
     on its nodes. torch is imported only when a GPU is named."""
-    if cfg.get("out") is not None and (Path(str(cfg.out)) / MARKER).exists():
+    if _run_exists(cfg):
         return
     if str(cfg.get("launcher", "local")) != "local" and launcher_settings(cfg)[0] != "local":
         return
@@ -58,12 +63,32 @@ def gpus_present(cfg: DictConfig) -> None:
     check_worker_devices(parse_devices(cfg.get("devices")))
 
 
+def schedules_set(model: DictConfig, distilled: bool) -> None:
+    """Each role's scheduler made and set to the role's own schedule, as sampling sets it (a flow-matching
+    schedule depends on the latent size, known once the pair loads: those are only made)."""
+    from ..core.pair_settings import SCHEDULED_FAMILIES
+    from ..models.loading import make_schedulers
+    from ..models.pair import ModelSpec
+    from ..sampling.plan import natural_scheduler
+
+    for role, scheduler in make_schedulers(model, distilled).items():
+        if model.family in SCHEDULED_FAMILIES:
+            conf = model[role]
+            timesteps = list(conf.timesteps) if conf.get("timesteps") else None
+            steps, guidance = int(conf.steps), float(conf.guidance)
+            natural_scheduler(ModelSpec(role, str(conf.get("label")), None, scheduler, steps, guidance, timesteps))
+
+
 def prepare(command: str, cfg: DictConfig) -> DictConfig:
     """Defaults from the pair, then the preflight: exit 2 naming every missing item or GPU, before anything loads."""
     gpus_present(cfg)
     started = time.perf_counter()
     apply_defaults(cfg)
     downloads = fail_if_missing(needed(command, cfg), command)
+    if command in PAIR_COMMANDS and isinstance(cfg.get("model"), DictConfig) and not _run_exists(cfg):
+        # a new run directory is made to load the pair: its schedulers cost nothing to make first (diffusers is
+        # imported for the load anyway); an existing one may be complete and load nothing, so it is left to the load
+        schedules_set(cfg.model, distilled=command not in BASE_ONLY)
     if downloads:
         console = stderr_console()
         for item in downloads:

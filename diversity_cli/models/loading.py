@@ -104,6 +104,19 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
     )
 
 
+def make_schedulers(model: DictConfig, distilled: bool = True) -> dict[str, Any]:
+    """Each role's scheduler as the load makes it (the student's only when it is read), without the networks: a
+    class diffusers does not have, or an override it refuses or would drop, is one line before a run directory is
+    written rather than once the networks load."""
+    _quiet_libraries()
+    made = {}
+    for role in ("base", "distilled") if distilled else ("base",):
+        conf = model[role].get("scheduler")
+        if isinstance(conf, DictConfig) and conf.get("class"):
+            made[role] = _scheduler(conf, role, bool(model.get("tiny")))
+    return made
+
+
 def check_shared_schedule(name: str, base, distilled) -> None:
     """A hand-over moves a latent between the two schedulers at one noise level, which only means the same
     thing when both were trained on the same ᾱ_t; a pair whose schedules differ is refused at load."""
