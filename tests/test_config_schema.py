@@ -69,12 +69,13 @@ def test_describe_generate():
 def test_schema_names_match_the_library():
     """Names core cannot import (a lower layer) are copies; they must stay equal to the library's."""
     from diversity_cli.experiments.transfer import DIRECTIONS
-    from diversity_cli.metrics.embedders import DISTANCES
+    from diversity_cli.metrics.embedders import DISTANCES, EMBEDDERS
     from diversity_cli.models.loading import DTYPES
     from diversity_cli.sampling.methods import METHODS, USES_BASE_KNOBS
 
     assert schema_common.METHODS == METHODS
     assert schema_common.USES_BASE_KNOBS == USES_BASE_KNOBS
+    assert set(schema_common.EMBEDDER_NAMES) == set(EMBEDDERS)  # report's metric names (diversity_row_metric)
     assert diversity_schema.DISTANCES == DISTANCES
     assert transfer_schema.DIRECTIONS == tuple(DIRECTIONS)
     save_dtype = dict(rules(SCHEMAS["distill"]))["save_dtype"]
