@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 
@@ -16,6 +17,12 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (a library's often runs on), or its type's name when it has none."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def did_you_mean(name: str, names: Sequence[str], where: str = "") -> str:
+    """`; did you mean <where>.<nearest>?` for a misspelt `name` among `names`, or "" when none is near."""
+    close = difflib.get_close_matches(str(name), list(names), n=1, cutoff=0.6)
+    return f"; did you mean {where + '.' if where else ''}{close[0]}?" if close else ""
 
 
 # What a library raises when a setting the user gave it cannot be used (a diffusers scheduler's config, its schedule).

@@ -4,7 +4,6 @@ samples through it), each role's steps, guidance and explicit timesteps, and the
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, fields
 from itertools import pairwise
@@ -14,7 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import UserError, first_line
-from .schema import check, integer, number, show
+from .schema import check, integer, number, refuse_unknown_keys, show
 
 MICRO_BATCH = "micro_batch"
 MAX_MICRO_BATCH = 1024
@@ -92,6 +91,7 @@ GROUP_KEYS = {
     "scheduler": ("class", "repo", "subfolder", "overrides"),
     "lora": ("rank", "seed"),  # a tiny pair's student adapter, made offline
 }
+PAIR_READS = "no part of a pair reads it"  # why a key outside them is refused
 
 
 def check_pair_shape(model: Any, student_read: bool = True) -> None:
@@ -112,7 +112,7 @@ def check_pair_shape(model: Any, student_read: bool = True) -> None:
             f"model.name={show(name)}: model.name is text naming the run directory's folders: letters, digits, _ - . "
             "(not starting with . or -; a number in quotes, model.name='2024')"
         )
-    _check_keys(model, PAIR_KEYS, "model")
+    refuse_unknown_keys(model, PAIR_KEYS, "model", PAIR_READS)
     if model.get("family") not in FAMILIES:
         raise UserError(f"model.family={show(model.get('family'))}: model.family is one of {', '.join(FAMILIES)}")
     if "skip_first_noise" in model and model.skip_first_noise not in SKIP_NOISE:
@@ -130,7 +130,7 @@ def check_pair_shape(model: Any, student_read: bool = True) -> None:
         raise UserError("model.resolution is missing: a pair samples at a size (model.resolution=<pixels>)")
     _check_size(model.resolution, "model.resolution")
     if isinstance(model.get("components"), DictConfig):
-        _check_keys(model.components, GROUP_KEYS["components"], "model.components")
+        refuse_unknown_keys(model.components, GROUP_KEYS["components"], "model.components", PAIR_READS)
     if not model.get("tiny"):
         _check_weights(model.get("components"), "model.components")
     for role in ("base", "distilled"):
@@ -168,20 +168,12 @@ def check_preset(model: DictConfig) -> None:
         )
 
 
-def _check_keys(conf: DictConfig, allowed: tuple[str, ...], where: str) -> None:
-    for key in conf:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            hint = f"; did you mean {where}.{close[0]}?" if close else ""
-            raise UserError(f"{where}.{key}: no part of a pair reads it ({where} holds {', '.join(allowed)}){hint}")
-
-
 def _check_role(model: DictConfig, role: str, weights: bool) -> None:
     conf = model[role]
-    _check_keys(conf, ROLE_KEYS, f"model.{role}")
+    refuse_unknown_keys(conf, ROLE_KEYS, f"model.{role}", PAIR_READS)
     for group in ("network", "scheduler", "lora"):
         if isinstance(conf.get(group), DictConfig):
-            _check_keys(conf[group], GROUP_KEYS[group], f"model.{role}.{group}")
+            refuse_unknown_keys(conf[group], GROUP_KEYS[group], f"model.{role}.{group}", PAIR_READS)
     lora = conf.get("lora")
     if not (lora is None or isinstance(lora, (bool, DictConfig))):
         raise UserError(f"model.{role}.lora={show(lora)}: model.{role}.lora is true, false or a group (rank, seed)")

@@ -12,7 +12,6 @@ none); declared keys absent from a config (e.g. a `distill=dp_dmd`-only key) are
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import UserError, first_line
+from .errors import UserError, did_you_mean, first_line
 
 TRUE = ("true", "yes", "on")
 FALSE = ("false", "no", "off")
@@ -221,7 +220,7 @@ def check(schema: type, cfg: DictConfig, root: DictConfig | None = None, prefix:
                 continue
             if not isinstance(value, DictConfig):
                 raise UserError(f"{key}={show(value)}: {key} is a group of settings, not one value ({key}.<name>=...)")
-            _known_keys(rule.schema, value, key)
+            refuse_unknown_keys(value, [item.name for item in fields(rule.schema)], key)
             check(rule.schema, value, root, key + ".")
             continue
         converted = convert(rule, key, value, root)
@@ -231,14 +230,13 @@ def check(schema: type, cfg: DictConfig, root: DictConfig | None = None, prefix:
         extra(cfg, root)
 
 
-def _known_keys(schema: type, cfg: DictConfig, prefix: str) -> None:
-    """A section holds only its schema's keys: `+auto_k.nn=3` was added, read by nothing, and said nothing."""
-    names = [item.name for item in fields(schema)]
+def refuse_unknown_keys(cfg: DictConfig, allowed: Sequence[str], where: str, why: str = "no such setting") -> None:
+    """`cfg` (the group at `where`) holds only `allowed` keys: another is one line with the nearest one suggested
+    (`+auto_k.nn=3` was added, read by nothing, and said nothing)."""
     for key in cfg:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-            hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
-            raise UserError(f"{prefix}.{key}: {prefix} has no such setting ({', '.join(names)}){hint}")
+        if key not in allowed:
+            hint = did_you_mean(str(key), allowed, where)
+            raise UserError(f"{where}.{key}: {why} ({where} holds {', '.join(allowed)}){hint}")
 
 
 def convert(rule: Rule, key: str, value: Any, root: DictConfig | None = None) -> Any:

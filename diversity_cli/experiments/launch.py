@@ -15,7 +15,6 @@ left.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import signal
@@ -34,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.config import available, search_dirs
 from ..core.console import stderr_console
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..core.record import begin, current
 from ..core.rundir import SHARDS
 from ..core.schema import show
@@ -188,8 +187,7 @@ def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
         )
     unknown = [key for key in [*given, *params] if key not in schema]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), list(schema), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        hint = did_you_mean(str(unknown[0]), list(schema))
         raise UserError(f"launcher {name}: no setting '{unknown[0]}' in {queue.__name__}{hint}")
     try:
         merged = OmegaConf.merge(schema, given, params)

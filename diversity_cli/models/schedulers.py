@@ -7,11 +7,10 @@ otherwise. Here it is one line naming the setting instead.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any
 
-from ..core.errors import UserError, refused_as
+from ..core.errors import UserError, did_you_mean, refused_as
 
 
 def plain_config(config: dict) -> dict:
@@ -28,7 +27,6 @@ def scheduler_with(cls: type, config: dict, overrides: dict[str, Any], where: st
     ignored = sorted(set(unused) & set(overrides))
     if ignored:
         takes = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "kwargs")]
-        close = difflib.get_close_matches(ignored[0], takes, n=1, cutoff=0.6)
-        hint = f"; did you mean {where}.{close[0]}?" if close else ""
+        hint = did_you_mean(ignored[0], takes, where)
         raise UserError(f"{where}.{ignored[0]}: {cls.__name__} takes no such setting (diffusers would drop it){hint}")
     return scheduler
