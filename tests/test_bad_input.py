@@ -332,6 +332,8 @@ FOUND = [
     ("generate", "model=toy", "+model.components.subfolder=x"),
     ("report", "out=run", "diversity_metrics=[nosuch]"),
     ("generate", "model=toy", "launcher=submitit_local", "launcher_params=5"),  # a message naming no key
+    ("generate", "model=toy", "launcher_params=5"),  # launcher=local: taken, read by nothing
+    ("diversity", "out=run", "launcher_params=abc"),
     ("report", "out=run", "diversity_metrics=[vendi]"),  # written as vendi_<embedder>: no row has it
     ("report", "out=run", "tables=[3]", "mapping.3.metrics=[nosuch]"),
     ("generate", "model=tiny_sd", "model.base.scheduler.overrides=5"),  # a traceback

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig
 from ..core.console import stderr_console
 from ..core.marker import MARKER
 from ..experiments.defaults import apply_defaults
-from ..experiments.launch import check_worker_devices, launcher_settings, parse_devices
+from ..experiments.launch import check_worker_devices, launcher_params, launcher_settings, parse_devices
 from ..metrics.preflight import diversity_missing, fid_missing
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
@@ -52,6 +52,7 @@ def gpus_present(cfg: DictConfig) -> None:
     Not for an existing one, which may be complete (rerun anywhere to merge or summarise: the launch checks
     `devices=` once it knows shards have work left, the loaders `device=`), nor for a SLURM launch, whose GPUs are
     on its nodes. torch is imported only when a GPU is named."""
+    launcher_params(cfg)  # its shape, whatever the launcher
     if _run_exists(cfg):
         return
     if str(cfg.get("launcher", "local")) != "local" and launcher_settings(cfg)[0] != "local":

@@ -164,6 +164,19 @@ def launchers() -> list[str]:
     return ["local", *dict.fromkeys(["slurm", "submitit_local", *available("hydra/launcher")])]
 
 
+def launcher_params(cfg: DictConfig) -> DictConfig:
+    """`launcher_params`, a group (empty when not given); checked whatever the launcher, since a value that is not a
+    group is a mistake even where launcher=local reads none of it."""
+    params = cfg.get("launcher_params")
+    params = OmegaConf.create({}) if params is None else params
+    if not isinstance(params, DictConfig):
+        raise UserError(
+            f"launcher_params={show(params)}: launcher_params is a group of the launcher's settings "
+            "(launcher_params.timeout_min=60, launcher_params.gpus_per_node=1)"
+        )
+    return params
+
+
 def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     """("slurm" | "local", settings): the launcher file over the plugin's defaults, then `launcher_params`."""
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
@@ -178,13 +191,7 @@ def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     kind = "local" if name in LOCAL_KINDS or any(d in LOCAL_KINDS for d in defaults) else "slurm"
     queue = LocalQueueConf if kind == "local" else SlurmQueueConf
     schema = OmegaConf.structured(queue)  # types checked
-    params = cfg.get("launcher_params")
-    params = OmegaConf.create({}) if params is None else params
-    if not isinstance(params, DictConfig):
-        raise UserError(
-            f"launcher_params={show(params)}: launcher_params is a group of the launcher's settings "
-            "(launcher_params.timeout_min=60, launcher_params.gpus_per_node=1)"
-        )
+    params = launcher_params(cfg)
     unknown = [key for key in [*given, *params] if key not in schema]
     if unknown:
         hint = did_you_mean(str(unknown[0]), list(schema))
