@@ -520,3 +520,124 @@ def test_real_pairs_get_a_per_prompt_clip_score_beside_diversity(cli, tmp_path: 
     assert float(rows["clip_score"]["value"]) == pytest.approx(float(expected.compute()), rel=1e-4)
     (record,) = (tmp_path / "out" / "runs").glob("*-diversity-*.json")
     assert '"clip_score"' in record.read_text()
+
+
+def _toy_cells(root: Path, values: dict[str, tuple[str, str]], n: int = 4, ci: str = "0.95") -> Path:
+    """A toy run: per method tag, (toy_features diversity, toy_adherence) on two prompts, diversity.csv only."""
+    root.mkdir()
+    rows = []
+    for tag, (diversity, adherence) in values.items():
+        for prompt in ("a shape", "a red circle"):
+            low, high = str(float(diversity) - 0.02), str(float(diversity) + 0.02)
+            rows.append({**diversity_row("toy", tag, prompt, "toy_features", diversity, n), "ci_low": low,
+                         "ci_high": high, "ci": ci})  # fmt: skip
+            rows.append({**diversity_row("toy", tag, prompt, "toy_adherence", adherence, n), "ci": ""})
+    write_csv(root / "diversity.csv", rows)
+    return root
+
+
+def test_a_cells_diversity_quality_and_average_come_from_one_run(tmp_path: Path):
+    """Two runs measured the same groups: every cell of a row, and the average, is the first run's; the second
+    run's adherence never stands beside the first run's diversity."""
+    tags = ("base", "distilled", "hybrid_k1")
+    first = _toy_cells(tmp_path / "first", {tag: ("0.3", "") for tag in tags})  # no adherence measured
+    second = _toy_cells(tmp_path / "second", {tag: ("0.1", "0.5") for tag in tags})
+    t3 = tables_of(first, second, keys=("3",))["3"]
+    average = cell(
+        t3, method="Base", condition="Average of 2 prompts: a red circle, a shape", metric="dreamsim_diversity"
+    )
+    assert float(average.measured) == pytest.approx(0.3)  # not the mean over both runs' cells (0.2)
+    assert not [line for line in t3.measured if line.measured_metric == "toy_adherence"]
+    assert any("0.5 in" in note and "one run" in note for note in t3.notes)  # the second run's, named
+    e1 = tables_of(first, second, keys=("E1",))["E1"]
+    assert not [line for line in e1.measured if line.measured_metric == "toy_adherence"]
+
+
+def test_an_ablation_run_has_its_adherence_beside_its_diversity(tmp_path: Path):
+    root = tmp_path / "ablate"
+    root.mkdir()
+    write_csv(
+        root / "ablate.csv",
+        [{"model": "toy", "method": m, "k": 1 if m == "hybrid" else "", "base_guidance": 0.0 if m == "hybrid" else "",
+          "base_steps": "", "prompt": "a shape", "n": 6, "metric": metric, "value": v, "seconds_per_image": 0.1,
+          "nfe": 4}
+         for m in ("base", "distilled", "hybrid")
+         for metric, v in (("toy_features", "0.3"), ("toy_adherence", "0.75"))],
+    )  # fmt: skip
+    tables = tables_of(root, keys=("3", "E1"))
+    assert cell(tables["3"], method="Hybrid", condition="a shape", metric="quality").measured == "0.75"
+    assert cell(tables["E1"], method="SDXL-Base", metric="quality").measured == "0.75"
+
+
+def test_an_interval_names_its_level_when_it_is_not_95(tmp_path: Path):
+    run = _toy_cells(tmp_path / "half", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1")}, ci="0.5")
+    header, body = wide(tables_of(run, keys=("3",))["3"])
+    shape = next(r for r in body if r[0] == "a shape")
+    assert shape[header.index("Base: measured toy_features_diversity")] == "0.300 [0.280, 0.320] 50% CI"
+    usual = _toy_cells(tmp_path / "usual", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1")})
+    header, body = wide(tables_of(usual, keys=("3",))["3"])
+    assert next(r for r in body if r[0] == "a shape")[header.index("Base: measured toy_features_diversity")] == (
+        "0.300 [0.280, 0.320]"
+    )
+
+
+def test_a_row_over_different_numbers_of_images_gives_each_cell_its_n(tmp_path: Path):
+    root = _toy_cells(tmp_path / "run", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1")})
+    rows = list(csv.DictReader((root / "diversity.csv").open()))
+    for row in rows:
+        if row["method"] == "distilled":
+            row["n"] = "12"
+    write_csv(root / "diversity.csv", rows)
+    header, body = wide(tables_of(root, keys=("3",))["3"])
+    shape = next(r for r in body if r[0] == "a shape")
+    assert shape[header.index("Distilled: measured toy_features_diversity")].endswith("(n=12)")
+    assert shape[header.index("Base: measured toy_features_diversity")].endswith("(n=4)")
+    assert shape[header.index("n")] == "4/12 (per cell)"
+
+
+def test_measurements_older_than_the_runs_images_are_flagged(cli, tmp_path: Path):
+    """Images added after `diversity` and `fid` ran: the tables still show the old numbers (the run's CSVs), and
+    say they are out of date, naming the group and the command that remeasures it."""
+    root = tmp_path / "run"
+    write_samples(root, {("toy", tag, "a shape"): [0.1] * 4 for tag in ("base", "distilled", "hybrid_k1")})
+    write_csv(
+        root / "diversity.csv",
+        [diversity_row("toy", tag, "a shape", "toy_features", "0.3", 4) for tag in ("base", "distilled", "hybrid_k1")]
+        + [diversity_row("toy", "base", "a shape", "toy_features@adherent", "0.3", 3)],  # a subset, by name
+    )
+    write_csv(
+        root / "fid.csv",
+        [{"method": tag, "model": "toy", "n": 4, "fid_toyfeat": "3.5", "seconds_per_image": "0.2", "reference": "toy"}
+         for tag in ("base", "distilled", "hybrid_k1")],
+    )  # fmt: skip
+    fresh = tables_of(root, keys=("2", "3"))
+    assert not [note for table in fresh.values() for note in table.notes if "out of date" in note]
+    write_samples(
+        root,
+        {
+            ("toy", tag, "a shape"): [0.1] * (6 if tag == "distilled" else 4)
+            for tag in ("base", "distilled", "hybrid_k1")
+        },
+    )
+    tables = tables_of(root, keys=("2", "3"))
+    (note3,) = [note for note in tables["3"].notes if "out of date" in note]
+    assert "toy / distilled / a shape: n=4, samples.csv holds 6" in note3 and "diversity-cli diversity" in note3
+    (note2,) = [note for note in tables["2"].notes if "out of date" in note]
+    assert "toy / distilled: n=4, samples.csv holds 6" in note2 and "diversity-cli fid" in note2
+    code, _, err = cli("report", f"out={root}", "html=false", "figures=false")
+    assert code == 0 and "warning: out of date" in err
+
+
+def test_a_group_no_table_row_names_is_said_and_can_be_mapped(cli, tmp_path: Path):
+    """The toy demo's hybrid (hybrid_k1_bs5) is no paper row: report says so rather than leaving the Hybrid
+    column empty without a word, and a mapping added on the command line puts it there, its tag shown."""
+    root = _toy_cells(tmp_path / "demo", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1_bs5")})
+    code, _, err = cli("report", f"out={root}", "html=false", "figures=false", "tables=[3]")
+    assert code == 0 and "in no table" in err and "toy / hybrid_k1_bs5" in err
+    assert "+mapping.3.rows.hybrid_k1_bs5=Hybrid" in " ".join(err.split())
+    code, _, err = cli(
+        "report", f"out={root}", "html=false", "figures=false", "tables=[3]", "+mapping.3.rows.hybrid_k1_bs5=Hybrid"
+    )
+    assert code == 0 and "in no table" not in err
+    text = (root / "tables" / "table_3.md").read_text()
+    assert "toy (Hybrid: hybrid_k1_bs5)" in text

@@ -37,7 +37,7 @@ from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
-COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high"]
+COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci"]  # ci: the interval's level
 CSV_NAME = "diversity.csv"
 
 
@@ -449,7 +449,7 @@ def write_rows(path: Path, rows: list[dict]) -> list[dict]:
     if path.is_file():
         with path.open(newline="") as f:
             kept = [r for r in csv.DictReader(f) if (r["method"], r["model"], r["prompt"], r["metric"]) not in new_keys]
-    merged = kept + [{key: _fmt(row[key]) for key in COLUMNS} for row in rows]
+    merged = kept + [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -517,6 +517,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         used["clip_score"] = {"model": CLIP_SCORE_MODEL}
 
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
+    rows = [{**row, "ci": float(cfg.ci) if row.get("ci_low") is not None else None} for row in rows]
     if shard is not None:
         return save_shard_rows(root, shard, fingerprint, rows)
     target = root / CSV_NAME
@@ -548,7 +549,7 @@ def shard_rows_path(root: Path, shard: Shard) -> Path:
 def save_shard_rows(root: Path, shard: Shard, fingerprint: str, rows: list[dict]) -> None:
     from ..core.atomic import write_text
 
-    body = {"fingerprint": fingerprint, "rows": [{key: _fmt(row[key]) for key in COLUMNS} for row in rows]}
+    body = {"fingerprint": fingerprint, "rows": [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]}
     write_text(shard_rows_path(root, shard), json.dumps(body, indent=1) + "\n")
 
 
@@ -599,9 +600,9 @@ def _print_table(rows: Iterable[dict], target: Path) -> None:
 
     table = Table(title=f"diversity ({target})")
     for column in COLUMNS:
-        table.add_column(column, justify="right" if column in ("n", "value", "ci_low", "ci_high") else "left")
+        table.add_column(column, justify="right" if column in ("n", "value", "ci_low", "ci_high", "ci") else "left")
     for row in rows:
-        cells = [row[c] for c in COLUMNS]
+        cells = [row.get(c) for c in COLUMNS]
         table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in cells))
     Console(width=160).print(table)
 

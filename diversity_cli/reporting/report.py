@@ -20,8 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
+from rich.markup import escape
 
 from ..core.atomic import write_text
+from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.images import open_rgb
 from ..core.marker import write_owned
@@ -30,6 +32,7 @@ from ..core.resources import data_path, display
 from ..core.rundir import RunDir
 from .tables import (
     RUN_CSVS,
+    STALE,
     RunData,
     Table,
     build_tables,
@@ -44,6 +47,7 @@ from .tables import (
     reading_notes,
     table_keys,
     to_markdown,
+    untabulated,
     wide,
     write_csv,
 )
@@ -79,8 +83,21 @@ def write_report(cfg: DictConfig) -> Path:
                 own = build_tables([one], paper, cfg, page_keys)
                 record_invocation(one.root, config=cfg, tables_dir=str(tables_dir))
                 pages.append(write_html(one, own, cfg, display(paper_path)))
-    _print_summary(keys, tables, written, figures, pages)
+    _print_summary(keys, tables, written, figures, pages, tables_dir)
+    if keys:
+        _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping))
     return tables_dir
+
+
+def _print_untabulated(groups: list[str]) -> None:
+    """Measured groups whose method tag no table row names: said, so a missing row is not read as unmeasured."""
+    if not groups:
+        return
+    tag = groups[0].split(" / ")[-1]
+    stderr_console().print(
+        f"note: in no table (their tags are no table's row): {escape(', '.join(groups))}; a row takes a tag with "
+        f"e.g. +mapping.3.rows.{escape(tag)}=Hybrid (Table 3's Hybrid column), as conf/report.yaml's mapping says"
+    )
 
 
 def run_dirs(cfg: DictConfig) -> list[Path]:
@@ -416,13 +433,16 @@ def _thumbnail(path: Path, size: int, title: str) -> str:
     return f"<img src='data:image/{kind};base64,{data}' title='{html.escape(title)}' alt='{html.escape(title)}'>"
 
 
-def _print_summary(keys, tables, written, figures, pages) -> None:
+def _print_summary(keys, tables, written, figures, pages, tables_dir: Path) -> None:
     from rich.console import Console
 
     console = Console()
     for key in keys:
         table = tables.get(key)
-        if table is None:
+        earlier = tables_dir / f"table_{key}.md"
+        if table is None and earlier.is_file():  # a shared tables_dir keeps each table's latest report
+            console.print(f"table {key}: no measurement in these runs; {earlier} is an earlier report's, kept")
+        elif table is None:
             console.print(f"table {key}: no measurement in these runs (not written)")
         else:
             console.print(f"table {key}: {len(table.measured)} measured cell(s) -> {table_path(written, key)}")
@@ -430,6 +450,9 @@ def _print_summary(keys, tables, written, figures, pages) -> None:
         console.print(f"figure: {path}")
     for path in pages:
         console.print(f"html: {path}")
+    stale = [note for table in tables.values() for note in table.notes if note.startswith(STALE)]
+    for note in dict.fromkeys(stale):  # also in the tables' notes; said here so it is not missed
+        stderr_console().print(f"[yellow]warning[/]: out of date: {escape(note.removeprefix(STALE).strip())}")
 
 
 def table_path(written: list[Path], key: str) -> str:

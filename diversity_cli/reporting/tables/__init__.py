@@ -22,6 +22,7 @@ from . import architectures, quality, table1, table3
 from .common import (
     CSV_COLUMNS,
     RUN_CSVS,
+    STALE,
     TABLE_IDS,
     TITLES,
     Builder,
@@ -32,6 +33,8 @@ from .common import (
     load_run,
     read_csv,
     read_paper,
+    stale_notes,
+    untabulated,
 )
 from .figures import ablate_curves, figure5, figure7
 from .render import (
@@ -52,6 +55,7 @@ __all__ = [
     "BUILDERS",
     "CSV_COLUMNS",
     "RUN_CSVS",
+    "STALE",
     "TABLE_IDS",
     "TITLES",
     "Builder",
@@ -76,6 +80,7 @@ __all__ = [
     "reading_notes",
     "table_keys",
     "to_markdown",
+    "untabulated",
     "wide",
     "write_csv",
 ]
@@ -98,8 +103,14 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
     for key in keys:
         measured = BUILDERS[key](runs, paper, cfg.mapping[key])
         if measured:
-            tables[key] = assemble(TABLE_IDS[key], paper, measured)
+            tables[key] = table = assemble(TABLE_IDS[key], paper, measured)
+            table.notes += stale_notes(runs, table, STALE_SOURCES.get(key, ()))
     return tables
+
+
+# The CSVs whose counts of images a table's cells rest on, checked against samples.csv.
+STALE_SOURCES = {"2": ("fid.csv",), "3": ("diversity.csv",), "4": ("fid.csv",), "D1": ("diversity.csv",)}
+STALE_SOURCES["E1"] = STALE_SOURCES["D1"]
 
 
 def table_keys(value: Any) -> list[str]:

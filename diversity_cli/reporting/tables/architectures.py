@@ -86,6 +86,7 @@ def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
             n=row.get("n", ""),
             ci_low=row.get("ci_low") or "",
             ci_high=row.get("ci_high") or "",
+            ci=row.get("ci") or "",
             **base,
             **origin(run, row["_source"]),
         )

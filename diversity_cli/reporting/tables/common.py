@@ -57,6 +57,7 @@ class Line:
     n: str = ""
     ci_low: str = ""  # the measured value's confidence interval (diversity.csv's bootstrap), when it has one
     ci_high: str = ""
+    ci: str = ""  # the interval's level (diversity.csv's `ci`); empty in CSVs written before it was recorded
     model: str = ""
     measured_as: str = ""  # the run's group behind the number: model / method tag / prompt
     run: str = ""
@@ -249,13 +250,13 @@ QUALITY_METRICS = ("clip_score", "toy_adherence")
 
 
 def quality_of(run: RunData) -> dict[tuple[str, str, str], list[dict[str, str]]]:
-    """(model, method tag, prompt) -> its quality rows ({metric, value, n, _source}), from diversity.csv, then
-    fid.csv's CLIP score where that group's images all share one prompt."""
+    """(model, method tag, prompt) -> its quality rows ({metric, value, n, _source}), from diversity.csv (ablate.csv
+    for an ablation's points), then fid.csv's CLIP score where that group's images all share one prompt."""
     found: dict[tuple[str, str, str], list[dict[str, str]]] = {}
-    for row in run.diversity:
+    for row in diversity_rows(run):
         if row.get("metric") in QUALITY_METRICS:
             key = (row["model"], row["method"], row["prompt"].lower())
-            found.setdefault(key, []).append({**row, "_source": "diversity.csv"})
+            found.setdefault(key, []).append(row)
     prompts: dict[tuple[str, str], set[str]] = {}
     for row in run.samples:
         prompts.setdefault((row["model"], row.get("tag") or row["method"]), set()).add(row["prompt"].lower())
@@ -292,15 +293,105 @@ def origin(run: RunData, source: str) -> dict[str, str]:
     return {"run": str(run.root), "date": run.date(source)}
 
 
+STALE = "**out of date**:"  # how a note on measurements older than the run's images begins
+
+
+def stale_counts(run: RunData, source: str) -> list[str]:
+    """Groups whose `source` (diversity.csv or fid.csv) row counts other images than samples.csv now holds for
+    it: images were added or remade after the measurement, so its number is not the run's (each as
+    "model / tag[ / prompt]: n=8, samples.csv holds 12"). Numbers over a subset say so in their metric
+    (`toy_features@adherent`) and are left out."""
+    per_prompt: dict[tuple[str, ...], int] = {}
+    for row in run.samples:
+        tag = row.get("tag") or row["method"]
+        for key in ((row["model"], tag, row["prompt"]), (row["model"], tag)):
+            per_prompt[key] = per_prompt.get(key, 0) + 1
+    rows = run.diversity if source == "diversity.csv" else run.fid
+    found = {}
+    for row in rows:
+        if "@" in row.get("metric", ""):
+            continue
+        key = (row.get("model", ""), row.get("method", ""))
+        key += (row["prompt"],) if source == "diversity.csv" else ()
+        n, held = as_number(row.get("n")), per_prompt.get(key)
+        if n is not None and held is not None and int(n) != held:
+            found[key] = f"{' / '.join(key)}: n={int(n)}, samples.csv holds {held}"
+    return list(found.values())
+
+
+def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
+    """A note per run behind `table` whose measurements in `sources` no longer count the run's images."""
+    shown = {line.run for line in table.measured}
+    notes = []
+    for run in runs:
+        if str(run.root) not in shown:
+            continue
+        for source in sources:
+            groups = stale_counts(run, source)
+            if groups:
+                more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
+                command = source.removesuffix(".csv")
+                notes.append(
+                    f"{STALE} {run.root}/{source} was measured before the run's images changed "
+                    f"({'; '.join(groups[:3])}{more}); rerun `diversity-cli {command} out={run.root}`"
+                )
+    return notes
+
+
+def untabulated(runs: list[RunData], mapping: Any) -> list[str]:
+    """ "model / tag" of each group diversity.csv or fid.csv measured whose tag no table's rows name (`mapping`):
+    e.g. the toy demo's hybrid `hybrid_k1_bs5`, which stays out of every table unless mapped to a row."""
+    names: list[dict] = []
+    for entry in mapping.values():
+        if "rows" in entry:
+            names.append(dict(entry.rows))
+        names += [dict(rows) for rows in dict(entry.get("models") or {}).values()]
+    found = {}
+    for run in runs:
+        for row in [*run.diversity, *run.fid]:
+            tag, model = row.get("method", ""), row.get("model", "")
+            if tag and not any(match_tag(tag, rows) for rows in names):
+                found[f"{model} / {tag}"] = None
+    return list(found)
+
+
 # ----------------------------------------------------------------------------------------------- assembly
+
+
+# The cells of one group of images that stand side by side in a row: its diversity, the quality beside it (is the
+# variety on the prompt?) and its seconds per image. They must come from one run's images.
+GROUP_SLOTS = ("dreamsim_diversity", "quality", "seconds_per_image")
+
+
+def one_run_per_group(lines: list[Line]) -> tuple[list[Line], list[Line]]:
+    """(kept, dropped): a row's diversity, quality and seconds cells all from the first run that measured its
+    diversity, so a second run's adherence never stands beside the first run's diversity, nor averages mix runs.
+    Cells of other slots (Table 1's, 2's, 4's) are kept; `assemble` resolves their duplicates."""
+    owner: dict[tuple[str, str], str] = {}
+    for line in lines:
+        if line.metric == "dreamsim_diversity":
+            owner.setdefault((line.method, line.condition), line.run)
+    kept, dropped = [], []
+    for line in lines:
+        run = owner.get((line.method, line.condition), line.run)
+        (kept if line.metric not in GROUP_SLOTS or line.run == run else dropped).append(line)
+    return kept, dropped
 
 
 def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
     """Join the paper's cells with the measured ones: every paper cell once per measured metric found for it (or
-    once, empty, if none), then measured cells the paper has no number for. The first run wins a duplicate."""
+    once, empty, if none), then measured cells the paper has no number for. The first run wins a duplicate, and a
+    row's diversity, quality and seconds come from one run (`one_run_per_group`)."""
     notes: list[str] = []
     slots: dict[tuple[str, str, str], list[Line]] = {}
     kept: dict[tuple[str, str, str, str], Line] = {}
+    measured, dropped = one_run_per_group(measured)
+    for line in dropped:
+        notes.append(
+            f"{line.method} / {line.condition} / {line.measured_metric}: also measured {line.measured} in "
+            f"{line.run} ({line.measured_as}); not shown: a cell's diversity, quality and seconds come from one "
+            "run, the first listed that measured its diversity"
+        )
     for line in measured:
         key = (line.method, line.condition, line.metric, line.measured_metric)
         if key in kept:

@@ -77,10 +77,14 @@ def column_kind(header: str) -> str | None:
 
 
 def measured_cell(line: Line) -> str:
-    """The measured number, with its confidence interval when it has one: `0.271 [0.250, 0.292]`."""
+    """The measured number, with its confidence interval when it has one: `0.271 [0.250, 0.292]`, its level named
+    when it is not 95% (`0.271 [0.262, 0.280] 50% CI`)."""
     text = format_number(line.measured)
     if as_number(line.ci_low) is not None and as_number(line.ci_high) is not None:
         text += f" [{format_number(line.ci_low)}, {format_number(line.ci_high)}]"
+        level = as_number(line.ci)
+        if level is not None and abs(level - 0.95) > 1e-9:
+            text += f" {level:.0%} CI"
     return text
 
 
@@ -115,7 +119,7 @@ def wide(table: Table) -> tuple[list[str], list[list[str]]]:
     rows: dict[tuple[str, ...], dict[str, Any]] = {}
     for line in table.lines:
         key = tuple(getattr(line, f) for f in row_fields)
-        row = rows.setdefault(key, {"cells": {}, "n": {}, "as": {}})
+        row = rows.setdefault(key, {"cells": {}, "n": {}, "cell_n": {}, "as": {}})
         group = _group_label(table, line)
         if line.paper != "":
             row["cells"][(group, None)] = line.paper
@@ -123,17 +127,31 @@ def wide(table: Table) -> tuple[list[str], list[list[str]]]:
             row["cells"][(group, line.measured_metric)] = measured_cell(line)
             if line.metric != "quality":  # n: the images behind the row's diversity (a quality's may differ)
                 row["n"][line.n] = None
+                row["cell_n"][(group, line.measured_metric)] = line.n
             row["as"][_short_as(table, line)] = None
     body = []
     for key, row in rows.items():
+        counts = [n for n in row["n"] if n]
+        if len(counts) > 1:  # cells of one row over different numbers of images: each says its own
+            for column, n in row["cell_n"].items():
+                if n:
+                    row["cells"][column] += f" (n={n})"
         cells = [row["cells"].get(column, "") for column in columns]
-        body.append([*key, *cells, "/".join(n for n in row["n"] if n), "; ".join(row["as"])])
+        body.append([*key, *cells, "/".join(counts) + (" (per cell)" if len(counts) > 1 else ""), "; ".join(row["as"])])
     return header, body
 
 
+# generate's tags of the paper's three methods at their defaults (base, distilled, hybrid at k=1, guidance 0).
+PLAIN_TAGS = ("base", "distilled", "hybrid_k1")
+
+
 def _short_as(table: Table, line: Line) -> str:
-    # Table 3's rows are prompts and its columns methods: the pair alone says what stands behind a row.
-    return line.model if table.id == "3" and not line.condition.startswith("Average") else line.measured_as
+    # Table 3's rows are prompts and its columns methods: the pair alone says what stands behind a row, and the tag
+    # of a column filled by other settings (`+mapping.3.rows.hybrid_k1_bs5=Hybrid`).
+    if table.id != "3" or line.condition.startswith("Average"):
+        return line.measured_as
+    tag = line.measured_as.split(" / ")[1] if line.measured_as.count(" / ") >= 2 else ""
+    return line.model if tag in ("", *PLAIN_TAGS) else f"{line.model} ({line.method}: {tag})"
 
 
 def format_number(value: str) -> str:
@@ -206,7 +224,8 @@ def reading_notes(table: Table) -> list[str]:
     if any(line.ci_low for line in table.measured):
         notes.append(
             "[low, high] after a measured diversity: its bootstrap confidence interval over the images (95% unless "
-            "the run's `diversity` record says another `ci`); n: images per cell"
+            "the cell names another level; a diversity.csv written before it had a `ci` column: the run's "
+            "`diversity` record says its `ci`); n: images per cell"
         )
     if any(line.condition.startswith("Average") for line in table.measured):
         notes.append(

@@ -18,6 +18,7 @@ from .common import (
     diversity_rows,
     match_tag,
     mean_of,
+    one_run_per_group,
     origin,
     quality_lines,
     quality_of,
@@ -59,6 +60,7 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
             n=row.get("n", ""),
             ci_low=row.get("ci_low") or "",
             ci_high=row.get("ci_high") or "",
+            ci=row.get("ci") or "",
             model=row["model"],
             measured_as=f"{row['model']} / {row['method']} / {row['prompt']}",
             **origin(run, row["_source"]),
@@ -79,7 +81,19 @@ def finish_table3(records: list[Line], cfg: Any, labels: dict[str, str]) -> list
     named = list(dict.fromkeys(labels.values()))
     if any(line.condition in named for line in records):
         records = [line for line in records if line.condition in named]
-    return records + averages(records, named, model)
+    shown, dropped = one_run_per_group(records)  # the averages are over the cells the table shows
+    shown, repeats = first_of_each_cell(shown)
+    return shown + averages(shown, named, model) + dropped + repeats  # `assemble` notes the last two
+
+
+def first_of_each_cell(records: list[Line]) -> tuple[list[Line], list[Line]]:
+    """(first, repeats): one line per cell (method, prompt, metric), the first listed, as `assemble` shows it."""
+    seen, first, repeats = set(), [], []
+    for line in records:
+        key = (line.method, line.condition, line.metric, line.measured_metric)
+        (repeats if key in seen else first).append(line)
+        seen.add(key)
+    return first, repeats
 
 
 def averages(records: list[Line], paper_prompts: list[str], model: str | None) -> list[Line]:
@@ -106,6 +120,7 @@ def averages(records: list[Line], paper_prompts: list[str], model: str | None) -
                         ci_low=low,
                         ci_high=high,
                         measured_as=f"{model} / mean of {len(chosen)} prompt(s)",
+                        run=", ".join(dict.fromkeys(line.run for line in chosen)),
                     )
                 )
     return out
@@ -116,8 +131,10 @@ def average_label(prompts: list[str]) -> str:
 
 
 def pooled_line_interval(lines: list[Line]) -> tuple[str, str]:
-    """The interval of the mean of the lines' per-prompt estimates (`pooled_interval`); empty unless every
-    estimate has an interval."""
+    """The interval of the mean of the lines' per-prompt estimates (`pooled_interval`, at their level); empty
+    unless every estimate has an interval, all at one level."""
+    if len({line.ci for line in lines}) > 1:
+        return "", ""
     values, lows, highs = [], [], []
     for line in lines:
         value, low, high = as_number(line.measured), as_number(line.ci_low), as_number(line.ci_high)
