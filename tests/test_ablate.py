@@ -301,3 +301,16 @@ def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, mon
     )
     assert cli_run(args) == 0
     assert (out / "ablate.csv").read_bytes() == content
+
+
+def test_a_point_whose_last_attempt_failed_shows_no_earlier_numbers(cli, tmp_path):
+    """A point that ran once and then failed (its settings changed, say) keeps the earlier point.csv on disk: the
+    sweep must not show those numbers as this sweep's, nor exit 0."""
+    from diversity_cli.core.marker import write_owned
+
+    args = [*SWEEP, "prompt=a red circle", f"out={tmp_path}", "baselines=false"]
+    assert cli("ablate", *args)[0] == 0
+    point = tmp_path / "points/tiny_sd/hybrid_k1"
+    write_owned(point, "error.txt", "settings changed\n")  # what a failed attempt leaves
+    code, out, err = cli("ablate", *args, "merge=true")
+    assert code == 2 and "1 of 1 points have no results (hybrid_k1); hybrid_k1: settings changed" in err

@@ -69,6 +69,7 @@ COLUMNS = [
     "nfe",
     "ci_low",
     "ci_high",
+    "ci",  # the interval's level
     "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
 ]
 KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric")
@@ -456,8 +457,8 @@ def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str
     _remove_owned(view, diversity.CSV_NAME)  # its rows are then exactly this measurement's
     _listed(view, diversity.CSV_NAME)
     path = diversity.measure_diversity(settings)
-    keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high")
-    return [{key: row[key] for key in keep} for row in _read_csv(path)]
+    keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high", "ci")
+    return [{key: row.get(key, "") for key in keep} for row in _read_csv(path)]
 
 
 def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
@@ -561,11 +562,13 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
 
 
 def collect(out: Path, sweep: Sweep) -> tuple[list[tuple[Point, list[dict[str, str]]]], list[Point]]:
-    """Each point's finished rows (point.csv with its point.json written after it), and the points without."""
+    """Each point's finished rows (point.csv with its point.json written after it), and the points without. A point
+    whose last attempt failed (error.txt) is without: its point.csv, if any, is an earlier sweep's."""
     results, missing = [], []
     for point in sweep.all:
         folder = out / POINTS / sweep.model / point.tag
-        if (folder / "point.json").is_file() and (folder / "point.csv").is_file():
+        done = (folder / "point.json").is_file() and (folder / "point.csv").is_file()
+        if done and not (folder / ERROR_NAME).is_file():
             results.append((point, _read_csv(folder / "point.csv")))
         else:
             missing.append(point)
