@@ -186,3 +186,35 @@ def test_console_script_answers_fast_and_cleanly(tmp_path):
     assert help_run.returncode == 0 and "generate" in help_run.stdout
     bad = subprocess.run([*command, "generate", "k=99", PROMPT], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: k=99") and "Traceback" not in bad.stderr
+
+
+def test_a_group_over_two_settings_is_refused_by_the_measurements(cli, tmp_path):
+    """Other seeds added with other settings (or an overwrite at a smaller n) leave one tag and prompt over two
+    models: diversity and fid refuse to give one number for them, before any network loads."""
+    args = ("generate", "model=tiny_sd", PROMPT, "n=2", f"out={tmp_path}")
+    assert cli(*args)[0] == 0
+    assert cli(*args, "seed=100", "model.distilled.guidance=3.0")[0] == 0  # other seeds: no clash at generate
+    assert len({r["settings"] for r in _rows(tmp_path)}) == 2
+    for command in ("diversity", "fid"):
+        settings = ["metric=pixel"] if command == "diversity" else ["features=toy", "reference=toy"]
+        code, _, err = cli(command, f"out={tmp_path}", *settings)
+        assert code == 2 and "2 different settings" in err, (command, err)
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "diversity.csv").exists() and not (tmp_path / "fid.csv").exists()
+
+
+def test_a_group_now_below_min_n_loses_its_old_diversity_rows(cli, tmp_path):
+    """Images of one prompt lost since diversity ran: the group is skipped, and its old number goes with it
+    rather than staying in diversity.csv (and the report) as if it described the run."""
+    table = tmp_path / "prompts.txt"
+    table.write_text("a red circle\ntwo blue squares\n")
+    assert cli("generate", "model=tiny_sd", f"prompts={table}", "n=2", f"out={tmp_path}")[0] == 0
+    assert cli("diversity", f"out={tmp_path}", "metric=pixel")[0] == 0
+    assert {r["prompt"] for r in csv.DictReader((tmp_path / "diversity.csv").open())} == {
+        "a red circle",
+        "two blue squares",
+    }
+    (tmp_path / next(r["path"] for r in _rows(tmp_path) if r["prompt"] == "two blue squares")).unlink()
+    code, _, err = cli("diversity", f"out={tmp_path}", "metric=pixel")
+    assert code == 0 and "skipped" in err
+    assert {r["prompt"] for r in csv.DictReader((tmp_path / "diversity.csv").open())} == {"a red circle"}

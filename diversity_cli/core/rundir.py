@@ -301,6 +301,24 @@ def complete_png(path: Path) -> bool:
     return head == PNG_SIGNATURE and tail == PNG_END
 
 
+def one_setting_per_group(rows: list[dict[str, str]], group: tuple[str, ...]) -> None:
+    """Every group of samples rows (by the columns `group`) made with one setting (samples.csv's `settings`, the
+    fingerprint of the model and knobs behind an image): a number over two settings would mix two models under
+    one label (images of other seeds added with other timesteps, or an overwrite at a smaller n)."""
+    found: dict[tuple[str, ...], dict[str, None]] = {}
+    for row in rows:
+        key = tuple(row.get(column) or (row.get("method", "") if column == "tag" else "") for column in group)
+        if row.get("settings"):
+            found.setdefault(key, {})[row["settings"]] = None
+    for key, settings in found.items():
+        if len(settings) > 1:
+            raise UserError(
+                f"{' / '.join(key)} holds images made with {len(settings)} different settings (samples.csv's "
+                f"settings column: {', '.join(list(settings)[:3])}); one number must come from one setting: "
+                "generate each into its own out=, or remake the whole group with overwrite=true"
+            )
+
+
 def canonical_order(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """Groups (model, method tag) in the order they first appear; inside a group, rows by (case, seed) when every
     row has its case index (older files without it keep their file order). Sharded and unsharded runs of the same

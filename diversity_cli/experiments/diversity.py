@@ -26,7 +26,7 @@ from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
 from ..core.record import record_invocation
-from ..core.rundir import RunDir
+from ..core.rundir import RunDir, one_setting_per_group
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
@@ -114,6 +114,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
     rows = run.read_samples()
     if not rows:
         raise UserError(f"{run.samples_csv} not found or empty; out= must be a run directory made by generate")
+    one_setting_per_group(rows, ("model", "tag", "prompt"))
     by_key: dict[tuple[str, str, str], list[Path]] = {}
     missing = 0
     for row in rows:
@@ -442,13 +443,20 @@ def clip_score_rows(groups: list[Group], device: torch.device, batch_size: int, 
     return rows
 
 
-def write_rows(path: Path, rows: list[dict]) -> list[dict]:
-    """Merge into diversity.csv: rows with the same method/model/prompt/metric are replaced, others kept."""
+def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> list[dict]:
+    """Merge into diversity.csv: rows with the same method/model/prompt/metric are replaced, others kept, except
+    those of `skipped` groups (now too few images: their old numbers no longer describe the run)."""
     new_keys = {(r["method"], r["model"], r["prompt"], r["metric"]) for r in rows}
+    gone = {(g.method, g.model, g.prompt) for g in skipped}
     kept = []
     if path.is_file():
         with path.open(newline="") as f:
-            kept = [r for r in csv.DictReader(f) if (r["method"], r["model"], r["prompt"], r["metric"]) not in new_keys]
+            kept = [
+                r
+                for r in csv.DictReader(f)
+                if (r["method"], r["model"], r["prompt"], r["metric"]) not in new_keys
+                and (r["method"], r["model"], r["prompt"]) not in gone
+            ]
     merged = kept + [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
@@ -476,7 +484,9 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     root, groups, notes = collect_groups(cfg)
     min_n = max(2, int(cfg.min_n))
     small = [g for g in groups if len(g.paths) < min_n]
-    notes += [f"skipped {g.label}: {len(g.paths)} image(s) < min_n={min_n}" for g in small]
+    notes += [
+        f"skipped {g.label}: {len(g.paths)} image(s) < min_n={min_n} (its earlier rows, if any, go)" for g in small
+    ]
     groups = [g for g in groups if len(g.paths) >= min_n]
     if not groups:
         _report(notes)
@@ -522,7 +532,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         return save_shard_rows(root, shard, fingerprint, rows)
     target = root / CSV_NAME
     record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)
-    write_rows(target, rows)
+    write_rows(target, rows, skipped=small)
     _print_table(rows, target)
     _report(notes)
     return target

@@ -26,7 +26,7 @@ from ..core.console import progress_bar, stderr_console
 from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.record import record_invocation
-from ..core.rundir import SHARDS, RunDir, merge_rows
+from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group
 from ..metrics.quality import (
     DEFAULT_CLIP,
     QualityScores,
@@ -280,6 +280,7 @@ def sample_groups(rundir: RunDir, tags: Any) -> dict[tuple[str, str], list[dict[
     if not groups:
         present = sorted({row["tag"] for row in rows})
         raise UserError(f"no samples with tags {sorted(wanted or [])} in {rundir.root}; it has: {', '.join(present)}")
+    one_setting_per_group([row for group in groups.values() for row in group], ("model", "tag"))
     missing = [row["path"] for group in groups.values() for row in group if not (rundir.root / row["path"]).is_file()]
     if missing:
         raise UserError(
