@@ -149,3 +149,17 @@ def _plain(value: Any) -> Any:
 
 def _write_json(path: Path, body: dict[str, Any]) -> None:
     write_text(path, json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_records(root: str | Path) -> list[dict[str, Any]]:
+    """The invocation records of a run directory (`runs/*.json`, see `core.record`), oldest first; each gets
+    `_file`, its path relative to the run. A damaged record is left out."""
+    records = []
+    for path in sorted((Path(root) / RECORDS).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            records.append({**record, "_file": f"runs/{path.name}"})
+    return sorted(records, key=lambda record: str(record.get("started", "")))

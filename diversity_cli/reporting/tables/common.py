@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import UserError
+from ...core.record import read_records
 from ...core.rundir import RunDir, read_table
 
 # Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
@@ -158,20 +159,6 @@ def load_run(root: str | Path) -> RunData:
         dates=dates,
         records=read_records(root),
     )
-
-
-def read_records(root: Path) -> list[dict[str, Any]]:
-    """The invocation records of a run directory (`runs/*.json`, see `core.record`), oldest first; each gets
-    `_file`, its path relative to the run. A damaged record is left out."""
-    records = []
-    for path in sorted((root / "runs").glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict):
-            records.append({**record, "_file": f"runs/{path.name}"})
-    return sorted(records, key=lambda record: str(record.get("started", "")))
 
 
 def _mtime(path: Path) -> str:
