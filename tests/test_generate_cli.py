@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +219,31 @@ def test_a_group_now_below_min_n_loses_its_old_diversity_rows(cli, tmp_path):
     code, _, err = cli("diversity", f"out={tmp_path}", "metric=pixel")
     assert code == 0 and "skipped" in err
     assert {r["prompt"] for r in csv.DictReader((tmp_path / "diversity.csv").open())} == {"a red circle"}
+
+
+def test_images_of_weights_changed_in_place_are_not_joined_by_new_ones(cli, tmp_path):
+    """A student retrained into the same folder: its path and config are unchanged, so only the weights part of
+    `settings` tells the old images from the new. Resuming is refused; a full overwrite remakes them all, and
+    diversity refuses a group over both."""
+    from diversity_cli.core.resources import asset
+
+    student = tmp_path / "student"
+    shutil.copytree(asset("toy/dmd_student"), student)
+    args = ("generate", "model=toy", "method=distilled", PROMPT, f"model.distilled.network.path={student}")
+    out = f"out={tmp_path / 'run'}"
+    assert cli(*args, "n=2", out)[0] == 0
+    weights = student / "diffusion_pytorch_model.safetensors"
+    shutil.copy(asset("toy/dp_dmd_student") / weights.name, weights)
+    code, _, err = cli(*args, "n=3", out)
+    assert code == 2 and "2 distilled image(s) of toy that other weights made" in err
+    assert len(_rows(tmp_path / "run")) == 2
+    assert cli(*args, "n=3", "overwrite=true", out)[0] == 0
+    assert len({r["settings"] for r in _rows(tmp_path / "run")}) == 1
+    rows = _rows(tmp_path / "run")
+    rows[0]["settings"] = rows[0]["settings"].split("/")[0] + "/000000000000"  # as the old weights wrote it
+    with (tmp_path / "run" / "samples.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code, _, err = cli("diversity", f"out={tmp_path / 'run'}", "metric=pixel")
+    assert code == 2 and "2 different weights" in err

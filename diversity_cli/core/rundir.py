@@ -302,21 +302,29 @@ def complete_png(path: Path) -> bool:
 
 
 def one_setting_per_group(rows: list[dict[str, str]], group: tuple[str, ...]) -> None:
-    """Every group of samples rows (by the columns `group`) made with one setting (samples.csv's `settings`, the
-    fingerprint of the model and knobs behind an image): a number over two settings would mix two models under
-    one label (images of other seeds added with other timesteps, or an overwrite at a smaller n)."""
-    found: dict[tuple[str, ...], dict[str, None]] = {}
+    """Every group of samples rows (by the columns `group`) made with one setting and one set of weights
+    (samples.csv's `settings`: the fingerprints of the config and of the weights behind an image): a number over
+    two would mix two models under one label (images of other seeds added with other timesteps, or with a
+    student retrained in place; an overwrite at a smaller n)."""
+    # `settings` is "<config>/<weights>" (rows written before it named the weights: "<config>"): the parts are
+    # compared one by one, so an old row and a new one of the same config and weights agree.
+    found: dict[tuple[str, ...], tuple[dict[str, None], dict[str, None]]] = {}
     for row in rows:
         key = tuple(row.get(column) or (row.get("method", "") if column == "tag" else "") for column in group)
-        if row.get("settings"):
-            found.setdefault(key, {})[row["settings"]] = None
-    for key, settings in found.items():
-        if len(settings) > 1:
-            raise UserError(
-                f"{' / '.join(key)} holds images made with {len(settings)} different settings (samples.csv's "
-                f"settings column: {', '.join(list(settings)[:3])}); one number must come from one setting: "
-                "generate each into its own out=, or remake the whole group with overwrite=true"
-            )
+        config, _, weights = (row.get("settings") or "").partition("/")
+        configs, weight_parts = found.setdefault(key, ({}, {}))
+        if config:
+            configs[config] = None
+        if weights:
+            weight_parts[weights] = None
+    for key, (configs, weight_parts) in found.items():
+        for what, parts in (("settings", configs), ("weights", weight_parts)):
+            if len(parts) > 1:
+                raise UserError(
+                    f"{' / '.join(key)} holds images made with {len(parts)} different {what} (samples.csv's "
+                    f"settings column: {', '.join(list(parts)[:3])}); one number must come from one model: "
+                    "generate each into its own out=, or remake the whole group with overwrite=true"
+                )
 
 
 def canonical_order(rows: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
+from ..core.fingerprint import digest
 from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
@@ -104,7 +105,7 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
     """Jobs still to do. A finished image made by other settings is an error unless `overwrite`."""
     done = {row["path"]: row for row in run.read_samples()}
     wanted = {job.path for job in jobs}
-    clashes = {p for p in wanted if p in done and done[p]["settings"] != settings}
+    clashes = {p for p in wanted if p in done and config_part(done[p]["settings"]) != settings}
     if overwrite:
         run.drop_samples({p for p in wanted if p in done})
         run.check_targets(wanted)
@@ -165,6 +166,8 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
+    made_with = f"{settings}/{weights_part(cfg.method, models)}"
+    refuse_other_weights(run, cfg, todo, made_with)
     record_invocation(
         run.root,
         config=cfg,
@@ -202,7 +205,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
                         "path": job.path,
                         **knob_cells,
                         "tag": cfg_tag(cfg),
-                        "settings": settings,
+                        "settings": made_with,
                         "case": job.case,
                         "network_seconds": f"{timer.seconds / len(batch):.4f}",
                     }
@@ -211,6 +214,40 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
             progress.advance(task, len(batch))
             batch_done()  # a shard job told to stop (SIGUSR2) checkpoints and requeues here, between batches
     return run.root
+
+
+def weights_part(method: str, models: dict) -> str:
+    """The weights behind an image, for samples.csv's `settings` (`<config>/<weights>`): a digest of the weights
+    hashes of the networks `method` runs (the base's are no part of a distilled image, nor the student's of a
+    base one; the components are part of both)."""
+    unused = {"base": "distilled", "distilled": "base"}.get(method)
+    return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
+
+
+def config_part(settings: str) -> str:
+    """The config fingerprint of a `settings` cell (rows written before it carried weights hold only that)."""
+    return settings.split("/", 1)[0]
+
+
+def refuse_other_weights(run: RunDir, cfg: DictConfig, todo: list[Job], made_with: str) -> None:
+    """Images of this tag the run keeps (not remade now) that other weights made, at the same settings (a student
+    retrained in place, new toy weights installed): the new ones would join them under one label."""
+    tag, remade = cfg_tag(cfg), {job.path for job in todo}
+    other = [
+        row
+        for row in run.read_samples()
+        if row["model"] == cfg.model.name
+        and (row.get("tag") or row["method"]) == tag
+        and row["path"] not in remade
+        and "/" in row.get("settings", "")
+        and row["settings"].split("/", 1)[1] != made_with.split("/", 1)[1]
+    ]
+    if other:
+        raise UserError(
+            f"{run.root} holds {len(other)} {tag} image(s) of {cfg.model.name} that other weights made (settings "
+            f"{other[0]['settings']}, now {made_with}): one label over both would mix two models; use another out=, "
+            "or remake them all (overwrite=true with the same n and prompts)"
+        )
 
 
 def sample_batch(pair, plan, prompts: list[str], seeds: list[int], timer=None) -> tuple[list, float]:
