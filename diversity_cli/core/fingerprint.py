@@ -22,6 +22,9 @@ HASH_CHARS = 16  # hex digits kept: 64 bits, ample for telling versions of one f
 BLOCK = 1 << 22
 PERSIST_BYTES = 8 << 20  # files at least this large (weights) keep their hash on disk between commands
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".tar", ".npz", ".onnx")
+# What a network is built from beside its weights: its config (layers, prediction type, a scheduler's schedule) and
+# a tokenizer's vocabulary. Editing one in place changes the network as surely as new weights do.
+CONFIG_SUFFIXES = (".json", ".txt", ".model", ".yaml")
 INDEX = "files.json"
 
 _memo: dict[tuple[str, int, int, int], str] = {}
@@ -79,15 +82,17 @@ def files_hash(paths: Iterable[str | Path], root: str | Path | None = None, pers
 
 
 def weight_files(folder: str | Path) -> list[Path]:
-    """The weight files under a folder (recursively): what a network loaded from it is made of."""
+    """The weight files under a folder (recursively) and the configs beside them: what a network loaded from it
+    is made of."""
     folder = Path(folder).expanduser()
     if folder.is_file():
         return [folder]
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    suffixes = WEIGHT_SUFFIXES + CONFIG_SUFFIXES
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(suffixes))
 
 
 def folder_hash(folder: str | Path) -> str:
-    """Digest of a folder's weight files (names and bytes); a single file is hashed as itself."""
+    """Digest of a folder's weight and config files (names and bytes); a single file is hashed as itself."""
     folder = Path(folder).expanduser()
     if folder.is_file():
         return file_hash(folder)
