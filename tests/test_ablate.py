@@ -314,3 +314,16 @@ def test_a_point_whose_last_attempt_failed_shows_no_earlier_numbers(cli, tmp_pat
     write_owned(point, "error.txt", "settings changed\n")  # what a failed attempt leaves
     code, out, err = cli("ablate", *args, "merge=true")
     assert code == 2 and "1 of 1 points have no results (hybrid_k1); hybrid_k1: settings changed" in err
+
+
+def test_a_points_measurement_is_redone_when_its_image_bytes_change(cli, tmp_path):
+    """The point's cached measurement is keyed by its images' bytes too: an image replaced by hand (its samples row
+    unchanged) is measured again, not read back from point.csv."""
+    args = [*SWEEP, "prompt=a red circle", f"out={tmp_path}", "baselines=false", "n=3"]
+    assert cli("ablate", *args)[0] == 0
+    before = _read(tmp_path / "ablate.csv")[0]["value"]
+    images = sorted((tmp_path / "points/tiny_sd/hybrid_k1").rglob("0*.png"))
+    shutil.copy(images[0], images[1])  # two of three alike: less diverse
+    code, _, err = cli("ablate", *args)
+    assert code == 0 and "measured before" not in err
+    assert _read(tmp_path / "ablate.csv")[0]["value"] != before

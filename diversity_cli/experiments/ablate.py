@@ -422,7 +422,7 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
         raise UserError(f"{root}: {len(lost)} image(s) of this point were not generated (e.g. {lost[0]})")
     rows = [{**made[job.path], "path": os.path.relpath(root / job.path, view)} for job in jobs]
     metrics = parse_metrics(cfg.metric)
-    signature = _signature(cfg, metrics, rows)
+    signature = _signature(cfg, metrics, rows, [root / job.path for job in jobs])
     cached = _cached(root, signature)
     if cached is not None:
         stderr_console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
@@ -478,11 +478,19 @@ def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _signature(cfg: DictConfig, metrics: list[str], rows: list[dict[str, str]]) -> str:
-    """What a point's measurement depends on: its images (settings, seeds, timing) and the metric settings."""
+def _signature(cfg: DictConfig, metrics: list[str], rows: list[dict[str, str]], images: list[Path]) -> str:
+    """What a point's measurement depends on: its images (settings, seeds, timing, bytes), the metric settings and
+    the toy judge's weights (a classifier retrained in place)."""
+    from ..core.fingerprint import file_hashes, folder_hash
+    from ..toy.features import ASSETS
+
     ignore = ("out", "images", "metric", "device", "batch_size", "workers", "tags")
+    judge = (_container(cfg.measure.diversity).get("embedders") or {}).get("toy_features") or {}
+    toy = any(metric.startswith("toy") for metric in metrics)
     record = {
         "samples": [{k: r[k] for k in ("path", "prompt", "seed", "settings", "seconds")} for r in rows],
+        "bytes": file_hashes(images),
+        "judge": folder_hash(judge.get("path") or ASSETS / "features") if toy else None,
         "metric": metrics,
         "diversity": {k: v for k, v in _container(cfg.measure.diversity).items() if k not in ignore},
         "fid": {k: v for k, v in _container(cfg.measure.fid).items() if k not in ignore} if cfg.fid else None,
