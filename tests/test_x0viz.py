@@ -49,6 +49,14 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
     assert (tmp_path / "commitment.png").stat().st_size > 0
     code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", f"out={tmp_path}")
     assert code == 2 and "overwrite=true" in err
+    # overwrite=true with fewer methods: the earlier run's other grids go (the report shows the folder's grids)
+    (tmp_path / "notes.txt").write_text("mine")
+    code, _, err = cli(
+        "x0viz", "model=tiny_sd", "prompt=a blue square", "n=2", "methods=base", "overwrite=true", f"out={tmp_path}"
+    )
+    assert code == 0, err
+    assert sorted(p.name.split("_")[3] for p in tmp_path.glob("x*_tiny_sd_*.png")) == ["base", "base"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):

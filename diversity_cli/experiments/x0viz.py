@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
 from ..core.fingerprint import weights_record
-from ..core.marker import RunMarker, claim_outputs, require_marked
+from ..core.marker import RunMarker, claim_outputs, remove_outputs
 from ..core.prompts import prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.schema import check
@@ -55,7 +55,9 @@ def visualize(cfg: DictConfig) -> Path:
     outputs = ["commitment.csv", "commitment_summary.csv", "commitment.png"]
     outputs += [f"{kind}_{stem}.png" for stem in stems for kind in ("x0", "xt")]
     if cfg.overwrite and out.is_dir() and any(out.iterdir()):
-        require_marked(out, "overwrite=true")  # replaces files only in a folder diversity-cli marked
+        # the earlier run's grids this one will not remake go too, or the report would show them as this run's
+        earlier = [name for name in RunMarker(out).files() if name.startswith(("x0_", "xt_")) and name not in outputs]
+        remove_outputs(out, earlier)  # only in a folder diversity-cli marked, only the files it lists
     claim_outputs(out, outputs)
     RunMarker(out).record(*outputs)
 
