@@ -247,3 +247,21 @@ def test_images_of_weights_changed_in_place_are_not_joined_by_new_ones(cli, tmp_
         writer.writerows(rows)
     code, _, err = cli("diversity", f"out={tmp_path / 'run'}", "metric=pixel")
     assert code == 2 and "2 different weights" in err
+
+
+def test_a_diversity_number_names_embedder_settings_other_than_the_defaults(cli, tmp_path):
+    """pixel at 16 px is another measurement than the 64 px the label's description names: diversity.csv, the
+    command's summary and the report's header and note all say so. A prompt is shown as typed, brackets too."""
+    prompt = "a [b] red circle"
+    assert cli("generate", "model=tiny_sd", f"prompt={prompt}", "n=2", f"out={tmp_path}")[0] == 0
+    code, out, _ = cli("diversity", f"out={tmp_path}", "metric=pixel", "embedders.pixel.size=16")
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "diversity.csv").open()))
+    assert {r["options"] for r in rows if r["metric"] == "pixel"} == {"size=16"}
+    assert "pixel[size=16]" in out and "[b] red" in out
+    assert cli("diversity", f"out={tmp_path}", "metric=pixel")[0] == 0  # the defaults: no options
+    assert {r["options"] for r in csv.DictReader((tmp_path / "diversity.csv").open())} == {""}
+    assert cli("diversity", f"out={tmp_path}", "metric=pixel", "embedders.pixel.size=16")[0] == 0
+    assert cli("report", f"out={tmp_path}", "tables=[3]", "html=false", "figures=false")[0] == 0
+    text = (tmp_path / "tables" / "table_3.md").read_text()
+    assert "measured pixel[size=16]_diversity" in text and "measured with size=16" in text

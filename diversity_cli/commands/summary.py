@@ -98,7 +98,9 @@ def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | Non
     for row in shown:
         group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
         n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
-        summary.headline.append((group, f"{row['metric']} {_interval(row, level)}{n}"))
+        metric = row["metric"] + (f"[{row['options']}]" if row.get("options") else "")  # other embedder settings
+        level = float(row["ci"]) if row.get("ci") else level  # the level the row was measured at
+        summary.headline.append((group, f"{metric} {_interval(row, level)}{n}"))
 
 
 def _fid(summary: Summary, path: Path) -> None:
@@ -108,7 +110,9 @@ def _fid(summary: Summary, path: Path) -> None:
     for row in rows:
         name = next((key for key in row if key.startswith("fid") and row[key]), None)
         score = f"{name} {_num(row[name])}" if name else "fid -"
-        summary.headline.append((f"{row['model']} / {row['method']}".strip(" /"), f"{score} (n={row['n']})"))
+        # fid.csv keeps the rows of other references beside this run's: each says against what it was measured
+        against = f", against {row['reference']}" if row.get("reference") else ""
+        summary.headline.append((f"{row['model']} / {row['method']}".strip(" /"), f"{score} (n={row['n']}{against})"))
 
 
 def _x0viz(summary: Summary, out: Path) -> None:
@@ -164,6 +168,7 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
 
 def show(summary: Summary) -> None:
     from rich.table import Table
+    from rich.text import Text  # cells are data: a prompt or `toy_features[distance=euclidean]` is no markup
 
     rate = ""
     if summary.images and summary.seconds > 0:
@@ -173,9 +178,9 @@ def show(summary: Summary) -> None:
     table.add_column("what")
     table.add_column("where / value", overflow="fold")
     for what, where in summary.written:
-        table.add_row(what, where)
+        table.add_row(Text(what), Text(where))
     for group, value in summary.headline[:HEADLINE_ROWS]:
-        table.add_row(group, value)
+        table.add_row(Text(group), Text(value))
     if len(summary.headline) > HEADLINE_ROWS:
         table.add_row("...", f"{len(summary.headline) - HEADLINE_ROWS} more rows in the CSV")
     stdout_console().print(table)

@@ -70,6 +70,7 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "ci",  # the interval's level
+    "options",  # the embedder's settings other than the defaults (diversity.csv's)
     "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
 ]
 KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric")
@@ -457,7 +458,7 @@ def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str
     _remove_owned(view, diversity.CSV_NAME)  # its rows are then exactly this measurement's
     _listed(view, diversity.CSV_NAME)
     path = diversity.measure_diversity(settings)
-    keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high", "ci")
+    keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options")
     return [{key: row.get(key, "") for key in keep} for row in _read_csv(path)]
 
 

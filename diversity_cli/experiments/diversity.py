@@ -26,6 +26,7 @@ from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
 from ..core.record import record_invocation
+from ..core.resources import conf_root
 from ..core.rundir import RunDir, one_setting_per_group
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
@@ -37,7 +38,8 @@ from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
-COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci"]  # ci: the interval's level
+# ci: the interval's level; options: the embedder's settings that differ from conf/diversity.yaml's (what was measured)
+COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options"]
 CSV_NAME = "diversity.csv"
 
 
@@ -292,6 +294,23 @@ def embed_paths(embedder: Embedder, paths: list[Path], batch_size: int, cache: E
 # ------------------------------------------------------------------------------------------------ results
 
 
+# Embedder settings that say where a file is or how fast it runs, not what is measured.
+NOT_MEASURED = ("batch_size", "cache_dir")
+
+
+def embedder_options(name: str, options: dict) -> str:
+    """The settings of embedder `name` that differ from the shipped defaults, as `distance=euclidean; size=16`: a
+    diversity.csv row says what it measured, and a number made with other settings is never read as the usual
+    one ("" for the defaults)."""
+    defaults = OmegaConf.load(conf_root() / "diversity.yaml").embedders.get(name) or {}
+    changed = {
+        key: value
+        for key, value in options.items()
+        if key not in NOT_MEASURED and (key not in defaults or defaults[key] != value)
+    }
+    return "; ".join(f"{key}={value}" for key, value in sorted(changed.items()))
+
+
 def _row(group: Group, metric: str, value: float, low: float | None = None, high: float | None = None) -> dict:
     return {
         "method": group.method,
@@ -512,9 +531,10 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         options.setdefault("batch_size", int(cfg.batch_size))
         embedder = get_embedder(name, device, **options)
         if hasattr(embedder, "distances"):  # LPIPS: distances streamed per layer and block, no embeddings kept
-            rows += streamed_rows(cfg, name, embedder, groups, metrics, notes)
+            found = streamed_rows(cfg, name, embedder, groups, metrics, notes)
         else:
-            rows += embedder_rows(cfg, name, embedder, groups, metrics, notes, shard)
+            found = embedder_rows(cfg, name, embedder, groups, metrics, notes, shard)
+        rows += [{**row, "options": embedder_options(name, options)} for row in found]
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)

@@ -81,7 +81,7 @@ def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
             method,
             condition,
             "dreamsim_diversity",
-            measured_metric=row["metric"],
+            measured_metric=row["metric"] + (f"[{row['options']}]" if row.get("options") else ""),
             measured=row["value"],
             n=row.get("n", ""),
             ci_low=row.get("ci_low") or "",

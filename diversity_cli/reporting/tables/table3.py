@@ -55,7 +55,7 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
             method,
             labels.get(row["prompt"].lower(), row["prompt"]),
             "dreamsim_diversity",
-            measured_metric=row["metric"],
+            measured_metric=row["metric"] + (f"[{row['options']}]" if row.get("options") else ""),
             measured=row["value"],
             n=row.get("n", ""),
             ci_low=row.get("ci_low") or "",
