@@ -13,7 +13,15 @@ import pytest
 
 from diversity_cli.core.config import compose
 from diversity_cli.core.rundir import SAMPLE_COLUMNS
-from diversity_cli.reporting.tables import build_tables, load_run, read_paper, read_prompt_labels, to_markdown, wide
+from diversity_cli.reporting.tables import (
+    build_tables,
+    load_run,
+    metric_notes,
+    read_paper,
+    read_prompt_labels,
+    to_markdown,
+    wide,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "data" / "paper_tables.csv"
@@ -641,3 +649,15 @@ def test_a_group_no_table_row_names_is_said_and_can_be_mapped(cli, tmp_path: Pat
     assert code == 0 and "in no table" not in err
     text = (root / "tables" / "table_3.md").read_text()
     assert "toy (Hybrid: hybrid_k1_bs5)" in text
+
+
+def test_table_2s_clip_is_described_as_a_clip_score_and_a_folder_reference_as_a_folder(paper_run: Path, toy_run):
+    """fid.csv's `clip` column is a CLIP score against the captions, not the diversity embedder of that name; a
+    toy-feature FID against a folder is not "to toy scenes"."""
+    notes = tables_of(paper_run, keys=("2",))["2"].notes + metric_notes(tables_of(paper_run, keys=("2",))["2"])
+    (clip,) = [note for note in notes if note.startswith("`clip`")]
+    assert "CLIP score" in clip and "pairwise" not in clip
+    rows = list(csv.DictReader((toy_run / "fid.csv").open()))
+    write_csv(toy_run / "fid.csv", [{**row, "reference": "/data/photos"} for row in rows])
+    (note,) = [n for n in metric_notes(tables_of(toy_run, keys=("2",))["2"]) if n.startswith("`fid_toyfeat")]
+    assert "reference images of photos" in note and "toy scenes" not in note

@@ -94,5 +94,5 @@ class DiversityConfig:
     launcher_params: Any = anything("per-run cluster settings over the launcher file")
     min_n: int = integer("groups with fewer images are skipped", 2)
     adherent_only: bool = flag("toy: diversity over the on-prompt images only (metric@adherent)")
-    cache: bool = flag("keep embeddings per image in <out>/.cache")
+    cache: bool = flag("keep embeddings per image in the user cache ($DIVERSITY_CLI_CACHE/embeddings)")
     embedders: Embedders = section(Embedders, "settings of each embedder")

@@ -27,9 +27,9 @@ from ...core.rundir import RunDir, read_table
 TABLE_IDS = {"1": "1", "2": "2", "3": "3", "4": "4", "D1": "D.1", "E1": "E.1"}
 TITLES = {
     "1": "Table 1: control transfer, % change of CLIP score with the adapter (base -> target model)",
-    "2": "Table 2: distribution quality and speed of base, distilled and hybrid (COCO captions)",
+    "2": "Table 2: distribution quality and speed of base, distilled and hybrid (the paper: 30k COCO captions)",
     "3": "Table 3: sample diversity per prompt (mean pairwise distance, higher is more diverse)",
-    "4": "Table 4: hybrid vs. skipping the first timestep (COCO captions)",
+    "4": "Table 4: hybrid vs. skipping the first timestep (the paper: 30k COCO captions)",
     "D.1": "Table D.1: other architectures (PixArt-alpha/delta, SD 2.1/SD-Turbo): diversity and time",
     "E.1": "Table E.1: replacing the final timesteps instead of the first (diversity and time)",
 }

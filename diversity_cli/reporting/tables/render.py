@@ -27,16 +27,17 @@ METRIC_NOTES = {
     "lpips": "mean pairwise LPIPS distance (not DreamSim)",
     "clip": "mean pairwise CLIP-embedding distance (not DreamSim)",
     "dino": "mean pairwise DINOv2-embedding distance (not DreamSim)",
-    "fid": "FID, Inception features",
-    "fid_toyfeat": "Frechet distance of the toy classifier's features to toy scenes (not FID)",
-    "is_toyfeat": "Inception-Score formula on the toy classifier's outputs (not IS)",
+    "fid": "FID, Inception features (lower is better)",
+    "is": "Inception Score (higher is better)",
+    "fid_toyfeat": "Frechet distance of the toy classifier's features to toy scenes (not FID; lower is better)",
+    "is_toyfeat": "Inception-Score formula on the toy classifier's outputs (not IS; higher is better)",
     "fid_tinyrandom": "Frechet distance of a random tiny network's features (a plumbing check, not FID)",
     "is_tinyrandom": "IS formula on a random tiny network (a plumbing check, not IS)",
     "seconds_per_image": "mean seconds per image of this run's hardware (whole generation: both models and decoding)",
     "clip_change_pct": "100 x (CLIP score with - without adapter) / without, toward the concept text",
     "classifier_without": "fraction of images the toy classifier sees with the concept's factor value, no adapter",
     "classifier_with": "the same fraction with the adapter",
-    "clip_score": "CLIP score of the images against their prompt (quality beside diversity)",
+    "clip_score": "CLIP score of the images against their prompt (quality beside diversity; higher is better)",
     "toy_adherence": "share of the images the toy judge finds on-prompt (quality beside diversity)",
 }
 # Measured metrics that are a quality, not a diversity: named as they are, never "<name>_diversity".
@@ -182,13 +183,26 @@ def provenance(table: Table) -> list[str]:
 
 
 def metric_notes(table: Table) -> list[str]:
-    names = dict.fromkeys(line.measured_metric for line in table.measured)
+    slots: dict[str, str] = {}
+    for line in table.measured:
+        slots.setdefault(line.measured_metric, line.metric)
     notes = []
-    for name in names:
+    for name, slot in slots.items():
         plain = name.split("[", 1)[0].split("@", 1)[0]
+        plain = "clip_score" if (plain, slot) == ("clip", "clip") else plain  # fid.csv's `clip`: a CLIP score
         if plain in METRIC_NOTES:
-            notes.append(f"`{name}`: {METRIC_NOTES[plain]}")
+            notes.append(f"`{name}`: {_described(name, METRIC_NOTES[plain])}")
     return notes + is_caveats(table)
+
+
+def _described(name: str, note: str) -> str:
+    """A metric's note, told what the brackets of its name say: `fid_toyfeat[ref=photos]` was measured against a
+    folder, not toy scenes; `toy_features[distance=euclidean]` with embedder settings other than the defaults the
+    note describes."""
+    inside = name[name.index("[") + 1 : name.rindex("]")] if "[" in name and "]" in name else ""
+    if inside.startswith("ref="):
+        return note.replace("to toy scenes", f"to the reference images of {inside[4:]}")
+    return f"{note}; measured with {inside}, not the defaults this describes" if inside else note
 
 
 def is_caveats(table: Table) -> list[str]:
