@@ -327,3 +327,13 @@ def test_a_points_measurement_is_redone_when_its_image_bytes_change(cli, tmp_pat
     code, _, err = cli("ablate", *args)
     assert code == 0 and "measured before" not in err
     assert _read(tmp_path / "ablate.csv")[0]["value"] != before
+
+
+def test_the_summary_shows_this_sweeps_points_not_earlier_ones_in_the_same_out(cli, tmp_path):
+    args = [*SWEEP, "prompt=a red circle", f"out={tmp_path}", "baselines=false"]
+    assert cli("ablate", *args, "k=1")[0] == 0
+    code, out, _ = cli("ablate", *args, "k=2")
+    assert code == 0
+    assert {r["k"] for r in _read(tmp_path / "ablate.csv")} == {"1", "2"}  # both sweeps' rows are kept
+    headline = [line for line in out.splitlines() if "hybrid k=" in line]  # the summary's rows, not the CSV's
+    assert headline and all("hybrid k=2" in line for line in headline), out

@@ -265,3 +265,13 @@ def test_a_diversity_number_names_embedder_settings_other_than_the_defaults(cli,
     assert cli("report", f"out={tmp_path}", "tables=[3]", "html=false", "figures=false")[0] == 0
     text = (tmp_path / "tables" / "table_3.md").read_text()
     assert "measured pixel[size=16]_diversity" in text and "measured with size=16" in text
+
+
+def test_the_summary_counts_remade_images(cli, tmp_path):
+    """An image lost from disk is made again without a new row: the summary counts what this command wrote."""
+    args = ("generate", "model=tiny_sd", PROMPT, "n=3", f"out={tmp_path}")
+    code, out, _ = cli(*args)
+    assert code == 0 and "generate: 3 images" in out
+    (tmp_path / _rows(tmp_path)[1]["path"]).unlink()
+    code, out, _ = cli(*args)
+    assert code == 0 and "generate: 1 images" in out, out

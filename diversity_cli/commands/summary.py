@@ -4,6 +4,7 @@ and the headline number with its interval; `generate` also leaves a contact shee
 from __future__ import annotations
 
 import csv
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
     from ..reporting.contact_sheet import contact_sheet
 
     rows = RunDir(root).read_samples()
-    summary.images = max(0, len(rows) - rows_before)
+    # images written by this command: a remade image (lost, truncated, overwrite=true) adds no row, so count files
+    began = time.time() - summary.seconds
+    summary.images = sum(1 for row in rows if _mtime(root / row["path"]) >= began) if rows_before else len(rows)
     summary.written += [("samples.csv", str(root / "samples.csv")), ("images", f"{root / cfg.model.name}/<tag>/")]
     prompts = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
     if prompts:
@@ -75,6 +78,13 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
         seconds = [float(row["seconds"]) for row in mine if row.get("tag", row["method"]) == tag and row.get("seconds")]
         if seconds:
             summary.headline.append((tag, f"{sum(seconds) / len(seconds):.3f} s/image over {len(seconds)} images"))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str | None:
@@ -131,9 +141,16 @@ def _x0viz(summary: Summary, out: Path) -> None:
 
 
 def _ablate(summary: Summary, cfg: DictConfig) -> None:
+    from ..core.record import read_records
+
     out = Path(cfg.out)
     rows = _csv(out / "ablate.csv")
     summary.written += [("ablate.csv", str(out / "ablate.csv")), ("plots", str(out / "plots"))]
+    # ablate.csv keeps the points of earlier sweeps into this out=: the headline is this sweep's (its record's)
+    mine = [record for record in read_records(out) if record.get("command") == "ablate" and "points" in record]
+    if mine:
+        points = {f"{cfg.model.name}/{tag}" for tag in mine[-1]["points"]}
+        rows = [row for row in rows if row.get("run", "").split("/", 1)[-1] in points]
     first = rows[0]["metric"] if rows else None
     for row in [row for row in rows if row["metric"] == first]:
         knobs = ",".join(f"{k}={row[k]}" for k in ("k", "base_guidance", "base_steps") if row.get(k) not in ("", None))
