@@ -661,3 +661,11 @@ def test_table_2s_clip_is_described_as_a_clip_score_and_a_folder_reference_as_a_
     write_csv(toy_run / "fid.csv", [{**row, "reference": "/data/photos"} for row in rows])
     (note,) = [n for n in metric_notes(tables_of(toy_run, keys=("2",))["2"]) if n.startswith("`fid_toyfeat")]
     assert "reference images of photos" in note and "toy scenes" not in note
+
+
+def test_the_htmls_measurement_tables_round_every_fraction_alike():
+    from diversity_cli.reporting.report import _tidy
+
+    assert [_tidy(v) for v in ("0.17955", "0.0765878", "12", "-3", "a shape", "")] == [
+        "0.180", "0.077", "12", "-3", "a shape", ""
+    ]  # fmt: skip

@@ -371,8 +371,9 @@ def _measurements_html(run: RunData, limit: int) -> str:
 
 
 def _tidy(value: str) -> str:
-    # Long floats are rounded for reading; short values (seeds, k, names) are shown as the CSV has them.
-    return format_number(value) if len(value) > 8 else value
+    # Every non-integer number is rounded alike for reading (not only the long ones); integers (seeds, k, n) and
+    # names are shown as the CSV has them.
+    return value if value.lstrip("-").isdigit() else format_number(value)
 
 
 def point_samples(root: Path) -> list[dict[str, str]]:
