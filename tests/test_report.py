@@ -669,3 +669,12 @@ def test_the_htmls_measurement_tables_round_every_fraction_alike():
     assert [_tidy(v) for v in ("0.17955", "0.0765878", "12", "-3", "a shape", "")] == [
         "0.180", "0.077", "12", "-3", "a shape", ""
     ]  # fmt: skip
+
+
+def test_a_toy_reference_with_other_settings_heads_its_own_column(toy_run: Path):
+    rows = list(csv.DictReader((toy_run / "fid.csv").open()))
+    write_csv(toy_run / "fid.csv", [{**row, "reference": "toy(mode=dataset)"} for row in rows])
+    table = tables_of(toy_run, keys=("2",))["2"]
+    assert "measured fid_toyfeat[ref=toy(mode=dataset)]" in " ".join(wide(table)[0])
+    (note,) = [n for n in metric_notes(table) if n.startswith("`fid_toyfeat")]
+    assert "toy scenes drawn with mode=dataset" in note

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.atomic import atomic_path
 from ..core.console import progress_bar, stderr_console
@@ -119,7 +119,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
                 states[group] = {"state": scores.state(), "reference": statistics[key]}
                 continue
             measured = scores.compute(int(cfg.seed))
-            results.append(result_row(tag, model, rows, measured, extractor.tag, cfg.reference, features))
+            results.append(result_row(tag, model, rows, measured, extractor.tag, reference_label(cfg), features))
     rundir.root.mkdir(parents=True, exist_ok=True)
     if shard is not None:  # statistics only: the merge writes fid.csv
         save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, extractor.tag)
@@ -186,7 +186,6 @@ def load_partial(root: Path, shard: Shard, fingerprint: str) -> dict[str, dict]:
 
 def shard_fingerprint(cfg: DictConfig, groups: dict[tuple[str, str], list[dict[str, str]]]) -> str:
     """What a shard's statistics depend on: the settings that change a number, and every group's images."""
-    from omegaconf import OmegaConf
 
     settings = {
         key: value
@@ -241,7 +240,7 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
         measured = scores_from_state(
             merged, parts[0]["reference"], saved[0]["num_features"], int(cfg.is_splits), int(cfg.seed)
         )
-        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], cfg.reference, features))
+        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], reference_label(cfg), features))
     record_invocation(rundir.root, config=cfg, merged_shards=count)
     path = write_results(rundir.root / "fid.csv", results)
     for shard_path in paths:
@@ -313,9 +312,28 @@ def result_row(
     for name in ("fid", "is", "is_std"):
         row[name + suffix] = _fmt(scores[name])
     row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
-    row["reference"] = reference if reference in ("coco", "toy") else str(Path(reference).expanduser().resolve())
+    row["reference"] = reference
     row["features"] = features
     return row
+
+
+def reference_label(cfg: DictConfig) -> str:
+    """fid.csv's `reference`: coco, toy or the folder, with the settings that change the number when they are
+    not the defaults (`toy(per_prompt=8)`, `coco(limit=5000)`), so rows against other references never share a
+    label (nor, in fid.csv, a row)."""
+    from ..core.resources import conf_root
+
+    reference = str(cfg.reference)
+    changed = {}
+    if reference == "toy":
+        defaults = OmegaConf.load(conf_root() / "fid.yaml").toy
+        used = ("mode", "seed", "per_prompt" if cfg.toy.mode == "prompts" else "count")
+        changed = {key: cfg.toy[key] for key in used if cfg.toy[key] != defaults[key]}
+    elif reference != "coco":
+        reference = str(Path(reference).expanduser().resolve())
+    if cfg.get("reference_limit") is not None and reference != "toy":
+        changed["limit"] = cfg.reference_limit
+    return reference + (f"({'; '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
 
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:

@@ -46,8 +46,8 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
             if slot is None or as_number(value) is None:
                 continue
             name = column
-            if slot == "fid" and reference not in ("", "coco", "toy"):
-                name = f"{column}[ref={Path(reference).name}]"
+            if slot == "fid" and reference not in ("", "coco", "toy"):  # toy(...) / coco(...): other settings
+                name = f"{column}[ref={reference if reference.startswith(('toy(', 'coco(')) else Path(reference).name}]"
             step = steps.get((row["model"], row["method"]), "")
             records.append(
                 Line(

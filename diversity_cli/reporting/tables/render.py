@@ -200,6 +200,8 @@ def _described(name: str, note: str) -> str:
     folder, not toy scenes; `toy_features[distance=euclidean]` with embedder settings other than the defaults the
     note describes."""
     inside = name[name.index("[") + 1 : name.rindex("]")] if "[" in name and "]" in name else ""
+    if inside.startswith("ref=toy("):
+        return note.replace("to toy scenes", f"to toy scenes drawn with {inside[8:-1]}")
     if inside.startswith("ref="):
         return note.replace("to toy scenes", f"to the reference images of {inside[4:]}")
     return f"{note}; measured with {inside}, not the defaults this describes" if inside else note
