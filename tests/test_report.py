@@ -678,3 +678,16 @@ def test_a_toy_reference_with_other_settings_heads_its_own_column(toy_run: Path)
     assert "measured fid_toyfeat[ref=toy(mode=dataset)]" in " ".join(wide(table)[0])
     (note,) = [n for n in metric_notes(table) if n.startswith("`fid_toyfeat")]
     assert "toy scenes drawn with mode=dataset" in note
+
+
+def test_e1s_stand_in_prompt_is_the_pairs_own_default_prompt_when_it_is_among_the_fullest(tmp_path: Path):
+    import json
+
+    run = _toy_cells(tmp_path / "run", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1")})
+    line = cell(tables_of(run, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
+    assert line.measured_as.endswith("/ a red circle")  # no record to go by: the first in the alphabet
+    (run / "runs").mkdir()
+    record = {"command": "generate", "started": "1", "config": {"model": {"name": "toy", "default_prompt": "a shape"}}}
+    (run / "runs" / "1-generate.json").write_text(json.dumps(record))
+    line = cell(tables_of(run, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
+    assert line.measured_as.endswith("/ a shape")

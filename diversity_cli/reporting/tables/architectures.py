@@ -29,15 +29,28 @@ def seconds_per_group(run: RunData) -> dict[tuple[str, str, str], tuple[str, int
     return {key: (mean_of(values), len(values)) for key, values in groups.items()}
 
 
-def _fullest_prompt(rows: list[dict[str, str]], model: str | None, preferred: str) -> str:
-    """The stand-in's prompt for a one-prompt table: the paper's if measured, else the one with most methods."""
+def _fullest_prompt(rows: list[dict[str, str]], model: str | None, preferred: str, own: str | None = None) -> str:
+    """The stand-in's prompt for a one-prompt table: the paper's if measured, else the one with most methods; of
+    those, the pair's own `default_prompt` (`own`) if it is one, else the first in the alphabet."""
     tags: dict[str, set[str]] = {}
     for row in rows:
         if row["model"] == model:
             tags.setdefault(row["prompt"].lower(), set()).add(row["method"])
     if preferred in tags or not tags:
         return preferred
-    return max(tags, key=lambda prompt: len(tags[prompt]))  # ties: the first in diversity.csv
+    most = max(len(methods) for methods in tags.values())
+    fullest = sorted(prompt for prompt, methods in tags.items() if len(methods) == most)
+    return own if own in fullest else fullest[0]
+
+
+def default_prompts(run: RunData) -> dict[str, str]:
+    """pair -> its `default_prompt`, as the run's generate records give it (lowercase, as tables match prompts)."""
+    found = {}
+    for record in run.records:
+        model = (record.get("config") or {}).get("model") or {}
+        if record.get("command") == "generate" and model.get("name") and model.get("default_prompt"):
+            found[str(model["name"])] = str(model["default_prompt"]).lower()
+    return found
 
 
 def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
@@ -54,8 +67,9 @@ def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
     if not paper_models and cfg.get("standin"):
         rows = pairs[str(cfg.standin)]
         standin = choose_model(((r["model"], r["method"]) for r in div if match_tag(r["method"], rows)), None)
+    own = default_prompts(run)
     prompt_of = {
-        model: paper_prompt if model in pairs else _fullest_prompt(div, model, paper_prompt)
+        model: paper_prompt if model in pairs else _fullest_prompt(div, model, paper_prompt, own.get(model))
         for model in {r["model"] for r in div}
     }
     if standin is not None and cfg.get("standin_prompt"):
