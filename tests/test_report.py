@@ -684,10 +684,16 @@ def test_e1s_stand_in_prompt_is_the_pairs_own_default_prompt_when_it_is_among_th
     import json
 
     run = _toy_cells(tmp_path / "run", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1")})
+    rows = list(csv.DictReader((run / "diversity.csv").open()))
+    write_csv(
+        run / "diversity.csv",
+        [r for r in rows if r["prompt"] == "a shape"] + [r for r in rows if r["prompt"] != "a shape"],
+    )
     line = cell(tables_of(run, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
-    assert line.measured_as.endswith("/ a red circle")  # no record to go by: the first in the alphabet
+    assert line.measured_as.endswith("/ a shape")  # no record to go by: the first measured
     (run / "runs").mkdir()
-    record = {"command": "generate", "started": "1", "config": {"model": {"name": "toy", "default_prompt": "a shape"}}}
+    own = {"name": "toy", "default_prompt": "a red circle"}
+    record = {"command": "generate", "started": "1", "config": {"model": own}}
     (run / "runs" / "1-generate.json").write_text(json.dumps(record))
     line = cell(tables_of(run, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
-    assert line.measured_as.endswith("/ a shape")
+    assert line.measured_as.endswith("/ a red circle")

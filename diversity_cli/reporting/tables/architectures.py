@@ -31,7 +31,7 @@ def seconds_per_group(run: RunData) -> dict[tuple[str, str, str], tuple[str, int
 
 def _fullest_prompt(rows: list[dict[str, str]], model: str | None, preferred: str, own: str | None = None) -> str:
     """The stand-in's prompt for a one-prompt table: the paper's if measured, else the one with most methods; of
-    those, the pair's own `default_prompt` (`own`) if it is one, else the first in the alphabet."""
+    those, the pair's own `default_prompt` (`own`) if it is one, else the first measured."""
     tags: dict[str, set[str]] = {}
     for row in rows:
         if row["model"] == model:
@@ -39,7 +39,7 @@ def _fullest_prompt(rows: list[dict[str, str]], model: str | None, preferred: st
     if preferred in tags or not tags:
         return preferred
     most = max(len(methods) for methods in tags.values())
-    fullest = sorted(prompt for prompt, methods in tags.items() if len(methods) == most)
+    fullest = [prompt for prompt, methods in tags.items() if len(methods) == most]  # diversity.csv's, then ablate's
     return own if own in fullest else fullest[0]
 
 
