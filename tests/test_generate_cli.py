@@ -275,3 +275,19 @@ def test_the_summary_counts_remade_images(cli, tmp_path):
     (tmp_path / _rows(tmp_path)[1]["path"]).unlink()
     code, out, _ = cli(*args)
     assert code == 0 and "generate: 1 images" in out, out
+
+
+def test_a_distilled_images_weights_include_the_base_only_when_the_student_is_a_lora_on_it():
+    from diversity_cli.experiments.generation import weights_part
+
+    def part(pair: str, base: str) -> str:
+        cfg = compose("generate", [f"model={pair}", "method=distilled"])
+        models = {
+            "base": {"weights_hash": base},
+            "distilled": {"weights_hash": "s"},
+            "components": {"weights_hash": "c"},
+        }
+        return weights_part(cfg, models)
+
+    assert part("tiny_sd", "b1") == part("tiny_sd", "b2")  # a student of its own: the base's weights play no part
+    assert part("tiny_sdxl_lora", "b1") != part("tiny_sdxl_lora", "b2")  # base + LoRA: they do

@@ -166,7 +166,7 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
-    made_with = f"{settings}/{weights_part(cfg.method, models)}"
+    made_with = f"{settings}/{weights_part(cfg, models)}"
     refuse_other_weights(run, cfg, todo, made_with)
     record_invocation(
         run.root,
@@ -216,22 +216,29 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     return run.root
 
 
-def weights_part(method: str, models: dict) -> str:
+def weights_part(cfg: DictConfig, models: dict) -> str:
     """The weights behind an image, for samples.csv's `settings` (`<config>/<weights>`): a digest of the weights
-    hashes of the networks `method` runs (the base's are no part of a distilled image, nor the student's of a
-    base one; the components are part of both)."""
-    unused = {"base": "distilled", "distilled": "base"}.get(method)
+    hashes of the networks the method runs (the student's are no part of a base image, nor the base's of a
+    distilled one unless the student is a LoRA on it; the components are part of both)."""
+    distilled = cfg.model.distilled
+    on_base = bool(distilled.get("lora") or (distilled.get("network") or {}).get("lora"))
+    unused = {"base": "distilled", "distilled": None if on_base else "base"}.get(cfg.method)
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
 
 
 def config_part(settings: str) -> str:
     """The config fingerprint of a `settings` cell (rows written before it carried weights hold only that)."""
-    return settings.split("/", 1)[0]
+    return settings.partition("/")[0]
+
+
+def weights_of(settings: str) -> str:
+    """The weights fingerprint of a `settings` cell ("" in rows written before it carried one)."""
+    return settings.partition("/")[2]
 
 
 def refuse_other_weights(run: RunDir, cfg: DictConfig, todo: list[Job], made_with: str) -> None:
-    """Images of this tag the run keeps (not remade now) that other weights made, at the same settings (a student
-    retrained in place, new toy weights installed): the new ones would join them under one label."""
+    """Images of this tag the run keeps (not remade now) that other weights made (a student retrained in place,
+    new toy weights installed): the new ones would join them under one label."""
     tag, remade = cfg_tag(cfg), {job.path for job in todo}
     other = [
         row
@@ -239,8 +246,7 @@ def refuse_other_weights(run: RunDir, cfg: DictConfig, todo: list[Job], made_wit
         if row["model"] == cfg.model.name
         and (row.get("tag") or row["method"]) == tag
         and row["path"] not in remade
-        and "/" in row.get("settings", "")
-        and row["settings"].split("/", 1)[1] != made_with.split("/", 1)[1]
+        and weights_of(row.get("settings", "")) not in ("", weights_of(made_with))
     ]
     if other:
         raise UserError(
