@@ -109,8 +109,8 @@ def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | Non
         group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
         n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
         metric = row["metric"] + (f"[{row['options']}]" if row.get("options") else "")  # other embedder settings
-        level = float(row["ci"]) if row.get("ci") else level  # the level the row was measured at
-        summary.headline.append((group, f"{metric} {_interval(row, level)}{n}"))
+        measured_at = float(row["ci"]) if row.get("ci") else level  # the row's own level (older rows: this run's)
+        summary.headline.append((group, f"{metric} {_interval(row, measured_at)}{n}"))
 
 
 def _fid(summary: Summary, path: Path) -> None:
