@@ -556,7 +556,7 @@ def test_a_cells_diversity_quality_and_average_come_from_one_run(tmp_path: Path)
     )
     assert float(average.measured) == pytest.approx(0.3)  # not the mean over both runs' cells (0.2)
     assert not [line for line in t3.measured if line.measured_metric == "toy_adherence"]
-    assert any("0.5 in" in note and "one run" in note for note in t3.notes)  # the second run's, named
+    assert any("0.5 in" in note and "not shown" in note for note in t3.notes)  # the second run's, named
     e1 = tables_of(first, second, keys=("E1",))["E1"]
     assert not [line for line in e1.measured if line.measured_metric == "toy_adherence"]
 
@@ -697,3 +697,20 @@ def test_e1s_stand_in_prompt_is_the_pairs_own_default_prompt_when_it_is_among_th
     (run / "runs" / "1-generate.json").write_text(json.dumps(record))
     line = cell(tables_of(run, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
     assert line.measured_as.endswith("/ a red circle")
+
+
+def test_a_metric_only_a_later_run_measured_keeps_its_column_and_its_quality(tmp_path: Path):
+    """One run measured pixel, another toy_features with adherence: both diversity columns are shown, and the
+    adherence beside them comes from the run whose toy_features the row shows."""
+    tags = ("base", "distilled", "hybrid_k1")
+    first = tmp_path / "pixel"
+    first.mkdir()
+    write_csv(first / "diversity.csv", [diversity_row("toy", t, p, "pixel", "0.2") for t in tags for p in ("a shape",)])
+    second = _toy_cells(tmp_path / "toy", {tag: ("0.3", "0.75") for tag in tags})
+    t3 = tables_of(first, second, keys=("3",))["3"]
+    shape = {
+        line.measured_metric: line for line in t3.measured if line.condition == "a shape" and line.method == "Base"
+    }
+    assert set(shape) == {"pixel", "toy_features", "toy_adherence"}
+    assert (shape["pixel"].run, shape["toy_features"].run) == (str(first), str(second))
+    assert shape["toy_adherence"].run == str(second)

@@ -351,17 +351,24 @@ GROUP_SLOTS = ("dreamsim_diversity", "quality", "seconds_per_image")
 
 
 def one_run_per_group(lines: list[Line]) -> tuple[list[Line], list[Line]]:
-    """(kept, dropped): a row's diversity, quality and seconds cells all from the first run that measured its
-    diversity, so a second run's adherence never stands beside the first run's diversity, nor averages mix runs.
-    Cells of other slots (Table 1's, 2's, 4's) are kept; `assemble` resolves their duplicates."""
-    owner: dict[tuple[str, str], str] = {}
+    """(kept, dropped): each diversity cell of a row from the first run that measured that metric there, and the
+    row's quality and seconds only from runs whose diversity the row shows, so a second run's adherence never
+    stands beside the first run's diversity alone, nor do averages mix runs. A metric only a later run measured
+    keeps its column. Cells of other slots (Table 1's, 2's, 4's) are kept; `assemble` resolves their duplicates."""
+    owner: dict[tuple[str, str, str], str] = {}
+    shown: dict[tuple[str, str], set[str]] = {}
     for line in lines:
         if line.metric == "dreamsim_diversity":
-            owner.setdefault((line.method, line.condition), line.run)
+            run = owner.setdefault((line.method, line.condition, line.measured_metric), line.run)
+            shown.setdefault((line.method, line.condition), set()).add(run)
     kept, dropped = [], []
     for line in lines:
-        run = owner.get((line.method, line.condition), line.run)
-        (kept if line.metric not in GROUP_SLOTS or line.run == run else dropped).append(line)
+        row = (line.method, line.condition)
+        if line.metric == "dreamsim_diversity":
+            ok = owner[(*row, line.measured_metric)] == line.run
+        else:
+            ok = line.metric not in GROUP_SLOTS or row not in shown or line.run in shown[row]
+        (kept if ok else dropped).append(line)
     return kept, dropped
 
 
@@ -376,8 +383,8 @@ def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
     for line in dropped:
         notes.append(
             f"{line.method} / {line.condition} / {line.measured_metric}: also measured {line.measured} in "
-            f"{line.run} ({line.measured_as}); not shown: a cell's diversity, quality and seconds come from one "
-            "run, the first listed that measured its diversity"
+            f"{line.run} ({line.measured_as}); not shown: a cell comes from the first run listed that measured it, "
+            "and a row's quality and seconds from the runs whose diversity it shows"
         )
     for line in measured:
         key = (line.method, line.condition, line.metric, line.measured_metric)
