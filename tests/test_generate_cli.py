@@ -291,3 +291,20 @@ def test_a_distilled_images_weights_include_the_base_only_when_the_student_is_a_
 
     assert part("tiny_sd", "b1") == part("tiny_sd", "b2")  # a student of its own: the base's weights play no part
     assert part("tiny_sdxl_lora", "b1") != part("tiny_sdxl_lora", "b2")  # base + LoRA: they do
+
+
+def test_a_base_changed_in_place_leaves_distilled_images_alone_but_not_base_ones(cli, tmp_path):
+    """The components folder's own unet/ is the base's role: a distilled image's weights do not include it."""
+    from diversity_cli.core.resources import asset
+
+    base = tmp_path / "base"
+    shutil.copytree(asset("toy/base"), base)
+    pair = ("model=toy", f"model.components.path={base}", f"model.base.network.path={base / 'unet'}", PROMPT)
+    out = f"out={tmp_path / 'run'}"
+    for method in ("distilled", "base"):
+        assert cli("generate", *pair, f"method={method}", "n=1", out)[0] == 0
+    with (base / "unet" / "config.json").open("a") as f:
+        f.write("\n")  # the same network, other bytes: as a retrained base would be
+    assert cli("generate", *pair, "method=distilled", "n=2", out)[0] == 0
+    code, _, err = cli("generate", *pair, "method=base", "n=2", out)
+    assert code == 2 and "other weights made" in err

@@ -222,7 +222,8 @@ def weights_part(cfg: DictConfig, models: dict) -> str:
     distilled one unless the student is a LoRA on it; the components are part of both)."""
     distilled = cfg.model.distilled
     on_base = bool(distilled.get("lora") or (distilled.get("network") or {}).get("lora"))
-    unused = {"base": "distilled", "distilled": None if on_base else "base"}.get(cfg.method)
+    student_only = None if on_base else "base"  # distilled and skip_first run the student alone
+    unused = {"base": "distilled", "distilled": student_only, "skip_first": student_only}.get(cfg.method)
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
 
 

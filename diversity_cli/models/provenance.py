@@ -74,8 +74,12 @@ def _network(conf: DictConfig) -> dict[str, Any]:
 
 
 def _components(conf: DictConfig, family: str | None) -> dict[str, Any]:
-    if conf.get("path"):
-        return _local(conf.path)
+    if conf.get("path"):  # a local pipeline folder: its denoiser is the pair's base, hashed as that role
+        folder = Path(str(conf.path)).expanduser()
+        if not folder.is_dir():
+            return _local(conf.path)
+        files = [p for p in weight_files(folder) if p.relative_to(folder).parts[0] not in DENOISER_FOLDERS]
+        return {"path": str(folder.resolve()), "weights_hash": files_hash(files, root=folder) if files else None}
     index = _cached(conf.repo, "model_index.json")
     record = {"hub_id": str(conf.repo), "variant": conf.get("variant"), **_revision(index)}
     if index is None:
