@@ -314,6 +314,7 @@ def test_a_point_whose_last_attempt_failed_shows_no_earlier_numbers(cli, tmp_pat
     write_owned(point, "error.txt", "settings changed\n")  # what a failed attempt leaves
     code, out, err = cli("ablate", *args, "merge=true")
     assert code == 2 and "1 of 1 points have no results (hybrid_k1); hybrid_k1: settings changed" in err
+    assert _read(tmp_path / "ablate.csv") == []  # nor do its earlier rows stay for report and Figure 7
 
 
 def test_a_points_measurement_is_redone_when_its_image_bytes_change(cli, tmp_path):

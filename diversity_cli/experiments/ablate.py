@@ -152,6 +152,9 @@ def ablate(cfg: DictConfig) -> Path:
         failed = launch(cfg, sweep)
     results, missing = collect(out, sweep)
     target = out / CSV_NAME
+    failed_now = [p for p in missing if (out / POINTS / sweep.model / p.tag / ERROR_NAME).is_file()]
+    if failed_now and target.is_file():  # their rows there are an earlier attempt's: not this sweep's numbers
+        drop_points(target, {f"{POINTS}/{sweep.model}/{p.tag}" for p in failed_now})
     if results:
         write_rows(target, [row for _, rows in results for row in rows])
         for path in plot(results, sweep, out / PLOTS) if cfg.plots else []:
@@ -600,6 +603,14 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     if merged != existing or not path.is_file():
         _write_csv(path.parent, path.name, merged)
     return path
+
+
+def drop_points(path: Path, runs: set[str]) -> None:
+    """ablate.csv without the rows of these points (`run` column), whose last attempt failed."""
+    rows = _read_csv(path)
+    kept = [row for row in rows if row.get("run") not in runs]
+    if len(kept) != len(rows):
+        _write_csv(path.parent, path.name, [{column: row.get(column, "") for column in COLUMNS} for row in kept])
 
 
 def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
