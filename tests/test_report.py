@@ -603,6 +603,10 @@ def test_a_row_over_different_numbers_of_images_gives_each_cell_its_n(tmp_path: 
     assert shape[header.index("n")] == "4/12 (per cell)"
 
 
+def _rows_of(root: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((root / "samples.csv").open()))
+
+
 def test_measurements_older_than_the_runs_images_are_flagged(cli, tmp_path: Path):
     """Images added after `diversity` and `fid` ran: the tables still show the old numbers (the run's CSVs), and
     say they are out of date, naming the group and the command that remeasures it."""
@@ -629,11 +633,18 @@ def test_measurements_older_than_the_runs_images_are_flagged(cli, tmp_path: Path
     )
     tables = tables_of(root, keys=("2", "3"))
     (note3,) = [note for note in tables["3"].notes if "out of date" in note]
-    assert "toy / distilled / a shape: n=4, samples.csv holds 6" in note3 and "diversity-cli diversity" in note3
+    assert "toy / distilled / a shape: n=4, samples.csv's images 6" in note3 and "diversity-cli diversity" in note3
     (note2,) = [note for note in tables["2"].notes if "out of date" in note]
-    assert "toy / distilled: n=4, samples.csv holds 6" in note2 and "diversity-cli fid" in note2
+    assert "toy / distilled against toy: n=4, samples.csv's images 6" in note2 and "diversity-cli fid" in note2
     code, _, err = cli("report", f"out={root}", "html=false", "figures=false")
     assert code == 0 and "warning: out of date" in err
+    # an image lost from disk before diversity ran is no change to measure again: it left the image out (n=3)
+    write_samples(root, {("toy", tag, "a shape"): [0.1] * 4 for tag in ("base", "distilled", "hybrid_k1")})
+    lost = _rows_of(root)[0]
+    (root / lost["path"]).unlink()
+    rows = list(csv.DictReader((root / "diversity.csv").open()))
+    write_csv(root / "diversity.csv", [{**r, "n": 3 if r["method"] == lost["tag"] else r["n"]} for r in rows])
+    assert not [note for note in tables_of(root, keys=("3",))["3"].notes if "out of date" in note]
 
 
 def test_a_group_no_table_row_names_is_said_and_can_be_mapped(cli, tmp_path: Path):

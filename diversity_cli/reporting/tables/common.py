@@ -286,10 +286,12 @@ STALE = "**out of date**:"  # how a note on measurements older than the run's im
 def stale_counts(run: RunData, source: str) -> list[str]:
     """Groups whose `source` (diversity.csv or fid.csv) row counts other images than samples.csv now holds for
     it: images were added or remade after the measurement, so its number is not the run's (each as
-    "model / tag[ / prompt]: n=8, samples.csv holds 12"). Numbers over a subset say so in their metric
-    (`toy_features@adherent`) and are left out."""
+    "model / tag[ / prompt][ against <reference>]: n=8, samples.csv's images 12"). Numbers over a subset say
+    so in their metric (`toy_features@adherent`) and are left out; so are images lost from disk."""
     per_prompt: dict[tuple[str, ...], int] = {}
     for row in run.samples:
+        if not (run.root / row["path"]).is_file():
+            continue  # an image lost from disk: the measurement left it out (and said so), generate remakes it
         tag = row.get("tag") or row["method"]
         for key in ((row["model"], tag, row["prompt"]), (row["model"], tag)):
             per_prompt[key] = per_prompt.get(key, 0) + 1
@@ -302,7 +304,8 @@ def stale_counts(run: RunData, source: str) -> list[str]:
         key += (row["prompt"],) if source == "diversity.csv" else ()
         n, held = as_number(row.get("n")), per_prompt.get(key)
         if n is not None and held is not None and int(n) != held:
-            found[key] = f"{' / '.join(key)}: n={int(n)}, samples.csv holds {held}"
+            against = f" against {row['reference']}" if row.get("reference") else ""  # fid: which reference
+            found[key + (against,)] = f"{' / '.join(key)}{against}: n={int(n)}, samples.csv's images {held}"
     return list(found.values())
 
 
@@ -319,8 +322,9 @@ def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
                 more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
                 command = source.removesuffix(".csv")
                 notes.append(
-                    f"{STALE} {run.root}/{source} was measured before the run's images changed "
-                    f"({'; '.join(groups[:3])}{more}); rerun `diversity-cli {command} out={run.root}`"
+                    f"{STALE} {run.root}/{source} was measured before images were added to or removed from the "
+                    f"run ({'; '.join(groups[:3])}{more}); rerun `diversity-cli {command} out={run.root}` with the "
+                    "settings it was measured with"
                 )
     return notes
 
