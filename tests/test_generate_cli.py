@@ -204,7 +204,8 @@ def test_a_group_over_two_settings_is_refused_by_the_measurements(cli, tmp_path)
     assert not (tmp_path / "diversity.csv").exists() and not (tmp_path / "fid.csv").exists()
 
 
-def test_a_group_now_below_min_n_loses_its_old_diversity_rows(cli, tmp_path):
+@pytest.mark.parametrize("sharded", [False, True])
+def test_a_group_now_below_min_n_loses_its_old_diversity_rows(cli, tmp_path, sharded):
     """Images of one prompt lost since diversity ran: the group is skipped, and its old number goes with it
     rather than staying in diversity.csv (and the report) as if it described the run."""
     table = tmp_path / "prompts.txt"
@@ -216,8 +217,9 @@ def test_a_group_now_below_min_n_loses_its_old_diversity_rows(cli, tmp_path):
         "two blue squares",
     }
     (tmp_path / next(r["path"] for r in _rows(tmp_path) if r["prompt"] == "two blue squares")).unlink()
-    code, _, err = cli("diversity", f"out={tmp_path}", "metric=pixel")
-    assert code == 0 and "skipped" in err
+    shards = ["devices=cpu:2", "shards=2"] if sharded else []  # the merge of two workers' rows too
+    code, _, err = cli("diversity", f"out={tmp_path}", "metric=pixel", *shards)
+    assert code == 0 and "skipped" in err and "left diversity.csv" in err
     assert {r["prompt"] for r in csv.DictReader((tmp_path / "diversity.csv").open())} == {"a red circle"}
 
 

@@ -503,9 +503,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     root, groups, notes = collect_groups(cfg)
     min_n = max(2, int(cfg.min_n))
     small = [g for g in groups if len(g.paths) < min_n]
-    notes += [
-        f"skipped {g.label}: {len(g.paths)} image(s) < min_n={min_n} (its earlier rows, if any, go)" for g in small
-    ]
+    notes += skipped_notes(small, min_n)
     groups = [g for g in groups if len(g.paths) >= min_n]
     if not groups:
         _report(notes)
@@ -554,7 +552,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)
     write_rows(target, rows, skipped=small)
     _print_table(rows, target)
-    _report(notes)
+    _report(notes + removed_note(small))
     return target
 
 
@@ -601,6 +599,8 @@ def diversity_remaining(cfg: DictConfig, shard: Shard) -> int:
 def merge_diversity(cfg: DictConfig, count: int) -> Path:
     """diversity.csv from the N shards' rows, in the unsharded order; the shard files go."""
     root, fingerprint = _shard_fingerprint(cfg)
+    _, groups, _ = collect_groups(cfg)
+    small = [g for g in groups if len(g.paths) < max(2, int(cfg.min_n))]  # skipped by every shard: old rows go
     paths = [shard_rows_path(root, Shard(i, count)) for i in range(count)]
     rows = []
     for path in paths:
@@ -611,7 +611,8 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable, as in one process
     target = root / CSV_NAME
     record_invocation(root, config=cfg, merged_shards=count)
-    write_rows(target, rows)
+    write_rows(target, rows, skipped=small)
+    _report(skipped_notes(small, int(cfg.min_n)) + removed_note(small))
     for path in paths:
         path.unlink()
     _print_table(rows, target)
@@ -635,6 +636,15 @@ def _print_table(rows: Iterable[dict], target: Path) -> None:
         cells = [row.get(c) for c in COLUMNS]
         table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in cells))
     Console(width=160).print(table)
+
+
+def skipped_notes(small: list[Group], min_n: int) -> list[str]:
+    return [f"skipped {g.label}: {len(g.paths)} image(s) < min_n={max(2, min_n)}" for g in small]
+
+
+def removed_note(small: list[Group]) -> list[str]:
+    """Said once the earlier rows of the skipped groups are gone from diversity.csv (not when nothing is written)."""
+    return [f"earlier rows (if any) of the {len(small)} skipped group(s) left diversity.csv"] if small else []
 
 
 def _report(notes: list[str]) -> None:
