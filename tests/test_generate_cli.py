@@ -310,3 +310,17 @@ def test_a_base_changed_in_place_leaves_distilled_images_alone_but_not_base_ones
     assert cli("generate", *pair, "method=distilled", "n=2", out)[0] == 0
     code, _, err = cli("generate", *pair, "method=base", "n=2", out)
     assert code == 2 and "other weights made" in err
+
+
+def test_sharded_generate_refuses_other_settings_and_overwrites_when_told(cli, tmp_path):
+    """With devices= the launcher asks each shard what is left: a clash was 'nothing left' (0 images, exit 0),
+    and overwrite=true remade nothing."""
+    args = ("generate", "model=tiny_sd", PROMPT, "n=2", f"out={tmp_path}")
+    assert cli(*args)[0] == 0
+    before = {r["path"]: r["settings"] for r in _rows(tmp_path)}
+    sharded = ("devices=cpu:2", "shards=2", "model.distilled.guidance=3.0")
+    code, _, err = cli(*args, *sharded)
+    assert code == 2 and "different settings" in err and "overwrite=true" in err
+    assert cli(*args, *sharded, "overwrite=true")[0] == 0
+    after = {r["path"]: r["settings"] for r in _rows(tmp_path)}
+    assert after.keys() == before.keys() and all(after[p] != before[p] for p in before)

@@ -85,7 +85,11 @@ def remaining(cfg: DictConfig, shard: Shard) -> int | None:
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         return None
     jobs = plan_jobs(cfg, _prompt_rows(cfg), shard)
-    done = {row["path"] for row in RunDir(cfg.out).read_samples()}
+    if cfg.overwrite:  # every image is made again, as one process would (none was counted before: nothing ran)
+        return len(jobs)
+    run = RunDir(cfg.out)
+    done = {row["path"]: row for row in run.read_samples()}
+    refuse_clashes(run, jobs, done, settings_hash(cfg))  # one line here, not a failed job per shard
     return sum(1 for job in jobs if job.path not in done or not (Path(cfg.out) / job.path).exists())
 
 
@@ -105,23 +109,29 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
     """Jobs still to do. A finished image made by other settings is an error unless `overwrite`."""
     done = {row["path"]: row for row in run.read_samples()}
     wanted = {job.path for job in jobs}
-    clashes = {p for p in wanted if p in done and config_part(done[p]["settings"]) != settings}
     if overwrite:
         run.drop_samples({p for p in wanted if p in done})
         run.check_targets(wanted)
         return jobs
-    if clashes:
-        example = sorted(clashes)[0]
-        raise UserError(
-            f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {example}); "
-            "use another out= or add overwrite=true"
-        )
+    refuse_clashes(run, jobs, done, settings)
     lost = {p for p in wanted if p in done and not run.image_ok(p)}
     if lost:  # rows whose image is gone, truncated or unreadable: made again, so their old rows go
         run.drop_samples(lost)
     todo = [job for job in jobs if job.path not in done or job.path in lost]
     run.check_targets(job.path for job in todo)  # a file there that no row names is not ours: never replaced
     return todo
+
+
+def refuse_clashes(run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]], settings: str) -> None:
+    """A finished image that other settings made is never replaced without overwrite=true."""
+    clashes = sorted(
+        job.path for job in jobs if job.path in done and config_part(done[job.path]["settings"]) != settings
+    )
+    if clashes:
+        raise UserError(
+            f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {clashes[0]}); "
+            "use another out= or add overwrite=true"
+        )
 
 
 def generate(cfg: DictConfig) -> Path:
