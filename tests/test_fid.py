@@ -391,3 +391,15 @@ def test_the_real_toy_feature_network_gives_fid_toyfeat(cli, tmp_path):
     assert code == 0, err
     (row,) = _rows(tmp_path / "run" / "fid.csv")
     assert row["fid"] == "" and float(row["fid_toyfeat"]) > 0 and row["features"] == "toy"
+
+
+def test_the_summary_shows_this_runs_reference_only(cli, tmp_path):
+    """fid.csv keeps the rows of another reference beside this run's; the summary counts and shows this run's."""
+    _fake_run(tmp_path / "run", 3, ("distilled",))
+    _write_images(tmp_path / "ref", _images(np.random.default_rng(7), 4, (40, 40), (60, 30, 0)))
+    _write_images(tmp_path / "other", _images(np.random.default_rng(8), 4, (40, 40), (0, 30, 60)))
+    assert cli(*_fid_args(tmp_path))[0] == 0
+    code, out, _ = cli(*_fid_args(tmp_path), f"reference={tmp_path / 'other'}")
+    assert code == 0 and len(_rows(tmp_path / "run" / "fid.csv")) == 2
+    assert "fid: 3 images" in out and "against" in out
+    assert str(tmp_path / "ref") + ")" not in " ".join(out.split())

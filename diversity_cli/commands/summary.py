@@ -113,9 +113,14 @@ def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | Non
         summary.headline.append((group, f"{metric} {_interval(row, measured_at)}{n}"))
 
 
-def _fid(summary: Summary, path: Path) -> None:
+def _fid(summary: Summary, path: Path, cfg: DictConfig | None = None) -> None:
     rows = _csv(path)
     summary.written.append(("fid.csv", str(path)))
+    if cfg is not None and cfg.get("images") is None:  # fid.csv keeps other references' rows: this run's are shown
+        from ..experiments.fid import reference_label
+
+        mine = [row for row in rows if row.get("reference") == reference_label(cfg)]
+        rows = mine or rows
     summary.images = sum(int(row["n"]) for row in rows if str(row.get("n", "")).isdigit())
     for row in rows:
         name = next((key for key in row if key.startswith("fid") and row[key]), None)
@@ -167,7 +172,7 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
     elif command == "diversity" and path is not None:
         _diversity(summary, path, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95, cfg)
     elif command == "fid" and path is not None:
-        _fid(summary, path)
+        _fid(summary, path, cfg)
     elif command == "x0viz" and path is not None:
         _x0viz(summary, path)
     elif command == "ablate" and cfg is not None:
