@@ -652,14 +652,19 @@ def test_a_group_no_table_row_names_is_said_and_can_be_mapped(cli, tmp_path: Pat
     column empty without a word, and a mapping added on the command line puts it there, its tag shown."""
     root = _toy_cells(tmp_path / "demo", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1_bs5")})
     code, _, err = cli("report", f"out={root}", "html=false", "figures=false", "tables=[3]")
-    assert code == 0 and "in no table" in err and "toy / hybrid_k1_bs5" in err
+    assert code == 0 and "in no row of Tables 3, D.1, E.1" in " ".join(err.split()) and "toy / hybrid_k1_bs5" in err
     assert "+mapping.3.rows.hybrid_k1_bs5=Hybrid" in " ".join(err.split())
     code, _, err = cli(
         "report", f"out={root}", "html=false", "figures=false", "tables=[3]", "+mapping.3.rows.hybrid_k1_bs5=Hybrid"
     )
-    assert code == 0 and "in no table" not in err
+    assert code == 0 and "in no row" not in err
     text = (root / "tables" / "table_3.md").read_text()
     assert "toy (Hybrid: hybrid_k1_bs5)" in text
+    # fid.csv's group: Tables 2 and 4 have rows of their own; said when one of them is asked for
+    write_csv(root / "fid.csv", [{"method": "hybrid_k1_bs5", "model": "toy", "n": 8, "fid_toyfeat": "3.5"}])
+    err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[2]")[2].split())
+    assert "fid.csv measured toy / hybrid_k1_bs5, in no row of Tables 2, 4" in err
+    assert "+mapping.2.rows.hybrid_k1_bs5=Hybrid" in err and "diversity.csv measured" not in err
 
 
 def test_table_2s_clip_is_described_as_a_clip_score_and_a_folder_reference_as_a_folder(paper_run: Path, toy_run):

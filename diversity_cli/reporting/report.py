@@ -85,19 +85,23 @@ def write_report(cfg: DictConfig) -> Path:
                 pages.append(write_html(one, own, cfg, display(paper_path)))
     _print_summary(keys, tables, written, figures, pages, tables_dir)
     if keys:
-        _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping))
+        _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys))
     return tables_dir
 
 
-def _print_untabulated(groups: list[str]) -> None:
+def _print_untabulated(found: dict[str, list[str]]) -> None:
     """Measured groups whose method tag no table row names: said, so a missing row is not read as unmeasured."""
-    if not groups:
-        return
-    tag = groups[0].split(" / ")[-1]
-    stderr_console().print(
-        f"note: in no table (their tags are no table's row): {escape(', '.join(groups))}; a row takes a tag with "
-        f"e.g. +mapping.3.rows.{escape(tag)}=Hybrid (Table 3's Hybrid column), as conf/report.yaml's mapping says"
-    )
+    how = {  # one way to map a tag into a row, per CSV (Table 2's "Hybrid (4 steps)" would misname other steps)
+        "diversity.csv": ("Tables 3, D.1, E.1", "+mapping.3.rows.{tag}=Hybrid"),
+        "fid.csv": ("Tables 2, 4", "+mapping.2.rows.{tag}=Hybrid"),
+    }
+    for source, groups in found.items():
+        tables, example = how[source]
+        tag = groups[0].split(" / ")[-1]
+        stderr_console().print(
+            f"note: {source} measured {escape(', '.join(groups))}, in no row of {tables} (their tags are no row's); "
+            f"a row takes a tag with e.g. {escape(example.format(tag=tag))}, as conf/report.yaml's mapping says"
+        )
 
 
 def run_dirs(cfg: DictConfig) -> list[Path]:

@@ -329,21 +329,27 @@ def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
     return notes
 
 
-def untabulated(runs: list[RunData], mapping: Any) -> list[str]:
-    """ "model / tag" of each group diversity.csv or fid.csv measured whose tag no table's rows name (`mapping`):
-    e.g. the toy demo's hybrid `hybrid_k1_bs5`, which stays out of every table unless mapped to a row."""
-    names: list[dict] = []
-    for entry in mapping.values():
-        if "rows" in entry:
-            names.append(dict(entry.rows))
-        names += [dict(rows) for rows in dict(entry.get("models") or {}).values()]
-    found = {}
-    for run in runs:
-        for row in [*run.diversity, *run.fid]:
-            tag, model = row.get("method", ""), row.get("model", "")
-            if tag and not any(match_tag(tag, rows) for rows in names):
-                found[f"{model} / {tag}"] = None
-    return list(found)
+# Which tables a diversity.csv group and a fid.csv group can fill.
+TABLES_OF = {"diversity.csv": ("3", "D1", "E1"), "fid.csv": ("2", "4")}
+
+
+def untabulated(runs: list[RunData], mapping: Any, keys: list[str]) -> dict[str, list[str]]:
+    """CSV -> "model / tag" of each group it measured whose tag no row of the requested tables (`keys`) that the
+    CSV fills names in `mapping`: e.g. the toy demo's hybrid `hybrid_k1_bs5`, in no table unless mapped to a row."""
+    found: dict[str, list[str]] = {}
+    for source, tables in TABLES_OF.items():
+        wanted = [key for key in tables if key in keys]
+        names = [dict(mapping[key].rows) for key in wanted if "rows" in mapping[key]]
+        names += [dict(rows) for key in wanted for rows in dict(mapping[key].get("models") or {}).values()]
+        groups: dict[str, None] = {}
+        for run in runs:
+            for row in run.diversity if source == "diversity.csv" else run.fid:
+                tag, model = row.get("method", ""), row.get("model", "")
+                if wanted and tag and not any(match_tag(tag, rows) for rows in names):
+                    groups[f"{model} / {tag}"] = None
+        if groups:
+            found[source] = list(groups)
+    return found
 
 
 # ----------------------------------------------------------------------------------------------- assembly
