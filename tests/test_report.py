@@ -730,3 +730,17 @@ def test_a_metric_only_a_later_run_measured_keeps_its_column_and_its_quality(tmp
     assert set(shape) == {"pixel", "toy_features", "toy_adherence"}
     assert (shape["pixel"].run, shape["toy_features"].run) == (str(first), str(second))
     assert shape["toy_adherence"].run == str(second)
+
+
+def test_an_older_diversity_csv_takes_its_level_from_the_runs_diversity_records(tmp_path: Path):
+    import json
+
+    run = _toy_cells(tmp_path / "old", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1")}, ci="0.5")
+    rows = [{k: v for k, v in r.items() if k != "ci"} for r in csv.DictReader((run / "diversity.csv").open())]
+    write_csv(run / "diversity.csv", rows)  # as written before diversity.csv had a ci column
+    (run / "runs").mkdir()
+    record = {"command": "diversity", "started": "1", "config": {"ci": 0.5}}
+    (run / "runs" / "1-diversity.json").write_text(json.dumps(record))
+    header, body = wide(tables_of(run, keys=("3",))["3"])
+    shape = next(r for r in body if r[0] == "a shape")
+    assert shape[header.index("Base: measured toy_features_diversity")].endswith("50% CI")

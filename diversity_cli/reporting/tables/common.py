@@ -206,6 +206,13 @@ def choose_model(groups: Iterable[tuple[str, str]], paper_model: str | None) -> 
     return min(tags, key=lambda model: (-len(tags[model]), model))
 
 
+def recorded_ci(run: RunData) -> str:
+    """The interval level every `diversity` invocation of the run used (its records), for diversity.csv rows
+    written before the file had a `ci` column; "" when they differ or none is recorded."""
+    levels = {str(r["config"].get("ci")) for r in run.records if r.get("command") == "diversity" and r.get("config")}
+    return levels.pop() if len(levels) == 1 else ""
+
+
 def ablate_as_diversity(run: RunData) -> list[dict[str, str]]:
     """ablate.csv rows in diversity.csv's shape (method = the tag generate gives those knobs)."""
     from ...sampling.tags import run_tag
@@ -222,7 +229,8 @@ def ablate_as_diversity(run: RunData) -> list[dict[str, str]]:
 
 def diversity_rows(run: RunData) -> list[dict[str, str]]:
     """diversity.csv rows, then ablate.csv's for groups diversity.csv does not have."""
-    rows = [{**row, "_source": "diversity.csv"} for row in run.diversity]
+    older = recorded_ci(run) if any("ci" not in row for row in run.diversity) else ""
+    rows = [{"ci": older, **row, "_source": "diversity.csv"} for row in run.diversity]
     have = {(r["model"], r["method"], r["prompt"], r["metric"]) for r in rows}
     for row in ablate_as_diversity(run):
         if (row["model"], row["method"], row["prompt"], row["metric"]) not in have:

@@ -240,8 +240,8 @@ def reading_notes(table: Table) -> list[str]:
     if any(line.ci_low for line in table.measured):
         notes.append(
             "[low, high] after a measured diversity: its bootstrap confidence interval over the images (95% unless "
-            "the cell names another level; a diversity.csv written before it had a `ci` column: the run's "
-            "`diversity` record says its `ci`); n: images per cell"
+            "the cell names another level; for a diversity.csv written before it had a `ci` column, the level its "
+            "run's `diversity` records agree on, else unknown: see runs/*.json); n: images per cell"
         )
     if any(line.condition.startswith("Average") for line in table.measured):
         notes.append(
