@@ -67,6 +67,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
     clip = load_clip(clip_spec, device)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     batch_size = int(cfg.batch_size)
+    label = reference_label(cfg)  # fid.csv's reference column, the same for every group
     console = stderr_console()
     results, statistics, states = [], {}, {}
     # A shard keeps its statistics so far when stopped for a requeue (SIGUSR2) and goes on from them when rerun.
@@ -119,7 +120,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
                 states[group] = {"state": scores.state(), "reference": statistics[key]}
                 continue
             measured = scores.compute(int(cfg.seed))
-            results.append(result_row(tag, model, rows, measured, extractor.tag, reference_label(cfg), features))
+            results.append(result_row(tag, model, rows, measured, extractor.tag, label, features))
     rundir.root.mkdir(parents=True, exist_ok=True)
     if shard is not None:  # statistics only: the merge writes fid.csv
         save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, extractor.tag)
@@ -233,14 +234,14 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
             raise UserError(f"{path} is missing or from other settings; rerun the same fid command to remake it")
         saved.append(body)
     features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
-    results = []
+    results, label = [], reference_label(cfg)
     for (tag, model), rows in groups.items():
         parts = [body["groups"][f"{tag}\t{model}"] for body in saved]
         merged = merge_states([part["state"] for part in parts])
         measured = scores_from_state(
             merged, parts[0]["reference"], saved[0]["num_features"], int(cfg.is_splits), int(cfg.seed)
         )
-        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], reference_label(cfg), features))
+        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], label, features))
     record_invocation(rundir.root, config=cfg, merged_shards=count)
     path = write_results(rundir.root / "fid.csv", results)
     for shard_path in paths:
