@@ -301,17 +301,27 @@ def complete_png(path: Path) -> bool:
     return head == PNG_SIGNATURE and tail == PNG_END
 
 
+def config_part(settings: str) -> str:
+    """The config fingerprint of a samples row's `settings`, "<config>/<weights>" (rows written before it named
+    the weights hold only "<config>")."""
+    return settings.partition("/")[0]
+
+
+def weights_of(settings: str) -> str:
+    """The weights fingerprint of a samples row's `settings` ("" in rows written before it carried one)."""
+    return settings.partition("/")[2]
+
+
 def one_setting_per_group(rows: list[dict[str, str]], group: tuple[str, ...]) -> None:
     """Every group of samples rows (by the columns `group`) made with one setting and one set of weights
     (samples.csv's `settings`: the fingerprints of the config and of the weights behind an image): a number over
     two would mix two models under one label (images of other seeds added with other timesteps, or with a
     student retrained in place; an overwrite at a smaller n)."""
-    # `settings` is "<config>/<weights>" (rows written before it named the weights: "<config>"): the parts are
-    # compared one by one, so an old row and a new one of the same config and weights agree.
+    # The parts are compared one by one, so an old row (config only) and a new one of the same config agree.
     found: dict[tuple[str, ...], tuple[dict[str, None], dict[str, None]]] = {}
     for row in rows:
         key = tuple(row.get(column) or (row.get("method", "") if column == "tag" else "") for column in group)
-        config, _, weights = (row.get("settings") or "").partition("/")
+        config, weights = config_part(row.get("settings") or ""), weights_of(row.get("settings") or "")
         configs, weight_parts = found.setdefault(key, ({}, {}))
         if config:
             configs[config] = None

@@ -581,26 +581,26 @@ def save_shard_rows(root: Path, shard: Shard, fingerprint: str, rows: list[dict]
     write_text(shard_rows_path(root, shard), json.dumps(body, indent=1) + "\n")
 
 
-def _shard_fingerprint(cfg: DictConfig) -> tuple[Path, str]:
+def _shard_fingerprint(cfg: DictConfig) -> tuple[Path, str, list[Group]]:
+    """(where diversity.csv goes, the shards' fingerprint, the groups too small to measure)."""
     validate(cfg)
     apply_defaults(cfg)
     root, groups, _ = collect_groups(cfg)
     min_n = max(2, int(cfg.min_n))
-    return root, groups_fingerprint(cfg, [g for g in groups if len(g.paths) >= min_n])
+    small = [g for g in groups if len(g.paths) < min_n]
+    return root, groups_fingerprint(cfg, [g for g in groups if len(g.paths) >= min_n]), small
 
 
 def diversity_remaining(cfg: DictConfig, shard: Shard) -> int:
     """0 when shard `shard` already saved its rows for these settings and images, else 1."""
-    root, fingerprint = _shard_fingerprint(cfg)
+    root, fingerprint, _ = _shard_fingerprint(cfg)
     path = shard_rows_path(root, shard)
     return int(not path.is_file() or json.loads(path.read_text()).get("fingerprint") != fingerprint)
 
 
 def merge_diversity(cfg: DictConfig, count: int) -> Path:
     """diversity.csv from the N shards' rows, in the unsharded order; the shard files go."""
-    root, fingerprint = _shard_fingerprint(cfg)
-    _, groups, _ = collect_groups(cfg)
-    small = [g for g in groups if len(g.paths) < max(2, int(cfg.min_n))]  # skipped by every shard: old rows go
+    root, fingerprint, small = _shard_fingerprint(cfg)  # small: skipped by every shard, their old rows go
     paths = [shard_rows_path(root, Shard(i, count)) for i in range(count)]
     rows = []
     for path in paths:

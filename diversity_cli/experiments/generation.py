@@ -17,7 +17,7 @@ from ..core.fingerprint import digest
 from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, prompt_id, read_prompts
 from ..core.record import record_invocation
-from ..core.rundir import RunDir, shard_writer
+from ..core.rundir import RunDir, config_part, shard_writer, weights_of
 from ..core.schema import check
 from ..core.schemas.generate import GenerateConfig
 from ..models.provenance import pair_provenance
@@ -235,16 +235,6 @@ def weights_part(cfg: DictConfig, models: dict) -> str:
     student_only = None if on_base else "base"  # distilled and skip_first run the student alone
     unused = {"base": "distilled", "distilled": student_only, "skip_first": student_only}.get(cfg.method)
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
-
-
-def config_part(settings: str) -> str:
-    """The config fingerprint of a `settings` cell (rows written before it carried weights hold only that)."""
-    return settings.partition("/")[0]
-
-
-def weights_of(settings: str) -> str:
-    """The weights fingerprint of a `settings` cell ("" in rows written before it carried one)."""
-    return settings.partition("/")[2]
 
 
 def refuse_other_weights(run: RunDir, cfg: DictConfig, todo: list[Job], made_with: str) -> None:
