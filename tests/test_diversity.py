@@ -27,7 +27,7 @@ from diversity_cli.metrics.embedders import (
     pairwise_distances,
 )
 
-COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options"]
+COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options", "samples"]
 
 
 def _distance(x: torch.Tensor, y: torch.Tensor, kind: str) -> float:

@@ -744,3 +744,31 @@ def test_an_older_diversity_csv_takes_its_level_from_the_runs_diversity_records(
     header, body = wide(tables_of(run, keys=("3",))["3"])
     shape = next(r for r in body if r[0] == "a shape")
     assert shape[header.index("Base: measured toy_features_diversity")].endswith("50% CI")
+
+
+def test_images_remade_at_the_same_count_are_flagged(cli, tmp_path: Path):
+    """A group remade with other settings at the same n (overwrite=true with other timesteps): the counts agree,
+    but diversity.csv and fid.csv name the images they measured, and the report says the numbers are out of date;
+    a rerun of diversity clears it."""
+    from diversity_cli.core.rundir import samples_digest
+
+    root = tmp_path / "run"
+    write_samples(root, {("toy", tag, "a shape"): [0.1] * 4 for tag in ("base", "distilled")})
+    code, _, err = cli("diversity", f"out={root}", "metric=pixel", "min_n=2")
+    assert code == 0, err
+    write_csv(
+        root / "fid.csv",
+        [{"method": tag, "model": "toy", "n": 4, "fid_toyfeat": "3.5", "reference": "toy",
+          "samples": samples_digest([r for r in _rows_of(root) if r["tag"] == tag])} for tag in ("base", "distilled")],
+    )  # fmt: skip
+    assert not [n for t in tables_of(root, keys=("2", "3")).values() for n in t.notes if "out of date" in n]
+    rows = [{**row, "settings": "y" if row["tag"] == "distilled" else row["settings"]} for row in _rows_of(root)]
+    write_csv(root / "samples.csv", rows)
+    tables = tables_of(root, keys=("2", "3"))
+    (note3,) = [note for note in tables["3"].notes if "out of date" in note]
+    assert "toy / distilled / a shape: images remade since (n=4)" in note3 and "base" not in note3
+    (note2,) = [note for note in tables["2"].notes if "out of date" in note]
+    assert "toy / distilled against toy: images remade since (n=4)" in note2
+    code, _, err = cli("diversity", f"out={root}", "metric=pixel", "min_n=2")
+    assert code == 0, err
+    assert not [note for note in tables_of(root, keys=("3",))["3"].notes if "out of date" in note]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import platform
@@ -335,6 +336,14 @@ def one_setting_per_group(rows: list[dict[str, str]], group: tuple[str, ...]) ->
                     f"settings column: {', '.join(list(parts)[:3])}); one number must come from one model: "
                     "generate each into its own out=, or remake the whole group with overwrite=true"
                 )
+
+
+def samples_digest(rows: Iterable[dict[str, str]]) -> str:
+    """Which images a group's number was measured over: each image's path, seed and settings (config and
+    weights). diversity.csv and fid.csv keep it beside the number, so a group remade at the same count with other
+    settings or seeds reads as measured over other images (same seed and settings: the same image)."""
+    lines = sorted(f"{row.get('path', '')}\t{row.get('seed', '')}\t{row.get('settings', '')}" for row in rows)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
 
 def canonical_order(rows: list[dict[str, str]]) -> list[dict[str, str]]:

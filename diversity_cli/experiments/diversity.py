@@ -27,7 +27,7 @@ from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
 from ..core.record import record_invocation
 from ..core.resources import conf_root
-from ..core.rundir import RunDir, one_setting_per_group
+from ..core.rundir import RunDir, one_setting_per_group, samples_digest
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
@@ -38,8 +38,9 @@ from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
-# ci: the interval's level; options: the embedder's settings that differ from conf/diversity.yaml's (what was measured)
-COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options"]
+# ci: the interval's level; options: the embedder's settings that differ from conf/diversity.yaml's (what was measured);
+# samples: which images of samples.csv the group held (`samples_digest`; empty for a folder of images)
+COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options", "samples"]
 CSV_NAME = "diversity.csv"
 
 
@@ -50,6 +51,7 @@ class Group:
     prompt: str
     paths: list[Path]
     reference: list[Path] = field(default_factory=list)
+    samples: str = ""  # samples_digest of the samples.csv rows behind `paths`
 
     @property
     def label(self) -> str:
@@ -117,18 +119,20 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
     if not rows:
         raise UserError(f"{run.samples_csv} not found or empty; out= must be a run directory made by generate")
     one_setting_per_group(rows, ("model", "tag", "prompt"))
-    by_key: dict[tuple[str, str, str], list[Path]] = {}
+    by_key: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     missing = 0
     for row in rows:
-        path = run.root / row["path"]
-        if not path.is_file():
+        if not (run.root / row["path"]).is_file():
             missing += 1
             continue
         key = (row["model"], row.get("tag") or row["method"], row["prompt"])
-        by_key.setdefault(key, []).append(path)
+        by_key.setdefault(key, []).append(row)
     if missing:
         notes.append(f"{missing} image(s) listed in samples.csv are missing on disk and left out")
-    groups = [Group(tag, model, prompt, paths) for (model, tag, prompt), paths in sorted(by_key.items())]
+    groups = [
+        Group(tag, model, prompt, [run.root / row["path"] for row in kept], samples=samples_digest(kept))
+        for (model, tag, prompt), kept in sorted(by_key.items())
+    ]
     if cfg.reference is not None:
         _attach_references(cfg, run, groups, by_key, notes)
     return run.root, groups, notes
@@ -158,7 +162,8 @@ def _attach_references(cfg: DictConfig, run: RunDir, groups: list[Group], by_key
         return
     for group in groups:
         if group.method != reference:  # a set against itself says nothing
-            group.reference = by_key.get((group.model, reference, group.prompt), [])
+            rows = by_key.get((group.model, reference, group.prompt), [])
+            group.reference = [run.root / row["path"] for row in rows]
             if not group.reference:
                 notes.append(f"no '{reference}' images for {group.label}: no coverage for it")
 
@@ -321,6 +326,7 @@ def _row(group: Group, metric: str, value: float, low: float | None = None, high
         "value": value,
         "ci_low": low,
         "ci_high": high,
+        "samples": group.samples,
     }
 
 

@@ -26,7 +26,7 @@ from ..core.console import progress_bar, stderr_console
 from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.record import record_invocation
-from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group
+from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group, samples_digest
 from ..metrics.quality import (
     DEFAULT_CLIP,
     QualityScores,
@@ -44,7 +44,7 @@ from .shards import Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
-META = ["reference", "features"]
+META = ["reference", "features", "samples"]  # samples: which images of samples.csv (`samples_digest`)
 
 
 def measure_quality(cfg: DictConfig) -> Path | None:
@@ -315,6 +315,7 @@ def result_row(
     row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
     row["reference"] = reference
     row["features"] = features
+    row["samples"] = samples_digest(rows) if rows and "seed" in rows[0] else ""  # "": a folder of images
     return row
 
 

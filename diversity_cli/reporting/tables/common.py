@@ -21,7 +21,7 @@ from typing import Any
 
 from ...core.errors import UserError
 from ...core.record import read_records
-from ...core.rundir import RunDir, read_table
+from ...core.rundir import RunDir, read_table, samples_digest
 
 # Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
 TABLE_IDS = {"1": "1", "2": "2", "3": "3", "4": "4", "D1": "D.1", "E1": "E.1"}
@@ -292,17 +292,19 @@ STALE = "**out of date**:"  # how a note on measurements older than the run's im
 
 
 def stale_counts(run: RunData, source: str) -> list[str]:
-    """Groups whose `source` (diversity.csv or fid.csv) row counts other images than samples.csv now holds for
-    it: images were added or remade after the measurement, so its number is not the run's (each as
-    "model / tag[ / prompt][ against <reference>]: n=8, samples.csv's images 12"). Numbers over a subset say
-    so in their metric (`toy_features@adherent`) and are left out; so are images lost from disk."""
-    per_prompt: dict[tuple[str, ...], int] = {}
+    """Groups whose `source` (diversity.csv or fid.csv) row was measured over other images than samples.csv now
+    holds for it: images added, or remade with other settings or seeds, after the measurement, so its number is
+    not the run's (each as "model / tag[ / prompt][ against <reference>]: n=8, samples.csv's images 12", or
+    "…: images remade since (n=8)" when the count is the same; rows older than the `samples` column are checked by
+    count only). Numbers over a subset say so in their metric (`toy_features@adherent`) and are left out; so are
+    images lost from disk."""
+    held: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for row in run.samples:
         if not (run.root / row["path"]).is_file():
             continue  # an image lost from disk: the measurement left it out (and said so), generate remakes it
         tag = row.get("tag") or row["method"]
         for key in ((row["model"], tag, row["prompt"]), (row["model"], tag)):
-            per_prompt[key] = per_prompt.get(key, 0) + 1
+            held.setdefault(key, []).append(row)
     rows = run.diversity if source == "diversity.csv" else run.fid
     found = {}
     for row in rows:
@@ -310,10 +312,14 @@ def stale_counts(run: RunData, source: str) -> list[str]:
             continue
         key = (row.get("model", ""), row.get("method", ""))
         key += (row["prompt"],) if source == "diversity.csv" else ()
-        n, held = as_number(row.get("n")), per_prompt.get(key)
-        if n is not None and held is not None and int(n) != held:
-            against = f" against {row['reference']}" if row.get("reference") else ""  # fid: which reference
-            found[key + (against,)] = f"{' / '.join(key)}{against}: n={int(n)}, samples.csv's images {held}"
+        n, images = as_number(row.get("n")), held.get(key)
+        if n is None or images is None:
+            continue
+        against = f" against {row['reference']}" if row.get("reference") else ""  # fid: which reference
+        if int(n) != len(images):
+            found[key + (against,)] = f"{' / '.join(key)}{against}: n={int(n)}, samples.csv's images {len(images)}"
+        elif row.get("samples") and row["samples"] != samples_digest(images):
+            found[key + (against,)] = f"{' / '.join(key)}{against}: images remade since (n={int(n)})"
     return list(found.values())
 
 
@@ -330,8 +336,8 @@ def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
                 more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
                 command = source.removesuffix(".csv")
                 notes.append(
-                    f"{STALE} {run.root}/{source} was measured before images were added to or removed from the "
-                    f"run ({'; '.join(groups[:3])}{more}); rerun `diversity-cli {command} out={run.root}` with the "
+                    f"{STALE} {run.root}/{source} was measured over other images than the run now holds "
+                    f"({'; '.join(groups[:3])}{more}); rerun `diversity-cli {command} out={run.root}` with the "
                     "settings it was measured with"
                 )
     return notes
