@@ -136,6 +136,7 @@ def test_sweep_rows_hold_each_point_prompt_and_metric(swept):
         assert (row["model"], row["n"], row["metric"], row["base_steps"]) == ("tiny_sd", "2", "pixel", "")
         samples = [s for s in _read(out / row["run"] / "samples.csv") if s["prompt"] == row["prompt"]]
         assert len(samples) == 2 and {s["nfe"] for s in samples} == {row["nfe"]}
+        assert row["seed"] == str(min(int(s["seed"]) for s in samples))  # which images: seed .. seed+n-1
         # n=2: the mean pairwise pixel distance is the one distance between the two images
         images = load_images([out / row["run"] / s["path"] for s in samples])
         embedding = get_embedder("pixel", "cpu")(images)
@@ -333,8 +334,33 @@ def test_a_points_measurement_is_redone_when_its_image_bytes_change(cli, tmp_pat
 def test_the_summary_shows_this_sweeps_points_not_earlier_ones_in_the_same_out(cli, tmp_path):
     args = [*SWEEP, "prompt=a red circle", f"out={tmp_path}", "baselines=false"]
     assert cli("ablate", *args, "k=1")[0] == 0
-    code, out, _ = cli("ablate", *args, "k=2")
+    code, out, _ = cli("ablate", *args, "k=2", "seed=5")
     assert code == 0
-    assert {r["k"] for r in _read(tmp_path / "ablate.csv")} == {"1", "2"}  # both sweeps' rows are kept
+    rows = _read(tmp_path / "ablate.csv")
+    assert {(r["k"], r["seed"]) for r in rows} == {("1", "0"), ("2", "5")}  # both sweeps' rows kept, seeds named
     headline = [line for line in out.splitlines() if "hybrid k=" in line]  # the summary's rows, not the CSV's
     assert headline and all("hybrid k=2" in line for line in headline), out
+
+
+def test_a_points_measurement_is_redone_when_its_embedders_weights_change(cli, tmp_path):
+    """A DINO checkpoint replaced in place (same path, other weights): the point's cached numbers were measured with
+    the old one, so the point is measured again."""
+    from test_diversity import _tiny_dino
+
+    dino = _tiny_dino(tmp_path / "dino")
+    args = [*SWEEP, "metric=dino", f"measure.diversity.embedders.dino.path={dino}", "prompt=a red circle"]
+    args += [f"out={tmp_path / 'out'}", "baselines=false"]
+    assert cli("ablate", *args)[0] == 0
+    before = _read(tmp_path / "out/ablate.csv")[0]["value"]
+    code, _, err = cli("ablate", *args)
+    assert code == 0 and "measured before" in err  # unchanged: read back
+    from transformers import Dinov2Model
+
+    network = Dinov2Model.from_pretrained(dino)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    network.save_pretrained(dino)  # the same path, other weights
+    code, _, err = cli("ablate", *args)
+    assert code == 0 and "measured before" not in err
+    assert _read(tmp_path / "out/ablate.csv")[0]["value"] != before

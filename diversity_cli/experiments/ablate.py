@@ -46,7 +46,7 @@ from ..core.marker import (
     write_owned,
 )
 from ..core.prompts import read_prompts
-from ..core.record import record_invocation
+from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
 from ..core.schemas.ablate import AblateConfig
@@ -63,6 +63,7 @@ COLUMNS = [
     "base_steps",
     "prompt",
     "n",
+    "seed",  # the prompt's first seed (its images: seed .. seed+n-1); empty on the FID/IS/CLIP rows (all prompts)
     "metric",
     "value",
     "seconds_per_image",
@@ -428,6 +429,8 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     metrics = parse_metrics(cfg.metric)
     signature = _signature(cfg, metrics, rows, [root / job.path for job in jobs])
     cached = _cached(root, signature)
+    if cached is not None and _embedder_weights_changed(view):
+        cached = None
     if cached is not None:
         stderr_console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
         return cached
@@ -446,7 +449,10 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
         "nfe": rows[0]["nfe"],
         "run": f"{POINTS}/{cfg.model.name}/{point.tag}",
     }
-    results = [{**shared, **row} for row in found]
+    first_seed: dict[str, int] = {}
+    for job in jobs:
+        first_seed[job.prompt] = min(job.seed, first_seed.get(job.prompt, job.seed))
+    results = [{**shared, "seed": first_seed.get(row["prompt"], ""), **row} for row in found]
     results = [{column: row.get(column, "") for column in COLUMNS} for row in results]
     _write_csv(root, "point.csv", results)
     write_owned(root, "point.json", json.dumps({"signature": signature, **point.knobs()}, indent=2) + "\n")
@@ -512,6 +518,26 @@ def _cached(root: Path, signature: str) -> list[dict[str, str]] | None:
     except json.JSONDecodeError:
         return None
     return _read_csv(table)
+
+
+def _embedder_weights_changed(view: Path) -> bool:
+    """Whether a weights file or folder the point's last diversity measurement read (its run record in `view`)
+    holds other bytes now, or is gone: a DreamSim, CLIP or DINO checkpoint replaced in its cache. The signature
+    cannot hold them without loading each embedder; networks held in memory are keyed there (the toy judge's
+    folder) or by package versions. A point measured before records carried weights is taken as it is."""
+    from ..core.fingerprint import folder_hash
+
+    records = [record for record in read_records(view) if record.get("embedders")]
+    if not records:
+        return False
+    for used in records[-1]["embedders"].values():
+        for weights in used.get("weights", []) if isinstance(used, dict) else []:
+            source = Path(str(weights.get("source", "")))
+            if str(source).startswith("in-memory"):
+                continue
+            if not source.exists() or folder_hash(source) != weights.get("weights_hash"):
+                return True
+    return False
 
 
 def _write_view(view: Path, rows: list[dict[str, str]]) -> None:
