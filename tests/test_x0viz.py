@@ -33,6 +33,7 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
             f"commits at t={row['committed_timestep']}, after step {int(row['committed_step']) + 1} of {row['steps']}"
         )
         assert any(line.count("│") >= 2 and method in line and said in line for line in stdout.splitlines()), stdout
+        assert (row["model"], row["metric"], row["prompts"], row["n"]) == ("tiny_sd", "pixel", "1", "2")
         assert len(list(tmp_path.glob(f"x0_tiny_sd_{method}_*.png"))) == 1
         assert len(list(tmp_path.glob(f"xt_tiny_sd_{method}_*.png"))) == 1
     with (tmp_path / "commitment.csv").open() as f:

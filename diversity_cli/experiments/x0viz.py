@@ -107,7 +107,9 @@ def visualize(cfg: DictConfig) -> Path:
                         }
                     )
     _write_csv(curve_csv, records)
-    summary = summarize(records, float(cfg.threshold))
+    # what each commitment was measured with and over: the number is quoted apart from run.json
+    measured = {"model": str(cfg.model.name), "metric": embedder.name, "prompts": len(rows), "n": len(seeds)}
+    summary = [{**row, **measured} for row in summarize(records, float(cfg.threshold))]
     _write_csv(out / "commitment_summary.csv", summary)
     plot_curves(records, out / "commitment.png", float(cfg.threshold))
     _print_summary(summary, out)
