@@ -289,7 +289,7 @@ def test_a_distilled_images_weights_include_the_base_only_when_the_student_is_a_
             "distilled": {"weights_hash": "s"},
             "components": {"weights_hash": "c"},
         }
-        return weights_part(cfg, models)
+        return weights_part(cfg.model, str(cfg.method), models)
 
     assert part("tiny_sd", "b1") == part("tiny_sd", "b2")  # a student of its own: the base's weights play no part
     assert part("tiny_sdxl_lora", "b1") != part("tiny_sdxl_lora", "b2")  # base + LoRA: they do
@@ -324,3 +324,19 @@ def test_sharded_generate_refuses_other_settings_and_overwrites_when_told(cli, t
     assert cli(*args, *sharded, "overwrite=true")[0] == 0
     after = {r["path"]: r["settings"] for r in _rows(tmp_path)}
     assert after.keys() == before.keys() and all(after[p] != before[p] for p in before)
+
+
+def test_overwrite_with_a_setting_refused_at_load_keeps_the_images(cli, tmp_path):
+    """overwrite=true remakes images, but a setting that fails only when the pair loads (a scheduler class that
+    does not exist) made nothing: the run's images and rows must still be there."""
+    args = ("generate", "model=toy", "method=distilled", PROMPT, "n=2", f"out={tmp_path}")
+    assert cli(*args)[0] == 0
+    before = _rows(tmp_path)
+    code, _, err = cli(*args, "overwrite=true", "model.distilled.scheduler.class=NoSuchScheduler")
+    assert code == 2 and "NoSuchScheduler" in err
+    assert _rows(tmp_path) == before and all((tmp_path / row["path"]).is_file() for row in before)
+    code, _, err = cli(*args, "overwrite=true", "model.distilled.timesteps=[999,499]", "model.distilled.steps=2")
+    assert code == 0, err
+    after = _rows(tmp_path)  # each image once, made with the new settings
+    assert sorted(r["path"] for r in after) == sorted(r["path"] for r in before)
+    assert {r["settings"] for r in after}.isdisjoint(r["settings"] for r in before)

@@ -320,3 +320,23 @@ def test_on_a_lora_distilled_pair_the_adapter_stacks_on_the_distillation_lora(ti
     assert list(network.peft_config) == ["distilled"]  # leaving removed the transferred adapter only
     assert_same_state(before, network)
     assert torch.equal(latents(lora_pair, "distilled"), distilled_plain)
+
+
+def test_images_of_a_student_changed_in_place_are_not_joined_by_new_ones(cli, tiny_pairs, tmp_path):
+    """transfer-lora's samples carry the weights they ran, as generate's do: a student retrained into the same
+    folder (same path, same config) would otherwise add its images to the old student's under one label."""
+    import shutil
+
+    from diversity_cli.core.resources import asset
+
+    lora = save_random_lora(tiny_pairs("toy"), tmp_path / "lora")
+    student = tmp_path / "student"
+    shutil.copytree(asset("toy/dmd_student"), student)
+    args = ["transfer-lora", "model=toy", f"adapter={lora}", "concept=red", "classifier_target='color=red'",
+            "prompt=a red circle", "clip_model=tiny_random", "grid_seeds=2", "grid_cell=32", f"out={tmp_path / 'run'}",
+            f"model.distilled.network.path={student}"]  # fmt: skip
+    assert cli(*args, "n=2")[0] == 0
+    weights = student / "diffusion_pytorch_model.safetensors"
+    shutil.copy(asset("toy/dp_dmd_student") / weights.name, weights)
+    code, _, err = cli(*args, "n=3")
+    assert code == 2 and "2 distilled image(s) of toy that other weights made" in err

@@ -106,11 +106,12 @@ def _prompt_rows(cfg: DictConfig) -> list[PromptRow]:
 
 
 def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> list[Job]:
-    """Jobs still to do. A finished image made by other settings is an error unless `overwrite`."""
+    """Jobs still to do. A finished image made by other settings is an error unless `overwrite`; with it, every
+    job is to do, and the images it remakes stay until `clear_remade` (once the models have loaded: a setting
+    refused at load time must not have cost the user their images)."""
     done = {row["path"]: row for row in run.read_samples()}
     wanted = {job.path for job in jobs}
     if overwrite:
-        run.drop_samples({p for p in wanted if p in done})
         run.check_targets(wanted)
         return jobs
     refuse_clashes(run, jobs, done, settings)
@@ -120,6 +121,14 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
     todo = [job for job in jobs if job.path not in done or job.path in lost]
     run.check_targets(job.path for job in todo)  # a file there that no row names is not ours: never replaced
     return todo
+
+
+def clear_remade(run: RunDir, todo: list[Job]) -> None:
+    """Under overwrite=true, after the models have loaded: the rows and images about to be made again go, so the
+    new rows never sit beside old ones of the same path (a kill from here on leaves rows whose image is missing,
+    which the next run makes again)."""
+    listed = {row["path"] for row in run.read_samples()}
+    run.drop_samples({job.path for job in todo if job.path in listed})
 
 
 def refuse_clashes(run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]], settings: str) -> None:
@@ -176,8 +185,10 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
-    made_with = f"{settings}/{weights_part(cfg, models)}"
-    refuse_other_weights(run, cfg, todo, made_with)
+    made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
+    refuse_other_weights(run, str(cfg.model.name), cfg_tag(cfg), todo, made_with)
+    if cfg.overwrite:
+        clear_remade(run, todo)
     record_invocation(
         run.root,
         config=cfg,
@@ -226,32 +237,32 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     return run.root
 
 
-def weights_part(cfg: DictConfig, models: dict) -> str:
+def weights_part(model: DictConfig, method: str, models: dict) -> str:
     """The weights behind an image, for samples.csv's `settings` (`<config>/<weights>`): a digest of the weights
-    hashes of the networks the method runs (the student's are no part of a base image, nor the base's of a
+    hashes of the networks `method` runs (the student's are no part of a base image, nor the base's of a
     distilled one unless the student is a LoRA on it; the components are part of both)."""
-    distilled = cfg.model.distilled
+    distilled = model.distilled
     on_base = bool(distilled.get("lora") or (distilled.get("network") or {}).get("lora"))
     student_only = None if on_base else "base"  # distilled and skip_first run the student alone
-    unused = {"base": "distilled", "distilled": student_only, "skip_first": student_only}.get(cfg.method)
+    unused = {"base": "distilled", "distilled": student_only, "skip_first": student_only}.get(method)
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
 
 
-def refuse_other_weights(run: RunDir, cfg: DictConfig, todo: list[Job], made_with: str) -> None:
-    """Images of this tag the run keeps (not remade now) that other weights made (a student retrained in place,
-    new toy weights installed): the new ones would join them under one label."""
-    tag, remade = cfg_tag(cfg), {job.path for job in todo}
+def refuse_other_weights(run: RunDir, model: str, tag: str, todo: list[Job], made_with: str) -> None:
+    """Images of this model and tag the run keeps (not remade now) that other weights made (a student retrained in
+    place, new toy weights installed): the new ones would join them under one label."""
+    remade = {job.path for job in todo}
     other = [
         row
         for row in run.read_samples()
-        if row["model"] == cfg.model.name
+        if row["model"] == model
         and (row.get("tag") or row["method"]) == tag
         and row["path"] not in remade
         and weights_of(row.get("settings", "")) not in ("", weights_of(made_with))
     ]
     if other:
         raise UserError(
-            f"{run.root} holds {len(other)} {tag} image(s) of {cfg.model.name} that other weights made (settings "
+            f"{run.root} holds {len(other)} {tag} image(s) of {model} that other weights made (settings "
             f"{other[0]['settings']}, now {made_with}): one label over both would mix two models; use another out=, "
             "or remake them all (overwrite=true with the same n and prompts)"
         )

@@ -54,7 +54,7 @@ from ..core.schemas.transfer_lora import TransferLoraConfig
 from ..models.adapters import Adapter, applied, read_adapter
 from ..models.provenance import pair_provenance
 from ..toy import is_toy_pair
-from .generation import Job, pending, sample_batch, settings_hash
+from .generation import Job, clear_remade, pending, refuse_other_weights, sample_batch, settings_hash, weights_part
 from .shards import Shard, batch_done, parse_shard
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
@@ -405,6 +405,13 @@ def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[J
     rundir.save_config(name, cfg)
     rundir.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
+    # samples.csv's settings: "<config>/<weights>", as generate writes them; kept images of other weights are refused
+    made_with = {group.tag: f"{group.settings}/{weights_part(cfg.model, group.role, models)}" for group in plan.groups}
+    for group in plan.groups:
+        if todo[group.tag]:
+            refuse_other_weights(rundir, str(cfg.model.name), group.tag, todo[group.tag], made_with[group.tag])
+    if cfg.overwrite:
+        clear_remade(rundir, [job for jobs in todo.values() for job in jobs])
     record_invocation(rundir.root, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
     batch_size = int(cfg.batch_size)
     with progress_bar(console) as progress:
@@ -414,16 +421,18 @@ def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[J
                 continue
             task = progress.add_task(f"{cfg.model.name} {group.tag}", total=len(jobs))
             advance = lambda n, t=task: progress.advance(t, n)  # noqa: E731
+            settings = made_with[group.tag]
             if group.transfer is None:
-                sample_group(pair, rundir, group, jobs, batch_size, advance)
+                sample_group(pair, rundir, group, settings, jobs, batch_size, advance)
                 continue
             transfer = plan.transfers[group.transfer]
             with applied(pair, group.role, transfer.adapter, transfer.scale):
-                sample_group(pair, rundir, group, jobs, batch_size, advance)
+                sample_group(pair, rundir, group, settings, jobs, batch_size, advance)
 
 
-def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size: int, advance) -> None:
-    """The jobs' images with the group's model alone (its own scheduler, steps and guidance), as `generate`."""
+def sample_group(pair, rundir: RunDir, group: Group, settings: str, jobs: list[Job], batch_size: int, advance) -> None:
+    """The jobs' images with the group's model alone (its own scheduler, steps and guidance), as `generate`;
+    `settings` is samples.csv's (the group's config and the weights it ran)."""
     from ..sampling.plan import make_plan
 
     for start in range(0, len(jobs), batch_size):
@@ -437,7 +446,7 @@ def sample_group(pair, rundir: RunDir, group: Group, jobs: list[Job], batch_size
                 {
                     "method": group.role, "model": pair.name, "prompt": job.prompt, "seed": job.seed, "k": "",
                     "steps": plan.steps, "nfe": plan.nfe, "seconds": f"{seconds:.4f}", "path": job.path,
-                    "base_guidance": "", "base_steps": "", "tag": group.tag, "settings": group.settings,
+                    "base_guidance": "", "base_steps": "", "tag": group.tag, "settings": settings,
                     "case": job.case,
                 }
             )  # fmt: skip
