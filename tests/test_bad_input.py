@@ -261,6 +261,9 @@ FOUND = [
     ("generate", "out="),
     ("x0viz", "out="),
     ("train-toy", "out="),
+    # folders train-toy starts from, checked before an overwrite removes the earlier run
+    ("train-toy", "vae.reuse=/nonexistent/vae"),
+    ("train-toy", "unet.init_from=/nonexistent/base"),
     # sizes that hung before any work
     ("generate", "n=1000000000"),
     ("x0viz", "n=1000000000"),

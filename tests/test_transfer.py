@@ -275,6 +275,18 @@ def test_train_lora_saves_a_trained_adapter_that_transfer_lora_loads(cli, tiny_p
     assert (out / "pytorch_lora_weights.safetensors").stat().st_mtime_ns == stamp
 
 
+def test_train_lora_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_adapter(cli, tmp_path):
+    out = tmp_path / "red"
+    args = ("train-lora", "model=tiny_sd", "concept=red", "steps=2", "images=8", "batch_size=4", f"out={out}")
+    assert cli(*args)[0] == 0
+    weights = (out / "pytorch_lora_weights.safetensors").read_bytes()
+    code, _, err = cli(*args, "overwrite=true", "model.base.scheduler.class=NoSuchScheduler")
+    assert code == 2 and "NoSuchScheduler" in err
+    assert (out / "pytorch_lora_weights.safetensors").read_bytes() == weights
+    code, _, err = cli(*args)  # its settings file is still the trained adapter's: nothing to do
+    assert code == 0 and "nothing to do" in err
+
+
 def test_train_lora_is_deterministic_given_its_seed(cli, tmp_path):
     def trained(name: str, *extra: str) -> bytes:
         args = ("train-lora", "model=tiny_sd", "concept=red", "steps=1", "images=8", "batch_size=4", *extra)

@@ -60,6 +60,7 @@ def train_lora(cfg: DictConfig) -> Path:
 
     device = resolve_device(cfg.device)
     pair = load_pair(cfg.model, device, torch.float32)  # trained in float32 whatever the pair's inference dtype
+    begin(out, settings, bool(cfg.overwrite))
     record_invocation(out, device=str(device), dtype=str(pair.dtype), models=pair_provenance(cfg.model, pair))
     if not hasattr(type(pair.pipe), "save_lora_weights"):
         raise UserError(f"model={cfg.model.name}: diffusers cannot save LoRA weights for its pipeline; use SD / SDXL")
@@ -124,7 +125,8 @@ def training_settings(cfg: DictConfig) -> str:
 
 def prepare(out: Path, settings: str, overwrite: bool) -> bool:
     """False when `out` already holds this training, finished. Another training there needs overwrite=true, which
-    removes only the files an earlier train-lora listed in out/run.json (core/marker.py), nothing else."""
+    removes only the files an earlier train-lora listed in out/run.json (core/marker.py), nothing else (in
+    `begin`). Checks only: nothing of an earlier training is touched here."""
     adopt_legacy(out, SETTINGS, OUTPUTS)
     record = out / SETTINGS
     if record.is_file():
@@ -137,11 +139,16 @@ def prepare(out: Path, settings: str, overwrite: bool) -> bool:
         raise UserError(
             f"{out / WEIGHTS} exists and was not made by train-lora here; use another out= or overwrite=true"
         )
+    claim_outputs(out, (WEIGHTS, METADATA, SETTINGS))
+    return True
+
+
+def begin(out: Path, settings: str, overwrite: bool) -> None:
+    """Once the pair has loaded (a setting refused at load time must not have cost the earlier adapter): with
+    overwrite=true the earlier training's files go; the settings this training runs with are written."""
     if overwrite:
         remove_outputs(out, OUTPUTS)
-    claim_outputs(out, (WEIGHTS, METADATA, SETTINGS))
     write_owned(out, SETTINGS, json.dumps({"settings": settings}) + "\n")
-    return True
 
 
 # --- data ---------------------------------------------------------------------------------------------------------

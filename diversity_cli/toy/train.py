@@ -145,6 +145,16 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.evaluate.prompts or int(cfg.evaluate.n) < 2:
         raise UserError("evaluate.prompts must list at least one prompt and evaluate.n be at least 2")
     training_schedule(cfg.unet)  # a schedule it cannot train on (zero terminal SNR with ε) is refused here
+    # Folders it starts from, checked before an overwrite=true removes the earlier run (not when a stage reaches them)
+    if cfg.vae.get("reuse") and not (Path(cfg.vae.reuse) / "config.json").is_file():
+        raise UserError(f"vae.reuse={cfg.vae.reuse} is not an AutoencoderKL folder (no config.json there)")
+    if cfg.unet.get("init_from"):
+        missing = [name for name in ("unet", "text_encoder") if not (Path(cfg.unet.init_from) / name).is_dir()]
+        if missing:
+            raise UserError(
+                f"unet.init_from={cfg.unet.init_from} is not a trained toy base folder (no {' or '.join(missing)}/ "
+                "there)"
+            )
 
 
 def training_settings(cfg: DictConfig) -> dict:

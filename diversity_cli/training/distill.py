@@ -233,11 +233,11 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         if main:
             console.print(f"[green]nothing to do[/]: {state.root} holds a finished run of {cfg.iterations} iterations")
         return state.root
+    training = build(cfg, accelerator, prompts)
+    # Only now that the models have loaded: a setting refused at load time must not have cost the earlier run.
     if cfg.overwrite and main:
         state.clear()
     accelerator.wait_for_everyone()
-
-    training = build(cfg, accelerator, prompts)
     if start > 0:
         # progress.json, not accelerate's custom-object pickle; every other file it loads is weights-only
         progress = state.read_progress(state.checkpoint_dir(start), start)
