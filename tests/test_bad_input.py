@@ -271,6 +271,10 @@ FOUND = [
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..100000000"),
     ("ablate", "model=tiny_sd", "prompt=a", "base_guidance=range(0,100000000)"),
     ("ablate", "model=tiny_sd", "prompt=a", "k=1..40", "base_guidance=range(0,40)", "max_points=1000"),
+    # a one-step student (the SDXL-Turbo card): no hand-over, no first step to skip
+    ("generate", "model=sdxl_turbo", "preset=card", "method=hybrid", "k=1"),
+    ("generate", "preset=card", "method=skip_first", "model=sdxl_turbo"),
+    ("x0viz", "preset=card", "model=sdxl_turbo"),
     # a pair's samples per network call
     ("generate", "model=toy", "model.micro_batch=0"),
     ("generate", "model=toy", "model.micro_batch=100000000"),  # allocated 200 GB after a minute

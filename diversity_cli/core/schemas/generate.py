@@ -74,16 +74,27 @@ def schedule_steps(model: Any) -> int | None:
 
 
 def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
-    """`k` counts distilled steps: it cannot exceed the pair's distilled schedule."""
+    """`k` counts distilled steps: it cannot exceed the pair's distilled schedule, and a one-step schedule has no
+    hand-over (nor a first step to skip)."""
     k = cfg.get("k")
     methods = cfg.get("methods") if "methods" in cfg else [cfg.get("method")]
+    steps = schedule_steps(cfg.get("model"))
+    if steps is not None and steps < 2 and "skip_first" in (methods or []):
+        raise UserError(
+            f"skip_first needs a distilled schedule of at least 2 steps; {cfg.model.name} has {steps} "
+            "(give model.distilled.steps=N with N >= 2)"
+        )
     uses_k = any(isinstance(m, str) and m in USES_BASE_KNOBS for m in methods or [])
     if not isinstance(k, int) or isinstance(k, bool) or not uses_k:
         return
-    steps = schedule_steps(cfg.get("model"))
     if steps is not None and k > steps:
         raise UserError(
             f"k={k} is out of range for {cfg.model.name}: its distilled schedule has {steps} steps (0..{steps})"
+        )
+    if steps == 1 and k == 1:  # k=n on a longer schedule is the ablation's end point; here it is all there is
+        raise UserError(
+            f"{cfg.model.name}'s distilled schedule has 1 step: k=1 leaves the student no step (the base alone, "
+            "labelled a hybrid); give model.distilled.steps=N with N >= 2 for a hand-over, or k=0"
         )
 
 
