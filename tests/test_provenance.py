@@ -146,6 +146,10 @@ def test_hub_models_record_hub_id_revision_and_the_loaded_files_hash(tmp_path, m
     assert components["weights_hash"] == files_hash([pipe / "vae" / "diffusion_pytorch_model.fp16.safetensors"], pipe)
     (student / "student.safetensors").write_bytes(b"retrained")  # new weights, same name: a new hash
     assert pair_provenance(model)["distilled"]["weights_hash"] != distilled["weights_hash"]
+    # a LoRA student (Qwen-Image-Lightning): one file on the base's architecture, no config_repo of its own
+    model.distilled.network = {"repo": "org/student", "file": "student.safetensors", "lora": True}
+    lora = pair_provenance(model)["distilled"]
+    assert lora["weights_hash"] == folder_hash(student / "student.safetensors") and lora["lora"] is True
 
 
 @pytest.mark.parametrize("command", ["diversity", "fid"])

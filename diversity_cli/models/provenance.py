@@ -62,6 +62,9 @@ def _network(conf: DictConfig) -> dict[str, Any]:
         found = _cached(conf.repo, conf.file)
         record = {"hub_id": str(conf.repo), "file": str(conf.file), **_revision(found)}
         record["weights_hash"] = folder_hash(found) if found else None
+        if conf.get("lora"):  # a LoRA file on the base network (its architecture): no architecture of its own
+            record["lora"] = True
+            return record
         architecture = _cached(conf.config_repo, _join(conf.get("config_subfolder"), "config.json"))
         record["architecture"] = {"hub_id": str(conf.config_repo), **_revision(architecture)}
         return record
