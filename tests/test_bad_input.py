@@ -275,6 +275,9 @@ FOUND = [
     ("generate", "model=sdxl_turbo", "preset=card", "method=hybrid", "k=1"),
     ("generate", "preset=card", "method=skip_first", "model=sdxl_turbo"),
     ("x0viz", "preset=card", "model=sdxl_turbo"),
+    # a local folder where a hub id was (a scheduler's config, a bare weights file): checked on disk, one line
+    ("generate", "model=sdxl_dmd2", "model.base.scheduler.repo=/nonexistent/sdxl"),
+    ("generate", "model=sdxl_dmd2", "model.distilled.network.repo=/nonexistent/dmd2"),
     # a pair's samples per network call
     ("generate", "model=toy", "model.micro_batch=0"),
     ("generate", "model=toy", "model.micro_batch=100000000"),  # allocated 200 GB after a minute

@@ -130,30 +130,36 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool, guarded_load: 
     cls = getattr(diffusers, TRANSFORMER_CLASS[model.family])
 
     def network(role: str) -> torch.nn.Module:
-        (call,) = [c for c in calls if c.role == role and c.kind == "network"]
-        kwargs = {"subfolder": call.subfolder, "torch_dtype": dtype}
-        if call.variant:
-            kwargs["variant"] = call.variant
+        path = model[role].network.get("path")  # a local folder: no hub read (`hub_calls` lists none)
+        found = [c for c in calls if c.role == role and c.kind == "network"]
+        repo, kwargs = (path, {}) if path else (found[0].repo, {"subfolder": found[0].subfolder})
+        kwargs["torch_dtype"] = dtype
+        if not path and found[0].variant:
+            kwargs["variant"] = found[0].variant
         return guarded_load(
-            lambda local: cls.from_pretrained(call.repo, local_files_only=local, **kwargs),
-            call.repo,
+            lambda local: cls.from_pretrained(repo, local_files_only=local, **kwargs),
+            repo,
             f"model.{role}.network.path",
         )
 
     base = network("base")
-    (components,) = [c for c in calls if c.kind == "pipeline"]
     kwargs: dict[str, Any] = {"transformer": base, "torch_dtype": dtype}
-    if components.variant:
-        kwargs["variant"] = components.variant
+    source = model.components.get("path")
+    if not source:
+        (components,) = [c for c in calls if c.kind == "pipeline"]
+        source = components.repo
+        if components.variant:
+            kwargs["variant"] = components.variant
     pipe = guarded_load(
-        lambda local: DiffusionPipeline.from_pretrained(components.repo, local_files_only=local, **kwargs),
-        components.repo,
+        lambda local: DiffusionPipeline.from_pretrained(source, local_files_only=local, **kwargs),
+        source,
         "model.components.path",
     )
     networks = {"base": base, "distilled": base}
     if distilled and is_lora(model, "distilled"):
         (call,) = [c for c in calls if c.role == "distilled" and c.kind == "weights"]
-        guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, "a local copy", call.file)
+        hint = "model.distilled.network.repo"  # a folder holding the file
+        guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, call.file)
     elif distilled:
         networks["distilled"] = network("distilled")
     return pipe, networks

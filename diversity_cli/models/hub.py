@@ -7,6 +7,7 @@ disk before any work, and `tests/test_manifest.py` checks them against recorded 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -27,6 +28,19 @@ class HubCall:
     subfolder: str | None = None
     variant: str | None = None
     file: str | None = None
+
+
+def local_folder(repo: object) -> Path | None:
+    """A `repo` that names a folder on this machine rather than a hub id (`/models/sdxl`, `./copy`, `~/x`): the
+    loaders read it as it is (diffusers takes a folder wherever it takes a repo id), the preflight checks its
+    files on disk. A hub id has one slash and no leading `/`, `.` or `~`."""
+    text = str(repo or "")
+    if not text:
+        return None
+    folder = Path(text).expanduser()
+    if text.startswith(("/", ".", "~")) or folder.is_dir():
+        return folder
+    return None
 
 
 def hub_calls(model: DictConfig, distilled: bool = True) -> list[HubCall]:

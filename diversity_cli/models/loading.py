@@ -17,6 +17,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +30,7 @@ from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
 from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
-from .hub import HubCall, _network_calls, _scheduler_call, hub_calls  # noqa: F401 (hub_calls: the plan)
+from .hub import HubCall, _network_calls, _scheduler_call, hub_calls, local_folder  # noqa: F401 (hub_calls: the plan)
 from .pair import ModelPair, ModelSpec
 from .schedulers import scheduler_with
 
@@ -177,6 +178,7 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     if shared.get("path"):
         source = shared.path
+        kwargs.update(variant_present(source, shared.get("variant")))
     else:
         (call,) = [c for c in hub_calls(model, distilled) if c.kind == "pipeline"]
         source = call.repo
@@ -189,7 +191,7 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
     )
     if distilled and is_lora(model, "distilled"):  # the student is the base network plus a LoRA file
         (call,) = [c for c in hub_calls(model, distilled) if c.role == "distilled" and c.kind == "weights"]
-        hint = "model.distilled.network.repo=/path/to/a/local/copy"
+        hint = "model.distilled.network.repo"  # a folder holding the file
         guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, file=call.file)
         return pipe, {"base": base_network, "distilled": base_network}
     networks = {"base": base_network, "distilled": _network(model, "distilled", dtype) if distilled else base_network}
@@ -210,8 +212,9 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
     if conf.get("path"):
         if cls is UNet2DConditionModel:  # a local folder names its class: the toy's UNets carry coordinate planes
             cls = unet_class(conf.path)
+        kwargs = {"torch_dtype": dtype, **variant_present(conf.path, conf.get("variant"))}
         return guarded_load(
-            lambda local: cls.from_pretrained(conf.path, torch_dtype=dtype, local_files_only=local), conf.path, hint
+            lambda local: cls.from_pretrained(conf.path, local_files_only=local, **kwargs), conf.path, hint
         )
     calls = {call.kind: call for call in _network_calls(model, role)}
     if "network" in calls:
@@ -227,10 +230,18 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
 
     arch, file = calls["network_config"], calls["weights"]
     config = guarded_load(
-        lambda local: cls.load_config(arch.repo, subfolder=arch.subfolder, local_files_only=local), arch.repo, hint
+        lambda local: cls.load_config(arch.repo, subfolder=arch.subfolder, local_files_only=local),
+        arch.repo,
+        f"model.{role}.network.config_repo",
     )
+    folder = local_folder(file.repo)  # a local copy of the repo: the file is read where it lies
     weights = guarded_load(
-        lambda local: hf_hub_download(file.repo, file.file, local_files_only=local), file.repo, hint, file=file.file
+        lambda local: (
+            str(folder / file.file) if folder else hf_hub_download(file.repo, file.file, local_files_only=local)
+        ),
+        file.repo,
+        f"model.{role}.network.repo",
+        file=file.file,
     )
     network = cls.from_config(config).to(dtype)
     if weights.endswith(".safetensors"):
@@ -247,6 +258,15 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
             raise UserError(f"{weights} cannot be loaded safely as weights ({reason})") from None
     network.load_state_dict(state)
     return network
+
+
+def variant_present(folder: Any, variant: Any) -> dict[str, str]:
+    """`variant` for a local folder's from_pretrained where the folder holds files of it (`*.fp16.safetensors`), as
+    the hub copy is read; a copy saved without variants loads its plain files (diffusers would refuse them)."""
+    root = Path(str(folder)).expanduser()
+    if not variant or not root.is_dir():
+        return {}
+    return {"variant": str(variant)} if any(f".{variant}." in p.name for p in root.rglob("*") if p.is_file()) else {}
 
 
 def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
@@ -266,7 +286,7 @@ def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
         config = guarded_load(
             lambda local: cls.load_config(call.repo, subfolder=call.subfolder, local_files_only=local),
             call.repo,
-            "the scheduler's repo",
+            f"model.{role}.scheduler.repo",
         )
     return scheduler_with(cls, config, overrides, f"model.{role}.scheduler.overrides")
 

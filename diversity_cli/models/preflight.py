@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..core.errors import UserError
-from .hub import hub_calls
+from .hub import hub_calls, local_folder
 
 HF_FILES = {  # what a hub read of each kind needs in the cache before it can succeed offline
     "pipeline": "model_index.json",
@@ -59,10 +59,15 @@ KIND_WORDS = {
 
 
 def _hub_missing(call) -> tuple[str, str] | None:
-    """(repo/file, words for what it is) of a hub read whose file is not in the local cache, else None."""
+    """(repo/file, words for what it is) of a hub read whose file is not in the local cache (or, for a `repo`
+    that is a local folder, not in that folder), else None."""
     where = f"{call.subfolder}/" if call.subfolder else ""
     filename = call.file if call.kind == "weights" else where + HF_FILES[call.kind]
-    found = hf_cached(call.repo, filename)
+    folder = local_folder(call.repo)
+    if folder is not None:
+        found = folder / filename if (folder / filename).is_file() else None
+    else:
+        found = hf_cached(call.repo, filename)
     if found is not None and call.kind == "network":
         # the config alone is not the network: some weights file must sit beside it
         weights = [p for p in found.parent.iterdir() if p.name.startswith(WEIGHT_PREFIXES)]
@@ -73,19 +78,35 @@ def _hub_missing(call) -> tuple[str, str] | None:
 
 def _hub_items(model: DictConfig, distilled: bool) -> list[Missing]:
     """The missing hub files, one item per file even when both models read it, with every role that needs it."""
-    found: dict[str, tuple[list[str], str, object]] = {}
+    found: dict[str, tuple[list[str], str, object, list[str]]] = {}
     for call in hub_calls(model, distilled):
         missing = _hub_missing(call)
         if missing is not None:
-            roles, _, _ = found.setdefault(missing[0], ([], missing[1], call))
+            roles, _, _, keys = found.setdefault(missing[0], ([], missing[1], call, []))
             roles.append(call.role)
+            keys.append(f"{local_key(call.kind, call.role)}=/local/copy")  # each role's own setting for it
     items = []
-    for target, (roles, words, call) in found.items():
+    for target, (roles, words, call, settings) in found.items():
+        keys = " and ".join(settings)
+        if local_folder(call.repo) is not None:  # the user's own folder: nothing to download
+            items.append(Missing(f"{'+'.join(roles)} {words} {target}", f"not found there; set {keys}"))
+            continue
         command = f"hf download {call.repo}" + (f" {call.file}" if call.kind == "weights" else "")
-        keys = [f"model.{role}.network.path" if role != "components" else "model.components.path" for role in roles]
-        fix = f"`{command}` (HF_HOME={hf_home()}) or {' and '.join(f'{key}=/local/copy' for key in keys)}"
-        items.append(Missing(f"{'+'.join(roles)} {words} {target}", fix, True))
+        items.append(
+            Missing(f"{'+'.join(roles)} {words} {target}", f"`{command}` (HF_HOME={hf_home()}) or {keys}", True)
+        )
     return items
+
+
+def local_key(kind: str, role: str) -> str:
+    """The setting that points a hub read of `kind` at a local copy instead (a folder laid out as the repo)."""
+    if role == "components":
+        return "model.components.path"
+    return {
+        "scheduler_config": f"model.{role}.scheduler.repo",
+        "network_config": f"model.{role}.network.config_repo",
+        "weights": f"model.{role}.network.repo",  # a folder holding the file: bare weights and LoRA students
+    }.get(kind, f"model.{role}.network.path")
 
 
 def _local_path(model: DictConfig, role: str) -> str | None:
@@ -104,8 +125,7 @@ def pair_missing(model: DictConfig, distilled: bool = True) -> list[Missing]:
         if path and not Path(str(path)).expanduser().exists():
             key = "model.components.path" if role == "components" else f"model.{role}.network.path"
             missing.append(Missing(f"{role} folder {path}", f"not found; set {key}=/folder/that/exists"))
-    if all(_local_path(model, role) for role in roles):
-        return missing  # every part local: nothing to read from the hub
+    # every part local still reads the schedulers' configs (`model.<role>.scheduler.repo`)
     return missing + _hub_items(model, distilled)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..core.fingerprint import digest, files_hash, folder_hash, module_hash, weight_files
+from .hub import local_folder
 
 DENOISER_FOLDERS = ("unet", "transformer")  # replaced by the pair's own networks: not part of "components"
 
@@ -107,9 +108,13 @@ def _join(subfolder: Any, name: str) -> str:
 
 
 def _cached(repo: Any, filename: str) -> Path | None:
-    """The file in the local Hugging Face cache (never downloaded), or None."""
+    """The file in the local Hugging Face cache (never downloaded), or in the folder `repo` names when it is a
+    local copy (`local_folder`), or None."""
     from huggingface_hub import try_to_load_from_cache
 
+    folder = local_folder(repo)
+    if folder is not None:
+        return folder / filename if (folder / filename).is_file() else None
     try:
         found = try_to_load_from_cache(str(repo), filename)
     except ValueError:
@@ -120,7 +125,7 @@ def _cached(repo: Any, filename: str) -> Path | None:
 def _revision(found: Path | None) -> dict[str, Any]:
     """The commit of the snapshot a cached file belongs to (…/snapshots/<commit>/…)."""
     if found is None:
-        return {"revision": None, "note": "not in the local Hugging Face cache"}
+        return {"revision": None, "note": "not found (Hugging Face cache, or the local folder named)"}
     parts = found.parts
     if "snapshots" in parts:
         return {"revision": parts[parts.index("snapshots") + 1]}

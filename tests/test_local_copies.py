@@ -1,0 +1,110 @@
+"""A real pair read from local copies instead of the hub cache (an offline node with its own folders): the
+pipeline and the base UNet as diffusers folders, a student shipped as one bare weights file (DMD2's
+`dmd2_sdxl_4step_unet_fp16.bin`) in a folder given as its `repo`, the schedulers' configs from a local folder.
+Tiny SDXL networks stand in for the real ones."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+STUDENT_FILE = "dmd2_sdxl_4step_unet_fp16.bin"
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory) -> Path:
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    from diversity_cli.models import tiny
+
+    root = tmp_path_factory.mktemp("copies")
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    components = tiny.build_shared_components("sdxl", seed=0)
+    pipe = StableDiffusionXLPipeline(**components, unet=tiny.build_network("sdxl", seed=0), scheduler=scheduler)
+    pipe.save_pretrained(root / "sdxl_base")
+    (root / "dmd2").mkdir()
+    torch.save(tiny.build_network("sdxl", seed=1).state_dict(), root / "dmd2" / STUDENT_FILE)
+    return root
+
+
+def _args(root: Path, out: Path, n: int) -> list[str]:
+    base = root / "sdxl_base"
+    return [
+        "generate", "model=sdxl_dmd2", "method=hybrid", "prompt=a cat", f"n={n}", f"out={out}", "device=cpu",
+        "model.resolution=64", f"+model.components.path={base}", f"+model.base.network.path={base / 'unet'}",
+        f"model.distilled.network.repo={root / 'dmd2'}", f"model.distilled.network.config_repo={base}",
+        f"model.base.scheduler.repo={base}", f"model.distilled.scheduler.repo={base}",
+    ]  # fmt: skip
+
+
+def test_a_bare_weights_student_and_scheduler_configs_load_from_local_folders(cli, copies, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = cli(*_args(copies, out, 1))
+    assert code == 0, err
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    from diversity_cli.core.fingerprint import folder_hash
+
+    student = record["models"]["distilled"]  # the file's identity, read from the folder it lies in
+    assert student["weights_hash"] == folder_hash(copies / "dmd2" / STUDENT_FILE)
+    with (out / "samples.csv").open() as f:
+        assert [row["tag"] for row in csv.DictReader(f)] == ["hybrid_k1"]
+    # the student's file replaced by other weights: its images are not joined by the new student's
+    torch.save(
+        {k: v + 1 for k, v in torch.load(copies / "dmd2" / STUDENT_FILE).items()}, copies / "dmd2" / STUDENT_FILE
+    )
+    code, _, err = cli(*_args(copies, out, 2))
+    assert code == 2 and "other weights made" in err
+
+
+def test_a_local_folder_missing_its_file_is_one_line_before_anything_loads(cli, copies, tmp_path):
+    args = _args(copies, tmp_path / "run", 1)
+    args = [a.replace(str(copies / "dmd2"), str(tmp_path / "empty")) for a in args]
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli(*args)
+    assert code == 2 and f"{tmp_path / 'empty' / STUDENT_FILE}: not found there" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_flow_pair_loads_from_local_folders(cli, tmp_path):
+    """FLUX.1-dev / schnell from local copies (the settings the preflight names): the loader read only hub ids."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from diversity_cli.models import flow_tiny
+
+    components = flow_tiny.build_shared_components("flux", seed=0)
+    base = flow_tiny.build_network("flux", seed=0, guidance_embeds=True)
+    pipe = flow_tiny.pipeline_class("flux")(**components, transformer=base, scheduler=FlowMatchEulerDiscreteScheduler())
+    pipe.save_pretrained(tmp_path / "dev")
+    flow_tiny.build_network("flux", seed=1).save_pretrained(tmp_path / "schnell")
+    dev = tmp_path / "dev"
+    code, _, err = cli(
+        "generate", "model=flux1_dev_schnell", "method=hybrid", "prompt=a cat", "n=1", f"out={tmp_path / 'run'}",
+        "device=cpu", "model.resolution=32", "model.dtype=float32", "model.max_sequence_length=32",
+        f"+model.components.path={dev}", f"+model.base.network.path={dev / 'transformer'}",
+        f"+model.distilled.network.path={tmp_path / 'schnell'}", f"model.base.scheduler.repo={dev}",
+        f"model.distilled.scheduler.repo={dev}",
+    )  # fmt: skip
+    assert code == 0, err
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "run" / "runs").glob("*.json")]
+    assert record["models"]["distilled"]["path"] == str((tmp_path / "schnell").resolve())
+
+
+def test_a_local_folder_holding_only_a_variant_loads_it(cli, copies, tmp_path):
+    """A local copy of the base saved as `variant=fp16` only (as the hub's SDXL-Base UNet is read by the card
+    presets): `variant` applies to a local folder too, where the folder has it."""
+    from diffusers import UNet2DConditionModel
+
+    UNet2DConditionModel.from_pretrained(copies / "sdxl_base" / "unet").save_pretrained(
+        tmp_path / "unet16", variant="fp16"
+    )
+    args = [a for a in _args(copies, tmp_path / "run", 1) if not a.startswith("+model.base.network.path")]
+    code, _, err = cli(*args, f"+model.base.network.path={tmp_path / 'unet16'}", "model.base.network.variant=fp16")
+    assert code == 0, err
