@@ -772,3 +772,26 @@ def test_images_remade_at_the_same_count_are_flagged(cli, tmp_path: Path):
     code, _, err = cli("diversity", f"out={root}", "metric=pixel", "min_n=2")
     assert code == 0, err
     assert not [note for note in tables_of(root, keys=("3",))["3"].notes if "out of date" in note]
+
+
+def test_figure_5_names_the_metric_of_each_runs_curves(cli, tmp_path: Path):
+    """Two x0viz runs measured with other metrics: their distances are not on one scale, so each line and the
+    plotted points name theirs (commitment_summary.csv's metric; the x0viz record's for older runs)."""
+    runs = []
+    for name, metric in (("pixel_run", "pixel"), ("toy_run", "toy_features")):
+        root = tmp_path / name
+        root.mkdir()
+        write_csv(
+            root / "commitment.csv",
+            [{"method": "base", "prompt": "a shape", "seed": 0, "step": i, "timestep": 999 - 250 * i,
+              "fraction": (i + 1) / 4, "distance": 3 - i} for i in range(4)],
+        )  # fmt: skip
+        write_csv(root / "commitment_summary.csv", [{"method": "base", "steps": 4, "metric": metric}])
+        runs.append(str(root))
+    code, _, err = cli("report", f"runs=[{','.join(runs)}]", "tables=[3]", "html=false", f"tables_dir={tmp_path / 't'}")
+    assert code == 0, err
+    with (tmp_path / "t" / "figure_5.csv").open() as f:
+        assert {(Path(r["run"]).name, r["metric"]) for r in csv.DictReader(f)} == {
+            ("pixel_run", "pixel"),
+            ("toy_run", "toy_features"),
+        }

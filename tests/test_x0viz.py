@@ -50,6 +50,14 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
     assert (tmp_path / "commitment.png").stat().st_size > 0
     code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", f"out={tmp_path}")
     assert code == 2 and "overwrite=true" in err
+    # overwrite=true that fails when its metric or pair loads made nothing: the earlier run stays whole
+    grids = sorted(p.name for p in tmp_path.glob("x*_tiny_sd_*.png"))
+    for bad in ("metric=no_such_metric", "model.base.scheduler.class=NoSuchScheduler"):
+        code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a blue square", "n=2", "methods=base", "overwrite=true",
+                           bad, f"out={tmp_path}")  # fmt: skip
+        assert code == 2 and "NoSuch" in err.replace("no_such_metric", "NoSuch"), err
+        assert sorted(p.name for p in tmp_path.glob("x*_tiny_sd_*.png")) == grids
+        assert (tmp_path / "commitment.csv").is_file()
     # overwrite=true with fewer methods: the earlier run's other grids go (the report shows the folder's grids)
     (tmp_path / "notes.txt").write_text("mine")
     code, _, err = cli(

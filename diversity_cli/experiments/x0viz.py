@@ -54,19 +54,26 @@ def visualize(cfg: DictConfig) -> Path:
     ]
     outputs = ["commitment.csv", "commitment_summary.csv", "commitment.png"]
     outputs += [f"{kind}_{stem}.png" for stem in stems for kind in ("x0", "xt")]
+    from ..metrics.embedders import EMBEDDERS, get_embedder, pairwise_distances
+    from ..models.loading import load_pair, resolve_device, resolve_dtype
+
+    if cfg.metric not in EMBEDDERS:
+        raise UserError(f"unknown metric '{cfg.metric}'; choose from: {', '.join(EMBEDDERS)}")
+    earlier: list[str] = []
     if cfg.overwrite and out.is_dir() and any(out.iterdir()):
-        # the earlier run's grids this one will not remake go too, or the report would show them as this run's
-        earlier = [name for name in RunMarker(out).files() if name.startswith(("x0_", "xt_")) and name not in outputs]
-        remove_outputs(out, earlier)  # only in a folder diversity-cli marked, only the files it lists
+        # All of the earlier run goes, its grids this one will not remake too (the report would show them as this
+        # run's), and its curve: a run stopped before it writes its own must not leave the old one beside its record.
+        listed = RunMarker(out).files()
+        earlier = [name for name in listed if name.startswith(("x0_", "xt_")) or name in outputs[:3]]
     claim_outputs(out, outputs)
     RunMarker(out).record(*outputs)
-
-    from ..metrics.embedders import get_embedder, pairwise_distances
-    from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
     embedder = get_embedder(cfg.metric, device)
     pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    # Only now that the metric and the pair have loaded: a setting refused there must not cost the earlier grids.
+    if earlier:
+        remove_outputs(out, earlier)  # only in a folder diversity-cli marked, only the files it lists
     seeds = [int(cfg.seed) + j for j in range(int(cfg.n))]
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
     out.mkdir(parents=True, exist_ok=True)

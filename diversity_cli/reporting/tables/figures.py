@@ -22,33 +22,35 @@ def figure5(runs: list[RunData], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    frame = pd.DataFrame([{**row, "run": str(run.root)} for run, row in frames])
+    metric = {str(run.root): x0viz_metric(run) for run in runs}
+    frame = pd.DataFrame([{**row, "run": str(run.root), "metric": metric[str(run.root)]} for run, row in frames])
     frame["fraction"] = frame["fraction"].astype(float)
     frame["distance"] = frame["distance"].astype(float)
-    curves = frame.groupby(["run", "method", "fraction"], sort=False).distance.mean().reset_index()
+    curves = frame.groupby(["run", "metric", "method", "fraction"], sort=False).distance.mean().reset_index()
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    multi = curves.run.nunique() > 1
-    for (run, method), curve in curves.groupby(["run", "method"], sort=False):
+    multi, metrics = curves.run.nunique() > 1, list(dict.fromkeys(curves.metric))
+    for (run, name, method), curve in curves.groupby(["run", "metric", "method"], sort=False):
         label = f"{Path(run).name}: {method}" if multi else method
+        label += f" [{name}]" if len(metrics) > 1 else ""  # distances of other metrics: each line says its own
         ax.plot(curve.fraction * 100, curve.distance, marker="o", ms=3, label=label)
     ax.set_xlabel("% of steps done")
-    ax.set_ylabel(f"distance(x̂0 at step, final image)\n[{x0viz_metric(runs)}]")
+    ax.set_ylabel(f"distance(x̂0 at step, final image)\n[{metrics[0] if len(metrics) == 1 else 'metric per line'}]")
     ax.set_title("Figure 5: when each method commits", fontsize=10)
     ax.legend(fontsize=8)
     return _save_figure(fig, path, curves)
 
 
-def x0viz_metric(runs: list[RunData]) -> str:
-    """The embedder x0viz measured with, from the run's saved config when there is one."""
-    from omegaconf import OmegaConf
-
-    names = []
-    for run in runs:
-        config = run.root / "configs" / "x0viz.yaml"
-        if config.is_file():
-            names.append(str(OmegaConf.load(config).get("metric", "")))
-    names = [n for n in dict.fromkeys(names) if n]
-    return ", ".join(names) if names else "x0viz metric"
+def x0viz_metric(run: RunData) -> str:
+    """The embedder a run's x0viz measured with: commitment_summary.csv's `metric`, else the last x0viz record's."""
+    for row in run.commitment_summary:
+        if row.get("metric"):
+            return row["metric"]
+    for record in reversed(run.records):
+        if record.get("command") == "x0viz":
+            found = (record.get("metric") or {}).get("name") or (record.get("config") or {}).get("metric")
+            if found:
+                return str(found)
+    return "metric not recorded"
 
 
 ABLATE_KNOBS = (
