@@ -278,6 +278,10 @@ FOUND = [
     # a local folder where a hub id was (a scheduler's config, a bare weights file): checked on disk, one line
     ("generate", "model=sdxl_dmd2", "model.base.scheduler.repo=/nonexistent/sdxl"),
     ("generate", "model=sdxl_dmd2", "model.distilled.network.repo=/nonexistent/dmd2"),
+    # train-lora trains a UNet LoRA: pairs of another family are refused, not a traceback after loading
+    ("train-lora", "concept=red", "model=tiny_flux"),
+    ("train-lora", "concept=red", "model=tiny_sd3"),
+    ("train-lora", "concept=red", "model=tiny_qwen"),
     # a pair's samples per network call
     ("generate", "model=toy", "model.micro_batch=0"),
     ("generate", "model=toy", "model.micro_batch=100000000"),  # allocated 200 GB after a minute

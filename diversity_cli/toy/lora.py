@@ -97,7 +97,7 @@ def validate(cfg: DictConfig) -> tuple[str, str, str | None]:
     for key in ("steps", "batch_size", "images", "rank"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise UserError(f"{key}={cfg[key]} must be a positive integer")
-    if cfg.model.family == "pixart":
+    if cfg.model.family not in ("sd", "sdxl"):  # PixArt and the flow families: no UNet, other LoRA loaders
         raise UserError(f"model={cfg.model.name}: train-lora needs an SD or SDXL pair (UNet with LoRA loaders)")
     return factor, value, negative
 
