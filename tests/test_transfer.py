@@ -285,6 +285,18 @@ def test_train_lora_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_a
     assert (out / "pytorch_lora_weights.safetensors").read_bytes() == weights
     code, _, err = cli(*args)  # its settings file is still the trained adapter's: nothing to do
     assert code == 0 and "nothing to do" in err
+    # target modules the network lacks: refused before any earlier file goes or a settings file is written
+    fresh = (
+        "train-lora",
+        "model=tiny_sd",
+        "concept=red",
+        "steps=2",
+        "images=8",
+        "batch_size=4",
+        f"out={tmp_path / 'b'}",
+    )
+    assert cli(*fresh, "target_modules=[no_such_module]")[0] == 2
+    assert cli(*fresh)[0] == 0  # the corrected command needs no overwrite=true
 
 
 def test_train_lora_is_deterministic_given_its_seed(cli, tmp_path):

@@ -60,7 +60,6 @@ def train_lora(cfg: DictConfig) -> Path:
 
     device = resolve_device(cfg.device)
     pair = load_pair(cfg.model, device, torch.float32)  # trained in float32 whatever the pair's inference dtype
-    begin(out, settings, bool(cfg.overwrite))
     record_invocation(out, device=str(device), dtype=str(pair.dtype), models=pair_provenance(cfg.model, pair))
     if not hasattr(type(pair.pipe), "save_lora_weights"):
         raise UserError(f"model={cfg.model.name}: diffusers cannot save LoRA weights for its pipeline; use SD / SDXL")
@@ -69,6 +68,7 @@ def train_lora(cfg: DictConfig) -> Path:
     negative_latents = encode_images(pair, negative_images) if negative_images is not None else None
     conditioning, caption_index = caption_conditioning(pair, captions)
     network = add_lora(pair.base.network, int(cfg.rank), list(cfg.target_modules), int(cfg.seed))
+    begin(out, settings, bool(cfg.overwrite))  # all it needs is in hand: the earlier training may go now
     final_loss, seconds = train(cfg, out, pair, network, latents, negative_latents, conditioning, caption_index)
     path = save(out, pair, network)
     meta = {
@@ -144,7 +144,7 @@ def prepare(out: Path, settings: str, overwrite: bool) -> bool:
 
 
 def begin(out: Path, settings: str, overwrite: bool) -> None:
-    """Once the pair has loaded (a setting refused at load time must not have cost the earlier adapter): with
+    """Once the pair has loaded and the adapter fits it (a setting refused there must not cost the earlier one): with
     overwrite=true the earlier training's files go; the settings this training runs with are written."""
     if overwrite:
         remove_outputs(out, OUTPUTS)
