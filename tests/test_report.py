@@ -795,3 +795,23 @@ def test_figure_5_names_the_metric_of_each_runs_curves(cli, tmp_path: Path):
             ("pixel_run", "pixel"),
             ("toy_run", "toy_features"),
         }
+
+
+def test_table_1_shows_the_newest_row_of_a_cell_and_what_it_is_over(tmp_path: Path):
+    """transfer-lora at scale 1, then 3, then 1 again: the rerun's row moves to the end of transfer.csv, and the
+    cell shows it (not the scale-3 row written between), saying its scale, concept and prompts."""
+    root = tmp_path / "run"
+    root.mkdir()
+    row = {"adapter": "red", "concept": "red", "source": "base", "target": "distilled", "n": 8, "clip_without": "",
+           "clip_with": "", "change_pct": "", "classifier_without": "0.125", "classifier_target": "color=red",
+           "model": "toy", "prompts": "a shape"}  # fmt: skip
+    write_csv(
+        root / "transfer.csv",
+        [{**row, "scale": "3", "classifier_with": "0.5"}, {**row, "scale": "1", "classifier_with": "0.75"}],
+    )
+    table = tables_of(root, keys=("1",))["1"]
+    header, body = wide(table)
+    (red,) = [r for r in body if r[0] == "red"]
+    assert red[header.index("base->dmd: measured classifier_with")] == "0.750"
+    assert "(scale 1)" in red[header.index("measured as")] and "prompts 'a shape'" in red[header.index("measured as")]
+    assert any("also measured 0.5" in note and "(scale 3)" in note for note in table.notes)

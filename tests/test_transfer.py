@@ -236,9 +236,11 @@ def test_transfer_lora_end_to_end_on_tiny_sd(cli, tiny_pairs, tmp_path, lora_fil
     grid = Image.open(out / "transfer_random_s1.png")
     assert grid.size == (130 + 2 * 2 * 32, 16 + 2 * 32)  # rows: base -> base, base -> distilled; 2 seeds x 2
 
+    assert {(r["prompts"], r["adapter_hash"]) for r in rows} == {(PROMPT, read_adapter(str(lora_file)).digest)}
     code, _, err = cli(*args)  # nothing new to make; no duplicated rows
     assert code == 0, err
     assert _rows(out / "samples.csv") == samples and len(_rows(out / "transfer.csv")) == 2
+    assert len(list((out / "runs").glob("*.json"))) == 2  # the rewritten numbers' command is recorded too
     code, _, err = cli("generate", "model=tiny_sd", "method=distilled", f"prompt={PROMPT}", "n=2", f"out={out}")
     assert code == 0 and "nothing to do" in err  # the without-adapter images are generate's own
 

@@ -59,8 +59,9 @@ from .shards import Shard, batch_done, parse_shard
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
-META = ["model", "scale", "kind", "clip_model"]
-KEY = ("adapter", "concept", "source", "target", "model", "scale")
+# prompts: what the scores are over (`prompts_label`); adapter_hash: the adapter file's bytes (sha1, 12 digits)
+META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash"]
+KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target")
 DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",), "both": ("base", "distilled")}
 ROLES = ("base", "distilled")
 TABLE_COLUMNS = ("name", "concept", "prompt", "scale", "file")  # adapters=FILE: name is required, the rest optional
@@ -163,6 +164,9 @@ def transfer(cfg: DictConfig) -> Path | None:
             generate(cfg, rundir, plan, todo, console)
         else:
             console.print(f"[green]all images present[/] in {rundir.root}; measuring")
+            # no model loads, but these numbers are this command's: its record says what made them
+            rundir.save_config(f"{cfg.model.name}_transfer", cfg)
+            record_invocation(rundir.root, config=cfg)
     scores = score_units(plan, units, rundir, scorers, int(cfg.batch_size))
     if shard is not None:
         return save_shard_scores(rundir.root, shard, plan_fingerprint(cfg, plan), scores)
@@ -544,6 +548,7 @@ def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str,
             "clip_without": _fmt(without["clip"]),
             "clip_with": _fmt(with_["clip"]),
             "change_pct": _fmt(change_pct(without["clip"], with_["clip"])),
+            "classifier_target": "",  # part of the row's key: set below when the toy classifier counts
         }
         if transfer.target is not None:
             from ..toy.data import FACTORS
@@ -554,10 +559,20 @@ def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str,
             row["classifier_target"] = f"{factor}={FACTORS[factor][value]}"
         row.update(
             model=cfg.model.name, scale=f"{transfer.scale:g}", kind=transfer.adapter.kind,
-            clip_model=plan.clip_spec or "",
+            clip_model=plan.clip_spec or "", prompts=prompts_label([job.prompt for job in group.jobs]),
+            adapter_hash=transfer.adapter.digest,
         )  # fmt: skip
         results.append(row)
     return results
+
+
+def prompts_label(prompts: list[str]) -> str:
+    """transfer.csv's `prompts`: the prompt, or the first of several with their count and a digest of them all (two
+    prompt sets never share a label, so their rows stay apart)."""
+    unique = list(dict.fromkeys(prompts))
+    if len(unique) == 1:
+        return unique[0]
+    return f"{unique[0]} (+{len(unique) - 1} more; {digest(unique)[:8]})"
 
 
 def _means(values: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -598,7 +613,8 @@ def classifier_hits(classifier, images: list, target: tuple[str, int], device: t
 
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
-    """Merge into transfer.csv: rows with the same (adapter, concept, source, target, model, scale) are replaced."""
+    """Merge into transfer.csv: rows with the same `KEY` (adapter, concept, roles, model, scale, prompts, classifier
+    target) are replaced; a replaced row moves to the end, so the last row of a cell is the newest."""
     rows = merge_rows(path, results, KEY)
     extra = [c for c in CLASSIFIER_COLUMNS if any(r.get(c) for r in rows)]
     with atomic_path(path) as temporary, temporary.open("w", newline="") as f:

@@ -14,7 +14,9 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
     conditions = {line.condition.lower(): line for line in paper if line.table == "1"}
     adapters = {str(k).lower(): str(v) for k, v in dict(cfg.adapters).items()}
     records = []
-    for row in run.transfer:
+    # newest first: a rerun's row moves to the end of transfer.csv, and a cell shows the first row it meets (the
+    # other rows of the cell, other scales or prompts, are named in the table's notes)
+    for row in reversed(run.transfer):
         model = row.get("model", "")
         # direction=both names the adapters <name>@base and <name>@distilled
         name = row["adapter"].split("@")[0]
@@ -31,6 +33,9 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
         scale = row.get("scale", "")
         at = f" (scale {scale})" if scale else ""
         clip = f"[{row['clip_model']}]" if row.get("clip_model") else ""
+        # what the number is over: the concept scored, the prompts (rows written before they were recorded: none)
+        over = f", concept '{row['concept']}'" if row.get("concept") else ""
+        over += f", prompts '{row['prompts']}'" if row.get("prompts") else ""
         values = [(f"clip_change_pct{clip}", row.get("change_pct", ""))]
         values += [(c, row.get(c, "")) for c in ("classifier_without", "classifier_with")]
         for metric, value in values:
@@ -45,7 +50,7 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
                         measured=value,
                         n=row.get("n", ""),
                         model=model,
-                        measured_as=f"{model} / {row['adapter']}{at}: {row['source']} -> {row['target']}",
+                        measured_as=f"{model} / {row['adapter']}{at}: {row['source']} -> {row['target']}{over}",
                         **origin(run, "transfer.csv"),
                     )
                 )
