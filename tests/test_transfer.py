@@ -366,3 +366,15 @@ def test_images_of_a_student_changed_in_place_are_not_joined_by_new_ones(cli, ti
     shutil.copy(asset("toy/dp_dmd_student") / weights.name, weights)
     code, _, err = cli(*args, "n=3")
     assert code == 2 and "2 distilled image(s) of toy that other weights made" in err
+
+
+def test_an_adapter_of_another_architecture_is_one_line_before_any_image(cli, tiny_pairs, tmp_path):
+    """An SDXL LoRA given to an SD pair: refused once the pair loads, naming what does not fit, before the
+    without-adapter images are made (it used to fail only when first applied, after them, under diffusers' logs)."""
+    lora = save_random_lora(tiny_pairs("tiny_sdxl"), tmp_path / "sdxl_lora")
+    out = tmp_path / "run"
+    code, _, err = cli("transfer-lora", "model=tiny_sd", f"adapter={lora}", "prompt=a photo", "concept=a photo",
+                       "n=2", "clip_model=tiny_random", f"out={out}")  # fmt: skip
+    assert code == 2 and "does not fit tiny_sd's base network" in err and "size mismatch" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (out / "samples.csv").exists() and not list(out.rglob("*.png"))

@@ -404,6 +404,10 @@ def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[J
 
     device = resolve_device(cfg.device)
     pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    for transfer in plan.transfers:  # an adapter that does not fit is refused before anything is written
+        for role in transfer.targets:
+            with applied(pair, role, transfer.adapter, transfer.scale):
+                pass
     rundir.root.mkdir(parents=True, exist_ok=True)
     name = f"{cfg.model.name}_transfer"
     rundir.save_config(name, cfg)

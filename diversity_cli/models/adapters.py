@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -205,7 +206,10 @@ def _lora(pair, role: str, network: torch.nn.Module, adapter: Adapter, scale: fl
     setattr(pipe, slot, network)  # the pipeline's loader targets whatever network sits in its slot
     try:
         try:
-            pipe.load_lora_weights(str(adapter.path.parent), weight_name=adapter.path.name, adapter_name=ADAPTER_NAME)
+            with _quiet():  # diffusers and peft log their own lines of a misfit: the one line below is ours
+                pipe.load_lora_weights(
+                    str(adapter.path.parent), weight_name=adapter.path.name, adapter_name=ADAPTER_NAME
+                )
         except (ValueError, KeyError, RuntimeError, OSError, TypeError) as err:
             raise UserError(f"adapter {adapter.path} does not fit {where}: {_first_line(err)}") from None
         placed = lora_layers(network)
@@ -223,6 +227,20 @@ def _lora(pair, role: str, network: torch.nn.Module, adapter: Adapter, scale: fl
         elif ADAPTER_NAME in (getattr(network, "peft_config", None) or {}):
             pipe.delete_adapters([ADAPTER_NAME])  # unload_lora_weights would take the distillation adapter too
         setattr(pipe, slot, original)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    import diffusers
+
+    verbosity = diffusers.utils.logging.get_verbosity()
+    diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        diffusers.utils.logging.set_verbosity(verbosity)
 
 
 def lora_layers(network: torch.nn.Module, name: str = ADAPTER_NAME) -> int:
@@ -304,5 +322,10 @@ def _blend(processor: torch.nn.Module, attention: torch.nn.Module, scale: float)
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
+    """The error in one line: its first line, and the first detail under a heading that ends in ':' (torch's
+    "Error(s) in loading state_dict for X:" says what did not fit only on the next line)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text[:300]
