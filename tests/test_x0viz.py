@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -91,3 +92,7 @@ def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):
     assert 1 <= k <= 3
     code, _, err = cli(*args, f"out={tmp_path / 'run2'}")
     assert code == 0 and cached[0].stat().st_mtime_ns == stamp
+    code, _, err = cli(*args, f"out={tmp_path / 'run'}")  # all made: nothing to do, yet its k is recorded
+    assert code == 0 and "nothing to do" in err
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "runs").glob("*.json"))]
+    assert len(records) == 2 and records[-1]["auto_k"]["k"] == k

@@ -170,6 +170,8 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     todo = pending(run, jobs, settings, bool(cfg.overwrite))
     if not todo:
         stderr_console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
+        if auto_k:  # k=auto measured a commitment (or read it from its cache): what it found is this run's to record
+            record_invocation(run.root, config=cfg, auto_k=auto_k)
         return run.root
 
     from ..sampling.plan import make_plan
