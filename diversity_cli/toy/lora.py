@@ -30,7 +30,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
-from ..core.marker import RunMarker, adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
+from ..core.marker import (
+    RunMarker,
+    adopt_legacy,
+    claim_outputs,
+    record_tree,
+    remove_outputs,
+    require_marked,
+    write_owned,
+)
 from ..core.pair_settings import training_settings as model_training_settings
 from ..core.record import record_invocation
 from .data import FACTORS, caption, render, sample_labels, sample_named
@@ -139,6 +147,8 @@ def prepare(out: Path, settings: str, overwrite: bool) -> bool:
         raise UserError(
             f"{out / WEIGHTS} exists and was not made by train-lora here; use another out= or overwrite=true"
         )
+    if overwrite and out.is_dir() and any(out.iterdir()):
+        require_marked(out, "overwrite=true")  # before claim_outputs marks it: a folder of the user's is refused
     claim_outputs(out, (WEIGHTS, METADATA, SETTINGS))
     return True
 
