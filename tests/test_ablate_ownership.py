@@ -139,3 +139,17 @@ def test_a_point_folder_that_is_a_link_is_never_written_through(cli, swept, tmp_
 
 def _listed(root: Path) -> list[str]:
     return json.loads((root / "run.json").read_text())["files"]
+
+
+def test_a_measure_views_tables_of_earlier_versions_are_known_by_their_headers(tmp_path):
+    """A point's measure/ view from before run.json lists its tables: diversity.csv written before the ci, options
+    and samples columns existed, fid.csv before samples, are still the measuring commands' own."""
+    from diversity_cli.experiments.ablate import _measured_here
+
+    old = "method,model,prompt,n,metric,value,ci_low,ci_high"
+    for header, expected in ((old, True), (old + ",ci,options", True), (old + ",samples", False), ("a,b", False)):
+        (tmp_path / "diversity.csv").write_text(header + "\n")
+        assert _measured_here(tmp_path, "diversity.csv") is expected, header
+    for ending in ("reference,features", "reference,features,samples"):
+        (tmp_path / "fid.csv").write_text(f"method,model,n,fid,is,is_std,clip,seconds_per_image,{ending}\n")
+        assert _measured_here(tmp_path, "fid.csv")

@@ -262,8 +262,8 @@ FOUND = [
     ("x0viz", "out="),
     ("train-toy", "out="),
     # folders train-toy starts from, checked before an overwrite removes the earlier run
-    ("train-toy", "vae.reuse=/nonexistent/vae"),
-    ("train-toy", "unet.init_from=/nonexistent/base"),
+    ("train-toy", "overwrite=true", "vae.reuse=/nonexistent/vae"),
+    ("train-toy", "overwrite=true", "unet.init_from=/nonexistent/base"),
     # sizes that hung before any work
     ("generate", "n=1000000000"),
     ("x0viz", "n=1000000000"),

@@ -340,3 +340,24 @@ def test_overwrite_with_a_setting_refused_at_load_keeps_the_images(cli, tmp_path
     after = _rows(tmp_path)  # each image once, made with the new settings
     assert sorted(r["path"] for r in after) == sorted(r["path"] for r in before)
     assert {r["settings"] for r in after}.isdisjoint(r["settings"] for r in before)
+
+
+def test_sharded_overwrite_remakes_images_of_weights_changed_in_place(cli, tmp_path):
+    """A student retrained in place, then the command sharded with overwrite=true: each shard remakes only its
+    own block, yet the other shards' old images are part of the same remake, not images it would join."""
+    from diversity_cli.core.resources import asset
+
+    student = tmp_path / "student"
+    shutil.copytree(asset("toy/dmd_student"), student)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\ntwo blue squares\n")
+    args = ("generate", "model=toy", "method=distilled", f"prompts={prompts}", "n=2", f"out={tmp_path / 'run'}",
+            f"model.distilled.network.path={student}")  # fmt: skip
+    assert cli(*args)[0] == 0
+    weights = student / "diffusion_pytorch_model.safetensors"
+    shutil.copy(asset("toy/dp_dmd_student") / weights.name, weights)
+    for shard in ("shard=0/2", "shard=1/2"):  # one after the other, as a SLURM array with parallelism 1 runs them
+        code, _, err = cli(*args, "overwrite=true", shard)
+        assert code == 0, err
+    code, _, err = cli("diversity", f"out={tmp_path / 'run'}", "metric=pixel")
+    assert code == 0, err  # one set of weights per group: nothing of the old student is left

@@ -108,3 +108,12 @@ def test_a_local_folder_holding_only_a_variant_loads_it(cli, copies, tmp_path):
     args = [a for a in _args(copies, tmp_path / "run", 1) if not a.startswith("+model.base.network.path")]
     code, _, err = cli(*args, f"+model.base.network.path={tmp_path / 'unet16'}", "model.base.network.variant=fp16")
     assert code == 0, err
+
+
+def test_a_hub_id_stays_one_where_the_working_directory_holds_a_folder_of_its_name(tmp_path, monkeypatch):
+    from diversity_cli.models.hub import local_folder
+
+    (tmp_path / "tianweiy" / "DMD2").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert local_folder("tianweiy/DMD2") is None  # the hub's file, not ./tianweiy/DMD2
+    assert local_folder("./tianweiy/DMD2") == Path("./tianweiy/DMD2") and local_folder("/models/dmd2") is not None

@@ -67,6 +67,10 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
     assert code == 0, err
     assert sorted(p.name.split("_")[3] for p in tmp_path.glob("x*_tiny_sd_*.png")) == ["base", "base"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    code, _, err = cli(  # and again: the files the last overwrite wrote are still the toolkit's to replace
+        "x0viz", "model=tiny_sd", "prompt=a blue square", "n=2", "methods=base", "overwrite=true", f"out={tmp_path}"
+    )
+    assert code == 0, err
 
 
 def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):

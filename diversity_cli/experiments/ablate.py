@@ -345,9 +345,12 @@ def _measured_here(view: Path, rel: str) -> bool:
             header = f.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         return False
-    if rel == diversity.CSV_NAME:
-        return header == ",".join(diversity.COLUMNS)
-    return header.startswith("method,model,n,") and header.endswith("reference,features")
+    if rel == diversity.CSV_NAME:  # columns added since (ci, options, samples) come last: an older header is a prefix
+        columns = header.split(",")
+        return len(columns) >= 8 and columns == diversity.COLUMNS[: len(columns)]
+    return header.startswith("method,model,n,") and header.endswith(
+        ("reference,features", "reference,features,samples")
+    )
 
 
 def _remove_owned(root: Path, rel: str) -> None:

@@ -161,11 +161,16 @@ def generate(cfg: DictConfig) -> Path:
     run = RunDir(cfg.out, writer, lock_wait=cfg.get("lock_wait"))
     jobs = plan_jobs(cfg, rows, shard)
     with run.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
-        return _fill(cfg, run, jobs, pair, auto_k)
+        # under overwrite=true every image of the command is remade, the other shards' too: none of them is "kept"
+        remade = {job.path for job in plan_jobs(cfg, rows)} if cfg.overwrite else set()
+        return _fill(cfg, run, jobs, pair, auto_k, remade)
 
 
-def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | None = None) -> Path:
-    """Make the images of `jobs` still missing from the run directory, holding its writer's lock."""
+def _fill(
+    cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | None = None, remade: set[str] | None = None
+) -> Path:
+    """Make the images of `jobs` still missing from the run directory, holding its writer's lock; `remade`: the
+    images the whole command makes again (overwrite=true), which no weights check counts as kept."""
     settings = settings_hash(cfg)
     todo = pending(run, jobs, settings, bool(cfg.overwrite))
     if not todo:
@@ -188,7 +193,9 @@ def _fill(cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | No
     run.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
     made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
-    refuse_other_weights(run, str(cfg.model.name), cfg_tag(cfg), todo, made_with)
+    refuse_other_weights(
+        run, str(cfg.model.name), cfg_tag(cfg), {job.path for job in todo} | (remade or set()), made_with
+    )
     if cfg.overwrite:
         clear_remade(run, todo)
     record_invocation(
@@ -250,10 +257,10 @@ def weights_part(model: DictConfig, method: str, models: dict) -> str:
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
 
 
-def refuse_other_weights(run: RunDir, model: str, tag: str, todo: list[Job], made_with: str) -> None:
-    """Images of this model and tag the run keeps (not remade now) that other weights made (a student retrained in
-    place, new toy weights installed): the new ones would join them under one label."""
-    remade = {job.path for job in todo}
+def refuse_other_weights(run: RunDir, model: str, tag: str, remade: set[str], made_with: str) -> None:
+    """Images of this model and tag the run keeps (not among the paths the command makes again, `remade`) that
+    other weights made (a student retrained in place, new toy weights installed): the new ones would join them
+    under one label."""
     other = [
         row
         for row in run.read_samples()

@@ -416,8 +416,9 @@ def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[J
     # samples.csv's settings: "<config>/<weights>", as generate writes them; kept images of other weights are refused
     made_with = {group.tag: f"{group.settings}/{weights_part(cfg.model, group.role, models)}" for group in plan.groups}
     for group in plan.groups:
-        if todo[group.tag]:
-            refuse_other_weights(rundir, str(cfg.model.name), group.tag, todo[group.tag], made_with[group.tag])
+        if todo[group.tag]:  # under overwrite=true every shard's images of the group are remade: none is kept
+            remade = {job.path for job in (group.jobs if cfg.overwrite else todo[group.tag])}
+            refuse_other_weights(rundir, str(cfg.model.name), group.tag, remade, made_with[group.tag])
     if cfg.overwrite:
         clear_remade(rundir, [job for jobs in todo.values() for job in jobs])
     record_invocation(rundir.root, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)

@@ -74,6 +74,7 @@ def visualize(cfg: DictConfig) -> Path:
     # Only now that the metric and the pair have loaded: a setting refused there must not cost the earlier grids.
     if earlier:
         remove_outputs(out, earlier)  # only in a folder diversity-cli marked, only the files it lists
+        RunMarker(out).record(*outputs)  # removal unlists what it removes: this run's files are listed again
     seeds = [int(cfg.seed) + j for j in range(int(cfg.n))]
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,14 +33,12 @@ class HubCall:
 def local_folder(repo: object) -> Path | None:
     """A `repo` that names a folder on this machine rather than a hub id (`/models/sdxl`, `./copy`, `~/x`): the
     loaders read it as it is (diffusers takes a folder wherever it takes a repo id), the preflight checks its
-    files on disk. A hub id has one slash and no leading `/`, `.` or `~`."""
+    files on disk. Written as a hub id (`org/name`), it stays one even where the working directory happens to
+    hold such a folder: a local copy starts with `/`, `.` or `~`."""
     text = str(repo or "")
-    if not text:
+    if not text.startswith(("/", ".", "~")):
         return None
-    folder = Path(text).expanduser()
-    if text.startswith(("/", ".", "~")) or folder.is_dir():
-        return folder
-    return None
+    return Path(text).expanduser()
 
 
 def hub_calls(model: DictConfig, distilled: bool = True) -> list[HubCall]:

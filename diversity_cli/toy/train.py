@@ -145,7 +145,10 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.evaluate.prompts or int(cfg.evaluate.n) < 2:
         raise UserError("evaluate.prompts must list at least one prompt and evaluate.n be at least 2")
     training_schedule(cfg.unet)  # a schedule it cannot train on (zero terminal SNR with ε) is refused here
-    # Folders it starts from, checked before an overwrite=true removes the earlier run (not when a stage reaches them)
+    # Folders it starts from, checked before an overwrite=true removes the earlier run (not when a stage reaches
+    # them); a resume whose stages are done may no longer need them
+    if not cfg.get("overwrite"):
+        return
     if cfg.vae.get("reuse") and not (Path(cfg.vae.reuse) / "config.json").is_file():
         raise UserError(f"vae.reuse={cfg.vae.reuse} is not an AutoencoderKL folder (no config.json there)")
     if cfg.unet.get("init_from"):
