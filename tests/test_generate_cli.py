@@ -361,3 +361,13 @@ def test_sharded_overwrite_remakes_images_of_weights_changed_in_place(cli, tmp_p
         assert code == 0, err
     code, _, err = cli("diversity", f"out={tmp_path / 'run'}", "metric=pixel")
     assert code == 0, err  # one set of weights per group: nothing of the old student is left
+
+
+@pytest.mark.parametrize("command", ["generate", "x0viz"])
+def test_a_network_that_will_not_load_leaves_no_new_out(cli, tmp_path, command):
+    """A folder that exists but holds no network passes the preflight and fails when it loads: the command made
+    nothing, so the out= it created is gone again (it left run.json and lock files)."""
+    out = tmp_path / "new"
+    code, _, err = cli(command, "model=toy", PROMPT, "n=2", f"out={out}", f"model.distilled.network.path={tmp_path}")
+    assert code == 2 and "cannot be loaded" in err and err.count("error:") == 1  # (a slow preflight adds a note)
+    assert not out.exists()

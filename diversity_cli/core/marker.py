@@ -15,6 +15,7 @@ overwriting takes the directory-wide lock (`.run.lock`, `directory_lock`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -234,6 +235,24 @@ def remove_listed(root: Path, name: str) -> None:
         for path in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [base]:
             if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
                 path.rmdir()
+
+
+def remove_if_bare(root: Path) -> None:
+    """A folder this command created, left with nothing but its marker (listing no file) and lock files, after the
+    command failed (a checkpoint that would not load): removed, so a failure writes nothing. Anything else there,
+    and the folder stays as it is."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    entries = list(root.iterdir())
+    bare = all(
+        e.is_file() and (e.name == MARKER or (e.name.startswith(".") and e.name.endswith(".lock"))) for e in entries
+    )
+    if not bare or RunMarker(root).files():
+        return
+    for entry in entries:
+        entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # another process wrote there meanwhile: leave it
+        root.rmdir()
 
 
 def record_tree(root: Path, *names: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .atomic import atomic_path, remove_dead_temporaries, write_bytes
 from .errors import UserError
-from .marker import RunMarker, contained, directory_lock, refuse_foreign, relative
+from .marker import RunMarker, contained, directory_lock, refuse_foreign, relative, remove_if_bare
 from .samples import append_rows, parse, rewrite, writer_lock
 
 SAMPLE_COLUMNS = [
@@ -85,14 +85,20 @@ class RunDir:
             finally:
                 self._holding -= 1
             return
-        self.claim()
-        with writer_lock(self.samples_csv, self.lock_wait):
-            self._holding = 1
-            try:
-                self._repair()
-                yield
-            finally:
-                self._holding = 0
+        fresh = not self.root.exists()
+        try:
+            self.claim()
+            with writer_lock(self.samples_csv, self.lock_wait):
+                self._holding = 1
+                try:
+                    self._repair()
+                    yield
+                finally:
+                    self._holding = 0
+        except BaseException:
+            if fresh:  # a new out= of a command that failed before writing anything (a load error) goes again
+                remove_if_bare(self.root)
+            raise
 
     def _repair(self) -> None:
         if not self.samples_csv.is_file():

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
 from ..core.fingerprint import weights_record
-from ..core.marker import RunMarker, claim_outputs, remove_outputs
+from ..core.marker import RunMarker, claim_outputs, remove_if_bare, remove_outputs
 from ..core.prompts import prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.schema import check
@@ -54,11 +54,25 @@ def visualize(cfg: DictConfig) -> Path:
     ]
     outputs = ["commitment.csv", "commitment_summary.csv", "commitment.png"]
     outputs += [f"{kind}_{stem}.png" for stem in stems for kind in ("x0", "xt")]
-    from ..metrics.embedders import EMBEDDERS, get_embedder, pairwise_distances
-    from ..models.loading import load_pair, resolve_device, resolve_dtype
+    from ..metrics.embedders import EMBEDDERS
 
     if cfg.metric not in EMBEDDERS:
         raise UserError(f"unknown metric '{cfg.metric}'; choose from: {', '.join(EMBEDDERS)}")
+    fresh = not out.exists()
+    try:
+        return _visualize(cfg, out, rows, methods, outputs)
+    except BaseException:
+        if fresh and not any((out / name).exists() for name in outputs):  # a new out= that failed before any output
+            RunMarker(out).forget(*outputs)
+            remove_if_bare(out)
+        raise
+
+
+def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outputs: list[str]) -> Path:
+    """The traces, grids and curves of `visualize`, into `out` (checked), writing exactly `outputs`."""
+    from ..metrics.embedders import get_embedder, pairwise_distances
+    from ..models.loading import load_pair, resolve_device, resolve_dtype
+
     earlier: list[str] = []
     if cfg.overwrite and out.is_dir() and any(out.iterdir()):
         # All of the earlier run goes, its grids this one will not remake too (the report would show them as this
@@ -114,7 +128,7 @@ def visualize(cfg: DictConfig) -> Path:
                             "distance": float(distances[step, j]),
                         }
                     )
-    _write_csv(curve_csv, records)
+    _write_csv(out / "commitment.csv", records)
     # what each commitment was measured with and over: the number is quoted apart from run.json
     measured = {"model": str(cfg.model.name), "metric": embedder.name, "prompts": len(rows), "n": len(seeds)}
     summary = [{**row, **measured} for row in summarize(records, float(cfg.threshold))]
