@@ -85,6 +85,19 @@ def test_point_refuses_an_unfinished_run(tmp_path):
     (run / "student").rmdir()
     with pytest.raises(UserError, match="not a finished distill run"):
         point(run)
+    # an extension killed midway: student/ is the earlier length's, the log and config already the longer run's
+    run = _run(tmp_path, "killed", ["distill=dp_dmd"], first=[0.4, 0.6])
+    (run / "run.json").write_text('{"distill": {"finished": false}}')
+    with pytest.raises(UserError, match="unfinished distill run"):
+        point(run)
+
+
+def test_a_student_is_not_measured_on_a_base_other_than_its_teacher(tmp_path):
+    from diversity_cli.experiments.dp_dmd_ablation import measure_point
+
+    run = _run(tmp_path, "other", ["distill=dp_dmd", "model.base.network.path=/elsewhere/unet"], first=[0.4, 0.6])
+    with pytest.raises(UserError, match="was distilled from model.base.network=/elsewhere/unet"):
+        measure_point("toy", run, None, {}, log=lambda *_: None)
 
 
 def test_a_measured_point_takes_its_student_s_fid_not_the_protocol_s_reference_rows(tmp_path, monkeypatch):
@@ -94,6 +107,7 @@ def test_a_measured_point_takes_its_student_s_fid_not_the_protocol_s_reference_r
     run = tmp_path / "run"
     run.mkdir()
     (run / "student").symlink_to(asset("toy/dmd_student"))
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(compose("distill", ["model=toy"]), resolve=True))
     # the protocol's FID rows as `measure` returns them: the floor and the VAE's round trip before the student's
     fid_rows = [
         {"method": "truth", "fid_toyfeat": 20.0},
@@ -106,3 +120,12 @@ def test_a_measured_point_takes_its_student_s_fid_not_the_protocol_s_reference_r
     row = dp_dmd_ablation.measure_point("toy", run, None, weights, log=lambda *_: None)
     assert (row["fid_toyfeat"], row["fid_floor"]) == (40.0, 20.0)
     assert weights[str(run)]["distilled"]["weights_hash"]  # the student measured is named by its bytes
+
+
+def test_bad_input_to_the_entry_point_is_one_line_and_exit_2(capsys):
+    from diversity_cli.core.errors import run_main
+    from diversity_cli.experiments import dp_dmd_ablation
+
+    assert run_main(lambda: dp_dmd_ablation.main(["runs=/nonexistent/run"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: /nonexistent/run is not a finished distill run") and err.count("\n") == 1

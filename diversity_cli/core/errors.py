@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 
@@ -36,3 +37,13 @@ def refused_as(what: str, errors: tuple[type[BaseException], ...] = REFUSALS) ->
         yield
     except errors as err:
         raise UserError(f"{what}: {first_line(err)}") from None
+
+
+def run_main(main: Callable[[], int | None]) -> int:
+    """The exit code of a `python -m` entry point's `main`: a UserError is its line on stderr and exit 2, as the
+    CLI's commands give it, never a traceback."""
+    try:
+        return int(main() or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code

@@ -14,6 +14,7 @@ Writes `ablation.csv`, `ablation.md` and `provenance.json` under `out`.
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from omegaconf import OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
+from ..core.fingerprint import folder_hash
 from ..core.schemas.distill import gan_weight
 from ..models.provenance import pair_provenance
 from ..toy.protocol import fid_row, finite_mean, measure, write_csv
@@ -66,6 +68,15 @@ def point(run: Path) -> dict:
     config, log = run / "config.yaml", run / "log.csv"
     if not (config.is_file() and log.is_file() and (run / "student").is_dir()):
         raise UserError(f"{run} is not a finished distill run (config.yaml, log.csv and student/ are needed)")
+    try:
+        record = json.loads((run / "run.json").read_text(encoding="utf-8")).get("distill") or {}
+    except (OSError, ValueError):
+        record = {}
+    if record.get("finished") is False:  # a killed extension: student/ is an earlier length's, log.csv runs past it
+        raise UserError(
+            f"{run} is an unfinished distill run (run.json: finished false): its student/ is not the run its log "
+            "and config describe; rerun its distill command to finish it"
+        )
     settings = OmegaConf.load(config)
     dp = settings.get("method") == "dp_dmd"
     return {
@@ -88,6 +99,7 @@ def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -
     from ..models.loading import load_pair
 
     cfg = compose("generate", [f"model={model}", f"model.distilled.network.path={run / 'student'}"])
+    refuse_other_teacher(cfg.model, OmegaConf.load(run / "config.yaml").model, run, model)
     torch.manual_seed(0)
     pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=True)
     weights[str(run)] = pair_provenance(cfg.model, pair)
@@ -104,6 +116,33 @@ def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -
         "adherent_prompts": adherent_prompts,
         "truth_diversity": sum(r["truth_diversity"] for r in prompt_rows) / k,
     }
+
+
+def refuse_other_teacher(model, trained_on, run: Path, name: str) -> None:
+    """The student is measured as the distilled model of `model`: its base and shared components (VAE, text
+    encoder) must be the ones it was distilled from (the run's config.yaml), or it is decoded and judged with
+    another model's parts."""
+
+    def parts(conf) -> dict[str, str]:
+        network, shared = conf.base.network, conf.components
+        return {
+            "model.base.network": str(network.get("path") or network.get("repo")),
+            "model.components": str(shared.get("path") or shared.get("repo")),
+        }
+
+    def same(a: str, b: str) -> bool:  # a folder moved with the install (the shipped toy's) is the same by content
+        if a == b:
+            return True
+        return Path(a).is_dir() and Path(b).is_dir() and folder_hash(a) == folder_hash(b)
+
+    here, there = parts(model), parts(trained_on)
+    differ = [key for key in here if not same(here[key], there[key])]
+    if differ:
+        key = differ[0]
+        raise UserError(
+            f"{run} was distilled from {key}={there[key]}, but model={name} has {here[key]}: its student would be "
+            "measured on another base; give model= a pair config (conf/model/<name>.yaml) whose base is its teacher"
+        )
 
 
 def _cell(value, spec: str = ".3f") -> str:
@@ -160,4 +199,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..core.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -259,4 +259,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..core.errors import run_main
+
+    raise SystemExit(run_main(main))
