@@ -174,6 +174,31 @@ def test_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_run(cli, tmp
     assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "log.csv").is_file()
 
 
+def test_an_extension_refuses_prompts_or_a_teacher_changed_since(cli, tmp_path):
+    """The config holds a prompts file's path and a teacher's folder, not what they hold: an extension after either
+    changed would train on other inputs under the same run."""
+    from diversity_cli.core.resources import asset
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    args = ("distill", "model=tiny_sd", f"prompts={prompts}", f"out={tmp_path / 'p'}", "checkpoint_every=1", *SMALL)
+    assert cli(*args, "iterations=1")[0] == 0
+    prompts.write_text("two green triangles\n")
+    code, _, err = cli(*args, "iterations=2")
+    assert code == 2 and "other prompts" in err and _one_line(err)
+    teacher = tmp_path / "teacher"
+    shutil.copytree(asset("toy/base/unet"), teacher)
+    args = ("distill", "model=toy", f"prompts={prompts}", f"out={tmp_path / 't'}", "checkpoint_every=1",
+            f"model.base.network.path={teacher}", *SMALL)  # fmt: skip
+    assert cli(*args, "iterations=1")[0] == 0
+    weights = teacher / "diffusion_pytorch_model.safetensors"
+    shutil.copy(asset("toy/dmd_student") / weights.name, weights)  # the same folder, other weights
+    code, _, err = cli(*args, "iterations=2")
+    assert code == 2 and "other teacher" in err
+    shutil.copy(asset("toy/base/unet") / weights.name, weights)  # restored: the extension goes on
+    assert cli(*args, "iterations=2")[0] == 0
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

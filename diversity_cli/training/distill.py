@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError, refused_as
+from ..core.fingerprint import digest
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
 from ..core.schemas.distill import gan_weight
@@ -234,6 +235,10 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
             console.print(f"[green]nothing to do[/]: {state.root} holds a finished run of {cfg.iterations} iterations")
         return state.root
     training = build(cfg, accelerator, prompts)
+    teacher = pair_provenance(cfg.model, training.pair, roles=("base", "components"))  # no distilled loaded
+    inputs = training_inputs(prompts, teacher)
+    if start > 0:  # every rank: none goes on to train where the main one refuses
+        refuse_other_inputs(state, inputs)
     # Only now that the models have loaded: a setting refused at load time must not have cost the earlier run.
     if cfg.overwrite and main:
         state.clear()
@@ -246,9 +251,8 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
     if main:
         state.truncate_log(start)
         state.truncate_log(start, "quality.csv")
-        state.write_record(cfg, finished=False)
+        state.write_record(cfg, finished=False, inputs=inputs)
         state.write_file("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        teacher = pair_provenance(cfg.model, training.pair, roles=("base", "components"))  # no distilled loaded
         precision = {"dtype": str(training.pair.dtype), "mixed_precision": str(accelerator.mixed_precision)}
         record_invocation(state.root, config=cfg, device=str(accelerator.device), models=teacher, **precision)
 
@@ -283,11 +287,31 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         save_student(accelerator.unwrap_model(training.distiller.student), partial, cfg)
         state.place(partial, state.student)
         seconds = training.progress.seconds
-        state.write_record(cfg, finished=True, iterations=total, seconds=round(seconds, 1))
+        state.write_record(cfg, finished=True, iterations=total, seconds=round(seconds, 1), inputs=inputs)
         write_readme(state, cfg, training, seconds, time.perf_counter() - session_began)
         console.print(f"[green]student saved[/] to {state.student} ({total} iterations)")
     accelerator.wait_for_everyone()
     return state.root
+
+
+def training_inputs(prompts: list[str], teacher: dict) -> dict[str, str]:
+    """What the run trains on besides its settings: the prompts' text (a file's path is all the config holds) and
+    the teacher's weights (a path or hub id names a folder whose bytes can change)."""
+    weights = {role: value.get("weights_hash") for role, value in teacher.items()}
+    return {"prompts": digest(prompts)[:12], "teacher": digest(weights)[:12]}
+
+
+def refuse_other_inputs(state: RunState, inputs: dict[str, str]) -> None:
+    """A resumed or extended run goes on only with the prompts and teacher it began with (runs recorded before
+    these were kept: not checked)."""
+    before = (state.read() or {}).get("inputs") or {}
+    changed = [key for key, value in inputs.items() if key in before and before[key] != value]
+    if changed:
+        what = " and ".join({"prompts": "its prompts' text", "teacher": "the teacher's weights"}[k] for k in changed)
+        raise UserError(
+            f"{state.root} was trained so far with other {'/'.join(changed)} ({what} changed since); going on "
+            "would mix two trainings: restore them, use another out=, or add overwrite=true to start again"
+        )
 
 
 def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
