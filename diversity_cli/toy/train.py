@@ -48,7 +48,10 @@ def train_toy(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     if not prepare(out, cfg):
-        _console().print(f"[green]nothing to do[/]: {out} holds a finished train-toy run with these settings")
+        _console().print(
+            f"[green]nothing to do[/]: {out} holds a finished train-toy run with these training settings (evaluate.* "
+            "are not compared: its MODEL_CARD.md reports the evaluation it ran)"
+        )
         return out
     record_invocation(out, config=cfg, device=str(device), dtype="torch.float32")  # the toy trains in float32
     threads = torch.get_num_threads()
