@@ -234,3 +234,14 @@ def test_adherence_noise_counts_prompts_more_than_the_margin_below():
 def test_adherence_noise_refuses_what_it_cannot_measure(argv, capsys):
     assert _adherence_noise().main(argv) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_a_prompt_outside_the_toy_language_is_said_beside_its_adherence(cli, tmp_path):
+    """'a hexagon' names nothing the judge can see: every image follows it (adherence 1.0), which diversity says
+    rather than leaving the 1.0 to read as a model following its prompt."""
+    from diversity_cli.toy.data import words_outside
+
+    assert words_outside("a hexagon on the left") == ["hexagon"] and words_outside("two red crosses") == []
+    assert cli("generate", "model=toy", "method=distilled", "prompt=a hexagon", "n=2", f"out={tmp_path}")[0] == 0
+    code, _, err = cli("diversity", f"out={tmp_path}")
+    assert code == 0 and "hexagon not in the toy language" in " ".join(err.split())

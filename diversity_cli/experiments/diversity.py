@@ -412,6 +412,7 @@ def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[st
     """Share of each group's images that follow its prompt, by the toy pair's frozen judge (`toy.adherence`): the
     quality beside toy diversity, so variety off the prompt cannot pass for diversity."""
     from ..toy.adherence import toy_adherence
+    from ..toy.data import words_outside
 
     classifier = toy_module().load_classifier(device)  # the shipped judge, whichever features the metric used
     rows = []
@@ -419,6 +420,12 @@ def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[st
         if not group.prompt:
             notes.append(f"{group.label}: toy_adherence needs the prompt (images=: add prompt=...)")
             continue
+        unknown = words_outside(group.prompt)
+        if unknown:
+            notes.append(
+                f"{group.label}: {', '.join(unknown)} not in the toy language: toy_adherence checks only the words the "
+                "judge knows (a prompt of none of them is followed by every image)"
+            )
         rows.append(_row(group, "toy_adherence", float(toy_adherence(group.paths, group.prompt, classifier))))
     return rows
 
@@ -636,10 +643,11 @@ def _print_table(rows: Iterable[dict], target: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"diversity ({target})")
-    for column in COLUMNS:
+    shown = [column for column in COLUMNS if column != "samples"]  # a digest for the report, not for reading
+    for column in shown:
         table.add_column(column, justify="right" if column in ("n", "value", "ci_low", "ci_high", "ci") else "left")
     for row in rows:
-        cells = [row.get(c) for c in COLUMNS]
+        cells = [row.get(c) for c in shown]
         table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in cells))
     Console(width=160).print(table)
 

@@ -119,6 +119,12 @@ def caption(labels: dict[str, np.ndarray], named: dict[str, np.ndarray], i: int)
     return " ".join(words)
 
 
+def words_outside(prompt: str) -> list[str]:
+    """The words of `prompt` the toy language does not have ("hexagon", "big"): the judge cannot check them, so a
+    prompt of them alone asks for nothing it can see (every image adheres)."""
+    return [word for word in re.findall(r"[a-z]+", prompt.lower()) if word not in VOCABULARY]
+
+
 def parse_prompt(prompt: str) -> dict[str, int]:
     """The factors a caption fixes (factor -> value index). Words outside the toy language are ignored; a plural
     noun without a number means two. Two values of one factor are an error."""
