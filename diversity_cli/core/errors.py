@@ -14,10 +14,15 @@ class UserError(Exception):
     exit_code = 2
 
 
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message (a library's often runs on), or its type's name when it has none."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's message in one line (a library's often runs on), or its type's name when it has none. A first
+    line that is a heading ending in ':' keeps the detail under it: torch's "Error(s) in loading state_dict for X:"
+    says what did not fit only on the next line."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text[:limit]
 
 
 def did_you_mean(name: str, names: Sequence[str], where: str = "") -> str:

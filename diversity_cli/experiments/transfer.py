@@ -165,7 +165,7 @@ def transfer(cfg: DictConfig) -> Path | None:
         else:
             console.print(f"[green]all images present[/] in {rundir.root}; measuring")
             # no model loads, but these numbers are this command's: its record says what made them
-            rundir.save_config(f"{cfg.model.name}_transfer", cfg)
+            rundir.save_config(config_name(cfg), cfg)
             record_invocation(rundir.root, config=cfg)
     scores = score_units(plan, units, rundir, scorers, int(cfg.batch_size))
     if shard is not None:
@@ -399,6 +399,11 @@ def _adapter_settings(cfg: DictConfig, role: str, adapter: Adapter, scale: float
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def config_name(cfg: DictConfig) -> str:
+    """The name transfer-lora's resolved config and versions are saved under in its run (beside generate's)."""
+    return f"{cfg.model.name}_transfer"
+
+
 def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[Job]], console) -> None:
     from ..models.loading import load_pair, resolve_device, resolve_dtype
 
@@ -409,7 +414,7 @@ def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[J
             with applied(pair, role, transfer.adapter, transfer.scale):
                 pass
     rundir.root.mkdir(parents=True, exist_ok=True)
-    name = f"{cfg.model.name}_transfer"
+    name = config_name(cfg)
     rundir.save_config(name, cfg)
     rundir.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from .adapter_pair import has_distillation_adapter
 from .loading import NETWORK_SLOT, guarded_load, pickle_refusal, refused_pickle
 
@@ -138,7 +138,7 @@ def load_state(path: Path) -> dict[str, Any]:
     except Exception as err:  # a corrupt or foreign file: one line, whatever the reader raised
         if refused_pickle(err):  # a pickle that would run code: said so (torch's own message suggests loading it)
             raise pickle_refusal(f"adapter {path}", err) from None
-        raise UserError(f"adapter {path} cannot be read ({type(err).__name__}: {_first_line(err)})") from None
+        raise UserError(f"adapter {path} cannot be read ({type(err).__name__}: {first_line(err)})") from None
     if not isinstance(state, dict):
         raise UserError(f"adapter {path} holds a {type(state).__name__}, not a dict of weights")
     return state
@@ -152,7 +152,7 @@ def _keys(path: Path) -> list[str]:
             with safe_open(str(path), "pt") as f:
                 return list(f.keys())
         except Exception as err:
-            raise UserError(f"adapter {path} cannot be read ({type(err).__name__}: {_first_line(err)})") from None
+            raise UserError(f"adapter {path} cannot be read ({type(err).__name__}: {first_line(err)})") from None
     return [str(k) for k in load_state(path)]
 
 
@@ -211,7 +211,7 @@ def _lora(pair, role: str, network: torch.nn.Module, adapter: Adapter, scale: fl
                     str(adapter.path.parent), weight_name=adapter.path.name, adapter_name=ADAPTER_NAME
                 )
         except (ValueError, KeyError, RuntimeError, OSError, TypeError) as err:
-            raise UserError(f"adapter {adapter.path} does not fit {where}: {_first_line(err)}") from None
+            raise UserError(f"adapter {adapter.path} does not fit {where}: {first_line(err)}") from None
         placed = lora_layers(network)
         expected = adapter.network_layers
         if placed < expected or (expected == 0 and placed == 0 and not _has_text_parts(adapter)):
@@ -296,7 +296,7 @@ def custom_diffusion_processors(
         try:
             processor.load_state_dict(weights)
         except RuntimeError as err:
-            raise UserError(f"Custom Diffusion weights for '{name}' do not fit {where}: {_first_line(err)}") from None
+            raise UserError(f"Custom Diffusion weights for '{name}' do not fit {where}: {first_line(err)}") from None
         processor.to(attention.to_k.weight.device, attention.to_k.weight.dtype)
         if scale != 1.0:
             _blend(processor, attention, scale)
@@ -319,13 +319,3 @@ def _blend(processor: torch.nn.Module, attention: torch.nn.Module, scale: float)
         trained.weight.copy_(torch.lerp(own.weight, trained.weight, scale))
         if trained.bias is not None and own.bias is not None:
             trained.bias.copy_(torch.lerp(own.bias, trained.bias, scale))
-
-
-def _first_line(err: BaseException) -> str:
-    """The error in one line: its first line, and the first detail under a heading that ends in ':' (torch's
-    "Error(s) in loading state_dict for X:" says what did not fit only on the next line)."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(err).__name__
-    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
-    return text[:300]

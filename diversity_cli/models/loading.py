@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.device import resolve_device  # noqa: F401 (the loaders' callers import it from here)
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.pair_settings import DTYPE_NAMES, TRAIN_TIMESTEPS, check_preset, micro_batch_of
 from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, is_lora, load_lora
@@ -313,7 +313,7 @@ def guarded_load(load, repo: str, hint: str, file: str | None = None):
             except (OSError, ValueError, pickle.UnpicklingError) as err:  # hub and offline errors: OSError, ValueError
                 reason = type(err).__name__
                 if local:  # not a cache miss: what is wrong with the user's own copy
-                    raise UserError(f"{hint}={repo} cannot be loaded: {_first_line(err)}") from None
+                    raise UserError(f"{hint}={repo} cannot be loaded: {first_line(err)}") from None
     finally:
         diffusers.utils.logging.set_verbosity(verbosity)
     hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
@@ -373,11 +373,6 @@ def _weights_file(err: BaseException) -> str | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _offline() -> bool:
