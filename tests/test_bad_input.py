@@ -264,6 +264,9 @@ FOUND = [
     # folders train-toy starts from, checked before an overwrite removes the earlier run
     ("train-toy", "overwrite=true", "vae.reuse=/nonexistent/vae"),
     ("train-toy", "overwrite=true", "unet.init_from=/nonexistent/base"),
+    # evaluation prompts the judge cannot check ("a hexagon" scored 1.0) or that name two colours: before training
+    ("train-toy", "evaluate.prompts=[a circle,a hexagon]"),
+    ("train-toy", "evaluate.prompts=[a red blue circle]"),
     # sizes that hung before any work
     ("generate", "n=1000000000"),
     ("x0viz", "n=1000000000"),

@@ -28,7 +28,7 @@ from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outpu
 from ..core.record import record_invocation
 from ..models.loading import resolve_device
 from .architecture import latent_side, parameter_count
-from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_dataset
+from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_dataset, parse_prompt, words_outside
 from .evaluate import evaluate_base
 from .features import JUDGE, ToyClassifier, judge_sha256, load_classifier
 from .loop import StageRunner
@@ -147,6 +147,17 @@ def validate(cfg: DictConfig) -> None:
         raise UserError("vae.channels needs at least two levels (the latent is smaller than the image)")
     if not cfg.evaluate.prompts or int(cfg.evaluate.n) < 2:
         raise UserError("evaluate.prompts must list at least one prompt and evaluate.n be at least 2")
+    for prompt in cfg.evaluate.prompts:  # the judge checks only the toy language: "a hexagon" would score 1.0
+        unknown = words_outside(str(prompt))
+        if unknown:
+            raise UserError(
+                f"evaluate.prompts: '{prompt}' has words outside the toy language ({', '.join(unknown)}), which the "
+                f"judge cannot check; use words of: {' '.join(VOCABULARY)}"
+            )
+        try:
+            parse_prompt(str(prompt))  # two values of one factor ("a red blue circle") are refused before training
+        except UserError as err:
+            raise UserError(f"evaluate.prompts: {err}") from None
     training_schedule(cfg.unet)  # a schedule it cannot train on (zero terminal SNR with ε) is refused here
     # Folders it starts from, checked before an overwrite=true removes the earlier run (not when a stage reaches
     # them); a resume whose stages are done may no longer need them
