@@ -373,6 +373,42 @@ def test_groups_below_min_n_are_skipped(cli, tmp_path):
     assert "skipped" in err and err.strip().splitlines()[-1].startswith("error: no group has at least min_n=2")
 
 
+def test_a_network_returning_nan_is_refused_and_not_cached(cli, tmp_path, monkeypatch):
+    from diversity_cli.metrics import embedders
+
+    folder = tmp_path / "imgs"
+    _save_pngs(folder, _images(4, size=16))
+    out = tmp_path / "scores"
+    args = ("diversity", f"images={folder}", f"out={out}", "metric=pixel", "bootstrap=50", "cache=true")
+
+    def overflowing(device, size=64, batch_size=64):  # a network that overflows in half precision on one image
+        embedder = embedders.pixel(device, size, batch_size)
+        plain = embedder.embed_batch
+        embedder.embed_batch = lambda batch: plain(batch).index_fill(0, torch.tensor([0]), float("nan"))
+        return embedder
+
+    monkeypatch.setitem(embedders.EMBEDDERS, "pixel", overflowing)
+    code, _, err = cli(*args)
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: pixel returned non-finite embeddings for 1 image(s)")
+    assert not (out / "diversity.csv").exists()  # it read as an empty cell, exit 0
+
+    monkeypatch.undo()  # the same images again: a NaN kept in the embeddings cache would be refused here
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert float(_read(out / "diversity.csv")[0]["value"]) > 0
+
+
+def test_a_judge_returning_nan_is_refused():
+    from diversity_cli.experiments.diversity import refuse_non_finite
+
+    row = {"method": "base", "model": "toy", "prompt": "a circle", "metric": "clip_score", "ci_low": None}
+    refuse_non_finite([{**row, "value": 0.3}])
+    with pytest.raises(UserError, match="clip_score of toy / base / a circle: value is nan"):
+        refuse_non_finite([{**row, "value": float("nan")}])
+
+
 def _one_line_error(err: str) -> str:
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1, err

@@ -280,6 +280,12 @@ def embed_paths(embedder: Embedder, paths: list[Path], batch_size: int, cache: E
             by_size.setdefault(tuple(image.shape), []).append(i)
         for indices in by_size.values():
             embeddings = embedder(torch.stack([images[i] for i in indices]))
+            broken = (~torch.isfinite(embeddings).reshape(len(indices), -1).all(1)).nonzero().flatten().tolist()
+            if broken:  # refused before the cache keeps it: a cached NaN would come back on every rerun
+                raise UserError(
+                    f"{embedder.name} returned non-finite embeddings for {len(broken)} image(s), first "
+                    f"{chunk[indices[broken[0]]]} (try device=cpu or float32 weights); nothing written"
+                )
             for i, embedding in zip(indices, embeddings, strict=True):
                 found[chunk[i]] = embedding
                 cache.put(chunk[i], embedding)
@@ -498,6 +504,23 @@ def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> l
     return merged
 
 
+def refuse_non_finite(rows: list[dict]) -> None:
+    """A NaN or infinite number (a network that overflowed in half precision, a broken weights file) is refused
+    before anything is written: as an empty cell it read as 'not measured'."""
+    for row in rows:
+        bad = [
+            key
+            for key in ("value", "ci_low", "ci_high")
+            if isinstance(row.get(key), float) and not math.isfinite(row[key])
+        ]
+        if bad:
+            raise UserError(
+                f"{row['metric']} of {row['model']} / {row['method']} / {row['prompt']}: {bad[0]} is "
+                f"{row[bad[0]]} (its network returned non-finite numbers; try device=cpu or float32 weights); "
+                "nothing written"
+            )
+
+
 def _fmt(value: object) -> object:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -557,6 +580,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         rows += clip_score_rows(groups, device, int(cfg.batch_size), notes)
         used["clip_score"] = {"model": CLIP_SCORE_MODEL}
 
+    refuse_non_finite(rows)
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
     rows = [{**row, "ci": float(cfg.ci) if row.get("ci_low") is not None else None} for row in rows]
     if shard is not None:
