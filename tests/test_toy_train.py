@@ -149,6 +149,15 @@ def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli):
     shutil.copytree(finished, out)
     code, stdout, _ = cli("train-toy", f"out={out}", *TINY)
     assert code == 0 and "nothing to do" in stdout
+    weights = _unet_weights(out)
+    code, _, err = cli("train-toy", f"out={out}", *TINY, "evaluate.prompts=[a red square]")  # evaluated again
+    assert code == 0, err
+    assert [row["prompt"] for row in csv.DictReader((out / "evaluation.csv").open())] == ["a red square"]
+    assert sorted(path.name for path in (out / "samples").iterdir()) == ["00_a_red_square.png"]
+    assert "| a red square |" in (out / "MODEL_CARD.md").read_text()
+    assert all(torch.equal(weights[key], value) for key, value in _unet_weights(out).items())  # not trained again
+    code, stdout, _ = cli("train-toy", f"out={out}", *TINY, "evaluate.prompts=[a red square]")
+    assert code == 0 and "nothing to do" in stdout
     code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5")
     assert code == 2 and "other settings" in err and "overwrite=true" in err
     stranger = tmp_path / "stranger"

@@ -37,8 +37,12 @@ from .stages import train_features, train_unet, train_vae
 from .tokenizer import build_tokenizer
 
 RUN_CONFIG = "train_toy.yaml"
+EVALUATION = "evaluation.yaml"  # the evaluate.* that evaluation.csv and the card's table were measured with
 # Everything train-toy writes in out/ (overwrite=true removes only the files run.json lists under these).
-OUTPUTS = ("checkpoints", "logs", "vae", "features", "base", "samples", "evaluation.csv", "MODEL_CARD.md", RUN_CONFIG)
+OUTPUTS = (
+    "checkpoints", "logs", "vae", "features", "base", "samples", "evaluation.csv", EVALUATION, "MODEL_CARD.md",
+    RUN_CONFIG,
+)  # fmt: skip
 # Keys that decide the trained weights; a rerun with the same values resumes, other values need overwrite=true.
 TRAINING_KEYS = ("seed", "data", "vae", "features", "text_encoder", "unet")
 
@@ -48,11 +52,15 @@ def train_toy(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     if not prepare(out, cfg):
-        _console().print(
-            f"[green]nothing to do[/]: {out} holds a finished train-toy run with these training settings (evaluate.* "
-            "are not compared: its MODEL_CARD.md reports the evaluation it ran)"
-        )
+        if (out / EVALUATION).is_file():
+            what = "these settings"
+        else:  # finished before the evaluation was recorded
+            what = "these training settings (evaluate.* not compared: its MODEL_CARD.md reports the evaluation it ran)"
+        _console().print(f"[green]nothing to do[/]: {out} holds a finished train-toy run with {what}")
         return out
+    if (out / "MODEL_CARD.md").is_file():  # finished, evaluated with other evaluate.*: the other prompts' grids go
+        _console().print(f"{out}: training finished; evaluating again with these evaluate.* (the card is rewritten)")
+        remove_outputs(out, ["samples"])
     record_invocation(out, config=cfg, device=str(device), dtype="torch.float32")  # the toy trains in float32
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -115,6 +123,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
     networks = {"vae": vae, "text_encoder": encoder, "unet": unet, "features": classifier}
     card = model_card(cfg, device, times, features_info, rows, networks, runner.done("vae"))
     record_tree(out, *OUTPUTS)  # run.json lists what this run wrote: overwrite=true removes only those
+    write_owned(out, EVALUATION, OmegaConf.to_yaml(OmegaConf.create(evaluation_settings(cfg))))
     write_owned(out, "MODEL_CARD.md", card)
     _summary(rows, features_info, times, time.perf_counter() - began)
     return out
@@ -188,8 +197,19 @@ def training_settings(cfg: DictConfig) -> dict:
     return settings
 
 
+def evaluation_settings(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg.evaluate, resolve=True)
+
+
+def _other_evaluation(out: Path, cfg: DictConfig) -> bool:
+    """Whether a finished run was evaluated with other evaluate.* (one finished before they were recorded: no)."""
+    recorded = out / EVALUATION
+    return recorded.is_file() and OmegaConf.to_container(OmegaConf.load(recorded)) != evaluation_settings(cfg)
+
+
 def prepare(out: Path, cfg: DictConfig) -> bool:
-    """Make `out` ready: a new run, a resumed run, or (overwrite=true) a fresh start. False: already finished."""
+    """Make `out` ready: a new run, a resumed run, a finished one to evaluate again with other evaluate.*, or
+    (overwrite=true) a fresh start. False: already finished with these settings."""
     settings = training_settings(cfg)
     saved = out / RUN_CONFIG
     adopt_legacy(out, RUN_CONFIG, OUTPUTS)
@@ -206,7 +226,7 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
                 "or add overwrite=true to start again"
             )
         elif (out / "MODEL_CARD.md").is_file():
-            return False
+            return _other_evaluation(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     claim_outputs(out, (RUN_CONFIG, "MODEL_CARD.md"))
     write_owned(out, RUN_CONFIG, OmegaConf.to_yaml(OmegaConf.create(settings)))
