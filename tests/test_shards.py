@@ -207,6 +207,35 @@ def test_diversity_shards_by_prompt_merge_into_the_one_process_table(tmp_path):
     assert (out / "diversity.csv").read_bytes() == expected
 
 
+def test_a_shard_of_images_remade_since_or_damaged_is_work_left_not_merged(tmp_path):
+    """Shard 0 measured, then every image remade in place with other steps (same paths): its statistics and rows are
+    of the old images. They were merged as if current (a wrong FID, a diversity number of the old images)."""
+    from diversity_cli.experiments.diversity import diversity_remaining, measure_diversity, merge_diversity
+    from diversity_cli.experiments.fid import measure_quality, merge_quality, quality_remaining
+
+    out = tmp_path / "run"
+    _generate(out, "n=2", "limit=2", "method=distilled")
+    fid = [f"out={out}", "reference=toy", "features=tiny_random", "clip_model=tiny_random", "batch_size=2"]
+    diversity = [f"out={out}", "metric=pixel", "bootstrap=20"]
+    measure_quality(compose("fid", [*fid, "shard=0/2"]))
+    measure_diversity(compose("diversity", [*diversity, "shard=0/2"]))
+    other_steps = ["model.distilled.timesteps=[999,499]", "model.distilled.steps=2"]
+    _generate(out, "n=2", "limit=2", "method=distilled", *other_steps, "overwrite=true")
+    measure_quality(compose("fid", [*fid, "shard=1/2"]))
+    measure_diversity(compose("diversity", [*diversity, "shard=1/2"]))
+    assert quality_remaining(compose("fid", fid), Shard(0, 2)) == 1  # a rerun of the array remakes shard 0
+    assert diversity_remaining(compose("diversity", diversity), Shard(0, 2)) == 1
+    with pytest.raises(UserError, match="fid-0-of-2.pt is missing, damaged or from other settings or images"):
+        merge_quality(compose("fid", fid), 2)
+    with pytest.raises(UserError, match="diversity-0-of-2.json is missing, damaged or from other settings or"):
+        merge_diversity(compose("diversity", diversity), 2)
+    for path in (out / "shards" / "fid-1-of-2.pt", out / "shards" / "diversity-1-of-2.json"):  # cut short
+        path.write_bytes(path.read_bytes()[:50])
+    assert quality_remaining(compose("fid", fid), Shard(1, 2)) == 1  # a traceback before
+    assert diversity_remaining(compose("diversity", diversity), Shard(1, 2)) == 1
+    assert not (out / "fid.csv").exists() and not (out / "diversity.csv").exists()
+
+
 def test_sigusr2_waits_for_the_batch_then_hands_over_to_submitit(tmp_path):
     """In a shard job, SIGUSR2 (time limit near) is held where it arrives and handed to submitit's handler (here a
     stand-in that stops the run, as its requeue does) at the end of the batch, once its images and rows are written."""

@@ -603,7 +603,8 @@ def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
         for key, value in OmegaConf.to_container(cfg, resolve=True).items()
         if key not in ("shard", "shards", "launcher", "devices", "launcher_params", "device", "out")
     }
-    images = [[g.model, g.method, g.prompt, [str(p) for p in g.paths]] for g in groups]
+    # paths and which samples they are (seed, settings): images remade in place make another fingerprint
+    images = [[g.model, g.method, g.prompt, [str(p) for p in g.paths], g.samples] for g in groups]
     return hashlib.sha1(digest_text({"settings": settings, "images": images}).encode()).hexdigest()[:16]
 
 
@@ -631,8 +632,16 @@ def _shard_fingerprint(cfg: DictConfig) -> tuple[Path, str, list[Group]]:
 def diversity_remaining(cfg: DictConfig, shard: Shard) -> int:
     """0 when shard `shard` already saved its rows for these settings and images, else 1."""
     root, fingerprint, _ = _shard_fingerprint(cfg)
-    path = shard_rows_path(root, shard)
-    return int(not path.is_file() or json.loads(path.read_text()).get("fingerprint") != fingerprint)
+    return int(_saved_rows(shard_rows_path(root, shard)).get("fingerprint") != fingerprint)
+
+
+def _saved_rows(path: Path) -> dict:
+    """A shard's saved rows, or {} when it has none or its file is damaged (its work is left to do)."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, truncated or not JSON: the shard measures again
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def merge_diversity(cfg: DictConfig, count: int) -> Path:
@@ -641,9 +650,11 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
     paths = [shard_rows_path(root, Shard(i, count)) for i in range(count)]
     rows = []
     for path in paths:
-        body = json.loads(path.read_text()) if path.is_file() else {}
+        body = _saved_rows(path)
         if body.get("fingerprint") != fingerprint:
-            raise UserError(f"{path} is missing or from other settings; rerun the same diversity command")
+            raise UserError(
+                f"{path} is missing, damaged or from other settings or images; rerun the same diversity command"
+            )
         rows += body["rows"]
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable, as in one process
     target = root / CSV_NAME

@@ -172,13 +172,8 @@ def save_partial(root: Path, shard: Shard, fingerprint: str, finished: dict, cur
 def load_partial(root: Path, shard: Shard, fingerprint: str) -> dict[str, dict]:
     """What a stopped run of this shard stored (`save_partial`), for these settings and images; else nothing."""
     path = partial_path(root, shard)
-    if not path.is_file():
-        return {}
-    try:
-        body = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # damaged: only lost time, measured again
-        return {}
-    if not isinstance(body, dict) or body.get("fingerprint") != fingerprint:
+    body = _saved_state(path)  # damaged: only lost time, measured again
+    if body.get("fingerprint") != fingerprint:
         return {}
     groups = dict(body["groups"])
     stderr_console().print(f"shard {shard}: going on from {path} ({len(groups)} group(s) measured before, in part)")
@@ -193,7 +188,11 @@ def shard_fingerprint(cfg: DictConfig, groups: dict[tuple[str, str], list[dict[s
         for key, value in OmegaConf.to_container(cfg, resolve=True).items()
         if key not in ("shard", "shards", "launcher", "devices", "launcher_params", "device", "workers", "out")
     }
-    images = {f"{tag}\t{model}": [row["path"] for row in rows] for (tag, model), rows in groups.items()}
+    # paths and which samples they are (seed, settings): images remade in place make another fingerprint
+    images = {
+        f"{tag}\t{model}": [[row["path"] for row in rows], samples_digest(rows) if rows and "seed" in rows[0] else ""]
+        for (tag, model), rows in groups.items()
+    }
     text = json.dumps({"settings": settings, "images": images}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -213,11 +212,19 @@ def quality_remaining(cfg: DictConfig, shard: Shard) -> int:
     apply_defaults(cfg)
     groups = sample_groups(RunDir(cfg.out), cfg.tags)
     reference_sets(cfg, groups)  # a bad reference fails here, on the login node, not in every shard
-    path = shard_state_path(Path(cfg.out), shard)
-    if not path.is_file():
-        return 1
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = _saved_state(shard_state_path(Path(cfg.out), shard))
     return 0 if saved.get("fingerprint") == shard_fingerprint(cfg, groups) else 1
+
+
+def _saved_state(path: Path) -> dict:
+    """A shard's saved statistics, or {} when it has none or its file is damaged (its work is left to do)."""
+    if not path.is_file():
+        return {}
+    try:
+        body = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated or foreign file: the shard measures again
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def merge_quality(cfg: DictConfig, count: int) -> Path:
@@ -229,9 +236,11 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
     paths = [shard_state_path(rundir.root, Shard(i, count)) for i in range(count)]
     saved = []
     for path in paths:
-        body = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
+        body = _saved_state(path)
         if body.get("fingerprint") != fingerprint:
-            raise UserError(f"{path} is missing or from other settings; rerun the same fid command to remake it")
+            raise UserError(
+                f"{path} is missing, damaged or from other settings or images; rerun the same fid command to remake it"
+            )
         saved.append(body)
     features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
     results, label = [], reference_label(cfg)
