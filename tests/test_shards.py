@@ -77,6 +77,25 @@ def test_sharded_generation_equals_one_process(tmp_path):
     same_images(one, sharded, rows)
 
 
+def test_a_merge_leaves_the_file_of_a_shard_still_writing(tmp_path):
+    """Another command's shard is still running on the same out= when a merge comes: its file was read, then
+    deleted under it, and the rows it added in between were lost (images on disk without a row)."""
+    from diversity_cli.core.samples import writer_lock
+
+    out = tmp_path / "run"
+    for index in (0, 1):
+        _generate(out, "n=1", "limit=4", f"shard={index}/2")
+    everything = [row["path"] for row in RunDir(out).read_samples()]
+    running = out / "shards" / "samples-1-of-2.csv"
+    with writer_lock(running, 0):  # as a running shard holds it
+        RunDir(out).merge_shards()
+        assert running.is_file() and not (out / "shards" / "samples-0-of-2.csv").exists()
+        assert [row["path"] for row in RunDir(out).read_samples()] == everything  # readers see both files
+    RunDir(out).merge_shards()  # once it has finished
+    assert not list((out / "shards").glob("samples-*.csv"))
+    assert [row["path"] for row in table(out)] == everything
+
+
 def test_a_prompts_seeds_stay_in_one_shard(tmp_path):
     """Tables 3, D.1, E.1: n seeds per prompt; shard 1 of 2 owns whole prompts (cases), never half of one."""
     out = tmp_path / "run"

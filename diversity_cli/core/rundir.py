@@ -21,7 +21,7 @@ from typing import Any
 from .atomic import atomic_path, remove_dead_temporaries, write_bytes
 from .errors import UserError
 from .marker import RunMarker, contained, directory_lock, refuse_foreign, relative, remove_if_bare
-from .samples import append_rows, parse, rewrite, writer_lock
+from .samples import append_rows, idle_writer, parse, rewrite, writer_lock
 
 SAMPLE_COLUMNS = [
     "method",
@@ -173,12 +173,12 @@ class RunDir:
         shards = sorted((self.root / SHARDS).glob("samples-*-of-*.csv"), key=order)
         return [path for path in [self.root / "samples.csv", *shards] if path.is_file()]
 
-    def read_samples(self) -> list[dict[str, str]]:
-        """Every samples file's rows, each image once, in canonical order (`canonical_order`). A torn last row
-        (a process killed mid-write) and duplicate rows in one file are dropped here, in memory, with a warning;
-        only the file's writer, holding its lock, repairs the file."""
+    def read_samples(self, files: list[Path] | None = None) -> list[dict[str, str]]:
+        """Every samples file's rows (or those of `files`), each image once, in canonical order (`canonical_order`).
+        A torn last row (a process killed mid-write) and duplicate rows in one file are dropped here, in memory, with
+        a warning; only the file's writer, holding its lock, repairs the file."""
         rows, seen, notes = [], set(), []
-        for path in self.samples_files():
+        for path in self.samples_files() if files is None else files:
             found = parse(path)
             if found.torn:
                 notes.append(f"{path}: dropped a torn last row (a process killed while writing it)")
@@ -197,14 +197,16 @@ class RunDir:
 
     def merge_shards(self) -> Path:
         """Fold the shard files into samples.csv (canonical order, written atomically), then remove them: the
-        same table, byte for byte, as one unsharded process writes."""
-        rows = self.read_samples()
-        shards = [path for path in self.samples_files() if path.parent.name == SHARDS]
-        if not shards:
-            return self.root / "samples.csv"
+        same table, byte for byte, as one unsharded process writes. A shard file whose process is still writing
+        (another command's shard on this out=) stays as it is: read, then deleted, it lost the rows added between."""
         # samples.csv's writer and the directory-wide lock: the shard files are deleted (only those run.json lists)
         merged = RunDir(self.root, lock_wait=self.lock_wait)
-        with merged.writing(), directory_lock(self.root):
+        with merged.writing(), directory_lock(self.root), contextlib.ExitStack() as held:
+            files = self.samples_files()
+            shards = [path for path in files if path.parent.name == SHARDS and held.enter_context(idle_writer(path))]
+            if not shards:
+                return self.root / "samples.csv"
+            rows = self.read_samples([path for path in files if path.parent.name != SHARDS] + shards)
             with atomic_path(self.root / "samples.csv") as temporary, temporary.open("w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, extrasaction="ignore")
                 writer.writeheader()

@@ -113,6 +113,23 @@ def lock_path(path: Path) -> Path:
 
 
 @contextmanager
+def idle_writer(path: Path) -> Iterator[bool]:
+    """Hold `path`'s writer lock if no process holds it (True), else hold nothing (False); never waits."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path(path)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+@contextmanager
 def writer_lock(path: Path, wait: float | None) -> Iterator[None]:
     """The lock of the one process that writes `path`. `wait`: seconds to wait for another holder (None: as long
     as it takes, 0: refuse at once)."""
