@@ -4,6 +4,7 @@ merged exactly (FID / IS / CLIP to 1e-10), several local devices, and the launch
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 import torch
@@ -207,6 +208,20 @@ def test_bad_launch_input_fails_in_one_line_before_any_job(cli, tmp_path, args, 
     code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "shards").exists()
+
+
+def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_nothing(cli, tmp_path, monkeypatch):
+    """sbatch on the machine but no cluster it can reach (or a partition it refuses): a traceback and exit 1."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text('#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n')
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", "limit=2", "shards=2", "launcher=slurm")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: launcher=slurm: the cluster refused the submission (sbatch:")
+    assert not (tmp_path / "run").exists()  # submitit's pickles of the jobs it could not submit went too
 
 
 def test_diversity_shards_by_prompt_merge_into_the_one_process_table(tmp_path):

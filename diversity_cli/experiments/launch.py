@@ -15,8 +15,10 @@ left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -33,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.config import available, search_dirs
 from ..core.console import stderr_console
-from ..core.errors import UserError, did_you_mean
+from ..core.errors import UserError, did_you_mean, first_line
 from ..core.record import begin, current
 from ..core.rundir import SHARDS
 from ..core.schema import show
@@ -214,8 +216,6 @@ def make_executor(cfg: DictConfig, folder: Path, name: str):
 
     kind, settings = launcher_settings(cfg)
     if kind == "slurm":
-        import shutil
-
         if shutil.which("sbatch") is None:
             raise UserError(
                 f"launcher={cfg.launcher} submits SLURM jobs, but sbatch is not on this machine; run on the cluster's "
@@ -234,12 +234,34 @@ def run_array(cfg: DictConfig, run: Runner, shards: list[Shard], batched: bool =
     """Submit the shards as one array job, wait with a status line, name each failed shard; returns the failed."""
     out = Path(cfg.out)
     folder = (out / SHARDS / "logs").resolve()
+    made = [path for path in (out, out / SHARDS, folder) if not path.exists()]
     executor = make_executor(cfg, folder / "%j", f"{current().command}-{shards[0].count}shards")
-    jobs = executor.submit_array(_jobs(cfg, run, shards, [None], batched))
+    try:
+        jobs = submit(cfg, executor, _jobs(cfg, run, shards, [None], batched))
+    except UserError:  # nothing was submitted: the folders made for it go (submitit's pickles in a new log folder)
+        if folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+        for empty in reversed(made):
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+        raise
     write_jobs(out, shards, jobs)
     console = stderr_console()
     console.print(f"submitted {len(jobs)} shard(s) through {cfg.launcher} (job {jobs[0].job_id}); logs: {folder}")
     return wait(jobs, shards, console)
+
+
+def submit(cfg: DictConfig, executor, jobs: list) -> list:
+    """The array submitted; sbatch refusing it (no cluster configured here, a bad partition) is one line."""
+    from submitit.core.utils import FailedJobError
+
+    try:
+        return executor.submit_array(jobs)
+    except (FailedJobError, OSError) as err:
+        raise UserError(
+            f"launcher={cfg.launcher}: the cluster refused the submission ({first_line(err)}); check its settings "
+            "(+launcher_params.partition=...), or use launcher=submitit_local (the same jobs as local processes)"
+        ) from None
 
 
 def write_jobs(out: Path, shards: list[Shard], jobs: list) -> None:
