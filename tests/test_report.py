@@ -306,7 +306,9 @@ def test_report_end_to_end(cli, toy_run: Path, tmp_path: Path):
     assert (tables_dir / "figure_5.png").is_file() and (tables_dir / "figure_7.png").is_file()
     with (tables_dir / "figure_7.csv").open() as f:
         points = {(r["knob"], float(r["point"] or "nan")): float(r["value"]) for r in csv.DictReader(f)}
-    assert points[("k", 2.0)] == pytest.approx(0.65)  # the mean of prompts a (0.6) and b (0.7)
+    # prompt a alone (0.6): b (0.7) has no base or distilled to stand beside, so no point of the figure is over it
+    assert points[("k", 2.0)] == pytest.approx(0.6)
+    assert "left out prompt(s) b" in " ".join(err.split())
     with (tables_dir / "figure_7.csv").open() as f:
         levels = {r["fixed"]: float(r["value"]) for r in csv.DictReader(f) if r["knob"] == "baseline"}
     assert levels == {"base": 0.8, "distilled": 0.3}
@@ -665,6 +667,27 @@ def test_a_group_no_table_row_names_is_said_and_can_be_mapped(cli, tmp_path: Pat
     err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[2]")[2].split())
     assert "fid.csv measured toy / hybrid_k1_bs5, in no row of Tables 2, 4" in err
     assert "+mapping.2.rows.hybrid_k1_bs5=Hybrid" in err and "diversity.csv measured" not in err
+
+
+def test_a_row_of_a_table_not_asked_for_is_a_row_and_no_group_is_advised_into_another_methods_row(cli, tmp_path):
+    """`make reproduce-table4` on a run that also holds Table 2's base and distilled: they are rows of Table 2, not
+    untabulated; and a group no row takes (replace_final in fid.csv) is named without advice to map it into Hybrid,
+    which only a hybrid's tag is advised into."""
+    root = tmp_path / "coco"
+    root.mkdir()
+    tags = ("base", "distilled", "hybrid_k1", "skip_first")
+    write_csv(root / "fid.csv", [{"method": t, "model": "toy", "n": 8, "fid_toyfeat": "3.5"} for t in tags])
+    for table in ("4", "2"):
+        err = cli("report", f"out={root}", "html=false", "figures=false", f"tables=[{table}]")[2]
+        assert "in no row" not in err, err
+    rows = [{"method": t, "model": "toy", "n": 8, "fid_toyfeat": "3.5"} for t in ("replace_final_k3", "skip_first")]
+    write_csv(root / "fid.csv", rows)
+    err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[4]")[2].split())
+    assert "fid.csv measured toy / replace_final_k3, in no row of Tables 2, 4" in err
+    assert "=Hybrid" not in err and "+mapping" not in err
+    write_csv(root / "fid.csv", [{**rows[0]}, {**rows[0], "method": "hybrid_k2"}])
+    err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[4]")[2].split())
+    assert "toy / replace_final_k3, toy / hybrid_k2" in err and "+mapping.2.rows.hybrid_k2=Hybrid" in err
 
 
 def test_table_2s_clip_is_described_as_a_clip_score_and_a_folder_reference_as_a_folder(paper_run: Path, toy_run):

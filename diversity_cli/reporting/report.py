@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,8 +34,11 @@ from ..core.rundir import RunDir
 from .tables import (
     RUN_CSVS,
     STALE,
+    TABLE_IDS,
+    TABLES_OF,
     RunData,
     Table,
+    ablate_notes,
     build_tables,
     column_kind,
     figure5,
@@ -45,6 +49,7 @@ from .tables import (
     provenance,
     read_paper,
     reading_notes,
+    suggested_row,
     table_keys,
     to_markdown,
     untabulated,
@@ -84,23 +89,28 @@ def write_report(cfg: DictConfig) -> Path:
                 record_invocation(one.root, config=cfg, tables_dir=str(tables_dir))
                 pages.append(write_html(one, own, cfg, display(paper_path)))
     _print_summary(keys, tables, written, figures, pages, tables_dir)
+    for note in ablate_notes(runs, metrics) if cfg.figures else []:
+        stderr_console().print(f"note: {escape(note)}")
     if keys:
-        _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys))
+        _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys), cfg.mapping)
     return tables_dir
 
 
-def _print_untabulated(found: dict[str, list[str]]) -> None:
-    """Measured groups whose method tag no table row names: said, so a missing row is not read as unmeasured."""
-    how = {  # one way to map a tag into a row, per CSV (Table 2's "Hybrid (4 steps)" would misname other steps)
-        "diversity.csv": ("Tables 3, D.1, E.1", "+mapping.3.rows.{tag}=Hybrid"),
-        "fid.csv": ("Tables 2, 4", "+mapping.2.rows.{tag}=Hybrid"),
-    }
+def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig) -> None:
+    """Measured groups whose method tag no table row names: said, so a missing row is not read as unmeasured; with
+    a mapping that would show one, when a row of its method can take it."""
     for source, groups in found.items():
-        tables, example = how[source]
-        tag = groups[0].split(" / ")[-1]
+        tables = ", ".join(TABLE_IDS[key] for key in TABLES_OF[source])
+        tags = [group.split(" / ")[-1] for group in groups]
+        example = next(filter(None, (suggested_row(source, tag, mapping) for tag in tags)), None)
+        how = (
+            f"a row takes a tag with e.g. {example}, as conf/report.yaml's mapping says"
+            if example
+            else "no row of theirs is for these methods (conf/report.yaml's mapping)"
+        )
         stderr_console().print(
-            f"note: {source} measured {escape(', '.join(groups))}, in no row of {tables} (their tags are no row's); "
-            f"a row takes a tag with e.g. {escape(example.format(tag=tag))}, as conf/report.yaml's mapping says"
+            f"note: {source} measured {escape(', '.join(groups))}, in no row of Tables {tables} (their tags are no "
+            f"row's); {escape(how)}"
         )
 
 
@@ -243,14 +253,49 @@ def _table_html(table: Table, paper_source: str) -> str:
     return "".join(out)
 
 
-def markdown_inline(text: str) -> str:
-    """The inline markdown the notes use (`code`, **bold**, [text](link)) as HTML, everything else escaped."""
-    import re
+# The inline markdown the notes use: a backslash escape (how a note embeds a prompt or path as it is), `code`,
+# **bold**, [text](link).
+_INLINE = re.compile(
+    r"\\(?P<escaped>[!-/:-@\[-`{-~])"
+    r"|`(?P<code>[^`]+)`"
+    r"|\*\*(?P<bold>(?:\\.|[^*\\])+)\*\*"
+    r"|\[(?P<text>(?:\\.|[^\]\\])+)\]\((?P<link>[^()\s]+)\)"
+)
 
-    escaped = html.escape(text, quote=False)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
-    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r"<a href='\2'>\1</a>", escaped)
+
+def markdown_inline(text: str) -> str:
+    """A note's inline markdown as HTML; everything else, and what it escapes, shown as text (quotes too: no
+    attribute can be left)."""
+    out, end = [], 0
+    for match in _INLINE.finditer(text):
+        out += [html.escape(text[end : match.start()]), _inline_html(match)]
+        end = match.end()
+    return "".join(out) + html.escape(text[end:])
+
+
+def _inline_html(match: re.Match[str]) -> str:
+    if match["escaped"] is not None:
+        return html.escape(match["escaped"])
+    if match["code"] is not None:
+        return f"<code>{html.escape(match['code'])}</code>"
+    if match["bold"] is not None:
+        return f"<b>{markdown_inline(match['bold'])}</b>"
+    label = markdown_inline(match["text"])
+    return f"<a href='{html.escape(match['link'])}'>{label}</a>" if _safe_link(match["link"]) else label
+
+
+def _safe_link(target: str) -> bool:
+    """Only web and relative links: a `javascript:` or `data:` target in a note would run in the reader's browser
+    (which also drops control characters, so "\\x01javascript:" is one too)."""
+    if not target.isprintable():
+        return False
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", target)
+    return scheme is None or scheme[1].lower() in ("http", "https")
+
+
+def plain_text(note: str) -> str:
+    """A note for the terminal: its backslash escapes dropped (the terminal reads no markdown)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", note)
 
 
 def _provenance_html(run: RunData) -> str:
@@ -323,13 +368,13 @@ def _png_data(path: Path) -> str:
 
 
 def _figures_html(run: RunData, cfg: DictConfig, limit: int) -> str:
-    out = []
+    out, metrics = [], list(cfg.diversity_metrics)
     with tempfile.TemporaryDirectory() as tmp:
         for made, caption in (
             (figure5([run], Path(tmp) / "figure_5.png"), "Figure 5: distance of each step's x̂0 to the final image"),
             (
-                figure7([run], Path(tmp) / "figure_7.png", list(cfg.diversity_metrics)),
-                "Figure 7: ablations of the hybrid's knobs (ablate.csv)",
+                figure7([run], Path(tmp) / "figure_7.png", metrics),
+                " ".join(["Figure 7: ablations of the hybrid's knobs (ablate.csv).", *ablate_notes([run], metrics)]),
             ),
         ):
             if made is not None:
@@ -457,7 +502,9 @@ def _print_summary(keys, tables, written, figures, pages, tables_dir: Path) -> N
         console.print(f"html: {path}")
     stale = [note for table in tables.values() for note in table.notes if note.startswith(STALE)]
     for note in dict.fromkeys(stale):  # also in the tables' notes; said here so it is not missed
-        stderr_console().print(f"[yellow]warning[/]: out of date: {escape(note.removeprefix(STALE).strip())}")
+        stderr_console().print(
+            f"[yellow]warning[/]: out of date: {escape(plain_text(note.removeprefix(STALE)).strip())}"
+        )
 
 
 def table_path(written: list[Path], key: str) -> str:

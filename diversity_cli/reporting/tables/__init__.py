@@ -24,6 +24,7 @@ from .common import (
     RUN_CSVS,
     STALE,
     TABLE_IDS,
+    TABLES_OF,
     TITLES,
     Builder,
     Line,
@@ -34,9 +35,10 @@ from .common import (
     read_csv,
     read_paper,
     stale_notes,
+    suggested_row,
     untabulated,
 )
-from .figures import ablate_curves, figure5, figure7
+from .figures import ablate_curves, ablate_notes, figure5, figure7
 from .render import (
     column_kind,
     format_number,
@@ -57,12 +59,14 @@ __all__ = [
     "RUN_CSVS",
     "STALE",
     "TABLE_IDS",
+    "TABLES_OF",
     "TITLES",
     "Builder",
     "Line",
     "RunData",
     "Table",
     "ablate_curves",
+    "ablate_notes",
     "assemble",
     "build_tables",
     "column_kind",
@@ -78,6 +82,7 @@ __all__ = [
     "read_paper",
     "read_prompt_labels",
     "reading_notes",
+    "suggested_row",
     "table_keys",
     "to_markdown",
     "untabulated",

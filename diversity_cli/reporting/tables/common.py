@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -165,6 +166,24 @@ def _mtime(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+# ------------------------------------------------------------------------------------------ markdown text
+
+# What markdown could read as markup in a prompt, concept, tag or path: code, emphasis, raw HTML, entities, cell
+# bars, strikethrough, and a link's "](" (a bracket alone is none, and intervals "[0.1, 0.2]" stay legible). `_`
+# only at a word's edge: inside a word it is no emphasis, and tags are full of it.
+_MARKUP = re.compile(r"[\\`*<|~]|\](?=[(\[])|&(?=#?\w+;)|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_literal(text: object) -> str:
+    """Text a note or a cell embeds (a prompt, a path) as markdown that shows it as it is, not as markup."""
+    return _MARKUP.sub(lambda m: "\\" + m[0], re.sub(r"[\r\n]+", " ", str(text)))  # a new line would end the note
+
+
+def md_code(text: object) -> str:
+    """Text as a code span; a backtick inside would end the span early, so such text is escaped instead."""
+    return f"`{text}`" if "`" not in str(text) else md_literal(text)
+
+
 # --------------------------------------------------------------------------------------- measured records
 
 
@@ -181,6 +200,13 @@ def mean_of(values: list[str]) -> str:
     """The mean of the numbers among `values`, written as repr writes it (the tables' text form); "" if none."""
     numbers = [x for x in (as_number(v) for v in values) if x is not None]
     return repr(sum(numbers) / len(numbers)) if numbers else ""
+
+
+def common_to_all(groups: Iterable[Iterable[str]]) -> set[str]:
+    """What every group holds (the prompts measured for every method of a table, at every point of a figure): a
+    mean over it compares like with like, where one over each group's own prompts would not. Empty for no group."""
+    sets = [set(group) for group in groups]
+    return set.intersection(*sets) if sets else set()
 
 
 def match_tag(tag: str, rows: dict[str, str]) -> str | None:
@@ -336,9 +362,9 @@ def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
                 more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
                 command = source.removesuffix(".csv")
                 notes.append(
-                    f"{STALE} {run.root}/{source} was measured over other images than the run now holds "
-                    f"({'; '.join(groups[:3])}{more}); rerun `diversity-cli {command} out={run.root}` with the "
-                    "settings it was measured with"
+                    f"{STALE} {md_literal(run.root)}/{source} was measured over other images than the run now holds "
+                    f"({'; '.join(md_literal(group) for group in groups[:3])}{more}); rerun "
+                    f"{md_code(f'diversity-cli {command} out={run.root}')} with the settings it was measured with"
                 )
     return notes
 
@@ -348,22 +374,54 @@ TABLES_OF = {"diversity.csv": ("3", "D1", "E1"), "fid.csv": ("2", "4")}
 
 
 def untabulated(runs: list[RunData], mapping: Any, keys: list[str]) -> dict[str, list[str]]:
-    """CSV -> "model / tag" of each group it measured whose tag no row of the requested tables (`keys`) that the
-    CSV fills names in `mapping`: e.g. the toy demo's hybrid `hybrid_k1_bs5`, in no table unless mapped to a row."""
+    """CSV -> "model / tag" of each group it measured whose tag no row of the tables the CSV fills names in
+    `mapping`, said when one of those tables is requested (`keys`): e.g. the toy demo's hybrid `hybrid_k1_bs5`, in
+    no table unless mapped to a row. A row of a table not requested counts: Table 4's report need not call Table 2's
+    base untabulated."""
     found: dict[str, list[str]] = {}
     for source, tables in TABLES_OF.items():
-        wanted = [key for key in tables if key in keys]
-        names = [dict(mapping[key].rows) for key in wanted if "rows" in mapping[key]]
-        names += [dict(rows) for key in wanted for rows in dict(mapping[key].get("models") or {}).values()]
+        if not any(key in keys for key in tables):
+            continue
+        names = [rows for key in tables for _, rows in row_sets(mapping, key)]
         groups: dict[str, None] = {}
         for run in runs:
             for row in run.diversity if source == "diversity.csv" else run.fid:
                 tag, model = row.get("method", ""), row.get("model", "")
-                if wanted and tag and not any(match_tag(tag, rows) for rows in names):
+                if tag and not any(match_tag(tag, rows) for rows in names):
                     groups[f"{model} / {tag}"] = None
         if groups:
             found[source] = list(groups)
     return found
+
+
+def row_sets(mapping: Any, key: str) -> list[tuple[str, dict[str, str]]]:
+    """(override path, tag -> row label) of a table's mapping: `3.rows`, or per pair `E1.models.sdxl_dmd2`."""
+    entry = mapping[key]
+    sets = [(f"{key}.rows", dict(entry.rows))] if "rows" in entry else []
+    return sets + [(f"{key}.models.{model}", dict(rows)) for model, rows in dict(entry.get("models") or {}).items()]
+
+
+def method_of(tag: str) -> str | None:
+    """The method a tag (or a row's tag pattern, `replace_final_k*`) samples with: the longest that begins it."""
+    from ...sampling.methods import METHODS
+
+    return max((m for m in METHODS if tag == m or tag.startswith(f"{m}_")), key=len, default=None)
+
+
+def suggested_row(source: str, tag: str, mapping: Any) -> str | None:
+    """An override that puts `tag` in a row of a table `source` fills, only a row of the tag's own method (a row's
+    label names its method: skip_first's number must never stand in a row called Hybrid); None when none is."""
+    import shlex
+
+    method = method_of(tag)
+    for key in TABLES_OF[source]:
+        for path, rows in row_sets(mapping, key):
+            # a null label leaves its method out of the table: no row to advise
+            labels = [str(text) for pattern, text in rows.items() if text is not None and method_of(pattern) == method]
+            if method and labels:
+                # the label without its details: Table 2's "Hybrid (4 steps)" would misname other steps
+                return shlex.quote(f"+mapping.{path}.{tag}={labels[0].split(' (')[0]}")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------- assembly
@@ -406,17 +464,16 @@ def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
     measured, dropped = one_run_per_group(measured)
     for line in dropped:
         notes.append(
-            f"{line.method} / {line.condition} / {line.measured_metric}: also measured {line.measured} in "
-            f"{line.run} ({line.measured_as}); not shown: a cell comes from the first run listed that measured it, "
+            f"{_also_measured(line)}; not shown: a cell comes from the first run listed that measured it, "
             "and a row's quality and seconds from the runs whose diversity it shows"
         )
     for line in measured:
         key = (line.method, line.condition, line.metric, line.measured_metric)
         if key in kept:
             if kept[key].measured != line.measured:
+                shown = kept[key]
                 notes.append(
-                    f"{line.method} / {line.condition} / {line.measured_metric}: also measured {line.measured} in "
-                    f"{line.run} ({line.measured_as}); the table shows {kept[key].measured} from {kept[key].run}"
+                    f"{_also_measured(line)}; the table shows {md_literal(shown.measured)} from {md_literal(shown.run)}"
                 )
             continue
         kept[key] = line
@@ -429,6 +486,14 @@ def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
     for found in slots.values():
         lines += found
     return Table(table_id, TITLES[table_id], lines, notes)
+
+
+def _also_measured(line: Line) -> str:
+    """A note's words for a cell left out; its prompt, tag and run as they are, not read as markdown."""
+    where = " / ".join(md_literal(part) for part in (line.method, line.condition, line.measured_metric))
+    return (
+        f"{where}: also measured {md_literal(line.measured)} in {md_literal(line.run)} ({md_literal(line.measured_as)})"
+    )
 
 
 # How a table's measured cells come from the runs: (runs in order, the paper's cells, the table's entry of

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.atomic import atomic_path, write_text
-from .common import RunData
+from .common import RunData, common_to_all
 
 
 def figure5(runs: list[RunData], path: Path) -> Path | None:
@@ -62,7 +62,43 @@ ABLATE_KNOBS = (
 
 def ablate_curves(runs: list[RunData], metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Figure 7's data: for each knob, the mean over prompts of every hybrid point where only that knob varies;
-    and the base / distilled baselines (knob "baseline"), the levels the paper's figure compares against."""
+    and the base / distilled baselines (knob "baseline"), the levels the paper's figure compares against. Each
+    point of a run's pair and metric is over the same prompts (`ablate_points`)."""
+    return ablate_points(runs, metrics)[0]
+
+
+def ablate_notes(runs: list[RunData], metrics: Iterable[str] | None = None) -> list[str]:
+    """What Figure 7 left out: per run, pair and metric, the prompts not measured at every one of its points."""
+    return ablate_points(runs, metrics)[1]
+
+
+def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(points, notes). The points of one run, pair and metric are means over the prompts measured at all of them,
+    baselines included, as Table 3 averages over the prompts of every method: a point over other prompts than its
+    neighbours' (an ablate run extended on one prompt) would move for its prompts, not its knob."""
+    frame = _ablate_frame(runs, metrics)
+    points: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if frame is None:
+        return points, notes
+    for (run, model, metric), rows in frame.groupby(["run", "model", "metric"], sort=False):
+        plotted = _plotted(rows)
+        common = common_to_all(set(part.prompt) for *_, part in plotted)
+        left = sorted(set().union(*(set(part.prompt) for *_, part in plotted)) - common)
+        if left:
+            notes.append(
+                f"Figure 7, {run} / {model} / {metric}: left out prompt(s) {', '.join(left)}, not measured at every "
+                f"point (the points are means over the {len(common)} prompt(s) measured at all of them)"
+            )
+        for knob, point, fixed, part in plotted:
+            kept = part[part.prompt.isin(common)]
+            if not kept.empty:
+                points.append({**_point(knob, point, run, model, metric, fixed, kept), "left_out": "; ".join(left)})
+    return points, notes
+
+
+def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
+    """ablate.csv rows of all runs (of `metrics`), numbers as numbers; None when there are none."""
     import pandas as pd
 
     rows = [{**row, "run": str(run.root)} for run in runs for row in run.ablate]
@@ -70,25 +106,31 @@ def ablate_curves(runs: list[RunData], metrics: Iterable[str] | None = None) -> 
         wanted = set(metrics)
         rows = [row for row in rows if row.get("metric") in wanted]
     if not rows:
-        return []
+        return None
     frame = pd.DataFrame(rows)
     for column in ("k", "base_guidance", "base_steps", "value", "seconds_per_image", "nfe", "n"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else float("nan")
-    out = []
-    for (run, model, metric, method), group in frame[frame.method.isin(["base", "distilled"])].groupby(
-        ["run", "model", "metric", "method"], sort=False
-    ):
-        out.append(_point("baseline", float("nan"), run, model, metric, method, group))
-    hybrid = frame[frame.method == "hybrid"]
+    return frame
+
+
+def _plotted(rows: Any) -> list[tuple[str, float, str, Any]]:
+    """(knob, point, fixed, rows) of each point one run, pair and metric plots: the baselines (knob "baseline",
+    fixed: the method), then each hybrid point of a sweep where only that knob varies (fixed: the other knobs)."""
+    import pandas as pd
+
+    found = [
+        ("baseline", float("nan"), method, part)
+        for method, part in rows[rows.method.isin(["base", "distilled"])].groupby("method", sort=False)
+    ]
+    hybrid = rows[rows.method == "hybrid"]
     for knob, _ in ABLATE_KNOBS:
         others = [c for c, _ in ABLATE_KNOBS if c != knob]
-        for key, group in hybrid.groupby(["run", "model", "metric", *others], dropna=False, sort=False):
+        for key, group in hybrid.groupby(others, dropna=False, sort=False):
             if group[knob].nunique(dropna=True) < 2:
                 continue
-            fixed = ", ".join(f"{c}={v:g}" for c, v in zip(others, key[3:], strict=True) if not pd.isna(v))
-            for point, part in group.groupby(knob, sort=True):
-                out.append(_point(knob, point, *key[:3], fixed, part))
-    return out
+            fixed = ", ".join(f"{c}={v:g}" for c, v in zip(others, key, strict=True) if not pd.isna(v))
+            found += [(knob, point, fixed, part) for point, part in group.groupby(knob, sort=True)]
+    return found
 
 
 def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: str, part: Any) -> dict[str, Any]:
@@ -103,8 +145,14 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
         "seconds_per_image": part.seconds_per_image.mean(),
         "nfe": part.nfe.mean(),
         "prompts": int(part.prompt.nunique()),
-        "n": part.n.iloc[0],
+        "n": n_range(part.n),
     }
+
+
+def n_range(counts: Any) -> str:
+    """The images per prompt behind a point: "4", or "4-8" when its prompts were measured over different counts."""
+    found = sorted({int(n) for n in counts.dropna()})
+    return "" if not found else str(found[0]) if len(found) == 1 else f"{found[0]}-{found[-1]}"
 
 
 def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = None) -> Path | None:
@@ -126,7 +174,7 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
         part = frame[frame.knob == knob]
         twin = ax.twinx()
         for (model, metric, fixed), line in part.groupby(["model", "metric", "fixed"], sort=False):
-            label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "")
+            label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
             ax.plot(line.point, line.value, marker="o", ms=3, label=label)
             if line.seconds_per_image.notna().any():
                 twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
@@ -140,6 +188,12 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     return _save_figure(fig, path, frame)
+
+
+def _over(line: Any) -> str:
+    """What a curve's points are means over, for its legend: " [2 prompts, n=4]"."""
+    prompts, counts = sorted(set(line.prompts)), "/".join(dict.fromkeys(line.n))
+    return f" [{'/'.join(map(str, prompts))} prompt{'s' if prompts != [1] else ''}, n={counts or '?'}]"
 
 
 def _save_figure(fig, path: Path, points) -> Path:

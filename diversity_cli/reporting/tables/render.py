@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.atomic import atomic_path
-from .common import CSV_COLUMNS, Line, Table, as_number
+from .common import CSV_COLUMNS, Line, Table, as_number, md_code, md_literal
 
 # (fields naming a row, field naming a column group) of each table's wide layout.
 LAYOUT = {
@@ -191,7 +191,7 @@ def metric_notes(table: Table) -> list[str]:
         plain = name.split("[", 1)[0].split("@", 1)[0]
         plain = "clip_score" if (plain, slot) == ("clip", "clip") else plain  # fid.csv's `clip`: a CLIP score
         if plain in METRIC_NOTES:
-            notes.append(f"`{name}`: {_described(name, METRIC_NOTES[plain])}")
+            notes.append(f"{md_code(name)}: {_described(name, METRIC_NOTES[plain])}")
     return notes + is_caveats(table)
 
 
@@ -201,10 +201,10 @@ def _described(name: str, note: str) -> str:
     note describes."""
     inside = name[name.index("[") + 1 : name.rindex("]")] if "[" in name and "]" in name else ""
     if inside.startswith("ref=toy("):
-        return note.replace("to toy scenes", f"to toy scenes drawn with {inside[8:-1]}")
-    if inside.startswith("ref="):
-        return note.replace("to toy scenes", f"to the reference images of {inside[4:]}")
-    return f"{note}; measured with {inside}, not the defaults this describes" if inside else note
+        return note.replace("to toy scenes", f"to toy scenes drawn with {md_literal(inside[8:-1])}")
+    if inside.startswith("ref="):  # a folder's name: as it is, not as markdown
+        return note.replace("to toy scenes", f"to the reference images of {md_literal(inside[4:])}")
+    return f"{note}; measured with {md_literal(inside)}, not the defaults this describes" if inside else note
 
 
 def is_caveats(table: Table) -> list[str]:
@@ -219,14 +219,16 @@ def is_caveats(table: Table) -> list[str]:
 def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> str:
     header, body = wide(table)
     out = [f"## {table.title}", ""]
-    out.append(f"Paper: {paper_source} (Gandikota & Bau 2025, Table {table.id}).")
+    # Cells, provenance and paths are plain text (prompts, tags, paths): written so markdown shows them as they are.
+    # The header is the mapping's labels and metric names, written as they are (`pixel[size=16]_diversity`).
+    out.append(f"Paper: {md_literal(paper_source)} (Gandikota & Bau 2025, Table {table.id}).")
     for line in provenance(table):
-        out.append(f"Measured: {line}.")
+        out.append(f"Measured: {md_literal(line)}.")
     out.append("")
     out.append("| " + " | ".join(header) + " |")
     out.append("| " + " | ".join("---" for _ in header) + " |")
     for row in body:
-        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        out.append("| " + " | ".join(md_literal(cell) for cell in row) + " |")
     out.append("")
     notes = metric_notes(table) + table.notes + reading_notes(table)
     out += [f"- {note}" for note in notes]
@@ -258,8 +260,11 @@ def reading_notes(table: Table) -> list[str]:
 def provenance_footnote(table: Table) -> str:
     """Where the records of what made these numbers are: each run's `runs/` folder (command line, resolved config,
     package versions, git commit, device, dtype, every model's hub id, revision and weights hash)."""
+    from urllib.parse import quote
+
     runs = dict.fromkeys(line.run for line in table.measured if line.run)
-    links = ", ".join(f"[{run}/runs/]({run}/runs/)" for run in runs)
+    # the link's target percent-encoded: a space, bracket or quote in a path neither ends it nor leaves it
+    links = ", ".join(f"[{md_literal(run)}/runs/]({quote(run)}/runs/)" for run in runs)
     return f"Provenance: {links or 'no run'} (one invocation record per command: what made these numbers)."
 
 

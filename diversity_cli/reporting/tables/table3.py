@@ -15,6 +15,7 @@ from .common import (
     RunData,
     as_number,
     choose_model,
+    common_to_all,
     diversity_rows,
     match_tag,
     mean_of,
@@ -104,7 +105,7 @@ def averages(records: list[Line], paper_prompts: list[str], model: str | None) -
     for metric in dict.fromkeys(line.measured_metric for line in records):
         lines = [line for line in records if line.measured_metric == metric]
         methods = dict.fromkeys(line.method for line in lines)
-        common = set.intersection(*({line.condition for line in lines if line.method == m} for m in methods))
+        common = common_to_all({line.condition for line in lines if line.method == m} for m in methods)
         order = [p for p in paper_prompts if p in common] + sorted(common - set(paper_prompts))
         label = "Average" if set(common) == set(paper_prompts) else average_label(order)
         for method in methods:

@@ -1,0 +1,59 @@
+"""Figure 7's points: each point of a run's pair and metric is a mean over the same prompts (those measured at all
+of its points, baselines included), states the images per prompt it rests on, and what was left out is said."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.reporting.tables import ablate_curves, ablate_notes, load_run
+
+
+def _ablate_run(root: Path, points: list[tuple[str, str, int, int, float]]) -> Path:
+    """ablate.csv of (method, prompt, k, n, value) rows, one toy_features row each."""
+    root.mkdir(parents=True)
+    columns = ["model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "metric", "value"]
+    columns += ["seconds_per_image", "nfe"]
+    with (root / "ablate.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for method, prompt, k, n, value in points:
+            hybrid = method == "hybrid"
+            writer.writerow(
+                {"model": "toy", "method": method, "k": k if hybrid else "", "base_guidance": 0 if hybrid else "",
+                 "base_steps": "", "prompt": prompt, "n": n, "metric": "toy_features", "value": value,
+                 "seconds_per_image": 0.1, "nfe": 4}
+            )  # fmt: skip
+    return root
+
+
+def _by_point(curves: list[dict]) -> dict[tuple[str, object], dict]:
+    return {(c["knob"], c["fixed"] if c["knob"] == "baseline" else c["point"]): c for c in curves}
+
+
+def test_a_sweep_extended_on_one_prompt_is_plotted_over_the_prompts_of_every_point(tmp_path: Path):
+    """k=1..3 on "a circle", then k=1..2 on "a red square" (as two ablate calls into one run make): k=3 has no
+    square, so every point (and the baselines) is over the circle alone, and the square is named as left out."""
+    rows = [("hybrid", "a circle", k, 4, 0.1 * k) for k in (1, 2, 3)]
+    rows += [("hybrid", "a red square", k, 4, 0.9) for k in (1, 2)]
+    rows += [(m, p, 1, 4, v) for p in ("a circle", "a red square") for m, v in (("base", 0.5), ("distilled", 0.2))]
+    rows[-1] = ("distilled", "a red square", 1, 4, 0.8)
+    run = load_run(_ablate_run(tmp_path / "abl", rows))
+    points = _by_point(ablate_curves([run]))
+    assert [points[("k", k)]["value"] for k in (1.0, 2.0, 3.0)] == pytest.approx([0.1, 0.2, 0.3])
+    assert points[("baseline", "distilled")]["value"] == pytest.approx(0.2)
+    assert {c["prompts"] for c in points.values()} == {1} and {c["n"] for c in points.values()} == {"4"}
+    assert {c["left_out"] for c in points.values()} == {"a red square"}
+    (note,) = ablate_notes([run])
+    assert "a red square" in note and "a circle" not in note
+
+
+def test_a_point_over_prompts_of_different_counts_gives_their_range(tmp_path: Path):
+    rows = [("hybrid", p, k, n, 0.5) for k in (1, 2) for p, n in (("a circle", 4), ("a red square", 8))]
+    rows += [("base", p, 1, n, 0.5) for p, n in (("a circle", 4), ("a red square", 8))]
+    run = load_run(_ablate_run(tmp_path / "abl", rows))
+    points = _by_point(ablate_curves([run]))
+    assert points[("k", 1.0)]["n"] == "4-8" and points[("k", 1.0)]["prompts"] == 2
+    assert not ablate_notes([run]) and {c["left_out"] for c in points.values()} == {""}
