@@ -427,8 +427,8 @@ def test_a_scheduler_diffusers_refuses_is_one_line_once_loaded(cli, tmp_path, ar
     pair's schedulers are made only when it loads: one line then too (a traceback before)."""
     command, *rest = args
     out = tmp_path / "run"
-    if command == "generate":  # an existing run directory with work left
-        assert cli("generate", "model=tiny_sd", "prompt=b", "n=1", f"out={out}")[0] == 0
+    if command == "generate":  # an existing run directory with work left (another method: no settings to clash)
+        assert cli("generate", "model=tiny_sd", "method=base", "prompt=b", "n=1", f"out={out}")[0] == 0
     code, out_text, err = cli(command, *rest, f"out={out}")
     assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0, err
     assert "Traceback" not in err + out_text and ("model.base.scheduler" in err or "teacher_ode.overrides" in err), err
