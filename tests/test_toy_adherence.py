@@ -3,6 +3,7 @@ fixed measurement protocol's Fréchet distance."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -245,3 +246,25 @@ def test_a_prompt_outside_the_toy_language_is_said_beside_its_adherence(cli, tmp
     assert cli("generate", "model=toy", "method=distilled", "prompt=a hexagon", "n=2", f"out={tmp_path}")[0] == 0
     code, _, err = cli("diversity", f"out={tmp_path}")
     assert code == 0 and "hexagon not in the toy language" in " ".join(err.split())
+
+
+def test_every_diversity_number_comes_with_the_pairs_quality_number(cli, tmp_path):
+    """metric=pixel on the toy wrote a diversity number alone: off-prompt variety would pass for diversity. The
+    pair's default_quality joins any diversity metric (quality=none leaves it out); an SDXL pair's is clip_score,
+    whose CLIP weights the preflight asks for before anything is measured."""
+    from diversity_cli.commands.checks import needed
+    from diversity_cli.core.config import compose
+    from diversity_cli.experiments.defaults import apply_defaults, with_quality
+
+    assert cli("generate", "model=toy", "method=distilled", "prompt=a red circle", "n=2", f"out={tmp_path}")[0] == 0
+    for quality, expected in (("quality=auto", {"pixel", "toy_adherence"}), ("quality=none", {"pixel"})):
+        (tmp_path / "diversity.csv").unlink(missing_ok=True)
+        code, _, err = cli("diversity", f"out={tmp_path}", "metric=pixel", quality)
+        assert code == 0, err
+        assert {row["metric"] for row in csv.DictReader((tmp_path / "diversity.csv").open())} == expected
+    sdxl = apply_defaults(compose("diversity", ["out=/nonexistent", "metric=dreamsim"]))
+    assert list(sdxl.metric) == ["dreamsim"] and sdxl.quality == "none"  # no run there: no pair to ask
+    cfg = compose("diversity", ["metric=dreamsim"])
+    with_quality(cfg, compose("generate", ["model=sdxl_dmd2"]).model)  # a run of sdxl_dmd2 images
+    assert list(cfg.metric) == ["dreamsim", "clip_score"]
+    assert any("clip-vit-large-patch14" in str(item) for item in needed("diversity", cfg))  # empty HF cache here

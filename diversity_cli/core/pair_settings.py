@@ -69,6 +69,7 @@ PAIR_KEYS = (
     "default_prompt",
     "default_metric",
     "default_reference",
+    "default_quality",
     "auto_k",
     "preset",
     "requested_preset",

@@ -12,6 +12,7 @@ from ..core.rundir import RunDir
 
 AUTO = "auto"
 FOLDER_METRIC = "pixel"  # a plain folder has no pair: the one metric that needs no weights
+QUALITY_METRICS = ("clip_score", "toy_adherence")  # quality, not diversity: measured beside it
 
 
 def pair_config(name: str) -> DictConfig | None:
@@ -59,6 +60,8 @@ def apply_defaults(cfg: DictConfig) -> DictConfig:
             cfg.metric = FOLDER_METRIC
         else:
             cfg.metric = _from_pairs("default_metric", run_models(cfg.get("out")), "metric") or FOLDER_METRIC
+    if "quality" in cfg:  # diversity: the quality number beside its diversity numbers
+        with_quality(cfg, model)
     if _is_auto(cfg.get("reference")) and "coverage_k" not in cfg:  # fid's reference (diversity's means coverage)
         names = [str(model.name)] if model is not None else run_models(cfg.get("out"))
         reference = _from_pairs("default_reference", names, "reference")
@@ -74,3 +77,19 @@ def apply_defaults(cfg: DictConfig) -> DictConfig:
         if isinstance(measure.get("diversity"), DictConfig) and _is_auto(measure.diversity.get("metric")):
             measure.diversity.metric = cfg.metric
     return cfg
+
+
+def with_quality(cfg: DictConfig, model: DictConfig | None) -> None:
+    """quality=auto -> the pair's default_quality (none for a plain folder or a pair naming none); a quality other
+    than none joins `metric` when a diversity number is measured, so no diversity number comes without one."""
+    if _is_auto(cfg.quality):
+        if cfg.get("images") is not None:
+            cfg.quality = "none"
+        elif model is not None:
+            cfg.quality = str(model.get("default_quality") or "none")
+        else:
+            cfg.quality = _from_pairs("default_quality", run_models(cfg.get("out")), "quality") or "none"
+    metrics = list(cfg.metric) if isinstance(cfg.metric, (list, tuple, ListConfig)) else str(cfg.metric).split(",")
+    metrics = [str(m).strip() for m in metrics if str(m).strip()]
+    if cfg.quality != "none" and cfg.quality not in metrics and any(m not in QUALITY_METRICS for m in metrics):
+        cfg.metric = [*metrics, str(cfg.quality)]

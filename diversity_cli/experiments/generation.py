@@ -35,7 +35,7 @@ class Job:
 
 
 # Keys of a pair's config that say how it is measured, not how it samples.
-MEASUREMENT_KEYS = ("default_metric", "default_reference", "auto_k")
+MEASUREMENT_KEYS = ("default_metric", "default_reference", "default_quality", "auto_k")
 
 
 def cfg_tag(cfg: DictConfig) -> str:

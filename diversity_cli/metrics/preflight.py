@@ -145,9 +145,19 @@ def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
     return []
 
 
+CLIP_SCORE_MODEL = "openai/clip-vit-large-patch14"  # diversity's clip_score: torchmetrics' CLIPScore default
+
+
 def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
-    """Every embedder the metrics use (vendi_<x> uses x, toy_coverage the toy classifier)."""
+    """Every embedder the metrics use (vendi_<x> uses x, toy_coverage the toy classifier), and clip_score's CLIP."""
     missing: list[Missing] = []
+    if "clip_score" in metrics and hf_cached(CLIP_SCORE_MODEL, "config.json") is None:
+        missing.append(
+            Missing(
+                f"CLIP model {CLIP_SCORE_MODEL} (clip_score, the quality beside diversity)",
+                f"`hf download {CLIP_SCORE_MODEL}` (HF_HOME={hf_home()}), or quality=none",
+            )
+        )
     for name in metric_embedders(metrics, str(cfg.get("vendi_base", "dreamsim"))):
         options = dict((cfg.get("embedders") or {}).get(name) or {})
         missing += [item for item in embedder_missing(name, options) if item not in missing]
@@ -167,7 +177,7 @@ def fid_missing(cfg: Any) -> list[Missing]:
                 Missing(f"Inception weights {path}", f"fetch {INCEPTION_URL} there, or inception_weights=PATH")
             )
     plain = cfg.get("images") is not None  # a plain folder has no prompts: no CLIP score unless asked
-    auto_clip = None if reference == "toy" or plain else "openai/clip-vit-large-patch14"
+    auto_clip = None if reference == "toy" or plain else CLIP_SCORE_MODEL
     clip = cfg.clip_model if cfg.clip_model != "auto" else auto_clip
     if clip and clip != "tiny_random" and not Path(str(clip)).expanduser().is_dir():
         if hf_cached(str(clip), "config.json") is None:

@@ -22,6 +22,7 @@ from ..schema import (
 )
 from .common import SEED_MAX
 
+QUALITIES = ("auto", "clip_score", "toy_adherence", "none")
 DREAMSIM_TYPES = ("ensemble", "dino_vitb16", "dinov2_vitb14", "open_clip_vitb32", "clip_vitb32", "synclr_vitb16")
 DISTANCES = ("cosine", "euclidean", "sqeuclidean")  # metrics/embedders.py
 
@@ -80,6 +81,9 @@ class DiversityConfig:
         "metric(s): dreamsim lpips clip dino pixel vendi toy_features toy_coverage", ITEM_NAME, True, 1
     )
     vendi_base: str = name("the embedder `vendi` scores")
+    quality: str = choice(
+        "the quality number beside every diversity number: auto (the pair's default_quality) | none", QUALITIES
+    )
     reference: str = path("coverage against a folder, or a method tag of out= (e.g. base)", True)
     coverage_k: int = integer("k of the nearest-neighbour balls", 1)
     device: str = device()
