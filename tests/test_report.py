@@ -510,9 +510,11 @@ def test_real_pairs_get_a_per_prompt_clip_score_beside_diversity(cli, tmp_path: 
     from PIL import Image
 
     from diversity_cli.experiments import diversity
+    from diversity_cli.metrics import preflight
     from diversity_cli.metrics.quality import load_clip
 
     monkeypatch.setattr(diversity, "CLIP_SCORE_MODEL", "tiny_random")  # offline stand-in for the real CLIP
+    monkeypatch.setattr(preflight, "CLIP_SCORE_MODEL", "tiny_random")  # which the preflight does not look for
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.default_rng(3)

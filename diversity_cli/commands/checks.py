@@ -24,6 +24,16 @@ def _metrics(value: object) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+def _point_quality(command: str, cfg: DictConfig) -> list[str]:
+    """ablate: the quality its points measure beside diversity (`diversity`'s own joins its metric in
+    apply_defaults)."""
+    if command != "ablate":
+        return []
+    quality = str(cfg.measure.diversity.get("quality", "none"))
+    quality = str(cfg.model.get("default_quality") or "none") if quality == "auto" else quality
+    return [] if quality == "none" else [quality]
+
+
 def needed(command: str, cfg: DictConfig) -> list[Missing]:
     """Everything `command` with this config will load that is not on this machine."""
     missing: list[Missing] = []
@@ -32,7 +42,7 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
         missing += pair_missing(model, distilled=command not in BASE_ONLY)
     if command in ("diversity", "x0viz", "ablate"):
         source = cfg.measure.diversity if command == "ablate" else cfg
-        missing += diversity_missing(_metrics(cfg.metric), source)
+        missing += diversity_missing(_metrics(cfg.metric) + _point_quality(command, cfg), source)
     if command == "generate" and str(cfg.get("k")) == "auto":
         missing += diversity_missing(_metrics(cfg.auto_k.metric), {})
     if command == "fid":

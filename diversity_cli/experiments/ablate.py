@@ -467,6 +467,8 @@ def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str
 
     settings = _copy(cfg.measure.diversity)
     settings.update(out=str(view), images=None, metric=metrics, device=cfg.device)
+    if settings.get("quality") == "auto":  # the point's pair is known: asking the run's would compose inside Hydra
+        settings.quality = str(cfg.model.get("default_quality") or "none")
     _remove_owned(view, diversity.CSV_NAME)  # its rows are then exactly this measurement's
     _listed(view, diversity.CSV_NAME)
     path = diversity.measure_diversity(settings)

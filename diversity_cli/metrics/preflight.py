@@ -151,11 +151,13 @@ CLIP_SCORE_MODEL = "openai/clip-vit-large-patch14"  # diversity's clip_score: to
 def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
     """Every embedder the metrics use (vendi_<x> uses x, toy_coverage the toy classifier), and clip_score's CLIP."""
     missing: list[Missing] = []
-    if "clip_score" in metrics and hf_cached(CLIP_SCORE_MODEL, "config.json") is None:
+    offline_stand_in = CLIP_SCORE_MODEL == "tiny_random"  # as fid's clip_model=tiny_random: built, never read
+    if "clip_score" in metrics and not offline_stand_in and hf_cached(CLIP_SCORE_MODEL, "config.json") is None:
         missing.append(
             Missing(
                 f"CLIP model {CLIP_SCORE_MODEL} (clip_score, the quality beside diversity)",
-                f"`hf download {CLIP_SCORE_MODEL}` (HF_HOME={hf_home()}), or quality=none",
+                f"`hf download {CLIP_SCORE_MODEL}` (HF_HOME={hf_home()}), or quality=none "
+                "(ablate: measure.diversity.quality=none)",
             )
         )
     for name in metric_embedders(metrics, str(cfg.get("vendi_base", "dreamsim"))):
