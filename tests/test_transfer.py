@@ -237,6 +237,7 @@ def test_transfer_lora_end_to_end_on_tiny_sd(cli, tiny_pairs, tmp_path, lora_fil
     assert grid.size == (130 + 2 * 2 * 32, 16 + 2 * 32)  # rows: base -> base, base -> distilled; 2 seeds x 2
 
     assert {(r["prompts"], r["adapter_hash"]) for r in rows} == {(PROMPT, read_adapter(str(lora_file)).digest)}
+    assert {r["adapter_file"] for r in rows} == {str(lora_file.resolve())}  # the report checks it against the hash
     code, _, err = cli(*args)  # nothing new to make; no duplicated rows
     assert code == 0, err
     assert _rows(out / "samples.csv") == samples and len(_rows(out / "transfer.csv")) == 2

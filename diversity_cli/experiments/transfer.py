@@ -59,8 +59,9 @@ from .shards import Shard, batch_done, parse_shard
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
-# prompts: what the scores are over (`prompts_label`); adapter_hash: the adapter file's bytes (sha1, 12 digits)
-META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash"]
+# prompts: what the scores are over (`prompts_label`); adapter_hash: the adapter file's bytes (sha1, 12 digits);
+# adapter_file: where it was read (the report tells an adapter retrained there since)
+META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adapter_file"]
 KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target")
 DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",), "both": ("base", "distilled")}
 ROLES = ("base", "distilled")
@@ -570,7 +571,7 @@ def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str,
         row.update(
             model=cfg.model.name, scale=f"{transfer.scale:g}", kind=transfer.adapter.kind,
             clip_model=plan.clip_spec or "", prompts=prompts_label([job.prompt for job in group.jobs]),
-            adapter_hash=transfer.adapter.digest,
+            adapter_hash=transfer.adapter.digest, adapter_file=str(transfer.adapter.path.resolve()),
         )  # fmt: skip
         results.append(row)
     return results

@@ -94,7 +94,7 @@ def read_adapter(spec: str, file: str | None = None) -> Adapter:
     keys = _keys(path)
     meta_file = path.parent / METADATA
     meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-    return Adapter(path, detect_kind(keys, path), tuple(keys), _digest(path), meta)
+    return Adapter(path, detect_kind(keys, path), tuple(keys), adapter_digest(path), meta)
 
 
 def resolve_file(spec: str, file: str | None = None) -> Path:
@@ -170,7 +170,8 @@ def detect_kind(keys: list[str], path: Path | str = "adapter") -> str:
     )
 
 
-def _digest(path: Path) -> str:
+def adapter_digest(path: Path) -> str:
+    """An adapter file's identity: sha1 of its bytes, 12 hex digits (transfer.csv's `adapter_hash`)."""
     digest = hashlib.sha1()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):

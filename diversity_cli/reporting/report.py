@@ -465,7 +465,9 @@ def _thumbnail(path: Path, size: int, title: str) -> str:
 
     if not path.is_file():
         return f"<span class='note'>[missing {html.escape(path.name)}]</span>"
-    image = open_rgb(path)  # a damaged file: one line naming it
+    image = _readable(path)
+    if image is None:
+        return f"<span class='note'>[unreadable {html.escape(str(path))}]</span>"
     small = max(image.size) <= size
     if small:  # toy-sized images: scale up with crisp pixels
         factor = max(1, size // max(image.size))
@@ -481,6 +483,16 @@ def _thumbnail(path: Path, size: int, title: str) -> str:
         kind = "jpeg"
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"<img src='data:image/{kind};base64,{data}' title='{html.escape(title)}' alt='{html.escape(title)}'>"
+
+
+def _readable(path: Path):
+    """The image at `path`, or None with a warning naming it: one damaged sample must not keep the rest of the
+    report (tables already written) from its page."""
+    try:
+        return open_rgb(path)
+    except UserError as err:
+        stderr_console().print(f"[yellow]warning[/]: {escape(str(err))}; report.html shows it as unreadable")
+        return None
 
 
 def _print_summary(keys, tables, written, figures, pages, tables_dir: Path) -> None:

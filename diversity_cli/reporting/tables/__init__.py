@@ -109,13 +109,26 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
         measured = BUILDERS[key](runs, paper, cfg.mapping[key])
         if measured:
             tables[key] = table = assemble(TABLE_IDS[key], paper, measured)
-            table.notes += stale_notes(runs, table, STALE_SOURCES.get(key, ()))
+            table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
     return tables
 
 
-# The CSVs whose counts of images a table's cells rest on, checked against samples.csv.
-STALE_SOURCES = {"2": ("fid.csv",), "3": ("diversity.csv",), "4": ("fid.csv",), "D1": ("diversity.csv",)}
+# The CSVs a table's cells rest on, each checked for what changed since it was measured: diversity.csv's and
+# fid.csv's counts of images against samples.csv, transfer.csv's adapter hashes against the adapter files.
+STALE_SOURCES = {
+    "1": ("transfer.csv",),
+    "2": ("fid.csv",),
+    "3": ("diversity.csv",),
+    "4": ("fid.csv",),
+    "D1": ("diversity.csv",),
+}
 STALE_SOURCES["E1"] = STALE_SOURCES["D1"]
+
+
+def out_of_date(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
+    """The table's "out of date" notes: measurements over other images than the runs hold, or other adapters."""
+    notes = stale_notes(runs, table, tuple(source for source in sources if source in TABLES_OF))
+    return notes + (table1.adapter_notes(runs, table) if "transfer.csv" in sources else [])
 
 
 def table_keys(value: Any) -> list[str]:

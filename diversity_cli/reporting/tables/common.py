@@ -139,6 +139,8 @@ def load_run(root: str | Path) -> RunData:
     if not root.is_dir():
         raise UserError(f"{root} is not a directory; give out=<run directory> (or runs=[dir1,dir2])")
     data = {name: read_csv(root / name) for name in RUN_CSVS}
+    for name, columns in REQUIRED_COLUMNS.items():
+        require_columns(root / name, data[name], columns)
     data["samples.csv"] = RunDir(root).read_samples()  # every samples file (shards too), torn rows dropped
     dates = {name: _mtime(root / name) for name in RUN_CSVS if (root / name).is_file()}
     versions = {}
@@ -160,6 +162,26 @@ def load_run(root: str | Path) -> RunData:
         dates=dates,
         records=read_records(root),
     )
+
+
+# The columns the tables index each row of a run's CSV by: a file edited by hand without one is one line naming
+# it, not a KeyError deep in a table's builder.
+REQUIRED_COLUMNS = {
+    "diversity.csv": ("model", "method", "prompt", "metric", "value"),
+    "fid.csv": ("model", "method"),
+    "transfer.csv": ("adapter", "concept", "source", "target"),
+    "ablate.csv": ("model", "method", "prompt", "metric", "value"),
+}
+
+
+def require_columns(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
+    """`rows` of `path` have every one of `columns`, or a UserError names the first one missing."""
+    missing = [column for column in columns if rows and column not in rows[0]]
+    if missing:
+        raise UserError(
+            f"{path} has no column '{missing[0]}'; the report needs {', '.join(columns)}: restore the column or "
+            f"move the file away and rerun the command that wrote it"
+        )
 
 
 def _mtime(path: Path) -> str:
@@ -317,20 +339,14 @@ def origin(run: RunData, source: str) -> dict[str, str]:
 STALE = "**out of date**:"  # how a note on measurements older than the run's images begins
 
 
-def stale_counts(run: RunData, source: str) -> list[str]:
-    """Groups whose `source` (diversity.csv or fid.csv) row was measured over other images than samples.csv now
-    holds for it: images added, or remade with other settings or seeds, after the measurement, so its number is
-    not the run's (each as "model / tag[ / prompt][ against <reference>]: n=8, samples.csv's images 12", or
-    "…: images remade since (n=8)" when the count is the same; rows older than the `samples` column are checked by
-    count only). Numbers over a subset say so in their metric (`toy_features@adherent`) and are left out; so are
-    images lost from disk."""
-    held: dict[tuple[str, ...], list[dict[str, str]]] = {}
-    for row in run.samples:
-        if not (run.root / row["path"]).is_file():
-            continue  # an image lost from disk: the measurement left it out (and said so), generate remakes it
-        tag = row.get("tag") or row["method"]
-        for key in ((row["model"], tag, row["prompt"]), (row["model"], tag)):
-            held.setdefault(key, []).append(row)
+def stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str], str]:
+    """((model, tag[, prompt]), reference) -> what changed, for groups whose `source` (diversity.csv or fid.csv) row was
+    measured over other images than samples.csv now holds for it: images added, or remade with other settings or
+    seeds, after the measurement, so its number is not the run's (each as "model / tag[ / prompt][ against
+    <reference>]: n=8, samples.csv's images 12", or "…: images remade since (n=8)" when the count is the same; rows
+    older than the `samples` column are checked by count only). Numbers over a subset say so in their metric
+    (`toy_features@adherent`) and are left out; so are images lost from disk."""
+    held = _held_images(run)
     rows = run.diversity if source == "diversity.csv" else run.fid
     found = {}
     for row in rows:
@@ -343,21 +359,42 @@ def stale_counts(run: RunData, source: str) -> list[str]:
             continue
         against = f" against {row['reference']}" if row.get("reference") else ""  # fid: which reference
         if int(n) != len(images):
-            found[key + (against,)] = f"{' / '.join(key)}{against}: n={int(n)}, samples.csv's images {len(images)}"
+            found[key, against] = f"{' / '.join(key)}{against}: n={int(n)}, samples.csv's images {len(images)}"
         elif row.get("samples") and row["samples"] != samples_digest(images):
-            found[key + (against,)] = f"{' / '.join(key)}{against}: images remade since (n={int(n)})"
-    return list(found.values())
+            found[key, against] = f"{' / '.join(key)}{against}: images remade since (n={int(n)})"
+    return found
+
+
+def _held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
+    """(model, tag, prompt) and (model, tag) -> the samples.csv rows of that group whose image is on disk."""
+    held: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for row in run.samples:
+        if not (run.root / row["path"]).is_file():
+            continue  # an image lost from disk: the measurement left it out (and said so), generate remakes it
+        tag = row.get("tag") or row["method"]
+        for key in ((row["model"], tag, row["prompt"]), (row["model"], tag)):
+            held.setdefault(key, []).append(row)
+    return held
+
+
+def shows_group(table: Table, run: RunData, key: tuple[str, ...]) -> bool:
+    """Whether a cell of `table` stands on the (model, tag[, prompt]) group `key` of `run`: its "measured as" is
+    the group (Tables 3, D.1, E.1), or the group and its steps (Tables 2, 4)."""
+    group = " / ".join(key)
+    return any(
+        line.run == str(run.root) and (line.measured_as == group or line.measured_as.startswith(f"{group} ("))
+        for line in table.measured
+    )
 
 
 def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
-    """A note per run behind `table` whose measurements in `sources` no longer count the run's images."""
-    shown = {line.run for line in table.measured}
+    """A note per run behind `table` whose measurements in `sources` no longer count the run's images; only the
+    groups the table shows are named (Table 4 does not show the distilled model)."""
     notes = []
     for run in runs:
-        if str(run.root) not in shown:
-            continue
         for source in sources:
-            groups = stale_counts(run, source)
+            found = stale_groups(run, source)
+            groups = [text for (key, _), text in found.items() if shows_group(table, run, key)]
             if groups:
                 more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
                 command = source.removesuffix(".csv")

@@ -192,7 +192,7 @@ def metric_notes(table: Table) -> list[str]:
         plain = "clip_score" if (plain, slot) == ("clip", "clip") else plain  # fid.csv's `clip`: a CLIP score
         if plain in METRIC_NOTES:
             notes.append(f"{md_code(name)}: {_described(name, METRIC_NOTES[plain])}")
-    return notes + is_caveats(table)
+    return notes + is_caveats(table) + fid_caveats(table)
 
 
 def _described(name: str, note: str) -> str:
@@ -214,6 +214,46 @@ def is_caveats(table: Table) -> list[str]:
     counts = sorted({int(line.n) for line in table.measured if line.metric == "is" and line.n.isdigit()})
     caveats = [inception_score_caveat(n) for n in counts[:1]]  # the smallest n speaks for the table
     return [f"`is`: {caveat}" for caveat in caveats if caveat]
+
+
+def fid_caveats(table: Table) -> list[str]:
+    """FID over fewer images than its features have dimensions rests on a singular covariance and is biased upward
+    (what `fid` says when it measures): say so beside the table, per FID column, at its smallest n."""
+    smallest: dict[str, int] = {}
+    for line in table.measured:
+        if line.metric == "fid" and line.n.isdigit():
+            smallest[line.measured_metric] = min(int(line.n), smallest.get(line.measured_metric, int(line.n)))
+    notes = []
+    for name, n in smallest.items():
+        dimensions = feature_dimensions(name)
+        if dimensions is not None and n < dimensions:
+            notes.append(
+                f"FID over {n} images ({md_code(name)}), fewer than its {dimensions} feature dimensions, is biased "
+                "upward; compare only numbers with the same n"
+            )
+    return notes
+
+
+def feature_dimensions(name: str) -> int | None:
+    """The feature dimension behind an FID column (fid.csv records none): Inception's pool3 for `fid`, the toy
+    judge's embedding for `fid_toyfeat`, the tiny random net's for `fid_tinyrandom`; None for another network."""
+    from ...metrics.quality import InceptionExtractor, TinyRandomNet
+
+    tag = name.split("[", 1)[0].removeprefix("fid").removeprefix("_")
+    if tag == "":
+        return InceptionExtractor.num_features
+    if tag == "toyfeat":
+        return toy_feature_dimensions()
+    return TinyRandomNet.num_features if tag == "tinyrandom" else None
+
+
+def toy_feature_dimensions() -> int:
+    """The embedding width of the toy judge `fid features=toy` measures with (its shipped config)."""
+    import json
+
+    from ...toy.features import CONFIG, JUDGE
+
+    return int(json.loads((JUDGE / CONFIG).read_text(encoding="utf-8"))["embed_dim"])
 
 
 def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> str:

@@ -3,9 +3,11 @@ transfer.csv."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .common import Line, RunData, as_number, origin
+from ...models.adapters import adapter_digest
+from .common import STALE, Line, RunData, Table, as_number, md_code, md_literal, origin
 
 
 def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
@@ -60,3 +62,42 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
 def build(runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
     """Table 1's measured cells, run by run."""
     return [line for run in runs for line in table1_records(run, paper, cfg)]
+
+
+# ---------------------------------------------------------------------------------------- adapters since changed
+
+
+def adapter_notes(runs: list[RunData], table: Table) -> list[str]:
+    """A note per run whose Table 1 cells were measured with an adapter file that has changed since (retrained,
+    replaced) or is gone: transfer.csv's `adapter_hash` against the file it names (`adapter_file`)."""
+    notes = []
+    for run in runs:
+        changed = [text for (model, name), text in changed_adapters(run).items() if _shown(table, run, model, name)]
+        if changed:
+            notes.append(
+                f"{STALE} {md_literal(run.root)}/transfer.csv was measured with adapter files that have changed "
+                f"since ({'; '.join(md_literal(text) for text in changed)}): its numbers are of the older adapters; "
+                f"rerun the {md_code('diversity-cli transfer-lora')} command that wrote it (out={md_literal(run.root)})"
+            )
+    return notes
+
+
+def _shown(table: Table, run: RunData, model: str, name: str) -> bool:
+    """Whether a cell of `table` comes from the (model, adapter) rows of `run` (its "measured as" names them)."""
+    prefixes = (f"{model} / {name}:", f"{model} / {name} (scale ")
+    return any(line.run == str(run.root) and line.measured_as.startswith(prefixes) for line in table.measured)
+
+
+def changed_adapters(run: RunData) -> dict[tuple[str, str], str]:
+    """(model, adapter name) -> what changed, for each adapter whose newest transfer.csv row records another hash
+    than the file it was read from (`adapter_file`) now has, or whose file is gone. Rows written before transfer.csv
+    named the file are not checked."""
+    newest = {(row.get("model", ""), row["adapter"]): row for row in run.transfer if row.get("adapter_file")}
+    found = {}
+    for key, row in newest.items():
+        path = Path(row["adapter_file"])
+        now = adapter_digest(path) if path.is_file() else None
+        if now != row.get("adapter_hash"):
+            state = "gone" if now is None else f"now {now}"
+            found[key] = f"{key[1]} ({path}): {row.get('adapter_hash')} in transfer.csv, {state}"
+    return found

@@ -1,0 +1,181 @@
+"""`report` on runs that changed or were damaged after they were measured: an unreadable image, an adapter retrained
+since transfer-lora, images added to a group only some tables show, a hand-edited CSV without a column, FID over
+fewer images than its feature dimensions."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.core.config import compose
+from diversity_cli.core.rundir import SAMPLE_COLUMNS
+from diversity_cli.reporting.tables import build_tables, load_run, read_paper, to_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+TABLE4 = ("hybrid_k1", "skip_first")  # Table 4's rows; Table 2's are base, distilled, hybrid_k1
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_samples(root: Path, counts: dict[str, int], prompt: str = "a shape") -> list[Path]:
+    """`counts[tag]` toy images of each method tag, and their samples.csv rows."""
+    from PIL import Image
+
+    rows, paths = [], []
+    for tag, count in counts.items():
+        for seed in range(count):
+            path = f"toy/{tag}/{seed:06d}.png"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (40 * seed % 256, 90, 200)).save(root / path)
+            paths.append(root / path)
+            rows.append(
+                {"method": tag.split("_k")[0], "model": "toy", "prompt": prompt, "seed": seed, "k": 1, "steps": 4,
+                 "nfe": 4, "seconds": 0.1, "path": path, "base_guidance": 0.0, "base_steps": "", "tag": tag,
+                 "settings": "x"}
+            )  # fmt: skip
+    write_csv(root / "samples.csv", [{c: row.get(c, "") for c in SAMPLE_COLUMNS} for row in rows])
+    return paths
+
+
+def fid_row(tag: str, n: int, **values: str) -> dict:
+    return {"method": tag, "model": "toy", "n": n, **values, "seconds_per_image": "0.2", "reference": "toy"}
+
+
+def tables_of(root: Path, keys: tuple[str, ...]):
+    cfg = compose("report", [])
+    cfg.mapping["3"].prompts = str(REPO / "data" / "table3_prompts.txt")
+    return build_tables([load_run(root)], read_paper(REPO / "data" / "paper_tables.csv"), cfg, keys)
+
+
+def stale(table) -> list[str]:
+    return [note for note in table.notes if note.startswith("**out of date**:")]
+
+
+# ----------------------------------------------------------------------------------------- a damaged image
+
+
+def test_an_unreadable_image_is_marked_in_the_grid_and_the_report_completes(cli, tmp_path: Path):
+    root = tmp_path / "run"
+    damaged = write_samples(root, {"base": 3})[1]
+    write_csv(root / "diversity.csv", [{"method": "base", "model": "toy", "prompt": "a shape", "n": 3,
+                                       "metric": "toy_features", "value": "0.3"}])  # fmt: skip
+    damaged.write_bytes(damaged.read_bytes()[:40])  # a write cut short
+    code, _, err = cli("report", f"out={root}", "figures=false", "tables=[3]")
+    assert code == 0, err
+    page = (root / "report.html").read_text()
+    assert f"[unreadable {damaged}]" in page and page.count("<img src='data:image/") == 2
+    assert "warning" in err and damaged.name in err
+
+
+# ------------------------------------------------------------------------------ an adapter retrained since
+
+
+def write_adapter(folder: Path, value: float) -> str:
+    """A one-layer LoRA file in `folder`; its hash as transfer-lora records it."""
+    import torch
+    from safetensors.torch import save_file
+
+    from diversity_cli.models.adapters import read_adapter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"unet.layer.lora_A.weight": torch.full((2, 2), value)}, str(folder / "pytorch_lora_weights.safetensors"))
+    return read_adapter(str(folder)).digest
+
+
+def transfer_run(root: Path, digest: str, file: Path | None) -> Path:
+    """transfer.csv of the toy adapter `red` (hash `digest`, read from `file`; None: a row written before
+    transfer.csv named the file)."""
+    write_csv(
+        root / "transfer.csv",
+        [{"adapter": "red", "concept": "red", "source": "base", "target": target, "n": 8, "change_pct": "",
+          "classifier_without": "0.125", "classifier_with": "0.5", "classifier_target": "color=red", "model": "toy",
+          "scale": "1", "kind": "lora", "prompts": "a shape", "adapter_hash": digest,
+          **({"adapter_file": str(file)} if file else {})}
+         for target in ("base", "distilled")],
+    )  # fmt: skip
+    return root
+
+
+def test_table_1_says_when_an_adapter_was_retrained_or_removed_since(tmp_path: Path):
+    folder = tmp_path / "adapters" / "red"
+    digest = write_adapter(folder, 1.0)
+    file = folder / "pytorch_lora_weights.safetensors"
+    root = transfer_run(tmp_path / "run", digest, file)
+    assert not stale(tables_of(root, ("1",))["1"])
+    retrained = write_adapter(folder, 2.0)
+    (note,) = stale(tables_of(root, ("1",))["1"])
+    assert f"red ({file}): {digest} in transfer.csv, now {retrained}" in note.replace("\\", "")
+    assert not stale(tables_of(transfer_run(tmp_path / "older", digest, None), ("1",))["1"])  # nothing to check
+    file.unlink()
+    (note,) = stale(tables_of(root, ("1",))["1"])
+    assert f"red ({file}): {digest} in transfer.csv, gone" in note.replace("\\", "")
+
+
+# ------------------------------------------------------------------ a stale group another table does not show
+
+
+def test_a_tables_out_of_date_note_names_only_groups_it_shows(tmp_path: Path):
+    """fid.csv measured 4 images of each method; 2 more distilled ones came later. Table 2 shows distilled and
+    says so; Table 4 (hybrid and skip-first) does not show it and has nothing out of date."""
+    root = tmp_path / "run"
+    tags = ("base", "distilled", *TABLE4)
+    write_samples(root, dict.fromkeys(tags, 4))
+    write_csv(root / "fid.csv", [fid_row(tag, 4, fid_toyfeat="3.5") for tag in tags])
+    write_samples(root, {tag: 6 if tag == "distilled" else 4 for tag in tags})
+    tables = tables_of(root, ("2", "4"))
+    (note,) = stale(tables["2"])
+    assert "toy / distilled against toy: n=4, samples.csv's images 6" in note
+    assert not stale(tables["4"])
+
+
+# -------------------------------------------------------------------------------- a CSV without a column
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "column"),
+    [
+        (
+            "diversity.csv",
+            {"method": "base", "model": "toy", "n": 3, "metric": "toy_features", "value": "0.3"},
+            "prompt",
+        ),
+        ("fid.csv", {"model": "toy", "n": 3, "fid_toyfeat": "3.5", "reference": "toy"}, "method"),
+    ],
+)
+def test_a_csv_without_a_column_the_tables_need_is_one_line(cli, tmp_path: Path, name: str, row: dict, column: str):
+    root = tmp_path / "run"
+    write_samples(root, {"base": 3})
+    write_csv(root / name, [row])
+    code, _, err = cli("report", f"out={root}", "figures=false", "html=false")
+    assert code == 2
+    assert f"{root / name} has no column '{column}'" in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------ FID over few images
+
+
+@pytest.mark.parametrize(
+    ("column", "n", "dimensions"),
+    [("fid_toyfeat", 8, 128), ("fid_toyfeat", 128, None), ("fid", 500, 2048), ("fid", 30000, None)],
+)
+def test_fid_over_fewer_images_than_feature_dimensions_carries_a_note(tmp_path: Path, column, n, dimensions):
+    root = tmp_path / "run"
+    write_csv(root / "fid.csv", [fid_row(tag, n, **{column: "922.1"}) for tag in ("base", "distilled")])
+    text = " ".join(to_markdown(tables_of(root, ("2",))["2"]).split())
+    if dimensions is None:
+        assert "feature dimensions" not in text
+    else:
+        assert (
+            f"FID over {n} images (`{column}`), fewer than its {dimensions} feature dimensions, is biased upward"
+            in text
+        )
