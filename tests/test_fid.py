@@ -283,6 +283,14 @@ def test_a_rerun_replaces_only_its_rows(cli, tmp_path):
     assert again["hybrid_k1"]["fid_tinyrandom"] == "MARK"  # not evaluated: left alone
     assert again["distilled"] == first["distilled"]  # evaluated again: replaced, not duplicated
     assert len(_rows(path)) == 2
+    # another image preparation is another number: a row of its own, labelled (it replaced the default's row)
+    assert cli(*_fid_args(tmp_path, "tags=[distilled]", "resolution=24", "resize=clean"))[0] == 0
+    rows = _rows(path)
+    assert [r["features"] for r in rows if r["method"] == "distilled"] == [
+        "tiny_random",
+        "tiny_random(resolution=24; resize=clean)",
+    ]
+    assert [r for r in rows if r["features"] == "tiny_random" and r["method"] == "distilled"] == [first["distilled"]]
 
 
 def test_real_networks_offline_fail_with_one_line(cli, tmp_path, monkeypatch):

@@ -179,3 +179,14 @@ def test_fid_over_fewer_images_than_feature_dimensions_carries_a_note(tmp_path: 
             f"FID over {n} images (`{column}`), fewer than its {dimensions} feature dimensions, is biased upward"
             in text
         )
+
+
+def test_an_fid_of_another_image_preparation_is_its_own_labelled_cell(tmp_path: Path):
+    """fid resolution=64 wrote the same labels as the default's and replaced its row; its cell now names it."""
+    root = tmp_path / "run"
+    write_samples(root, {"base": 4})
+    rows = [fid_row("base", 4, fid_toyfeat="3.5", features="toy"), fid_row("base", 4, fid_toyfeat="3.1")]
+    rows[1]["features"] = "toy(resolution=64)"
+    write_csv(root / "fid.csv", rows)
+    cells = {line.measured_metric: line.measured for line in tables_of(root, ("2",))["2"].measured}
+    assert cells["fid_toyfeat"] == "3.5" and cells["fid_toyfeat[resolution=64]"] == "3.1"

@@ -120,7 +120,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
                 states[group] = {"state": scores.state(), "reference": statistics[key]}
                 continue
             measured = scores.compute(int(cfg.seed))
-            results.append(result_row(tag, model, rows, measured, extractor.tag, label, features))
+            results.append(result_row(tag, model, rows, measured, extractor.tag, label, features_label(cfg)))
     rundir.root.mkdir(parents=True, exist_ok=True)
     if shard is not None:  # statistics only: the merge writes fid.csv
         save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, extractor.tag)
@@ -242,7 +242,7 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
                 f"{path} is missing, damaged or from other settings or images; rerun the same fid command to remake it"
             )
         saved.append(body)
-    features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
+    features = features_label(cfg)
     results, label = [], reference_label(cfg)
     for (tag, model), rows in groups.items():
         parts = [body["groups"][f"{tag}\t{model}"] for body in saved]
@@ -326,6 +326,17 @@ def result_row(
     row["features"] = features
     row["samples"] = samples_digest(rows) if rows and "seed" in rows[0] else ""  # "": a folder of images
     return row
+
+
+def features_label(cfg: DictConfig) -> str:
+    """fid.csv's `features`: the network, with the image preparation when it is not the default
+    (`toy(resolution=64)`): another resolution or resize filter is another number, never under the same label."""
+    from ..core.resources import conf_root
+
+    features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
+    defaults = OmegaConf.load(conf_root() / "fid.yaml")
+    changed = {key: cfg[key] for key in ("resolution", "resize") if cfg.get(key) != defaults[key]}
+    return str(features) + (f"({'; '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
 
 
 def reference_label(cfg: DictConfig) -> str:

@@ -41,13 +41,18 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
         label = match_tag(row["method"], rows) if row["model"] == model else None
         method = label or f"{row['model']} / {row['method']}"
         reference = row.get("reference", "")
+        features = row.get("features", "")  # "toy(resolution=64)": a preparation other than the default
+        preparation = features[features.index("(") + 1 : -1] if features.endswith(")") and "(" in features else ""
         for column, value in row.items():
             slot = quality_slot(column)
             if slot is None or as_number(value) is None:
                 continue
-            name = column
+            details = []
             if slot == "fid" and reference not in ("", "coco", "toy"):  # toy(...) / coco(...): other settings
-                name = f"{column}[ref={reference if reference.startswith(('toy(', 'coco(')) else Path(reference).name}]"
+                details.append(f"ref={reference if reference.startswith(('toy(', 'coco(')) else Path(reference).name}")
+            if slot in ("fid", "is") and preparation:  # the features saw other images: another number
+                details.append(preparation)
+            name = column + (f"[{'; '.join(details)}]" if details else "")
             step = steps.get((row["model"], row["method"]), "")
             records.append(
                 Line(
