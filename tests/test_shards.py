@@ -165,6 +165,28 @@ def test_fid_shards_and_merge_write_the_one_process_table(tmp_path):
     assert not list((out / "shards").glob("fid-*.pt"))
 
 
+def test_fid_of_an_image_folder_shards_and_merges_into_the_one_process_table(tmp_path):
+    """images=FOLDER: the shards and the merge read the folder, as one process does (they read samples.csv, which
+    a folder's out= does not have: 'samples.csv has no samples')."""
+    import shutil
+
+    from diversity_cli.experiments.fid import measure_quality, merge_quality, quality_remaining
+
+    _generate(tmp_path / "made", "n=1", "limit=5")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i, png in enumerate(sorted((tmp_path / "made").rglob("*.png"))):
+        shutil.copy(png, folder / f"{i:03d}.png")
+    settings = [f"images={folder}", f"reference={folder}", "features=tiny_random", "clip_model=null", "batch_size=2"]
+    measure_quality(compose("fid", [*settings, f"out={tmp_path / 'one'}"]))
+    sharded = [*settings, f"out={tmp_path / 'sharded'}"]
+    for index in (1, 0):
+        assert measure_quality(compose("fid", [*sharded, f"shard={index}/2"])) is None
+    assert quality_remaining(compose("fid", sharded), Shard(0, 2)) == 0
+    merge_quality(compose("fid", sharded), 2)
+    assert (tmp_path / "sharded" / "fid.csv").read_bytes() == (tmp_path / "one" / "fid.csv").read_bytes()
+
+
 def test_two_cpu_workers_equal_one(tmp_path):
     """devices=cpu:2: one worker process per device over the shards, merged: byte-identical to one process."""
     from diversity_cli.experiments.generation import generate, merge_samples, remaining

@@ -50,7 +50,7 @@ META = ["reference", "features", "samples"]  # samples: which images of samples.
 def measure_quality(cfg: DictConfig) -> Path | None:
     apply_defaults(cfg)  # reference=auto: the run's pair names its reference set
     rundir = RunDir(cfg.out)
-    groups = folder_groups(cfg) if cfg.get("images") is not None else sample_groups(rundir, cfg.tags)
+    groups = measured_groups(cfg, rundir)
     features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
     plain = cfg.get("images") is not None  # a plain folder has no prompts: no CLIP score unless asked
     clip_spec = (
@@ -210,7 +210,7 @@ def save_shard_state(root: Path, shard: Shard, fingerprint: str, states: dict, n
 def quality_remaining(cfg: DictConfig, shard: Shard) -> int:
     """0 when shard `shard` already saved statistics for these settings and images, else 1."""
     apply_defaults(cfg)
-    groups = sample_groups(RunDir(cfg.out), cfg.tags)
+    groups = measured_groups(cfg, RunDir(cfg.out))
     reference_sets(cfg, groups)  # a bad reference fails here, on the login node, not in every shard
     saved = _saved_state(shard_state_path(Path(cfg.out), shard))
     return 0 if saved.get("fingerprint") == shard_fingerprint(cfg, groups) else 1
@@ -231,7 +231,7 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
     """fid.csv from the N shards' statistics: sums added, logits concatenated in shard order; the shard files go."""
     apply_defaults(cfg)
     rundir = RunDir(cfg.out)
-    groups = sample_groups(rundir, cfg.tags)
+    groups = measured_groups(cfg, rundir)
     fingerprint = shard_fingerprint(cfg, groups)
     paths = [shard_state_path(rundir.root, Shard(i, count)) for i in range(count)]
     saved = []
@@ -257,6 +257,12 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
         shard_path.unlink()
     show(stderr_console(), results, saved[0]["tag"], path, False)
     return path
+
+
+def measured_groups(cfg: DictConfig, rundir: RunDir) -> dict[tuple[str, str], list[dict[str, str]]]:
+    """The groups fid measures: an images= folder as one, else the run's (method tag, model) groups. The same for
+    every shard and the merge."""
+    return folder_groups(cfg) if cfg.get("images") is not None else sample_groups(rundir, cfg.tags)
 
 
 def folder_groups(cfg: DictConfig) -> dict[tuple[str, str], list[dict[str, str]]]:
