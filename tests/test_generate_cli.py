@@ -288,6 +288,8 @@ def test_the_summary_counts_remade_images(cli, tmp_path):
     (tmp_path / _rows(tmp_path)[1]["path"]).unlink()
     code, out, _ = cli(*args)
     assert code == 0 and "generate: 1 images" in out, out
+    code, out, _ = cli("generate", "model=tiny_sd", "prompt=another", "n=1", "shard=0/1", f"out={tmp_path}")
+    assert code == 0 and "shards/samples-0-of-1.csv" in out and " samples.csv " not in out  # the file it wrote
 
 
 def test_a_distilled_images_weights_include_the_base_only_when_the_student_is_a_lora_on_it():
