@@ -190,3 +190,22 @@ def test_an_fid_of_another_image_preparation_is_its_own_labelled_cell(tmp_path: 
     write_csv(root / "fid.csv", rows)
     cells = {line.measured_metric: line.measured for line in tables_of(root, ("2",))["2"].measured}
     assert cells["fid_toyfeat"] == "3.5" and cells["fid_toyfeat[resolution=64]"] == "3.1"
+
+
+def test_tables_md_says_which_tables_an_earlier_report_wrote(cli, tmp_path: Path):
+    """make reproduce-table* reports into one tables folder: tables.md held an earlier target's table as if this
+    report had checked it (its run's images may have been remade since)."""
+    shared = tmp_path / "tables"
+    diversity_run, fid_run = tmp_path / "div", tmp_path / "fid"
+    write_samples(diversity_run, {"base": 3})
+    write_csv(diversity_run / "diversity.csv", [{"method": "base", "model": "toy", "prompt": "a shape", "n": 3,
+                                                "metric": "toy_features", "value": "0.3"}])  # fmt: skip
+    write_samples(fid_run, {"base": 4})
+    write_csv(fid_run / "fid.csv", [fid_row("base", 4, fid_toyfeat="3.5")])
+    args = ("figures=false", "html=false", f"tables_dir={shared}")
+    assert cli("report", f"out={diversity_run}", "tables=[3]", *args)[0] == 0
+    assert "earlier report" not in (shared / "tables.md").read_text()
+    assert cli("report", f"out={fid_run}", "tables=[2]", *args)[0] == 0
+    table2, _, table3 = (shared / "tables.md").read_text().partition("## Table 3")
+    assert "## Table 2" in table2 and "earlier report" not in table2
+    assert "As an earlier report wrote it" in table3.split("\n", 3)[2]  # right under the heading

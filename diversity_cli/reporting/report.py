@@ -146,10 +146,24 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> l
         # tables.md holds every table file of the folder, also those an earlier report (another target) wrote.
         parts = sorted(folder.glob("table_*.md"), key=lambda p: _order(p.stem.removeprefix("table_")))
         combined = "# The paper's tables: published beside measured\n\n" + "\n".join(
-            p.read_text(encoding="utf-8") for p in parts
+            _included(p, p.stem.removeprefix("table_") in tables) for p in parts
         )
         write_text(folder / "tables.md", combined)
     return written
+
+
+def _included(path: Path, fresh: bool) -> str:
+    """A table file as tables.md holds it: one an earlier report wrote says so under its heading, since its runs
+    were not checked again now (images remade since would go unflagged)."""
+    text = path.read_text(encoding="utf-8")
+    if fresh:
+        return text
+    heading, _, rest = text.partition("\n")
+    written = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    note = (
+        f"*As an earlier report wrote it ({written}); not checked again by this one: rerun that report to refresh it.*"
+    )
+    return f"{heading}\n\n{note}\n{rest}"
 
 
 def _order(key: str) -> tuple[int, str]:
