@@ -57,3 +57,23 @@ def test_a_point_over_prompts_of_different_counts_gives_their_range(tmp_path: Pa
     points = _by_point(ablate_curves([run]))
     assert points[("k", 1.0)]["n"] == "4-8" and points[("k", 1.0)]["prompts"] == 2
     assert not ablate_notes([run]) and {c["left_out"] for c in points.values()} == {""}
+
+
+def test_a_points_interval_is_that_of_its_mean_over_prompts(tmp_path: Path):
+    """Figure 7 drew no interval though ablate.csv holds each prompt's: a point's is the pooled interval of its
+    prompts' (as Table 3's averages), none when a prompt has none (bootstrap=0)."""
+    from diversity_cli.metrics.diversity import pooled_interval
+
+    rows = [("hybrid", p, k, 4, v) for k in (1, 2) for p, v in (("a circle", 0.4), ("a red square", 0.6))]
+    root = _ablate_run(tmp_path / "abl", rows)
+    text = (root / "ablate.csv").read_text().splitlines()
+    header = text[0] + ",ci_low,ci_high"
+    bounds = {"a circle": ",0.3,0.45", "a red square": ",0.5,0.8"}
+    body = [line + next(b for p, b in bounds.items() if f",{p}," in line) for line in text[1:]]
+    (root / "ablate.csv").write_text("\n".join([header, *body]) + "\n")
+    point = _by_point(ablate_curves([load_run(root)]))[("k", 1.0)]
+    _, low, high = pooled_interval([0.4, 0.6], [0.3, 0.5], [0.45, 0.8])
+    assert (point["ci_low"], point["ci_high"]) == pytest.approx((low, high))
+    (root / "ablate.csv").write_text("\n".join([text[0] + ",ci_low,ci_high", *(line + ",," for line in text[1:])]))
+    point = _by_point(ablate_curves([load_run(root)]))[("k", 1.0)]
+    assert point["ci_low"] != point["ci_low"]  # NaN: no interval to pool

@@ -134,6 +134,7 @@ def _plotted(rows: Any) -> list[tuple[str, float, str, Any]]:
 
 
 def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: str, part: Any) -> dict[str, Any]:
+    low, high = _interval(part)
     return {
         "knob": knob,
         "point": point,
@@ -142,11 +143,28 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
         "metric": metric,
         "fixed": fixed,
         "value": part.value.mean(),
+        "ci_low": low,
+        "ci_high": high,
         "seconds_per_image": part.seconds_per_image.mean(),
         "nfe": part.nfe.mean(),
         "prompts": int(part.prompt.nunique()),
         "n": n_range(part.n),
     }
+
+
+def _interval(part: Any) -> tuple[float, float]:
+    """The interval of a point's mean over its prompts (`pooled_interval` of their bootstrap intervals, as Table 3's
+    averages); NaN when a prompt has none (bootstrap=0)."""
+    import pandas as pd
+
+    from ...metrics.diversity import pooled_interval
+
+    lows = pd.to_numeric(part.get("ci_low"), errors="coerce") if "ci_low" in part else None
+    highs = pd.to_numeric(part.get("ci_high"), errors="coerce") if "ci_high" in part else None
+    if lows is None or highs is None or lows.isna().any() or highs.isna().any():
+        return float("nan"), float("nan")
+    _, low, high = pooled_interval(list(part.value), list(lows), list(highs))
+    return low, high
 
 
 def n_range(counts: Any) -> str:
@@ -175,7 +193,11 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
         twin = ax.twinx()
         for (model, metric, fixed), line in part.groupby(["model", "metric", "fixed"], sort=False):
             label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
-            ax.plot(line.point, line.value, marker="o", ms=3, label=label)
+            drawn = ax.plot(line.point, line.value, marker="o", ms=3, label=label)[0]
+            bars = line.dropna(subset=["ci_low", "ci_high"])
+            if not bars.empty:  # the interval of each point's mean, as ablate's own plots draw it
+                below, above = bars.value - bars.ci_low, bars.ci_high - bars.value
+                ax.errorbar(bars.point, bars.value, yerr=[below, above], fmt="none", ecolor=drawn.get_color(), lw=1)
             if line.seconds_per_image.notna().any():
                 twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
         levels = frame[(frame.knob == "baseline") & frame.model.isin(part.model) & frame.metric.isin(part.metric)]
