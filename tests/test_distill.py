@@ -466,6 +466,10 @@ def test_the_run_readme_command_pastes_back_into_a_shell(monkeypatch):
 
     from diversity_cli.core.config import compose
 
-    monkeypatch.setattr("sys.argv", ["/venv/bin/diversity-cli", "distill", "model=tiny_sd", "prompt=a red circle"])
+    argv = ["/venv/bin/diversity-cli", "distill", "model=tiny_sd", "prompt=a red circle", "overwrite=true"]
+    monkeypatch.setattr("sys.argv", argv)
     line = distill.command_line(compose("distill", ["model=tiny_sd"]))
+    # without overwrite=true: pasted back into its out=, it deleted the run it describes
     assert shlex.split(line) == ["diversity-cli", "distill", "model=tiny_sd", "prompt=a red circle"]
+    monkeypatch.setattr("sys.argv", ["python"])  # called as a library: the differences from the defaults
+    assert "overwrite" not in distill.command_line(compose("distill", ["model=tiny_sd", "overwrite=true"]))

@@ -329,3 +329,11 @@ def test_late_timestep_bias_draws_the_noisiest_timesteps_more_often():
     assert abs((biased >= 800).float().mean().item() - 0.6) < 0.02
     assert biased.min() >= 0 and biased.max() <= 999
     assert abs((uniform >= 800).float().mean().item() - 0.2) < 0.03
+
+
+def test_the_cards_command_leaves_out_overwrite():
+    """The model card's command reproduces the run; with overwrite=true, pasted back into its out= it deleted it."""
+    from diversity_cli.core.config import compose
+    from diversity_cli.toy.train import command_line
+
+    assert command_line(compose("train_toy", ["overwrite=true", "seed=3"])) == "diversity-cli train-toy seed=3"

@@ -274,11 +274,13 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def command_line(cfg: DictConfig) -> str:
-    """The `diversity-cli train-toy` call that reproduces `cfg`: its differences from the default config."""
+    """The `diversity-cli train-toy` call that reproduces `cfg`: its differences from the default config, without
+    overwrite=true (pasted back into its out=, it would delete the run it describes and train it again)."""
     from ..core.config import compose
 
     default = _flatten(OmegaConf.to_container(compose("train_toy"), resolve=True))
     current = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    current.pop("overwrite", None)
     overrides = [f"{key}={_format(value)}" for key, value in current.items() if default.get(key) != value]
     return " ".join(["diversity-cli train-toy", *overrides])
 

@@ -486,16 +486,18 @@ def save_student(network: torch.nn.Module, path: Path, cfg: DictConfig) -> None:
 
 
 def command_line(cfg: DictConfig) -> str:
-    """An equivalent command: the group choices plus every setting that differs from the composed defaults."""
+    """An equivalent command: the group choices plus every setting that differs from the composed defaults. Not
+    overwrite=true: pasted back into its out=, it would delete the run it describes and train it again."""
     if Path(sys.argv[0]).name == "diversity-cli":
-        return "diversity-cli " + shlex.join(sys.argv[1:])  # quoted: a prompt with spaces pastes back whole
+        args = [arg for arg in sys.argv[1:] if arg.partition("=")[0].lstrip("+") != "overwrite"]
+        return "diversity-cli " + shlex.join(args)  # quoted: a prompt with spaces pastes back whole
     from ..core.config import compose
 
     group = f"distill={cfg.method}"
     defaults = compose("distill", [f"model={cfg.model.name}", group])
     mine = OmegaConf.to_container(cfg, resolve=True)
     base = OmegaConf.to_container(defaults, resolve=True)
-    changed = [f"{k}={_override_value(v)}" for k, v in _diff(mine, base)]
+    changed = [f"{k}={_override_value(v)}" for k, v in _diff(mine, base) if k != "overwrite"]
     return " ".join(["diversity-cli distill", f"model={cfg.model.name}", group, *changed])
 
 
