@@ -178,8 +178,6 @@ def _fill(
         if auto_k:  # k=auto measured a commitment (or read it from its cache): what it found is this run's to record
             record_invocation(run.root, config=cfg, auto_k=auto_k)
         return run.root
-    made = {job.path for job in todo} | (remade or set())
-    refuse_other_settings(run, str(cfg.model.name), cfg_tag(cfg), made, settings)  # before the pair loads
 
     from ..sampling.plan import make_plan
     from ..sampling.record import sampling_settings
@@ -195,7 +193,9 @@ def _fill(
     run.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
     made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
-    refuse_other_weights(run, str(cfg.model.name), cfg_tag(cfg), made, made_with)
+    refuse_other_weights(
+        run, str(cfg.model.name), cfg_tag(cfg), {job.path for job in todo} | (remade or set()), made_with
+    )
     if cfg.overwrite:
         clear_remade(run, todo)
     record_invocation(
@@ -257,37 +257,17 @@ def weights_part(model: DictConfig, method: str, models: dict) -> str:
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
 
 
-def kept_rows(run: RunDir, model: str, tag: str, remade: set[str]) -> list[dict[str, str]]:
-    """The run's rows of this model and tag that the command keeps (not among the paths it makes, `remade`)."""
-    return [
+def refuse_other_weights(run: RunDir, model: str, tag: str, remade: set[str], made_with: str) -> None:
+    """Images of this model and tag the run keeps (not among the paths the command makes again, `remade`) that
+    other weights made (a student retrained in place, new toy weights installed): the new ones would join them
+    under one label."""
+    other = [
         row
         for row in run.read_samples()
-        if row["model"] == model and (row.get("tag") or row["method"]) == tag and row["path"] not in remade
-    ]
-
-
-def refuse_other_settings(run: RunDir, model: str, tag: str, remade: set[str], settings: str) -> None:
-    """Images of this model and tag the run keeps, made with other sampler settings (another guidance or schedule
-    for other prompts or seeds): the new ones would join them under one label, and a per-prompt table or mean
-    would mix the two."""
-    other = [
-        row for row in kept_rows(run, model, tag, remade) if config_part(row.get("settings", "")) not in ("", settings)
-    ]
-    if other:
-        raise UserError(
-            f"{run.root} holds {len(other)} {tag} image(s) of {model} made with other settings (e.g. "
-            f"{other[0]['path']}): one label over both would mix two settings; use another out=, or remake them all "
-            "(overwrite=true with the same n and prompts)"
-        )
-
-
-def refuse_other_weights(run: RunDir, model: str, tag: str, remade: set[str], made_with: str) -> None:
-    """Images of this model and tag the run keeps that other weights made (a student retrained in place, new toy
-    weights installed): the new ones would join them under one label."""
-    other = [
-        row
-        for row in kept_rows(run, model, tag, remade)
-        if weights_of(row.get("settings", "")) not in ("", weights_of(made_with))
+        if row["model"] == model
+        and (row.get("tag") or row["method"]) == tag
+        and row["path"] not in remade
+        and weights_of(row.get("settings", "")) not in ("", weights_of(made_with))
     ]
     if other:
         raise UserError(
