@@ -204,6 +204,16 @@ def test_a_group_over_two_settings_is_refused_by_the_measurements(cli, tmp_path)
     assert not (tmp_path / "diversity.csv").exists() and not (tmp_path / "fid.csv").exists()
 
 
+def test_a_method_whose_prompts_differ_in_settings_is_named_by_diversity(cli, tmp_path):
+    """Another guidance for another prompt: each prompt's number is of one setting, but a mean over prompts (Table
+    3's average) would mix the two, which diversity says."""
+    args = ("generate", "model=tiny_sd", "n=2", f"out={tmp_path}")
+    assert cli(*args, PROMPT)[0] == 0
+    assert cli(*args, "prompt=two blue squares", "model.distilled.guidance=3.0")[0] == 0
+    code, _, err = cli("diversity", f"out={tmp_path}", "metric=pixel")
+    assert code == 0 and "hybrid_k1: its prompts were made with 2 different configs" in " ".join(err.split()), err
+
+
 @pytest.mark.parametrize("sharded", [False, True])
 def test_a_group_now_below_min_n_loses_its_old_diversity_rows(cli, tmp_path, sharded):
     """Images of one prompt lost since diversity ran: the group is skipped, and its old number goes with it

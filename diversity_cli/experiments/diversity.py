@@ -27,7 +27,7 @@ from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
 from ..core.record import record_invocation
 from ..core.resources import conf_root
-from ..core.rundir import RunDir, one_setting_per_group, samples_digest
+from ..core.rundir import RunDir, config_part, one_setting_per_group, samples_digest
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
@@ -129,6 +129,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
         by_key.setdefault(key, []).append(row)
     if missing:
         notes.append(f"{missing} image(s) listed in samples.csv are missing on disk and left out")
+    notes += mixed_settings_notes(by_key)
     groups = [
         Group(tag, model, prompt, [run.root / row["path"] for row in kept], samples=samples_digest(kept))
         for (model, tag, prompt), kept in sorted(by_key.items())
@@ -136,6 +137,24 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
     if cfg.reference is not None:
         _attach_references(cfg, run, groups, by_key, notes)
     return run.root, groups, notes
+
+
+def mixed_settings_notes(by_key: dict[tuple[str, str, str], list[dict[str, str]]]) -> list[str]:
+    """A method whose prompts were made with different configs (another guidance for some prompts): each prompt's
+    number is of one setting, but a mean over prompts (Table 3's average) would mix them. Said, not refused: the
+    config fingerprint covers the whole pair, so two may also differ in what does not change the images (a label,
+    the base's guidance for distilled images)."""
+    configs: dict[tuple[str, str], dict[str, None]] = {}
+    for (model, tag, _), rows in by_key.items():
+        for row in rows:
+            if config_part(row.get("settings") or ""):
+                configs.setdefault((model, tag), {})[config_part(row["settings"])] = None
+    return [
+        f"{model} / {tag}: its prompts were made with {len(found)} different configs (samples.csv's settings "
+        f"{', '.join(list(found)[:3])}); each prompt's number is of one, a mean over prompts would mix them"
+        for (model, tag), found in configs.items()
+        if len(found) > 1
+    ]
 
 
 def _reference_folder(folder: Path) -> list[Path]:
