@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +146,7 @@ def test_killed_run_resumes_to_the_same_weights(finished, tmp_path, monkeypatch)
     assert any(not torch.equal(final[k], halfway["modules"]["unet"][k]) for k in final)
 
 
-def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli):
+def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli, monkeypatch):
     out = tmp_path / "run"
     shutil.copytree(finished, out)
     code, stdout, _ = cli("train-toy", f"out={out}", *TINY)
@@ -158,6 +160,18 @@ def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli):
     assert all(torch.equal(weights[key], value) for key, value in _unet_weights(out).items())  # not trained again
     code, stdout, _ = cli("train-toy", f"out={out}", *TINY, "evaluate.prompts=[a red square]")
     assert code == 0 and "nothing to do" in stdout
+    from diversity_cli.toy import train as toy_train
+
+    def stopped(*args, **kwargs):  # a re-evaluation stopped half-way (Ctrl-C)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(toy_train, "evaluate_base", stopped)
+    code, stdout, err = cli("train-toy", f"out={out}", *TINY, "evaluate.prompts=[a blue square]")
+    assert code != 0, stdout + err
+    monkeypatch.undo()
+    code, stdout, _ = cli("train-toy", f"out={out}", *TINY, "evaluate.prompts=[a red square]")
+    assert code == 0 and "nothing to do" not in stdout  # evaluated again, not taken as finished
+    assert sorted(path.name for path in (out / "samples").iterdir()) == ["00_a_red_square.png"]
     code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5")
     assert code == 2 and "other settings" in err and "overwrite=true" in err
     stranger = tmp_path / "stranger"

@@ -60,7 +60,8 @@ def train_toy(cfg: DictConfig) -> Path:
         return out
     if (out / "MODEL_CARD.md").is_file():  # finished, evaluated with other evaluate.*: the other prompts' grids go
         _console().print(f"{out}: training finished; evaluating again with these evaluate.* (the card is rewritten)")
-        remove_outputs(out, ["samples"])
+        # the card first: a re-evaluation stopped half-way is then unfinished, and the next run evaluates again
+        remove_outputs(out, ["MODEL_CARD.md", EVALUATION, "samples"])
     record_invocation(out, config=cfg, device=str(device), dtype="torch.float32")  # the toy trains in float32
     threads = torch.get_num_threads()
     if device.type == "cpu":
