@@ -114,10 +114,13 @@ def test_table_1_says_when_an_adapter_was_retrained_or_removed_since(tmp_path: P
     retrained = write_adapter(folder, 2.0)
     (note,) = stale(tables_of(root, ("1",))["1"])
     assert f"red ({file}): {digest} in transfer.csv, now {retrained}" in note.replace("\\", "")
+    assert "with overwrite=true" in note  # a rerun without it is refused (the images exist)
     assert not stale(tables_of(transfer_run(tmp_path / "older", digest, None), ("1",))["1"])  # nothing to check
-    file.unlink()
-    (note,) = stale(tables_of(root, ("1",))["1"])
-    assert f"red ({file}): {digest} in transfer.csv, gone" in note.replace("\\", "")
+    file.unlink()  # moved, or the run copied from the cluster: not known to be out of date, and said so
+    table = tables_of(root, ("1",))["1"]
+    assert not stale(table)
+    assert any("not checked" in note and "not found here" in note and str(file) in note.replace("\\", "")
+               for note in table.notes)  # fmt: skip
 
 
 # ------------------------------------------------------------------ a stale group another table does not show

@@ -85,19 +85,28 @@ def build(runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
 
 # ---------------------------------------------------------------------------------------- adapters since changed
 
+NOT_HERE = "not found here (moved, or measured on another machine)"
+
 
 def adapter_notes(runs: list[RunData], table: Table) -> list[str]:
-    """A note per run whose Table 1 cells were measured with an adapter file that has changed since (retrained,
-    replaced) or is gone: transfer.csv's `adapter_hash` against the file it names (`adapter_file`)."""
+    """Notes per run whose Table 1 cells were measured with an adapter file that has changed since (retrained,
+    replaced: out of date), or that is not where transfer.csv read it (moved, or measured on another machine: not
+    checked): transfer.csv's `adapter_hash` against the file it names (`adapter_file`)."""
     notes = []
     for run in runs:
-        changed = [text for (model, name), text in changed_adapters(run).items() if _shown(table, run, model, name)]
+        found = {key: text for key, text in changed_adapters(run).items() if _shown(table, run, *key)}
+        changed = [md_literal(text) for text in found.values() if not text.endswith(NOT_HERE)]
+        absent = [md_literal(text) for text in found.values() if text.endswith(NOT_HERE)]
         if changed:
             notes.append(
                 f"{STALE} {md_literal(run.root)}/transfer.csv was measured with adapter files that have changed "
-                f"since ({'; '.join(md_literal(text) for text in changed)}): its numbers are of the older adapters; "
-                f"rerun the {md_code('diversity-cli transfer-lora')} command that wrote it (out={md_literal(run.root)})"
+                f"since ({'; '.join(changed)}): its numbers are of the older adapters; rerun the "
+                f"{md_code('diversity-cli transfer-lora')} command that wrote it with overwrite=true "
+                f"(out={md_literal(run.root)})"
             )
+        if absent:
+            notes.append(f"{md_literal(run.root)}/transfer.csv: whether its adapters changed since is not checked "
+                         f"({'; '.join(absent)})")  # fmt: skip
     return notes
 
 
@@ -117,6 +126,6 @@ def changed_adapters(run: RunData) -> dict[tuple[str, str], str]:
         path = Path(row["adapter_file"])
         now = adapter_digest(path) if path.is_file() else None
         if now != row.get("adapter_hash"):
-            state = "gone" if now is None else f"now {now}"
+            state = NOT_HERE if now is None else f"now {now}"
             found[key] = f"{key[1]} ({path}): {row.get('adapter_hash')} in transfer.csv, {state}"
     return found
