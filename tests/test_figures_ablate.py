@@ -77,3 +77,25 @@ def test_a_points_interval_is_that_of_its_mean_over_prompts(tmp_path: Path):
     (root / "ablate.csv").write_text("\n".join([text[0] + ",ci_low,ci_high", *(line + ",," for line in text[1:])]))
     point = _by_point(ablate_curves([load_run(root)]))[("k", 1.0)]
     assert point["ci_low"] != point["ci_low"]  # NaN: no interval to pool
+
+
+def test_with_no_prompt_at_every_point_each_curve_keeps_its_own(tmp_path: Path, cli):
+    """k=1,2 on two prompts, then k=3 alone on a third: no prompt is at every point, and Figure 7 vanished (its
+    earlier file left beside the report as if current). Each curve is now over its own points' prompts, said."""
+    rows = [("hybrid", p, k, 4, 0.2 * k) for k in (1, 2) for p in ("a circle", "a red square")]
+    rows += [("hybrid", "a green cross", 3, 4, 0.9)]
+    rows += [(m, p, 1, 4, 0.5) for m in ("base", "distilled") for p in ("a circle", "a red square")]
+    run = load_run(_ablate_run(tmp_path / "abl", rows))
+    points = _by_point(ablate_curves([run]))
+    assert [points[("k", k)]["value"] for k in (1.0, 2.0, 3.0)] == pytest.approx([0.2, 0.4, 0.9])
+    assert [points[("k", k)]["prompts"] for k in (1.0, 2.0, 3.0)] == [2, 2, 1]  # each over its own prompts
+    assert points[("baseline", "base")]["prompts"] == 2
+    notes = ablate_notes([run])
+    assert any("each curve is over its own prompts" in note for note in notes)
+    assert any("no common prompt" in note and "not comparable" in note for note in notes)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "figure_5.png").write_bytes(b"an earlier report's")
+    code, _, err = cli("report", f"out={tmp_path / 'abl'}", "tables=none", "html=false", f"tables_dir={tables}")
+    assert code == 0 and (tables / "figure_7.png").is_file()
+    assert "figure_5.png is an earlier report's" in " ".join(err.split())

@@ -172,8 +172,15 @@ def _order(key: str) -> tuple[int, str]:
 
 
 def write_figures(runs: list[RunData], folder: Path, metrics: list[str]) -> list[Path]:
-    made = [figure5(runs, folder / "figure_5.png"), figure7(runs, folder / "figure_7.png", metrics)]
-    return [path for path in made if path is not None]
+    made = {
+        folder / "figure_5.png": figure5(runs, folder / "figure_5.png"),
+        folder / "figure_7.png": figure7(runs, folder / "figure_7.png", metrics),
+    }
+    for path, drawn in made.items():
+        if drawn is None and path.is_file():  # not this report's: left as it is, but not to be read as its
+            stderr_console().print(f"[yellow]warning[/]: no {path.stem.replace('_', ' ')} from these runs; {path} is "
+                                   "an earlier report's")  # fmt: skip
+    return [path for path in made.values() if path is not None]
 
 
 # ----------------------------------------------------------------------------------------------- the HTML

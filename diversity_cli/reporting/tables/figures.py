@@ -83,17 +83,31 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
         return points, notes
     for (run, model, metric), rows in frame.groupby(["run", "model", "metric"], sort=False):
         plotted = _plotted(rows)
-        common = common_to_all(set(part.prompt) for *_, part in plotted)
-        left = sorted(set().union(*(set(part.prompt) for *_, part in plotted)) - common)
-        if left:
-            notes.append(
-                f"Figure 7, {run} / {model} / {metric}: left out prompt(s) {', '.join(left)}, not measured at every "
-                f"point (the points are means over the {len(common)} prompt(s) measured at all of them)"
-            )
-        for knob, point, fixed, part in plotted:
-            kept = part[part.prompt.isin(common)]
-            if not kept.empty:
-                points.append({**_point(knob, point, run, model, metric, fixed, kept), "left_out": "; ".join(left)})
+        where = f"Figure 7, {run} / {model} / {metric}"
+        curves = [plotted]
+        if not common_to_all(set(part.prompt) for *_, part in plotted):
+            # no prompt at every point: each curve (and each baseline) over its own points' common prompts, said
+            curves = [[p for p in plotted if p[:3:2] == key] for key in dict.fromkeys(p[:3:2] for p in plotted)]
+            notes.append(f"{where}: no prompt was measured at every point; each curve is over its own prompts")
+        for curve in curves:
+            common = common_to_all(set(part.prompt) for *_, part in curve)
+            if not common:  # not one prompt along the curve either: each point over its own, which the note says
+                notes.append(
+                    f"{where}: the {curve[0][0]} points were measured on no common prompt; each is the mean over "
+                    "its own prompts (figure_7.csv's `prompts`), so they are not comparable"
+                )
+                common = set().union(*(set(part.prompt) for *_, part in curve))
+            left = sorted(set().union(*(set(part.prompt) for *_, part in curve)) - common)
+            if left:
+                notes.append(
+                    f"{where}: left out prompt(s) {', '.join(left)}, not measured at every point (the points are "
+                    f"means over the {len(common)} prompt(s) measured at all of them)"
+                )
+            for knob, point, fixed, part in curve:
+                kept = part[part.prompt.isin(common)]
+                if not kept.empty:
+                    found = _point(knob, point, run, model, metric, fixed, kept)
+                    points.append({**found, "left_out": "; ".join(left)})
     return points, notes
 
 
