@@ -689,7 +689,9 @@ def test_a_row_of_a_table_not_asked_for_is_a_row_and_no_group_is_advised_into_an
     assert "=Hybrid" not in err and "+mapping" not in err
     write_csv(root / "fid.csv", [{**rows[0]}, {**rows[0], "method": "hybrid_k2"}])
     err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[4]")[2].split())
-    assert "toy / replace_final_k3, toy / hybrid_k2" in err and "+mapping.2.rows.hybrid_k2=Hybrid" in err
+    assert (
+        "toy / replace_final_k3, toy / hybrid_k2" in err and "+mapping.4.rows.hybrid_k2=Hybrid" in err
+    )  # the table asked for
 
 
 def test_table_2s_clip_is_described_as_a_clip_score_and_a_folder_reference_as_a_folder(paper_run: Path, toy_run):
@@ -841,3 +843,15 @@ def test_table_1_shows_the_newest_row_of_a_cell_and_what_it_is_over(tmp_path: Pa
     assert red[header.index("base->dmd: measured classifier_with")] == "0.750 [0.409, 0.928]"
     assert "(scale 1)" in red[header.index("measured as")] and "prompts 'a shape'" in red[header.index("measured as")]
     assert any("also measured 0.5" in note and "(scale 3)" in note for note in table.notes)
+
+
+def test_the_suggested_row_is_of_a_requested_table_and_of_the_groups_own_pair():
+    """report tables=[E1] advised a Table 3 row (which does not change E.1); D.1's rows of PixArt are no place for
+    the toy's group."""
+    from diversity_cli.reporting.tables import suggested_row
+
+    mapping = compose("report", []).mapping
+    assert suggested_row("diversity.csv", "toy / hybrid_k2", mapping) == "+mapping.3.rows.hybrid_k2=Hybrid"
+    asked = suggested_row("diversity.csv", "sdxl_dmd2 / hybrid_k2", mapping, ["E1"])
+    assert asked is not None and asked.startswith("'+mapping.E1.models.sdxl_dmd2.hybrid_k2=")
+    assert "pixart" not in suggested_row("diversity.csv", "toy / hybrid_k2", mapping, ["D1"])

@@ -92,17 +92,16 @@ def write_report(cfg: DictConfig) -> Path:
     for note in ablate_notes(runs, metrics) if cfg.figures else []:
         stderr_console().print(f"note: {escape(note)}")
     if keys:
-        _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys), cfg.mapping)
+        _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys), cfg.mapping, keys)
     return tables_dir
 
 
-def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig) -> None:
+def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig, keys: list[str]) -> None:
     """Measured groups whose method tag no table row names: said, so a missing row is not read as unmeasured; with
     a mapping that would show one, when a row of its method can take it."""
     for source, groups in found.items():
         tables = ", ".join(TABLE_IDS[key] for key in TABLES_OF[source])
-        tags = [group.split(" / ")[-1] for group in groups]
-        example = next(filter(None, (suggested_row(source, tag, mapping) for tag in tags)), None)
+        example = next(filter(None, (suggested_row(source, group, mapping, keys) for group in groups)), None)
         how = (
             f"a row takes a tag with e.g. {example}, as conf/report.yaml's mapping says"
             if example

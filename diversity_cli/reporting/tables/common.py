@@ -445,14 +445,19 @@ def method_of(tag: str) -> str | None:
     return max((m for m in METHODS if tag == m or tag.startswith(f"{m}_")), key=len, default=None)
 
 
-def suggested_row(source: str, tag: str, mapping: Any) -> str | None:
-    """An override that puts `tag` in a row of a table `source` fills, only a row of the tag's own method (a row's
-    label names its method: skip_first's number must never stand in a row called Hybrid); None when none is."""
+def suggested_row(source: str, group: str, mapping: Any, keys: Iterable[str] = ()) -> str | None:
+    """An override that puts a group ("model / tag") in a row of a table `source` fills, the requested tables
+    (`keys`) first, only a row of the tag's own method (a row's label names its method: skip_first's number must
+    never stand in a row called Hybrid) and of its own pair where the table has rows per pair; None when none is."""
     import shlex
 
+    model, _, tag = group.rpartition(" / ")
     method = method_of(tag)
-    for key in TABLES_OF[source]:
+    asked = [key for key in TABLES_OF[source] if key in set(keys)]
+    for key in asked + [key for key in TABLES_OF[source] if key not in asked]:
         for path, rows in row_sets(mapping, key):
+            if ".models." in path and path.rpartition(".")[2] != model:
+                continue  # another pair's rows (D.1's PixArt rows are no place for the toy's)
             # a null label leaves its method out of the table: no row to advise
             labels = [str(text) for pattern, text in rows.items() if text is not None and method_of(pattern) == method]
             if method and labels:
