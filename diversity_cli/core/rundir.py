@@ -196,9 +196,12 @@ class RunDir:
         return canonical_order(rows)
 
     def merge_shards(self) -> Path:
-        """Fold the shard files into samples.csv (canonical order, written atomically), then remove them: the
-        same table, byte for byte, as one unsharded process writes. A shard file whose process is still writing
-        (another command's shard on this out=) stays as it is: read, then deleted, it lost the rows added between."""
+        """Fold the shard files into samples.csv (canonical order, written atomically), then remove them: once
+        every shard has finished, the same table, byte for byte, as one unsharded process writes. A shard file whose
+        process is still writing (another command's shard on this out=) stays as it is: read, then deleted, it lost
+        the rows added between."""
+        if not any(path.parent.name == SHARDS for path in self.samples_files()):
+            return self.root / "samples.csv"  # nothing to fold: no lock taken
         # samples.csv's writer and the directory-wide lock: the shard files are deleted (only those run.json lists)
         merged = RunDir(self.root, lock_wait=self.lock_wait)
         with merged.writing(), directory_lock(self.root), contextlib.ExitStack() as held:

@@ -201,7 +201,7 @@ def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     try:
         merged = OmegaConf.merge(schema, given, params)
     except Exception as err:  # a mistyped value, in one line
-        raise UserError(f"launcher {name}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"launcher {name}: {first_line(err)}") from None
     settings = OmegaConf.to_container(merged, resolve=False)
     for key in ("submitit_folder", "_target_"):
         settings.pop(key, None)  # the run directory decides where logs go

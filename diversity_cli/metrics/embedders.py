@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.images import image_tensor
 from .preflight import DREAMSIM_FILES, DREAMSIM_HUB, dreamsim_cache_dir, dreamsim_files, dreamsim_missing  # noqa: F401
 
@@ -484,7 +484,7 @@ def clip(device: torch.device, model: str = "ViT-B-32", pretrained: str | None =
         with refusing_pickles(f"clip {checkpoint or name}"):
             network = open_clip.create_model(name, pretrained=checkpoint, device=device)
     except (RuntimeError, FileNotFoundError, KeyError) as err:
-        raise UserError(f"clip: cannot load {model} ({checkpoint or name}): {str(err).splitlines()[0]}") from None
+        raise UserError(f"clip: cannot load {model} ({checkpoint or name}): {first_line(err)}") from None
     network.eval()
     prep = open_clip.get_model_preprocess_cfg(network)
     size = prep["size"] if isinstance(prep["size"], (tuple, list)) else (prep["size"], prep["size"])
@@ -522,7 +522,7 @@ def dino(device: torch.device, path: str = "facebook/dinov2-base", batch_size: i
             processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
             network = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
     except (OSError, ValueError) as err:
-        raise UserError(f"dino: cannot load {path} from {folder}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"dino: cannot load {path} from {folder}: {first_line(err)}") from None
 
     def embed(batch: torch.Tensor) -> torch.Tensor:
         pixels = processor(images=batch.cpu(), do_rescale=False, return_tensors="pt")["pixel_values"]

@@ -151,7 +151,8 @@ CLIP_SCORE_MODEL = "openai/clip-vit-large-patch14"  # diversity's clip_score: to
 def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
     """Every embedder the metrics use (vendi_<x> uses x, toy_coverage the toy classifier), and clip_score's CLIP."""
     missing: list[Missing] = []
-    offline_stand_in = CLIP_SCORE_MODEL == "tiny_random"  # as fid's clip_model=tiny_random: built, never read
+    # tiny_random: a random CLIP built in memory (what fid's clip_model=tiny_random is), which tests put here
+    offline_stand_in = CLIP_SCORE_MODEL == "tiny_random"
     if "clip_score" in metrics and not offline_stand_in and hf_cached(CLIP_SCORE_MODEL, "config.json") is None:
         missing.append(
             Missing(

@@ -254,7 +254,7 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
         try:  # weights_only: a pickle that would run code is refused, not run
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            reason = first_line(err, 160)
             raise UserError(f"{weights} cannot be loaded safely as weights ({reason})") from None
     network.load_state_dict(state)
     return network

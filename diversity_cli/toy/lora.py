@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import atomic_path
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.marker import (
     RunMarker,
     adopt_legacy,
@@ -234,7 +234,7 @@ def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str], see
             torch.manual_seed(seed)
             network.add_adapter(config)
     except ValueError as err:
-        raise UserError(f"target_modules={target_modules}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"target_modules={target_modules}: {first_line(err)}") from None
     return network
 
 

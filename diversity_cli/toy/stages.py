@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..core.atomic import atomic_path
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..models.coord_unet import CoordUNet2DConditionModel, add_coordinates, unet_class
 from ..sampling.denoiser import denoising_target
 from .architecture import build_text_encoder, build_unet, build_vae, latent_side
@@ -370,8 +370,7 @@ def start_from(base: Path, unet: UNet2DConditionModel, encoder: CLIPTextModel) -
                 trained = add_coordinates(trained)  # the same function to start with; training learns position
             module.load_state_dict(trained.state_dict())
         except (OSError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise UserError(f"unet.init_from={base}: cannot start the {name} from it ({first})") from None
+            raise UserError(f"unet.init_from={base}: cannot start the {name} from it ({first_line(err)})") from None
 
 
 @torch.no_grad()
