@@ -143,8 +143,12 @@ def test_defaults_come_from_the_pair(tmp_path):
 
     _fake_run(tmp_path / "toy", "toy")
     _fake_run(tmp_path / "sdxl", "sdxl_dmd2")
-    assert apply_defaults(compose("diversity", [f"out={tmp_path / 'toy'}"])).metric == "toy_features"
-    assert apply_defaults(compose("diversity", [f"out={tmp_path / 'sdxl'}"])).metric == "dreamsim"
+    # each with its pair's quality number beside it
+    assert list(apply_defaults(compose("diversity", [f"out={tmp_path / 'toy'}"])).metric) == [
+        "toy_features",
+        "toy_adherence",
+    ]
+    assert list(apply_defaults(compose("diversity", [f"out={tmp_path / 'sdxl'}"])).metric) == ["dreamsim", "clip_score"]
     assert apply_defaults(compose("diversity", ["images=/x", "out=/y"])).metric == "pixel"
     assert apply_defaults(compose("fid", [f"out={tmp_path / 'toy'}"])).reference == "toy"
     assert apply_defaults(compose("fid", [f"out={tmp_path / 'sdxl'}"])).reference == "coco"

@@ -427,7 +427,7 @@ def test_a_corrupt_samples_file_is_one_line_naming_it(cli, made, tmp_path):
         assert code == 2 and _one_line(err) and "samples.csv" in err, (command, err)
 
 
-def test_a_corrupt_png_is_one_line_naming_it_in_fid_and_report(cli, made, tmp_path):
+def test_a_corrupt_png_is_one_line_naming_it_in_fid_and_marked_by_report(cli, made, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -439,6 +439,9 @@ def test_a_corrupt_png_is_one_line_naming_it_in_fid_and_report(cli, made, tmp_pa
         Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(tmp_path / "ref" / f"{i}.png")
     fid = ("fid", f"reference={tmp_path / 'ref'}", "features=tiny_random", "clip_model=null",
            f"cache_dir={tmp_path / 'cache'}")  # fmt: skip
-    for command in (fid, ("report", "tables=none")):
-        code, _, err = cli(*command, f"out={out}")
-        assert code == 2 and path.name in _error_line(err), (command, err)
+    code, _, err = cli(*fid, f"out={out}")
+    assert code == 2 and path.name in _error_line(err), err
+    # the report completes (its tables were written before the page): the image is marked, and named on stderr
+    code, _, err = cli("report", "tables=none", f"out={out}")
+    assert code == 0 and "warning" in err and path.name in err, err
+    assert f"[unreadable {path}]" in (out / "report.html").read_text()
