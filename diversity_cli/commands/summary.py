@@ -59,13 +59,15 @@ def _interval(row: dict[str, str], level: float) -> str:
 
 def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -> None:
     from ..core.prompts import read_prompts
+    from ..core.rundir import shard_writer
+    from ..experiments.shards import parse_shard
     from ..reporting.contact_sheet import contact_sheet
 
     rows = RunDir(root).read_samples()
     # images written by this command: a remade image (lost, truncated, overwrite=true) adds no row, so count files
     began = time.time() - summary.seconds
     summary.images = sum(1 for row in rows if _mtime(root / row["path"]) >= began) if rows_before else len(rows)
-    table = written_table(cfg)
+    table = shard_writer(parse_shard(cfg.get("shard")))  # a shard writes its own samples file
     summary.written += [(table, str(root / table)), ("images", f"{root / cfg.model.name}/<tag>/")]
     prompts = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
     if prompts:
@@ -79,15 +81,6 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
         seconds = [float(row["seconds"]) for row in mine if row.get("tag", row["method"]) == tag and row.get("seconds")]
         if seconds:
             summary.headline.append((tag, f"{sum(seconds) / len(seconds):.3f} s/image over {len(seconds)} images"))
-
-
-def written_table(cfg: DictConfig) -> str:
-    """The samples file generate wrote: a shard writes its own (merged into samples.csv once all have finished)."""
-    from ..core.rundir import shard_writer
-    from ..experiments.shards import parse_shard
-
-    shard = parse_shard(cfg.get("shard"))
-    return shard_writer(shard.index, shard.count) if shard else "samples.csv"
 
 
 def _mtime(path: Path) -> float:

@@ -45,9 +45,10 @@ PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 SHARDS = "shards"  # shard I of N writes shards/samples-<I>-of-<N>.csv (`shard_writer`)
 
 
-def shard_writer(index: int, count: int) -> str:
-    """The samples file of shard `index` of `count` (0-based), relative to the run directory."""
-    return f"{SHARDS}/samples-{index}-of-{count}.csv"
+def shard_writer(shard: Any | None) -> str:
+    """The samples file a command writes, relative to the run directory: shard I of N (an `experiments.shards.Shard`,
+    0-based) its own, merged into samples.csv once all have finished; no shard, samples.csv."""
+    return f"{SHARDS}/samples-{shard.index}-of-{shard.count}.csv" if shard is not None else "samples.csv"
 
 
 class RunDir:

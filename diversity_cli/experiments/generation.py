@@ -157,7 +157,7 @@ def generate(cfg: DictConfig) -> Path:
             f"{len(cfg.auto_k.prompts)} prompt(s) x {cfg.auto_k.n} seeds)"
         )
         auto_k = {"settings": OmegaConf.to_container(cfg.auto_k, resolve=True), "k": cfg.k, "commitment": record}
-    writer = shard_writer(shard.index, shard.count) if shard else "samples.csv"
+    writer = shard_writer(shard)
     run = RunDir(cfg.out, writer, lock_wait=cfg.get("lock_wait"))
     jobs = plan_jobs(cfg, rows, shard)
     with run.writing():  # one process per samples file: a second one waits (lock_wait) or refuses

@@ -150,7 +150,7 @@ def transfer(cfg: DictConfig) -> Path | None:
     plan = make_plan(cfg)  # adapter files are read and recognised before any model loads
     shard = parse_shard(cfg.get("shard"))
     units = plan.block(shard)
-    writer = shard_writer(shard.index, shard.count) if shard is not None else "samples.csv"
+    writer = shard_writer(shard)
     rundir = RunDir(cfg.out, writer, lock_wait=cfg.get("lock_wait"))
     console = stderr_console()
     if shard is not None and not units:  # more shards than units: this one has nothing to do
