@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...models.adapters import adapter_digest
-from .common import STALE, Line, RunData, Table, as_number, md_code, md_literal, origin
+from .common import STALE, Line, RunData, Table, as_number, md_code, md_literal, origin, shows_group
 
 
 def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
@@ -85,8 +85,6 @@ def build(runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
 
 # ---------------------------------------------------------------------------------------- adapters since changed
 
-NOT_HERE = "not found here (moved, or measured on another machine)"
-
 
 def adapter_notes(runs: list[RunData], table: Table) -> list[str]:
     """Notes per run whose Table 1 cells were measured with an adapter file that has changed since (retrained,
@@ -94,9 +92,10 @@ def adapter_notes(runs: list[RunData], table: Table) -> list[str]:
     checked): transfer.csv's `adapter_hash` against the file it names (`adapter_file`)."""
     notes = []
     for run in runs:
-        found = {key: text for key, text in changed_adapters(run).items() if _shown(table, run, *key)}
-        changed = [md_literal(text) for text in found.values() if not text.endswith(NOT_HERE)]
-        absent = [md_literal(text) for text in found.values() if text.endswith(NOT_HERE)]
+        found = [found for key, found in changed_adapters(run).items() if shows_group(table, run, key)]
+        changed = [md_literal(f"{text}, now {now}") for text, now in found if now is not None]
+        absent = [md_literal(f"{text}, not found here (moved, or measured on another machine)") for text, now in found
+                  if now is None]  # fmt: skip
         if changed:
             notes.append(
                 f"{STALE} {md_literal(run.root)}/transfer.csv was measured with adapter files that have changed "
@@ -110,22 +109,15 @@ def adapter_notes(runs: list[RunData], table: Table) -> list[str]:
     return notes
 
 
-def _shown(table: Table, run: RunData, model: str, name: str) -> bool:
-    """Whether a cell of `table` comes from the (model, adapter) rows of `run` (its "measured as" names them)."""
-    prefixes = (f"{model} / {name}:", f"{model} / {name} (scale ")
-    return any(line.run == str(run.root) and line.measured_as.startswith(prefixes) for line in table.measured)
-
-
-def changed_adapters(run: RunData) -> dict[tuple[str, str], str]:
-    """(model, adapter name) -> what changed, for each adapter whose newest transfer.csv row records another hash
-    than the file it was read from (`adapter_file`) now has, or whose file is gone. Rows written before transfer.csv
-    named the file are not checked."""
+def changed_adapters(run: RunData) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(model, adapter name) -> (what transfer.csv recorded, the file's hash now; None when it is not there), for
+    each adapter whose newest transfer.csv row records another hash than the file it was read from (`adapter_file`)
+    now has. Rows written before transfer.csv named the file are not checked."""
     newest = {(row.get("model", ""), row["adapter"]): row for row in run.transfer if row.get("adapter_file")}
     found = {}
     for key, row in newest.items():
         path = Path(row["adapter_file"])
         now = adapter_digest(path) if path.is_file() else None
         if now != row.get("adapter_hash"):
-            state = NOT_HERE if now is None else f"now {now}"
-            found[key] = f"{key[1]} ({path}): {row.get('adapter_hash')} in transfer.csv, {state}"
+            found[key] = (f"{key[1]} ({path}): {row.get('adapter_hash')} in transfer.csv", now)
     return found
