@@ -27,6 +27,7 @@ from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.record import record_invocation
 from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group, samples_digest
+from ..metrics.preflight import fid_features
 from ..metrics.quality import (
     DEFAULT_CLIP,
     QualityScores,
@@ -51,7 +52,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
     apply_defaults(cfg)  # reference=auto: the run's pair names its reference set
     rundir = RunDir(cfg.out)
     groups = measured_groups(cfg, rundir)
-    features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
+    features = fid_features(cfg)
     plain = cfg.get("images") is not None  # a plain folder has no prompts: no CLIP score unless asked
     clip_spec = (
         cfg.clip_model if cfg.clip_model != "auto" else (None if cfg.reference == "toy" or plain else DEFAULT_CLIP)
@@ -190,8 +191,7 @@ def shard_fingerprint(cfg: DictConfig, groups: dict[tuple[str, str], list[dict[s
     }
     # paths and which samples they are (seed, settings): images remade in place make another fingerprint
     images = {
-        f"{tag}\t{model}": [[row["path"] for row in rows], samples_digest(rows) if rows and "seed" in rows[0] else ""]
-        for (tag, model), rows in groups.items()
+        f"{tag}\t{model}": [[row["path"] for row in rows], samples_of(rows)] for (tag, model), rows in groups.items()
     }
     text = json.dumps({"settings": settings, "images": images}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -330,8 +330,18 @@ def result_row(
     row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
     row["reference"] = reference
     row["features"] = features
-    row["samples"] = samples_digest(rows) if rows and "seed" in rows[0] else ""  # "": a folder of images
+    row["samples"] = samples_of(rows)
     return row
+
+
+def samples_of(rows: list[dict[str, str]]) -> str:
+    """Which samples a group's images are (`samples_digest`: path, seed, settings); "" for a folder of images."""
+    return samples_digest(rows) if rows and "seed" in rows[0] else ""
+
+
+def _labelled(name: str, changed: dict[str, Any]) -> str:
+    """A label with the settings that differ from the defaults: `toy(per_prompt=8)`, `toy(resolution=64)`."""
+    return name + (f"({'; '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
 
 
 def features_label(cfg: DictConfig) -> str:
@@ -339,10 +349,9 @@ def features_label(cfg: DictConfig) -> str:
     (`toy(resolution=64)`): another resolution or resize filter is another number, never under the same label."""
     from ..core.resources import conf_root
 
-    features = cfg.features if cfg.features != "auto" else ("toy" if cfg.reference == "toy" else "inception")
     defaults = OmegaConf.load(conf_root() / "fid.yaml")
     changed = {key: cfg[key] for key in ("resolution", "resize") if cfg.get(key) != defaults[key]}
-    return str(features) + (f"({'; '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
+    return _labelled(fid_features(cfg), changed)
 
 
 def reference_label(cfg: DictConfig) -> str:
@@ -361,7 +370,7 @@ def reference_label(cfg: DictConfig) -> str:
         reference = str(Path(reference).expanduser().resolve())
     if cfg.get("reference_limit") is not None and reference != "toy":
         changed["limit"] = cfg.reference_limit
-    return reference + (f"({'; '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
+    return _labelled(reference, changed)
 
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:

@@ -167,11 +167,17 @@ def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
     return missing
 
 
+def fid_features(cfg: Any) -> str:
+    """The feature network `fid` measures with: features=auto is the toy judge against the toy reference, else
+    Inception."""
+    return str(cfg.features) if cfg.features != "auto" else ("toy" if str(cfg.reference) == "toy" else "inception")
+
+
 def fid_missing(cfg: Any) -> list[Missing]:
     """The feature network, the CLIP model and the reference images `fid` will read."""
     missing: list[Missing] = []
     reference = str(cfg.reference)
-    features = cfg.features if cfg.features != "auto" else ("toy" if reference == "toy" else "inception")
+    features = fid_features(cfg)
     if features == "inception":
         given = cfg.get("inception_weights")
         path = Path(str(given)).expanduser() if given else _torch_hub_dir() / "checkpoints" / INCEPTION_FILE
