@@ -275,9 +275,9 @@ def _table_html(table: Table, paper_source: str) -> str:
 
 # The inline markdown the notes use: a backslash escape (how a note embeds a prompt or path as it is), `code`,
 # **bold**, [text](link).
+_ESCAPED = r"\\(?P<escaped>[!-/:-@\[-`{-~])"  # a backslash before ASCII punctuation, as md_literal writes it
 _INLINE = re.compile(
-    r"\\(?P<escaped>[!-/:-@\[-`{-~])"
-    r"|`(?P<code>[^`]+)`"
+    _ESCAPED + r"|`(?P<code>[^`]+)`"
     r"|\*\*(?P<bold>(?:\\.|[^*\\])+)\*\*"
     r"|\[(?P<text>(?:\\.|[^\]\\])+)\]\((?P<link>[^()\s]+)\)"
 )
@@ -315,7 +315,7 @@ def _safe_link(target: str) -> bool:
 
 def plain_text(note: str) -> str:
     """A note for the terminal: its backslash escapes dropped (the terminal reads no markdown)."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", note)
+    return re.sub(_ESCAPED, r"\g<escaped>", note)
 
 
 def _provenance_html(run: RunData) -> str:

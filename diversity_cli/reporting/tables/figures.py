@@ -122,7 +122,7 @@ def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
     if not rows:
         return None
     frame = pd.DataFrame(rows)
-    for column in ("k", "base_guidance", "base_steps", "value", "seconds_per_image", "nfe", "n"):
+    for column in ("k", "base_guidance", "base_steps", "value", "ci_low", "ci_high", "seconds_per_image", "nfe", "n"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else float("nan")
     return frame
 
@@ -169,15 +169,11 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
 def _interval(part: Any) -> tuple[float, float]:
     """The interval of a point's mean over its prompts (`pooled_interval` of their bootstrap intervals, as Table 3's
     averages); NaN when a prompt has none (bootstrap=0)."""
-    import pandas as pd
-
     from ...metrics.diversity import pooled_interval
 
-    lows = pd.to_numeric(part.get("ci_low"), errors="coerce") if "ci_low" in part else None
-    highs = pd.to_numeric(part.get("ci_high"), errors="coerce") if "ci_high" in part else None
-    if lows is None or highs is None or lows.isna().any() or highs.isna().any():
+    if part.ci_low.isna().any() or part.ci_high.isna().any():
         return float("nan"), float("nan")
-    _, low, high = pooled_interval(list(part.value), list(lows), list(highs))
+    _, low, high = pooled_interval(list(part.value), list(part.ci_low), list(part.ci_high))
     return low, high
 
 
