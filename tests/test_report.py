@@ -509,12 +509,10 @@ def test_real_pairs_get_a_per_prompt_clip_score_beside_diversity(cli, tmp_path: 
     import torch
     from PIL import Image
 
-    from diversity_cli.experiments import diversity
     from diversity_cli.metrics import preflight
     from diversity_cli.metrics.quality import load_clip
 
-    monkeypatch.setattr(diversity, "CLIP_SCORE_MODEL", "tiny_random")  # offline stand-in for the real CLIP
-    monkeypatch.setattr(preflight, "CLIP_SCORE_MODEL", "tiny_random")  # which the preflight does not look for
+    monkeypatch.setattr(preflight, "CLIP_SCORE_MODEL", "tiny_random")  # an offline stand-in for the real CLIP
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.default_rng(3)

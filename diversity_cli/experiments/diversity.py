@@ -31,10 +31,10 @@ from ..core.rundir import RunDir, config_part, one_setting_per_group, samples_di
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
+from ..metrics import preflight
 from ..metrics.coverage import PRDC, prdc, prdc_from_distances
 from ..metrics.diversity import PairwiseDiversity, VendiScore, pairwise_estimate
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
-from ..metrics.quality import DEFAULT_CLIP
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
@@ -477,15 +477,12 @@ def adherent_groups(groups: list[Group], device: torch.device, min_n: int, notes
     return kept
 
 
-CLIP_SCORE_MODEL = DEFAULT_CLIP  # the published CLIP score's model, as `fid` uses it (from the local HF cache)
-
-
 def clip_score_rows(groups: list[Group], device: torch.device, batch_size: int, notes: list[str]) -> list[dict]:
     """CLIP score of each group's images against its prompt (torchmetrics' CLIPScore, as `fid` computes it): the
     quality beside a real pair's diversity, per prompt."""
     from ..metrics.quality import load_clip
 
-    metric = load_clip(CLIP_SCORE_MODEL, device)
+    metric = load_clip(preflight.CLIP_SCORE_MODEL, device)  # read here: tests put an offline stand-in there
     rows = []
     for group in groups:
         if not group.prompt:
@@ -597,7 +594,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         rows += toy_adherence_rows(groups, device, notes)
     if "clip_score" in metrics:
         rows += clip_score_rows(groups, device, int(cfg.batch_size), notes)
-        used["clip_score"] = {"model": CLIP_SCORE_MODEL}
+        used["clip_score"] = {"model": preflight.CLIP_SCORE_MODEL}
 
     refuse_non_finite(rows)
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order

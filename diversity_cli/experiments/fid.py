@@ -27,9 +27,8 @@ from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.record import record_invocation
 from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group, samples_digest
-from ..metrics.preflight import fid_features
+from ..metrics.preflight import fid_clip, fid_features
 from ..metrics.quality import (
-    DEFAULT_CLIP,
     QualityScores,
     default_cache_dir,
     load_clip,
@@ -53,10 +52,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
     rundir = RunDir(cfg.out)
     groups = measured_groups(cfg, rundir)
     features = fid_features(cfg)
-    plain = cfg.get("images") is not None  # a plain folder has no prompts: no CLIP score unless asked
-    clip_spec = (
-        cfg.clip_model if cfg.clip_model != "auto" else (None if cfg.reference == "toy" or plain else DEFAULT_CLIP)
-    )
+    clip_spec = fid_clip(cfg)
     references = reference_sets(cfg, groups)  # bad input fails before any network is loaded
     shard = parse_shard(cfg.get("shard"))
     fingerprint = shard_fingerprint(cfg, groups) if shard else ""

@@ -325,10 +325,10 @@ def concept_text(cfg: DictConfig, transfers: list[Transfer]) -> str | None:
 
 
 def clip_model(cfg: DictConfig) -> str | None:
-    from ..metrics.quality import DEFAULT_CLIP
+    from ..metrics.preflight import CLIP_SCORE_MODEL
 
     if cfg.clip_model == "auto":
-        return None if is_toy_pair(cfg.model) else DEFAULT_CLIP
+        return None if is_toy_pair(cfg.model) else CLIP_SCORE_MODEL
     return None if cfg.clip_model in (None, "none", False) else str(cfg.clip_model)
 
 

@@ -173,6 +173,14 @@ def fid_features(cfg: Any) -> str:
     return str(cfg.features) if cfg.features != "auto" else ("toy" if str(cfg.reference) == "toy" else "inception")
 
 
+def fid_clip(cfg: Any) -> str | None:
+    """The CLIP model `fid` scores prompts with: clip_model=auto is the published CLIP score's, except against the toy
+    reference and for a plain folder (`images=`), which has no prompts."""
+    if cfg.clip_model != "auto":
+        return cfg.clip_model
+    return None if str(cfg.reference) == "toy" or cfg.get("images") is not None else CLIP_SCORE_MODEL
+
+
 def fid_missing(cfg: Any) -> list[Missing]:
     """The feature network, the CLIP model and the reference images `fid` will read."""
     missing: list[Missing] = []
@@ -185,9 +193,7 @@ def fid_missing(cfg: Any) -> list[Missing]:
             missing.append(
                 Missing(f"Inception weights {path}", f"fetch {INCEPTION_URL} there, or inception_weights=PATH")
             )
-    plain = cfg.get("images") is not None  # a plain folder has no prompts: no CLIP score unless asked
-    auto_clip = None if reference == "toy" or plain else CLIP_SCORE_MODEL
-    clip = cfg.clip_model if cfg.clip_model != "auto" else auto_clip
+    clip = fid_clip(cfg)
     if clip and clip != "tiny_random" and not Path(str(clip)).expanduser().is_dir():
         if hf_cached(str(clip), "config.json") is None:
             missing.append(

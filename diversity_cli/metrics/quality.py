@@ -53,10 +53,9 @@ from ..core.atomic import atomic_path, write_text
 from ..core.cache import cache_dir
 from ..core.errors import UserError
 from ..core.fingerprint import file_hash, packages
-from .preflight import CLIP_SCORE_MODEL, INCEPTION_FILE, INCEPTION_URL  # torch-fidelity's port of the TF FID Inception
+from .preflight import INCEPTION_FILE, INCEPTION_URL  # torch-fidelity's port of the TF FID Inception
 
 INCEPTION_RESOLUTION = 299
-DEFAULT_CLIP = CLIP_SCORE_MODEL  # torchmetrics' default CLIPScore model
 REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
 FAKE_STATES = ("fake_features_sum", "fake_features_cov_sum", "fake_features_num_samples")
 Progress = Callable[[int], None]
