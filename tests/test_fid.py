@@ -259,6 +259,8 @@ def test_fid_command_end_to_end_on_a_tiny_pair(cli, tmp_path):
     assert code == 0, err
     assert "fid_tinyrandom" in out and "hybrid_k1" in out
     assert f"n=3, against {tmp_path / 'ref'}" in " ".join(out.split())  # fid.csv may hold other references' rows
+    code, again, err = cli(*_fid_args(tmp_path))  # every feature from the cache: no rate of images measured now
+    assert code == 0 and "n=3" in again and "images/s" not in again, err
     (row,) = _rows(run / "fid.csv")
     samples = _rows(run / "samples.csv")
     fake = [np.asarray(Image.open(run / s["path"]).convert("RGB")) for s in samples]

@@ -107,8 +107,7 @@ def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | Non
     summary.written.append(("diversity.csv", str(path)))
     first = _measured_metric(rows, cfg)
     shown = [row for row in rows if row["metric"] == first]
-    summary.images = sum(int(row["n"]) for row in shown if str(row.get("n", "")).isdigit())
-    for row in shown:
+    for row in shown:  # no image count in the title: rows read from a cache or merged from shards measured none now
         group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
         n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
         metric = row["metric"] + (f"[{row['options']}]" if row.get("options") else "")  # other embedder settings
@@ -124,8 +123,7 @@ def _fid(summary: Summary, path: Path, cfg: DictConfig | None = None) -> None:
 
         mine = [row for row in rows if row.get("reference") == reference_label(cfg)]
         rows = mine or rows
-    summary.images = sum(int(row["n"]) for row in rows if str(row.get("n", "")).isdigit())
-    for row in rows:
+    for row in rows:  # as diversity's: each row carries its n, the title no images/s of work a cache or shard did
         name = next((key for key in row if key.startswith("fid") and row[key]), None)
         score = f"{name} {_num(row[name])}" if name else "fid -"
         # fid.csv keeps the rows of other references beside this run's: each says against what it was measured
