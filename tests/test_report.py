@@ -853,3 +853,15 @@ def test_the_suggested_row_is_of_a_requested_table_and_of_the_groups_own_pair():
     asked = suggested_row("diversity.csv", "sdxl_dmd2 / hybrid_k2", mapping, ["E1"])
     assert asked is not None and asked.startswith("'+mapping.E1.models.sdxl_dmd2.hybrid_k2=")
     assert "pixart" not in suggested_row("diversity.csv", "toy / hybrid_k2", mapping, ["D1"])
+
+
+def test_a_pair_standing_in_for_the_papers_is_said_above_the_cells(paper_run: Path, toy_run: Path):
+    """The toy fills Table 2's and E.1's SDXL-DMD2 rows under the paper's labels: the table says, above its cells,
+    that those numbers are of another pair; the paper's pair measured (or the toy in rows of its own) says nothing."""
+    toy = tables_of(toy_run, keys=("2", "3", "D1", "E1"))
+    for key in ("2", "E1"):
+        assert toy[key].standin.startswith("Stand-in: no run of the paper's pair (sdxl_dmd2); its rows show toy")
+        page = to_markdown(toy[key])
+        assert page.index("Stand-in:") < page.index("| method")
+    assert toy["D1"].standin == "" and toy["3"].standin == ""  # the toy's rows are its own there
+    assert all(table.standin == "" for table in tables_of(paper_run).values())

@@ -253,6 +253,8 @@ def _table_html(table: Table, paper_source: str) -> str:
     out = [f"<h3>{html.escape(table.title)}</h3>"]
     out.append(f"<p class='note'>Paper: {html.escape(paper_source)} (Table {html.escape(table.id)}).</p>")
     out += [f"<p class='note'>Measured: {html.escape(line)}.</p>" for line in provenance(table)]
+    if table.standin:
+        out.append(f"<p class='note'><strong>{html.escape(table.standin)}.</strong></p>")
     out.append("<table><tr>")
     for name, kind in zip(header, kinds, strict=True):
         css = " class='label'" if kind is None else ""

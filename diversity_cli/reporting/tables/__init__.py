@@ -35,6 +35,7 @@ from .common import (
     read_csv,
     read_paper,
     stale_notes,
+    standin_sentence,
     suggested_row,
     untabulated,
 )
@@ -110,6 +111,7 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
         if measured:
             tables[key] = table = assemble(TABLE_IDS[key], paper, measured)
             table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
+            table.standin = standin_sentence(table, cfg.mapping[key])
     return tables
 
 

@@ -75,6 +75,7 @@ class Table:
     title: str
     lines: list[Line]
     notes: list[str] = field(default_factory=list)
+    standin: str = ""  # said beside the provenance when another pair's numbers fill the paper's rows
 
     @property
     def measured(self) -> list[Line]:
@@ -252,6 +253,28 @@ def choose_model(groups: Iterable[tuple[str, str]], paper_model: str | None) -> 
     if paper_model in tags:
         return paper_model
     return min(tags, key=lambda model: (-len(tags[model]), model))
+
+
+def standin_sentence(table: Table, mapping: Any) -> str:
+    """Who fills the paper's rows when the paper's pair was not measured (the toy in SDXL-DMD2's rows): the rows keep
+    the paper's labels to set the method order beside the paper's, so the table says above its cells that the
+    numbers are of another pair, prompt and metric."""
+    pairs = {str(mapping.get(key)) for key in ("model", "standin") if mapping.get(key)}
+    pairs |= {str(model) for model in (mapping.get("models") or {})}
+    published = {(line.method, line.condition) for line in table.lines if line.paper != ""}
+    standing_in = [
+        line
+        for line in table.measured
+        if (line.method, line.condition) in published and line.model and line.model not in pairs
+    ]
+    if not pairs or not standing_in:
+        return ""
+    models = ", ".join(dict.fromkeys(line.model for line in standing_in))
+    return (
+        f"Stand-in: no run of the paper's pair ({', '.join(sorted(pairs))}); its rows show {models} (each cell's "
+        'group in "measured as"), on another model, prompt and metric than the paper\'s: compare the order of the '
+        "methods with the paper's, not the values"
+    )
 
 
 def recorded_ci(run: RunData) -> str:

@@ -264,6 +264,8 @@ def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> st
     out.append(f"Paper: {md_literal(paper_source)} (Gandikota & Bau 2025, Table {table.id}).")
     for line in provenance(table):
         out.append(f"Measured: {md_literal(line)}.")
+    if table.standin:
+        out.append(f"{md_literal(table.standin)}.")
     out.append("")
     out.append("| " + " | ".join(header) + " |")
     out.append("| " + " | ".join("---" for _ in header) + " |")
