@@ -5,6 +5,7 @@ Python process per point, as SLURM would run them)."""
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -302,6 +303,23 @@ def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, mon
     )
     assert cli_run(args) == 0
     assert (out / "ablate.csv").read_bytes() == content
+
+
+def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_no_sweep_folder(cli, tmp_path, monkeypatch):
+    """sbatch there but no cluster it reaches: Hydra's launcher traceback, then 'the multirun stopped at a failed job
+    ... other jobs may still be running' (none was submitted) and the sweep folder of submitit's pickles."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        '#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n'
+    )
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    out = tmp_path / "out"
+    code, _, err = cli("ablate", *SWEEP, "k=1..2", f"prompt={PROMPTS[0]}", f"out={out}", "launcher=slurm")
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: launcher=slurm: the cluster refused the submission (sbatch:")
+    assert not (out / "multirun").exists() and not (out / "points").exists()
 
 
 def test_a_point_whose_last_attempt_failed_shows_no_earlier_numbers(cli, tmp_path):

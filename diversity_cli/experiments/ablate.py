@@ -82,6 +82,7 @@ POINT_FILES = ("point.csv", "point.json", ERROR_NAME)  # what ablate itself writ
 OUT_FILES = (CSV_NAME, PLOTS, MULTIRUN)  # ... and at out= (besides run.json and runs/)
 MEASURED = ("diversity.csv", "fid.csv")  # what the measuring commands write in a point's measure/ view
 BASELINES = ("base", "distilled")
+REFUSED_NAME, REFUSED_ENV = "submission_refused.txt", "DIVERSITY_CLI_SUBMISSION_REFUSED"  # see ablate_job
 HYDRA_LAUNCHERS = ("submitit_local", "submitit_slurm")  # the plugin's own; conf/hydra/launcher/ adds more
 QUALITY_SKIP = ("method", "model", "n", "seconds_per_image", "reference", "features")
 MAX_PROMPT_LINES = 8  # more prompts than this: plots show their mean only
@@ -564,6 +565,7 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
     """
     out = Path(cfg.out).resolve()
     folder = out / MULTIRUN / time.strftime("%Y-%m-%d_%H-%M-%S")
+    made = [path for path in (out / MULTIRUN, folder) if not path.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     job = OmegaConf.to_container(cfg, resolve=True)
     job.update(out=str(out), launcher="local", merge=False, point=None)
@@ -592,7 +594,19 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
         *cfg.launcher_overrides,
     ]
     stderr_console().print(f"multirun: {len(sweep.all)} jobs through {cfg.launcher}; logs in {folder}")
-    done = subprocess.run(argv, check=False)
+    refused = folder / REFUSED_NAME
+    # HYDRA_FULL_ERROR: Hydra hands the launcher's exception to the job script, which says it in one line (Hydra
+    # itself prints a traceback); a submission sbatch refused is written to `refused` for this process to say.
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1", REFUSED_ENV: str(refused)}
+    done = subprocess.run(argv, check=False, env=env)
+    if refused.is_file():
+        reason = refused.read_text(encoding="utf-8").strip()
+        for path in reversed(made):  # nothing was submitted: the folders made for it go (submitit's pickles too)
+            shutil.rmtree(path, ignore_errors=True)
+        raise UserError(
+            f"launcher={cfg.launcher}: the cluster refused the submission ({reason}); check its settings "
+            "(hydra.launcher.partition=...), or use launcher=submitit_local (the same jobs as local processes)"
+        )
     if done.returncode != 0:
         return (
             f"the multirun stopped at a failed job (exit {done.returncode}) and other jobs may still be running; "

@@ -31,5 +31,35 @@ def main(cfg: DictConfig) -> None:
     attempt(cfg, Point.of(**cfg.points[cfg.point]))
 
 
+def run() -> None:
+    """main(), its launcher's failure said in one line: `ablate` runs this under HYDRA_FULL_ERROR=1, so Hydra hands
+    the exception here instead of printing a traceback. sbatch refusing the array (no cluster reachable from here, a
+    partition it does not know) is written where `ablate` reads it, to clean up what it made and say why."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from submitit.core.utils import FailedJobError
+
+    from ..core.errors import first_line
+    from .ablate import REFUSED_ENV
+
+    try:
+        main()
+    except FailedJobError as err:
+        refused = os.environ.get(REFUSED_ENV)
+        if refused:
+            Path(refused).write_text(first_line(err) + "\n", encoding="utf-8")
+            sys.exit(1)
+        print(f"error: the cluster refused the submission ({first_line(err)})", file=sys.stderr)
+        sys.exit(1)
+    except UserError as err:
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:  # a job's failure: its full log is in the sweep folder's .submitit/
+        print(f"error: {type(err).__name__}: {first_line(err)}", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    main()
+    run()
