@@ -317,7 +317,7 @@ def test_ablate_jobs_get_the_prompt_as_typed(tmp_path, monkeypatch):
     text = "a circle, ${oc.env:HOME} [red]"
     args = [f"prompt={text}", f"measure.diversity.prompt={text}", "model=tiny_sd", "n=2", "k=1..2"]
     cfg = compose("ablate", [*split_overrides(args).compose, "launcher=submitit_local", f"out={tmp_path}"])
-    monkeypatch.setattr(ablate.subprocess, "run", lambda argv, check: type("Done", (), {"returncode": 0}))
+    monkeypatch.setattr(ablate.subprocess, "run", lambda argv, check, env: type("Done", (), {"returncode": 0}))
     assert ablate.launch(cfg, ablate.plan_sweep(cfg)) is None
     job = OmegaConf.load(next(tmp_path.rglob("sweep.yaml")))
     assert (job.prompt, job.measure.diversity.prompt) == (text, text)
