@@ -322,6 +322,30 @@ def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_no_sweep_folder
     assert not (out / "multirun").exists() and not (out / "points").exists()
 
 
+def test_fid_points_are_numbers_labelled_with_their_reference(cli, tmp_path):
+    """fid=true copied fid.csv's `samples` digest into ablate.csv as a metric, and plotting it raised ValueError;
+    its rows did not say they were measured against another reference than the default."""
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32), (60 * i, 30, 0)).save(reference / f"{i}.png")
+    fid = [f"measure.fid.reference={reference}", "measure.fid.features=tiny_random", "measure.fid.clip_model=null"]
+    args = [*SWEEP, "k=1", f"prompt={PROMPTS[0]}", f"out={tmp_path / 'out'}", "baselines=false", "fid=true", *fid]
+    code, out, err = cli("ablate", *args)
+    assert code == 0, err
+    rows = _read(tmp_path / "out" / "ablate.csv")
+    assert {row["metric"] for row in rows} == {"pixel", "fid_tinyrandom", "is_tinyrandom"}
+    quality = [row for row in rows if row["metric"] != "pixel"]
+    assert all(row["options"] == f"reference={reference}" for row in quality)
+    assert f"fid_tinyrandom[reference={reference}]" in "".join(out.split())
+    # other embedder settings are another number: a row of its own beside the default's, named so in the summary
+    code, out, err = cli("ablate", *args, "measure.diversity.embedders.pixel.size=16")
+    assert code == 0, err
+    pixel = {row["options"]: row["value"] for row in _read(tmp_path / "out" / "ablate.csv") if row["metric"] == "pixel"}
+    assert set(pixel) == {"", "size=16"} and pixel[""] != pixel["size=16"]
+    assert "pixel[size=16]" in out
+
+
 def test_a_point_whose_last_attempt_failed_shows_no_earlier_numbers(cli, tmp_path):
     """A point that ran once and then failed (its settings changed, say) keeps the earlier point.csv on disk: the
     sweep must not show those numbers as this sweep's, nor exit 0."""

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from ..core.console import stdout_console
 from ..core.rundir import RunDir
+from ..metrics.labels import metric_label
 
 HEADLINE_ROWS = 12  # groups shown in the summary at most (the CSV has them all)
 
@@ -110,7 +111,7 @@ def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | Non
     for row in shown:  # no image count in the title: rows read from a cache or merged from shards measured none now
         group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
         n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
-        metric = row["metric"] + (f"[{row['options']}]" if row.get("options") else "")  # other embedder settings
+        metric = metric_label(row)  # with the embedder's settings other than the defaults
         measured_at = float(row["ci"]) if row.get("ci") else level  # the row's own level (older rows: this run's)
         summary.headline.append((group, f"{metric} {_interval(row, measured_at)}{n}"))
 
@@ -152,17 +153,19 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
     out = Path(cfg.out)
     rows = _csv(out / "ablate.csv")
     summary.written += [("ablate.csv", str(out / "ablate.csv")), ("plots", str(out / "plots"))]
-    # ablate.csv keeps the points of earlier sweeps into this out=: the headline is this sweep's (its record's)
+    # ablate.csv keeps earlier sweeps' points and measurements (other options) into this out=: the headline is this
+    # sweep's points (its record's), as each point's point.csv holds its latest measurement
     mine = [record for record in read_records(out) if record.get("command") == "ablate" and "points" in record]
     if mine:
-        points = {f"{cfg.model.name}/{tag}" for tag in mine[-1]["points"]}
-        rows = [row for row in rows if row.get("run", "").split("/", 1)[-1] in points]
-    first = rows[0]["metric"] if rows else None
-    for row in [row for row in rows if row["metric"] == first]:
+        rows = [
+            row for tag in mine[-1]["points"] for row in _csv(out / "points" / str(cfg.model.name) / tag / "point.csv")
+        ]
+    first = metric_label(rows[0]) if rows else None
+    for row in [row for row in rows if metric_label(row) == first]:
         knobs = ",".join(f"{k}={row[k]}" for k in ("k", "base_guidance", "base_steps") if row.get(k) not in ("", None))
         point = f"{row['method']} {knobs}".strip()
         level = float(cfg.measure.diversity.get("ci", 0.95))
-        summary.headline.append((f"{point} / {row['prompt'][:30]}", f"{row['metric']} {_interval(row, level)}"))
+        summary.headline.append((f"{point} / {row['prompt'][:30]}", f"{first} {_interval(row, level)}"))
 
 
 def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,7 @@ from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
 from ..core.schemas.ablate import AblateConfig
+from ..metrics.labels import metric_label
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .defaults import apply_defaults
@@ -74,7 +76,7 @@ COLUMNS = [
     "options",  # the embedder's settings other than the defaults (diversity.csv's)
     "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
 ]
-KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric")
+KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric", "options")  # options: another number
 CSV_NAME = "ablate.csv"
 ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
 POINTS, PLOTS, MULTIRUN, MEASURE = "points", "plots", "multirun", "measure"
@@ -84,7 +86,7 @@ MEASURED = ("diversity.csv", "fid.csv")  # what the measuring commands write in 
 BASELINES = ("base", "distilled")
 REFUSED_NAME, REFUSED_ENV = "submission_refused.txt", "DIVERSITY_CLI_SUBMISSION_REFUSED"  # see ablate_job
 HYDRA_LAUNCHERS = ("submitit_local", "submitit_slurm")  # the plugin's own; conf/hydra/launcher/ adds more
-QUALITY_SKIP = ("method", "model", "n", "seconds_per_image", "reference", "features")
+QUALITY_SKIP = ("method", "model", "n", "seconds_per_image")  # fid.csv's other columns that are no metric
 MAX_PROMPT_LINES = 8  # more prompts than this: plots show their mean only
 
 
@@ -487,11 +489,25 @@ def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
     _listed(view, "fid.csv")
     rows = []
     for row in _read_csv(fid.measure_quality(settings)):
+        options = _fid_options(row)
         for metric, value in row.items():
-            if metric not in QUALITY_SKIP and not metric.startswith("is_std") and value not in ("", None):
+            skip = metric in QUALITY_SKIP or metric in fid.META or metric.startswith("is_std")
+            if not skip and value not in ("", None):
                 name = "clip_score" if metric == "clip" else metric  # `clip` names the diversity embedder
-                rows.append({"prompt": "", "n": row["n"], "metric": name, "value": value})
+                rows.append({"prompt": "", "n": row["n"], "metric": name, "value": value, "options": options})
     return rows
+
+
+def _fid_options(row: dict[str, str]) -> str:
+    """fid.csv's reference and features labels as ablate.csv's `options` when they carry settings other than the
+    defaults (`reference=toy(per_prompt=10)`) or name a folder: a number against another reference is another
+    number."""
+    options = []
+    if row.get("reference") not in (None, "", "toy", "coco"):
+        options.append(f"reference={row['reference']}")
+    if "(" in (row.get("features") or ""):
+        options.append(f"features={row['features']}")
+    return ",".join(options)
 
 
 def _signature(cfg: DictConfig, metrics: list[str], rows: list[dict[str, str]], images: list[Path]) -> str:
@@ -666,6 +682,7 @@ def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
     points = ",".join(sorted(point.tag for point in sweep.points))
     sweep_id = hashlib.sha1(points.encode()).hexdigest()[:6]
     what = f"vs_{knob}" if knob else "by_method"
+    metric = re.sub(r"[^\w.=+-]+", "_", metric).strip("_")  # `toy_features[distance=euclidean]`: a file name
     return f"{sweep.model}_{metric}_{what}_{sweep_id}.png"
 
 
@@ -680,7 +697,7 @@ def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = list(dict.fromkeys(row["metric"] for _, rows in results for row in rows))
+    metrics = list(dict.fromkeys(metric_label(row) for _, rows in results for row in rows))
     knobs = [knob for knob in sweep.swept if knob != "method"]
     paths = []
     for metric in metrics:
@@ -713,7 +730,7 @@ def _measured(rows: list[dict[str, str]], metric: str) -> Measured:
     return {
         row["prompt"]: (float(row["value"]), number(row.get("ci_low")), number(row.get("ci_high")))
         for row in rows
-        if row["metric"] == metric and row["value"] != ""
+        if metric_label(row) == metric and row["value"] != ""
     }
 
 
@@ -773,7 +790,7 @@ def _bars(ax, values: list[tuple[Point, Measured]], metric: str) -> None:
 
 
 def _values(rows: list[dict[str, str]], metric: str) -> dict[str, float]:
-    return {row["prompt"]: float(row["value"]) for row in rows if row["metric"] == metric and row["value"] != ""}
+    return {row["prompt"]: float(row["value"]) for row in rows if metric_label(row) == metric and row["value"] != ""}
 
 
 def _mean(by_prompt: dict) -> float:
@@ -786,17 +803,18 @@ def show(results: list[tuple[Point, list[dict[str, str]]]], target: Path) -> Non
     """Per point and metric: the mean over prompts, with cost (seconds per image, network evaluations)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"ablate ({target})")
     for column in ("point", "metric", "mean", "prompts", "n", "s/image", "nfe"):
         table.add_column(column, justify="left" if column in ("point", "metric") else "right")
     for point, rows in results:
-        for metric in dict.fromkeys(row["metric"] for row in rows):
+        for metric in dict.fromkeys(metric_label(row) for row in rows):
             by_prompt = _values(rows, metric)
-            first = next(row for row in rows if row["metric"] == metric)
+            first = next(row for row in rows if metric_label(row) == metric)
             mean = f"{_mean(by_prompt):.4f}" if by_prompt else ""
             cells = (point.tag, metric, mean, str(len(by_prompt)), first["n"], first["seconds_per_image"], first["nfe"])
-            table.add_row(*cells)
+            table.add_row(*map(Text, cells))  # data, not markup: `metric[options]` would vanish as a markup tag
     Console(width=160).print(table)
 
 
