@@ -99,3 +99,50 @@ def test_with_no_prompt_at_every_point_each_curve_keeps_its_own(tmp_path: Path, 
     code, _, err = cli("report", f"out={tmp_path / 'abl'}", "tables=none", "html=false", f"tables_dir={tables}")
     assert code == 0 and (tables / "figure_7.png").is_file()
     assert "figure_5.png is an earlier report's" in " ".join(err.split())
+
+
+def _ablate_with_options(root: Path, rows: list[tuple[str, int, float, str, float]]) -> Path:
+    """ablate.csv of (method, k, base_guidance, options, value) rows on one prompt, with the `options` column ablate
+    writes for an embedder measured with other settings than the defaults."""
+    root.mkdir(parents=True)
+    columns = ["model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "metric", "value", "options"]
+    with (root / "ablate.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for method, k, guidance, options, value in rows:
+            hybrid = method == "hybrid"
+            writer.writerow(
+                {"model": "toy", "method": method, "k": k if hybrid else "",
+                 "base_guidance": guidance if hybrid else "", "base_steps": "", "prompt": "a circle", "n": 2,
+                 "metric": "toy_features", "value": value, "options": options}
+            )  # fmt: skip
+    return root
+
+
+def test_points_measured_with_other_metric_options_are_their_own_curve(tmp_path: Path):
+    """A base_guidance sweep with the default (cosine) distance, then k=1..2 again with distance=euclidean into the
+    same run: Figure 7(a) drew one curve falling from 47 (euclidean) to 0.27 (cosine). Each metric and options is
+    its own series, labelled as the tables label it, and figure_7.csv says each point's options."""
+    from diversity_cli.reporting.tables import figure7
+
+    euclidean = "distance=euclidean"
+    rows = [("hybrid", 1, g, "", v) for g, v in ((0, 0.30), (2, 0.27))]
+    rows += [("hybrid", 2, 0, "", 0.32)]
+    rows += [("hybrid", k, 0, euclidean, v) for k, v in ((1, 46.9), (2, 47.5))]
+    rows += [("base", 1, 0, "", 0.5), ("base", 1, 0, euclidean, 50.0)]
+    run = load_run(_ablate_with_options(tmp_path / "abl", rows))
+    curves = ablate_curves([run])
+    series: dict[tuple[str, str], list[float]] = {}
+    for c in curves:
+        series.setdefault((c["metric"], c["knob"]), []).append(c["value"])
+    labelled = f"toy_features[{euclidean}]"
+    assert series[("toy_features", "base_guidance")] == pytest.approx([0.30, 0.27])
+    assert series[("toy_features", "k")] == pytest.approx([0.30, 0.32])
+    assert series[(labelled, "k")] == pytest.approx([46.9, 47.5])
+    assert series[(labelled, "baseline")] == pytest.approx([50.0])
+    assert (labelled, "base_guidance") not in series  # one euclidean guidance: no sweep to draw
+    assert all(c["options"] == (euclidean if c["metric"] == labelled else "") for c in curves)
+    figure7([run], tmp_path / "figure_7.png")
+    with (tmp_path / "figure_7.csv").open() as f:
+        plotted = {(r["metric"], r["options"]) for r in csv.DictReader(f)}
+    assert plotted == {("toy_features", ""), (labelled, euclidean)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...metrics.labels import metric_label
 from .common import (
     Line,
     RunData,
@@ -95,7 +96,7 @@ def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
             method,
             condition,
             "dreamsim_diversity",
-            measured_metric=row["metric"] + (f"[{row['options']}]" if row.get("options") else ""),
+            measured_metric=metric_label(row),
             measured=row["value"],
             n=row.get("n", ""),
             ci_low=row.get("ci_low") or "",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.atomic import atomic_path, write_text
+from ...metrics.labels import metric_label
 from .common import RunData, common_to_all
 
 
@@ -112,7 +113,9 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
 
 
 def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
-    """ablate.csv rows of all runs (of `metrics`), numbers as numbers; None when there are none."""
+    """ablate.csv rows of all runs (of `metrics`), numbers as numbers; None when there are none. `metric` is the
+    tables' label (`toy_features[distance=euclidean]`): every grouping below is by it, so a curve never joins points
+    of two distance measures under one name."""
     import pandas as pd
 
     rows = [{**row, "run": str(run.root)} for run in runs for row in run.ablate]
@@ -121,6 +124,7 @@ def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
         rows = [row for row in rows if row.get("metric") in wanted]
     if not rows:
         return None
+    rows = [{**row, "options": row.get("options") or "", "metric": metric_label(row)} for row in rows]
     frame = pd.DataFrame(rows)
     for column in ("k", "base_guidance", "base_steps", "value", "ci_low", "ci_high", "seconds_per_image", "nfe", "n"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else float("nan")
@@ -155,6 +159,7 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
         "run": run,
         "model": model,
         "metric": metric,
+        "options": part.options.iloc[0],  # one per point: `metric` (its label) holds them too
         "fixed": fixed,
         "value": part.value.mean(),
         "ci_low": low,

@@ -10,6 +10,7 @@ from typing import Any
 
 from ...core.errors import UserError
 from ...metrics.diversity import pooled_interval
+from ...metrics.labels import metric_label
 from .common import (
     Line,
     RunData,
@@ -56,7 +57,7 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
             method,
             labels.get(row["prompt"].lower(), row["prompt"]),
             "dreamsim_diversity",
-            measured_metric=row["metric"] + (f"[{row['options']}]" if row.get("options") else ""),
+            measured_metric=metric_label(row),
             measured=row["value"],
             n=row.get("n", ""),
             ci_low=row.get("ci_low") or "",
