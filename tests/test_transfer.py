@@ -260,6 +260,7 @@ def test_train_lora_saves_a_trained_adapter_that_transfer_lora_loads(cli, tiny_p
     assert code == 0, err
     meta = json.loads((out / "adapter.json").read_text())
     assert np.isfinite(meta["final_loss"]) and meta["steps"] == 3 and meta["mode"] == mode
+    assert meta["trained_on"] == "base"  # what transfer-lora checks direction= against
     adapter = read_adapter(str(out))
     assert adapter.kind == "lora" and adapter.network_layers == attention_projections(
         tiny_pairs("tiny_sd").base.network
@@ -379,3 +380,36 @@ def test_an_adapter_of_another_architecture_is_one_line_before_any_image(cli, ti
     assert code == 2 and "does not fit tiny_sd's base network" in err and "size mismatch" in err
     assert len(err.strip().splitlines()) == 1, err
     assert not (out / "samples.csv").exists() and not list(out.rglob("*.png"))
+
+
+def test_a_direction_against_the_adapters_own_record_is_one_line_and_writes_nothing(cli, tiny_pairs, tmp_path):
+    """train-lora records the model it trained on (adapter.json's trained_on): a direction naming the other would
+    label every row of transfer.csv with the wrong source, so it is refused before any model loads, for adapter=,
+    reverse_adapter= and each row of adapters=. The matching direction runs; an adapter without the record (a hub
+    LoRA) takes the direction given."""
+    lora = save_random_lora(tiny_pairs("toy"), tmp_path / "red")
+    record = lora.parent / "adapter.json"  # as train-lora writes it (its test checks trained_on)
+    record.write_text(json.dumps({"name": "red", "concept": "red", "trained_on": "base"}))
+    table = tmp_path / "adapters.csv"
+    table.write_text("name\nred\n")
+    common = ("transfer-lora", "model=toy", "prompt=a shape", "concept=red", "n=1", "grid_seeds=0")
+    out = tmp_path / "run"
+    refused = {
+        "adapter=": (f"adapter={lora.parent}", "direction=distilled_to_base"),
+        "reverse_adapter=": (f"adapter={lora.parent}", f"reverse_adapter={lora.parent}", "direction=both"),
+        "line 2: adapter red": (f"adapters={table}", "direction=distilled_to_base"),
+    }
+    for what, args in refused.items():
+        code, _, err = cli(*common, *args, f"out={out}")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert what in err and "was trained on base (adapter.json)" in err, err
+        assert not out.exists()
+    assert "use direction=base_to_distilled" in cli(*common, *refused["adapter="], f"out={out}")[2]
+
+    code, _, err = cli(*common, f"adapter={lora.parent}", "direction=base_to_distilled", f"out={out}")
+    assert code == 0, err
+    assert {r["source"] for r in _rows(out / "transfer.csv")} == {"base"}
+    record.unlink()
+    code, _, err = cli(*common, f"adapter={lora.parent}", "direction=distilled_to_base", f"out={tmp_path / 'hub'}")
+    assert code == 0, err
+    assert {r["source"] for r in _rows(tmp_path / "hub" / "transfer.csv")} == {"distilled"}

@@ -51,7 +51,7 @@ from ..core.resources import data_path
 from ..core.rundir import SHARDS, RunDir, merge_rows, shard_writer
 from ..core.schema import check
 from ..core.schemas.transfer_lora import TransferLoraConfig
-from ..models.adapters import Adapter, applied, read_adapter
+from ..models.adapters import METADATA, Adapter, applied, read_adapter
 from ..models.provenance import pair_provenance
 from ..toy import is_toy_pair
 from .generation import Job, clear_remade, pending, refuse_other_weights, sample_batch, settings_hash, weights_part
@@ -228,12 +228,13 @@ def single_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
 
 def plan_transfers(cfg: DictConfig) -> list[Transfer]:
     sources = DIRECTIONS[cfg.direction]
-    specs = [(cfg.adapter, cfg.adapter_file, cfg.adapter_name)]
+    specs = [("adapter", cfg.adapter, cfg.adapter_file, cfg.adapter_name)]
     if cfg.direction == "both":
-        specs.append((cfg.reverse_adapter, cfg.reverse_adapter_file, None))
+        specs.append(("reverse_adapter", cfg.reverse_adapter, cfg.reverse_adapter_file, None))
     transfers = []
-    for source, (spec, file, name) in zip(sources, specs, strict=True):
+    for source, (key, spec, file, name) in zip(sources, specs, strict=True):
         adapter = read_adapter(str(spec), file)
+        refuse_other_source(adapter, source, f"{key}={spec}", _direction_fix(cfg, source))
         transfers.append(Transfer(adapter, source, _safe(name or adapter.name)))
     if len(transfers) == 2 and transfers[0].name == transfers[1].name:  # their images would share folders
         transfers = [replace(t, name=f"{t.name}@{t.source}") for t in transfers]
@@ -252,6 +253,8 @@ def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
     specs = []
     for line, entry in entries:
         adapter = read_adapter(str(folder / entry["name"]), entry.get("file") or None)
+        fix = _direction_fix(cfg, source) + " (one table per direction)"
+        refuse_other_source(adapter, source, f"adapters={path} line {line}: adapter {entry['name']}", fix)
         recorded = adapter.meta.get("concept")
         concept = entry.get("concept") or cfg.concept or (str(recorded) if recorded else None)
         if entry.get("prompt"):
@@ -265,6 +268,26 @@ def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
         transfer = Transfer(adapter, source, _safe(entry["name"]), concept and str(concept), scale)
         specs.append((replace(transfer, target=classifier_target(cfg, transfer.concept)), rows))
     return specs
+
+
+def refuse_other_source(adapter: Adapter, source: str, what: str, fix: str) -> None:
+    """Refuse an adapter whose own record (train-lora's adapter.json) says it was trained on the other model: its
+    rows in transfer.csv would name the wrong source. An adapter without that record (e.g. a LoRA from the hub)
+    is taken as the direction says, as nothing tells otherwise."""
+    trained = adapter.meta.get("trained_on")
+    if trained in ROLES and trained != source:
+        raise UserError(f"{what} was trained on {trained} ({METADATA}); {fix}")
+
+
+def _direction_fix(cfg: DictConfig, source: str) -> str:
+    """What direction= expects of an adapter with `source`, and the setting that fits the other model's."""
+    if cfg.direction == "both":
+        return (
+            "direction=both takes adapter= trained on the base model and reverse_adapter= trained on the distilled "
+            "model"
+        )
+    fit = next(name for name, sources in DIRECTIONS.items() if sources == (other(source),))
+    return f"direction={cfg.direction} transfers an adapter trained on the {source} model: use direction={fit}"
 
 
 def read_adapter_table(path: Path) -> list[tuple[int, dict[str, str]]]:
