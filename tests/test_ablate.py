@@ -346,6 +346,19 @@ def test_fid_points_are_numbers_labelled_with_their_reference(cli, tmp_path):
     assert "pixel[size=16]" in out
 
 
+def test_images_of_other_settings_are_refused_before_any_point_and_keep_the_table(cli, tmp_path):
+    """Refused inside each point, a rerun with another model.base.guidance recorded every point as failed, and a
+    failed point's earlier rows left ablate.csv: the refusal lost the sweep's results."""
+    args = [*SWEEP, "k=1", f"prompt={PROMPTS[0]}", f"out={tmp_path}"]
+    assert cli("ablate", *args)[0] == 0
+    table, records = (tmp_path / "ablate.csv").read_bytes(), sorted((tmp_path / "runs").iterdir())
+    code, _, err = cli("ablate", *args, "model.base.guidance=2")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "point hybrid_k1:" in err and "made with different settings" in err
+    assert (tmp_path / "ablate.csv").read_bytes() == table and sorted((tmp_path / "runs").iterdir()) == records
+    assert not list((tmp_path / "points").rglob("error.txt"))
+
+
 def test_a_point_whose_last_attempt_failed_shows_no_earlier_numbers(cli, tmp_path):
     """A point that ran once and then failed (its settings changed, say) keeps the earlier point.csv on disk: the
     sweep must not show those numbers as this sweep's, nor exit 0."""

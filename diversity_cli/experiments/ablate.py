@@ -142,6 +142,7 @@ def ablate(cfg: DictConfig) -> Path:
     sweep = plan_sweep(cfg)
     out = Path(cfg.out)
     check_outputs(cfg, sweep)  # a file of someone else's anywhere it would write: one line, nothing written
+    refuse_other_settings(cfg, sweep)
     _adopt(out, OUT_FILES, _legacy_out(out))
     console = stderr_console()
     record_invocation(out, config=cfg, device=str(cfg.device), points=[point.tag for point in sweep.all])
@@ -237,6 +238,27 @@ def point_config(cfg: DictConfig, point: Point) -> DictConfig:
         gen[key] = value
     gen.out = str(point_dir(cfg, point))
     return gen
+
+
+def refuse_other_settings(cfg: DictConfig, sweep: Sweep) -> None:
+    """Before any point: images of a point made with other settings (another model.base.guidance, say) are refused
+    here in one line with nothing written, as `generate` refuses them. Refused by `generate` inside the point, the
+    point was recorded as failed, and a failed point's earlier rows leave ablate.csv: the refusal lost results."""
+    if cfg.merge or cfg.get("overwrite"):
+        return
+    from . import generation as generate
+
+    for point in sweep.all:
+        gen = point_config(cfg, point)
+        run = RunDir(gen.out)
+        done = {row["path"]: row for row in run.read_samples()} if run.root.is_dir() else {}
+        if not done:
+            continue
+        jobs = generate.plan_jobs(gen, read_prompts(gen.prompt, gen.prompts, gen.limit))
+        try:
+            generate.refuse_clashes(run, jobs, done, generate.settings_hash(gen))
+        except UserError as err:
+            raise UserError(f"point {point.tag}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------------ ownership
