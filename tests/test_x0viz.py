@@ -73,6 +73,30 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
     assert code == 0, err
 
 
+def test_x0viz_refuses_a_base_steps_with_no_schedule_before_writing(cli, tmp_path):
+    # The toy base's DDIM has no 7-step schedule from 999 to the hand-over at 749: only the loaded scheduler knows,
+    # so the refusal comes after loading, yet before the base and distilled grids of the run.
+    out = tmp_path / "run"
+    code, stdout, err = cli("x0viz", "prompt=a shape", "n=2", "base_steps=7", f"out={out}")
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "base_steps=7" in lines[0], err
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+def test_commitment_plot_names_its_metric(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from diversity_cli.experiments.x0viz import plot_curves
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    records = [{"method": "base", "fraction": f, "distance": d} for f, d in ((0.5, 2.0), (1.0, 0.0))]
+    plot_curves(records, tmp_path / "commitment.png", 0.25, "toy_features")
+    assert "[toy_features]" in figures[0].axes[0].get_ylabel()
+
+
 def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("DIVERSITY_CLI_CACHE", str(tmp_path / "cache"))
     args = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import DictConfig
@@ -29,6 +30,9 @@ from ..sampling.methods import METHODS
 from ..sampling.tags import run_tag
 from ..sampling.trace import Trace, to_pixels, trace_method
 from .defaults import apply_defaults
+
+if TYPE_CHECKING:
+    from ..models.pair import ModelPair
 
 CURVE_COLUMNS = ["method", "prompt", "seed", "step", "timestep", "fraction", "distance"]
 
@@ -85,12 +89,14 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
     device = resolve_device(cfg.device)
     embedder = get_embedder(cfg.metric, device)
     pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
-    # Only now that the metric and the pair have loaded: a setting refused there must not cost the earlier grids.
+    knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
+    check_plans(pair, methods, knobs)
+    # Only now that the metric, the pair and every plan are good: a setting refused there must not cost the earlier
+    # grids.
     if earlier:
         remove_outputs(out, earlier)  # only in a folder diversity-cli marked, only the files it lists
         RunMarker(out).record(*outputs)  # removal unlists what it removes: this run's files are listed again
     seeds = [int(cfg.seed) + j for j in range(int(cfg.n))]
-    knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
     out.mkdir(parents=True, exist_ok=True)
     metric = {"name": embedder.name, "weights": weights_record(getattr(embedder, "weights", ()))}
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
@@ -133,9 +139,19 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
     measured = {"model": str(cfg.model.name), "metric": embedder.name, "prompts": len(rows), "n": len(seeds)}
     summary = [{**row, **measured} for row in summarize(records, float(cfg.threshold))]
     _write_csv(out / "commitment_summary.csv", summary)
-    plot_curves(records, out / "commitment.png", float(cfg.threshold))
+    plot_curves(records, out / "commitment.png", float(cfg.threshold), embedder.name)
     _print_summary(summary, out)
     return out
+
+
+def check_plans(pair: ModelPair, methods: list[str], knobs: dict) -> None:
+    """Build each method's plan once before any trace. Whether the base knobs fit the pair (a base_steps count its
+    scheduler cannot lay exactly over the hand-over span) is known only from the loaded schedulers; refused here,
+    before the first grid, a bad knob writes nothing (a fresh out= is removed again by `visualize`)."""
+    from ..sampling.plan import make_plan
+
+    for method in methods:
+        make_plan(pair, method, **knobs)
 
 
 def save_grid(images: list[torch.Tensor], trace: Trace, path: Path, columns: int, cell: int, label: str) -> None:
@@ -158,7 +174,9 @@ def save_grid(images: list[torch.Tensor], trace: Trace, path: Path, columns: int
         sheet.save(temporary, format="PNG")
 
 
-def plot_curves(records: list[dict], path: Path, threshold: float) -> None:
+def plot_curves(records: list[dict], path: Path, threshold: float, metric: str) -> None:
+    """Each method's mean x̂0-to-final distance, relative to its first step, against the share of steps done;
+    `metric` names the embedder on the y axis, since the curve's shape depends on what the distance measures."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,7 +190,7 @@ def plot_curves(records: list[dict], path: Path, threshold: float) -> None:
         ax.plot(curve.index * 100, curve.values / curve.values[0], marker="o", ms=3, label=method)
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("% of steps done")
-    ax.set_ylabel("distance(x̂0, final) / first step")
+    ax.set_ylabel(f"distance(x̂0, final) / first step [{metric}]")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as temporary:
