@@ -247,6 +247,8 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         (["launcher=slurm"], "sbatch is not on this machine"),
         (["n=1"], "n=1 is out of range: n is an integer >= 2"),
         (["metric=pixle"], "unknown metric 'pixle'"),
+        (["measure.diversity.metric=lpips"], "measure.diversity.metric is set by ablate for every point; use metric="),
+        (["measure.diversity.reference=base"], "measure.diversity.reference=base is not a folder"),
     ],
 )
 def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):

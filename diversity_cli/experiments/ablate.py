@@ -195,6 +195,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
             f"launcher={cfg.launcher} submits SLURM jobs, but sbatch is not on this machine; run on the cluster's "
             "login node, or use launcher=local (or launcher=submitit_local: the same jobs as local processes)"
         )
+    check_measure(cfg)
     apply_defaults(cfg)  # metric=auto and no prompt: what the pair names
     parse_metrics(cfg.metric)
     if not isinstance(cfg.n, int) or cfg.n < 2:
@@ -212,6 +213,27 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     for point in points + baselines:
         generate.validate(point_config(cfg, point))
     return Sweep(str(cfg.model.name), points, baselines, swept)
+
+
+# measure.diversity keys ablate sets itself for every point: given there, they were ignored without a word
+OWN_MEASURE_KEYS = {"metric": "metric=", "images": "the point's images", "out": "out=", "device": "device="}
+
+
+def check_measure(cfg: DictConfig) -> None:
+    """measure.diversity.* that ablate would not use as given: the keys it sets itself, and a coverage reference
+    naming a method tag (each point is a run directory of its own images: no other method's are there)."""
+    defaults = OmegaConf.load(conf_dir() / "diversity.yaml")
+    settings = cfg.measure.diversity
+    for key, instead in OWN_MEASURE_KEYS.items():
+        given, default = _container(settings).get(key), defaults.get(key)
+        if given not in (default, [default]):  # metric: the schema makes "auto" a list
+            raise UserError(f"measure.diversity.{key} is set by ablate for every point; use {instead} instead")
+    reference = settings.get("reference")
+    if reference is not None and not Path(str(reference)).expanduser().is_dir():
+        raise UserError(
+            f"measure.diversity.reference={reference} is not a folder; an ablate point is a run directory of its own "
+            "images, so coverage there is against a folder of reference images (a method tag names none)"
+        )
 
 
 @functools.cache

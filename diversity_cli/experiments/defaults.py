@@ -74,8 +74,6 @@ def apply_defaults(cfg: DictConfig) -> DictConfig:
     if model is not None and isinstance(measure, DictConfig):  # ablate: the measurements of its points
         if isinstance(measure.get("fid"), DictConfig) and _is_auto(measure.fid.get("reference")):
             measure.fid.reference = str(model.get("default_reference") or "coco")
-        if isinstance(measure.get("diversity"), DictConfig) and _is_auto(measure.diversity.get("metric")):
-            measure.diversity.metric = cfg.metric
     return cfg
 
 
