@@ -839,6 +839,8 @@ def test_table_1_shows_the_newest_row_of_a_cell_and_what_it_is_over(tmp_path: Pa
     (red,) = [r for r in body if r[0] == "red"]
     # 6 of 8 images: with the 95% Wilson interval of that share (a bare 0.750 said nothing of n=8)
     assert red[header.index("base->dmd: measured classifier_with")] == "0.750 [0.409, 0.928]"
+    page = to_markdown(table)  # and its footnote says so: no bootstrap was run
+    assert "Wilson score interval" in page and "bootstrap" not in page
     assert "(scale 1)" in red[header.index("measured as")] and "prompts 'a shape'" in red[header.index("measured as")]
     assert any("also measured 0.5" in note and "(scale 3)" in note for note in table.notes)
 

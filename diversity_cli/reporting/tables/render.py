@@ -281,7 +281,13 @@ def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> st
 def reading_notes(table: Table) -> list[str]:
     """How to read the cells: intervals, n, averages, quality columns, empty cells."""
     notes = []
-    if any(line.ci_low for line in table.measured):
+    shares = [line for line in table.measured if line.ci_low and line.measured_metric.startswith("classifier")]
+    if shares:  # Table 1's toy classifier shares: a count of hits, not a bootstrap over pairs of images
+        notes.append(
+            "[low, high] after a classifier share: its 95% Wilson score interval (the share's n images are "
+            "independent hits or misses); n: images per cell"
+        )
+    if any(line.ci_low and line not in shares for line in table.measured):
         notes.append(
             "[low, high] after a measured diversity: its bootstrap confidence interval over the images (95% unless "
             "the cell names another level; for a diversity.csv written before it had a `ci` column, the level its "
