@@ -325,8 +325,9 @@ def test_command_on_a_run_directory(cli, run_dir, tmp_path):
         assert metrics == {"pixel", "dino", "vendi_pixel"} | (coverage if method == "hybrid_k1" else set())
     for row in rows:
         assert row["n"] == "2"
-        if row["metric"] in ("pixel", "dino"):
-            assert float(row["ci_low"]) <= float(row["value"]) <= float(row["ci_high"])
+        if row["metric"] in ("pixel", "dino"):  # two images are one pair: an interval would have width 0
+            assert row["ci_low"] == row["ci_high"] == "" and float(row["value"]) > 0
+    assert "one pair, so no interval" in " ".join(err.split())
     assert "hybrid_k1" in out and "pixel_coverage" in out  # the printed table
     assert list(cache_dir("embeddings").glob("*.pt"))  # the user cache, not the run directory
     assert not (run_dir / ".cache").exists()
@@ -522,3 +523,14 @@ def test_toy_metrics_with_a_saved_classifier(cli, tmp_path):
         f"embedders.toy_features.path={tmp_path}",
     )
     assert code == 2 and "toy feature network not found" in _one_line_error(err)
+
+
+def test_two_images_get_no_interval_and_three_get_one():
+    """Every bootstrap resample of two images that has a pair is that one pair: a [d, d] "95% CI" said nothing."""
+    from diversity_cli.metrics.diversity import pairwise_estimate
+
+    dist = torch.tensor([[0.0, 0.3, 0.5], [0.3, 0.0, 0.4], [0.5, 0.4, 0.0]])
+    two = pairwise_estimate(dist[:2, :2], bootstrap=200)
+    assert (two.value, two.ci_low, two.ci_high) == (pytest.approx(0.3), None, None)
+    three = pairwise_estimate(dist, bootstrap=200)
+    assert three.ci_low is not None and three.ci_low < three.ci_high

@@ -33,7 +33,7 @@ from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
 from ..metrics import preflight
 from ..metrics.coverage import PRDC, prdc, prdc_from_distances
-from ..metrics.diversity import PairwiseDiversity, VendiScore, pairwise_estimate
+from ..metrics.diversity import MIN_INTERVAL_N, PairwiseDiversity, VendiScore, pairwise_estimate
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
@@ -572,6 +572,12 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     if cfg.adherent_only:  # adherence over every image first, then diversity over the on-prompt ones only
         adherence = toy_adherence_rows(groups, device, notes)
         groups = adherent_groups(groups, device, min_n, notes)
+    pairs = [g for g in groups if len(g.paths) < MIN_INTERVAL_N]
+    if pairs and int(cfg.bootstrap) > 0 and any(m in EMBEDDERS for m in metrics):
+        notes.append(
+            f"{len(pairs)} group(s) of 2 images (e.g. {pairs[0].label}): one pair, so no interval (one needs "
+            f"n >= {MIN_INTERVAL_N})"
+        )
     wanted = [m for m in metrics if m in EMBEDDERS]
     wanted += [vendi_base(m, cfg) for m in metrics if m.startswith("vendi")]
     rows: list[dict] = []

@@ -110,10 +110,14 @@ class PairwiseDiversity(_EmbeddingMetric):
         return pairwise_estimate(dist, self.bootstrap, self.ci, self.seed)
 
 
+MIN_INTERVAL_N = 3  # images below which the mean pairwise distance gets no bootstrap interval
+
+
 def pairwise_estimate(dist: torch.Tensor, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Estimate:
     """Mean pairwise distance and its bootstrap interval from a distance matrix (LPIPS streams one directly)."""
     value = mean_pairwise(dist)
-    if bootstrap <= 0:
+    # Two images are one pair: every resample with a pair is that pair, an interval of width 0 that says nothing.
+    if bootstrap <= 0 or dist.shape[0] < MIN_INTERVAL_N:
         return Estimate(value, None, None, dist.shape[0])
     low, high = bootstrap_mean_pairwise(dist, int(bootstrap), float(ci), int(seed))
     return Estimate(value, low, high, dist.shape[0])
