@@ -321,3 +321,10 @@ def test_ablate_jobs_get_the_prompt_as_typed(tmp_path, monkeypatch):
     assert ablate.launch(cfg, ablate.plan_sweep(cfg)) is None
     job = OmegaConf.load(next(tmp_path.rglob("sweep.yaml")))
     assert (job.prompt, job.measure.diversity.prompt) == (text, text)
+
+
+def test_factor_value_settings_are_typed_as_the_help_shows_them():
+    """`concept=color=red` and `classifier_target=color=blue`, as their help writes them, were Hydra parse errors
+    ("mismatched input '='"); only a quoted value got through, and nothing said to quote it."""
+    assert compose("train_lora", ["concept=color=red"]).concept == "color=red"
+    assert compose("transfer_lora", ["classifier_target=color=blue"]).classifier_target == "color=blue"

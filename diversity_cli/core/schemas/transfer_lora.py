@@ -34,7 +34,7 @@ class TransferLoraConfig:
     seed: int = integer("first seed", 0, SEED_MAX)
     clip_model: str = name("auto | hub id or folder | tiny_random | null", True)
     classifier: bool = flag("count the toy factor classifier's hits (auto: on toy pairs)", also=("auto",))
-    classifier_target: str = name("factor=value it counts, e.g. color=red", True)
+    classifier_target: str = text("factor=value it counts, e.g. classifier_target=color=red (taken as typed)")
     grid_seeds: int = integer("seeds of the first prompt in the grid PNG (0: no grid)", 0, 64)
     grid_cell: int = integer("side of one grid image, px", 8, 2048)
     batch_size: int = integer("images per batch", 1)
