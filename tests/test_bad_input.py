@@ -51,7 +51,7 @@ def bad_values(rule: Rule) -> list[tuple[str, str]]:
         return [("type", "abc"), ("range", f"{edge:g}")]
     if kind == "choice":
         return [("type", "[a]"), ("range", "bogus")]
-    if kind == "text":
+    if kind in ("text", "spec"):
         return [("range", "")]
     if kind in ("name", "path"):
         return [("type", "{a: 1}"), ("range", "")]

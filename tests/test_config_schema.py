@@ -328,3 +328,6 @@ def test_factor_value_settings_are_typed_as_the_help_shows_them():
     ("mismatched input '='"); only a quoted value got through, and nothing said to quote it."""
     assert compose("train_lora", ["concept=color=red"]).concept == "color=red"
     assert compose("transfer_lora", ["classifier_target=color=blue"]).classifier_target == "color=blue"
+    # the quoted form, the only one that got through before, still works
+    assert compose("transfer_lora", ["classifier_target='color=blue'"]).classifier_target == "color=blue"
+    assert compose("transfer_lora", ["classifier_target=null"]).classifier_target is None

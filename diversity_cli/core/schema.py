@@ -58,6 +58,7 @@ class Rule:
             "flag": "bool",
             "text": "text",
             "name": "str",
+            "spec": "str",
             "path": "path",
             "out": "folder",
             "device": "auto|cpu|cuda[:N]|mps",
@@ -125,6 +126,12 @@ def text(help: str, null: bool = True) -> Any:
 def name(help: str, null: bool = False, also=()) -> Any:
     """A non-empty name or specification (a model id, an embedder, `module:factory`)."""
     return _rule("name", help, null=null, also=tuple(also))
+
+
+def spec(help: str, null: bool = False) -> Any:
+    """A specification holding `=` (`color=red`), taken as typed, so Hydra does not read the `=`; a pair of quotes
+    around it, the only form Hydra let through, is dropped."""
+    return _rule("spec", help, null=null, literal=True)
 
 
 def path(help: str, null: bool = False) -> Any:
@@ -312,6 +319,13 @@ def _text(rule: Rule, key: str, value: Any, root) -> Any:
     return value if isinstance(value, str) else str(value)
 
 
+def _spec(rule: Rule, key: str, value: Any, root) -> Any:
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return _name(rule, key, text, root)
+
+
 def _name(rule: Rule, key: str, value: Any, root) -> Any:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
         raise UserError(f"{key}={show(value)}: {key} is a name ({rule.describe()})")
@@ -384,6 +398,7 @@ CONVERTERS: dict[str, Callable[[Rule, str, Any, Any], Any]] = {
     "choice": _choice,
     "text": _text,
     "name": _name,
+    "spec": _spec,
     "path": _path,
     "out": _out,
     "device": _device,

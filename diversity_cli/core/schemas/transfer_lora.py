@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..schema import anything, choice, device, flag, integer, name, number, out_dir, path, text
+from ..schema import anything, choice, device, flag, integer, name, number, out_dir, path, spec, text
 from .common import SEED_MAX
 from .generate import pair_valid
 
@@ -34,7 +34,7 @@ class TransferLoraConfig:
     seed: int = integer("first seed", 0, SEED_MAX)
     clip_model: str = name("auto | hub id or folder | tiny_random | null", True)
     classifier: bool = flag("count the toy factor classifier's hits (auto: on toy pairs)", also=("auto",))
-    classifier_target: str = text("factor=value it counts, e.g. classifier_target=color=red (taken as typed)")
+    classifier_target: str = spec("factor=value it counts, e.g. classifier_target=color=red", True)
     grid_seeds: int = integer("seeds of the first prompt in the grid PNG (0: no grid)", 0, 64)
     grid_cell: int = integer("side of one grid image, px", 8, 2048)
     batch_size: int = integer("images per batch", 1)
