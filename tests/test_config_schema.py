@@ -331,3 +331,16 @@ def test_factor_value_settings_are_typed_as_the_help_shows_them():
     # the quoted form, the only one that got through before, still works
     assert compose("transfer_lora", ["classifier_target='color=blue'"]).classifier_target == "color=blue"
     assert compose("transfer_lora", ["classifier_target=null"]).classifier_target is None
+
+
+def test_the_last_seed_of_a_prompt_stays_a_seed_the_generators_take(tmp_path):
+    """seed=4294967295 n=2 drew sample 2 with seed 4294967296, above the largest seed, without a word."""
+    for command in ("generate", "x0viz", "transfer_lora"):
+        with pytest.raises(UserError, match="reaches seed 4294967296, above the largest seed 4294967295"):
+            compose(command, ["seed=4294967295", "n=2"])
+    assert compose("generate", ["seed=4294967294", "n=2"]).seed == 4294967294
+    table = tmp_path / "prompts.csv"
+    table.write_text("prompt,seed\na red circle,4294967295\n")
+    with pytest.raises(UserError, match="reaches seed 4294967296"):
+        read_prompts(None, str(table), n=2)
+    assert read_prompts(None, str(table), n=1)[0].seed == 4294967295

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .resources import data_path
+from .schemas.common import SEED_MAX
 
 SEED_COLUMNS = ("seed", "evaluation_seed")  # the paper's coco_30k.csv uses evaluation_seed
 
@@ -41,6 +42,11 @@ def read_prompts(
     else:
         raise UserError('no prompt given; add prompt="a photo of ..." or prompts=FILE (.txt or .csv)')
     rows = rows[:limit] if limit is not None else rows
+    last = max((row.seed for row in rows if row.seed is not None), default=None)
+    if n is not None and last is not None and last + n - 1 > SEED_MAX:
+        raise UserError(
+            f"{prompts}: seed {last} with n={n} reaches seed {last + n - 1}, above the largest seed {SEED_MAX}"
+        )
     if n is not None and max_images is not None and len(rows) * n > max_images:
         raise UserError(
             f"{len(rows)} prompt(s) x n={n} is {len(rows) * n} images, above the cap max_images={max_images}; "

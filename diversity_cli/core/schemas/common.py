@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import UserError
+
 # sampling/methods.py: METHODS and USES_BASE_KNOBS
 METHODS = ("base", "distilled", "hybrid", "skip_first", "replace_final")
 USES_BASE_KNOBS = ("hybrid", "replace_final")
@@ -10,6 +12,16 @@ SEED_MAX = 2**32 - 1  # numpy's and torch's generators both take it; seed + j mu
 EMBEDDER_NAMES = ("dreamsim", "lpips", "clip", "dino", "pixel", "toy_features")
 OTHER_DIVERSITY_METRICS = ("vendi", "toy_coverage", "toy_adherence", "clip_score")
 ADHERENT = "@adherent"  # a metric measured over the on-prompt images only (diversity adherent_only=true)
+
+
+def seeds_in_range(cfg, root) -> None:
+    """Sample j of a prompt uses seed + j: the last one must stay a seed the generators take."""
+    seed, n = cfg.get("seed"), cfg.get("n")
+    if isinstance(seed, int) and isinstance(n, int) and n >= 1 and seed + n - 1 > SEED_MAX:
+        raise UserError(
+            f"seed={seed} with n={n} reaches seed {seed + n - 1}, above the largest seed {SEED_MAX}; "
+            f"give seed <= {SEED_MAX - n + 1}"
+        )
 
 
 def diversity_row_metric(name: str) -> bool:

@@ -26,7 +26,7 @@ from ..schema import (
     show,
     text,
 )
-from .common import EMBEDDER_NAMES, METHODS, SEED_MAX, USES_BASE_KNOBS
+from .common import EMBEDDER_NAMES, METHODS, SEED_MAX, USES_BASE_KNOBS, seeds_in_range
 
 
 @dataclass
@@ -114,7 +114,7 @@ def base_pair_valid(cfg: DictConfig, root: DictConfig) -> None:
 
 @dataclass
 class GenerateConfig:
-    checks: ClassVar[tuple] = (pair_valid, k_within_schedule)
+    checks: ClassVar[tuple] = (pair_valid, k_within_schedule, seeds_in_range)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml): model=toy, model=sdxl_dmd2, ...")
     method: str = choice("sampling method", METHODS)

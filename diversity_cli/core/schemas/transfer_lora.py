@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..schema import anything, choice, device, flag, integer, name, number, out_dir, path, spec, text
-from .common import SEED_MAX
+from .common import SEED_MAX, seeds_in_range
 from .generate import pair_valid
 
 DIRECTIONS = ("base_to_distilled", "distilled_to_base", "both")  # experiments/transfer.py
@@ -14,7 +14,7 @@ DIRECTIONS = ("base_to_distilled", "distilled_to_base", "both")  # experiments/t
 
 @dataclass
 class TransferLoraConfig:
-    checks: ClassVar[tuple] = (pair_valid,)
+    checks: ClassVar[tuple] = (pair_valid, seeds_in_range)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml)")
     adapter: str = path("weights file, folder or hub repo id of the adapter (LoRA, slider, Custom Diffusion)", True)

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..schema import anything, device, flag, integer, item_choice, items, name, number, out_dir, path, text
-from .common import EMBEDDER_NAMES, METHODS, SEED_MAX
+from .common import EMBEDDER_NAMES, METHODS, SEED_MAX, seeds_in_range
 from .generate import k_within_schedule, pair_valid
 
 
 @dataclass
 class X0vizConfig:
-    checks: ClassVar[tuple] = (pair_valid, k_within_schedule)
+    checks: ClassVar[tuple] = (pair_valid, k_within_schedule, seeds_in_range)
 
     model: Any = anything("the model pair (conf/model/<name>.yaml)")
     prompt: str = text("one prompt, taken literally (commas, brackets, quotes, ${...})")
