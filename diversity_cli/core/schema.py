@@ -320,7 +320,9 @@ def _text(rule: Rule, key: str, value: Any, root) -> Any:
 
 
 def _spec(rule: Rule, key: str, value: Any, root) -> Any:
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not isinstance(value, str):  # null where it is required, a number: said as a name's would be
+        return _name(rule, key, value, root)
+    text = value.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         text = text[1:-1]
     return _name(rule, key, text, root)

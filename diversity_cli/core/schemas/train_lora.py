@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..schema import ITEM_NAME, anything, choice, device, flag, integer, items, name, number, out_dir, spec
+from ..schema import ITEM_NAME, anything, choice, device, flag, integer, items, number, out_dir, spec
 from .common import SEED_MAX
 from .generate import base_pair_valid
 
@@ -17,7 +17,7 @@ class TrainLoraConfig:
     model: Any = anything("the model pair whose base is trained (conf/model/<name>.yaml)")
     concept: str = spec("a toy factor value, or factor=value: every training scene shows it")
     mode: str = choice("lora: scenes showing the concept | slider: concept vs negative", ("lora", "slider"))
-    negative: str = name("slider: the opposite value of the same factor", True)
+    negative: str = spec("slider: the opposite value of the same factor (or factor=value)", True)
     images: int = integer("training scenes", 1)
     data_seed: int = integer("seed of the training scenes", 0, SEED_MAX)
     steps: int = integer("optimizer steps", 1)
