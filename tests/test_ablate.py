@@ -249,6 +249,8 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         (["metric=pixle"], "unknown metric 'pixle'"),
         (["measure.diversity.metric=lpips"], "measure.diversity.metric is set by ablate for every point; use metric="),
         (["measure.diversity.reference=base"], "measure.diversity.reference=base is not a folder"),
+        (["measure.fid.images=."], "measure.fid.images is set by ablate for every point; leave it out"),
+        (["measure.diversity.shard=1/2"], "measure.diversity.shard is set by ablate for every point"),
     ],
 )
 def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):
@@ -337,8 +339,8 @@ def test_fid_points_are_numbers_labelled_with_their_reference(cli, tmp_path):
     assert code == 0, err
     rows = _read(tmp_path / "out" / "ablate.csv")
     assert {row["metric"] for row in rows} == {"pixel", "fid_tinyrandom", "is_tinyrandom"}
-    quality = [row for row in rows if row["metric"] != "pixel"]
-    assert all(row["options"] == f"reference={reference}" for row in quality)
+    options = {row["metric"]: row["options"] for row in rows if row["metric"] != "pixel"}
+    assert options == {"fid_tinyrandom": f"reference={reference}", "is_tinyrandom": ""}  # IS needs no reference
     assert f"fid_tinyrandom[reference={reference}]" in "".join(out.split())
     # other embedder settings are another number: a row of its own beside the default's, named so in the summary
     code, out, err = cli("ablate", *args, "measure.diversity.embedders.pixel.size=16")
@@ -359,6 +361,27 @@ def test_images_of_other_settings_are_refused_before_any_point_and_keep_the_tabl
     assert "point hybrid_k1:" in err and "made with different settings" in err
     assert (tmp_path / "ablate.csv").read_bytes() == table and sorted((tmp_path / "runs").iterdir()) == records
     assert not list((tmp_path / "points").rglob("error.txt"))
+
+
+def test_a_sweep_an_earlier_version_measured_merges_as_this_one_writes(cli, tmp_path):
+    """Points measured before: fid.csv's `samples` digest as a metric row (plotting it raised, on every rerun and
+    merge) and a [d, d] interval over two images; both were read back as they were."""
+    args = [*SWEEP, "k=1", f"prompt={PROMPTS[0]}", f"out={tmp_path}", "baselines=false"]
+    assert cli("ablate", *args)[0] == 0
+    for path in (tmp_path / "points/tiny_sd/hybrid_k1/point.csv", tmp_path / "ablate.csv"):
+        rows = _read(path)
+        rows = [{**row, "ci_low": row["value"], "ci_high": row["value"]} for row in rows]
+        rows.append(
+            {**rows[0], "prompt": "", "metric": "samples", "value": "c09cf58a0a26", "ci_low": "", "ci_high": ""}
+        )
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    code, _, err = cli("ablate", *args, "merge=true")
+    assert code == 0, err
+    (row,) = _read(tmp_path / "ablate.csv")
+    assert (row["metric"], row["n"], row["ci_low"], row["ci_high"]) == ("pixel", "2", "", "")
 
 
 def test_a_point_whose_last_attempt_failed_shows_no_earlier_numbers(cli, tmp_path):
@@ -421,3 +444,9 @@ def test_a_points_measurement_is_redone_when_its_embedders_weights_change(cli, t
     code, _, err = cli("ablate", *args)
     assert code == 0 and "measured before" not in err
     assert _read(tmp_path / "out/ablate.csv")[0]["value"] != before
+
+
+def test_measure_keys_equal_to_what_ablate_sets_are_taken():
+    sweep = _sweep("model=tiny_sd", "metric=pixel", "measure.diversity.metric=pixel", "device=cpu",
+                   "measure.diversity.device=cpu", "measure.fid.seed=3")  # fmt: skip
+    assert [point.tag for point in sweep.points] == ["hybrid_k1"]

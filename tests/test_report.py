@@ -867,3 +867,13 @@ def test_a_pair_standing_in_for_the_papers_is_said_above_the_cells(paper_run: Pa
         assert page.index("Stand-in:") < page.index("| method")
     assert toy["D1"].standin == "" and toy["3"].standin == ""  # the toy's rows are its own there
     assert all(table.standin == "" for table in tables_of(paper_run).values())
+
+
+def test_an_interval_over_two_images_an_earlier_version_wrote_is_not_shown(tmp_path: Path):
+    """diversity.csv rows of n=2 carried [d, d] as a 95% interval (two images are one pair); the tables drop it."""
+    run = _toy_cells(tmp_path / "run", {tag: ("0.3", "1") for tag in ("base", "distilled")}, n=2)
+    line = cell(tables_of(run, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
+    assert (line.measured, line.n, line.ci_low, line.ci_high) == ("0.3", "2", "", "")
+    run3 = _toy_cells(tmp_path / "run3", {tag: ("0.3", "1") for tag in ("base", "distilled")}, n=3)
+    line = cell(tables_of(run3, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
+    assert line.ci_low != "" and line.ci_high != ""

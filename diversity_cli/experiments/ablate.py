@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.atomic import atomic_path
 from ..core.config import available, conf_dir, search_dirs
@@ -51,6 +51,7 @@ from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
 from ..core.schemas.ablate import AblateConfig
+from ..metrics.diversity import MIN_INTERVAL_N
 from ..metrics.labels import metric_label
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
@@ -76,6 +77,7 @@ COLUMNS = [
     "options",  # the embedder's settings other than the defaults (diversity.csv's)
     "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
 ]
+ROWS_VERSION = 2  # of point.csv's rows: 2, FID rows carry their reference in options, no interval over two images
 KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric", "options")  # options: another number
 CSV_NAME = "ablate.csv"
 ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
@@ -216,24 +218,36 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
 
 
 # measure.diversity keys ablate sets itself for every point: given there, they were ignored without a word
-OWN_MEASURE_KEYS = {"metric": "metric=", "images": "the point's images", "out": "out=", "device": "device="}
+# measure.<command>.* keys ablate sets itself for every point (its own images, in its own process): given there,
+# they were ignored without a word, or broke the point after its images were made (a shard= measured half of them)
+OWN_MEASURE_KEYS = ("out", "images", "device", "shard", "shards", "launcher", "devices", "launcher_params")
+OWN_MEASURE_KEYS_OF = {"diversity": ("metric", "prompt"), "fid": ("tags",)}
+TOP_LEVEL = {"metric": "metric=", "device": "device="}  # ablate's own key for them
 
 
 def check_measure(cfg: DictConfig) -> None:
-    """measure.diversity.* that ablate would not use as given: the keys it sets itself, and a coverage reference
-    naming a method tag (each point is a run directory of its own images: no other method's are there)."""
-    defaults = OmegaConf.load(conf_dir() / "diversity.yaml")
-    settings = cfg.measure.diversity
-    for key, instead in OWN_MEASURE_KEYS.items():
-        given, default = _container(settings).get(key), defaults.get(key)
-        if given not in (default, [default]):  # metric: the schema makes "auto" a list
-            raise UserError(f"measure.diversity.{key} is set by ablate for every point; use {instead} instead")
-    reference = settings.get("reference")
+    """measure.diversity.* and measure.fid.* that ablate would not use as given: the keys it sets itself (unless
+    equal to what it sets), and a coverage reference naming a method tag (each point is a run directory of its own
+    images: no other method's are there)."""
+    for command, own in OWN_MEASURE_KEYS_OF.items():
+        defaults = _container(OmegaConf.load(conf_dir() / f"{command}.yaml"))
+        given = _container(cfg.measure[command])
+        for key in (*OWN_MEASURE_KEYS, *own):
+            value, default = given.get(key), defaults.get(key)
+            same = value in (default, [default]) or (key in TOP_LEVEL and _as_list(value) == _as_list(cfg.get(key)))
+            if key in given and not same:  # metric: the schema makes a string a list
+                instead = f"use {TOP_LEVEL[key]} instead" if key in TOP_LEVEL else "leave it out"
+                raise UserError(f"measure.{command}.{key} is set by ablate for every point; {instead}")
+    reference = cfg.measure.diversity.get("reference")
     if reference is not None and not Path(str(reference)).expanduser().is_dir():
         raise UserError(
             f"measure.diversity.reference={reference} is not a folder; an ablate point is a run directory of its own "
             "images, so coverage there is against a folder of reference images (a method tag names none)"
         )
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
 
 
 @functools.cache
@@ -533,23 +547,23 @@ def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
     _listed(view, "fid.csv")
     rows = []
     for row in _read_csv(fid.measure_quality(settings)):
-        options = _fid_options(row)
         for metric, value in row.items():
             skip = metric in QUALITY_SKIP or metric in fid.META or metric.startswith("is_std")
             if not skip and value not in ("", None):
                 name = "clip_score" if metric == "clip" else metric  # `clip` names the diversity embedder
+                options = _quality_options(name, row)
                 rows.append({"prompt": "", "n": row["n"], "metric": name, "value": value, "options": options})
     return rows
 
 
-def _fid_options(row: dict[str, str]) -> str:
-    """fid.csv's reference and features labels as ablate.csv's `options` when they carry settings other than the
-    defaults (`reference=toy(per_prompt=10)`) or name a folder: a number against another reference is another
-    number."""
+def _quality_options(metric: str, row: dict[str, str]) -> str:
+    """fid.csv's settings that made this number, as ablate.csv's `options`, when they are not the defaults: the
+    reference (`reference=toy(per_prompt=10)`, a folder) for an FID, the feature network's image preparation
+    (`features=toy(resolution=64)`) for an FID or IS; a CLIP score depends on neither."""
     options = []
-    if row.get("reference") not in (None, "", "toy", "coco"):
+    if metric.startswith("fid") and row.get("reference") not in (None, "", "toy", "coco"):
         options.append(f"reference={row['reference']}")
-    if "(" in (row.get("features") or ""):
+    if metric.startswith(("fid", "is")) and "(" in (row.get("features") or ""):
         options.append(f"features={row['features']}")
     return ",".join(options)
 
@@ -564,6 +578,7 @@ def _signature(cfg: DictConfig, metrics: list[str], rows: list[dict[str, str]], 
     judge = (_container(cfg.measure.diversity).get("embedders") or {}).get("toy_features") or {}
     toy = any(metric.startswith("toy") for metric in metrics)
     record = {
+        "rows": ROWS_VERSION,  # point.csv's rows as this code writes them: an older point's are measured again
         "samples": [{k: r[k] for k in ("path", "prompt", "seed", "settings", "seconds")} for r in rows],
         "bytes": file_hashes(images),
         "judge": folder_hash(judge.get("path") or ASSETS / "features") if toy else None,
@@ -661,7 +676,14 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
     done = subprocess.run(argv, check=False, env=env)
     if refused.is_file():
         reason = refused.read_text(encoding="utf-8").strip()
-        for path in reversed(made):  # nothing was submitted: the folders made for it go (submitit's pickles too)
+        # submitit makes a folder per job id it submitted: an array split over several sbatch calls may have some
+        # queued before one was refused, and their logs stay (with this folder); else nothing ran and all goes
+        if any(path.is_dir() for path in (folder / ".submitit").glob("*")):
+            raise UserError(
+                f"launcher={cfg.launcher}: the cluster refused part of the submission ({reason}); jobs submitted "
+                f"before it may be running (logs under {folder}); when they are done, add merge=true"
+            )
+        for path in reversed(made):  # the folders made for it go (submitit's pickles too)
             shutil.rmtree(path, ignore_errors=True)
         raise UserError(
             f"launcher={cfg.launcher}: the cluster refused the submission ({reason}); check its settings "
@@ -686,16 +708,28 @@ def collect(out: Path, sweep: Sweep) -> tuple[list[tuple[Point, list[dict[str, s
         folder = out / POINTS / sweep.model / point.tag
         done = (folder / "point.json").is_file() and (folder / "point.csv").is_file()
         if done and not (folder / ERROR_NAME).is_file():
-            results.append((point, _read_csv(folder / "point.csv")))
+            results.append((point, measurements(_read_csv(folder / "point.csv"))))
         else:
             missing.append(point)
     return results, missing
 
 
+def measurements(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Rows as this code writes them, from files an earlier version wrote: fid.csv's bookkeeping columns were copied
+    in as metrics (`samples`, a digest), and two images got a bootstrap interval of width 0."""
+    from . import fid
+
+    kept = [dict(row) for row in rows if row.get("metric") not in fid.META]
+    for row in kept:
+        if str(row.get("n", "")).isdigit() and int(row["n"]) < MIN_INTERVAL_N:
+            row["ci_low"] = row["ci_high"] = ""
+    return kept
+
+
 def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     """Merge rows into ablate.csv: a row with the key of an existing one replaces it in place; untouched if same."""
     existing = _read_csv(path) if path.is_file() else []
-    merged = [{column: row.get(column, "") for column in COLUMNS} for row in existing]
+    merged = [{column: row.get(column, "") for column in COLUMNS} for row in measurements(existing)]
     index = {tuple(row[k] for k in KEY): i for i, row in enumerate(merged)}
     for row in rows:
         row = {column: str(row.get(column, "")) for column in COLUMNS}

@@ -23,6 +23,7 @@ from typing import Any
 from ...core.errors import UserError
 from ...core.record import read_records
 from ...core.rundir import RunDir, read_table, samples_digest
+from ...metrics.diversity import MIN_INTERVAL_N
 
 # Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
 TABLE_IDS = {"1": "1", "2": "2", "3": "3", "4": "4", "D1": "D.1", "E1": "E.1"}
@@ -306,7 +307,16 @@ def diversity_rows(run: RunData) -> list[dict[str, str]]:
     for row in ablate_as_diversity(run):
         if (row["model"], row["method"], row["prompt"], row["metric"]) not in have:
             rows.append(row)
-    return rows
+    return [without_pair_interval(row) for row in rows]
+
+
+def without_pair_interval(row: dict[str, str]) -> dict[str, str]:
+    """An interval over fewer than MIN_INTERVAL_N images, as earlier versions wrote one: two images are one pair,
+    and its [d, d] said nothing."""
+    n = as_number(row.get("n"))
+    if n is not None and n < MIN_INTERVAL_N and (row.get("ci_low") or row.get("ci_high")):
+        return {**row, "ci_low": "", "ci_high": ""}
+    return row
 
 
 # Per-prompt quality beside diversity (Tables 3, D.1, E.1): off-prompt variety must not pass for diversity.

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...core.atomic import atomic_path, write_text
 from ...metrics.labels import metric_label
-from .common import RunData, common_to_all
+from .common import RunData, common_to_all, without_pair_interval
 
 
 def figure5(runs: list[RunData], path: Path) -> Path | None:
@@ -118,7 +118,7 @@ def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
     of two distance measures under one name."""
     import pandas as pd
 
-    rows = [{**row, "run": str(run.root)} for run in runs for row in run.ablate]
+    rows = [{**without_pair_interval(row), "run": str(run.root)} for run in runs for row in run.ablate]
     if metrics is not None:
         wanted = set(metrics)
         rows = [row for row in rows if row.get("metric") in wanted]
@@ -173,7 +173,7 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
 
 def _interval(part: Any) -> tuple[float, float]:
     """The interval of a point's mean over its prompts (`pooled_interval` of their bootstrap intervals, as Table 3's
-    averages); NaN when a prompt has none (bootstrap=0)."""
+    averages); NaN when a prompt has none (bootstrap=0, or two images)."""
     from ...metrics.diversity import pooled_interval
 
     if part.ci_low.isna().any() or part.ci_high.isna().any():
