@@ -249,6 +249,8 @@ def test_images_of_weights_changed_in_place_are_not_joined_by_new_ones(cli, tmp_
     code, _, err = cli(*args, "n=3", out)
     assert code == 2 and "2 distilled image(s) of toy that other weights made" in err
     assert len(_rows(tmp_path / "run")) == 2
+    code, _, err = cli(*args, "n=2", out)  # every image there: it said "nothing to do" over the old student's
+    assert code == 2 and "2 distilled image(s) of toy that other weights made" in err
     assert cli(*args, "n=3", "overwrite=true", out)[0] == 0
     assert len({r["settings"] for r in _rows(tmp_path / "run")}) == 1
     rows = _rows(tmp_path / "run")

@@ -174,6 +174,7 @@ def _fill(
     settings = settings_hash(cfg)
     todo = pending(run, jobs, settings, bool(cfg.overwrite))
     if not todo:
+        refuse_kept_of_other_weights(cfg, run, remade or set())
         stderr_console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
         if auto_k:  # k=auto measured a commitment (or read it from its cache): what it found is this run's to record
             record_invocation(run.root, config=cfg, auto_k=auto_k)
@@ -255,6 +256,19 @@ def weights_part(model: DictConfig, method: str, models: dict) -> str:
     student_only = None if on_base else "base"  # distilled and skip_first run the student alone
     unused = {"base": "distilled", "distilled": student_only, "skip_first": student_only}.get(method)
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
+
+
+def refuse_kept_of_other_weights(cfg: DictConfig, run: RunDir, remade: set[str]) -> None:
+    """With every image there and no model loaded: the weights the pair names now, hashed from its files (memoised),
+    against those the kept images were made by; a student retrained in place made them "done" under its label.
+    Tiny pairs (networks built in memory) and weights not on this machine cannot be told apart here: not checked."""
+    if cfg.model.get("tiny"):
+        return
+    models = pair_provenance(cfg.model)
+    if any(value.get("weights_hash") is None for value in models.values()):
+        return
+    made_with = f"{settings_hash(cfg)}/{weights_part(cfg.model, str(cfg.method), models)}"
+    refuse_other_weights(run, str(cfg.model.name), cfg_tag(cfg), remade, made_with)
 
 
 def refuse_other_weights(run: RunDir, model: str, tag: str, remade: set[str], made_with: str) -> None:
