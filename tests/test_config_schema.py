@@ -348,3 +348,10 @@ def test_the_last_seed_of_a_prompt_stays_a_seed_the_generators_take(tmp_path):
     assert read_prompts(None, str(table), n=1)[0].seed == 4294967295
     # seed= is not read where every row of the table brings its own
     assert compose("generate", [f"prompts={table}", "seed=4294967295", "n=1"]).seed == 4294967295
+
+
+def test_a_network_path_on_a_tiny_pair_is_refused():
+    """A tiny pair builds its networks from seeds: a student's path given there was silently not read (the images
+    came from the random network while the record named the student)."""
+    with pytest.raises(UserError, match="model.distilled.network: a tiny pair builds its networks in memory"):
+        compose("generate", ["model=tiny_sd", "+model.distilled.network={path: /somewhere/student}"])

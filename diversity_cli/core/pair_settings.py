@@ -149,6 +149,12 @@ def _check_family_keys(model: DictConfig) -> None:
         conf = model.get(role)
         if not isinstance(conf, DictConfig):
             continue  # check_sampling_numbers says what a role is
+        if model.get("tiny") and conf.get("network") is not None:
+            raise UserError(
+                f"model.{role}.network: a tiny pair builds its networks in memory from model.{role}.seed, so no "
+                "weights are read from there; a network of your own goes in a pair that loads weights (model=toy, "
+                "a copy of conf/model/<pair>.yaml)"
+            )
         if "guidance_embeds" in conf and not (model.get("tiny") and model.family == "flux"):
             raise UserError(
                 f"model.{role}.guidance_embeds: only a tiny FLUX pair reads it (to build its network); a real "
