@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from diversity_cli.models import tiny
@@ -403,6 +404,17 @@ distilled:
     )
     assert code == 0, err
     assert list((tmp_path / "gen").rglob("*.png"))
+    # the run README's command, pasted as it is (it lacked the label a pair needs and the base's scheduler config)
+    import shlex
+
+    readme = (tmp_path / "run" / "README.md").read_text()
+    command = readme.split("```bash\n")[1].split("```")[0].replace("\\\n", " ")
+    program, subcommand, *pasted = shlex.split(command)
+    assert (program, subcommand) == ("diversity-cli", "generate")
+    code, _, err = cli(subcommand, *pasted, "method=distilled", "prompt=a red circle", "n=1", f"out={tmp_path}/pasted")
+    assert code == 0, err
+    section = OmegaConf.create(readme.split("```yaml\n")[1].split("```")[0]).distilled
+    assert section.label and section.network.path == str(tmp_path / "run" / "student")
 
 
 def test_teacher_ode_is_ddim_trailing_even_from_another_schedulers_config():

@@ -555,16 +555,7 @@ Few-step student distilled from the base network of `{pair.name}` by `diversity-
 - student schedule: LCMScheduler at timesteps {list(cfg.student_timesteps)}{anchor}
 - files: `student/` (diffusers {type(pair.base.network).__name__}, safetensors), `log.csv`, `config.yaml`{quality}
 
-Use it as the distilled model of a pair (`conf/model/<name>.yaml`):
-
-```yaml
-distilled:
-  network: {{path: {net}}}
-  scheduler: {{class: LCMScheduler}}
-  steps: {len(cfg.student_timesteps)}
-  timesteps: {list(cfg.student_timesteps)}
-  guidance: 0.0
-```
+{use_student(cfg, pair.name, net)}
 
 ## Config
 
@@ -572,6 +563,47 @@ distilled:
 {OmegaConf.to_yaml(cfg, resolve=True)}```
 """
     state.write_file("README.md", card)
+
+
+def use_student(cfg: DictConfig, pair: str, net: Path) -> str:
+    """How to sample with the student: as the distilled model of the pair it was distilled from (its components and
+    base stay), on the command line or in a pair file of its own. A tiny pair builds its networks in memory: none."""
+    if cfg.model.get("tiny"):
+        return (
+            f"`{pair}` is a tiny test pair, whose networks are built in memory: no pair loads this student's "
+            "weights (generate refuses a network path on a tiny pair)."
+        )
+    steps, timesteps = len(cfg.student_timesteps), list(cfg.student_timesteps)
+    label = f"{cfg.method} student ({net.parent.name})"
+    base_scheduler = OmegaConf.to_container(cfg.model.base.scheduler, resolve=True)
+    # the schedule it was trained on: the base's noise schedule (its scheduler config), stepped by LCM
+    scheduler = {key: value for key, value in base_scheduler.items() if key in ("repo", "subfolder")}
+    scheduler["class"] = "LCMScheduler"
+    flow = "{" + ", ".join(f"{k}: {v}" for k, v in scheduler.items()) + "}"
+    timesteps_arg = "[" + ",".join(map(str, timesteps)) + "]"
+    own = cfg.model.distilled.get("scheduler") or {}  # `+`: a key the pair's distilled scheduler has not
+    source = " ".join(
+        f"{'' if k in own else '+'}model.distilled.scheduler.{k}={v}" for k, v in scheduler.items() if k != "class"
+    )
+    return f"""Use it as the distilled model of `{pair}` (its base and components stay), on the command line:
+
+```bash
+diversity-cli generate model={pair} model.distilled.network.path={net} 'model.distilled.label="{label}"' \\
+  model.distilled.scheduler.class=LCMScheduler {source} \\
+  model.distilled.steps={steps} model.distilled.timesteps={timesteps_arg} model.distilled.guidance=0
+```
+
+or in a pair file of its own: a copy of `conf/model/{pair}.yaml` (another `name:`) with this `distilled:` section:
+
+```yaml
+distilled:
+  label: {label}
+  network: {{path: {net}}}
+  scheduler: {flow}
+  steps: {steps}
+  timesteps: {timesteps}
+  guidance: 0.0
+```"""
 
 
 def _console():
