@@ -187,6 +187,8 @@ def test_an_extension_refuses_prompts_or_a_teacher_changed_since(cli, tmp_path):
     prompts.write_text("two green triangles\n")
     code, _, err = cli(*args, "iterations=2")
     assert code == 2 and "other prompts" in err and _one_line(err)
+    code, _, err = cli(*args, "iterations=1")  # finished: it said "nothing to do" over the old prompts' student
+    assert code == 2 and "other prompts" in err and _one_line(err)
     teacher = tmp_path / "teacher"
     shutil.copytree(asset("toy/base/unet"), teacher)
     args = ("distill", "model=toy", f"prompts={prompts}", f"out={tmp_path / 't'}", "checkpoint_every=1",
@@ -195,6 +197,8 @@ def test_an_extension_refuses_prompts_or_a_teacher_changed_since(cli, tmp_path):
     weights = teacher / "diffusion_pytorch_model.safetensors"
     shutil.copy(asset("toy/dmd_student") / weights.name, weights)  # the same folder, other weights
     code, _, err = cli(*args, "iterations=2")
+    assert code == 2 and "other teacher" in err
+    code, _, err = cli(*args, "iterations=1")
     assert code == 2 and "other teacher" in err
     shutil.copy(asset("toy/base/unet") / weights.name, weights)  # restored: the extension goes on
     assert cli(*args, "iterations=2")[0] == 0

@@ -231,6 +231,7 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         check_monitor_continues(cfg, state.read_log("quality.csv"), start, state.root)
     console = _console()
     if start is None:
+        refuse_other_inputs(state, finished_inputs(cfg, prompts))  # else "nothing to do" passes for these inputs'
         if main:
             console.print(f"[green]nothing to do[/]: {state.root} holds a finished run of {cfg.iterations} iterations")
         return state.root
@@ -301,6 +302,16 @@ def training_inputs(prompts: list[str], teacher: dict) -> dict[str, str]:
     return {"prompts": digest(prompts)[:12], "teacher": digest(weights)[:12]}
 
 
+def finished_inputs(cfg: DictConfig, prompts: list[str]) -> dict[str, str]:
+    """`training_inputs` without loading the pair, for a run that is finished: the teacher's weights hashed from
+    their files (a tiny pair's, built in memory, or weights not on this machine: left out, not compared)."""
+    teacher = {} if cfg.model.get("tiny") else pair_provenance(cfg.model, roles=("base", "components"))
+    inputs = training_inputs(prompts, teacher)
+    if not teacher or any(value.get("weights_hash") is None for value in teacher.values()):
+        inputs.pop("teacher")
+    return inputs
+
+
 def refuse_other_inputs(state: RunState, inputs: dict[str, str]) -> None:
     """A resumed or extended run goes on only with the prompts and teacher it began with (runs recorded before
     these were kept: not checked)."""
@@ -309,8 +320,9 @@ def refuse_other_inputs(state: RunState, inputs: dict[str, str]) -> None:
     if changed:
         what = " and ".join({"prompts": "its prompts' text", "teacher": "the teacher's weights"}[k] for k in changed)
         raise UserError(
-            f"{state.root} was trained so far with other {'/'.join(changed)} ({what} changed since); going on "
-            "would mix two trainings: restore them, use another out=, or add overwrite=true to start again"
+            f"{state.root} was trained so far with other {'/'.join(changed)} ({what} changed since); going on, or "
+            "calling it done, would pass it off as trained on these: restore them, use another out=, or add "
+            "overwrite=true to start again"
         )
 
 
