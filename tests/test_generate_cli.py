@@ -385,3 +385,16 @@ def test_a_network_that_will_not_load_leaves_no_new_out(cli, tmp_path, command):
     code, _, err = cli(command, "model=toy", PROMPT, "n=2", f"out={out}", f"model.distilled.network.path={tmp_path}")
     assert code == 2 and "cannot be loaded" in err and err.count("error:") == 1  # (a slow preflight adds a note)
     assert not out.exists()
+
+
+def test_a_student_of_another_pair_is_one_line_at_load(cli, tmp_path):
+    """A tiny pair's network as the toy's student: a torch shape error at the first step (a traceback, exit 1)
+    after the run directory was written; it takes other latents than the toy's VAE makes."""
+    from diversity_cli.models import tiny
+
+    tiny.build_network("sd", seed=0).save_pretrained(tmp_path / "student")
+    args = ("generate", "model=toy", "method=distilled", PROMPT, f"model.distilled.network.path={tmp_path / 'student'}")
+    code, _, err = cli(*args, "n=1", f"out={tmp_path / 'run'}")
+    assert code == 2 and len(err.strip().splitlines()) <= 2 and "Traceback" not in err, err
+    assert "the distilled network's in_channels is 4, the base's 8" in err
+    assert not (tmp_path / "run").exists()

@@ -70,6 +70,7 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         pipe, networks = _tiny(model, distilled)
     else:
         pipe, networks = _real(model, dtype, distilled)
+    check_same_interface(model, networks, pipe)
     pipe.to(device)
     specs = {}
     for role in ("base", "distilled"):
@@ -103,6 +104,30 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         skip_first_noise=model.get("skip_first_noise", "unit"),
         micro_batch=micro_batch_of(model),
     )
+
+
+# What the shared VAE and text encoders hand a denoiser: a network of another pair (a student distilled from
+# another base) fails on them at the first step, as a shape error deep in torch; here it is one line at load
+INTERFACE = ("in_channels", "out_channels", "cross_attention_dim")
+
+
+def check_same_interface(model: DictConfig, networks: dict[str, Any], pipe: Any) -> None:
+    """The distilled network takes the base's latents and text embeddings (in/out channels, cross-attention
+    width), and both take the pair's VAE latents."""
+    latent = getattr(getattr(getattr(pipe, "vae", None), "config", None), "latent_channels", None)
+    base, student = (getattr(networks[role], "config", None) for role in ("base", "distilled"))
+    for key in INTERFACE:
+        expected, found = getattr(base, key, None), getattr(student, key, None)
+        if expected is not None and found is not None and expected != found:
+            raise UserError(
+                f"model '{model.name}': the distilled network's {key} is {found}, the base's {expected}: it is "
+                f"not a network of this pair (model.distilled.network: a student of another base?)"
+            )
+    if latent is not None and getattr(base, "in_channels", latent) != latent:
+        raise UserError(
+            f"model '{model.name}': the base network takes {base.in_channels} latent channels, the pair's VAE makes "
+            f"{latent} (model.base.network and model.components are of different models)"
+        )
 
 
 def make_schedulers(model: DictConfig, distilled: bool = True) -> dict[str, Any]:
