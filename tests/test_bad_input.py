@@ -264,6 +264,19 @@ FOUND = [
     # folders train-toy starts from, checked before an overwrite removes the earlier run
     ("train-toy", "overwrite=true", "vae.reuse=/nonexistent/vae"),
     ("train-toy", "overwrite=true", "unet.init_from=/nonexistent/base"),
+    # ... and in a new run: they were found missing once written into (vae.reuse) or after the VAE had trained
+    ("train-toy", "vae.reuse=/nonexistent/vae"),
+    ("train-toy", "unet.init_from=/nonexistent/base"),
+    # sizes the toy networks cannot be built with (a traceback once the earlier stages had trained), and VAE sizes
+    # a reused VAE does not have (recorded, not used)
+    ("train-toy", "unet.channels=[30,60]"),
+    ("train-toy", "vae.norm_groups=5"),
+    ("train-toy", "text_encoder.hidden=65"),
+    (
+        "train-toy",
+        f"vae.reuse={Path(__file__).resolve().parents[1] / 'diversity_cli/assets/toy/base/vae'}",
+        "vae.latent_channels=3",
+    ),  # fmt: skip
     # a shard= that cannot be read: one line at once, before the preflight (it named missing weights first)
     ("generate", "model=sdxl_dmd2", "shard=4/4"),
     ("diversity", "shard=1/0"),

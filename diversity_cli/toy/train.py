@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..core.atomic import atomic_path
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
 from ..core.record import record_invocation
 from ..models.loading import resolve_device
@@ -169,19 +169,67 @@ def validate(cfg: DictConfig) -> None:
         except UserError as err:
             raise UserError(f"evaluate.prompts: {err}") from None
     training_schedule(cfg.unet)  # a schedule it cannot train on (zero terminal SNR with ε) is refused here
-    # Folders it starts from, checked before an overwrite=true removes the earlier run (not when a stage reaches
-    # them); a resume whose stages are done may no longer need them
-    if not cfg.get("overwrite"):
-        return
-    if cfg.vae.get("reuse") and not (Path(cfg.vae.reuse) / "config.json").is_file():
+    check_architectures(cfg)
+    # Folders it starts from, checked before anything is written (an overwrite=true removes the earlier run), not
+    # when a stage reaches them; a resume whose stage is done no longer needs its folder
+    out, overwrite = Path(str(cfg.out)), bool(cfg.get("overwrite"))
+    vae_done = (out / "vae" / "config.json").is_file() and not overwrite
+    if cfg.vae.get("reuse") and not vae_done and not (Path(cfg.vae.reuse) / "config.json").is_file():
         raise UserError(f"vae.reuse={cfg.vae.reuse} is not an AutoencoderKL folder (no config.json there)")
-    if cfg.unet.get("init_from"):
+    unet_done = (out / "checkpoints" / "unet_final").is_dir() and not overwrite
+    if cfg.unet.get("init_from") and not unet_done:
         missing = [name for name in ("unet", "text_encoder") if not (Path(cfg.unet.init_from) / name).is_dir()]
         if missing:
             raise UserError(
                 f"unet.init_from={cfg.unet.init_from} is not a trained toy base folder (no {' or '.join(missing)}/ "
                 "there)"
             )
+
+
+def check_architectures(cfg: DictConfig) -> None:
+    """The networks' sizes, built once in memory (a second or less) before any stage trains: channels a norm group
+    count does not divide, a text width its heads do not, were a diffusers / transformers traceback once the
+    earlier stages had trained (and the run folder tied to those settings). With vae.reuse, the VAE's sizes are the
+    reused one's: other vae.* sizes would be recorded but not used."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .architecture import build_unet, build_vae
+
+    vae_channels, latent_channels = list(cfg.vae.channels), int(cfg.vae.latent_channels)
+    reuse = Path(str(cfg.vae.reuse)) / "config.json" if cfg.vae.get("reuse") else None
+    if reuse is not None and reuse.is_file():
+        reused = json.loads(reuse.read_text(encoding="utf-8"))
+        given = {"channels": vae_channels, "latent_channels": latent_channels}
+        own = {"channels": list(reused["block_out_channels"]), "latent_channels": int(reused["latent_channels"])}
+        for key, value in given.items():
+            if value != own[key]:
+                raise UserError(
+                    f"vae.{key}={value}: with vae.reuse the VAE is {cfg.vae.reuse}, whose {key} is {own[key]}; "
+                    f"leave vae.{key} out (or give {own[key]})"
+                )
+    text, unet = cfg.text_encoder, cfg.unet
+    hidden = int(text.hidden)
+    sizes = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=int(text.layers))
+    sizes.update(vocab_size=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)  # any vocabulary: only sizes matter
+    builds = [
+        ("text_encoder.hidden, .heads, .layers",
+         lambda: CLIPTextModel(CLIPTextConfig(num_attention_heads=int(text.heads), **sizes))),
+        ("unet.channels, .norm_groups, .heads",
+         lambda: build_unet(unet.channels, int(unet.norm_groups), hidden, int(unet.heads), latent_side(vae_channels),
+                            latent_channels, bool(unet.text_embedding), bool(unet.coordinates))),
+    ]  # fmt: skip
+    if reuse is None:
+        vae = (
+            "vae.channels, .norm_groups, .latent_channels",
+            lambda: build_vae(vae_channels, int(cfg.vae.norm_groups), latent_channels),
+        )
+        builds.insert(0, vae)
+    for keys, build in builds:
+        try:
+            with torch.random.fork_rng(devices=[]):
+                build()
+        except Exception as err:  # diffusers' ValueError, transformers' config validation error, ...: all said so
+            raise UserError(f"{keys}: the toy network cannot be built with these sizes ({first_line(err)})") from None
 
 
 def training_settings(cfg: DictConfig) -> dict:
