@@ -103,7 +103,10 @@ def _answered(command: Command, target, arguments: list[str]) -> bool:
             from .commands.models import pair_lines
 
             pairs = pair_lines()
-        print(usage.command_help(command.name, command.help, command.config, pairs) if command.config else command.help)
+        help_text = (
+            usage.command_help(command.name, command.help, command.config, pairs, rest) if command.config else None
+        )
+        print(help_text or command.help)
         return True
     if not command.config:
         return False

@@ -94,6 +94,15 @@ def test_help_lists_every_key_with_type_default_and_meaning(cli):
     assert "preset=<name>, one of: card, paper" in out
 
 
+def test_help_of_a_group_choice_lists_its_keys(cli):
+    """`distill --help` listed DMD's keys only; DP-DMD's (anchor_k, lambda_div, teacher_ode.*) were nowhere."""
+    code, out, _ = cli("distill", "distill=dp_dmd", "--help")
+    keys = {line.split()[0] for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert code == 0 and {"anchor_k", "lambda_div", "stop_gradient", "teacher_ode.steps"} <= keys
+    code, out, _ = cli("distill", "--help")
+    assert code == 0 and "anchor_k" not in out and "distill=<name> --help" in out
+
+
 def test_models_command_prints_the_pair_table(cli):
     code, out, _ = cli("models")
     assert code == 0

@@ -231,10 +231,11 @@ def schema_rules(config: str) -> dict[str, tuple[str, str]]:
     return {key: (rule.describe(), rule.help) for key, rule in rules(schema)} if schema else {}
 
 
-def key_rows(config: str) -> list[tuple[str, str, str, str]]:
+def key_rows(config: str, groups: list[str] | None = None) -> list[tuple[str, str, str, str]]:
     """(key, type, default, help) for every key of the command except the groups' own contents: type and help
-    from the typed schema, else from the value and the comment beside the key in the YAML."""
-    cfg = compose(config, [])
+    from the typed schema, else from the value and the comment beside the key in the YAML. `groups`: choices of
+    its config groups (`distill=dp_dmd`), whose keys join the list."""
+    cfg = compose(config, list(groups or []))
     comments = config_comments(config)
     typed = schema_rules(config)
     rows = []
@@ -256,19 +257,28 @@ def group_choices(config: str) -> dict[str, list[str]]:
     return {group: available(group) for group in groups}
 
 
-def command_help(name: str, description: str, config: str, pair_lines: list[str]) -> str:
-    """The whole `diversity-cli COMMAND --help` text."""
-    rows = key_rows(config)
+def command_help(
+    name: str, description: str, config: str, pair_lines: list[str], arguments: list[str] | None = None
+) -> str:
+    """The whole `diversity-cli COMMAND --help` text; a group chosen among `arguments` (`distill=dp_dmd`) lists
+    the keys that choice brings (a choice it does not have: the defaults' keys)."""
+    choices = group_choices(config)
+    chosen = [arg for arg in arguments or [] if arg.partition("=")[0] in choices and arg.partition("=")[0] != "model"]
+    try:
+        rows = key_rows(config, chosen)
+    except UserError:
+        chosen, rows = [], key_rows(config)
     width = min(36, max((len(row[0]) for row in rows), default=10))  # a longer key overflows its column
     kinds = min(24, max((len(row[1]) for row in rows), default=5))
     lines = [f"Usage: diversity-cli {name} [key=value ...] [--cfg job] [--info]", "", description, ""]
-    choices = group_choices(config)
     for group, names in choices.items():
         if group == "model":
             lines.append("model=<pair> (default toy), one of:")
             lines += [f"  {line}" for line in pair_lines]
         else:
-            lines.append(f"{group}=<name>, one of: {', '.join(names)}")
+            keyed = group not in ("model", "preset")  # their keys are the pair's (model.*), not listed here
+            hint = f" ({group}=<name> --help: that one's keys)" if keyed else ""
+            lines.append(f"{group}=<name>, one of: {', '.join(names)}{hint}")
         lines.append("")
     lines.append("Keys (key  type  default  meaning):")
     for key, kind, default, meaning in rows:
