@@ -13,19 +13,21 @@ from diversity_cli.reporting.tables import ablate_curves, ablate_notes, load_run
 
 def _ablate_run(root: Path, points: list[tuple[str, str, int, int, float]]) -> Path:
     """ablate.csv of (method, prompt, k, n, value) rows, one toy_features row each."""
+    rows = [
+        {"model": "toy", "method": method, "k": k if method == "hybrid" else "",
+         "base_guidance": 0 if method == "hybrid" else "", "base_steps": "", "prompt": prompt, "n": n,
+         "metric": "toy_features", "value": value, "seconds_per_image": 0.1, "nfe": 4}
+        for method, prompt, k, n, value in points
+    ]  # fmt: skip
+    return _write_ablate(root, rows)
+
+
+def _write_ablate(root: Path, rows: list[dict]) -> Path:
     root.mkdir(parents=True)
-    columns = ["model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "metric", "value"]
-    columns += ["seconds_per_image", "nfe"]
     with (root / "ablate.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        for method, prompt, k, n, value in points:
-            hybrid = method == "hybrid"
-            writer.writerow(
-                {"model": "toy", "method": method, "k": k if hybrid else "", "base_guidance": 0 if hybrid else "",
-                 "base_steps": "", "prompt": prompt, "n": n, "metric": "toy_features", "value": value,
-                 "seconds_per_image": 0.1, "nfe": 4}
-            )  # fmt: skip
+        writer.writerows(rows)
     return root
 
 
@@ -104,19 +106,12 @@ def test_with_no_prompt_at_every_point_each_curve_keeps_its_own(tmp_path: Path, 
 def _ablate_with_options(root: Path, rows: list[tuple[str, int, float, str, float]]) -> Path:
     """ablate.csv of (method, k, base_guidance, options, value) rows on one prompt, with the `options` column ablate
     writes for an embedder measured with other settings than the defaults."""
-    root.mkdir(parents=True)
-    columns = ["model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "metric", "value", "options"]
-    with (root / "ablate.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for method, k, guidance, options, value in rows:
-            hybrid = method == "hybrid"
-            writer.writerow(
-                {"model": "toy", "method": method, "k": k if hybrid else "",
-                 "base_guidance": guidance if hybrid else "", "base_steps": "", "prompt": "a circle", "n": 2,
-                 "metric": "toy_features", "value": value, "options": options}
-            )  # fmt: skip
-    return root
+    return _write_ablate(root, [
+        {"model": "toy", "method": method, "k": k if method == "hybrid" else "",
+         "base_guidance": guidance if method == "hybrid" else "", "base_steps": "", "prompt": "a circle", "n": 2,
+         "metric": "toy_features", "value": value, "options": options}
+        for method, k, guidance, options, value in rows
+    ])  # fmt: skip
 
 
 def test_points_measured_with_other_metric_options_are_their_own_curve(tmp_path: Path):
