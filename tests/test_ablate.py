@@ -342,6 +342,8 @@ def test_fid_points_are_numbers_labelled_with_their_reference(cli, tmp_path):
     options = {row["metric"]: row["options"] for row in rows if row["metric"] != "pixel"}
     assert options == {"fid_tinyrandom": f"reference={reference}", "is_tinyrandom": ""}  # IS needs no reference
     assert f"fid_tinyrandom[reference={reference}]" in "".join(out.split())
+    plots = [path.name for path in (tmp_path / "out" / "plots").iterdir()]  # the reference's path is not in them
+    assert len(plots) == 3 and all(len(name) < 64 and str(reference.name) not in name for name in plots), plots
     # other embedder settings are another number: a row of its own beside the default's, named so in the summary
     code, out, err = cli("ablate", *args, "measure.diversity.embedders.pixel.size=16")
     assert code == 0, err

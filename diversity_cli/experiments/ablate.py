@@ -217,7 +217,6 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     return Sweep(str(cfg.model.name), points, baselines, swept)
 
 
-# measure.diversity keys ablate sets itself for every point: given there, they were ignored without a word
 # measure.<command>.* keys ablate sets itself for every point (its own images, in its own process): given there,
 # they were ignored without a word, or broke the point after its images were made (a shard= measured half of them)
 OWN_MEASURE_KEYS = ("out", "images", "device", "shard", "shards", "launcher", "devices", "launcher_params")
@@ -760,7 +759,9 @@ def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
     points = ",".join(sorted(point.tag for point in sweep.points))
     sweep_id = hashlib.sha1(points.encode()).hexdigest()[:6]
     what = f"vs_{knob}" if knob else "by_method"
-    metric = re.sub(r"[^\w.=+-]+", "_", metric).strip("_")  # `toy_features[distance=euclidean]`: a file name
+    named = re.sub(r"[^\w.=+-]+", "_", metric).strip("_")  # `toy_features[distance=euclidean]`: a file name
+    # options naming a folder (an FID's reference=/data/...) would make it long: the metric and a digest instead
+    metric = named if len(named) <= 48 else f"{metric.split('[')[0]}_{hashlib.sha1(metric.encode()).hexdigest()[:8]}"
     return f"{sweep.model}_{metric}_{what}_{sweep_id}.png"
 
 
