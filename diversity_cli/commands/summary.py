@@ -156,10 +156,12 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
     # ablate.csv keeps earlier sweeps' points and measurements (other options) into this out=: the headline is this
     # sweep's points (its record's), as each point's point.csv holds its latest measurement
     mine = [record for record in read_records(out) if record.get("command") == "ablate" and "points" in record]
-    if mine:
-        rows = [
-            row for tag in mine[-1]["points"] for row in _csv(out / "points" / str(cfg.model.name) / tag / "point.csv")
-        ]
+    if mine:  # a point whose last attempt failed has no numbers of this sweep; older point.csv files as read now
+        from ..experiments.ablate import ERROR_NAME, POINTS, measurements
+
+        folders = [out / POINTS / str(cfg.model.name) / tag for tag in mine[-1]["points"]]
+        done = [folder for folder in folders if not (folder / ERROR_NAME).is_file()]
+        rows = measurements([row for folder in done for row in _csv(folder / "point.csv")])
     first = metric_label(rows[0]) if rows else None
     for row in [row for row in rows if metric_label(row) == first]:
         knobs = ",".join(f"{k}={row[k]}" for k in ("k", "base_guidance", "base_steps") if row.get(k) not in ("", None))
