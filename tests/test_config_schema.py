@@ -346,8 +346,9 @@ def test_the_last_seed_of_a_prompt_stays_a_seed_the_generators_take(tmp_path):
     with pytest.raises(UserError, match="reaches seed 4294967296"):
         read_prompts(None, str(table), n=2)
     assert read_prompts(None, str(table), n=1)[0].seed == 4294967295
-    # seed= is not read where every row of the table brings its own
-    assert compose("generate", [f"prompts={table}", "seed=4294967295", "n=1"]).seed == 4294967295
+    # seed= is not checked where a table is given: its rows may bring their own seeds (checked as read)
+    table.write_text("prompt,seed\na red circle,5\n")
+    assert compose("generate", [f"prompts={table}", "seed=4294967295", "n=2"]).seed == 4294967295
 
 
 def test_a_network_path_on_a_tiny_pair_is_refused():
