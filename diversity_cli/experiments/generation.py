@@ -20,7 +20,7 @@ from ..core.record import record_invocation
 from ..core.rundir import RunDir, config_part, shard_writer, weights_of
 from ..core.schema import check
 from ..core.schemas.generate import GenerateConfig
-from ..models.provenance import pair_provenance
+from ..models.provenance import hashed_provenance, pair_provenance
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .shards import Shard, batch_done, parse_shard
@@ -262,10 +262,8 @@ def refuse_kept_of_other_weights(cfg: DictConfig, run: RunDir, remade: set[str])
     """With every image there and no model loaded: the weights the pair names now, hashed from its files (memoised),
     against those the kept images were made by; a student retrained in place made them "done" under its label.
     Tiny pairs (networks built in memory) and weights not on this machine cannot be told apart here: not checked."""
-    if cfg.model.get("tiny"):
-        return
-    models = pair_provenance(cfg.model)
-    if any(value.get("weights_hash") is None for value in models.values()):
+    models = hashed_provenance(cfg.model, roles=("base", "distilled", "components"))
+    if models is None:
         return
     made_with = f"{settings_hash(cfg)}/{weights_part(cfg.model, str(cfg.method), models)}"
     refuse_other_weights(run, str(cfg.model.name), cfg_tag(cfg), remade, made_with)

@@ -33,6 +33,17 @@ def pair_provenance(
     return out
 
 
+def hashed_provenance(model: DictConfig, roles: tuple[str, ...]) -> dict[str, dict[str, Any]] | None:
+    """`pair_provenance` of `roles` with no pair loaded, hashed from the weights' files (memoised); None where it
+    cannot tell one set of weights from another: a tiny pair (built in memory) or weights not on this machine."""
+    if model.get("tiny"):
+        return None
+    record = pair_provenance(model, roles=roles)
+    if any(value.get("weights_hash") is None for value in record.values()):
+        return None
+    return record
+
+
 def pair_weights_hash(model: DictConfig, pair: Any = None, roles: tuple[str, ...] = ("base", "components")) -> str:
     """One digest of the weights of these networks of the pair (a cache key part)."""
     record = pair_provenance(model, pair)

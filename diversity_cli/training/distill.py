@@ -30,7 +30,7 @@ from ..core.record import record_invocation
 from ..core.schemas.distill import gan_weight
 from ..models.loading import DTYPES, load_pair, resolve_device, resolve_dtype
 from ..models.pair import ModelPair
-from ..models.provenance import pair_provenance
+from ..models.provenance import hashed_provenance, pair_provenance
 from ..toy import is_toy_pair
 from .discriminator import build_head
 from .generator import anchor_timestep
@@ -231,7 +231,7 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         check_monitor_continues(cfg, state.read_log("quality.csv"), start, state.root)
     console = _console()
     if start is None:
-        refuse_other_inputs(state, finished_inputs(cfg, prompts))  # else "nothing to do" passes for these inputs'
+        refuse_other_inputs(state, finished_inputs(cfg, prompts))  # else "nothing to do" passes for these inputs
         if main:
             console.print(f"[green]nothing to do[/]: {state.root} holds a finished run of {cfg.iterations} iterations")
         return state.root
@@ -305,9 +305,9 @@ def training_inputs(prompts: list[str], teacher: dict) -> dict[str, str]:
 def finished_inputs(cfg: DictConfig, prompts: list[str]) -> dict[str, str]:
     """`training_inputs` without loading the pair, for a run that is finished: the teacher's weights hashed from
     their files (a tiny pair's, built in memory, or weights not on this machine: left out, not compared)."""
-    teacher = {} if cfg.model.get("tiny") else pair_provenance(cfg.model, roles=("base", "components"))
-    inputs = training_inputs(prompts, teacher)
-    if not teacher or any(value.get("weights_hash") is None for value in teacher.values()):
+    teacher = hashed_provenance(cfg.model, roles=("base", "components"))
+    inputs = training_inputs(prompts, teacher or {})
+    if teacher is None:
         inputs.pop("teacher")
     return inputs
 
