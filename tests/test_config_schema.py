@@ -349,6 +349,24 @@ def test_the_last_seed_of_a_prompt_stays_a_seed_the_generators_take(tmp_path):
     # seed= is not checked where a table is given: its rows may bring their own seeds (checked as read)
     table.write_text("prompt,seed\na red circle,5\n")
     assert compose("generate", [f"prompts={table}", "seed=4294967295", "n=2"]).seed == 4294967295
+    assert read_prompts(None, str(table), n=2, seed=4294967295)[0].seed == 5
+    # a row without a seed of its own takes seed=: checked as read, like a row's
+    table.write_text("prompt,seed\na red circle,5\na blue square,\n")
+    with pytest.raises(UserError, match="seed 4294967295 with n=2 reaches seed 4294967296"):
+        read_prompts(None, str(table), n=2, seed=4294967295)
+    assert [row.seed for row in read_prompts(None, str(table), n=2, seed=4294967294)] == [5, None]
+
+
+def test_a_table_without_seeds_and_the_last_seed_is_one_line(cli, tmp_path):
+    """prompts=FILE with seed= near the largest seed passed the schema (a table may carry seeds) and nothing read
+    the file against seed=: the second image was drawn with seed 2^32, past the largest, without a word."""
+    table = tmp_path / "prompts.txt"
+    table.write_text("a red circle\n")
+    out = tmp_path / "run"
+    code, _, err = cli("generate", "model=toy", f"prompts={table}", "seed=4294967295", "n=2", f"out={out}")
+    assert code == 2, err
+    assert "seed 4294967295 with n=2 reaches seed 4294967296, above the largest seed 4294967295" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_a_network_path_on_a_tiny_pair_is_refused():

@@ -73,6 +73,21 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
     assert code == 0, err
 
 
+def test_x0viz_takes_a_prompt_tables_seeds(cli, tmp_path):
+    """x0viz drew every prompt from seed= and wrote those seeds, where generate takes a CSV row's own seed: the
+    grids of coco_30k.csv's captions were not the images generate makes of them."""
+    table = tmp_path / "prompts.csv"
+    table.write_text("prompt,seed\na red circle,40\na blue square,\n")
+    out = tmp_path / "run"
+    code, _, err = cli(
+        "x0viz", "model=tiny_sd", f"prompts={table}", "seed=7", "n=2", "methods=base", "metric=pixel", f"out={out}"
+    )
+    assert code == 0, err
+    with (out / "commitment.csv").open() as f:
+        seeds = {(r["prompt"], r["seed"]) for r in csv.DictReader(f)}
+    assert seeds == {("a red circle", "40"), ("a red circle", "41"), ("a blue square", "7"), ("a blue square", "8")}
+
+
 def test_x0viz_refuses_a_base_steps_with_no_schedule_before_writing(cli, tmp_path):
     # The toy base's DDIM has no 7-step schedule from 999 to the hand-over at 749: only the loaded scheduler knows,
     # so the refusal comes after loading, yet before the base and distilled grids of the run.

@@ -73,7 +73,7 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
     prompts = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
     if prompts:
         first = prompts[0]
-        start = first.seed if first.seed is not None else int(cfg.seed)
+        start = first.first_seed(cfg.seed)
         sheet = contact_sheet(root, str(cfg.model.name), first.prompt, list(range(start, start + min(int(cfg.n), 8))))
         if sheet is not None:
             summary.written.append(("contact sheet (a row per method, same seeds)", str(sheet)))

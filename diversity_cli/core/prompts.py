@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 from .resources import data_path
@@ -20,6 +21,10 @@ class PromptRow:
     prompt: str
     seed: int | None = None  # per-row seed from a CSV; None: use the command's seed
 
+    def first_seed(self, default: int) -> int:
+        """The seed of this row's first sample (sample j uses it + j): the row's own, else the command's."""
+        return self.seed if self.seed is not None else int(default)
+
 
 def read_prompts(
     prompt: str | None,
@@ -28,9 +33,11 @@ def read_prompts(
     *,
     n: int | None = None,
     max_images: int | None = None,
+    seed: int | None = None,
 ) -> list[PromptRow]:
     """The prompt rows of a command. With `n` (samples per prompt) and `max_images`, more than `max_images`
-    images in all is refused here, before any work, naming the key that lifts the cap."""
+    images in all is refused here, before any work, naming the key that lifts the cap; with `n`, a row whose last
+    seed (its own, else the command's `seed`, + n - 1) is above the largest seed too."""
     if prompt is not None and prompts is not None:
         raise UserError('give either prompt="..." or prompts=FILE, not both')
     if prompt is not None:
@@ -42,10 +49,11 @@ def read_prompts(
     else:
         raise UserError('no prompt given; add prompt="a photo of ..." or prompts=FILE (.txt or .csv)')
     rows = rows[:limit] if limit is not None else rows
-    last = max((row.seed for row in rows if row.seed is not None), default=None)
+    last = max((row.first_seed(seed) for row in rows if row.seed is not None or seed is not None), default=None)
     if n is not None and last is not None and last + n - 1 > SEED_MAX:
         raise UserError(
-            f"{prompts}: seed {last} with n={n} reaches seed {last + n - 1}, above the largest seed {SEED_MAX}"
+            f"seed {last} with n={n} reaches seed {last + n - 1}, above the largest seed {SEED_MAX}; give seed= "
+            f"(and a prompt table's seeds) <= {SEED_MAX - n + 1}"
         )
     if n is not None and max_images is not None and len(rows) * n > max_images:
         raise UserError(
@@ -53,6 +61,11 @@ def read_prompts(
             f"use fewer prompts (limit=) or a smaller n, or raise the cap with max_images=N if you mean it"
         )
     return rows
+
+
+def command_limits(cfg: Any) -> dict[str, Any]:
+    """read_prompts' checks for a command that makes `n` images per prompt from `seed` (or a table's seeds)."""
+    return {"n": int(cfg.n), "max_images": cfg.get("max_images"), "seed": cfg.get("seed")}
 
 
 def _read_file(path: Path, typed: str) -> list[PromptRow]:

@@ -46,7 +46,7 @@ from ..core.marker import (
     require_marked,
     write_owned,
 )
-from ..core.prompts import read_prompts
+from ..core.prompts import command_limits, read_prompts
 from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
@@ -203,7 +203,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     if not isinstance(cfg.n, int) or cfg.n < 2:
         raise UserError(f"n={cfg.n}: diversity compares images, so each point needs n >= 2 samples per prompt")
     # a missing prompt file, or more images than max_images per point, fails here, not at the first point
-    read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
+    read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
     cap = int(cfg.max_points)
     axes = {knob: expand(knob, cfg[knob], cap) for knob in KNOBS}
     check_grid(axes, cap)  # before the grid is built: 10^4 x 10^4 values would hang here

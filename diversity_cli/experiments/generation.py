@@ -15,7 +15,7 @@ from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.fingerprint import digest
 from ..core.pair_settings import image_settings
-from ..core.prompts import PromptRow, prompt_id, read_prompts
+from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.rundir import RunDir, config_part, shard_writer, weights_of
 from ..core.schema import check
@@ -67,7 +67,7 @@ def plan_jobs(cfg: DictConfig, rows: list[PromptRow], shard: Shard | None = None
     folder = f"{cfg.model.name}/{cfg_tag(cfg)}"
     jobs: dict[str, Job] = {}
     for case, row in enumerate(rows):
-        first = row.seed if row.seed is not None else int(cfg.seed)
+        first = row.first_seed(cfg.seed)
         for j in range(int(cfg.n)):
             seed = first + j
             path = f"{folder}/{prompt_id(row.prompt)}/{seed:06d}.png"
@@ -102,7 +102,7 @@ def merge_samples(cfg: DictConfig, shards: int) -> Path:
 
 def _prompt_rows(cfg: DictConfig) -> list[PromptRow]:
     prompt = cfg.prompt if cfg.prompt is not None or cfg.prompts is not None else cfg.model.get("default_prompt")
-    return read_prompts(prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
+    return read_prompts(prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
 
 
 def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> list[Job]:

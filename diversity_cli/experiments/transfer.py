@@ -45,7 +45,7 @@ from ..core.errors import UserError
 from ..core.fingerprint import digest
 from ..core.images import open_rgb
 from ..core.pair_settings import image_settings
-from ..core.prompts import PromptRow, prompt_id, read_prompts
+from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.resources import data_path
 from ..core.rundir import SHARDS, RunDir, merge_rows, shard_writer
@@ -219,7 +219,7 @@ def make_plan(cfg: DictConfig) -> Plan:
 
 def single_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
     """adapter= (and reverse_adapter=): every prompt row of prompt= / prompts= for each, toward one concept."""
-    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
     transfers = plan_transfers(cfg)
     concept = concept_text(cfg, transfers)
     target = classifier_target(cfg, concept)
@@ -258,11 +258,9 @@ def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
         recorded = adapter.meta.get("concept")
         concept = entry.get("concept") or cfg.concept or (str(recorded) if recorded else None)
         if entry.get("prompt"):
-            rows = read_prompts(entry["prompt"], None, n=int(cfg.n), max_images=cfg.get("max_images"))
+            rows = read_prompts(entry["prompt"], None, **command_limits(cfg))
         else:  # the command's prompts, read once
-            shared = shared or read_prompts(
-                cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images")
-            )
+            shared = shared or read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
             rows = shared
         scale = _table_scale(entry.get("scale"), cfg, path, line)
         transfer = Transfer(adapter, source, _safe(entry["name"]), concept and str(concept), scale)
@@ -400,7 +398,7 @@ def _jobs(cfg: DictConfig, rows: list[PromptRow], cases, folder: str) -> list[Jo
     jobs: dict[str, Job] = {}
     for case in cases:
         row = rows[case]
-        first = row.seed if row.seed is not None else int(cfg.seed)
+        first = row.first_seed(cfg.seed)
         for j in range(int(cfg.n)):
             path = f"{folder}/{prompt_id(row.prompt)}/{first + j:06d}.png"
             jobs.setdefault(path, Job(row.prompt, first + j, path, case))

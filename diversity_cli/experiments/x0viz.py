@@ -20,7 +20,7 @@ from ..core.atomic import atomic_path
 from ..core.errors import UserError
 from ..core.fingerprint import weights_record
 from ..core.marker import RunMarker, claim_outputs, remove_if_bare, remove_outputs
-from ..core.prompts import prompt_id, read_prompts
+from ..core.prompts import command_limits, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.schema import check
 from ..core.schemas.x0viz import X0vizConfig
@@ -44,7 +44,7 @@ def visualize(cfg: DictConfig) -> Path:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
-    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, n=int(cfg.n), max_images=cfg.get("max_images"))
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
     out = Path(cfg.out)
     curve_csv = out / "commitment.csv"
     if curve_csv.exists() and not cfg.overwrite:
@@ -96,13 +96,13 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
     if earlier:
         remove_outputs(out, earlier)  # only in a folder diversity-cli marked, only the files it lists
         RunMarker(out).record(*outputs)  # removal unlists what it removes: this run's files are listed again
-    seeds = [int(cfg.seed) + j for j in range(int(cfg.n))]
     out.mkdir(parents=True, exist_ok=True)
     metric = {"name": embedder.name, "weights": weights_record(getattr(embedder, "weights", ()))}
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
     record_invocation(out, config=cfg, device=str(device), dtype=str(pair.dtype), models=models, metric=metric)
     records = []
     for row in rows:
+        seeds = [row.first_seed(cfg.seed) + j for j in range(int(cfg.n))]  # a table's row seed, as generate takes it
         for method in methods:
             trace, final = trace_method(pair, method, row.prompt, seeds, **knobs)
             targets = [to_pixels(pair, x0) for x0 in trace.targets]
@@ -136,7 +136,7 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
                     )
     _write_csv(out / "commitment.csv", records)
     # what each commitment was measured with and over: the number is quoted apart from run.json
-    measured = {"model": str(cfg.model.name), "metric": embedder.name, "prompts": len(rows), "n": len(seeds)}
+    measured = {"model": str(cfg.model.name), "metric": embedder.name, "prompts": len(rows), "n": int(cfg.n)}
     summary = [{**row, **measured} for row in summarize(records, float(cfg.threshold))]
     _write_csv(out / "commitment_summary.csv", summary)
     plot_curves(records, out / "commitment.png", float(cfg.threshold), embedder.name)
