@@ -380,11 +380,16 @@ def test_sharded_overwrite_remakes_images_of_weights_changed_in_place(cli, tmp_p
 @pytest.mark.parametrize("command", ["generate", "x0viz"])
 def test_a_network_that_will_not_load_leaves_no_new_out(cli, tmp_path, command):
     """A folder that exists but holds no network passes the preflight and fails when it loads: the command made
-    nothing, so the out= it created is gone again (it left run.json and lock files)."""
-    out = tmp_path / "new"
-    code, _, err = cli(command, "model=toy", PROMPT, "n=2", f"out={out}", f"model.distilled.network.path={tmp_path}")
-    assert code == 2 and "cannot be loaded" in err and err.count("error:") == 1  # (a slow preflight adds a note)
-    assert not out.exists()
+    nothing, so the out= it created is gone again (it left run.json and lock files); an empty folder of yours given
+    as out= stays, empty (x0viz left its run.json there, listing files it never wrote)."""
+    student = tmp_path / "student"
+    student.mkdir()
+    for out, existed in ((tmp_path / "new", False), (tmp_path / "empty", True)):
+        if existed:
+            out.mkdir()
+        code, _, err = cli(command, "model=toy", PROMPT, "n=2", f"out={out}", f"model.distilled.network.path={student}")
+        assert code == 2 and "cannot be loaded" in err and err.count("error:") == 1  # (a slow preflight adds a note)
+        assert out.is_dir() == existed and (not existed or list(out.iterdir()) == [])
 
 
 def test_a_student_of_another_pair_is_one_line_at_load(cli, tmp_path):

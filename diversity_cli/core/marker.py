@@ -237,10 +237,27 @@ def remove_listed(root: Path, name: str) -> None:
                 path.rmdir()
 
 
-def remove_if_bare(root: Path) -> None:
-    """A folder this command created, left with nothing but its marker (listing no file) and lock files, after the
-    command failed (a checkpoint that would not load): removed, so a failure writes nothing. Anything else there,
-    and the folder stays as it is."""
+@contextmanager
+def left_as_found(root: Path, outputs: Iterable[str] = ()) -> Iterator[None]:
+    """A command that fails before writing any of `outputs` (a checkpoint that would not load) into a new or empty
+    `root` leaves it as it was: a folder it made goes, an empty folder of yours stays, empty; the marker it wrote
+    there (listing `outputs` before they run) goes either way."""
+    existed = root.exists()
+    untouched = not existed or (root.is_dir() and not root.is_symlink() and not any(root.iterdir()))
+    try:
+        yield
+    except BaseException:
+        if untouched and not any((root / name).exists() for name in outputs):
+            if outputs and RunMarker(root).read() is not None:
+                RunMarker(root).forget(*outputs)
+            remove_if_bare(root, keep_folder=existed)
+        raise
+
+
+def remove_if_bare(root: Path, keep_folder: bool = False) -> None:
+    """A folder this command created (or found empty, `keep_folder`), left with nothing but its marker (listing no
+    file) and lock files, after the command failed: emptied, and removed unless kept, so a failure writes nothing.
+    Anything else there, and the folder stays as it is."""
     if not root.is_dir() or root.is_symlink():
         return
     entries = list(root.iterdir())
@@ -251,6 +268,8 @@ def remove_if_bare(root: Path) -> None:
         return
     for entry in entries:
         entry.unlink(missing_ok=True)
+    if keep_folder:
+        return
     with contextlib.suppress(OSError):  # another process wrote there meanwhile: leave it
         root.rmdir()
 

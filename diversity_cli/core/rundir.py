@@ -20,7 +20,7 @@ from typing import Any
 
 from .atomic import atomic_path, remove_dead_temporaries, write_bytes
 from .errors import UserError
-from .marker import RunMarker, contained, directory_lock, refuse_foreign, relative, remove_if_bare
+from .marker import RunMarker, contained, directory_lock, left_as_found, refuse_foreign, relative
 from .samples import append_rows, idle_writer, parse, rewrite, writer_lock
 
 SAMPLE_COLUMNS = [
@@ -86,8 +86,7 @@ class RunDir:
             finally:
                 self._holding -= 1
             return
-        fresh = not self.root.exists()
-        try:
+        with left_as_found(self.root):  # a new or empty out= of a command failing before any image (a load error)
             self.claim()
             with writer_lock(self.samples_csv, self.lock_wait):
                 self._holding = 1
@@ -96,10 +95,6 @@ class RunDir:
                     yield
                 finally:
                     self._holding = 0
-        except BaseException:
-            if fresh:  # a new out= of a command that failed before writing anything (a load error) goes again
-                remove_if_bare(self.root)
-            raise
 
     def _repair(self) -> None:
         if not self.samples_csv.is_file():

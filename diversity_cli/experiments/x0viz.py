@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from ..core.atomic import atomic_path
 from ..core.errors import UserError
 from ..core.fingerprint import weights_record
-from ..core.marker import RunMarker, claim_outputs, remove_if_bare, remove_outputs
+from ..core.marker import RunMarker, claim_outputs, left_as_found, remove_outputs
 from ..core.prompts import command_limits, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.schema import check
@@ -62,14 +62,8 @@ def visualize(cfg: DictConfig) -> Path:
 
     if cfg.metric not in EMBEDDERS:
         raise UserError(f"unknown metric '{cfg.metric}'; choose from: {', '.join(EMBEDDERS)}")
-    fresh = not out.exists()
-    try:
+    with left_as_found(out, outputs):
         return _visualize(cfg, out, rows, methods, outputs)
-    except BaseException:
-        if fresh and not any((out / name).exists() for name in outputs):  # a new out= that failed before any output
-            RunMarker(out).forget(*outputs)
-            remove_if_bare(out)
-        raise
 
 
 def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outputs: list[str]) -> Path:
