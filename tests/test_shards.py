@@ -329,3 +329,61 @@ def test_sigusr2_waits_for_the_batch_then_hands_over_to_submitit(tmp_path):
     assert right_after == [0]  # held, not run where it arrived
     assert calls == [1] and len(batches) == 1  # handed over at the batch end, its row written, no further batch
     assert signal.getsignal(signal.SIGUSR2) is previous
+
+
+def test_a_shard_of_images_or_references_replaced_since_is_work_left_not_merged(tmp_path):
+    """images=FOLDER and reference=FOLDER are keyed by path, not samples.csv rows: an image or reference image
+    replaced after the shards ran was merged from their old statistics (fid 405.3 merged, 367.0 in one process)."""
+    import shutil
+
+    from diversity_cli.experiments.diversity import diversity_remaining, measure_diversity, merge_diversity
+    from diversity_cli.experiments.fid import measure_quality, merge_quality, quality_remaining
+
+    _generate(tmp_path / "made", "n=1", "limit=4")
+    pngs = sorted((tmp_path / "made").rglob("*.png"))
+    folder, reference = tmp_path / "folder", tmp_path / "reference"
+    for target in (folder, reference):
+        target.mkdir()
+        for i, png in enumerate(pngs):
+            shutil.copy(png, target / f"{i:03d}.png")
+    fid = [f"images={folder}", f"reference={reference}", "features=tiny_random", "clip_model=null", "batch_size=2"]
+    fid.append(f"out={tmp_path / 'fid'}")
+    diversity = [f"images={folder}", "metric=pixel", "bootstrap=20", f"out={tmp_path / 'diversity'}"]
+    for index in (0, 1):
+        measure_quality(compose("fid", [*fid, f"shard={index}/2"]))
+    measure_diversity(compose("diversity", [*diversity, "shard=0/1"]))
+    shutil.copy(pngs[1], reference / "000.png")  # the reference changes: only fid reads it
+    assert quality_remaining(compose("fid", fid), Shard(0, 2)) == 1
+    with pytest.raises(UserError, match="fid-0-of-2.pt is missing, damaged or from other settings or images"):
+        merge_quality(compose("fid", fid), 2)
+    assert diversity_remaining(compose("diversity", diversity), Shard(0, 1)) == 0
+    shutil.copy(pngs[1], folder / "000.png")  # an image measured changes
+    assert diversity_remaining(compose("diversity", diversity), Shard(0, 1)) == 1
+    with pytest.raises(UserError, match="diversity-0-of-1.json is missing, damaged or from other settings or"):
+        merge_diversity(compose("diversity", diversity), 1)
+
+
+def test_shards_measured_with_other_weights_are_not_merged_and_the_merge_records_them(tmp_path):
+    """An embedder's weights replaced between two shards' runs: the merge mixed rows of two networks, and its
+    record named no embedder at all (a one-process run records each one's weights and their hashes)."""
+    import json
+
+    from diversity_cli.core.record import read_records
+    from diversity_cli.experiments.diversity import measure_diversity, merge_diversity
+
+    out = tmp_path / "run"
+    _generate(out, "n=2", "limit=2", "method=distilled")
+    diversity = [f"out={out}", "metric=pixel", "bootstrap=20"]
+    for index in (0, 1):
+        measure_diversity(compose("diversity", [*diversity, f"shard={index}/2"]))
+    merge_diversity(compose("diversity", diversity), 2)
+    (record,) = [r for r in read_records(out) if r.get("merged_shards") == 2]
+    assert "pixel" in record["embedders"] and record["embedders"]["pixel"]["cache_fingerprint"]
+    for index in (0, 1):
+        measure_diversity(compose("diversity", [*diversity, f"shard={index}/2"]))
+    path = out / "shards" / "diversity-1-of-2.json"
+    body = json.loads(path.read_text())
+    body["embedders"]["pixel"]["cache_fingerprint"] = "other weights"
+    path.write_text(json.dumps(body))
+    with pytest.raises(UserError, match="measured pixel with other weights or options"):
+        merge_diversity(compose("diversity", diversity), 2)

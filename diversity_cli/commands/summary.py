@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..core.console import stdout_console
+from ..core.errors import UserError
 from ..core.rundir import RunDir
 from ..metrics.labels import metric_label
 
@@ -74,9 +75,14 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
     if prompts:
         first = prompts[0]
         start = first.first_seed(cfg.seed)
-        sheet = contact_sheet(root, str(cfg.model.name), first.prompt, list(range(start, start + min(int(cfg.n), 8))))
-        if sheet is not None:
-            summary.written.append(("contact sheet (a row per method, same seeds)", str(sheet)))
+        seeds = list(range(start, start + min(int(cfg.n), 8)))
+        try:
+            sheet = contact_sheet(root, str(cfg.model.name), first.prompt, seeds)
+        except UserError as err:  # a file of yours at its name: the images are made, the sheet alone is left out
+            summary.written.append(("contact sheet: not drawn", str(err)))
+        else:
+            if sheet is not None:
+                summary.written.append(("contact sheet (a row per method, same seeds)", str(sheet)))
     mine = [row for row in rows if row.get("model") == cfg.model.name]
     for tag in dict.fromkeys(row.get("tag", row["method"]) for row in mine):
         seconds = [float(row["seconds"]) for row in mine if row.get("tag", row["method"]) == tag and row.get("seconds")]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .atomic import write_text
+from .atomic import atomic_path, write_text
 from .errors import UserError
 
 MARKER = "run.json"
@@ -322,12 +322,83 @@ def claim_outputs(root: Path, names: Iterable[str]) -> None:
         refuse_foreign(root, name, name in files)
 
 
-def write_owned(root: Path, name: str, text: str) -> Path:
-    """A file of the run directory written atomically and listed in run.json (never over a file of someone else)."""
+# How a file the toolkit writes is known as its own where run.json does not list it: an earlier version wrote
+# results, tables and figures without listing them. A predicate reads the file at that path (nothing else).
+Recognizer = Callable[[Path], bool]
+
+
+def csv_with(*columns: str) -> Recognizer:
+    """A CSV whose header has these columns (a results file of ours: a file of yours there has other ones)."""
+
+    def ours(path: Path) -> bool:
+        try:
+            with path.open(encoding="utf-8", newline="") as f:
+                header = f.readline().strip().split(",")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return set(columns) <= set(header)
+
+    return ours
+
+
+def text_starting(*prefixes: str) -> Recognizer:
+    """A text file whose first line starts with one of these (a table's heading as the toolkit writes it)."""
+
+    def ours(path: Path) -> bool:
+        try:
+            with path.open(encoding="utf-8") as f:
+                return f.readline().startswith(prefixes)
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    return ours
+
+
+def png_by(*software: str) -> Recognizer:
+    """A PNG whose Software text chunk names one of these (matplotlib writes one into every figure it saves)."""
+
+    def ours(path: Path) -> bool:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                return image.format == "PNG" and str(image.info.get("Software", "")).startswith(software)
+        except (OSError, UnidentifiedImageError):
+            return False
+
+    return ours
+
+
+def owns(root: Path, rel: str, recognize: Recognizer | None = None) -> bool:
+    """Whether `rel` is the toolkit's to replace: listed in run.json, or recognized as its own."""
+    target = contained(root, rel)
+    if rel in RunMarker(root).files():
+        return True
+    return recognize is not None and target.is_file() and not target.is_symlink() and recognize(target)
+
+
+def refuse_foreign_outputs(root: Path, outputs: dict[str, Recognizer | None]) -> None:
+    """Before any work: none of the files a command will write (`rel` -> how an earlier version's is known) is a
+    file of someone else."""
+    for rel, recognize in outputs.items():
+        refuse_foreign(root, rel, owns(root, rel, recognize))
+
+
+@contextmanager
+def owned_path(root: Path, rel: str, recognize: Recognizer | None = None) -> Iterator[Path]:
+    """A temporary to write `root/rel` through (any writer: csv, matplotlib, PIL), moved into place whole and listed
+    in run.json first; a file there the toolkit did not write (`owns`), or a link on the way, is refused."""
     marker = RunMarker(root)
     marker.claim()
-    refuse_foreign(root, name, name in marker.files())
-    path = root / name
-    marker.record(name)  # listed first: a kill before the write leaves a listed file missing, never a stray one
-    write_text(path, text)
-    return path
+    refuse_foreign(root, rel, owns(root, rel, recognize))
+    marker.record(rel)  # listed first: a kill before the write leaves a listed file missing, never a stray one
+    with atomic_path(contained(root, rel)) as temporary:
+        yield temporary
+
+
+def write_owned(root: Path, name: str, text: str, recognize: Recognizer | None = None) -> Path:
+    """A text file of the run directory written atomically and listed in run.json (never over a file of someone
+    else)."""
+    with owned_path(root, name, recognize) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return root / name

@@ -254,7 +254,7 @@ class RunDir:
     def save_versions(self, name: str, extra: dict[str, Any] | None = None) -> None:
         path = self.root / "versions.json"
         with self._shared_file():
-            record = json.loads(path.read_text()) if path.is_file() and self.owns("versions.json") else {}
+            record = _read_versions(path) if path.is_file() and self.owns("versions.json") else {}
             record[name] = {**versions(), **(extra or {})}
             self.write_file("versions.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
 
@@ -391,6 +391,19 @@ def read_table(path: Path) -> list[dict[str, str]]:
     if rows and (None in rows[-1] or None in rows[-1].values()):
         rows.pop()
     return rows
+
+
+def _read_versions(path: Path) -> dict[str, Any]:
+    """versions.json as the toolkit wrote it (config name -> versions); anything else is one line naming it."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        record, reason = None, type(err).__name__
+    else:
+        reason = "not an object of config names"
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is damaged ({reason}); move it away and rerun (it records the versions of each run)")
+    return record
 
 
 def versions() -> dict[str, str]:

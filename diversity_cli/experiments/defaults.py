@@ -4,6 +4,8 @@ command runs with no extra keys, and on an SDXL pair the defaults are the paper'
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, ListConfig
 
 from ..core.config import available, compose
@@ -64,6 +66,12 @@ def apply_defaults(cfg: DictConfig) -> DictConfig:
         with_quality(cfg, model)
     if _is_auto(cfg.get("reference")) and "coverage_k" not in cfg:  # fid's reference (diversity's means coverage)
         names = [str(model.name)] if model is not None else run_models(cfg.get("out"))
+        if not names and cfg.get("images") is None and cfg.get("out") is not None:
+            # no pair to ask because there are no samples: say that, not that a pair named no reference
+            raise UserError(
+                f"{Path(str(cfg.out)) / 'samples.csv'} not found or empty; out= must be a run directory made by "
+                "generate (or give images=<folder> with reference=coco|toy|<folder>)"
+            )
         reference = _from_pairs("default_reference", names, "reference")
         if reference is None:
             raise UserError(

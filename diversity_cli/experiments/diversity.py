@@ -24,7 +24,8 @@ from ..core.atomic import atomic_path
 from ..core.cache import cache_dir
 from ..core.device import resolve_device
 from ..core.errors import UserError
-from ..core.fingerprint import digest, file_hash, packages, weights_fingerprint, weights_record
+from ..core.fingerprint import digest, file_hash, file_hashes, packages, weights_fingerprint, weights_record
+from ..core.marker import csv_with, owned_path, owns, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.resources import conf_root
 from ..core.rundir import RunDir, config_part, one_setting_per_group, samples_digest
@@ -42,6 +43,7 @@ from .shards import Shard, batch_done, parse_shard, saving
 # samples: which images of samples.csv the group held (`samples_digest`; empty for a folder of images)
 COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options", "samples"]
 CSV_NAME = "diversity.csv"
+OURS = csv_with("method", "model", "prompt", "metric", "value")  # an earlier version's diversity.csv, unlisted
 
 
 @dataclass
@@ -503,7 +505,7 @@ def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> l
     new_keys = {(r["method"], r["model"], r["prompt"], r["metric"]) for r in rows}
     gone = {(g.method, g.model, g.prompt) for g in skipped}
     kept = []
-    if path.is_file():
+    if path.is_file() and owns(path.parent, path.name, OURS):  # else refused as it is written
         with path.open(newline="") as f:
             kept = [
                 r
@@ -512,8 +514,7 @@ def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> l
                 and (r["method"], r["model"], r["prompt"]) not in gone
             ]
     merged = kept + [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
+    with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(merged)
@@ -553,6 +554,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     apply_defaults(cfg)  # metric=auto: the run's pair names its metric (pixel for a plain folder)
     metrics = parse_metrics(cfg.metric)
     root, groups, notes = collect_groups(cfg)
+    refuse_foreign_outputs(root, {CSV_NAME: OURS})  # a diversity.csv of yours there: before any measurement
     min_n = max(2, int(cfg.min_n))
     small = [g for g in groups if len(g.paths) < min_n]
     notes += skipped_notes(small, min_n)
@@ -606,7 +608,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
     rows = [{**row, "ci": float(cfg.ci) if row.get("ci_low") is not None else None} for row in rows]
     if shard is not None:
-        return save_shard_rows(root, shard, fingerprint, rows)
+        return save_shard_rows(root, shard, fingerprint, rows, used)
     target = root / CSV_NAME
     record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)
     write_rows(target, rows, skipped=small)
@@ -619,7 +621,9 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
 
 
 def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
-    """What a shard's rows depend on: the settings that change a number, and every group's images."""
+    """What a shard's rows depend on: the settings that change a number, every group's images and references and
+    their bytes: an image replaced between the shards and the merge makes another fingerprint (stale rows are never
+    merged)."""
     settings = {
         key: value
         for key, value in OmegaConf.to_container(cfg, resolve=True).items()
@@ -627,17 +631,21 @@ def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
     }
     # paths and which samples they are (seed, settings): images remade in place make another fingerprint
     images = [[g.model, g.method, g.prompt, [str(p) for p in g.paths], g.samples] for g in groups]
-    return hashlib.sha1(digest_text({"settings": settings, "images": images}).encode()).hexdigest()[:16]
+    files = [path for g in groups for path in (*g.paths, *g.reference)]
+    key = {"settings": settings, "images": images, "bytes": file_hashes(files, persist=True)}
+    return hashlib.sha1(digest_text(key).encode()).hexdigest()[:16]
 
 
 def shard_rows_path(root: Path, shard: Shard) -> Path:
     return root / "shards" / f"diversity-{shard.name}.json"
 
 
-def save_shard_rows(root: Path, shard: Shard, fingerprint: str, rows: list[dict]) -> None:
+def save_shard_rows(root: Path, shard: Shard, fingerprint: str, rows: list[dict], used: dict | None = None) -> None:
+    """The shard's rows and its embedders' records (options, weights with their hashes) for the merge."""
     from ..core.atomic import write_text
 
     body = {"fingerprint": fingerprint, "rows": [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]}
+    body["embedders"] = used or {}
     write_text(shard_rows_path(root, shard), json.dumps(body, indent=1) + "\n")
 
 
@@ -670,7 +678,7 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
     """diversity.csv from the N shards' rows, in the unsharded order; the shard files go."""
     root, fingerprint, small = _shard_fingerprint(cfg)  # small: skipped by every shard, their old rows go
     paths = [shard_rows_path(root, Shard(i, count)) for i in range(count)]
-    rows = []
+    rows, used = [], {}
     for path in paths:
         body = _saved_rows(path)
         if body.get("fingerprint") != fingerprint:
@@ -678,9 +686,15 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
                 f"{path} is missing, damaged or from other settings or images; rerun the same diversity command"
             )
         rows += body["rows"]
+        for name, record in (body.get("embedders") or {}).items():
+            if used.setdefault(name, record) != record:  # weights replaced between two shards' runs
+                raise UserError(
+                    f"the shards in {path.parent} measured {name} with other weights or options; delete them "
+                    "and rerun the same diversity command"
+                )
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable, as in one process
     target = root / CSV_NAME
-    record_invocation(root, config=cfg, merged_shards=count)
+    record_invocation(root, config=cfg, merged_shards=count, embedders=used)
     write_rows(target, rows, skipped=small)
     _report(skipped_notes(small, int(cfg.min_n)) + removed_note(small))
     for path in paths:

@@ -25,6 +25,8 @@ from ..core.atomic import atomic_path
 from ..core.console import progress_bar, stderr_console
 from ..core.device import resolve_device
 from ..core.errors import UserError
+from ..core.fingerprint import file_hashes
+from ..core.marker import csv_with, owned_path, owns, refuse_foreign, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group, samples_digest
 from ..metrics.preflight import fid_clip, fid_features
@@ -45,6 +47,7 @@ from .shards import Shard, batch_done, parse_shard, saving
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
 META = ["reference", "features", "samples"]  # samples: which images of samples.csv (`samples_digest`)
+OURS = csv_with("method", "model", "n", "fid")  # an earlier version's fid.csv, unlisted
 
 
 def measure_quality(cfg: DictConfig) -> Path | None:
@@ -54,8 +57,9 @@ def measure_quality(cfg: DictConfig) -> Path | None:
     features = fid_features(cfg)
     clip_spec = fid_clip(cfg)
     references = reference_sets(cfg, groups)  # bad input fails before any network is loaded
+    refuse_foreign_outputs(rundir.root, {"fid.csv": OURS})
     shard = parse_shard(cfg.get("shard"))
-    fingerprint = shard_fingerprint(cfg, groups) if shard else ""
+    fingerprint = shard_fingerprint(cfg, rundir, groups, references) if shard else ""
 
     device = resolve_device(cfg.device)  # not models.loading's: a metric shard needs no diffusers
     extractor = load_extractor(
@@ -119,20 +123,17 @@ def measure_quality(cfg: DictConfig) -> Path | None:
             measured = scores.compute(int(cfg.seed))
             results.append(result_row(tag, model, rows, measured, extractor.tag, label, features_label(cfg)))
     rundir.root.mkdir(parents=True, exist_ok=True)
+    measured_with = {
+        "features": {"network": extractor.name, "tag": extractor.tag},  # the name carries its weights' hash
+        "preparation": preparation(extractor.resize, extractor.resolution),
+        "clip_model": clip_spec,
+        "references": {reference.description: reference.identity for reference in references.values()},
+    }
     if shard is not None:  # statistics only: the merge writes fid.csv
-        save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, extractor.tag)
+        save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, measured_with)
         partial_path(rundir.root, shard).unlink(missing_ok=True)
         return None
-    record_invocation(
-        rundir.root,
-        config=cfg,
-        device=str(device),
-        dtype="float32",
-        features={"network": extractor.name, "tag": extractor.tag},  # the name carries its weights' hash
-        preparation=preparation(extractor.resize, extractor.resolution),
-        clip_model=clip_spec,
-        references={reference.description: reference.identity for reference in references.values()},
-    )
+    record_invocation(rundir.root, config=cfg, device=str(device), dtype="float32", **measured_with)
     path = write_results(rundir.root / "fid.csv", results)
     show(console, results, extractor.tag, path, min(len(r) for r in groups.values()) < extractor.num_features)
     return path
@@ -177,8 +178,10 @@ def load_partial(root: Path, shard: Shard, fingerprint: str) -> dict[str, dict]:
     return groups
 
 
-def shard_fingerprint(cfg: DictConfig, groups: dict[tuple[str, str], list[dict[str, str]]]) -> str:
-    """What a shard's statistics depend on: the settings that change a number, and every group's images."""
+def shard_fingerprint(cfg: DictConfig, rundir: RunDir, groups: dict[tuple[str, str], list], references: dict) -> str:
+    """What a shard's statistics depend on: the settings that change a number, every group's images and their
+    bytes, and the reference sets (a folder's identity holds its images' bytes): an image or reference replaced
+    between the shards and the merge makes another fingerprint, so stale statistics are never merged."""
 
     settings = {
         key: value
@@ -189,15 +192,22 @@ def shard_fingerprint(cfg: DictConfig, groups: dict[tuple[str, str], list[dict[s
     images = {
         f"{tag}\t{model}": [[row["path"] for row in rows], samples_of(rows)] for (tag, model), rows in groups.items()
     }
-    text = json.dumps({"settings": settings, "images": images}, sort_keys=True, default=str)
+    paths = [rundir.root / row["path"] for rows in groups.values() for row in rows]
+    contents = {"bytes": file_hashes(paths, persist=True), "references": [r.identity for r in references.values()]}
+    text = json.dumps({"settings": settings, "images": images, **contents}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def save_shard_state(root: Path, shard: Shard, fingerprint: str, states: dict, num_features: int, tag: str) -> None:
-    """shards/fid-<I>-of-<N>.pt: each group's sufficient statistics for this shard's batches (`QualityScores`)."""
+def save_shard_state(
+    root: Path, shard: Shard, fingerprint: str, states: dict, num_features: int, measured_with: dict
+) -> None:
+    """shards/fid-<I>-of-<N>.pt: each group's sufficient statistics for this shard's batches (`QualityScores`),
+    and what measured them (the feature network with its weights' hash, preparation, CLIP, references)."""
     path = shard_state_path(root, shard)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tag = measured_with["features"]["tag"]
     body = {"fingerprint": fingerprint, "groups": states, "num_features": num_features, "tag": tag}
+    body["measured_with"] = json.dumps(measured_with, sort_keys=True, default=str)  # weights_only loads a str
     with atomic_path(path) as temporary:
         torch.save(body, temporary)
     stderr_console().print(f"shard {shard}: statistics of {len(states)} group(s) in {path}")
@@ -206,10 +216,11 @@ def save_shard_state(root: Path, shard: Shard, fingerprint: str, states: dict, n
 def quality_remaining(cfg: DictConfig, shard: Shard) -> int:
     """0 when shard `shard` already saved statistics for these settings and images, else 1."""
     apply_defaults(cfg)
-    groups = measured_groups(cfg, RunDir(cfg.out))
-    reference_sets(cfg, groups)  # a bad reference fails here, on the login node, not in every shard
+    rundir = RunDir(cfg.out)
+    groups = measured_groups(cfg, rundir)
+    references = reference_sets(cfg, groups)  # a bad reference fails here, on the login node, not in every shard
     saved = _saved_state(shard_state_path(Path(cfg.out), shard))
-    return 0 if saved.get("fingerprint") == shard_fingerprint(cfg, groups) else 1
+    return 0 if saved.get("fingerprint") == shard_fingerprint(cfg, rundir, groups, references) else 1
 
 
 def _saved_state(path: Path) -> dict:
@@ -228,7 +239,7 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
     apply_defaults(cfg)
     rundir = RunDir(cfg.out)
     groups = measured_groups(cfg, rundir)
-    fingerprint = shard_fingerprint(cfg, groups)
+    fingerprint = shard_fingerprint(cfg, rundir, groups, reference_sets(cfg, groups))
     paths = [shard_state_path(rundir.root, Shard(i, count)) for i in range(count)]
     saved = []
     for path in paths:
@@ -247,12 +258,25 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
             merged, parts[0]["reference"], saved[0]["num_features"], int(cfg.is_splits), int(cfg.seed)
         )
         results.append(result_row(tag, model, rows, measured, saved[0]["tag"], label, features))
-    record_invocation(rundir.root, config=cfg, merged_shards=count)
+    record_invocation(rundir.root, config=cfg, merged_shards=count, **shards_measured_with(paths, saved))
     path = write_results(rundir.root / "fid.csv", results)
     for shard_path in paths:
         shard_path.unlink()
     show(stderr_console(), results, saved[0]["tag"], path, False)
     return path
+
+
+def shards_measured_with(paths: list[Path], saved: list[dict]) -> dict[str, Any]:
+    """What every shard measured with, for the merge's record; shards that disagree (feature weights replaced
+    between two shards' runs) would merge statistics of two networks: refused."""
+    found = {body.get("measured_with") for body in saved}
+    if len(found) > 1:
+        raise UserError(
+            f"the shards in {paths[0].parent} were measured with other feature networks, references or CLIP "
+            "models (weights replaced between their runs); delete them and rerun the same fid command"
+        )
+    (text,) = found
+    return json.loads(text) if text else {}
 
 
 def measured_groups(cfg: DictConfig, rundir: RunDir) -> dict[tuple[str, str], list[dict[str, str]]]:
@@ -371,10 +395,11 @@ def reference_label(cfg: DictConfig) -> str:
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into fid.csv: rows with the same (method, model, reference, features) are replaced, others kept."""
+    refuse_foreign(path.parent, path.name, owns(path.parent, path.name, OURS))  # before it is read as ours
     rows = merge_rows(path, results, KEY)
     extra = [c for r in rows for c in r if c not in COLUMNS and c not in META]
     columns = COLUMNS + list(dict.fromkeys(extra)) + META
-    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
+    with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)

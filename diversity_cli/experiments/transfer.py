@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.atomic import atomic_path, write_text
+from ..core.atomic import write_text
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.fingerprint import digest
-from ..core.images import open_rgb
+from ..core.images import open_rgb, save_png, sheet_layout
+from ..core.marker import csv_with, owned_path, owns, refuse_foreign, refuse_foreign_outputs
 from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
 from ..core.record import record_invocation
@@ -63,6 +64,7 @@ CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_targe
 # adapter_file: where it was read (the report tells an adapter retrained there since)
 META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adapter_file"]
 KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target")
+OURS = csv_with("adapter", "concept", "source", "target", "change_pct")  # an earlier version's transfer.csv, unlisted
 DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",), "both": ("base", "distilled")}
 ROLES = ("base", "distilled")
 TABLE_COLUMNS = ("name", "concept", "prompt", "scale", "file")  # adapters=FILE: name is required, the rest optional
@@ -148,6 +150,7 @@ def transfer(cfg: DictConfig) -> Path | None:
     """Make and measure the run's units (with shard=I/N only block I of them, whose scores go to
     shards/transfer-<I>-of-<N>.json for `merge_transfer`; None returned)."""
     plan = make_plan(cfg)  # adapter files are read and recognised before any model loads
+    refuse_foreign_outputs(Path(cfg.out), {"transfer.csv": OURS})
     shard = parse_shard(cfg.get("shard"))
     units = plan.block(shard)
     writer = shard_writer(shard)
@@ -647,9 +650,10 @@ def classifier_hits(classifier, images: list, target: tuple[str, int], device: t
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into transfer.csv: rows with the same `KEY` (adapter, concept, roles, model, scale, prompts, classifier
     target) are replaced; a replaced row moves to the end, so the last row of a cell is the newest."""
+    refuse_foreign(path.parent, path.name, owns(path.parent, path.name, OURS))  # before it is read as ours
     rows = merge_rows(path, results, KEY)
     extra = [c for c in CLASSIFIER_COLUMNS if any(r.get(c) for r in rows)]
-    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
+    with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS + extra + META, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -757,10 +761,8 @@ def save_grid(rundir: RunDir, plan: Plan, transfer: Transfer, seeds: int, cell: 
                 image = _load_image(rundir.root / paths[group.tag][(job.prompt, job.seed)])
                 tile = image.resize((cell, cell), Image.Resampling.BICUBIC)
                 sheet.paste(tile, (label_width + (2 * col + half) * cell, header + r * cell))
-    path = rundir.root / f"transfer_{transfer.name}_s{transfer.scale:g}.png"
-    with atomic_path(path) as temporary:
-        sheet.save(temporary, format="PNG")
-    return path
+    name = f"transfer_{transfer.name}_s{transfer.scale:g}.png"
+    return save_png(sheet, rundir.root, name, sheet_layout(label_width, header, cell))
 
 
 def show(results: list[dict[str, Any]], path: Path) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.atomic import atomic_path
-from ..core.images import open_rgb
+from ..core.images import open_rgb, save_png, sheet_layout
 from ..core.prompts import prompt_id
 from ..core.rundir import RunDir
 
 LABEL_WIDTH = 150  # px left of each row for its method tag
 HEADER = 18  # px above the first row for the seeds
+CELL = 96  # px per image
 
 
 def sheet_path(root: Path, model: str, prompt: str) -> Path:
@@ -49,7 +49,7 @@ def contact_sheet(
     prompt: str,
     seeds: list[int] | None = None,
     columns: int = 8,
-    cell: int = 96,
+    cell: int = CELL,
     target: Path | None = None,
     tags: list[str] | None = None,
 ) -> Path | None:
@@ -75,8 +75,7 @@ def contact_sheet(
             tile = open_rgb(path).resize((cell, cell), Image.Resampling.NEAREST)
             sheet.paste(tile, (LABEL_WIDTH + column * cell, top))
     target = target or sheet_path(Path(root), model, prompt)
-    with atomic_path(target) as temporary:
-        sheet.save(temporary, format="PNG")
+    save_png(sheet, target.parent, target.name, sheet_layout(LABEL_WIDTH, HEADER, CELL))
     return target
 
 

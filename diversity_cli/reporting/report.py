@@ -23,11 +23,10 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 from rich.markup import escape
 
-from ..core.atomic import write_text
 from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.images import open_rgb
-from ..core.marker import write_owned
+from ..core.marker import refuse_foreign_outputs, write_owned
 from ..core.record import record_invocation
 from ..core.resources import data_path, display
 from ..core.rundir import RunDir
@@ -56,6 +55,8 @@ from .tables import (
     wide,
     write_csv,
 )
+from .tables.figures import FIGURE_CSV, FIGURE_PNG
+from .tables.render import TABLE_CSV, TABLE_MD, TABLES_MD
 
 
 def write_report(cfg: DictConfig) -> Path:
@@ -74,6 +75,7 @@ def write_report(cfg: DictConfig) -> Path:
     # inside the run by default: one shared results/tables only when asked for (tables_dir=results/tables)
     tables_dir = Path(cfg.tables_dir) if cfg.tables_dir is not None else roots[0] / "tables"
     tables = build_tables([r for r in runs if r.found], paper, cfg, keys)
+    refuse_other_files(cfg, runs, tables, tables_dir)
     written = write_tables(tables, tables_dir, display(paper_path))
     record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
     metrics = list(cfg.diversity_metrics)
@@ -113,6 +115,21 @@ def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig, keys: l
         )
 
 
+def refuse_other_files(cfg: DictConfig, runs: list[RunData], tables: dict[str, Table], tables_dir: Path) -> None:
+    """Before any file is written: none of those this report writes is a file of yours (a report that stopped at
+    report.html had rewritten the tables already)."""
+    outputs = {"tables.md": TABLES_MD} if tables else {}
+    for key in tables:
+        outputs.update({f"table_{key}.md": TABLE_MD, f"table_{key}.csv": TABLE_CSV})
+    drawn = {"figure_5": any(run.commitment for run in runs), "figure_7": any(run.ablate for run in runs)}
+    for name in [name for name, data in drawn.items() if data] if cfg.figures else []:
+        outputs.update({f"{name}.png": FIGURE_PNG, f"{name}.csv": FIGURE_CSV})
+    refuse_foreign_outputs(tables_dir, outputs)
+    for run in runs if cfg.html else []:
+        if run.found:
+            refuse_foreign_outputs(run.root, {"report.html": None})
+
+
 def run_dirs(cfg: DictConfig) -> list[Path]:
     if cfg.out is not None and cfg.runs is not None:
         raise UserError("give either out=<run directory> or runs=[dir1,dir2], not both")
@@ -138,8 +155,7 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> l
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, table in tables.items():
-        markdown = folder / f"table_{key}.md"
-        write_text(markdown, to_markdown(table, paper_source))
+        markdown = write_owned(folder, f"table_{key}.md", to_markdown(table, paper_source), TABLE_MD)
         written += [markdown, write_csv(table, folder / f"table_{key}.csv")]
     if tables:
         # tables.md holds every table file of the folder, also those an earlier report (another target) wrote.
@@ -147,7 +163,7 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> l
         combined = "# The paper's tables: published beside measured\n\n" + "\n".join(
             _included(p, p.stem.removeprefix("table_") in tables) for p in parts
         )
-        write_text(folder / "tables.md", combined)
+        write_owned(folder, "tables.md", combined, TABLES_MD)
     return written
 
 

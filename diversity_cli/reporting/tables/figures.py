@@ -7,9 +7,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ...core.atomic import atomic_path, write_text
+from ...core.marker import csv_with, owned_path, png_by, write_owned
 from ...metrics.labels import metric_label
 from .common import RunData, common_to_all, without_pair_interval
+
+# an earlier report's figure, written before run.json listed figures: matplotlib's PNG, the points as CSV
+FIGURE_PNG = png_by("matplotlib", "Matplotlib")
+FIGURE_CSV = csv_with("metric")
 
 
 def figure5(runs: list[RunData], path: Path) -> Path | None:
@@ -238,9 +242,8 @@ def _save_figure(fig, path: Path, points) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
+    with owned_path(path.parent, path.name, FIGURE_PNG) as temporary:
         fig.savefig(temporary, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    write_text(path.with_suffix(".csv"), points.to_csv(index=False))
+    write_owned(path.parent, path.with_suffix(".csv").name, points.to_csv(index=False), FIGURE_CSV)
     return path

@@ -7,8 +7,13 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from ...core.atomic import atomic_path
+from ...core.marker import csv_with, owned_path, text_starting
 from .common import CSV_COLUMNS, Line, Table, as_number, md_code, md_literal
+
+# an earlier report's table files, written before run.json listed them
+TABLE_CSV = csv_with("table", "method", "condition")
+TABLE_MD = text_starting("## ")
+TABLES_MD = text_starting("# The paper's tables")
 
 # (fields naming a row, field naming a column group) of each table's wide layout.
 LAYOUT = {
@@ -317,8 +322,10 @@ def provenance_footnote(table: Table) -> str:
 
 
 def write_csv(table: Table, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as f:
+    with (
+        owned_path(path.parent, path.name, TABLE_CSV) as temporary,
+        temporary.open("w", newline="", encoding="utf-8") as f,
+    ):
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(vars(line) for line in table.lines)
