@@ -650,23 +650,24 @@ def test_measurements_older_than_the_runs_images_are_flagged(cli, tmp_path: Path
 
 
 def test_a_group_no_table_row_names_is_said_and_can_be_mapped(cli, tmp_path: Path):
-    """The toy demo's hybrid (hybrid_k1_bs5) is no paper row: report says so rather than leaving the Hybrid
-    column empty without a word, and a mapping added on the command line puts it there, its tag shown."""
-    root = _toy_cells(tmp_path / "demo", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k1_bs5")})
+    """A hybrid at another k than the paper's (hybrid_k2_bs5) is no paper row: report says so rather than leaving
+    it out without a word, and a mapping added on the command line puts it there, its tag shown. (The toy demo's
+    k=1 hybrid_k1_bs5 fills the Hybrid rows by itself: tests/test_report_toy_hybrid.py.)"""
+    root = _toy_cells(tmp_path / "demo", {tag: ("0.3", "1") for tag in ("base", "distilled", "hybrid_k2_bs5")})
     code, _, err = cli("report", f"out={root}", "html=false", "figures=false", "tables=[3]")
-    assert code == 0 and "in no row of Tables 3, D.1, E.1" in " ".join(err.split()) and "toy / hybrid_k1_bs5" in err
-    assert "+mapping.3.rows.hybrid_k1_bs5=Hybrid" in " ".join(err.split())
+    assert code == 0 and "in no row of Tables 3, D.1, E.1" in " ".join(err.split()) and "toy / hybrid_k2_bs5" in err
+    assert "+mapping.3.rows.hybrid_k2_bs5=Hybrid" in " ".join(err.split())
     code, _, err = cli(
-        "report", f"out={root}", "html=false", "figures=false", "tables=[3]", "+mapping.3.rows.hybrid_k1_bs5=Hybrid"
+        "report", f"out={root}", "html=false", "figures=false", "tables=[3]", "+mapping.3.rows.hybrid_k2_bs5=Hybrid"
     )
     assert code == 0 and "in no row" not in err
     text = (root / "tables" / "table_3.md").read_text()
-    assert "toy (Hybrid: hybrid_k1_bs5)" in text
+    assert "toy (Hybrid: hybrid_k2_bs5)" in text
     # fid.csv's group: Tables 2 and 4 have rows of their own; said when one of them is asked for
-    write_csv(root / "fid.csv", [{"method": "hybrid_k1_bs5", "model": "toy", "n": 8, "fid_toyfeat": "3.5"}])
+    write_csv(root / "fid.csv", [{"method": "hybrid_k2_bs5", "model": "toy", "n": 8, "fid_toyfeat": "3.5"}])
     err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[2]")[2].split())
-    assert "fid.csv measured toy / hybrid_k1_bs5, in no row of Tables 2, 4" in err
-    assert "+mapping.2.rows.hybrid_k1_bs5=Hybrid" in err and "diversity.csv measured" not in err
+    assert "fid.csv measured toy / hybrid_k2_bs5, in no row of Tables 2, 4" in err
+    assert "+mapping.2.rows.hybrid_k2_bs5=Hybrid" in err and "diversity.csv measured" not in err
 
 
 def test_a_row_of_a_table_not_asked_for_is_a_row_and_no_group_is_advised_into_another_methods_row(cli, tmp_path):

@@ -243,6 +243,40 @@ def match_tag(tag: str, rows: dict[str, str]) -> str | None:
     return None
 
 
+def tag_rank(tag: str, rows: dict[str, str]) -> int | None:
+    """Where a tag stands among those that can fill its paper row: 0 for a row's own key (`hybrid_k1`), else 1 + the
+    position of the first glob key that takes it (`hybrid_k1_*`: the toy demo's `hybrid_k1_bs5`); None for a tag no
+    row takes. A row several measured tags could fill shows the lowest (`preferred_tags`)."""
+    if tag in rows:
+        return 0 if rows[tag] is not None else None  # a null label leaves the tag out, as in `match_tag`
+    for index, (pattern, label) in enumerate(rows.items(), start=1):
+        if fnmatch.fnmatchcase(tag, pattern):
+            return index if label is not None else None
+    return None
+
+
+# How a row several measured tags could fill picks one, as the notes on the others say it.
+TAG_ORDER = (
+    "a row shows one tag per pair (and prompt) of a run: a row's own key before a tag a glob key takes, glob keys "
+    "in conf/report.yaml's order, then the tag its CSV lists first"
+)
+
+
+# The tables whose builders pick one tag per row by `tag_rank` (Table 3 names the others in its notes; Tables 2 and
+# 4 give them rows of their own).
+TAG_RANKED = ("2", "3", "4")
+
+
+def preferred_tags(candidates: Iterable[tuple[tuple[str, ...], str, int]]) -> dict[tuple[str, ...], str]:
+    """(cell, tag, `tag_rank`) of one run's measured groups -> the tag each cell shows: the lowest rank, then the
+    first listed. A paper row must never show two settings side by side, nor pick between them by chance."""
+    best: dict[tuple[str, ...], tuple[int, str]] = {}
+    for cell, tag, rank in candidates:
+        if cell not in best or rank < best[cell][0]:
+            best[cell] = (rank, tag)
+    return {cell: tag for cell, (_, tag) in best.items()}
+
+
 def choose_model(groups: Iterable[tuple[str, str]], paper_model: str | None) -> str | None:
     """The pair whose (pair, method tag) groups fill the paper's rows: the paper's own pair if measured, else the
     one with the most of the table's methods (ties: by name)."""
@@ -547,10 +581,13 @@ def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
     for line in measured:
         key = (line.method, line.condition, line.metric, line.measured_metric)
         if key in kept:
-            if kept[key].measured != line.measured:
-                shown = kept[key]
+            shown = kept[key]
+            other_tag = table_id in TAG_RANKED and _same_run_other_tag(shown, line)
+            if shown.measured != line.measured or other_tag:
+                said = f" ({md_literal(shown.measured_as)}): {TAG_ORDER}" if other_tag else ""
                 notes.append(
-                    f"{_also_measured(line)}; the table shows {md_literal(shown.measured)} from {md_literal(shown.run)}"
+                    f"{_also_measured(line)}; the table shows {md_literal(shown.measured)} from "
+                    f"{md_literal(shown.run)}{said}"
                 )
             continue
         kept[key] = line
@@ -563,6 +600,18 @@ def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
     for found in slots.values():
         lines += found
     return Table(table_id, TITLES[table_id], lines, notes)
+
+
+def _same_run_other_tag(shown: Line, other: Line) -> bool:
+    """Whether a cell left out is another tag of the same pair and run as the one shown (the toy's `hybrid_k1_bs5`
+    where its `hybrid_k1` was measured too): said even at an equal value, with the rule that chose."""
+    return (shown.run, shown.model) == (other.run, other.model) and _tag(shown) != _tag(other)
+
+
+def _tag(line: Line) -> str:
+    """The method tag in a cell's "measured as" ("toy / hybrid_k1_bs5 / a shape", "toy / base (25 steps, ...)")."""
+    parts = line.measured_as.split(" / ")
+    return parts[1].split(" (", 1)[0] if len(parts) > 1 else ""
 
 
 def _also_measured(line: Line) -> str:

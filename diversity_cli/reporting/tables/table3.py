@@ -22,8 +22,10 @@ from .common import (
     mean_of,
     one_run_per_group,
     origin,
+    preferred_tags,
     quality_lines,
     quality_of,
+    tag_rank,
 )
 
 
@@ -43,19 +45,27 @@ def read_prompt_labels(path: Path, conditions: list[str]) -> dict[str, str]:
 
 def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]:
     """diversity.csv -> Table 3 cells of every pair and prompt, each with its quality cells (CLIP score / toy
-    adherence of the same group) beside it; `finish_table3` picks the pair and prompts."""
+    adherence of the same group) beside it; `finish_table3` picks the pair and prompts. A column several of the
+    pair's tags could fill on a prompt (`hybrid_k1` and the toy demo's `hybrid_k1_bs5` in Hybrid) shows one
+    (`preferred_tags`); the others' diversity cells follow the run's, for `assemble` to name in the notes."""
     rows = dict(cfg.rows)
     metrics = {str(m) for m in cfg.metrics}
     quality = quality_of(run)
-    records, groups = [], set()
+    found = []
     for row in diversity_rows(run):
-        method = match_tag(row["method"], rows)
-        if row["metric"] not in metrics or method is None:
-            continue  # other settings (ablate's points: Figure 7) are no Table 3 cells
+        method, rank = match_tag(row["method"], rows), tag_rank(row["method"], rows)
+        if row["metric"] not in metrics or method is None or rank is None:
+            continue  # other settings (ablate's other points: Figure 7) are no Table 3 cells
+        found.append((row, method, labels.get(row["prompt"].lower(), row["prompt"]), rank))
+    shows = preferred_tags(
+        ((row["model"], method, condition), row["method"], rank) for row, method, condition, rank in found
+    )
+    records, others, groups = [], [], set()
+    for row, method, condition, _ in found:
         line = Line(
             "3",
             method,
-            labels.get(row["prompt"].lower(), row["prompt"]),
+            condition,
             "dreamsim_diversity",
             measured_metric=metric_label(row),
             measured=row["value"],
@@ -67,12 +77,20 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
             measured_as=f"{row['model']} / {row['method']} / {row['prompt']}",
             **origin(run, row["_source"]),
         )
+        if row["method"] != shows[(row["model"], method, condition)]:
+            others.append(line)  # its quality stays out: it would stand beside the shown tag's diversity
+            continue
         records.append(line)
         key = (row["model"], row["method"], row["prompt"])
         if key not in groups:
             groups.add(key)
             records += quality_lines(run, quality, key, line)
-    return records
+    # the others only where the shown tag has the same cell, to be named beside it: a metric only another tag has
+    # would put a second setting in the shown tag's column
+    shown = {(line.model, line.method, line.condition, line.measured_metric) for line in records}
+    return records + [
+        line for line in others if (line.model, line.method, line.condition, line.measured_metric) in shown
+    ]
 
 
 def finish_table3(records: list[Line], cfg: Any, labels: dict[str, str]) -> list[Line]:
@@ -85,7 +103,7 @@ def finish_table3(records: list[Line], cfg: Any, labels: dict[str, str]) -> list
         records = [line for line in records if line.condition in named]
     shown, dropped = one_run_per_group(records)  # the averages are over the cells the table shows
     shown, repeats = first_of_each_cell(shown)
-    return shown + averages(shown, named, model) + dropped + repeats  # `assemble` notes the last two
+    return shown + averages(shown, named, model, dict(cfg.rows)) + dropped + repeats  # `assemble` notes the last two
 
 
 def first_of_each_cell(records: list[Line]) -> tuple[list[Line], list[Line]]:
@@ -98,10 +116,13 @@ def first_of_each_cell(records: list[Line]) -> tuple[list[Line], list[Line]]:
     return first, repeats
 
 
-def averages(records: list[Line], paper_prompts: list[str], model: str | None) -> list[Line]:
+def averages(
+    records: list[Line], paper_prompts: list[str], model: str | None, rows: dict[str, str] | None = None
+) -> list[Line]:
     """Per metric, the mean over the prompts measured for every method (a prompt only some methods have would
     tilt the comparison). It is the paper's "Average" row only over the paper's own prompt set; over any other
-    set it is a row of its own, named with the prompts it covers."""
+    set it is a row of its own, named with the prompts it covers. Its "measured as" names the tags averaged that
+    are no row's own key (`rows`), as each prompt's cell does."""
     out = []
     for metric in dict.fromkeys(line.measured_metric for line in records):
         lines = [line for line in records if line.measured_metric == metric]
@@ -121,11 +142,19 @@ def averages(records: list[Line], paper_prompts: list[str], model: str | None) -
                         n="/".join(sorted({line.n for line in chosen})),
                         ci_low=low,
                         ci_high=high,
-                        measured_as=f"{model} / mean of {len(chosen)} prompt(s)",
+                        measured_as=f"{model} / mean of {len(chosen)} prompt(s)" + settings_of(chosen, rows),
                         run=", ".join(dict.fromkeys(line.run for line in chosen)),
                     )
                 )
     return out
+
+
+def settings_of(lines: list[Line], rows: dict[str, str] | None) -> str:
+    """What an average's "measured as" adds when its cells stand on tags other than their row's own key (a glob
+    key's): " (Hybrid: hybrid_k1_bs5)", so it is never read as the paper's setting; "" otherwise."""
+    tags = dict.fromkeys(line.measured_as.split(" / ")[1] for line in lines if line.measured_as.count(" / ") >= 2)
+    other = [tag for tag in tags if tag not in (rows or {})]
+    return f" ({lines[0].method}: {', '.join(other)})" if other else ""
 
 
 def average_label(prompts: list[str]) -> str:

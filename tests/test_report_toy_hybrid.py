@@ -1,0 +1,173 @@
+"""The paper's Hybrid rows from the hybrid a pair actually runs: `make demo`'s toy hybrid is `hybrid_k1_bs5` (the
+base takes the student's first step in 5 steps of its own), and Tables 2, 3 and 4 show it in their Hybrid rows,
+its tag in "measured as"; where a run also measured the paper's `hybrid_k1`, that one is shown by a stated rule
+and the other is named (Table 3's notes) or shown in a row of its own (Table 2)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.core.config import compose
+from diversity_cli.core.rundir import SAMPLE_COLUMNS
+from diversity_cli.reporting.tables import build_tables, load_run, read_paper, wide
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER = REPO / "data" / "paper_tables.csv"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def toy_run(root: Path, groups: dict[str, tuple[str, str]], extra: list[dict] | None = None) -> Path:
+    """A toy run on "a shape": per tag (as listed, which is diversity.csv's and fid.csv's order), its toy_features
+    diversity and toy_adherence, fid_toyfeat, and samples.csv rows with the tag's steps and NFE."""
+    from PIL import Image
+
+    root.mkdir(parents=True)
+    diversity, fid, samples = [], [], []
+    for tag, (value, adherence) in groups.items():
+        common = {"method": tag, "model": "toy", "prompt": "a shape", "n": 4}
+        diversity.append({**common, "metric": "toy_features", "value": value, "ci_low": "0.1", "ci_high": "0.6"})
+        diversity.append({**common, "metric": "toy_adherence", "value": adherence})
+        fid.append({"method": tag, "model": "toy", "n": 4, "fid_toyfeat": str(10 * float(value)), "reference": "toy"})
+        steps = {"base": ("25", "50"), "hybrid_k1_bs5": ("8", "8")}.get(tag, ("4", "4"))
+        for seed in range(4):
+            path = f"toy/{tag}/shape/{seed:06d}.png"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (40 * seed, 90, 200)).save(root / path)
+            samples.append(
+                {"method": tag.split("_k")[0], "model": "toy", "prompt": "a shape", "seed": seed, "k": 1,
+                 "steps": steps[0], "nfe": steps[1], "seconds": 0.1, "path": path, "base_guidance": 0.0,
+                 "base_steps": "5" if tag.endswith("_bs5") else "", "tag": tag, "settings": "x"}
+            )  # fmt: skip
+    write_csv(root / "diversity.csv", diversity + (extra or []))
+    write_csv(root / "fid.csv", fid)
+    with (root / "samples.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(samples)
+    return root
+
+
+def tables_of(*roots: Path, keys=("2", "3", "4")):
+    return build_tables([load_run(r) for r in roots], read_paper(PAPER), compose("report", []), keys)
+
+
+def cells(table, **where):
+    return [line for line in table.measured if all(getattr(line, k) == v for k, v in where.items())]
+
+
+def hybrid_of(table3, metric="toy_features"):
+    (line,) = cells(table3, method="Hybrid", condition="a shape", measured_metric=metric)
+    return line
+
+
+DEMO = {"base": ("0.34", "1"), "distilled": ("0.31", "1"), "hybrid_k1_bs5": ("0.41", "0.75")}
+
+
+def test_the_demos_hybrid_fills_table_3s_hybrid_column_its_tag_named(tmp_path: Path):
+    tables = tables_of(toy_run(tmp_path / "demo", DEMO))
+    line = hybrid_of(tables["3"])
+    assert (line.measured, line.measured_as) == ("0.41", "toy / hybrid_k1_bs5 / a shape")
+    assert hybrid_of(tables["3"], "toy_adherence").measured == "0.75"  # its own quality beside it
+    header, body = wide(tables["3"])
+    shape = next(row for row in body if row[0] == "a shape")
+    assert shape[header.index("Hybrid: measured toy_features_diversity")].startswith("0.410")
+    assert "toy (Hybrid: hybrid_k1_bs5)" in shape[header.index("measured as")]  # never read as hybrid_k1
+    average = next(row for row in body if row[0].startswith("Average of 1 prompt"))
+    assert "(Hybrid: hybrid_k1_bs5)" in average[header.index("measured as")]
+
+
+def test_the_demos_hybrid_fills_table_2s_and_4s_hybrid_rows_with_its_tag_and_steps(tmp_path: Path):
+    tables = tables_of(toy_run(tmp_path / "demo", DEMO))
+    for key in ("2", "4"):
+        (line,) = cells(tables[key], method="Hybrid (4 steps)", measured_metric="fid_toyfeat")
+        assert line.measured == "4.1" and line.measured_as == "toy / hybrid_k1_bs5 (8 steps, 8 NFE)"
+        assert not cells(tables[key], method="toy / hybrid_k1_bs5")
+
+
+def test_report_says_nothing_is_untabulated_for_the_demo(cli, tmp_path: Path):
+    root = toy_run(tmp_path / "demo", DEMO)
+    code, _, err = cli("report", f"out={root}", "html=false", "figures=false", "tables=[2,3]")
+    assert code == 0 and "in no row" not in err, err
+    assert "toy (Hybrid: hybrid_k1_bs5)" in (root / "tables" / "table_3.md").read_text()
+
+
+BOTH = {
+    "base": ("0.34", "1"),
+    "distilled": ("0.31", "1"),
+    "hybrid_k1_bs5": ("0.26", "0.75"),  # listed before hybrid_k1, at hybrid_k1's value: neither order nor a
+    "hybrid_k1": ("0.26", "1"),  # difference of value may decide or hide which one the table shows
+}
+
+
+def test_with_both_hybrids_table_3_shows_hybrid_k1_by_the_stated_rule_and_names_the_other(tmp_path: Path):
+    lpips = {"method": "hybrid_k1_bs5", "model": "toy", "prompt": "a shape", "n": 4, "metric": "lpips", "value": "0.5"}
+    t3 = tables_of(toy_run(tmp_path / "both", BOTH, extra=[lpips]), keys=("3",))["3"]
+    assert hybrid_of(t3).measured_as == "toy / hybrid_k1 / a shape"
+    assert hybrid_of(t3, "toy_adherence").measured == "1"  # hybrid_k1's quality, not hybrid_k1_bs5's 0.75
+    assert not cells(t3, method="Hybrid", measured_metric="lpips")  # no second setting in the column
+    assert all("hybrid_k1_bs5" not in line.measured_as for line in t3.measured)
+    (note,) = [note for note in t3.notes if "hybrid" in note and "k1" in note and "bs5" in note]
+    assert "also measured 0.26" in note and "own key before" in note and "glob key" in note
+
+
+def test_with_both_hybrids_table_2_shows_hybrid_k1_and_the_other_in_a_row_of_its_own(tmp_path: Path):
+    t2 = tables_of(toy_run(tmp_path / "both", BOTH), keys=("2",))["2"]
+    (shown,) = cells(t2, method="Hybrid (4 steps)", measured_metric="fid_toyfeat")
+    assert shown.measured_as == "toy / hybrid_k1 (4 steps, 4 NFE)"
+    (other,) = cells(t2, method="toy / hybrid_k1_bs5", measured_metric="fid_toyfeat")
+    assert other.measured_as == "toy / hybrid_k1_bs5 (8 steps, 8 NFE)" and other.paper == ""
+
+
+def test_across_runs_the_first_run_listed_still_wins_and_the_other_is_named(tmp_path: Path):
+    demo = toy_run(tmp_path / "demo", DEMO)
+    plain = toy_run(tmp_path / "plain", {**DEMO, "hybrid_k1": ("0.2", "1")})
+    t3 = tables_of(demo, plain, keys=("3",))["3"]
+    line = hybrid_of(t3)
+    assert (line.measured_as, line.run) == ("toy / hybrid_k1_bs5 / a shape", str(demo))
+    assert any("also measured 0.2" in note and "not shown" in note for note in t3.notes)
+
+
+def test_an_ablation_of_the_demos_hybrid_fills_the_hybrid_column_from_its_k1_point(tmp_path: Path):
+    """README's first run sweeps the demo's hybrid (base_steps=5) over k: its k=1 point is Table 3's Hybrid, k=2
+    is no Table 3 cell."""
+    root = tmp_path / "ablate"
+    root.mkdir()
+    write_csv(
+        root / "ablate.csv",
+        [{"model": "toy", "method": m, "k": k, "base_guidance": 0.0 if k else "", "base_steps": 5 if k else "",
+          "prompt": "a shape", "n": 6, "metric": "toy_features", "value": v, "seconds_per_image": 0.1, "nfe": 4}
+         for m, k, v in (("base", "", "0.3"), ("distilled", "", "0.2"), ("hybrid", 1, "0.28"), ("hybrid", 2, "0.29"))],
+    )  # fmt: skip
+    t3 = tables_of(root, keys=("3",))["3"]
+    assert (hybrid_of(t3).measured, hybrid_of(t3).measured_as) == ("0.28", "toy / hybrid_k1_bs5 / a shape")
+    assert not [line for line in t3.lines if "hybrid_k2" in line.measured_as]
+
+
+@pytest.mark.parametrize(
+    ("tag", "rank"),
+    [("hybrid_k1", 0), ("hybrid_k1_bs5", 3), ("hybrid_k1_g3_bs5", 3), ("hybrid_k2_bs5", None), ("hybrid_k10", None)],
+)
+def test_a_tags_rank_is_its_rows_own_key_then_the_glob_keys_in_order(tag: str, rank):
+    from diversity_cli.reporting.tables.common import tag_rank
+
+    assert tag_rank(tag, {"base": "Base", "hybrid_k1": "Hybrid", "hybrid_k1_*": "Hybrid"}) == rank
+    assert tag_rank("skip_first", {"skip_first": None, "*": "x"}) is None  # a null label takes no tag
+
+
+def test_the_shipped_mapping_gives_each_hybrid_row_the_k1_glob_after_its_own_key():
+    mapping = compose("report", []).mapping
+    for key in ("2", "3", "4"):
+        rows = {str(tag): label for tag, label in dict(mapping[key].rows).items()}
+        assert rows["hybrid_k1_*"] == rows["hybrid_k1"] and list(rows).index("hybrid_k1_*") > list(rows).index(
+            "hybrid_k1"
+        )
