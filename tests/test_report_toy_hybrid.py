@@ -171,3 +171,16 @@ def test_the_shipped_mapping_gives_each_hybrid_row_the_k1_glob_after_its_own_key
         assert rows["hybrid_k1_*"] == rows["hybrid_k1"] and list(rows).index("hybrid_k1_*") > list(rows).index(
             "hybrid_k1"
         )
+
+
+def test_table_e1_takes_the_demos_hybrid_as_replace_first_and_with_both_gives_the_other_a_row(tmp_path: Path):
+    """E.1's Replace First Timestep row stayed empty for the demo (its hybrid is hybrid_k1_bs5), and stderr no
+    longer named it once Table 3 mapped the tag."""
+    e1 = tables_of(toy_run(tmp_path / "demo", DEMO), keys=("E1",))["E1"]
+    (line,) = cells(e1, method="Replace First Timestep", measured_metric="toy_features")
+    assert (line.measured, line.measured_as) == ("0.41", "toy / hybrid_k1_bs5 / a shape")
+    e1 = tables_of(toy_run(tmp_path / "both", BOTH), keys=("E1",))["E1"]
+    (line,) = cells(e1, method="Replace First Timestep", measured_metric="toy_features")
+    assert line.measured_as == "toy / hybrid_k1 / a shape"  # listed second, shown by the rule
+    (other,) = cells(e1, method="toy / hybrid_k1_bs5", measured_metric="toy_features")
+    assert other.measured == "0.26"

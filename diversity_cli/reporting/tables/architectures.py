@@ -16,8 +16,10 @@ from .common import (
     match_tag,
     mean_of,
     origin,
+    preferred_tags,
     quality_lines,
     quality_of,
+    tag_rank,
 )
 
 
@@ -79,10 +81,23 @@ def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
     if cfg.get("standin"):  # a table about one pair (E.1): the other architectures of a shared run are D.1's
         div = [r for r in div if r["model"] in pairs or r["model"] == standin]
 
+    def rows_of(model: str) -> dict[str, str]:
+        return pairs.get(model) or (pairs[str(cfg.standin)] if model == standin else {})
+
+    # a paper row several of a pair's tags could fill (hybrid_k1 and a glob's hybrid_k1_bs5) shows one; the others
+    # get rows of their own, as tags no row names do
+    candidates = [(r["model"], r["method"], rows_of(r["model"])) for r in div]
+    shows = preferred_tags(
+        ((model, match_tag(tag, rows)), tag, tag_rank(tag, rows) or 0)
+        for model, tag, rows in candidates
+        if match_tag(tag, rows)
+    )
+
     def label(model: str, tag: str, prompt: str) -> tuple[str, str]:
-        rows = pairs.get(model) or (pairs[str(cfg.standin)] if model == standin else {})
-        method = match_tag(tag, rows)
-        return (method, str(cfg.prompt)) if method else (f"{model} / {tag}", prompt)
+        method = match_tag(tag, rows_of(model))
+        if method and shows.get((model, method)) == tag:
+            return method, str(cfg.prompt)
+        return f"{model} / {tag}", prompt
 
     seconds = seconds_per_group(run)
     quality = quality_of(run)
