@@ -403,3 +403,12 @@ def test_a_student_of_another_pair_is_one_line_at_load(cli, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) <= 2 and "Traceback" not in err, err
     assert "the distilled network's in_channels is 4, the base's 8" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelt_scheduler_setting_is_named_in_an_existing_run_too(cli, tmp_path):
+    """In a run holding images, the kept images' settings check came first and called the typo "different
+    settings ... add overwrite=true"; only a fresh out= named the misspelt key."""
+    assert cli("generate", "model=toy", PROMPT, "n=1", "method=base", f"out={tmp_path}")[0] == 0
+    typo = "+model.base.scheduler.overrides.timestep_spacnig=trailing"
+    code, _, err = cli("generate", "model=toy", PROMPT, "n=1", "method=base", typo, f"out={tmp_path}")
+    assert code == 2 and "did you mean model.base.scheduler.overrides.timestep_spacing?" in err, err

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import UserError, first_line
+from .errors import UserError, did_you_mean, first_line
 from .schema import check, integer, number, refuse_unknown_keys, show
 
 MICRO_BATCH = "micro_batch"
@@ -209,6 +209,31 @@ def _check_role(model: DictConfig, role: str, weights: bool) -> None:
             f"model.{role}.scheduler.class={show(named)}: model.{role}.scheduler.class is the name of a diffusers "
             "scheduler class (EulerDiscreteScheduler, LCMScheduler, ...)"
         )
+    if named and overrides:
+        _check_override_names(named, overrides, f"model.{role}.scheduler.overrides")
+
+
+def _check_override_names(class_name: str, overrides: DictConfig, where: str) -> None:
+    """A setting the scheduler class does not take, found from its signature before anything is read (a kept
+    run's settings check came first and called the misspelt key "different settings"). Only where overrides are
+    given: it imports diffusers."""
+    import diffusers
+
+    cls = getattr(diffusers, class_name, None)
+    if cls is None:  # an unknown class: one line where the pair loads
+        return
+    for name in overrides:
+        unknown_scheduler_setting(cls, str(name), where)
+
+
+def unknown_scheduler_setting(cls: type, name: str, where: str) -> None:
+    """One line where `cls` takes no setting `name` (diffusers' from_config would drop it with a warning)."""
+    import inspect
+
+    takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+    if name not in takes:
+        hint = did_you_mean(name, takes, where)
+        raise UserError(f"{where}.{name}: {cls.__name__} takes no such setting (diffusers would drop it){hint}")
 
 
 def _check_size(value: Any, where: str) -> None:

@@ -7,10 +7,10 @@ otherwise. Here it is one line naming the setting instead.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from ..core.errors import UserError, did_you_mean, refused_as
+from ..core.errors import refused_as
+from ..core.pair_settings import unknown_scheduler_setting
 
 
 def plain_config(config: dict) -> dict:
@@ -24,9 +24,6 @@ def scheduler_with(cls: type, config: dict, overrides: dict[str, Any], where: st
     a value `cls` refuses, or a setting it does not take, is one line under that name."""
     with refused_as(f"{where}: {cls.__name__} cannot be made"):
         scheduler, unused = cls.from_config(config, return_unused_kwargs=True, **overrides)
-    ignored = sorted(set(unused) & set(overrides))
-    if ignored:
-        takes = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "kwargs")]
-        hint = did_you_mean(ignored[0], takes, where)
-        raise UserError(f"{where}.{ignored[0]}: {cls.__name__} takes no such setting (diffusers would drop it){hint}")
+    for name in sorted(set(unused) & set(overrides)):
+        unknown_scheduler_setting(cls, name, where)
     return scheduler
