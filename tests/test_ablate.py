@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -453,3 +454,91 @@ def test_measure_keys_equal_to_what_ablate_sets_are_taken():
     sweep = _sweep("model=tiny_sd", "metric=pixel", "measure.diversity.metric=pixel", "device=cpu",
                    "measure.diversity.device=cpu", "measure.fid.seed=3")  # fmt: skip
     assert [point.tag for point in sweep.points] == ["hybrid_k1"]
+
+
+def test_a_sweep_at_another_n_keeps_its_own_rows_plots_and_images(cli, tmp_path, monkeypatch):
+    """The same sweep at n=2, then n=3, into one out: the n=3 rows replaced the n=2 ones (n was no part of a row's
+    key) and its plot was drawn over the n=2 one (the sweep's id named its points only). Each n now keeps its rows
+    and plots, each measured over exactly its own images (the point's folder holds the 3 images of both)."""
+    args = [*SWEEP, "k=1", f"prompt={PROMPTS[0]}", f"out={tmp_path}", "baselines=false"]
+    assert cli("ablate", *args)[0] == 0
+    (two,) = _read(tmp_path / "ablate.csv")
+    assert cli("ablate", *args, "n=3")[0] == 0
+    rows = _read(tmp_path / "ablate.csv")
+    assert [(row["n"], row["value"]) for row in rows][0] == ("2", two["value"]) and rows[1]["n"] == "3"
+    assert rows[1]["value"] != two["value"]
+    plots = sorted(path.name for path in (tmp_path / "plots").iterdir())
+    assert len(plots) == 2 and [name.rsplit("_", 1)[1][:3] for name in plots] == ["n2-", "n3-"], plots
+    view = tmp_path / "points/tiny_sd/hybrid_k1/measure/samples.csv"
+    assert len(_read(view)) == 3 and len(list((tmp_path / "points").rglob("0*.png"))) == 3
+    # merge=true at n=2 does not take the point's n=3 measurement for n=2's numbers
+    code, _, err = cli("ablate", *args, "merge=true")
+    assert code == 2 and "its last measurement is at n=3, not n=2" in err, err
+    assert _read(tmp_path / "ablate.csv") == rows
+    # run again at n=2: no image made, the two images of seeds 0 and 1 measured again, the same number
+    _no_model(monkeypatch)
+    code, out, err = cli("ablate", *args)
+    assert code == 0, err
+    assert _read(tmp_path / "ablate.csv") == rows and len(_read(view)) == 2
+    assert "pixel" in out  # the summary reads the point's files, now at n=2
+    # a point failing at n=3 loses its n=3 rows; n=2's are another sweep's numbers and stay
+    from diversity_cli.core.marker import write_owned
+
+    write_owned(tmp_path / "points/tiny_sd/hybrid_k1", "error.txt", "settings changed\n")
+    assert cli("ablate", *args, "n=3", "merge=true")[0] == 2
+    assert _read(tmp_path / "ablate.csv") == rows[:1]
+
+
+def test_the_point_table_gives_each_diversity_its_interval_n_and_quality(capsys):
+    """The point table gave the mean without its interval, and toy_adherence as a row of its own below it: the
+    quality now stands on the diversity's line, beside its interval and the images per prompt."""
+    from diversity_cli.experiments.ablate import show
+
+    def row(prompt: str, metric: str, value: str, low: str = "", high: str = "") -> dict[str, str]:
+        return {"prompt": prompt, "n": "8", "metric": metric, "value": value, "ci_low": low, "ci_high": high,
+                "ci": "0.95" if low else "", "seconds_per_image": "0.01", "nfe": "4"}  # fmt: skip
+
+    one = [row("a shape", "toy_features", "0.3", "0.2", "0.4"), row("a shape", "toy_adherence", "0.75")]
+    two = [
+        row(p, "toy_features", v, low, high)
+        for p, v, low, high in (("a", "0.3", "0.2", "0.4"), ("b", "0.5", "0.4", "0.6"))
+    ]
+    two += [row("a", "toy_adherence", "1"), row("b", "toy_adherence", "0.5")]
+    show([(Point("base"), one), (Point("distilled"), two)], Path("ablate.csv"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "toy_" in line]
+    assert len(lines) == 2, lines  # one line per point: the quality is no row of its own
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines]
+    assert cells[0][:7] == ["base", "toy_features", "0.3000", "[0.2000, 0.4000]", "1", "8", "toy_adherence 0.750"]
+    from diversity_cli.metrics.diversity import pooled_interval
+
+    _, low, high = pooled_interval([0.3, 0.5], [0.2, 0.4], [0.4, 0.6])
+    assert cells[1][2:7] == ["0.4000", f"[{low:.4f}, {high:.4f}]", "2", "8", "toy_adherence 0.750"]
+
+
+def test_the_first_runs_ablate_sweeps_the_hybrid_make_demo_runs():
+    """README's first run swept k=1..3 with the one base step that README's toy section says brings no diversity
+    back on the toy (hybrid 0.251 against the student's 0.353): it sweeps the hybrid `make demo` runs there, the
+    base's own steps its DEMO_BASE_STEPS names for the toy."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    first_run = (root / "README.md").read_text().split("## First run on the toy pair")[1].split("\n## ")[0]
+    (line,) = [line for line in first_run.splitlines() if line.startswith("diversity-cli ablate ")]
+    makefile = (root / "Makefile").read_text()
+    steps = re.search(r"^DEMO_BASE_STEPS \?= \$\(if \$\(filter toy%,\$\(DEMO_PAIR\)\),(\d+)\)", makefile, re.M)
+    assert steps, "the Makefile's DEMO_BASE_STEPS for the toy pair"
+    arguments = line.split("#")[0].split()[2:]
+    assert f"base_steps={steps.group(1)}" in arguments, line
+    assert {point.base_steps for point in _sweep(*arguments).points} == {int(steps.group(1))}
+
+
+def test_the_summary_gives_each_points_diversity_its_n_and_its_quality(cli, tmp_path):
+    """The summary's line was "toy_features 0.2515 [0.1958, 0.3085] 95% CI": neither how many images it rests on
+    nor whether they follow the prompt."""
+    args = ["model=toy", "k=1", "base_steps=5", "n=3", "prompt=a shape", "baselines=false", f"out={tmp_path}"]
+    code, out, err = cli("ablate", *args)
+    assert code == 0, err
+    (row,) = [r for r in _read(tmp_path / "ablate.csv") if r["metric"] == "toy_adherence"]
+    (line,) = [line for line in out.splitlines() if "hybrid k=1" in line]
+    assert re.search(r"toy_features [\d.]+ \[[\d.]+, [\d.]+\] 95% CI, n=3; toy_adherence (\S+) ", line), line
+    assert float(re.search(r"toy_adherence (\S+) ", line).group(1)) == float(row["value"])

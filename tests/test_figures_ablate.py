@@ -141,3 +141,29 @@ def test_points_measured_with_other_metric_options_are_their_own_curve(tmp_path:
     with (tmp_path / "figure_7.csv").open() as f:
         plotted = {(r["metric"], r["options"]) for r in csv.DictReader(f)}
     assert plotted == {("toy_features", ""), (labelled, euclidean)}
+
+
+def test_sweeps_at_another_n_into_one_run_are_curves_of_their_own(tmp_path: Path):
+    """ablate k=1..2 at n=4, then at n=3 into the same out= (each its own rows now): Figure 7 averaged a prompt's
+    n=3 and n=4 values as if two prompts (n "3-4", a narrower interval); each n is its own curve and baselines."""
+    from diversity_cli.reporting.tables import figure7
+
+    rows = [("hybrid", "a shape", k, n, v) for n, values in ((4, (0.4, 0.5)), (3, (0.2, 0.3))) for k, v in
+            zip((1, 2), values, strict=True)]  # fmt: skip
+    rows += [("base", "a shape", 1, 4, 0.6), ("base", "a shape", 1, 3, 0.1)]
+    run = load_run(_ablate_run(tmp_path / "abl", rows))
+    curves = ablate_curves([run])
+    series: dict[str, list[float]] = {}
+    for c in curves:
+        series.setdefault(f"{c['knob']} {c['sweep']} n={c['n']}", []).append(c["value"])
+    assert series == {
+        "k n=4 n=4": pytest.approx([0.4, 0.5]),
+        "baseline n=4 n=4": pytest.approx([0.6]),
+        "k n=3 n=3": pytest.approx([0.2, 0.3]),
+        "baseline n=3 n=3": pytest.approx([0.1]),
+    }
+    assert figure7([run], tmp_path / "figure_7.png") is not None
+    # one sweep whose prompts differ in n (a prompt listed twice) stays one curve, its n a range
+    rows = [("hybrid", p, k, n, 0.5) for k in (1, 2) for p, n in (("a circle", 4), ("a red square", 8))]
+    curves = ablate_curves([load_run(_ablate_run(tmp_path / "one", rows))])
+    assert {(c["sweep"], c["n"]) for c in curves} == {("", "4-8")}

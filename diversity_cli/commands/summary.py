@@ -168,12 +168,26 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
         folders = [out / POINTS / str(cfg.model.name) / tag for tag in mine[-1]["points"]]
         done = [folder for folder in folders if not (folder / ERROR_NAME).is_file()]
         rows = measurements([row for folder in done for row in _csv(folder / "point.csv")])
-    first = metric_label(rows[0]) if rows else None
-    for row in [row for row in rows if metric_label(row) == first]:
+    from ..experiments.defaults import QUALITY_METRICS
+
+    # a prompt's quality (toy_adherence, clip_score) stands on its diversity's line, never as a headline of its own
+    quality: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        if row["metric"] in QUALITY_METRICS and row.get("prompt"):
+            quality.setdefault((row.get("run", ""), row["prompt"], row.get("n", "")), []).append(row)
+    diversity = [row for row in rows if not (row["metric"] in QUALITY_METRICS and row.get("prompt"))] or rows
+    first = metric_label(diversity[0]) if diversity else None
+    level = float(cfg.measure.diversity.get("ci", 0.95))
+    for row in [row for row in diversity if metric_label(row) == first]:
         knobs = ",".join(f"{k}={row[k]}" for k in ("k", "base_guidance", "base_steps") if row.get(k) not in ("", None))
         point = f"{row['method']} {knobs}".strip()
-        level = float(cfg.measure.diversity.get("ci", 0.95))
-        summary.headline.append((f"{point} / {row['prompt'][:30]}", f"{first} {_interval(row, level)}"))
+        measured_at = float(row["ci"]) if row.get("ci") else level  # the row's own level (older rows: this run's)
+        n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
+        beside = [q for q in quality.get((row.get("run", ""), row["prompt"], row.get("n", "")), []) if q is not row]
+        scores = "".join(f"; {metric_label(q)} {_num(q['value'])}" for q in beside)
+        summary.headline.append(
+            (f"{point} / {row['prompt'][:30]}", f"{first} {_interval(row, measured_at)}{n}{scores}")
+        )
 
 
 def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:

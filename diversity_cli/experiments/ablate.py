@@ -4,8 +4,11 @@ A point is one setting of (method, k, base_guidance, base_steps), named by its m
 Every point is its own run directory, `<out>/points/<model>/<tag>/`, so points can run at once (one SLURM job
 each) without two processes ever writing the same file: `generate` resumes there, and the measurement of exactly
 this run's images (its prompts x n seeds) goes to `<tag>/point.csv`, reused while the images and the measurement
-settings are unchanged. A merge step puts every point's rows into `<out>/ablate.csv` (one row per point, prompt
-and metric; rerunning replaces rows, never duplicates them) and draws `<out>/plots/`.
+settings are unchanged. A merge step puts every point's rows into `<out>/ablate.csv` (one row per point, prompt,
+n and metric; rerunning replaces rows, never duplicates them) and draws `<out>/plots/`.
+
+A sweep at another n shares the point's folder: its images are those of the seeds both n cover (one seed makes one
+image), its measurement is of exactly its own n images per prompt, and its rows and plots are its own.
 
 `out` and every point's folder are run directories (core/marker.py): ablate writes, replaces and deletes only files
 their run.json lists, and checks every file a sweep would write before its first point (`check_outputs`).
@@ -26,14 +29,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..core.atomic import atomic_path
 from ..core.config import available, conf_dir, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError
@@ -42,6 +42,7 @@ from ..core.marker import (
     check_folder,
     contained,
     legacy_files,
+    owned_path,
     refuse_foreign,
     require_marked,
     write_owned,
@@ -51,11 +52,11 @@ from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
 from ..core.schemas.ablate import AblateConfig
-from ..metrics.diversity import MIN_INTERVAL_N
+from ..metrics.diversity import MIN_INTERVAL_N, pooled_interval
 from ..metrics.labels import metric_label
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
-from .defaults import apply_defaults
+from .defaults import QUALITY_METRICS, apply_defaults
 from .sweep import KNOBS, check_grid, expand, grid
 
 COLUMNS = [
@@ -78,7 +79,8 @@ COLUMNS = [
     "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
 ]
 ROWS_VERSION = 2  # of point.csv's rows: 2, FID rows carry their reference in options, no interval over two images
-KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "metric", "options")  # options: another number
+# n and options: another number of images per prompt, or other metric settings, is another number beside this one
+KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "metric", "options")
 CSV_NAME = "ablate.csv"
 ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
 POINTS, PLOTS, MULTIRUN, MEASURE = "points", "plots", "multirun", "measure"
@@ -130,6 +132,7 @@ class Sweep:
     points: list[Point]  # the swept points, in grid order
     baselines: list[Point]  # base / distilled when not among the points already
     swept: list[str]  # knobs that take more than one value among the points
+    n: int | None = None  # images per prompt and point
 
     @property
     def all(self) -> list[Point]:
@@ -161,7 +164,8 @@ def ablate(cfg: DictConfig) -> Path:
     target = out / CSV_NAME
     failed_now = [p for p in missing if (out / POINTS / sweep.model / p.tag / ERROR_NAME).is_file()]
     if failed_now and target.is_file():  # their rows there are an earlier attempt's: not this sweep's numbers
-        drop_points(target, {f"{POINTS}/{sweep.model}/{p.tag}" for p in failed_now})
+        # only those of this sweep's n: the rows of a sweep at another n are that sweep's, not an attempt of this one
+        drop_points(target, {f"{POINTS}/{sweep.model}/{p.tag}" for p in failed_now}, _counts(cfg))
     if results:
         write_rows(target, [row for _, rows in results for row in rows])
         for path in plot(results, sweep, out / PLOTS) if cfg.plots else []:
@@ -176,8 +180,13 @@ def ablate(cfg: DictConfig) -> Path:
 
 def _missing_message(out: Path, sweep: Sweep, missing: list[Point], merge: bool) -> str:
     """One line: which points have no results, and the first reason recorded for them."""
-    errors = [(p, out / POINTS / sweep.model / p.tag / ERROR_NAME) for p in missing]
-    errors = [(p, path.read_text().strip()) for p, path in errors if path.is_file()]
+    errors = []
+    for point in missing:
+        folder = out / POINTS / sweep.model / point.tag
+        if (folder / ERROR_NAME).is_file():
+            errors.append((point, (folder / ERROR_NAME).read_text().strip()))
+        elif (found := _measured_n(folder)) not in (None, sweep.n):  # measured since by a sweep at another n
+            errors.append((point, f"its last measurement is at n={found}, not n={sweep.n}"))
     tags = ", ".join(p.tag for p in missing[:4]) + (" ..." if len(missing) > 4 else "")
     line = f"{len(missing)} of {len(sweep.all)} points have no results ({tags})"
     if errors:
@@ -214,7 +223,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
 
     for point in points + baselines:
         generate.validate(point_config(cfg, point))
-    return Sweep(str(cfg.model.name), points, baselines, swept)
+    return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n))
 
 
 # measure.<command>.* keys ablate sets itself for every point (its own images, in its own process): given there,
@@ -433,18 +442,6 @@ def _listed(root: Path, rel: str) -> None:
     marker.record(rel)
 
 
-@contextmanager
-def _owned_path(root: Path, rel: str) -> Iterator[Path]:
-    """A temporary to write `root/rel` through (any writer: matplotlib), listed in run.json first; a file there
-    the toolkit did not write, or a link on the way, is refused."""
-    marker = RunMarker(root)
-    marker.claim()
-    refuse_foreign(root, rel, rel in marker.files())
-    marker.record(rel)  # listed first: a kill before the write leaves a listed file missing, never a stray one
-    with atomic_path(contained(root, rel)) as temporary:
-        yield temporary
-
-
 # ------------------------------------------------------------------------------------------------ one point
 
 
@@ -518,7 +515,8 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     results = [{**shared, "seed": first_seed.get(row["prompt"], ""), **row} for row in found]
     results = [{column: row.get(column, "") for column in COLUMNS} for row in results]
     _write_csv(root, "point.csv", results)
-    write_owned(root, "point.json", json.dumps({"signature": signature, **point.knobs()}, indent=2) + "\n")
+    measured = {"signature": signature, **point.knobs(), "n": int(cfg.n)}  # n: which sweep's numbers point.csv holds
+    write_owned(root, "point.json", json.dumps(measured, indent=2) + "\n")
     return results
 
 
@@ -701,16 +699,42 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
 
 def collect(out: Path, sweep: Sweep) -> tuple[list[tuple[Point, list[dict[str, str]]]], list[Point]]:
     """Each point's finished rows (point.csv with its point.json written after it), and the points without. A point
-    whose last attempt failed (error.txt) is without: its point.csv, if any, is an earlier sweep's."""
+    whose last attempt failed (error.txt) is without: its point.csv, if any, is an earlier sweep's. So is one last
+    measured at another n (a sweep at another n into the same out= since): its numbers are not this sweep's."""
     results, missing = [], []
     for point in sweep.all:
         folder = out / POINTS / sweep.model / point.tag
         done = (folder / "point.json").is_file() and (folder / "point.csv").is_file()
-        if done and not (folder / ERROR_NAME).is_file():
+        if done and not (folder / ERROR_NAME).is_file() and _measured_n(folder) in (None, sweep.n):
             results.append((point, measurements(_read_csv(folder / "point.csv"))))
         else:
             missing.append(point)
     return results, missing
+
+
+def _measured_n(folder: Path) -> int | None:
+    """The n of a point's last measurement: its point.json's; for one written before point.json held it, the
+    images per prompt its rows agree on (not its FID/IS/CLIP rows, over all prompts); None when not known."""
+    try:
+        found = json.loads((folder / "point.json").read_text(encoding="utf-8")).get("n")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if isinstance(found, int):
+        return found
+    table = folder / "point.csv"
+    counts = {row.get("n", "") for row in _read_csv(table) if row.get("prompt")} if table.is_file() else set()
+    only = counts.pop() if len(counts) == 1 else ""
+    return int(only) if only.isdigit() else None
+
+
+def _counts(cfg: DictConfig) -> set[str]:
+    """The `n` of this sweep's rows: each prompt's images, and all of a point's (its FID/IS/CLIP rows)."""
+    from collections import Counter
+
+    from . import generation as generate
+
+    jobs = generate.plan_jobs(point_config(cfg, Point("base")), read_prompts(cfg.prompt, cfg.prompts, cfg.limit))
+    return {str(count) for count in Counter(job.prompt for job in jobs).values()} | {str(len(jobs))}
 
 
 def measurements(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -743,21 +767,23 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def drop_points(path: Path, runs: set[str]) -> None:
-    """ablate.csv without the rows of these points (`run` column), whose last attempt failed."""
+def drop_points(path: Path, runs: set[str], counts: set[str] | None = None) -> None:
+    """ablate.csv without the rows of these points (`run` column), whose last attempt failed: those of `counts`
+    (their `n`) only, when given."""
     rows = _read_csv(path)
-    kept = [row for row in rows if row.get("run") not in runs]
+    kept = [row for row in rows if row.get("run") not in runs or (counts is not None and row.get("n") not in counts)]
     if len(kept) != len(rows):
         _write_csv(path.parent, path.name, [{column: row.get(column, "") for column in COLUMNS} for row in kept])
 
 
 def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
-    """`<model>_<metric>_vs_<knob>_<sweep>.png`: the sweep's id (a hash of its points) keeps two sweeps that share
-    `out` (k=1..4, then method=replace_final k=1..3) from drawing over each other's plots."""
+    """`<model>_<metric>_vs_<knob>_<sweep>.png`: the sweep's id (its n and a hash of its points, `n8-1a2b3c`) keeps
+    two sweeps that share `out` (k=1..4, then method=replace_final k=1..3; or the same points at another n) from
+    drawing over each other's plots."""
     import hashlib
 
     points = ",".join(sorted(point.tag for point in sweep.points))
-    sweep_id = hashlib.sha1(points.encode()).hexdigest()[:6]
+    sweep_id = ("" if sweep.n is None else f"n{sweep.n}-") + hashlib.sha1(points.encode()).hexdigest()[:6]
     what = f"vs_{knob}" if knob else "by_method"
     named = re.sub(r"[^\w.=+-]+", "_", metric).strip("_")  # `toy_features[distance=euclidean]`: a file name
     # options naming a folder (an FID's reference=/data/...) would make it long: the metric and a digest instead
@@ -790,9 +816,11 @@ def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder
                 _lines(ax, values, knob, [other for other in sweep.swept if other != knob], metric)
             name = plot_name(sweep, metric, knob)
             ax.set_ylabel(metric)
-            ax.set_title(f"{sweep.model}: {metric}" + (f" vs {knob}" if knob else "") + " (bars: CI of each value)")
+            what = f"{metric} vs {knob}" if knob else metric
+            over = "" if sweep.n is None else f", n={sweep.n}"  # the images per prompt every value rests on
+            ax.set_title(f"{sweep.model}: {what}{over} (bars: CI of each value)")
             fig.tight_layout()
-            with _owned_path(folder.parent, f"{folder.name}/{name}") as temporary:
+            with owned_path(folder.parent, f"{folder.name}/{name}") as temporary:
                 fig.savefig(temporary, dpi=120, format="png")
             plt.close(fig)
             paths.append(folder / name)
@@ -879,22 +907,59 @@ def _mean(by_prompt: dict) -> float:
 
 
 def show(results: list[tuple[Point, list[dict[str, str]]]], target: Path) -> None:
-    """Per point and metric: the mean over prompts, with cost (seconds per image, network evaluations)."""
+    """Per point and metric: the mean over prompts with its interval and the images per prompt it rests on, the
+    quality measured beside it (each prompt's toy_adherence or clip_score: variety off the prompt must not pass for
+    diversity), and the cost (seconds per image, network evaluations)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"ablate ({target})")
-    for column in ("point", "metric", "mean", "prompts", "n", "s/image", "nfe"):
-        table.add_column(column, justify="left" if column in ("point", "metric") else "right")
+    columns = ("point", "metric", "mean", "interval", "prompts", "n", "quality", "s/image", "nfe")
+    lines = []
     for point, rows in results:
-        for metric in dict.fromkeys(metric_label(row) for row in rows):
-            by_prompt = _values(rows, metric)
-            first = next(row for row in rows if metric_label(row) == metric)
-            mean = f"{_mean(by_prompt):.4f}" if by_prompt else ""
-            cells = (point.tag, metric, mean, str(len(by_prompt)), first["n"], first["seconds_per_image"], first["nfe"])
-            table.add_row(*map(Text, cells))  # data, not markup: `metric[options]` would vanish as a markup tag
+        quality = [row for row in rows if _beside(row)]
+        shown = [row for row in rows if not _beside(row)] or quality  # quality alone (metric=toy_adherence): its rows
+        beside = "" if shown is quality else _quality_cell(quality)
+        for metric in dict.fromkeys(metric_label(row) for row in shown):
+            mine = [row for row in shown if metric_label(row) == metric and row["value"] != ""]
+            first = next(row for row in shown if metric_label(row) == metric)
+            mean = f"{_mean(_values(mine, metric)):.4f}" if mine else ""
+            counts = "/".join(dict.fromkeys(row["n"] for row in mine)) or first["n"]
+            lines.append((point.tag, metric, mean, _interval_cell(mine), str(len(_values(mine, metric))), counts,
+                          beside, first["seconds_per_image"], first["nfe"]))  # fmt: skip
+    # an interval or quality column no point has (n=2, a pair measuring none) is left out: a long metric name
+    # (an FID's reference folder) keeps the width
+    kept = [i for i, name in enumerate(columns) if name not in ("interval", "quality") or any(x[i] for x in lines)]
+    table = Table(title=f"ablate ({target})")
+    for i in kept:
+        table.add_column(columns[i], justify="left" if columns[i] in ("point", "metric", "quality") else "right")
+    for line in lines:
+        table.add_row(*(Text(line[i]) for i in kept))  # data, not markup: `metric[options]` would vanish as a tag
     Console(width=160).print(table)
+
+
+def _beside(row: dict[str, str]) -> bool:
+    """A prompt's quality row (toy_adherence, clip_score), shown beside that point's diversity, not as a number of
+    its own; a CLIP score over all prompts (fid=true) stays a row."""
+    return row["metric"] in QUALITY_METRICS and bool(row.get("prompt"))
+
+
+def _quality_cell(rows: list[dict[str, str]]) -> str:
+    """`toy_adherence 0.938`: each quality metric's mean over the prompts."""
+    labels = dict.fromkeys(metric_label(row) for row in rows if row["value"] != "")
+    return "; ".join(f"{label} {_mean(_values(rows, label)):.3f}" for label in labels)
+
+
+def _interval_cell(rows: list[dict[str, str]]) -> str:
+    """The interval of a point's value: one prompt's bootstrap interval, or the pooled interval of the mean over
+    several (as Figure 7 and Table 3 average); its level named when not 95%; empty where a prompt has none."""
+    if not rows or any(row.get("ci_low") in (None, "") or row.get("ci_high") in (None, "") for row in rows):
+        return ""
+    lows, highs = ([float(row[key]) for row in rows] for key in ("ci_low", "ci_high"))
+    _, low, high = pooled_interval([float(row["value"]) for row in rows], lows, highs)
+    levels = {float(row.get("ci") or 0.95) for row in rows}
+    named = "" if levels == {0.95} else f" {levels.pop():.0%} CI" if len(levels) == 1 else " (CIs of several levels)"
+    return f"[{low:.4f}, {high:.4f}]{named}"
 
 
 # ------------------------------------------------------------------------------------------------- helpers

@@ -86,9 +86,9 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
     notes: list[str] = []
     if frame is None:
         return points, notes
-    for (run, model, metric), rows in frame.groupby(["run", "model", "metric"], sort=False):
+    for (run, model, metric, sweep), rows in _by_sweep(frame):
         plotted = _plotted(rows)
-        where = f"Figure 7, {run} / {model} / {metric}"
+        where = f"Figure 7, {run} / {model} / {metric}" + (f" / {sweep}" if sweep else "")
         curves = [plotted]
         if not common_to_all(set(part.prompt) for *_, part in plotted):
             # no prompt at every point: each curve (and each baseline) over its own points' common prompts, said
@@ -112,8 +112,22 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
                 kept = part[part.prompt.isin(common)]
                 if not kept.empty:
                     found = _point(knob, point, run, model, metric, fixed, kept)
-                    points.append({**found, "left_out": "; ".join(left)})
+                    points.append({**found, "sweep": sweep, "left_out": "; ".join(left)})
     return points, notes
+
+
+def _by_sweep(frame: Any) -> list[tuple[tuple[str, str, str, str], Any]]:
+    """The rows of each run, pair and metric; split by n where a point and prompt was measured at several (sweeps
+    at another n into one out=): one prompt's n=3 and n=4 values are no two prompts to average. A sweep whose
+    prompts differ in n (a prompt listed twice) stays one."""
+    groups = []
+    for (run, model, metric), rows in frame.groupby(["run", "model", "metric"], sort=False):
+        cell = ["method", "k", "base_guidance", "base_steps", "prompt"]
+        if rows.groupby(cell, dropna=False).n.nunique().gt(1).any():
+            groups += [((run, model, metric, f"n={n:g}"), part) for n, part in rows.groupby("n", sort=False)]
+        else:
+            groups.append(((run, model, metric, ""), rows))
+    return groups
 
 
 def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
@@ -210,7 +224,7 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
     for ax, (knob, title) in zip(axes[0], knobs, strict=True):
         part = frame[frame.knob == knob]
         twin = ax.twinx()
-        for (model, metric, fixed), line in part.groupby(["model", "metric", "fixed"], sort=False):
+        for (model, metric, fixed, _), line in part.groupby(["model", "metric", "fixed", "sweep"], sort=False):
             label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
             drawn = ax.plot(line.point, line.value, marker="o", ms=3, label=label)[0]
             bars = line.dropna(subset=["ci_low", "ci_high"])
@@ -219,10 +233,13 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
                 ax.errorbar(bars.point, bars.value, yerr=[below, above], fmt="none", ecolor=drawn.get_color(), lw=1)
             if line.seconds_per_image.notna().any():
                 twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
-        levels = frame[(frame.knob == "baseline") & frame.model.isin(part.model) & frame.metric.isin(part.metric)]
+        baseline = frame.knob == "baseline"
+        same = frame.model.isin(part.model) & frame.metric.isin(part.metric) & frame.sweep.isin(part.sweep)
+        levels = frame[baseline & same]
         for _, level in levels.iterrows():
             style = "--" if level.fixed == "base" else "-."
-            ax.axhline(level.value, ls=style, lw=1, color="black", label=f"{level.model} {level.fixed} alone")
+            label = f"{level.model} {level.fixed} alone" + (f" ({level.sweep})" if level.sweep else "")
+            ax.axhline(level.value, ls=style, lw=1, color="black", label=label)
         ax.set_xlabel(knob)
         ax.set_ylabel("diversity (metric in legend)")
         twin.set_ylabel("s / image (dotted)", color="grey")
