@@ -387,3 +387,46 @@ def test_shards_measured_with_other_weights_are_not_merged_and_the_merge_records
     path.write_text(json.dumps(body))
     with pytest.raises(UserError, match="measured pixel with other weights or options"):
         merge_diversity(compose("diversity", diversity), 2)
+
+
+def test_each_device_worker_is_handed_one_shard_at_a_time(monkeypatch):
+    """devices=cpu:1 with two shards: both were submitted to the worker's pool at once, which queues the second into
+    the worker; after Ctrl-C (the worker stops its shard) the worker went on through the whole next shard."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diversity_cli.experiments import launch
+
+    held: dict[int, int] = {}
+    most: dict[int, int] = {}
+
+    class Pool(ThreadPoolExecutor):  # a worker that counts the jobs handed to it and not yet done
+        def __init__(self, *args, **kwargs):
+            super().__init__(1)
+
+        def submit(self, job):
+            held[id(self)] = held.get(id(self), 0) + 1
+            most[id(self)] = max(most.get(id(self), 0), held[id(self)])
+
+            def run():
+                try:
+                    time.sleep(0.01)
+                    return job()
+                finally:
+                    held[id(self)] -= 1
+
+            return super().submit(run)
+
+    def failing(shard):
+        def job():
+            if shard.index == 2:
+                raise RuntimeError("out of memory")
+
+        return job
+
+    monkeypatch.setattr(launch, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(launch, "_jobs", lambda cfg, run, shards, devices: [failing(s) for s in shards])
+    shards = [Shard(i, 5) for i in range(5)]
+    failed = launch.run_on_devices(compose("generate", []), None, shards, ["cpu", "cpu"])
+    assert len(most) == 2 and set(most.values()) == {1}
+    assert failed == [Shard(2, 5)]

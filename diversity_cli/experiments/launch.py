@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -393,18 +394,34 @@ def run_on_devices(cfg: DictConfig, run: Runner, shards: list[Shard], devices: l
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     context = get_context("spawn")  # a clean interpreter per worker: no forked torch state
     pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init, initargs=(threads,)) for _ in devices]
+    # One job at a time per worker, the next handed over when it ends: a pool queues a submitted job into its worker
+    # at once, so after Ctrl-C (which the worker obeys by stopping its shard) it went on through the next shard.
+    waiting = [[] for _ in devices]
+    for i, (shard, job) in enumerate(zip(shards, _jobs(cfg, run, shards, devices), strict=True)):
+        waiting[i % len(devices)].append((shard, job))
+    running: dict[Future, tuple[int, Shard]] = {}
+
+    def start(worker: int) -> None:
+        if waiting[worker]:
+            shard, job = waiting[worker].pop(0)
+            running[pools[worker].submit(job)] = (worker, shard)
+
     try:
-        futures = [pools[i % len(devices)].submit(job) for i, job in enumerate(_jobs(cfg, run, shards, devices))]
+        for worker in range(len(devices)):
+            start(worker)
         failed = []
-        for shard, future in zip(shards, futures, strict=True):
-            try:
-                future.result()
-            except UserError:
-                raise
-            except Exception as err:
-                console.print(f"[red]shard {shard} failed[/]: {type(err).__name__}: {err}")
-                failed.append(shard)
-        return failed
+        while running:
+            for future in futures.wait(running, return_when=futures.FIRST_COMPLETED).done:
+                worker, shard = running.pop(future)
+                try:
+                    future.result()
+                except UserError:
+                    raise
+                except Exception as err:
+                    console.print(f"[red]shard {shard} failed[/]: {type(err).__name__}: {err}")
+                    failed.append(shard)
+                start(worker)
+        return sorted(failed, key=lambda shard: shard.index)
     finally:
         for pool in pools:
             pool.shutdown(cancel_futures=True)
