@@ -250,3 +250,22 @@ def test_cache_info_and_clear_touch_only_what_the_toolkit_wrote(cli, tmp_path):
     assert all(path.exists() for path in theirs)  # a user's files in the cache root are never deleted
     code, _, err = cli("cache", "clear", "everything")
     assert code == 2 and "kinds: embeddings, fid, commitment, fingerprints" in err
+
+
+def test_cache_clear_leaves_a_running_writers_temporary_and_files_not_named_as_ours(cli):
+    """`cache clear fid` deleted every hidden .tmp file: the temporary a running fid was writing its statistics
+    into (its rename then failed) and a user's `.draft.tmp`. Only a killed writer's temporaries go now."""
+    from diversity_cli.core.atomic import HOST
+
+    folder = cache_dir("fid")
+    folder.mkdir(parents=True)
+    ours = folder / "toy-0123456789abcdef0123.pt"
+    live = folder / f".{ours.name}.{HOST}.{os.getpid()}.abc123.tmp.pt"  # this process: a writer still running
+    dead = folder / f".{ours.name}.{HOST}.999999999.def456.tmp.pt"  # no such process: killed mid-write
+    draft = folder / ".draft.tmp"
+    for path in (ours, live, dead, draft):
+        path.write_bytes(b"x")
+    code, _, err = cli("cache", "clear", "fid")
+    assert code == 0, err
+    assert not ours.exists() and not dead.exists()
+    assert live.exists() and draft.exists()

@@ -53,10 +53,20 @@ def _remove_stale(path: Path) -> None:
 _TEMPORARY = re.compile(r"\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[^./]*)?")
 
 
+def is_temporary(name: str) -> bool:
+    """Whether `name` is named as `atomic_path` names its temporaries (its writer may be running)."""
+    return bool(_TEMPORARY.fullmatch(name))
+
+
 def _dead_writer(name: str) -> bool:
     """Whether `name` is a temporary of a writer on this host that no longer runs."""
     found = _TEMPORARY.fullmatch(name)
     return bool(found) and found["host"] == HOST and not _running(int(found["pid"]))
+
+
+def dead_temporary(name: str) -> bool:
+    """Whether `name` is a temporary a killed writer on this host left (safe to delete: nobody writes it)."""
+    return _dead_writer(name)
 
 
 def remove_dead_temporaries(root: str | Path) -> list[Path]:

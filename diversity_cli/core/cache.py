@@ -30,19 +30,21 @@ KINDS = {
     "commitment": ("base-model commitment records of k=auto", r"[\w.-]+-[0-9a-f]{12,20}\.json"),
     "fingerprints": ("memoised hashes of weight files (path, mtime, size)", r"files\.json"),
 }
-# Temporary files of atomic writes (`core.atomic`) left by a killed run.
-TEMPORARY = r"\..+\.tmp(\.\w+)?"
 
 
-def cached_files(kind: str) -> list[Path]:
-    """The files the toolkit wrote in one kind's folder."""
+def cached_files(kind: str, removable: bool = False) -> list[Path]:
+    """The files the toolkit wrote in one kind's folder, with the temporaries of its atomic writes (`core.atomic`);
+    `removable`: only those a killed writer left, never one a running `fid` or `diversity` is writing."""
     import re
+
+    from .atomic import dead_temporary, is_temporary
 
     folder = cache_dir(kind)
     if not folder.is_dir():
         return []
-    pattern = re.compile(f"(?:{KINDS[kind][1]})|(?:{TEMPORARY})")
-    return sorted(p for p in folder.iterdir() if p.is_file() and pattern.fullmatch(p.name))
+    pattern = re.compile(KINDS[kind][1])
+    temporary = dead_temporary if removable else is_temporary
+    return sorted(p for p in folder.iterdir() if p.is_file() and (pattern.fullmatch(p.name) or temporary(p.name)))
 
 
 def cache_info() -> list[dict]:
@@ -67,7 +69,7 @@ def clear_cache(kinds: list[str] | None = None) -> dict[str, int]:
     deleted per kind. Nothing else in the cache root is touched."""
     removed = {}
     for kind in kinds or list(KINDS):
-        files = cached_files(kind)
+        files = cached_files(kind, removable=True)
         for path in files:
             path.unlink(missing_ok=True)
         removed[kind] = len(files)
