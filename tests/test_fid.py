@@ -414,3 +414,17 @@ def test_the_summary_shows_this_runs_reference_only(cli, tmp_path):
     shown = " ".join(out.split())
     assert shown.count("(n=3, against") == 1 and str(tmp_path / "other") in shown
     assert str(tmp_path / "ref") + ")" not in shown
+
+
+def test_the_toy_fid_has_no_columns_it_cannot_fill(cli, tmp_path):
+    """The toy classifier has no class logits, so no IS: fid.csv carried is_toyfeat and is_std_toyfeat columns
+    that can never hold a number, and the table printed them empty beside fid, is, is_std and clip."""
+    assert cli("generate", "model=toy", "prompt=a shape", "n=2", "method=base", f"out={tmp_path}")[0] == 0
+    code, out, err = cli("fid", f"out={tmp_path}", "toy.per_prompt=10")
+    assert code == 0, err
+    with (tmp_path / "fid.csv").open() as f:
+        (row,) = csv.DictReader(f)
+    assert row["fid_toyfeat"] and "is_toyfeat" not in row and "is_std_toyfeat" not in row
+    header = next(line for line in out.splitlines() if "fid_toyfeat" in line)
+    columns = [cell.strip() for cell in header.split("┃")[1:-1]]
+    assert columns == ["method", "model", "n", "fid_toyfeat", "seconds_per_image"]

@@ -346,7 +346,8 @@ def result_row(
     suffix = f"_{metric_tag}" if metric_tag else ""
     row: dict[str, Any] = {"method": tag, "model": model, "n": len(rows), "clip": _fmt(scores["clip"])}
     for name in ("fid", "is", "is_std"):
-        row[name + suffix] = _fmt(scores[name])
+        if scores[name] is not None or not suffix:  # another network's IS only where it has a classifier head
+            row[name + suffix] = _fmt(scores[name])
     row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
     row["reference"] = reference
     row["features"] = features
@@ -413,6 +414,8 @@ def show(console, results: list[dict[str, Any]], metric_tag: str, path: Path, sm
     suffix = f"_{metric_tag}" if metric_tag else ""
     names = ["method", "model", "n", "fid" + suffix, "is" + suffix, "is_std" + suffix, "clip", "seconds_per_image"]
     table = Table(title=f"{path}  (reference: {results[0]['reference']}, features: {results[0]['features']})")
+    measured = [name for name in names if any(row.get(name) not in ("", None) for row in results)]
+    names = ["method", "model", *[name for name in measured if name not in ("method", "model")]]  # no empty column
     for name in names:
         table.add_column(name, justify="left" if name in ("method", "model") else "right")
     for row in results:
