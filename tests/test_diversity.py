@@ -534,3 +534,18 @@ def test_two_images_get_no_interval_and_three_get_one():
     assert (two.value, two.ci_low, two.ci_high) == (pytest.approx(0.3), None, None)
     three = pairwise_estimate(dist, bootstrap=200)
     assert three.ci_low is not None and three.ci_low < three.ci_high
+
+
+def test_the_summary_gives_each_diversity_its_quality(cli, tmp_path):
+    """The summary showed toy_features alone; the toy_adherence measured beside it was only in diversity.csv."""
+    import csv
+    import re
+
+    assert cli("generate", "model=toy", "prompt=a red circle", "n=3", "method=base", f"out={tmp_path}")[0] == 0
+    code, out, err = cli("diversity", f"out={tmp_path}")
+    assert code == 0, err
+    with (tmp_path / "diversity.csv").open() as f:
+        (adherence,) = [r["value"] for r in csv.DictReader(f) if r["metric"] == "toy_adherence"]
+    (line,) = [line for line in out.splitlines() if "toy / base / a red circle" in line]
+    assert re.search(r"toy_features [\d.]+ \[[\d.]+, [\d.]+\] 95% CI, n=3; toy_adherence (\S+) ", line), line
+    assert float(re.search(r"toy_adherence (\S+) ", line).group(1)) == pytest.approx(float(adherence), abs=1e-4)

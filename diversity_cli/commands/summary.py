@@ -112,14 +112,23 @@ def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str 
 def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | None = None) -> None:
     rows = _csv(path)
     summary.written.append(("diversity.csv", str(path)))
+    from ..experiments.defaults import QUALITY_METRICS
+
     first = _measured_metric(rows, cfg)
     shown = [row for row in rows if row["metric"] == first]
+    # the group's quality (toy_adherence, clip_score) on its diversity's line: variety off the prompt is no diversity
+    quality = {}
+    for row in rows:
+        if row["metric"] in QUALITY_METRICS and row["metric"] != first:
+            quality.setdefault((row["model"], row["method"], row["prompt"]), []).append(row)
     for row in shown:  # no image count in the title: rows read from a cache or merged from shards measured none now
         group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
         n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
         metric = metric_label(row)  # with the embedder's settings other than the defaults
         measured_at = float(row["ci"]) if row.get("ci") else level  # the row's own level (older rows: this run's)
-        summary.headline.append((group, f"{metric} {_interval(row, measured_at)}{n}"))
+        beside = quality.get((row["model"], row["method"], row["prompt"]), [])
+        scores = "".join(f"; {metric_label(q)} {_num(q['value'])}" for q in beside)
+        summary.headline.append((group, f"{metric} {_interval(row, measured_at)}{n}{scores}"))
 
 
 def _fid(summary: Summary, path: Path, cfg: DictConfig | None = None) -> None:
