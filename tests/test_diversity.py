@@ -549,3 +549,12 @@ def test_the_summary_gives_each_diversity_its_quality(cli, tmp_path):
     (line,) = [line for line in out.splitlines() if "toy / base / a red circle" in line]
     assert re.search(r"toy_features [\d.]+ \[[\d.]+, [\d.]+\] 95% CI, n=3; toy_adherence (\S+) ", line), line
     assert float(re.search(r"toy_adherence (\S+) ", line).group(1)) == pytest.approx(float(adherence), abs=1e-4)
+
+
+def test_a_prompt_given_for_a_run_directory_is_refused(cli, tmp_path):
+    """prompt= names an images= folder's prompt; with out= it was silently ignored (every group of the run was
+    measured), so `diversity out=R prompt="a hexagon"` looked like a measurement of that prompt."""
+    assert cli("generate", "model=toy", "prompt=a red circle", "n=2", "method=base", f"out={tmp_path}")[0] == 0
+    code, _, err = cli("diversity", f"out={tmp_path}", "prompt=a hexagon")
+    assert code == 2 and "prompt='a hexagon' names the prompt of an images= folder" in err, err
+    assert not (tmp_path / "diversity.csv").exists()

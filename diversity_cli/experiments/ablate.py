@@ -524,7 +524,7 @@ def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str
     from . import diversity
 
     settings = _copy(cfg.measure.diversity)
-    settings.update(out=str(view), images=None, metric=metrics, device=cfg.device)
+    settings.update(out=str(view), images=None, prompt=None, metric=metrics, device=cfg.device)  # the run's prompts
     if settings.get("quality") == "auto":  # the point's pair is known: asking the run's would compose inside Hydra
         settings.quality = str(cfg.model.get("default_quality") or "none")
     _remove_owned(view, diversity.CSV_NAME)  # its rows are then exactly this measurement's

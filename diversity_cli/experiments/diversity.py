@@ -97,6 +97,11 @@ def validate(cfg: DictConfig) -> None:
     check(DiversityConfig, cfg)
     if cfg.out is None and cfg.images is None:
         raise UserError("give out=<run directory of generate> or images=<folder of images>")
+    if cfg.images is None and cfg.get("prompt") is not None:  # a run's rows name their prompts: it would be ignored
+        raise UserError(
+            f"prompt={cfg.prompt!r} names the prompt of an images= folder; a run directory's groups are each "
+            "measured under their own prompt (samples.csv): drop prompt=, or give images=<folder>"
+        )
 
 
 def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
