@@ -412,3 +412,11 @@ def test_a_misspelt_scheduler_setting_is_named_in_an_existing_run_too(cli, tmp_p
     typo = "+model.base.scheduler.overrides.timestep_spacnig=trailing"
     code, _, err = cli("generate", "model=toy", PROMPT, "n=1", "method=base", typo, f"out={tmp_path}")
     assert code == 2 and "did you mean model.base.scheduler.overrides.timestep_spacing?" in err, err
+
+
+def test_overwrite_says_what_it_makes_again(cli, tmp_path):
+    """overwrite=true replaced the run's images made with other settings without a word."""
+    assert cli("generate", "model=toy", PROMPT, "n=2", "method=base", f"out={tmp_path}")[0] == 0
+    other = ("model.base.guidance=2", "overwrite=true")
+    code, _, err = cli("generate", "model=toy", PROMPT, "n=2", "method=base", *other, f"out={tmp_path}")
+    assert code == 0 and "2 image(s) in" in err and "made again, 2 of them made with other settings before" in err

@@ -123,12 +123,19 @@ def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> lis
     return todo
 
 
-def clear_remade(run: RunDir, todo: list[Job]) -> None:
+def clear_remade(run: RunDir, todo: list[Job], settings: str | None = None) -> None:
     """Under overwrite=true, after the models have loaded: the rows and images about to be made again go, so the
     new rows never sit beside old ones of the same path (a kill from here on leaves rows whose image is missing,
     which the next run makes again)."""
-    listed = {row["path"] for row in run.read_samples()}
-    run.drop_samples({job.path for job in todo if job.path in listed})
+    listed = {row["path"]: row for row in run.read_samples()}
+    remade = {job.path for job in todo if job.path in listed}
+    if remade:  # said: overwrite=true replaces images the run holds, perhaps of other settings
+        other = 0 if settings is None else sum(config_part(listed[p].get("settings", "")) != settings for p in remade)
+        stderr_console().print(
+            f"overwrite=true: {len(remade)} image(s) in {run.root} are made again"
+            + (f", {other} of them made with other settings before" if other else "")
+        )
+    run.drop_samples(remade)
 
 
 def refuse_clashes(run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]], settings: str) -> None:
@@ -198,7 +205,7 @@ def _fill(
         run, str(cfg.model.name), cfg_tag(cfg), {job.path for job in todo} | (remade or set()), made_with
     )
     if cfg.overwrite:
-        clear_remade(run, todo)
+        clear_remade(run, todo, settings)
     record_invocation(
         run.root,
         config=cfg,
