@@ -24,7 +24,7 @@ from ..core.atomic import atomic_path
 from ..core.cache import cache_dir
 from ..core.device import resolve_device
 from ..core.errors import UserError
-from ..core.fingerprint import digest, file_hash, file_hashes, packages, weights_fingerprint, weights_record
+from ..core.fingerprint import digest, file_hash, file_stamps, packages, weights_fingerprint, weights_record
 from ..core.marker import csv_with, owned_path, owns, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.resources import conf_root
@@ -627,8 +627,8 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
 
 def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
     """What a shard's rows depend on: the settings that change a number, every group's images and references and
-    their bytes: an image replaced between the shards and the merge makes another fingerprint (stale rows are never
-    merged)."""
+    their stamps (`file_stamps`): an image replaced between the shards and the merge makes another fingerprint
+    (stale rows are never merged)."""
     settings = {
         key: value
         for key, value in OmegaConf.to_container(cfg, resolve=True).items()
@@ -637,7 +637,7 @@ def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
     # paths and which samples they are (seed, settings): images remade in place make another fingerprint
     images = [[g.model, g.method, g.prompt, [str(p) for p in g.paths], g.samples] for g in groups]
     files = [path for g in groups for path in (*g.paths, *g.reference)]
-    key = {"settings": settings, "images": images, "bytes": file_hashes(files, persist=True)}
+    key = {"settings": settings, "images": images, "stamps": file_stamps(files)}
     return hashlib.sha1(digest_text(key).encode()).hexdigest()[:16]
 
 

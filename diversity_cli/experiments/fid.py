@@ -25,7 +25,7 @@ from ..core.atomic import atomic_path
 from ..core.console import progress_bar, stderr_console
 from ..core.device import resolve_device
 from ..core.errors import UserError
-from ..core.fingerprint import file_hashes
+from ..core.fingerprint import file_stamps
 from ..core.marker import csv_with, owned_path, owns, refuse_foreign, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group, samples_digest
@@ -180,8 +180,9 @@ def load_partial(root: Path, shard: Shard, fingerprint: str) -> dict[str, dict]:
 
 def shard_fingerprint(cfg: DictConfig, rundir: RunDir, groups: dict[tuple[str, str], list], references: dict) -> str:
     """What a shard's statistics depend on: the settings that change a number, every group's images and their
-    bytes, and the reference sets (a folder's identity holds its images' bytes): an image or reference replaced
-    between the shards and the merge makes another fingerprint, so stale statistics are never merged."""
+    stamps (`file_stamps`), and the reference sets (a folder's identity holds its images' bytes): an image or
+    reference replaced between the shards and the merge makes another fingerprint, so stale statistics are never
+    merged."""
 
     settings = {
         key: value
@@ -193,7 +194,7 @@ def shard_fingerprint(cfg: DictConfig, rundir: RunDir, groups: dict[tuple[str, s
         f"{tag}\t{model}": [[row["path"] for row in rows], samples_of(rows)] for (tag, model), rows in groups.items()
     }
     paths = [rundir.root / row["path"] for rows in groups.values() for row in rows]
-    contents = {"bytes": file_hashes(paths, persist=True), "references": [r.identity for r in references.values()]}
+    contents = {"stamps": file_stamps(paths), "references": [r.identity for r in references.values()]}
     text = json.dumps({"settings": settings, "images": images, **contents}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
