@@ -430,3 +430,38 @@ def test_each_device_worker_is_handed_one_shard_at_a_time(monkeypatch):
     failed = launch.run_on_devices(compose("generate", []), None, shards, ["cpu", "cpu"])
     assert len(most) == 2 and set(most.values()) == {1}
     assert failed == [Shard(2, 5)]
+
+
+def test_a_worker_that_dies_fails_its_shard_and_a_fresh_one_runs_the_next(monkeypatch):
+    """A worker process killed with its shard (memory, a signal) breaks its pool: handing it the next shard raised
+    BrokenProcessPool out of the command, a traceback, the other shards never run."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from diversity_cli.experiments import launch
+
+    ran: list[int] = []
+
+    class Pool(ThreadPoolExecutor):  # a worker process, as far as run_on_devices can tell
+        def __init__(self, *args, **kwargs):
+            super().__init__(1)
+            self.broken = False
+
+        def submit(self, job):
+            if self.broken:
+                raise BrokenProcessPool("A child process terminated abruptly")
+            return super().submit(job, self)
+
+    def job_of(shard):
+        def job(pool):
+            if shard.index == 0:
+                pool.broken = True
+                raise BrokenProcessPool("A child process terminated abruptly")
+            ran.append(shard.index)
+
+        return job
+
+    monkeypatch.setattr(launch, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(launch, "_jobs", lambda cfg, run, shards, devices: [job_of(s) for s in shards])
+    failed = launch.run_on_devices(compose("generate", []), None, [Shard(i, 4) for i in range(4)], ["cpu", "cpu"])
+    assert failed == [Shard(0, 4)] and sorted(ran) == [1, 2, 3]

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -393,7 +394,11 @@ def run_on_devices(cfg: DictConfig, run: Runner, shards: list[Shard], devices: l
     console.print(f"{len(shards)} shard(s) on {len(devices)} worker(s): {', '.join(devices)}")
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     context = get_context("spawn")  # a clean interpreter per worker: no forked torch state
-    pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init, initargs=(threads,)) for _ in devices]
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init, initargs=(threads,))
+
+    pools = [new_pool() for _ in devices]
     # One job at a time per worker, the next handed over when it ends: a pool queues a submitted job into its worker
     # at once, so after Ctrl-C (which the worker obeys by stopping its shard) it went on through the next shard.
     waiting = [[] for _ in devices]
@@ -402,9 +407,16 @@ def run_on_devices(cfg: DictConfig, run: Runner, shards: list[Shard], devices: l
     running: dict[Future, tuple[int, Shard]] = {}
 
     def start(worker: int) -> None:
-        if waiting[worker]:
-            shard, job = waiting[worker].pop(0)
-            running[pools[worker].submit(job)] = (worker, shard)
+        if not waiting[worker]:
+            return
+        shard, job = waiting[worker].pop(0)
+        try:
+            future = pools[worker].submit(job)
+        except BrokenProcessPool:  # its process died with the last shard (memory, a signal): a fresh one goes on
+            pools[worker].shutdown(cancel_futures=True)
+            pools[worker] = new_pool()
+            future = pools[worker].submit(job)
+        running[future] = (worker, shard)
 
     try:
         for worker in range(len(devices)):
