@@ -120,3 +120,49 @@ def test_fid_on_a_folder_without_samples_says_so(cli, tmp_path):
     code, _, err = cli("fid", f"out={tmp_path / 'empty'}")
     assert code == 2 and f"{tmp_path / 'empty' / 'samples.csv'} not found or empty" in err, err
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def _matplotlib_png(path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def test_an_earlier_reports_figure_5_is_recognised_and_a_figure_of_yours_is_not(cli, tmp_path):
+    """figure_5.csv was written as `run,method,fraction,distance` before it named its metric: report refused an
+    earlier report's shared tables_dir as a file of yours; a matplotlib PNG of yours with no points CSV beside it is
+    no earlier report's figure; the line names tables_dir=, the key that chose the folder."""
+    run = tmp_path / "x0"
+    assert cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", "metric=pixel", f"out={run}")[0] == 0
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "figure_5.csv").write_text("run,method,fraction,distance\nr,base,0.5,0.1\n")
+    _matplotlib_png(tables / "figure_5.png")
+    code, _, err = cli("report", f"out={run}", f"tables_dir={tables}", "html=false")
+    assert code == 0, err
+    assert {"figure_5.png", "figure_5.csv"} <= RunMarker(tables).files()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    _matplotlib_png(mine / "figure_5.png")
+    code, _, err = cli("report", f"out={run}", f"tables_dir={mine}", "html=false")
+    assert code == 2 and "figure_5.png exists and was not written by diversity-cli" in err, err
+    assert err.strip().endswith("choose another tables_dir=")
+
+
+def test_a_figure_the_report_does_not_draw_is_not_checked(cli, tmp_path):
+    """A sweep with no knob varying draws no Figure 7, yet a figure_7.csv of yours in the tables folder stopped
+    report."""
+    out = tmp_path / "ablate"
+    args = ["model=tiny_sd", "model.base.steps=1", "n=2", "metric=pixel", "prompt=a red circle", f"out={out}"]
+    assert cli("ablate", *args, "method=distilled", "baselines=false")[0] == 0
+    (out / "tables").mkdir()
+    (out / "tables" / "figure_7.csv").write_text("knob,point,value,metric\nmine,1,2,x\n")
+    code, _, err = cli("report", f"out={out}", "html=false")
+    assert code == 0, err
+    assert (out / "tables" / "figure_7.csv").read_text().startswith("knob,point,value,metric\nmine")

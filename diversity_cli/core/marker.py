@@ -178,13 +178,14 @@ def contained(root: Path, rel: str | Path) -> Path:
     return current
 
 
-def refuse_foreign(root: Path, rel: str, owned: bool) -> None:
-    """An existing file at `rel` that the toolkit did not write is never replaced."""
+def refuse_foreign(root: Path, rel: str, owned: bool, key: str = "out=") -> None:
+    """An existing file at `rel` that the toolkit did not write is never replaced (`key`: where the user chose
+    the folder)."""
     target = contained(root, rel)
     if (target.exists() or target.is_symlink()) and not owned:
         raise UserError(
             f"{target} exists and was not written by diversity-cli (not in {root / MARKER}); "
-            "move it away, or choose another out="
+            f"move it away, or choose another {key}"
         )
 
 
@@ -377,11 +378,11 @@ def owns(root: Path, rel: str, recognize: Recognizer | None = None) -> bool:
     return recognize is not None and target.is_file() and not target.is_symlink() and recognize(target)
 
 
-def refuse_foreign_outputs(root: Path, outputs: dict[str, Recognizer | None]) -> None:
+def refuse_foreign_outputs(root: Path, outputs: dict[str, Recognizer | None], key: str = "out=") -> None:
     """Before any work: none of the files a command will write (`rel` -> how an earlier version's is known) is a
     file of someone else."""
     for rel, recognize in outputs.items():
-        refuse_foreign(root, rel, owns(root, rel, recognize))
+        refuse_foreign(root, rel, owns(root, rel, recognize), key)
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from .tables import (
     TABLES_OF,
     RunData,
     Table,
+    ablate_curves,
     ablate_notes,
     build_tables,
     column_kind,
@@ -55,7 +56,7 @@ from .tables import (
     wide,
     write_csv,
 )
-from .tables.figures import FIGURE_CSV, FIGURE_PNG
+from .tables.figures import figure_csv, figure_png
 from .tables.render import TABLE_CSV, TABLE_MD, TABLES_MD
 
 
@@ -121,10 +122,13 @@ def refuse_other_files(cfg: DictConfig, runs: list[RunData], tables: dict[str, T
     outputs = {"tables.md": TABLES_MD} if tables else {}
     for key in tables:
         outputs.update({f"table_{key}.md": TABLE_MD, f"table_{key}.csv": TABLE_CSV})
-    drawn = {"figure_5": any(run.commitment for run in runs), "figure_7": any(run.ablate for run in runs)}
-    for name in [name for name, data in drawn.items() if data] if cfg.figures else []:
-        outputs.update({f"{name}.png": FIGURE_PNG, f"{name}.csv": FIGURE_CSV})
-    refuse_foreign_outputs(tables_dir, outputs)
+    if cfg.figures:  # the figures this report draws (Figure 7 only where a knob varies, as figure7 decides)
+        curves = ablate_curves(runs, list(cfg.diversity_metrics))
+        swept = any(c["knob"] != "baseline" for c in curves)
+        drawn = {"figure_5": any(run.commitment for run in runs), "figure_7": swept}
+        for name in [name for name, data in drawn.items() if data]:
+            outputs.update({f"{name}.png": figure_png, f"{name}.csv": figure_csv})
+    refuse_foreign_outputs(tables_dir, outputs, "tables_dir=" if cfg.tables_dir is not None else "out=")
     for run in runs if cfg.html else []:
         if run.found:
             refuse_foreign_outputs(run.root, {"report.html": None})

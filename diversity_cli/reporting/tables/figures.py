@@ -11,9 +11,19 @@ from ...core.marker import csv_with, owned_path, png_by, write_owned
 from ...metrics.labels import metric_label
 from .common import RunData, common_to_all, without_pair_interval
 
-# an earlier report's figure, written before run.json listed figures: matplotlib's PNG, the points as CSV
-FIGURE_PNG = png_by("matplotlib", "Matplotlib")
-FIGURE_CSV = csv_with("metric")
+# an earlier report's figure, written before run.json listed figures: the points as CSV (figure_5.csv had no
+# `metric` column before it named its embedder), and matplotlib's PNG beside such a CSV (a matplotlib figure of
+# yours alone at that name is not taken for one)
+_POINTS = (csv_with("metric"), csv_with("run", "method", "fraction", "distance"))
+_PNG = png_by("matplotlib", "Matplotlib")
+
+
+def figure_csv(path: Path) -> bool:
+    return any(points(path) for points in _POINTS)
+
+
+def figure_png(path: Path) -> bool:
+    return _PNG(path) and figure_csv(path.with_suffix(".csv"))
 
 
 def figure5(runs: list[RunData], path: Path) -> Path | None:
@@ -259,8 +269,8 @@ def _save_figure(fig, path: Path, points) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    with owned_path(path.parent, path.name, FIGURE_PNG) as temporary:
+    with owned_path(path.parent, path.name, figure_png) as temporary:
         fig.savefig(temporary, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    write_owned(path.parent, path.with_suffix(".csv").name, points.to_csv(index=False), FIGURE_CSV)
+    write_owned(path.parent, path.with_suffix(".csv").name, points.to_csv(index=False), figure_csv)
     return path
