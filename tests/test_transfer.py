@@ -413,3 +413,16 @@ def test_a_direction_against_the_adapters_own_record_is_one_line_and_writes_noth
     code, _, err = cli(*common, f"adapter={lora.parent}", "direction=distilled_to_base", f"out={tmp_path / 'hub'}")
     assert code == 0, err
     assert {r["source"] for r in _rows(tmp_path / "hub" / "transfer.csv")} == {"distilled"}
+
+
+def test_a_file_of_yours_at_a_grids_name_stops_the_command_before_any_image(cli, tiny_pairs, tmp_path):
+    """transfer_<name>_s<scale>.png was checked only when the grid was drawn: every image made and scored, then
+    exit 2 with no summary; it is checked with transfer.csv, before anything."""
+    lora = save_random_lora(tiny_pairs("toy"), tmp_path / "red")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "transfer_red_s1.png").write_text("mine\n")
+    args = ("transfer-lora", "model=toy", "prompt=a shape", "concept=red", "n=1", f"adapter={lora.parent}")
+    code, _, err = cli(*args, f"out={out}")
+    assert code == 2 and "transfer_red_s1.png exists and was not written by diversity-cli" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["transfer_red_s1.png"]

@@ -64,6 +64,7 @@ CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_targe
 # adapter_file: where it was read (the report tells an adapter retrained there since)
 META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adapter_file"]
 KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target")
+GRID_LAYOUT = (130, 16)  # px: the grid's label column and its header row
 OURS = csv_with("adapter", "concept", "source", "target", "change_pct")  # an earlier version's transfer.csv, unlisted
 DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",), "both": ("base", "distilled")}
 ROLES = ("base", "distilled")
@@ -150,7 +151,7 @@ def transfer(cfg: DictConfig) -> Path | None:
     """Make and measure the run's units (with shard=I/N only block I of them, whose scores go to
     shards/transfer-<I>-of-<N>.json for `merge_transfer`; None returned)."""
     plan = make_plan(cfg)  # adapter files are read and recognised before any model loads
-    refuse_foreign_outputs(Path(cfg.out), {"transfer.csv": OURS})
+    refuse_foreign_outputs(Path(cfg.out), outputs(cfg, plan))  # a file of yours there: before any image
     shard = parse_shard(cfg.get("shard"))
     units = plan.block(shard)
     writer = shard_writer(shard)
@@ -748,7 +749,7 @@ def save_grid(rundir: RunDir, plan: Plan, transfer: Transfer, seeds: int, cell: 
     adapted = {g.role: g for g in plan.groups if g.transfer == index}
     picks = [j for j in plain[transfer.source].jobs if j.case == transfer.cases[0]][:seeds]
     paths = {g.tag: {(j.prompt, j.seed): j.path for j in g.jobs} for g in plan.groups}
-    label_width, header = 130, 16
+    label_width, header = GRID_LAYOUT
     sheet = Image.new("RGB", (label_width + 2 * cell * len(picks), header + cell * 2), "white")
     draw = ImageDraw.Draw(sheet)
     for col, job in enumerate(picks):
@@ -761,8 +762,18 @@ def save_grid(rundir: RunDir, plan: Plan, transfer: Transfer, seeds: int, cell: 
                 image = _load_image(rundir.root / paths[group.tag][(job.prompt, job.seed)])
                 tile = image.resize((cell, cell), Image.Resampling.BICUBIC)
                 sheet.paste(tile, (label_width + (2 * col + half) * cell, header + r * cell))
-    name = f"transfer_{transfer.name}_s{transfer.scale:g}.png"
-    return save_png(sheet, rundir.root, name, sheet_layout(label_width, header, cell))
+    return save_png(sheet, rundir.root, grid_name(transfer), sheet_layout(label_width, header, cell))
+
+
+def grid_name(transfer: Transfer) -> str:
+    return f"transfer_{transfer.name}_s{transfer.scale:g}.png"
+
+
+def outputs(cfg: DictConfig, plan: Plan) -> dict[str, Any]:
+    """transfer.csv and each transfer's grid, with how an earlier version's unlisted one is known."""
+    grids = plan.transfers if int(cfg.grid_seeds) > 0 else []
+    layout = sheet_layout(*GRID_LAYOUT, int(cfg.grid_cell))
+    return {"transfer.csv": OURS, **{grid_name(transfer): layout for transfer in grids}}
 
 
 def show(results: list[dict[str, Any]], path: Path) -> None:
