@@ -184,3 +184,26 @@ def test_table_e1_takes_the_demos_hybrid_as_replace_first_and_with_both_gives_th
     assert line.measured_as == "toy / hybrid_k1 / a shape"  # listed second, shown by the rule
     (other,) = cells(e1, method="toy / hybrid_k1_bs5", measured_metric="toy_features")
     assert other.measured == "0.26"
+
+
+def test_table_3s_hybrid_column_and_its_average_rest_on_one_tag(tmp_path: Path):
+    """hybrid_k1 measured on one prompt, hybrid_k1_bs5 on two: the column took hybrid_k1 where it was measured and
+    bs5 elsewhere, and its Average (0.176) mixed a 4-step and an 8-step sampler under bs5's name. The column now
+    shows the tag measured on all its prompts; the other is named in the notes."""
+    extra = []
+    for prompt, values in (("a red circle", {"base": "0.3", "distilled": "0.2", "hybrid_k1_bs5": "0.11"}),):
+        for tag, value in values.items():
+            common = {"method": tag, "model": "toy", "prompt": prompt, "n": 4}
+            extra += [{**common, "metric": "toy_features", "value": value, "ci_low": "0.1", "ci_high": "0.6"},
+                      {**common, "metric": "toy_adherence", "value": "1"}]  # fmt: skip
+    both = {**BOTH, "hybrid_k1": ("0.24", "1"), "hybrid_k1_bs5": ("0.13", "0.75")}
+    t3 = tables_of(toy_run(tmp_path / "mix", both, extra=extra), keys=("3",))["3"]
+    hybrid = cells(t3, method="Hybrid", measured_metric="toy_features")
+    prompts = [line for line in hybrid if not line.condition.startswith("Average")]
+    assert [line.measured_as for line in prompts] == [
+        "toy / hybrid_k1_bs5 / a shape",
+        "toy / hybrid_k1_bs5 / a red circle",
+    ]
+    (average,) = [line for line in hybrid if line.condition.startswith("Average")]
+    assert float(average.measured) == pytest.approx((0.13 + 0.11) / 2)
+    assert any("also measured 0.24" in note for note in t3.notes)

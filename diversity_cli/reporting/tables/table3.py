@@ -46,8 +46,9 @@ def read_prompt_labels(path: Path, conditions: list[str]) -> dict[str, str]:
 def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]:
     """diversity.csv -> Table 3 cells of every pair and prompt, each with its quality cells (CLIP score / toy
     adherence of the same group) beside it; `finish_table3` picks the pair and prompts. A column several of the
-    pair's tags could fill on a prompt (`hybrid_k1` and the toy demo's `hybrid_k1_bs5` in Hybrid) shows one
-    (`preferred_tags`); the others' diversity cells follow the run's, for `assemble` to name in the notes."""
+    pair's tags could fill (`hybrid_k1` and the toy demo's `hybrid_k1_bs5` in Hybrid) shows one on every prompt
+    (`preferred_tags`, a tag measured on all of the column's prompts first); the others' diversity cells follow the
+    run's, for `assemble` to name in the notes."""
     rows = dict(cfg.rows)
     metrics = {str(m) for m in cfg.metrics}
     quality = quality_of(run)
@@ -57,9 +58,16 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
         if row["metric"] not in metrics or method is None or rank is None:
             continue  # other settings (ablate's other points: Figure 7) are no Table 3 cells
         found.append((row, method, labels.get(row["prompt"].lower(), row["prompt"]), rank))
-    shows = preferred_tags(
-        ((row["model"], method, condition), row["method"], rank) for row, method, condition, rank in found
+    # one tag per column and pair over all prompts, so the Average is over one setting: a tag measured on every
+    # prompt the column has (by rank among those), else the best ranked
+    prompts_of: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for row, method, condition, _ in found:
+        prompts_of.setdefault((row["model"], method), {}).setdefault(row["method"], set()).add(condition)
+    column = preferred_tags(
+        ((row["model"], method), row["method"], rank - 1000 * _covers(prompts_of[row["model"], method], row["method"]))
+        for row, method, _, rank in found
     )
+    shows = {(row["model"], method, condition): column[row["model"], method] for row, method, condition, _ in found}
     records, others, groups = [], [], set()
     for row, method, condition, _ in found:
         line = Line(
@@ -91,6 +99,11 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
     return records + [
         line for line in others if (line.model, line.method, line.condition, line.measured_metric) in shown
     ]
+
+
+def _covers(tags: dict[str, set[str]], tag: str) -> bool:
+    """Whether `tag` was measured on every prompt any tag of its column was."""
+    return tags[tag] == set().union(*tags.values())
 
 
 def finish_table3(records: list[Line], cfg: Any, labels: dict[str, str]) -> list[Line]:
