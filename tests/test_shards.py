@@ -383,6 +383,12 @@ def test_shards_measured_with_other_weights_are_not_merged_and_the_merge_records
         measure_diversity(compose("diversity", [*diversity, f"shard={index}/2"]))
     path = out / "shards" / "diversity-1-of-2.json"
     body = json.loads(path.read_text())
+    body["embedders"]["pixel"]["weights"] = [{"source": "/node-local/copy/of/the/same/weights"}]
+    path.write_text(json.dumps(body))
+    merge_diversity(compose("diversity", diversity), 2)  # the same weights read elsewhere: merged
+    for index in (0, 1):
+        measure_diversity(compose("diversity", [*diversity, f"shard={index}/2"]))
+    body = json.loads(path.read_text())
     body["embedders"]["pixel"]["cache_fingerprint"] = "other weights"
     path.write_text(json.dumps(body))
     with pytest.raises(UserError, match="measured pixel with other weights or options"):

@@ -692,7 +692,9 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
             )
         rows += body["rows"]
         for name, record in (body.get("embedders") or {}).items():
-            if used.setdefault(name, record) != record:  # weights replaced between two shards' runs
+            # what the embeddings depend on (options, weights' bytes, preparation), not where the weights were
+            # read (a node-local HF_HOME): weights replaced between two shards' runs
+            if used.setdefault(name, record).get("cache_fingerprint") != record.get("cache_fingerprint"):
                 raise UserError(
                     f"the shards in {path.parent} measured {name} with other weights or options; delete them "
                     "and rerun the same diversity command"
