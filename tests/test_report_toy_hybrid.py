@@ -207,3 +207,20 @@ def test_table_3s_hybrid_column_and_its_average_rest_on_one_tag(tmp_path: Path):
     (average,) = [line for line in hybrid if line.condition.startswith("Average")]
     assert float(average.measured) == pytest.approx((0.13 + 0.11) / 2)
     assert any("also measured 0.24" in note for note in t3.notes)
+
+
+def test_a_cell_left_out_says_its_n(tmp_path: Path):
+    """Two ablate sweeps at n=2 and n=3 into one out= fill one cell: the note named the value left out but not that
+    it rests on another number of images."""
+    root = tmp_path / "ablate"
+    root.mkdir()
+    write_csv(
+        root / "ablate.csv",
+        [{"model": "toy", "method": "base", "k": "", "base_guidance": "", "base_steps": "", "prompt": "a shape",
+          "n": n, "metric": "toy_features", "value": v, "seconds_per_image": 0.1, "nfe": 4}
+         for n, v in ((3, "0.47"), (2, "0.33"))],
+    )  # fmt: skip
+    t3 = tables_of(root, keys=("3",))["3"]
+    (base,) = cells(t3, method="Base", measured_metric="toy_features", condition="a shape")
+    assert base.measured == "0.47" and base.n == "3"
+    assert any("also measured 0.33" in note and "n=2)" in note for note in t3.notes), t3.notes

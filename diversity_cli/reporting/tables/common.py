@@ -617,8 +617,10 @@ def _tag(line: Line) -> str:
 def _also_measured(line: Line) -> str:
     """A note's words for a cell left out; its prompt, tag and run as they are, not read as markdown."""
     where = " / ".join(md_literal(part) for part in (line.method, line.condition, line.measured_metric))
+    over = f", n={md_literal(line.n)}" if line.n else ""  # sweeps at several n into one out=: which one
     return (
-        f"{where}: also measured {md_literal(line.measured)} in {md_literal(line.run)} ({md_literal(line.measured_as)})"
+        f"{where}: also measured {md_literal(line.measured)} in {md_literal(line.run)} "
+        f"({md_literal(line.measured_as)}{over})"
     )
 
 
