@@ -9,6 +9,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from test_report import write_csv
 
 from diversity_cli.core.config import compose
 from diversity_cli.core.rundir import SAMPLE_COLUMNS
@@ -16,14 +17,6 @@ from diversity_cli.reporting.tables import build_tables, load_run, read_paper, w
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "data" / "paper_tables.csv"
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(c for row in rows for c in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def toy_run(root: Path, groups: dict[str, tuple[str, str]], extra: list[dict] | None = None) -> Path:
