@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,23 +113,37 @@ def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str 
 def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | None = None) -> None:
     rows = _csv(path)
     summary.written.append(("diversity.csv", str(path)))
+    first = _measured_metric(rows, cfg)
+
+    def group_of(row: dict[str, str]) -> tuple[str, str, str]:
+        return row["model"], row["method"], row["prompt"]
+
+    quality = _quality_by(rows, group_of)
+    for row in [row for row in rows if row["metric"] == first]:  # no image count in the title: rows read from a
+        # cache or merged from shards measured none now
+        group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
+        summary.headline.append((group, _headline(row, level, quality.get(group_of(row), []))))
+
+
+def _quality_by(rows: list[dict[str, str]], key: Callable) -> dict[Any, list[dict[str, str]]]:
+    """The rows of quality metrics (toy_adherence, clip_score) by `key`, to stand on their diversity's line."""
     from ..experiments.defaults import QUALITY_METRICS
 
-    first = _measured_metric(rows, cfg)
-    shown = [row for row in rows if row["metric"] == first]
-    # the group's quality (toy_adherence, clip_score) on its diversity's line: variety off the prompt is no diversity
-    quality = {}
+    found: dict[Any, list[dict[str, str]]] = {}
     for row in rows:
-        if row["metric"] in QUALITY_METRICS and row["metric"] != first:
-            quality.setdefault((row["model"], row["method"], row["prompt"]), []).append(row)
-    for row in shown:  # no image count in the title: rows read from a cache or merged from shards measured none now
-        group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
-        n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
-        metric = metric_label(row)  # with the embedder's settings other than the defaults
-        measured_at = float(row["ci"]) if row.get("ci") else level  # the row's own level (older rows: this run's)
-        beside = quality.get((row["model"], row["method"], row["prompt"]), [])
-        scores = "".join(f"; {metric_label(q)} {_num(q['value'])}" for q in beside)
-        summary.headline.append((group, f"{metric} {_interval(row, measured_at)}{n}{scores}"))
+        if row["metric"] in QUALITY_METRICS:
+            found.setdefault(key(row), []).append(row)
+    return found
+
+
+def _headline(row: dict[str, str], level: float, quality: list[dict[str, str]]) -> str:
+    """`toy_features 0.2402 [0.1657, 0.2877] 95% CI, n=3; toy_adherence 1`: a number with its interval (at the row's
+    own level; older rows: this run's), its n and the quality measured beside it (variety off the prompt is no
+    diversity). The metric is labelled with its settings other than the defaults."""
+    measured_at = float(row["ci"]) if row.get("ci") else level
+    n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
+    scores = "".join(f"; {metric_label(q)} {_num(q['value'])}" for q in quality if metric_label(q) != metric_label(row))
+    return f"{metric_label(row)} {_interval(row, measured_at)}{n}{scores}"
 
 
 def _fid(summary: Summary, path: Path, cfg: DictConfig | None = None) -> None:
@@ -179,24 +194,20 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
         rows = measurements([row for folder in done for row in _csv(folder / "point.csv")])
     from ..experiments.defaults import QUALITY_METRICS
 
-    # a prompt's quality (toy_adherence, clip_score) stands on its diversity's line, never as a headline of its own
-    quality: dict[tuple[str, str, str], list[dict[str, str]]] = {}
-    for row in rows:
-        if row["metric"] in QUALITY_METRICS and row.get("prompt"):
-            quality.setdefault((row.get("run", ""), row["prompt"], row.get("n", "")), []).append(row)
+    # a prompt's quality (toy_adherence, clip_score) stands on its diversity's line, never as a headline of its own;
+    # a CLIP score over all of a point's prompts (fid=true) stays a number of its own
+    def point_of(row: dict[str, str]) -> tuple[str, str, str]:
+        return row.get("run", ""), row["prompt"], row.get("n", "")
+
+    quality = _quality_by([row for row in rows if row.get("prompt")], point_of)
     diversity = [row for row in rows if not (row["metric"] in QUALITY_METRICS and row.get("prompt"))] or rows
     first = metric_label(diversity[0]) if diversity else None
     level = float(cfg.measure.diversity.get("ci", 0.95))
     for row in [row for row in diversity if metric_label(row) == first]:
         knobs = ",".join(f"{k}={row[k]}" for k in ("k", "base_guidance", "base_steps") if row.get(k) not in ("", None))
         point = f"{row['method']} {knobs}".strip()
-        measured_at = float(row["ci"]) if row.get("ci") else level  # the row's own level (older rows: this run's)
-        n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
-        beside = [q for q in quality.get((row.get("run", ""), row["prompt"], row.get("n", "")), []) if q is not row]
-        scores = "".join(f"; {metric_label(q)} {_num(q['value'])}" for q in beside)
-        summary.headline.append(
-            (f"{point} / {row['prompt'][:30]}", f"{first} {_interval(row, measured_at)}{n}{scores}")
-        )
+        beside = quality.get(point_of(row), []) if row.get("prompt") else []
+        summary.headline.append((f"{point} / {row['prompt'][:30]}", _headline(row, level, beside)))
 
 
 def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:
