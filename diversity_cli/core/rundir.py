@@ -20,7 +20,7 @@ from typing import Any
 
 from .atomic import atomic_path, remove_dead_temporaries, write_bytes
 from .errors import UserError
-from .marker import RunMarker, contained, directory_lock, left_as_found, refuse_foreign, relative
+from .marker import Recognizer, RunMarker, contained, directory_lock, left_as_found, owns, refuse_foreign, relative
 from .samples import append_rows, idle_writer, parse, rewrite, writer_lock
 
 SAMPLE_COLUMNS = [
@@ -370,9 +370,13 @@ def canonical_order(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return ordered
 
 
-def merge_rows(path: Path, rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+def merge_rows(
+    path: Path, rows: list[dict[str, Any]], key: tuple[str, ...], recognize: Recognizer
+) -> list[dict[str, Any]]:
     """The rows of a results CSV whose `key` is not among `rows`, then `rows`: a re-run replaces only what it
-    recomputed and keeps the rest."""
+    recomputed and keeps the rest. A file there the toolkit did not write (`recognize`: an earlier version's,
+    unlisted) is refused before it is read as one."""
+    refuse_foreign(path.parent, path.name, owns(path.parent, path.name, recognize))
     if not path.exists():
         return list(rows)
     new_keys = {tuple(str(r[k]) for k in key) for r in rows}

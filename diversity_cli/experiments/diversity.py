@@ -25,7 +25,7 @@ from ..core.cache import cache_dir
 from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, file_stamps, packages, weights_fingerprint, weights_record
-from ..core.marker import csv_with, owned_path, owns, refuse_foreign_outputs
+from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.resources import conf_root
 from ..core.rundir import RunDir, config_part, one_setting_per_group, samples_digest
@@ -510,7 +510,8 @@ def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> l
     new_keys = {(r["method"], r["model"], r["prompt"], r["metric"]) for r in rows}
     gone = {(g.method, g.model, g.prompt) for g in skipped}
     kept = []
-    if path.is_file() and owns(path.parent, path.name, OURS):  # else refused as it is written
+    refuse_foreign_outputs(path.parent, {path.name: OURS})  # before it is read as ours
+    if path.is_file():
         with path.open(newline="") as f:
             kept = [
                 r

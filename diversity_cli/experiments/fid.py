@@ -26,7 +26,7 @@ from ..core.console import progress_bar, stderr_console
 from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.fingerprint import file_stamps
-from ..core.marker import csv_with, owned_path, owns, refuse_foreign, refuse_foreign_outputs
+from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.rundir import SHARDS, RunDir, merge_rows, one_setting_per_group, samples_digest
 from ..metrics.preflight import fid_clip, fid_features
@@ -397,8 +397,7 @@ def reference_label(cfg: DictConfig) -> str:
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into fid.csv: rows with the same (method, model, reference, features) are replaced, others kept."""
-    refuse_foreign(path.parent, path.name, owns(path.parent, path.name, OURS))  # before it is read as ours
-    rows = merge_rows(path, results, KEY)
+    rows = merge_rows(path, results, KEY, OURS)
     extra = [c for r in rows for c in r if c not in COLUMNS and c not in META]
     columns = COLUMNS + list(dict.fromkeys(extra)) + META
     with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:

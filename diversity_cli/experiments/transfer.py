@@ -44,7 +44,7 @@ from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.fingerprint import digest
 from ..core.images import open_rgb, save_png, sheet_layout
-from ..core.marker import csv_with, owned_path, owns, refuse_foreign, refuse_foreign_outputs
+from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
 from ..core.record import record_invocation
@@ -651,8 +651,7 @@ def classifier_hits(classifier, images: list, target: tuple[str, int], device: t
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into transfer.csv: rows with the same `KEY` (adapter, concept, roles, model, scale, prompts, classifier
     target) are replaced; a replaced row moves to the end, so the last row of a cell is the newest."""
-    refuse_foreign(path.parent, path.name, owns(path.parent, path.name, OURS))  # before it is read as ours
-    rows = merge_rows(path, results, KEY)
+    rows = merge_rows(path, results, KEY, OURS)
     extra = [c for c in CLASSIFIER_COLUMNS if any(r.get(c) for r in rows)]
     with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS + extra + META, restval="", extrasaction="ignore")
