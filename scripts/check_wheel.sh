@@ -9,6 +9,15 @@ python=${PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# A fresh virtualenv with torch's build takes about 6 GB; say so at once rather than fail in pip's install.
+need_kb=$((7 * 1024 * 1024))
+free_kb=$(df -Pk "$work" | awk 'NR == 2 {print $4}')
+if [ "$free_kb" -lt "$need_kb" ]; then
+  echo "check-wheel: $((free_kb / 1024 / 1024)) GB free under $work; a fresh virtualenv with torch needs about 7 GB" \
+    "(set TMPDIR to a folder with more room)"
+  exit 1
+fi
+
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
 "$work/venv/bin/python" -m pip wheel --quiet --no-deps -w "$work/dist" "$repo"
