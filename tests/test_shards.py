@@ -224,12 +224,16 @@ def test_launcher_settings_follow_the_hydra_launcher_files():
         (["launcher=submitit_local", "shards=0"], "shards=0"),
         (["launcher=submitit_local", "devices=cpu:2"], "not both"),
         (["launcher=submitit_local", "+launcher_params.no_such_key=1"], "launcher submitit_local"),
+        # one shard here and every shard at once: one of the two was ignored without a word
+        (["shard=0/2", "shards=3"], "shard=0/2 is one of 2 shards, shards=3 asks for 3"),
+        (["shard=0/2", "devices=cpu:1"], "devices= runs every shard"),
+        (["shard=1/2", "launcher=submitit_local"], "launcher= submits every shard"),
     ],
 )
 def test_bad_launch_input_fails_in_one_line_before_any_job(cli, tmp_path, args, message):
     code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", *args)
     assert code == 2 and message in err and "Traceback" not in err
-    assert not (tmp_path / "run" / "shards").exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_nothing(cli, tmp_path, monkeypatch):

@@ -11,8 +11,13 @@ from omegaconf import DictConfig, ListConfig
 from ..core.console import stderr_console
 from ..core.marker import MARKER
 from ..experiments.defaults import apply_defaults
-from ..experiments.launch import check_worker_devices, launcher_params, launcher_settings, parse_devices
-from ..experiments.shards import parse_shard
+from ..experiments.launch import (
+    check_shard_options,
+    check_worker_devices,
+    launcher_params,
+    launcher_settings,
+    parse_devices,
+)
 from ..metrics.preflight import diversity_missing, fid_missing
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
@@ -93,7 +98,7 @@ def schedules_set(model: DictConfig, distilled: bool) -> None:
 
 def prepare(command: str, cfg: DictConfig) -> DictConfig:
     """Defaults from the pair, then the preflight: exit 2 naming every missing item or GPU, before anything loads."""
-    parse_shard(cfg.get("shard"))  # a shard= it cannot read is one line at once, not after the preflight
+    check_shard_options(cfg)  # a shard= it cannot read, or beside shards=/devices=, is one line before the preflight
     gpus_present(cfg)
     started = time.perf_counter()
     apply_defaults(cfg)

@@ -50,6 +50,21 @@ LOCAL_KINDS = ("submitit_local",)  # a launcher file whose defaults name submiti
 FINISHED = ("COMPLETED", "FINISHED")
 
 
+def check_shard_options(cfg: DictConfig) -> None:
+    """`shard=I/N` runs that one shard here: `shards=`, `devices=` or a launcher beside it asks for all of them,
+    and one of the two would be ignored. (A shard job itself runs with shards=N, launcher local, no devices.)"""
+    shard = parse_shard(cfg.get("shard"))
+    if shard is None:
+        return
+    count = cfg.get("shards", 1)
+    if count not in (1, shard.count):
+        raise UserError(f"shard={shard} is one of {shard.count} shards, shards={count} asks for {count}: give one")
+    if cfg.get("devices") is not None:
+        raise UserError(f"shard={shard} runs one shard in this process; devices= runs every shard: give one of them")
+    if str(cfg.get("launcher", "local")) != "local":
+        raise UserError(f"shard={shard} runs one shard in this process; launcher= submits every shard: give one")
+
+
 def wants_launch(cfg: DictConfig) -> bool:
     """True when this invocation runs shards (launcher= or devices=) instead of doing the work itself."""
     if parse_shard(cfg.get("shard")) is not None:
