@@ -215,9 +215,12 @@ def test_transfer_lora_end_to_end_on_tiny_sd(cli, tiny_pairs, tmp_path, lora_fil
     out = tmp_path / "run"
     args = ("transfer-lora", "model=tiny_sd", f"adapter={lora_file}", f"concept={PROMPT}", f"prompt={PROMPT}",
             "n=2", "clip_model=tiny_random", "grid_seeds=2", "grid_cell=32", f"out={out}")  # fmt: skip
-    code, _, err = cli(*args)
+    code, shown, err = cli(*args)
     assert code == 0, err
     rows = _rows(out / "transfer.csv")
+    for row in rows:  # the summary's headline: each row's Table 1 number with the means it is a ratio of, and n
+        line = next(line for line in shown.splitlines() if f"random x1: base -> {row['target']} " in line)
+        assert f"change_pct {float(row['change_pct']):+.1f}%" in line and line.rstrip(" │").endswith("n=2")
     with (out / "transfer.csv").open() as f:
         assert f.readline().strip().split(",")[: len(COLUMNS)] == COLUMNS
     assert [(r["adapter"], r["source"], r["target"], r["n"]) for r in rows] == [

@@ -177,6 +177,23 @@ def _x0viz(summary: Summary, out: Path) -> None:
         summary.headline.append((row["method"], f"commits at t={row['committed_timestep']}, {after} ({share})"))
 
 
+def _transfer(summary: Summary, measured: Any) -> None:
+    """A row per (adapter, source -> target): Table 1's number (the CLIP score's % change toward the concept, the
+    means it is a ratio of) or, on the toy pair, the share of images the classifier finds the concept in."""
+    summary.written.append(("transfer.csv", str(measured.path)))
+    summary.written += [("grid", str(grid)) for grid in measured.grids]
+    for row in measured.rows:
+        group = f"{row['adapter']} x{row['scale']}: {row['source']} -> {row['target']}"
+        values = []
+        if row.get("change_pct") not in (None, ""):
+            means = f"CLIP score toward {row['concept']!r} {_num(row['clip_without'])} -> {_num(row['clip_with'])}"
+            values.append(f"change_pct {float(row['change_pct']):+.1f}% ({means})")
+        if row.get("classifier_target"):
+            share = f"{_num(row.get('classifier_without'))} -> {_num(row.get('classifier_with'))}"
+            values.append(f"share of images with {row['classifier_target']} {share}")
+        summary.headline.append((group, f"{'; '.join(values) or 'no score (no CLIP model)'}, n={row['n']}"))
+
+
 def _ablate(summary: Summary, cfg: DictConfig) -> None:
     from ..core.record import read_records
 
@@ -221,6 +238,8 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
         _fid(summary, path, cfg)
     elif command == "x0viz" and path is not None:
         _x0viz(summary, path)
+    elif command == "transfer-lora" and hasattr(result, "rows"):
+        _transfer(summary, result)
     elif command == "ablate" and cfg is not None:
         _ablate(summary, cfg)
     elif command == "report" and path is not None and cfg is not None:

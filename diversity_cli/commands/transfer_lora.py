@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig
 
 from ..experiments.launch import dispatch
-from ..experiments.transfer import merge_transfer, transfer, transfer_remaining
+from ..experiments.transfer import Measured, merge_transfer, transfer, transfer_remaining
 
 
-def run(cfg: DictConfig) -> Path | None:
+def run(cfg: DictConfig) -> Measured | None:
     # shards of the (adapter, prompt) units (launcher=, devices=) or here; SIGUSR2 waits for the batch in hand
     return dispatch(cfg, transfer, transfer_remaining, merge_transfer, batched=True)

@@ -147,7 +147,7 @@ def other(role: str) -> str:
     return "distilled" if role == "base" else "base"
 
 
-def transfer(cfg: DictConfig) -> Path | None:
+def transfer(cfg: DictConfig) -> Measured | None:
     """Make and measure the run's units (with shard=I/N only block I of them, whose scores go to
     shards/transfer-<I>-of-<N>.json for `merge_transfer`; None returned)."""
     plan = make_plan(cfg)  # adapter files are read and recognised before any model loads
@@ -660,13 +660,23 @@ def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     return path
 
 
-def finish(cfg: DictConfig, rundir: RunDir, plan: Plan, results: list[dict[str, Any]]) -> Path:
-    """transfer.csv, a grid per transfer, and the table on the terminal."""
+@dataclass(frozen=True)
+class Measured:
+    """What a transfer-lora run leaves: transfer.csv (which keeps other runs' rows too), this run's rows, its grids."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    grids: list[Path]
+
+    def __fspath__(self) -> str:  # a caller that wants only where transfer.csv is
+        return str(self.path)
+
+
+def finish(cfg: DictConfig, rundir: RunDir, plan: Plan, results: list[dict[str, Any]]) -> Measured:
+    """transfer.csv and a grid per transfer; the command's summary shows the rows."""
     path = write_results(rundir.root / "transfer.csv", results)
-    for transfer in plan.transfers:
-        save_grid(rundir, plan, transfer, int(cfg.grid_seeds), int(cfg.grid_cell))
-    show(results, path)
-    return path
+    grids = [save_grid(rundir, plan, transfer, int(cfg.grid_seeds), int(cfg.grid_cell)) for transfer in plan.transfers]
+    return Measured(path, results, [grid for grid in grids if grid is not None])
 
 
 # --- shards and merge ---------------------------------------------------------------------------------------------
@@ -710,7 +720,7 @@ def transfer_remaining(cfg: DictConfig, shard: Shard) -> int:
     return missing + int(stale)
 
 
-def merge_transfer(cfg: DictConfig, count: int) -> Path:
+def merge_transfer(cfg: DictConfig, count: int) -> Measured:
     """After every shard has finished: samples.csv from the shards' samples files, transfer.csv and the grids from
     their scores (the means over every image, as one process takes them); the score files go."""
     plan = make_plan(cfg)
@@ -727,11 +737,11 @@ def merge_transfer(cfg: DictConfig, count: int) -> Path:
     rundir.merge_shards()
     results = aggregate(cfg, plan, scores)
     record_invocation(rundir.root, config=cfg, merged_shards=count)
-    target = finish(cfg, rundir, plan, results)
+    measured = finish(cfg, rundir, plan, results)
     for path in paths:
         path.unlink()
-    stderr_console().print(f"merged {count} shard(s) into {rundir.root / 'samples.csv'} and {target}")
-    return target
+    stderr_console().print(f"merged {count} shard(s) into {rundir.root / 'samples.csv'} and {measured.path}")
+    return measured
 
 
 # --- output -------------------------------------------------------------------------------------------------------
@@ -773,22 +783,6 @@ def outputs(cfg: DictConfig, plan: Plan) -> dict[str, Any]:
     grids = plan.transfers if int(cfg.grid_seeds) > 0 else []
     layout = sheet_layout(*GRID_LAYOUT, int(cfg.grid_cell))
     return {"transfer.csv": OURS, **{grid_name(transfer): layout for transfer in grids}}
-
-
-def show(results: list[dict[str, Any]], path: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    names = ["adapter", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
-    if any(r.get("classifier_target") for r in results):
-        names += CLASSIFIER_COLUMNS
-    table = Table(title=str(path))
-    for name in names:
-        table.add_column(name, justify="right" if name in ("n",) or "clip" in name or "pct" in name else "left")
-    for row in results:
-        table.add_row(*(str(row.get(name, "")) for name in names))
-    out = Console()
-    (out if out.is_terminal else Console(width=160)).print(table)
 
 
 def _load_image(path: Path):
