@@ -475,3 +475,31 @@ def test_a_worker_that_dies_fails_its_shard_and_a_fresh_one_runs_the_next(monkey
     monkeypatch.setattr(launch, "_jobs", lambda cfg, run, shards, devices: [job_of(s) for s in shards])
     failed = launch.run_on_devices(compose("generate", []), None, [Shard(i, 4) for i in range(4)], ["cpu", "cpu"])
     assert failed == [Shard(0, 4)] and sorted(ran) == [1, 2, 3]
+
+
+def test_hand_run_shards_and_their_merge_each_leave_a_record_of_what_made_them(cli, tmp_path):
+    """shard=I/N run by hand (as a user's own sbatch array does), then merged by the same command with shards=N:
+    every shard's measurement and every merge is in runs/, saying what it measured with or that it merged."""
+    from diversity_cli.core.record import read_records
+
+    out = tmp_path / "run"
+    made = ["model=toy", "method=distilled", "prompts=data/toy_prompts.txt", "limit=2", "n=2", f"out={out}"]
+    measures = {
+        "generate": made[:-1],
+        "diversity": ["metric=pixel", "bootstrap=10"],
+        "fid": ["reference=toy", "features=tiny_random", "clip_model=tiny_random"],
+    }
+    for command, settings in measures.items():
+        for index in (0, 1):
+            code, _, err = cli(command, *settings, f"shard={index}/2", f"out={out}")
+            assert code == 0, err
+        code, _, err = cli(command, *settings, "shards=2", "devices=cpu:1", f"out={out}")
+        assert code == 0, err
+        records = [r for r in read_records(out) if r["command"] == command]
+        shards = sorted(r["config"]["shard"] for r in records if r["config"].get("shard"))
+        assert shards == ["0/2", "1/2"], command
+        assert [r["merged_shards"] for r in records if "merged_shards" in r] == [2], command
+    measured = [r for r in read_records(out) if r["command"] == "diversity" and r["config"].get("shard")]
+    assert all("pixel" in r["embedders"] for r in measured)
+    measured = [r for r in read_records(out) if r["command"] == "fid" and r["config"].get("shard")]
+    assert all(r["features"]["tag"] and r["references"] for r in measured)

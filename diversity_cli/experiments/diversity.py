@@ -613,10 +613,10 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     refuse_non_finite(rows)
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
     rows = [{**row, "ci": float(cfg.ci) if row.get("ci_low") is not None else None} for row in rows]
+    record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)  # a shard's too
     if shard is not None:
         return save_shard_rows(root, shard, fingerprint, rows, used)
     target = root / CSV_NAME
-    record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)
     write_rows(target, rows, skipped=small)
     _print_table(rows, target)
     _report(notes + removed_note(small))

@@ -129,11 +129,11 @@ def measure_quality(cfg: DictConfig) -> Path | None:
         "clip_model": clip_spec,
         "references": {reference.description: reference.identity for reference in references.values()},
     }
+    record_invocation(rundir.root, config=cfg, device=str(device), dtype="float32", **measured_with)  # a shard's too
     if shard is not None:  # statistics only: the merge writes fid.csv
         save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, measured_with)
         partial_path(rundir.root, shard).unlink(missing_ok=True)
         return None
-    record_invocation(rundir.root, config=cfg, device=str(device), dtype="float32", **measured_with)
     path = write_results(rundir.root / "fid.csv", results)
     show(console, results, extractor.tag, path, min(len(r) for r in groups.values()) < extractor.num_features)
     return path

@@ -96,6 +96,7 @@ def remaining(cfg: DictConfig, shard: Shard) -> int | None:
 def merge_samples(cfg: DictConfig, shards: int) -> Path:
     """After every shard has finished: the shard files folded into samples.csv (the unsharded table)."""
     path = RunDir(cfg.out).merge_shards()
+    record_invocation(cfg.out, config=cfg, merged_shards=shards)  # samples.csv is this command's doing now
     stderr_console().print(f"merged {shards} shard(s) into {path}")
     return Path(cfg.out)
 
