@@ -328,6 +328,8 @@ def test_command_on_a_run_directory(cli, run_dir, tmp_path):
         if row["metric"] in ("pixel", "dino"):  # two images are one pair: an interval would have width 0
             assert row["ci_low"] == row["ci_high"] == "" and float(row["value"]) > 0
     assert "one pair, so no interval" in " ".join(err.split())
+    # two images against two: the coverage rows are there, and said to be near 1 whatever the samples
+    assert "from 2 images and 2 reference images at coverage_k=1" in " ".join(err.split())
     assert "hybrid_k1" in out and "pixel_coverage" in out  # the printed table
     assert list(cache_dir("embeddings").glob("*.pt"))  # the user cache, not the run directory
     assert not (run_dir / ".cache").exists()
@@ -558,3 +560,14 @@ def test_a_prompt_given_for_a_run_directory_is_refused(cli, tmp_path):
     code, _, err = cli("diversity", f"out={tmp_path}", "prompt=a hexagon")
     assert code == 2 and "prompt='a hexagon' names the prompt of an images= folder" in err, err
     assert not (tmp_path / "diversity.csv").exists()
+
+
+def test_coverage_rates_from_sets_their_balls_span_are_said_to_saturate():
+    """A ball reaching a quarter or more of its set: precision/recall/coverage tend to 1 whatever the samples."""
+    from diversity_cli.experiments.diversity import Group, small_sets_note
+
+    def group(n: int, reference: int) -> Group:
+        return Group("hybrid_k1", "toy", "a shape", [Path(f"{i}.png") for i in range(n)], [Path("r")] * reference)
+
+    assert small_sets_note(group(8, 1000), 5) and small_sets_note(group(1000, 20), 5)
+    assert small_sets_note(group(21, 21), 5) == [] and small_sets_note(group(64, 1000), 5) == []
