@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,32 @@ def test_the_figures_are_those_of_the_network_passed_in(tmp_path):
     assert float(trained["fid_toyfeat"]) < 0.7 * float(start["fid_toyfeat"])
     assert float(trained["adherence_mean"]) > float(start["adherence_mean"])
     assert start["fid_floor"] == trained["fid_floor"] and start["base_fid_toyfeat"] == trained["base_fid_toyfeat"]
+
+
+def test_a_run_stopped_between_checkpoints_resumes_to_the_uninterrupted_curve(cli, tmp_path, monkeypatch):
+    """Measured every 2 iterations, checkpointed every 3, stopped during iteration 5: it resumes from iteration 3
+    and its quality.csv has the rows of a run never stopped (0, 2, 4, 6), not one more at 3."""
+    from diversity_cli.training import distill
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(TOY_PROMPTS) + "\n")
+    args = ("distill", "model=toy", f"prompts={prompts}", "device=cpu", "batch_size=1", "iterations=6")
+    args += ("fake_updates_per_generator_update=1", "checkpoint_every=3", "monitor.every=2", *SMALL_MONITOR)
+    stopped, straight = tmp_path / "stopped", tmp_path / "straight"
+    train = distill.train_iteration
+
+    def stopping(cfg, training, iteration):
+        if iteration == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the CLI's handler stops the run
+        return train(cfg, training, iteration)
+
+    monkeypatch.setattr(distill, "train_iteration", stopping)
+    assert cli(*args, f"out={stopped}")[0] == 130
+    assert [r["iteration"] for r in _rows(stopped / "quality.csv")] == ["0", "2", "4"]
+    monkeypatch.setattr(distill, "train_iteration", train)
+    code, _, err = cli(*args, f"out={stopped}")
+    assert code == 0, err
+    assert cli(*args, f"out={straight}")[0] == 0
+    a, b = _rows(stopped / "quality.csv"), _rows(straight / "quality.csv")
+    assert [r["iteration"] for r in a] == ["0", "2", "4", "6"]
+    assert _without_seconds(a) == _without_seconds(b)

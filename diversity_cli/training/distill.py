@@ -269,8 +269,10 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
     total = int(cfg.iterations)
     settings = monitor_settings(cfg)
     watch = Watch(cfg, settings, training, state, console) if main and settings.every else None
-    if watch and not any(int(row["iteration"]) == start for row in state.read_log("quality.csv")):
-        watch.measure(start)  # where this session starts (at 0: the teacher's network on the student's few steps)
+    # the curve's first point (at 0: the teacher's network on the student's few steps; or where a monitor turned on
+    # mid-run starts); a resumed curve goes on at its next multiple, as the uninterrupted run's does
+    if watch and not state.read_log("quality.csv"):
+        watch.measure(start)
     with Progress(*columns, console=console, disable=not main) as progress:
         task = progress.add_task(f"distill {cfg.method} {training.pair.name}", total=total, completed=start, losses="")
         for iteration in range(start + 1, total + 1):
