@@ -166,9 +166,10 @@ def run(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
     force_weights_only()  # a CLI process loads tensors only, from every library (core/weights_only.py)
     stop = signals.install()  # Ctrl-C and SIGTERM: one line, finished work kept, exit 130 / 143
+    interrupted = False
     try:
-        # Typer turns a KeyboardInterrupt into a returned 130: see `stop`
-        app(args=argv, prog_name="diversity-cli", standalone_mode=False)
+        # Typer turns a KeyboardInterrupt into a returned 130 (one from a signal or raised inside a library alike)
+        interrupted = app(args=argv, prog_name="diversity-cli", standalone_mode=False) == 130
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
@@ -199,7 +200,7 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     finally:
         stop.restore()
-    return stop.exit_code() if stop.signum is not None else 0
+    return stop.exit_code() if stop.signum is not None or interrupted else 0
 
 
 def main() -> None:

@@ -394,6 +394,19 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_130_or_143(cli, tmp_path, mon
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or signum != signal.SIGTERM  # handlers restored
 
 
+def test_an_interrupt_raised_without_a_signal_is_not_a_success(cli, tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised inside a library (no signal reached the CLI's handler): Typer returned 130, and
+    the command exited 0 with nothing said, as if it had finished."""
+    import diversity_cli.commands.generate as command
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run", interrupted)
+    got, _, err = _generate(cli, tmp_path / "run")
+    assert got == 130 and err.strip().splitlines()[-1] == "interrupted: rerun the same command to resume", err
+
+
 @pytest.mark.parametrize(
     ("errno", "words"), [(28, "disk is full"), (30, "read-only"), (13, "permission denied")]
 )  # fmt: skip
