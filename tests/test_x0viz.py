@@ -49,7 +49,7 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
         assert all(float(r["distance"]) < 1e-6 for r in last)
         assert max(float(r["distance"]) for r in mine) > 0
     assert (tmp_path / "commitment.png").stat().st_size > 0
-    code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", f"out={tmp_path}")
+    code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=3", f"out={tmp_path}")
     assert code == 2 and "overwrite=true" in err
     # overwrite=true that fails when its metric or pair loads made nothing: the earlier run stays whole
     grids = sorted(p.name for p in tmp_path.glob("x*_tiny_sd_*.png"))
@@ -71,6 +71,123 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
         "x0viz", "model=tiny_sd", "prompt=a blue square", "n=2", "methods=base", "overwrite=true", f"out={tmp_path}"
     )
     assert code == 0, err
+
+
+def _files(folder):
+    """Every file under `folder` with its bytes and mtime: what a command that writes nothing leaves as it was."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def _no_loading(monkeypatch):
+    """A rerun with nothing to do loads no model and no metric: either one here fails the command."""
+    from diversity_cli.metrics import embedders
+    from diversity_cli.models import loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(loading, "load_pair", refuse)
+    monkeypatch.setattr(embedders, "get_embedder", refuse)
+
+
+X0VIZ_RUN = ("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", "methods=[base,hybrid]", "metric=pixel")
+
+
+def test_x0viz_rerun_with_the_same_settings_has_nothing_to_do(cli, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    code, _, err = cli(*X0VIZ_RUN, f"out={out}")
+    assert code == 0, err
+    before = _files(out)
+    _no_loading(monkeypatch)
+    # the same command, and the same settings spelt otherwise: a default said aloud, keys that change no file
+    for extra in ((), ("seed=0", "k=1", "device=cpu", "max_images=50")):
+        code, stdout, err = cli(*X0VIZ_RUN, *extra, f"out={out}")
+        assert code == 0, err
+        assert f"nothing to do: {out} holds this x0viz run" in " ".join(err.split()), err
+        assert "commits at t=" in stdout and "hybrid_k1" in stdout, stdout  # the usual summary, from its files
+        assert _files(out) == before
+
+
+def test_x0viz_rerun_with_other_settings_is_refused_naming_them(cli, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    code, _, err = cli(*X0VIZ_RUN, f"out={out}")
+    assert code == 0, err
+    before = _files(out)
+    _no_loading(monkeypatch)
+    refused = {
+        "threshold=0.5": "threshold=0.25 then, 0.5 now",
+        "n=3": "n=2 then, 3 now",
+        "k=2": "k=1 then, 2 now",
+        "methods=[hybrid,base]": "methods=[base,hybrid] then, [hybrid,base] now",
+        "model.base.guidance=2": "model.base.guidance=5.0 then, 2 now",
+        "cell=64": "cell=96 then, 64 now",
+    }
+    for setting, said in refused.items():
+        code, _, err = cli(*X0VIZ_RUN, setting, f"out={out}")
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1, err
+        assert "different settings" in err and said in err and "overwrite=true" in err, err
+        assert _files(out) == before
+    # the same settings, a grid gone: not "nothing to do", and the rest stays
+    grid = next(out.glob("x0_tiny_sd_hybrid_k1_*.png"))
+    grid.unlink()
+    before.pop(grid.name)
+    code, _, err = cli(*X0VIZ_RUN, f"out={out}")
+    assert code == 2 and grid.name in "".join(err.split()) and "overwrite=true" in err, err
+    assert _files(out) == before
+
+
+def test_x0viz_rerun_is_refused_when_the_weights_changed(cli, tmp_path, monkeypatch):
+    import shutil
+
+    from diversity_cli.core.resources import asset
+
+    network = tmp_path / "unet"
+    shutil.copytree(asset("toy/base/unet"), network)
+    args = ("x0viz", "model=toy", "prompt=a shape", "n=1", "methods=[base]", "metric=pixel", "columns=2",
+            f"model.base.network.path={network}", f"out={tmp_path / 'run'}")  # fmt: skip
+    code, _, err = cli(*args)
+    assert code == 0, err
+    before = _files(tmp_path / "run")
+    _no_loading(monkeypatch)
+    code, _, err = cli(*args)  # the weights hashed from their files, as the run recorded them
+    assert code == 0 and "nothing to do" in err, err
+    with (network / "config.json").open("a") as f:  # the same path, other bytes: a network retrained in place
+        f.write("\n")
+    code, _, err = cli(*args)
+    assert code == 2 and "model.base weights" in err and "overwrite=true" in err, err
+    assert _files(tmp_path / "run") == before
+
+
+def test_x0viz_rerun_compares_the_prompt_rows_not_the_files_name(cli, tmp_path, monkeypatch):
+    table = tmp_path / "prompts.csv"
+    table.write_text("prompt,seed\na red circle,40\n")
+    out = tmp_path / "run"
+    args = ("x0viz", "model=tiny_sd", "n=2", "methods=[base]", "metric=pixel", f"out={out}")
+    code, _, err = cli(*args, f"prompts={table}")
+    assert code == 0, err
+    before = _files(out)
+    _no_loading(monkeypatch)
+    copy = tmp_path / "same.csv"
+    copy.write_text(table.read_text())
+    code, _, err = cli(*args, f"prompts={copy}")  # another name, the same rows: the same images
+    assert code == 0 and "nothing to do" in err, err
+    table.write_text("prompt,seed\na red circle,41\n")  # the same name, another seed: other images
+    code, _, err = cli(*args, f"prompts={table}")
+    assert code == 2 and "prompts or seeds" in err and "overwrite=true" in err, err
+    assert _files(out) == before
+
+
+def test_x0viz_run_stopped_before_its_curve_is_traced_again(cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = cli(*X0VIZ_RUN, f"out={out}")
+    assert code == 0, err
+    (out / "commitment.csv").unlink()  # as a run stopped after its grids, before the curve
+    code, _, err = cli(*X0VIZ_RUN, f"out={out}")
+    assert code == 0 and "nothing to do" not in err, err
+    assert (out / "commitment.csv").is_file()
 
 
 def test_x0viz_takes_a_prompt_tables_seeds(cli, tmp_path):

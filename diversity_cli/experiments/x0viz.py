@@ -9,32 +9,44 @@ distance falls to `threshold` times its first-step value; `generate k=auto` buil
 from __future__ import annotations
 
 import csv
+import json
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import atomic_path
+from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.fingerprint import weights_record
 from ..core.marker import RunMarker, claim_outputs, left_as_found, remove_outputs
-from ..core.prompts import command_limits, prompt_id, read_prompts
-from ..core.record import record_invocation
+from ..core.pair_settings import image_settings
+from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
+from ..core.record import read_records, record_invocation
 from ..core.schema import check
 from ..core.schemas.x0viz import X0vizConfig
-from ..models.provenance import pair_provenance
+from ..models.provenance import hashed_provenance, pair_provenance
 from ..sampling.commitment import commitment, summarize
 from ..sampling.methods import METHODS
 from ..sampling.tags import run_tag
 from ..sampling.trace import Trace, to_pixels, trace_method
 from .defaults import apply_defaults
+from .generation import MEASUREMENT_KEYS
 
 if TYPE_CHECKING:
     from ..models.pair import ModelPair
 
 CURVE_COLUMNS = ["method", "prompt", "seed", "step", "timestep", "fraction", "distance"]
+# Keys that change x0viz's files beyond which images it traces; those (prompt rows, n, seeds, methods and their
+# knobs) are read back from commitment.csv itself, so a prompt file edited in place is told apart too.
+FILE_KEYS = ("model", "metric", "threshold", "columns", "cell")
+# The keys that choose the traced images: named where commitment.csv traced other ones.
+TRACE_KEYS = ("prompt", "prompts", "limit", "n", "seed", "methods", "k", "base_guidance", "base_steps")
+# A pair's keys no x0viz file depends on: how other commands measure it, and the prompt, already in `prompt`.
+UNUSED_PAIR_KEYS = (*MEASUREMENT_KEYS, "default_prompt")
+ROLES = ("base", "distilled", "components")  # the networks x0viz loads, as its record names their weights
 
 
 def visualize(cfg: DictConfig) -> Path:
@@ -46,9 +58,6 @@ def visualize(cfg: DictConfig) -> Path:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
     rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
     out = Path(cfg.out)
-    curve_csv = out / "commitment.csv"
-    if curve_csv.exists() and not cfg.overwrite:
-        raise UserError(f"{out} already holds an x0viz run (commitment.csv); use another out= or overwrite=true")
     # Every file this run writes: out must be a run directory (or new) and none of them a file of someone else;
     # listed in run.json before anything runs, so overwrite=true replaces only what x0viz wrote.
     stems = [
@@ -62,8 +71,127 @@ def visualize(cfg: DictConfig) -> Path:
 
     if cfg.metric not in EMBEDDERS:
         raise UserError(f"unknown metric '{cfg.metric}'; choose from: {', '.join(EMBEDDERS)}")
+    if (out / "commitment.csv").exists() and not cfg.overwrite:
+        check_finished(cfg, out, rows, methods, outputs)  # the same run, finished: nothing to do
+        return out
     with left_as_found(out, outputs):
         return _visualize(cfg, out, rows, methods, outputs)
+
+
+def check_finished(cfg: DictConfig, out: Path, rows: list[PromptRow], methods: list[str], outputs: list[str]) -> None:
+    """`out` holds a finished x0viz run (its commitment.csv) and overwrite=true is not given: made with these
+    settings and whole, it is this run, said so with nothing written and no model loaded; else one line saying
+    what differs (or what is missing), nothing written either. A run stopped before its curve has no
+    commitment.csv and is traced again."""
+    record = last_trace_record(out)
+    refusal = f"{out} already holds an x0viz run (commitment.csv)"
+    if record is None:  # no record of its settings (written by hand, or before runs/ existed): nothing to compare
+        raise UserError(f"{refusal}; use another out= or overwrite=true")
+    differences = setting_differences(cfg, record) + trace_differences(cfg, record, out, rows, methods)
+    if differences:
+        raise UserError(
+            f"{refusal} made with different settings ({'; '.join(differences)}); use another out= or overwrite=true"
+        )
+    missing = [name for name in outputs if not (out / name).is_file()]
+    if missing:
+        raise UserError(f"{out} holds this x0viz run but {out / missing[0]} is missing; overwrite=true makes it again")
+    stderr_console().print(f"[green]nothing to do[/]: {out} holds this x0viz run")
+
+
+def last_trace_record(out: Path) -> dict | None:
+    """The record of the run whose commitment.csv `out` holds: the last x0viz record with its config and models,
+    which a run writes once its pair has loaded, before its first trace (an overwrite removes the earlier curve
+    before that). Library callers record as `library`: an x0viz record is told by its config's keys."""
+    traced = [
+        record
+        for record in read_records(out)
+        if isinstance(record.get("config"), dict)
+        and "models" in record
+        and {"threshold", "cell"} <= record["config"].keys()
+    ]
+    return traced[-1] if traced else None
+
+
+def setting_differences(cfg: DictConfig, record: dict) -> list[str]:
+    """The FILE_KEYS on which `cfg` and the record differ, then the networks whose weights did."""
+    now, then = _plain(OmegaConf.to_container(cfg, resolve=True)), record["config"]
+    differences = []
+    for key in FILE_KEYS:
+        old, new = then.get(key), now.get(key)
+        if key == "model":
+            old, new = _pair_settings(old), _pair_settings(new)
+        differences += _differences(old, new, key)
+    return differences + weights_differences(cfg.model, record.get("models") or {})
+
+
+def weights_differences(model: DictConfig, recorded: dict) -> list[str]:
+    """The networks whose weights' hash now (from their files, memoised) is not the recorded one: a student
+    retrained in place under the same path. A tiny pair (its networks built from the seeds in its settings) and
+    weights not on this machine cannot be hashed without loading: not checked."""
+    now = hashed_provenance(model, ROLES)
+    if now is None:
+        return []
+    differences = []
+    for role in ROLES:
+        old, new = (recorded.get(role) or {}).get("weights_hash"), now[role].get("weights_hash")
+        if old != new:
+            differences.append(f"model.{role} weights {old} then, {new} now")
+    return differences
+
+
+def trace_differences(cfg: DictConfig, record: dict, out: Path, rows: list[PromptRow], methods: list[str]) -> list[str]:
+    """Where commitment.csv traced other images (method, prompt, seed, in their order) than `cfg` would: the
+    TRACE_KEYS that differ, or the prompt rows themselves when only a prompt file's contents changed."""
+    if _traced(out / "commitment.csv") == _planned(cfg, rows, methods):
+        return []
+    now, then = _plain(OmegaConf.to_container(cfg, resolve=True)), record["config"]
+    named = [d for key in TRACE_KEYS for d in _differences(then.get(key), now.get(key), key)]
+    return named or ["the prompts or seeds of its prompt rows"]
+
+
+def _planned(cfg: DictConfig, rows: list[PromptRow], methods: list[str]) -> list[tuple[str, str, str]]:
+    """(method tag, prompt, seed) of every image `_visualize` traces, in the order it writes their rows."""
+    tags = [run_tag(m, cfg.k, cfg.base_guidance, cfg.base_steps) for m in methods]
+    return [
+        (tag, row.prompt, str(row.first_seed(cfg.seed) + j)) for row in rows for tag in tags for j in range(int(cfg.n))
+    ]
+
+
+def _traced(path: Path) -> list[tuple[str, str, str]]:
+    """(method, prompt, seed) of each image commitment.csv holds (its first step's rows); unreadable: none."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return [
+                (r.get("method"), r.get("prompt"), r.get("seed")) for r in csv.DictReader(f) if r.get("step") == "0"
+            ]
+    except (OSError, ValueError, csv.Error):
+        return []
+
+
+def _pair_settings(model: object) -> object:
+    if not isinstance(model, dict):
+        return model
+    return image_settings({key: value for key, value in model.items() if key not in UNUSED_PAIR_KEYS})
+
+
+def _plain(value: object) -> object:
+    """`value` as the record holds it (a JSON round trip): tuples as lists, other objects as text."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _differences(old: object, new: object, where: str) -> list[str]:
+    """The dotted keys at which two values differ, each with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = dict.fromkeys([*old, *new])
+        return [d for key in keys for d in _differences(old.get(key), new.get(key), f"{where}.{key}")]
+    return [] if old == new else [f"{where}={_show(old)} then, {_show(new)} now"]
+
+
+def _show(value: object) -> str:
+    """A value as the command line writes it: a list as [a,b]."""
+    if isinstance(value, list):
+        return "[" + ",".join(map(_show, value)) + "]"
+    return str(value)
 
 
 def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outputs: list[str]) -> Path:
