@@ -542,3 +542,70 @@ def test_the_summary_gives_each_points_diversity_its_n_and_its_quality(cli, tmp_
     (line,) = [line for line in out.splitlines() if "hybrid k=1" in line]
     assert re.search(r"toy_features [\d.]+ \[[\d.]+, [\d.]+\] 95% CI, n=3; toy_adherence (\S+) ", line), line
     assert float(re.search(r"toy_adherence (\S+) ", line).group(1)) == float(row["value"])
+
+
+def test_a_sweep_at_another_seed_keeps_its_own_rows_plots_and_measurement(cli, tmp_path):
+    """The same sweep at seed=0, then seed=100 (same n) into one out: seed was no part of a row's key, so the
+    seed=100 rows replaced the seed=0 ones, and its plot was drawn over theirs. Each seed now keeps its rows (their
+    own values) and plots; the point's folder records the seed its last measurement was at."""
+    import json
+
+    args = [*SWEEP, "k=1", f"prompt={PROMPTS[0]}", f"out={tmp_path}", "baselines=false"]
+    assert cli("ablate", *args)[0] == 0
+    (first,) = _read(tmp_path / "ablate.csv")
+    (plot_before,) = (tmp_path / "plots").iterdir()
+    assert cli("ablate", *args, "seed=100")[0] == 0
+    rows = _read(tmp_path / "ablate.csv")
+    assert [(row["seed"], row["n"]) for row in rows] == [("0", "2"), ("100", "2")]
+    assert rows[0] == first and rows[1]["value"] != first["value"]  # seed=0's number kept, seed=100's its own
+    point = json.loads((tmp_path / "points/tiny_sd/hybrid_k1/point.json").read_text())
+    assert (point["n"], point["seed"]) == (2, 100)
+    plots = sorted(path.name for path in (tmp_path / "plots").iterdir())
+    # the default seed keeps the name it had before plots named seeds; another seed is named in its own
+    assert len(plots) == 2 and plot_before.name in plots, plots
+    assert [name.rsplit("_", 1)[1].split("-")[:-1] for name in plots] == [["n2"], ["n2", "s100"]], plots
+    # both again: nothing replaced, the images of both seeds in the point's folder
+    assert cli("ablate", *args)[0] == 0 and _read(tmp_path / "ablate.csv") == rows
+    assert len(list((tmp_path / "points").rglob("0*.png"))) == 4
+
+
+def test_merge_at_another_seed_is_refused_and_a_failed_point_loses_only_its_seeds_rows(cli, tmp_path):
+    """merge=true at seed=0 after the point was measured at seed=100 took the seed=100 numbers as seed=0's; and a
+    point failing at seed=100 dropped seed=0's rows too."""
+    args = [*SWEEP, "k=1", f"prompt={PROMPTS[0]}", f"out={tmp_path}", "baselines=false"]
+    assert cli("ablate", *args)[0] == 0
+    assert cli("ablate", *args, "seed=100")[0] == 0
+    rows = _read(tmp_path / "ablate.csv")
+    code, _, err = cli("ablate", *args, "merge=true")
+    assert code == 2 and "its last measurement is at seed=100, not seed=0" in err, err
+    assert _read(tmp_path / "ablate.csv") == rows and [row["seed"] for row in rows] == ["0", "100"]
+    from diversity_cli.core.marker import write_owned
+
+    write_owned(tmp_path / "points/tiny_sd/hybrid_k1", "error.txt", "settings changed\n")
+    assert cli("ablate", *args, "seed=100", "merge=true")[0] == 2
+    assert _read(tmp_path / "ablate.csv") == rows[:1]
+
+
+def test_rows_over_all_prompts_at_two_seeds_are_two_rows(tmp_path):
+    """An FID row (no prompt) of a sweep at seed=100 replaced seed=0's: each names its sweep's seed= now and both
+    stay; a row an earlier version wrote without a seed is replaced in place, as before."""
+    from diversity_cli.experiments.ablate import _seeded
+
+    def row(seed: str, value: str) -> dict[str, str]:
+        return {"model": "m", "method": "base", "prompt": "", "n": "8", "seed": seed, "metric": "fid", "value": value}
+
+    path = tmp_path / "ablate.csv"
+    write_rows(path, [row("", "31.0")])  # as an earlier version wrote it
+    write_rows(path, _seeded([row("", "30.0")], 0))
+    write_rows(path, _seeded([row("", "35.0")], 100))
+    assert [(r["seed"], r["value"]) for r in _read(path)] == [("0", "30.0"), ("100", "35.0")]
+    assert _seeded([row("", "1")], None)[0]["seed"] == ""  # every prompt its own seed: seed= chose no image
+
+
+def test_a_plots_name_says_its_seed_unless_the_default():
+    from diversity_cli.experiments.ablate import plot_name
+
+    points = [Point.of("hybrid", k, 0.0) for k in (1, 2)]
+    names = [plot_name(Sweep("m", points, [], ["k"], 8, seed), "pixel", "k") for seed in (None, 0, 100)]
+    assert names[0] == names[1] and names[0].rsplit("_", 1)[1].startswith("n8-") and "s100" not in names[0]
+    assert names[2].rsplit("_", 1)[1].startswith("n8-s100-") and names[2] != names[0]

@@ -167,3 +167,52 @@ def test_sweeps_at_another_n_into_one_run_are_curves_of_their_own(tmp_path: Path
     rows = [("hybrid", p, k, n, 0.5) for k in (1, 2) for p, n in (("a circle", 4), ("a red square", 8))]
     curves = ablate_curves([load_run(_ablate_run(tmp_path / "one", rows))])
     assert {(c["sweep"], c["n"]) for c in curves} == {("", "4-8")}
+
+
+def _seeded_run(root: Path, points: list[tuple[str, str, int, str, float]]) -> Path:
+    """ablate.csv of (method, prompt, k, seed, value) rows at n=4, one toy_features row each, as ablate writes them
+    now: each prompt's first seed named."""
+    rows = [
+        {"model": "toy", "method": method, "k": k if method == "hybrid" else "",
+         "base_guidance": 0 if method == "hybrid" else "", "base_steps": "", "prompt": prompt, "n": 4, "seed": seed,
+         "metric": "toy_features", "value": value, "seconds_per_image": 0.1, "nfe": 4}
+        for method, prompt, k, seed, value in points
+    ]  # fmt: skip
+    return _write_ablate(root, rows)
+
+
+def test_sweeps_at_another_seed_into_one_run_are_curves_of_their_own(tmp_path: Path, cli):
+    """ablate k=1..2 at seed=0, then at seed=100 (same n) into the same out= (each its own rows now): Figure 7
+    averaged a prompt's values at the two seeds into one point, said to be over its one prompt; each seed is its own
+    curve and baselines, named in figure_7.csv."""
+    rows = [("hybrid", "a shape", k, s, v) for s, values in (("0", (0.4, 0.5)), ("100", (0.2, 0.3))) for k, v in
+            zip((1, 2), values, strict=True)]  # fmt: skip
+    rows += [("base", "a shape", 1, "0", 0.6), ("base", "a shape", 1, "100", 0.1)]
+    root = _seeded_run(tmp_path / "abl", rows)
+    curves = ablate_curves([load_run(root)])
+    series: dict[str, list[float]] = {}
+    for c in curves:
+        series.setdefault(f"{c['knob']} {c['sweep']} seed={c.get('seed')}", []).append(c["value"])
+    assert series == {
+        "k seed=0 seed=0": pytest.approx([0.4, 0.5]),
+        "baseline seed=0 seed=0": pytest.approx([0.6]),
+        "k seed=100 seed=100": pytest.approx([0.2, 0.3]),
+        "baseline seed=100 seed=100": pytest.approx([0.1]),
+    }
+    assert {c["prompts"] for c in curves} == {1}
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    code, _, err = cli("report", f"out={root}", "tables=none", "html=false", f"tables_dir={tables}")
+    assert code == 0, err
+    with (tables / "figure_7.csv").open() as f:
+        plotted = {(r["knob"], r["seed"], r["value"]) for r in csv.DictReader(f) if r["knob"] == "k"}
+    assert {(seed, round(float(value), 6)) for _, seed, value in plotted} == {
+        ("0", 0.4),
+        ("0", 0.5),
+        ("100", 0.2),
+        ("100", 0.3),
+    }
+    # one sweep over a table whose prompts have seeds of their own (one per prompt) stays one curve
+    rows = [("hybrid", p, k, s, 0.5) for k in (1, 2) for p, s in (("a circle", "7"), ("a red square", "9"))]
+    curves = ablate_curves([load_run(_seeded_run(tmp_path / "one", rows))])
+    assert {(c["sweep"], c["seed"], c["prompts"]) for c in curves} == {("", "", 2)}

@@ -5,10 +5,11 @@ Every point is its own run directory, `<out>/points/<model>/<tag>/`, so points c
 each) without two processes ever writing the same file: `generate` resumes there, and the measurement of exactly
 this run's images (its prompts x n seeds) goes to `<tag>/point.csv`, reused while the images and the measurement
 settings are unchanged. A merge step puts every point's rows into `<out>/ablate.csv` (one row per point, prompt,
-n and metric; rerunning replaces rows, never duplicates them) and draws `<out>/plots/`.
+n, seed and metric; rerunning replaces rows, never duplicates them) and draws `<out>/plots/`.
 
 A sweep at another n shares the point's folder: its images are those of the seeds both n cover (one seed makes one
-image), its measurement is of exactly its own n images per prompt, and its rows and plots are its own.
+image), its measurement is of exactly its own n images per prompt, and its rows and plots are its own. So is a
+sweep at another seed= (seed variance): its images are others, and its rows and plots stand beside the first's.
 
 `out` and every point's folder are run directories (core/marker.py): ablate writes, replaces and deletes only files
 their run.json lists, and checks every file a sweep would write before its first point (`check_outputs`).
@@ -47,7 +48,7 @@ from ..core.marker import (
     require_marked,
     write_owned,
 )
-from ..core.prompts import command_limits, read_prompts
+from ..core.prompts import PromptRow, command_limits, read_prompts
 from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
@@ -67,7 +68,9 @@ COLUMNS = [
     "base_steps",
     "prompt",
     "n",
-    "seed",  # the prompt's first seed (its images: seed .. seed+n-1); empty on the FID/IS/CLIP rows (all prompts)
+    # the prompt's first seed (its images: seed .. seed+n-1); on the FID/IS/CLIP rows (all prompts) the sweep's
+    # seed=, empty where every prompt has its own (a table's seed column)
+    "seed",
     "metric",
     "value",
     "seconds_per_image",
@@ -79,8 +82,9 @@ COLUMNS = [
     "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
 ]
 ROWS_VERSION = 2  # of point.csv's rows: 2, FID rows carry their reference in options, no interval over two images
-# n and options: another number of images per prompt, or other metric settings, is another number beside this one
-KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "metric", "options")
+# n, seed and options: another number of images per prompt, other images, or other metric settings, is another
+# number beside this one
+KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "seed", "metric", "options")
 CSV_NAME = "ablate.csv"
 ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
 POINTS, PLOTS, MULTIRUN, MEASURE = "points", "plots", "multirun", "measure"
@@ -92,6 +96,7 @@ REFUSED_NAME, REFUSED_ENV = "submission_refused.txt", "DIVERSITY_CLI_SUBMISSION_
 HYDRA_LAUNCHERS = ("submitit_local", "submitit_slurm")  # the plugin's own; conf/hydra/launcher/ adds more
 QUALITY_SKIP = ("method", "model", "n", "seconds_per_image")  # fid.csv's other columns that are no metric
 MAX_PROMPT_LINES = 8  # more prompts than this: plots show their mean only
+DEFAULT_SEED = 0  # conf/generate.yaml's seed: a plot of a sweep at it keeps the name it had before plots named seeds
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class Sweep:
     baselines: list[Point]  # base / distilled when not among the points already
     swept: list[str]  # knobs that take more than one value among the points
     n: int | None = None  # images per prompt and point
+    seed: int | None = None  # seed=, where a prompt takes its seeds from it (`sweep_seed`)
 
     @property
     def all(self) -> list[Point]:
@@ -164,8 +170,8 @@ def ablate(cfg: DictConfig) -> Path:
     target = out / CSV_NAME
     failed_now = [p for p in missing if (out / POINTS / sweep.model / p.tag / ERROR_NAME).is_file()]
     if failed_now and target.is_file():  # their rows there are an earlier attempt's: not this sweep's numbers
-        # only those of this sweep's n: the rows of a sweep at another n are that sweep's, not an attempt of this one
-        drop_points(target, {f"{POINTS}/{sweep.model}/{p.tag}" for p in failed_now}, _counts(cfg))
+        # only those of this sweep's n and seeds: a sweep at another n or seed= has its own, no attempt of this one
+        drop_points(target, {f"{POINTS}/{sweep.model}/{p.tag}" for p in failed_now}, _own_rows(cfg))
     if results:
         write_rows(target, [row for _, rows in results for row in rows])
         for path in plot(results, sweep, out / PLOTS) if cfg.plots else []:
@@ -185,8 +191,8 @@ def _missing_message(out: Path, sweep: Sweep, missing: list[Point], merge: bool)
         folder = out / POINTS / sweep.model / point.tag
         if (folder / ERROR_NAME).is_file():
             errors.append((point, (folder / ERROR_NAME).read_text().strip()))
-        elif (found := _measured_n(folder)) not in (None, sweep.n):  # measured since by a sweep at another n
-            errors.append((point, f"its last measurement is at n={found}, not n={sweep.n}"))
+        elif other := _measured_elsewhere(folder, sweep):  # measured since by a sweep at another n or seed
+            errors.append((point, f"its last measurement is at {other}"))
     tags = ", ".join(p.tag for p in missing[:4]) + (" ..." if len(missing) > 4 else "")
     line = f"{len(missing)} of {len(sweep.all)} points have no results ({tags})"
     if errors:
@@ -212,7 +218,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     if not isinstance(cfg.n, int) or cfg.n < 2:
         raise UserError(f"n={cfg.n}: diversity compares images, so each point needs n >= 2 samples per prompt")
     # a missing prompt file, or more images than max_images per point, fails here, not at the first point
-    read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
     cap = int(cfg.max_points)
     axes = {knob: expand(knob, cfg[knob], cap) for knob in KNOBS}
     check_grid(axes, cap)  # before the grid is built: 10^4 x 10^4 values would hang here
@@ -223,7 +229,13 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
 
     for point in points + baselines:
         generate.validate(point_config(cfg, point))
-    return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n))
+    return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n), sweep_seed(cfg, rows))
+
+
+def sweep_seed(cfg: DictConfig, rows: list[PromptRow]) -> int | None:
+    """seed=, the first seed of every prompt row without its own; None when each row has its own (a table's seed
+    column): seed= then chooses none of the images, and two sweeps at two seeds= are one."""
+    return int(cfg.seed) if any(row.seed is None for row in rows) else None
 
 
 # measure.<command>.* keys ablate sets itself for every point (its own images, in its own process): given there,
@@ -480,7 +492,8 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
 
     root = Path(gen.out)
     view = root / MEASURE
-    jobs = generate.plan_jobs(gen, read_prompts(gen.prompt, gen.prompts, gen.limit))
+    prompts = read_prompts(gen.prompt, gen.prompts, gen.limit)
+    jobs, seed = generate.plan_jobs(gen, prompts), sweep_seed(cfg, prompts)
     made = {row["path"]: row for row in RunDir(root).read_samples()}
     lost = [job.path for job in jobs if job.path not in made]
     if lost:
@@ -493,7 +506,8 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
         cached = None
     if cached is not None:
         stderr_console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
-        return cached
+        # the same images: this sweep's seed (an earlier version left the FID rows' seed empty)
+        return _seeded(cached, seed)
 
     _write_view(view, rows)
     found = _diversity(cfg, view, metrics)
@@ -513,11 +527,20 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     for job in jobs:
         first_seed[job.prompt] = min(job.seed, first_seed.get(job.prompt, job.seed))
     results = [{**shared, "seed": first_seed.get(row["prompt"], ""), **row} for row in found]
-    results = [{column: row.get(column, "") for column in COLUMNS} for row in results]
+    results = _seeded([{column: row.get(column, "") for column in COLUMNS} for row in results], seed)
     _write_csv(root, "point.csv", results)
-    measured = {"signature": signature, **point.knobs(), "n": int(cfg.n)}  # n: which sweep's numbers point.csv holds
+    # n and seed: which sweep's numbers point.csv holds (another n or seed= into the same out= measures it again)
+    measured = {"signature": signature, **point.knobs(), "n": int(cfg.n), "seed": seed}
     write_owned(root, "point.json", json.dumps(measured, indent=2) + "\n")
     return results
+
+
+def _seeded(rows: list[dict[str, str]], seed: int | None) -> list[dict[str, str]]:
+    """The rows, those over all prompts (FID/IS/CLIP) naming the sweep's seed=: they are no prompt's, and without
+    it two sweeps' FIDs at two seeds would be one row. Also for a point.csv written before they named it."""
+    if seed is None:
+        return rows
+    return [{**row, "seed": str(seed)} if not row.get("prompt") and not row.get("seed") else row for row in rows]
 
 
 def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str, str]]:
@@ -700,41 +723,57 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
 def collect(out: Path, sweep: Sweep) -> tuple[list[tuple[Point, list[dict[str, str]]]], list[Point]]:
     """Each point's finished rows (point.csv with its point.json written after it), and the points without. A point
     whose last attempt failed (error.txt) is without: its point.csv, if any, is an earlier sweep's. So is one last
-    measured at another n (a sweep at another n into the same out= since): its numbers are not this sweep's."""
+    measured at another n or seed (a sweep at another n or seed= into the same out= since): its numbers are not
+    this sweep's."""
     results, missing = [], []
     for point in sweep.all:
         folder = out / POINTS / sweep.model / point.tag
         done = (folder / "point.json").is_file() and (folder / "point.csv").is_file()
-        if done and not (folder / ERROR_NAME).is_file() and _measured_n(folder) in (None, sweep.n):
-            results.append((point, measurements(_read_csv(folder / "point.csv"))))
+        if done and not (folder / ERROR_NAME).is_file() and not _measured_elsewhere(folder, sweep):
+            results.append((point, _seeded(measurements(_read_csv(folder / "point.csv")), sweep.seed)))
         else:
             missing.append(point)
     return results, missing
 
 
-def _measured_n(folder: Path) -> int | None:
-    """The n of a point's last measurement: its point.json's; for one written before point.json held it, the
-    images per prompt its rows agree on (not its FID/IS/CLIP rows, over all prompts); None when not known."""
+def _measured_elsewhere(folder: Path, sweep: Sweep) -> str | None:
+    """`n=3, not n=2` or `seed=0, not seed=100`: a point's last measurement is another sweep's; None when it is
+    this sweep's, or not known to be another's."""
+    for column, wanted in (("n", sweep.n), ("seed", sweep.seed)):
+        found = _measured_at(folder, column)
+        if found is not None and wanted is not None and found != wanted:
+            return f"{column}={found}, not {column}={wanted}"
+    return None
+
+
+def _measured_at(folder: Path, column: str) -> int | None:
+    """The n or seed of a point's last measurement: its point.json's; for one written before point.json held it,
+    the value its prompts' rows agree on (not its FID/IS/CLIP rows, over all prompts); None when not known, or (the
+    seed) when seed= chose none of its images."""
     try:
-        found = json.loads((folder / "point.json").read_text(encoding="utf-8")).get("n")
-    except (OSError, ValueError, AttributeError):
-        found = None
-    if isinstance(found, int):
-        return found
+        measured = json.loads((folder / "point.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        measured = None
+    if isinstance(measured, dict) and column in measured:
+        return measured[column] if isinstance(measured[column], int) else None
     table = folder / "point.csv"
-    counts = {row.get("n", "") for row in _read_csv(table) if row.get("prompt")} if table.is_file() else set()
-    only = counts.pop() if len(counts) == 1 else ""
+    values = {row.get(column, "") for row in _read_csv(table) if row.get("prompt")} if table.is_file() else set()
+    only = values.pop() if len(values) == 1 else ""
     return int(only) if only.isdigit() else None
 
 
-def _counts(cfg: DictConfig) -> set[str]:
-    """The `n` of this sweep's rows: each prompt's images, and all of a point's (its FID/IS/CLIP rows)."""
+def _own_rows(cfg: DictConfig) -> dict[str, set[str]]:
+    """The `n` and `seed` of this sweep's rows: each prompt's images and first seed, and those of all of a point's
+    (its FID/IS/CLIP rows: all its images, and seed= where a prompt's seeds start at it, else none); a row without
+    a seed (written before rows named one) is taken for this sweep's, as `write_rows` takes it."""
     from collections import Counter
 
     from . import generation as generate
 
-    jobs = generate.plan_jobs(point_config(cfg, Point("base")), read_prompts(cfg.prompt, cfg.prompts, cfg.limit))
-    return {str(count) for count in Counter(job.prompt for job in jobs).values()} | {str(len(jobs))}
+    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    jobs = generate.plan_jobs(point_config(cfg, Point("base")), rows)
+    counts = {str(count) for count in Counter(job.prompt for job in jobs).values()} | {str(len(jobs))}
+    return {"n": counts, "seed": {str(row.first_seed(cfg.seed)) for row in rows} | {""}}
 
 
 def measurements(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -750,15 +789,21 @@ def measurements(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
-    """Merge rows into ablate.csv: a row with the key of an existing one replaces it in place; untouched if same."""
+    """Merge rows into ablate.csv: a row with the key of an existing one replaces it in place; untouched if same.
+    A row without a seed (an earlier version's FID/IS/CLIP rows) is replaced by one like it in all else, as before
+    rows named their seed: which sweep's it is, is not known."""
     existing = _read_csv(path) if path.is_file() else []
     merged = [{column: row.get(column, "") for column in COLUMNS} for row in measurements(existing)]
-    index = {tuple(row[k] for k in KEY): i for i, row in enumerate(merged)}
+    index = {_key(row): i for i, row in enumerate(merged)}
     for row in rows:
         row = {column: str(row.get(column, "")) for column in COLUMNS}
-        key = tuple(row[k] for k in KEY)
-        if key in index:
-            merged[index[key]] = row
+        key, unseeded = _key(row), _key({**row, "seed": ""})
+        found = index.get(key)
+        if found is None and unseeded in index:
+            found = index.pop(unseeded)
+        if found is not None:
+            merged[found] = row
+            index[key] = found
         else:
             index[key] = len(merged)
             merged.append(row)
@@ -767,23 +812,35 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def drop_points(path: Path, runs: set[str], counts: set[str] | None = None) -> None:
-    """ablate.csv without the rows of these points (`run` column), whose last attempt failed: those of `counts`
-    (their `n`) only, when given."""
+def _key(row: dict[str, str]) -> tuple[str, ...]:
+    return tuple(row[k] for k in KEY)
+
+
+def drop_points(path: Path, runs: set[str], only: dict[str, set[str]] | None = None) -> None:
+    """ablate.csv without the rows of these points (`run` column), whose last attempt failed: with `only`, those
+    whose every column it names holds one of its values (this sweep's n and seeds)."""
+
+    def dropped(row: dict[str, str]) -> bool:
+        theirs = all(row.get(column, "") in values for column, values in (only or {}).items())
+        return row.get("run") in runs and theirs
+
     rows = _read_csv(path)
-    kept = [row for row in rows if row.get("run") not in runs or (counts is not None and row.get("n") not in counts)]
+    kept = [row for row in rows if not dropped(row)]
     if len(kept) != len(rows):
         _write_csv(path.parent, path.name, [{column: row.get(column, "") for column in COLUMNS} for row in kept])
 
 
 def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
-    """`<model>_<metric>_vs_<knob>_<sweep>.png`: the sweep's id (its n and a hash of its points, `n8-1a2b3c`) keeps
-    two sweeps that share `out` (k=1..4, then method=replace_final k=1..3; or the same points at another n) from
-    drawing over each other's plots."""
+    """`<model>_<metric>_vs_<knob>_<sweep>.png`: the sweep's id (its n, its seed= unless the default, and a hash of
+    its points: `n8-1a2b3c`, `n8-s100-1a2b3c`) keeps two sweeps that share `out` (k=1..4, then method=replace_final
+    k=1..3; or the same points at another n or seed) from drawing over each other's plots. A sweep at the default
+    seed keeps the name it had before plots named seeds."""
     import hashlib
 
     points = ",".join(sorted(point.tag for point in sweep.points))
-    sweep_id = ("" if sweep.n is None else f"n{sweep.n}-") + hashlib.sha1(points.encode()).hexdigest()[:6]
+    counts = "" if sweep.n is None else f"n{sweep.n}-"
+    seed = "" if sweep.seed in (None, DEFAULT_SEED) else f"s{sweep.seed}-"
+    sweep_id = counts + seed + hashlib.sha1(points.encode()).hexdigest()[:6]
     what = f"vs_{knob}" if knob else "by_method"
     named = re.sub(r"[^\w.=+-]+", "_", metric).strip("_")  # `toy_features[distance=euclidean]`: a file name
     # options naming a folder (an FID's reference=/data/...) would make it long: the metric and a digest instead
@@ -818,6 +875,7 @@ def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder
             ax.set_ylabel(metric)
             what = f"{metric} vs {knob}" if knob else metric
             over = "" if sweep.n is None else f", n={sweep.n}"  # the images per prompt every value rests on
+            over += "" if sweep.seed is None else f", seed={sweep.seed}"  # ... and which ones
             ax.set_title(f"{sweep.model}: {what}{over} (bars: CI of each value)")
             fig.tight_layout()
             with owned_path(folder.parent, f"{folder.name}/{name}") as temporary:

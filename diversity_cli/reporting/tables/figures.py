@@ -96,7 +96,7 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
     notes: list[str] = []
     if frame is None:
         return points, notes
-    for (run, model, metric, sweep), rows in _by_sweep(frame):
+    for (run, model, metric, sweep, seed), rows in _by_sweep(frame):
         plotted = _plotted(rows)
         where = f"Figure 7, {run} / {model} / {metric}" + (f" / {sweep}" if sweep else "")
         curves = [plotted]
@@ -122,21 +122,29 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
                 kept = part[part.prompt.isin(common)]
                 if not kept.empty:
                     found = _point(knob, point, run, model, metric, fixed, kept)
-                    points.append({**found, "sweep": sweep, "left_out": "; ".join(left)})
+                    points.append({**found, "sweep": sweep, "seed": seed, "left_out": "; ".join(left)})
     return points, notes
 
 
-def _by_sweep(frame: Any) -> list[tuple[tuple[str, str, str, str], Any]]:
-    """The rows of each run, pair and metric; split by n where a point and prompt was measured at several (sweeps
-    at another n into one out=): one prompt's n=3 and n=4 values are no two prompts to average. A sweep whose
-    prompts differ in n (a prompt listed twice) stays one."""
+def _by_sweep(frame: Any) -> list[tuple[tuple[str, str, str, str, str], Any]]:
+    """The rows of each run, pair and metric; split by n, and by seed, where a point and prompt was measured at
+    several (sweeps at another n or seed= into one out=): one prompt's values at n=3 and n=4, or at seed=0 and
+    seed=100, are no two prompts to average. Each part's key names its split (`n=3`, `seed=100`, `n=3, seed=100`) and
+    its seed where split by seed (`?`: rows written before ablate.csv named one). A sweep whose prompts differ in n
+    or seed (a prompt listed twice, a table's seeds) stays one."""
     groups = []
+    cell = ["method", "k", "base_guidance", "base_steps", "prompt"]
     for (run, model, metric), rows in frame.groupby(["run", "model", "metric"], sort=False):
-        cell = ["method", "k", "base_guidance", "base_steps", "prompt"]
-        if rows.groupby(cell, dropna=False).n.nunique().gt(1).any():
-            groups += [((run, model, metric, f"n={n:g}"), part) for n, part in rows.groupby("n", sort=False)]
-        else:
-            groups.append(((run, model, metric, ""), rows))
+        cells = rows.groupby(cell, dropna=False)
+        split = [column for column in ("n", "seed") if cells[column].nunique().gt(1).any()]
+        if not split:
+            groups.append(((run, model, metric, "", ""), rows))
+            continue
+        for values, part in rows.groupby(split, sort=False):
+            found = dict(zip(split, values, strict=True))
+            seed = (found["seed"] or "?") if "seed" in found else ""
+            named = ", ".join(f"n={found['n']:g}" if column == "n" else f"seed={seed}" for column in split)
+            groups.append(((run, model, metric, named, seed), part))
     return groups
 
 
@@ -156,6 +164,8 @@ def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
     frame = pd.DataFrame(rows)
     for column in ("k", "base_guidance", "base_steps", "value", "ci_low", "ci_high", "seconds_per_image", "nfe", "n"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else float("nan")
+    # text, "" where not named (rows written before ablate.csv had the column): a seed is a name, not a number
+    frame["seed"] = frame["seed"].fillna("").astype(str) if "seed" in frame else ""
     return frame
 
 
@@ -259,9 +269,12 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
 
 
 def _over(line: Any) -> str:
-    """What a curve's points are means over, for its legend: " [2 prompts, n=4]"."""
+    """What a curve's points are means over, for its legend: " [2 prompts, n=4]"; its sweep's seed where sweeps
+    at several seeds share the run (" [2 prompts, n=4, seed=100]")."""
     prompts, counts = sorted(set(line.prompts)), "/".join(dict.fromkeys(line.n))
-    return f" [{'/'.join(map(str, prompts))} prompt{'s' if prompts != [1] else ''}, n={counts or '?'}]"
+    seeds = "/".join(seed for seed in dict.fromkeys(line.seed) if seed)
+    seeded = f", seed={seeds}" if seeds else ""
+    return f" [{'/'.join(map(str, prompts))} prompt{'s' if prompts != [1] else ''}, n={counts or '?'}{seeded}]"
 
 
 def _save_figure(fig, path: Path, points) -> Path:
