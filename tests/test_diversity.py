@@ -325,6 +325,8 @@ def test_command_on_a_run_directory(cli, run_dir, tmp_path):
         assert metrics == {"pixel", "dino", "vendi_pixel"} | (coverage if method == "hybrid_k1" else set())
     for row in rows:
         assert row["n"] == "2"
+        if row["metric"].endswith(("_precision", "_recall", "_density", "_coverage")):  # against what, with which k
+            assert row["options"].endswith("reference=distilled; coverage_k=1"), row
         if row["metric"] in ("pixel", "dino"):  # two images are one pair: an interval would have width 0
             assert row["ci_low"] == row["ci_high"] == "" and float(row["value"]) > 0
     assert "one pair, so no interval" in " ".join(err.split())

@@ -411,7 +411,7 @@ def streamed_rows(cfg, name: str, embedder, groups: list[Group], metrics: list[s
         real, cross = embedder.distances(group.reference), embedder.distances(group.reference, group.paths)
         values = prdc_from_distances(real, dist, cross, k)
         notes += small_sets_note(group, k)
-        rows += [_row(group, f"{name}_{key}", values[key]) for key in PRDC]
+        rows += [{**_row(group, f"{name}_{key}", values[key]), **against(cfg)} for key in PRDC]
     return rows
 
 
@@ -425,7 +425,21 @@ def coverage_rows(cfg, name: str, embedder: Embedder, group: Group, embeddings, 
     reference = torch.stack([table[p] for p in group.reference])
     values = prdc(reference, embeddings, k, embedder.distance)
     notes += small_sets_note(group, k)
-    return [_row(group, f"{name}_{key}", values[key]) for key in PRDC]
+    return [{**_row(group, f"{name}_{key}", values[key]), **against(cfg)} for key in PRDC]
+
+
+def against(cfg: DictConfig) -> dict[str, str]:
+    """What a precision/recall/density/coverage number was measured against, for its row's options: the reference
+    set (a method tag of the run, or a folder) and the balls' k. Against another reference it is another number,
+    a row of its own."""
+    return {"against": f"reference={cfg.reference}; coverage_k={int(cfg.coverage_k)}"}
+
+
+def with_options(row: dict, options: str) -> dict:
+    """The row with its `options`: the embedder's settings other than the defaults, then what it was measured
+    against (`against`)."""
+    row = dict(row)
+    return {**row, "options": "; ".join(part for part in (options, row.pop("against", "")) if part)}
 
 
 def small_sets_note(group: Group, k: int) -> list[str]:
@@ -436,7 +450,7 @@ def small_sets_note(group: Group, k: int) -> list[str]:
         return []
     return [
         f"{group.label}: precision/recall/density/coverage from {len(group.paths)} images and "
-        f"{len(group.reference)} reference images at coverage_k={k}: each ball reaches the {k}th of "
+        f"{len(group.reference)} reference images at coverage_k={k}: each ball holds the {k} nearest of "
         f"{smallest - 1} other points, so the rates tend to 1 whatever the samples (Naeem et al. use 10,000 of each)"
     ]
 
@@ -613,7 +627,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
             found = streamed_rows(cfg, name, embedder, groups, metrics, notes)
         else:
             found = embedder_rows(cfg, name, embedder, groups, metrics, notes, shard)
-        rows += [{**row, "options": embedder_options(name, options)} for row in found]
+        rows += [with_options(row, embedder_options(name, options)) for row in found]
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
