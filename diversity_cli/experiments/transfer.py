@@ -668,9 +668,6 @@ class Measured:
     rows: list[dict[str, Any]]
     grids: list[Path]
 
-    def __fspath__(self) -> str:  # a caller that wants only where transfer.csv is
-        return str(self.path)
-
 
 def finish(cfg: DictConfig, rundir: RunDir, plan: Plan, results: list[dict[str, Any]]) -> Measured:
     """transfer.csv and a grid per transfer; the command's summary shows the rows."""
