@@ -503,3 +503,9 @@ def test_hand_run_shards_and_their_merge_each_leave_a_record_of_what_made_them(c
     assert all("pixel" in r["embedders"] for r in measured)
     measured = [r for r in read_records(out) if r["command"] == "fid" and r["config"].get("shard")]
     assert all(r["features"]["tag"] and r["references"] for r in measured)
+
+
+def test_a_shard_with_no_prompt_row_says_so(cli, tmp_path):
+    """One prompt over two shards: shard 0's block is empty. It said "all 0 images are in <out>"."""
+    code, _, err = cli("generate", "model=toy", "prompt=a shape", "n=2", "shard=0/2", f"out={tmp_path / 'run'}")
+    assert code == 0 and "shard 0/2 holds no prompt row" in " ".join(err.split()), err

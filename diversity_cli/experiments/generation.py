@@ -183,7 +183,11 @@ def _fill(
     todo = pending(run, jobs, settings, bool(cfg.overwrite))
     if not todo:
         refuse_kept_of_other_weights(cfg, run, remade or set())
-        stderr_console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
+        shard = parse_shard(cfg.get("shard"))
+        if shard is not None and not jobs:  # more shards than prompt rows: this block of them is empty
+            stderr_console().print(f"[green]nothing to do[/]: shard {shard} holds no prompt row (fewer than shards)")
+        else:
+            stderr_console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
         if auto_k:  # k=auto measured a commitment (or read it from its cache): what it found is this run's to record
             record_invocation(run.root, config=cfg, auto_k=auto_k)
         return run.root
