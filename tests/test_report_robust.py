@@ -123,6 +123,28 @@ def test_table_1_says_when_an_adapter_was_retrained_or_removed_since(tmp_path: P
                for note in table.notes)  # fmt: skip
 
 
+def test_table_1_says_an_older_row_was_measured_with_an_adapter_since_retrained(tmp_path: Path):
+    """The adapter retrained in place, then transfer-lora run again at another concept: its newest row has the new
+    hash, and the report checked only that one, so the first concept's cells (the old weights) read as current.
+    Each cell also names its adapter file's hash, so two files under one name are told apart."""
+    folder = tmp_path / "adapters" / "red"
+    digest = write_adapter(folder, 1.0)
+    file = folder / "pytorch_lora_weights.safetensors"
+    root = transfer_run(tmp_path / "run", digest, file)
+    retrained = write_adapter(folder, 2.0)
+    with (root / "transfer.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    newer = [{**row, "concept": "blue", "classifier_target": "color=blue", "adapter_hash": retrained} for row in rows]
+    write_csv(root / "transfer.csv", rows + newer)
+    table = tables_of(root, ("1",))["1"]
+    (note,) = stale(table)
+    assert f"red ({file}): {digest} in transfer.csv, now {retrained}" in note.replace("\\", "")
+    assert "blue" not in note and retrained not in note.split("now")[0]
+    shown = {line.measured_as for line in table.measured}
+    assert any(f"(scale 1, adapter {digest})" in text for text in shown), shown
+    assert any(f"(scale 1, adapter {retrained})" in text for text in shown), shown
+
+
 # ------------------------------------------------------------------ a stale group another table does not show
 
 

@@ -33,8 +33,11 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
             return "base" if name == "base" else str(targets.get(model, f"{model}:{name}"))
 
         slot = f"clip_change_pct:{role(row['source'])}->{role(row['target'])}"
-        scale = row.get("scale", "")
-        at = f" (scale {scale})" if scale else ""
+        # the scale, and the adapter file's hash: two files under one name (or one retrained) are told apart
+        at = ", ".join(
+            f"{what} {row[key]}" for what, key in (("scale", "scale"), ("adapter", "adapter_hash")) if row.get(key)
+        )
+        at = f" ({at})" if at else ""
         clip = f"[{row['clip_model']}]" if row.get("clip_model") else ""
         # what the number is over: the concept scored, the prompts (rows written before they were recorded: none)
         over = f", concept '{row['concept']}'" if row.get("concept") else ""
@@ -92,7 +95,7 @@ def adapter_notes(runs: list[RunData], table: Table) -> list[str]:
     checked): transfer.csv's `adapter_hash` against the file it names (`adapter_file`)."""
     notes = []
     for run in runs:
-        found = [found for key, found in changed_adapters(run).items() if shows_group(table, run, key)]
+        found = [(text, now) for key, text, now in changed_adapters(run) if shows_group(table, run, key)]
         changed = [md_literal(f"{text}, now {now}") for text, now in found if now is not None]
         absent = [md_literal(f"{text}, not found here (moved, or measured on another machine)") for text, now in found
                   if now is None]  # fmt: skip
@@ -109,15 +112,22 @@ def adapter_notes(runs: list[RunData], table: Table) -> list[str]:
     return notes
 
 
-def changed_adapters(run: RunData) -> dict[tuple[str, str], tuple[str, str | None]]:
-    """(model, adapter name) -> (what transfer.csv recorded, the file's hash now; None when it is not there), for
-    each adapter whose newest transfer.csv row records another hash than the file it was read from (`adapter_file`)
-    now has. Rows written before transfer.csv named the file are not checked."""
-    newest = {(row.get("model", ""), row["adapter"]): row for row in run.transfer if row.get("adapter_file")}
-    found = {}
-    for key, row in newest.items():
-        path = Path(row["adapter_file"])
-        now = adapter_digest(path) if path.is_file() else None
-        if now != row.get("adapter_hash"):
-            found[key] = (f"{key[1]} ({path}): {row.get('adapter_hash')} in transfer.csv", now)
+def changed_adapters(run: RunData) -> list[tuple[tuple[str, str], str, str | None]]:
+    """((model, adapter name), what transfer.csv recorded, the file's hash now; None when it is not there) for each
+    adapter file and hash of transfer.csv's rows that the file (`adapter_file`) no longer has. Every row is checked,
+    not only an adapter's newest: an older row (another concept, scale or prompts) is shown or named as well. Rows
+    written before transfer.csv named the file are not checked."""
+    recorded = dict.fromkeys(
+        (row.get("model", ""), row["adapter"], row["adapter_file"], row.get("adapter_hash"))
+        for row in run.transfer
+        if row.get("adapter_file")
+    )
+    now: dict[str, str | None] = {}  # each file hashed once
+    found = []
+    for model, name, file, digest in recorded:
+        path = Path(file)
+        if file not in now:
+            now[file] = adapter_digest(path) if path.is_file() else None
+        if now[file] != digest:
+            found.append(((model, name), f"{name} ({path}): {digest} in transfer.csv", now[file]))
     return found
