@@ -192,6 +192,14 @@ def test_unknown_or_misfitting_adapters_fail_with_one_line(cli, tiny_pairs, tmp_
     assert lora_layers(sdxl.distilled.network) == 0 and sdxl.pipe.unet is sdxl.base.network
 
 
+def test_a_bare_adapter_file_on_the_toy_asks_for_its_concept(cli, tmp_path, lora_file):
+    """A file with no train-lora record beside it names no concept: the toy classifier needs one. The line said
+    "concept 'None' names 0 toy factor values"."""
+    code, _, err = cli("transfer-lora", f"adapter={lora_file}", "prompt=a shape", f"out={tmp_path / 'run'}")
+    assert code == 2 and "records no concept: give concept=" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
@@ -429,3 +437,17 @@ def test_a_file_of_yours_at_a_grids_name_stops_the_command_before_any_image(cli,
     code, _, err = cli(*args, f"out={out}")
     assert code == 2 and "transfer_red_s1.png exists and was not written by diversity-cli" in err, err
     assert sorted(p.name for p in out.iterdir()) == ["transfer_red_s1.png"]
+
+
+def test_the_summary_of_a_clip_score_of_zero_says_why_there_is_no_change():
+    """CLIPScore's max(0, mean) was 0 without the adapter: no % change exists. The summary said "no CLIP model"."""
+    from diversity_cli.commands.summary import Summary, _transfer
+    from diversity_cli.experiments.transfer import Measured
+
+    row = {"adapter": "red", "scale": "1", "source": "base", "target": "distilled", "concept": "red", "n": "4",
+           "clip_without": "0", "clip_with": "0.5", "change_pct": "", "clip_model": "tiny_random"}  # fmt: skip
+    summary = Summary("transfer-lora", 1.0)
+    _transfer(summary, Measured(Path("transfer.csv"), [row, {**row, "clip_model": ""}], []))
+    (_, with_clip), (_, without) = summary.headline
+    assert with_clip == "no change_pct (CLIP score toward 'red' 0 -> 0.5: a change of a score of 0), n=4"
+    assert without == "no score (no CLIP model), n=4"

@@ -185,9 +185,11 @@ def _transfer(summary: Summary, measured: Any) -> None:
     for row in measured.rows:
         group = f"{row['adapter']} x{row['scale']}: {row['source']} -> {row['target']}"
         values = []
+        means = f"CLIP score toward {row['concept']!r} {_num(row['clip_without'])} -> {_num(row['clip_with'])}"
         if row.get("change_pct") not in (None, ""):
-            means = f"CLIP score toward {row['concept']!r} {_num(row['clip_without'])} -> {_num(row['clip_with'])}"
             values.append(f"change_pct {float(row['change_pct']):+.1f}% ({means})")
+        elif row.get("clip_model"):  # CLIPScore's max(0, mean) without the adapter was 0: no ratio to take
+            values.append(f"no change_pct ({means}: a change of a score of 0)")
         if row.get("classifier_target"):
             share = f"{_num(row.get('classifier_without'))} -> {_num(row.get('classifier_with'))}"
             values.append(f"share of images with {row['classifier_target']} {share}")

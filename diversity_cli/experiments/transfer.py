@@ -370,7 +370,11 @@ def classifier_target(cfg: DictConfig, concept: str | None) -> tuple[str, int] |
         if factor not in FACTORS or value not in FACTORS[factor]:
             raise UserError(f"classifier_target={cfg.classifier_target}: use factor=value with a toy factor value")
         return factor, FACTORS[factor].index(value)
-    named = parse_prompt(concept or "")
+    if not concept:  # a bare adapter file records no concept (train-lora's folder does)
+        raise UserError(
+            "the adapter records no concept: give concept=<text> (e.g. concept=red), or classifier_target=factor=value"
+        )
+    named = parse_prompt(concept)
     if len(named) > 1:
         named.pop("count", None)  # "make shapes red": the plural is not the concept
     if len(named) != 1:
