@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from diversity_cli.core.errors import UserError
+from diversity_cli.core.prompts import prompt_id
 from diversity_cli.experiments.transfer import COLUMNS
 from diversity_cli.models.adapters import applied, lora_layers, read_adapter
 from diversity_cli.sampling.plan import make_plan
@@ -244,7 +245,7 @@ def test_transfer_lora_end_to_end_on_tiny_sd(cli, tiny_pairs, tmp_path, lora_fil
         clip_without, clip_with = float(row["clip_without"]), float(row["clip_with"])
         assert clip_without > 0
         assert float(row["change_pct"]) == pytest.approx(100 * (clip_with - clip_without) / clip_without, rel=1e-4)
-    grid = Image.open(out / "transfer_random_s1.png")
+    grid = Image.open(out / f"transfer_tiny_sd_random_s1_{prompt_id(PROMPT)}.png")
     assert grid.size == (130 + 2 * 2 * 32, 16 + 2 * 32)  # rows: base -> base, base -> distilled; 2 seeds x 2
 
     assert {(r["prompts"], r["adapter_hash"]) for r in rows} == {(PROMPT, read_adapter(str(lora_file)).digest)}
@@ -427,16 +428,28 @@ def test_a_direction_against_the_adapters_own_record_is_one_line_and_writes_noth
 
 
 def test_a_file_of_yours_at_a_grids_name_stops_the_command_before_any_image(cli, tiny_pairs, tmp_path):
-    """transfer_<name>_s<scale>.png was checked only when the grid was drawn: every image made and scored, then
+    """A transfer grid's name was checked only when the grid was drawn: every image made and scored, then
     exit 2 with no summary; it is checked with transfer.csv, before anything."""
     lora = save_random_lora(tiny_pairs("toy"), tmp_path / "red")
     out = tmp_path / "run"
     out.mkdir()
-    (out / "transfer_red_s1.png").write_text("mine\n")
+    grid = f"transfer_toy_red_s1_{prompt_id('a shape')}.png"
+    (out / grid).write_text("mine\n")
     args = ("transfer-lora", "model=toy", "prompt=a shape", "concept=red", "n=1", f"adapter={lora.parent}")
     code, _, err = cli(*args, f"out={out}")
-    assert code == 2 and "transfer_red_s1.png exists and was not written by diversity-cli" in err, err
-    assert sorted(p.name for p in out.iterdir()) == ["transfer_red_s1.png"]
+    assert code == 2 and f"{grid} exists and was not written by diversity-cli" in err, err
+    assert sorted(p.name for p in out.iterdir()) == [grid]
+
+
+def test_the_grids_of_two_prompts_into_one_run_are_two_files(cli, tiny_pairs, tmp_path):
+    """transfer_<adapter>_s<scale>.png was the grid of whichever prompt ran last: the second prompt's drew over
+    the first's. Each pair and prompt has its own file now."""
+    lora = save_random_lora(tiny_pairs("toy"), tmp_path / "red")
+    args = ("transfer-lora", "model=toy", "concept=red", "n=1", f"adapter={lora.parent}", f"out={tmp_path / 'run'}")
+    for prompt in ("a shape", "a circle"):
+        assert cli(*args, f"prompt={prompt}")[0] == 0
+    grids = sorted(path.name for path in (tmp_path / "run").glob("transfer_*.png"))
+    assert grids == sorted(f"transfer_toy_red_s1_{prompt_id(p)}.png" for p in ("a shape", "a circle"))
 
 
 def test_the_summary_of_a_clip_score_of_zero_says_why_there_is_no_change():

@@ -69,7 +69,9 @@ def test_table1_shards_by_adapter_and_prompt_merge_into_the_one_process_run(tabl
     assert samples(sharded) == expected
     for row in expected:
         assert (one / row["path"]).read_bytes() == (sharded / row["path"]).read_bytes(), row["path"]
-    for name in ("transfer.csv", "transfer_a_s1.png", "transfer_b_s0.5.png", "transfer_c_s1.png"):
+    grids = sorted(path.name for path in one.glob("transfer_*.png"))
+    assert [name.split("_sd_")[1].rsplit("_", 1)[0] for name in grids] == ["a_s1", "b_s0.5", "c_s1"]  # tiny_sd
+    for name in ("transfer.csv", *grids):
         assert (sharded / name).read_bytes() == (one / name).read_bytes(), name
     assert not [*(sharded / "shards").glob("samples-*"), *(sharded / "shards").glob("transfer-*")]  # folded in
 

@@ -20,9 +20,9 @@ samples.csv and transfer.csv of one process: the same images byte for byte, the 
 
 Writes the images into the run directory `out` (`<model>/<role>/...` without the adapter, exactly as
 `generate method=base|distilled` makes them, so existing ones are reused; `<model>/<role>+<adapter>_s<scale>/...`
-with it; rows in samples.csv), `<out>/transfer.csv` and `<out>/transfer_<adapter>_s<scale>.png` (rows: source ->
-target, columns: without / with for the adapter's first prompt's first seeds). Reruns resume and never duplicate
-rows.
+with it; rows in samples.csv), `<out>/transfer.csv` and `<out>/transfer_<model>_<adapter>_s<scale>_<prompt id>.png`
+(rows: source -> target, columns: without / with for the adapter's first prompt's first seeds). Reruns resume and
+never duplicate rows.
 """
 
 from __future__ import annotations
@@ -676,7 +676,11 @@ class Measured:
 def finish(cfg: DictConfig, rundir: RunDir, plan: Plan, results: list[dict[str, Any]]) -> Measured:
     """transfer.csv and a grid per transfer; the command's summary shows the rows."""
     path = write_results(rundir.root / "transfer.csv", results)
-    grids = [save_grid(rundir, plan, transfer, int(cfg.grid_seeds), int(cfg.grid_cell)) for transfer in plan.transfers]
+    model = str(cfg.model.name)
+    grids = [
+        save_grid(rundir, plan, transfer, int(cfg.grid_seeds), int(cfg.grid_cell), grid_name(model, plan, transfer))
+        for transfer in plan.transfers
+    ]
     return Measured(path, results, [grid for grid in grids if grid is not None])
 
 
@@ -748,8 +752,9 @@ def merge_transfer(cfg: DictConfig, count: int) -> Measured:
 # --- output -------------------------------------------------------------------------------------------------------
 
 
-def save_grid(rundir: RunDir, plan: Plan, transfer: Transfer, seeds: int, cell: int) -> Path | None:
-    """Rows: source -> target; columns: without / with the adapter for its first prompt's first `seeds` seeds."""
+def save_grid(rundir: RunDir, plan: Plan, transfer: Transfer, seeds: int, cell: int, name: str) -> Path | None:
+    """`name` in the run: rows source -> target; columns without / with the adapter for its first prompt's first
+    `seeds` seeds."""
     if seeds == 0:
         return None
     from PIL import Image, ImageDraw
@@ -772,18 +777,21 @@ def save_grid(rundir: RunDir, plan: Plan, transfer: Transfer, seeds: int, cell: 
                 image = _load_image(rundir.root / paths[group.tag][(job.prompt, job.seed)])
                 tile = image.resize((cell, cell), Image.Resampling.BICUBIC)
                 sheet.paste(tile, (label_width + (2 * col + half) * cell, header + r * cell))
-    return save_png(sheet, rundir.root, grid_name(transfer), sheet_layout(label_width, header, cell))
+    return save_png(sheet, rundir.root, name, sheet_layout(label_width, header, cell))
 
 
-def grid_name(transfer: Transfer) -> str:
-    return f"transfer_{transfer.name}_s{transfer.scale:g}.png"
+def grid_name(model: str, plan: Plan, transfer: Transfer) -> str:
+    """`transfer_<model>_<adapter>_s<scale>_<prompt id>.png`: the grid of another pair or prompt (its first) into
+    the same out= is a file of its own, not drawn over this one."""
+    prompt = plan.rows[transfer.cases[0]].prompt
+    return f"transfer_{model}_{transfer.name}_s{transfer.scale:g}_{prompt_id(prompt)}.png"
 
 
 def outputs(cfg: DictConfig, plan: Plan) -> dict[str, Any]:
     """transfer.csv and each transfer's grid, with how an earlier version's unlisted one is known."""
     grids = plan.transfers if int(cfg.grid_seeds) > 0 else []
     layout = sheet_layout(*GRID_LAYOUT, int(cfg.grid_cell))
-    return {"transfer.csv": OURS, **{grid_name(transfer): layout for transfer in grids}}
+    return {"transfer.csv": OURS, **{grid_name(str(cfg.model.name), plan, transfer): layout for transfer in grids}}
 
 
 def _load_image(path: Path):
