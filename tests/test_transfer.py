@@ -250,6 +250,7 @@ def test_transfer_lora_end_to_end_on_tiny_sd(cli, tiny_pairs, tmp_path, lora_fil
 
     assert {(r["prompts"], r["adapter_hash"]) for r in rows} == {(PROMPT, read_adapter(str(lora_file)).digest)}
     assert {r["adapter_file"] for r in rows} == {str(lora_file.resolve())}  # the report checks it against the hash
+    assert {r["seed"] for r in rows} == {"0"}  # seed=, the prompt's first seed
     code, _, err = cli(*args)  # nothing new to make; no duplicated rows
     assert code == 0, err
     assert _rows(out / "samples.csv") == samples and len(_rows(out / "transfer.csv")) == 2
@@ -464,3 +465,24 @@ def test_the_summary_of_a_clip_score_of_zero_says_why_there_is_no_change():
     (_, with_clip), (_, without) = summary.headline
     assert with_clip == "no change_pct (CLIP score toward 'red' 0 -> 0.5: a change of a score of 0), n=4"
     assert without == "no score (no CLIP model), n=4"
+
+
+def test_transfer_rows_at_another_n_or_seed_stand_beside_each_other(tmp_path):
+    """A quick n=4 check after the n=50 run replaced its row, and transfer.csv did not say which seed= a row was
+    made at. n and seed are in the key now; a row written before rows named their seed is replaced, as before."""
+    from diversity_cli.experiments.transfer import write_results
+
+    def row(n: int, seed: str, value: str) -> dict:
+        return {"adapter": "red", "concept": "red", "source": "base", "target": "distilled", "n": n, "seed": seed,
+                "model": "toy", "scale": "1", "prompts": "a shape", "classifier_target": "color=red",
+                "classifier_with": value}  # fmt: skip
+
+    path = tmp_path / "transfer.csv"
+    write_results(path, [row(50, "", "0.70")])  # as an earlier version wrote it
+    write_results(path, [row(50, "0", "0.72")])
+    write_results(path, [row(4, "0", "0.75")])
+    write_results(path, [row(50, "100", "0.68")])
+    write_results(path, [row(50, "0", "0.72")])  # the same run again: replaced, moved to the end
+    assert [(r["n"], r["seed"], r["classifier_with"]) for r in _rows(path)] == [
+        ("4", "0", "0.75"), ("50", "100", "0.68"), ("50", "0", "0.72")
+    ]  # fmt: skip

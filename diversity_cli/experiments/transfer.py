@@ -61,9 +61,11 @@ from .shards import Shard, batch_done, parse_shard
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
 # prompts: what the scores are over (`prompts_label`); adapter_hash: the adapter file's bytes (sha1, 12 digits);
-# adapter_file: where it was read (the report tells an adapter retrained there since)
-META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adapter_file"]
-KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target")
+# adapter_file: where it was read (the report tells an adapter retrained there since); seed: the first seed of each
+# prompt (seed=; empty where every prompt row has its own)
+META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adapter_file", "seed"]
+# n and seed: a quick check at n=4 or another seed= is a row beside the n=50 one, not its replacement
+KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target", "n", "seed")
 GRID_LAYOUT = (130, 16)  # px: the grid's label column and its header row
 OURS = csv_with("adapter", "concept", "source", "target", "change_pct")  # an earlier version's transfer.csv, unlisted
 DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",), "both": ("base", "distilled")}
@@ -601,9 +603,15 @@ def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str,
             model=cfg.model.name, scale=f"{transfer.scale:g}", kind=transfer.adapter.kind,
             clip_model=plan.clip_spec or "", prompts=prompts_label([job.prompt for job in group.jobs]),
             adapter_hash=transfer.adapter.digest, adapter_file=str(transfer.adapter.path.resolve()),
+            seed=first_seed(cfg, [plan.rows[case] for case in transfer.cases]),
         )  # fmt: skip
         results.append(row)
     return results
+
+
+def first_seed(cfg: DictConfig, rows: list[PromptRow]) -> str:
+    """transfer.csv's `seed`: seed=, where a prompt row takes its seeds from it; empty where each has its own."""
+    return str(int(cfg.seed)) if any(row.seed is None for row in rows) else ""
 
 
 def prompts_label(prompts: list[str]) -> str:
@@ -654,8 +662,11 @@ def classifier_hits(classifier, images: list, target: tuple[str, int], device: t
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     """Merge into transfer.csv: rows with the same `KEY` (adapter, concept, roles, model, scale, prompts, classifier
-    target) are replaced; a replaced row moves to the end, so the last row of a cell is the newest."""
+    target, n, seed) are replaced; a replaced row moves to the end, so the last row of a cell is the newest."""
     rows = merge_rows(path, results, KEY, OURS)
+    # a row written before rows named their seed is replaced by one like it in all else: which seed it is, is unknown
+    fresh = {_unseeded(row) for row in results}
+    rows = [row for row in rows if row.get("seed", "") != "" or row in results or _unseeded(row) not in fresh]
     extra = [c for c in CLASSIFIER_COLUMNS if any(r.get(c) for r in rows)]
     with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS + extra + META, restval="", extrasaction="ignore")
@@ -671,6 +682,10 @@ class Measured:
     path: Path
     rows: list[dict[str, Any]]
     grids: list[Path]
+
+
+def _unseeded(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row.get(key, "")) for key in KEY if key != "seed")
 
 
 def finish(cfg: DictConfig, rundir: RunDir, plan: Plan, results: list[dict[str, Any]]) -> Measured:
