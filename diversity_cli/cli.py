@@ -82,6 +82,8 @@ def _register(command: Command) -> None:
         # the summary's seconds are the command's from here: the imports and loading a run does (each at its own
         # point, before or after its checks) counted alike in a fresh and an existing out=
         started = time.perf_counter()
+        if hasattr(target, "validate"):  # the command's own checks of its values: one line before the preflight
+            target.validate(cfg)
         checks.prepare(command.name, cfg)  # the pair's defaults, then every missing network at once
         rows_before = summary.before(command.name, cfg)
         result = target.run(cfg)

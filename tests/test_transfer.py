@@ -316,6 +316,20 @@ def test_train_lora_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_a
     assert cli(*fresh)[0] == 0  # the corrected command needs no overwrite=true
 
 
+def test_train_lora_refuses_a_concept_before_the_preflight(cli, tmp_path, monkeypatch):
+    """A concept the toy world has no value for was refused only after the preflight had loaded the pair's
+    schedulers (seconds, and its timing note as a second line)."""
+    from diversity_cli.commands import checks
+
+    def preflight(*_):
+        raise AssertionError("the preflight ran before the concept was checked")
+
+    monkeypatch.setattr(checks, "prepare", preflight)
+    code, _, err = cli("train-lora", "concept=notacolor", f"out={tmp_path / 'lora'}")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "concept=notacolor is not a value" in err, err
+    assert not (tmp_path / "lora").exists()
+
+
 def test_train_lora_is_deterministic_given_its_seed(cli, tmp_path):
     def trained(name: str, *extra: str) -> bytes:
         args = ("train-lora", "model=tiny_sd", "concept=red", "steps=1", "images=8", "batch_size=4", *extra)

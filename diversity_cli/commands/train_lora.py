@@ -7,6 +7,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..toy.lora import train_lora
+from ..toy.lora import validate as _validate
+
+
+def validate(cfg: DictConfig) -> None:
+    """concept=, negative=, mode= and the counts, checked before the preflight loads anything."""
+    _validate(cfg)
 
 
 def run(cfg: DictConfig) -> Path:
