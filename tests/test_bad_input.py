@@ -631,3 +631,17 @@ def test_overwrite_no_keeps_the_images(cli, tmp_path, monkeypatch):
                        "overwrite=no", "batch_size=1", OUT, "model.distilled.guidance=1.5")  # fmt: skip
     assert code == 2 and "overwrite" in err, err
     assert png.read_bytes() == made
+
+
+@pytest.mark.parametrize(
+    "command, key",
+    [("generate", "k"), ("generate", "n"), ("diversity", "ci"), ("fid", "workers"), ("ablate", "baselines"),
+     ("report", "figures"), ("train-lora", "lr"), ("distill", "iterations"), ("transfer-lora", "scale"),
+     ("x0viz", "columns")],
+)  # fmt: skip
+def test_deleting_a_commands_own_key_is_one_line(cli, tmp_path, command, key):
+    """`~k` deleted the key, and the command failed reading it: a traceback, exit 1 (x0viz after writing run.json)."""
+    code, _, err = cli(command, f"~{key}", f"out={tmp_path / 'run'}")
+    expected = f"error: ~{key} deletes a key the command reads; set it instead ({key}=...)"
+    assert code == 2 and err.strip() == expected, err
+    assert not (tmp_path / "run").exists()

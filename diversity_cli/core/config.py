@@ -63,6 +63,7 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     schema = SCHEMAS.get(command)
+    _refuse_deleted_keys(schema, list(overrides or []))
     given = _given_keys(list(overrides or []))
     overrides, texts = _split_literal(list(overrides or []), schema)
     _check_group_choices(overrides)
@@ -79,6 +80,18 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     if schema is not None:
         check(schema, cfg)
     return cfg
+
+
+def _refuse_deleted_keys(schema: type | None, overrides: list[str]) -> None:
+    """`~k`: Hydra deletes the key, and the command then failed reading it (a traceback). A command's own keys are
+    set, never deleted; a pair's (`~model.resolution`) are checked as missing by the schema."""
+    from dataclasses import fields
+
+    own = {item.name for item in fields(schema)} if schema is not None else set()
+    for item in overrides:
+        key = item.partition("=")[0].removeprefix("~")
+        if item.startswith("~") and key in own:
+            raise UserError(f"~{key} deletes a key the command reads; set it instead ({key}=...)")
 
 
 def _given_keys(overrides: list[str]) -> set[str]:
