@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 
 import pytest
@@ -187,6 +188,11 @@ def test_preflight_lists_every_missing_network_at_once(cli, tmp_path, monkeypatc
     assert code == 2 and not (tmp_path / "run").exists()
     assert "stabilityai/stable-diffusion-xl-base-1.0/unet/config.json" in line
     assert "tianweiy/DMD2/dmd2_sdxl_4step_unet_fp16.bin" in line and "hf download tianweiy/DMD2" in line
+    # every setting it suggests is one the command line takes as written (`+` where the pair has no such key)
+    hints = re.findall(r"(\+?model\.[\w.]+)=/local/copy", line)
+    assert "+model.base.network.path" in hints, hints
+    for hint in hints:
+        compose("generate", ["model=sdxl_dmd2", f"{hint}={tmp_path}"])
     # a metric's weights are listed before any image is generated, together with the pair's
     code, _, err = cli("ablate", "model=sdxl_dmd2", "k=1..2", f"out={tmp_path / 'sweep'}")
     line = _one_line(err)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
 from .hub import hub_calls, local_folder
@@ -84,7 +84,7 @@ def _hub_items(model: DictConfig, distilled: bool) -> list[Missing]:
         if missing is not None:
             roles, _, _, keys = found.setdefault(missing[0], ([], missing[1], call, []))
             roles.append(call.role)
-            keys.append(f"{local_key(call.kind, call.role)}=/local/copy")  # each role's own setting for it
+            keys.append(f"{settable(model, local_key(call.kind, call.role))}=/local/copy")  # each role's own
     items = []
     for target, (roles, words, call, settings) in found.items():
         keys = " and ".join(settings)
@@ -107,6 +107,14 @@ def local_key(kind: str, role: str) -> str:
         "network_config": f"model.{role}.network.config_repo",
         "weights": f"model.{role}.network.repo",  # a folder holding the file: bare weights and LoRA students
     }.get(kind, f"model.{role}.network.path")
+
+
+def settable(model: DictConfig, key: str) -> str:
+    """`key` as the command line sets it: `+key` where the pair's config has no such key (`model.base.network.path`
+    of a hub pair), which Hydra refuses to set without the `+`."""
+    parent, _, name = key.removeprefix("model.").rpartition(".")
+    node = OmegaConf.select(model, parent) if parent else model
+    return key if isinstance(node, DictConfig) and name in node else f"+{key}"
 
 
 def _local_path(model: DictConfig, role: str) -> str | None:
