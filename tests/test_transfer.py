@@ -500,3 +500,19 @@ def test_transfer_rows_at_another_n_or_seed_stand_beside_each_other(tmp_path):
     assert [(r["n"], r["seed"], r["classifier_with"]) for r in _rows(path)] == [
         ("4", "0", "0.75"), ("50", "100", "0.68"), ("50", "0", "0.72")
     ]  # fmt: skip
+
+
+def test_a_missing_clip_model_is_named_by_the_preflight(cli, tiny_pairs, tmp_path, lora_file, monkeypatch):
+    """transfer-lora's CLIP model was found missing only once its images were to be scored (a minute in)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # an empty cache
+    from diversity_cli.commands import checks
+
+    seen = []
+    monkeypatch.setattr(checks, "schedules_set", lambda *args, **_: seen.append(args))  # the preflight's last step
+    code, _, err = cli("transfer-lora", "model=tiny_sd", f"adapter={lora_file}", "concept=a", "prompt=a", "n=1",
+                       f"out={tmp_path / 'run'}")  # fmt: skip
+    assert code == 2 and "CLIP model openai/clip-vit-large-patch14" in err and "clip_model=null" in err, err
+    assert len(err.strip().splitlines()) == 1 and not seen and not (tmp_path / "run").exists()

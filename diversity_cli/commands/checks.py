@@ -18,7 +18,7 @@ from ..experiments.launch import (
     launcher_settings,
     parse_devices,
 )
-from ..metrics.preflight import diversity_missing, fid_missing
+from ..metrics.preflight import clip_missing, diversity_missing, fid_missing
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
 PAIR_COMMANDS = {"generate", "x0viz", "ablate", "transfer-lora", "train-lora", "distill"}
@@ -53,6 +53,10 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
         missing += diversity_missing(_metrics(cfg.auto_k.metric), {})
     if command == "fid":
         missing += fid_missing(cfg)
+    if command == "transfer-lora":  # the CLIP score toward the concept (none on the toy pair)
+        from ..experiments.transfer import clip_model
+
+        missing += clip_missing(clip_model(cfg))
     if command == "ablate" and cfg.get("fid"):
         missing += fid_missing(cfg.measure.fid)
     return list(dict.fromkeys(missing))

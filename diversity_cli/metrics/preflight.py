@@ -181,6 +181,16 @@ def fid_clip(cfg: Any) -> str | None:
     return None if str(cfg.reference) == "toy" or cfg.get("images") is not None else CLIP_SCORE_MODEL
 
 
+def clip_missing(clip: str | None) -> list[Missing]:
+    """The CLIP model `clip_model=` names (fid's CLIP score, transfer-lora's), where it is neither a folder here nor
+    in the local hub cache; tiny_random is built in memory."""
+    if not clip or clip == "tiny_random" or Path(str(clip)).expanduser().is_dir():
+        return []
+    if hf_cached(str(clip), "config.json") is not None:
+        return []
+    return [Missing(f"CLIP model {clip}", f"`hf download {clip}` (HF_HOME={hf_home()}), or clip_model=null")]
+
+
 def fid_missing(cfg: Any) -> list[Missing]:
     """The feature network, the CLIP model and the reference images `fid` will read."""
     missing: list[Missing] = []
@@ -193,12 +203,7 @@ def fid_missing(cfg: Any) -> list[Missing]:
             missing.append(
                 Missing(f"Inception weights {path}", f"fetch {INCEPTION_URL} there, or inception_weights=PATH")
             )
-    clip = fid_clip(cfg)
-    if clip and clip != "tiny_random" and not Path(str(clip)).expanduser().is_dir():
-        if hf_cached(str(clip), "config.json") is None:
-            missing.append(
-                Missing(f"CLIP model {clip}", f"`hf download {clip}` (HF_HOME={hf_home()}), or clip_model=null")
-            )
+    missing += clip_missing(fid_clip(cfg))
     if reference == "coco":
         images = (cfg.get("coco") or {}).get("images")
         if not images or not Path(str(images)).expanduser().is_dir():
