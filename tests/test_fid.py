@@ -111,6 +111,12 @@ def test_a_custom_feature_spec_that_names_no_factory_is_one_line(spec):
 SMALL_CONSTANT = 3
 
 
+def test_a_custom_factory_that_fails_is_one_line():
+    """features=os:getcwd: a callable that takes no device raised TypeError out of the command (a traceback)."""
+    with pytest.raises(UserError, match=r"features=os:getcwd: getcwd\(device\) raised TypeError: "):
+        quality.load_extractor("os:getcwd", torch.device("cpu"))
+
+
 def test_a_custom_feature_network_plugs_in_and_matches_torchmetrics_feature_module(tmp_path):
     rng = np.random.default_rng(2)
     real = _images(rng, 10, (40, 30), (0, 0, 0))

@@ -51,7 +51,7 @@ from torch import nn
 
 from ..core.atomic import atomic_path, write_text
 from ..core.cache import cache_dir
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.fingerprint import file_hash, packages
 from .preflight import INCEPTION_FILE, INCEPTION_URL  # torch-fidelity's port of the TF FID Inception
 
@@ -344,7 +344,10 @@ def _custom_extractor(spec: str, device: torch.device) -> Extractor:
         raise UserError(f"features={spec}: cannot import it ({err})") from None
     if not callable(factory):
         raise UserError(f"features={spec}: {attr} is not a factory (a function of the device returning an nn.Module)")
-    net = factory(device)
+    try:
+        net = factory(device)
+    except Exception as err:  # the user's code, called as a factory of the device: its failure is one line
+        raise UserError(f"features={spec}: {attr}(device) raised {type(err).__name__}: {first_line(err)}") from None
     if not isinstance(net, nn.Module) or not isinstance(getattr(net, "num_features", None), int):
         raise UserError(f"features={spec} must return an nn.Module with an integer `num_features`")
     tag = re.sub(r"[^a-z0-9]+", "", str(getattr(net, "tag", "custom")).lower()) or "custom"
