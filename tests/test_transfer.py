@@ -313,6 +313,7 @@ def test_train_lora_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_a
         f"out={tmp_path / 'b'}",
     )
     assert cli(*fresh, "target_modules=[no_such_module]")[0] == 2
+    assert not (tmp_path / "b").exists()  # nothing written: it left run.json and a runs/ record
     assert cli(*fresh)[0] == 0  # the corrected command needs no overwrite=true
 
 
@@ -516,3 +517,12 @@ def test_a_missing_clip_model_is_named_by_the_preflight(cli, tiny_pairs, tmp_pat
                        f"out={tmp_path / 'run'}")  # fmt: skip
     assert code == 2 and "CLIP model openai/clip-vit-large-patch14" in err and "clip_model=null" in err, err
     assert len(err.strip().splitlines()) == 1 and not seen and not (tmp_path / "run").exists()
+
+
+def test_without_a_prompt_it_takes_the_pairs_default_prompt(cli, tiny_pairs, tmp_path):
+    """The adapter and prompts are checked before the preflight, after the pair's defaults fill the prompt."""
+    lora = save_random_lora(tiny_pairs("toy"), tmp_path / "red")
+    out = tmp_path / "run"
+    code, _, err = cli("transfer-lora", "model=toy", "concept=red", "n=1", f"adapter={lora.parent}", f"out={out}")
+    assert code == 0, err
+    assert {row["prompts"] for row in _rows(out / "transfer.csv")} == {"a shape"}

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from ..experiments.defaults import apply_defaults
 from ..experiments.launch import dispatch
-from ..experiments.transfer import Measured, merge_transfer, transfer, transfer_remaining
+from ..experiments.transfer import Measured, make_plan, merge_transfer, transfer, transfer_remaining
+
+
+def validate(cfg: DictConfig) -> None:
+    """The adapter files, an adapters= table and the prompts, read and checked before the preflight: bad input is
+    told before a missing checkpoint (with the pair's defaults: its default prompt)."""
+    apply_defaults(cfg)
+    make_plan(cfg)
 
 
 def run(cfg: DictConfig) -> Measured | None:

@@ -34,6 +34,7 @@ from ..core.marker import (
     RunMarker,
     adopt_legacy,
     claim_outputs,
+    left_as_found,
     record_tree,
     remove_outputs,
     require_marked,
@@ -58,25 +59,26 @@ def train_lora(cfg: DictConfig) -> Path:
     factor, value, negative = validate(cfg)
     out = Path(cfg.out)
     settings = training_settings(cfg)
-    if not prepare(out, settings, bool(cfg.overwrite)):
-        _console().print(f"[green]nothing to do[/]: {out / WEIGHTS} was trained with these settings")
-        return out / WEIGHTS
-    record_invocation(out, config=cfg)
+    with left_as_found(out, OUTPUTS):  # prepare marks out: a failure before begin unmarks a folder it made
+        if not prepare(out, settings, bool(cfg.overwrite)):
+            _console().print(f"[green]nothing to do[/]: {out / WEIGHTS} was trained with these settings")
+            return out / WEIGHTS
+        from ..models.loading import load_pair, resolve_device
+        from ..models.provenance import pair_provenance
 
-    from ..models.loading import load_pair, resolve_device
-    from ..models.provenance import pair_provenance
-
-    device = resolve_device(cfg.device)
-    pair = load_pair(cfg.model, device, torch.float32)  # trained in float32 whatever the pair's inference dtype
-    record_invocation(out, device=str(device), dtype=str(pair.dtype), models=pair_provenance(cfg.model, pair))
-    if not hasattr(type(pair.pipe), "save_lora_weights"):
-        raise UserError(f"model={cfg.model.name}: diffusers cannot save LoRA weights for its pipeline; use SD / SDXL")
-    positive, negative_images, captions = training_scenes(cfg, factor, value, negative)
-    latents = encode_images(pair, positive)
-    negative_latents = encode_images(pair, negative_images) if negative_images is not None else None
-    conditioning, caption_index = caption_conditioning(pair, captions)
-    network = add_lora(pair.base.network, int(cfg.rank), list(cfg.target_modules), int(cfg.seed))
-    begin(out, settings, bool(cfg.overwrite))  # all it needs is in hand: the earlier training may go now
+        device = resolve_device(cfg.device)
+        pair = load_pair(cfg.model, device, torch.float32)  # trained in float32 whatever the pair's inference dtype
+        if not hasattr(type(pair.pipe), "save_lora_weights"):
+            raise UserError(f"model={cfg.model.name}: diffusers cannot save LoRA weights for its pipeline; SD/SDXL do")
+        positive, negative_images, captions = training_scenes(cfg, factor, value, negative)
+        latents = encode_images(pair, positive)
+        negative_latents = encode_images(pair, negative_images) if negative_images is not None else None
+        conditioning, caption_index = caption_conditioning(pair, captions)
+        network = add_lora(pair.base.network, int(cfg.rank), list(cfg.target_modules), int(cfg.seed))
+        # the record only now: a setting refused at load (target_modules) leaves out as it was found
+        models = pair_provenance(cfg.model, pair)
+        record_invocation(out, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
+        begin(out, settings, bool(cfg.overwrite))  # all it needs is in hand: the earlier training may go now
     final_loss, seconds = train(cfg, out, pair, network, latents, negative_latents, conditioning, caption_index)
     path = save(out, pair, network)
     meta = {
