@@ -26,6 +26,12 @@ class PromptRow:
         return self.seed if self.seed is not None else int(default)
 
 
+def command_seed(seed: int, rows: list[PromptRow]) -> int | None:
+    """`seed=` where some prompt row takes its seeds from it; None where every row has its own (a table's seed
+    column): seed= then chooses none of the images, and runs at two seeds= made the same ones."""
+    return int(seed) if any(row.seed is None for row in rows) else None
+
+
 def read_prompts(
     prompt: str | None,
     prompts: str | None,

@@ -48,7 +48,7 @@ from ..core.marker import (
     require_marked,
     write_owned,
 )
-from ..core.prompts import PromptRow, command_limits, read_prompts
+from ..core.prompts import command_limits, command_seed, read_prompts
 from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
@@ -138,7 +138,7 @@ class Sweep:
     baselines: list[Point]  # base / distilled when not among the points already
     swept: list[str]  # knobs that take more than one value among the points
     n: int | None = None  # images per prompt and point
-    seed: int | None = None  # seed=, where a prompt takes its seeds from it (`sweep_seed`)
+    seed: int | None = None  # seed=, where a prompt takes its seeds from it (`command_seed`)
 
     @property
     def all(self) -> list[Point]:
@@ -229,13 +229,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
 
     for point in points + baselines:
         generate.validate(point_config(cfg, point))
-    return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n), sweep_seed(cfg, rows))
-
-
-def sweep_seed(cfg: DictConfig, rows: list[PromptRow]) -> int | None:
-    """seed=, the first seed of every prompt row without its own; None when each row has its own (a table's seed
-    column): seed= then chooses none of the images, and two sweeps at two seeds= are one."""
-    return int(cfg.seed) if any(row.seed is None for row in rows) else None
+    return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n), command_seed(cfg.seed, rows))
 
 
 # measure.<command>.* keys ablate sets itself for every point (its own images, in its own process): given there,
@@ -493,7 +487,7 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     root = Path(gen.out)
     view = root / MEASURE
     prompts = read_prompts(gen.prompt, gen.prompts, gen.limit)
-    jobs, seed = generate.plan_jobs(gen, prompts), sweep_seed(cfg, prompts)
+    jobs, seed = generate.plan_jobs(gen, prompts), command_seed(cfg.seed, prompts)
     made = {row["path"]: row for row in RunDir(root).read_samples()}
     lost = [job.path for job in jobs if job.path not in made]
     if lost:

@@ -46,7 +46,7 @@ from ..core.fingerprint import digest
 from ..core.images import open_rgb, save_png, sheet_layout
 from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.pair_settings import image_settings
-from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
+from ..core.prompts import PromptRow, command_limits, command_seed, prompt_id, read_prompts
 from ..core.record import record_invocation
 from ..core.resources import data_path
 from ..core.rundir import SHARDS, RunDir, merge_rows, shard_writer
@@ -599,19 +599,15 @@ def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str,
             row["classifier_without"] = _fmt(without["classifier"])
             row["classifier_with"] = _fmt(with_["classifier"])
             row["classifier_target"] = f"{factor}={FACTORS[factor][value]}"
+        seed = command_seed(cfg.seed, [plan.rows[case] for case in transfer.cases])  # empty: each row has its own
         row.update(
             model=cfg.model.name, scale=f"{transfer.scale:g}", kind=transfer.adapter.kind,
             clip_model=plan.clip_spec or "", prompts=prompts_label([job.prompt for job in group.jobs]),
             adapter_hash=transfer.adapter.digest, adapter_file=str(transfer.adapter.path.resolve()),
-            seed=first_seed(cfg, [plan.rows[case] for case in transfer.cases]),
+            seed="" if seed is None else str(seed),
         )  # fmt: skip
         results.append(row)
     return results
-
-
-def first_seed(cfg: DictConfig, rows: list[PromptRow]) -> str:
-    """transfer.csv's `seed`: seed=, where a prompt row takes its seeds from it; empty where each has its own."""
-    return str(int(cfg.seed)) if any(row.seed is None for row in rows) else ""
 
 
 def prompts_label(prompts: list[str]) -> str:
