@@ -595,9 +595,21 @@ def test_bad_prompt_files(cli, workdir, name, content, message):
         path.mkdir()
     elif content is not False:
         path.write_bytes(content)
-    for command in ("generate", "x0viz"):
-        err = _refused(cli, workdir, command, "model=tiny_sd", f"prompts={path}", "n=1", OUT)
+    # sdxl_dmd2: told before the preflight's list of missing checkpoints (none is on a test machine), so a user does
+    # not fetch gigabytes to learn their prompt file is wrong
+    for command, pair in (
+        ("generate", "tiny_sd"),
+        ("x0viz", "tiny_sd"),
+        ("generate", "sdxl_dmd2"),
+        ("ablate", "sdxl_dmd2"),
+    ):
+        err = _refused(cli, workdir, command, f"model={pair}", f"prompts={path}", "n=2", OUT)
         assert message in err and str(path) in err, err
+
+
+def test_an_unknown_feature_network_is_told_before_the_missing_reference(cli, workdir):
+    err = _refused(cli, workdir, "fid", "features=nosuch", "reference=coco", "coco.images=/nonexistent", OUT)
+    assert err == "error: features=nosuch: use inception, toy, tiny_random or package.module:factory", err
 
 
 def test_unreadable_prompt_file(cli, workdir, monkeypatch):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from diversity_cli.core.errors import UserError
+from diversity_cli.core.marker import RunMarker
 from diversity_cli.core.rundir import RunDir
 
 PROMPT = "prompt=a red circle"
@@ -175,7 +176,7 @@ def test_a_symlink_at_an_image_path_is_never_written_through(cli, made, tmp_path
 def test_a_symlinked_folder_inside_the_run_never_sends_writes_outside(cli, tmp_path):
     out, outside = tmp_path / "run", tmp_path / "elsewhere"
     outside.mkdir()
-    out.mkdir()
+    RunMarker(out).claim()  # a run directory: a folder of the user's is refused as a whole (test below)
     (out / "tiny_sd").symlink_to(outside, target_is_directory=True)
     code, _, err = _generate(cli, out)
     assert code == 2 and _one_line(err) and "symbolic link" in err, err
@@ -187,12 +188,39 @@ def test_a_foreign_file_at_an_image_path_is_never_replaced(cli, tmp_path):
     code, _, err = _generate(cli, tmp_path / "probe")
     assert code == 0, err
     path = RunDir(tmp_path / "probe").read_samples()[0]["path"]
+    RunMarker(out).claim()
     (out / path).parent.mkdir(parents=True)
     (out / path).write_bytes(b"a file of mine")
     for extra in ((), ("overwrite=true",)):
         code, _, err = _generate(cli, out, *extra)
         assert code == 2 and _one_line(err) and "not written by diversity-cli" in err, err
         assert (out / path).read_bytes() == b"a file of mine"
+
+
+@pytest.mark.parametrize("command", ["generate", "x0viz", "ablate", "train-toy"])
+def test_a_folder_of_yours_never_becomes_a_run_directory(cli, tmp_path, command):
+    """out=~ (the shell expands it) made the home directory a run directory; overwrite=true then acted on it."""
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".bashrc").write_text("mine")
+    (home / "adapters" / "red").mkdir(parents=True)  # a run directory inside is no reason to refuse...
+    RunMarker(home / "adapters" / "red").claim()
+    before = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    extra = {"generate": ["model=toy", PROMPT, "n=1"], "x0viz": ["model=toy", PROMPT, "n=1"]}
+    extra["ablate"] = ["model=toy", PROMPT, "n=2", "k=1..2"]
+    for overwrite in ((), ("overwrite=true",)):
+        code, _, err = cli(command, *extra.get(command, []), f"out={home}", *overwrite)
+        assert code == 2 and _one_line(err) and "first: .bashrc" in err and "new or empty folder" in err, err
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == before
+
+
+def test_a_folder_holding_only_run_directories_takes_a_run(cli, tmp_path):
+    out = tmp_path / "table1"
+    RunMarker(out / "adapters" / "red").claim()  # an adapter trained into <out>/adapters/red, as make does
+    (out / "empty").mkdir()
+    code, _, err = _generate(cli, out)
+    assert code == 0, err
+    assert RunMarker(out).is_marked() and len(RunDir(out).read_samples()) == 2
 
 
 def test_overwrite_refuses_a_folder_the_toolkit_did_not_mark(cli, tmp_path):

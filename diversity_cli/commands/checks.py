@@ -9,7 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from ..core.console import stderr_console
-from ..core.marker import MARKER
+from ..core.marker import MARKER, check_new_run_folder
+from ..core.prompts import read_prompts
 from ..experiments.defaults import apply_defaults
 from ..experiments.launch import (
     check_shard_options,
@@ -18,10 +19,11 @@ from ..experiments.launch import (
     launcher_settings,
     parse_devices,
 )
-from ..metrics.preflight import clip_missing, diversity_missing, fid_missing
+from ..metrics.preflight import check_features, clip_missing, diversity_missing, fid_features, fid_missing
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
 PAIR_COMMANDS = {"generate", "x0viz", "ablate", "transfer-lora", "train-lora", "distill"}
+RUN_MAKERS = PAIR_COMMANDS | {"train-toy"}  # out= is the run directory they make
 BASE_ONLY = {"distill", "train-lora"}  # they train on the base model: the pair's student is not read
 
 
@@ -100,12 +102,26 @@ def schedules_set(model: DictConfig, distilled: bool) -> None:
             natural_scheduler(ModelSpec(role, str(conf.get("label")), None, scheduler, steps, guidance, timesteps))
 
 
+def check_inputs(cfg: DictConfig) -> None:
+    """The user's own files and names that need nothing loaded, checked before the preflight: a prompt file that is
+    missing or unreadable, and an unknown fid `features=`, would otherwise be told only after every missing
+    checkpoint had been fetched."""
+    prompts = cfg.get("prompts")
+    if isinstance(prompts, str) and "prompt" in cfg:  # distill takes a YAML list too, read as it is
+        read_prompts(cfg.get("prompt"), prompts)
+    if "features" in cfg and "reference" in cfg:
+        check_features(fid_features(cfg))
+
+
 def prepare(command: str, cfg: DictConfig) -> DictConfig:
     """Defaults from the pair, then the preflight: exit 2 naming every missing item or GPU, before anything loads."""
     check_shard_options(cfg)  # a shard= it cannot read, or beside shards=/devices=, is one line before the preflight
     gpus_present(cfg)
+    if command in RUN_MAKERS and cfg.get("out") is not None:
+        check_new_run_folder(Path(str(cfg.out)).expanduser())
     started = time.perf_counter()
     apply_defaults(cfg)
+    check_inputs(cfg)
     downloads = fail_if_missing(needed(command, cfg), command)
     if command in PAIR_COMMANDS and isinstance(cfg.get("model"), DictConfig) and not _run_exists(cfg):
         # a new run directory is made to load the pair: its schedulers cost nothing to make first (diffusers is

@@ -163,6 +163,46 @@ def check_folder(root: Path) -> None:
         raise UserError(f"out={root} is a file, not a folder; choose another out=")
 
 
+# What the toolkit leaves in a folder before its run.json is written: the locks taken to write it, a launcher's logs.
+BEFORE_MARKER = {".run.lock", ".run.json.lock", ".samples.csv.lock", ".shared.lock", "shards"}
+# A file by which each command knows a folder it wrote before run.json existed (it adopts the folder on its next
+# write): generate's and the measurements' (LEGACY_FILES), ablate's table, train-toy's and train-lora's settings,
+# x0viz's curve.
+EARLIER_RUN_FILES = (*LEGACY_FILES, "ablate.csv", "train_toy.yaml", "train_lora.json", "commitment.csv")
+
+
+def check_new_run_folder(root: Path) -> None:
+    """A command that makes a run directory makes it in a new or empty folder, an earlier run directory (its
+    run.json, or a file of ours from before run.json: `EARLIER_RUN_FILES`) or a folder holding only run directories (an adapter trained
+    into `<out>/adapters/red` before transfer-lora runs in `<out>`): never in a folder of the user's, such as a home
+    directory (`out=~`), where run.json would make every later overwrite=true act on it."""
+    if not root.is_dir() or RunMarker(root).read() is not None:
+        return
+    if any((root / name).is_file() for name in EARLIER_RUN_FILES):
+        return
+    foreign = _first_foreign(root, top=True)
+    if foreign is not None:
+        raise UserError(
+            f"out={root} holds files that are not a diversity-cli run (first: {foreign.relative_to(root)}) and no "
+            f"{MARKER}; a run goes into a new or empty folder (choose another out=)"
+        )
+
+
+def _first_foreign(folder: Path, top: bool = False) -> Path | None:
+    """The first entry of `folder` that is neither a run directory nor a folder holding only run directories (nor,
+    at the top, what the toolkit leaves before its run.json)."""
+    for entry in sorted(folder.iterdir()):
+        if top and entry.name in BEFORE_MARKER:
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            return entry
+        if not (entry / MARKER).is_file():
+            inner = _first_foreign(entry)
+            if inner is not None:
+                return inner
+    return None
+
+
 def contained(root: Path, rel: str | Path) -> Path:
     """`root/rel`, refusing any symbolic link on the way: a link there could send a write (or a deletion) outside
     the run directory, or onto a file the toolkit did not write."""

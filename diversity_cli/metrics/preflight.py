@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import UserError
 from ..models.preflight import Missing, hf_cached, hf_home
 
 # dreamsim 0.2.1 (model.download_weights): files each type needs in its cache dir. Types using DINO also load
@@ -165,6 +166,15 @@ def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
         options = dict((cfg.get("embedders") or {}).get(name) or {})
         missing += [item for item in embedder_missing(name, options) if item not in missing]
     return missing
+
+
+FEATURE_NETWORKS = ("inception", "toy", "tiny_random")  # else package.module:factory
+
+
+def check_features(spec: str) -> None:
+    """`features=` names a built-in feature network or a factory (`package.module:factory`)."""
+    if spec not in FEATURE_NETWORKS and ":" not in spec:
+        raise UserError(f"features={spec}: use {', '.join(FEATURE_NETWORKS)} or package.module:factory")
 
 
 def fid_features(cfg: Any) -> str:

@@ -53,7 +53,7 @@ from ..core.atomic import atomic_path, write_text
 from ..core.cache import cache_dir
 from ..core.errors import UserError, first_line
 from ..core.fingerprint import file_hash, packages
-from .preflight import INCEPTION_FILE, INCEPTION_URL  # torch-fidelity's port of the TF FID Inception
+from .preflight import INCEPTION_FILE, INCEPTION_URL, check_features  # torch-fidelity's port of the TF FID Inception
 
 INCEPTION_RESOLUTION = 299
 REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
@@ -274,7 +274,7 @@ def load_extractor(
     elif ":" in spec:
         extractor = _custom_extractor(spec, device)
     else:
-        raise UserError(f"features={spec}: use inception, toy, tiny_random or package.module:factory")
+        check_features(spec)
     if resolution is not None:
         extractor.resolution = int(resolution)
     extractor.resize = resize
