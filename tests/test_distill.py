@@ -147,6 +147,8 @@ def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts
 
     code, _, err = cli(*args, f"out={resumed}", "iterations=4")
     assert code == 0 and "nothing to do" in err and len(_log(resumed)) == 4
+    code, _, err = cli(*args, f"out={resumed}", "iterations=4", "resume=false")  # not "nothing to do"
+    assert code == 2 and _one_line(err) and "iteration 4 and resume=false" in err, err
     code, _, err = cli(*args, f"out={resumed}", "iterations=3")
     assert code == 2 and _one_line(err) and "already holds 4 iterations" in err
     code, _, err = cli(*args, f"out={resumed}", "iterations=4", "lr.generator=1e-3")

@@ -238,13 +238,13 @@ class RunState:
                 f"{self.root} already holds {done} iterations, more than iterations={cfg.iterations}; "
                 f"ask for iterations>={done}, or add overwrite=true to start again"
             )
-        if done == int(cfg.iterations) and record.get("finished") and self.student.exists():
-            return None
-        if done > 0 and not cfg.resume:
+        if done > 0 and not cfg.resume:  # a finished run too: "nothing to do" would pass over resume=false
             raise UserError(
                 f"{self.root} holds a run at iteration {done} and resume=false; "
                 "use resume=true to continue it, or overwrite=true to start again"
             )
+        if done == int(cfg.iterations) and record.get("finished") and self.student.exists():
+            return None
         return done
 
     def clear(self) -> None:
