@@ -384,9 +384,10 @@ def embedder_rows(
             rows.append(_row(group, name, estimate.value, estimate.ci_low, estimate.ci_high))
             rows += coverage_rows(cfg, name, embedder, group, embeddings, table, notes)
         if vendi:
-            score = VendiScore()
+            score = VendiScore(float(cfg.ci), interval=int(cfg.bootstrap) > 0)  # bootstrap=0: no intervals
             score.update(embeddings)
-            rows.append(_row(group, f"vendi_{name}", score.compute().value))
+            estimate = score.compute()
+            rows.append(_row(group, f"vendi_{name}", estimate.value, estimate.ci_low, estimate.ci_high))
     return rows
 
 

@@ -1,4 +1,5 @@
-"""Sample diversity from one distance matrix: mean pairwise distance with a bootstrap interval, and the Vendi score.
+"""Sample diversity from one distance matrix: mean pairwise distance with a bootstrap interval, and the Vendi score
+with a jackknife one.
 
 Metric objects follow torchmetrics' shape (`update` with embeddings, `compute` for the result); the functions
 below them work on a distance matrix or on embeddings directly.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import torch
 
@@ -71,12 +73,43 @@ def pooled_interval(values: list[float], lows: list[float], highs: list[float]) 
 def vendi_score(embeddings: torch.Tensor) -> float:
     """Vendi score (Friedman & Dieng 2023) with the cosine-similarity kernel: exp of the Shannon entropy of the
     eigenvalues of K/n. Ranges from 1 (all alike) to n (mutually orthogonal)."""
-    n = embeddings.shape[0]
+    return _vendi_of_kernel(_cosine_kernel(embeddings))
+
+
+def _cosine_kernel(embeddings: torch.Tensor) -> torch.Tensor:
     gram = gram64(embeddings.detach().flatten(1).cpu())  # float64 a block of columns at a time, not a whole copy
     norms = gram.diagonal().sqrt().clamp_min(1e-12)
-    eigenvalues = torch.linalg.eigvalsh(gram / (norms[:, None] * norms[None, :]) / n).clamp_min(0.0)
+    return gram / (norms[:, None] * norms[None, :])
+
+
+def _vendi_of_kernel(kernel: torch.Tensor) -> float:
+    eigenvalues = torch.linalg.eigvalsh(kernel / kernel.shape[0]).clamp_min(0.0)
     p = eigenvalues[eigenvalues > 0]
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+VENDI_GROUPS = 50  # leave-one-group-out sets of the jackknife: n eigendecompositions at n=1000 would take minutes
+
+
+def vendi_estimate(embeddings: torch.Tensor, ci: float = 0.95) -> Estimate:
+    """Vendi score with a jackknife normal interval: leave out each of min(n, 50) interleaved groups of images in
+    turn (the grouped jackknife; leave-one-out at n <= 50). Not a bootstrap: a resample's duplicate images are
+    alike under the kernel and lower the score, so bootstrap intervals sit below the estimate."""
+    kernel = _cosine_kernel(embeddings)
+    n = kernel.shape[0]
+    value = _vendi_of_kernel(kernel)
+    if n < MIN_INTERVAL_N:
+        return Estimate(value, None, None, n)
+    groups = min(n, VENDI_GROUPS)
+    left_out = []
+    for g in range(groups):
+        keep = torch.arange(n) % groups != g
+        left_out.append(_vendi_of_kernel(kernel[keep][:, keep]))
+    mean = sum(left_out) / groups
+    half = NormalDist().inv_cdf(0.5 + ci / 2) * math.sqrt(
+        (groups - 1) / groups * sum((v - mean) ** 2 for v in left_out)
+    )
+    return Estimate(value, value - half, value + half, n)
 
 
 class _EmbeddingMetric:
@@ -124,8 +157,15 @@ def pairwise_estimate(dist: torch.Tensor, bootstrap: int = 1000, ci: float = 0.9
 
 
 class VendiScore(_EmbeddingMetric):
-    """Vendi score of a set of images' embeddings (no interval: a bootstrap resample's duplicates lower it)."""
+    """Vendi score of a set of images' embeddings, with a jackknife interval (`vendi_estimate`)."""
+
+    def __init__(self, ci: float = 0.95, interval: bool = True):
+        super().__init__()
+        self.ci = float(ci)
+        self.interval = interval
 
     def compute(self) -> Estimate:
         embeddings = self.embeddings()
-        return Estimate(vendi_score(embeddings), None, None, len(embeddings))
+        if not self.interval:
+            return Estimate(vendi_score(embeddings), None, None, len(embeddings))
+        return vendi_estimate(embeddings, self.ci)
