@@ -14,6 +14,7 @@ from diffusers import DDPMScheduler
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from diversity_cli.core.marker import RunMarker
 from diversity_cli.models import tiny
 from diversity_cli.models.pair import Conditioning, ModelSpec, take_kwargs
 from diversity_cli.sampling.denoiser import Denoiser
@@ -159,10 +160,12 @@ def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts
 
 
 def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
-    (tmp_path / "log.csv").write_text("mine\n")
-    code, _, err = cli("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={tmp_path}", "iterations=1", *SMALL)
+    out = tmp_path / "run"
+    RunMarker(out).claim()  # in a run directory: a folder of the user's is refused as a whole
+    (out / "log.csv").write_text("mine\n")
+    code, _, err = cli("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={out}", "iterations=1", *SMALL)
     assert code == 2 and _one_line(err) and "overwrite=true" in err
-    assert (tmp_path / "log.csv").read_text() == "mine\n"
+    assert (out / "log.csv").read_text() == "mine\n"
 
 
 def test_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_run(cli, tmp_path, prompts_file):

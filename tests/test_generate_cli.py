@@ -167,7 +167,7 @@ def test_text_prompt_files_skip_comments_and_blank_lines(tmp_path):
 def test_empty_prompt_file(cli, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
-    code, _, err = cli("generate", f"prompts={empty}", f"out={tmp_path}")
+    code, _, err = cli("generate", f"prompts={empty}", f"out={tmp_path / 'run'}")
     assert code == 2 and "has no prompts" in err
 
 
@@ -218,7 +218,7 @@ def test_a_method_whose_prompts_differ_in_settings_is_named_by_diversity(cli, tm
 def test_a_group_now_below_min_n_loses_its_old_diversity_rows(cli, tmp_path, sharded):
     """Images of one prompt lost since diversity ran: the group is skipped, and its old number goes with it
     rather than staying in diversity.csv (and the report) as if it described the run."""
-    table = tmp_path / "prompts.txt"
+    table, tmp_path = tmp_path / "prompts.txt", tmp_path / "run"  # out= a folder of its own
     table.write_text("a red circle\ntwo blue squares\n")
     assert cli("generate", "model=tiny_sd", f"prompts={table}", "n=2", f"out={tmp_path}")[0] == 0
     assert cli("diversity", f"out={tmp_path}", "metric=pixel")[0] == 0

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from diversity_cli.core.errors import UserError
+from diversity_cli.core.marker import MARKER, RunMarker
 from diversity_cli.core.prompts import prompt_id
 from diversity_cli.experiments.transfer import COLUMNS
 from diversity_cli.models.adapters import applied, lora_layers, read_adapter
@@ -448,13 +449,13 @@ def test_a_file_of_yours_at_a_grids_name_stops_the_command_before_any_image(cli,
     exit 2 with no summary; it is checked with transfer.csv, before anything."""
     lora = save_random_lora(tiny_pairs("toy"), tmp_path / "red")
     out = tmp_path / "run"
-    out.mkdir()
+    RunMarker(out).claim()  # in a run directory: a folder of the user's is refused as a whole
     grid = f"transfer_toy_red_s1_{prompt_id('a shape')}.png"
     (out / grid).write_text("mine\n")
     args = ("transfer-lora", "model=toy", "prompt=a shape", "concept=red", "n=1", f"adapter={lora.parent}")
     code, _, err = cli(*args, f"out={out}")
     assert code == 2 and f"{grid} exists and was not written by diversity-cli" in err, err
-    assert sorted(p.name for p in out.iterdir()) == [grid]
+    assert sorted(p.name for p in out.iterdir() if p.name not in (MARKER, ".run.json.lock")) == [grid]
 
 
 def test_the_grids_of_two_prompts_into_one_run_are_two_files(cli, tiny_pairs, tmp_path):
