@@ -173,9 +173,9 @@ EARLIER_RUN_FILES = (*LEGACY_FILES, "ablate.csv", "train_toy.yaml", "train_lora.
 
 def check_new_run_folder(root: Path) -> None:
     """A command that makes a run directory makes it in a new or empty folder, an earlier run directory (its
-    run.json, or a file of ours from before run.json: `EARLIER_RUN_FILES`) or a folder holding only run directories (an adapter trained
-    into `<out>/adapters/red` before transfer-lora runs in `<out>`): never in a folder of the user's, such as a home
-    directory (`out=~`), where run.json would make every later overwrite=true act on it."""
+    run.json, or a file of ours from before run.json: `EARLIER_RUN_FILES`) or a folder holding only run directories
+    (an adapter trained into `<out>/adapters/red` before transfer-lora runs in `<out>`): never in a folder of the
+    user's, such as a home directory (`out=~`), where run.json would make every later overwrite=true act on it."""
     if not root.is_dir() or RunMarker(root).read() is not None:
         return
     if any((root / name).is_file() for name in EARLIER_RUN_FILES):
