@@ -76,12 +76,14 @@ def _register(command: Command) -> None:
         if compose_config is None and hasattr(target, "main"):  # no config at all (models, cache)
             target.main(arguments)
             return
-        from .commands import checks, summary
+        from .commands import checks, summary, usage
 
         cfg = _explained(command, arguments, lambda: (compose_config or partial(_compose, command))(arguments))
         # the summary's seconds are the command's from here: the imports and loading a run does (each at its own
         # point, before or after its checks) counted alike in a fresh and an existing out=
         started = time.perf_counter()
+        # a key the chosen method never reads (k with method=base), set on the command line: refused, not ignored
+        usage.refuse_ignored(command.config, cfg, arguments, getattr(target, "READ_ONLY_BY", {}))
         if hasattr(target, "validate"):  # the command's own checks of its values: one line before the preflight
             target.validate(cfg)
         checks.prepare(command.name, cfg)  # the pair's defaults, then every missing network at once

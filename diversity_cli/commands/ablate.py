@@ -8,7 +8,12 @@ from omegaconf import DictConfig
 
 from ..core.config import compose
 from ..experiments.ablate import ablate
-from ..experiments.sweep import split_overrides
+from ..experiments.sweep import KNOBS, split_overrides
+from ..sampling.methods import USES_BASE_KNOBS
+
+# the knobs besides method are the hand-over's: k=1..4 over method=base alone is one point repeated, so cli.py
+# refuses them unless a swept method reads them
+READ_ONLY_BY = {key: ("method", USES_BASE_KNOBS) for key in KNOBS if key != "method"}
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

@@ -8,6 +8,11 @@ from omegaconf import DictConfig
 
 from ..experiments.generation import generate, merge_samples, remaining
 from ..experiments.launch import dispatch
+from ..sampling.methods import USES_BASE_KNOBS
+
+# the hand-over's knobs: only methods where the base runs inside the distilled schedule read them (cli.py refuses
+# them, set on the command line, with any other method)
+READ_ONLY_BY = {key: ("method", USES_BASE_KNOBS) for key in ("k", "base_guidance", "base_steps")}
 
 
 def run(cfg: DictConfig) -> Path:

@@ -50,16 +50,53 @@ def hydra_flag(overrides: list[str]) -> tuple[str | None, list[str]]:
 
 
 def refuse_hydra_keys(command: str, overrides: list[str]) -> None:
-    """`hydra.run.dir` and friends: these commands write to `out=`, never to a Hydra output folder."""
+    """`hydra.run.dir` and friends: these commands write to `out=`, never to a Hydra output folder; nor do they read
+    Hydra's config groups (`hydra/launcher=slurm` ran locally): a launcher is `launcher=`."""
     for item in overrides:
-        key = item.lstrip("+~").partition("=")[0]
-        if not key.startswith("hydra."):
+        key, _, value = item.lstrip("+~").partition("=")
+        if key == "hydra/launcher":  # Hydra's launcher group: never read, the run stayed local without a word
+            raise _launcher_pointer(command, value)
+        if key.startswith("hydra/") and command == "ablate":
+            continue  # other Hydra groups go to ablate's multirun (launcher_overrides)
+        if key.startswith("hydra.launcher.") and command != "ablate" and _takes_launcher(command):
+            setting = key.removeprefix("hydra.launcher.")
+            raise UserError(
+                f"{key} is ablate's spelling; {command} takes the launcher's settings as "
+                f"+launcher_params.{setting}={value or '...'} (with launcher=slurm)"
+            )
+        if not key.startswith(("hydra.", "hydra/")):
             continue
         if command == "ablate" and key.startswith(("hydra.launcher.", "hydra.sweep.", "hydra.sweeper.")):
             continue  # ablate's SLURM multirun takes these (launcher_overrides)
         raise UserError(
             f"{key} is not used: every command writes into its run directory, out=<folder> (e.g. out=results/x)"
         )
+
+
+def _takes_launcher(command: str) -> bool:
+    """The command has a `launcher=` key (it runs as shards or jobs: generate, fid, diversity, ...)."""
+    from . import COMMANDS
+
+    config = next((item.config for item in COMMANDS if item.name == command), "")
+    path = search_dirs()[-1] / f"{config}.yaml"
+    return bool(config) and path.is_file() and "launcher" in OmegaConf.load(path)
+
+
+def _launcher_pointer(command: str, value: str) -> UserError:
+    """`hydra/launcher=X`: Hydra's group, which compose loads and nothing reads; the toolkit's key is launcher=."""
+    from . import COMMANDS
+
+    name = value or "slurm"
+    if not _takes_launcher(command):
+        takers = ", ".join(item.name for item in COMMANDS if _takes_launcher(item.name))
+        return UserError(
+            f"hydra/launcher={value} is not used: {command} runs in this process (launcher= is for {takers})"
+        )
+    settings = "hydra.launcher.<key>=..." if command == "ablate" else "+launcher_params.<key>=..."
+    return UserError(
+        f"hydra/launcher={value} is Hydra's own setting and does not choose where {command} runs; write "
+        f"launcher={name} (settings: conf/hydra/launcher/{name}.yaml, per run {settings})"
+    )
 
 
 def multirun_pointer(command: str) -> UserError:
@@ -300,3 +337,52 @@ def info(config: str) -> str:
         lines.append(f"Group {group}: {', '.join(names)}")
     lines.append("Add folders with DIVERSITY_CLI_CONF=/my/conf[:/other] (e.g. /my/conf/model/my_pair.yaml).")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ ignored keys
+
+# A command's keys that only some of its methods (modes) read: key -> (the key that chooses, the choices that read
+# it), e.g. generate's {"k": ("method", ("hybrid", "replace_final"))}.
+ReadOnlyBy = dict[str, tuple[str, tuple[str, ...]]]
+
+
+def given_values(arguments: list[str]) -> dict[str, str]:
+    """key -> its value as typed, for every `key=value` on the command line (the last one wins, as in Hydra;
+    `+`/`++` stripped; `~key` deletes, it sets nothing)."""
+    given: dict[str, str] = {}
+    for item in arguments:
+        key, sep, value = item.partition("=")
+        if sep and not key.startswith("~"):
+            given[key.lstrip("+")] = value
+    return given
+
+
+def refuse_ignored(config: str, cfg: DictConfig, arguments: list[str], read_only_by: ReadOnlyBy) -> None:
+    """A key set on the command line that the chosen method (mode) never reads is refused: the run would not be
+    the one the user believes they measured. A value equal to the default changes nothing and passes, so a script
+    holding the knobs fixed over every method (`for m in base hybrid: method=$m k=1`) keeps working; so does the
+    default itself. An ablate sweep over methods passes when one of them reads the key."""
+    given = given_values(arguments)
+    for key, (chooser, readers) in read_only_by.items():
+        if key not in given:
+            continue
+        chosen = cfg.get(chooser)
+        chosen = [str(item) for item in chosen] if isinstance(chosen, ListConfig) else [str(chosen)]
+        if any(item in readers for item in chosen):
+            continue
+        if _as_default(config, cfg, arguments, key):
+            continue
+        options = f"{chooser}={' or '.join(readers)}"
+        raise UserError(
+            f"{key}={given[key]} applies to {options} only; {chooser}={','.join(chosen)} ignores it "
+            f"(drop {key}={given[key]}, or choose {options})"
+        )
+
+
+def _as_default(config: str, cfg: DictConfig, arguments: list[str], key: str) -> bool:
+    """`key` holds what the command's config gives it when not set (with the same model, preset and distill)."""
+    choices = [item for item in arguments if item.partition("=")[0].lstrip("+~") in GROUPS]
+    default = OmegaConf.select(compose(config, choices), key, default=None)
+    value = cfg.get(key)
+    value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+    return value == default

@@ -7,6 +7,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..experiments.x0viz import visualize
+from ..sampling.methods import USES_BASE_KNOBS
+
+# the hand-over's knobs: read by a hybrid or replace_final curve only (cli.py refuses them, set on the command line,
+# when `methods` has neither)
+READ_ONLY_BY = {key: ("methods", USES_BASE_KNOBS) for key in ("k", "base_guidance", "base_steps")}
 
 
 def run(cfg: DictConfig) -> Path:
