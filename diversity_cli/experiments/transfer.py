@@ -22,7 +22,8 @@ Writes the images into the run directory `out` (`<model>/<role>/...` without the
 `generate method=base|distilled` makes them, so existing ones are reused; `<model>/<role>+<adapter>_s<scale>/...`
 with it; rows in samples.csv), `<out>/transfer.csv` and `<out>/transfer_<model>_<adapter>_s<scale>_<prompt id>.png`
 (rows: source -> target, columns: without / with for the adapter's first prompt's first seeds). Reruns resume and
-never duplicate rows.
+never duplicate rows. Each transfer.csv row names the images it was measured over (`images`: the samples.csv tag and
+settings of both groups), so the report tells a row whose images a later run remade with other settings.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
 # prompts: what the scores are over (`prompts_label`); adapter_hash: the adapter file's bytes (sha1, 12 digits);
 # adapter_file: where it was read (the report tells an adapter retrained there since); seed: the first seed of each
-# prompt (seed=; empty where every prompt row has its own)
-META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adapter_file", "seed"]
+# prompt (seed=; empty where every prompt row has its own); images: the samples.csv tag and settings of the images
+# the row was measured over, without then with the adapter ("distilled=<settings>; distilled+red_s1=<settings>"),
+# so the report tells a row whose images were remade since (other settings) or are gone
+META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adapter_file", "seed", "images"]
 # n and seed: a quick check at n=4 or another seed= is a row beside the n=50 one, not its replacement
 KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target", "n", "seed")
 GRID_LAYOUT = (130, 16)  # px: the grid's label column and its header row
@@ -177,7 +180,7 @@ def transfer(cfg: DictConfig) -> Measured | None:
     scores = score_units(plan, units, rundir, scorers, int(cfg.batch_size))
     if shard is not None:
         return save_shard_scores(rundir.root, shard, plan_fingerprint(cfg, plan), scores)
-    return finish(cfg, rundir, plan, aggregate(cfg, plan, scores))
+    return finish(cfg, rundir, plan, aggregate(cfg, plan, scores, rundir.read_samples()))
 
 
 def validate(cfg: DictConfig) -> None:
@@ -569,9 +572,13 @@ def score_units(
     return scores
 
 
-def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per (transfer, target): the mean scores of the target's images without and with the adapter."""
+def aggregate(
+    cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str, Any]]], samples: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    """One row per (transfer, target): the mean scores of the target's images without and with the adapter, and
+    which images those are (`images_label`, from the run's `samples` rows)."""
     plain = plan.plain()
+    settings = {row["path"]: row.get("settings", "") for row in samples}
     results = []
     for group in plan.groups:
         if group.transfer is None:
@@ -579,7 +586,8 @@ def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str,
         transfer = plan.transfers[group.transfer]
         table = scores[transfer.name]
         cases = set(transfer.cases)
-        without = _means([table[job.path] for job in plain[group.role].jobs if job.case in cases])
+        bare = [job for job in plain[group.role].jobs if job.case in cases]
+        without = _means([table[job.path] for job in bare])
         with_ = _means([table[job.path] for job in group.jobs])
         row: dict[str, Any] = {
             "adapter": transfer.name,
@@ -600,14 +608,27 @@ def aggregate(cfg: DictConfig, plan: Plan, scores: dict[str, dict[str, dict[str,
             row["classifier_with"] = _fmt(with_["classifier"])
             row["classifier_target"] = f"{factor}={FACTORS[factor][value]}"
         seed = command_seed(cfg.seed, [plan.rows[case] for case in transfer.cases])  # empty: each row has its own
+        images = images_label([(plain[group.role].tag, bare), (group.tag, group.jobs)], settings)
         row.update(
             model=cfg.model.name, scale=f"{transfer.scale:g}", kind=transfer.adapter.kind,
             clip_model=plan.clip_spec or "", prompts=prompts_label([job.prompt for job in group.jobs]),
             adapter_hash=transfer.adapter.digest, adapter_file=str(transfer.adapter.path.resolve()),
-            seed="" if seed is None else str(seed),
+            seed="" if seed is None else str(seed), images=images,
         )  # fmt: skip
         results.append(row)
     return results
+
+
+def images_label(groups: list[tuple[str, list[Job]]], settings: dict[str, str]) -> str:
+    """transfer.csv's `images`: each group's tag and the settings samples.csv gives its images ("<config>/<weights>",
+    as generate writes them), "; " between groups. Read from samples.csv rather than this run's settings: images
+    kept from an earlier run (or `generate`) are measured as they are. Several settings in one group (images of an
+    older version beside newer ones) are all named, "|" between them."""
+    parts = []
+    for tag, jobs in groups:
+        found = sorted({settings.get(job.path, "") for job in jobs})
+        parts.append(f"{tag}={'|'.join(found)}")
+    return "; ".join(parts)
 
 
 def prompts_label(prompts: list[str]) -> str:
@@ -751,7 +772,7 @@ def merge_transfer(cfg: DictConfig, count: int) -> Measured:
         for name, table in body["scores"].items():
             scores.setdefault(name, {}).update(table)
     rundir.merge_shards()
-    results = aggregate(cfg, plan, scores)
+    results = aggregate(cfg, plan, scores, rundir.read_samples())
     record_invocation(rundir.root, config=cfg, merged_shards=count)
     measured = finish(cfg, rundir, plan, results)
     for path in paths:

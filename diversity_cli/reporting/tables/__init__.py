@@ -110,13 +110,16 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
         measured = BUILDERS[key](runs, paper, cfg.mapping[key])
         if measured:
             tables[key] = table = assemble(TABLE_IDS[key], paper, measured)
+            if key == "1":  # its heading names what its cells measure: CLIP score, the toy classifier's shares
+                table.title = table1.title(table)
             table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
             table.standin = standin_sentence(table, cfg.mapping[key])
     return tables
 
 
 # The CSVs a table's cells rest on, each checked for what changed since it was measured: diversity.csv's and
-# fid.csv's counts of images against samples.csv, transfer.csv's adapter hashes against the adapter files.
+# fid.csv's counts of images against samples.csv, transfer.csv's adapter hashes against the adapter files and its
+# rows' images against samples.csv.
 STALE_SOURCES = {
     "1": ("transfer.csv",),
     "2": ("fid.csv",),
@@ -130,7 +133,9 @@ STALE_SOURCES["E1"] = STALE_SOURCES["D1"]
 def out_of_date(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
     """The table's "out of date" notes: measurements over other images than the runs hold, or other adapters."""
     notes = stale_notes(runs, table, tuple(source for source in sources if source in TABLES_OF))
-    return notes + (table1.adapter_notes(runs, table) if "transfer.csv" in sources else [])
+    if "transfer.csv" in sources:
+        notes += table1.adapter_notes(runs, table) + table1.image_notes(runs, table)
+    return notes
 
 
 def table_keys(value: Any) -> list[str]:

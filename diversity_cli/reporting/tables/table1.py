@@ -1,14 +1,15 @@
-"""Table 1: control transfer, the % change of CLIP score an adapter trained on one model brings to another, from
-transfer.csv."""
+"""Table 1: control transfer, the % change of CLIP score an adapter trained on one model brings to another (on the
+toy pair: the toy classifier's share of images showing the concept, without and with it), from transfer.csv."""
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from ...models.adapters import adapter_digest
-from .common import STALE, Line, RunData, Table, as_number, md_code, md_literal, origin, shows_group
+from .common import STALE, TITLES, Line, RunData, Table, as_number, md_code, md_literal, origin, shows_group
 
 
 def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
@@ -17,9 +18,10 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
     conditions = {line.condition.lower(): line for line in paper if line.table == "1"}
     adapters = {str(k).lower(): str(v) for k, v in dict(cfg.adapters).items()}
     records = []
+    changed = images_changed(run)
     # newest first: a rerun's row moves to the end of transfer.csv, and a cell shows the first row it meets (the
     # other rows of the cell, other scales or prompts, are named in the table's notes)
-    for row in reversed(run.transfer):
+    for index, row in reversed(list(enumerate(run.transfer))):
         model = row.get("model", "")
         # direction=both names the adapters <name>@base and <name>@distilled
         name = row["adapter"].split("@")[0]
@@ -33,15 +35,11 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
             return "base" if name == "base" else str(targets.get(model, f"{model}:{name}"))
 
         slot = f"clip_change_pct:{role(row['source'])}->{role(row['target'])}"
-        # the scale, and the adapter file's hash: two files under one name (or one retrained) are told apart
-        at = ", ".join(
-            f"{what} {row[key]}" for what, key in (("scale", "scale"), ("adapter", "adapter_hash")) if row.get(key)
-        )
-        at = f" ({at})" if at else ""
         clip = f"[{row['clip_model']}]" if row.get("clip_model") else ""
         # what the number is over: the concept scored, the prompts (rows written before they were recorded: none)
         over = f", concept '{row['concept']}'" if row.get("concept") else ""
         over += f", prompts '{row['prompts']}'" if row.get("prompts") else ""
+        over += f" [{IMAGES_MARK}]" if changed.get(index) else ""  # beside the cell, the notes say what changed
         values = [(f"clip_change_pct{clip}", row.get("change_pct", ""))]
         values += [(c, row.get(c, "")) for c in ("classifier_without", "classifier_with")]
         for metric, value in values:
@@ -60,11 +58,39 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
                         ci_high=high,
                         ci=WILSON_LEVEL if low else "",
                         model=model,
-                        measured_as=f"{model} / {row['adapter']}{at}: {row['source']} -> {row['target']}{over}",
+                        measured_as=f"{row_label(row)}{over}",
                         **origin(run, "transfer.csv"),
                     )
                 )
     return records
+
+
+def row_label(row: dict[str, str]) -> str:
+    """A transfer.csv row as its cells' "measured as" begins: `model / adapter (scale, adapter hash): source ->
+    target`; the scale and the adapter file's hash tell two files under one name (or one retrained) apart."""
+    at = ", ".join(
+        f"{what} {row[key]}" for what, key in (("scale", "scale"), ("adapter", "adapter_hash")) if row.get(key)
+    )
+    at = f" ({at})" if at else ""
+    return f"{row.get('model', '')} / {row['adapter']}{at}: {row['source']} -> {row['target']}"
+
+
+def title(table: Table) -> str:
+    """Table 1's heading, naming what its measured cells are: the paper's % change of CLIP score, or (the toy pair
+    has no CLIP model) the toy classifier's shares, or both; a share is no CLIP score."""
+    metrics = {line.measured_metric for line in table.measured}
+    shares = any(metric.startswith("classifier") for metric in metrics)
+    if not shares:
+        return TITLES["1"]
+    if any(metric.startswith("clip_change_pct") for metric in metrics):
+        return (
+            "Table 1: control transfer, % change of CLIP score with the adapter and, where the toy classifier "
+            "counted, the share of images showing the concept without / with it (base -> target model)"
+        )
+    return (
+        "Table 1: control transfer, share of images the toy classifier sees showing the concept, without / with "
+        "the adapter (base -> target model; the paper's columns: % change of CLIP score)"
+    )
 
 
 WILSON_LEVEL = "0.95"
@@ -131,3 +157,81 @@ def changed_adapters(run: RunData) -> list[tuple[tuple[str, str], str, str | Non
         if now[file] != digest:
             found.append(((model, name), f"{name} ({path}): {digest} in transfer.csv", now[file]))
     return found
+
+
+# ------------------------------------------------------------------------------------------ images since changed
+
+IMAGES_MARK = "out of date: its images changed since"  # after a cell's "measured as"; the notes say how
+# prompts_label of several prompts: the first, their count and a digest; its other prompts are not named
+SEVERAL_PROMPTS = re.compile(r" \(\+\d+ more; [0-9a-f]{8}\)$")
+
+
+def images_changed(run: RunData) -> dict[int, str | None]:
+    """Per transfer.csv row (its index in the file): what changed since in the images it was measured over ("" for
+    nothing), checked against the run's samples.csv and disk; None for a row that names no images (`images`: rows
+    written before transfer.csv recorded them), which is not checked."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for sample in run.samples:
+        groups.setdefault((sample["model"], sample.get("tag") or sample["method"]), []).append(sample)
+    return {index: _row_images(run, row, groups) for index, row in enumerate(run.transfer)}
+
+
+def _row_images(run: RunData, row: dict[str, str], groups: dict[tuple[str, str], list[dict[str, str]]]) -> str | None:
+    """What changed in one row's groups of images (`images`: "<tag>=<settings>; ..."): images of its tag, prompt
+    and seeds (seed= to seed= + n) that samples.csv now gives other settings (remade: overwrite=true with other
+    sampler or model settings), or fewer of them on disk than it measured. A row over several prompts names only
+    its first (`prompts_label`): every image of its tags is checked then, and only for other settings or none."""
+    if not row.get("images"):
+        return None
+    prompt = row.get("prompts", "")
+    one_prompt = not SEVERAL_PROMPTS.search(prompt)
+    first, n = as_number(row.get("seed")), as_number(row.get("n"))
+    seeds = {str(seed) for seed in range(int(first), int(first + n))} if first is not None and n is not None else None
+    expected = len(seeds) if one_prompt and seeds is not None else None  # its images known one by one: n of them
+    found = []
+    for part in row["images"].split("; "):
+        tag, _, recorded = part.partition("=")
+        samples = [
+            sample
+            for sample in groups.get((row.get("model", ""), tag), [])
+            if (not one_prompt or sample["prompt"] == prompt) and (seeds is None or sample["seed"] in seeds)
+        ]
+        held = [sample for sample in samples if (run.root / sample["path"]).is_file()]
+        other = sorted({sample.get("settings", "") for sample in held} - set(recorded.split("|")))
+        if other:
+            found.append(f"{tag} images remade with settings {', '.join(other)} (measured: {recorded})")
+        elif expected is not None and len(held) < expected:
+            found.append(f"{tag}: {len(held)} of its {expected} image(s) left in the run")
+        elif not held:
+            found.append(f"{tag}: none of its images left in the run")
+    return "; ".join(found)
+
+
+def image_notes(runs: list[RunData], table: Table) -> list[str]:
+    """Notes per run whose Table 1 cells were measured over images the run no longer holds as they were (remade
+    with other settings by a later transfer-lora or generate with overwrite=true, or removed): transfer.csv's
+    `images` against samples.csv and the disk. Rows that name no images (an earlier version's) are said to be
+    unchecked. Only the adapters the table shows are named, as in `adapter_notes`."""
+    notes = []
+    for run in runs:
+        found = [
+            (run.transfer[index], text)
+            for index, text in images_changed(run).items()
+            if shows_group(table, run, (run.transfer[index].get("model", ""), run.transfer[index]["adapter"]))
+        ]
+        changed = [md_literal(f"{row_label(row)}: {text}") for row, text in found if text]
+        if changed:
+            notes.append(
+                f"{STALE} {md_literal(run.root)}/transfer.csv has rows measured over images the run no longer holds "
+                f"as they were ({'; '.join(changed)}): their cells (marked {md_literal(IMAGES_MARK)}) are of the "
+                f"images as they were then; rerun each row's {md_code('diversity-cli transfer-lora')} command with "
+                "the settings the run's images have now and overwrite=true, or measure other settings into another out="
+            )
+        unchecked = [row for row, text in found if text is None]
+        if unchecked:
+            notes.append(
+                f"{md_literal(run.root)}/transfer.csv: {len(unchecked)} row(s) written before transfer.csv named "
+                "the images of each row (its `images` column): whether the run still holds their images is not "
+                "checked"
+            )
+    return notes
