@@ -109,8 +109,10 @@ def test_with_both_hybrids_table_3_shows_hybrid_k1_by_the_stated_rule_and_names_
     assert hybrid_of(t3, "toy_adherence").measured == "1"  # hybrid_k1's quality, not hybrid_k1_bs5's 0.75
     assert not cells(t3, method="Hybrid", measured_metric="lpips")  # no second setting in the column
     assert all("hybrid_k1_bs5" not in line.measured_as for line in t3.measured)
-    (note,) = [note for note in t3.notes if "hybrid" in note and "k1" in note and "bs5" in note]
+    (note,) = [note for note in t3.notes if "hybrid" in note and "k1" in note and "bs5" in note and "also" in note]
     assert "also measured 0.26" in note and "own key before" in note and "glob key" in note
+    (lpips,) = [note for note in t3.notes if "not shown: the column shows hybrid_k1," in note]  # said, not dropped
+    assert "lpips: measured 0.5" in lpips
 
 
 def test_with_both_hybrids_table_2_shows_hybrid_k1_and_the_other_in_a_row_of_its_own(tmp_path: Path):
@@ -200,6 +202,25 @@ def test_table_3s_hybrid_column_and_its_average_rest_on_one_tag(tmp_path: Path):
     (average,) = [line for line in hybrid if line.condition.startswith("Average")]
     assert float(average.measured) == pytest.approx((0.13 + 0.11) / 2)
     assert any("also measured 0.24" in note for note in t3.notes)
+
+
+def test_a_cell_of_another_tag_where_the_columns_tag_has_none_is_named_not_silently_empty(tmp_path: Path):
+    """hybrid_k1 on "a shape" only, hybrid_k1_bs5 on "a red circle" only: no tag covers both prompts, the column
+    shows hybrid_k1, and bs5's measured cell was left out with no word (the table's note called the empty cell
+    "not measured")."""
+    extra = []
+    for tag, value in {"base": "0.3", "distilled": "0.2", "hybrid_k1_bs5": "0.11"}.items():
+        common = {"method": tag, "model": "toy", "prompt": "a red circle", "n": 4}
+        extra += [{**common, "metric": "toy_features", "value": value, "ci_low": "0.1", "ci_high": "0.6"},
+                  {**common, "metric": "toy_adherence", "value": "1"}]  # fmt: skip
+    groups = {"base": ("0.3", "1"), "distilled": ("0.2", "1"), "hybrid_k1": ("0.24", "1")}
+    t3 = tables_of(toy_run(tmp_path / "split", groups, extra=extra), keys=("3",))["3"]
+    hybrid = cells(t3, method="Hybrid", measured_metric="toy_features")
+    assert [line.measured_as for line in hybrid if not line.condition.startswith("Average")] == [
+        "toy / hybrid_k1 / a shape"
+    ]
+    (note,) = [note for note in t3.notes if "not shown: the column shows" in note]
+    assert "measured 0.11" in note and "hybrid_k1_bs5 / a red circle" in note and "shows hybrid_k1," in note
 
 
 def test_a_cell_left_out_says_its_n(tmp_path: Path):

@@ -306,7 +306,7 @@ def reading_notes(table: Table) -> list[str]:
         )
     if any(line.metric == "quality" for line in table.measured):
         notes.append("quality (CLIP score, toy adherence) beside diversity: variety off the prompt is no diversity")
-    notes.append("an empty measured cell: not measured by these runs")
+    notes.append("an empty measured cell: not measured by these runs, unless a note above names it as left out")
     return notes
 
 

@@ -19,6 +19,7 @@ from .common import (
     common_to_all,
     diversity_rows,
     match_tag,
+    md_literal,
     mean_of,
     one_run_per_group,
     origin,
@@ -49,6 +50,12 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
     pair's tags could fill (`hybrid_k1` and the toy demo's `hybrid_k1_bs5` in Hybrid) shows one on every prompt
     (`preferred_tags`, a tag measured on all of the column's prompts first); the others' diversity cells follow the
     run's, for `assemble` to name in the notes."""
+    return _split_records(run, cfg, labels)[0]
+
+
+def _split_records(run: RunData, cfg: Any, labels: dict[str, str]) -> tuple[list[Line], list[Line]]:
+    """(Table 3's lines of the run, the other tags' diversity cells at a prompt where the column's tag has none):
+    those are left out, since a column holds one setting, and said in the notes (`left_out_notes`)."""
     rows = dict(cfg.rows)
     metrics = {str(m) for m in cfg.metrics}
     quality = quality_of(run)
@@ -96,9 +103,34 @@ def table3_records(run: RunData, cfg: Any, labels: dict[str, str]) -> list[Line]
     # the others only where the shown tag has the same cell, to be named beside it: a metric only another tag has
     # would put a second setting in the shown tag's column
     shown = {(line.model, line.method, line.condition, line.measured_metric) for line in records}
-    return records + [
-        line for line in others if (line.model, line.method, line.condition, line.measured_metric) in shown
-    ]
+    beside = [line for line in others if (line.model, line.method, line.condition, line.measured_metric) in shown]
+    return records + beside, [line for line in others if line not in beside]
+
+
+def left_out_notes(runs: list[RunData], paper: list[Line], cfg: Any, shown: list[Line]) -> list[str]:
+    """A diversity cell measured by another tag of a column at a prompt where the column's own tag has none (no tag
+    covers every prompt): its cell stays empty, and this note says what was measured there and why it is not shown
+    (an empty cell otherwise reads as not measured)."""
+    labels = table3_labels(paper, cfg)
+    models = {line.model for line in shown}
+    tags = {  # the tag each column shows (its cells' "model / tag / prompt"; not the Average rows')
+        (line.model, line.method): line.measured_as.split(" / ")[1]
+        for line in shown
+        if not line.condition.startswith("Average") and line.measured_as.count(" / ") == 2
+    }
+    notes = []
+    for run in runs:
+        for line in _split_records(run, cfg, labels)[1]:
+            if line.model not in models:
+                continue
+            column = tags.get((line.model, line.method), "another tag")
+            notes.append(
+                f"{md_literal(line.method)} / {md_literal(line.condition)} / {md_literal(line.measured_metric)}: "
+                f"measured {md_literal(line.measured)} in {md_literal(line.run)} ({md_literal(line.measured_as)}, "
+                f"n={md_literal(line.n)}); not shown: the column shows {md_literal(column)}, which has no cell at this "
+                "prompt, and a column holds one setting (measure the prompt with that tag to fill it)"
+            )
+    return notes
 
 
 def _covers(tags: dict[str, set[str]], tag: str) -> bool:
