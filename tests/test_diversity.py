@@ -295,7 +295,7 @@ def run_dir(tmp_path_factory):
     from diversity_cli.cli import run
 
     out = tmp_path_factory.mktemp("run")
-    prompts = out / "prompts.txt"
+    prompts = tmp_path_factory.mktemp("inputs") / "prompts.txt"  # not in out=: a run goes into an empty folder
     prompts.write_text("a red circle\na blue square\n")
     for method in ("distilled", "hybrid"):
         code = run(["generate", "model=tiny_sd", f"method={method}", f"prompts={prompts}", "n=2", f"out={out}"])

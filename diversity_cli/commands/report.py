@@ -9,5 +9,6 @@ from omegaconf import DictConfig
 from ..reporting.report import write_report
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig) -> Path | None:
+    # None: no table or figure went to tables_dir (report.html pages only), so no tables_dir was made
     return write_report(cfg)

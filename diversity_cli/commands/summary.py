@@ -244,8 +244,9 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
         _transfer(summary, result)
     elif command == "ablate" and cfg is not None:
         _ablate(summary, cfg)
-    elif command == "report" and path is not None and cfg is not None:
-        summary.written.append(("tables (markdown + CSV)", str(path)))
+    elif command == "report" and cfg is not None:
+        if path is not None:  # None: no table or figure, so no tables folder (a page may still be written)
+            summary.written.append(("tables (markdown + CSV)", str(path)))
         runs = [cfg.out] if cfg.get("out") is not None else list(cfg.get("runs") or [])
         for run in runs:
             if (Path(str(run)) / "report.html").is_file():

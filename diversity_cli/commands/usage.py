@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..core.config import available, compose, search_dirs
+from ..core.config import available, compose, search_dirs, typed_values
 from ..core.errors import UserError
 
 GROUPS = ("model", "preset", "distill")  # config groups a user picks by name (listed as choices, not keys)
@@ -346,23 +346,12 @@ def info(config: str) -> str:
 ReadOnlyBy = dict[str, tuple[str, tuple[str, ...]]]
 
 
-def given_values(arguments: list[str]) -> dict[str, str]:
-    """key -> its value as typed, for every `key=value` on the command line (the last one wins, as in Hydra;
-    `+`/`++` stripped; `~key` deletes, it sets nothing)."""
-    given: dict[str, str] = {}
-    for item in arguments:
-        key, sep, value = item.partition("=")
-        if sep and not key.startswith("~"):
-            given[key.lstrip("+")] = value
-    return given
-
-
 def refuse_ignored(config: str, cfg: DictConfig, arguments: list[str], read_only_by: ReadOnlyBy) -> None:
     """A key set on the command line that the chosen method (mode) never reads is refused: the run would not be
     the one the user believes they measured. A value equal to the default changes nothing and passes, so a script
     holding the knobs fixed over every method (`for m in base hybrid: method=$m k=1`) keeps working; so does the
     default itself. An ablate sweep over methods passes when one of them reads the key."""
-    given = given_values(arguments)
+    given = typed_values(arguments)
     for key, (chooser, readers) in read_only_by.items():
         if key not in given:
             continue

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError, first_line
 from .resources import asset, conf_root
-from .schema import check, escape, literal_keys, rules
+from .schema import check, escape, literal_keys, rules, show
 from .schemas import SCHEMAS
 from .schemas.generate import pair_auto_k
 
@@ -65,6 +65,7 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     schema = SCHEMAS.get(command)
     _refuse_deleted_keys(schema, list(overrides or []))
     given = _given_keys(list(overrides or []))
+    typed = typed_values(list(overrides or []))  # a schema error echoes these, not Hydra's reading of them
     overrides, texts = _split_literal(list(overrides or []), schema)
     _check_group_choices(overrides)
     try:
@@ -78,8 +79,41 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
         OmegaConf.update(cfg, key, None if value == "null" else escape(value), merge=False)
     pair_auto_k(cfg, given)  # the pair's own k=auto settings, under what the user typed
     if schema is not None:
-        check(schema, cfg)
+        try:
+            check(schema, cfg)
+        except UserError as err:
+            raise as_typed(err, cfg, typed) from None
     return cfg
+
+
+def typed_values(overrides: list[str]) -> dict[str, str]:
+    """{dotted key: its value as the user typed it} (`n=1e3` -> {"n": "1e3"}; `+`, `++` stripped, `~k` left out;
+    the last one wins, as in Hydra)."""
+    typed = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and not key.startswith("~"):
+            typed[key.lstrip("+")] = value
+    return typed
+
+
+def as_typed(err: UserError, cfg: DictConfig, typed: dict[str, str]) -> UserError:
+    """A schema error shows a value as Hydra parsed it (`n=1e3` became 1000.0, `n=TRUE` true): the line echoes
+    what the user typed instead, so they recognise their own input; any other message is left as it is."""
+    message = str(err)
+    key = message.partition("=")[0]
+    if key not in typed:
+        return err
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = f"{key}={show(OmegaConf.select(cfg, key))}"
+    except OmegaConfBaseException:  # a value that does not read (a broken interpolation): the message as it was
+        return err
+    rest = message[len(parsed) :]
+    if not message.startswith(parsed) or rest[:1] not in ("", ":", " ") or parsed == f"{key}={typed[key]}":
+        return err
+    return UserError(f"{key}={typed[key]}{rest}")
 
 
 def _refuse_deleted_keys(schema: type | None, overrides: list[str]) -> None:

@@ -264,7 +264,8 @@ def _flag(rule: Rule, key: str, value: Any, root) -> Any:
         return value
     if isinstance(value, str) and value.strip().lower() in TRUE + FALSE:
         return value.strip().lower() in TRUE
-    raise UserError(f"{key}={show(value)}: {key} is true or false (also yes/no, on/off)")
+    allowed = "true, false" + "".join(f" or {a}" for a in rule.also) if rule.also else "true or false"
+    raise UserError(f"{key}={show(value)}: {key} is {allowed} (also yes/no, on/off)")
 
 
 def _int(rule: Rule, key: str, value: Any, root) -> Any:

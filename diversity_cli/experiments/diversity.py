@@ -48,7 +48,7 @@ OURS = csv_with("method", "model", "prompt", "metric", "value")  # an earlier ve
 
 @dataclass
 class Group:
-    method: str  # the method tag (hybrid_k1, distilled, ...) or an image folder's name
+    method: str  # the method tag (hybrid_k1, distilled, ...) or an image folder's (`folder_method`)
     model: str
     prompt: str
     paths: list[Path]
@@ -116,7 +116,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
         paths = image_files(folder)
         if not paths:
             raise UserError(f"no images (.png/.jpg/.webp) under {folder}")
-        group = Group(folder.resolve().name, "", str(cfg.prompt or ""), paths)
+        group = Group(folder_method(folder, Path(cfg.out)), "", str(cfg.prompt or ""), paths)
         if cfg.reference is not None:
             group.reference = _reference_folder(Path(cfg.reference))
         return Path(cfg.out), [group], notes
@@ -144,6 +144,18 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
     if cfg.reference is not None:
         _attach_references(cfg, run, groups, by_key, notes)
     return run.root, groups, notes
+
+
+# The method column of an images= folder's row in a run directory of generate: a method tag never holds `=`, so the
+# row cannot be read as one of the run's methods (a folder named hybrid_k1 filled the report's Hybrid row).
+FOLDER_METHOD = "images={}"
+
+
+def folder_method(folder: Path, out: Path) -> str:
+    """The method column of an images= folder's row: the folder's name, or `images=<name>` where out= is a run
+    directory of generate (its samples.csv), whose diversity.csv rows are the run's method tags."""
+    name = folder.resolve().name
+    return FOLDER_METHOD.format(name) if RunDir(out).samples_files() else name
 
 
 def mixed_settings_notes(by_key: dict[tuple[str, str, str], list[dict[str, str]]]) -> list[str]:

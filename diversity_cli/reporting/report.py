@@ -26,7 +26,7 @@ from rich.markup import escape
 from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.images import open_rgb
-from ..core.marker import refuse_foreign_outputs, write_owned
+from ..core.marker import left_as_found, refuse_foreign_outputs, write_owned
 from ..core.record import record_invocation
 from ..core.resources import data_path, display
 from ..core.rundir import RunDir
@@ -47,6 +47,7 @@ from .tables import (
     load_run,
     metric_notes,
     provenance,
+    read_csv,
     read_paper,
     reading_notes,
     suggested_row,
@@ -60,7 +61,7 @@ from .tables.figures import figure_csv, figure_png
 from .tables.render import TABLE_CSV, TABLE_MD, TABLES_MD
 
 
-def write_report(cfg: DictConfig) -> Path:
+def write_report(cfg: DictConfig) -> Path | None:
     roots = run_dirs(cfg)
     runs = [load_run(root) for root in roots]
     empty = [str(run.root) for run in runs if not run.found]
@@ -71,16 +72,21 @@ def write_report(cfg: DictConfig) -> Path:
         )
     cfg.mapping["3"].prompts = str(data_path(cfg.mapping["3"].prompts))
     paper_path = data_path(cfg.paper)
-    paper = read_paper(paper_path)
+    paper = read_paper(check_paper(paper_path, str(cfg.paper)))
     keys = table_keys(cfg.tables)
     # inside the run by default: one shared results/tables only when asked for (tables_dir=results/tables)
     tables_dir = Path(cfg.tables_dir) if cfg.tables_dir is not None else roots[0] / "tables"
     tables = build_tables([r for r in runs if r.found], paper, cfg, keys)
-    refuse_other_files(cfg, runs, tables, tables_dir)
-    written = write_tables(tables, tables_dir, display(paper_path))
-    record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
     metrics = list(cfg.diversity_metrics)
-    figures = write_figures(runs, tables_dir, metrics) if cfg.figures else []
+    drawn = figures_drawn(runs, metrics) if cfg.figures else []
+    refuse_other_files(cfg, runs, tables, tables_dir)
+    written, figures = [], []
+    filled = bool(tables or drawn)  # else tables_dir would hold nothing but this report's record and run.json
+    if filled:
+        with left_as_found(tables_dir):
+            written = write_tables(tables, tables_dir, display(paper_path))
+            record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
+            figures = write_figures(runs, tables_dir, metrics) if cfg.figures else []
     pages = []
     if cfg.html:
         # A run's page is the report of that run: every table it has data for (the make targets report one
@@ -89,14 +95,50 @@ def write_report(cfg: DictConfig) -> Path:
         for one in runs:
             if one.found:
                 own = build_tables([one], paper, cfg, page_keys)
-                record_invocation(one.root, config=cfg, tables_dir=str(tables_dir))
+                record_invocation(one.root, config=cfg, tables_dir=str(tables_dir) if filled else None)
                 pages.append(write_html(one, own, cfg, display(paper_path)))
     _print_summary(keys, tables, written, figures, pages, tables_dir)
     for note in ablate_notes(runs, metrics) if cfg.figures else []:
         stderr_console().print(f"note: {escape(note)}")
     if keys:
         _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys), cfg.mapping, keys)
-    return tables_dir
+    if not filled and not pages:  # not an error: the runs hold results, none of them of what was asked for
+        stderr_console().print(f"note: {escape(nothing_to_report(cfg, keys, roots))}")
+    return tables_dir if filled else None
+
+
+def check_paper(path: Path, given: str) -> Path:
+    """The published numbers' file, or one line saying which of missing, a folder or empty it is (each has its
+    own remedy: the path, or the file's content)."""
+    shipped = "it ships as data/paper_tables.csv"
+    named = f"paper={given}" + (f" ({path})" if str(path) != given else "")  # data/... is the shipped copy
+    if not path.exists():
+        raise UserError(f"{named}: not found; {shipped}")
+    if not path.is_file():
+        raise UserError(f"{named}: a folder, not a CSV file; {shipped}")
+    if path.stat().st_size == 0:
+        raise UserError(f"{named}: the file is empty (0 bytes); {shipped}")
+    if not read_csv(path):
+        raise UserError(f"{named}: the file has a header but no rows; {shipped}")
+    return path
+
+
+def figures_drawn(runs: list[RunData], metrics: list[str]) -> list[str]:
+    """The figures these runs make (as `figure5` / `figure7` decide): Figure 5 from commitment.csv, Figure 7 where
+    ablate.csv varies a knob."""
+    swept = any(c["knob"] != "baseline" for c in ablate_curves(runs, metrics))
+    drawn = {"figure_5": any(run.commitment for run in runs), "figure_7": swept}
+    return [name for name, made in drawn.items() if made]
+
+
+def nothing_to_report(cfg: DictConfig, keys: list[str], roots: list[Path]) -> str:
+    """The one line for a report that writes no table, figure or page: no tables_dir is made for it either, so
+    this line is all there is to tell why."""
+    where = ", ".join(map(str, roots))
+    tables = cfg.tables if isinstance(cfg.tables, str) else f"[{','.join(map(str, cfg.tables))}]"
+    asked = f"no measurement for tables={tables}" if keys else "tables=none"
+    figures = "no figure to draw (no commitment.csv, no ablate.csv sweep)" if cfg.figures else "figures=false"
+    return f"nothing to report in {where}: {asked}, {figures} and html=false; nothing written"
 
 
 def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig, keys: list[str]) -> None:
@@ -123,10 +165,7 @@ def refuse_other_files(cfg: DictConfig, runs: list[RunData], tables: dict[str, T
     for key in tables:
         outputs.update({f"table_{key}.md": TABLE_MD, f"table_{key}.csv": TABLE_CSV})
     if cfg.figures:  # the figures this report draws (Figure 7 only where a knob varies, as figure7 decides)
-        curves = ablate_curves(runs, list(cfg.diversity_metrics))
-        swept = any(c["knob"] != "baseline" for c in curves)
-        drawn = {"figure_5": any(run.commitment for run in runs), "figure_7": swept}
-        for name in [name for name, data in drawn.items() if data]:
+        for name in figures_drawn(runs, list(cfg.diversity_metrics)):
             outputs.update({f"{name}.png": figure_png, f"{name}.csv": figure_csv})
     refuse_foreign_outputs(tables_dir, outputs, "tables_dir=" if cfg.tables_dir is not None else "out=")
     for run in runs if cfg.html else []:

@@ -1,0 +1,183 @@
+"""What the CLI says and writes at the edges of its input, through the CLI: a plain folder's diversity row beside a
+run's own, a report with nothing to report, a paper file that is missing or empty, and values echoed as typed.
+Each refusal is one line on stderr starting `error: `, exit 2, and nothing written; a report with nothing to report
+says so in one note and writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SAMPLES = ["method", "model", "prompt", "seed", "k", "steps", "nfe", "seconds", "path", "tag", "settings"]
+
+
+def _images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:06d}.png"
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def _run(root: Path, tag: str = "hybrid_k1", prompt: str = "a circle") -> Path:
+    """A run directory as generate leaves it, for what diversity and report read: images and their samples.csv."""
+    paths = _images(root / "toy" / tag / "p", 3)
+    with (root / "samples.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SAMPLES)
+        writer.writeheader()
+        for seed, path in enumerate(paths):
+            method = tag.partition("_")[0]
+            writer.writerow({"method": method, "model": "toy", "prompt": prompt, "seed": seed, "k": 1, "steps": 4,
+                             "nfe": 4, "seconds": 0.05, "path": str(path.relative_to(root)), "tag": tag,
+                             "settings": ""})  # fmt: skip
+    return root
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _refused(cli, where: Path, *args: str) -> str:
+    """One line on stderr starting `error: `, exit 2, and nothing written under `where`."""
+    before = sorted(where.rglob("*"))
+    code, out, err = cli(*args)
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "Traceback" not in out + err
+    assert sorted(where.rglob("*")) == before, "a refused command wrote files"
+    return err.strip()
+
+
+# ------------------------------------------------------------------------------- a folder's row in a run's CSV
+
+
+def test_a_folder_scored_into_a_run_directory_is_no_method_of_the_run(cli, tmp_path: Path):
+    """A folder named like one of the run's method tags (hybrid_k1) got the row `hybrid_k1,,`: the report then
+    filled the run's Hybrid row with the folder's number. Its row names it as the images= folder it is."""
+    run = _run(tmp_path / "run")
+    folder = tmp_path / "hybrid_k1"
+    _images(folder, 3, seed=1)
+    settings = ("metric=pixel", "bootstrap=0", "quality=none")
+    code, _, err = cli("diversity", f"out={run}", *settings)
+    assert code == 0, err
+    code, _, err = cli("diversity", f"images={folder}", f"out={run}", "prompt=a circle", *settings)
+    assert code == 0, err
+    rows = _rows(run / "diversity.csv")
+    assert [(r["method"], r["model"], r["prompt"]) for r in rows] == [
+        ("hybrid_k1", "toy", "a circle"),
+        ("images=hybrid_k1", "", "a circle"),
+    ]
+    assert len({r["value"] for r in rows}) == 2  # other images: the run's row was not replaced by the folder's
+
+    code, _, err = cli("report", f"out={run}", "tables=[3]", "html=false", "figures=false")
+    assert code == 0, err
+    measured = [r for r in _rows(run / "tables" / "table_3.csv") if r["measured"]]
+    assert measured and {(r["method"], r["model"]) for r in measured} == {("Hybrid", "toy")}, measured
+    assert {float(r["measured"]) for r in measured} == {float(rows[0]["value"])}  # the run's, not the folder's
+
+
+def test_a_folder_scored_into_a_plain_out_keeps_its_name(cli, tmp_path: Path):
+    folder = tmp_path / "mine"
+    _images(folder, 3)
+    code, _, err = cli("diversity", f"images={folder}", f"out={tmp_path / 'scores'}", "metric=pixel", "bootstrap=0")
+    assert code == 0, err
+    assert [r["method"] for r in _rows(tmp_path / "scores" / "diversity.csv")] == ["mine"]
+
+
+# ------------------------------------------------------------------------------------ nothing to report
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tables=[3]", "html=false", "figures=false"),
+        ("tables=none", "html=false"),
+        ("html=false",),
+    ],
+)
+def test_a_report_with_nothing_to_report_writes_nothing(cli, tmp_path: Path, args: tuple[str, ...]):
+    """A run with images but no measurement, and no page asked for: it left <out>/tables/ holding only run.json and
+    its record. Not an error (the run holds results, none of what was asked for): one note, nothing written."""
+    run = _run(tmp_path / "run")
+    before = sorted(tmp_path.rglob("*"))
+    code, out, err = cli("report", f"out={run}", *args)
+    assert code == 0, err
+    assert sorted(tmp_path.rglob("*")) == before, "a report with nothing to report wrote files"
+    (line,) = [line for line in err.splitlines() if "nothing to report" in line]
+    assert line.startswith(f"note: nothing to report in {run}: ") and line.endswith("; nothing written"), err
+    assert "Traceback" not in out + err
+
+
+def test_a_report_of_pages_only_makes_no_tables_folder(cli, tmp_path: Path):
+    """No table has a measurement, but report.html is asked for: the page is written, and no tables folder that
+    would hold nothing but the report's own record."""
+    run = _run(tmp_path / "run")
+    code, out, err = cli("report", f"out={run}", "tables=[3]", "figures=false")
+    assert code == 0, err
+    assert (run / "report.html").is_file()
+    assert not (run / "tables").exists()
+    assert "table 3: no measurement in these runs (not written)" in out
+
+
+# ------------------------------------------------------------------------------------------- paper=
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        ("missing", "not found"),
+        ("empty", "the file is empty (0 bytes)"),
+        ("header", "the file has a header but no rows"),
+        ("folder", "a folder, not a CSV file"),
+    ],
+)
+def test_paper_says_whether_it_is_missing_or_empty(cli, tmp_path: Path, make: str, said: str):
+    run = _run(tmp_path / "run")
+    paper = tmp_path / "paper.csv"
+    if make == "empty":
+        paper.write_text("")
+    elif make == "header":
+        paper.write_text("table,method,condition,metric,value\n")
+    elif make == "folder":
+        paper.mkdir()
+    err = _refused(cli, tmp_path, "report", f"out={run}", f"paper={paper}", "html=false")
+    assert err == f"error: paper={paper}: {said}; it ships as data/paper_tables.csv", err
+    assert "not found or empty" not in err
+
+
+# ------------------------------------------------------------------------------------- values as typed
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("generate", "model=toy", "prompt=a circle", "n=1e3"), "error: n=1e3: n is an integer >= 1"),
+        (("generate", "model=toy", "prompt=a circle", "n=TRUE"), "error: n=TRUE: n is an integer >= 1"),
+        (("diversity", "bootstrap=1e2"), "error: bootstrap=1e2: bootstrap is an integer from 0 to 1000000"),
+        (("diversity", "min_n=2e0"), "error: min_n=2e0: min_n is an integer >= 2"),
+        (("report", "grid.thumb=1e2"), "error: grid.thumb=1e2: grid.thumb is an integer from 8 to 1024"),
+        (("diversity", "ci=5e0"), "error: ci=5e0 is out of range: ci is a number > 0 and < 1"),
+    ],
+)
+def test_a_bad_value_is_echoed_as_typed(cli, tmp_path: Path, monkeypatch, args: tuple[str, ...], said: str):
+    """Hydra reads 1e3 as the float 1000.0: the line said `n=1000.0`, a value the user never typed."""
+    monkeypatch.chdir(tmp_path)
+    assert _refused(cli, tmp_path, *args, "out=run") == said
+
+
+def test_a_flag_that_also_takes_auto_names_it(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("transfer-lora", "classifier=maybe", "out=run")
+    assert (
+        code == 2 and err.strip() == "error: classifier=maybe: classifier is true, false or auto (also yes/no, on/off)"
+    )
+    assert list(tmp_path.iterdir()) == []
