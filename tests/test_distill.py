@@ -171,13 +171,14 @@ def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
 def test_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_run(cli, tmp_path, prompts_file):
     """overwrite=true starts again, but a setting that fails only when the models load (a scheduler class that
     does not exist) trained nothing: the earlier student and checkpoints must still be there."""
-    args = ("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={tmp_path}", "iterations=1", *SMALL)
+    out = tmp_path / "run"
+    args = ("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={out}", "iterations=1", *SMALL)
     assert cli(*args)[0] == 0
-    student = sorted(p.relative_to(tmp_path) for p in (tmp_path / "student").rglob("*"))
+    student = sorted(p.relative_to(out) for p in (out / "student").rglob("*"))
     code, _, err = cli(*args, "overwrite=true", "model.base.scheduler.class=NoSuchScheduler")
     assert code == 2 and "NoSuchScheduler" in err
-    assert student and sorted(p.relative_to(tmp_path) for p in (tmp_path / "student").rglob("*")) == student
-    assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "log.csv").is_file()
+    assert student and sorted(p.relative_to(out) for p in (out / "student").rglob("*")) == student
+    assert (out / "checkpoints").is_dir() and (out / "log.csv").is_file()
 
 
 def test_an_extension_refuses_prompts_or_a_teacher_changed_since(cli, tmp_path):

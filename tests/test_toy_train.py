@@ -178,7 +178,7 @@ def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli, mo
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
     code, _, err = cli("train-toy", f"out={stranger}", *TINY)
-    assert code == 2 and "not a train-toy run" in err
+    assert code == 2 and "holds files that are not a diversity-cli run (first: notes.txt)" in err, err
     assert (stranger / "notes.txt").read_text() == "mine"
     code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5", "overwrite=true")
     assert code == 0, err
