@@ -64,8 +64,9 @@ DEMO_PROMPT ?= a shape
 DEMO_BASE_STEPS ?= $(if $(filter toy%,$(DEMO_PAIR)),5)
 demo:
 	for method in base distilled hybrid; do \
+	  knobs=; [ $$method = hybrid ] && knobs="$(if $(DEMO_BASE_STEPS),base_steps=$(DEMO_BASE_STEPS))"; \
 	  $(BIN)/diversity-cli generate model=$(DEMO_PAIR) method=$$method k=1 prompt="$(DEMO_PROMPT)" n=8 seed=0 \
-	    $(if $(DEMO_BASE_STEPS),base_steps=$(DEMO_BASE_STEPS) )overwrite=true out=$(DEMO_OUT) || exit 1; \
+	    $$knobs overwrite=true out=$(DEMO_OUT) || exit 1; \
 	done
 	$(BIN)/python -m diversity_cli.reporting.contact_sheet $(DEMO_OUT) $(DEMO_PAIR) "$(DEMO_PROMPT)" base distilled \
 	  hybrid_k1$(if $(DEMO_BASE_STEPS),_bs$(DEMO_BASE_STEPS))
@@ -189,10 +190,8 @@ reproduce-table2:
 
 # Table 3: DreamSim diversity of N samples per prompt, base / distilled / hybrid (k=1).
 reproduce-table3:
-	mkdir -p $(T3)
-	grep -v '^#' $(T3_PROMPTS) | grep . > $(T3)/prompts.txt
 	for method in base distilled hybrid; do \
-	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompts=$(T3)/prompts.txt out=$(T3) || exit 1; \
+	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompts=$(T3_PROMPTS) out=$(T3) || exit 1; \
 	done
 	$(DIVERSITY) out=$(T3) metric=$(DIV_METRIC) device=$(DEVICE)
 	$(REPORT) out=$(T3) tables=[3]
