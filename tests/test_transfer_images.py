@@ -5,13 +5,12 @@ toy classifier's shares, not CLIP scores. End to end on the toy pair, through th
 
 from __future__ import annotations
 
-import copy
 import csv
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
+from test_transfer import save_random_lora
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,22 +19,6 @@ TRANSFER = ("transfer-lora", "model=toy", "prompt=a shape", "n=2", "grid_seeds=0
 REPORT = ("report", "tables=[1]", "figures=false", "html=false")
 MARK = "[out of date: its images changed since]"
 CLIP_HEADING = "Table 1: control transfer, % change of CLIP score with the adapter (base -> target model)"
-
-
-def save_lora(pair, folder: Path, seed: int) -> Path:
-    """A random diffusers-format LoRA of the toy base network in `folder` (its name is the adapter's)."""
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    network = copy.deepcopy(pair.base.network)
-    network.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in network.named_parameters():
-            if "lora_" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
-    type(pair.pipe).save_lora_weights(str(folder), unet_lora_layers=get_peft_model_state_dict(network))
-    return folder
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -54,8 +37,8 @@ def measured(tiny_pairs, one_thread, tmp_path_factory) -> tuple[Path, Path]:
     """(a run directory where transfer-lora measured the adapter `red` at the toy's defaults, the adapter `blue`),
     made once; each test works on a copy of the run."""
     folder = tmp_path_factory.mktemp("transfer")
-    red = save_lora(tiny_pairs("toy"), folder / "red", seed=0)
-    blue = save_lora(tiny_pairs("toy"), folder / "blue", seed=1)
+    red = save_random_lora(tiny_pairs("toy"), folder / "red", seed=0).parent  # the folder names the adapter
+    blue = save_random_lora(tiny_pairs("toy"), folder / "blue", seed=1).parent
     invoke(*TRANSFER, f"adapter={red}", "concept=red", f"out={folder / 'run'}")
     return folder / "run", blue
 
