@@ -31,6 +31,15 @@ def test_the_interval_is_the_jackknife_of_the_score(n, ci):
     assert estimate.ci_high == pytest.approx(estimate.value + half, rel=1e-9)
 
 
+def test_the_interval_stays_within_the_scores_range():
+    """Near-identical images but one: the normal interval reached below 1, which no Vendi score can be."""
+    x = torch.ones(8, 4) + 0.05 * torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    x[0] = torch.tensor([1.0, -1.0, 1.0, -1.0])  # one image unlike the rest: a wide jackknife spread
+    estimate = vendi_estimate(x)
+    assert _jackknife(x, 8, 0.95) > estimate.value - 1  # unclipped, the interval would go below 1
+    assert estimate.ci_low == 1.0 and estimate.ci_high > estimate.value
+
+
 def test_identical_images_have_an_interval_of_width_zero_and_two_images_none():
     same = vendi_estimate(torch.ones(10, 4))
     assert same.value == pytest.approx(1.0) and same.ci_low == pytest.approx(1.0) and same.ci_high == pytest.approx(1.0)

@@ -92,9 +92,9 @@ VENDI_GROUPS = 50  # leave-one-group-out sets of the jackknife: n eigendecomposi
 
 
 def vendi_estimate(embeddings: torch.Tensor, ci: float = 0.95) -> Estimate:
-    """Vendi score with a jackknife normal interval: leave out each of min(n, 50) interleaved groups of images in
-    turn (the grouped jackknife; leave-one-out at n <= 50). Not a bootstrap: a resample's duplicate images are
-    alike under the kernel and lower the score, so bootstrap intervals sit below the estimate."""
+    """Vendi score with a jackknife normal interval, clipped to [1, n]: leave out each of min(n, 50) interleaved
+    groups of images in turn (the grouped jackknife; leave-one-out at n <= 50). Not a bootstrap: a resample's
+    duplicate images are alike under the kernel and lower the score, so bootstrap intervals sit below the estimate."""
     kernel = _cosine_kernel(embeddings)
     n = kernel.shape[0]
     value = _vendi_of_kernel(kernel)
@@ -106,10 +106,10 @@ def vendi_estimate(embeddings: torch.Tensor, ci: float = 0.95) -> Estimate:
         keep = torch.arange(n) % groups != g
         left_out.append(_vendi_of_kernel(kernel[keep][:, keep]))
     mean = sum(left_out) / groups
-    half = NormalDist().inv_cdf(0.5 + ci / 2) * math.sqrt(
-        (groups - 1) / groups * sum((v - mean) ** 2 for v in left_out)
-    )
-    return Estimate(value, value - half, value + half, n)
+    spread = math.sqrt((groups - 1) / groups * sum((v - mean) ** 2 for v in left_out))  # the jackknife's s.e.
+    half = NormalDist().inv_cdf(0.5 + ci / 2) * spread
+    # the normal interval clipped to the score's range, 1 (all alike) to n: a Vendi score below 1 means nothing
+    return Estimate(value, max(1.0, value - half), min(float(n), value + half), n)
 
 
 class _EmbeddingMetric:
