@@ -130,6 +130,20 @@ def test_info_shows_the_search_path(cli, tmp_path, monkeypatch):
     assert str(tmp_path) in out and "conf" in out and "Group model:" in out
 
 
+@pytest.mark.parametrize("args", [("models",), ("generate", "--help"), ("generate", "model=mine", "n=1")])
+def test_a_pair_file_of_yours_that_is_not_yaml_is_one_line(cli, tmp_path, monkeypatch, args):
+    """A typo in a pair file on DIVERSITY_CLI_CONF was a 133-line yaml traceback (exit 1) from models and --help."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text(
+        "name: mine\nbase:\n  steps: 25\n  guidance 3 # a missing colon\n  x: 1\n"
+    )
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(*args)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {tmp_path / 'model' / 'mine.yaml'}:5:") and "is not valid YAML" in err, err
+
+
 def test_plus_key_adds_inside_a_section(cli):
     code, out, _ = cli("generate", "model=sdxl_dmd2", "+model.base.network.path=/x", "--cfg", "job")  # a local copy
     assert code == 0 and yaml.safe_load(out)["model"]["base"]["network"]["path"] == "/x"

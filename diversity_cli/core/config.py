@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError, first_line
@@ -74,6 +75,8 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         first = first_line(err)
         raise UserError(f"bad override for '{command}': {first}") from None
+    except yaml.YAMLError as err:  # a config file of the user's (DIVERSITY_CLI_CONF) that is not YAML
+        raise UserError(yaml_problem(err)) from None
     OmegaConf.set_readonly(cfg, False)
     for key, value in texts.items():
         OmegaConf.update(cfg, key, None if value == "null" else escape(value), merge=False)
@@ -84,6 +87,14 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
         except UserError as err:
             raise as_typed(err, cfg, typed) from None
     return cfg
+
+
+def yaml_problem(err: Exception) -> str:
+    """One line for a config file that does not parse: the file, line and column, and what the parser expected."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else "a config file"
+    problem = getattr(err, "problem", None) or first_line(err)
+    return f"{where} is not valid YAML ({problem}); fix the file or take it off DIVERSITY_CLI_CONF"
 
 
 def typed_values(overrides: list[str]) -> dict[str, str]:
