@@ -168,6 +168,19 @@ def test_refuses_a_folder_with_foreign_outputs(cli, tmp_path, prompts_file):
     assert (out / "log.csv").read_text() == "mine\n"
 
 
+def test_another_commands_run_directory_is_refused_overwrite_or_not(cli, tmp_path, prompts_file):
+    """distill into a generate run said "holds run.json but no run.json" and advised overwrite=true, which put a
+    distill run beside the run's images."""
+    out = tmp_path / "run"
+    assert cli("generate", "model=tiny_sd", "prompt=a red circle", "n=1", f"out={out}")[0] == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    args = ("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={out}", "iterations=1", *SMALL)
+    for extra in ((), ("overwrite=true",)):
+        code, _, err = cli(*args, *extra)
+        assert code == 2 and _one_line(err) and "another command's run directory" in err and "samples.csv" in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 def test_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_run(cli, tmp_path, prompts_file):
     """overwrite=true starts again, but a setting that fails only when the models load (a scheduler class that
     does not exist) trained nothing: the earlier student and checkpoints must still be there."""

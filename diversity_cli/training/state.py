@@ -200,6 +200,12 @@ class RunState:
         found = [p for p in found if (p / "done").exists()]  # a checkpoint cut short by a crash is not one
         return (int(found[-1].name.split("_")[1]), found[-1]) if found else None
 
+    def other_commands_files(self) -> list[str]:
+        """Files run.json lists that distill does not write (a generate run's samples.csv, ...); invocation records
+        (runs/) are every command's."""
+        found = [f for f in self.marker.files() if f.split("/")[0] not in (*OWNED, "runs")]
+        return sorted(found, key=lambda f: ("/" in f, f))  # its own files (samples.csv) before its folders
+
     def owned_present(self) -> list[str]:
         return [name for name in OWNED if (self.root / name).exists()]
 
@@ -208,6 +214,12 @@ class RunState:
         """The iteration to resume from (0: a fresh run), or None when the run is already complete.
         Raises UserError where going on would replace or mix a different run."""
         record = self.read()
+        others = self.other_commands_files() if record is None else []
+        if others:  # overwrite=true too: it would put a distill run beside that command's files
+            raise UserError(
+                f"{self.root} is another command's run directory (its run.json lists {', '.join(others[:3])}), not a "
+                "distill run; choose another out="
+            )
         if cfg.overwrite:
             if self.root.is_dir() and any(self.root.iterdir()) and self.marker.read() is None:
                 raise UserError(
@@ -216,7 +228,7 @@ class RunState:
                 )
             return 0  # the caller clears (one process of a multi-process run)
         if record is None:
-            present = self.owned_present()
+            present = [name for name in self.owned_present() if name != MARKER]  # a marker alone is no run
             if present:
                 raise UserError(
                     f"{self.root} holds {', '.join(present)} but no run.json, so not a distill run of these settings; "
