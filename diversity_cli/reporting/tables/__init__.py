@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from ...core.errors import UserError
-from . import architectures, quality, table1, table3
+from . import architectures, quality, table1, table3, weights
 from .common import (
     CSV_COLUMNS,
     RUN_CSVS,
@@ -115,6 +115,7 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
             if key == "3":  # cells of a column's other tag at prompts its own tag lacks: said, not silently empty
                 table.notes += table3.left_out_notes(runs, paper, cfg.mapping[key], table.measured)
             table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
+            table.notes += weights.mixed_networks_notes(runs, table)  # one pair name, two students across runs
             table.standin = standin_sentence(table, cfg.mapping[key])
     return tables
 

@@ -1,0 +1,37 @@
+"""A report over runs of one pair name made with different networks (another student through
+model.distilled.network.path) says so in every table drawing on both: its rows set one network's numbers beside
+another's under the same name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diversity_cli.core.resources import asset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+NOTE = "two distilled networks under one pair name"
+
+
+def _measured(cli, out: Path, methods: tuple[str, ...], *args: str) -> Path:
+    for method in methods:
+        code, _, err = cli("generate", "model=toy", f"method={method}", "prompt=a shape", "n=3", f"out={out}", *args)
+        assert code == 0, err
+    code, _, err = cli("diversity", f"out={out}")
+    assert code == 0, err
+    return out
+
+
+def test_runs_of_two_students_under_one_name_are_said_apart(cli, tmp_path):
+    other = f"model.distilled.network.path={asset('toy/dp_dmd_student')}"
+    # the table's Distilled column from one run, its Base and Hybrid from the other (each cell's first run listed)
+    mine = _measured(cli, tmp_path / "mine", ("distilled",), other)
+    shipped = _measured(cli, tmp_path / "shipped", ("base", "distilled", "hybrid"))
+    code, _, err = cli("report", f"runs=[{mine},{shipped}]", f"tables_dir={tmp_path / 'tables'}", "html=false")
+    assert code == 0, err
+    table = (tmp_path / "tables" / "table_3.md").read_text()
+    assert NOTE in table and str(mine) in table and str(shipped) in table
+    code, _, err = cli("report", f"out={shipped}", "html=false")  # one run, one student: no such note
+    assert code == 0, err
+    assert NOTE not in (shipped / "tables" / "table_3.md").read_text()
