@@ -216,3 +216,32 @@ def test_sweeps_at_another_seed_into_one_run_are_curves_of_their_own(tmp_path: P
     rows = [("hybrid", p, k, s, 0.5) for k in (1, 2) for p, s in (("a circle", "7"), ("a red square", "9"))]
     curves = ablate_curves([load_run(_seeded_run(tmp_path / "one", rows))])
     assert {(c["sweep"], c["seed"], c["prompts"]) for c in curves} == {("", "", 2)}
+
+
+def test_the_plots_name_the_level_of_their_bars(tmp_path: Path, cli, monkeypatch):
+    """ablate measure.diversity.ci=0.5: the tables said 50% CI, but the plots' bars were "CI of each value" and
+    figure_7.csv had no level at all (README said 95%)."""
+    import matplotlib.axes
+
+    said: list[str] = []
+
+    def recording(real):
+        def record(ax, text, *args, **kwargs):
+            said.append(text)
+            return real(ax, text, *args, **kwargs)
+
+        return record
+
+    for method in ("set_title", "set_ylabel"):
+        monkeypatch.setattr(matplotlib.axes.Axes, method, recording(getattr(matplotlib.axes.Axes, method)))
+    out = tmp_path / "ablate"
+    args = ("ablate", "model=toy", "k=1..2", "n=3", "prompt=a shape", "measure.diversity.ci=0.5", f"out={out}")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert any("(bars: 50% CI of each value)" in text for text in said), said
+    code, _, err = cli("report", f"out={out}", "html=false")
+    assert code == 0, err
+    assert any(text.endswith(", bars: 50% CI") for text in said), said
+    with (out / "tables" / "figure_7.csv").open(newline="") as handle:
+        levels = {row["ci"] for row in csv.DictReader(handle) if row["ci_low"]}
+    assert levels == {"0.5"}

@@ -842,6 +842,12 @@ def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
     return f"{sweep.model}_{metric}_{what}_{sweep_id}.png"
 
 
+def interval_level(results: list[tuple[Point, list[dict[str, str]]]], metric: str) -> str:
+    """The level of the intervals a plot's bars draw, from its rows' `ci` ("95% CI"; levels that differ, each)."""
+    levels = sorted({row.get("ci") or "" for _, rows in results for row in rows if metric_label(row) == metric} - {""})
+    return "/".join(f"{float(level) * 100:g}%" for level in levels) + " CI" if levels else "CI"
+
+
 def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder: Path) -> list[Path]:
     """One PNG per metric and swept knob: value against the knob with its bootstrap interval, one line per prompt
     and their mean (or, for a grid, one mean line per value of the other knobs); points without that knob
@@ -870,7 +876,7 @@ def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder
             what = f"{metric} vs {knob}" if knob else metric
             over = "" if sweep.n is None else f", n={sweep.n}"  # the images per prompt every value rests on
             over += "" if sweep.seed is None else f", seed={sweep.seed}"  # ... and which ones
-            ax.set_title(f"{sweep.model}: {what}{over} (bars: CI of each value)")
+            ax.set_title(f"{sweep.model}: {what}{over} (bars: {interval_level(results, metric)} of each value)")
             fig.tight_layout()
             with owned_path(folder.parent, f"{folder.name}/{name}") as temporary:
                 fig.savefig(temporary, dpi=120, format="png")

@@ -202,11 +202,20 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
         "value": part.value.mean(),
         "ci_low": low,
         "ci_high": high,
+        "ci": _levels(part),
         "seconds_per_image": part.seconds_per_image.mean(),
         "nfe": part.nfe.mean(),
         "prompts": int(part.prompt.nunique()),
         "n": n_range(part.n),
     }
+
+
+def _levels(part: Any) -> str:
+    """The level of a point's interval (ablate.csv's `ci`, "0.95"): "" where its rows predate the column; levels
+    that differ between its prompts, each ("0.5/0.95")."""
+    if "ci" not in part:
+        return ""
+    return "/".join(sorted({str(level) for level in part.ci.dropna() if str(level)}))
 
 
 def _interval(part: Any) -> tuple[float, float]:
@@ -261,11 +270,22 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
             label = f"{level.model} {level.fixed} alone" + (f" ({level.sweep})" if level.sweep else "")
             ax.axhline(level.value, ls=style, lw=1, color="black", label=label)
         ax.set_xlabel(knob)
-        ax.set_ylabel("diversity (metric in legend)")
+        ax.set_ylabel(f"diversity (metric in legend){bar_level(part)}")
         twin.set_ylabel("s / image (dotted)", color="grey")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     return _save_figure(fig, path, frame)
+
+
+def bar_level(part: Any) -> str:
+    """What a panel's error bars are, for its axis label: ", bars: 95% CI" (each level where they differ; "level
+    not recorded" for rows from before ablate.csv named one)."""
+    drawn = part.dropna(subset=["ci_low", "ci_high"])
+    if drawn.empty:
+        return ""
+    levels = sorted({level for value in drawn.ci for level in str(value).split("/")})
+    named = "/".join(f"{float(level) * 100:g}%" for level in levels if level)
+    return f", bars: {named} CI" if named and "" not in levels else ", bars: CI (level not recorded)"
 
 
 def _over(line: Any) -> str:
