@@ -234,3 +234,19 @@ def test_tables_md_says_which_tables_an_earlier_report_wrote(cli, tmp_path: Path
     table2, _, table3 = (shared / "tables.md").read_text().partition("## Table 3")
     assert "## Table 2" in table2 and "earlier report" not in table2
     assert "As an earlier report wrote it" in table3.split("\n", 3)[2]  # right under the heading
+
+
+def test_a_table_these_runs_no_longer_measure_is_said_out_of_date(cli, tmp_path):
+    """diversity.csv removed and remeasured with a metric no table shows: the run's own tables/table_3.md from the
+    first report stayed, and the report called it "an earlier report's, kept" ("rerun that report to refresh it",
+    which it just was)."""
+    out = tmp_path / "run"
+    for method in ("base", "distilled"):
+        assert cli("generate", "model=toy", f"method={method}", "prompt=a shape", "n=3", f"out={out}")[0] == 0
+    assert cli("diversity", f"out={out}")[0] == 0
+    assert cli("report", f"out={out}", "tables=[3]", "html=false")[0] == 0
+    (out / "diversity.csv").unlink()
+    assert cli("diversity", f"out={out}", "metric=[vendi_pixel]")[0] == 0
+    code, stdout, err = cli("report", f"out={out}", "tables=[3,D1]", "html=false")
+    assert code == 0, err
+    assert "was written from them before and is out of date" in " ".join(stdout.split()), stdout

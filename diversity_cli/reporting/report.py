@@ -84,7 +84,7 @@ def write_report(cfg: DictConfig) -> Path | None:
     filled = bool(tables or drawn)  # else tables_dir would hold nothing but this report's record and run.json
     if filled:
         with left_as_found(tables_dir):
-            written = write_tables(tables, tables_dir, display(paper_path))
+            written = write_tables(tables, tables_dir, display(paper_path), roots)
             record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
             figures = write_figures(runs, tables_dir, metrics) if cfg.figures else []
     pages = []
@@ -97,7 +97,7 @@ def write_report(cfg: DictConfig) -> Path | None:
                 own = build_tables([one], paper, cfg, page_keys)
                 record_invocation(one.root, config=cfg, tables_dir=str(tables_dir) if filled else None)
                 pages.append(write_html(one, own, cfg, display(paper_path)))
-    _print_summary(keys, tables, written, figures, pages, tables_dir)
+    _print_summary(keys, tables, written, figures, pages, tables_dir, roots)
     for note in ablate_notes(runs, metrics) if cfg.figures else []:
         stderr_console().print(f"note: {escape(note)}")
     if keys:
@@ -194,7 +194,7 @@ def run_dirs(cfg: DictConfig) -> list[Path]:
 # ------------------------------------------------------------------------------------------------ outputs
 
 
-def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> list[Path]:
+def write_tables(tables: dict[str, Table], folder: Path, paper_source: str, roots: list[Path]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, table in tables.items():
@@ -204,24 +204,36 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str) -> l
         # tables.md holds every table file of the folder, also those an earlier report (another target) wrote.
         parts = sorted(folder.glob("table_*.md"), key=lambda p: _order(p.stem.removeprefix("table_")))
         combined = "# The paper's tables: published beside measured\n\n" + "\n".join(
-            _included(p, p.stem.removeprefix("table_") in tables) for p in parts
+            _included(p, p.stem.removeprefix("table_") in tables, roots) for p in parts
         )
         write_owned(folder, "tables.md", combined, TABLES_MD)
     return written
 
 
-def _included(path: Path, fresh: bool) -> str:
+def _included(path: Path, fresh: bool, roots: list[Path]) -> str:
     """A table file as tables.md holds it: one an earlier report wrote says so under its heading, since its runs
-    were not checked again now (images remade since would go unflagged)."""
+    were not checked again now (images remade since would go unflagged); one written from this report's own runs,
+    which hold no measurement for it now, is out of date."""
     text = path.read_text(encoding="utf-8")
     if fresh:
         return text
     heading, _, rest = text.partition("\n")
     written = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    note = (
-        f"*As an earlier report wrote it ({written}); not checked again by this one: rerun that report to refresh it.*"
-    )
+    if from_these_runs(path, roots):
+        note = f"*Out of date: written {written} from the runs of this report, which hold no measurement for it now.*"
+    else:
+        note = (
+            f"*As an earlier report wrote it ({written}); not checked again by this one: rerun that report to "
+            "refresh it.*"
+        )
     return f"{heading}\n\n{note}\n{rest}"
+
+
+def from_these_runs(table_md: Path, roots: list[Path]) -> bool:
+    """Whether an earlier table's measured cells all came from `roots` (its CSV's `run` column): then it is no other
+    report's table kept in a shared folder but these runs' own, measured before."""
+    made_from = {row.get("run") for row in read_csv(table_md.with_suffix(".csv"))} - {None, ""}
+    return bool(made_from) and made_from <= {str(root) for root in roots}
 
 
 def _order(key: str) -> tuple[int, str]:
@@ -576,14 +588,19 @@ def _readable(path: Path):
         return None
 
 
-def _print_summary(keys, tables, written, figures, pages, tables_dir: Path) -> None:
+def _print_summary(keys, tables, written, figures, pages, tables_dir: Path, roots: list[Path]) -> None:
     from rich.console import Console
 
     console = Console()
     for key in keys:
         table = tables.get(key)
         earlier = tables_dir / f"table_{key}.md"
-        if table is None and earlier.is_file():  # a shared tables_dir keeps each table's latest report
+        if table is None and earlier.is_file() and from_these_runs(earlier, roots):
+            console.print(
+                f"table {key}: no measurement in these runs now; {earlier} was written from them before and is out "
+                "of date (kept: remove it, or measure again)"
+            )
+        elif table is None and earlier.is_file():  # a shared tables_dir keeps each table's latest report
             console.print(f"table {key}: no measurement in these runs; {earlier} is an earlier report's, kept")
         elif table is None:
             console.print(f"table {key}: no measurement in these runs (not written)")
