@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -142,6 +143,24 @@ def test_a_pair_file_of_yours_that_is_not_yaml_is_one_line(cli, tmp_path, monkey
     code, _, err = cli(*args)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"error: {tmp_path / 'model' / 'mine.yaml'}:5:") and "is not valid YAML" in err, err
+
+
+def test_a_network_folder_without_its_config_is_missing_before_anything_loads(cli, tmp_path, monkeypatch):
+    """A distill run's folder named instead of its student/: `models` said "present" and generate failed once
+    loading."""
+    run = tmp_path / "distill_run"
+    (run / "student").mkdir(parents=True)
+    (run / "log.csv").write_text("iteration\n")
+    pair = (Path(__file__).resolve().parents[1] / "conf" / "model" / "toy.yaml").read_text()
+    pair = pair.replace("name: toy", "name: mytoy").replace('"${asset:toy/dmd_student}"', str(run))
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mytoy.yaml").write_text(pair)
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(tmp_path / "conf"))
+    code, out, _ = cli("models")
+    assert code == 0 and any(line.startswith("mytoy") and "1 missing" in line for line in out.splitlines()), out
+    code, _, err = cli("generate", "model=mytoy", "method=distilled", "n=1", f"out={tmp_path / 'out'}")
+    assert code == 2 and f"distilled network {run}: holds no config.json" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_plus_key_adds_inside_a_section(cli):

@@ -130,9 +130,19 @@ def pair_missing(model: DictConfig, distilled: bool = True) -> list[Missing]:
     roles = ["components", "base", *(["distilled"] if distilled else [])]
     for role in roles:
         path = _local_path(model, role)
-        if path and not Path(str(path)).expanduser().exists():
-            key = "model.components.path" if role == "components" else f"model.{role}.network.path"
+        key = "model.components.path" if role == "components" else f"model.{role}.network.path"
+        folder = Path(str(path)).expanduser() if path else None
+        if folder is not None and not folder.exists():
             missing.append(Missing(f"{role} folder {path}", f"not found; set {key}=/folder/that/exists"))
+        elif folder is not None and role != "components" and not (folder / "config.json").is_file():
+            # a network folder is read by from_pretrained: without its config.json it fails only once loading
+            missing.append(
+                Missing(
+                    f"{role} network {path}",
+                    f"holds no config.json, so it is no diffusers network folder (a distill run's network is its "
+                    f"student/ folder); set {key}=<such a folder>",
+                )
+            )
     # every part local still reads the schedulers' configs (`model.<role>.scheduler.repo`)
     return missing + _hub_items(model, distilled)
 
