@@ -173,7 +173,7 @@ def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli, mo
     assert code == 0 and "nothing to do" not in stdout  # evaluated again, not taken as finished
     assert sorted(path.name for path in (out / "samples").iterdir()) == ["00_a_red_square.png"]
     code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5")
-    assert code == 2 and "other settings" in err and "overwrite=true" in err
+    assert code == 2 and "other settings (unet.steps)" in err and "overwrite=true" in err, err
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")

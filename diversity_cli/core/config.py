@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -87,6 +88,22 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
         except UserError as err:
             raise as_typed(err, cfg, typed) from None
     return cfg
+
+
+def flat_keys(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as {dotted key: leaf value}, the form overrides and messages name keys in."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flat_keys(value, f"{prefix}{key}."))
+    return flat
+
+
+def differing_keys(mine: dict, theirs: dict) -> list[str]:
+    """The dotted keys whose values differ between two nested settings (one missing counts), sorted."""
+    a, b = flat_keys(mine), flat_keys(theirs)
+    return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
 
 
 def yaml_problem(err: Exception) -> str:

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..core.atomic import atomic_path
+from ..core.config import differing_keys
 from ..core.errors import UserError, first_line
 from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
 from ..core.record import record_invocation
@@ -270,9 +271,10 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
         elif not saved.is_file():
             raise UserError(f"{out} already exists and is not a train-toy run; choose another out= or empty it")
         elif OmegaConf.to_container(OmegaConf.load(saved), resolve=True) != settings:
+            keys = differing_keys(settings, OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
             raise UserError(
-                f"{out} holds a train-toy run with other settings; rerun with its settings to resume, "
-                "or add overwrite=true to start again"
+                f"{out} holds a train-toy run with other settings ({', '.join(keys[:5])}); rerun with its settings "
+                "to resume, or add overwrite=true to start again"
             )
         elif (out / "MODEL_CARD.md").is_file():
             return _other_evaluation(out, cfg)
@@ -325,23 +327,13 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 def command_line(cfg: DictConfig) -> str:
     """The `diversity-cli train-toy` call that reproduces `cfg`: its differences from the default config, without
     overwrite=true (pasted back into its out=, it would delete the run it describes and train it again)."""
-    from ..core.config import compose
+    from ..core.config import compose, flat_keys
 
-    default = _flatten(OmegaConf.to_container(compose("train_toy"), resolve=True))
-    current = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    default = flat_keys(OmegaConf.to_container(compose("train_toy"), resolve=True))
+    current = flat_keys(OmegaConf.to_container(cfg, resolve=True))
     current.pop("overwrite", None)
     overrides = [f"{key}={_format(value)}" for key, value in current.items() if default.get(key) != value]
     return " ".join(["diversity-cli train-toy", *overrides])
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _format(value) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
+from ..core.config import differing_keys
 from ..core.errors import UserError, first_line
 from ..core.marker import (
     MARKER,
@@ -89,15 +90,6 @@ def fingerprint_config(cfg: DictConfig) -> dict[str, Any]:
 def fingerprint(cfg: DictConfig) -> str:
     text = json.dumps(fingerprint_config(cfg), sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
 
 
 class RunState:
@@ -236,9 +228,7 @@ class RunState:
                 )
             return 0
         if record["fingerprint"] != fingerprint(cfg):
-            mine = _flatten(fingerprint_config(cfg))
-            theirs = _flatten(record["config"])
-            keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            keys = differing_keys(fingerprint_config(cfg), record["config"])
             raise UserError(
                 f"{self.root} holds a distill run with different settings ({', '.join(keys[:5]) or 'config'}); "
                 "use another out= or add overwrite=true"
