@@ -44,7 +44,9 @@ def test_make_demo_samples_three_methods_at_k1_with_the_same_seeds_then_draws_th
     args = dict(word.split("=", 1) for word in shlex.split(generate.split("generate", 1)[1]) if "=" in word)
     assert args["k"] == "1" and args["seed"] == "0" and args["overwrite"] == "true"  # the paper's k, same seeds
     assert args["out"] == str(tmp_path / "demo") and args["model"] == "toy" and args["prompt"] == "a shape"
-    assert args["base_steps"] == "5"  # the toy's base hands over after its own steps, not its x̂0 at pure noise
+    # the toy's base hands over after its own steps, not its x̂0 at pure noise; set for the hybrid only (generate
+    # refuses base_steps with a method that ignores it)
+    assert "$knobs" in generate and '[ $method = hybrid ] && knobs="base_steps=5"' in text
     last = _commands(text)[-1]
     assert "-m diversity_cli.reporting.contact_sheet" in last
     words = shlex.split(last.split("contact_sheet", 1)[1])

@@ -380,11 +380,12 @@ def test_sharded_overwrite_remakes_images_of_weights_changed_in_place(cli, tmp_p
 
 @pytest.mark.parametrize("command", ["generate", "x0viz"])
 def test_a_network_that_will_not_load_leaves_no_new_out(cli, tmp_path, command):
-    """A folder that exists but holds no network passes the preflight and fails when it loads: the command made
+    """A folder whose config.json is no network's passes the preflight and fails when it loads: the command made
     nothing, so the out= it created is gone again (it left run.json and lock files); an empty folder of yours given
     as out= stays, empty (x0viz left its run.json there, listing files it never wrote)."""
     student = tmp_path / "student"
     student.mkdir()
+    (student / "config.json").write_text("not a network's config\n")
     for out, existed in ((tmp_path / "new", False), (tmp_path / "empty", True)):
         if existed:
             out.mkdir()
