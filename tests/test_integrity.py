@@ -218,6 +218,7 @@ def test_a_folder_holding_only_run_directories_takes_a_run(cli, tmp_path):
     out = tmp_path / "table1"
     RunMarker(out / "adapters" / "red").claim()  # an adapter trained into <out>/adapters/red, as make does
     (out / "empty").mkdir()
+    (out / ".run.json.host.123.x.tmp").write_text("{")  # another shard's marker, being written this instant
     code, _, err = _generate(cli, out)
     assert code == 0, err
     assert RunMarker(out).is_marked() and len(RunDir(out).read_samples()) == 2

@@ -192,7 +192,8 @@ def _first_foreign(folder: Path, top: bool = False) -> Path | None:
     """The first entry of `folder` that is neither a run directory nor a folder holding only run directories (nor,
     at the top, what the toolkit leaves before its run.json)."""
     for entry in sorted(folder.iterdir()):
-        if top and entry.name in BEFORE_MARKER:
+        # a writer's temporary (`.run.json.<host>.<pid>.*.tmp`): another shard claiming the folder this instant
+        if top and (entry.name in BEFORE_MARKER or (entry.name.startswith(".") and ".tmp" in entry.name)):
             continue
         if entry.is_symlink() or not entry.is_dir():
             return entry
