@@ -250,3 +250,4 @@ def test_a_table_these_runs_no_longer_measure_is_said_out_of_date(cli, tmp_path)
     code, stdout, err = cli("report", f"out={out}", "tables=[3,D1]", "html=false")
     assert code == 0, err
     assert "was written from them before and is out of date" in " ".join(stdout.split()), stdout
+    assert "diversity.csv also holds vendi_pixel, which no table shows" in " ".join(err.split()), err

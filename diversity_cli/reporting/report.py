@@ -57,6 +57,7 @@ from .tables import (
     wide,
     write_csv,
 )
+from .tables.common import QUALITY_METRICS
 from .tables.figures import figure_csv, figure_png
 from .tables.render import TABLE_CSV, TABLE_MD, TABLES_MD
 
@@ -102,6 +103,7 @@ def write_report(cfg: DictConfig) -> Path | None:
         stderr_console().print(f"note: {escape(note)}")
     if keys:
         _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys), cfg.mapping, keys)
+        _print_unshown_metrics(runs, list(cfg.diversity_metrics), keys)
     if not filled and not pages:  # not an error: the runs hold results, none of them of what was asked for
         stderr_console().print(f"note: {escape(nothing_to_report(cfg, keys, roots))}")
     return tables_dir if filled else None
@@ -155,6 +157,20 @@ def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig, keys: l
         stderr_console().print(
             f"note: {source} measured {escape(', '.join(groups))}, in no row of Tables {tables} (their tags are no "
             f"row's); {escape(how)}"
+        )
+
+
+def _print_unshown_metrics(runs: list[RunData], shown: list[str], keys: list[str]) -> None:
+    """diversity.csv metrics no table shows (Vendi, precision/recall/density/coverage, metrics outside
+    `diversity_metrics`): said, so "no measurement in these runs" is not read as nothing measured."""
+    if not any(key in keys for key in TABLES_OF["diversity.csv"]):
+        return
+    held = dict.fromkeys(row.get("metric", "") for run in runs for row in run.diversity)
+    unshown = [metric for metric in held if metric and metric not in (*shown, *QUALITY_METRICS)]
+    if unshown:
+        stderr_console().print(
+            f"note: diversity.csv also holds {escape(', '.join(unshown))}, which no table shows (the tables show "
+            f"diversity_metrics={escape(','.join(shown))} beside their quality); diversity.csv has every row"
         )
 
 
