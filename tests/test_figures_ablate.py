@@ -234,6 +234,14 @@ def test_the_plots_name_the_level_of_their_bars(tmp_path: Path, cli, monkeypatch
 
     for method in ("set_title", "set_ylabel"):
         monkeypatch.setattr(matplotlib.axes.Axes, method, recording(getattr(matplotlib.axes.Axes, method)))
+    levels: dict[str, str] = {}  # Figure 7's horizontal lines: label -> colour
+    real_axhline = matplotlib.axes.Axes.axhline
+
+    def axhline(ax, y=0, *args, **kwargs):
+        levels[kwargs.get("label", "")] = kwargs.get("color", "")
+        return real_axhline(ax, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", axhline)
     out = tmp_path / "ablate"
     args = ("ablate", "model=toy", "k=1..2", "n=3", "prompt=a shape", "measure.diversity.ci=0.5", f"out={out}")
     code, _, err = cli(*args)
@@ -242,6 +250,8 @@ def test_the_plots_name_the_level_of_their_bars(tmp_path: Path, cli, monkeypatch
     code, _, err = cli("report", f"out={out}", "html=false")
     assert code == 0, err
     assert any(text.endswith(", bars: 50% CI") for text in said), said
+    base, distilled = (next(c for label, c in levels.items() if f"{m} alone" in label) for m in ("base", "distilled"))
+    assert base != distilled, levels  # both were black
     with (out / "tables" / "figure_7.csv").open(newline="") as handle:
         levels = {row["ci"] for row in csv.DictReader(handle) if row["ci_low"]}
     assert levels == {"0.5"}

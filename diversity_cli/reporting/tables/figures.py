@@ -266,9 +266,10 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
         same = frame.model.isin(part.model) & frame.metric.isin(part.metric) & frame.sweep.isin(part.sweep)
         levels = frame[baseline & same]
         for _, level in levels.iterrows():
-            style = "--" if level.fixed == "base" else "-."
+            # base and distilled told apart by colour as well as dash (both were black)
+            style, colour = ("--", "black") if level.fixed == "base" else ("-.", "tab:red")
             label = f"{level.model} {level.fixed} alone" + (f" ({level.sweep})" if level.sweep else "")
-            ax.axhline(level.value, ls=style, lw=1, color="black", label=label)
+            ax.axhline(level.value, ls=style, lw=1, color=colour, label=label)
         ax.set_xlabel(knob)
         ax.set_ylabel(f"diversity (metric in legend){bar_level(part)}")
         twin.set_ylabel("s / image (dotted)", color="grey")
