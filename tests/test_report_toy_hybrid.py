@@ -238,3 +238,18 @@ def test_a_cell_left_out_says_its_n(tmp_path: Path):
     (base,) = cells(t3, method="Base", measured_metric="toy_features", condition="a shape")
     assert base.measured == "0.47" and base.n == "3"
     assert any("also measured 0.33" in note and "n=2)" in note for note in t3.notes), t3.notes
+
+
+def test_fid_cells_over_different_prompts_are_said_to_be(tmp_path: Path):
+    """Table 4 set a hybrid over one prompt beside a skip_first over two (each against its own prompts' toy scenes);
+    only n showed, which did not tell them apart."""
+    groups = {"base": ("0.3", "1"), "distilled": ("0.2", "1"), "hybrid_k1": ("0.25", "1"), "skip_first": ("0.2", "1")}
+    root = toy_run(tmp_path / "run", groups)
+    t4 = tables_of(root, keys=("4",))["4"]
+    assert not [note for note in t4.notes if "different prompts" in note]  # one prompt for all: nothing to say
+    with (root / "samples.csv").open("a", newline="") as f:
+        row = {"method": "skip_first", "model": "toy", "prompt": "a circle", "seed": 9, "path": "toy/x.png"}
+        csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS).writerow({**row, "tag": "skip_first"})
+    t4 = tables_of(root, keys=("4",))["4"]
+    (note,) = [note for note in t4.notes if "different prompts" in note]
+    assert "hybrid_k1: 1 prompt(s)" in note and "skip_first: 2 prompt(s)" in note, note

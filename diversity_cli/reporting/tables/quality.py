@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .common import Line, RunData, as_number, choose_model, match_tag, origin, preferred_tags, tag_rank
+from .common import Line, RunData, as_number, choose_model, match_tag, md_literal, origin, preferred_tags, tag_rank
 
 
 def _steps(run: RunData) -> dict[tuple[str, str], str]:
@@ -17,6 +17,36 @@ def _steps(run: RunData) -> dict[tuple[str, str], str]:
     return {
         key: "; ".join(f"{steps} steps, {nfe} NFE" for steps, nfe in sorted(values)) for key, values in found.items()
     }
+
+
+def prompt_sets(run: RunData) -> dict[tuple[str, str], frozenset[str]]:
+    """(model, tag) -> the prompts of its images in samples.csv: what an FID of the group is over."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for row in run.samples:
+        found.setdefault((row["model"], row.get("tag") or row["method"]), set()).add(row["prompt"])
+    return {key: frozenset(prompts) for key, prompts in found.items()}
+
+
+def prompt_notes(runs: list[RunData], table: Any) -> list[str]:
+    """A note where the table's FID cells are over different prompt sets (a hybrid of one prompt beside a
+    skip_first of two): each FID is against other images (the toy reference is each group's prompts' scenes), so
+    the cells are not comparable; n alone did not show it."""
+    sets = {str(run.root): prompt_sets(run) for run in runs}
+    over: dict[str, frozenset[str]] = {}
+    for line in table.measured:
+        if line.metric != "fid" or " / " not in line.measured_as:
+            continue
+        tag = line.measured_as.split(" / ", 1)[1].split(" (", 1)[0]
+        prompts = sets.get(line.run, {}).get((line.model, tag))
+        if prompts:
+            over[f"{line.model} / {tag}"] = prompts
+    if len(set(over.values())) < 2:
+        return []
+    each = "; ".join(f"{md_literal(group)}: {len(prompts)} prompt(s)" for group, prompts in over.items())
+    return [
+        f"the FID cells are over different prompts ({each}): each is measured against other images, so compare "
+        "only cells over the same prompts (generate every method with the same prompts=)"
+    ]
 
 
 def quality_slot(column: str) -> str | None:
