@@ -32,6 +32,8 @@ def test_runs_of_two_students_under_one_name_are_said_apart(cli, tmp_path):
     assert code == 0, err
     table = (tmp_path / "tables" / "table_3.md").read_text()
     assert NOTE in table and str(mine) in table and str(shipped) in table
+    # a cell's date is its CSV's last write, not when its row was measured: the provenance line says which
+    assert "n = 3 per cell, results file written 20" in table and ", measured 20" not in table
     code, _, err = cli("report", f"out={shipped}", "html=false")  # one run, one student: no such note
     assert code == 0, err
     assert NOTE not in (shipped / "tables" / "table_3.md").read_text()

@@ -182,7 +182,8 @@ def provenance(table: Table) -> list[str]:
         n = ns[0] if len(ns) == 1 else f"{ns[0]}-{ns[-1]}" if ns else "?"
         out.append(
             f"{run}: model {', '.join(m for m in info['model'] if m)}, n = {n} per cell, "
-            f"measured {', '.join(d for d in info['date'] if d)}"
+            # the CSV's modification time: a row measured earlier reads as late as the file's last write
+            f"results file written {', '.join(d for d in info['date'] if d)}"
         )
     return out
 
