@@ -4,6 +4,7 @@ another's under the same name."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,11 @@ def test_runs_of_two_students_under_one_name_are_said_apart(cli, tmp_path):
     assert NOTE in table and str(mine) in table and str(shipped) in table
     # a cell's date is its CSV's last write, not when its row was measured: the provenance line says which
     assert "n = 3 per cell, results file written 20" in table and ", measured 20" not in table
+    with (tmp_path / "tables" / "table_3.csv").open(newline="") as handle:
+        cells = [row for row in csv.DictReader(handle) if row["measured"]]
+    # an adherence cell has no interval, so no level (it took its diversity cell's 0.95)
+    assert {row["ci"] for row in cells if row["metric"] == "quality"} == {""}
+    assert {row["ci"] for row in cells if row["metric"] != "quality"} == {"0.95"}
     code, _, err = cli("report", f"out={shipped}", "html=false")  # one run, one student: no such note
     assert code == 0, err
     assert NOTE not in (shipped / "tables" / "table_3.md").read_text()

@@ -392,6 +392,7 @@ def quality_lines(run: RunData, quality: dict, key: tuple[str, str, str], like: 
             n=str(item.get("n", "")),
             ci_low="",
             ci_high="",
+            ci="",  # no interval, so no level (`like` is the diversity cell's, which has one)
             **origin(run, item["_source"]),
         )
         for item in quality.get((model, tag, prompt.lower()), [])
