@@ -251,3 +251,15 @@ def test_a_table_these_runs_no_longer_measure_is_said_out_of_date(cli, tmp_path)
     assert code == 0, err
     assert "was written from them before and is out of date" in " ".join(stdout.split()), stdout
     assert "diversity.csv also holds vendi_pixel, which no table shows" in " ".join(err.split()), err
+
+
+def test_a_diversity_without_an_interval_says_why(cli, tmp_path):
+    """diversity bootstrap=0: Table 3's cells stood bare, with no word why (a reader takes a missing interval for a
+    negligible one)."""
+    out = tmp_path / "run"
+    assert cli("generate", "model=toy", "method=base", "prompt=a shape", "n=3", f"out={out}")[0] == 0
+    for bootstrap, said in (("bootstrap=0", True), ("bootstrap=50", False)):
+        assert cli("diversity", f"out={out}", bootstrap)[0] == 0
+        assert cli("report", f"out={out}", "tables=[3]", "html=false")[0] == 0
+        table = (out / "tables" / "table_3.md").read_text()
+        assert ("a measured diversity without [low, high]: no interval was computed" in table) == said, table

@@ -293,6 +293,12 @@ def reading_notes(table: Table) -> list[str]:
             "[low, high] after a classifier share: its 95% Wilson score interval (the share's n images are "
             "independent hits or misses); n: images per cell"
         )
+    bare = [line for line in table.measured if line.metric.endswith("diversity") and not line.ci_low]
+    if bare:  # said, so a number without an interval is not read as one with a negligible one
+        notes.append(
+            "a measured diversity without [low, high]: no interval was computed for it (diversity bootstrap=0, or "
+            "two images: one pair)"
+        )
     if any(line.ci_low and line not in shares for line in table.measured):
         notes.append(
             "[low, high] after a measured diversity: its bootstrap confidence interval over the images (95% unless "
