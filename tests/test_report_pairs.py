@@ -12,7 +12,7 @@ import pytest
 from diversity_cli.core.resources import asset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-NOTE = "two distilled networks under one pair name"
+NOTE = "distilled networks differ under one pair name"
 
 
 def _measured(cli, out: Path, methods: tuple[str, ...], *args: str) -> Path:

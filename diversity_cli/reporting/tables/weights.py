@@ -40,7 +40,7 @@ def mixed_networks_notes(runs: list[RunData], table: Table) -> list[str]:
             f"{md_literal(root)}: {md_literal(label)} {weights}" for root, (weights, label) in networks.items()
         )
         notes.append(
-            f"**two {md_literal(role)} networks under one pair name**: the runs behind this table made "
+            f"**{md_literal(role)} networks differ under one pair name**: the runs behind this table made "
             f"{md_literal(pair)}'s images with different {md_literal(role)} weights ({each}), so its rows set one "
             "network's numbers beside another's; report each network's runs on their own, or name the pairs apart"
         )
