@@ -131,9 +131,10 @@ def test_info_shows_the_search_path(cli, tmp_path, monkeypatch):
     assert str(tmp_path) in out and "conf" in out and "Group model:" in out
 
 
-@pytest.mark.parametrize("args", [("models",), ("generate", "--help"), ("generate", "model=mine", "n=1")])
+@pytest.mark.parametrize("args", [("generate", "model=mine", "n=1"), ("generate", "model=mine", "--cfg", "job")])
 def test_a_pair_file_of_yours_that_is_not_yaml_is_one_line(cli, tmp_path, monkeypatch, args):
-    """A typo in a pair file on DIVERSITY_CLI_CONF was a 133-line yaml traceback (exit 1) from models and --help."""
+    """A typo in a pair file on DIVERSITY_CLI_CONF was a 133-line yaml traceback (exit 1) from models, --help and
+    every command naming the pair."""
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "mine.yaml").write_text(
         "name: mine\nbase:\n  steps: 25\n  guidance 3 # a missing colon\n  x: 1\n"
@@ -143,6 +144,18 @@ def test_a_pair_file_of_yours_that_is_not_yaml_is_one_line(cli, tmp_path, monkey
     code, _, err = cli(*args)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"error: {tmp_path / 'model' / 'mine.yaml'}:5:") and "is not valid YAML" in err, err
+
+
+@pytest.mark.parametrize("args", [("models",), ("generate", "--help")])
+def test_models_and_help_list_a_pair_file_that_is_not_yaml_beside_the_others(cli, tmp_path, monkeypatch, args):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text("name: mine\nbase:\n  guidance 3\n  x: 1\n")
+    monkeypatch.setenv("DIVERSITY_CLI_CONF", str(tmp_path))
+    code, out, err = cli(*args)
+    assert code == 0 and "Traceback" not in err, err
+    (row,) = [line for line in out.splitlines() if line.lstrip().startswith("mine ")]
+    assert "config does not read: `diversity-cli generate model=mine --cfg job` says why" in row
+    assert any(line.lstrip().startswith("toy ") for line in out.splitlines())  # the others still listed
 
 
 def test_a_network_folder_without_its_config_is_missing_before_anything_loads(cli, tmp_path, monkeypatch):

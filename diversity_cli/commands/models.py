@@ -4,13 +4,19 @@ on this machine (checked on the local disk only, as every command's preflight do
 from __future__ import annotations
 
 from ..core.config import available, compose
+from ..core.errors import UserError
 from ..models.preflight import pair_missing
 
 
 def pair_rows() -> list[dict[str, str]]:
     rows = []
     for name in available("model"):
-        model = compose("generate", [f"model={name}"]).model
+        try:
+            model = compose("generate", [f"model={name}"]).model
+        except UserError:  # a pair file of the user's that does not compose: listed as such, the others still are
+            broken = f"config does not read: `diversity-cli generate model={name} --cfg job` says why"
+            rows.append({"pair": name, "base": "", "student": "", "px": "", "weights": broken})
+            continue
         missing = pair_missing(model)
         rows.append(
             {
@@ -36,8 +42,6 @@ def pair_lines() -> list[str]:
 
 def main(overrides: list[str]) -> None:
     if overrides:
-        from ..core.errors import UserError
-
         raise UserError(f"models takes no arguments (got {' '.join(overrides)}); it lists the model pairs")
     print("\n".join(pair_lines()))
     print("weights: `diversity-cli generate model=<pair>` checks them before it loads anything; see README")
