@@ -414,7 +414,7 @@ def stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str],
     <reference>]: n=8, samples.csv's images 12", or "…: images remade since (n=8)" when the count is the same; rows
     older than the `samples` column are checked by count only). Numbers over a subset say so in their metric
     (`toy_features@adherent`) and are left out; so are images lost from disk."""
-    held = _held_images(run)
+    held = held_images(run)
     rows = run.diversity if source == "diversity.csv" else run.fid
     found = {}
     for row in rows:
@@ -433,7 +433,7 @@ def stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str],
     return found
 
 
-def _held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
+def held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
     """(model, tag, prompt) and (model, tag) -> the samples.csv rows of that group whose image is on disk."""
     held: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for row in run.samples:

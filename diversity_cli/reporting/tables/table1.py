@@ -9,7 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from ...models.adapters import adapter_digest
-from .common import STALE, TITLES, Line, RunData, Table, as_number, md_code, md_literal, origin, shows_group
+from .common import (
+    STALE,
+    TITLES,
+    Line,
+    RunData,
+    Table,
+    as_number,
+    held_images,
+    md_code,
+    md_literal,
+    origin,
+    shows_group,
+)
 
 
 def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
@@ -170,17 +182,16 @@ def images_changed(run: RunData) -> dict[int, str | None]:
     """Per transfer.csv row (its index in the file): what changed since in the images it was measured over ("" for
     nothing), checked against the run's samples.csv and disk; None for a row that names no images (`images`: rows
     written before transfer.csv recorded them), which is not checked."""
-    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for sample in run.samples:
-        groups.setdefault((sample["model"], sample.get("tag") or sample["method"]), []).append(sample)
-    return {index: _row_images(run, row, groups) for index, row in enumerate(run.transfer)}
+    held = held_images(run)
+    return {index: _row_images(row, held) for index, row in enumerate(run.transfer)}
 
 
-def _row_images(run: RunData, row: dict[str, str], groups: dict[tuple[str, str], list[dict[str, str]]]) -> str | None:
-    """What changed in one row's groups of images (`images`: "<tag>=<settings>; ..."): images of its tag, prompt
-    and seeds (seed= to seed= + n) that samples.csv now gives other settings (remade: overwrite=true with other
-    sampler or model settings), or fewer of them on disk than it measured. A row over several prompts names only
-    its first (`prompts_label`): every image of its tags is checked then, and only for other settings or none."""
+def _row_images(row: dict[str, str], held: dict[tuple[str, ...], list[dict[str, str]]]) -> str | None:
+    """What changed in one row's groups of images (`images`: "<tag>=<settings>; ..."), given the run's samples rows
+    whose image is on disk (`held_images`): images of its tag, prompt and seeds (seed= to seed= + n) that samples.csv
+    now gives other settings (remade: overwrite=true with other sampler or model settings), or fewer of them than it
+    measured. A row over several prompts names only its first (`prompts_label`): every image of its tags is checked
+    then, and only for other settings or none."""
     if not row.get("images"):
         return None
     prompt = row.get("prompts", "")
@@ -191,18 +202,17 @@ def _row_images(run: RunData, row: dict[str, str], groups: dict[tuple[str, str],
     found = []
     for part in row["images"].split("; "):
         tag, _, recorded = part.partition("=")
-        samples = [
+        kept = [
             sample
-            for sample in groups.get((row.get("model", ""), tag), [])
+            for sample in held.get((row.get("model", ""), tag), [])
             if (not one_prompt or sample["prompt"] == prompt) and (seeds is None or sample["seed"] in seeds)
         ]
-        held = [sample for sample in samples if (run.root / sample["path"]).is_file()]
-        other = sorted({sample.get("settings", "") for sample in held} - set(recorded.split("|")))
+        other = sorted({sample.get("settings", "") for sample in kept} - set(recorded.split("|")))
         if other:
             found.append(f"{tag} images remade with settings {', '.join(other)} (measured: {recorded})")
-        elif expected is not None and len(held) < expected:
-            found.append(f"{tag}: {len(held)} of its {expected} image(s) left in the run")
-        elif not held:
+        elif expected is not None and len(kept) < expected:
+            found.append(f"{tag}: {len(kept)} of its {expected} image(s) left in the run")
+        elif not kept:
             found.append(f"{tag}: none of its images left in the run")
     return "; ".join(found)
 
