@@ -54,7 +54,7 @@ from ..core.rundir import SAMPLE_COLUMNS, RunDir
 from ..core.schema import escape, literal_keys
 from ..core.schemas.ablate import AblateConfig
 from ..metrics.diversity import MIN_INTERVAL_N, pooled_interval
-from ..metrics.labels import metric_label
+from ..metrics.labels import interval_name, metric_label
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .defaults import QUALITY_METRICS, apply_defaults
@@ -844,8 +844,7 @@ def plot_name(sweep: Sweep, metric: str, knob: str | None) -> str:
 
 def interval_level(results: list[tuple[Point, list[dict[str, str]]]], metric: str) -> str:
     """The level of the intervals a plot's bars draw, from its rows' `ci` ("95% CI"; levels that differ, each)."""
-    levels = sorted({row.get("ci") or "" for _, rows in results for row in rows if metric_label(row) == metric} - {""})
-    return "/".join(f"{float(level) * 100:g}%" for level in levels) + " CI" if levels else "CI"
+    return interval_name(row.get("ci") or "" for _, rows in results for row in rows if metric_label(row) == metric)
 
 
 def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder: Path) -> list[Path]:

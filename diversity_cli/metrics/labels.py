@@ -4,10 +4,17 @@ one measurement; rows under two labels are never averaged, plotted or tabulated 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
 def metric_label(row: Mapping[str, str]) -> str:
     """`metric`, or `metric[options]` when the row's `options` names settings other than the defaults."""
     options = row.get("options") or ""
     return f"{row['metric']}[{options}]" if options else str(row["metric"])
+
+
+def interval_name(levels: Iterable[str]) -> str:
+    """The intervals' name from their levels as the CSVs write them ("0.95" -> "95% CI"; several, each: "50%/95% CI";
+    none known: "CI")."""
+    found = sorted({float(level) for level in levels if str(level)})
+    return "/".join(f"{level * 100:g}%" for level in found) + " CI" if found else "CI"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.marker import csv_with, owned_path, png_by, write_owned
-from ...metrics.labels import metric_label
+from ...metrics.labels import interval_name, metric_label
 from .common import RunData, common_to_all, without_pair_interval
 
 # an earlier report's figure, written before run.json listed figures: the points as CSV (figure_5.csv had no
@@ -284,9 +284,8 @@ def bar_level(part: Any) -> str:
     drawn = part.dropna(subset=["ci_low", "ci_high"])
     if drawn.empty:
         return ""
-    levels = sorted({level for value in drawn.ci for level in str(value).split("/")})
-    named = "/".join(f"{float(level) * 100:g}%" for level in levels if level)
-    return f", bars: {named} CI" if named and "" not in levels else ", bars: CI (level not recorded)"
+    levels = {level for value in drawn.ci for level in str(value).split("/")}
+    return f", bars: {interval_name(levels)}" if "" not in levels else ", bars: CI (level not recorded)"
 
 
 def _over(line: Any) -> str:
