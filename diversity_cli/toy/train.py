@@ -270,8 +270,8 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
             remove_outputs(out, OUTPUTS)  # only files run.json lists: anything of yours there stays
         elif not saved.is_file():
             raise UserError(f"{out} already exists and is not a train-toy run; choose another out= or empty it")
-        elif OmegaConf.to_container(OmegaConf.load(saved), resolve=True) != settings:
-            keys = differing_keys(settings, OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+        elif (earlier := OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) != settings:
+            keys = differing_keys(settings, earlier)
             raise UserError(
                 f"{out} holds a train-toy run with other settings ({', '.join(keys[:5])}); rerun with its settings "
                 "to resume, or add overwrite=true to start again"
