@@ -66,6 +66,11 @@ def _refused(cli, workdir: Path, *args: str) -> str:
             ("ablate", "model=toy", "method=base,skip_first", "base_guidance=0,5", "n=2", "prompt=a circle"),
             "error: base_guidance=0,5 applies to method=hybrid or replace_final only; method=base,skip_first",
         ),
+        (  # one direction measures one adapter: the second was dropped without a word
+            ("transfer-lora", "model=toy", "adapter=/nowhere/red", "reverse_adapter=/nowhere/blue"),
+            "error: reverse_adapter=/nowhere/blue applies to direction=both only; direction=base_to_distilled "
+            "ignores it",
+        ),
     ],
 )
 def test_a_value_the_method_ignores_is_refused(cli, workdir, args, line):
@@ -120,3 +125,12 @@ def test_hydras_launcher_group_points_to_launcher(cli, workdir, args, line):
 def test_defaults_and_values_a_method_reads_pass(cli, workdir, args):
     with pytest.raises(Reached):
         cli(*args, f"out={workdir / 'run'}")
+
+
+def test_direction_both_takes_the_reverse_adapter(cli, workdir):
+    """The direction that reads it: the run goes on to check the adapters themselves (none exists here)."""
+    code, _, err = cli(
+        "transfer-lora", "model=toy", "direction=both", "adapter=/nowhere/red", "reverse_adapter=/nowhere/blue",
+        f"out={workdir / 'run'}",
+    )  # fmt: skip
+    assert code == 2 and "applies to" not in err and "/nowhere/red" in err, err

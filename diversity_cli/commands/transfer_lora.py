@@ -8,6 +8,10 @@ from ..experiments.defaults import apply_defaults
 from ..experiments.launch import dispatch
 from ..experiments.transfer import Measured, make_plan, merge_transfer, transfer, transfer_remaining
 
+# the adapter trained on the distilled model is the second of direction=both: in one direction it was ignored, and
+# the run measured one adapter where the user asked for two
+READ_ONLY_BY = {key: ("direction", ("both",)) for key in ("reverse_adapter", "reverse_adapter_file")}
+
 
 def validate(cfg: DictConfig) -> None:
     """The adapter files, an adapters= table and the prompts, read and checked before the preflight: bad input is
