@@ -116,6 +116,8 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
                 table.notes += quality.prompt_notes(runs, table)
             if key == "3":  # cells of a column's other tag at prompts its own tag lacks: said, not silently empty
                 table.notes += table3.left_out_notes(runs, paper, cfg.mapping[key], table.measured)
+            if key in ("D1", "E1"):  # one prompt per pair, only the tags its rows take: what else was measured, said
+                table.notes += architectures.left_out_notes(runs, cfg.mapping[key], table)
             table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
             table.notes += weights.mixed_networks_notes(runs, table)  # one pair name, two students across runs
             table.standin = standin_sentence(table, cfg.mapping[key])
