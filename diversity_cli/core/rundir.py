@@ -353,6 +353,13 @@ def samples_digest(rows: Iterable[dict[str, str]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
 
+def seed_window(rows: Iterable[dict[str, str]], prompt: str, first: int, n: int) -> list[dict[str, str]]:
+    """The samples rows of `prompt` whose seed is one of first .. first+n-1: the images a measurement of n images
+    per prompt from seed `first` read (one seed makes one image), so its `samples_digest` can be checked later."""
+    seeds = {str(seed) for seed in range(first, first + n)}
+    return [row for row in rows if row.get("prompt") == prompt and row.get("seed") in seeds]
+
+
 def canonical_order(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """Groups (model, method tag) in the order they first appear; inside a group, rows by (case, seed) when every
     row has its case index (older files without it keep their file order). Sharded and unsharded runs of the same

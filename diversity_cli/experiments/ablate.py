@@ -32,10 +32,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..core.config import available, conf_dir, search_dirs
+from ..core.config import available, conf_dir, differing_keys, flat_keys, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.marker import (
@@ -50,8 +51,9 @@ from ..core.marker import (
 )
 from ..core.prompts import command_limits, command_seed, read_prompts
 from ..core.record import read_records, record_invocation
-from ..core.rundir import SAMPLE_COLUMNS, RunDir
+from ..core.rundir import SAMPLE_COLUMNS, RunDir, samples_digest
 from ..core.schema import escape, literal_keys
+from ..core.schema import show as show_value
 from ..core.schemas.ablate import AblateConfig
 from ..metrics.diversity import MIN_INTERVAL_N, pooled_interval
 from ..metrics.labels import interval_name, metric_label
@@ -66,6 +68,9 @@ COLUMNS = [
     "k",
     "base_guidance",
     "base_steps",
+    # the pair's settings the sweep changed from its config file (`base.guidance=5`): rows of two pair settings in
+    # one out= are told apart (`pair_changes`)
+    "pair",
     "prompt",
     "n",
     # the prompt's first seed (its images: seed .. seed+n-1); on the FID/IS/CLIP rows (all prompts) the sweep's
@@ -79,6 +84,9 @@ COLUMNS = [
     "ci_high",
     "ci",  # the interval's level
     "options",  # the embedder's settings other than the defaults (diversity.csv's)
+    # a prompt's row: which images of the point it measured (`samples_digest`, paths from out=), so a report finds
+    # rows whose images were remade or removed since; empty where not checkable (over all prompts; older rows)
+    "samples",
     "run",  # the point's run directory, relative to out (its images, samples.csv, configs)
 ]
 ROWS_VERSION = 2  # of point.csv's rows: 2, FID rows carry their reference in options, no interval over two images
@@ -495,13 +503,15 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     rows = [{**made[job.path], "path": os.path.relpath(root / job.path, view)} for job in jobs]
     metrics = parse_metrics(cfg.metric)
     signature = _signature(cfg, metrics, rows, [root / job.path for job in jobs])
+    labels = {"pair": pair_changes(cfg.model), "samples": _digests(cfg, point, jobs, made)}
     cached = _cached(root, signature)
     if cached is not None and _embedder_weights_changed(view):
         cached = None
     if cached is not None:
         stderr_console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
-        # the same images: this sweep's seed (an earlier version left the FID rows' seed empty)
-        return _seeded(cached, seed)
+        # the same images: this sweep's seed (an earlier version left the FID rows' seed empty), and the labels
+        # (the signature holds the images' settings and bytes: the same pair, the same digests)
+        return _seeded(_labelled(cached, labels), seed)
 
     _write_view(view, rows)
     found = _diversity(cfg, view, metrics)
@@ -521,12 +531,53 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     for job in jobs:
         first_seed[job.prompt] = min(job.seed, first_seed.get(job.prompt, job.seed))
     results = [{**shared, "seed": first_seed.get(row["prompt"], ""), **row} for row in found]
-    results = _seeded([{column: row.get(column, "") for column in COLUMNS} for row in results], seed)
+    results = _seeded([{column: row.get(column, "") for column in COLUMNS} for row in _labelled(results, labels)], seed)
     _write_csv(root, "point.csv", results)
     # n and seed: which sweep's numbers point.csv holds (another n or seed= into the same out= measures it again)
     measured = {"signature": signature, **point.knobs(), "n": int(cfg.n), "seed": seed}
     write_owned(root, "point.json", json.dumps(measured, indent=2) + "\n")
     return results
+
+
+def pair_changes(model: DictConfig) -> str:
+    """The pair's settings that differ from its config file at its preset, as `key=value` joined by `; `
+    (`base.guidance=5`; `~key` for one deleted), "" when none: what ablate.csv's `pair` column names. Keys that
+    change no image (what the pair is measured with) are left out; "?" when no config file has the pair's name."""
+    from .defaults import pair_config
+    from .generation import MEASUREMENT_KEYS
+
+    try:
+        own = pair_config(str(model.name), model.get("requested_preset"))
+    except UserError:
+        own = None
+    if own is None:
+        return "?"
+    mine, theirs = ({k: v for k, v in _raw(m).items() if k not in MEASUREMENT_KEYS} for m in (model, own))
+    flat = flat_keys(mine)
+    changed = differing_keys(mine, theirs)
+    return "; ".join(f"{key}={show_value(flat[key])}" if key in flat else f"~{key}" for key in changed)
+
+
+def _digests(cfg: DictConfig, point: Point, jobs: list, made: dict[str, dict[str, str]]) -> dict[str, str]:
+    """prompt -> `samples_digest` of the point's images of it, paths from out= (as a report reads a point's
+    samples), for each prompt whose seeds run first .. first+n-1: the images `seed_window` finds again. A prompt
+    listed twice at other seeds gets none (its row is not checked)."""
+    prefix = f"{POINTS}/{cfg.model.name}/{point.tag}"
+    by_prompt: dict[str, list[dict[str, str]]] = {}
+    for job in jobs:
+        by_prompt.setdefault(job.prompt, []).append({**made[job.path], "path": f"{prefix}/{job.path}"})
+    found = {}
+    for prompt, rows in by_prompt.items():
+        seeds = sorted(int(row["seed"]) for row in rows)
+        if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+            found[prompt] = samples_digest(rows)
+    return found
+
+
+def _labelled(rows: list[dict[str, str]], labels: dict) -> list[dict[str, str]]:
+    """The rows with the sweep's `pair` and each prompt's `samples` digest."""
+    digests = labels["samples"]
+    return [{**row, "pair": labels["pair"], "samples": digests.get(row.get("prompt") or "", "")} for row in rows]
 
 
 def _seeded(rows: list[dict[str, str]], seed: int | None) -> list[dict[str, str]]:
@@ -865,23 +916,51 @@ def plot(results: list[tuple[Point, list[dict[str, str]]]], sweep: Sweep, folder
         values = [(point, _measured(rows, metric)) for point, rows in results]
         values = [(point, by_prompt) for point, by_prompt in values if by_prompt]
         for knob in knobs or [None]:
-            fig, ax = plt.subplots(figsize=(6.4, 4.2))
-            if knob is None:
-                _bars(ax, values, metric)
-            else:
-                _lines(ax, values, knob, [other for other in sweep.swept if other != knob], metric)
+            fig = plot_figure(values, sweep, metric, knob, interval_level(results, metric))
             name = plot_name(sweep, metric, knob)
-            ax.set_ylabel(metric)
-            what = f"{metric} vs {knob}" if knob else metric
-            over = "" if sweep.n is None else f", n={sweep.n}"  # the images per prompt every value rests on
-            over += "" if sweep.seed is None else f", seed={sweep.seed}"  # ... and which ones
-            ax.set_title(f"{sweep.model}: {what}{over} (bars: {interval_level(results, metric)} of each value)")
-            fig.tight_layout()
             with owned_path(folder.parent, f"{folder.name}/{name}") as temporary:
-                fig.savefig(temporary, dpi=120, format="png")
+                # "tight": any text reaching past the figure's edge widens the image instead of being cut off by it
+                fig.savefig(temporary, dpi=120, format="png", bbox_inches="tight")
             plt.close(fig)
             paths.append(folder / name)
     return paths
+
+
+PLOT_SIZE = (6.4, 4.2)  # inches, before the legend beside the axes widens it
+TITLE_CHARS = 64  # a title line this long at fontsize 10 stays within the axes
+LABEL_CHARS = 40  # a legend line at fontsize 7, or the y label (a metric with its options), this long at most
+
+
+def plot_figure(values: list[tuple[Point, Measured]], sweep: Sweep, metric: str, knob: str | None, level: str) -> Any:
+    """One of `plot`'s plots as a matplotlib Figure: `metric` against `knob` (a bar per point where None), its bars
+    intervals of `level` ("95% CI"), its legend beside the axes."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    # constrained layout keeps the legend beside the axes, and the wrapped title and labels, inside the figure
+    fig, ax = plt.subplots(figsize=PLOT_SIZE, layout="constrained")
+    if knob is None:
+        _bars(ax, values, metric)
+    else:
+        _lines(ax, values, knob, [other for other in sweep.swept if other != knob], metric)
+    ax.set_ylabel(textwrap.fill(metric, LABEL_CHARS))
+    what = f"{metric} vs {knob}" if knob else metric
+    over = "" if sweep.n is None else f", n={sweep.n}"  # the images per prompt every value rests on
+    over += "" if sweep.seed is None else f", seed={sweep.seed}"  # ... and which ones
+    ax.set_title(_title(f"{sweep.model}: {what}{over}", f"(bars: {level} of each value)"), fontsize=10)
+    return fig
+
+
+def _title(head: str, tail: str) -> str:
+    """`head` wrapped at TITLE_CHARS, `tail` after it on its last line where it fits, else on a line of its own:
+    on one line, a long metric (its options) ran past the figure's edges."""
+    import textwrap
+
+    lines = textwrap.wrap(head, TITLE_CHARS)
+    if len(lines[-1]) + 1 + len(tail) <= TITLE_CHARS:
+        return "\n".join([*lines[:-1], f"{lines[-1]} {tail}"])
+    return "\n".join([*lines, tail])
 
 
 Measured = dict[str, tuple[float, float | None, float | None]]  # prompt -> (value, ci_low, ci_high)
@@ -940,7 +1019,7 @@ def _lines(ax, values: list[tuple[Point, Measured]], knob: str, others: list[str
     if knob in ("k", "base_steps"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(knob)
-    ax.legend(fontsize=7)
+    _legend_beside(ax)
 
 
 def _bars(ax, values: list[tuple[Point, Measured]], metric: str) -> None:
@@ -950,7 +1029,19 @@ def _bars(ax, values: list[tuple[Point, Measured]], metric: str) -> None:
     errors = _errors([next(iter(by_prompt.values())) for _, by_prompt in values]) if single else None
     ax.bar(range(len(tags)), means, yerr=errors, capsize=3, color="C0", label=metric)
     ax.set_xticks(range(len(tags)), tags, rotation=30, ha="right")
-    ax.legend(fontsize=7)
+    _legend_beside(ax)
+
+
+def _legend_beside(ax: Any) -> None:
+    """`ax`'s legend right of the axes, each entry wrapped at LABEL_CHARS, and the figure widened by its width:
+    inside the axes a long legend (a line per prompt, per value of a grid's other knob) hid the curves."""
+    import textwrap
+
+    handles, labels = ax.get_legend_handles_labels()
+    wrapped = [textwrap.fill(label, LABEL_CHARS, subsequent_indent="  ") for label in labels]
+    legend = ax.legend(handles, wrapped, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=7)
+    fig = ax.figure
+    fig.set_figwidth(fig.get_figwidth() + legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi)
 
 
 def _values(rows: list[dict[str, str]], metric: str) -> dict[str, float]:
@@ -1034,6 +1125,11 @@ def _write_csv(root: Path, rel: str, rows: list[dict[str, str]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_owned(root, rel, buffer.getvalue())
+
+
+def _raw(node) -> dict:
+    """A config as plain data, interpolations as written: `${asset:...}` paths compare as written, not resolved."""
+    return OmegaConf.to_container(node, resolve=False)
 
 
 def _container(node) -> dict:

@@ -100,7 +100,11 @@ def write_report(cfg: DictConfig) -> Path | None:
                 pages.append(write_html(one, own, cfg, display(paper_path)))
     _print_summary(keys, tables, written, figures, pages, tables_dir, roots)
     for note in ablate_notes(runs, metrics) if cfg.figures else []:
-        stderr_console().print(f"note: {escape(note)}")
+        if note.startswith(STALE):  # numbers over images that changed: a warning, as the tables' are
+            text = plain_text(note.removeprefix(STALE)).strip()
+            stderr_console().print(f"[yellow]warning[/]: out of date: {escape(text)}")
+        else:
+            stderr_console().print(f"note: {escape(note)}")
     if keys:
         _print_untabulated(untabulated([r for r in runs if r.found], cfg.mapping, keys), cfg.mapping, keys)
         _print_unshown_metrics(runs, list(cfg.diversity_metrics), keys)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ...core.errors import UserError
 from ...core.record import read_records
-from ...core.rundir import RunDir, read_table, samples_digest
+from ...core.rundir import RunDir, read_table, samples_digest, seed_window
 from ...metrics.diversity import MIN_INTERVAL_N
 
 # Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
@@ -338,7 +338,9 @@ def diversity_rows(run: RunData) -> list[dict[str, str]]:
     older = recorded_ci(run) if any("ci" not in row for row in run.diversity) else ""
     rows = [{"ci": older, **row, "_source": "diversity.csv"} for row in run.diversity]
     have = {(r["model"], r["method"], r["prompt"], r["metric"]) for r in rows}
-    for row in ablate_as_diversity(run):
+    changed = ablate_changes(run)
+    # rows over images since remade last: a table shows the first of a cell's rows, and a current one before them
+    for row in sorted(ablate_as_diversity(run), key=lambda row: bool(changed(row))):
         if (row["model"], row["method"], row["prompt"], row["metric"]) not in have:
             rows.append(row)
     return [without_pair_interval(row) for row in rows]
@@ -445,6 +447,50 @@ def held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
     return held
 
 
+def stale_ablate(run: RunData) -> dict[tuple[str, str, str], str]:
+    """(model, method tag, prompt) -> what changed, for ablate.csv rows whose images are no longer those they
+    measured (`ablate_change`)."""
+    found: dict[tuple[str, str, str], str] = {}
+    changes = ablate_changes(run)
+    for row in ablate_as_diversity(run):
+        if change := changes(row):
+            found.setdefault((row["model"], row["method"], row["prompt"]), change)
+    return found
+
+
+def ablate_changes(run: RunData) -> Callable[[dict[str, str]], str]:
+    """A function of an ablate.csv row (as `ablate_as_diversity` gives it): what changed since it was measured, or
+    "". The seeds it names in its point's samples.csv (`seed_window`) were remade (a later sweep into the same out=
+    at other pair settings with overwrite=true), or are gone from disk. A row without a `samples` digest (over all
+    prompts, or written before rows carried one) is not checked."""
+    points: dict[str, list[dict[str, str]]] = {}
+
+    def change(row: dict[str, str]) -> str:
+        n, seed = as_number(row.get("n")), as_number(row.get("seed"))
+        if not row.get("samples") or not row.get("prompt") or n is None or seed is None:
+            return ""
+        point = row.get("run", "")
+        if point not in points:
+            points[point] = point_images(run.root, point)
+        images = seed_window(points[point], row["prompt"], int(seed), int(n))
+        where = f"{row['model']} / {row['method']} / {row['prompt']} (n={int(n)}, seed={int(seed)})"
+        if len(images) != int(n):
+            return f"{where}: {len(images)} of its {int(n)} images on disk"
+        return f"{where}: images remade since" if samples_digest(images) != row["samples"] else ""
+
+    return change
+
+
+def point_images(root: Path, point: str) -> list[dict[str, str]]:
+    """The samples rows of an ablate point's run directory (`point`, relative to the ablate run) whose image is on
+    disk, paths made relative to the ablate run (as ablate.csv's digests name them)."""
+    folder = root / point
+    if not point or not (folder / "samples.csv").is_file():
+        return []
+    rows = RunDir(folder).read_samples()
+    return [{**row, "path": f"{point}/{row['path']}"} for row in rows if (folder / row["path"]).is_file()]
+
+
 def shows_group(table: Table, run: RunData, key: tuple[str, ...]) -> bool:
     """Whether a cell of `table` stands on the (model, tag[, prompt]) group `key` of `run` (Table 1: the (model,
     adapter)): its "measured as" is the group (Tables 3, D.1, E.1), the group and its steps (Tables 2, 4), or the
@@ -473,7 +519,21 @@ def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
                     f"({'; '.join(md_literal(group) for group in groups[:3])}{more}); rerun "
                     f"{md_code(f'diversity-cli {command} out={run.root}')} with the settings it was measured with"
                 )
+        ablate = stale_ablate(run) if "diversity.csv" in sources else {}
+        groups = [text for key, text in ablate.items() if shows_group(table, run, key)]
+        if groups:
+            notes.append(f"{STALE} {ablate_stale_text(run, groups)}")
     return notes
+
+
+def ablate_stale_text(run: RunData, groups: list[str]) -> str:
+    """What a stale-ablate note says: which rows, and the sweep that measures them again."""
+    more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
+    return (
+        f"{md_literal(run.root)}/ablate.csv holds numbers over images remade or removed since "
+        f"({'; '.join(md_literal(group) for group in groups[:3])}{more}); rerun that sweep "
+        f"({md_code(f'diversity-cli ablate out={run.root}')} at its n=, seed= and pair settings) to measure them again"
+    )
 
 
 # Which tables a diversity.csv group and a fid.csv group can fill.

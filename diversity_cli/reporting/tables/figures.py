@@ -9,7 +9,7 @@ from typing import Any
 
 from ...core.marker import csv_with, owned_path, png_by, write_owned
 from ...metrics.labels import interval_name, metric_label
-from .common import RunData, common_to_all, without_pair_interval
+from .common import STALE, RunData, ablate_stale_text, common_to_all, stale_ablate, without_pair_interval
 
 # an earlier report's figure, written before run.json listed figures: the points as CSV (figure_5.csv had no
 # `metric` column before it named its embedder), and matplotlib's PNG beside such a CSV (a matplotlib figure of
@@ -96,6 +96,9 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
     notes: list[str] = []
     if frame is None:
         return points, notes
+    for run in runs:
+        if stale := stale_ablate(run):
+            notes.append(f"{STALE} Figure 7: {ablate_stale_text(run, list(stale.values()))}")
     for (run, model, metric, sweep, seed), rows in _by_sweep(frame):
         plotted = _plotted(rows)
         where = f"Figure 7, {run} / {model} / {metric}" + (f" / {sweep}" if sweep else "")
@@ -127,25 +130,36 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
 
 
 def _by_sweep(frame: Any) -> list[tuple[tuple[str, str, str, str, str], Any]]:
-    """The rows of each run, pair and metric; split by n, and by seed, where a point and prompt was measured at
-    several (sweeps at another n or seed= into one out=): one prompt's values at n=3 and n=4, or at seed=0 and
-    seed=100, are no two prompts to average. Each part's key names its split (`n=3`, `seed=100`, `n=3, seed=100`) and
+    """The rows of each run, pair and metric; split by n, by seed and by the pair's changed settings (`pair`), where a
+    point and prompt was measured at several (sweeps at another n, seed= or model.base.guidance= into one out=): one
+    prompt's values at n=3 and n=4, at seed=0 and seed=100, or at two CFGs of the base, are no two prompts to
+    average. Each part's key names its split (`n=3`, `seed=100`, `n=3, pair: base.guidance=5`) and
     its seed where split by seed (`?`: rows written before ablate.csv named one). A sweep whose prompts differ in n
     or seed (a prompt listed twice, a table's seeds) stays one."""
     groups = []
     cell = ["method", "k", "base_guidance", "base_steps", "prompt"]
     for (run, model, metric), rows in frame.groupby(["run", "model", "metric"], sort=False):
         cells = rows.groupby(cell, dropna=False)
-        split = [column for column in ("n", "seed") if cells[column].nunique().gt(1).any()]
+        split = [column for column in ("n", "seed", "pair") if cells[column].nunique().gt(1).any()]
         if not split:
             groups.append(((run, model, metric, "", ""), rows))
             continue
         for values, part in rows.groupby(split, sort=False):
             found = dict(zip(split, values, strict=True))
             seed = (found["seed"] or "?") if "seed" in found else ""
-            named = ", ".join(f"n={found['n']:g}" if column == "n" else f"seed={seed}" for column in split)
+            named = ", ".join(_split_name(column, found[column], seed) for column in split)
             groups.append(((run, model, metric, named, seed), part))
     return groups
+
+
+def _split_name(column: str, value: Any, seed: str) -> str:
+    """How a sweep's part is named by one column: `n=3`, `seed=100`, `pair: base.guidance=5` (the pair's settings
+    changed from its file; `pair as configured` where none)."""
+    if column == "n":
+        return f"n={value:g}"
+    if column == "seed":
+        return f"seed={seed}"
+    return f"pair: {value}" if value else "pair as configured"
 
 
 def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
@@ -166,6 +180,7 @@ def _ablate_frame(runs: list[RunData], metrics: Iterable[str] | None) -> Any:
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else float("nan")
     # text, "" where not named (rows written before ablate.csv had the column): a seed is a name, not a number
     frame["seed"] = frame["seed"].fillna("").astype(str) if "seed" in frame else ""
+    frame["pair"] = frame["pair"].fillna("").astype(str) if "pair" in frame else ""  # rows before it: as configured
     return frame
 
 
@@ -207,6 +222,7 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
         "nfe": part.nfe.mean(),
         "prompts": int(part.prompt.nunique()),
         "n": n_range(part.n),
+        "pair": part.pair.iloc[0],  # one per point: parts are split by it (`_by_sweep`)
     }
 
 
@@ -238,6 +254,20 @@ def n_range(counts: Any) -> str:
 def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = None) -> Path | None:
     """Figure 7: diversity (and seconds per image, dotted) against base guidance, k and the base's own step count;
     base and distilled alone as horizontal lines."""
+    drawn = figure7_figure(runs, metrics)
+    if drawn is None:
+        return None
+    fig, frame = drawn
+    return _save_figure(fig, path, frame)
+
+
+FIGURE7_PANEL = (4.4, 3.5)  # inches per panel, before its legend
+LEGEND_CHARS = 48  # a legend line this long at fontsize 7 stays within its panel: panels' legends never meet
+
+
+def figure7_figure(runs: list[RunData], metrics: Iterable[str] | None = None) -> tuple[Any, Any] | None:
+    """Figure 7 as a matplotlib Figure and the points it plots (None without a hybrid sweep): one panel per knob,
+    each with its legend under it, the figure as tall as the longest legend needs."""
     curves = ablate_curves(runs, metrics)
     if not any(c["knob"] != "baseline" for c in curves):
         return None
@@ -249,33 +279,69 @@ def figure7(runs: list[RunData], path: Path, metrics: Iterable[str] | None = Non
 
     frame = pd.DataFrame(curves)
     knobs = [(knob, title) for knob, title in ABLATE_KNOBS if (frame.knob == knob).any()]
-    fig, axes = plt.subplots(1, len(knobs), figsize=(4.4 * len(knobs), 3.5), dpi=120, squeeze=False)
+    width, height = FIGURE7_PANEL
+    # constrained layout keeps each legend under its panel inside the figure and every label clear of the next
+    # panel's (tight_layout, with the legends outside the axes, squeezed the axes instead)
+    fig, axes = plt.subplots(1, len(knobs), figsize=(width * len(knobs), height), dpi=120, squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax, (knob, title) in zip(axes[0], knobs, strict=True):
-        part = frame[frame.knob == knob]
-        twin = ax.twinx()
-        for (model, metric, fixed, _), line in part.groupby(["model", "metric", "fixed", "sweep"], sort=False):
-            label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
-            drawn = ax.plot(line.point, line.value, marker="o", ms=3, label=label)[0]
-            bars = line.dropna(subset=["ci_low", "ci_high"])
-            if not bars.empty:  # the interval of each point's mean, as ablate's own plots draw it
-                below, above = bars.value - bars.ci_low, bars.ci_high - bars.value
-                ax.errorbar(bars.point, bars.value, yerr=[below, above], fmt="none", ecolor=drawn.get_color(), lw=1)
-            if line.seconds_per_image.notna().any():
-                twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
-        baseline = frame.knob == "baseline"
-        same = frame.model.isin(part.model) & frame.metric.isin(part.metric) & frame.sweep.isin(part.sweep)
-        levels = frame[baseline & same]
-        for _, level in levels.iterrows():
-            # base and distilled told apart by colour as well as dash (both were black)
-            style, colour = ("--", "black") if level.fixed == "base" else ("-.", "tab:red")
-            label = f"{level.model} {level.fixed} alone" + (f" ({level.sweep})" if level.sweep else "")
-            ax.axhline(level.value, ls=style, lw=1, color=colour, label=label)
-        ax.set_xlabel(knob)
-        ax.set_ylabel(f"diversity (metric in legend){bar_level(part)}")
-        twin.set_ylabel("s / image (dotted)", color="grey")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
-    return _save_figure(fig, path, frame)
+        _panel7(ax, frame, knob, title)
+    legends = [_legend_below(ax) for ax in axes[0]]
+    fig.set_figheight(height + max(_inches(legend).height for legend in legends))
+    return fig, frame
+
+
+def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
+    """One panel of Figure 7: each hybrid curve of `knob` with its intervals and its seconds per image (dotted, on
+    a second axis), and the base / distilled levels of the same pairs, metrics and sweeps."""
+    part = frame[frame.knob == knob]
+    twin = ax.twinx()
+    for (model, metric, fixed, _), line in part.groupby(["model", "metric", "fixed", "sweep"], sort=False):
+        label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
+        drawn = ax.plot(line.point, line.value, marker="o", ms=3, label=label)[0]
+        bars = line.dropna(subset=["ci_low", "ci_high"])
+        if not bars.empty:  # the interval of each point's mean, as ablate's own plots draw it
+            below, above = bars.value - bars.ci_low, bars.ci_high - bars.value
+            ax.errorbar(bars.point, bars.value, yerr=[below, above], fmt="none", ecolor=drawn.get_color(), lw=1)
+        if line.seconds_per_image.notna().any():
+            twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
+    baseline = frame.knob == "baseline"
+    same = frame.model.isin(part.model) & frame.metric.isin(part.metric) & frame.sweep.isin(part.sweep)
+    for _, level in frame[baseline & same].iterrows():
+        # base and distilled told apart by colour as well as dash (both were black)
+        style, colour = ("--", "black") if level.fixed == "base" else ("-.", "tab:red")
+        label = f"{level.model} {level.fixed} alone" + (f" ({level.sweep})" if level.sweep else "")
+        label += _pair(level.pair) if "pair" not in level.sweep else ""  # named once
+        ax.axhline(level.value, ls=style, lw=1, color=colour, label=label)
+    ax.set_xlabel(knob)
+    # on two lines: on one it was as long as the panel is tall, and reached down into the legend under it
+    ax.set_ylabel(f"diversity\n(metric in legend){bar_level(part)}", fontsize=9)
+    twin.set_ylabel("s / image (dotted)", color="grey")
+    ax.set_title(title, fontsize=9)
+
+
+def _legend_below(ax: Any, chars: int = LEGEND_CHARS) -> Any:
+    """`ax`'s legend under its x label, each entry wrapped at `chars`: inside the axes a long legend hid the curves,
+    and one wider than its panel ran off the figure's edge and under the y label."""
+    import textwrap
+
+    from matplotlib.transforms import ScaledTranslation
+
+    fig = ax.figure
+    # how far the tick labels and x label reach below the axes, in inches: their size is in points, so the legend
+    # clears them whatever height the layout gives the axes
+    depth = (ax.bbox.y0 - ax.get_tightbbox(fig.canvas.get_renderer()).y0) / fig.dpi + 0.05
+    under = ax.transAxes + ScaledTranslation(0, -depth, fig.dpi_scale_trans)
+    handles, labels = ax.get_legend_handles_labels()
+    wrapped = [textwrap.fill(label, chars, subsequent_indent="  ") for label in labels]
+    return ax.legend(handles, wrapped, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=under, fontsize=7,
+                     frameon=False)  # fmt: skip
+
+
+def _inches(artist: Any) -> Any:
+    """An artist's extent in inches (the Bbox of its window extent)."""
+    fig = artist.figure
+    return artist.get_window_extent(fig.canvas.get_renderer()).transformed(fig.dpi_scale_trans.inverted())
 
 
 def bar_level(part: Any) -> str:
@@ -294,16 +360,26 @@ def _over(line: Any) -> str:
     prompts, counts = sorted(set(line.prompts)), "/".join(dict.fromkeys(line.n))
     seeds = "/".join(seed for seed in dict.fromkeys(line.seed) if seed)
     seeded = f", seed={seeds}" if seeds else ""
-    return f" [{'/'.join(map(str, prompts))} prompt{'s' if prompts != [1] else ''}, n={counts or '?'}{seeded}]"
+    return f" [{'/'.join(map(str, prompts))} prompt{'s' if prompts != [1] else ''}, n={counts or '?'}{seeded}]" + (
+        _pair(line.pair.iloc[0])
+    )
+
+
+def _pair(changed: str) -> str:
+    """A legend entry's pair settings, where the sweep changed the pair's (`base.guidance=5`): a curve at the
+    base's CFG 5 is not the pair as configured."""
+    return f" (pair: {changed})" if changed else ""
 
 
 def _save_figure(fig, path: Path, points) -> Path:
     """The figure as PNG and the points it plots as CSV beside it."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # Figure 7 is laid out as it is drawn, by its own engine
+        fig.tight_layout()
     with owned_path(path.parent, path.name, figure_png) as temporary:
-        fig.savefig(temporary, format=path.suffix.lstrip(".") or "png")
+        # "tight": any text reaching past the figure's edge widens the image instead of being cut off by it
+        fig.savefig(temporary, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
     plt.close(fig)
     write_owned(path.parent, path.with_suffix(".csv").name, points.to_csv(index=False), figure_csv)
     return path
