@@ -120,6 +120,7 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
                 table.notes += architectures.left_out_notes(runs, cfg.mapping[key], table)
             table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
             table.notes += weights.mixed_networks_notes(runs, table)  # one pair name, two students across runs
+            table.notes += weights.changed_pair_notes(runs, table)  # `toy / base` made at another CFG, say
             table.standin = standin_sentence(table, cfg.mapping[key])
     return tables
 

@@ -1,11 +1,18 @@
-"""Which networks a table's numbers were made with: two runs of one pair name (`toy`) may hold another student or
-base (`model.distilled.network.path=...`), and a table whose rows come from both would set one pair's distilled
-beside another's hybrid under the same name. Each run's invocation records (runs/*.json) name every network's
-weights hash; a table drawing on runs whose hashes differ for the same pair and role says so."""
+"""Which networks and pair settings a table's numbers were made with: two runs of one pair name (`toy`) may hold
+another student or base (`model.distilled.network.path=...`), and a table whose rows come from both would set one
+pair's distilled beside another's hybrid under the same name. Each run's invocation records (runs/*.json) name
+every network's weights hash; a table drawing on runs whose hashes differ for the same pair and role says so. They
+also keep the command line: images made with the pair's settings changed there (`model.base.guidance=5`) are
+named, since a cell labelled `toy / base` reads as the pair as its config file has it."""
 
 from __future__ import annotations
 
-from .common import RunData, Table, md_literal
+from ...sampling.tags import run_tag
+from .common import RunData, Table, md_code, md_literal
+
+# how an override changing the pair's settings begins: its keys (`model.base.guidance=5`, `+model.x=..`,
+# `~model.x`) and the preset group that sets several of them (`preset=card`)
+PAIR_OVERRIDES = ("model.", "+model.", "++model.", "~model.", "preset=")
 
 
 def run_networks(run: RunData) -> dict[tuple[str, str], tuple[str, str]]:
@@ -45,3 +52,48 @@ def mixed_networks_notes(runs: list[RunData], table: Table) -> list[str]:
             "network's numbers beside another's; report each network's runs on their own, or name the pairs apart"
         )
     return notes
+
+
+def changed_pair_settings(run: RunData) -> dict[tuple[str, str], list[str]]:
+    """(pair name, method tag) -> the overrides of the pair's settings typed for the run's newest generate that made
+    images of that tag (its record has `models`: an invocation that loaded the networks), [] where none."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for record in run.records:  # oldest first: the newest invocation's settings are the images' now
+        config = record.get("config") or {}
+        pair = config.get("model") if isinstance(config.get("model"), dict) else {}
+        if record.get("command") != "generate" or not record.get("models") or not pair.get("name"):
+            continue
+        try:
+            tag = run_tag(str(config["method"]), int(config.get("k") or 0), float(config.get("base_guidance") or 0),
+                          config.get("base_steps"))  # fmt: skip
+        except (KeyError, TypeError, ValueError):  # a record of another version's shape: nothing to say
+            continue
+        typed = [str(item) for item in record.get("overrides") or [] if str(item).startswith(PAIR_OVERRIDES)]
+        found[(str(pair["name"]), tag)] = typed
+    return found
+
+
+def changed_pair_notes(runs: list[RunData], table: Table) -> list[str]:
+    """A note per run, pair and method tag the table shows whose images were made with the pair's settings changed
+    on the command line."""
+    notes = []
+    for run in runs:
+        for (pair, tag), typed in changed_pair_settings(run).items():
+            if typed and _shows(table, run, pair, tag):
+                notes.append(
+                    f"{md_literal(pair)} / {md_literal(tag)} in {md_literal(run.root)}: its images were made with the "
+                    f"pair's settings changed on the command line ({', '.join(md_code(item) for item in typed)}), "
+                    f"so its cells are not {md_literal(pair)} as its config file has it"
+                )
+    return notes
+
+
+def _shows(table: Table, run: RunData, pair: str, tag: str) -> bool:
+    """Whether a measured cell of `table` from `run` stands on images of this pair and tag ("measured as"
+    `toy / base`, `toy / base / a shape`, `toy / base (4 steps)`)."""
+    group = f"{pair} / {tag}"
+    return any(
+        line.run == str(run.root)
+        and (line.measured_as == group or line.measured_as.startswith((f"{group} /", f"{group} (", f"{group}:")))
+        for line in table.measured
+    )

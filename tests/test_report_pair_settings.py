@@ -1,0 +1,19 @@
+"""A plain run's tables name the pair settings its images were made with, where the command line changed them:
+`toy / base` read as the pair as its config file has it, at CFG 5."""
+
+from __future__ import annotations
+
+
+def test_a_plain_runs_tables_name_the_pair_settings_its_images_were_made_with(tmp_path, cli):
+    """`generate method=base model.base.guidance=5`: Tables 3 and D.1 said `toy / base` as if at the pair's CFG."""
+    out = tmp_path / "run"
+    for args in (["method=base", "model.base.guidance=5"], ["method=distilled"]):
+        assert cli("generate", "model=toy", *args, "prompt=a circle", "n=2", f"out={out}")[0] == 0
+    assert cli("diversity", f"out={out}")[0] == 0
+    assert cli("report", f"out={out}", "tables=[3,D1]")[0] == 0
+    for name in ("table_3.md", "table_D1.md"):
+        notes = [line for line in (out / "tables" / name).read_text().splitlines() if "command line" in line]
+        assert notes == [
+            f"- toy / base in {out}: its images were made with the pair's settings changed on the command line "
+            "(`model.base.guidance=5`), so its cells are not toy as its config file has it"
+        ], notes  # the distilled images were made at the pair's settings: nothing said of them
