@@ -174,6 +174,7 @@ def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli, mo
     assert sorted(path.name for path in (out / "samples").iterdir()) == ["00_a_red_square.png"]
     code, _, err = cli("train-toy", f"out={out}", *TINY, "unet.steps=5")
     assert code == 2 and "other settings (unet.steps)" in err and "overwrite=true" in err, err
+    assert "steps set its learning-rate schedule: a finished run cannot be extended" in err  # why, unlike distill
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")

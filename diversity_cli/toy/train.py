@@ -272,9 +272,16 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
             raise UserError(f"{out} already exists and is not a train-toy run; choose another out= or empty it")
         elif (earlier := OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) != settings:
             keys = differing_keys(settings, earlier)
+            # unlike distill's iterations, a stage's steps set its learning rate's whole course (warm-up, then a
+            # cosine decay over all of them): more steps is another training, not this one carried on
+            why = (
+                " (a stage's steps set its learning-rate schedule: a finished run cannot be extended)"
+                if all(key.endswith(".steps") for key in keys)
+                else ""
+            )
             raise UserError(
-                f"{out} holds a train-toy run with other settings ({', '.join(keys[:5])}); rerun with its settings "
-                "to resume, or add overwrite=true to start again"
+                f"{out} holds a train-toy run with other settings ({', '.join(keys[:5])}){why}; rerun with its "
+                "settings to resume, or add overwrite=true to start again"
             )
         elif (out / "MODEL_CARD.md").is_file():
             return _other_evaluation(out, cfg)
