@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -355,6 +356,27 @@ def test_command_on_a_run_directory(cli, run_dir, tmp_path):
     pixel = [r for r in again if r["metric"] == "pixel"]
     assert len(pixel) == 4 and all(r["ci_low"] == "" for r in pixel)
     assert [r for r in again if r["metric"] == "dino"] == [r for r in rows if r["metric"] == "dino"]
+
+
+def test_rows_of_other_settings_stand_beside_each_other(cli, run_dir, tmp_path):
+    """Coverage against another reference, or a distance measured otherwise, replaced the earlier number (rows were
+    keyed without their options): README promises they stand apart; the same settings again still replace."""
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for path in sorted(run_dir.rglob("*.png"))[:3]:
+        shutil.copy(path, reference / path.name)
+    common = ["diversity", f"out={run_dir}", "metric=pixel", "coverage_k=1", "bootstrap=0", "device=cpu"]
+    for extra in (["reference=distilled"], [f"reference={reference}"], ["embedders.pixel.size=16"]):
+        assert cli(*common, *extra)[0] == 0
+    rows = _read(run_dir / "diversity.csv")
+    hybrid = {(r["metric"], r["options"]) for r in rows if r["method"] == "hybrid_k1" and r["prompt"] == "a red circle"}
+    assert {
+        ("pixel_coverage", "reference=distilled; coverage_k=1"),
+        ("pixel_coverage", f"reference={reference}; coverage_k=1"),
+    } <= hybrid
+    assert {("pixel", ""), ("pixel", "size=16")} <= hybrid
+    assert cli(*common, "embedders.pixel.size=16")[0] == 0  # the same settings: replaced, never a second row
+    assert len(_read(run_dir / "diversity.csv")) == len(rows)
 
 
 def test_command_on_an_image_folder(cli, tmp_path):

@@ -547,9 +547,12 @@ def clip_score_rows(groups: list[Group], device: torch.device, batch_size: int, 
 
 
 def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> list[dict]:
-    """Merge into diversity.csv: rows with the same method/model/prompt/metric are replaced, others kept, except
-    those of `skipped` groups (now too few images: their old numbers no longer describe the run)."""
-    new_keys = {(r["method"], r["model"], r["prompt"], r["metric"]) for r in rows}
+    """Merge into diversity.csv: rows with the same method/model/prompt/metric/options are replaced, others kept,
+    except those of `skipped` groups (now too few images: their old numbers no longer describe the run). Options
+    are part of the key: coverage against another reference, or a distance measured otherwise, is another number
+    beside this one (it replaced it)."""
+    new = [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
+    new_keys = {_row_key(r) for r in new}
     gone = {(g.method, g.model, g.prompt) for g in skipped}
     kept = []
     refuse_foreign_outputs(path.parent, {path.name: OURS})  # before it is read as ours
@@ -558,15 +561,19 @@ def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> l
             kept = [
                 r
                 for r in csv.DictReader(f)
-                if (r["method"], r["model"], r["prompt"], r["metric"]) not in new_keys
-                and (r["method"], r["model"], r["prompt"]) not in gone
+                if _row_key(r) not in new_keys and (r["method"], r["model"], r["prompt"]) not in gone
             ]
-    merged = kept + [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
+    merged = kept + new
     with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(merged)
     return merged
+
+
+def _row_key(row: dict) -> tuple[str, ...]:
+    """What one diversity.csv row is a number of: its group, metric and settings (`options`, "" in rows before it)."""
+    return (row["method"], row["model"], row["prompt"], row["metric"], row.get("options") or "")
 
 
 def refuse_non_finite(rows: list[dict]) -> None:
