@@ -434,3 +434,18 @@ def test_the_toy_fid_has_no_columns_it_cannot_fill(cli, tmp_path):
     header = next(line for line in out.splitlines() if "fid_toyfeat" in line)
     columns = [cell.strip() for cell in header.split("┃")[1:-1]]
     assert columns == ["method", "model", "n", "fid_toyfeat", "seconds_per_image"]
+
+
+def test_a_toy_reference_cut_by_reference_limit_is_labelled_with_its_count(cli, tmp_path):
+    """toy.mode=dataset reference_limit=20 scored against 20 scenes under the 1000-scene label `toy(mode=dataset)`,
+    and replaced that row; with the run's prompts (toy.mode=prompts) the limit cut nothing and was not said."""
+    run = tmp_path / "run"
+    assert cli("generate", "model=toy", "prompt=a shape", "n=2", "method=base", f"out={run}")[0] == 0
+    args = ("fid", f"out={run}", "toy.mode=dataset", "toy.count=40")
+    assert cli(*args)[0] == 0
+    assert cli(*args, "reference_limit=20")[0] == 0
+    with (run / "fid.csv").open() as f:
+        labels = sorted(row["reference"] for row in csv.DictReader(f))
+    assert labels == ["toy(mode=dataset; count=20)", "toy(mode=dataset; count=40)"]
+    code, _, err = cli("fid", f"out={run}", "reference_limit=20")
+    assert code == 2 and err.startswith("error: reference_limit=20 does not apply to the toy reference"), err

@@ -6,8 +6,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..experiments.fid import measure_quality, merge_quality, quality_remaining
+from ..experiments.defaults import apply_defaults
+from ..experiments.fid import check_reference_limit, measure_quality, merge_quality, quality_remaining
 from ..experiments.launch import dispatch
+
+
+def validate(cfg: DictConfig) -> None:
+    """What needs two keys, told before the preflight (with the pair's defaults: reference=auto is toy there)."""
+    apply_defaults(cfg)
+    check_reference_limit(cfg)
 
 
 def run(cfg: DictConfig) -> Path | None:

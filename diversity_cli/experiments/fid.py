@@ -376,6 +376,17 @@ def features_label(cfg: DictConfig) -> str:
     return _labelled(fid_features(cfg), changed)
 
 
+def check_reference_limit(cfg: DictConfig) -> None:
+    """reference_limit= cuts coco, a folder or the toy dataset's scenes; the toy reference of the run's prompts is
+    toy.per_prompt scenes of each, which it never cut: measured without it, the number was labelled as if cut."""
+    if str(cfg.reference) == "toy" and cfg.toy.mode == "prompts" and cfg.get("reference_limit") is not None:
+        raise UserError(
+            f"reference_limit={cfg.reference_limit} does not apply to the toy reference of the run's prompts "
+            "(toy.mode=prompts: toy.per_prompt scenes of each); set toy.per_prompt=, or toy.mode=dataset to cut "
+            "the toy dataset's scenes"
+        )
+
+
 def reference_label(cfg: DictConfig) -> str:
     """fid.csv's `reference`: coco, toy or the folder, with the settings that change the number when they are
     not the defaults (`toy(per_prompt=8)`, `coco(limit=5000)`), so rows against other references never share a
@@ -387,7 +398,10 @@ def reference_label(cfg: DictConfig) -> str:
     if reference == "toy":
         defaults = OmegaConf.load(conf_root() / "fid.yaml").toy
         used = ("mode", "seed", "per_prompt" if cfg.toy.mode == "prompts" else "count")
-        changed = {key: cfg.toy[key] for key in used if cfg.toy[key] != defaults[key]}
+        # in dataset mode reference_limit is the scene count (`open_reference`): the label names the count used
+        limit = cfg.get("reference_limit")
+        settings = {**cfg.toy, **({"count": limit} if limit is not None and cfg.toy.mode == "dataset" else {})}
+        changed = {key: settings[key] for key in used if settings[key] != defaults[key]}
     elif reference != "coco":
         reference = str(Path(reference).expanduser().resolve())
     if cfg.get("reference_limit") is not None and reference != "toy":
