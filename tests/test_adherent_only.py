@@ -31,3 +31,30 @@ def test_adherent_only_scores_the_on_prompt_images(cli, tmp_path):
     assert int(by_metric["toy_features@adherent"]["n"]) == len(kept)
     assert int(by_metric["toy_adherence"]["n"]) == len(paths)
     assert float(by_metric["toy_adherence"]["value"]) == len(kept) / len(paths)
+
+
+def test_a_prompt_left_with_too_few_on_prompt_images_loses_its_earlier_adherent_rows(cli, tmp_path, monkeypatch):
+    """Skipped at min_n, a prompt kept its @adherent row of an earlier run, and the summary showed it as this run's
+    number; its rows over every image (toy_adherence, plain toy_features) stay."""
+    out = tmp_path / "run"
+    code, _, err = cli("generate", "method=base", "prompt=a red circle", "n=6", f"out={out}")
+    assert code == 0, err
+    args = ("diversity", f"out={out}", "metric=toy_features", "adherent_only=true", "bootstrap=0")
+    monkeypatch.setattr("diversity_cli.toy.adherence.select_adherent", lambda paths, *_: paths[:4])
+    assert cli(*args, "min_n=2")[0] == 0
+    assert cli("diversity", f"out={out}", "metric=toy_features", "bootstrap=0")[0] == 0
+    code, _, err = cli(*args, "min_n=5")  # 4 on-prompt images: below min_n, so no number over them
+    assert code == 2 and "nothing to measure" in err, err  # the only group: nothing written either
+    monkeypatch.undo()
+    code, _, err = cli("generate", "method=distilled", "prompt=a red circle", "n=6", f"out={out}")
+    assert code == 0, err
+    monkeypatch.setattr(
+        "diversity_cli.toy.adherence.select_adherent",
+        lambda paths, *_: paths if "distilled" in str(paths[0]) else paths[:4],
+    )
+    code, _, err = cli(*args, "min_n=5")
+    assert code == 0, err
+    metrics = {(row["method"], row["metric"]) for row in _rows(out / "diversity.csv")}
+    assert ("base", "toy_features@adherent") not in metrics
+    assert {("base", "toy_features"), ("base", "toy_adherence"), ("distilled", "toy_features@adherent")} <= metrics
+    assert "@adherent rows (if any) of the 1 skipped" in " ".join(err.split())

@@ -504,13 +504,16 @@ def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[st
     return rows
 
 
-def adherent_groups(groups: list[Group], device: torch.device, min_n: int, notes: list[str]) -> list[Group]:
-    """Each group cut to the images the toy pair's frozen judge finds on-prompt (`adherent_only=true`), so a
-    diversity number cannot count variety off the prompt; groups left with fewer than `min_n` are skipped."""
+def adherent_groups(
+    groups: list[Group], device: torch.device, min_n: int, notes: list[str]
+) -> tuple[list[Group], list[Group]]:
+    """(kept, skipped): each group cut to the images the toy pair's frozen judge finds on-prompt
+    (`adherent_only=true`), so a diversity number cannot count variety off the prompt; groups left with fewer than
+    `min_n` are skipped (their earlier on-prompt numbers no longer describe the run)."""
     from ..toy.adherence import select_adherent
 
     judge = toy_module().load_classifier(device)
-    kept = []
+    kept, skipped = [], []
     for group in groups:
         if not group.prompt:
             notes.append(f"{group.label}: adherent_only needs the prompt (images=: add prompt=...); skipped")
@@ -519,11 +522,12 @@ def adherent_groups(groups: list[Group], device: torch.device, min_n: int, notes
         notes.append(f"{group.label}: adherent_only kept {len(paths)} of {len(group.paths)} images")
         if len(paths) < min_n:
             notes.append(f"skipped {group.label}: {len(paths)} on-prompt image(s) < min_n={min_n}")
+            skipped.append(group)
             continue
         kept.append(replace(group, paths=paths))
     if not kept:
         raise UserError(f"adherent_only: no group has at least min_n={min_n} on-prompt images; nothing to measure")
-    return kept
+    return kept, skipped
 
 
 def clip_score_rows(groups: list[Group], device: torch.device, batch_size: int, notes: list[str]) -> list[dict]:
@@ -546,14 +550,18 @@ def clip_score_rows(groups: list[Group], device: torch.device, batch_size: int, 
     return rows
 
 
-def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> list[dict]:
+def write_rows(
+    path: Path, rows: list[dict], skipped: Iterable[Group] = (), adherent_skipped: Iterable[Group] = ()
+) -> list[dict]:
     """Merge into diversity.csv: rows with the same method/model/prompt/metric/options are replaced, others kept,
     except those of `skipped` groups (now too few images: their old numbers no longer describe the run). Options
     are part of the key: coverage against another reference, or a distance measured otherwise, is another number
-    beside this one (it replaced it)."""
+    beside this one (it replaced it). `adherent_skipped`: groups whose on-prompt (`@adherent`) rows go (too few
+    on-prompt images now), their other rows kept."""
     new = [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
     new_keys = {_row_key(r) for r in new}
     gone = {(g.method, g.model, g.prompt) for g in skipped}
+    off_prompt = {(g.method, g.model, g.prompt) for g in adherent_skipped}
     kept = []
     refuse_foreign_outputs(path.parent, {path.name: OURS})  # before it is read as ours
     if path.is_file():
@@ -561,7 +569,9 @@ def write_rows(path: Path, rows: list[dict], skipped: Iterable[Group] = ()) -> l
             kept = [
                 r
                 for r in csv.DictReader(f)
-                if _row_key(r) not in new_keys and (r["method"], r["model"], r["prompt"]) not in gone
+                if _row_key(r) not in new_keys
+                and (r["method"], r["model"], r["prompt"]) not in gone
+                and not (r["metric"].endswith(ADHERENT) and (r["method"], r["model"], r["prompt"]) in off_prompt)
             ]
     merged = kept + new
     with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
@@ -626,9 +636,10 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
 
     device = resolve_device(str(cfg.device))
     adherence: list[dict] = []
+    off_prompt: list[Group] = []  # adherent_only: groups too few of whose images are on-prompt
     if cfg.adherent_only:  # adherence over every image first, then diversity over the on-prompt ones only
         adherence = toy_adherence_rows(groups, device, notes)
-        groups = adherent_groups(groups, device, min_n, notes)
+        groups, off_prompt = adherent_groups(groups, device, min_n, notes)
     pairs = [g for g in groups if len(g.paths) < MIN_INTERVAL_N]
     if pairs and int(cfg.bootstrap) > 0 and any(m in EMBEDDERS for m in metrics):
         notes.append(
@@ -666,9 +677,9 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     if shard is not None:
         return save_shard_rows(root, shard, fingerprint, rows, used)
     target = root / CSV_NAME
-    write_rows(target, rows, skipped=small)
+    write_rows(target, rows, skipped=small, adherent_skipped=off_prompt)
     _print_table(rows, target)
-    _report(notes + removed_note(small))
+    _report(notes + removed_note(small) + removed_note(off_prompt, ADHERENT))
     return target
 
 
@@ -784,9 +795,11 @@ def skipped_notes(small: list[Group], min_n: int) -> list[str]:
     return [f"skipped {g.label}: {len(g.paths)} image(s) < min_n={max(2, min_n)}" for g in small]
 
 
-def removed_note(small: list[Group]) -> list[str]:
-    """Said once the earlier rows of the skipped groups are gone from diversity.csv (not when nothing is written)."""
-    return [f"earlier rows (if any) of the {len(small)} skipped group(s) left diversity.csv"] if small else []
+def removed_note(small: list[Group], metric: str = "") -> list[str]:
+    """Said once the earlier rows (of `metric`: those ending so) of the skipped groups are gone from diversity.csv
+    (not when nothing is written)."""
+    which = f"{metric} rows" if metric else "rows"
+    return [f"earlier {which} (if any) of the {len(small)} skipped group(s) left diversity.csv"] if small else []
 
 
 def _report(notes: list[str]) -> None:
