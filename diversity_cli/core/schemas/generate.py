@@ -84,6 +84,12 @@ def k_within_schedule(cfg: DictConfig, root: DictConfig) -> None:
             f"skip_first needs a distilled schedule of at least 2 steps; {cfg.model.name} has {steps} "
             "(give model.distilled.steps=N with N >= 2)"
         )
+    if k == "auto" and "replace_final" in (methods or []):
+        # the base's commitment says how many first steps it must run; it says nothing of how many final ones
+        raise UserError(
+            "k=auto measures how many first steps the base must run (method=hybrid); replace_final replaces the "
+            "last k steps: give k=1..N"
+        )
     uses_k = any(isinstance(m, str) and m in USES_BASE_KNOBS for m in methods or [])
     if not isinstance(k, int) or isinstance(k, bool) or not uses_k:
         return
