@@ -104,3 +104,13 @@ def test_k_auto_measures_with_the_pairs_settings_and_records_them(cli, own_pair,
     plain = compose("generate", [f"model={own_pair}", "model.auto_k=null"])
     assert settings_hash(plain) == settings_hash(compose("generate", [f"model={own_pair}"]))
     assert Path(out / "samples.csv").is_file()
+
+
+def test_auto_k_metric_auto_takes_the_pairs_metric(cli, own_pair, tmp_path):
+    """`auto_k.metric=auto`, offered by --help, reached the embedder as "auto" and failed once the models loaded."""
+    out = tmp_path / "run"
+    args = ("generate", f"model={own_pair}", "method=hybrid", "k=auto", "auto_k.metric=auto", "n=1", f"out={out}")
+    code, _, err = cli(*args, "prompt=a circle")
+    assert code == 0, err
+    record = json.loads(next((out / "runs").glob("*-generate-*.json")).read_text())
+    assert record["auto_k"]["commitment"]["metric"] == compose("generate", [f"model={own_pair}"]).model.default_metric

@@ -63,6 +63,10 @@ def apply_defaults(cfg: DictConfig) -> DictConfig:
             cfg.metric = FOLDER_METRIC
         else:
             cfg.metric = _from_pairs("default_metric", run_models(cfg.get("out")), "metric") or FOLDER_METRIC
+    auto_k = cfg.get("auto_k")
+    if model is not None and isinstance(auto_k, DictConfig) and _is_auto(auto_k.get("metric")):
+        # k=auto's judge, as help offers it: the pair's metric (it reached the embedder as "auto" and failed there)
+        auto_k.metric = str(model.get("default_metric") or FOLDER_METRIC)
     if "quality" in cfg:  # diversity: the quality number beside its diversity numbers
         with_quality(cfg, model)
     if _is_auto(cfg.get("reference")) and "coverage_k" not in cfg:  # fid's reference (diversity's means coverage)
