@@ -4,6 +4,7 @@ CLIPScore wrapper on a tiny offline CLIP, the command end to end on a tiny pair,
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -449,3 +450,18 @@ def test_a_toy_reference_cut_by_reference_limit_is_labelled_with_its_count(cli, 
     assert labels == ["toy(mode=dataset; count=20)", "toy(mode=dataset; count=40)"]
     code, _, err = cli("fid", f"out={run}", "reference_limit=20")
     assert code == 2 and err.startswith("error: reference_limit=20 does not apply to the toy reference"), err
+
+
+def test_a_folder_scored_into_a_run_directory_is_not_read_as_one_of_its_methods(cli, tmp_path):
+    """`fid images=<a folder named distilled> out=<run>` wrote a `distilled` row beside the run's own: the report's
+    Distilled column could take it. It is named `images=distilled`, as diversity names such a row."""
+    run = tmp_path / "run"
+    assert cli("generate", "model=toy", "prompt=a shape", "n=2", "method=base", f"out={run}")[0] == 0
+    folder = tmp_path / "elsewhere" / "distilled"
+    folder.mkdir(parents=True)
+    for image in sorted(run.rglob("*.png"))[:2]:
+        shutil.copy(image, folder / image.name)
+    code, _, err = cli("fid", f"out={run}", f"images={folder}", "reference=toy", "toy.mode=dataset", "toy.count=20")
+    assert code == 0, err
+    with (run / "fid.csv").open() as f:
+        assert [row["method"] for row in csv.DictReader(f)] == ["images=distilled"]

@@ -287,8 +287,8 @@ def measured_groups(cfg: DictConfig, rundir: RunDir) -> dict[tuple[str, str], li
 
 
 def folder_groups(cfg: DictConfig) -> dict[tuple[str, str], list[dict[str, str]]]:
-    """`images=FOLDER`: a plain folder of images as one group (named after the folder, no prompts, no timing);
-    the folder is only read: fid.csv goes to `out=`."""
+    """`images=FOLDER`: a plain folder of images as one group (named after the folder, `images=<name>` in a run
+    directory of generate; no prompts, no timing); the folder is only read: fid.csv goes to `out=`."""
     from ..metrics.embedders import image_files
 
     folder = Path(str(cfg.images)).expanduser()
@@ -299,8 +299,11 @@ def folder_groups(cfg: DictConfig) -> dict[tuple[str, str], list[dict[str, str]]
         raise UserError(f"images={folder} holds {len(paths)} image(s); FID needs at least 2")
     if folder.resolve() == Path(str(cfg.out)).expanduser().resolve():
         raise UserError(f"out= must differ from images={folder}: nothing is written into the scored folder")
+    from .diversity import folder_method
+
     rows = [{"path": str(path.resolve()), "prompt": "", "seconds": ""} for path in paths]
-    return {(folder.resolve().name, ""): rows}
+    # named as diversity names it: a folder called `distilled` scored into a run directory is not its distilled
+    return {(folder_method(folder, Path(str(cfg.out)).expanduser()), ""): rows}
 
 
 def sample_groups(rundir: RunDir, tags: Any) -> dict[tuple[str, str], list[dict[str, str]]]:
