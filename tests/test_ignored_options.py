@@ -134,3 +134,17 @@ def test_direction_both_takes_the_reverse_adapter(cli, workdir):
         f"out={workdir / 'run'}",
     )  # fmt: skip
     assert code == 2 and "applies to" not in err and "/nowhere/red" in err, err
+
+
+def test_a_value_an_adapters_table_row_overrules_is_refused(cli, workdir, tmp_path_factory):
+    """A row's own scale (prompt, concept) wins over the command line's: `scale=-1` on a slider ran at +1."""
+    table = tmp_path_factory.mktemp("table") / "adapters.csv"
+    table.write_text("name,concept,prompt,scale\nlarge,,,1\nred,,a red circle,\n")
+    line = _refused(cli, workdir, "transfer-lora", "model=toy", f"adapters={table}", "scale=-1")
+    assert line.startswith(f"error: scale=-1: adapters={table} line 2 sets scale 1 for adapter large"), line
+    line = _refused(cli, workdir, "transfer-lora", "model=toy", f"adapters={table}", "prompt=a blue square")
+    assert "line 3 sets prompt a red circle for adapter red" in line, line
+    # a value the rows agree with, or that no row sets, is taken: the run goes on to read the adapters
+    for extra in ("scale=1", "concept=large"):
+        code, _, err = cli("transfer-lora", "model=toy", f"adapters={table}", extra, f"out={workdir / 'run'}")
+        assert code == 2 and "a row's own" not in err, err

@@ -6,7 +6,14 @@ from omegaconf import DictConfig
 
 from ..experiments.defaults import apply_defaults
 from ..experiments.launch import dispatch
-from ..experiments.transfer import Measured, make_plan, merge_transfer, transfer, transfer_remaining
+from ..experiments.transfer import (
+    Measured,
+    make_plan,
+    merge_transfer,
+    refuse_overruled,
+    transfer,
+    transfer_remaining,
+)
 
 # the adapter trained on the distilled model is the second of direction=both: in one direction it was ignored, and
 # the run measured one adapter where the user asked for two
@@ -16,6 +23,7 @@ READ_ONLY_BY = {key: ("direction", ("both",)) for key in ("reverse_adapter", "re
 def validate(cfg: DictConfig) -> None:
     """The adapter files, an adapters= table and the prompts, read and checked before the preflight: bad input is
     told before a missing checkpoint (with the pair's defaults: its default prompt)."""
+    refuse_overruled(cfg)  # before the pair's default prompt fills prompt=
     apply_defaults(cfg)
     make_plan(cfg)
 

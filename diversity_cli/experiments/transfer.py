@@ -277,6 +277,37 @@ def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
     return specs
 
 
+# command-line keys an adapters= table's column of the same name sets per row: (key, column, its default)
+ROW_SETS = (("scale", "scale", 1.0), ("concept", "concept", None), ("prompt", "prompt", None),
+                 ("prompts", "prompt", None))  # fmt: skip
+
+
+def refuse_overruled(cfg: DictConfig) -> None:
+    """scale=, concept=, prompt= or prompts= given beside an adapters= table whose row sets that column to another
+    value: the row wins (`table_transfers`), so the command-line value was dropped without a word (a slider asked
+    for at scale=-1 ran at +1). Checked before the pair's defaults fill prompt=."""
+    if not cfg.get("adapters"):
+        return
+    path = data_path(str(cfg.adapters))
+    for key, column, default in ROW_SETS:
+        value = cfg.get(key)
+        if value is None or value == default:
+            continue
+        for line, entry in read_adapter_table(path):
+            if entry.get(column) and entry[column] != str(value) and not _same_number(entry[column], value):
+                raise UserError(
+                    f"{key}={value}: adapters={path} line {line} sets {column} {entry[column]} for adapter "
+                    f"{entry['name']}, and a row's own {column} wins; drop {key}= or change the table"
+                )
+
+
+def _same_number(text: str, value: Any) -> bool:
+    try:
+        return float(text) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
 def refuse_other_source(adapter: Adapter, source: str, what: str, fix: str) -> None:
     """Refuse an adapter whose own record (train-lora's adapter.json) says it was trained on the other model: its
     rows in transfer.csv would name the wrong source. An adapter without that record (e.g. a LoRA from the hub)
