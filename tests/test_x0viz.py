@@ -18,6 +18,21 @@ def test_committed_fraction_is_the_first_step_under_the_threshold():
     assert committed_fraction(fractions, [2.0, 1.9, 1.8, 1.7], 0.25) == 1.0
 
 
+def test_the_summary_gives_the_first_steps_distance_which_the_relative_rule_cannot_credit():
+    """A model at its final composition after one step (distance 0.01 of 1.0) still "commits" at its second step
+    by the rule relative to its own first step: the first step's distance, comparable across methods, says it."""
+    from diversity_cli.sampling.commitment import summarize
+
+    records = [
+        {"method": method, "step": step, "fraction": (step + 1) / 4, "timestep": 999 - 250 * step, "distance": d}
+        for method, curve in (("decided", [0.01, 0.002, 0.001, 0.0]), ("late", [0.8, 0.6, 0.1, 0.0]))
+        for step, d in enumerate(curve)
+    ]
+    by_method = {row["method"]: row for row in summarize(records, 0.25)}
+    assert by_method["decided"]["committed_step"] == 1  # the relative rule: never step 0
+    assert (by_method["decided"]["first_step_distance"], by_method["late"]["first_step_distance"]) == (0.01, 0.8)
+
+
 @pytest.mark.parametrize(("committed", "k"), [(900, 1), (749, 1), (700, 2), (300, 3), (100, 3), (999, 1)])
 def test_k_from_commitment_covers_the_steps_before_the_base_commits(committed, k):
     assert k_from_commitment([999, 749, 499, 249], committed) == k
@@ -35,6 +50,8 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
         )
         assert any(line.count("│") >= 2 and method in line and said in line for line in stdout.splitlines()), stdout
         assert (row["model"], row["metric"], row["prompts"], row["n"]) == ("tiny_sd", "pixel", "1", "2")
+        first = f"x̂0 {float(row['first_step_distance']):.3g} from its final image after step 1"
+        assert any(method in line and first in line for line in stdout.splitlines()), stdout
         assert len(list(tmp_path.glob(f"x0_tiny_sd_{method}_*.png"))) == 1
         assert len(list(tmp_path.glob(f"xt_tiny_sd_{method}_*.png"))) == 1
     with (tmp_path / "commitment.csv").open() as f:

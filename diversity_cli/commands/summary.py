@@ -174,7 +174,9 @@ def _x0viz(summary: Summary, out: Path) -> None:
         except (KeyError, ValueError):
             summary.headline.append((row.get("method", "?"), "commitment: see commitment_summary.csv"))
             continue
-        summary.headline.append((row["method"], f"commits at t={row['committed_timestep']}, {after} ({share})"))
+        first = row.get("first_step_distance")  # absent in summaries written before it
+        first = f"; x̂0 {float(first):.3g} from its final image after step 1" if first else ""
+        summary.headline.append((row["method"], f"commits at t={row['committed_timestep']}, {after} ({share}){first}"))
 
 
 def _transfer(summary: Summary, measured: Any) -> None:

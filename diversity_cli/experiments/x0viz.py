@@ -338,8 +338,9 @@ def _print_summary(summary: list[dict], out: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"commitment ({out})")
-    for column in ("method", "steps", "committed_fraction", "committed_timestep"):
+    columns = ("method", "steps", "committed_fraction", "committed_timestep", "first_step_distance")
+    for column in columns:
         table.add_column(column)
     for row in summary:
-        table.add_row(*(str(row[c]) for c in ("method", "steps", "committed_fraction", "committed_timestep")))
+        table.add_row(*(str(row[c]) for c in columns))
     Console(stderr=True).print(table)

@@ -1,8 +1,11 @@
 """The commitment curve: how far each step's x̂0 still is from the final image, and where a method commits.
 
 A method has *committed* at the first step where the mean distance falls to `threshold` times its first-step
-value; `generate k=auto` builds on the base model's point. The distance is the caller's (an embedder and its
-pairwise distance), so sampling does not depend on any particular metric.
+value; `generate k=auto` builds on the base model's point. That rule measures each method against its own first
+step, which can therefore never be where it commits (a 4-step student commits at 50% of its steps at the earliest):
+whether a method has decided at its first step is read from `first_step_distance`, the mean distance after it,
+comparable across methods under one metric. The distance is the caller's (an embedder and its pairwise distance),
+so sampling does not depend on any particular metric.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ def summarize(records: list[dict], threshold: float) -> list[dict]:
                 "committed_fraction": round(fraction, 4),
                 "committed_step": int(at.step),
                 "committed_timestep": int(at.timestep),
+                # how far the first step's x̂0 still is from the final image: a distilled model that decides its
+                # composition at once is near 0 here, whatever its relative rule above says
+                "first_step_distance": round(float(curve.distance.iloc[0]), 6),
             }
         )
     return summary
