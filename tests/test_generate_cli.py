@@ -274,8 +274,8 @@ def test_a_diversity_number_names_embedder_settings_other_than_the_defaults(cli,
     rows = list(csv.DictReader((tmp_path / "diversity.csv").open()))
     assert {r["options"] for r in rows if r["metric"] == "pixel"} == {"size=16"}
     assert "pixel[size=16]" in out and "[b] red" in out
-    assert cli("diversity", f"out={tmp_path}", "metric=pixel")[0] == 0  # the defaults: no options
-    assert {r["options"] for r in csv.DictReader((tmp_path / "diversity.csv").open())} == {""}
+    assert cli("diversity", f"out={tmp_path}", "metric=pixel")[0] == 0  # the defaults: no options, beside 16 px
+    assert {r["options"] for r in csv.DictReader((tmp_path / "diversity.csv").open())} == {"", "size=16"}
     assert cli("diversity", f"out={tmp_path}", "metric=pixel", "embedders.pixel.size=16")[0] == 0
     assert cli("report", f"out={tmp_path}", "tables=[3]", "html=false", "figures=false")[0] == 0
     text = (tmp_path / "tables" / "table_3.md").read_text()
