@@ -422,3 +422,14 @@ def test_overwrite_says_what_it_makes_again(cli, tmp_path):
     other = ("model.base.guidance=2", "overwrite=true")
     code, _, err = cli("generate", "model=toy", PROMPT, "n=2", "method=base", *other, f"out={tmp_path}")
     assert code == 0 and "2 image(s) in" in err and "made again, 2 of them made with other settings before" in err
+
+
+def test_the_summary_counts_and_times_this_commands_images_only(cli, tmp_path):
+    """A second prompt into a run: its summary's seconds per image were pooled over the first prompt's images too
+    ("over 5 images" after making 3); a shard's likewise over the other shard's."""
+    out = tmp_path / "run"
+    assert cli("generate", "model=toy", "method=distilled", "prompt=a circle", "n=2", f"out={out}")[0] == 0
+    code, stdout, err = cli("generate", "model=toy", "method=distilled", "prompt=a square", "n=3", f"out={out}")
+    assert code == 0, err
+    shown = " ".join(stdout.split())
+    assert "generate: 3 images" in shown and "s/image over its 3 images" in shown, shown

@@ -29,6 +29,6 @@ def test_progress_and_summary_render_on_a_terminal(tmp_path):
     assert re.search(r"tiny_sd_hybrid_k1.*3/3\s+\d+:\d\d:\d\d\s+<\s+\d+:\d\d:\d\d\s+[\d.]+ (it/s|s/it)", screen), screen
     # the summary: a table headed by images, seconds and images/s, then what was written where
     assert re.search(r"generate: 3 images, [\d.]+ s, [\d.]+ images/s", screen), screen
-    for what in ("samples.csv", "contact sheet", "s/image over 3 images"):
+    for what in ("samples.csv", "contact sheet", "s/image over its 3 images"):
         assert what in screen
     assert "┏" in screen and "┃" in screen  # drawn as a table on a terminal

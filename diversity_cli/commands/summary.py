@@ -63,16 +63,21 @@ def _interval(row: dict[str, str], level: float) -> str:
 def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -> None:
     from ..core.prompts import read_prompts
     from ..core.rundir import shard_writer
+    from ..experiments.generation import plan_jobs
     from ..experiments.shards import parse_shard
     from ..reporting.contact_sheet import contact_sheet
 
-    rows = RunDir(root).read_samples()
+    prompts = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
+    shard = parse_shard(cfg.get("shard"))
+    # this command's images (its shard's): a run directory holds other commands' and other shards' too, which
+    # neither its count nor its seconds per image may take in (a shard beside another reported both's images)
+    paths = {job.path for job in plan_jobs(cfg, prompts, shard)}
+    rows = [row for row in RunDir(root).read_samples() if row["path"] in paths]
     # images written by this command: a remade image (lost, truncated, overwrite=true) adds no row, so count files
     began = time.time() - summary.seconds
     summary.images = sum(1 for row in rows if _mtime(root / row["path"]) >= began) if rows_before else len(rows)
-    table = shard_writer(parse_shard(cfg.get("shard")))  # a shard writes its own samples file
+    table = shard_writer(shard)  # a shard writes its own samples file
     summary.written += [(table, str(root / table)), ("images", f"{root / cfg.model.name}/<tag>/")]
-    prompts = read_prompts(cfg.prompt, cfg.prompts, cfg.limit)
     if prompts:
         first = prompts[0]
         start = first.first_seed(cfg.seed)
@@ -84,11 +89,10 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
         else:
             if sheet is not None:
                 summary.written.append(("contact sheet (a row per method, same seeds)", str(sheet)))
-    mine = [row for row in rows if row.get("model") == cfg.model.name]
-    for tag in dict.fromkeys(row.get("tag", row["method"]) for row in mine):
-        seconds = [float(row["seconds"]) for row in mine if row.get("tag", row["method"]) == tag and row.get("seconds")]
+    for tag in dict.fromkeys(row.get("tag", row["method"]) for row in rows):
+        seconds = [float(row["seconds"]) for row in rows if row.get("tag", row["method"]) == tag and row.get("seconds")]
         if seconds:
-            summary.headline.append((tag, f"{sum(seconds) / len(seconds):.3f} s/image over {len(seconds)} images"))
+            summary.headline.append((tag, f"{sum(seconds) / len(seconds):.3f} s/image over its {len(seconds)} images"))
 
 
 def _mtime(path: Path) -> float:
