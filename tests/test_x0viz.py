@@ -273,3 +273,33 @@ def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):
     assert code == 0 and "nothing to do" in err
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "runs").glob("*.json"))]
     assert len(records) == 2 and records[-1]["auto_k"]["k"] == k
+
+
+def test_a_prompt_or_method_listed_twice_is_traced_once(cli, tmp_path):
+    """commitment.csv held a duplicated prompt's (or method's) rows twice: the mean curve weighed it double and the
+    summary counted its prompts twice."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na red circle\n")
+    args = ("x0viz", "model=tiny_sd", f"prompts={prompts}", "methods=[distilled,distilled]", "n=2", "metric=pixel")
+    code, _, err = cli(*args, f"out={tmp_path / 'x0'}")
+    assert code == 0, err
+    with (tmp_path / "x0" / "commitment.csv").open() as f:
+        rows = [tuple(row.values()) for row in csv.DictReader(f)]
+    assert len(rows) == len(set(rows)) == 4 * 2  # 4 steps x 2 seeds, once
+    with (tmp_path / "x0" / "commitment_summary.csv").open() as f:
+        assert [row["prompts"] for row in csv.DictReader(f)] == ["1"]
+
+
+def test_a_run_stopped_before_its_curve_is_not_finished_with_other_prompts(cli, tmp_path):
+    """Its grids stayed beside a rerun's at other prompts, which its curve never traced."""
+    out = tmp_path / "x0"
+    args = ("x0viz", "model=tiny_sd", "methods=[distilled]", "n=2", "metric=pixel", f"out={out}")
+    assert cli(*args, "prompt=a red circle")[0] == 0
+    for name in ("commitment.csv", "commitment_summary.csv"):  # as a run stopped before it wrote its curve
+        (out / name).unlink()
+    code, _, err = cli(*args, "prompt=a blue square")
+    assert code == 2 and "stopped before its curve, with other prompts or methods" in err, err
+    assert not list(out.glob("x0_*blue*"))
+    assert cli(*args, "prompt=a red circle")[0] == 0  # its own settings finish it
+    assert cli(*args, "prompt=a blue square", "overwrite=true")[0] == 0
+    assert not list(out.glob("x0_*red*")) and list(out.glob("x0_*blue*"))

@@ -52,11 +52,13 @@ ROLES = ("base", "distilled", "components")  # the networks x0viz loads, as its 
 def visualize(cfg: DictConfig) -> Path:
     check(X0vizConfig, cfg)  # compose has checked a CLI config; library callers get the same checks
     apply_defaults(cfg)  # metric=auto and no prompt: what the pair names
-    methods = list(cfg.methods)
+    methods = list(dict.fromkeys(cfg.methods))  # a method listed twice was traced twice, each row counted twice
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
-    rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
+    # a prompt listed twice at the same seed is the same images (generate makes them once): traced once, or the
+    # mean curve weighs it twice and the summary counts it twice
+    rows = list(dict.fromkeys(read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))))
     out = Path(cfg.out)
     # Every file this run writes: out must be a run directory (or new) and none of them a file of someone else;
     # listed in run.json before anything runs, so overwrite=true replaces only what x0viz wrote.
@@ -74,8 +76,23 @@ def visualize(cfg: DictConfig) -> Path:
     if (out / "commitment.csv").exists() and not cfg.overwrite:
         check_finished(cfg, out, rows, methods, outputs)  # the same run, finished: nothing to do
         return out
+    if not cfg.overwrite:
+        refuse_unfinished_other(out, outputs)
     with left_as_found(out, outputs):
         return _visualize(cfg, out, rows, methods, outputs)
+
+
+def refuse_unfinished_other(out: Path, outputs: list[str]) -> None:
+    """A run stopped before its curve left grids; one with other prompts or methods would finish beside them, and the
+    folder would show grids its curve never traced. Resuming with the same settings remakes exactly its own."""
+    if not out.is_dir():
+        return
+    stray = [name for name in RunMarker(out).files() if name.startswith(("x0_", "xt_")) and name not in outputs]
+    if stray:
+        raise UserError(
+            f"{out} holds grids of an x0viz run stopped before its curve, with other prompts or methods (e.g. "
+            f"{stray[0]}); rerun it with its settings to finish it, or add overwrite=true to replace it"
+        )
 
 
 def check_finished(cfg: DictConfig, out: Path, rows: list[PromptRow], methods: list[str], outputs: list[str]) -> None:
