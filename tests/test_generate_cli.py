@@ -433,3 +433,11 @@ def test_the_summary_counts_and_times_this_commands_images_only(cli, tmp_path):
     assert code == 0, err
     shown = " ".join(stdout.split())
     assert "generate: 3 images" in shown and "s/image over its 3 images" in shown, shown
+
+
+def test_one_base_guidance_is_one_spelling_in_samples_csv(cli, tmp_path):
+    """base_guidance=3 then =3.0 into one run: one tag and settings, but samples.csv said "3" and "3.0"."""
+    for value, n in (("3", 1), ("3.0", 2)):
+        args = ("generate", "model=toy", "method=hybrid", f"base_guidance={value}", "prompt=a circle", f"n={n}")
+        assert cli(*args, f"out={tmp_path / 'run'}")[0] == 0
+    assert {row["base_guidance"] for row in _rows(tmp_path / "run")} == {"3.0"}

@@ -225,7 +225,8 @@ def _fill(
     knob_cells = dict.fromkeys(("k", "base_guidance", "base_steps"), "")  # blank where the method has no base inside
     if cfg.method in USES_BASE_KNOBS:
         steps = "" if cfg.base_steps is None else cfg.base_steps
-        knob_cells.update(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=steps)
+        # a float as the tag and the settings hash read it: base_guidance=3 and =3.0 are one setting, one spelling
+        knob_cells.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=steps)
     with progress_bar() as progress:
         task = progress.add_task(f"{name} ({len(jobs) - len(todo)} done)", total=len(todo))
         for start in range(0, len(todo), int(cfg.batch_size)):
