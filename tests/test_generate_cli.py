@@ -441,3 +441,10 @@ def test_one_base_guidance_is_one_spelling_in_samples_csv(cli, tmp_path):
         args = ("generate", "model=toy", "method=hybrid", f"base_guidance={value}", "prompt=a circle", f"n={n}")
         assert cli(*args, f"out={tmp_path / 'run'}")[0] == 0
     assert {row["base_guidance"] for row in _rows(tmp_path / "run")} == {"3.0"}
+
+
+def test_a_shard_without_prompt_rows_lists_nothing_as_written(cli, tmp_path):
+    code, out, err = cli("generate", "model=toy", "method=distilled", "prompt=a circle", "n=2", "shard=0/2",
+                         f"out={tmp_path / 'run'}")  # fmt: skip
+    assert code == 0 and "holds no prompt row" in err, err
+    assert "samples-0-of-2.csv" not in out and "<tag>" not in out, out

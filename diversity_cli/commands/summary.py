@@ -77,7 +77,8 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
     began = time.time() - summary.seconds
     summary.images = sum(1 for row in rows if _mtime(root / row["path"]) >= began) if rows_before else len(rows)
     table = shard_writer(shard)  # a shard writes its own samples file
-    summary.written += [(table, str(root / table)), ("images", f"{root / cfg.model.name}/<tag>/")]
+    if rows:  # a shard with no prompt row of its own wrote neither
+        summary.written += [(table, str(root / table)), ("images", f"{root / cfg.model.name}/<tag>/")]
     if prompts:
         first = prompts[0]
         start = first.first_seed(cfg.seed)
