@@ -527,3 +527,16 @@ def test_without_a_prompt_it_takes_the_pairs_default_prompt(cli, tiny_pairs, tmp
     code, _, err = cli("transfer-lora", "model=toy", "concept=red", "n=1", f"adapter={lora.parent}", f"out={out}")
     assert code == 0, err
     assert {row["prompts"] for row in _rows(out / "transfer.csv")} == {"a shape"}
+
+
+def test_direction_both_asks_for_the_concept_a_bare_reverse_adapter_does_not_record(cli, tiny_pairs, tmp_path):
+    """A reverse adapter with no train-lora record was scored toward the forward adapter's concept without a word
+    (a size slider counted as `color=red`)."""
+    forward = save_random_lora(tiny_pairs("toy"), tmp_path / "red")
+    (forward.parent / "adapter.json").write_text(json.dumps({"name": "red", "concept": "red", "trained_on": "base"}))
+    reverse = save_random_lora(tiny_pairs("toy"), tmp_path / "hub", seed=1)  # no adapter.json
+    args = ("transfer-lora", "model=toy", "prompt=a shape", "direction=both", "n=1", "grid_seeds=0")
+    out = tmp_path / "run"
+    code, _, err = cli(*args, f"adapter={forward.parent}", f"reverse_adapter={reverse.parent}", f"out={out}")
+    assert code == 2 and "hub records no concept (adapter.json) and the other adapter records 'red'" in err, err
+    assert not out.exists()

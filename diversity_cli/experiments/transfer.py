@@ -382,6 +382,12 @@ def concept_text(cfg: DictConfig, transfers: list[Transfer]) -> str | None:
     if cfg.concept:
         return str(cfg.concept)
     recorded = {t.adapter.meta.get("concept") for t in transfers} - {None}
+    bare = [t for t in transfers if t.adapter.meta.get("concept") is None]
+    if recorded and bare:  # direction=both: one concept for both, and a bare adapter's is not known to be it
+        raise UserError(
+            f"{bare[0].name} records no concept ({METADATA}) and the other adapter records '{next(iter(recorded))}'; "
+            "both are measured toward one concept: give concept=..."
+        )
     return str(next(iter(recorded))) if len(recorded) == 1 else None
 
 
