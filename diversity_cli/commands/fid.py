@@ -13,8 +13,9 @@ from ..experiments.launch import dispatch
 
 def validate(cfg: DictConfig) -> None:
     """What needs two keys, told before the preflight (with the pair's defaults: reference=auto is toy there)."""
-    apply_defaults(cfg)
-    check_reference_limit(cfg)
+    if cfg.get("reference_limit") is not None:  # else the preflight's own checks (the device first) come first
+        apply_defaults(cfg)
+        check_reference_limit(cfg)
 
 
 def run(cfg: DictConfig) -> Path | None:
