@@ -68,7 +68,7 @@ def test_samples_leave_the_base_knobs_blank_where_no_base_runs_inside(cli, tmp_p
         "base": ("", "", ""),
         "distilled": ("", "", ""),
         "skip_first": ("", "", ""),
-        "hybrid": ("1", "2", "5"),
+        "hybrid": ("1", "2.0", "5"),  # a float, as the tag and settings read it
     }
 
 
