@@ -278,8 +278,12 @@ def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
 
 
 # command-line keys an adapters= table's column of the same name sets per row: (key, column, its default)
-ROW_SETS = (("scale", "scale", 1.0), ("concept", "concept", None), ("prompt", "prompt", None),
-                 ("prompts", "prompt", None))  # fmt: skip
+ROW_SETS = (
+    ("scale", "scale", 1.0),
+    ("concept", "concept", None),
+    ("prompt", "prompt", None),
+    ("prompts", "prompt", None),
+)
 
 
 def refuse_overruled(cfg: DictConfig) -> None:

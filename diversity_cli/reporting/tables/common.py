@@ -449,7 +449,7 @@ def held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
 
 def stale_ablate(run: RunData) -> dict[tuple[str, str, str], str]:
     """(model, method tag, prompt) -> what changed, for ablate.csv rows whose images are no longer those they
-    measured (`ablate_change`)."""
+    measured (`ablate_changes`)."""
     found: dict[tuple[str, str, str], str] = {}
     changes = ablate_changes(run)
     for row in ablate_as_diversity(run):
