@@ -7,7 +7,7 @@ from __future__ import annotations
 def test_a_plain_runs_tables_name_the_pair_settings_its_images_were_made_with(tmp_path, cli):
     """`generate method=base model.base.guidance=5`: Tables 3 and D.1 said `toy / base` as if at the pair's CFG."""
     out = tmp_path / "run"
-    for args in (["method=base", "model.base.guidance=5"], ["method=distilled"]):
+    for args in (["method=base", "model.base.guidance=5"], ["method=distilled", "preset=paper"]):  # the default
         assert cli("generate", "model=toy", *args, "prompt=a circle", "n=2", f"out={out}")[0] == 0
     assert cli("diversity", f"out={out}")[0] == 0
     assert cli("report", f"out={out}", "tables=[3,D1]")[0] == 0

@@ -13,6 +13,7 @@ from .common import RunData, Table, md_code, md_literal
 # how an override changing the pair's settings begins: its keys (`model.base.guidance=5`, `+model.x=..`,
 # `~model.x`) and the preset group that sets several of them (`preset=card`)
 PAIR_OVERRIDES = ("model.", "+model.", "++model.", "~model.", "preset=")
+DEFAULT_PRESET = "preset=paper"  # typed, it changes nothing (conf/generate.yaml's default)
 
 
 def run_networks(run: RunData) -> dict[tuple[str, str], tuple[str, str]]:
@@ -68,7 +69,11 @@ def changed_pair_settings(run: RunData) -> dict[tuple[str, str], list[str]]:
                           config.get("base_steps"))  # fmt: skip
         except (KeyError, TypeError, ValueError):  # a record of another version's shape: nothing to say
             continue
-        typed = [str(item) for item in record.get("overrides") or [] if str(item).startswith(PAIR_OVERRIDES)]
+        typed = [
+            str(item)
+            for item in record.get("overrides") or []
+            if str(item).startswith(PAIR_OVERRIDES) and str(item) != DEFAULT_PRESET
+        ]
         found[(str(pair["name"]), tag)] = typed
     return found
 
