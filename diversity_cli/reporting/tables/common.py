@@ -493,12 +493,12 @@ def point_images(root: Path, point: str) -> list[dict[str, str]]:
 
 def shows_group(table: Table, run: RunData, key: tuple[str, ...]) -> bool:
     """Whether a cell of `table` stands on the (model, tag[, prompt]) group `key` of `run` (Table 1: the (model,
-    adapter)): its "measured as" is the group (Tables 3, D.1, E.1), the group and its steps (Tables 2, 4), or the
-    adapter, its scale and its direction (Table 1)."""
+    adapter)): its "measured as" is the group (Tables 3, D.1, E.1), one of its prompts (`toy / base / a shape`), the
+    group and its steps (Tables 2, 4), or the adapter, its scale and its direction (Table 1)."""
     group = " / ".join(key)
     return any(
         line.run == str(run.root)
-        and (line.measured_as == group or line.measured_as.startswith((f"{group} (", f"{group}:")))
+        and (line.measured_as == group or line.measured_as.startswith((f"{group} /", f"{group} (", f"{group}:")))
         for line in table.measured
     )
 

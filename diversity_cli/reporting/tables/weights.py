@@ -8,7 +8,7 @@ named, since a cell labelled `toy / base` reads as the pair as its config file h
 from __future__ import annotations
 
 from ...sampling.tags import run_tag
-from .common import RunData, Table, md_code, md_literal
+from .common import RunData, Table, md_code, md_literal, shows_group
 
 # how an override changing the pair's settings begins: its keys (`model.base.guidance=5`, `+model.x=..`,
 # `~model.x`) and the preset group that sets several of them (`preset=card`)
@@ -84,21 +84,10 @@ def changed_pair_notes(runs: list[RunData], table: Table) -> list[str]:
     notes = []
     for run in runs:
         for (pair, tag), typed in changed_pair_settings(run).items():
-            if typed and _shows(table, run, pair, tag):
+            if typed and shows_group(table, run, (pair, tag)):
                 notes.append(
                     f"{md_literal(pair)} / {md_literal(tag)} in {md_literal(run.root)}: its images were made with the "
                     f"pair's settings changed on the command line ({', '.join(md_code(item) for item in typed)}), "
                     f"so its cells are not {md_literal(pair)} as its config file has it"
                 )
     return notes
-
-
-def _shows(table: Table, run: RunData, pair: str, tag: str) -> bool:
-    """Whether a measured cell of `table` from `run` stands on images of this pair and tag ("measured as"
-    `toy / base`, `toy / base / a shape`, `toy / base (4 steps)`)."""
-    group = f"{pair} / {tag}"
-    return any(
-        line.run == str(run.root)
-        and (line.measured_as == group or line.measured_as.startswith((f"{group} /", f"{group} (", f"{group}:")))
-        for line in table.measured
-    )
