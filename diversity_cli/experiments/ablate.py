@@ -57,6 +57,7 @@ from ..core.schema import show as show_value
 from ..core.schemas.ablate import AblateConfig
 from ..metrics.diversity import MIN_INTERVAL_N, pooled_interval
 from ..metrics.labels import interval_name, metric_label
+from ..metrics.preflight import other_clip
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .defaults import QUALITY_METRICS, apply_defaults
@@ -624,12 +625,14 @@ def _quality(cfg: DictConfig, view: Path) -> list[dict[str, str]]:
 def _quality_options(metric: str, row: dict[str, str]) -> str:
     """fid.csv's settings that made this number, as ablate.csv's `options`, when they are not the defaults: the
     reference (`reference=toy(per_prompt=10)`, a folder) for an FID, the feature network's image preparation
-    (`features=toy(resolution=64)`) for an FID or IS; a CLIP score depends on neither."""
+    (`features=toy(resolution=64)`) for an FID or IS; for a CLIP score its CLIP model where not the published one's."""
     options = []
     if metric.startswith("fid") and row.get("reference") not in (None, "", "toy", "coco"):
         options.append(f"reference={row['reference']}")
     if metric.startswith(("fid", "is")) and "(" in (row.get("features") or ""):
         options.append(f"features={row['features']}")
+    if metric == "clip_score" and other_clip(row.get("clip_model")):
+        options.append(f"clip_model={row['clip_model']}")
     return ",".join(options)
 
 

@@ -1,10 +1,11 @@
 """`diversity-cli fid`: distribution quality of a run directory, per (method tag, model): FID and Inception Score
 against a reference set, CLIP score against the prompts, and the mean seconds per image (paper Tables 2 and 4).
 
-Writes `<out>/fid.csv` (`method,model,n,fid,is,is_std,clip,seconds_per_image`, then `reference,features`) and
-prints it. With a feature network other than Inception the FID/IS columns carry its tag (`fid_toyfeat`, ...):
-such a number is never called FID. A re-run replaces only the rows of the groups it evaluated (same method,
-model, reference and features). How images are resized and quantized: `metrics.quality`.
+Writes `<out>/fid.csv` (`method,model,n,fid,is,is_std,clip,seconds_per_image`, then
+`reference,features,clip_model,samples`) and prints it. With a feature network other than Inception the FID/IS
+columns carry its tag (`fid_toyfeat`, ...): such a number is never called FID. A re-run replaces only the rows of
+the groups it evaluated (same method, model, reference and features). How images are resized and quantized:
+`metrics.quality`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from .shards import Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
-META = ["reference", "features", "samples"]  # samples: which images of samples.csv (`samples_digest`)
+# clip_model: the CLIP model of `clip` ("" where none was measured); samples: which images of samples.csv
+META = ["reference", "features", "clip_model", "samples"]
 OURS = csv_with("method", "model", "n", "fid")  # an earlier version's fid.csv, unlisted
 
 
@@ -121,7 +123,7 @@ def measure_quality(cfg: DictConfig) -> Path | None:
                 states[group] = {"state": scores.state(), "reference": statistics[key]}
                 continue
             measured = scores.compute(int(cfg.seed))
-            results.append(result_row(tag, model, rows, measured, extractor.tag, label, features_label(cfg)))
+            results.append(result_row(tag, model, rows, measured, extractor.tag, label, features_label(cfg), clip_spec))
     rundir.root.mkdir(parents=True, exist_ok=True)
     measured_with = {
         "features": {"network": extractor.name, "tag": extractor.tag},  # the name carries its weights' hash
@@ -258,7 +260,7 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
         measured = scores_from_state(
             merged, parts[0]["reference"], saved[0]["num_features"], int(cfg.is_splits), int(cfg.seed)
         )
-        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], label, features))
+        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], label, features, fid_clip(cfg)))
     record_invocation(rundir.root, config=cfg, merged_shards=count, **shards_measured_with(paths, saved))
     path = write_results(rundir.root / "fid.csv", results)
     for shard_path in paths:
@@ -345,6 +347,7 @@ def result_row(
     metric_tag: str,
     reference: str,
     features: str,
+    clip_model: str | None,
 ) -> dict[str, Any]:
     seconds = [float(row["seconds"]) for row in rows if row.get("seconds")]
     suffix = f"_{metric_tag}" if metric_tag else ""
@@ -355,6 +358,7 @@ def result_row(
     row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
     row["reference"] = reference
     row["features"] = features
+    row["clip_model"] = clip_model if scores["clip"] is not None else ""
     row["samples"] = samples_of(rows)
     return row
 

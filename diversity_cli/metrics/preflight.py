@@ -191,6 +191,13 @@ def fid_clip(cfg: Any) -> str | None:
     return None if str(cfg.reference) == "toy" or cfg.get("images") is not None else CLIP_SCORE_MODEL
 
 
+def other_clip(spec: str | None) -> str:
+    """The CLIP model a CLIP score was measured with where it is not the published score's (`CLIP_SCORE_MODEL`,
+    what diversity's clip_score always uses), "" otherwise: scores of two CLIP models are not comparable, so a label
+    names the other one."""
+    return "" if not spec or spec == CLIP_SCORE_MODEL else str(spec)
+
+
 def clip_missing(clip: str | None) -> list[Missing]:
     """The CLIP model `clip_model=` names (fid's CLIP score, transfer-lora's), where it is neither a folder here nor
     in the local hub cache; tiny_random is built in memory."""

@@ -24,6 +24,7 @@ from ...core.errors import UserError
 from ...core.record import read_records
 from ...core.rundir import RunDir, read_table, samples_digest, seed_window
 from ...metrics.diversity import MIN_INTERVAL_N
+from ...metrics.preflight import other_clip
 
 # Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
 TABLE_IDS = {"1": "1", "2": "2", "3": "3", "4": "4", "D1": "D.1", "E1": "E.1"}
@@ -377,7 +378,9 @@ def quality_of(run: RunData) -> dict[tuple[str, str, str], list[dict[str, str]]]
         if len(group) == 1 and as_number(row.get("clip")) is not None:
             key = (row["model"], row["method"], next(iter(group)))
             if not any(item["metric"] == "clip_score" for item in found.get(key, [])):
-                item = {"metric": "clip_score", "value": row["clip"], "n": row.get("n", ""), "_source": "fid.csv"}
+                other = other_clip(row.get("clip_model"))  # diversity.csv's clip_score is always the published model's
+                metric = f"clip_score[{other}]" if other else "clip_score"
+                item = {"metric": metric, "value": row["clip"], "n": row.get("n", ""), "_source": "fid.csv"}
                 found.setdefault(key, []).append(item)
     return found
 

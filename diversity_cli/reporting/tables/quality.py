@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...metrics.preflight import other_clip
 from .common import Line, RunData, as_number, choose_model, match_tag, md_literal, origin, preferred_tags, tag_rank
 
 
@@ -88,6 +89,8 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
                 details.append(f"ref={reference if reference.startswith(('toy(', 'coco(')) else Path(reference).name}")
             if slot in ("fid", "is") and preparation:  # the features saw other images: another number
                 details.append(preparation)
+            if slot == "clip" and other_clip(row.get("clip_model")):  # another CLIP model: another scale
+                details.append(row["clip_model"])
             name = column + (f"[{'; '.join(details)}]" if details else "")
             step = steps.get((row["model"], row["method"]), "")
             records.append(
