@@ -58,3 +58,48 @@ def test_a_prompt_left_with_too_few_on_prompt_images_loses_its_earlier_adherent_
     assert ("base", "toy_features@adherent") not in metrics
     assert {("base", "toy_features"), ("base", "toy_adherence"), ("distilled", "toy_features@adherent")} <= metrics
     assert "@adherent rows (if any) of the 1 skipped" in " ".join(err.split())
+
+
+def test_sharded_adherent_only_drops_what_one_process_drops(cli, tmp_path, monkeypatch):
+    """A shard whose only group had too few on-prompt images failed ("nothing to measure"), so the run could not be
+    merged; and the merge kept that group's @adherent rows of an earlier run beside this run's numbers."""
+    from diversity_cli.core.config import compose
+    from diversity_cli.experiments.diversity import measure_diversity, merge_diversity
+
+    out = tmp_path / "run"
+    for method in ("base", "distilled"):
+        code, _, err = cli("generate", f"method={method}", "prompt=a red circle", "n=6", f"out={out}")
+        assert code == 0, err
+    settings = [f"out={out}", "metric=toy_features", "adherent_only=true", "bootstrap=0"]
+    monkeypatch.setattr("diversity_cli.toy.adherence.select_adherent", lambda paths, *_: paths[:4])
+    measure_diversity(compose("diversity", [*settings, "min_n=2"]))  # both groups: @adherent rows over 4 images
+    monkeypatch.setattr(
+        "diversity_cli.toy.adherence.select_adherent",
+        lambda paths, *_: paths if "distilled" in str(paths[0]) else paths[:4],
+    )
+    for index in (0, 1):  # one group a shard; base's shard is left with none on-prompt enough at min_n=5
+        assert measure_diversity(compose("diversity", [*settings, "min_n=5", f"shard={index}/2"])) is None
+    merge_diversity(compose("diversity", [*settings, "min_n=5"]), 2)
+    metrics = {(row["method"], row["metric"]) for row in _rows(out / "diversity.csv")}
+    assert ("base", "toy_features@adherent") not in metrics
+    assert {
+        ("base", "toy_adherence"),
+        ("distilled", "toy_adherence"),
+        ("distilled", "toy_features@adherent"),
+    } <= metrics
+
+
+def test_a_clip_score_over_the_on_prompt_images_is_named_so(cli, tmp_path, monkeypatch):
+    """With adherent_only the CLIP score was measured over the kept images but named as over every image."""
+    from diversity_cli.metrics import preflight
+
+    monkeypatch.setattr(preflight, "CLIP_SCORE_MODEL", "tiny_random")  # an offline stand-in for the real CLIP
+    out = tmp_path / "run"
+    code, _, err = cli("generate", "method=base", "prompt=a red circle", "n=6", f"out={out}")
+    assert code == 0, err
+    monkeypatch.setattr("diversity_cli.toy.adherence.select_adherent", lambda paths, *_: paths[:4])
+    args = ("metric=[toy_features,clip_score]", "adherent_only=true", "bootstrap=0", "device=cpu")
+    code, _, err = cli("diversity", f"out={out}", *args)
+    assert code == 0, err
+    by_metric = {row["metric"]: row for row in _rows(out / "diversity.csv")}
+    assert by_metric["clip_score@adherent"]["n"] == "4" and "clip_score" not in by_metric

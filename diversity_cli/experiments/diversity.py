@@ -525,8 +525,6 @@ def adherent_groups(
             skipped.append(group)
             continue
         kept.append(replace(group, paths=paths))
-    if not kept:
-        raise UserError(f"adherent_only: no group has at least min_n={min_n} on-prompt images; nothing to measure")
     return kept, skipped
 
 
@@ -551,17 +549,20 @@ def clip_score_rows(groups: list[Group], device: torch.device, batch_size: int, 
 
 
 def write_rows(
-    path: Path, rows: list[dict], skipped: Iterable[Group] = (), adherent_skipped: Iterable[Group] = ()
+    path: Path,
+    rows: list[dict],
+    skipped: Iterable[Group] = (),
+    adherent_skipped: Iterable[tuple[str, str, str]] = (),
 ) -> list[dict]:
     """Merge into diversity.csv: rows with the same method/model/prompt/metric/options are replaced, others kept,
     except those of `skipped` groups (now too few images: their old numbers no longer describe the run). Options
     are part of the key: coverage against another reference, or a distance measured otherwise, is another number
-    beside this one (it replaced it). `adherent_skipped`: groups whose on-prompt (`@adherent`) rows go (too few
-    on-prompt images now), their other rows kept."""
+    beside this one (it replaced it). `adherent_skipped`: the (method, model, prompt) of groups whose on-prompt
+    (`@adherent`) rows go (too few on-prompt images now), their other rows kept."""
     new = [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
     new_keys = {_row_key(r) for r in new}
     gone = {(g.method, g.model, g.prompt) for g in skipped}
-    off_prompt = {(g.method, g.model, g.prompt) for g in adherent_skipped}
+    off_prompt = set(adherent_skipped)
     kept = []
     refuse_foreign_outputs(path.parent, {path.name: OURS})  # before it is read as ours
     if path.is_file():
@@ -640,6 +641,9 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     if cfg.adherent_only:  # adherence over every image first, then diversity over the on-prompt ones only
         adherence = toy_adherence_rows(groups, device, notes)
         groups, off_prompt = adherent_groups(groups, device, min_n, notes)
+        if not groups and shard is None:  # a shard goes on: its adherence rows and skipped groups are for the merge
+            _report(notes)
+            raise UserError(f"adherent_only: no group has at least min_n={min_n} on-prompt images; nothing to measure")
     pairs = [g for g in groups if len(g.paths) < MIN_INTERVAL_N]
     if pairs and int(cfg.bootstrap) > 0 and any(m in EMBEDDERS for m in metrics):
         notes.append(
@@ -648,6 +652,8 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         )
     wanted = [m for m in metrics if m in EMBEDDERS]
     wanted += [vendi_base(m, cfg) for m in metrics if m.startswith("vendi")]
+    if not groups:  # a shard whose every group is off-prompt (adherent_only): its adherence rows only
+        metrics, wanted = [], []
     rows: list[dict] = []
     used: dict[str, dict] = {}  # the embedders' provenance, for the run record
     for name in dict.fromkeys(wanted):
@@ -662,22 +668,22 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
+    if "clip_score" in metrics:
+        rows += clip_score_rows(groups, device, int(cfg.batch_size), notes)
+        used["clip_score"] = {"model": preflight.CLIP_SCORE_MODEL}
     if cfg.adherent_only:  # every number measured on the kept images says so; adherence is over all of them
         rows = [{**row, "metric": row["metric"] + ADHERENT} for row in rows] + adherence
     elif "toy_adherence" in metrics or "toy_features" in metrics:  # toy diversity never comes without it
         rows += toy_adherence_rows(groups, device, notes)
-    if "clip_score" in metrics:
-        rows += clip_score_rows(groups, device, int(cfg.batch_size), notes)
-        used["clip_score"] = {"model": preflight.CLIP_SCORE_MODEL}
 
     refuse_non_finite(rows)
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order
     rows = [{**row, "ci": float(cfg.ci) if row.get("ci_low") is not None else None} for row in rows]
     record_invocation(root, config=cfg, device=str(device), dtype="float32", embedders=used)  # a shard's too
     if shard is not None:
-        return save_shard_rows(root, shard, fingerprint, rows, used)
+        return save_shard_rows(root, shard, fingerprint, rows, used, _keys(off_prompt))
     target = root / CSV_NAME
-    write_rows(target, rows, skipped=small, adherent_skipped=off_prompt)
+    write_rows(target, rows, skipped=small, adherent_skipped=_keys(off_prompt))
     _print_table(rows, target)
     _report(notes + removed_note(small) + removed_note(off_prompt, ADHERENT))
     return target
@@ -702,16 +708,29 @@ def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
     return hashlib.sha1(digest_text(key).encode()).hexdigest()[:16]
 
 
+def _keys(groups: Iterable[Group]) -> list[tuple[str, str, str]]:
+    return [(g.method, g.model, g.prompt) for g in groups]
+
+
 def shard_rows_path(root: Path, shard: Shard) -> Path:
     return root / "shards" / f"diversity-{shard.name}.json"
 
 
-def save_shard_rows(root: Path, shard: Shard, fingerprint: str, rows: list[dict], used: dict | None = None) -> None:
-    """The shard's rows and its embedders' records (options, weights with their hashes) for the merge."""
+def save_shard_rows(
+    root: Path,
+    shard: Shard,
+    fingerprint: str,
+    rows: list[dict],
+    used: dict | None = None,
+    off_prompt: list[tuple[str, str, str]] | None = None,
+) -> None:
+    """The shard's rows, its embedders' records (options, weights with their hashes) and, with adherent_only, the
+    groups it left with too few on-prompt images (the merge removes their earlier @adherent rows)."""
     from ..core.atomic import write_text
 
     body = {"fingerprint": fingerprint, "rows": [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]}
     body["embedders"] = used or {}
+    body["off_prompt"] = [list(key) for key in off_prompt or []]
     write_text(shard_rows_path(root, shard), json.dumps(body, indent=1) + "\n")
 
 
@@ -744,7 +763,7 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
     """diversity.csv from the N shards' rows, in the unsharded order; the shard files go."""
     root, fingerprint, small = _shard_fingerprint(cfg)  # small: skipped by every shard, their old rows go
     paths = [shard_rows_path(root, Shard(i, count)) for i in range(count)]
-    rows, used = [], {}
+    rows, used, off_prompt = [], {}, []
     for path in paths:
         body = _saved_rows(path)
         if body.get("fingerprint") != fingerprint:
@@ -752,6 +771,7 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
                 f"{path} is missing, damaged or from other settings or images; rerun the same diversity command"
             )
         rows += body["rows"]
+        off_prompt += [tuple(key) for key in body.get("off_prompt") or []]
         for name, record in (body.get("embedders") or {}).items():
             # what the embeddings depend on (options, weights' bytes, preparation), not where the weights were
             # read (a node-local HF_HOME): weights replaced between two shards' runs
@@ -763,8 +783,8 @@ def merge_diversity(cfg: DictConfig, count: int) -> Path:
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable, as in one process
     target = root / CSV_NAME
     record_invocation(root, config=cfg, merged_shards=count, embedders=used)
-    write_rows(target, rows, skipped=small)
-    _report(skipped_notes(small, int(cfg.min_n)) + removed_note(small))
+    write_rows(target, rows, skipped=small, adherent_skipped=off_prompt)
+    _report(skipped_notes(small, int(cfg.min_n)) + removed_note(small) + removed_note(off_prompt, ADHERENT))
     for path in paths:
         path.unlink()
     _print_table(rows, target)
@@ -795,7 +815,7 @@ def skipped_notes(small: list[Group], min_n: int) -> list[str]:
     return [f"skipped {g.label}: {len(g.paths)} image(s) < min_n={max(2, min_n)}" for g in small]
 
 
-def removed_note(small: list[Group], metric: str = "") -> list[str]:
+def removed_note(small: list[Group] | list[tuple[str, str, str]], metric: str = "") -> list[str]:
     """Said once the earlier rows (of `metric`: those ending so) of the skipped groups are gone from diversity.csv
     (not when nothing is written)."""
     which = f"{metric} rows" if metric else "rows"
