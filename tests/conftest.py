@@ -61,3 +61,22 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return invoke
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """Put SLURM commands on PATH (before any real ones) that fail as sbatch does with no cluster to reach:
+    `fake_slurm("sbatch", "srun")`. submitit wants both: it submits with sbatch and will not start without srun."""
+
+    def install(*tools: str) -> None:
+        folder = tmp_path / "fake-slurm-bin"
+        folder.mkdir(exist_ok=True)
+        for tool in tools:
+            script = folder / tool
+            script.write_text(
+                f'#!/bin/sh\necho "{tool}: fatal: Could not establish a configuration source" >&2\nexit 1\n'
+            )
+            script.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+    return install

@@ -5,7 +5,6 @@ Python process per point, as SLURM would run them)."""
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
 from pathlib import Path
@@ -245,7 +244,7 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         (["base_guidance=a,b"], "base_guidance=a must be a number"),
         (["base_steps=0..2"], "base_steps=0 gives the base model no step"),
         (["launcher=nowhere"], "unknown launcher 'nowhere'"),
-        (["launcher=slurm"], "sbatch is not on this machine"),
+        (["launcher=slurm"], "sbatch and srun are not on this machine"),
         (["n=1"], "n=1 is out of range: n is an integer >= 2"),
         (["metric=pixle"], "unknown metric 'pixle'"),
         (["measure.diversity.metric=lpips"], "measure.diversity.metric is set by ablate for every point; use metric="),
@@ -257,7 +256,7 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
 def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):
     _no_model(monkeypatch)
     monkeypatch.setattr(
-        "diversity_cli.experiments.ablate.shutil.which", lambda name: None
+        "diversity_cli.experiments.launch.shutil.which", lambda name: None
     )  # as on a machine without SLURM
     code, _, err = cli("ablate", "model=tiny_sd", "prompt=a red circle", f"out={tmp_path}", *args)
     assert code == 2
@@ -310,16 +309,10 @@ def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, mon
     assert (out / "ablate.csv").read_bytes() == content
 
 
-def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_no_sweep_folder(cli, tmp_path, monkeypatch):
+def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_no_sweep_folder(cli, tmp_path, fake_slurm):
     """sbatch there but no cluster it reaches: Hydra's launcher traceback, then 'the multirun stopped at a failed job
     ... other jobs may still be running' (none was submitted) and the sweep folder of submitit's pickles."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(
-        '#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n'
-    )
-    (bin_dir / "sbatch").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    fake_slurm("sbatch", "srun")
     out = tmp_path / "out"
     code, _, err = cli("ablate", *SWEEP, "k=1..2", f"prompt={PROMPTS[0]}", f"out={out}", "launcher=slurm")
     assert code == 2 and "Traceback" not in err, err

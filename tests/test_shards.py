@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 
 import pytest
 import torch
@@ -236,18 +237,24 @@ def test_bad_launch_input_fails_in_one_line_before_any_job(cli, tmp_path, args, 
     assert not (tmp_path / "run").exists()
 
 
-def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_nothing(cli, tmp_path, monkeypatch):
+def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_nothing(cli, tmp_path, fake_slurm):
     """sbatch on the machine but no cluster it can reach (or a partition it refuses): a traceback and exit 1."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    sbatch = bin_dir / "sbatch"
-    sbatch.write_text('#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n')
-    sbatch.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    fake_slurm("sbatch", "srun")
     code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", "limit=2", "shards=2", "launcher=slurm")
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: launcher=slurm: the cluster refused the submission (sbatch:")
     assert not (tmp_path / "run").exists()  # submitit's pickles of the jobs it could not submit went too
+
+
+def test_sbatch_without_srun_is_one_line_and_leaves_nothing(cli, tmp_path, fake_slurm, monkeypatch):
+    """submitit refuses to start without srun (its jobs' workers run through it): a RuntimeError's traceback."""
+    fake_slurm("sbatch")
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "srun" else which(name, *a, **k))
+    code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", "limit=2", "shards=2", "launcher=slurm")
+    assert code == 2 and "Traceback" not in err
+    assert "error: launcher=slurm submits SLURM jobs, but srun is not on this machine" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_diversity_shards_by_prompt_merge_into_the_one_process_table(tmp_path):
@@ -299,7 +306,6 @@ def test_a_shard_of_images_remade_since_or_damaged_is_work_left_not_merged(tmp_p
 def test_sigusr2_waits_for_the_batch_then_hands_over_to_submitit(tmp_path):
     """In a shard job, SIGUSR2 (time limit near) is held where it arrives and handed to submitit's handler (here a
     stand-in that stops the run, as its requeue does) at the end of the batch, once its images and rows are written."""
-    import os
     import signal
 
     from diversity_cli.experiments.generation import generate

@@ -61,6 +61,7 @@ from ..metrics.preflight import other_clip
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .defaults import QUALITY_METRICS, apply_defaults
+from .launch import refuse_without_slurm
 from .sweep import KNOBS, check_grid, expand, grid
 
 COLUMNS = [
@@ -216,10 +217,9 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     launchers = ("local", *HYDRA_LAUNCHERS, *available("hydra/launcher"))
     if cfg.launcher not in launchers:
         raise UserError(f"unknown launcher '{cfg.launcher}'; choose one of: {', '.join(dict.fromkeys(launchers))}")
-    if not cfg.merge and _uses_slurm(str(cfg.launcher)) and shutil.which("sbatch") is None:
-        raise UserError(
-            f"launcher={cfg.launcher} submits SLURM jobs, but sbatch is not on this machine; run on the cluster's "
-            "login node, or use launcher=local (or launcher=submitit_local: the same jobs as local processes)"
+    if not cfg.merge and _uses_slurm(str(cfg.launcher)):
+        refuse_without_slurm(
+            str(cfg.launcher), "launcher=local (or launcher=submitit_local: the same jobs as local processes)"
         )
     check_measure(cfg)
     apply_defaults(cfg)  # metric=auto and no prompt: what the pair names

@@ -226,6 +226,18 @@ def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     return kind, settings
 
 
+def refuse_without_slurm(launcher: str, instead: str) -> None:
+    """One line where SLURM's commands are missing: submitit submits with sbatch and refuses to start without srun
+    (each job's worker runs through it), with a traceback."""
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
+        raise UserError(
+            f"launcher={launcher} submits SLURM jobs, but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not on this machine; run on the cluster's login node, or use "
+            f"{instead}"
+        )
+
+
 def make_executor(cfg: DictConfig, folder: Path, name: str):
     """A submitit executor for the launcher, parameters mapped the way hydra-submitit-launcher maps them."""
     import submitit
@@ -233,11 +245,7 @@ def make_executor(cfg: DictConfig, folder: Path, name: str):
 
     kind, settings = launcher_settings(cfg)
     if kind == "slurm":
-        if shutil.which("sbatch") is None:
-            raise UserError(
-                f"launcher={cfg.launcher} submits SLURM jobs, but sbatch is not on this machine; run on the cluster's "
-                "login node, or use launcher=submitit_local (the same jobs as local processes)"
-            )
+        refuse_without_slurm(str(cfg.launcher), "launcher=submitit_local (the same jobs as local processes)")
     executor = submitit.AutoExecutor(
         folder=folder, cluster=kind, **{f"{kind}_max_num_timeout": settings.pop("max_num_timeout", 0)}
     )
