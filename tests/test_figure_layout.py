@@ -133,3 +133,31 @@ def test_ablate_plot_pngs_have_nothing_cut_off_at_their_edges(tmp_path: Path, ca
                for point, by_prompt in values]  # fmt: skip
     for png in plot(results, sweep, tmp_path / "plots"):
         _assert_nothing_cut_off(png)
+
+
+def test_figure7s_baselines_of_two_sweeps_take_their_own_curves_colour(tmp_path: Path, monkeypatch):
+    """Two sweeps into one out= (n=4, then n=3): their base levels were both black dashes, their distilled levels
+    both red, so which level belonged to which curve could not be seen."""
+    import matplotlib.axes
+    from test_figures_ablate import _ablate_run
+
+    rows = [("hybrid", "a shape", k, n, 0.1 * k + n / 100) for n in (4, 3) for k in (1, 2)]
+    rows += [
+        (method, "a shape", 1, n, v + n / 100) for n in (4, 3) for method, v in (("base", 0.6), ("distilled", 0.2))
+    ]
+    levels: dict[str, tuple[str, str]] = {}  # label -> (colour, dash)
+    real_axhline = matplotlib.axes.Axes.axhline
+
+    def axhline(ax, y=0, *args, **kwargs):
+        levels[kwargs["label"]] = (kwargs["color"], kwargs["ls"])
+        return real_axhline(ax, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", axhline)
+    fig, _ = figure7_figure([load_run(_ablate_run(tmp_path / "abl", rows))])
+    curves = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines() if "hybrid" in line.get_label()}
+    for n in (4, 3):
+        (curve,) = [colour for label, colour in curves.items() if f"n={n}" in label]
+        (base,) = [level for label, level in levels.items() if "base alone" in label and f"n={n}" in label]
+        (distilled,) = [level for label, level in levels.items() if "distilled alone" in label and f"n={n}" in label]
+        assert base == (curve, "--") and distilled == (curve, "-.")
+    assert len(set(curves.values())) == 2

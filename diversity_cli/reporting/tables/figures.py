@@ -296,9 +296,11 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
     a second axis), and the base / distilled levels of the same pairs, metrics and sweeps."""
     part = frame[frame.knob == knob]
     twin = ax.twinx()
-    for (model, metric, fixed, _), line in part.groupby(["model", "metric", "fixed", "sweep"], sort=False):
+    colours: dict[tuple[str, str, str], str] = {}  # (model, metric, sweep) -> its first hybrid curve's colour
+    for (model, metric, fixed, sweep), line in part.groupby(["model", "metric", "fixed", "sweep"], sort=False):
         label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
         drawn = ax.plot(line.point, line.value, marker="o", ms=3, label=label)[0]
+        colours.setdefault((model, metric, sweep), drawn.get_color())
         bars = line.dropna(subset=["ci_low", "ci_high"])
         if not bars.empty:  # the interval of each point's mean, as ablate's own plots draw it
             below, above = bars.value - bars.ci_low, bars.ci_high - bars.value
@@ -307,12 +309,20 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
             twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
     baseline = frame.knob == "baseline"
     same = frame.model.isin(part.model) & frame.metric.isin(part.metric) & frame.sweep.isin(part.sweep)
-    for _, level in frame[baseline & same].iterrows():
-        # base and distilled told apart by colour as well as dash (both were black)
-        style, colour = ("--", "black") if level.fixed == "base" else ("-.", "tab:red")
+    levels = frame[baseline & same]
+    several = levels.groupby(["model", "metric", "sweep"]).ngroups > 1
+    for _, level in levels.iterrows():
+        # base and distilled told apart by dash and colour (both were black); where several pairs, metrics or
+        # sweeps have levels, each takes its hybrid curve's colour (theirs alike could not be told apart), the
+        # distilled one paler
+        style = "--" if level.fixed == "base" else "-."
+        colour = "black" if level.fixed == "base" else "tab:red"
+        if several:
+            colour = colours.get((level.model, level.metric, level.sweep), colour)
         label = f"{level.model} {level.fixed} alone" + (f" ({level.sweep})" if level.sweep else "")
         label += _pair(level.pair) if "pair" not in level.sweep else ""  # named once
-        ax.axhline(level.value, ls=style, lw=1, color=colour, label=label)
+        alpha = 0.5 if several and level.fixed != "base" else 1.0
+        ax.axhline(level.value, ls=style, lw=1, color=colour, alpha=alpha, label=label)
     ax.set_xlabel(knob)
     # on two lines: on one it was as long as the panel is tall, and reached down into the legend under it
     ax.set_ylabel(f"diversity\n(metric in legend){bar_level(part)}", fontsize=9)
