@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test test-readme test-faults test-slurm lint format demo clean check-wheel
+.PHONY: install test test-slow test-readme test-faults test-slurm lint format demo clean check-wheel
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml; pip takes them from this machine's disk.
 install:
@@ -12,8 +12,14 @@ install:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 
+# The suite but its slow tests (make test-slow) and the SLURM test (make test-slurm against a real cluster;
+# `pytest -m slurm tests/test_slurm.py` runs it as local processes where there is none): ~9 minutes on 2 cores.
 test:
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests -m "not slow and not slurm" $(PYTEST_ARGS)
+
+# The tests of tens of seconds each (distill's resumed monitoring, sweeps and shards as local processes): ~2 minutes.
+test-slow:
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m slow $(PYTEST_ARGS)
 
 # Every command of README's bash blocks on the toy pair, from an empty directory, and the files and columns README
 # promises (tests/test_readme.py lists what it does not run: GPU pairs, reproduce-*, SLURM, long trainings).

@@ -288,6 +288,7 @@ def test_a_job_refuses_a_point_outside_its_sweep():
 # -------------------------------------------------------------------------------------- SLURM path, locally
 
 
+@pytest.mark.slow
 def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, monkeypatch):
     out = tmp_path / "out"
     args = ["ablate", *SWEEP, "k=1..2", f"prompt={PROMPTS[0]}", f"out={out}", "baselines=false"]

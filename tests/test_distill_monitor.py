@@ -23,7 +23,7 @@ TOY_PROMPTS = ["a red circle", "two triangles", "a shape on the right"]
 SMALL_MONITOR = ("monitor.captions=4", "monitor.per_prompt=2")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # distill runs resumed: ~80 s
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -188,6 +188,7 @@ def test_fid_of_an_image_folder_shards_and_merges_into_the_one_process_table(tmp
     assert (tmp_path / "sharded" / "fid.csv").read_bytes() == (tmp_path / "one" / "fid.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_two_cpu_workers_equal_one(tmp_path):
     """devices=cpu:2: one worker process per device over the shards, merged: byte-identical to one process."""
     from diversity_cli.experiments.generation import generate, merge_samples, remaining
