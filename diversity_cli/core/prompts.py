@@ -49,7 +49,8 @@ def read_prompts(
     if prompt is not None:
         if not str(prompt).strip():
             raise UserError('prompt is empty; give prompt="a photo of ..."')
-        rows = [PromptRow(str(prompt))]
+        # as a file's lines are: "a cat " and the line "a cat" are one prompt, their images in one folder
+        rows = [PromptRow(str(prompt).strip())]
     elif prompts is not None:
         rows = _read_file(data_path(prompts), typed=str(prompts))  # data/...: else the shipped copy
     else:

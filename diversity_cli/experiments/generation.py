@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -151,10 +152,28 @@ def refuse_clashes(run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]]
         )
 
 
+def repeated_images_note(rows: list[PromptRow], n: int, seed: int) -> str | None:
+    """Said where prompt rows ask for an image another row asks for too (the same prompt at the same seed: a line
+    listed twice, a table's rows whose seed windows overlap): it is one file, made once, so the run holds fewer
+    images than rows x n."""
+    asked = Counter((row.prompt, row.first_seed(seed) + j) for row in rows for j in range(n))
+    repeats = sum(asked.values()) - len(asked)
+    if not repeats:
+        return None
+    example = next(prompt for (prompt, _), count in asked.items() if count > 1)
+    return (
+        f"{repeats} of the {sum(asked.values())} images the prompt rows ask for repeat another row's (the same "
+        f"prompt and seed, e.g. {example!r}): each is made once"
+    )
+
+
 def generate(cfg: DictConfig) -> Path:
     validate(cfg)
     shard = parse_shard(cfg.get("shard"))
     rows = _prompt_rows(cfg)
+    note = repeated_images_note(rows, int(cfg.n), int(cfg.seed))
+    if note and (shard is None or shard.index == 0):  # once, not in every shard's log
+        stderr_console().print(f"[yellow]note[/]: {note}")
     pair, auto_k = None, None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         pair = load_generation_pair(cfg)

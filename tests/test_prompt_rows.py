@@ -1,0 +1,39 @@
+"""Prompt rows as generate reads them: `prompt=` with spaces around it is the file line without them (one prompt,
+one folder of images), and rows asking for one image twice make it once, said rather than silently folded."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from diversity_cli.core.prompts import PromptRow, read_prompts
+from diversity_cli.experiments.generation import repeated_images_note
+
+
+def _paths(out: Path) -> list[str]:
+    with (out / "samples.csv").open(newline="") as f:
+        return sorted(row["path"] for row in csv.DictReader(f))
+
+
+def test_a_prompt_with_spaces_around_it_is_the_file_lines_prompt(cli, tmp_path: Path):
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli("generate", "method=distilled", f"prompts={tmp_path / 'p.txt'}", "n=2", f"out={one}")[0] == 0
+    assert cli("generate", "method=distilled", "prompt= a red circle ", "n=2", f"out={two}")[0] == 0
+    assert _paths(one) == _paths(two)
+    assert read_prompts(" a cat\t", None) == [PromptRow("a cat")]
+
+
+def test_rows_asking_for_one_image_twice_are_said(cli, tmp_path: Path):
+    (tmp_path / "p.txt").write_text("a red circle\n# not a prompt\n\na red circle\ntwo triangles\n")
+    out = tmp_path / "run"
+    code, _, err = cli("generate", "method=distilled", f"prompts={tmp_path / 'p.txt'}", "n=2", f"out={out}")
+    assert code == 0, err
+    assert len(_paths(out)) == 4  # 3 rows x 2 seeds, the repeated row's 2 images made once
+    assert "2 of the 6 images the prompt rows ask for repeat another row's" in " ".join(err.split())
+
+
+def test_overlapping_seed_windows_of_a_table_count_each_shared_image():
+    rows = [PromptRow("a cat", 0), PromptRow("a cat", 2), PromptRow("a dog", 0)]
+    assert repeated_images_note(rows, n=4, seed=0).startswith("2 of the 12 images")  # seeds 2 and 3 twice
+    assert repeated_images_note(rows[:1] + rows[2:], n=4, seed=0) is None
