@@ -107,16 +107,17 @@ def _prompt_rows(cfg: DictConfig) -> list[PromptRow]:
     return read_prompts(prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
 
 
-def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool) -> list[Job]:
-    """Jobs still to do. A finished image made by other settings is an error unless `overwrite`; with it, every
-    job is to do, and the images it remakes stay until `clear_remade` (once the models have loaded: a setting
-    refused at load time must not have cost the user their images)."""
+def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool, advice: str = "") -> list[Job]:
+    """Jobs still to do. A finished image made by other settings is an error (`advice`: what else to do, said before
+    another out= or overwrite=true) unless `overwrite`; with it, every job is to do, and the images it remakes stay
+    until `clear_remade` (once the models have loaded: a setting refused at load time must not have cost the user
+    their images)."""
     done = {row["path"]: row for row in run.read_samples()}
     wanted = {job.path for job in jobs}
     if overwrite:
         run.check_targets(wanted)
         return jobs
-    refuse_clashes(run, jobs, done, settings)
+    refuse_clashes(run, jobs, done, settings, advice)
     lost = {p for p in wanted if p in done and not run.image_ok(p)}
     if lost:  # rows whose image is gone, truncated or unreadable: made again, so their old rows go
         run.drop_samples(lost)
@@ -140,7 +141,9 @@ def clear_remade(run: RunDir, todo: list[Job], settings: str | None = None) -> N
     run.drop_samples(remade)
 
 
-def refuse_clashes(run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]], settings: str) -> None:
+def refuse_clashes(
+    run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]], settings: str, advice: str = ""
+) -> None:
     """A finished image that other settings made is never replaced without overwrite=true."""
     clashes = sorted(
         job.path for job in jobs if job.path in done and config_part(done[job.path]["settings"]) != settings
@@ -148,7 +151,7 @@ def refuse_clashes(run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]]
     if clashes:
         raise UserError(
             f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {clashes[0]}); "
-            "use another out= or add overwrite=true"
+            f"{advice}use another out= or add overwrite=true"
         )
 
 

@@ -167,7 +167,10 @@ def transfer(cfg: DictConfig) -> Measured | None:
     groups = {group.tag: group for group in plan.groups}
     mine = plan.owned(units)
     with rundir.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
-        todo = {tag: pending(rundir, jobs, groups[tag].settings, bool(cfg.overwrite)) for tag, jobs in mine.items()}
+        todo = {
+            tag: pending(rundir, jobs, groups[tag].settings, bool(cfg.overwrite), _clash_advice(plan, groups[tag]))
+            for tag, jobs in mine.items()
+        }
         needs_classifier = any(t.target is not None for t in plan.transfers)
         scorers = Scorers.load(cfg.device, plan.clip_spec, needs_classifier)  # a missing CLIP fails before sampling
         if any(todo.values()):
@@ -205,6 +208,18 @@ def validate(cfg: DictConfig) -> None:
         raise UserError("direction=both needs reverse_adapter=...: the adapter trained on the distilled model")
     if cfg.model.family == "pixart":
         raise UserError(f"model={cfg.model.name}: diffusers has no adapter loaders for PixArt; use an SD or SDXL pair")
+
+
+def _clash_advice(plan: Plan, group: Group) -> str:
+    """What to do where a group's images were made otherwise: an adapter's images are in a folder of its name (by
+    default its folder's), so another adapter of that name wants a name of its own, not to replace them."""
+    if group.transfer is None:
+        return ""
+    name = plan.transfers[group.transfer].name
+    return (
+        f"if this is another adapter than the one named {name} there, give it a name of its own (adapter_name=, or "
+        "the name column of adapters=) to keep both; else "
+    )
 
 
 def make_plan(cfg: DictConfig) -> Plan:
