@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
+
+from diversity_cli.metrics.diversity import wilson_interval
 
 
 def _rows(path):
@@ -31,6 +34,21 @@ def test_adherent_only_scores_the_on_prompt_images(cli, tmp_path):
     assert int(by_metric["toy_features@adherent"]["n"]) == len(kept)
     assert int(by_metric["toy_adherence"]["n"]) == len(paths)
     assert float(by_metric["toy_adherence"]["value"]) == len(kept) / len(paths)
+    # a share of hits and misses: its Wilson interval at the run's level, not a bare number
+    low, high = wilson_interval(len(kept) / len(paths), len(paths), 0.95)
+    adherence = by_metric["toy_adherence"]
+    assert (float(adherence["ci_low"]), float(adherence["ci_high"]), adherence["ci"]) == (
+        pytest.approx(low, abs=1e-5),
+        pytest.approx(high, abs=1e-5),
+        "0.95",
+    )
+
+
+def test_the_wilson_interval_is_the_closed_form():
+    # 3 hits of 24 at 95%: centre (p + z²/2n) / (1 + z²/n), half-width z sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n)
+    assert wilson_interval(3 / 24, 24, 0.95) == (pytest.approx(0.04344, abs=1e-4), pytest.approx(0.31004, abs=1e-4))
+    assert wilson_interval(0.0, 8, 0.95)[0] == 0.0 and wilson_interval(1.0, 8, 0.95)[1] == 1.0
+    assert wilson_interval(0.5, 100, 0.5)[1] - wilson_interval(0.5, 100, 0.5)[0] < 0.1  # a lower level, narrower
 
 
 def test_a_prompt_left_with_too_few_on_prompt_images_loses_its_earlier_adherent_rows(cli, tmp_path, monkeypatch):

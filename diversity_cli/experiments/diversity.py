@@ -34,7 +34,7 @@ from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
 from ..metrics import preflight
 from ..metrics.coverage import PRDC, prdc, prdc_from_distances
-from ..metrics.diversity import MIN_INTERVAL_N, PairwiseDiversity, VendiScore, pairwise_estimate
+from ..metrics.diversity import MIN_INTERVAL_N, PairwiseDiversity, VendiScore, pairwise_estimate, wilson_interval
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
@@ -482,9 +482,10 @@ def toy_coverage_rows(groups: list[Group], device: torch.device, path: str | Non
     return rows
 
 
-def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[str]) -> list[dict]:
+def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[str], ci: float) -> list[dict]:
     """Share of each group's images that follow its prompt, by the toy pair's frozen judge (`toy.adherence`): the
-    quality beside toy diversity, so variety off the prompt cannot pass for diversity."""
+    quality beside toy diversity, so variety off the prompt cannot pass for diversity. Its interval at level `ci`
+    is the share's Wilson score interval (each image a hit or a miss)."""
     from ..toy.adherence import toy_adherence
     from ..toy.data import words_outside
 
@@ -500,7 +501,8 @@ def toy_adherence_rows(groups: list[Group], device: torch.device, notes: list[st
                 f"{group.label}: {', '.join(unknown)} not in the toy language: toy_adherence checks only the words the "
                 "judge knows (a prompt of none of them is followed by every image)"
             )
-        rows.append(_row(group, "toy_adherence", float(toy_adherence(group.paths, group.prompt, classifier))))
+        share = float(toy_adherence(group.paths, group.prompt, classifier))
+        rows.append(_row(group, "toy_adherence", share, *wilson_interval(share, len(group.paths), ci)))
     return rows
 
 
@@ -639,7 +641,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     adherence: list[dict] = []
     off_prompt: list[Group] = []  # adherent_only: groups too few of whose images are on-prompt
     if cfg.adherent_only:  # adherence over every image first, then diversity over the on-prompt ones only
-        adherence = toy_adherence_rows(groups, device, notes)
+        adherence = toy_adherence_rows(groups, device, notes, float(cfg.ci))
         groups, off_prompt = adherent_groups(groups, device, min_n, notes)
         if not groups and shard is None:  # a shard goes on: its adherence rows and skipped groups are for the merge
             _report(notes)
@@ -674,7 +676,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     if cfg.adherent_only:  # every number measured on the kept images says so; adherence is over all of them
         rows = [{**row, "metric": row["metric"] + ADHERENT} for row in rows] + adherence
     elif "toy_adherence" in metrics or "toy_features" in metrics:  # toy diversity never comes without it
-        rows += toy_adherence_rows(groups, device, notes)
+        rows += toy_adherence_rows(groups, device, notes, float(cfg.ci))
 
     refuse_non_finite(rows)
     rows.sort(key=lambda r: (r["model"], r["method"], r["prompt"]))  # stable: metrics keep their order

@@ -296,8 +296,8 @@ def reading_notes(table: Table) -> list[str]:
     bare = [line for line in table.measured if line.metric.endswith("diversity") and not line.ci_low]
     if bare:  # said, so a number without an interval is not read as one with a negligible one
         notes.append(
-            "a measured diversity without [low, high]: no interval was computed for it (diversity bootstrap=0, or "
-            "two images: one pair)"
+            "a measured diversity without [low, high]: no interval was computed for it (diversity bootstrap=0, "
+            "two images: one pair, or toy_coverage, a count of distinct modes a bootstrap would undercount)"
         )
     if any(line.ci_low and line not in shares for line in table.measured):
         notes.append(

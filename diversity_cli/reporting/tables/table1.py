@@ -3,11 +3,11 @@ toy pair: the toy classifier's share of images showing the concept, without and 
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
 
+from ...metrics.diversity import wilson_interval
 from ...models.adapters import adapter_digest
 from .common import (
     STALE,
@@ -56,7 +56,7 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
         values += [(c, row.get(c, "")) for c in ("classifier_without", "classifier_with")]
         for metric, value in values:
             if value != "" and as_number(value) is not None:
-                low, high = wilson_interval(value, row.get("n", "")) if metric.startswith("classifier") else ("", "")
+                low, high = share_interval(value, row.get("n", "")) if metric.startswith("classifier") else ("", "")
                 records.append(
                     Line(
                         "1",
@@ -108,15 +108,13 @@ def title(table: Table) -> str:
 WILSON_LEVEL = "0.95"
 
 
-def wilson_interval(fraction: str, n: str, z: float = 1.959964) -> tuple[str, str]:
-    """The 95% Wilson score interval of a share of n images (the toy classifier's hits): 0.125 of 24 images is
-    [0.04, 0.31], which a bare 0.125 does not say. Empty when n is unknown."""
+def share_interval(fraction: str, n: str) -> tuple[str, str]:
+    """A classifier share's 95% Wilson score interval as table cells; empty when n is unknown."""
     share, count = as_number(fraction), as_number(n)
     if share is None or not count:
         return "", ""
-    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
-    half = z * math.sqrt(share * (1 - share) / count + z * z / (4 * count * count)) / (1 + z * z / count)
-    return f"{max(0.0, centre - half):.4g}", f"{min(1.0, centre + half):.4g}"
+    low, high = wilson_interval(share, int(count))
+    return f"{low:.4g}", f"{high:.4g}"
 
 
 def build(runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
