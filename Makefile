@@ -164,6 +164,11 @@ FID := $(CLI) fid $(SHARDED)
 DIVERSITY := $(CLI) diversity $(SHARDED)
 REPORT := $(CLI) report tables_dir=$(TABLES)
 LIMIT_ARG := limit=$(if $(strip $(LIMIT)),$(strip $(LIMIT)),null)
+# Tables 2/4 against COCO: its images' folder checked before any generation (fid would find it missing only after
+# hours of it).
+COCO_MISSING := error: COCO_IMAGES=/path/to/val2014 (a folder) is needed for the FID reference of Tables 2 and 4
+COCO_CHECK := $(if $(findstring reference=coco,$(FID_REF)),test -d "$(strip $(COCO_IMAGES))" || \
+  { echo "$(COCO_MISSING)" >&2; exit 2; },:)
 
 .PHONY: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-tableD1 reproduce-tableE1 \
 	reproduce-figures reproduce-all reproduce-toy
@@ -188,6 +193,7 @@ endif
 
 # Table 2: FID / IS / CLIP / seconds of base, distilled and hybrid (k=1) on the captions, one seed each.
 reproduce-table2:
+	@$(COCO_CHECK)
 	for method in base distilled hybrid; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
 	done
@@ -204,6 +210,7 @@ reproduce-table3:
 
 # Table 4: hybrid vs. skipping the first timestep, on Table 2's captions (shares its run directory and hybrid).
 reproduce-table4:
+	@$(COCO_CHECK)
 	for method in hybrid skip_first; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
 	done
@@ -234,7 +241,7 @@ reproduce-figures:
 	mkdir -p $(FIGURES)
 	grep -v '^#' $(T3_PROMPTS) | grep . > $(FIGURES)/prompts.txt
 	$(CLI) x0viz model=$(PAIR) prompts=$(FIGURES)/prompts.txt n=$(X0_N) metric=$(DIV_METRIC) \
-	  methods=[base,distilled,hybrid] overwrite=true device=$(DEVICE) out=$(FIGURES)/x0viz
+	  methods=[base,distilled,hybrid] device=$(DEVICE) out=$(FIGURES)/x0viz
 	$(CLI) ablate $(POINTS) model=$(PAIR) base_guidance=$(GUIDANCE_SWEEP) prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) \
 	  device=$(DEVICE) out=$(FIGURES)/ablate
 	$(CLI) ablate $(POINTS) model=$(PAIR) k=1..4 prompt="$(CAR)" n=$(N7) metric=$(DIV_METRIC) device=$(DEVICE) \

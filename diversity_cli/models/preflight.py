@@ -110,11 +110,21 @@ def local_key(kind: str, role: str) -> str:
 
 
 def settable(model: DictConfig, key: str) -> str:
-    """`key` as the command line sets it: `+key` where the pair's config has no such key (`model.base.network.path`
-    of a hub pair), which Hydra refuses to set without the `+`."""
+    """`key` as the command line sets it: `+key` where the pair's config file has no such key
+    (`model.base.network.path` of a hub pair), which Hydra refuses to set without the `+`. The file's, not `model`'s:
+    a key the user added with `+` is in `model`, and typed again without it would be refused."""
+    own = _config_file_pair(model)
     parent, _, name = key.removeprefix("model.").rpartition(".")
-    node = OmegaConf.select(model, parent) if parent else model
+    node = OmegaConf.select(own, parent) if parent else own
     return key if isinstance(node, DictConfig) and name in node else f"+{key}"
+
+
+def _config_file_pair(model: DictConfig) -> DictConfig:
+    """The pair as its config file has it (`model`, where no file has its name)."""
+    from ..core.config import available, compose
+
+    name = str(model.get("name", ""))
+    return compose("generate", [f"model={name}"]).model if name in available("model") else model
 
 
 def _local_path(model: DictConfig, role: str) -> str | None:
@@ -133,14 +143,16 @@ def pair_missing(model: DictConfig, distilled: bool = True) -> list[Missing]:
         key = "model.components.path" if role == "components" else f"model.{role}.network.path"
         folder = Path(str(path)).expanduser() if path else None
         if folder is not None and not folder.exists():
-            missing.append(Missing(f"{role} folder {path}", f"not found; set {key}=/folder/that/exists"))
+            missing.append(
+                Missing(f"{role} folder {path}", f"not found; set {settable(model, key)}=/folder/that/exists")
+            )
         elif folder is not None and role != "components" and not (folder / "config.json").is_file():
             # a network folder is read by from_pretrained: without its config.json it fails only once loading
             missing.append(
                 Missing(
                     f"{role} network {path}",
                     f"holds no config.json, so it is no diffusers network folder (a distill run's network is its "
-                    f"student/ folder); set {key}=<such a folder>",
+                    f"student/ folder); set {settable(model, key)}=<such a folder>",
                 )
             )
     # every part local still reads the schedulers' configs (`model.<role>.scheduler.repo`)

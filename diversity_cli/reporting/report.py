@@ -487,7 +487,11 @@ def _figures_html(run: RunData, cfg: DictConfig, limit: int) -> str:
             (figure5([run], Path(tmp) / "figure_5.png"), "Figure 5: distance of each step's x̂0 to the final image"),
             (
                 figure7([run], Path(tmp) / "figure_7.png", metrics),
-                " ".join(["Figure 7: ablations of the hybrid's knobs (ablate.csv).", *ablate_notes([run], metrics)]),
+                # the notes are markdown, the caption plain text (its ** showed as written)
+                " ".join(
+                    ["Figure 7: ablations of the hybrid's knobs (ablate.csv)."]
+                    + [plain_text(note.replace(STALE, "out of date:")) for note in ablate_notes([run], metrics)]
+                ),
             ),
         ):
             if made is not None:

@@ -10,6 +10,7 @@ value; a measurement with no paper cell gets a line of its own with an empty pap
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import json
 import math
@@ -131,7 +132,7 @@ class RunData:
         commits = {v.get("git_commit", "") for v in self.versions.values() if isinstance(v, dict)}
         commits |= {str(record.get("git_commit") or "") for record in self.records}
         commits.discard("")
-        return ", ".join(sorted(c[:10] for c in commits))
+        return ", ".join(sorted({c[:10] for c in commits}))  # a commit's records, in full and cut, said once
 
     def date(self, name: str) -> str:
         return self.dates.get(name, "")
@@ -144,6 +145,8 @@ def load_run(root: str | Path) -> RunData:
     data = {name: read_csv(root / name) for name in RUN_CSVS}
     for name, columns in REQUIRED_COLUMNS.items():
         require_columns(root / name, data[name], columns)
+    for name, numeric in NUMBER_COLUMNS.items():
+        check_whole(root / name, data[name], numeric)
     data["samples.csv"] = RunDir(root).read_samples()  # every samples file (shards too), torn rows dropped
     dates = {name: _mtime(root / name) for name in RUN_CSVS if (root / name).is_file()}
     versions = {}
@@ -175,6 +178,44 @@ REQUIRED_COLUMNS = {
     "transfer.csv": ("adapter", "concept", "source", "target"),
     "ablate.csv": ("model", "method", "prompt", "metric", "value"),
 }
+
+
+# The measurement files the toolkit writes whole (atomically, header first, every line ended) and the columns that
+# hold numbers (None: every column but the listed text ones): a damaged or hand-edited cell is one line naming it,
+# not a number left out of an average that still says how many prompts it is over.
+NUMBER_COLUMNS: dict[str, tuple[str, ...] | None] = {
+    "diversity.csv": ("n", "value", "ci_low", "ci_high", "ci"),
+    "fid.csv": None,
+    "transfer.csv": ("n", "clip_without", "clip_with", "change_pct", "classifier_without", "classifier_with"),
+    "ablate.csv": ("n", "value", "ci_low", "ci_high", "ci", "seconds_per_image"),
+}
+TEXT_COLUMNS = ("method", "model", "reference", "features", "clip_model", "samples", "prompt", "options", "tag")
+
+
+def check_whole(path: Path, rows: list[dict[str, str]], numeric: tuple[str, ...] | None) -> None:
+    """`path`, where it exists, as the toolkit writes it: a header, a last row as long as it (`read_table` drops a
+    torn one, which only an appended file may have), a number (or nothing) in each of `numeric`; else one UserError
+    naming the file, line and cell. A number cut short inside its cell still reads as a number."""
+    if not path.is_file():
+        return
+    with path.open(newline="", encoding="utf-8") as f:
+        records = [record for record in csv.reader(f) if record]
+    fix = "restore it, or move it away and rerun the command that wrote it"
+    if not records or len(records[-1]) < len(records[0]):
+        raise UserError(f"{path} is damaged ({'empty' if not records else 'its last row is cut off'}); {fix}")
+    for number, row in enumerate(rows, start=2):  # line 1: the header
+        columns = numeric if numeric is not None else [c for c in row if c not in TEXT_COLUMNS]
+        for column in columns:
+            value = row.get(column)
+            if value not in (None, "") and not _finite(value):
+                raise UserError(f"{path} line {number}: {column} is {value!r}, not a number (damaged or edited); {fix}")
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def require_columns(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:

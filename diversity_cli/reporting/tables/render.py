@@ -4,6 +4,7 @@ measured metric is, and as CSV (one row per `Line`)."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +179,9 @@ def provenance(table: Table) -> list[str]:
         info["date"][line.date] = None
     out = []
     for run, info in by_run.items():
-        ns = sorted((n for n in info["n"] if n), key=lambda v: as_number(v) or 0)
-        n = ns[0] if len(ns) == 1 else f"{ns[0]}-{ns[-1]}" if ns else "?"
+        # an average's n lists its cells' ("6/8"), a pooled row's a range ("4-8"): the counts inside, not the text
+        ns = sorted({int(count) for n in info["n"] for count in re.findall(r"\d+", n)})
+        n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}" if ns else "?"
         out.append(
             f"{run}: model {', '.join(m for m in info['model'] if m)}, n = {n} per cell, "
             # the CSV's modification time: a row measured earlier reads as late as the file's last write
@@ -297,7 +299,8 @@ def reading_notes(table: Table) -> list[str]:
     if bare:  # said, so a number without an interval is not read as one with a negligible one
         notes.append(
             "a measured diversity without [low, high]: no interval was computed for it (diversity bootstrap=0, "
-            "two images: one pair, or toy_coverage, a count of distinct modes a bootstrap would undercount)"
+            "two images: one pair, or toy_coverage, a count of distinct modes a bootstrap would undercount), or, "
+            "for an average, not every cell it averages has one at one level"
         )
     if any(line.ci_low and line not in shares for line in table.measured):
         notes.append(

@@ -1,0 +1,90 @@
+"""What a new user found wrong in `report`: a damaged or hand-edited number left out of an average that still said
+how many prompts it was over (exit 0), an empty or cut-off results file read as "no measurement", a header's n
+garbled from an average's "6/8", a commit named twice, markdown shown as written in the HTML, and advice to set a key
+that is then refused."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from test_report import toy_run, write_csv  # noqa: F401 (toy_run: a fixture)
+
+from diversity_cli.reporting.tables.common import Line, Table
+from diversity_cli.reporting.tables.render import provenance
+
+
+def _edit(path: Path, column: str, value: str) -> None:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0][column] = value
+    write_csv(path, rows)
+
+
+@pytest.mark.parametrize(
+    "name, column, value",
+    [("diversity.csv", "value", "abc"), ("diversity.csv", "value", "nan"), ("fid.csv", "fid_toyfeat", "oops"),
+     ("transfer.csv", "classifier_with", "x"), ("ablate.csv", "ci_low", "inf")],
+)  # fmt: skip
+def test_a_cell_that_is_no_number_is_one_line_and_nothing_is_written(cli, toy_run: Path, tmp_path, name, column, value):  # noqa: F811
+    if name == "ablate.csv":
+        _edit(toy_run / name, "ci_high", "0.9")  # the column exists in a file the toolkit wrote
+    _edit(toy_run / name, column, value)
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'tables'}")
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip() == (
+        f"error: {toy_run / name} line 2: {column} is {value!r}, not a number (damaged or edited); restore it, or "
+        "move it away and rerun the command that wrote it"
+    )
+    assert not (tmp_path / "tables").exists() and not (toy_run / "report.html").exists()
+
+
+@pytest.mark.parametrize("cut", ["empty", "mid-row"])
+def test_an_empty_or_cut_off_results_file_is_damaged_not_unmeasured(cli, toy_run: Path, tmp_path, cut):  # noqa: F811
+    path = toy_run / "diversity.csv"
+    text = path.read_text()
+    path.write_text("" if cut == "empty" else text[: text.rindex(",")])  # the last row stops before its last cell
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'tables'}")
+    reason = "empty" if cut == "empty" else "its last row is cut off"
+    assert code == 2 and f"{path} is damaged ({reason})" in err, err
+
+
+def test_the_headers_n_reads_the_counts_of_an_averages_cells():
+    lines = [
+        Line("3", "Base", "a shape", "diversity", measured="0.3", n="8", run="/r", model="toy"),
+        Line("3", "Base", "Average", "diversity", measured="0.3", n="6/8", run="/r", model="toy"),
+    ]
+    (line,) = provenance(Table("3", "Table 3", lines, []))
+    assert "n = 6-8 per cell" in line
+
+
+def test_a_commit_recorded_in_full_and_cut_is_named_once(toy_run: Path):  # noqa: F811
+    import json
+
+    from diversity_cli.reporting.tables.common import load_run
+
+    full = "c54d3dcc70aa11bb22cc33dd44ee55ff66778899"
+    (toy_run / "versions.json").write_text(json.dumps({"generate": {"git_commit": full}}))
+    (toy_run / "runs").mkdir()
+    (toy_run / "runs" / "x.json").write_text(json.dumps({"command": "diversity", "git_commit": full[:10]}))
+    assert load_run(toy_run).commit == full[:10]
+
+
+def test_figure_7s_caption_in_the_html_is_plain_text(cli, toy_run: Path, tmp_path, monkeypatch):  # noqa: F811
+    from diversity_cli.reporting import report
+
+    monkeypatch.setattr(report, "ablate_notes", lambda runs, metrics: ["**out of date**: ablate.csv's k=1 row"])
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'tables'}")
+    assert code == 0, err
+    page = (toy_run / "report.html").read_text()
+    assert "out of date: ablate.csv" in page and "**out of date**" not in page
+
+
+def test_the_advice_for_a_network_folder_is_a_key_the_command_line_takes(cli, tmp_path):
+    folder = tmp_path / "unet"
+    folder.mkdir()  # no config.json: no diffusers network folder
+    code, _, err = cli("generate", "model=sdxl_dmd2", "method=base", "n=1", f"+model.base.network.path={folder}",
+                       f"out={tmp_path / 'run'}")  # fmt: skip
+    assert code == 2
+    assert "set +model.base.network.path=<such a folder>" in err  # without the + Hydra refuses the key
