@@ -91,3 +91,40 @@ def test_rows_written_before_they_carried_a_digest_are_not_checked(tmp_path, cli
     for image in (out / "points").rglob("0*.png"):
         image.unlink()
     assert stale_ablate(load_run(out)) == {}
+
+
+def test_a_sweep_at_other_pair_settings_and_the_same_n_keeps_the_first_sweeps_rows(tmp_path, cli):
+    """Sweep B (one k, the base's CFG changed, overwrite=true, the same n) replaced sweep A's k=1 rows, so
+    Figure 7 drew one curve from B's k=1 to A's k=2, under B's settings."""
+    out = tmp_path / "abl"
+    assert cli("ablate", *SWEEP, "n=2", "baselines=false", f"out={out}")[0] == 0
+    code, _, err = cli("ablate", *SWEEP[:-1], "k=1", "n=2", "baselines=false", "model.base.guidance=2",
+                       "overwrite=true", f"out={out}")  # fmt: skip
+    assert code == 0, err
+    rows = {(row["k"], row["pair"]) for row in _read(out / "ablate.csv")}
+    assert rows == {("1", "base.steps=1"), ("2", "base.steps=1"), ("1", "base.guidance=2; base.steps=1")}
+    curves = {}
+    for curve in ablate_curves([load_run(out)]):
+        curves.setdefault(curve["sweep"], []).append(curve["point"])
+    # A's curve, both its points at A's settings; B's one k is no curve of its own
+    assert curves == {"pair: base.steps=1": [1, 2]}
+
+
+def test_points_at_two_pair_settings_are_never_one_curve(tmp_path):
+    """k=1 swept at the base's CFG 2 only, k=2 and k=3 at its config's: no cell was measured at both, and Figure 7
+    joined the three into one curve."""
+    out = tmp_path / "abl"
+    out.mkdir()
+    rows = [
+        {"model": "toy", "method": "hybrid", "k": k, "base_guidance": 0, "base_steps": "", "pair": pair,
+         "prompt": "a shape", "n": 4, "metric": "toy_features", "value": 0.1 * k, "seconds_per_image": 0.1, "nfe": 4}
+        for k, pair in ((1, "base.guidance=2"), (2, ""), (3, ""))
+    ]  # fmt: skip
+    with (out / "ablate.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    curves = {}
+    for curve in ablate_curves([load_run(out)]):
+        curves.setdefault(curve["sweep"], []).append(curve["point"])
+    assert curves == {"pair as configured": [2, 3]}  # the lone CFG-2 point is no curve

@@ -94,7 +94,8 @@ COLUMNS = [
 ROWS_VERSION = 2  # of point.csv's rows: 2, FID rows carry their reference in options, no interval over two images
 # n, seed and options: another number of images per prompt, other images, or other metric settings, is another
 # number beside this one
-KEY = ("model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "seed", "metric", "options")
+# pair: a sweep at other settings of the pair (another model.base.guidance) keeps its rows beside the first's
+KEY = ("model", "method", "k", "base_guidance", "base_steps", "pair", "prompt", "n", "seed", "metric", "options")
 CSV_NAME = "ablate.csv"
 ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
 POINTS, PLOTS, MULTIRUN, MEASURE = "points", "plots", "multirun", "measure"

@@ -130,17 +130,19 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
 
 
 def _by_sweep(frame: Any) -> list[tuple[tuple[str, str, str, str, str], Any]]:
-    """The rows of each run, pair and metric; split by n, by seed and by the pair's changed settings (`pair`), where a
-    point and prompt was measured at several (sweeps at another n, seed= or model.base.guidance= into one out=): one
-    prompt's values at n=3 and n=4, at seed=0 and seed=100, or at two CFGs of the base, are no two prompts to
-    average. Each part's key names its split (`n=3`, `seed=100`, `n=3, pair: base.guidance=5`) and
-    its seed where split by seed (`?`: rows written before ablate.csv named one). A sweep whose prompts differ in n
-    or seed (a prompt listed twice, a table's seeds) stays one."""
+    """The rows of each run, pair and metric; split by n and by seed where a point and prompt was measured at several
+    (sweeps at another n or seed= into one out=), and by the pair's changed settings (`pair`) wherever there are two
+    (sweeps at two model.base.guidance=): one prompt's values at n=3 and n=4, at seed=0 and seed=100, or at two CFGs
+    of the base, are no two prompts to average, nor points of one curve. Each part's key names its split (`n=3`,
+    `seed=100`, `n=3, pair: base.guidance=5`) and its seed where split by seed (`?`: rows written before ablate.csv
+    named one). A sweep whose prompts differ in n or seed (a prompt listed twice, a table's seeds) stays one."""
     groups = []
     cell = ["method", "k", "base_guidance", "base_steps", "prompt"]
     for (run, model, metric), rows in frame.groupby(["run", "model", "metric"], sort=False):
         cells = rows.groupby(cell, dropna=False)
-        split = [column for column in ("n", "seed", "pair") if cells[column].nunique().gt(1).any()]
+        split = [column for column in ("n", "seed") if cells[column].nunique().gt(1).any()]
+        # a pair's settings are a sweep's own: points at two of them are never one curve, measured at one cell or not
+        split += ["pair"] if rows["pair"].nunique(dropna=False) > 1 else []
         if not split:
             groups.append(((run, model, metric, "", ""), rows))
             continue
