@@ -121,6 +121,7 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
             table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
             table.notes += weights.mixed_networks_notes(runs, table)  # one pair name, two students across runs
             table.notes += weights.changed_pair_notes(runs, table)  # `toy / base` made at another CFG, say
+            table.notes += weights.mixed_config_notes(runs, table)  # some of its prompts at another CFG
             table.standin = standin_sentence(table, cfg.mapping[key])
     return tables
 

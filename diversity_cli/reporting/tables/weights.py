@@ -91,3 +91,32 @@ def changed_pair_notes(runs: list[RunData], table: Table) -> list[str]:
                     f"so its cells are not {md_literal(pair)} as its config file has it"
                 )
     return notes
+
+
+def mixed_config_notes(runs: list[RunData], table: Table) -> list[str]:
+    """A note per run, pair and method tag whose per-prompt cells in `table` (Table 3's `toy / base / a shape`)
+    stand on images of different configs (one prompt remade at another CFG of the base): each cell is of one
+    setting, but a row compared across prompts, and its average, mix them."""
+    from ...core.rundir import config_part
+
+    notes = []
+    for run in runs:
+        shown: dict[tuple[str, str], set[str]] = {}
+        for line in table.measured:
+            parts = line.measured_as.split(" / ", 2)
+            if line.run == str(run.root) and len(parts) == 3:
+                shown.setdefault((parts[0], parts[1]), set()).add(parts[2])
+        configs: dict[tuple[str, str], dict[str, None]] = {}
+        for row in run.samples:
+            key = (row["model"], row.get("tag") or row["method"])
+            if row["prompt"] in shown.get(key, ()) and config_part(row.get("settings") or ""):
+                configs.setdefault(key, {})[config_part(row["settings"])] = None
+        for (pair, tag), found in configs.items():
+            if len(found) > 1:
+                notes.append(
+                    f"{md_literal(pair)} / {md_literal(tag)} in {md_literal(run.root)}: its prompts' images were made "
+                    f"with {len(found)} configs (samples.csv's settings {', '.join(md_code(c) for c in found)}), so "
+                    "each prompt's cell is of one setting and an average over its prompts mixes them; make every "
+                    "prompt at one setting to compare them"
+                )
+    return notes

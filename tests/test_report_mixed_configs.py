@@ -1,0 +1,32 @@
+"""One prompt of a method remade at another CFG of the base: Table 3 averaged it with the other prompts' cells,
+made at the pair's own CFG, without a word (diversity says it; the report did not)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diversity_cli.core.config import compose
+from diversity_cli.reporting.tables import build_tables, load_run, read_paper
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _table3(out: Path):
+    cfg = compose("report", [])
+    return build_tables([load_run(out)], read_paper(REPO / "data" / "paper_tables.csv"), cfg, ["3"])["3"]
+
+
+def test_an_average_over_prompts_made_at_two_settings_is_said(cli, tmp_path: Path):
+    out = tmp_path / "run"
+    (tmp_path / "p.txt").write_text("a shape\na circle\n")
+    for method in ("base", "distilled"):
+        code, _, err = cli("generate", f"method={method}", f"prompts={tmp_path / 'p.txt'}", "n=3", f"out={out}")
+        assert code == 0, err
+    assert cli("diversity", f"out={out}", "bootstrap=0")[0] == 0
+    assert not [note for note in _table3(out).notes if "configs" in note]  # one setting: nothing to say
+    code, _, err = cli("generate", "method=base", "prompt=a shape", "n=3", "model.base.guidance=5", "overwrite=true",
+                       f"out={out}")  # fmt: skip
+    assert code == 0, err
+    assert cli("diversity", f"out={out}", "bootstrap=0")[0] == 0
+    (note,) = [note for note in _table3(out).notes if "configs" in note]
+    assert note.startswith("toy / base in") and "made with 2 configs" in note and "average" in note
