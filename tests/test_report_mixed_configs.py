@@ -30,3 +30,19 @@ def test_an_average_over_prompts_made_at_two_settings_is_said(cli, tmp_path: Pat
     assert cli("diversity", f"out={out}", "bootstrap=0")[0] == 0
     (note,) = [note for note in _table3(out).notes if "configs" in note]
     assert note.startswith("toy / base in") and "made with 2 configs" in note and "average" in note
+
+
+def test_a_cell_over_images_remade_since_is_marked_in_the_cell(cli, tmp_path: Path):
+    """Out of date was said in the notes only; the cell itself read as current."""
+    out = tmp_path / "run"
+    (tmp_path / "p.txt").write_text("a shape\na circle\n")
+    for method in ("base", "distilled"):
+        assert cli("generate", f"method={method}", f"prompts={tmp_path / 'p.txt'}", "n=3", f"out={out}")[0] == 0
+    assert cli("diversity", f"out={out}", "bootstrap=0")[0] == 0
+    assert not [line for line in _table3(out).measured if "out of date" in line.measured_as]
+    code, _, err = cli("generate", "method=base", "prompt=a shape", "n=3", "model.base.guidance=5", "overwrite=true",
+                       f"out={out}")  # fmt: skip
+    assert code == 0, err
+    marked = {(line.method, line.condition) for line in _table3(out).measured if "[out of date]" in line.measured_as}
+    assert ("Base", "a shape") in marked and any(condition.startswith("Average") for _, condition in marked)
+    assert not any(method == "Distilled" or condition == "a circle" for method, condition in marked)

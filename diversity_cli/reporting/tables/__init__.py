@@ -32,6 +32,7 @@ from .common import (
     Table,
     assemble,
     load_run,
+    mark_out_of_date,
     read_csv,
     read_paper,
     stale_notes,
@@ -122,6 +123,7 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
             table.notes += weights.mixed_networks_notes(runs, table)  # one pair name, two students across runs
             table.notes += weights.changed_pair_notes(runs, table)  # `toy / base` made at another CFG, say
             table.notes += weights.mixed_config_notes(runs, table)  # some of its prompts at another CFG
+            mark_out_of_date(runs, table, tuple(s for s in STALE_SOURCES.get(key, ()) if s != "transfer.csv"))
             table.standin = standin_sentence(table, cfg.mapping[key])
     return tables
 

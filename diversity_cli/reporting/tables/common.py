@@ -539,12 +539,33 @@ def shows_group(table: Table, run: RunData, key: tuple[str, ...]) -> bool:
     """Whether a cell of `table` stands on the (model, tag[, prompt]) group `key` of `run` (Table 1: the (model,
     adapter)): its "measured as" is the group (Tables 3, D.1, E.1), one of its prompts (`toy / base / a shape`), the
     group and its steps (Tables 2, 4), or the adapter, its scale and its direction (Table 1)."""
+    return any(_stands_on(line, run, key) for line in table.measured)
+
+
+def _stands_on(line: Line, run: RunData, key: tuple[str, ...]) -> bool:
     group = " / ".join(key)
-    return any(
-        line.run == str(run.root)
-        and (line.measured_as == group or line.measured_as.startswith((f"{group} /", f"{group} (", f"{group}:")))
-        for line in table.measured
+    return line.run == str(run.root) and (
+        line.measured_as == group or line.measured_as.startswith((f"{group} /", f"{group} (", f"{group}:"))
     )
+
+
+STALE_MARK = " [out of date]"  # after a cell's "measured as": its number is over other images than the run holds
+
+
+def mark_out_of_date(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> None:
+    """Mark in the cell, not only in the notes, each measured cell of `table` over images the run no longer holds
+    (`stale_groups` of `sources`), and an average of a method whose cells of that run include one. Done last: the
+    notes match cells by their "measured as" unmarked."""
+    marked = set()
+    for run in runs:
+        stale = [key for source in sources for key, _ in stale_groups(run, source)]
+        for line in table.measured:
+            if any(_stands_on(line, run, key) for key in stale):
+                line.measured_as += STALE_MARK
+                marked.add((line.run, line.method))
+    for line in table.measured:  # Table 3's averages ("toy / mean of 2 prompt(s)"), of one run each
+        if line.condition.startswith("Average") and (line.run, line.method) in marked:
+            line.measured_as += STALE_MARK
 
 
 def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
