@@ -46,3 +46,12 @@ def test_a_cell_over_images_remade_since_is_marked_in_the_cell(cli, tmp_path: Pa
     marked = {(line.method, line.condition) for line in _table3(out).measured if "[out of date]" in line.measured_as}
     assert ("Base", "a shape") in marked and any(condition.startswith("Average") for _, condition in marked)
     assert not any(method == "Distilled" or condition == "a circle" for method, condition in marked)
+
+
+def test_a_run_without_samples_csv_says_its_numbers_were_not_checked(cli, tmp_path: Path):
+    out = tmp_path / "run"
+    assert cli("generate", "method=base", "prompt=a shape", "n=3", f"out={out}")[0] == 0
+    assert cli("diversity", f"out={out}", "bootstrap=0")[0] == 0
+    (out / "samples.csv").rename(tmp_path / "samples.csv")
+    (note,) = [note for note in _table3(out).notes if "samples.csv" in note]
+    assert "has no samples.csv: whether its numbers are over the images it holds could not be checked" in note

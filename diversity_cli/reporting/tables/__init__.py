@@ -33,6 +33,7 @@ from .common import (
     assemble,
     load_run,
     mark_out_of_date,
+    md_literal,
     read_csv,
     read_paper,
     stale_notes,
@@ -144,6 +145,12 @@ STALE_SOURCES["E1"] = STALE_SOURCES["D1"]
 def out_of_date(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
     """The table's "out of date" notes: measurements over other images than the runs hold, or other adapters."""
     notes = stale_notes(runs, table, tuple(source for source in sources if source in TABLES_OF))
+    for run in runs:  # nothing to check against: said, so no note reads as "checked, current"
+        if sources and not run.samples and any(line.run == str(run.root) for line in table.measured):
+            notes.append(
+                f"{md_literal(run.root)} has no samples.csv: whether its numbers are over the images it holds could "
+                "not be checked"
+            )
     if "transfer.csv" in sources:
         notes += table1.adapter_notes(runs, table) + table1.image_notes(runs, table)
     return notes
