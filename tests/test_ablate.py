@@ -295,6 +295,7 @@ def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, mon
     assert cli_run([*args, "launcher=submitit_local"]) == 0
     rows = _read(out / "ablate.csv")
     assert sorted((r["method"], r["k"]) for r in rows) == [("hybrid", "1"), ("hybrid", "2")]
+    assert {r["pair"] for r in rows} == {"base.steps=1"}  # a job inside Hydra could not compose the pair: "?"
     (sweep_dir,) = (out / "multirun").iterdir()
     assert (sweep_dir / "sweep.yaml").is_file()
     logs = list(sweep_dir.glob(".submitit/*/*_log.err"))

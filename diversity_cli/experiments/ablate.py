@@ -99,6 +99,7 @@ KEY = ("model", "method", "k", "base_guidance", "base_steps", "pair", "prompt", 
 CSV_NAME = "ablate.csv"
 ERROR_NAME = "error.txt"  # in a point's folder: why it has no results
 POINTS, PLOTS, MULTIRUN, MEASURE = "points", "plots", "multirun", "measure"
+PAIR_LABEL = "pair_label"  # sweep.yaml: ablate.csv's `pair` of the sweep, for its multirun jobs (`pair_changes`)
 POINT_FILES = ("point.csv", "point.json", ERROR_NAME)  # what ablate itself writes in a point's run directory
 OUT_FILES = (CSV_NAME, PLOTS, MULTIRUN)  # ... and at out= (besides run.json and runs/)
 MEASURED = ("diversity.csv", "fid.csv")  # what the measuring commands write in a point's measure/ view
@@ -505,7 +506,9 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     rows = [{**made[job.path], "path": os.path.relpath(root / job.path, view)} for job in jobs]
     metrics = parse_metrics(cfg.metric)
     signature = _signature(cfg, metrics, rows, [root / job.path for job in jobs])
-    labels = {"pair": pair_changes(cfg.model), "samples": _digests(cfg, point, jobs, made)}
+    # a multirun job is handed its sweep's (it runs inside Hydra, which composes no second config: "?" there)
+    pair = cfg.get(PAIR_LABEL) if cfg.get(PAIR_LABEL) is not None else pair_changes(cfg.model)
+    labels = {"pair": pair, "samples": _digests(cfg, point, jobs, made)}
     cached = _cached(root, signature)
     if cached is not None and _embedder_weights_changed(view):
         cached = None
@@ -716,6 +719,7 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
     if job.get("prompts") and Path(job["prompts"]).exists():
         job["prompts"] = str(Path(job["prompts"]).resolve())  # a job may start elsewhere
     job["points"] = {point.tag: point.knobs() for point in sweep.all}
+    job[PAIR_LABEL] = pair_changes(cfg.model)
     for key in literal_keys(AblateConfig):  # free text stays text: a prompt's `${...}` is not resolved by the job
         *parents, leaf = key.split(".")
         holder = functools.reduce(lambda node, name: node.get(name) or {}, parents, job)
