@@ -170,6 +170,8 @@ def run(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
     force_weights_only()  # a CLI process loads tensors only, from every library (core/weights_only.py)
     stop = signals.install()  # Ctrl-C and SIGTERM: one line, finished work kept, exit 130 / 143
+    given = argv if argv is not None else sys.argv[1:]
+    overwrite = any(arg.replace(" ", "").lower() in ("overwrite=true", "overwrite=1") for arg in given)
     interrupted = False
     try:
         # Typer turns a KeyboardInterrupt into a returned 130 (one from a signal or raised inside a library alike)
@@ -188,7 +190,7 @@ def run(argv: list[str] | None = None) -> int:
         print(f"error: {err.format_message()}{hint}", file=sys.stderr)
         return 2
     except (click.exceptions.Abort, typer_exceptions.Abort, KeyboardInterrupt):
-        return stop.exit_code()
+        return stop.exit_code(overwrite)
     except OSError as err:  # read-only or full disk, `out` a file, an unreadable input: one line naming the file
         print(f"error: {signals.os_error_line(err)}", file=sys.stderr)
         return 2
@@ -204,7 +206,7 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     finally:
         stop.restore()
-    return stop.exit_code() if stop.signum is not None or interrupted else 0
+    return stop.exit_code(overwrite) if stop.signum is not None or interrupted else 0
 
 
 def main() -> None:

@@ -490,3 +490,18 @@ def test_a_corrupt_png_is_one_line_naming_it_in_fid_and_marked_by_report(cli, ma
     code, _, err = cli("report", "tables=none", f"out={out}")
     assert code == 0 and "warning" in err and path.name in err, err
     assert f"[unreadable {path}]" in (out / "report.html").read_text()
+
+
+def test_an_interrupted_overwrite_says_to_resume_without_it(cli, tmp_path, monkeypatch):
+    """ "rerun the same command to resume" after overwrite=true started the run again (a training from its first
+    step, every image remade)."""
+    import diversity_cli.commands.generate as command
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run", interrupted)
+    got, _, err = _generate(cli, tmp_path / "run", "overwrite=true")
+    assert got == 130 and err.strip().splitlines()[-1] == (
+        "interrupted: rerun the command without overwrite=true to resume (with it, the run starts again)"
+    )

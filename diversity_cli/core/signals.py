@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MESSAGE = "interrupted: rerun the same command to resume"
+# overwrite=true starts its run again (every image remade, a training from its first step): the same command would
+OVERWRITE_MESSAGE = "interrupted: rerun the command without overwrite=true to resume (with it, the run starts again)"
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -34,11 +36,12 @@ class Stop:
             signal.signal(signum, handler)
         self.previous.clear()
 
-    def exit_code(self) -> int:
-        """The one line and the shell's code for the signal (128 + its number; Ctrl-C without a handler: 130)."""
+    def exit_code(self, overwrite: bool = False) -> int:
+        """The one line (how to resume: `overwrite` when the command had overwrite=true) and the shell's code for the
+        signal (128 + its number; Ctrl-C without a handler: 130)."""
         import sys
 
-        print(MESSAGE, file=sys.stderr)
+        print(OVERWRITE_MESSAGE if overwrite else MESSAGE, file=sys.stderr)
         return 128 + (self.signum or signal.SIGINT)
 
 
