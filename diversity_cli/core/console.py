@@ -63,26 +63,35 @@ def _clock(seconds: float | None) -> str:
 
 
 def plain_line(task: Task) -> str:
-    """One progress line for a log: what, done/total (%), elapsed, remaining, rate."""
+    """One progress line for a log: what, done/total (%), elapsed, remaining, rate, and a training's last losses
+    (its task's `losses` field)."""
     total = f"/{int(task.total)}" if task.total is not None else ""
     share = f" ({task.percentage:.0f}%)" if task.total else ""
     rate = _rate(task)
     remaining = 0.0 if task.finished else task.time_remaining
+    losses = f" {task.fields['losses']}" if task.fields.get("losses") else ""
     return (
         f"{task.description}: {int(task.completed)}{total}{share} elapsed {_clock(task.elapsed)} "
-        f"remaining {_clock(remaining)} {rate}"
+        f"remaining {_clock(remaining)} {rate}{losses}"
     )
 
 
 class LoggedProgress(Progress):
     """rich's Progress on a terminal; plain lines at an interval (and at each task's end) anywhere else."""
 
-    def __init__(self, *columns, console: Console, transient: bool = False, interval: float = LOG_INTERVAL):
-        self.plain = not console.is_terminal
+    def __init__(
+        self,
+        *columns,
+        console: Console,
+        transient: bool = False,
+        interval: float = LOG_INTERVAL,
+        disable: bool = False,
+    ):
+        self.plain = not console.is_terminal and not disable  # disable: nothing at all (a training's other ranks)
         self.interval = interval
         self._logged: dict[TaskID, float] = {}
         self._closed: set[TaskID] = set()
-        super().__init__(*columns, console=console, transient=transient, disable=self.plain)
+        super().__init__(*columns, console=console, transient=transient, disable=disable or self.plain)
 
     def _log(self, task_id: TaskID, force: bool = False) -> None:
         if not self.plain:

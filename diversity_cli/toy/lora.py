@@ -88,7 +88,9 @@ def train_lora(cfg: DictConfig) -> Path:
     }  # fmt: skip
     write_owned(out, METADATA, json.dumps(meta, indent=2) + "\n")
     record_tree(out, WEIGHTS)
-    _console().print(f"[green]saved[/] {path}  (final loss {final_loss:.4g}, {seconds:.0f} s)")
+    _console().print(
+        f"[green]saved[/] {path}  (mean logged loss of the last 50 steps {final_loss:.4g}, {seconds:.0f} s)"
+    )
     return path
 
 
@@ -241,10 +243,11 @@ def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str], see
 
 
 def train(cfg, out: Path, pair, network, latents, negative_latents, conditioning, caption_index) -> tuple[float, float]:
-    """Runs the training stage (resumable); returns the mean loss of its last 50 steps and its seconds."""
+    """Runs the training stage (resumable); returns the mean logged loss of its last 50 steps and its seconds."""
     from diffusers import DDPMScheduler
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from ..core.console import LoggedProgress, RateColumn
     from .loop import Stage, StageRunner
 
     device = pair.device
@@ -260,7 +263,6 @@ def train(cfg, out: Path, pair, network, latents, negative_latents, conditioning
     stage = Stage(STAGE, int(cfg.steps), {"network": network}, optimizer, rng, generator,
                   checkpoint_every=int(cfg.checkpoint_every))  # fmt: skip
     batch = int(cfg.batch_size)
-    recent: list[float] = []
 
     def loss_at(weight: float, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
         if negative_latents is not None:
@@ -286,33 +288,32 @@ def train(cfg, out: Path, pair, network, latents, negative_latents, conditioning
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        value = loss.item()
-        recent.append(value)
-        del recent[:-50]
-        return {"loss": value}
+        return {"loss": loss.item()}
 
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), RateColumn(), TextColumn("{task.fields[losses]}"),
     )  # fmt: skip
-    with Progress(*columns, console=_console()) as progress:
+    # off a terminal (a SLURM log) a plain line every LOG_INTERVAL seconds, not one bar redrawn at the end
+    with LoggedProgress(*columns, console=_console()) as progress:
         runner = StageRunner(out, progress, int(cfg.checkpoint_every))
         seconds = runner.run(stage, step)
     if negative_latents is not None:
         network.set_adapters(["default"], weights=[1.0])
-    final = float(np.mean(recent)) if recent else _last_logged_loss(runner.log_path(STAGE))
-    return final, seconds
+    return logged_final_loss(runner.log_path(STAGE), int(cfg.steps)), seconds
 
 
-def _last_logged_loss(path: Path) -> float:
-    # A run resumed at its last step trains no step in this process: the log has its loss.
+def logged_final_loss(path: Path, steps: int, window: int = 50) -> float:
+    """The mean of the log's losses over the last `window` steps (every logged step among them): from the log, not
+    this process's steps, so a resumed run gives the number an uninterrupted one does (the log's rows are kept
+    across a resume)."""
     import csv
 
     if not path.is_file():
         return float("nan")
     with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return float(rows[-1]["loss"]) if rows else float("nan")
+        losses = [float(row["loss"]) for row in csv.DictReader(f) if int(row["step"]) > steps - window]
+    return float(np.mean(losses)) if losses else float("nan")
 
 
 def save(out: Path, pair, network: torch.nn.Module) -> Path:

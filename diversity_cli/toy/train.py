@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..core.atomic import atomic_path
 from ..core.config import differing_keys
+from ..core.console import LoggedProgress, RateColumn
 from ..core.errors import UserError, first_line
 from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
 from ..core.record import record_invocation
@@ -84,9 +85,11 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        RateColumn(),
         TextColumn("{task.fields[losses]}"),
     )
-    with Progress(*columns, console=_console()) as progress:
+    # off a terminal (a SLURM log) a plain line every LOG_INTERVAL seconds, not one bar redrawn at the end
+    with LoggedProgress(*columns, console=_console()) as progress:
         runner = StageRunner(out, progress, int(cfg.checkpoint_every), int(cfg.log_every))
         start = time.perf_counter()
         data = generate_dataset(int(cfg.data.n_train), seed)

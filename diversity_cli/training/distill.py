@@ -257,13 +257,17 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         precision = {"dtype": str(training.pair.dtype), "mixed_precision": str(accelerator.mixed_precision)}
         record_invocation(state.root, config=cfg, device=str(accelerator.device), models=teacher, **precision)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..core.console import LoggedProgress, RateColumn
 
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
+        RateColumn(),
         TextColumn("{task.fields[losses]}"),
     )
     total = int(cfg.iterations)
@@ -273,7 +277,8 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
     # mid-run starts); a resumed curve goes on at its next multiple, as the uninterrupted run's does
     if watch and not state.read_log("quality.csv"):
         watch.measure(start)
-    with Progress(*columns, console=console, disable=not main) as progress:
+    # off a terminal (a SLURM log) a plain line every LOG_INTERVAL seconds, not one bar redrawn at the end
+    with LoggedProgress(*columns, console=console, disable=not main) as progress:
         task = progress.add_task(f"distill {cfg.method} {training.pair.name}", total=total, completed=start, losses="")
         for iteration in range(start + 1, total + 1):
             row = train_iteration(cfg, training, iteration)
