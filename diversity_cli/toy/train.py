@@ -200,9 +200,11 @@ def check_architectures(cfg: DictConfig) -> None:
     from .architecture import build_unet, build_vae
 
     vae_channels, latent_channels = list(cfg.vae.channels), int(cfg.vae.latent_channels)
-    reuse = Path(str(cfg.vae.reuse)) / "config.json" if cfg.vae.get("reuse") else None
-    if reuse is not None and reuse.is_file():
-        reused = json.loads(reuse.read_text(encoding="utf-8"))
+    reuse = Path(str(cfg.vae.reuse)) if cfg.vae.get("reuse") else None
+    if reuse is not None:
+        reused = _network_config(
+            reuse, "vae.reuse", ("block_out_channels", "latent_channels"), "a train-toy run's vae/"
+        )
         given = {"channels": vae_channels, "latent_channels": latent_channels}
         own = {"channels": list(reused["block_out_channels"]), "latent_channels": int(reused["latent_channels"])}
         for key, value in given.items():
@@ -228,12 +230,66 @@ def check_architectures(cfg: DictConfig) -> None:
             lambda: build_vae(vae_channels, int(cfg.vae.norm_groups), latent_channels),
         )
         builds.insert(0, vae)
+    built = {}
     for keys, build in builds:
         try:
             with torch.random.fork_rng(devices=[]):
-                build()
+                built[keys] = build()
         except Exception as err:  # diffusers' ValueError, transformers' config validation error, ...: all said so
             raise UserError(f"{keys}: the toy network cannot be built with these sizes ({first_line(err)})") from None
+    if cfg.unet.get("init_from") and (Path(str(cfg.unet.init_from)) / "unet").is_dir():
+        unet_built = built["unet.channels, .norm_groups, .heads"]
+        _refuse_other_unet(cfg, {**unet_built.config, "_class_name": type(unet_built).__name__})
+
+
+def _network_config(folder: Path, key: str, needed: tuple[str, ...], what: str) -> dict:
+    """A diffusers network folder's config.json, with its weights beside it; else one line naming `key`."""
+    config = folder / "config.json"
+    try:
+        found = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        found = None
+    weights = [folder / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
+    if not isinstance(found, dict) or any(name not in found for name in needed) or not any(map(Path.is_file, weights)):
+        raise UserError(
+            f"{key}={folder} is no toy network folder (a config.json with {', '.join(needed)} and its "
+            f"diffusion_pytorch_model.safetensors); give {what} folder"
+        )
+    return found
+
+
+# the UNet settings a train-toy config decides, as its config.json names them, and the flag that sets each
+INIT_KEYS = {
+    "block_out_channels": "unet.channels",
+    "norm_num_groups": "unet.norm_groups",
+    "attention_head_dim": "unet.heads",
+    "cross_attention_dim": "text_encoder.hidden",
+    "in_channels": "vae.latent_channels",
+    "sample_size": "vae.channels",
+    "addition_embed_type": "unet.text_embedding",
+}
+COORD_CLASS = "CoordUNet2DConditionModel"  # the UNet with coordinate planes (unet.coordinates=true)
+
+
+def _refuse_other_unet(cfg: DictConfig, wanted: dict) -> None:
+    """unet.init_from's UNet of another architecture than these settings build: refused before any stage (it failed
+    with torch's state-dict message once the VAE had trained, and the run folder was tied to these settings)."""
+    folder = Path(str(cfg.unet.init_from)) / "unet"
+    own = _network_config(folder.parent / "unet", "unet.init_from", (), "a trained toy base")
+    differ = {flag for key, flag in INIT_KEYS.items() if _plain(own.get(key)) != _plain(wanted.get(key))}
+    # a plain UNet continues as one with coordinate planes (they start at zero weight), not the other way round
+    if own.get("_class_name") == COORD_CLASS and wanted.get("_class_name") != COORD_CLASS:
+        differ.add("unet.coordinates")
+    if differ:
+        raise UserError(
+            f"unet.init_from={cfg.unet.init_from} holds a UNet of other settings than these "
+            f"({', '.join(sorted(differ))}); "
+            "give the settings it was trained with (its MODEL_CARD.md's command)"
+        )
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def training_settings(cfg: DictConfig) -> dict:

@@ -1,0 +1,45 @@
+"""train-toy's starting weights checked before any stage: a vae.reuse folder that is no VAE was a KeyError
+traceback (or a run folder written, then diffusers' error), and unet.init_from with a UNet of other settings failed
+with torch's state-dict message once the VAE stage had trained, the run folder tied to the wrong settings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+BASE = Path(__file__).resolve().parent.parent / "diversity_cli" / "assets" / "toy" / "base"
+SHIPPED_FLAGS = ("unet.text_embedding=true", "unet.coordinates=true", "unet.prediction_type=v_prediction",
+                 "unet.zero_terminal_snr=true")  # fmt: skip
+
+
+@pytest.mark.parametrize("folder", ["unet", "no weights", "not json"])
+def test_a_vae_reuse_folder_that_is_no_vae_is_one_line_and_nothing_is_written(cli, tmp_path, folder):
+    if folder == "unet":
+        reuse = BASE / "unet"
+    else:
+        reuse = tmp_path / "vae"
+        shutil.copytree(BASE / "vae", reuse)
+        if folder == "no weights":
+            (reuse / "diffusion_pytorch_model.safetensors").unlink()
+        else:
+            (reuse / "config.json").write_text("{not json")
+    code, _, err = cli("train-toy", f"vae.reuse={reuse}", f"out={tmp_path / 'run'}")
+    assert code == 2 and "Traceback" not in err, err
+    assert f"vae.reuse={reuse} is no toy network folder" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_a_unet_of_other_settings_names_them_before_any_stage(cli, tmp_path):
+    code, _, err = cli("train-toy", f"unet.init_from={BASE}", "unet.text_embedding=true", f"out={tmp_path / 'run'}")
+    assert code == 2 and "Traceback" not in err, err
+    assert "holds a UNet of other settings than these (unet.coordinates)" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_with_its_own_settings_passes_the_check():
+    from diversity_cli.core.config import compose
+    from diversity_cli.toy.train import check_architectures
+
+    check_architectures(compose("train_toy", [f"unet.init_from={BASE}", *SHIPPED_FLAGS]))  # raises nothing
