@@ -164,7 +164,15 @@ def check_folder(root: Path) -> None:
 
 
 # What the toolkit leaves in a folder before its run.json is written: the locks taken to write it, a launcher's logs.
-BEFORE_MARKER = {".run.lock", ".run.json.lock", ".samples.csv.lock", ".shared.lock", "shards"}
+BEFORE_MARKER = {
+    ".run.lock",
+    ".run.json.lock",
+    ".samples.csv.lock",
+    ".shared.lock",
+    ".logs.lock",
+    ".log.csv.lock",
+    "shards",
+}
 # A file by which each command knows a folder it wrote before run.json existed (it adopts the folder on its next
 # write): generate's and the measurements' (LEGACY_FILES), ablate's table, train-toy's and train-lora's settings,
 # x0viz's curve.

@@ -130,9 +130,10 @@ def idle_writer(path: Path) -> Iterator[bool]:
 
 
 @contextmanager
-def writer_lock(path: Path, wait: float | None) -> Iterator[None]:
+def writer_lock(path: Path, wait: float | None, waitable: bool = True) -> Iterator[None]:
     """The lock of the one process that writes `path`. `wait`: seconds to wait for another holder (None: as long
-    as it takes, 0: refuse at once)."""
+    as it takes, 0: refuse at once); `waitable`: whether the command has lock_wait= to offer (a training has not:
+    one process a run)."""
     from filelock import FileLock, Timeout
 
     from .console import stderr_console
@@ -143,10 +144,8 @@ def writer_lock(path: Path, wait: float | None) -> Iterator[None]:
         lock.acquire(timeout=0)
     except Timeout:
         if wait == 0:
-            raise UserError(
-                f"{path} is being written by another process; wait for it to finish, "
-                "or set lock_wait=<seconds> (null: as long as it takes) to wait"
-            ) from None
+            offer = ", or set lock_wait=<seconds> (null: as long as it takes) to wait" if waitable else ""
+            raise UserError(f"{path} is being written by another process; wait for it to finish{offer}") from None
         stderr_console().print(f"waiting for another process writing {path} ...")
         try:
             lock.acquire(timeout=-1 if wait is None else wait)

@@ -42,6 +42,7 @@ from ..core.marker import (
 )
 from ..core.pair_settings import training_settings as model_training_settings
 from ..core.record import record_invocation
+from ..core.samples import writer_lock
 from .data import FACTORS, caption, render, sample_labels, sample_named
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -59,7 +60,10 @@ def train_lora(cfg: DictConfig) -> Path:
     factor, value, negative = validate(cfg)
     out = Path(cfg.out)
     settings = training_settings(cfg)
-    with left_as_found(out, OUTPUTS):  # prepare marks out: a failure before begin unmarks a folder it made
+    with (
+        left_as_found(out, OUTPUTS),  # prepare marks out: a failure before begin unmarks a folder it made
+        writer_lock(out / "logs", 0, waitable=False),  # one process a run: a second refuses at once
+    ):
         if not prepare(out, settings, bool(cfg.overwrite)):
             _console().print(f"[green]nothing to do[/]: {out / WEIGHTS} was trained with these settings")
             return out / WEIGHTS

@@ -26,8 +26,16 @@ from ..core.atomic import atomic_path
 from ..core.config import differing_keys
 from ..core.console import LoggedProgress, RateColumn
 from ..core.errors import UserError, first_line
-from ..core.marker import adopt_legacy, claim_outputs, record_tree, remove_outputs, write_owned
+from ..core.marker import (
+    BEFORE_MARKER,
+    adopt_legacy,
+    claim_outputs,
+    record_tree,
+    remove_outputs,
+    write_owned,
+)
 from ..core.record import record_invocation
+from ..core.samples import writer_lock
 from ..models.loading import resolve_device
 from .architecture import latent_side, parameter_count
 from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, VOCABULARY, generate_dataset, parse_prompt, words_outside
@@ -51,8 +59,14 @@ TRAINING_KEYS = ("seed", "data", "vae", "features", "text_encoder", "unet")
 
 def train_toy(cfg: DictConfig) -> Path:
     validate(cfg)
-    device = resolve_device(cfg.device)
     out = Path(cfg.out)
+    # one process a run: a second on the same out= refuses at once (both ran, and logged every step twice)
+    with writer_lock(out / "logs", 0, waitable=False):
+        return _train_locked(cfg, out)
+
+
+def _train_locked(cfg: DictConfig, out: Path) -> Path:
+    device = resolve_device(cfg.device)
     if not prepare(out, cfg):
         if (out / EVALUATION).is_file():
             what = "these settings"
@@ -322,7 +336,7 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
     settings = training_settings(cfg)
     saved = out / RUN_CONFIG
     adopt_legacy(out, RUN_CONFIG, OUTPUTS)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(entry.name not in BEFORE_MARKER for entry in out.iterdir()):  # its lock: not a file
         if cfg.overwrite:
             if not saved.is_file():
                 raise UserError(f"{out} is not a train-toy run directory; refusing to delete it, choose another out=")

@@ -274,7 +274,7 @@ class RunState:
         """The run directory's one distill process: a second one refuses at once (one line). Holding it, a
         half-saved checkpoint folder left by a killed run is ours to remove."""
         check_folder(self.root)
-        with writer_lock(self.log_csv, 0):
+        with writer_lock(self.log_csv, 0, waitable=False):
             partials = [*self.root.glob(".partial-student"), *self.checkpoints.glob(".partial-iter_*")]
             for partial in partials if self.root.is_dir() else []:
                 if partial.is_dir() and not partial.is_symlink():
