@@ -154,7 +154,8 @@ def test_prompt_text_is_taken_literally(text):
     cfg = compose("generate", [f"prompt={text}"])
     assert cfg.prompt == text
     assert OmegaConf.to_container(cfg, resolve=True)["prompt"] == text  # what the invocation record stores
-    assert [row.prompt for row in read_prompts(cfg.prompt, None)] == [text]
+    # the prompt row as a file's line would be: spaces around it dropped (one prompt, one folder of images)
+    assert [row.prompt for row in read_prompts(cfg.prompt, None)] == [text.strip()]
 
 
 def test_every_free_text_key_is_literal():
