@@ -17,3 +17,21 @@ def test_a_plain_runs_tables_name_the_pair_settings_its_images_were_made_with(tm
             f"- toy / base in {out}: its images were made with the pair's settings changed on the command line "
             "(`model.base.guidance=5`), so its cells are not toy as its config file has it"
         ], notes  # the distilled images were made at the pair's settings: nothing said of them
+
+
+def test_a_setting_of_a_network_the_method_does_not_run_is_not_named(tmp_path, cli):
+    """The base's images made with `model.distilled.*` changed were said to be "not toy": the base runs no
+    distilled network."""
+    from diversity_cli.reporting.tables.common import load_run
+    from diversity_cli.reporting.tables.weights import changed_pair_settings
+
+    out = tmp_path / "run"
+    for method in ("base", "distilled", "hybrid"):
+        args = ("model=toy", f"method={method}", "prompt=a circle", "n=2", "model.distilled.label=mine", f"out={out}")
+        assert cli("generate", *args)[0] == 0
+    typed = {tag: items for (_, tag), items in changed_pair_settings(load_run(out)).items()}
+    assert typed == {
+        "base": [],
+        "distilled": ["model.distilled.label=mine"],
+        "hybrid_k1": ["model.distilled.label=mine"],
+    }

@@ -73,7 +73,8 @@ def changed_pair_settings(run: RunData) -> dict[tuple[str, str], list[str]]:
             str(item)
             for item in record.get("overrides") or []
             if str(item).startswith(PAIR_OVERRIDES) and str(item) != DEFAULT_PRESET
-        ]
+            and not _other_role(str(item), str(config["method"]))
+        ]  # fmt: skip
         found[(str(pair["name"]), tag)] = typed
     return found
 
@@ -120,3 +121,14 @@ def mixed_config_notes(runs: list[RunData], table: Table) -> list[str]:
                     "prompt at one setting to compare them"
                 )
     return notes
+
+
+def _other_role(override: str, method: str) -> bool:
+    """Whether `override` sets a network the method does not run (`model.distilled.*` for base images, `model.base.*`
+    for distilled and skip_first ones): it changed none of its images."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    if method == "base":
+        return key.startswith("model.distilled.")
+    if method in ("distilled", "skip_first"):
+        return key.startswith("model.base.")
+    return False
