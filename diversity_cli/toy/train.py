@@ -577,7 +577,13 @@ def _summary(rows: list[dict], features_info: dict, times: dict, total: float) -
         )
     console.print(table)
     accuracy = features_info["accuracy"]["heldout_vae"]
-    console.print("feature network accuracy (held-out, VAE round trip): " + json.dumps(accuracy))
+    # a frozen judge's figures are from when it was trained, through that run's VAE, not this run's
+    which = (
+        "the shipped judge's accuracy when it was trained"
+        if features_info.get("frozen")
+        else "feature network accuracy"
+    )
+    console.print(f"{which} (held-out, VAE round trip): " + json.dumps(accuracy))
     console.print(
         "seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + f" (this run {total:.0f})"
     )
