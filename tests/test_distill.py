@@ -508,3 +508,17 @@ def test_the_run_readme_command_pastes_back_into_a_shell(monkeypatch):
     assert shlex.split(line) == ["diversity-cli", "distill", "model=tiny_sd", "prompt=a red circle"]
     monkeypatch.setattr("sys.argv", ["python"])  # called as a library: the differences from the defaults
     assert "overwrite" not in distill.command_line(compose("distill", ["model=tiny_sd", "overwrite=true"]))
+
+
+def test_the_students_readme_names_its_training_prompts(cli, tmp_path):
+    """Without prompt= or prompts= a toy student trained on the pair's default prompt alone, which only the config
+    dump at the end of its README said."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\ntwo triangles\na blue square\na shape on the left\n")
+    out = tmp_path / "run"
+    code, _, err = cli("distill", "model=tiny_sd", f"prompts={prompts}", f"out={out}", "iterations=1", *SMALL)
+    assert code == 0, err
+    assert (
+        f"- training prompts from `{prompts}`: 4 ('a red circle', 'two triangles', 'a blue square' and 1 more)"
+        in (out / "README.md").read_text()
+    )

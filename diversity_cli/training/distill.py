@@ -540,6 +540,17 @@ def _override_value(value) -> str:
     return f"'{text}'" if any(c in text for c in " ,=[]{}") else text
 
 
+def prompts_line(cfg: DictConfig) -> str:
+    """What the student was trained on, named in its README (without prompt= or prompts= it is the pair's default
+    prompt alone, which only the config dump below said)."""
+    prompts = training_prompts(cfg)
+    shown = ", ".join(repr(prompt) for prompt in prompts[:3]) + (
+        f" and {len(prompts) - 3} more" if len(prompts) > 3 else ""
+    )
+    source = f" from `{cfg.prompts}`" if isinstance(cfg.prompts, str) else ""
+    return f"training prompts{source}: {len(prompts)} ({shown})"
+
+
 def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: float, session: float) -> None:
     net = state.student.resolve()
     pair, s = training.pair, training.distiller.settings
@@ -569,6 +580,7 @@ Few-step student distilled from the base network of `{pair.name}` by `diversity-
 
 - command: `{command_line(cfg)}`
 - iterations: {cfg.iterations}, batch size {cfg.batch_size}, seed {cfg.seed}, device {pair.device}
+- {prompts_line(cfg)}
 - training time {seconds:.0f} s over all sessions ({seconds / max(int(cfg.iterations), 1):.2f} s/iteration);
   wall time of the last session {session:.0f} s (loading, training, saving)
 - student schedule: LCMScheduler at timesteps {list(cfg.student_timesteps)}{anchor}
