@@ -265,8 +265,9 @@ def _network_config(folder: Path, key: str, needed: tuple[str, ...], what: str) 
         found = None
     weights = [folder / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
     if not isinstance(found, dict) or any(name not in found for name in needed) or not any(map(Path.is_file, weights)):
+        keys = f" with {', '.join(needed)}" if needed else ""
         raise UserError(
-            f"{key}={folder} is no toy network folder (a config.json with {', '.join(needed)} and its "
+            f"{key}={folder} is no toy network folder (a config.json{keys} and its "
             f"diffusion_pytorch_model.safetensors); give {what} folder"
         )
     return found
