@@ -43,3 +43,21 @@ def test_init_from_with_its_own_settings_passes_the_check():
     from diversity_cli.toy.train import check_architectures
 
     check_architectures(compose("train_toy", [f"unet.init_from={BASE}", *SHIPPED_FLAGS]))  # raises nothing
+
+
+def test_weights_replaced_in_a_starting_folder_make_another_run(tmp_path):
+    """A run resumed silently from an init_from folder whose weights had been replaced; the card named the path."""
+    from diversity_cli.core.config import compose, differing_keys
+    from diversity_cli.toy.train import training_settings
+
+    start = tmp_path / "base"
+    shutil.copytree(BASE, start)
+    cfg = compose("train_toy", [f"unet.init_from={start}", *SHIPPED_FLAGS])
+    before = training_settings(cfg)
+    weights = start / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the last tensor
+    weights.write_bytes(bytes(data))
+    assert differing_keys(training_settings(cfg), before) == ["starts_from.unet.init_from"]
+    plain = training_settings(compose("train_toy", []))
+    assert "starts_from" not in plain  # runs without starting weights keep their settings (and resume) as before

@@ -318,7 +318,19 @@ def training_settings(cfg: DictConfig) -> dict:
     if unet.get("late_timestep_multiplier", 1.0) == 1.0:
         unet.pop("late_timestep_multiplier", None)
         unet.pop("late_timestep_portion", None)
+    starts = starting_weights(cfg)
+    if starts:  # the weights a run starts from, by content: replaced since, the run is another one
+        settings["starts_from"] = starts
     return settings
+
+
+def starting_weights(cfg: DictConfig) -> dict[str, str]:
+    """The digest of each folder the run starts from (vae.reuse, unet.init_from), by its files' bytes: a path alone
+    names other weights once they are replaced (a resumed run went on from them silently)."""
+    from ..core.fingerprint import folder_hash
+
+    folders = {"vae.reuse": cfg.vae.get("reuse"), "unet.init_from": cfg.unet.get("init_from")}
+    return {key: folder_hash(folder) for key, folder in folders.items() if folder and Path(str(folder)).is_dir()}
 
 
 def evaluation_settings(cfg: DictConfig) -> dict:
@@ -485,7 +497,11 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
             else f"feature network ({cfg.features.steps} steps of {cfg.features.batch_size}, blur/noise augmentation)"
         )
         + "; text encoder + UNet jointly"
-        + (f", continued from `{cfg.unet.init_from}`" if cfg.unet.get("init_from") else "")
+        + (
+            f", continued from `{cfg.unet.init_from}` (weights digest {starting_weights(cfg)['unet.init_from'][:16]})"
+            if cfg.unet.get("init_from") and "unet.init_from" in starting_weights(cfg)
+            else ""
+        )
         + f" ({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} "
         f"warm-up + cosine, caption dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, "
         + (
