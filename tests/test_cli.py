@@ -404,3 +404,12 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_a_key_of_another_choice_names_the_choice(cli, tmp_path):
+    """`distill lambda_div=0.5` without distill=dp_dmd: "unknown key", with nothing to say where it belongs."""
+    code, _, err = cli("distill", "lambda_div=0.5", f"out={tmp_path / 'run'}")
+    assert code == 2 and "lambda_div is a setting of distill=dp_dmd: add distill=dp_dmd" in err, err
+    code, _, err = cli("generate", "lambda_div=0.5", f"out={tmp_path / 'run'}")  # no distill group there
+    assert code == 2 and "distill=" not in err, err
+    assert not (tmp_path / "run").exists()

@@ -169,7 +169,25 @@ def check_keys(config: str, overrides: list[str], only_added: bool = False) -> N
         if key not in known and key not in sections:
             if _open_section(cfg, key):  # Hydra sets only keys that exist; + adds one
                 raise UserError(f"{key} is not set by default: add it with +{item}")
-            raise UserError(f"unknown key '{key}' for '{config}'{_suggest(key, known)} (--help lists every key)")
+            hint = _other_choice(config, choices, key) or _suggest(key, known)
+            raise UserError(f"unknown key '{key}' for '{config}'{hint} (--help lists every key)")
+
+
+def _other_choice(config: str, choices: list[str], key: str) -> str:
+    """Where `key` belongs to another choice of a group the command composes (`lambda_div` to distill=dp_dmd), the
+    choice to add: a did-you-mean would offer the nearest keys of this one."""
+    from ..core.config import available, conf_dir
+
+    chosen = {item.partition("=")[0].lstrip("+~") for item in choices}
+    defaults = OmegaConf.load(conf_dir() / f"{config}.yaml").get("defaults") or []
+    groups = {name for entry in defaults if isinstance(entry, DictConfig) for name in entry}
+    for group in ("distill",):  # a model's keys live under model.*, where the nearest ones are the right advice
+        if group in chosen or group not in groups:
+            continue
+        for choice in available(group):
+            if key in leaf_keys(compose(config, [*choices, f"{group}={choice}"])):
+                return f"; {key} is a setting of {group}={choice}: add {group}={choice}"
+    return ""
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:
