@@ -35,6 +35,7 @@ def _one_line(err: str) -> str:
         (["generate", "nn=3"], "did you mean n?"),
         (["diversity", "metirc=pixel"], "did you mean metric?"),
         (["generate", "-m", "k=1,2"], "diversity-cli ablate"),
+        (["distill", "-m", "iterations=1,2"], "distill runs one setting a call"),  # ablate sweeps no training
         (["generate", "hydra.run.dir=somewhere"], "out=<folder>"),
         (["generate", "+foo=1"], "+foo adds a key"),
         (["generate", "+n=3"], "without the +"),

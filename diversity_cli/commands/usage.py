@@ -99,7 +99,16 @@ def _launcher_pointer(command: str, value: str) -> UserError:
     )
 
 
+# commands whose runs ablate sweeps (its points are generate runs, measured); the others run one setting a call
+SWEPT_BY_ABLATE = ("generate", "diversity", "fid", "x0viz", "ablate")
+
+
 def multirun_pointer(command: str) -> UserError:
+    if command not in SWEPT_BY_ABLATE:  # ablate sweeps sampling knobs, not a training's or a report's settings
+        return UserError(
+            f"-m/--multirun is not supported: {command} runs one setting a call; run it once per value (each into "
+            "its own out=), on a cluster as one job each"
+        )
     return UserError(
         f"-m/--multirun is not how {command} sweeps; use `diversity-cli ablate k=1..4 base_guidance=0,5 ...` "
         "(sweeps method, k, base_guidance, base_steps; launcher=slurm for one job per point)"
