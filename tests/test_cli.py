@@ -36,6 +36,8 @@ def _one_line(err: str) -> str:
         (["diversity", "metirc=pixel"], "did you mean metric?"),
         (["generate", "-m", "k=1,2"], "diversity-cli ablate"),
         (["distill", "-m", "iterations=1,2"], "distill runs one setting a call"),  # ablate sweeps no training
+        (["generate", "method=base,distilled"], "a comma-separated list is a sweep (ablate sweeps it"),  # Hydra's
+        (["generate", "n=2,3"], "n=2,3: a key takes one value here"),  # "Ambiguous value" said nothing of that
         (["generate", "hydra.run.dir=somewhere"], "out=<folder>"),
         (["generate", "+foo=1"], "+foo adds a key"),
         (["generate", "+n=3"], "without the +"),

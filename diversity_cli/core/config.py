@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ def _searchpath_override() -> list[str]:
     return ["hydra.searchpath=[" + ",".join(f"file://{path.resolve()}" for path in users) + "]"]
 
 
+SWEPT_KEYS = ("method", "k", "base_guidance", "base_steps")  # what `ablate` sweeps
+
+
 def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     """Compose `conf/<command>.yaml` with Hydra-style overrides (`model=sdxl_dmd2 k=2 n=16`), then check every key
     against the command's schema (core/schemas/): a bad value is one UserError before anything runs.
@@ -75,6 +79,14 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
             cfg = hydra_compose(config_name=command, overrides=[*_searchpath_override(), *overrides])
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         first = first_line(err)
+        ambiguous = re.match(r"Ambiguous value for argument '([^=']+)=(.*)'", first)
+        if ambiguous:  # Hydra's wording for a comma: a sweep, which it runs only with -m
+            key, value = ambiguous.groups()
+            sweep = " (ablate sweeps it: diversity-cli ablate ...)" if key in SWEPT_KEYS else ""
+            raise UserError(
+                f"{key}={value}: a key takes one value here; a comma-separated list is a sweep{sweep}, or run the "
+                "command once per value"
+            ) from None
         raise UserError(f"bad override for '{command}': {first}") from None
     except yaml.YAMLError as err:  # a config file of the user's (DIVERSITY_CLI_CONF) that is not YAML
         raise UserError(yaml_problem(err)) from None
