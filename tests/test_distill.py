@@ -522,3 +522,12 @@ def test_the_students_readme_names_its_training_prompts(cli, tmp_path):
         f"- training prompts from `{prompts}`: 4 ('a red circle', 'two triangles', 'a blue square' and 1 more)"
         in (out / "README.md").read_text()
     )
+
+
+@pytest.mark.parametrize("setting", ["gan.mismatched=true", "gan.discriminator_weight=0.5"])
+def test_a_gan_setting_without_the_gan_term_is_refused(cli, tmp_path, prompts_file, setting):
+    """Accepted silently with gan.weight=0, under a README that said "no GAN term"."""
+    out = tmp_path / "run"
+    code, _, err = cli("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={out}", "iterations=1", setting)
+    assert code == 2 and f"{setting} applies with gan.weight > 0 only" in err, err
+    assert not out.exists()

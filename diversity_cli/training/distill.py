@@ -112,12 +112,28 @@ def validate(cfg: DictConfig) -> None:
     monitor_settings(cfg)
 
 
+def _refuse_unread_gan_keys(group: Any) -> None:
+    """gan.* other than its defaults with gan.weight=0: no GAN term reads them, and the student's README said "no
+    GAN term" under a command that set them (as train-lora refuses negative= without mode=slider)."""
+    from ..core.config import conf_dir
+    from ..core.schema import show
+
+    defaults = OmegaConf.load(conf_dir() / "distill.yaml").gan
+    for key in ("discriminator_weight", "mismatched"):
+        if group.get(key) != defaults[key]:
+            raise UserError(
+                f"gan.{key}={show(group.get(key))} applies with gan.weight > 0 only; gan.weight=0 (no GAN term) "
+                f"ignores it (drop gan.{key}=, or set gan.weight, e.g. 5e-3: DMD2's SDXL recipe)"
+            )
+
+
 def gan_settings(cfg: DictConfig) -> dict[str, Any]:
     """The GAN term's fields of `DistillSettings`: all off when its weight is 0. Refused on a pair without a source
     of real images: only toy pairs have one (the toy world's renderer)."""
     group = cfg.get("gan") or {}
     weight, discriminator = gan_weight(cfg), float(group.get("discriminator_weight", 0) or 0)
     if weight <= 0:
+        _refuse_unread_gan_keys(group)
         return {"gan_weight": 0.0, "gan_discriminator_weight": 0.0, "gan_mismatched": False}
     if not is_toy_pair(cfg.model):
         raise UserError(
