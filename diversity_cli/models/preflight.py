@@ -7,6 +7,7 @@ anything or generates a single image. Metrics add their own checks (`metrics/pre
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,10 +122,22 @@ def settable(model: DictConfig, key: str) -> str:
 
 def _config_file_pair(model: DictConfig) -> DictConfig:
     """The pair as its config file has it (`model`, where no file has its name)."""
-    from ..core.config import available, compose
+    from ..core.config import available, search_dirs
 
     name = str(model.get("name", ""))
-    return compose("generate", [f"model={name}"]).model if name in available("model") else model
+    folders = tuple(str(folder) for folder in search_dirs())  # a user's conf folder may hold a pair of that name
+    return _composed_pair(name, folders) if name in available("model") else model
+
+
+@functools.cache
+def _composed_pair(name: str, folders: tuple[str, ...]) -> DictConfig:
+    """Composed once a process and search path: `models` and `--help` ask for every pair's missing items (a compose
+    costs ~0.1 s)."""
+    from ..core.config import compose
+
+    pair = compose("generate", [f"model={name}"]).model
+    OmegaConf.set_readonly(pair, True)  # shared by every caller: read only
+    return pair
 
 
 def _local_path(model: DictConfig, role: str) -> str | None:
