@@ -531,3 +531,13 @@ def test_a_gan_setting_without_the_gan_term_is_refused(cli, tmp_path, prompts_fi
     code, _, err = cli("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={out}", "iterations=1", setting)
     assert code == 2 and f"{setting} applies with gan.weight > 0 only" in err, err
     assert not out.exists()
+
+
+def test_a_config_without_a_gan_section_is_no_gan_term():
+    """A library caller's config may have no gan section: that is no GAN term, not a refused gan setting."""
+    from omegaconf import OmegaConf
+
+    from diversity_cli.training.distill import gan_settings
+
+    cfg = OmegaConf.create({"model": {"name": "toy"}})
+    assert gan_settings(cfg) == {"gan_weight": 0.0, "gan_discriminator_weight": 0.0, "gan_mismatched": False}

@@ -61,3 +61,24 @@ def test_weights_replaced_in_a_starting_folder_make_another_run(tmp_path):
     assert differing_keys(training_settings(cfg), before) == ["starts_from.unet.init_from"]
     plain = training_settings(compose("train_toy", []))
     assert "starts_from" not in plain  # runs without starting weights keep their settings (and resume) as before
+
+
+def test_a_run_recorded_before_the_digest_still_resumes(tmp_path):
+    """Runs recorded before their starting weights' digest was kept are compared without it, not refused as a run
+    of other settings."""
+    from omegaconf import OmegaConf
+
+    from diversity_cli.core.config import compose
+    from diversity_cli.core.errors import UserError
+    from diversity_cli.core.marker import write_owned
+    from diversity_cli.toy.train import RUN_CONFIG, prepare, training_settings
+
+    cfg = compose("train_toy", [f"unet.init_from={BASE}", *SHIPPED_FLAGS])
+    out = tmp_path / "run"
+    earlier = {key: value for key, value in training_settings(cfg).items() if key != "starts_from"}
+    write_owned(out, RUN_CONFIG, OmegaConf.to_yaml(OmegaConf.create(earlier)))  # as train-toy wrote it
+    assert prepare(out, cfg) is True  # resumed, not refused
+    assert "starts_from" in OmegaConf.load(out / RUN_CONFIG)  # kept from now on
+    other = compose("train_toy", [f"unet.init_from={BASE}", *SHIPPED_FLAGS, "unet.lr=1e-2"])
+    with pytest.raises(UserError, match=r"other settings \(unet.lr\)"):  # the digest is not named as a difference
+        prepare(out, other)

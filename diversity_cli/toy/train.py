@@ -324,6 +324,14 @@ def training_settings(cfg: DictConfig) -> dict:
     return settings
 
 
+def _as_recorded(settings: dict, earlier: dict) -> dict:
+    """`settings` as a run recorded before its starting weights' digest was kept would hold them: without it (such a
+    run resumes and reruns as it did; its starting folders are not checked)."""
+    if "starts_from" in earlier:
+        return settings
+    return {key: value for key, value in settings.items() if key != "starts_from"}
+
+
 def starting_weights(cfg: DictConfig) -> dict[str, str]:
     """The digest of each folder the run starts from (vae.reuse, unet.init_from), by its files' bytes: a path alone
     names other weights once they are replaced (a resumed run went on from them silently)."""
@@ -356,8 +364,10 @@ def prepare(out: Path, cfg: DictConfig) -> bool:
             remove_outputs(out, OUTPUTS)  # only files run.json lists: anything of yours there stays
         elif not saved.is_file():
             raise UserError(f"{out} already exists and is not a train-toy run; choose another out= or empty it")
-        elif (earlier := OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) != settings:
-            keys = differing_keys(settings, earlier)
+        elif (earlier := OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) != (
+            wanted := _as_recorded(settings, earlier)
+        ):
+            keys = differing_keys(wanted, earlier)
             # unlike distill's iterations, a stage's steps set its learning rate's whole course (warm-up, then a
             # cosine decay over all of them): more steps is another training, not this one carried on
             why = (

@@ -120,7 +120,7 @@ def _refuse_unread_gan_keys(group: Any) -> None:
 
     defaults = OmegaConf.load(conf_dir() / "distill.yaml").gan
     for key in ("discriminator_weight", "mismatched"):
-        if group.get(key) != defaults[key]:
+        if key in group and group[key] != defaults[key]:  # a library caller's config may have no gan section
             raise UserError(
                 f"gan.{key}={show(group.get(key))} applies with gan.weight > 0 only; gan.weight=0 (no GAN term) "
                 f"ignores it (drop gan.{key}=, or set gan.weight, e.g. 5e-3: DMD2's SDXL recipe)"
