@@ -451,6 +451,7 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
     counts = {name: parameter_count(module) for name, module in networks.items()}
     vae, judge = networks["vae"], networks["features"]
     accuracy = features_info["accuracy"]
+    started = starting_weights(cfg).get("unet.init_from")  # hashed once: the folders are read whole
     lines = [
         "# Toy base model and toy feature network",
         "",
@@ -507,11 +508,7 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
             else f"feature network ({cfg.features.steps} steps of {cfg.features.batch_size}, blur/noise augmentation)"
         )
         + "; text encoder + UNet jointly"
-        + (
-            f", continued from `{cfg.unet.init_from}` (weights digest {starting_weights(cfg)['unet.init_from'][:16]})"
-            if cfg.unet.get("init_from") and "unet.init_from" in starting_weights(cfg)
-            else ""
-        )
+        + (f", continued from `{cfg.unet.init_from}` (weights digest {started[:16]})" if started else "")
         + f" ({cfg.unet.steps} steps of {cfg.unet.batch_size}, AdamW lr {cfg.unet.lr} "
         f"warm-up + cosine, caption dropout {cfg.unet.cond_dropout}, min-SNR gamma {cfg.unet.snr_gamma}, "
         + (
