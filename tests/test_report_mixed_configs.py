@@ -55,3 +55,22 @@ def test_a_run_without_samples_csv_says_its_numbers_were_not_checked(cli, tmp_pa
     (out / "samples.csv").rename(tmp_path / "samples.csv")
     (note,) = [note for note in _table3(out).notes if "samples.csv" in note]
     assert "has no samples.csv: whether its numbers are over the images it holds could not be checked" in note
+
+
+def test_a_report_looks_each_image_up_on_disk_once(cli, tmp_path: Path, monkeypatch):
+    """Which groups are out of date was worked out once for the notes and again for the cells' marks, per table,
+    each time looking every image of the run up on disk (and reading each ablate point's samples.csv)."""
+    out = tmp_path / "run"
+    (tmp_path / "p.txt").write_text("a shape\na circle\n")
+    for method in ("base", "distilled"):
+        assert cli("generate", f"method={method}", f"prompts={tmp_path / 'p.txt'}", "n=3", f"out={out}")[0] == 0
+    assert cli("diversity", f"out={out}", "bootstrap=0")[0] == 0
+    run = load_run(out)
+    looked_up: list[str] = []
+    is_file = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda path: looked_up.append(str(path)) or is_file(path))
+    cfg = compose("report", [])
+    tables = build_tables([run], read_paper(REPO / "data" / "paper_tables.csv"), cfg, ["3", "D1", "E1"])
+    assert "3" in tables
+    images = [name for name in looked_up if name.endswith(".png")]
+    assert len(images) == len(run.samples) == 12 and len(set(images)) == 12

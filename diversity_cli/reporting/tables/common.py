@@ -122,6 +122,15 @@ class RunData:
     versions: dict[str, Any]
     dates: dict[str, str]  # CSV name -> its modification time (UTC)
     records: list[dict[str, Any]] = field(default_factory=list)  # runs/*.json: what made each result, oldest first
+    # What several tables derive from the run's files alike (which groups are out of date, which images it holds):
+    # each reads images or ablate points from disk, so it is worked out once per report, not once per table.
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def once(self, name: str, make: Callable[[], Any]) -> Any:
+        """`make()`, computed on the first call for `name` and kept (the run's files are read once, at load)."""
+        if name not in self._derived:
+            self._derived[name] = make()
+        return self._derived[name]
 
     @property
     def found(self) -> list[str]:
@@ -460,6 +469,10 @@ def stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str],
     <reference>]: n=8, samples.csv's images 12", or "…: images remade since (n=8)" when the count is the same; rows
     older than the `samples` column are checked by count only). Numbers over a subset say so in their metric
     (`toy_features@adherent`) and are left out; so are images lost from disk."""
+    return run.once(f"stale_groups {source}", lambda: _stale_groups(run, source))
+
+
+def _stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str], str]:
     held = held_images(run)
     rows = run.diversity if source == "diversity.csv" else run.fid
     found = {}
@@ -481,6 +494,10 @@ def stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str],
 
 def held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
     """(model, tag, prompt) and (model, tag) -> the samples.csv rows of that group whose image is on disk."""
+    return run.once("held_images", lambda: _held_images(run))
+
+
+def _held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
     held: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for row in run.samples:
         if not (run.root / row["path"]).is_file():
@@ -494,6 +511,10 @@ def held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
 def stale_ablate(run: RunData) -> dict[tuple[str, str, str], str]:
     """(model, method tag, prompt) -> what changed, for ablate.csv rows whose images are no longer those they
     measured (`ablate_changes`)."""
+    return run.once("stale_ablate", lambda: _stale_ablate(run))
+
+
+def _stale_ablate(run: RunData) -> dict[tuple[str, str, str], str]:
     found: dict[tuple[str, str, str], str] = {}
     changes = ablate_changes(run)
     for row in ablate_as_diversity(run):
