@@ -394,14 +394,24 @@ def merge_rows(
 def read_table(path: Path) -> list[dict[str, str]]:
     """The rows of a results CSV the toolkit wrote, without a last row torn by a kill; a file that is not UTF-8
     CSV is one line naming it."""
+    return read_table_end(path)[0]
+
+
+def read_table_end(path: Path) -> tuple[list[dict[str, str]], str]:
+    """`read_table`'s rows and what the file's end shows: "empty" (not even a header), "its last row is cut off"
+    (shorter than the header, left out of the rows: a kill mid-append tears only the last), or "" for neither. A file
+    written whole, never appended, has neither."""
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            rows = [dict(row) for row in csv.DictReader(f)]
+            reader = csv.DictReader(f)
+            rows = [dict(row) for row in reader]
+            end = "" if reader.fieldnames else "empty"  # read while open: with no row, it reads the header now
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); move it away and rerun") from None
     if rows and (None in rows[-1] or None in rows[-1].values()):
+        end = "its last row is cut off" if None in rows[-1].values() else ""
         rows.pop()
-    return rows
+    return rows, end
 
 
 def _read_versions(path: Path) -> dict[str, Any]:

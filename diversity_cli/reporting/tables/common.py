@@ -10,7 +10,6 @@ value; a measurement with no paper cell gets a line of its own with an empty pap
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import json
 import math
@@ -23,7 +22,7 @@ from typing import Any
 
 from ...core.errors import UserError
 from ...core.record import read_records
-from ...core.rundir import RunDir, read_table, samples_digest, seed_window
+from ...core.rundir import RunDir, read_table, read_table_end, samples_digest, seed_window
 from ...metrics.diversity import MIN_INTERVAL_N
 from ...metrics.preflight import other_clip
 
@@ -151,11 +150,13 @@ def load_run(root: str | Path) -> RunData:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a directory; give out=<run directory> (or runs=[dir1,dir2])")
-    data = {name: read_csv(root / name) for name in RUN_CSVS}
+    data, ends = {}, {}
+    for name in RUN_CSVS:
+        data[name], ends[name] = read_table_end(root / name) if (root / name).is_file() else ([], "")
     for name, columns in REQUIRED_COLUMNS.items():
         require_columns(root / name, data[name], columns)
     for name, numeric in NUMBER_COLUMNS.items():
-        check_whole(root / name, data[name], numeric)
+        check_whole(root / name, data[name], ends[name], numeric)
     data["samples.csv"] = RunDir(root).read_samples()  # every samples file (shards too), torn rows dropped
     dates = {name: _mtime(root / name) for name in RUN_CSVS if (root / name).is_file()}
     versions = {}
@@ -201,17 +202,14 @@ NUMBER_COLUMNS: dict[str, tuple[str, ...] | None] = {
 TEXT_COLUMNS = ("method", "model", "reference", "features", "clip_model", "samples", "prompt", "options", "tag")
 
 
-def check_whole(path: Path, rows: list[dict[str, str]], numeric: tuple[str, ...] | None) -> None:
-    """`path`, where it exists, as the toolkit writes it: a header, a last row as long as it (`read_table` drops a
-    torn one, which only an appended file may have), a number (or nothing) in each of `numeric`; else one UserError
-    naming the file, line and cell. A number cut short inside its cell still reads as a number."""
-    if not path.is_file():
-        return
-    with path.open(newline="", encoding="utf-8") as f:
-        records = [record for record in csv.reader(f) if record]
+def check_whole(path: Path, rows: list[dict[str, str]], end: str, numeric: tuple[str, ...] | None) -> None:
+    """`path`, where it exists, as the toolkit writes it: a header, a last row as long as it (`end`, from
+    `read_table_end`, which drops a torn one: only an appended file may have it), a number (or nothing) in each of
+    `numeric`; else one UserError naming the file, line and cell. A number cut short inside its cell still reads as
+    a number."""
     fix = "restore it, or move it away and rerun the command that wrote it"
-    if not records or len(records[-1]) < len(records[0]):
-        raise UserError(f"{path} is damaged ({'empty' if not records else 'its last row is cut off'}); {fix}")
+    if end:
+        raise UserError(f"{path} is damaged ({end}); {fix}")
     for number, row in enumerate(rows, start=2):  # line 1: the header
         columns = numeric if numeric is not None else [c for c in row if c not in TEXT_COLUMNS]
         for column in columns:
