@@ -315,6 +315,17 @@ def config_part(settings: str) -> str:
     return settings.partition("/")[0]
 
 
+def configs_per_group(rows: Iterable[dict[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """(model, method tag) -> the configs (`config_part`) its samples rows were made with, first seen first; rows
+    written before settings were recorded name none and are left out. More than one: its prompts (or seeds) were
+    made at different settings, so a mean over them mixes them."""
+    configs: dict[tuple[str, str], dict[str, None]] = {}
+    for row in rows:
+        if config := config_part(row.get("settings") or ""):
+            configs.setdefault((row["model"], row.get("tag") or row["method"]), {})[config] = None
+    return {key: list(found) for key, found in configs.items()}
+
+
 def weights_of(settings: str) -> str:
     """The weights fingerprint of a samples row's `settings` ("" in rows written before it carried one)."""
     return settings.partition("/")[2]

@@ -28,7 +28,7 @@ from ..core.fingerprint import digest, file_hash, file_stamps, packages, weights
 from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.resources import conf_root
-from ..core.rundir import RunDir, config_part, one_setting_per_group, samples_digest
+from ..core.rundir import RunDir, configs_per_group, one_setting_per_group, samples_digest
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
@@ -163,14 +163,10 @@ def mixed_settings_notes(by_key: dict[tuple[str, str, str], list[dict[str, str]]
     number is of one setting, but a mean over prompts (Table 3's average) would mix them. Said, not refused: the
     config fingerprint covers the whole pair, so two may also differ in what does not change the images (a label,
     the base's guidance for distilled images)."""
-    configs: dict[tuple[str, str], dict[str, None]] = {}
-    for (model, tag, _), rows in by_key.items():
-        for row in rows:
-            if config_part(row.get("settings") or ""):
-                configs.setdefault((model, tag), {})[config_part(row["settings"])] = None
+    configs = configs_per_group(row for rows in by_key.values() for row in rows)
     return [
         f"{model} / {tag}: its prompts were made with {len(found)} different configs (samples.csv's settings "
-        f"{', '.join(list(found)[:3])}); each prompt's number is of one, a mean over prompts would mix them"
+        f"{', '.join(found[:3])}); each prompt's number is of one, a mean over prompts would mix them"
         for (model, tag), found in configs.items()
         if len(found) > 1
     ]

@@ -7,6 +7,7 @@ named, since a cell labelled `toy / base` reads as the pair as its config file h
 
 from __future__ import annotations
 
+from ...core.rundir import configs_per_group
 from ...sampling.tags import run_tag
 from .common import RunData, Table, md_code, md_literal, shows_group
 
@@ -98,21 +99,15 @@ def mixed_config_notes(runs: list[RunData], table: Table) -> list[str]:
     """A note per run, pair and method tag whose per-prompt cells in `table` (Table 3's `toy / base / a shape`)
     stand on images of different configs (one prompt remade at another CFG of the base): each cell is of one
     setting, but a row compared across prompts, and its average, mix them."""
-    from ...core.rundir import config_part
-
     notes = []
     for run in runs:
-        shown: dict[tuple[str, str], set[str]] = {}
-        for line in table.measured:
-            parts = line.measured_as.split(" / ", 2)
-            if line.run == str(run.root) and len(parts) == 3:
-                shown.setdefault((parts[0], parts[1]), set()).add(parts[2])
-        configs: dict[tuple[str, str], dict[str, None]] = {}
-        for row in run.samples:
-            key = (row["model"], row.get("tag") or row["method"])
-            if row["prompt"] in shown.get(key, ()) and config_part(row.get("settings") or ""):
-                configs.setdefault(key, {})[config_part(row["settings"])] = None
-        for (pair, tag), found in configs.items():
+        shown = {  # (model, tag, prompt) of each per-prompt cell of the run
+            tuple(line.measured_as.split(" / ", 2))
+            for line in table.measured
+            if line.run == str(run.root) and line.measured_as.count(" / ") >= 2
+        }
+        rows = [row for row in run.samples if (row["model"], row.get("tag") or row["method"], row["prompt"]) in shown]
+        for (pair, tag), found in configs_per_group(rows).items():
             if len(found) > 1:
                 notes.append(
                     f"{md_literal(pair)} / {md_literal(tag)} in {md_literal(run.root)}: its prompts' images were made "
