@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -144,6 +145,34 @@ def test_killed_run_resumes_to_the_same_weights(finished, tmp_path, monkeypatch)
         assert torch.allclose(resumed[key], value, atol=1e-6), key
     final = torch.load(out / "checkpoints" / "unet.pt", weights_only=False)["modules"]["unet"]
     assert any(not torch.equal(final[k], halfway["modules"]["unet"][k]) for k in final)
+
+
+def test_a_stage_resumed_at_another_thread_count_is_said_and_carded(finished, tmp_path, monkeypatch, cli):
+    """train-toy took another threads= on resume without a word, and the card named the last session's count only:
+    CPU sums are split by thread, so such weights are not bitwise those of a run at either count."""
+    from diversity_cli.cli import run
+
+    assert "(cpu, 1 torch threads)" in (finished / "MODEL_CARD.md").read_text()  # one count: said as before
+    real_run = loop.StageRunner.run
+
+    def killed_at_step_3(self, stage, step_fn):
+        def step(i):
+            if stage.name == "unet" and i == 2:
+                raise KeyboardInterrupt
+            return step_fn(i)
+
+        return real_run(self, stage, step)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(loop.StageRunner, "run", killed_at_step_3)
+    assert run(["train-toy", f"out={out}", *TINY]) != 0
+    monkeypatch.setattr(loop.StageRunner, "run", real_run)
+    code, stdout, err = cli("train-toy", f"out={out}", *TINY, "threads=2")
+    assert code == 0, err
+    assert "unet resumes at 2 torch thread(s); its first 2 steps ran at 1" in " ".join((stdout + err).split())
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "torch threads per stage: vae 1, features 1, unet 1 and 2; resumed at another count" in card
+    assert json.loads((out / "checkpoints" / "unet.done.json").read_text())["threads"] == [1, 2]
 
 
 def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli, monkeypatch):

@@ -49,6 +49,9 @@ class StageRunner:
         self.progress = progress
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
+        # stage -> the torch thread counts its steps ran at: CPU sums are split by thread, so a stage resumed at
+        # another count gives weights that are not bitwise those of either count alone
+        self.threads: dict[str, list[int]] = {}
         (self.root / "checkpoints").mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
 
@@ -57,6 +60,8 @@ class StageRunner:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def mark_done(self, name: str, info: dict) -> None:
+        if name in self.threads:  # a stage trained here (not one reused from elsewhere)
+            info = {**info, "threads": self.threads[name]}
         self._wrote(self._done_path(name))
         _atomic_write_text(self._done_path(name), json.dumps(info, indent=2) + "\n")
 
@@ -78,7 +83,8 @@ class StageRunner:
 
     def run(self, stage: Stage, step_fn: StepFn) -> float:
         """Train `stage` to its last step (resuming from its checkpoint); returns the stage's total seconds."""
-        start, seconds = self._resume(stage)
+        start, seconds, earlier = self._resume(stage)
+        self._count_threads(stage, start, earlier)
         task = self.progress.add_task(stage.name, total=stage.steps, completed=start, losses="")
         log_rows = self._kept_log_rows(stage.name, start)
         self._write_log(stage.name, log_rows)
@@ -107,10 +113,26 @@ class StageRunner:
             module.eval()
         return time.perf_counter() - began
 
-    def _resume(self, stage: Stage) -> tuple[int, float]:
+    def _count_threads(self, stage: Stage, start: int, earlier: list[int] | None) -> None:
+        """The stage's thread counts (`threads`): its checkpoint's and, with steps left, this session's; said when it
+        resumes at another. A checkpoint from before the counts were kept leaves them unknown, not guessed."""
+        if start and earlier is None:
+            return
+        earlier, now = earlier or [], torch.get_num_threads()
+        if start < stage.steps and earlier and now not in earlier:
+            self.progress.console.print(
+                f"[yellow]note[/]: {stage.name} resumes at {now} torch thread(s); its first {start} steps ran at "
+                f"{' and '.join(map(str, earlier))}: its weights will not be bitwise those of a run at one count "
+                "(the model card names both)"
+            )
+        self.threads[stage.name] = sorted({*earlier, now}) if start < stage.steps else earlier
+
+    def _resume(self, stage: Stage) -> tuple[int, float, list[int] | None]:
+        """The step and seconds the stage's checkpoint was saved at, and the thread counts it ran at (None: not
+        recorded), its state loaded into `stage`; 0, 0 and [] without one."""
         path = self.checkpoint_path(stage.name)
         if not path.is_file():
-            return 0, 0.0
+            return 0, 0.0, []
         # weights_only: a checkpoint is tensors, numbers and strings; a planted pickle must not run code here
         marker = RunMarker(self.root)
         if marker.read() is not None and str(path.relative_to(self.root)) not in marker.files():
@@ -129,7 +151,8 @@ class StageRunner:
             obj.load_state_dict(state["extra"][key])
         stage.rng.bit_generator.state = state["rng"]
         stage.generator.set_state(state["generator"])
-        return int(state["step"]), float(state["seconds"])
+        threads = [int(count) for count in state["threads"]] if state.get("threads") else None
+        return int(state["step"]), float(state["seconds"]), threads
 
     def _save(self, stage: Stage, step: int, seconds: float) -> None:
         state = {
@@ -141,6 +164,7 @@ class StageRunner:
             "extra": {key: obj.state_dict() for key, obj in stage.extra.items()},
             "rng": stage.rng.bit_generator.state,
             "generator": stage.generator.get_state(),
+            "threads": self.threads.get(stage.name, []),
         }
         self._wrote(self.checkpoint_path(stage.name))
         with atomic_path(self.checkpoint_path(stage.name)) as tmp:  # a kill mid-write leaves the previous one

@@ -140,7 +140,9 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
         times["export_and_evaluation"] = time.perf_counter() - start
     write_rows(out / "evaluation.csv", rows)
     networks = {"vae": vae, "text_encoder": encoder, "unet": unet, "features": classifier}
-    card = model_card(cfg, device, times, features_info, rows, networks, runner.done("vae"))
+    stages = {name: runner.done(name) for name in ("vae", "features", "unet")}
+    threads = {name: info.get("threads") for name, info in stages.items() if info and not info.get("reused")}
+    card = model_card(cfg, device, times, features_info, rows, networks, stages["vae"], threads)
     record_tree(out, *OUTPUTS)  # run.json lists what this run wrote: overwrite=true removes only those
     write_owned(out, EVALUATION, OmegaConf.to_yaml(OmegaConf.create(evaluation_settings(cfg))))
     write_owned(out, "MODEL_CARD.md", card)
@@ -447,7 +449,20 @@ def _format(value) -> str:
     return str(value)
 
 
-def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> str:
+def threads_text(stages: dict[str, list[int] | None]) -> str:
+    """The torch thread counts the trained stages ran at: one count for all, or each stage's (a stage resumed at
+    another count ran at two; one checkpointed before the counts were kept, "not recorded")."""
+    counts = {tuple(found) if found else None for found in stages.values()}
+    if len(counts) == 1 and (only := counts.pop()) is not None and len(only) == 1:
+        return f"{only[0]} torch threads"
+    each = ", ".join(
+        f"{name} {' and '.join(map(str, found)) if found else 'not recorded'}" for name, found in stages.items()
+    )
+    two = any(found and len(found) > 1 for found in stages.values())
+    return f"torch threads per stage: {each}" + ("; resumed at another count, not bitwise a run at one" if two else "")
+
+
+def model_card(cfg, device, times, features_info, rows, networks, vae_info, threads) -> str:
     counts = {name: parameter_count(module) for name, module in networks.items()}
     vae, judge = networks["vae"], networks["features"]
     accuracy = features_info["accuracy"]
@@ -463,7 +478,7 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info) -> s
         f"- command: `{command_line(cfg)}`",
         f"- seed: {cfg.seed}",
         f"- machine: {platform.machine()} {platform.processor() or ''} ({device}"
-        + (f", {cfg.threads} torch threads" if device.type == "cpu" else "")
+        + (f", {threads_text(threads)}" if device.type == "cpu" else "")
         + f"), torch {torch.__version__}",
         f"- finished: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         "- wall time per stage (seconds): "
