@@ -307,8 +307,19 @@ def key_rows(config: str, groups: list[str] | None = None) -> list[tuple[str, st
         if key.split(".")[0] in GROUPS and key != "preset":
             continue
         kind, meaning = typed.get(key, (_type(value), _comment_for(key, comments)))
-        rows.append((key, kind, _show(value), meaning or _comment_for(key, comments)))
+        rows.append((key, kind, _default(cfg, key, value), meaning or _comment_for(key, comments)))
     return rows
+
+
+def _default(cfg: DictConfig, key: str, value: Any) -> str:
+    """A default as shown: one that follows other keys (`results/${name:${mode}_${concept}}`) as its value now
+    and the keys it follows, `results/lora_red (from mode, concept)`."""
+    if not (isinstance(value, str) and "${" in value):
+        return _show(value)
+    follows = [name for name in re.findall(r"\$\{(?:\w+:)*([A-Za-z_][\w.]*)\}", value) if name in leaf_keys(cfg)]
+    if not follows:
+        return _show(value)
+    return f"{_show(OmegaConf.select(cfg, key))} (from {', '.join(dict.fromkeys(follows))})"
 
 
 def group_choices(config: str) -> dict[str, list[str]]:

@@ -20,6 +20,8 @@ CONF_ENV = "DIVERSITY_CLI_CONF"
 
 # `${asset:toy/base}` in a config: a folder shipped inside the package, wherever it is installed.
 OmegaConf.register_new_resolver("asset", lambda relative: str(asset(relative)), replace=True)
+# `${name:lora_${concept}}`: a value as one folder name ("lora_color-red" for concept=color=red).
+OmegaConf.register_new_resolver("name", lambda text: re.sub(r"[^\w.-]+", "-", str(text)).strip("-"), replace=True)
 
 
 def conf_dir() -> Path:
