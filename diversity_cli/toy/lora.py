@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import atomic_path
+from ..core.config import differing_keys
 from ..core.errors import UserError, first_line
 from ..core.marker import (
     RunMarker,
@@ -59,7 +60,7 @@ TRAINING_KEYS = (
 def train_lora(cfg: DictConfig) -> Path:
     factor, value, negative = validate(cfg)
     out = Path(cfg.out)
-    settings = training_settings(cfg)
+    settings = training_settings(cfg)  # the keys; their digest names the run
     with (
         left_as_found(out, OUTPUTS),  # prepare marks out: a failure before begin unmarks a folder it made
         writer_lock(out / "logs", 0, waitable=False),  # one process a run: a second refuses at once
@@ -88,7 +89,7 @@ def train_lora(cfg: DictConfig) -> Path:
     meta = {
         "name": out.name, "concept": value, "factor": factor, "negative": negative, "mode": cfg.mode,
         "model": cfg.model.name, "trained_on": "base", "steps": int(cfg.steps), "rank": int(cfg.rank),
-        "final_loss": final_loss, "seconds": round(seconds, 1), "settings": settings,
+        "final_loss": final_loss, "seconds": round(seconds, 1), "settings": settings_digest(settings),
     }  # fmt: skip
     write_owned(out, METADATA, json.dumps(meta, indent=2) + "\n")
     record_tree(out, WEIGHTS)
@@ -131,26 +132,37 @@ def concept_value(concept: str) -> tuple[str, str]:
     raise UserError(f"concept={concept} is not a value of a toy factor ({known})")
 
 
-def training_settings(cfg: DictConfig) -> str:
+def training_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What the adapter's weights depend on: TRAINING_KEYS and the pair's settings that change its networks."""
     keys = {
         key: OmegaConf.to_container(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key] for key in TRAINING_KEYS
     }
     keys["model"] = model_training_settings(OmegaConf.to_container(cfg.model, resolve=True))
+    return json.loads(json.dumps(keys, default=str))  # as the record will hold them (tuples as lists)
+
+
+def settings_digest(keys: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def prepare(out: Path, settings: str, overwrite: bool) -> bool:
+def prepare(out: Path, keys: dict[str, Any], overwrite: bool) -> bool:
     """False when `out` already holds this training, finished. Another training there needs overwrite=true, which
     removes only the files an earlier train-lora listed in out/run.json (core/marker.py), nothing else (in
     `begin`). Checks only: nothing of an earlier training is touched here."""
     adopt_legacy(out, SETTINGS, OUTPUTS)
     record = out / SETTINGS
     if record.is_file():
-        previous = json.loads(record.read_text(encoding="utf-8")).get("settings")
-        if previous == settings and (out / METADATA).is_file() and (out / WEIGHTS).is_file() and not overwrite:
+        earlier = json.loads(record.read_text(encoding="utf-8"))
+        same = earlier.get("settings") == settings_digest(keys)
+        if same and (out / METADATA).is_file() and (out / WEIGHTS).is_file() and not overwrite:
             return False
-        if previous != settings and not overwrite:
-            raise UserError(f"{out} holds a train-lora run with other settings; use another out= or overwrite=true")
+        if not same and not overwrite:
+            # runs recorded before the keys were kept hold their digest only: which keys differ is not known
+            which = ", ".join(differing_keys(keys, earlier["keys"])[:5]) if "keys" in earlier else "recorded by digest"
+            raise UserError(
+                f"{out} holds a train-lora run with other settings ({which}); rerun with its settings to resume, or "
+                "use another out= or overwrite=true"
+            )
     elif (out / WEIGHTS).exists() and not overwrite:
         raise UserError(
             f"{out / WEIGHTS} exists and was not made by train-lora here; use another out= or overwrite=true"
@@ -161,12 +173,12 @@ def prepare(out: Path, settings: str, overwrite: bool) -> bool:
     return True
 
 
-def begin(out: Path, settings: str, overwrite: bool) -> None:
+def begin(out: Path, keys: dict[str, Any], overwrite: bool) -> None:
     """Once the pair has loaded and the adapter fits it (a setting refused there must not cost the earlier one): with
     overwrite=true the earlier training's files go; the settings this training runs with are written."""
     if overwrite:
         remove_outputs(out, OUTPUTS)
-    write_owned(out, SETTINGS, json.dumps({"settings": settings}) + "\n")
+    write_owned(out, SETTINGS, json.dumps({"settings": settings_digest(keys), "keys": keys}) + "\n")
 
 
 # --- data ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,25 @@
+"""train-lora refused a run of other settings without naming them: its record held a digest of the keys only."""
+
+from __future__ import annotations
+
+import json
+
+TINY = ("concept=red", "steps=2", "images=8", "batch_size=4")
+
+
+def test_the_refusal_names_the_keys_that_differ_and_old_records_still_resume(cli, tmp_path):
+    out = tmp_path / "lora"
+    code, _, err = cli("train-lora", *TINY, f"out={out}")
+    assert code == 0, err
+    code, _, err = cli("train-lora", *TINY, "steps=3", "rank=2", f"out={out}")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "holds a train-lora run with other settings (rank, steps); rerun with its settings to resume" in err
+    code, stdout, err = cli("train-lora", *TINY, f"out={out}")
+    assert code == 0 and "nothing to do" in stdout + err
+    record = out / "train_lora.json"  # as runs recorded before the keys were kept: the digest alone
+    digest = json.loads(record.read_text())["settings"]
+    record.write_text(json.dumps({"settings": digest}) + "\n")
+    code, stdout, err = cli("train-lora", *TINY, f"out={out}")
+    assert code == 0 and "nothing to do" in stdout + err  # the same digest as before: it still resumes
+    code, _, err = cli("train-lora", *TINY, "steps=3", f"out={out}")
+    assert code == 2 and "other settings (recorded by digest)" in err
