@@ -114,24 +114,30 @@ def test_weights_move_in_every_stage(finished):
     assert any(not torch.allclose(raw[k], exported[k]) for k in exported)
 
 
-def test_killed_run_resumes_to_the_same_weights(finished, tmp_path, monkeypatch):
-    from diversity_cli.cli import run
-
+def _stopped_at_unet_step_3(error: type[BaseException]):
+    """StageRunner.run, raising `error` as the UNet stage is about to take its third step."""
     real_run = loop.StageRunner.run
 
-    class Killed(Exception):
-        pass
-
-    def killed_at_step_3(self, stage, step_fn):
+    def run(self, stage, step_fn):
         def step(i):
             if stage.name == "unet" and i == 2:
-                raise Killed
+                raise error
             return step_fn(i)
 
         return real_run(self, stage, step)
 
+    return run
+
+
+def test_killed_run_resumes_to_the_same_weights(finished, tmp_path, monkeypatch):
+    from diversity_cli.cli import run
+
+    class Killed(Exception):
+        pass
+
+    real_run = loop.StageRunner.run
     out = tmp_path / "run"
-    monkeypatch.setattr(loop.StageRunner, "run", killed_at_step_3)
+    monkeypatch.setattr(loop.StageRunner, "run", _stopped_at_unet_step_3(Killed))
     with pytest.raises(Killed):
         run(["train-toy", f"out={out}", *TINY])
     assert not (out / "base").exists()
@@ -154,17 +160,8 @@ def test_a_stage_resumed_at_another_thread_count_is_said_and_carded(finished, tm
 
     assert "(cpu, 1 torch threads)" in (finished / "MODEL_CARD.md").read_text()  # one count: said as before
     real_run = loop.StageRunner.run
-
-    def killed_at_step_3(self, stage, step_fn):
-        def step(i):
-            if stage.name == "unet" and i == 2:
-                raise KeyboardInterrupt
-            return step_fn(i)
-
-        return real_run(self, stage, step)
-
     out = tmp_path / "run"
-    monkeypatch.setattr(loop.StageRunner, "run", killed_at_step_3)
+    monkeypatch.setattr(loop.StageRunner, "run", _stopped_at_unet_step_3(KeyboardInterrupt))  # Ctrl-C
     assert run(["train-toy", f"out={out}", *TINY]) != 0
     monkeypatch.setattr(loop.StageRunner, "run", real_run)
     code, stdout, err = cli("train-toy", f"out={out}", *TINY, "threads=2")
