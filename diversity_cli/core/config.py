@@ -120,6 +120,22 @@ def differing_keys(mine: dict, theirs: dict) -> list[str]:
     return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
 
 
+def value_differences(old: Any, new: Any, where: str = "", skip: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys at which two nested settings differ, each as `key=<then> then, <now> now` (a list as the
+    command line writes it, [a,b]); keys named in `skip` are left out at any depth."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = [key for key in dict.fromkeys([*old, *new]) if key not in skip]
+        inner = f"{where}." if where else ""
+        return [d for key in keys for d in value_differences(old.get(key), new.get(key), f"{inner}{key}", skip)]
+    return [] if old == new else [f"{where}={_as_typed(old)} then, {_as_typed(new)} now"]
+
+
+def _as_typed(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(map(_as_typed, value)) + "]"
+    return str(value)
+
+
 def yaml_problem(err: Exception) -> str:
     """One line for a config file that does not parse: the file, line and column, and what the parser expected."""
     mark = getattr(err, "problem_mark", None)

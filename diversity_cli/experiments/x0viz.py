@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import atomic_path
+from ..core.config import value_differences
 from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.fingerprint import weights_record
@@ -137,7 +138,7 @@ def setting_differences(cfg: DictConfig, record: dict) -> list[str]:
         old, new = then.get(key), now.get(key)
         if key == "model":
             old, new = _pair_settings(old), _pair_settings(new)
-        differences += _differences(old, new, key)
+        differences += value_differences(old, new, key)
     return differences + weights_differences(cfg.model, record.get("models") or {})
 
 
@@ -162,7 +163,7 @@ def trace_differences(cfg: DictConfig, record: dict, out: Path, rows: list[Promp
     if _traced(out / "commitment.csv") == _planned(cfg, rows, methods):
         return []
     now, then = _plain(OmegaConf.to_container(cfg, resolve=True)), record["config"]
-    named = [d for key in TRACE_KEYS for d in _differences(then.get(key), now.get(key), key)]
+    named = [d for key in TRACE_KEYS for d in value_differences(then.get(key), now.get(key), key)]
     return named or ["the prompts or seeds of its prompt rows"]
 
 
@@ -194,21 +195,6 @@ def _pair_settings(model: object) -> object:
 def _plain(value: object) -> object:
     """`value` as the record holds it (a JSON round trip): tuples as lists, other objects as text."""
     return json.loads(json.dumps(value, default=str))
-
-
-def _differences(old: object, new: object, where: str) -> list[str]:
-    """The dotted keys at which two values differ, each with both values."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = dict.fromkeys([*old, *new])
-        return [d for key in keys for d in _differences(old.get(key), new.get(key), f"{where}.{key}")]
-    return [] if old == new else [f"{where}={_show(old)} then, {_show(new)} now"]
-
-
-def _show(value: object) -> str:
-    """A value as the command line writes it: a list as [a,b]."""
-    if isinstance(value, list):
-        return "[" + ",".join(map(_show, value)) + "]"
-    return str(value)
 
 
 def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outputs: list[str]) -> Path:

@@ -30,6 +30,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..core.atomic import write_text
+from ..core.config import value_differences
 from ..core.errors import UserError
 from ..core.resources import asset, conf_root
 
@@ -83,7 +84,8 @@ def write_pairs(out: Path, base_guidance: float | None = None) -> list[Path]:
                 scheduler["repo"] = str(folders(out)["base"].resolve())
         path = pair_file(out, name)
         if path.is_file():
-            changed = _differences(OmegaConf.to_container(OmegaConf.load(path), resolve=False), model)
+            written = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            changed = value_differences(written, model, skip=LOCATIONS)
             if changed:
                 raise UserError(
                     f"{path} was written with other settings ({', '.join(changed)}) and this folder's runs were "
@@ -100,14 +102,6 @@ def write_pairs(out: Path, base_guidance: float | None = None) -> list[Path]:
 
 
 LOCATIONS = ("path", "repo")  # where weights are read from: a copied or moved folder reads its own, same weights
-
-
-def _differences(old, new, where: str = "") -> list[str]:
-    """The dotted keys at which two configs differ, each with both values, the weights' locations left out."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = [key for key in dict.fromkeys([*old, *new]) if key not in LOCATIONS]
-        return [d for key in keys for d in _differences(old.get(key), new.get(key), f"{where}{key}.")]
-    return [] if old == new else [f"{where.rstrip('.')}: {old} then, {new} now"]
 
 
 def pair_file(out: Path, name: str) -> Path:
