@@ -317,7 +317,9 @@ def refuse_other_settings(cfg: DictConfig, sweep: Sweep) -> None:
             continue
         jobs = generate.plan_jobs(gen, read_prompts(gen.prompt, gen.prompts, gen.limit))
         try:
-            generate.refuse_clashes(run, jobs, done, generate.settings_hash(gen))
+            generate.refuse_clashes(
+                run, jobs, done, generate.settings_hash(gen, done), keys=generate.settings_keys(gen)
+            )
         except UserError as err:
             raise UserError(f"point {point.tag}: {err}") from None
 

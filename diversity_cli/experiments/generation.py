@@ -9,15 +9,17 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.config import value_differences
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError
 from ..core.fingerprint import digest
 from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
-from ..core.record import record_invocation
+from ..core.record import read_records, record_invocation
 from ..core.rundir import RunDir, config_part, shard_writer, weights_of
 from ..core.schema import check
 from ..core.schemas.generate import GenerateConfig
@@ -43,16 +45,42 @@ def cfg_tag(cfg: DictConfig) -> str:
     return run_tag(cfg.method, cfg.k, cfg.base_guidance, cfg.base_steps)
 
 
-def settings_hash(cfg: DictConfig) -> str:
-    """Fingerprint of everything that determines an image for a given prompt and seed."""
+def settings_hash(cfg: DictConfig, done: dict[str, dict[str, str]] | None = None) -> str:
+    """Fingerprint of everything that determines an image for a given prompt and seed (`settings_keys`). `done`,
+    the run's samples rows: a run whose images were digested before a role's guidance was read as a number
+    (`model.base.guidance=3` apart from 3.0) goes on under their digest."""
+    now = _digest(settings_keys(cfg))
+    before = _digest(settings_keys(cfg, as_typed=True))
+    if before != now and any(config_part(row.get("settings") or "") == before for row in (done or {}).values()):
+        return before
+    return now
+
+
+def _digest(keys: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def settings_keys(cfg: DictConfig, as_typed: bool = False) -> dict[str, Any]:
+    """The settings `settings_hash` digests: the pair's (the whole pair, whatever the method runs of it: the digest
+    of every image made so far covers it) and the method's knobs. A role's guidance is a float, as the knob
+    base_guidance is: `model.base.guidance=3` is the pair's 3.0 (`as_typed`: as given, the digest of before)."""
     # Unresolved: `${asset:...}` paths stay symbolic, so a moved checkout still recognises its own images.
     model = OmegaConf.to_container(cfg.model, resolve=False)
     # what a pair is measured with by default changes no image, nor do its k=auto settings (the k they give does)
     model = image_settings({key: value for key, value in model.items() if key not in MEASUREMENT_KEYS})
+    if not as_typed:
+        model = {**model, **{role: _float_guidance(model[role]) for role in ("base", "distilled") if role in model}}
     keys = {"model": model, "method": cfg.method}
     if cfg.method in USES_BASE_KNOBS:
         keys.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=cfg.base_steps)
-    return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+    return keys
+
+
+def _float_guidance(role: Any) -> Any:
+    guidance = role.get("guidance") if isinstance(role, dict) else None
+    if isinstance(guidance, int) and not isinstance(guidance, bool):
+        return {**role, "guidance": float(guidance)}
+    return role
 
 
 def validate(cfg: DictConfig) -> None:
@@ -90,7 +118,7 @@ def remaining(cfg: DictConfig, shard: Shard) -> int | None:
         return len(jobs)
     run = RunDir(cfg.out)
     done = {row["path"]: row for row in run.read_samples()}
-    refuse_clashes(run, jobs, done, settings_hash(cfg))  # one line here, not a failed job per shard
+    refuse_clashes(run, jobs, done, settings_hash(cfg, done), keys=settings_keys(cfg))  # one line, not one a shard
     return sum(1 for job in jobs if job.path not in done or not (Path(cfg.out) / job.path).exists())
 
 
@@ -107,17 +135,19 @@ def _prompt_rows(cfg: DictConfig) -> list[PromptRow]:
     return read_prompts(prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
 
 
-def pending(run: RunDir, jobs: list[Job], settings: str, overwrite: bool, advice: str = "") -> list[Job]:
+def pending(
+    run: RunDir, jobs: list[Job], settings: str, overwrite: bool, advice: str = "", keys: dict | None = None
+) -> list[Job]:
     """Jobs still to do. A finished image made by other settings is an error (`advice`: what else to do, said before
-    another out= or overwrite=true) unless `overwrite`; with it, every job is to do, and the images it remakes stay
-    until `clear_remade` (once the models have loaded: a setting refused at load time must not have cost the user
-    their images)."""
+    another out= or overwrite=true; `keys`, the settings digested, to name what differs) unless `overwrite`; with
+    it, every job is to do, and the images it remakes stay until `clear_remade` (once the models have loaded: a
+    setting refused at load time must not have cost the user their images)."""
     done = {row["path"]: row for row in run.read_samples()}
     wanted = {job.path for job in jobs}
     if overwrite:
         run.check_targets(wanted)
         return jobs
-    refuse_clashes(run, jobs, done, settings, advice)
+    refuse_clashes(run, jobs, done, settings, advice, keys)
     lost = {p for p in wanted if p in done and not run.image_ok(p)}
     if lost:  # rows whose image is gone, truncated or unreadable: made again, so their old rows go
         run.drop_samples(lost)
@@ -142,17 +172,43 @@ def clear_remade(run: RunDir, todo: list[Job], settings: str | None = None) -> N
 
 
 def refuse_clashes(
-    run: RunDir, jobs: list[Job], done: dict[str, dict[str, str]], settings: str, advice: str = ""
+    run: RunDir,
+    jobs: list[Job],
+    done: dict[str, dict[str, str]],
+    settings: str,
+    advice: str = "",
+    keys: dict | None = None,
 ) -> None:
-    """A finished image that other settings made is never replaced without overwrite=true."""
+    """A finished image that other settings made is never replaced without overwrite=true. With `keys` (the
+    settings digested), the refusal names what differs where the run's records hold the earlier digest's keys."""
     clashes = sorted(
         job.path for job in jobs if job.path in done and config_part(done[job.path]["settings"]) != settings
     )
     if clashes:
+        then = recorded_settings(run.root, config_part(done[clashes[0]]["settings"])) if keys else None
         raise UserError(
-            f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {clashes[0]}); "
-            f"{advice}use another out= or add overwrite=true"
+            f"{run.root} already holds {len(clashes)} image(s) made with different settings (e.g. {clashes[0]}"
+            f"{_what_changed(then, keys) if then is not None and keys else ''}); {advice}use another out= or add "
+            "overwrite=true"
         )
+
+
+def _what_changed(then: dict, now: dict) -> str:
+    """`; <key>=<then> then, <now> now; ...`, and where only the student changed for base images, why that counts:
+    every image is keyed by the whole pair's settings."""
+    changed = value_differences(then, now)
+    whole = now.get("method") == "base" and all(d.startswith("model.distilled.") for d in changed)
+    return f"; {'; '.join(changed[:4])}" + (": base images too are keyed by every setting of the pair" if whole else "")
+
+
+def recorded_settings(root: Path, digest: str) -> dict | None:
+    """The settings (`settings_keys`) behind an image settings digest, as the run's generate records hold them
+    (`image_settings`; records written before they held it: None)."""
+    for record in reversed(read_records(root)):
+        found = (record.get("image_settings") or {}).get(digest)
+        if isinstance(found, dict):
+            return found
+    return None
 
 
 def repeated_images_note(rows: list[PromptRow], n: int, seed: int) -> str | None:
@@ -201,10 +257,10 @@ def _fill(
 ) -> Path:
     """Make the images of `jobs` still missing from the run directory, holding its writer's lock; `remade`: the
     images the whole command makes again (overwrite=true), which no weights check counts as kept."""
-    settings = settings_hash(cfg)
-    todo = pending(run, jobs, settings, bool(cfg.overwrite))
+    settings = settings_hash(cfg, {row["path"]: row for row in run.read_samples()})
+    todo = pending(run, jobs, settings, bool(cfg.overwrite), keys=settings_keys(cfg))
     if not todo:
-        refuse_kept_of_other_weights(cfg, run, remade or set())
+        refuse_kept_of_other_weights(cfg, run, remade or set(), settings)
         shard = parse_shard(cfg.get("shard"))
         if shard is not None and not jobs:  # more shards than prompt rows: this block of them is empty
             stderr_console().print(f"[green]nothing to do[/]: shard {shard} holds no prompt row (fewer than shards)")
@@ -240,6 +296,7 @@ def _fill(
         dtype=str(pair.dtype),
         models=models,
         sampling=sampling_settings(pair, plan),
+        image_settings={settings: settings_keys(cfg)},  # what the digest in samples.csv stands for, to name changes
         **({"auto_k": auto_k} if auto_k else {}),  # the settings k=auto measured with, and what it found
     )
     run.save_timesteps(name, plan.visits(), [type(s.scheduler).__name__ for s in plan.segments for _ in s.timesteps])
@@ -293,14 +350,14 @@ def weights_part(model: DictConfig, method: str, models: dict) -> str:
     return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
 
 
-def refuse_kept_of_other_weights(cfg: DictConfig, run: RunDir, remade: set[str]) -> None:
+def refuse_kept_of_other_weights(cfg: DictConfig, run: RunDir, remade: set[str], settings: str) -> None:
     """With every image there and no model loaded: the weights the pair names now, hashed from its files (memoised),
     against those the kept images were made by; a student retrained in place made them "done" under its label.
     Tiny pairs (networks built in memory) and weights not on this machine cannot be told apart here: not checked."""
     models = hashed_provenance(cfg.model, roles=("base", "distilled", "components"))
     if models is None:
         return
-    made_with = f"{settings_hash(cfg)}/{weights_part(cfg.model, str(cfg.method), models)}"
+    made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
     refuse_other_weights(run, str(cfg.model.name), cfg_tag(cfg), remade, made_with)
 
 
