@@ -174,3 +174,27 @@ def test_distill_records_its_teacher(cli, tmp_path):
     (distill,) = records(out, "distill")
     assert set(distill["models"]) == {"base", "components"}  # the pair's own student is not loaded to train one
     assert distill["dtype"] == "torch.float32" and distill["mixed_precision"] == "no" and distill["device"] == "cpu"
+
+
+def test_versions_json_and_the_record_name_one_commit_and_one_torch(cli, tmp_path, monkeypatch):
+    """versions.json said the bare commit of a checkout with changes, where the record said `<commit>-dirty`, and
+    torch as 2.14.1 in one and 2.14.1+cu130 in the other."""
+    import subprocess
+    import sys
+
+    real = subprocess.run
+
+    def git(args, *rest, **kwargs):  # a checkout at commit abc with a changed file
+        if args[:2] == ["git", "rev-parse"]:
+            return subprocess.CompletedProcess(args, 0, "abc\n", "")
+        if args[:2] == ["git", "status"]:
+            return subprocess.CompletedProcess(args, 0, " M diversity_cli/cli.py\n", "")
+        return real(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", git)
+    out = tmp_path / "run"
+    assert cli("generate", "method=base", f"prompt={PROMPT}", "n=1", f"out={out}")[0] == 0
+    (record,) = records(out, "generate")
+    saved = json.loads((out / "versions.json").read_text())["toy_base"]
+    assert record["git_commit"] == saved["git_commit"] == "abc-dirty"
+    assert record["packages"]["torch"] == saved["torch"] == sys.modules["torch"].__version__

@@ -108,7 +108,8 @@ def _header(invocation: Invocation) -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions, read from package metadata (nothing is imported)."""
+    """Installed versions, read from package metadata (nothing is imported); torch's as the imported module says it
+    once it is, with its build (`2.14.1+cu130`: the metadata may leave the CUDA build out), as versions.json does."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
@@ -117,6 +118,8 @@ def package_versions() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
+    if "torch" in sys.modules:
+        found["torch"] = str(sys.modules["torch"].__version__)
     return found
 
 

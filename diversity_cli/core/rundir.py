@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import platform
-import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from .atomic import atomic_path, remove_dead_temporaries, write_bytes
 from .errors import UserError
 from .marker import Recognizer, RunMarker, contained, directory_lock, left_as_found, owns, refuse_foreign, relative
+from .record import git_commit
 from .samples import append_rows, idle_writer, parse, rewrite, writer_lock
 
 SAMPLE_COLUMNS = [
@@ -451,19 +451,5 @@ def versions() -> dict[str, str]:
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),  # as the run's records say it: `-dirty` for a checkout with changes
     }
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
