@@ -222,6 +222,22 @@ def test_x0viz_takes_a_prompt_tables_seeds(cli, tmp_path):
     assert seeds == {("a red circle", "40"), ("a red circle", "41"), ("a blue square", "7"), ("a blue square", "8")}
 
 
+def test_a_prompt_on_two_rows_at_other_seeds_gets_a_grid_per_row(cli, tmp_path):
+    """Both rows were traced, but their grids shared one file name: the second row's overwrote the first's."""
+    table = tmp_path / "prompts.csv"
+    table.write_text("prompt,seed\na red circle,10\na red circle,20\na blue square,\n")
+    out = tmp_path / "run"
+    code, _, err = cli(
+        "x0viz", "model=tiny_sd", f"prompts={table}", "n=1", "methods=base", "metric=pixel", f"out={out}"
+    )  # fmt: skip
+    assert code == 0, err
+    grids = sorted(path.name for path in out.glob("x0_*.png"))
+    assert len(grids) == 3 and [name for name in grids if name.endswith(("_seed10.png", "_seed20.png"))], grids
+    first, second = [(out / name).read_bytes() for name in grids if "_seed" in name]
+    assert first != second  # each row's own seeds
+    assert not [name for name in grids if "square" in name and "_seed" in name]  # one row: named as before
+
+
 def test_x0viz_refuses_a_base_steps_with_no_schedule_before_writing(cli, tmp_path):
     # The toy base's DDIM has no 7-step schedule from 999 to the hand-over at 749: only the loaded scheduler knows,
     # so the refusal comes after loading, yet before the base and distilled grids of the run.

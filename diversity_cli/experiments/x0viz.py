@@ -63,11 +63,7 @@ def visualize(cfg: DictConfig) -> Path:
     out = Path(cfg.out)
     # Every file this run writes: out must be a run directory (or new) and none of them a file of someone else;
     # listed in run.json before anything runs, so overwrite=true replaces only what x0viz wrote.
-    stems = [
-        f"{cfg.model.name}_{run_tag(m, cfg.k, cfg.base_guidance, cfg.base_steps)}_{prompt_id(r.prompt)}"
-        for r in rows
-        for m in methods
-    ]
+    stems = [grid_stem(cfg, method, row, rows) for row in rows for method in methods]
     outputs = ["commitment.csv", "commitment_summary.csv", "commitment.png"]
     outputs += [f"{kind}_{stem}.png" for stem in stems for kind in ("x0", "xt")]
     from ..metrics.embedders import EMBEDDERS
@@ -128,6 +124,15 @@ def last_trace_record(out: Path) -> dict | None:
         and {"threshold", "cell"} <= record["config"].keys()
     ]
     return traced[-1] if traced else None
+
+
+def grid_stem(cfg: DictConfig, method: str, row: PromptRow, rows: list[PromptRow]) -> str:
+    """`<model>_<tag>_<prompt>` of a row's grids; a prompt on several rows (a table's rows at other seeds) adds its
+    row's first seed, `_seed10`, so each row's grid is its own file (one overwrote the other)."""
+    stem = f"{cfg.model.name}_{run_tag(method, cfg.k, cfg.base_guidance, cfg.base_steps)}_{prompt_id(row.prompt)}"
+    if sum(other.prompt == row.prompt for other in rows) > 1:
+        stem += f"_seed{row.first_seed(cfg.seed)}"
+    return stem
 
 
 def setting_differences(cfg: DictConfig, record: dict) -> list[str]:
@@ -233,7 +238,7 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
             targets = [to_pixels(pair, x0) for x0 in trace.targets]
             final_images = to_pixels(pair, final)
             tag = run_tag(method, cfg.k, cfg.base_guidance, cfg.base_steps)
-            stem = f"{cfg.model.name}_{tag}_{prompt_id(row.prompt)}"
+            stem = grid_stem(cfg, method, row, rows)
             save_grid(targets, trace, out / f"x0_{stem}.png", int(cfg.columns), int(cfg.cell), "x0")
             # The VP latent the network sees, decoded as it is: the standard view, mostly noise early (Fig. 4a).
             save_grid(
