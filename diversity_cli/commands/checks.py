@@ -117,7 +117,9 @@ def prepare(command: str, cfg: DictConfig) -> DictConfig:
     """Defaults from the pair, then the preflight: exit 2 naming every missing item or GPU, before anything loads."""
     check_shard_options(cfg)  # a shard= it cannot read, or beside shards=/devices=, is one line before the preflight
     gpus_present(cfg)
-    if command in RUN_MAKERS and cfg.get("out") is not None:
+    # diversity and fid of an images= folder make their out= as the run makers do: never in a folder of the user's
+    makes_out = command in RUN_MAKERS or (command in ("diversity", "fid") and cfg.get("images") is not None)
+    if makes_out and cfg.get("out") is not None:
         check_new_run_folder(Path(str(cfg.out)).expanduser())
     started = time.perf_counter()
     apply_defaults(cfg)

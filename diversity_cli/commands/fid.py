@@ -7,15 +7,22 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..experiments.defaults import apply_defaults
-from ..experiments.fid import check_reference_limit, measure_quality, merge_quality, quality_remaining
+from ..experiments.fid import (
+    check_folder_reference,
+    check_reference_limit,
+    measure_quality,
+    merge_quality,
+    quality_remaining,
+)
 from ..experiments.launch import dispatch
 
 
 def validate(cfg: DictConfig) -> None:
     """What needs two keys, told before the preflight (with the pair's defaults: reference=auto is toy there)."""
-    if cfg.get("reference_limit") is not None:  # else the preflight's own checks (the device first) come first
+    if cfg.get("reference_limit") is not None or cfg.get("images") is not None:  # else the preflight's come first
         apply_defaults(cfg)
         check_reference_limit(cfg)
+        check_folder_reference(cfg)
 
 
 def run(cfg: DictConfig) -> Path | None:

@@ -394,6 +394,16 @@ def check_reference_limit(cfg: DictConfig) -> None:
         )
 
 
+def check_folder_reference(cfg: DictConfig) -> None:
+    """The toy reference of the run's prompts draws scenes of each prompt; a folder of images (images=) has none, so
+    it drew scenes of the empty caption, any scene, under the label `toy` of a per-prompt reference."""
+    if cfg.get("images") is not None and str(cfg.reference) == "toy" and cfg.toy.mode == "prompts":
+        raise UserError(
+            f"reference=toy draws scenes of each prompt of a run (toy.mode=prompts); images={cfg.images} has no "
+            "prompts: give toy.mode=dataset (toy.count scenes of the whole toy world) or reference=<folder of images>"
+        )
+
+
 def reference_label(cfg: DictConfig) -> str:
     """fid.csv's `reference`: coco, toy or the folder, with the settings that change the number when they are
     not the defaults (`toy(per_prompt=8)`, `coco(limit=5000)`), so rows against other references never share a
