@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from diversity_cli.core.config import compose
-from diversity_cli.reporting.tables import build_tables, load_run, read_paper
+from diversity_cli.reporting.tables import build_tables, load_run, read_paper, to_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,6 +46,9 @@ def test_a_cell_over_images_remade_since_is_marked_in_the_cell(cli, tmp_path: Pa
     marked = {(line.method, line.condition) for line in _table3(out).measured if "[out of date]" in line.measured_as}
     assert ("Base", "a shape") in marked and any(condition.startswith("Average") for _, condition in marked)
     assert not any(method == "Distilled" or condition == "a circle" for method, condition in marked)
+    # the rendered row too: its "measured as" was the pair alone, the mark dropped with the rest
+    rows = {line.split(" | ")[0].strip("| "): line for line in to_markdown(_table3(out)).splitlines()}
+    assert rows["a shape"].endswith("| toy [out of date] (Base); toy |") and "out of date" not in rows["a circle"]
 
 
 def test_a_run_without_samples_csv_says_its_numbers_were_not_checked(cli, tmp_path: Path):

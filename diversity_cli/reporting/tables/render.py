@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.marker import csv_with, owned_path, text_starting
-from .common import CSV_COLUMNS, Line, Table, as_number, md_code, md_literal
+from .common import CSV_COLUMNS, STALE_MARK, Line, Table, as_number, md_code, md_literal
 
 # an earlier report's table files, written before run.json listed them
 TABLE_CSV = csv_with("table", "method", "condition")
@@ -154,11 +154,16 @@ PLAIN_TAGS = ("base", "distilled", "hybrid_k1")
 
 def _short_as(table: Table, line: Line) -> str:
     # Table 3's rows are prompts and its columns methods: the pair alone says what stands behind a row, and the tag
-    # of a column filled by other settings (`+mapping.3.rows.hybrid_k1_bs5=Hybrid`).
-    if table.id != "3" or line.condition.startswith("Average"):
+    # of a column filled by other settings (`+mapping.3.rows.hybrid_k1_bs5=Hybrid`); a cell out of date keeps its
+    # mark, with its column's method (the pair alone would not say which of the row's cells it is).
+    if table.id != "3":
         return line.measured_as
-    tag = line.measured_as.split(" / ")[1] if line.measured_as.count(" / ") >= 2 else ""
-    return line.model if tag in ("", *PLAIN_TAGS) else f"{line.model} ({line.method}: {tag})"
+    measured_as = line.measured_as.removesuffix(STALE_MARK)
+    stale = f"{STALE_MARK} ({line.method})" if measured_as != line.measured_as else ""
+    if line.condition.startswith("Average"):
+        return measured_as + stale
+    tag = measured_as.split(" / ")[1] if measured_as.count(" / ") >= 2 else ""
+    return (line.model if tag in ("", *PLAIN_TAGS) else f"{line.model} ({line.method}: {tag})") + stale
 
 
 def format_number(value: str) -> str:
