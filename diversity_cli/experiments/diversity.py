@@ -339,6 +339,8 @@ def embed_paths(embedder: Embedder, paths: list[Path], batch_size: int, cache: E
 # ------------------------------------------------------------------------------------------------ results
 
 
+ROUGH_BOOTSTRAP = 200  # fewer resamples: the interval's ends move visibly with the bootstrap's seed, said
+
 # Embedder settings that say where a file is or how fast it runs, not what is measured.
 NOT_MEASURED = ("batch_size", "cache_dir")
 
@@ -444,11 +446,20 @@ def against(cfg: DictConfig) -> dict[str, str]:
     return {"against": f"reference={cfg.reference}; coverage_k={int(cfg.coverage_k)}"}
 
 
-def with_options(row: dict, options: str) -> dict:
-    """The row with its `options`: the embedder's settings other than the defaults, then what it was measured
-    against (`against`)."""
+def with_options(row: dict, options: str, interval: str = "") -> dict:
+    """The row with its `options`: the embedder's settings other than the defaults, the bootstrap's where the row
+    has an interval (`interval_options`), then what it was measured against (`against`)."""
     row = dict(row)
-    return {**row, "options": "; ".join(part for part in (options, row.pop("against", "")) if part)}
+    interval = interval if row.get("ci_low") not in (None, "") else ""
+    return {**row, "options": "; ".join(part for part in (options, interval, row.pop("against", "")) if part)}
+
+
+def interval_options(cfg: DictConfig) -> str:
+    """The bootstrap's settings that differ from the shipped defaults (`bootstrap=3; seed=5`): an interval from 3
+    resamples read as the usual 95% interval of 1000."""
+    defaults = OmegaConf.load(conf_root() / "diversity.yaml")
+    changed = {key: cfg[key] for key in ("bootstrap", "seed") if int(cfg[key]) != int(defaults[key])}
+    return "; ".join(f"{key}={value}" for key, value in changed.items())
 
 
 def small_sets_note(group: Group, k: int) -> list[str]:
@@ -642,6 +653,11 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
         if not groups and shard is None:  # a shard goes on: its adherence rows and skipped groups are for the merge
             _report(notes)
             raise UserError(f"adherent_only: no group has at least min_n={min_n} on-prompt images; nothing to measure")
+    if 0 < int(cfg.bootstrap) < ROUGH_BOOTSTRAP:
+        notes.append(
+            f"bootstrap={cfg.bootstrap}: an interval from so few resamples is rough (the default is 1000); its rows "
+            f"say bootstrap={cfg.bootstrap} in their options"
+        )
     pairs = [g for g in groups if len(g.paths) < MIN_INTERVAL_N]
     if pairs and int(cfg.bootstrap) > 0 and any(m in EMBEDDERS for m in metrics):
         notes.append(
@@ -662,7 +678,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
             found = streamed_rows(cfg, name, embedder, groups, metrics, notes)
         else:
             found = embedder_rows(cfg, name, embedder, groups, metrics, notes, shard)
-        rows += [with_options(row, embedder_options(name, options)) for row in found]
+        rows += [with_options(row, embedder_options(name, options), interval_options(cfg)) for row in found]
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
