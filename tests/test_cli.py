@@ -341,7 +341,7 @@ def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path)
         code, stdout, err = cli("diversity", *scores, f"metric={metric}")
         assert code == 0, err
         headline = [line for line in stdout.splitlines() if " CI" in line and "│ mine" in line]
-        assert headline and all(f" {metric} " in line and "n=3" in line for line in headline), stdout
+        assert headline and all(f" {metric}[bootstrap=10] " in line and "n=3" in line for line in headline), stdout
     rows = list(csv.DictReader((tmp_path / "scores" / "diversity.csv").open()))
     assert [r["metric"] for r in rows] == ["toy_features", "pixel"]
 

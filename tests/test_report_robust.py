@@ -258,7 +258,7 @@ def test_a_diversity_without_an_interval_says_why(cli, tmp_path):
     negligible one)."""
     out = tmp_path / "run"
     assert cli("generate", "model=toy", "method=base", "prompt=a shape", "n=3", f"out={out}")[0] == 0
-    for bootstrap, said in (("bootstrap=0", True), ("bootstrap=50", False)):
+    for bootstrap, said in (("bootstrap=0", True), ("bootstrap=1000", False)):
         assert cli("diversity", f"out={out}", bootstrap)[0] == 0
         assert cli("report", f"out={out}", "tables=[3]", "html=false")[0] == 0
         table = (out / "tables" / "table_3.md").read_text()
