@@ -181,3 +181,17 @@ def test_a_flag_that_also_takes_auto_names_it(cli, tmp_path, monkeypatch):
         code == 2 and err.strip() == "error: classifier=maybe: classifier is true, false or auto (also yes/no, on/off)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("transfer-lora", "foo=1"), "unknown key 'foo' for 'transfer-lora'"),  # the command, not its config file
+        (("train-lora", "+foo=1"), "+foo adds a key no part of 'train-lora' reads"),
+        (("generate", "prompt=a", "square"), "'square' is no key=value; a value with spaces is quoted whole"),
+        (("generate", "n=[1"), "a list is [a,b] with its brackets closed"),
+    ],
+)
+def test_a_command_line_that_cannot_be_read_names_the_command_and_what_to_write(cli, args, said):
+    code, _, err = cli(*args)
+    assert code == 2 and err.count("\n") == 1 and said in err, err

@@ -88,6 +88,8 @@ def test_report_stops_before_writing_anything_over_a_file_of_yours(cli, run, nam
     (run / name).write_text("mine\n")
     code, _, err = cli("report", f"out={run}")
     assert code == 2 and f"{run / name} exists and was not written by diversity-cli" in err, err
+    # the tables move with tables_dir=; another out= would be another run's report
+    assert err.strip().endswith("or choose another tables_dir=" if name.startswith("tables/") else "another out="), err
     assert (run / name).read_text() == "mine\n"
     written = sorted(p.name for p in (run / "tables").glob("*")) if (run / "tables").is_dir() else []
     assert written == ([name.split("/")[1]] if name.startswith("tables/") else [])

@@ -173,13 +173,15 @@ def check_keys(config: str, overrides: list[str], only_added: bool = False) -> N
             if key in known or key in sections:
                 raise UserError(f"{key} already exists: write {key}=... without the +")
             if not _parent_exists(cfg, key):
-                raise UserError(f"+{key} adds a key no part of '{config}' reads{_suggest(key, known)}")
+                raise UserError(
+                    f"+{key} adds a key no part of '{config.replace('_', '-')}' reads{_suggest(key, known)}"
+                )
             continue
         if key not in known and key not in sections:
             if _open_section(cfg, key):  # Hydra sets only keys that exist; + adds one
                 raise UserError(f"{key} is not set by default: add it with +{item}")
             hint = _other_choice(config, choices, key) or _suggest(key, known)
-            raise UserError(f"unknown key '{key}' for '{config}'{hint} (--help lists every key)")
+            raise UserError(f"unknown key '{key}' for '{config.replace('_', '-')}'{hint} (--help lists every key)")
 
 
 def _other_choice(config: str, choices: list[str], key: str) -> str:

@@ -89,7 +89,7 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
                 f"{key}={value}: a key takes one value here; a comma-separated list is a sweep{sweep}, or run the "
                 "command once per value"
             ) from None
-        raise UserError(f"bad override for '{command}': {first}") from None
+        raise UserError(f"bad override for '{command.replace('_', '-')}': {first}{_parse_hint(first)}") from None
     except yaml.YAMLError as err:  # a config file of the user's (DIVERSITY_CLI_CONF) that is not YAML
         raise UserError(yaml_problem(err)) from None
     OmegaConf.set_readonly(cfg, False)
@@ -102,6 +102,18 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
         except UserError as err:
             raise as_typed(err, cfg, typed) from None
     return cfg
+
+
+def _parse_hint(message: str) -> str:
+    """What Hydra's parser errors mean for a command line: a word with no `=` (a value's spaces split it from its
+    key), or brackets and quotes that do not close."""
+    if match := re.match(r"Error parsing override '([^'=]*)'$", message):
+        return (
+            f": '{match[1]}' is no key=value; a value with spaces is quoted whole on the shell, prompt=\"a red circle\""
+        )
+    if "no viable alternative" in message or "mismatched input" in message or "extraneous input" in message:
+        return "; a list is [a,b] with its brackets closed, and a value with spaces in it quoted, key='[\"a b\",c]'"
+    return ""
 
 
 def flat_keys(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -187,7 +187,7 @@ def refuse_other_files(cfg: DictConfig, runs: list[RunData], tables: dict[str, T
     if cfg.figures:  # the figures this report draws (Figure 7 only where a knob varies, as figure7 decides)
         for name in figures_drawn(runs, list(cfg.diversity_metrics)):
             outputs.update({f"{name}.png": figure_png, f"{name}.csv": figure_csv})
-    refuse_foreign_outputs(tables_dir, outputs, "tables_dir=" if cfg.tables_dir is not None else "out=")
+    refuse_foreign_outputs(tables_dir, outputs, "tables_dir=")  # another out= would be another run
     for run in runs if cfg.html else []:
         if run.found:
             refuse_foreign_outputs(run.root, {"report.html": None})
