@@ -276,7 +276,7 @@ def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):
     )
     code, _, err = cli(*args, f"out={tmp_path / 'run'}")
     assert code == 0, err
-    assert "k=auto -> k=" in err
+    assert "k=auto -> k=" in err and "from the cache" not in err
     cached = list((tmp_path / "cache" / "commitment").glob("tiny_sd-*.json"))
     assert len(cached) == 1
     stamp = cached[0].stat().st_mtime_ns
@@ -285,10 +285,25 @@ def test_generate_k_auto_measures_once_and_caches(cli, tmp_path, monkeypatch):
     assert 1 <= k <= 3
     code, _, err = cli(*args, f"out={tmp_path / 'run2'}")
     assert code == 0 and cached[0].stat().st_mtime_ns == stamp
+    assert f"from the cache {cached[0]}" in " ".join(err.split())  # said, not only in the record
     code, _, err = cli(*args, f"out={tmp_path / 'run'}")  # all made: nothing to do, yet its k is recorded
     assert code == 0 and "nothing to do" in err
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "runs").glob("*.json"))]
     assert len(records) == 2 and records[-1]["auto_k"]["k"] == k
+
+
+def test_k_auto_says_where_the_rule_was_kept_within_the_schedule():
+    """k=auto said k=3 for a base committing below all 4 student steps, as if the rule gave 3."""
+    from omegaconf import OmegaConf
+
+    from diversity_cli.experiments.generation import auto_k_line
+
+    cfg = OmegaConf.create({"k": 3, "auto_k": {"prompts": ["a circle"], "n": 2}})
+    record = {"committed_timestep": 39, "committed_fraction": 1.0, "metric": "toy_features", "threshold": 1e-9}
+    line = auto_k_line(cfg, {**record, "distilled_steps_above": 4})
+    kept = "; 4 of the student's steps lie above it, kept within 1..n-1 (each model runs at least one step)"
+    assert line.endswith(kept)
+    assert "kept" not in auto_k_line(cfg, {**record, "distilled_steps_above": 3})
 
 
 def test_a_prompt_or_method_listed_twice_is_traced_once(cli, tmp_path):

@@ -226,6 +226,23 @@ def repeated_images_note(rows: list[PromptRow], n: int, seed: int) -> str | None
     )
 
 
+def auto_k_line(cfg: DictConfig, record: dict) -> str:
+    """What k=auto chose and why: the base's commitment, how it was measured (or that a cache had it), and where the
+    rule's count of the student's steps above it was kept within 1..n-1."""
+    above = record.get("distilled_steps_above", cfg.k)
+    kept = (
+        f"; {above} of the student's steps lie above it, kept within 1..n-1 (each model runs at least one step)"
+        if above != cfg.k
+        else ""
+    )
+    cached = f", from the cache {record['cache']}" if record.get("from_cache") else ""
+    return (
+        f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
+        f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g}, "
+        f"{len(cfg.auto_k.prompts)} prompt(s) x {cfg.auto_k.n} seeds{cached}){kept}"
+    )
+
+
 def generate(cfg: DictConfig) -> Path:
     validate(cfg)
     shard = parse_shard(cfg.get("shard"))
@@ -237,11 +254,7 @@ def generate(cfg: DictConfig) -> Path:
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         pair = load_generation_pair(cfg)
         cfg.k, record = automatic_k(pair, cfg)
-        stderr_console().print(
-            f"k=auto -> k={cfg.k}: the base commits at timestep {record['committed_timestep']} "
-            f"({record['committed_fraction']:.0%} of its steps, {record['metric']}, threshold {record['threshold']:g}, "
-            f"{len(cfg.auto_k.prompts)} prompt(s) x {cfg.auto_k.n} seeds)"
-        )
+        stderr_console().print(auto_k_line(cfg, record))
         auto_k = {"settings": OmegaConf.to_container(cfg.auto_k, resolve=True), "k": cfg.k, "commitment": record}
     writer = shard_writer(shard)
     run = RunDir(cfg.out, writer, lock_wait=cfg.get("lock_wait"))
