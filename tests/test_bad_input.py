@@ -381,6 +381,9 @@ FOUND = [
     ("ablate", "model=tiny_sd", "prompt=a", "+measure.diversity.foo=1"),
     # a key of an open section set without +: said "unknown key ... did you mean launcher_params?"
     ("generate", "launcher=slurm", "launcher_params.timeout_min=5"),
+    # limit= cuts a prompt file's rows; with one prompt it was passed over
+    ("x0viz", "model=toy", "prompt=a", "limit=2"),
+    ("generate", "model=toy", "limit=2"),
     # the base's commitment read as a count of final steps: replace_final ran its last step on the base
     ("generate", "model=toy", "method=replace_final", "k=auto"),
 ]

@@ -190,6 +190,8 @@ def test_a_flag_that_also_takes_auto_names_it(cli, tmp_path, monkeypatch):
         (("train-lora", "+foo=1"), "+foo adds a key no part of 'train-lora' reads"),
         (("generate", "prompt=a", "square"), "'square' is no key=value; a value with spaces is quoted whole"),
         (("generate", "n=[1"), "a list is [a,b] with its brackets closed"),
+        (("x0viz", "max_images=0"), "max_images=0 is out of range: max_images is an integer >= 1"),  # not n's cap
+        (("x0viz", "prompt=a", "limit=2"), "limit=2 takes the first rows of a prompt file (prompts=FILE)"),
     ],
 )
 def test_a_command_line_that_cannot_be_read_names_the_command_and_what_to_write(cli, args, said):

@@ -46,6 +46,8 @@ def read_prompts(
     seed (its own, else the command's `seed`, + n - 1) is above the largest seed too."""
     if prompt is not None and prompts is not None:
         raise UserError('give either prompt="..." or prompts=FILE, not both')
+    if limit is not None and prompts is None:  # said, not passed over: the user meant some file's first rows
+        raise UserError(f"limit={limit} takes the first rows of a prompt file (prompts=FILE); a single prompt has one")
     if prompt is not None:
         if not str(prompt).strip():
             raise UserError('prompt is empty; give prompt="a photo of ..."')

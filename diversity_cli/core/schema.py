@@ -288,7 +288,8 @@ def _bounds(rule: Rule, key: str, value: float, root) -> None:
     if too_low or too_high:
         raise UserError(f"{key}={show(value)} is out of range: {key} is {_article(rule)}")
     cap = root.get(rule.cap) if rule.cap and root is not None else None
-    if isinstance(cap, int) and not isinstance(cap, bool) and value > cap:
+    # a cap below 1 is its own key's error (checked after this one), not a cap `value` is above
+    if isinstance(cap, int) and not isinstance(cap, bool) and 1 <= cap < value:
         raise UserError(
             f"{key}={show(value)} is above the cap {rule.cap}={root[rule.cap]}; lower {key}, or raise the cap with "
             f"{rule.cap}=N if you mean it"
