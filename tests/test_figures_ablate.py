@@ -255,3 +255,17 @@ def test_the_plots_name_the_level_of_their_bars(tmp_path: Path, cli, monkeypatch
     with (out / "tables" / "figure_7.csv").open(newline="") as handle:
         levels = {row["ci"] for row in csv.DictReader(handle) if row["ci_low"]}
     assert levels == {"0.5"}
+
+
+def test_a_sweeps_plot_names_the_knobs_its_points_hold(tmp_path: Path):
+    """`ablate k=1..2 base_steps=5`: its plot read "toy_features vs k", as if the paper's one-step hand-over."""
+    from diversity_cli.experiments.ablate import Point, Sweep, plot_figure
+
+    points, baselines = [Point.of("hybrid", k, 0.0, 5) for k in (1, 2)], [Point.of("base"), Point.of("distilled")]
+    values = [(point, {"a circle": (0.2 + 0.01 * i, None, None)}) for i, point in enumerate(points + baselines)]
+    sweep = Sweep(model="toy", points=points, baselines=baselines, swept=["k"], n=4, seed=0)
+    title = plot_figure(values, sweep, "toy_features", "k", "95% CI").axes[0].get_title()
+    assert "toy_features vs k (base_guidance=0, base_steps=5)" in " ".join(title.split())
+    swept = Sweep(model="toy", points=points, baselines=baselines, swept=["k", "base_steps"], n=4, seed=0)
+    title = plot_figure(values, swept, "toy_features", "k", "95% CI").axes[0].get_title()
+    assert "base_steps=" not in title  # varied (a curve each): not held

@@ -956,10 +956,22 @@ def plot_figure(values: list[tuple[Point, Measured]], sweep: Sweep, metric: str,
         _lines(ax, values, knob, [other for other in sweep.swept if other != knob], metric)
     ax.set_ylabel(textwrap.fill(metric, LABEL_CHARS))
     what = f"{metric} vs {knob}" if knob else metric
+    what += held_knobs([point for point, _ in values], [knob, *sweep.swept])
     over = "" if sweep.n is None else f", n={sweep.n}"  # the images per prompt every value rests on
     over += "" if sweep.seed is None else f", seed={sweep.seed}"  # ... and which ones
     ax.set_title(_title(f"{sweep.model}: {what}{over}", f"(bars: {level} of each value)"), fontsize=10)
     return fig
+
+
+def held_knobs(points: list[Point], varied: list[str | None]) -> str:
+    """` (base_steps=5)`: the knobs not swept that every point using them holds at one value (a k sweep of the
+    toy's 5-step hybrid read as the paper's one-step hand-over); "" for none."""
+    held = {}
+    for name in ("k", "base_guidance", "base_steps"):
+        values = {point.fields()[name] for point in points} - {""}
+        if name not in varied and len(values) == 1:
+            held[name] = values.pop()
+    return f" ({', '.join(f'{name}={value}' for name, value in held.items())})" if held else ""
 
 
 def _title(head: str, tail: str) -> str:
