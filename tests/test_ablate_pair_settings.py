@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from diversity_cli.reporting.tables import ablate_curves
+from diversity_cli.core.config import compose
+from diversity_cli.reporting.tables import ablate_curves, build_tables, read_paper
 from diversity_cli.reporting.tables.common import diversity_rows, load_run, stale_ablate
 
 # tiny_sd, the base at one step: a point costs little
@@ -76,6 +77,10 @@ def test_images_deleted_from_a_point_are_found(tmp_path, cli):
             "a red circle",
         ): "tiny_sd / hybrid_k1 / a red circle (n=3, seed=0): 2 of its 3 images on disk"
     }
+    paper = read_paper(Path(__file__).resolve().parents[1] / "data" / "paper_tables.csv")
+    notes = build_tables([load_run(out)], paper, compose("report", []), ["3"])["3"].notes
+    assert [note for note in notes if "2 of its 3 images on disk" in note]  # checked against the point's images
+    assert not [note for note in notes if "has no samples.csv" in note]  # so not "could not be checked" too
 
 
 def test_rows_written_before_they_carried_a_digest_are_not_checked(tmp_path, cli):

@@ -146,7 +146,11 @@ def out_of_date(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
     """The table's "out of date" notes: measurements over other images than the runs hold, or other adapters."""
     notes = stale_notes(runs, table, tuple(source for source in sources if source in TABLES_OF))
     for run in runs:  # nothing to check against: said, so no note reads as "checked, current"
-        if sources and not run.samples and any(line.run == str(run.root) for line in table.measured):
+        # an ablate run's cells come from ablate.csv, checked against its points' samples (stale_ablate)
+        measured = {"diversity.csv": run.diversity, "fid.csv": run.fid, "transfer.csv": run.transfer}
+        if not any(measured.get(source) for source in sources):
+            continue
+        if not run.samples and any(line.run == str(run.root) for line in table.measured):
             notes.append(
                 f"{md_literal(run.root)} has no samples.csv: whether its numbers are over the images it holds could "
                 "not be checked"
