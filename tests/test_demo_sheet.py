@@ -83,4 +83,12 @@ def test_the_sheet_has_the_rows_asked_for_in_that_order_and_prints_its_path(cli,
             assert tile.tobytes() == expected.tobytes(), tag
     # a row with no image is an error (exit 2, one line), not a sheet with a silent gap
     assert main([str(out), "tiny_sd", "a dog", "base", "hybrid_k2"]) == 2
-    assert "no image of tiny_sd for 'a dog' (base / hybrid_k2)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no image of tiny_sd for 'a dog' (base / hybrid_k2); its tags of tiny_sd for this prompt: base, " in err
+    # what else the run holds, a prompt as generate stores it (stripped), a folder that is none, and --help
+    assert main([str(out), "tiny_sd", "a cat"]) == 2
+    assert "its prompts of tiny_sd: 'a dog'" in capsys.readouterr().err
+    assert main([str(out), "tiny_sd", " a dog "]) == 0
+    assert main([str(tmp_path / "nowhere"), "tiny_sd", "a dog"]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(["--help"]) == 0 and capsys.readouterr().out.startswith("usage:")

@@ -79,23 +79,53 @@ def contact_sheet(
     return target
 
 
+USAGE = "usage: python -m diversity_cli.reporting.contact_sheet RUN_DIR MODEL PROMPT [TAG ...]"
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m diversity_cli.reporting.contact_sheet RUN_DIR MODEL PROMPT [TAG ...]`: the sheet of a run
     directory, rows in the order of the tags given (`make demo`: base distilled hybrid_k1); prints its path."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if len(args) < 3:
-        print("usage: python -m diversity_cli.reporting.contact_sheet RUN_DIR MODEL PROMPT [TAG ...]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
-    root, model, prompt, tags = args[0], args[1], args[2], args[3:] or None
+    # the prompt as generate stores it (stripped), as its samples.csv names it
+    root, model, prompt, tags = args[0], args[1], args[2].strip(), args[3:] or None
+    if not Path(root).is_dir():
+        print(f"RUN_DIR {root} is not a directory; give a run directory of generate", file=sys.stderr)
+        return 2
     sheet = contact_sheet(root, model, prompt, tags=tags)
     if sheet is None:
         rows = " / ".join(tags) if tags else "any method"
-        print(f"{root} holds no image of {model} for '{prompt}' ({rows}); run generate first", file=sys.stderr)
+        print(f"{root} holds no image of {model} for '{prompt}' ({rows}); {held(root, model, prompt)}", file=sys.stderr)
         return 2
     print(f"contact sheet ({' / '.join(tags or sheet_rows(root, model, prompt)[0])}, same seeds): {sheet}")
     return 0
+
+
+def held(root: str | Path, model: str, prompt: str) -> str:
+    """What the run holds instead, for a sheet it cannot draw: the tags of this pair and prompt, else the pair's
+    prompts, else the pairs (a few of each)."""
+    rows = RunDir(root).read_samples()
+    if not rows:
+        return "it has no samples.csv rows: run generate first"
+    here = [row for row in rows if row.get("model") == model]
+    if not here:
+        return f"its pairs: {_few(row.get('model', '') for row in rows)}"
+    tags = [row.get("tag") or row["method"] for row in here if row.get("prompt") == prompt]
+    if tags:
+        return f"its tags of {model} for this prompt: {_few(tags)}"
+    return f"its prompts of {model}: {_few(repr(row.get('prompt', '')) for row in here)}"
+
+
+def _few(items, most: int = 5) -> str:
+    found = list(dict.fromkeys(items))
+    return ", ".join(found[:most]) + (f" and {len(found) - most} more" if len(found) > most else "")
 
 
 if __name__ == "__main__":
