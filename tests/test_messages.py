@@ -197,3 +197,23 @@ def test_a_flag_that_also_takes_auto_names_it(cli, tmp_path, monkeypatch):
 def test_a_command_line_that_cannot_be_read_names_the_command_and_what_to_write(cli, args, said):
     code, _, err = cli(*args)
     assert code == 2 and err.count("\n") == 1 and said in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        (("diversity", "out=run", "metric=clip"), "ViT-B-32: embedders.clip.pretrained=<file"),
+        (("ablate", "k=1..2", "metric=clip"), "ViT-B-32: measure.diversity.embedders.clip.pretrained=<file"),
+        (("x0viz", "metric=clip"), "ViT-B-32: this command measures with clip's shipped settings"),
+        (("generate", "method=hybrid", "k=auto", "auto_k.metric=clip"), "ViT-B-32: this command measures with"),
+    ],
+)
+def test_missing_metric_weights_advise_keys_the_command_takes(cli, tmp_path, monkeypatch, args, advice):
+    """The advice named embedders.clip.pretrained= to x0viz, which refuses that key, and to ablate, which takes it
+    under measure.diversity; and the model as '' ("clip needs weights for :")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    code, _, err = cli(*args)
+    assert code == 2 and advice in err, err
+    if args[0] in ("x0viz", "generate"):
+        assert "embedders.clip" not in err.replace("(its embedders.clip.pretrained=)", "")

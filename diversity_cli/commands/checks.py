@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.console import stderr_console
 from ..core.marker import MARKER, check_new_run_folder
 from ..core.prompts import read_prompts
+from ..core.resources import conf_root
 from ..experiments.defaults import apply_defaults
 from ..experiments.launch import (
     check_shard_options,
@@ -49,10 +50,14 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     if command in PAIR_COMMANDS and isinstance(model, DictConfig):
         missing += pair_missing(model, distilled=command not in BASE_ONLY)
     if command in ("diversity", "x0viz", "ablate"):
-        source = cfg.measure.diversity if command == "ablate" else cfg
-        missing += diversity_missing(_metrics(cfg.metric) + _point_quality(command, cfg), source)
+        # where each command takes the embedders' options; x0viz takes none: it measures with the shipped ones
+        source, key = {
+            "ablate": (cfg.get("measure", {}).get("diversity"), "measure.diversity.embedders"),
+            "x0viz": (shipped_embedders(), None),
+        }.get(command, (cfg, "embedders"))
+        missing += diversity_missing(_metrics(cfg.metric) + _point_quality(command, cfg), source, key)
     if command == "generate" and str(cfg.get("k")) == "auto":
-        missing += diversity_missing(_metrics(cfg.auto_k.metric), {})
+        missing += diversity_missing(_metrics(cfg.auto_k.metric), shipped_embedders(), None)
     if command == "fid":
         missing += fid_missing(cfg)
     if command == "transfer-lora":  # the CLIP score toward the concept (none on the toy pair)
@@ -62,6 +67,11 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     if command == "ablate" and cfg.get("fid"):
         missing += fid_missing(cfg.measure.fid)
     return list(dict.fromkeys(missing))
+
+
+def shipped_embedders() -> dict:
+    """conf/diversity.yaml's embedder settings: those x0viz and k=auto measure with (the embedders' own defaults)."""
+    return {"embedders": OmegaConf.to_container(OmegaConf.load(conf_root() / "diversity.yaml").embedders)}
 
 
 def _run_exists(cfg: DictConfig) -> bool:

@@ -92,8 +92,14 @@ def _torch_hub_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
-    """Weights the diversity embedder `name` with these options (conf/diversity.yaml `embedders.<name>`) needs."""
+def embedder_missing(name: str, options: dict[str, Any], key: str | None = "embedders") -> list[Missing]:
+    """Weights the diversity embedder `name` with these options (conf/diversity.yaml `embedders.<name>`) needs.
+    `key`: where the command takes the embedder's options (`measure.diversity.embedders` in ablate); None where it
+    takes none (x0viz, k=auto: the shipped defaults), so the advice names no key it would refuse."""
+
+    def setting(option: str, value: str) -> str:
+        return f"{key}.{name}.{option}={value}" if key else ""
+
     if name == "dreamsim":
         folder = dreamsim_cache_dir(options.get("cache_dir"))
         kind = str(options.get("type", "ensemble"))
@@ -103,7 +109,8 @@ def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
                 Missing(
                     f"dreamsim '{kind}' weights in {folder} ({', '.join(files)})",
                     f"run `python -c \"from dreamsim import dreamsim; dreamsim(cache_dir='{folder}', "
-                    f"dreamsim_type='{kind}')\"` with network, or embedders.dreamsim.cache_dir=/path",
+                    f"dreamsim_type='{kind}')\"` with network"
+                    + (f", or {setting('cache_dir', '/path')}" if key else ""),
                 )
             ]
     elif name == "lpips":
@@ -120,7 +127,11 @@ def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
         spec = str(options.get("path", "facebook/dinov2-base"))
         if not Path(spec).expanduser().is_dir() and hf_cached(spec, "config.json") is None:
             return [
-                Missing(f"dino {spec}", f"`hf download {spec}` (HF_HOME={hf_home()}) or embedders.dino.path=/folder")
+                Missing(
+                    f"dino {spec}",
+                    f"`hf download {spec}` (HF_HOME={hf_home()})"
+                    + (f" or {setting('path', '/folder')}" if key else ""),
+                )
             ]
     elif name == "clip":
         model, pretrained = str(options.get("model", "")), options.get("pretrained")
@@ -132,25 +143,30 @@ def embedder_missing(name: str, options: dict[str, Any]) -> list[Missing]:
                     )
                 ]
         elif not model.startswith("hf-hub:") and not pretrained:
-            return [
-                Missing(
-                    f"clip needs weights for {model}",
-                    "embedders.clip.pretrained=<file or open_clip tag in the HF cache> or "
-                    "embedders.clip.model=local-dir:/folder",
-                )
-            ]
+            how = (
+                f"{setting('pretrained', '<file or open_clip tag in the HF cache>')} or "
+                f"{setting('model', 'local-dir:/folder')}"
+                if key
+                else "this command measures with clip's shipped settings, which name no checkpoint: measure clip "
+                "with `diversity-cli diversity` (its embedders.clip.pretrained=), or take another metric="
+            )
+            return [Missing(f"clip needs weights for {model}", how)]
     elif name == "toy_features":
         path = options.get("path")
         if path and not Path(str(path)).expanduser().is_dir():
-            return [Missing(f"toy classifier {path}", "embedders.toy_features.path=<a train-toy features/ folder>")]
+            return [
+                Missing(f"toy classifier {path}", setting("path", "<a train-toy features/ folder>") or "restore it")
+            ]
     return []
 
 
 CLIP_SCORE_MODEL = "openai/clip-vit-large-patch14"  # diversity's clip_score: torchmetrics' CLIPScore default
 
 
-def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
-    """Every embedder the metrics use (vendi_<x> uses x, toy_coverage the toy classifier), and clip_score's CLIP."""
+def diversity_missing(metrics: list[str], cfg: Any, key: str | None = "embedders") -> list[Missing]:
+    """Every embedder the metrics use (vendi_<x> uses x, toy_coverage the toy classifier), and clip_score's CLIP.
+    `cfg`: where the embedders' options are (`cfg.embedders`); `key`: where the command takes them, for the advice
+    (see `embedder_missing`)."""
     missing: list[Missing] = []
     # tiny_random: a random CLIP built in memory (what fid's clip_model=tiny_random is), which tests put here
     offline_stand_in = CLIP_SCORE_MODEL == "tiny_random"
@@ -164,7 +180,7 @@ def diversity_missing(metrics: list[str], cfg: Any) -> list[Missing]:
         )
     for name in metric_embedders(metrics, str(cfg.get("vendi_base", "dreamsim"))):
         options = dict((cfg.get("embedders") or {}).get(name) or {})
-        missing += [item for item in embedder_missing(name, options) if item not in missing]
+        missing += [item for item in embedder_missing(name, options, key) if item not in missing]
     return missing
 
 
