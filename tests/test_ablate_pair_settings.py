@@ -133,3 +133,25 @@ def test_points_at_two_pair_settings_are_never_one_curve(tmp_path):
     for curve in ablate_curves([load_run(out)]):
         curves.setdefault(curve["sweep"], []).append(curve["point"])
     assert curves == {"pair as configured": [2, 3]}  # the lone CFG-2 point is no curve
+
+
+def test_a_row_of_unknown_pair_settings_over_the_same_images_is_replaced(tmp_path, cli):
+    """Rows written before ablate.csv named the pair settings (or `?`, by a multirun job) stood beside a rerun's
+    rows of the very same images, the one measurement twice in the report."""
+    out = tmp_path / "abl"
+    assert cli("ablate", *SWEEP, "k=1", "n=2", "baselines=false", f"out={out}")[0] == 0
+    path = out / "ablate.csv"
+    rows = _read(path)
+    for unknown in ("", "?"):
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({**row, "pair": unknown} for row in rows)
+        assert cli("ablate", *SWEEP, "k=1", "n=2", "baselines=false", f"out={out}")[0] == 0
+        assert sorted(map(str, _read(path))) == sorted(map(str, rows))  # replaced: the rows as measured now
+    with path.open("w", newline="") as f:  # over other images (digests differ): another measurement, kept
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "pair": "", "samples": "other"} for row in rows)
+    assert cli("ablate", *SWEEP, "k=1", "n=2", "baselines=false", f"out={out}")[0] == 0
+    assert len(_read(path)) == 2 * len(rows)

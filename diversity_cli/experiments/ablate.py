@@ -856,6 +856,8 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
         found = index.get(key)
         if found is None and unseeded in index:
             found = index.pop(unseeded)
+        if found is None:
+            found = _same_images_unknown_pair(row, merged, index)
         if found is not None:
             merged[found] = row
             index[key] = found
@@ -865,6 +867,17 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     if merged != existing or not path.is_file():
         _write_csv(path.parent, path.name, merged)
     return path
+
+
+def _same_images_unknown_pair(row: dict[str, str], merged: list[dict[str, str]], index: dict) -> int | None:
+    """The index of an earlier row like `row` but for a `pair` not known (written before rows named it, or `?` by a
+    version whose multirun jobs could not compose the pair) over the very images `row` measured (its `samples`
+    digest): the same measurement, so replaced. Over other images it is another, kept beside; None then."""
+    for pair in ("", "?"):
+        old = index.get(_key({**row, "pair": pair}))
+        if old is not None and row["samples"] and merged[old].get("samples") == row["samples"]:
+            return index.pop(_key({**row, "pair": pair}))
+    return None
 
 
 def _key(row: dict[str, str]) -> tuple[str, ...]:
