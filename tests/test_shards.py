@@ -241,7 +241,7 @@ def test_bad_launch_input_fails_in_one_line_before_any_job(cli, tmp_path, args, 
 def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_nothing(cli, tmp_path, fake_slurm):
     """sbatch on the machine but no cluster it can reach (or a partition it refuses): a traceback and exit 1."""
     fake_slurm("sbatch", "srun")
-    code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", "limit=2", "shards=2", "launcher=slurm")
+    code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", "shards=2", "launcher=slurm")
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: launcher=slurm: the cluster refused the submission (sbatch:")
     assert not (tmp_path / "run").exists()  # submitit's pickles of the jobs it could not submit went too
@@ -252,7 +252,7 @@ def test_sbatch_without_srun_is_one_line_and_leaves_nothing(cli, tmp_path, fake_
     fake_slurm("sbatch")
     which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "srun" else which(name, *a, **k))
-    code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", "limit=2", "shards=2", "launcher=slurm")
+    code, _, err = cli("generate", f"out={tmp_path / 'run'}", "n=1", "shards=2", "launcher=slurm")
     assert code == 2 and "Traceback" not in err
     assert "error: launcher=slurm submits SLURM jobs, but srun is not on this machine" in err
     assert not (tmp_path / "run").exists()
