@@ -516,3 +516,14 @@ def test_a_shard_with_no_prompt_row_says_so(cli, tmp_path):
     """One prompt over two shards: shard 0's block is empty. It said "all 0 images are in <out>"."""
     code, _, err = cli("generate", "model=toy", "prompt=a shape", "n=2", "shard=0/2", f"out={tmp_path / 'run'}")
     assert code == 0 and "shard 0/2 holds no prompt row" in " ".join(err.split()), err
+
+
+def test_shards_without_workers_or_jobs_is_refused_and_shard_auto_outside_an_array_says_so(cli, tmp_path, monkeypatch):
+    """shards=2 alone ran as one process without a word, and shard=auto outside a SLURM array (an sbatch script
+    that forgot --array) did the whole job in every task, silently."""
+    code, _, err = cli("generate", "prompt=a circle", "n=1", "shards=2", f"out={tmp_path / 'a'}")
+    assert code == 2 and "shards=2 splits the work among devices= workers or launcher= jobs" in err
+    assert not (tmp_path / "a").exists()
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    code, _, err = cli("generate", "prompt=a circle", "n=1", "shard=auto", f"out={tmp_path / 'b'}")
+    assert code == 0 and "shard=auto found no SLURM array here" in " ".join(err.split())

@@ -55,6 +55,17 @@ def check_shard_options(cfg: DictConfig) -> None:
     and one of the two would be ignored. (A shard job itself runs with shards=N, launcher local, no devices.)"""
     shard = parse_shard(cfg.get("shard"))
     if shard is None:
+        count = cfg.get("shards", 1)
+        if str(cfg.get("shard")).strip() == "auto":  # a script's sbatch without --array would do all the work in each
+            stderr_console().print(
+                "[yellow]note[/]: shard=auto found no SLURM array here (SLURM_ARRAY_TASK_ID unset): this process "
+                "does the whole job"
+            )
+        elif isinstance(count, int) and count > 1 and not wants_launch(cfg):
+            raise UserError(
+                f"shards={count} splits the work among devices= workers or launcher= jobs, and this command has "
+                "neither: add devices=cpu:2 (say) or launcher=slurm, or leave shards= out"
+            )
         return
     count = cfg.get("shards", 1)
     if count not in (1, shard.count):
@@ -89,7 +100,10 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
     todo = [shard for shard in shards if remaining(cfg, shard) != 0]  # bad input fails here, before any job
     console = stderr_console()
     if todo:
-        console.print(f"{len(todo)} of {count} shard(s) have work left; {count - len(todo)} finished before")
+        console.print(
+            f"{len(todo)} of {count} shard(s) have work left; {count - len(todo)} none (done before, or no prompt row "
+            "of their own)"
+        )
         if devices:
             check_worker_devices(devices)
             failed = run_on_devices(cfg, run, todo, devices)
