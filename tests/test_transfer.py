@@ -184,6 +184,9 @@ def test_unknown_or_misfitting_adapters_fail_with_one_line(cli, tiny_pairs, tmp_
     assert code == 2 and "unknown adapter format" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("transfer-lora", "model=tiny_sd", f"adapter={tmp_path / 'absent'}", "prompt=a")
     assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "adapters.csv").write_text("adapter,scale\nx,1\n")  # read as a pickle it refused, "could run code"
+    code, _, err = cli("transfer-lora", "model=tiny_sd", f"adapter={tmp_path / 'adapters.csv'}", "prompt=a")
+    assert code == 2 and "is a text file, not weights" in err and "adapters=FILE" in err and "pickle" not in err
 
     sdxl = tiny_pairs("tiny_sdxl")  # an SD LoRA on an SDXL network: other modules, other widths
     before = state(sdxl.distilled.network)

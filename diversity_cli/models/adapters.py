@@ -127,8 +127,20 @@ def _file_in_folder(folder: Path, file: str | None) -> Path:
     return found[0]
 
 
+TEXT_SUFFIXES = (".csv", ".txt", ".json", ".yaml", ".yml", ".md")  # what no weights file is called
+
+
+def _weights_file(path: Path) -> None:
+    """A text file given as the adapter is said to be one (torch read a CSV as a pickle it refused, "it could run
+    code"); a table of adapters is adapters=FILE."""
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        table = " (a table of adapters is adapters=FILE)" if path.suffix.lower() == ".csv" else ""
+        raise UserError(f"adapter {path} is a text file, not weights ({', '.join(WEIGHT_SUFFIXES)}){table}")
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """The file's tensors (safetensors, or a pickled state dict loaded with weights_only)."""
+    _weights_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -145,6 +157,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def _keys(path: Path) -> list[str]:
+    _weights_file(path)
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
