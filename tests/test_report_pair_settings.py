@@ -35,3 +35,18 @@ def test_a_setting_of_a_network_the_method_does_not_run_is_not_named(tmp_path, c
         "distilled": ["model.distilled.label=mine"],
         "hybrid_k1": ["model.distilled.label=mine"],
     }
+
+
+def test_table_1_names_the_pair_settings_its_adapters_images_were_made_with(tmp_path, cli):
+    """Tables 2-4, D.1 and E.1 named a pair setting typed on the command line; Table 1 did not (the base at CFG 5
+    read as the pair's own)."""
+    adapter, out = tmp_path / "lora_red", tmp_path / "t1"
+    assert cli("train-lora", "concept=red", "steps=2", "images=8", "batch_size=4", f"out={adapter}")[0] == 0
+    transfer = ("transfer-lora", f"adapter={adapter}", "prompt=a shape", "n=2", f"out={out}")
+    assert cli(*transfer)[0] == 0
+    assert cli("report", f"out={out}", "tables=[1]", "html=false")[0] == 0
+    assert "changed on the command line" not in (out / "tables" / "table_1.md").read_text()
+    assert cli(*transfer, "model.base.guidance=5", "overwrite=true")[0] == 0
+    assert cli("report", f"out={out}", "tables=[1]", "html=false")[0] == 0
+    text = (out / "tables" / "table_1.md").read_text()
+    assert "toy / lora_red in" in text and "changed on the command line (`model.base.guidance=5`)" in text

@@ -7,6 +7,8 @@ named, since a cell labelled `toy / base` reads as the pair as its config file h
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ...core.rundir import configs_per_group
 from ...sampling.tags import run_tag
 from .common import RunData, Table, md_code, md_literal, shows_group
@@ -82,7 +84,9 @@ def changed_pair_settings(run: RunData) -> dict[tuple[str, str], list[str]]:
 
 def changed_pair_notes(runs: list[RunData], table: Table) -> list[str]:
     """A note per run, pair and method tag the table shows whose images were made with the pair's settings changed
-    on the command line."""
+    on the command line (Table 1: per run, pair and adapter, from transfer-lora's records)."""
+    if table.id == "1":
+        return _transfer_pair_notes(runs, table)
     notes = []
     for run in runs:
         for (pair, tag), typed in changed_pair_settings(run).items():
@@ -90,6 +94,38 @@ def changed_pair_notes(runs: list[RunData], table: Table) -> list[str]:
                 notes.append(
                     f"{md_literal(pair)} / {md_literal(tag)} in {md_literal(run.root)}: its images were made with the "
                     f"pair's settings changed on the command line ({', '.join(md_code(item) for item in typed)}), "
+                    f"so its cells are not {md_literal(pair)} as its config file has it"
+                )
+    return notes
+
+
+def _transfer_pair_notes(runs: list[RunData], table: Table) -> list[str]:
+    """Table 1's: the pair's settings typed for the newest transfer-lora of each (pair, adapter) a row shows (both
+    models of the pair run there, so every override counts)."""
+    notes = []
+    for run in runs:
+        found: dict[tuple[str, str], list[str]] = {}
+        for record in run.records:  # oldest first: the newest invocation made the images the rows are over now
+            config = record.get("config") or {}
+            pair = config.get("model") if isinstance(config.get("model"), dict) else {}
+            if record.get("command") != "transfer-lora" or not pair.get("name"):
+                continue
+            typed = [str(item) for item in record.get("overrides") or [] if str(item).startswith(PAIR_OVERRIDES)]
+            adapter = Path(str(config["adapter"])).name if config.get("adapter") else ""  # "": adapters= (a table)
+            found[(str(pair["name"]), adapter)] = [item for item in typed if item != DEFAULT_PRESET]
+        for (pair, adapter), typed in found.items():
+            shown = (
+                shows_group(table, run, (pair, adapter))
+                if adapter
+                else any(
+                    line.run == str(run.root) and line.measured_as.startswith(f"{pair} / ") for line in table.measured
+                )
+            )
+            if typed and shown:
+                what = f"{md_literal(pair)} / {md_literal(adapter)}" if adapter else f"{md_literal(pair)}'s adapters"
+                notes.append(
+                    f"{what} in {md_literal(run.root)}: its images were made with "
+                    f"the pair's settings changed on the command line ({', '.join(md_code(item) for item in typed)}), "
                     f"so its cells are not {md_literal(pair)} as its config file has it"
                 )
     return notes
