@@ -143,6 +143,9 @@ def test_table_1_says_an_older_row_was_measured_with_an_adapter_since_retrained(
     shown = {line.measured_as for line in table.measured}
     assert any(f"(scale 1, adapter {digest})" in text for text in shown), shown
     assert any(f"(scale 1, adapter {retrained})" in text for text in shown), shown
+    # the cells themselves, not only the notes: the old adapter's are marked, the current one's not
+    marked = {text.split(")")[0] for text in shown if "[out of date: its adapter file changed since]" in text}
+    assert marked == {f"toy / red (scale 1, adapter {digest}"}, shown
 
 
 # ------------------------------------------------------------------ a stale group another table does not show

@@ -31,6 +31,7 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
     adapters = {str(k).lower(): str(v) for k, v in dict(cfg.adapters).items()}
     records = []
     changed = images_changed(run)
+    hashes = adapter_hashes_now(run)
     # newest first: a rerun's row moves to the end of transfer.csv, and a cell shows the first row it meets (the
     # other rows of the cell, other scales or prompts, are named in the table's notes)
     for index, row in reversed(list(enumerate(run.transfer))):
@@ -52,6 +53,8 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
         over = f", concept '{row['concept']}'" if row.get("concept") else ""
         over += f", prompts '{row['prompts']}'" if row.get("prompts") else ""
         over += f" [{IMAGES_MARK}]" if changed.get(index) else ""  # beside the cell, the notes say what changed
+        retrained = hashes.get(row.get("adapter_file", "")) not in (None, row.get("adapter_hash"))
+        over += f" [{ADAPTER_MARK}]" if retrained else ""  # a file of another hash there now: an older adapter's
         values = [(f"clip_change_pct{clip}", row.get("change_pct", ""))]
         values += [(c, row.get(c, "")) for c in ("classifier_without", "classifier_with")]
         for metric, value in values:
@@ -158,15 +161,25 @@ def changed_adapters(run: RunData) -> list[tuple[tuple[str, str], str, str | Non
         for row in run.transfer
         if row.get("adapter_file")
     )
-    now: dict[str, str | None] = {}  # each file hashed once
+    now = adapter_hashes_now(run)
     found = []
     for model, name, file, digest in recorded:
-        path = Path(file)
-        if file not in now:
-            now[file] = adapter_digest(path) if path.is_file() else None
         if now[file] != digest:
-            found.append(((model, name), f"{name} ({path}): {digest} in transfer.csv", now[file]))
+            found.append(((model, name), f"{name} ({Path(file)}): {digest} in transfer.csv", now[file]))
     return found
+
+
+ADAPTER_MARK = "out of date: its adapter file changed since"  # after a cell's "measured as"; the notes say how
+
+
+def adapter_hashes_now(run: RunData) -> dict[str, str | None]:
+    """transfer.csv's adapter files -> each one's hash now (None: not there), hashed once a report."""
+
+    def hashes() -> dict[str, str | None]:
+        files = {row["adapter_file"] for row in run.transfer if row.get("adapter_file")}
+        return {file: adapter_digest(Path(file)) if Path(file).is_file() else None for file in files}
+
+    return run.once("adapter hashes", hashes)
 
 
 # ------------------------------------------------------------------------------------------ images since changed
