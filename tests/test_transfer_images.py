@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TRANSFER = ("transfer-lora", "model=toy", "prompt=a shape", "n=2", "grid_seeds=0")
 REPORT = ("report", "tables=[1]", "figures=false", "html=false")
 MARK = "[out of date: its images changed since]"
-CLIP_HEADING = "Table 1: control transfer, % change of CLIP score with the adapter (base -> target model)"
+CLIP_HEADING = "Table 1: control transfer, % change of CLIP score with the adapter (source -> target model)"
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -29,7 +29,7 @@ from ...metrics.preflight import other_clip
 # Table ids as the paper prints them, and the file key used for names and config (`tables=[1,3,D1]`).
 TABLE_IDS = {"1": "1", "2": "2", "3": "3", "4": "4", "D1": "D.1", "E1": "E.1"}
 TITLES = {
-    "1": "Table 1: control transfer, % change of CLIP score with the adapter (base -> target model)",
+    "1": "Table 1: control transfer, % change of CLIP score with the adapter (source -> target model)",
     "2": "Table 2: distribution quality and speed of base, distilled and hybrid (the paper: 30k COCO captions)",
     "3": "Table 3: sample diversity per prompt (mean pairwise distance, higher is more diverse)",
     "4": "Table 4: hybrid vs. skipping the first timestep (the paper: 30k COCO captions)",

@@ -100,11 +100,11 @@ def title(table: Table) -> str:
     if any(metric.startswith("clip_change_pct") for metric in metrics):
         return (
             "Table 1: control transfer, % change of CLIP score with the adapter and, where the toy classifier "
-            "counted, the share of images showing the concept without / with it (base -> target model)"
+            "counted, the share of images showing the concept without / with it (source -> target model)"
         )
     return (
         "Table 1: control transfer, share of images the toy classifier sees showing the concept, without / with "
-        "the adapter (base -> target model; the paper's columns: % change of CLIP score)"
+        "the adapter (source -> target model; the paper's columns: % change of CLIP score)"
     )
 
 
