@@ -287,7 +287,10 @@ def run_array(cfg: DictConfig, run: Runner, shards: list[Shard], batched: bool =
     write_jobs(out, shards, jobs)
     console = stderr_console()
     console.print(f"submitted {len(jobs)} shard(s) through {cfg.launcher} (job {jobs[0].job_id}); logs: {folder}")
-    return wait(jobs, shards, console)
+    failed = wait(jobs, shards, console)
+    with contextlib.suppress(OSError):  # submitit makes the folder's template `%j` itself; each job's is its id
+        (folder / "%j").rmdir()
+    return failed
 
 
 def submit(cfg: DictConfig, executor, jobs: list) -> list:
