@@ -454,12 +454,9 @@ def with_options(row: dict, options: str, interval: str = "") -> dict:
     return {**row, "options": "; ".join(part for part in (options, interval, row.pop("against", "")) if part)}
 
 
-def interval_options(cfg: DictConfig, row: dict) -> str:
-    """The bootstrap's settings that differ from the shipped defaults (`bootstrap=3; seed=5`) for a row whose
-    interval is a bootstrap's: one from 3 resamples read as the usual 95% interval of 1000. Vendi's is a jackknife,
-    which neither changes."""
-    if row["metric"].startswith("vendi"):
-        return ""
+def interval_options(cfg: DictConfig) -> str:
+    """The bootstrap's settings that differ from the shipped defaults (`bootstrap=3; seed=5`), for the rows whose
+    interval is a bootstrap's: one from 3 resamples read as the usual 95% interval of 1000."""
     defaults = OmegaConf.load(conf_root() / "diversity.yaml")
     changed = {key: cfg[key] for key in ("bootstrap", "seed") if int(cfg[key]) != int(defaults[key])}
     return "; ".join(f"{key}={value}" for key, value in changed.items())
@@ -681,7 +678,11 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
             found = streamed_rows(cfg, name, embedder, groups, metrics, notes)
         else:
             found = embedder_rows(cfg, name, embedder, groups, metrics, notes, shard)
-        rows += [with_options(row, embedder_options(name, options), interval_options(cfg, row)) for row in found]
+        # the shipped defaults read once an embedder, not once a row; Vendi's interval is a jackknife: no bootstrap
+        measured_with, bootstrap = embedder_options(name, options), interval_options(cfg)
+        rows += [
+            with_options(row, measured_with, "" if row["metric"].startswith("vendi") else bootstrap) for row in found
+        ]
         used[name] = embedder_record(embedder, name)
     if "toy_coverage" in metrics:
         rows += toy_coverage_rows(groups, device, (cfg.embedders.get("toy_features") or {}).get("path"), notes)
