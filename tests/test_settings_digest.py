@@ -49,3 +49,39 @@ def test_a_run_digested_before_guidance_was_read_as_a_float_resumes_under_its_di
     code, _, err = cli("generate", *args, "n=3", f"out={out}")
     assert code == 0, err
     assert _digests(out) == [before] * 3  # one setting: the run goes on under its digest
+
+
+def _adapter_digest(cfg, done=None) -> str:
+    from types import SimpleNamespace
+
+    from diversity_cli.experiments.transfer import _adapter_settings
+
+    adapter = SimpleNamespace(digest="0123abcd", kind="lora")
+    return _adapter_settings(cfg, "distilled", adapter, 1.0, done or {})
+
+
+def test_transfer_lora_keys_an_adapters_images_by_the_pair_as_generate_keys_its_own(monkeypatch, tmp_path):
+    """An adapter's images were keyed by the pair's resolved settings: the checkout's absolute asset paths (a moved
+    checkout or an installed wheel refused its own images), its measurement keys, a guidance as typed."""
+    import diversity_cli.core.config as config
+
+    pair = compose("transfer_lora", [])
+    assert _adapter_digest(pair) == _adapter_digest(compose("transfer_lora", ["model.base.guidance=3"]))
+    assert _adapter_digest(pair) == _adapter_digest(compose("transfer_lora", ["model.auto_k.threshold=0.3"]))
+    assert _adapter_digest(pair) != _adapter_digest(compose("transfer_lora", ["model.base.guidance=4"]))
+    moved = _adapter_digest(pair)
+    monkeypatch.setattr(config, "asset", lambda relative: tmp_path / "elsewhere" / relative)
+    assert _adapter_digest(pair) == moved
+
+
+def test_an_adapters_images_digested_the_old_way_go_on_under_their_digest():
+    from omegaconf import OmegaConf
+
+    from diversity_cli.core.pair_settings import image_settings
+
+    cfg = compose("transfer_lora", [])
+    keys = {"method": "distilled", "adapter": "0123abcd", "kind": "lora", "scale": 1.0}
+    before = _digest({"model": image_settings(OmegaConf.to_container(cfg.model, resolve=True)), **keys})
+    assert _adapter_digest(cfg) != before
+    done = {"toy/distilled+red_s1/a/000000.png": {"settings": f"{before}/weights"}}
+    assert _adapter_digest(cfg, done) == before

@@ -49,28 +49,40 @@ def settings_hash(cfg: DictConfig, done: dict[str, dict[str, str]] | None = None
     """Fingerprint of everything that determines an image for a given prompt and seed (`settings_keys`). `done`,
     the run's samples rows: a run whose images were digested before a role's guidance was read as a number
     (`model.base.guidance=3` apart from 3.0) goes on under their digest."""
-    now = _digest(settings_keys(cfg))
-    before = _digest(settings_keys(cfg, as_typed=True))
-    if before != now and any(config_part(row.get("settings") or "") == before for row in (done or {}).values()):
-        return before
-    return now
+    return continued_digest(settings_keys(cfg), settings_keys(cfg, as_typed=True), done)
+
+
+def continued_digest(now: dict[str, Any], before: dict[str, Any], done: dict[str, dict[str, str]] | None) -> str:
+    """The digest of the settings `now`, unless images of the run (`done`, its samples rows) carry the digest the
+    same settings had `before` (digested another way): the run goes on under theirs, no image remade."""
+    digest_now, digest_before = _digest(now), _digest(before)
+    if digest_before != digest_now and any(
+        config_part(row.get("settings") or "") == digest_before for row in (done or {}).values()
+    ):
+        return digest_before
+    return digest_now
 
 
 def _digest(keys: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def pair_image_keys(model: DictConfig, as_typed: bool = False) -> dict[str, Any]:
+    """The pair's settings as its images are keyed by them (`settings_keys`' model part)."""
+    # Unresolved: `${asset:...}` paths stay symbolic, so a moved checkout still recognises its own images.
+    keys = OmegaConf.to_container(model, resolve=False)
+    # what a pair is measured with by default changes no image, nor do its k=auto settings (the k they give does)
+    keys = image_settings({key: value for key, value in keys.items() if key not in MEASUREMENT_KEYS})
+    if as_typed:
+        return keys
+    return {**keys, **{role: _float_guidance(keys[role]) for role in ("base", "distilled") if role in keys}}
+
+
 def settings_keys(cfg: DictConfig, as_typed: bool = False) -> dict[str, Any]:
     """The settings `settings_hash` digests: the pair's (the whole pair, whatever the method runs of it: the digest
     of every image made so far covers it) and the method's knobs. A role's guidance is a float, as the knob
     base_guidance is: `model.base.guidance=3` is the pair's 3.0 (`as_typed`: as given, the digest of before)."""
-    # Unresolved: `${asset:...}` paths stay symbolic, so a moved checkout still recognises its own images.
-    model = OmegaConf.to_container(cfg.model, resolve=False)
-    # what a pair is measured with by default changes no image, nor do its k=auto settings (the k they give does)
-    model = image_settings({key: value for key, value in model.items() if key not in MEASUREMENT_KEYS})
-    if not as_typed:
-        model = {**model, **{role: _float_guidance(model[role]) for role in ("base", "distilled") if role in model}}
-    keys = {"model": model, "method": cfg.method}
+    keys = {"model": pair_image_keys(cfg.model, as_typed), "method": cfg.method}
     if cfg.method in USES_BASE_KNOBS:
         keys.update(k=cfg.k, base_guidance=float(cfg.base_guidance), base_steps=cfg.base_steps)
     return keys

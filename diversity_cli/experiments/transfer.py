@@ -29,7 +29,6 @@ settings of both groups), so the report tells a row whose images a later run rem
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from dataclasses import dataclass, replace
@@ -56,7 +55,17 @@ from ..core.schemas.transfer_lora import TransferLoraConfig
 from ..models.adapters import METADATA, Adapter, applied, read_adapter
 from ..models.provenance import pair_provenance
 from ..toy import is_toy_pair
-from .generation import Job, clear_remade, pending, refuse_other_weights, sample_batch, settings_hash, weights_part
+from .generation import (
+    Job,
+    clear_remade,
+    continued_digest,
+    pair_image_keys,
+    pending,
+    refuse_other_weights,
+    sample_batch,
+    settings_hash,
+    weights_part,
+)
 from .shards import Shard, batch_done, parse_shard
 
 COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
@@ -452,13 +461,15 @@ def plan_groups(cfg: DictConfig, rows: list[PromptRow], transfers: list[Transfer
     model = str(cfg.model.name)
     roles = [role for role in ROLES if any(role in t.targets for t in transfers)]
     every = range(len(rows))
+    done = {row["path"]: row for row in RunDir(cfg.out).read_samples()}  # images digested the old way go on
     groups = [
-        Group(role, role, _plain_settings(cfg, role), _jobs(cfg, rows, every, f"{model}/{role}")) for role in roles
+        Group(role, role, _plain_settings(cfg, role, done), _jobs(cfg, rows, every, f"{model}/{role}"))
+        for role in roles
     ]
     for index, transfer in enumerate(transfers):
         for role in transfer.targets:
             tag = transfer.tag(role)
-            settings = _adapter_settings(cfg, role, transfer.adapter, transfer.scale)
+            settings = _adapter_settings(cfg, role, transfer.adapter, transfer.scale, done)
             groups.append(Group(role, tag, settings, _jobs(cfg, rows, transfer.cases, f"{model}/{tag}"), index))
     return groups
 
@@ -474,20 +485,20 @@ def _jobs(cfg: DictConfig, rows: list[PromptRow], cases, folder: str) -> list[Jo
     return list(jobs.values())
 
 
-def _plain_settings(cfg: DictConfig, role: str) -> str:
+def _plain_settings(cfg: DictConfig, role: str, done: dict[str, dict[str, str]]) -> str:
     # generate's own fingerprint: images of `generate method=base|distilled` in the same folder are these images
-    return settings_hash(OmegaConf.create({"model": cfg.model, "method": role}))
+    return settings_hash(OmegaConf.create({"model": cfg.model, "method": role}), done)
 
 
-def _adapter_settings(cfg: DictConfig, role: str, adapter: Adapter, scale: float) -> str:
-    keys = {
-        "model": image_settings(OmegaConf.to_container(cfg.model, resolve=True)),
-        "method": role,
-        "adapter": adapter.digest,
-        "kind": adapter.kind,
-        "scale": scale,
-    }
-    return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+def _adapter_settings(
+    cfg: DictConfig, role: str, adapter: Adapter, scale: float, done: dict[str, dict[str, str]]
+) -> str:
+    """The pair's settings as generate keys its images (symbolic asset paths, so a moved checkout or an installed
+    wheel still knows its images; no measurement keys; guidance a float) and the adapter. Images digested before,
+    over the resolved pair as typed, go on under their digest."""
+    adapter_keys = {"method": role, "adapter": adapter.digest, "kind": adapter.kind, "scale": scale}
+    before = {"model": image_settings(OmegaConf.to_container(cfg.model, resolve=True)), **adapter_keys}
+    return continued_digest({"model": pair_image_keys(cfg.model), **adapter_keys}, before, done)
 
 
 def config_name(cfg: DictConfig) -> str:
