@@ -148,13 +148,21 @@ def _prompt_rows(cfg: DictConfig) -> list[PromptRow]:
 
 
 def pending(
-    run: RunDir, jobs: list[Job], settings: str, overwrite: bool, advice: str = "", keys: dict | None = None
+    run: RunDir,
+    jobs: list[Job],
+    settings: str,
+    overwrite: bool,
+    advice: str = "",
+    keys: dict | None = None,
+    done: dict[str, dict[str, str]] | None = None,
 ) -> list[Job]:
     """Jobs still to do. A finished image made by other settings is an error (`advice`: what else to do, said before
     another out= or overwrite=true; `keys`, the settings digested, to name what differs) unless `overwrite`; with
     it, every job is to do, and the images it remakes stay until `clear_remade` (once the models have loaded: a
-    setting refused at load time must not have cost the user their images)."""
-    done = {row["path"]: row for row in run.read_samples()}
+    setting refused at load time must not have cost the user their images). `done`: the run's samples rows by path,
+    where the caller has read them already."""
+    if done is None:
+        done = {row["path"]: row for row in run.read_samples()}
     wanted = {job.path for job in jobs}
     if overwrite:
         run.check_targets(wanted)
@@ -282,8 +290,9 @@ def _fill(
 ) -> Path:
     """Make the images of `jobs` still missing from the run directory, holding its writer's lock; `remade`: the
     images the whole command makes again (overwrite=true), which no weights check counts as kept."""
-    settings = settings_hash(cfg, {row["path"]: row for row in run.read_samples()})
-    todo = pending(run, jobs, settings, bool(cfg.overwrite), keys=settings_keys(cfg))
+    done = {row["path"]: row for row in run.read_samples()}
+    settings = settings_hash(cfg, done)
+    todo = pending(run, jobs, settings, bool(cfg.overwrite), keys=settings_keys(cfg), done=done)
     if not todo:
         refuse_kept_of_other_weights(cfg, run, remade or set(), settings)
         shard = parse_shard(cfg.get("shard"))

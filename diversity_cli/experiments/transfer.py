@@ -176,8 +176,11 @@ def transfer(cfg: DictConfig) -> Measured | None:
     groups = {group.tag: group for group in plan.groups}
     mine = plan.owned(units)
     with rundir.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
+        done = {row["path"]: row for row in rundir.read_samples()}  # read once for every group
         todo = {
-            tag: pending(rundir, jobs, groups[tag].settings, bool(cfg.overwrite), _clash_advice(plan, groups[tag]))
+            tag: pending(
+                rundir, jobs, groups[tag].settings, bool(cfg.overwrite), _clash_advice(plan, groups[tag]), done=done
+            )
             for tag, jobs in mine.items()
         }
         needs_classifier = any(t.target is not None for t in plan.transfers)
