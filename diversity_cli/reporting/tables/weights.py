@@ -7,6 +7,7 @@ named, since a cell labelled `toy / base` reads as the pair as its config file h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ...core.rundir import configs_per_group
@@ -61,24 +62,42 @@ def mixed_networks_notes(runs: list[RunData], table: Table) -> list[str]:
 def changed_pair_settings(run: RunData) -> dict[tuple[str, str], list[str]]:
     """(pair name, method tag) -> the overrides of the pair's settings typed for the run's newest generate that made
     images of that tag (its record has `models`: an invocation that loaded the networks), [] where none."""
+
+    def tag(config: dict) -> str:
+        return run_tag(str(config["method"]), int(config.get("k") or 0), float(config.get("base_guidance") or 0),
+                       config.get("base_steps"))  # fmt: skip
+
+    return _typed_per_group(
+        run, "generate", tag, loaded=True, keep=lambda item, config: not _other_role(item, str(config["method"]))
+    )
+
+
+def _typed_per_group(
+    run: RunData,
+    command: str,
+    group: Callable[[dict], str],
+    loaded: bool = False,
+    keep: Callable[[str, dict], bool] | None = None,
+) -> dict[tuple[str, str], list[str]]:
+    """(pair name, group(config)) -> the overrides of the pair's settings typed for the newest invocation of
+    `command` of each group in the run's records (`loaded`: only those that loaded the networks); `keep(item,
+    config)` drops the overrides that do not bear on the group."""
     found: dict[tuple[str, str], list[str]] = {}
     for record in run.records:  # oldest first: the newest invocation's settings are the images' now
         config = record.get("config") or {}
         pair = config.get("model") if isinstance(config.get("model"), dict) else {}
-        if record.get("command") != "generate" or not record.get("models") or not pair.get("name"):
+        if record.get("command") != command or (loaded and not record.get("models")) or not pair.get("name"):
             continue
         try:
-            tag = run_tag(str(config["method"]), int(config.get("k") or 0), float(config.get("base_guidance") or 0),
-                          config.get("base_steps"))  # fmt: skip
+            name = group(config)
         except (KeyError, TypeError, ValueError):  # a record of another version's shape: nothing to say
             continue
-        typed = [
+        found[(str(pair["name"]), name)] = [
             str(item)
             for item in record.get("overrides") or []
             if str(item).startswith(PAIR_OVERRIDES) and str(item) != DEFAULT_PRESET
-            and not _other_role(str(item), str(config["method"]))
+            and (keep is None or keep(str(item), config))
         ]  # fmt: skip
-        found[(str(pair["name"]), tag)] = typed
     return found
 
 
@@ -104,15 +123,10 @@ def _transfer_pair_notes(runs: list[RunData], table: Table) -> list[str]:
     models of the pair run there, so every override counts)."""
     notes = []
     for run in runs:
-        found: dict[tuple[str, str], list[str]] = {}
-        for record in run.records:  # oldest first: the newest invocation made the images the rows are over now
-            config = record.get("config") or {}
-            pair = config.get("model") if isinstance(config.get("model"), dict) else {}
-            if record.get("command") != "transfer-lora" or not pair.get("name"):
-                continue
-            typed = [str(item) for item in record.get("overrides") or [] if str(item).startswith(PAIR_OVERRIDES)]
-            adapter = Path(str(config["adapter"])).name if config.get("adapter") else ""  # "": adapters= (a table)
-            found[(str(pair["name"]), adapter)] = [item for item in typed if item != DEFAULT_PRESET]
+        # per adapter file ("": adapters=, a table of them)
+        found = _typed_per_group(
+            run, "transfer-lora", lambda c: Path(str(c["adapter"])).name if c.get("adapter") else ""
+        )
         for (pair, adapter), typed in found.items():
             shown = (
                 shows_group(table, run, (pair, adapter))
