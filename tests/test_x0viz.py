@@ -334,3 +334,30 @@ def test_a_run_stopped_before_its_curve_is_not_finished_with_other_prompts(cli, 
     assert cli(*args, "prompt=a red circle")[0] == 0  # its own settings finish it
     assert cli(*args, "prompt=a blue square", "overwrite=true")[0] == 0
     assert not list(out.glob("x0_*red*")) and list(out.glob("x0_*blue*"))
+
+
+def test_a_grids_rows_are_named_by_their_seeds(tmp_path):
+    """Rows are seeds (`seed + j`, or a table row's own): each row says which, at its left, beside its tiles."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from diversity_cli.experiments.x0viz import save_grid
+
+    trace = SimpleNamespace(roles=["base", "distilled"], timesteps=[999, 499])
+    images = [torch.full((2, 3, 8, 8), 0.5) for _ in range(2)]
+    cell, header = 32, 14
+    grids = {}
+    for seeds in ([7, 8], [7, 1234]):
+        path = tmp_path / f"grid_{seeds[1]}.png"
+        save_grid(images, trace, path, columns=2, cell=cell, label="x0", seeds=seeds)
+        grids[seeds[1]] = np.asarray(Image.open(path).convert("L"))
+    short, long = grids[8], grids[1234]
+    gutter = long.shape[1] - 2 * cell
+    assert gutter > 0 and (long[header : header + cell, :gutter] < 128).any()  # row 1 is named
+    tiles = long[header:, gutter:]
+    assert (tiles == 128).all()  # the tiles whole, beside the names
+    rows_differ = np.nonzero((short[:, : short.shape[1] - 2 * cell] != long[:, : short.shape[1] - 2 * cell]).any(1))[0]
+    assert rows_differ.min() >= header + cell  # only the second row's name differs: 8 then, 1234 now

@@ -239,16 +239,10 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
             final_images = to_pixels(pair, final)
             tag = run_tag(method, cfg.k, cfg.base_guidance, cfg.base_steps)
             stem = grid_stem(cfg, method, row, rows)
-            save_grid(targets, trace, out / f"x0_{stem}.png", int(cfg.columns), int(cfg.cell), "x0")
+            save_grid(targets, trace, out / f"x0_{stem}.png", int(cfg.columns), int(cfg.cell), "x0", seeds)
             # The VP latent the network sees, decoded as it is: the standard view, mostly noise early (Fig. 4a).
-            save_grid(
-                [to_pixels(pair, x) for x in trace.noisy],
-                trace,
-                out / f"xt_{stem}.png",
-                int(cfg.columns),
-                int(cfg.cell),
-                "x_t",
-            )
+            noisy = [to_pixels(pair, x) for x in trace.noisy]
+            save_grid(noisy, trace, out / f"xt_{stem}.png", int(cfg.columns), int(cfg.cell), "x_t", seeds)
             distances = commitment(targets, final_images, embedder, partial(pairwise_distances, kind=embedder.distance))
             steps = len(trace.timesteps)
             for step, timestep in enumerate(trace.timesteps):
@@ -284,22 +278,29 @@ def check_plans(pair: ModelPair, methods: list[str], knobs: dict) -> None:
         make_plan(pair, method, **knobs)
 
 
-def save_grid(images: list[torch.Tensor], trace: Trace, path: Path, columns: int, cell: int, label: str) -> None:
-    """Rows = seeds, columns = (a spread of) steps, each column headed by its timestep and model."""
+def save_grid(
+    images: list[torch.Tensor], trace: Trace, path: Path, columns: int, cell: int, label: str, seeds: list[int]
+) -> None:
+    """Rows = seeds, each named at its left, columns = (a spread of) steps, each headed by its timestep and model."""
     from PIL import Image, ImageDraw
 
     picks = _spread(len(images), columns)
     rows = images[0].shape[0]
     header = 14
-    sheet = Image.new("RGB", (cell * len(picks), header + cell * rows), "white")
+    names = [f"seed {seed}" for seed in seeds]
+    gutter = 4 + max(round(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(name)) for name in names)
+    sheet = Image.new("RGB", (gutter + cell * len(picks), header + cell * rows), "white")
     draw = ImageDraw.Draw(sheet)
+    for r, name in enumerate(names):
+        draw.text((2, header + r * cell + cell // 2 - 5), name, fill="black")
     for col, step in enumerate(picks):
         role = "B" if trace.roles[step] == "base" else "D"
-        draw.text((col * cell + 2, 1), f"{label} t={trace.timesteps[step]} {role}", fill="black")
+        left = gutter + col * cell
+        draw.text((left + 2, 1), f"{label} t={trace.timesteps[step]} {role}", fill="black")
         for r in range(rows):
             array = (images[step][r].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype("uint8")
             tile = Image.fromarray(array).resize((cell, cell), Image.Resampling.BICUBIC)
-            sheet.paste(tile, (col * cell, header + r * cell))
+            sheet.paste(tile, (left, header + r * cell))
     with atomic_path(path) as temporary:
         sheet.save(temporary, format="PNG")
 
