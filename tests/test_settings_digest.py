@@ -54,10 +54,10 @@ def test_a_run_digested_before_guidance_was_read_as_a_float_resumes_under_its_di
 def _adapter_digest(cfg, done=None) -> str:
     from types import SimpleNamespace
 
-    from diversity_cli.experiments.transfer import _adapter_settings
+    from diversity_cli.experiments.transfer import adapter_settings
 
     adapter = SimpleNamespace(digest="0123abcd", kind="lora")
-    return _adapter_settings(cfg, "distilled", adapter, 1.0, done or {})
+    return adapter_settings(cfg, "distilled", adapter, 1.0, done or {})[0]
 
 
 def test_transfer_lora_keys_an_adapters_images_by_the_pair_as_generate_keys_its_own(monkeypatch, tmp_path):

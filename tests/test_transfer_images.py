@@ -134,3 +134,18 @@ def test_table_1_is_headed_by_what_its_cells_measure(cli, run, tmp_path):
 
     assert heading([row]) == f"## {CLIP_HEADING}"  # a real pair's, as it was
     assert "% change of CLIP score with the adapter and, where the toy classifier counted" in heading([row, shares])
+
+
+def test_a_rerun_with_other_pair_settings_is_refused_naming_them(cli, run, measured):
+    """The refusal of images made with other settings names what differs (it named an example file only)."""
+    red = measured[0].parent / "red"
+    code, _, err = cli(*TRANSFER, f"adapter={red}", "concept=red", f"out={run}", "model.base.guidance=4")
+    assert code == 2 and "model.base.guidance=3.0 then, 4.0 now" in err, err
+    samples, plain = run / "samples.csv", (",toy/base/", ",toy/distilled/")
+    for folder in ("base", "distilled"):  # the adapter's images alone: they are refused alike
+        shutil.rmtree(run / "toy" / folder)
+    samples.write_text(
+        "".join(line for line in samples.read_text().splitlines(True) if not any(part in line for part in plain))
+    )
+    code, _, err = cli(*TRANSFER, f"adapter={red}", "concept=red", f"out={run}", "model.base.guidance=4")
+    assert code == 2 and "toy/base+red_s1/" in err and "model.base.guidance=3.0 then, 4.0 now" in err, err

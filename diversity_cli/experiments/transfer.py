@@ -31,7 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from .generation import (
     refuse_other_weights,
     sample_batch,
     settings_hash,
+    settings_keys,
     weights_part,
 )
 from .shards import Shard, batch_done, parse_shard
@@ -117,6 +118,7 @@ class Group:
     settings: str
     jobs: list[Job]
     transfer: int | None = None  # index into Plan.transfers
+    keys: dict[str, Any] = field(default_factory=dict)  # the settings `settings` digests (named when they clash)
 
 
 @dataclass
@@ -179,7 +181,13 @@ def transfer(cfg: DictConfig) -> Measured | None:
         done = {row["path"]: row for row in rundir.read_samples()}  # read once for every group
         todo = {
             tag: pending(
-                rundir, jobs, groups[tag].settings, bool(cfg.overwrite), _clash_advice(plan, groups[tag]), done=done
+                rundir,
+                jobs,
+                groups[tag].settings,
+                bool(cfg.overwrite),
+                _clash_advice(plan, groups[tag]),
+                keys=groups[tag].keys,
+                done=done,
             )
             for tag, jobs in mine.items()
         }
@@ -465,15 +473,17 @@ def plan_groups(cfg: DictConfig, rows: list[PromptRow], transfers: list[Transfer
     roles = [role for role in ROLES if any(role in t.targets for t in transfers)]
     every = range(len(rows))
     done = {row["path"]: row for row in RunDir(cfg.out).read_samples()}  # images digested the old way go on
-    groups = [
-        Group(role, role, _plain_settings(cfg, role, done), _jobs(cfg, rows, every, f"{model}/{role}"))
-        for role in roles
-    ]
+    groups = []
+    for role in roles:
+        plain = OmegaConf.create({"model": cfg.model, "method": role})
+        jobs = _jobs(cfg, rows, every, f"{model}/{role}")
+        groups.append(Group(role, role, settings_hash(plain, done), jobs, keys=settings_keys(plain)))
     for index, transfer in enumerate(transfers):
         for role in transfer.targets:
             tag = transfer.tag(role)
-            settings = _adapter_settings(cfg, role, transfer.adapter, transfer.scale, done)
-            groups.append(Group(role, tag, settings, _jobs(cfg, rows, transfer.cases, f"{model}/{tag}"), index))
+            settings, keys = adapter_settings(cfg, role, transfer.adapter, transfer.scale, done)
+            jobs = _jobs(cfg, rows, transfer.cases, f"{model}/{tag}")
+            groups.append(Group(role, tag, settings, jobs, index, keys=keys))
     return groups
 
 
@@ -488,20 +498,17 @@ def _jobs(cfg: DictConfig, rows: list[PromptRow], cases, folder: str) -> list[Jo
     return list(jobs.values())
 
 
-def _plain_settings(cfg: DictConfig, role: str, done: dict[str, dict[str, str]]) -> str:
-    # generate's own fingerprint: images of `generate method=base|distilled` in the same folder are these images
-    return settings_hash(OmegaConf.create({"model": cfg.model, "method": role}), done)
-
-
-def _adapter_settings(
+def adapter_settings(
     cfg: DictConfig, role: str, adapter: Adapter, scale: float, done: dict[str, dict[str, str]]
-) -> str:
-    """The pair's settings as generate keys its images (symbolic asset paths, so a moved checkout or an installed
-    wheel still knows its images; no measurement keys; guidance a float) and the adapter. Images digested before,
-    over the resolved pair as typed, go on under their digest."""
+) -> tuple[str, dict[str, Any]]:
+    """The digest of an adapter's images and the settings it digests: the pair's, keyed as generate keys its images
+    (symbolic asset paths, so a moved checkout or an installed wheel still knows its images; no measurement keys;
+    guidance a float), and the adapter. Images digested before (`done`: the run's samples rows), over the resolved
+    pair as typed, go on under their digest. Images without an adapter are generate's own (`settings_hash`)."""
     adapter_keys = {"method": role, "adapter": adapter.digest, "kind": adapter.kind, "scale": scale}
+    now = {"model": pair_image_keys(cfg.model), **adapter_keys}
     before = {"model": image_settings(OmegaConf.to_container(cfg.model, resolve=True)), **adapter_keys}
-    return continued_digest({"model": pair_image_keys(cfg.model), **adapter_keys}, before, done)
+    return continued_digest(now, before, done), now
 
 
 def config_name(cfg: DictConfig) -> str:
@@ -531,7 +538,14 @@ def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[J
             refuse_other_weights(rundir, str(cfg.model.name), group.tag, remade, made_with[group.tag])
     if cfg.overwrite:
         clear_remade(rundir, [job for jobs in todo.values() for job in jobs])
-    record_invocation(rundir.root, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
+    record_invocation(
+        rundir.root,
+        config=cfg,
+        device=str(device),
+        dtype=str(pair.dtype),
+        models=models,
+        image_settings={group.settings: group.keys for group in plan.groups},  # to name what a later run changed
+    )
     batch_size = int(cfg.batch_size)
     with progress_bar(console) as progress:
         for group in plan.groups:
