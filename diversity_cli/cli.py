@@ -17,7 +17,7 @@ import typer
 
 from . import __version__
 from .commands import COMMANDS, Command
-from .core.errors import UserError
+from .core.errors import UserError, first_line
 
 app = typer.Typer(
     help="Diversity and control of distilled diffusion models (Gandikota & Bau, 2025).",
@@ -189,7 +189,13 @@ def run(argv: list[str] | None = None) -> int:
         hint = "" if "--help" in err.format_message() else " (diversity-cli --help lists the commands)"
         print(f"error: {err.format_message()}{hint}", file=sys.stderr)
         return 2
-    except (click.exceptions.Abort, typer_exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, typer_exceptions.Abort, KeyboardInterrupt) as abort:
+        if stop.signum is None and isinstance(abort.__context__, EOFError):
+            # click reports an EOFError as an abort: a file read ended early (an empty or cut weights file), not
+            # Ctrl-C
+            print(f"error: a file ended before its end ({first_line(abort.__context__)}); it is empty or was cut "
+                  "short: fetch or write it again", file=sys.stderr)  # fmt: skip
+            return 2
         return stop.exit_code(overwrite)
     except OSError as err:  # read-only or full disk, `out` a file, an unreadable input: one line naming the file
         print(f"error: {signals.os_error_line(err)}", file=sys.stderr)

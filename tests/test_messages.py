@@ -217,3 +217,49 @@ def test_missing_metric_weights_advise_keys_the_command_takes(cli, tmp_path, mon
     assert code == 2 and advice in err, err
     if args[0] in ("x0viz", "generate"):
         assert "embedders.clip" not in err.replace("(its embedders.clip.pretrained=)", "")
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut", "another_network"])
+def test_a_damaged_inception_file_is_one_line(cli, tmp_path, damage):
+    """An empty file read as an interruption (click turns the reader's EOFError into an abort, exit 130); a file
+    cut short or of another network was a traceback."""
+    import torch
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.new("RGB", (16, 16), (i * 90, 20, 20)).save(images / f"{i}.png")
+    weights = tmp_path / "pt_inception.pth"
+    torch.save({"conv.weight": torch.zeros(3, 3)}, weights)
+    if damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "cut":
+        weights.write_bytes(weights.read_bytes()[:200])
+    out = tmp_path / "fid"
+    code, _, err = cli("fid", f"images={images}", f"reference={images}", f"inception_weights={weights}", f"out={out}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"inception_weights {weights} cannot be read as the FID Inception" in err
+    assert not out.exists()
+
+
+def test_a_file_ending_early_elsewhere_is_no_interruption(cli, tmp_path, monkeypatch):
+    """click reads any EOFError as an abort: one raised by a reader (an empty file) said 'interrupted', exit 130."""
+    import diversity_cli.commands.diversity as command
+
+    def empty_file(*_args, **_kwargs):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(command, "measure_diversity", empty_file)
+    code, _, err = cli("diversity", "images=" + str(_two_images(tmp_path)), f"out={tmp_path / 'd'}")
+    assert code == 2 and err.strip().startswith("error: a file ended before its end (Ran out of input)"), err
+
+
+def _two_images(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.new("RGB", (16, 16), (i * 90, 20, 20)).save(images / f"{i}.png")
+    return images

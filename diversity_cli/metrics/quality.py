@@ -258,11 +258,7 @@ def load_extractor(
     if spec == "inception":
         if resolution not in (None, INCEPTION_RESOLUTION):
             raise UserError(f"resolution={resolution}: the FID Inception network takes {INCEPTION_RESOLUTION} px")
-        from ..models.loading import refusing_pickles
-
-        weights = inception_weights_file(inception_weights)
-        with refusing_pickles(f"inception_weights {weights}"):
-            extractor: Extractor = InceptionExtractor(weights)
+        extractor: Extractor = _inception(inception_weights_file(inception_weights))
     elif spec == "toy":
         extractor = _toy_extractor(device)
     elif spec == "tiny_random":
@@ -280,6 +276,24 @@ def load_extractor(
     extractor.resize = resize
     extractor.device = device
     return extractor.to(device).eval()
+
+
+def _inception(weights: Path) -> InceptionExtractor:
+    """The FID Inception from `weights`; a file that is not torch-fidelity's Inception (empty, cut short, another
+    network's state) is one line naming it, where the reader's own error was a traceback (or, for an empty file,
+    read as an interruption)."""
+    from ..models.loading import refusing_pickles
+
+    try:
+        with refusing_pickles(f"inception_weights {weights}"):
+            return InceptionExtractor(weights)
+    except UserError:
+        raise
+    except Exception as err:  # whatever the reader raised: the file is what is wrong
+        raise UserError(
+            f"inception_weights {weights} cannot be read as the FID Inception ({type(err).__name__}: "
+            f"{first_line(err)}); use torch-fidelity's file, {INCEPTION_URL}"
+        ) from None
 
 
 def inception_weights_file(path: str | None) -> Path:
