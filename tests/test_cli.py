@@ -179,6 +179,16 @@ def test_a_network_folder_without_its_config_is_missing_before_anything_loads(cl
     assert not (tmp_path / "out").exists()
 
 
+def test_a_components_folder_without_its_pipeline_index_is_missing_before_anything_loads(cli, tmp_path):
+    """It was checked for existing only: the load failed after both networks had loaded (minutes on a GPU node)."""
+    folder = tmp_path / "sdxl_base_unet_only"
+    (folder / "unet").mkdir(parents=True)
+    out = tmp_path / "out"
+    code, _, err = cli("generate", f"model.components.path={folder}", "n=1", f"out={out}")
+    assert code == 2 and f"components folder {folder}: holds no model_index.json" in err, err
+    assert not out.exists()
+
+
 def test_plus_key_adds_inside_a_section(cli):
     code, out, _ = cli("generate", "model=sdxl_dmd2", "+model.base.network.path=/x", "--cfg", "job")  # a local copy
     assert code == 0 and yaml.safe_load(out)["model"]["base"]["network"]["path"] == "/x"

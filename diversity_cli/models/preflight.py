@@ -159,6 +159,15 @@ def pair_missing(model: DictConfig, distilled: bool = True) -> list[Missing]:
             missing.append(
                 Missing(f"{role} folder {path}", f"not found; set {settable(model, key)}=/folder/that/exists")
             )
+        elif folder is not None and role == "components" and not (folder / "model_index.json").is_file():
+            # the shared parts are read as a pipeline folder, after both networks have loaded: said before
+            missing.append(
+                Missing(
+                    f"components folder {path}",
+                    f"holds no model_index.json, so it is no diffusers pipeline folder (a pipeline repository's "
+                    f"root); set {settable(model, key)}=<such a folder>",
+                )
+            )
         elif folder is not None and role != "components" and not (folder / "config.json").is_file():
             # a network folder is read by from_pretrained: without its config.json it fails only once loading
             missing.append(
