@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,27 @@ def test_a_hub_id_stays_one_where_the_working_directory_holds_a_folder_of_its_na
     monkeypatch.chdir(tmp_path)
     assert local_folder("tianweiy/DMD2") is None  # the hub's file, not ./tianweiy/DMD2
     assert local_folder("./tianweiy/DMD2") == Path("./tianweiy/DMD2") and local_folder("/models/dmd2") is not None
+
+
+def test_a_scheduler_config_edited_in_place_outside_the_components_folder_is_other_settings(cli, tmp_path):
+    """A role's scheduler read from a folder of its own was keyed by its path alone: images of the edited config
+    joined the earlier ones under one settings digest, and k=auto's cache gave the earlier config's k."""
+    from diversity_cli.core.config import compose
+    from diversity_cli.core.resources import asset
+    from diversity_cli.models.provenance import pair_weights_hash
+
+    folder = tmp_path / "schedule"
+    shutil.copytree(asset("toy/base/scheduler"), folder / "scheduler")
+    args = ("generate", "method=base", "prompt=a circle", f"model.base.scheduler.repo={folder}")
+    out = tmp_path / "run"
+    code, _, err = cli(*args, "n=1", f"out={out}")
+    assert code == 0, err
+    commitment_key = pair_weights_hash(compose("generate", list(args[1:])).model)
+    config = folder / "scheduler" / "scheduler_config.json"
+    original = config.read_text()
+    config.write_text(json.dumps({**json.loads(original), "prediction_type": "epsilon"}))
+    assert pair_weights_hash(compose("generate", list(args[1:])).model) != commitment_key
+    code, _, err = cli(*args, "n=2", f"out={out}")
+    assert code == 2 and "other weights made" in err, err
+    config.write_text(original)  # as it was: the run goes on
+    assert cli(*args, "n=2", f"out={out}")[0] == 0

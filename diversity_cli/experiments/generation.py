@@ -23,7 +23,7 @@ from ..core.record import read_records, record_invocation
 from ..core.rundir import RunDir, config_part, shard_writer, weights_of
 from ..core.schema import check
 from ..core.schemas.generate import GenerateConfig
-from ..models.provenance import hashed_provenance, pair_provenance
+from ..models.provenance import hashed_provenance, pair_provenance, role_hashes
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .shards import Shard, batch_done, parse_shard
@@ -381,7 +381,7 @@ def weights_part(model: DictConfig, method: str, models: dict) -> str:
     on_base = bool(distilled.get("lora") or (distilled.get("network") or {}).get("lora"))
     student_only = None if on_base else "base"  # distilled and skip_first run the student alone
     unused = {"base": "distilled", "distilled": student_only, "skip_first": student_only}.get(method)
-    return digest({role: value.get("weights_hash") for role, value in models.items() if role != unused})[:12]
+    return digest(role_hashes(models, [role for role in models if role != unused]))[:12]
 
 
 def refuse_kept_of_other_weights(cfg: DictConfig, run: RunDir, remade: set[str], settings: str) -> None:

@@ -28,7 +28,7 @@ from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
 from ..core.record import read_records, record_invocation
 from ..core.schema import check
 from ..core.schemas.x0viz import X0vizConfig
-from ..models.provenance import hashed_provenance, pair_provenance
+from ..models.provenance import hashed_provenance, pair_provenance, role_hashes
 from ..sampling.commitment import commitment, summarize
 from ..sampling.methods import METHODS
 from ..sampling.tags import run_tag
@@ -154,11 +154,12 @@ def weights_differences(model: DictConfig, recorded: dict) -> list[str]:
     now = hashed_provenance(model, ROLES)
     if now is None:
         return []
+    then, now = role_hashes(recorded, ROLES), role_hashes(now, ROLES)
     differences = []
-    for role in ROLES:
-        old, new = (recorded.get(role) or {}).get("weights_hash"), now[role].get("weights_hash")
-        if old != new:
-            differences.append(f"model.{role} weights {old} then, {new} now")
+    for key in dict.fromkeys([*then, *now]):  # a role's scheduler config (`base scheduler`) after the networks
+        what = "model." + (key.replace(" ", ".") + " config" if " " in key else f"{key} weights")
+        if then.get(key) != now.get(key):
+            differences.append(f"{what} {then.get(key)} then, {now.get(key)} now")
     return differences
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..core.fingerprint import digest, files_hash, folder_hash, module_hash, weight_files
+from ..core.fingerprint import digest, file_hash, files_hash, folder_hash, module_hash, weight_files
 from .hub import local_folder
 
 DENOISER_FOLDERS = ("unet", "transformer")  # replaced by the pair's own networks: not part of "components"
@@ -30,7 +30,37 @@ def pair_provenance(
     out = {role: _network(model[role].network) for role in ("base", "distilled") if role in roles}
     if "components" in roles:
         out["components"] = _components(model.components, model.get("family"))
+    for role in ("base", "distilled"):
+        scheduler = _local_scheduler(model, role) if role in out else None
+        if scheduler is not None:
+            out[role]["scheduler"] = scheduler
     return out
+
+
+def _local_scheduler(model: DictConfig, role: str) -> dict[str, Any] | None:
+    """A role's scheduler config read from a folder on this machine other than the components folder: its path
+    and the hash of its bytes (an edit in place samples otherwise under the same names). None for the rest: a hub
+    snapshot is named by its revision, and the components folder's configs are part of its hash."""
+    conf = model[role].get("scheduler") or {}
+    folder = local_folder(conf.get("repo"))
+    if folder is None:
+        return None
+    config = (folder / str(conf.get("subfolder", "scheduler")) / "scheduler_config.json").expanduser()
+    components = (model.get("components") or {}).get("path")
+    if components and config.resolve().is_relative_to(Path(str(components)).expanduser().resolve()):
+        return None
+    return {"path": str(config.resolve()), "config_hash": file_hash(config) if config.is_file() else None}
+
+
+def role_hashes(models: dict[str, dict[str, Any]], roles: Any) -> dict[str, Any]:
+    """The weights hash of each of `roles` in a provenance record, and the hash of a role's scheduler config where
+    `_local_scheduler` keeps one (only then: the digests of every other pair are as before)."""
+    hashes: dict[str, Any] = {role: (models.get(role) or {}).get("weights_hash") for role in roles}
+    for role in roles:
+        scheduler = (models.get(role) or {}).get("scheduler")
+        if isinstance(scheduler, dict):
+            hashes[f"{role} scheduler"] = scheduler.get("config_hash")
+    return hashes
 
 
 def hashed_provenance(model: DictConfig, roles: tuple[str, ...]) -> dict[str, dict[str, Any]] | None:
@@ -46,8 +76,7 @@ def hashed_provenance(model: DictConfig, roles: tuple[str, ...]) -> dict[str, di
 
 def pair_weights_hash(model: DictConfig, pair: Any = None, roles: tuple[str, ...] = ("base", "components")) -> str:
     """One digest of the weights of these networks of the pair (a cache key part)."""
-    record = pair_provenance(model, pair)
-    return digest({role: record[role].get("weights_hash") for role in roles})
+    return digest(role_hashes(pair_provenance(model, pair), roles))
 
 
 def _tiny(model: DictConfig, pair: Any) -> dict[str, dict[str, Any]]:
