@@ -604,3 +604,26 @@ def test_a_plots_name_says_its_seed_unless_the_default():
     names = [plot_name(Sweep("m", points, [], ["k"], 8, seed), "pixel", "k") for seed in (None, 0, 100)]
     assert names[0] == names[1] and names[0].rsplit("_", 1)[1].startswith("n8-") and "s100" not in names[0]
     assert names[2].rsplit("_", 1)[1].startswith("n8-s100-") and names[2] != names[0]
+
+
+def test_images_of_other_weights_are_refused_before_any_point_and_keep_the_table(cli, tmp_path):
+    """A student retrained in place was refused inside its points, after the base point had run: the failed points'
+    rows, valid for the images still on disk, left ablate.csv."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from diversity_cli.core.resources import asset
+
+    student = Path(shutil.copytree(asset("toy/dmd_student"), tmp_path / "student"))
+    out = tmp_path / "sweep"
+    args = ["k=1", "base_steps=5", "n=2", "metric=pixel", "prompt=a circle", f"out={out}",
+            f"model.distilled.network.path={student}"]  # fmt: skip
+    assert cli("ablate", *args)[0] == 0
+    table = (out / "ablate.csv").read_bytes()
+    weights = student / "diffusion_pytorch_model.safetensors"
+    save_file({name: value * 0.9 for name, value in load_file(weights).items()}, weights)
+    code, _, err = cli("ablate", *args)
+    assert code == 2 and "point hybrid_k1_bs5:" in err and "other weights made" in err, err
+    assert (out / "ablate.csv").read_bytes() == table
+    assert not list((out / "points").rglob("error.txt"))

@@ -304,7 +304,8 @@ def point_config(cfg: DictConfig, point: Point) -> DictConfig:
 def refuse_other_settings(cfg: DictConfig, sweep: Sweep) -> None:
     """Before any point: images of a point made with other settings (another model.base.guidance, say) are refused
     here in one line with nothing written, as `generate` refuses them. Refused by `generate` inside the point, the
-    point was recorded as failed, and a failed point's earlier rows leave ablate.csv: the refusal lost results."""
+    point was recorded as failed, and a failed point's earlier rows leave ablate.csv: the refusal lost results.
+    So are images other weights made (a student retrained in place), where the weights can be hashed unloaded."""
     if cfg.merge or cfg.get("overwrite"):
         return
     from . import generation as generate
@@ -316,10 +317,10 @@ def refuse_other_settings(cfg: DictConfig, sweep: Sweep) -> None:
         if not done:
             continue
         jobs = generate.plan_jobs(gen, read_prompts(gen.prompt, gen.prompts, gen.limit))
+        settings = generate.settings_hash(gen, done)
         try:
-            generate.refuse_clashes(
-                run, jobs, done, generate.settings_hash(gen, done), keys=generate.settings_keys(gen)
-            )
+            generate.refuse_clashes(run, jobs, done, settings, keys=generate.settings_keys(gen))
+            generate.refuse_kept_of_other_weights(gen, run, set(), settings)
         except UserError as err:
             raise UserError(f"point {point.tag}: {err}") from None
 
