@@ -229,6 +229,7 @@ def test_an_extension_refuses_prompts_or_a_teacher_changed_since(cli, tmp_path):
         (["distill=gan"], "unknown distill 'gan'"),
         (["method=gan"], "unknown method 'gan'; choose one of: dmd, dp_dmd"),
         (["method=dp_dmd"], "use distill=dp_dmd"),
+        (["distill=dp_dmd", "method=dmd"], "would ignore them; choose the method by its group alone"),
         (["distill=dp_dmd", "anchor_k=0"], "anchor_k=0 is out of range"),
         (["distill=dp_dmd", "anchor_k=9"], "anchor_k=9 is out of range"),  # the teacher ODE's default: 8 steps
         (["distill=dp_dmd", "teacher_ode.steps=null"], "teacher_ode.steps=null leaves anchor_k without"),

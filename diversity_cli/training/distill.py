@@ -75,6 +75,10 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"unknown distill method '{method}'; choose distill=dmd or distill=dp_dmd")
     if method == "dp_dmd" and any(cfg.get(key) is None for key in DP_DMD_KEYS):
         raise UserError("method=dp_dmd needs its settings group: use distill=dp_dmd (it sets method, anchor_k, ...)")
+    if method == "dmd" and any(cfg.get(key) is not None for key in DP_DMD_KEYS):
+        # distill=dp_dmd method=dmd: plain DMD would train under a record of DP-DMD's anchor and weight
+        raise UserError("method=dmd with distill=dp_dmd's settings (anchor_k, lambda_div, ...) would ignore them; "
+                        "choose the method by its group alone: distill=dmd or distill=dp_dmd")  # fmt: skip
     for key in (
         "iterations",
         "batch_size",
