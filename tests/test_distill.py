@@ -117,6 +117,18 @@ def test_training_moves_student_and_fake_but_not_teacher(cli, tmp_path, prompts_
         assert "x̂0 at t=499 (anchor_k=1 of 2 DDIM steps" in readme
 
 
+def test_an_anchor_at_the_odes_end_is_named_as_its_sample(cli, tmp_path, prompts_file):
+    """anchor_k = teacher_ode.steps takes the ODE's sample, made by its last step from t=499 here: the card called it
+    "the teacher's x̂0 at t=0", which no step predicts."""
+    out = tmp_path / "run"
+    code, _, err = cli("distill", "model=tiny_sd", "distill=dp_dmd", "anchor_k=2", "teacher_ode.steps=2",
+                       f"prompts={prompts_file}", f"out={out}", "iterations=1", "batch_size=2")  # fmt: skip
+    assert code == 0, err
+    readme = (out / "README.md").read_text()
+    assert "the teacher ODE's sample after all its steps (the last from t=499) (anchor_k=2 of 2" in readme
+    assert "x̂0 at t=0" not in readme
+
+
 def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts_file):
     # On CPU, where kernels are deterministic for a fixed thread count (GPU kernels are not: two identical GPU runs
     # already differ in the 6th digit), a checkpoint restores weights and Adam moments exactly and each iteration

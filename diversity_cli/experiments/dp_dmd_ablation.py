@@ -2,7 +2,8 @@
 
 Each ablation point is a finished `diversity-cli distill` run directory (config.yaml, log.csv, student/). For each,
 this reads its settings (method, lambda_div, anchor_k and the teacher timestep it lands on) and the end of its
-training log (first-step MSE against the constant-predictor floor: a first step at the floor ignores its noise),
+training log (first-step MSE against the constant-predictor floor: a first step at the floor is one constant for
+every prompt and noise; below it, it reads its prompt, its noise or both),
 then measures its student under the toy protocol (toy/protocol.py) as the distilled model of `model`:
 
     python -m diversity_cli.experiments.dp_dmd_ablation model=toy out=results/toy_ablation \

@@ -475,8 +475,9 @@ def train_iteration(cfg: DictConfig, training: Training, iteration: int) -> dict
         "generator_loss": f"{g.total.item():.6g}",
         "dmd_loss": f"{g.dmd.item():.6g}",
         "first_step_loss": "" if g.first_step is None else f"{g.first_step.item():.6g}",
-        # The MSE of the best constant first step (the batch's mean anchor): a first_step_loss at this floor
-        # means the student's first step ignores its noise, and the diversity term does nothing.
+        # The MSE of the best constant first step (the batch's mean anchor, for all its prompts and noises): a
+        # first_step_loss at this floor means the first step is a constant; below it, it reads its prompt, its
+        # noise or both (this floor cannot tell which).
         "first_step_floor": "" if g.first_step_floor is None else f"{g.first_step_floor.item():.6g}",
         "fake_loss": _mean(fake_losses),
         # Unweighted GAN losses (log 4 = 1.386 for the discriminator's when it cannot tell real from student)
@@ -577,10 +578,15 @@ def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: 
     anchor = ""
     if cfg.method == "dp_dmd":
         t = anchor_timestep(training.distiller.ode, s.ode_steps, s.anchor_k)
+        target = f"the teacher's x̂0 at t={t}"
+        if s.anchor_k >= s.ode_steps:  # no x̂0 at t=0: the ODE's sample, which its last step (from t_last) made
+            last = anchor_timestep(training.distiller.ode, s.ode_steps, s.ode_steps - 1)
+            target = f"the teacher ODE's sample after all its steps (the last from t={last})"
         anchor = (
-            f"\n- first-step anchor: the teacher's x̂0 at t={t} (anchor_k={s.anchor_k} of {s.ode_steps} DDIM steps, "
+            f"\n- first-step anchor: {target} (anchor_k={s.anchor_k} of {s.ode_steps} DDIM steps, "
             f"CFG {s.ode_guidance:g}), weight lambda_div={s.lambda_div:g}; log.csv's first_step_floor is the MSE "
-            "of the best constant first step"
+            "of one constant first step for all the prompts and noises of a batch (below it, the step reads its "
+            "prompt, its noise or both: the floor cannot tell which)"
         )
     method = "DMD2-style DMD" if cfg.method == "dmd" else "DP-DMD: first step to the teacher ODE anchor"
     if s.gan_weight > 0:

@@ -50,9 +50,11 @@ def first_step_loss(x0_first: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 @torch.no_grad()
 def constant_predictor_floor(target: torch.Tensor) -> torch.Tensor | None:
-    """The `first_step_loss` of the best first step that ignores its noise: predicting the anchors' mean. Estimated
-    without bias from the batch (the per-element variance over the batch, n - 1 denominator); None for a batch of
-    one. A first_step_loss at this floor says the student's first step is a constant and carries no diversity."""
+    """The `first_step_loss` of the best constant first step: one image, the batch's mean anchor, for every prompt
+    and noise of the batch. Estimated without bias (the per-element variance over the batch, n - 1 denominator);
+    None for a batch of one. At this floor the student's first step is a constant; below it the step varies with
+    its prompt, its noise or both, and the floor does not tell which (the anchors of a batch of mixed prompts
+    differ by prompt alone): the diversity of the student's samples does."""
     if target.shape[0] < 2:
         return None
     return target.float().var(dim=0, unbiased=True).mean()
