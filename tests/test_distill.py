@@ -453,6 +453,31 @@ distilled:
     assert section.label and section.network.path == str(tmp_path / "run" / "student")
 
 
+def test_the_cards_command_pairs_the_student_with_the_teacher_it_was_distilled_from(cli, tmp_path, prompts_file):
+    """A student of a teacher given on distill's command line: the card's command dropped it, so generate paired the
+    student with the base of the pair's config file."""
+    import json
+    import shlex
+
+    from diversity_cli.core.resources import asset
+
+    teacher = Path(shutil.copytree(asset("toy/base/unet"), tmp_path / "teacher"))
+    run = tmp_path / "run"
+    code, _, err = cli("distill", "model=toy", f"model.base.network.path={teacher}", f"prompts={prompts_file}",
+                       f"out={run}", "iterations=1", *SMALL)  # fmt: skip
+    assert code == 0, err
+    readme = (run / "README.md").read_text()
+    assert "with the base and components it was distilled from" in readme
+    command = readme.split("```bash\n")[1].split("```")[0].replace("\\\n", " ")
+    _, subcommand, *pasted = shlex.split(command)
+    assert f"model.base.network.path={teacher}" in pasted
+    out = tmp_path / "gen"
+    code, _, err = cli(subcommand, *pasted, "method=hybrid", "prompt=a red circle", "n=1", f"out={out}")
+    assert code == 0, err
+    (record,) = [json.loads(path.read_text()) for path in (out / "runs").glob("*.json")]
+    assert record["models"]["base"]["path"] == str(teacher.resolve())
+
+
 def test_teacher_ode_is_ddim_trailing_even_from_another_schedulers_config():
     # A DPM-Solver config (PixArt's base) marks timestep_spacing as a default it took; the ODE must still be
     # DDIM with the trailing spacing asked for, starting at the student's first timestep.

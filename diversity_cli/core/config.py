@@ -59,6 +59,35 @@ def _searchpath_override() -> list[str]:
 SWEPT_KEYS = ("method", "k", "base_guidance", "base_steps")  # what `ablate` sweeps
 
 
+def pair_config(name: str, preset: str | None = None) -> DictConfig | None:
+    """A pair's model config by name (at `preset=`, else the default one), or None when no config of that name is
+    on the search path."""
+    if name not in available("model"):
+        return None
+    return compose("generate", [f"model={name}", *([f"preset={preset}"] if preset else [])]).model
+
+
+def pair_overrides(model: DictConfig, skip: str | None = None) -> list[str]:
+    """The overrides that make the pair config `model` from its config file at its preset (`model.base.guidance=5`,
+    `+model.components.path=/x`, `~model.key`, and the preset's `preset=card`), keys under `skip` (`distilled`)
+    left out; [] where no config file has the pair's name."""
+    preset = model.get("requested_preset")
+    own = pair_config(str(model.name), preset)
+    if own is None:
+        return []
+    mine, theirs = (OmegaConf.to_container(m, resolve=False) for m in (model, own))
+    flat, known = flat_keys(mine), flat_keys(theirs)
+    overrides = [f"preset={preset}"] if preset else []
+    for key in differing_keys(mine, theirs):
+        if key.split(".")[0] in ("preset", "requested_preset") or (skip and key.startswith(f"{skip}.")):
+            continue
+        if key not in flat:
+            overrides.append(f"~model.{key}")
+        else:
+            overrides.append(f"{'' if key in known else '+'}model.{key}={show(flat[key])}")
+    return overrides
+
+
 def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     """Compose `conf/<command>.yaml` with Hydra-style overrides (`model=sdxl_dmd2 k=2 n=16`), then check every key
     against the command's schema (core/schemas/): a bad value is one UserError before anything runs.

@@ -8,21 +8,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
-from ..core.config import available, compose
+from ..core.config import pair_config
 from ..core.errors import UserError
 from ..core.rundir import RunDir
 
 AUTO = "auto"
 FOLDER_METRIC = "pixel"  # a plain folder has no pair: the one metric that needs no weights
 QUALITY_METRICS = ("clip_score", "toy_adherence")  # quality, not diversity: measured beside it
-
-
-def pair_config(name: str, preset: str | None = None) -> DictConfig | None:
-    """A pair's model config by name (at `preset=`, else the default one), or None when no config of that name is
-    on the search path."""
-    if name not in available("model"):
-        return None
-    return compose("generate", [f"model={name}", *([f"preset={preset}"] if preset else [])]).model
 
 
 def _is_auto(value: object) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.config import pair_overrides
 from ..core.errors import UserError, refused_as
 from ..core.fingerprint import digest
 from ..core.prompts import read_prompts
@@ -642,15 +643,26 @@ def use_student(cfg: DictConfig, pair: str, net: Path) -> str:
     source = " ".join(
         f"{'' if k in own else '+'}model.distilled.scheduler.{k}={v}" for k, v in scheduler.items() if k != "class"
     )
-    return f"""Use it as the distilled model of `{pair}` (its base and components stay), on the command line:
+    # the teacher as distill was given it (another base, local components): without these, generate would pair the
+    # student with the base of the pair's config file
+    teacher = pair_overrides(cfg.model, skip="distilled")
+    given = "".join(f"{shlex.quote(item)} " for item in teacher)
+    stays = (
+        "with the base and components it was distilled from, as distill was given them"
+        if teacher
+        else "its base and components stay"
+    )
+    changed = f" and the settings above ({', '.join(teacher)})" if teacher else ""
+    return f"""Use it as the distilled model of `{pair}` ({stays}), on the command line:
 
 ```bash
-diversity-cli generate model={pair} model.distilled.network.path={net} 'model.distilled.label="{label}"' \\
+diversity-cli generate model={pair} {given}model.distilled.network.path={net} 'model.distilled.label="{label}"' \\
   model.distilled.scheduler.class=LCMScheduler {source} \\
   model.distilled.steps={steps} model.distilled.timesteps={timesteps_arg} model.distilled.guidance=0
 ```
 
-or in a pair file of its own: a copy of `conf/model/{pair}.yaml` (another `name:`) with this `distilled:` section:
+or in a pair file of its own: a copy of `conf/model/{pair}.yaml` (another `name:`){changed} with this `distilled:`
+section:
 
 ```yaml
 distilled:
