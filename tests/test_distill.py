@@ -245,6 +245,9 @@ def test_an_extension_refuses_prompts_or_a_teacher_changed_since(cli, tmp_path):
         (["distill=dp_dmd", "anchor_k=0"], "anchor_k=0 is out of range"),
         (["distill=dp_dmd", "anchor_k=9"], "anchor_k=9 is out of range"),  # the teacher ODE's default: 8 steps
         (["distill=dp_dmd", "teacher_ode.steps=null"], "teacher_ode.steps=null leaves anchor_k without"),
+        (["distill=dp_dmd", "teacher_ode.steps=2000"], "teacher_ode.steps=2000 is above the 1000 training timesteps"),
+        # refused once the teacher has loaded: the run's lock file left in a new out= went with it
+        (["distill=dp_dmd", "teacher_ode.overrides.timestep_spacing=bogus"], "teacher_ode.overrides: the teacher's"),
         (["distill=dp_dmd", "student_timesteps=[999]"], "at least 2 student_timesteps"),
         (["student_timesteps=[499,749]"], "strictly decreasing"),
         (["t_range=[0.5,0.2]"], "t_range"),

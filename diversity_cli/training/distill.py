@@ -203,7 +203,12 @@ def check_schedules(cfg: DictConfig, pair: ModelPair, distiller: Distiller) -> N
     if max(cfg.student_timesteps) >= train_t:
         raise UserError(f"student_timesteps={list(cfg.student_timesteps)} must be below {train_t} for {pair.name}")
     if cfg.method == "dp_dmd":
-        ode = distiller.ode
+        ode, steps = distiller.ode, distiller.settings.ode_steps
+        if steps > train_t:
+            raise UserError(
+                f"teacher_ode.steps={steps} is above the {train_t} training timesteps of {pair.name}'s teacher; "
+                f"use 1..{train_t}"
+            )
         # an override diffusers cannot schedule with (timestep_spacing=bogus)
         with refused_as("teacher_ode.overrides: the teacher's DDIM cannot set its schedule", (ValueError, TypeError)):
             ode.set_timesteps(distiller.settings.ode_steps)
@@ -240,9 +245,16 @@ def distill(cfg: DictConfig) -> Path:
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
     state = RunState(cfg.out)
     state.plan(cfg)  # a folder it must not touch is refused before anything (even a lock file) is written there
-    # One distill process per run directory (its main rank; the other ranks follow it): a second one refuses.
-    with state.writing() if accelerator.is_main_process else contextlib.nullcontext():
-        return _run(cfg, accelerator, state, prompts, session_began)
+    new = not state.root.exists()
+    try:
+        # One distill process per run directory (its main rank; the other ranks follow it): a second one refuses.
+        with state.writing() if accelerator.is_main_process else contextlib.nullcontext():
+            return _run(cfg, accelerator, state, prompts, session_began)
+    except UserError:
+        # refused once the models had loaded (a schedule the teacher cannot set): a new out= holds only our lock
+        if new:
+            state.remove_if_lock_only()
+        raise
 
 
 def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], session_began: float) -> Path:

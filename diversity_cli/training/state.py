@@ -33,7 +33,7 @@ from ..core.marker import (
     remove_listed,
 )
 from ..core.pair_settings import training_settings
-from ..core.samples import append_rows, parse, rewrite, writer_lock
+from ..core.samples import append_rows, lock_path, parse, rewrite, writer_lock
 from ..core.schemas.distill import gan_weight
 
 OWNED = ("run.json", "log.csv", "quality.csv", "quality.png", "config.yaml", "README.md", "checkpoints", "student")
@@ -280,6 +280,12 @@ class RunState:
                 if partial.is_dir() and not partial.is_symlink():
                     shutil.rmtree(partial)
             yield
+
+    def remove_if_lock_only(self) -> None:
+        """A run directory that holds nothing but the writer's lock (`writing`), as one refused after the lock was
+        taken leaves it: removed, so a refused command writes nothing. Only for a folder this process made."""
+        if self.root.is_dir() and [p.name for p in self.root.iterdir()] == [lock_path(self.log_csv).name]:
+            shutil.rmtree(self.root)
 
     def place(self, partial: Path, path: Path) -> None:
         """Move a folder written whole under a hidden name into place, its files listed in run.json first (a kill
