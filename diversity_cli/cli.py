@@ -17,6 +17,7 @@ import typer
 
 from . import __version__
 from .commands import COMMANDS, Command
+from .core.cache import check_cache_root
 from .core.errors import UserError, first_line
 
 app = typer.Typer(
@@ -174,6 +175,7 @@ def run(argv: list[str] | None = None) -> int:
     overwrite = any(arg.replace(" ", "").lower() in ("overwrite=true", "overwrite=1") for arg in given)
     interrupted = False
     try:
+        check_cache_root()
         # Typer turns a KeyboardInterrupt into a returned 130 (one from a signal or raised inside a library alike)
         interrupted = app(args=argv, prog_name="diversity-cli", standalone_mode=False) == 130
     except UserError as err:

@@ -269,3 +269,16 @@ def test_cache_clear_leaves_a_running_writers_temporary_and_files_not_named_as_o
     assert code == 0, err
     assert not ours.exists() and not dead.exists()
     assert live.exists() and draft.exists()
+
+
+def test_a_cache_root_that_is_a_file_is_one_line_before_any_work(cli, tmp_path, monkeypatch):
+    """A file as DIVERSITY_CLI_CACHE failed only when the first result was saved, after the embedding, blaming out=
+    (`cache info` reported 0 files)."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    for root in (afile, afile / "sub"):
+        monkeypatch.setenv("DIVERSITY_CLI_CACHE", str(root))
+        for command in (("cache", "info"), ("diversity", f"out={tmp_path / 'run'}")):
+            code, _, err = cli(*command)
+            assert code == 2 and err.startswith(f"error: DIVERSITY_CLI_CACHE={root}: {afile} is a file"), err
+    assert afile.read_text() == "mine\n" and not (tmp_path / "run").exists()

@@ -14,6 +14,23 @@ def cache_root() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "diversity_cli"
 
 
+def check_cache_root() -> None:
+    """$DIVERSITY_CLI_CACHE, where set, names a folder or a path one can be made at: checked before any work (a
+    file there failed only when the first result was saved, after the work, blaming out=)."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        return
+    path = Path(root).expanduser()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        from .errors import UserError
+
+        raise UserError(
+            f"{CACHE_ENV}={root}: {existing} is a file, so no cache folder can be made there; point {CACHE_ENV} at a "
+            "folder (unset: ~/.cache/diversity_cli)"
+        )
+
+
 def cache_dir(kind: str) -> Path:
     """The folder of one kind of cached result, e.g. `cache_dir("fid")`."""
     return cache_root() / kind
