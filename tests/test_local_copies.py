@@ -142,3 +142,19 @@ def test_a_scheduler_config_edited_in_place_outside_the_components_folder_is_oth
     assert code == 2 and "other weights made" in err, err
     config.write_text(original)  # as it was: the run goes on
     assert cli(*args, "n=2", f"out={out}")[0] == 0
+
+
+def test_base_images_need_no_student(cli, copies, tmp_path):
+    """method=base asked for the student's checkpoint (and loaded it): Table 2's base rows needed DMD2 downloaded."""
+    out = tmp_path / "run"
+    args = [item.replace("method=hybrid", "method=base") for item in _args(copies, out, 1)]
+    args = [item for item in args if not item.startswith("model.distilled.network.repo=")]
+    args += [f"model.distilled.network.repo={tmp_path / 'no_student_here'}", "model.base.resolution=64",
+             "model.base.steps=2"]  # fmt: skip
+    code, _, err = cli(*args)
+    assert code == 0, err
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert set(record["models"]) == {"base", "components"}
+    hybrid = [item.replace("method=base", "method=hybrid") for item in args]
+    code, _, err = cli(*hybrid)  # the student is read where it runs: missing, before anything loads
+    assert code == 2 and "distilled network" in err and "no_student_here" in err, err

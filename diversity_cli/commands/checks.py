@@ -48,7 +48,9 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     missing: list[Missing] = []
     model = cfg.get("model")
     if command in PAIR_COMMANDS and isinstance(model, DictConfig):
-        missing += pair_missing(model, distilled=command not in BASE_ONLY)
+        # generate method=base loads no student either (`load_generation_pair`)
+        student = command not in BASE_ONLY and not (command == "generate" and cfg.get("method") == "base")
+        missing += pair_missing(model, distilled=student)
     if command in ("diversity", "x0viz", "ablate"):
         # where each command takes the embedders' options; x0viz takes none: it measures with the shipped ones
         source, key = {

@@ -316,7 +316,7 @@ def _fill(
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
-    models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
+    models = pair_provenance(cfg.model, pair, provenance_roles(str(cfg.method)))  # hub id, revision, weights hash
     made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
     refuse_other_weights(
         run, str(cfg.model.name), cfg_tag(cfg), {job.path for job in todo} | (remade or set()), made_with
@@ -388,7 +388,7 @@ def refuse_kept_of_other_weights(cfg: DictConfig, run: RunDir, remade: set[str],
     """With every image there and no model loaded: the weights the pair names now, hashed from its files (memoised),
     against those the kept images were made by; a student retrained in place made them "done" under its label.
     Tiny pairs (networks built in memory) and weights not on this machine cannot be told apart here: not checked."""
-    models = hashed_provenance(cfg.model, roles=("base", "distilled", "components"))
+    models = hashed_provenance(cfg.model, roles=provenance_roles(str(cfg.method)))
     if models is None:
         return
     made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
@@ -454,7 +454,15 @@ def _measure_commitment(pair, cfg: DictConfig, embedder) -> dict:
 
 
 def load_generation_pair(cfg: DictConfig):
+    """The pair as `cfg.method` runs it: method=base reads no student (the base stands in for it), so Table 2's base
+    rows need neither its download nor its memory."""
     from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
-    return load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    return load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device), distilled=cfg.method != "base")
+
+
+def provenance_roles(method: str) -> tuple[str, ...]:
+    """The networks whose weights a method's images are made of, as records name them (method=base: not the
+    student, which it does not load)."""
+    return ("base", "components") if method == "base" else ("base", "distilled", "components")

@@ -53,7 +53,7 @@ def hub_calls(model: DictConfig, distilled: bool = True) -> list[HubCall]:
     shared = model.components
     if not shared.get("path"):
         calls.append(HubCall("pipeline", "components", shared.repo, variant=shared.get("variant")))
-    for role in roles:
+    for role in ("base", "distilled"):  # both schedulers load even where the student's network does not
         call = _scheduler_call(model[role].scheduler, role)
         if call is not None:
             calls.append(call)
