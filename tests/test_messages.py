@@ -263,3 +263,15 @@ def _two_images(tmp_path):
     for i in range(2):
         Image.new("RGB", (16, 16), (i * 90, 20, 20)).save(images / f"{i}.png")
     return images
+
+
+def test_a_bad_sweep_or_empty_folder_is_told_before_missing_weights(cli, tmp_path):
+    """ablate's k out of a real pair's schedule, and fid's empty images= folder, were told only once every missing
+    checkpoint (DMD2, the Inception) had been fetched."""
+    code, _, err = cli("ablate", "model=sdxl_dmd2", "k=1..5", "n=2", f"out={tmp_path / 'sweep'}")
+    assert code == 2 and "k=5 is out of range for sdxl_dmd2" in err and "missing" not in err, err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli("fid", f"images={empty}", "reference=coco", "coco.images=null", f"out={tmp_path / 'fid'}")
+    assert code == 2 and f"images={empty} holds 0 image(s)" in err and "missing" not in err, err
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "fid").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..core.config import compose
-from ..experiments.ablate import ablate
+from ..experiments.ablate import ablate, plan_sweep
 from ..experiments.sweep import KNOBS, split_overrides
 from ..sampling.methods import USES_BASE_KNOBS
 
@@ -23,6 +23,12 @@ def compose_config(overrides: list[str]) -> DictConfig:
     cfg = compose("ablate", args.compose)
     cfg.launcher_overrides = [*cfg.launcher_overrides, *args.hydra]
     return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every point of the sweep checked before the preflight (k=5 on a 4-step student): told before a missing
+    checkpoint, not after it has been fetched."""
+    plan_sweep(cfg)
 
 
 def main(overrides: list[str]) -> Path:

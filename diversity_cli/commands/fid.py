@@ -10,6 +10,7 @@ from ..experiments.defaults import apply_defaults
 from ..experiments.fid import (
     check_folder_reference,
     check_reference_limit,
+    folder_groups,
     measure_quality,
     merge_quality,
     quality_remaining,
@@ -23,6 +24,8 @@ def validate(cfg: DictConfig) -> None:
         apply_defaults(cfg)
         check_reference_limit(cfg)
         check_folder_reference(cfg)
+    if cfg.get("images") is not None:  # an empty or missing folder, told before a missing Inception
+        folder_groups(cfg)
 
 
 def run(cfg: DictConfig) -> Path | None:
