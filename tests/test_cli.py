@@ -356,6 +356,23 @@ def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path)
     assert [r["metric"] for r in rows] == ["toy_features", "pixel"]
 
 
+def test_the_diversity_summary_leaves_out_an_earlier_runs_rows_of_other_options(cli, tmp_path):
+    """pixel at size=8, then at the default: the second summary showed both numbers, the earlier one (possibly over
+    images since replaced) as if this command had measured it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for seed in range(3):
+        Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    scores = [f"images={folder}", f"out={tmp_path / 'scores'}", "metric=pixel", "bootstrap=10"]
+    assert cli("diversity", *scores, "embedders.pixel.size=8")[0] == 0
+    code, stdout, err = cli("diversity", *scores)
+    assert code == 0, err
+    headline = [line for line in stdout.splitlines() if " CI" in line and "│ mine" in line]
+    assert len(headline) == 1 and "pixel[bootstrap=10]" in headline[0] and "size=8" not in stdout, stdout
+    rows = list(csv.DictReader((tmp_path / "scores" / "diversity.csv").open()))
+    assert sorted(r["options"] for r in rows) == ["bootstrap=10", "size=8; bootstrap=10"]
+
+
 def test_progress_off_a_terminal_is_plain_wide_lines():
     from rich.console import Console
 

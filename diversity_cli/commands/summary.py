@@ -4,6 +4,7 @@ and the headline number with its interval; `generate` also leaves a contact shee
 from __future__ import annotations
 
 import csv
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,8 +116,14 @@ def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str 
     return rows[0]["metric"] if rows else None
 
 
-def _diversity(summary: Summary, path: Path, level: float, cfg: DictConfig | None = None) -> None:
+def _diversity(summary: Summary, result: Any, level: float, cfg: DictConfig | None = None) -> None:
+    """The rows this command measured (`Written.rows`; a merge of shards returns the path alone: all of them)."""
+    from ..experiments.diversity import row_key
+
+    path = Path(result)
     rows = _csv(path)
+    if getattr(result, "rows", None):
+        rows = [row for row in rows if row_key(row) in result.rows]
     summary.written.append(("diversity.csv", str(path)))
     first = _measured_metric(rows, cfg)
 
@@ -238,11 +245,11 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
 
 def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:
     summary = Summary(command, seconds)
-    path = Path(result) if isinstance(result, (str, Path)) else None
+    path = Path(result) if isinstance(result, (str, os.PathLike)) else None
     if command == "generate" and path is not None:
         _generate(summary, cfg, path, rows_before)
     elif command == "diversity" and path is not None:
-        _diversity(summary, path, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95, cfg)
+        _diversity(summary, result, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95, cfg)
     elif command == "fid" and path is not None:
         _fid(summary, path, cfg)
     elif command == "x0viz" and path is not None:

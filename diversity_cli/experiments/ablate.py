@@ -605,7 +605,7 @@ def _diversity(cfg: DictConfig, view: Path, metrics: list[str]) -> list[dict[str
         settings.quality = str(cfg.model.get("default_quality") or "none")
     _remove_owned(view, diversity.CSV_NAME)  # its rows are then exactly this measurement's
     _listed(view, diversity.CSV_NAME)
-    path = diversity.measure_diversity(settings)
+    path = Path(diversity.measure_diversity(settings))
     keep = ("prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options")
     return [{key: row.get(key, "") for key in keep} for row in _read_csv(path)]
 

@@ -622,7 +622,24 @@ def _fmt(value: object) -> object:
 # -------------------------------------------------------------------------------------------------- command
 
 
-def measure_diversity(cfg: DictConfig) -> Path | None:
+@dataclass(frozen=True)
+class Written:
+    """diversity.csv, and which of its rows this command measured: the file keeps earlier runs' rows (other
+    options, images since changed), which an end-of-run summary must not show as just measured."""
+
+    path: Path
+    rows: frozenset[tuple[str, ...]]
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def row_key(row: dict) -> tuple[str, ...]:
+    """A diversity.csv row's identity for `Written.rows`: its group, metric and options."""
+    return tuple(str(row.get(column) or "") for column in ("model", "method", "prompt", "metric", "options"))
+
+
+def measure_diversity(cfg: DictConfig) -> Written | None:
     """diversity.csv of the run's groups; with shard=I/N only block I of the (model, method, prompt) groups, whose
     rows go to shards/diversity-<I>-of-<N>.json for `merge_diversity` (None returned)."""
     validate(cfg)
@@ -704,7 +721,7 @@ def measure_diversity(cfg: DictConfig) -> Path | None:
     write_rows(target, rows, skipped=small, adherent_skipped=_keys(off_prompt))
     _print_table(rows, target)
     _report(notes + removed_note(small) + removed_note(off_prompt, ADHERENT))
-    return target
+    return Written(target, frozenset(row_key(row) for row in rows))
 
 
 # ------------------------------------------------------------------------------------------- shards and merge
