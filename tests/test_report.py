@@ -228,7 +228,8 @@ def test_measured_column_is_the_run_csv(paper_run: Path):
     header, rows = wide(t3)
     row = next(r for r in rows if r[0] == "Sunset beach")
     assert row[header.index("Base: paper dreamsim_diversity")] == "0.396"
-    assert row[header.index("Base: measured dreamsim_diversity")] == "0.401"
+    # the fixture's rows count 4 images where samples.csv holds 2: out of date, and the cell says so
+    assert row[header.index("Base: measured dreamsim_diversity")] == "0.401 [out of date]"
     tmp.unlink()
 
 
@@ -440,7 +441,7 @@ def test_every_diversity_number_shows_n_and_its_interval(paper_run: Path):
     t3 = tables_of(paper_run, keys=("3",))["3"]
     header, body = wide(t3)
     sunset = next(r for r in body if r[0] == "Sunset beach")
-    assert sunset[header.index("Base: measured dreamsim_diversity")] == "0.400 [0.380, 0.430]"
+    assert sunset[header.index("Base: measured dreamsim_diversity")] == "0.400 [0.380, 0.430] [out of date]"
     assert sunset[header.index("n")] == "4"
     average = cell(t3, method="Base", condition="Average of 2 prompts: Sunset beach, Cute puppy")
     # A mean of two independent estimates: half-widths add in quadrature, over 2.
@@ -455,7 +456,7 @@ def test_quality_stands_beside_diversity(paper_run: Path, toy_run: Path):
     header, body = wide(t3)
     sunset = next(r for r in body if r[0] == "Sunset beach")
     at = header.index("Base: measured clip_score")
-    assert header[at - 1] == "Base: measured dreamsim_diversity" and sunset[at] == "31.70"
+    assert header[at - 1] == "Base: measured dreamsim_diversity" and sunset[at] == "31.70 [out of date]"
     assert "Base: paper clip_score" not in header  # the paper has no such number
     rows = list(csv.DictReader((toy_run / "diversity.csv").open()))
     write_csv(

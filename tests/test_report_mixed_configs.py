@@ -51,6 +51,22 @@ def test_a_cell_over_images_remade_since_is_marked_in_the_cell(cli, tmp_path: Pa
     assert rows["a shape"].endswith("| toy [out of date] (Base); toy |") and "out of date" not in rows["a circle"]
 
 
+def test_of_two_columns_of_one_method_only_the_out_of_date_one_is_marked(cli, tmp_path: Path):
+    """pixel at size=8 over 3 images, 2 more images, pixel at the default over all 5: the row said "out of date
+    (Distilled)" and neither cell did, though the default's was measured over the images the run holds."""
+    out = tmp_path / "run"
+    args = ("method=distilled", "prompt=a shape", f"out={out}")
+    assert cli("generate", *args, "n=3")[0] == 0
+    assert cli("diversity", f"out={out}", "metric=pixel", "bootstrap=0", "embedders.pixel.size=8")[0] == 0
+    assert cli("generate", *args, "n=5")[0] == 0
+    assert cli("diversity", f"out={out}", "metric=pixel", "bootstrap=0")[0] == 0
+    header, *rows = [line.split(" | ") for line in to_markdown(_table3(out)).splitlines() if line.startswith("| ")]
+    row = next(r for r in rows if r[0].strip("| ") == "a shape")
+    cells = {name.strip(): row[i] for i, name in enumerate(header) if name.strip().startswith("Distilled: measured")}
+    eight, default = cells["Distilled: measured pixel[size=8]_diversity"], cells["Distilled: measured pixel_diversity"]
+    assert "[out of date]" in eight and "out of date" not in default, cells
+
+
 def test_a_run_without_samples_csv_says_its_numbers_were_not_checked(cli, tmp_path: Path):
     out = tmp_path / "run"
     assert cli("generate", "method=base", "prompt=a shape", "n=3", f"out={out}")[0] == 0

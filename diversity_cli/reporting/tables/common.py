@@ -577,14 +577,26 @@ def mark_out_of_date(runs: list[RunData], table: Table, sources: tuple[str, ...]
     notes match cells by their "measured as" unmarked."""
     marked = set()
     for run in runs:
-        stale = [key for source in sources for key, _ in stale_groups(run, source)]
+        stale = {key: text for source in sources for (key, _), text in stale_groups(run, source).items()}
+        held = held_images(run)
         for line in table.measured:
-            if any(_stands_on(line, run, key) for key in stale):
+            if any(
+                _stands_on(line, run, key) and not _counts_now(line, held.get(key), text) for key, text in stale.items()
+            ):
                 line.measured_as += STALE_MARK
                 marked.add((line.run, line.method))
     for line in table.measured:  # Table 3's averages ("toy / mean of 2 prompt(s)"), of one run each
         if line.condition.startswith("Average") and (line.run, line.method) in marked:
             line.measured_as += STALE_MARK
+
+
+def _counts_now(line: Line, images: list | None, finding: str) -> bool:
+    """Whether a cell of an out-of-date group stands on the images the run holds: a group is out of date when one of
+    its rows is (another metric's, another option's), and a row measured since over as many images as the group now
+    holds is not. Where the images were remade at the same count, which row was measured since is not known: none
+    is cleared."""
+    n = as_number(line.n)
+    return images is not None and n is not None and int(n) == len(images) and "remade since" not in finding
 
 
 def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:

@@ -131,7 +131,9 @@ def wide(table: Table) -> tuple[list[str], list[list[str]]]:
         if line.paper != "":
             row["cells"][(group, None)] = line.paper
         if line.measured != "":
-            row["cells"][(group, line.measured_metric)] = measured_cell(line)
+            # the cell itself says it: a row of two columns of one method (two options) may hold one out of date
+            stale = STALE_MARK if line.measured_as.endswith(STALE_MARK) else ""
+            row["cells"][(group, line.measured_metric)] = measured_cell(line) + stale
             if line.metric != "quality":  # n: the images behind the row's diversity (a quality's may differ)
                 row["n"][line.n] = None
                 row["cell_n"][(group, line.measured_metric)] = line.n
