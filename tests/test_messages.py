@@ -275,3 +275,10 @@ def test_a_bad_sweep_or_empty_folder_is_told_before_missing_weights(cli, tmp_pat
     code, _, err = cli("fid", f"images={empty}", "reference=coco", "coco.images=null", f"out={tmp_path / 'fid'}")
     assert code == 2 and f"images={empty} holds 0 image(s)" in err and "missing" not in err, err
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "fid").exists()
+
+
+def test_a_gated_checkpoint_says_how_to_get_access(cli, tmp_path):
+    """`hf download black-forest-labs/FLUX.1-dev` fails without an accepted licence, with an error that says not."""
+    code, _, err = cli("generate", "model=flux1_dev_schnell", "n=1", f"out={tmp_path / 'run'}")
+    assert code == 2 and "FLUX.1-dev` (a gated repository: accept its licence" in err, err
+    assert "FLUX.1-schnell` (a gated" not in err  # open: nothing to accept

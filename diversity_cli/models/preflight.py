@@ -77,6 +77,15 @@ def _hub_missing(call) -> tuple[str, str] | None:
     return None if found is not None else (f"{call.repo}/{filename}", KIND_WORDS[call.kind])
 
 
+# Hub repositories that download only for an account that accepted their licence: without it, `hf download`
+# fails with an access error that does not say so.
+GATED = (
+    "black-forest-labs/FLUX.1-dev",
+    "stabilityai/stable-diffusion-3.5-large",
+    "stabilityai/stable-diffusion-3.5-large-turbo",
+)
+
+
 def _hub_items(model: DictConfig, distilled: bool) -> list[Missing]:
     """The missing hub files, one item per file even when both models read it, with every role that needs it."""
     found: dict[str, tuple[list[str], str, object, list[str]]] = {}
@@ -93,8 +102,13 @@ def _hub_items(model: DictConfig, distilled: bool) -> list[Missing]:
             items.append(Missing(f"{'+'.join(roles)} {words} {target}", f"not found there; set {keys}"))
             continue
         command = f"hf download {call.repo}" + (f" {call.file}" if call.kind == "weights" else "")
+        gated = " (a gated repository: accept its licence on its hub page, then `hf auth login`)"
         items.append(
-            Missing(f"{'+'.join(roles)} {words} {target}", f"`{command}` (HF_HOME={hf_home()}) or {keys}", True)
+            Missing(
+                f"{'+'.join(roles)} {words} {target}",
+                f"`{command}`{gated if str(call.repo) in GATED else ''} (HF_HOME={hf_home()}) or {keys}",
+                True,
+            )
         )
     return items
 
