@@ -269,3 +269,27 @@ def test_a_sweeps_plot_names_the_knobs_its_points_hold(tmp_path: Path):
     swept = Sweep(model="toy", points=points, baselines=baselines, swept=["k", "base_steps"], n=4, seed=0)
     title = plot_figure(values, swept, "toy_features", "k", "95% CI").axes[0].get_title()
     assert "base_steps=" not in title  # varied (a curve each): not held
+
+
+def test_each_point_carries_the_quality_measured_beside_its_diversity(tmp_path: Path):
+    """ablate.csv holds toy_adherence at every point; Figure 7's points (and figure_7.csv) had diversity alone."""
+    rows = [("hybrid", p, k, 4, 0.3) for k in (1, 2) for p in ("a circle", "a red square")]
+    rows += [("base", p, 1, 4, 0.5) for p in ("a circle", "a red square")]
+    run_rows = _ablate_run(tmp_path / "abl", rows)
+    with (run_rows / "ablate.csv").open(newline="") as f:
+        measured = list(csv.DictReader(f))
+    adherence = {("hybrid", "1"): (1.0, 0.5), ("hybrid", "2"): (0.75, 0.75), ("base", ""): (0.25, 0.25)}
+    for row in list(measured):
+        share = adherence[(row["method"], row["k"])][row["prompt"] == "a red square"]
+        measured.append({**row, "metric": "toy_adherence", "value": share})
+    (run_rows / "ablate.csv").unlink()
+    run_rows.rmdir()
+    points = _by_point(ablate_curves([load_run(_write_ablate(tmp_path / "abl", measured))], ["toy_features"]))
+    assert {(key, c["quality_metric"]) for key, c in points.items()} == {
+        (("k", 1.0), "toy_adherence"),
+        (("k", 2.0), "toy_adherence"),
+        (("baseline", "base"), "toy_adherence"),
+    }
+    assert points[("k", 1.0)]["quality"] == pytest.approx(0.75) and points[("k", 2.0)]["quality"] == 0.75
+    assert points[("baseline", "base")]["quality"] == pytest.approx(0.25)
+    assert points[("k", 1.0)]["value"] == pytest.approx(0.3)  # diversity, not the quality

@@ -96,6 +96,7 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
     notes: list[str] = []
     if frame is None:
         return points, notes
+    quality = _ablate_frame(runs, QUALITY_METRICS)  # measured at the same points: stands beside their diversity
     for run in runs:
         if stale := stale_ablate(run):
             notes.append(f"{STALE} Figure 7: {ablate_stale_text(run, list(stale.values()))}")
@@ -124,7 +125,7 @@ def ablate_points(runs: list[RunData], metrics: Iterable[str] | None) -> tuple[l
             for knob, point, fixed, part in curve:
                 kept = part[part.prompt.isin(common)]
                 if not kept.empty:
-                    found = _point(knob, point, run, model, metric, fixed, kept)
+                    found = {**_point(knob, point, run, model, metric, fixed, kept), **_quality(kept, quality)}
                     points.append({**found, "sweep": sweep, "seed": seed, "left_out": "; ".join(left)})
     return points, notes
 
@@ -226,6 +227,24 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
         "n": n_range(part.n),
         "pair": part.pair.iloc[0],  # one per point: parts are split by it (`_by_sweep`)
     }
+
+
+# The quality ablate measures beside diversity at each point (toy_adherence on the toy, clip_score on real pairs).
+QUALITY_METRICS = ("toy_adherence", "clip_score")
+# what one diversity row and its point's quality row share: the point, the prompt and the images (n, seed, pair)
+POINT_CELL = ["run", "model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "seed", "pair"]
+
+
+def _quality(part: Any, quality: Any) -> dict[str, Any]:
+    """`quality_metric` and `quality`: the mean, over the point's prompts, of the quality measured over the same
+    images as its diversity (off-prompt variety is no diversity); empty where ablate measured none there."""
+    if quality is None:
+        return {"quality_metric": "", "quality": float("nan")}
+    found = part[POINT_CELL].merge(quality[[*POINT_CELL, "metric", "value"]], on=POINT_CELL, how="inner")
+    if found.empty or found.prompt.nunique() != part.prompt.nunique():  # not at every prompt: no mean to set beside
+        return {"quality_metric": "", "quality": float("nan")}
+    metric = found.metric.iloc[0]
+    return {"quality_metric": metric, "quality": found[found.metric == metric].value.mean()}
 
 
 def _levels(part: Any) -> str:
