@@ -43,3 +43,25 @@ def test_runs_of_two_students_under_one_name_are_said_apart(cli, tmp_path):
     code, _, err = cli("report", f"out={shipped}", "html=false")  # one run, one student: no such note
     assert code == 0, err
     assert NOTE not in (shipped / "tables" / "table_3.md").read_text()
+
+
+def test_a_report_over_two_pairs_shows_the_first_listed_and_names_the_other(cli, tmp_path):
+    """Table 3 shows one pair: the other pair's cells went without a word, and a tie went by name, whatever the order
+    of runs= (which README says is the user's)."""
+    pairs = {}
+    for model in ("toy", "toy_dpdmd"):
+        out = tmp_path / model
+        for method in ("base", "distilled", "hybrid"):
+            args = (f"model={model}", f"method={method}", "prompt=a shape", "n=3", f"out={out}")
+            assert cli("generate", *args)[0] == 0
+        assert cli("diversity", f"out={out}")[0] == 0
+        pairs[model] = out
+    for first, second in (("toy_dpdmd", "toy"), ("toy", "toy_dpdmd")):
+        tables = tmp_path / f"tables_{first}"
+        code, _, err = cli("report", f"runs=[{pairs[first]},{pairs[second]}]", f"tables_dir={tables}", "html=false",
+                           "tables=[3]", "figures=false")  # fmt: skip
+        assert code == 0, err
+        text = (tables / "table_3.md").read_text().replace("\\", "")
+        rows = [line for line in text.splitlines() if line.startswith("| a shape")]
+        assert rows and all(line.rstrip(" |").endswith(f"| {first}") for line in rows), rows
+        assert f"{pairs[second]}: its Table 3 cells of {second} are not shown" in text

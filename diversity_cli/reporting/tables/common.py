@@ -328,7 +328,7 @@ def preferred_tags(candidates: Iterable[tuple[tuple[str, ...], str, int]]) -> di
 
 def choose_model(groups: Iterable[tuple[str, str]], paper_model: str | None) -> str | None:
     """The pair whose (pair, method tag) groups fill the paper's rows: the paper's own pair if measured, else the
-    one with the most of the table's methods (ties: by name)."""
+    one with the most of the table's methods (ties: the first listed, as the runs= order is the user's)."""
     tags: dict[str, set[str]] = {}
     for model, tag in groups:
         tags.setdefault(model, set()).add(tag)
@@ -336,7 +336,7 @@ def choose_model(groups: Iterable[tuple[str, str]], paper_model: str | None) -> 
         return None
     if paper_model in tags:
         return paper_model
-    return min(tags, key=lambda model: (-len(tags[model]), model))
+    return min(tags, key=lambda model: -len(tags[model]))  # min keeps the first of equals: the first listed
 
 
 def standin_sentence(table: Table, mapping: Any) -> str:

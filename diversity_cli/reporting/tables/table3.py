@@ -118,7 +118,7 @@ def left_out_notes(runs: list[RunData], paper: list[Line], cfg: Any, shown: list
         for line in shown
         if not line.condition.startswith("Average") and line.measured_as.count(" / ") == 2
     }
-    notes = []
+    notes = _other_pairs(runs, cfg, labels, models)
     for run in runs:
         for line in _split_records(run, cfg, labels)[1]:
             if line.model not in models:
@@ -129,6 +129,22 @@ def left_out_notes(runs: list[RunData], paper: list[Line], cfg: Any, shown: list
                 f"measured {md_literal(line.measured)} in {md_literal(line.run)} ({md_literal(line.measured_as)}, "
                 f"n={md_literal(line.n)}); not shown: the column shows {md_literal(column)}, which has no cell at this "
                 "prompt, and a column holds one setting (measure the prompt with that tag to fill it)"
+            )
+    return notes
+
+
+def _other_pairs(runs: list[RunData], cfg: Any, labels: dict[str, str], shown: set[str]) -> list[str]:
+    """Table 3 shows one pair: a note per run whose Table 3 cells are of another pair (two pairs' runs in one
+    report), which were left out without a word."""
+    notes = []
+    for run in runs:
+        left = list(dict.fromkeys(line.model for line in table3_records(run, cfg, labels) if line.model not in shown))
+        if left:
+            notes.append(
+                f"{md_literal(run.root)}: its Table 3 cells of {', '.join(md_literal(m) for m in left)} are not shown: "
+                f"the table shows one pair ({', '.join(md_literal(m) for m in sorted(shown))}: the paper's if "
+                "measured, else the one with the most methods, then the first listed in runs=); report that run "
+                "on its own for its pair's table"
             )
     return notes
 
