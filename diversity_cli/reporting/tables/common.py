@@ -140,7 +140,8 @@ class RunData:
         commits = {v.get("git_commit", "") for v in self.versions.values() if isinstance(v, dict)}
         commits |= {str(record.get("git_commit") or "") for record in self.records}
         commits.discard("")
-        return ", ".join(sorted({c[:10] for c in commits}))  # a commit's records, in full and cut, said once
+        # a commit's records, in full and cut, said once; `-dirty` (a checkout with changes) kept
+        return ", ".join(sorted({c[:10] + ("-dirty" if c.endswith("-dirty") else "") for c in commits}))
 
     def date(self, name: str) -> str:
         return self.dates.get(name, "")
