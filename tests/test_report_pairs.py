@@ -65,3 +65,19 @@ def test_a_report_over_two_pairs_shows_the_first_listed_and_names_the_other(cli,
         rows = [line for line in text.splitlines() if line.startswith("| a shape")]
         assert rows and all(line.rstrip(" |").endswith(f"| {first}") for line in rows), rows
         assert f"{pairs[second]}: its Table 3 cells of {second} are not shown" in text
+
+
+def test_a_tables_links_to_its_runs_records_lead_there_from_the_tables_folder(cli, tmp_path, monkeypatch):
+    """The link was the run's path as typed, which a markdown file reads relative to itself: from tables/ it led to
+    tables/results/run/runs/, which is nowhere."""
+    import re
+    from urllib.parse import unquote
+
+    monkeypatch.chdir(tmp_path)
+    _measured(cli, Path("results") / "run", ("base", "distilled"))
+    code, _, err = cli("report", "out=results/run", "html=false", "figures=false", "tables=[3]")
+    assert code == 0, err
+    for name in ("table_3.md", "tables.md"):
+        text = (tmp_path / "results" / "run" / "tables" / name).read_text()
+        (target,) = re.findall(r"\]\(([^)]*runs/)\)", text)
+        assert (tmp_path / "results" / "run" / "tables" / unquote(target)).resolve() == tmp_path / "results/run/runs"

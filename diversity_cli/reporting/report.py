@@ -218,7 +218,7 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str, root
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, table in tables.items():
-        markdown = write_owned(folder, f"table_{key}.md", to_markdown(table, paper_source), TABLE_MD)
+        markdown = write_owned(folder, f"table_{key}.md", to_markdown(table, paper_source, folder), TABLE_MD)
         written += [markdown, write_csv(table, folder / f"table_{key}.csv")]
     if tables:
         # tables.md holds every table file of the folder, also those an earlier report (another target) wrote.

@@ -271,7 +271,8 @@ def toy_feature_dimensions() -> int:
     return int(json.loads((JUDGE / CONFIG).read_text(encoding="utf-8"))["embed_dim"])
 
 
-def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> str:
+def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv", folder: Path | None = None) -> str:
+    """The table as markdown; `folder`: where the file goes, which its links to the runs are relative to."""
     header, body = wide(table)
     out = [f"## {table.title}", ""]
     # Cells, provenance and paths are plain text (prompts, tags, paths): written so markdown shows them as they are.
@@ -289,7 +290,7 @@ def to_markdown(table: Table, paper_source: str = "data/paper_tables.csv") -> st
     out.append("")
     notes = metric_notes(table) + table.notes + reading_notes(table)
     out += [f"- {note}" for note in notes]
-    out += ["", provenance_footnote(table)]
+    out += ["", provenance_footnote(table, folder)]
     return "\n".join(out) + "\n"
 
 
@@ -327,14 +328,21 @@ def reading_notes(table: Table) -> list[str]:
     return notes
 
 
-def provenance_footnote(table: Table) -> str:
+def provenance_footnote(table: Table, folder: Path | None = None) -> str:
     """Where the records of what made these numbers are: each run's `runs/` folder (command line, resolved config,
-    package versions, git commit, device, dtype, every model's hub id, revision and weights hash)."""
+    package versions, git commit, device, dtype, every model's hub id, revision and weights hash), linked from
+    `folder` (a markdown link is relative to its file: the path as typed pointed elsewhere from tables/)."""
+    import os
     from urllib.parse import quote
+
+    def target(run: str) -> str:
+        if folder is None:
+            return f"{run}/runs/"
+        return os.path.relpath(Path(run).expanduser().resolve() / "runs", folder.expanduser().resolve()) + "/"
 
     runs = dict.fromkeys(line.run for line in table.measured if line.run)
     # the link's target percent-encoded: a space, bracket or quote in a path neither ends it nor leaves it
-    links = ", ".join(f"[{md_literal(run)}/runs/]({quote(run)}/runs/)" for run in runs)
+    links = ", ".join(f"[{md_literal(run)}/runs/]({quote(target(run))})" for run in runs)
     return f"Provenance: {links or 'no run'} (one invocation record per command: what made these numbers)."
 
 
