@@ -37,8 +37,9 @@ def test_runs_of_two_students_under_one_name_are_said_apart(cli, tmp_path):
     assert "n = 3 per cell, results file written 20" in table and ", measured 20" not in table
     with (tmp_path / "tables" / "table_3.csv").open(newline="") as handle:
         cells = [row for row in csv.DictReader(handle) if row["measured"]]
-    # an adherence cell has no interval, so no level (it took its diversity cell's 0.95)
-    assert {row["ci"] for row in cells if row["metric"] == "quality"} == {""}
+    # an adherence cell carries its own (Wilson) interval and level, not its diversity cell's: it was shown bare
+    adherence = [row for row in cells if row["metric"] == "quality"]
+    assert adherence and all(row["ci"] == "0.95" and row["ci_low"] and row["ci_high"] for row in adherence)
     assert {row["ci"] for row in cells if row["metric"] != "quality"} == {"0.95"}
     code, _, err = cli("report", f"out={shipped}", "html=false")  # one run, one student: no such note
     assert code == 0, err

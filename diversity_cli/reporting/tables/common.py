@@ -444,9 +444,11 @@ def quality_lines(run: RunData, quality: dict, key: tuple[str, str, str], like: 
             measured_metric=item["metric"],
             measured=item["value"],
             n=str(item.get("n", "")),
-            ci_low="",
-            ci_high="",
-            ci="",  # no interval, so no level (`like` is the diversity cell's, which has one)
+            # its own interval where diversity.csv gives one (toy adherence's Wilson interval; fid.csv's CLIP score
+            # none): without it, adherence 1.000 beside 0.750 at n=4 read as a difference
+            ci_low=str(item.get("ci_low") or ""),
+            ci_high=str(item.get("ci_high") or ""),
+            ci=str(item.get("ci") or "") if item.get("ci_low") else "",  # not the diversity cell's level (`like`)
             **origin(run, item["_source"]),
         )
         for item in quality.get((model, tag, prompt.lower()), [])
