@@ -93,3 +93,17 @@ def test_a_report_looks_each_image_up_on_disk_once(cli, tmp_path: Path, monkeypa
     assert "3" in tables
     images = [name for name in looked_up if name.endswith(".png")]
     assert len(images) == len(run.samples) == 12 and len(set(images)) == 12
+
+
+def test_the_pages_measurement_table_marks_a_row_over_images_since_changed(cli, tmp_path: Path):
+    """The tables said "out of date"; the page's raw diversity.csv table beside them showed the row unmarked."""
+    out = tmp_path / "run"
+    assert cli("generate", "method=base", "prompt=a shape", "n=3", f"out={out}")[0] == 0
+    assert cli("diversity", f"out={out}", "bootstrap=0")[0] == 0
+    assert cli("report", f"out={out}", "figures=false")[0] == 0
+    assert "<th>out of date</th>" not in (out / "report.html").read_text()  # nothing changed: no such column
+    assert cli("generate", "method=base", "prompt=a shape", "n=4", f"out={out}")[0] == 0
+    assert cli("report", f"out={out}", "figures=false")[0] == 0
+    page = (out / "report.html").read_text()
+    raw = page.split("<h3>diversity.csv</h3>")[1].split("</table>")[0]
+    assert "<th>out of date</th>" in raw and "n=3, samples.csv&#x27;s images 4" in raw

@@ -57,7 +57,7 @@ from .tables import (
     wide,
     write_csv,
 )
-from .tables.common import QUALITY_METRICS
+from .tables.common import QUALITY_METRICS, row_change
 from .tables.figures import figure_csv, figure_png
 from .tables.render import TABLE_CSV, TABLE_MD, TABLES_MD
 
@@ -524,16 +524,22 @@ def _measurements_html(run: RunData, limit: int) -> str:
         if not rows:
             continue
         columns = list(rows[0])
+        # a row over other images than the run holds now says so, as the tables' cells do
+        changes = [row_change(run, name, row) if name in STALE_CHECKED else "" for row in rows]
+        marked = any(changes)
         out.append(f"<h3>{html.escape(name)}</h3><table><tr>")
-        out += [f"<th>{html.escape(c)}</th>" for c in columns]
+        out += [f"<th>{html.escape(c)}</th>" for c in columns + (["out of date"] if marked else [])]
         out.append("</tr>")
-        for row in rows[:limit]:
-            cells = [_tidy(row.get(c) or "") for c in columns]
+        for row, change in zip(rows[:limit], changes, strict=False):
+            cells = [_tidy(row.get(c) or "") for c in columns] + ([change] if marked else [])
             out.append("<tr>" + "".join(f"<td class='label'>{html.escape(c)}</td>" for c in cells) + "</tr>")
         out.append("</table>")
         if len(rows) > limit:
             out.append(f"<p class='note'>first {limit} of {len(rows)} rows; all in {html.escape(name)}</p>")
     return "".join(out) or "<p class='meta'>No measurement CSVs in this run.</p>"
+
+
+STALE_CHECKED = ("diversity.csv", "fid.csv")  # the measurement files whose rows name their images' count and digest
 
 
 def _tidy(value: str) -> str:

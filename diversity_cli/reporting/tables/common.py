@@ -474,23 +474,33 @@ def stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str],
 
 
 def _stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str], str]:
-    held = held_images(run)
-    rows = run.diversity if source == "diversity.csv" else run.fid
     found = {}
-    for row in rows:
-        if "@" in row.get("metric", ""):
-            continue
+    for row in run.diversity if source == "diversity.csv" else run.fid:
         key = (row.get("model", ""), row.get("method", ""))
-        key += (row["prompt"],) if source == "diversity.csv" else ()
-        n, images = as_number(row.get("n")), held.get(key)
-        if n is None or images is None:
-            continue
+        key += (row.get("prompt", ""),) if source == "diversity.csv" else ()
         against = f" against {row['reference']}" if row.get("reference") else ""  # fid: which reference
-        if int(n) != len(images):
-            found[key, against] = f"{' / '.join(key)}{against}: n={int(n)}, samples.csv's images {len(images)}"
-        elif row.get("samples") and row["samples"] != samples_digest(images):
-            found[key, against] = f"{' / '.join(key)}{against}: images remade since (n={int(n)})"
+        change = row_change(run, source, row)
+        if change:
+            found[key, against] = f"{' / '.join(key)}{against}: {change}"
     return found
+
+
+def row_change(run: RunData, source: str, row: dict[str, str]) -> str:
+    """What changed since one diversity.csv or fid.csv row was measured ("" for nothing, or not known): the count
+    of its group's images, or the images themselves (`samples` digest). Numbers over a subset (`@adherent`) and
+    groups with no image left are not checked."""
+    if "@" in row.get("metric", ""):
+        return ""
+    key = (row.get("model", ""), row.get("method", ""))
+    key += (row.get("prompt", ""),) if source == "diversity.csv" else ()
+    n, images = as_number(row.get("n")), held_images(run).get(key)
+    if n is None or images is None:
+        return ""
+    if int(n) != len(images):
+        return f"n={int(n)}, samples.csv's images {len(images)}"
+    if row.get("samples") and row["samples"] != samples_digest(images):
+        return f"images remade since (n={int(n)})"
+    return ""
 
 
 def held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
