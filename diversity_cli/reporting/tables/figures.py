@@ -9,7 +9,15 @@ from typing import Any
 
 from ...core.marker import csv_with, owned_path, png_by, write_owned
 from ...metrics.labels import interval_name, metric_label
-from .common import STALE, RunData, ablate_stale_text, common_to_all, stale_ablate, without_pair_interval
+from .common import (
+    QUALITY_METRICS,
+    STALE,
+    RunData,
+    ablate_stale_text,
+    common_to_all,
+    stale_ablate,
+    without_pair_interval,
+)
 
 # an earlier report's figure, written before run.json listed figures: the points as CSV (figure_5.csv had no
 # `metric` column before it named its embedder), and matplotlib's PNG beside such a CSV (a matplotlib figure of
@@ -229,8 +237,6 @@ def _point(knob: str, point: float, run: str, model: str, metric: str, fixed: st
     }
 
 
-# The quality ablate measures beside diversity at each point (toy_adherence on the toy, clip_score on real pairs).
-QUALITY_METRICS = ("toy_adherence", "clip_score")
 # what one diversity row and its point's quality row share: the point, the prompt and the images (n, seed, pair)
 POINT_CELL = ["run", "model", "method", "k", "base_guidance", "base_steps", "prompt", "n", "seed", "pair"]
 
