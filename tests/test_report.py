@@ -879,3 +879,15 @@ def test_an_interval_over_two_images_an_earlier_version_wrote_is_not_shown(tmp_p
     run3 = _toy_cells(tmp_path / "run3", {tag: ("0.3", "1") for tag in ("base", "distilled")}, n=3)
     line = cell(tables_of(run3, keys=("E1",))["E1"], method="SDXL-Base", metric="dreamsim_diversity")
     assert line.ci_low != "" and line.ci_high != ""
+
+
+def test_a_row_label_that_is_no_paper_method_is_said(cli, toy_run: Path, tmp_path: Path):
+    """`mapping.3.rows.hybrid_k1=Hybird` made a column of its own beside the paper's Hybrid, without a word."""
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'plain'}", "tables=[3]", "html=false")
+    assert code == 0, err
+    assert "a row label of the report's mapping" not in (tmp_path / "plain" / "table_3.md").read_text()
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'typo'}", "tables=[3]", "html=false",
+                       "mapping.3.rows.hybrid_k1=Hybird")  # fmt: skip
+    assert code == 0, err
+    text = (tmp_path / "typo" / "table_3.md").read_text().replace("\\", "")
+    assert "Hybird (a row label of the report's mapping) is no method of the paper's Table 3 (Base, Distilled, " in text

@@ -120,6 +120,7 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
                 table.notes += table3.left_out_notes(runs, paper, cfg.mapping[key], table.measured)
             if key in ("D1", "E1"):  # one prompt per pair, only the tags its rows take: what else was measured, said
                 table.notes += architectures.left_out_notes(runs, cfg.mapping[key], table)
+            table.notes += unknown_row_labels(table, paper, cfg.mapping[key])
             table.notes += out_of_date(runs, table, STALE_SOURCES.get(key, ()))
             table.notes += weights.mixed_networks_notes(runs, table)  # one pair name, two students across runs
             table.notes += weights.changed_pair_notes(runs, table)  # `toy / base` made at another CFG, say
@@ -127,6 +128,20 @@ def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterabl
             mark_out_of_date(runs, table, tuple(s for s in STALE_SOURCES.get(key, ()) if s != "transfer.csv"))
             table.standin = standin_sentence(table, cfg.mapping[key])
     return tables
+
+
+def unknown_row_labels(table: Table, paper: list[Line], mapping: Any) -> list[str]:
+    """A row label of the mapping (`+mapping.3.rows.hybrid_k1_bs5=Hybird`) that is no method of the paper's table
+    makes a column or row of its own with no paper cell: said, where a misspelt label went without a word."""
+    methods = list(dict.fromkeys(line.method for line in paper if line.table == table.id))
+    rows = mapping.get("rows") if hasattr(mapping, "get") else None
+    shown = {line.method for line in table.measured}
+    unknown = [str(label) for label in dict.fromkeys((rows or {}).values()) if label not in methods and label in shown]
+    return [
+        f"{md_literal(label)} (a row label of the report's mapping) is no method of the paper's Table {table.id} "
+        f"({', '.join(md_literal(m) for m in methods)}): its cells stand apart, with no paper cell beside them"
+        for label in unknown
+    ]
 
 
 # The CSVs a table's cells rest on, each checked for what changed since it was measured: diversity.csv's and
