@@ -155,3 +155,16 @@ def test_a_row_of_unknown_pair_settings_over_the_same_images_is_replaced(tmp_pat
         writer.writerows({**row, "pair": "", "samples": "other"} for row in rows)
     assert cli("ablate", *SWEEP, "k=1", "n=2", "baselines=false", f"out={out}")[0] == 0
     assert len(_read(path)) == 2 * len(rows)
+
+
+def test_the_pair_column_and_a_cards_teacher_leave_out_what_they_do_not_name():
+    """ablate.csv's `pair` leaves out the keys that change no image (what the pair is measured with, k=auto's
+    settings); a student card's teacher overrides leave out the distilled role, which the card sets itself."""
+    from diversity_cli.core.config import compose, pair_overrides
+    from diversity_cli.experiments.ablate import pair_changes
+
+    swept = compose("ablate", ["model.auto_k.threshold=0.3", "model.base.guidance=2"]).model
+    assert pair_changes(swept) == "base.guidance=2"
+    taught = compose("distill", ["model.distilled.label=x", "model.base.guidance=2"]).model
+    assert pair_overrides(taught, skip="distilled") == ["model.base.guidance=2"]
+    assert pair_overrides(taught) == ["model.base.guidance=2", "model.distilled.label=x"]

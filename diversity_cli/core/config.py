@@ -67,20 +67,31 @@ def pair_config(name: str, preset: str | None = None) -> DictConfig | None:
     return compose("generate", [f"model={name}", *([f"preset={preset}"] if preset else [])]).model
 
 
+def pair_differences(
+    model: DictConfig, skip: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any], list[str]] | None:
+    """The pair config `model` against its config file at its preset: (its settings and the file's, as dotted keys,
+    and the keys where they differ, those under a top-level key in `skip` left out); None where no config file has
+    the pair's name. Interpolations compare as written: `${asset:...}` paths as typed, not resolved."""
+    own = pair_config(str(model.name), model.get("requested_preset"))
+    if own is None:
+        return None
+    mine, theirs = (OmegaConf.to_container(m, resolve=False) for m in (model, own))
+    keys = [key for key in differing_keys(mine, theirs) if key.split(".")[0] not in skip]
+    return flat_keys(mine), flat_keys(theirs), keys
+
+
 def pair_overrides(model: DictConfig, skip: str | None = None) -> list[str]:
     """The overrides that make the pair config `model` from its config file at its preset (`model.base.guidance=5`,
     `+model.components.path=/x`, `~model.key`, and the preset's `preset=card`), keys under `skip` (`distilled`)
     left out; [] where no config file has the pair's name."""
-    preset = model.get("requested_preset")
-    own = pair_config(str(model.name), preset)
-    if own is None:
+    found = pair_differences(model, ("preset", "requested_preset", *([skip] if skip else [])))
+    if found is None:
         return []
-    mine, theirs = (OmegaConf.to_container(m, resolve=False) for m in (model, own))
-    flat, known = flat_keys(mine), flat_keys(theirs)
+    flat, known, keys = found
+    preset = model.get("requested_preset")
     overrides = [f"preset={preset}"] if preset else []
-    for key in differing_keys(mine, theirs):
-        if key.split(".")[0] in ("preset", "requested_preset") or (skip and key.startswith(f"{skip}.")):
-            continue
+    for key in keys:
         if key not in flat:
             overrides.append(f"~model.{key}")
         else:

@@ -36,7 +36,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..core.config import available, conf_dir, differing_keys, flat_keys, search_dirs
+from ..core.config import available, conf_dir, pair_differences, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.marker import (
@@ -551,18 +551,15 @@ def pair_changes(model: DictConfig) -> str:
     """The pair's settings that differ from its config file at its preset, as `key=value` joined by `; `
     (`base.guidance=5`; `~key` for one deleted), "" when none: what ablate.csv's `pair` column names. Keys that
     change no image (what the pair is measured with) are left out; "?" when no config file has the pair's name."""
-    from .defaults import pair_config
     from .generation import MEASUREMENT_KEYS
 
     try:
-        own = pair_config(str(model.name), model.get("requested_preset"))
+        found = pair_differences(model, MEASUREMENT_KEYS)
     except UserError:
-        own = None
-    if own is None:
+        found = None
+    if found is None:
         return "?"
-    mine, theirs = ({k: v for k, v in _raw(m).items() if k not in MEASUREMENT_KEYS} for m in (model, own))
-    flat = flat_keys(mine)
-    changed = differing_keys(mine, theirs)
+    flat, _, changed = found
     return "; ".join(f"{key}={show_value(flat[key])}" if key in flat else f"~{key}" for key in changed)
 
 
@@ -1161,11 +1158,6 @@ def _write_csv(root: Path, rel: str, rows: list[dict[str, str]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_owned(root, rel, buffer.getvalue())
-
-
-def _raw(node) -> dict:
-    """A config as plain data, interpolations as written: `${asset:...}` paths compare as written, not resolved."""
-    return OmegaConf.to_container(node, resolve=False)
 
 
 def _container(node) -> dict:
