@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from diversity_cli.core.config import compose
+from diversity_cli.models.hub import method_roles
 from diversity_cli.models.loading import load_pair
 from diversity_cli.toy.features import adherent_mask, load_classifier
 from diversity_cli.toy.protocol import PER_PROMPT, PROMPTS, sample
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> int:
         return 2
     cfg = compose("generate", [f"{key}={value}" for key, value in args.items()])
     torch.manual_seed(0)
-    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=method != "base")
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, method_roles(cfg.model, method))
     classifier = load_classifier("cpu")
     adherence: dict[str, list[float]] = {}
     rows = []

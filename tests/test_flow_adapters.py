@@ -67,7 +67,7 @@ def test_a_transferred_lora_stacks_on_the_distillation_adapter(tiny_pairs, tmp_p
 
     # The base with the transferred adapter is the plain base network with that adapter alone, bit for bit: a
     # network that never had the distillation adapter, given the same file.
-    reference = load_pair(compose("generate", ["model=tiny_qwen"]).model, pair.device, pair.dtype, distilled=False)
+    reference = load_pair(compose("generate", ["model=tiny_qwen"]).model, pair.device, pair.dtype, roles=("base",))
     assert not getattr(reference.base.network, "peft_config", None)
     with applied(reference, "base", adapter, 1.0):
         assert torch.equal(_latents(reference, "base"), adapted["base"])

@@ -403,7 +403,10 @@ def test_a_student_of_another_pair_is_one_line_at_load(cli, tmp_path):
     args = ("generate", "model=toy", "method=distilled", PROMPT, f"model.distilled.network.path={tmp_path / 'student'}")
     code, _, err = cli(*args, "n=1", f"out={tmp_path / 'run'}")
     assert code == 2 and len(err.strip().splitlines()) <= 2 and "Traceback" not in err, err
-    assert "the distilled network's in_channels is 4, the base's 8" in err
+    assert "the distilled network takes 4 latent channels, the pair's VAE makes 8" in err  # read without the base
+    assert not (tmp_path / "run").exists()
+    code, _, err = cli(*args, "n=1", "method=hybrid", f"out={tmp_path / 'run'}")  # read with it: the two compared
+    assert code == 2 and "the distilled network's in_channels is 4, the base's 8" in err, err
     assert not (tmp_path / "run").exists()
 
 

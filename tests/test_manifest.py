@@ -165,9 +165,11 @@ class _Stub(torch.nn.Module):
         return None
 
 
+@pytest.mark.parametrize("roles", [("base", "distilled"), ("base",), ("distilled",)])
 @pytest.mark.parametrize("name", REAL_PAIRS)
-def test_the_loader_makes_exactly_the_calls_it_reports(name, monkeypatch):
-    """`hub_calls` is what the manifest check sees; the loader must make those reads and no others."""
+def test_the_loader_makes_exactly_the_calls_it_reports(name, roles, monkeypatch):
+    """`hub_calls` is what the manifest check sees; the loader must make those reads and no others, for every
+    set of networks a method loads."""
     import diffusers
     import huggingface_hub
     import safetensors.torch
@@ -206,10 +208,10 @@ def test_the_loader_makes_exactly_the_calls_it_reports(name, monkeypatch):
     monkeypatch.setattr(torch, "load", lambda *a, **k: {})
     monkeypatch.setattr(safetensors.torch, "load_file", lambda *a, **k: {})
 
-    pair = loading.load_pair(model, torch.device("cpu"), torch.float32)
+    pair = loading.load_pair(model, torch.device("cpu"), torch.float32, roles)
 
     def key(call: HubCall) -> tuple:
         return call.kind, call.repo, call.subfolder, call.variant, call.file
 
-    assert sorted(map(key, made)) == sorted(map(key, hub_calls(model)))
+    assert sorted(map(key, made)) == sorted(map(key, hub_calls(model, roles)))
     assert pair.preset == "paper"

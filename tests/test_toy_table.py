@@ -29,7 +29,7 @@ def toy_pair():
     from diversity_cli.models.loading import load_pair
 
     cfg = compose("generate", ["model=toy"])
-    return load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=True)
+    return load_pair(cfg.model, torch.device("cpu"), torch.float32)
 
 
 def test_protocol_hybrid_method_gives_the_base_the_first_k_steps(toy_pair):

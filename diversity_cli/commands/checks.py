@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ..core.console import stderr_console
 from ..core.marker import MARKER, check_new_run_folder
 from ..core.prompts import read_prompts
-from ..core.resources import conf_root
+from ..core.resources import shipped_config
 from ..experiments.defaults import apply_defaults
 from ..experiments.launch import (
     check_shard_options,
@@ -21,6 +21,7 @@ from ..experiments.launch import (
     parse_devices,
 )
 from ..metrics.preflight import check_features, clip_missing, diversity_missing, fid_features, fid_missing
+from ..models.hub import ROLES, method_roles
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
 PAIR_COMMANDS = {"generate", "x0viz", "ablate", "transfer-lora", "train-lora", "distill"}
@@ -48,9 +49,7 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     missing: list[Missing] = []
     model = cfg.get("model")
     if command in PAIR_COMMANDS and isinstance(model, DictConfig):
-        # generate method=base loads no student either (`load_generation_pair`)
-        student = command not in BASE_ONLY and not (command == "generate" and cfg.get("method") == "base")
-        missing += pair_missing(model, distilled=student)
+        missing += pair_missing(model, loaded_roles(command, cfg))
     if command in ("diversity", "x0viz", "ablate"):
         # where each command takes the embedders' options; x0viz takes none: it measures with the shipped ones
         source, key = {
@@ -73,7 +72,7 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
 
 def shipped_embedders() -> dict:
     """conf/diversity.yaml's embedder settings: those x0viz and k=auto measure with (the embedders' own defaults)."""
-    return {"embedders": OmegaConf.to_container(OmegaConf.load(conf_root() / "diversity.yaml").embedders)}
+    return {"embedders": OmegaConf.to_container(shipped_config("diversity").embedders)}
 
 
 def _run_exists(cfg: DictConfig) -> bool:
@@ -98,7 +97,17 @@ def gpus_present(cfg: DictConfig) -> None:
     check_worker_devices(parse_devices(cfg.get("devices")))
 
 
-def schedules_set(model: DictConfig, distilled: bool) -> None:
+def loaded_roles(command: str, cfg: DictConfig) -> tuple[str, ...]:
+    """The networks `command` loads: distill and train-lora train on the base alone, generate loads those its
+    method samples with (`load_generation_pair`), the rest both."""
+    if command in BASE_ONLY:
+        return ("base",)
+    if command == "generate":
+        return method_roles(cfg.model, str(cfg.get("method")))
+    return ROLES
+
+
+def schedules_set(model: DictConfig, roles: tuple[str, ...]) -> None:
     """Each role's scheduler made and set to the role's own schedule, as sampling sets it (a flow-matching
     schedule depends on the latent size, known once the pair loads: those are only made)."""
     from ..core.pair_settings import SCHEDULED_FAMILIES
@@ -106,7 +115,7 @@ def schedules_set(model: DictConfig, distilled: bool) -> None:
     from ..models.pair import ModelSpec
     from ..sampling.plan import natural_scheduler
 
-    for role, scheduler in make_schedulers(model, distilled).items():
+    for role, scheduler in make_schedulers(model, roles).items():
         if model.family in SCHEDULED_FAMILIES:
             conf = model[role]
             timesteps = list(conf.timesteps) if conf.get("timesteps") else None
@@ -140,7 +149,7 @@ def prepare(command: str, cfg: DictConfig) -> DictConfig:
     if command in PAIR_COMMANDS and isinstance(cfg.get("model"), DictConfig) and not _run_exists(cfg):
         # a new run directory is made to load the pair: its schedulers cost nothing to make first (diffusers is
         # imported for the load anyway); an existing one may be complete and load nothing, so it is left to the load
-        schedules_set(cfg.model, distilled=command not in BASE_ONLY)
+        schedules_set(cfg.model, loaded_roles(command, cfg))
     if downloads:
         console = stderr_console()
         for item in downloads:

@@ -7,8 +7,11 @@ are copies inside the package).
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
 from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 PACKAGE = "diversity_cli"
 
@@ -23,6 +26,15 @@ def shipped(*parts: str) -> Path:
 
 def conf_root() -> Path:
     return shipped("conf")
+
+
+@functools.cache
+def shipped_config(name: str) -> DictConfig:
+    """conf/<name>.yaml as shipped (read only, read once a process): the defaults a run's settings are set against,
+    to say which of them a number was measured with."""
+    config = OmegaConf.load(conf_root() / f"{name}.yaml")
+    OmegaConf.set_readonly(config, True)
+    return config
 
 
 def data_file(name: str) -> Path:

@@ -27,7 +27,7 @@ from ..core.errors import UserError
 from ..core.fingerprint import digest, file_hash, file_stamps, packages, weights_fingerprint, weights_record
 from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.record import record_invocation
-from ..core.resources import conf_root
+from ..core.resources import shipped_config
 from ..core.rundir import RunDir, configs_per_group, one_setting_per_group, samples_digest
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
@@ -349,7 +349,7 @@ def embedder_options(name: str, options: dict) -> str:
     """The settings of embedder `name` that differ from the shipped defaults, as `distance=euclidean; size=16`: a
     diversity.csv row says what it measured, and a number made with other settings is never read as the usual
     one ("" for the defaults)."""
-    defaults = OmegaConf.load(conf_root() / "diversity.yaml").embedders.get(name) or {}
+    defaults = shipped_config("diversity").embedders.get(name) or {}
     changed = {
         key: value
         for key, value in options.items()
@@ -457,7 +457,7 @@ def with_options(row: dict, options: str, interval: str = "") -> dict:
 def interval_options(cfg: DictConfig) -> str:
     """The bootstrap's settings that differ from the shipped defaults (`bootstrap=3; seed=5`), for the rows whose
     interval is a bootstrap's: one from 3 resamples read as the usual 95% interval of 1000."""
-    defaults = OmegaConf.load(conf_root() / "diversity.yaml")
+    defaults = shipped_config("diversity")
     changed = {key: cfg[key] for key in ("bootstrap", "seed") if int(cfg[key]) != int(defaults[key])}
     return "; ".join(f"{key}={value}" for key, value in changed.items())
 

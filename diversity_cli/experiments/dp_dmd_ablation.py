@@ -102,7 +102,7 @@ def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -
     cfg = compose("generate", [f"model={model}", f"model.distilled.network.path={run / 'student'}"])
     refuse_other_teacher(cfg.model, OmegaConf.load(run / "config.yaml").model, run, model)
     torch.manual_seed(0)
-    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=True)
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32)
     weights[str(run)] = pair_provenance(cfg.model, pair)
     fid_rows, prompt_rows, _free = measure(pair, ["distilled"], classifier, log)
     k = len(prompt_rows)

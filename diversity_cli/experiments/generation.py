@@ -23,6 +23,7 @@ from ..core.record import read_records, record_invocation
 from ..core.rundir import RunDir, config_part, shard_writer, weights_of
 from ..core.schema import check
 from ..core.schemas.generate import GenerateConfig
+from ..models.hub import method_roles, network_roles
 from ..models.provenance import hashed_provenance, pair_provenance, role_hashes
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
@@ -316,7 +317,8 @@ def _fill(
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_config(name, cfg)
     run.save_versions(name, {"device": str(device)})
-    models = pair_provenance(cfg.model, pair, provenance_roles(str(cfg.method)))  # hub id, revision, weights hash
+    roles = provenance_roles(cfg.model, str(cfg.method))
+    models = pair_provenance(cfg.model, pair, roles)  # hub id, revision and weights hash of each network used
     made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
     refuse_other_weights(
         run, str(cfg.model.name), cfg_tag(cfg), {job.path for job in todo} | (remade or set()), made_with
@@ -377,18 +379,15 @@ def weights_part(model: DictConfig, method: str, models: dict) -> str:
     """The weights behind an image, for samples.csv's `settings` (`<config>/<weights>`): a digest of the weights
     hashes of the networks `method` runs (the student's are no part of a base image, nor the base's of a
     distilled one unless the student is a LoRA on it; the components are part of both)."""
-    distilled = model.distilled
-    on_base = bool(distilled.get("lora") or (distilled.get("network") or {}).get("lora"))
-    student_only = None if on_base else "base"  # distilled and skip_first run the student alone
-    unused = {"base": "distilled", "distilled": student_only, "skip_first": student_only}.get(method)
-    return digest(role_hashes(models, [role for role in models if role != unused]))[:12]
+    used = provenance_roles(model, method)
+    return digest(role_hashes(models, [role for role in models if role in used]))[:12]
 
 
 def refuse_kept_of_other_weights(cfg: DictConfig, run: RunDir, remade: set[str], settings: str) -> None:
     """With every image there and no model loaded: the weights the pair names now, hashed from its files (memoised),
     against those the kept images were made by; a student retrained in place made them "done" under its label.
     Tiny pairs (networks built in memory) and weights not on this machine cannot be told apart here: not checked."""
-    models = hashed_provenance(cfg.model, roles=provenance_roles(str(cfg.method)))
+    models = hashed_provenance(cfg.model, roles=provenance_roles(cfg.model, str(cfg.method)))
     if models is None:
         return
     made_with = f"{settings}/{weights_part(cfg.model, str(cfg.method), models)}"
@@ -454,15 +453,15 @@ def _measure_commitment(pair, cfg: DictConfig, embedder) -> dict:
 
 
 def load_generation_pair(cfg: DictConfig):
-    """The pair as `cfg.method` runs it: method=base reads no student (the base stands in for it), so Table 2's base
-    rows need neither its download nor its memory."""
+    """The pair as `cfg.method` runs it (`method_roles`): method=base reads no student, method=distilled and
+    skip_first no base, so Table 2's rows need neither the other's download nor its memory."""
     from ..models.loading import load_pair, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
-    return load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device), distilled=cfg.method != "base")
+    roles = method_roles(cfg.model, str(cfg.method))
+    return load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device), roles)
 
 
-def provenance_roles(method: str) -> tuple[str, ...]:
-    """The networks whose weights a method's images are made of, as records name them (method=base: not the
-    student, which it does not load)."""
-    return ("base", "components") if method == "base" else ("base", "distilled", "components")
+def provenance_roles(model: DictConfig, method: str) -> tuple[str, ...]:
+    """The networks whose weights a method's images are made of, as records name them: those it loads."""
+    return (*network_roles(model, method_roles(model, method)), "components")

@@ -27,6 +27,7 @@ import torch
 from ..core.atomic import write_text
 from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
+from ..models.hub import method_roles
 from ..models.provenance import pair_provenance
 from ..sampling.tags import run_tag
 from ..toy.data import FACTORS
@@ -205,7 +206,7 @@ def build(out: Path, rows: list[tuple[str, str, str]], log=print) -> Path:
             label = f"{label} (= {k}: base commits at t={committed})"
         settings = pair_settings(model)
         torch.manual_seed(0)
-        pair = load_pair(settings, torch.device("cpu"), torch.float32, distilled=method != "base")
+        pair = load_pair(settings, torch.device("cpu"), torch.float32, method_roles(settings, method))
         weights.setdefault(model, pair_provenance(settings, pair))
         fid_rows, prompt_rows, free_rows = measure(pair, [method], classifier, log, interval=cosine_interval)
         floor = fid_row(fid_rows, "truth")["fid_toyfeat"]

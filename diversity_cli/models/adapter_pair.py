@@ -9,18 +9,11 @@ With the adapter disabled the network computes exactly the base model.
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
 
 from ..core.errors import UserError
 from .pair import ModelSpec
 
 ADAPTER = "distilled"  # the adapter name the loader gives a pair's step-distillation LoRA
-
-
-def is_lora(model: DictConfig, role: str) -> bool:
-    """Whether `role` of a pair config is a LoRA on the base network (`network.lora: true` on a real pair,
-    a `lora:` block on a tiny one)."""
-    return bool(model[role].get("network", {}).get("lora") or model[role].get("lora"))
 
 
 def has_distillation_adapter(network: torch.nn.Module) -> bool:

@@ -15,10 +15,11 @@ from omegaconf import DictConfig
 
 from ..core.errors import UserError
 from ..core.pair_settings import micro_batch_of
-from .adapter_pair import ADAPTER, is_lora, load_lora
+from .adapter_pair import ADAPTER, load_lora
 from .flow import MAX_SEQUENCE_LENGTH, FlowPair
 from .flow_tiny import FLOW_FAMILIES
-from .pair import ModelSpec
+from .hub import is_lora
+from .pair import ModelSpec, stand_ins, stood_in
 
 TRANSFORMER_CLASS = {
     "flux": "FluxTransformer2DModel",
@@ -32,12 +33,13 @@ def load_flow_pair(
     model: DictConfig,
     device: torch.device,
     dtype: torch.dtype,
-    distilled: bool,
+    roles: tuple[str, ...],
     make_scheduler: Callable,
     guarded_load: Callable,
     hub_calls: Callable,
 ) -> FlowPair:
-    """Both models once, sharing VAE and text encoders; a LoRA-distilled model shares the base network too."""
+    """The models of `roles` once (the loader's `load_pair`: a role left out is stood in for and not read),
+    sharing VAE and text encoders; a LoRA-distilled model shares the base network too."""
     family = model.family
     if family not in FLOW_FAMILIES:
         raise UserError(f"model '{model.name}' has unknown family '{family}'; use {', '.join(FLOW_FAMILIES)}")
@@ -46,9 +48,7 @@ def load_flow_pair(
             raise UserError(f"model '{model.name}': flow models take steps, not explicit timesteps ({role})")
         if model[role].get("resolution"):
             raise UserError(f"model '{model.name}': a separate {role} resolution is not supported for flow pairs")
-    schedulers = {
-        role: make_scheduler(model[role].scheduler, role, bool(model.get("tiny"))) for role in ("base", "distilled")
-    }
+    schedulers = {role: make_scheduler(model[role].scheduler, role, bool(model.get("tiny"))) for role in roles}
     for role, sched in schedulers.items():
         if not hasattr(sched, "scale_noise"):
             raise UserError(
@@ -56,21 +56,22 @@ def load_flow_pair(
                 "scheduler; use FlowMatchEulerDiscreteScheduler"
             )
     if model.get("tiny"):
-        pipe, networks = _tiny(model, schedulers["base"], distilled)
+        pipe, networks = _tiny(model, schedulers[roles[0]], roles)
     else:
-        pipe, networks = _real(model, dtype, distilled, guarded_load, hub_calls(model, distilled))
+        pipe, networks = _real(model, dtype, roles, guarded_load, hub_calls(model, roles))
     pipe.to(device)
     specs = {}
-    for role in ("base", "distilled"):
+    for role in roles:
         conf = model[role]
         network = networks[role].to(device)
         if network.dtype != dtype:
             network = network.to(dtype)
         network.eval()
-        adapter = ADAPTER if role == "distilled" and distilled and is_lora(model, "distilled") else None
+        adapter = ADAPTER if role == "distilled" and is_lora(model, "distilled") else None
         specs[role] = ModelSpec(
             role, conf.label, network, schedulers[role], int(conf.steps), float(conf.guidance), adapter=adapter
         )
+    specs = stand_ins(model, specs)
     height, width = _size(model.resolution)
     pair = FlowPair(
         model.name,
@@ -86,6 +87,7 @@ def load_flow_pair(
         skip_first_noise=model.get("skip_first_noise", "scaled"),
         micro_batch=micro_batch_of(model),
         max_sequence_length=int(model.get("max_sequence_length") or MAX_SEQUENCE_LENGTH[family]),
+        loaded=roles,
     )
     for spec in (pair.base, pair.distilled):  # the pipeline's sigmas and mu at this resolution
         spec.schedule_args = pair.schedule_args(spec)
@@ -99,7 +101,7 @@ def _size(resolution: Any) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _tiny(model: DictConfig, scheduler, distilled: bool):
+def _tiny(model: DictConfig, scheduler, roles: tuple[str, ...]):
     from . import flow_tiny
 
     family = model.family
@@ -108,21 +110,17 @@ def _tiny(model: DictConfig, scheduler, distilled: bool):
     def network(role: str) -> torch.nn.Module:
         return flow_tiny.build_network(family, int(model[role].seed), bool(model[role].get("guidance_embeds", False)))
 
-    base = network("base")
-    networks = {"base": base}
-    if not distilled:
-        networks["distilled"] = base
-    elif is_lora(model, "distilled"):
-        lora = model.distilled.lora
-        flow_tiny.random_lora(base, ADAPTER, seed=int(lora.seed), rank=int(lora.get("rank", 4)))
-        networks["distilled"] = base  # one network: the LoRA is toggled per role
-    else:
-        networks["distilled"] = network("distilled")
-    pipe = flow_tiny.pipeline_class(family)(**components, transformer=base, scheduler=scheduler)
+    lora = is_lora(model, "distilled") and "distilled" in roles
+    networks = {role: network(role) for role in (("base",) if lora else roles)}
+    if lora:
+        conf = model.distilled.lora
+        flow_tiny.random_lora(networks["base"], ADAPTER, seed=int(conf.seed), rank=int(conf.get("rank", 4)))
+    networks = stood_in(networks)  # one network where one role is read, or the LoRA toggled per role
+    pipe = flow_tiny.pipeline_class(family)(**components, transformer=networks[roles[0]], scheduler=scheduler)
     return pipe, networks
 
 
-def _real(model: DictConfig, dtype: torch.dtype, distilled: bool, guarded_load: Callable, calls: list):
+def _real(model: DictConfig, dtype: torch.dtype, roles: tuple[str, ...], guarded_load: Callable, calls: list):
     """Real checkpoints, reading exactly `calls` (the loader's `hub_calls` plan)."""
     import diffusers
     from diffusers import DiffusionPipeline
@@ -142,8 +140,9 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool, guarded_load: 
             f"model.{role}.network.path",
         )
 
-    base = network("base")
-    kwargs: dict[str, Any] = {"transformer": base, "torch_dtype": dtype}
+    lora = is_lora(model, "distilled") and "distilled" in roles
+    networks = {role: network(role) for role in (("base",) if lora else roles)}
+    kwargs: dict[str, Any] = {"transformer": networks[roles[0]], "torch_dtype": dtype}
     source = model.components.get("path")
     if not source:
         (components,) = [c for c in calls if c.kind == "pipeline"]
@@ -155,11 +154,8 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool, guarded_load: 
         source,
         "model.components.path",
     )
-    networks = {"base": base, "distilled": base}
-    if distilled and is_lora(model, "distilled"):
+    if lora:
         (call,) = [c for c in calls if c.role == "distilled" and c.kind == "weights"]
         hint = "model.distilled.network.repo"  # a folder holding the file
         guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, call.file)
-    elif distilled:
-        networks["distilled"] = network("distilled")
-    return pipe, networks
+    return pipe, stood_in(networks)

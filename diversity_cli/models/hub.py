@@ -41,19 +41,48 @@ def local_folder(repo: object) -> Path | None:
     return Path(text).expanduser()
 
 
-def hub_calls(model: DictConfig, distilled: bool = True) -> list[HubCall]:
-    """Every hub read `load_pair` makes for this model config, in order; local `path:` entries and tiny pairs
-    read nothing from the hub. The loader executes exactly these calls, so checking them checks the loader."""
+ROLES = ("base", "distilled")
+
+
+def is_lora(model: DictConfig, role: str) -> bool:
+    """Whether `role` of a pair config is a LoRA on the base network (`network.lora: true` on a real pair,
+    a `lora:` block on a tiny one)."""
+    return bool(model[role].get("network", {}).get("lora") or model[role].get("lora"))
+
+
+def method_roles(model: DictConfig, method: str) -> tuple[str, ...]:
+    """The networks `method` samples with, which are all its command loads: the base alone for method=base, the
+    student alone for distilled and skip_first (unless it is a LoRA on the base network, which is then needed
+    too), both for the hybrids. A distilled run reads no base checkpoint (FLUX.1-schnell needs no gated
+    FLUX.1-dev), a base run no student."""
+    if method == "base":
+        return ("base",)
+    if method in ("distilled", "skip_first") and not is_lora(model, "distilled"):
+        return ("distilled",)
+    return ROLES
+
+
+def network_roles(model: DictConfig, roles: tuple[str, ...]) -> tuple[str, ...]:
+    """The networks to read for `roles`: a LoRA student is read into the base network, so it needs the base's."""
+    if "distilled" in roles and is_lora(model, "distilled"):
+        return ROLES
+    return tuple(role for role in ROLES if role in roles)
+
+
+def hub_calls(model: DictConfig, roles: tuple[str, ...] = ROLES) -> list[HubCall]:
+    """Every hub read `load_pair` makes for this model config loaded for `roles`, in order; local `path:` entries
+    and tiny pairs read nothing from the hub. The loader executes exactly these calls, so checking them checks
+    the loader."""
     if model.get("tiny"):
         return []
     calls: list[HubCall] = []
-    roles = ("base", "distilled") if distilled else ("base",)
+    roles = network_roles(model, roles)
     for role in roles:
         calls += _network_calls(model, role)
     shared = model.components
     if not shared.get("path"):
         calls.append(HubCall("pipeline", "components", shared.repo, variant=shared.get("variant")))
-    for role in ("base", "distilled"):  # both schedulers load even where the student's network does not
+    for role in roles:  # a role not loaded is not sampled: its scheduler is not read either
         call = _scheduler_call(model[role].scheduler, role)
         if call is not None:
             calls.append(call)

@@ -27,11 +27,11 @@ from ..core.device import resolve_device  # noqa: F401 (the loaders' callers imp
 from ..core.errors import UserError, first_line
 from ..core.pair_settings import DTYPE_NAMES, TRAIN_TIMESTEPS, check_preset, micro_batch_of
 from ..core.weights_only import weights_only_loads
-from .adapter_pair import ADAPTER, is_lora, load_lora
+from .adapter_pair import ADAPTER, load_lora
 from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
-from .hub import HubCall, _network_calls, _scheduler_call, hub_calls, local_folder  # noqa: F401 (hub_calls: the plan)
-from .pair import ModelPair, ModelSpec
+from .hub import ROLES, HubCall, _network_calls, _scheduler_call, hub_calls, is_lora, local_folder, network_roles  # noqa: F401
+from .pair import ModelPair, ModelSpec, stand_ins, stood_in
 from .schedulers import scheduler_with
 
 NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}
@@ -55,25 +55,27 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "cpu" else DTYPES[name]
 
 
-def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, distilled: bool = True) -> ModelPair:
-    """Load both models once; the distilled model reuses the base's VAE and text encoders.
-    `distilled=False` (training a new student) skips the distilled checkpoint: the base network stands in."""
+def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, roles: tuple[str, ...] = ROLES) -> ModelPair:
+    """Load the networks of `roles` once (`hub.method_roles`: those a method samples with); the distilled model
+    reuses the base's VAE and text encoders. A role left out is not read, its scheduler neither: the loaded
+    network stands in for it (`ModelPair.loaded` says which are real) and sampling with it is refused."""
     _quiet_libraries()
     family = model.family
+    roles = network_roles(model, roles)
     if family in FLOW_FAMILIES:  # FLUX, SD3, Qwen-Image: flow-matching pairs (models/flow_loading.py)
         check_preset(model)
-        return load_flow_pair(model, device, dtype, distilled, _scheduler, guarded_load, hub_calls)
+        return load_flow_pair(model, device, dtype, roles, _scheduler, guarded_load, hub_calls)
     if family not in NETWORK_SLOT:
         raise UserError(f"model '{model.name}' has unknown family '{family}'; use sd, sdxl or pixart")
     check_preset(model)
     if model.get("tiny"):
-        pipe, networks = _tiny(model, distilled)
+        pipe, networks = _tiny(model, roles)
     else:
-        pipe, networks = _real(model, dtype, distilled)
-    check_same_interface(model, networks, pipe)
+        pipe, networks = _real(model, dtype, roles)
+    check_same_interface(model, networks, pipe, roles)
     pipe.to(device)
     specs = {}
-    for role in ("base", "distilled"):
+    for role in roles:
         conf = model[role]
         network = networks[role].to(device)
         if network.dtype != dtype:
@@ -82,11 +84,13 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         scheduler = _scheduler(conf.scheduler, role, model.get("tiny", False))
         timesteps = list(conf.timesteps) if conf.get("timesteps") else None
         # A LoRA-distilled student (SDXL + DMD2-/LCM-LoRA, Hyper-SD) is the base network with its adapter on.
-        adapter = ADAPTER if role == "distilled" and distilled and is_lora(model, "distilled") else None
+        adapter = ADAPTER if role == "distilled" and is_lora(model, "distilled") else None
         specs[role] = ModelSpec(
             role, conf.label, network, scheduler, int(conf.steps), float(conf.guidance), timesteps, adapter=adapter
         )
-    check_shared_schedule(model.name, specs["base"].scheduler, specs["distilled"].scheduler)
+    if len(specs) == 2:
+        check_shared_schedule(model.name, specs["base"].scheduler, specs["distilled"].scheduler)
+    specs = stand_ins(model, specs)
     height, width = _size(model.resolution)
     base_size = _size(model.base.resolution) if model.base.get("resolution") else None
     return ModelPair(
@@ -103,6 +107,7 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
         preset=model.get("preset"),
         skip_first_noise=model.get("skip_first_noise", "unit"),
         micro_batch=micro_batch_of(model),
+        loaded=roles,
     )
 
 
@@ -111,9 +116,11 @@ def load_pair(model: DictConfig, device: torch.device, dtype: torch.dtype, disti
 INTERFACE = ("in_channels", "out_channels", "cross_attention_dim")
 
 
-def check_same_interface(model: DictConfig, networks: dict[str, Any], pipe: Any) -> None:
+def check_same_interface(
+    model: DictConfig, networks: dict[str, Any], pipe: Any, roles: tuple[str, ...] = ROLES
+) -> None:
     """The distilled network takes the base's latents and text embeddings (in/out channels, cross-attention
-    width), and both take the pair's VAE latents."""
+    width), and both take the pair's VAE latents; of a pair loaded for one role, that role's network."""
     latent = getattr(getattr(getattr(pipe, "vae", None), "config", None), "latent_channels", None)
     base, student = (getattr(networks[role], "config", None) for role in ("base", "distilled"))
     for key in INTERFACE:
@@ -123,20 +130,23 @@ def check_same_interface(model: DictConfig, networks: dict[str, Any], pipe: Any)
                 f"model '{model.name}': the distilled network's {key} is {found}, the base's {expected}: it is "
                 f"not a network of this pair (model.distilled.network: a student of another base?)"
             )
-    if latent is not None and getattr(base, "in_channels", latent) != latent:
+    role = roles[0]  # the base where it is read; a student read alone is checked against the VAE itself
+    channels = getattr(base, "in_channels", latent)
+    if latent is not None and channels != latent:
         raise UserError(
-            f"model '{model.name}': the base network takes {base.in_channels} latent channels, the pair's VAE makes "
-            f"{latent} (model.base.network and model.components are of different models)"
+            f"model '{model.name}': the {role} network takes {channels} latent channels, the pair's VAE makes "
+            f"{latent} (model.{role}.network and model.components are of different models"
+            + (": a student of another base?)" if role == "distilled" else ")")
         )
 
 
-def make_schedulers(model: DictConfig, distilled: bool = True) -> dict[str, Any]:
-    """Each role's scheduler as the load makes it (the student's only when it is read), without the networks: a
-    class diffusers does not have, or an override it refuses or would drop, is one line before a run directory is
-    written rather than once the networks load."""
+def make_schedulers(model: DictConfig, roles: tuple[str, ...] = ROLES) -> dict[str, Any]:
+    """The schedulers of `roles` as the load makes them, without the networks: a class diffusers does not have, or
+    an override it refuses or would drop, is one line before a run directory is written rather than once the
+    networks load."""
     _quiet_libraries()
     made = {}
-    for role in ("base", "distilled") if distilled else ("base",):
+    for role in network_roles(model, roles):
         conf = model[role].get("scheduler")
         if isinstance(conf, DictConfig) and conf.get("class"):
             made[role] = _scheduler(conf, role, bool(model.get("tiny")))
@@ -173,39 +183,41 @@ def _size(resolution: Any) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _tiny(model: DictConfig, distilled: bool = True):
+def _tiny(model: DictConfig, roles: tuple[str, ...]):
     from . import tiny
 
     components = tiny.build_shared_components(model.family, seed=int(model.base.seed))
-    lora = distilled and is_lora(model, "distilled")
-    roles = ("base", "distilled") if distilled and not lora else ("base",)
-    networks = {role: tiny.build_network(model.family, seed=int(model[role].seed)) for role in roles}
-    networks.setdefault("distilled", networks["base"])
+    lora = is_lora(model, "distilled") and "distilled" in roles
+    built = ("base",) if lora else roles  # a LoRA student is the base network with its adapter
+    networks = {role: tiny.build_network(model.family, seed=int(model[role].seed)) for role in built}
     if lora:  # one network: a random LoRA standing in for a step-distillation LoRA, toggled per role
         from .flow_tiny import random_lora
 
         conf = model.distilled.lora
         random_lora(networks["base"], ADAPTER, seed=int(conf.seed), rank=int(conf.get("rank", 4)))
+    networks = stood_in(networks)
     slot = NETWORK_SLOT[model.family]
-    scheduler = _scheduler(model.base.scheduler, "base", tiny=True)
-    pipe = tiny.pipeline_class(model.family)(**components, **{slot: networks["base"]}, scheduler=scheduler)
+    scheduler = _scheduler(model[roles[0]].scheduler, roles[0], tiny=True)
+    pipe = tiny.pipeline_class(model.family)(**components, **{slot: networks[roles[0]]}, scheduler=scheduler)
     return pipe, networks
 
 
-def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
+def _real(model: DictConfig, dtype: torch.dtype, roles: tuple[str, ...]):
     from diffusers import DiffusionPipeline
 
     shared = model.components
-    base_network = _network(model, "base", dtype)
+    lora = is_lora(model, "distilled") and "distilled" in roles
+    networks = {role: _network(model, role, dtype) for role in (("base",) if lora else roles)}
     slot = NETWORK_SLOT[model.family]
-    kwargs: dict[str, Any] = {slot: base_network, "torch_dtype": dtype}
+    kwargs: dict[str, Any] = {slot: networks[roles[0]], "torch_dtype": dtype}
     if model.family == "sd":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    calls = hub_calls(model, roles)
     if shared.get("path"):
         source = shared.path
         kwargs.update(variant_present(source, shared.get("variant")))
     else:
-        (call,) = [c for c in hub_calls(model, distilled) if c.kind == "pipeline"]
+        (call,) = [c for c in calls if c.kind == "pipeline"]
         source = call.repo
         if call.variant:
             kwargs["variant"] = call.variant
@@ -214,13 +226,11 @@ def _real(model: DictConfig, dtype: torch.dtype, distilled: bool = True):
         source,
         "model.components.path",
     )
-    if distilled and is_lora(model, "distilled"):  # the student is the base network plus a LoRA file
-        (call,) = [c for c in hub_calls(model, distilled) if c.role == "distilled" and c.kind == "weights"]
+    if lora:  # the student is the base network plus a LoRA file
+        (call,) = [c for c in calls if c.role == "distilled" and c.kind == "weights"]
         hint = "model.distilled.network.repo"  # a folder holding the file
         guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, file=call.file)
-        return pipe, {"base": base_network, "distilled": base_network}
-    networks = {"base": base_network, "distilled": _network(model, "distilled", dtype) if distilled else base_network}
-    return pipe, networks
+    return pipe, stood_in(networks)
 
 
 def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Module:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline, SchedulerMixin
+from omegaconf import DictConfig
 
 
 @dataclass
@@ -85,6 +86,9 @@ class ModelPair:
     # (sampling/chunks.py). Any value gives the same image at any batch size or shard; changing it moves the last
     # bits, so it is part of the settings an image is recorded with (conf/model/<name>.yaml).
     micro_batch: int = 1
+    # The roles whose networks were read (models/hub.method_roles); a role left out is a stand-in that the plans
+    # refuse to sample with.
+    loaded: tuple[str, ...] = ("base", "distilled")
 
     def spec(self, role: str) -> ModelSpec:
         return self.base if role == "base" else self.distilled
@@ -168,3 +172,27 @@ class ModelPair:
         size = micro_batch or latents.shape[0]
         images = torch.cat([vae.decode(chunk, return_dict=False)[0] for chunk in latents.split(size)])
         return self.pipe.image_processor.postprocess(images, output_type="pil")
+
+
+def stood_in(networks: dict[str, Any]) -> dict[str, Any]:
+    """Both roles' networks: the one network read stands in for the other (one object, never copied)."""
+    if len(networks) == 2:
+        return networks
+    (only,) = networks.values()
+    return dict.fromkeys(("base", "distilled"), only)
+
+
+def stand_ins(model: DictConfig, specs: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+    """Both roles' specs: a role not loaded is the loaded one's network and scheduler under the role's own name
+    and settings, so the pair keeps its shape (latent size, conditioning); the plans refuse to sample with it."""
+    if len(specs) == 2:
+        return specs
+    (loaded,) = specs.values()
+    for role in ("base", "distilled"):
+        if role not in specs:
+            conf = model[role]
+            timesteps = list(conf.timesteps) if conf.get("timesteps") else None
+            specs[role] = ModelSpec(
+                role, conf.label, loaded.network, loaded.scheduler, int(conf.steps), float(conf.guidance), timesteps
+            )
+    return specs

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
-from .hub import hub_calls, local_folder
+from .hub import ROLES, hub_calls, local_folder, network_roles
 
 HF_FILES = {  # what a hub read of each kind needs in the cache before it can succeed offline
     "pipeline": "model_index.json",
@@ -86,10 +86,10 @@ GATED = (
 )
 
 
-def _hub_items(model: DictConfig, distilled: bool) -> list[Missing]:
+def _hub_items(model: DictConfig, roles: tuple[str, ...]) -> list[Missing]:
     """The missing hub files, one item per file even when both models read it, with every role that needs it."""
     found: dict[str, tuple[list[str], str, object, list[str]]] = {}
-    for call in hub_calls(model, distilled):
+    for call in hub_calls(model, roles):
         missing = _hub_missing(call)
         if missing is not None:
             roles, _, _, keys = found.setdefault(missing[0], ([], missing[1], call, []))
@@ -159,13 +159,13 @@ def _local_path(model: DictConfig, role: str) -> str | None:
     return section.get("path") if role == "components" else (section.get("network") or {}).get("path")
 
 
-def pair_missing(model: DictConfig, distilled: bool = True) -> list[Missing]:
-    """What of this pair is not on disk: local `path:` folders, then every hub read its loader makes."""
+def pair_missing(model: DictConfig, roles: tuple[str, ...] = ROLES) -> list[Missing]:
+    """What of this pair loaded for `roles` is not on disk: local `path:` folders, then every hub read its loader
+    makes."""
     if model.get("tiny"):
         return []
     missing: list[Missing] = []
-    roles = ["components", "base", *(["distilled"] if distilled else [])]
-    for role in roles:
+    for role in ("components", *network_roles(model, roles)):
         path = _local_path(model, role)
         key = "model.components.path" if role == "components" else f"model.{role}.network.path"
         folder = Path(str(path)).expanduser() if path else None
@@ -192,7 +192,7 @@ def pair_missing(model: DictConfig, distilled: bool = True) -> list[Missing]:
                 )
             )
     # every part local still reads the schedulers' configs (`model.<role>.scheduler.repo`)
-    return missing + _hub_items(model, distilled)
+    return missing + _hub_items(model, roles)
 
 
 def pair_present(model: DictConfig) -> bool:

@@ -82,7 +82,8 @@ def pair_weights_hash(model: DictConfig, pair: Any = None, roles: tuple[str, ...
 def _tiny(model: DictConfig, pair: Any) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for role in ("base", "distilled"):
-        spec = getattr(pair, role, None)
+        # a role the pair was loaded without holds the other's network: it has no hash of its own here
+        spec = getattr(pair, role, None) if role in getattr(pair, "loaded", (role,)) else None
         out[role] = {
             "source": f"tiny random network (seed {model[role].get('seed')})",
             "weights_hash": module_hash(spec.network) if spec is not None else None,

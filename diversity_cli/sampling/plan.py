@@ -92,7 +92,28 @@ def make_plan(
     if skip_noise not in SKIP_NOISE:
         raise UserError(f"unknown skip_first noise '{skip_noise}'; choose one of: {', '.join(SKIP_NOISE)}")
     if getattr(pair, "flow", False):  # flow-matching pairs sample in σ-space (sampling/flow.py)
-        return make_flow_plan(pair, method, k, base_guidance, base_steps, micro_batch, skip_noise)
+        return loaded_only(pair, make_flow_plan(pair, method, k, base_guidance, base_steps, micro_batch, skip_noise))
+    return loaded_only(pair, _plan(pair, method, k, base_guidance, base_steps, micro_batch, skip_noise))
+
+
+def loaded_only(pair: ModelPair, plan: Plan | FlowPlan) -> Plan | FlowPlan:
+    """`plan`, whose every segment runs a network the pair read: a role loaded without its network (see
+    `models.hub.method_roles`) holds the other's, and would sample under the wrong name."""
+    absent = sorted({segment.role for segment in plan.segments} - set(getattr(pair, "loaded", ("base", "distilled"))))
+    if absent:
+        raise RuntimeError(f"method={plan.method} samples with the {' and '.join(absent)} network, not loaded")
+    return plan
+
+
+def _plan(
+    pair: ModelPair,
+    method: str,
+    k: int,
+    base_guidance: float,
+    base_steps: int | None,
+    micro_batch: int,
+    skip_noise: str,
+) -> Plan:
     base = Denoiser(pair.base, micro_batch=micro_batch)
     distilled = Denoiser(pair.distilled, micro_batch=micro_batch)
     if method == "base":

@@ -26,7 +26,7 @@ def sampling_settings(pair: ModelPair, plan: Plan) -> dict[str, Any]:
         "skip_first_noise": plan.skip_noise if plan.skip_first else None,
         "nfe": plan.nfe,
         "micro_batch": plan.segments[0].denoiser.micro_batch,  # samples per call, as the plan ran: it moves bits
-        "models": {spec.role: _model(spec) for spec in (pair.base, pair.distilled)},
+        "models": {spec.role: _model(spec) for spec in (pair.base, pair.distilled) if spec.role in pair.loaded},
         "segments": [
             {
                 "model": segment.role,

@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     `methods=` (none) measures only the references: the floor and the ground truth through the pair's VAE, so a
     new VAE (`model.components.path=<a base folder>`) can be judged before a model is trained on it."""
     from ..core.config import compose
+    from ..models.hub import ROLES
     from ..models.loading import load_pair
 
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -355,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         if not is_toy_pair(cfg.model):
             raise UserError(f"model={cfg.model.name}: the protocol judges toy scenes; give a toy pair (toy, toy_dpdmd)")
         torch.manual_seed(0)
-        pair = load_pair(cfg.model, torch.device("cpu"), torch.float32, distilled=any(m != "base" for m in methods))
+        pair = load_pair(
+            cfg.model, torch.device("cpu"), torch.float32, ("base",) if set(methods) == {"base"} else ROLES
+        )
         for method in methods:  # and one the pair's schedulers cannot run (base_steps missing the hand-over)
             plan_of(pair, method)
     except UserError as err:

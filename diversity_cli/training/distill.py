@@ -370,7 +370,7 @@ def build(cfg: DictConfig, accelerator, prompts: list[str]) -> Training:
     """Load the pair; the student and fake score start as float32 copies of its base network (the teacher)."""
     device = accelerator.device
     # The teacher is the base; the pair's own distilled checkpoint is not needed (nor loaded) to train a new one.
-    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device), distilled=False)
+    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device), roles=("base",))
     teacher = pair.base.network.requires_grad_(False).eval()
     student, fake = Distiller.copy_of(teacher), Distiller.copy_of(teacher)
     if cfg.gradient_checkpointing:
