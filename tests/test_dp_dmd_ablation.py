@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 
 from diversity_cli.core.config import compose
 from diversity_cli.core.errors import UserError
+from diversity_cli.core.resources import asset
 from diversity_cli.experiments.dp_dmd_ablation import anchor_timestep, markdown, point
 
 
@@ -75,8 +76,8 @@ def test_point_reads_settings_and_the_last_hundred_rows(tmp_path):
         }
     )
     text = markdown(rows, "cmd")
-    assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 2e-05 / 1e-05 | 0 | 0.5000 / 0.7000 | 50.0 |" in text
-    assert "| dmd | dmd |  |  | 200 | 1e-05 / 1e-05 | 0.005 |  | 50.0 |" in text
+    assert "| dp | dp_dmd | 0.5 | 1 (t=874) | 200 | 2e-05 / 1e-05 | 0 | 0.5000 / 0.7000 |  | 50.0 |" in text
+    assert "| dmd | dmd |  |  | 200 | 1e-05 / 1e-05 | 0.005 |  |  | 50.0 |" in text  # no anchor fit measured
     assert "| 0.200 | 0.180 (5) |" in text  # adherent-only diversity says over how many prompts
 
 
@@ -129,3 +130,30 @@ def test_bad_input_to_the_entry_point_is_one_line_and_exit_2(capsys):
     assert run_main(lambda: dp_dmd_ablation.main(["runs=/nonexistent/run"])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: /nonexistent/run is not a finished distill run") and err.count("\n") == 1
+
+
+def test_a_measured_point_carries_its_first_step_against_the_anchor(tmp_path, monkeypatch):
+    """A DP-DMD run's first step against its own anchor, a DMD run's against the first DP-DMD run's, both shown in
+    ablation.md; without a DP-DMD run there is no anchor and no such columns."""
+    from diversity_cli.experiments import dp_dmd_ablation
+
+    dmd = _run(tmp_path, "dmd", ["model=toy"], first=None)
+    dp = _run(tmp_path, "dp", ["model=toy", "distill=dp_dmd", "anchor_k=3"], first=[0.4, 0.6])
+    assert dp_dmd_ablation.anchor_of(dmd, [dp]).anchor_k == 3 and dp_dmd_ablation.anchor_of(dmd, []) is None
+    seen = []
+
+    def fit(pair, anchor):
+        seen.append(int(anchor.anchor_k))
+        return {"anchor": "k", "mse": 0.14, "prompt_floor": 0.5, "constant_floor": 0.69, "noise_share": 0.84}
+
+    monkeypatch.setattr(dp_dmd_ablation, "anchor_fit", fit)
+    monkeypatch.setattr(dp_dmd_ablation, "load_pair", lambda *a, **k: None, raising=False)
+    prompts = [{"adherence": 1.0, "diversity": 0.2, "adherent_diversity": 0.2, "truth_diversity": 0.3}]
+    fid_rows = [{"method": m, "fid_toyfeat": 1.0} for m in ("truth", "distilled")]
+    monkeypatch.setattr(dp_dmd_ablation, "measure", lambda pair, methods, *_: (fid_rows, prompts, []))
+    (dmd / "student").rmdir()
+    (dmd / "student").symlink_to(asset("toy/dmd_student"))
+    row = dp_dmd_ablation.measure_point("toy", dmd, None, {}, dp_dmd_ablation.anchor_of(dmd, [dp]), log=print)
+    assert seen == [3] and row["fit_mse"] == 0.14
+    rows = [{**point(dmd), **row}]
+    assert "| 0.140 / 0.500 (0.84) |" in markdown(rows, "cmd")

@@ -4,7 +4,9 @@ Each ablation point is a finished `diversity-cli distill` run directory (config.
 this reads its settings (method, lambda_div, anchor_k and the teacher timestep it lands on) and the end of its
 training log (first-step MSE against the constant-predictor floor: a first step at the floor is one constant for
 every prompt and noise; below it, it reads its prompt, its noise or both),
-then measures its student under the toy protocol (toy/protocol.py) as the distilled model of `model`:
+then measures its student under the toy protocol (toy/protocol.py) as the distilled model of `model`, and its first
+step against a DP-DMD anchor (its own; a DMD run's, the first DP-DMD run's) with many noises per prompt, which
+separates reading the noise from reading the prompt (experiments/first_step.py):
 
     python -m diversity_cli.experiments.dp_dmd_ablation model=toy out=results/toy_ablation \
         runs=results/toy_weights/dmd,results/toy_weights/dp_dmd,...
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
 from ..core.errors import UserError
@@ -29,6 +31,7 @@ from ..core.schemas.distill import gan_weight
 from ..models.provenance import pair_provenance
 from ..toy.protocol import fid_row, finite_mean, measure, write_csv
 from ..training.generator import teacher_ode_scheduler
+from .first_step import anchor_fit
 from .toy_table import write_provenance
 
 TAIL = 100  # log rows averaged for "where training ended": the losses are noisy per iteration
@@ -93,9 +96,12 @@ def point(run: Path) -> dict:
     }
 
 
-def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -> dict:
-    """The protocol's numbers of `run`'s student as the distilled model of `model` (its base unchanged); the pair's
-    weights (source and hash per role) go into `weights`."""
+def measure_point(
+    model: str, run: Path, classifier, weights: dict, anchor: DictConfig | None = None, log=print
+) -> dict:
+    """The protocol's numbers of `run`'s student as the distilled model of `model` (its base unchanged), and its
+    first step's fit to the DP-DMD anchor of the distill config `anchor` (none: not measured); the pair's weights
+    (source and hash per role) go into `weights`."""
     from ..core.config import compose
     from ..models.loading import load_pair
 
@@ -116,7 +122,15 @@ def measure_point(model: str, run: Path, classifier, weights: dict, log=print) -
         "adherent_diversity": adherent,
         "adherent_prompts": adherent_prompts,
         "truth_diversity": sum(r["truth_diversity"] for r in prompt_rows) / k,
+        **({} if anchor is None else {f"fit_{key}": value for key, value in anchor_fit(pair, anchor).items()}),
     }
+
+
+def anchor_of(run: Path, anchored: list[Path]) -> DictConfig | None:
+    """The distill config whose anchor `run`'s first step is measured against: its own for a DP-DMD run, the first
+    DP-DMD run's for a DMD one (none without one)."""
+    source = run if run in anchored else (anchored[0] if anchored else None)
+    return None if source is None else OmegaConf.load(source / "config.yaml")
 
 
 def refuse_other_teacher(model, trained_on, run: Path, name: str) -> None:
@@ -150,15 +164,24 @@ def _cell(value, spec: str = ".3f") -> str:
     return "" if value is None else format(value, spec)
 
 
+def _fresh(row: dict) -> str:
+    if row.get("fit_mse") is None:
+        return ""
+    return f"{row['fit_mse']:.3f} / {row['fit_prompt_floor']:.3f} ({row['fit_noise_share']:.2f})"
+
+
 def markdown(rows: list[dict], command: str) -> str:
     lines = [
-        f"Measured by `{command}`; first-step columns: mean of the last {TAIL} logged iterations of log.csv "
-        "(a first-step MSE at its floor means the first step predicts a constant).",
+        f"Measured by `{command}`; first-step MSE / floor: mean of the last {TAIL} logged iterations of log.csv "
+        "(a first-step MSE at its floor means the first step predicts a constant). Fresh noises: the first step "
+        "against the anchor (a DMD run: the first DP-DMD run's) over many noises per prompt, none drawn in training: "
+        "below the per-prompt floor (the best first step that ignores its noise) it follows its noise as the "
+        "anchor does; noise share: its variance across noises over the anchor's.",
         "",
         "| run | method | lambda_div | anchor_k (teacher t) | iterations | lr generator / fake | GAN weight "
-        "| first-step MSE / floor | fid_toyfeat | adherence mean (worst) | diversity "
-        "| adherent-only diversity (prompts with 2+ adherent samples) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| first-step MSE / floor | fresh noises: MSE / per-prompt floor (noise share) | fid_toyfeat "
+        "| adherence mean (worst) | diversity | adherent-only diversity (prompts with 2+ adherent samples) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         anchor = f"{r['anchor_k']} (t={r['anchor_timestep']})" if r["anchor_k"] is not None else ""
@@ -169,7 +192,8 @@ def markdown(rows: list[dict], command: str) -> str:
         )
         lines.append(
             f"| {Path(r['run']).name} | {r['method']} | {_cell(r['lambda_div'], 'g')} | {anchor} | {r['iterations']} "
-            f"| {r['lr_generator']:g} / {r['lr_fake']:g} | {r['gan_weight']:g} | {first} | {r['fid_toyfeat']:.1f} "
+            f"| {r['lr_generator']:g} / {r['lr_fake']:g} | {r['gan_weight']:g} | {first} | {_fresh(r)} "
+            f"| {r['fid_toyfeat']:.1f} "
             f"| {r['adherence']:.3f} ({r['adherence_min']:.2f}) | {r['diversity']:.3f} "
             f"| {r['adherent_diversity']:.3f} ({r['adherent_prompts']}) |"
         )
@@ -189,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     points = [point(run) for run in runs]  # every run checked before any is measured
     classifier = load_classifier("cpu")
     weights: dict[str, dict] = {}
-    rows = [{**p, **measure_point(model, Path(p["run"]), classifier, weights)} for p in points]
+    anchored = [Path(p["run"]) for p in points if p["method"] == "dp_dmd"]  # a DMD run's first step: against the first
+    rows = [
+        {**p, **measure_point(model, Path(p["run"]), classifier, weights, anchor_of(Path(p["run"]), anchored))}
+        for p in points
+    ]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "ablation.csv", rows)
     command = f"python -m diversity_cli.experiments.dp_dmd_ablation model={model} out={out} runs={args['runs']}"

@@ -599,7 +599,9 @@ def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: 
             f"\n- first-step anchor: {target} (anchor_k={s.anchor_k} of {s.ode_steps} DDIM steps, "
             f"CFG {s.ode_guidance:g}), weight lambda_div={s.lambda_div:g}; log.csv's first_step_floor is the MSE "
             "of one constant first step for all the prompts and noises of a batch (below it, the step reads its "
-            "prompt, its noise or both: the floor cannot tell which)"
+            "prompt, its noise or both: the floor cannot tell which; `python -m diversity_cli.experiments.first_step "
+            f"model=<a pair with this student> anchor_k={s.anchor_k} teacher_ode.steps={s.ode_steps}` does, with "
+            "many noises per prompt)"
         )
     method = "DMD2-style DMD" if cfg.method == "dmd" else "DP-DMD: first step to the teacher ODE anchor"
     if s.gan_weight > 0:
