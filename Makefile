@@ -61,7 +61,8 @@ format:
 # thread (three processes: imports and loading dominate; 73 s wall on 2 cores shared with a training job).
 # DEMO_BASE_STEPS: the hybrid's base runs the student's first step (999 -> 749) in that many steps of its own. On the
 # toy one base step there hands over its x̂0 at t=999, pure noise on its schedule (the prompt's mean image), and the
-# hybrid loses the base's layout and sometimes the shape; 5 steps keep both (README: the toy table). Other pairs, or
+# hybrid loses the base's layout and sometimes the shape; 5 steps keep the layout (background, position, count) on
+# most seeds, while the student still redraws the shape or colour on many (README: the toy table). Other pairs, or
 # empty: generate's default, one base step on the student's schedule, as the paper runs SDXL. The base runs at CFG 0
 # there, generate's default (the paper's "low or zero guidance"); README's table has CFG 3 beside it.
 DEMO_OUT ?= results/demo
@@ -268,8 +269,9 @@ reproduce-toy:
 	@start=$$(date +%s); times=""; \
 	for target in $(TOY_TARGETS); do \
 	  began=$$(date +%s); \
-	  $(MAKE) -j1 reproduce-$$target MODEL=toy || exit 1; \
+	  $(MAKE) -j1 reproduce-$$target MODEL=toy || { $(REAL_RUN) "make reproduce-toy: $$target failed ($$times )"; exit 1; }; \
 	  times="$$times $$target=$$(( $$(date +%s) - began ))s"; \
+	  $(REAL_RUN) "make reproduce-toy: $$target took $$(( $$(date +%s) - began )) s"; \
 	done; \
 	echo "tables (paper beside measured): results/toy/tables/tables.md; HTML: results/toy/*/report.html"; \
 	$(REAL_RUN) "make reproduce-toy: $$(( $$(date +%s) - start )) s wall time ($$times )"

@@ -272,6 +272,10 @@ def test_a_base_continued_from_an_earlier_run_carries_its_time_and_command(chain
     assert card.main([str(chain)]) == 0
     text = (chain / release.CARD).read_text()
     assert "train-toy base_eps (its stages) 2400 s, train-toy base (its stages) 1800 s, distill DMD 1200 s" in text
+    seconds = [float(value) for value in re.findall(r" ([0-9.]+) s[,;]", text.split("Training time:")[1][:400])]
+    students = seconds[-2:]  # trained side by side: the wall time counts the longer one only
+    wall = f"{sum(seconds) / 3600:.2f} h of training, {(sum(seconds) - min(students)) / 3600:.2f} h of wall time"
+    assert wall in text, text.split("Training time:")[1][:400]
     assert f"- `{first}`: `diversity-cli train-toy out=x unet.lr=8e-4`" in text
 
 
