@@ -66,6 +66,10 @@ def _root(version: bool = VERSION) -> None:
 
 def _register(command: Command) -> None:
     def invoke(overrides: list[str] | None = OVERRIDES) -> None:
+        # the summary's seconds are the command's from here: its imports, its config's composition, the checks
+        # and the preflight, and the loading a run does (each at its own point), counted alike in a fresh and an
+        # existing out=; only the interpreter's start and the CLI's own imports come before
+        started = time.perf_counter()
         from .core.record import begin
 
         arguments = list(overrides or [])
@@ -80,9 +84,6 @@ def _register(command: Command) -> None:
         from .commands import checks, summary, usage
 
         cfg = _explained(command, arguments, lambda: (compose_config or partial(_compose, command))(arguments))
-        # the summary's seconds are the command's from here: the imports and loading a run does (each at its own
-        # point, before or after its checks) counted alike in a fresh and an existing out=
-        started = time.perf_counter()
         # a key the chosen method never reads (k with method=base), set on the command line: refused, not ignored
         usage.refuse_ignored(command.config, cfg, arguments, getattr(target, "READ_ONLY_BY", {}))
         if hasattr(target, "validate"):  # the command's own checks of its values: one line before the preflight
