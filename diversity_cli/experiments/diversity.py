@@ -569,7 +569,7 @@ def write_rows(
     beside this one (it replaced it). `adherent_skipped`: the (method, model, prompt) of groups whose on-prompt
     (`@adherent`) rows go (too few on-prompt images now), their other rows kept."""
     new = [{key: _fmt(row.get(key)) for key in COLUMNS} for row in rows]
-    new_keys = {_row_key(r) for r in new}
+    new_keys = {row_key(r) for r in new}
     gone = {(g.method, g.model, g.prompt) for g in skipped}
     off_prompt = set(adherent_skipped)
     kept = []
@@ -579,7 +579,7 @@ def write_rows(
             kept = [
                 r
                 for r in csv.DictReader(f)
-                if _row_key(r) not in new_keys
+                if row_key(r) not in new_keys
                 and (r["method"], r["model"], r["prompt"]) not in gone
                 and not (r["metric"].endswith(ADHERENT) and (r["method"], r["model"], r["prompt"]) in off_prompt)
             ]
@@ -589,11 +589,6 @@ def write_rows(
         writer.writeheader()
         writer.writerows(merged)
     return merged
-
-
-def _row_key(row: dict) -> tuple[str, ...]:
-    """What one diversity.csv row is a number of: its group, metric and settings (`options`, "" in rows before it)."""
-    return (row["method"], row["model"], row["prompt"], row["metric"], row.get("options") or "")
 
 
 def refuse_non_finite(rows: list[dict]) -> None:
@@ -635,7 +630,8 @@ class Written:
 
 
 def row_key(row: dict) -> tuple[str, ...]:
-    """A diversity.csv row's identity for `Written.rows`: its group, metric and options."""
+    """What one diversity.csv row is a number of: its group, metric and settings (`options`, "" in rows before
+    it). A row measured again under the same key replaces it; `Written.rows` names this run's rows by it."""
     return tuple(str(row.get(column) or "") for column in ("model", "method", "prompt", "metric", "options"))
 
 
