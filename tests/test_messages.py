@@ -282,3 +282,16 @@ def test_a_gated_checkpoint_says_how_to_get_access(cli, tmp_path):
     code, _, err = cli("generate", "model=flux1_dev_schnell", "n=1", f"out={tmp_path / 'run'}")
     assert code == 2 and "FLUX.1-dev` (a gated repository: accept its licence" in err, err
     assert "FLUX.1-schnell` (a gated" not in err  # open: nothing to accept
+
+
+def test_a_clip_model_that_is_no_folder_and_no_hub_id_is_one_line(cli, tmp_path):
+    """clip_model= given a path that does not exist (or a name no hub id can be) was huggingface_hub's validation
+    traceback, exit 1."""
+    adapter = tmp_path / "adapter"
+    assert cli("train-lora", "concept=red", "model=tiny_sd", "steps=5", "images=16", f"out={adapter}")[0] == 0
+    out = tmp_path / "run"
+    for clip in ("/nonexistent/clip", "./myclip", "a b"):
+        args = ("transfer-lora", "model=tiny_sd", f"adapter={adapter}", "prompt=a cat", "n=2", f"clip_model={clip}")
+        code, _, err = cli(*args, f"out={out}")
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert f"CLIP model {'folder ' if clip != 'a b' else ''}{clip}" in err and not out.exists(), err

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
+from ..models.hub import local_folder
 from ..models.preflight import Missing, hf_cached, hf_home
 
 # dreamsim 0.2.1 (model.download_weights): files each type needs in its cache dir. Types using DINO also load
@@ -219,6 +220,8 @@ def clip_missing(clip: str | None) -> list[Missing]:
     in the local hub cache; tiny_random is built in memory."""
     if not clip or clip == "tiny_random" or Path(str(clip)).expanduser().is_dir():
         return []
+    if local_folder(clip) is not None:  # a path, not a hub id: nothing to download
+        return [Missing(f"CLIP model folder {clip}", "not found; clip_model=<a folder that exists>, a hub id, or null")]
     if hf_cached(str(clip), "config.json") is not None:
         return []
     return [Missing(f"CLIP model {clip}", f"`hf download {clip}` (HF_HOME={hf_home()}), or clip_model=null")]

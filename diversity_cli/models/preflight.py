@@ -43,10 +43,14 @@ def hf_home() -> str:
 
 
 def hf_cached(repo: str, filename: str) -> Path | None:
-    """The cached file of a hub repo, or None; reads the local cache only."""
+    """The cached file of a hub repo, or None; reads the local cache only. A name that is no hub id (`./x`,
+    `a b`) has no cached file."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo, filename)
+    try:
+        found = try_to_load_from_cache(repo, filename)
+    except ValueError:  # huggingface_hub's HFValidationError: not a repo id
+        return None
     return Path(found) if isinstance(found, str) else None
 
 
