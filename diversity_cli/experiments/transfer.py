@@ -53,7 +53,7 @@ from ..core.rundir import SHARDS, RunDir, merge_rows, shard_writer
 from ..core.schema import check
 from ..core.schemas.transfer_lora import TransferLoraConfig
 from ..models.adapters import METADATA, Adapter, applied, read_adapter
-from ..models.provenance import pair_provenance
+from ..models.provenance import hashed_provenance, pair_provenance
 from ..toy import is_toy_pair
 from .generation import (
     Job,
@@ -196,6 +196,9 @@ def transfer(cfg: DictConfig) -> Measured | None:
         if any(todo.values()):
             generate(cfg, rundir, plan, todo, console)
         else:
+            models = hashed_provenance(cfg.model, roles=("base", "distilled", "components"))  # no pair loaded
+            if models is not None:  # weights on this machine, hashed from their files (memoised)
+                refuse_kept_of_other_weights(cfg, rundir, plan, todo, models)
             console.print(f"[green]all images present[/] in {rundir.root}; measuring")
             # no model loads, but these numbers are this command's: its record says what made them
             rundir.save_config(config_name(cfg), cfg)
@@ -516,6 +519,20 @@ def config_name(cfg: DictConfig) -> str:
     return f"{cfg.model.name}_transfer"
 
 
+def refuse_kept_of_other_weights(
+    cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[Job]], models: dict
+) -> dict[str, str]:
+    """Each group's samples.csv settings, "<config>/<weights>" as generate writes them, for the weights `models`
+    names now; the images of every group the run keeps (not made again now) that other weights made are refused,
+    complete groups included: a base retrained in place would otherwise be scored again under the old images."""
+    made_with = {group.tag: f"{group.settings}/{weights_part(cfg.model, group.role, models)}" for group in plan.groups}
+    for group in plan.groups:
+        # under overwrite=true every shard's images of the group are remade: none is kept
+        remade = {job.path for job in (group.jobs if cfg.overwrite else todo.get(group.tag, []))}
+        refuse_other_weights(rundir, str(cfg.model.name), group.tag, remade, made_with[group.tag])
+    return made_with
+
+
 def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[Job]], console) -> None:
     from ..models.loading import load_pair, resolve_device, resolve_dtype
 
@@ -530,12 +547,7 @@ def generate(cfg: DictConfig, rundir: RunDir, plan: Plan, todo: dict[str, list[J
     rundir.save_config(name, cfg)
     rundir.save_versions(name, {"device": str(device)})
     models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
-    # samples.csv's settings: "<config>/<weights>", as generate writes them; kept images of other weights are refused
-    made_with = {group.tag: f"{group.settings}/{weights_part(cfg.model, group.role, models)}" for group in plan.groups}
-    for group in plan.groups:
-        if todo[group.tag]:  # under overwrite=true every shard's images of the group are remade: none is kept
-            remade = {job.path for job in (group.jobs if cfg.overwrite else todo[group.tag])}
-            refuse_other_weights(rundir, str(cfg.model.name), group.tag, remade, made_with[group.tag])
+    made_with = refuse_kept_of_other_weights(cfg, rundir, plan, todo, models)
     if cfg.overwrite:
         clear_remade(rundir, [job for jobs in todo.values() for job in jobs])
     record_invocation(
