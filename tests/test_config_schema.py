@@ -324,6 +324,22 @@ def test_ablate_jobs_get_the_prompt_as_typed(tmp_path, monkeypatch):
     assert job.prompt == text
 
 
+def test_ablate_jobs_key_their_images_as_a_local_run_does(tmp_path, monkeypatch):
+    """sweep.yaml held the toy's shipped paths resolved (absolute): a job's images were keyed otherwise than a local
+    run's, so a sweep begun locally could not go on through launcher=submitit_local/slurm, nor the other way."""
+    from diversity_cli.experiments import ablate
+    from diversity_cli.experiments.generation import pair_image_keys
+    from diversity_cli.experiments.sweep import split_overrides
+
+    cfg = compose("ablate", [*split_overrides(["model=toy", "k=1..2"]).compose, "launcher=submitit_local"])
+    cfg.out = str(tmp_path)
+    monkeypatch.setattr(ablate.subprocess, "run", lambda argv, check, env: type("Done", (), {"returncode": 0}))
+    assert ablate.launch(cfg, ablate.plan_sweep(cfg)) is None
+    job = OmegaConf.load(next(tmp_path.rglob("sweep.yaml")))
+    assert OmegaConf.to_container(job.model, resolve=False)["base"]["network"]["path"] == "${asset:toy/base/unet}"
+    assert pair_image_keys(job.model) == pair_image_keys(cfg.model)
+
+
 def test_factor_value_settings_are_typed_as_the_help_shows_them():
     """`concept=color=red` and `classifier_target=color=blue`, as their help writes them, were Hydra parse errors
     ("mismatched input '='"); only a quoted value got through, and nothing said to quote it."""

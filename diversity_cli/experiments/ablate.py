@@ -704,6 +704,20 @@ def _write_view(view: Path, rows: list[dict[str, str]]) -> None:
 # ---------------------------------------------------------------------------------------- multirun (SLURM)
 
 
+ASSET_PATH = re.compile(r"\$\{asset:[^${}]*\}")
+
+
+def kept_asset_paths(raw: Any, resolved: Any) -> Any:
+    """`resolved`, with each value `raw` writes as a shipped asset's path (`${asset:toy/base/unet}`) kept so: images
+    are keyed by that symbolic path (a moved checkout keeps its images), so a job must read the one a local run
+    reads, or it refuses the local run's images as made with other settings, and the local run the job's."""
+    if isinstance(raw, dict) and isinstance(resolved, dict):
+        return {key: kept_asset_paths(raw.get(key), value) for key, value in resolved.items()}
+    if isinstance(raw, list) and isinstance(resolved, list) and len(raw) == len(resolved):
+        return [kept_asset_paths(r, v) for r, v in zip(raw, resolved, strict=True)]
+    return raw if isinstance(raw, str) and ASSET_PATH.fullmatch(raw) else resolved
+
+
 def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
     """One Hydra multirun job per point (`python -m diversity_cli.experiments.ablate_job`); waits for them all.
 
@@ -714,7 +728,7 @@ def launch(cfg: DictConfig, sweep: Sweep) -> str | None:
     folder = out / MULTIRUN / time.strftime("%Y-%m-%d_%H-%M-%S")
     made = [path for path in (out / MULTIRUN, folder) if not path.exists()]
     folder.mkdir(parents=True, exist_ok=True)
-    job = OmegaConf.to_container(cfg, resolve=True)
+    job = kept_asset_paths(OmegaConf.to_container(cfg, resolve=False), OmegaConf.to_container(cfg, resolve=True))
     job.update(out=str(out), launcher="local", merge=False, point=None)
     if job.get("prompts") and Path(job["prompts"]).exists():
         job["prompts"] = str(Path(job["prompts"]).resolve())  # a job may start elsewhere

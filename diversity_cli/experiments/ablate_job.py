@@ -16,6 +16,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from ..core import config  # noqa: F401 (registers ${asset:...}, which sweep.yaml's shipped paths are written in)
 from ..core.errors import UserError
 
 
