@@ -135,6 +135,35 @@ def test_a_custom_feature_network_plugs_in_and_matches_torchmetrics_feature_modu
     assert measured["is"] is None and measured["clip"] is None  # no logits, no CLIP model: nothing made up
 
 
+def test_a_custom_feature_network_edited_in_place_is_another_extractor(tmp_path, monkeypatch):
+    """Its cache key held its weights, not its code: a forward() edited with the weights kept returned the reference
+    statistics of the old code, beside features of the new (a review run's FID read 725.6 where it was 294.2)."""
+    import importlib
+    import sys
+
+    source = tmp_path / "edited_features.py"
+    source.write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    num_features = 4\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.w = torch.nn.Parameter(torch.ones(3, 4))\n"
+        "    def forward(self, x):\n"
+        "        return x.mean((2, 3)) @ self.w\n"
+        "def factory(device):\n"
+        "    return Net()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = quality.load_extractor("edited_features:factory", torch.device("cpu")).name
+    source.write_text(
+        source.read_text().replace("return x.mean((2, 3)) @ self.w", "return (x.mean((2, 3)) @ self.w).tanh()")
+    )
+    sys.modules.pop("edited_features")  # a new process imports the edited file
+    importlib.invalidate_caches()
+    after = quality.load_extractor("edited_features:factory", torch.device("cpu")).name
+    assert before != after and before.startswith("edited_features:factory@")
+
+
 def test_prepare_center_crops_then_resizes_with_pil_bicubic():
     wide = np.zeros((20, 60, 3), dtype=np.uint8)
     wide[:, :20] = wide[:, 40:] = (255, 0, 0)  # red only outside the centre square

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -233,6 +234,17 @@ class TinyRandomNet(nn.Module):
         return self.head(self.body(x))
 
 
+def source_hash(*objects: object) -> str:
+    """The bytes of the source files that define `objects` (a user's factory and its network's class): an extractor
+    edited in place, its forward changed and its weights not, keys other statistics (the cached reference's were
+    returned, and a shard's merged with another's)."""
+    digest = hashlib.sha1()
+    files = dict.fromkeys(getattr(inspect.getmodule(obj), "__file__", None) for obj in objects)
+    for path in filter(None, files):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def weights_hash(modules: Iterable[nn.Module]) -> str:
     """Fingerprint of a network's weights: retraining it changes the cache key."""
     digest = hashlib.sha1()
@@ -366,7 +378,8 @@ def _custom_extractor(spec: str, device: torch.device) -> Extractor:
         raise UserError(f"features={spec} must return an nn.Module with an integer `num_features`")
     tag = re.sub(r"[^a-z0-9]+", "", str(getattr(net, "tag", "custom")).lower()) or "custom"
     return ModuleExtractor(
-        net, name=spec, tag=tag, resolution=int(getattr(net, "resolution", INCEPTION_RESOLUTION)),
+        net, name=f"{spec}@{source_hash(factory, type(net))}", tag=tag,
+        resolution=int(getattr(net, "resolution", INCEPTION_RESOLUTION)),
         num_features=net.num_features, logits=getattr(net, "logits", None), modules=[net],
     )  # fmt: skip
 
