@@ -53,7 +53,7 @@ from ..core.rundir import SHARDS, RunDir, merge_rows, shard_writer
 from ..core.schema import check
 from ..core.schemas.transfer_lora import TransferLoraConfig
 from ..models.adapters import METADATA, Adapter, applied, read_adapter
-from ..models.provenance import hashed_provenance, pair_provenance
+from ..models.provenance import hashed_provenance, hashed_weights, pair_provenance
 from ..toy import is_toy_pair
 from .generation import (
     Job,
@@ -282,6 +282,7 @@ def plan_transfers(cfg: DictConfig) -> list[Transfer]:
     for source, (key, spec, file, name) in zip(sources, specs, strict=True):
         adapter = read_adapter(str(spec), file)
         refuse_other_source(adapter, source, f"{key}={spec}", _direction_fix(cfg, source))
+        refuse_other_base(adapter, cfg.model, f"{key}={spec}")
         transfers.append(Transfer(adapter, source, _safe(name or adapter.name)))
     if len(transfers) == 2 and transfers[0].name == transfers[1].name:  # their images would share folders
         transfers = [replace(t, name=f"{t.name}@{t.source}") for t in transfers]
@@ -301,7 +302,9 @@ def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
     for line, entry in entries:
         adapter = read_adapter(str(folder / entry["name"]), entry.get("file") or None)
         fix = _direction_fix(cfg, source) + " (one table per direction)"
-        refuse_other_source(adapter, source, f"adapters={path} line {line}: adapter {entry['name']}", fix)
+        what = f"adapters={path} line {line}: adapter {entry['name']}"
+        refuse_other_source(adapter, source, what, fix)
+        refuse_other_base(adapter, cfg.model, what)
         recorded = adapter.meta.get("concept")
         concept = entry.get("concept") or cfg.concept or (str(recorded) if recorded else None)
         if entry.get("prompt"):
@@ -357,6 +360,22 @@ def refuse_other_source(adapter: Adapter, source: str, what: str, fix: str) -> N
     trained = adapter.meta.get("trained_on")
     if trained in ROLES and trained != source:
         raise UserError(f"{what} was trained on {trained} ({METADATA}); {fix}")
+
+
+def refuse_other_base(adapter: Adapter, model: DictConfig, what: str) -> None:
+    """Refuse an adapter train-lora made on base weights other than the pair's now (a base retrained or replaced in
+    place; adapter.json's `base_weights`): transferred, it would be measured as trained on this base. Checked where
+    both are known: a hub LoRA records nothing, a tiny pair's networks have no files to hash."""
+    recorded = adapter.meta.get("base_weights")
+    if not recorded or adapter.meta.get("trained_on", "base") != "base":
+        return
+    now = hashed_weights(model, ("base", "components"))
+    if now is not None and now != recorded:
+        raise UserError(
+            f"{what} was trained on base weights {recorded} ({METADATA}), but model={model.name}'s base is {now} "
+            "now (retrained or replaced in place): retrain it (train-lora overwrite=true), or point model.base at "
+            "the weights it was trained on"
+        )
 
 
 def _direction_fix(cfg: DictConfig, source: str) -> str:

@@ -74,6 +74,13 @@ def hashed_provenance(model: DictConfig, roles: tuple[str, ...]) -> dict[str, di
     return record
 
 
+def hashed_weights(model: DictConfig, roles: tuple[str, ...]) -> str | None:
+    """One digest of the weights of `roles` hashed from their files (memoised), without loading them; None where
+    `hashed_provenance` cannot tell (a tiny pair, weights not on this machine)."""
+    record = hashed_provenance(model, roles)
+    return None if record is None else digest(role_hashes(record, roles))[:12]
+
+
 def pair_weights_hash(model: DictConfig, pair: Any = None, roles: tuple[str, ...] = ("base", "components")) -> str:
     """One digest of the weights of these networks of the pair (a cache key part)."""
     return digest(role_hashes(pair_provenance(model, pair), roles))

@@ -44,10 +44,12 @@ from ..core.marker import (
 from ..core.pair_settings import training_settings as model_training_settings
 from ..core.record import record_invocation
 from ..core.samples import writer_lock
+from ..models.provenance import hashed_weights
 from .data import FACTORS, caption, render, sample_labels, sample_named
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
 METADATA = "adapter.json"
+BASE_WEIGHTS = "base_weights"  # adapter.json's and the settings' digest of the base's weights and shared components
 SETTINGS = "train_lora.json"
 OUTPUTS = (WEIGHTS, METADATA, SETTINGS, "checkpoints", "logs")  # all train-lora writes in out/
 STAGE = "lora"
@@ -72,7 +74,8 @@ def train_lora(cfg: DictConfig) -> Path:
         from ..models.provenance import pair_provenance
 
         device = resolve_device(cfg.device)
-        pair = load_pair(cfg.model, device, torch.float32)  # trained in float32 whatever the pair's inference dtype
+        # the base alone (its student is not read), in float32 whatever the pair's inference dtype
+        pair = load_pair(cfg.model, device, torch.float32, roles=("base",))
         if not hasattr(type(pair.pipe), "save_lora_weights"):
             raise UserError(f"model={cfg.model.name}: diffusers cannot save LoRA weights for its pipeline; SD/SDXL do")
         positive, negative_images, captions = training_scenes(cfg, factor, value, negative)
@@ -81,7 +84,7 @@ def train_lora(cfg: DictConfig) -> Path:
         conditioning, caption_index = caption_conditioning(pair, captions)
         network = add_lora(pair.base.network, int(cfg.rank), list(cfg.target_modules), int(cfg.seed))
         # the record only now: a setting refused at load (target_modules) leaves out as it was found
-        models = pair_provenance(cfg.model, pair)
+        models = pair_provenance(cfg.model, pair, ("base", "components"))
         record_invocation(out, config=cfg, device=str(device), dtype=str(pair.dtype), models=models)
         begin(out, settings, bool(cfg.overwrite))  # all it needs is in hand: the earlier training may go now
     final_loss, seconds = train(cfg, out, pair, network, latents, negative_latents, conditioning, caption_index)
@@ -90,6 +93,7 @@ def train_lora(cfg: DictConfig) -> Path:
         "name": out.name, "concept": value, "factor": factor, "negative": negative, "mode": cfg.mode,
         "model": cfg.model.name, "trained_on": "base", "steps": int(cfg.steps), "rank": int(cfg.rank),
         "final_loss": final_loss, "seconds": round(seconds, 1), "settings": settings_digest(settings),
+        **({"base_weights": settings[BASE_WEIGHTS]} if BASE_WEIGHTS in settings else {}),
     }  # fmt: skip
     write_owned(out, METADATA, json.dumps(meta, indent=2) + "\n")
     record_tree(out, WEIGHTS)
@@ -138,11 +142,23 @@ def training_settings(cfg: DictConfig) -> dict[str, Any]:
         key: OmegaConf.to_container(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key] for key in TRAINING_KEYS
     }
     keys["model"] = model_training_settings(OmegaConf.to_container(cfg.model, resolve=True))
+    weights = hashed_weights(cfg.model, ("base", "components"))  # a base retrained in place trains another adapter
+    if weights is not None:
+        keys[BASE_WEIGHTS] = weights
     return json.loads(json.dumps(keys, default=str))  # as the record will hold them (tuples as lists)
 
 
 def settings_digest(keys: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _digests(keys: dict[str, Any], earlier: dict[str, Any]) -> set[str]:
+    """The digests `keys` may carry in an earlier record: theirs; and, for a training recorded before the base's
+    weights were part of them (its keys have none), theirs without the weights, which that record cannot check."""
+    digests = {settings_digest(keys)}
+    if BASE_WEIGHTS not in (earlier.get("keys") or {}):
+        digests.add(settings_digest({key: value for key, value in keys.items() if key != BASE_WEIGHTS}))
+    return digests
 
 
 def prepare(out: Path, keys: dict[str, Any], overwrite: bool) -> bool:
@@ -153,7 +169,7 @@ def prepare(out: Path, keys: dict[str, Any], overwrite: bool) -> bool:
     record = out / SETTINGS
     if record.is_file():
         earlier = json.loads(record.read_text(encoding="utf-8"))
-        same = earlier.get("settings") == settings_digest(keys)
+        same = earlier.get("settings") in _digests(keys, earlier)
         if same and (out / METADATA).is_file() and (out / WEIGHTS).is_file() and not overwrite:
             return False
         if not same and not overwrite:
