@@ -54,6 +54,18 @@ def _num(text: str | None) -> str:
         return str(text)
 
 
+def _share(text: str | None, n: str) -> str:
+    """A classifier share with its 95% Wilson score interval over the row's n images (as Table 1 shows it)."""
+    from ..metrics.diversity import wilson_interval
+
+    try:
+        share, count = float(str(text)), int(n)
+    except (TypeError, ValueError):
+        return _num(text)
+    low, high = wilson_interval(share, count)
+    return f"{share:.4g} [{low:.2f}, {high:.2f}]"
+
+
 def _interval(row: dict[str, str], level: float) -> str:
     text = _num(row.get("value"))
     if row.get("ci_low") not in (None, "") and row.get("ci_high") not in (None, ""):
@@ -201,12 +213,14 @@ def _transfer(summary: Summary, measured: Any) -> None:
         values = []
         means = f"CLIP score toward {row['concept']!r} {_num(row['clip_without'])} -> {_num(row['clip_with'])}"
         if row.get("change_pct") not in (None, ""):
-            values.append(f"change_pct {float(row['change_pct']):+.1f}% ({means})")
+            low, high = row.get("change_low"), row.get("change_high")
+            interval = f" [{float(low):+.1f}, {float(high):+.1f}] 95% CI" if low not in (None, "") else ""
+            values.append(f"change_pct {float(row['change_pct']):+.1f}%{interval} ({means})")
         elif row.get("clip_model"):  # CLIPScore's max(0, mean) without the adapter was 0: no ratio to take
             values.append(f"no change_pct ({means}: a change of a score of 0)")
         if row.get("classifier_target"):
-            share = f"{_num(row.get('classifier_without'))} -> {_num(row.get('classifier_with'))}"
-            values.append(f"share of images with {row['classifier_target']} {share}")
+            without, with_ = (_share(row.get(key), row["n"]) for key in ("classifier_without", "classifier_with"))
+            values.append(f"share of images with {row['classifier_target']} {without} -> {with_} (95% Wilson)")
         summary.headline.append((group, f"{'; '.join(values) or 'no score (no CLIP model)'}, n={row['n']}"))
 
 

@@ -52,6 +52,7 @@ from ..core.resources import data_path
 from ..core.rundir import SHARDS, RunDir, merge_rows, shard_writer
 from ..core.schema import check
 from ..core.schemas.transfer_lora import TransferLoraConfig
+from ..metrics.change import change_pct, paired_change_interval
 from ..models.adapters import METADATA, Adapter, applied, read_adapter
 from ..models.provenance import hashed_provenance, hashed_weights, pair_provenance
 from ..toy import is_toy_pair
@@ -69,7 +70,11 @@ from .generation import (
 )
 from .shards import Shard, batch_done, parse_shard
 
-COLUMNS = ["adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct"]
+# change_low / change_high: change_pct's 95% paired bootstrap interval over the images (CHANGE_CI)
+COLUMNS = [
+    "adapter", "concept", "source", "target", "n", "clip_without", "clip_with", "change_pct", "change_low",
+    "change_high",
+]  # fmt: skip
 CLASSIFIER_COLUMNS = ["classifier_without", "classifier_with", "classifier_target"]
 # prompts: what the scores are over (`prompts_label`); adapter_hash: the adapter file's bytes (sha1, 12 digits);
 # adapter_file: where it was read (the report tells an adapter retrained there since); seed: the first seed of each
@@ -80,6 +85,7 @@ META = ["model", "scale", "kind", "clip_model", "prompts", "adapter_hash", "adap
 # n and seed: a quick check at n=4 or another seed= is a row beside the n=50 one, not its replacement
 KEY = ("adapter", "concept", "source", "target", "model", "scale", "prompts", "classifier_target", "n", "seed")
 GRID_LAYOUT = (130, 16)  # px: the grid's label column and its header row
+CHANGE_CI = 0.95
 OURS = csv_with("adapter", "concept", "source", "target", "change_pct")  # an earlier version's transfer.csv, unlisted
 DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",), "both": ("base", "distilled")}
 ROLES = ("base", "distilled")
@@ -704,6 +710,7 @@ def aggregate(
         bare = [job for job in plain[group.role].jobs if job.case in cases]
         without = _means([table[job.path] for job in bare])
         with_ = _means([table[job.path] for job in group.jobs])
+        interval = _change_interval(bare, group.jobs, table, CHANGE_CI)
         row: dict[str, Any] = {
             "adapter": transfer.name,
             "concept": transfer.concept or "",
@@ -713,6 +720,8 @@ def aggregate(
             "clip_without": _fmt(without["clip"]),
             "clip_with": _fmt(with_["clip"]),
             "change_pct": _fmt(change_pct(without["clip"], with_["clip"])),
+            "change_low": _fmt(interval[0] if interval else None),
+            "change_high": _fmt(interval[1] if interval else None),
             "classifier_target": "",  # part of the row's key: set below when the toy classifier counts
         }
         if transfer.target is not None:
@@ -755,6 +764,17 @@ def prompts_label(prompts: list[str]) -> str:
     return f"{unique[0]} (+{len(unique) - 1} more; {digest(unique)[:8]})"
 
 
+def _change_interval(bare: list[Job], adapted: list[Job], table: dict, ci: float) -> tuple[float, float] | None:
+    """change_pct's paired bootstrap interval: each image with the adapter beside its twin without it (the same
+    prompt row and seed); None where an image has no CLIP score (the toy: no CLIP model)."""
+    twin = {(job.case, job.seed): table[job.path]["clip"] for job in bare}
+    pairs = [(twin.get((job.case, job.seed)), table[job.path]["clip"]) for job in adapted]
+    if not pairs or any(a is None or b is None for a, b in pairs):
+        return None
+    without, with_ = zip(*pairs, strict=True)
+    return paired_change_interval(without, with_, ci)
+
+
 def _means(values: list[dict[str, Any]]) -> dict[str, float | None]:
     """Mean CLIP score (CLIPScore's compute: max(mean, 0); the sum exact, `math.fsum`) and classifier fraction."""
     clips = [value["clip"] for value in values]
@@ -762,13 +782,6 @@ def _means(values: list[dict[str, Any]]) -> dict[str, float | None]:
     clip = max(math.fsum(clips) / len(clips), 0.0) if clips and None not in clips else None
     fraction = sum(hits) / len(hits) if hits and None not in hits else None
     return {"clip": clip, "classifier": fraction}
-
-
-def change_pct(without: float | None, with_: float | None) -> float | None:
-    """100 * (with - without) / without: the paper's % change of CLIP score (Table 1)."""
-    if without is None or with_ is None or without == 0:
-        return None
-    return 100.0 * (with_ - without) / without
 
 
 def clip_scores(clip, images: list, concept: str) -> list[float]:

@@ -197,7 +197,16 @@ REQUIRED_COLUMNS = {
 NUMBER_COLUMNS: dict[str, tuple[str, ...] | None] = {
     "diversity.csv": ("n", "value", "ci_low", "ci_high", "ci"),
     "fid.csv": None,
-    "transfer.csv": ("n", "clip_without", "clip_with", "change_pct", "classifier_without", "classifier_with"),
+    "transfer.csv": (
+        "n",
+        "clip_without",
+        "clip_with",
+        "change_pct",
+        "change_low",
+        "change_high",
+        "classifier_without",
+        "classifier_with",
+    ),  # fmt: skip
     "ablate.csv": ("n", "value", "ci_low", "ci_high", "ci", "seconds_per_image"),
 }
 TEXT_COLUMNS = ("method", "model", "reference", "features", "clip_model", "samples", "prompt", "options", "tag")

@@ -303,6 +303,12 @@ def reading_notes(table: Table) -> list[str]:
             "[low, high] after a classifier share: its 95% Wilson score interval (the share's n images are "
             "independent hits or misses); n: images per cell"
         )
+    changes = [line for line in table.measured if line.ci_low and line.measured_metric.startswith("clip_change")]
+    if changes:  # Table 1's % change: image pairs resampled, not images
+        notes.append(
+            "[low, high] after a % change of CLIP score: its 95% bootstrap interval over the image pairs (each image "
+            "without the adapter resampled with its twin with it, the same prompt and seed)"
+        )
     bare = [line for line in table.measured if line.metric.endswith("diversity") and not line.ci_low]
     if bare:  # said, so a number without an interval is not read as one with a negligible one
         notes.append(
@@ -310,7 +316,7 @@ def reading_notes(table: Table) -> list[str]:
             "two images: one pair, or toy_coverage, a count of distinct modes a bootstrap would undercount), or, "
             "for an average, not every cell it averages has one at one level"
         )
-    if any(line.ci_low and line not in shares for line in table.measured):
+    if any(line.ci_low and line not in shares and line not in changes for line in table.measured):
         notes.append(
             "[low, high] after a measured diversity: its bootstrap confidence interval over the images (95% unless "
             "the cell names another level; for a diversity.csv written before it had a `ci` column, the level its "

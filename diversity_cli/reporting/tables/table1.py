@@ -59,7 +59,10 @@ def table1_records(run: RunData, paper: list[Line], cfg: Any) -> list[Line]:
         values += [(c, row.get(c, "")) for c in ("classifier_without", "classifier_with")]
         for metric, value in values:
             if value != "" and as_number(value) is not None:
-                low, high = share_interval(value, row.get("n", "")) if metric.startswith("classifier") else ("", "")
+                if metric.startswith("classifier"):
+                    low, high = share_interval(value, row.get("n", ""))
+                else:  # transfer.csv's paired bootstrap interval (rows written before it: none)
+                    low, high = row.get("change_low", ""), row.get("change_high", "")
                 records.append(
                     Line(
                         "1",
