@@ -49,6 +49,7 @@ from .data import FACTORS, caption, render, sample_labels, sample_named
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
 METADATA = "adapter.json"
+LOSS_WINDOW = 50  # adapter.json's final_loss: the mean logged loss of the last this many steps (all, if fewer)
 BASE_WEIGHTS = "base_weights"  # adapter.json's and the settings' digest of the base's weights and shared components
 SETTINGS = "train_lora.json"
 OUTPUTS = (WEIGHTS, METADATA, SETTINGS, "checkpoints", "logs")  # all train-lora writes in out/
@@ -98,7 +99,8 @@ def train_lora(cfg: DictConfig) -> Path:
     write_owned(out, METADATA, json.dumps(meta, indent=2) + "\n")
     record_tree(out, WEIGHTS)
     _console().print(
-        f"[green]saved[/] {path}  (mean logged loss of the last 50 steps {final_loss:.4g}, {seconds:.0f} s)"
+        f"[green]saved[/] {path}  (mean logged loss of the last {min(int(cfg.steps), LOSS_WINDOW)} steps "
+        f"{final_loss:.4g}, {seconds:.0f} s)"
     )
     return path
 
@@ -335,7 +337,7 @@ def train(cfg, out: Path, pair, network, latents, negative_latents, conditioning
     return logged_final_loss(runner.log_path(STAGE), int(cfg.steps)), seconds
 
 
-def logged_final_loss(path: Path, steps: int, window: int = 50) -> float:
+def logged_final_loss(path: Path, steps: int, window: int = LOSS_WINDOW) -> float:
     """The mean of the log's losses over the last `window` steps (every logged step among them): from the log, not
     this process's steps, so a resumed run gives the number an uninterrupted one does (the log's rows are kept
     across a resume)."""
