@@ -527,3 +527,28 @@ def test_shards_without_workers_or_jobs_is_refused_and_shard_auto_outside_an_arr
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     code, _, err = cli("generate", "prompt=a circle", "n=1", "shard=auto", f"out={tmp_path / 'b'}")
     assert code == 0 and "shard=auto found no SLURM array here" in " ".join(err.split())
+
+
+def test_an_interrupted_launch_names_the_jobs_that_go_on_and_how_to_stop_them(capsys):
+    """Ctrl-C on a launch said only "rerun the same command to resume" while its shard jobs (local processes too)
+    went on running."""
+    from rich.console import Console
+
+    from diversity_cli.experiments.launch import left_running
+
+    class Job:
+        def __init__(self, job_id: str, done: bool):
+            self.job_id, self._done = job_id, done
+
+        def done(self) -> bool:
+            return self._done
+
+    console = Console(stderr=True, width=200)
+    left_running([Job("11", True), Job("12", False), Job("13", False)], "local", console)
+    assert "2 shard job(s) go on running to the end of their shards (`pkill -INT -P 12,13` stops them)" in (
+        capsys.readouterr().err
+    )
+    left_running([Job("11", True), Job("12", False)], "slurm", console)
+    assert "(`scancel 12` stops them)" in capsys.readouterr().err
+    left_running([Job("11", True)], "slurm", console)
+    assert capsys.readouterr().err == ""

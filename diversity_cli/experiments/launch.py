@@ -287,7 +287,11 @@ def run_array(cfg: DictConfig, run: Runner, shards: list[Shard], batched: bool =
     write_jobs(out, shards, jobs)
     console = stderr_console()
     console.print(f"submitted {len(jobs)} shard(s) through {cfg.launcher} (job {jobs[0].job_id}); logs: {folder}")
-    failed = wait(jobs, shards, console)
+    try:
+        failed = wait(jobs, shards, console)
+    except KeyboardInterrupt:
+        left_running(jobs, launcher_settings(cfg)[0], console)
+        raise
     with contextlib.suppress(OSError):  # submitit makes the folder's template `%j` itself; each job's is its id
         (folder / "%j").rmdir()
     return failed
@@ -319,6 +323,22 @@ def write_jobs(out: Path, shards: list[Shard], jobs: list) -> None:
             "stderr": str(job.paths.stderr),
         }
     write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def left_running(jobs: list, kind: str, console) -> None:
+    """This command interrupted while its shard jobs run: they go on (submitit's local jobs as well as a cluster's:
+    a local job ignores SIGTERM, and SIGINT to its controller prints that process's traceback here), so the user is
+    told which and how to stop them; a rerun meanwhile waits on their writer locks and makes no image twice."""
+    active = [job for job in jobs if not job.done()]
+    if not active:
+        return
+    ids = " ".join(str(job.job_id) for job in active)
+    # a local job's id is its controller's pid: its shard is that process's child
+    stop = f"`pkill -INT -P {ids.replace(' ', ',')}`" if kind == "local" else f"`scancel {ids}`"
+    console.print(
+        f"[yellow]note[/]: {len(active)} shard job(s) go on running to the end of their shards ({stop} stops them); "
+        "rerun the same command once they end to merge"
+    )
 
 
 def wait(jobs: list, shards: list[Shard], console, poll_s: float = 2.0) -> list[Shard]:
