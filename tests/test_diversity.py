@@ -414,14 +414,17 @@ def test_a_network_returning_nan_is_refused_and_not_cached(cli, tmp_path, monkey
         embedder.embed_batch = lambda batch: plain(batch).index_fill(0, torch.tensor([0]), float("nan"))
         return embedder
 
-    monkeypatch.setitem(embedders.EMBEDDERS, "pixel", overflowing)
-    code, _, err = cli(*args)
+    # a cache of its own: healthy embeddings of these images cached by an earlier run would hide the NaN
+    monkeypatch.setenv("DIVERSITY_CLI_CACHE", str(tmp_path / "cache"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(embedders.EMBEDDERS, "pixel", overflowing)
+        code, _, err = cli(*args)
     assert code == 2
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: pixel returned non-finite embeddings for 1 image(s)")
     assert not (out / "diversity.csv").exists()  # it read as an empty cell, exit 0
 
-    monkeypatch.undo()  # the same images again: a NaN kept in the embeddings cache would be refused here
+    # the same images again, the network healthy: a NaN kept in the embeddings cache would be refused here
     code, _, err = cli(*args)
     assert code == 0, err
     assert float(_read(out / "diversity.csv")[0]["value"]) > 0
