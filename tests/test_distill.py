@@ -582,3 +582,11 @@ def test_a_config_without_a_gan_section_is_no_gan_term():
 
     cfg = OmegaConf.create({"model": {"name": "toy"}})
     assert gan_settings(cfg) == {"gan_weight": 0.0, "gan_discriminator_weight": 0.0, "gan_mismatched": False}
+
+
+def test_a_flow_matching_pair_is_refused_before_anything_loads(cli, tmp_path):
+    """distill model=tiny_flux was a KeyError traceback ('prediction_type') after the pair had loaded."""
+    out = tmp_path / "run"
+    code, _, err = cli("distill", "model=tiny_flux", "iterations=1", "prompt=a cat", f"out={out}")
+    assert code == 2 and "flow-matching pairs are not supported" in err and "Traceback" not in err, err
+    assert not out.exists()

@@ -73,7 +73,12 @@ def test_the_shipped_dp_dmd_student_follows_its_noise_and_the_dmd_student_does_n
 
 @pytest.mark.parametrize(
     ("argv", "said"),
-    [(["noises=1"], "noises=1: the variances need at least 2"), (["distill=dmd"], "first_step takes model=<pair>")],
+    [
+        (["noises=1"], "noises=1: the variances need at least 2"),
+        (["distill=dmd"], "first_step takes model=<pair>"),
+        (["model=toy_dpdmd", "anchor_k=9"], "anchor_k=9 is out of range"),  # it measured the ODE's end as k=9
+        (["model=tiny_qwen"], "flow-matching pairs are not supported"),  # a shape error's traceback
+    ],
 )
 def test_bad_input_to_the_entry_point_is_one_line_and_exit_2(capsys, argv, said):
     from diversity_cli.core.errors import run_main

@@ -66,3 +66,19 @@ def test_distilled_images_need_no_base_on_disk(cli, tmp_path):
     assert set(record["sampling"]["models"]) == {"distilled"}
     code, _, err = cli(*args, "method=hybrid", f"out={tmp_path / 'hybrid'}")
     assert code == 2 and "base" in err and "no_base_here" in err, err
+
+
+def test_x0viz_of_the_student_alone_needs_no_base(cli, tmp_path):
+    """x0viz methods=distilled asked for the base (on FLUX.1-schnell, the gated FLUX.1-dev) and loaded it; its
+    record names what it read, and a rerun finds its run done."""
+    out = tmp_path / "x0viz"
+    args = ["x0viz", "model=toy", "methods=distilled", "n=2", "prompt=a circle", f"out={out}"]
+    args.append(f"model.base.network.path={tmp_path / 'no_base_here'}")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert set(record["models"]) == {"distilled", "components"}
+    code, _, err = cli(*args)
+    assert code == 0 and "nothing to do" in err, err
+    code, _, err = cli(*[a.replace("methods=distilled", "methods=[distilled,hybrid]") for a in args], "overwrite=true")
+    assert code == 2 and "no_base_here" in err, err

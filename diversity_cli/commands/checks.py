@@ -21,7 +21,7 @@ from ..experiments.launch import (
     parse_devices,
 )
 from ..metrics.preflight import check_features, clip_missing, diversity_missing, fid_features, fid_missing
-from ..models.hub import ROLES, method_roles
+from ..models.hub import ROLES, method_roles, methods_roles
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
 PAIR_COMMANDS = {"generate", "x0viz", "ablate", "transfer-lora", "train-lora", "distill"}
@@ -99,11 +99,13 @@ def gpus_present(cfg: DictConfig) -> None:
 
 def loaded_roles(command: str, cfg: DictConfig) -> tuple[str, ...]:
     """The networks `command` loads: distill and train-lora train on the base alone, generate loads those its
-    method samples with (`load_generation_pair`), the rest both."""
+    method samples with (`load_generation_pair`), x0viz those of its methods, the rest both."""
     if command in BASE_ONLY:
         return ("base",)
     if command == "generate":
         return method_roles(cfg.model, str(cfg.get("method")))
+    if command == "x0viz" and cfg.get("methods"):
+        return methods_roles(cfg.model, [str(method) for method in cfg.methods])
     return ROLES
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from ..core.errors import UserError
 from ..models.pair import ModelPair
 from ..toy.protocol import PROMPTS, write_csv
-from ..training.distill import settings
+from ..training.distill import settings, validate
 from ..training.first_step import first_step_fit
 
 OWN_KEYS = ("noises", "seed", "out")
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if noises < 2:
         raise UserError(f"noises={noises}: the variances need at least 2 noises per prompt")
     cfg = compose("distill", ["distill=dp_dmd", *overrides])
+    validate(cfg)  # what distill refuses (anchor_k past the teacher's ODE, a flow-matching pair) is refused here
     torch.manual_seed(0)
     pair = load_pair(cfg.model, torch.device("cpu"), torch.float32)
     row = {"model": cfg.model.name, "student": str(cfg.model.distilled.label), **anchor_fit(pair, cfg, noises, seed)}

@@ -28,6 +28,7 @@ from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
 from ..core.record import read_records, record_invocation
 from ..core.schema import check
 from ..core.schemas.x0viz import X0vizConfig
+from ..models.hub import methods_roles
 from ..models.provenance import hashed_provenance, pair_provenance, role_hashes
 from ..sampling.commitment import commitment, summarize
 from ..sampling.methods import METHODS
@@ -47,7 +48,6 @@ FILE_KEYS = ("model", "metric", "threshold", "columns", "cell")
 TRACE_KEYS = ("prompt", "prompts", "limit", "n", "seed", "methods", "k", "base_guidance", "base_steps")
 # A pair's keys no x0viz file depends on: how other commands measure it, and the prompt, already in `prompt`.
 UNUSED_PAIR_KEYS = (*MEASUREMENT_KEYS, "default_prompt")
-ROLES = ("base", "distilled", "components")  # the networks x0viz loads, as its record names their weights
 
 
 def visualize(cfg: DictConfig) -> Path:
@@ -144,17 +144,23 @@ def setting_differences(cfg: DictConfig, record: dict) -> list[str]:
         if key == "model":
             old, new = _pair_settings(old), _pair_settings(new)
         differences += value_differences(old, new, key)
-    return differences + weights_differences(cfg.model, record.get("models") or {})
+    return differences + weights_differences(cfg.model, record.get("models") or {}, recorded_roles(cfg))
 
 
-def weights_differences(model: DictConfig, recorded: dict) -> list[str]:
+def recorded_roles(cfg: DictConfig) -> tuple[str, ...]:
+    """The networks x0viz loads for `cfg.methods` (a student's traces alone read no base), as its record names
+    their weights."""
+    return (*methods_roles(cfg.model, cfg.methods), "components")
+
+
+def weights_differences(model: DictConfig, recorded: dict, roles: tuple[str, ...]) -> list[str]:
     """The networks whose weights' hash now (from their files, memoised) is not the recorded one: a student
     retrained in place under the same path. A tiny pair (its networks built from the seeds in its settings) and
     weights not on this machine cannot be hashed without loading: not checked."""
-    now = hashed_provenance(model, ROLES)
+    now = hashed_provenance(model, roles)
     if now is None:
         return []
-    then, now = role_hashes(recorded, ROLES), role_hashes(now, ROLES)
+    then, now = role_hashes(recorded, roles), role_hashes(now, roles)
     differences = []
     for key in dict.fromkeys([*then, *now]):  # a role's scheduler config (`base scheduler`) after the networks
         what = "model." + (key.replace(" ", ".") + " config" if " " in key else f"{key} weights")
@@ -219,7 +225,7 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
 
     device = resolve_device(cfg.device)
     embedder = get_embedder(cfg.metric, device)
-    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device))
+    pair = load_pair(cfg.model, device, resolve_dtype(cfg.model.dtype, device), methods_roles(cfg.model, methods))
     knobs = dict(k=cfg.k, base_guidance=cfg.base_guidance, base_steps=cfg.base_steps)
     check_plans(pair, methods, knobs)
     # Only now that the metric, the pair and every plan are good: a setting refused there must not cost the earlier
@@ -229,7 +235,7 @@ def _visualize(cfg: DictConfig, out: Path, rows: list, methods: list[str], outpu
         RunMarker(out).record(*outputs)  # removal unlists what it removes: this run's files are listed again
     out.mkdir(parents=True, exist_ok=True)
     metric = {"name": embedder.name, "weights": weights_record(getattr(embedder, "weights", ()))}
-    models = pair_provenance(cfg.model, pair)  # hub id, revision and weights hash of every network
+    models = pair_provenance(cfg.model, pair, recorded_roles(cfg))  # hub id, revision, weights hash of each read
     record_invocation(out, config=cfg, device=str(device), dtype=str(pair.dtype), models=models, metric=metric)
     records = []
     for row in rows:

@@ -6,6 +6,7 @@ disk before any work, and `tests/test_manifest.py` checks them against recorded 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,12 @@ def method_roles(model: DictConfig, method: str) -> tuple[str, ...]:
     if method in ("distilled", "skip_first") and not is_lora(model, "distilled"):
         return ("distilled",)
     return ROLES
+
+
+def methods_roles(model: DictConfig, methods: Iterable[str]) -> tuple[str, ...]:
+    """The networks a command sampling with each of `methods` reads (x0viz's traces): every one any of them needs."""
+    needed = {role for method in methods for role in network_roles(model, method_roles(model, str(method)))}
+    return tuple(role for role in ROLES if role in needed)
 
 
 def network_roles(model: DictConfig, roles: tuple[str, ...]) -> tuple[str, ...]:

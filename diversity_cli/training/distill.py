@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.config import pair_overrides
 from ..core.errors import UserError, refused_as
 from ..core.fingerprint import digest
+from ..core.pair_settings import SCHEDULED_FAMILIES
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
 from ..core.schemas.distill import gan_weight
@@ -71,6 +72,12 @@ def iteration_generator(seed: int, iteration: int, process: int) -> torch.Genera
 
 def validate(cfg: DictConfig) -> None:
     """Reject bad settings before any model is loaded."""
+    family = (cfg.get("model") or {}).get("family")
+    if family not in SCHEDULED_FAMILIES:  # the student's LCM steps and the teacher's DDIM ODE are DDPM-family
+        raise UserError(
+            f"model={cfg.model.get('name')} is a {family} pair: distill trains DDPM-family pairs "
+            f"({', '.join(SCHEDULED_FAMILIES)}); flow-matching pairs are not supported"
+        )
     method = cfg.get("method")
     if method not in METHODS:
         raise UserError(f"unknown distill method '{method}'; choose distill=dmd or distill=dp_dmd")
