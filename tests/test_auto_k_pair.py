@@ -114,3 +114,17 @@ def test_auto_k_metric_auto_takes_the_pairs_metric(cli, own_pair, tmp_path):
     assert code == 0, err
     record = json.loads(next((out / "runs").glob("*-generate-*.json")).read_text())
     assert record["auto_k"]["commitment"]["metric"] == compose("generate", [f"model={own_pair}"]).model.default_metric
+
+
+def test_k_auto_on_a_one_step_student_is_refused_before_the_base_is_measured(cli, tmp_path, monkeypatch):
+    """It measured (and cached) the base's whole commitment, then refused the schedule."""
+    from diversity_cli.sampling import autok
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DIVERSITY_CLI_CACHE", str(cache))
+    args = ["generate", "model=toy", "method=hybrid", "k=auto", "n=1", "prompt=a circle", "auto_k.n=2"]
+    args += ["model.distilled.steps=1", "model.distilled.timesteps=[999]", f"out={tmp_path / 'run'}"]
+    monkeypatch.setattr(autok, "commitment_key", lambda *a: pytest.fail("the base was measured"))
+    code, _, err = cli(*args)
+    assert code == 2 and "k=auto needs a distilled schedule of at least 2 steps" in err, err
+    assert not list(cache.rglob("*.json"))

@@ -34,6 +34,9 @@ def resolve_k(
     that measures the distances (another judge, another curve)."""
     from .plan import natural_scheduler
 
+    timesteps = [int(round(float(t))) for t in natural_scheduler(pair.distilled).timesteps]
+    if len(timesteps) < 2:  # before the base's traces are spent (and cached) on a k no schedule can take
+        raise UserError(f"k=auto needs a distilled schedule of at least 2 steps; {cfg.model.name} has {len(timesteps)}")
     key = commitment_key(pair, cfg, judge_weights or [])
     path = cache_dir("commitment") / f"{cfg.model.name}-{digest(key)}.json"
     record = _read(path, key)
@@ -44,9 +47,6 @@ def resolve_k(
     record = {name: value for name, value in record.items() if name != "key"}
     record["cache"] = str(path)
     record["from_cache"] = cached  # measured by an earlier run with these settings and weights
-    timesteps = [int(round(float(t))) for t in natural_scheduler(pair.distilled).timesteps]
-    if len(timesteps) < 2:
-        raise UserError(f"k=auto needs a distilled schedule of at least 2 steps; {cfg.model.name} has {len(timesteps)}")
     # the rule's own count, before k_from_commitment keeps k within 1..n-1: said where the two differ
     record["distilled_steps_above"] = sum(1 for t in timesteps if t > record["committed_timestep"])
     return k_from_commitment(timesteps, record["committed_timestep"]), record
