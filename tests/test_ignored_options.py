@@ -42,6 +42,10 @@ def _refused(cli, workdir: Path, *args: str) -> str:
             ("generate", "model=toy", "method=base", "k=3", "prompt=a circle", "n=1"),
             "error: k=3 applies to method=hybrid or replace_final only; method=base ignores it",
         ),
+        (  # auto_k.* with a numeric k: ignored without a word
+            ("generate", "model=toy", "method=hybrid", "k=1", "auto_k.threshold=0.1", "n=1"),
+            "error: auto_k.threshold=0.1 applies to k=auto only; k=1 ignores it",
+        ),
         (
             ("generate", "model=toy", "method=distilled", "base_guidance=5", "n=1"),
             "error: base_guidance=5 applies to method=hybrid or replace_final only; method=distilled ignores it",
@@ -117,6 +121,8 @@ def test_hydras_launcher_group_points_to_launcher(cli, workdir, args, line):
         ("generate", "model=toy", "method=base", "k=1", "base_guidance=0", "base_steps=null", "n=1"),
         # the methods that read them
         ("generate", "model=toy", "method=replace_final", "k=3", "base_guidance=5", "n=1"),
+        ("generate", "model=toy", "method=hybrid", "k=auto", "auto_k.threshold=0.5", "n=1"),
+        ("generate", "model=toy", "method=hybrid", "k=1", "auto_k.threshold=0.25", "n=1"),  # the toy's own value
         ("train-lora", "model=toy", "mode=slider", "concept=large", "negative=small"),
         # a sweep where one method reads k
         ("ablate", "model=toy", "method=base,hybrid", "k=1..2", "n=2", "prompt=a circle"),

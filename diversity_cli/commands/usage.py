@@ -412,6 +412,6 @@ def _as_default(config: str, cfg: DictConfig, arguments: list[str], key: str) ->
     """`key` holds what the command's config gives it when not set (with the same model, preset and distill)."""
     choices = [item for item in arguments if item.partition("=")[0].lstrip("+~") in GROUPS]
     default = OmegaConf.select(compose(config, choices), key, default=None)
-    value = cfg.get(key)
+    value = OmegaConf.select(cfg, key, default=None)  # a dotted key (auto_k.n) too
     value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
     return value == default
