@@ -200,7 +200,11 @@ def _x0viz(summary: Summary, out: Path) -> None:
             continue
         first = row.get("first_step_distance")  # absent in summaries written before it
         first = f"; x̂0 {float(first):.3g} from its final image after step 1" if first else ""
-        summary.headline.append((row["method"], f"commits at t={row['committed_timestep']}, {after} ({share}){first}"))
+        # what it was measured over: the commitment moves with the prompts, n, the metric and the threshold
+        over = [row.get(key) for key in ("metric", "threshold", "prompts", "n")]
+        over = f" [{over[0]}, threshold {over[1]}, {over[2]} prompt(s) x {over[3]} seeds]" if all(over) else ""
+        line = f"commits at t={row['committed_timestep']}, {after} ({share}){first}{over}"
+        summary.headline.append((row["method"], line))
 
 
 def _transfer(summary: Summary, measured: Any) -> None:
