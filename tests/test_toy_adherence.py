@@ -193,6 +193,24 @@ def test_a_method_or_argument_the_protocol_cannot_use_is_one_line_and_exit_2(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_protocol_takes_a_deletion_of_a_pair_key(tmp_path, monkeypatch):
+    """README's ancestral-sampler command: DDPMScheduler takes no set_alpha_to_one, which the toy's DDIM sets; the
+    protocol refused the `~model.*` deletion that removes it."""
+    from diversity_cli.toy import protocol
+
+    seen = []
+    monkeypatch.setattr(protocol, "measure", lambda pair, methods, *a, **k: pytest.fail("measured"))
+
+    def loaded(model, *args, **kwargs):
+        seen.append(dict(model.base.scheduler))
+        raise protocol.UserError("stop here")
+
+    monkeypatch.setattr("diversity_cli.models.loading.load_pair", loaded)
+    argv = ["model=toy", "methods=base", "model.base.scheduler.class=DDPMScheduler", f"out={tmp_path}/p.csv"]
+    assert protocol.main([*argv, "~model.base.scheduler.overrides.set_alpha_to_one"]) == 2
+    assert seen and seen[0]["class"] == "DDPMScheduler" and "set_alpha_to_one" not in seen[0]["overrides"]
+
+
 def test_the_protocol_answers_help_with_its_usage(tmp_path, capsys, monkeypatch):
     from diversity_cli.toy import protocol
 

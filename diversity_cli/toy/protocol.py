@@ -320,8 +320,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _key_values(argv: list[str]) -> dict[str, str]:
-    """`model=`, `methods=`, `out=` and `model.*=` arguments as a dict; anything else is a UserError naming it
-    (generate's other keys, n= or seed=, would compose but the protocol's counts and seeds are fixed)."""
+    """`model=`, `methods=`, `out=` and `model.*=` arguments as a dict (a `~model.*` deletion is the caller's, see
+    `deletions`); anything else is a UserError naming it (generate's other keys, n= or seed=, would compose but the
+    protocol's counts and seeds are fixed)."""
+    argv = [item for item in argv if item not in deletions(argv)]
     for item in argv:
         key = item.partition("=")[0]
         # Hydra's +model.x= / ++model.x= add or force a key of the pair; the protocol's own keys take no prefix.
@@ -331,6 +333,12 @@ def _key_values(argv: list[str]) -> dict[str, str]:
     if not args.get("out", "x.csv").lower().endswith(".csv"):
         raise UserError(f"out={args['out']}: the protocol writes a CSV; name one, out=<folder>/<name>.csv")
     return args
+
+
+def deletions(argv: list[str]) -> list[str]:
+    """Hydra's `~model.<key>` deletions of the pair's keys: DDPMScheduler takes no `set_alpha_to_one`, which the toy
+    pair's DDIM sets (`~model.base.scheduler.overrides.set_alpha_to_one`)."""
+    return [item for item in argv if item.startswith("~model.") and "=" not in item]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _key_values(argv)
         methods = [m for m in args.pop("methods", "base,distilled").split(",") if m]
         out = Path(args.pop("out", "results/toy_protocol.csv"))
-        overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items())]
+        overrides = [f"model={args.pop('model', 'toy')}", *(f"{k}={v}" for k, v in args.items()), *deletions(argv)]
         for method in methods:  # a misspelt method is refused before anything loads
             method_settings(method)
         cfg = compose("generate", overrides)
