@@ -451,3 +451,23 @@ def test_a_shard_without_prompt_rows_lists_nothing_as_written(cli, tmp_path):
                          f"out={tmp_path / 'run'}")  # fmt: skip
     assert code == 0 and "holds no prompt row" in err, err
     assert "samples-0-of-2.csv" not in out and "<tag>" not in out, out
+
+
+def test_a_process_s_first_network_calls_are_untimed_and_change_no_image(cli, tmp_path, monkeypatch):
+    """The first point of a sweep paid the process's warm-up in its s/image (Figure 7's cost axis). One untimed
+    image is made first, once a process for a pair, and thrown away: the images are those of a warm process."""
+    from diversity_cli.experiments import generation
+
+    monkeypatch.setattr(generation, "_WARMED", set())
+    made = []
+    sample = generation.sample_batch
+    monkeypatch.setattr(generation, "sample_batch", lambda pair, plan, prompts, *a, **k: (
+        made.append(len(prompts)), sample(pair, plan, prompts, *a, **k))[1])  # fmt: skip
+    args = ("generate", "model=tiny_sd", "method=base", "prompt=a dog", "n=2", "batch_size=2")
+    assert cli(*args, f"out={tmp_path / 'cold'}")[0] == 0
+    assert made == [1, 2]  # the warm-up image, then the timed batch
+    assert cli(*args, f"out={tmp_path / 'warm'}")[0] == 0
+    assert made == [1, 2, 2]  # warm: no second warm-up
+    for cold in (tmp_path / "cold").rglob("*.png"):
+        if "contact_sheet" not in cold.name:
+            assert cold.read_bytes() == (tmp_path / "warm" / cold.relative_to(tmp_path / "cold")).read_bytes()
