@@ -305,6 +305,10 @@ def test_report_end_to_end(cli, toy_run: Path, tmp_path: Path):
     for key in ("1", "2", "3", "4", "D1", "E1"):
         assert (tables_dir / f"table_{key}.md").is_file() and (tables_dir / f"table_{key}.csv").is_file()
     assert (tables_dir / "figure_5.png").is_file() and (tables_dir / "figure_7.png").is_file()
+    with (tables_dir / "figure_5.csv").open() as f:  # each point with its traces and band: 2 seeds, 0 and 1 apart
+        first = {(r["method"], r["fraction"]): r for r in csv.DictReader(f)}[("base", "0.25")]
+    assert int(first["traces"]) == 2 and float(first["distance"]) == pytest.approx(0.9 + 0.5)
+    assert float(first["ci_high"]) - float(first["distance"]) == pytest.approx(1.96 * 0.5**0.5 / 2**0.5)
     with (tables_dir / "figure_7.csv").open() as f:
         points = {(r["knob"], float(r["point"] or "nan")): float(r["value"]) for r in csv.DictReader(f)}
     # prompt a alone (0.6): b (0.7) has no base or distilled to stand beside, so no point of the figure is over it

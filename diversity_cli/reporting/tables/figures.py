@@ -35,7 +35,9 @@ def figure_png(path: Path) -> bool:
 
 
 def figure5(runs: list[RunData], path: Path) -> Path | None:
-    """Figure 5: distance between each step's x̂0 and the final image against % of steps, per method."""
+    """Figure 5: distance between each step's x̂0 and the final image against % of steps, per method: the mean over
+    its traces (prompts x seeds) with a 95% band (normal approximation over the traces), and a dotted line where
+    x0viz's summary finds it commits (its threshold). The CSV holds each point's number of traces and band."""
     frames = [(run, row) for run in runs for row in run.commitment]
     if not frames:
         return None
@@ -49,16 +51,31 @@ def figure5(runs: list[RunData], path: Path) -> Path | None:
     frame = pd.DataFrame([{**row, "run": str(run.root), "metric": metric[str(run.root)]} for run, row in frames])
     frame["fraction"] = frame["fraction"].astype(float)
     frame["distance"] = frame["distance"].astype(float)
-    curves = frame.groupby(["run", "metric", "method", "fraction"], sort=False).distance.mean().reset_index()
+    grouped = frame.groupby(["run", "metric", "method", "fraction"], sort=False).distance
+    curves = grouped.agg(["mean", "count", "std"]).reset_index()
+    half = 1.96 * curves["std"] / curves["count"] ** 0.5  # NaN for one trace: no band
+    curves = curves.assign(ci_low=curves["mean"] - half, ci_high=curves["mean"] + half).drop(columns="std")
+    curves = curves.rename(columns={"mean": "distance", "count": "traces"})
+    committed = {
+        (str(run.root), row.get("method")): row for run in runs for row in run.commitment_summary if row.get("method")
+    }
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
     multi, metrics = curves.run.nunique() > 1, list(dict.fromkeys(curves.metric))
+    thresholds = set()
     for (run, name, method), curve in curves.groupby(["run", "metric", "method"], sort=False):
         label = f"{Path(run).name}: {method}" if multi else method
         label += f" [{name}]" if len(metrics) > 1 else ""  # distances of other metrics: each line says its own
-        ax.plot(curve.fraction * 100, curve.distance, marker="o", ms=3, label=label)
+        label += f" (n={int(curve.traces.max())})"
+        (line,) = ax.plot(curve.fraction * 100, curve.distance, marker="o", ms=3, label=label)
+        ax.fill_between(curve.fraction * 100, curve.ci_low, curve.ci_high, color=line.get_color(), alpha=0.15)
+        summary = committed.get((run, method)) or {}
+        if summary.get("committed_fraction"):
+            ax.axvline(float(summary["committed_fraction"]) * 100, color=line.get_color(), ls=":", lw=1)
+            thresholds.add(str(summary.get("threshold", "?")))
     ax.set_xlabel("% of steps done")
     ax.set_ylabel(f"distance(x̂0 at step, final image)\n[{metrics[0] if len(metrics) == 1 else 'metric per line'}]")
-    ax.set_title("Figure 5: when each method commits", fontsize=10)
+    marks = f"; dotted: commits (threshold {', '.join(sorted(thresholds))})" if thresholds else ""
+    ax.set_title(f"Figure 5: when each method commits\n(mean over n traces, 95% band{marks})", fontsize=9)
     ax.legend(fontsize=8)
     return _save_figure(fig, path, curves)
 
