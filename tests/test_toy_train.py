@@ -167,6 +167,7 @@ def test_a_stage_resumed_at_another_thread_count_is_said_and_carded(finished, tm
     code, stdout, err = cli("train-toy", f"out={out}", *TINY, "threads=2")
     assert code == 0, err
     assert "unet resumes at 2 torch thread(s); its first 2 steps ran at 1" in " ".join((stdout + err).split())
+    assert "resuming unet from its checkpoint at step 2 of 4" in stdout + err  # the bar alone began part-way
     card = (out / "MODEL_CARD.md").read_text()
     assert "torch threads per stage: vae 1, features 1, unet 1 and 2; resumed at another count" in card
     assert json.loads((out / "checkpoints" / "unet.done.json").read_text())["threads"] == [1, 2]

@@ -84,6 +84,8 @@ class StageRunner:
     def run(self, stage: Stage, step_fn: StepFn) -> float:
         """Train `stage` to its last step (resuming from its checkpoint); returns the stage's total seconds."""
         start, seconds, earlier = self._resume(stage)
+        if start:  # said: the bar alone started part-way at a rate no step ran at
+            self.progress.console.print(f"resuming {stage.name} from its checkpoint at step {start} of {stage.steps}")
         self._count_threads(stage, start, earlier)
         task = self.progress.add_task(stage.name, total=stage.steps, completed=start, losses="")
         log_rows = self._kept_log_rows(stage.name, start)
