@@ -330,6 +330,7 @@ def test_fid_points_are_numbers_labelled_with_their_reference(cli, tmp_path):
     for i in range(4):
         Image.new("RGB", (32, 32), (60 * i, 30, 0)).save(reference / f"{i}.png")
     fid = [f"measure.fid.reference={reference}", "measure.fid.features=tiny_random", "measure.fid.clip_model=null"]
+    fid.append("measure.fid.is_splits=1")  # an IS needs two images a split
     args = [*SWEEP, "k=1", f"prompt={PROMPTS[0]}", f"out={tmp_path / 'out'}", "baselines=false", "fid=true", *fid]
     code, out, err = cli("ablate", *args)
     assert code == 0, err

@@ -352,8 +352,9 @@ def result_row(
     seconds = [float(row["seconds"]) for row in rows if row.get("seconds")]
     suffix = f"_{metric_tag}" if metric_tag else ""
     row: dict[str, Any] = {"method": tag, "model": model, "n": len(rows), "clip": _fmt(scores["clip"])}
-    for name in ("fid", "is", "is_std"):
-        if scores[name] is not None or not suffix:  # another network's IS only where it has a classifier head
+    head = scores.get("is_images") is not None  # IS columns where the features have a classifier head (empty when
+    for name in ("fid", "is", "is_std"):  # too few images: under two a split)
+        if scores[name] is not None or not suffix or (head and name != "fid"):
             row[name + suffix] = _fmt(scores[name])
     row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
     row["reference"] = reference
@@ -396,7 +397,14 @@ def check_reference_limit(cfg: DictConfig) -> None:
 
 def check_folder_reference(cfg: DictConfig) -> None:
     """The toy reference of the run's prompts draws scenes of each prompt; a folder of images (images=) has none, so
-    it drew scenes of the empty caption, any scene, under the label `toy` of a per-prompt reference."""
+    it drew scenes of the empty caption, any scene, under the label `toy` of a per-prompt reference. A CLIP score
+    named by clip_model= needs prompts too: a folder's was a score against the empty text."""
+    if cfg.get("images") is not None and cfg.get("clip_model") not in (None, "auto"):
+        raise UserError(
+            f"clip_model={cfg.clip_model} scores images against their prompts; images={cfg.images} has none (it "
+            "scored them against the empty text): drop clip_model= (a folder gets no CLIP score), or measure the "
+            "run directory (out=<run>)"
+        )
     if cfg.get("images") is not None and str(cfg.reference) == "toy" and cfg.toy.mode == "prompts":
         raise UserError(
             f"reference=toy draws scenes of each prompt of a run (toy.mode=prompts); images={cfg.images} has no "

@@ -579,7 +579,8 @@ def scores_from_state(
     state: dict[str, Any], reference: dict[str, torch.Tensor], num_features: int, is_splits: int = 10, seed: int = 0
 ) -> dict[str, float | None]:
     """fid, is, is_std, clip from a (possibly merged) state and the reference's real-side sums."""
-    scores: dict[str, float | None] = {"fid": None, "is": None, "is_std": None, "clip": None}
+    # is_images: the images an IS could be over (None: the features have no classifier head, so no IS at all)
+    scores: dict[str, float | None] = {"fid": None, "is": None, "is_std": None, "clip": None, "is_images": None}
     if state["count"] >= 2:
         fid = feature_fid(num_features)
         for name in REAL_STATES:
@@ -591,10 +592,13 @@ def scores_from_state(
             warnings.simplefilter("ignore", UserWarning)
             scores["fid"] = float(fid.compute())
     logits = state["logits"]
-    if logits is not None and len(logits):
-        # Seeded shuffle: the number repeats. Fewer images than splits: one image per split (and the report
-        # says IS is unreliable there anyway, `inception_score_caveat`).
-        scores["is"], scores["is_std"] = inception_score(logits, min(int(is_splits), len(logits)), seed)
+    scores["is_images"] = None if logits is None else len(logits)
+    if logits is not None and len(logits) >= 2 * int(is_splits):
+        # Seeded shuffle: the number repeats. Under two images a split there is no IS: a split of one image scores
+        # exactly 1 (its KL to itself is 0), whatever the images, so the cell stays empty rather than say so.
+        scores["is"], scores["is_std"] = inception_score(logits, int(is_splits), seed)
+    if scores["fid"] is not None:
+        scores["fid"] = max(scores["fid"], 0.0)  # a distance: float64 rounding left -1e-12 for identical sets
     if state["clip_sum"] is not None and state["clip_n"]:
         scores["clip"] = max(state["clip_sum"] / state["clip_n"], 0.0)  # CLIPScore's compute: max(mean, 0)
     return scores
