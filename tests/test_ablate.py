@@ -54,6 +54,9 @@ def test_ranges_lists_and_hydra_functions():
     assert expand("base_steps", "null,1,2,5,10") == [None, 1, 2, 5, 10]
     assert expand("k", [2, 1, 2]) == [2, 1]  # the order written, each value once
     assert expand("base_guidance", 5) == [5.0]
+    # the list as a command line types it (README: `[a,b]`) was "k=[1,2] must be an integer"
+    assert expand("k", "[1,2]") == [1, 2] and expand("method", "[hybrid, replace_final]") == ["hybrid", "replace_final"]
+    assert split_overrides(["base_guidance=[0,5]"]).compose == ["base_guidance=[0.0,5.0]"]
 
 
 def test_sweeps_become_lists_for_compose_and_the_rest_passes_through():

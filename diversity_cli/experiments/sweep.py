@@ -127,6 +127,10 @@ def grid(axes: dict[str, list]) -> list[dict]:
 
 
 def _parse(knob: str, text: str, cap: int | None = None) -> list:
+    if text.startswith("[") and text.endswith("]"):  # Hydra's list, as typed: k=[1,2]
+        parts = _split(text[1:-1]) if text[1:-1].strip() else []
+        _check_count(knob, text, len(parts), cap)
+        return [_cast(knob, part) for part in parts]
     match = INT_RANGE.match(text)
     if match:
         first, last = int(match[1]), int(match[2])
