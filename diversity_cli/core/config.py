@@ -280,6 +280,8 @@ def _check_group_choices(overrides: list[str]) -> None:
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.lstrip("+~")
+        if sep and not key:  # `=3`: no key at all (the conf folder itself would read as a group)
+            raise UserError(f"'{item}' names no key: write key=value (diversity-cli <command> --help lists them)")
         if sep and any((folder / key).is_dir() for folder in search_dirs()) and "," not in value:
             names = available(key)
             if value not in names:
