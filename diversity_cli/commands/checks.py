@@ -20,7 +20,14 @@ from ..experiments.launch import (
     launcher_settings,
     parse_devices,
 )
-from ..metrics.preflight import check_features, clip_missing, diversity_missing, fid_features, fid_missing
+from ..metrics.preflight import (
+    check_features,
+    check_reference,
+    clip_missing,
+    diversity_missing,
+    fid_features,
+    fid_missing,
+)
 from ..models.hub import ROLES, method_roles, methods_roles
 from ..models.preflight import Missing, fail_if_missing, pair_missing
 
@@ -133,6 +140,7 @@ def check_inputs(cfg: DictConfig) -> None:
     if isinstance(prompts, str) and "prompt" in cfg:  # distill takes a YAML list too, read as it is
         read_prompts(cfg.get("prompt"), prompts)
     if "features" in cfg and "reference" in cfg:
+        check_reference(str(cfg.reference))
         check_features(fid_features(cfg))
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..models.hub import local_folder
 from ..models.preflight import Missing, hf_cached, hf_home
 
@@ -192,6 +192,20 @@ def check_features(spec: str) -> None:
     """`features=` names a built-in feature network or a factory (`package.module:factory`)."""
     if spec not in FEATURE_NETWORKS and ":" not in spec:
         raise UserError(f"features={spec}: use {', '.join(FEATURE_NETWORKS)} or package.module:factory")
+
+
+REFERENCE_NAMES = ("toy", "coco")
+
+
+def check_reference(reference: str) -> None:
+    """`reference=` is toy, coco or a folder here: a name that is none of them (a misspelt `toi`) was taken for a
+    folder, and told last, after the Inception weights and CLIP model it then asked for."""
+    if reference in REFERENCE_NAMES or Path(reference).expanduser().is_dir():
+        return
+    names = " nor ".join(REFERENCE_NAMES)
+    raise UserError(
+        f"reference={reference} is neither {names} nor a folder here{did_you_mean(reference, REFERENCE_NAMES)}"
+    )
 
 
 def fid_features(cfg: Any) -> str:
