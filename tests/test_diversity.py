@@ -574,10 +574,13 @@ def test_the_summary_gives_each_diversity_its_quality(cli, tmp_path):
     code, out, err = cli("diversity", f"out={tmp_path}")
     assert code == 0, err
     with (tmp_path / "diversity.csv").open() as f:
-        (adherence,) = [r["value"] for r in csv.DictReader(f) if r["metric"] == "toy_adherence"]
+        (adherence,) = [r for r in csv.DictReader(f) if r["metric"] == "toy_adherence"]
     (line,) = [line for line in out.splitlines() if "toy / base / a red circle" in line]
     assert re.search(r"toy_features [\d.]+ \[[\d.]+, [\d.]+\] 95% CI, n=3; toy_adherence (\S+) ", line), line
-    assert float(re.search(r"toy_adherence (\S+) ", line).group(1)) == pytest.approx(float(adherence), abs=1e-4)
+    assert float(re.search(r"toy_adherence (\S+) ", line).group(1)) == pytest.approx(float(adherence["value"]), 1e-4)
+    # the share with its own (Wilson) interval, as diversity.csv and the tables give it
+    low, high = (f"{float(adherence[key]):.4g}" for key in ("ci_low", "ci_high"))
+    assert f"toy_adherence {float(adherence['value']):.4g} [{low}, {high}] 95% CI" in line, line
 
 
 def test_a_prompt_given_for_a_run_directory_is_refused(cli, tmp_path):

@@ -161,12 +161,17 @@ def _quality_by(rows: list[dict[str, str]], key: Callable) -> dict[Any, list[dic
 
 
 def _headline(row: dict[str, str], level: float, quality: list[dict[str, str]]) -> str:
-    """`toy_features 0.2402 [0.1657, 0.2877] 95% CI, n=3; toy_adherence 1`: a number with its interval (at the row's
-    own level; older rows: this run's), its n and the quality measured beside it (variety off the prompt is no
-    diversity). The metric is labelled with its settings other than the defaults."""
+    """`toy_features 0.2402 [0.1657, 0.2877] 95% CI, n=3; toy_adherence 1 [0.44, 1] 95% CI`: a number with its
+    interval (at the row's own level; older rows: this run's), its n and the quality measured beside it with its
+    own interval (variety off the prompt is no diversity). The metric is labelled with its settings other than the
+    defaults."""
     measured_at = float(row["ci"]) if row.get("ci") else level
     n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
-    scores = "".join(f"; {metric_label(q)} {_num(q['value'])}" for q in quality if metric_label(q) != metric_label(row))
+    scores = "".join(  # the quality's own interval where its row has one (toy_adherence's Wilson interval)
+        f"; {metric_label(q)} {_interval(q, float(q['ci']) if q.get('ci') else level)}"
+        for q in quality
+        if metric_label(q) != metric_label(row)
+    )
     return f"{metric_label(row)} {_interval(row, measured_at)}{n}{scores}"
 
 
