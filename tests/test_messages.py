@@ -190,9 +190,9 @@ def test_a_flag_that_also_takes_auto_names_it(cli, tmp_path, monkeypatch):
         (("train-lora", "+foo=1"), "+foo adds a key no part of 'train-lora' reads"),
         (("generate", "prompt=a", "square"), "'square' is no key=value; a value with spaces is quoted whole"),
         (("generate", "n=[1"), "a list is [a,b] with its brackets closed"),
-        (("generate", "=3"), "'=3' names no key: write key=value"),
+        (("generate", "=3"), "'=3' names no key: write key=value"),  # was "unknown  '3'; choose one of" configs
         # taken for a folder, told after the Inception weights and the CLIP model it then asked for
-        (("fid", "reference=toi"), "reference=toi is neither toy nor coco nor a folder here; did you mean toy?"),  # was "unknown  '3'; choose one of" configs
+        (("fid", "reference=toi"), "reference=toi is neither toy nor coco nor a folder here; did you mean toy?"),
         (("x0viz", "max_images=0"), "max_images=0 is out of range: max_images is an integer >= 1"),  # not n's cap
         (("x0viz", "prompt=a", "limit=2"), "limit=2 takes the first rows of a prompt file (prompts=FILE)"),
     ],
