@@ -193,6 +193,9 @@ def test_a_flag_that_also_takes_auto_names_it(cli, tmp_path, monkeypatch):
         (("generate", "=3"), "'=3' names no key: write key=value"),  # was "unknown  '3'; choose one of" configs
         # taken for a folder, told after the Inception weights and the CLIP model it then asked for
         (("fid", "reference=toi"), "reference=toi is neither toy nor coco nor a folder here; did you mean toy?"),
+        # ablate's fid settings, checked as fid's are and named by the keys ablate takes
+        (("ablate", "k=1..2", "fid=true", "measure.fid.reference=toi"), "error: measure.fid.reference=toi is neither"),
+        (("ablate", "k=1..2", "fid=true", "measure.fid.features=incepton"), "; did you mean inception?"),
         (("x0viz", "max_images=0"), "max_images=0 is out of range: max_images is an integer >= 1"),  # not n's cap
         (("x0viz", "prompt=a", "limit=2"), "limit=2 takes the first rows of a prompt file (prompts=FILE)"),
     ],

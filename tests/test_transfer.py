@@ -486,6 +486,21 @@ def test_the_summary_of_a_clip_score_of_zero_says_why_there_is_no_change():
     assert without == "no score (no CLIP model), n=4"
 
 
+def test_the_summary_gives_a_classifier_share_the_interval_table_1_gives_it():
+    """The summary rounded the interval its own way ([0.41, 0.93]) beside Table 1's cells (0.4093, 0.9285)."""
+    from diversity_cli.commands.summary import Summary, _transfer
+    from diversity_cli.experiments.transfer import Measured
+    from diversity_cli.reporting.tables.table1 import share_interval
+
+    row = {"adapter": "red", "scale": "1", "source": "base", "target": "distilled", "concept": "red", "n": "8",
+           "clip_without": "0.2", "clip_with": "0.3", "change_pct": "50", "classifier_target": "color=red",
+           "classifier_without": "0.75", "classifier_with": "1"}  # fmt: skip
+    summary = Summary("transfer-lora", 1.0)
+    _transfer(summary, Measured(Path("transfer.csv"), [row], []))
+    low, high = share_interval("0.75", "8")
+    assert f"0.75 [{low}, {high}] -> 1 [" in summary.headline[0][1], summary.headline
+
+
 def test_transfer_rows_at_another_n_or_seed_stand_beside_each_other(tmp_path):
     """A quick n=4 check after the n=50 run replaced its row, and transfer.csv did not say which seed= a row was
     made at. n and seed are in the key now; a row written before rows named their seed is replaced, as before."""

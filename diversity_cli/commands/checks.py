@@ -73,7 +73,7 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
 
         missing += clip_missing(clip_model(cfg))
     if command == "ablate" and cfg.get("fid"):
-        missing += fid_missing(cfg.measure.fid)
+        missing += fid_missing(cfg.measure.fid, "measure.fid.")
     return list(dict.fromkeys(missing))
 
 
@@ -142,6 +142,9 @@ def check_inputs(cfg: DictConfig) -> None:
     if "features" in cfg and "reference" in cfg:
         check_reference(str(cfg.reference))
         check_features(fid_features(cfg))
+    if cfg.get("fid") is True and "measure" in cfg:  # ablate's points measured by fid too
+        check_reference(str(cfg.measure.fid.reference), "measure.fid.")
+        check_features(fid_features(cfg.measure.fid), "measure.fid.")
 
 
 def prepare(command: str, cfg: DictConfig) -> DictConfig:

@@ -55,15 +55,11 @@ def _num(text: str | None) -> str:
 
 
 def _share(text: str | None, n: str) -> str:
-    """A classifier share with its 95% Wilson score interval over the row's n images (as Table 1 shows it)."""
-    from ..metrics.diversity import wilson_interval
+    """A classifier share with its 95% Wilson score interval over the row's n images, as Table 1 shows it."""
+    from ..reporting.tables.table1 import share_interval
 
-    try:
-        share, count = float(str(text)), int(n)
-    except (TypeError, ValueError):
-        return _num(text)
-    low, high = wilson_interval(share, count)
-    return f"{share:.4g} [{low:.2f}, {high:.2f}]"
+    low, high = share_interval(str(text), n)
+    return f"{_num(text)} [{_num(low)}, {_num(high)}]" if low else _num(text)
 
 
 def _interval(row: dict[str, str], level: float) -> str:

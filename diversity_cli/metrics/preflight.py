@@ -188,23 +188,27 @@ def diversity_missing(metrics: list[str], cfg: Any, key: str | None = "embedders
 FEATURE_NETWORKS = ("inception", "toy", "tiny_random")  # else package.module:factory
 
 
-def check_features(spec: str) -> None:
+def check_features(spec: str, prefix: str = "") -> None:
     """`features=` names a built-in feature network or a factory (`package.module:factory`)."""
     if spec not in FEATURE_NETWORKS and ":" not in spec:
-        raise UserError(f"features={spec}: use {', '.join(FEATURE_NETWORKS)} or package.module:factory")
+        raise UserError(
+            f"{prefix}features={spec}: use {', '.join(FEATURE_NETWORKS)} or package.module:factory"
+            f"{did_you_mean(spec, FEATURE_NETWORKS)}"
+        )
 
 
 REFERENCE_NAMES = ("toy", "coco")
 
 
-def check_reference(reference: str) -> None:
+def check_reference(reference: str, prefix: str = "") -> None:
     """`reference=` is toy, coco or a folder here: a name that is none of them (a misspelt `toi`) was taken for a
     folder, and told last, after the Inception weights and CLIP model it then asked for."""
     if reference in REFERENCE_NAMES or Path(reference).expanduser().is_dir():
         return
     names = " nor ".join(REFERENCE_NAMES)
     raise UserError(
-        f"reference={reference} is neither {names} nor a folder here{did_you_mean(reference, REFERENCE_NAMES)}"
+        f"{prefix}reference={reference} is neither {names} nor a folder here"
+        f"{did_you_mean(reference, REFERENCE_NAMES)}"
     )
 
 
@@ -229,39 +233,34 @@ def other_clip(spec: str | None) -> str:
     return "" if not spec or spec == CLIP_SCORE_MODEL else str(spec)
 
 
-def clip_missing(clip: str | None) -> list[Missing]:
+def clip_missing(clip: str | None, prefix: str = "") -> list[Missing]:
     """The CLIP model `clip_model=` names (fid's CLIP score, transfer-lora's), where it is neither a folder here nor
-    in the local hub cache; tiny_random is built in memory."""
+    in the local hub cache; tiny_random is built in memory. `prefix`: where the command takes the key (ablate's
+    `measure.fid.`), so the hint can be pasted as it is."""
+    key = f"{prefix}clip_model"
     if not clip or clip == "tiny_random" or Path(str(clip)).expanduser().is_dir():
         return []
     if local_folder(clip) is not None:  # a path, not a hub id: nothing to download
-        return [Missing(f"CLIP model folder {clip}", "not found; clip_model=<a folder that exists>, a hub id, or null")]
+        return [Missing(f"CLIP model folder {clip}", f"not found; {key}=<a folder that exists>, a hub id, or null")]
     if hf_cached(str(clip), "config.json") is not None:
         return []
-    return [Missing(f"CLIP model {clip}", f"`hf download {clip}` (HF_HOME={hf_home()}), or clip_model=null")]
+    return [Missing(f"CLIP model {clip}", f"`hf download {clip}` (HF_HOME={hf_home()}), or {key}=null")]
 
 
-def fid_missing(cfg: Any) -> list[Missing]:
-    """The feature network, the CLIP model and the reference images `fid` will read."""
+def fid_missing(cfg: Any, prefix: str = "") -> list[Missing]:
+    """The feature network, the CLIP model and the COCO images `fid` will read (a reference folder's existence is
+    `check_reference`'s, checked before the preflight). `prefix`: where the command takes fid's keys."""
     missing: list[Missing] = []
-    reference = str(cfg.reference)
-    features = fid_features(cfg)
-    if features == "inception":
+    if fid_features(cfg) == "inception":
         given = cfg.get("inception_weights")
         path = Path(str(given)).expanduser() if given else _torch_hub_dir() / "checkpoints" / INCEPTION_FILE
         if not path.is_file():
-            missing.append(
-                Missing(f"Inception weights {path}", f"fetch {INCEPTION_URL} there, or inception_weights=PATH")
-            )
-    missing += clip_missing(fid_clip(cfg))
-    if reference == "coco":
+            hint = f"fetch {INCEPTION_URL} there, or {prefix}inception_weights=PATH"
+            missing.append(Missing(f"Inception weights {path}", hint))
+    missing += clip_missing(fid_clip(cfg), prefix)
+    if str(cfg.reference) == "coco":
         images = (cfg.get("coco") or {}).get("images")
         if not images or not Path(str(images)).expanduser().is_dir():
-            missing.append(
-                Missing("COCO reference images", "coco.images=/path/to/val2014 (the folder of val2014 JPEGs)")
-            )
-    elif reference not in ("toy",) and not Path(reference).expanduser().is_dir():
-        missing.append(
-            Missing(f"reference folder {reference}", "reference=coco | toy | a folder of images that exists")
-        )
+            hint = f"{prefix}coco.images=/path/to/val2014 (the folder of val2014 JPEGs)"
+            missing.append(Missing("COCO reference images", hint))
     return missing
