@@ -207,8 +207,7 @@ def check_reference(reference: str, prefix: str = "") -> None:
         return
     names = " nor ".join(REFERENCE_NAMES)
     raise UserError(
-        f"{prefix}reference={reference} is neither {names} nor a folder here"
-        f"{did_you_mean(reference, REFERENCE_NAMES)}"
+        f"{prefix}reference={reference} is neither {names} nor a folder here{did_you_mean(reference, REFERENCE_NAMES)}"
     )
 
 
