@@ -141,7 +141,9 @@ def test_prompt_csv_with_per_row_seeds(cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["model=nope", PROMPT], "unknown model 'nope'"),
+        (["model=nope", PROMPT], "unknown model 'nope'; choose one of: "),
+        (["model=toi", PROMPT], "unknown model 'toi'; did you mean toy? choose one of: "),
+        (["method=hybird", PROMPT], "unknown method 'hybird'; did you mean hybrid? choose one of: base,"),
         (["method=fast", PROMPT], "unknown method 'fast'"),
         (["k=7", PROMPT], "k=7 is out of range"),
         (["n=0", PROMPT], "n=0 is out of range: n is an integer >= 1"),

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError, first_line
+from .errors import UserError, did_you_mean, first_line
 from .resources import asset, conf_root
 from .schema import check, escape, literal_keys, rules, show
 from .schemas import SCHEMAS
@@ -285,4 +285,6 @@ def _check_group_choices(overrides: list[str]) -> None:
         if sep and any((folder / key).is_dir() for folder in search_dirs()) and "," not in value:
             names = available(key)
             if value not in names:
-                raise UserError(f"unknown {key} '{value}'; choose one of: {', '.join(names)}")
+                raise UserError(
+                    f"unknown {key} '{value}'{did_you_mean(value, names) or ';'} choose one of: {', '.join(names)}"
+                )

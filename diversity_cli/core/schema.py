@@ -310,7 +310,8 @@ def _choice(rule: Rule, key: str, value: Any, root) -> Any:
     leaf = "value" if key.endswith("]") else key.split(".")[-1]
     shown = show(value)
     quoted = shown if shown.startswith("'") else f"'{shown}'"
-    raise UserError(f"{key}={shown}: unknown {leaf} {quoted}; choose one of: {allowed}")
+    near = did_you_mean(str(value), [str(option) for option in rule.options])
+    raise UserError(f"{key}={shown}: unknown {leaf} {quoted}{near or ';'} choose one of: {allowed}")
 
 
 def _text(rule: Rule, key: str, value: Any, root) -> Any:

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.config import available, conf_dir, pair_differences, search_dirs
 from ..core.console import stderr_console
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..core.marker import (
     RunMarker,
     check_folder,
@@ -218,7 +218,9 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
 
     launchers = ("local", *HYDRA_LAUNCHERS, *available("hydra/launcher"))
     if cfg.launcher not in launchers:
-        raise UserError(f"unknown launcher '{cfg.launcher}'; choose one of: {', '.join(dict.fromkeys(launchers))}")
+        names = list(dict.fromkeys(launchers))
+        near = did_you_mean(str(cfg.launcher), names)
+        raise UserError(f"unknown launcher '{cfg.launcher}'{near or ';'} choose one of: {', '.join(names)}")
     if not cfg.merge and _uses_slurm(str(cfg.launcher)):
         refuse_without_slurm(
             str(cfg.launcher), "launcher=local (or launcher=submitit_local: the same jobs as local processes)"

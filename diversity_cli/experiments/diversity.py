@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ..core.atomic import atomic_path
 from ..core.cache import cache_dir
 from ..core.device import resolve_device
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..core.fingerprint import digest, file_hash, file_stamps, packages, weights_fingerprint, weights_record
 from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.record import record_invocation
@@ -71,7 +71,10 @@ def parse_metrics(value: object) -> list[str]:
     for name in names:
         base = name.removeprefix("vendi_")
         if name not in known and not (name.startswith("vendi_") and base in EMBEDDERS):
-            raise UserError(f"unknown metric '{name}'; choose from: {', '.join(known)} (or vendi_<embedder>)")
+            near = did_you_mean(name, known)
+            raise UserError(
+                f"unknown metric '{name}'{near or ';'} choose from: {', '.join(known)} (or vendi_<embedder>)"
+            )
     if not names:
         raise UserError(f"no metric given; choose from: {', '.join(known)}")
     return names

@@ -216,7 +216,9 @@ def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 
     name = str(cfg.launcher)
     if name not in launchers():
-        raise UserError(f"unknown launcher '{name}'; choose one of: {', '.join(launchers())}")
+        raise UserError(
+            f"unknown launcher '{name}'{did_you_mean(name, launchers()) or ';'} choose one of: {', '.join(launchers())}"
+        )
     files = [folder / "hydra" / "launcher" / f"{name}.yaml" for folder in search_dirs()]
     found = next((path for path in files if path.is_file()), None)
     given = OmegaConf.load(found) if found is not None else OmegaConf.create({})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from ..core.config import conf_dir
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..core.schema import literal_keys
 from ..core.schemas import SCHEMAS
 from ..sampling.methods import METHODS
@@ -55,6 +55,10 @@ def split_overrides(overrides: Iterable[str]) -> Overrides:
             composed.append(f"{bare}={_hydra_value(values[0]) if len(values) == 1 else _hydra_list(values)}")
         elif sep and bare in LIST_KEYS and _top_level_commas(value):
             composed.append(f"{key}=[{value}]")
+        elif sep and _is_sweep(value) and did_you_mean(bare, KNOBS):  # base_guidence=0,5: a knob misspelt
+            raise UserError(
+                f"cannot sweep '{bare}' ({item}){did_you_mean(bare, KNOBS)} ablate sweeps {', '.join(KNOBS)}"
+            )
         elif sep and _is_sweep(value):
             raise UserError(
                 f"cannot sweep '{bare}' ({item}): ablate sweeps {', '.join(KNOBS)}; give {bare} one value "
@@ -181,7 +185,9 @@ def _cast(knob: str, value: object):
     text = str(value).strip().strip("'\"")
     if knob == "method":
         if text not in METHODS:
-            raise UserError(f"unknown method '{text}'; choose from: {', '.join(METHODS)}")
+            raise UserError(
+                f"unknown method '{text}'{did_you_mean(text, METHODS) or ';'} choose from: {', '.join(METHODS)}"
+            )
         return text
     if knob == "base_steps" and (value is None or text.lower() in NULLS):
         return None  # the base runs on the distilled model's scheduler

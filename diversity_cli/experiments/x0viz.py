@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.atomic import atomic_path
 from ..core.config import value_differences
 from ..core.console import stderr_console
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..core.fingerprint import weights_record
 from ..core.marker import RunMarker, claim_outputs, left_as_found, remove_outputs
 from ..core.pair_settings import image_settings
@@ -69,7 +69,8 @@ def visualize(cfg: DictConfig) -> Path:
     from ..metrics.embedders import EMBEDDERS
 
     if cfg.metric not in EMBEDDERS:
-        raise UserError(f"unknown metric '{cfg.metric}'; choose from: {', '.join(EMBEDDERS)}")
+        near = did_you_mean(str(cfg.metric), EMBEDDERS)
+        raise UserError(f"unknown metric '{cfg.metric}'{near or ';'} choose from: {', '.join(EMBEDDERS)}")
     if (out / "commitment.csv").exists() and not cfg.overwrite:
         check_finished(cfg, out, rows, methods, outputs)  # the same run, finished: nothing to do
         return out
