@@ -427,6 +427,15 @@ def test_the_summary_shows_this_sweeps_points_not_earlier_ones_in_the_same_out(c
     assert headline and all("hybrid k=2" in line for line in headline), out
 
 
+def test_the_summary_gives_every_metric_of_the_sweep_on_its_points_line(cli, tmp_path):
+    """metric=pixel,toy_features: the summary gave pixel alone."""
+    args = [*SWEEP, "prompt=a red circle", f"out={tmp_path}", "baselines=false", "k=1", "metric=pixel,toy_features"]
+    code, out, err = cli("ablate", *args)
+    assert code == 0, err
+    line = " ".join(out.split())
+    assert line.count("hybrid k=1") == 1 and 0 < line.find("│ pixel ") < line.find("; toy_features "), out
+
+
 def test_a_points_measurement_is_redone_when_its_embedders_weights_change(cli, tmp_path):
     """A DINO checkpoint replaced in place (same path, other weights): the point's cached numbers were measured with
     the old one, so the point is measured again."""

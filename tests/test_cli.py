@@ -378,6 +378,23 @@ def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path)
     assert [r["metric"] for r in rows] == ["toy_features", "pixel"]
 
 
+def test_the_diversity_summary_gives_every_metric_the_run_measured(cli, tmp_path):
+    """metric=pixel,toy_features: the summary gave pixel alone; an earlier run's metric stays out."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for seed in range(3):
+        Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    scores = [f"images={folder}", f"out={tmp_path / 'scores'}", "bootstrap=10"]
+    assert cli("diversity", *scores, "metric=toy_features")[0] == 0
+    code, stdout, err = cli("diversity", *scores, "metric=pixel")
+    assert code == 0 and "pixel[bootstrap=10] " in stdout and "toy_features[" not in stdout, stdout
+    code, stdout, err = cli("diversity", *scores, "metric=pixel,toy_features")
+    assert code == 0, err
+    line = " ".join(stdout.split())
+    pixel, toy = line.find("│ pixel[bootstrap=10] "), line.find("; toy_features[bootstrap=10] ")
+    assert 0 < pixel < toy, stdout
+
+
 def test_the_diversity_summary_leaves_out_an_earlier_runs_rows_of_other_options(cli, tmp_path):
     """pixel at size=8, then at the default: the second summary showed both numbers, the earlier one (possibly over
     images since replaced) as if this command had measured it."""

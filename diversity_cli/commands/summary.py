@@ -112,16 +112,16 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _measured_metric(rows: list[dict[str, str]], cfg: DictConfig | None) -> str | None:
-    """The first metric this run asked for, as its rows name it: diversity.csv keeps the rows of earlier runs (other
-    metrics, or the same one with and without adherent_only), so its first row need not be this run's."""
+def _measured_metrics(rows: list[dict[str, str]], cfg: DictConfig | None) -> list[str]:
+    """The metrics this run asked for, in its order, as its rows name them: diversity.csv keeps the rows of earlier
+    runs (other metrics, or the same one with and without adherent_only), so its first row need not be this run's."""
     from ..experiments.diversity import parse_metrics, row_metric
 
     present = {row["metric"] for row in rows}
     if cfg is not None and cfg.get("metric") not in (None, "auto"):
         measured = [row_metric(name, cfg) for name in parse_metrics(cfg.metric)]
-        return next((metric for metric in measured if metric in present), rows[0]["metric"] if rows else None)
-    return rows[0]["metric"] if rows else None
+        return [metric for metric in measured if metric in present] or [rows[0]["metric"]] if rows else []
+    return [rows[0]["metric"]] if rows else []
 
 
 def _diversity(summary: Summary, result: Any, level: float, cfg: DictConfig | None = None) -> None:
@@ -133,40 +133,41 @@ def _diversity(summary: Summary, result: Any, level: float, cfg: DictConfig | No
     if getattr(result, "rows", None):
         rows = [row for row in rows if row_key(row) in result.rows]
     summary.written.append(("diversity.csv", str(path)))
-    first = _measured_metric(rows, cfg)
+    first, *others = _measured_metrics(rows, cfg)
 
     def group_of(row: dict[str, str]) -> tuple[str, str, str]:
         return row["model"], row["method"], row["prompt"]
 
-    quality = _quality_by(rows, group_of)
+    beside = _beside(rows, group_of, lambda row: row["metric"] in others)
     for row in [row for row in rows if row["metric"] == first]:  # no image count in the title: rows read from a
         # cache or merged from shards measured none now
         group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
-        summary.headline.append((group, _headline(row, level, quality.get(group_of(row), []))))
+        summary.headline.append((group, _headline(row, level, beside.get(group_of(row), []))))
 
 
-def _quality_by(rows: list[dict[str, str]], key: Callable) -> dict[Any, list[dict[str, str]]]:
-    """The rows of quality metrics (toy_adherence, clip_score) by `key`, to stand on their diversity's line."""
+def _beside(rows: list[dict[str, str]], key: Callable, other: Callable) -> dict[Any, list[dict[str, str]]]:
+    """By `key`, the rows to stand on a headline's line: the run's other diversity metrics (those `other` picks),
+    then its quality metrics (toy_adherence, clip_score: variety off the prompt is no diversity)."""
     from ..experiments.defaults import QUALITY_METRICS
 
     found: dict[Any, list[dict[str, str]]] = {}
-    for row in rows:
-        if row["metric"] in QUALITY_METRICS:
+    for row in sorted(rows, key=lambda row: row["metric"] in QUALITY_METRICS):
+        if row["metric"] in QUALITY_METRICS or other(row):
             found.setdefault(key(row), []).append(row)
     return found
 
 
-def _headline(row: dict[str, str], level: float, quality: list[dict[str, str]]) -> str:
+def _headline(row: dict[str, str], level: float, beside: list[dict[str, str]]) -> str:
     """`toy_features 0.2402 [0.1657, 0.2877] 95% CI, n=3; toy_adherence 1 [0.44, 1] 95% CI`: a number with its
-    interval (at the row's own level; older rows: this run's), its n and the quality measured beside it with its
-    own interval (variety off the prompt is no diversity). The metric is labelled with its settings other than the
+    interval (at the row's own level; older rows: this run's), its n, then the run's other metrics and the quality
+    measured beside it, each with its own interval. A metric is labelled with its settings other than the
     defaults."""
     measured_at = float(row["ci"]) if row.get("ci") else level
     n = f", n={row['n']}" if str(row.get("n", "")).isdigit() else ""
-    scores = "".join(  # the quality's own interval where its row has one (toy_adherence's Wilson interval)
-        f"; {metric_label(q)} {_interval(q, float(q['ci']) if q.get('ci') else level)}"
-        for q in quality
-        if metric_label(q) != metric_label(row)
+    scores = "".join(  # each its own interval where its row has one (toy_adherence's Wilson interval)
+        f"; {metric_label(other)} {_interval(other, float(other['ci']) if other.get('ci') else level)}"
+        for other in beside
+        if metric_label(other) != metric_label(row)
     )
     return f"{metric_label(row)} {_interval(row, measured_at)}{n}{scores}"
 
@@ -251,14 +252,15 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
     def point_of(row: dict[str, str]) -> tuple[str, str, str]:
         return row.get("run", ""), row["prompt"], row.get("n", "")
 
-    quality = _quality_by([row for row in rows if row.get("prompt")], point_of)
     diversity = [row for row in rows if not (row["metric"] in QUALITY_METRICS and row.get("prompt"))] or rows
     first = metric_label(diversity[0]) if diversity else None
+    # the sweep's other diversity metrics (metric=dreamsim,lpips) stand on the first one's line
+    others = _beside([row for row in rows if row.get("prompt")], point_of, lambda row: metric_label(row) != first)
     level = float(cfg.measure.diversity.get("ci", 0.95))
     for row in [row for row in diversity if metric_label(row) == first]:
         knobs = ",".join(f"{k}={row[k]}" for k in ("k", "base_guidance", "base_steps") if row.get(k) not in ("", None))
         point = f"{row['method']} {knobs}".strip()
-        beside = quality.get(point_of(row), []) if row.get("prompt") else []
+        beside = others.get(point_of(row), []) if row.get("prompt") else []
         summary.headline.append((f"{point} / {row['prompt'][:30]}", _headline(row, level, beside)))
 
 
