@@ -42,7 +42,8 @@ def _one_line(err: str) -> str:
         (["generate", "+foo=1"], "+foo adds a key"),
         (["generate", "+n=3"], "without the +"),
         (["generate", "--cfg", "everything"], "--cfg takes job"),
-        (["models", "extra"], "takes no arguments"),
+        (["models", "sdxl_dmd"], "unknown pair 'sdxl_dmd'; did you mean sdxl_dmd2? the pairs: flux1_dev_schnell,"),
+        (["models", "toy", "toy_dpdmd"], "models takes one pair at most (got toy toy_dpdmd)"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(cli, tmp_path, monkeypatch, args, needle):
@@ -114,6 +115,18 @@ def test_models_command_prints_the_pair_table(cli):
     rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
     assert "toy DMD student" in rows["toy"] and "32" in rows["toy"] and "present" in rows["toy"]
     assert "SDXL-Base" in rows["sdxl_dmd2"]
+
+
+def test_models_of_one_pair_names_each_missing_file_and_how_to_provide_it(cli, tmp_path, monkeypatch):
+    """The table said "4 missing" and no more: which files, and the keys to point at a local copy, were nowhere."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub"))
+    code, out, _ = cli("models", "sdxl_dmd2")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0] == "sdxl_dmd2: 4 missing" and len(lines) == 5, out
+    assert "tianweiy/DMD2/dmd2_sdxl_4step_unet_fp16.bin: `hf download tianweiy/DMD2" in out
+    assert "model.distilled.network.repo=/local/copy" in out
+    code, out, _ = cli("models", "model=toy")
+    assert code == 0 and out.strip() == "toy: every file is on this machine (or built offline)"
 
 
 def test_cfg_job_prints_the_composed_config_and_does_nothing_else(cli, tmp_path):

@@ -43,5 +43,10 @@ COMMANDS = [
     Command("ablate", "ablate", "ablate", "Sweep the sampler's knobs and measure each point."),
     Command("report", "report", "report", "Paper tables (measured beside published) and an HTML report."),
     Command("cache", "cache", "", "Show (`cache info`) or empty (`cache clear`, or `cache clear <kind>`) the cache."),
-    Command("models", "models", "", "The model pairs: base, student, resolution, weights present or not."),
+    Command(
+        "models",
+        "models",
+        "",
+        "The model pairs: base, student, resolution, weights present or not; `models <pair>`: what is missing.",
+    ),
 ]

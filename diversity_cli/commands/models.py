@@ -1,10 +1,11 @@
 """`diversity-cli models`: the model pairs, one line each: base, student, resolution, and whether the weights are
-on this machine (checked on the local disk only, as every command's preflight does)."""
+on this machine (checked on the local disk only, as every command's preflight does). `diversity-cli models <pair>`:
+what that pair needs that is not here, and how to provide it."""
 
 from __future__ import annotations
 
 from ..core.config import available, compose
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..models.preflight import pair_missing
 
 
@@ -40,8 +41,23 @@ def pair_lines() -> list[str]:
     return lines
 
 
+def missing_lines(name: str) -> list[str]:
+    """What one pair's networks and components need that is not on this machine, each with how to provide it."""
+    missing = pair_missing(compose("generate", [f"model={name}"]).model)
+    if not missing:
+        return [f"{name}: every file is on this machine (or built offline)"]
+    return [f"{name}: {len(missing)} missing", *(f"  {item.line()}" for item in missing)]
+
+
 def main(overrides: list[str]) -> None:
-    if overrides:
-        raise UserError(f"models takes no arguments (got {' '.join(overrides)}); it lists the model pairs")
+    names, pairs = [item.removeprefix("model=") for item in overrides], available("model")
+    if len(names) > 1:
+        raise UserError(f"models takes one pair at most (got {' '.join(overrides)}); the pairs: {', '.join(pairs)}")
+    if names and names[0] not in pairs:
+        near = did_you_mean(names[0], pairs) or ";"
+        raise UserError(f"unknown pair '{names[0]}'{near} the pairs: {', '.join(pairs)}")
+    if names:
+        print("\n".join(missing_lines(names[0])))
+        return
     print("\n".join(pair_lines()))
-    print("weights: `diversity-cli generate model=<pair>` checks them before it loads anything; see README")
+    print("weights: `diversity-cli models <pair>` names what is missing and how to provide it; see README")
