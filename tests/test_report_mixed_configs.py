@@ -107,3 +107,31 @@ def test_the_pages_measurement_table_marks_a_row_over_images_since_changed(cli, 
     page = (out / "report.html").read_text()
     raw = page.split("<h3>diversity.csv</h3>")[1].split("</table>")[0]
     assert "<th>out of date</th>" in raw and "n=3, samples.csv&#x27;s images 4" in raw
+
+
+def test_an_fid_against_a_reference_folder_changed_since_is_out_of_date(cli, tmp_path: Path):
+    """An image of the reference folder replaced after fid: Table 2 showed the old FID as current (the record held
+    the reference's hash, the report did not read it). fid again against it clears the mark."""
+    from PIL import Image
+
+    out, reference = tmp_path / "run", tmp_path / "ref"
+    reference.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32), (60 * i, 90, 200 - 40 * i)).save(reference / f"{i}.png")
+    assert cli("generate", "method=base", "prompt=a circle", "n=4", f"out={out}")[0] == 0
+    fid = ("fid", f"out={out}", f"reference={reference}", "features=toy", "clip_model=null")
+    assert cli(*fid)[0] == 0
+
+    def table2():
+        cfg = compose("report", [])
+        return build_tables([load_run(out)], read_paper(REPO / "data" / "paper_tables.csv"), cfg, ["2"])["2"]
+
+    assert not [line for line in table2().measured if "out of date" in line.measured_as]
+    Image.new("RGB", (32, 32), (255, 255, 255)).save(reference / "0.png")  # same count, other bytes
+    table = table2()
+    marked = {line.method for line in table.measured if "[out of date]" in line.measured_as}  # FID and s/image
+    assert marked == {"Base (SDXL-Base 50 steps)"}, marked
+    (note,) = [note for note in table.notes if "out of date" in note]
+    assert "its reference changed since (4 images then, 4 now)" in note, note
+    assert cli(*fid)[0] == 0
+    assert not [line for line in table2().measured if "out of date" in line.measured_as]

@@ -131,7 +131,10 @@ def measure_quality(cfg: DictConfig) -> Path | None:
         "clip_model": clip_spec,
         "references": {reference.description: reference.identity for reference in references.values()},
     }
-    record_invocation(rundir.root, config=cfg, device=str(device), dtype="float32", **measured_with)  # a shard's too
+    # a shard's too; the reference's label names the fid.csv rows whose reference the report checks for changes
+    record_invocation(
+        rundir.root, config=cfg, device=str(device), dtype="float32", reference_label=label, **measured_with
+    )
     if shard is not None:  # statistics only: the merge writes fid.csv
         save_shard_state(rundir.root, shard, fingerprint, states, extractor.num_features, measured_with)
         partial_path(rundir.root, shard).unlink(missing_ok=True)

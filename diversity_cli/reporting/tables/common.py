@@ -500,6 +500,8 @@ def row_change(run: RunData, source: str, row: dict[str, str]) -> str:
     groups with no image left are not checked."""
     if "@" in row.get("metric", ""):
         return ""
+    if source == "fid.csv" and (changed := changed_references(run).get(row.get("reference", ""))):
+        return changed
     key = (row.get("model", ""), row.get("method", ""))
     key += (row.get("prompt", ""),) if source == "diversity.csv" else ()
     n, images = as_number(row.get("n")), held_images(run).get(key)
@@ -510,6 +512,42 @@ def row_change(run: RunData, source: str, row: dict[str, str]) -> str:
     if row.get("samples") and row["samples"] != samples_digest(images):
         return f"images remade since (n={int(n)})"
     return ""
+
+
+def changed_references(run: RunData) -> dict[str, str]:
+    """fid.csv's reference label -> how the reference's images differ now from those the last fid run against it
+    measured (a folder's or COCO's images replaced, added or removed: every FID against it is another set's).
+    Toy scenes are drawn, not read, and a reference folder not on this machine cannot be checked: neither is."""
+    return run.once("changed_references", lambda: _changed_references(run))
+
+
+def _changed_references(run: RunData) -> dict[str, str]:
+    from omegaconf import OmegaConf
+
+    from ...metrics.reference import open_reference
+
+    measured: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for record in run.records:  # oldest first: the latest measurement of each reference is the one fid.csv holds
+        label, config, used = record.get("reference_label"), record.get("config"), record.get("references")
+        if record.get("command") == "fid" and label and isinstance(config, dict) and isinstance(used, dict):
+            if config.get("reference") != "toy" and len(used) == 1:
+                measured[label] = (OmegaConf.create(config), next(iter(used.values())))
+    found = {}
+    for label, (cfg, was) in measured.items():
+        folder = cfg.coco.get("images") if cfg.reference == "coco" else cfg.reference
+        if not folder or not Path(str(folder)).expanduser().is_dir():
+            continue
+        try:
+            now = open_reference(str(cfg.reference), cfg).identity
+        except UserError as err:
+            found[label] = f"{REFERENCE_CHANGED}: it cannot be read as fid read it ({err})"
+            continue
+        if now != was:
+            found[label] = f"{REFERENCE_CHANGED} ({was.get('count')} images then, {now.get('count')} now)"
+    return found
+
+
+REFERENCE_CHANGED = "its reference changed since"
 
 
 def held_images(run: RunData) -> dict[tuple[str, ...], list[dict[str, str]]]:
@@ -616,9 +654,10 @@ def _counts_now(line: Line, images: list | None, finding: str) -> bool:
     """Whether a cell of an out-of-date group stands on the images the run holds: a group is out of date when one of
     its rows is (another metric's, another option's), and a row measured since over as many images as the group now
     holds is not. Where the images were remade at the same count, which row was measured since is not known: none
-    is cleared."""
+    is cleared; nor is one measured against a reference that changed since, whatever its count."""
     n = as_number(line.n)
-    return images is not None and n is not None and int(n) == len(images) and "remade since" not in finding
+    unknown = "remade since" in finding or REFERENCE_CHANGED in finding
+    return images is not None and n is not None and int(n) == len(images) and not unknown
 
 
 def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
@@ -633,7 +672,8 @@ def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
                 more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
                 command = source.removesuffix(".csv")
                 notes.append(
-                    f"{STALE} {md_literal(run.root)}/{source} was measured over other images than the run now holds "
+                    f"{STALE} {md_literal(run.root)}/{source} was measured over other images than the run "
+                    f"{'(or its reference) ' if source == 'fid.csv' else ''}now holds "
                     f"({'; '.join(md_literal(group) for group in groups[:3])}{more}); rerun "
                     f"{md_code(f'diversity-cli {command} out={run.root}')} with the settings it was measured with"
                 )
