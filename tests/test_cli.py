@@ -263,6 +263,8 @@ def test_preflight_lists_every_missing_network_at_once(cli, tmp_path, monkeypatc
     # every setting it suggests is one the command line takes as written (`+` where the pair has no such key)
     hints = re.findall(r"(\+?model\.[\w.]+)=/local/copy", line)
     assert "+model.base.network.path" in hints, hints
+    # the network's folder is the copy's unet/ (its config.json is there), the other keys take the copy's root
+    assert "+model.base.network.path=/local/copy/unet and model.distilled.network.config_repo=/local/copy;" in line
     for hint in hints:
         compose("generate", ["model=sdxl_dmd2", f"{hint}={tmp_path}"])
     # a metric's weights are listed before any image is generated, together with the pair's

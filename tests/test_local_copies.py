@@ -74,6 +74,50 @@ def test_a_local_folder_missing_its_file_is_one_line_before_anything_loads(cli, 
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("damage", ["repository_root", "no_weights", "only_fp16"])
+def test_a_local_network_folder_it_cannot_load_is_one_line_before_anything_loads(cli, copies, tmp_path, damage):
+    """Each passed the preflight and failed at the load: the copy's root given for its unet/ folder, a folder with
+    its config.json and no weights, one of only fp16 weights read by a preset without a variant."""
+    unet = copies / "sdxl_base" / "unet"
+    folder = tmp_path / "unet"
+    if damage == "repository_root":
+        folder = copies / "sdxl_base"
+    elif damage == "no_weights":
+        folder.mkdir()
+        shutil.copy(unet / "config.json", folder)
+    else:
+        from diffusers import UNet2DConditionModel
+
+        UNet2DConditionModel.from_pretrained(unet).save_pretrained(folder, variant="fp16")
+    args = [a for a in _args(copies, tmp_path / "run", 1) if not a.startswith("+model.base.network.path")]
+    code, _, err = cli(*args, f"+model.base.network.path={folder}")
+    said = {
+        "repository_root": f"holds no config.json, so it is no diffusers network folder (a distill run's network is "
+        f"its student/ folder); {unet} is one",
+        "no_weights": "no weights file beside its config.json",
+        "only_fp16": "only variant weights (diffusion_pytorch_model.fp16.safetensors), and this preset reads the plain",
+    }[damage]
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_hub_download_cut_short_names_the_weights_it_lacks(cli, tmp_path, monkeypatch):
+    """A cached SDXL-Base whose unet/ holds its config.json and no weights was said to lack the config.json."""
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hf" / "hub"
+    snapshot = hub / "models--stabilityai--stable-diffusion-xl-base-1.0" / "snapshots" / ("0" * 40)
+    (snapshot / "unet").mkdir(parents=True)
+    (snapshot / "unet" / "config.json").write_text("{}")
+    (hub / "models--stabilityai--stable-diffusion-xl-base-1.0" / "refs").mkdir()
+    (hub / "models--stabilityai--stable-diffusion-xl-base-1.0" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    code, _, err = cli("generate", "model=sdxl_dmd2", "method=base", "prompt=a cat", f"out={tmp_path / 'run'}")
+    assert code == 2 and "unet/config.json" not in err, err
+    assert "base network weights stabilityai/stable-diffusion-xl-base-1.0/unet/diffusion_pytorch_model.*: no " in err
+
+
 def test_a_flow_pair_loads_from_local_folders(cli, tmp_path):
     """FLUX.1-dev / schnell from local copies (the settings the preflight names): the loader read only hub ids."""
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -158,3 +202,23 @@ def test_base_images_need_no_student(cli, copies, tmp_path):
     hybrid = [item.replace("method=base", "method=hybrid") for item in args]
     code, _, err = cli(*hybrid)  # the student is read where it runs: missing, before anything loads
     assert code == 2 and "distilled network" in err and "no_student_here" in err, err
+
+
+def test_a_cached_network_that_fails_to_load_advises_a_setting_the_command_line_takes(
+    cli, copies, tmp_path, monkeypatch
+):
+    """The load's own line said `set model.base.network.path=...`, which the command line refuses (the pair's
+    file has no such key: it takes `+`), and gave the copy's root for its unet/ folder."""
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hf" / "hub"
+    repo = hub / "models--stabilityai--stable-diffusion-xl-base-1.0"
+    shutil.copytree(copies / "sdxl_base", repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40) / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"cut short")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    args = ("generate", "model=sdxl_dmd2", "method=base", "prompt=a cat", "model.resolution=64", "device=cpu")
+    code, _, err = cli(*args, f"out={tmp_path / 'run'}")
+    assert code == 2 and err.strip().endswith("or set +model.base.network.path=/path/to/local/copy/unet"), err

@@ -32,6 +32,7 @@ from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
 from .hub import ROLES, HubCall, _network_calls, _scheduler_call, hub_calls, is_lora, local_folder, network_roles  # noqa: F401
 from .pair import ModelPair, ModelSpec, stand_ins, stood_in
+from .preflight import copy_folder, settable
 from .schedulers import scheduler_with
 
 NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}
@@ -224,11 +225,11 @@ def _real(model: DictConfig, dtype: torch.dtype, roles: tuple[str, ...]):
     pipe = guarded_load(
         lambda local: DiffusionPipeline.from_pretrained(source, local_files_only=local, **kwargs),
         source,
-        "model.components.path",
+        settable(model, "model.components.path"),
     )
     if lora:  # the student is the base network plus a LoRA file
         (call,) = [c for c in calls if c.role == "distilled" and c.kind == "weights"]
-        hint = "model.distilled.network.repo"  # a folder holding the file
+        hint = settable(model, "model.distilled.network.repo")  # a folder holding the file
         guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, file=call.file)
     return pipe, stood_in(networks)
 
@@ -243,7 +244,7 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
 
     cls = PixArtTransformer2DModel if model.family == "pixart" else UNet2DConditionModel
     conf = model[role].network
-    hint = f"model.{role}.network.path"
+    hint = settable(model, f"model.{role}.network.path")  # `+key` where the pair's file has none
     if conf.get("path"):
         if cls is UNet2DConditionModel:  # a local folder names its class: the toy's UNets carry coordinate planes
             cls = unet_class(conf.path)
@@ -258,7 +259,10 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
         if call.variant:
             kwargs["variant"] = call.variant
         return guarded_load(
-            lambda local: cls.from_pretrained(call.repo, local_files_only=local, **kwargs), call.repo, hint
+            lambda local: cls.from_pretrained(call.repo, local_files_only=local, **kwargs),
+            call.repo,
+            hint,
+            copy=copy_folder(call),
         )
 
     from huggingface_hub import hf_hub_download
@@ -267,7 +271,7 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
     config = guarded_load(
         lambda local: cls.load_config(arch.repo, subfolder=arch.subfolder, local_files_only=local),
         arch.repo,
-        f"model.{role}.network.config_repo",
+        settable(model, f"model.{role}.network.config_repo"),
     )
     folder = local_folder(file.repo)  # a local copy of the repo: the file is read where it lies
     weights = guarded_load(
@@ -275,7 +279,7 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
             str(folder / file.file) if folder else hf_hub_download(file.repo, file.file, local_files_only=local)
         ),
         file.repo,
-        f"model.{role}.network.repo",
+        settable(model, f"model.{role}.network.repo"),
         file=file.file,
     )
     network = cls.from_config(config).to(dtype)
@@ -326,10 +330,11 @@ def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
     return scheduler_with(cls, config, overrides, f"model.{role}.scheduler.overrides")
 
 
-def guarded_load(load, repo: str, hint: str, file: str | None = None):
+def guarded_load(load, repo: str, hint: str, file: str | None = None, copy: str = "/path/to/local/copy"):
     """Load from the local cache first; reach for the hub only when it may be reached (not HF_HUB_OFFLINE).
-    A checkpoint found in neither place becomes one actionable line; so does a local folder or file that cannot
-    be loaded (naming what failed), and a weights file holding a pickle that would run code (`refusing_pickles`)."""
+    A checkpoint found in neither place becomes one actionable line (`hint=copy`: the setting, as typed, that
+    reads a local copy instead); so does a local folder or file that cannot be loaded (naming what failed), and a
+    weights file holding a pickle that would run code (`refusing_pickles`)."""
     import diffusers
     import huggingface_hub
 
@@ -356,7 +361,7 @@ def guarded_load(load, repo: str, hint: str, file: str | None = None):
     fetch = f"hf download {repo}" + (f" {file}" if file else "")
     raise UserError(
         f"checkpoint '{what}' is not in the local cache and could not be fetched ({reason}); on a machine with "
-        f"network run `{fetch}` with HF_HOME={hf_home}, or set {hint}=/path/to/local/copy"
+        f"network run `{fetch}` with HF_HOME={hf_home}, or set {hint}={copy}"
     ) from None
 
 

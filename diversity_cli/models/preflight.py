@@ -63,9 +63,28 @@ KIND_WORDS = {
 }
 
 
-def _hub_missing(call) -> tuple[str, str] | None:
-    """(repo/file, words for what it is) of a hub read whose file is not in the local cache (or, for a `repo`
-    that is a local folder, not in that folder), else None."""
+PLAIN_WEIGHTS = ("safetensors", "bin", "safetensors.index.json", "bin.index.json")  # after `<prefix>.`: no variant
+
+
+def weights_missing(folder: Path, variant: object = None) -> str | None:
+    """What a diffusers network folder lacks for from_pretrained to find its weights, None when nothing: some
+    weights file beside its config.json and, without a variant, a plain one (a copy of only
+    `diffusion_pytorch_model.fp16.safetensors` loads only with variant=fp16)."""
+    names = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name.startswith(WEIGHT_PREFIXES) and (".safetensors" in p.name or ".bin" in p.name)
+    )
+    if not names:
+        return "no weights file beside its config.json (diffusion_pytorch_model.safetensors or .bin)"
+    if not variant and not any(name.split(".", 1)[1] in PLAIN_WEIGHTS for name in names):
+        return f"only variant weights ({names[0]}), and this preset reads the plain ones (no variant)"
+    return None
+
+
+def _hub_missing(call) -> tuple[str, str, str] | None:
+    """(repo/file, words for what it is, what is wrong with what is there: "" for absent) of a hub read whose file
+    is not in the local cache (or, for a `repo` that is a local folder, not in that folder), else None."""
     where = f"{call.subfolder}/" if call.subfolder else ""
     filename = call.file if call.kind == "weights" else where + HF_FILES[call.kind]
     folder = local_folder(call.repo)
@@ -74,11 +93,11 @@ def _hub_missing(call) -> tuple[str, str] | None:
     else:
         found = hf_cached(call.repo, filename)
     if found is not None and call.kind == "network":
-        # the config alone is not the network: some weights file must sit beside it
-        weights = [p for p in found.parent.iterdir() if p.name.startswith(WEIGHT_PREFIXES)]
-        if not any(p.suffix in (".safetensors", ".bin") for p in weights):
-            found = None
-    return None if found is not None else (f"{call.repo}/{filename}", KIND_WORDS[call.kind])
+        # the config alone is not the network: its weights must sit beside it (a download cut short has none)
+        problem = weights_missing(found.parent, call.variant)
+        if problem is not None:
+            return f"{call.repo}/{where}{WEIGHT_PREFIXES[0]}.*", "network weights", problem
+    return None if found is not None else (f"{call.repo}/{filename}", KIND_WORDS[call.kind], "")
 
 
 # Hub repositories that download only for an account that accepted their licence: without it, `hf download`
@@ -92,29 +111,36 @@ GATED = (
 
 def _hub_items(model: DictConfig, roles: tuple[str, ...]) -> list[Missing]:
     """The missing hub files, one item per file even when both models read it, with every role that needs it."""
-    found: dict[str, tuple[list[str], str, object, list[str]]] = {}
+    found: dict[str, tuple[list[str], str, object, list[str], str]] = {}
     for call in hub_calls(model, roles):
         missing = _hub_missing(call)
         if missing is not None:
-            roles, _, _, keys = found.setdefault(missing[0], ([], missing[1], call, []))
+            roles, _, _, keys, _ = found.setdefault(missing[0], ([], missing[1], call, [], missing[2]))
             roles.append(call.role)
-            keys.append(f"{settable(model, local_key(call.kind, call.role))}=/local/copy")  # each role's own
+            keys.append(copy_setting(model, call))  # each role's own
     items = []
-    for target, (roles, words, call, settings) in found.items():
+    for target, (roles, words, call, settings, problem) in found.items():
         keys = " and ".join(settings)
+        what = f"{'+'.join(roles)} {words} {target}"
         if local_folder(call.repo) is not None:  # the user's own folder: nothing to download
-            items.append(Missing(f"{'+'.join(roles)} {words} {target}", f"not found there; set {keys}"))
+            items.append(Missing(what, f"{problem or 'not found there'}; set {keys}"))
             continue
         command = f"hf download {call.repo}" + (f" {call.file}" if call.kind == "weights" else "")
         gated = " (a gated repository: accept its licence on its hub page, then `hf auth login`)"
-        items.append(
-            Missing(
-                f"{'+'.join(roles)} {words} {target}",
-                f"`{command}`{gated if str(call.repo) in GATED else ''} (HF_HOME={hf_home()}) or {keys}",
-                True,
-            )
-        )
+        fix = f"`{command}`{gated if str(call.repo) in GATED else ''} (HF_HOME={hf_home()}) or {keys}"
+        items.append(Missing(what, f"{problem}: {fix}" if problem else fix, True))
     return items
+
+
+def copy_setting(model: DictConfig, call) -> str:
+    """The setting that points `call` at a local copy of its repository, as typed on the command line."""
+    return f"{settable(model, local_key(call.kind, call.role))}={copy_folder(call, '/local/copy')}"
+
+
+def copy_folder(call, root: str = "/path/to/local/copy") -> str:
+    """Where in a local copy of `call`'s repository its setting points: a network folder is the copy's subfolder
+    (`network.path=/local/copy/unet`), the other keys take the copy's root."""
+    return root + (f"/{call.subfolder}" if call.kind == "network" and call.subfolder else "")
 
 
 def local_key(kind: str, role: str) -> str:
@@ -163,6 +189,14 @@ def _local_path(model: DictConfig, role: str) -> str | None:
     return section.get("path") if role == "components" else (section.get("network") or {}).get("path")
 
 
+def _local_weights_missing(model: DictConfig, role: str, folder: Path) -> str | None:
+    """A local network folder's weights, as its loader reads them: the variant where the folder has files of it
+    (`variant_present`), else the plain files."""
+    variant = model[role].network.get("variant")
+    has_variant = variant and any(f".{variant}." in p.name for p in folder.iterdir())
+    return weights_missing(folder, variant if has_variant else None)
+
+
 def pair_missing(model: DictConfig, roles: tuple[str, ...] = ROLES) -> list[Missing]:
     """What of this pair loaded for `roles` is not on disk: local `path:` folders, then every hub read its loader
     makes."""
@@ -188,12 +222,21 @@ def pair_missing(model: DictConfig, roles: tuple[str, ...] = ROLES) -> list[Miss
             )
         elif folder is not None and role != "components" and not (folder / "config.json").is_file():
             # a network folder is read by from_pretrained: without its config.json it fails only once loading
+            # a repository's root given for its network's folder (unet/, transformer/)
+            network = model[role].network
+            names = [network.get("subfolder"), network.get("config_subfolder"), "unet", "transformer"]
+            inside = [name for name in names if name and (folder / str(name) / "config.json").is_file()]
+            where = f"; {folder / str(inside[0])} is one" if inside else ""
             missing.append(
                 Missing(
                     f"{role} network {path}",
                     f"holds no config.json, so it is no diffusers network folder (a distill run's network is its "
-                    f"student/ folder); set {settable(model, key)}=<such a folder>",
+                    f"student/ folder){where}; set {settable(model, key)}=<such a folder>",
                 )
+            )
+        elif folder is not None and role != "components" and (problem := _local_weights_missing(model, role, folder)):
+            missing.append(
+                Missing(f"{role} network {path}", f"{problem}; set {settable(model, key)}=<a folder with them>")
             )
     # every part local still reads the schedulers' configs (`model.<role>.scheduler.repo`)
     return missing + _hub_items(model, roles)
