@@ -135,6 +135,15 @@ def test_pairs_without_presets_keep_their_own_settings(name, tiny_pairs):
         load_pair(_model(name, "preset=card"), torch.device("cpu"), torch.float32)
 
 
+@pytest.mark.parametrize("name", ["flux1_dev_schnell", "qwen_image_lightning"])
+def test_preset_paper_typed_for_a_pair_the_paper_never_ran_is_refused(name):
+    """Its card preset was composed without a word, under the paper's name on the command line."""
+    assert _model(name).preset == "card"  # left out: the pair's own preset, as README says
+    with pytest.raises(UserError, match=f"model '{name}' has no preset 'paper' .* write preset=card"):
+        _model(name, "preset=paper")
+    assert _model("sdxl_dmd2", "preset=paper").preset == "paper" and _model("toy", "preset=paper").get("preset") is None
+
+
 def test_a_pair_whose_schedulers_disagree_on_alphas_cumprod_is_refused():
     model = _model("tiny_sd", "+model.distilled.scheduler.overrides.beta_end=0.02")
     with pytest.raises(UserError, match="different noise schedules"):
@@ -218,7 +227,7 @@ def test_every_shipped_scheduler_override_is_a_setting_its_class_takes(name, pre
 
     import diffusers
 
-    model = _model(name, f"preset={preset}")  # composing checks every key against the pair keys
+    model = _model(name, *([f"preset={preset}"] if name in REAL_PAIRS else []))  # composing checks every key
     for role in ("base", "distilled"):
         scheduler = model[role].get("scheduler") or {}
         if not scheduler.get("class"):

@@ -136,12 +136,25 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
     for key, value in texts.items():
         OmegaConf.update(cfg, key, None if value == "null" else escape(value), merge=False)
     pair_auto_k(cfg, given)  # the pair's own k=auto settings, under what the user typed
+    _refuse_absent_paper_preset(cfg, overrides)
     if schema is not None:
         try:
             check(schema, cfg)
         except UserError as err:
             raise as_typed(err, cfg, typed) from None
     return cfg
+
+
+def _refuse_absent_paper_preset(cfg: DictConfig, overrides: list[str]) -> None:
+    """`preset=paper` typed for a pair the paper's code never ran (the flow-matching pairs sample as their cards
+    say): the default's files are absent, so the pair's own preset was composed without a word."""
+    typed = [item.partition("=")[2] for item in overrides if item.partition("=")[0].lstrip("+~") == "preset"]
+    model = cfg.get("model")
+    if typed and typed[-1] == "paper" and isinstance(model, DictConfig) and model.get("preset") not in (None, "paper"):
+        raise UserError(
+            f"model '{model.name}' has no preset 'paper' (the paper's code does not run it); it samples as its "
+            f"{model.preset} preset: leave preset out or write preset={model.preset}"
+        )
 
 
 def _parse_hint(message: str) -> str:
