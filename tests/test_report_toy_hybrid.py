@@ -123,13 +123,23 @@ def test_with_both_hybrids_table_2_shows_hybrid_k1_and_the_other_in_a_row_of_its
     assert other.measured_as == "toy / hybrid_k1_bs5 (8 steps, 8 NFE)" and other.paper == ""
 
 
-def test_across_runs_the_first_run_listed_still_wins_and_the_other_is_named(tmp_path: Path):
+def test_across_runs_the_rows_own_tag_wins_and_the_other_is_named(tmp_path: Path):
+    """The demo's run listed first filled the Hybrid rows with its hybrid_k1_bs5 (5 base steps), the paper's
+    hybrid_k1 of the second run only in a note: which setting a row shows followed the order of runs=."""
     demo = toy_run(tmp_path / "demo", DEMO)
     plain = toy_run(tmp_path / "plain", {**DEMO, "hybrid_k1": ("0.2", "1")})
-    t3 = tables_of(demo, plain, keys=("3",))["3"]
-    line = hybrid_of(t3)
-    assert (line.measured_as, line.run) == ("toy / hybrid_k1_bs5 / a shape", str(demo))
-    assert any("also measured 0.2" in note and "not shown" in note for note in t3.notes)
+    tables = tables_of(demo, plain, keys=("2", "3"))
+    line = hybrid_of(tables["3"])
+    assert (line.measured_as, line.run) == ("toy / hybrid_k1 / a shape", str(plain))
+    assert hybrid_of(tables["3"], "toy_adherence").run == str(plain)  # its quality from the same run
+    assert any("also measured 0.41" in note and "hybrid_k1_bs5" in note for note in tables["3"].notes)
+    average = [row for row in cells(tables["3"], method="Hybrid") if row.condition.startswith("Average")]
+    assert average and all(row.measured.startswith("0.2") for row in average if row.measured_metric == "toy_features")
+    (fid,) = cells(tables["2"], method="Hybrid (4 steps)", measured_metric="fid_toyfeat")
+    assert (fid.measured, fid.run) == ("2.0", str(plain))
+    # within the same tag, the first run listed still wins
+    base = cells(tables["3"], method="Base", condition="a shape", measured_metric="toy_features")
+    assert [line.run for line in base] == [str(demo)]
 
 
 def test_an_ablation_of_the_demos_hybrid_fills_the_hybrid_column_from_its_k1_point(tmp_path: Path):

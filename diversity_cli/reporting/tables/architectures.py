@@ -134,7 +134,9 @@ def architecture_records(table: str, run: RunData, cfg: Any) -> list[Line]:
     seen = set()
     for row in div:
         method, condition = label(row["model"], row["method"], row["prompt"])
-        base = dict(model=row["model"], measured_as=f"{row['model']} / {row['method']} / {row['prompt']}")
+        rank = (tag_rank(row["method"], rows_of(row["model"])) or 0) if condition == str(cfg.prompt) else 0
+        measured_as = f"{row['model']} / {row['method']} / {row['prompt']}"
+        base = dict(model=row["model"], measured_as=measured_as, rank=rank)
         line = Line(
             table,
             method,

@@ -66,9 +66,12 @@ class Line:
     measured_as: str = ""  # the run's group behind the number: model / method tag / prompt
     run: str = ""
     date: str = ""
+    # `tag_rank` of the tag behind the cell where it fills a paper row (0: the row's own key): the paper's own
+    # setting is shown before a glob key's (`hybrid_k1` before `hybrid_k1_bs5`), whichever run measured it
+    rank: int = field(default=0, compare=False)
 
 
-CSV_COLUMNS = [f.name for f in Line.__dataclass_fields__.values()]
+CSV_COLUMNS = [name for name in Line.__dataclass_fields__ if name != "rank"]  # the rank is the report's choice
 
 
 @dataclass
@@ -766,7 +769,9 @@ def one_run_per_group(lines: list[Line]) -> tuple[list[Line], list[Line]]:
     """(kept, dropped): each diversity cell of a row from the first run that measured that metric there, and the
     row's quality and seconds only from runs whose diversity the row shows, so a second run's adherence never
     stands beside the first run's diversity alone, nor do averages mix runs. A metric only a later run measured
-    keeps its column. Cells of other slots (Table 1's, 2's, 4's) are kept; `assemble` resolves their duplicates."""
+    keeps its column. Cells of other slots (Table 1's, 2's, 4's) are kept; `assemble` resolves their duplicates.
+    A row's own tag comes before a glob key's from any run (`Line.rank`): kept is in that order."""
+    lines = sorted(lines, key=lambda line: line.rank)  # stable: among equal ranks, the runs' order
     owner: dict[tuple[str, str, str], str] = {}
     shown: dict[tuple[str, str], set[str]] = {}
     for line in lines:
@@ -786,16 +791,17 @@ def one_run_per_group(lines: list[Line]) -> tuple[list[Line], list[Line]]:
 
 def assemble(table_id: str, paper: list[Line], measured: list[Line]) -> Table:
     """Join the paper's cells with the measured ones: every paper cell once per measured metric found for it (or
-    once, empty, if none), then measured cells the paper has no number for. The first run wins a duplicate, and a
-    row's diversity, quality and seconds come from one run (`one_run_per_group`)."""
+    once, empty, if none), then measured cells the paper has no number for. A row's own tag wins a duplicate, then
+    the first run, and a row's diversity, quality and seconds come from one run (`one_run_per_group`)."""
     notes: list[str] = []
     slots: dict[tuple[str, str, str], list[Line]] = {}
     kept: dict[tuple[str, str, str, str], Line] = {}
     measured, dropped = one_run_per_group(measured)
     for line in dropped:
         notes.append(
-            f"{_also_measured(line)}; not shown: a cell comes from the first run listed that measured it, "
-            "and a row's quality and seconds from the runs whose diversity it shows"
+            f"{_also_measured(line)}; not shown: a cell comes from the first run listed that measured it (a "
+            "row's own tag first, as conf/report.yaml names it), and a row's quality and seconds from the runs whose "
+            "diversity it shows"
         )
     for line in measured:
         key = (line.method, line.condition, line.metric, line.measured_metric)

@@ -104,6 +104,7 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
                     n=row.get("n", ""),
                     model=row["model"],
                     measured_as=f"{row['model']} / {row['method']}" + (f" ({step})" if step else ""),
+                    rank=(tag_rank(row["method"], rows) or 0) if label else 0,
                     **origin(run, "fid.csv"),
                 )
             )

@@ -359,5 +359,5 @@ def write_csv(table: Table, path: Path) -> Path:
     ):
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(vars(line) for line in table.lines)
+        writer.writerows({name: getattr(line, name) for name in CSV_COLUMNS} for line in table.lines)
     return path

@@ -70,13 +70,16 @@ def _split_records(run: RunData, cfg: Any, labels: dict[str, str]) -> tuple[list
     prompts_of: dict[tuple[str, str], dict[str, set[str]]] = {}
     for row, method, condition, _ in found:
         prompts_of.setdefault((row["model"], method), {}).setdefault(row["method"], set()).add(condition)
+
+    def order(row: dict[str, str], method: str, rank: int) -> int:  # a tag measured on every prompt first
+        return rank - 1000 * _covers(prompts_of[row["model"], method], row["method"])
+
     column = preferred_tags(
-        ((row["model"], method), row["method"], rank - 1000 * _covers(prompts_of[row["model"], method], row["method"]))
-        for row, method, _, rank in found
+        ((row["model"], method), row["method"], order(row, method, rank)) for row, method, _, rank in found
     )
     shows = {(row["model"], method, condition): column[row["model"], method] for row, method, condition, _ in found}
     records, others, groups = [], [], set()
-    for row, method, condition, _ in found:
+    for row, method, condition, rank in found:
         line = Line(
             "3",
             method,
@@ -90,6 +93,7 @@ def _split_records(run: RunData, cfg: Any, labels: dict[str, str]) -> tuple[list
             ci=row.get("ci") or "",
             model=row["model"],
             measured_as=f"{row['model']} / {row['method']} / {row['prompt']}",
+            rank=order(row, method, rank),  # as the column chose, so that runs are weighed alike
             **origin(run, row["_source"]),
         )
         if row["method"] != shows[(row["model"], method, condition)]:
