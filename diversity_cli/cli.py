@@ -17,6 +17,7 @@ import typer
 
 from . import __version__
 from .commands import COMMANDS, Command
+from .core import signals
 from .core.cache import check_cache_root
 from .core.errors import UserError, first_line
 
@@ -163,7 +164,6 @@ def run(argv: list[str] | None = None) -> int:
     from typer import _click as typer_click
     from typer import exceptions as typer_exceptions
 
-    from .core import signals
     from .core.weights_only import force_weights_only
 
     usage_errors = (click.ClickException, typer_click.exceptions.ClickException)
@@ -219,4 +219,6 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    code = run()
+    signals.exit_on_signal(code)  # the results are written: a Ctrl-C while the process tears down keeps the code
+    sys.exit(code)

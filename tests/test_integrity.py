@@ -425,6 +425,25 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_130_or_143(cli, tmp_path, mon
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or signum != signal.SIGTERM  # handlers restored
 
 
+def test_a_ctrl_c_once_a_command_has_finished_leaves_its_exit_code(tmp_path):
+    """A Ctrl-C while the process tore down after a finished command (its summary printed, its files written):
+    the finished run exited 130 or printed a KeyboardInterrupt traceback."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, os, signal, sys, time\n"
+        "from diversity_cli.cli import main\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.5)))  # during teardown\n"
+        "sys.argv = ['diversity-cli', 'models', 'toy']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "toy: every file" in done.stdout, done.stderr
+    assert "KeyboardInterrupt" not in done.stderr and "interrupted" not in done.stderr, done.stderr
+
+
 def test_an_interrupt_raised_without_a_signal_is_not_a_success(cli, tmp_path, monkeypatch):
     """A KeyboardInterrupt raised inside a library (no signal reached the CLI's handler): Typer returned 130, and
     the command exited 0 with nothing said, as if it had finished."""

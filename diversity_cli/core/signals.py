@@ -45,6 +45,28 @@ class Stop:
         return 128 + (self.signum or signal.SIGINT)
 
 
+def exit_on_signal(code: int) -> None:
+    """From the end of a command on, a Ctrl-C no longer changes the exit code: one while Python tore down its
+    threads and modules (up to half a second after a command's summary) made a finished run exit 130, saying
+    nothing, so a Makefile or a SLURM script took it for failed. SIGINT is ignored (Python's teardown restores
+    a handler of its own to the default, which would end the process by the signal); SIGTERM ends it at once with
+    `code`."""
+    import os
+    import sys
+
+    def leave(signum: int, frame: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing more to say
+                pass
+        os._exit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, leave)
+
+
 def install() -> Stop:
     """Handle SIGINT and SIGTERM until `restore()` (only possible in the main thread: elsewhere nothing changes)."""
     stop = Stop()
