@@ -159,7 +159,16 @@ for _command in COMMANDS:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; user errors become one line on stderr and exit code 2."""
+    """Run the CLI and return its exit code; user errors become one line on stderr and exit code 2. Every run
+    record the command wrote says how it ended."""
+    from .core.record import finish
+
+    code = _run(argv)
+    finish(code)
+    return code
+
+
+def _run(argv: list[str] | None = None) -> int:
     import click
     from typer import _click as typer_click
     from typer import exceptions as typer_exceptions

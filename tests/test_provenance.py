@@ -34,6 +34,10 @@ def test_every_command_records_what_made_its_numbers(cli, tmp_path):
     assert generate["models"]["base"]["weights_hash"] != generate["models"]["distilled"]["weights_hash"]
     for package in ("dreamsim", "torchmetrics", "torch-fidelity", "open-clip-torch", "pillow", "numpy"):
         assert package in generate["packages"]
+    from diversity_cli.core.record import source_hash
+
+    # how it ended, and the code that ran where git cannot say (an installed wheel: `not a checkout`)
+    assert (generate["status"], generate["exit_code"], generate["source"]) == ("finished", 0, source_hash())
 
     code, _, err = cli("diversity", f"out={run}", "metric=pixel", "bootstrap=0", "device=cpu")
     assert code == 0, err
@@ -74,6 +78,32 @@ def test_every_command_records_what_made_its_numbers(cli, tmp_path):
     assert generate["models"]["base"]["weights_hash"] in page
     assert "href='#provenance'" in page  # the tables' footnote links it
     assert "Provenance: [" in (tmp_path / "tables" / "table_3.md").read_text()
+
+
+@pytest.mark.parametrize(("ending", "status", "code"), [("sigint", "interrupted", 130), ("refusal", "failed", 2)])
+def test_a_record_says_whether_its_command_finished(cli, tmp_path, monkeypatch, ending, status, code):
+    """A generate cut short by Ctrl-C, or stopped by an error after it had begun writing, left a record with the
+    same fields as a finished one's."""
+    import os
+    import signal
+    import time
+
+    import diversity_cli.commands.generate as command
+    from diversity_cli.core.errors import UserError
+    from diversity_cli.core.record import record_invocation
+
+    def stopped(cfg):
+        record_invocation(cfg.out, config=cfg)
+        if ending == "sigint":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        raise UserError("the disk is full")
+
+    monkeypatch.setattr(command, "run", stopped)
+    run = tmp_path / "run"
+    assert cli("generate", "model=tiny_sd", f"prompt={PROMPT}", "n=2", f"out={run}")[0] == code
+    (record,) = records(run, "generate")
+    assert (record["status"], record["exit_code"]) == (status, code) and record["ended"] >= record["started"]
 
 
 def test_ablate_records_its_sweep(cli, tmp_path):

@@ -72,6 +72,9 @@ def test_a_commit_recorded_in_full_and_cut_is_named_once(toy_run: Path):  # noqa
     # a checkout with changes says so: cut to 10 characters, the header read as a clean commit
     (toy_run / "runs" / "y.json").write_text(json.dumps({"command": "fid", "git_commit": f"{full}-dirty"}))
     assert load_run(toy_run).commit == f"{full[:10]}, {full[:10]}-dirty"
+    # an installed wheel's words are no hash to cut ("not a chec")
+    (toy_run / "runs" / "z.json").write_text(json.dumps({"command": "fid", "git_commit": "not a checkout"}))
+    assert load_run(toy_run).commit == f"{full[:10]}, {full[:10]}-dirty, not a checkout"
 
 
 def test_figure_7s_caption_in_the_html_is_plain_text(cli, toy_run: Path, tmp_path, monkeypatch):  # noqa: F811

@@ -62,6 +62,24 @@ def begin(command: str, argv: list[str]) -> Invocation:
     return _current
 
 
+def finish(exit_code: int) -> None:
+    """Close the open invocation: each record it wrote gets when it ended and how (`status`: finished,
+    interrupted or failed, with the exit code), rewritten atomically. A record of a run cut short read as one of
+    a finished run: they held the same fields."""
+    invocation = _current
+    if invocation is None:
+        return
+    ended = datetime.now(timezone.utc)
+    status = "finished" if exit_code == 0 else "interrupted" if exit_code in (130, 143) else "failed"
+    for key, path in invocation.files.items():
+        body = invocation.sections[key]
+        body.update(ended=ended.isoformat(), status=status, exit_code=exit_code)
+        try:
+            _write_json(path, body)
+        except OSError:  # a full disk or a run directory removed meanwhile: the command's own line said what
+            pass
+
+
 def current() -> Invocation:
     """The open invocation; library code called outside the CLI (tests, notebooks) gets an anonymous one."""
     return _current or begin("library", [])
@@ -103,6 +121,7 @@ def _header(invocation: Invocation) -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": package_versions(),
         "git_commit": git_commit(),
+        "source": source_hash(),
         "executable": sys.executable,
     }
 
@@ -140,6 +159,18 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def source_hash() -> str:
+    """A hash of the package's Python files: what ran, also where git cannot say (an installed wheel, an archive:
+    `git_commit` reads `not a checkout` there)."""
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:

@@ -435,7 +435,14 @@ def _record_html(record: dict) -> str:
     summary = f"{record.get('command', '?')} at {record.get('started', '?')} ({record.get('_file', '')})"
     facts = [
         ("command line", command_line),
+        (
+            "ended",
+            f"{record['ended']} ({record.get('status')}, exit {record.get('exit_code')})"
+            if record.get("ended")
+            else "",
+        ),
         ("git commit", record.get("git_commit")),
+        ("source hash", record.get("source")),
         ("host", record.get("host")),
         ("python", record.get("python")),
         ("device", record.get("device")),
@@ -467,7 +474,7 @@ def _record_html(record: dict) -> str:
             out.append("<tr>" + "".join(f"<td class='label'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         out.append("</table>")
     skip = {"command", "command_line", "started", "host", "python", "packages", "git_commit", "executable"}
-    skip |= {"device", "dtype", "models", "_file", "schema", "overrides"}
+    skip |= {"device", "dtype", "models", "_file", "schema", "overrides", "ended", "status", "exit_code", "source"}
     for name, value in record.items():
         if name not in skip:
             text = json.dumps(value, indent=1, sort_keys=True, default=str)

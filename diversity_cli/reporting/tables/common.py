@@ -74,6 +74,13 @@ class Line:
 CSV_COLUMNS = [name for name in Line.__dataclass_fields__ if name != "rank"]  # the rank is the report's choice
 
 
+def _short_commit(commit: str) -> str:
+    """A git hash cut to 10 characters (`-dirty` kept); anything else as written."""
+    if re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit):
+        return commit[:10] + ("-dirty" if commit.endswith("-dirty") else "")
+    return commit
+
+
 @dataclass
 class Table:
     id: str
@@ -143,8 +150,9 @@ class RunData:
         commits = {v.get("git_commit", "") for v in self.versions.values() if isinstance(v, dict)}
         commits |= {str(record.get("git_commit") or "") for record in self.records}
         commits.discard("")
-        # a commit's records, in full and cut, said once; `-dirty` (a checkout with changes) kept
-        return ", ".join(sorted({c[:10] + ("-dirty" if c.endswith("-dirty") else "") for c in commits}))
+        # a commit's records, in full and cut, said once; `-dirty` (a checkout with changes) kept; words (`not a
+        # checkout`: an installed wheel) as written
+        return ", ".join(sorted({_short_commit(c) for c in commits}))
 
     def date(self, name: str) -> str:
         return self.dates.get(name, "")
