@@ -66,7 +66,8 @@ def finish(exit_code: int) -> None:
     """Close the open invocation: each record it wrote gets when it ended and how (`status`: finished,
     interrupted or failed, with the exit code), rewritten atomically. A record of a run cut short read as one of
     a finished run: they held the same fields."""
-    invocation = _current
+    global _current
+    invocation, _current = _current, None  # closed once: a later command in this process opens its own
     if invocation is None:
         return
     ended = datetime.now(timezone.utc)
