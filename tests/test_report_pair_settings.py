@@ -50,3 +50,26 @@ def test_table_1_names_the_pair_settings_its_adapters_images_were_made_with(tmp_
     assert cli("report", f"out={out}", "tables=[1]", "html=false")[0] == 0
     text = (out / "tables" / "table_1.md").read_text()
     assert "toy / lora_red in" in text and "changed on the command line (`model.base.guidance=5`)" in text
+
+
+def test_networks_read_from_a_copy_are_said_apart_from_changed_settings(tmp_path, cli):
+    """A faithful local copy of a pair's weights (an offline node's) read "settings changed ... so its cells are
+    not toy": where a network is read from is no sampler setting; the records hash what was loaded."""
+    import shutil
+
+    from diversity_cli.core.resources import asset
+
+    copy = tmp_path / "student_copy"
+    shutil.copytree(asset("toy/dmd_student"), copy)
+    out = tmp_path / "run"
+    typed = ("model.distilled.guidance=2", f"model.distilled.network.path={copy}")
+    assert cli("generate", "model=toy", "method=distilled", "prompt=a circle", "n=2", *typed, f"out={out}")[0] == 0
+    assert cli("diversity", f"out={out}")[0] == 0
+    assert cli("report", f"out={out}", "tables=[3]")[0] == 0
+    (note,) = [line for line in (out / "tables" / "table_3.md").read_text().splitlines() if "command line" in line]
+    assert note == (
+        f"- toy / distilled in {out}: its images were made with the pair's settings changed on the command line "
+        "(`model.distilled.guidance=2`), so its cells are not toy as its config file has it; and its networks were "
+        f"read from other places than its config file's (`model.distilled.network.path={copy}`): the weights hashes "
+        "in its runs/ records say which networks they are"
+    ), note

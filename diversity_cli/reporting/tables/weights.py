@@ -7,6 +7,7 @@ named, since a cell labelled `toy / base` reads as the pair as its config file h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,9 +112,7 @@ def changed_pair_notes(runs: list[RunData], table: Table) -> list[str]:
         for (pair, tag), typed in changed_pair_settings(run).items():
             if typed and shows_group(table, run, (pair, tag)):
                 notes.append(
-                    f"{md_literal(pair)} / {md_literal(tag)} in {md_literal(run.root)}: its images were made with the "
-                    f"pair's settings changed on the command line ({', '.join(md_code(item) for item in typed)}), "
-                    f"so its cells are not {md_literal(pair)} as its config file has it"
+                    f"{md_literal(pair)} / {md_literal(tag)} in {md_literal(run.root)}: {_typed_text(pair, typed)}"
                 )
     return notes
 
@@ -137,12 +136,37 @@ def _transfer_pair_notes(runs: list[RunData], table: Table) -> list[str]:
             )
             if typed and shown:
                 what = f"{md_literal(pair)} / {md_literal(adapter)}" if adapter else f"{md_literal(pair)}'s adapters"
-                notes.append(
-                    f"{what} in {md_literal(run.root)}: its images were made with "
-                    f"the pair's settings changed on the command line ({', '.join(md_code(item) for item in typed)}), "
-                    f"so its cells are not {md_literal(pair)} as its config file has it"
-                )
+                notes.append(f"{what} in {md_literal(run.root)}: {_typed_text(pair, typed)}")
     return notes
+
+
+# Keys that say only where a network, the shared components or a scheduler's config are read from (a local copy of
+# the same repository): no sampler setting. The weights read are in the records, hashed.
+LOCATION = re.compile(
+    r"[+~]*model\.(components\.(path|repo)|(base|distilled)\.(network\.(path|repo|config_repo)|scheduler\.repo))="
+)
+
+
+def _typed_text(pair: str, typed: list[str]) -> str:
+    """What a note says of the pair's keys typed for a group's images: the settings changed (its cells are not the
+    pair as its file has it) and, apart, the places its networks were read from (a local copy may hold the same
+    weights: the run records hash what was loaded)."""
+    settings = [item for item in typed if not LOCATION.match(item)]
+    places = [item for item in typed if LOCATION.match(item)]
+    said = []
+    if settings:
+        said.append(
+            f"its images were made with the pair's settings changed on the command line "
+            f"({', '.join(md_code(item) for item in settings)}), so its cells are not {md_literal(pair)} as its "
+            "config file has it"
+        )
+    if places:
+        said.append(
+            f"{'its' if not settings else 'and its'} networks were read from other places than its config file's "
+            f"({', '.join(md_code(item) for item in places)}): the weights hashes in its runs/ records say which "
+            "networks they are"
+        )
+    return "; ".join(said)
 
 
 def mixed_config_notes(runs: list[RunData], table: Table) -> list[str]:
