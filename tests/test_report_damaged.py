@@ -94,3 +94,22 @@ def test_the_advice_for_a_network_folder_is_a_key_the_command_line_takes(cli, tm
                        f"out={tmp_path / 'run'}")  # fmt: skip
     assert code == 2
     assert "set +model.base.network.path=<such a folder>" in err  # without the + Hydra refuses the key
+
+
+def test_an_adherence_interval_is_said_to_be_wilsons_not_a_bootstrap():
+    """Tables 3, D.1 and E.1 put a toy_adherence interval beside each diversity interval; the only note called
+    every interval a bootstrap over the images."""
+    from diversity_cli.reporting.tables.render import reading_notes
+
+    common = dict(n="6", run="/r", model="toy", ci_low="0.4", ci_high="0.9")
+    lines = [
+        Line("3", "Base", "a shape", "dreamsim_diversity", measured_metric="toy_features", measured="0.3", **common),
+        Line("3", "Base", "a shape", "quality", measured_metric="toy_adherence", measured="0.83", **common),
+    ]
+    notes = reading_notes(Table("3", "Table 3", lines, []))
+    (wilson,) = [note for note in notes if "after a toy_adherence" in note]
+    assert "Wilson score interval" in wilson
+    (bootstrap,) = [note for note in notes if "bootstrap confidence interval" in note]
+    assert bootstrap.startswith("[low, high] after a measured diversity")
+    lines.pop(0)  # adherence alone: no bootstrap to speak of
+    assert not [note for note in reading_notes(Table("3", "Table 3", lines, [])) if "bootstrap" in note]

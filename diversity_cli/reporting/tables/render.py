@@ -316,7 +316,13 @@ def reading_notes(table: Table) -> list[str]:
             "two images: one pair, or toy_coverage, a count of distinct modes a bootstrap would undercount), or, "
             "for an average, not every cell it averages has one at one level"
         )
-    if any(line.ci_low and line not in shares and line not in changes for line in table.measured):
+    adherence = [line for line in table.measured if line.ci_low and line.measured_metric.startswith("toy_adherence")]
+    if adherence:  # beside the toy's diversity: a share of images on the prompt, not a bootstrap over pairs
+        notes.append(
+            "[low, high] after a toy_adherence: its Wilson score interval (95% unless the cell names another level) "
+            "over the cell's n images, each on its prompt or not by the toy judge"
+        )
+    if any(line.ci_low and line not in shares + changes + adherence for line in table.measured):
         notes.append(
             "[low, high] after a measured diversity: its bootstrap confidence interval over the images (95% unless "
             "the cell names another level; for a diversity.csv written before it had a `ci` column, the level its "
