@@ -161,3 +161,13 @@ def test_figure7s_baselines_of_two_sweeps_take_their_own_curves_colour(tmp_path:
         (distilled,) = [level for label, level in levels.items() if "distilled alone" in label and f"n={n}" in label]
         assert base == (curve, "--") and distilled == (curve, "-.")
     assert len(set(curves.values())) == 2
+
+
+def test_figure7s_step_counts_are_ticked_at_whole_numbers(tmp_path: Path):
+    """k=1..3 drew ticks at 1.5, 2.5: points that no sampler can run."""
+    fig, _ = figure7_figure([load_run(_figure7_run(tmp_path / "abl"))])
+    fig.canvas.draw()
+    ticks = {ax.get_xlabel(): [tick for tick in ax.get_xticks() if ax.get_xlim()[0] <= tick <= ax.get_xlim()[1]]
+             for ax in fig.axes if ax.get_xlabel()}  # fmt: skip
+    for knob in ("k", "base_steps"):
+        assert ticks[knob] and all(float(tick).is_integer() for tick in ticks[knob]), (knob, ticks[knob])

@@ -368,6 +368,10 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
         alpha = 0.5 if several and level.fixed != "base" else 1.0
         ax.axhline(level.value, ls=style, lw=1, color=colour, alpha=alpha, label=label)
     ax.set_xlabel(knob)
+    if knob in ("k", "base_steps"):  # counts of steps: ticks at 1.2, 1.4, ... named points that are none
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     # on two lines: on one it was as long as the panel is tall, and reached down into the legend under it
     ax.set_ylabel(f"diversity\n(metric in legend){bar_level(part)}", fontsize=9)
     twin.set_ylabel("s / image (dotted)", color="grey")
