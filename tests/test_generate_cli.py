@@ -388,6 +388,7 @@ def test_a_network_that_will_not_load_leaves_no_new_out(cli, tmp_path, command):
     student = tmp_path / "student"
     student.mkdir()
     (student / "config.json").write_text("not a network's config\n")
+    (student / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")  # the preflight asks for a file
     for out, existed in ((tmp_path / "new", False), (tmp_path / "empty", True)):
         if existed:
             out.mkdir()

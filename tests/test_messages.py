@@ -225,6 +225,16 @@ def test_missing_metric_weights_advise_keys_the_command_takes(cli, tmp_path, mon
         assert "embedders.clip" not in err.replace("(its embedders.clip.pretrained=)", "")
 
 
+def test_missing_dreamsim_weights_tell_x0viz_where_it_looks(cli, tmp_path, monkeypatch):
+    """x0viz takes no embedders.* key, and its advice gave none: the weights' folder follows HF_HOME, unsaid.
+    The offline note stood after the last item, as if that item's alone."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code, _, err = cli("x0viz", "model=sdxl_dmd2", "metric=dreamsim")
+    assert code == 2 and f"dreamsim 'ensemble' weights in {tmp_path / 'hf' / 'dreamsim'}" in err, err
+    assert "with network, or HF_HOME=<folder holding dreamsim/>" in err
+    assert err.startswith("error: x0viz cannot start, 5 missing (HF_HUB_OFFLINE=0 lets the loaders download those")
+
+
 @pytest.mark.parametrize("damage", ["empty", "cut", "another_network"])
 def test_a_damaged_inception_file_is_one_line(cli, tmp_path, damage):
     """An empty file read as an interruption (click turns the reader's EOFError into an abort, exit 130); a file

@@ -111,5 +111,9 @@ def test_an_adherence_interval_is_said_to_be_wilsons_not_a_bootstrap():
     assert "Wilson score interval" in wilson
     (bootstrap,) = [note for note in notes if "bootstrap confidence interval" in note]
     assert bootstrap.startswith("[low, high] after a measured diversity")
-    lines.pop(0)  # adherence alone: no bootstrap to speak of
-    assert not [note for note in reading_notes(Table("3", "Table 3", lines, [])) if "bootstrap" in note]
+    assert not [note for note in notes if "no quality beside" in note]
+    diversity, adherence = lines
+    assert not [note for note in reading_notes(Table("3", "Table 3", [adherence], [])) if "bootstrap" in note]
+    # diversity alone (quality=none): said, as a missing quality column was not
+    (alone,) = [note for note in reading_notes(Table("3", "Table 3", [diversity], [])) if "no quality" in note]
+    assert "variety off the prompt cannot be told from diversity here" in alone

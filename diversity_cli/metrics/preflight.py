@@ -111,7 +111,8 @@ def embedder_missing(name: str, options: dict[str, Any], key: str | None = "embe
                     f"dreamsim '{kind}' weights in {folder} ({', '.join(files)})",
                     f"run `python -c \"from dreamsim import dreamsim; dreamsim(cache_dir='{folder}', "
                     f"dreamsim_type='{kind}')\"` with network"
-                    + (f", or {setting('cache_dir', '/path')}" if key else ""),
+                    # x0viz and k=auto take no embedder keys: the folder follows HF_HOME
+                    + (f", or {setting('cache_dir', '/path')}" if key else ", or HF_HOME=<folder holding dreamsim/>"),
                 )
             ]
     elif name == "lpips":

@@ -122,7 +122,12 @@ def _hub_items(model: DictConfig, roles: tuple[str, ...]) -> list[Missing]:
     for target, (roles, words, call, settings, problem) in found.items():
         keys = " and ".join(settings)
         what = f"{'+'.join(roles)} {words} {target}"
-        if local_folder(call.repo) is not None:  # the user's own folder: nothing to download
+        folder = local_folder(call.repo)
+        if folder is not None:  # the user's own folder: nothing to download
+            if folder.is_file():  # the weights file itself given where its folder is asked for
+                problem = f"{folder} is a file: the key takes the folder holding it ({folder.parent})"
+            elif not folder.exists():
+                problem = f"the folder {folder} does not exist"
             items.append(Missing(what, f"{problem or 'not found there'}; set {keys}"))
             continue
         command = f"hf download {call.repo}" + (f" {call.file}" if call.kind == "weights" else "")
@@ -261,10 +266,11 @@ def fail_if_missing(missing: list[Missing], command: str) -> list[Missing]:
             return missing
     if missing:
         items = "; ".join(f"({i}) {m.line()}" for i, m in enumerate(missing, 1))
+        # said before the items: after the last one it read as that item's advice alone
         online = (
-            " (or HF_HUB_OFFLINE=0 to let the loaders download what the hub has)"
+            " (HF_HUB_OFFLINE=0 lets the loaders download those a hub id names)"
             if any(m.downloadable for m in missing) and not downloads_allowed()
             else ""
         )
-        raise UserError(f"{command} cannot start, {len(missing)} missing: {items}{online}")
+        raise UserError(f"{command} cannot start, {len(missing)} missing{online}: {items}")
     return []

@@ -336,6 +336,12 @@ def reading_notes(table: Table) -> list[str]:
         )
     if any(line.metric == "quality" for line in table.measured):
         notes.append("quality (CLIP score, toy adherence) beside diversity: variety off the prompt is no diversity")
+    elif any(line.metric.endswith("diversity") and line.measured for line in table.measured):
+        notes.append(
+            "no quality beside these diversity numbers (measured with `diversity quality=none`, or before quality "
+            "was measured beside diversity): variety off the prompt cannot be told from diversity here; "
+            "`diversity quality=auto` adds it"
+        )
     notes.append("an empty measured cell: not measured by these runs, unless a note above names it as left out")
     return notes
 
