@@ -363,3 +363,23 @@ def test_a_grids_rows_are_named_by_their_seeds(tmp_path):
     assert (tiles == 128).all()  # the tiles whole, beside the names
     rows_differ = np.nonzero((short[:, : short.shape[1] - 2 * cell] != long[:, : short.shape[1] - 2 * cell]).any(1))[0]
     assert rows_differ.min() >= header + cell  # only the second row's name differs: 8 then, 1234 now
+
+
+def test_figure_5_names_each_curves_pair_and_marks_the_papers_reading(cli, tmp_path, monkeypatch):
+    """Its curves were named by method alone (two runs: by folder), never by pair; nothing showed where the paper
+    finds the SDXL base commits (~30% of its steps)."""
+    from diversity_cli.reporting.tables import figures, load_run
+
+    out = tmp_path / "x0"
+    code, _, err = cli("x0viz", "model=tiny_sd", "prompt=a red circle", "n=2", "metric=pixel", f"out={out}")
+    assert code == 0, err
+    drawn = {}
+    monkeypatch.setattr(figures, "_save_figure", lambda fig, path, points: drawn.setdefault("fig", fig) and path)
+    figures.figure5([load_run(out)], tmp_path / "figure_5.png")
+    labels = [text.get_text() for text in drawn["fig"].axes[0].get_legend().get_texts()]
+    assert labels == [
+        "tiny_sd base (n=2)",
+        "tiny_sd distilled (n=2)",
+        "tiny_sd hybrid_k1 (n=2)",
+        "paper: SDXL base ~30%",
+    ], labels

@@ -34,6 +34,9 @@ def figure_png(path: Path) -> bool:
     return _PNG(path) and figure_csv(path.with_suffix(".csv"))
 
 
+PAPER_BASE_COMMITS = 30  # % of its steps after which the paper's SDXL base has its structure (Fig. 5's caption)
+
+
 def figure5(runs: list[RunData], path: Path) -> Path | None:
     """Figure 5: distance between each step's x̂0 and the final image against % of steps, per method: the mean over
     its traces (prompts x seeds) with a 95% band (normal approximation over the traces), and a dotted line where
@@ -61,9 +64,12 @@ def figure5(runs: list[RunData], path: Path) -> Path | None:
     }
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
     multi, metrics = curves.run.nunique() > 1, list(dict.fromkeys(curves.metric))
+    # the pair each curve is of (commitment_summary.csv's model; older summaries have none)
+    pairs = {key: row.get("model") for key, row in committed.items() if row.get("model")}
     thresholds = set()
     for (run, name, method), curve in curves.groupby(["run", "metric", "method"], sort=False):
-        label = f"{Path(run).name}: {method}" if multi else method
+        label = f"{pairs[run, method]} {method}" if (run, method) in pairs else method
+        label = f"{Path(run).name}: {label}" if multi else label
         label += f" [{name}]" if len(metrics) > 1 else ""  # distances of other metrics: each line says its own
         label += f" (n={int(curve.traces.max())})"
         (line,) = ax.plot(curve.fraction * 100, curve.distance, marker="o", ms=3, label=label)
@@ -72,6 +78,9 @@ def figure5(runs: list[RunData], path: Path) -> Path | None:
         if summary.get("committed_fraction"):
             ax.axvline(float(summary["committed_fraction"]) * 100, color=line.get_color(), ls=":", lw=1)
             thresholds.add(str(summary.get("threshold", "?")))
+    # the paper's reading of its Figure 5 (SDXL): the base reaches the structure of its final image after ~30% of
+    # its steps, the distilled model after its first
+    ax.axvline(PAPER_BASE_COMMITS, color="grey", ls="--", lw=0.8, label=f"paper: SDXL base ~{PAPER_BASE_COMMITS}%")
     ax.set_xlabel("% of steps done")
     ax.set_ylabel(f"distance(x̂0 at step, final image)\n[{metrics[0] if len(metrics) == 1 else 'metric per line'}]")
     marks = f"; dotted: commits (threshold {', '.join(sorted(thresholds))})" if thresholds else ""
