@@ -127,6 +127,8 @@ def test_an_fid_against_a_reference_folder_changed_since_is_out_of_date(cli, tmp
         return build_tables([load_run(out)], read_paper(REPO / "data" / "paper_tables.csv"), cfg, ["2"])["2"]
 
     assert not [line for line in table2().measured if "out of date" in line.measured_as]
+    # what the FID is against, with its size (the column's label, `ref=ref`, gave none)
+    assert f"FID of {out} against {reference}: 4 images in {reference}" in table2().notes
     Image.new("RGB", (32, 32), (255, 255, 255)).save(reference / "0.png")  # same count, other bytes
     table = table2()
     marked = {line.method for line in table.measured if "[out of date]" in line.measured_as}  # FID and s/image

@@ -50,6 +50,28 @@ def prompt_notes(runs: list[RunData], table: Any) -> list[str]:
     ]
 
 
+def reference_notes(runs: list[RunData], table: Any) -> list[str]:
+    """What each FID column was measured against, as the fid run recorded it (`6 images in /data/ref`, `200 toy
+    scenes (100 per prompt of 2)`): a label such as `ref=refA` or a bare `toy` gave no size, so an FID against 6
+    images read like one against thousands. From fid's records that name their reference's label."""
+    notes = []
+    for run in runs:
+        if not any(line.run == str(run.root) and line.metric == "fid" for line in table.measured):
+            continue
+        held: dict[str, list[str]] = {}
+        for record in run.records:  # oldest first: the latest measurement against a label is fid.csv's
+            label, used = record.get("reference_label"), record.get("references")
+            if record.get("command") == "fid" and label and isinstance(used, dict) and used:
+                held[str(label)] = list(dict.fromkeys(str(description) for description in used))
+        shown = {row.get("reference", "") for row in run.fid}
+        for label, descriptions in held.items():
+            if label in shown:
+                notes.append(
+                    f"FID of {md_literal(run.root)} against {md_literal(label)}: {md_literal('; '.join(descriptions))}"
+                )
+    return notes
+
+
 def quality_slot(column: str) -> str | None:
     """fid.csv column -> the paper metric it measures: fid / fid_<features> -> fid, is / is_<features> -> is."""
     if column in ("clip", "seconds_per_image", "fid", "is"):
