@@ -172,11 +172,14 @@ def _refused(cli, tmp_path: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def _imported():
-    """The command modules imported once (torch with them), so the time limit below measures the answer alone."""
+    """The command modules and what they import once they run (torch, diffusers) imported once, so the time limit
+    below measures the answer alone, and a preflight that makes a scheduler says nothing of the time it took."""
     import importlib
 
     for command in COMMANDS:
         importlib.import_module(f"diversity_cli.commands.{command.module}")
+    for module in ("torch", "diffusers", "diversity_cli.experiments.x0viz", "diversity_cli.training.distill"):
+        importlib.import_module(module)
 
 
 @pytest.fixture

@@ -261,12 +261,12 @@ def test_a_damaged_inception_file_is_one_line(cli, tmp_path, damage):
 
 def test_a_file_ending_early_elsewhere_is_no_interruption(cli, tmp_path, monkeypatch):
     """click reads any EOFError as an abort: one raised by a reader (an empty file) said 'interrupted', exit 130."""
-    import diversity_cli.commands.diversity as command
+    import diversity_cli.experiments.diversity as command
 
     def empty_file(*_args, **_kwargs):
         raise EOFError("Ran out of input")
 
-    monkeypatch.setattr(command, "measure_diversity", empty_file)
+    monkeypatch.setattr(command, "measure_diversity", empty_file)  # read by the command when it runs
     code, _, err = cli("diversity", "images=" + str(_two_images(tmp_path)), f"out={tmp_path / 'd'}")
     assert code == 2 and err.strip().startswith("error: a file ended before its end (Ran out of input)"), err
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..core.config import compose
-from ..experiments.ablate import ablate, plan_sweep
 from ..experiments.sweep import KNOBS, split_overrides
 from ..sampling.methods import USES_BASE_KNOBS
 
@@ -28,6 +27,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
 def validate(cfg: DictConfig) -> None:
     """Every point of the sweep checked before the preflight (k=5 on a 4-step student): told before a missing
     checkpoint, not after it has been fetched."""
+    from ..experiments.ablate import plan_sweep  # torch: once the command line has been read
+
     plan_sweep(cfg)
 
 
@@ -36,4 +37,6 @@ def main(overrides: list[str]) -> Path:
 
 
 def run(cfg: DictConfig) -> Path:
+    from ..experiments.ablate import ablate
+
     return ablate(cfg)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..training.distill import distill
-
 
 def run(cfg: DictConfig) -> Path:
+    from ..training.distill import distill  # torch, diffusers: once the command line has been read
+
     return distill(cfg)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..reporting.report import write_report
-
 
 def run(cfg: DictConfig) -> Path | None:
+    from ..reporting.report import write_report  # pandas, matplotlib: once the command line has been read
+
     # None: no table or figure went to tables_dir (report.html pages only), so no tables_dir was made
     return write_report(cfg)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..toy.train import train_toy
-
 
 def run(cfg: DictConfig) -> Path:
+    from ..toy.train import train_toy  # torch, diffusers: once the command line has been read
+
     return train_toy(cfg)

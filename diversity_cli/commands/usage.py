@@ -155,7 +155,7 @@ def check_keys(config: str, overrides: list[str], only_added: bool = False) -> N
     """Unknown keys fail with the nearest known ones; `+key` only adds a key inside a section that exists.
     `only_added`: check the `+key` items only (the others go to Hydra, which checks them itself)."""
     choices = [item for item in overrides if item.partition("=")[0].lstrip("+~") in GROUPS]
-    cfg = compose(config, choices)
+    cfg = compose(config, choices, checked=False)  # its keys: what the user's are checked against
     known = leaf_keys(cfg)
     sections = {path.rsplit(".", i)[0] for path in known for i in range(1, path.count(".") + 1)}
     for item in overrides:
@@ -196,7 +196,7 @@ def _other_choice(config: str, choices: list[str], key: str) -> str:
         if group in chosen or group not in groups:
             continue
         for choice in available(group):
-            if key in leaf_keys(compose(config, [*choices, f"{group}={choice}"])):
+            if key in leaf_keys(compose(config, [*choices, f"{group}={choice}"], checked=False)):
                 return f"; {key} is a setting of {group}={choice}: add {group}={choice}"
     return ""
 

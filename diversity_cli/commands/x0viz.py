@@ -6,7 +6,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..experiments.x0viz import visualize
 from ..sampling.methods import USES_BASE_KNOBS
 
 # the hand-over's knobs: read by a hybrid or replace_final curve only (cli.py refuses them, set on the command line,
@@ -15,4 +14,6 @@ READ_ONLY_BY = {key: ("methods", USES_BASE_KNOBS) for key in ("k", "base_guidanc
 
 
 def run(cfg: DictConfig) -> Path:
+    from ..experiments.x0viz import visualize  # diffusers: imported once the command line has been read
+
     return visualize(cfg)

@@ -99,12 +99,13 @@ def pair_overrides(model: DictConfig, skip: str | None = None) -> list[str]:
     return overrides
 
 
-def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
+def compose(command: str, overrides: list[str] | None = None, checked: bool = True) -> DictConfig:
     """Compose `conf/<command>.yaml` with Hydra-style overrides (`model=sdxl_dmd2 k=2 n=16`), then check every key
     against the command's schema (core/schemas/): a bad value is one UserError before anything runs.
 
     Free-text keys (`prompt=`, `concept=`) are taken verbatim, never parsed by Hydra: commas, brackets, quotes and
-    `${...}` are part of the text (`prompt=null` alone means no prompt)."""
+    `${...}` are part of the text (`prompt=null` alone means no prompt). `checked=False`: the keys alone, for a
+    did-you-mean (the schema's checks of a pair's scheduler settings import diffusers, seconds before the answer)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -137,7 +138,7 @@ def compose(command: str, overrides: list[str] | None = None) -> DictConfig:
         OmegaConf.update(cfg, key, None if value == "null" else escape(value), merge=False)
     pair_auto_k(cfg, given)  # the pair's own k=auto settings, under what the user typed
     _refuse_absent_paper_preset(cfg, overrides)
-    if schema is not None:
+    if schema is not None and checked:
         try:
             check(schema, cfg)
         except UserError as err:
