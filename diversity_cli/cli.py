@@ -112,8 +112,11 @@ def _answered(command: Command, target, arguments: list[str]) -> bool:
             from .commands.models import pair_lines
 
             pairs = pair_lines()
+        set_by_it = getattr(target, "SET_BY_THE_COMMAND", ())
         help_text = (
-            usage.command_help(command.name, command.help, command.config, pairs, rest) if command.config else None
+            usage.command_help(command.name, command.help, command.config, pairs, rest, set_by_it)
+            if command.config
+            else None
         )
         print(help_text or command.help)
         return True

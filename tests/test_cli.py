@@ -109,6 +109,19 @@ def test_help_of_a_group_choice_lists_its_keys(cli):
     assert code == 0 and "anchor_k" not in out and "distill=<name> --help" in out
 
 
+def test_ablates_help_names_the_measure_keys_it_sets_apart_and_generates_the_pairs_keys(cli):
+    """ablate --help listed measure.diversity.out, .metric, ... as keys to give, which ablate then refused ("set
+    by ablate for every point"); generate --help said nothing of the pair's own keys (model.*)."""
+    code, out, _ = cli("ablate", "--help")
+    keys = {line.split()[0] for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert code == 0 and "measure.diversity.out" not in keys and "measure.fid.tags" not in keys
+    assert "measure.diversity.bootstrap" in keys and "measure.fid.reference" in keys  # the ones it takes
+    (said,) = [line for line in out.splitlines() if line.startswith("Set by ablate itself")]
+    assert "measure.diversity.out" in said and "measure.diversity.metric" in said and "measure.fid.tags" in said
+    code, out, _ = cli("generate", "--help")
+    assert "its keys: model.<key>=... (`diversity-cli generate model=<pair> --cfg job` prints them)" in out
+
+
 def test_models_command_prints_the_pair_table(cli):
     code, out, _ = cli("models")
     assert code == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -335,16 +336,24 @@ def group_choices(config: str) -> dict[str, list[str]]:
 
 
 def command_help(
-    name: str, description: str, config: str, pair_lines: list[str], arguments: list[str] | None = None
+    name: str,
+    description: str,
+    config: str,
+    pair_lines: list[str],
+    arguments: list[str] | None = None,
+    set_by_it: Iterable[str] = (),
 ) -> str:
     """The whole `diversity-cli COMMAND --help` text; a group chosen among `arguments` (`distill=dp_dmd`) lists
-    the keys that choice brings (a choice it does not have: the defaults' keys)."""
+    the keys that choice brings (a choice it does not have: the defaults' keys). `set_by_it`: keys of its config the
+    command sets itself (ablate's measure.diversity.out for every point): named apart, not listed as keys to give."""
     choices = group_choices(config)
     chosen = [arg for arg in arguments or [] if arg.partition("=")[0] in choices and arg.partition("=")[0] != "model"]
     try:
         rows = key_rows(config, chosen)
     except UserError:
         chosen, rows = [], key_rows(config)
+    hidden = set(set_by_it)
+    rows = [row for row in rows if row[0] not in hidden]
     width = min(36, max((len(row[0]) for row in rows), default=10))  # a longer key overflows its column
     kinds = min(24, max((len(row[1]) for row in rows), default=5))
     lines = [f"Usage: diversity-cli {name} [key=value ...] [--cfg job] [--info]", "", description, ""]
@@ -352,6 +361,8 @@ def command_help(
         if group == "model":
             lines.append("model=<pair> (default toy), one of:")
             lines += [f"  {line}" for line in pair_lines]
+            # a pair's own keys (steps, guidance, schedulers, weights' places) are not listed below
+            lines.append(f"  its keys: model.<key>=... (`diversity-cli {name} model=<pair> --cfg job` prints them)")
         else:
             keyed = group not in ("model", "preset")  # their keys are the pair's (model.*), not listed here
             hint = f" ({group}=<name> --help: that one's keys)" if keyed else ""
@@ -360,6 +371,8 @@ def command_help(
     lines.append("Keys (key  type  default  meaning):")
     for key, kind, default, meaning in rows:
         lines.append(f"  {key:<{width}}  {kind:<{kinds}}  {default:<16}  {meaning}".rstrip())
+    if hidden:
+        lines += ["", f"Set by {name} itself (not keys to give): {', '.join(sorted(hidden))}"]
     lines += [
         "",
         "--cfg job: print the composed config and exit; --info: the config search path.",

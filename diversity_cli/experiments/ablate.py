@@ -62,7 +62,7 @@ from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .defaults import QUALITY_METRICS, apply_defaults
 from .launch import refuse_without_slurm
-from .sweep import KNOBS, check_grid, expand, grid
+from .sweep import KNOBS, OWN_MEASURE_KEYS, OWN_MEASURE_KEYS_OF, check_grid, expand, grid
 
 COLUMNS = [
     "model",
@@ -247,8 +247,6 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
 
 # measure.<command>.* keys ablate sets itself for every point (its own images, in its own process): given there,
 # they were ignored without a word, or broke the point after its images were made (a shard= measured half of them)
-OWN_MEASURE_KEYS = ("out", "images", "device", "shard", "shards", "launcher", "devices", "launcher_params")
-OWN_MEASURE_KEYS_OF = {"diversity": ("metric", "prompt"), "fid": ("tags",)}
 TOP_LEVEL = {"metric": "metric=", "device": "device="}  # ablate's own key for them
 
 

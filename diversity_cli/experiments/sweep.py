@@ -24,6 +24,19 @@ from ..core.schemas import SCHEMAS
 from ..sampling.methods import METHODS
 
 KNOBS = ("method", "k", "base_guidance", "base_steps")
+# measure.diversity.* / measure.fid.* keys ablate sets for every point itself (`ablate.check_measure` refuses them)
+OWN_MEASURE_KEYS = ("out", "images", "device", "shard", "shards", "launcher", "devices", "launcher_params")
+OWN_MEASURE_KEYS_OF = {"diversity": ("metric", "prompt"), "fid": ("tags",)}
+
+
+def measure_keys_set_per_point() -> list[str]:
+    """The measure.* keys ablate sets for every point, dotted: not for the user to give (its --help leaves them
+    out and names them)."""
+    return [
+        f"measure.{command}.{key}" for command, own in OWN_MEASURE_KEYS_OF.items() for key in (*OWN_MEASURE_KEYS, *own)
+    ]
+
+
 LIST_KEYS = ("metric",)  # a comma in these is a list of values, not a sweep
 INT_RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 FUNCTION = re.compile(r"^\s*(range|choice)\s*\((.*)\)\s*$", re.DOTALL)
