@@ -528,3 +528,14 @@ def test_a_key_of_another_choice_names_the_choice(cli, tmp_path):
     code, _, err = cli("generate", "lambda_div=0.5", f"out={tmp_path / 'run'}")  # no distill group there
     assert code == 2 and "distill=" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_distill_summary_names_the_student_and_how_to_sample_with_it(tmp_path):
+    """It said "output" and the run's folder: where the student was, and the card saying how to use it, unsaid."""
+    from diversity_cli.commands.summary import summarize
+
+    (tmp_path / "student").mkdir()
+    (tmp_path / "README.md").write_text("generate model=toy model.distilled.network.path=...\n")
+    written = dict(summarize("distill", None, tmp_path, 1.0).written)
+    assert written["student network"] == str(tmp_path / "student")
+    assert written["how to sample with it"] == str(tmp_path / "README.md") and "quality" not in written

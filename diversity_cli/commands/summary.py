@@ -264,6 +264,16 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
         summary.headline.append((f"{point} / {row['prompt'][:30]}", _headline(row, level, beside)))
 
 
+def _distill(summary: Summary, root: Path) -> None:
+    """Where the student is and how to sample with it (its run's README.md gives the command line): the summary
+    said only "output" and the run's folder."""
+    summary.written.append(("run directory", str(root)))
+    named = (("student network", "student"), ("how to sample with it", "README.md"), ("quality", "quality.png"))
+    for what, name in named:
+        if (root / name).exists():
+            summary.written.append((what, str(root / name)))
+
+
 def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:
     summary = Summary(command, seconds)
     path = Path(result) if isinstance(result, (str, os.PathLike)) else None
@@ -279,6 +289,8 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
         _transfer(summary, result)
     elif command == "ablate" and cfg is not None:
         _ablate(summary, cfg)
+    elif command == "distill" and path is not None:
+        _distill(summary, path)
     elif command == "report" and cfg is not None:
         if path is not None:  # None: no table or figure, so no tables folder (a page may still be written)
             summary.written.append(("tables (markdown + CSV)", str(path)))
