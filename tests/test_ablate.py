@@ -294,6 +294,18 @@ def test_a_job_refuses_a_point_outside_its_sweep():
 
 
 @pytest.mark.slow
+def test_a_submitit_local_sweep_of_the_toy_pair_runs(tmp_path):
+    """The toy pair loads from folders, through the loaders that name a local copy's setting: working that name out
+    composed a config through Hydra inside the multirun job, where Hydra is already initialised (every point
+    failed)."""
+    out = tmp_path / "out"
+    args = ["ablate", "model=toy", "n=2", "k=1", "metric=pixel", f"prompt={PROMPTS[0]}", f"out={out}"]
+    assert cli_run([*args, "baselines=false", "launcher=submitit_local"]) == 0
+    rows = _read(out / "ablate.csv")
+    assert {(row["method"], row["k"]) for row in rows} == {("hybrid", "1")} and "pixel" in {r["metric"] for r in rows}
+
+
+@pytest.mark.slow
 def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, monkeypatch):
     out = tmp_path / "out"
     args = ["ablate", *SWEEP, "k=1..2", f"prompt={PROMPTS[0]}", f"out={out}", "baselines=false"]

@@ -175,7 +175,12 @@ def _config_file_pair(model: DictConfig) -> DictConfig:
 
     name = str(model.get("name", ""))
     folders = tuple(str(folder) for folder in search_dirs())  # a user's conf folder may hold a pair of that name
-    return _composed_pair(name, folders) if name in available("model") else model
+    if name not in available("model"):
+        return model
+    try:
+        return _composed_pair(name, folders)
+    except UserError:  # inside a Hydra multirun job (ablate's points), where Hydra cannot compose again
+        return model
 
 
 @functools.cache
