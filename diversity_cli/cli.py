@@ -161,13 +161,19 @@ for _command in COMMANDS:
     _register(_command)
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, until_exit: bool = False) -> int:
     """Run the CLI and return its exit code; user errors become one line on stderr and exit code 2. Every run
-    record the command wrote says how it ended."""
+    record the command wrote says how it ended, written while a Ctrl-C no longer changes the code (a traceback from
+    inside the writes before); `until_exit`: so until the process ends (the command line's own process)."""
     from .core.record import finish
 
     code = _run(argv)
-    finish(code)
+    previous = signals.exit_on_signal(code)
+    try:
+        finish(code)
+    finally:
+        if not until_exit:
+            signals.restore(previous)
     return code
 
 
@@ -231,6 +237,4 @@ def _run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    code = run()
-    signals.exit_on_signal(code)  # the results are written: a Ctrl-C while the process tears down keeps the code
-    sys.exit(code)
+    sys.exit(run(until_exit=True))  # the results are written: a Ctrl-C while the process tears down keeps the code

@@ -444,6 +444,29 @@ def test_a_ctrl_c_once_a_command_has_finished_leaves_its_exit_code(tmp_path):
     assert "KeyboardInterrupt" not in done.stderr and "interrupted" not in done.stderr, done.stderr
 
 
+def test_a_ctrl_c_while_a_finished_commands_records_are_closed_changes_nothing(cli, tmp_path, monkeypatch):
+    """The records were closed after the command's own handlers were put back: a Ctrl-C then raised a traceback
+    from inside the writes, and the process died by the signal while its records said `finished`."""
+    import json
+    import time
+
+    import diversity_cli.core.record as record
+
+    closing = record.finish
+
+    def interrupted(code: int) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        closing(code)
+
+    monkeypatch.setattr(record, "finish", interrupted)
+    code, _, err = _generate(cli, tmp_path / "run")
+    assert code == 0 and "interrupted" not in err, err
+    statuses = [json.loads(path.read_text())["status"] for path in (tmp_path / "run" / "runs").glob("*.json")]
+    assert statuses == ["finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back for what runs next
+
+
 def test_an_interrupt_raised_without_a_signal_is_not_a_success(cli, tmp_path, monkeypatch):
     """A KeyboardInterrupt raised inside a library (no signal reached the CLI's handler): Typer returned 130, and
     the command exited 0 with nothing said, as if it had finished."""

@@ -45,12 +45,12 @@ class Stop:
         return 128 + (self.signum or signal.SIGINT)
 
 
-def exit_on_signal(code: int) -> None:
+def exit_on_signal(code: int) -> dict[int, Any]:
     """From the end of a command on, a Ctrl-C no longer changes the exit code: one while Python tore down its
     threads and modules (up to half a second after a command's summary) made a finished run exit 130, saying
     nothing, so a Makefile or a SLURM script took it for failed. SIGINT is ignored (Python's teardown restores
     a handler of its own to the default, which would end the process by the signal); SIGTERM ends it at once with
-    `code`."""
+    `code`. Returns the handlers it replaced."""
     import os
     import sys
 
@@ -62,9 +62,18 @@ def exit_on_signal(code: int) -> None:
                 pass
         os._exit(code)
 
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.getsignal(signum) for signum in HANDLED}
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, leave)
+    return previous
+
+
+def restore(previous: dict[int, Any]) -> None:
+    """Put back the handlers `exit_on_signal` replaced (a process that goes on after the command: tests)."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def install() -> Stop:
