@@ -228,3 +228,27 @@ def test_versions_json_and_the_record_name_one_commit_and_one_torch(cli, tmp_pat
     saved = json.loads((out / "versions.json").read_text())["toy_base"]
     assert record["git_commit"] == saved["git_commit"] == "abc-dirty"
     assert record["packages"]["torch"] == saved["torch"] == sys.modules["torch"].__version__
+
+
+@pytest.mark.parametrize(("ending", "status", "code"), [("done", "finished", 0), ("refusal", "failed", 2)])
+def test_a_shard_a_launcher_runs_records_how_it_ended(tmp_path, ending, status, code):
+    """A shard run by a launcher (submitit_local, SLURM) opened its record and never closed it: no ended, status or
+    exit code, where the command line's own records have them."""
+    from diversity_cli.core.errors import UserError
+    from diversity_cli.core.record import record_invocation
+    from diversity_cli.experiments.launch import ShardJob
+    from diversity_cli.experiments.shards import Shard
+
+    def run(cfg):
+        record_invocation(cfg.out, config=cfg)
+        if ending == "refusal":
+            raise UserError("the disk is full")
+
+    job = ShardJob(run, compose("generate", [f"out={tmp_path / 'run'}"]), Shard(1, 2), command="generate")
+    if ending == "refusal":
+        with pytest.raises(UserError):
+            job()
+    else:
+        assert job() == "1/2"
+    (record,) = records(tmp_path / "run", "generate")
+    assert record["command_line"][-1] == "shard=1/2" and (record["status"], record["exit_code"]) == (status, code)

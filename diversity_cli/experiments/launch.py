@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.config import available, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError, did_you_mean, first_line
-from ..core.record import begin, current
+from ..core.record import begin, current, finish
 from ..core.rundir import SHARDS
 from ..core.schema import show
 from .shards import Shard, on_batch_done, parse_shard, parse_shard_count, save_progress
@@ -141,8 +141,19 @@ class ShardJob:
         cfg.shard, cfg.launcher, cfg.devices = str(self.shard), "local", None
         if self.device is not None:
             cfg.device = self.device
-        with _usr2_between_batches(self.batched):
-            self.run(cfg)
+        code = 1  # how the shard's record says it ended, as the command line's own records do
+        try:
+            with _usr2_between_batches(self.batched):
+                self.run(cfg)
+            code = 0
+        except UserError:
+            code = 2
+            raise
+        except KeyboardInterrupt:
+            code = 130
+            raise
+        finally:
+            finish(code)
         return str(self.shard)
 
     def checkpoint(self, *args: Any, **kwargs: Any):
