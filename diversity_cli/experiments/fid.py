@@ -41,14 +41,14 @@ from ..metrics.quality import (
     reference_statistics,
     scores_from_state,
 )
-from ..metrics.reference import ReferenceSet, load_image, open_reference
+from ..metrics.reference import ReferenceSet, identity_id, load_image, open_reference
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
 # clip_model: the CLIP model of `clip` ("" where none was measured); samples: which images of samples.csv
-META = ["reference", "features", "clip_model", "samples"]
+META = ["reference", "features", "clip_model", "samples", "reference_id"]
 OURS = csv_with("method", "model", "n", "fid")  # an earlier version's fid.csv, unlisted
 
 
@@ -123,7 +123,12 @@ def measure_quality(cfg: DictConfig) -> Path | None:
                 states[group] = {"state": scores.state(), "reference": statistics[key]}
                 continue
             measured = scores.compute(int(cfg.seed))
-            results.append(result_row(tag, model, rows, measured, extractor.tag, label, features_label(cfg), clip_spec))
+            reference_id = identity_id(references[(tag, model)].identity)
+            results.append(
+                result_row(
+                    tag, model, rows, measured, extractor.tag, (label, reference_id), features_label(cfg), clip_spec
+                )
+            )
     rundir.root.mkdir(parents=True, exist_ok=True)
     measured_with = {
         "features": {"network": extractor.name, "tag": extractor.tag},  # the name carries its weights' hash
@@ -245,7 +250,8 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
     apply_defaults(cfg)
     rundir = RunDir(cfg.out)
     groups = measured_groups(cfg, rundir)
-    fingerprint = shard_fingerprint(cfg, rundir, groups, reference_sets(cfg, groups))
+    references = reference_sets(cfg, groups)
+    fingerprint = shard_fingerprint(cfg, rundir, groups, references)
     paths = [shard_state_path(rundir.root, Shard(i, count)) for i in range(count)]
     saved = []
     for path in paths:
@@ -263,8 +269,10 @@ def merge_quality(cfg: DictConfig, count: int) -> Path:
         measured = scores_from_state(
             merged, parts[0]["reference"], saved[0]["num_features"], int(cfg.is_splits), int(cfg.seed)
         )
-        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], label, features, fid_clip(cfg)))
-    record_invocation(rundir.root, config=cfg, merged_shards=count, **shards_measured_with(paths, saved))
+        reference = (label, identity_id(references[(tag, model)].identity))
+        results.append(result_row(tag, model, rows, measured, saved[0]["tag"], reference, features, fid_clip(cfg)))
+    measured_with = shards_measured_with(paths, saved)
+    record_invocation(rundir.root, config=cfg, merged_shards=count, reference_label=label, **measured_with)
     path = write_results(rundir.root / "fid.csv", results)
     for shard_path in paths:
         shard_path.unlink()
@@ -348,10 +356,12 @@ def result_row(
     rows: list[dict[str, str]],
     scores: dict[str, float | None],
     metric_tag: str,
-    reference: str,
+    reference: tuple[str, str],
     features: str,
     clip_model: str | None,
 ) -> dict[str, Any]:
+    """One fid.csv row. `reference`: its label and the id of the images it held (`identity_id`), by which the
+    report tells a row measured against a reference that has changed since, whichever rows a later fid rewrote."""
     seconds = [float(row["seconds"]) for row in rows if row.get("seconds")]
     suffix = f"_{metric_tag}" if metric_tag else ""
     row: dict[str, Any] = {"method": tag, "model": model, "n": len(rows), "clip": _fmt(scores["clip"])}
@@ -360,7 +370,7 @@ def result_row(
         if scores[name] is not None or not suffix or (head and name != "fid"):
             row[name + suffix] = _fmt(scores[name])
     row["seconds_per_image"] = _fmt(sum(seconds) / len(seconds) if seconds else None)
-    row["reference"] = reference
+    row["reference"], row["reference_id"] = reference
     row["features"] = features
     row["clip_model"] = clip_model if scores["clip"] is not None else ""
     row["samples"] = samples_of(rows)

@@ -63,6 +63,11 @@ def load_image(path: Path):
     return open_rgb(path)  # a truncated or corrupt file: one line naming it
 
 
+def identity_id(identity: dict[str, Any]) -> str:
+    """A short id of a reference's identity (its images' names and bytes, or the toy scenes' settings)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def open_reference(spec: str, cfg: DictConfig, prompts: list[str] | None = None) -> ReferenceSet:
     """`coco`, `toy`, or a folder of images; `cfg` is the fid config (its `coco`, `toy`, `reference_limit`).
     `prompts`: the prompts of the images to compare, for the toy reference (ground-truth scenes of each)."""

@@ -220,7 +220,18 @@ NUMBER_COLUMNS: dict[str, tuple[str, ...] | None] = {
     ),  # fmt: skip
     "ablate.csv": ("n", "value", "ci_low", "ci_high", "ci", "seconds_per_image"),
 }
-TEXT_COLUMNS = ("method", "model", "reference", "features", "clip_model", "samples", "prompt", "options", "tag")
+TEXT_COLUMNS = (
+    "method",
+    "model",
+    "reference",
+    "features",
+    "clip_model",
+    "samples",
+    "reference_id",
+    "prompt",
+    "options",
+    "tag",
+)
 
 
 def check_whole(path: Path, rows: list[dict[str, str]], end: str, numeric: tuple[str, ...] | None) -> None:
@@ -511,7 +522,7 @@ def row_change(run: RunData, source: str, row: dict[str, str]) -> str:
     groups with no image left are not checked."""
     if "@" in row.get("metric", ""):
         return ""
-    if source == "fid.csv" and (changed := changed_references(run).get(row.get("reference", ""))):
+    if source == "fid.csv" and (changed := reference_change(run, row)):
         return changed
     key = (row.get("model", ""), row.get("method", ""))
     key += (row.get("prompt", ""),) if source == "diversity.csv" else ()
@@ -525,36 +536,55 @@ def row_change(run: RunData, source: str, row: dict[str, str]) -> str:
     return ""
 
 
-def changed_references(run: RunData) -> dict[str, str]:
-    """fid.csv's reference label -> how the reference's images differ now from those the last fid run against it
-    measured (a folder's or COCO's images replaced, added or removed: every FID against it is another set's).
-    Toy scenes are drawn, not read, and a reference folder not on this machine cannot be checked: neither is."""
-    return run.once("changed_references", lambda: _changed_references(run))
+def reference_change(run: RunData, row: dict[str, str]) -> str:
+    """How the reference an fid.csv row was measured against differs now ("" for not at all, or not known): its
+    images replaced, added or removed since (a folder's, COCO's). A row names the id of the images it was measured
+    against (`reference_id`), so a later fid of some groups, or a shard never merged, leaves the others' rows out
+    of date; a row written before it named one is compared with its reference as the last fid recorded it. Toy
+    scenes are drawn, not read, and a reference not on this machine cannot be read: neither is checked."""
+    found = references_now(run).get(row.get("reference", ""))
+    if found is None:
+        return ""
+    now, problem, was = found
+    if problem:
+        return f"{REFERENCE_CHANGED}: {problem}"
+    from ...metrics.reference import identity_id
+
+    measured = row.get("reference_id") or identity_id(was)
+    if measured == identity_id(now):
+        return ""
+    then = f"{was.get('count')} images then, " if not row.get("reference_id") else ""
+    return f"{REFERENCE_CHANGED} ({then}{now.get('count')} images now)"
 
 
-def _changed_references(run: RunData) -> dict[str, str]:
+def references_now(run: RunData) -> dict[str, tuple[dict[str, Any], str, dict[str, Any]]]:
+    """fid.csv's reference label -> (the reference's identity now, what keeps it from being read, its identity as
+    the last fid run against it recorded it), for the labels of folders and COCO the run's fid records name."""
+    return run.once("references_now", lambda: _references_now(run))
+
+
+def _references_now(run: RunData) -> dict[str, tuple[dict[str, Any], str, dict[str, Any]]]:
     from omegaconf import OmegaConf
 
     from ...metrics.reference import open_reference
 
     measured: dict[str, tuple[Any, dict[str, Any]]] = {}
-    for record in run.records:  # oldest first: the latest measurement of each reference is the one fid.csv holds
+    for record in run.records:  # oldest first: the latest settings read under each label
         label, config, used = record.get("reference_label"), record.get("config"), record.get("references")
         if record.get("command") == "fid" and label and isinstance(config, dict) and isinstance(used, dict):
             if config.get("reference") != "toy" and len(used) == 1:
                 measured[label] = (OmegaConf.create(config), next(iter(used.values())))
     found = {}
     for label, (cfg, was) in measured.items():
+        if cfg.reference != "coco":  # the folder as fid resolved it (the label), not as typed in another directory
+            cfg.reference = re.sub(r"\(limit=\d+\)$", "", label)
         folder = cfg.coco.get("images") if cfg.reference == "coco" else cfg.reference
         if not folder or not Path(str(folder)).expanduser().is_dir():
             continue
         try:
-            now = open_reference(str(cfg.reference), cfg).identity
+            found[label] = (open_reference(str(cfg.reference), cfg).identity, "", was)
         except UserError as err:
-            found[label] = f"{REFERENCE_CHANGED}: it cannot be read as fid read it ({err})"
-            continue
-        if now != was:
-            found[label] = f"{REFERENCE_CHANGED} ({was.get('count')} images then, {now.get('count')} now)"
+            found[label] = ({}, f"it cannot be read as fid read it ({err})", was)
     return found
 
 
