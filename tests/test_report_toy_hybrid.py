@@ -263,3 +263,23 @@ def test_fid_cells_over_different_prompts_are_said_to_be(tmp_path: Path):
     t4 = tables_of(root, keys=("4",))["4"]
     (note,) = [note for note in t4.notes if "different prompts" in note]
     assert "hybrid_k1: 1 prompt(s)" in note and "skip_first: 2 prompt(s)" in note, note
+
+
+def test_an_average_over_cells_of_two_runs_or_tags_is_not_taken(tmp_path: Path):
+    """The Hybrid column showed one run's hybrid_k1 on one prompt and another's hybrid_k1_bs5 on the other: their
+    mean was given as the Average, named after one tag, its run "J, I" (a provenance link to no folder)."""
+    extra = []
+    for tag, value in {"base": "0.3", "distilled": "0.2", "hybrid_k1_bs5": "0.11"}.items():
+        common = {"method": tag, "model": "toy", "prompt": "a red circle", "n": 4}
+        extra += [{**common, "metric": "toy_features", "value": value, "ci_low": "0.1", "ci_high": "0.6"},
+                  {**common, "metric": "toy_adherence", "value": "1"}]  # fmt: skip
+    demo = toy_run(tmp_path / "demo", DEMO, extra=extra)  # bs5 on both prompts
+    plain = toy_run(tmp_path / "plain", {"hybrid_k1": ("0.2", "1")})  # the paper's tag, on one
+    t3 = tables_of(demo, plain, keys=("3",))["3"]
+    hybrid = cells(t3, method="Hybrid", measured_metric="toy_features")
+    assert len(hybrid) == 2 and not [line for line in hybrid if line.condition.startswith("Average")]
+    (note,) = [note for note in t3.notes if "so it has no average" in note]
+    assert note.startswith("Hybrid / toy_features: its cells are of hybrid_k1 in") and "hybrid_k1_bs5 in" in note
+    assert all(", " not in line.run for line in t3.measured)  # no cell of two runs (its provenance link: none)
+    base = [line for line in cells(t3, method="Base", measured_metric="toy_features") if "Average" in line.condition]
+    assert base and base[0].measured  # one run's cells: averaged as before

@@ -338,8 +338,9 @@ def tag_rank(tag: str, rows: dict[str, str]) -> int | None:
 
 # How a row several measured tags could fill picks one, as the notes on the others say it.
 TAG_ORDER = (
-    "a row shows one tag per pair (and prompt) of a run: a row's own key before a tag a glob key takes, glob keys "
-    "in conf/report.yaml's order, then the tag its CSV lists first"
+    "a row shows one tag per pair (and prompt) of a run: in Table 3 a tag measured on every prompt of its column "
+    "first; then a row's own key before a tag a glob key takes, glob keys in conf/report.yaml's order, then the tag "
+    "its CSV lists first"
 )
 
 

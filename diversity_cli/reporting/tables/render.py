@@ -320,7 +320,8 @@ def reading_notes(table: Table) -> list[str]:
     if adherence:  # beside the toy's diversity: a share of images on the prompt, not a bootstrap over pairs
         notes.append(
             "[low, high] after a toy_adherence: its Wilson score interval (95% unless the cell names another level) "
-            "over the cell's n images, each on its prompt or not by the toy judge"
+            "over the cell's n images, each on its prompt or not by the toy judge; an Average's pools its prompts' "
+            "intervals, as a diversity Average's does"
         )
     if any(line.ci_low and line not in shares + changes + adherence for line in table.measured):
         notes.append(

@@ -111,6 +111,22 @@ def _split_records(run: RunData, cfg: Any, labels: dict[str, str]) -> tuple[list
     return records + beside, [line for line in others if line not in beside]
 
 
+def mixed_notes(shown: list[Line]) -> list[str]:
+    """A note per column whose per-prompt cells come from two runs or two tags (one run's hybrid_k1 on a prompt,
+    another's hybrid_k1_bs5 on the next): it has no average (`averages`), and its cells are not one setting's."""
+    sources: dict[tuple[str, str], dict[tuple[str, str], None]] = {}
+    for line in shown:
+        if line.metric.endswith("diversity") and not line.condition.startswith("Average"):
+            sources.setdefault((line.method, line.measured_metric), {})[(_tag_of(line), line.run)] = None
+    return [
+        f"{md_literal(method)} / {md_literal(metric)}: its cells are of "
+        f"{'; '.join(f'{md_literal(tag)} in {md_literal(run)}' for tag, run in found)}, so it has no average (a "
+        "mean of two runs or settings is neither's); measure every prompt in one run with one tag to have one"
+        for (method, metric), found in sources.items()
+        if len(found) > 1
+    ]
+
+
 def left_out_notes(runs: list[RunData], paper: list[Line], cfg: Any, shown: list[Line]) -> list[str]:
     """A diversity cell measured by another tag of a column at a prompt where the column's own tag has none (no tag
     covers every prompt): its cell stays empty, and this note says what was measured there and why it is not shown
@@ -122,7 +138,7 @@ def left_out_notes(runs: list[RunData], paper: list[Line], cfg: Any, shown: list
         for line in shown
         if not line.condition.startswith("Average") and line.measured_as.count(" / ") == 2
     }
-    notes = _other_pairs(runs, cfg, labels, models)
+    notes = _other_pairs(runs, cfg, labels, models) + mixed_notes(shown)
     for run in runs:
         for line in _split_records(run, cfg, labels)[1]:
             if line.model not in models:
@@ -197,6 +213,8 @@ def averages(
         label = "Average" if set(common) == set(paper_prompts) else average_label(order)
         for method in methods:
             chosen = [line for line in lines if line.method == method and line.condition in common]
+            if len(dict.fromkeys((line.run, _tag_of(line)) for line in chosen)) > 1:
+                continue  # cells of two runs or settings: their mean would be of neither (`mixed_notes` says so)
             if chosen:
                 low, high = pooled_line_interval(chosen)
                 out.append(
@@ -212,6 +230,11 @@ def averages(
                     )
                 )
     return out
+
+
+def _tag_of(line: Line) -> str:
+    """The method tag of a per-prompt cell ("toy / hybrid_k1 / a shape")."""
+    return line.measured_as.split(" / ")[1] if line.measured_as.count(" / ") >= 2 else ""
 
 
 def settings_of(lines: list[Line], rows: dict[str, str] | None) -> str:
