@@ -118,15 +118,22 @@ def test_a_hub_download_cut_short_names_the_weights_it_lacks(cli, tmp_path, monk
     assert "base network weights stabilityai/stable-diffusion-xl-base-1.0/unet/diffusion_pytorch_model.*: no " in err
 
 
-@pytest.mark.parametrize("given", ["the_file", "no_folder"])
+@pytest.mark.parametrize("given", ["the_file", "no_folder", "a_config_file"])
 def test_a_student_repo_given_as_its_file_or_a_folder_not_there_says_so(cli, copies, tmp_path, given):
-    """`...repo=/copy/dmd2_sdxl_4step_unet_fp16.bin` read `.../x.bin/x.bin: not found there`."""
-    wrong = copies / "dmd2" / STUDENT_FILE if given == "the_file" else tmp_path / "nowhere"
-    args = [a.replace(f"repo={copies / 'dmd2'}", f"repo={wrong}") for a in _args(copies, tmp_path / "run", 1)]
+    """`...repo=/copy/dmd2_sdxl_4step_unet_fp16.bin` read `.../x.bin/x.bin: not found there`; a scheduler's
+    config file given for the copy of its repository was told to give the scheduler/ folder (also wrong)."""
+    args = _args(copies, tmp_path / "run", 1)
+    if given == "a_config_file":
+        wrong = copies / "sdxl_base" / "scheduler" / "scheduler_config.json"
+        args = [a.replace(f"base.scheduler.repo={copies / 'sdxl_base'}", f"base.scheduler.repo={wrong}") for a in args]
+    else:
+        wrong = copies / "dmd2" / STUDENT_FILE if given == "the_file" else tmp_path / "nowhere"
+        args = [a.replace(f"repo={copies / 'dmd2'}", f"repo={wrong}") for a in args]
     code, _, err = cli(*args)
     said = {
         "the_file": f"{wrong} is a file: the key takes the folder holding it ({copies / 'dmd2'})",
         "no_folder": f"the folder {wrong} does not exist",
+        "a_config_file": f"{wrong} is a file: the key takes the copy of the repository (the folder at its root)",
     }[given]
     assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
 

@@ -252,3 +252,18 @@ def test_a_shard_a_launcher_runs_records_how_it_ended(tmp_path, ending, status, 
         assert job() == "1/2"
     (record,) = records(tmp_path / "run", "generate")
     assert record["command_line"][-1] == "shard=1/2" and (record["status"], record["exit_code"]) == (status, code)
+
+
+def test_the_source_hash_covers_the_shipped_configs(tmp_path, monkeypatch):
+    """It hashed the Python files alone: a preset's steps or guidance edited in place left it unchanged."""
+    import shutil
+
+    from diversity_cli.core import record, resources
+
+    conf = tmp_path / "conf"
+    shutil.copytree(resources.conf_root(), conf)
+    monkeypatch.setattr(resources, "conf_root", lambda: conf)
+    before = record.source_hash()
+    preset = conf / "pair_preset" / "sdxl_dmd2" / "paper.yaml"
+    preset.write_text(preset.read_text() + "\n# steps edited\n")
+    assert record.source_hash() != before

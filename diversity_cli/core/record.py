@@ -163,14 +163,17 @@ def git_commit() -> str:
 
 
 def source_hash() -> str:
-    """A hash of the package's Python files: what ran, also where git cannot say (an installed wheel, an archive:
-    `git_commit` reads `not a checkout` there)."""
+    """A hash of the package's Python files and shipped configs (the presets' steps, timesteps, guidance): what ran,
+    also where git cannot say (an installed wheel, an archive: `git_commit` reads `not a checkout` there)."""
     import hashlib
 
-    package = Path(__file__).resolve().parents[1]
+    from .resources import conf_root
+
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for root, pattern in ((Path(__file__).resolve().parents[1], "*.py"), (conf_root(), "*.yaml")):
+        for path in sorted(root.rglob(pattern)):
+            digest.update(f"{root.name}/{path.relative_to(root).as_posix()}".encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -124,8 +124,10 @@ def _hub_items(model: DictConfig, roles: tuple[str, ...]) -> list[Missing]:
         what = f"{'+'.join(roles)} {words} {target}"
         folder = local_folder(call.repo)
         if folder is not None:  # the user's own folder: nothing to download
-            if folder.is_file():  # the weights file itself given where its folder is asked for
+            if folder.is_file() and call.kind == "weights":  # the weights file given where its folder is asked for
                 problem = f"{folder} is a file: the key takes the folder holding it ({folder.parent})"
+            elif folder.is_file():  # a config file given where the repository's copy is asked for
+                problem = f"{folder} is a file: the key takes the copy of the repository (the folder at its root)"
             elif not folder.exists():
                 problem = f"the folder {folder} does not exist"
             items.append(Missing(what, f"{problem or 'not found there'}; set {keys}"))
