@@ -311,3 +311,25 @@ def test_a_clip_model_that_is_no_folder_and_no_hub_id_is_one_line(cli, tmp_path)
         code, _, err = cli(*args, f"out={out}")
         assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert f"CLIP model {'folder ' if clip != 'a b' else ''}{clip}" in err and not out.exists(), err
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("sdxl", "; did you mean sdxl_dmd2, sdxl_lcm, sdxl_lightning or sdxl_turbo?"),  # was sdxl_lcm alone
+        ("TOY", "; did you mean toy?"),  # was nothing: case counted
+        ("toi", "; did you mean toy?"),
+        ("zzz", ""),
+    ],
+)
+def test_a_did_you_mean_offers_every_name_a_prefix_begins_and_ignores_case(typed, said):
+    from diversity_cli.core.config import available
+    from diversity_cli.core.errors import did_you_mean
+
+    assert did_you_mean(typed, available("model")) == said
+
+
+def test_a_misspelt_vendi_metric_is_offered_its_vendi_name(cli, tmp_path):
+    """metric=vendi_dreamsym was offered dreamsim, another metric."""
+    code, _, err = cli("diversity", f"images={tmp_path}", "metric=vendi_dreamsym", f"out={tmp_path / 'd'}")
+    assert code == 2 and "unknown metric 'vendi_dreamsym'; did you mean vendi_dreamsim? choose from:" in err, err

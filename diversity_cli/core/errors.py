@@ -26,9 +26,21 @@ def first_line(err: BaseException, limit: int = 300) -> str:
 
 
 def did_you_mean(name: str, names: Sequence[str], where: str = "") -> str:
-    """`; did you mean <where>.<nearest>?` for a misspelt `name` among `names`, or "" when none is near."""
-    close = difflib.get_close_matches(str(name), list(names), n=1, cutoff=0.6)
-    return f"; did you mean {where + '.' if where else ''}{close[0]}?" if close else ""
+    """`; did you mean <where>.<nearest>?` for a misspelt `name` among `names`, or "" when none is near. Case is
+    ignored (`model=TOY`); a name that begins a few (`model=sdxl`) is offered all of them, not the nearest one."""
+    lowered, typed = {str(candidate).lower(): str(candidate) for candidate in names}, str(name).lower()
+    tied = [candidate for low, candidate in lowered.items() if low.startswith(typed) and low != typed]
+    if typed in lowered:  # the name in other case
+        tied = [lowered[typed]]
+    elif not 0 < len(tied) <= 4:
+        close = difflib.get_close_matches(typed, list(lowered), n=4, cutoff=0.6)
+        if not close:
+            return ""
+        best = difflib.SequenceMatcher(None, typed, close[0]).ratio()
+        tied = [lowered[c] for c in close if difflib.SequenceMatcher(None, typed, c).ratio() == best]
+    prefix = where + "." if where else ""
+    named = [f"{prefix}{candidate}" for candidate in tied]
+    return f"; did you mean {named[0] if len(named) == 1 else ', '.join(named[:-1]) + ' or ' + named[-1]}?"
 
 
 # What a library raises when a setting the user gave it cannot be used (a diffusers scheduler's config, its schedule).

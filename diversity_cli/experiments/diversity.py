@@ -71,7 +71,7 @@ def parse_metrics(value: object) -> list[str]:
     for name in names:
         base = name.removeprefix("vendi_")
         if name not in known and not (name.startswith("vendi_") and base in EMBEDDERS):
-            near = did_you_mean(name, known)
+            near = did_you_mean(name, [*known, *(f"vendi_{embedder}" for embedder in EMBEDDERS)])
             raise UserError(
                 f"unknown metric '{name}'{near or ';'} choose from: {', '.join(known)} (or vendi_<embedder>)"
             )
