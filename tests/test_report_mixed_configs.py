@@ -137,6 +137,9 @@ def test_an_fid_against_a_reference_folder_changed_since_is_out_of_date(cli, tmp
     assert "its reference changed since (4 images now)" in note, note
     assert cli(*fid)[0] == 0
     assert not [line for line in table2().measured if "out of date" in line.measured_as]
+    reference.rename(tmp_path / "moved")  # not there to check: said, not passed over
+    (note,) = [note for note in table2().notes if note.startswith(f"FID of {out} against {reference}")]
+    assert note.endswith("(not found on this machine now: whether it changed since is not checked)"), note
 
 
 def test_a_later_fid_of_some_groups_leaves_the_others_against_the_old_reference_out_of_date(cli, tmp_path: Path):

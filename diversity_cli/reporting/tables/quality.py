@@ -3,6 +3,7 @@ distilled and hybrid; Table 4 the hybrid against skipping the first timestep."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,13 @@ def reference_notes(runs: list[RunData], table: Any) -> list[str]:
         shown = {row.get("reference", "") for row in run.fid}
         for label, descriptions in held.items():
             if label in shown:
+                folder = re.sub(r"\(limit=\d+\)$", "", label)
+                # a folder moved or deleted since: whether its images changed cannot be checked, which is said
+                gone = label.startswith("/") and not Path(folder).is_dir()
+                unchecked = " (not found on this machine now: whether it changed since is not checked)" if gone else ""
                 notes.append(
-                    f"FID of {md_literal(run.root)} against {md_literal(label)}: {md_literal('; '.join(descriptions))}"
+                    f"FID of {md_literal(run.root)} against {md_literal(label)}: "
+                    f"{md_literal('; '.join(descriptions))}{unchecked}"
                 )
     return notes
 
