@@ -367,10 +367,7 @@ def test_generate_summary_and_contact_sheet(cli, tmp_path):
 
 
 def test_plain_folders_are_scored_and_only_out_is_written(cli, tmp_path):
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    for seed in range(3):
-        Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    folder = _three_images(tmp_path)
     before = sorted(p.name for p in folder.rglob("*"))
     code, _, err = cli("diversity", f"images={folder}", "bootstrap=10")
     assert code == 2 and "needs out=" in _one_line(err)
@@ -390,12 +387,18 @@ def test_plain_folders_are_scored_and_only_out_is_written(cli, tmp_path):
     assert sorted(p.name for p in folder.rglob("*")) == before  # the scored folder is never written
 
 
-def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path):
-    """diversity.csv keeps earlier runs' rows (first in the file): the summary's headline is this run's metric."""
+def _three_images(tmp_path: Path) -> Path:
+    """A folder of three different small images, `mine`."""
     folder = tmp_path / "mine"
     folder.mkdir()
     for seed in range(3):
         Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    return folder
+
+
+def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path):
+    """diversity.csv keeps earlier runs' rows (first in the file): the summary's headline is this run's metric."""
+    folder = _three_images(tmp_path)
     scores = [f"images={folder}", f"out={tmp_path / 'scores'}", "bootstrap=10"]
     for metric in ("toy_features", "pixel"):
         code, stdout, err = cli("diversity", *scores, f"metric={metric}")
@@ -408,10 +411,7 @@ def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path)
 
 def test_the_diversity_summary_gives_every_metric_the_run_measured(cli, tmp_path):
     """metric=pixel,toy_features: the summary gave pixel alone; an earlier run's metric stays out."""
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    for seed in range(3):
-        Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    folder = _three_images(tmp_path)
     scores = [f"images={folder}", f"out={tmp_path / 'scores'}", "bootstrap=10"]
     assert cli("diversity", *scores, "metric=toy_features")[0] == 0
     code, stdout, err = cli("diversity", *scores, "metric=pixel")
@@ -426,10 +426,7 @@ def test_the_diversity_summary_gives_every_metric_the_run_measured(cli, tmp_path
 def test_the_diversity_summary_leaves_out_an_earlier_runs_rows_of_other_options(cli, tmp_path):
     """pixel at size=8, then at the default: the second summary showed both numbers, the earlier one (possibly over
     images since replaced) as if this command had measured it."""
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    for seed in range(3):
-        Image.new("RGB", (16, 16), (seed * 80, 20, 200 - seed * 50)).save(folder / f"{seed}.png")
+    folder = _three_images(tmp_path)
     scores = [f"images={folder}", f"out={tmp_path / 'scores'}", "metric=pixel", "bootstrap=10"]
     assert cli("diversity", *scores, "embedders.pixel.size=8")[0] == 0
     code, stdout, err = cli("diversity", *scores)
