@@ -263,7 +263,10 @@ def test_the_source_hash_covers_the_shipped_configs(tmp_path, monkeypatch):
     conf = tmp_path / "conf"
     shutil.copytree(resources.conf_root(), conf)
     monkeypatch.setattr(resources, "conf_root", lambda: conf)
+    record.source_hash.cache_clear()  # read once a process
     before = record.source_hash()
     preset = conf / "pair_preset" / "sdxl_dmd2" / "paper.yaml"
     preset.write_text(preset.read_text() + "\n# steps edited\n")
+    record.source_hash.cache_clear()
     assert record.source_hash() != before
+    record.source_hash.cache_clear()  # the shipped configs again, for what runs next

@@ -9,6 +9,7 @@ rewritten atomically as sections are added; nothing else ever writes it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -162,6 +163,7 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+@functools.cache  # the package does not change under a running process: read once, not once per record
 def source_hash() -> str:
     """A hash of the package's Python files and shipped configs (the presets' steps, timesteps, guidance): what ran,
     also where git cannot say (an installed wheel, an archive: `git_commit` reads `not a checkout` there)."""
