@@ -460,11 +460,12 @@ def test_a_ctrl_c_while_a_finished_commands_records_are_closed_changes_nothing(c
         closing(code)
 
     monkeypatch.setattr(record, "finish", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
     code, _, err = _generate(cli, tmp_path / "run")
     assert code == 0 and "interrupted" not in err, err
     statuses = [json.loads(path.read_text())["status"] for path in (tmp_path / "run" / "runs").glob("*.json")]
     assert statuses == ["finished"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back for what runs next
+    assert signal.getsignal(signal.SIGINT) is handler  # put back for what runs next
 
 
 def test_an_interrupt_raised_without_a_signal_is_not_a_success(cli, tmp_path, monkeypatch):
