@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -43,6 +44,15 @@ def local_folder(repo: object) -> Path | None:
 
 
 ROLES = ("base", "distilled")
+
+
+def variant_present(folder: Any, variant: Any) -> dict[str, str]:
+    """`variant` for a local folder's from_pretrained where the folder holds files of it (`*.fp16.safetensors`), as
+    the hub copy is read; a copy saved without variants loads its plain files (diffusers would refuse them)."""
+    root = Path(str(folder)).expanduser()
+    if not variant or not root.is_dir():
+        return {}
+    return {"variant": str(variant)} if any(f".{variant}." in p.name for p in root.rglob("*") if p.is_file()) else {}
 
 
 def is_lora(model: DictConfig, role: str) -> bool:

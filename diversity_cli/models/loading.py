@@ -17,7 +17,6 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +29,17 @@ from ..core.weights_only import weights_only_loads
 from .adapter_pair import ADAPTER, load_lora
 from .flow_loading import load_flow_pair
 from .flow_tiny import FLOW_FAMILIES
-from .hub import ROLES, HubCall, _network_calls, _scheduler_call, hub_calls, is_lora, local_folder, network_roles  # noqa: F401
+from .hub import (  # noqa: F401
+    ROLES,
+    HubCall,
+    _network_calls,
+    _scheduler_call,
+    hub_calls,
+    is_lora,
+    local_folder,
+    network_roles,
+    variant_present,
+)
 from .pair import ModelPair, ModelSpec, stand_ins, stood_in
 from .preflight import copy_folder, settable
 from .schedulers import scheduler_with
@@ -297,15 +306,6 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
             raise UserError(f"{weights} cannot be loaded safely as weights ({reason})") from None
     network.load_state_dict(state)
     return network
-
-
-def variant_present(folder: Any, variant: Any) -> dict[str, str]:
-    """`variant` for a local folder's from_pretrained where the folder holds files of it (`*.fp16.safetensors`), as
-    the hub copy is read; a copy saved without variants loads its plain files (diffusers would refuse them)."""
-    root = Path(str(folder)).expanduser()
-    if not variant or not root.is_dir():
-        return {}
-    return {"variant": str(variant)} if any(f".{variant}." in p.name for p in root.rglob("*") if p.is_file()) else {}
 
 
 def _scheduler(conf: DictConfig, role: str, tiny: bool = False):

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import UserError
-from .hub import ROLES, hub_calls, local_folder, network_roles
+from .hub import ROLES, hub_calls, local_folder, network_roles, variant_present
 
 HF_FILES = {  # what a hub read of each kind needs in the cache before it can succeed offline
     "pipeline": "model_index.json",
@@ -204,9 +204,7 @@ def _local_path(model: DictConfig, role: str) -> str | None:
 def _local_weights_missing(model: DictConfig, role: str, folder: Path) -> str | None:
     """A local network folder's weights, as its loader reads them: the variant where the folder has files of it
     (`variant_present`), else the plain files."""
-    variant = model[role].network.get("variant")
-    has_variant = variant and any(f".{variant}." in p.name for p in folder.iterdir())
-    return weights_missing(folder, variant if has_variant else None)
+    return weights_missing(folder, variant_present(folder, model[role].network.get("variant")).get("variant"))
 
 
 def pair_missing(model: DictConfig, roles: tuple[str, ...] = ROLES) -> list[Missing]:
