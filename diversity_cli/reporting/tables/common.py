@@ -564,21 +564,37 @@ def references_now(run: RunData) -> dict[str, tuple[dict[str, Any], str, dict[st
     return run.once("references_now", lambda: _references_now(run))
 
 
+def fid_references(run: RunData) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """fid.csv's reference label -> (the config, the references) the latest fid record measured against it names."""
+    return run.once("fid_references", lambda: _fid_references(run))
+
+
+def _fid_references(run: RunData) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    measured = {}
+    for record in run.records:  # oldest first: the latest measurement under a label is fid.csv's
+        label, config, used = record.get("reference_label"), record.get("config"), record.get("references")
+        if record.get("command") == "fid" and label and isinstance(config, dict) and isinstance(used, dict) and used:
+            measured[str(label)] = (config, used)
+    return measured
+
+
+def label_folder(label: str) -> str:
+    """A folder reference's fid.csv label (`/data/ref(limit=500)`) -> the folder, as fid resolved it."""
+    return re.sub(r"\(limit=\d+\)$", "", label)
+
+
 def _references_now(run: RunData) -> dict[str, tuple[dict[str, Any], str, dict[str, Any]]]:
     from omegaconf import OmegaConf
 
     from ...metrics.reference import open_reference
 
-    measured: dict[str, tuple[Any, dict[str, Any]]] = {}
-    for record in run.records:  # oldest first: the latest settings read under each label
-        label, config, used = record.get("reference_label"), record.get("config"), record.get("references")
-        if record.get("command") == "fid" and label and isinstance(config, dict) and isinstance(used, dict):
-            if config.get("reference") != "toy" and len(used) == 1:
-                measured[label] = (OmegaConf.create(config), next(iter(used.values())))
     found = {}
-    for label, (cfg, was) in measured.items():
+    for label, (config, used) in fid_references(run).items():
+        if config.get("reference") == "toy" or len(used) != 1:
+            continue
+        cfg, was = OmegaConf.create(config), next(iter(used.values()))
         if cfg.reference != "coco":  # the folder as fid resolved it (the label), not as typed in another directory
-            cfg.reference = re.sub(r"\(limit=\d+\)$", "", label)
+            cfg.reference = label_folder(label)
         folder = cfg.coco.get("images") if cfg.reference == "coco" else cfg.reference
         if not folder or not Path(str(folder)).expanduser().is_dir():
             continue

@@ -3,12 +3,23 @@ distilled and hybrid; Table 4 the hybrid against skipping the first timestep."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from ...metrics.preflight import other_clip
-from .common import Line, RunData, as_number, choose_model, match_tag, md_literal, origin, preferred_tags, tag_rank
+from .common import (
+    Line,
+    RunData,
+    as_number,
+    choose_model,
+    fid_references,
+    label_folder,
+    match_tag,
+    md_literal,
+    origin,
+    preferred_tags,
+    tag_rank,
+)
 
 
 def _steps(run: RunData) -> dict[tuple[str, str], str]:
@@ -59,17 +70,12 @@ def reference_notes(runs: list[RunData], table: Any) -> list[str]:
     for run in runs:
         if not any(line.run == str(run.root) and line.metric == "fid" for line in table.measured):
             continue
-        held: dict[str, list[str]] = {}
-        for record in run.records:  # oldest first: the latest measurement against a label is fid.csv's
-            label, used = record.get("reference_label"), record.get("references")
-            if record.get("command") == "fid" and label and isinstance(used, dict) and used:
-                held[str(label)] = list(dict.fromkeys(str(description) for description in used))
         shown = {row.get("reference", "") for row in run.fid}
-        for label, descriptions in held.items():
+        for label, (_, used) in fid_references(run).items():
             if label in shown:
-                folder = re.sub(r"\(limit=\d+\)$", "", label)
+                descriptions = list(dict.fromkeys(str(description) for description in used))
                 # a folder moved or deleted since: whether its images changed cannot be checked, which is said
-                gone = label.startswith("/") and not Path(folder).is_dir()
+                gone = label.startswith("/") and not Path(label_folder(label)).is_dir()
                 unchecked = " (not found on this machine now: whether it changed since is not checked)" if gone else ""
                 notes.append(
                     f"FID of {md_literal(run.root)} against {md_literal(label)}: "
