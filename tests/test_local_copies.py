@@ -65,6 +65,24 @@ def test_a_bare_weights_student_and_scheduler_configs_load_from_local_folders(cl
     assert code == 2 and "other weights made" in err
 
 
+def test_a_pair_that_loads_composes_no_config_file_for_its_hints(copies, tmp_path, monkeypatch):
+    """The setting a failed load would advise (`+model.base.network.path`) composes the pair's config file: only a
+    failure works it out, so a load inside a Hydra multirun job (ablate's points), where Hydra cannot compose
+    again, never tries."""
+    from diversity_cli.core.config import compose
+    from diversity_cli.models import preflight
+    from diversity_cli.models.loading import load_pair
+
+    cfg = compose("generate", [arg for arg in _args(copies, tmp_path / "run", 1)[1:] if arg.startswith(("model", "+"))])
+
+    def refused(*_):
+        raise AssertionError("the pair's config file was composed for a load that succeeded")
+
+    monkeypatch.setattr(preflight, "_composed_pair", refused)
+    pair = load_pair(cfg.model, torch.device("cpu"), torch.float32)
+    assert pair.base is not None and pair.distilled is not None
+
+
 def test_a_local_folder_missing_its_file_is_one_line_before_anything_loads(cli, copies, tmp_path):
     args = _args(copies, tmp_path / "run", 1)
     args = [a.replace(str(copies / "dmd2"), str(tmp_path / "empty")) for a in args]

@@ -20,7 +20,7 @@ from .flow import MAX_SEQUENCE_LENGTH, FlowPair
 from .flow_tiny import FLOW_FAMILIES
 from .hub import is_lora
 from .pair import ModelSpec, stand_ins, stood_in
-from .preflight import copy_folder, settable
+from .preflight import Setting, copy_folder
 
 TRANSFORMER_CLASS = {
     "flux": "FluxTransformer2DModel",
@@ -138,7 +138,7 @@ def _real(model: DictConfig, dtype: torch.dtype, roles: tuple[str, ...], guarded
         return guarded_load(
             lambda local: cls.from_pretrained(repo, local_files_only=local, **kwargs),
             repo,
-            settable(model, f"model.{role}.network.path"),  # `+key` where the pair's file has none
+            Setting(model, f"model.{role}.network.path"),  # `+key` where the pair's file has none
             copy=copy_folder(found[0]) if found else "/path/to/local/copy",
         )
 
@@ -154,10 +154,10 @@ def _real(model: DictConfig, dtype: torch.dtype, roles: tuple[str, ...], guarded
     pipe = guarded_load(
         lambda local: DiffusionPipeline.from_pretrained(source, local_files_only=local, **kwargs),
         source,
-        settable(model, "model.components.path"),
+        Setting(model, "model.components.path"),
     )
     if lora:
         (call,) = [c for c in calls if c.role == "distilled" and c.kind == "weights"]
-        hint = settable(model, "model.distilled.network.repo")  # a folder holding the file
+        hint = Setting(model, "model.distilled.network.repo")  # a folder holding the file
         guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, call.file)
     return pipe, stood_in(networks)

@@ -15,7 +15,7 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,7 +41,7 @@ from .hub import (  # noqa: F401
     variant_present,
 )
 from .pair import ModelPair, ModelSpec, stand_ins, stood_in
-from .preflight import copy_folder, settable
+from .preflight import Setting, copy_folder
 from .schedulers import scheduler_with
 
 NETWORK_SLOT = {"sd": "unet", "sdxl": "unet", "pixart": "transformer"}
@@ -234,11 +234,11 @@ def _real(model: DictConfig, dtype: torch.dtype, roles: tuple[str, ...]):
     pipe = guarded_load(
         lambda local: DiffusionPipeline.from_pretrained(source, local_files_only=local, **kwargs),
         source,
-        settable(model, "model.components.path"),
+        Setting(model, "model.components.path"),
     )
     if lora:  # the student is the base network plus a LoRA file
         (call,) = [c for c in calls if c.role == "distilled" and c.kind == "weights"]
-        hint = settable(model, "model.distilled.network.repo")  # a folder holding the file
+        hint = Setting(model, "model.distilled.network.repo")  # a folder holding the file
         guarded_load(lambda local: load_lora(pipe, call.repo, call.file, local), call.repo, hint, file=call.file)
     return pipe, stood_in(networks)
 
@@ -253,7 +253,7 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
 
     cls = PixArtTransformer2DModel if model.family == "pixart" else UNet2DConditionModel
     conf = model[role].network
-    hint = settable(model, f"model.{role}.network.path")  # `+key` where the pair's file has none
+    hint = Setting(model, f"model.{role}.network.path")  # `+key` where the pair's file has none
     if conf.get("path"):
         if cls is UNet2DConditionModel:  # a local folder names its class: the toy's UNets carry coordinate planes
             cls = unet_class(conf.path)
@@ -280,7 +280,7 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
     config = guarded_load(
         lambda local: cls.load_config(arch.repo, subfolder=arch.subfolder, local_files_only=local),
         arch.repo,
-        settable(model, f"model.{role}.network.config_repo"),
+        Setting(model, f"model.{role}.network.config_repo"),
     )
     folder = local_folder(file.repo)  # a local copy of the repo: the file is read where it lies
     weights = guarded_load(
@@ -288,7 +288,7 @@ def _network(model: DictConfig, role: str, dtype: torch.dtype) -> torch.nn.Modul
             str(folder / file.file) if folder else hf_hub_download(file.repo, file.file, local_files_only=local)
         ),
         file.repo,
-        settable(model, f"model.{role}.network.repo"),
+        Setting(model, f"model.{role}.network.repo"),
         file=file.file,
     )
     network = cls.from_config(config).to(dtype)
@@ -330,11 +330,11 @@ def _scheduler(conf: DictConfig, role: str, tiny: bool = False):
     return scheduler_with(cls, config, overrides, f"model.{role}.scheduler.overrides")
 
 
-def guarded_load(load, repo: str, hint: str, file: str | None = None, copy: str = "/path/to/local/copy"):
+def guarded_load(load, repo: str, hint: object, file: str | None = None, copy: str = "/path/to/local/copy"):
     """Load from the local cache first; reach for the hub only when it may be reached (not HF_HUB_OFFLINE).
     A checkpoint found in neither place becomes one actionable line (`hint=copy`: the setting, as typed, that
-    reads a local copy instead); so does a local folder or file that cannot be loaded (naming what failed), and a
-    weights file holding a pickle that would run code (`refusing_pickles`)."""
+    reads a local copy instead; a `Setting` is worked out only then); so does a local folder or file that cannot
+    be loaded (naming what failed), and a weights file holding a pickle that would run code (`refusing_pickles`)."""
     import diffusers
     import huggingface_hub
 
@@ -347,7 +347,7 @@ def guarded_load(load, repo: str, hint: str, file: str | None = None, copy: str 
     try:
         for local_only in attempts:
             try:
-                with warnings.catch_warnings(), refusing_pickles(f"{hint}={repo}" if local else repo):
+                with warnings.catch_warnings(), refusing_pickles((lambda: f"{hint}={repo}") if local else repo):
                     warnings.simplefilter("ignore")
                     return load(local_only)
             except (OSError, ValueError, pickle.UnpicklingError) as err:  # hub and offline errors: OSError, ValueError
@@ -379,7 +379,7 @@ def refused_pickle(err: BaseException) -> bool:
 
 
 @contextmanager
-def refusing_pickles(what: str) -> Iterator[None]:
+def refusing_pickles(what: str | Callable[[], str]) -> Iterator[None]:
     """Around any load of weights (`what`: the file, folder or hub id): a weights file refused because it holds a
     pickle that is not plain tensors (it could run code) becomes one line naming it; other errors pass through.
     Loads inside are weights-only even where a library asks otherwise (`weights_only_loads`)."""
@@ -389,7 +389,7 @@ def refusing_pickles(what: str) -> Iterator[None]:
     except Exception as err:
         if not refused_pickle(err):
             raise
-        raise pickle_refusal(what, err) from None
+        raise pickle_refusal(what() if callable(what) else what, err) from None
 
 
 def pickle_refusal(what: str, err: BaseException) -> UserError:

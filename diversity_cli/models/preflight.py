@@ -171,6 +171,17 @@ def settable(model: DictConfig, key: str) -> str:
     return key if isinstance(node, DictConfig) and name in node else f"+{key}"
 
 
+class Setting:
+    """`settable(model, key)`, worked out when a message shows it (`str`, an f-string): a load that succeeds
+    shows none, and working it out composes the pair's config file."""
+
+    def __init__(self, model: DictConfig, key: str) -> None:
+        self.model, self.key = model, key
+
+    def __str__(self) -> str:
+        return settable(self.model, self.key)
+
+
 def _config_file_pair(model: DictConfig) -> DictConfig:
     """The pair as its config file has it (`model`, where no file has its name)."""
     from ..core.config import available, search_dirs
