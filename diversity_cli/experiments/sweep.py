@@ -68,18 +68,21 @@ def split_overrides(overrides: Iterable[str]) -> Overrides:
             composed.append(f"{bare}={_hydra_value(values[0]) if len(values) == 1 else _hydra_list(values)}")
         elif sep and bare in LIST_KEYS and _top_level_commas(value):
             composed.append(f"{key}=[{value}]")
-        elif sep and _is_sweep(value) and did_you_mean(bare, KNOBS):  # base_guidence=0,5: a knob misspelt
-            raise UserError(
-                f"cannot sweep '{bare}' ({item}){did_you_mean(bare, KNOBS)} ablate sweeps {', '.join(KNOBS)}"
-            )
         elif sep and _is_sweep(value):
-            raise UserError(
-                f"cannot sweep '{bare}' ({item}): ablate sweeps {', '.join(KNOBS)}; give {bare} one value "
-                f"(a value with commas needs quotes: {bare}='\"a, b\"')"
-            )
+            raise UserError(_not_a_knob(bare, item))
         else:
             composed.append(item)
     return Overrides(composed, hydra)
+
+
+def _not_a_knob(bare: str, item: str) -> str:
+    """The line for a sweep of a key ablate does not sweep: a misspelt knob (base_guidence=0,5) gets its name."""
+    if suggestion := did_you_mean(bare, KNOBS):
+        return f"cannot sweep '{bare}' ({item}){suggestion} ablate sweeps {', '.join(KNOBS)}"
+    return (
+        f"cannot sweep '{bare}' ({item}): ablate sweeps {', '.join(KNOBS)}; give {bare} one value "
+        f"(a value with commas needs quotes: {bare}='\"a, b\"')"
+    )
 
 
 def expand(knob: str, raw: object, cap: int | None = None) -> list:
