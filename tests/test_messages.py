@@ -333,3 +333,19 @@ def test_a_misspelt_vendi_metric_is_offered_its_vendi_name(cli, tmp_path):
     """metric=vendi_dreamsym was offered dreamsim, another metric."""
     code, _, err = cli("diversity", f"images={tmp_path}", "metric=vendi_dreamsym", f"out={tmp_path / 'd'}")
     assert code == 2 and "unknown metric 'vendi_dreamsym'; did you mean vendi_dreamsim? choose from:" in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("x0viz", "model=toy", "prompt=a circle", "metric=vendi"),  # a diversity metric, not an embedder
+        ("generate", "model=toy", "prompt=a circle", "k=auto", "auto_k.metric=vendi"),
+    ],
+)
+def test_an_x0_metric_that_is_no_embedder_is_refused_before_the_preflight(cli, tmp_path, monkeypatch, args):
+    """x0viz metric=vendi asked for DreamSim's weights (vendi's embedder, to a diversity run) and was refused only
+    once they were there."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))  # no DreamSim weights: the preflight would name them
+    code, _, err = cli(*args, f"out={tmp_path / 'run'}")
+    assert code == 2 and "unknown metric 'vendi'; choose one of: auto, dreamsim" in err, err
+    assert "missing" not in err and not (tmp_path / "run").exists()

@@ -33,7 +33,7 @@ from .common import EMBEDDER_NAMES, METHODS, SEED_MAX, USES_BASE_KNOBS, seeds_in
 class AutoK:
     prompts: list = items("prompts the base model's commitment is measured on", ITEM_TEXT, min_items=1)
     n: int = integer("seeds per prompt of that measurement", low=1)
-    metric: str = name(f"embedder of the x̂0-to-final distance: auto (the pair's) or one of {', '.join(EMBEDDER_NAMES)}")
+    metric: str = choice("embedder of the x̂0-to-final distance (auto: the pair's)", ("auto", *EMBEDDER_NAMES))
     threshold: float = number("committed once the distance is at most this fraction of its first value", 0, 1, True)
 
 

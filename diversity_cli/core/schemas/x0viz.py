@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..schema import anything, device, flag, integer, item_choice, items, name, number, out_dir, path, text
+from ..schema import anything, choice, device, flag, integer, item_choice, items, number, out_dir, path, text
 from .common import EMBEDDER_NAMES, METHODS, SEED_MAX, seeds_in_range
 from .generate import k_within_schedule, pair_valid
 
@@ -24,7 +24,7 @@ class X0vizConfig:
     k: int = integer("hybrid / replace_final: distilled steps the base runs", 0)
     base_guidance: float = number("guidance of the base model inside hybrid / replace_final", 0)
     base_steps: int = integer("null: the base runs on the distilled schedule; N: N steps of its own", 1, null=True)
-    metric: str = name(f"embedder of the x̂0-to-final distance: auto (the pair's) or one of {', '.join(EMBEDDER_NAMES)}")
+    metric: str = choice("embedder of the x̂0-to-final distance (auto: the pair's)", ("auto", *EMBEDDER_NAMES))
     threshold: float = number("committed once the distance is at most this fraction of its first value", 0, 1, True)
     columns: int = integer("grid columns at most (first and last step always shown)", 2)
     cell: int = integer("grid cell size, px", 8, 2048)
