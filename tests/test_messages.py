@@ -349,3 +349,27 @@ def test_an_x0_metric_that_is_no_embedder_is_refused_before_the_preflight(cli, t
     code, _, err = cli(*args, f"out={tmp_path / 'run'}")
     assert code == 2 and "unknown metric 'vendi'; choose one of: auto, dreamsim" in err, err
     assert "missing" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("generate", "model=sdxl_dmd2", "prompts=data/toy_prompts.txt", "n=30000"), "above the cap max_images="),
+        (("x0viz", "model=sdxl_dmd2", "prompts=data/toy_prompts.txt", "n=9000", "max_images=10000"), "above the cap"),
+        (("generate", "model=tiny_sd"), "no prompt given"),
+        (("x0viz", "model=tiny_sd"), "no prompt given"),
+    ],
+)
+def test_prompts_that_cannot_run_are_told_before_the_preflight(cli, tmp_path, monkeypatch, args, said):
+    """No prompt at all, or more images than max_images, was told only after the preflight had listed every
+    missing checkpoint (a real pair) or made the pair's schedulers (a tiny one)."""
+    from diversity_cli.commands import checks
+
+    def refused(*_):
+        raise AssertionError("the preflight ran before the prompts were read")
+
+    monkeypatch.setattr(checks, "needed", refused)
+    monkeypatch.setattr(checks, "schedules_set", refused)
+    code, _, err = cli(*args, f"out={tmp_path / 'run'}")
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

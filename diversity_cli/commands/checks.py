@@ -10,7 +10,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.console import stderr_console
 from ..core.marker import MARKER, check_new_run_folder
-from ..core.prompts import read_prompts
+from ..core.prompts import command_limits, read_prompts
 from ..core.resources import shipped_config
 from ..experiments.defaults import apply_defaults
 from ..experiments.launch import (
@@ -132,12 +132,14 @@ def schedules_set(model: DictConfig, roles: tuple[str, ...]) -> None:
             natural_scheduler(ModelSpec(role, str(conf.get("label")), None, scheduler, steps, guidance, timesteps))
 
 
-def check_inputs(cfg: DictConfig) -> None:
+def check_inputs(command: str, cfg: DictConfig) -> None:
     """The user's own files and names that need nothing loaded, checked before the preflight: a prompt file that is
-    missing or unreadable, and an unknown fid `features=`, would otherwise be told only after every missing
-    checkpoint had been fetched."""
+    missing or unreadable, no prompt at all, more images than max_images, and an unknown fid `features=`, would
+    otherwise be told only after every missing checkpoint had been fetched."""
     prompts = cfg.get("prompts")
-    if isinstance(prompts, str) and "prompt" in cfg:  # distill takes a YAML list too, read as it is
+    if command in ("generate", "x0viz"):  # they sample the prompts: one is needed (a pair's default is set by now)
+        read_prompts(cfg.get("prompt"), prompts, cfg.get("limit"), **command_limits(cfg))
+    elif isinstance(prompts, str) and "prompt" in cfg:  # distill takes a YAML list too, read as it is
         read_prompts(cfg.get("prompt"), prompts)
     if "features" in cfg and "reference" in cfg:
         check_reference(str(cfg.reference))
@@ -157,7 +159,7 @@ def prepare(command: str, cfg: DictConfig) -> DictConfig:
         check_new_run_folder(Path(str(cfg.out)).expanduser())
     started = time.perf_counter()
     apply_defaults(cfg)
-    check_inputs(cfg)
+    check_inputs(command, cfg)
     downloads = fail_if_missing(needed(command, cfg), command)
     if command in PAIR_COMMANDS and isinstance(cfg.get("model"), DictConfig) and not _run_exists(cfg):
         # a new run directory is made to load the pair: its schedulers cost nothing to make first (diffusers is
