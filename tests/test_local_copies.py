@@ -92,14 +92,17 @@ def test_a_local_folder_missing_its_file_is_one_line_before_anything_loads(cli, 
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("damage", ["repository_root", "no_weights", "only_fp16"])
+@pytest.mark.parametrize("damage", ["repository_root", "no_weights", "only_fp16", "weights_file"])
 def test_a_local_network_folder_it_cannot_load_is_one_line_before_anything_loads(cli, copies, tmp_path, damage):
-    """Each passed the preflight and failed at the load: the copy's root given for its unet/ folder, a folder with
-    its config.json and no weights, one of only fp16 weights read by a preset without a variant."""
+    """Each passed the preflight and failed at the load (or was told as another fault): the copy's root given for
+    its unet/ folder, a folder with its config.json and no weights, one of only fp16 weights read by a preset without
+    a variant, the weights file given for its folder."""
     unet = copies / "sdxl_base" / "unet"
     folder = tmp_path / "unet"
     if damage == "repository_root":
         folder = copies / "sdxl_base"
+    elif damage == "weights_file":  # the file for its folder: it was said to hold no config.json
+        folder = unet / "diffusion_pytorch_model.safetensors"
     elif damage == "no_weights":
         folder.mkdir()
         shutil.copy(unet / "config.json", folder)
@@ -113,6 +116,7 @@ def test_a_local_network_folder_it_cannot_load_is_one_line_before_anything_loads
         "repository_root": f"holds no config.json, so it is no diffusers network folder (a distill run's network is "
         f"its student/ folder); {unet} is one",
         "no_weights": "no weights file beside its config.json",
+        "weights_file": f"is a file: the key takes the folder holding config.json and the weights; {unet} holds one",
         "only_fp16": "only variant weights (diffusion_pytorch_model.fp16.safetensors), and this preset reads the plain",
     }[damage]
     assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err

@@ -232,6 +232,16 @@ def pair_missing(model: DictConfig, roles: tuple[str, ...] = ROLES) -> list[Miss
             missing.append(
                 Missing(f"{role} folder {path}", f"not found; set {settable(model, key)}=/folder/that/exists")
             )
+        elif folder is not None and folder.is_file():  # a weights or config file given for its folder
+            index = "model_index.json" if role == "components" else "config.json"
+            parent = f"; {folder.parent} holds one" if (folder.parent / index).is_file() else ""
+            missing.append(
+                Missing(
+                    f"{role} {'folder' if role == 'components' else 'network'} {path}",
+                    f"is a file: the key takes the folder holding {index} and the weights{parent}; set "
+                    f"{settable(model, key)}=<such a folder>",
+                )
+            )
         elif folder is not None and role == "components" and not (folder / "model_index.json").is_file():
             # the shared parts are read as a pipeline folder, after both networks have loaded: said before
             missing.append(
