@@ -366,6 +366,31 @@ def test_fid_points_are_numbers_labelled_with_their_reference(cli, tmp_path):
     assert "pixel[size=16]" in out
 
 
+def test_tables_2_and_4_show_an_ablations_fid_points(cli, tmp_path):
+    """README gives `ablate method=skip_first fid=true` as Table 4's command, and the report showed no Table 4 (nor
+    Table 2) for it: it read fid.csv at a run's root, and an ablation measures FID in each point's folder."""
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32), (60 * i, 30, 0)).save(reference / f"{i}.png")
+    fid = [f"measure.fid.reference={reference}", "measure.fid.features=tiny_random", "measure.fid.clip_model=null"]
+    out = tmp_path / "out"
+    args = [*SWEEP, "method=skip_first,hybrid", "k=1", f"prompt={PROMPTS[0]}", f"out={out}", "baselines=false"]
+    code, _, err = cli("ablate", *args, "fid=true", "measure.fid.is_splits=1", *fid)
+    assert code == 0, err
+    code, _, err = cli("report", f"out={out}", "tables=[2,4]", "html=false", "figures=false")
+    assert code == 0, err
+    table = (out / "tables" / "table_4.md").read_text()
+    for tag, label in (("skip_first", "Skip First Timestep (3 steps)"), ("hybrid_k1", "Hybrid (4 steps)")):
+        (row,) = _read(out / "points" / "tiny_sd" / tag / "measure" / "fid.csv")
+        cells = [line for line in table.splitlines() if line.startswith(f"| {label} |")]
+        assert len(cells) == 1 and f"tiny_sd / {tag} (" in cells[0], table
+        measured = float(cells[0].split("|")[3])  # the FID column, as rounded for the table
+        assert measured == pytest.approx(float(row["fid_tinyrandom"]), abs=5e-4), (cells, row)
+        assert f"FID of {out / 'points' / 'tiny_sd' / tag / 'measure'} against {reference}: 4 images" in table
+    assert "Hybrid (4 steps)" in (out / "tables" / "table_2.md").read_text()
+
+
 def test_images_of_other_settings_are_refused_before_any_point_and_keep_the_table(cli, tmp_path):
     """Refused inside each point, a rerun with another model.base.guidance recorded every point as failed, and a
     failed point's earlier rows left ablate.csv: the refusal lost the sweep's results."""

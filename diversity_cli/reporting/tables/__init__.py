@@ -105,10 +105,11 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def build_tables(runs: list[RunData], paper: list[Line], cfg: Any, keys: Iterable[str]) -> dict[str, Table]:
+def build_tables(everyone: list[RunData], paper: list[Line], cfg: Any, keys: Iterable[str]) -> dict[str, Table]:
     """Each requested table that at least one run has a measurement for."""
     tables = {}
     for key in keys:
+        runs = quality.with_ablate_points(everyone) if key in ("2", "4") else everyone  # ablate fid=true's too
         measured = BUILDERS[key](runs, paper, cfg.mapping[key])
         if measured:
             tables[key] = table = assemble(TABLE_IDS[key], paper, measured)

@@ -573,7 +573,9 @@ def _fid_references(run: RunData) -> dict[str, tuple[dict[str, Any], dict[str, A
     measured = {}
     for record in run.records:  # oldest first: the latest measurement under a label is fid.csv's
         label, config, used = record.get("reference_label"), record.get("config"), record.get("references")
-        if record.get("command") == "fid" and label and isinstance(config, dict) and isinstance(used, dict) and used:
+        # fid's, or ablate's in a point's measurement folder (its fid=true step)
+        fid = record.get("command") in ("fid", "ablate")
+        if fid and label and isinstance(config, dict) and isinstance(used, dict) and used:
             measured[str(label)] = (config, used)
     return measured
 

@@ -14,6 +14,7 @@ from .common import (
     choose_model,
     fid_references,
     label_folder,
+    load_run,
     match_tag,
     md_literal,
     origin,
@@ -148,3 +149,19 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
 def build(table: str, runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
     """Table 2's or 4's (`table`: "2" / "4") measured cells, run by run; the paper's cells are not needed."""
     return [line for run in runs for line in quality_records(table, run, cfg)]
+
+
+def with_ablate_points(runs: list[RunData]) -> list[RunData]:
+    """The runs Tables 2 and 4 read: each run, then the points of an ablation that measured FID (`ablate
+    fid=true`). A point's measurement folder (`points/<model>/<tag>/measure`) is a run of its own, with fid.csv,
+    the samples it measured and fid's record: ablate.csv's FID rows name neither the reference nor the images, so
+    the tables read it there, as they read a fid run, and name it as the run of its cells."""
+    expanded = []
+    for run in runs:
+        expanded.append(run)
+        points = (row.get("run", "") for row in run.ablate if quality_slot(row.get("metric", "")) == "fid")
+        for point in dict.fromkeys(points):
+            folder = run.root / point / "measure"
+            if point and (folder / "fid.csv").is_file():
+                expanded.append(load_run(folder))
+    return expanded
