@@ -29,10 +29,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     owner = f".{path.name}.{HOST}.{os.getpid()}."  # whose temporary: a killed writer's is removed by the next one
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=owner, suffix=".tmp" + path.suffix)
     os.close(handle)
-    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the file gets the mode any new file would
+    os.chmod(name, new_file_mode())  # mkstemp makes it private; the file gets the mode any new file would
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, new_file_mode())  # a writer may have made it anew, private (safetensors does)
         _fsync(temporary)
         os.replace(temporary, path)
     except BaseException:
@@ -102,10 +103,22 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def _umask() -> int:
+def new_file_mode() -> int:
+    """The mode a new file gets under this process's umask (0644 under the usual 022)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
+
+
+def shared_modes(root: str | Path) -> None:
+    """Give every file under `root` the mode a new file gets: safetensors writes its files readable by their owner
+    alone, and a student, adapter or checkpoint on a shared run folder is for the whole group to read."""
+    mode = new_file_mode()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, mode)
 
 
 def _fsync(path: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.atomic import write_text
+from ..core.atomic import shared_modes, write_text
 from ..core.errors import UserError
 from ..core.resources import asset
 from .data import FACTORS, IMAGE_SIZE, MODE_FACTORS, allowed_modes, parse_prompt
@@ -93,6 +93,7 @@ def save_classifier(model: ToyClassifier, folder: str | Path, extra: dict | None
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
     write_text(folder / CONFIG, json.dumps({**model.config(), **(extra or {})}, indent=2) + "\n")
+    shared_modes(folder)  # safetensors writes its files private
     return folder
 
 

@@ -13,7 +13,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from omegaconf import DictConfig
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..core.atomic import atomic_path
+from ..core.atomic import atomic_path, shared_modes
 from ..core.errors import UserError, first_line
 from ..models.coord_unet import CoordUNet2DConditionModel, add_coordinates, unet_class
 from ..sampling.denoiser import denoising_target
@@ -98,6 +98,7 @@ def train_vae(runner: StageRunner, cfg: DictConfig, images: torch.Tensor, seed: 
     # SD's convention: latents / scaling_factor is what the decoder takes, and scaled latents have unit variance.
     vae.register_to_config(scaling_factor=1.0 / std)
     vae.save_pretrained(folder, safe_serialization=True)
+    shared_modes(folder)  # safetensors writes its files private
     runner.mark_done("vae", {"seconds": seconds, "latent_mean": mean, "latent_std": std, "scaling_factor": 1 / std})
     return vae.eval()
 
@@ -111,6 +112,7 @@ def reuse_vae(
     vae = AutoencoderKL.from_pretrained(source).to(images.device).eval()
     mean, std = latent_stats(vae, images, generator)
     vae.save_pretrained(folder, safe_serialization=True)
+    shared_modes(folder)
     scaling = float(vae.config.scaling_factor)
     info = {"seconds": 0.0, "latent_mean": mean, "latent_std": std, "scaling_factor": scaling, "reused": str(source)}
     runner.mark_done("vae", info)
@@ -331,6 +333,7 @@ def train_unet(
     final = out / "checkpoints" / "unet_final"
     unet.save_pretrained(final / "unet", safe_serialization=True)
     encoder.save_pretrained(final / "text_encoder", safe_serialization=True)
+    shared_modes(final)
     info = {"seconds": seconds}
     runner.mark_done("unet", info)
     return unet.eval(), encoder.eval(), info

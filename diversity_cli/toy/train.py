@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..core.atomic import atomic_path
+from ..core.atomic import atomic_path, shared_modes
 from ..core.config import differing_keys
 from ..core.console import LoggedProgress, RateColumn
 from ..core.errors import UserError, first_line
@@ -419,6 +419,7 @@ def export_base(folder: Path, vae, text_encoder, tokenizer, unet, schedule: dict
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
+    shared_modes(folder)  # safetensors writes its files private
     return folder
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.atomic import write_text
+from ..core.atomic import shared_modes, write_text
 from ..core.config import differing_keys
 from ..core.errors import UserError, first_line
 from ..core.marker import (
@@ -296,6 +296,7 @@ class RunState:
             self.check_foreign(path)
             self.remove_owned(final)
         self.marker.record(*names)
+        shared_modes(partial)  # its safetensors were written private
         os.replace(partial, path)
 
     def seal(self, partial: Path, path: Path, keep: int) -> None:
