@@ -60,9 +60,12 @@ def read_prompts(
     rows = rows[:limit] if limit is not None else rows
     last = max((row.first_seed(seed) for row in rows if row.seed is not None or seed is not None), default=None)
     if n is not None and last is not None and last + n - 1 > SEED_MAX:
+        # the table's own seed, or the command's seed=: the line names which to lower
+        own = prompts is not None and any(row.seed is not None and row.first_seed(seed) == last for row in rows)
+        where, what = (f"prompt file {prompts}: ", "its seeds") if own else ("", "seed= (and a prompt table's seeds)")
         raise UserError(
-            f"seed {last} with n={n} reaches seed {last + n - 1}, above the largest seed {SEED_MAX}; give seed= "
-            f"(and a prompt table's seeds) <= {SEED_MAX - n + 1}"
+            f"{where}seed {last} with n={n} reaches seed {last + n - 1}, above the largest seed {SEED_MAX}; give "
+            f"{what} <= {SEED_MAX - n + 1}"
         )
     if n is not None and max_images is not None and len(rows) * n > max_images:
         raise UserError(
@@ -99,7 +102,10 @@ def _read_file(path: Path, typed: str) -> list[PromptRow]:
     except OSError as err:
         raise UserError(f"cannot read prompt file {path}: {err.strerror or err}") from None
     except csv.Error as err:
-        raise UserError(f"{path} is not a readable CSV: {err}") from None
+        # strict reading's two faults: a quote never closed, and text after a closing quote
+        quoted = "end of data" in str(err) or '"' in str(err)
+        quoting = ' (a quoted field ends with its quote: "a circle, red")' if quoted else ""
+        raise UserError(f"{path} is not a readable CSV: {err}{quoting}") from None
     if not rows:
         raise UserError(f"prompt file {path} has no prompts; put one prompt per line (or a CSV `prompt` column)")
     return rows
@@ -107,7 +113,8 @@ def _read_file(path: Path, typed: str) -> list[PromptRow]:
 
 def _read_csv(path: Path) -> list[PromptRow]:
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+        # strict: a quote opened and never closed is an error, not a prompt that runs on to the end of the file
+        reader = csv.DictReader(f, strict=True)
         fields = reader.fieldnames or []
         if "prompt" not in fields:
             raise UserError(f"{path} has no 'prompt' column (columns: {', '.join(fields) or 'none'})")
