@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,34 @@ def test_a_second_writer_refuses_with_one_line_or_waits(cli, made, tmp_path):
         code, _, err = _generate(cli, out, "n=3", "lock_wait=0.2")  # waits (saying so), then gives up
         assert code == 2 and "Traceback" not in err and "waiting for another process" in err, err
         assert err.strip().splitlines()[-1].startswith("error:") and "still being written" in err, err
+    assert len(RunDir(out).read_samples()) == 2
+
+
+def test_a_generate_that_waited_for_another_writer_counts_none_of_its_images(cli, made, tmp_path):
+    """It waited while another process made the images, found nothing to do, and reported them as its own
+    ("generate: 2 images, ... images/s"): a throughput made up from another process's work."""
+    import shutil
+    import threading
+
+    from filelock import FileLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holding = threading.Event()
+
+    def other_writer() -> None:  # holds the writer's lock, makes the run's images, lets go
+        with FileLock(str(out / ".samples.csv.lock")):
+            holding.set()
+            time.sleep(1.0)
+            shutil.copytree(made, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    holding.wait()
+    code, summary, err = _generate(cli, out, "lock_wait=null")
+    writer.join()
+    assert code == 0 and "waiting for another process" in err and "nothing to do" in err, err
+    assert "generate: 0 images" in summary, summary
     assert len(RunDir(out).read_samples()) == 2
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from omegaconf import DictConfig
 
@@ -17,5 +17,5 @@ READ_ONLY_BY = {key: ("method", USES_BASE_KNOBS) for key in ("k", "base_guidance
 READ_ONLY_BY.update({f"auto_k.{key}": ("k", ("auto",)) for key in ("prompts", "n", "metric", "threshold")})
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig) -> os.PathLike:
     return dispatch(cfg, generate, remaining, merge_samples, batched=True)  # shards (launcher=, devices=) or here

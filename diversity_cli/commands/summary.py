@@ -69,7 +69,7 @@ def _interval(row: dict[str, str], level: float) -> str:
     return text
 
 
-def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -> None:
+def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int, made: int | None) -> None:
     from ..core.prompts import read_prompts
     from ..core.rundir import shard_writer
     from ..experiments.generation import plan_jobs
@@ -82,9 +82,11 @@ def _generate(summary: Summary, cfg: DictConfig, root: Path, rows_before: int) -
     # neither its count nor its seconds per image may take in (a shard beside another reported both's images)
     paths = {job.path for job in plan_jobs(cfg, prompts, shard)}
     rows = [row for row in RunDir(root).read_samples() if row["path"] in paths]
-    # images written by this command: a remade image (lost, truncated, overwrite=true) adds no row, so count files
-    began = time.time() - summary.seconds
-    summary.images = sum(1 for row in rows if _mtime(root / row["path"]) >= began) if rows_before else len(rows)
+    if made is not None:  # generate's own count: not the images of another writer it waited for
+        summary.images = made
+    else:  # its shards': images written since it began (a remade image adds no row, so files are counted)
+        began = time.time() - summary.seconds
+        summary.images = sum(1 for row in rows if _mtime(root / row["path"]) >= began) if rows_before else len(rows)
     table = shard_writer(shard)  # a shard writes its own samples file
     if rows:  # a shard with no prompt row of its own wrote neither
         summary.written += [(table, str(root / table)), ("images", f"{root / cfg.model.name}/<tag>/")]
@@ -278,7 +280,7 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
     summary = Summary(command, seconds)
     path = Path(result) if isinstance(result, (str, os.PathLike)) else None
     if command == "generate" and path is not None:
-        _generate(summary, cfg, path, rows_before)
+        _generate(summary, cfg, path, rows_before, getattr(result, "made", None))
     elif command == "diversity" and path is not None:
         _diversity(summary, result, float(cfg.get("ci", 0.95)) if cfg is not None else 0.95, cfg)
     elif command == "fid" and path is not None:

@@ -31,6 +31,19 @@ from .shards import Shard, batch_done, parse_shard
 
 
 @dataclass(frozen=True)
+class Generated:
+    """What `generate` did: the run directory (a path wherever one is taken) and how many images this process
+    made. A command that waited for another writer of the same run finds its images made by that one: the summary
+    must not count them as its own."""
+
+    root: Path
+    made: int
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+
+@dataclass(frozen=True)
 class Job:
     prompt: str
     seed: int
@@ -264,7 +277,7 @@ def auto_k_line(cfg: DictConfig, record: dict) -> str:
     )
 
 
-def generate(cfg: DictConfig) -> Path:
+def generate(cfg: DictConfig) -> Generated:
     validate(cfg)
     shard = parse_shard(cfg.get("shard"))
     rows = _prompt_rows(cfg)
@@ -288,7 +301,7 @@ def generate(cfg: DictConfig) -> Path:
 
 def _fill(
     cfg: DictConfig, run: RunDir, jobs: list[Job], pair, auto_k: dict | None = None, remade: set[str] | None = None
-) -> Path:
+) -> Generated:
     """Make the images of `jobs` still missing from the run directory, holding its writer's lock; `remade`: the
     images the whole command makes again (overwrite=true), which no weights check counts as kept."""
     done = {row["path"]: row for row in run.read_samples()}
@@ -303,7 +316,7 @@ def _fill(
             stderr_console().print(f"[green]nothing to do[/]: all {len(jobs)} images are in {run.root}")
         if auto_k:  # k=auto measured a commitment (or read it from its cache): what it found is this run's to record
             record_invocation(run.root, config=cfg, auto_k=auto_k)
-        return run.root
+        return Generated(run.root, 0)
 
     from ..sampling.plan import make_plan
     from ..sampling.record import sampling_settings
@@ -373,7 +386,7 @@ def _fill(
             run.write_images([(job.path, image) for job, image in zip(batch, images, strict=True)], rows_out)
             progress.advance(task, len(batch))
             batch_done()  # a shard job told to stop (SIGUSR2) checkpoints and requeues here, between batches
-    return run.root
+    return Generated(run.root, len(todo))
 
 
 def weights_part(model: DictConfig, method: str, models: dict) -> str:
