@@ -373,3 +373,17 @@ def test_prompts_that_cannot_run_are_told_before_the_preflight(cli, tmp_path, mo
     code, _, err = cli(*args, f"out={tmp_path / 'run'}")
     assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mistyped_relative_adapter_path_is_told_as_a_path_not_a_download(cli, tmp_path, monkeypatch):
+    """`adapter=results/lora_rde` read as a hub repo id: "not in the local cache ... run `hf download
+    results/lora_rde`", for a folder misspelt beside results/lora_red."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "lora_red").mkdir(parents=True)
+    args = ("transfer-lora", "model=toy", "prompt=a shape", "n=2", "out=results/run")
+    code, _, err = cli(*args, "adapter=results/lora_rde")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "adapter=results/lora_rde: no such file or folder in results/; did you mean lora_red?" in err, err
+    assert "hf download" not in err and not (tmp_path / "results" / "run").exists()
+    code, _, err = cli(*args, "adapter=someone/lora")  # no folder `someone` here: a hub id, as before
+    assert code == 2 and "hf download someone/lora" in err, err

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from ..core.errors import UserError, first_line
+from ..core.errors import UserError, did_you_mean, first_line
 from .adapter_pair import has_distillation_adapter
 from .loading import NETWORK_SLOT, guarded_load, pickle_refusal, refused_pickle
 
@@ -108,7 +108,17 @@ def resolve_file(spec: str, file: str | None = None) -> Path:
 
         name = file or KNOWN_FILES[0]
         download = lambda local: hf_hub_download(spec, name, local_files_only=local)  # noqa: E731
-        return Path(guarded_load(download, spec, "adapter", name))
+        try:
+            return Path(guarded_load(download, spec, "adapter", name))
+        except UserError:
+            if not given.parent.is_dir():
+                raise
+            # `results/lora_rde` where results/ is a folder here: a mistyped path, not a hub id to download
+            near = did_you_mean(given.name, sorted(p.name for p in given.parent.iterdir()))
+            raise UserError(
+                f"adapter={spec}: no such file or folder in {given.parent}/{near or ''} (nor a hub repo id of that "
+                "name in the local cache)"
+            ) from None
     raise UserError(f"adapter={spec}: no such file or folder (give a weights file, a folder or a hub repo id)")
 
 
