@@ -387,3 +387,26 @@ def test_a_mistyped_relative_adapter_path_is_told_as_a_path_not_a_download(cli, 
     assert "hf download" not in err and not (tmp_path / "results" / "run").exists()
     code, _, err = cli(*args, "adapter=someone/lora")  # no folder `someone` here: a hub id, as before
     assert code == 2 and "hf download someone/lora" in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("train-lora", "concept=rde"), "concept=rde is not a value of a toy factor; did you mean red?"),
+        (("train-lora", "concept=color=circle"), "'circle' is no color value ('circle' is a shape value); color: red"),
+        (("train-lora", "concept=colour=red"), "'colour' is no toy factor; did you mean color?"),
+        (("train-lora", "concept=red", "mode=slider", "negative=blu"), "negative=blu is not a value of a toy factor; "),
+        (("transfer-lora", "adapter=ADAPTER", "classifier_target=color=purpel"), "did you mean purple? color: red,"),
+        (("transfer-lora", "adapter=ADAPTER", "classifier_target=purple"), "give factor=value, e.g. classifier_"),
+    ],
+)
+def test_a_toy_factor_value_mistyped_is_named_with_what_it_may_be(cli, tmp_path, args, said):
+    """concept=rde listed every value with no did-you-mean, concept=color=circle said circle was no toy value at
+    all, and classifier_target=color=purpel said only "use factor=value with a toy factor value"."""
+    if args[0] == "transfer-lora":
+        adapter = tmp_path / "adapter"
+        assert cli("train-lora", "concept=red", "steps=1", "images=4", f"out={adapter}")[0] == 0
+        args = (*(arg.replace("ADAPTER", str(adapter)) for arg in args), "prompt=a shape")
+    code, _, err = cli(*args, f"out={tmp_path / 'run'}")
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

@@ -472,12 +472,10 @@ def classifier_target(cfg: DictConfig, concept: str | None) -> tuple[str, int] |
     enabled = is_toy_pair(cfg.model) if cfg.classifier == "auto" else bool(cfg.classifier)
     if not enabled:
         return None
-    from ..toy.data import FACTORS, parse_prompt
+    from ..toy.data import FACTORS, factor_value, parse_prompt
 
     if cfg.classifier_target:
-        factor, _, value = str(cfg.classifier_target).partition("=")
-        if factor not in FACTORS or value not in FACTORS[factor]:
-            raise UserError(f"classifier_target={cfg.classifier_target}: use factor=value with a toy factor value")
+        factor, value = factor_value(str(cfg.classifier_target), "classifier_target", bare=False)
         return factor, FACTORS[factor].index(value)
     if not concept:  # a bare adapter file records no concept (train-lora's folder does)
         raise UserError(

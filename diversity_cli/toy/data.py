@@ -30,7 +30,7 @@ from itertools import product
 
 import numpy as np
 
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 
 IMAGE_SIZE = 32
 # Raise when a change to `render` changes the pixels of a scene: cached toy reference statistics (`fid
@@ -46,6 +46,35 @@ FACTORS: dict[str, list[str]] = {
     "count": ["one", "two"],
 }
 MODE_FACTORS = ("shape", "color", "position")
+
+
+def factor_value(text: str, key: str, bare: bool = True) -> tuple[str, str]:
+    """(factor, value) a setting names: `factor=value` ("color=red"), or (`bare`) a value alone ("red"). A wrong
+    one is one line naming what is wrong: no such factor, a value of another factor, a misspelt value."""
+    factor, sep, value = text.partition("=")
+    if sep and factor in FACTORS and value in FACTORS[factor]:
+        return factor, value
+    if not sep and bare:
+        value = text
+        owners = [name for name, values in FACTORS.items() if value in values]
+        if owners:
+            return owners[0], value
+    everything = [v for values in FACTORS.values() for v in values]
+    if sep and factor not in FACTORS:
+        near = did_you_mean(factor, FACTORS) or ";"
+        raise UserError(f"{key}={text}: '{factor}' is no toy factor{near} the factors: {', '.join(FACTORS)}")
+    if sep:
+        owner = next((name for name, values in FACTORS.items() if value in values), None)
+        elsewhere = f" ('{value}' is a {owner} value)" if owner else ""
+        near = did_you_mean(value, FACTORS[factor]) or ";"
+        raise UserError(
+            f"{key}={text}: '{value}' is no {factor} value{elsewhere}{near} {factor}: {', '.join(FACTORS[factor])}"
+        )
+    if not bare:
+        raise UserError(f"{key}={text}: give factor=value, e.g. {key}=color=red")
+    known = "; ".join(f"{name}: {', '.join(values)}" for name, values in FACTORS.items())
+    raise UserError(f"{key}={text} is not a value of a toy factor{did_you_mean(value, everything)} ({known})")
+
 
 # How often a caption names each factor; "a shape" (nothing named) comes up about 1 caption in 70.
 NAME_PROBABILITY = {"shape": 0.6, "color": 0.5, "size": 0.35, "position": 0.4, "background": 0.35, "count": 0.35}

@@ -45,7 +45,7 @@ from ..core.pair_settings import training_settings as model_training_settings
 from ..core.record import record_invocation
 from ..core.samples import writer_lock
 from ..models.provenance import hashed_weights
-from .data import FACTORS, caption, render, sample_labels, sample_named
+from .data import FACTORS, caption, factor_value, render, sample_labels, sample_named
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
 METADATA = "adapter.json"
@@ -109,12 +109,12 @@ def validate(cfg: DictConfig) -> tuple[str, str, str | None]:
     """(factor, value, negative value or None) of the concept; bad knobs fail before any model loads."""
     if cfg.mode not in ("lora", "slider"):
         raise UserError(f"mode={cfg.mode}: use lora (images showing the concept) or slider (concept vs negative)")
-    factor, value = concept_value(str(cfg.concept))
+    factor, value = factor_value(str(cfg.concept), "concept")
     negative = None
     if cfg.mode == "slider":
         if not cfg.negative:
             raise UserError(f"mode=slider needs negative=...: another {factor} value ({', '.join(FACTORS[factor])})")
-        other_factor, negative = concept_value(str(cfg.negative))
+        other_factor, negative = factor_value(str(cfg.negative), "negative")
         if other_factor != factor or negative == value:
             raise UserError(f"negative={cfg.negative} must be another value of {factor}: {', '.join(FACTORS[factor])}")
     for key in ("steps", "batch_size", "images", "rank"):
@@ -123,19 +123,6 @@ def validate(cfg: DictConfig) -> tuple[str, str, str | None]:
     if cfg.model.family not in ("sd", "sdxl"):  # PixArt and the flow families: no UNet, other LoRA loaders
         raise UserError(f"model={cfg.model.name}: train-lora needs an SD or SDXL pair (UNet with LoRA loaders)")
     return factor, value, negative
-
-
-def concept_value(concept: str) -> tuple[str, str]:
-    """A toy factor value ("red"), or factor=value ("color=red")."""
-    if "=" in concept:
-        factor, _, value = concept.partition("=")
-        if factor in FACTORS and value in FACTORS[factor]:
-            return factor, value
-    for factor, values in FACTORS.items():
-        if concept in values:
-            return factor, concept
-    known = "; ".join(f"{factor}: {', '.join(values)}" for factor, values in FACTORS.items())
-    raise UserError(f"concept={concept} is not a value of a toy factor ({known})")
 
 
 def training_settings(cfg: DictConfig) -> dict[str, Any]:
