@@ -675,6 +675,23 @@ def test_a_group_no_table_row_names_is_said_and_can_be_mapped(cli, tmp_path: Pat
     assert "+mapping.2.rows.hybrid_k2_bs5=Hybrid" in err and "diversity.csv measured" not in err
 
 
+def test_an_ablations_groups_no_table_row_names_are_said_as_a_generate_runs_are(cli, tmp_path: Path):
+    """`report out=<ablate run>` said nothing of a sweep's hybrid_k2_bs5 in no row of any table: it looked at
+    diversity.csv and fid.csv only, while the same groups made by generate were named."""
+    root = tmp_path / "ablate"
+    root.mkdir()
+    point = {"model": "toy", "method": "hybrid", "k": "2", "base_guidance": "0", "base_steps": "5", "n": "4"}
+    rows = [
+        {**point, "prompt": "a red circle", "metric": "toy_features", "value": "0.2", "seed": "0"},
+        {**point, "prompt": "", "metric": "fid_toyfeat", "value": "3.5", "seed": "0"},  # ablate fid=true's row
+    ]
+    write_csv(root / "ablate.csv", rows)
+    err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[3]")[2].split())
+    assert "ablate.csv measured toy / hybrid_k2_bs5, in no row of Tables 3, D.1, E.1" in err, err
+    err = " ".join(cli("report", f"out={root}", "html=false", "figures=false", "tables=[4]")[2].split())
+    assert "ablate.csv measured toy / hybrid_k2_bs5, in no row of Tables 2, 4" in err, err
+
+
 def test_a_row_of_a_table_not_asked_for_is_a_row_and_no_group_is_advised_into_another_methods_row(cli, tmp_path):
     """`make reproduce-table4` on a run that also holds Table 2's base and distilled: they are rows of Table 2, not
     untabulated; and a group no row takes (replace_final in fid.csv) is named without advice to map it into Hybrid,

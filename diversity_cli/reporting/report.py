@@ -147,7 +147,7 @@ def nothing_to_report(cfg: DictConfig, keys: list[str], roots: list[Path]) -> st
     return f"nothing to report in {where}: {asked}, {figures} and html=false; nothing written"
 
 
-def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig, keys: list[str]) -> None:
+def _print_untabulated(found: dict[str, dict[str, str]], mapping: DictConfig, keys: list[str]) -> None:
     """Measured groups whose method tag no table row names: said, so a missing row is not read as unmeasured; with
     a mapping that would show one, when a row of its method can take it."""
     for source, groups in found.items():
@@ -158,8 +158,9 @@ def _print_untabulated(found: dict[str, list[str]], mapping: DictConfig, keys: l
             if example
             else "no row of theirs is for these methods (conf/report.yaml's mapping)"
         )
+        files = " and ".join(dict.fromkeys(groups.values()))  # ablate.csv for an ablation's groups
         stderr_console().print(
-            f"note: {source} measured {escape(', '.join(groups))}, in no row of Tables {tables} (their tags are no "
+            f"note: {files} measured {escape(', '.join(groups))}, in no row of Tables {tables} (their tags are no "
             f"row's); {escape(how)}"
         )
 

@@ -758,25 +758,32 @@ def ablate_stale_text(run: RunData, groups: list[str]) -> str:
 TABLES_OF = {"diversity.csv": ("3", "D1", "E1"), "fid.csv": ("2", "4")}
 
 
-def untabulated(runs: list[RunData], mapping: Any, keys: list[str]) -> dict[str, list[str]]:
-    """CSV -> "model / tag" of each group it measured whose tag no row of the tables the CSV fills names in
-    `mapping`, said when one of those tables is requested (`keys`): e.g. the toy demo's hybrid `hybrid_k1_bs5`, in
-    no table unless mapped to a row. A row of a table not requested counts: Table 4's report need not call Table 2's
-    base untabulated."""
-    found: dict[str, list[str]] = {}
+def untabulated(runs: list[RunData], mapping: Any, keys: list[str]) -> dict[str, dict[str, str]]:
+    """CSV kind -> "model / tag" of each group measured whose tag no row of the tables that kind fills names in
+    `mapping` -> the file that measured it (the CSV, or ablate.csv), said when one of those tables is requested
+    (`keys`): e.g. the toy demo's hybrid `hybrid_k1_bs5`, in no table unless mapped to a row. A row of a table not
+    requested counts: Table 4's report need not call Table 2's base untabulated."""
+    found: dict[str, dict[str, str]] = {}
     for source, tables in TABLES_OF.items():
         if not any(key in keys for key in tables):
             continue
         names = [rows for key in tables for _, rows in row_sets(mapping, key)]
-        groups: dict[str, None] = {}
+        groups: dict[str, str] = {}
         for run in runs:
-            for row in run.diversity if source == "diversity.csv" else run.fid:
+            for row in measured_rows(run, source):
                 tag, model = row.get("method", ""), row.get("model", "")
                 if tag and not any(match_tag(tag, rows) for rows in names):
-                    groups[f"{model} / {tag}"] = None
+                    groups.setdefault(f"{model} / {tag}", row.get("_source", source))
         if groups:
-            found[source] = list(groups)
+            found[source] = groups
     return found
+
+
+def measured_rows(run: RunData, source: str) -> list[dict[str, str]]:
+    """The rows of `source`'s measurements a run holds (method = the tag): the CSV's, and an ablation's of that
+    kind (ablate.csv's FID / IS / CLIP rows have no prompt, its diversity rows one)."""
+    ablate = [row for row in ablate_as_diversity(run) if bool(row.get("prompt")) == (source == "diversity.csv")]
+    return [*(run.diversity if source == "diversity.csv" else run.fid), *ablate]
 
 
 def row_sets(mapping: Any, key: str) -> list[tuple[str, dict[str, str]]]:
