@@ -358,15 +358,18 @@ def test_an_x0_metric_that_is_no_embedder_is_refused_before_the_preflight(cli, t
         (("x0viz", "model=sdxl_dmd2", "prompts=data/toy_prompts.txt", "n=9000", "max_images=10000"), "above the cap"),
         (("generate", "model=tiny_sd"), "no prompt given"),
         (("x0viz", "model=tiny_sd"), "no prompt given"),
+        # distill's settings: told on a second line, after "note: the preflight took 2.1 s"
+        (("distill", "prompt=a shape", "distill=dp_dmd", "anchor_k=9"), "anchor_k=9 is out of range"),
+        (("distill", "prompt=a shape", "t_range=[0.9,0.1]"), "must be [low, high] with 0 <= low < high <= 1"),
     ],
 )
-def test_prompts_that_cannot_run_are_told_before_the_preflight(cli, tmp_path, monkeypatch, args, said):
-    """No prompt at all, or more images than max_images, was told only after the preflight had listed every
-    missing checkpoint (a real pair) or made the pair's schedulers (a tiny one)."""
+def test_input_that_cannot_run_is_told_before_the_preflight(cli, tmp_path, monkeypatch, args, said):
+    """No prompt at all, or more images than max_images (or a distill setting out of range), was told only after
+    the preflight had listed every missing checkpoint (a real pair) or made the pair's schedulers (a tiny one)."""
     from diversity_cli.commands import checks
 
     def refused(*_):
-        raise AssertionError("the preflight ran before the prompts were read")
+        raise AssertionError("the preflight ran before the input was checked")
 
     monkeypatch.setattr(checks, "needed", refused)
     monkeypatch.setattr(checks, "schedules_set", refused)
