@@ -111,7 +111,7 @@ def _answered(command: Command, target, arguments: list[str]) -> bool:
         if command.config and "model" in usage.group_choices(command.config):
             from .commands.models import pair_lines
 
-            pairs = pair_lines()
+            pairs = pair_lines(checked=False)
         set_by_it = getattr(target, "SET_BY_THE_COMMAND", ())
         help_text = (
             usage.command_help(command.name, command.help, command.config, pairs, rest, set_by_it)

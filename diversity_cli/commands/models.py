@@ -9,11 +9,13 @@ from ..core.errors import UserError, did_you_mean
 from ..models.preflight import pair_missing
 
 
-def pair_rows() -> list[dict[str, str]]:
+def pair_rows(checked: bool = True) -> list[dict[str, str]]:
+    """A row per pair. `checked=False` (a command's --help): its keys alone, not the schema's checks of its
+    scheduler settings, which import diffusers (seconds for a help text); `models` checks them."""
     rows = []
     for name in available("model"):
         try:
-            model = compose("generate", [f"model={name}"]).model
+            model = compose("generate", [f"model={name}"], checked=checked).model
         except UserError:  # a pair file of the user's that does not compose: listed as such, the others still are
             broken = f"config does not read: `diversity-cli generate model={name} --cfg job` says why"
             rows.append({"pair": name, "base": "", "student": "", "px": "", "weights": broken})
@@ -33,8 +35,8 @@ def pair_rows() -> list[dict[str, str]]:
     return rows
 
 
-def pair_lines() -> list[str]:
-    rows = pair_rows()
+def pair_lines(checked: bool = True) -> list[str]:
+    rows = pair_rows(checked)
     width = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
     lines = ["  ".join(f"{key:<{width[key]}}" for key in width).rstrip()]
     lines += ["  ".join(f"{row[key]:<{width[key]}}" for key in width).rstrip() for row in rows]

@@ -302,7 +302,7 @@ def key_rows(config: str, groups: list[str] | None = None) -> list[tuple[str, st
     """(key, type, default, help) for every key of the command except the groups' own contents: type and help
     from the typed schema, else from the value and the comment beside the key in the YAML. `groups`: choices of
     its config groups (`distill=dp_dmd`), whose keys join the list."""
-    cfg = compose(config, list(groups or []))
+    cfg = compose(config, list(groups or []), checked=False)  # its keys and defaults: the checks import diffusers
     comments = config_comments(config)
     typed = schema_rules(config)
     rows = []

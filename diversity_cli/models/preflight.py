@@ -202,7 +202,7 @@ def _composed_pair(name: str, folders: tuple[str, ...]) -> DictConfig:
     costs ~0.1 s)."""
     from ..core.config import compose
 
-    pair = compose("generate", [f"model={name}"]).model
+    pair = compose("generate", [f"model={name}"], checked=False).model  # its keys: no checks (they import diffusers)
     OmegaConf.set_readonly(pair, True)  # shared by every caller: read only
     return pair
 
