@@ -316,7 +316,9 @@ def test_train_lora_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_a
         "batch_size=4",
         f"out={tmp_path / 'b'}",
     )
-    assert cli(*fresh, "target_modules=[no_such_module]")[0] == 2
+    code, _, err = cli(*fresh, "target_modules=[no_such_module]")
+    # peft's line names only what it did not find: the layer names there follow it
+    assert code == 2 and "no_such_module" in err and "The network's layer names: " in err and "to_out.0" in err, err
     assert not (tmp_path / "b").exists()  # nothing written: it left run.json and a runs/ record
     assert cli(*fresh)[0] == 0  # the corrected command needs no overwrite=true
 

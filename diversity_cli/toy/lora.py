@@ -259,8 +259,22 @@ def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str], see
             torch.manual_seed(seed)
             network.add_adapter(config)
     except ValueError as err:
-        raise UserError(f"target_modules={target_modules}: {first_line(err)}") from None
+        raise UserError(f"target_modules={target_modules}: {first_line(err)}{_layer_names(network)}") from None
     return network
+
+
+def _layer_names(network: torch.nn.Module) -> str:
+    """The names LoRA can target in `network` (its linear and convolution layers, as peft matches them: a module
+    name's last part), for a refusal: peft's own line names only what was not found."""
+    layers = (torch.nn.Linear, torch.nn.Conv2d)
+    names = sorted({_end(name) for name, module in network.named_modules() if isinstance(module, layers)})
+    return f" The network's layer names: {', '.join(names)}" if names else ""
+
+
+def _end(name: str) -> str:
+    """A module name's last part, with its parent's where it is an index (`to_out.0`, as diffusers' LoRAs name it)."""
+    parts = name.split(".")
+    return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
 
 
 def train(cfg, out: Path, pair, network, latents, negative_latents, conditioning, caption_index) -> tuple[float, float]:
