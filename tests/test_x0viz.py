@@ -136,15 +136,15 @@ def test_x0viz_rerun_with_other_settings_is_refused_naming_them(cli, tmp_path, m
     before = _files(out)
     _no_loading(monkeypatch)
     refused = {
-        "threshold=0.5": "threshold=0.25 then, 0.5 now",
         "n=3": "n=2 then, 3 now",
+        "n=3 threshold=0.5": "n=2 then, 3 now",  # with a new threshold too: the images differ
         "k=2": "k=1 then, 2 now",
         "methods=[hybrid,base]": "methods=[base,hybrid] then, [hybrid,base] now",
         "model.base.guidance=2": "model.base.guidance=5.0 then, 2 now",
         "cell=64": "cell=96 then, 64 now",
     }
     for setting, said in refused.items():
-        code, _, err = cli(*X0VIZ_RUN, setting, f"out={out}")
+        code, _, err = cli(*X0VIZ_RUN, *setting.split(), f"out={out}")
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1, err
         assert "different settings" in err and said in err and "overwrite=true" in err, err
@@ -156,6 +156,26 @@ def test_x0viz_rerun_with_other_settings_is_refused_naming_them(cli, tmp_path, m
     code, _, err = cli(*X0VIZ_RUN, f"out={out}")
     assert code == 2 and grid.name in "".join(err.split()) and "overwrite=true" in err, err
     assert _files(out) == before
+
+
+def test_x0viz_rerun_at_another_threshold_summarizes_its_curves_again_with_no_model(cli, tmp_path, monkeypatch):
+    """threshold= only moves where the curves commit; a finished run was refused ("different settings") and
+    overwrite=true traced every image again to summarize them at the new threshold."""
+    out = tmp_path / "run"
+    code, _, err = cli(*X0VIZ_RUN, f"out={out}")
+    assert code == 0, err
+    before = _files(out)
+    _no_loading(monkeypatch)
+    code, stdout, err = cli(*X0VIZ_RUN, "threshold=0.9", f"out={out}")
+    assert code == 0 and "summarized again (no image traced)" in err and "threshold 0.9" in stdout, err
+    after = _files(out)
+    changed = {name for name in after if after[name] != before.get(name) and not name.startswith(("runs/", "run.json"))}
+    assert changed == {"commitment_summary.csv", "commitment.png"}, changed  # grids and curves as they were
+    with (out / "commitment_summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {row["threshold"] for row in rows} == {"0.9"}
+    code, _, err = cli(*X0VIZ_RUN, "threshold=0.9", f"out={out}")  # now the run's own threshold
+    assert code == 0 and "nothing to do" in err, err
 
 
 def test_x0viz_rerun_is_refused_when_the_weights_changed(cli, tmp_path, monkeypatch):

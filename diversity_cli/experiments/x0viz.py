@@ -72,7 +72,7 @@ def visualize(cfg: DictConfig) -> Path:
         near = did_you_mean(str(cfg.metric), EMBEDDERS)
         raise UserError(f"unknown metric '{cfg.metric}'{near or ';'} choose from: {', '.join(EMBEDDERS)}")
     if (out / "commitment.csv").exists() and not cfg.overwrite:
-        check_finished(cfg, out, rows, methods, outputs)  # the same run, finished: nothing to do
+        check_finished(cfg, out, rows, methods, outputs)  # the same run, finished: nothing to do (or a new threshold)
         return out
     if not cfg.overwrite:
         refuse_unfinished_other(out, outputs)
@@ -103,6 +103,9 @@ def check_finished(cfg: DictConfig, out: Path, rows: list[PromptRow], methods: l
     if record is None:  # no record of its settings (written by hand, or before runs/ existed): nothing to compare
         raise UserError(f"{refusal}; use another out= or overwrite=true")
     differences = setting_differences(cfg, record) + trace_differences(cfg, record, out, rows, methods)
+    if differences and all(difference.startswith("threshold=") for difference in differences):
+        summarize_again(cfg, out, record, len(rows))
+        return
     if differences:
         raise UserError(
             f"{refusal} made with different settings ({'; '.join(differences)}); use another out= or overwrite=true"
@@ -111,6 +114,24 @@ def check_finished(cfg: DictConfig, out: Path, rows: list[PromptRow], methods: l
     if missing:
         raise UserError(f"{out} holds this x0viz run but {out / missing[0]} is missing; overwrite=true makes it again")
     stderr_console().print(f"[green]nothing to do[/]: {out} holds this x0viz run")
+
+
+def summarize_again(cfg: DictConfig, out: Path, record: dict, prompts: int) -> None:
+    """A finished run asked for at another threshold: its curves (commitment.csv) are the same, only where they
+    commit moves, so its summary and plot are made again from them, with no model loaded. Recorded as a trace
+    of its models, so the next run compares with the threshold it shows."""
+    numbers = {"seed": int, "step": int, "timestep": int, "fraction": float, "distance": float}
+    with (out / "commitment.csv").open(newline="") as f:
+        records = [{key: numbers.get(key, str)(value) for key, value in row.items()} for row in csv.DictReader(f)]
+    metric = str((record.get("metric") or {}).get("name") or cfg.metric)
+    measured = {"model": str(cfg.model.name), "metric": metric, "prompts": prompts, "n": int(cfg.n)}
+    summary = [{**row, **measured} for row in summarize(records, float(cfg.threshold))]
+    _write_csv(out / "commitment_summary.csv", summary)
+    plot_curves(records, out / "commitment.png", float(cfg.threshold), metric)
+    kept = {key: record[key] for key in ("device", "dtype", "models", "metric") if key in record}
+    record_invocation(out, config=cfg, summarized_from="commitment.csv", **kept)
+    stderr_console().print(f"threshold={cfg.threshold:g}: {out}'s curves summarized again (no image traced)")
+    _print_summary(summary, out)
 
 
 def last_trace_record(out: Path) -> dict | None:
