@@ -4,6 +4,7 @@ and the headline number with its interval; `generate` also leaves a contact shee
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from collections.abc import Callable
@@ -276,6 +277,20 @@ def _distill(summary: Summary, root: Path) -> None:
             summary.written.append((what, str(root / name)))
 
 
+def _train_lora(summary: Summary, path: Path) -> None:
+    """The adapter file, what it was trained toward and its final loss (adapter.json), and how to use it: the
+    summary said only "output" and the weights file."""
+    summary.written.append(("adapter", str(path)))
+    meta_file = path.parent / "adapter.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    if meta:
+        negative = f" vs {meta['negative']}" if meta.get("mode") == "slider" and meta.get("negative") else ""
+        trained = f"{meta.get('mode', 'lora')} toward {meta.get('concept')}{negative} on {meta.get('model')}'s base"
+        loss = f"final loss {_num(str(meta.get('final_loss')))}, {meta.get('steps')} steps, rank {meta.get('rank')}"
+        summary.headline.append((trained, loss))
+    summary.headline.append(("use it", f"diversity-cli transfer-lora adapter={path.parent} prompt=..."))
+
+
 def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:
     summary = Summary(command, seconds)
     path = Path(result) if isinstance(result, (str, os.PathLike)) else None
@@ -293,6 +308,8 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
         _ablate(summary, cfg)
     elif command == "distill" and path is not None:
         _distill(summary, path)
+    elif command == "train-lora" and path is not None:
+        _train_lora(summary, path)
     elif command == "report" and cfg is not None:
         if path is not None:  # None: no table or figure, so no tables folder (a page may still be written)
             summary.written.append(("tables (markdown + CSV)", str(path)))
