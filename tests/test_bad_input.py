@@ -592,7 +592,7 @@ def test_out_an_existing_file(cli, workdir, command):
         ("ragged.csv", b"prompt,seed\na red circle,1\na circle, red,2\n", "this row has 3 field(s), the header has 2"),
         ("short.csv", b"prompt,seed\na red circle\n", "this row has 1 field(s), the header has 2"),
         # read on to the end of the file as one prompt before
-        ("open_quote.csv", b'prompt\n"a red circle\na blue square\n', "unexpected end of data (a quoted field ends"),
+        ("open_quote.csv", b'prompt\nsquare\n"a red circle\na blue square\n', "open_quote.csv:3: a quoted field opens"),
         ("seed_past_max.csv", b"prompt,seed\na shape,99999999999\n", "above the largest seed"),
         ("empty.txt", b"# only a comment\n", "has no prompts"),
         ("folder", None, "is a folder"),

@@ -37,3 +37,13 @@ def test_overlapping_seed_windows_of_a_table_count_each_shared_image():
     rows = [PromptRow("a cat", 0), PromptRow("a cat", 2), PromptRow("a dog", 0)]
     assert repeated_images_note(rows, n=4, seed=0).startswith("2 of the 12 images")  # seeds 2 and 3 twice
     assert repeated_images_note(rows[:1] + rows[2:], n=4, seed=0) is None
+
+
+def test_a_space_after_a_closing_quote_is_read_as_before(tmp_path: Path):
+    """Reading the file strictly (to find a quote never closed) refused `"a circle" ,1`, which hand-edited CSVs
+    hold and which was read as the prompt `a circle`."""
+    from diversity_cli.core.prompts import read_prompts
+
+    path = tmp_path / "p.csv"
+    path.write_text('prompt,seed\n"a circle" ,1\n"a square"  ,2\n')
+    assert [(row.prompt, row.seed) for row in read_prompts(None, str(path))] == [("a circle", 1), ("a square", 2)]

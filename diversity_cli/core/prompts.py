@@ -102,19 +102,20 @@ def _read_file(path: Path, typed: str) -> list[PromptRow]:
     except OSError as err:
         raise UserError(f"cannot read prompt file {path}: {err.strerror or err}") from None
     except csv.Error as err:
-        # strict reading's two faults: a quote never closed, and text after a closing quote
-        quoted = "end of data" in str(err) or '"' in str(err)
-        quoting = ' (a quoted field ends with its quote: "a circle, red")' if quoted else ""
-        raise UserError(f"{path} is not a readable CSV: {err}{quoting}") from None
+        raise UserError(f"{path} is not a readable CSV: {err}") from None
     if not rows:
         raise UserError(f"prompt file {path} has no prompts; put one prompt per line (or a CSV `prompt` column)")
     return rows
 
 
 def _read_csv(path: Path) -> list[PromptRow]:
+    opened = _unclosed_quote(path)
+    if opened is not None:  # read leniently, the rest of the file would be one prompt
+        raise UserError(
+            f'{path}:{opened}: a quoted field opens on this line and its quote never closes; close it ("a circle, red")'
+        )
     with path.open(newline="", encoding="utf-8-sig") as f:
-        # strict: a quote opened and never closed is an error, not a prompt that runs on to the end of the file
-        reader = csv.DictReader(f, strict=True)
+        reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         if "prompt" not in fields:
             raise UserError(f"{path} has no 'prompt' column (columns: {', '.join(fields) or 'none'})")
@@ -141,6 +142,20 @@ def _read_csv(path: Path) -> list[PromptRow]:
                     raise UserError(f"{path}:{line}: seed {seed} is negative; seeds are integers >= 0")
             rows.append(PromptRow(text, seed))
     return rows
+
+
+def _unclosed_quote(path: Path) -> int | None:
+    """The line where a quoted field opens and never closes, or None. Read strictly only for that: a hand-edited
+    file's space after a closing quote (`"a circle" ,1`) is read as before."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, strict=True)
+        start = 1
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error as err:
+            return start if "end of data" in str(err) else None
+    return None
 
 
 def prompt_id(prompt: str) -> str:
