@@ -316,9 +316,17 @@ def test_train_lora_overwrite_with_a_setting_refused_at_load_keeps_the_earlier_a
         "batch_size=4",
         f"out={tmp_path / 'b'}",
     )
-    code, _, err = cli(*fresh, "target_modules=[no_such_module]")
-    # peft's line names only what it did not find: the layer names there follow it
-    assert code == 2 and "no_such_module" in err and "The network's layer names: " in err and "to_out.0" in err, err
+    # peft's line named only what it did not find, cut at a container (`to_out`), and a list where one name matched
+    # trained without the others
+    cases = (
+        ("no_such_module", "no_such_module", ""),
+        ("to_out", "to_out", "; did you mean to_out.0?"),
+        ("to_q,to_vv", "to_vv", "; did you mean to_v?"),
+    )
+    for targets, missing, near in cases:
+        code, _, err = cli(*fresh, f"target_modules=[{targets}]")
+        said = f"no layer of the network is named {missing} (or ends with it){near or ';'} its layer names: conv"
+        assert code == 2 and said in err and "to_out.0" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "b").exists()  # nothing written: it left run.json and a runs/ record
     assert cli(*fresh)[0] == 0  # the corrected command needs no overwrite=true
 

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import atomic_path
 from ..core.config import differing_keys
-from ..core.errors import UserError, first_line
+from ..core.errors import UserError, did_you_mean, first_line
 from ..core.marker import (
     RunMarker,
     adopt_legacy,
@@ -252,6 +252,7 @@ def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str], see
     command would train a different adapter each time."""
     from peft import LoraConfig
 
+    check_targets(network, target_modules)
     network.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=target_modules)
     try:
@@ -259,16 +260,27 @@ def add_lora(network: torch.nn.Module, rank: int, target_modules: list[str], see
             torch.manual_seed(seed)
             network.add_adapter(config)
     except ValueError as err:
-        raise UserError(f"target_modules={target_modules}: {first_line(err)}{_layer_names(network)}") from None
+        raise UserError(f"target_modules={target_modules}: {first_line(err)}") from None
     return network
 
 
-def _layer_names(network: torch.nn.Module) -> str:
-    """The names LoRA can target in `network` (its linear and convolution layers, as peft matches them: a module
-    name's last part), for a refusal: peft's own line names only what was not found."""
-    layers = (torch.nn.Linear, torch.nn.Conv2d)
-    names = sorted({_end(name) for name, module in network.named_modules() if isinstance(module, layers)})
-    return f" The network's layer names: {', '.join(names)}" if names else ""
+# The layer types peft puts LoRA on in a diffusers network.
+LORA_LAYERS = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Embedding)
+
+
+def check_targets(network: torch.nn.Module, targets: list[str]) -> None:
+    """Each of `targets` names a layer LoRA can go on, as peft matches it (a module name, or the end of one after a
+    dot). peft refuses a list of which nothing matches (in a line cut at the module it printed) and drops the
+    names that match nothing from a list where one does: a misspelt `to_v` trained without it."""
+    layers = [name for name, module in network.named_modules() if isinstance(module, LORA_LAYERS)]
+    ends = sorted({_end(name) for name in layers})
+    for target in targets:
+        if not any(name == target or name.endswith(f".{target}") for name in layers):
+            near = did_you_mean(target, ends) or ";"
+            raise UserError(
+                f"target_modules={list(targets)}: no layer of the network is named {target} (or ends with it){near} "
+                f"its layer names: {', '.join(ends)}"
+            )
 
 
 def _end(name: str) -> str:
