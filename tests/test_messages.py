@@ -388,6 +388,15 @@ def test_a_mistyped_relative_adapter_path_is_told_as_a_path_not_a_download(cli, 
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "adapter=results/lora_rde: no such file or folder in results/; did you mean lora_red?" in err, err
     assert "hf download" not in err and not (tmp_path / "results" / "run").exists()
+    # the same mistake spelt as a path, or the file's name misspelt: the names beside it too
+    for spec, near in (
+        ("./results/lora_rde", "lora_red"),
+        (f"{tmp_path}/results/lora_rde", "lora_red"),
+        ("results/lora_red/adapter.jsn", "adapter.json"),
+    ):
+        (tmp_path / "results" / "lora_red" / "adapter.json").write_text("{}")
+        code, _, err = cli(*args, f"adapter={spec}")
+        assert code == 2 and f"adapter={spec}: no such file or folder in " in err and f"did you mean {near}?" in err
     code, _, err = cli(*args, "adapter=someone/lora")  # no folder `someone` here: a hub id, as before
     assert code == 2 and "hf download someone/lora" in err, err
 

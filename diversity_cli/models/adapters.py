@@ -110,16 +110,21 @@ def resolve_file(spec: str, file: str | None = None) -> Path:
         download = lambda local: hf_hub_download(spec, name, local_files_only=local)  # noqa: E731
         try:
             return Path(guarded_load(download, spec, "adapter", name))
-        except UserError:
-            if not given.parent.is_dir():
-                raise
+        except UserError as err:
             # `results/lora_rde` where results/ is a folder here: a mistyped path, not a hub id to download
-            near = did_you_mean(given.name, sorted(p.name for p in given.parent.iterdir()))
-            raise UserError(
-                f"adapter={spec}: no such file or folder in {given.parent}/{near or ''} (nor a hub repo id of that "
-                "name in the local cache)"
-            ) from None
-    raise UserError(f"adapter={spec}: no such file or folder (give a weights file, a folder or a hub repo id)")
+            if not given.parent.is_dir() or "is not in the local cache" not in str(err):
+                raise
+            raise UserError(f"{_not_there(spec, given)} (nor a hub repo id of that name in the local cache)") from None
+    raise UserError(f"{_not_there(spec, given)} (give a weights file, a folder or a hub repo id)")
+
+
+def _not_there(spec: str, given: Path) -> str:
+    """`adapter=<spec>: no such file or folder`, with the names beside it it may have meant where its folder is
+    here (`results/lora_rde`: results/ holds lora_red)."""
+    if not given.parent.is_dir():
+        return f"adapter={spec}: no such file or folder"
+    near = did_you_mean(given.name, sorted(p.name for p in given.parent.iterdir()))
+    return f"adapter={spec}: no such file or folder in {given.parent}/{near}"
 
 
 def _file_in_folder(folder: Path, file: str | None) -> Path:
