@@ -60,18 +60,21 @@ def factor_value(text: str, key: str, bare: bool = True) -> tuple[str, str]:
         if owners:
             return owners[0], value
     everything = [v for values in FACTORS.values() for v in values]
+    owner = {v: name for name, values in FACTORS.items() for v in values}
     if sep and factor not in FACTORS:
+        if factor in owner:  # `red=`: a value where its factor goes
+            raise UserError(f"{key}={text}: '{factor}' is a {owner[factor]} value; give {key}={owner[factor]}={factor}")
         near = did_you_mean(factor, FACTORS) or ";"
         raise UserError(f"{key}={text}: '{factor}' is no toy factor{near} the factors: {', '.join(FACTORS)}")
     if sep:
-        owner = next((name for name, values in FACTORS.items() if value in values), None)
-        elsewhere = f" ('{value}' is a {owner} value)" if owner else ""
+        elsewhere = f" ('{value}' is a {owner[value]} value)" if value in owner else ""
         near = did_you_mean(value, FACTORS[factor]) or ";"
         raise UserError(
             f"{key}={text}: '{value}' is no {factor} value{elsewhere}{near} {factor}: {', '.join(FACTORS[factor])}"
         )
     if not bare:
-        raise UserError(f"{key}={text}: give factor=value, e.g. {key}=color=red")
+        example = f"{owner[text]}={text}" if text in owner else "color=red"  # no `=`: the text is a value
+        raise UserError(f"{key}={text}: give factor=value, e.g. {key}={example}")
     known = "; ".join(f"{name}: {', '.join(values)}" for name, values in FACTORS.items())
     raise UserError(f"{key}={text} is not a value of a toy factor{did_you_mean(value, everything)} ({known})")
 
