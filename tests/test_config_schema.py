@@ -372,6 +372,10 @@ def test_the_last_seed_of_a_prompt_stays_a_seed_the_generators_take(tmp_path):
     with pytest.raises(UserError, match="seed 4294967295 with n=2 reaches seed 4294967296"):
         read_prompts(None, str(table), n=2, seed=4294967295)
     assert [row.seed for row in read_prompts(None, str(table), n=2, seed=4294967294)] == [5, None]
+    # both too high: both named, so one fix is enough (the table's was named alone, then seed= at the next try)
+    table.write_text("prompt,seed\na red circle,4294967295\na blue square,\n")
+    with pytest.raises(UserError, match=r"prompts.csv's seed 4294967295 and seed 4294967295 with n=2 reach seed "):
+        read_prompts(None, str(table), n=2, seed=4294967295)
 
 
 def test_a_table_without_seeds_and_the_last_seed_is_one_line(cli, tmp_path):

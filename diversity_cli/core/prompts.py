@@ -58,21 +58,35 @@ def read_prompts(
     else:
         raise UserError('no prompt given; add prompt="a photo of ..." or prompts=FILE (.txt or .csv)')
     rows = rows[:limit] if limit is not None else rows
-    last = max((row.first_seed(seed) for row in rows if row.seed is not None or seed is not None), default=None)
-    if n is not None and last is not None and last + n - 1 > SEED_MAX:
-        # the table's own seed, or the command's seed=: the line names which to lower
-        own = prompts is not None and any(row.seed is not None and row.first_seed(seed) == last for row in rows)
-        where, what = (f"prompt file {prompts}: ", "its seeds") if own else ("", "seed= (and a prompt table's seeds)")
-        raise UserError(
-            f"{where}seed {last} with n={n} reaches seed {last + n - 1}, above the largest seed {SEED_MAX}; give "
-            f"{what} <= {SEED_MAX - n + 1}"
-        )
+    if n is not None:
+        _check_last_seeds(rows, prompts, seed, n)
     if n is not None and max_images is not None and len(rows) * n > max_images:
         raise UserError(
             f"{len(rows)} prompt(s) x n={n} is {len(rows) * n} images, above the cap max_images={max_images}; "
             f"use fewer prompts (limit=) or a smaller n, or raise the cap with max_images=N if you mean it"
         )
     return rows
+
+
+def _check_last_seeds(rows: list[PromptRow], prompts: str | None, seed: int | None, n: int) -> None:
+    """Every row's last seed (its own or the command's `seed`, + n - 1) at most SEED_MAX; a line naming each source
+    that passes it (the table's seeds, seed=), so one fix is enough."""
+    table = max((row.seed for row in rows if row.seed is not None), default=None)
+    command = int(seed) if seed is not None and any(row.seed is None for row in rows) else None
+    over = []
+    if table is not None and table + n - 1 > SEED_MAX:
+        over.append((f"prompt file {prompts}'s seed {table}", "its seeds"))
+    if command is not None and command + n - 1 > SEED_MAX:
+        over.append((f"seed {command}", "seed="))
+    if over:
+        what = " and ".join(name for name, _ in over)
+        fix = " and ".join(key for _, key in over)
+        top = max(table or 0, command or 0)
+        verb = "reach" if len(over) > 1 else "reaches"
+        raise UserError(
+            f"{what} with n={n} {verb} seed {top + n - 1}, above the largest seed {SEED_MAX}; give {fix} "
+            f"<= {SEED_MAX - n + 1}"
+        )
 
 
 def command_limits(cfg: Any) -> dict[str, Any]:
