@@ -389,6 +389,11 @@ def test_tables_2_and_4_show_an_ablations_fid_points(cli, tmp_path):
         assert measured == pytest.approx(float(row["fid_tinyrandom"]), abs=5e-4), (cells, row)
         assert f"FID of {out / 'points' / 'tiny_sd' / tag / 'measure'} against {reference}: 4 images" in table
     assert "Hybrid (4 steps)" in (out / "tables" / "table_2.md").read_text()
+    # a point's measurement folder removed: its ablate.csv FID is not shown, and the table says so
+    shutil.rmtree(out / "points" / "tiny_sd" / "skip_first" / "measure")
+    code, _, err = cli("report", f"out={out}", "tables=[4]", "html=false", "figures=false")
+    table = (out / "tables" / "table_4.md").read_text()
+    assert code == 0 and "holds FIDs of points/tiny_sd/skip_first, whose measure/fid.csv is gone" in table, table
 
 
 def test_images_of_other_settings_are_refused_before_any_point_and_keep_the_table(cli, tmp_path):

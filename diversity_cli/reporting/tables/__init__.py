@@ -117,6 +117,7 @@ def build_tables(everyone: list[RunData], paper: list[Line], cfg: Any, keys: Ite
                 table.title = table1.title(table)
             if key in ("2", "4"):  # FIDs over different prompt sets side by side: said; what each is against
                 table.notes += quality.prompt_notes(runs, table) + quality.reference_notes(runs, table)
+                table.notes += quality.lost_point_notes(everyone)
             if key == "3":  # cells of a column's other tag at prompts its own tag lacks: said, not silently empty
                 table.notes += table3.left_out_notes(runs, paper, cfg.mapping[key], table.measured)
             if key in ("D1", "E1"):  # one prompt per pair, only the tags its rows take: what else was measured, said

@@ -16,6 +16,7 @@ from .common import (
     label_folder,
     load_run,
     match_tag,
+    md_code,
     md_literal,
     origin,
     preferred_tags,
@@ -151,6 +152,27 @@ def build(table: str, runs: list[RunData], paper: list[Line], cfg: Any) -> list[
     return [line for run in runs for line in quality_records(table, run, cfg)]
 
 
+def _fid_points(run: RunData) -> list[str]:
+    """The points (`points/<model>/<tag>`) whose FID ablate.csv holds, in its order."""
+    points = (row.get("run", "") for row in run.ablate if quality_slot(row.get("metric", "")) == "fid")
+    return [point for point in dict.fromkeys(points) if point]
+
+
+def lost_point_notes(runs: list[RunData]) -> list[str]:
+    """A note per ablation whose FID points' measurement folders are gone: ablate.csv still holds their numbers,
+    which the table cannot show without the reference and images fid recorded there."""
+    notes = []
+    for run in runs:
+        lost = [point for point in _fid_points(run) if not (run.root / point / "measure" / "fid.csv").is_file()]
+        if lost:
+            rerun = md_code(f"diversity-cli ablate out={run.root}")
+            notes.append(
+                f"{md_literal(run.root)}/ablate.csv holds FIDs of {', '.join(md_literal(p) for p in lost)}, whose "
+                f"measure/fid.csv is gone: not shown; rerun the sweep ({rerun} at its settings) to measure them again"
+            )
+    return notes
+
+
 def with_ablate_points(runs: list[RunData]) -> list[RunData]:
     """The runs Tables 2 and 4 read: each run, then the points of an ablation that measured FID (`ablate
     fid=true`). A point's measurement folder (`points/<model>/<tag>/measure`) is a run of its own, with fid.csv,
@@ -159,9 +181,8 @@ def with_ablate_points(runs: list[RunData]) -> list[RunData]:
     expanded = []
     for run in runs:
         expanded.append(run)
-        points = (row.get("run", "") for row in run.ablate if quality_slot(row.get("metric", "")) == "fid")
-        for point in dict.fromkeys(points):
+        for point in _fid_points(run):
             folder = run.root / point / "measure"
-            if point and (folder / "fid.csv").is_file():
+            if (folder / "fid.csv").is_file():
                 expanded.append(load_run(folder))
     return expanded
