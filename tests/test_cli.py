@@ -530,6 +530,15 @@ def test_a_commands_help_imports_neither_torch_nor_diffusers(tmp_path, command):
     assert "sdxl_dmd2" in done.stdout  # the pairs are listed still
 
 
+def test_help_shows_a_list_keys_default_as_a_list(cli):
+    """Read without the schema's checks (which import diffusers), `metric: auto` showed as `auto`, where the schema
+    makes it the list [auto]; a key that also takes a word (`tables: all`) shows the word."""
+    rows = {line.split()[0]: line.split() for line in cli("ablate", "--help")[1].splitlines() if line.strip()}
+    assert rows["metric"][1:3] == ["list[str]", "[auto]"], rows["metric"]
+    rows = {line.split()[0]: line.split() for line in cli("report", "--help")[1].splitlines() if line.strip()}
+    assert rows["tables"][1:7] == ["list[any]", "|", "all", "|", "none", "all"], rows["tables"]
+
+
 def _env() -> dict[str, str]:
     import os
 

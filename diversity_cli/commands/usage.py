@@ -310,6 +310,8 @@ def key_rows(config: str, groups: list[str] | None = None) -> list[tuple[str, st
         if key.split(".")[0] in GROUPS and key != "preset":
             continue
         kind, meaning = typed.get(key, (_type(value), _comment_for(key, comments)))
+        if kind.startswith("list[") and "|" not in kind and isinstance(value, str) and "${" not in value:
+            value = [value]  # as the schema's check would make it (`metric: auto` is [auto]), unchecked here
         rows.append((key, kind, _default(cfg, key, value), meaning or _comment_for(key, comments)))
     return rows
 
