@@ -494,40 +494,38 @@ def test_preflight_imports_no_torch(tmp_path):
     assert int(count) >= 6 and torch_loaded == "False"  # pair files, DreamSim, Inception, CLIP, COCO
 
 
-@pytest.mark.parametrize("command", ["x0viz", "report", "diversity", "fid", "ablate", "distill", "train-toy"])
-def test_a_misspelt_key_is_told_before_torch_or_diffusers_is_imported(tmp_path, command):
-    """The command modules imported their experiment (torch, diffusers, matplotlib) before the command line was
-    read: `x0viz metrc=pixel` took 7-22 s to say 'did you mean metric?'."""
+def _fresh_run(tmp_path, *args: str):
+    """`args` run in a fresh process: (exit code, torch imported, diffusers imported, stdout, stderr)."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
         "from diversity_cli.cli import run\n"
-        f"code = run([{command!r}, 'metrc=pixel'])\n"
-        "print(code, 'torch' in sys.modules, 'diffusers' in sys.modules)\n"
+        f"code = run({list(args)!r})\n"
+        "print(code, 'torch' in sys.modules, 'diffusers' in sys.modules, file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=_env())
-    assert done.stdout.split() == ["2", "False", "False"], (done.stdout, done.stderr)
-    assert "unknown key 'metrc'" in done.stderr
+    status, torch_loaded, diffusers_loaded = done.stderr.split()[-3:]
+    return int(status), torch_loaded == "True", diffusers_loaded == "True", done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("command", ["x0viz", "report", "diversity", "fid", "ablate", "distill", "train-toy"])
+def test_a_misspelt_key_is_told_before_torch_or_diffusers_is_imported(tmp_path, command):
+    """The command modules imported their experiment (torch, diffusers, matplotlib) before the command line was
+    read: `x0viz metrc=pixel` took 7-22 s to say 'did you mean metric?'."""
+    code, torch_loaded, diffusers_loaded, _, err = _fresh_run(tmp_path, command, "metrc=pixel")
+    assert (code, torch_loaded, diffusers_loaded) == (2, False, False), err
+    assert "unknown key 'metrc'" in err
 
 
 @pytest.mark.parametrize("command", ["train-lora", "generate", "distill"])
 def test_a_commands_help_imports_neither_torch_nor_diffusers(tmp_path, command):
     """--help composed every pair and the command's config through the schema's scheduler checks, which import
     diffusers: `train-lora --help` took 7 s here (2.5 s without)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from diversity_cli.cli import run\n"
-        f"code = run([{command!r}, '--help'])\n"
-        "print(code, 'torch' in sys.modules, 'diffusers' in sys.modules, file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=_env())
-    assert done.stderr.split()[-3:] == ["0", "False", "False"], done.stderr
-    assert "sdxl_dmd2" in done.stdout  # the pairs are listed still
+    code, torch_loaded, diffusers_loaded, out, err = _fresh_run(tmp_path, command, "--help")
+    assert (code, torch_loaded, diffusers_loaded) == (0, False, False), err
+    assert "sdxl_dmd2" in out  # the pairs are listed still
 
 
 def test_help_shows_a_list_keys_default_as_a_list(cli):
