@@ -4,7 +4,10 @@ one folder of images), and rows asking for one image twice make it once, said ra
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
+
+import pytest
 
 from diversity_cli.core.prompts import PromptRow, read_prompts
 from diversity_cli.experiments.generation import repeated_images_note
@@ -47,3 +50,36 @@ def test_a_space_after_a_closing_quote_is_read_as_before(tmp_path: Path):
     path = tmp_path / "p.csv"
     path.write_text('prompt,seed\n"a circle" ,1\n"a square"  ,2\n')
     assert [(row.prompt, row.seed) for row in read_prompts(None, str(path))] == [("a circle", 1), ("a square", 2)]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        # a quote never closed, after a row with a space after its closing quote (which stopped the check early)
+        ('prompt\n"a circle" \n"a red square\na blue square\n', "p.csv:3: a quoted field opens on this line and its"),
+        # a quote left open, closed by a quote in a later row: two rows read as one prompt
+        (
+            'prompt,seed\n"a red circle,1\na 5" square,2\n',
+            "p.csv:2: a quoted field opens on this line and closes on line 3",
+        ),
+        ('prompt,seed\n"a 5" square",1\n', "p.csv:2: text follows a closing quote"),  # read as `a 5 square"`
+        ('prompt,seed\n"a circle"x,1\n', "p.csv:2: text follows a closing quote"),  # read as `a circlex`
+    ],
+)
+def test_a_quote_out_of_place_is_told_with_its_line_not_read_as_another_prompt(tmp_path: Path, content, said):
+    from diversity_cli.core.errors import UserError
+    from diversity_cli.core.prompts import read_prompts
+
+    path = tmp_path / "p.csv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=re.escape(said)):
+        read_prompts(None, str(path))
+
+
+def test_quotes_in_their_places_read_as_csv_means_them(tmp_path: Path):
+    from diversity_cli.core.prompts import read_prompts
+
+    path = tmp_path / "p.csv"
+    path.write_text('prompt,seed\na 5" square,1\n"two\nlines",2\n"say ""hi""",3\n"a circle"  ,4\n')
+    rows = [(row.prompt, row.seed) for row in read_prompts(None, str(path))]
+    assert rows == [('a 5" square', 1), ("two\nlines", 2), ('say "hi"', 3), ("a circle", 4)]

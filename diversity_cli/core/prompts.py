@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,28 +124,30 @@ def _read_file(path: Path, typed: str) -> list[PromptRow]:
 
 
 def _read_csv(path: Path) -> list[PromptRow]:
-    opened = _unclosed_quote(path)
-    if opened is not None:  # read leniently, the rest of the file would be one prompt
-        raise UserError(
-            f'{path}:{opened}: a quoted field opens on this line and its quote never closes; close it ("a circle, red")'
-        )
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    # Strictly, so a quote out of place is a line naming it and not a prompt that swallows the rows after it; a
+    # hand-edited file's spaces after a closing quote (`"a circle" ,1`) are dropped first, as a lenient read did.
+    text = _SPACE_AFTER_QUOTE.sub('"', path.read_text(encoding="utf-8-sig"))
+    lines = _CountedLines(text)
+    reader = csv.DictReader(lines, strict=True)
+    start = 1  # the line the next record begins on: where a quoted field that never closes opened
+    try:
         fields = reader.fieldnames or []
+        start = reader.line_num + 1
         if "prompt" not in fields:
             raise UserError(f"{path} has no 'prompt' column (columns: {', '.join(fields) or 'none'})")
         seed_column = next((c for c in SEED_COLUMNS if c in fields), None)
         rows = []
         for record in reader:
             line = reader.line_num
+            start = line + 1
             if None in record or None in record.values():
                 found = len(fields) + len(record.get(None) or []) - sum(v is None for v in record.values())
                 raise UserError(
                     f"{path}:{line}: this row has {found} field(s), the header has {len(fields)}; quote a prompt "
                     'that holds commas ("a circle, red")'
                 )
-            text = (record["prompt"] or "").strip()
-            if not text:
+            prompt = (record["prompt"] or "").strip()
+            if not prompt:
                 continue
             seed = None
             if seed_column and (record[seed_column] or "").strip():
@@ -154,22 +157,49 @@ def _read_csv(path: Path) -> list[PromptRow]:
                     raise UserError(f"{path}:{line}: seed '{record[seed_column]}' is not an integer") from None
                 if seed < 0:
                     raise UserError(f"{path}:{line}: seed {seed} is negative; seeds are integers >= 0")
-            rows.append(PromptRow(text, seed))
+            rows.append(PromptRow(prompt, seed))
+    except csv.Error as err:
+        raise UserError(_quote_fault(path, start, lines.count, str(err))) from None
     return rows
 
 
-def _unclosed_quote(path: Path) -> int | None:
-    """The line where a quoted field opens and never closes, or None. Read strictly only for that: a hand-edited
-    file's space after a closing quote (`"a circle" ,1`) is read as before."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, strict=True)
-        start = 1
-        try:
-            for _ in reader:
-                start = reader.line_num + 1
-        except csv.Error as err:
-            return start if "end of data" in str(err) else None
-    return None
+class _CountedLines:
+    """A text's lines, counting those read: the csv reader's own count stops at the last whole record, so a fault
+    inside a record would be told on the line before it."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = io.StringIO(text, newline="")
+        self.count = 0
+
+    def __iter__(self) -> _CountedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        return line
+
+
+# Spaces between a closing quote and the next comma or the line's end (`"a circle" ,1`).
+_SPACE_AFTER_QUOTE = re.compile(r'"[ \t]+(?=,|\r?\n|$)', re.MULTILINE)
+
+
+def _quote_fault(path: Path, start: int, line: int, error: str) -> str:
+    """The line for a quote strict reading refused: one that never closes, or text after a closing quote (a quote
+    that closed a field opened lines before, or a prompt quoted in part)."""
+    quote_inside = 'quote the whole prompt and double each quote inside it ("a 5"" square")'
+    if "end of data" in error:
+        return (
+            f"{path}:{start}: a quoted field opens on this line and its quote never closes; close it, or {quote_inside}"
+        )
+    if "expected after" not in error:
+        return f"{path}:{line}: not a readable CSV row ({error})"
+    if start < line:
+        return (
+            f"{path}:{start}: a quoted field opens on this line and closes on line {line} with text after the quote: "
+            f"a quote is missing or out of place; {quote_inside}"
+        )
+    return f"{path}:{line}: text follows a closing quote; {quote_inside}"
 
 
 def prompt_id(prompt: str) -> str:
