@@ -269,18 +269,24 @@ LORA_LAYERS = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Embed
 
 
 def check_targets(network: torch.nn.Module, targets: list[str]) -> None:
-    """Each of `targets` names a layer LoRA can go on, as peft matches it (a module name, or the end of one after a
-    dot). peft refuses a list of which nothing matches (in a line cut at the module it printed) and drops the
-    names that match nothing from a list where one does: a misspelt `to_v` trained without it."""
-    layers = [name for name, module in network.named_modules() if isinstance(module, LORA_LAYERS)]
-    ends = sorted({_end(name) for name in layers})
+    """Each of `targets` names layers LoRA can go on, as peft matches it (a module name, or the end of one after a
+    dot), and nothing else. peft refuses a name that matches a block (`to_out`, `0`) in a line cut at the block it
+    prints, and drops a name that matches nothing from a list where another matches: a misspelt `to_v` trained
+    without it."""
+    modules = dict(network.named_modules())
+    ends = sorted({_end(name) for name, module in modules.items() if isinstance(module, LORA_LAYERS)})
     for target in targets:
-        if not any(name == target or name.endswith(f".{target}") for name in layers):
-            near = did_you_mean(target, ends) or ";"
-            raise UserError(
-                f"target_modules={list(targets)}: no layer of the network is named {target} (or ends with it){near} "
-                f"its layer names: {', '.join(ends)}"
-            )
+        matched = [name for name in modules if name == target or name.endswith(f".{target}")]
+        blocks = [name for name in matched if not isinstance(modules[name], LORA_LAYERS)]
+        if matched and not blocks:
+            continue
+        near = did_you_mean(target, ends) or ";"
+        what = (
+            f"names {blocks[0]} (a {type(modules[blocks[0]]).__name__}), a block, not a layer LoRA goes on"
+            if blocks
+            else "names no layer of the network (nor the end of one)"
+        )
+        raise UserError(f"target_modules={list(targets)}: {target} {what}{near} its layer names: {', '.join(ends)}")
 
 
 def _end(name: str) -> str:
