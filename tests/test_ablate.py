@@ -394,6 +394,11 @@ def test_tables_2_and_4_show_an_ablations_fid_points(cli, tmp_path):
     code, _, err = cli("report", f"out={out}", "tables=[4]", "html=false", "figures=false")
     table = (out / "tables" / "table_4.md").read_text()
     assert code == 0 and "holds FIDs of points/tiny_sd/skip_first, whose measure/fid.csv is gone" in table, table
+    # the sweep rerun as the note says measures that point again (it had "measured before" and left it gone)
+    assert cli("ablate", *args, "fid=true", "measure.fid.is_splits=1", *fid)[0] == 0
+    assert (out / "points" / "tiny_sd" / "skip_first" / "measure" / "fid.csv").is_file()
+    cli("report", f"out={out}", "tables=[4]", "html=false", "figures=false")
+    assert "is gone" not in (out / "tables" / "table_4.md").read_text()
 
 
 def test_images_of_other_settings_are_refused_before_any_point_and_keep_the_table(cli, tmp_path):

@@ -515,6 +515,8 @@ def measure(cfg: DictConfig, point: Point, gen: DictConfig) -> list[dict[str, st
     cached = _cached(root, signature)
     if cached is not None and _embedder_weights_changed(view):
         cached = None
+    if cached is not None and cfg.fid and not (view / "fid.csv").is_file():
+        cached = None  # the report reads a point's FID from its fid.csv (with the reference fid recorded there)
     if cached is not None:
         stderr_console().print(f"[green]measured before[/]: {point.tag} ({len(cached)} rows in {root / 'point.csv'})")
         # the same images: this sweep's seed (an earlier version left the FID rows' seed empty), and the labels

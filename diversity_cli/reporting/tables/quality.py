@@ -168,7 +168,8 @@ def lost_point_notes(runs: list[RunData]) -> list[str]:
             rerun = md_code(f"diversity-cli ablate out={run.root}")
             notes.append(
                 f"{md_literal(run.root)}/ablate.csv holds FIDs of {', '.join(md_literal(p) for p in lost)}, whose "
-                f"measure/fid.csv is gone: not shown; rerun the sweep ({rerun} at its settings) to measure them again"
+                f"measure/fid.csv is gone: not shown; rerun the sweep ({rerun} with fid=true at its settings) to "
+                "measure them again"
             )
     return notes
 
