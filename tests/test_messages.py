@@ -410,7 +410,8 @@ def test_a_mistyped_relative_adapter_path_is_told_as_a_path_not_a_download(cli, 
         (("train-lora", "concept=red", "mode=slider", "negative=blu"), "negative=blu is not a value of a toy factor; "),
         (("transfer-lora", "adapter=ADAPTER", "classifier_target=color=purpel"), "did you mean purple? color: red,"),
         (("transfer-lora", "adapter=ADAPTER", "classifier_target=purple"), "e.g. classifier_target=color=purple"),
-        (("train-lora", "concept=red="), "concept=red=: 'red' is a color value; give concept=color=red"),
+        (("train-lora", "concept=red="), "concept=red=: 'red' is a color value, not a factor; give concept=color=red"),
+        (("train-lora", "concept=circle=red"), "'circle' is a shape value, not a factor; give concept=color=red"),
     ],
 )
 def test_a_toy_factor_value_mistyped_is_named_with_what_it_may_be(cli, tmp_path, args, said):

@@ -286,9 +286,11 @@ def _train_lora(summary: Summary, path: Path) -> None:
     if meta:
         negative = f" vs {meta['negative']}" if meta.get("mode") == "slider" and meta.get("negative") else ""
         trained = f"{meta.get('mode', 'lora')} toward {meta.get('concept')}{negative} on {meta.get('model')}'s base"
-        loss = f"final loss {_num(str(meta.get('final_loss')))}, {meta.get('steps')} steps, rank {meta.get('rank')}"
+        steps = f"{meta.get('steps')} step{'' if meta.get('steps') == 1 else 's'}"
+        loss = f"final loss {_num(str(meta.get('final_loss')))}, {steps}, rank {meta.get('rank')}"
         summary.headline.append((trained, loss))
-    summary.headline.append(("use it", f"diversity-cli transfer-lora adapter={path.parent} prompt=..."))
+    pair = f" model={meta['model']}" if meta.get("model") else ""  # the pair it was trained on: its base fits it
+    summary.headline.append(("use it", f"diversity-cli transfer-lora{pair} adapter={path.parent} prompt=..."))
 
 
 def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float, rows_before: int = 0) -> Summary:

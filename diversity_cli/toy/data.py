@@ -62,8 +62,9 @@ def factor_value(text: str, key: str, bare: bool = True) -> tuple[str, str]:
     everything = [v for values in FACTORS.values() for v in values]
     owner = {v: name for name, values in FACTORS.items() for v in values}
     if sep and factor not in FACTORS:
-        if factor in owner:  # `red=`: a value where its factor goes
-            raise UserError(f"{key}={text}: '{factor}' is a {owner[factor]} value; give {key}={owner[factor]}={factor}")
+        if factor in owner:  # `red=`, `circle=red`: a value where its factor goes
+            example = f"{owner[value]}={value}" if value in owner else f"{owner[factor]}={factor}"
+            raise UserError(f"{key}={text}: '{factor}' is a {owner[factor]} value, not a factor; give {key}={example}")
         near = did_you_mean(factor, FACTORS) or ";"
         raise UserError(f"{key}={text}: '{factor}' is no toy factor{near} the factors: {', '.join(FACTORS)}")
     if sep:
