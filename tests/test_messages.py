@@ -424,3 +424,15 @@ def test_a_toy_factor_value_mistyped_is_named_with_what_it_may_be(cli, tmp_path,
     code, _, err = cli(*args, f"out={tmp_path / 'run'}")
     assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelt_name_in_an_adapters_table_names_its_line(cli, tmp_path):
+    """A row's name not in the table's folder was told as `adapter=<folder>/<name>` (a hub id to download, when
+    relative), with no table line."""
+    (tmp_path / "lora_red").mkdir()
+    table = tmp_path / "table.csv"
+    table.write_text("name,concept,prompt,scale\nlora_rde,red,a shape,1\n")
+    code, _, err = cli("transfer-lora", f"adapters={table}", "n=1", f"out={tmp_path / 'run'}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"adapters={table} line 2: adapter lora_rde: no file or folder " in err and "did you mean lora_red?" in err
+    assert not (tmp_path / "run").exists()

@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
 from ..core.console import progress_bar, stderr_console
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 from ..core.fingerprint import digest
 from ..core.images import open_rgb, save_png, sheet_layout
 from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
@@ -306,9 +306,13 @@ def table_transfers(cfg: DictConfig) -> list[tuple[Transfer, list[PromptRow]]]:
     shared: list[PromptRow] | None = None
     specs = []
     for line, entry in entries:
-        adapter = read_adapter(str(folder / entry["name"]), entry.get("file") or None)
-        fix = _direction_fix(cfg, source) + " (one table per direction)"
         what = f"adapters={path} line {line}: adapter {entry['name']}"
+        weights = folder / entry["name"]
+        if not weights.exists():  # a row's name is a file or folder in the table's folder, never a hub id
+            near = did_you_mean(weights.name, sorted(p.name for p in folder.iterdir())) if folder.is_dir() else ""
+            raise UserError(f"{what}: no file or folder {weights}{near or ''} (adapter_dir= sets where they are)")
+        adapter = read_adapter(str(weights), entry.get("file") or None)
+        fix = _direction_fix(cfg, source) + " (one table per direction)"
         refuse_other_source(adapter, source, what, fix)
         refuse_other_base(adapter, cfg.model, what)
         recorded = adapter.meta.get("concept")
