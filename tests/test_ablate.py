@@ -483,6 +483,16 @@ def test_the_summary_gives_every_metric_of_the_sweep_on_its_points_line(cli, tmp
     assert line.count("hybrid k=1") == 1 and 0 < line.find("│ pixel ") < line.find("; toy_features "), out
 
 
+def test_the_summary_names_a_plots_folder_only_where_plots_are_drawn(cli, tmp_path):
+    """plots=false: the summary named `<out>/plots`, a folder that was never made."""
+    args = [*SWEEP, "prompt=a red circle", "baselines=false", "k=1"]
+    for plots, out in (("false", tmp_path / "a"), ("true", tmp_path / "b")):
+        code, stdout, err = cli("ablate", *args, f"plots={plots}", f"out={out}")
+        assert code == 0, err
+        named = str(out / "plots") in "".join(stdout.split())
+        assert named == (out / "plots").is_dir() == (plots == "true"), stdout
+
+
 def test_a_points_measurement_is_redone_when_its_embedders_weights_change(cli, tmp_path):
     """A DINO checkpoint replaced in place (same path, other weights): the point's cached numbers were measured with
     the old one, so the point is measured again."""

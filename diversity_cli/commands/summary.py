@@ -238,7 +238,9 @@ def _ablate(summary: Summary, cfg: DictConfig) -> None:
 
     out = Path(cfg.out)
     rows = _csv(out / "ablate.csv")
-    summary.written += [("ablate.csv", str(out / "ablate.csv")), ("plots", str(out / "plots"))]
+    summary.written.append(("ablate.csv", str(out / "ablate.csv")))
+    if (out / "plots").is_dir():  # plots=false draws none
+        summary.written.append(("plots", str(out / "plots")))
     # ablate.csv keeps earlier sweeps' points and measurements (other options) into this out=: the headline is this
     # sweep's points (its record's), as each point's point.csv holds its latest measurement
     mine = [record for record in read_records(out) if record.get("command") == "ablate" and "points" in record]
