@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -569,3 +570,25 @@ def test_direction_both_asks_for_the_concept_a_bare_reverse_adapter_does_not_rec
     code, _, err = cli(*args, f"adapter={forward.parent}", f"reverse_adapter={reverse.parent}", f"out={out}")
     assert code == 2 and "hub records no concept (adapter.json) and the other adapter records 'red'" in err, err
     assert not out.exists()
+
+
+def test_an_adapter_recorded_on_another_pairs_base_is_refused_before_the_pair_loads(cli, tiny_pairs, tmp_path):
+    """adapter.json's `model`: a tiny_sd adapter given to the toy pair is one line naming the pair it was trained on
+    (it was a size-mismatch dump once the toy loaded); pairs that share a base take each other's adapters."""
+    from diversity_cli.core.config import compose, pair_config
+    from diversity_cli.experiments.transfer import refuse_other_base
+
+    lora = save_random_lora(tiny_pairs("tiny_sd"), tmp_path / "sd_red")
+    (lora.parent / "adapter.json").write_text(json.dumps({"concept": "red", "model": "tiny_sd", "trained_on": "base"}))
+    out = tmp_path / "run"
+    code, _, err = cli("transfer-lora", "model=toy", f"adapter={lora.parent}", "prompt=a shape", f"out={out}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "was trained on model=tiny_sd's base (adapter.json), not model=toy's: give model=tiny_sd" in err, err
+    assert not out.exists()
+
+    adapter = read_adapter(str(lora.parent))
+    refuse_other_base(adapter, pair_config("tiny_sd"), "adapter")  # its own pair
+    shared = replace(adapter, meta={**adapter.meta, "model": "toy"})
+    refuse_other_base(shared, compose("generate", ["model=toy_dpdmd"]).model, "adapter")  # toy's base and components
+    with pytest.raises(UserError, match="trained on model=toy's base"):
+        refuse_other_base(shared, pair_config("tiny_sdxl"), "adapter")

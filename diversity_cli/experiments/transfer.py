@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.atomic import write_text
+from ..core.config import pair_config
 from ..core.console import progress_bar, stderr_console
 from ..core.errors import UserError, did_you_mean
 from ..core.fingerprint import digest
@@ -376,16 +377,43 @@ def refuse_other_base(adapter: Adapter, model: DictConfig, what: str) -> None:
     """Refuse an adapter train-lora made on base weights other than the pair's now (a base retrained or replaced in
     place; adapter.json's `base_weights`): transferred, it would be measured as trained on this base. Checked where
     both are known: a hub LoRA records nothing, a tiny pair's networks have no files to hash."""
-    recorded = adapter.meta.get("base_weights")
-    if not recorded or adapter.meta.get("trained_on", "base") != "base":
+    if adapter.meta.get("trained_on", "base") != "base":
         return
-    now = hashed_weights(model, ("base", "components"))
-    if now is not None and now != recorded:
+    recorded = adapter.meta.get("base_weights")
+    now = hashed_weights(model, ("base", "components")) if recorded else None
+    if now is None:  # no digests to compare: the pair it names
+        _refuse_other_pair(adapter, model, what)
+    elif now != recorded:
         raise UserError(
             f"{what} was trained on base weights {recorded} ({METADATA}), but model={model.name}'s base is {now} "
             "now (retrained or replaced in place): retrain it (train-lora overwrite=true), or point model.base at "
             "the weights it was trained on"
         )
+
+
+def _refuse_other_pair(adapter: Adapter, model: DictConfig, what: str) -> None:
+    """Refuse an adapter train-lora made on another pair's base (adapter.json's `model`), told before the pair
+    loads: its layers do not fit this base (a size mismatch at load) or fit a network it was not trained on. Pairs
+    that share their base network and components (the SDXL pairs, toy and toy_dpdmd) take each other's adapters."""
+    trained = adapter.meta.get("model")
+    if not trained or trained == model.name:
+        return
+    theirs = pair_config(str(trained))
+    if theirs is None or _base_identity(theirs) == _base_identity(model):
+        return
+    raise UserError(
+        f"{what} was trained on model={trained}'s base ({METADATA}), not model={model.name}'s: give "
+        f"model={trained}, or a pair with the same base"
+    )
+
+
+def _base_identity(model: DictConfig) -> tuple[str, ...]:
+    """What makes a pair's base network and components: an adapter trained on one fits the other."""
+    parts = (model.get("family"), model.base.get("network"), model.base.get("seed"), model.get("components"))
+    return tuple(
+        json.dumps(OmegaConf.to_container(p, resolve=True) if OmegaConf.is_config(p) else p, sort_keys=True)
+        for p in parts
+    )
 
 
 def _direction_fix(cfg: DictConfig, source: str) -> str:
