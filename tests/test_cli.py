@@ -537,6 +537,13 @@ def test_help_shows_a_list_keys_default_as_a_list(cli):
     assert rows["tables"][1:7] == ["list[any]", "|", "all", "|", "none", "all"], rows["tables"]
 
 
+def test_help_types_a_key_that_follows_another_as_the_one_it_follows(cli):
+    """`mapping.3.metrics: ${diversity_metrics}` showed as a str whose default was the Python repr of a list."""
+    rows = {line.split()[0]: line for line in cli("report", "--help")[1].splitlines() if line.strip()}
+    assert rows["mapping.3.metrics"].split()[1:3] == ["list[str]", "[dreamsim,"], rows["mapping.3.metrics"]
+    assert "(from diversity_metrics)" in rows["mapping.3.metrics"]
+
+
 def _env() -> dict[str, str]:
     import os
 

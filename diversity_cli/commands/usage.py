@@ -309,7 +309,9 @@ def key_rows(config: str, groups: list[str] | None = None) -> list[tuple[str, st
     for key, value in leaf_keys(cfg).items():
         if key.split(".")[0] in GROUPS and key != "preset":
             continue
-        kind, meaning = typed.get(key, (_type(value), _comment_for(key, comments)))
+        same = re.fullmatch(r"\$\{([\w.]+)\}", value) if isinstance(value, str) else None  # `${diversity_metrics}`
+        kind = typed[same.group(1)][0] if same and same.group(1) in typed else _type(_resolved(cfg, key, value))
+        kind, meaning = typed.get(key, (kind, _comment_for(key, comments)))
         if kind.startswith("list[") and "|" not in kind and isinstance(value, str) and "${" not in value:
             value = [value]  # as the schema's check would make it (`metric: auto` is [auto]), unchecked here
         rows.append((key, kind, _default(cfg, key, value), meaning or _comment_for(key, comments)))
@@ -324,7 +326,16 @@ def _default(cfg: DictConfig, key: str, value: Any) -> str:
     follows = [name for name in re.findall(r"\$\{(?:\w+:)*([A-Za-z_][\w.]*)\}", value) if name in leaf_keys(cfg)]
     if not follows:
         return _show(value)
-    return f"{_show(OmegaConf.select(cfg, key))} (from {', '.join(dict.fromkeys(follows))})"
+    return f"{_show(_resolved(cfg, key, value))} (from {', '.join(dict.fromkeys(follows))})"
+
+
+def _resolved(cfg: DictConfig, key: str, value: Any) -> Any:
+    """The value a default that follows other keys (`${diversity_metrics}`) takes now, as plain data: its type and
+    how it shows are those of what it follows, not of the string that names it."""
+    if not (isinstance(value, str) and "${" in value):
+        return value
+    found = OmegaConf.select(cfg, key)
+    return OmegaConf.to_container(found, resolve=True) if isinstance(found, (DictConfig, ListConfig)) else found
 
 
 def group_choices(config: str) -> dict[str, list[str]]:
