@@ -483,7 +483,7 @@ def test_a_toy_reference_cut_by_reference_limit_is_labelled_with_its_count(cli, 
 
 def test_a_folder_scored_into_a_run_directory_is_not_read_as_one_of_its_methods(cli, tmp_path):
     """`fid images=<a folder named distilled> out=<run>` wrote a `distilled` row beside the run's own: the report's
-    Distilled column could take it. It is named `images=distilled`, as diversity names such a row."""
+    Distilled row could take it. It is named `images=distilled`, as diversity names such a row, in any out=."""
     run = tmp_path / "run"
     assert cli("generate", "model=toy", "prompt=a shape", "n=2", "method=base", f"out={run}")[0] == 0
     folder = tmp_path / "elsewhere" / "distilled"
@@ -494,6 +494,15 @@ def test_a_folder_scored_into_a_run_directory_is_not_read_as_one_of_its_methods(
     assert code == 0, err
     with (run / "fid.csv").open() as f:
         assert [row["method"] for row in csv.DictReader(f)] == ["images=distilled"]
+    # nor out= of its own: its row filled the report's Distilled row of Table 2, base images under that label
+    scores = tmp_path / "scores"
+    code, _, err = cli("fid", f"out={scores}", f"images={folder}", "reference=toy", "toy.mode=dataset", "toy.count=20")
+    assert code == 0, err
+    with (scores / "fid.csv").open() as f:
+        assert [row["method"] for row in csv.DictReader(f)] == ["images=distilled"]
+    code, _, err = cli("report", f"out={scores}", "tables=[2]")
+    assert code == 0 and not (scores / "tables" / "table_2.csv").exists(), err
+    assert "fid.csv measured images=distilled, in no row of Tables 2, 4" in err, err
 
 
 def test_an_inception_score_of_one_image_a_split_is_left_empty():

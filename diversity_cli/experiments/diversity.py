@@ -119,7 +119,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
         paths = image_files(folder)
         if not paths:
             raise UserError(f"no images (.png/.jpg/.webp) under {folder}")
-        group = Group(folder_method(folder, Path(cfg.out)), "", str(cfg.prompt or ""), paths)
+        group = Group(folder_method(folder), "", str(cfg.prompt or ""), paths)
         if cfg.reference is not None:
             group.reference = _reference_folder(Path(cfg.reference))
         return Path(cfg.out), [group], notes
@@ -154,11 +154,10 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
 FOLDER_METHOD = "images={}"
 
 
-def folder_method(folder: Path, out: Path) -> str:
-    """The method column of an images= folder's row: the folder's name, or `images=<name>` where out= is a run
-    directory of generate (its samples.csv), whose diversity.csv rows are the run's method tags."""
-    name = folder.resolve().name
-    return FOLDER_METHOD.format(name) if RunDir(out).samples_files() else name
+def folder_method(folder: Path) -> str:
+    """The method column of an images= folder's row, `images=<name>`: never a method tag, whatever the folder is
+    called (a folder named `distilled` filled the paper's Distilled row of the report), in a run directory or not."""
+    return FOLDER_METHOD.format(folder.resolve().name)
 
 
 def mixed_settings_notes(by_key: dict[tuple[str, str, str], list[dict[str, str]]]) -> list[str]:

@@ -300,8 +300,8 @@ def measured_groups(cfg: DictConfig, rundir: RunDir) -> dict[tuple[str, str], li
 
 
 def folder_groups(cfg: DictConfig) -> dict[tuple[str, str], list[dict[str, str]]]:
-    """`images=FOLDER`: a plain folder of images as one group (named after the folder, `images=<name>` in a run
-    directory of generate; no prompts, no timing); the folder is only read: fid.csv goes to `out=`."""
+    """`images=FOLDER`: a plain folder of images as one group (`images=<name>`; no prompts, no timing); the folder is
+    only read: fid.csv goes to `out=`."""
     from ..metrics.embedders import image_files
 
     folder = Path(str(cfg.images)).expanduser()
@@ -315,8 +315,8 @@ def folder_groups(cfg: DictConfig) -> dict[tuple[str, str], list[dict[str, str]]
     from .diversity import folder_method
 
     rows = [{"path": str(path.resolve()), "prompt": "", "seconds": ""} for path in paths]
-    # named as diversity names it: a folder called `distilled` scored into a run directory is not its distilled
-    return {(folder_method(folder, Path(str(cfg.out)).expanduser()), ""): rows}
+    # named as diversity names it: a folder called `distilled` is not a distilled model's images
+    return {(folder_method(folder), ""): rows}
 
 
 def sample_groups(rundir: RunDir, tags: Any) -> dict[tuple[str, str], list[dict[str, str]]]:

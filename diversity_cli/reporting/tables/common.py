@@ -773,7 +773,7 @@ def untabulated(runs: list[RunData], mapping: Any, keys: list[str]) -> dict[str,
             for row in measured_rows(run, source):
                 tag, model = row.get("method", ""), row.get("model", "")
                 if tag and not any(match_tag(tag, rows) for rows in names):
-                    groups.setdefault(f"{model} / {tag}", row.get("_source", source))
+                    groups.setdefault(f"{model} / {tag}".strip(" /"), row.get("_source", source))
         if groups:
             found[source] = groups
     return found
