@@ -452,6 +452,21 @@ def test_the_summary_shows_this_runs_reference_only(cli, tmp_path):
     assert str(tmp_path / "ref") + ")" not in shown
 
 
+def test_the_summary_shows_this_commands_groups_and_features_only(cli, tmp_path):
+    """The summary listed every fid.csv row of the reference: an earlier run's other tags under tags=, and rows at
+    another image preparation under the same label as this command's (two `distilled` lines, two numbers)."""
+    _fake_run(tmp_path / "run", 3, ("distilled", "base"))
+    _write_images(tmp_path / "ref", _images(np.random.default_rng(7), 4, (40, 40), (60, 30, 0)))
+    assert cli(*_fid_args(tmp_path))[0] == 0
+    code, out, err = cli(*_fid_args(tmp_path, "resolution=48"))
+    assert code == 0 and len(_rows(tmp_path / "run" / "fid.csv")) == 4, err
+    lines = [" ".join(line.split()) for line in out.splitlines() if "(n=3, against" in line]
+    assert len(lines) == 2 and all("features tiny_random(resolution=48))" in line for line in lines), lines
+    code, out, err = cli(*_fid_args(tmp_path, "tags=base"))
+    lines = [" ".join(line.split()) for line in out.splitlines() if "(n=3, against" in line]
+    assert code == 0 and len(lines) == 1 and "tiny_sd / base" in lines[0] and "features" not in lines[0], out
+
+
 def test_the_toy_fid_has_no_columns_it_cannot_fill(cli, tmp_path):
     """The toy classifier has no class logits, so no IS: fid.csv carried is_toyfeat and is_std_toyfeat columns
     that can never hold a number, and the table printed them empty beside fid, is, is_std and clip."""

@@ -178,17 +178,26 @@ def _headline(row: dict[str, str], level: float, beside: list[dict[str, str]]) -
 def _fid(summary: Summary, path: Path, cfg: DictConfig | None = None) -> None:
     rows = _csv(path)
     summary.written.append(("fid.csv", str(path)))
-    if cfg is not None and cfg.get("images") is None:  # fid.csv keeps other references' rows: this run's are shown
-        from ..experiments.fid import reference_label
-
-        mine = [row for row in rows if row.get("reference") == reference_label(cfg)]
-        rows = mine or rows
+    if cfg is not None:  # fid.csv keeps the rows of other groups, references and features: this command's are shown
+        rows = _measured_now(rows, cfg)
     for row in rows:  # as diversity's: each row carries its n, the title no images/s of work a cache or shard did
         name = next((key for key in row if key.startswith("fid") and row[key]), None)
         score = f"{name} {_num(row[name])}" if name else "fid -"
-        # fid.csv keeps the rows of other references beside this run's: each says against what it was measured
         against = f", against {row['reference']}" if row.get("reference") else ""
-        summary.headline.append((f"{row['model']} / {row['method']}".strip(" /"), f"{score} (n={row['n']}{against})"))
+        # another image preparation is another number: `toy(resolution=64)` beside the default's row
+        features = f", features {row['features']}" if "(" in row.get("features", "") else ""
+        label = f"{row['model']} / {row['method']}".strip(" /")
+        summary.headline.append((label, f"{score} (n={row['n']}{against}{features})"))
+
+
+def _measured_now(rows: list[dict[str, str]], cfg: DictConfig) -> list[dict[str, str]]:
+    """The fid.csv rows this command wrote: its groups (tags=, images=) against its reference with its features."""
+    from ..core.rundir import RunDir
+    from ..experiments.fid import features_label, measured_groups, reference_label
+
+    groups = set(measured_groups(cfg, RunDir(cfg.out)))
+    made = (reference_label(cfg), features_label(cfg))
+    return [r for r in rows if (r["method"], r["model"]) in groups and (r.get("reference"), r.get("features")) == made]
 
 
 def _x0viz(summary: Summary, out: Path) -> None:
