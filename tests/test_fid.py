@@ -467,6 +467,21 @@ def test_the_summary_shows_this_commands_groups_and_features_only(cli, tmp_path)
     assert code == 0 and len(lines) == 1 and "tiny_sd / base" in lines[0] and "features" not in lines[0], out
 
 
+def test_a_tag_the_run_does_not_hold_is_one_line_before_the_preflight(cli, tmp_path, monkeypatch):
+    """tags=base,nosuch measured base without a word (only a list of unknown tags alone was refused), and that
+    only after the preflight had looked for the feature network's weights."""
+    from diversity_cli.commands import checks
+
+    _fake_run(tmp_path / "run", 3, ("distilled", "base"))
+    monkeypatch.setattr(checks, "prepare", lambda *a, **k: pytest.fail("the preflight ran first"))
+    for tags in ("tags=[base,nosuch]", "tags=nosuch"):
+        code, _, err = cli(*_fid_args(tmp_path, tags))
+        assert code == 2 and err.strip() == (
+            f"error: tags=nosuch: no samples with that tag in {tmp_path / 'run'}; it has: base, distilled"
+        ), err
+    assert not (tmp_path / "run" / "fid.csv").exists()
+
+
 def test_the_toy_fid_has_no_columns_it_cannot_fill(cli, tmp_path):
     """The toy classifier has no class logits, so no IS: fid.csv carried is_toyfeat and is_std_toyfeat columns
     that can never hold a number, and the table printed them empty beside fid, is, is_std and clip."""

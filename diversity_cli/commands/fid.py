@@ -9,8 +9,9 @@ from omegaconf import DictConfig
 
 def validate(cfg: DictConfig) -> None:
     """What needs two keys, told before the preflight (with the pair's defaults: reference=auto is toy there)."""
+    from ..core.rundir import RunDir
     from ..experiments.defaults import apply_defaults
-    from ..experiments.fid import check_folder_reference, check_reference_limit, folder_groups
+    from ..experiments.fid import check_folder_reference, check_reference_limit, folder_groups, sample_groups
 
     if cfg.get("reference_limit") is not None or cfg.get("images") is not None:  # else the preflight's come first
         apply_defaults(cfg)
@@ -18,6 +19,8 @@ def validate(cfg: DictConfig) -> None:
         check_folder_reference(cfg)
     if cfg.get("images") is not None:  # an empty or missing folder, told before a missing Inception
         folder_groups(cfg)
+    elif cfg.get("tags") is not None:  # a tag the run does not hold, too
+        sample_groups(RunDir(cfg.out), cfg.tags)
 
 
 def run(cfg: DictConfig) -> Path | None:

@@ -329,9 +329,12 @@ def sample_groups(rundir: RunDir, tags: Any) -> dict[tuple[str, str], list[dict[
     for row in rows:
         if wanted is None or row["tag"] in wanted:
             groups[(row["tag"], row["model"])].append(row)
-    if not groups:
-        present = sorted({row["tag"] for row in rows})
-        raise UserError(f"no samples with tags {sorted(wanted or [])} in {rundir.root}; it has: {', '.join(present)}")
+    present = sorted({row["tag"] for row in rows})
+    unknown = sorted((wanted or set()) - set(present))
+    if unknown:  # one of several unknown: measured without a word, the rest looked like all that was asked
+        raise UserError(
+            f"tags={','.join(unknown)}: no samples with that tag in {rundir.root}; it has: {', '.join(present)}"
+        )
     one_setting_per_group([row for group in groups.values() for row in group], ("model", "tag"))
     missing = [row["path"] for group in groups.values() for row in group if not (rundir.root / row["path"]).is_file()]
     if missing:
