@@ -388,7 +388,7 @@ def test_command_on_an_image_folder(cli, tmp_path):
     )
     assert code == 0, err
     rows = _read(out / "diversity.csv")
-    assert [(r["method"], r["n"], r["metric"]) for r in rows] == [("imgs", "6", "pixel")]
+    assert [(r["method"], r["n"], r["metric"]) for r in rows] == [("images=imgs", "6", "pixel")]
     assert not (out / ".cache").exists()
     assert {p.suffix for p in (tmp_path / "imgs").iterdir()} == {".png"}  # the scored folder is never written
 
