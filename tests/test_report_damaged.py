@@ -50,6 +50,25 @@ def test_an_empty_or_cut_off_results_file_is_damaged_not_unmeasured(cli, toy_run
     assert code == 2 and f"{path} is damaged ({reason})" in err, err
 
 
+@pytest.mark.parametrize("name", ["diversity.csv", "fid.csv", "ablate.csv"])
+@pytest.mark.parametrize("change", ["a field more", "a field less"])
+def test_a_row_with_a_field_more_or_less_is_one_line_naming_its_line(cli, toy_run: Path, tmp_path, name, change):  # noqa: F811
+    """A hand-edited row with an extra field crashed the report (a traceback) and one short of a field was read with
+    its cells under other columns; only a torn last row (a kill mid-append) is one it may leave out."""
+    path = toy_run / name
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1] + ",extra" if change == "a field more" else lines[1][: lines[1].rindex(",")]
+    path.write_text("\n".join(lines) + "\n")
+    header = len(lines[0].split(","))
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'tables'}")
+    found = header + 1 if change == "a field more" else header - 1
+    assert code == 2 and err.strip() == (
+        f"error: {path} line 2 is damaged ({found} fields where its header has {header}); move it away and rerun the "
+        "command that wrote it"
+    ), err
+    assert not (tmp_path / "tables").exists() and not (toy_run / "report.html").exists()
+
+
 def test_the_headers_n_reads_the_counts_of_an_averages_cells():
     lines = [
         Line("3", "Base", "a shape", "diversity", measured="0.3", n="8", run="/r", model="toy"),

@@ -419,8 +419,17 @@ def read_table_end(path: Path) -> tuple[list[dict[str, str]], str]:
             end = "" if reader.fieldnames else "empty"  # read while open: with no row, it reads the header now
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); move it away and rerun") from None
-    if rows and (None in rows[-1] or None in rows[-1].values()):
-        end = "its last row is cut off" if None in rows[-1].values() else ""
+    for index, row in enumerate(rows):
+        torn = None in row.values() and index == len(rows) - 1  # a kill mid-append tears the last row only
+        if (None in row or None in row.values()) and not torn:  # read on, its cells would sit under other columns
+            count = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+            columns = len(row) - (None in row)
+            raise UserError(
+                f"{path} line {index + 2} is damaged ({count} fields where its header has {columns}); move it away "
+                "and rerun the command that wrote it"
+            )  # line: the row's, after the header (the toolkit writes no line breaks inside a cell)
+    if rows and None in rows[-1].values():
+        end = "its last row is cut off"
         rows.pop()
     return rows, end
 
