@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 import re
 import tempfile
 from datetime import datetime, timezone
@@ -81,11 +82,13 @@ def write_report(cfg: DictConfig) -> Path | None:
     metrics = list(cfg.diversity_metrics)
     drawn = figures_drawn(runs, metrics) if cfg.figures else []
     refuse_other_files(cfg, runs, tables, tables_dir)
+    if tables_dir.is_dir():  # a table of these runs they no longer hold a measurement for says so in its file
+        mark_out_of_date(tables_dir, tables, keys, roots)
     written, figures = [], []
     filled = bool(tables or drawn)  # else tables_dir would hold nothing but this report's record and run.json
     if filled:
         with left_as_found(tables_dir):
-            written = write_tables(tables, tables_dir, display(paper_path), roots)
+            written = write_tables(tables, tables_dir, display(paper_path), roots, keys)
             record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
             figures = write_figures(runs, tables_dir, metrics) if cfg.figures else []
     pages = []
@@ -215,7 +218,9 @@ def run_dirs(cfg: DictConfig) -> list[Path]:
 # ------------------------------------------------------------------------------------------------ outputs
 
 
-def write_tables(tables: dict[str, Table], folder: Path, paper_source: str, roots: list[Path]) -> list[Path]:
+def write_tables(
+    tables: dict[str, Table], folder: Path, paper_source: str, roots: list[Path], asked: list[str]
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, table in tables.items():
@@ -225,26 +230,60 @@ def write_tables(tables: dict[str, Table], folder: Path, paper_source: str, root
         # tables.md holds every table file of the folder, also those an earlier report (another target) wrote.
         parts = sorted(folder.glob("table_*.md"), key=lambda p: _order(p.stem.removeprefix("table_")))
         combined = "# The paper's tables: published beside measured\n\n" + "\n".join(
-            _included(p, p.stem.removeprefix("table_") in tables, roots) for p in parts
+            _included(p, tables, asked, roots) for p in parts
         )
         write_owned(folder, "tables.md", combined, TABLES_MD)
     return written
 
 
-def _included(path: Path, fresh: bool, roots: list[Path]) -> str:
-    """A table file as tables.md holds it: one an earlier report wrote says so under its heading, since its runs
-    were not checked again now (images remade since would go unflagged); one written from this report's own runs,
-    which hold no measurement for it now, is out of date."""
+def mark_out_of_date(folder: Path, tables: dict[str, Table], asked: list[str], roots: list[Path]) -> None:
+    """A table asked for that these runs, which it was written from, hold no measurement for now (its CSV removed):
+    its own file says so under its heading, as tables.md does, not only the terminal; kept, with its date."""
+    for key in asked:
+        path = folder / f"table_{key}.md"
+        if key in tables or not path.is_file() or not from_these_runs(path, roots):
+            continue
+        text = path.read_text(encoding="utf-8")
+        heading, _, rest = text.partition("\n")
+        if rest.lstrip("\n").startswith(OUT_OF_DATE):
+            continue
+        written = path.stat().st_mtime
+        write_owned(folder, path.name, f"{heading}\n\n{_stale_note(written)}\n{rest}", TABLE_MD)
+        os.utime(path, (written, written))  # its date stays the one its numbers are of
+
+
+OUT_OF_DATE = "*Out of date:"
+
+
+def _stale_note(written: float) -> str:
+    return (
+        f"{OUT_OF_DATE} written {_when(written)} from the runs of this report, which hold no measurement for it now.*"
+    )
+
+
+def _when(mtime: float) -> str:
+    return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _included(path: Path, tables: dict[str, Table], asked: list[str], roots: list[Path]) -> str:
+    """A table file as tables.md holds it: this report's as written; one written from these runs that they hold no
+    measurement for now is out of date (marked in its file); one of these runs not asked for (tables=3) was not
+    checked again; one an earlier report wrote says so, since its runs were not checked again now (images remade
+    since would go unflagged)."""
+    key = path.stem.removeprefix("table_")
     text = path.read_text(encoding="utf-8")
-    if fresh:
-        return text
     heading, _, rest = text.partition("\n")
-    written = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    if from_these_runs(path, roots):
-        note = f"*Out of date: written {written} from the runs of this report, which hold no measurement for it now.*"
+    if key in tables or rest.lstrip("\n").startswith(OUT_OF_DATE):
+        return text
+    written = path.stat().st_mtime
+    ours = from_these_runs(path, roots)
+    if ours and key in asked:
+        note = _stale_note(written)
+    elif ours:
+        note = f"*Written {_when(written)} from these runs; not asked for by this report, so not checked again.*"
     else:
         note = (
-            f"*As an earlier report wrote it ({written}); not checked again by this one: rerun that report to "
+            f"*As an earlier report wrote it ({_when(written)}); not checked again by this one: rerun that report to "
             "refresh it.*"
         )
     return f"{heading}\n\n{note}\n{rest}"
@@ -252,9 +291,10 @@ def _included(path: Path, fresh: bool, roots: list[Path]) -> str:
 
 def from_these_runs(table_md: Path, roots: list[Path]) -> bool:
     """Whether an earlier table's measured cells all came from `roots` (its CSV's `run` column): then it is no other
-    report's table kept in a shared folder but these runs' own, measured before."""
+    report's table kept in a shared folder but these runs' own, measured before. Compared as resolved paths: the
+    same run named `runA` once and `/work/runA` after is the same run."""
     made_from = {row.get("run") for row in read_csv(table_md.with_suffix(".csv"))} - {None, ""}
-    return bool(made_from) and made_from <= {str(root) for root in roots}
+    return bool(made_from) and {Path(run).resolve() for run in made_from} <= {root.resolve() for root in roots}
 
 
 def _order(key: str) -> tuple[int, str]:
