@@ -292,3 +292,16 @@ def test_a_table_not_asked_for_is_not_called_out_of_date_and_one_that_is_says_so
     assert own[2].startswith("*Out of date: written") and "3.5" in "\n".join(own), own
     combined = (run / "tables" / "tables.md").read_text()
     assert combined.count("*Out of date: written") == 1, combined  # the file's own note, not a second
+
+
+def test_a_cell_two_fid_rows_fill_comes_from_the_current_one(tmp_path):
+    """fid against two references: seconds_per_image (one column for both) came from the first row of fid.csv, an
+    older one over 4 images where the run now holds 6, though a current row had it: `0.259 [out of date] (n=4)`."""
+    write_samples(tmp_path, {"base": 6})
+    old = {**fid_row("base", 4, fid_toyfeat="3.5"), "seconds_per_image": "0.259"}
+    new = {**fid_row("base", 6, fid_toyfeat="3.1"), "seconds_per_image": "0.247", "reference": "toy(per_prompt=20)"}
+    write_csv(tmp_path / "fid.csv", [old, new])
+    cells = {line.measured_metric: line for line in tables_of(tmp_path, ("2",))["2"].measured}
+    seconds = cells["seconds_per_image"]
+    assert (seconds.measured, str(seconds.n)) == ("0.247", "6") and "[out of date]" not in seconds.measured_as
+    assert "[out of date]" in cells["fid_toyfeat"].measured_as  # the older FID stays, marked, in its own column

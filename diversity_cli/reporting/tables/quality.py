@@ -20,6 +20,7 @@ from .common import (
     md_literal,
     origin,
     preferred_tags,
+    row_change,
     tag_rank,
 )
 
@@ -102,7 +103,11 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
     of the pair's tags could fill (`hybrid_k1` and the toy demo's `hybrid_k1_bs5` in Hybrid) shows one
     (`preferred_tags`); the others get rows of their own, as other pairs' tags do, so nothing measured is hidden."""
     rows = dict(cfg.rows)
-    mapped = [r for r in run.fid if match_tag(r["method"], rows)]
+    # a group's current rows before its out-of-date ones: a cell two rows fill (seconds_per_image, the CLIP score,
+    # beside FIDs against two references) shows the first, and a row over images since remade is not the group's
+    mapped = sorted(
+        (r for r in run.fid if match_tag(r["method"], rows)), key=lambda r: bool(row_change(run, "fid.csv", r))
+    )
     model = choose_model(((r["model"], match_tag(r["method"], rows)) for r in mapped), cfg.get("model"))
     shows = preferred_tags(
         ((r["model"], match_tag(r["method"], rows)), r["method"], tag_rank(r["method"], rows) or 0) for r in mapped
