@@ -482,6 +482,15 @@ def test_a_tag_the_run_does_not_hold_is_one_line_before_the_preflight(cli, tmp_p
     assert not (tmp_path / "run" / "fid.csv").exists()
 
 
+def test_a_missing_images_folder_is_told_before_what_a_folder_would_need(cli, tmp_path):
+    """images=<no such folder> was answered with reference=auto's or toy.mode's complaint; fixing those only led
+    to the folder's."""
+    for extra in ((), ("reference=toy",)):
+        code, _, err = cli("fid", f"images={tmp_path / 'nodir'}", f"out={tmp_path / 'out'}", *extra)
+        assert code == 2 and err.strip() == f"error: images={tmp_path / 'nodir'} is not a folder of images", err
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_toy_fid_has_no_columns_it_cannot_fill(cli, tmp_path):
     """The toy classifier has no class logits, so no IS: fid.csv carried is_toyfeat and is_std_toyfeat columns
     that can never hold a number, and the table printed them empty beside fid, is, is_std and clip."""

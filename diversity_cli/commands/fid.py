@@ -13,14 +13,14 @@ def validate(cfg: DictConfig) -> None:
     from ..experiments.defaults import apply_defaults
     from ..experiments.fid import check_folder_reference, check_reference_limit, folder_groups, sample_groups
 
+    if cfg.get("images") is not None:  # a missing or empty folder first: what else it needs is moot without it
+        folder_groups(cfg)
+    elif cfg.get("tags") is not None:  # a tag the run does not hold, too
+        sample_groups(RunDir(cfg.out), cfg.tags)
     if cfg.get("reference_limit") is not None or cfg.get("images") is not None:  # else the preflight's come first
         apply_defaults(cfg)
         check_reference_limit(cfg)
         check_folder_reference(cfg)
-    if cfg.get("images") is not None:  # an empty or missing folder, told before a missing Inception
-        folder_groups(cfg)
-    elif cfg.get("tags") is not None:  # a tag the run does not hold, too
-        sample_groups(RunDir(cfg.out), cfg.tags)
 
 
 def run(cfg: DictConfig) -> Path | None:
