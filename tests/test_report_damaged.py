@@ -136,3 +136,16 @@ def test_an_adherence_interval_is_said_to_be_wilsons_not_a_bootstrap():
     # diversity alone (quality=none): said, as a missing quality column was not
     (alone,) = [note for note in reading_notes(Table("3", "Table 3", [diversity], [])) if "no quality" in note]
     assert "variety off the prompt cannot be told from diversity here" in alone
+
+
+def test_the_is_caveat_names_the_is_column_the_table_shows():
+    """The caveat said "`is`: IS over 4 images is unreliable" where the column was `is_tinyrandom`."""
+    from diversity_cli.reporting.tables.render import is_caveats
+
+    lines = [
+        Line("2", "Base", "all", "is", measured_metric="is_tinyrandom", measured="1.2", n="4", run="/r", model="toy"),
+        Line("2", "Distilled", "all", "is", measured_metric="is_tinyrandom", measured="1.1", n="6", run="/r"),
+        Line("2", "Base", "all", "is", measured_metric="is", measured="9.1", n="5000", run="/r", model="toy"),
+    ]
+    (caveat,) = is_caveats(Table("2", "Table 2", lines, []))
+    assert caveat.startswith("`is_tinyrandom`: IS over 4 images is unreliable"), caveat

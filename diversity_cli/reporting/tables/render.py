@@ -226,9 +226,12 @@ def is_caveats(table: Table) -> list[str]:
     """IS below a few thousand images is not a number to cite: say so beside the table."""
     from ...metrics.quality import inception_score_caveat
 
-    counts = sorted({int(line.n) for line in table.measured if line.metric == "is" and line.n.isdigit()})
-    caveats = [inception_score_caveat(n) for n in counts[:1]]  # the smallest n speaks for the table
-    return [f"`is`: {caveat}" for caveat in caveats if caveat]
+    smallest: dict[str, int] = {}  # per IS column as the table names it (`is_tinyrandom`): its smallest n speaks
+    for line in table.measured:
+        if line.metric == "is" and line.n.isdigit():
+            smallest[line.measured_metric] = min(int(line.n), smallest.get(line.measured_metric, int(line.n)))
+    caveats = [(name, inception_score_caveat(n)) for name, n in smallest.items()]
+    return [f"{md_code(name)}: {caveat}" for name, caveat in caveats if caveat]
 
 
 def fid_caveats(table: Table) -> list[str]:
