@@ -182,8 +182,8 @@ def item_int(low: int | None = None, high: int | None = None) -> Rule:
     return Rule("int", "", low=low, high=high)
 
 
-def item_float(low: float | None = None, high: float | None = None) -> Rule:
-    return Rule("float", "", low=low, high=high)
+def item_float(low: float | None = None, high: float | None = None, high_open: bool = False) -> Rule:
+    return Rule("float", "", low=low, high=high, high_open=high_open)
 
 
 def item_choice(options: Sequence) -> Rule:

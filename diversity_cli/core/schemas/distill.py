@@ -35,7 +35,7 @@ class Lr:
 
 @dataclass
 class Adam:
-    betas: list = items("AdamW betas [b1, b2]", item_float(0, 1), min_items=2, max_items=2)
+    betas: list = items("AdamW betas [b1, b2]", item_float(0, 1, high_open=True), min_items=2, max_items=2)
     weight_decay: float = number("AdamW weight decay", 0)
 
 
