@@ -36,3 +36,27 @@ def test_the_summary_gives_the_adapters_concept_final_loss_and_how_to_use_it(cli
     assert "slider toward red vs blue on toy's base" in said, stdout
     assert f"final loss {meta['final_loss']:.4g}, 2 steps, rank {meta['rank']}" in said, stdout
     assert f"diversity-cli transfer-lora model=toy adapter={out} prompt=" in said.replace("│ ", ""), stdout
+
+
+def test_the_use_it_line_carries_the_base_the_adapter_was_trained_on(cli, tmp_path):
+    """Trained on another base (model.base.network.path=...), the 'use it' line named model=toy alone: followed,
+    transfer-lora took the config file's base and refused the adapter as trained on other weights."""
+    import shlex
+    import shutil
+
+    from diversity_cli.core.resources import asset
+
+    base = tmp_path / "base"
+    shutil.copytree(asset("toy/base"), base)
+    out = tmp_path / "lora"
+    code, stdout, err = cli("train-lora", *TINY, f"model.base.network.path={base / 'unet'}", f"out={out}")
+    assert code == 0, err
+    cells = [line.split("│") for line in stdout.splitlines() if line.count("│") == 3]
+    first = next(i for i, row in enumerate(cells) if "diversity-cli transfer-lora" in row[2])
+    rest = [row[2] for row in cells[first + 1 :]]
+    rest = rest[: next((i for i, row in enumerate(cells[first + 1 :]) if row[1].strip()), len(rest))]
+    line = " ".join([cells[first][2], *rest])  # the cell as rich wrapped it, at spaces
+    words = shlex.split(" ".join(line.split()).replace(" prompt=...", ""))
+    assert f"model.base.network.path={base / 'unet'}" in words, line
+    code, _, err = cli(*words[1:], "prompt=a red circle", "n=1", "clip_model=null", f"out={tmp_path / 'run'}")
+    assert code == 0 and "trained on base weights" not in err, err

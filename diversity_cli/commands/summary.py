@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -288,9 +289,10 @@ def _distill(summary: Summary, root: Path) -> None:
             summary.written.append((what, str(root / name)))
 
 
-def _train_lora(summary: Summary, path: Path) -> None:
+def _train_lora(summary: Summary, path: Path, cfg: DictConfig | None) -> None:
     """The adapter file, what it was trained toward and its final loss (adapter.json), and how to use it: the
-    summary said only "output" and the weights file."""
+    summary said only "output" and the weights file. The use names the pair as train-lora was given it (another
+    base, local components): without those overrides transfer-lora took the config file's base and refused."""
     summary.written.append(("adapter", str(path)))
     meta_file = path.parent / "adapter.json"
     meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
@@ -301,6 +303,10 @@ def _train_lora(summary: Summary, path: Path) -> None:
         loss = f"final loss {_num(str(meta.get('final_loss')))}, {steps}, rank {meta.get('rank')}"
         summary.headline.append((trained, loss))
     pair = f" model={meta['model']}" if meta.get("model") else ""  # the pair it was trained on: its base fits it
+    if cfg is not None and meta.get("model"):
+        from ..core.config import pair_overrides
+
+        pair += "".join(f" {shlex.quote(item)}" for item in pair_overrides(cfg.model, skip="distilled"))
     summary.headline.append(("use it", f"diversity-cli transfer-lora{pair} adapter={path.parent} prompt=..."))
 
 
@@ -322,7 +328,7 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
     elif command == "distill" and path is not None:
         _distill(summary, path)
     elif command == "train-lora" and path is not None:
-        _train_lora(summary, path)
+        _train_lora(summary, path, cfg)
     elif command == "report" and cfg is not None:
         if path is not None:  # None: no table or figure, so no tables folder (a page may still be written)
             summary.written.append(("tables (markdown + CSV)", str(path)))

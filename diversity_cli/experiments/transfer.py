@@ -386,8 +386,8 @@ def refuse_other_base(adapter: Adapter, model: DictConfig, what: str) -> None:
     elif now != recorded:
         raise UserError(
             f"{what} was trained on base weights {recorded} ({METADATA}), but model={model.name}'s base is {now} "
-            "now (retrained or replaced in place): retrain it (train-lora overwrite=true), or point model.base at "
-            "the weights it was trained on"
+            "now (retrained or replaced in place, or the adapter trained with other model.base / model.components "
+            "settings): point model.base at the weights it was trained on, or retrain it (train-lora overwrite=true)"
         )
 
 
