@@ -350,6 +350,7 @@ FOUND = [
     ("generate", "model=toy", "model.base.label=[a,b]"),  # taken, and shown as the base's name in tables
     ("distill", "model=toy", "prompt=a", "adam.betas=[0.9,0.99,0.5]"),  # three betas were taken
     ("distill", "model=toy", "prompt=a", "adam.betas=[1.0,0.999]"),  # AdamW raised after the pair loaded
+    ("distill", "model=toy", "prompt=a", "mixed_precision=fp16"),  # on a CPU: ran float32, recorded as fp16
     # distill's open keys (a TypeError from pathlib, a ValueError from OmegaConf)
     ("distill", "model=toy", "prompts=5"),
     ("distill", "model=toy", "distill=dp_dmd", "prompt=a", "teacher_ode.overrides=5"),

@@ -250,6 +250,9 @@ def distill(cfg: DictConfig) -> Path:
     if cfg.device != "auto":
         resolve_device(cfg.device)  # a clear line when CUDA is asked for and absent
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+    if accelerator.device.type == "cpu" and accelerator.mixed_precision == "fp16":
+        # CPU autocast has no fp16: the run trained in float32 and was recorded as fp16
+        raise UserError("mixed_precision=fp16 needs a GPU (on the CPU it did nothing); give bf16 or no")
     state = RunState(cfg.out)
     state.plan(cfg)  # a folder it must not touch is refused before anything (even a lock file) is written there
     new = not state.root.exists()
