@@ -34,7 +34,8 @@ def test_the_summary_gives_the_adapters_concept_final_loss_and_how_to_use_it(cli
     meta = json.loads((out / "adapter.json").read_text())
     said = " ".join(stdout.split())
     assert "slider toward red vs blue on toy's base" in said, stdout
-    assert f"final loss {meta['final_loss']:.4g}, 2 steps, rank {meta['rank']}" in said, stdout
+    logged = "mean of the losses logged in the last 2 steps"
+    assert f"final loss {meta['final_loss']:.4g} ({logged}), 2 steps, rank {meta['rank']}" in said, stdout
     assert f"diversity-cli transfer-lora model=toy adapter={out} prompt=" in said.replace("│ ", ""), stdout
 
 

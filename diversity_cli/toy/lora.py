@@ -49,7 +49,7 @@ from .data import FACTORS, caption, factor_value, render, sample_labels, sample_
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
 METADATA = "adapter.json"
-LOSS_WINDOW = 50  # adapter.json's final_loss: the mean logged loss of the last this many steps (all, if fewer)
+LOSS_WINDOW = 50  # adapter.json's final_loss: the mean of the one-step losses logged in the last this many steps
 BASE_WEIGHTS = "base_weights"  # adapter.json's and the settings' digest of the base's weights and shared components
 SETTINGS = "train_lora.json"
 OUTPUTS = (WEIGHTS, METADATA, SETTINGS, "checkpoints", "logs")  # all train-lora writes in out/
@@ -99,8 +99,8 @@ def train_lora(cfg: DictConfig) -> Path:
     write_owned(out, METADATA, json.dumps(meta, indent=2) + "\n")
     record_tree(out, WEIGHTS)
     _console().print(
-        f"[green]saved[/] {path}  (mean logged loss of the last {min(int(cfg.steps), LOSS_WINDOW)} steps "
-        f"{final_loss:.4g}, {seconds:.0f} s)"
+        f"[green]saved[/] {path}  (final loss {final_loss:.4g}: the mean of the one-step losses logged in the last "
+        f"{min(int(cfg.steps), LOSS_WINDOW)} steps; {seconds:.0f} s)"
     )
     return path
 
