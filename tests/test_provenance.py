@@ -270,3 +270,19 @@ def test_the_source_hash_covers_the_shipped_configs(tmp_path, monkeypatch):
     record.source_hash.cache_clear()
     assert record.source_hash() != before
     record.source_hash.cache_clear()  # the shipped configs again, for what runs next
+
+
+def test_a_finished_distill_records_its_student_as_generate_will(cli, tmp_path):
+    """The distill run hashed the teacher it loaded, not the student it wrote: a later generate's distilled
+    weights_hash named no run that made it."""
+    from diversity_cli.core.config import compose
+    from diversity_cli.models.provenance import pair_provenance
+
+    out = tmp_path / "student"
+    args = ("model=toy", "prompt=a red circle", "iterations=1", "batch_size=1", "fake_updates_per_generator_update=1")
+    code, _, err = cli("distill", *args, f"out={out}")
+    assert code == 0, err
+    student = json.loads((out / "run.json").read_text())["distill"]["student"]
+    model = compose("generate", ["model=toy", f"model.distilled.network.path={out / 'student'}"]).model
+    assert student == pair_provenance(model, roles=("distilled",))["distilled"]
+    assert student["weights_hash"]

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..core.config import pair_overrides
 from ..core.errors import UserError, refused_as
-from ..core.fingerprint import digest
+from ..core.fingerprint import digest, folder_hash
 from ..core.pair_settings import SCHEDULED_FAMILIES
 from ..core.prompts import read_prompts
 from ..core.record import record_invocation
@@ -338,7 +338,12 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         save_student(accelerator.unwrap_model(training.distiller.student), partial, cfg)
         state.place(partial, state.student)
         seconds = training.progress.seconds
-        state.write_record(cfg, finished=True, iterations=total, seconds=round(seconds, 1), inputs=inputs)
+        # the student's identity as generate records it (model.distilled.network.path=<student>: its folder's hash),
+        # so the images of a student name the distill run that made it
+        student = {"path": str(state.student.resolve()), "weights_hash": folder_hash(state.student)}
+        state.write_record(
+            cfg, finished=True, iterations=total, seconds=round(seconds, 1), inputs=inputs, student=student
+        )
         write_readme(state, cfg, training, seconds, time.perf_counter() - session_began)
         console.print(f"[green]student saved[/] to {state.student} ({total} iterations)")
     accelerator.wait_for_everyone()
