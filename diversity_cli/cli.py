@@ -11,6 +11,7 @@ import pickle
 import sys
 import time
 import warnings
+from dataclasses import replace
 from functools import partial
 
 import typer
@@ -89,10 +90,11 @@ def _register(command: Command) -> None:
         usage.refuse_ignored(command.config, cfg, arguments, getattr(target, "READ_ONLY_BY", {}))
         if hasattr(target, "validate"):  # the command's own checks of its values: one line before the preflight
             target.validate(cfg)
-        checks.prepare(command.name, cfg)  # the pair's defaults, then every missing network at once
+        preflight = checks.prepare(command.name, cfg)  # the pair's defaults, then every missing network at once
         rows_before = summary.before(command.name, cfg)
         result = target.run(cfg)
-        summary.show(summary.summarize(command.name, cfg, result, time.perf_counter() - started, rows_before))
+        done = summary.summarize(command.name, cfg, result, time.perf_counter() - started, rows_before)
+        summary.show(replace(done, preflight=preflight))
 
     # --help is ours (keys, types, defaults from the command's config), so click must not take it
     settings = {**EXTRA, "help_option_names": []}

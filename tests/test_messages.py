@@ -85,12 +85,14 @@ def test_a_folder_scored_into_a_run_directory_is_no_method_of_the_run(cli, tmp_p
     assert {float(r["measured"]) for r in measured} == {float(rows[0]["value"])}  # the run's, not the folder's
 
 
-def test_a_folder_scored_into_a_plain_out_keeps_its_name(cli, tmp_path: Path):
-    folder = tmp_path / "mine"
+def test_a_folder_scored_into_a_plain_out_is_named_as_a_folder_too(cli, tmp_path: Path):
+    """Named `distilled` in an out= of its own, a folder's row was `distilled`: the report read it as the distilled
+    model's, whatever images the folder held."""
+    folder = tmp_path / "distilled"
     _images(folder, 3)
     code, _, err = cli("diversity", f"images={folder}", f"out={tmp_path / 'scores'}", "metric=pixel", "bootstrap=0")
     assert code == 0, err
-    assert [r["method"] for r in _rows(tmp_path / "scores" / "diversity.csv")] == ["mine"]
+    assert [r["method"] for r in _rows(tmp_path / "scores" / "diversity.csv")] == ["images=distilled"]
 
 
 # ------------------------------------------------------------------------------------ nothing to report
@@ -358,7 +360,7 @@ def test_an_x0_metric_that_is_no_embedder_is_refused_before_the_preflight(cli, t
         (("x0viz", "model=sdxl_dmd2", "prompts=data/toy_prompts.txt", "n=9000", "max_images=10000"), "above the cap"),
         (("generate", "model=tiny_sd"), "no prompt given"),
         (("x0viz", "model=tiny_sd"), "no prompt given"),
-        # distill's settings: told on a second line, after "note: the preflight took 2.1 s"
+        # distill's settings: told after the preflight had run
         (("distill", "prompt=a shape", "distill=dp_dmd", "anchor_k=9"), "anchor_k=9 is out of range"),
         (("distill", "prompt=a shape", "t_range=[0.9,0.1]"), "must be [low, high] with 0 <= low < high <= 1"),
     ],
@@ -436,3 +438,20 @@ def test_a_misspelt_name_in_an_adapters_table_names_its_line(cli, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"adapters={table} line 2: adapter lora_rde: no file or folder " in err and "did you mean lora_red?" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_bad_input_told_after_a_slow_preflight_is_one_line_and_the_summary_names_its_seconds(
+    cli, tmp_path: Path, monkeypatch
+):
+    """A preflight over 2 s printed `note: the preflight took N s` on stderr before the error of a value checked
+    after it (train-lora's target_modules): two lines. Its seconds go in the summary's title."""
+    import itertools
+
+    from diversity_cli.commands import checks
+
+    ticks = itertools.count(step=3.0)
+    monkeypatch.setattr(checks.time, "perf_counter", lambda: next(ticks))
+    code, _, err = cli("train-lora", "target_modules=[to_z]", f"out={tmp_path / 'lora'}")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "to_z names no layer" in err, err
+    code, stdout, err = cli("train-lora", "steps=1", "images=4", "batch_size=4", f"out={tmp_path / 'lora'}")
+    assert code == 0 and "(the preflight 3.0 s of it)" in stdout and "preflight" not in err, stdout + err

@@ -30,6 +30,7 @@ class Summary:
     written: list[tuple[str, str]] = field(default_factory=list)  # (what, where)
     images: int | None = None
     headline: list[tuple[str, str]] = field(default_factory=list)  # (group, "metric value [low, high]")
+    preflight: float = 0.0  # seconds of the checks before any work (checks.prepare), named when many
 
 
 def before(command: str, cfg: DictConfig | None) -> int:
@@ -345,6 +346,9 @@ def summarize(command: str, cfg: DictConfig | None, result: Any, seconds: float,
     return summary
 
 
+PREFLIGHT_NAMED = 2.0  # seconds: a preflight slower than this is named in the summary's title
+
+
 def show(summary: Summary) -> None:
     from rich.table import Table
     from rich.text import Text  # cells are data: a prompt or `toy_features[distance=euclidean]` is no markup
@@ -353,7 +357,9 @@ def show(summary: Summary) -> None:
     if summary.images and summary.seconds > 0:
         rate = f", {summary.images / summary.seconds:.2f} images/s"
     images = f"{summary.images} images, " if summary.images is not None else ""
-    table = Table(title=f"{summary.command}: {images}{summary.seconds:.1f} s{rate}", title_justify="left")
+    checks = f" (the preflight {summary.preflight:.1f} s of it)" if summary.preflight > PREFLIGHT_NAMED else ""
+    title = f"{summary.command}: {images}{summary.seconds:.1f} s{checks}{rate}"
+    table = Table(title=title, title_justify="left")
     table.add_column("what")
     table.add_column("where / value", overflow="fold")
     for what, where in summary.written:
