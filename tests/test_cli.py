@@ -383,7 +383,7 @@ def test_plain_folders_are_scored_and_only_out_is_written(cli, tmp_path):
     )
     assert code == 0, err
     rows = list(csv.DictReader((tmp_path / "fid" / "fid.csv").open()))
-    assert rows[0]["method"] == "mine" and rows[0]["n"] == "3" and rows[0]["fid_tinyrandom"]
+    assert rows[0]["method"] == "images=mine" and rows[0]["n"] == "3" and rows[0]["fid_tinyrandom"]
     assert sorted(p.name for p in folder.rglob("*")) == before  # the scored folder is never written
 
 
