@@ -305,3 +305,15 @@ def test_a_cell_two_fid_rows_fill_comes_from_the_current_one(tmp_path):
     seconds = cells["seconds_per_image"]
     assert (seconds.measured, str(seconds.n)) == ("0.247", "6") and "[out of date]" not in seconds.measured_as
     assert "[out of date]" in cells["fid_toyfeat"].measured_as  # the older FID stays, marked, in its own column
+
+
+def test_a_table_with_no_measurement_names_the_command_a_run_with_images_lacks(cli, tmp_path):
+    """fid.csv but no diversity.csv: "table 3: no measurement in these runs" alone, with no word that the run held
+    images diversity had not measured, nor what to run."""
+    run = tmp_path / "run"
+    write_samples(run, {"base": 3})
+    write_csv(run / "fid.csv", [fid_row("base", 3, fid_toyfeat="3.5")])
+    code, stdout, err = cli("report", f"out={run}", "tables=[2,3]", "html=false")
+    said = "".join(stdout.split())  # as wrapped at any width, even inside a path
+    assert code == 0 and f"hasimagesandnodiversity.csv:`diversity-clidiversityout={run}`" in said, stdout
+    assert "nofid.csv" not in said  # Table 2 had its measurement

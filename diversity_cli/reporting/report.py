@@ -681,7 +681,7 @@ def _print_summary(keys, tables, written, figures, pages, tables_dir: Path, root
         elif table is None and earlier.is_file():  # a shared tables_dir keeps each table's latest report
             console.print(f"table {key}: no measurement in these runs; {earlier} is an earlier report's, kept")
         elif table is None:
-            console.print(f"table {key}: no measurement in these runs (not written)")
+            console.print(f"table {key}: no measurement in these runs (not written){escape(_what_makes(key, roots))}")
         else:
             console.print(f"table {key}: {len(table.measured)} measured cell(s) -> {table_path(written, key)}")
     for path in figures:
@@ -693,6 +693,19 @@ def _print_summary(keys, tables, written, figures, pages, tables_dir: Path, root
         stderr_console().print(
             f"[yellow]warning[/]: out of date: {escape(plain_text(note.removeprefix(STALE)).strip())}"
         )
+
+
+def _what_makes(key: str, roots: list[Path]) -> str:
+    """Where a run holds images but not the file a table reads (diversity.csv, fid.csv): that file and the command
+    that measures them (the report said "no measurement" alone). Table 1's transfer-lora makes its own images."""
+    source = next((name for name, keys in TABLES_OF.items() if key in keys), None)
+    if source is None:
+        return ""
+    bare = [root for root in roots if RunDir(root).samples_files() and not (root / source).is_file()]
+    if not bare:
+        return ""
+    command = source.removesuffix(".csv")
+    return f"; {bare[0]} has images and no {source}: `diversity-cli {command} out={bare[0]}` measures them"
 
 
 def table_path(written: list[Path], key: str) -> str:
