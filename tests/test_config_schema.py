@@ -132,6 +132,8 @@ def test_lists_stay_lists():
     assert list(compose("x0viz", ["methods=base,hybrid"]).methods) == ["base", "hybrid"]
     assert list(compose("x0viz", ["methods=[distilled]"]).methods) == ["distilled"]
     assert list(compose("diversity", ["metric=pixel,lpips"]).metric) == ["pixel", "lpips"]
+    # runs= was refused as "a comma-separated list is a sweep", though report reads several runs
+    assert list(compose("report", ["runs=runA,runB"]).runs) == ["runA", "runB"]
     with pytest.raises(UserError, match=r"methods\[0\]=bogus: unknown value 'bogus'; choose one of: base,"):
         compose("x0viz", ["methods=bogus"])
 

@@ -109,7 +109,9 @@ class ReportConfig:
     checks: ClassVar[tuple] = (metrics_known, mapping_typed)  # mapping.*.metrics interpolate diversity_metrics
 
     out: str = out_dir("a run directory (its CSVs); report.html is written there", True)
-    runs: list = items("... or several run directories: runs=[dir1,dir2]", Rule("path", ""), min_items=1, null=True)
+    runs: list = items(
+        "... or several run directories: runs=dir1,dir2", Rule("path", ""), split=True, min_items=1, null=True
+    )
     tables: list = items("all, none, or some of [1,2,3,4,D1,E1]", None, split=True, min_items=1, also=("all", "none"))
     tables_dir: str = out_dir("where table_<id>.md / .csv, tables.md and the figures go (null: <run>/tables)", True)
     figures: bool = flag("Figure 5 from commitment.csv, Figure 7 from ablate.csv")
