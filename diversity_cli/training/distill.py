@@ -70,6 +70,13 @@ def iteration_generator(seed: int, iteration: int, process: int) -> torch.Genera
     return torch.Generator("cpu").manual_seed(int(state))
 
 
+def _on_cpu(device: str) -> bool:
+    """Whether accelerate will train on the CPU: asked for, or `auto` with neither CUDA nor an Apple GPU."""
+    return device == "cpu" or (
+        device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject bad settings before any model is loaded."""
     family = (cfg.get("model") or {}).get("family")
@@ -109,6 +116,10 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"lr.{key}={cfg.lr[key]} must be positive")
     if cfg.mixed_precision not in (None, "no", "fp16", "bf16"):
         raise UserError(f"mixed_precision={cfg.mixed_precision} must be no, fp16, bf16 or null (accelerate's choice)")
+    if cfg.mixed_precision == "fp16" and _on_cpu(str(cfg.device)):
+        # CPU autocast has no fp16: the run trained in float32 and was recorded as fp16 (told before the Accelerator
+        # is made: its state, once set, is the process's)
+        raise UserError("mixed_precision=fp16 needs a GPU (on the CPU it did nothing); give bf16 or no")
     if method == "dp_dmd":
         if len(timesteps) < 2:
             raise UserError("distill=dp_dmd needs at least 2 student_timesteps: the first step and the ones DMD trains")
@@ -250,9 +261,6 @@ def distill(cfg: DictConfig) -> Path:
     if cfg.device != "auto":
         resolve_device(cfg.device)  # a clear line when CUDA is asked for and absent
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
-    if accelerator.device.type == "cpu" and accelerator.mixed_precision == "fp16":
-        # CPU autocast has no fp16: the run trained in float32 and was recorded as fp16
-        raise UserError("mixed_precision=fp16 needs a GPU (on the CPU it did nothing); give bf16 or no")
     state = RunState(cfg.out)
     state.plan(cfg)  # a folder it must not touch is refused before anything (even a lock file) is written there
     new = not state.root.exists()
