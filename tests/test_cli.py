@@ -319,7 +319,7 @@ def test_generate_seconds_count_the_checks_and_loading_in_any_out(cli, tmp_path,
     from diversity_cli.commands import checks
 
     prepare = checks.prepare
-    monkeypatch.setattr(checks, "prepare", lambda *a: (prepare(*a), time.sleep(0.5)))  # a slow check, say
+    monkeypatch.setattr(checks, "prepare", lambda *a: (prepare(*a), time.sleep(0.5))[0])  # a slow check, say
     code, stdout, err = cli("generate", "model=tiny_sd", "method=base", "prompt=a dog", "n=1", f"out={tmp_path}")
     assert code == 0, err
     assert float(re.search(r"generate: 1 images, ([\d.]+) s", stdout).group(1)) >= 0.5, stdout
@@ -403,7 +403,7 @@ def test_the_diversity_summary_shows_the_metric_this_run_measured(cli, tmp_path)
     for metric in ("toy_features", "pixel"):
         code, stdout, err = cli("diversity", *scores, f"metric={metric}")
         assert code == 0, err
-        headline = [line for line in stdout.splitlines() if " CI" in line and "│ mine" in line]
+        headline = [line for line in stdout.splitlines() if " CI" in line and "│ images=mine" in line]
         assert headline and all(f" {metric}[bootstrap=10] " in line and "n=3" in line for line in headline), stdout
     rows = list(csv.DictReader((tmp_path / "scores" / "diversity.csv").open()))
     assert [r["metric"] for r in rows] == ["toy_features", "pixel"]
@@ -431,7 +431,7 @@ def test_the_diversity_summary_leaves_out_an_earlier_runs_rows_of_other_options(
     assert cli("diversity", *scores, "embedders.pixel.size=8")[0] == 0
     code, stdout, err = cli("diversity", *scores)
     assert code == 0, err
-    headline = [line for line in stdout.splitlines() if " CI" in line and "│ mine" in line]
+    headline = [line for line in stdout.splitlines() if " CI" in line and "│ images=mine" in line]
     assert len(headline) == 1 and "pixel[bootstrap=10]" in headline[0] and "size=8" not in stdout, stdout
     rows = list(csv.DictReader((tmp_path / "scores" / "diversity.csv").open()))
     assert sorted(r["options"] for r in rows) == ["bootstrap=10", "size=8; bootstrap=10"]

@@ -454,4 +454,4 @@ def test_bad_input_told_after_a_slow_preflight_is_one_line_and_the_summary_names
     code, _, err = cli("train-lora", "target_modules=[to_z]", f"out={tmp_path / 'lora'}")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "to_z names no layer" in err, err
     code, stdout, err = cli("train-lora", "steps=1", "images=4", "batch_size=4", f"out={tmp_path / 'lora'}")
-    assert code == 0 and "(the preflight 3.0 s of it)" in stdout and "preflight" not in err, stdout + err
+    assert code == 0 and "; the preflight took 3.0 s of it" in stdout and "preflight" not in err, stdout + err

@@ -357,8 +357,8 @@ def show(summary: Summary) -> None:
     if summary.images and summary.seconds > 0:
         rate = f", {summary.images / summary.seconds:.2f} images/s"
     images = f"{summary.images} images, " if summary.images is not None else ""
-    checks = f" (the preflight {summary.preflight:.1f} s of it)" if summary.preflight > PREFLIGHT_NAMED else ""
-    title = f"{summary.command}: {images}{summary.seconds:.1f} s{checks}{rate}"
+    checks = f"; the preflight took {summary.preflight:.1f} s of it" if summary.preflight > PREFLIGHT_NAMED else ""
+    title = f"{summary.command}: {images}{summary.seconds:.1f} s{rate}{checks}"
     table = Table(title=title, title_justify="left")
     table.add_column("what")
     table.add_column("where / value", overflow="fold")
