@@ -185,7 +185,8 @@ def resize(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 
 def pixel(device: torch.device, size: int = 64, batch_size: int = 64) -> BatchedEmbedder:
-    """Downsampled pixels; the euclidean distance of the embeddings is the RMSE of the downsampled images."""
+    """Pixels resized to `size` (down, or up for a smaller image); the euclidean distance of the embeddings is the
+    RMSE of the resized images."""
 
     def embed(batch: torch.Tensor) -> torch.Tensor:
         small = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

@@ -29,7 +29,7 @@ LAYOUT = {
 METRIC_NOTES = {
     "dreamsim": "mean pairwise DreamSim distance",
     "toy_features": "mean pairwise cosine distance of the toy classifier's features (not DreamSim)",
-    "pixel": "mean pairwise RMSE of 64 px downsampled images (not DreamSim)",
+    "pixel": "mean pairwise RMSE of the images resized to 64 px (bilinear; not DreamSim)",
     "lpips": "mean pairwise LPIPS distance (not DreamSim)",
     "clip": "mean pairwise CLIP-embedding distance (not DreamSim)",
     "dino": "mean pairwise DINOv2-embedding distance (not DreamSim)",
