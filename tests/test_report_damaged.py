@@ -149,3 +149,13 @@ def test_the_is_caveat_names_the_is_column_the_table_shows():
     ]
     (caveat,) = is_caveats(Table("2", "Table 2", lines, []))
     assert caveat.startswith("`is_tinyrandom`: IS over 4 images is unreliable"), caveat
+
+
+def test_a_metric_measured_at_another_distance_is_described_at_that_distance():
+    """`toy_features[distance=euclidean]` was described as a "mean pairwise cosine distance ...; measured with
+    distance=euclidean": its note contradicted itself."""
+    from diversity_cli.reporting.tables.render import METRIC_NOTES, _described
+
+    said = _described("toy_features[distance=euclidean]", METRIC_NOTES["toy_features"])
+    assert said.startswith("mean pairwise euclidean distance of the toy classifier's features"), said
+    assert "cosine" not in said and said.endswith("measured with distance=euclidean, not the defaults")

@@ -219,7 +219,10 @@ def _described(name: str, note: str) -> str:
         return note.replace("to toy scenes", f"to toy scenes drawn with {md_literal(inside[8:-1])}")
     if inside.startswith("ref="):  # a folder's name: as it is, not as markdown
         return note.replace("to toy scenes", f"to the reference images of {md_literal(inside[4:])}")
-    return f"{note}; measured with {md_literal(inside)}, not the defaults this describes" if inside else note
+    distance = re.search(r"(?:^|; )distance=(\w+)", inside)
+    if distance and "cosine distance" in note:  # the note names the default distance: say the one measured
+        note = note.replace("cosine distance", f"{distance.group(1)} distance")
+    return f"{note}; measured with {md_literal(inside)}, not the defaults" if inside else note
 
 
 def is_caveats(table: Table) -> list[str]:
