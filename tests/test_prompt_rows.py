@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from diversity_cli.core.errors import UserError
 from diversity_cli.core.prompts import PromptRow, read_prompts
 from diversity_cli.experiments.generation import repeated_images_note
 
@@ -83,3 +84,14 @@ def test_quotes_in_their_places_read_as_csv_means_them(tmp_path: Path):
     path.write_text('prompt,seed\na 5" square,1\n"two\nlines",2\n"say ""hi""",3\n"a circle"  ,4\n')
     rows = [(row.prompt, row.seed) for row in read_prompts(None, str(path))]
     assert rows == [('a 5" square', 1), ("two\nlines", 2), ('say "hi"', 3), ("a circle", 4)]
+
+
+def test_a_prompt_file_of_another_kind_is_refused_by_its_suffix(tmp_path):
+    """distill prompts=README.md trained on its 1362 lines, markdown fences and make targets as prompts."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n```bash\nmake test\n```\n")
+    with pytest.raises(UserError, match=r"prompt file .*notes\.md is a \.md file; give a \.txt file"):
+        read_prompts(None, str(notes))
+    bare = tmp_path / "prompts"
+    bare.write_text("a red circle\n")
+    assert [row.prompt for row in read_prompts(None, str(bare))] == ["a red circle"]  # a bare name reads as .txt

@@ -95,12 +95,19 @@ def command_limits(cfg: Any) -> dict[str, Any]:
     return {"n": int(cfg.n), "max_images": cfg.get("max_images"), "seed": cfg.get("seed")}
 
 
+PROMPT_SUFFIXES = (".txt", ".csv", "")  # a prompt per line, a table with a prompt column, a bare name as .txt
+
+
 def _read_file(path: Path, typed: str) -> list[PromptRow]:
     if path.is_dir():
         raise UserError(f"prompt file {path} is a folder; give a .txt file (one prompt per line) or a .csv")
     if not path.is_file():
         shipped = " (nor among the shipped data/)" if path != Path(typed) else ""
         raise UserError(f"prompt file {typed} not found{shipped}")
+    if path.suffix.lower() not in PROMPT_SUFFIXES:  # README.md's 1362 lines were taken as prompts, markup and all
+        raise UserError(
+            f"prompt file {typed} is a {path.suffix} file; give a .txt file (one prompt per line) or a .csv"
+        )
     try:
         if path.suffix.lower() == ".csv":
             rows = _read_csv(path)
