@@ -51,7 +51,7 @@ from ..core.marker import (
 )
 from ..core.prompts import command_limits, command_seed, read_prompts
 from ..core.record import read_records, record_invocation
-from ..core.rundir import SAMPLE_COLUMNS, RunDir, samples_digest
+from ..core.rundir import SAMPLE_COLUMNS, RunDir, read_table, samples_digest
 from ..core.schema import escape, literal_keys
 from ..core.schema import show as show_value
 from ..core.schemas.ablate import AblateConfig
@@ -1163,8 +1163,7 @@ def _interval_cell(rows: list[dict[str, str]]) -> str:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return read_table(path)  # a damaged row is one line naming it
 
 
 def _write_csv(root: Path, rel: str, rows: list[dict[str, str]]) -> None:

@@ -28,7 +28,7 @@ from ..core.fingerprint import digest, file_hash, file_stamps, packages, weights
 from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.resources import shipped_config
-from ..core.rundir import RunDir, configs_per_group, one_setting_per_group, samples_digest
+from ..core.rundir import RunDir, configs_per_group, one_setting_per_group, read_table, samples_digest
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
@@ -576,15 +576,14 @@ def write_rows(
     off_prompt = set(adherent_skipped)
     kept = []
     refuse_foreign_outputs(path.parent, {path.name: OURS})  # before it is read as ours
-    if path.is_file():
-        with path.open(newline="") as f:
-            kept = [
-                r
-                for r in csv.DictReader(f)
-                if row_key(r) not in new_keys
-                and (r["method"], r["model"], r["prompt"]) not in gone
-                and not (r["metric"].endswith(ADHERENT) and (r["method"], r["model"], r["prompt"]) in off_prompt)
-            ]
+    if path.is_file():  # a damaged row (a field more or less) is one line naming it, not rewritten shifted
+        kept = [
+            r
+            for r in read_table(path)
+            if row_key(r) not in new_keys
+            and (r["method"], r["model"], r["prompt"]) not in gone
+            and not (r["metric"].endswith(ADHERENT) and (r["method"], r["model"], r["prompt"]) in off_prompt)
+        ]
     merged = kept + new
     with owned_path(path.parent, path.name, OURS) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
