@@ -82,11 +82,12 @@ def write_report(cfg: DictConfig) -> Path | None:
     metrics = list(cfg.diversity_metrics)
     drawn = figures_drawn(runs, metrics) if cfg.figures else []
     refuse_other_files(cfg, runs, tables, tables_dir)
-    if tables_dir.is_dir():  # a table of these runs they no longer hold a measurement for says so in its file
-        mark_out_of_date(tables_dir, tables, keys, roots)
     written, figures = [], []
     filled = bool(tables or drawn)  # else tables_dir would hold nothing but this report's record and run.json
     if filled:
+        # a table of these runs they no longer hold a measurement for says so in its file (not when nothing else is
+        # written: "nothing written" stays true, and the terminal says it is out of date)
+        mark_out_of_date(tables_dir, tables, keys, roots)
         with left_as_found(tables_dir):
             written = write_tables(tables, tables_dir, display(paper_path), roots, keys)
             record_invocation(tables_dir, config=cfg, runs=[str(root) for root in roots])
@@ -272,9 +273,12 @@ def _included(path: Path, tables: dict[str, Table], asked: list[str], roots: lis
     since would go unflagged)."""
     key = path.stem.removeprefix("table_")
     text = path.read_text(encoding="utf-8")
-    heading, _, rest = text.partition("\n")
-    if key in tables or rest.lstrip("\n").startswith(OUT_OF_DATE):
+    if key in tables:
         return text
+    heading, _, rest = text.partition("\n")
+    body = rest.lstrip("\n")
+    if body.startswith(OUT_OF_DATE):  # its file's mark, from a report that asked for it: said again below if so
+        rest = "\n" + body.partition("\n")[2]
     written = path.stat().st_mtime
     ours = from_these_runs(path, roots)
     if ours and key in asked:
@@ -294,7 +298,20 @@ def from_these_runs(table_md: Path, roots: list[Path]) -> bool:
     report's table kept in a shared folder but these runs' own, measured before. Compared as resolved paths: the
     same run named `runA` once and `/work/runA` after is the same run."""
     made_from = {row.get("run") for row in read_csv(table_md.with_suffix(".csv"))} - {None, ""}
-    return bool(made_from) and {Path(run).resolve() for run in made_from} <= {root.resolve() for root in roots}
+    return bool(made_from) and all(_names_one_of(Path(run), roots) for run in made_from)
+
+
+def _names_one_of(run: Path, roots: list[Path]) -> bool:
+    """Whether a table's `run` (as that report was given it) is one of `roots`: the same path resolved, or a relative
+    one the end of a root's (`r5`, named from its parent folder, is `work/r5` named from another)."""
+    resolved = [root.resolve() for root in roots]
+    if run.resolve() in resolved:
+        return True
+    return (
+        not run.is_absolute()
+        and ".." not in run.parts
+        and any(root.parts[-len(run.parts) :] == run.parts for root in resolved)
+    )
 
 
 def _order(key: str) -> tuple[int, str]:
