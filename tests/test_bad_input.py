@@ -685,3 +685,17 @@ def test_a_bad_transfer_lora_value_is_told_before_torch_is_imported():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["exit", "2", "False"], (done.stdout, done.stderr)
     assert "n=0 is out of range" in done.stderr
+
+
+def test_fp16_from_accelerates_environment_is_refused_on_a_cpu_naming_the_variable(cli, workdir, monkeypatch):
+    """mixed_precision=null takes accelerate's ACCELERATE_MIXED_PRECISION: fp16 there trained in float32 on a CPU
+    and was recorded as fp16, as mixed_precision=fp16 did."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    code, _, err = cli(
+        "distill", "model=toy", "prompt=a", "mixed_precision=null", "iterations=1", f"out={workdir / 'run'}"
+    )
+    assert code == 2 and err.strip() == (
+        "error: ACCELERATE_MIXED_PRECISION=fp16 needs a GPU (on the CPU it does nothing); give mixed_precision=bf16 "
+        "or no"
+    ), err
+    assert not (workdir / "run").exists()

@@ -13,6 +13,7 @@ other settings is never replaced without `overwrite=true`.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 import time
@@ -116,10 +117,13 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"lr.{key}={cfg.lr[key]} must be positive")
     if cfg.mixed_precision not in (None, "no", "fp16", "bf16"):
         raise UserError(f"mixed_precision={cfg.mixed_precision} must be no, fp16, bf16 or null (accelerate's choice)")
-    if cfg.mixed_precision == "fp16" and _on_cpu(str(cfg.device)):
+    # null is accelerate's choice: its environment variable (accelerate config / launch sets it)
+    given = "mixed_precision=fp16" if cfg.mixed_precision == "fp16" else "ACCELERATE_MIXED_PRECISION=fp16"
+    precision = cfg.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if precision == "fp16" and _on_cpu(str(cfg.device)):
         # CPU autocast has no fp16: the run trained in float32 and was recorded as fp16 (told before the Accelerator
         # is made: its state, once set, is the process's)
-        raise UserError("mixed_precision=fp16 needs a GPU (on the CPU it did nothing); give bf16 or no")
+        raise UserError(f"{given} needs a GPU (on the CPU it does nothing); give mixed_precision=bf16 or no")
     if method == "dp_dmd":
         if len(timesteps) < 2:
             raise UserError("distill=dp_dmd needs at least 2 student_timesteps: the first step and the ones DMD trains")
