@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +180,12 @@ def test_refuses_to_overwrite_without_overwrite_true(finished, tmp_path, cli, mo
     code, stdout, _ = cli("train-toy", f"out={out}", *TINY)
     assert code == 0 and "nothing to do" in stdout
     weights = _unet_weights(out)
+    trained = datetime(2020, 5, 1, 12, 30, tzinfo=timezone.utc).timestamp()
+    os.utime(out / "checkpoints" / "unet.done.json", (trained, trained))
     code, _, err = cli("train-toy", f"out={out}", *TINY, "evaluate.prompts=[a red square]")  # evaluated again
     assert code == 0, err
+    # the card's finish is the training's, not the re-evaluation's (it said the time the card was rewritten)
+    assert "- finished: 2020-05-01 12:30 UTC; evaluated (this card written) 20" in (out / "MODEL_CARD.md").read_text()
     assert [row["prompt"] for row in csv.DictReader((out / "evaluation.csv").open())] == ["a red square"]
     assert sorted(path.name for path in (out / "samples").iterdir()) == ["00_a_red_square.png"]
     assert "| a red square |" in (out / "MODEL_CARD.md").read_text()

@@ -72,6 +72,11 @@ class StageRunner:
         if marker.read() is not None:
             marker.record(path.relative_to(self.root))
 
+    def finished_at(self, name: str) -> float | None:
+        """When a stage finished (its done file's time), or None if it has not."""
+        path = self._done_path(name)
+        return path.stat().st_mtime if path.is_file() else None
+
     def _done_path(self, name: str) -> Path:
         return self.root / "checkpoints" / f"{name}.done.json"
 

@@ -142,7 +142,8 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> Path:
     networks = {"vae": vae, "text_encoder": encoder, "unet": unet, "features": classifier}
     stages = {name: runner.done(name) for name in ("vae", "features", "unet")}
     threads = {name: info.get("threads") for name, info in stages.items() if info and not info.get("reused")}
-    card = model_card(cfg, device, times, features_info, rows, networks, stages["vae"], threads)
+    trained = runner.finished_at("unet")  # the training's end: a later evaluate.* rerun rewrites the card only
+    card = model_card(cfg, device, times, features_info, rows, networks, stages["vae"], threads, trained)
     record_tree(out, *OUTPUTS)  # run.json lists what this run wrote: overwrite=true removes only those
     write_owned(out, EVALUATION, OmegaConf.to_yaml(OmegaConf.create(evaluation_settings(cfg))))
     write_owned(out, "MODEL_CARD.md", card)
@@ -463,7 +464,13 @@ def threads_text(stages: dict[str, list[int] | None]) -> str:
     return f"torch threads per stage: {each}" + ("; resumed at another count, not bitwise a run at one" if two else "")
 
 
-def model_card(cfg, device, times, features_info, rows, networks, vae_info, threads) -> str:
+def _utc(seconds: float | None) -> str:
+    """A time (now where None) as the card writes it."""
+    when = datetime.now(timezone.utc) if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def model_card(cfg, device, times, features_info, rows, networks, vae_info, threads, trained=None) -> str:
     counts = {name: parameter_count(module) for name, module in networks.items()}
     vae, judge = networks["vae"], networks["features"]
     accuracy = features_info["accuracy"]
@@ -481,7 +488,7 @@ def model_card(cfg, device, times, features_info, rows, networks, vae_info, thre
         f"- machine: {platform.machine()} {platform.processor() or ''} ({device}"
         + (f", {threads_text(threads)}" if device.type == "cpu" else "")
         + f"), torch {torch.__version__}",
-        f"- finished: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- finished: {_utc(trained)}" + (f"; evaluated (this card written) {_utc(None)}" if trained else ""),
         "- wall time per stage (seconds): "
         + ", ".join(f"{name} {seconds:.0f}" for name, seconds in times.items())
         + f"; total {sum(times.values()) / 60:.1f} min",
