@@ -570,3 +570,18 @@ def test_a_folder_has_no_prompts_to_score_clip_against(cli, tmp_path):
     code, _, err = cli("fid", f"images={folder}", f"reference={folder}", "features=tiny_random",
                        "clip_model=tiny_random", f"out={out}")  # fmt: skip
     assert code == 2 and "has none (it scored them against the empty text)" in err and not out.exists(), err
+
+
+def test_a_reference_limit_that_cuts_nothing_is_refused(cli, tmp_path):
+    """reference_limit=1000 over a folder of 4 images used all 4 under the label `ref(limit=1000)`: a column apart
+    from the same images' unlimited FID, as if it had been cut."""
+    _fake_run(tmp_path / "run", 3, ("distilled",))
+    _write_images(tmp_path / "ref", _images(np.random.default_rng(7), 4, (40, 40), (60, 30, 0)))
+    code, _, err = cli(*_fid_args(tmp_path, "reference_limit=1000"))
+    assert code == 2 and err.strip() == (
+        f"error: reference_limit=1000: reference folder {tmp_path / 'ref'} holds 4 images, so it cuts nothing; "
+        "leave it out to use them all, or give one below 4"
+    ), err
+    assert not (tmp_path / "run" / "fid.csv").exists()
+    assert cli(*_fid_args(tmp_path, "reference_limit=3"))[0] == 0
+    assert [row["reference"].rsplit("/", 1)[-1] for row in _rows(tmp_path / "run" / "fid.csv")] == ["ref(limit=3)"]
