@@ -324,3 +324,12 @@ def test_a_table_with_no_measurement_names_the_command_a_run_with_images_lacks(c
     said = "".join(stdout.split())  # as wrapped at any width, even inside a path
     assert code == 0 and f"hasimagesandnodiversity.csv:`diversity-clidiversityout={run}`" in said, stdout
     assert "nofid.csv" not in said  # Table 2 had its measurement
+
+
+def test_the_page_of_an_x0viz_run_names_its_pair(tmp_path):
+    """An x0viz run keeps no samples.csv: its page said "pairs: -" though commitment_summary.csv names the pair."""
+    from diversity_cli.reporting.report import _header
+
+    write_csv(tmp_path / "commitment_summary.csv", [{"method": "base", "prompt": "a shape", "model": "toy",
+                                                      "metric": "pixel", "committed_fraction": "0.3"}])  # fmt: skip
+    assert "pairs: toy; 0 image(s) in samples.csv" in _header(load_run(tmp_path))

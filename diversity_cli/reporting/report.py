@@ -373,7 +373,9 @@ def write_html(run: RunData, tables: dict[str, Table], cfg: DictConfig, paper_so
 
 
 def _header(run: RunData) -> str:
-    models = sorted({row["model"] for row in run.samples})
+    # the pairs of its images, and of an x0viz run's commitment (which keeps no samples.csv)
+    traced = {row.get("model") or "" for row in run.commitment_summary}
+    models = sorted(({row["model"] for row in run.samples} | traced) - {""})
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     versions = {}
     for record in run.versions.values():
