@@ -308,7 +308,10 @@ def test_a_cell_two_fid_rows_fill_comes_from_the_current_one(tmp_path):
     old = {**fid_row("base", 4, fid_toyfeat="3.5"), "seconds_per_image": "0.259"}
     new = {**fid_row("base", 6, fid_toyfeat="3.1"), "seconds_per_image": "0.247", "reference": "toy(per_prompt=20)"}
     write_csv(tmp_path / "fid.csv", [old, new])
-    cells = {line.measured_metric: line for line in tables_of(tmp_path, ("2",))["2"].measured}
+    measured = tables_of(tmp_path, ("2",))["2"].measured
+    cells = {line.measured_metric: line for line in measured}
+    fids = [line.measured_metric for line in measured if line.metric == "fid"]  # the columns keep fid.csv's order
+    assert fids == ["fid_toyfeat", "fid_toyfeat[ref=toy(per_prompt=20)]"], fids
     seconds = cells["seconds_per_image"]
     assert (seconds.measured, str(seconds.n)) == ("0.247", "6") and "[out of date]" not in seconds.measured_as
     assert "[out of date]" in cells["fid_toyfeat"].measured_as  # the older FID stays, marked, in its own column

@@ -103,17 +103,13 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
     of the pair's tags could fill (`hybrid_k1` and the toy demo's `hybrid_k1_bs5` in Hybrid) shows one
     (`preferred_tags`); the others get rows of their own, as other pairs' tags do, so nothing measured is hidden."""
     rows = dict(cfg.rows)
-    # a group's current rows before its out-of-date ones: a cell two rows fill (seconds_per_image, the CLIP score,
-    # beside FIDs against two references) shows the first, and a row over images since remade is not the group's
-    mapped = sorted(
-        (r for r in run.fid if match_tag(r["method"], rows)), key=lambda r: bool(row_change(run, "fid.csv", r))
-    )
+    mapped = [r for r in run.fid if match_tag(r["method"], rows)]
     model = choose_model(((r["model"], match_tag(r["method"], rows)) for r in mapped), cfg.get("model"))
     shows = preferred_tags(
         ((r["model"], match_tag(r["method"], rows)), r["method"], tag_rank(r["method"], rows) or 0) for r in mapped
     )
     steps = _steps(run)
-    records = []
+    records, current = [], []
     for row in mapped:  # other method tags belong to other tables (Table 4's skip_first is not a Table 2 row)
         label = match_tag(row["method"], rows) if row["model"] == model else None
         label = label if shows.get((row["model"], label)) == row["method"] else None
@@ -149,7 +145,19 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
                     **origin(run, "fid.csv"),
                 )
             )
-    return records
+            current.append(not row_change(run, "fid.csv", row))
+    return _current_first(records, current)
+
+
+def _current_first(records: list[Line], current: list[bool]) -> list[Line]:
+    """The cells in fid.csv's order (the table's columns keep theirs), but of a cell two rows fill (seconds_per_image,
+    the CLIP score, beside FIDs against two references) the current row's first: the first is shown, and a row over
+    images added or remade since is not the group's."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, line in enumerate(records):
+        groups.setdefault((line.method, line.measured_metric), []).append(index)
+    ordered = [sorted(indices, key=lambda i: not current[i]) for indices in groups.values()]
+    return [records[i] for indices in ordered for i in indices]
 
 
 def build(table: str, runs: list[RunData], paper: list[Line], cfg: Any) -> list[Line]:
