@@ -61,3 +61,12 @@ def test_the_use_it_line_carries_the_base_the_adapter_was_trained_on(cli, tmp_pa
     assert f"model.base.network.path={base / 'unet'}" in words, line
     code, _, err = cli(*words[1:], "prompt=a red circle", "n=1", "clip_model=null", f"out={tmp_path / 'run'}")
     assert code == 0 and "trained on base weights" not in err, err
+
+
+def test_a_rank_above_the_adapted_layers_width_is_one_line_and_writes_nothing(cli, tmp_path):
+    """rank=100000 on the toy's 64-wide attention layers was taken, and trained for seconds a step."""
+    out = tmp_path / "lora"
+    code, _, err = cli("train-lora", *TINY, "rank=100000", f"out={out}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "rank=100000 is above the width of the layers it adapts" in err and "give rank <= 64" in err, err
+    assert not out.exists()
