@@ -43,23 +43,30 @@ def pair_lines(checked: bool = True) -> list[str]:
     return lines
 
 
-def missing_lines(name: str) -> list[str]:
-    """What one pair's networks and components need that is not on this machine, each with how to provide it."""
-    missing = pair_missing(compose("generate", [f"model={name}"]).model)
+def missing_lines(name: str, preset: str | None = None) -> list[str]:
+    """What one pair's networks and components need that is not on this machine, each with how to provide it, at
+    `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant)."""
+    model = compose("generate", [f"model={name}", *([f"preset={preset}"] if preset else [])]).model
+    missing = pair_missing(model)
+    at = f" (preset={model.get('preset')})" if model.get("preset") else ""
     if not missing:
-        return [f"{name}: every file is on this machine (or built offline)"]
-    return [f"{name}: {len(missing)} missing", *(f"  {item.line()}" for item in missing)]
+        return [f"{name}{at}: every file is on this machine (or built offline)"]
+    return [f"{name}{at}: {len(missing)} missing", *(f"  {item.line()}" for item in missing)]
 
 
 def main(overrides: list[str]) -> None:
+    presets = [item.removeprefix("preset=") for item in overrides if item.startswith("preset=")]
+    overrides = [item for item in overrides if not item.startswith("preset=")]
     names, pairs = [item.removeprefix("model=") for item in overrides], available("model")
+    if len(presets) > 1 or (presets and not names):
+        raise UserError("models takes preset= once, after a pair: `diversity-cli models sdxl_dmd2 preset=card`")
     if len(names) > 1:
         raise UserError(f"models takes one pair at most (got {' '.join(overrides)}); the pairs: {', '.join(pairs)}")
     if names and names[0] not in pairs:
         near = did_you_mean(names[0], pairs) or ";"
         raise UserError(f"unknown pair '{names[0]}'{near} the pairs: {', '.join(pairs)}")
     if names:
-        print("\n".join(missing_lines(names[0])))
+        print("\n".join(missing_lines(names[0], presets[0] if presets else None)))
         return
     print("\n".join(pair_lines()))
     print("weights: `diversity-cli models <pair>` names what is missing and how to provide it; see README")
