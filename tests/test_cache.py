@@ -252,6 +252,18 @@ def test_cache_info_and_clear_touch_only_what_the_toolkit_wrote(cli, tmp_path):
     assert code == 2 and "kinds: embeddings, fid, commitment, fingerprints" in err
 
 
+def test_cache_clear_of_a_kind_linked_elsewhere_empties_it_and_keeps_the_link(cli, tmp_path):
+    """fingerprints/ linked to scratch: its files went, then rmdir of the link failed with an `out=` hint."""
+    root, scratch = tmp_path / "cache", tmp_path / "scratch"
+    scratch.mkdir()
+    root.mkdir()
+    (root / "fingerprints").symlink_to(scratch, target_is_directory=True)
+    (scratch / "files.json").write_text("{}")
+    code, out, err = cli("cache", "clear", "fingerprints")
+    assert code == 0 and "cleared fingerprints: 1 file(s)" in out, err
+    assert (root / "fingerprints").is_symlink() and scratch.is_dir() and not (scratch / "files.json").exists()
+
+
 def test_cache_clear_leaves_a_running_writers_temporary_and_files_not_named_as_ours(cli):
     """`cache clear fid` deleted every hidden .tmp file: the temporary a running fid was writing its statistics
     into (its rename then failed) and a user's `.draft.tmp`. Only a killed writer's temporaries go now."""

@@ -91,6 +91,7 @@ def clear_cache(kinds: list[str] | None = None) -> dict[str, int]:
             path.unlink(missing_ok=True)
         removed[kind] = len(files)
         folder = cache_dir(kind)
-        if folder.is_dir() and not any(folder.iterdir()):
+        # a kind linked elsewhere (fid/ on a cluster's scratch) keeps its link: rmdir of a link fails after the files
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
             folder.rmdir()
     return removed
