@@ -474,3 +474,13 @@ def test_a_process_s_first_network_calls_are_untimed_and_change_no_image(cli, tm
     for cold in (tmp_path / "cold").rglob("*.png"):
         if "contact_sheet" not in cold.name:
             assert cold.read_bytes() == (tmp_path / "warm" / cold.relative_to(tmp_path / "cold")).read_bytes()
+
+
+def test_a_pair_key_its_file_does_not_set_is_told_to_be_added_with_a_plus(cli, tmp_path):
+    """model.base.network.path=/x on a hub pair offered only near keys (repo, variant): the README's way, `+`, was
+    not named."""
+    code, _, err = cli("generate", "model=sdxl_dmd2", "model.base.network.path=/x", f"out={tmp_path / 'run'}")
+    assert code == 2 and "did you mean model.base.network.repo" in err, err
+    assert "If the pair reads it, add it with +model.base.network.path=/x" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("generate", "ns=3", f"out={tmp_path / 'run'}")
+    assert code == 2 and "add it with" not in err, err  # not a pair's key: no + advice

@@ -182,7 +182,13 @@ def check_keys(config: str, overrides: list[str], only_added: bool = False) -> N
             if _open_section(cfg, key):  # Hydra sets only keys that exist; + adds one
                 raise UserError(f"{key} is not set by default: add it with +{item}")
             hint = _other_choice(config, choices, key) or _suggest(key, known)
-            raise UserError(f"unknown key '{key}' for '{config.replace('_', '-')}'{hint} (--help lists every key)")
+            # a pair's file sets some of the keys others read (a network's `path` beside its `repo`): `+` adds one
+            added = ""
+            if key.startswith("model.") and _parent_exists(cfg, key):
+                added = f"{' I' if hint.endswith('?') else '; i'}f the pair reads it, add it with +{item}"
+            raise UserError(
+                f"unknown key '{key}' for '{config.replace('_', '-')}'{hint}{added} (--help lists every key)"
+            )
 
 
 def _other_choice(config: str, choices: list[str], key: str) -> str:
