@@ -250,6 +250,11 @@ def test_cache_info_and_clear_touch_only_what_the_toolkit_wrote(cli, tmp_path):
     assert all(path.exists() for path in theirs)  # a user's files in the cache root are never deleted
     code, _, err = cli("cache", "clear", "everything")
     assert code == 2 and "kinds: embeddings, fid, commitment, fingerprints" in err
+    code, _, err = cli("cache", "clear", "embedding")  # a near miss is named, as everywhere else
+    assert code == 2 and "no such kind; did you mean embeddings?" in err, err
+    code, _, err = cli("cache", "clera")  # it said "cache needs an action", as if none was given
+    said = "error: cache clera: no such action; did you mean clear? the actions: info | clear"
+    assert code == 2 and err.strip() == said, err
 
 
 def test_cache_clear_of_a_kind_linked_elsewhere_empties_it_and_keeps_the_link(cli, tmp_path):

@@ -4,18 +4,22 @@ statistics, k=auto commitment records, weight-file hashes). Only files the toolk
 from __future__ import annotations
 
 from ..core.cache import KINDS, cache_info, cache_root, clear_cache
-from ..core.errors import UserError
+from ..core.errors import UserError, did_you_mean
 
 ACTIONS = ("info", "clear")
 
 
 def main(overrides: list[str]) -> None:
-    if not overrides or overrides[0] not in ACTIONS:
+    if not overrides:
         raise UserError(f"cache needs an action: {' | '.join(ACTIONS)} (e.g. `diversity-cli cache info`)")
+    if overrides[0] not in ACTIONS:
+        near = did_you_mean(overrides[0], ACTIONS) or ";"
+        raise UserError(f"cache {overrides[0]}: no such action{near} the actions: {' | '.join(ACTIONS)}")
     action, kinds = overrides[0], overrides[1:]
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown or (kinds and action == "info"):
-        allowed = "kinds: " + ", ".join(KINDS) if unknown else "`cache info` takes no argument"
+        near = (did_you_mean(unknown[0], KINDS) or ";") if unknown else ":"
+        allowed = f"no such kind{near} the kinds: " + ", ".join(KINDS) if unknown else "`cache info` takes no argument"
         raise UserError(f"cache {action} {' '.join(kinds)}: {allowed}")
     if action == "info":
         print(f"cache root: {cache_root()} (set DIVERSITY_CLI_CACHE to move it)")
