@@ -273,8 +273,8 @@ def test_a_table_not_asked_for_is_not_called_out_of_date_and_one_that_is_says_so
 ):
     """`report tables=[3]` after a report of every table headed Table 2 "Out of date ... hold no measurement for it
     now" in tables.md, though the run still held its fid.csv; with fid.csv gone, table_2.md itself kept its numbers
-    unmarked; and the run named by another path (relative from its folder, then from the folder above) was taken
-    for another report's."""
+    unmarked; and the run named by another path (relative, then absolute) was taken for another report's. A
+    relative name from another folder is not matched by name alone: another run may share it."""
     run = tmp_path / "run"
     write_samples(run, {"base": 3})
     write_csv(run / "diversity.csv", [{"method": "base", "model": "toy", "prompt": "a shape", "n": 3,
@@ -287,13 +287,20 @@ def test_a_table_not_asked_for_is_not_called_out_of_date_and_one_that_is_says_so
     assert "Out of date" not in table2 and "not asked for by this report" in table2, table2
 
     (run / "fid.csv").rename(tmp_path / "fid.csv")
-    monkeypatch.chdir(tmp_path.parent)
-    code, stdout, err = cli("report", f"out={tmp_path.name}/run", "tables=[2,3]", "html=false")
+    code, stdout, err = cli("report", f"out={run}", "tables=[2,3]", "html=false")  # `run` then, absolute now
     assert code == 0 and "was written from them before and is out of date" in " ".join(stdout.split()), stdout
     own = (run / "tables" / "table_2.md").read_text().split("\n")
     assert own[2].startswith("*Out of date: written") and "3.5" in "\n".join(own), own
     combined = (run / "tables" / "tables.md").read_text()
     assert combined.count("*Out of date: written") == 1, combined  # the file's own note, not a second
+
+    other = tmp_path / "elsewhere" / "run"  # another run of the same name, measured nothing: not this table's
+    write_samples(other, {"base": 3})
+    write_csv(other / "diversity.csv", [{"method": "base", "model": "toy", "prompt": "a shape", "n": 3,
+                                         "metric": "toy_features", "value": "0.4"}])  # fmt: skip
+    tables = f"tables_dir={run / 'tables'}"
+    code, stdout, _ = cli("report", f"out={other}", "tables=[2,3]", tables, "html=false")
+    assert code == 0 and "is an earlier report's, kept" in " ".join(stdout.split()), stdout
 
     (tmp_path / "fid.csv").rename(run / "fid.csv")  # measured again: a report not asking for Table 2 calls it that
     assert cli("report", f"out={run}", "tables=[3]", "html=false")[0] == 0

@@ -295,23 +295,11 @@ def _included(path: Path, tables: dict[str, Table], asked: list[str], roots: lis
 
 def from_these_runs(table_md: Path, roots: list[Path]) -> bool:
     """Whether an earlier table's measured cells all came from `roots` (its CSV's `run` column): then it is no other
-    report's table kept in a shared folder but these runs' own, measured before. Compared as resolved paths: the
-    same run named `runA` once and `/work/runA` after is the same run."""
+    report's table kept in a shared folder but these runs' own, measured before. Compared as resolved paths (`runA`
+    and `/work/runA` from /work are one run); a relative one written from another folder is not matched by its name
+    alone (another run may share it): that table is said to be an earlier report's, never marked."""
     made_from = {row.get("run") for row in read_csv(table_md.with_suffix(".csv"))} - {None, ""}
-    return bool(made_from) and all(_names_one_of(Path(run), roots) for run in made_from)
-
-
-def _names_one_of(run: Path, roots: list[Path]) -> bool:
-    """Whether a table's `run` (as that report was given it) is one of `roots`: the same path resolved, or a relative
-    one the end of a root's (`r5`, named from its parent folder, is `work/r5` named from another)."""
-    resolved = [root.resolve() for root in roots]
-    if run.resolve() in resolved:
-        return True
-    return (
-        not run.is_absolute()
-        and ".." not in run.parts
-        and any(root.parts[-len(run.parts) :] == run.parts for root in resolved)
-    )
+    return bool(made_from) and {Path(run).resolve() for run in made_from} <= {root.resolve() for root in roots}
 
 
 def _order(key: str) -> tuple[int, str]:
