@@ -167,12 +167,12 @@ FID := $(CLI) fid $(SHARDED)
 DIVERSITY := $(CLI) diversity $(SHARDED)
 REPORT := $(CLI) report tables_dir=$(TABLES)
 LIMIT_ARG := limit=$(if $(strip $(LIMIT)),$(strip $(LIMIT)),null)
-# Tables 2/4 against COCO: every image the captions name checked in its folder before any generation (fid would
-# find one missing only after hours of it; a folder that merely exists passed).
+# Tables 2/4 against COCO: every image the captions name checked in its folder before any generation (fid, which
+# takes them all whatever LIMIT, would find one missing only after hours of it; a folder that merely exists passed).
 COCO_MISSING := error: COCO_IMAGES=/path/to/val2014 (a folder) is needed for the FID reference of Tables 2 and 4
 COCO_CHECK := $(if $(findstring reference=coco,$(FID_REF)),{ test -d "$(strip $(COCO_IMAGES))" || \
   { echo "$(COCO_MISSING)" >&2; exit 2; }; } && \
-  $(BIN)/python scripts/check_coco.py "$(strip $(COCO_IMAGES))" "$(CAPTIONS)" "$(strip $(LIMIT))",:)
+  $(BIN)/python scripts/check_coco.py "$(strip $(COCO_IMAGES))" "$(CAPTIONS)",:)
 
 .PHONY: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-tableD1 reproduce-tableE1 \
 	reproduce-figures reproduce-all reproduce-toy

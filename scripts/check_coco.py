@@ -1,23 +1,26 @@
-"""`make reproduce-table2/4`'s check of COCO_IMAGES before any generation: every COCO image the captions name (the
-first LIMIT of them) is in the folder, as `fid reference=coco` will ask only after hours of sampling. One line and
-exit 2 when not.
+"""`make reproduce-table2/4`'s check of COCO_IMAGES before any generation: every COCO image the captions name is in
+the folder, as `fid reference=coco` (which takes them all, whatever LIMIT cut the captions to) will ask only after
+hours of sampling. One line and exit 2 when not.
 
-    python scripts/check_coco.py /data/val2014 data/coco_30k.csv [LIMIT]
+    python scripts/check_coco.py /data/val2014 data/coco_30k.csv
 """
 
 from __future__ import annotations
 
 import sys
 
-from diversity_cli.core.config import compose
+from omegaconf import OmegaConf
+
 from diversity_cli.core.errors import UserError
+from diversity_cli.core.resources import conf_root
 from diversity_cli.metrics.reference import coco_reference
 
 
-def main(images: str, captions: str, limit: str = "") -> int:
-    cfg = compose("fid", [f"coco.images={images}", f"coco.captions={captions}"], checked=False)
+def main(images: str, captions: str) -> int:
+    coco = OmegaConf.load(conf_root() / "fid.yaml").coco  # fid's own settings (its pattern), no override parsed
+    coco.images, coco.captions = images, captions  # as given: a path with a comma is no Hydra sweep here
     try:
-        found = coco_reference(cfg.coco, int(limit) if limit.strip() else None)
+        found = coco_reference(coco)
     except UserError as err:
         print(f"error: COCO_IMAGES={images}: {err}", file=sys.stderr)
         return 2
@@ -26,4 +29,6 @@ def main(images: str, captions: str, limit: str = "") -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python scripts/check_coco.py COCO_IMAGES CAPTIONS")
     sys.exit(main(*sys.argv[1:]))

@@ -16,16 +16,21 @@ def _check(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_check_names_a_missing_image_and_passes_a_folder_holding_them(tmp_path):
-    folder = tmp_path / "val2014"
+def test_the_check_names_a_missing_image_and_passes_a_folder_holding_them_all(tmp_path):
+    """Every image the captions name, as fid takes them all (LIMIT cuts the captions generate samples, not the
+    reference): a folder holding some of them is refused, one holding all passes."""
+    captions = tmp_path / "captions.csv"
+    captions.write_text("prompt,coco_id\na bicycle,203564\na motorcycle,179765\na cat,1\n")
+    folder = tmp_path / "val 2014, copy"  # a space and a comma: one line still, no traceback
     folder.mkdir()
-    done = _check(str(folder), "data/coco_30k.csv", "2")
-    assert done.returncode == 2 and done.stderr.strip().startswith(
-        f"error: COCO_IMAGES={folder}: 2 of 2 COCO images named by coco_30k.csv are not in {folder}"
-    ), done.stderr
-    for coco_id in (203564, 179765):  # the first two captions' images (data/coco_30k.csv)
+    for coco_id in (203564, 179765):
         (folder / f"COCO_val2014_{coco_id:012d}.jpg").write_bytes(b"")
-    done = _check(str(folder), "data/coco_30k.csv", "2")
+    done = _check(str(folder), str(captions))
+    assert done.returncode == 2 and done.stderr.strip().startswith(
+        f"error: COCO_IMAGES={folder}: 1 of 3 COCO images named by captions.csv are not in {folder}"
+    ), done.stderr
+    (folder / "COCO_val2014_000000000001.jpg").write_bytes(b"")
+    done = _check(str(folder), str(captions))
     assert done.returncode == 0, done.stderr
 
 
@@ -36,4 +41,6 @@ def test_the_table_targets_run_the_check_before_generating(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     check = done.stdout.index("scripts/check_coco.py")
-    assert check < done.stdout.index(" generate ") and f'"{tmp_path}" "data/coco_30k.csv" "2"' in done.stdout
+    assert (
+        check < done.stdout.index(" generate ") and f'check_coco.py "{tmp_path}" "data/coco_30k.csv"\n' in done.stdout
+    )
