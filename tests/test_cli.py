@@ -145,6 +145,8 @@ def test_models_of_one_pair_names_each_missing_file_and_how_to_provide_it(cli, t
     assert code == 0 and out.startswith("sdxl_dmd2 (preset=card): "), out
     code, _, err = cli("models", "preset=card")
     assert code == 2 and "models takes preset= once, after a pair" in err, err
+    code, out, err = cli("models", "sd21_turbo", "preset=card")  # a one-step card: generate's k=1 check refused it
+    assert code == 0 and out.startswith("sd21_turbo (preset=card): "), err
 
 
 def test_cfg_job_prints_the_composed_config_and_does_nothing_else(cli, tmp_path):

@@ -46,7 +46,8 @@ def pair_lines(checked: bool = True) -> list[str]:
 def missing_lines(name: str, preset: str | None = None) -> list[str]:
     """What one pair's networks and components need that is not on this machine, each with how to provide it, at
     `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant)."""
-    model = compose("generate", [f"model={name}", *([f"preset={preset}"] if preset else [])]).model
+    # method=base: the pair's files alone, not generate's hybrid checks (a one-step card schedule refuses k=1)
+    model = compose("generate", [f"model={name}", "method=base", *([f"preset={preset}"] if preset else [])]).model
     missing = pair_missing(model)
     at = f" (preset={model.get('preset')})" if model.get("preset") else ""
     if not missing:
@@ -58,7 +59,7 @@ def main(overrides: list[str]) -> None:
     presets = [item.removeprefix("preset=") for item in overrides if item.startswith("preset=")]
     overrides = [item for item in overrides if not item.startswith("preset=")]
     names, pairs = [item.removeprefix("model=") for item in overrides], available("model")
-    if len(presets) > 1 or (presets and not names):
+    if len(presets) > 1 or (presets and not names) or (presets and not presets[0]):
         raise UserError("models takes preset= once, after a pair: `diversity-cli models sdxl_dmd2 preset=card`")
     if len(names) > 1:
         raise UserError(f"models takes one pair at most (got {' '.join(overrides)}); the pairs: {', '.join(pairs)}")
