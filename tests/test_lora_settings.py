@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 TINY = ("concept=red", "steps=2", "images=8", "batch_size=4")
 
 
@@ -68,5 +71,14 @@ def test_a_rank_above_the_adapted_layers_width_is_one_line_and_writes_nothing(cl
     out = tmp_path / "lora"
     code, _, err = cli("train-lora", *TINY, "rank=100000", f"out={out}")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "rank=100000 is above the width of the layers it adapts" in err and "give rank <= 64" in err, err
+    assert "rank=100000 is above the rank of every layer it adapts" in err and "give rank <= 64" in err, err
     assert not out.exists()
+    # a 3x3 convolution 32 -> 64 takes rank 48 (its weight is 64 x 288); the widest layer of several sets the cap
+    from diversity_cli.core.errors import UserError
+    from diversity_cli.toy.lora import check_rank
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(32, 64, 3), torch.nn.Linear(32, 32))
+    check_rank(network, ["0"], 48)
+    check_rank(network, ["0", "1"], 48)
+    with pytest.raises(UserError, match="give rank <= 32"):
+        check_rank(network, ["1"], 48)

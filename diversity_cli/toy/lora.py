@@ -291,28 +291,32 @@ def check_targets(network: torch.nn.Module, targets: list[str]) -> None:
 
 
 def check_rank(network: torch.nn.Module, targets: list[str], rank: int) -> None:
-    """A rank above the narrowest targeted layer's width adds parameters that span nothing more (rank=100000 on the
-    toy's 64-wide layers trained for seconds a step): refused, naming the width."""
-    widths = {
-        name: min(_width(module))
+    """A rank above the widest targeted layer's rank limit adds parameters that span nothing more (rank=100000 on the
+    toy's 64-wide layers trained for seconds a step): refused, naming the limit. A k x k convolution's is
+    min(in * k * k, out), as LoRA sees its weight."""
+    limits = {
+        name: _rank_limit(module)
         for name, module in network.named_modules()
         if isinstance(module, LORA_LAYERS) and any(name == t or name.endswith(f".{t}") for t in targets)
     }
-    if widths and rank > min(widths.values()):
-        narrowest = min(widths, key=widths.get)
+    if limits and rank > max(limits.values()):
+        widest = max(limits, key=limits.get)
         raise UserError(
-            f"rank={rank} is above the width of the layers it adapts ({narrowest}: {widths[narrowest]}); a LoRA of "
-            f"rank {widths[narrowest]} already spans that layer: give rank <= {widths[narrowest]}"
+            f"rank={rank} is above the rank of every layer it adapts (at most {limits[widest]}, {widest}): a LoRA of "
+            f"rank {limits[widest]} already spans it; give rank <= {limits[widest]}"
         )
 
 
-def _width(module: torch.nn.Module) -> tuple[int, int]:
-    """(inputs, outputs) of a layer LoRA goes on."""
+def _rank_limit(module: torch.nn.Module) -> int:
+    """The largest rank a LoRA update of this layer's weight can have."""
     if isinstance(module, torch.nn.Embedding):
-        return module.num_embeddings, module.embedding_dim
+        return min(module.num_embeddings, module.embedding_dim)
     if isinstance(module, torch.nn.Linear):
-        return module.in_features, module.out_features
-    return module.in_channels, module.out_channels
+        return min(module.in_features, module.out_features)
+    kernel = 1
+    for size in module.kernel_size:
+        kernel *= size
+    return min(module.in_channels * kernel // module.groups, module.out_channels)
 
 
 def _end(name: str) -> str:
