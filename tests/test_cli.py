@@ -577,7 +577,7 @@ def test_the_distill_summary_names_the_student_and_how_to_sample_with_it(tmp_pat
     assert written["how to sample with it"] == str(tmp_path / "README.md") and "quality" not in written
 
 
-def test_a_damaged_diversity_csv_is_told_not_rewritten_with_its_cells_shifted(cli, tmp_path):
+def test_a_damaged_diversity_csv_is_told_not_rewritten_with_its_cells_shifted(cli, tmp_path, monkeypatch):
     """diversity's merge read its own diversity.csv with a plain reader: a row short of a field was written back
     padded, its cells under other columns, and the report then stumbled on "n is 'pixel'"."""
     folder = _three_images(tmp_path)
@@ -587,6 +587,9 @@ def test_a_damaged_diversity_csv_is_told_not_rewritten_with_its_cells_shifted(cl
     lines = path.read_text().splitlines()
     lines[1] = lines[1][: lines[1].rindex(",")]
     path.write_text("\n".join(lines) + "\n")
+    from diversity_cli.experiments import diversity
+
+    monkeypatch.setattr(diversity, "embedder_rows", lambda *a, **k: pytest.fail("measured before the file was read"))
     code, _, err = cli("diversity", *scores, "metric=pixel")
     assert code == 2 and f"{path} line 2 is damaged" in err and len(err.strip().splitlines()) == 1, err
     assert path.read_text().splitlines()[1] == lines[1]  # left as it was

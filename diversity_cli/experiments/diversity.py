@@ -644,6 +644,8 @@ def measure_diversity(cfg: DictConfig) -> Written | None:
     metrics = parse_metrics(cfg.metric)
     root, groups, notes = collect_groups(cfg)
     refuse_foreign_outputs(root, {CSV_NAME: OURS})  # a diversity.csv of yours there: before any measurement
+    if (root / CSV_NAME).is_file():
+        read_table(root / CSV_NAME)  # a damaged row too: told before hours of measuring, not when merging into it
     min_n = max(2, int(cfg.min_n))
     small = [g for g in groups if len(g.paths) < min_n]
     notes += skipped_notes(small, min_n)
