@@ -255,6 +255,8 @@ def test_cache_info_and_clear_touch_only_what_the_toolkit_wrote(cli, tmp_path):
     code, _, err = cli("cache", "clera")  # it said "cache needs an action", as if none was given
     said = "error: cache clera: no such action; did you mean clear? the actions: info | clear"
     assert code == 2 and err.strip() == said, err
+    code, _, err = cli("cache", "info", "fdi")  # no kind to suggest: info takes none
+    assert code == 2 and err.strip() == "error: cache info fdi: `cache info` takes no argument", err
 
 
 def test_cache_clear_of_a_kind_linked_elsewhere_empties_it_and_keeps_the_link(cli, tmp_path):

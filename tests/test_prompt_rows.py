@@ -95,3 +95,6 @@ def test_a_prompt_file_of_another_kind_is_refused_by_its_suffix(tmp_path):
     bare = tmp_path / "prompts"
     bare.write_text("a red circle\n")
     assert [row.prompt for row in read_prompts(None, str(bare))] == ["a red circle"]  # a bare name reads as .txt
+    versioned = tmp_path / "prompts_v1.2"
+    versioned.write_text("a blue square\n")
+    assert [row.prompt for row in read_prompts(None, str(versioned))] == ["a blue square"]

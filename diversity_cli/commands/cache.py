@@ -16,7 +16,7 @@ def main(overrides: list[str]) -> None:
         near = did_you_mean(overrides[0], ACTIONS) or ";"
         raise UserError(f"cache {overrides[0]}: no such action{near} the actions: {' | '.join(ACTIONS)}")
     action, kinds = overrides[0], overrides[1:]
-    unknown = [kind for kind in kinds if kind not in KINDS]
+    unknown = [kind for kind in kinds if kind not in KINDS and action != "info"]  # info takes none: no did-you-mean
     if unknown or (kinds and action == "info"):
         near = (did_you_mean(unknown[0], KINDS) or ";") if unknown else ":"
         allowed = f"no such kind{near} the kinds: " + ", ".join(KINDS) if unknown else "`cache info` takes no argument"

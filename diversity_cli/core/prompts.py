@@ -96,6 +96,7 @@ def command_limits(cfg: Any) -> dict[str, Any]:
 
 
 PROMPT_SUFFIXES = (".txt", ".csv", "")  # a prompt per line, a table with a prompt column, a bare name as .txt
+# (a name whose last dot is followed by more than letters, `prompts_v1.2`, is a bare name too)
 
 
 def _read_file(path: Path, typed: str) -> list[PromptRow]:
@@ -104,7 +105,8 @@ def _read_file(path: Path, typed: str) -> list[PromptRow]:
     if not path.is_file():
         shipped = " (nor among the shipped data/)" if path != Path(typed) else ""
         raise UserError(f"prompt file {typed} not found{shipped}")
-    if path.suffix.lower() not in PROMPT_SUFFIXES:  # README.md's 1362 lines were taken as prompts, markup and all
+    # README.md's 1362 lines were taken as prompts, markup and all; `prompts_v1.2` is a bare name with a dot
+    if path.suffix.lower() not in PROMPT_SUFFIXES and path.suffix[1:].isalpha():
         raise UserError(
             f"prompt file {typed} is a {path.suffix} file; give a .txt file (one prompt per line) or a .csv"
         )
