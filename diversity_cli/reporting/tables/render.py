@@ -225,27 +225,30 @@ def _described(name: str, note: str) -> str:
     return f"{note}; measured with {md_literal(inside)}, not the defaults" if inside else note
 
 
+def smallest_n(table: Table, metric: str) -> dict[str, int]:
+    """Each measured column of `metric` (as the table names it: `fid_toyfeat[ref=...]`) -> the smallest n of its
+    cells: a caveat about small n holds for the column at its smallest."""
+    smallest: dict[str, int] = {}
+    for line in table.measured:
+        if line.metric == metric and line.n.isdigit():
+            smallest[line.measured_metric] = min(int(line.n), smallest.get(line.measured_metric, int(line.n)))
+    return smallest
+
+
 def is_caveats(table: Table) -> list[str]:
     """IS below a few thousand images is not a number to cite: say so beside the table."""
     from ...metrics.quality import inception_score_caveat
 
-    smallest: dict[str, int] = {}  # per IS column as the table names it (`is_tinyrandom`): its smallest n speaks
-    for line in table.measured:
-        if line.metric == "is" and line.n.isdigit():
-            smallest[line.measured_metric] = min(int(line.n), smallest.get(line.measured_metric, int(line.n)))
-    caveats = [(name, inception_score_caveat(n)) for name, n in smallest.items()]
+    # per IS column as the table names it (`is_tinyrandom`): its smallest n speaks
+    caveats = [(name, inception_score_caveat(n)) for name, n in smallest_n(table, "is").items()]
     return [f"{md_code(name)}: {caveat}" for name, caveat in caveats if caveat]
 
 
 def fid_caveats(table: Table) -> list[str]:
     """FID over fewer images than its features have dimensions rests on a singular covariance and is biased upward
     (what `fid` says when it measures): say so beside the table, per FID column, at its smallest n."""
-    smallest: dict[str, int] = {}
-    for line in table.measured:
-        if line.metric == "fid" and line.n.isdigit():
-            smallest[line.measured_metric] = min(int(line.n), smallest.get(line.measured_metric, int(line.n)))
     notes = []
-    for name, n in smallest.items():
+    for name, n in smallest_n(table, "fid").items():
         dimensions = feature_dimensions(name)
         if dimensions is not None and n < dimensions:
             notes.append(
