@@ -277,7 +277,7 @@ def check_targets(network: torch.nn.Module, targets: list[str]) -> None:
     modules = dict(network.named_modules())
     ends = sorted({_end(name) for name, module in modules.items() if isinstance(module, LORA_LAYERS)})
     for target in targets:
-        matched = [name for name in modules if name == target or name.endswith(f".{target}")]
+        matched = [name for name in modules if _targets(name, target)]
         blocks = [name for name in matched if not isinstance(modules[name], LORA_LAYERS)]
         if matched and not blocks:
             continue
@@ -297,7 +297,7 @@ def check_rank(network: torch.nn.Module, targets: list[str], rank: int) -> None:
     limits = {
         name: _rank_limit(module)
         for name, module in network.named_modules()
-        if isinstance(module, LORA_LAYERS) and any(name == t or name.endswith(f".{t}") for t in targets)
+        if isinstance(module, LORA_LAYERS) and any(_targets(name, t) for t in targets)
     }
     if limits and rank > max(limits.values()):
         widest = max(limits, key=limits.get)
@@ -317,6 +317,11 @@ def _rank_limit(module: torch.nn.Module) -> int:
     for size in module.kernel_size:
         kernel *= size
     return min(module.in_channels * kernel // module.groups, module.out_channels)
+
+
+def _targets(name: str, target: str) -> bool:
+    """Whether a target_modules entry names this module, as peft matches it: the name, or its end after a dot."""
+    return name == target or name.endswith(f".{target}")
 
 
 def _end(name: str) -> str:
