@@ -222,6 +222,23 @@ def test_a_components_folder_without_its_pipeline_index_is_missing_before_anythi
     assert not out.exists()
 
 
+def test_a_components_folder_missing_a_part_its_index_names_is_told_before_anything_loads(cli, tmp_path):
+    """A copy of the toy's pipeline folder without its VAE, and with a text encoder that lost its weights: each
+    was found only by the pipeline's load, after the networks, naming the root folder."""
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "diversity_cli" / "assets" / "toy" / "base", folder)
+    shutil.rmtree(folder / "vae")
+    (folder / "text_encoder" / "model.safetensors").unlink()
+    shutil.rmtree(folder / "unet")  # the network the pair passes in: not read from here
+    out = tmp_path / "out"
+    code, _, err = cli("generate", "model=toy", f"model.components.path={folder}", "n=1", f"out={out}")
+    said = f"components folder {folder}: vae/ is not there (its model_index.json names them); text_encoder/ holds no"
+    assert code == 2 and said in err and "unet/" not in err, err
+    assert not out.exists()
+
+
 def test_plus_key_adds_inside_a_section(cli):
     code, out, _ = cli("generate", "model=sdxl_dmd2", "+model.base.network.path=/x", "--cfg", "job")  # a local copy
     assert code == 0 and yaml.safe_load(out)["model"]["base"]["network"]["path"] == "/x"

@@ -140,6 +140,35 @@ def test_a_hub_download_cut_short_names_the_weights_it_lacks(cli, tmp_path, monk
     assert "base network weights stabilityai/stable-diffusion-xl-base-1.0/unet/diffusion_pytorch_model.*: no " in err
 
 
+def test_a_hub_pipeline_downloaded_in_part_names_the_parts_it_lacks(cli, tmp_path, monkeypatch):
+    """A cached SDXL-Base holding its model_index.json, UNet and tokenizers only (`hf download` of some files)
+    passed the preflight: the pipeline's load failed on the VAE after the networks had loaded."""
+    import json
+
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hf" / "hub"
+    repo = hub / "models--stabilityai--stable-diffusion-xl-base-1.0"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    index = {"_class_name": "StableDiffusionXLPipeline", "vae": ["diffusers", "AutoencoderKL"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "scheduler": ["diffusers", "EulerDiscreteScheduler"], "image_encoder": [None, None]}  # fmt: skip
+    files = {"model_index.json": json.dumps(index), "tokenizer/tokenizer_config.json": "{}",
+             "scheduler/scheduler_config.json": "{}", "unet/config.json": "{}",
+             "unet/diffusion_pytorch_model.fp16.safetensors": "u"}  # fmt: skip
+    for name, text in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text(text)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    code, _, err = cli("generate", "model=sdxl_dmd2", "method=base", "prompt=a cat", f"out={tmp_path / 'run'}")
+    said = "stable-diffusion-xl-base-1.0/model_index.json's parts: vae/ is not there (its model_index.json names"
+    assert code == 2 and said in err and "tokenizer/" not in err and "image_encoder" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("given", ["the_file", "no_folder", "a_config_file"])
 def test_a_student_repo_given_as_its_file_or_a_folder_not_there_says_so(cli, copies, tmp_path, given):
     """`...repo=/copy/dmd2_sdxl_4step_unet_fp16.bin` read `.../x.bin/x.bin: not found there`; a scheduler's

@@ -82,6 +82,43 @@ def weights_missing(folder: Path, variant: object = None) -> str | None:
     return None
 
 
+# model_index.json entries loaded without weights: their folder holds only its own settings file
+WEIGHTLESS_CLASSES = ("Tokenizer", "Scheduler", "ImageProcessor", "FeatureExtractor", "Processor")
+
+
+# model_index.json entries the loaders pass to the pipeline themselves: never read from its folder
+PASSED_PARTS = ("unet", "transformer", "safety_checker")
+
+
+def pipeline_parts_missing(folder: Path, variant: object = None) -> str | None:
+    """What a pipeline folder (a local copy, or a hub repository's cached snapshot) lacks of the parts its
+    model_index.json names, None when nothing: each part DiffusionPipeline.from_pretrained loads itself must be a
+    subfolder, and one whose class holds weights needs its config.json and weights (a copy of `unet/` and
+    `model_index.json` alone failed at load, after both networks, naming the root folder)."""
+    import json
+
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError) as error:
+        return f"its model_index.json is unreadable ({error})"
+    absent, problems = [], []
+    for name, entry in sorted(index.items()) if isinstance(index, dict) else ():
+        if name.startswith("_") or name in PASSED_PARTS or not isinstance(entry, list) or None in entry[:2]:
+            continue
+        part = folder / name
+        if not part.is_dir():
+            absent.append(f"{name}/")
+        elif not str(entry[-1]).endswith(WEIGHTLESS_CLASSES):
+            if not (part / "config.json").is_file():
+                problems.append(f"{name}/ holds no config.json")
+            elif problem := weights_missing(part, variant_present(part, variant).get("variant")):
+                problems.append(f"{name}/ holds {problem}")
+    if absent:
+        verb = "is" if len(absent) == 1 else "are"
+        problems.insert(0, f"{' and '.join(absent)} {verb} not there (its model_index.json names them)")
+    return "; ".join(problems) or None
+
+
 def _hub_missing(call) -> tuple[str, str, str] | None:
     """(repo/file, words for what it is, what is wrong with what is there: "" for absent) of a hub read whose file
     is not in the local cache (or, for a `repo` that is a local folder, not in that folder), else None."""
@@ -92,6 +129,9 @@ def _hub_missing(call) -> tuple[str, str, str] | None:
         found = folder / filename if (folder / filename).is_file() else None
     else:
         found = hf_cached(call.repo, filename)
+    problem = pipeline_parts_missing(found.parent, call.variant) if found and call.kind == "pipeline" else None
+    if problem is not None:  # a download cut short, or of some files only
+        return f"{call.repo}/{where}model_index.json's parts", "VAE + text encoders", problem
     if found is not None and call.kind == "network":
         # the config alone is not the network: its weights must sit beside it (a download cut short has none)
         problem = weights_missing(found.parent, call.variant)
@@ -250,6 +290,14 @@ def pair_missing(model: DictConfig, roles: tuple[str, ...] = ROLES) -> list[Miss
                     f"holds no model_index.json, so it is no diffusers pipeline folder (a pipeline repository's "
                     f"root); set {settable(model, key)}=<such a folder>",
                 )
+            )
+        elif (
+            folder is not None
+            and role == "components"
+            and (problem := pipeline_parts_missing(folder, model.components.get("variant")))
+        ):
+            missing.append(
+                Missing(f"components folder {path}", f"{problem}; set {settable(model, key)}=<a complete copy>")
             )
         elif folder is not None and role != "components" and not (folder / "config.json").is_file():
             # a network folder is read by from_pretrained: without its config.json it fails only once loading
