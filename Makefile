@@ -166,6 +166,9 @@ GENERATE := $(CLI) generate device=$(DEVICE) $(SHARDED)
 FID := $(CLI) fid $(SHARDED)
 DIVERSITY := $(CLI) diversity $(SHARDED)
 REPORT := $(CLI) report tables_dir=$(TABLES)
+# Every file of each pair a target samples with, checked before its first image: each generate checks only what its
+# method loads (a missing DMD2 student was told after hours of base images). `models <pair>` exits 1 on one missing.
+PAIRS_CHECK = for pair in $(1); do $(CLI) models $$pair || exit 1; done
 LIMIT_ARG := limit=$(if $(strip $(LIMIT)),$(strip $(LIMIT)),null)
 # Tables 2/4 against COCO: every image the captions name checked in its folder before any generation (fid, which
 # takes them all whatever LIMIT, would find one missing only after hours of it; a folder that merely exists passed).
@@ -181,6 +184,7 @@ COCO_CHECK := $(if $(findstring reference=coco,$(FID_REF)),{ test -d "$(strip $(
 # One transfer-lora per pair over the whole adapter table (LAUNCHER/SHARDS: its (adapter, prompt) units as shards).
 # Toy: a LoRA (red) and a slider (small -> large) trained here; the toy classifier counts the concept instead.
 reproduce-table1:
+	@$(call PAIRS_CHECK,$(if $(filter toy,$(MODEL)),$(PAIR),$(T1_PAIRS)))
 ifeq ($(MODEL),toy)
 	$(CLI) train-lora model=$(PAIR) concept=red steps=$(LORA_STEPS) out=$(T1)/adapters/red device=$(DEVICE)
 	$(CLI) train-lora model=$(PAIR) mode=slider concept=large negative=small steps=$(LORA_STEPS) \
@@ -197,6 +201,7 @@ endif
 
 # Table 2: FID / IS / CLIP / seconds of base, distilled and hybrid (k=1) on the captions, one seed each.
 reproduce-table2:
+	@$(call PAIRS_CHECK,$(PAIR))
 	@$(COCO_CHECK)
 	for method in base distilled hybrid; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
@@ -206,6 +211,7 @@ reproduce-table2:
 
 # Table 3: DreamSim diversity of N samples per prompt, base / distilled / hybrid (k=1).
 reproduce-table3:
+	@$(call PAIRS_CHECK,$(PAIR))
 	for method in base distilled hybrid; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompts=$(T3_PROMPTS) out=$(T3) || exit 1; \
 	done
@@ -214,6 +220,7 @@ reproduce-table3:
 
 # Table 4: hybrid vs. skipping the first timestep, on Table 2's captions (shares its run directory and hybrid).
 reproduce-table4:
+	@$(call PAIRS_CHECK,$(PAIR))
 	@$(COCO_CHECK)
 	for method in hybrid skip_first; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=1 prompts=$(CAPTIONS) $(LIMIT_ARG) out=$(COCO) || exit 1; \
@@ -223,6 +230,7 @@ reproduce-table4:
 
 # Table D.1: diversity and seconds of base / distilled / hybrid on the other pairs, N samples of one prompt.
 reproduce-tableD1:
+	@$(call PAIRS_CHECK,$(D1_PAIRS))
 	for pair in $(D1_PAIRS); do \
 	  for method in base distilled hybrid; do \
 	    $(GENERATE) model=$$pair method=$$method k=1 n=$(N) prompt="$(CAR)" out=$(CARS) || exit 1; \
@@ -233,6 +241,7 @@ reproduce-tableD1:
 
 # Table E.1: the base at the first step (hybrid) vs. at the final steps (replace_final), N samples of one prompt.
 reproduce-tableE1:
+	@$(call PAIRS_CHECK,$(PAIR))
 	for method in base distilled hybrid; do \
 	  $(GENERATE) model=$(PAIR) method=$$method k=1 n=$(N) prompt="$(CAR)" out=$(CARS) || exit 1; \
 	done
@@ -242,6 +251,7 @@ reproduce-tableE1:
 
 # Figure 5 (x̂0 commitment curve, Table 3's prompts) and Figure 7 (a: base guidance, b: k, c: the base's own steps).
 reproduce-figures:
+	@$(call PAIRS_CHECK,$(PAIR))
 	mkdir -p $(FIGURES)
 	grep -v '^#' $(T3_PROMPTS) | grep . > $(FIGURES)/prompts.txt
 	$(CLI) x0viz model=$(PAIR) prompts=$(FIGURES)/prompts.txt n=$(X0_N) metric=$(DIV_METRIC) \

@@ -194,11 +194,12 @@ def _run(argv: list[str] | None = None) -> int:
     stop = signals.install()  # Ctrl-C and SIGTERM: one line, finished work kept, exit 130 / 143
     given = argv if argv is not None else sys.argv[1:]
     overwrite = any(arg.replace(" ", "").lower() in ("overwrite=true", "overwrite=1") for arg in given)
-    interrupted = False
+    interrupted, returned = False, None
     try:
         check_cache_root()
         # Typer turns a KeyboardInterrupt into a returned 130 (one from a signal or raised inside a library alike)
-        interrupted = app(args=argv, prog_name="diversity-cli", standalone_mode=False) == 130
+        returned = app(args=argv, prog_name="diversity-cli", standalone_mode=False)
+        interrupted = returned == 130
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
@@ -235,7 +236,9 @@ def _run(argv: list[str] | None = None) -> int:
         return 2
     finally:
         stop.restore()
-    return stop.exit_code(overwrite) if stop.signum is not None or interrupted else 0
+    if stop.signum is not None or interrupted:
+        return stop.exit_code(overwrite)
+    return returned if isinstance(returned, int) else 0  # a command's own typer.Exit(code) (`models <pair>`)
 
 
 def main() -> None:

@@ -135,18 +135,18 @@ def test_models_of_one_pair_names_each_missing_file_and_how_to_provide_it(cli, t
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub"))
     code, out, _ = cli("models", "sdxl_dmd2")
     lines = out.strip().splitlines()
-    assert code == 0 and lines[0] == "sdxl_dmd2 (preset=paper): 4 missing" and len(lines) == 5, out
+    assert code == 1 and lines[0] == "sdxl_dmd2 (preset=paper): 4 missing" and len(lines) == 5, out  # for scripts
     assert "tianweiy/DMD2/dmd2_sdxl_4step_unet_fp16.bin: `hf download tianweiy/DMD2" in out
     assert "model.distilled.network.repo=/local/copy" in out
     code, out, _ = cli("models", "model=toy")
     assert code == 0 and out.strip() == "toy: every file is on this machine (or built offline)"
     # the preset decides files (the card's fp16 variants): `models <pair> preset=card` was "one pair at most"
     code, out, _ = cli("models", "sdxl_dmd2", "preset=card")
-    assert code == 0 and out.startswith("sdxl_dmd2 (preset=card): "), out
+    assert code == 1 and out.startswith("sdxl_dmd2 (preset=card): "), out
     code, _, err = cli("models", "preset=card")
     assert code == 2 and "models takes preset= once, after a pair" in err, err
     code, out, err = cli("models", "sd21_turbo", "preset=card")  # a one-step card: generate's k=1 check refused it
-    assert code == 0 and out.startswith("sd21_turbo (preset=card): "), err
+    assert code == 1 and out.startswith("sd21_turbo (preset=card): "), err
 
 
 def test_cfg_job_prints_the_composed_config_and_does_nothing_else(cli, tmp_path):

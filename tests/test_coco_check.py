@@ -44,3 +44,36 @@ def test_the_table_targets_run_the_check_before_generating(tmp_path):
     assert (
         check < done.stdout.index(" generate ") and f'check_coco.py "{tmp_path}" "data/coco_30k.csv"\n' in done.stdout
     )
+
+
+def test_a_table_target_lists_every_missing_file_of_its_pairs_before_any_image(tmp_path):
+    """Each generate checks only the networks its method loads: `method=base` ran for hours before the DMD2
+    student it lacked was told."""
+    env = {"PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "reproduce-table3", f"BIN={Path(sys.executable).parent}",
+         f"RESULTS={tmp_path / 'results'}"],
+        capture_output=True, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0 and "sdxl_dmd2 (preset=paper): 4 missing" in done.stdout, done.stdout + done.stderr
+    assert "tianweiy/DMD2/dmd2_sdxl_4step_unet_fp16.bin" in done.stdout and " generate " not in done.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_every_table_target_checks_its_pairs_first():
+    for target, pairs in [("reproduce-table1", "sdxl_dmd2 sdxl_turbo"), ("reproduce-tableD1", "toy toy_dpdmd"),
+                          ("reproduce-figures", "sdxl_dmd2"), ("reproduce-tableE1-toy", "toy")]:  # fmt: skip
+        done = subprocess.run(
+            ["make", "-n", "--no-print-directory", target, "T1_PAIRS=sdxl_dmd2 sdxl_turbo", "D1_PAIRS=toy toy_dpdmd"],
+            capture_output=True, text=True, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (
+            done.stdout.index(f"for pair in {pairs}; do")
+            < done.stdout.index(" models $pair")
+            < min(
+                done.stdout.index(f" {word} ")
+                for word in ("generate", "train-lora", "transfer-lora", "x0viz")
+                if f" {word} " in done.stdout
+            )
+        ), (target, done.stdout)

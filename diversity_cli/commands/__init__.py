@@ -47,6 +47,7 @@ COMMANDS = [
         "models",
         "models",
         "",
-        "The model pairs: base, student, resolution, weights present or not; `models <pair>`: what is missing.",
+        "The model pairs: base, student, resolution, weights present or not; `models <pair>`: what is missing "
+        "(exit 1 if anything is).",
     ),
 ]

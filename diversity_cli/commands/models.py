@@ -1,8 +1,10 @@
 """`diversity-cli models`: the model pairs, one line each: base, student, resolution, and whether the weights are
 on this machine (checked on the local disk only, as every command's preflight does). `diversity-cli models <pair>`:
-what that pair needs that is not here, and how to provide it."""
+what that pair needs that is not here, and how to provide it; it exits 1 when anything is missing."""
 
 from __future__ import annotations
+
+import typer
 
 from ..core.config import available, compose
 from ..core.errors import UserError, did_you_mean
@@ -45,7 +47,8 @@ def pair_lines(checked: bool = True) -> list[str]:
 
 def missing_lines(name: str, preset: str | None = None) -> list[str]:
     """What one pair's networks and components need that is not on this machine, each with how to provide it, at
-    `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant)."""
+    `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant): one line when
+    nothing is."""
     # method=base: the pair's files alone, not generate's hybrid checks (a one-step card schedule refuses k=1)
     model = compose("generate", [f"model={name}", "method=base", *([f"preset={preset}"] if preset else [])]).model
     missing = pair_missing(model)
@@ -67,7 +70,10 @@ def main(overrides: list[str]) -> None:
         near = did_you_mean(names[0], pairs) or ";"
         raise UserError(f"unknown pair '{names[0]}'{near} the pairs: {', '.join(pairs)}")
     if names:
-        print("\n".join(missing_lines(names[0], presets[0] if presets else None)))
+        lines = missing_lines(names[0], presets[0] if presets else None)
+        print("\n".join(lines))
+        if len(lines) > 1:  # a script (the Makefile's reproduce targets) checks every file before any work
+            raise typer.Exit(1)
         return
     print("\n".join(pair_lines()))
     print("weights: `diversity-cli models <pair>` names what is missing and how to provide it; see README")
