@@ -234,7 +234,10 @@ def test_missing_dreamsim_weights_tell_x0viz_where_it_looks(cli, tmp_path, monke
     code, _, err = cli("x0viz", "model=sdxl_dmd2", "metric=dreamsim")
     assert code == 2 and f"dreamsim 'ensemble' weights in {tmp_path / 'hf' / 'dreamsim'}" in err, err
     assert "with network, or HF_HOME=<folder holding dreamsim/>" in err
-    assert err.startswith("error: x0viz cannot start, 5 missing (HF_HUB_OFFLINE=0 lets the loaders download those")
+    assert err.startswith(  # the pair's items one a line: the error's one line held 1090 characters
+        "error: x0viz cannot start, 5 missing (`diversity-cli models sdxl_dmd2` lists the pair's one a line; "
+        "HF_HUB_OFFLINE=0 lets the loaders download those"
+    ), err
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut", "another_network"])

@@ -77,6 +77,14 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     return list(dict.fromkeys(missing))
 
 
+def _pair_listing(command: str, cfg: DictConfig) -> str:
+    """The command that lists a pair's missing files one a line: the error that names them all is one long line."""
+    model = cfg.get("model")
+    if command not in PAIR_COMMANDS or not isinstance(model, DictConfig) or not pair_missing(model):
+        return ""
+    return f"diversity-cli models {model.get('name')}"
+
+
 def shipped_embedders() -> dict:
     """conf/diversity.yaml's embedder settings: those x0viz and k=auto measure with (the embedders' own defaults)."""
     return {"embedders": OmegaConf.to_container(shipped_config("diversity").embedders)}
@@ -161,7 +169,7 @@ def prepare(command: str, cfg: DictConfig) -> float:
     started = time.perf_counter()
     apply_defaults(cfg)
     check_inputs(command, cfg)
-    downloads = fail_if_missing(needed(command, cfg), command)
+    downloads = fail_if_missing(needed(command, cfg), command, _pair_listing(command, cfg))
     if command in PAIR_COMMANDS and isinstance(cfg.get("model"), DictConfig) and not _run_exists(cfg):
         # a new run directory is made to load the pair: its schedulers cost nothing to make first (diffusers is
         # imported for the load anyway); an existing one may be complete and load nothing, so it is left to the load

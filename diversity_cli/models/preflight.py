@@ -331,9 +331,10 @@ def downloads_allowed() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("0", "false", "no", "off")
 
 
-def fail_if_missing(missing: list[Missing], command: str) -> list[Missing]:
-    """One line naming every missing item and its fix (exit 2), before any work. With HF_HUB_OFFLINE=0 what the
-    loaders download themselves is returned (to be listed) instead of failing."""
+def fail_if_missing(missing: list[Missing], command: str, listing: str = "") -> list[Missing]:
+    """One line naming every missing item and its fix (exit 2), before any work, and `listing`, a command that
+    lists the pair's one a line. With HF_HUB_OFFLINE=0 what the loaders download themselves is returned (to be
+    listed) instead of failing."""
     if downloads_allowed():
         blocking = [item for item in missing if not item.downloadable]
         if not blocking:
@@ -341,10 +342,9 @@ def fail_if_missing(missing: list[Missing], command: str) -> list[Missing]:
     if missing:
         items = "; ".join(f"({i}) {m.line()}" for i, m in enumerate(missing, 1))
         # said before the items: after the last one it read as that item's advice alone
-        online = (
-            " (HF_HUB_OFFLINE=0 lets the loaders download those a hub id names)"
-            if any(m.downloadable for m in missing) and not downloads_allowed()
-            else ""
-        )
-        raise UserError(f"{command} cannot start, {len(missing)} missing{online}: {items}")
+        notes = [f"`{listing}` lists the pair's one a line"] if listing else []
+        if any(m.downloadable for m in missing) and not downloads_allowed():
+            notes.append("HF_HUB_OFFLINE=0 lets the loaders download those a hub id names")
+        said = f" ({'; '.join(notes)})" if notes else ""
+        raise UserError(f"{command} cannot start, {len(missing)} missing{said}: {items}")
     return []
