@@ -601,3 +601,14 @@ def test_coverage_rates_from_sets_their_balls_span_are_said_to_saturate():
 
     assert small_sets_note(group(8, 1000), 5) and small_sets_note(group(1000, 20), 5)
     assert small_sets_note(group(21, 21), 5) == [] and small_sets_note(group(64, 1000), 5) == []
+
+
+def test_diversity_table_names_the_interval_level_as_a_percentage(capsys, tmp_path):
+    """The level was printed as `0.9500` beside values of four digits, as if a fourth measured number."""
+    from diversity_cli.experiments.diversity import _print_table
+
+    row = {"method": "base", "model": "toy", "prompt": "a circle", "n": 4, "metric": "toy_features", "value": 0.2,
+           "ci_low": 0.15, "ci_high": 0.25, "ci": 0.9, "options": ""}  # fmt: skip
+    _print_table([row], tmp_path / "diversity.csv")
+    shown = capsys.readouterr().out
+    assert " 90% " in shown and "0.9000" not in shown and "0.1500" in shown, shown

@@ -840,9 +840,16 @@ def _print_table(rows: Iterable[dict], target: Path) -> None:
     for column in shown:
         table.add_column(column, justify="right" if column in ("n", "value", "ci_low", "ci_high", "ci") else "left")
     for row in rows:
-        cells = [row.get(c) for c in shown]
-        table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in cells))
+        table.add_row(*(_cell(column, row.get(column)) for column in shown))
     Console(width=160).print(table)
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None:
+        return ""
+    if column == "ci" and isinstance(value, float):  # the interval's level: 95%, not 0.9500
+        return f"{value * 100:g}%"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def skipped_notes(small: list[Group], min_n: int) -> list[str]:
