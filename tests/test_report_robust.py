@@ -207,6 +207,7 @@ def test_fid_over_fewer_images_than_feature_dimensions_carries_a_note(tmp_path: 
             f"FID over {n} images (`{column}`), fewer than its {dimensions} feature dimensions, is biased upward"
             in text
         )
+        assert "has no interval: it orders no methods at this n, nor beside the paper's" in text
 
 
 def test_an_fid_of_another_image_preparation_is_its_own_labelled_cell(tmp_path: Path):

@@ -246,14 +246,16 @@ def is_caveats(table: Table) -> list[str]:
 
 def fid_caveats(table: Table) -> list[str]:
     """FID over fewer images than its features have dimensions rests on a singular covariance and is biased upward
-    (what `fid` says when it measures): say so beside the table, per FID column, at its smallest n."""
+    (what `fid` says when it measures): say so beside the table, per FID column, at its smallest n. Without an
+    interval, even the order of its cells is noise there (a stand-in's note invites comparing the order)."""
     notes = []
     for name, n in smallest_n(table, "fid").items():
         dimensions = feature_dimensions(name)
         if dimensions is not None and n < dimensions:
             notes.append(
                 f"FID over {n} images ({md_code(name)}), fewer than its {dimensions} feature dimensions, is biased "
-                "upward; compare only numbers with the same n"
+                "upward and has no interval: it orders no methods at this n, nor beside the paper's; compare only "
+                "numbers with the same n"
             )
     return notes
 
