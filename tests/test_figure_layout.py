@@ -171,3 +171,27 @@ def test_figure7s_step_counts_are_ticked_at_whole_numbers(tmp_path: Path):
              for ax in fig.axes if ax.get_xlabel()}  # fmt: skip
     for knob in ("k", "base_steps"):
         assert ticks[knob] and all(float(tick).is_integer() for tick in ticks[knob]), (knob, ticks[knob])
+
+
+def _spans(ax) -> set[tuple[float, float]]:
+    """The vertical extents (data units) of the horizontal bands drawn on `ax` (axhspan's rectangles)."""
+    return {(round(p.get_y(), 6), round(p.get_y() + p.get_height(), 6)) for p in ax.patches}
+
+
+def test_baselines_carry_their_interval_and_seconds_start_at_zero(tmp_path: Path):
+    """Base and distilled were bare lines beside hybrid points with error bars as wide: they read as exact. The
+    seconds axis zoomed to its range drew a 5% timing wobble as a steep line."""
+    fig, frame = figure7_figure([load_run(_figure7_run(tmp_path / "abl"))])
+    levels = frame[frame.knob == "baseline"]
+    panel = fig.axes[0]
+    bands = _spans(panel)
+    for _, level in levels.iterrows():
+        assert (round(level.ci_low, 6), round(level.ci_high, 6)) in bands, (level.fixed, bands)
+    seconds = [ax for ax in fig.axes if ax.get_ylabel() == "s / image (dotted)"]
+    assert seconds and all(ax.get_ylim()[0] == 0 for ax in seconds)
+    sweep, values = _sweep("a grid's mean lines")
+    one = [(point, dict(list(by_prompt.items())[:1])) for point, by_prompt in values]  # one prompt: its interval
+    fig = plot_figure(one, sweep, METRIC, "k", "95% CI")
+    for _, by_prompt in one[-2:]:  # base and distilled
+        ((_, low, high),) = by_prompt.values()
+        assert (round(low, 6), round(high, 6)) in _spans(fig.axes[0]), _spans(fig.axes[0])

@@ -1063,8 +1063,11 @@ def _lines(ax, values: list[tuple[Point, Measured]], knob: str, others: list[str
             ax.plot([x for x, _ in line], [_mean(by_prompt) for _, by_prompt in line], marker="o", linewidth=2.4,
                     color="black" if per_prompt else None, label=mean_label)  # fmt: skip
     for number, (tag, by_prompt) in enumerate(flat):
-        ax.axhline(_mean(by_prompt), linestyle=("--", ":", "-.")[number % 3], color=f"C{(number + 6) % 10}",
-                   label=f"{metric}, {tag}")  # fmt: skip
+        colour = f"C{(number + 6) % 10}"
+        ax.axhline(_mean(by_prompt), linestyle=("--", ":", "-.")[number % 3], color=colour, label=f"{metric}, {tag}")
+        if len(by_prompt) == 1 and None not in (interval := next(iter(by_prompt.values())))[1:]:
+            # its interval, as the points carry theirs: a bare level read as exact beside error bars as wide
+            ax.axhspan(interval[1], interval[2], color=colour, alpha=0.12, lw=0)
     if knob in ("k", "base_steps"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(knob)

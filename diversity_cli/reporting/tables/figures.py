@@ -376,6 +376,9 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
         label += _pair(level.pair) if "pair" not in level.sweep else ""  # named once
         alpha = 0.5 if several and level.fixed != "base" else 1.0
         ax.axhline(level.value, ls=style, lw=1, color=colour, alpha=alpha, label=label)
+        if level.notna()[["ci_low", "ci_high"]].all():  # its interval, as wide as a point's: bare, it read as exact
+            ax.axhspan(level.ci_low, level.ci_high, color=colour, alpha=0.12 * alpha, lw=0)
+    twin.set_ylim(bottom=0)  # from zero: zoomed to its range, a 5% wobble of the timing drew as a steep line
     ax.set_xlabel(knob)
     if knob in ("k", "base_steps"):  # counts of steps: ticks at 1.2, 1.4, ... named points that are none
         from matplotlib.ticker import MaxNLocator
