@@ -484,3 +484,16 @@ def test_a_pair_key_its_file_does_not_set_is_told_to_be_added_with_a_plus(cli, t
     assert "If the pair reads it, add it with +model.base.network.path=/x" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("generate", "ns=3", f"out={tmp_path / 'run'}")
     assert code == 2 and "add it with" not in err, err  # not a pair's key: no + advice
+
+
+def test_the_toys_one_step_hybrid_is_told_and_its_note_keys_no_image(cli, tmp_path):
+    """generate's defaults on the toy (hybrid, k=1, one base step) are the hand-over README's toy table shows to
+    fail, and nothing said so. The pair's note is words: images made before it existed still resume."""
+    args = ("generate", "model=toy", "prompt=a circle", "n=1", f"out={tmp_path}")
+    code, _, err = cli(*args, "method=hybrid")
+    assert code == 0 and "note: on the toy one base step at t=999 hands the student the prompt's mean image" in err
+    code, _, err = cli(*args, "method=hybrid", "~model.hybrid_note")  # the pair as it was: the same images
+    assert code == 0 and "nothing to do" in err and "mean image" not in err, err
+    for other in ("method=hybrid base_steps=5", "method=base"):
+        code, _, err = cli(*args, *other.split())
+        assert code == 0 and "mean image" not in err, (other, err)

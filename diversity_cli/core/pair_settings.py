@@ -71,6 +71,7 @@ PAIR_KEYS = (
     "default_reference",
     "default_quality",
     "auto_k",
+    "hybrid_note",  # said by generate when a hybrid runs with one base step (base_steps=null), where that fails
     "preset",
     "requested_preset",
 )
@@ -296,14 +297,18 @@ def _check_timesteps(conf: DictConfig, where: str) -> None:
         )
 
 
+NOTE_KEYS = ("hybrid_note",)  # words a command says about the pair: they change no image and no training
+
+
 def image_settings(model: dict[str, Any]) -> dict[str, Any]:
     """The pair's settings as images are keyed by them: micro_batch 1 (one sample per call, how every image was
     made before a pair could say) is the same as no key, so older run directories still resume."""
-    if model.get(MICRO_BATCH) == 1:
-        return {key: value for key, value in model.items() if key != MICRO_BATCH}
-    return model
+    said = {key: value for key, value in model.items() if key not in NOTE_KEYS}
+    if said.get(MICRO_BATCH) == 1:
+        return {key: value for key, value in said.items() if key != MICRO_BATCH}
+    return said
 
 
 def training_settings(model: dict[str, Any]) -> dict[str, Any]:
     """The pair's settings as a training is keyed by them: without micro_batch, which no training step uses."""
-    return {key: value for key, value in model.items() if key != MICRO_BATCH}
+    return {key: value for key, value in model.items() if key not in (MICRO_BATCH, *NOTE_KEYS)}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
 
 from ..core.config import value_differences
 from ..core.console import progress_bar, stderr_console
@@ -284,6 +285,9 @@ def generate(cfg: DictConfig) -> Generated:
     note = repeated_images_note(rows, int(cfg.n), int(cfg.seed))
     if note and (shard is None or shard.index == 0):  # once, not in every shard's log
         stderr_console().print(f"[yellow]note[/]: {note}")
+    if cfg.method == "hybrid" and cfg.get("base_steps") is None and cfg.model.get("hybrid_note"):
+        if shard is None or shard.index == 0:  # the pair's own word on its one-step hand-over (the toy's fails)
+            stderr_console().print(f"[yellow]note[/]: {escape(str(cfg.model.hybrid_note))}")
     pair, auto_k = None, None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         pair = load_generation_pair(cfg)
