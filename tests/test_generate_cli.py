@@ -481,9 +481,12 @@ def test_a_pair_key_its_file_does_not_set_is_told_to_be_added_with_a_plus(cli, t
     not named."""
     code, _, err = cli("generate", "model=sdxl_dmd2", "model.base.network.path=/x", f"out={tmp_path / 'run'}")
     assert code == 2 and "did you mean model.base.network.repo" in err, err
-    assert "If the pair reads it, add it with +model.base.network.path=/x" in err and len(err.strip().splitlines()) == 1
+    assert "A pair reads it where set: add it with +model.base.network.path=/x" in err and len(err.splitlines()) == 1
     code, _, err = cli("generate", "ns=3", f"out={tmp_path / 'run'}")
     assert code == 2 and "add it with" not in err, err  # not a pair's key: no + advice
+    # a key no part of a pair reads: offered with +, it was then refused as read by nothing
+    code, _, err = cli("generate", "model=sdxl_dmd2", "model.base.nosuch=1", f"out={tmp_path / 'run'}")
+    assert code == 2 and "add it with" not in err and "did you mean model.base.steps" in err, err
 
 
 def test_the_toys_one_step_hybrid_is_told_and_its_note_keys_no_image(cli, tmp_path):

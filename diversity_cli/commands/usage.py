@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.config import available, compose, search_dirs, typed_values
 from ..core.errors import UserError
+from ..core.pair_settings import pair_reads
 
 GROUPS = ("model", "preset", "distill")  # config groups a user picks by name (listed as choices, not keys)
 HELP_FLAGS = ("--help", "-h")
@@ -182,10 +183,11 @@ def check_keys(config: str, overrides: list[str], only_added: bool = False) -> N
             if _open_section(cfg, key):  # Hydra sets only keys that exist; + adds one
                 raise UserError(f"{key} is not set by default: add it with +{item}")
             hint = _other_choice(config, choices, key) or _suggest(key, known)
-            # a pair's file sets some of the keys others read (a network's `path` beside its `repo`): `+` adds one
+            # a pair's file sets some of the keys others read (a network's `path` beside its `repo`): `+` adds one;
+            # a key no pair reads is not offered (added, the pair's check refused it)
             added = ""
-            if key.startswith("model.") and _parent_exists(cfg, key):
-                added = f"{' I' if hint.endswith('?') else '; i'}f the pair reads it, add it with +{item}"
+            if key.startswith("model.") and _parent_exists(cfg, key) and pair_reads(key):
+                added = f"{' A' if hint.endswith('?') else '; a'} pair reads it where set: add it with +{item}"
             raise UserError(
                 f"unknown key '{key}' for '{config.replace('_', '-')}'{hint}{added} (--help lists every key)"
             )

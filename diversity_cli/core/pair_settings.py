@@ -96,6 +96,22 @@ GROUP_KEYS = {
 PAIR_READS = "no part of a pair reads it"  # why a key outside them is refused
 
 
+def pair_reads(key: str) -> bool:
+    """Whether some part of a pair reads `key` (`model.base.network.path`): one outside PAIR_KEYS, ROLE_KEYS and
+    GROUP_KEYS is refused by check_pair_shape, so it is no key to add with `+`. A scheduler's `overrides` are
+    diffusers' to check."""
+    parts = key.removeprefix("model.").split(".")
+    if len(parts) == 1:
+        return parts[0] in PAIR_KEYS
+    if parts[0] == "components":
+        return len(parts) == 2 and parts[1] in GROUP_KEYS["components"]
+    if parts[0] not in ("base", "distilled") or parts[1] not in ROLE_KEYS:
+        return False
+    if len(parts) == 2 or (parts[1] == "scheduler" and parts[2:3] == ["overrides"]):
+        return True
+    return len(parts) == 3 and parts[2] in GROUP_KEYS.get(parts[1], ())
+
+
 def check_pair_shape(model: Any, student_read: bool = True) -> None:
     """What every load of a pair reads: its interpolations resolve, it holds only keys a loader reads, its family,
     skip_first noise, preset and dtype are ones the loaders know, its resolution is a size, each role names its
