@@ -286,3 +286,24 @@ def test_a_finished_distill_records_its_student_as_generate_will(cli, tmp_path):
     model = compose("generate", ["model=toy", f"model.distilled.network.path={out / 'student'}"]).model
     assert student == pair_provenance(model, roles=("distilled",))["distilled"]
     assert student["weights_hash"]
+
+
+def test_a_record_of_a_command_killed_outright_says_it_never_ended(cli, tmp_path, monkeypatch):
+    """kill -9 runs no `finish`: the record held no status at all, so a report could not tell it from one whose
+    fields were lost; it now says "running" from its start, with the process to look for, and the report says it."""
+    import diversity_cli.commands.generate as command
+    from diversity_cli.core import record as record_module
+    from diversity_cli.core.errors import UserError
+    from diversity_cli.reporting.report import _record_html
+
+    def killed(cfg):
+        record_module.record_invocation(cfg.out, config=cfg)
+        raise UserError("killed")  # and, as kill -9 does, no `finish` after it (below)
+
+    monkeypatch.setattr(command, "run", killed)
+    monkeypatch.setattr(record_module, "finish", lambda code: None)
+    run = tmp_path / "run"
+    cli("generate", "model=tiny_sd", f"prompt={PROMPT}", "n=1", f"out={run}")
+    (record,) = records(run, "generate")
+    assert record["status"] == "running" and isinstance(record["pid"], int) and "ended" not in record, record
+    assert "no end recorded: still running, or killed outright" in _record_html({**record, "_file": "x"})

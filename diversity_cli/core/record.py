@@ -119,6 +119,9 @@ def _header(invocation: Invocation) -> dict[str, Any]:
         "command_line": ["diversity-cli", invocation.command, *invocation.argv],
         "overrides": invocation.argv,
         "started": invocation.started.isoformat(),
+        # until `finish` says how it ended: a run killed outright (kill -9, a node lost) keeps "running"
+        "status": "running",
+        "pid": os.getpid(),
         "host": platform.node(),
         "python": platform.python_version(),
         "packages": package_versions(),

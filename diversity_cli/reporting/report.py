@@ -487,7 +487,8 @@ def _record_html(record: dict) -> str:
             "ended",
             f"{record['ended']} ({record.get('status')}, exit {record.get('exit_code')})"
             if record.get("ended")
-            else "",
+            else "no end recorded: still running, or killed outright (kill -9, a node lost; "
+            f"pid {record.get('pid', '?')} on {record.get('host', '?')})",
         ),
         ("git commit", record.get("git_commit")),
         ("source hash", record.get("source")),
@@ -522,7 +523,19 @@ def _record_html(record: dict) -> str:
             out.append("<tr>" + "".join(f"<td class='label'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         out.append("</table>")
     skip = {"command", "command_line", "started", "host", "python", "packages", "git_commit", "executable"}
-    skip |= {"device", "dtype", "models", "_file", "schema", "overrides", "ended", "status", "exit_code", "source"}
+    skip |= {
+        "device",
+        "dtype",
+        "models",
+        "_file",
+        "schema",
+        "overrides",
+        "ended",
+        "status",
+        "exit_code",
+        "source",
+        "pid",
+    }
     for name, value in record.items():
         if name not in skip:
             text = json.dumps(value, indent=1, sort_keys=True, default=str)
