@@ -171,11 +171,13 @@ REPORT := $(CLI) report tables_dir=$(TABLES)
 PAIRS_CHECK = for pair in $(1); do $(CLI) models $$pair || exit 1; done
 LIMIT_ARG := limit=$(if $(strip $(LIMIT)),$(strip $(LIMIT)),null)
 # Tables 2/4 against COCO: every image the captions name checked in its folder before any generation (fid, which
-# takes them all whatever LIMIT, would find one missing only after hours of it; a folder that merely exists passed).
+# takes them all whatever LIMIT, would find one missing only after hours of it; a folder that merely exists passed),
+# read as fid reads it: with FID_REF's other coco.* settings (coco.pattern=).
 COCO_MISSING := error: COCO_IMAGES=/path/to/val2014 (a folder) is needed for the FID reference of Tables 2 and 4
+COCO_SETTINGS = $(filter-out coco.images=%,$(filter coco.%,$(FID_REF)))
 COCO_CHECK := $(if $(findstring reference=coco,$(FID_REF)),{ test -d "$(strip $(COCO_IMAGES))" || \
   { echo "$(COCO_MISSING)" >&2; exit 2; }; } && \
-  $(BIN)/python scripts/check_coco.py "$(strip $(COCO_IMAGES))" "$(CAPTIONS)",:)
+  $(BIN)/python scripts/check_coco.py "$(strip $(COCO_IMAGES))" "$(CAPTIONS)"$(if $(COCO_SETTINGS), $(COCO_SETTINGS)),:)
 
 .PHONY: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-tableD1 reproduce-tableE1 \
 	reproduce-figures reproduce-all reproduce-toy

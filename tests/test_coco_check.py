@@ -77,3 +77,23 @@ def test_every_table_target_checks_its_pairs_first():
                 if f" {word} " in done.stdout
             )
         ), (target, done.stdout)
+
+
+def test_the_check_reads_the_folder_with_fid_refs_own_pattern(tmp_path):
+    """`FID_REF=... coco.pattern=...` names images fid finds; the check took fid's default pattern and refused them."""
+    captions = tmp_path / "captions.csv"
+    captions.write_text("prompt,coco_id\na bicycle,7\na cat,8\n")
+    (tmp_path / "img").mkdir()
+    for coco_id in (7, 8):
+        (tmp_path / "img" / f"coco_{coco_id}.png").write_bytes(b"")
+    assert _check(str(tmp_path / "img"), str(captions)).returncode == 2
+    done = _check(str(tmp_path / "img"), str(captions), "coco.pattern=coco_{coco_id}.png")
+    assert done.returncode == 0, done.stderr
+    done = _check(str(tmp_path / "img"), str(captions), "coco.patern=x")
+    assert done.returncode == 2 and "coco.patern=x: the check takes fid's coco.<key>=<value>" in done.stderr
+    shown = subprocess.run(
+        ["make", "-n", "--no-print-directory", "reproduce-table2", f"COCO_IMAGES={tmp_path}",
+         f"FID_REF=reference=coco coco.images={tmp_path} coco.pattern=coco_{{coco_id}}.png"],
+        capture_output=True, text=True, cwd=REPO,
+    ).stdout  # fmt: skip
+    assert f'check_coco.py "{tmp_path}" "data/coco_30k.csv" coco.pattern=coco_{{coco_id}}.png\n' in shown, shown
