@@ -565,6 +565,15 @@ def test_the_students_readme_names_its_training_prompts(cli, tmp_path):
     )
 
 
+def test_toy_training_prompts_outside_the_toy_language_are_noted(cli, tmp_path):
+    """generate and diversity noted such words; distill trained a student on "a hexagon" without a word."""
+    out = tmp_path / "run"
+    code, _, err = cli("distill", "model=toy", "prompts=[a hexagon, a circle]", "iterations=1", f"out={out}")
+    assert code == 0, err
+    said = "note: 1 of 2 training prompts has words outside the toy language (hexagon): the toy's models never"
+    assert said in " ".join(err.split()), err
+
+
 @pytest.mark.parametrize("setting", ["gan.mismatched=true", "gan.discriminator_weight=0.5"])
 def test_a_gan_setting_without_the_gan_term_is_refused(cli, tmp_path, prompts_file, setting):
     """Accepted silently with gan.weight=0, under a README that said "no GAN term"."""

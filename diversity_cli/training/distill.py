@@ -23,8 +23,10 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
 
 from ..core.config import pair_overrides
+from ..core.console import stderr_console
 from ..core.errors import UserError, refused_as
 from ..core.fingerprint import digest, folder_hash
 from ..core.pair_settings import SCHEDULED_FAMILIES
@@ -187,6 +189,25 @@ def ode_steps(cfg: DictConfig) -> int:
     return steps
 
 
+def outside_toy_language(cfg: DictConfig, prompts: list[str]) -> str:
+    """On a toy pair, the training prompts' words its models never learned (as generate and diversity note them):
+    the student is trained on them anyway, the judge that monitors it cannot check them."""
+    from ..toy.data import words_outside
+
+    if not is_toy_pair(cfg.model):
+        return ""
+    unknown = {prompt: words_outside(prompt) for prompt in prompts}
+    unknown = {prompt: words for prompt, words in unknown.items() if words}
+    if not unknown:
+        return ""
+    words = ", ".join(dict.fromkeys(word for found in unknown.values() for word in found))
+    verb = "has" if len(unknown) == 1 else "have"
+    return (
+        f"{len(unknown)} of {len(prompts)} training prompts {verb} words outside the toy language ({words}): the "
+        "toy's models never learned them (each is read letter by letter) and its judge cannot check them"
+    )
+
+
 def training_prompts(cfg: DictConfig) -> list[str]:
     if cfg.prompts is not None and OmegaConf.is_list(cfg.prompts):
         prompts = [str(p) for p in cfg.prompts if str(p).strip()]
@@ -265,6 +286,8 @@ def distill(cfg: DictConfig) -> Path:
     if cfg.device != "auto":
         resolve_device(cfg.device)  # a clear line when CUDA is asked for and absent
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+    if accelerator.is_main_process and (note := outside_toy_language(cfg, prompts)):
+        stderr_console().print(f"[yellow]note[/]: {escape(note)}")
     state = RunState(cfg.out)
     state.plan(cfg)  # a folder it must not touch is refused before anything (even a lock file) is written there
     new = not state.root.exists()
