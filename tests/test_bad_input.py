@@ -575,6 +575,9 @@ def test_caps_name_the_key_that_lifts_them(cli, workdir):
     prompts.write_text("".join(f"prompt {i}\n" for i in range(20)))
     err = _refused(cli, workdir, "generate", f"prompts={prompts}", "n=10", "max_images=100", OUT)
     assert "20 prompt(s) x n=10 is 200 images, above the cap max_images=100" in err
+    # ablate's cap is the command's, over its points: each point's prompts x n passed, and 6 x 4 images were made
+    err = _refused(cli, workdir, "ablate", "model=tiny_sd", "prompt=a", "k=1..4", "n=4", "max_images=4", OUT)
+    assert "6 point(s) x 1 prompt(s) x n=4 is 24 images, above the cap max_images=4" in err
 
 
 @pytest.mark.parametrize("command", ["generate", "x0viz", "fid", "diversity", "train-toy", "train-lora", "distill"])

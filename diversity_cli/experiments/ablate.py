@@ -230,7 +230,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     parse_metrics(cfg.metric)
     if not isinstance(cfg.n, int) or cfg.n < 2:
         raise UserError(f"n={cfg.n}: diversity compares images, so each point needs n >= 2 samples per prompt")
-    # a missing prompt file, or more images than max_images per point, fails here, not at the first point
+    # a missing prompt file, or more images than max_images, fails here, not at the first point
     rows = read_prompts(cfg.prompt, cfg.prompts, cfg.limit, **command_limits(cfg))
     cap = int(cfg.max_points)
     axes = {knob: expand(knob, cfg[knob], cap) for knob in KNOBS}
@@ -242,6 +242,13 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
 
     for point in points + baselines:
         generate.validate(point_config(cfg, point))
+    images = (len(points) + len(baselines)) * len(rows) * int(cfg.n)
+    if images > int(cfg.max_images):  # each point's own check counts its prompts x n only
+        raise UserError(
+            f"{len(points) + len(baselines)} point(s) x {len(rows)} prompt(s) x n={cfg.n} is {images} images, above "
+            f"the cap max_images={cfg.max_images}; sweep fewer points, prompts or a smaller n, or raise the cap with "
+            "max_images=N if you mean it"
+        )
     return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n), command_seed(cfg.seed, rows))
 
 

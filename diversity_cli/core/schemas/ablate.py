@@ -46,4 +46,5 @@ class AblateConfig(GenerateConfig):
     launcher: str = name("local | slurm | submitit_local | a conf/hydra/launcher entry")
     launcher_overrides: list = items("Hydra overrides for the multirun", ITEM_NAME)
     max_points: int = integer("cap on the sweep's points (values of a knob, and the grid); raise it to sweep more", 1)
+    max_images: int = integer("cap on images per command (points x prompts x n); raise it to make more", 1)
     measure: Measure = section(Measure, "settings of the measuring commands")
