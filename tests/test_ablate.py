@@ -280,6 +280,19 @@ def test_a_point_the_pair_cannot_do_is_reported_and_the_others_run(cli, tmp_path
     assert (tmp_path / "points/tiny_sd/hybrid_k1_bs4/error.txt").is_file()
 
 
+def test_a_sweep_of_base_guidances_at_most_1_says_they_are_one_setting(cli, tmp_path):
+    """0, 0.5 and 1 all run the base's conditional branch alone: three identical points drew a flat curve that
+    read as a finding about guidance."""
+    args = [*SWEEP, "base_guidance=0,0.5,1,2", "prompt=a red circle", f"out={tmp_path}", "baselines=false"]
+    code, _, err = cli("ablate", *args)
+    said = "note: base_guidance=0, 0.5, 1 are all at most 1: a base without embedded guidance runs its conditional"
+    assert code == 0 and said in " ".join(err.split()), err
+    values = {r["base_guidance"]: r["value"] for r in _read(tmp_path / "ablate.csv")}
+    assert values["0"] == values["0.5"] == values["1"] != values["2"], values  # what the note says
+    code, _, err = cli("ablate", *SWEEP, "base_guidance=0,2", "prompt=a red circle", f"out={tmp_path / 'b'}")
+    assert code == 0 and "at most 1" not in err, err
+
+
 def test_a_job_refuses_a_point_outside_its_sweep():
     from omegaconf import OmegaConf
 

@@ -249,7 +249,23 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
             f"the cap max_images={cfg.max_images}; sweep fewer points, prompts or a smaller n, or raise the cap with "
             "max_images=N if you mean it"
         )
+    if note := _same_guidance_note(axes["base_guidance"]):  # after every check: bad input stays one line
+        stderr_console().print(f"[yellow]note[/]: {note}")
     return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n), command_seed(cfg.seed, rows))
+
+
+def _same_guidance_note(values: list) -> str:
+    """Base guidances of the sweep at most 1 are one setting for a base without embedded guidance: CFG applies only
+    above 1 (as in the diffusers pipelines), so each runs the conditional branch alone and their points hold the
+    same images; a flat curve there is no finding about guidance."""
+    low = [value for value in dict.fromkeys(values) if value is not None and float(value) <= 1]
+    if len(low) < 2:
+        return ""
+    shown = ", ".join(f"{float(value):g}" for value in low)
+    return (
+        f"base_guidance={shown} are all at most 1: a base without embedded guidance runs its conditional branch "
+        "alone at each (classifier-free guidance applies above 1, as in diffusers), so those points are the same images"
+    )
 
 
 # measure.<command>.* keys ablate sets itself for every point (its own images, in its own process): given there,
