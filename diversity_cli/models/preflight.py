@@ -23,7 +23,7 @@ HF_FILES = {  # what a hub read of each kind needs in the cache before it can su
     "network_config": "config.json",
     "scheduler_config": "scheduler_config.json",
 }
-WEIGHT_PREFIXES = ("diffusion_pytorch_model", "model")
+WEIGHT_PREFIXES = ("diffusion_pytorch_model", "model", "pytorch_model")  # diffusers', transformers' (safetensors, bin)
 
 
 @dataclass(frozen=True)
