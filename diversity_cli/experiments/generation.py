@@ -285,9 +285,6 @@ def generate(cfg: DictConfig) -> Generated:
     note = repeated_images_note(rows, int(cfg.n), int(cfg.seed))
     if note and (shard is None or shard.index == 0):  # once, not in every shard's log
         stderr_console().print(f"[yellow]note[/]: {note}")
-    if cfg.method == "hybrid" and cfg.get("base_steps") is None and cfg.model.get("hybrid_note"):
-        if shard is None or shard.index == 0:  # the pair's own word on its one-step hand-over (the toy's fails)
-            stderr_console().print(f"[yellow]note[/]: {escape(str(cfg.model.hybrid_note))}")
     pair, auto_k = None, None
     if cfg.k == "auto" and cfg.method in USES_BASE_KNOBS:
         pair = load_generation_pair(cfg)
@@ -300,7 +297,12 @@ def generate(cfg: DictConfig) -> Generated:
     with run.writing():  # one process per samples file: a second one waits (lock_wait) or refuses
         # under overwrite=true every image of the command is remade, the other shards' too: none of them is "kept"
         remade = {job.path for job in plan_jobs(cfg, rows)} if cfg.overwrite else set()
-        return _fill(cfg, run, jobs, pair, auto_k, remade)
+        made = _fill(cfg, run, jobs, pair, auto_k, remade)
+    if cfg.method == "hybrid" and cfg.get("base_steps") is None and cfg.model.get("hybrid_note"):
+        if shard is None or shard.index == 0:  # the pair's word on its one-step hand-over, after the work (a
+            # refusal at load stays one line)
+            stderr_console().print(f"[yellow]note[/]: {escape(str(cfg.model.hybrid_note))}")
+    return made
 
 
 def _fill(
