@@ -144,10 +144,24 @@ def _diversity(summary: Summary, result: Any, level: float, cfg: DictConfig | No
         return row["model"], row["method"], row["prompt"]
 
     beside = _beside(rows, group_of, lambda row: row["metric"] in others)
+    changed = _changed_pair_settings(path.parent)
     for row in [row for row in rows if row["metric"] == first]:  # no image count in the title: rows read from a
         # cache or merged from shards measured none now
-        group = " / ".join(part for part in (row["model"], row["method"], row["prompt"][:40]) if part)
+        typed = changed.get((row["model"], row["method"]))
+        method = row["method"] + (f" ({', '.join(typed)})" if typed else "")
+        group = " / ".join(part for part in (row["model"], method, row["prompt"][:40]) if part)
         summary.headline.append((group, _headline(row, level, beside.get(group_of(row), []))))
+
+
+def _changed_pair_settings(root: Path) -> dict[tuple[str, str], list[str]]:
+    """(pair, tag) -> the pair settings typed for its images (`model.base.guidance=5`): the group is then not the
+    pair as its file has it, which diversity.csv's `base` does not say (the report's notes do)."""
+    if not (root / "samples.csv").is_file():  # an images= folder: no generate made it
+        return {}
+    from ..reporting.tables import load_run
+    from ..reporting.tables.weights import changed_pair_settings
+
+    return changed_pair_settings(load_run(root))
 
 
 def _beside(rows: list[dict[str, str]], key: Callable, other: Callable) -> dict[Any, list[dict[str, str]]]:
