@@ -42,6 +42,11 @@ def _refused(cli, workdir: Path, *args: str) -> str:
             ("generate", "model=toy", "method=base", "k=3", "prompt=a circle", "n=1"),
             "error: k=3 applies to method=hybrid or replace_final only; method=base ignores it",
         ),
+        (  # it offered replace_final, which refuses k=auto
+            ("generate", "model=toy", "method=base", "k=auto", "prompt=a circle", "n=1"),
+            "error: k=auto applies to method=hybrid only; method=base ignores it (drop k=auto, or choose "
+            "method=hybrid)",
+        ),
         (  # auto_k.* with a numeric k: ignored without a word
             ("generate", "model=toy", "method=hybrid", "k=1", "auto_k.threshold=0.1", "n=1"),
             "error: auto_k.threshold=0.1 applies to k=auto only; k=1 ignores it",

@@ -416,7 +416,8 @@ def info(config: str) -> str:
 # ------------------------------------------------------------------------------------------ ignored keys
 
 # A command's keys that only some of its methods (modes) read: key -> (the key that chooses, the choices that read
-# it), e.g. generate's {"k": ("method", ("hybrid", "replace_final"))}.
+# it), e.g. generate's {"k": ("method", ("hybrid", "replace_final"))}; `key=value` for one value of it, checked first
+# where listed first (generate's "k=auto": the hybrid's alone).
 ReadOnlyBy = dict[str, tuple[str, tuple[str, ...]]]
 
 
@@ -426,8 +427,9 @@ def refuse_ignored(config: str, cfg: DictConfig, arguments: list[str], read_only
     holding the knobs fixed over every method (`for m in base hybrid: method=$m k=1`) keeps working; so does the
     default itself. An ablate sweep over methods passes when one of them reads the key."""
     given = typed_values(arguments)
-    for key, (chooser, readers) in read_only_by.items():
-        if key not in given:
+    for entry, (chooser, readers) in read_only_by.items():
+        key, _, value = entry.partition("=")
+        if key not in given or (value and str(given[key]) != value):
             continue
         chosen = cfg.get(chooser)
         chosen = [str(item) for item in chosen] if isinstance(chosen, ListConfig) else [str(chosen)]

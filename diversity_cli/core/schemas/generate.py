@@ -125,7 +125,7 @@ class GenerateConfig:
     model: Any = anything("the model pair (conf/model/<name>.yaml): model=toy, model=sdxl_dmd2, ...")
     method: str = choice("sampling method", METHODS)
     k: int = integer(
-        "hybrid: distilled steps the base runs first; replace_final: the last k (auto: measured)", 0, also=("auto",)
+        "hybrid: distilled steps the base runs first (auto: measured); replace_final: the last k", 0, also=("auto",)
     )
     base_guidance: float = number("guidance of the base model inside hybrid / replace_final", 0)
     base_steps: int = integer("null: the base runs on the distilled schedule; N: N steps of its own", 1, null=True)
