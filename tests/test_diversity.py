@@ -624,3 +624,14 @@ def test_the_summary_names_the_pair_settings_typed_for_a_groups_images(cli, tmp_
     assert code == 0, err
     shown = " ".join(out.split())
     assert "toy / base (model.base.guidance=5) / a red circle" in shown and "toy / distilled / a red circle" in shown
+
+
+@pytest.mark.parametrize("command", ["diversity", "fid"])
+def test_an_ablate_folder_given_as_out_names_its_points(cli, tmp_path, command):
+    """`diversity out=<an ablate's out>` said only that out= must be made by generate: an ablate's points are."""
+    (tmp_path / "points" / "toy" / "hybrid_k1").mkdir(parents=True)
+    (tmp_path / "ablate.csv").write_text("model,method\n")
+    code, _, err = cli(command, f"out={tmp_path}")
+    assert (
+        code == 2 and f"this is an ablate's folder: each point is one, out={tmp_path / 'points'}/<model>/<tag>" in err
+    )

@@ -297,6 +297,15 @@ class RunDir:
         self.write_file(path.name, buffer.getvalue())
 
 
+def no_samples(root: Path, other: str = "") -> str:
+    """The line for an out= without samples.csv, where a command needs a generate's run directory (`other`: what it
+    also takes): an ablate's folder holds its points' run directories, which it names."""
+    where = f"{root / 'samples.csv'} not found or empty; out= must be a run directory made by generate{other}"
+    if (root / "ablate.csv").is_file() or (root / "points").is_dir():
+        where += f"; this is an ablate's folder: each point is one, out={root / 'points'}/<model>/<tag>"
+    return where
+
+
 def complete_png(path: Path) -> bool:
     """A PNG file that ends with its IEND chunk (a write cut short does not)."""
     try:

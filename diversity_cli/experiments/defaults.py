@@ -10,7 +10,7 @@ from omegaconf import DictConfig, ListConfig
 
 from ..core.config import pair_config
 from ..core.errors import UserError
-from ..core.rundir import RunDir
+from ..core.rundir import RunDir, no_samples
 
 AUTO = "auto"
 FOLDER_METRIC = "pixel"  # a plain folder has no pair: the one metric that needs no weights
@@ -66,8 +66,7 @@ def apply_defaults(cfg: DictConfig) -> DictConfig:
         if not names and cfg.get("images") is None and cfg.get("out") is not None:
             # no pair to ask because there are no samples: say that, not that a pair named no reference
             raise UserError(
-                f"{Path(str(cfg.out)) / 'samples.csv'} not found or empty; out= must be a run directory made by "
-                "generate (or give images=<folder> with reference=coco|toy|<folder>)"
+                no_samples(Path(str(cfg.out)), " (or give images=<folder> with reference=coco|toy|<folder>)")
             )
         reference = _from_pairs("default_reference", names, "reference")
         if reference is None:

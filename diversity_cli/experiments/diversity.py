@@ -28,7 +28,14 @@ from ..core.fingerprint import digest, file_hash, file_stamps, packages, weights
 from ..core.marker import csv_with, owned_path, refuse_foreign_outputs
 from ..core.record import record_invocation
 from ..core.resources import shipped_config
-from ..core.rundir import RunDir, configs_per_group, one_setting_per_group, read_table, samples_digest
+from ..core.rundir import (
+    RunDir,
+    configs_per_group,
+    no_samples,
+    one_setting_per_group,
+    read_table,
+    samples_digest,
+)
 from ..core.schema import check
 from ..core.schemas.common import ADHERENT, OTHER_DIVERSITY_METRICS
 from ..core.schemas.diversity import DiversityConfig
@@ -127,7 +134,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
     run = RunDir(cfg.out)
     rows = run.read_samples()
     if not rows:
-        raise UserError(f"{run.samples_csv} not found or empty; out= must be a run directory made by generate")
+        raise UserError(no_samples(run.root))
     one_setting_per_group(rows, ("model", "tag", "prompt"))
     by_key: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     missing = 0
