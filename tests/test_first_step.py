@@ -87,3 +87,26 @@ def test_bad_input_to_the_entry_point_is_one_line_and_exit_2(capsys, argv, said)
     assert run_main(lambda: entry.main(argv)) == 2
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1, err
+
+
+def test_a_students_readme_gives_the_check_against_its_own_anchor(cli, tmp_path, capsys):
+    """The README's check kept anchor_k and the ODE's steps alone: a student trained against CFG 4 and a two-step
+    schedule was measured against CFG 6's anchor (mse 0.518 where its own gave 0.603), under the pair's label."""
+    import re
+    import shlex
+
+    from diversity_cli.experiments import first_step as entry
+
+    out = tmp_path / "run"
+    args = ("distill=dp_dmd", "prompt=a red circle", "iterations=1", "batch_size=2", "teacher_guidance=6",
+            "teacher_ode.guidance=4", "student_timesteps=[999,499]", f"out={out}")  # fmt: skip
+    assert cli("distill", *args)[0] == 0
+    (hint,) = re.findall(r"`python -m diversity_cli\.experiments\.first_step ([^`]*)`", (out / "README.md").read_text())
+    words = shlex.split(hint)
+    assert {"teacher_ode.guidance=4", "student_timesteps=[999,499]", "teacher_guidance=6"} <= set(words), words
+    assert f"model.distilled.network.path={out / 'student'}" in words
+    capsys.readouterr()
+    assert entry.main([*words, "noises=2"]) == 0
+    row = capsys.readouterr().out
+    assert "anchor=anchor_k=2 of teacher_ode.steps=8, CFG 4, student from t=999" in row, row
+    assert f"(model.distilled.network.path={out / 'student'})" in row, row

@@ -31,13 +31,18 @@ def anchor_fit(pair: ModelPair, distill_cfg: DictConfig, noises: int = 16, seed:
     is dp_dmd), over the protocol's prompts; with the anchor it was measured against."""
     if distill_cfg.get("method") != "dp_dmd":
         raise UserError(f"the anchor comes from a dp_dmd distill config, not method={distill_cfg.get('method')}")
-    fit = first_step_fit(pair, settings(distill_cfg, pair), PROMPTS, noises, seed)
-    anchor = f"anchor_k={distill_cfg.anchor_k} of teacher_ode.steps={distill_cfg.teacher_ode.steps}"
+    chosen = settings(distill_cfg, pair)
+    fit = first_step_fit(pair, chosen, PROMPTS, noises, seed)
+    # every setting the anchor reads: two checks at one anchor_k and other guidances read as one anchor
+    anchor = (
+        f"anchor_k={chosen.anchor_k} of teacher_ode.steps={chosen.ode_steps}, CFG {chosen.ode_guidance:g}, "
+        f"student from t={chosen.student_timesteps[0]}"
+    )
     return {"anchor": anchor, **fit.row()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..core.config import compose
+    from ..core.config import compose, pair_overrides
     from ..models.loading import load_pair
 
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -55,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     validate(cfg)  # what distill refuses (anchor_k past the teacher's ODE, a flow-matching pair) is refused here
     torch.manual_seed(0)
     pair = load_pair(cfg.model, torch.device("cpu"), torch.float32)
-    row = {"model": cfg.model.name, "student": str(cfg.model.distilled.label), **anchor_fit(pair, cfg, noises, seed)}
+    # the network measured: a student given on the command line is not the one the pair's label names
+    given = [item for item in pair_overrides(cfg.model) if item.lstrip("+").startswith("model.distilled.")]
+    student = str(cfg.model.distilled.label) + (f" ({', '.join(given)})" if given else "")
+    row = {"model": cfg.model.name, "student": student, **anchor_fit(pair, cfg, noises, seed)}
     if own.get("out"):
         write_csv(Path(own["out"]), [row])
     shown = (f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in row.items())

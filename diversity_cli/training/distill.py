@@ -604,6 +604,27 @@ def command_line(cfg: DictConfig) -> str:
     return " ".join(["diversity-cli distill", f"model={cfg.model.name}", group, *changed])
 
 
+ANCHOR_KEYS = ("anchor_k", "teacher_ode.", "student_timesteps", "teacher_guidance")  # what DP-DMD's anchor reads
+
+
+def first_step_command(cfg: DictConfig, student: Path) -> str:
+    """The first-step check of this run's student against this run's anchor: the pair as distill was given it, and
+    every setting the anchor reads that differs from the defaults (the guidance of its ODE, the student's first
+    timestep), not anchor_k and the ODE's steps alone (the check then measured another anchor)."""
+    from ..core.config import compose
+    from ..models.preflight import settable
+
+    defaults = compose("distill", [f"model={cfg.model.name}", "distill=dp_dmd"])
+    mine, base = OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(defaults, resolve=True)
+    anchor = [f"{k}={_override_value(v)}" for k, v in _diff(mine, base) if k.startswith(ANCHOR_KEYS)]
+    shown = {item.partition("=")[0] for item in anchor}
+    anchor = [f"{k}={v}" for k, v in (("anchor_k", cfg.anchor_k), ("teacher_ode.steps", cfg.teacher_ode.steps))
+              if k not in shown] + anchor  # fmt: skip
+    network = f"{settable(cfg.model, 'model.distilled.network.path')}={student}"
+    words = [f"model={cfg.model.name}", *pair_overrides(cfg.model, skip="distilled"), network, *anchor]
+    return "python -m diversity_cli.experiments.first_step " + " ".join(shlex.quote(word) for word in words)
+
+
 def _diff(mine, base, prefix: str = ""):
     for key, value in mine.items():
         other = base.get(key) if isinstance(base, dict) else None
@@ -649,9 +670,8 @@ def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: 
             f"\n- first-step anchor: {target} (anchor_k={s.anchor_k} of {s.ode_steps} DDIM steps, "
             f"CFG {s.ode_guidance:g}), weight lambda_div={s.lambda_div:g}; log.csv's first_step_floor is the MSE "
             "of one constant first step for all the prompts and noises of a batch (below it, the step reads its "
-            "prompt, its noise or both: the floor cannot tell which; `python -m diversity_cli.experiments.first_step "
-            f"model=<a pair with this student> anchor_k={s.anchor_k} teacher_ode.steps={s.ode_steps}` does, with "
-            "many noises per prompt)"
+            f"prompt, its noise or both: the floor cannot tell which; `{first_step_command(cfg, net)}` does, with "
+            "many noises per prompt, against this run's anchor)"
         )
     method = "DMD2-style DMD" if cfg.method == "dmd" else "DP-DMD: first step to the teacher ODE anchor"
     if s.gan_weight > 0:
