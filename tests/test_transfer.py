@@ -206,6 +206,18 @@ def test_a_bare_adapter_file_on_the_toy_asks_for_its_concept(cli, tmp_path, lora
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [(("classifier=false",), "classifier=false, and a toy pair has no CLIP (clip_model=auto): transfer-lora would "),
+     (("model=tiny_sd", "classifier=false", "clip_model=none"), "classifier=false and clip_model=none: transfer-lora")],
+)  # fmt: skip
+def test_a_transfer_with_nothing_to_measure_is_refused(cli, tmp_path, lora_file, args, said):
+    """On the toy with the classifier off it made every image and wrote transfer.csv rows of empty scores, exit 0."""
+    code, _, err = cli("transfer-lora", f"adapter={lora_file}", "prompt=a shape", *args, f"out={tmp_path / 'run'}")
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
