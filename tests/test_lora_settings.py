@@ -37,7 +37,7 @@ def test_the_summary_gives_the_adapters_concept_final_loss_and_how_to_use_it(cli
     meta = json.loads((out / "adapter.json").read_text())
     said = " ".join(stdout.split())
     assert "slider toward red vs blue on toy's base" in said, stdout
-    logged = "mean of the losses logged in the last 2 steps"
+    logged = "the loss of step 2, the one logged in the last 2 steps"  # a mean of one logged step said "mean"
     assert f"final loss {meta['final_loss']:.4g} ({logged}), 2 steps, rank {meta['rank']}" in said, stdout
     assert f"diversity-cli transfer-lora model=toy adapter={out} prompt=" in said.replace("│ ", ""), stdout
 
@@ -82,3 +82,12 @@ def test_a_rank_above_the_adapted_layers_width_is_one_line_and_writes_nothing(cl
     check_rank(network, ["0", "1"], 48)
     with pytest.raises(UserError, match="give rank <= 32"):
         check_rank(network, ["1"], 48)
+
+
+def test_the_final_loss_says_how_many_logged_losses_it_averages():
+    """At 4 steps it said "the mean of the losses logged in the last 4 steps": the log held step 4's alone."""
+    from diversity_cli.toy.lora import loss_words
+
+    assert loss_words(4) == "the loss of step 4, the one logged in the last 4 steps"
+    assert loss_words(25) == "the mean of the 3 one-step losses logged in the last 25 steps"  # steps 10, 20, 25
+    assert loss_words(1000) == "the mean of the 5 one-step losses logged in the last 50 steps"

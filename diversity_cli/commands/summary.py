@@ -315,10 +315,10 @@ def _train_lora(summary: Summary, path: Path, cfg: DictConfig | None) -> None:
         negative = f" vs {meta['negative']}" if meta.get("mode") == "slider" and meta.get("negative") else ""
         trained = f"{meta.get('mode', 'lora')} toward {meta.get('concept')}{negative} on {meta.get('model')}'s base"
         steps = f"{meta.get('steps')} step{'' if meta.get('steps') == 1 else 's'}"
-        from ..toy.lora import LOSS_WINDOW
+        from ..toy.lora import loss_words
 
-        # the log's one-step losses (every log_every steps) in the last LOSS_WINDOW steps, averaged: not a smoothed loss
-        logged = f"mean of the losses logged in the last {min(int(meta.get('steps') or 0), LOSS_WINDOW)} steps"
+        # the log's one-step losses in the last steps, averaged (not the running mean the progress bar shows)
+        logged = loss_words(int(meta.get("steps") or 0))
         loss = f"final loss {_num(str(meta.get('final_loss')))} ({logged}), {steps}, rank {meta.get('rank')}"
         summary.headline.append((trained, loss))
     pair = f" model={meta['model']}" if meta.get("model") else ""  # the pair it was trained on: its base fits it

@@ -27,6 +27,9 @@ from ..core.marker import RunMarker
 StepFn = Callable[[int], dict[str, float]]
 
 
+LOG_EVERY = 10  # a stage's log holds one step's losses every this many steps, and its last step's
+
+
 @dataclass
 class Stage:
     name: str
@@ -38,13 +41,13 @@ class Stage:
     lr_schedule: torch.optim.lr_scheduler.LRScheduler | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # objects with state_dict/load_state_dict (an EMA)
     checkpoint_every: int = 200
-    log_every: int = 10
+    log_every: int = LOG_EVERY
 
 
 class StageRunner:
     """Runs stages inside one progress display; checkpoints and logs live under `root`."""
 
-    def __init__(self, root: Path, progress: Progress, checkpoint_every: int = 200, log_every: int = 10):
+    def __init__(self, root: Path, progress: Progress, checkpoint_every: int = 200, log_every: int = LOG_EVERY):
         self.root = Path(root)
         self.progress = progress
         self.checkpoint_every = checkpoint_every
@@ -108,7 +111,8 @@ class StageRunner:
                     raise FloatingPointError(f"{stage.name}: {key} became {value} at step {step + 1}")
                 smoothed[key] = value if key not in smoothed else 0.95 * smoothed[key] + 0.05 * value
             done = step + 1
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in smoothed.items())
+            # a running mean (5% a step): one step's loss is too noisy to read; the log keeps the steps' own
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in smoothed.items()) + " (running mean)"
             self.progress.update(task, completed=done, losses=shown)
             if done % stage.log_every == 0 or done == stage.steps:
                 row = {"step": done, **losses, "lr": stage.optimizer.param_groups[0]["lr"]}

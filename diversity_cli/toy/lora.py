@@ -99,8 +99,7 @@ def train_lora(cfg: DictConfig) -> Path:
     write_owned(out, METADATA, json.dumps(meta, indent=2) + "\n")
     record_tree(out, WEIGHTS)
     _console().print(
-        f"[green]saved[/] {path}  (final loss {final_loss:.4g}: the mean of the one-step losses logged in the last "
-        f"{min(int(cfg.steps), LOSS_WINDOW)} steps; {seconds:.0f} s)"
+        f"[green]saved[/] {path}  (final loss {final_loss:.4g}: {loss_words(int(cfg.steps))}; {seconds:.0f} s)"
     )
     return path
 
@@ -402,6 +401,17 @@ def logged_final_loss(path: Path, steps: int, window: int = LOSS_WINDOW) -> floa
     with path.open(newline="", encoding="utf-8") as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f) if int(row["step"]) > steps - window]
     return float(np.mean(losses)) if losses else float("nan")
+
+
+def loss_words(steps: int) -> str:
+    """What the final loss is the mean of: the log holds one step's loss every LOG_EVERY steps and the last."""
+    from .loop import LOG_EVERY
+
+    window = min(steps, LOSS_WINDOW)
+    logged = len({step for step in range(steps - window + 1, steps + 1) if step % LOG_EVERY == 0 or step == steps})
+    if logged == 1:
+        return f"the loss of step {steps}, the one logged in the last {window} steps"
+    return f"the mean of the {logged} one-step losses logged in the last {window} steps"
 
 
 def save(out: Path, pair, network: torch.nn.Module) -> Path:
