@@ -306,4 +306,12 @@ def test_a_record_of_a_command_killed_outright_says_it_never_ended(cli, tmp_path
     cli("generate", "model=tiny_sd", f"prompt={PROMPT}", "n=1", f"out={run}")
     (record,) = records(run, "generate")
     assert record["status"] == "running" and isinstance(record["pid"], int) and "ended" not in record, record
-    assert "no end recorded: still running, or killed outright" in _record_html({**record, "_file": "x"})
+    # on this host: whether its process still runs (here it does: this test's own process)
+    assert "its process (pid" in _record_html({**record, "_file": "x"}) and "still runs" in _record_html(record)
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = {**record, "pid": int(ended.stdout)}
+    assert "no longer runs: killed outright" in _record_html(gone), _record_html(gone)
+    assert "still running, or killed outright" in _record_html({**record, "host": "another-node"})

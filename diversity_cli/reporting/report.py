@@ -476,6 +476,23 @@ def _provenance_html(run: RunData) -> str:
     return "".join(parts)
 
 
+def _no_end(record: dict) -> str:
+    """What a record without an end says of its command: on this host, whether its process still runs."""
+    import platform
+
+    pid, host = record.get("pid"), record.get("host", "?")
+    said = "no end recorded"
+    if isinstance(pid, int) and host == platform.node():
+        try:
+            os.kill(pid, 0)  # signal 0: only whether the process exists
+        except ProcessLookupError:
+            return f"{said}, and its process (pid {pid} on this host) no longer runs: killed outright (kill -9, OOM)"
+        except PermissionError:  # it exists, another user's: a pid reused since, or the command itself
+            pass
+        return f"{said}: its process (pid {pid} on this host) still runs (the command, or a pid reused since)"
+    return f"{said}: still running, or killed outright (kill -9, a node lost; pid {pid or '?'} on {host})"
+
+
 def _record_html(record: dict) -> str:
     import json
 
@@ -487,8 +504,7 @@ def _record_html(record: dict) -> str:
             "ended",
             f"{record['ended']} ({record.get('status')}, exit {record.get('exit_code')})"
             if record.get("ended")
-            else "no end recorded: still running, or killed outright (kill -9, a node lost; "
-            f"pid {record.get('pid', '?')} on {record.get('host', '?')})",
+            else _no_end(record),
         ),
         ("git commit", record.get("git_commit")),
         ("source hash", record.get("source")),
