@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from diversity_cli.core.errors import UserError
@@ -20,11 +22,17 @@ def main(images: str, captions: str, *settings: str) -> int:
     coco = OmegaConf.load(conf_root() / "fid.yaml").coco  # fid's own settings (its pattern), no override parsed
     coco.images, coco.captions = images, captions  # as given: a path with a comma is no Hydra sweep here
     for setting in settings:  # FID_REF's own (coco.pattern=...): fid reads the folder with them
-        key, sep, value = setting.partition("=")
-        if not sep or not key.startswith("coco.") or key.removeprefix("coco.") not in coco:
+        try:  # as fid reads its command line (Hydra): `coco.pattern='COCO_val2014_{coco_id:012d}.jpg'`, quotes off
+            override = OverridesParser.create().parse_override(setting)
+        except HydraException:
+            print(f"error: {setting}: fid cannot read it either; quote a value with braces or spaces, as "
+                  "coco.pattern='COCO_val2014_{coco_id:012d}.jpg'", file=sys.stderr)  # fmt: skip
+            return 2
+        key = override.key_or_group.removeprefix("coco.")
+        if not override.key_or_group.startswith("coco.") or key not in coco:
             print(f"error: {setting}: the check takes fid's coco.<key>=<value> ({', '.join(coco)})", file=sys.stderr)
             return 2
-        coco[key.removeprefix("coco.")] = value
+        coco[key] = override.value()
     try:
         found = coco_reference(coco)
     except UserError as err:

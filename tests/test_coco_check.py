@@ -87,13 +87,16 @@ def test_the_check_reads_the_folder_with_fid_refs_own_pattern(tmp_path):
     for coco_id in (7, 8):
         (tmp_path / "img" / f"coco_{coco_id}.png").write_bytes(b"")
     assert _check(str(tmp_path / "img"), str(captions)).returncode == 2
-    done = _check(str(tmp_path / "img"), str(captions), "coco.pattern=coco_{coco_id}.png")
+    # quoted as fid (Hydra) needs it, the quotes reaching the check as they reach fid: read as fid reads them
+    done = _check(str(tmp_path / "img"), str(captions), "coco.pattern='coco_{coco_id}.png'")
     assert done.returncode == 0, done.stderr
+    done = _check(str(tmp_path / "img"), str(captions), "coco.pattern=coco_{coco_id}.png")  # fid refuses it
+    assert done.returncode == 2 and "fid cannot read it either; quote a value with braces" in done.stderr
     done = _check(str(tmp_path / "img"), str(captions), "coco.patern=x")
     assert done.returncode == 2 and "coco.patern=x: the check takes fid's coco.<key>=<value>" in done.stderr
     shown = subprocess.run(
         ["make", "-n", "--no-print-directory", "reproduce-table2", f"COCO_IMAGES={tmp_path}",
-         f"FID_REF=reference=coco coco.images={tmp_path} coco.pattern=coco_{{coco_id}}.png"],
+         f"FID_REF=reference=coco coco.images={tmp_path} coco.pattern=\"'coco_{{coco_id}}.png'\""],
         capture_output=True, text=True, cwd=REPO,
     ).stdout  # fmt: skip
-    assert f'check_coco.py "{tmp_path}" "data/coco_30k.csv" coco.pattern=coco_{{coco_id}}.png\n' in shown, shown
+    assert f'check_coco.py "{tmp_path}" "data/coco_30k.csv" coco.pattern="\'coco_{{coco_id}}.png\'"\n' in shown, shown
