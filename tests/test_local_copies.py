@@ -150,11 +150,20 @@ def test_a_hub_pipeline_downloaded_in_part_names_the_parts_it_lacks(cli, tmp_pat
     hub = tmp_path / "hf" / "hub"
     repo = hub / "models--stabilityai--stable-diffusion-xl-base-1.0"
     snapshot = repo / "snapshots" / ("0" * 40)
-    index = {"_class_name": "StableDiffusionXLPipeline", "vae": ["diffusers", "AutoencoderKL"],
-             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
-             "scheduler": ["diffusers", "EulerDiscreteScheduler"], "image_encoder": [None, None]}  # fmt: skip
+    index = {
+        "_class_name": "StableDiffusionXLPipeline",
+        "vae": ["diffusers", "AutoencoderKL"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "image_encoder": [None, None],
+        # weightless by a word inside its class name (FLUX's); transformers' own weights file name
+        "tokenizer_2": ["transformers", "T5TokenizerFast"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+    }
     files = {"model_index.json": json.dumps(index), "tokenizer/tokenizer_config.json": "{}",
-             "scheduler/scheduler_config.json": "{}", "unet/config.json": "{}",
+             "tokenizer_2/tokenizer_config.json": "{}", "text_encoder/config.json": "{}",
+             "text_encoder/pytorch_model.bin": "t", "scheduler/scheduler_config.json": "{}", "unet/config.json": "{}",
              "unet/diffusion_pytorch_model.fp16.safetensors": "u"}  # fmt: skip
     for name, text in files.items():
         (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
@@ -165,8 +174,14 @@ def test_a_hub_pipeline_downloaded_in_part_names_the_parts_it_lacks(cli, tmp_pat
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     code, _, err = cli("generate", "model=sdxl_dmd2", "method=base", "prompt=a cat", f"out={tmp_path / 'run'}")
     said = "stable-diffusion-xl-base-1.0/model_index.json's parts: vae/ is not there (its model_index.json names"
-    assert code == 2 and said in err and "tokenizer/" not in err and "image_encoder" not in err, err
-    assert not (tmp_path / "run").exists()
+    assert code == 2 and said in err and "tokenizer" not in err and "text_encoder" not in err, err
+    assert "image_encoder" not in err and not (tmp_path / "run").exists()
+    # a denoising network's folder is read by diffusers alone: transformers' file name is no weights there
+    from diversity_cli.models.preflight import weights_missing
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "pytorch_model.bin").write_text("u")
+    assert weights_missing(tmp_path / "unet") is not None
 
 
 @pytest.mark.parametrize("given", ["the_file", "no_folder", "a_config_file"])

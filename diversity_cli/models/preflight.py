@@ -23,7 +23,8 @@ HF_FILES = {  # what a hub read of each kind needs in the cache before it can su
     "network_config": "config.json",
     "scheduler_config": "scheduler_config.json",
 }
-WEIGHT_PREFIXES = ("diffusion_pytorch_model", "model", "pytorch_model")  # diffusers', transformers' (safetensors, bin)
+WEIGHT_PREFIXES = ("diffusion_pytorch_model", "model")
+TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")  # a transformers part of a pipeline (text encoder): its names
 
 
 @dataclass(frozen=True)
@@ -66,24 +67,25 @@ KIND_WORDS = {
 PLAIN_WEIGHTS = ("safetensors", "bin", "safetensors.index.json", "bin.index.json")  # after `<prefix>.`: no variant
 
 
-def weights_missing(folder: Path, variant: object = None) -> str | None:
-    """What a diffusers network folder lacks for from_pretrained to find its weights, None when nothing: some
-    weights file beside its config.json and, without a variant, a plain one (a copy of only
-    `diffusion_pytorch_model.fp16.safetensors` loads only with variant=fp16)."""
+def weights_missing(folder: Path, variant: object = None, prefixes: tuple[str, ...] = WEIGHT_PREFIXES) -> str | None:
+    """What a diffusers network folder (or a pipeline part whose weights take `prefixes`) lacks for from_pretrained
+    to find its weights, None when nothing: some weights file beside its config.json and, without a variant, a plain
+    one (a copy of only `diffusion_pytorch_model.fp16.safetensors` loads only with variant=fp16)."""
     names = sorted(
         p.name
         for p in folder.iterdir()
-        if p.name.startswith(WEIGHT_PREFIXES) and (".safetensors" in p.name or ".bin" in p.name)
+        if p.name.startswith(prefixes) and (".safetensors" in p.name or ".bin" in p.name)
     )
     if not names:
-        return "no weights file beside its config.json (diffusion_pytorch_model.safetensors or .bin)"
+        return f"no weights file beside its config.json ({prefixes[0]}.safetensors or .bin)"
     if not variant and not any(name.split(".", 1)[1] in PLAIN_WEIGHTS for name in names):
         return f"only variant weights ({names[0]}), and this preset reads the plain ones (no variant)"
     return None
 
 
-# model_index.json entries loaded without weights: their folder holds only its own settings file
-WEIGHTLESS_CLASSES = ("Tokenizer", "Scheduler", "ImageProcessor", "FeatureExtractor", "Processor")
+# model_index.json entries loaded without weights, named by a word in their class (T5TokenizerFast,
+# CLIPImageProcessor): their folder holds only its own settings files
+WEIGHTLESS_CLASSES = ("Tokenizer", "Scheduler", "Processor", "FeatureExtractor")
 
 
 # model_index.json entries the loaders pass to the pipeline themselves: never read from its folder
@@ -108,10 +110,11 @@ def pipeline_parts_missing(folder: Path, variant: object = None) -> str | None:
         part = folder / name
         if not part.is_dir():
             absent.append(f"{name}/")
-        elif not str(entry[-1]).endswith(WEIGHTLESS_CLASSES):
+        elif not any(word in str(entry[-1]) for word in WEIGHTLESS_CLASSES):
+            prefixes = TRANSFORMERS_WEIGHTS if entry[0] == "transformers" else WEIGHT_PREFIXES
             if not (part / "config.json").is_file():
                 problems.append(f"{name}/ holds no config.json")
-            elif problem := weights_missing(part, variant_present(part, variant).get("variant")):
+            elif problem := weights_missing(part, variant_present(part, variant).get("variant"), prefixes):
                 problems.append(f"{name}/ holds {problem}")
     if absent:
         verb = "is" if len(absent) == 1 else "are"
