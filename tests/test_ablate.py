@@ -5,6 +5,7 @@ Python process per point, as SLURM would run them)."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -330,6 +331,10 @@ def test_submitit_local_multirun_runs_one_job_per_point_and_merges(tmp_path, mon
     assert (sweep_dir / "sweep.yaml").is_file()
     logs = list(sweep_dir.glob(".submitit/*/*_log.err"))
     assert len(logs) == 2  # one submitit job per point
+    # each job's records say how it ended, with the job's own command line (they said "running" for ever)
+    records = [json.loads(path.read_text()) for path in (out / "points").rglob("runs/*.json")]
+    assert records and {r["status"] for r in records} == {"finished"}, [r.get("status") for r in records]
+    assert all(r["command_line"][:3] == ["python", "-m", "diversity_cli.experiments.ablate_job"] for r in records)
     assert len(list((out / "plots").glob("tiny_sd_pixel_vs_k_*.png"))) == 1
     # the jobs left exactly what a local run reuses: no model, no measurement, the same table
     content = (out / "ablate.csv").read_bytes()

@@ -315,3 +315,8 @@ def test_a_record_of_a_command_killed_outright_says_it_never_ended(cli, tmp_path
     gone = {**record, "pid": int(ended.stdout)}
     assert "no longer runs: killed outright" in _record_html(gone), _record_html(gone)
     assert "still running, or killed outright" in _record_html({**record, "host": "another-node"})
+    # library code called outside the CLI has no end to record: it is not said to be running
+    monkeypatch.setattr(record_module, "_current", None)  # the generate above was never closed (its finish patched)
+    record_module.record_invocation(tmp_path / "lib", note="a notebook")
+    (library,) = records(tmp_path / "lib", "library")
+    assert library["status"] == "library" and "library code called outside the CLI" in _record_html(library)

@@ -24,6 +24,7 @@ from .atomic import remove_dead_temporaries, write_text
 from .marker import RunMarker
 
 RECORDS = "runs"
+LIBRARY = "library"  # the invocation of library code called outside the CLI (tests, notebooks)
 SCHEMA = 1
 # Every package whose version can change a number this toolkit writes.
 PACKAGES = (
@@ -48,6 +49,7 @@ PACKAGES = (
 class Invocation:
     command: str
     argv: list[str]
+    line: list[str] | None = None  # the process's own command line where it is no `diversity-cli` one (a SLURM job)
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     files: dict[Path, Path] = field(default_factory=dict)  # run directory -> its record of this invocation
     sections: dict[Path, dict[str, Any]] = field(default_factory=dict)
@@ -56,10 +58,11 @@ class Invocation:
 _current: Invocation | None = None
 
 
-def begin(command: str, argv: list[str]) -> Invocation:
-    """Open the invocation the CLI is running (`argv`: the overrides as typed)."""
+def begin(command: str, argv: list[str], line: list[str] | None = None) -> Invocation:
+    """Open the invocation the CLI is running (`argv`: the overrides as typed); `line`: the process's command line
+    where it is not `diversity-cli <command> <argv>` (an ablate point's job). `finish` closes it."""
     global _current
-    _current = Invocation(command, list(argv))
+    _current = Invocation(command, list(argv), line)
     return _current
 
 
@@ -84,7 +87,7 @@ def finish(exit_code: int) -> None:
 
 def current() -> Invocation:
     """The open invocation; library code called outside the CLI (tests, notebooks) gets an anonymous one."""
-    return _current or begin("library", [])
+    return _current or begin(LIBRARY, [])
 
 
 def record_invocation(root: str | Path, **sections: Any) -> Path:
@@ -116,11 +119,12 @@ def _header(invocation: Invocation) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "command": invocation.command,
-        "command_line": ["diversity-cli", invocation.command, *invocation.argv],
+        "command_line": invocation.line or ["diversity-cli", invocation.command, *invocation.argv],
         "overrides": invocation.argv,
         "started": invocation.started.isoformat(),
-        # until `finish` says how it ended: a run killed outright (kill -9, a node lost) keeps "running"
-        "status": "running",
+        # until `finish` says how it ended: a run killed outright (kill -9, a node lost) keeps "running"; a call of
+        # the library outside the CLI (a notebook) has no end to record
+        "status": "running" if invocation.command != LIBRARY else LIBRARY,
         "pid": os.getpid(),
         "host": platform.node(),
         "python": platform.python_version(),

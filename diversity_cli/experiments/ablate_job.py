@@ -22,6 +22,9 @@ from ..core.errors import UserError
 
 @hydra.main(config_path=None, config_name=None, version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    import sys
+
+    from ..core.record import begin, finish
     from .ablate import Point, attempt
 
     if cfg.get("point") is None or cfg.point not in cfg.get("points", {}):
@@ -29,7 +32,16 @@ def main(cfg: DictConfig) -> None:
         raise UserError(f"point={cfg.get('point')} is not a point of this sweep ({known})")
     # A point its pair cannot do is written to <point>/error.txt and the job ends normally: the multirun then waits
     # for every job, and the merge reports it (a job that raised would end the wait while others still run).
-    attempt(cfg, Point.of(**cfg.points[cfg.point]))
+    # Its records say how it ended, as a command's do (else they said "running" for ever)
+    begin("ablate", [f"point={cfg.point}"], ["python", "-m", "diversity_cli.experiments.ablate_job", *sys.argv[1:]])
+    code = 1
+    try:
+        code = 0 if attempt(cfg, Point.of(**cfg.points[cfg.point])) else 2
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    finally:
+        finish(code)
 
 
 def run() -> None:

@@ -28,7 +28,7 @@ from ..core.console import stderr_console
 from ..core.errors import UserError
 from ..core.images import open_rgb
 from ..core.marker import left_as_found, refuse_foreign_outputs, write_owned
-from ..core.record import record_invocation
+from ..core.record import LIBRARY, record_invocation
 from ..core.resources import data_path, display
 from ..core.rundir import RunDir
 from .tables import (
@@ -482,6 +482,8 @@ def _no_end(record: dict) -> str:
 
     pid, host = record.get("pid"), record.get("host", "?")
     said = "no end recorded"
+    if record.get("status") == LIBRARY:
+        return f"{said}: library code called outside the CLI (a notebook, a script) records none"
     if isinstance(pid, int) and host == platform.node():
         try:
             os.kill(pid, 0)  # signal 0: only whether the process exists
