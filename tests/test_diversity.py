@@ -617,13 +617,16 @@ def test_diversity_table_names_the_interval_level_as_a_percentage(capsys, tmp_pa
 def test_the_summary_names_the_pair_settings_typed_for_a_groups_images(cli, tmp_path):
     """`generate method=base model.base.guidance=5` then `diversity`: the summary said `toy / base`, the pair as its
     file has it (CFG 3); only the run's records named CFG 5."""
-    args = ("generate", "model=toy", "prompt=a red circle", "n=2", f"out={tmp_path}")
-    assert cli(*args, "method=base", "model.base.guidance=5")[0] == 0
-    assert cli(*args, "method=distilled")[0] == 0
+    args = ("generate", "model=toy", "n=2", f"out={tmp_path}")
+    assert cli(*args, "prompt=a square", "method=base")[0] == 0
+    assert cli(*args, "prompt=a red circle", "method=base", "model.base.guidance=5")[0] == 0
+    assert cli(*args, "prompt=a red circle", "method=distilled")[0] == 0
     code, out, err = cli("diversity", f"out={tmp_path}")
     assert code == 0, err
     shown = " ".join(out.split())
     assert "toy / base (model.base.guidance=5) / a red circle" in shown and "toy / distilled / a red circle" in shown
+    # per image: the square was made at the pair's own CFG (it was labelled by the tag's newest generate)
+    assert "toy / base / a square" in shown, shown
 
 
 @pytest.mark.parametrize("command", ["diversity", "fid"])

@@ -147,21 +147,28 @@ def _diversity(summary: Summary, result: Any, level: float, cfg: DictConfig | No
     changed = _changed_pair_settings(path.parent)
     for row in [row for row in rows if row["metric"] == first]:  # no image count in the title: rows read from a
         # cache or merged from shards measured none now
-        typed = changed.get((row["model"], row["method"]))
+        typed = changed.get((row["model"], row["method"], row["prompt"]))
         method = row["method"] + (f" ({', '.join(typed)})" if typed else "")
         group = " / ".join(part for part in (row["model"], method, row["prompt"][:40]) if part)
         summary.headline.append((group, _headline(row, level, beside.get(group_of(row), []))))
 
 
-def _changed_pair_settings(root: Path) -> dict[tuple[str, str], list[str]]:
-    """(pair, tag) -> the pair settings typed for its images (`model.base.guidance=5`): the group is then not the
-    pair as its file has it, which diversity.csv's `base` does not say (the report's notes do)."""
+def _changed_pair_settings(root: Path) -> dict[tuple[str, str, str], list[str]]:
+    """(pair, tag, prompt) -> the pair settings typed for that group's images (`model.base.guidance=5`): the group
+    is then not the pair as its file has it, which diversity.csv's `base` does not say (the report's notes do)."""
     if not (root / "samples.csv").is_file():  # an images= folder: no generate made it
         return {}
+    from ..core.rundir import config_part
     from ..reporting.tables import load_run
-    from ..reporting.tables.weights import changed_pair_settings
+    from ..reporting.tables.weights import typed_per_settings
 
-    return changed_pair_settings(load_run(root))
+    run = load_run(root)
+    typed = typed_per_settings(run)
+    return {
+        (row["model"], row["tag"], row["prompt"]): typed.get(config_part(row["settings"]), [])
+        for row in run.samples
+        if row.get("settings")
+    }
 
 
 def _beside(rows: list[dict[str, str]], key: Callable, other: Callable) -> dict[Any, list[dict[str, str]]]:

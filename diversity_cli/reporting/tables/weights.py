@@ -73,6 +73,25 @@ def changed_pair_settings(run: RunData) -> dict[tuple[str, str], list[str]]:
     )
 
 
+def typed_per_settings(run: RunData) -> dict[str, list[str]]:
+    """samples.csv's settings digest (its config part) -> the overrides of the pair's settings typed for the
+    generate that made images at it (`image_settings` of its record), those bearing on its method: per image, where
+    `changed_pair_settings` goes by the newest generate of a tag (one prompt remade at CFG 5 is not the others)."""
+    found: dict[str, list[str]] = {}
+    for record in run.records:
+        config = record.get("config") or {}
+        if record.get("command") != "generate" or not record.get("models") or not isinstance(config, dict):
+            continue
+        typed = [
+            str(item)
+            for item in record.get("overrides") or []
+            if str(item).startswith(PAIR_OVERRIDES) and str(item) != DEFAULT_PRESET
+            and not _other_role(str(item), str(config.get("method")))
+        ]  # fmt: skip
+        found.update(dict.fromkeys(record.get("image_settings") or {}, typed))
+    return found
+
+
 def _typed_per_group(
     run: RunData,
     command: str,
