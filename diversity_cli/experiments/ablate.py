@@ -49,6 +49,7 @@ from ..core.marker import (
     require_marked,
     write_owned,
 )
+from ..core.pair_settings import SCHEDULED_FAMILIES
 from ..core.prompts import command_limits, command_seed, read_prompts
 from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir, read_table, samples_digest
@@ -189,6 +190,8 @@ def ablate(cfg: DictConfig) -> Path:
         for path in plot(results, sweep, out / PLOTS) if cfg.plots else []:
             console.print(f"plot: {path}")
         show(results, target)
+        if note := _same_guidance_note(cfg, sweep):  # after the work: a refusal before it stays one line
+            console.print(f"[yellow]note[/]: {note}")
     if failed:
         raise UserError(failed)
     if missing:
@@ -249,22 +252,22 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
             f"the cap max_images={cfg.max_images}; sweep fewer points, prompts or a smaller n, or raise the cap with "
             "max_images=N if you mean it"
         )
-    if note := _same_guidance_note(axes["base_guidance"]):  # after every check: bad input stays one line
-        stderr_console().print(f"[yellow]note[/]: {note}")
     return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n), command_seed(cfg.seed, rows))
 
 
-def _same_guidance_note(values: list) -> str:
-    """Base guidances of the sweep at most 1 are one setting for a base without embedded guidance: CFG applies only
-    above 1 (as in the diffusers pipelines), so each runs the conditional branch alone and their points hold the
-    same images; a flat curve there is no finding about guidance."""
-    low = [value for value in dict.fromkeys(values) if value is not None and float(value) <= 1]
+def _same_guidance_note(cfg: DictConfig, sweep: Sweep) -> str:
+    """Base guidances of the sweep at most 1 are one setting on a pair whose base embeds no guidance (the SD, SDXL
+    and PixArt families; FLUX.1-dev's does): CFG applies only above 1 (as in the diffusers pipelines), so each runs
+    the conditional branch alone and their points hold the same images; a flat curve there is no finding."""
+    if cfg.model.family not in SCHEDULED_FAMILIES:
+        return ""
+    low = dict.fromkeys(p.base_guidance for p in sweep.points if p.base_guidance is not None and p.base_guidance <= 1)
     if len(low) < 2:
         return ""
     shown = ", ".join(f"{float(value):g}" for value in low)
     return (
-        f"base_guidance={shown} are all at most 1: a base without embedded guidance runs its conditional branch "
-        "alone at each (classifier-free guidance applies above 1, as in diffusers), so those points are the same images"
+        f"base_guidance={shown} are all at most 1: the base runs its conditional branch alone at each (classifier-free "
+        f"guidance applies above 1, as in diffusers), so {cfg.model.name}'s points there are the same images"
     )
 
 
