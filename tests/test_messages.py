@@ -240,6 +240,17 @@ def test_missing_dreamsim_weights_tell_x0viz_where_it_looks(cli, tmp_path, monke
     ), err
 
 
+def test_the_listing_a_missing_files_error_names_is_of_the_preset_asked_for(cli, tmp_path, monkeypatch):
+    """It named `models sdxl_turbo` (the paper preset's files) for preset=card, and the pair as its file has it where
+    a local copy was given; working out the typed settings refused the one-step card schedule's k=1 (method=base)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    args = ("generate", "model=sdxl_turbo", "method=base", f"out={tmp_path / 'run'}")
+    code, _, err = cli(*args, "preset=card")
+    assert code == 2 and "(`diversity-cli models sdxl_turbo preset=card` lists the pair's one a line;" in err, err
+    code, _, err = cli(*args, f"+model.base.network.path={tmp_path}")
+    assert code == 2 and "diversity-cli models" not in err, err  # `models` reads the pair's file, not this folder
+
+
 @pytest.mark.parametrize("damage", ["empty", "cut", "another_network"])
 def test_a_damaged_inception_file_is_one_line(cli, tmp_path, damage):
     """An empty file read as an interruption (click turns the reader's EOFError into an abort, exit 130); a file

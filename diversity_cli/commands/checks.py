@@ -78,11 +78,17 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
 
 
 def _pair_listing(command: str, cfg: DictConfig) -> str:
-    """The command that lists a pair's missing files one a line: the error that names them all is one long line."""
+    """The command that lists a pair's missing files one a line (the error that names them all is one long line),
+    at the preset asked for; none where pair settings were typed (a local copy's folder), which `models` takes not."""
+    from ..core.config import pair_overrides
+
     model = cfg.get("model")
     if command not in PAIR_COMMANDS or not isinstance(model, DictConfig) or not pair_missing(model):
         return ""
-    return f"diversity-cli models {model.get('name')}"
+    typed = pair_overrides(model)
+    if any(not item.startswith("preset=") for item in typed):
+        return ""
+    return " ".join([f"diversity-cli models {model.get('name')}", *typed])
 
 
 def shipped_embedders() -> dict:

@@ -64,7 +64,8 @@ def pair_config(name: str, preset: str | None = None) -> DictConfig | None:
     on the search path."""
     if name not in available("model"):
         return None
-    return compose("generate", [f"model={name}", *([f"preset={preset}"] if preset else [])]).model
+    # method=base: the pair's files alone, not generate's hybrid checks (a one-step card schedule refuses k=1)
+    return compose("generate", [f"model={name}", "method=base", *([f"preset={preset}"] if preset else [])]).model
 
 
 def pair_differences(
