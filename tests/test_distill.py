@@ -565,6 +565,15 @@ def test_the_students_readme_names_its_training_prompts(cli, tmp_path):
     )
 
 
+def test_a_tiny_students_readme_offers_no_first_step_check_it_would_refuse(cli, tmp_path, prompts_file):
+    """The check's command set a network path on a tiny pair, which builds its networks in memory: refused."""
+    out = tmp_path / "run"
+    args = ("distill", "model=tiny_sd", "distill=dp_dmd", f"prompts={prompts_file}", "iterations=1", f"out={out}")
+    assert cli(*args, *SMALL)[0] == 0
+    readme = (out / "README.md").read_text()
+    assert "experiments.first_step" not in readme and "not on a tiny pair, built in memory" in readme, readme
+
+
 def test_toy_training_prompts_outside_the_toy_language_are_noted(cli, tmp_path):
     """generate and diversity noted such words; distill trained a student on "a hexagon" without a word."""
     out = tmp_path / "run"

@@ -670,8 +670,13 @@ def write_readme(state: RunState, cfg: DictConfig, training: Training, seconds: 
             f"\n- first-step anchor: {target} (anchor_k={s.anchor_k} of {s.ode_steps} DDIM steps, "
             f"CFG {s.ode_guidance:g}), weight lambda_div={s.lambda_div:g}; log.csv's first_step_floor is the MSE "
             "of one constant first step for all the prompts and noises of a batch (below it, the step reads its "
-            f"prompt, its noise or both: the floor cannot tell which; `{first_step_command(cfg, net)}` does, with "
-            "many noises per prompt, against this run's anchor)"
+            "prompt, its noise or both: the floor cannot tell which; "
+            + (
+                "experiments/first_step.py tells them apart on a pair that loads its student from weights, not on "
+                "a tiny pair, built in memory)"
+                if cfg.model.get("tiny")
+                else f"`{first_step_command(cfg, net)}` does, with many noises per prompt, against this run's anchor)"
+            )
         )
     method = "DMD2-style DMD" if cfg.method == "dmd" else "DP-DMD: first step to the teacher ODE anchor"
     if s.gan_weight > 0:
