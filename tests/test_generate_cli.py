@@ -497,6 +497,6 @@ def test_the_toys_one_step_hybrid_is_told_and_its_note_keys_no_image(cli, tmp_pa
     assert code == 0 and "note: on the toy one base step at t=999 hands the student the prompt's mean image" in err
     code, _, err = cli(*args, "method=hybrid", "~model.hybrid_note")  # the pair as it was: the same images
     assert code == 0 and "nothing to do" in err and "mean image" not in err, err
-    for other in ("method=hybrid base_steps=5", "method=base"):
+    for other in ("method=hybrid base_steps=5", "method=base", "method=hybrid k=3"):  # no one-step hand-over
         code, _, err = cli(*args, *other.split())
         assert code == 0 and "mean image" not in err, (other, err)

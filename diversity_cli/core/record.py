@@ -53,6 +53,7 @@ class Invocation:
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     files: dict[Path, Path] = field(default_factory=dict)  # run directory -> its record of this invocation
     sections: dict[Path, dict[str, Any]] = field(default_factory=dict)
+    said: set[str] = field(default_factory=set)  # notes said once an invocation (not once per ablate point)
 
 
 _current: Invocation | None = None

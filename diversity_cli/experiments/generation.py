@@ -20,7 +20,7 @@ from ..core.errors import UserError
 from ..core.fingerprint import digest
 from ..core.pair_settings import image_settings
 from ..core.prompts import PromptRow, command_limits, prompt_id, read_prompts
-from ..core.record import read_records, record_invocation
+from ..core.record import current, read_records, record_invocation
 from ..core.rundir import RunDir, config_part, shard_writer, weights_of
 from ..core.schema import check
 from ..core.schemas.generate import GenerateConfig
@@ -298,10 +298,14 @@ def generate(cfg: DictConfig) -> Generated:
         # under overwrite=true every image of the command is remade, the other shards' too: none of them is "kept"
         remade = {job.path for job in plan_jobs(cfg, rows)} if cfg.overwrite else set()
         made = _fill(cfg, run, jobs, pair, auto_k, remade)
-    if cfg.method == "hybrid" and cfg.get("base_steps") is None and cfg.model.get("hybrid_note"):
-        if shard is None or shard.index == 0:  # the pair's word on its one-step hand-over, after the work (a
-            # refusal at load stays one line)
-            stderr_console().print(f"[yellow]note[/]: {escape(str(cfg.model.hybrid_note))}")
+    one_step = cfg.method == "hybrid" and cfg.k == 1 and cfg.get("base_steps") is None
+    note = str(cfg.model.get("hybrid_note") or "") if one_step else ""
+    said = current().said
+    if note and note not in said and (shard is None or shard.index == 0):
+        # the pair's word on its one-step hand-over: after the work (a refusal at load stays one line), once a
+        # command (not once per ablate point)
+        said.add(note)
+        stderr_console().print(f"[yellow]note[/]: {escape(note)}")
     return made
 
 
