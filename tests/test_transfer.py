@@ -208,8 +208,10 @@ def test_a_bare_adapter_file_on_the_toy_asks_for_its_concept(cli, tmp_path, lora
 
 @pytest.mark.parametrize(
     ("args", "said"),
-    [(("classifier=false",), "classifier=false, and a toy pair has no CLIP (clip_model=auto): transfer-lora would "),
-     (("model=tiny_sd", "classifier=false", "clip_model=none"), "classifier=false and clip_model=none: transfer-lora")],
+    [(("classifier=false",), "a toy pair has no CLIP (clip_model=auto) and classifier=false: transfer-lora would "
+                             "measure nothing; keep classifier=auto (the toy classifier) or give clip_model="),
+     (("model=tiny_sd", "clip_model=none"), "clip_model=none and the toy classifier is off on a pair of no toy scenes: "
+                                            "transfer-lora would measure nothing; give clip_model=")],
 )  # fmt: skip
 def test_a_transfer_with_nothing_to_measure_is_refused(cli, tmp_path, lora_file, args, said):
     """On the toy with the classifier off it made every image and wrote transfer.csv rows of empty scores, exit 0."""

@@ -238,15 +238,13 @@ def validate(cfg: DictConfig) -> None:
         raise UserError("direction=both needs reverse_adapter=...: the adapter trained on the distilled model")
     if cfg.model.family == "pixart":
         raise UserError(f"model={cfg.model.name}: diffusers has no adapter loaders for PixArt; use an SD or SDXL pair")
-    classifier = is_toy_pair(cfg.model) if cfg.classifier == "auto" else bool(cfg.classifier)
+    toy = is_toy_pair(cfg.model)
+    classifier = toy if cfg.classifier == "auto" else bool(cfg.classifier)
     if clip_model(cfg) is None and not classifier:  # every image made, every score column empty
-        scorer = (
-            ", and a toy pair has no CLIP (clip_model=auto)" if cfg.clip_model == "auto" else " and clip_model=none"
-        )
-        raise UserError(
-            f"classifier=false{scorer}: transfer-lora would measure nothing; keep classifier=auto (the toy "
-            "classifier) or give clip_model=<an open_clip model>"
-        )
+        clip = "a toy pair has no CLIP (clip_model=auto)" if cfg.clip_model == "auto" else "clip_model=none"
+        off = "classifier=false" if cfg.classifier != "auto" else "the toy classifier is off on a pair of no toy scenes"
+        fix = "keep classifier=auto (the toy classifier) or give" if toy else "give"
+        raise UserError(f"{clip} and {off}: transfer-lora would measure nothing; {fix} clip_model=<an open_clip model>")
 
 
 def _clash_advice(plan: Plan, group: Group) -> str:
