@@ -581,6 +581,11 @@ def test_toy_training_prompts_outside_the_toy_language_are_noted(cli, tmp_path):
     assert code == 0, err
     said = "note: 1 of 2 training prompts has words outside the toy language (hexagon): the toy's models never"
     assert said in " ".join(err.split()), err
+    # a refusal is one line still: the note came before distill refused another command's run directory
+    made = tmp_path / "generated"
+    assert cli("generate", "model=toy", "method=base", "prompt=a circle", "n=1", f"out={made}")[0] == 0
+    code, _, err = cli("distill", "model=toy", "prompts=[a hexagon, a circle]", "iterations=1", f"out={made}")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "hexagon" not in err, err
 
 
 @pytest.mark.parametrize("setting", ["gan.mismatched=true", "gan.discriminator_weight=0.5"])

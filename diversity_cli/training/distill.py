@@ -286,20 +286,21 @@ def distill(cfg: DictConfig) -> Path:
     if cfg.device != "auto":
         resolve_device(cfg.device)  # a clear line when CUDA is asked for and absent
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
-    if accelerator.is_main_process and (note := outside_toy_language(cfg, prompts)):
-        stderr_console().print(f"[yellow]note[/]: {escape(note)}")
     state = RunState(cfg.out)
     state.plan(cfg)  # a folder it must not touch is refused before anything (even a lock file) is written there
     new = not state.root.exists()
     try:
         # One distill process per run directory (its main rank; the other ranks follow it): a second one refuses.
         with state.writing() if accelerator.is_main_process else contextlib.nullcontext():
-            return _run(cfg, accelerator, state, prompts, session_began)
+            student = _run(cfg, accelerator, state, prompts, session_began)
     except UserError:
         # refused once the models had loaded (a schedule the teacher cannot set): a new out= holds only our lock
         if new:
             state.remove_if_lock_only()
         raise
+    if accelerator.is_main_process and (note := outside_toy_language(cfg, prompts)):  # after: a refusal stays one line
+        stderr_console().print(f"[yellow]note[/]: {escape(note)}")
+    return student
 
 
 def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], session_began: float) -> Path:
