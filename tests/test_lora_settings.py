@@ -89,5 +89,6 @@ def test_the_final_loss_says_how_many_logged_losses_it_averages():
     from diversity_cli.toy.lora import loss_words
 
     assert loss_words(4) == "the loss of step 4, the one logged in the last 4 steps"
+    assert loss_words(1) == "the loss of its one step" and "0" not in loss_words(0)  # "last 1 steps", "the 0 ..."
     assert loss_words(25) == "the mean of the 3 one-step losses logged in the last 25 steps"  # steps 10, 20, 25
     assert loss_words(1000) == "the mean of the 5 one-step losses logged in the last 50 steps"

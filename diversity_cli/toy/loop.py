@@ -111,8 +111,8 @@ class StageRunner:
                     raise FloatingPointError(f"{stage.name}: {key} became {value} at step {step + 1}")
                 smoothed[key] = value if key not in smoothed else 0.95 * smoothed[key] + 0.05 * value
             done = step + 1
-            # a running mean (5% a step): one step's loss is too noisy to read; the log keeps the steps' own
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in smoothed.items()) + " (running mean)"
+            # a moving average (5% a step): one step's loss is too noisy to read; the log keeps the steps' own
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in smoothed.items()) + " (moving average)"
             self.progress.update(task, completed=done, losses=shown)
             if done % stage.log_every == 0 or done == stage.steps:
                 row = {"step": done, **losses, "lr": stage.optimizer.param_groups[0]["lr"]}

@@ -407,8 +407,12 @@ def loss_words(steps: int) -> str:
     """What the final loss is the mean of: the log holds one step's loss every LOG_EVERY steps and the last."""
     from .loop import LOG_EVERY
 
+    if steps < 1:  # an adapter.json of no steps recorded
+        return "the mean of the losses logged in its last steps"
     window = min(steps, LOSS_WINDOW)
     logged = len({step for step in range(steps - window + 1, steps + 1) if step % LOG_EVERY == 0 or step == steps})
+    if window == 1:
+        return "the loss of its one step"
     if logged == 1:
         return f"the loss of step {steps}, the one logged in the last {window} steps"
     return f"the mean of the {logged} one-step losses logged in the last {window} steps"
