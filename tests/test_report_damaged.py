@@ -40,6 +40,25 @@ def test_a_cell_that_is_no_number_is_one_line_and_nothing_is_written(cli, toy_ru
     assert not (tmp_path / "tables").exists() and not (toy_run / "report.html").exists()
 
 
+@pytest.mark.parametrize(
+    "name, column, value, said",
+    [("transfer.csv", "classifier_with", "1.7", "classifier_with=1.7 is no share (0 to 1)"),  # a traceback
+     ("transfer.csv", "n", "0", "n=0 is no count of images"),  # shown as 0.250 (n=0)
+     ("diversity.csv", "ci", "95", "ci=95 is no interval level"),  # shown as a 9500% CI
+     ("diversity.csv", "ci_low", "0.99", "its interval [0.99, "),  # shown reversed
+     ("commitment.csv", "distance", "far", "distance is 'far', not a number")],  # a pandas traceback
+)  # fmt: skip
+def test_a_number_no_measurement_gives_is_one_line(cli, toy_run: Path, tmp_path, name, column, value, said):  # noqa: F811
+    if column.startswith("ci"):
+        _edit(toy_run / name, "ci_high", "0.9")  # the columns exist in a file the toolkit wrote
+        _edit(toy_run / name, "ci_low", "0.1")
+    _edit(toy_run / name, column, value)
+    code, _, err = cli("report", f"out={toy_run}", f"tables_dir={tmp_path / 'tables'}")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {toy_run / name} line 2: ") and said in err, err
+    assert not (tmp_path / "tables").exists() and not (toy_run / "report.html").exists()
+
+
 @pytest.mark.parametrize("cut", ["empty", "mid-row"])
 def test_an_empty_or_cut_off_results_file_is_damaged_not_unmeasured(cli, toy_run: Path, tmp_path, cut):  # noqa: F811
     path = toy_run / "diversity.csv"

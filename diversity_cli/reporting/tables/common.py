@@ -169,6 +169,7 @@ def load_run(root: str | Path) -> RunData:
         require_columns(root / name, data[name], columns)
     for name, numeric in NUMBER_COLUMNS.items():
         check_whole(root / name, data[name], ends[name], numeric)
+        check_possible(root / name, data[name])
     data["samples.csv"] = RunDir(root).read_samples()  # every samples file (shards too), torn rows dropped
     dates = {name: _mtime(root / name) for name in RUN_CSVS if (root / name).is_file()}
     versions = {}
@@ -219,7 +220,9 @@ NUMBER_COLUMNS: dict[str, tuple[str, ...] | None] = {
         "classifier_with",
     ),  # fmt: skip
     "ablate.csv": ("n", "value", "ci_low", "ci_high", "ci", "seconds_per_image"),
+    "commitment.csv": ("seed", "step", "timestep", "fraction", "distance"),  # Figure 5's points
 }
+SHARES = {"transfer.csv": ("classifier_without", "classifier_with")}  # and toy_adherence's value: in [0, 1]
 TEXT_COLUMNS = (
     "method",
     "model",
@@ -255,6 +258,37 @@ def _finite(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+def check_possible(path: Path, rows: list[dict[str, str]]) -> None:
+    """The numbers of `path` that no measurement can give, one line naming the first: an interval level outside
+    (0, 1) (`ci=95` read as 9500%), an interval whose low end lies above its high end, a count below 1, a share
+    (toy_adherence, the toy classifier's hits) outside [0, 1]. Hand edits, mostly: shown, they read as measured."""
+    shares = SHARES.get(path.name, ())
+    for number, row in enumerate(rows, start=2):
+        found = _impossible(row, shares)
+        if found:
+            raise UserError(
+                f"{path} line {number}: {found}; restore it, or move it away and rerun the command that wrote it"
+            )
+
+
+def _impossible(row: dict[str, str], shares: tuple[str, ...]) -> str:
+    def number(column: str) -> float | None:
+        return float(row[column]) if row.get(column) not in (None, "") else None
+
+    ci, low, high, n = number("ci"), number("ci_low"), number("ci_high"), number("n")
+    if ci is not None and not 0 < ci < 1:
+        return f"ci={row['ci']} is no interval level (a share in (0, 1): 0.95 for 95%)"
+    if low is not None and high is not None and low > high:
+        return f"its interval [{row['ci_low']}, {row['ci_high']}] ends below its start"
+    if n is not None and (n < 1 or not n.is_integer()):
+        return f"n={row['n']} is no count of images (a whole number of at least 1)"
+    for column in (*shares, *(("value",) if row.get("metric") == "toy_adherence" else ())):
+        value = number(column)
+        if value is not None and not 0 <= value <= 1:
+            return f"{column}={row[column]} is no share (0 to 1)"
+    return ""
 
 
 def require_columns(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
