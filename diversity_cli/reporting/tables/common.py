@@ -171,6 +171,7 @@ def load_run(root: str | Path) -> RunData:
         check_whole(root / name, data[name], ends[name], numeric)
         check_possible(root / name, data[name])
     data["samples.csv"] = RunDir(root).read_samples()  # every samples file (shards too), torn rows dropped
+    check_timings(root, data["samples.csv"])
     dates = {name: _mtime(root / name) for name in RUN_CSVS if (root / name).is_file()}
     versions = {}
     if (root / "versions.json").is_file():
@@ -251,6 +252,19 @@ def check_whole(path: Path, rows: list[dict[str, str]], end: str, numeric: tuple
             value = row.get(column)
             if value not in (None, "") and not _finite(value):
                 raise UserError(f"{path} line {number}: {column} is {value!r}, not a number (damaged or edited); {fix}")
+
+
+def check_timings(root: Path, samples: list[dict[str, str]]) -> None:
+    """Each image's seconds a number: one that is not was left out of its cell's mean, which still said all its
+    images' n (a shard's file holds some of the rows: the image names the row)."""
+    for row in samples:
+        for column in ("seconds", "network_seconds"):
+            value = row.get(column)
+            if value not in (None, "") and not _finite(value):
+                raise UserError(
+                    f"{root / 'samples.csv'} (image {row.get('path')}): {column} is {value!r}, not a number (damaged "
+                    "or edited); restore it, or remake the image (generate overwrite=true)"
+                )
 
 
 def _finite(text: str) -> bool:
