@@ -376,21 +376,25 @@ toy-weights-steps:
 # (DMD) and 1.1 s (DP-DMD) this way, against 2.1 s for one student alone with 2 threads.
 TOY_BRANCH_ENV = OMP_NUM_THREADS=$(TOY_BRANCH_THREADS) DIVERSITY_CLI_CONF=$(abspath $(TOY_OUT))/conf
 TOY_BRANCH_THREADS ?= 1
+# Each student's measurements are made again when older than its weights: an extended or retrained student (other
+# DMD_ITERS into the same TOY_OUT) kept the numbers of the one before, and the model card was built from them.
+STUDENT_WEIGHTS = student/diffusion_pytorch_model.safetensors
 toy-weights-dmd:
 	$(TOY_BRANCH_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dmd iterations=$(DMD_ITERS) lr.generator=$(DMD_LR) \
 	  gan.weight=$(DMD_GAN) $(TOY_DISTILL) out=$(TOY_OUT)/dmd
-	test -f $(TOY_EVAL)/protocol_free.csv || $(TOY_BRANCH_ENV) $(BIN)/python -m diversity_cli.toy.protocol \
+	test $(TOY_EVAL)/protocol_free.csv -nt $(TOY_OUT)/dmd/$(STUDENT_WEIGHTS) || $(TOY_BRANCH_ENV) $(BIN)/python -m diversity_cli.toy.protocol \
 	  model=$(TOY_PAIR) methods=base,distilled out=$(TOY_EVAL)/protocol.csv
-	test -f $(TOY_EVAL)/x0viz/commitment_summary.csv || $(TOY_BRANCH_ENV) $(CLI) x0viz model=$(TOY_PAIR) \
+	test $(TOY_EVAL)/x0viz/commitment_summary.csv -nt $(TOY_OUT)/dmd/$(STUDENT_WEIGHTS) || $(TOY_BRANCH_ENV) $(CLI) x0viz model=$(TOY_PAIR) \
 	  prompts=data/toy_prompts.txt n=16 metric=toy_features threshold=0.25 methods=[base,distilled] \
 	  device=$(TOY_DEVICE) overwrite=true out=$(TOY_EVAL)/x0viz
 
 toy-weights-dpdmd:
 	$(TOY_BRANCH_ENV) $(CLI) distill model=$(TOY_PAIR) distill=dp_dmd teacher_ode.steps=8 anchor_k=2 \
 	  lambda_div=$(LAMBDA) iterations=$(DPDMD_ITERS) lr.generator=$(DPDMD_LR) $(TOY_DISTILL) out=$(TOY_OUT)/dp_dmd
-	test -f $(TOY_EVAL)/protocol_dpdmd_free.csv || $(TOY_BRANCH_ENV) $(BIN)/python -m diversity_cli.toy.protocol \
+	test $(TOY_EVAL)/protocol_dpdmd_free.csv -nt $(TOY_OUT)/dp_dmd/$(STUDENT_WEIGHTS) || $(TOY_BRANCH_ENV) $(BIN)/python -m diversity_cli.toy.protocol \
 	  model=$(TOY_PAIR)_dpdmd methods=distilled out=$(TOY_EVAL)/protocol_dpdmd.csv
-	test -f $(TOY_EVAL)/x0viz_dpdmd/commitment_summary.csv || $(TOY_BRANCH_ENV) $(CLI) x0viz model=$(TOY_PAIR)_dpdmd \
+	test $(TOY_EVAL)/x0viz_dpdmd/commitment_summary.csv -nt $(TOY_OUT)/dp_dmd/$(STUDENT_WEIGHTS) || \
+	  $(TOY_BRANCH_ENV) $(CLI) x0viz model=$(TOY_PAIR)_dpdmd \
 	  prompts=data/toy_prompts.txt n=16 metric=toy_features threshold=0.25 methods=[distilled] device=$(TOY_DEVICE) \
 	  overwrite=true out=$(TOY_EVAL)/x0viz_dpdmd
 

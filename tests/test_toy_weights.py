@@ -699,3 +699,42 @@ def test_the_card_names_the_base_s_sampler_as_its_pair_runs_it(chain):
     pair.write_text(pair.read_text().replace("class: DDIMScheduler", "class: EulerDiscreteScheduler"))
     text, _ = card.build_card(chain)
     assert f"| base (EulerDiscrete 25, CFG {SHIPPED_CFG:g}) |" in text and "| base (DDIM" not in text
+
+
+def test_a_students_measurements_are_made_again_when_older_than_its_weights(tmp_path):
+    """`make toy-weights` skipped the protocol and x0viz where their files existed: a student extended or retrained
+    into the same TOY_OUT (other DMD_ITERS) kept the numbers of the one before, and the card was built from them."""
+    import os
+    import time
+
+    bin_dir, out = tmp_path / "bin", tmp_path / "toy"
+    bin_dir.mkdir()
+    log = tmp_path / "ran.log"
+    for name in ("python", "diversity-cli"):  # the commands, recorded instead of run
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        stub.chmod(0o755)
+    weights = out / "dmd" / "student" / "diffusion_pytorch_model.safetensors"
+    weights.parent.mkdir(parents=True)
+    measured = [out / "eval" / "protocol_free.csv", out / "eval" / "x0viz" / "commitment_summary.csv"]
+    for path in measured:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("old\n")
+    weights.write_bytes(b"new student")
+    later = time.time() + 5
+    os.utime(weights, (later, later))  # the student written after its measurements
+
+    def ran() -> list[str]:
+        log.unlink(missing_ok=True)
+        done = subprocess.run(
+            ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "toy-weights-dmd", f"BIN={bin_dir}",
+             f"TOY_OUT={out}"], capture_output=True, text=True, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return log.read_text().splitlines() if log.is_file() else []
+
+    calls = ran()
+    assert any("diversity_cli.toy.protocol" in c for c in calls) and any(" x0viz " in c for c in calls), calls
+    for path in measured:  # measured after the student: kept
+        os.utime(path, (later + 5, later + 5))
+    assert [c for c in ran() if "protocol" in c or " x0viz " in c] == []
