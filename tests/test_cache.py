@@ -301,18 +301,3 @@ def test_a_cache_root_that_is_a_file_is_one_line_before_any_work(cli, tmp_path, 
             code, _, err = cli(*command)
             assert code == 2 and err.startswith(f"error: DIVERSITY_CLI_CACHE={root}: {afile} is a file"), err
     assert afile.read_text() == "mine\n" and not (tmp_path / "run").exists()
-
-
-def test_the_caches_are_keyed_by_the_toolkits_source_not_its_version_alone(monkeypatch):
-    """k=auto, embeddings and FID statistics were keyed by `diversity-cli 0.1.0`, which an edit or a commit keeps:
-    a changed commitment rule was served the record the old code made."""
-    from diversity_cli.core import fingerprint, record
-    from diversity_cli.experiments.diversity import EMBEDDING_PACKAGES
-    from diversity_cli.metrics.quality import STATISTICS_PACKAGES
-    from diversity_cli.sampling.autok import COMMITMENT_PACKAGES
-
-    for keyed in (EMBEDDING_PACKAGES, STATISTICS_PACKAGES, COMMITMENT_PACKAGES):
-        assert "diversity-cli" in keyed
-    before = fingerprint.packages("diversity-cli")
-    monkeypatch.setattr(record, "source_hash", lambda: "0" * 64)  # other code, the same version string
-    assert fingerprint.packages("diversity-cli") != before

@@ -146,12 +146,8 @@ def weights_record(sources: Iterable[Any]) -> list[dict[str, str]]:
 
 
 def packages(*names: str) -> dict[str, str]:
-    """Installed versions of these distributions (package metadata; nothing is imported). This toolkit's own is its
-    version and the hash of its source (`record.source_hash`): its version string stays while its code changes (an
-    edited checkout, a commit), and a cache keyed by it returned what other code had measured."""
+    """Installed versions of these distributions (package metadata; nothing is imported)."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from .record import source_hash
 
     found = {}
     for name in names:
@@ -159,8 +155,6 @@ def packages(*names: str) -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
-        if name == "diversity-cli":
-            found[name] += f"+source.{source_hash()[:16]}"
     return found
 
 

@@ -444,8 +444,7 @@ def reference_statistics(
 
 # Libraries whose version can change the statistics: the decoder and resizer (Pillow, numpy), the network's
 # runtime and port (torch, torch-fidelity), the running sums (torchmetrics).
-# diversity-cli: its version and source hash (the toy judge's features, the image preparation are its own code)
-STATISTICS_PACKAGES = ("diversity-cli", "torch", "torchvision", "torch-fidelity", "torchmetrics", "pillow", "numpy")
+STATISTICS_PACKAGES = ("torch", "torchvision", "torch-fidelity", "torchmetrics", "pillow", "numpy")
 
 
 def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
