@@ -320,3 +320,5 @@ def test_a_record_of_a_command_killed_outright_says_it_never_ended(cli, tmp_path
     record_module.record_invocation(tmp_path / "lib", note="a notebook")
     (library,) = records(tmp_path / "lib", "library")
     assert library["status"] == "library" and "library code called outside the CLI" in _record_html(library)
+    older = {**library, "status": "running"}  # as the version before wrote it: not "killed outright"
+    assert "library code called outside the CLI" in _record_html(older), _record_html(older)

@@ -49,7 +49,6 @@ from ..core.marker import (
     require_marked,
     write_owned,
 )
-from ..core.pair_settings import SCHEDULED_FAMILIES
 from ..core.prompts import command_limits, command_seed, read_prompts
 from ..core.record import read_records, record_invocation
 from ..core.rundir import SAMPLE_COLUMNS, RunDir, read_table, samples_digest
@@ -255,11 +254,15 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
     return Sweep(str(cfg.model.name), points, baselines, swept, int(cfg.n), command_seed(cfg.seed, rows))
 
 
+GUIDANCE_EMBEDDED = ("flux",)  # families whose base takes its guidance as an input (FLUX.1-dev, the tiny FLUX)
+
+
 def _same_guidance_note(cfg: DictConfig, sweep: Sweep) -> str:
-    """Base guidances of the sweep at most 1 are one setting on a pair whose base embeds no guidance (the SD, SDXL
-    and PixArt families; FLUX.1-dev's does): CFG applies only above 1 (as in the diffusers pipelines), so each runs
-    the conditional branch alone and their points hold the same images; a flat curve there is no finding."""
-    if cfg.model.family not in SCHEDULED_FAMILIES:
+    """Base guidances of the sweep at most 1 are one setting on a pair whose base embeds no guidance (every family
+    but FLUX.1's, whose dev base does): CFG applies only above 1 (as in the diffusers pipelines and the flow
+    samplers), so each runs the conditional branch alone and their points hold the same images; a flat curve there
+    is no finding."""
+    if cfg.model.family in GUIDANCE_EMBEDDED:
         return ""
     low = dict.fromkeys(p.base_guidance for p in sweep.points if p.base_guidance is not None and p.base_guidance <= 1)
     if len(low) < 2:

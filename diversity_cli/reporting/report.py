@@ -482,7 +482,7 @@ def _no_end(record: dict) -> str:
 
     pid, host = record.get("pid"), record.get("host", "?")
     said = "no end recorded"
-    if record.get("status") == LIBRARY:
+    if LIBRARY in (record.get("status"), record.get("command")):  # an older version wrote status running there
         return f"{said}: library code called outside the CLI (a notebook, a script) records none"
     if isinstance(pid, int) and host == platform.node():
         try:
