@@ -627,6 +627,14 @@ def test_the_summary_names_the_pair_settings_typed_for_a_groups_images(cli, tmp_
     assert "toy / base (model.base.guidance=5) / a red circle" in shown and "toy / distilled / a red circle" in shown
     # per image: the square was made at the pair's own CFG (it was labelled by the tag's newest generate)
     assert "toy / base / a square" in shown, shown
+    # the label reads records and samples alone: a cell the report refuses does not fail the measurement done
+    text = (tmp_path / "samples.csv").read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[1].split(",")
+    cells[header.index("seconds")] = "abc"
+    (tmp_path / "samples.csv").write_text("\n".join([text[0], ",".join(cells), *text[2:]]) + "\n")
+    code, out, err = cli("diversity", f"out={tmp_path}")
+    assert code == 0 and "toy / base (model.base.guidance=5) / a red circle" in " ".join(out.split()), err
 
 
 @pytest.mark.parametrize("command", ["diversity", "fid"])

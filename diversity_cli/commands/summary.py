@@ -158,15 +158,17 @@ def _changed_pair_settings(root: Path) -> dict[tuple[str, str, str], list[str]]:
     is then not the pair as its file has it, which diversity.csv's `base` does not say (the report's notes do)."""
     if not (root / "samples.csv").is_file():  # an images= folder: no generate made it
         return {}
+    from ..core.record import read_records
     from ..core.rundir import config_part
-    from ..reporting.tables import load_run
     from ..reporting.tables.weights import typed_per_settings
 
-    run = load_run(root)
-    typed = typed_per_settings(run)
+    try:  # the records and samples alone, not the report's checks: a summary of work done does not fail on them
+        typed, samples = typed_per_settings(read_records(root)), RunDir(root).read_samples()
+    except UserError:
+        return {}
     return {
         (row["model"], row["tag"], row["prompt"]): typed.get(config_part(row["settings"]), [])
-        for row in run.samples
+        for row in samples
         if row.get("settings")
     }
 
@@ -324,7 +326,7 @@ def _train_lora(summary: Summary, path: Path, cfg: DictConfig | None) -> None:
         steps = f"{meta.get('steps')} step{'' if meta.get('steps') == 1 else 's'}"
         from ..toy.lora import loss_words
 
-        # the log's one-step losses in the last steps, averaged (not the running mean the progress bar shows)
+        # the log's one-step losses in the last steps, averaged (not the moving average the progress bar shows)
         logged = loss_words(int(meta.get("steps") or 0))
         loss = f"final loss {_num(str(meta.get('final_loss')))} ({logged}), {steps}, rank {meta.get('rank')}"
         summary.headline.append((trained, loss))

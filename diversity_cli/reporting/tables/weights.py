@@ -73,12 +73,12 @@ def changed_pair_settings(run: RunData) -> dict[tuple[str, str], list[str]]:
     )
 
 
-def typed_per_settings(run: RunData) -> dict[str, list[str]]:
+def typed_per_settings(records: list[dict]) -> dict[str, list[str]]:
     """samples.csv's settings digest (its config part) -> the overrides of the pair's settings typed for the
     generate that made images at it (`image_settings` of its record), those bearing on its method: per image, where
     `changed_pair_settings` goes by the newest generate of a tag (one prompt remade at CFG 5 is not the others)."""
     found: dict[str, list[str]] = {}
-    for record in run.records:
+    for record in records:  # a run's invocation records, oldest first
         config = record.get("config") or {}
         if record.get("command") != "generate" or not record.get("models") or not isinstance(config, dict):
             continue
