@@ -22,15 +22,17 @@ def main(images: str, captions: str, *settings: str) -> int:
     coco = OmegaConf.load(conf_root() / "fid.yaml").coco  # fid's own settings (its pattern), no override parsed
     coco.images, coco.captions = images, captions  # as given: a path with a comma is no Hydra sweep here
     for setting in settings:  # FID_REF's own (coco.pattern=...): fid reads the folder with them
+        key = setting.partition("=")[0].removeprefix("coco.")
+        if "=" not in setting or not setting.startswith("coco.") or key not in coco:
+            print(f"error: {setting}: the check takes fid's coco.<key>=<value> ({', '.join(coco)})", file=sys.stderr)
+            return 2
         try:  # as fid reads its command line (Hydra): `coco.pattern='COCO_val2014_{coco_id:012d}.jpg'`, quotes off
             override = OverridesParser.create().parse_override(setting)
         except HydraException:
-            print(f"error: {setting}: fid cannot read it either; quote a value with braces or spaces, as "
+            override = None
+        if override is None or override.is_sweep_override() or not isinstance(override.value(), (str, int, float)):
+            print(f"error: {setting}: fid reads no such value; quote one with braces, commas or spaces, as "
                   "coco.pattern='COCO_val2014_{coco_id:012d}.jpg'", file=sys.stderr)  # fmt: skip
-            return 2
-        key = override.key_or_group.removeprefix("coco.")
-        if not override.key_or_group.startswith("coco.") or key not in coco:
-            print(f"error: {setting}: the check takes fid's coco.<key>=<value> ({', '.join(coco)})", file=sys.stderr)
             return 2
         coco[key] = override.value()
     try:

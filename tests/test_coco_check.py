@@ -90,8 +90,12 @@ def test_the_check_reads_the_folder_with_fid_refs_own_pattern(tmp_path):
     # quoted as fid (Hydra) needs it, the quotes reaching the check as they reach fid: read as fid reads them
     done = _check(str(tmp_path / "img"), str(captions), "coco.pattern='coco_{coco_id}.png'")
     assert done.returncode == 0, done.stderr
-    done = _check(str(tmp_path / "img"), str(captions), "coco.pattern=coco_{coco_id}.png")  # fid refuses it
-    assert done.returncode == 2 and "fid cannot read it either; quote a value with braces" in done.stderr
+    for refused in ("coco.pattern=coco_{coco_id}.png", "coco.pattern=a,b"):  # fid refuses both (one a traceback)
+        done = _check(str(tmp_path / "img"), str(captions), refused)
+        assert done.returncode == 2 and "fid reads no such value; quote one with braces" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    done = _check(str(tmp_path / "img"), str(captions), "coco.pattern")  # no `=`: not told to quote it
+    assert done.returncode == 2 and "the check takes fid's coco.<key>=<value>" in done.stderr
     done = _check(str(tmp_path / "img"), str(captions), "coco.patern=x")
     assert done.returncode == 2 and "coco.patern=x: the check takes fid's coco.<key>=<value>" in done.stderr
     shown = subprocess.run(
