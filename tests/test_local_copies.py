@@ -182,6 +182,15 @@ def test_a_hub_pipeline_downloaded_in_part_names_the_parts_it_lacks(cli, tmp_pat
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "pytorch_model.bin").write_text("u")
     assert weights_missing(tmp_path / "unet") is not None
+    # a diffusers part of a pipeline (its VAE) loads diffusion_pytorch_model.* alone
+    from diversity_cli.models.preflight import pipeline_parts_missing
+
+    (tmp_path / "pipe" / "vae").mkdir(parents=True)
+    (tmp_path / "pipe" / "model_index.json").write_text(json.dumps({"vae": ["diffusers", "AutoencoderKL"]}))
+    (tmp_path / "pipe" / "vae" / "config.json").write_text("{}")
+    (tmp_path / "pipe" / "vae" / "model.safetensors").write_text("v")
+    said = pipeline_parts_missing(tmp_path / "pipe")
+    assert said == "vae/ holds no weights file beside its config.json (diffusion_pytorch_model.safetensors / .bin)"
 
 
 @pytest.mark.parametrize("given", ["the_file", "no_folder", "a_config_file"])

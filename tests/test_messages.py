@@ -249,6 +249,8 @@ def test_the_listing_a_missing_files_error_names_is_of_the_preset_asked_for(cli,
     assert code == 2 and "(`diversity-cli models sdxl_turbo preset=card` lists the pair's one a line;" in err, err
     code, _, err = cli(*args, f"+model.base.network.path={tmp_path}")
     assert code == 2 and "diversity-cli models" not in err, err  # `models` reads the pair's file, not this folder
+    code, _, err = cli(*args, "model.base.guidance=5")  # moves no file: the listing still holds
+    assert code == 2 and "(`diversity-cli models sdxl_turbo` lists the pair's one a line;" in err, err
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut", "another_network"])

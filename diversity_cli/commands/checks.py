@@ -77,18 +77,23 @@ def needed(command: str, cfg: DictConfig) -> list[Missing]:
     return list(dict.fromkeys(missing))
 
 
+# pair keys that say where a network's or the components' files are: `models <pair>` reads the pair's file's
+FILE_KEYS = (".path", ".repo", ".file", ".subfolder", ".config_repo", ".config_subfolder", ".variant")
+
+
 def _pair_listing(command: str, cfg: DictConfig) -> str:
     """The command that lists a pair's missing files one a line (the error that names them all is one long line),
-    at the preset asked for; none where pair settings were typed (a local copy's folder), which `models` takes not."""
+    at the preset asked for; none where a setting typed moves its files (a local copy), which `models` takes not."""
     from ..core.config import pair_overrides
 
     model = cfg.get("model")
     if command not in PAIR_COMMANDS or not isinstance(model, DictConfig) or not pair_missing(model):
         return ""
     typed = pair_overrides(model)
-    if any(not item.startswith("preset=") for item in typed):
+    keys = [item.lstrip("+~").partition("=")[0] for item in typed if not item.startswith("preset=")]
+    if any(key.endswith(FILE_KEYS) or key == "model.components" for key in keys):  # files of elsewhere
         return ""
-    return " ".join([f"diversity-cli models {model.get('name')}", *typed])
+    return " ".join([f"diversity-cli models {model.get('name')}", *(i for i in typed if i.startswith("preset="))])
 
 
 def shipped_embedders() -> dict:

@@ -24,7 +24,10 @@ HF_FILES = {  # what a hub read of each kind needs in the cache before it can su
     "scheduler_config": "scheduler_config.json",
 }
 WEIGHT_PREFIXES = ("diffusion_pytorch_model", "model")
-TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")  # a transformers part of a pipeline (text encoder): its names
+PART_WEIGHTS = {  # a pipeline part's weights file names, by the library that loads it (model_index.json)
+    "diffusers": ("diffusion_pytorch_model",),
+    "transformers": ("model", "pytorch_model"),
+}
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ def weights_missing(folder: Path, variant: object = None, prefixes: tuple[str, .
         if p.name.startswith(prefixes) and (".safetensors" in p.name or ".bin" in p.name)
     )
     if not names:
-        return f"no weights file beside its config.json ({prefixes[0]}.safetensors or .bin)"
+        named = " or ".join(f"{prefix}.safetensors / .bin" for prefix in prefixes)
+        return f"no weights file beside its config.json ({named})"
     if not variant and not any(name.split(".", 1)[1] in PLAIN_WEIGHTS for name in names):
         return f"only variant weights ({names[0]}), and this preset reads the plain ones (no variant)"
     return None
@@ -111,7 +115,7 @@ def pipeline_parts_missing(folder: Path, variant: object = None) -> str | None:
         if not part.is_dir():
             absent.append(f"{name}/")
         elif not any(word in str(entry[-1]) for word in WEIGHTLESS_CLASSES):
-            prefixes = TRANSFORMERS_WEIGHTS if entry[0] == "transformers" else WEIGHT_PREFIXES
+            prefixes = PART_WEIGHTS.get(str(entry[0]), WEIGHT_PREFIXES)
             if not (part / "config.json").is_file():
                 problems.append(f"{name}/ holds no config.json")
             elif problem := weights_missing(part, variant_present(part, variant).get("variant"), prefixes):
