@@ -263,7 +263,8 @@ def check_timings(root: Path, samples: list[dict[str, str]]) -> None:
             if value not in (None, "") and not _finite(value):
                 raise UserError(
                     f"{root / 'samples.csv'} (image {row.get('path')}): {column} is {value!r}, not a number (damaged "
-                    "or edited); restore it, or remake the image (generate overwrite=true)"
+                    "or edited); restore it, or delete that image and rerun its generate (it makes a lost image "
+                    "again, in place of its row)"
                 )
 
 
