@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ..core.config import available, compose
+from ..core.config import available, compose, pair_config
 from ..core.errors import UserError, did_you_mean
 from ..models.preflight import pair_missing
 
@@ -49,8 +49,7 @@ def missing_lines(name: str, preset: str | None = None) -> list[str]:
     """What one pair's networks and components need that is not on this machine, each with how to provide it, at
     `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant): one line when
     nothing is."""
-    # method=base: the pair's files alone, not generate's hybrid checks (a one-step card schedule refuses k=1)
-    model = compose("generate", [f"model={name}", "method=base", *([f"preset={preset}"] if preset else [])]).model
+    model = pair_config(name, preset)
     missing = pair_missing(model)
     at = f" (preset={model.get('preset')})" if model.get("preset") else ""
     if not missing:
