@@ -82,14 +82,20 @@ def typed_per_settings(records: list[dict]) -> dict[str, list[str]]:
         config = record.get("config") or {}
         if record.get("command") != "generate" or not record.get("models") or not isinstance(config, dict):
             continue
-        typed = [
-            str(item)
-            for item in record.get("overrides") or []
-            if str(item).startswith(PAIR_OVERRIDES) and str(item) != DEFAULT_PRESET
-            and not _other_role(str(item), str(config.get("method")))
-        ]  # fmt: skip
+        method = str(config.get("method"))
+        typed = typed_pair_settings(record, lambda item, method=method: not _other_role(item, method))
         found.update(dict.fromkeys(record.get("image_settings") or {}, typed))
     return found
+
+
+def typed_pair_settings(record: dict, keep: Callable[[str], bool] | None = None) -> list[str]:
+    """The overrides of the pair's settings an invocation record's command line typed (not the default preset's),
+    those `keep` takes."""
+    typed = (str(item) for item in record.get("overrides") or [])
+    return [
+        item for item in typed
+        if item.startswith(PAIR_OVERRIDES) and item != DEFAULT_PRESET and (keep is None or keep(item))
+    ]  # fmt: skip
 
 
 def _typed_per_group(
@@ -112,12 +118,9 @@ def _typed_per_group(
             name = group(config)
         except (KeyError, TypeError, ValueError):  # a record of another version's shape: nothing to say
             continue
-        found[(str(pair["name"]), name)] = [
-            str(item)
-            for item in record.get("overrides") or []
-            if str(item).startswith(PAIR_OVERRIDES) and str(item) != DEFAULT_PRESET
-            and (keep is None or keep(str(item), config))
-        ]  # fmt: skip
+        found[(str(pair["name"]), name)] = typed_pair_settings(
+            record, None if keep is None else lambda item, config=config: keep(item, config)
+        )
     return found
 
 
