@@ -595,14 +595,16 @@ def command_line(cfg: DictConfig) -> str:
     if Path(sys.argv[0]).name == "diversity-cli":
         args = [arg for arg in sys.argv[1:] if arg.partition("=")[0].lstrip("+") != "overwrite"]
         return "diversity-cli " + shlex.join(args)  # quoted: a prompt with spaces pastes back whole
+    changed = [f"{k}={_override_value(v)}" for k, v in _changed(cfg) if k != "overwrite"]
+    return " ".join(["diversity-cli distill", f"model={cfg.model.name}", f"distill={cfg.method}", *changed])
+
+
+def _changed(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """(dotted key, value) of every setting that differs from the defaults its pair and method compose."""
     from ..core.config import compose
 
-    group = f"distill={cfg.method}"
-    defaults = compose("distill", [f"model={cfg.model.name}", group])
-    mine = OmegaConf.to_container(cfg, resolve=True)
-    base = OmegaConf.to_container(defaults, resolve=True)
-    changed = [f"{k}={_override_value(v)}" for k, v in _diff(mine, base) if k != "overwrite"]
-    return " ".join(["diversity-cli distill", f"model={cfg.model.name}", group, *changed])
+    defaults = compose("distill", [f"model={cfg.model.name}", f"distill={cfg.method}"])
+    return list(_diff(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(defaults, resolve=True)))
 
 
 ANCHOR_KEYS = ("anchor_k", "teacher_ode.", "student_timesteps", "teacher_guidance")  # what DP-DMD's anchor reads
@@ -612,12 +614,9 @@ def first_step_command(cfg: DictConfig, student: Path) -> str:
     """The first-step check of this run's student against this run's anchor: the pair as distill was given it, and
     every setting the anchor reads that differs from the defaults (the guidance of its ODE, the student's first
     timestep), not anchor_k and the ODE's steps alone (the check then measured another anchor)."""
-    from ..core.config import compose
     from ..models.preflight import settable
 
-    defaults = compose("distill", [f"model={cfg.model.name}", "distill=dp_dmd"])
-    mine, base = OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(defaults, resolve=True)
-    anchor = [f"{k}={_override_value(v)}" for k, v in _diff(mine, base) if k.startswith(ANCHOR_KEYS)]
+    anchor = [f"{k}={_override_value(v)}" for k, v in _changed(cfg) if k.startswith(ANCHOR_KEYS)]
     shown = {item.partition("=")[0] for item in anchor}
     anchor = [f"{k}={v}" for k, v in (("anchor_k", cfg.anchor_k), ("teacher_ode.steps", cfg.teacher_ode.steps))
               if k not in shown] + anchor  # fmt: skip
