@@ -180,7 +180,9 @@ def prepare(command: str, cfg: DictConfig) -> float:
     started = time.perf_counter()
     apply_defaults(cfg)
     check_inputs(command, cfg)
-    downloads = fail_if_missing(needed(command, cfg), command, _pair_listing(command, cfg))
+    missing = needed(command, cfg)
+    # the listing only where something is missing: working it out checks the pair's files again
+    downloads = fail_if_missing(missing, command, _pair_listing(command, cfg) if missing else "")
     if command in PAIR_COMMANDS and isinstance(cfg.get("model"), DictConfig) and not _run_exists(cfg):
         # a new run directory is made to load the pair: its schedulers cost nothing to make first (diffusers is
         # imported for the load anyway); an existing one may be complete and load nothing, so it is left to the load
