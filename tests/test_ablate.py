@@ -250,6 +250,8 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         (["launcher=nowhere"], "unknown launcher 'nowhere'"),
         (["launcher=slurm"], "sbatch and srun are not on this machine"),
         (["n=1"], "n=1 is out of range: n is an integer >= 2"),
+        (["base_guidance=-1"], "base_guidance=-1 is out of range: base_guidance is a number >= 0"),
+        (["k=1,-2"], "k=-2 is out of range: k is an integer >= 0"),
         (["metric=pixle"], "unknown metric 'pixle'; did you mean pixel? choose from: dreamsim,"),
         (["base_guidence=0,5"], "cannot sweep 'base_guidence' (base_guidence=0,5); did you mean base_guidance?"),
         (["launcher=slrum"], "unknown launcher 'slrum'; did you mean slurm? choose one of: local,"),

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from ..core.config import conf_dir
 from ..core.errors import UserError, did_you_mean
-from ..core.schema import literal_keys
+from ..core.schema import convert, literal_keys, rules, show
 from ..core.schemas import SCHEMAS
 from ..sampling.methods import METHODS
 
@@ -37,6 +37,7 @@ def measure_keys_set_per_point() -> list[str]:
     ]
 
 
+KNOB_RULES = {key: rule.item for key, rule in rules(SCHEMAS["ablate"]) if key in KNOBS}  # one value's rule
 LIST_KEYS = ("metric",)  # a comma in these is a list of values, not a sweep
 INT_RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 FUNCTION = re.compile(r"^\s*(range|choice)\s*\((.*)\)\s*$", re.DOTALL)
@@ -214,13 +215,23 @@ def _cast(knob: str, value: object):
     if knob == "base_guidance":
         if not math.isfinite(number):
             raise UserError(f"base_guidance={text} must be a number (a CFG scale, e.g. 0, 5 or 7.5)")
-        return number
+        return _in_range(knob, text, number)
     if not number.is_integer():
         hint = "; ablate sweeps explicit k (k=auto is for generate)" if text == "auto" else ""
         raise UserError(f"{knob}={text} must be an integer{hint}")
     if knob == "base_steps" and number < 1:
         raise UserError(f"base_steps={text} gives the base model no step; use an integer >= 1 or null")
-    return int(number)
+    return _in_range(knob, text, int(number))
+
+
+def _in_range(knob: str, text: str, value: float | int) -> float | int:
+    """`value`, or the schema's out-of-range line naming the value as typed (it said `-1.0` for `-1`, and the
+    `k[1]` of a list the user never wrote)."""
+    try:
+        convert(KNOB_RULES[knob], knob, value)
+    except UserError as error:
+        raise UserError(str(error).replace(f"{knob}={show(value)}", f"{knob}={text}", 1)) from None
+    return value
 
 
 def _split(text: str) -> list[str]:
