@@ -42,7 +42,25 @@ def test_shard_auto_reads_the_slurm_array(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "2")  # --array=2-5: task ids need not start at 0
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MAX", "5")
     assert parse_shard("auto") == Shard(3, 4)
+
+
+def test_shard_auto_takes_a_stepped_arrays_position(monkeypatch):
+    # --array=0-8:4 runs tasks 0, 4 and 8: shards 0/3, 1/3 and 2/3, each once
+    for key, value in (("SLURM_ARRAY_TASK_COUNT", "3"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_MAX", "8")):
+        monkeypatch.setenv(key, value)
+    shards = []
+    for task in ("0", "4", "8"):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        shards.append(parse_shard("auto"))
+    assert shards == [Shard(0, 3), Shard(1, 3), Shard(2, 3)]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MAX", "9")  # --array=0,4,9: no even step
+    with pytest.raises(UserError, match=r"ids 0\.\.9 are not evenly spaced.*give shard=I/N"):
+        parse_shard("auto")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "abc")
+    with pytest.raises(UserError, match="SLURM's array variables are not integers"):
+        parse_shard("auto")
 
 
 @pytest.mark.parametrize("value", ["4/4", "-1/3", "1/0", "a/b", "3"])

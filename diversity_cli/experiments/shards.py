@@ -46,12 +46,33 @@ def parse_shard(value: object) -> Shard | None:
         task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
         if task is None or count is None:
             return None
-        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return _checked(int(task) - first, int(count), f"shard=auto (SLURM_ARRAY_TASK_ID={task} of {count})")
+        return _slurm_array_shard(task, count)
     match = SHARD.match(text)
     if not match:
         raise UserError(f"shard={text}: give I/N (shard I of N, 0 <= I < N, e.g. shard=0/4), auto or null")
     return _checked(int(match[1]), int(match[2]), f"shard={text}")
+
+
+def _slurm_array_shard(task: str, count: str) -> Shard:
+    """This task's position in its SLURM array as a shard. Task ids need not start at 0 (`--array=2-5`) nor be
+    consecutive (`--array=0-8:4` runs 0, 4, 8): the position is (id - min) / step, so the shards are 0/3, 1/3,
+    2/3 (id - min alone gave 4/3 and 8/3, refused, and shard 1/3 never ran). Ids no even step reaches
+    (`--array=1,2,5`) have no position: refused."""
+    what = f"shard=auto (SLURM_ARRAY_TASK_ID={task} of SLURM_ARRAY_TASK_COUNT={count})"
+    try:
+        number, total = int(task), int(count)
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", task if total == 1 else "0"))
+        last = int(os.environ.get("SLURM_ARRAY_TASK_MAX", str(first + total - 1)))
+    except ValueError:
+        raise UserError(f"{what}: SLURM's array variables are not integers; give shard=I/N instead") from None
+    span = last - first
+    step = span // (total - 1) if total > 1 else 1
+    if total > 1 and (span % (total - 1) or step < 1 or (number - first) % step):
+        raise UserError(
+            f"{what}: the array's ids {first}..{last} are not evenly spaced, so this task's shard is unknown; "
+            f"submit --array=0-{total - 1} (or a stepped range such as 0-{2 * (total - 1)}:2), or give shard=I/N"
+        )
+    return _checked((number - first) // step, total, what)
 
 
 def _checked(index: int, count: int, what: str) -> Shard:
