@@ -259,6 +259,9 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         (["measure.diversity.reference=base"], "measure.diversity.reference=base is not a folder"),
         (["measure.fid.images=."], "measure.fid.images is set by ablate for every point; leave it out"),
         (["measure.diversity.shard=1/2"], "measure.diversity.shard is set by ablate for every point"),
+        (["shards=2", "devices=cpu:1"], "shards=2: ablate runs every point whole, so it takes no shards="),
+        (["shard=0/2"], "shard=0/2: ablate runs every point whole"),
+        (["+launcher_params.partition=a100"], "launcher_params={partition: a100}: ablate runs every point whole"),
     ],
 )
 def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):

@@ -7,13 +7,14 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ..core.config import compose
-from ..experiments.sweep import KNOBS, measure_keys_set_per_point, split_overrides
+from ..experiments.sweep import GENERATE_SCALE_OUT, KNOBS, measure_keys_set_per_point, split_overrides
 from ..sampling.methods import USES_BASE_KNOBS
 
 # the knobs besides method are the hand-over's: k=1..4 over method=base alone is one point repeated, so cli.py
 # refuses them unless a swept method reads them
 READ_ONLY_BY = {key: ("method", USES_BASE_KNOBS) for key in KNOBS if key != "method"}
-SET_BY_THE_COMMAND = measure_keys_set_per_point()  # --help leaves them out of the keys to give, and names them
+# --help leaves them out of the keys to give, and names them
+SET_BY_THE_COMMAND = [*measure_keys_set_per_point(), *GENERATE_SCALE_OUT]
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

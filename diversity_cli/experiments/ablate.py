@@ -62,7 +62,7 @@ from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .defaults import QUALITY_METRICS, apply_defaults
 from .launch import refuse_without_slurm
-from .sweep import KNOBS, OWN_MEASURE_KEYS, OWN_MEASURE_KEYS_OF, check_grid, expand, grid
+from .sweep import GENERATE_SCALE_OUT, KNOBS, OWN_MEASURE_KEYS, OWN_MEASURE_KEYS_OF, check_grid, expand, grid
 
 COLUMNS = [
     "model",
@@ -228,6 +228,7 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
             str(cfg.launcher), "launcher=local (or launcher=submitit_local: the same jobs as local processes)"
         )
     check_measure(cfg)
+    check_scale_out(cfg)
     apply_defaults(cfg)  # metric=auto and no prompt: what the pair names
     parse_metrics(cfg.metric)
     if not isinstance(cfg.n, int) or cfg.n < 2:
@@ -298,6 +299,23 @@ def check_measure(cfg: DictConfig) -> None:
             f"measure.diversity.reference={reference} is not a folder; an ablate point is a run directory of its own "
             "images, so coverage there is against a folder of reference images (a method tag names none)"
         )
+
+
+def check_scale_out(cfg: DictConfig) -> None:
+    """generate's own scale-out keys: ablate runs each point's images whole, in this process or as one job per
+    point (launcher=). Given, they were ignored (shards=2 ran one process without a word) or cut every point to a
+    shard whose missing half then failed it, after run.json and the points' folders were written."""
+    defaults = OmegaConf.load(conf_dir() / "generate.yaml")
+    for key in GENERATE_SCALE_OUT:
+        if key in cfg and _container_or_value(cfg[key]) != _container_or_value(defaults.get(key)):
+            raise UserError(
+                f"{key}={show_value(cfg[key])}: ablate runs every point whole, so it takes no {key}=; to spread the "
+                "points over jobs use launcher=slurm (or submitit_local) with hydra.launcher.* settings"
+            )
+
+
+def _container_or_value(value):
+    return OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 def _as_list(value) -> list:

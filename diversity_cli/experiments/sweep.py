@@ -26,6 +26,8 @@ from ..sampling.methods import METHODS
 KNOBS = ("method", "k", "base_guidance", "base_steps")
 # measure.diversity.* / measure.fid.* keys ablate sets for every point itself (`ablate.check_measure` refuses them)
 OWN_MEASURE_KEYS = ("out", "images", "device", "shard", "shards", "launcher", "devices", "launcher_params")
+# generate's scale-out keys: ablate runs each point whole, its points spread by its own launcher= (`check_scale_out`)
+GENERATE_SCALE_OUT = ("shard", "shards", "devices", "launcher_params")
 OWN_MEASURE_KEYS_OF = {"diversity": ("metric", "prompt"), "fid": ("tags",)}
 
 
