@@ -516,6 +516,13 @@ def test_a_toy_reference_cut_by_reference_limit_is_labelled_with_its_count(cli, 
     with (run / "fid.csv").open() as f:
         labels = sorted(row["reference"] for row in csv.DictReader(f))
     assert labels == ["toy(mode=dataset; count=20)", "toy(mode=dataset; count=40)"]
+    # at or above toy.count it cut nothing: it drew reference_limit scenes where toy.count=40 were asked for
+    for limit in (40, 50):
+        code, _, err = cli(*args, f"reference_limit={limit}")
+        assert code == 2 and err.strip() == (
+            f"error: reference_limit={limit}: the toy dataset reference (toy.count=40) holds 40 scenes, so it cuts "
+            "nothing; leave it out to use them all, or give one below 40"
+        ), err
     code, _, err = cli("fid", f"out={run}", "reference_limit=20")
     assert code == 2 and err.startswith("error: reference_limit=20 does not apply to the toy reference"), err
 

@@ -41,7 +41,7 @@ from ..metrics.quality import (
     reference_statistics,
     scores_from_state,
 )
-from ..metrics.reference import ReferenceSet, identity_id, load_image, open_reference
+from ..metrics.reference import ReferenceSet, check_cut, identity_id, load_image, open_reference
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
@@ -409,6 +409,10 @@ def check_reference_limit(cfg: DictConfig) -> None:
             "(toy.mode=prompts: toy.per_prompt scenes of each); set toy.per_prompt=, or toy.mode=dataset to cut "
             "the toy dataset's scenes"
         )
+    limit, count = cfg.get("reference_limit"), cfg.toy.get("count")
+    if str(cfg.reference) == "toy" and cfg.toy.mode == "dataset" and isinstance(limit, int) and isinstance(count, int):
+        # the limit cuts toy.count's scenes: at or above it, it drew more scenes than toy.count asked for
+        check_cut(limit, count, f"the toy dataset reference (toy.count={count})", "scenes")
 
 
 def check_folder_reference(cfg: DictConfig) -> None:

@@ -91,19 +91,19 @@ def open_reference(spec: str, cfg: DictConfig, prompts: list[str] | None = None)
 def folder_reference(folder: Path, limit: int | None = None) -> ReferenceSet:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if limit is not None:
-        _check_cut(limit, len(files), f"reference folder {folder}")
+        check_cut(limit, len(files), f"reference folder {folder}")
         files = files[:limit]
     if len(files) < 2:
         raise UserError(f"reference folder {folder} holds {len(files)} image(s); FID needs at least 2")
     return _file_set("folder", f"{len(files)} images in {folder}", folder, files)
 
 
-def _check_cut(limit: int, count: int, what: str) -> None:
+def check_cut(limit: int, count: int, what: str, unit: str = "images") -> None:
     """A limit at or above the images there cuts nothing, yet its label (`photos(limit=1000)`) says it did and its
     number stands in a column apart from the same images' unlimited one."""
     if limit >= count:
         raise UserError(
-            f"reference_limit={limit}: {what} holds {count} images, so it cuts nothing; leave it out to use them all, "
+            f"reference_limit={limit}: {what} holds {count} {unit}, so it cuts nothing; leave it out to use them all, "
             f"or give one below {count}"
         )
 
@@ -122,7 +122,7 @@ def coco_reference(conf: DictConfig, limit: int | None = None) -> ReferenceSet:
     captions = data_path(str(conf.captions))
     names = _names_from_annotations(captions, folder, str(conf.get("pattern") or "auto"))
     if limit is not None:
-        _check_cut(limit, len(names), f"{captions.name}")
+        check_cut(limit, len(names), f"{captions.name}")
         names = names[:limit]
     files = [folder / name for name in names]
     missing = [p for p in files if not p.is_file()]
