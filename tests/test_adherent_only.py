@@ -121,3 +121,20 @@ def test_a_clip_score_over_the_on_prompt_images_is_named_so(cli, tmp_path, monke
     assert code == 0, err
     by_metric = {row["metric"]: row for row in _rows(out / "diversity.csv")}
     assert by_metric["clip_score@adherent"]["n"] == "4" and "clip_score" not in by_metric
+
+
+def test_adherent_only_over_a_folder_without_its_prompt_is_one_line_before_any_work(cli, tmp_path, monkeypatch):
+    """It came as two notes, then a line blaming too few on-prompt images: the cause was the missing prompt."""
+    folder = tmp_path / "images"
+    code, _, err = cli("generate", "method=base", "prompt=a red circle", "n=2", f"out={tmp_path / 'run'}")
+    assert code == 0, err
+    folder.mkdir()
+    for path in (tmp_path / "run").rglob("*.png"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr("diversity_cli.toy.features.load_classifier", lambda *_: pytest.fail("the judge loaded"))
+    code, _, err = cli("diversity", f"images={folder}", f"out={tmp_path / 'out'}", "adherent_only=true")
+    assert code == 2 and err.strip() == (
+        f"error: adherent_only=true keeps the images that follow their prompt; images={folder} names none: add "
+        "prompt=<the prompt they were made from>, or measure the run directory (out=<run>)"
+    ), err
+    assert not (tmp_path / "out").exists()

@@ -112,6 +112,12 @@ def validate(cfg: DictConfig) -> None:
             f"prompt={cfg.prompt!r} names the prompt of an images= folder; a run directory's groups are each "
             "measured under their own prompt (samples.csv): drop prompt=, or give images=<folder>"
         )
+    if cfg.images is not None and cfg.get("adherent_only") and not cfg.get("prompt"):
+        # said after the work, it came as notes and then a line blaming too few on-prompt images
+        raise UserError(
+            f"adherent_only=true keeps the images that follow their prompt; images={cfg.images} names none: add "
+            "prompt=<the prompt they were made from>, or measure the run directory (out=<run>)"
+        )
 
 
 def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
