@@ -130,6 +130,8 @@ def test_bad_input_to_the_entry_point_is_one_line_and_exit_2(capsys):
     assert run_main(lambda: dp_dmd_ablation.main(["runs=/nonexistent/run"])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: /nonexistent/run is not a finished distill run") and err.count("\n") == 1
+    assert run_main(lambda: dp_dmd_ablation.main(["runs=/nonexistent/run", "results/mine"])) == 2
+    assert capsys.readouterr().err.startswith("error: dp_dmd_ablation argument 'results/mine' is not one of model=")
 
 
 def test_a_measured_point_carries_its_first_step_against_the_anchor(tmp_path, monkeypatch):

@@ -186,3 +186,18 @@ def test_the_table_reads_each_method_s_fid_by_name_among_the_protocol_s_rows(tmp
     assert (float(row["fid_toyfeat"]), float(row["fid_x_floor"])) == (40.0, 2.0)
     text = (tmp_path / "toy_table.md").read_text()
     assert "40.0 (2.00x)" in text and "ground-truth floor 20.0; through the VAE 25.0 (1.25x))" in text
+
+
+def test_help_and_a_bare_word_run_nothing(monkeypatch, capsys):
+    """Arguments without `=` were dropped: `--help`, or a folder given without out=, started the full table."""
+    from diversity_cli.core.errors import run_main
+    from diversity_cli.experiments import toy_table
+
+    monkeypatch.setattr(toy_table, "table_rows", lambda *_: pytest.fail("the table ran"))
+    assert toy_table.main(["--help"]) == 0
+    assert "python -m diversity_cli.experiments.toy_table out=" in capsys.readouterr().out
+    assert run_main(lambda: toy_table.main(["results/mine"])) == 2
+    assert capsys.readouterr().err == (
+        "error: toy_table argument 'results/mine' is not one of out= model= dpdmd= (key=value; --help shows the "
+        "usage)\n"
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..core.arguments import key_values
 from ..core.atomic import write_text
 from ..core.errors import UserError
 from ..core.fingerprint import folder_hash
@@ -204,9 +205,11 @@ def markdown(rows: list[dict], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     from ..toy.features import load_classifier
 
-    args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]) if "=" in item)
-    unknown = set(args) - {"model", "out", "runs"}
-    if unknown or "runs" not in args:
+    args = key_values(argv if argv is not None else sys.argv[1:], ("model", "out", "runs"), "dp_dmd_ablation")
+    if args is None:
+        print(__doc__.strip())
+        return 0
+    if "runs" not in args:
         raise UserError("dp_dmd_ablation takes runs=<dir>,<dir>,... and optional model=<pair> out=<folder>")
     model, out = args.get("model", "toy"), Path(args.get("out", "results/toy_ablation"))
     runs = [Path(r) for r in args["runs"].split(",") if r]

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
+from ..core.arguments import key_values
 from ..core.atomic import write_text
-from ..core.errors import UserError
 from ..metrics.diversity import bootstrap_mean_pairwise, pooled_interval
 from ..models.hub import method_roles
 from ..models.provenance import pair_provenance
@@ -244,12 +244,10 @@ def write_provenance(out: Path, command: str, weights: dict[str, dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = dict(item.split("=", 1) for item in (argv if argv is not None else sys.argv[1:]) if "=" in item)
-    unknown = set(args) - {"out", "model", "dpdmd"}
-    if unknown:
-        raise UserError(
-            f"unknown setting(s) {', '.join(sorted(unknown))}; toy_table takes out=<folder> model=<pair> dpdmd=<pair>"
-        )
+    args = key_values(argv if argv is not None else sys.argv[1:], ("out", "model", "dpdmd"), "toy_table")
+    if args is None:
+        print(__doc__.strip())
+        return 0
     rows = table_rows(args.get("model", "toy"), args.get("dpdmd", "toy_dpdmd"))
     path = build(Path(args.get("out", "results/toy/toy_table")), rows)
     print(path.read_text(encoding="utf-8"))
