@@ -221,7 +221,9 @@ def sample(pair, method: str, prompts: list[str], seeds: list[int], batch: int =
     for start in range(0, len(prompts), batch):
         chunk, chunk_seeds = prompts[start : start + batch], seeds[start : start + batch]
         latents = sample_latents(plan, pair.encode(chunk), chunk_seeds, pair.latent_shape, pair.device)
-        decoded = vae.decode(latents / vae.config.scaling_factor).sample
+        # one image at a time, as `generate` decodes (`pair.decode`): a batch's convolutions round otherwise, and
+        # an image came out one 8-bit level off the file generate writes for its seed
+        decoded = torch.cat([vae.decode(one / vae.config.scaling_factor).sample for one in latents.split(1)])
         parts.append(quantise((decoded.float().cpu() + 1) / 2))
     return torch.cat(parts)
 
