@@ -262,6 +262,14 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         (["shards=2", "devices=cpu:1"], "shards=2: ablate runs every point whole, so it takes no shards="),
         (["shard=0/2"], "shard=0/2: ablate runs every point whole"),
         (["+launcher_params.partition=a100"], "launcher_params={partition: a100}: ablate runs every point whole"),
+        (
+            ["launcher=submitit_local", "hydra.launcher.timeout_min=abc"],
+            "error: launcher submitit_local: Value 'abc' of type 'str' could not be converted to Integer",
+        ),
+        (
+            ["launcher=submitit_slurm", "+hydra.launcher.partitoin=a100"],
+            "error: launcher submitit_slurm: no setting 'partitoin' in SlurmQueueConf; did you mean partition?",
+        ),
     ],
 )
 def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..core.config import available, conf_dir, pair_differences, search_dirs
 from ..core.console import stderr_console
-from ..core.errors import UserError, did_you_mean
+from ..core.errors import UserError, did_you_mean, first_line
 from ..core.marker import (
     RunMarker,
     check_folder,
@@ -61,7 +61,7 @@ from ..metrics.preflight import other_clip
 from ..sampling.methods import USES_BASE_KNOBS
 from ..sampling.tags import run_tag
 from .defaults import QUALITY_METRICS, apply_defaults
-from .launch import refuse_without_slurm
+from .launch import queue_settings, refuse_without_slurm
 from .sweep import GENERATE_SCALE_OUT, KNOBS, OWN_MEASURE_KEYS, OWN_MEASURE_KEYS_OF, check_grid, expand, grid
 
 COLUMNS = [
@@ -223,6 +223,8 @@ def plan_sweep(cfg: DictConfig) -> Sweep:
         names = list(dict.fromkeys(launchers))
         near = did_you_mean(str(cfg.launcher), names)
         raise UserError(f"unknown launcher '{cfg.launcher}'{near or ';'} choose one of: {', '.join(names)}")
+    if not cfg.merge and cfg.launcher != "local":
+        check_launcher_overrides(cfg)  # before SLURM's commands: a misspelt setting is told anywhere
     if not cfg.merge and _uses_slurm(str(cfg.launcher)):
         refuse_without_slurm(
             str(cfg.launcher), "launcher=local (or launcher=submitit_local: the same jobs as local processes)"
@@ -299,6 +301,20 @@ def check_measure(cfg: DictConfig) -> None:
             f"measure.diversity.reference={reference} is not a folder; an ablate point is a run directory of its own "
             "images, so coverage there is against a folder of reference images (a method tag names none)"
         )
+
+
+def check_launcher_overrides(cfg: DictConfig) -> None:
+    """The multirun's `hydra.launcher.*` values against the launcher's queue config: a misspelt key or a value of
+    the wrong type failed inside the multirun with Hydra's exception, after run.json and multirun/ were written."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([str(item) for item in cfg.launcher_overrides])
+    except Exception as err:  # Hydra's grammar error, in one line
+        raise UserError(f"launcher overrides: {first_line(err)}") from None
+    prefix = "hydra.launcher."
+    params = {o.key_or_group.removeprefix(prefix): o.value() for o in overrides if o.key_or_group.startswith(prefix)}
+    queue_settings(str(cfg.launcher), OmegaConf.create(params))
 
 
 def check_scale_out(cfg: DictConfig) -> None:

@@ -223,13 +223,19 @@ def launcher_params(cfg: DictConfig) -> DictConfig:
 
 def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     """("slurm" | "local", settings): the launcher file over the plugin's defaults, then `launcher_params`."""
-    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
-
     name = str(cfg.launcher)
     if name not in launchers():
         raise UserError(
             f"unknown launcher '{name}'{did_you_mean(name, launchers()) or ';'} choose one of: {', '.join(launchers())}"
         )
+    return queue_settings(name, launcher_params(cfg))
+
+
+def queue_settings(name: str, params: DictConfig) -> tuple[str, dict[str, Any]]:
+    """("slurm" | "local", settings) of the launcher `name` (its file, else the plugin's own queue) with `params`
+    over it, each key and type checked against the plugin's queue config: one line, not Hydra's traceback."""
+    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+
     files = [folder / "hydra" / "launcher" / f"{name}.yaml" for folder in search_dirs()]
     found = next((path for path in files if path.is_file()), None)
     given = OmegaConf.load(found) if found is not None else OmegaConf.create({})
@@ -237,7 +243,6 @@ def launcher_settings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     kind = "local" if name in LOCAL_KINDS or any(d in LOCAL_KINDS for d in defaults) else "slurm"
     queue = LocalQueueConf if kind == "local" else SlurmQueueConf
     schema = OmegaConf.structured(queue)  # types checked
-    params = launcher_params(cfg)
     unknown = [key for key in [*given, *params] if key not in schema]
     if unknown:
         hint = did_you_mean(str(unknown[0]), list(schema))
