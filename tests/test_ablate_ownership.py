@@ -153,3 +153,16 @@ def test_a_measure_views_tables_of_earlier_versions_are_known_by_their_headers(t
     for ending in ("reference,features", "reference,features,samples"):
         (tmp_path / "fid.csv").write_text(f"method,model,n,fid,is,is_std,clip,seconds_per_image,{ending}\n")
         assert _measured_here(tmp_path, "fid.csv")
+
+
+def test_a_measure_views_fid_table_as_fid_writes_it_now_is_known(tmp_path):
+    """fid.csv's header grew clip_model and reference_id: the header check knew only older endings, so a fid.csv
+    written into a measure/ view before run.json listed it was taken for someone else's file."""
+    from diversity_cli.experiments.ablate import _measured_here
+    from diversity_cli.experiments.fid import write_results
+
+    write_results(tmp_path / "fid.csv", [{"method": "base", "model": "toy", "n": 2, "fid": 1.0, "reference": "toy"}])
+    (tmp_path / "run.json").unlink(missing_ok=True)
+    assert _measured_here(tmp_path, "fid.csv")
+    (tmp_path / "fid.csv").write_text("method,model,n,fid,mine\n")
+    assert not _measured_here(tmp_path, "fid.csv")

@@ -490,7 +490,7 @@ def _measured_here(view: Path, rel: str) -> bool:
     path = view / rel
     if rel not in MEASURED or path.is_symlink() or not path.is_file():
         return False
-    from . import diversity
+    from . import diversity, fid
 
     try:
         with path.open(encoding="utf-8") as f:
@@ -500,9 +500,10 @@ def _measured_here(view: Path, rel: str) -> bool:
     if rel == diversity.CSV_NAME:  # columns added since (ci, options, samples) come last: an older header is a prefix
         columns = header.split(",")
         return len(columns) >= 8 and columns == diversity.COLUMNS[: len(columns)]
-    return header.startswith("method,model,n,") and header.endswith(
-        ("reference,features", "reference,features,samples")
-    )
+    # fid.csv ends in its META columns, as many as existed when it was written (an early one: ...,features,samples)
+    endings = [fid.META[:count] for count in range(2, len(fid.META) + 1)] + [["reference", "features", "samples"]]
+    columns = header.split(",")
+    return header.startswith("method,model,n,") and any(columns[-len(end) :] == end for end in endings)
 
 
 def _remove_owned(root: Path, rel: str) -> None:
