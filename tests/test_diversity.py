@@ -28,7 +28,20 @@ from diversity_cli.metrics.embedders import (
     pairwise_distances,
 )
 
-COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options", "samples"]
+COLUMNS = [
+    "method",
+    "model",
+    "prompt",
+    "n",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "ci",
+    "options",
+    "samples",
+    "reference_id",
+]
 
 
 def _distance(x: torch.Tensor, y: torch.Tensor, kind: str) -> float:

@@ -43,12 +43,18 @@ from ..metrics import preflight
 from ..metrics.coverage import PRDC, prdc, prdc_from_distances
 from ..metrics.diversity import MIN_INTERVAL_N, PairwiseDiversity, VendiScore, pairwise_estimate, wilson_interval
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
+from ..metrics.reference import folder_reference, identity_id
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
 # ci: the interval's level; options: the embedder's settings that differ from conf/diversity.yaml's (what was measured);
-# samples: which images of samples.csv the group held (`samples_digest`; empty for a folder of images)
-COLUMNS = ["method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options", "samples"]
+# samples: which images of samples.csv the group held (`samples_digest`; empty for a folder of images);
+# reference_id: which images precision/recall/density/coverage were measured against (a folder's `identity_id`, a
+# tag's `samples_digest`), so the report can tell a reference changed since under the same options (which name only
+# its folder or tag)
+COLUMNS = [
+    "method", "model", "prompt", "n", "metric", "value", "ci_low", "ci_high", "ci", "options", "samples", "reference_id"
+]  # fmt: skip
 CSV_NAME = "diversity.csv"
 OURS = csv_with("method", "model", "prompt", "metric", "value")  # an earlier version's diversity.csv, unlisted
 
@@ -61,6 +67,7 @@ class Group:
     paths: list[Path]
     reference: list[Path] = field(default_factory=list)
     samples: str = ""  # samples_digest of the samples.csv rows behind `paths`
+    reference_id: str = ""  # which images `reference` holds: `folder_reference_id`, or its tag's samples_digest
 
     @property
     def label(self) -> str:
@@ -135,6 +142,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
         group = Group(folder_method(folder), "", str(cfg.prompt or ""), paths)
         if cfg.reference is not None:
             group.reference = _reference_folder(Path(cfg.reference))
+            group.reference_id = folder_reference_id(Path(cfg.reference), group.reference)
         return Path(cfg.out), [group], notes
 
     run = RunDir(cfg.out)
@@ -206,15 +214,24 @@ def _attach_references(cfg: DictConfig, run: RunDir, groups: list[Group], by_key
                 f"reference={reference} is neither a method tag of {run.root} ({', '.join(tags)}) nor a folder"
             )
         paths = _reference_folder(Path(reference))
+        measured = folder_reference_id(Path(reference), paths)
         for group in groups:
-            group.reference = paths
+            group.reference, group.reference_id = paths, measured
         return
     for group in groups:
         if group.method != reference:  # a set against itself says nothing
             rows = by_key.get((group.model, reference, group.prompt), [])
             group.reference = [run.root / row["path"] for row in rows]
+            group.reference_id = samples_digest(rows)  # as the report checks that group's images (`held_images`)
             if not group.reference:
                 notes.append(f"no '{reference}' images for {group.label}: no coverage for it")
+
+
+def folder_reference_id(folder: Path, paths: list[Path]) -> str:
+    """A reference folder's id as fid's rows name theirs (`identity_id` of `folder_reference`: its images' names and
+    bytes), which the report computes again to tell it changed; "" for one image, which fid cannot open and no
+    coverage can use (it needs more than coverage_k reference images)."""
+    return identity_id(folder_reference(folder).identity) if len(paths) >= 2 else ""
 
 
 # ---------------------------------------------------------------------------------------------- embedding
@@ -437,7 +454,7 @@ def streamed_rows(cfg, name: str, embedder, groups: list[Group], metrics: list[s
         real, cross = embedder.distances(group.reference), embedder.distances(group.reference, group.paths)
         values = prdc_from_distances(real, dist, cross, k)
         notes += small_sets_note(group, k)
-        rows += [{**_row(group, f"{name}_{key}", values[key]), **against(cfg)} for key in PRDC]
+        rows += [{**_row(group, f"{name}_{key}", values[key]), **against(cfg, group)} for key in PRDC]
     return rows
 
 
@@ -451,14 +468,15 @@ def coverage_rows(cfg, name: str, embedder: Embedder, group: Group, embeddings, 
     reference = torch.stack([table[p] for p in group.reference])
     values = prdc(reference, embeddings, k, embedder.distance)
     notes += small_sets_note(group, k)
-    return [{**_row(group, f"{name}_{key}", values[key]), **against(cfg)} for key in PRDC]
+    return [{**_row(group, f"{name}_{key}", values[key]), **against(cfg, group)} for key in PRDC]
 
 
-def against(cfg: DictConfig) -> dict[str, str]:
+def against(cfg: DictConfig, group: Group) -> dict[str, str]:
     """What a precision/recall/density/coverage number was measured against, for its row's options: the reference
     set (a method tag of the run, or a folder) and the balls' k. Against another reference it is another number,
-    a row of its own."""
-    return {"against": f"reference={cfg.reference}; coverage_k={int(cfg.coverage_k)}"}
+    a row of its own. Its `reference_id` names the images the reference held, which the options cannot."""
+    against = f"reference={cfg.reference}; coverage_k={int(cfg.coverage_k)}"
+    return {"against": against, "reference_id": group.reference_id}
 
 
 def with_options(row: dict, options: str, interval: str = "") -> dict:
@@ -849,7 +867,7 @@ def _print_table(rows: Iterable[dict], target: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"diversity ({target})")
-    shown = [column for column in COLUMNS if column != "samples"]  # a digest for the report, not for reading
+    shown = [column for column in COLUMNS if column not in ("samples", "reference_id")]  # digests for the report
     for column in shown:
         table.add_column(column, justify="right" if column in ("n", "value", "ci_low", "ci_high", "ci") else "left")
     for row in rows:

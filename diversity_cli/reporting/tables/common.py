@@ -69,9 +69,14 @@ class Line:
     # `tag_rank` of the tag behind the cell where it fills a paper row (0: the row's own key): the paper's own
     # setting is shown before a glob key's (`hybrid_k1` before `hybrid_k1_bs5`), whichever run measured it
     rank: int = field(default=0, compare=False)
+    # What changed since the one CSV row behind the cell was measured (`row_change`; "" for nothing), where its
+    # builder knows that row (fid.csv's cells): a group's other rows, against other references, are not this cell's.
+    # None: not known, the cell's group is checked instead (`mark_out_of_date`).
+    change: str | None = field(default=None, compare=False)
 
 
-CSV_COLUMNS = [name for name in Line.__dataclass_fields__ if name != "rank"]  # the rank is the report's choice
+# the rank is the report's choice; the change is said by the cell's mark and the notes
+CSV_COLUMNS = [name for name in Line.__dataclass_fields__ if name not in ("rank", "change")]
 
 
 def _short_commit(commit: str) -> str:
@@ -559,7 +564,8 @@ def _stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str]
     for row in run.diversity if source == "diversity.csv" else run.fid:
         key = (row.get("model", ""), row.get("method", ""))
         key += (row.get("prompt", ""),) if source == "diversity.csv" else ()
-        against = f" against {row['reference']}" if row.get("reference") else ""  # fid: which reference
+        reference = row.get("reference") or coverage_reference(row)  # fid's, or diversity.csv's coverage rows'
+        against = f" against {reference}" if reference else ""
         change = row_change(run, source, row)
         if change:
             found[key, against] = f"{' / '.join(key)}{against}: {change}"
@@ -567,12 +573,15 @@ def _stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str]
 
 
 def row_change(run: RunData, source: str, row: dict[str, str]) -> str:
-    """What changed since one diversity.csv or fid.csv row was measured ("" for nothing, or not known): the count
-    of its group's images, or the images themselves (`samples` digest). Numbers over a subset (`@adherent`) and
-    groups with no image left are not checked."""
+    """What changed since one diversity.csv or fid.csv row was measured ("" for nothing, or not known): the
+    reference it was measured against (fid's, diversity's coverage), the count of its group's images, or the images
+    themselves (`samples` digest). Numbers over a subset (`@adherent`) and groups with no image left are not
+    checked."""
     if "@" in row.get("metric", ""):
         return ""
     if source == "fid.csv" and (changed := reference_change(run, row)):
+        return changed
+    if source == "diversity.csv" and (changed := coverage_reference_change(run, row)):
         return changed
     key = (row.get("model", ""), row.get("method", ""))
     key += (row.get("prompt", ""),) if source == "diversity.csv" else ()
@@ -605,6 +614,54 @@ def reference_change(run: RunData, row: dict[str, str]) -> str:
         return ""
     then = f"{was.get('count')} images then, " if not row.get("reference_id") else ""
     return f"{REFERENCE_CHANGED} ({then}{now.get('count')} images now)"
+
+
+# How diversity.csv's options end on a precision/recall/density/coverage row: what it was measured against.
+_AGAINST = re.compile(r"(?:^|; )reference=(.*); coverage_k=\d+$")
+
+
+def coverage_reference(row: dict[str, str]) -> str:
+    """The reference a diversity.csv row of precision/recall/density/coverage was measured against, as its options
+    name it (a method tag of the run, or a folder); "" for any other row."""
+    found = _AGAINST.search(row.get("options") or "")
+    return found[1] if found else ""
+
+
+def coverage_reference_change(run: RunData, row: dict[str, str]) -> str:
+    """How the reference a diversity.csv coverage row was measured against differs now ("" for not at all, or not
+    known): a method tag's images of the row's prompt (`samples_digest`, as its own images are checked) or a
+    folder's images (fid's `identity_id`) other than its `reference_id` says. Rows written before they named one,
+    and a folder not on this machine, are not checked."""
+    reference, measured = coverage_reference(row), row.get("reference_id")
+    if not reference or not measured:
+        return ""
+    if reference in run_tags(run):
+        images = held_images(run).get((row.get("model", ""), reference, row.get("prompt", "")), [])
+        now, count, problem = samples_digest(images), len(images), ""
+    elif Path(reference).expanduser().is_dir():
+        now, count, problem = run.once(f"reference_folder {reference}", lambda: _folder_id(reference))
+    else:
+        return ""
+    if problem:
+        return f"{REFERENCE_CHANGED}: {problem}"
+    return "" if now == measured else f"{REFERENCE_CHANGED} ({count} images now)"
+
+
+def run_tags(run: RunData) -> set[str]:
+    """The method tags samples.csv names: a coverage reference that is one is that tag's images, not a folder."""
+    return run.once("run_tags", lambda: {row.get("tag") or row["method"] for row in run.samples})
+
+
+def _folder_id(folder: str) -> tuple[str, int, str]:
+    """(a reference folder's `identity_id` as diversity recorded it, its image count, what keeps it from being
+    read): fid's own `folder_reference`, so the two commands name one folder alike."""
+    from ...metrics.reference import folder_reference, identity_id
+
+    try:
+        reference = folder_reference(Path(folder).expanduser())
+    except UserError:  # its only refusal without a limit: coverage was measured against more than one image
+        return "", 0, "fewer than 2 images in it now"
+    return identity_id(reference.identity), reference.count, ""
 
 
 def references_now(run: RunData) -> dict[str, tuple[dict[str, Any], str, dict[str, Any]]]:
@@ -741,15 +798,25 @@ STALE_MARK = " [out of date]"  # after a cell's "measured as": its number is ove
 
 
 def mark_out_of_date(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> None:
-    """Mark in the cell, not only in the notes, each measured cell of `table` over images the run no longer holds
-    (`stale_groups` of `sources`), and an average of a method whose cells of that run include one. Done last: the
+    """Mark in the cell, not only in the notes, each measured cell of `table` over images the run (or its
+    reference) no longer holds: a cell that knows its row (`Line.change`) by that row alone, any other by its group
+    (`stale_groups` of `sources`); and an average of a method whose cells of that run include one. Done last: the
     notes match cells by their "measured as" unmarked."""
     marked = set()
+    for line in table.measured:
+        if line.change:
+            line.measured_as += STALE_MARK
+            marked.add((line.run, line.method))
     for run in runs:
-        stale = {key: text for source in sources for (key, _), text in stale_groups(run, source).items()}
+        # A row measured against a reference feeds no cell checked by its group: fid.csv's cells know their row,
+        # and diversity.csv's precision/recall/density/coverage are in no table. Its group's diversity is not
+        # over that reference, so it must not be marked for it.
+        stale = {
+            key: text for source in sources for (key, against), text in stale_groups(run, source).items() if not against
+        }
         held = held_images(run)
         for line in table.measured:
-            if any(
+            if line.change is None and any(
                 _stands_on(line, run, key) and not _counts_now(line, held.get(key), text) for key, text in stale.items()
             ):
                 line.measured_as += STALE_MARK
@@ -763,10 +830,9 @@ def _counts_now(line: Line, images: list | None, finding: str) -> bool:
     """Whether a cell of an out-of-date group stands on the images the run holds: a group is out of date when one of
     its rows is (another metric's, another option's), and a row measured since over as many images as the group now
     holds is not. Where the images were remade at the same count, which row was measured since is not known: none
-    is cleared; nor is one measured against a reference that changed since, whatever its count."""
+    is cleared."""
     n = as_number(line.n)
-    unknown = "remade since" in finding or REFERENCE_CHANGED in finding
-    return images is not None and n is not None and int(n) == len(images) and not unknown
+    return images is not None and n is not None and int(n) == len(images) and "remade since" not in finding
 
 
 def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> list[str]:
@@ -776,13 +842,16 @@ def stale_notes(runs: list[RunData], table: Table, sources: tuple[str, ...]) -> 
     for run in runs:
         for source in sources:
             found = stale_groups(run, source)
-            groups = [text for (key, _), text in found.items() if shows_group(table, run, key)]
+            shown = {(key, against): text for (key, against), text in found.items() if shows_group(table, run, key)}
+            groups = list(shown.values())
             if groups:
                 more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
                 command = source.removesuffix(".csv")
+                # fid's rows are all against a reference; diversity.csv's coverage rows are
+                referenced = source == "fid.csv" or any(against for _, against in shown)
                 notes.append(
                     f"{STALE} {md_literal(run.root)}/{source} was measured over other images than the run "
-                    f"{'(or its reference) ' if source == 'fid.csv' else ''}now holds "
+                    f"{'(or its reference) ' if referenced else ''}now holds "
                     f"({'; '.join(md_literal(group) for group in groups[:3])}{more}); rerun "
                     f"{md_code(f'diversity-cli {command} out={run.root}')} with the settings it was measured with"
                 )

@@ -109,7 +109,7 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
         ((r["model"], match_tag(r["method"], rows)), r["method"], tag_rank(r["method"], rows) or 0) for r in mapped
     )
     steps = _steps(run)
-    records, current = [], []
+    records = []
     for row in mapped:  # other method tags belong to other tables (Table 4's skip_first is not a Table 2 row)
         label = match_tag(row["method"], rows) if row["model"] == model else None
         label = label if shows.get((row["model"], label)) == row["method"] else None
@@ -117,6 +117,7 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
         reference = row.get("reference", "")
         features = row.get("features", "")  # "toy(resolution=64)": a preparation other than the default
         preparation = features[features.index("(") + 1 : -1] if features.endswith(")") and "(" in features else ""
+        change = row_change(run, "fid.csv", row)  # each of its cells is out of date with it, no other row's
         for column, value in row.items():
             slot = quality_slot(column)
             if slot is None or as_number(value) is None:
@@ -142,21 +143,21 @@ def quality_records(table: str, run: RunData, cfg: Any) -> list[Line]:
                     model=row["model"],
                     measured_as=f"{row['model']} / {row['method']}" + (f" ({step})" if step else ""),
                     rank=(tag_rank(row["method"], rows) or 0) if label else 0,
+                    change=change,
                     **origin(run, "fid.csv"),
                 )
             )
-            current.append(not row_change(run, "fid.csv", row))
-    return _current_first(records, current)
+    return _current_first(records)
 
 
-def _current_first(records: list[Line], current: list[bool]) -> list[Line]:
+def _current_first(records: list[Line]) -> list[Line]:
     """The cells in fid.csv's order (the table's columns keep theirs), but of a cell two rows fill (seconds_per_image,
     the CLIP score, beside FIDs against two references) the current row's first: the first is shown, and a row over
     images added or remade since is not the group's."""
     groups: dict[tuple[str, str], list[int]] = {}
     for index, line in enumerate(records):
         groups.setdefault((line.method, line.measured_metric), []).append(index)
-    ordered = [sorted(indices, key=lambda i: not current[i]) for indices in groups.values()]
+    ordered = [sorted(indices, key=lambda i: bool(records[i].change)) for indices in groups.values()]
     return [records[i] for indices in ordered for i in indices]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,16 @@ def wide(table: Table) -> tuple[list[str], list[list[str]]]:
                 if n:
                     row["cells"][column] += f" (n={n})"
         cells = [row["cells"].get(column, "") for column in columns]
-        body.append([*key, *cells, "/".join(counts) + (" (per cell)" if len(counts) > 1 else ""), "; ".join(row["as"])])
+        counted = "/".join(counts) + (" (per cell)" if len(counts) > 1 else "")
+        body.append([*key, *cells, counted, "; ".join(_one_group_each(row["as"]))])
     return header, body
+
+
+def _one_group_each(measured_as: Iterable[str]) -> list[str]:
+    """A row's "measured as", each group once: a group some of whose cells are out of date and others not (an FID
+    against a reference changed since beside one against another) is named unmarked, its marked cells say which."""
+    shown = list(measured_as)
+    return [group for group in shown if not (group.endswith(STALE_MARK) and group.removesuffix(STALE_MARK) in shown)]
 
 
 # generate's tags of the paper's three methods at their defaults (base, distilled, hybrid at k=1, guidance 0).
