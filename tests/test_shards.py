@@ -502,6 +502,22 @@ def test_a_worker_that_dies_fails_its_shard_and_a_fresh_one_runs_the_next(monkey
     assert failed == [Shard(0, 4)] and sorted(ran) == [1, 2, 3]
 
 
+def test_a_launch_whose_shard_failed_leaves_its_own_record(cli, tmp_path, monkeypatch):
+    """Only the merge wrote the launching command's record: a launch ending at a failed shard left the shards'
+    records and none of the command the user typed, nor how it ended."""
+    from diversity_cli.core.record import read_records
+    from diversity_cli.experiments import launch
+
+    monkeypatch.setattr(launch, "run_on_devices", lambda cfg, run, todo, devices: todo[-1:])  # the last one failed
+    out = tmp_path / "run"
+    settings = ("prompts=data/toy_prompts.txt", "limit=2", "n=2", "shards=2", "devices=cpu:2", f"out={out}")
+    code, _, err = cli("generate", *settings)
+    assert code == 2 and "1 of 2 shard(s) failed" in err, err
+    (record,) = read_records(out)
+    assert (record["command"], record["status"], record["exit_code"], record["shards"]) == ("generate", "failed", 2, 2)
+    assert record["launched_on"] == ["cpu", "cpu"] and "devices=cpu:2" in record["command_line"]
+
+
 def test_hand_run_shards_and_their_merge_each_leave_a_record_of_what_made_them(cli, tmp_path):
     """shard=I/N run by hand (as a user's own sbatch array does), then merged by the same command with shards=N:
     every shard's measurement and every merge is in runs/, saying what it measured with or that it merged."""

@@ -75,6 +75,7 @@ def table(root: Path) -> list[dict[str, str]]:
 
 
 def test_table2_as_four_array_shards_one_cancelled_and_rerun(tmp_path):
+    from diversity_cli.core.record import read_records
     from diversity_cli.experiments.fid import measure_quality
     from diversity_cli.experiments.generation import generate
 
@@ -91,6 +92,9 @@ def test_table2_as_four_array_shards_one_cancelled_and_rerun(tmp_path):
     assert first.returncode == 2, err
     assert "shard 0/4 failed" in err and "shards/logs" in err, err  # one line naming the shard and its log
     assert "1 of 4 shard(s) failed" in err and not (sharded / "samples.csv").exists()
+    # the launching command's own record (its shards' are there too): how it ended and the jobs it submitted
+    (launched,) = [record for record in read_records(sharded) if record.get("jobs")]
+    assert (launched["status"], launched["shards"], len(launched["jobs"])) == ("failed", 4, 4), launched
 
     rerun = cli("generate", *launch)
     _, err = rerun.communicate(timeout=600)

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..core.config import available, search_dirs
 from ..core.console import stderr_console
 from ..core.errors import UserError, did_you_mean, first_line
-from ..core.record import begin, current, finish
+from ..core.record import begin, current, finish, record_invocation
 from ..core.rundir import SHARDS
 from ..core.schema import show
 from .shards import Shard, on_batch_done, parse_shard, parse_shard_count, save_progress
@@ -106,6 +106,7 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
         )
         if devices:
             check_worker_devices(devices)
+            record_launch(cfg, count, devices)
             failed = run_on_devices(cfg, run, todo, devices)
         else:
             failed = run_array(cfg, run, todo, batched)
@@ -115,6 +116,12 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
                 "the unfinished shards"
             )
     return merge(cfg, count)
+
+
+def record_launch(cfg: DictConfig, count: int, on: list[str] | str, jobs: list[str] | None = None) -> None:
+    """This command's own record, once its shards run: a failed shard ends it as failed (only the merge wrote it,
+    so a launch ending at a failed shard left its shards' records and none of the command typed)."""
+    record_invocation(cfg.out, config=cfg, shards=count, launched_on=on, **({"jobs": jobs} if jobs else {}))
 
 
 # ------------------------------------------------------------------------------------------------- the job
@@ -303,6 +310,7 @@ def run_array(cfg: DictConfig, run: Runner, shards: list[Shard], batched: bool =
                 empty.rmdir()
         raise
     write_jobs(out, shards, jobs)
+    record_launch(cfg, shards[0].count, str(cfg.launcher), [str(job.job_id) for job in jobs])
     console = stderr_console()
     console.print(f"submitted {len(jobs)} shard(s) through {cfg.launcher} (job {jobs[0].job_id}); logs: {folder}")
     try:
