@@ -561,6 +561,11 @@ def test_shards_without_workers_or_jobs_is_refused_and_shard_auto_outside_an_arr
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     code, _, err = cli("generate", "prompt=a circle", "n=1", "shard=auto", f"out={tmp_path / 'b'}")
     assert code == 0 and "shard=auto found no SLURM array here" in " ".join(err.split())
+    assert "this process does the whole job" in " ".join(err.split())
+    # beside devices=, the shards still run on the workers: not "this process does the whole job"
+    monkeypatch.setattr("diversity_cli.experiments.launch.run_on_devices", lambda cfg, run, todo, devices: [])
+    code, _, err = cli("generate", "prompt=a circle", "n=1", "shard=auto", "devices=cpu:1", f"out={tmp_path / 'c'}")
+    assert "the shards run as devices=/launcher= say" in " ".join(err.split()), err
 
 
 def test_an_interrupted_launch_names_the_jobs_that_go_on_and_how_to_stop_them(capsys):

@@ -57,9 +57,10 @@ def check_shard_options(cfg: DictConfig) -> None:
     if shard is None:
         count = cfg.get("shards", 1)
         if str(cfg.get("shard")).strip() == "auto":  # a script's sbatch without --array would do all the work in each
+            whole = "this process does the whole job"
+            what = "the shards run as devices=/launcher= say" if wants_launch(cfg) else whole
             stderr_console().print(
-                "[yellow]note[/]: shard=auto found no SLURM array here (SLURM_ARRAY_TASK_ID unset): this process "
-                "does the whole job"
+                f"[yellow]note[/]: shard=auto found no SLURM array here (SLURM_ARRAY_TASK_ID unset): {what}"
             )
         elif isinstance(count, int) and count > 1 and not wants_launch(cfg):
             raise UserError(
