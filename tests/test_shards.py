@@ -502,6 +502,22 @@ def test_a_worker_that_dies_fails_its_shard_and_a_fresh_one_runs_the_next(monkey
     assert failed == [Shard(0, 4)] and sorted(ran) == [1, 2, 3]
 
 
+def test_a_shard_jobs_record_names_the_command_line_that_runs_it_by_hand(cli, tmp_path, monkeypatch):
+    """A shard's record gave `... devices=cpu:2 shard=0/2`, a line the CLI refuses (devices= runs every shard)."""
+    from diversity_cli.core.record import read_records
+    from diversity_cli.experiments.generation import generate
+    from diversity_cli.experiments.launch import ShardJob
+
+    out = tmp_path / "run"
+    typed = ["prompt=a circle", "n=1", f"out={out}", "shards=2", "devices=cpu:2", "+launcher_params.mem_gb=4"]
+    job = ShardJob(generate, compose("generate", typed[:3]), Shard(1, 2), command="generate", argv=tuple(typed))
+    job()
+    (record,) = read_records(out)
+    assert record["command_line"][2:] == ["prompt=a circle", "n=1", f"out={out}", "shard=1/2"]
+    code, _, err = cli(*record["command_line"][1:])  # it runs, as a user would replay it
+    assert code == 0, err
+
+
 def test_a_launch_whose_shard_failed_leaves_its_own_record(cli, tmp_path, monkeypatch):
     """Only the merge wrote the launching command's record: a launch ending at a failed shard left the shards'
     records and none of the command the user typed, nor how it ended."""

@@ -143,7 +143,7 @@ class ShardJob:
     batched: bool = False  # run calls shards.batch_done(): SIGUSR2 is held until the current batch is written
 
     def __call__(self) -> str:
-        begin(f"{self.command}", [*self.argv, f"shard={self.shard}"])
+        begin(f"{self.command}", [*shard_argv(self.argv), f"shard={self.shard}"])
         cfg = self.cfg.copy()
         OmegaConf.set_struct(cfg, False)
         cfg.shard, cfg.launcher, cfg.devices = str(self.shard), "local", None
@@ -169,6 +169,15 @@ class ShardJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+LAUNCH_KEYS = ("shard", "shards", "devices", "launcher", "launcher_params")
+
+
+def shard_argv(argv: tuple[str, ...]) -> list[str]:
+    """The launching command's overrides without its launch keys: with `shard=I/N` added, the command line that runs
+    this one shard by hand (`devices=cpu:2 shard=0/4` is refused: devices= runs every shard)."""
+    return [item for item in argv if item.partition("=")[0].lstrip("+~").split(".")[0] not in LAUNCH_KEYS]
 
 
 @contextmanager
