@@ -344,3 +344,10 @@ def test_the_page_of_an_x0viz_run_names_its_pair(tmp_path):
     write_csv(tmp_path / "commitment_summary.csv", [{"method": "base", "prompt": "a shape", "model": "toy",
                                                       "metric": "pixel", "committed_fraction": "0.3"}])  # fmt: skip
     assert "pairs: toy; 0 image(s) in samples.csv" in _header(load_run(tmp_path))
+
+
+def test_a_mean_in_a_table_csv_carries_no_floating_point_noise():
+    from diversity_cli.reporting.tables.common import mean_of
+
+    assert mean_of(["0.0819", "0.0820", "0.0818"]) == "0.0819"  # it wrote 0.08189999999999999
+    assert mean_of(["0.25", "", "x", "0.5"]) == "0.375" and mean_of(["", "n/a"]) == ""

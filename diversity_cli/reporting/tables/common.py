@@ -356,9 +356,10 @@ def as_number(value: Any) -> float | None:
 
 
 def mean_of(values: list[str]) -> str:
-    """The mean of the numbers among `values`, written as repr writes it (the tables' text form); "" if none."""
+    """The mean of the numbers among `values`, written as repr writes it (the tables' text form), to 10 decimals:
+    the mean of three 0.0819s is 0.08189999999999999 in floating point, which a table CSV showed; "" if none."""
     numbers = [x for x in (as_number(v) for v in values) if x is not None]
-    return repr(sum(numbers) / len(numbers)) if numbers else ""
+    return repr(round(sum(numbers) / len(numbers), 10)) if numbers else ""
 
 
 def common_to_all(groups: Iterable[Iterable[str]]) -> set[str]:
