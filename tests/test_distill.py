@@ -581,6 +581,8 @@ def test_toy_training_prompts_outside_the_toy_language_are_noted(cli, tmp_path):
     assert code == 0, err
     said = "note: 1 of 2 training prompts has words outside the toy language (hexagon): the toy's models never"
     assert said in " ".join(err.split()), err
+    # before the training it is about: said after it, an interrupted run never showed it
+    assert err.index("outside the toy language") < err.index("student saved to"), err
     # a refusal is one line still: the note came before distill refused another command's run directory
     made = tmp_path / "generated"
     assert cli("generate", "model=toy", "method=base", "prompt=a circle", "n=1", f"out={made}")[0] == 0

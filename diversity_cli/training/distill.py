@@ -298,8 +298,6 @@ def distill(cfg: DictConfig) -> Path:
         if new:
             state.remove_if_lock_only()
         raise
-    if accelerator.is_main_process and (note := outside_toy_language(cfg, prompts)):  # after: a refusal stays one line
-        stderr_console().print(f"[yellow]note[/]: {escape(note)}")
     return student
 
 
@@ -335,6 +333,10 @@ def _run(cfg: DictConfig, accelerator, state: RunState, prompts: list[str], sess
         state.write_file("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         precision = {"dtype": str(training.pair.dtype), "mixed_precision": str(accelerator.mixed_precision)}
         record_invocation(state.root, config=cfg, device=str(accelerator.device), models=teacher, **precision)
+        # once every refusal has had its say (each stays one line), before the training it is about: said after it,
+        # a run interrupted or killed never showed it
+        if note := outside_toy_language(cfg, prompts):
+            stderr_console().print(f"[yellow]note[/]: {escape(note)}")
 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
