@@ -95,8 +95,9 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
         raise UserError("give devices= (workers on this machine) or launcher= (jobs), not both")
     if devices and count == 1:
         count = len(devices)  # one shard per device unless told otherwise
-    if not devices:
-        launcher_settings(cfg)  # the launcher's file and launcher_params, before any shard is looked at
+    if not devices:  # the launcher's file and launcher_params, and SLURM's commands, before any shard is looked at
+        if launcher_settings(cfg)[0] == "slurm":
+            refuse_without_slurm(str(cfg.launcher), "launcher=submitit_local (the same jobs as local processes)")
     shards = [Shard(i, count) for i in range(count)]
     todo = [shard for shard in shards if remaining(cfg, shard) != 0]  # bad input fails here, before any job
     console = stderr_console()
