@@ -129,6 +129,18 @@ def test_an_anchor_at_the_odes_end_is_named_as_its_sample(cli, tmp_path, prompts
     assert "x̂0 at t=0" not in readme
 
 
+def test_a_run_resumes_over_a_label_and_refuses_a_training_setting(cli, tmp_path, prompts_file):
+    """A new label (or another command's default on the pair) was refused as a run "with different settings"."""
+    args = ("distill", "model=tiny_sd", f"prompts={prompts_file}", f"out={tmp_path / 'run'}", *SMALL)
+    assert cli(*args, "iterations=1")[0] == 0
+    code, _, err = cli(*args, "iterations=2", "model.base.label=my teacher", "+model.default_prompt=a dog")
+    assert code == 0, err
+    assert len(_log(tmp_path / "run")) == 2
+    code, _, err = cli(*args, "iterations=3", "lr.generator=1e-3", "model.base.label=another")
+    assert code == 2 and _one_line(err), err
+    assert "different settings (lr.generator)" in err, err  # the label is not named among them
+
+
 def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts_file):
     # On CPU, where kernels are deterministic for a fixed thread count (GPU kernels are not: two identical GPU runs
     # already differ in the 6th digit), a checkpoint restores weights and Adam moments exactly and each iteration

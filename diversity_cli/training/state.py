@@ -32,7 +32,7 @@ from ..core.marker import (
     refuse_foreign,
     remove_listed,
 )
-from ..core.pair_settings import training_settings
+from ..core.pair_settings import NOTE_KEYS, training_settings
 from ..core.samples import append_rows, lock_path, parse, rewrite, writer_lock
 from ..core.schemas.distill import gan_weight
 
@@ -85,6 +85,21 @@ def fingerprint_config(cfg: DictConfig) -> dict[str, Any]:
     if not gan_weight(config):
         config.pop("gan", None)  # off computes what runs from before the GAN term did: their fingerprints hold
     return {key: value for key, value in config.items() if key not in RUN_ONLY_KEYS}
+
+
+# the pair's words and the other commands' defaults: a run resumed with another label trains the same student
+WORDS = ("label", "description", "default_prompt", "default_metric", "default_quality", "default_reference")
+
+
+def changes_no_training(key: str) -> bool:
+    """Whether a dotted setting of distill's config changes nothing the training computes (`model.base.label`,
+    `model.auto_k.n`): resuming over it was refused as a run "with different settings". Not the pair's name: the
+    student's README names the pair by it."""
+    parts = key.split(".")
+    if parts[0] != "model" or len(parts) < 2:
+        return False
+    inside = parts[2:] if parts[1] in ("base", "distilled") else parts[1:]
+    return inside[:1] == ["auto_k"] or inside[0] in NOTE_KEYS or (len(inside) == 1 and inside[0] in WORDS)
 
 
 def fingerprint(cfg: DictConfig) -> str:
@@ -227,8 +242,8 @@ class RunState:
                     "use another out= or add overwrite=true"
                 )
             return 0
-        if record["fingerprint"] != fingerprint(cfg):
-            keys = differing_keys(fingerprint_config(cfg), record["config"])
+        keys = [k for k in differing_keys(fingerprint_config(cfg), record["config"]) if not changes_no_training(k)]
+        if record["fingerprint"] != fingerprint(cfg) and keys:
             raise UserError(
                 f"{self.root} holds a distill run with different settings ({', '.join(keys[:5]) or 'config'}); "
                 "use another out= or add overwrite=true"
