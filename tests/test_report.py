@@ -834,7 +834,8 @@ def test_figure_5_names_the_metric_of_each_runs_curves(cli, tmp_path: Path):
             [{"method": "base", "prompt": "a shape", "seed": 0, "step": i, "timestep": 999 - 250 * i,
               "fraction": (i + 1) / 4, "distance": 3 - i} for i in range(4)],
         )  # fmt: skip
-        write_csv(root / "commitment_summary.csv", [{"method": "base", "steps": 4, "metric": metric}])
+        summary = {"method": "base", "steps": 4, "committed_fraction": 0.5, "metric": metric}
+        write_csv(root / "commitment_summary.csv", [summary])
         runs.append(str(root))
     code, _, err = cli("report", f"runs=[{','.join(runs)}]", "tables=[3]", "html=false", f"tables_dir={tmp_path / 't'}")
     assert code == 0, err

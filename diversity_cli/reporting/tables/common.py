@@ -206,6 +206,8 @@ REQUIRED_COLUMNS = {
     "fid.csv": ("model", "method"),
     "transfer.csv": ("adapter", "concept", "source", "target"),
     "ablate.csv": ("model", "method", "prompt", "metric", "value"),
+    "commitment.csv": ("method", "fraction", "distance"),  # Figure 5's curves (a KeyError's traceback)
+    "commitment_summary.csv": ("method", "committed_fraction"),  # its "commits" marks, lost without a word
 }
 
 
