@@ -195,3 +195,23 @@ def test_baselines_carry_their_interval_and_seconds_start_at_zero(tmp_path: Path
     for _, by_prompt in one[-2:]:  # base and distilled
         ((_, low, high),) = by_prompt.values()
         assert (round(low, 6), round(high, 6)) in _spans(fig.axes[0]), _spans(fig.axes[0])
+
+
+def test_figure7_draws_two_runs_of_one_sweep_as_two_curves_named_by_their_runs(tmp_path: Path):
+    """Two runs of `ablate k=1..2` joined into one curve drawn k=1,2,1,2 (its line doubling back), their base and
+    distilled levels each twice under one name, and no run named."""
+    from test_figures_ablate import _ablate_run
+
+    def rows(shift: float) -> list:
+        hybrid = [("hybrid", "a shape", k, 4, 0.1 * k + shift) for k in (1, 2)]
+        return hybrid + [(m, "a shape", 1, 4, v + shift) for m, v in (("base", 0.6), ("distilled", 0.2))]
+
+    runs = [load_run(_ablate_run(tmp_path / name, rows(shift))) for name, shift in (("AB", 0.0), ("AB2", 0.05))]
+    fig, _ = figure7_figure(runs)
+    lines = fig.axes[0].get_lines()
+    curves = {line.get_label(): list(line.get_xdata()) for line in lines if "hybrid" in line.get_label()}
+    assert sorted(label.split(":")[0] for label in curves) == ["AB", "AB2"], curves
+    assert all(points == [1, 2] for points in curves.values()), curves
+    levels = [label for label in fig.axes[0].get_legend_handles_labels()[1] if "alone" in label]
+    assert sorted(levels) == ["AB2: toy base alone", "AB2: toy distilled alone", "AB: toy base alone",
+                              "AB: toy distilled alone"], levels  # fmt: skip

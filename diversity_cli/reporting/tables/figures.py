@@ -349,11 +349,18 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
     a second axis), and the base / distilled levels of the same pairs, metrics and sweeps."""
     part = frame[frame.knob == knob]
     twin = ax.twinx()
-    colours: dict[tuple[str, str, str], str] = {}  # (model, metric, sweep) -> its first hybrid curve's colour
-    for (model, metric, fixed, sweep), line in part.groupby(["model", "metric", "fixed", "sweep"], sort=False):
-        label = f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
+    # each run's curves apart, named by it where several runs are drawn: two runs of one sweep joined into one
+    # curve that went back and forth along the axis (k=1,2,1,2), its levels and intervals mixed
+    named = frame.run.nunique() > 1
+    levels_differ = len({level for value in part.ci.dropna() for level in str(value).split("/") if level}) > 1
+    colours: dict[tuple[str, str, str, str], str] = {}  # (run, model, metric, sweep) -> its first curve's colour
+    groups = part.groupby(["run", "model", "metric", "fixed", "sweep"], sort=False)
+    for (run, model, metric, fixed, sweep), line in groups:
+        label = _run_name(run, named) + f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
+        level = str(line.ci.iloc[0])
+        label += f", bars: {interval_name(set(level.split('/')))}" if levels_differ and level else ""
         drawn = ax.plot(line.point, line.value, marker="o", ms=3, label=label)[0]
-        colours.setdefault((model, metric, sweep), drawn.get_color())
+        colours.setdefault((run, model, metric, sweep), drawn.get_color())
         bars = line.dropna(subset=["ci_low", "ci_high"])
         if not bars.empty:  # the interval of each point's mean, as ablate's own plots draw it
             below, above = bars.value - bars.ci_low, bars.ci_high - bars.value
@@ -361,9 +368,9 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
         if line.seconds_per_image.notna().any():
             twin.plot(line.point, line.seconds_per_image, ls=":", color="grey", lw=1)
     baseline = frame.knob == "baseline"
-    same = frame.model.isin(part.model) & frame.metric.isin(part.metric) & frame.sweep.isin(part.sweep)
-    levels = frame[baseline & same]
-    several = levels.groupby(["model", "metric", "sweep"]).ngroups > 1
+    same = frame.run.isin(part.run) & frame.model.isin(part.model) & frame.metric.isin(part.metric)
+    levels = frame[baseline & same & frame.sweep.isin(part.sweep)]
+    several = levels.groupby(["run", "model", "metric", "sweep"]).ngroups > 1
     for _, level in levels.iterrows():
         # base and distilled told apart by dash and colour (both were black); where several pairs, metrics or
         # sweeps have levels, each takes its hybrid curve's colour (theirs alike could not be told apart), the
@@ -371,8 +378,9 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
         style = "--" if level.fixed == "base" else "-."
         colour = "black" if level.fixed == "base" else "tab:red"
         if several:
-            colour = colours.get((level.model, level.metric, level.sweep), colour)
-        label = f"{level.model} {level.fixed} alone" + (f" ({level.sweep})" if level.sweep else "")
+            colour = colours.get((level.run, level.model, level.metric, level.sweep), colour)
+        label = _run_name(level.run, named) + f"{level.model} {level.fixed} alone"
+        label += f" ({level.sweep})" if level.sweep else ""
         label += _pair(level.pair) if "pair" not in level.sweep else ""  # named once
         alpha = 0.5 if several and level.fixed != "base" else 1.0
         ax.axhline(level.value, ls=style, lw=1, color=colour, alpha=alpha, label=label)
@@ -388,6 +396,11 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
     ax.set_ylabel(f"diversity\n(metric in legend){bar_level(part)}", fontsize=9)
     twin.set_ylabel("s / image (dotted)", color="grey")
     ax.set_title(title, fontsize=9)
+
+
+def _run_name(run: str, named: bool) -> str:
+    """A legend entry's run, where a figure draws several: "AB2: " (its folder's name), as Figure 5 names them."""
+    return f"{Path(run).name}: " if named else ""
 
 
 def _legend_below(ax: Any, chars: int = LEGEND_CHARS) -> Any:
