@@ -39,7 +39,7 @@ PAPER_BASE_COMMITS = 30  # % of its steps after which the paper's SDXL base has 
 
 def figure5(runs: list[RunData], path: Path) -> Path | None:
     """Figure 5: distance between each step's x̂0 and the final image against % of steps, per method: the mean over
-    its traces (prompts x seeds) with a 95% band (normal approximation over the traces), and a dotted line where
+    its traces (prompts x seeds) with a 95% band (Student's t over the traces, floored at 0), and a dotted line where
     x0viz's summary finds it commits (its threshold). The CSV holds each point's number of traces and band."""
     frames = [(run, row) for run in runs for row in run.commitment]
     if not frames:
@@ -56,9 +56,7 @@ def figure5(runs: list[RunData], path: Path) -> Path | None:
     frame["distance"] = frame["distance"].astype(float)
     grouped = frame.groupby(["run", "metric", "method", "fraction"], sort=False).distance
     curves = grouped.agg(["mean", "count", "std"]).reset_index()
-    half = 1.96 * curves["std"] / curves["count"] ** 0.5  # NaN for one trace: no band
-    curves = curves.assign(ci_low=curves["mean"] - half, ci_high=curves["mean"] + half).drop(columns="std")
-    curves = curves.rename(columns={"mean": "distance", "count": "traces"})
+    curves = _t_band(curves).rename(columns={"mean": "distance", "count": "traces"})
     committed = {
         (str(run.root), row.get("method")): row for run in runs for row in run.commitment_summary if row.get("method")
     }
@@ -87,6 +85,19 @@ def figure5(runs: list[RunData], path: Path) -> Path | None:
     ax.set_title(f"Figure 5: when each method commits\n(mean over n traces, 95% band{marks})", fontsize=9)
     ax.legend(fontsize=8)
     return _save_figure(fig, path, curves)
+
+
+def _t_band(curves: Any) -> Any:
+    """Each point's 95% interval of its mean over `count` traces: Student's t (over 4 traces the normal 1.96 drew it
+    38% too narrow), floored at 0 as a distance is; no band for one trace. Numbers to 10 decimals: the final step's
+    distance, 0, came out 5.55e-17."""
+    from scipy.stats import t
+
+    counts = curves["count"]
+    quantile = t.ppf(0.975, (counts - 1).where(counts > 1))  # NaN for one trace
+    half = quantile * curves["std"] / counts**0.5
+    low, high = (curves["mean"] - half).clip(lower=0), curves["mean"] + half
+    return curves.assign(ci_low=low, ci_high=high).drop(columns="std").round({"mean": 10, "ci_low": 10, "ci_high": 10})
 
 
 def x0viz_metric(run: RunData) -> str:
