@@ -265,6 +265,16 @@ def test_a_submission_the_cluster_refuses_is_one_line_and_leaves_nothing(cli, tm
     assert not (tmp_path / "run").exists()  # submitit's pickles of the jobs it could not submit went too
 
 
+def test_a_finished_slurm_launch_merges_on_a_machine_without_slurm(cli, tmp_path, monkeypatch):
+    """Its shards all done (by hand, or by jobs since finished), a rerun only merges: refused for want of sbatch."""
+    monkeypatch.setattr("diversity_cli.experiments.launch.shutil.which", lambda name: None)
+    out, made = tmp_path / "run", ["prompts=data/toy_prompts.txt", "limit=2", "n=1"]
+    for index in (0, 1):
+        assert cli("generate", *made, f"shard={index}/2", f"out={out}")[0] == 0
+    code, _, err = cli("generate", *made, "shards=2", "launcher=slurm", f"out={out}")
+    assert code == 0 and (out / "samples.csv").is_file(), err
+
+
 def test_sbatch_without_srun_is_one_line_and_leaves_nothing(cli, tmp_path, fake_slurm, monkeypatch):
     """submitit refuses to start without srun (its jobs' workers run through it): a RuntimeError's traceback."""
     fake_slurm("sbatch")
@@ -510,10 +520,10 @@ def test_a_shard_jobs_record_names_the_command_line_that_runs_it_by_hand(cli, tm
 
     out = tmp_path / "run"
     typed = ["prompt=a circle", "n=1", f"out={out}", "shards=2", "devices=cpu:2", "+launcher_params.mem_gb=4"]
-    job = ShardJob(generate, compose("generate", typed[:3]), Shard(1, 2), command="generate", argv=tuple(typed))
+    job = ShardJob(generate, compose("generate", typed[:3]), Shard(1, 2), "cpu", "generate", tuple(typed))
     job()
     (record,) = read_records(out)
-    assert record["command_line"][2:] == ["prompt=a circle", "n=1", f"out={out}", "shard=1/2"]
+    assert record["command_line"][2:] == ["prompt=a circle", "n=1", f"out={out}", "device=cpu", "shard=1/2"]
     code, _, err = cli(*record["command_line"][1:])  # it runs, as a user would replay it
     assert code == 0, err
 

@@ -95,11 +95,11 @@ def dispatch(cfg: DictConfig, run: Runner, remaining: Remaining, merge: Merge, b
         raise UserError("give devices= (workers on this machine) or launcher= (jobs), not both")
     if devices and count == 1:
         count = len(devices)  # one shard per device unless told otherwise
-    if not devices:  # the launcher's file and launcher_params, and SLURM's commands, before any shard is looked at
-        if launcher_settings(cfg)[0] == "slurm":
-            refuse_without_slurm(str(cfg.launcher), "launcher=submitit_local (the same jobs as local processes)")
+    kind = None if devices else launcher_settings(cfg)[0]  # the launcher's file and launcher_params, checked first
     shards = [Shard(i, count) for i in range(count)]
     todo = [shard for shard in shards if remaining(cfg, shard) != 0]  # bad input fails here, before any job
+    if todo and kind == "slurm":  # before the line below (a merge alone needs no SLURM)
+        refuse_without_slurm(str(cfg.launcher), "launcher=submitit_local (the same jobs as local processes)")
     console = stderr_console()
     if todo:
         console.print(
@@ -144,7 +144,8 @@ class ShardJob:
     batched: bool = False  # run calls shards.batch_done(): SIGUSR2 is held until the current batch is written
 
     def __call__(self) -> str:
-        begin(f"{self.command}", [*shard_argv(self.argv), f"shard={self.shard}"])
+        device = [f"device={self.device}"] if self.device is not None else []  # the worker's, as devices= gave it
+        begin(f"{self.command}", [*shard_argv(self.argv), *device, f"shard={self.shard}"])
         cfg = self.cfg.copy()
         OmegaConf.set_struct(cfg, False)
         cfg.shard, cfg.launcher, cfg.devices = str(self.shard), "local", None
@@ -178,7 +179,8 @@ LAUNCH_KEYS = ("shard", "shards", "devices", "launcher", "launcher_params")
 def shard_argv(argv: tuple[str, ...]) -> list[str]:
     """The launching command's overrides without its launch keys: with `shard=I/N` added, the command line that runs
     this one shard by hand (`devices=cpu:2 shard=0/4` is refused: devices= runs every shard)."""
-    return [item for item in argv if item.partition("=")[0].lstrip("+~").split(".")[0] not in LAUNCH_KEYS]
+    launch = (*LAUNCH_KEYS, "device")  # a worker's own device= is added by the job
+    return [item for item in argv if item.partition("=")[0].lstrip("+~").split(".")[0] not in launch]
 
 
 @contextmanager
