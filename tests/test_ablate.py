@@ -270,6 +270,14 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
             ["launcher=submitit_slurm", "+hydra.launcher.partitoin=a100"],
             "error: launcher submitit_slurm: no setting 'partitoin' in SlurmQueueConf; did you mean partition?",
         ),
+        (
+            ["launcher=slurm", "hydra.launcher.timeout_min=5,10"],
+            "error: hydra.launcher.timeout_min=5,10: a launcher setting takes one value (ablate sweeps its knobs)",
+        ),
+        (  # Hydra replaces no dict key by key without ++: refused inside the multirun, after its folders were made
+            ["launcher=slurm", "hydra.launcher.additional_parameters={mail_type:ALL}"],
+            "error: launcher=slurm: Could not override 'hydra.launcher.additional_parameters'.",
+        ),
     ],
 )
 def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch, args, message):
@@ -282,6 +290,29 @@ def test_bad_input_is_one_line_before_any_model_loads(cli, tmp_path, monkeypatch
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "points").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["+hydra.launcher.additional_parameters.mail_type=ALL"],  # a nested one: refused as a flat key once
+        ["++hydra.launcher.additional_parameters={mail_type:ALL}", "hydra.launcher.partition=a100"],
+        ["hydra.launcher.timeout_min=60", "hydra.launcher.gres=gpu:1"],
+    ],
+)
+def test_launcher_settings_hydra_takes_pass_the_check(overrides):
+    from diversity_cli.commands.ablate import compose_config
+    from diversity_cli.experiments.ablate import check_launcher_overrides
+
+    check_launcher_overrides(compose_config(["model=tiny_sd", "launcher=slurm", *overrides]))
+
+
+def test_the_plugins_own_slurm_launcher_passes_the_preflight(tmp_path):
+    """`launcher=submitit_slurm`, which ablate offers, was an "unknown launcher" to the preflight of a new out=."""
+    from diversity_cli.commands.ablate import compose_config
+    from diversity_cli.commands.checks import gpus_present
+
+    gpus_present(compose_config(["model=tiny_sd", "launcher=submitit_slurm", f"out={tmp_path / 'new'}"]))
 
 
 def test_a_point_the_pair_cannot_do_is_reported_and_the_others_run(cli, tmp_path):

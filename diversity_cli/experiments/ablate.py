@@ -308,13 +308,35 @@ def check_launcher_overrides(cfg: DictConfig) -> None:
     the wrong type failed inside the multirun with Hydra's exception, after run.json and multirun/ were written."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    given = [str(item) for item in cfg.launcher_overrides]
+    prefix, params = "hydra.launcher.", OmegaConf.create({})
     try:
-        overrides = OverridesParser.create().parse_overrides([str(item) for item in cfg.launcher_overrides])
+        for override in OverridesParser.create().parse_overrides(given):
+            if override.is_sweep_override():
+                raise UserError(f"{override.input_line}: a launcher setting takes one value (ablate sweeps its knobs)")
+            if override.key_or_group.startswith(prefix):  # nested ones too: additional_parameters.mail_type=ALL
+                key = override.key_or_group.removeprefix(prefix)
+                OmegaConf.update(params, key, override.value(), merge=True, force_add=True)
+    except UserError:
+        raise
     except Exception as err:  # Hydra's grammar error, in one line
         raise UserError(f"launcher overrides: {first_line(err)}") from None
-    prefix = "hydra.launcher."
-    params = {o.key_or_group.removeprefix(prefix): o.value() for o in overrides if o.key_or_group.startswith(prefix)}
-    queue_settings(str(cfg.launcher), OmegaConf.create(params))
+    queue_settings(str(cfg.launcher), params)  # a misspelt key with its nearest one, a mistyped value
+    _compose_launcher(str(cfg.launcher), given)  # and whatever else Hydra refuses, as the multirun will compose them
+
+
+def _compose_launcher(launcher: str, overrides: list[str]) -> None:
+    """The multirun's launcher config composed by Hydra itself, as `launch` has it composed: an override it cannot
+    apply (`hydra.launcher.additional_parameters={mail_type:ALL}` needs ++) failed inside the multirun."""
+    from hydra import compose, initialize
+
+    searchpath = "hydra.searchpath=[" + ",".join(f"file://{path.resolve()}" for path in search_dirs()) + "]"
+    try:
+        with initialize(version_base="1.3", config_path=None):
+            compose(overrides=[searchpath, f"hydra/launcher={launcher}", *overrides], return_hydra_config=True)
+    except Exception as err:  # Hydra's exception and its cause, in one line
+        cause = f" ({first_line(err.__cause__)})" if err.__cause__ is not None else ""
+        raise UserError(f"launcher={launcher}: {first_line(err)}{cause}") from None
 
 
 def check_scale_out(cfg: DictConfig) -> None:

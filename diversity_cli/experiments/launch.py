@@ -225,7 +225,8 @@ def _jobs(
 
 
 def launchers() -> list[str]:
-    return ["local", *dict.fromkeys(["slurm", "submitit_local", *available("hydra/launcher")])]
+    """local, the launcher files, and the submitit plugin's own two (ablate's multirun takes them by name)."""
+    return ["local", *dict.fromkeys(["slurm", "submitit_local", "submitit_slurm", *available("hydra/launcher")])]
 
 
 def launcher_params(cfg: DictConfig) -> DictConfig:
