@@ -108,3 +108,23 @@ def test_coverage_rows_written_before_they_named_their_reference_are_not_checked
     code, _, err = cli("report", f"out={out}", "figures=false")
     assert code == 0, err
     assert "out of date" not in err
+
+
+def test_a_relative_reference_folder_is_named_by_its_absolute_path(cli, tmp_path: Path, monkeypatch):
+    """diversity.csv kept `reference=refC` as typed: the report looked it up from its own folder, where another
+    refC (other images) read as this one changed, and from anywhere else the check was skipped."""
+    out = tmp_path / "run"
+    (tmp_path / "here").mkdir()
+    reference = _reference_folder(tmp_path / "here" / "refC", 4)
+    assert cli("generate", "method=base", "prompt=a circle", "n=4", f"out={out}")[0] == 0
+    monkeypatch.chdir(tmp_path / "here")
+    diversity = ("diversity", f"out={out}", "metric=pixel", "bootstrap=0", "coverage_k=1", "reference=refC")
+    assert cli(*diversity)[0] == 0
+    run = load_run(out)
+    options = {row["options"] for row in run.diversity if "coverage" in row["metric"]}
+    assert options == {f"reference={reference}; coverage_k=1"}, options
+    monkeypatch.chdir(_reference_folder(tmp_path / "elsewhere", 3).parent)
+    _reference_folder(tmp_path / "refC", 2)  # a folder of that name here, other images
+    assert _coverage_changes(out, "base") == [""] * 4
+    (reference / "3.png").unlink()
+    assert _coverage_changes(out, "base") == ["its reference changed since (3 images now)"] * 4

@@ -43,7 +43,7 @@ from ..metrics import preflight
 from ..metrics.coverage import PRDC, prdc, prdc_from_distances
 from ..metrics.diversity import MIN_INTERVAL_N, PairwiseDiversity, VendiScore, pairwise_estimate, wilson_interval
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
-from ..metrics.reference import folder_reference, identity_id
+from ..metrics.reference import folder_id
 from .defaults import apply_defaults
 from .shards import Shard, batch_done, parse_shard, saving
 
@@ -67,7 +67,8 @@ class Group:
     paths: list[Path]
     reference: list[Path] = field(default_factory=list)
     samples: str = ""  # samples_digest of the samples.csv rows behind `paths`
-    reference_id: str = ""  # which images `reference` holds: `folder_reference_id`, or its tag's samples_digest
+    reference_id: str = ""  # which images `reference` holds: a folder's `folder_id`, or its tag's samples_digest
+    reference_name: str = ""  # what the row's options name: the tag, or the folder's absolute path
 
     @property
     def label(self) -> str:
@@ -141,8 +142,7 @@ def collect_groups(cfg: DictConfig) -> tuple[Path, list[Group], list[str]]:
             raise UserError(f"no images (.png/.jpg/.webp) under {folder}")
         group = Group(folder_method(folder), "", str(cfg.prompt or ""), paths)
         if cfg.reference is not None:
-            group.reference = _reference_folder(Path(cfg.reference))
-            group.reference_id = folder_reference_id(Path(cfg.reference), group.reference)
+            _attach_folder(Path(str(cfg.reference)), [group])
         return Path(cfg.out), [group], notes
 
     run = RunDir(cfg.out)
@@ -213,25 +213,28 @@ def _attach_references(cfg: DictConfig, run: RunDir, groups: list[Group], by_key
             raise UserError(
                 f"reference={reference} is neither a method tag of {run.root} ({', '.join(tags)}) nor a folder"
             )
-        paths = _reference_folder(Path(reference))
-        measured = folder_reference_id(Path(reference), paths)
-        for group in groups:
-            group.reference, group.reference_id = paths, measured
+        _attach_folder(Path(reference), groups)
         return
     for group in groups:
         if group.method != reference:  # a set against itself says nothing
             rows = by_key.get((group.model, reference, group.prompt), [])
-            group.reference = [run.root / row["path"] for row in rows]
+            group.reference, group.reference_name = [run.root / row["path"] for row in rows], reference
             group.reference_id = samples_digest(rows)  # as the report checks that group's images (`held_images`)
             if not group.reference:
                 notes.append(f"no '{reference}' images for {group.label}: no coverage for it")
 
 
-def folder_reference_id(folder: Path, paths: list[Path]) -> str:
-    """A reference folder's id as fid's rows name theirs (`identity_id` of `folder_reference`: its images' names and
-    bytes), which the report computes again to tell it changed; "" for one image, which fid cannot open and no
-    coverage can use (it needs more than coverage_k reference images)."""
-    return identity_id(folder_reference(folder).identity) if len(paths) >= 2 else ""
+def _attach_folder(folder: Path, groups: list[Group]) -> None:
+    """Every group measured against the images of `folder`, named in the rows by its absolute path: a relative one
+    was looked up from wherever the report ran (another folder of that name read as this one, changed)."""
+    paths = _reference_folder(folder)
+    try:  # its id as fid's rows name theirs, which the report computes again to tell it changed
+        measured = folder_id(folder)[0]
+    except UserError:  # one image, which fid cannot open and no coverage can use (it needs more than coverage_k)
+        measured = ""
+    for group in groups:
+        group.reference, group.reference_id = paths, measured
+        group.reference_name = str(folder.expanduser().resolve())
 
 
 # ---------------------------------------------------------------------------------------------- embedding
@@ -475,8 +478,8 @@ def against(cfg: DictConfig, group: Group) -> dict[str, str]:
     """What a precision/recall/density/coverage number was measured against, for its row's options: the reference
     set (a method tag of the run, or a folder) and the balls' k. Against another reference it is another number,
     a row of its own. Its `reference_id` names the images the reference held, which the options cannot."""
-    against = f"reference={cfg.reference}; coverage_k={int(cfg.coverage_k)}"
-    return {"against": against, "reference_id": group.reference_id}
+    named = f"reference={group.reference_name or cfg.reference}; coverage_k={int(cfg.coverage_k)}"
+    return {"against": named, "reference_id": group.reference_id}
 
 
 def with_options(row: dict, options: str, interval: str = "") -> dict:

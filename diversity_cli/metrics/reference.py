@@ -98,6 +98,13 @@ def folder_reference(folder: Path, limit: int | None = None) -> ReferenceSet:
     return _file_set("folder", f"{len(files)} images in {folder}", folder, files)
 
 
+def folder_id(folder: Path) -> tuple[str, int]:
+    """(identity id, image count) of a folder of reference images, as fid.csv's and diversity.csv's `reference_id`
+    name it and the report computes it again; UserError for fewer than 2 images."""
+    reference = folder_reference(folder)
+    return identity_id(reference.identity), reference.count
+
+
 def check_cut(limit: int, count: int, what: str, unit: str = "images") -> None:
     """A limit at or above the images there cuts nothing, yet its label (`photos(limit=1000)`) says it did and its
     number stands in a column apart from the same images' unlimited one."""

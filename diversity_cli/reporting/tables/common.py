@@ -641,7 +641,7 @@ def coverage_reference_change(run: RunData, row: dict[str, str]) -> str:
     if reference in run_tags(run):
         images = held_images(run).get((row.get("model", ""), reference, row.get("prompt", "")), [])
         now, count, problem = samples_digest(images), len(images), ""
-    elif Path(reference).expanduser().is_dir():
+    elif Path(reference).is_absolute() and Path(reference).is_dir():  # rows before absolute paths: not known
         now, count, problem = run.once(f"reference_folder {reference}", lambda: _folder_id(reference))
     else:
         return ""
@@ -658,13 +658,12 @@ def run_tags(run: RunData) -> set[str]:
 def _folder_id(folder: str) -> tuple[str, int, str]:
     """(a reference folder's `identity_id` as diversity recorded it, its image count, what keeps it from being
     read): fid's own `folder_reference`, so the two commands name one folder alike."""
-    from ...metrics.reference import folder_reference, identity_id
+    from ...metrics.reference import folder_id
 
     try:
-        reference = folder_reference(Path(folder).expanduser())
+        return (*folder_id(Path(folder)), "")
     except UserError:  # its only refusal without a limit: coverage was measured against more than one image
         return "", 0, "fewer than 2 images in it now"
-    return identity_id(reference.identity), reference.count, ""
 
 
 def references_now(run: RunData) -> dict[str, tuple[dict[str, Any], str, dict[str, Any]]]:
