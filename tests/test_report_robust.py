@@ -357,3 +357,4 @@ def test_a_mean_in_a_table_csv_carries_no_floating_point_noise():
 
     assert mean_of(["0.0819", "0.0820", "0.0818"]) == "0.0819"  # it wrote 0.08189999999999999
     assert mean_of(["0.25", "", "x", "0.5"]) == "0.375" and mean_of(["", "n/a"]) == ""
+    assert mean_of(["1e-11", "3e-11"]) == "2e-11"  # significant digits, not decimals: not 0.0

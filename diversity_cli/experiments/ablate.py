@@ -519,7 +519,8 @@ def _measured_here(view: Path, rel: str) -> bool:
             header = f.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         return False
-    if rel == diversity.CSV_NAME:  # columns added since (ci, options, samples) come last: an older header is a prefix
+    if rel == diversity.CSV_NAME:  # columns added since (ci, options, samples, reference_id) come last: an older
+        # header is a prefix
         columns = header.split(",")
         return len(columns) >= 8 and columns == diversity.COLUMNS[: len(columns)]
     # fid.csv ends in its META columns, as many as existed when it was written (an early one: ...,features,samples)

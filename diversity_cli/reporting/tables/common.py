@@ -358,10 +358,11 @@ def as_number(value: Any) -> float | None:
 
 
 def mean_of(values: list[str]) -> str:
-    """The mean of the numbers among `values`, written as repr writes it (the tables' text form), to 10 decimals:
-    the mean of three 0.0819s is 0.08189999999999999 in floating point, which a table CSV showed; "" if none."""
+    """The mean of the numbers among `values`, written as repr writes it (the tables' text form), to 12 significant
+    digits: the mean of 0.0819, 0.0820 and 0.0818 is 0.08189999999999999 in floating point, which a table CSV
+    showed (and 10 decimals made a mean of 1e-11 and 3e-11 zero); "" if none."""
     numbers = [x for x in (as_number(v) for v in values) if x is not None]
-    return repr(round(sum(numbers) / len(numbers), 10)) if numbers else ""
+    return repr(float(f"{sum(numbers) / len(numbers):.12g}")) if numbers else ""
 
 
 def common_to_all(groups: Iterable[Iterable[str]]) -> set[str]:
