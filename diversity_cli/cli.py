@@ -115,8 +115,9 @@ def _answered(command: Command, target, arguments: list[str]) -> bool:
 
             pairs = pair_lines(checked=False)
         set_by_it = getattr(target, "SET_BY_THE_COMMAND", ())
+        not_taken = getattr(target, "NOT_TAKEN", None)
         help_text = (
-            usage.command_help(command.name, command.help, command.config, pairs, rest, set_by_it)
+            usage.command_help(command.name, command.help, command.config, pairs, rest, set_by_it, not_taken)
             if command.config
             else None
         )

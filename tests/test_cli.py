@@ -118,6 +118,10 @@ def test_ablates_help_names_the_measure_keys_it_sets_apart_and_generates_the_pai
     assert "measure.diversity.bootstrap" in keys and "measure.fid.reference" in keys  # the ones it takes
     (said,) = [line for line in out.splitlines() if line.startswith("Set by ablate itself")]
     assert "measure.diversity.out" in said and "measure.diversity.metric" in said and "measure.fid.tags" in said
+    # generate's scale-out keys ablate refuses are named as refused, not as set by ablate (it sets no shards=)
+    assert "shards" not in keys and "shards" not in said.split(": ")[1].split(", ")
+    (refused,) = [line for line in out.splitlines() if line.startswith("Not taken by ablate")]
+    assert refused.endswith(": devices, launcher_params, shard, shards"), refused
     code, out, _ = cli("generate", "--help")
     assert "its keys: model.<key>=... (`diversity-cli generate model=<pair> --cfg job` prints them)" in out
 

@@ -363,17 +363,19 @@ def command_help(
     pair_lines: list[str],
     arguments: list[str] | None = None,
     set_by_it: Iterable[str] = (),
+    not_taken: dict[str, str] | None = None,
 ) -> str:
     """The whole `diversity-cli COMMAND --help` text; a group chosen among `arguments` (`distill=dp_dmd`) lists
     the keys that choice brings (a choice it does not have: the defaults' keys). `set_by_it`: keys of its config the
-    command sets itself (ablate's measure.diversity.out for every point): named apart, not listed as keys to give."""
+    command sets itself (ablate's measure.diversity.out for every point): named apart, not listed as keys to give.
+    `not_taken`: keys of its config it refuses, each with why (ablate's shards=: it runs every point whole)."""
     choices = group_choices(config)
     chosen = [arg for arg in arguments or [] if arg.partition("=")[0] in choices and arg.partition("=")[0] != "model"]
     try:
         rows = key_rows(config, chosen)
     except UserError:
         chosen, rows = [], key_rows(config)
-    hidden = set(set_by_it)
+    hidden = set(set_by_it) | set(not_taken or {})
     rows = [row for row in rows if row[0] not in hidden]
     width = min(36, max((len(row[0]) for row in rows), default=10))  # a longer key overflows its column
     kinds = min(24, max((len(row[1]) for row in rows), default=5))
@@ -392,8 +394,11 @@ def command_help(
     lines.append("Keys (key  type  default  meaning):")
     for key, kind, default, meaning in rows:
         lines.append(f"  {key:<{width}}  {kind:<{kinds}}  {default:<16}  {meaning}".rstrip())
-    if hidden:
-        lines += ["", f"Set by {name} itself (not keys to give): {', '.join(sorted(hidden))}"]
+    if set(set_by_it):
+        lines += ["", f"Set by {name} itself (not keys to give): {', '.join(sorted(set(set_by_it)))}"]
+    for why in dict.fromkeys((not_taken or {}).values()):
+        keys = sorted(key for key, reason in (not_taken or {}).items() if reason == why)
+        lines += ["", f"Not taken by {name} ({why}): {', '.join(keys)}"]
     lines += [
         "",
         "--cfg job: print the composed config and exit; --info: the config search path.",
