@@ -151,6 +151,14 @@ def test_models_of_one_pair_names_each_missing_file_and_how_to_provide_it(cli, t
     assert code == 2 and "models takes preset= once, after a pair" in err, err
     code, out, err = cli("models", "sd21_turbo", "preset=card")  # a one-step card: generate's k=1 check refused it
     assert code == 1 and out.startswith("sd21_turbo (preset=card): "), err
+    # the local copy the lines suggest, checked where it is (it was "models takes one pair at most")
+    copy = tmp_path / "dmd2"
+    copy.mkdir()
+    code, out, err = cli("models", "sdxl_dmd2", f"model.distilled.network.repo={copy}")
+    assert code == 1 and out.startswith(f"sdxl_dmd2 (preset=paper, model.distilled.network.repo={copy}): "), err
+    assert f"{copy / 'dmd2_sdxl_4step_unet_fp16.bin'}: not found there" in out
+    code, _, err = cli("models", "model.base.guidance=4")
+    assert code == 2 and "models takes model.base.guidance=4 after a pair" in err, err
 
 
 def test_cfg_job_prints_the_composed_config_and_does_nothing_else(cli, tmp_path):

@@ -4,6 +4,8 @@ what that pair needs that is not here, and how to provide it; it exits 1 when an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import typer
 
 from ..core.config import available, compose, pair_config
@@ -45,13 +47,14 @@ def pair_lines(checked: bool = True) -> list[str]:
     return lines
 
 
-def missing_lines(name: str, preset: str | None = None) -> list[str]:
+def missing_lines(name: str, preset: str | None = None, overrides: Sequence[str] = ()) -> list[str]:
     """What one pair's networks and components need that is not on this machine, each with how to provide it, at
-    `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant): one line when
-    nothing is."""
-    model = pair_config(name, preset)
+    `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant) and with `overrides`
+    (`model.distilled.network.path=<a local copy>`, as the lines suggest): one line when nothing is."""
+    model = pair_config(name, preset, overrides)
     missing = pair_missing(model)
-    at = f" (preset={model.get('preset')})" if model.get("preset") else ""
+    said = [f"preset={model.get('preset')}"] if model.get("preset") else []
+    at = f" ({', '.join([*said, *overrides])})" if said or overrides else ""
     if not missing:
         return [f"{name}{at}: every file is on this machine (or built offline)"]
     return [f"{name}{at}: {len(missing)} missing", *(f"  {item.line()}" for item in missing)]
@@ -59,8 +62,11 @@ def missing_lines(name: str, preset: str | None = None) -> list[str]:
 
 def main(overrides: list[str]) -> None:
     presets = [item.removeprefix("preset=") for item in overrides if item.startswith("preset=")]
-    overrides = [item for item in overrides if not item.startswith("preset=")]
+    settings = [item for item in overrides if item.lstrip("+").startswith("model.")]  # a local copy's path, say
+    overrides = [item for item in overrides if not item.startswith("preset=") and item not in settings]
     names, pairs = [item.removeprefix("model=") for item in overrides], available("model")
+    if settings and not names:
+        raise UserError(f"models takes {settings[0]} after a pair: `diversity-cli models sdxl_dmd2 {settings[0]}`")
     if len(presets) > 1 or (presets and not names) or (presets and not presets[0]):
         raise UserError("models takes preset= once, after a pair: `diversity-cli models sdxl_dmd2 preset=card`")
     if len(names) > 1:
@@ -69,7 +75,7 @@ def main(overrides: list[str]) -> None:
         near = did_you_mean(names[0], pairs) or ";"
         raise UserError(f"unknown pair '{names[0]}'{near} the pairs: {', '.join(pairs)}")
     if names:
-        lines = missing_lines(names[0], presets[0] if presets else None)
+        lines = missing_lines(names[0], presets[0] if presets else None, settings)
         print("\n".join(lines))
         if len(lines) > 1:  # a script (the Makefile's reproduce targets) checks every file before any work
             raise typer.Exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,14 @@ def _searchpath_override() -> list[str]:
 SWEPT_KEYS = ("method", "k", "base_guidance", "base_steps")  # what `ablate` sweeps
 
 
-def pair_config(name: str, preset: str | None = None) -> DictConfig | None:
-    """A pair's model config by name (at `preset=`, else the default one), or None when no config of that name is
-    on the search path."""
+def pair_config(name: str, preset: str | None = None, overrides: Sequence[str] = ()) -> DictConfig | None:
+    """A pair's model config by name (at `preset=`, else the default one; with `model.*` `overrides`, such as a
+    local copy's path), or None when no config of that name is on the search path."""
     if name not in available("model"):
         return None
     # method=base: the pair's files alone, not generate's hybrid checks (a one-step card schedule refuses k=1)
-    return compose("generate", [f"model={name}", "method=base", *([f"preset={preset}"] if preset else [])]).model
+    chosen = [f"model={name}", "method=base", *([f"preset={preset}"] if preset else []), *overrides]
+    return compose("generate", chosen).model
 
 
 def pair_differences(
