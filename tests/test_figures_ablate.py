@@ -293,3 +293,11 @@ def test_each_point_carries_the_quality_measured_beside_its_diversity(tmp_path: 
     assert points[("k", 1.0)]["quality"] == pytest.approx(0.75) and points[("k", 2.0)]["quality"] == 0.75
     assert points[("baseline", "base")]["quality"] == pytest.approx(0.25)
     assert points[("k", 1.0)]["value"] == pytest.approx(0.3)  # diversity, not the quality
+    # and the figure says it beside each curve and level, as the CSV does
+    from diversity_cli.reporting.tables.figures import figure7_figure
+
+    fig, _ = figure7_figure([load_run(tmp_path / "abl")], ["toy_features"])
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    (curve,) = [label for label in labels if "hybrid" in label]
+    (base,) = [label for label in labels if "base alone" in label]
+    assert curve.endswith("; toy_adherence 0.75") and base.endswith("; toy_adherence 0.25"), labels

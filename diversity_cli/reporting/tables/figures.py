@@ -370,6 +370,7 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
         label = _run_name(run, named) + f"{model} hybrid, {metric}" + (f" ({fixed})" if fixed else "") + _over(line)
         level = str(line.ci.iloc[0])
         label += f", bars: {interval_name(set(level.split('/')))}" if levels_differ and level else ""
+        label += _quality_words(line)
         drawn = ax.plot(line.point, line.value, marker="o", ms=3, label=label)[0]
         colours.setdefault((run, model, metric, sweep), drawn.get_color())
         bars = line.dropna(subset=["ci_low", "ci_high"])
@@ -392,6 +393,7 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
             colour = colours.get((level.run, level.model, level.metric, level.sweep), colour)
         label = _run_name(level.run, named) + f"{level.model} {level.fixed} alone"
         label += f" ({level.sweep})" if level.sweep else ""
+        label += _quality_words(level.to_frame().T)
         label += _pair(level.pair) if "pair" not in level.sweep else ""  # named once
         alpha = 0.5 if several and level.fixed != "base" else 1.0
         ax.axhline(level.value, ls=style, lw=1, color=colour, alpha=alpha, label=label)
@@ -407,6 +409,20 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
     ax.set_ylabel(f"diversity\n(metric in legend){bar_level(part)}", fontsize=9)
     twin.set_ylabel("s / image (dotted)", color="grey")
     ax.set_title(title, fontsize=9)
+
+
+def _quality_words(points: Any) -> str:
+    """The quality beside a curve's (or a level's) diversity, for its legend: "; toy_adherence 0.81-0.94" over its
+    points. figure_7.csv had it and the figure did not: diversity stood alone, off-prompt variety as diversity."""
+    if "quality" not in points:
+        return ""
+    found = points.dropna(subset=["quality"])
+    found = found[found.quality_metric.astype(str) != ""]
+    if found.empty:
+        return ""
+    low, high = float(found.quality.min()), float(found.quality.max())
+    span = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
+    return f"; {found.quality_metric.iloc[0]} {span}"
 
 
 def _run_name(run: str, named: bool) -> str:
