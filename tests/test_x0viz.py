@@ -50,7 +50,7 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
         )
         assert any(line.count("│") >= 2 and method in line and said in line for line in stdout.splitlines()), stdout
         assert (row["model"], row["metric"], row["prompts"], row["n"]) == ("tiny_sd", "pixel", "1", "2")
-        first = f"x̂0 {float(row['first_step_distance']):.3g} from its final image after step 1"
+        first = f"x̂0 {float(row['first_step_distance']):.3f} from its final image after step 1"
         assert any(method in line and first in line for line in stdout.splitlines()), stdout
         over = f"[pixel, threshold {row['threshold']}, 1 prompt(s) x 2 seeds]"  # what the commitment is over
         assert over in stdout.replace("│\n│", ""), stdout
