@@ -68,6 +68,7 @@ def test_coverage_against_a_folder_changed_since_is_out_of_date(cli, tmp_path: P
     table = _tables(out, "3")
     (note,) = [note for note in table.notes if "out of date" in note]
     assert f"toy / base / a circle against {reference}: its reference changed since" in note, note
+    assert "(its precision/recall/density/coverage rows, which no table shows)" in note, note
     # the group's diversity is not over the reference: its cell stays current
     assert not [line for line in table.measured if MARK in line.measured_as]
 

@@ -568,11 +568,14 @@ def _stale_groups(run: RunData, source: str) -> dict[tuple[tuple[str, ...], str]
     for row in run.diversity if source == "diversity.csv" else run.fid:
         key = (row.get("model", ""), row.get("method", ""))
         key += (row.get("prompt", ""),) if source == "diversity.csv" else ()
-        reference = row.get("reference") or coverage_reference(row)  # fid's, or diversity.csv's coverage rows'
+        coverage = "" if row.get("reference") else coverage_reference(row)  # diversity.csv's coverage rows'
+        reference = row.get("reference") or coverage  # or fid's
         against = f" against {reference}" if reference else ""
         change = row_change(run, source, row)
         if change:
-            found[key, against] = f"{' / '.join(key)}{against}: {change}"
+            # coverage rows feed no table: said so, or a table's note read as about its own (unmarked) cells
+            unshown = " (its precision/recall/density/coverage rows, which no table shows)" if coverage else ""
+            found[key, against] = f"{' / '.join(key)}{against}: {change}{unshown}"
     return found
 
 
