@@ -241,6 +241,8 @@ def test_launcher_settings_follow_the_hydra_launcher_files():
     "args, message",
     [
         (["launcher=nowhere", "shards=2"], "unknown launcher 'nowhere'"),
+        # the plugin's bare SLURM queue (no GPU, 60 min, no requeue): ablate's multirun takes it, generate's shards not
+        (["launcher=submitit_slurm", "shards=2"], "unknown launcher 'submitit_slurm'"),
         (["launcher=submitit_local", "shards=0"], "shards=0"),
         (["launcher=submitit_local", "devices=cpu:2"], "not both"),
         (["launcher=submitit_local", "+launcher_params.no_such_key=1"], "launcher submitit_local"),
@@ -522,6 +524,12 @@ def test_a_shard_jobs_record_names_the_command_line_that_runs_it_by_hand(cli, tm
     typed = ["prompt=a circle", "n=1", f"out={out}", "shards=2", "devices=cpu:2", "+launcher_params.mem_gb=4"]
     job = ShardJob(generate, compose("generate", typed[:3]), Shard(1, 2), "cpu", "generate", tuple(typed))
     job()
+    (record,) = read_records(out)
+    assert record["command_line"][2:] == ["prompt=a circle", "n=1", f"out={out}", "device=cpu", "shard=1/2"]
+    # a SLURM array's job has no worker device: the device= typed stays in its line
+    out = tmp_path / "slurm"
+    typed = ["prompt=a circle", "n=1", f"out={out}", "device=cpu", "shards=2", "launcher=slurm"]
+    ShardJob(generate, compose("generate", typed[:4]), Shard(1, 2), None, "generate", tuple(typed))()
     (record,) = read_records(out)
     assert record["command_line"][2:] == ["prompt=a circle", "n=1", f"out={out}", "device=cpu", "shard=1/2"]
     code, _, err = cli(*record["command_line"][1:])  # it runs, as a user would replay it

@@ -114,7 +114,9 @@ def gpus_present(cfg: DictConfig) -> None:
     launcher_params(cfg)  # its shape, whatever the launcher
     if _run_exists(cfg):
         return
-    if str(cfg.get("launcher", "local")) != "local" and launcher_settings(cfg)[0] != "local":
+    launcher = str(cfg.get("launcher", "local"))
+    # the plugin's own SLURM launcher, which ablate's multirun takes by name (generate's launchers have a file)
+    if launcher == "submitit_slurm" or (launcher != "local" and launcher_settings(cfg)[0] != "local"):
         return
     if isinstance(cfg.get("device"), str) and cfg.device.startswith(("cuda", "mps")):
         from ..core.device import check_device

@@ -144,8 +144,9 @@ class ShardJob:
     batched: bool = False  # run calls shards.batch_done(): SIGUSR2 is held until the current batch is written
 
     def __call__(self) -> str:
-        device = [f"device={self.device}"] if self.device is not None else []  # the worker's, as devices= gave it
-        begin(f"{self.command}", [*shard_argv(self.argv), *device, f"shard={self.shard}"])
+        # a worker's own device (devices=) in place of any typed; a SLURM job keeps the typed one
+        device = [f"device={self.device}"] if self.device is not None else []
+        begin(f"{self.command}", [*shard_argv(self.argv, own_device=bool(device)), *device, f"shard={self.shard}"])
         cfg = self.cfg.copy()
         OmegaConf.set_struct(cfg, False)
         cfg.shard, cfg.launcher, cfg.devices = str(self.shard), "local", None
@@ -176,10 +177,11 @@ class ShardJob:
 LAUNCH_KEYS = ("shard", "shards", "devices", "launcher", "launcher_params")
 
 
-def shard_argv(argv: tuple[str, ...]) -> list[str]:
-    """The launching command's overrides without its launch keys: with `shard=I/N` added, the command line that runs
-    this one shard by hand (`devices=cpu:2 shard=0/4` is refused: devices= runs every shard)."""
-    launch = (*LAUNCH_KEYS, "device")  # a worker's own device= is added by the job
+def shard_argv(argv: tuple[str, ...], own_device: bool = False) -> list[str]:
+    """The launching command's overrides without its launch keys (and its device=, where the shard has its own):
+    with `shard=I/N` added, the command line that runs this one shard by hand (`devices=cpu:2 shard=0/4` is
+    refused: devices= runs every shard)."""
+    launch = (*LAUNCH_KEYS, "device") if own_device else LAUNCH_KEYS
     return [item for item in argv if item.partition("=")[0].lstrip("+~").split(".")[0] not in launch]
 
 
@@ -225,8 +227,7 @@ def _jobs(
 
 
 def launchers() -> list[str]:
-    """local, the launcher files, and the submitit plugin's own two (ablate's multirun takes them by name)."""
-    return ["local", *dict.fromkeys(["slurm", "submitit_local", "submitit_slurm", *available("hydra/launcher")])]
+    return ["local", *dict.fromkeys(["slurm", "submitit_local", *available("hydra/launcher")])]
 
 
 def launcher_params(cfg: DictConfig) -> DictConfig:
