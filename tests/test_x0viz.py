@@ -50,7 +50,7 @@ def test_x0viz_writes_grids_and_a_curve(cli, tmp_path):
         )
         assert any(line.count("│") >= 2 and method in line and said in line for line in stdout.splitlines()), stdout
         assert (row["model"], row["metric"], row["prompts"], row["n"]) == ("tiny_sd", "pixel", "1", "2")
-        first = f"x̂0 {float(row['first_step_distance']):.3f} from its final image after step 1"
+        first = f"x̂0 {float(row['first_step_distance']):#.3g} from its final image after step 1"
         assert any(method in line and first in line for line in stdout.splitlines()), stdout
         over = f"[pixel, threshold {row['threshold']}, 1 prompt(s) x 2 seeds]"  # what the commitment is over
         assert over in stdout.replace("│\n│", ""), stdout
@@ -403,3 +403,16 @@ def test_figure_5_names_each_curves_pair_and_marks_the_papers_reading(cli, tmp_p
         "tiny_sd hybrid_k1 (n=2)",
         "paper: SDXL base ~30%",
     ], labels
+
+
+def test_the_summary_gives_each_first_step_distance_to_three_significant_digits(tmp_path):
+    """0.370121 printed as 0.37 beside 0.416; three decimals would print 0.000412 as 0.000, read as identical."""
+    from diversity_cli.commands.summary import Summary, _x0viz
+
+    rows = "method,steps,committed_fraction,committed_step,committed_timestep,first_step_distance\n"
+    rows += "hybrid_k1,4,0.5,1,749,0.370121\ndistilled,4,0.5,1,749,0.000412\n"
+    (tmp_path / "commitment_summary.csv").write_text(rows)
+    summary = Summary("x0viz", 1.0)
+    _x0viz(summary, tmp_path)
+    lines = dict(summary.headline)
+    assert "x̂0 0.370 from its final image" in lines["hybrid_k1"] and "x̂0 0.000412 from" in lines["distilled"]

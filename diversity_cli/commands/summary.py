@@ -238,7 +238,8 @@ def _x0viz(summary: Summary, out: Path) -> None:
             summary.headline.append((row.get("method", "?"), "commitment: see commitment_summary.csv"))
             continue
         first = row.get("first_step_distance")  # absent in summaries written before it
-        first = f"; x̂0 {float(first):.3f} from its final image after step 1" if first else ""  # 0.370, not 0.37
+        # three significant digits, trailing zeros kept: 0.370 beside 0.416 (not 0.37), 0.000412 (not 0.000)
+        first = f"; x̂0 {float(first):#.3g} from its final image after step 1" if first else ""
         # what it was measured over: the commitment moves with the prompts, n, the metric and the threshold
         over = [row.get(key) for key in ("metric", "threshold", "prompts", "n")]
         over = f" [{over[0]}, threshold {over[1]}, {over[2]} prompt(s) x {over[3]} seeds]" if all(over) else ""
