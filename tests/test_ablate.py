@@ -272,11 +272,11 @@ def test_plots_of_a_grid_and_of_methods(tmp_path):
         ),
         (
             ["launcher=slurm", "hydra.launcher.timeout_min=5,10"],
-            "error: hydra.launcher.timeout_min=5,10: a launcher setting takes one value (ablate sweeps its knobs)",
+            "error: hydra.launcher.timeout_min=5,10: a hydra setting takes one value here (ablate sweeps its knobs)",
         ),
         (  # Hydra replaces no dict key by key without ++: refused inside the multirun, after its folders were made
             ["launcher=slurm", "hydra.launcher.additional_parameters={mail_type:ALL}"],
-            "error: launcher=slurm: Could not override 'hydra.launcher.additional_parameters'.",
+            "error: launcher slurm: Could not override 'hydra.launcher.additional_parameters'.",
         ),
     ],
 )

@@ -15,7 +15,9 @@ from ..sampling.methods import USES_BASE_KNOBS
 READ_ONLY_BY = {key: ("method", USES_BASE_KNOBS) for key in KNOBS if key != "method"}
 # --help leaves them out of the keys to give, and names them
 SET_BY_THE_COMMAND = measure_keys_set_per_point()
-NOT_TAKEN = dict.fromkeys(GENERATE_SCALE_OUT, "it runs every point whole; launcher= spreads the points over jobs")
+NOT_TAKEN = dict.fromkeys(
+    GENERATE_SCALE_OUT, "it runs every point whole; launcher= spreads the points over jobs, hydra.launcher.* sets them"
+)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

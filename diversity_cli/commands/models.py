@@ -50,7 +50,7 @@ def pair_lines(checked: bool = True) -> list[str]:
 def missing_lines(name: str, preset: str | None = None, overrides: Sequence[str] = ()) -> list[str]:
     """What one pair's networks and components need that is not on this machine, each with how to provide it, at
     `preset` (its default where None: the preset decides files, e.g. the card's fp16 variant) and with `overrides`
-    (`model.distilled.network.path=<a local copy>`, as the lines suggest): one line when nothing is."""
+    (`model.distilled.network.repo=<a local copy>`, as the lines suggest): one line when nothing is."""
     model = pair_config(name, preset, overrides)
     missing = pair_missing(model)
     said = [f"preset={model.get('preset')}"] if model.get("preset") else []

@@ -375,7 +375,8 @@ def command_help(
         rows = key_rows(config, chosen)
     except UserError:
         chosen, rows = [], key_rows(config)
-    hidden = set(set_by_it) | set(not_taken or {})
+    set_by_it, not_taken = sorted(set_by_it), not_taken or {}  # each read twice below
+    hidden = {*set_by_it, *not_taken}
     rows = [row for row in rows if row[0] not in hidden]
     width = min(36, max((len(row[0]) for row in rows), default=10))  # a longer key overflows its column
     kinds = min(24, max((len(row[1]) for row in rows), default=5))
@@ -394,10 +395,10 @@ def command_help(
     lines.append("Keys (key  type  default  meaning):")
     for key, kind, default, meaning in rows:
         lines.append(f"  {key:<{width}}  {kind:<{kinds}}  {default:<16}  {meaning}".rstrip())
-    if set(set_by_it):
-        lines += ["", f"Set by {name} itself (not keys to give): {', '.join(sorted(set(set_by_it)))}"]
-    for why in dict.fromkeys((not_taken or {}).values()):
-        keys = sorted(key for key, reason in (not_taken or {}).items() if reason == why)
+    if set_by_it:
+        lines += ["", f"Set by {name} itself (not keys to give): {', '.join(set_by_it)}"]
+    for why in dict.fromkeys(not_taken.values()):
+        keys = sorted(key for key, reason in not_taken.items() if reason == why)
         lines += ["", f"Not taken by {name} ({why}): {', '.join(keys)}"]
     lines += [
         "",

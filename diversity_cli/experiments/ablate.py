@@ -313,7 +313,10 @@ def check_launcher_overrides(cfg: DictConfig) -> None:
     try:
         for override in OverridesParser.create().parse_overrides(given):
             if override.is_sweep_override():
-                raise UserError(f"{override.input_line}: a launcher setting takes one value (ablate sweeps its knobs)")
+                raise UserError(
+                    f"{override.input_line}: a hydra setting takes one value here (ablate sweeps its knobs); quote a "
+                    "value with commas: key='a,b'"
+                )
             if override.key_or_group.startswith(prefix):  # nested ones too: additional_parameters.mail_type=ALL
                 key = override.key_or_group.removeprefix(prefix)
                 OmegaConf.update(params, key, override.value(), merge=True, force_add=True)
@@ -336,7 +339,8 @@ def _compose_launcher(launcher: str, overrides: list[str]) -> None:
             compose(overrides=[searchpath, f"hydra/launcher={launcher}", *overrides], return_hydra_config=True)
     except Exception as err:  # Hydra's exception and its cause, in one line
         cause = f" ({first_line(err.__cause__)})" if err.__cause__ is not None else ""
-        raise UserError(f"launcher={launcher}: {first_line(err)}{cause}") from None
+        hint = "; add a key with +, replace a whole group with ++" if "not in struct" in cause else ""
+        raise UserError(f"launcher {launcher}: {first_line(err)}{cause}{hint}") from None
 
 
 def check_scale_out(cfg: DictConfig) -> None:
@@ -519,8 +523,8 @@ def _measured_here(view: Path, rel: str) -> bool:
             header = f.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         return False
-    if rel == diversity.CSV_NAME:  # columns added since (ci, options, samples, reference_id) come last: an older
-        # header is a prefix
+    # diversity.csv's columns added since (ci, options, samples, reference_id) come last: an older header is a prefix
+    if rel == diversity.CSV_NAME:
         columns = header.split(",")
         return len(columns) >= 8 and columns == diversity.COLUMNS[: len(columns)]
     # fid.csv ends in its META columns, as many as existed when it was written (an early one: ...,features,samples)

@@ -393,8 +393,8 @@ def _panel7(ax: Any, frame: Any, knob: str, title: str) -> None:
             colour = colours.get((level.run, level.model, level.metric, level.sweep), colour)
         label = _run_name(level.run, named) + f"{level.model} {level.fixed} alone"
         label += f" ({level.sweep})" if level.sweep else ""
-        label += _quality_words(level.to_frame().T)
         label += _pair(level.pair) if "pair" not in level.sweep else ""  # named once
+        label += _quality_words(level.to_frame().T)
         alpha = 0.5 if several and level.fixed != "base" else 1.0
         ax.axhline(level.value, ls=style, lw=1, color=colour, alpha=alpha, label=label)
         if level.notna()[["ci_low", "ci_high"]].all():  # its interval, as wide as a point's: bare, it read as exact
@@ -420,6 +420,7 @@ def _quality_words(points: Any) -> str:
     found = found[found.quality_metric.astype(str) != ""]
     if found.empty:
         return ""
+    found = found[found.quality_metric == found.quality_metric.iloc[0]]  # one metric's range, under its name
     low, high = float(found.quality.min()), float(found.quality.max())
     span = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
     return f"; {found.quality_metric.iloc[0]} {span}"
