@@ -141,6 +141,15 @@ def test_a_run_resumes_over_a_label_and_refuses_a_training_setting(cli, tmp_path
     assert "different settings (lr.generator)" in err, err  # the label is not named among them
 
 
+def test_which_settings_change_no_training():
+    from diversity_cli.training.state import changes_no_training
+
+    words = ["model.base.label", "model.distilled.label", "model.auto_k.n", "model.hybrid_note", "model.default_prompt"]
+    assert all(changes_no_training(key) for key in words)
+    trained = ["model.base.guidance", "model.name", "model.base", "lr.generator", "model.distilled.network.path"]
+    assert not any(changes_no_training(key) for key in trained)  # `model.base` alone raised an IndexError
+
+
 def test_resume_continues_and_equals_an_uninterrupted_run(cli, tmp_path, prompts_file):
     # On CPU, where kernels are deterministic for a fixed thread count (GPU kernels are not: two identical GPU runs
     # already differ in the 6th digit), a checkpoint restores weights and Adam moments exactly and each iteration

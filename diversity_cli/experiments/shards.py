@@ -56,8 +56,8 @@ def parse_shard(value: object) -> Shard | None:
 def _slurm_array_shard(task: str, count: str) -> Shard:
     """This task's position in its SLURM array as a shard. Task ids need not start at 0 (`--array=2-5`) nor be
     consecutive (`--array=0-8:4` runs 0, 4, 8): the position is (id - min) / step, so the shards are 0/3, 1/3,
-    2/3 (id - min alone gave 4/3 and 8/3, refused, and shard 1/3 never ran). Ids no even step reaches
-    (`--array=1,2,5`) have no position: refused."""
+    2/3 (id - min alone gave 4/3 and 8/3, refused, and shard 1/3 never ran). A task whose id no even step from
+    min reaches is refused (task 2 of `--array=1,2,5`; tasks 1 and 5 cannot tell, and run as shards 0/3 and 2/3)."""
     what = f"shard=auto (SLURM_ARRAY_TASK_ID={task} of SLURM_ARRAY_TASK_COUNT={count})"
     try:
         number, total = int(task), int(count)

@@ -99,7 +99,9 @@ def changes_no_training(key: str) -> bool:
     if parts[0] != "model" or len(parts) < 2:
         return False
     inside = parts[2:] if parts[1] in ("base", "distilled") else parts[1:]
-    return inside[:1] == ["auto_k"] or inside[0] in NOTE_KEYS or (len(inside) == 1 and inside[0] in WORDS)
+    if not inside:  # a whole role (`model.base`) given as one value: not a word
+        return False
+    return inside[0] == "auto_k" or inside[0] in NOTE_KEYS or (len(inside) == 1 and inside[0] in WORDS)
 
 
 def fingerprint(cfg: DictConfig) -> str:
