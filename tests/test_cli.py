@@ -159,6 +159,10 @@ def test_models_of_one_pair_names_each_missing_file_and_how_to_provide_it(cli, t
     assert f"{copy / 'dmd2_sdxl_4step_unet_fp16.bin'}: not found there" in out
     code, _, err = cli("models", "model.base.guidance=4")
     assert code == 2 and "models takes model.base.guidance=4 after a pair" in err, err
+    code, _, err = cli("models", "toy", "model.foo=1")  # Hydra's "bad override for 'generate'" named no pair key
+    assert code == 2 and err.startswith("error: unknown key 'model.foo' of toy; did you mean"), err
+    code, out, err = cli("models", "toy", "~model.hybrid_note")  # a deletion is a setting too, not a second pair
+    assert code == 0 and out.startswith("toy (~model.hybrid_note): every file"), err
 
 
 def test_cfg_job_prints_the_composed_config_and_does_nothing_else(cli, tmp_path):

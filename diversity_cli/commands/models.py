@@ -11,6 +11,7 @@ import typer
 from ..core.config import available, compose, pair_config
 from ..core.errors import UserError, did_you_mean
 from ..models.preflight import pair_missing
+from .usage import check_keys
 
 
 def pair_rows(checked: bool = True) -> list[dict[str, str]]:
@@ -62,7 +63,7 @@ def missing_lines(name: str, preset: str | None = None, overrides: Sequence[str]
 
 def main(overrides: list[str]) -> None:
     presets = [item.removeprefix("preset=") for item in overrides if item.startswith("preset=")]
-    settings = [item for item in overrides if item.lstrip("+").startswith("model.")]  # a local copy's path, say
+    settings = [item for item in overrides if item.lstrip("+~").startswith("model.")]  # a local copy's path, say
     overrides = [item for item in overrides if not item.startswith("preset=") and item not in settings]
     names, pairs = [item.removeprefix("model=") for item in overrides], available("model")
     if settings and not names:
@@ -75,6 +76,11 @@ def main(overrides: list[str]) -> None:
         near = did_you_mean(names[0], pairs) or ";"
         raise UserError(f"unknown pair '{names[0]}'{near} the pairs: {', '.join(pairs)}")
     if names:
+        if settings:  # a key the pair has not: the nearest ones, as generate tells them (not Hydra's bare refusal)
+            try:
+                check_keys("generate", [f"model={names[0]}", *settings])
+            except UserError as err:  # about the pair, not a command the user did not run
+                raise UserError(str(err).replace("for 'generate'", f"of {names[0]}")) from None
         lines = missing_lines(names[0], presets[0] if presets else None, settings)
         print("\n".join(lines))
         if len(lines) > 1:  # a script (the Makefile's reproduce targets) checks every file before any work
