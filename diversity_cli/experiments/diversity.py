@@ -45,7 +45,7 @@ from ..metrics.diversity import MIN_INTERVAL_N, PairwiseDiversity, VendiScore, p
 from ..metrics.embedders import EMBEDDERS, Embedder, get_embedder, image_files, load_image, load_images, toy_module
 from ..metrics.reference import folder_id
 from .defaults import apply_defaults
-from .shards import Shard, batch_done, parse_shard, saving
+from .shards import LAUNCH_KEYS, Shard, batch_done, parse_shard, saving
 
 # ci: the interval's level; options: the embedder's settings that differ from conf/diversity.yaml's (what was measured);
 # samples: which images of samples.csv the group held (`samples_digest`; empty for a folder of images);
@@ -767,7 +767,7 @@ def groups_fingerprint(cfg: DictConfig, groups: list[Group]) -> str:
     settings = {
         key: value
         for key, value in OmegaConf.to_container(cfg, resolve=True).items()
-        if key not in ("shard", "shards", "launcher", "devices", "launcher_params", "device", "out")
+        if key not in (*LAUNCH_KEYS, "device", "out")
     }
     # paths and which samples they are (seed, settings): images remade in place make another fingerprint
     images = [[g.model, g.method, g.prompt, [str(p) for p in g.paths], g.samples] for g in groups]

@@ -43,7 +43,7 @@ from ..metrics.quality import (
 )
 from ..metrics.reference import ReferenceSet, check_cut, identity_id, load_image, open_reference
 from .defaults import apply_defaults
-from .shards import Shard, batch_done, parse_shard, saving
+from .shards import LAUNCH_KEYS, Shard, batch_done, parse_shard, saving
 
 COLUMNS = ["method", "model", "n", "fid", "is", "is_std", "clip", "seconds_per_image"]
 KEY = ("method", "model", "reference", "features")
@@ -197,7 +197,7 @@ def shard_fingerprint(cfg: DictConfig, rundir: RunDir, groups: dict[tuple[str, s
     settings = {
         key: value
         for key, value in OmegaConf.to_container(cfg, resolve=True).items()
-        if key not in ("shard", "shards", "launcher", "devices", "launcher_params", "device", "workers", "out")
+        if key not in (*LAUNCH_KEYS, "device", "workers", "out")
     }
     # paths and which samples they are (seed, settings): images remade in place make another fingerprint
     images = {

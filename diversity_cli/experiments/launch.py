@@ -41,7 +41,7 @@ from ..core.errors import UserError, did_you_mean, first_line
 from ..core.record import begin, current, finish, record_invocation
 from ..core.rundir import SHARDS
 from ..core.schema import show
-from .shards import Shard, on_batch_done, parse_shard, parse_shard_count, save_progress
+from .shards import LAUNCH_KEYS, Shard, on_batch_done, parse_shard, parse_shard_count, save_progress
 
 Runner = Callable[[DictConfig], Any]
 Remaining = Callable[[DictConfig, Shard], "int | None"]
@@ -172,9 +172,6 @@ class ShardJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
-
-
-LAUNCH_KEYS = ("shard", "shards", "devices", "launcher", "launcher_params")
 
 
 def shard_argv(argv: tuple[str, ...], own_device: bool = False) -> list[str]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from ..core.errors import UserError
 
+# the settings that say how a command is split and where its shards run: no shard's result depends on them
+LAUNCH_KEYS = ("shard", "shards", "devices", "launcher", "launcher_params")
 SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 

@@ -22,12 +22,13 @@ from ..core.errors import UserError, did_you_mean
 from ..core.schema import convert, literal_keys, rules, show
 from ..core.schemas import SCHEMAS
 from ..sampling.methods import METHODS
+from .shards import LAUNCH_KEYS
 
 KNOBS = ("method", "k", "base_guidance", "base_steps")
 # measure.diversity.* / measure.fid.* keys ablate sets for every point itself (`ablate.check_measure` refuses them)
-OWN_MEASURE_KEYS = ("out", "images", "device", "shard", "shards", "launcher", "devices", "launcher_params")
+OWN_MEASURE_KEYS = ("out", "images", "device", *LAUNCH_KEYS)
 # generate's scale-out keys: ablate runs each point whole, its points spread by its own launcher= (`check_scale_out`)
-GENERATE_SCALE_OUT = ("shard", "shards", "devices", "launcher_params")
+GENERATE_SCALE_OUT = tuple(key for key in LAUNCH_KEYS if key != "launcher")
 OWN_MEASURE_KEYS_OF = {"diversity": ("metric", "prompt"), "fid": ("tags",)}
 
 

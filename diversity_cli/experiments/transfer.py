@@ -69,7 +69,7 @@ from .generation import (
     settings_keys,
     weights_part,
 )
-from .shards import Shard, batch_done, parse_shard
+from .shards import LAUNCH_KEYS, Shard, batch_done, parse_shard
 
 # change_low / change_high: change_pct's 95% paired bootstrap interval over the images (CHANGE_CI)
 COLUMNS = [
@@ -92,7 +92,7 @@ DIRECTIONS = {"base_to_distilled": ("base",), "distilled_to_base": ("distilled",
 ROLES = ("base", "distilled")
 TABLE_COLUMNS = ("name", "concept", "prompt", "scale", "file")  # adapters=FILE: name is required, the rest optional
 # Keys that change where or how a run is executed, not what it makes or measures (a shard's fingerprint skips them).
-LAUNCH_KEYS = ("shard", "shards", "launcher", "devices", "launcher_params", "device", "out", "lock_wait")
+UNKEYED = (*LAUNCH_KEYS, "device", "out", "lock_wait")
 
 
 @dataclass(frozen=True)
@@ -886,7 +886,7 @@ def finish(cfg: DictConfig, rundir: RunDir, plan: Plan, results: list[dict[str, 
 
 def plan_fingerprint(cfg: DictConfig, plan: Plan) -> str:
     """What a shard's scores depend on: the settings that change an image or a number, and every group's images."""
-    settings = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in LAUNCH_KEYS}
+    settings = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in UNKEYED}
     groups = [[group.tag, group.settings, [job.path for job in group.jobs]] for group in plan.groups]
     return digest({"settings": settings, "groups": groups})
 
